@@ -1,0 +1,132 @@
+"""Mesh capture: the evaluated mesh of an object (modifiers applied) as the backend's ``.npz`` file.
+
+All arrays are read with ``foreach_get`` into numpy buffers; there is no Python loop over vertices.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from . import errors
+from .paths import protocol
+
+FACING_VECTORS = {
+    "-Y": (0.0, -1.0, 0.0), "+Y": (0.0, 1.0, 0.0), "-X": (-1.0, 0.0, 0.0),
+    "+X": (1.0, 0.0, 0.0), "+Z": (0.0, 0.0, 1.0), "-Z": (0.0, 0.0, -1.0),
+}
+"""Directions a face can look towards, in object space. Blender's front view looks along +Y, so a
+character facing the front view looks towards -Y: that is the default hint."""
+
+
+def check_mesh_object(obj: bpy.types.Object | None) -> None:
+    """Raise a clear AvatarTexError when ``obj`` cannot be textured."""
+    proto = protocol()
+    if obj is None:
+        raise errors.error(errors.NOTHING_SELECTED, "Nothing is selected.",
+                           "Select a head mesh object and try again.")
+    if obj.type != 'MESH':
+        raise errors.error(errors.NOT_A_MESH, f"'{obj.name}' is a {obj.type.lower()}, not a mesh.",
+                           "Select a mesh object (the head) and try again.")
+    if len(obj.data.polygons) == 0:
+        raise errors.error(proto.ErrorCode.MESH_EMPTY, f"Mesh '{obj.name}' has no faces.",
+                           "Texture a mesh with faces.")
+    if len(obj.data.uv_layers) == 0:
+        raise errors.error(proto.ErrorCode.NO_UV_MAP, f"Mesh '{obj.name}' has no UV map.",
+                           "Click 'Unwrap' in the AvatarTex panel (or UV > Smart UV Project) and try again.")
+
+
+def resolve_uv_map(obj: bpy.types.Object, uv_map: str) -> str:
+    """The UV map to bake into: the named one, else the one marked for rendering, else the active one."""
+    layers = obj.data.uv_layers
+    if uv_map:
+        if uv_map not in layers:
+            raise errors.error(protocol().ErrorCode.UV_MAP_NOT_FOUND,
+                               f"Mesh '{obj.name}' has no UV map named '{uv_map}'.",
+                               f"Pick one of: {', '.join(layers.keys())} (or leave the field empty).")
+        return uv_map
+    for layer in layers:
+        if layer.active_render:
+            return layer.name
+    return layers.active.name if layers.active else layers[0].name
+
+
+def capture_object(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph, uv_map: str, path: Path,
+                   facing: str = "-Y") -> Path:
+    """Write the evaluated mesh of ``obj`` with UV map ``uv_map`` to ``path`` (``protocol.CAPTURE_KEYS``)."""
+    check_mesh_object(obj)
+    uv_name = resolve_uv_map(obj, uv_map)
+    obj_eval = obj.evaluated_get(depsgraph)
+    mesh = obj_eval.to_mesh()
+    try:
+        if uv_name not in mesh.uv_layers:
+            raise errors.error(protocol().ErrorCode.UV_MAP_NOT_FOUND,
+                               f"A modifier of '{obj.name}' removes the UV map '{uv_name}'.",
+                               "Keep the UV map through the modifier stack (or apply it first).")
+        mesh.calc_loop_triangles()
+        n_verts, n_loops, n_tris = len(mesh.vertices), len(mesh.loops), len(mesh.loop_triangles)
+        if n_tris == 0:
+            raise errors.error(protocol().ErrorCode.MESH_EMPTY, f"Mesh '{obj.name}' has no faces.",
+                               "Texture a mesh with faces.")
+        positions = np.empty(n_verts * 3, np.float32)
+        mesh.vertices.foreach_get("co", positions)
+        triangles = np.empty(n_tris * 3, np.int32)
+        mesh.loop_triangles.foreach_get("vertices", triangles)
+        tri_loops = np.empty(n_tris * 3, np.int32)
+        mesh.loop_triangles.foreach_get("loops", tri_loops)
+        loop_uvs = np.empty(n_loops * 2, np.float32)
+        mesh.uv_layers[uv_name].uv.foreach_get("vector", loop_uvs)
+        normals = np.empty(n_verts * 3, np.float32)
+        if hasattr(mesh, "vertex_normals"):
+            mesh.vertex_normals.foreach_get("vector", normals)
+        else:  # Blender < 4.1
+            mesh.vertices.foreach_get("normal", normals)
+        uvs = loop_uvs.reshape(-1, 2)[tri_loops].reshape(n_tris, 3, 2)
+        positions = positions.reshape(-1, 3)
+        pins, pin_names = _pins(obj, positions)
+    finally:
+        obj_eval.to_mesh_clear()
+    data = {
+        "positions": positions,
+        "triangles": triangles.reshape(-1, 3),
+        "uvs": uvs,
+        "normals": normals.reshape(-1, 3),
+        "name": np.array(obj.name),
+        "up": np.array([0.0, 0.0, 1.0], np.float32),
+    }
+    if facing in FACING_VECTORS:
+        data["forward"] = np.array(FACING_VECTORS[facing], np.float32)
+    if pins is not None:
+        data["pins"], data["pin_names"] = pins, pin_names
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **data)
+    tmp.replace(path)
+    return path
+
+
+def _pins(obj: bpy.types.Object, eval_positions: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Landmark pins as vertex ids of the *evaluated* mesh.
+
+    Pins are stored as vertex ids of the original mesh; a modifier (subdivision, mirror) renumbers or
+    moves vertices, so each pin goes to the evaluated vertex nearest to the original vertex.
+    """
+    names = protocol().PIN_NAMES
+    stored = np.array(obj.avatartex.pins[:len(names)], np.int32)
+    if (stored < 0).all():
+        return None, None
+    mesh = obj.data
+    original = np.empty(len(mesh.vertices) * 3, np.float32)
+    mesh.vertices.foreach_get("co", original)
+    original = original.reshape(-1, 3)
+    pins = np.full(len(names), -1, np.int32)
+    valid = (stored >= 0) & (stored < len(original))
+    if len(original) == len(eval_positions) and np.allclose(original, eval_positions):
+        pins[valid] = stored[valid]
+    else:
+        targets = original[stored[valid]]
+        dist = ((eval_positions[None, :, :] - targets[:, None, :]) ** 2).sum(-1)
+        pins[valid] = dist.argmin(axis=1)
+    return pins, np.array(names)

@@ -1,0 +1,125 @@
+"""Material writing: plug a generated image into Base Color without destroying anything.
+
+The add-on owns exactly one node per material, an Image Texture node named ``AvatarTex Texture``.
+Every other node stays. What was linked into Base Color before (node + socket, or the plain colour)
+is remembered on the material, so ``restore`` puts it back even after the file was saved and
+reopened; Blender's undo restores it too, because each change happens inside one undoable operator.
+"""
+
+from __future__ import annotations
+
+import bpy
+
+NODE_NAME = "AvatarTex Texture"
+_PREVIOUS_KEY = "avatartex_previous"
+
+
+def ensure_material(obj: bpy.types.Object) -> bpy.types.Material:
+    """The object's active material, created (with nodes) when it has none."""
+    mat = obj.active_material
+    if mat is None:
+        mat = bpy.data.materials.new(f"{obj.name} AvatarTex")
+        if len(obj.material_slots) == 0:
+            obj.data.materials.append(mat)
+        else:
+            obj.active_material = mat
+    if not mat.use_nodes:
+        mat.use_nodes = True
+    return mat
+
+
+def find_principled(mat: bpy.types.Material) -> bpy.types.Node:
+    """The Principled BSDF feeding the material output (added when the tree has none)."""
+    tree = mat.node_tree
+    output = next((n for n in tree.nodes if n.bl_idname == "ShaderNodeOutputMaterial" and n.is_active_output),
+                  None) or next((n for n in tree.nodes if n.bl_idname == "ShaderNodeOutputMaterial"), None)
+    if output is not None:
+        for link in output.inputs["Surface"].links:
+            if link.from_node.bl_idname == "ShaderNodeBsdfPrincipled":
+                return link.from_node
+    node = next((n for n in tree.nodes if n.bl_idname == "ShaderNodeBsdfPrincipled"), None)
+    if node is not None:
+        return node
+    node = tree.nodes.new("ShaderNodeBsdfPrincipled")
+    if output is None:
+        output = tree.nodes.new("ShaderNodeOutputMaterial")
+        output.location = (300, 0)
+    if not output.inputs["Surface"].is_linked:
+        tree.links.new(node.outputs["BSDF"], output.inputs["Surface"])
+    return node
+
+
+def texture_node(mat: bpy.types.Material) -> bpy.types.Node | None:
+    """The AvatarTex Image Texture node of ``mat``, if any."""
+    if mat is None or mat.node_tree is None:
+        return None
+    return mat.node_tree.nodes.get(NODE_NAME)
+
+
+def apply_image(obj: bpy.types.Object, image: bpy.types.Image, uv_map: str) -> bpy.types.Material:
+    """Show ``image`` through the object's material: Image Texture -> Principled Base Color.
+
+    The first time, the previous Base Color input is remembered; later calls only swap the image.
+    """
+    mat = ensure_material(obj)
+    tree = mat.node_tree
+    bsdf = find_principled(mat)
+    base = bsdf.inputs["Base Color"]
+    node = tree.nodes.get(NODE_NAME)
+    if node is None:
+        previous: dict = {"color": list(base.default_value)}
+        if base.is_linked:
+            link = base.links[0]
+            previous["node"] = link.from_node.name
+            previous["socket"] = link.from_socket.identifier
+            previous["image"] = getattr(getattr(link.from_node, "image", None), "name", "")
+        mat[_PREVIOUS_KEY] = previous
+        node = tree.nodes.new("ShaderNodeTexImage")
+        node.name = node.label = NODE_NAME
+        node.location = (bsdf.location.x - 350, bsdf.location.y)
+    node.image = image
+    tree.nodes.active = node
+    _set_uv_input(tree, node, uv_map)
+    if not base.is_linked or base.links[0].from_node != node:
+        tree.links.new(node.outputs["Color"], base)
+    return mat
+
+
+def _set_uv_input(tree: bpy.types.NodeTree, node: bpy.types.Node, uv_map: str) -> None:
+    """Feed the texture the UV map it was baked for (a UV Map node), unless it is the default one."""
+    uv_node_name = f"{NODE_NAME} UV"
+    uv_node = tree.nodes.get(uv_node_name)
+    if not uv_map:
+        if uv_node is not None:
+            tree.nodes.remove(uv_node)
+        return
+    if uv_node is None:
+        uv_node = tree.nodes.new("ShaderNodeUVMap")
+        uv_node.name = uv_node.label = uv_node_name
+        uv_node.location = (node.location.x - 250, node.location.y)
+    uv_node.uv_map = uv_map
+    tree.links.new(uv_node.outputs["UV"], node.inputs["Vector"])
+
+
+def restore(mat: bpy.types.Material) -> bool:
+    """Put Base Color back as it was before AvatarTex touched ``mat``; returns whether anything changed."""
+    node = texture_node(mat)
+    previous = mat.get(_PREVIOUS_KEY) if mat is not None else None
+    if node is None and previous is None:
+        return False
+    tree = mat.node_tree
+    bsdf = find_principled(mat)
+    base = bsdf.inputs["Base Color"]
+    for extra in (node, tree.nodes.get(f"{NODE_NAME} UV")):
+        if extra is not None:
+            tree.nodes.remove(extra)
+    if previous is not None:
+        previous = previous.to_dict() if hasattr(previous, "to_dict") else dict(previous)
+        base.default_value = previous.get("color", base.default_value)
+        source = tree.nodes.get(previous.get("node", ""))
+        if source is not None:
+            socket = next((s for s in source.outputs if s.identifier == previous.get("socket")), None)
+            if socket is not None:
+                tree.links.new(socket, base)
+        del mat[_PREVIOUS_KEY]
+    return True

@@ -1,0 +1,136 @@
+"""Where things live: the bundled backend, the extension's user folder, output textures.
+
+Nothing is ever written inside the add-on's own folder: it may be read-only and is wiped on upgrade.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from types import ModuleType
+
+import bpy
+
+ADDON_PACKAGE = __package__ or "avatartex_addon"
+_ADDON_DIR = Path(__file__).resolve().parent
+
+
+def backend_root() -> Path:
+    """The folder holding the bundled ``avatartex`` backend package (goes on the backend's PYTHONPATH).
+
+    Inside the built zip it is ``<add-on>/backend``; when the add-on runs from the source tree it is
+    the repository's ``backend`` folder.
+    """
+    for candidate in (_ADDON_DIR / "backend", _ADDON_DIR.parent / "backend"):
+        if (candidate / "avatartex" / "protocol.py").is_file():
+            return candidate
+    raise FileNotFoundError(f"The AvatarTex backend source is missing next to {_ADDON_DIR}; "
+                            "reinstall the extension.")
+
+
+def requirements_file() -> Path:
+    """The backend's ``requirements.txt`` bundled with the add-on (may not exist in dev builds)."""
+    return backend_root() / "requirements.txt"
+
+
+_protocol: ModuleType | None = None
+
+
+def protocol() -> ModuleType:
+    """The backend's stdlib-only ``protocol`` module, loaded by file path.
+
+    Importing the backend package itself inside Blender is avoided on purpose: only this one file
+    is guaranteed to need nothing but the standard library.
+    """
+    global _protocol
+    if _protocol is None:
+        path = backend_root() / "avatartex" / "protocol.py"
+        name = f"{ADDON_PACKAGE}._protocol"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        # dataclasses resolve annotations through sys.modules, so register before executing.
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        _protocol = module
+    return _protocol
+
+
+def user_dir(sub: str = "") -> Path:
+    """A writable folder of this extension's user data (``extension_path_user``), created on demand.
+
+    Legacy (non-extension) installs have no extension user folder; they use Blender's config folder.
+    """
+    try:
+        base = bpy.utils.extension_path_user(ADDON_PACKAGE, create=True)
+    except (ValueError, RuntimeError, TypeError):
+        base = bpy.utils.user_resource('CONFIG', path="avatartex", create=True)
+    path = Path(base) / sub if sub else Path(base)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def output_dir() -> tuple[Path, bool]:
+    """Folder for generated textures and whether it is next to the saved .blend.
+
+    Saved files get ``//textures/`` so the images travel with the project; unsaved files get the
+    extension's user folder, because there is no project folder yet.
+    """
+    if bpy.data.filepath:
+        return Path(bpy.path.abspath("//textures")), True
+    return user_dir("textures"), False
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe version of an object or variant name."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")
+    return cleaned or "texture"
+
+
+def ensure_writable_dir(folder: Path) -> None:
+    """Create ``folder`` and prove it is writable by creating a file in it; raise AvatarTexError if not."""
+    proto = protocol()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".avatartex-probe-"):
+            pass
+    except OSError as exc:
+        raise proto.AvatarTexError(
+            proto.ErrorCode.OUTPUT_NOT_WRITABLE,
+            f"Cannot write textures to {folder}: {exc.strerror or exc}.",
+            "Save the .blend somewhere you can write to, or fix the folder's permissions.") from None
+
+
+def place_unique(source: Path, folder: Path, stem: str, suffix: str = ".png") -> Path:
+    """Copy ``source`` into ``folder`` under a new, unused name ``stem[_NNN]suffix``; atomic, no clobber.
+
+    The copy goes to a temporary file first and is then hard-linked to its final name, which fails
+    instead of overwriting when the name exists: the artist's images are never replaced.
+    """
+    ensure_writable_dir(folder)
+    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=".avatartex-", suffix=suffix)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        shutil.copyfile(source, tmp)
+        for index in range(10000):
+            target = folder / (f"{stem}{suffix}" if index == 0 else f"{stem}_{index:03d}{suffix}")
+            if target.exists():
+                continue
+            try:
+                os.link(tmp, target)
+            except FileExistsError:
+                continue
+            except OSError:
+                # File systems without hard links: the existence check above is the best we can do.
+                if target.exists():
+                    continue
+                os.replace(tmp, target)
+            return target
+        raise FileExistsError(f"no free file name for {stem}{suffix} in {folder}")
+    finally:
+        tmp.unlink(missing_ok=True)

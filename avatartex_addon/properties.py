@@ -1,0 +1,127 @@
+"""Properties: one root group on the Scene (``scene.avatartex``) and one on each Object (``obj.avatartex``)."""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import (
+    CollectionProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    IntVectorProperty,
+    PointerProperty,
+    StringProperty,
+)
+
+from . import state
+from .paths import protocol
+
+DEFAULT_STYLES = (("photoreal", "Photoreal", "The photo, completed and de-lit"),)
+"""Shown until the backend's ``hello`` has listed its styles."""
+
+PIN_COUNT = 8
+"""Length of protocol.PIN_NAMES (checked at registration)."""
+
+ENGINE_ITEMS = [
+    ("auto", "Auto", "Neural where a GPU and the models are present, classic otherwise"),
+    ("classic", "Classic", "Any CPU, no downloads"),
+    ("neural", "Neural", "Diffusion models on the GPU"),
+]
+
+FACING_ITEMS = [
+    ("-Y", "-Y (Front view)", "The face looks towards -Y, as seen in Blender's front view"),
+    ("+Y", "+Y", "The face looks towards +Y"),
+    ("-X", "-X", "The face looks towards -X"),
+    ("+X", "+X", "The face looks towards +X"),
+    ("+Z", "+Z", "The face looks up"),
+    ("-Z", "-Z", "The face looks down"),
+    ("AUTO", "Search", "Let the backend search the facing direction"),
+]
+
+
+def style_names() -> list[tuple[str, str, str]]:
+    """(name, label, description) of the styles the backend offers, or the default list."""
+    styles = (state.hello or {}).get("styles") or []
+    items = [(s.get("name", ""), s.get("label", s.get("name", "")), s.get("description", ""))
+             for s in styles if isinstance(s, dict) and s.get("name")]
+    return items or list(DEFAULT_STYLES)
+
+
+def _search_styles(self, context, edit_text):
+    return [name for name, _label, _desc in style_names() if edit_text.lower() in name.lower()]
+
+
+class AVATARTEX_PG_variant(bpy.types.PropertyGroup):
+    """One stylized variant of an object's texture."""
+
+    style: StringProperty(name="Style", default="photoreal", search=_search_styles,
+                          description="Style preset of this variant")
+    seed: IntProperty(name="Seed", default=0, min=0, description="Seed of this variant")
+    strength: FloatProperty(name="Strength", default=1.0, min=0.0, max=1.0, subtype='FACTOR',
+                            description="How strongly the style is applied (0: photo, 1: full style)")
+    image: PointerProperty(name="Image", type=bpy.types.Image, description="The generated texture")
+    status: StringProperty(name="Status", default="")
+
+
+class AVATARTEX_PG_object(bpy.types.PropertyGroup):
+    """Per-object AvatarTex settings: ``obj.avatartex``."""
+
+    portrait_path: StringProperty(name="Portrait", subtype='FILE_PATH', default="",
+                                  description="Photo of this character's face")
+    status: StringProperty(name="Status", default="", description="Result of the last generation")
+    variants: CollectionProperty(type=AVATARTEX_PG_variant)
+    active_variant_index: IntProperty(name="Active Variant", default=0, min=0)
+    pins: IntVectorProperty(name="Pins", size=PIN_COUNT, default=(-1,) * PIN_COUNT, min=-1,
+                            description="Vertex index of each landmark pin, -1 where not set")
+
+
+class AVATARTEX_PG_batch_item(bpy.types.PropertyGroup):
+    """Per-object line of the last batch run (``name`` is the object's name)."""
+
+    status: StringProperty(name="Status", default="queued")
+    message: StringProperty(name="Message", default="")
+
+
+class AVATARTEX_PG_settings(bpy.types.PropertyGroup):
+    """Scene-wide AvatarTex settings: ``scene.avatartex``."""
+
+    style: StringProperty(name="Style", default="photoreal", search=_search_styles,
+                          description="Style preset (the backend lists them)")
+    prompt: StringProperty(name="Prompt", default="",
+                           description="Free text added to the style's prompt (neural engine)")
+    resolution: IntProperty(name="Resolution", default=1024, min=512, max=4096,
+                            description="Edge length of the square texture in pixels")
+    engine: EnumProperty(name="Engine", items=ENGINE_ITEMS, default="auto")
+    seed: IntProperty(name="Seed", default=0, min=0, description="Same inputs and seed give the same texture")
+    strength: FloatProperty(name="Strength", default=1.0, min=0.0, max=1.0, subtype='FACTOR',
+                            description="How strongly the style is applied")
+    uv_map: StringProperty(name="UV Map", default="",
+                           description="UV map to bake into; empty uses the render-active UV map")
+    facing: EnumProperty(name="Facing", items=FACING_ITEMS, default="-Y",
+                         description="Which way the character's face looks in object space")
+    batch_collection: PointerProperty(name="Collection", type=bpy.types.Collection,
+                                      description="Batch this collection instead of the selection")
+    batch: CollectionProperty(type=AVATARTEX_PG_batch_item)
+    status: StringProperty(name="Status", default="")
+    progress: FloatProperty(name="Progress", default=0.0, min=0.0, max=1.0, subtype='FACTOR')
+
+
+CLASSES = (
+    AVATARTEX_PG_variant,
+    AVATARTEX_PG_object,
+    AVATARTEX_PG_batch_item,
+    AVATARTEX_PG_settings,
+)
+
+
+def register_props() -> None:
+    """Hang the root groups on Scene and Object."""
+    assert len(protocol().PIN_NAMES) == PIN_COUNT, "PIN_COUNT out of date with protocol.PIN_NAMES"
+    bpy.types.Scene.avatartex = PointerProperty(type=AVATARTEX_PG_settings)
+    bpy.types.Object.avatartex = PointerProperty(type=AVATARTEX_PG_object)
+
+
+def unregister_props() -> None:
+    """Remove the root groups."""
+    del bpy.types.Object.avatartex
+    del bpy.types.Scene.avatartex

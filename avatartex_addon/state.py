@@ -1,0 +1,23 @@
+"""Runtime state of the add-on (not saved in .blend files): the backend client and the running job."""
+
+from __future__ import annotations
+
+from typing import Any
+
+client = None
+"""The shared ``client.BackendClient`` (one warm backend for every operator), or None."""
+
+hello: dict[str, Any] | None = None
+"""The last ``hello`` answer (styles, engines, devices), for the UI."""
+
+job = None
+"""The running ``jobs.Job``, or None."""
+
+last_summary: list[str] = []
+"""Lines of the last job's summary, for the panel."""
+
+previews = None
+"""``bpy.utils.previews`` collection of portrait thumbnails."""
+
+env_install = None
+"""The running or last ``environment.EnvInstall``, or None."""

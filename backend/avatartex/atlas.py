@@ -1,0 +1,343 @@
+"""The canonical head atlas: one square map of the head that does not depend on the artist's UVs.
+
+All 2D work (projection, inpaint, latent, repaint) happens here; only the final bake reads it into the
+mesh's own UV layout. Coordinates are taken in the *head frame* (``HeadFrame``): origin near the centre
+of the skull, +x towards the character's left, +y up, +z out of the face, one unit = the distance
+between the eye centres. A surface point's direction from the origin gives longitude ``theta``
+(0 = straight ahead, + towards the character's left) and latitude ``phi``.
+
+Layout of an S x S atlas::
+
+    rows [0, band_rows)   the band: a cylindrical map of longitude x latitude, face in the middle,
+                          the single seam at the back of the head (columns 0 and S-1 are neighbours)
+    rows [band_rows, S)   two discs: the crown (left) and under the chin (right), azimuthal maps of
+                          the directions beyond the band's latitude range
+
+The band's longitude is warped (``u = 0.5 + (theta + a sin theta) / 2 pi``) so the face gets three
+times the texels of the back of the head. Everything is mirror-symmetric about the face's symmetry
+plane (``AtlasGeometry.mirror``), which the classic inpaint uses for symmetric completion. The caps
+overlap the band by a ring of latitudes; ``harmonise_charts`` makes their colours agree there so the
+bake is continuous across chart borders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from . import raster
+
+BAND = 1
+CROWN = 2
+CHIN = 3
+
+
+@dataclass
+class HeadFrame:
+    """The head's own coordinate frame, from mesh landmarks."""
+
+    origin: np.ndarray
+    """(3,) the frame's origin in mesh space."""
+    axes: np.ndarray
+    """(3, 3) rows: x (character's left), y (up), z (out of the face), unit vectors in mesh space."""
+    scale: float
+    """Mesh units per head-frame unit (the distance between the eye centres)."""
+
+    def to_head(self, points: np.ndarray) -> np.ndarray:
+        """Mesh-space points (..., 3) in head-frame coordinates."""
+        return (np.asarray(points, np.float64) - self.origin) @ self.axes.T / self.scale
+
+    def directions_to_head(self, vectors: np.ndarray) -> np.ndarray:
+        """Mesh-space direction vectors (..., 3), e.g. normals, rotated into the head frame."""
+        return np.asarray(vectors, np.float64) @ self.axes.T
+
+    @classmethod
+    def from_landmarks(cls, right_eye: np.ndarray, left_eye: np.ndarray, mouth: np.ndarray,
+                       nose_tip: np.ndarray) -> HeadFrame:
+        """The frame from the eye centres, the mouth centre and the nose tip (mesh space).
+
+        The origin sits behind the eyes where the skull's centre is on an adult head (1.35 eye
+        distances back, 0.1 up): the latitude/longitude map is then close to area-preserving on
+        the skull.
+        """
+        right_eye, left_eye, mouth, nose_tip = (np.asarray(p, np.float64) for p in
+                                                (right_eye, left_eye, mouth, nose_tip))
+        x = left_eye - right_eye
+        scale = float(np.linalg.norm(x))
+        x /= scale
+        eyes = (left_eye + right_eye) / 2
+        up = eyes - mouth
+        y = up - x * (up @ x)
+        y /= np.linalg.norm(y)
+        z = np.cross(x, y)
+        if (nose_tip - eyes) @ z < 0:  # a mirrored mesh: keep z out of the face, x then flips
+            z, x = -z, -x
+        origin = eyes - 1.35 * scale * z + 0.1 * scale * y
+        return cls(origin, np.stack([x, y, z]), scale)
+
+
+@dataclass
+class AtlasLayout:
+    """Where each direction around the head lands in the S x S atlas (independent of any mesh)."""
+
+    size: int
+    lat_top: float = np.radians(55.0)
+    lat_bottom: float = np.radians(-70.0)
+    overlap: float = np.radians(10.0)
+    """Latitudes by which the caps overlap the band."""
+    warp: float = 0.5
+    """Longitude warp a: the face gets (1 + a) / (1 - a) times the texels of the back."""
+
+    @property
+    def band_rows(self) -> int:
+        return int(round(0.75 * self.size))
+
+    @property
+    def cap_radius(self) -> float:
+        return (self.size - self.band_rows) / 2 - 1.0
+
+    def cap_center(self, chart: int) -> tuple[float, float]:
+        """Pixel centre (x, y) of a cap disc; the x are chosen so that mirroring is an index flip."""
+        y = self.band_rows + (self.size - self.band_rows) / 2
+        return (self.size / 4 if chart == CROWN else 3 * self.size / 4), y
+
+    def band_xy(self, theta: np.ndarray, phi: np.ndarray) -> np.ndarray:
+        """Band pixel coordinates (..., 2) of longitudes/latitudes (theta may run past +-pi)."""
+        x = (0.5 + (theta + self.warp * np.sin(theta)) / (2 * np.pi)) * self.size
+        y = (self.lat_top - phi) / (self.lat_top - self.lat_bottom) * self.band_rows
+        return np.stack([x, y], axis=-1)
+
+    def cap_xy(self, theta: np.ndarray, phi: np.ndarray, chart: int) -> np.ndarray:
+        """Cap pixel coordinates (..., 2): azimuthal equidistant around the up (crown) or down pole."""
+        if chart == CROWN:
+            psi, extent, sign = np.pi / 2 - phi, np.pi / 2 - self.lat_top, 1.0
+        else:
+            psi, extent, sign = np.pi / 2 + phi, np.pi / 2 + self.lat_bottom, -1.0
+        r = psi / (extent + self.overlap) * self.cap_radius
+        cx, cy = self.cap_center(chart)
+        return np.stack([cx + r * np.sin(theta), cy + sign * r * np.cos(theta)], axis=-1)
+
+    def mirror_index(self) -> np.ndarray:
+        """(S, S) flat index of each texel's mirror image across the face's symmetry plane."""
+        s, rows = self.size, self.band_rows
+        r, c = np.mgrid[0:s, 0:s]
+        mc = s - 1 - c
+        cap = r >= rows
+        left = c < s // 2
+        mc = np.where(cap & left, s // 2 - 1 - c, mc)
+        mc = np.where(cap & ~left, s + s // 2 - 1 - c, mc)
+        return (r * s + mc).astype(np.int64)
+
+
+def directions(points_head: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Longitude and latitude (radians) of head-frame points seen from the origin."""
+    p = np.asarray(points_head, np.float64)
+    r = np.maximum(np.linalg.norm(p, axis=-1), 1e-12)
+    return np.arctan2(p[..., 0], p[..., 2]), np.arcsin(np.clip(p[..., 1] / r, -1, 1))
+
+
+@dataclass
+class AtlasGeometry:
+    """The atlas layout filled with one mesh: which surface point each texel shows."""
+
+    layout: AtlasLayout
+    frame: HeadFrame
+    tri_id: np.ndarray
+    """(S, S) int32 triangle of each texel, -1 where the atlas shows no surface."""
+    bary: np.ndarray
+    """(S, S, 3) float32 barycentrics of each texel in its triangle."""
+    positions: np.ndarray
+    """(S, S, 3) float32 mesh-space surface point of each texel."""
+    normals: np.ndarray
+    """(S, S, 3) float32 unit normal of each texel, in head-frame axes."""
+    chart: np.ndarray
+    """(S, S) uint8: 0 none, BAND, CROWN or CHIN."""
+    triangle_xy: np.ndarray
+    """(T, 3, 2) float32 atlas pixel coordinates of each triangle's corners in its bake chart."""
+    triangle_chart: np.ndarray
+    """(T,) uint8 the chart each triangle is baked from."""
+    face: np.ndarray
+    """(S, S) bool the face region (inside the face's outline), set by ``set_face_region``."""
+
+    @property
+    def size(self) -> int:
+        return self.layout.size
+
+    @property
+    def band_rows(self) -> int:
+        return self.layout.band_rows
+
+    @property
+    def mask(self) -> np.ndarray:
+        """(S, S) bool texels that show the mesh's surface."""
+        return self.tri_id >= 0
+
+    def mirror(self, image: np.ndarray) -> np.ndarray:
+        """``image`` (S, S, ...) mirrored across the face's symmetry plane."""
+        index = self._mirror_index()
+        flat = image.reshape(self.size * self.size, *image.shape[2:])
+        return flat[index.reshape(-1)].reshape(image.shape)
+
+    def _mirror_index(self) -> np.ndarray:
+        if getattr(self, "_mirror_cache", None) is None:
+            self._mirror_cache = self.layout.mirror_index()
+        return self._mirror_cache
+
+    def set_face_region(self, outline_xy: np.ndarray) -> None:
+        """Mark the face region from the face outline's atlas coordinates (N, 2), a closed polygon."""
+        from skimage.draw import polygon2mask
+
+        # polygon2mask takes (row, col) vertices and tests texel centres at integer coordinates.
+        rc = np.asarray(outline_xy, np.float64)[:, ::-1] - 0.5
+        self.face = polygon2mask((self.size, self.size), rc) & self.mask
+
+    def sample(self, image: np.ndarray, xy: np.ndarray) -> np.ndarray:
+        """Bilinear samples of an atlas image at atlas pixel coordinates (N, 2); wraps in the band."""
+        pad = 2
+        s, rows = self.size, self.band_rows
+        img = np.asarray(image, np.float32)
+        if img.ndim == 2:
+            img = img[..., None]
+        padded = np.pad(img, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+        padded[pad:pad + rows, :pad] = img[:rows, -pad:]
+        padded[pad:pad + rows, -pad:] = img[:rows, :pad]
+        x = np.asarray(xy[:, 0], np.float64)
+        y = np.asarray(xy[:, 1], np.float64)
+        in_band = y < rows
+        x = np.where(in_band, np.mod(x, s), x)
+        fx = np.clip(x - 0.5 + pad, 0, s + 2 * pad - 1.001)
+        fy = np.clip(y - 0.5 + pad, 0, s + 2 * pad - 1.001)
+        x0 = np.floor(fx).astype(np.int64)
+        y0 = np.floor(fy).astype(np.int64)
+        wx = (fx - x0)[:, None]
+        wy = (fy - y0)[:, None]
+        out = (padded[y0, x0] * (1 - wx) * (1 - wy) + padded[y0, x0 + 1] * wx * (1 - wy)
+               + padded[y0 + 1, x0] * (1 - wx) * wy + padded[y0 + 1, x0 + 1] * wx * wy)
+        return out if image.ndim == 3 else out[:, 0]
+
+
+def _triangle_coords(layout: AtlasLayout, head_positions: np.ndarray, triangles: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-corner longitude/latitude with the back seam unwrapped per triangle, and centroid latitude."""
+    theta, phi = directions(head_positions)
+    t = theta[triangles]
+    # A triangle across the back seam has corners near +pi and -pi: move them next to each other.
+    ref = t[:, :1]
+    t = np.where(t - ref > np.pi, t - 2 * np.pi, np.where(t - ref < -np.pi, t + 2 * np.pi, t))
+    p = phi[triangles]
+    centroid = head_positions[triangles].mean(axis=1)
+    _, centroid_phi = directions(centroid)
+    return t, p, centroid_phi, np.linalg.norm(head_positions, axis=1)[triangles]
+
+
+def build_atlas(positions: np.ndarray, triangles: np.ndarray, normals: np.ndarray, frame: HeadFrame,
+                size: int) -> AtlasGeometry:
+    """Rasterise a mesh into the atlas: the surface point, normal and chart of every texel.
+
+    Where several surface points share a direction (folds, ears), the outermost one wins.
+    """
+    layout = AtlasLayout(size)
+    head = frame.to_head(positions)
+    theta, phi, centroid_phi, radius = _triangle_coords(layout, head, triangles)
+    s, rows = layout.size, layout.band_rows
+
+    in_band = (centroid_phi <= layout.lat_top) & (centroid_phi >= layout.lat_bottom)
+    triangle_chart = np.where(in_band, BAND, np.where(centroid_phi > layout.lat_top, CROWN, CHIN)).astype(np.uint8)
+    band_xy = layout.band_xy(theta, phi)
+    triangle_xy = band_xy.copy()
+
+    tri_id = np.full((s, s), -1, np.int32)
+    bary = np.zeros((s, s, 3), np.float32)
+    chart = np.zeros((s, s), np.uint8)
+    depth = -radius  # the outermost surface wins the z-test
+
+    # Band: triangles of the band chart, plus copies shifted by one turn where they cross the seam.
+    band_ids = np.flatnonzero(in_band)
+    pts = band_xy[band_ids]
+    ids, shifted = [band_ids], [pts]
+    for shift in (-s, s):
+        moved = pts + np.array([shift, 0.0])
+        crosses = (moved[..., 0].max(axis=1) > 0) & (moved[..., 0].min(axis=1) < s)
+        ids.append(band_ids[crosses])
+        shifted.append(moved[crosses])
+    ids_all = np.concatenate(ids)
+    band_tri, band_bary, _ = raster.rasterize_triangles(np.concatenate(shifted), depth[ids_all], rows, s)
+    hit = band_tri >= 0
+    tri_id[:rows][hit] = ids_all[band_tri[hit]]
+    bary[:rows][hit] = band_bary[hit]
+    chart[:rows][hit] = BAND
+
+    # Caps: the triangles beyond the band's latitudes, and a ring of band triangles they overlap.
+    for cap in (CROWN, CHIN):
+        if cap == CROWN:
+            chosen = centroid_phi > layout.lat_top - layout.overlap
+        else:
+            chosen = centroid_phi < layout.lat_bottom + layout.overlap
+        cap_ids = np.flatnonzero(chosen)
+        if len(cap_ids) == 0:
+            continue
+        cap_xy = layout.cap_xy(theta[cap_ids], phi[cap_ids], cap)
+        triangle_xy[cap_ids[triangle_chart[cap_ids] == cap]] = cap_xy[triangle_chart[cap_ids] == cap]
+        cx, cy = layout.cap_center(cap)
+        r = layout.cap_radius
+        x0, y0 = int(np.floor(cx - r - 1)), int(np.floor(cy - r - 1))
+        w = int(np.ceil(2 * r + 2))
+        local = cap_xy - np.array([x0, y0])
+        c_tri, c_bary, _ = raster.rasterize_triangles(local, depth[cap_ids], w, w)
+        yy, xx = np.mgrid[0:w, 0:w]
+        inside = (c_tri >= 0) & ((xx + 0.5 + x0 - cx) ** 2 + (yy + 0.5 + y0 - cy) ** 2 <= r * r)
+        inside &= (yy + y0 >= rows) & (yy + y0 < s) & (xx + x0 >= 0) & (xx + x0 < s)
+        rr, cc = yy[inside] + y0, xx[inside] + x0
+        tri_id[rr, cc] = cap_ids[c_tri[inside]]
+        bary[rr, cc] = c_bary[inside]
+        chart[rr, cc] = cap
+
+    hit = tri_id >= 0
+    corner_pos = positions[triangles[tri_id[hit]]]
+    corner_nrm = normals[triangles[tri_id[hit]]]
+    b = bary[hit][..., None]
+    pos = np.zeros((s, s, 3), np.float32)
+    nrm = np.zeros((s, s, 3), np.float32)
+    pos[hit] = (corner_pos * b).sum(axis=1)
+    n = frame.directions_to_head((corner_nrm * b).sum(axis=1))
+    nrm[hit] = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+    face = np.zeros((s, s), bool)
+    return AtlasGeometry(layout, frame, tri_id, bary, pos, nrm, chart,
+                         triangle_xy.astype(np.float32), triangle_chart, face)
+
+
+def harmonise_charts(geometry: AtlasGeometry, color: np.ndarray) -> np.ndarray:
+    """Make the cap discs agree with the band where they overlap, and shift the rest of each cap smoothly.
+
+    The stages work on the atlas image as a whole, so a cap and the band may end up with slightly
+    different colours for the same surface. The bake reads band triangles from the band and cap
+    triangles from the caps; this makes the ring where both exist identical and carries the colour
+    offset into the cap's interior with a smooth (normalised-blur) field, so no edge appears.
+    """
+    out = color.copy()
+    tri = geometry.tri_id
+    for cap in (CROWN, CHIN):
+        in_cap = geometry.chart == cap
+        if not in_cap.any():
+            continue
+        ids = tri[in_cap]
+        ring = geometry.triangle_chart[ids] == BAND
+        if not ring.any():
+            continue
+        rr, cc = np.nonzero(in_cap)
+        corners_xy = geometry.triangle_xy[ids[ring]]
+        xy = (corners_xy * geometry.bary[rr[ring], cc[ring]][..., None]).sum(axis=1)
+        band_color = geometry.sample(color, xy)
+        offset = np.zeros(color.shape, np.float32)
+        weight = np.zeros(color.shape[:2], np.float32)
+        offset[rr[ring], cc[ring]] = band_color - color[rr[ring], cc[ring]]
+        weight[rr[ring], cc[ring]] = 1.0
+        sigma = geometry.layout.cap_radius / 4
+        blurred_w = ndimage.gaussian_filter(weight, sigma)
+        smooth = np.stack([ndimage.gaussian_filter(offset[..., k], sigma) for k in range(color.shape[2])], -1)
+        smooth /= np.maximum(blurred_w, 1e-6)[..., None]
+        out[in_cap] = color[in_cap] + smooth[in_cap]
+        out[rr[ring], cc[ring]] = band_color
+    return out

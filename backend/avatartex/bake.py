@@ -1,0 +1,77 @@
+"""Bake the atlas into the mesh's own UV map, with island padding.
+
+Each texel of the user's UV map belongs to a triangle at some barycentric position; the same
+barycentrics over that triangle's atlas corners give its atlas coordinate. Both sides of a UV seam
+are the same surface point and so read the same atlas colour: the texture is seam-free by
+construction. Islands are then padded outward so mip-maps and bilinear filtering never pull in the
+background.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import raster
+from .atlas import AtlasGeometry
+
+
+@dataclass
+class UVSurface:
+    """The surface point behind every texel of the user's UV map, at one texture size."""
+
+    tri_id: np.ndarray
+    """(N, N) int32 triangle of each texel, -1 outside every island."""
+    bary: np.ndarray
+    """(N, N, 3) float32 barycentrics."""
+    positions: np.ndarray
+    """(M, 3) mesh-space surface points of the M covered texels (row-major order of ``mask``)."""
+    normals: np.ndarray
+    """(M, 3) their normals, mesh space."""
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self.tri_id >= 0
+
+
+def uv_surface(positions: np.ndarray, triangles: np.ndarray, normals: np.ndarray, uvs: np.ndarray,
+               size: int) -> UVSurface:
+    """Rasterise the UV map at ``size`` and interpolate the surface behind each covered texel."""
+    tri_id, bary = raster.rasterize_uv(uvs, size)
+    hit = tri_id >= 0
+    ids = tri_id[hit]
+    b = bary[hit][..., None]
+    corners = triangles[ids]
+    pos = (positions[corners] * b).sum(axis=1)
+    nrm = (normals[corners] * b).sum(axis=1)
+    return UVSurface(tri_id, bary, pos.astype(np.float32), nrm.astype(np.float32))
+
+
+def atlas_coords(geometry: AtlasGeometry, surface: UVSurface) -> np.ndarray:
+    """(M, 2) atlas pixel coordinates of the covered UV texels."""
+    hit = surface.mask
+    corners_xy = geometry.triangle_xy[surface.tri_id[hit]]
+    return (corners_xy * surface.bary[hit][..., None]).sum(axis=1)
+
+
+def bake(geometry: AtlasGeometry, atlas_color: np.ndarray, surface: UVSurface,
+         detail: np.ndarray | None = None, padding: int | None = None,
+         background: tuple[float, float, float] = (0.5, 0.5, 0.5)) -> np.ndarray:
+    """The (N, N, 3) float32 texture in the mesh's UV map.
+
+    ``detail`` (M, 3), optional, is added to the covered texels after sampling the atlas: fine
+    portrait detail at the texture's own resolution, which the atlas may be too coarse to hold.
+    ``padding`` defaults to 1/128 of the size (8 texels at 1024).
+    """
+    size = surface.tri_id.shape[0]
+    hit = surface.mask
+    values = geometry.sample(atlas_color, atlas_coords(geometry, surface))
+    if detail is not None:
+        values = values + detail
+    texture = np.empty((size, size, 3), np.float32)
+    texture[:] = np.asarray(background, np.float32)
+    texture[hit] = np.clip(values, 0.0, 1.0)
+    pad = max(2, size // 128) if padding is None else padding
+    texture, _ = raster.dilate(texture, hit, pad)
+    return texture

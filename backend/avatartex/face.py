@@ -1,0 +1,364 @@
+"""Face analysis of a portrait: 468 mediapipe face-mesh landmarks, the named points the rest of the
+pipeline uses, and the checks that turn "no usable face" into an error the artist can act on.
+
+Left and right are always the *character's* own: on a frontal photo the character's left eye is on
+the image's right. Pixel coordinates are x right, y down, pixel centres at integer + 0.5 (as in
+camera.py).
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .protocol import PIN_NAMES, AvatarTexError, ErrorCode
+
+NUM_LANDMARKS = 468
+
+# --- Named index sets of mediapipe's 468-point canonical face mesh -----------------------------------
+# From mediapipe.python.solutions.face_mesh_connections, ordered along each contour. "RIGHT" is the
+# character's right eye (image left on a frontal photo): checked on skimage's astronaut, where
+# RIGHT_EYE_OUTER (33) has the smallest x of the eye points.
+RIGHT_EYE_OUTER = 33
+RIGHT_EYE_INNER = 133
+LEFT_EYE_INNER = 362
+LEFT_EYE_OUTER = 263
+NOSE_TIP = 1
+MOUTH_RIGHT = 61
+MOUTH_LEFT = 291
+CHIN = 152
+FOREHEAD = 10
+"""Top of the face oval, middle of the hairline."""
+
+RIGHT_EYE_CONTOUR = (33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153, 145, 144, 163, 7)
+"""Upper lid outer->inner, then lower lid inner->outer."""
+LEFT_EYE_CONTOUR = (263, 466, 388, 387, 386, 385, 384, 398, 362, 382, 381, 380, 374, 373, 390, 249)
+RIGHT_EYEBROW = (46, 53, 52, 65, 55, 70, 63, 105, 66, 107)
+"""Lower edge outer->inner, then upper edge outer->inner."""
+LEFT_EYEBROW = (276, 283, 282, 295, 285, 300, 293, 334, 296, 336)
+LIPS_OUTER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
+"""Closed loop from the right mouth corner along the lower lip, back along the upper lip."""
+LIPS_INNER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191)
+FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
+             152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
+"""The silhouette of the face, closed loop from the forehead over the character's left side."""
+NOSE_BRIDGE = (168, 6, 197, 195, 5, 4, 1)
+"""Between the eyes down to the tip."""
+CHIN_POINTS = (152, 148, 176, 377, 400)
+
+PIN_LANDMARKS: dict[str, int] = {
+    "right_eye_outer": RIGHT_EYE_OUTER,
+    "right_eye_inner": RIGHT_EYE_INNER,
+    "left_eye_inner": LEFT_EYE_INNER,
+    "left_eye_outer": LEFT_EYE_OUTER,
+    "nose_tip": NOSE_TIP,
+    "mouth_right": MOUTH_RIGHT,
+    "mouth_left": MOUTH_LEFT,
+    "chin": CHIN,
+}
+"""protocol.PIN_NAMES -> mediapipe landmark index."""
+assert set(PIN_LANDMARKS) == set(PIN_NAMES)
+
+# Measured on skimage's astronaut downscaled into a 1600x1200 frame (tests/test_face.py): mean landmark
+# error vs the full-size detection is 2% of the eye distance at 13 px, 4% at 8 px, 6-10% at 6 px, and
+# below ~6 px nothing is found at all. Registration aims at 3%, so below 8 px the face is refused; below
+# 40 px it still registers but the projected texture is a blur (the face spans ~100x120 texels).
+MIN_IOD_PX = 8.0
+"""Inter-ocular distance (pixels, between eye centres) below which a face is refused."""
+WARN_IOD_PX = 40.0
+"""Inter-ocular distance below which the face is used with a low-resolution warning."""
+
+
+@dataclass
+class Face:
+    """One face found in an image."""
+
+    landmarks: np.ndarray
+    """(468, 2) float32 pixel coordinates (x right, y down) of mediapipe's face-mesh points."""
+    score: float = 1.0
+    """Detection confidence 0..1 (face-detector score where it ran, else 1)."""
+    depth: np.ndarray | None = None
+    """(468,) optional relative depth of each landmark from the mesh model (pixels, smaller = closer)."""
+    extras: dict = field(default_factory=dict)
+    """How the face was found (e.g. ``{"pass": "upscaled", "scale": 10.2}``), for reports."""
+
+    @property
+    def bbox(self) -> np.ndarray:
+        """(4,) x0, y0, x1, y1 of the landmarks."""
+        return np.concatenate([self.landmarks.min(axis=0), self.landmarks.max(axis=0)])
+
+    @property
+    def size(self) -> float:
+        """Square root of the bounding box area, pixels."""
+        x0, y0, x1, y1 = self.bbox
+        return float(np.sqrt(max(x1 - x0, 0.0) * max(y1 - y0, 0.0)))
+
+    @property
+    def left_eye_center(self) -> np.ndarray:
+        """(2,) centre of the character's left eye contour (image right on a frontal photo)."""
+        return self.landmarks[list(LEFT_EYE_CONTOUR)].mean(axis=0)
+
+    @property
+    def right_eye_center(self) -> np.ndarray:
+        """(2,) centre of the character's right eye contour."""
+        return self.landmarks[list(RIGHT_EYE_CONTOUR)].mean(axis=0)
+
+    @property
+    def interocular(self) -> float:
+        """Distance between the two eye centres, pixels: the unit of registration error."""
+        return float(np.linalg.norm(self.left_eye_center - self.right_eye_center))
+
+    def named(self, name: str) -> np.ndarray:
+        """(2,) the landmark of a protocol PIN_NAMES name."""
+        return self.landmarks[PIN_LANDMARKS[name]]
+
+
+class FaceLandmarker(abc.ABC):
+    """Finds faces and their 468 face-mesh landmarks in an RGB image."""
+
+    @abc.abstractmethod
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """All faces in ``image`` (float32 (H, W, 3) sRGB 0..1), any order."""
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        image = (np.clip(np.nan_to_num(image.astype(np.float32)), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    return np.ascontiguousarray(image[..., :3])
+
+
+class MediapipeLandmarker(FaceLandmarker):
+    """mediapipe 0.10.14's FaceMesh (468 points, the models inside the wheel, runs offline).
+
+    Three passes, each only when the previous found nothing:
+
+    1. the image as is;
+    2. small images (longest side < ``upscale_to``) upscaled to ``upscale_to``: mediapipe's face
+       detector looks for faces at 128 px and misses tiny ones (the 25x25 lfw crops: see
+       tests/test_face.py for the measured rates of each pass);
+    3. mediapipe's full-range face detector on the whole image, then face mesh on each detection's
+       crop upscaled to ``upscale_to`` (a small face inside a large photo);
+    4. the same detector on overlapping tiles of 1/2 then 1/4 of the image (a face only a few % of a
+       large frame).
+
+    The models are created once and reused (about 5-10 ms a call once warm); a lock makes one
+    instance safe to share between threads.
+    """
+
+    def __init__(self, max_num_faces: int = 4, min_detection_confidence: float = 0.5,
+                 upscale_to: int = 256) -> None:
+        self.max_num_faces = max_num_faces
+        self.min_detection_confidence = min_detection_confidence
+        self.upscale_to = upscale_to
+        self._mesh = None
+        self._detector = None
+        self._lock = threading.Lock()
+
+    def _models(self):
+        if self._mesh is None:
+            import mediapipe as mp
+
+            self._mesh = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=True, max_num_faces=self.max_num_faces, refine_landmarks=False,
+                min_detection_confidence=self.min_detection_confidence)
+            # The full-range model (model_selection=1) finds faces down to a few % of the frame.
+            self._detector = mp.solutions.face_detection.FaceDetection(
+                model_selection=1, min_detection_confidence=self.min_detection_confidence)
+        return self._mesh, self._detector
+
+    def _run_mesh(self, rgb: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        mesh, _ = self._models()
+        result = mesh.process(rgb)
+        if not result.multi_face_landmarks:
+            return []
+        h, w = rgb.shape[:2]
+        faces = []
+        for face in result.multi_face_landmarks:
+            xyz = np.array([(p.x, p.y, p.z) for p in face.landmark[:NUM_LANDMARKS]], np.float64)
+            # mediapipe's normalised coordinates put pixel centres at (i + 0.5) / size already.
+            points = xyz[:, :2] * (w, h)
+            faces.append((points.astype(np.float32), (xyz[:, 2] * w).astype(np.float32)))
+        return faces
+
+    def _detections(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
+        _, detector = self._models()
+        result = detector.process(rgb)
+        h, w = rgb.shape[:2]
+        boxes = []
+        for det in result.detections or []:
+            box = det.location_data.relative_bounding_box
+            x0, y0 = box.xmin * w, box.ymin * h
+            boxes.append((np.array([x0, y0, x0 + box.width * w, y0 + box.height * h]), float(det.score[0])))
+        return boxes
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """All faces in ``image`` (float32 (H, W, 3) sRGB 0..1 or uint8), any order."""
+        import cv2
+
+        rgb = _to_uint8(image)
+        h, w = rgb.shape[:2]
+        with self._lock:
+            found = [(p, z, {"pass": "direct", "scale": 1.0}) for p, z in self._run_mesh(rgb)]
+            if not found and max(h, w) < self.upscale_to:
+                scale = self.upscale_to / max(h, w)
+                big = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_CUBIC)
+                sx, sy = big.shape[1] / w, big.shape[0] / h
+                found = [(p / (sx, sy), z / sx, {"pass": "upscaled", "scale": float(sx)})
+                         for p, z in self._run_mesh(big)]
+            detections = self._detections(rgb)
+            if not found:
+                found = self._crops(rgb, detections)
+            if not found and max(h, w) > 2 * self.upscale_to:
+                # A face a few % of a large frame escapes even the full-range detector: look again in
+                # overlapping tiles of a half, then a quarter of the image.
+                for tile in (max(h, w) // 2, max(h, w) // 4):
+                    if tile < self.upscale_to:
+                        break
+                    tile_detections = self._tiled_detections(rgb, tile)
+                    found = self._crops(rgb, tile_detections)
+                    if found:
+                        detections = detections + tile_detections
+                        break
+        faces = []
+        for points, depth, extras in found:
+            score = 1.0
+            if detections:
+                # The detector's score of the detection box this face's nose sits in.
+                nose = points[NOSE_TIP]
+                inside = [s for box, s in detections
+                          if box[0] <= nose[0] <= box[2] and box[1] <= nose[1] <= box[3]]
+                score = max(inside) if inside else float(self.min_detection_confidence)
+            faces.append(Face(points.astype(np.float32), score, depth.astype(np.float32), extras))
+        return faces
+
+    def _tiled_detections(self, rgb: np.ndarray, tile: int) -> list[tuple[np.ndarray, float]]:
+        h, w = rgb.shape[:2]
+        step = tile // 2
+        boxes: list[tuple[np.ndarray, float]] = []
+        for y0 in range(0, max(1, h - step), step):
+            for x0 in range(0, max(1, w - step), step):
+                part = np.ascontiguousarray(rgb[y0:y0 + tile, x0:x0 + tile])
+                for box, score in self._detections(part):
+                    box = box + (x0, y0, x0, y0)
+                    centre = (box[:2] + box[2:]) / 2
+                    # Overlapping tiles see the same face twice: keep the first box around a centre.
+                    if all(np.abs(centre - (b[:2] + b[2:]) / 2).max() > 0.5 * (b[2] - b[0]) for b, _ in boxes):
+                        boxes.append((box, score))
+        return boxes
+
+    def _crops(self, rgb: np.ndarray, detections: list[tuple[np.ndarray, float]]
+               ) -> list[tuple[np.ndarray, np.ndarray, dict]]:
+        import cv2
+
+        h, w = rgb.shape[:2]
+        found = []
+        for box, _ in detections:
+            cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+            half = 1.0 * max(box[2] - box[0], box[3] - box[1])  # the face with its surroundings
+            x0, y0 = int(max(0, np.floor(cx - half))), int(max(0, np.floor(cy - half)))
+            x1, y1 = int(min(w, np.ceil(cx + half))), int(min(h, np.ceil(cy + half)))
+            if x1 - x0 < 4 or y1 - y0 < 4:
+                continue
+            crop = rgb[y0:y1, x0:x1]
+            scale = max(1.0, self.upscale_to / max(crop.shape[:2]))
+            big = cv2.resize(crop, (round(crop.shape[1] * scale), round(crop.shape[0] * scale)),
+                             interpolation=cv2.INTER_CUBIC) if scale > 1 else crop
+            sx, sy = big.shape[1] / crop.shape[1], big.shape[0] / crop.shape[0]
+            for points, depth in self._run_mesh(np.ascontiguousarray(big)):
+                found.append((points / (sx, sy) + (x0, y0), depth / sx,
+                              {"pass": "crop", "scale": float(sx)}))
+        return found
+
+
+_DEFAULT_LANDMARKER: MediapipeLandmarker | None = None
+
+
+def default_landmarker() -> MediapipeLandmarker:
+    """A process-wide MediapipeLandmarker, created on first use."""
+    global _DEFAULT_LANDMARKER
+    if _DEFAULT_LANDMARKER is None:
+        _DEFAULT_LANDMARKER = MediapipeLandmarker()
+    return _DEFAULT_LANDMARKER
+
+
+def analyse_portrait(image: np.ndarray, path_for_messages: str = "the portrait",
+                     landmarker: FaceLandmarker | None = None) -> tuple[Face, list[str]]:
+    """The face to texture from a portrait, and warnings about it.
+
+    Several faces -> the largest, with a warning. Raises AvatarTexError NO_FACE_IN_PORTRAIT when no
+    face is found and FACE_TOO_SMALL when the eyes are less than MIN_IOD_PX apart; between MIN_IOD_PX
+    and WARN_IOD_PX the face is used with a warning.
+    """
+    landmarker = landmarker or default_landmarker()
+    faces = landmarker.detect(image)
+    name = str(path_for_messages)
+    if not faces:
+        raise AvatarTexError(
+            ErrorCode.NO_FACE_IN_PORTRAIT, f"No face was found in {name!r}.",
+            "Use a frontal, well-lit photo where the whole face is visible (both eyes, nose and mouth), "
+            "not covered by hair, hands or sunglasses.")
+    warnings: list[str] = []
+    faces = sorted(faces, key=lambda f: f.size, reverse=True)
+    face = faces[0]
+    if len(faces) > 1:
+        warnings.append(f"{len(faces)} faces were found in {name!r}; the largest one was used. Crop "
+                        "the photo to one face to choose another.")
+    iod = face.interocular
+    if iod < MIN_IOD_PX:
+        raise AvatarTexError(
+            ErrorCode.FACE_TOO_SMALL,
+            f"The face in {name!r} is too small: its eyes are {iod:.1f} pixels apart (at least "
+            f"{MIN_IOD_PX:.0f} are needed, {WARN_IOD_PX:.0f}+ for a sharp texture).",
+            "Use a higher-resolution photo or crop closer to the face.")
+    if iod < WARN_IOD_PX:
+        warnings.append(f"The face in {name!r} is small (eyes {iod:.0f} pixels apart): the texture will "
+                        "be blurry. A photo where the face is at least 300 pixels wide works best.")
+    return face, warnings
+
+
+def draw_landmarks(image: np.ndarray, points: np.ndarray, color: tuple[float, float, float] = (0.0, 1.0, 0.0),
+                   radius: int | None = None, highlight: dict[str, int] | None = None,
+                   contours: bool = True) -> np.ndarray:
+    """A copy of ``image`` (float (H, W, 3) 0..1) with landmarks drawn, for the ``--debug`` overlay.
+
+    ``points`` is (N, 2) pixel coordinates (NaN rows skipped). With 468 points and ``contours``,
+    the eye, brow, lip and face-oval contours are joined by lines; ``highlight`` (name -> index,
+    default PIN_LANDMARKS) marks the named points in red with their names.
+    """
+    import cv2
+
+    canvas = np.ascontiguousarray(np.clip(np.asarray(image, np.float32)[..., :3], 0, 1) * 255).astype(np.uint8)
+    points = np.asarray(points, np.float64)
+    h, w = canvas.shape[:2]
+    radius = radius or max(1, round(max(h, w) / 400))
+    rgb = tuple(int(c * 255) for c in color)
+    finite = np.isfinite(points).all(axis=1)
+    # cv2 draws at integer coordinates; shift=4 keeps 1/16-pixel precision (pixel centres at +0.5).
+    to_fixed = lambda p: (int(round((p[0] - 0.5) * 16)), int(round((p[1] - 0.5) * 16)))  # noqa: E731
+    if contours and len(points) == NUM_LANDMARKS:
+        for loop in (RIGHT_EYE_CONTOUR, LEFT_EYE_CONTOUR, LIPS_OUTER, LIPS_INNER, FACE_OVAL):
+            for a, b in zip(loop, loop[1:] + loop[:1]):
+                if finite[a] and finite[b]:
+                    cv2.line(canvas, to_fixed(points[a]), to_fixed(points[b]), rgb, 1, cv2.LINE_AA, 4)
+        for brow in (RIGHT_EYEBROW, LEFT_EYEBROW):
+            for part in (brow[:5], brow[5:]):
+                for a, b in zip(part, part[1:]):
+                    if finite[a] and finite[b]:
+                        cv2.line(canvas, to_fixed(points[a]), to_fixed(points[b]), rgb, 1, cv2.LINE_AA, 4)
+    for p in points[finite]:
+        cv2.circle(canvas, to_fixed(p), radius * 16, rgb, -1, cv2.LINE_AA, 4)
+    if highlight is None and len(points) == NUM_LANDMARKS:
+        highlight = PIN_LANDMARKS
+    for label, index in (highlight or {}).items():
+        if index < len(points) and finite[index]:
+            cv2.circle(canvas, to_fixed(points[index]), (radius + 1) * 16, (255, 0, 0), -1, cv2.LINE_AA, 4)
+            org = (int(points[index][0]) + 3, int(points[index][1]) - 3)
+            cv2.putText(canvas, label, org, cv2.FONT_HERSHEY_SIMPLEX, max(0.3, max(h, w) / 1600),
+                        (255, 0, 0), 1, cv2.LINE_AA)
+    return canvas.astype(np.float32) / 255.0

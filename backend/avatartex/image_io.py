@@ -1,0 +1,310 @@
+"""Reading portraits and textures, writing PNGs: every oddity of real photo files handled in one place.
+
+Pixels leave this module as float32 sRGB in 0..1, (H, W, 3), upright (EXIF orientation applied).
+Pillow decodes everything it decodes faithfully; the one gap it has — 16-bit-per-channel colour PNG
+and TIFF, which Pillow silently truncates to 8 bits — is read with OpenCV instead, and 16-bit PNGs
+are written with OpenCV for the same reason.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageFile
+
+from .protocol import AvatarTexError, ErrorCode
+
+MAX_PORTRAIT_PIXELS = 200_000_000
+"""Largest image accepted (pixels). Above every real camera (a 150 MP medium-format frame fits), far
+below the gigapixel 'decompression bombs' that would exhaust memory."""
+
+# Pillow warns above MAX_IMAGE_PIXELS and refuses above twice that; we refuse ourselves, with a typed
+# error, at MAX_PORTRAIT_PIXELS, so Pillow's own limit only has to sit at or above ours.
+Image.MAX_IMAGE_PIXELS = MAX_PORTRAIT_PIXELS
+# A truncated file must be an error, not a grey band at the bottom of someone's face.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+_MID_GREY = 0.5
+
+# EXIF orientation tag value -> Pillow transpose applied to make the image upright
+# (the same table as PIL.ImageOps.exif_transpose).
+_ORIENTATION_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _unreadable(path: Path, why: str) -> AvatarTexError:
+    return AvatarTexError(ErrorCode.PORTRAIT_UNREADABLE, f"Cannot read the image {str(path)!r}: {why}.",
+                          "Use a PNG, JPEG, TIFF or WebP photo; re-export it from an image editor if it "
+                          "was damaged or only partly downloaded.")
+
+
+def _orient_array(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation to an (H, W, ...) array, as exif_transpose does to an Image."""
+    if orientation == 2:
+        return array[:, ::-1]
+    if orientation == 3:
+        return array[::-1, ::-1]
+    if orientation == 4:
+        return array[::-1]
+    if orientation == 5:
+        return array.swapaxes(0, 1)
+    if orientation == 6:
+        return np.rot90(array, -1)
+    if orientation == 7:
+        return array.swapaxes(0, 1)[::-1, ::-1]
+    if orientation == 8:
+        return np.rot90(array, 1)
+    return array
+
+
+def _is_high_bit_colour(image: Image.Image) -> bool:
+    """True for 16-bit RGB(A) PNG/TIFF, which Pillow would decode to 8 bits."""
+    if image.format not in ("PNG", "TIFF") or image.mode not in ("RGB", "RGBA"):
+        return False
+    for tile in image.tile:
+        args = tile.args if hasattr(tile, "args") else tile[3]
+        rawmode = args[0] if isinstance(args, tuple) else args
+        if isinstance(rawmode, str) and "16" in rawmode:
+            return True
+    return False
+
+
+def _target_size(width: int, height: int, max_side: int | None) -> tuple[tuple[int, int], float]:
+    if not max_side or max(width, height) <= max_side:
+        return (width, height), 1.0
+    scale = max_side / max(width, height)
+    return (max(1, round(width * scale)), max(1, round(height * scale))), scale
+
+
+def _resize_array(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    # INTER_AREA averages every source pixel: the right low-pass for large downscales.
+    return cv2.resize(array, size, interpolation=cv2.INTER_AREA)
+
+
+def _decode_high_bit(path: Path, orientation: int, max_side: int | None) -> tuple[np.ndarray, float]:
+    """16-bit colour PNG/TIFF at full precision through OpenCV; (H, W, 3|4) float32 0..1."""
+    import cv2
+
+    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if data is None or data.ndim != 3 or data.shape[2] not in (3, 4):
+        raise _unreadable(path, "the 16-bit colour data could not be decoded")
+    data = data[..., [2, 1, 0, 3][: data.shape[2]]]  # BGR(A) -> RGB(A)
+    data = np.ascontiguousarray(_orient_array(data, orientation))
+    size, scale = _target_size(data.shape[1], data.shape[0], max_side)
+    if scale != 1.0:
+        data = _resize_array(data, size)
+    peak = 65535.0 if data.dtype == np.uint16 else 255.0
+    return data.astype(np.float32) / peak, scale
+
+
+def _to_float(image: Image.Image) -> np.ndarray:
+    """An upright Pillow image in any mode -> float32 (H, W, C) 0..1, C in {1, 2, 3, 4}."""
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return (np.asarray(image, np.float32) / 65535.0)[..., None]
+    if mode == "I":
+        array = np.asarray(image, np.float64)
+        # 16-bit greyscale sometimes arrives as 32-bit integer mode (TIFF); anything larger is 32-bit data.
+        peak = 65535.0 if array.max(initial=0) <= 65535 else float(2**32 - 1)
+        return (np.clip(array, 0, None) / peak).astype(np.float32)[..., None]
+    if mode == "F":
+        return np.clip(np.asarray(image, np.float32), 0.0, 1.0)[..., None]
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    elif mode == "PA":
+        image = image.convert("RGBA")
+    elif mode in ("1", "L"):
+        image = image.convert("L")
+    elif mode not in ("RGB", "RGBA", "LA"):
+        image = image.convert("RGBA" if "A" in mode else "RGB")  # CMYK, YCbCr, LAB, HSV, RGBa...
+    array = np.asarray(image, np.float32) / 255.0
+    return array[..., None] if array.ndim == 2 else array
+
+
+def _decode(path: Path, max_side: int | None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Open, orient and (down)scale an image file; float32 (H, W, C) 0..1 plus facts about it."""
+    if not path.is_file():
+        raise AvatarTexError(ErrorCode.PORTRAIT_MISSING, f"The image {str(path)!r} does not exist.",
+                             "Check the path; pick the photo again in the AvatarTex panel.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+    except Image.DecompressionBombError:
+        raise _unreadable(path, "it claims an absurd number of pixels (a decompression bomb?)") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise _unreadable(path, f"not an image Pillow recognises ({exc})") from None
+    try:
+        width, height = image.size
+        if width * height > MAX_PORTRAIT_PIXELS:
+            raise _unreadable(path, f"{width}x{height} is more than {MAX_PORTRAIT_PIXELS // 1_000_000} "
+                              "megapixels")
+        try:
+            orientation = int(image.getexif().get(0x0112, 1))
+        except Exception:  # a broken EXIF block must not cost the photo
+            orientation = 1
+        source_mode, source_format = image.mode, image.format
+        if orientation in (5, 6, 7, 8):
+            width, height = height, width
+        info: dict[str, Any] = {"original_size": (width, height), "mode": source_mode,
+                                "format": source_format, "orientation": orientation,
+                                "bit_depth": 8, "warnings": []}
+        if _is_high_bit_colour(image):
+            array, scale = _decode_high_bit(path, orientation, max_side)
+            info["bit_depth"] = 16
+        else:
+            size, scale = _target_size(image.size[0], image.size[1], max_side)
+            if scale != 1.0 and image.mode in ("RGB", "RGBA", "L", "LA", "P", "PA", "CMYK", "YCbCr", "1"):
+                if image.mode in ("P", "PA", "1"):
+                    image = image.convert("RGBA" if "transparency" in image.info or image.mode == "PA"
+                                          else "RGB")
+                # draft() lets the JPEG decoder itself work at 1/2..1/8 scale (memory and time of an
+                # 8000x8000 photo drop 16-64x); reducing_gap then box-reduces before the Lanczos pass.
+                if image.format == "JPEG":
+                    image.draft(image.mode, size)
+                image.thumbnail(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
+            else:
+                image.load()
+            if orientation in _ORIENTATION_TRANSPOSE:
+                image = image.transpose(_ORIENTATION_TRANSPOSE[orientation])
+            if image.mode.startswith("I;16") or image.mode == "I":
+                info["bit_depth"] = 16
+            array = _to_float(image)
+            if scale != 1.0 and (array.shape[1], array.shape[0]) != _target_size(width, height, max_side)[0]:
+                array = _resize_array(array, _target_size(width, height, max_side)[0])
+                array = array[..., None] if array.ndim == 2 else array
+    except AvatarTexError:
+        raise
+    except Image.DecompressionBombError:
+        raise _unreadable(path, "it claims an absurd number of pixels (a decompression bomb?)") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise _unreadable(path, f"the file is corrupt or truncated ({exc})") from None
+    finally:
+        image.close()
+    info["scale"] = float(array.shape[1] / width) if scale != 1.0 else 1.0
+    info["size"] = (int(array.shape[1]), int(array.shape[0]))
+    return array, info
+
+
+def load_portrait(path: str | os.PathLike, max_side: int | None = 2048
+                  ) -> tuple[np.ndarray, dict[str, Any]]:
+    """Read a portrait photo as float32 sRGB (H, W, 3) in 0..1, upright and at most ``max_side`` wide.
+
+    Handles EXIF orientation, greyscale, palette, 16-bit PNG/TIFF (full precision) and transparency
+    (composited on mid grey, with a warning). Huge photos are downscaled while decoding. Returns the
+    image and ``info``: ``original_size`` (W, H) upright, ``size``, ``scale`` (output/original),
+    ``bit_depth``, ``mode``, ``format``, ``orientation`` and ``warnings`` (list of str).
+
+    Raises AvatarTexError PORTRAIT_MISSING (no such file) or PORTRAIT_UNREADABLE (not an image,
+    corrupt, truncated, absurdly large).
+    """
+    path = Path(path)
+    array, info = _decode(path, max_side)
+    channels = array.shape[2]
+    if channels in (2, 4):
+        alpha = array[..., -1:]
+        colour = array[..., :-1]
+        if float(alpha.min()) < 1.0:
+            info["warnings"].append(
+                f"{path.name} has transparent pixels; they were filled with mid grey. A photo without "
+                "transparency gives the face analysis the real background.")
+        array = colour * alpha + _MID_GREY * (1.0 - alpha)
+    if array.shape[2] == 1:
+        array = np.repeat(array, 3, axis=2)
+    return np.ascontiguousarray(array, dtype=np.float32), info
+
+
+def load_texture(path: str | os.PathLike) -> np.ndarray:
+    """Read a texture at full size as float32 (H, W, 3) 0..1 (alpha dropped, greyscale expanded).
+
+    Raises the same typed errors as load_portrait.
+    """
+    array, _ = _decode(Path(path), None)
+    if array.shape[2] in (2, 4):
+        array = array[..., :-1]
+    if array.shape[2] == 1:
+        array = np.repeat(array, 3, axis=2)
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _quantise(image: np.ndarray, bit_depth: int) -> np.ndarray:
+    image = np.asarray(image)
+    peak = 65535 if bit_depth == 16 else 255
+    dtype = np.uint16 if bit_depth == 16 else np.uint8
+    if image.dtype == np.uint8:
+        return image.astype(np.uint16) * 257 if bit_depth == 16 else image
+    if image.dtype == np.uint16:
+        return image if bit_depth == 16 else ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if not np.issubdtype(image.dtype, np.floating):
+        raise ValueError(f"save_png: unsupported dtype {image.dtype}; use float 0..1, uint8 or uint16")
+    values = np.nan_to_num(image.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+    return (np.clip(values, 0.0, 1.0) * peak + 0.5).astype(dtype)
+
+
+def save_png(path: str | os.PathLike, image: np.ndarray, bit_depth: int = 8) -> Path:
+    """Write an RGB(A) or greyscale image as PNG, atomically; returns the path written.
+
+    ``image``: float 0..1 (H, W), (H, W, 3) or (H, W, 4), or uint8/uint16 (converted to ``bit_depth``).
+    The file is written to a temporary name in the same folder and renamed over ``path``, so a reader
+    never sees half a PNG and a failed write leaves any previous file untouched. Missing folders are
+    created. Raises AvatarTexError OUTPUT_NOT_WRITABLE naming the folder when it cannot be written.
+    """
+    import cv2
+
+    if bit_depth not in (8, 16):
+        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
+    path = Path(path)
+    array = np.asarray(image)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise ValueError(f"save_png: expected (H, W), (H, W, 3) or (H, W, 4), got {array.shape}")
+    pixels = _quantise(array, bit_depth)
+    if pixels.ndim == 3:
+        pixels = pixels[..., [2, 1, 0, 3][: pixels.shape[2]]]  # OpenCV wants BGR(A)
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(pixels), [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    if not ok:
+        raise ValueError(f"save_png: OpenCV could not encode a {pixels.shape} {pixels.dtype} image")
+
+    folder = path.parent if str(path.parent) else Path(".")
+    not_writable = AvatarTexError(
+        ErrorCode.OUTPUT_NOT_WRITABLE, f"Cannot write {path.name!r} into the folder {str(folder)!r}.",
+        "Choose an output folder you can write to (and check the disk is not full).")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError:
+        raise not_writable from None
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(encoded.tobytes())
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp_name, path)
+    except OSError:
+        try:
+            os.unlink(temp_name)
+        except OSError:
+            pass
+        raise not_writable from None
+    except BaseException:
+        try:
+            os.unlink(temp_name)
+        except OSError:
+            pass
+        raise
+    return path

@@ -1,0 +1,369 @@
+"""Mesh landmarks: the portrait's 468 face-mesh points found on the 3D head.
+
+The mesh's untextured geometry is rendered shaded from in front of the face and the same 2D detector
+that reads the portrait reads the render; each 2D landmark is lifted back onto the surface through
+the render's triangle-id and barycentric buffers. When the facing direction is unknown, the six axis
+directions are tried. A second render, re-framed on the first detection and turned to face the
+camera, makes the face large and frontal in the image (scanned heads with shoulders). Artist pins
+override detected points, or replace detection entirely when it fails (very stylised heads).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .camera import Camera
+from .face import (LEFT_EYE_CONTOUR, LIPS_OUTER, NUM_LANDMARKS, PIN_LANDMARKS, RIGHT_EYE_CONTOUR, Face,
+                   FaceLandmarker)
+from .protocol import PIN_NAMES, AvatarTexError, ErrorCode
+
+AXES = {"+x": (1, 0, 0), "-x": (-1, 0, 0), "+y": (0, 1, 0), "-y": (0, -1, 0), "+z": (0, 0, 1), "-z": (0, 0, -1)}
+"""The facing directions searched when the mesh does not say where its face looks."""
+
+_FOV_DEG = 30.0
+# Skin-like albedo: the detector was trained on faces; a warm grey is found more reliably than a cold
+# one on the scanned head, and the colour carries no identity.
+_ALBEDO = np.array([0.86, 0.70, 0.60], np.float32)
+_AMBIENT = 0.25
+
+
+@dataclass
+class MeshLandmarks:
+    """The 468 landmarks on a mesh's surface and how they were found."""
+
+    points3d: np.ndarray
+    """(468, 3) float64 surface points in the mesh's space; NaN where not lifted."""
+    valid: np.ndarray
+    """(468,) bool: the point is on the surface."""
+    tri_id: np.ndarray
+    """(468,) int32 triangle of each point, -1 where not valid."""
+    bary: np.ndarray
+    """(468, 3) float32 barycentric coordinates of each point in its triangle."""
+    camera: Camera
+    """The camera of the render the landmarks were detected in (a framing camera for pins only)."""
+    forward: np.ndarray
+    """(3,) unit direction the face looks towards (from the landmarks when detected)."""
+    up: np.ndarray
+    """(3,) unit up direction of the face, orthogonal to ``forward``."""
+    source: str
+    """``detected``, ``pins`` or ``detected+pins``."""
+    score: float = 0.0
+    """Detection score of the render's face (0 for pins only)."""
+    facing: str = ""
+    """The axis (``+z``...) the search found, or ``given`` when ``forward`` was passed."""
+    points2d: np.ndarray | None = None
+    """(468, 2) landmarks in the render (``camera``'s pixels), NaN where not detected."""
+    render: np.ndarray | None = None
+    """(H, W, 3) float32 the shaded render the detector saw, for the debug overlay."""
+    warnings: list[str] = field(default_factory=list)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, np.float64)
+    return v / max(np.linalg.norm(v), 1e-12)
+
+
+def _vertex_normals(positions: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    from .mesh import compute_normals
+
+    return compute_normals(positions, triangles).astype(np.float64)
+
+
+def _frame_camera(center: np.ndarray, radius: float, forward: np.ndarray, up: np.ndarray,
+                  size: int) -> Camera:
+    """A camera on ``forward``'s side of ``center`` that sees a sphere of ``radius`` whole."""
+    distance = radius / np.sin(np.radians(_FOV_DEG) / 2) * 1.02
+    eye = center + _unit(forward) * distance
+    return Camera.look_at(eye, center, up, _FOV_DEG, size, size)
+
+
+def _render(positions: np.ndarray, triangles: np.ndarray, normals: np.ndarray,
+            camera: Camera) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Shaded image, tri_id, bary and the per-pixel world position of the mesh seen by ``camera``."""
+    from .raster import interpolate, rasterize_camera
+
+    tri_id, bary, _ = rasterize_camera(positions, triangles, camera)
+    covered = tri_id >= 0
+    attributes = interpolate(np.concatenate([normals, positions], axis=1), triangles, tri_id, bary)
+    normal = attributes[..., :3]
+    normal /= np.maximum(np.linalg.norm(normal, axis=2, keepdims=True), 1e-12)
+    world = attributes[..., 3:]
+    # Light a little above the camera, so brows and nose cast the shading cues faces have in photos.
+    to_light = _unit(camera.center - world.reshape(-1, 3).mean(axis=0) if covered.any() else camera.R[2])
+    light = _unit(to_light - 0.35 * camera.R[1])
+    lambert = np.abs(normal @ light)  # both sides: inverted normals on some scans must still shade
+    shade = _AMBIENT + (1.0 - _AMBIENT) * lambert
+    image = np.where(covered[..., None], shade[..., None] * _ALBEDO, 0.0).astype(np.float32)
+    return image, tri_id, bary, world
+
+
+def _lift(points2d: np.ndarray, tri_id: np.ndarray, world: np.ndarray, triangles: np.ndarray,
+          positions: np.ndarray, depth_tolerance: float
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Surface points under 2D render landmarks: bilinear in the world-position buffer where the four
+    neighbouring pixels lie on one surface, the nearest covered pixel across a depth jump."""
+    h, w = tri_id.shape
+    n = len(points2d)
+    out = np.full((n, 3), np.nan)
+    tri = np.full(n, -1, np.int32)
+    finite = np.isfinite(points2d).all(axis=1)
+    p = np.where(finite[:, None], points2d, 0.0) - 0.5  # pixel centres at +0.5
+    x0 = np.clip(np.floor(p[:, 0]).astype(int), 0, w - 2)
+    y0 = np.clip(np.floor(p[:, 1]).astype(int), 0, h - 2)
+    fx = np.clip(p[:, 0] - x0, 0, 1)[:, None]
+    fy = np.clip(p[:, 1] - y0, 0, 1)[:, None]
+    corners = [(y0, x0), (y0, x0 + 1), (y0 + 1, x0), (y0 + 1, x0 + 1)]
+    weights = [(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy]
+    cover = np.stack([tri_id[r, c] >= 0 for r, c in corners], axis=1)
+    values = np.stack([world[r, c] for r, c in corners], axis=1)  # (n, 4, 3)
+    blend = sum(wt * world[r, c] for wt, (r, c) in zip(weights, corners))
+    spread = np.linalg.norm(values - values.mean(axis=1, keepdims=True), axis=2).max(axis=1)
+    smooth = cover.all(axis=1) & (spread < depth_tolerance)
+    nearest_r = np.clip(np.round(p[:, 1]).astype(int), 0, h - 1)
+    nearest_c = np.clip(np.round(p[:, 0]).astype(int), 0, w - 1)
+    out[smooth] = blend[smooth]
+    near_ok = ~smooth & (tri_id[nearest_r, nearest_c] >= 0)
+    out[near_ok] = world[nearest_r[near_ok], nearest_c[near_ok]]
+    ok = finite & (smooth | near_ok)
+    out[~ok] = np.nan
+    tri[ok] = tri_id[nearest_r[ok], nearest_c[ok]]
+    # Snap onto the nearest pixel's triangle: barycentrics of the point in that triangle's plane.
+    bary = np.zeros((n, 3), np.float32)
+    if ok.any():
+        corners3 = positions[triangles[tri[ok]]]  # (k, 3, 3)
+        a, b, c = corners3[:, 0], corners3[:, 1], corners3[:, 2]
+        v0, v1, v2 = b - a, c - a, out[ok] - a
+        d00, d01, d11 = (v0 * v0).sum(1), (v0 * v1).sum(1), (v1 * v1).sum(1)
+        d20, d21 = (v2 * v0).sum(1), (v2 * v1).sum(1)
+        denom = np.where(np.abs(d00 * d11 - d01 * d01) < 1e-30, 1e-30, d00 * d11 - d01 * d01)
+        beta = (d11 * d20 - d01 * d21) / denom
+        gamma = (d00 * d21 - d01 * d20) / denom
+        lam = np.stack([1 - beta - gamma, beta, gamma], axis=1)
+        # A bilinear blend across neighbouring triangles can fall just outside this one: clamp.
+        lam = np.clip(lam, 0.0, None)
+        lam /= np.maximum(lam.sum(axis=1, keepdims=True), 1e-12)
+        bary[ok] = lam
+        out[ok] = np.einsum("kj,kjc->kc", lam, corners3)
+    return out, ok, tri, bary
+
+
+def _face_frame(points3d: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(forward, up) of a face from its lifted landmarks, or None when the key points are missing."""
+    left = points3d[list(LEFT_EYE_CONTOUR)]
+    right = points3d[list(RIGHT_EYE_CONTOUR)]
+    mouth = points3d[list(LIPS_OUTER)]
+    if not (np.isfinite(left).any() and np.isfinite(right).any() and np.isfinite(mouth).any()):
+        return None
+    left, right, mouth = np.nanmean(left, 0), np.nanmean(right, 0), np.nanmean(mouth, 0)
+    across = _unit(left - right)  # the character's left
+    up = (left + right) / 2 - mouth
+    up = _unit(up - across * (up @ across))
+    # Facing +z with +y up, the character's left is +x: forward = left x up.
+    return _unit(np.cross(across, up)), up
+
+
+def _candidate_ups(forward: np.ndarray, up: np.ndarray | None) -> list[np.ndarray]:
+    if up is not None:
+        up = np.asarray(up, np.float64)
+        up = up - forward * (up @ forward)
+        if np.linalg.norm(up) > 1e-6:
+            return [_unit(up)]
+    # The axes perpendicular to the facing; +z and +y (Blender's and glTF's up) first.
+    order = [(0, 0, 1), (0, 1, 0), (1, 0, 0), (0, 0, -1), (0, -1, 0), (-1, 0, 0)]
+    return [np.array(a, np.float64) for a in order if abs(np.dot(a, forward)) < 0.5]
+
+
+def _detect_in_view(positions, triangles, normals, center, radius, forward, up, landmarker, size
+                    ) -> tuple[Face | None, Camera, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    camera = _frame_camera(center, radius, forward, up, size)
+    image, tri_id, bary, world = _render(positions, triangles, normals, camera)
+    faces = landmarker.detect(image)
+    if not faces:
+        return None, camera, image, tri_id, bary, world
+    face = max(faces, key=lambda f: (f.score, f.size))
+    return face, camera, image, tri_id, bary, world
+
+
+def _upright(face: Face) -> bool:
+    """The face reads upright in the image: left eye to the image right, eyes above the mouth."""
+    across = face.left_eye_center - face.right_eye_center
+    down = face.landmarks[list(LIPS_OUTER)].mean(0) - (face.left_eye_center + face.right_eye_center) / 2
+    return bool(across[0] > abs(across[1]) and down[1] > abs(down[0]))
+
+
+def _pin_table(pins, pin_names, n_vertices: int) -> dict[str, int]:
+    """name -> vertex index of the valid pins; accepts a dict or parallel arrays."""
+    if pins is None:
+        return {}
+    if isinstance(pins, dict):
+        items = list(pins.items())
+    else:
+        if pin_names is None:
+            raise ValueError("pins given as an array need pin_names")
+        items = list(zip([str(n) for n in pin_names], np.asarray(pins).reshape(-1).tolist()))
+    table = {}
+    for name, vertex in items:
+        if name in PIN_LANDMARKS and 0 <= int(vertex) < n_vertices:
+            table[name] = int(vertex)
+    return table
+
+
+def _no_face(why: str) -> AvatarTexError:
+    return AvatarTexError(
+        ErrorCode.NO_FACE_ON_MESH, f"No face could be found on the mesh: {why}.",
+        "Add landmark pins in the AvatarTex panel (eye corners, nose tip, mouth corners), set the "
+        "direction the face looks, or check the mesh is a head.")
+
+
+def detect_mesh_landmarks(positions: np.ndarray, triangles: np.ndarray, landmarker: FaceLandmarker,
+                          up: np.ndarray | None = None, forward: np.ndarray | None = None,
+                          pins=None, pin_names=None, image_size: int = 512,
+                          normals: np.ndarray | None = None) -> MeshLandmarks:
+    """Find the 468 face landmarks on a head mesh's surface.
+
+    Args:
+        positions, triangles: the mesh, (V, 3) and (T, 3).
+        landmarker: the 2D detector (the one used on the portrait).
+        up, forward: the head's up axis and the direction its face looks, when known; otherwise
+            the six axis directions (and for each the perpendicular ups) are searched.
+        pins: artist landmark pins, a dict name -> vertex or an array of vertex ids (-1 unset)
+            with ``pin_names``; names from protocol.PIN_NAMES. They override detected points, and
+            replace detection when it fails (at least 4 pins, including both eyes and the nose tip
+            or a mouth corner).
+        image_size: edge of the square renders, pixels.
+        normals: (V, 3) vertex normals for shading; computed when absent.
+
+    Raises AvatarTexError NO_FACE_ON_MESH when neither detection nor the pins give a face.
+    """
+    positions = np.asarray(positions, np.float64).reshape(-1, 3)
+    triangles = np.asarray(triangles, np.int64).reshape(-1, 3)
+    normals = _vertex_normals(positions, triangles) if normals is None else np.asarray(normals, np.float64)
+    pin_table = _pin_table(pins, pin_names, len(positions))
+    lo, hi = positions.min(0), positions.max(0)
+    center = (lo + hi) / 2
+    radius = float(np.linalg.norm(positions - center, axis=1).max())
+    warnings: list[str] = []
+
+    # Pass 1: which way does the face look, and which way is up?
+    if forward is not None:
+        candidates = [("given", _unit(forward))]
+    else:
+        candidates = [(name, np.array(axis, np.float64)) for name, axis in AXES.items()]
+    best = None
+    for name, direction in candidates:
+        for up_axis in _candidate_ups(direction, up):
+            face, camera, *_ = _detect_in_view(positions, triangles, normals, center, radius, direction,
+                                               up_axis, landmarker, image_size)
+            if face is None:
+                continue
+            key = (_upright(face), face.score, face.size)
+            if best is None or key > best[0]:
+                best = (key, name, direction, up_axis)
+            if _upright(face):
+                break  # mediapipe reads a rolled face too; an upright one needs no other up
+
+    detected = None
+    if best is not None:
+        _, facing, direction, up_axis = best
+        # Pass 2: turn the camera to the face found and frame it tightly, then detect again.
+        face, camera, image, tri_id, bary, world = _detect_in_view(
+            positions, triangles, normals, center, radius, direction, up_axis, landmarker, image_size)
+        points, ok, tri, bry = _lift(face.landmarks, tri_id, world, triangles, positions, 0.02 * radius)
+        frame = _face_frame(np.where(ok[:, None], points, np.nan))
+        if frame is not None and ok.sum() >= 0.5 * NUM_LANDMARKS:
+            face_forward, face_up = frame
+            face_points = points[ok]
+            face_center = np.median(face_points, axis=0)
+            face_radius = 1.25 * float(np.percentile(np.linalg.norm(face_points - face_center, axis=1), 98))
+            # Centre on the face, but keep the camera on the face's side of the whole head.
+            face2, camera2, image2, tri2, bary2, world2 = _detect_in_view(
+                positions, triangles, normals, face_center, face_radius, face_forward, face_up,
+                landmarker, image_size)
+            if face2 is not None and _upright(face2):
+                points2, ok2, trib, bryb = _lift(face2.landmarks, tri2, world2, triangles, positions,
+                                                  0.02 * face_radius)
+                if ok2.sum() >= ok.sum() * 0.9:
+                    face, camera, image, points, ok, tri, bry = face2, camera2, image2, points2, ok2, trib, bryb
+                    frame = _face_frame(np.where(ok[:, None], points, np.nan)) or frame
+            detected = MeshLandmarks(
+                points3d=np.where(ok[:, None], points, np.nan), valid=ok, tri_id=tri, bary=bry,
+                camera=camera, forward=frame[0], up=frame[1], source="detected", score=float(face.score),
+                facing=facing, points2d=face.landmarks.astype(np.float64), render=image, warnings=warnings)
+        else:
+            warnings.append("A face was found in a render of the mesh but could not be placed on its "
+                            "surface; falling back to pins.")
+
+    if detected is not None:
+        if pin_table:
+            _apply_pins(detected, pin_table, positions, triangles)
+            detected.source = "detected+pins"
+        return detected
+
+    # Fallback: the artist's pins alone.
+    missing_why = ("the renders of the mesh from the six axis directions show no face a detector "
+                   "recognises" if forward is None else "a render from the given facing shows no face")
+    if not pin_table:
+        raise _no_face(missing_why + ", and no landmark pins are set")
+    names = set(pin_table)
+    has_eyes = bool(names & {"right_eye_outer", "right_eye_inner"}) and bool(
+        names & {"left_eye_outer", "left_eye_inner"})
+    if len(pin_table) < 4 or not has_eyes or not (names & {"nose_tip", "mouth_right", "mouth_left"}):
+        raise _no_face(missing_why + f", and the {len(pin_table)} pin(s) set ({sorted(names)}) are too "
+                       "few: at least 4 are needed, with a corner of each eye and the nose tip or a "
+                       "mouth corner")
+    return _pins_only(pin_table, positions, triangles, center, radius, forward, up, image_size,
+                      warnings + [f"No face was detected on the mesh; registering with the "
+                                  f"{len(pin_table)} landmark pins only."])
+
+
+def _vertex_triangle(triangles: np.ndarray, vertex: int) -> tuple[int, np.ndarray]:
+    rows, cols = np.nonzero(triangles == vertex)
+    if len(rows) == 0:
+        return -1, np.zeros(3, np.float32)
+    bary = np.zeros(3, np.float32)
+    bary[cols[0]] = 1.0
+    return int(rows[0]), bary
+
+
+def _apply_pins(result: MeshLandmarks, pin_table: dict[str, int], positions: np.ndarray,
+                triangles: np.ndarray) -> None:
+    for name, vertex in pin_table.items():
+        index = PIN_LANDMARKS[name]
+        tri, bary = _vertex_triangle(triangles, vertex)
+        if tri < 0:
+            result.warnings.append(f"Pin {name!r} is on vertex {vertex}, which no triangle uses; ignored.")
+            continue
+        result.points3d[index] = positions[vertex]
+        result.valid[index] = True
+        result.tri_id[index] = tri
+        result.bary[index] = bary
+
+
+def _pins_only(pin_table, positions, triangles, center, radius, forward, up, image_size,
+               warnings) -> MeshLandmarks:
+    points3d = np.full((NUM_LANDMARKS, 3), np.nan)
+    result = MeshLandmarks(points3d=points3d, valid=np.zeros(NUM_LANDMARKS, bool),
+                           tri_id=np.full(NUM_LANDMARKS, -1, np.int32),
+                           bary=np.zeros((NUM_LANDMARKS, 3), np.float32), camera=None,  # type: ignore[arg-type]
+                           forward=np.zeros(3), up=np.zeros(3), source="pins", warnings=warnings)
+    _apply_pins(result, pin_table, positions, triangles)
+    p = {name: positions[v] for name, v in pin_table.items()}
+    right = np.mean([p[n] for n in ("right_eye_outer", "right_eye_inner") if n in p], axis=0)
+    left = np.mean([p[n] for n in ("left_eye_outer", "left_eye_inner") if n in p], axis=0)
+    lower = np.mean([p[n] for n in ("mouth_right", "mouth_left", "nose_tip", "chin") if n in p], axis=0)
+    across = _unit(left - right)
+    face_up = (left + right) / 2 - lower
+    face_up = _unit(face_up - across * (face_up @ across))
+    face_forward = _unit(np.cross(across, face_up))
+    if forward is not None:
+        face_forward = _unit(forward)
+        face_up = _unit(face_up - face_forward * (face_up @ face_forward))
+    result.forward, result.up = face_forward, face_up
+    result.facing = "given" if forward is not None else "pins"
+    result.camera = _frame_camera(center, radius, face_forward, face_up, image_size)
+    return result
+
+
+__all__ = ["AXES", "MeshLandmarks", "detect_mesh_landmarks", "PIN_NAMES"]

@@ -1,0 +1,156 @@
+"""Loading diffusers pipelines from registry names or local folders, cached between requests.
+
+Loading SD 1.5 takes seconds and gigabytes; the server keeps each pipeline after its first use, keyed
+by everything that changes what was loaded (folders, device, dtype, memory mode).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+from ..protocol import AvatarTexError, ErrorCode
+from . import hub
+from .config import NeuralConfig
+from .device import configure_pipeline, pick_device, pick_dtype
+from .registry import REGISTRY
+
+_CACHE: dict[tuple, Any] = {}
+_LOCK = threading.Lock()
+
+
+def clear_cache() -> None:
+    """Drop every cached pipeline (and free GPU memory); the next request loads again."""
+    with _LOCK:
+        _CACHE.clear()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
+
+
+def cached_count() -> int:
+    """How many pipelines are loaded (for ``hello`` and tests)."""
+    return len(_CACHE)
+
+
+def native_size(name_or_path: str, folder: Path) -> int:
+    """The edge the model was trained at: the registry's, else the UNet config's sample size x VAE factor."""
+    if name_or_path in REGISTRY:
+        return REGISTRY[name_or_path].native_size
+    try:
+        unet = json.loads((folder / "unet" / "config.json").read_text())
+        vae = json.loads((folder / "vae" / "config.json").read_text())
+        return int(unet.get("sample_size", 64)) * 2 ** (len(vae.get("block_out_channels", [0] * 4)) - 1)
+    except (OSError, ValueError):
+        return 512
+
+
+def _pipeline_class_name(folder: Path) -> str:
+    try:
+        return str(json.loads((folder / "model_index.json").read_text()).get("_class_name", ""))
+    except (OSError, ValueError) as exc:
+        raise AvatarTexError(ErrorCode.MODEL_MISSING, f"{folder} is not a diffusers pipeline folder: {exc}.",
+                             "Point the model setting at a folder with model_index.json, or at a "
+                             "registry name (avatartex models list).") from None
+
+
+def _common_kwargs(dtype: Any) -> dict[str, Any]:
+    # use_safetensors=True makes diffusers refuse pickled .bin weights instead of silently loading them.
+    return {"torch_dtype": dtype, "use_safetensors": True, "local_files_only": True}
+
+
+def _load(key: tuple, config: NeuralConfig, build: Any) -> Any:
+    with _LOCK:
+        if key in _CACHE:
+            return _CACHE[key]
+    pipe = build()
+    if config.keep_models_loaded:
+        with _LOCK:
+            _CACHE[key] = pipe
+    return pipe
+
+
+def _memory_key(config: NeuralConfig) -> tuple:
+    return (config.low_vram, config.attention_slicing, config.vae_tiling)
+
+
+def load_inpaint(name_or_path: str, config: NeuralConfig) -> tuple[Any, int]:
+    """The inpainting pipeline (SD 1.5 or SDXL, from the folder's ``model_index.json``) and its native size."""
+    folder = hub.resolve(name_or_path, config.cache_dir)
+    device = pick_device(config.device)
+    dtype = pick_dtype(device, config.dtype)
+    key = ("inpaint", str(folder), str(device), str(dtype), _memory_key(config))
+
+    def build() -> Any:
+        import diffusers
+
+        cls_name = _pipeline_class_name(folder)
+        if "XL" in cls_name:
+            pipe = diffusers.StableDiffusionXLInpaintPipeline.from_pretrained(folder, **_common_kwargs(dtype))
+        else:
+            pipe = diffusers.StableDiffusionInpaintPipeline.from_pretrained(
+                folder, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+                **_common_kwargs(dtype))
+        return configure_pipeline(pipe, config, device)
+
+    return _load(key, config, build), native_size(name_or_path, folder)
+
+
+def load_repaint(base: str, controlnet: str, config: NeuralConfig) -> tuple[Any, int]:
+    """SD 1.5 img2img under the tile ControlNet, and its native size."""
+    base_folder = hub.resolve(base, config.cache_dir)
+    cn_folder = hub.resolve(controlnet, config.cache_dir)
+    device = pick_device(config.device)
+    dtype = pick_dtype(device, config.dtype)
+    key = ("repaint", str(base_folder), str(cn_folder), str(device), str(dtype), _memory_key(config))
+
+    def build() -> Any:
+        import diffusers
+
+        cn = diffusers.ControlNetModel.from_pretrained(cn_folder, **_common_kwargs(dtype))
+        pipe = diffusers.StableDiffusionControlNetImg2ImgPipeline.from_pretrained(
+            base_folder, controlnet=cn, safety_checker=None, feature_extractor=None,
+            requires_safety_checker=False, **_common_kwargs(dtype))
+        return configure_pipeline(pipe, config, device)
+
+    return _load(key, config, build), native_size(base, base_folder)
+
+
+def step_callback(ctx: Any, total: int, label: str) -> Any:
+    """A diffusers ``callback_on_step_end`` that reports progress and raises ``Cancelled`` between steps."""
+
+    def callback(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        ctx.progress(min(1.0, (step + 1) / max(total, 1)), f"{label} step {step + 1}/{total}")
+        ctx.check_cancel()
+        return kwargs
+
+    return callback
+
+
+def generator(seed: int) -> Any:
+    """A CPU generator: the same seed gives the same noise on every device."""
+    import torch
+
+    return torch.Generator(device="cpu").manual_seed(int(seed))
+
+
+def to_tensor(image: Any) -> Any:
+    """(H, W[, C]) float numpy in 0..1 -> (1, C, H, W) float32 tensor."""
+    import numpy as np
+    import torch
+
+    array = np.asarray(image, dtype=np.float32)
+    if array.ndim == 2:
+        array = array[..., None]
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))[None]
+
+
+def join_prompt(*parts: str) -> str:
+    """Non-empty prompt parts joined with commas."""
+    return ", ".join(p.strip() for p in parts if p and p.strip())

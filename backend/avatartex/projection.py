@@ -1,0 +1,150 @@
+"""Closed-form projection of the portrait onto the head: colour and confidence for surface points.
+
+For every surface point (an atlas texel, or a texel of the mesh's own UV map at bake time): project it
+into the portrait with the registered camera and warp, keep it where the camera sees it (depth test
+against a render of the mesh from that camera) and where it faces the camera, and let the confidence
+fall off with the viewing angle, near the silhouette, and where the photo does not show skin (hair,
+background, hands) outside the face outline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+from . import raster
+
+
+@dataclass
+class PortraitView:
+    """What the projection needs to know about the portrait, computed once per request."""
+
+    image: np.ndarray
+    """(H, W, 3) float32 sRGB 0..1."""
+    zbuffer: np.ndarray
+    """(h, w) float32 camera depth of the mesh seen by the registered camera, +inf where empty."""
+    zscale: float
+    """zbuffer pixels per portrait pixel (the depth render may be smaller than the photo)."""
+    edge_distance: np.ndarray
+    """(h, w) float32 distance in portrait pixels to the mesh's silhouette, inside the silhouette."""
+    skin: np.ndarray
+    """(H, W) float32 0..1 how much each portrait pixel looks like this face's skin."""
+    face_outline: np.ndarray
+    """(H, W) bool pixels inside the (slightly widened) face outline of the landmarks."""
+    camera_center: np.ndarray
+    """(3,) the registered camera's position in mesh space."""
+    tolerance: float
+    """Depth-test tolerance in mesh units."""
+
+
+def skin_likelihood(image: np.ndarray, face_mask: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
+    """0..1 per pixel: closeness to the skin colour statistics inside ``face_mask`` (Lab, Mahalanobis).
+
+    A weight-free stand-in for a face-parsing net: hair, background and clothing differ in colour from
+    the face's skin; skin of the ears and neck does not.
+    """
+    lab = cv2.cvtColor(np.ascontiguousarray(image, np.float32), cv2.COLOR_RGB2Lab)
+    sample = face_mask if exclude is None else face_mask & ~exclude
+    pixels = lab[sample]
+    if len(pixels) < 50:
+        return np.ones(image.shape[:2], np.float32)
+    mean = pixels.mean(axis=0)
+    # Keep the central 90 % of the face's pixels so eyes, brows and lips do not widen the model.
+    d0 = np.linalg.norm(pixels - mean, axis=1)
+    core = pixels[d0 <= np.quantile(d0, 0.9)]
+    cov = np.cov(core.T) + np.diag([4.0, 1.0, 1.0])
+    inv = np.linalg.inv(cov)
+    diff = lab.reshape(-1, 3) - mean
+    d2 = np.einsum("ij,jk,ik->i", diff, inv, diff).reshape(image.shape[:2])
+    return np.exp(-0.5 * np.maximum(d2 - 9.0, 0.0) / 9.0).astype(np.float32)
+
+
+def polygon_mask(shape: tuple[int, int], outline_xy: np.ndarray, grow: float = 0.0) -> np.ndarray:
+    """Pixels inside a polygon given in (x, y) pixel coordinates, optionally scaled about its centre."""
+    pts = np.asarray(outline_xy, np.float64)
+    centre = pts.mean(axis=0)
+    pts = centre + (pts - centre) * (1.0 + grow)
+    mask = np.zeros(shape, np.uint8)
+    cv2.fillPoly(mask, [np.round(pts * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
+    return mask.astype(bool)
+
+
+def prepare_view(image: np.ndarray, positions: np.ndarray, triangles: np.ndarray, registration,
+                 face_outline_xy: np.ndarray, feature_mask: np.ndarray | None, mesh_scale: float,
+                 max_render: int = 1024) -> PortraitView:
+    """Render the mesh's depth from the registered camera and build the skin model of the portrait."""
+    from .camera import Camera
+
+    h, w = image.shape[:2]
+    cam = registration.camera
+    zscale = min(1.0, max_render / max(h, w))
+    small = Camera(cam.fx * zscale, cam.fy * zscale, cam.cx * zscale, cam.cy * zscale, cam.R, cam.t,
+                   max(1, int(round(w * zscale))), max(1, int(round(h * zscale))))
+    tri_id, _, depth = raster.rasterize_camera(positions, triangles, small)
+    covered = tri_id >= 0
+    edge = ndimage.distance_transform_edt(covered).astype(np.float32) / zscale
+    outline = polygon_mask((h, w), face_outline_xy, grow=0.04)
+    skin = skin_likelihood(image, polygon_mask((h, w), face_outline_xy, grow=-0.1), feature_mask)
+    return PortraitView(image, depth.astype(np.float32), zscale, edge, skin, outline, cam.center,
+                        0.04 * mesh_scale)
+
+
+def project_points(view: PortraitView, registration, points: np.ndarray, normals: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Portrait pixel coordinates (N, 2) (NaN where unseen) and confidence (N,) of surface points.
+
+    ``points`` and ``normals`` are in mesh space. Confidence multiplies: visible (depth test), facing
+    (smoothstep of the cosine between the normal and the direction to the camera), away from the
+    silhouette, inside the photo, and skin-like where the point falls outside the face outline.
+    """
+    points = np.asarray(points, np.float64)
+    h, w = view.image.shape[:2]
+    cam_xy, depth = registration.camera.project(points)
+    warped, _ = registration.project(points)
+    zx = np.clip((cam_xy[:, 0] * view.zscale).astype(np.int64), 0, view.zbuffer.shape[1] - 1)
+    zy = np.clip((cam_xy[:, 1] * view.zscale).astype(np.int64), 0, view.zbuffer.shape[0] - 1)
+    inside = ((cam_xy[:, 0] >= 0) & (cam_xy[:, 0] < w) & (cam_xy[:, 1] >= 0) & (cam_xy[:, 1] < h)
+              & (warped[:, 0] >= 0) & (warped[:, 0] <= w - 1) & (warped[:, 1] >= 0) & (warped[:, 1] <= h - 1)
+              & (depth > 0))
+    # Compare with the nearest of a 2x2 neighbourhood: slanted surfaces change depth within a pixel.
+    zx1 = np.minimum(zx + 1, view.zbuffer.shape[1] - 1)
+    zy1 = np.minimum(zy + 1, view.zbuffer.shape[0] - 1)
+    zmax = np.maximum.reduce([view.zbuffer[zy, zx], view.zbuffer[zy, zx1], view.zbuffer[zy1, zx],
+                              view.zbuffer[zy1, zx1]])
+    zmin = np.minimum.reduce([view.zbuffer[zy, zx], view.zbuffer[zy, zx1], view.zbuffer[zy1, zx],
+                              view.zbuffer[zy1, zx1]])
+    visible = inside & (depth <= np.where(np.isfinite(zmax), zmin, np.inf) + view.tolerance)
+
+    to_cam = view.camera_center[None, :] - points
+    to_cam /= np.maximum(np.linalg.norm(to_cam, axis=1, keepdims=True), 1e-12)
+    n = np.asarray(normals, np.float64)
+    n = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+    cos = (n * to_cam).sum(axis=1)
+    facing = np.clip((cos - 0.15) / (0.6 - 0.15), 0, 1)
+    facing = facing * facing * (3 - 2 * facing)
+
+    ramp = 0.012 * max(h, w)
+    edge = view.edge_distance[zy, zx]
+    silhouette = np.clip(edge / ramp, 0, 1)
+
+    px = np.clip(np.round(warped[:, 0]).astype(np.int64), 0, w - 1)
+    py = np.clip(np.round(warped[:, 1]).astype(np.int64), 0, h - 1)
+    skin = np.where(view.face_outline[py, px], 1.0, view.skin[py, px])
+
+    confidence = np.where(visible, facing * silhouette * skin, 0.0).astype(np.float32)
+    coords = np.where(visible[:, None], warped, np.nan).astype(np.float32)
+    return coords, confidence
+
+
+def sample_image(image: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """Bilinear samples (N, C) of an image at pixel coordinates (N, 2); NaN coordinates give 0."""
+    xy = np.nan_to_num(np.asarray(coords, np.float32), nan=-1e4)
+    # cv2.remap takes pixel-centre coordinates; ours put centres at +0.5.
+    mx = np.ascontiguousarray(xy[:, 0] - 0.5).reshape(1, -1)
+    my = np.ascontiguousarray(xy[:, 1] - 0.5).reshape(1, -1)
+    out = cv2.remap(np.ascontiguousarray(image, np.float32), mx, my, cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_REPLICATE)
+    return out.reshape(len(xy), -1)

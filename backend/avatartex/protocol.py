@@ -1,0 +1,238 @@
+"""The contract between the Blender add-on and the backend process.
+
+Standard library only: the add-on imports this file inside Blender's own Python, where numpy may be
+the only third-party package. The wire format is JSON lines over the backend's stdin/stdout:
+
+    -> {"id": 7, "method": "generate", "params": {...}}
+    <- {"id": 7, "event": "progress", "stage": "inpaint", "fraction": 0.4, "message": "step 8/20"}
+    <- {"id": 7, "result": {"texture": "/.../texture.png", "report": {...}}}
+    <- {"id": 7, "error": {"code": "no_face_in_portrait", "message": "...", "hint": "..."}}
+
+A request gets any number of progress events and then exactly one result or one error. Large data
+travel as files whose paths are in the messages (``.npz`` mesh captures, PNG images).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+PROTOCOL_VERSION = 1
+"""Bumped on any incompatible change of the messages below; ``hello`` reports it."""
+
+METHODS = ("hello", "generate", "cancel", "shutdown")
+ENGINES = ("auto", "classic", "neural")
+STAGES = ("analyse", "register", "project", "inpaint", "latent", "repaint", "bake")
+
+# Keys of a mesh-capture file (``numpy.savez``), the format the add-on writes for the backend.
+CAPTURE_KEYS = {
+    "positions": "float32 (V, 3) vertex positions, object space, any unit",
+    "triangles": "int32 (T, 3) vertex indices, counter-clockwise seen from outside",
+    "uvs": "float32 (T, 3, 2) per-corner UV coordinates of the chosen UV map, (0, 0) bottom-left",
+    "normals": "float32 (V, 3) optional vertex normals; recomputed when absent",
+    "pins": "int32 (P,) optional vertex indices of landmark pins, -1 where a pin is not set",
+    "pin_names": "str (P,) optional names of those pins, from PIN_NAMES",
+    "name": "str () the object's name, for messages",
+    "up": "float32 (3,) optional up axis of the object (Blender: +Z)",
+    "forward": "float32 (3,) optional direction the face looks towards, when the artist knows it",
+}
+
+PIN_NAMES = (
+    "right_eye_outer",
+    "right_eye_inner",
+    "left_eye_inner",
+    "left_eye_outer",
+    "nose_tip",
+    "mouth_right",
+    "mouth_left",
+    "chin",
+)
+"""Landmark pins an artist can mark on a vertex. Left/right are the character's own."""
+
+
+class ErrorCode:
+    """Machine-readable error codes. Every error a user can hit has one of these."""
+
+    PARSE_ERROR = "parse_error"
+    BAD_REQUEST = "bad_request"
+    UNKNOWN_METHOD = "unknown_method"
+    BUSY = "busy"
+    CANCELLED = "cancelled"
+    INTERNAL = "internal"
+    PORTRAIT_MISSING = "portrait_missing"
+    PORTRAIT_UNREADABLE = "portrait_unreadable"
+    NO_FACE_IN_PORTRAIT = "no_face_in_portrait"
+    FACE_TOO_SMALL = "face_too_small"
+    MESH_MISSING = "mesh_missing"
+    MESH_UNREADABLE = "mesh_unreadable"
+    MESH_EMPTY = "mesh_empty"
+    MESH_INVALID = "mesh_invalid"
+    NO_UV_MAP = "no_uv_map"
+    UV_MAP_NOT_FOUND = "uv_map_not_found"
+    NO_FACE_ON_MESH = "no_face_on_mesh"
+    UNKNOWN_STYLE = "unknown_style"
+    UNKNOWN_ENGINE = "unknown_engine"
+    ENGINE_UNAVAILABLE = "engine_unavailable"
+    MODEL_MISSING = "model_missing"
+    OUTPUT_NOT_WRITABLE = "output_not_writable"
+    INVALID_SIZE = "invalid_size"
+
+
+class AvatarTexError(Exception):
+    """An error the user can act on: what happened, why, and what to do about it."""
+
+    def __init__(self, code: str, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.hint = hint
+
+    def to_dict(self) -> dict[str, str]:
+        """The ``error`` object of a protocol message."""
+        return {"code": self.code, "message": self.message, "hint": self.hint}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AvatarTexError:
+        """Rebuild an error received over the wire."""
+        return cls(str(data.get("code", ErrorCode.INTERNAL)), str(data.get("message", "")),
+                   str(data.get("hint", "")))
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class Cancelled(AvatarTexError):
+    """Raised inside a stage when the client cancelled the request."""
+
+    def __init__(self) -> None:
+        super().__init__(ErrorCode.CANCELLED, "Generation was cancelled.", "")
+
+
+@dataclass
+class GenerateParams:
+    """Parameters of ``generate``; also what the CLI builds from its flags."""
+
+    mesh: str
+    """Path of a mesh-capture ``.npz`` (from the add-on) or an ``.obj``/``.glb``/``.gltf``/``.ply``."""
+    portrait: str
+    """Path of the portrait photo (PNG, JPEG, TIFF, WebP; 8 or 16 bit; any orientation tag)."""
+    out_dir: str
+    """Folder that receives ``texture.png`` and ``report.json``; created if missing."""
+    style: str = "photoreal"
+    """A style preset name (``hello`` lists them)."""
+    prompt: str = ""
+    """Free text added to the style's prompt (neural engine only)."""
+    size: int = 1024
+    """Edge length in pixels of the square output texture, 512 to 4096."""
+    engine: str = "auto"
+    """``auto``, ``classic`` or ``neural``."""
+    seed: int = 0
+    """Seed of every random choice; the same inputs and seed give the same texture."""
+    strength: float = 1.0
+    """How strongly the style is applied, 0 (photo) to 1 (the preset as designed)."""
+    uv_map: str = ""
+    """Name of the UV map to bake into (mesh files with several); empty picks the first."""
+    unwrap: bool = False
+    """Make a UV map with xatlas when the mesh has none."""
+    bit_depth: int = 8
+    """8 or 16 bits per channel of the PNG."""
+    debug: bool = False
+    """Also write the partial projection, confidence map and landmark overlay."""
+    facing: str = ""
+    """Direction the face looks in the mesh's space (``+z``, ``-y``...); empty searches."""
+    texture_name: str = "texture.png"
+    """File name of the texture inside ``out_dir``."""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GenerateParams:
+        """Validate and build from a request's ``params``; unknown keys are a ``bad_request``."""
+        if not isinstance(data, dict):
+            raise AvatarTexError(ErrorCode.BAD_REQUEST, "generate params must be a JSON object.",
+                                 "Send {\"mesh\": ..., \"portrait\": ..., \"out_dir\": ...}.")
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise AvatarTexError(ErrorCode.BAD_REQUEST, f"Unknown generate parameter(s): {unknown}.",
+                                 f"Known parameters: {sorted(names)}.")
+        missing = [n for n, f in names.items()
+                   if f.default is dataclasses.MISSING and n not in data]
+        if missing:
+            raise AvatarTexError(ErrorCode.BAD_REQUEST, f"Missing generate parameter(s): {missing}.",
+                                 "mesh, portrait and out_dir are required.")
+        kwargs = {}
+        for key, value in data.items():
+            expected = type(names[key].default) if names[key].default is not dataclasses.MISSING else str
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+                raise AvatarTexError(ErrorCode.BAD_REQUEST,
+                                     f"Parameter {key!r} must be {expected.__name__}, got {value!r}.", "")
+            kwargs[key] = value
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``params`` object of a ``generate`` request."""
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Progress:
+    """A progress event of a running request."""
+
+    stage: str
+    """One of STAGES."""
+    fraction: float
+    """Progress of the whole request, 0 to 1."""
+    message: str = ""
+
+
+@dataclass
+class Request:
+    """A request line from the client."""
+
+    id: int | str
+    method: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def encode(message: dict[str, Any]) -> str:
+    """One protocol line (no newline inside: JSON escapes them)."""
+    return json.dumps(message, separators=(",", ":"), allow_nan=False)
+
+
+def decode_request(line: str) -> Request:
+    """Parse one line from the client, raising a typed error for anything malformed."""
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise AvatarTexError(ErrorCode.PARSE_ERROR, f"Not a JSON line: {exc.msg} at column {exc.colno}.",
+                             "Send one JSON object per line.") from None
+    if not isinstance(data, dict):
+        raise AvatarTexError(ErrorCode.BAD_REQUEST, "A request must be a JSON object.",
+                             "Send {\"id\": 1, \"method\": \"hello\"}.")
+    method = data.get("method")
+    req_id = data.get("id")
+    if not isinstance(method, str) or not isinstance(req_id, (int, str)) or isinstance(req_id, bool):
+        raise AvatarTexError(ErrorCode.BAD_REQUEST, "A request needs an integer or string 'id' and a 'method'.",
+                             "Send {\"id\": 1, \"method\": \"hello\"}.")
+    params = data.get("params", {})
+    if not isinstance(params, dict):
+        raise AvatarTexError(ErrorCode.BAD_REQUEST, "'params' must be a JSON object.", "")
+    return Request(req_id, method, params)
+
+
+def progress_message(req_id: int | str, progress: Progress) -> dict[str, Any]:
+    """The ``event`` line of a progress update."""
+    return {"id": req_id, "event": "progress", **dataclasses.asdict(progress)}
+
+
+def result_message(req_id: int | str | None, result: dict[str, Any]) -> dict[str, Any]:
+    """The final line of a successful request."""
+    return {"id": req_id, "result": result}
+
+
+def error_message(req_id: int | str | None, error: AvatarTexError) -> dict[str, Any]:
+    """The final line of a failed request."""
+    return {"id": req_id, "error": error.to_dict()}

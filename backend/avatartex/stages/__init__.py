@@ -1,0 +1,1 @@
+"""Stage engines: classic (any CPU) and neural (GPU, downloaded weights)."""

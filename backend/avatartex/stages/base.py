@@ -1,0 +1,67 @@
+"""The interface every stage engine implements, classic or neural.
+
+A stage takes the atlas texture so far and returns a new one; it never changes its input in place.
+It reports progress through ``ctx.progress(fraction, message)`` (fraction of this stage, 0 to 1) and
+calls ``ctx.check_cancel()`` at least once per step, which raises ``Cancelled`` when the client
+cancelled.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from ..atlas import AtlasGeometry
+    from ..styles import Style
+
+
+@dataclass
+class AtlasTexture:
+    """A texture in the canonical head atlas (see ``atlas.py``)."""
+
+    color: np.ndarray
+    """(S, S, 3) float32 sRGB in 0..1."""
+    confidence: np.ndarray
+    """(S, S) float32 in 0..1: how strongly each texel is backed by the portrait (1 = seen head-on)."""
+
+    def copy(self) -> AtlasTexture:
+        return AtlasTexture(self.color.copy(), self.confidence.copy())
+
+
+@dataclass
+class StageContext:
+    """Everything a stage may read besides the texture itself."""
+
+    atlas: AtlasGeometry
+    """The atlas layout and the mesh surface behind each texel (mask, positions, normals, mirror)."""
+    portrait: np.ndarray
+    """(H, W, 3) float32 sRGB 0..1, the portrait photo (after orientation fixes and downscaling)."""
+    portrait_coords: np.ndarray
+    """(S, S, 2) float32 portrait pixel (x, y) of each atlas texel's surface point; NaN where unseen."""
+    style: Style
+    seed: int = 0
+    strength: float = 1.0
+    """0 keeps the photo, 1 applies the style preset as designed."""
+    prompt: str = ""
+    progress: Callable[[float, str], None] = lambda fraction, message="": None
+    check_cancel: Callable[[], None] = lambda: None
+    warnings: list[str] = field(default_factory=list)
+    """Stages append messages for the report here (e.g. 'no GAN prior configured; used classic')."""
+
+
+class Stage(abc.ABC):
+    """One of the three stages of the method, in one engine."""
+
+    name: str = ""
+    """``inpaint``, ``latent`` or ``repaint``."""
+    engine: str = ""
+    """``classic`` or ``neural``."""
+
+    @abc.abstractmethod
+    def run(self, texture: AtlasTexture, ctx: StageContext) -> AtlasTexture:
+        """Return the stage's output texture; ``texture`` is left untouched."""
