@@ -79,7 +79,8 @@ class Face:
     landmarks: np.ndarray
     """(468, 2) float32 pixel coordinates (x right, y down) of mediapipe's face-mesh points."""
     score: float = 1.0
-    """Detection confidence 0..1 (face-detector score where it ran, else 1)."""
+    """Confidence 0..1: mediapipe's face-detector score of the box holding this face, 0 when only the
+    mesh model found it (an unconfirmed face)."""
     depth: np.ndarray | None = None
     """(468,) optional relative depth of each landmark from the mesh model (pixels, smaller = closer)."""
     extras: dict = field(default_factory=dict)
@@ -227,13 +228,11 @@ class MediapipeLandmarker(FaceLandmarker):
                         break
         faces = []
         for points, depth, extras in found:
-            score = 1.0
-            if detections:
-                # The detector's score of the detection box this face's nose sits in.
-                nose = points[NOSE_TIP]
-                inside = [s for box, s in detections
-                          if box[0] <= nose[0] <= box[2] and box[1] <= nose[1] <= box[3]]
-                score = max(inside) if inside else float(self.min_detection_confidence)
+            # The face detector's score of the box this face's nose sits in; 0 when the detector does
+            # not confirm the face (the mesh model alone also "finds" faces in upside-down renders).
+            nose = points[NOSE_TIP]
+            inside = [s for box, s in detections if box[0] <= nose[0] <= box[2] and box[1] <= nose[1] <= box[3]]
+            score = max(inside, default=0.0)
             faces.append(Face(points.astype(np.float32), score, depth.astype(np.float32), extras))
         return faces
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .camera import Camera
-from .face import (LEFT_EYE_CONTOUR, LIPS_OUTER, NUM_LANDMARKS, PIN_LANDMARKS, RIGHT_EYE_CONTOUR, Face,
+from .face import (CHIN, FOREHEAD, LEFT_EYE_CONTOUR, LIPS_OUTER, NUM_LANDMARKS, PIN_LANDMARKS, RIGHT_EYE_CONTOUR, Face,
                    FaceLandmarker)
 from .protocol import PIN_NAMES, AvatarTexError, ErrorCode
 
@@ -158,7 +158,10 @@ def _face_frame(points3d: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         return None
     left, right, mouth = np.nanmean(left, 0), np.nanmean(right, 0), np.nanmean(mouth, 0)
     across = _unit(left - right)  # the character's left
-    up = (left + right) / 2 - mouth
+    # Hairline to chin lies in the face's frontal plane (2.6 deg off on the scanned head); eyes to
+    # mouth tilts ~14 deg because the lips stand forward of the eyes.
+    top, chin = points3d[FOREHEAD], points3d[CHIN]
+    up = top - chin if np.isfinite(top).all() and np.isfinite(chin).all() else (left + right) / 2 - mouth
     up = _unit(up - across * (up @ across))
     # Facing +z with +y up, the character's left is +x: forward = left x up.
     return _unit(np.cross(across, up)), up
@@ -254,22 +257,21 @@ def detect_mesh_landmarks(positions: np.ndarray, triangles: np.ndarray, landmark
     best = None
     for name, direction in candidates:
         for up_axis in _candidate_ups(direction, up):
-            face, camera, *_ = _detect_in_view(positions, triangles, normals, center, radius, direction,
-                                               up_axis, landmarker, image_size)
+            view = _detect_in_view(positions, triangles, normals, center, radius, direction, up_axis,
+                                   landmarker, image_size)
+            face = view[0]
             if face is None:
                 continue
             key = (_upright(face), face.score, face.size)
             if best is None or key > best[0]:
-                best = (key, name, direction, up_axis)
+                best = (key, name, view)
             if _upright(face):
                 break  # mediapipe reads a rolled face too; an upright one needs no other up
 
     detected = None
     if best is not None:
-        _, facing, direction, up_axis = best
+        _, facing, (face, camera, image, tri_id, bary, world) = best
         # Pass 2: turn the camera to the face found and frame it tightly, then detect again.
-        face, camera, image, tri_id, bary, world = _detect_in_view(
-            positions, triangles, normals, center, radius, direction, up_axis, landmarker, image_size)
         points, ok, tri, bry = _lift(face.landmarks, tri_id, world, triangles, positions, 0.02 * radius)
         frame = _face_frame(np.where(ok[:, None], points, np.nan))
         if frame is not None and ok.sum() >= 0.5 * NUM_LANDMARKS:

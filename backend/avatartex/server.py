@@ -9,6 +9,7 @@ so a library that prints (or a C extension that writes to fd 1) cannot corrupt t
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import platform
@@ -81,6 +82,9 @@ class Server:
                 self.dispatch(request)
             except AvatarTexError as error:
                 self.send(error_message(request.id, error))
+            except Exception as exc:  # a bug: answer it as one and keep serving
+                log.error("request %s crashed:\n%s", request.id, traceback.format_exc())
+                self.send(error_message(request.id, _internal(exc)))
         self._cancel_running()
         self._wait_running()
 
@@ -111,15 +115,13 @@ class Server:
         models: list[dict[str, Any]] = []
         devices = ["cpu"]
         try:
-            from .neural import registry
-            models = [entry.describe() for entry in registry.all_entries()]
+            from .neural.hub import status
+            models = status()
         except ImportError:
-            pass
-        try:
-            from .neural.device import cuda_devices
-            devices += cuda_devices()
-        except ImportError:
-            pass
+            pass  # the neural engine's packages are optional
+        if importlib.util.find_spec("torch") is not None:
+            import torch
+            devices += [f"cuda:{i} {torch.cuda.get_device_name(i)}" for i in range(torch.cuda.device_count())]
         return {
             "protocol": PROTOCOL_VERSION,
             "backend_version": __version__,
@@ -159,9 +161,7 @@ class Server:
             self.send(error_message(request_id, error))
         except Exception as exc:  # a bug: report it as such, keep serving
             log.error("request %s crashed:\n%s", request_id, traceback.format_exc())
-            self.send(error_message(request_id, AvatarTexError(
-                ErrorCode.INTERNAL, f"Internal error: {type(exc).__name__}: {exc}",
-                "Please report it with the backend log.")))
+            self.send(error_message(request_id, _internal(exc)))
 
     def _cancel_running(self) -> None:
         with self._job_lock:
@@ -173,6 +173,11 @@ class Server:
             job = self._job
         if job is not None:
             job[2].join()
+
+
+def _internal(exc: Exception) -> AvatarTexError:
+    return AvatarTexError(ErrorCode.INTERNAL, f"Internal error: {type(exc).__name__}: {exc}",
+                          "Please report it with the backend log.")
 
 
 def _protocol_stdout() -> IO[str]:

@@ -62,7 +62,11 @@ def _pipeline_class_name(folder: Path) -> str:
 
 def _common_kwargs(dtype: Any) -> dict[str, Any]:
     # use_safetensors=True makes diffusers refuse pickled .bin weights instead of silently loading them.
-    return {"torch_dtype": dtype, "use_safetensors": True, "local_files_only": True}
+    import diffusers
+
+    major, minor = (int(x) for x in diffusers.__version__.split(".")[:2])
+    dtype_key = "dtype" if (major, minor) >= (0, 42) else "torch_dtype"  # renamed in 0.42
+    return {dtype_key: dtype, "use_safetensors": True, "local_files_only": True}
 
 
 def _load(key: tuple, config: NeuralConfig, build: Any) -> Any:

@@ -76,6 +76,8 @@ def _scheduler() -> Any:
 
 def build_sd_folder(folder: Path, *, inpaint: bool, scale: str = "tiny", seed: int = 0, dtype: Any = None) -> Path:
     """Write a random SD 1.5(-inpainting) pipeline to ``folder`` (``scale`` is ``tiny`` or ``real``)."""
+    import shutil
+
     import torch
     from diffusers import StableDiffusionInpaintPipeline, StableDiffusionPipeline, UNet2DConditionModel
 
@@ -89,6 +91,7 @@ def build_sd_folder(folder: Path, *, inpaint: bool, scale: str = "tiny", seed: i
     if dtype is not None:
         pipe.to(dtype=dtype)
     pipe.save_pretrained(folder, safe_serialization=True)
+    shutil.rmtree(folder / "_tok_src")
     return folder
 
 

@@ -1,0 +1,39 @@
+"""AvatarTex: a portrait photo in, a complete seam-free head texture in the mesh's own UVs out.
+
+Scripting API (stable): ``bpy.ops.avatartex.generate()``, ``bpy.ops.avatartex.batch_retexture()``,
+``bpy.ops.avatartex.generate_variants()``; per object ``obj.avatartex.portrait_path``; per scene
+``scene.avatartex.style``, ``.resolution``, ``.engine``, ``.seed``. The backend interpreter comes from
+the add-on preferences or the ``AVATARTEX_BACKEND_PYTHON`` environment variable. In background mode
+(``blender -b``) the operators return only when the textures are applied.
+"""
+
+from __future__ import annotations
+
+import bpy
+
+from . import backend, operators, panels, preferences, properties, state
+
+_register_classes, _unregister_classes = bpy.utils.register_classes_factory(
+    properties.CLASSES + preferences.CLASSES + operators.CLASSES + panels.CLASSES)
+
+
+def register() -> None:
+    """Register classes and properties; nothing starts until the artist asks for it."""
+    import bpy.utils.previews
+
+    _register_classes()
+    properties.register_props()
+    state.previews = bpy.utils.previews.new()
+
+
+def unregister() -> None:
+    """Stop the backend and any running job, remove everything registered."""
+    if state.job is not None:
+        state.job.cancel()
+        state.job = None
+    backend.shutdown()
+    if state.previews is not None:
+        bpy.utils.previews.remove(state.previews)
+        state.previews = None
+    properties.unregister_props()
+    _unregister_classes()

@@ -1,0 +1,369 @@
+"""Jobs: a queue of texture generations run one at a time through the warm backend.
+
+A job is a list of tasks (one object, or one variant of an object). ``Job.pump`` advances it: it starts
+the backend when needed, captures the next object, sends ``generate``, reads progress, and applies
+results to the scene. All Blender data is touched only in ``pump``, which runs on the main thread:
+driven by a blocking loop in background mode, by ``bpy.app.timers`` when a script calls an operator
+in the UI, or by the modal operator after a button click.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import bpy
+
+from . import backend, capture, errors, material, state
+from .client import PendingRequest, error_from_message
+from .paths import output_dir, place_unique, protocol, safe_name, user_dir
+
+TIMER_INTERVAL_S = 0.1
+
+
+@dataclass
+class Task:
+    """One generation: an object (and optionally one of its variants) with the settings to use."""
+
+    object_name: str
+    portrait: str
+    style: str
+    prompt: str
+    size: int
+    engine: str
+    seed: int
+    strength: float
+    uv_map: str
+    facing: str
+    variant: int = -1
+    """Index into ``obj.avatartex.variants``, or -1 for the object's main texture."""
+    label: str = ""
+    status: str = "queued"
+    """queued, running, done, failed, cancelled."""
+    message: str = ""
+    texture: str = ""
+    retried: bool = False
+
+
+@dataclass
+class Job:
+    """A run of tasks; ``kind`` is generate, batch or variants."""
+
+    kind: str
+    tasks: list[Task]
+    driver: str = "sync"
+    """Who calls ``pump``: sync (a blocking loop), timer (bpy.app.timers) or modal."""
+    index: int = 0
+    pending: PendingRequest | None = None
+    phase: str = "idle"
+    """idle, hello, generate."""
+    cancelled: bool = False
+    finished: bool = False
+    summary: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    notes: list[str] = field(default_factory=list)
+    """Warnings for the artist (backend restarted, texture saved outside the project)."""
+
+    # -- control ------------------------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Stop after the running request: the backend is asked to cancel, nothing more is applied."""
+        self.cancelled = True
+        if self.pending is not None and state.client is not None:
+            state.client.cancel(self.pending)
+
+    @property
+    def current(self) -> Task | None:
+        """The task being worked on."""
+        return self.tasks[self.index] if self.index < len(self.tasks) else None
+
+    def pump(self, wait: float = 0.0) -> bool:
+        """Advance the job; ``wait`` seconds at most for a backend message. Returns whether it is finished."""
+        if self.finished:
+            return True
+        try:
+            self._step(wait)
+        except Exception as exc:  # noqa: BLE001 - any failure ends the task, never the whole add-on
+            self._fail_current(exc)
+        if self.finished:
+            return True
+        return False
+
+    def run_sync(self) -> None:
+        """Pump until finished (background mode); Ctrl+C cancels the running request."""
+        try:
+            while not self.pump(wait=0.2):
+                pass
+        except KeyboardInterrupt:
+            self.cancel()
+            while not self.pump(wait=0.2):
+                pass
+
+    # -- steps --------------------------------------------------------------------------------------
+
+    def _step(self, wait: float) -> None:
+        task = self.current
+        if task is None or (self.cancelled and self.pending is None):
+            self._finish()
+            return
+        if self.pending is None:
+            self._start(task)
+            return
+        message = self.pending.get(timeout=wait)
+        while message is not None:
+            self._handle(task, message)
+            if self.pending is None or self.finished:
+                return
+            message = self.pending.get(timeout=0)
+
+    def _start(self, task: Task) -> None:
+        client = backend.get_client()
+        if client.hello is None or not client.alive():
+            self.phase = "hello"
+            self._set_status(task, "running", "Starting the backend...", 0.0)
+            self.pending = client.start_async()
+            if self.pending is not None:
+                return
+        self.phase = "generate"
+        obj = bpy.data.objects.get(task.object_name)
+        if obj is None:
+            raise errors.error(errors.NOTHING_SELECTED, f"Object '{task.object_name}' no longer exists.", "")
+        _check_portrait(task.portrait)
+        out_folder, _ = output_dir()
+        _ensure_output_dir(out_folder)
+        stamp = f"{safe_name(task.object_name)}_{int(time.time() * 1000)}"
+        mesh_path = capture.capture_object(obj, bpy.context.evaluated_depsgraph_get(), task.uv_map,
+                                           user_dir("captures") / f"{stamp}.npz", task.facing)
+        params = protocol().GenerateParams(
+            mesh=str(mesh_path), portrait=task.portrait, out_dir=str(user_dir("work") / stamp),
+            style=task.style, prompt=task.prompt, size=task.size, engine=task.engine, seed=task.seed,
+            strength=float(task.strength), facing=task.facing.lower() if task.facing != "AUTO" else "")
+        self._set_status(task, "running", "Sending to the backend...", 0.0)
+        self.pending = client.send("generate", params.to_dict())
+
+    def _handle(self, task: Task, message: dict) -> None:
+        if message.get("event") == "progress":
+            fraction = float(message.get("fraction", 0.0))
+            text = f"{message.get('stage', '')}: {message.get('message', '')}".strip(": ")
+            self._set_status(task, "running", text, fraction)
+            return
+        self.pending = None
+        if "error" in message:
+            error = error_from_message(message)
+            if error.code == errors.BACKEND_CRASHED and not task.retried and not self.cancelled:
+                # Restart once: a crash may be a one-off (out of memory, a driver hiccup).
+                task.retried = True
+                note = f"The backend crashed while working on '{task.label}'; restarted it and retrying."
+                self.notes.append(note + f" ({error.message})")
+                self._set_status(task, "running", note, 0.0)
+                return
+            if self.phase == "hello" and error.code != errors.BACKEND_CRASHED:
+                raise error
+            if self.phase == "hello":
+                raise errors.backend_error(f"The backend did not start. {error.message}", error.hint)
+            raise error
+        if self.phase == "hello":
+            state.hello = backend.get_client().finish_start(message.get("result") or {})
+            return
+        if self.cancelled:
+            task.status = "cancelled"
+            self._next()
+            return
+        self._apply(task, (message.get("result") or {}).get("texture", ""))
+
+    def _apply(self, task: Task, texture: str) -> None:
+        obj = bpy.data.objects.get(task.object_name)
+        if obj is None:
+            raise errors.error(errors.NOTHING_SELECTED, f"Object '{task.object_name}' was deleted meanwhile.", "")
+        if not texture or not Path(texture).is_file():
+            raise errors.backend_error(f"The backend reported a texture that does not exist: {texture!r}.",
+                                       "See the backend log.", code=protocol().ErrorCode.INTERNAL)
+        out_folder, next_to_blend = output_dir()
+        stem = safe_name(obj.name if task.variant < 0 else f"{obj.name}_{task.label.split(' / ')[-1]}")
+        final = place_unique(Path(texture), out_folder, stem)
+        image = bpy.data.images.load(str(final), check_existing=False)
+        image.name = final.stem
+        if next_to_blend:
+            try:
+                image.filepath = bpy.path.relpath(str(final))
+            except ValueError:  # another drive on Windows
+                pass
+        settings = obj.avatartex
+        if task.variant >= 0 and task.variant < len(settings.variants):
+            variant = settings.variants[task.variant]
+            variant.image = image
+            variant.status = "done"
+            if task.variant == settings.active_variant_index or len(settings.variants) == 1:
+                material.apply_image(obj, image, task.uv_map)
+        else:
+            material.apply_image(obj, image, task.uv_map)
+        if not next_to_blend and "unsaved" not in " ".join(self.notes):
+            self.notes.append(f"The .blend is unsaved: textures went to {out_folder}; "
+                              "save the file to keep them next to it.")
+        task.texture = str(final)
+        self._set_status(task, "done", f"Done: {final.name}", 1.0)
+        if self.driver == "timer":
+            _undo_push(f"AvatarTex: {task.label}")
+        shutil.rmtree(Path(texture).parent, ignore_errors=True)
+        self._next()
+
+    def _fail_current(self, exc: Exception) -> None:
+        task = self.current
+        if self.pending is not None and state.client is not None:
+            state.client.cancel(self.pending)
+        self.pending = None
+        if task is None:
+            self._finish()
+            return
+        text = str(exc) if hasattr(exc, "code") else f"{type(exc).__name__}: {exc}"
+        self._set_status(task, "cancelled" if getattr(exc, "code", "") == "cancelled" else "failed", text, 0.0)
+        self._next()
+
+    def _next(self) -> None:
+        self.index += 1
+        self.phase = "idle"
+        if self.index >= len(self.tasks) or self.cancelled:
+            self._finish()
+
+    def _finish(self) -> None:
+        if self.finished:
+            return
+        for task in self.tasks[self.index:]:
+            if task.status in ("queued", "running"):
+                task.status, task.message = "cancelled", "Cancelled before it ran."
+                self._write_status(task)
+        done = [t for t in self.tasks if t.status == "done"]
+        failed = [t for t in self.tasks if t.status == "failed"]
+        cancelled = [t for t in self.tasks if t.status == "cancelled"]
+        head = f"{len(done)} done, {len(failed)} failed"
+        if cancelled:
+            head += f", {len(cancelled)} cancelled"
+        self.summary = [head] + [f"{t.label}: {t.message}" for t in failed] + self.notes
+        state.last_summary = self.summary
+        scene = bpy.context.scene
+        if scene is not None and hasattr(scene, "avatartex"):
+            scene.avatartex.status = head if len(self.tasks) > 1 or not self.tasks else self.tasks[0].message
+            scene.avatartex.progress = 1.0 if done and not failed and not cancelled else scene.avatartex.progress
+        self.finished = True
+        if state.job is self:
+            state.job = None
+        _status_bar(None)
+        _redraw()
+
+    # -- status -------------------------------------------------------------------------------------
+
+    def _set_status(self, task: Task, status: str, message: str, fraction: float) -> None:
+        task.status, task.message = status, message
+        self._write_status(task)
+        scene = bpy.context.scene
+        if scene is not None and hasattr(scene, "avatartex"):
+            total = max(len(self.tasks), 1)
+            scene.avatartex.progress = min(1.0, (self.index + fraction) / total)
+            prefix = f"[{self.index + 1}/{total}] " if total > 1 else ""
+            scene.avatartex.status = f"{prefix}{task.label}: {message}"
+            _status_bar(f"AvatarTex {prefix}{task.label}: {message} ({scene.avatartex.progress:.0%})")
+        _redraw()
+
+    def _write_status(self, task: Task) -> None:
+        obj = bpy.data.objects.get(task.object_name)
+        text = f"{task.status}: {task.message}" if task.message else task.status
+        if obj is not None:
+            if task.variant < 0:
+                obj.avatartex.status = text
+            elif task.variant < len(obj.avatartex.variants):
+                obj.avatartex.variants[task.variant].status = text
+        scene = bpy.context.scene
+        if self.kind == "batch" and scene is not None and hasattr(scene, "avatartex"):
+            item = scene.avatartex.batch.get(task.object_name)
+            if item is not None:
+                item.status, item.message = task.status, task.message
+
+
+def _check_portrait(path: str) -> None:
+    proto = protocol()
+    if not path:
+        raise errors.error(proto.ErrorCode.PORTRAIT_MISSING, "No portrait is set for this object.",
+                           "Pick a portrait photo in the AvatarTex panel (Portrait field).")
+    if not Path(path).is_file():
+        raise errors.error(proto.ErrorCode.PORTRAIT_MISSING, f"The portrait {path} does not exist.",
+                           "Pick an existing photo file.")
+
+
+def _ensure_output_dir(folder: Path) -> None:
+    from .paths import ensure_writable_dir
+    ensure_writable_dir(folder)
+
+
+def _undo_push(message: str) -> None:
+    """Make a result applied from a timer one undo step (operators get theirs from Blender)."""
+    try:
+        bpy.ops.ed.undo_push(message=message)
+    except RuntimeError:
+        pass
+
+
+def _status_bar(text: str | None) -> None:
+    wm = bpy.context.window_manager
+    if wm is None:
+        return
+    for window in wm.windows:
+        try:
+            window.workspace.status_text_set_internal(text)
+        except (AttributeError, RuntimeError):
+            pass
+
+
+def _redraw() -> None:
+    wm = bpy.context.window_manager
+    if wm is None or bpy.app.background:
+        return
+    for window in wm.windows:
+        for area in window.screen.areas:
+            if area.type in ('VIEW_3D', 'PREFERENCES'):
+                area.tag_redraw()
+
+
+# -- building and running jobs -------------------------------------------------------------------------
+
+
+def task_for(obj: bpy.types.Object, scene: bpy.types.Scene, variant: int = -1) -> Task:
+    """A task with the scene's settings (or the variant's style/seed/strength) for ``obj``."""
+    settings = scene.avatartex
+    portrait = bpy.path.abspath(obj.avatartex.portrait_path) if obj.avatartex.portrait_path else ""
+    task = Task(object_name=obj.name, portrait=portrait, style=settings.style, prompt=settings.prompt,
+                size=settings.resolution, engine=settings.engine, seed=settings.seed,
+                strength=settings.strength, uv_map=settings.uv_map, facing=settings.facing,
+                label=obj.name)
+    if variant >= 0:
+        v = obj.avatartex.variants[variant]
+        task.variant, task.style, task.seed, task.strength = variant, v.style, v.seed, v.strength
+        task.label = f"{obj.name} / {v.name}"
+    return task
+
+
+def check_idle() -> None:
+    """Raise a clear error when a job is already running (one backend, one job at a time)."""
+    if state.job is not None and not state.job.finished:
+        raise errors.error(errors.ALREADY_RUNNING, "AvatarTex is already generating.",
+                           "Wait for it to finish or press Cancel (Esc).")
+
+
+def start(job: Job, driver: str) -> Job:
+    """Make ``job`` the running job; with the timer driver it advances by itself."""
+    check_idle()
+    job.driver = driver
+    state.job = job
+    if driver == "timer":
+        bpy.app.timers.register(_timer, first_interval=TIMER_INTERVAL_S)
+    return job
+
+
+def _timer() -> float | None:
+    job = state.job
+    if job is None or job.driver != "timer":
+        return None
+    if job.pump(wait=0.0):
+        return None
+    return TIMER_INTERVAL_S

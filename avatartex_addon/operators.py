@@ -1,0 +1,467 @@
+"""Operators: ``bpy.ops.avatartex.*``. Each turns properties into tasks, runs them, reports the outcome.
+
+In background mode (``blender -b``) the generating operators run to completion before returning, so
+scripts and render farms can drive them; in the UI they return at once and progress streams in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
+
+from . import backend, capture, environment, errors, jobs, material, state
+from .paths import ensure_writable_dir, output_dir, place_unique, protocol, safe_name
+
+
+def _report_error(op: bpy.types.Operator, exc: Exception) -> set[str]:
+    op.report({'ERROR'}, str(exc))
+    return {'CANCELLED'}
+
+
+def _mesh_objects(objects) -> list[bpy.types.Object]:
+    return [o for o in objects if o.type == 'MESH']
+
+
+class _JobOperator:
+    """Shared run logic of generate / batch / variants: validate, build a job, run it."""
+
+    asynchronous: BoolProperty(
+        name="Asynchronous", default=False, options={'SKIP_SAVE', 'HIDDEN'},
+        description="Return at once even in background mode (progress then comes through timers)")
+
+    def make_job(self, context) -> jobs.Job:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def execute(self, context):
+        try:
+            jobs.check_idle()
+            backend.resolve_python()
+            job = self.make_job(context)
+        except Exception as exc:  # noqa: BLE001 - every user error becomes a report
+            return _report_error(self, exc)
+        if bpy.app.background and not self.asynchronous:
+            try:
+                jobs.start(job, "sync").run_sync()
+            except Exception as exc:  # noqa: BLE001
+                state.job = None
+                return _report_error(self, exc)
+            return self._report_summary(job)
+        try:
+            jobs.start(job, "timer")
+        except Exception as exc:  # noqa: BLE001
+            return _report_error(self, exc)
+        self.report({'INFO'}, f"AvatarTex: started {len(job.tasks)} generation(s)")
+        return {'FINISHED'}
+
+    def invoke(self, context, event):
+        if bpy.app.background or context.window is None:
+            return self.execute(context)
+        try:
+            jobs.check_idle()
+            backend.resolve_python()
+            job = self.make_job(context)
+            jobs.start(job, "modal")
+        except Exception as exc:  # noqa: BLE001
+            return _report_error(self, exc)
+        self._job = job
+        self._timer = context.window_manager.event_timer_add(jobs.TIMER_INTERVAL_S, window=context.window)
+        context.window_manager.modal_handler_add(self)
+        return {'RUNNING_MODAL'}
+
+    def modal(self, context, event):
+        job = self._job
+        if event.type == 'ESC' and event.value == 'PRESS':
+            job.cancel()
+        if event.type == 'TIMER':
+            job.pump(wait=0.0)
+        if not job.finished:
+            return {'PASS_THROUGH'}
+        context.window_manager.event_timer_remove(self._timer)
+        result = self._report_summary(job)
+        # Nothing applied: no undo step for an empty change.
+        return result if any(t.status == "done" for t in job.tasks) else {'CANCELLED'}
+
+    def _report_summary(self, job: jobs.Job) -> set[str]:
+        done = [t for t in job.tasks if t.status == "done"]
+        failed = [t for t in job.tasks if t.status == "failed"]
+        for note in job.notes:
+            self.report({'WARNING'}, note)
+        if job.cancelled or any(t.status == "cancelled" for t in job.tasks):
+            self.report({'WARNING'}, "AvatarTex: cancelled; " + job.summary[0])
+            return {'CANCELLED'} if not done else {'FINISHED'}
+        if not done:
+            self.report({'ERROR'}, " | ".join(f"{t.label}: {t.message}" for t in failed) or job.summary[0])
+            return {'CANCELLED'}
+        if failed:
+            self.report({'WARNING'}, "AvatarTex: " + " | ".join(job.summary[:1 + len(failed)]))
+        else:
+            self.report({'INFO'}, "AvatarTex: " + job.summary[0])
+        return {'FINISHED'}
+
+
+class AVATARTEX_OT_generate(_JobOperator, bpy.types.Operator):
+    """Generate a head texture for the active mesh from its portrait"""
+
+    bl_idname = "avatartex.generate"
+    bl_label = "Generate Texture"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    def make_job(self, context) -> jobs.Job:
+        obj = context.active_object
+        capture.check_mesh_object(obj)
+        if obj.mode == 'EDIT':
+            obj.update_from_editmode()
+        capture.resolve_uv_map(obj, context.scene.avatartex.uv_map)
+        task = jobs.task_for(obj, context.scene)
+        jobs._check_portrait(task.portrait)
+        ensure_writable_dir(output_dir()[0])
+        return jobs.Job("generate", [task])
+
+
+class AVATARTEX_OT_batch_retexture(_JobOperator, bpy.types.Operator):
+    """Generate textures for every selected mesh (or the chosen collection), one after another"""
+
+    bl_idname = "avatartex.batch_retexture"
+    bl_label = "Batch Re-texture"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    def make_job(self, context) -> jobs.Job:
+        settings = context.scene.avatartex
+        if settings.batch_collection is not None:
+            objects = _mesh_objects(settings.batch_collection.all_objects)
+            where = f"collection '{settings.batch_collection.name}'"
+        else:
+            objects = _mesh_objects(context.selected_objects)
+            where = "the selection"
+        if not objects:
+            raise errors.error(errors.NOTHING_SELECTED, f"There is no mesh object in {where}.",
+                               "Select the characters' head meshes (or pick a collection) and try again.")
+        ensure_writable_dir(output_dir()[0])
+        objects.sort(key=lambda o: o.name)
+        settings.batch.clear()
+        for obj in objects:
+            item = settings.batch.add()
+            item.name = obj.name
+        return jobs.Job("batch", [jobs.task_for(obj, context.scene) for obj in objects])
+
+
+class AVATARTEX_OT_generate_variants(_JobOperator, bpy.types.Operator):
+    """Generate every variant (style, seed, strength) of the active mesh"""
+
+    bl_idname = "avatartex.generate_variants"
+    bl_label = "Generate Variants"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    def make_job(self, context) -> jobs.Job:
+        obj = context.active_object
+        capture.check_mesh_object(obj)
+        if len(obj.avatartex.variants) == 0:
+            raise errors.error(protocol().ErrorCode.BAD_REQUEST, f"'{obj.name}' has no variants.",
+                               "Add variants with the + button of the Variants list.")
+        capture.resolve_uv_map(obj, context.scene.avatartex.uv_map)
+        jobs._check_portrait(jobs.task_for(obj, context.scene).portrait)
+        ensure_writable_dir(output_dir()[0])
+        tasks = [jobs.task_for(obj, context.scene, i) for i in range(len(obj.avatartex.variants))]
+        return jobs.Job("variants", tasks)
+
+
+class AVATARTEX_OT_cancel(bpy.types.Operator):
+    """Cancel the running generation; nothing more is applied to the scene"""
+
+    bl_idname = "avatartex.cancel"
+    bl_label = "Cancel"
+
+    def execute(self, context):
+        if state.job is None:
+            self.report({'INFO'}, "Nothing is running.")
+            return {'CANCELLED'}
+        state.job.cancel()
+        self.report({'INFO'}, "AvatarTex: cancelling...")
+        return {'FINISHED'}
+
+
+class AVATARTEX_OT_restore_material(bpy.types.Operator):
+    """Remove the AvatarTex texture node and reconnect Base Color as it was before"""
+
+    bl_idname = "avatartex.restore_material"
+    bl_label = "Restore Material"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    def execute(self, context):
+        obj = context.active_object
+        mat = obj.active_material if obj is not None else None
+        if mat is None or not material.restore(mat):
+            self.report({'INFO'}, "The material has no AvatarTex texture.")
+            return {'CANCELLED'}
+        return {'FINISHED'}
+
+
+class AVATARTEX_OT_variant_add(bpy.types.Operator):
+    """Add a variant with the scene's style and the next seed"""
+
+    bl_idname = "avatartex.variant_add"
+    bl_label = "Add Variant"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    def execute(self, context):
+        obj = context.active_object
+        if obj is None:
+            return _report_error(self, errors.error(errors.NOTHING_SELECTED, "Nothing is selected.", ""))
+        variants = obj.avatartex.variants
+        variant = variants.add()
+        variant.name = f"Variant {len(variants)}"
+        variant.style = context.scene.avatartex.style
+        variant.seed = context.scene.avatartex.seed + len(variants) - 1
+        variant.strength = context.scene.avatartex.strength
+        obj.avatartex.active_variant_index = len(variants) - 1
+        return {'FINISHED'}
+
+
+class AVATARTEX_OT_variant_remove(bpy.types.Operator):
+    """Remove the active variant (its image stays in the file until unused)"""
+
+    bl_idname = "avatartex.variant_remove"
+    bl_label = "Remove Variant"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    def execute(self, context):
+        obj = context.active_object
+        if obj is None or len(obj.avatartex.variants) == 0:
+            return {'CANCELLED'}
+        settings = obj.avatartex
+        settings.variants.remove(settings.active_variant_index)
+        settings.active_variant_index = max(0, min(settings.active_variant_index, len(settings.variants) - 1))
+        return {'FINISHED'}
+
+
+class AVATARTEX_OT_apply_variant(bpy.types.Operator):
+    """Show this variant's texture in the material"""
+
+    bl_idname = "avatartex.apply_variant"
+    bl_label = "Apply Variant"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    index: IntProperty(name="Index", default=-1, description="Variant to apply; -1: the active one")
+
+    def execute(self, context):
+        obj = context.active_object
+        if obj is None or obj.type != 'MESH' or len(obj.avatartex.variants) == 0:
+            return _report_error(self, errors.error(errors.NOTHING_SELECTED,
+                                                    "The active object has no variants.", ""))
+        settings = obj.avatartex
+        index = settings.active_variant_index if self.index < 0 else self.index
+        if index >= len(settings.variants):
+            return _report_error(self, errors.error(protocol().ErrorCode.BAD_REQUEST,
+                                                    f"There is no variant {index}.", ""))
+        variant = settings.variants[index]
+        if variant.image is None:
+            return _report_error(self, errors.error(protocol().ErrorCode.BAD_REQUEST,
+                                                    f"Variant '{variant.name}' has no texture yet.",
+                                                    "Press Generate Variants first."))
+        settings.active_variant_index = index
+        material.apply_image(obj, variant.image, context.scene.avatartex.uv_map)
+        return {'FINISHED'}
+
+
+class AVATARTEX_OT_export_variants(bpy.types.Operator):
+    """Write each variant's texture to <object>_<variant>.png in a folder (optionally pack them)"""
+
+    bl_idname = "avatartex.export_variants"
+    bl_label = "Export Variants"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    directory: StringProperty(name="Folder", subtype='DIR_PATH')
+    pack: BoolProperty(name="Pack into .blend", default=False,
+                       description="Also pack the variant images into the .blend file")
+
+    def invoke(self, context, event):
+        context.window_manager.fileselect_add(self)
+        return {'RUNNING_MODAL'}
+
+    def execute(self, context):
+        obj = context.active_object
+        if obj is None or len(obj.avatartex.variants) == 0:
+            return _report_error(self, errors.error(errors.NOTHING_SELECTED,
+                                                    "The active object has no variants.", ""))
+        if not self.directory:
+            return _report_error(self, errors.error(protocol().ErrorCode.OUTPUT_NOT_WRITABLE,
+                                                    "No export folder given.", "Pick a folder."))
+        folder = Path(bpy.path.abspath(self.directory))
+        written, skipped = [], []
+        try:
+            ensure_writable_dir(folder)
+            for variant in obj.avatartex.variants:
+                image = variant.image
+                if image is None:
+                    skipped.append(variant.name)
+                    continue
+                source = Path(bpy.path.abspath(image.filepath_raw or image.filepath))
+                stem = safe_name(f"{obj.name}_{variant.name}")
+                if not source.is_file():
+                    # Packed or generated in memory: save a copy first.
+                    source = folder / f".{stem}.tmp.png"
+                    image.save(filepath=str(source))
+                written.append(place_unique(source, folder, stem))
+                if source.name.endswith(".tmp.png"):
+                    source.unlink(missing_ok=True)
+                if self.pack and image.packed_file is None:
+                    image.pack()
+        except Exception as exc:  # noqa: BLE001
+            return _report_error(self, exc)
+        message = f"Exported {len(written)} variant(s) to {folder}"
+        if skipped:
+            message += f"; not generated yet: {', '.join(skipped)}"
+        self.report({'WARNING'} if skipped else {'INFO'}, message)
+        return {'FINISHED'}
+
+
+def _pin_items(self, context):
+    return [(name, name.replace("_", " ").title(), f"Mark the selected vertex as {name}")
+            for name in protocol().PIN_NAMES]
+
+
+class AVATARTEX_OT_set_pin(bpy.types.Operator):
+    """Mark the selected vertex as a facial landmark (for heads the detector cannot read)"""
+
+    bl_idname = "avatartex.set_pin"
+    bl_label = "Set Landmark Pin"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    pin: EnumProperty(name="Landmark", items=_pin_items)
+
+    def execute(self, context):
+        obj = context.active_object
+        try:
+            capture.check_mesh_object(obj)
+            index = _selected_vertex(obj)
+        except Exception as exc:  # noqa: BLE001
+            return _report_error(self, exc)
+        slot = list(protocol().PIN_NAMES).index(self.pin)
+        obj.avatartex.pins[slot] = index
+        self.report({'INFO'}, f"{self.pin} = vertex {index}")
+        return {'FINISHED'}
+
+
+def _selected_vertex(obj: bpy.types.Object) -> int:
+    """The one selected vertex of ``obj`` (edit or object mode); the active one when several are."""
+    import numpy as np
+    if obj.mode == 'EDIT':
+        import bmesh
+        bm = bmesh.from_edit_mesh(obj.data)
+        active = bm.select_history.active
+        if isinstance(active, bmesh.types.BMVert):
+            return active.index
+        obj.update_from_editmode()
+    mesh = obj.data
+    selected = np.zeros(len(mesh.vertices), bool)
+    mesh.vertices.foreach_get("select", selected)
+    ids = np.flatnonzero(selected)
+    if len(ids) != 1:
+        raise errors.error(protocol().ErrorCode.BAD_REQUEST,
+                           f"{len(ids)} vertices are selected; a pin needs exactly one.",
+                           "In Edit Mode, click the one vertex at the landmark, then set the pin.")
+    return int(ids[0])
+
+
+class AVATARTEX_OT_clear_pins(bpy.types.Operator):
+    """Forget all landmark pins of the active object"""
+
+    bl_idname = "avatartex.clear_pins"
+    bl_label = "Clear Pins"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    def execute(self, context):
+        obj = context.active_object
+        if obj is None:
+            return {'CANCELLED'}
+        obj.avatartex.pins = (-1,) * len(obj.avatartex.pins)
+        return {'FINISHED'}
+
+
+class AVATARTEX_OT_unwrap(bpy.types.Operator):
+    """Give the active mesh a UV map (Smart UV Project) so it can be textured"""
+
+    bl_idname = "avatartex.unwrap"
+    bl_label = "Unwrap"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    def execute(self, context):
+        obj = context.active_object
+        if obj is None or obj.type != 'MESH':
+            return _report_error(self, errors.error(errors.NOT_A_MESH, "Select a mesh to unwrap.", ""))
+        mode = obj.mode
+        try:
+            if mode != 'EDIT':
+                bpy.ops.object.mode_set(mode='EDIT')
+            bpy.ops.mesh.select_all(action='SELECT')
+            bpy.ops.uv.smart_project(island_margin=0.02)
+        finally:
+            bpy.ops.object.mode_set(mode=mode)
+        self.report({'INFO'}, f"'{obj.name}' now has the UV map '{obj.data.uv_layers.active.name}'")
+        return {'FINISHED'}
+
+
+class AVATARTEX_OT_test_backend(bpy.types.Operator):
+    """Start the backend and show what it offers (devices, engines, styles, models)"""
+
+    bl_idname = "avatartex.test_backend"
+    bl_label = "Test Backend"
+
+    def execute(self, context):
+        try:
+            answer = backend.hello()
+        except Exception as exc:  # noqa: BLE001
+            state.hello = None
+            return _report_error(self, exc)
+        self.report({'INFO'}, hello_summary(answer))
+        return {'FINISHED'}
+
+
+def hello_summary(answer: dict) -> str:
+    """One line describing a ``hello`` answer."""
+    styles = ", ".join(s.get("name", "?") for s in answer.get("styles", []) if isinstance(s, dict))
+    return (f"Backend {answer.get('backend_version', '?')} (protocol {answer.get('protocol')}); "
+            f"devices: {', '.join(map(str, answer.get('devices', []))) or 'none'}; "
+            f"engines: {', '.join(map(str, answer.get('engines', [])))}; styles: {styles}")
+
+
+class AVATARTEX_OT_create_environment(bpy.types.Operator):
+    """Create the managed backend environment and install the backend's requirements into it"""
+
+    bl_idname = "avatartex.create_environment"
+    bl_label = "Create Environment"
+
+    def execute(self, context):
+        try:
+            install = environment.start_install()
+        except Exception as exc:  # noqa: BLE001
+            return _report_error(self, exc)
+        if bpy.app.background:
+            install.thread.join()
+            if install.error:
+                self.report({'ERROR'}, install.error)
+                return {'CANCELLED'}
+        else:
+            bpy.app.timers.register(environment.watch, first_interval=0.5)
+        self.report({'INFO'}, f"AvatarTex: {install.message}")
+        return {'FINISHED'}
+
+
+CLASSES = (
+    AVATARTEX_OT_generate,
+    AVATARTEX_OT_batch_retexture,
+    AVATARTEX_OT_generate_variants,
+    AVATARTEX_OT_cancel,
+    AVATARTEX_OT_restore_material,
+    AVATARTEX_OT_variant_add,
+    AVATARTEX_OT_variant_remove,
+    AVATARTEX_OT_apply_variant,
+    AVATARTEX_OT_export_variants,
+    AVATARTEX_OT_set_pin,
+    AVATARTEX_OT_clear_pins,
+    AVATARTEX_OT_unwrap,
+    AVATARTEX_OT_test_backend,
+    AVATARTEX_OT_create_environment,
+)

@@ -1,0 +1,181 @@
+"""The "AvatarTex" tab of the 3D View sidebar."""
+
+from __future__ import annotations
+
+import os
+
+import bpy
+
+from . import state
+from .paths import protocol
+
+
+def _mesh_or_reason(context) -> tuple[bpy.types.Object | None, str]:
+    obj = context.active_object
+    if obj is None:
+        return None, "Select a head mesh"
+    if obj.type != 'MESH':
+        return None, f"'{obj.name}' is not a mesh"
+    return obj, ""
+
+
+def portrait_icon(path: str) -> int:
+    """Icon id of a thumbnail of the portrait at ``path`` (0 when unavailable)."""
+    pcoll = state.previews
+    if pcoll is None or not path:
+        return 0
+    path = bpy.path.abspath(path)
+    if not os.path.isfile(path):
+        return 0
+    if path not in pcoll:
+        try:
+            pcoll.load(path, path, 'IMAGE')
+        except (KeyError, RuntimeError):
+            return 0
+    return pcoll[path].icon_id
+
+
+class _Panel:
+    bl_space_type = 'VIEW_3D'
+    bl_region_type = 'UI'
+    bl_category = "AvatarTex"
+
+
+class AVATARTEX_PT_main(_Panel, bpy.types.Panel):
+    """Portrait, style and the Generate Texture button."""
+
+    bl_idname = "AVATARTEX_PT_main"
+    bl_label = "AvatarTex"
+
+    def draw(self, context):
+        layout = self.layout
+        settings = context.scene.avatartex
+        obj, reason = _mesh_or_reason(context)
+        if obj is None:
+            layout.label(text=reason, icon='INFO')
+        col = layout.column()
+        col.enabled = obj is not None
+        if obj is not None:
+            col.prop(obj.avatartex, "portrait_path")
+            icon = portrait_icon(obj.avatartex.portrait_path)
+            if icon:
+                col.template_icon(icon_value=icon, scale=6.0)
+        col.prop(settings, "style")
+        col.prop(settings, "prompt")
+        row = col.row(align=True)
+        row.prop(settings, "resolution")
+        row.prop(settings, "seed")
+        col.prop(settings, "engine")
+        col.prop(settings, "strength")
+        if obj is not None:
+            if len(obj.data.uv_layers) == 0:
+                row = col.row()
+                row.label(text="No UV map", icon='ERROR')
+                row.operator("avatartex.unwrap")
+            else:
+                col.prop_search(settings, "uv_map", obj.data, "uv_layers")
+        col.prop(settings, "facing")
+        running = state.job is not None and not state.job.finished
+        if running:
+            layout.progress(factor=settings.progress, type='BAR', text=settings.status or "Working...")
+            layout.operator("avatartex.cancel", icon='CANCEL')
+        else:
+            row = layout.row()
+            row.scale_y = 1.5
+            row.enabled = obj is not None
+            row.operator("avatartex.generate", icon='TEXTURE')
+            if settings.status:
+                layout.label(text=settings.status)
+        if obj is not None and obj.avatartex.status:
+            layout.label(text=obj.avatartex.status)
+
+
+class AVATARTEX_PT_pins(_Panel, bpy.types.Panel):
+    """Landmark pins for heads the face detector cannot read."""
+
+    bl_idname = "AVATARTEX_PT_pins"
+    bl_label = "Landmark Pins"
+    bl_parent_id = "AVATARTEX_PT_main"
+    bl_options = {'DEFAULT_CLOSED'}
+
+    def draw(self, context):
+        layout = self.layout
+        obj, reason = _mesh_or_reason(context)
+        if obj is None:
+            layout.label(text=reason, icon='INFO')
+            return
+        col = layout.column(align=True)
+        for slot, name in enumerate(protocol().PIN_NAMES):
+            row = col.row(align=True)
+            vertex = obj.avatartex.pins[slot]
+            row.label(text=name.replace("_", " ").title())
+            row.label(text=str(vertex) if vertex >= 0 else "-")
+            row.operator("avatartex.set_pin", text="", icon='PINNED').pin = name
+        layout.operator("avatartex.clear_pins", icon='X')
+
+
+class AVATARTEX_PT_batch(_Panel, bpy.types.Panel):
+    """Re-texture every selected character (or a collection)."""
+
+    bl_idname = "AVATARTEX_PT_batch"
+    bl_label = "Batch"
+    bl_parent_id = "AVATARTEX_PT_main"
+    bl_options = {'DEFAULT_CLOSED'}
+
+    def draw(self, context):
+        layout = self.layout
+        settings = context.scene.avatartex
+        layout.prop(settings, "batch_collection")
+        layout.operator("avatartex.batch_retexture", icon='SEQ_STRIP_DUPLICATE')
+        for item in settings.batch:
+            icon = {'done': 'CHECKMARK', 'failed': 'ERROR', 'running': 'SORTTIME'}.get(item.status, 'DOT')
+            layout.label(text=f"{item.name}: {item.message or item.status}", icon=icon)
+
+
+class AVATARTEX_UL_variants(bpy.types.UIList):
+    """A row per variant: name, style, seed, strength."""
+
+    bl_idname = "AVATARTEX_UL_variants"
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0):
+        row = layout.row(align=True)
+        row.prop(item, "name", text="", emboss=False, icon='IMAGE_DATA' if item.image else 'DOT')
+        row.prop(item, "style", text="")
+        row.prop(item, "seed", text="")
+        row.prop(item, "strength", text="")
+
+
+class AVATARTEX_PT_variants(_Panel, bpy.types.Panel):
+    """Stylized variants of the active object's texture."""
+
+    bl_idname = "AVATARTEX_PT_variants"
+    bl_label = "Variants"
+    bl_parent_id = "AVATARTEX_PT_main"
+    bl_options = {'DEFAULT_CLOSED'}
+
+    def draw(self, context):
+        layout = self.layout
+        obj, reason = _mesh_or_reason(context)
+        if obj is None:
+            layout.label(text=reason, icon='INFO')
+            return
+        settings = obj.avatartex
+        row = layout.row()
+        row.template_list("AVATARTEX_UL_variants", "", settings, "variants", settings, "active_variant_index",
+                          rows=3)
+        col = row.column(align=True)
+        col.operator("avatartex.variant_add", text="", icon='ADD')
+        col.operator("avatartex.variant_remove", text="", icon='REMOVE')
+        row = layout.row(align=True)
+        row.operator("avatartex.generate_variants", icon='RENDER_STILL')
+        row.operator("avatartex.apply_variant", icon='CHECKMARK')
+        layout.operator("avatartex.export_variants", icon='EXPORT')
+
+
+CLASSES = (
+    AVATARTEX_PT_main,
+    AVATARTEX_PT_pins,
+    AVATARTEX_PT_batch,
+    AVATARTEX_UL_variants,
+    AVATARTEX_PT_variants,
+)

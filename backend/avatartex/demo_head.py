@@ -1,0 +1,207 @@
+"""The project's own demo head: a signed-distance sculpture meshed with marching cubes, UV-unwrapped.
+
+The README demo and tests that must not depend on ``../shared`` use this head. It is built from
+smoothly blended primitives (skull, face, jaw, chin, cheekbones, brow, nose, lips, eyes in their
+sockets, ears, neck), so every landmark's position is known exactly and the pins come for free.
+
+Frame: metres, Y up, the face looks towards +Z, the character's left is +X; the eyes sit at y = 0
+and the head is about 0.23 tall from chin to crown.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+import numpy as np
+
+# --- signed-distance primitives (negative inside) -------------------------------------------------
+
+
+def _ellipsoid(p: np.ndarray, centre: tuple[float, ...], radii: tuple[float, ...]) -> np.ndarray:
+    """Inigo Quilez's bound for an ellipsoid: exact on the surface, good enough near it."""
+    q = (p - np.asarray(centre)) / np.asarray(radii)
+    k0 = np.linalg.norm(q, axis=-1)
+    k1 = np.linalg.norm(q / np.asarray(radii), axis=-1)
+    return k0 * (k0 - 1.0) / np.maximum(k1, 1e-12)
+
+
+def _capsule(p: np.ndarray, a: tuple[float, ...], b: tuple[float, ...], r0: float,
+             r1: float | None = None) -> np.ndarray:
+    """Segment a-b thickened by a radius that goes linearly from r0 (at a) to r1 (at b)."""
+    a_, b_ = np.asarray(a), np.asarray(b)
+    ab = b_ - a_
+    h = np.clip(((p - a_) @ ab) / float(ab @ ab), 0.0, 1.0)
+    r = r0 if r1 is None else r0 + (r1 - r0) * h
+    return np.linalg.norm(p - a_ - h[..., None] * ab, axis=-1) - r
+
+
+def _smin(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
+    """Polynomial smooth union: blends the two surfaces over a width of about k."""
+    h = np.clip(0.5 + 0.5 * (b - a) / k, 0.0, 1.0)
+    return b + (a - b) * h - k * h * (1.0 - h)
+
+
+def _smax(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
+    """Smooth intersection; ``_smax(a, -b, k)`` carves b out of a."""
+    return -_smin(-a, -b, k)
+
+
+def _mirror(p: np.ndarray) -> np.ndarray:
+    """Fold the left half onto the right (|x|): the head is symmetric."""
+    q = p.copy()
+    q[..., 0] = np.abs(q[..., 0])
+    return q
+
+
+# Where the named landmarks are, on the sculpted surface (x < 0 is the character's right).
+EYE_X, EYE_Y, EYEBALL_Z, EYEBALL_R = 0.032, 0.0, 0.077, 0.0125
+FEATURES: dict[str, tuple[float, float, float]] = {
+    "right_eye_outer": (-0.047, 0.0, 0.082),
+    "right_eye_inner": (-0.018, 0.0, 0.088),
+    "left_eye_inner": (0.018, 0.0, 0.088),
+    "left_eye_outer": (0.047, 0.0, 0.082),
+    "nose_tip": (0.0, -0.034, 0.127),
+    "mouth_right": (-0.022, -0.061, 0.098),
+    "mouth_left": (0.022, -0.061, 0.098),
+    "chin": (0.0, -0.118, 0.075),
+}
+"""Approximate positions of the pins; each pin is the mesh vertex nearest to its point."""
+
+NECK_CUT_Y = -0.19
+BOUNDS = (np.array([-0.105, -0.2, -0.125]), np.array([0.105, 0.135, 0.145]))
+
+
+def head_sdf(p: np.ndarray) -> np.ndarray:
+    """Signed distance (approximately, in metres) of (..., 3) points to the head's surface."""
+    m = _mirror(p)
+    skull = _ellipsoid(p, (0.0, 0.022, -0.012), (0.077, 0.098, 0.102))
+    face = _ellipsoid(p, (0.0, -0.03, 0.028), (0.064, 0.082, 0.07))
+    d = _smin(skull, face, 0.03)
+    jaw = _ellipsoid(m, (0.022, -0.078, 0.03), (0.04, 0.038, 0.055))
+    d = _smin(d, jaw, 0.025)
+    chin = _ellipsoid(p, (0.0, -0.1, 0.064), (0.021, 0.017, 0.016))
+    d = _smin(d, chin, 0.015)
+    cheek = _ellipsoid(m, (0.043, -0.018, 0.066), (0.024, 0.02, 0.022))
+    d = _smin(d, cheek, 0.015)
+    muzzle = _ellipsoid(p, (0.0, -0.056, 0.074), (0.032, 0.028, 0.026))
+    d = _smin(d, muzzle, 0.015)
+    brow = _capsule(m, (0.0, 0.02, 0.088), (0.046, 0.019, 0.079), 0.009, 0.006)
+    d = _smin(d, brow, 0.012)
+
+    # Eye sockets carved under the brow, then the eyeballs set into them.
+    socket = _ellipsoid(m, (EYE_X, EYE_Y, 0.093), (0.019, 0.013, 0.016))
+    d = _smax(d, -socket, 0.006)
+    eyeball = np.linalg.norm(m - np.array([EYE_X, EYE_Y, EYEBALL_Z]), axis=-1) - EYEBALL_R
+    d = _smin(d, eyeball, 0.003)
+    # Upper lids: a thin shelf over the top of the eyeball gives the eye its shape.
+    lid = _capsule(m, (0.02, 0.007, 0.086), (0.044, 0.006, 0.081), 0.0035)
+    d = _smin(d, lid, 0.004)
+
+    # Nose: bridge from between the eyes down to a rounded tip, with nostril wings.
+    bridge = _capsule(p, (0.0, 0.004, 0.094), (0.0, -0.03, 0.116), 0.0065, 0.0095)
+    d = _smin(d, bridge, 0.008)
+    tip = np.linalg.norm(p - np.array([0.0, -0.034, 0.115]), axis=-1) - 0.0115
+    d = _smin(d, tip, 0.006)
+    wing = _ellipsoid(m, (0.0135, -0.037, 0.102), (0.009, 0.0075, 0.009))
+    d = _smin(d, wing, 0.006)
+
+    # Lips, and the line between them.
+    upper = _capsule(m, (0.0, -0.055, 0.1), (0.021, -0.059, 0.093), 0.0055, 0.003)
+    lower = _capsule(m, (0.0, -0.0665, 0.097), (0.019, -0.0625, 0.092), 0.006, 0.003)
+    d = _smin(d, np.minimum(upper, lower), 0.005)
+    slit = _ellipsoid(p, (0.0, -0.0605, 0.104), (0.024, 0.0012, 0.014))
+    d = _smax(d, -slit, 0.002)
+
+    # Ears: a flattened disc with a hollow, set on the sides behind the jaw.
+    ear = _ellipsoid(m, (0.077, -0.008, -0.008), (0.013, 0.031, 0.019))
+    concha = _ellipsoid(m, (0.088, -0.01, -0.004), (0.006, 0.017, 0.01))
+    d = _smin(d, _smax(ear, -concha, 0.003), 0.008)
+
+    # Neck, cut flat at the bottom so the surface is closed.
+    neck = _capsule(p, (0.0, -0.05, -0.018), (0.0, -0.3, -0.028), 0.05)
+    d = _smin(d, neck, 0.03)
+    return np.maximum(d, NECK_CUT_Y - p[..., 1])
+
+
+def _surface(resolution: int) -> tuple[np.ndarray, np.ndarray]:
+    """Marching cubes of the SDF on a grid whose longest side has ``resolution`` samples."""
+    from skimage.measure import marching_cubes
+
+    lo, hi = BOUNDS
+    step = float((hi - lo).max()) / (resolution - 1)
+    axes = [np.arange(lo[i], hi[i] + step, step) for i in range(3)]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
+    sdf = head_sdf(grid.reshape(-1, 3)).reshape(grid.shape[:3])
+    # Border of the grid must be outside for a closed surface.
+    sdf[[0, -1]] = sdf[:, [0, -1]] = sdf[:, :, [0, -1]] = step
+    verts, faces, _, _ = marching_cubes(sdf.astype(np.float32), 0.0, spacing=(step, step, step),
+                                        allow_degenerate=False)
+    verts = verts + lo
+    # skimage winds triangles so that they face increasing values (outside for an SDF), seen
+    # clockwise; the capture format wants counter-clockwise seen from outside.
+    faces = faces[:, ::-1]
+    return verts.astype(np.float32), np.ascontiguousarray(faces, np.int32)
+
+
+@lru_cache(maxsize=4)
+def _build(resolution: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    import xatlas
+
+    positions, triangles = _surface(resolution)
+    vmapping, indices, uv = xatlas.parametrize(positions, triangles)
+    return positions, triangles, vmapping, indices, uv
+
+
+def make_demo_head(resolution: int = 96) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
+    """Build the demo head.
+
+    Args:
+        resolution: marching-cubes samples along the longest side of the head's box; 96 gives
+            about 30k triangles.
+
+    Returns:
+        positions (V, 3) float32, triangles (T, 3) int32 (counter-clockwise from outside), per-corner
+        uvs (T, 3, 2) float32 in [0, 1] ((0, 0) bottom-left), and pins: a landmark name of
+        ``protocol.PIN_NAMES`` -> nearest vertex index. The same resolution always gives the same
+        arrays.
+    """
+    positions, triangles, vmapping, indices, uv = _build(int(resolution))
+    # xatlas splits vertices along seams; keep the welded positions and carry UVs per corner.
+    tri = vmapping[indices].astype(np.int32)
+    uvs = uv[indices].astype(np.float32)
+    pins = {}
+    for name, point in FEATURES.items():
+        pins[name] = int(np.argmin(np.linalg.norm(positions - np.asarray(point, np.float32), axis=1)))
+    return positions.copy(), tri, uvs, pins
+
+
+def save_demo_head(path: str | os.PathLike, resolution: int = 96) -> None:
+    """Write the demo head as ``.glb``/``.gltf``/``.obj``/``.ply`` with its UV map (via trimesh)."""
+    import trimesh
+
+    positions, triangles, vmapping, indices, uv = _build(int(resolution))
+    mesh = trimesh.Trimesh(positions[vmapping], indices, process=False,
+                           visual=trimesh.visual.TextureVisuals(uv=uv))
+    mesh.export(os.fspath(path))
+
+
+def _detect_check(size: int = 512) -> None:
+    """Render the untextured head from the front and run the face detector on it."""
+    from types import SimpleNamespace
+
+    from .face import default_landmarker
+    from .image_io import save_png
+    from .preview import render_views
+
+    positions, triangles, uvs, pins = make_demo_head()
+    print(f"{len(positions)} vertices, {len(triangles)} triangles")
+    mesh = SimpleNamespace(positions=positions, triangles=triangles, uvs=uvs)
+    front = render_views(mesh, None, ("front",), size)[0]
+    save_png("/tmp/demo_head_front.png", front)
+    faces = default_landmarker().detect(front)
+    print(f"faces detected: {len(faces)}")
+
+
+if __name__ == "__main__":
+    _detect_check()

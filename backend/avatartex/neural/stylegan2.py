@@ -1,0 +1,348 @@
+"""StyleGAN2 generator and discriminator (Karras et al. 2020), written for this project in plain torch.
+
+The generator follows the official StyleGAN2-ADA layout closely enough that its parameter names match
+(``mapping.fc0.weight``, ``synthesis.b8.conv0.affine.bias``, ...) so ``convert.py`` can load official
+checkpoints: an 8-layer mapping net with a 0.01 learning-rate multiplier, a learned 4x4 constant,
+modulated 3x3 convolutions with weight demodulation, per-layer noise, and the "skip" architecture
+(every resolution adds its toRGB output to the upsampled image). Up-sampling is zero insertion + the
+[1,3,3,1] FIR filter, as in the official code. Modulation is applied to the activations rather than
+fused into grouped-convolution weights (the official ``fused_modconv=False`` path): the same maths,
+and it exports to ONNX without batch-dependent reshapes.
+
+The discriminator is the residual architecture with minibatch standard deviation. Losses: the
+non-saturating logistic loss and R1 on real images (``losses`` below).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SQRT2 = math.sqrt(2.0)
+
+
+@dataclass
+class GeneratorConfig:
+    """Architecture of a generator (stored in prior files as JSON metadata)."""
+
+    resolution: int = 256
+    z_dim: int = 512
+    w_dim: int = 512
+    mapping_layers: int = 8
+    channel_base: int = 32768
+    channel_max: int = 512
+    img_channels: int = 3
+
+    def channels(self, res: int) -> int:
+        """Feature maps at resolution ``res`` (as in the official code)."""
+        return min(self.channel_base // res, self.channel_max)
+
+    @property
+    def num_ws(self) -> int:
+        """Number of W+ vectors: one per conv layer plus the last toRGB."""
+        return 2 * int(math.log2(self.resolution)) - 2
+
+    def to_dict(self) -> dict[str, int]:
+        """Plain dict for JSON."""
+        return asdict(self)
+
+
+def _fir_kernel(device: torch.device | None = None) -> torch.Tensor:
+    f = torch.tensor([1.0, 3.0, 3.0, 1.0], device=device)
+    f = f[:, None] * f[None, :]
+    return f / f.sum()
+
+
+def _fir(x: torch.Tensor, kernel: torch.Tensor, pad: tuple[int, int, int, int], gain: float = 1.0) -> torch.Tensor:
+    """Depthwise 2D FIR filter with explicit (left, right, top, bottom) zero padding."""
+    c = x.shape[1]
+    x = F.pad(x, pad)
+    weight = (kernel * gain).to(x.dtype)[None, None].repeat(c, 1, 1, 1)
+    return F.conv2d(x, weight, groups=c)
+
+
+def _zero_insert(x: torch.Tensor) -> torch.Tensor:
+    n, c, h, w = x.shape
+    out = x.new_zeros(n, c, h, 2, w, 2)
+    out[:, :, :, 0, :, 0] = x
+    return out.reshape(n, c, 2 * h, 2 * w)
+
+
+def upsample2d(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """x2 up-sampling: zero insertion then the FIR filter with gain 4 (official ``upsample2d``)."""
+    return _fir(_zero_insert(x), kernel, (2, 1, 2, 1), gain=4.0)
+
+
+def downsample2d(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """x2 down-sampling: FIR filter then keep every second sample."""
+    return _fir(x, kernel, (1, 1, 1, 1))[:, :, ::2, ::2]
+
+
+class FullyConnected(nn.Module):
+    """Linear layer with equalised learning rate (runtime weight scaling) and optional lrelu."""
+
+    def __init__(self, in_features: int, out_features: int, bias_init: float = 0.0, lr_mul: float = 1.0,
+                 activation: bool = False) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_mul)
+        self.bias = nn.Parameter(torch.full((out_features,), float(bias_init)))
+        self.weight_gain = lr_mul / math.sqrt(in_features)
+        self.bias_gain = lr_mul
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the layer."""
+        x = F.linear(x, self.weight * self.weight_gain, self.bias * self.bias_gain)
+        return F.leaky_relu(x, 0.2) * SQRT2 if self.activation else x
+
+
+class MappingNetwork(nn.Module):
+    """z -> w: pixel-normalised z through ``num_layers`` lrelu layers; tracks the average w."""
+
+    def __init__(self, z_dim: int, w_dim: int, num_ws: int, num_layers: int = 8, lr_mul: float = 0.01,
+                 w_avg_beta: float = 0.995) -> None:
+        super().__init__()
+        self.num_ws = num_ws
+        self.w_avg_beta = w_avg_beta
+        dims = [z_dim] + [w_dim] * num_layers
+        for i in range(num_layers):
+            setattr(self, f"fc{i}", FullyConnected(dims[i], dims[i + 1], lr_mul=lr_mul, activation=True))
+        self.num_layers = num_layers
+        self.register_buffer("w_avg", torch.zeros(w_dim))
+
+    def forward(self, z: torch.Tensor, truncation_psi: float = 1.0, update_w_avg: bool = False) -> torch.Tensor:
+        """(N, z_dim) -> (N, num_ws, w_dim)."""
+        x = z * (z.square().mean(dim=1, keepdim=True) + 1e-8).rsqrt()
+        for i in range(self.num_layers):
+            x = getattr(self, f"fc{i}")(x)
+        if update_w_avg:
+            self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
+        x = x[:, None].repeat(1, self.num_ws, 1)
+        if truncation_psi != 1.0:
+            x = self.w_avg.lerp(x, truncation_psi)
+        return x
+
+
+def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True,
+                     up: bool = False, kernel: torch.Tensor | None = None) -> torch.Tensor:
+    """Modulated convolution: scale input channels by ``styles``, convolve, then demodulate so every
+    output channel has unit expected variance (replaces AdaIN, without its droplet artefacts)."""
+    x = x * styles[:, :, None, None].to(x.dtype)
+    k = weight.shape[-1]
+    if up:
+        # Zero insertion + FIR + valid conv == the official transposed conv followed by the FIR filter.
+        x = _fir(_zero_insert(x), kernel, (3, 2, 3, 2), gain=4.0)
+        x = F.conv2d(x, weight.to(x.dtype))
+    else:
+        x = F.conv2d(x, weight.to(x.dtype), padding=k // 2)
+    if demodulate:
+        dcoefs = (weight[None] * styles[:, None, :, None, None]).square().sum(dim=(2, 3, 4)) + 1e-8
+        x = x * dcoefs.rsqrt()[:, :, None, None].to(x.dtype)
+    return x
+
+
+class SynthesisLayer(nn.Module):
+    """Modulated 3x3 conv + noise + bias + lrelu."""
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, up: bool = False) -> None:
+        super().__init__()
+        self.up = up
+        self.resolution = resolution
+        self.affine = FullyConnected(w_dim, in_channels, bias_init=1.0)
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, 3, 3))
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+        self.noise_strength = nn.Parameter(torch.zeros([]))
+        self.register_buffer("noise_const", torch.randn(resolution, resolution))
+        self.register_buffer("resample_filter", _fir_kernel())
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random") -> torch.Tensor:
+        """Apply the layer; ``noise_mode`` is ``random``, ``const`` (reproducible) or ``none``."""
+        styles = self.affine(w)
+        x = modulated_conv2d(x, self.weight, styles, demodulate=True, up=self.up, kernel=self.resample_filter)
+        if noise_mode == "random":
+            noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device, dtype=x.dtype)
+            x = x + noise * self.noise_strength
+        elif noise_mode == "const":
+            x = x + self.noise_const.to(x.dtype) * self.noise_strength
+        return F.leaky_relu(x + self.bias[None, :, None, None].to(x.dtype), 0.2) * SQRT2
+
+
+class ToRGBLayer(nn.Module):
+    """Modulated 1x1 conv to RGB without demodulation."""
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int) -> None:
+        super().__init__()
+        self.affine = FullyConnected(w_dim, in_channels, bias_init=1.0)
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+        self.weight_gain = 1.0 / math.sqrt(in_channels)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """Apply the layer."""
+        styles = self.affine(w) * self.weight_gain
+        x = modulated_conv2d(x, self.weight, styles, demodulate=False)
+        return x + self.bias[None, :, None, None].to(x.dtype)
+
+
+class SynthesisBlock(nn.Module):
+    """One resolution of the synthesis network (skip architecture)."""
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.resolution = resolution
+        if in_channels == 0:
+            self.const = nn.Parameter(torch.randn(out_channels, resolution, resolution))
+            self.num_conv = 1
+        else:
+            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, up=True)
+            self.num_conv = 2
+        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution)
+        self.torgb = ToRGBLayer(out_channels, img_channels, w_dim)
+        self.register_buffer("resample_filter", _fir_kernel())
+
+    def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor,
+                noise_mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """``ws`` holds num_conv + 1 vectors (the last feeds toRGB)."""
+        if self.in_channels == 0:
+            x = self.const[None].repeat(ws.shape[0], 1, 1, 1).to(ws.dtype)
+            x = self.conv1(x, ws[:, 0], noise_mode)
+        else:
+            x = self.conv0(x, ws[:, 0], noise_mode)
+            x = self.conv1(x, ws[:, 1], noise_mode)
+        y = self.torgb(x, ws[:, self.num_conv])
+        img = y if img is None else upsample2d(img, self.resample_filter) + y
+        return x, img
+
+
+class SynthesisNetwork(nn.Module):
+    """W+ (N, num_ws, w_dim) -> image (N, C, R, R) in about -1..1."""
+
+    def __init__(self, config: GeneratorConfig) -> None:
+        super().__init__()
+        self.resolutions = [2 ** i for i in range(2, int(math.log2(config.resolution)) + 1)]
+        self.num_ws = config.num_ws
+        for res in self.resolutions:
+            in_ch = 0 if res == 4 else config.channels(res // 2)
+            block = SynthesisBlock(in_ch, config.channels(res), config.w_dim, res, config.img_channels)
+            setattr(self, f"b{res}", block)
+
+    def forward(self, ws: torch.Tensor, noise_mode: str = "random") -> torch.Tensor:
+        """Synthesise images from W+ latents."""
+        x = img = None
+        w_idx = 0
+        for res in self.resolutions:
+            block = getattr(self, f"b{res}")
+            x, img = block(x, img, ws[:, w_idx:w_idx + block.num_conv + 1], noise_mode)
+            w_idx += block.num_conv
+        return img
+
+
+class Generator(nn.Module):
+    """Mapping + synthesis."""
+
+    def __init__(self, config: GeneratorConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or GeneratorConfig()
+        self.mapping = MappingNetwork(self.config.z_dim, self.config.w_dim, self.config.num_ws,
+                                      self.config.mapping_layers)
+        self.synthesis = SynthesisNetwork(self.config)
+
+    def forward(self, z: torch.Tensor, truncation_psi: float = 1.0, noise_mode: str = "random",
+                update_w_avg: bool = False) -> torch.Tensor:
+        """z (N, z_dim) -> images (N, C, R, R)."""
+        return self.synthesis(self.mapping(z, truncation_psi, update_w_avg), noise_mode)
+
+
+class DiscriminatorBlock(nn.Module):
+    """Residual block: two 3x3 convs (the second halves the resolution) plus a 1x1 down-sampled skip."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv0 = nn.Conv2d(in_channels, in_channels, 3, padding=1)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=0)
+        self.skip = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        self.register_buffer("resample_filter", _fir_kernel())
+        for conv in (self.conv0, self.conv1, self.skip):
+            nn.init.normal_(conv.weight)
+            if conv.bias is not None:
+                nn.init.zeros_(conv.bias)
+        self.gains = (1 / math.sqrt(in_channels * 9), 1 / math.sqrt(in_channels * 9), 1 / math.sqrt(in_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, Cin, H, W) -> (N, Cout, H/2, W/2)."""
+        f = self.resample_filter
+        skip = F.conv2d(downsample2d(x, f), self.skip.weight * self.gains[2])
+        x = F.leaky_relu(F.conv2d(x, self.conv0.weight * self.gains[0], self.conv0.bias, padding=1), 0.2) * SQRT2
+        # Blur then stride-2 valid conv: the anti-aliased down-sampling of the official code.
+        x = _fir(x, f, (2, 2, 2, 2))
+        x = F.conv2d(x, self.conv1.weight * self.gains[1], self.conv1.bias, stride=2)
+        x = F.leaky_relu(x, 0.2) * SQRT2
+        return (skip + x) / SQRT2
+
+
+class Discriminator(nn.Module):
+    """image (N, C, R, R) -> realness logit (N, 1). Residual blocks down to 4x4, minibatch stddev, fc."""
+
+    def __init__(self, resolution: int = 256, img_channels: int = 3, channel_base: int = 32768,
+                 channel_max: int = 512, mbstd_group: int = 4) -> None:
+        super().__init__()
+        ch = lambda res: min(channel_base // res, channel_max)  # noqa: E731
+        self.resolution = resolution
+        self.mbstd_group = mbstd_group
+        self.fromrgb = nn.Conv2d(img_channels, ch(resolution), 1)
+        blocks = []
+        res = resolution
+        while res > 4:
+            blocks.append(DiscriminatorBlock(ch(res), ch(res // 2)))
+            res //= 2
+        self.blocks = nn.ModuleList(blocks)
+        self.conv = nn.Conv2d(ch(4) + 1, ch(4), 3, padding=1)
+        self.fc = nn.Linear(ch(4) * 16, ch(4))
+        self.out = nn.Linear(ch(4), 1)
+
+    def features(self, img: torch.Tensor) -> list[torch.Tensor]:
+        """Activations after each block (also usable as perceptual features)."""
+        x = F.leaky_relu(self.fromrgb(img), 0.2) * SQRT2
+        feats = []
+        for block in self.blocks:
+            x = block(x)
+            feats.append(x)
+        return feats
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        """Realness logits."""
+        x = self.features(img)[-1]
+        n, c, h, w = x.shape
+        g = min(self.mbstd_group, n)
+        if n % g:
+            g = 1
+        y = x.reshape(g, -1, c, h, w)
+        y = (y - y.mean(dim=0)).square().mean(dim=0).add(1e-8).sqrt().mean(dim=(1, 2, 3))
+        y = y.reshape(-1, 1, 1, 1).repeat(g, 1, h, w)
+        x = torch.cat([x, y], dim=1)
+        x = F.leaky_relu(self.conv(x), 0.2) * SQRT2
+        x = F.leaky_relu(self.fc(x.flatten(1)), 0.2) * SQRT2
+        return self.out(x)
+
+
+def loss_generator(d_fake: torch.Tensor) -> torch.Tensor:
+    """Non-saturating logistic loss of the generator."""
+    return F.softplus(-d_fake).mean()
+
+
+def loss_discriminator(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    """Logistic loss of the discriminator."""
+    return F.softplus(d_fake).mean() + F.softplus(-d_real).mean()
+
+
+def r1_penalty(discriminator: nn.Module, real: torch.Tensor) -> torch.Tensor:
+    """R1: mean squared gradient norm of D at real images (multiply by gamma/2)."""
+    real = real.detach().requires_grad_(True)
+    logits = discriminator(real)
+    (grad,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
+    return grad.square().sum(dim=(1, 2, 3)).mean()

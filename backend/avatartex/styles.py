@@ -1,0 +1,83 @@
+"""Style presets: what each stage should aim for, for both engines.
+
+Styles are data (``styles.json`` beside this file): a prompt and negative prompt and per-stage
+strengths for the neural engine, the name of a stage-2 prior, and a ``classic`` dict of filter
+settings that the classic stages read (``symmetry``, ``grain``, ``delight``, ``flatten``,
+``filter`` ...). Adding a preset means adding an entry to the JSON, not code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from .protocol import AvatarTexError, ErrorCode
+
+STYLES_FILE = Path(__file__).with_name("styles.json")
+
+
+@dataclass(frozen=True)
+class Style:
+    """One style preset."""
+
+    name: str
+    """Identifier used in requests (``photoreal``, ``toon`` ...)."""
+    label: str
+    """What the Blender panel shows."""
+    description: str
+    prompt: str
+    """Positive prompt of the neural inpaint and repaint passes."""
+    negative_prompt: str
+    inpaint_strength: float
+    """Neural stage 1: how far the diffusion inpainting may move away from the initial fill (0..1)."""
+    repaint_strength: float
+    """Neural stage 3: img2img denoising strength (low keeps identity)."""
+    guidance_scale: float
+    prior: str | None = None
+    """Name of the stage-2 generative prior for this style, ``None`` for none."""
+    classic: dict[str, Any] = field(default_factory=dict)
+    """Settings of the classic engine's filters (see ``styles.json``)."""
+
+    def classic_value(self, key: str, default: Any) -> Any:
+        """A classic-engine setting, ``default`` when the preset does not set it."""
+        return self.classic.get(key, default)
+
+
+def _style_from_dict(data: dict[str, Any]) -> Style:
+    return Style(
+        name=str(data["name"]),
+        label=str(data.get("label", data["name"])),
+        description=str(data.get("description", "")),
+        prompt=str(data.get("prompt", "")),
+        negative_prompt=str(data.get("negative_prompt", "")),
+        inpaint_strength=float(data.get("inpaint_strength", 1.0)),
+        repaint_strength=float(data.get("repaint_strength", 0.3)),
+        guidance_scale=float(data.get("guidance_scale", 7.0)),
+        prior=data.get("prior") or None,
+        classic=dict(data.get("classic", {})),
+    )
+
+
+@lru_cache(maxsize=1)
+def _load() -> tuple[Style, ...]:
+    with STYLES_FILE.open(encoding="utf-8") as handle:
+        data = json.load(handle)
+    return tuple(_style_from_dict(entry) for entry in data["styles"])
+
+
+def list_styles() -> list[Style]:
+    """All presets, in the order the panel shows them."""
+    return list(_load())
+
+
+def get_style(name: str) -> Style:
+    """The preset called ``name``; raises ``AvatarTexError(UNKNOWN_STYLE)`` naming the known ones."""
+    for style in _load():
+        if style.name == name:
+            return style
+    known = ", ".join(style.name for style in _load())
+    raise AvatarTexError(ErrorCode.UNKNOWN_STYLE, f"Unknown style {name!r}; the known styles are: {known}.",
+                         f"Pick one of: {known}.")

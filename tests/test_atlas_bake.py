@@ -1,0 +1,100 @@
+"""The head atlas (layout, mirror, charts) and the bake into a mesh's own UVs (seam-free, padded)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import trimesh
+from avatartex.atlas import BAND, CHIN, CROWN, HeadFrame, build_atlas, directions, harmonise_charts
+from avatartex.bake import bake, uv_surface
+from avatartex.mesh import Mesh, unwrap, validate
+from avatartex.metrics import seam_edges, seam_error
+
+IDENTITY = HeadFrame(np.zeros(3), np.eye(3), 1.0)
+
+
+@pytest.fixture(scope="module")
+def sphere():
+    s = trimesh.creation.icosphere(subdivisions=5, radius=1.5)
+    mesh = validate(Mesh(s.vertices.astype(np.float32), s.faces.astype(np.int32), None), require_uvs=False)
+    return unwrap(mesh)
+
+
+@pytest.fixture(scope="module")
+def sphere_atlas(sphere):
+    return build_atlas(sphere.positions, sphere.triangles, sphere.normals, IDENTITY, 256)
+
+
+def smooth_color(points: np.ndarray) -> np.ndarray:
+    """A colour that varies smoothly over the surface (so any seam shows as a jump)."""
+    p = np.asarray(points, np.float64)
+    return np.stack([0.5 + 0.3 * np.sin(2 * p[:, 0]), 0.5 + 0.3 * np.cos(1.5 * p[:, 1]),
+                     0.5 + 0.2 * np.sin(p[:, 2] + p[:, 0])], axis=1).astype(np.float32)
+
+
+def test_every_chart_is_filled_and_texels_sit_where_the_layout_says(sphere_atlas):
+    g = sphere_atlas
+    band = g.chart == BAND
+    assert band[:g.band_rows].mean() > 0.99
+    for cap in (CROWN, CHIN):
+        cx, cy = g.layout.cap_center(cap)
+        yy, xx = np.mgrid[0:g.size, 0:g.size]
+        disc = (xx + 0.5 - cx) ** 2 + (yy + 0.5 - cy) ** 2 < (0.95 * g.layout.cap_radius) ** 2
+        assert (g.chart[disc] == cap).mean() > 0.99
+    # Band texels show the surface point in the direction the layout assigns to them.
+    theta, phi = directions(g.positions[band])
+    xy = g.layout.band_xy(theta, phi)
+    rows, cols = np.nonzero(band)
+    err_x = np.abs((xy[:, 0] - (cols + 0.5) + g.size / 2) % g.size - g.size / 2)
+    assert np.percentile(err_x, 99) < 1.0 and np.percentile(np.abs(xy[:, 1] - (rows + 0.5)), 99) < 1.0
+    # Normals of a sphere point outward.
+    assert (np.einsum("ij,ij->i", g.normals[band], g.positions[band] / 1.5) > 0.99).mean() > 0.99
+
+
+def test_mirror_is_the_symmetry_plane(sphere_atlas):
+    g = sphere_atlas
+    both = g.mask & g.mirror(g.mask)
+    mirrored = g.mirror(g.positions)
+    np.testing.assert_allclose(mirrored[both][:, 0], -g.positions[both][:, 0], atol=0.03)
+    np.testing.assert_allclose(mirrored[both][:, 1:], g.positions[both][:, 1:], atol=0.03)
+    np.testing.assert_array_equal(g.mirror(g.mirror(g.positions)), g.positions)
+
+
+def test_bake_is_seam_free_and_faithful(sphere, sphere_atlas):
+    g = sphere_atlas
+    atlas_color = np.zeros((g.size, g.size, 3), np.float32)
+    atlas_color[g.mask] = smooth_color(g.positions[g.mask])
+    surface = uv_surface(sphere.positions, sphere.triangles, sphere.normals, sphere.uvs, 512)
+    texture = bake(g, atlas_color, surface)
+    expected = smooth_color(surface.positions)
+    assert np.abs(texture[surface.mask] - expected).mean() < 2 / 255
+    assert len(seam_edges(sphere.positions, sphere.triangles, sphere.uvs)[0]) > 50
+    assert seam_error(texture, sphere.positions, sphere.triangles, sphere.uvs) < 1.0
+    # A texture that ignores the surface (a UV gradient) has large seam jumps: the metric can fail.
+    yy, xx = np.mgrid[0:512, 0:512] / 512.0
+    gradient = np.stack([xx, yy, xx * yy], -1).astype(np.float32)
+    assert seam_error(gradient, sphere.positions, sphere.triangles, sphere.uvs) > 10
+
+
+def test_padding_fills_around_islands(sphere, sphere_atlas):
+    g = sphere_atlas
+    atlas_color = np.full((g.size, g.size, 3), 0.8, np.float32)
+    surface = uv_surface(sphere.positions, sphere.triangles, sphere.normals, sphere.uvs, 512)
+    texture = bake(g, atlas_color, surface, padding=4, background=(0.0, 0.0, 0.0))
+    from scipy import ndimage
+    ring = ndimage.binary_dilation(surface.mask, iterations=4) & ~surface.mask
+    assert np.allclose(texture[ring], 0.8, atol=1e-5)
+    far = ~ndimage.binary_dilation(surface.mask, iterations=8)
+    assert far.any() and np.allclose(texture[far], 0.0)
+
+
+def test_harmonise_removes_a_cap_offset(sphere_atlas):
+    g = sphere_atlas
+    color = np.zeros((g.size, g.size, 3), np.float32)
+    color[g.mask] = smooth_color(g.positions[g.mask])
+    shifted = color.copy()
+    shifted[g.chart == CROWN] += 0.2
+    fixed = harmonise_charts(g, shifted)
+    crown = g.chart == CROWN
+    assert np.abs(shifted[crown] - color[crown]).mean() > 0.19
+    assert np.abs(fixed[crown] - color[crown]).mean() < 0.03

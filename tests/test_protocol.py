@@ -1,0 +1,55 @@
+"""The wire contract: parsing, typed errors, parameter validation."""
+
+import json
+
+import pytest
+from avatartex.protocol import (
+    AvatarTexError,
+    ErrorCode,
+    GenerateParams,
+    Progress,
+    decode_request,
+    encode,
+    error_message,
+    progress_message,
+)
+
+
+def test_decode_valid_request():
+    request = decode_request('{"id": 7, "method": "generate", "params": {"a": 1}}')
+    assert (request.id, request.method, request.params) == (7, "generate", {"a": 1})
+
+
+@pytest.mark.parametrize("line,code", [
+    ("not json", ErrorCode.PARSE_ERROR),
+    ("[1, 2]", ErrorCode.BAD_REQUEST),
+    ('{"method": "hello"}', ErrorCode.BAD_REQUEST),
+    ('{"id": true, "method": "hello"}', ErrorCode.BAD_REQUEST),
+    ('{"id": 1, "method": 5}', ErrorCode.BAD_REQUEST),
+    ('{"id": 1, "method": "hello", "params": []}', ErrorCode.BAD_REQUEST),
+])
+def test_malformed_lines_are_typed_errors(line, code):
+    with pytest.raises(AvatarTexError) as info:
+        decode_request(line)
+    assert info.value.code == code
+    assert info.value.message
+
+
+def test_generate_params_validation():
+    params = GenerateParams.from_dict({"mesh": "m.glb", "portrait": "p.jpg", "out_dir": "o", "size": 2048,
+                                       "strength": 1})
+    assert params.size == 2048 and params.strength == 1.0 and params.style == "photoreal"
+    for bad in ({"mesh": "m"}, {"mesh": "m", "portrait": "p", "out_dir": "o", "colour": 1},
+                {"mesh": "m", "portrait": "p", "out_dir": "o", "size": "big"},
+                {"mesh": "m", "portrait": "p", "out_dir": "o", "size": True}):
+        with pytest.raises(AvatarTexError) as info:
+            GenerateParams.from_dict(bad)
+        assert info.value.code == ErrorCode.BAD_REQUEST
+
+
+def test_messages_are_single_json_lines():
+    line = encode(progress_message(3, Progress("inpaint", 0.5, "a\nb")))
+    assert "\n" not in line and json.loads(line)["stage"] == "inpaint"
+    error = json.loads(encode(error_message(3, AvatarTexError("x", "msg", "hint"))))
+    assert error == {"id": 3, "error": {"code": "x", "message": "msg", "hint": "hint"}}
+    assert AvatarTexError.from_dict(error["error"]).hint == "hint"

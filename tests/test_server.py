@@ -1,0 +1,145 @@
+"""The stdio server: hello, bad lines, unknown methods, busy, cancel, shutdown; and a real subprocess."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+from avatartex.protocol import Cancelled, ErrorCode, Progress
+from avatartex.server import Server
+from conftest import ROOT
+
+
+class SlowGenerator:
+    """Stands in for the pipeline: emits progress every 10 ms and honours cancel."""
+
+    def __init__(self, steps: int = 200) -> None:
+        self.steps = steps
+
+    def engines(self):
+        return {"classic": {"available": True, "reason": ""}}
+
+    def generate(self, params, progress, check_cancel):
+        for i in range(self.steps):
+            check_cancel()
+            progress(Progress("inpaint", i / self.steps, f"step {i}"))
+            time.sleep(0.01)
+        return {"texture": "t.png", "report": {}}
+
+
+class Pipe:
+    """A line source the test feeds while the server runs."""
+
+    def __init__(self) -> None:
+        self._lines: list[str] = []
+        self._cond = threading.Condition()
+        self._closed = False
+
+    def send(self, obj) -> None:
+        with self._cond:
+            self._lines.append(obj if isinstance(obj, str) else json.dumps(obj))
+            self._cond.notify()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+
+    def __iter__(self):
+        while True:
+            with self._cond:
+                while not self._lines and not self._closed:
+                    self._cond.wait()
+                if not self._lines:
+                    return
+                line = self._lines.pop(0)
+            yield line + "\n"
+
+
+def run_server(generator):
+    pipe, out = Pipe(), io.StringIO()
+    server = Server(pipe, out, generator)
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    return pipe, out, thread
+
+
+def messages(out: io.StringIO) -> list[dict]:
+    return [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def wait_for(out, predicate, timeout=10.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = [m for m in messages(out) if predicate(m)]
+        if found:
+            return found[0]
+        time.sleep(0.01)
+    raise AssertionError(f"no matching message in {messages(out)[-5:]}")
+
+
+def test_bad_lines_get_errors_and_the_server_keeps_serving():
+    pipe, out, thread = run_server(SlowGenerator())
+    pipe.send("this is not json")
+    pipe.send({"id": 1, "method": "frobnicate"})
+    pipe.send({"id": 2, "method": "generate", "params": {"mesh": "m"}})
+    pipe.send({"id": 3, "method": "cancel"})
+    pipe.send({"id": 9, "method": "shutdown"})
+    thread.join(10)
+    msgs = messages(out)
+    assert msgs[0]["id"] is None and msgs[0]["error"]["code"] == ErrorCode.PARSE_ERROR
+    assert msgs[1] == {"id": 1, "error": msgs[1]["error"]} and msgs[1]["error"]["code"] == ErrorCode.UNKNOWN_METHOD
+    assert msgs[2]["error"]["code"] == ErrorCode.BAD_REQUEST
+    assert msgs[3] == {"id": 3, "result": {"cancelled": False}}
+    assert msgs[4] == {"id": 9, "result": {"ok": True}}
+
+
+def test_progress_then_one_result_and_busy_while_running():
+    pipe, out, thread = run_server(SlowGenerator(steps=30))
+    params = {"mesh": "m", "portrait": "p", "out_dir": "o"}
+    pipe.send({"id": 1, "method": "generate", "params": params})
+    wait_for(out, lambda m: m.get("event") == "progress")
+    pipe.send({"id": 2, "method": "generate", "params": params})
+    busy = wait_for(out, lambda m: m.get("id") == 2)
+    assert busy["error"]["code"] == ErrorCode.BUSY
+    final = wait_for(out, lambda m: m.get("id") == 1 and "event" not in m)
+    assert final["result"]["texture"] == "t.png"
+    ones = [m for m in messages(out) if m.get("id") == 1]
+    assert ones[-1] is not None and all("event" in m for m in ones[:-1]) and len(ones) == 31
+    pipe.close()
+    thread.join(10)
+
+
+def test_cancel_stops_a_running_generate_quickly():
+    pipe, out, thread = run_server(SlowGenerator(steps=10_000))
+    pipe.send({"id": 5, "method": "generate", "params": {"mesh": "m", "portrait": "p", "out_dir": "o"}})
+    wait_for(out, lambda m: m.get("event") == "progress")
+    started = time.time()
+    pipe.send({"id": 6, "method": "cancel", "params": {"request": 5}})
+    final = wait_for(out, lambda m: m.get("id") == 5 and "error" in m)
+    assert final["error"]["code"] == Cancelled().code
+    assert time.time() - started < 1.0
+    assert wait_for(out, lambda m: m.get("id") == 6)["result"] == {"cancelled": True}
+    pipe.close()
+    thread.join(10)
+
+
+def test_real_subprocess_hello_and_stdout_is_protocol_only():
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "backend"), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys, avatartex.server as s; h = s.Server.hello; "
+         "s.Server.hello = lambda self: (print('stray print'), h(self))[1]; sys.exit(s.main())"],
+        input='{"id": 1, "method": "hello"}\n{"id": 2, "method": "shutdown"}\n',
+        capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    hello = lines[0]["result"]
+    assert hello["protocol"] == 1 and hello["engines"]["classic"]["available"] is True
+    assert {"photoreal", "painterly", "toon", "comic"} <= {s["name"] for s in hello["styles"]}
+    assert lines[1] == {"id": 2, "result": {"ok": True}}
+    assert "stray print" in proc.stderr
