@@ -30,7 +30,7 @@ def managed_python() -> Path:
 
 
 def resolve_python() -> str:
-    """The backend interpreter: the preference's path, else $AVATARTEX_BACKEND_PYTHON, else the managed env."""
+    """The backend Python: the preference's path, else $AVATARTEX_BACKEND_PYTHON, else the managed env."""
     prefs = preferences()
     if prefs is not None and prefs.backend_mode == 'CUSTOM' and prefs.python_path:
         return bpy.path.abspath(prefs.python_path)

@@ -1,7 +1,8 @@
 """The backend process: started on demand, reused, restarted after a crash, shut down at exit.
 
-The client is plain threads and pipes (it touches no Blender data). A reader thread parses the backend's stdout (JSON lines) and routes each
-message to the queue of the request it belongs to; Blender's main thread polls those queues.
+The client is plain threads and pipes (it touches no Blender data). A reader thread parses the
+backend's stdout (JSON lines) and routes each message to the queue
+of the request it belongs to; Blender's main thread polls those queues.
 """
 
 from __future__ import annotations

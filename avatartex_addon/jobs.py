@@ -176,7 +176,8 @@ class Job:
     def _apply(self, task: Task, texture: str) -> None:
         obj = bpy.data.objects.get(task.object_name)
         if obj is None:
-            raise errors.error(errors.NOTHING_SELECTED, f"Object '{task.object_name}' was deleted meanwhile.", "")
+            raise errors.error(errors.NOTHING_SELECTED, f"Object '{task.object_name}' was deleted meanwhile.",
+                               "")
         if not texture or not Path(texture).is_file():
             raise errors.backend_error(f"The backend reported a texture that does not exist: {texture!r}.",
                                        "See the backend log.", code=protocol().ErrorCode.INTERNAL)
@@ -218,7 +219,8 @@ class Job:
             self._finish()
             return
         text = str(exc) if hasattr(exc, "code") else f"{type(exc).__name__}: {exc}"
-        self._set_status(task, "cancelled" if getattr(exc, "code", "") == "cancelled" else "failed", text, 0.0)
+        status = "cancelled" if getattr(exc, "code", "") == "cancelled" else "failed"
+        self._set_status(task, status, text, 0.0)
         self._next()
 
     def _next(self) -> None:
@@ -245,7 +247,8 @@ class Job:
         scene = bpy.context.scene
         if scene is not None and hasattr(scene, "avatartex"):
             scene.avatartex.status = head if len(self.tasks) > 1 or not self.tasks else self.tasks[0].message
-            scene.avatartex.progress = 1.0 if done and not failed and not cancelled else scene.avatartex.progress
+            if done and not failed and not cancelled:
+                scene.avatartex.progress = 1.0
         self.finished = True
         if state.job is self:
             state.job = None

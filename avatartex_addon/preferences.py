@@ -27,7 +27,7 @@ class AVATARTEX_AP_preferences(bpy.types.AddonPreferences):
     python_path: StringProperty(name="Interpreter", subtype='FILE_PATH', update=_restart_backend,
                                 description="Python executable with the backend's requirements installed")
     model_cache: StringProperty(name="Model Cache", subtype='DIR_PATH', update=_restart_backend,
-                                description="Folder for downloaded models (empty: Hugging Face's default cache)")
+                                description="Folder for downloaded models (empty: the default cache)")
     device: EnumProperty(name="Device", update=_restart_backend,
                          items=[('auto', "Auto", "The GPU when there is one"), ('cpu', "CPU", ""),
                                 ('cuda', "CUDA", "NVIDIA GPU"), ('mps', "Metal", "Apple GPU")])

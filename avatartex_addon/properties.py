@@ -1,4 +1,4 @@
-"""Properties: one root group on the Scene (``scene.avatartex``) and one on each Object (``obj.avatartex``)."""
+"""Properties: one root group on the Scene (``scene.avatartex``), one on each Object (``obj.avatartex``)."""
 
 from __future__ import annotations
 

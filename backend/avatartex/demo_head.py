@@ -55,16 +55,16 @@ def _mirror(p: np.ndarray) -> np.ndarray:
 
 
 # Where the named landmarks are, on the sculpted surface (x < 0 is the character's right).
-EYE_X, EYE_Y, EYEBALL_Z, EYEBALL_R = 0.032, 0.0, 0.077, 0.0125
+EYE_X, EYE_Y, EYEBALL_Z, EYEBALL_R = 0.032, 0.0, 0.073, 0.0125
 FEATURES: dict[str, tuple[float, float, float]] = {
-    "right_eye_outer": (-0.047, 0.0, 0.082),
-    "right_eye_inner": (-0.018, 0.0, 0.088),
-    "left_eye_inner": (0.018, 0.0, 0.088),
-    "left_eye_outer": (0.047, 0.0, 0.082),
+    "right_eye_outer": (-0.041, -0.003, 0.083),
+    "right_eye_inner": (-0.018, -0.003, 0.087),
+    "left_eye_inner": (0.018, -0.003, 0.087),
+    "left_eye_outer": (0.041, -0.003, 0.083),
     "nose_tip": (0.0, -0.034, 0.127),
     "mouth_right": (-0.022, -0.061, 0.098),
     "mouth_left": (0.022, -0.061, 0.098),
-    "chin": (0.0, -0.118, 0.075),
+    "chin": (0.0, -0.108, 0.083),
 }
 """Approximate positions of the pins; each pin is the mesh vertex nearest to its point."""
 
@@ -76,13 +76,13 @@ def head_sdf(p: np.ndarray) -> np.ndarray:
     """Signed distance (approximately, in metres) of (..., 3) points to the head's surface."""
     m = _mirror(p)
     skull = _ellipsoid(p, (0.0, 0.022, -0.012), (0.077, 0.098, 0.102))
-    face = _ellipsoid(p, (0.0, -0.03, 0.028), (0.064, 0.082, 0.07))
+    face = _ellipsoid(p, (0.0, -0.03, 0.03), (0.06, 0.082, 0.07))
     d = _smin(skull, face, 0.03)
     jaw = _ellipsoid(m, (0.022, -0.078, 0.03), (0.04, 0.038, 0.055))
     d = _smin(d, jaw, 0.025)
-    chin = _ellipsoid(p, (0.0, -0.1, 0.064), (0.021, 0.017, 0.016))
+    chin = _ellipsoid(p, (0.0, -0.103, 0.068), (0.021, 0.016, 0.017))
     d = _smin(d, chin, 0.015)
-    cheek = _ellipsoid(m, (0.043, -0.018, 0.066), (0.024, 0.02, 0.022))
+    cheek = _ellipsoid(m, (0.041, -0.02, 0.064), (0.022, 0.019, 0.022))
     d = _smin(d, cheek, 0.015)
     muzzle = _ellipsoid(p, (0.0, -0.056, 0.074), (0.032, 0.028, 0.026))
     d = _smin(d, muzzle, 0.015)
@@ -107,9 +107,9 @@ def head_sdf(p: np.ndarray) -> np.ndarray:
     d = _smin(d, wing, 0.006)
 
     # Lips, and the line between them.
-    upper = _capsule(m, (0.0, -0.055, 0.1), (0.021, -0.059, 0.093), 0.0055, 0.003)
-    lower = _capsule(m, (0.0, -0.0665, 0.097), (0.019, -0.0625, 0.092), 0.006, 0.003)
-    d = _smin(d, np.minimum(upper, lower), 0.005)
+    upper = _capsule(m, (0.0, -0.0555, 0.1035), (0.022, -0.0595, 0.094), 0.006, 0.003)
+    lower = _capsule(m, (0.0, -0.0665, 0.1005), (0.02, -0.0625, 0.093), 0.0065, 0.003)
+    d = _smin(d, np.minimum(upper, lower), 0.004)
     slit = _ellipsoid(p, (0.0, -0.0605, 0.104), (0.024, 0.0012, 0.014))
     d = _smax(d, -slit, 0.002)
 
@@ -119,7 +119,7 @@ def head_sdf(p: np.ndarray) -> np.ndarray:
     d = _smin(d, _smax(ear, -concha, 0.003), 0.008)
 
     # Neck, cut flat at the bottom so the surface is closed.
-    neck = _capsule(p, (0.0, -0.05, -0.018), (0.0, -0.3, -0.028), 0.05)
+    neck = _capsule(p, (0.0, -0.05, -0.022), (0.0, -0.3, -0.01), 0.046)
     d = _smin(d, neck, 0.03)
     return np.maximum(d, NECK_CUT_Y - p[..., 1])
 
@@ -138,6 +138,12 @@ def _surface(resolution: int) -> tuple[np.ndarray, np.ndarray]:
     verts, faces, _, _ = marching_cubes(sdf.astype(np.float32), 0.0, spacing=(step, step, step),
                                         allow_degenerate=False)
     verts = verts + lo
+    # A little Taubin smoothing removes marching cubes' facets without shrinking the features.
+    import trimesh
+
+    mesh = trimesh.Trimesh(verts, faces, process=False)
+    trimesh.smoothing.filter_taubin(mesh, lamb=0.5, nu=-0.53, iterations=2)
+    verts = np.asarray(mesh.vertices)
     # skimage winds triangles so that they face increasing values (outside for an SDF), seen
     # clockwise; the capture format wants counter-clockwise seen from outside.
     faces = faces[:, ::-1]
@@ -149,7 +155,13 @@ def _build(resolution: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     import xatlas
 
     positions, triangles = _surface(resolution)
-    vmapping, indices, uv = xatlas.parametrize(positions, triangles)
+    atlas = xatlas.Atlas()
+    atlas.add_mesh(positions, triangles)
+    pack = xatlas.PackOptions()
+    pack.resolution = 1024  # islands 2 texels apart on a 1024 texture
+    pack.padding = 2
+    atlas.generate(xatlas.ChartOptions(), pack)
+    vmapping, indices, uv = atlas[0]
     return positions, triangles, vmapping, indices, uv
 
 

@@ -153,6 +153,8 @@ def _decode(path: Path, max_side: int | None) -> tuple[np.ndarray, dict[str, Any
         if width * height > MAX_PORTRAIT_PIXELS:
             raise _unreadable(path, f"{width}x{height} is more than {MAX_PORTRAIT_PIXELS // 1_000_000} "
                               "megapixels")
+        # Before getexif(): reading a PNG's EXIF loads the pixels, which clears the tile list.
+        high_bit = _is_high_bit_colour(image)
         try:
             orientation = int(image.getexif().get(0x0112, 1))
         except Exception:  # a broken EXIF block must not cost the photo
@@ -163,7 +165,7 @@ def _decode(path: Path, max_side: int | None) -> tuple[np.ndarray, dict[str, Any
         info: dict[str, Any] = {"original_size": (width, height), "mode": source_mode,
                                 "format": source_format, "orientation": orientation,
                                 "bit_depth": 8, "warnings": []}
-        if _is_high_bit_colour(image):
+        if high_bit:
             array, scale = _decode_high_bit(path, orientation, max_side)
             info["bit_depth"] = 16
         else:

@@ -142,9 +142,13 @@ def project_points(view: PortraitView, registration, points: np.ndarray, normals
 def sample_image(image: np.ndarray, coords: np.ndarray) -> np.ndarray:
     """Bilinear samples (N, C) of an image at pixel coordinates (N, 2); NaN coordinates give 0."""
     xy = np.nan_to_num(np.asarray(coords, np.float32), nan=-1e4)
-    # cv2.remap takes pixel-centre coordinates; ours put centres at +0.5.
-    mx = np.ascontiguousarray(xy[:, 0] - 0.5).reshape(1, -1)
-    my = np.ascontiguousarray(xy[:, 1] - 0.5).reshape(1, -1)
-    out = cv2.remap(np.ascontiguousarray(image, np.float32), mx, my, cv2.INTER_LINEAR,
+    n = len(xy)
+    # cv2.remap wants maps under 32767 wide: lay the N points out as rows of 4096 (zero-padded).
+    width = 4096
+    rows = max(1, -(-n // width))
+    maps = np.zeros((rows * width, 2), np.float32)
+    maps[:n] = xy - 0.5  # cv2.remap puts pixel centres at integers; ours sit at +0.5
+    maps = maps.reshape(rows, width, 2)
+    out = cv2.remap(np.ascontiguousarray(image, np.float32), maps[..., 0], maps[..., 1], cv2.INTER_LINEAR,
                     borderMode=cv2.BORDER_REPLICATE)
-    return out.reshape(len(xy), -1)
+    return out.reshape(rows * width, -1)[:n]

@@ -45,6 +45,18 @@ class Style:
         """A classic-engine setting, ``default`` when the preset does not set it."""
         return self.classic.get(key, default)
 
+    def classic_at(self, key: str, default: float, strength: float) -> float:
+        """A numeric classic setting at ``strength``: photoreal's value at 0, this preset's at 1.
+
+        ``StageContext.strength`` blends between keeping the photo and the full style; settings
+        that photoreal also has (grain, detail, flatten ...) are interpolated rather than scaled.
+        """
+        s = float(min(max(strength, 0.0), 1.0))
+        mine = float(self.classic.get(key, default))
+        base = next((st for st in _load() if st.name == "photoreal"), None)
+        anchor = float(base.classic.get(key, default)) if base is not None else mine
+        return anchor + s * (mine - anchor)
+
 
 def _style_from_dict(data: dict[str, Any]) -> Style:
     return Style(

@@ -1,0 +1,208 @@
+"""Stage 2, classic engine (the "consistency" step): de-lighting and colour harmonisation.
+
+The neural engine projects the texture onto a generative prior; without one, the classic engine
+makes the texture consistent by removing what does not belong to the skin's albedo:
+
+* the photo's shading, as a 9-coefficient spherical-harmonic function of the surface normal fitted
+  robustly to the luminance of the portrait-backed texels and divided out;
+* the step between seen and filled texels (grazing-angle texels of the photo are darker or lighter
+  than the fill next to them): a smooth per-channel gain map pulls them to the fill's level;
+* colour casts carried into the fill (hair or background at the face's border): the fill's
+  low-frequency chroma is pulled towards the seen skin's;
+* for flat styles (toon, comic), the remaining low-frequency brightness variation is compressed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..atlas import AtlasGeometry
+from . import filters
+from .base import AtlasTexture, Stage, StageContext
+
+
+def sh_basis(normals: np.ndarray) -> np.ndarray:
+    """The 9 real spherical harmonics up to order 2 (unnormalised) of unit normals (..., 3) -> (..., 9)."""
+    x, y, z = normals[..., 0], normals[..., 1], normals[..., 2]
+    one = np.ones_like(x)
+    return np.stack([one, x, y, z, x * y, x * z, y * z, x * x - y * y, 3 * z * z - 1], axis=-1)
+
+
+def fit_shading(luminance: np.ndarray, normals: np.ndarray, weights: np.ndarray, iterations: int = 6
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Robust least-squares SH shading: ``luminance ~ sh_basis(normals) @ coeffs``.
+
+    The albedo is taken as constant up to outliers (brows, lips, hair, eyes), which Tukey's
+    biweight on the residuals removes (iteratively reweighted least squares). Returns the 9
+    coefficients and the final per-sample weights.
+    """
+    basis = sh_basis(normals).astype(np.float64)
+    lum = luminance.astype(np.float64)
+    w = weights.astype(np.float64)
+    coeffs = np.zeros(9)
+    ridge = 1e-6 * np.eye(9)
+    for _ in range(iterations):
+        bw = basis * w[:, None]
+        coeffs = np.linalg.solve(bw.T @ basis + ridge * max(w.sum(), 1.0), bw.T @ lum)
+        residual = lum - basis @ coeffs
+        scale = max(1.4826 * float(np.median(np.abs(residual))), 1e-4)
+        u = residual / (4.685 * scale)
+        w = weights * np.where(np.abs(u) < 1, (1 - u * u) ** 2, 0.0)
+    return coeffs, w
+
+
+MAX_GAIN = 2.0
+"""De-lighting never brightens or darkens linear light by more than this factor (one stop): where the
+SH model extrapolates (grazing normals, misregistered features) a wrong division is bounded."""
+
+
+def _skin_sample(color: np.ndarray, conf: np.ndarray, atlas: AtlasGeometry, limit: int = 40_000) -> np.ndarray:
+    """Flat indices of confident skin texels to fit the shading on.
+
+    The SH model cannot tell dark hair at the face's border from shadow, so the fit is restricted
+    to skin: the face region when the pipeline has set it (``atlas.face``), and in any case texels
+    whose chromaticity and luminance are near those of the most confident texels (eyes, brows,
+    lips, hair and background are left out; Tukey's weights catch the rest).
+    """
+    normal_ok = np.einsum("ijk,ijk->ij", atlas.normals, atlas.normals) > 0.25
+    candidates = atlas.mask & (conf > 0.5) & normal_ok
+    if atlas.face is not None and (atlas.face & candidates).sum() >= 200:
+        candidates &= atlas.face
+    index = filters.subsample(candidates, 4 * limit)
+    if index.size == 0:
+        return index
+    rgb = color.reshape(-1, 3)[index]
+    total = np.maximum(rgb.sum(axis=1, keepdims=True), 1e-3)
+    chroma = rgb / total
+    c = conf.reshape(-1)[index]
+    core = c >= np.quantile(c, 0.5)
+    ref_chroma = np.median(chroma[core], axis=0)
+    ref_lum = float(np.median(total[core]))
+    keep = (np.abs(chroma - ref_chroma).max(axis=1) < 0.04) & (total[:, 0] > 0.4 * ref_lum) & (
+        total[:, 0] < 2.5 * ref_lum)
+    index = index[keep]
+    if index.size > limit:
+        index = index[:: int(np.ceil(index.size / limit))]
+    return index
+
+
+class ClassicLatent(Stage):
+    """De-light (SH shading removal), seen/filled border gain, chroma harmonisation, flattening."""
+
+    name = "latent"
+    engine = "classic"
+
+    def run(self, texture: AtlasTexture, ctx: StageContext) -> AtlasTexture:
+        """Return the harmonised texture; the confidence is passed through."""
+        atlas = ctx.atlas
+        style = ctx.style
+        rows = atlas.band_rows
+        mask = atlas.mask
+        conf = np.clip(np.asarray(texture.confidence, np.float32), 0.0, 1.0) * mask
+        out = np.clip(np.nan_to_num(np.asarray(texture.color, np.float32)), 0.0, 1.0)
+
+        ctx.check_cancel()
+        ctx.progress(0.0, "de-lighting")
+        delight = float(style.classic_value("delight", 1.0))
+        if delight > 0:
+            out = self._delight(out, conf, ctx, delight)
+
+        ctx.check_cancel()
+        ctx.progress(0.4, "matching seen and filled regions")
+        border_gain = float(style.classic_value("border_gain", 1.0))
+        if border_gain > 0:
+            out = self._border_gain(out, conf, ctx, border_gain)
+
+        ctx.check_cancel()
+        ctx.progress(0.6, "harmonising colour")
+        harmonise = float(style.classic_value("harmonise", 0.5))
+        if harmonise > 0:
+            out = self._harmonise(out, conf, ctx, harmonise)
+
+        ctx.check_cancel()
+        flatten = style.classic_at("flatten", 0.0, ctx.strength)
+        if flatten > 0:
+            ctx.progress(0.8, "flattening")
+            lum = filters.luminance(out)
+            low, _ = filters.normalized_gaussian(lum[..., None], mask.astype(np.float32), atlas.size / 32, rows)
+            low = low[..., 0]
+            mean = float(lum[mask].mean()) if mask.any() else 0.5
+            factor = (mean + (low - mean) * (1.0 - flatten)) / np.maximum(low, 1e-3)
+            out = out * np.where(mask, factor, 1.0)[..., None]
+        ctx.progress(1.0, "latent done")
+        return AtlasTexture(np.clip(out, 0.0, 1.0).astype(np.float32),
+                            np.asarray(texture.confidence, np.float32).copy())
+
+    @staticmethod
+    def _delight(color: np.ndarray, conf: np.ndarray, ctx: StageContext, strength: float) -> np.ndarray:
+        """Divide out SH shading fitted on the confident texels, keeping their mean brightness.
+
+        Filled texels did not get their colour under their own normal: the inpaint carried it in
+        from seen texels. The shading they carry is therefore the same fill applied to the shading
+        field (``filters.smooth_fill``), not the shading at their own normal.
+        """
+        atlas = ctx.atlas
+        mask = atlas.mask
+        normals = atlas.normals
+        sample = _skin_sample(color, conf, atlas)
+        if sample.size < 100:
+            ctx.warnings.append("de-lighting skipped: too few portrait-backed skin texels to fit the shading")
+            return color
+        linear = np.power(color.reshape(-1, 3)[sample], filters.GAMMA)
+        lum = linear @ filters.LUMA
+        coeffs, weights = fit_shading(lum, normals.reshape(-1, 3)[sample], conf.reshape(-1)[sample])
+        fitted = sh_basis(normals.reshape(-1, 3)[sample]) @ coeffs
+        reference = float((weights * fitted).sum() / max(weights.sum(), 1e-9))
+        if reference <= 1e-6:
+            ctx.warnings.append("de-lighting skipped: the fitted shading is not positive")
+            return color
+        shading = np.ones(conf.shape, np.float32)
+        shading[mask] = np.clip(sh_basis(normals[mask]) @ coeffs / reference, 1 / MAX_GAIN, MAX_GAIN)
+        carried, _ = filters.smooth_fill(shading, conf, atlas, float(ctx.style.classic_value("symmetry", 1.0)))
+        embedded = conf * shading + (1.0 - conf) * carried
+        embedded = np.where(mask, np.clip(embedded, 1 / MAX_GAIN, MAX_GAIN), 1.0).astype(np.float32)
+        # Keep the confident texels' mean linear luminance.
+        before = float((weights * lum).sum())
+        after = float((weights * lum / embedded.reshape(-1)[sample] ** strength).sum())
+        keep = (before / max(after, 1e-9)) ** (1.0 / filters.GAMMA)
+        factor = np.power(embedded, np.float32(-strength / filters.GAMMA)) * np.float32(keep)
+        return color * factor[..., None]
+
+    @staticmethod
+    def _border_gain(color: np.ndarray, conf: np.ndarray, ctx: StageContext, amount: float) -> np.ndarray:
+        """Pull the portrait texels near the fill border to the fill's low-frequency level.
+
+        Grazing-angle texels of a photo are off in brightness and colour (rim light, falloff,
+        shadow), and the fill next to them is an average from further in: a visible ring. The fill's
+        level is extended into the seen region (push-pull weighted by (1 - conf)^2), compared with
+        the seen texels' local level, and the smooth per-channel ratio is applied in proportion to
+        ``4 conf (1 - conf)``: fully seen and fully filled texels are left alone.
+        """
+        atlas = ctx.atlas
+        rows = atlas.band_rows
+        mask = atlas.mask.astype(np.float32)
+        ring = 4.0 * conf * (1.0 - conf)
+        if float(ring.max()) < 1e-3:
+            return color
+        sigma = max(atlas.size / 128, 1.0)
+        fill_level = filters.push_pull(color, (1.0 - conf) ** 2 * mask, rows)
+        seen_level, _ = filters.normalized_gaussian(color, conf * mask, sigma, rows)
+        ratio = np.log(np.clip((fill_level + 1e-3) / (seen_level + 1e-3), 0.5, 2.0))
+        ratio = filters.gaussian(ratio.astype(np.float32), sigma, rows)
+        return color * np.exp(ratio * (np.float32(amount) * ring)[..., None])
+
+    @staticmethod
+    def _harmonise(color: np.ndarray, conf: np.ndarray, ctx: StageContext, amount: float) -> np.ndarray:
+        """Pull the filled region's low-frequency chroma towards the seen skin's median chroma."""
+        atlas = ctx.atlas
+        seen = filters.subsample(atlas.mask & (conf > 0.7), 40_000)
+        if seen.size < 64:
+            return color
+        lum = filters.luminance(color)
+        flat = color.reshape(-1, 3)[seen]
+        target = np.median(flat / np.maximum(lum.reshape(-1)[seen], 1e-3)[:, None], axis=0)
+        low = filters.gaussian(np.concatenate([color, lum[..., None]], axis=-1), atlas.size / 64, atlas.band_rows)
+        chroma = low[..., :3] / np.maximum(low[..., 3:], 1e-3)
+        gain = np.clip(target / np.maximum(chroma, 1e-3), 0.5, 2.0)
+        weight = (np.float32(amount) * (1.0 - conf) * atlas.mask)[..., None]
+        return color * np.power(gain, weight).astype(np.float32)

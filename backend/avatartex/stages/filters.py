@@ -1,0 +1,207 @@
+"""Image helpers shared by the classic stages, all aware of the atlas's two kinds of chart.
+
+The atlas (``atlas.py``) has a band in rows ``[0, band_rows)`` whose columns wrap around (the back of
+the head: column 0 and column S-1 are neighbours) and, below it, two cap discs that do not wrap. A
+filter run on the whole image would invent an edge at the back seam and would mix the band's bottom
+row with the unrelated caps beneath it. Every helper here therefore filters the band and the caps
+as separate images, padding the band's columns circularly (``cv2.BORDER_WRAP``) and everything else
+by reflection, and crops the padding afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+
+from ..atlas import AtlasGeometry
+
+GAMMA = 2.2
+"""sRGB is treated as a pure power law: dividing linear light by f is multiplying sRGB by f^(-1/2.2)."""
+LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
+_BINOMIAL = np.array([1, 4, 6, 4, 1], np.float32) / 16
+
+
+def luminance(color: np.ndarray) -> np.ndarray:
+    """Rec. 709 weighted sum of the channels (..., 3) -> (...); on sRGB values this is luma."""
+    return color @ LUMA
+
+
+def charts(image: np.ndarray, rows: int) -> list[tuple[slice, bool]]:
+    """Row ranges of the atlas's charts and whether their columns wrap: the band, then the caps."""
+    parts = [(slice(0, rows), True)]
+    if rows < image.shape[0]:
+        parts.append((slice(rows, image.shape[0]), False))
+    return parts
+
+
+def pad(image: np.ndarray, width: int, wrap: bool) -> np.ndarray:
+    """``image`` padded by ``width`` on all sides: columns circularly when ``wrap``, rows by reflection."""
+    if width <= 0:
+        return image
+    h, w = image.shape[:2]
+    if width < h and width < w:
+        out = cv2.copyMakeBorder(image, width, width, 0, 0, cv2.BORDER_REFLECT_101)
+        out = cv2.copyMakeBorder(out, 0, 0, width, width, cv2.BORDER_WRAP if wrap else cv2.BORDER_REFLECT_101)
+        return out.reshape(h + 2 * width, w + 2 * width, *image.shape[2:])
+    # Padding wider than the image (very blurry filters on small atlases): numpy repeats as needed.
+    extra = ((0, 0),) * (image.ndim - 2)
+    out = np.pad(image, ((width, width), (0, 0)) + extra, mode="symmetric")
+    return np.pad(out, ((0, 0), (width, width)) + extra, mode="wrap" if wrap else "symmetric")
+
+
+def per_chart(fn: Callable[[np.ndarray, bool], np.ndarray], image: np.ndarray, rows: int,
+              margin: int) -> np.ndarray:
+    """Apply ``fn(padded_chart, wrap)`` to each chart padded by ``margin`` and reassemble the crops.
+
+    ``fn`` must return an array of the padded chart's height and width (any channel count).
+    """
+    outputs = []
+    for rows_slice, wrap in charts(image, rows):
+        part = pad(np.ascontiguousarray(image[rows_slice]), margin, wrap)
+        result = fn(part, wrap)
+        if margin > 0:
+            result = result[margin:-margin, margin:-margin]
+        outputs.append(result)
+    return np.concatenate(outputs, axis=0) if len(outputs) > 1 else outputs[0]
+
+
+def _down2(image: np.ndarray, wrap: bool) -> np.ndarray:
+    """Binomial blur and decimation by two (fine pixel 2j becomes coarse pixel j)."""
+    padded = pad(image, 2, wrap)
+    blurred = cv2.sepFilter2D(padded, -1, _BINOMIAL, _BINOMIAL, borderType=cv2.BORDER_REFLECT_101)
+    blurred = blurred.reshape(padded.shape)[2:-2, 2:-2]
+    return np.ascontiguousarray(blurred[::2, ::2])
+
+
+def _up2(image: np.ndarray, shape: tuple[int, int], wrap: bool) -> np.ndarray:
+    """Linear interpolation of a coarse level back to ``shape`` (fine pixel i sits at coarse i / 2)."""
+    h, w = shape
+    rows = np.empty((h,) + image.shape[1:], np.float32)
+    rows[0::2] = image[: (h + 1) // 2]
+    below = np.concatenate([image[1:], image[-1:]], axis=0)  # the last row repeats (no wrap in y)
+    rows[1::2] = 0.5 * (image + below)[: h // 2]
+    out = np.empty((h, w) + image.shape[2:], np.float32)
+    out[:, 0::2] = rows[:, : (w + 1) // 2]
+    right = np.concatenate([rows[:, 1:], rows[:, :1] if wrap else rows[:, -1:]], axis=1)
+    out[:, 1::2] = 0.5 * (rows + right)[:, : w // 2]
+    return out
+
+
+def _push_pull_chart(values: np.ndarray, weights: np.ndarray, wrap: bool, gain: float) -> np.ndarray:
+    """Push-pull fill of one chart: normalised convolution over a pyramid, coarse fills fine."""
+    stack = np.concatenate([values * weights[..., None], weights[..., None]], axis=-1).astype(np.float32)
+    levels = [stack]
+    while min(levels[-1].shape[:2]) > 4:
+        levels.append(_down2(levels[-1], wrap))
+    top = levels[-1]
+    total = top[..., -1:].sum(axis=(0, 1))
+    mean = top[..., :-1].sum(axis=(0, 1)) / np.maximum(total, 1e-12)
+    filled = np.where(top[..., -1:] > 1e-6, top[..., :-1] / np.maximum(top[..., -1:], 1e-12), mean)
+    for level in reversed(levels[:-1]):
+        coarse = _up2(filled, level.shape[:2], wrap)
+        w = level[..., -1:]
+        alpha = np.clip(w * gain, 0.0, 1.0)
+        own = level[..., :-1] / np.maximum(w, 1e-12)
+        filled = alpha * own + (1.0 - alpha) * coarse
+    return filled
+
+
+def push_pull(values: np.ndarray, weights: np.ndarray, rows: int, gain: float = 2.0) -> np.ndarray:
+    """Fill ``values`` (S, S, C) everywhere from the texels with ``weights`` (S, S) > 0.
+
+    Pyramid normalised convolution: each level averages the weighted values of the finer one, and
+    on the way back up a texel keeps its own (normalised) value in proportion to its weight and
+    takes the coarser level's interpolated value for the rest. Zero-weight texels never contribute,
+    so the fill is normalised on the texels that carry information (e.g. the atlas mask).
+    """
+    squeeze = values.ndim == 2
+    v = values[..., None] if squeeze else values
+    out = np.concatenate([_push_pull_chart(v[sl], weights[sl], wrap, gain)
+                          for sl, wrap in charts(v, rows)], axis=0)
+    return out[..., 0] if squeeze else out
+
+
+def gaussian(image: np.ndarray, sigma: float, rows: int) -> np.ndarray:
+    """Gaussian blur per chart (circular in the band); large sigmas go through a pyramid."""
+    image = np.asarray(image, np.float32)
+    if sigma <= 0:
+        return image.copy()
+    if sigma <= 6:
+        margin = int(np.ceil(3 * sigma)) + 1
+
+        def blur(part: np.ndarray, wrap: bool) -> np.ndarray:
+            return cv2.GaussianBlur(part, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101).reshape(part.shape)
+
+        return per_chart(blur, image, rows, margin)
+    # Coarse-to-fine: k binomial halvings add variance (4^k - 1) / 3, the rest is blurred at level k.
+    k = int(np.floor(np.log2(sigma / 3)))
+    residual = np.sqrt(max(sigma ** 2 - (4 ** k - 1) / 3 - 4 ** k / 4, 1.0)) / 2 ** k
+    outputs = []
+    for sl, wrap in charts(image, rows):
+        part = image[sl]
+        shapes = [part.shape[:2]]
+        for _ in range(k):
+            part = _down2(part, wrap)
+            shapes.append(part.shape[:2])
+        margin = int(np.ceil(3 * residual)) + 1
+        padded = pad(part, margin, wrap)
+        part = cv2.GaussianBlur(padded, (0, 0), residual).reshape(padded.shape)[margin:-margin, margin:-margin]
+        for shape in reversed(shapes[:-1]):
+            part = _up2(part, shape, wrap)
+        outputs.append(part)
+    return np.concatenate(outputs, axis=0) if len(outputs) > 1 else outputs[0]
+
+
+def normalized_gaussian(values: np.ndarray, weights: np.ndarray, sigma: float, rows: int
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted Gaussian average of ``values`` (S, S, C) and the blurred weight (S, S)."""
+    stack = np.concatenate([values * weights[..., None], weights[..., None]], axis=-1)
+    blurred = gaussian(stack, sigma, rows)
+    w = blurred[..., -1]
+    return blurred[..., :-1] / np.maximum(w, 1e-6)[..., None], w
+
+
+def symmetric_completion(values: np.ndarray, confidence: np.ndarray, atlas: AtlasGeometry,
+                         amount: float) -> tuple[np.ndarray, np.ndarray]:
+    """Complete ``values`` from their mirror image where the mirror was seen better.
+
+    A 3/4 portrait shows one side of the face more than the other; where a texel's mirror has
+    higher confidence, its value is mixed in with the confidence gain as weight. Returns the
+    completed values and their confidence (``max(conf, mirror conf)`` for ``amount`` 1).
+    """
+    mirrored_conf = atlas.mirror(confidence)
+    gain = np.clip(mirrored_conf - confidence, 0.0, 1.0) * np.float32(amount)
+    total = confidence + gain
+    v = values[..., None] if values.ndim == 2 else values
+    mixed = (confidence[..., None] * v + gain[..., None] * atlas.mirror(v)) / np.maximum(total, 1e-6)[..., None]
+    mixed = np.where(total[..., None] > 1e-6, mixed, v)
+    return (mixed[..., 0] if values.ndim == 2 else mixed).astype(np.float32), total.astype(np.float32)
+
+
+def smooth_fill(values: np.ndarray, confidence: np.ndarray, atlas: AtlasGeometry, symmetry: float
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The classic inpaint's smooth fill of ``values``: symmetric completion, then push-pull.
+
+    Returns the fill (defined everywhere) and the confidence after symmetric completion. The
+    de-lighting uses the same function on its shading field, to know which shading the fill
+    carried into each texel.
+    """
+    sym_values, sym_conf = symmetric_completion(values, confidence, atlas, symmetry)
+    return push_pull(sym_values, sym_conf * atlas.mask, atlas.band_rows), sym_conf
+
+
+def robust_std(values: np.ndarray) -> float:
+    """Standard deviation estimated from the median absolute deviation (ignores outliers, e.g. edges)."""
+    if values.size == 0:
+        return 0.0
+    return float(1.4826 * np.median(np.abs(values - np.median(values))))
+
+
+def subsample(mask: np.ndarray, limit: int) -> np.ndarray:
+    """Flat indices of at most ``limit`` texels of ``mask``, evenly spread (deterministic)."""
+    index = np.flatnonzero(mask)
+    if index.size > limit:
+        index = index[:: int(np.ceil(index.size / limit))]
+    return index

@@ -1,0 +1,151 @@
+"""A tiny stand-in backend speaking the real protocol, for the add-on's failure tests.
+
+Run as ``python fake_backend.py`` (the tests point the add-on's "backend Python" at a wrapper script
+that execs this file). Its behaviour is read from the JSON file named by ``AVATARTEX_FAKE_CONTROL`` at
+every request, so a test can change it without restarting the process:
+
+``{"mode": "ok" | "slow" | "hang" | "crash" | "crash_once" | "bad_hello", "delay": 0.05}``
+
+* ok: progress events then a texture (the portrait resized: its pixels really come from the photo).
+* slow: like ok with ``delay`` seconds between 20 progress steps (for cancel tests).
+* hang: never answers generate (until cancelled).
+* crash: exits with code 3 in the middle of generate.
+* crash_once: crashes the first generate only (a marker file next to the control file remembers).
+* bad_hello: dies before answering hello (a broken environment).
+
+It also records every generate request's params in ``<control>.requests.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "backend"))
+
+import numpy as np  # noqa: E402
+from avatartex import protocol  # noqa: E402
+from avatartex.protocol import AvatarTexError, ErrorCode  # noqa: E402
+from PIL import Image  # noqa: E402
+
+_write_lock = threading.Lock()
+_cancel: dict[object, threading.Event] = {}
+
+
+def control() -> dict:
+    """The current behaviour (see the module docstring)."""
+    path = os.environ.get("AVATARTEX_FAKE_CONTROL", "")
+    if path and Path(path).is_file():
+        return json.loads(Path(path).read_text())
+    return {"mode": "ok"}
+
+
+def send(message: dict) -> None:
+    """Write one protocol line."""
+    with _write_lock:
+        sys.stdout.write(protocol.encode(message) + "\n")
+        sys.stdout.flush()
+
+
+def generate(req_id, params: dict) -> None:
+    """Fake generate: checks its inputs like the real one, then writes the portrait as the texture."""
+    cancel = _cancel.setdefault(req_id, threading.Event())
+    try:
+        p = protocol.GenerateParams.from_dict(params)
+        ctl = control()
+        path = os.environ.get("AVATARTEX_FAKE_CONTROL", "")
+        if path:
+            with open(path + ".requests.jsonl", "a") as fh:
+                fh.write(json.dumps(params) + "\n")
+        mode = ctl.get("mode", "ok")
+        if mode == "crash_once" and path:
+            marker = Path(path + ".crashed")
+            if not marker.exists():
+                marker.write_text("1")
+                mode = "crash"
+            else:
+                mode = "ok"
+        if not Path(p.mesh).is_file():
+            raise AvatarTexError(ErrorCode.MESH_MISSING, f"No mesh at {p.mesh}.", "")
+        with np.load(p.mesh) as capture:
+            missing = {"positions", "triangles", "uvs"} - set(capture.files)
+            if missing:
+                raise AvatarTexError(ErrorCode.MESH_INVALID, f"Capture lacks {sorted(missing)}.", "")
+            if capture["uvs"].shape != (len(capture["triangles"]), 3, 2):
+                raise AvatarTexError(ErrorCode.MESH_INVALID, "uvs must be (T, 3, 2).", "")
+        if not Path(p.portrait).is_file():
+            raise AvatarTexError(ErrorCode.PORTRAIT_MISSING, f"No portrait at {p.portrait}.", "")
+        try:
+            photo = Image.open(p.portrait).convert("RGB")
+        except Exception:  # noqa: BLE001
+            raise AvatarTexError(ErrorCode.PORTRAIT_UNREADABLE, f"{p.portrait} is not an image.",
+                                 "Use a PNG or JPEG photo.") from None
+        if np.asarray(photo).std() < 2.0:
+            raise AvatarTexError(ErrorCode.NO_FACE_IN_PORTRAIT, "No face found in the portrait.",
+                                 "Use a photo where the face is visible and frontal.")
+        steps = 20 if mode in ("slow", "hang") else 4
+        for step in range(steps):
+            if cancel.is_set():
+                raise protocol.Cancelled()
+            send(protocol.progress_message(req_id, protocol.Progress("project", step / steps,
+                                                                     f"step {step + 1}/{steps}")))
+            if mode == "crash" and step == 1:
+                sys.stderr.write("fake backend: simulated crash\n")
+                sys.stderr.flush()
+                os._exit(3)
+            time.sleep(float(ctl.get("delay", 0.01)) if mode != "hang" else 0.2)
+        while mode == "hang" and not cancel.is_set():
+            time.sleep(0.05)
+        if cancel.is_set():
+            raise protocol.Cancelled()
+        out = Path(p.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        texture = out / p.texture_name
+        photo.resize((p.size, p.size)).save(texture)
+        send(protocol.result_message(req_id, {"texture": str(texture), "report": {"engine": "fake"}}))
+    except AvatarTexError as exc:
+        send(protocol.error_message(req_id, exc))
+    finally:
+        _cancel.pop(req_id, None)
+
+
+def main() -> None:
+    """Read requests until stdin closes or ``shutdown``."""
+    if control().get("mode") == "bad_hello":
+        sys.stderr.write("ModuleNotFoundError: No module named 'torch' (fake broken environment)\n")
+        sys.exit(1)
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            req = protocol.decode_request(line)
+        except AvatarTexError as exc:
+            send(protocol.error_message(None, exc))
+            continue
+        if req.method == "hello":
+            send(protocol.result_message(req.id, {
+                "protocol": protocol.PROTOCOL_VERSION, "backend_version": "fake", "devices": ["cpu"],
+                "engines": ["classic"], "models": [],
+                "styles": [{"name": "photoreal", "label": "Photoreal", "description": "fake"},
+                           {"name": "toon", "label": "Toon", "description": "fake"}]}))
+        elif req.method == "generate":
+            _cancel[req.id] = threading.Event()
+            threading.Thread(target=generate, args=(req.id, req.params), daemon=True).start()
+        elif req.method == "cancel":
+            event = _cancel.get(req.params.get("request"))
+            if event is not None:
+                event.set()
+            send(protocol.result_message(req.id, {}))
+        elif req.method == "shutdown":
+            send(protocol.result_message(req.id, {}))
+            return
+        else:
+            send(protocol.error_message(req.id, AvatarTexError(ErrorCode.UNKNOWN_METHOD, req.method, "")))
+
+
+if __name__ == "__main__":
+    main()

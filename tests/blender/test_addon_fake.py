@@ -1,0 +1,441 @@
+"""Add-on behaviour that needs a misbehaving backend: crashes, hangs, cancel, bad input.
+
+These run against ``fake_backend.py`` (same protocol, controllable failures); the texture tests on
+the real backend are in ``test_generate_real.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import add_sphere, bpy, scene_fingerprint
+
+
+def _texture_node(obj):
+    return obj.active_material.node_tree.nodes.get("AvatarTex Texture")
+
+
+# -- packaging -------------------------------------------------------------------------------------------
+
+
+def test_zip_holds_addon_and_backend_source_only(addon_zip):
+    import zipfile
+
+    names = zipfile.ZipFile(addon_zip).namelist()
+    assert "blender_manifest.toml" in names and "__init__.py" in names
+    assert "backend/avatartex/protocol.py" in names and "backend/requirements.txt" in names
+    assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".whl", ".safetensors", ".pt"))]
+    assert not [n for n in names if n.startswith("backend/tests") or "/tests/" in n]
+
+
+def test_installed_as_extension_with_user_folder_outside_addon(addon):
+    assert addon.__name__ == "bl_ext.user_default.avatartex"
+    addon_dir = Path(addon.__file__).parent
+    user = addon.paths.user_dir()
+    assert addon_dir not in user.parents and user != addon_dir
+    assert addon.paths.protocol().PROTOCOL_VERSION == 1
+    assert bpy.context.preferences.addons[addon.__name__].preferences.bl_rna.identifier \
+        == "AVATARTEX_AP_preferences"
+
+
+# -- capture ------------------------------------------------------------------------------------------------
+
+
+def test_capture_uses_evaluated_mesh_and_chosen_uv_map(addon, tmp_path):
+    obj = add_sphere()
+    obj.data.uv_layers.new(name="Second")
+    # Shift the second map so that the two maps are distinguishable in the capture.
+    second = obj.data.uv_layers["Second"].uv
+    uv = np.empty(len(second) * 2, np.float32)
+    second.foreach_get("vector", uv)
+    second.foreach_set("vector", uv * 0.5 + 0.25)
+    obj.modifiers.new("Sub", 'SUBSURF').levels = 1
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    path = addon.capture.capture_object(obj, depsgraph, "Second", tmp_path / "c.npz")
+    data = np.load(path)
+    assert set(data.files) <= set(addon.paths.protocol().CAPTURE_KEYS)
+    evaluated = obj.evaluated_get(depsgraph).data
+    assert len(data["positions"]) == len(evaluated.vertices) > len(obj.data.vertices)
+    assert data["triangles"].shape[1] == 3 and data["uvs"].shape == (len(data["triangles"]), 3, 2)
+    assert data["uvs"].min() >= 0.25 - 1e-5 and data["uvs"].max() <= 0.75 + 1e-5
+    assert data["triangles"].max() < len(data["positions"])
+    np.testing.assert_allclose(data["up"], [0, 0, 1])
+    np.testing.assert_allclose(data["forward"], [0, -1, 0])
+    assert str(data["name"]) == "Head"
+    # Counter-clockwise from outside: the triangle normals of a sphere point away from its centre.
+    p = data["positions"][data["triangles"]]
+    normal = np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])
+    assert (np.einsum("ij,ij->i", normal, p.mean(1)) > 0).mean() > 0.99
+
+
+def test_pins_follow_modifiers_to_nearest_evaluated_vertex(addon, tmp_path):
+    obj = add_sphere()
+    top = int(np.argmax([v.co.z for v in obj.data.vertices]))
+    obj.avatartex.pins[4] = top  # nose_tip
+    obj.modifiers.new("Sub", 'SUBSURF').levels = 1
+    data = np.load(addon.capture.capture_object(obj, bpy.context.evaluated_depsgraph_get(), "",
+                                                tmp_path / "c.npz"))
+    assert list(data["pin_names"]) == list(addon.paths.protocol().PIN_NAMES)
+    assert data["pins"][0] == -1 and data["pins"][4] >= 0
+    assert data["positions"][data["pins"][4]][2] == pytest.approx(data["positions"][:, 2].max(), abs=1e-4)
+
+
+def test_set_pin_from_single_selected_vertex(addon):
+    obj = add_sphere()
+    selected = np.zeros(len(obj.data.vertices), bool)
+    selected[7] = True
+    obj.data.vertices.foreach_set("select", selected)
+    bpy.ops.avatartex.set_pin(pin="chin")
+    assert obj.avatartex.pins[7] == 7
+    selected[8] = True
+    obj.data.vertices.foreach_set("select", selected)
+    with pytest.raises(RuntimeError, match="exactly one"):
+        bpy.ops.avatartex.set_pin(pin="nose_tip")
+    bpy.ops.avatartex.clear_pins()
+    assert list(obj.avatartex.pins) == [-1] * 8
+
+
+# -- generate, material, undo (fake backend) ------------------------------------------------------------
+
+
+def test_generate_wires_base_color_and_keeps_existing_nodes(addon, fake_backend, portrait):
+    obj = add_sphere(portrait=portrait)
+    mat = bpy.data.materials.new("Skin")
+    mat.use_nodes = True
+    tree = mat.node_tree
+    old = tree.nodes.new("ShaderNodeTexImage")
+    old.name = "Artist Image"
+    old.image = bpy.data.images.new("artist_paint", 8, 8)
+    bsdf = tree.nodes["Principled BSDF"]
+    tree.links.new(old.outputs["Color"], bsdf.inputs["Base Color"])
+    obj.data.materials.append(mat)
+    nodes_before = {n.name for n in tree.nodes}
+    bpy.context.scene.avatartex.resolution = 512
+
+    assert bpy.ops.avatartex.generate() == {'FINISHED'}
+
+    node = tree.nodes["AvatarTex Texture"]
+    assert nodes_before < {n.name for n in tree.nodes}
+    assert bsdf.inputs["Base Color"].links[0].from_node == node
+    assert tree.nodes["Artist Image"].image.name == "artist_paint"
+    image = node.image
+    assert tuple(image.size) == (512, 512)
+    # The fake backend returns the portrait resized: the image's pixels came from the photo.
+    pixels = np.empty(512 * 512 * 4, np.float32)
+    image.pixels.foreach_get(pixels)
+    from PIL import Image
+    expected = np.asarray(Image.open(portrait).convert("RGB").resize((512, 512)), np.float32) / 255
+    got = pixels.reshape(512, 512, 4)[::-1, :, :3]  # Blender's rows go bottom-up
+    assert np.abs(got - expected).mean() < 0.02
+    # Unsaved file: the texture is in the extension's user folder, not the add-on folder.
+    path = Path(bpy.path.abspath(image.filepath))
+    assert path.is_file() and addon.paths.user_dir() in path.parents
+    assert "done" in obj.avatartex.status
+    # The request carried the scene's settings and a capture of the mesh.
+    request = fake_backend.requests()[-1]
+    assert request["size"] == 512 and request["facing"] == "-y" and request["mesh"].endswith(".npz")
+
+
+def test_generate_creates_material_when_none(addon, fake_backend, portrait):
+    obj = add_sphere(portrait=portrait)
+    bpy.context.scene.avatartex.resolution = 512
+    bpy.ops.avatartex.generate()
+    mat = obj.active_material
+    assert mat is not None and _texture_node(obj) is not None
+    bsdf = next(n for n in mat.node_tree.nodes if n.bl_idname == "ShaderNodeBsdfPrincipled")
+    assert bsdf.inputs["Base Color"].links[0].from_node.name == "AvatarTex Texture"
+
+
+def test_undo_restores_material(addon, fake_backend, portrait):
+    obj = add_sphere(portrait=portrait)
+    mat = bpy.data.materials.new("Skin")
+    mat.use_nodes = True
+    obj.data.materials.append(mat)
+    bpy.context.scene.avatartex.resolution = 512
+    before = scene_fingerprint()
+    bpy.ops.ed.undo_push(message="before")
+    # As from the UI: the operator's own undo step covers the material change.
+    assert bpy.ops.avatartex.generate('EXEC_DEFAULT', True) == {'FINISHED'}
+    assert scene_fingerprint() != before
+    bpy.ops.ed.undo()
+    after = scene_fingerprint()
+    assert after["materials"] == before["materials"] and after["objects"] == before["objects"]
+
+
+def test_restore_operator_reconnects_previous_link(addon, fake_backend, portrait):
+    obj = add_sphere(portrait=portrait)
+    mat = bpy.data.materials.new("Skin")
+    mat.use_nodes = True
+    tree = mat.node_tree
+    rgb = tree.nodes.new("ShaderNodeRGB")
+    tree.links.new(rgb.outputs[0], tree.nodes["Principled BSDF"].inputs["Base Color"])
+    obj.data.materials.append(mat)
+    before = scene_fingerprint()["materials"]
+    bpy.context.scene.avatartex.resolution = 512
+    bpy.ops.avatartex.generate()
+    bpy.ops.avatartex.generate()  # a second result swaps the image; the remembered link stays the first one
+    assert bpy.ops.avatartex.restore_material() == {'FINISHED'}
+    assert scene_fingerprint()["materials"] == before
+
+
+def test_saved_blend_writes_next_to_it_without_overwriting(addon, fake_backend, portrait, tmp_path):
+    obj = add_sphere(portrait=portrait)
+    bpy.context.scene.avatartex.resolution = 512
+    blend = tmp_path / "project" / "scene.blend"
+    blend.parent.mkdir()
+    (blend.parent / "textures").mkdir()
+    artist = blend.parent / "textures" / "Head.png"
+    artist.write_bytes(b"the artist's own file")
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    bpy.ops.avatartex.generate()
+    image = _texture_node(obj).image
+    assert image.filepath.startswith("//textures/")
+    assert artist.read_bytes() == b"the artist's own file"
+    assert Path(bpy.path.abspath(image.filepath)).name == "Head_001.png"
+    assert not [p for p in artist.parent.iterdir() if p.name.startswith(".avatartex")]
+
+
+# -- bad input: a clear message, the scene unchanged ----------------------------------------------------
+
+
+def _assert_fails_unchanged(match: str, op=None) -> None:
+    before = scene_fingerprint()
+    with pytest.raises(RuntimeError, match=match):
+        (op or bpy.ops.avatartex.generate)()
+    assert scene_fingerprint() == before
+
+
+def test_nothing_selected(addon, fake_backend):
+    _assert_fails_unchanged("Nothing is selected")
+    _assert_fails_unchanged("no mesh object in the selection", bpy.ops.avatartex.batch_retexture)
+
+
+def test_non_mesh(addon, fake_backend):
+    bpy.ops.object.camera_add()
+    _assert_fails_unchanged("not a mesh")
+
+
+def test_mesh_without_uv_map_offers_unwrap(addon, fake_backend, portrait):
+    obj = add_sphere(portrait=portrait)
+    obj.data.uv_layers.remove(obj.data.uv_layers[0])
+    _assert_fails_unchanged("has no UV map.*Unwrap")
+    bpy.ops.avatartex.unwrap()
+    assert len(obj.data.uv_layers) == 1
+
+
+@pytest.mark.parametrize("kind,match", [("missing", "does not exist"), ("not_image", "not an image"),
+                                        ("no_face", "No face")])
+def test_bad_portraits(addon, fake_backend, bad_portraits, kind, match):
+    add_sphere(portrait=bad_portraits[kind])
+    bpy.context.scene.avatartex.resolution = 512
+    _assert_fails_unchanged(match)
+
+
+def test_no_portrait_set(addon, fake_backend):
+    add_sphere()
+    _assert_fails_unchanged("No portrait is set")
+
+
+def test_backend_python_missing(addon, portrait, monkeypatch):
+    monkeypatch.setenv("AVATARTEX_BACKEND_PYTHON", "/nonexistent/python3")
+    add_sphere(portrait=portrait)
+    _assert_fails_unchanged("does not exist.*Preferences")
+    monkeypatch.delenv("AVATARTEX_BACKEND_PYTHON")
+    if not addon.backend.managed_python().exists():
+        _assert_fails_unchanged("No backend Python is set")
+
+
+def test_backend_python_broken(addon, fake_backend, portrait):
+    fake_backend("bad_hello")
+    add_sphere(portrait=portrait)
+    _assert_fails_unchanged("did not start.*No module named 'torch'")
+
+
+def test_read_only_output_folder(addon, fake_backend, portrait, tmp_path):
+    # The tests run as root, for whom chmod does not stop writes: block the folder with a file instead.
+    add_sphere(portrait=portrait)
+    blend = tmp_path / "scene.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    (tmp_path / "textures").write_text("a file where the folder should be")
+    _assert_fails_unchanged("Cannot write textures")
+
+
+def test_unsaved_blend_reports_where_textures_went(addon, fake_backend, portrait):
+    add_sphere(portrait=portrait)
+    bpy.context.scene.avatartex.resolution = 512
+    job = addon.jobs.Job("generate", [addon.jobs.task_for(bpy.context.active_object, bpy.context.scene)])
+    addon.jobs.start(job, "sync").run_sync()
+    assert any("unsaved" in note for note in job.notes)
+
+
+def test_second_generate_while_running(addon, fake_backend, portrait):
+    fake_backend("hang")
+    add_sphere(portrait=portrait)
+    bpy.context.scene.avatartex.resolution = 512
+    assert bpy.ops.avatartex.generate(asynchronous=True) == {'FINISHED'}
+    job = addon.state.job
+    _assert_fails_unchanged("already generating")
+    _assert_fails_unchanged("already generating", bpy.ops.avatartex.batch_retexture)
+    bpy.ops.avatartex.cancel()
+    job.run_sync()
+
+
+# -- cancel, crash, restart ----------------------------------------------------------------------------------
+
+
+def test_cancel_mid_run_leaves_scene_untouched(addon, fake_backend, portrait):
+    fake_backend("slow", delay=0.1)
+    obj = add_sphere(portrait=portrait)
+    bpy.context.scene.avatartex.resolution = 512
+    before = scene_fingerprint()
+    bpy.ops.avatartex.generate(asynchronous=True)
+    job = addon.state.job
+    # Pump as Blender's timer would until the backend reports progress, then press Cancel.
+    while bpy.context.scene.avatartex.progress == 0:
+        job.pump(wait=0.2)
+    assert job.tasks[0].message.startswith("project: step")
+    bpy.ops.avatartex.cancel()
+    job.run_sync()
+    assert job.tasks[0].status == "cancelled" and addon.state.job is None
+    assert scene_fingerprint() == before
+    assert "cancelled" in obj.avatartex.status
+    # The backend is still warm and usable.
+    fake_backend("ok")
+    assert bpy.ops.avatartex.generate() == {'FINISHED'}
+
+
+def test_sync_generate_cancelled_from_another_thread(addon, fake_backend, portrait):
+    fake_backend("hang")
+    add_sphere(portrait=portrait)
+    before = scene_fingerprint()
+    timer = threading.Timer(1.0, lambda: addon.state.job.cancel())
+    timer.start()
+    assert bpy.ops.avatartex.generate() == {'CANCELLED'}
+    timer.join()
+    assert scene_fingerprint() == before
+
+
+def test_killed_backend_is_restarted(addon, fake_backend, portrait):
+    obj = add_sphere(portrait=portrait)
+    bpy.context.scene.avatartex.resolution = 512
+    bpy.ops.avatartex.generate()
+    client = addon.state.client
+    first_pid = client.process.pid
+    client.kill()
+    bpy.ops.avatartex.generate()
+    assert addon.state.client.process.pid != first_pid
+    assert "done" in obj.avatartex.status
+
+
+def test_crash_mid_run_restarts_once_and_retries(addon, fake_backend, portrait):
+    fake_backend("crash_once")
+    obj = add_sphere(portrait=portrait)
+    bpy.context.scene.avatartex.resolution = 512
+    assert addon.state.client is None  # a fresh client: its first start is the one counted below
+    assert bpy.ops.avatartex.generate() == {'FINISHED'}
+    assert addon.state.client.starts == 2
+    assert any("crashed" in line and "restarted" in line for line in addon.state.last_summary)
+    assert _texture_node(obj) is not None
+
+
+def test_backend_dying_every_time_is_reported_scene_unchanged(addon, fake_backend, portrait):
+    fake_backend("crash")
+    add_sphere(portrait=portrait)
+    _assert_fails_unchanged(r"stopped unexpectedly \(exit code 3\).*simulated crash")
+
+
+# -- batch and variants (wiring; the real-backend versions are in test_generate_real.py) ------------------
+
+
+def test_batch_keeps_going_past_failure(addon, fake_backend, portrait, bad_portraits):
+    objs = [add_sphere(f"Char{i}", portrait) for i in range(3)]
+    objs[1].avatartex.portrait_path = str(bad_portraits["not_image"])
+    bpy.ops.object.camera_add()  # selected non-meshes are skipped
+    for o in objs:
+        o.select_set(True)
+    bpy.context.scene.avatartex.resolution = 512
+    result = bpy.ops.avatartex.batch_retexture()
+    assert result == {'FINISHED'}
+    batch = {item.name: item for item in bpy.context.scene.avatartex.batch}
+    assert [batch[o.name].status for o in objs] == ["done", "failed", "done"]
+    assert "not an image" in batch["Char1"].message
+    assert _texture_node(objs[0]) and _texture_node(objs[2]) and objs[1].active_material is None
+    assert bpy.context.scene.avatartex.status.startswith("2 done, 1 failed")
+
+
+def test_panels_draw_with_recording_layout(addon, fake_backend, portrait):
+    calls = []
+
+    class Recorder:
+        def __init__(self):
+            self.enabled = True
+            self.scale_y = 1.0
+
+        def __getattr__(self, name):
+            def record(*args, **kwargs):
+                calls.append((name, args, kwargs))
+                return Recorder() if name in ("row", "column", "box", "split") else _Props()
+            return record
+
+    class _Props:
+        def __setattr__(self, name, value):
+            calls.append(("set", name, value))
+
+    panels = addon.panels
+    self_ = type("P", (), {"layout": Recorder()})()
+    # No object: the reason is shown and nothing crashes.
+    for panel in (panels.AVATARTEX_PT_main, panels.AVATARTEX_PT_pins, panels.AVATARTEX_PT_batch,
+                  panels.AVATARTEX_PT_variants):
+        panel.draw(self_, bpy.context)
+    assert ("label", (), {"text": "Select a head mesh", "icon": 'INFO'}) in calls
+    calls.clear()
+    obj = add_sphere(portrait=portrait)
+    obj.avatartex.variants.add().name = "A"
+    for panel in (panels.AVATARTEX_PT_main, panels.AVATARTEX_PT_pins, panels.AVATARTEX_PT_batch,
+                  panels.AVATARTEX_PT_variants):
+        panel.draw(self_, bpy.context)
+    ops = [c[1][0] for c in calls if c[0] == "operator"]
+    assert "avatartex.generate" in ops and "avatartex.generate_variants" in ops
+    assert ops.count("avatartex.set_pin") == 8
+    props = [c[1][1] for c in calls if c[0] == "prop"]
+    for name in ("portrait_path", "style", "resolution", "engine", "seed"):
+        assert name in props
+    assert any(c[0] == "prop_search" and c[1][1] == "uv_map" for c in calls)
+    assert any(c[0] == "template_list" and c[1][0] == "AVATARTEX_UL_variants" for c in calls)
+    calls.clear()
+    bpy.ops.object.camera_add()
+    panels.AVATARTEX_PT_main.draw(self_, bpy.context)
+    assert any(c[0] == "label" and "is not a mesh" in c[2].get("text", "") for c in calls)
+    # The preferences draw too.
+    prefs = bpy.context.preferences.addons[addon.__name__].preferences
+    prefs_self = type("Q", (), {"layout": Recorder()})()
+    for name in ("backend_mode", "python_path", "model_cache", "device", "low_vram"):
+        setattr(prefs_self, name, getattr(prefs, name))
+    addon.preferences.AVATARTEX_AP_preferences.draw(prefs_self, bpy.context)
+    assert any(c[0] == "operator" and c[1][0] == "avatartex.test_backend" for c in calls)
+
+
+def test_test_backend_shows_hello(addon, fake_backend):
+    assert bpy.ops.avatartex.test_backend() == {'FINISHED'}
+    assert addon.state.hello["backend_version"] == "fake"
+    assert [s[0] for s in addon.properties.style_names()] == ["photoreal", "toon"]
+
+
+def test_unregister_stops_backend(addon, fake_backend):
+    bpy.ops.avatartex.test_backend()
+    proc = addon.state.client.process
+    name = addon.__name__
+    bpy.ops.preferences.addon_disable(module=name)
+    try:
+        assert proc.poll() is not None
+        assert not hasattr(bpy.types.Scene, "avatartex")
+    finally:
+        bpy.ops.preferences.addon_enable(module=name)
+    assert hasattr(bpy.types.Scene, "avatartex")
+    assert os.environ["AVATARTEX_BACKEND_PYTHON"]
+    assert sys.modules[name] is addon and addon.state.client is None

@@ -1,0 +1,142 @@
+"""Portrait face analysis (avatartex.face) on real photos that ship inside skimage/matplotlib."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from avatartex import face as face_mod
+from avatartex.face import (FACE_OVAL, LEFT_EYE_CONTOUR, LIPS_OUTER, PIN_LANDMARKS, RIGHT_EYE_CONTOUR, Face,
+                            FaceLandmarker, MediapipeLandmarker, analyse_portrait, draw_landmarks)
+from avatartex.protocol import PIN_NAMES, AvatarTexError, ErrorCode
+
+data = pytest.importorskip("skimage.data")
+
+
+@pytest.fixture(scope="module")
+def landmarker() -> MediapipeLandmarker:
+    return MediapipeLandmarker()
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    return data.astronaut().astype(np.float32) / 255
+
+
+@pytest.fixture(scope="module")
+def astronaut_face(landmarker, astronaut) -> Face:
+    faces = landmarker.detect(astronaut)
+    assert len(faces) == 1
+    return faces[0]
+
+
+def test_named_indices_on_astronaut(astronaut_face: Face) -> None:
+    p = astronaut_face.landmarks
+    assert p.shape == (468, 2)
+    # Character's left eye on the image right for a frontal face; outer corners outside inner ones.
+    assert p[PIN_LANDMARKS["right_eye_outer"], 0] < p[PIN_LANDMARKS["right_eye_inner"], 0] \
+        < p[PIN_LANDMARKS["left_eye_inner"], 0] < p[PIN_LANDMARKS["left_eye_outer"], 0]
+    assert astronaut_face.left_eye_center[0] > astronaut_face.right_eye_center[0]
+    assert p[PIN_LANDMARKS["mouth_right"], 0] < p[PIN_LANDMARKS["mouth_left"], 0]
+    eyes_y = (astronaut_face.left_eye_center[1] + astronaut_face.right_eye_center[1]) / 2
+    assert eyes_y < p[PIN_LANDMARKS["nose_tip"], 1] < p[list(LIPS_OUTER), 1].mean() < p[PIN_LANDMARKS["chin"], 1]
+    # The chin is the lowest face-oval point; the eye contours enclose their corners.
+    assert p[list(FACE_OVAL), 1].argmax() == list(FACE_OVAL).index(PIN_LANDMARKS["chin"])
+    for contour in (LEFT_EYE_CONTOUR, RIGHT_EYE_CONTOUR):
+        xs = p[list(contour), 0]
+        assert xs.max() - xs.min() < 0.6 * astronaut_face.interocular
+    # Known geometry of this photo: the face is around (225, 130) with eyes ~43 px apart.
+    assert 200 < p[1, 0] < 250 and 110 < p[1, 1] < 150
+    assert 35 < astronaut_face.interocular < 55
+    assert astronaut_face.score > 0.7
+    assert set(PIN_LANDMARKS) == set(PIN_NAMES)
+
+
+def test_grace_hopper(landmarker) -> None:
+    from matplotlib import cbook
+
+    from avatartex.image_io import load_portrait
+
+    image, _ = load_portrait(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    face, warnings = analyse_portrait(image, "grace_hopper.jpg", landmarker)
+    assert warnings == [] and face.interocular > 60
+    assert face.left_eye_center[0] > face.right_eye_center[0]
+
+
+def test_lfw_tiny_faces_detection_rate(landmarker) -> None:
+    # 25x25 crops: mediapipe finds ~99% of them at native size (the upscaling pass is a fallback).
+    faces = data.lfw_subset()[:40]
+    found = [landmarker.detect(np.repeat(f[..., None].astype(np.float32), 3, 2)) for f in faces]
+    rate = np.mean([bool(f) for f in found])
+    assert rate >= 0.9, rate
+    iods = [f[0].interocular for f in found if f]
+    assert 5 < np.median(iods) < 14
+
+
+def test_small_face_in_large_frame_found_by_crop_pass(landmarker, astronaut, astronaut_face) -> None:
+    small = cv2.resize(astronaut, None, fx=0.3, fy=0.3, interpolation=cv2.INTER_AREA)
+    canvas = np.full((1200, 1600, 3), 0.5, np.float32)
+    canvas[300:300 + small.shape[0], 700:700 + small.shape[1]] = small
+    faces = landmarker.detect(canvas)
+    assert len(faces) == 1 and faces[0].extras["pass"] in ("crop", "direct")
+    back = (faces[0].landmarks - (700, 300)) / 0.3
+    err = np.linalg.norm(back - astronaut_face.landmarks, axis=1).mean() / astronaut_face.interocular
+    assert err < 0.05, err
+
+
+def test_no_face_is_typed_error(landmarker) -> None:
+    noise = np.random.default_rng(0).random((300, 300, 3)).astype(np.float32)
+    with pytest.raises(AvatarTexError) as err:
+        analyse_portrait(noise, "noise.png", landmarker)
+    assert err.value.code == ErrorCode.NO_FACE_IN_PORTRAIT and "noise.png" in err.value.message
+    assert "frontal" in err.value.hint
+
+
+def test_several_faces_largest_with_warning(landmarker, astronaut) -> None:
+    small = cv2.resize(astronaut, None, fx=0.8, fy=0.8, interpolation=cv2.INTER_AREA)
+    pad = ((0, 512 - small.shape[0]), (0, 512 - small.shape[1]), (0, 0))
+    canvas = np.concatenate([astronaut, np.pad(small, pad)], axis=1)
+    face, warnings = analyse_portrait(canvas, "two.png", landmarker)
+    assert face.landmarks[:, 0].mean() < 512  # the full-size astronaut on the left
+    assert any("2 faces" in w for w in warnings)
+
+
+class _FixedLandmarker(FaceLandmarker):
+    def __init__(self, faces: list[Face]) -> None:
+        self.faces = faces
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        return self.faces
+
+
+def test_face_too_small_and_small_warning(astronaut_face: Face) -> None:
+    def scaled(s: float) -> Face:
+        return Face(astronaut_face.landmarks * s, 0.9)
+
+    tiny = scaled(0.9 * face_mod.MIN_IOD_PX / astronaut_face.interocular)
+    with pytest.raises(AvatarTexError) as err:
+        analyse_portrait(np.zeros((10, 10, 3), np.float32), "tiny.jpg", _FixedLandmarker([tiny]))
+    assert err.value.code == ErrorCode.FACE_TOO_SMALL and "tiny.jpg" in err.value.message
+    small = scaled(1.5 * face_mod.MIN_IOD_PX / astronaut_face.interocular)
+    _, warnings = analyse_portrait(np.zeros((10, 10, 3), np.float32), "small.jpg", _FixedLandmarker([small]))
+    assert any("small" in w for w in warnings)
+
+
+def test_draw_landmarks_marks_points(astronaut, astronaut_face) -> None:
+    out = draw_landmarks(astronaut, astronaut_face.landmarks, color=(0.0, 1.0, 0.0))
+    assert out.shape == astronaut.shape and out.dtype == np.float32
+    x, y = astronaut_face.landmarks[FACE_OVAL[5]].astype(int)
+    assert out[y, x, 1] > 0.9 and out[y, x, 0] < 0.3  # green on a face-oval point
+    assert np.abs(out - astronaut).max() > 0.5 and np.abs(out[:40, :40] - astronaut[:40, :40]).max() == 0
+
+
+def test_warm_detection_is_fast(landmarker, astronaut) -> None:
+    import time
+
+    landmarker.detect(astronaut)
+    start = time.perf_counter()
+    for _ in range(3):
+        landmarker.detect(astronaut)
+    per_call = (time.perf_counter() - start) / 3
+    assert per_call < 0.2, per_call  # ~15 ms measured; generous for a loaded 2-core machine

@@ -1,0 +1,176 @@
+"""Portrait/texture reading and atomic PNG writing (avatartex.image_io)."""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from avatartex import image_io
+from avatartex.image_io import load_portrait, load_texture, save_png
+from avatartex.protocol import AvatarTexError, ErrorCode
+
+
+def _pattern(h: int = 40, w: int = 60) -> np.ndarray:
+    """An asymmetric uint8 RGB image, so every flip/rotation is distinguishable."""
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([x * 255 // (w - 1), y * 255 // (h - 1), (x * 7 + y * 3) % 256], -1).astype(np.uint8)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_matches_pillow(tmp_path: Path, orientation: int) -> None:
+    image = Image.fromarray(_pattern())
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "o.png"
+    image.save(path, exif=exif)
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(path)), np.float32) / 255
+    loaded, info = load_portrait(path)
+    assert loaded.shape == expected.shape
+    assert np.abs(loaded - expected).max() < 1e-6
+    assert info["orientation"] == orientation
+    assert info["original_size"] == (expected.shape[1], expected.shape[0])
+
+
+def test_16bit_rgb_png_and_tiff_keep_full_precision(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    data = rng.integers(0, 65536, (20, 30, 3), dtype=np.uint16)
+    for name in ("a.png", "a.tif"):
+        cv2.imwrite(str(tmp_path / name), data[..., ::-1])
+        loaded, info = load_portrait(tmp_path / name)
+        assert info["bit_depth"] == 16
+        # 8-bit truncation would be off by up to 1/255; full precision is exact to float32 rounding.
+        assert np.abs(loaded - data / 65535.0).max() < 1e-6
+
+
+def test_16bit_grey_png(tmp_path: Path) -> None:
+    data = np.arange(600, dtype=np.uint16).reshape(20, 30) * 100
+    cv2.imwrite(str(tmp_path / "g.png"), data)
+    loaded, info = load_portrait(tmp_path / "g.png")
+    assert loaded.shape == (20, 30, 3) and info["bit_depth"] == 16
+    assert np.abs(loaded[..., 1] - data / 65535.0).max() < 1e-6
+
+
+def test_grey_palette_and_cmyk_become_rgb(tmp_path: Path) -> None:
+    rgb = _pattern()
+    Image.fromarray(rgb).convert("L").save(tmp_path / "l.png")
+    grey, _ = load_portrait(tmp_path / "l.png")
+    assert grey.shape == (40, 60, 3) and np.array_equal(grey[..., 0], grey[..., 2])
+    Image.fromarray(rgb).quantize(64).save(tmp_path / "p.png")
+    pal, _ = load_portrait(tmp_path / "p.png")
+    assert pal.shape == (40, 60, 3) and np.abs(pal - rgb / 255.0).mean() < 0.05
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "c.jpg", quality=95)
+    cmyk, _ = load_portrait(tmp_path / "c.jpg")
+    assert cmyk.shape == (40, 60, 3) and np.abs(cmyk - rgb / 255.0).mean() < 0.05
+
+
+def test_rgba_composited_on_grey_with_warning(tmp_path: Path) -> None:
+    rgba = np.zeros((10, 10, 4), np.uint8)
+    rgba[..., 0] = 255
+    rgba[:, :5, 3] = 255  # left half opaque red, right half fully transparent
+    Image.fromarray(rgba).save(tmp_path / "a.png")
+    image, info = load_portrait(tmp_path / "a.png")
+    assert np.allclose(image[:, 0], [1, 0, 0]) and np.allclose(image[:, -1], 0.5)
+    assert any("transparent" in w for w in info["warnings"])
+    rgba[..., 3] = 255
+    Image.fromarray(rgba).save(tmp_path / "b.png")
+    assert load_portrait(tmp_path / "b.png")[1]["warnings"] == []
+    assert load_texture(tmp_path / "b.png").shape == (10, 10, 3)
+
+
+def test_huge_jpeg_downscaled_fast_and_faithfully(tmp_path: Path) -> None:
+    import time
+
+    g = Image.linear_gradient("L").resize((8000, 8000))
+    Image.merge("RGB", (g, g.transpose(Image.Transpose.ROTATE_90), g)).save(tmp_path / "big.jpg", quality=70)
+    start = time.perf_counter()
+    image, info = load_portrait(tmp_path / "big.jpg", max_side=2048)
+    elapsed = time.perf_counter() - start
+    assert image.shape == (2048, 2048, 3) and info["original_size"] == (8000, 8000)
+    assert info["scale"] == pytest.approx(0.256)
+    # Gradient content survives the draft decode + Lanczos: top row dark, bottom row bright.
+    assert image[:8, :, 0].mean() < 0.02 and image[-8:, :, 0].mean() > 0.98
+    assert elapsed < 5.0, f"8000x8000 JPEG took {elapsed:.1f}s (draft decoding not used?)"
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A valid 1x1 PNG whose header claims another size (a decompression bomb's header)."""
+    import io
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    ihdr = bytes(data[12:29])  # type + 13 data bytes
+    ihdr = ihdr[:4] + struct.pack(">II", width, height) + ihdr[12:]
+    data[12:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(ihdr) & 0xFFFFFFFF)
+    return bytes(data)
+
+
+def test_decompression_bomb_is_typed_error(tmp_path: Path) -> None:
+    (tmp_path / "bomb.png").write_bytes(_png_claiming(40000, 40000))
+    with pytest.raises(AvatarTexError) as err:
+        load_portrait(tmp_path / "bomb.png")
+    assert err.value.code == ErrorCode.PORTRAIT_UNREADABLE and "bomb.png" in err.value.message
+    assert image_io.MAX_PORTRAIT_PIXELS >= 8000 * 8000
+
+
+def test_missing_unreadable_truncated(tmp_path: Path) -> None:
+    with pytest.raises(AvatarTexError) as err:
+        load_portrait(tmp_path / "nope.jpg")
+    assert err.value.code == ErrorCode.PORTRAIT_MISSING and "nope.jpg" in err.value.message and err.value.hint
+    (tmp_path / "text.png").write_text("hello, not a picture")
+    with pytest.raises(AvatarTexError) as err:
+        load_portrait(tmp_path / "text.png")
+    assert err.value.code == ErrorCode.PORTRAIT_UNREADABLE and "text.png" in err.value.message and err.value.hint
+    Image.fromarray(_pattern(200, 200)).save(tmp_path / "full.jpg")
+    data = (tmp_path / "full.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(AvatarTexError) as err:
+        load_portrait(tmp_path / "cut.jpg")
+    assert err.value.code == ErrorCode.PORTRAIT_UNREADABLE
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+@pytest.mark.parametrize("bit_depth", [8, 16])
+def test_save_png_roundtrip(tmp_path: Path, channels: int, bit_depth: int) -> None:
+    rng = np.random.default_rng(0)
+    image = rng.random((17, 23, channels)).astype(np.float32)
+    path = save_png(tmp_path / "out" / "t.png", image, bit_depth=bit_depth)
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    assert raw.dtype == (np.uint16 if bit_depth == 16 else np.uint8)
+    peak = 65535 if bit_depth == 16 else 255
+    back = raw[..., [2, 1, 0, 3][:channels]] / peak
+    assert np.abs(back - image).max() <= 0.5 / peak + 1e-7
+    if channels == 3:
+        assert np.abs(load_texture(path) - image).max() <= 0.5 / peak + 1e-6
+    assert [p.name for p in path.parent.iterdir()] == ["t.png"]  # no temp file left
+
+
+def test_save_png_failure_leaves_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = save_png(tmp_path / "t.png", np.zeros((4, 4, 3), np.float32))
+    before = path.read_bytes()
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(AvatarTexError) as err:
+        save_png(path, np.ones((4, 4, 3), np.float32))
+    assert err.value.code == ErrorCode.OUTPUT_NOT_WRITABLE and str(tmp_path) in err.value.message
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["t.png"]
+
+
+def test_save_png_unwritable_folder(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")  # a file where the folder should be: not writable even as root
+    with pytest.raises(AvatarTexError) as err:
+        save_png(blocker / "sub" / "t.png", np.zeros((4, 4, 3), np.float32))
+    assert err.value.code == ErrorCode.OUTPUT_NOT_WRITABLE and "sub" in err.value.message

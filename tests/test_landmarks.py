@@ -1,0 +1,139 @@
+"""Mesh landmarks (avatartex.landmarks): detection on a scanned head, facing search, pins."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from avatartex.face import MediapipeLandmarker, PIN_LANDMARKS
+from avatartex.landmarks import detect_mesh_landmarks
+from avatartex.protocol import AvatarTexError, ErrorCode
+
+HEAD = Path(__file__).resolve().parents[1].parent / "shared" / "assets" / "heads" / "lee_perry_smith.glb"
+
+
+@pytest.fixture(scope="module")
+def landmarker() -> MediapipeLandmarker:
+    return MediapipeLandmarker()
+
+
+@pytest.fixture(scope="module")
+def head() -> tuple[np.ndarray, np.ndarray]:
+    if not HEAD.is_file():
+        pytest.skip(f"../shared absent: {HEAD} not found, scanned-head tests skipped")
+    import trimesh
+
+    mesh = trimesh.load(HEAD, force="mesh")
+    return np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces, np.int64)
+
+
+@pytest.fixture(scope="module")
+def head_landmarks(head, landmarker):
+    return detect_mesh_landmarks(*head, landmarker)
+
+
+def _check_anatomy(result, positions, triangles) -> None:
+    p = result.points3d
+    assert result.valid.sum() >= 440
+    # Lifted points lie on their triangles.
+    on_surface = np.einsum("nk,nkc->nc", result.bary[result.valid], positions[triangles[result.tri_id[result.valid]]])
+    assert np.abs(on_surface - p[result.valid]).max() < 1e-6
+    across = p[PIN_LANDMARKS["left_eye_outer"]] - p[PIN_LANDMARKS["right_eye_outer"]]
+    up = p[10] - p[PIN_LANDMARKS["chin"]]
+    nose = p[PIN_LANDMARKS["nose_tip"]]
+    eyes = (p[PIN_LANDMARKS["left_eye_outer"]] + p[PIN_LANDMARKS["right_eye_outer"]]) / 2
+    # The nose tip stands out of the face along the facing direction.
+    assert (nose - eyes) @ result.forward > 0.1 * np.linalg.norm(across)
+    assert across @ np.cross(result.up, result.forward) > 0  # the character's left is up x forward
+    assert up @ result.up > 0.9 * np.linalg.norm(up)
+
+
+def test_scanned_head_faces_plus_z(head, head_landmarks) -> None:
+    result = head_landmarks
+    assert result.source == "detected" and result.facing == "+z"
+    assert result.forward @ [0, 0, 1] > 0.98 and result.up @ [0, 1, 0] > 0.98
+    assert result.score > 0.5
+    _check_anatomy(result, *head)
+    # The re-framed render shows the face large: eyes far apart in the render.
+    eye_px = np.linalg.norm(result.points2d[263] - result.points2d[33])
+    assert eye_px > 0.25 * result.camera.width
+
+
+def test_rotated_head_found_facing_minus_x_with_z_up(head, landmarker, head_landmarks) -> None:
+    positions, triangles = head
+    # x -> +y, y -> +z, z -> -x: the face (+z) now looks along -x, the head's up (+y) is +z.
+    rotation = np.array([[0, 0, -1], [1, 0, 0], [0, 1, 0]], np.float64)
+    result = detect_mesh_landmarks(positions @ rotation.T, triangles, landmarker)
+    assert result.facing == "-x"
+    assert result.forward @ [-1, 0, 0] > 0.98 and result.up @ [0, 0, 1] > 0.98
+    _check_anatomy(result, positions @ rotation.T, triangles)
+    # The same surface points as in the upright head, rotated (within a few % of the eye distance).
+    both = result.valid & head_landmarks.valid
+    iod = np.linalg.norm(head_landmarks.points3d[263] - head_landmarks.points3d[33])
+    moved = np.linalg.norm(result.points3d[both] - head_landmarks.points3d[both] @ rotation.T, axis=1)
+    assert np.median(moved) < 0.03 * iod
+
+
+def test_given_facing_skips_search(head, landmarker) -> None:
+    import time
+
+    start = time.perf_counter()
+    result = detect_mesh_landmarks(*head, landmarker, up=[0, 1, 0], forward=[0, 0, 1])
+    assert result.facing == "given" and result.valid.sum() >= 440
+    assert time.perf_counter() - start < 5.0
+
+
+def test_pins_override_detected_points(head, landmarker) -> None:
+    positions, triangles = head
+    pins = {"nose_tip": 100, "chin": 200}
+    result = detect_mesh_landmarks(positions, triangles, landmarker, up=[0, 1, 0], forward=[0, 0, 1], pins=pins)
+    assert result.source == "detected+pins"
+    assert np.allclose(result.points3d[PIN_LANDMARKS["nose_tip"]], positions[100])
+    assert np.allclose(result.points3d[PIN_LANDMARKS["chin"]], positions[200])
+    assert result.valid.sum() >= 440
+
+
+def _sphere():
+    import trimesh
+
+    mesh = trimesh.creation.icosphere(subdivisions=3, radius=2.0)
+    return np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces, np.int64)
+
+
+def test_sphere_and_box_are_not_heads(landmarker) -> None:
+    import trimesh
+
+    box = trimesh.creation.box(extents=(2, 3, 2))
+    for positions, triangles in (_sphere(), (np.asarray(box.vertices, float), np.asarray(box.faces))):
+        with pytest.raises(AvatarTexError) as err:
+            detect_mesh_landmarks(positions, triangles, landmarker, image_size=256)
+        assert err.value.code == ErrorCode.NO_FACE_ON_MESH and "pins" in err.value.hint
+
+
+def test_pins_fallback_and_too_few_pins(landmarker) -> None:
+    positions, triangles = _sphere()
+
+    def nearest(point) -> int:
+        return int(np.argmin(np.linalg.norm(positions - point, axis=1)))
+
+    # A "face" looking towards +z on the sphere, y up.
+    spots = {"right_eye_outer": (-0.9, 0.5, 1.7), "right_eye_inner": (-0.35, 0.5, 1.9),
+             "left_eye_inner": (0.35, 0.5, 1.9), "left_eye_outer": (0.9, 0.5, 1.7),
+             "nose_tip": (0.0, 0.0, 2.0), "mouth_right": (-0.5, -0.7, 1.8), "mouth_left": (0.5, -0.7, 1.8)}
+    names = list(spots)
+    vertex_ids = np.array([nearest(spots[n]) for n in names], np.int32)
+    result = detect_mesh_landmarks(positions, triangles, landmarker, pins=vertex_ids, pin_names=names,
+                                   image_size=256)
+    assert result.source == "pins" and result.valid.sum() == 7
+    assert result.forward @ [0, 0, 1] > 0.9 and result.up @ [0, 1, 0] > 0.9
+    assert np.allclose(result.points3d[PIN_LANDMARKS["nose_tip"]], positions[vertex_ids[4]])
+    assert result.warnings
+    # Unset pins (-1) do not count: three real pins are too few.
+    few = np.array([vertex_ids[0], vertex_ids[3], vertex_ids[4], -1], np.int32)
+    with pytest.raises(AvatarTexError) as err:
+        detect_mesh_landmarks(positions, triangles, landmarker, pins=few,
+                              pin_names=["right_eye_outer", "left_eye_outer", "nose_tip", "chin"],
+                              forward=[0, 0, 1], image_size=256)
+    assert err.value.code == ErrorCode.NO_FACE_ON_MESH and "3 pin" in err.value.message
