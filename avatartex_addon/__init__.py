@@ -10,11 +10,20 @@ the add-on preferences or the ``AVATARTEX_BACKEND_PYTHON`` environment variable.
 from __future__ import annotations
 
 import bpy
+from bpy.app.handlers import persistent
 
 from . import backend, operators, panels, preferences, properties, state
 
 _register_classes, _unregister_classes = bpy.utils.register_classes_factory(
     properties.CLASSES + preferences.CLASSES + operators.CLASSES + panels.CLASSES)
+
+
+@persistent
+def _on_load_pre(*_args) -> None:
+    # Another file is being opened: the running job's objects are about to disappear.
+    if state.job is not None:
+        state.job.cancel()
+        state.job = None
 
 
 def register() -> None:
@@ -24,13 +33,14 @@ def register() -> None:
     _register_classes()
     properties.register_props()
     state.previews = bpy.utils.previews.new()
+    bpy.app.handlers.load_pre.append(_on_load_pre)
 
 
 def unregister() -> None:
     """Stop the backend and any running job, remove everything registered."""
-    if state.job is not None:
-        state.job.cancel()
-        state.job = None
+    if _on_load_pre in bpy.app.handlers.load_pre:
+        bpy.app.handlers.load_pre.remove(_on_load_pre)
+    _on_load_pre()
     backend.shutdown()
     if state.previews is not None:
         bpy.utils.previews.remove(state.previews)

@@ -21,6 +21,8 @@ from .client import PendingRequest, error_from_message
 from .paths import output_dir, place_unique, protocol, safe_name, user_dir
 
 TIMER_INTERVAL_S = 0.1
+BUSY_PATIENCE_S = 60.0
+"""How long a job waits for the backend to finish a cancelled request before giving up."""
 
 
 @dataclass
@@ -45,6 +47,10 @@ class Task:
     message: str = ""
     texture: str = ""
     retried: bool = False
+    scratch: list[str] = field(default_factory=list)
+    """Capture file and backend output folder of the current attempt, removed when the task ends."""
+    busy_until: float = 0.0
+    """When the backend said it is busy (a cancelled request still winding down): retry after this."""
 
 
 @dataclass
@@ -109,6 +115,9 @@ class Job:
             self._finish()
             return
         if self.pending is None:
+            if time.monotonic() < task.busy_until:
+                time.sleep(min(wait, task.busy_until - time.monotonic()))
+                return
             self._start(task)
             return
         message = self.pending.get(timeout=wait)
@@ -134,10 +143,12 @@ class Job:
         out_folder, _ = output_dir()
         _ensure_output_dir(out_folder)
         stamp = f"{safe_name(task.object_name)}_{int(time.time() * 1000)}"
-        mesh_path = capture.capture_object(obj, bpy.context.evaluated_depsgraph_get(), task.uv_map,
-                                           user_dir("captures") / f"{stamp}.npz", task.facing)
+        mesh_path = user_dir("captures") / f"{stamp}.npz"
+        work = user_dir("work") / stamp
+        task.scratch += [str(mesh_path), str(work)]
+        capture.capture_object(obj, _depsgraph(), task.uv_map, mesh_path, task.facing)
         params = protocol().GenerateParams(
-            mesh=str(mesh_path), portrait=task.portrait, out_dir=str(user_dir("work") / stamp),
+            mesh=str(mesh_path), portrait=task.portrait, out_dir=str(work),
             style=task.style, prompt=task.prompt, size=task.size, engine=task.engine, seed=task.seed,
             strength=float(task.strength), facing=task.facing.lower() if task.facing != "AUTO" else "")
         self._set_status(task, "running", "Sending to the backend...", 0.0)
@@ -152,6 +163,10 @@ class Job:
         self.pending = None
         if "error" in message:
             error = error_from_message(message)
+            if error.code == protocol().ErrorCode.BUSY and time.monotonic() - self.started < BUSY_PATIENCE_S:
+                # A request cancelled just before (another job, a file load) is still winding down.
+                task.busy_until = time.monotonic() + 0.5
+                return
             if error.code == errors.BACKEND_CRASHED and not task.retried and not self.cancelled:
                 # Restart once: a crash may be a one-off (out of memory, a driver hiccup).
                 task.retried = True
@@ -207,7 +222,6 @@ class Job:
         self._set_status(task, "done", f"Done: {final.name}", 1.0)
         if self.driver == "timer":
             _undo_push(f"AvatarTex: {task.label}")
-        shutil.rmtree(Path(texture).parent, ignore_errors=True)
         self._next()
 
     def _fail_current(self, exc: Exception) -> None:
@@ -224,6 +238,14 @@ class Job:
         self._next()
 
     def _next(self) -> None:
+        task = self.current
+        if task is not None:
+            for path in task.scratch:
+                if Path(path).is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    Path(path).unlink(missing_ok=True)
+            task.scratch.clear()
         self.index += 1
         self.phase = "idle"
         if self.index >= len(self.tasks) or self.cancelled:
@@ -250,6 +272,9 @@ class Job:
             if done and not failed and not cancelled:
                 scene.avatartex.progress = 1.0
         self.finished = True
+        if self.driver == "timer":
+            # Nobody is left to report: say it on the console for scripts run from the UI.
+            print("AvatarTex: " + " | ".join(self.summary))
         if state.job is self:
             state.job = None
         _status_bar(None)
@@ -282,6 +307,17 @@ class Job:
             item = scene.avatartex.batch.get(task.object_name)
             if item is not None:
                 item.status, item.message = task.status, task.message
+
+
+def _depsgraph() -> bpy.types.Depsgraph:
+    """The evaluated depsgraph, also from a timer (where the context may have no view layer)."""
+    try:
+        return bpy.context.evaluated_depsgraph_get()
+    except (AttributeError, RuntimeError, TypeError):
+        scene = bpy.context.scene or bpy.data.scenes[0]
+        depsgraph = scene.view_layers[0].depsgraph
+        depsgraph.update()
+        return depsgraph
 
 
 def _check_portrait(path: str) -> None:

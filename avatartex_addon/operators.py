@@ -72,8 +72,9 @@ class _JobOperator:
 
     def modal(self, context, event):
         job = self._job
-        if event.type == 'ESC' and event.value == 'PRESS':
+        if event.type == 'ESC' and event.value == 'PRESS' and not job.cancelled:
             job.cancel()
+            return {'RUNNING_MODAL'}  # Esc belongs to this operator while it runs
         if event.type == 'TIMER':
             job.pump(wait=0.0)
         if not job.finished:

@@ -12,7 +12,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from avatartex import atlas as atlas_mod
 from avatartex.stages.base import AtlasTexture, StageContext
 from avatartex.styles import get_style

@@ -5,10 +5,19 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-
 from avatartex import face as face_mod
-from avatartex.face import (FACE_OVAL, LEFT_EYE_CONTOUR, LIPS_OUTER, PIN_LANDMARKS, RIGHT_EYE_CONTOUR, Face,
-                            FaceLandmarker, MediapipeLandmarker, analyse_portrait, draw_landmarks)
+from avatartex.face import (
+    FACE_OVAL,
+    LEFT_EYE_CONTOUR,
+    LIPS_OUTER,
+    PIN_LANDMARKS,
+    RIGHT_EYE_CONTOUR,
+    Face,
+    FaceLandmarker,
+    MediapipeLandmarker,
+    analyse_portrait,
+    draw_landmarks,
+)
 from avatartex.protocol import PIN_NAMES, AvatarTexError, ErrorCode
 
 data = pytest.importorskip("skimage.data")
@@ -40,7 +49,8 @@ def test_named_indices_on_astronaut(astronaut_face: Face) -> None:
     assert astronaut_face.left_eye_center[0] > astronaut_face.right_eye_center[0]
     assert p[PIN_LANDMARKS["mouth_right"], 0] < p[PIN_LANDMARKS["mouth_left"], 0]
     eyes_y = (astronaut_face.left_eye_center[1] + astronaut_face.right_eye_center[1]) / 2
-    assert eyes_y < p[PIN_LANDMARKS["nose_tip"], 1] < p[list(LIPS_OUTER), 1].mean() < p[PIN_LANDMARKS["chin"], 1]
+    mouth_y = p[list(LIPS_OUTER), 1].mean()
+    assert eyes_y < p[PIN_LANDMARKS["nose_tip"], 1] < mouth_y < p[PIN_LANDMARKS["chin"], 1]
     # The chin is the lowest face-oval point; the eye contours enclose their corners.
     assert p[list(FACE_OVAL), 1].argmax() == list(FACE_OVAL).index(PIN_LANDMARKS["chin"])
     for contour in (LEFT_EYE_CONTOUR, RIGHT_EYE_CONTOUR):
@@ -54,9 +64,8 @@ def test_named_indices_on_astronaut(astronaut_face: Face) -> None:
 
 
 def test_grace_hopper(landmarker) -> None:
-    from matplotlib import cbook
-
     from avatartex.image_io import load_portrait
+    from matplotlib import cbook
 
     image, _ = load_portrait(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
     face, warnings = analyse_portrait(image, "grace_hopper.jpg", landmarker)

@@ -10,11 +10,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from PIL import Image, ImageOps
-
 from avatartex import image_io
 from avatartex.image_io import load_portrait, load_texture, save_png
 from avatartex.protocol import AvatarTexError, ErrorCode
+from PIL import Image, ImageOps
 
 
 def _pattern(h: int = 40, w: int = 60) -> np.ndarray:
@@ -128,7 +127,8 @@ def test_missing_unreadable_truncated(tmp_path: Path) -> None:
     (tmp_path / "text.png").write_text("hello, not a picture")
     with pytest.raises(AvatarTexError) as err:
         load_portrait(tmp_path / "text.png")
-    assert err.value.code == ErrorCode.PORTRAIT_UNREADABLE and "text.png" in err.value.message and err.value.hint
+    assert err.value.code == ErrorCode.PORTRAIT_UNREADABLE and "text.png" in err.value.message
+    assert err.value.hint
     Image.fromarray(_pattern(200, 200)).save(tmp_path / "full.jpg")
     data = (tmp_path / "full.jpg").read_bytes()
     (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])

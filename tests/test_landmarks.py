@@ -6,8 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from avatartex.face import MediapipeLandmarker, PIN_LANDMARKS
+from avatartex.face import PIN_LANDMARKS, MediapipeLandmarker
 from avatartex.landmarks import detect_mesh_landmarks
 from avatartex.protocol import AvatarTexError, ErrorCode
 
@@ -38,7 +37,8 @@ def _check_anatomy(result, positions, triangles) -> None:
     p = result.points3d
     assert result.valid.sum() >= 440
     # Lifted points lie on their triangles.
-    on_surface = np.einsum("nk,nkc->nc", result.bary[result.valid], positions[triangles[result.tri_id[result.valid]]])
+    corners = positions[triangles[result.tri_id[result.valid]]]
+    on_surface = np.einsum("nk,nkc->nc", result.bary[result.valid], corners)
     assert np.abs(on_surface - p[result.valid]).max() < 1e-6
     across = p[PIN_LANDMARKS["left_eye_outer"]] - p[PIN_LANDMARKS["right_eye_outer"]]
     up = p[10] - p[PIN_LANDMARKS["chin"]]
@@ -63,8 +63,9 @@ def test_scanned_head_faces_plus_z(head, head_landmarks) -> None:
 
 def test_rotated_head_found_facing_minus_x_with_z_up(head, landmarker, head_landmarks) -> None:
     positions, triangles = head
-    # x -> +y, y -> +z, z -> -x: the face (+z) now looks along -x, the head's up (+y) is +z.
-    rotation = np.array([[0, 0, -1], [1, 0, 0], [0, 1, 0]], np.float64)
+    # x -> -y, y -> +z, z -> -x (a proper rotation): the face (+z) now looks along -x, up (+y) is +z.
+    rotation = np.array([[0, 0, -1], [-1, 0, 0], [0, 1, 0]], np.float64)
+    assert np.linalg.det(rotation) == pytest.approx(1.0)
     result = detect_mesh_landmarks(positions @ rotation.T, triangles, landmarker)
     assert result.facing == "-x"
     assert result.forward @ [-1, 0, 0] > 0.98 and result.up @ [0, 0, 1] > 0.98
@@ -88,7 +89,8 @@ def test_given_facing_skips_search(head, landmarker) -> None:
 def test_pins_override_detected_points(head, landmarker) -> None:
     positions, triangles = head
     pins = {"nose_tip": 100, "chin": 200}
-    result = detect_mesh_landmarks(positions, triangles, landmarker, up=[0, 1, 0], forward=[0, 0, 1], pins=pins)
+    result = detect_mesh_landmarks(positions, triangles, landmarker, up=[0, 1, 0], forward=[0, 0, 1],
+                                   pins=pins)
     assert result.source == "detected+pins"
     assert np.allclose(result.points3d[PIN_LANDMARKS["nose_tip"]], positions[100])
     assert np.allclose(result.points3d[PIN_LANDMARKS["chin"]], positions[200])

@@ -8,7 +8,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import trimesh
-
 from avatartex import demo_head
 from avatartex.demo_head import make_demo_head, save_demo_head
 from avatartex.preview import head_frame, parse_axis, render_preview, render_views
@@ -82,7 +81,7 @@ def test_up_and_forward_axes_give_the_same_pictures() -> None:
     blender_mesh, _ = _colour_cube(to_blender)
     a = render_views(gltf_mesh, texture, ("front", "left", "back"), 48)
     b = render_views(blender_mesh, texture, ("front", "left", "back"), 48, up="+z", forward="-y")
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         np.testing.assert_allclose(x, y, atol=1e-4)
     up, fwd, left = head_frame("+z", [0, -1, 0.2])  # forward is made perpendicular to up
     np.testing.assert_allclose([up, fwd, left], [[0, 0, 1], [0, -1, 0], [1, 0, 0]], atol=1e-12)
@@ -175,10 +174,12 @@ def test_demo_head_pins_are_on_the_right_features(small_head) -> None:
 
 def test_demo_head_is_deterministic() -> None:
     demo_head._build.cache_clear()
+    demo_head._surface.cache_clear()
     a = make_demo_head(32)
     demo_head._build.cache_clear()
+    demo_head._surface.cache_clear()
     b = make_demo_head(32)
-    for x, y in zip(a[:3], b[:3]):
+    for x, y in zip(a[:3], b[:3], strict=True):
         np.testing.assert_array_equal(x, y)
     assert a[3] == b[3]
 
@@ -196,19 +197,25 @@ def test_save_demo_head_round_trip(tmp_path) -> None:
     np.testing.assert_allclose(loaded.positions[loaded.triangles], positions[triangles], atol=1e-5)
 
 
-def test_mediapipe_finds_the_demo_face_near_its_pins(small_head) -> None:
+def test_mediapipe_finds_the_demo_face_near_its_pins() -> None:
     pytest.importorskip("mediapipe")
     from avatartex.face import default_landmarker
     from avatartex.preview import view_camera
 
-    positions, triangles, uvs, pins = small_head
-    mesh = SimpleNamespace(positions=positions, triangles=triangles, uvs=uvs)
+    # Full resolution (UVs are not needed to render the geometry): at 48 the eyes are too coarse
+    # and the detector puts the eye corners 20-30 % of the eye distance off.
+    positions, triangles = demo_head._surface(96)
+    pins = demo_head.nearest_pins(positions)
+    mesh = SimpleNamespace(positions=positions, triangles=triangles, uvs=None)
     front = render_views(mesh, None, ("front",), 384)[0]
     faces = default_landmarker().detect(front)
     assert len(faces) == 1
     face = faces[0]
     camera = view_camera(positions, 0.0, 384)
-    projected, _ = camera.project(positions[[pins[n] for n in PIN_NAMES]])
     detected = np.array([face.named(n) for n in PIN_NAMES])
-    error = np.linalg.norm(projected - detected, axis=1) / face.interocular
-    assert error.mean() < 0.12, dict(zip(PIN_NAMES, error.round(3)))
+    for points in (np.array([demo_head.FEATURES[n] for n in PIN_NAMES]),
+                   positions[[pins[n] for n in PIN_NAMES]]):
+        projected, _ = camera.project(points)
+        error = np.linalg.norm(projected - detected, axis=1) / face.interocular
+        # Measured: mean 5 %, worst 9 % (nose tip) of the eye distance.
+        assert error.mean() < 0.08 and error.max() < 0.15, dict(zip(PIN_NAMES, error.round(3), strict=True))

@@ -231,7 +231,8 @@ class MediapipeLandmarker(FaceLandmarker):
             # The face detector's score of the box this face's nose sits in; 0 when the detector does
             # not confirm the face (the mesh model alone also "finds" faces in upside-down renders).
             nose = points[NOSE_TIP]
-            inside = [s for box, s in detections if box[0] <= nose[0] <= box[2] and box[1] <= nose[1] <= box[3]]
+            inside = [s for box, s in detections
+                      if box[0] <= nose[0] <= box[2] and box[1] <= nose[1] <= box[3]]
             score = max(inside, default=0.0)
             faces.append(Face(points.astype(np.float32), score, depth.astype(np.float32), extras))
         return faces
@@ -247,7 +248,8 @@ class MediapipeLandmarker(FaceLandmarker):
                     box = box + (x0, y0, x0, y0)
                     centre = (box[:2] + box[2:]) / 2
                     # Overlapping tiles see the same face twice: keep the first box around a centre.
-                    if all(np.abs(centre - (b[:2] + b[2:]) / 2).max() > 0.5 * (b[2] - b[0]) for b, _ in boxes):
+                    if all(np.abs(centre - (b[:2] + b[2:]) / 2).max() > 0.5 * (b[2] - b[0])
+                           for b, _ in boxes):
                         boxes.append((box, score))
         return boxes
 
@@ -332,7 +334,8 @@ def draw_landmarks(image: np.ndarray, points: np.ndarray, color: tuple[float, fl
     """
     import cv2
 
-    canvas = np.ascontiguousarray(np.clip(np.asarray(image, np.float32)[..., :3], 0, 1) * 255).astype(np.uint8)
+    canvas = (np.clip(np.asarray(image, np.float32)[..., :3], 0, 1) * 255).astype(np.uint8)
+    canvas = np.ascontiguousarray(canvas)
     points = np.asarray(points, np.float64)
     h, w = canvas.shape[:2]
     radius = radius or max(1, round(max(h, w) / 400))
@@ -342,12 +345,12 @@ def draw_landmarks(image: np.ndarray, points: np.ndarray, color: tuple[float, fl
     to_fixed = lambda p: (int(round((p[0] - 0.5) * 16)), int(round((p[1] - 0.5) * 16)))  # noqa: E731
     if contours and len(points) == NUM_LANDMARKS:
         for loop in (RIGHT_EYE_CONTOUR, LEFT_EYE_CONTOUR, LIPS_OUTER, LIPS_INNER, FACE_OVAL):
-            for a, b in zip(loop, loop[1:] + loop[:1]):
+            for a, b in zip(loop, loop[1:] + loop[:1], strict=True):
                 if finite[a] and finite[b]:
                     cv2.line(canvas, to_fixed(points[a]), to_fixed(points[b]), rgb, 1, cv2.LINE_AA, 4)
         for brow in (RIGHT_EYEBROW, LEFT_EYEBROW):
             for part in (brow[:5], brow[5:]):
-                for a, b in zip(part, part[1:]):
+                for a, b in zip(part[:-1], part[1:], strict=True):
                     if finite[a] and finite[b]:
                         cv2.line(canvas, to_fixed(points[a]), to_fixed(points[b]), rgb, 1, cv2.LINE_AA, 4)
     for p in points[finite]:

@@ -15,11 +15,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .camera import Camera
-from .face import (CHIN, FOREHEAD, LEFT_EYE_CONTOUR, LIPS_OUTER, NUM_LANDMARKS, PIN_LANDMARKS, RIGHT_EYE_CONTOUR, Face,
-                   FaceLandmarker)
+from .face import (
+    CHIN,
+    FOREHEAD,
+    LEFT_EYE_CONTOUR,
+    LIPS_OUTER,
+    NUM_LANDMARKS,
+    PIN_LANDMARKS,
+    RIGHT_EYE_CONTOUR,
+    Face,
+    FaceLandmarker,
+)
 from .protocol import PIN_NAMES, AvatarTexError, ErrorCode
 
-AXES = {"+x": (1, 0, 0), "-x": (-1, 0, 0), "+y": (0, 1, 0), "-y": (0, -1, 0), "+z": (0, 0, 1), "-z": (0, 0, -1)}
+AXES = {"+x": (1, 0, 0), "-x": (-1, 0, 0), "+y": (0, 1, 0), "-y": (0, -1, 0),
+        "+z": (0, 0, 1), "-z": (0, 0, -1)}
 """The facing directions searched when the mesh does not say where its face looks."""
 
 _FOV_DEG = 30.0
@@ -118,7 +128,7 @@ def _lift(points2d: np.ndarray, tri_id: np.ndarray, world: np.ndarray, triangles
     weights = [(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy]
     cover = np.stack([tri_id[r, c] >= 0 for r, c in corners], axis=1)
     values = np.stack([world[r, c] for r, c in corners], axis=1)  # (n, 4, 3)
-    blend = sum(wt * world[r, c] for wt, (r, c) in zip(weights, corners))
+    blend = sum(wt * world[r, c] for wt, (r, c) in zip(weights, corners, strict=True))
     spread = np.linalg.norm(values - values.mean(axis=1, keepdims=True), axis=2).max(axis=1)
     smooth = cover.all(axis=1) & (spread < depth_tolerance)
     nearest_r = np.clip(np.round(p[:, 1]).astype(int), 0, h - 1)
@@ -205,7 +215,7 @@ def _pin_table(pins, pin_names, n_vertices: int) -> dict[str, int]:
     else:
         if pin_names is None:
             raise ValueError("pins given as an array need pin_names")
-        items = list(zip([str(n) for n in pin_names], np.asarray(pins).reshape(-1).tolist()))
+        items = list(zip([str(n) for n in pin_names], np.asarray(pins).reshape(-1).tolist(), strict=True))
     table = {}
     for name, vertex in items:
         if name in PIN_LANDMARKS and 0 <= int(vertex) < n_vertices:
@@ -287,7 +297,8 @@ def detect_mesh_landmarks(positions: np.ndarray, triangles: np.ndarray, landmark
                 points2, ok2, trib, bryb = _lift(face2.landmarks, tri2, world2, triangles, positions,
                                                   0.02 * face_radius)
                 if ok2.sum() >= ok.sum() * 0.9:
-                    face, camera, image, points, ok, tri, bry = face2, camera2, image2, points2, ok2, trib, bryb
+                    face, camera, image = face2, camera2, image2
+                    points, ok, tri, bry = points2, ok2, trib, bryb
                     frame = _face_frame(np.where(ok[:, None], points, np.nan)) or frame
             detected = MeshLandmarks(
                 points3d=np.where(ok[:, None], points, np.nan), valid=ok, tri_id=tri, bary=bry,

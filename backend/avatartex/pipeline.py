@@ -315,7 +315,7 @@ class Generator:
             "seed": params.seed,
             "timings": timings,
             "coverage": round(coverage, 4),
-            "registration_error": round(float(registration.error_iod), 5),
+            "registration_error": round(float(registration.error_iod_holdout if np.isfinite(registration.error_iod_holdout) else registration.error_iod), 5),
             "registration_error_camera_only": round(float(registration.error_iod_camera), 5),
             "landmarks_source": head.landmarks.source,
             "mesh": {"name": mesh.name, "vertices": int(len(mesh.positions)),

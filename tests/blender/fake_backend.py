@@ -53,7 +53,7 @@ def send(message: dict) -> None:
 
 def generate(req_id, params: dict) -> None:
     """Fake generate: checks its inputs like the real one, then writes the portrait as the texture."""
-    cancel = _cancel.setdefault(req_id, threading.Event())
+    cancel = _cancel[req_id]
     try:
         p = protocol.GenerateParams.from_dict(params)
         ctl = control()
@@ -130,9 +130,16 @@ def main() -> None:
             send(protocol.result_message(req.id, {
                 "protocol": protocol.PROTOCOL_VERSION, "backend_version": "fake", "devices": ["cpu"],
                 "engines": ["classic"], "models": [],
+                "env": {k: v for k, v in os.environ.items() if k.startswith("AVATARTEX_")},
                 "styles": [{"name": "photoreal", "label": "Photoreal", "description": "fake"},
                            {"name": "toon", "label": "Toon", "description": "fake"}]}))
         elif req.method == "generate":
+            if _cancel:  # like the real server: one generate at a time
+                if os.environ.get("AVATARTEX_FAKE_CONTROL"):
+                    with open(os.environ["AVATARTEX_FAKE_CONTROL"] + ".busy", "a") as fh:
+                        fh.write(f"{req.id}\n")
+                send(protocol.error_message(req.id, AvatarTexError(ErrorCode.BUSY, "Still running.", "")))
+                continue
             _cancel[req.id] = threading.Event()
             threading.Thread(target=generate, args=(req.id, req.params), daemon=True).start()
         elif req.method == "cancel":

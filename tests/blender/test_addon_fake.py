@@ -439,3 +439,111 @@ def test_unregister_stops_backend(addon, fake_backend):
     assert hasattr(bpy.types.Scene, "avatartex")
     assert os.environ["AVATARTEX_BACKEND_PYTHON"]
     assert sys.modules[name] is addon and addon.state.client is None
+
+
+# -- UI-style runs (timers), preferences, managed environment -----------------------------------------
+
+
+def _run_timers(addon, limit_s: float = 30.0) -> None:
+    """Call the add-on's bpy.app.timers function as Blender's event loop would (bpy has no loop)."""
+    import time
+
+    deadline = time.monotonic() + limit_s
+    while addon.jobs._timer() is not None:
+        assert time.monotonic() < deadline, "the job did not finish"
+        time.sleep(addon.jobs.TIMER_INTERVAL_S)
+
+
+def test_timer_driven_generate_is_one_undo_step(addon, fake_backend, portrait):
+    obj = add_sphere(portrait=portrait)
+    mat = bpy.data.materials.new("Skin")
+    mat.use_nodes = True
+    obj.data.materials.append(mat)
+    bpy.context.scene.avatartex.resolution = 512
+    before = scene_fingerprint()
+    bpy.ops.ed.undo_push(message="before")
+    assert bpy.ops.avatartex.generate(asynchronous=True) == {'FINISHED'}
+    assert scene_fingerprint() == before  # returned at once, nothing applied yet
+    _run_timers(addon)
+    assert bpy.data.objects["Head"].active_material.node_tree.nodes.get("AvatarTex Texture") is not None
+    bpy.ops.ed.undo()
+    after = scene_fingerprint()
+    assert after["materials"] == before["materials"] and after["objects"] == before["objects"]
+
+
+def test_new_job_waits_for_backend_busy_with_dropped_job(addon, fake_backend, portrait):
+    fake_backend("slow", delay=1.0)
+    add_sphere(portrait=portrait)
+    bpy.context.scene.avatartex.resolution = 512
+    bpy.ops.avatartex.generate(asynchronous=True)
+    job = addon.state.job
+    while job.phase != "generate" or job.pending is None:
+        job.pump(wait=0.1)
+    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)  # load_pre drops the job
+    assert addon.state.job is None and job.cancelled
+    fake_backend("ok")
+    obj = add_sphere(portrait=portrait)
+    bpy.context.scene.avatartex.resolution = 512
+    assert bpy.ops.avatartex.generate() == {'FINISHED'}
+    assert "done" in obj.avatartex.status
+    assert Path(str(fake_backend.control) + ".busy").is_file(), "the backend was never busy: test is moot"
+
+
+def test_preferences_python_device_and_restart(addon, fake_backend, tmp_path):
+    prefs = bpy.context.preferences.addons[addon.__name__].preferences
+    try:
+        prefs.backend_mode = 'CUSTOM'
+        prefs.python_path = str(tmp_path / "missing-python")
+        with pytest.raises(RuntimeError, match="missing-python does not exist"):
+            bpy.ops.avatartex.test_backend()  # the preference wins over AVATARTEX_BACKEND_PYTHON
+        prefs.python_path = os.environ["AVATARTEX_BACKEND_PYTHON"]
+        prefs.device = 'cpu'
+        prefs.low_vram = True
+        prefs.model_cache = str(tmp_path / "models")
+        bpy.ops.avatartex.test_backend()
+        env = addon.state.hello["env"]
+        assert env["AVATARTEX_DEVICE"] == "cpu" and env["AVATARTEX_LOW_VRAM"] == "1"
+        assert env["AVATARTEX_MODEL_CACHE"] == str(tmp_path / "models")
+        proc = addon.state.client.process
+        prefs.low_vram = False  # the backend reads it at start: the process is replaced
+        assert proc.poll() is not None and addon.state.client is None
+        bpy.ops.avatartex.test_backend()
+        assert addon.state.hello["env"]["AVATARTEX_LOW_VRAM"] == "0"
+    finally:
+        prefs.backend_mode = 'MANAGED'
+        prefs.python_path = ""
+        prefs.low_vram = False
+        prefs.model_cache = ""
+        prefs.device = 'auto'
+
+
+def test_managed_environment_needs_online_access(addon, tmp_path):
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("numpy\n")
+    assert not bpy.app.online_access  # the bpy module starts offline
+    with pytest.raises(Exception, match="online access is off"):
+        addon.environment.start_install(requirements)
+    assert addon.state.env_install is None
+
+
+def test_managed_environment_created_in_user_folder(addon, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.delenv("AVATARTEX_BACKEND_PYTHON", raising=False)
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("# nothing to install offline\n")
+    install = addon.environment.start_install(requirements, pip_args=("--no-index",))
+    try:
+        seen = []
+        while not install.done:
+            seen.append(install.progress)
+            install.thread.join(0.05)
+        assert install.error == "" and install.progress == 1.0
+        assert seen == sorted(seen)  # the bar only moves forward
+        python = addon.backend.managed_python()
+        assert python.is_file() and addon.paths.user_dir() in python.parents
+        assert addon.backend.resolve_python() == str(python)
+        assert Path(addon.__file__).parent not in python.parents
+    finally:
+        shutil.rmtree(addon.paths.user_dir("env"), ignore_errors=True)
+        addon.state.env_install = None

@@ -36,6 +36,7 @@ class GeneratorConfig:
     channel_base: int = 32768
     channel_max: int = 512
     img_channels: int = 3
+    mapping_lr_mul: float = 0.01
 
     def channels(self, res: int) -> int:
         """Feature maps at resolution ``res`` (as in the official code)."""
@@ -46,7 +47,7 @@ class GeneratorConfig:
         """Number of W+ vectors: one per conv layer plus the last toRGB."""
         return 2 * int(math.log2(self.resolution)) - 2
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, float]:
         """Plain dict for JSON."""
         return asdict(self)
 
@@ -249,7 +250,7 @@ class Generator(nn.Module):
         super().__init__()
         self.config = config or GeneratorConfig()
         self.mapping = MappingNetwork(self.config.z_dim, self.config.w_dim, self.config.num_ws,
-                                      self.config.mapping_layers)
+                                      self.config.mapping_layers, lr_mul=self.config.mapping_lr_mul)
         self.synthesis = SynthesisNetwork(self.config)
 
     def forward(self, z: torch.Tensor, truncation_psi: float = 1.0, noise_mode: str = "random",

@@ -118,6 +118,8 @@ class TrainResult:
     losses_d: list[float]
     prior: Path
     preview: Path
+    generator: Generator | None = None
+    """The raw (non-EMA) generator at the end of this call."""
 
 
 def train(textures: torch.Tensor, out_dir: str | Path, config: TrainConfig, *, max_steps: int | None = None,
@@ -227,7 +229,8 @@ def train(textures: torch.Tensor, out_dir: str | Path, config: TrainConfig, *, m
     finally:
         if step > resumed_from or not (out / "prior.safetensors").is_file():
             save()
-    return TrainResult(step, resumed_from, losses_g, losses_d, out / "prior.safetensors", out / "preview.png")
+    return TrainResult(step, resumed_from, losses_g, losses_d, out / "prior.safetensors", out / "preview.png",
+                       G.eval())
 
 
 def heads_to_textures(folder: str | Path, resolution: int, out_folder: str | Path) -> Path:

@@ -14,16 +14,16 @@ from . import filters
 from .base import AtlasTexture, Stage, StageContext
 
 _BANDS = ((0.0, 1.0), (1.0, 2.0), (2.0, 4.0))
-"""Gaussian sigmas bounding the detail bands (atlas texels at 1024, scaled with the atlas size)."""
+"""Gaussian sigmas (texels) bounding the detail bands; seen and synthetic bands are measured alike."""
 
 
-def _band_pass(image: np.ndarray, rows: int, scale: float) -> list[np.ndarray]:
+def _band_pass(image: np.ndarray, rows: int) -> list[np.ndarray]:
     """Difference-of-Gaussian bands of a single-channel image, finest first."""
     blurred = {0.0: image}
     for lo, hi in _BANDS:
         for sigma in (lo, hi):
             if sigma not in blurred:
-                blurred[sigma] = filters.gaussian(image, sigma * scale, rows)
+                blurred[sigma] = filters.gaussian(image, sigma, rows)
     return [blurred[lo] - blurred[hi] for lo, hi in _BANDS]
 
 
@@ -38,7 +38,6 @@ def synthesize_grain(color: np.ndarray, confidence: np.ndarray, ctx: StageContex
     """
     atlas = ctx.atlas
     rows = atlas.band_rows
-    scale = max(atlas.size / 1024, 0.25)
     seen = atlas.mask & (confidence > 0.8)
     if seen.sum() < 64:
         return np.zeros_like(color)
@@ -47,7 +46,7 @@ def synthesize_grain(color: np.ndarray, confidence: np.ndarray, ctx: StageContex
     noise = rng.standard_normal(lum.shape, dtype=np.float32)
     sample = filters.subsample(seen, 50_000)
     grain = np.zeros_like(lum)
-    for seen_band, noise_band in zip(_band_pass(lum, rows, scale), _band_pass(noise, rows, scale), strict=True):
+    for seen_band, noise_band in zip(_band_pass(lum, rows), _band_pass(noise, rows), strict=True):
         target = filters.robust_std(seen_band.reshape(-1)[sample])
         have = filters.robust_std(noise_band.reshape(-1)[sample])
         if have > 0:
@@ -73,7 +72,7 @@ class ClassicInpaint(Stage):
 
         ctx.check_cancel()
         ctx.progress(0.0, "symmetric completion and multi-scale fill")
-        symmetry = float(style.classic_value("symmetry", 1.0))
+        symmetry = style.classic_at("symmetry", 1.0, ctx.strength)
         filled, sym_conf = filters.smooth_fill(color, conf, atlas, symmetry)
 
         ctx.check_cancel()

@@ -28,6 +28,16 @@ def sh_basis(normals: np.ndarray) -> np.ndarray:
     return np.stack([one, x, y, z, x * y, x * z, y * z, x * x - y * y, 3 * z * z - 1], axis=-1)
 
 
+def sh_eval(normals: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
+    """``sh_basis(normals) @ coeffs`` without building the (..., 9) basis (a quadratic form in n)."""
+    c = coeffs
+    quad = np.array([[c[7] - c[8], c[4] / 2, c[5] / 2],
+                     [c[4] / 2, -c[7] - c[8], c[6] / 2],
+                     [c[5] / 2, c[6] / 2, 2 * c[8]]], np.float32)
+    n = normals.astype(np.float32)
+    return ((n @ quad) * n).sum(axis=-1) + n @ c[1:4].astype(np.float32) + np.float32(c[0])
+
+
 def fit_shading(luminance: np.ndarray, normals: np.ndarray, weights: np.ndarray, iterations: int = 6
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Robust least-squares SH shading: ``luminance ~ sh_basis(normals) @ coeffs``.
@@ -51,12 +61,13 @@ def fit_shading(luminance: np.ndarray, normals: np.ndarray, weights: np.ndarray,
     return coeffs, w
 
 
-MAX_GAIN = 2.0
-"""De-lighting never brightens or darkens linear light by more than this factor (one stop): where the
+MAX_GAIN = 3.0
+"""De-lighting never brightens or darkens linear light by more than this factor (about 1.6 stops): where the
 SH model extrapolates (grazing normals, misregistered features) a wrong division is bounded."""
 
 
-def _skin_sample(color: np.ndarray, conf: np.ndarray, atlas: AtlasGeometry, limit: int = 40_000) -> np.ndarray:
+def _skin_sample(color: np.ndarray, conf: np.ndarray, atlas: AtlasGeometry, limit: int = 40_000
+                 ) -> np.ndarray:
     """Flat indices of confident skin texels to fit the shading on.
 
     The SH model cannot tell dark hair at the face's border from shadow, so the fit is restricted
@@ -103,19 +114,19 @@ class ClassicLatent(Stage):
 
         ctx.check_cancel()
         ctx.progress(0.0, "de-lighting")
-        delight = float(style.classic_value("delight", 1.0))
+        delight = style.classic_at("delight", 1.0, ctx.strength)
         if delight > 0:
             out = self._delight(out, conf, ctx, delight)
 
         ctx.check_cancel()
         ctx.progress(0.4, "matching seen and filled regions")
-        border_gain = float(style.classic_value("border_gain", 1.0))
+        border_gain = style.classic_at("border_gain", 1.0, ctx.strength)
         if border_gain > 0:
             out = self._border_gain(out, conf, ctx, border_gain)
 
         ctx.check_cancel()
         ctx.progress(0.6, "harmonising colour")
-        harmonise = float(style.classic_value("harmonise", 0.5))
+        harmonise = style.classic_at("harmonise", 0.5, ctx.strength)
         if harmonise > 0:
             out = self._harmonise(out, conf, ctx, harmonise)
 
@@ -124,7 +135,8 @@ class ClassicLatent(Stage):
         if flatten > 0:
             ctx.progress(0.8, "flattening")
             lum = filters.luminance(out)
-            low, _ = filters.normalized_gaussian(lum[..., None], mask.astype(np.float32), atlas.size / 32, rows)
+            low, _ = filters.normalized_gaussian(lum[..., None], mask.astype(np.float32), atlas.size / 32,
+                                                 rows)
             low = low[..., 0]
             mean = float(lum[mask].mean()) if mask.any() else 0.5
             factor = (mean + (low - mean) * (1.0 - flatten)) / np.maximum(low, 1e-3)
@@ -156,9 +168,15 @@ class ClassicLatent(Stage):
         if reference <= 1e-6:
             ctx.warnings.append("de-lighting skipped: the fitted shading is not positive")
             return color
+        # Never extrapolate beyond the shading values seen on the fitted texels (grazing normals,
+        # features the registration misplaced) nor beyond MAX_GAIN.
+        used = fitted[weights > 0] / reference
+        low, high = np.quantile(used, [0.01, 0.99]) if used.size else (1.0, 1.0)
+        low, high = max(float(low), 1 / MAX_GAIN), min(float(high), MAX_GAIN)
         shading = np.ones(conf.shape, np.float32)
-        shading[mask] = np.clip(sh_basis(normals[mask]) @ coeffs / reference, 1 / MAX_GAIN, MAX_GAIN)
-        carried, _ = filters.smooth_fill(shading, conf, atlas, float(ctx.style.classic_value("symmetry", 1.0)))
+        shading[mask] = np.clip(sh_eval(normals[mask], coeffs) / reference, low, max(high, low))
+        symmetry = ctx.style.classic_at("symmetry", 1.0, ctx.strength)
+        carried, _ = filters.smooth_fill(shading, conf, atlas, symmetry)
         embedded = conf * shading + (1.0 - conf) * carried
         embedded = np.where(mask, np.clip(embedded, 1 / MAX_GAIN, MAX_GAIN), 1.0).astype(np.float32)
         # Keep the confident texels' mean linear luminance.
@@ -170,25 +188,37 @@ class ClassicLatent(Stage):
 
     @staticmethod
     def _border_gain(color: np.ndarray, conf: np.ndarray, ctx: StageContext, amount: float) -> np.ndarray:
-        """Pull the portrait texels near the fill border to the fill's low-frequency level.
+        """Remove the light or dark ring where the portrait region meets the fill.
 
         Grazing-angle texels of a photo are off in brightness and colour (rim light, falloff,
-        shadow), and the fill next to them is an average from further in: a visible ring. The fill's
-        level is extended into the seen region (push-pull weighted by (1 - conf)^2), compared with
-        the seen texels' local level, and the smooth per-channel ratio is applied in proportion to
-        ``4 conf (1 - conf)``: fully seen and fully filled texels are left alone.
+        shadow), while the fill next to them is an average from further in: a visible ring. The
+        level the ring should have is interpolated from both sides of it, the fully seen texels
+        and the fully filled ones (push-pull anchored where ``4 conf (1 - conf)`` is small); the
+        smooth per-channel ratio of that level to the ring's own local level is applied in
+        proportion to ``4 conf (1 - conf)``. Fully seen and fully filled texels are left alone.
         """
         atlas = ctx.atlas
         rows = atlas.band_rows
-        mask = atlas.mask.astype(np.float32)
-        ring = 4.0 * conf * (1.0 - conf)
+        # Everything here is low-frequency: work at half resolution, apply at full.
+        small, small_rows = filters.downsample(np.concatenate(
+            [color, conf[..., None], atlas.mask[..., None].astype(np.float32)], axis=-1), rows)
+        c_small, m_small = np.clip(small[..., 3], 0, 1), (small[..., 4] > 0.5).astype(np.float32)
+        sigma = max(atlas.size / 512, 1.0)
+        # Only where the portrait region actually borders the fill: a low-confidence spot inside
+        # the face (the sides of the nose) is surrounded by confident texels and is left alone.
+        surround = filters.gaussian(c_small, 16 * sigma, small_rows)
+        between = 4.0 * conf * (1.0 - conf)
+        near_fill = filters.upsample(np.clip(2.0 * (1.0 - surround), 0.0, 1.0), small_rows, conf.shape, rows)
+        ring = between * near_fill
         if float(ring.max()) < 1e-3:
             return color
-        sigma = max(atlas.size / 128, 1.0)
-        fill_level = filters.push_pull(color, (1.0 - conf) ** 2 * mask, rows)
-        seen_level, _ = filters.normalized_gaussian(color, conf * mask, sigma, rows)
-        ratio = np.log(np.clip((fill_level + 1e-3) / (seen_level + 1e-3), 0.5, 2.0))
-        ratio = filters.gaussian(ratio.astype(np.float32), sigma, rows)
+        b_small = 4.0 * c_small * (1.0 - c_small)
+        anchored = filters.push_pull(small[..., :3], (1.0 - b_small) ** 4 * m_small, small_rows)
+        both, _ = filters.normalized_gaussian(np.concatenate([anchored, small[..., :3]], axis=-1), m_small,
+                                              sigma, small_rows)
+        ratio = np.log(np.clip((both[..., :3] + 1e-3) / (both[..., 3:] + 1e-3), 0.5, 2.0))
+        ratio = filters.gaussian(ratio.astype(np.float32), sigma, small_rows)
+        ratio = filters.upsample(ratio, small_rows, conf.shape, rows)
         return color * np.exp(ratio * (np.float32(amount) * ring)[..., None])
 
     @staticmethod
@@ -201,7 +231,8 @@ class ClassicLatent(Stage):
         lum = filters.luminance(color)
         flat = color.reshape(-1, 3)[seen]
         target = np.median(flat / np.maximum(lum.reshape(-1)[seen], 1e-3)[:, None], axis=0)
-        low = filters.gaussian(np.concatenate([color, lum[..., None]], axis=-1), atlas.size / 64, atlas.band_rows)
+        low = filters.gaussian(np.concatenate([color, lum[..., None]], axis=-1), atlas.size / 64,
+                               atlas.band_rows)
         chroma = low[..., :3] / np.maximum(low[..., 3:], 1e-3)
         gain = np.clip(target / np.maximum(chroma, 1e-3), 0.5, 2.0)
         weight = (np.float32(amount) * (1.0 - conf) * atlas.mask)[..., None]

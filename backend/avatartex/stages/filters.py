@@ -123,6 +123,20 @@ def push_pull(values: np.ndarray, weights: np.ndarray, rows: int, gain: float = 
     return out[..., 0] if squeeze else out
 
 
+def downsample(image: np.ndarray, rows: int) -> tuple[np.ndarray, int]:
+    """Half-resolution copy (binomial pre-filter, per chart) and the band's rows at that size."""
+    parts = [_down2(np.ascontiguousarray(image[sl], np.float32), wrap) for sl, wrap in charts(image, rows)]
+    return (np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]), parts[0].shape[0]
+
+
+def upsample(small: np.ndarray, small_rows: int, shape: tuple[int, int], rows: int) -> np.ndarray:
+    """Inverse of ``downsample``: linear interpolation back to ``shape`` (H, W), per chart."""
+    parts = [_up2(np.ascontiguousarray(small[:small_rows]), (rows, shape[1]), True)]
+    if rows < shape[0]:
+        parts.append(_up2(np.ascontiguousarray(small[small_rows:]), (shape[0] - rows, shape[1]), False))
+    return np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
+
+
 def gaussian(image: np.ndarray, sigma: float, rows: int) -> np.ndarray:
     """Gaussian blur per chart (circular in the band); large sigmas go through a pyramid."""
     image = np.asarray(image, np.float32)
@@ -132,7 +146,8 @@ def gaussian(image: np.ndarray, sigma: float, rows: int) -> np.ndarray:
         margin = int(np.ceil(3 * sigma)) + 1
 
         def blur(part: np.ndarray, wrap: bool) -> np.ndarray:
-            return cv2.GaussianBlur(part, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101).reshape(part.shape)
+            blurred = cv2.GaussianBlur(part, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
+            return blurred.reshape(part.shape)
 
         return per_chart(blur, image, rows, margin)
     # Coarse-to-fine: k binomial halvings add variance (4^k - 1) / 3, the rest is blurred at level k.
@@ -147,7 +162,8 @@ def gaussian(image: np.ndarray, sigma: float, rows: int) -> np.ndarray:
             shapes.append(part.shape[:2])
         margin = int(np.ceil(3 * residual)) + 1
         padded = pad(part, margin, wrap)
-        part = cv2.GaussianBlur(padded, (0, 0), residual).reshape(padded.shape)[margin:-margin, margin:-margin]
+        part = cv2.GaussianBlur(padded, (0, 0), residual).reshape(padded.shape)
+        part = part[margin:-margin, margin:-margin]
         for shape in reversed(shapes[:-1]):
             part = _up2(part, shape, wrap)
         outputs.append(part)
@@ -175,7 +191,8 @@ def symmetric_completion(values: np.ndarray, confidence: np.ndarray, atlas: Atla
     gain = np.clip(mirrored_conf - confidence, 0.0, 1.0) * np.float32(amount)
     total = confidence + gain
     v = values[..., None] if values.ndim == 2 else values
-    mixed = (confidence[..., None] * v + gain[..., None] * atlas.mirror(v)) / np.maximum(total, 1e-6)[..., None]
+    mixed = confidence[..., None] * v + gain[..., None] * atlas.mirror(v)
+    mixed = mixed / np.maximum(total, 1e-6)[..., None]
     mixed = np.where(total[..., None] > 1e-6, mixed, v)
     return (mixed[..., 0] if values.ndim == 2 else mixed).astype(np.float32), total.astype(np.float32)
 

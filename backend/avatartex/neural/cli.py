@@ -1,0 +1,135 @@
+"""The neural engine's commands of ``avatartex``: models list|download, train-prior, convert-prior,
+export-onnx. ``add_subcommands`` plugs them into the main parser (``avatartex/cli.py``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ..protocol import AvatarTexError
+
+
+def _models(args: argparse.Namespace) -> int:
+    from . import hub
+    from .registry import REGISTRY, default_entries
+
+    if args.models_command == "list":
+        rows = hub.status(args.cache_dir)
+        print(f"{'name':22} {'cached':6} {'default':7} {'GB':>5} {'VRAM':>5}  repo@revision  licence")
+        for r in rows:
+            print(f"{r['name']:22} {'yes' if r['cached'] else 'no':6} {'yes' if r['default'] else '':7} "
+                  f"{r['size_gb']:5.1f} {r['vram_gb']:5.1f}  {r['repo_id']}@{r['revision']}  {r['licence']}")
+        print(f"cache: {hub.cache_dir(args.cache_dir)}")
+        return 0
+    if args.all:
+        entries = list(REGISTRY.values())
+    elif args.names:
+        entries = [hub.get_entry(n) for n in args.names]
+    else:
+        entries = default_entries()
+    for entry in entries:
+        hub.download(entry, args.cache_dir, progress=lambda m: print(m, file=sys.stderr))
+    return 0
+
+
+def _train_prior(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from .stylegan2 import GeneratorConfig
+    from .train_prior import TrainConfig, heads_to_textures, load_textures, train
+
+    folder = args.textures
+    if args.heads:
+        folder = str(heads_to_textures(args.heads, args.resolution, tempfile.mkdtemp(prefix="avatartex-heads-")))
+    gcfg = GeneratorConfig(resolution=args.resolution, channel_max=args.channel_max, z_dim=args.z_dim,
+                           w_dim=args.z_dim)
+    config = TrainConfig(generator=gcfg, batch=args.batch, steps=args.steps, lr=args.lr,
+                         checkpoint_every=args.checkpoint_every, device=args.device, seed=args.seed)
+    textures = load_textures(folder, args.resolution)
+
+    def progress(fraction: float, message: str) -> None:
+        print(f"\r{fraction * 100:5.1f}% {message}", end="", file=sys.stderr, flush=True)
+
+    result = train(textures, args.out, config, max_steps=args.max_steps, progress=progress)
+    print(file=sys.stderr)
+    print(f"step {result.step} (resumed from {result.resumed_from}); prior {result.prior}; preview {result.preview}")
+    return 0
+
+
+def _convert_prior(args: argparse.Namespace) -> int:
+    from .convert import convert_stylegan_pkl
+
+    path = convert_stylegan_pkl(args.stylegan_pkl, args.out, trust_pickle=args.trust_pickle)
+    print(f"prior written to {path}")
+    return 0
+
+
+def _export_onnx(args: argparse.Namespace) -> int:
+    from .onnx_export import export_synthesis
+
+    path = export_synthesis(args.prior, args.out)
+    print(f"ONNX synthesis network written to {path}")
+    return 0
+
+
+def add_subcommands(subparsers: Any) -> None:
+    """Add ``models``, ``train-prior``, ``convert-prior`` and ``export-onnx`` to ``avatartex``'s parser."""
+    p = subparsers.add_parser("models", help="list or download the neural engine's models")
+    p.add_argument("--cache-dir", default="", help="Hugging Face cache (default: HF_HUB_CACHE / HF_HOME)")
+    msub = p.add_subparsers(dest="models_command", required=True)
+    msub.add_parser("list", help="the registry, with what is downloaded")
+    d = msub.add_parser("download", help="download models (default: those the default pipeline needs)")
+    d.add_argument("names", nargs="*", metavar="NAME", help="registry names (see models list)")
+    d.add_argument("--all", action="store_true", help="every model of the registry")
+    p.set_defaults(handler=_models)
+
+    t = subparsers.add_parser("train-prior", help="train a StyleGAN2 prior in atlas space")
+    src = t.add_mutually_exclusive_group(required=True)
+    src.add_argument("--textures", help="folder of head-atlas textures (PNG/JPEG)")
+    src.add_argument("--heads", help="folder of textured heads, converted to the atlas first")
+    t.add_argument("--out", required=True, help="output folder: checkpoint, prior.safetensors, preview.png; "
+                   "an existing checkpoint there is resumed")
+    t.add_argument("--resolution", type=int, default=256)
+    t.add_argument("--channel-max", type=int, default=512)
+    t.add_argument("--z-dim", type=int, default=512)
+    t.add_argument("--batch", type=int, default=8)
+    t.add_argument("--steps", type=int, default=20000, help="total steps of the run")
+    t.add_argument("--max-steps", type=int, default=None, help="stop after this many steps of this call")
+    t.add_argument("--lr", type=float, default=0.0025)
+    t.add_argument("--checkpoint-every", type=int, default=500)
+    t.add_argument("--device", default="auto")
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(handler=_train_prior)
+
+    c = subparsers.add_parser("convert-prior", help="convert an official StyleGAN2(-ADA) .pkl to a prior")
+    c.add_argument("--stylegan-pkl", required=True, help="network-snapshot-*.pkl of StyleGAN2-ADA / StyleGAN3")
+    c.add_argument("--trust-pickle", action="store_true",
+                   help="required: unpickling can run code; only use files from a source you trust")
+    c.add_argument("--out", required=True, help="output .safetensors prior")
+    c.set_defaults(handler=_convert_prior)
+
+    e = subparsers.add_parser("export-onnx", help="export a prior's synthesis network to ONNX "
+                              "(needs the onnx package, in a separate environment)")
+    e.add_argument("--prior", required=True)
+    e.add_argument("--out", required=True)
+    e.set_defaults(handler=_export_onnx)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the neural commands alone (``python -m avatartex.neural.cli``): for the separate ONNX env."""
+    parser = argparse.ArgumentParser(prog="avatartex-neural")
+    add_subcommands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except AvatarTexError as error:
+        print(f"error [{error.code}]: {error.message}", file=sys.stderr)
+        if error.hint:
+            print(f"  hint: {error.hint}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,150 @@
+"""Model registry, hub look-ups offline, typed errors, the models CLI and engine selection."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import pytest
+from neural_helpers import make_style
+
+from avatartex.neural import available, build_stages, hub
+from avatartex.neural.config import NeuralConfig
+from avatartex.neural.registry import REGISTRY, default_entries, get_entry
+from avatartex.protocol import AvatarTexError, ErrorCode
+
+
+def _fake_snapshot(entry, commit: str, complete: bool = True) -> Path:
+    """Lay out a Hugging Face cache entry the way huggingface_hub does (refs + snapshots)."""
+    repo = hub.cache_dir() / ("models--" + entry.repo_id.replace("/", "--"))
+    snap = repo / "snapshots" / commit
+    for f in entry.files:
+        if complete or not f.endswith(".safetensors"):
+            path = snap / f.replace("*", "tokenizer.json")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("{}")
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / entry.revision).write_text(commit)
+    return snap
+
+
+def test_registry_names_the_issue_models_and_only_safetensors():
+    repos = {e.repo_id for e in REGISTRY.values()}
+    assert {"stable-diffusion-v1-5/stable-diffusion-inpainting", "diffusers/stable-diffusion-xl-1.0-inpainting-0.1",
+            "lllyasviel/control_v11f1e_sd15_tile", "h94/IP-Adapter"} <= repos
+    for entry in REGISTRY.values():
+        assert entry.revision, entry.name
+        weights = [f for f in entry.files if not f.endswith((".json", ".txt", "/*"))]
+        assert weights and all(f.endswith(".safetensors") for f in weights), entry.files
+        assert not any(f.endswith((".bin", ".ckpt", ".pt", ".pkl")) for f in entry.files)
+        assert entry.licence and entry.vram_gb > 0 and entry.native_size in (512, 1024)
+    assert {e.stage for e in default_entries()} == {"inpaint", "repaint"}
+
+
+def test_offline_missing_model_names_repo_and_download_command():
+    with pytest.raises(AvatarTexError) as err:
+        hub.resolve("sd15-inpaint")
+    assert err.value.code == ErrorCode.MODEL_MISSING
+    assert "stable-diffusion-v1-5/stable-diffusion-inpainting" in err.value.message
+    assert "HF_HUB_OFFLINE" in err.value.message
+    assert "avatartex models download sd15-inpaint" in err.value.hint
+
+
+def test_unknown_model_name_lists_known_ones():
+    with pytest.raises(AvatarTexError) as err:
+        get_entry("sd99")
+    assert err.value.code == ErrorCode.MODEL_MISSING and "sd15-inpaint" in err.value.hint
+
+
+def test_download_refuses_when_offline():
+    with pytest.raises(AvatarTexError) as err:
+        hub.download(get_entry("controlnet-tile-sd15"))
+    assert err.value.code == ErrorCode.MODEL_MISSING and "HF_HUB_OFFLINE" in err.value.message
+
+
+def test_cached_snapshot_resolves_offline_under_hf_home(tmp_path):
+    entry = get_entry("controlnet-tile-sd15")
+    snap = _fake_snapshot(entry, "a" * 40)
+    assert str(hub.cache_dir()).startswith(os.environ["HF_HOME"])
+    assert hub.resolve(entry.name) == snap
+    # The lock file written at download time pins later loads to the commit that was fetched.
+    newer = _fake_snapshot(entry, "b" * 40)
+    hub._write_lock(hub.cache_dir(), entry, "a" * 40)
+    assert hub.resolve(entry.name) == snap != newer
+    rows = {r["name"]: r for r in hub.status()}
+    assert rows[entry.name]["cached"] and not rows["sd15-inpaint"]["cached"]
+
+
+def test_incomplete_snapshot_counts_as_missing():
+    entry = get_entry("controlnet-tile-sd15")
+    _fake_snapshot(entry, "c" * 40, complete=False)
+    with pytest.raises(AvatarTexError) as err:
+        hub.resolve(entry.name)
+    assert err.value.code == ErrorCode.MODEL_MISSING
+
+
+def test_local_folder_bypasses_registry(tmp_path):
+    assert hub.resolve(str(tmp_path)) == tmp_path
+
+
+def _parser() -> argparse.ArgumentParser:
+    from avatartex.neural.cli import add_subcommands
+
+    parser = argparse.ArgumentParser()
+    add_subcommands(parser.add_subparsers(dest="command", required=True))
+    return parser
+
+
+def test_models_cli_list_and_offline_download(capsys):
+    args = _parser().parse_args(["models", "list"])
+    assert args.handler(args) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in REGISTRY) and "lllyasviel/control_v11f1e_sd15_tile@main" in out
+    args = _parser().parse_args(["models", "download", "sd15"])
+    with pytest.raises(AvatarTexError) as err:
+        args.handler(args)
+    assert err.value.code == ErrorCode.MODEL_MISSING
+    for argv in (["models", "download", "--all"], ["train-prior", "--textures", "x", "--out", "y"],
+                 ["convert-prior", "--stylegan-pkl", "a.pkl", "--trust-pickle", "--out", "b"]):
+        assert _parser().parse_args(argv).handler is not None
+
+
+def test_available_says_why_not_on_this_machine():
+    import torch
+
+    ok, reason = available()
+    if not torch.cuda.is_available():
+        assert not ok and "CUDA" in reason
+    else:
+        assert ok or "models download" in reason
+
+
+def test_build_stages_contract_and_prior_resolution(tmp_path, monkeypatch):
+    stages = build_stages(make_style(), NeuralConfig())
+    assert [(s.name, s.engine) for s in stages] == [("inpaint", "neural"), ("latent", "neural"), ("repaint", "neural")]
+    assert stages[1].config.prior == ""
+    # A style naming a prior that is not installed falls back (no error); an explicit missing path errors.
+    assert build_stages(make_style(prior="heads-v1"), NeuralConfig())[1].config.prior == ""
+    named = Path(os.environ["AVATARTEX_PRIORS"]) / "heads-v1.safetensors"
+    named.parent.mkdir(parents=True)
+    named.write_bytes(b"x")
+    assert build_stages(make_style(prior="heads-v1"), NeuralConfig())[1].config.prior == str(named)
+    with pytest.raises(AvatarTexError) as err:
+        build_stages(make_style(), NeuralConfig(prior=str(tmp_path / "none.safetensors")))
+    assert err.value.code == ErrorCode.MODEL_MISSING
+
+
+def test_pipelines_stay_loaded_between_requests(tiny_config):
+    from avatartex.neural import pipelines
+
+    pipelines.clear_cache()
+    first, native = pipelines.load_inpaint(tiny_config.inpaint_model, tiny_config)
+    second, _ = pipelines.load_inpaint(tiny_config.inpaint_model, tiny_config)
+    assert first is second and pipelines.cached_count() == 1 and native == 32
+    # Weights came from safetensors files through from_pretrained (no pickled .bin anywhere).
+    files = {p.suffix for p in Path(tiny_config.inpaint_model).rglob("*") if p.is_file()}
+    assert ".safetensors" in files and ".bin" not in files
+    assert json.loads((Path(tiny_config.inpaint_model) / "model_index.json").read_text())["_class_name"] == \
+        "StableDiffusionInpaintPipeline"
