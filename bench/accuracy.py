@@ -131,10 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     eyes = np.stack([np.nanmean(p3[list(RIGHT_EYE_CONTOUR)], 0), np.nanmean(p3[list(LEFT_EYE_CONTOUR)], 0)])
     iod_px = float(np.linalg.norm(np.diff(camera.project(eyes)[0], axis=0)))
     from avatartex.face import analyse_portrait
-    from avatartex.registration import register
 
     face, _ = analyse_portrait(portrait, "render", generator.landmarker)
-    registration = register(head.landmarks, face, (portrait.shape[1], portrait.shape[0]))
+    registration = generator._register(head, face, portrait)
     vis_vertices = np.unique(mesh.triangles[surface.tri_id[visible]])
     fitted, _ = registration.project(mesh.positions[vis_vertices])
     true_xy, _ = camera.project(mesh.positions[vis_vertices])

@@ -202,7 +202,6 @@ class Generator:
         from .image_io import load_portrait, save_png
         from .mesh import load_mesh
         from .projection import polygon_mask, prepare_view, project_points, sample_image
-        from .registration import register
         from .stages.base import AtlasTexture, StageContext
         from .styles import get_style
 
@@ -249,7 +248,7 @@ class Generator:
         done("analyse")
 
         step("register", 0.0, "fitting the camera")
-        registration = register(head.landmarks, face, (portrait.shape[1], portrait.shape[0]))
+        registration = self._register(head, face, portrait)
         done("register")
 
         step("project", 0.0, "projecting the portrait")
@@ -329,6 +328,34 @@ class Generator:
         write_json_atomic(out_dir / "report.json", report)
         emit(Progress("bake", 1.0, "done"))
         return {"texture": str(texture_path), "report": report}
+
+    def _register(self, head: HeadModel, face, portrait: np.ndarray):
+        """Camera + warp from the mesh's landmarks to the portrait's, refined from the portrait's view.
+
+        A first fit gives the portrait's camera; the mesh is then rendered from that camera and its
+        landmarks detected again, so both sets come from the same viewpoint (``detect_from_camera``
+        says why). The refinement is kept only when the detector agrees with itself better.
+        """
+        from .landmarks import detect_from_camera
+        from .registration import register
+
+        size = (portrait.shape[1], portrait.shape[0])
+        first = register(head.landmarks, face, size)
+        if not head.landmarks.source.startswith("detected"):
+            return first  # pins: a stylised head the detector cannot read from any side
+        mesh = head.mesh
+        seen = detect_from_camera(mesh.positions, mesh.triangles, first.camera, self.landmarker,
+                                  near_xy=np.nanmean(face.landmarks, axis=0), normals=mesh.normals)
+        if seen is None:
+            return first
+        for name, index in mesh.pins.items():  # the artist's pins still override
+            from .face import PIN_LANDMARKS
+            seen.points3d[PIN_LANDMARKS[name]] = mesh.positions[index]
+        second = register(seen, face, size)
+        better = second.error_iod_camera <= first.error_iod_camera
+        log.info("view-matched landmarks: camera error %.4f -> %.4f IOD (%s)", first.error_iod_camera,
+                 second.error_iod_camera, "kept" if better else "discarded")
+        return second if better else first
 
     @staticmethod
     def _detail(view, registration, surface, portrait, geometry, face) -> np.ndarray:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch", reason="the neural engine's packages (torch) are not installed")
@@ -32,9 +31,11 @@ def tiny_models(tmp_path_factory) -> SimpleNamespace:
     from avatartex.neural.testing import build_controlnet_folder, build_sd_folder
 
     root = tmp_path_factory.mktemp("tiny_models")
-    return SimpleNamespace(inpaint=build_sd_folder(root / "inpaint", inpaint=True),
-                           base=build_sd_folder(root / "base", inpaint=False),
-                           controlnet=build_controlnet_folder(root / "controlnet"))
+    return SimpleNamespace(
+        inpaint=build_sd_folder(root / "inpaint", inpaint=True),
+        base=build_sd_folder(root / "base", inpaint=False),
+        controlnet=build_controlnet_folder(root / "controlnet"),
+    )
 
 
 @pytest.fixture
@@ -42,9 +43,15 @@ def tiny_config(tiny_models):
     """A NeuralConfig running the tiny models on the CPU at a 32 px working size."""
     from avatartex.neural.config import NeuralConfig
 
-    return NeuralConfig(device="cpu", inpaint_model=str(tiny_models.inpaint), repaint_model=str(tiny_models.base),
-                        controlnet_model=str(tiny_models.controlnet), work_size=32, inpaint_steps=4,
-                        repaint_steps=4)
+    return NeuralConfig(
+        device="cpu",
+        inpaint_model=str(tiny_models.inpaint),
+        repaint_model=str(tiny_models.base),
+        controlnet_model=str(tiny_models.controlnet),
+        work_size=32,
+        inpaint_steps=4,
+        repaint_steps=4,
+    )
 
 
 @pytest.fixture

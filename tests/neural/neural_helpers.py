@@ -10,14 +10,28 @@ import numpy as np
 
 def make_style(**kw) -> SimpleNamespace:
     """A stand-in style preset with the attributes the neural stages read."""
-    base = dict(name="test", prompt="skin", negative_prompt="", inpaint_strength=1.0, repaint_strength=0.5,
-                guidance_scale=2.0, prior=None, classic={})
+    base = dict(
+        name="test",
+        prompt="skin",
+        negative_prompt="",
+        inpaint_strength=1.0,
+        repaint_strength=0.5,
+        guidance_scale=2.0,
+        prior=None,
+        classic={},
+    )
     base.update(kw)
     return SimpleNamespace(**base)
 
 
-def make_context(size: int = 48, band_rows: int = 36, seed: int = 0, strength: float = 1.0, style=None,
-                 cancel_after: int | None = None):
+def make_context(
+    size: int = 48,
+    band_rows: int = 36,
+    seed: int = 0,
+    strength: float = 1.0,
+    style=None,
+    cancel_after: int | None = None,
+):
     """A StageContext over a stand-in atlas (size, band_rows, mask) with a synthetic portrait."""
     from avatartex.protocol import Cancelled
     from avatartex.stages.base import StageContext
@@ -34,9 +48,16 @@ def make_context(size: int = 48, band_rows: int = 36, seed: int = 0, strength: f
         if cancel_after is not None and calls["cancel"] > cancel_after:
             raise Cancelled()
 
-    ctx = StageContext(atlas=atlas, portrait=portrait, portrait_coords=coords, style=style or make_style(),
-                       seed=seed, strength=strength, progress=lambda f, m="": calls["progress"].append((f, m)),
-                       check_cancel=check_cancel)
+    ctx = StageContext(
+        atlas=atlas,
+        portrait=portrait,
+        portrait_coords=coords,
+        style=style or make_style(),
+        seed=seed,
+        strength=strength,
+        progress=lambda f, m="": calls["progress"].append((f, m)),
+        check_cancel=check_cancel,
+    )
     ctx.calls = calls
     return ctx
 

@@ -10,7 +10,6 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 import torch
-
 from avatartex.neural.convert import convert_stylegan_pkl
 from avatartex.neural.prior import load_prior
 from avatartex.neural.stylegan2 import Generator, GeneratorConfig
@@ -37,20 +36,39 @@ def _official_like_pickle(generator: Generator, source: str = SG2_SOURCE, extra_
 
     class Persistent:
         def __init__(self, module: torch.nn.Module, name: str, kwargs: dict) -> None:
-            self.meta = {"type": "class", "version": 4, "module_src": source, "class_name": name,
-                         "state": {"_parameters": OrderedDict(module._parameters),
-                                   "_buffers": OrderedDict(module._buffers),
-                                   "_modules": OrderedDict((k, Persistent(m, type(m).__name__, {}))
-                                                           for k, m in module._modules.items()),
-                                   "training": False, "init_args": (), "init_kwargs": kwargs}}
+            self.meta = {
+                "type": "class",
+                "version": 4,
+                "module_src": source,
+                "class_name": name,
+                "state": {
+                    "_parameters": OrderedDict(module._parameters),
+                    "_buffers": OrderedDict(module._buffers),
+                    "_modules": OrderedDict(
+                        (k, Persistent(m, type(m).__name__, {})) for k, m in module._modules.items()
+                    ),
+                    "training": False,
+                    "init_args": (),
+                    "init_kwargs": kwargs,
+                },
+            }
 
         def __reduce__(self):
             return (_reconstruct_persistent_obj, (self.meta,))
 
-    kwargs = {"z_dim": TINY.z_dim, "c_dim": 0, "w_dim": TINY.w_dim, "img_resolution": TINY.resolution,
-              "img_channels": 3, "mapping_kwargs": {"num_layers": TINY.mapping_layers},
-              "synthesis_kwargs": {"channel_base": TINY.channel_base, "channel_max": TINY.channel_max,
-                                   "architecture": "skip"}}
+    kwargs = {
+        "z_dim": TINY.z_dim,
+        "c_dim": 0,
+        "w_dim": TINY.w_dim,
+        "img_resolution": TINY.resolution,
+        "img_channels": 3,
+        "mapping_kwargs": {"num_layers": TINY.mapping_layers},
+        "synthesis_kwargs": {
+            "channel_base": TINY.channel_base,
+            "channel_max": TINY.channel_max,
+            "architecture": "skip",
+        },
+    }
     data = {"G": None, "D": None, "G_ema": Persistent(generator, "Generator", kwargs), "augment_pipe": None}
     if extra_global is not None:
         data["payload"] = extra_global
@@ -127,12 +145,16 @@ def test_onnx_export_explains_the_separate_environment_when_onnx_is_absent(tmp_p
 
 
 def test_onnx_export_matches_torch(tmp_path):
-    pytest.importorskip("onnx", reason="onnx is not installed (it breaks mediapipe; export runs in its own env)")
+    pytest.importorskip(
+        "onnx", reason="onnx is not installed (it breaks mediapipe; export runs in its own env)"
+    )
     pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
     from avatartex.neural.onnx_export import OnnxSynthesis
 
     generator, path = _exported(tmp_path)
     ws = generator.mapping(torch.randn(2, 16)).detach()
     with torch.no_grad():
-        expected = ((generator.synthesis(ws, noise_mode="const").clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).numpy()
+        expected = (
+            ((generator.synthesis(ws, noise_mode="const").clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).numpy()
+        )
     assert np.allclose(OnnxSynthesis(path)(ws.numpy()), expected, atol=1e-4)

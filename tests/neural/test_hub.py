@@ -8,12 +8,11 @@ import os
 from pathlib import Path
 
 import pytest
-from neural_helpers import make_style
-
 from avatartex.neural import available, build_stages, hub
 from avatartex.neural.config import NeuralConfig
 from avatartex.neural.registry import REGISTRY, default_entries, get_entry
 from avatartex.protocol import AvatarTexError, ErrorCode
+from neural_helpers import make_style
 
 
 def _fake_snapshot(entry, commit: str, complete: bool = True) -> Path:
@@ -32,8 +31,12 @@ def _fake_snapshot(entry, commit: str, complete: bool = True) -> Path:
 
 def test_registry_names_the_issue_models_and_only_safetensors():
     repos = {e.repo_id for e in REGISTRY.values()}
-    assert {"stable-diffusion-v1-5/stable-diffusion-inpainting", "diffusers/stable-diffusion-xl-1.0-inpainting-0.1",
-            "lllyasviel/control_v11f1e_sd15_tile", "h94/IP-Adapter"} <= repos
+    assert {
+        "stable-diffusion-v1-5/stable-diffusion-inpainting",
+        "diffusers/stable-diffusion-xl-1.0-inpainting-0.1",
+        "lllyasviel/control_v11f1e_sd15_tile",
+        "h94/IP-Adapter",
+    } <= repos
     for entry in REGISTRY.values():
         assert entry.revision, entry.name
         weights = [f for f in entry.files if not f.endswith((".json", ".txt", "/*"))]
@@ -106,8 +109,11 @@ def test_models_cli_list_and_offline_download(capsys):
     with pytest.raises(AvatarTexError) as err:
         args.handler(args)
     assert err.value.code == ErrorCode.MODEL_MISSING
-    for argv in (["models", "download", "--all"], ["train-prior", "--textures", "x", "--out", "y"],
-                 ["convert-prior", "--stylegan-pkl", "a.pkl", "--trust-pickle", "--out", "b"]):
+    for argv in (
+        ["models", "download", "--all"],
+        ["train-prior", "--textures", "x", "--out", "y"],
+        ["convert-prior", "--stylegan-pkl", "a.pkl", "--trust-pickle", "--out", "b"],
+    ):
         assert _parser().parse_args(argv).handler is not None
 
 
@@ -123,7 +129,11 @@ def test_available_says_why_not_on_this_machine():
 
 def test_build_stages_contract_and_prior_resolution(tmp_path, monkeypatch):
     stages = build_stages(make_style(), NeuralConfig())
-    assert [(s.name, s.engine) for s in stages] == [("inpaint", "neural"), ("latent", "neural"), ("repaint", "neural")]
+    assert [(s.name, s.engine) for s in stages] == [
+        ("inpaint", "neural"),
+        ("latent", "neural"),
+        ("repaint", "neural"),
+    ]
     assert stages[1].config.prior == ""
     # A style naming a prior that is not installed falls back (no error); an explicit missing path errors.
     assert build_stages(make_style(prior="heads-v1"), NeuralConfig())[1].config.prior == ""
@@ -146,5 +156,7 @@ def test_pipelines_stay_loaded_between_requests(tiny_config):
     # Weights came from safetensors files through from_pretrained (no pickled .bin anywhere).
     files = {p.suffix for p in Path(tiny_config.inpaint_model).rglob("*") if p.is_file()}
     assert ".safetensors" in files and ".bin" not in files
-    assert json.loads((Path(tiny_config.inpaint_model) / "model_index.json").read_text())["_class_name"] == \
-        "StableDiffusionInpaintPipeline"
+    assert (
+        json.loads((Path(tiny_config.inpaint_model) / "model_index.json").read_text())["_class_name"]
+        == "StableDiffusionInpaintPipeline"
+    )

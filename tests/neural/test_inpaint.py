@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from neural_helpers import count_calls, make_context, make_texture
-
 from avatartex.neural import atlas_ops, pipelines
 from avatartex.neural.config import NeuralConfig
 from avatartex.neural.inpaint import choose_model
 from avatartex.protocol import Cancelled
 from avatartex.stages.neural_inpaint import NeuralInpaint
+from neural_helpers import count_calls, make_context, make_texture
 
 
 def test_wrap_pad_then_crop_is_identity_and_caps_do_not_wrap():
@@ -18,7 +17,9 @@ def test_wrap_pad_then_crop_is_identity_and_caps_do_not_wrap():
     image = rng.random((20, 24, 3)).astype(np.float32)
     padded = atlas_ops.wrap_pad(image, band_rows=15, pad=8)
     assert padded.shape == (20, 40, 3)
-    assert np.array_equal(padded[:15, :8], image[:15, -8:]) and np.array_equal(padded[:15, -8:], image[:15, :8])
+    assert np.array_equal(padded[:15, :8], image[:15, -8:]) and np.array_equal(
+        padded[:15, -8:], image[:15, :8]
+    )
     assert np.array_equal(padded[15:, :8], np.repeat(image[15:, :1], 8, axis=1))  # caps: edge, not wrap
     assert np.allclose(atlas_ops.wrap_crop(padded, 24, 15, 8), image, atol=1e-6)
 
@@ -28,7 +29,7 @@ def test_seam_crossfade_makes_the_back_seam_continuous():
     # crop has a jump of ~W/(W+2P) between columns 0 and W-1; the cross-fade leaves one ramp step.
     width, pad = 64, 8
     ramp = np.tile(np.arange(width + 2 * pad, dtype=np.float32) / (width + 2 * pad), (4, 1))
-    naive = ramp[:, pad:pad + width]
+    naive = ramp[:, pad : pad + width]
     fixed = atlas_ops.wrap_crop(ramp, width, band_rows=4, pad=pad)
     step = 1.0 / (width + 2 * pad)
     assert abs(naive[0, 0] - naive[0, -1]) > 0.7
@@ -85,10 +86,12 @@ def test_working_shape_keeps_latents_aligned():
         assert h == 512 and w % 64 == 0 and abs(w / h - (size + 2 * pad) / size) < 0.1
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="GPU-only: needs a CUDA device")
 def test_gpu_fp16_inpaint_keeps_confident_texels(tiny_models):
-    config = NeuralConfig(device="cuda", dtype="fp16", inpaint_model=str(tiny_models.inpaint), work_size=32,
-                          inpaint_steps=2)
+    config = NeuralConfig(
+        device="cuda", dtype="fp16", inpaint_model=str(tiny_models.inpaint), work_size=32, inpaint_steps=2
+    )
     texture = make_texture()
     out = NeuralInpaint(config).run(texture, make_context())
     full = texture.confidence == 1.0

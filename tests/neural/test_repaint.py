@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from neural_helpers import count_calls, make_context, make_style, make_texture
-
 from avatartex.neural import pipelines
 from avatartex.neural.repaint import effective_steps, inject_detail
 from avatartex.protocol import Cancelled
 from avatartex.stages.neural_repaint import NeuralRepaint
+from neural_helpers import count_calls, make_context, make_style, make_texture
 
 
 def test_strength_zero_is_identity(tiny_config):
@@ -26,7 +25,9 @@ def test_strength_sets_the_denoising_steps_and_seeds_reproduce(tiny_config):
     texture = make_texture()
     pipe, _ = pipelines.load_repaint(tiny_config.repaint_model, tiny_config.controlnet_model, tiny_config)
     with count_calls(pipe.unet) as low_calls:
-        low = NeuralRepaint(tiny_config).run(texture, make_context(seed=1, strength=0.5)).color  # 0.25 -> 1 step
+        low = (
+            NeuralRepaint(tiny_config).run(texture, make_context(seed=1, strength=0.5)).color
+        )  # 0.25 -> 1 step
     with count_calls(pipe.unet) as high_calls:
         NeuralRepaint(tiny_config).run(texture, make_context(seed=1, strength=2.0))  # 1.0 -> 4 steps
     assert (low_calls["n"], high_calls["n"]) == (1, 4)
@@ -43,12 +44,16 @@ def test_inject_detail_swaps_exactly_the_detail_bands():
     image = np.repeat(((xx + yy) / 64.0)[..., None], 3, axis=2)
     checker = 0.1 * np.where((xx + yy) % 2 == 0, 1.0, -1.0)[..., None].astype(np.float32)
     reference = image + checker
-    assert np.allclose(inject_detail(image, reference, np.ones((32, 32), np.float32), 1), reference, atol=1e-5)
+    assert np.allclose(
+        inject_detail(image, reference, np.ones((32, 32), np.float32), 1), reference, atol=1e-5
+    )
     assert np.allclose(inject_detail(image, reference, np.zeros((32, 32), np.float32), 1), image, atol=1e-6)
     half = np.zeros((32, 32), np.float32)
     half[:, :16] = 1.0
     out = inject_detail(image, reference, half, 1)
-    assert np.allclose(out[:, :16], reference[:, :16], atol=1e-5) and np.allclose(out[:, 16:], image[:, 16:], atol=1e-5)
+    assert np.allclose(out[:, :16], reference[:, :16], atol=1e-5) and np.allclose(
+        out[:, 16:], image[:, 16:], atol=1e-5
+    )
 
 
 def test_portrait_moles_survive_the_repaint(tiny_config):
@@ -61,13 +66,15 @@ def test_portrait_moles_survive_the_repaint(tiny_config):
     ctx.portrait[:] = 0.6
     moles = [(20, 20), (24, 30), (30, 22)]
     for y, x in moles:
-        ctx.portrait[y + 8:y + 10, x + 8:x + 10] = 0.1  # portrait_coords are texel + 8.5
+        ctx.portrait[y + 8 : y + 10, x + 8 : x + 10] = 0.1  # portrait_coords are texel + 8.5
     with_detail = NeuralRepaint(tiny_config).run(texture, ctx).color
     tiny_config.detail_weight = 0.0
     without = NeuralRepaint(tiny_config).run(texture, make_context(strength=0.5)).color
 
     def contrast(img):
-        return np.mean([img[y - 3:y + 5, x - 3:x + 5].mean() - img[y:y + 2, x:x + 2].mean() for y, x in moles])
+        return np.mean(
+            [img[y - 3 : y + 5, x - 3 : x + 5].mean() - img[y : y + 2, x : x + 2].mean() for y, x in moles]
+        )
 
     assert contrast(with_detail) > 0.15 > 0.05 > abs(contrast(without))
 

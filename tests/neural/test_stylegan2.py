@@ -5,15 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from neural_helpers import make_context, make_texture
-
 from avatartex.neural.latent import project
 from avatartex.neural.prior import load_prior, save_prior
-from avatartex.neural.stylegan2 import (Discriminator, Generator, GeneratorConfig, downsample2d, modulated_conv2d,
-                                        upsample2d)
+from avatartex.neural.stylegan2 import (
+    Discriminator,
+    Generator,
+    GeneratorConfig,
+    downsample2d,
+    modulated_conv2d,
+    upsample2d,
+)
 from avatartex.neural.train_prior import TrainConfig, load_textures, train
 from avatartex.protocol import AvatarTexError, Cancelled
 from avatartex.stages.neural_latent import NO_PRIOR_WARNING, NeuralLatent
+from neural_helpers import make_context, make_texture
 
 TINY = GeneratorConfig(resolution=16, z_dim=16, w_dim=16, mapping_layers=2, channel_base=128, channel_max=16)
 
@@ -48,8 +53,12 @@ def test_fir_resampling_preserves_flat_images():
     kernel = torch.tensor([1.0, 3.0, 3.0, 1.0])
     kernel = kernel[:, None] * kernel[None] / 64
     flat = torch.full((1, 2, 8, 8), 0.7)
-    assert torch.allclose(upsample2d(flat, kernel)[..., 2:-2, 2:-2], torch.full((1, 2, 12, 12), 0.7), atol=1e-6)
-    assert torch.allclose(downsample2d(flat, kernel)[..., 1:-1, 1:-1], torch.full((1, 2, 2, 2), 0.7), atol=1e-6)
+    assert torch.allclose(
+        upsample2d(flat, kernel)[..., 2:-2, 2:-2], torch.full((1, 2, 12, 12), 0.7), atol=1e-6
+    )
+    assert torch.allclose(
+        downsample2d(flat, kernel)[..., 1:-1, 1:-1], torch.full((1, 2, 2, 2), 0.7), atol=1e-6
+    )
 
 
 def test_demodulation_makes_convolution_independent_of_style_scale():
@@ -57,8 +66,10 @@ def test_demodulation_makes_convolution_independent_of_style_scale():
     x, weight, styles = torch.randn(2, 8, 6, 6), torch.randn(4, 8, 3, 3), torch.rand(2, 8) + 0.5
     a = modulated_conv2d(x, weight, styles)
     assert torch.allclose(a, modulated_conv2d(x, weight, 5.0 * styles), atol=1e-5)
-    assert not torch.allclose(modulated_conv2d(x, weight, styles, demodulate=False),
-                              modulated_conv2d(x, weight, 5.0 * styles, demodulate=False))
+    assert not torch.allclose(
+        modulated_conv2d(x, weight, styles, demodulate=False),
+        modulated_conv2d(x, weight, 5.0 * styles, demodulate=False),
+    )
     # Unit-variance inputs give roughly unit-variance outputs whatever the weights' scale.
     big = modulated_conv2d(torch.randn(1, 64, 32, 32), 10 * torch.randn(32, 64, 3, 3), torch.ones(1, 64))
     assert 0.7 < float(big.std()) < 1.3
@@ -68,8 +79,16 @@ def test_tiny_stylegan2_trains_with_falling_loss_and_resumes(tmp_path):
     textures = _target_textures()
     torch.manual_seed(0)
     before = _colour_error(Generator(TINY), textures)
-    config = TrainConfig(generator=TINY, batch=4, steps=40, lr=0.002, checkpoint_every=10, preview_count=4,
-                         ema_half_life_images=20, device="cpu")
+    config = TrainConfig(
+        generator=TINY,
+        batch=4,
+        steps=40,
+        lr=0.002,
+        checkpoint_every=10,
+        preview_count=4,
+        ema_half_life_images=20,
+        device="cpu",
+    )
     first = train(textures, tmp_path, config, max_steps=32)
     assert first.step == 32 and first.resumed_from == 0
     # The discriminator's loss falls from chance level (2 ln 2 = 1.386) as it learns the data (medians:
@@ -85,8 +104,13 @@ def test_tiny_stylegan2_trains_with_falling_loss_and_resumes(tmp_path):
         assert im.size == (32, 32)  # 2 x 2 grid of 16 px samples
     prior = load_prior(second.prior)
     assert prior.config == TINY and not any(p.requires_grad for p in prior.parameters())
-    bad = TrainConfig(generator=GeneratorConfig(resolution=16, z_dim=8, w_dim=8, mapping_layers=2,
-                                                channel_base=128, channel_max=16), steps=1, device="cpu")
+    bad = TrainConfig(
+        generator=GeneratorConfig(
+            resolution=16, z_dim=8, w_dim=8, mapping_layers=2, channel_base=128, channel_max=16
+        ),
+        steps=1,
+        device="cpu",
+    )
     with pytest.raises(AvatarTexError):
         train(textures, tmp_path, bad)  # a different architecture never resumes silently
 
@@ -114,7 +138,9 @@ def test_latent_optimisation_lowers_the_masked_loss(tmp_path):
     generator, _ = _random_prior(tmp_path)
     with torch.no_grad():
         ws = generator.mapping(torch.randn(1, 16)) + 0.3 * torch.randn(1, TINY.num_ws, 16)
-        target = ((generator.synthesis(ws, noise_mode="const")[0].clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
+        target = (
+            ((generator.synthesis(ws, noise_mode="const")[0].clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
+        )
     weight = np.zeros((16, 16), np.float32)
     weight[:, :10] = 1.0
     wrong = target.copy()
@@ -136,8 +162,14 @@ def test_latent_cancel_stops_within_one_step(tmp_path):
             raise Cancelled()
 
     with pytest.raises(Cancelled):
-        project(generator, np.zeros((16, 16, 3), np.float32), np.ones((16, 16), np.float32), steps=50,
-                progress=lambda f, m: calls.__setitem__("steps", calls["steps"] + 1), check_cancel=cancel)
+        project(
+            generator,
+            np.zeros((16, 16, 3), np.float32),
+            np.ones((16, 16), np.float32),
+            steps=50,
+            progress=lambda f, m: calls.__setitem__("steps", calls["steps"] + 1),
+            check_cancel=cancel,
+        )
     assert calls["steps"] == 3
 
 
@@ -169,7 +201,9 @@ def test_latent_stage_without_prior_falls_back_with_a_warning():
 
 
 def test_the_default_fallback_is_the_classic_stage():
-    pytest.importorskip("avatartex.stages.classic_latent", reason="the classic stage 2 is not in this checkout")
+    pytest.importorskip(
+        "avatartex.stages.classic_latent", reason="the classic stage 2 is not in this checkout"
+    )
     from avatartex.stages.neural_latent import _classic_latent
 
     stage = _classic_latent()

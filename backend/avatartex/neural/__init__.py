@@ -24,18 +24,25 @@ def available(config: NeuralConfig | None = None) -> tuple[bool, str]:
         import torch
         import transformers  # noqa: F401
     except ImportError as exc:
-        return False, f"the neural packages are not installed ({exc.name}); see backend/requirements-neural.txt"
+        return (
+            False,
+            f"the neural packages are not installed ({exc.name}); see backend/requirements-neural.txt",
+        )
     if not torch.cuda.is_available():
         return False, "no CUDA device (the neural engine needs an NVIDIA GPU for interactive use)"
     from .hub import find_cached
     from .registry import REGISTRY
 
     config = config or NeuralConfig()
-    missing = [name for name in (config.inpaint_model, config.repaint_model, config.controlnet_model)
-               if name in REGISTRY and find_cached(REGISTRY[name], config.cache_dir) is None]
+    missing = [
+        name
+        for name in (config.inpaint_model, config.repaint_model, config.controlnet_model)
+        if name in REGISTRY and find_cached(REGISTRY[name], config.cache_dir) is None
+    ]
     if missing:
-        return False, (f"model(s) {', '.join(missing)} not downloaded "
-                       f"(avatartex models download {' '.join(missing)})")
+        return False, (
+            f"model(s) {', '.join(missing)} not downloaded (avatartex models download {' '.join(missing)})"
+        )
     return True, f"CUDA device {torch.cuda.get_device_name(0)} and the default models are present"
 
 
@@ -69,11 +76,16 @@ def build_stages(style: Any, config: NeuralConfig | None = None) -> list[Any]:
     from ..stages.neural_repaint import NeuralRepaint
 
     config = config or NeuralConfig()
-    prior = resolve_prior(config.prior) if config.prior else resolve_prior(getattr(style, "prior", None) or "")
+    prior = (
+        resolve_prior(config.prior) if config.prior else resolve_prior(getattr(style, "prior", None) or "")
+    )
     if config.prior and not prior:
         from ..protocol import AvatarTexError, ErrorCode
 
-        raise AvatarTexError(ErrorCode.MODEL_MISSING, f"GAN prior {config.prior!r} was not found.",
-                             f"Give a .safetensors path or put NAME.safetensors in {prior_dir()}.")
+        raise AvatarTexError(
+            ErrorCode.MODEL_MISSING,
+            f"GAN prior {config.prior!r} was not found.",
+            f"Give a .safetensors path or put NAME.safetensors in {prior_dir()}.",
+        )
     latent_config = dataclasses.replace(config, prior=prior)
     return [NeuralInpaint(config), NeuralLatent(latent_config), NeuralRepaint(config)]

@@ -35,7 +35,7 @@ def wrap_crop(padded: np.ndarray, width: int, band_rows: int, pad: int) -> np.nd
     At the seam both columns become half core, half the other copy; since the model drew the left pad
     continuous with column 0 and the right pad continuous with column W-1, the two seam columns end up
     equal up to the model's own local variation."""
-    core = padded[:, pad:pad + width].astype(np.float32, copy=True)
+    core = padded[:, pad : pad + width].astype(np.float32, copy=True)
     if pad == 0:
         return core
     band = min(max(band_rows, 0), padded.shape[0])
@@ -46,11 +46,11 @@ def wrap_crop(padded: np.ndarray, width: int, band_rows: int, pad: int) -> np.nd
     shape = (1, pad) + (1,) * (padded.ndim - 2)
     weight = weight.reshape(shape)
     left_copy = padded[:band, :pad].astype(np.float32)  # columns W-pad .. W-1
-    right_copy = padded[:band, pad + width:].astype(np.float32)  # columns 0 .. pad-1
+    right_copy = padded[:band, pad + width :].astype(np.float32)  # columns 0 .. pad-1
     # column k from the left edge mixes with right_copy[:, k]; column W-1-k with left_copy[:, pad-1-k].
     core[:band, :pad] = (1 - weight) * core[:band, :pad] + weight * right_copy
-    right = core[:band, width - pad:]
-    core[:band, width - pad:] = (1 - weight[:, ::-1]) * right + weight[:, ::-1] * left_copy
+    right = core[:band, width - pad :]
+    core[:band, width - pad :] = (1 - weight[:, ::-1]) * right + weight[:, ::-1] * left_copy
     return core
 
 
@@ -61,8 +61,9 @@ def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     if image.shape[:2] == (height, width):
         return image.astype(np.float32, copy=True)
     down = height * width < image.shape[0] * image.shape[1]
-    out = cv2.resize(image.astype(np.float32), (width, height),
-                     interpolation=cv2.INTER_AREA if down else cv2.INTER_CUBIC)
+    out = cv2.resize(
+        image.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA if down else cv2.INTER_CUBIC
+    )
     if not down:
         out = np.clip(out, float(image.min()), float(image.max()))
     return out.reshape((height, width) + image.shape[2:])
@@ -77,8 +78,13 @@ def sample_portrait(portrait: np.ndarray, coords: np.ndarray) -> tuple[np.ndarra
 
     valid = np.isfinite(coords).all(axis=-1)
     xy = np.where(valid[..., None], coords, -10.0).astype(np.float32) - 0.5
-    out = cv2.remap(portrait.astype(np.float32), xy[..., 0], xy[..., 1], interpolation=cv2.INTER_LINEAR,
-                    borderMode=cv2.BORDER_REPLICATE)
+    out = cv2.remap(
+        portrait.astype(np.float32),
+        xy[..., 0],
+        xy[..., 1],
+        interpolation=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
     out[~valid] = 0.0
     return out, valid
 

@@ -18,8 +18,10 @@ def _models(args: argparse.Namespace) -> int:
         rows = hub.status(args.cache_dir)
         print(f"{'name':22} {'cached':6} {'default':7} {'GB':>5} {'VRAM':>5}  repo@revision  licence")
         for r in rows:
-            print(f"{r['name']:22} {'yes' if r['cached'] else 'no':6} {'yes' if r['default'] else '':7} "
-                  f"{r['size_gb']:5.1f} {r['vram_gb']:5.1f}  {r['repo_id']}@{r['revision']}  {r['licence']}")
+            print(
+                f"{r['name']:22} {'yes' if r['cached'] else 'no':6} {'yes' if r['default'] else '':7} "
+                f"{r['size_gb']:5.1f} {r['vram_gb']:5.1f}  {r['repo_id']}@{r['revision']}  {r['licence']}"
+            )
         print(f"cache: {hub.cache_dir(args.cache_dir)}")
         return 0
     if args.all:
@@ -41,11 +43,21 @@ def _train_prior(args: argparse.Namespace) -> int:
 
     folder = args.textures
     if args.heads:
-        folder = str(heads_to_textures(args.heads, args.resolution, tempfile.mkdtemp(prefix="avatartex-heads-")))
-    gcfg = GeneratorConfig(resolution=args.resolution, channel_max=args.channel_max, z_dim=args.z_dim,
-                           w_dim=args.z_dim)
-    config = TrainConfig(generator=gcfg, batch=args.batch, steps=args.steps, lr=args.lr,
-                         checkpoint_every=args.checkpoint_every, device=args.device, seed=args.seed)
+        folder = str(
+            heads_to_textures(args.heads, args.resolution, tempfile.mkdtemp(prefix="avatartex-heads-"))
+        )
+    gcfg = GeneratorConfig(
+        resolution=args.resolution, channel_max=args.channel_max, z_dim=args.z_dim, w_dim=args.z_dim
+    )
+    config = TrainConfig(
+        generator=gcfg,
+        batch=args.batch,
+        steps=args.steps,
+        lr=args.lr,
+        checkpoint_every=args.checkpoint_every,
+        device=args.device,
+        seed=args.seed,
+    )
     textures = load_textures(folder, args.resolution)
 
     def progress(fraction: float, message: str) -> None:
@@ -53,7 +65,10 @@ def _train_prior(args: argparse.Namespace) -> int:
 
     result = train(textures, args.out, config, max_steps=args.max_steps, progress=progress)
     print(file=sys.stderr)
-    print(f"step {result.step} (resumed from {result.resumed_from}); prior {result.prior}; preview {result.preview}")
+    print(
+        f"step {result.step} (resumed from {result.resumed_from}); prior {result.prior}; "
+        f"preview {result.preview}"
+    )
     return 0
 
 
@@ -88,8 +103,12 @@ def add_subcommands(subparsers: Any) -> None:
     src = t.add_mutually_exclusive_group(required=True)
     src.add_argument("--textures", help="folder of head-atlas textures (PNG/JPEG)")
     src.add_argument("--heads", help="folder of textured heads, converted to the atlas first")
-    t.add_argument("--out", required=True, help="output folder: checkpoint, prior.safetensors, preview.png; "
-                   "an existing checkpoint there is resumed")
+    t.add_argument(
+        "--out",
+        required=True,
+        help="output folder: checkpoint, prior.safetensors, preview.png; "
+        "an existing checkpoint there is resumed",
+    )
     t.add_argument("--resolution", type=int, default=256)
     t.add_argument("--channel-max", type=int, default=512)
     t.add_argument("--z-dim", type=int, default=512)
@@ -103,14 +122,21 @@ def add_subcommands(subparsers: Any) -> None:
     t.set_defaults(handler=_train_prior)
 
     c = subparsers.add_parser("convert-prior", help="convert an official StyleGAN2(-ADA) .pkl to a prior")
-    c.add_argument("--stylegan-pkl", required=True, help="network-snapshot-*.pkl of StyleGAN2-ADA / StyleGAN3")
-    c.add_argument("--trust-pickle", action="store_true",
-                   help="required: unpickling can run code; only use files from a source you trust")
+    c.add_argument(
+        "--stylegan-pkl", required=True, help="network-snapshot-*.pkl of StyleGAN2-ADA / StyleGAN3"
+    )
+    c.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="required: unpickling can run code; only use files from a source you trust",
+    )
     c.add_argument("--out", required=True, help="output .safetensors prior")
     c.set_defaults(handler=_convert_prior)
 
-    e = subparsers.add_parser("export-onnx", help="export a prior's synthesis network to ONNX "
-                              "(needs the onnx package, in a separate environment)")
+    e = subparsers.add_parser(
+        "export-onnx",
+        help="export a prior's synthesis network to ONNX (needs the onnx package, in a separate environment)",
+    )
     e.add_argument("--prior", required=True)
     e.add_argument("--out", required=True)
     e.set_defaults(handler=_export_onnx)
@@ -132,4 +158,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

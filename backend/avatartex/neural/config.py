@@ -26,7 +26,7 @@ class NeuralConfig:
     inpaint_model: str = "sd15-inpaint"
     """Registry name or local folder of a Stable Diffusion (XL) inpainting pipeline."""
     inpaint_model_hires: str = ""
-    """Registry name used instead of ``inpaint_model`` for atlases of ``hires_size`` and more (empty: none)."""
+    """Registry name used instead of ``inpaint_model`` from ``hires_size`` up (empty: none)."""
     hires_size: int = 1024
     repaint_model: str = "sd15"
     """Registry name or local folder of the Stable Diffusion 1.5 base pipeline used by the repaint."""

@@ -72,9 +72,12 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return super().find_class(module, name)
         if module.split(".")[0] in _ALLOWED_PREFIXES:
             return super().find_class(module, name)
-        raise AvatarTexError(ErrorCode.BAD_REQUEST, f"The pickle references {module}.{name}, which a StyleGAN "
-                             "snapshot never needs; refusing to load it.",
-                             "Only convert official StyleGAN2-ADA / StyleGAN3 network snapshots.")
+        raise AvatarTexError(
+            ErrorCode.BAD_REQUEST,
+            f"The pickle references {module}.{name}, which a StyleGAN "
+            "snapshot never needs; refusing to load it.",
+            "Only convert official StyleGAN2-ADA / StyleGAN3 network snapshots.",
+        )
 
 
 def _flatten(record: Any, prefix: str, out: dict[str, Any]) -> None:
@@ -93,29 +96,43 @@ def _generator_config(record: PersistentRecord) -> Any:
     from .stylegan2 import GeneratorConfig
 
     if "SynthesisInput" in record.module_src or "class SynthesisInput" in record.module_src:
-        raise AvatarTexError(ErrorCode.BAD_REQUEST, "This is a StyleGAN3 (alias-free) generator, which AvatarTex "
-                             "does not implement.", "Use a StyleGAN2(-ADA) snapshot (the StyleGAN3 repository "
-                             "also trains those with --cfg=stylegan2).")
+        raise AvatarTexError(
+            ErrorCode.BAD_REQUEST,
+            "This is a StyleGAN3 (alias-free) generator, which AvatarTex does not implement.",
+            "Use a StyleGAN2(-ADA) snapshot (the StyleGAN3 repository "
+            "also trains those with --cfg=stylegan2).",
+        )
     kwargs = dict(record.state.get("init_kwargs") or {})
     mapping = dict(kwargs.get("mapping_kwargs") or {})
     synthesis = dict(kwargs.get("synthesis_kwargs") or {})
     if int(kwargs.get("c_dim", record.state.get("c_dim", 0)) or 0) != 0:
-        raise AvatarTexError(ErrorCode.BAD_REQUEST, "Class-conditional generators (c_dim > 0) are not supported.",
-                             "Use an unconditional snapshot.")
+        raise AvatarTexError(
+            ErrorCode.BAD_REQUEST,
+            "Class-conditional generators (c_dim > 0) are not supported.",
+            "Use an unconditional snapshot.",
+        )
     if synthesis.get("architecture", "skip") != "skip":
-        raise AvatarTexError(ErrorCode.BAD_REQUEST, f"Generator architecture {synthesis.get('architecture')!r} "
-                             "is not supported.", "Only the default 'skip' generator converts.")
+        raise AvatarTexError(
+            ErrorCode.BAD_REQUEST,
+            f"Generator architecture {synthesis.get('architecture')!r} is not supported.",
+            "Only the default 'skip' generator converts.",
+        )
     get = lambda key, default: kwargs.get(key, record.state.get(key, default))  # noqa: E731
-    return GeneratorConfig(resolution=int(get("img_resolution", 256)), z_dim=int(get("z_dim", 512)),
-                           w_dim=int(get("w_dim", 512)), img_channels=int(get("img_channels", 3)),
-                           mapping_layers=int(mapping.get("num_layers", 8)),
-                           mapping_lr_mul=float(mapping.get("lr_multiplier", 0.01)),
-                           channel_base=int(synthesis.get("channel_base", 32768)),
-                           channel_max=int(synthesis.get("channel_max", 512)))
+    return GeneratorConfig(
+        resolution=int(get("img_resolution", 256)),
+        z_dim=int(get("z_dim", 512)),
+        w_dim=int(get("w_dim", 512)),
+        img_channels=int(get("img_channels", 3)),
+        mapping_layers=int(mapping.get("num_layers", 8)),
+        mapping_lr_mul=float(mapping.get("lr_multiplier", 0.01)),
+        channel_base=int(synthesis.get("channel_base", 32768)),
+        channel_max=int(synthesis.get("channel_max", 512)),
+    )
 
 
-def convert_stylegan_pkl(pkl_path: str | Path, out_path: str | Path, *, trust_pickle: bool = False,
-                         key: str = "G_ema") -> Path:
+def convert_stylegan_pkl(
+    pkl_path: str | Path, out_path: str | Path, *, trust_pickle: bool = False, key: str = "G_ema"
+) -> Path:
     """Convert the ``G_ema`` generator of an official snapshot into a safetensors prior."""
     import torch
 
@@ -123,9 +140,12 @@ def convert_stylegan_pkl(pkl_path: str | Path, out_path: str | Path, *, trust_pi
     from .stylegan2 import Generator
 
     if not trust_pickle:
-        raise AvatarTexError(ErrorCode.BAD_REQUEST, "Converting a pickle needs --trust-pickle.",
-                             "Pickles can run code when loaded; pass --trust-pickle only for files from a "
-                             "source you trust (e.g. NVIDIA's published snapshots).")
+        raise AvatarTexError(
+            ErrorCode.BAD_REQUEST,
+            "Converting a pickle needs --trust-pickle.",
+            "Pickles can run code when loaded; pass --trust-pickle only for files from a "
+            "source you trust (e.g. NVIDIA's published snapshots).",
+        )
     pkl_path = Path(pkl_path).expanduser()
     if not pkl_path.is_file():
         raise AvatarTexError(ErrorCode.MODEL_MISSING, f"{pkl_path} does not exist.", "Check the path.")
@@ -135,12 +155,18 @@ def convert_stylegan_pkl(pkl_path: str | Path, out_path: str | Path, *, trust_pi
         except AvatarTexError:
             raise
         except Exception as exc:  # noqa: BLE001 - corrupt or foreign files
-            raise AvatarTexError(ErrorCode.BAD_REQUEST, f"{pkl_path} is not a readable StyleGAN snapshot: {exc}.",
-                                 "Use a network-snapshot-*.pkl from StyleGAN2-ADA-PyTorch or StyleGAN3.") from exc
+            raise AvatarTexError(
+                ErrorCode.BAD_REQUEST,
+                f"{pkl_path} is not a readable StyleGAN snapshot: {exc}.",
+                "Use a network-snapshot-*.pkl from StyleGAN2-ADA-PyTorch or StyleGAN3.",
+            ) from exc
     record = data.get(key) if isinstance(data, dict) else None
     if not isinstance(record, PersistentRecord) or record.class_name != "Generator":
-        raise AvatarTexError(ErrorCode.BAD_REQUEST, f"{pkl_path} has no {key} generator.",
-                             "Use a network-snapshot-*.pkl written by the official training script.")
+        raise AvatarTexError(
+            ErrorCode.BAD_REQUEST,
+            f"{pkl_path} has no {key} generator.",
+            "Use a network-snapshot-*.pkl written by the official training script.",
+        )
     config = _generator_config(record)
     tensors: dict[str, Any] = OrderedDict()
     _flatten(record, "", tensors)
@@ -151,14 +177,27 @@ def convert_stylegan_pkl(pkl_path: str | Path, out_path: str | Path, *, trust_pi
         if name in own:
             value = torch.as_tensor(value).detach().float()
             if value.shape != own[name].shape:
-                raise AvatarTexError(ErrorCode.BAD_REQUEST, f"{name}: shape {tuple(value.shape)} in the snapshot, "
-                                     f"{tuple(own[name].shape)} expected.", "The snapshot's architecture differs.")
+                raise AvatarTexError(
+                    ErrorCode.BAD_REQUEST,
+                    f"{name}: shape {tuple(value.shape)} in the snapshot, {tuple(own[name].shape)} expected.",
+                    "The snapshot's architecture differs.",
+                )
             loaded[name] = value
     params = {n for n, _ in generator.named_parameters()}
     missing = sorted(params - set(loaded))
     if missing:
-        raise AvatarTexError(ErrorCode.BAD_REQUEST, f"The snapshot lacks {len(missing)} generator weights "
-                             f"(e.g. {missing[:3]}).", "It is not a StyleGAN2 generator this converter knows.")
+        raise AvatarTexError(
+            ErrorCode.BAD_REQUEST,
+            f"The snapshot lacks {len(missing)} generator weights (e.g. {missing[:3]}).",
+            "It is not a StyleGAN2 generator this converter knows.",
+        )
     generator.load_state_dict(loaded, strict=False)
-    return save_prior(generator, out_path, {"source": pkl_path.name, "converted_from": "stylegan2-ada-pkl",
-                                            "config_json": json.dumps(config.to_dict())})
+    return save_prior(
+        generator,
+        out_path,
+        {
+            "source": pkl_path.name,
+            "converted_from": "stylegan2-ada-pkl",
+            "config_json": json.dumps(config.to_dict()),
+        },
+    )

@@ -22,14 +22,23 @@ def pick_device(preference: str = "auto") -> Any:
     try:
         device = torch.device(preference)
     except RuntimeError as exc:
-        raise AvatarTexError(ErrorCode.ENGINE_UNAVAILABLE, f"Unknown device {preference!r}: {exc}.",
-                             "Use auto, cuda, cuda:N, mps or cpu.") from None
+        raise AvatarTexError(
+            ErrorCode.ENGINE_UNAVAILABLE,
+            f"Unknown device {preference!r}: {exc}.",
+            "Use auto, cuda, cuda:N, mps or cpu.",
+        ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise AvatarTexError(ErrorCode.ENGINE_UNAVAILABLE, "CUDA was asked for but torch sees no CUDA device.",
-                             "Install a CUDA build of torch and an NVIDIA driver, or choose device cpu.")
+        raise AvatarTexError(
+            ErrorCode.ENGINE_UNAVAILABLE,
+            "CUDA was asked for but torch sees no CUDA device.",
+            "Install a CUDA build of torch and an NVIDIA driver, or choose device cpu.",
+        )
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise AvatarTexError(ErrorCode.ENGINE_UNAVAILABLE, "MPS was asked for but is not available.",
-                             "Use a Mac with Apple silicon and torch >= 2, or choose device cpu.")
+        raise AvatarTexError(
+            ErrorCode.ENGINE_UNAVAILABLE,
+            "MPS was asked for but is not available.",
+            "Use a Mac with Apple silicon and torch >= 2, or choose device cpu.",
+        )
     return device
 
 
@@ -37,12 +46,20 @@ def pick_dtype(device: Any, preference: str = "auto") -> Any:
     """The compute dtype: fp16 on GPUs (bf16 on request), fp32 on the CPU, where half is slow."""
     import torch
 
-    table = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16,
-             "bfloat16": torch.bfloat16, "fp32": torch.float32, "float32": torch.float32}
+    table = {
+        "fp16": torch.float16,
+        "float16": torch.float16,
+        "bf16": torch.bfloat16,
+        "bfloat16": torch.bfloat16,
+        "fp32": torch.float32,
+        "float32": torch.float32,
+    }
     if preference in ("", "auto"):
         return torch.float16 if device.type in ("cuda", "mps") else torch.float32
     if preference not in table:
-        raise AvatarTexError(ErrorCode.BAD_REQUEST, f"Unknown dtype {preference!r}.", "Use auto, fp16, bf16 or fp32.")
+        raise AvatarTexError(
+            ErrorCode.BAD_REQUEST, f"Unknown dtype {preference!r}.", "Use auto, fp16, bf16 or fp32."
+        )
     return table[preference]
 
 

@@ -28,7 +28,8 @@ def cache_dir(override: str = "") -> Path:
     if os.environ.get("HF_HUB_CACHE"):
         return Path(os.environ["HF_HUB_CACHE"]).expanduser()
     home = os.environ.get("HF_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "huggingface")
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "huggingface"
+    )
     return Path(home).expanduser() / "hub"
 
 
@@ -61,7 +62,8 @@ def _missing_error(entry: ModelEntry, why: str) -> AvatarTexError:
         f"Model {entry.name!r} ({entry.repo_id}@{entry.revision}, {entry.size_gb:g} GB) is not in the "
         f"Hugging Face cache: {why}",
         f"Run `avatartex models download {entry.name}` on a machine with internet access "
-        f"(same HF_HOME), or use --engine classic.")
+        f"(same HF_HOME), or use --engine classic.",
+    )
 
 
 def _complete(snapshot: Path, entry: ModelEntry) -> bool:
@@ -75,12 +77,21 @@ def find_cached(entry: ModelEntry, cache: str = "") -> Path | None:
 
     root = cache_dir(cache)
     locked = _read_lock(root).get(entry.name, {})
-    revisions = [locked["commit"]] if locked.get("revision") == entry.revision and locked.get("commit") else []
+    revisions = (
+        [locked["commit"]] if locked.get("revision") == entry.revision and locked.get("commit") else []
+    )
     revisions.append(entry.revision)
     for revision in revisions:
         try:
-            path = Path(snapshot_download(entry.repo_id, revision=revision, cache_dir=root,
-                                          local_files_only=True, allow_patterns=list(entry.files)))
+            path = Path(
+                snapshot_download(
+                    entry.repo_id,
+                    revision=revision,
+                    cache_dir=root,
+                    local_files_only=True,
+                    allow_patterns=list(entry.files),
+                )
+            )
         except Exception:  # noqa: BLE001 - any lookup failure means "not cached"; the caller says so
             continue
         if _complete(path, entry):
@@ -93,23 +104,35 @@ def download(entry: ModelEntry, cache: str = "", progress: Callable[[str], None]
     from huggingface_hub import snapshot_download
 
     if offline():
-        raise AvatarTexError(ErrorCode.MODEL_MISSING,
-                             f"Cannot download {entry.repo_id}: HF_HUB_OFFLINE is set.",
-                             "Unset HF_HUB_OFFLINE (or set it to 0) and run the command again.")
+        raise AvatarTexError(
+            ErrorCode.MODEL_MISSING,
+            f"Cannot download {entry.repo_id}: HF_HUB_OFFLINE is set.",
+            "Unset HF_HUB_OFFLINE (or set it to 0) and run the command again.",
+        )
     root = cache_dir(cache)
-    progress(f"downloading {entry.name}: {entry.repo_id}@{entry.revision} (~{entry.size_gb:g} GB) into {root}")
+    progress(
+        f"downloading {entry.name}: {entry.repo_id}@{entry.revision} (~{entry.size_gb:g} GB) into {root}"
+    )
     try:
-        path = Path(snapshot_download(entry.repo_id, revision=entry.revision, cache_dir=root,
-                                      allow_patterns=list(entry.files)))
+        path = Path(
+            snapshot_download(
+                entry.repo_id, revision=entry.revision, cache_dir=root, allow_patterns=list(entry.files)
+            )
+        )
     except Exception as exc:  # noqa: BLE001 - network, auth and disk errors all end here, typed
-        raise AvatarTexError(ErrorCode.MODEL_MISSING, f"Downloading {entry.repo_id} failed: {exc}",
-                             "Check the network connection and free disk space, then run the command "
-                             "again; finished files are kept and partial ones resume.") from exc
+        raise AvatarTexError(
+            ErrorCode.MODEL_MISSING,
+            f"Downloading {entry.repo_id} failed: {exc}",
+            "Check the network connection and free disk space, then run the command "
+            "again; finished files are kept and partial ones resume.",
+        ) from exc
     if not _complete(path, entry):
-        raise AvatarTexError(ErrorCode.MODEL_MISSING,
-                             f"{entry.repo_id}@{entry.revision} lacks expected files "
-                             f"{[f for f in entry.files if not (path / f).exists()]}.",
-                             "The repository layout changed; pin an older revision in registry.py.")
+        raise AvatarTexError(
+            ErrorCode.MODEL_MISSING,
+            f"{entry.repo_id}@{entry.revision} lacks expected files "
+            f"{[f for f in entry.files if not (path / f).exists()]}.",
+            "The repository layout changed; pin an older revision in registry.py.",
+        )
     _write_lock(root, entry, path.name)
     progress(f"{entry.name}: ready at {path}")
     return path
@@ -137,8 +160,18 @@ def status(cache: str = "") -> list[dict[str, object]]:
     rows = []
     for entry in REGISTRY.values():
         path = find_cached(entry, cache)
-        rows.append({"name": entry.name, "repo_id": entry.repo_id, "revision": entry.revision,
-                     "stage": entry.stage, "default": entry.default, "cached": path is not None,
-                     "path": str(path) if path else "", "licence": entry.licence,
-                     "vram_gb": entry.vram_gb, "size_gb": entry.size_gb})
+        rows.append(
+            {
+                "name": entry.name,
+                "repo_id": entry.repo_id,
+                "revision": entry.revision,
+                "stage": entry.stage,
+                "default": entry.default,
+                "cached": path is not None,
+                "path": str(path) if path else "",
+                "licence": entry.licence,
+                "vram_gb": entry.vram_gb,
+                "size_gb": entry.size_gb,
+            }
+        )
     return rows

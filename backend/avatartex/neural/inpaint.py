@@ -21,9 +21,19 @@ def choose_model(size: int, config: NeuralConfig) -> str:
     return config.inpaint_model
 
 
-def inpaint_atlas(color: np.ndarray, confidence: np.ndarray, band_rows: int, config: NeuralConfig, *,
-                  prompt: str, negative_prompt: str = "", guidance_scale: float = 7.5, strength: float = 1.0,
-                  seed: int = 0, ctx: Any = None) -> np.ndarray:
+def inpaint_atlas(
+    color: np.ndarray,
+    confidence: np.ndarray,
+    band_rows: int,
+    config: NeuralConfig,
+    *,
+    prompt: str,
+    negative_prompt: str = "",
+    guidance_scale: float = 7.5,
+    strength: float = 1.0,
+    seed: int = 0,
+    ctx: Any = None,
+) -> np.ndarray:
     """Inpaint an (S, S, 3) atlas; returns the new colour. Texels are blended back by confidence, so a
     texel of confidence 1 comes out bit-identical and one of confidence 0 is the model's.
 
@@ -41,9 +51,17 @@ def inpaint_atlas(color: np.ndarray, confidence: np.ndarray, band_rows: int, con
     if ctx is not None:
         ctx.check_cancel()
     result = pipe(
-        prompt=prompt, negative_prompt=negative_prompt or None, image=to_tensor(image),
-        mask_image=to_tensor(mask), height=height, width=width, num_inference_steps=steps,
-        guidance_scale=guidance_scale, strength=strength, generator=generator(seed), output_type="np",
+        prompt=prompt,
+        negative_prompt=negative_prompt or None,
+        image=to_tensor(image),
+        mask_image=to_tensor(mask),
+        height=height,
+        width=width,
+        num_inference_steps=steps,
+        guidance_scale=guidance_scale,
+        strength=strength,
+        generator=generator(seed),
+        output_type="np",
         callback_on_step_end=step_callback(ctx, steps, "inpaint") if ctx is not None else None,
     ).images[0]
     generated = atlas_ops.wrap_crop(atlas_ops.resize(result, size, size + 2 * pad), size, band_rows, pad)
@@ -55,5 +73,9 @@ def style_prompt(style: Any, extra: str) -> tuple[str, str, float, float]:
     """(prompt, negative prompt, guidance scale, strength) of stage 1 from a style preset (any object)."""
     prompt = join_prompt(getattr(style, "prompt", ""), extra)
     negative = getattr(style, "negative_prompt", "") or ""
-    return (prompt, negative, float(getattr(style, "guidance_scale", 7.5)),
-            float(getattr(style, "inpaint_strength", 1.0)))
+    return (
+        prompt,
+        negative,
+        float(getattr(style, "guidance_scale", 7.5)),
+        float(getattr(style, "inpaint_strength", 1.0)),
+    )

@@ -29,7 +29,9 @@ class RandomFeatures(nn.Module):
         for width in widths:
             conv = nn.Conv2d(in_ch, width, 3, padding=1, padding_mode="reflect")
             with torch.no_grad():
-                conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) * math.sqrt(2.0 / (in_ch * 9)))
+                conv.weight.copy_(
+                    torch.randn(conv.weight.shape, generator=gen) * math.sqrt(2.0 / (in_ch * 9))
+                )
                 conv.bias.zero_()
             layers.append(conv)
             in_ch = width
@@ -52,11 +54,12 @@ def masked_l1(image: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -
     return ((image - target).abs() * weight).sum() / (weight.sum() * image.shape[1] + 1e-8)
 
 
-def masked_perceptual(net: RandomFeatures, image: torch.Tensor, target: torch.Tensor,
-                      weight: torch.Tensor) -> torch.Tensor:
+def masked_perceptual(
+    net: RandomFeatures, image: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
+) -> torch.Tensor:
     """Feature distance, each scale weighted by the (pooled) confidence."""
     total = image.new_zeros(())
-    for fa, fb in zip(net(image), net(target)):
+    for fa, fb in zip(net(image), net(target), strict=True):
         w = F.adaptive_avg_pool2d(weight, fa.shape[-2:])
         total = total + ((fa - fb).square().sum(dim=1, keepdim=True) * w).sum() / (w.sum() + 1e-8)
     return total
@@ -84,10 +87,19 @@ def latent_statistics(generator: nn.Module, samples: int = 2048, seed: int = 0) 
     return w_avg, float((w - w_avg).square().sum(dim=1).mean().sqrt())
 
 
-def project(generator: nn.Module, target: np.ndarray, weight: np.ndarray, *, steps: int = 200, lr: float = 0.05,
-            perceptual_weight: float = 0.3, reg_weight: float = 1e-3, seed: int = 0,
-            progress: Callable[[float, str], None] | None = None,
-            check_cancel: Callable[[], None] | None = None) -> Projection:
+def project(
+    generator: nn.Module,
+    target: np.ndarray,
+    weight: np.ndarray,
+    *,
+    steps: int = 200,
+    lr: float = 0.05,
+    perceptual_weight: float = 0.3,
+    reg_weight: float = 1e-3,
+    seed: int = 0,
+    progress: Callable[[float, str], None] | None = None,
+    check_cancel: Callable[[], None] | None = None,
+) -> Projection:
     """Optimise a W+ latent so ``generator``'s texture matches ``target`` (H, W, 3, 0..1) where
     ``weight`` (H, W, 0..1) is high; ``target`` is resampled to the generator's resolution."""
     from .atlas_ops import resize
@@ -113,10 +125,12 @@ def project(generator: nn.Module, target: np.ndarray, weight: np.ndarray, *, ste
         # Cosine ramp-down of the learning rate, with a short warm-up (as the official projector).
         t = step / max(steps, 1)
         for group in optimiser.param_groups:
-            group["lr"] = lr * min(1.0, t / 0.05 if t < 0.05 else 1.0) * 0.5 * (1 + math.cos(math.pi * t)) + 1e-5
+            group["lr"] = (
+                lr * min(1.0, t / 0.05 if t < 0.05 else 1.0) * 0.5 * (1 + math.cos(math.pi * t)) + 1e-5
+            )
         image = generator.synthesis(ws, noise_mode="const")
         loss_data = data_loss(image)
-        loss = loss_data + reg_weight * ((ws - w_avg).square().sum(dim=-1).mean() / (w_std ** 2 + 1e-8))
+        loss = loss_data + reg_weight * ((ws - w_avg).square().sum(dim=-1).mean() / (w_std**2 + 1e-8))
         if perceptual_weight > 0:
             loss = loss + perceptual_weight * masked_perceptual(net, image, tgt, wgt)
         optimiser.zero_grad(set_to_none=True)

@@ -28,10 +28,13 @@ def export_synthesis(prior_path: str | Path, out_path: str | Path, opset: int = 
     try:
         import onnx  # noqa: F401
     except ImportError:
-        raise AvatarTexError(ErrorCode.ENGINE_UNAVAILABLE, "Exporting to ONNX needs the onnx package, which is "
-                             "not installed here (it conflicts with mediapipe in the backend's environment).",
-                             "Create a separate environment with torch and onnx and run `python -m "
-                             "avatartex.neural.cli export-onnx ...` there.") from None
+        raise AvatarTexError(
+            ErrorCode.ENGINE_UNAVAILABLE,
+            "Exporting to ONNX needs the onnx package, which is "
+            "not installed here (it conflicts with mediapipe in the backend's environment).",
+            "Create a separate environment with torch and onnx and run `python -m "
+            "avatartex.neural.cli export-onnx ...` there.",
+        ) from None
     from .prior import load_prior
 
     generator = load_prior(prior_path)
@@ -47,8 +50,16 @@ def export_synthesis(prior_path: str | Path, out_path: str | Path, opset: int = 
     ws = generator.mapping.w_avg[None, None].repeat(1, generator.config.num_ws, 1)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(Synthesis().eval(), (ws,), str(out_path), input_names=["ws"], output_names=["image"],
-                      dynamic_axes={"ws": {0: "batch"}, "image": {0: "batch"}}, opset_version=opset, dynamo=False)
+    torch.onnx.export(
+        Synthesis().eval(),
+        (ws,),
+        str(out_path),
+        input_names=["ws"],
+        output_names=["image"],
+        dynamic_axes={"ws": {0: "batch"}, "image": {0: "batch"}},
+        opset_version=opset,
+        dynamo=False,
+    )
     return out_path
 
 
@@ -59,10 +70,14 @@ class OnnxSynthesis:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise AvatarTexError(ErrorCode.ENGINE_UNAVAILABLE, "onnxruntime is not installed.",
-                                 "pip install onnxruntime-gpu (NVIDIA) or onnxruntime.") from None
-        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
-                     if p in ort.get_available_providers()]
+            raise AvatarTexError(
+                ErrorCode.ENGINE_UNAVAILABLE,
+                "onnxruntime is not installed.",
+                "pip install onnxruntime-gpu (NVIDIA) or onnxruntime.",
+            ) from None
+        providers = [
+            p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()
+        ]
         self.session = ort.InferenceSession(str(path), providers=providers)
 
     def __call__(self, ws: np.ndarray) -> np.ndarray:

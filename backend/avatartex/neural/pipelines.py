@@ -55,9 +55,12 @@ def _pipeline_class_name(folder: Path) -> str:
     try:
         return str(json.loads((folder / "model_index.json").read_text()).get("_class_name", ""))
     except (OSError, ValueError) as exc:
-        raise AvatarTexError(ErrorCode.MODEL_MISSING, f"{folder} is not a diffusers pipeline folder: {exc}.",
-                             "Point the model setting at a folder with model_index.json, or at a "
-                             "registry name (avatartex models list).") from None
+        raise AvatarTexError(
+            ErrorCode.MODEL_MISSING,
+            f"{folder} is not a diffusers pipeline folder: {exc}.",
+            "Point the model setting at a folder with model_index.json, or at a "
+            "registry name (avatartex models list).",
+        ) from None
 
 
 def _common_kwargs(dtype: Any) -> dict[str, Any]:
@@ -85,7 +88,7 @@ def _memory_key(config: NeuralConfig) -> tuple:
 
 
 def load_inpaint(name_or_path: str, config: NeuralConfig) -> tuple[Any, int]:
-    """The inpainting pipeline (SD 1.5 or SDXL, from the folder's ``model_index.json``) and its native size."""
+    """The inpainting pipeline (SD 1.5 or SDXL, per ``model_index.json``) and its native size."""
     folder = hub.resolve(name_or_path, config.cache_dir)
     device = pick_device(config.device)
     dtype = pick_dtype(device, config.dtype)
@@ -99,8 +102,12 @@ def load_inpaint(name_or_path: str, config: NeuralConfig) -> tuple[Any, int]:
             pipe = diffusers.StableDiffusionXLInpaintPipeline.from_pretrained(folder, **_common_kwargs(dtype))
         else:
             pipe = diffusers.StableDiffusionInpaintPipeline.from_pretrained(
-                folder, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-                **_common_kwargs(dtype))
+                folder,
+                safety_checker=None,
+                feature_extractor=None,
+                requires_safety_checker=False,
+                **_common_kwargs(dtype),
+            )
         return configure_pipeline(pipe, config, device)
 
     return _load(key, config, build), native_size(name_or_path, folder)
@@ -119,8 +126,13 @@ def load_repaint(base: str, controlnet: str, config: NeuralConfig) -> tuple[Any,
 
         cn = diffusers.ControlNetModel.from_pretrained(cn_folder, **_common_kwargs(dtype))
         pipe = diffusers.StableDiffusionControlNetImg2ImgPipeline.from_pretrained(
-            base_folder, controlnet=cn, safety_checker=None, feature_extractor=None,
-            requires_safety_checker=False, **_common_kwargs(dtype))
+            base_folder,
+            controlnet=cn,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+            **_common_kwargs(dtype),
+        )
         return configure_pipeline(pipe, config, device)
 
     return _load(key, config, build), native_size(base, base_folder)

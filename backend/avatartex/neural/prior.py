@@ -45,27 +45,39 @@ def load_prior(path: str | Path, device: Any = "cpu") -> Any:
 
     path = Path(path).expanduser()
     if not path.is_file():
-        raise AvatarTexError(ErrorCode.MODEL_MISSING, f"GAN prior {path} does not exist.",
-                             "Train one with `avatartex train-prior`, convert one with `avatartex convert-prior`, "
-                             "or leave the prior unset to use the classic stage 2.")
+        raise AvatarTexError(
+            ErrorCode.MODEL_MISSING,
+            f"GAN prior {path} does not exist.",
+            "Train one with `avatartex train-prior`, convert one with `avatartex convert-prior`, "
+            "or leave the prior unset to use the classic stage 2.",
+        )
     if path.suffix != ".safetensors":
-        raise AvatarTexError(ErrorCode.MODEL_MISSING, f"GAN prior {path} is not a .safetensors file.",
-                             "Pickled checkpoints are never loaded directly: run `avatartex convert-prior "
-                             "--stylegan-pkl FILE --trust-pickle --out PRIOR.safetensors` once.")
+        raise AvatarTexError(
+            ErrorCode.MODEL_MISSING,
+            f"GAN prior {path} is not a .safetensors file.",
+            "Pickled checkpoints are never loaded directly: run `avatartex convert-prior "
+            "--stylegan-pkl FILE --trust-pickle --out PRIOR.safetensors` once.",
+        )
     key = (str(path.resolve()), path.stat().st_mtime, str(device))
     with _LOCK:
         if key in _CACHE:
             return _CACHE[key]
     meta = read_metadata(path)
     if meta.get("format") != FORMAT or "config" not in meta:
-        raise AvatarTexError(ErrorCode.MODEL_MISSING, f"{path} is not an AvatarTex StyleGAN2 prior.",
-                             "Use a file written by `avatartex train-prior` or `avatartex convert-prior`.")
+        raise AvatarTexError(
+            ErrorCode.MODEL_MISSING,
+            f"{path} is not an AvatarTex StyleGAN2 prior.",
+            "Use a file written by `avatartex train-prior` or `avatartex convert-prior`.",
+        )
     generator = Generator(GeneratorConfig(**json.loads(meta["config"])))
     state = load_file(str(path))
     missing, unexpected = generator.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise AvatarTexError(ErrorCode.MODEL_MISSING, f"{path} does not match its own config "
-                             f"(missing {missing[:3]}, unexpected {unexpected[:3]}).", "Re-export the prior.")
+        raise AvatarTexError(
+            ErrorCode.MODEL_MISSING,
+            f"{path} does not match its own config (missing {missing[:3]}, unexpected {unexpected[:3]}).",
+            "Re-export the prior.",
+        )
     generator = generator.to(device).eval().requires_grad_(False)
     with _LOCK:
         _CACHE[key] = generator

@@ -41,15 +41,26 @@ def inject_detail(image: np.ndarray, reference: np.ndarray, weight: np.ndarray, 
             bands_img, bands_ref = img_c[i], ref_c[i]
             bh, bw = bands_img[0].shape
             wl = atlas_ops.resize(weight.astype(np.float32), bh, bw) if (bh, bw) != (h, w) else weight
-            img_c[i] = tuple((1 - wl) * a + wl * b for a, b in zip(bands_img, bands_ref))
+            img_c[i] = tuple((1 - wl) * a + wl * b for a, b in zip(bands_img, bands_ref, strict=True))
         out[..., ch] = pywt.waverec2(img_c, WAVELET, mode="periodization")[:h, :w]
     return out
 
 
-def repaint_atlas(color: np.ndarray, confidence: np.ndarray, band_rows: int, config: NeuralConfig, *,
-                  portrait: np.ndarray | None, portrait_coords: np.ndarray | None, prompt: str,
-                  negative_prompt: str = "", guidance_scale: float = 7.5, strength: float = 0.3, seed: int = 0,
-                  ctx: Any = None) -> np.ndarray:
+def repaint_atlas(
+    color: np.ndarray,
+    confidence: np.ndarray,
+    band_rows: int,
+    config: NeuralConfig,
+    *,
+    portrait: np.ndarray | None,
+    portrait_coords: np.ndarray | None,
+    prompt: str,
+    negative_prompt: str = "",
+    guidance_scale: float = 7.5,
+    strength: float = 0.3,
+    seed: int = 0,
+    ctx: Any = None,
+) -> np.ndarray:
     """Repaint an (S, S, 3) atlas at ``strength`` (0 returns it unchanged) and re-inject portrait detail."""
     steps = max(1, int(config.repaint_steps))
     if effective_steps(steps, strength) < 1:
@@ -64,10 +75,18 @@ def repaint_atlas(color: np.ndarray, confidence: np.ndarray, band_rows: int, con
         ctx.check_cancel()
     total = effective_steps(steps, strength)
     result = pipe(
-        prompt=prompt, negative_prompt=negative_prompt or None, image=to_tensor(image),
-        control_image=to_tensor(image), height=height, width=width, strength=strength,
-        num_inference_steps=steps, guidance_scale=guidance_scale,
-        controlnet_conditioning_scale=config.controlnet_scale, generator=generator(seed), output_type="np",
+        prompt=prompt,
+        negative_prompt=negative_prompt or None,
+        image=to_tensor(image),
+        control_image=to_tensor(image),
+        height=height,
+        width=width,
+        strength=strength,
+        num_inference_steps=steps,
+        guidance_scale=guidance_scale,
+        controlnet_conditioning_scale=config.controlnet_scale,
+        generator=generator(seed),
+        output_type="np",
         callback_on_step_end=step_callback(ctx, total, "repaint") if ctx is not None else None,
     ).images[0]
     # Keep only what the model changed, at the resolution it worked at: the input's own full-resolution

@@ -58,19 +58,21 @@ def _fir_kernel(device: torch.device | None = None) -> torch.Tensor:
     return f / f.sum()
 
 
-def _fir(x: torch.Tensor, kernel: torch.Tensor, pad: tuple[int, int, int, int], gain: float = 1.0) -> torch.Tensor:
+def _fir(
+    x: torch.Tensor, kernel: torch.Tensor, pad: tuple[int, int, int, int], gain: float = 1.0
+) -> torch.Tensor:
     """Depthwise 2D FIR filter with explicit (left, right, top, bottom) zero padding."""
-    c = x.shape[1]
-    x = F.pad(x, pad)
-    weight = (kernel * gain).to(x.dtype)[None, None].repeat(c, 1, 1, 1)
-    return F.conv2d(x, weight, groups=c)
+    n, c, h, w = x.shape
+    # Channels folded into the batch: one (1, 1, k, k) kernel of fixed shape, which also exports to ONNX.
+    x = F.pad(x, pad).reshape(n * c, 1, h + pad[2] + pad[3], w + pad[0] + pad[1])
+    x = F.conv2d(x, (kernel * gain).to(x.dtype)[None, None])
+    return x.reshape(n, c, x.shape[-2], x.shape[-1])
 
 
 def _zero_insert(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C, 2H, 2W) with the samples at even positions and zeros between."""
     n, c, h, w = x.shape
-    out = x.new_zeros(n, c, h, 2, w, 2)
-    out[:, :, :, 0, :, 0] = x
-    return out.reshape(n, c, 2 * h, 2 * w)
+    return F.pad(x.reshape(n, c, h, 1, w, 1), (0, 1, 0, 0, 0, 1)).reshape(n, c, 2 * h, 2 * w)
 
 
 def upsample2d(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
@@ -86,8 +88,14 @@ def downsample2d(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
 class FullyConnected(nn.Module):
     """Linear layer with equalised learning rate (runtime weight scaling) and optional lrelu."""
 
-    def __init__(self, in_features: int, out_features: int, bias_init: float = 0.0, lr_mul: float = 1.0,
-                 activation: bool = False) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias_init: float = 0.0,
+        lr_mul: float = 1.0,
+        activation: bool = False,
+    ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_mul)
         self.bias = nn.Parameter(torch.full((out_features,), float(bias_init)))
@@ -104,8 +112,15 @@ class FullyConnected(nn.Module):
 class MappingNetwork(nn.Module):
     """z -> w: pixel-normalised z through ``num_layers`` lrelu layers; tracks the average w."""
 
-    def __init__(self, z_dim: int, w_dim: int, num_ws: int, num_layers: int = 8, lr_mul: float = 0.01,
-                 w_avg_beta: float = 0.995) -> None:
+    def __init__(
+        self,
+        z_dim: int,
+        w_dim: int,
+        num_ws: int,
+        num_layers: int = 8,
+        lr_mul: float = 0.01,
+        w_avg_beta: float = 0.995,
+    ) -> None:
         super().__init__()
         self.num_ws = num_ws
         self.w_avg_beta = w_avg_beta
@@ -115,7 +130,9 @@ class MappingNetwork(nn.Module):
         self.num_layers = num_layers
         self.register_buffer("w_avg", torch.zeros(w_dim))
 
-    def forward(self, z: torch.Tensor, truncation_psi: float = 1.0, update_w_avg: bool = False) -> torch.Tensor:
+    def forward(
+        self, z: torch.Tensor, truncation_psi: float = 1.0, update_w_avg: bool = False
+    ) -> torch.Tensor:
         """(N, z_dim) -> (N, num_ws, w_dim)."""
         x = z * (z.square().mean(dim=1, keepdim=True) + 1e-8).rsqrt()
         for i in range(self.num_layers):
@@ -128,8 +145,14 @@ class MappingNetwork(nn.Module):
         return x
 
 
-def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True,
-                     up: bool = False, kernel: torch.Tensor | None = None) -> torch.Tensor:
+def modulated_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    styles: torch.Tensor,
+    demodulate: bool = True,
+    up: bool = False,
+    kernel: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Modulated convolution: scale input channels by ``styles``, convolve, then demodulate so every
     output channel has unit expected variance (replaces AdaIN, without its droplet artefacts)."""
     x = x * styles[:, :, None, None].to(x.dtype)
@@ -149,7 +172,9 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
 class SynthesisLayer(nn.Module):
     """Modulated 3x3 conv + noise + bias + lrelu."""
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, up: bool = False) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, w_dim: int, resolution: int, up: bool = False
+    ) -> None:
         super().__init__()
         self.up = up
         self.resolution = resolution
@@ -165,7 +190,9 @@ class SynthesisLayer(nn.Module):
         styles = self.affine(w)
         x = modulated_conv2d(x, self.weight, styles, demodulate=True, up=self.up, kernel=self.resample_filter)
         if noise_mode == "random":
-            noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device, dtype=x.dtype)
+            noise = torch.randn(
+                x.shape[0], 1, self.resolution, self.resolution, device=x.device, dtype=x.dtype
+            )
             x = x + noise * self.noise_strength
         elif noise_mode == "const":
             x = x + self.noise_const.to(x.dtype) * self.noise_strength
@@ -192,7 +219,9 @@ class ToRGBLayer(nn.Module):
 class SynthesisBlock(nn.Module):
     """One resolution of the synthesis network (skip architecture)."""
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int
+    ) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.resolution = resolution
@@ -206,8 +235,9 @@ class SynthesisBlock(nn.Module):
         self.torgb = ToRGBLayer(out_channels, img_channels, w_dim)
         self.register_buffer("resample_filter", _fir_kernel())
 
-    def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor,
-                noise_mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor, noise_mode: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``ws`` holds num_conv + 1 vectors (the last feeds toRGB)."""
         if self.in_channels == 0:
             x = self.const[None].repeat(ws.shape[0], 1, 1, 1).to(ws.dtype)
@@ -225,7 +255,7 @@ class SynthesisNetwork(nn.Module):
 
     def __init__(self, config: GeneratorConfig) -> None:
         super().__init__()
-        self.resolutions = [2 ** i for i in range(2, int(math.log2(config.resolution)) + 1)]
+        self.resolutions = [2**i for i in range(2, int(math.log2(config.resolution)) + 1)]
         self.num_ws = config.num_ws
         for res in self.resolutions:
             in_ch = 0 if res == 4 else config.channels(res // 2)
@@ -238,7 +268,7 @@ class SynthesisNetwork(nn.Module):
         w_idx = 0
         for res in self.resolutions:
             block = getattr(self, f"b{res}")
-            x, img = block(x, img, ws[:, w_idx:w_idx + block.num_conv + 1], noise_mode)
+            x, img = block(x, img, ws[:, w_idx : w_idx + block.num_conv + 1], noise_mode)
             w_idx += block.num_conv
         return img
 
@@ -249,12 +279,22 @@ class Generator(nn.Module):
     def __init__(self, config: GeneratorConfig | None = None) -> None:
         super().__init__()
         self.config = config or GeneratorConfig()
-        self.mapping = MappingNetwork(self.config.z_dim, self.config.w_dim, self.config.num_ws,
-                                      self.config.mapping_layers, lr_mul=self.config.mapping_lr_mul)
+        self.mapping = MappingNetwork(
+            self.config.z_dim,
+            self.config.w_dim,
+            self.config.num_ws,
+            self.config.mapping_layers,
+            lr_mul=self.config.mapping_lr_mul,
+        )
         self.synthesis = SynthesisNetwork(self.config)
 
-    def forward(self, z: torch.Tensor, truncation_psi: float = 1.0, noise_mode: str = "random",
-                update_w_avg: bool = False) -> torch.Tensor:
+    def forward(
+        self,
+        z: torch.Tensor,
+        truncation_psi: float = 1.0,
+        noise_mode: str = "random",
+        update_w_avg: bool = False,
+    ) -> torch.Tensor:
         """z (N, z_dim) -> images (N, C, R, R)."""
         return self.synthesis(self.mapping(z, truncation_psi, update_w_avg), noise_mode)
 
@@ -272,13 +312,20 @@ class DiscriminatorBlock(nn.Module):
             nn.init.normal_(conv.weight)
             if conv.bias is not None:
                 nn.init.zeros_(conv.bias)
-        self.gains = (1 / math.sqrt(in_channels * 9), 1 / math.sqrt(in_channels * 9), 1 / math.sqrt(in_channels))
+        self.gains = (
+            1 / math.sqrt(in_channels * 9),
+            1 / math.sqrt(in_channels * 9),
+            1 / math.sqrt(in_channels),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, Cin, H, W) -> (N, Cout, H/2, W/2)."""
         f = self.resample_filter
         skip = F.conv2d(downsample2d(x, f), self.skip.weight * self.gains[2])
-        x = F.leaky_relu(F.conv2d(x, self.conv0.weight * self.gains[0], self.conv0.bias, padding=1), 0.2) * SQRT2
+        x = (
+            F.leaky_relu(F.conv2d(x, self.conv0.weight * self.gains[0], self.conv0.bias, padding=1), 0.2)
+            * SQRT2
+        )
         # Blur then stride-2 valid conv: the anti-aliased down-sampling of the official code.
         x = _fir(x, f, (2, 2, 2, 2))
         x = F.conv2d(x, self.conv1.weight * self.gains[1], self.conv1.bias, stride=2)
@@ -289,8 +336,14 @@ class DiscriminatorBlock(nn.Module):
 class Discriminator(nn.Module):
     """image (N, C, R, R) -> realness logit (N, 1). Residual blocks down to 4x4, minibatch stddev, fc."""
 
-    def __init__(self, resolution: int = 256, img_channels: int = 3, channel_base: int = 32768,
-                 channel_max: int = 512, mbstd_group: int = 4) -> None:
+    def __init__(
+        self,
+        resolution: int = 256,
+        img_channels: int = 3,
+        channel_base: int = 32768,
+        channel_max: int = 512,
+        mbstd_group: int = 4,
+    ) -> None:
         super().__init__()
         ch = lambda res: min(channel_base // res, channel_max)  # noqa: E731
         self.resolution = resolution

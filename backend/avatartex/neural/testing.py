@@ -32,49 +32,104 @@ def _text_encoder(scale: str) -> Any:
 
     if scale == "real":
         # openai/clip-vit-large-patch14's text tower, as in SD 1.5.
-        config = CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_attention_heads=12,
-                                num_hidden_layers=12, vocab_size=49408, max_position_embeddings=77,
-                                hidden_act="quick_gelu", projection_dim=768, bos_token_id=0, eos_token_id=1,
-                                pad_token_id=1)
+        config = CLIPTextConfig(
+            hidden_size=768,
+            intermediate_size=3072,
+            num_attention_heads=12,
+            num_hidden_layers=12,
+            vocab_size=49408,
+            max_position_embeddings=77,
+            hidden_act="quick_gelu",
+            projection_dim=768,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        )
     else:
-        config = CLIPTextConfig(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
-                                vocab_size=100, max_position_embeddings=77, bos_token_id=0, eos_token_id=1,
-                                pad_token_id=1)
+        config = CLIPTextConfig(
+            hidden_size=32,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            vocab_size=100,
+            max_position_embeddings=77,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        )
     return CLIPTextModel(config)
 
 
 def _unet_kwargs(scale: str, in_channels: int) -> dict[str, Any]:
     if scale == "real":
-        return dict(sample_size=64, in_channels=in_channels, out_channels=4, layers_per_block=2,
-                    block_out_channels=(320, 640, 1280, 1280), cross_attention_dim=768, attention_head_dim=8,
-                    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-                    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3)
-    return dict(sample_size=16, in_channels=in_channels, out_channels=4, layers_per_block=1,
-                block_out_channels=(16, 32), cross_attention_dim=32, attention_head_dim=8, norm_num_groups=8,
-                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"))
+        return dict(
+            sample_size=64,
+            in_channels=in_channels,
+            out_channels=4,
+            layers_per_block=2,
+            block_out_channels=(320, 640, 1280, 1280),
+            cross_attention_dim=768,
+            attention_head_dim=8,
+            down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        )
+    return dict(
+        sample_size=16,
+        in_channels=in_channels,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(16, 32),
+        cross_attention_dim=32,
+        attention_head_dim=8,
+        norm_num_groups=8,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    )
 
 
 def _vae(scale: str) -> Any:
     from diffusers import AutoencoderKL
 
     if scale == "real":
-        return AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2,
-                             block_out_channels=(128, 256, 512, 512), sample_size=512,
-                             down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
-    return AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1,
-                         block_out_channels=(16, 32), norm_num_groups=8, sample_size=32,
-                         down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2)
+        return AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            latent_channels=4,
+            layers_per_block=2,
+            block_out_channels=(128, 256, 512, 512),
+            sample_size=512,
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+        )
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        layers_per_block=1,
+        block_out_channels=(16, 32),
+        norm_num_groups=8,
+        sample_size=32,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+    )
 
 
 def _scheduler() -> Any:
     from diffusers import DDIMScheduler
 
-    return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                         set_alpha_to_one=False, steps_offset=1)
+    return DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
 
 
-def build_sd_folder(folder: Path, *, inpaint: bool, scale: str = "tiny", seed: int = 0, dtype: Any = None) -> Path:
+def build_sd_folder(
+    folder: Path, *, inpaint: bool, scale: str = "tiny", seed: int = 0, dtype: Any = None
+) -> Path:
     """Write a random SD 1.5(-inpainting) pipeline to ``folder`` (``scale`` is ``tiny`` or ``real``)."""
     import shutil
 
@@ -86,8 +141,16 @@ def build_sd_folder(folder: Path, *, inpaint: bool, scale: str = "tiny", seed: i
     tokenizer = write_tiny_clip_tokenizer(folder / "_tok_src")
     unet = UNet2DConditionModel(**_unet_kwargs(scale, 9 if inpaint else 4))
     cls = StableDiffusionInpaintPipeline if inpaint else StableDiffusionPipeline
-    pipe = cls(vae=_vae(scale), text_encoder=_text_encoder(scale), tokenizer=tokenizer, unet=unet,
-               scheduler=_scheduler(), safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe = cls(
+        vae=_vae(scale),
+        text_encoder=_text_encoder(scale),
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     if dtype is not None:
         pipe.to(dtype=dtype)
     pipe.save_pretrained(folder, safe_serialization=True)

@@ -19,8 +19,14 @@ import torch
 
 from ..protocol import AvatarTexError, ErrorCode
 from .prior import save_prior
-from .stylegan2 import (Discriminator, Generator, GeneratorConfig, loss_discriminator, loss_generator,
-                        r1_penalty)
+from .stylegan2 import (
+    Discriminator,
+    Generator,
+    GeneratorConfig,
+    loss_discriminator,
+    loss_generator,
+    r1_penalty,
+)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")
 
@@ -52,8 +58,11 @@ def load_textures(folder: str | Path, resolution: int) -> torch.Tensor:
 
     files = sorted(p for p in Path(folder).expanduser().iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise AvatarTexError(ErrorCode.BAD_REQUEST, f"No images ({', '.join(IMAGE_SUFFIXES)}) in {folder}.",
-                             "Point --textures at a folder of head-atlas textures.")
+        raise AvatarTexError(
+            ErrorCode.BAD_REQUEST,
+            f"No images ({', '.join(IMAGE_SUFFIXES)}) in {folder}.",
+            "Point --textures at a folder of head-atlas textures.",
+        )
     images = []
     for path in files:
         with Image.open(path) as im:
@@ -74,7 +83,7 @@ def preview_grid(generator: Generator, z: torch.Tensor, path: Path) -> Path:
     grid = np.zeros((rows * h, cols * w, c), np.uint8)
     for i in range(n):
         r, k = divmod(i, cols)
-        grid[r * h:(r + 1) * h, k * w:(k + 1) * w] = images[i].transpose(1, 2, 0)
+        grid[r * h : (r + 1) * h, k * w : (k + 1) * w] = images[i].transpose(1, 2, 0)
     tmp = path.with_name(path.name + ".tmp.png")
     Image.fromarray(grid).save(tmp)
     tmp.replace(path)
@@ -94,7 +103,7 @@ def _load_optimizer(prefix: str, optimizer: torch.optim.Optimizer, tensors: dict
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         if key.startswith(prefix + "."):
-            index, name = key[len(prefix) + 1:].split(".", 1)
+            index, name = key[len(prefix) + 1 :].split(".", 1)
             state.setdefault(int(index), {})[name] = value
     state_dict["state"] = state
     optimizer.load_state_dict(state_dict)
@@ -105,7 +114,7 @@ def _prefixed(prefix: str, module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _unprefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+    return {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
 
 
 @dataclass
@@ -122,9 +131,15 @@ class TrainResult:
     """The raw (non-EMA) generator at the end of this call."""
 
 
-def train(textures: torch.Tensor, out_dir: str | Path, config: TrainConfig, *, max_steps: int | None = None,
-          progress: Callable[[float, str], None] | None = None,
-          check_cancel: Callable[[], None] | None = None) -> TrainResult:
+def train(
+    textures: torch.Tensor,
+    out_dir: str | Path,
+    config: TrainConfig,
+    *,
+    max_steps: int | None = None,
+    progress: Callable[[float, str], None] | None = None,
+    check_cancel: Callable[[], None] | None = None,
+) -> TrainResult:
     """Train (or resume) a prior on ``textures`` (N, 3, R, R in -1..1) into ``out_dir``.
 
     ``max_steps`` bounds the steps of this call (e.g. a time slice); a cancel saves a checkpoint first."""
@@ -137,8 +152,11 @@ def train(textures: torch.Tensor, out_dir: str | Path, config: TrainConfig, *, m
     device = pick_device(config.device)
     gcfg = config.generator
     if textures.shape[-1] != gcfg.resolution:
-        raise AvatarTexError(ErrorCode.INVALID_SIZE, f"Textures are {textures.shape[-1]} px, the prior is "
-                             f"{gcfg.resolution} px.", "Load them with load_textures(folder, resolution).")
+        raise AvatarTexError(
+            ErrorCode.INVALID_SIZE,
+            f"Textures are {textures.shape[-1]} px, the prior is {gcfg.resolution} px.",
+            "Load them with load_textures(folder, resolution).",
+        )
     torch.manual_seed(config.seed)
     G = Generator(gcfg).to(device)
     D = Discriminator(gcfg.resolution, gcfg.img_channels, gcfg.channel_base, gcfg.channel_max).to(device)
@@ -146,7 +164,7 @@ def train(textures: torch.Tensor, out_dir: str | Path, config: TrainConfig, *, m
     # Equalised learning rate means one lr fits all layers; betas (0, 0.99) as StyleGAN2.
     r1_ratio = config.r1_interval / (config.r1_interval + 1)
     opt_g = torch.optim.Adam(G.parameters(), lr=config.lr, betas=(0.0, 0.99), eps=1e-8)
-    opt_d = torch.optim.Adam(D.parameters(), lr=config.lr * r1_ratio, betas=(0.0, 0.99 ** r1_ratio), eps=1e-8)
+    opt_d = torch.optim.Adam(D.parameters(), lr=config.lr * r1_ratio, betas=(0.0, 0.99**r1_ratio), eps=1e-8)
     checkpoint = out / "checkpoint.safetensors"
     step = 0
     if checkpoint.is_file():
@@ -155,8 +173,11 @@ def train(textures: torch.Tensor, out_dir: str | Path, config: TrainConfig, *, m
         meta = read_metadata(checkpoint)
         saved = json.loads(meta.get("generator", "{}"))
         if saved != gcfg.to_dict():
-            raise AvatarTexError(ErrorCode.BAD_REQUEST, f"{checkpoint} was trained with a different architecture "
-                                 f"{saved}.", "Use the same --resolution/--channels, or another --out folder.")
+            raise AvatarTexError(
+                ErrorCode.BAD_REQUEST,
+                f"{checkpoint} was trained with a different architecture {saved}.",
+                "Use the same --resolution/--channels, or another --out folder.",
+            )
         tensors = load_file(str(checkpoint))
         G.load_state_dict(_unprefixed("G", tensors))
         D.load_state_dict(_unprefixed("D", tensors))
@@ -166,7 +187,9 @@ def train(textures: torch.Tensor, out_dir: str | Path, config: TrainConfig, *, m
         step = int(meta["step"])
     resumed_from = step
     gen = torch.Generator().manual_seed(config.seed + step)  # a resumed run does not replay the same batches
-    preview_z = torch.randn(config.preview_count, gcfg.z_dim, generator=torch.Generator().manual_seed(config.seed))
+    preview_z = torch.randn(
+        config.preview_count, gcfg.z_dim, generator=torch.Generator().manual_seed(config.seed)
+    )
     preview_z = preview_z.to(device)
     ema_beta = 0.5 ** (config.batch / max(config.ema_half_life_images, 1))
     textures = textures.to(device)
@@ -174,10 +197,18 @@ def train(textures: torch.Tensor, out_dir: str | Path, config: TrainConfig, *, m
     losses_d: list[float] = []
 
     def save() -> None:
-        tensors = {**_prefixed("G", G), **_prefixed("D", D), **_prefixed("G_ema", G_ema),
-                   **_optimizer_tensors("opt_g", opt_g), **_optimizer_tensors("opt_d", opt_d)}
-        meta = {"step": str(step), "generator": json.dumps(gcfg.to_dict()),
-                "train": json.dumps({k: v for k, v in asdict(config).items() if k != "generator"})}
+        tensors = {
+            **_prefixed("G", G),
+            **_prefixed("D", D),
+            **_prefixed("G_ema", G_ema),
+            **_optimizer_tensors("opt_g", opt_g),
+            **_optimizer_tensors("opt_d", opt_d),
+        }
+        meta = {
+            "step": str(step),
+            "generator": json.dumps(gcfg.to_dict()),
+            "train": json.dumps({k: v for k, v in asdict(config).items() if k != "generator"}),
+        }
         tmp = out / "checkpoint.safetensors.tmp"
         save_file(tensors, str(tmp), metadata=meta)
         tmp.replace(checkpoint)
@@ -215,22 +246,26 @@ def train(textures: torch.Tensor, out_dir: str | Path, config: TrainConfig, *, m
             total_d.backward()
             opt_d.step()
             with torch.no_grad():
-                for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+                for p_ema, p in zip(G_ema.parameters(), G.parameters(), strict=True):
                     p_ema.lerp_(p, 1 - ema_beta)
-                for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+                for b_ema, b in zip(G_ema.buffers(), G.buffers(), strict=True):
                     b_ema.copy_(b)
             step += 1
             losses_g.append(float(loss_g.detach()))
             losses_d.append(float(loss_d.detach()))
             if progress is not None:
-                progress(step / config.steps, f"step {step}/{config.steps} G {losses_g[-1]:.3f} D {losses_d[-1]:.3f}")
+                progress(
+                    step / config.steps,
+                    f"step {step}/{config.steps} G {losses_g[-1]:.3f} D {losses_d[-1]:.3f}",
+                )
             if step % config.checkpoint_every == 0:
                 save()
     finally:
         if step > resumed_from or not (out / "prior.safetensors").is_file():
             save()
-    return TrainResult(step, resumed_from, losses_g, losses_d, out / "prior.safetensors", out / "preview.png",
-                       G.eval())
+    return TrainResult(
+        step, resumed_from, losses_g, losses_d, out / "prior.safetensors", out / "preview.png", G.eval()
+    )
 
 
 def heads_to_textures(folder: str | Path, resolution: int, out_folder: str | Path) -> Path:
@@ -239,7 +274,9 @@ def heads_to_textures(folder: str | Path, resolution: int, out_folder: str | Pat
     try:
         from ..bake import atlas_from_textured_mesh  # type: ignore[attr-defined]
     except ImportError:
-        raise AvatarTexError(ErrorCode.ENGINE_UNAVAILABLE,
-                             "Converting textured heads to the atlas is not available in this build.",
-                             "Convert the heads to atlas textures first and use --textures DIR.") from None
+        raise AvatarTexError(
+            ErrorCode.ENGINE_UNAVAILABLE,
+            "Converting textured heads to the atlas is not available in this build.",
+            "Convert the heads to atlas textures first and use --textures DIR.",
+        ) from None
     return Path(atlas_from_textured_mesh(folder, resolution, out_folder))

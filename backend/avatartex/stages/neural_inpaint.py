@@ -21,8 +21,17 @@ class NeuralInpaint(Stage):
 
         prompt, negative, guidance, strength = style_prompt(ctx.style, ctx.prompt)
         ctx.progress(0.0, "inpaint: loading model")
-        color = inpaint_atlas(texture.color, texture.confidence, int(getattr(ctx.atlas, "band_rows", 0)),
-                              self.config, prompt=prompt, negative_prompt=negative, guidance_scale=guidance,
-                              strength=strength, seed=ctx.seed, ctx=ctx)
+        color = inpaint_atlas(
+            texture.color,
+            texture.confidence,
+            int(getattr(ctx.atlas, "band_rows", 0)),
+            self.config,
+            prompt=prompt,
+            negative_prompt=negative,
+            guidance_scale=guidance,
+            strength=strength,
+            seed=ctx.seed,
+            ctx=ctx,
+        )
         ctx.progress(1.0, "inpaint: done")
         return AtlasTexture(color, texture.confidence.copy())

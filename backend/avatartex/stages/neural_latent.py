@@ -13,9 +13,11 @@ import numpy as np
 from ..neural.config import NeuralConfig
 from .base import AtlasTexture, Stage, StageContext
 
-NO_PRIOR_WARNING = ("No GAN prior is configured (neural prior setting); stage 2 used the classic consistency "
-                    "step instead. Train one with `avatartex train-prior` or convert one with "
-                    "`avatartex convert-prior`.")
+NO_PRIOR_WARNING = (
+    "No GAN prior is configured (neural prior setting); stage 2 used the classic consistency "
+    "step instead. Train one with `avatartex train-prior` or convert one with "
+    "`avatartex convert-prior`."
+)
 
 
 def _classic_latent() -> Stage:
@@ -48,10 +50,18 @@ class NeuralLatent(Stage):
 
         ctx.progress(0.0, "latent: loading prior")
         generator = load_prior(self.config.prior, pick_device(self.config.device))
-        result = project(generator, texture.color, texture.confidence, steps=int(self.config.latent_steps),
-                         lr=self.config.latent_lr, perceptual_weight=self.config.latent_perceptual_weight,
-                         reg_weight=self.config.latent_reg_weight, seed=ctx.seed, progress=ctx.progress,
-                         check_cancel=ctx.check_cancel)
+        result = project(
+            generator,
+            texture.color,
+            texture.confidence,
+            steps=int(self.config.latent_steps),
+            lr=self.config.latent_lr,
+            perceptual_weight=self.config.latent_perceptual_weight,
+            reg_weight=self.config.latent_reg_weight,
+            seed=ctx.seed,
+            progress=ctx.progress,
+            check_cancel=ctx.check_cancel,
+        )
         size = texture.color.shape[0]
         prior_image = resize(result.image, size, size)
         c = np.clip(texture.confidence, 0.0, 1.0)[..., None]

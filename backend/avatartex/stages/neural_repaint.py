@@ -24,10 +24,18 @@ class NeuralRepaint(Stage):
         strength = float(getattr(style, "repaint_strength", 0.3)) * float(ctx.strength)
         ctx.progress(0.0, "repaint: loading model")
         color = repaint_atlas(
-            texture.color, texture.confidence, int(getattr(ctx.atlas, "band_rows", 0)), self.config,
-            portrait=ctx.portrait, portrait_coords=ctx.portrait_coords,
+            texture.color,
+            texture.confidence,
+            int(getattr(ctx.atlas, "band_rows", 0)),
+            self.config,
+            portrait=ctx.portrait,
+            portrait_coords=ctx.portrait_coords,
             prompt=join_prompt(getattr(style, "prompt", ""), ctx.prompt),
             negative_prompt=getattr(style, "negative_prompt", "") or "",
-            guidance_scale=float(getattr(style, "guidance_scale", 7.5)), strength=strength, seed=ctx.seed, ctx=ctx)
+            guidance_scale=float(getattr(style, "guidance_scale", 7.5)),
+            strength=strength,
+            seed=ctx.seed,
+            ctx=ctx,
+        )
         ctx.progress(1.0, "repaint: done")
         return AtlasTexture(color, texture.confidence.copy())
