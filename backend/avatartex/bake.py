@@ -66,6 +66,9 @@ def bake(geometry: AtlasGeometry, atlas_color: np.ndarray, surface: UVSurface,
     """
     size = surface.tri_id.shape[0]
     hit = surface.mask
+    # Texels near a chart's edge sample bilinearly across it: pad the atlas first so that they read
+    # surface colours, never the empty space between charts.
+    atlas_color, _ = raster.dilate(np.asarray(atlas_color, np.float32), geometry.mask, 3)
     values = geometry.sample(atlas_color, atlas_coords(geometry, surface))
     if detail is not None:
         values = values + detail

@@ -69,7 +69,12 @@ def seam_edges(positions: np.ndarray, triangles: np.ndarray, uvs: np.ndarray
     flip = weld[tb, local[eb][:, 0]] != weld[ta, local[ea][:, 0]]
     uv_b = np.where(flip[:, None, None], uv_b[:, ::-1], uv_b)
     differs = np.abs(uv_a - uv_b).max(axis=(1, 2)) > 1e-5
-    return uv_a[differs], uv_b[differs]
+    # An edge collapsed to a point in UV space on one side (scans have such fans) is not a seam a
+    # viewer can see: that side shows one texel along the whole edge, whatever the texture.
+    collapsed = np.minimum(np.linalg.norm(uv_a[:, 1] - uv_a[:, 0], axis=1),
+                           np.linalg.norm(uv_b[:, 1] - uv_b[:, 0], axis=1)) < 1e-4
+    keep = differs & ~collapsed
+    return uv_a[keep], uv_b[keep]
 
 
 def seam_error(texture: np.ndarray, positions: np.ndarray, triangles: np.ndarray, uvs: np.ndarray,

@@ -270,10 +270,12 @@ class Generator:
         portrait_coords[hit] = coords
         partial = AtlasTexture(color, conf)
         face_region = geometry.face if geometry.face.any() else hit
-        coverage = float((conf[face_region] >= 0.5).mean()) if face_region.any() else 0.0
+        # Coverage: of the face texels the portrait's camera sees, the share taken from the portrait.
+        seen_face = face_region & np.isfinite(portrait_coords[..., 0])
+        coverage = float((conf[seen_face] >= 0.5).mean()) if seen_face.any() else 0.0
         if coverage < 0.5:
-            warnings.append(f"only {coverage:.0%} of the face region is seen in the portrait: "
-                            "a frontal photo gives a more faithful texture")
+            warnings.append(f"only {coverage:.0%} of the face the camera sees is usable (hair, hands or "
+                            "glasses in front of it?): a clear frontal photo gives a more faithful texture")
         done("project")
 
         ctx = StageContext(atlas=geometry, portrait=portrait, portrait_coords=portrait_coords, style=style,

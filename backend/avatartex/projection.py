@@ -24,8 +24,9 @@ class PortraitView:
 
     image: np.ndarray
     """(H, W, 3) float32 sRGB 0..1."""
-    zbuffer: np.ndarray
-    """(h, w) float32 camera depth of the mesh seen by the registered camera, +inf where empty."""
+    zbuffer_near: np.ndarray
+    """(h, w) float32 camera depth of the mesh seen by the registered camera, the nearest over each
+    pixel's 3x3 neighbourhood (slanted surfaces change depth within a pixel); +inf where empty."""
     zscale: float
     """zbuffer pixels per portrait pixel (the depth render may be smaller than the photo)."""
     edge_distance: np.ndarray
@@ -80,7 +81,9 @@ def prepare_view(image: np.ndarray, positions: np.ndarray, triangles: np.ndarray
 
     h, w = image.shape[:2]
     cam = registration.camera
-    zscale = min(1.0, max_render / max(h, w))
+    # Render depth at about max_render pixels whatever the photo's size: a small photo's face is only
+    # a hundred pixels wide, too coarse a depth map for the steep parts of a face (nose, brow).
+    zscale = max_render / max(h, w)
     small = Camera(cam.fx * zscale, cam.fy * zscale, cam.cx * zscale, cam.cy * zscale, cam.R, cam.t,
                    max(1, int(round(w * zscale))), max(1, int(round(h * zscale))))
     tri_id, _, depth = raster.rasterize_camera(positions, triangles, small)
@@ -88,8 +91,9 @@ def prepare_view(image: np.ndarray, positions: np.ndarray, triangles: np.ndarray
     edge = ndimage.distance_transform_edt(covered).astype(np.float32) / zscale
     outline = polygon_mask((h, w), face_outline_xy, grow=0.04)
     skin = skin_likelihood(image, polygon_mask((h, w), face_outline_xy, grow=-0.1), feature_mask)
-    return PortraitView(image, depth.astype(np.float32), zscale, edge, skin, outline, cam.center,
-                        0.04 * mesh_scale)
+    near = cv2.erode(np.where(covered, depth, np.float32(3e38)).astype(np.float32), np.ones((3, 3), np.uint8))
+    near = np.where(near >= np.float32(3e38), np.inf, near).astype(np.float32)
+    return PortraitView(image, near, zscale, edge, skin, outline, cam.center, 0.01 * mesh_scale)
 
 
 def project_points(view: PortraitView, registration, points: np.ndarray, normals: np.ndarray
@@ -97,41 +101,38 @@ def project_points(view: PortraitView, registration, points: np.ndarray, normals
     """Portrait pixel coordinates (N, 2) (NaN where unseen) and confidence (N,) of surface points.
 
     ``points`` and ``normals`` are in mesh space. Confidence multiplies: visible (depth test), facing
-    (smoothstep of the cosine between the normal and the direction to the camera), away from the
-    silhouette, inside the photo, and skin-like where the point falls outside the face outline.
+    (smoothstep of the cosine between the normal and the direction to the camera, full from 0.35,
+    about 70 degrees), away from the silhouette (a ramp of a tenth of the eye distance), inside the
+    photo, and skin-like where the point falls outside the face outline.
     """
-    points = np.asarray(points, np.float64)
+    points = np.asarray(points, np.float32)
     h, w = view.image.shape[:2]
     cam_xy, depth = registration.camera.project(points)
-    warped, _ = registration.project(points)
-    zx = np.clip((cam_xy[:, 0] * view.zscale).astype(np.int64), 0, view.zbuffer.shape[1] - 1)
-    zy = np.clip((cam_xy[:, 1] * view.zscale).astype(np.int64), 0, view.zbuffer.shape[0] - 1)
+    warped = registration.warp(cam_xy)
+    zh, zw = view.zbuffer_near.shape
+    zx = np.clip((cam_xy[:, 0] * view.zscale).astype(np.int32), 0, zw - 1)
+    zy = np.clip((cam_xy[:, 1] * view.zscale).astype(np.int32), 0, zh - 1)
     inside = ((cam_xy[:, 0] >= 0) & (cam_xy[:, 0] < w) & (cam_xy[:, 1] >= 0) & (cam_xy[:, 1] < h)
-              & (warped[:, 0] >= 0) & (warped[:, 0] <= w - 1) & (warped[:, 1] >= 0) & (warped[:, 1] <= h - 1)
+              & (warped[:, 0] >= 0) & (warped[:, 0] < w) & (warped[:, 1] >= 0) & (warped[:, 1] < h)
               & (depth > 0))
-    # Compare with the nearest of a 2x2 neighbourhood: slanted surfaces change depth within a pixel.
-    zx1 = np.minimum(zx + 1, view.zbuffer.shape[1] - 1)
-    zy1 = np.minimum(zy + 1, view.zbuffer.shape[0] - 1)
-    zmax = np.maximum.reduce([view.zbuffer[zy, zx], view.zbuffer[zy, zx1], view.zbuffer[zy1, zx],
-                              view.zbuffer[zy1, zx1]])
-    zmin = np.minimum.reduce([view.zbuffer[zy, zx], view.zbuffer[zy, zx1], view.zbuffer[zy1, zx],
-                              view.zbuffer[zy1, zx1]])
-    visible = inside & (depth <= np.where(np.isfinite(zmax), zmin, np.inf) + view.tolerance)
+    to_cam = (view.camera_center[None, :] - points).astype(np.float32)
+    n = np.asarray(normals, np.float32)
+    cos = np.einsum("ij,ij->i", n, to_cam) / np.sqrt(
+        np.maximum(np.einsum("ij,ij->i", n, n) * np.einsum("ij,ij->i", to_cam, to_cam), 1e-20))
+    # The depth map is a sampled surface: allow for its slope over a pixel (steeper where the
+    # surface turns away), on top of a fixed tolerance for the nearest-of-neighbours lookup.
+    pixel_size = depth / (registration.camera.fx * view.zscale)
+    slope = 1.0 / np.maximum(np.abs(cos), 0.2)
+    visible = inside & (depth <= view.zbuffer_near[zy, zx] + view.tolerance + 2.0 * pixel_size * slope)
 
-    to_cam = view.camera_center[None, :] - points
-    to_cam /= np.maximum(np.linalg.norm(to_cam, axis=1, keepdims=True), 1e-12)
-    n = np.asarray(normals, np.float64)
-    n = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
-    cos = (n * to_cam).sum(axis=1)
-    facing = np.clip((cos - 0.15) / (0.6 - 0.15), 0, 1)
+    facing = np.clip((cos - 0.05) / (0.35 - 0.05), 0, 1)
     facing = facing * facing * (3 - 2 * facing)
 
-    ramp = 0.012 * max(h, w)
-    edge = view.edge_distance[zy, zx]
-    silhouette = np.clip(edge / ramp, 0, 1)
+    ramp = 0.1 * registration.interocular
+    silhouette = np.clip(view.edge_distance[zy, zx] / ramp, 0, 1)
 
-    px = np.clip(np.round(warped[:, 0]).astype(np.int64), 0, w - 1)
-    py = np.clip(np.round(warped[:, 1]).astype(np.int64), 0, h - 1)
+    px = np.clip(warped[:, 0].astype(np.int32), 0, w - 1)
+    py = np.clip(warped[:, 1].astype(np.int32), 0, h - 1)
     skin = np.where(view.face_outline[py, px], 1.0, view.skin[py, px])
 
     confidence = np.where(visible, facing * silhouette * skin, 0.0).astype(np.float32)

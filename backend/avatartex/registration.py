@@ -166,7 +166,7 @@ class ThinPlateWarp:
         is smooth at the scale of a sixteenth of the eye distance, so a grid that fine loses nothing
         visible (tests/test_registration.py checks the difference).
         """
-        from scipy.ndimage import map_coordinates
+        import cv2
 
         lo = u.min(axis=0) - GRID_STEP
         hi = u.max(axis=0) + GRID_STEP
@@ -174,10 +174,17 @@ class ThinPlateWarp:
         gx = np.linspace(lo[0], hi[0], n[0])
         gy = np.linspace(lo[1], hi[1], n[1])
         grid = np.stack(np.meshgrid(gx, gy, indexing="ij"), axis=-1).reshape(-1, 2)
-        d = self.rbf(grid).reshape(n[0], n[1], 2)
-        fx = (u[:, 0] - lo[0]) / (gx[1] - gx[0])
-        fy = (u[:, 1] - lo[1]) / (gy[1] - gy[0])
-        return np.stack([map_coordinates(d[..., k], [fx, fy], order=1, mode="nearest") for k in range(2)], 1)
+        # Rows index y and columns x, as cv2.remap reads a map.
+        d = self.rbf(grid).reshape(n[0], n[1], 2).transpose(1, 0, 2).astype(np.float32)
+        fx = ((u[:, 0] - lo[0]) / (gx[1] - gx[0])).astype(np.float32)
+        fy = ((u[:, 1] - lo[1]) / (gy[1] - gy[0])).astype(np.float32)
+        rows = -(-len(u) // 4096)
+        mx = np.zeros(rows * 4096, np.float32)
+        my = np.zeros(rows * 4096, np.float32)
+        mx[:len(u)], my[:len(u)] = fx, fy
+        out = cv2.remap(np.ascontiguousarray(d), mx.reshape(rows, 4096), my.reshape(rows, 4096),
+                        cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return out.reshape(-1, 2)[:len(u)].astype(np.float64)
 
 
 def fit_warp(source: np.ndarray, target: np.ndarray, scale: float, weights: np.ndarray | None = None,

@@ -54,8 +54,8 @@ def main() -> None:
     bpy.ops.extensions.package_install_files(filepath=args.zip, repo="user_default", enable_on_install=True)
     bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
     after = rss_mib()
-    print(f"memory idle: {before:.0f} MiB before enabling, {after:.0f} MiB after (+{after - before:.1f} MiB); "
-          "backend not started")
+    print(f"memory idle: {before:.0f} MiB before enabling, {after:.0f} MiB after "
+          f"(+{after - before:.1f} MiB); backend not started")
 
     bpy.ops.import_scene.gltf(filepath=str(HEAD))
     head = next(o for o in bpy.context.scene.objects if o.type == 'MESH')

@@ -90,7 +90,9 @@ def test_batch_three_objects_one_bad_real_backend(addon, real_backend, portrait,
     for obj in objs:
         # Separate materials, so each object's result is visible on its own.
         obj.material_slots[0].link = 'OBJECT'
-        obj.material_slots[0].material = bpy.data.materials.new(f"{obj.name} skin")
+        mat = bpy.data.materials.new(f"{obj.name} skin")
+        mat.use_nodes = True  # Blender 4.5 makes new materials without nodes
+        obj.material_slots[0].material = mat
 
     assert bpy.ops.avatartex.batch_retexture() == {'FINISHED'}
 

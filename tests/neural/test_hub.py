@@ -136,7 +136,8 @@ def test_build_stages_contract_and_prior_resolution(tmp_path, monkeypatch):
     ]
     assert stages[1].config.prior == ""
     # A style naming a prior that is not installed falls back (no error); an explicit missing path errors.
-    assert build_stages(make_style(prior="heads-v1"), NeuralConfig())[1].config.prior == ""
+    fallback = build_stages(make_style(prior="heads-v1"), NeuralConfig())[1]
+    assert fallback.config.prior == "" and fallback.missing_prior.endswith("heads-v1.safetensors")
     named = Path(os.environ["AVATARTEX_PRIORS"]) / "heads-v1.safetensors"
     named.parent.mkdir(parents=True)
     named.write_bytes(b"x")

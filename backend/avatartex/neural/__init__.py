@@ -88,4 +88,6 @@ def build_stages(style: Any, config: NeuralConfig | None = None) -> list[Any]:
             f"Give a .safetensors path or put NAME.safetensors in {prior_dir()}.",
         )
     latent_config = dataclasses.replace(config, prior=prior)
-    return [NeuralInpaint(config), NeuralLatent(latent_config), NeuralRepaint(config)]
+    style_prior = getattr(style, "prior", None) or ""
+    missing = str(prior_dir() / f"{style_prior}.safetensors") if style_prior and not prior else ""
+    return [NeuralInpaint(config), NeuralLatent(latent_config, missing_prior=missing), NeuralRepaint(config)]

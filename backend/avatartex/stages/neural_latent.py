@@ -13,11 +13,11 @@ import numpy as np
 from ..neural.config import NeuralConfig
 from .base import AtlasTexture, Stage, StageContext
 
-NO_PRIOR_WARNING = (
-    "No GAN prior is configured (neural prior setting); stage 2 used the classic consistency "
-    "step instead. Train one with `avatartex train-prior` or convert one with "
-    "`avatartex convert-prior`."
+FALLBACK_NOTE = (
+    "stage 2 used the classic consistency step instead. Train one with `avatartex train-prior` or "
+    "convert one with `avatartex convert-prior`."
 )
+NO_PRIOR_WARNING = "No GAN prior is configured (neural prior setting); " + FALLBACK_NOTE
 
 
 def _classic_latent() -> Stage:
@@ -32,15 +32,23 @@ class NeuralLatent(Stage):
     name = "latent"
     engine = "neural"
 
-    def __init__(self, config: NeuralConfig | None = None, fallback: Any = None) -> None:
+    def __init__(
+        self, config: NeuralConfig | None = None, fallback: Any = None, missing_prior: str = ""
+    ) -> None:
         self.config = config or NeuralConfig()
         self._fallback = fallback
         """Stage used without a prior; None builds the classic one on first use."""
+        self.missing_prior = missing_prior
+        """Where the style's named prior was looked for, when it is not installed (for the warning)."""
 
     def run(self, texture: AtlasTexture, ctx: StageContext) -> AtlasTexture:
         """Return the prior-consistent texture (or the classic stage's, with a report warning)."""
         if not self.config.prior:
-            ctx.warnings.append(NO_PRIOR_WARNING)
+            ctx.warnings.append(
+                NO_PRIOR_WARNING
+                if not self.missing_prior
+                else f"The style's GAN prior is not installed ({self.missing_prior}); " + FALLBACK_NOTE
+            )
             fallback = self._fallback if self._fallback is not None else _classic_latent()
             return fallback.run(texture, ctx)
         from ..neural.atlas_ops import resize

@@ -1,0 +1,212 @@
+"""End to end: portrait + head mesh -> texture.png + report.json, on real data; bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import trimesh
+from avatartex.image_io import load_texture, save_png
+from avatartex.mesh import Mesh, save_capture, unwrap, validate
+from avatartex.pipeline import Generator
+from avatartex.protocol import AvatarTexError, Cancelled, ErrorCode, GenerateParams
+from conftest import ROOT, require_scanned_head
+
+
+@pytest.fixture(scope="module")
+def generator():
+    return Generator()
+
+
+@pytest.fixture(scope="module")
+def head():
+    return str(require_scanned_head())
+
+
+def params(mesh, portrait, out, **kw):
+    return GenerateParams(**{"mesh": str(mesh), "portrait": str(portrait), "out_dir": str(out), "size": 512,
+                             "engine": "classic", **kw})
+
+
+@pytest.fixture(scope="module")
+def astronaut_result(generator, head, astronaut_path, tmp_path_factory):
+    out = tmp_path_factory.mktemp("astro")
+    return generator.generate(params(head, astronaut_path, out, debug=True)), out
+
+
+def test_generate_writes_texture_and_complete_report(astronaut_result):
+    result, out = astronaut_result
+    texture = load_texture(result["texture"])
+    assert texture.shape == (512, 512, 3)
+    report = json.loads((out / "report.json").read_text())
+    for key in ("engine", "style", "size", "timings", "coverage", "registration_error", "warnings"):
+        assert key in report
+    assert report["engine"] == "classic" and report["size"] == 512
+    assert set(report["timings"]) >= {"analyse", "register", "project", "inpaint", "latent", "repaint",
+                                      "bake", "total"}
+    assert report["coverage"] > 0.8
+    assert report["registration_error"] < 0.1
+    for name in ("partial", "confidence", "landmarks", "atlas"):
+        assert os.path.exists(report["debug"][name])
+
+
+def test_texture_colours_come_from_the_portrait(generator, head, astronaut_result, astronaut, tmp_path):
+    """The face texels carry the portrait's colours: the same photo with red and blue swapped gives a
+    face whose blue exceeds its red by about as much as the original's red exceeded its blue."""
+    from avatartex.bake import atlas_coords, uv_surface
+
+    swapped = tmp_path / "swapped.png"
+    save_png(swapped, astronaut[..., ::-1])
+    astro = load_texture(astronaut_result[0]["texture"])
+    blue = load_texture(generator.generate(params(head, swapped, tmp_path / "o"))["texture"])
+    model = next(iter(generator._heads.values()))
+    atlas = generator.atlas(model, 512)
+    surface = uv_surface(model.mesh.positions, model.mesh.triangles, model.mesh.normals, model.mesh.uvs, 512)
+    face_texels = atlas.sample(atlas.face.astype(np.float32), atlas_coords(atlas, surface)) > 0.5
+    assert face_texels.sum() > 5000
+    rows, cols = np.nonzero(surface.mask)
+    rows, cols = rows[face_texels], cols[face_texels]
+    astro_face, blue_face = astro[rows, cols].mean(0), blue[rows, cols].mean(0)
+    assert astro_face[0] - astro_face[2] > 0.12  # the astronaut's skin is warm
+    assert blue_face[2] - blue_face[0] > 0.8 * (astro_face[0] - astro_face[2])
+    # Outside the face (unseen back of the head) the fill follows the face's tone too.
+    back = ~face_texels
+    assert astro[surface.mask][back][:, 0].mean() > astro[surface.mask][back][:, 2].mean()
+
+
+def test_same_seed_same_texture_and_styles_differ(generator, head, astronaut_path, tmp_path):
+    a = load_texture(generator.generate(params(head, astronaut_path, tmp_path / "a", style="toon"))["texture"])
+    b = load_texture(generator.generate(params(head, astronaut_path, tmp_path / "b", style="toon"))["texture"])
+    c = load_texture(generator.generate(params(head, astronaut_path, tmp_path / "c", style="comic"))["texture"])
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - c).mean() > 0.02
+
+
+def test_sixteen_bit_output(generator, head, astronaut_path, tmp_path):
+    import cv2
+    result = generator.generate(params(head, astronaut_path, tmp_path, bit_depth=16))
+    raw = cv2.imread(result["texture"], cv2.IMREAD_UNCHANGED)
+    assert raw.dtype == np.uint16 and raw.shape == (512, 512, 3)
+
+
+def assert_fails(generator, p, code, out):
+    before = sorted(os.listdir(out)) if os.path.isdir(out) else None
+    with pytest.raises(AvatarTexError) as info:
+        generator.generate(p)
+    assert info.value.code == code, info.value
+    assert info.value.message and info.value.hint
+    after = sorted(os.listdir(out)) if os.path.isdir(out) else None
+    assert after == before or after == [], "a failed request must not leave files behind"
+    return info.value
+
+
+def test_bad_portraits(generator, head, tmp_path):
+    out = tmp_path / "out"
+    err = assert_fails(generator, params(head, tmp_path / "missing.jpg", out), ErrorCode.PORTRAIT_MISSING, out)
+    assert "missing.jpg" in err.message
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    assert_fails(generator, params(head, tmp_path / "bad.jpg", out), ErrorCode.PORTRAIT_UNREADABLE, out)
+    noise = (np.random.default_rng(0).random((256, 256, 3)) * 255).astype(np.uint8)
+    save_png(tmp_path / "noise.png", noise)
+    err = assert_fails(generator, params(head, tmp_path / "noise.png", out), ErrorCode.NO_FACE_IN_PORTRAIT, out)
+    assert "noise.png" in err.message
+
+
+def test_portrait_variants_work(generator, head, astronaut, tmp_path):
+    """Greyscale, RGBA and 16-bit photos are accepted; two faces pick the largest with a warning."""
+    import cv2
+    from PIL import Image
+
+    grey = tmp_path / "grey.png"
+    Image.fromarray((astronaut.mean(2) * 255).astype(np.uint8)).save(grey)
+    rgba = tmp_path / "rgba.png"
+    Image.fromarray(np.dstack([(astronaut * 255).astype(np.uint8), np.full(astronaut.shape[:2], 255, np.uint8)])
+                    ).save(rgba)
+    deep = tmp_path / "deep.png"
+    cv2.imwrite(str(deep), (astronaut[..., ::-1] * 65535).astype(np.uint16))
+    for path in (grey, rgba, deep):
+        assert generator.generate(params(head, path, tmp_path / path.stem))["report"]["coverage"] > 0.5
+    small = cv2.resize((astronaut * 255).astype(np.uint8), (400, 400), interpolation=cv2.INTER_AREA)
+    pair = np.full((512, 1024, 3), 128, np.uint8)
+    pair[:, :512] = (astronaut * 255).astype(np.uint8)
+    pair[56:456, 560:960] = small
+    save_png(tmp_path / "pair.png", pair)
+    report = generator.generate(params(head, tmp_path / "pair.png", tmp_path / "pair"))["report"]
+    assert any("faces" in w for w in report["warnings"])
+
+
+def test_tiny_lfw_face_works_or_says_too_small(generator, head, tmp_path):
+    from skimage import data
+
+    face = (data.lfw_subset()[0] * 255).astype(np.uint8)  # 25 x 25 greyscale
+    save_png(tmp_path / "tiny.png", np.repeat(face[..., None], 3, 2))
+    try:
+        report = generator.generate(params(head, tmp_path / "tiny.png", tmp_path / "o"))["report"]
+    except AvatarTexError as err:
+        assert err.code in (ErrorCode.FACE_TOO_SMALL, ErrorCode.NO_FACE_IN_PORTRAIT)
+    else:
+        assert any("small" in w or "resolution" in w for w in report["warnings"])
+
+
+def sphere_capture(tmp_path, with_uvs=True):
+    s = trimesh.creation.icosphere(subdivisions=3)
+    mesh = validate(Mesh(s.vertices, s.faces, None), require_uvs=False)
+    if with_uvs:
+        mesh = unwrap(mesh)
+    path = tmp_path / ("sphere.npz" if with_uvs else "sphere_nouv.npz")
+    save_capture(mesh, path)
+    return path
+
+
+def test_bad_meshes_and_options(generator, head, astronaut_path, tmp_path):
+    out = tmp_path / "out"
+    assert_fails(generator, params(sphere_capture(tmp_path, False), astronaut_path, out), ErrorCode.NO_UV_MAP, out)
+    err = assert_fails(generator, params(sphere_capture(tmp_path), astronaut_path, out), ErrorCode.NO_FACE_ON_MESH,
+                       out)
+    assert "pin" in err.hint
+    assert_fails(generator, params(head, astronaut_path, out, style="vaporwave"), ErrorCode.UNKNOWN_STYLE, out)
+    assert_fails(generator, params(head, astronaut_path, out, size=100), ErrorCode.INVALID_SIZE, out)
+    assert_fails(generator, params(head, astronaut_path, out, engine="magic"), ErrorCode.UNKNOWN_ENGINE, out)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    assert_fails(generator, params(head, astronaut_path, blocker / "sub"), ErrorCode.OUTPUT_NOT_WRITABLE, tmp_path)
+
+
+def test_cancel_leaves_the_output_folder_untouched(generator, head, astronaut_path, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "texture.png").write_bytes(b"the artist's previous texture")
+    calls = []
+
+    def check_cancel():
+        calls.append(1)
+        if len(calls) > 12:
+            raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        generator.generate(params(head, astronaut_path, out), check_cancel=check_cancel)
+    assert (out / "texture.png").read_bytes() == b"the artist's previous texture"
+    assert sorted(os.listdir(out)) == ["texture.png"]
+
+
+def test_cli_generate_preview_and_errors(head, astronaut_path, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "backend"), "HF_HUB_OFFLINE": "1"}
+    out = tmp_path / "cli"
+    run = subprocess.run([sys.executable, "-m", "avatartex", "generate", "--mesh", head, "--portrait",
+                          str(astronaut_path), "--out", str(out), "--size", "512", "--style", "painterly",
+                          "--engine", "classic"], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert (out / "texture.png").exists() and json.loads((out / "report.json").read_text())["style"] == "painterly"
+    run = subprocess.run([sys.executable, "-m", "avatartex", "preview", "--mesh", head, "--texture",
+                          str(out / "texture.png"), "--out", str(out / "preview.png"), "--size", "128"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert load_texture(out / "preview.png").shape == (128, 384, 3)
+    run = subprocess.run([sys.executable, "-m", "avatartex", "generate", "--mesh", head, "--portrait",
+                          str(tmp_path / "nope.jpg"), "--out", str(out)], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert run.returncode == 2 and "portrait_missing" in run.stderr and "nope.jpg" in run.stderr
