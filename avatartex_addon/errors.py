@@ -1,20 +1,18 @@
-"""Errors of the Blender side that the backend's ``ErrorCode`` table has no code for.
+"""Errors raised on the Blender side (their codes live in ``protocol.ErrorCode`` with the rest).
 
-They are still ``protocol.AvatarTexError`` instances (code, message, hint), so every error the
-artist sees has the same shape whether it came from the backend or from the add-on.
+They are ``protocol.AvatarTexError`` instances (code, message, hint), so every error the artist
+sees has the same shape whether it came from the backend or from the add-on.
 """
 
 from __future__ import annotations
 
 from .paths import protocol
 
-BACKEND_UNAVAILABLE = "backend_unavailable"
-"""The backend interpreter is not set, missing, or fails before answering ``hello``."""
-BACKEND_CRASHED = "backend_crashed"
-"""The backend process died while a request was running."""
-NOTHING_SELECTED = "nothing_selected"
-NOT_A_MESH = "not_a_mesh"
-ALREADY_RUNNING = "already_running"
+BACKEND_UNAVAILABLE = protocol().ErrorCode.BACKEND_UNAVAILABLE
+BACKEND_CRASHED = protocol().ErrorCode.BACKEND_CRASHED
+NOTHING_SELECTED = protocol().ErrorCode.NOTHING_SELECTED
+NOT_A_MESH = protocol().ErrorCode.NOT_A_MESH
+ALREADY_RUNNING = protocol().ErrorCode.ALREADY_RUNNING
 
 HINT_SET_PYTHON = ("Set the backend Python in Edit > Preferences > Add-ons > AvatarTex (or create the "
                    "managed environment there), or set AVATARTEX_BACKEND_PYTHON.")

@@ -9,19 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_ASSETS = ROOT.parent / "shared" / "assets"
-SCANNED_HEAD = SHARED_ASSETS / "heads" / "lee_perry_smith.glb"
+from testing_paths import ROOT, require_scanned_head
 
 sys.path.insert(0, str(ROOT / "backend"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
-def require_scanned_head() -> Path:
-    """The shared scanned head, or a loud skip where ../shared is absent."""
-    if not SCANNED_HEAD.exists():
-        pytest.skip(f"../shared absent: {SCANNED_HEAD} not found; this test needs the scanned head")
-    return SCANNED_HEAD
 
 
 @pytest.fixture(scope="session")

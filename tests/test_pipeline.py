@@ -14,7 +14,7 @@ from avatartex.image_io import load_texture, save_png
 from avatartex.mesh import Mesh, save_capture, unwrap, validate
 from avatartex.pipeline import Generator
 from avatartex.protocol import AvatarTexError, Cancelled, ErrorCode, GenerateParams
-from conftest import ROOT, require_scanned_head
+from testing_paths import ROOT, require_scanned_head
 
 
 @pytest.fixture(scope="module")

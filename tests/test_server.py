@@ -12,7 +12,7 @@ import time
 
 from avatartex.protocol import Cancelled, ErrorCode, Progress
 from avatartex.server import Server
-from conftest import ROOT
+from testing_paths import ROOT
 
 
 class SlowGenerator:

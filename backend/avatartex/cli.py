@@ -118,16 +118,20 @@ def _demo(args) -> int:
     import numpy as np
     from skimage import data
 
-    from .demo_head import save_demo_head
+    from .demo_head import make_demo_head, save_demo_head
     from .image_io import load_texture, save_png
-    from .mesh import load_mesh
+    from .mesh import Mesh, load_mesh, save_capture
     from .pipeline import Generator
     from .preview import render_preview
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    # The capture carries the head's landmark pins, the fallback should the detector miss its face;
+    # the .glb is the same head for opening in Blender.
+    positions, triangles, uvs, pins = make_demo_head()
     mesh_path = out / "demo_head.npz"
-    save_demo_head(mesh_path)
+    save_capture(Mesh(positions, triangles, uvs, None, pins, "DemoHead"), mesh_path)
+    save_demo_head(out / "demo_head.glb")
     portrait_path = out / "portrait.png"
     save_png(portrait_path, np.asarray(data.astronaut(), np.uint8))
     params = GenerateParams(mesh=str(mesh_path), portrait=str(portrait_path), out_dir=str(out),

@@ -112,8 +112,8 @@ class Generator:
         """Which engines can run here, for ``hello``."""
         info = {"classic": {"available": True, "reason": ""}}
         try:
-            from .neural import available
-            ok, reason = available()
+            from .neural import NeuralConfig, available
+            ok, reason = available(NeuralConfig.from_env())
         except ImportError as exc:
             ok, reason = False, f"neural packages not installed ({exc.name})"
         info["neural"] = {"available": bool(ok), "reason": reason}
@@ -126,12 +126,12 @@ class Generator:
         if engine in ("auto", "neural"):
             try:
                 from . import neural
-                ok, reason = neural.available()
+                if self._neural is None:
+                    self._neural = neural.NeuralConfig.from_env()
+                ok, reason = neural.available(self._neural)
             except ImportError as exc:
                 ok, reason = False, f"the neural packages are not installed ({exc.name})"
             if ok:
-                if self._neural is None:
-                    self._neural = neural.NeuralConfig()
                 return "neural", neural.build_stages(style, self._neural)
             if engine == "neural":
                 raise AvatarTexError(ErrorCode.ENGINE_UNAVAILABLE, f"The neural engine cannot run: {reason}.",

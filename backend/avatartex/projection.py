@@ -89,7 +89,9 @@ def prepare_view(image: np.ndarray, positions: np.ndarray, triangles: np.ndarray
     tri_id, _, depth = raster.rasterize_camera(positions, triangles, small)
     covered = tri_id >= 0
     edge = ndimage.distance_transform_edt(covered).astype(np.float32) / zscale
-    outline = polygon_mask((h, w), face_outline_xy, grow=0.04)
+    # Trusted without the skin test: inside the face outline, pulled in a little, since the mesh's
+    # silhouette rarely matches the photo's exactly and the background starts right outside it.
+    outline = polygon_mask((h, w), face_outline_xy, grow=-0.04)
     skin = skin_likelihood(image, polygon_mask((h, w), face_outline_xy, grow=-0.1), feature_mask)
     near = cv2.erode(np.where(covered, depth, np.float32(3e38)).astype(np.float32), np.ones((3, 3), np.uint8))
     near = np.where(near >= np.float32(3e38), np.inf, near).astype(np.float32)

@@ -78,6 +78,14 @@ class ErrorCode:
     MODEL_MISSING = "model_missing"
     OUTPUT_NOT_WRITABLE = "output_not_writable"
     INVALID_SIZE = "invalid_size"
+    # Raised by the Blender add-on itself, never sent by the backend:
+    BACKEND_UNAVAILABLE = "backend_unavailable"
+    """The backend interpreter is not set, missing, or fails before answering ``hello``."""
+    BACKEND_CRASHED = "backend_crashed"
+    """The backend process died while a request was running."""
+    NOTHING_SELECTED = "nothing_selected"
+    NOT_A_MESH = "not_a_mesh"
+    ALREADY_RUNNING = "already_running"
 
 
 class AvatarTexError(Exception):

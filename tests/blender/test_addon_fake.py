@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import add_sphere, bpy, scene_fingerprint
+from blender_support import add_sphere, bpy, scene_fingerprint
 
 
 def _texture_node(obj):

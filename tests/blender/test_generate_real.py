@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BACKEND_PYTHON, ROOT, bpy, import_scanned_head, scene_fingerprint
+from blender_support import BACKEND_PYTHON, ROOT, bpy, import_scanned_head, scene_fingerprint
 
 SIZE = 512  # the smallest texture the backend makes: keeps the file within its time budget
 

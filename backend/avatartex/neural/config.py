@@ -54,3 +54,17 @@ class NeuralConfig:
     local_files_only: bool | None = None
     """Never touch the network; ``None`` follows ``HF_HUB_OFFLINE``."""
     extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> NeuralConfig:
+        """The settings the Blender add-on passes when it starts the backend process.
+
+        ``AVATARTEX_DEVICE`` (auto, cuda, cuda:N, mps, cpu), ``AVATARTEX_LOW_VRAM`` ("1" for 6-8 GB
+        cards) and ``AVATARTEX_MODEL_CACHE`` (a Hugging Face cache folder).
+        """
+        import os
+
+        device = os.environ.get("AVATARTEX_DEVICE", "").strip().lower()
+        return cls(device=device if device and device != "default" else "auto",
+                   low_vram=os.environ.get("AVATARTEX_LOW_VRAM", "0") == "1",
+                   cache_dir=os.environ.get("AVATARTEX_MODEL_CACHE", ""))
