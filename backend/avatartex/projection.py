@@ -60,7 +60,9 @@ def skin_likelihood(image: np.ndarray, face_mask: np.ndarray, exclude: np.ndarra
     inv = np.linalg.inv(cov)
     diff = lab.reshape(-1, 3) - mean
     d2 = np.einsum("ij,jk,ik->i", diff, inv, diff).reshape(image.shape[:2])
-    return np.exp(-0.5 * np.maximum(d2 - 9.0, 0.0) / 9.0).astype(np.float32)
+    # Full trust within about 2.5 standard deviations, none beyond 4: a light wall or blond hair is
+    # often within 3-4 of pale skin, and a wrong colour on the jaw is worse than a filled one.
+    return np.clip((16.0 - d2) / 10.0, 0.0, 1.0).astype(np.float32)
 
 
 def polygon_mask(shape: tuple[int, int], outline_xy: np.ndarray, grow: float = 0.0) -> np.ndarray:
