@@ -46,8 +46,11 @@ def skin_texture(points: np.ndarray, scale: float, seed: int = 1) -> np.ndarray:
         for _ in range(count):
             direction = rng.normal(size=3)
             direction /= np.linalg.norm(direction)
-            value += amplitude / np.sqrt(count) * np.sin(2 * np.pi * (p @ direction) / wavelength
-                                                          + rng.uniform(0, 2 * np.pi))
+            value += (
+                amplitude
+                / np.sqrt(count)
+                * np.sin(2 * np.pi * (p @ direction) / wavelength + rng.uniform(0, 2 * np.pi))
+            )
     tint = np.stack([value, value * 1.2, value * 1.3], 1)
     return np.clip(base * (1 + tint), 0, 1).astype(np.float32)
 
@@ -74,8 +77,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="out/bench")
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--style", default="photoreal")
-    parser.add_argument("--yaw", type=float, default=12.0, help="camera yaw in degrees (not told to the pipeline)")
+    parser.add_argument(
+        "--yaw", type=float, default=12.0, help="camera yaw in degrees (not told to the pipeline)"
+    )
     parser.add_argument("--pitch", type=float, default=4.0)
+    parser.add_argument(
+        "--oracle-camera",
+        action="store_true",
+        help="diagnostic: give the pipeline the true camera (no landmark registration), "
+        "to separate registration error from the rest",
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -102,8 +113,33 @@ def main(argv: list[str] | None = None) -> int:
     save_png(out / "portrait.png", portrait)
 
     generator = Generator()
-    params = GenerateParams(mesh=args.mesh, portrait=str(out / "portrait.png"), out_dir=str(out),
-                            style=args.style, size=args.size, engine="classic", debug=True)
+    if args.oracle_camera:
+        from avatartex.registration import Registration, ThinPlateWarp
+
+        def oracle(head, face, portrait_image):
+            return Registration(
+                camera=camera,
+                warp=ThinPlateWarp(None, np.zeros(2), 1.0),
+                residual_camera=0.0,
+                residual_warped=0.0,
+                error_iod=0.0,
+                error_iod_camera=0.0,
+                error_iod_holdout=0.0,
+                interocular=float(face.interocular),
+                indices=np.arange(0),
+                residuals=np.zeros(0),
+            )
+
+        generator._register = oracle
+    params = GenerateParams(
+        mesh=args.mesh,
+        portrait=str(out / "portrait.png"),
+        out_dir=str(out),
+        style=args.style,
+        size=args.size,
+        engine="classic",
+        debug=True,
+    )
     generator.generate(params)  # cold: numba compilation, mediapipe start, mesh landmarks
     result = generator.generate(params)  # warm: what a running backend costs per request
     report = result["report"]

@@ -38,14 +38,26 @@ def subdivide(mesh: Mesh) -> Mesh:
     mid = (mesh.positions[unique[:, 0]] + mesh.positions[unique[:, 1]]) / 2
     positions = np.concatenate([mesh.positions, mid]).astype(np.float32)
     t = len(tri)
-    m01, m12, m20 = (inverse[k * t:(k + 1) * t] + len(mesh.positions) for k in range(3))
+    m01, m12, m20 = (inverse[k * t : (k + 1) * t] + len(mesh.positions) for k in range(3))
     a, b, c = tri[:, 0], tri[:, 1], tri[:, 2]
-    triangles = np.concatenate([np.stack([a, m01, m20], 1), np.stack([m01, b, m12], 1),
-                                np.stack([m20, m12, c], 1), np.stack([m01, m12, m20], 1)]).astype(np.int32)
+    triangles = np.concatenate(
+        [
+            np.stack([a, m01, m20], 1),
+            np.stack([m01, b, m12], 1),
+            np.stack([m20, m12, c], 1),
+            np.stack([m01, m12, m20], 1),
+        ]
+    ).astype(np.int32)
     uv = mesh.uvs
     u01, u12, u20 = (uv[:, 0] + uv[:, 1]) / 2, (uv[:, 1] + uv[:, 2]) / 2, (uv[:, 2] + uv[:, 0]) / 2
-    uvs = np.concatenate([np.stack([uv[:, 0], u01, u20], 1), np.stack([u01, uv[:, 1], u12], 1),
-                          np.stack([u20, u12, uv[:, 2]], 1), np.stack([u01, u12, u20], 1)]).astype(np.float32)
+    uvs = np.concatenate(
+        [
+            np.stack([uv[:, 0], u01, u20], 1),
+            np.stack([u01, uv[:, 1], u12], 1),
+            np.stack([u20, u12, uv[:, 2]], 1),
+            np.stack([u01, u12, u20], 1),
+        ]
+    ).astype(np.float32)
     return Mesh(positions, triangles, uvs, None, {}, mesh.name + "_sub")
 
 
@@ -64,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     portrait = args.portrait
     if not portrait:
         from skimage import data
+
         portrait = str(work / "astronaut.png")
         save_png(portrait, np.asarray(data.astronaut(), np.uint8))
 

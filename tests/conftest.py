@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from testing_paths import ROOT, require_scanned_head
 
 sys.path.insert(0, str(ROOT / "backend"))

@@ -28,17 +28,23 @@ def sphere_atlas(sphere):
 def smooth_color(points: np.ndarray) -> np.ndarray:
     """A colour that varies smoothly over the surface (so any seam shows as a jump)."""
     p = np.asarray(points, np.float64)
-    return np.stack([0.5 + 0.3 * np.sin(2 * p[:, 0]), 0.5 + 0.3 * np.cos(1.5 * p[:, 1]),
-                     0.5 + 0.2 * np.sin(p[:, 2] + p[:, 0])], axis=1).astype(np.float32)
+    return np.stack(
+        [
+            0.5 + 0.3 * np.sin(2 * p[:, 0]),
+            0.5 + 0.3 * np.cos(1.5 * p[:, 1]),
+            0.5 + 0.2 * np.sin(p[:, 2] + p[:, 0]),
+        ],
+        axis=1,
+    ).astype(np.float32)
 
 
 def test_every_chart_is_filled_and_texels_sit_where_the_layout_says(sphere_atlas):
     g = sphere_atlas
     band = g.chart == BAND
-    assert band[:g.band_rows].mean() > 0.99
+    assert band[: g.band_rows].mean() > 0.99
     for cap in (CROWN, CHIN):
         cx, cy = g.layout.cap_center(cap)
-        yy, xx = np.mgrid[0:g.size, 0:g.size]
+        yy, xx = np.mgrid[0 : g.size, 0 : g.size]
         disc = (xx + 0.5 - cx) ** 2 + (yy + 0.5 - cy) ** 2 < (0.95 * g.layout.cap_radius) ** 2
         assert (g.chart[disc] == cap).mean() > 0.99
     # Band texels show the surface point in the direction the layout assigns to them.
@@ -82,6 +88,7 @@ def test_padding_fills_around_islands(sphere, sphere_atlas):
     surface = uv_surface(sphere.positions, sphere.triangles, sphere.normals, sphere.uvs, 512)
     texture = bake(g, atlas_color, surface, padding=4, background=(0.0, 0.0, 0.0))
     from scipy import ndimage
+
     ring = ndimage.binary_dilation(surface.mask, iterations=4) & ~surface.mask
     assert np.allclose(texture[ring], 0.8, atol=1e-5)
     far = ~ndimage.binary_dilation(surface.mask, iterations=8)

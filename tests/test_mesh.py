@@ -39,8 +39,14 @@ def test_obj_ngons_are_triangulated_with_per_corner_uvs(tmp_path):
 def test_capture_round_trip_keeps_pins(tmp_path):
     box = trimesh.creation.box()
     uvs = np.random.default_rng(0).random((len(box.faces), 3, 2)).astype(np.float32)
-    mesh = Mesh(box.vertices.astype(np.float32), box.faces.astype(np.int32), uvs,
-                pins={"nose_tip": 3, "chin": 5}, name="Box", up=np.array([0, 0, 1.0]))
+    mesh = Mesh(
+        box.vertices.astype(np.float32),
+        box.faces.astype(np.int32),
+        uvs,
+        pins={"nose_tip": 3, "chin": 5},
+        name="Box",
+        up=np.array([0, 0, 1.0]),
+    )
     save_capture(mesh, tmp_path / "c.npz")
     back = load_capture(tmp_path / "c.npz")
     assert back.name == "Box" and back.pins == {"nose_tip": 3, "chin": 5}
@@ -91,12 +97,15 @@ def _mesh(positions, triangles):
     return Mesh(np.asarray(positions, np.float32), tri, np.zeros((len(tri), 3, 2), np.float32))
 
 
-@pytest.mark.parametrize("positions,triangles,code", [
-    (np.zeros((0, 3)), np.zeros((0, 3)), ErrorCode.MESH_EMPTY),
-    ([[0, 0, 0], [1, 0, np.nan], [0, 1, 0]], [[0, 1, 2]], ErrorCode.MESH_INVALID),
-    ([[0, 0, 0], [1, 0, 0], [0, 1, 0]], [[0, 1, 7]], ErrorCode.MESH_INVALID),
-    ([[0, 0, 0], [1, 0, 0], [2, 0, 0]], [[0, 1, 2]], ErrorCode.MESH_INVALID),
-])
+@pytest.mark.parametrize(
+    "positions,triangles,code",
+    [
+        (np.zeros((0, 3)), np.zeros((0, 3)), ErrorCode.MESH_EMPTY),
+        ([[0, 0, 0], [1, 0, np.nan], [0, 1, 0]], [[0, 1, 2]], ErrorCode.MESH_INVALID),
+        ([[0, 0, 0], [1, 0, 0], [0, 1, 0]], [[0, 1, 7]], ErrorCode.MESH_INVALID),
+        ([[0, 0, 0], [1, 0, 0], [2, 0, 0]], [[0, 1, 2]], ErrorCode.MESH_INVALID),
+    ],
+)
 def test_bad_meshes_are_typed_errors(positions, triangles, code):
     with pytest.raises(AvatarTexError) as info:
         validate(_mesh(positions, triangles))
@@ -110,10 +119,12 @@ def test_degenerate_triangles_are_dropped_with_a_warning():
 
 
 def test_file_errors(tmp_path):
-    for path, code in ((tmp_path / "nope.glb", ErrorCode.MESH_MISSING),
-                       (tmp_path / "x.fbx", ErrorCode.MESH_UNREADABLE),
-                       (tmp_path / "bad.glb", ErrorCode.MESH_UNREADABLE),
-                       (tmp_path / "bad.npz", ErrorCode.MESH_UNREADABLE)):
+    for path, code in (
+        (tmp_path / "nope.glb", ErrorCode.MESH_MISSING),
+        (tmp_path / "x.fbx", ErrorCode.MESH_UNREADABLE),
+        (tmp_path / "bad.glb", ErrorCode.MESH_UNREADABLE),
+        (tmp_path / "bad.npz", ErrorCode.MESH_UNREADABLE),
+    ):
         if code != ErrorCode.MESH_MISSING:
             path.write_bytes(b"garbage that is not a mesh")
         with pytest.raises(AvatarTexError) as info:

@@ -28,8 +28,16 @@ def head():
 
 
 def params(mesh, portrait, out, **kw):
-    return GenerateParams(**{"mesh": str(mesh), "portrait": str(portrait), "out_dir": str(out), "size": 512,
-                             "engine": "classic", **kw})
+    return GenerateParams(
+        **{
+            "mesh": str(mesh),
+            "portrait": str(portrait),
+            "out_dir": str(out),
+            "size": 512,
+            "engine": "classic",
+            **kw,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +54,16 @@ def test_generate_writes_texture_and_complete_report(astronaut_result):
     for key in ("engine", "style", "size", "timings", "coverage", "registration_error", "warnings"):
         assert key in report
     assert report["engine"] == "classic" and report["size"] == 512
-    assert set(report["timings"]) >= {"analyse", "register", "project", "inpaint", "latent", "repaint",
-                                      "bake", "total"}
+    assert set(report["timings"]) >= {
+        "analyse",
+        "register",
+        "project",
+        "inpaint",
+        "latent",
+        "repaint",
+        "bake",
+        "total",
+    }
     assert report["coverage"] > 0.8
     assert report["registration_error"] < 0.1
     for name in ("partial", "confidence", "landmarks", "atlas"):
@@ -79,15 +95,22 @@ def test_texture_colours_come_from_the_portrait(generator, head, astronaut_resul
 
 
 def test_same_seed_same_texture_and_styles_differ(generator, head, astronaut_path, tmp_path):
-    a = load_texture(generator.generate(params(head, astronaut_path, tmp_path / "a", style="toon"))["texture"])
-    b = load_texture(generator.generate(params(head, astronaut_path, tmp_path / "b", style="toon"))["texture"])
-    c = load_texture(generator.generate(params(head, astronaut_path, tmp_path / "c", style="comic"))["texture"])
+    a = load_texture(
+        generator.generate(params(head, astronaut_path, tmp_path / "a", style="toon"))["texture"]
+    )
+    b = load_texture(
+        generator.generate(params(head, astronaut_path, tmp_path / "b", style="toon"))["texture"]
+    )
+    c = load_texture(
+        generator.generate(params(head, astronaut_path, tmp_path / "c", style="comic"))["texture"]
+    )
     np.testing.assert_array_equal(a, b)
     assert np.abs(a - c).mean() > 0.02
 
 
 def test_sixteen_bit_output(generator, head, astronaut_path, tmp_path):
     import cv2
+
     result = generator.generate(params(head, astronaut_path, tmp_path, bit_depth=16))
     raw = cv2.imread(result["texture"], cv2.IMREAD_UNCHANGED)
     assert raw.dtype == np.uint16 and raw.shape == (512, 512, 3)
@@ -106,13 +129,17 @@ def assert_fails(generator, p, code, out):
 
 def test_bad_portraits(generator, head, tmp_path):
     out = tmp_path / "out"
-    err = assert_fails(generator, params(head, tmp_path / "missing.jpg", out), ErrorCode.PORTRAIT_MISSING, out)
+    err = assert_fails(
+        generator, params(head, tmp_path / "missing.jpg", out), ErrorCode.PORTRAIT_MISSING, out
+    )
     assert "missing.jpg" in err.message
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     assert_fails(generator, params(head, tmp_path / "bad.jpg", out), ErrorCode.PORTRAIT_UNREADABLE, out)
     noise = (np.random.default_rng(0).random((256, 256, 3)) * 255).astype(np.uint8)
     save_png(tmp_path / "noise.png", noise)
-    err = assert_fails(generator, params(head, tmp_path / "noise.png", out), ErrorCode.NO_FACE_IN_PORTRAIT, out)
+    err = assert_fails(
+        generator, params(head, tmp_path / "noise.png", out), ErrorCode.NO_FACE_IN_PORTRAIT, out
+    )
     assert "noise.png" in err.message
 
 
@@ -124,8 +151,9 @@ def test_portrait_variants_work(generator, head, astronaut, tmp_path):
     grey = tmp_path / "grey.png"
     Image.fromarray((astronaut.mean(2) * 255).astype(np.uint8)).save(grey)
     rgba = tmp_path / "rgba.png"
-    Image.fromarray(np.dstack([(astronaut * 255).astype(np.uint8), np.full(astronaut.shape[:2], 255, np.uint8)])
-                    ).save(rgba)
+    Image.fromarray(
+        np.dstack([(astronaut * 255).astype(np.uint8), np.full(astronaut.shape[:2], 255, np.uint8)])
+    ).save(rgba)
     deep = tmp_path / "deep.png"
     cv2.imwrite(str(deep), (astronaut[..., ::-1] * 65535).astype(np.uint16))
     for path in (grey, rgba, deep):
@@ -164,16 +192,23 @@ def sphere_capture(tmp_path, with_uvs=True):
 
 def test_bad_meshes_and_options(generator, head, astronaut_path, tmp_path):
     out = tmp_path / "out"
-    assert_fails(generator, params(sphere_capture(tmp_path, False), astronaut_path, out), ErrorCode.NO_UV_MAP, out)
-    err = assert_fails(generator, params(sphere_capture(tmp_path), astronaut_path, out), ErrorCode.NO_FACE_ON_MESH,
-                       out)
+    assert_fails(
+        generator, params(sphere_capture(tmp_path, False), astronaut_path, out), ErrorCode.NO_UV_MAP, out
+    )
+    err = assert_fails(
+        generator, params(sphere_capture(tmp_path), astronaut_path, out), ErrorCode.NO_FACE_ON_MESH, out
+    )
     assert "pin" in err.hint
-    assert_fails(generator, params(head, astronaut_path, out, style="vaporwave"), ErrorCode.UNKNOWN_STYLE, out)
+    assert_fails(
+        generator, params(head, astronaut_path, out, style="vaporwave"), ErrorCode.UNKNOWN_STYLE, out
+    )
     assert_fails(generator, params(head, astronaut_path, out, size=100), ErrorCode.INVALID_SIZE, out)
     assert_fails(generator, params(head, astronaut_path, out, engine="magic"), ErrorCode.UNKNOWN_ENGINE, out)
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
-    assert_fails(generator, params(head, astronaut_path, blocker / "sub"), ErrorCode.OUTPUT_NOT_WRITABLE, tmp_path)
+    assert_fails(
+        generator, params(head, astronaut_path, blocker / "sub"), ErrorCode.OUTPUT_NOT_WRITABLE, tmp_path
+    )
 
 
 def test_cancel_leaves_the_output_folder_untouched(generator, head, astronaut_path, tmp_path):
@@ -196,17 +231,72 @@ def test_cancel_leaves_the_output_folder_untouched(generator, head, astronaut_pa
 def test_cli_generate_preview_and_errors(head, astronaut_path, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "backend"), "HF_HUB_OFFLINE": "1"}
     out = tmp_path / "cli"
-    run = subprocess.run([sys.executable, "-m", "avatartex", "generate", "--mesh", head, "--portrait",
-                          str(astronaut_path), "--out", str(out), "--size", "512", "--style", "painterly",
-                          "--engine", "classic"], capture_output=True, text=True, env=env, timeout=300)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "avatartex",
+            "generate",
+            "--mesh",
+            head,
+            "--portrait",
+            str(astronaut_path),
+            "--out",
+            str(out),
+            "--size",
+            "512",
+            "--style",
+            "painterly",
+            "--engine",
+            "classic",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
-    assert (out / "texture.png").exists() and json.loads((out / "report.json").read_text())["style"] == "painterly"
-    run = subprocess.run([sys.executable, "-m", "avatartex", "preview", "--mesh", head, "--texture",
-                          str(out / "texture.png"), "--out", str(out / "preview.png"), "--size", "128"],
-                         capture_output=True, text=True, env=env, timeout=300)
+    assert (out / "texture.png").exists() and json.loads((out / "report.json").read_text())[
+        "style"
+    ] == "painterly"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "avatartex",
+            "preview",
+            "--mesh",
+            head,
+            "--texture",
+            str(out / "texture.png"),
+            "--out",
+            str(out / "preview.png"),
+            "--size",
+            "128",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
     assert load_texture(out / "preview.png").shape == (128, 384, 3)
-    run = subprocess.run([sys.executable, "-m", "avatartex", "generate", "--mesh", head, "--portrait",
-                          str(tmp_path / "nope.jpg"), "--out", str(out)], capture_output=True, text=True, env=env,
-                         timeout=300)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "avatartex",
+            "generate",
+            "--mesh",
+            head,
+            "--portrait",
+            str(tmp_path / "nope.jpg"),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert run.returncode == 2 and "portrait_missing" in run.stderr and "nope.jpg" in run.stderr

@@ -20,14 +20,17 @@ def test_decode_valid_request():
     assert (request.id, request.method, request.params) == (7, "generate", {"a": 1})
 
 
-@pytest.mark.parametrize("line,code", [
-    ("not json", ErrorCode.PARSE_ERROR),
-    ("[1, 2]", ErrorCode.BAD_REQUEST),
-    ('{"method": "hello"}', ErrorCode.BAD_REQUEST),
-    ('{"id": true, "method": "hello"}', ErrorCode.BAD_REQUEST),
-    ('{"id": 1, "method": 5}', ErrorCode.BAD_REQUEST),
-    ('{"id": 1, "method": "hello", "params": []}', ErrorCode.BAD_REQUEST),
-])
+@pytest.mark.parametrize(
+    "line,code",
+    [
+        ("not json", ErrorCode.PARSE_ERROR),
+        ("[1, 2]", ErrorCode.BAD_REQUEST),
+        ('{"method": "hello"}', ErrorCode.BAD_REQUEST),
+        ('{"id": true, "method": "hello"}', ErrorCode.BAD_REQUEST),
+        ('{"id": 1, "method": 5}', ErrorCode.BAD_REQUEST),
+        ('{"id": 1, "method": "hello", "params": []}', ErrorCode.BAD_REQUEST),
+    ],
+)
 def test_malformed_lines_are_typed_errors(line, code):
     with pytest.raises(AvatarTexError) as info:
         decode_request(line)
@@ -36,12 +39,16 @@ def test_malformed_lines_are_typed_errors(line, code):
 
 
 def test_generate_params_validation():
-    params = GenerateParams.from_dict({"mesh": "m.glb", "portrait": "p.jpg", "out_dir": "o", "size": 2048,
-                                       "strength": 1})
+    params = GenerateParams.from_dict(
+        {"mesh": "m.glb", "portrait": "p.jpg", "out_dir": "o", "size": 2048, "strength": 1}
+    )
     assert params.size == 2048 and params.strength == 1.0 and params.style == "photoreal"
-    for bad in ({"mesh": "m"}, {"mesh": "m", "portrait": "p", "out_dir": "o", "colour": 1},
-                {"mesh": "m", "portrait": "p", "out_dir": "o", "size": "big"},
-                {"mesh": "m", "portrait": "p", "out_dir": "o", "size": True}):
+    for bad in (
+        {"mesh": "m"},
+        {"mesh": "m", "portrait": "p", "out_dir": "o", "colour": 1},
+        {"mesh": "m", "portrait": "p", "out_dir": "o", "size": "big"},
+        {"mesh": "m", "portrait": "p", "out_dir": "o", "size": True},
+    ):
         with pytest.raises(AvatarTexError) as info:
             GenerateParams.from_dict(bad)
         assert info.value.code == ErrorCode.BAD_REQUEST

@@ -93,7 +93,10 @@ def test_bad_lines_get_errors_and_the_server_keeps_serving():
     thread.join(10)
     msgs = messages(out)
     assert msgs[0]["id"] is None and msgs[0]["error"]["code"] == ErrorCode.PARSE_ERROR
-    assert msgs[1] == {"id": 1, "error": msgs[1]["error"]} and msgs[1]["error"]["code"] == ErrorCode.UNKNOWN_METHOD
+    assert (
+        msgs[1] == {"id": 1, "error": msgs[1]["error"]}
+        and msgs[1]["error"]["code"] == ErrorCode.UNKNOWN_METHOD
+    )
     assert msgs[2]["error"]["code"] == ErrorCode.BAD_REQUEST
     assert msgs[3] == {"id": 3, "result": {"cancelled": False}}
     assert msgs[4] == {"id": 9, "result": {"ok": True}}
@@ -132,10 +135,18 @@ def test_cancel_stops_a_running_generate_quickly():
 def test_real_subprocess_hello_and_stdout_is_protocol_only():
     env = {**os.environ, "PYTHONPATH": str(ROOT / "backend"), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
-        [sys.executable, "-c", "import sys, avatartex.server as s; h = s.Server.hello; "
-         "s.Server.hello = lambda self: (print('stray print'), h(self))[1]; sys.exit(s.main())"],
+        [
+            sys.executable,
+            "-c",
+            "import sys, avatartex.server as s; h = s.Server.hello; "
+            "s.Server.hello = lambda self: (print('stray print'), h(self))[1]; sys.exit(s.main())",
+        ],
         input='{"id": 1, "method": "hello"}\n{"id": 2, "method": "shutdown"}\n',
-        capture_output=True, text=True, env=env, timeout=120)
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     hello = lines[0]["result"]

@@ -54,16 +54,18 @@ class HeadFrame:
         return np.asarray(vectors, np.float64) @ self.axes.T
 
     @classmethod
-    def from_landmarks(cls, right_eye: np.ndarray, left_eye: np.ndarray, mouth: np.ndarray,
-                       nose_tip: np.ndarray) -> HeadFrame:
+    def from_landmarks(
+        cls, right_eye: np.ndarray, left_eye: np.ndarray, mouth: np.ndarray, nose_tip: np.ndarray
+    ) -> HeadFrame:
         """The frame from the eye centres, the mouth centre and the nose tip (mesh space).
 
         The origin sits behind the eyes where the skull's centre is on an adult head (1.35 eye
         distances back, 0.1 up): the latitude/longitude map is then close to area-preserving on
         the skull.
         """
-        right_eye, left_eye, mouth, nose_tip = (np.asarray(p, np.float64) for p in
-                                                (right_eye, left_eye, mouth, nose_tip))
+        right_eye, left_eye, mouth, nose_tip = (
+            np.asarray(p, np.float64) for p in (right_eye, left_eye, mouth, nose_tip)
+        )
         x = left_eye - right_eye
         scale = float(np.linalg.norm(x))
         x /= scale
@@ -201,8 +203,8 @@ class AtlasGeometry:
         if img.ndim == 2:
             img = img[..., None]
         padded = np.pad(img, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
-        padded[pad:pad + rows, :pad] = img[:rows, -pad:]
-        padded[pad:pad + rows, -pad:] = img[:rows, :pad]
+        padded[pad : pad + rows, :pad] = img[:rows, -pad:]
+        padded[pad : pad + rows, -pad:] = img[:rows, :pad]
         x = np.asarray(xy[:, 0], np.float64)
         y = np.asarray(xy[:, 1], np.float64)
         in_band = y < rows
@@ -213,13 +215,18 @@ class AtlasGeometry:
         y0 = np.floor(fy).astype(np.int64)
         wx = (fx - x0)[:, None]
         wy = (fy - y0)[:, None]
-        out = (padded[y0, x0] * (1 - wx) * (1 - wy) + padded[y0, x0 + 1] * wx * (1 - wy)
-               + padded[y0 + 1, x0] * (1 - wx) * wy + padded[y0 + 1, x0 + 1] * wx * wy)
+        out = (
+            padded[y0, x0] * (1 - wx) * (1 - wy)
+            + padded[y0, x0 + 1] * wx * (1 - wy)
+            + padded[y0 + 1, x0] * (1 - wx) * wy
+            + padded[y0 + 1, x0 + 1] * wx * wy
+        )
         return out if image.ndim == 3 else out[:, 0]
 
 
-def _triangle_coords(layout: AtlasLayout, head_positions: np.ndarray, triangles: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _triangle_coords(
+    layout: AtlasLayout, head_positions: np.ndarray, triangles: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per-corner longitude/latitude with the back seam unwrapped per triangle, and centroid latitude."""
     theta, phi = directions(head_positions)
     t = theta[triangles]
@@ -232,8 +239,9 @@ def _triangle_coords(layout: AtlasLayout, head_positions: np.ndarray, triangles:
     return t, p, centroid_phi, np.linalg.norm(head_positions, axis=1)[triangles]
 
 
-def build_atlas(positions: np.ndarray, triangles: np.ndarray, normals: np.ndarray, frame: HeadFrame,
-                size: int) -> AtlasGeometry:
+def build_atlas(
+    positions: np.ndarray, triangles: np.ndarray, normals: np.ndarray, frame: HeadFrame, size: int
+) -> AtlasGeometry:
     """Rasterise a mesh into the atlas: the surface point, normal and chart of every texel.
 
     Where several surface points share a direction (folds, ears), the outermost one wins.
@@ -244,7 +252,9 @@ def build_atlas(positions: np.ndarray, triangles: np.ndarray, normals: np.ndarra
     s, rows = layout.size, layout.band_rows
 
     in_band = (centroid_phi <= layout.lat_top) & (centroid_phi >= layout.lat_bottom)
-    triangle_chart = np.where(in_band, BAND, np.where(centroid_phi > layout.lat_top, CROWN, CHIN)).astype(np.uint8)
+    triangle_chart = np.where(in_band, BAND, np.where(centroid_phi > layout.lat_top, CROWN, CHIN)).astype(
+        np.uint8
+    )
     band_xy = layout.band_xy(theta, phi)
     triangle_xy = band_xy.copy()
 
@@ -304,8 +314,9 @@ def build_atlas(positions: np.ndarray, triangles: np.ndarray, normals: np.ndarra
     n = frame.directions_to_head((corner_nrm * b).sum(axis=1))
     nrm[hit] = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
     face = np.zeros((s, s), bool)
-    return AtlasGeometry(layout, frame, tri_id, bary, pos, nrm, chart,
-                         triangle_xy.astype(np.float32), triangle_chart, face)
+    return AtlasGeometry(
+        layout, frame, tri_id, bary, pos, nrm, chart, triangle_xy.astype(np.float32), triangle_chart, face
+    )
 
 
 def harmonise_charts(geometry: AtlasGeometry, color: np.ndarray) -> np.ndarray:

@@ -35,8 +35,9 @@ class UVSurface:
         return self.tri_id >= 0
 
 
-def uv_surface(positions: np.ndarray, triangles: np.ndarray, normals: np.ndarray, uvs: np.ndarray,
-               size: int) -> UVSurface:
+def uv_surface(
+    positions: np.ndarray, triangles: np.ndarray, normals: np.ndarray, uvs: np.ndarray, size: int
+) -> UVSurface:
     """Rasterise the UV map at ``size`` and interpolate the surface behind each covered texel."""
     tri_id, bary = raster.rasterize_uv(uvs, size)
     hit = tri_id >= 0
@@ -55,9 +56,14 @@ def atlas_coords(geometry: AtlasGeometry, surface: UVSurface) -> np.ndarray:
     return (corners_xy * surface.bary[hit][..., None]).sum(axis=1)
 
 
-def bake(geometry: AtlasGeometry, atlas_color: np.ndarray, surface: UVSurface,
-         detail: np.ndarray | None = None, padding: int | None = None,
-         background: tuple[float, float, float] = (0.5, 0.5, 0.5)) -> np.ndarray:
+def bake(
+    geometry: AtlasGeometry,
+    atlas_color: np.ndarray,
+    surface: UVSurface,
+    detail: np.ndarray | None = None,
+    padding: int | None = None,
+    background: tuple[float, float, float] = (0.5, 0.5, 0.5),
+) -> np.ndarray:
     """The (N, N, 3) float32 texture in the mesh's UV map.
 
     ``detail`` (M, 3), optional, is added to the covered texels after sampling the atlas: fine

@@ -45,8 +45,9 @@ class Camera:
         return -self.R.T @ self.t
 
     @classmethod
-    def look_at(cls, eye: np.ndarray, target: np.ndarray, up: np.ndarray, fov_y_deg: float,
-                width: int, height: int) -> Camera:
+    def look_at(
+        cls, eye: np.ndarray, target: np.ndarray, up: np.ndarray, fov_y_deg: float, width: int, height: int
+    ) -> Camera:
         """A camera at ``eye`` looking at ``target`` with ``up`` pointing up in the image."""
         eye, target, up = (np.asarray(a, np.float64) for a in (eye, target, up))
         forward = target - eye

@@ -1,8 +1,8 @@
 """The ``avatartex`` command: generate a texture, preview it, run the demo, manage neural models.
 
-    avatartex generate --mesh head.glb --portrait me.jpg --out out/ [--style toon] [--size 2048]
-    avatartex preview --mesh head.glb --texture out/texture.png --out out/preview.png
-    avatartex demo --out out/demo
+avatartex generate --mesh head.glb --portrait me.jpg --out out/ [--style toon] [--size 2048]
+avatartex preview --mesh head.glb --texture out/texture.png --out out/preview.png
+avatartex demo --out out/demo
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ class ProgressBar:
         width = 30
         filled = int(round(progress.fraction * width))
         bar = "#" * filled + "-" * (width - filled)
-        self._stream.write(f"\r[{bar}] {progress.fraction:4.0%} {progress.stage:<8} {progress.message[:40]:<40}")
+        self._stream.write(
+            f"\r[{bar}] {progress.fraction:4.0%} {progress.stage:<8} {progress.message[:40]:<40}"
+        )
         self._stream.flush()
 
     def close(self) -> None:
@@ -53,26 +55,43 @@ def _add_generate(sub) -> None:
     p.add_argument("--unwrap", action="store_true", help="make a UV map with xatlas if the mesh has none")
     p.add_argument("--facing", default="", help="direction the face looks (+z, -y, ...); default: search")
     p.add_argument("--bit-depth", type=int, default=8, choices=(8, 16))
-    p.add_argument("--debug", action="store_true",
-                   help="also write the partial projection, confidence and a landmark overlay")
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        help="also write the partial projection, confidence and a landmark overlay",
+    )
 
 
 def _generate(args) -> int:
     from .pipeline import Generator
 
-    params = GenerateParams(mesh=args.mesh, portrait=args.portrait, out_dir=args.out, style=args.style,
-                            prompt=args.prompt, size=args.size, engine=args.engine, seed=args.seed,
-                            strength=args.strength, uv_map=args.uv_map, unwrap=args.unwrap,
-                            bit_depth=args.bit_depth, debug=args.debug, facing=args.facing)
+    params = GenerateParams(
+        mesh=args.mesh,
+        portrait=args.portrait,
+        out_dir=args.out,
+        style=args.style,
+        prompt=args.prompt,
+        size=args.size,
+        engine=args.engine,
+        seed=args.seed,
+        strength=args.strength,
+        uv_map=args.uv_map,
+        unwrap=args.unwrap,
+        bit_depth=args.bit_depth,
+        debug=args.debug,
+        facing=args.facing,
+    )
     bar = ProgressBar()
     try:
         result = Generator().generate(params, bar)
     finally:
         bar.close()
     report = result["report"]
-    print(f"wrote {result['texture']} ({report['engine']} engine, {report['style']}, "
-          f"{report['timings']['total']:.2f} s, coverage {report['coverage']:.0%}, "
-          f"registration error {report['registration_error']:.3f} IOD)")
+    print(
+        f"wrote {result['texture']} ({report['engine']} engine, {report['style']}, "
+        f"{report['timings']['total']:.2f} s, coverage {report['coverage']:.0%}, "
+        f"registration error {report['registration_error']:.3f} IOD)"
+    )
     for warning in report["warnings"]:
         print(f"warning: {warning}")
     return 0
@@ -91,6 +110,7 @@ def _add_preview(sub) -> None:
 
 def _axis(text: str):
     from .pipeline import _facing_axis
+
     return _facing_axis(text)
 
 
@@ -100,8 +120,14 @@ def _preview(args) -> int:
     from .preview import render_preview
 
     mesh = load_mesh(args.mesh, args.uv_map)
-    render_preview(mesh, load_texture(args.texture), args.out, size=args.size, up=_axis(args.up),
-                   forward=_axis(args.facing))
+    render_preview(
+        mesh,
+        load_texture(args.texture),
+        args.out,
+        size=args.size,
+        up=_axis(args.up),
+        forward=_axis(args.facing),
+    )
     print(f"wrote {args.out}")
     return 0
 
@@ -134,8 +160,14 @@ def _demo(args) -> int:
     save_demo_head(out / "demo_head.glb")
     portrait_path = out / "portrait.png"
     save_png(portrait_path, np.asarray(data.astronaut(), np.uint8))
-    params = GenerateParams(mesh=str(mesh_path), portrait=str(portrait_path), out_dir=str(out),
-                            style=args.style, size=args.size, engine="classic")
+    params = GenerateParams(
+        mesh=str(mesh_path),
+        portrait=str(portrait_path),
+        out_dir=str(out),
+        style=args.style,
+        size=args.size,
+        engine="classic",
+    )
     bar = ProgressBar()
     try:
         result = Generator().generate(params, bar)
@@ -144,8 +176,23 @@ def _demo(args) -> int:
     preview = out / "preview.png"
     render_preview(load_mesh(mesh_path), load_texture(result["texture"]), preview)
     report = result["report"]
-    print(json.dumps({k: report[k] for k in ("engine", "style", "size", "coverage", "registration_error",
-                                             "landmarks_source", "timings")}, indent=1))
+    print(
+        json.dumps(
+            {
+                k: report[k]
+                for k in (
+                    "engine",
+                    "style",
+                    "size",
+                    "coverage",
+                    "registration_error",
+                    "landmarks_source",
+                    "timings",
+                )
+            },
+            indent=1,
+        )
+    )
     print(f"wrote {result['texture']}, {out / 'report.json'} and {preview}")
     return 0
 
@@ -184,16 +231,24 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``avatartex`` console script and ``python -m avatartex``."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     handler = COMMANDS.get(args.command) or getattr(args, "handler", None)
     try:
         return handler(args)
     except AvatarTexError as error:
-        print(f"error [{error.code}]: {error.message}", file=sys.stderr)
-        if error.hint:
-            print(f"  hint: {error.hint}", file=sys.stderr)
-        return 2
+        return print_error(error)
+
+
+def print_error(error: AvatarTexError) -> int:
+    """Print a typed error for a person at a terminal; returns the command's exit status (2)."""
+    print(f"error [{error.code}]: {error.message}", file=sys.stderr)
+    if error.hint:
+        print(f"  hint: {error.hint}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

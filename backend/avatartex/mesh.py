@@ -68,22 +68,32 @@ def validate(mesh: Mesh, require_uvs: bool = True) -> Mesh:
     positions = np.asarray(mesh.positions, dtype=np.float32)
     triangles = np.asarray(mesh.triangles)
     if positions.ndim != 2 or positions.shape[-1] != 3 or triangles.ndim != 2 or triangles.shape[-1] != 3:
-        raise AvatarTexError(ErrorCode.MESH_INVALID,
-                             f"Mesh '{mesh.name}' has malformed arrays: positions {positions.shape}, "
-                             f"triangles {triangles.shape}.", "Positions must be (V, 3), triangles (T, 3).")
+        raise AvatarTexError(
+            ErrorCode.MESH_INVALID,
+            f"Mesh '{mesh.name}' has malformed arrays: positions {positions.shape}, "
+            f"triangles {triangles.shape}.",
+            "Positions must be (V, 3), triangles (T, 3).",
+        )
     if len(positions) == 0 or len(triangles) == 0:
-        raise AvatarTexError(ErrorCode.MESH_EMPTY, f"Mesh '{mesh.name}' has no triangles.",
-                             "Select the head mesh itself, not an empty object or a point cloud.")
+        raise AvatarTexError(
+            ErrorCode.MESH_EMPTY,
+            f"Mesh '{mesh.name}' has no triangles.",
+            "Select the head mesh itself, not an empty object or a point cloud.",
+        )
     bad = ~np.isfinite(positions).all(axis=1)
     if bad.any():
-        raise AvatarTexError(ErrorCode.MESH_INVALID,
-                             f"Mesh '{mesh.name}' has {int(bad.sum())} vertices with NaN or infinite "
-                             "coordinates.", "Fix or delete those vertices (Blender: Mesh > Clean Up).")
+        raise AvatarTexError(
+            ErrorCode.MESH_INVALID,
+            f"Mesh '{mesh.name}' has {int(bad.sum())} vertices with NaN or infinite coordinates.",
+            "Fix or delete those vertices (Blender: Mesh > Clean Up).",
+        )
     triangles = triangles.astype(np.int64)
     if triangles.min() < 0 or triangles.max() >= len(positions):
-        raise AvatarTexError(ErrorCode.MESH_INVALID,
-                             f"Mesh '{mesh.name}' has triangle indices outside its {len(positions)} vertices.",
-                             "Re-export the mesh.")
+        raise AvatarTexError(
+            ErrorCode.MESH_INVALID,
+            f"Mesh '{mesh.name}' has triangle indices outside its {len(positions)} vertices.",
+            "Re-export the mesh.",
+        )
     warnings = list(mesh.warnings)
     corners = positions[triangles].astype(np.float64)
     area2 = np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1)
@@ -93,9 +103,11 @@ def validate(mesh: Mesh, require_uvs: bool = True) -> Mesh:
     if uvs is not None:
         uvs = np.asarray(uvs, dtype=np.float32)
         if uvs.shape != (len(triangles), 3, 2):
-            raise AvatarTexError(ErrorCode.MESH_INVALID,
-                                 f"Mesh '{mesh.name}' UVs have shape {uvs.shape}, expected "
-                                 f"({len(triangles)}, 3, 2).", "Re-export the mesh.")
+            raise AvatarTexError(
+                ErrorCode.MESH_INVALID,
+                f"Mesh '{mesh.name}' UVs have shape {uvs.shape}, expected ({len(triangles)}, 3, 2).",
+                "Re-export the mesh.",
+            )
         finite = np.isfinite(uvs).all(axis=(1, 2))
         if not finite.all():
             warnings.append(f"dropped {int((~finite).sum())} triangles with NaN UVs")
@@ -103,38 +115,58 @@ def validate(mesh: Mesh, require_uvs: bool = True) -> Mesh:
     if not keep.all():
         dropped = int((~keep).sum())
         if dropped == len(triangles):
-            raise AvatarTexError(ErrorCode.MESH_INVALID,
-                                 f"Every triangle of mesh '{mesh.name}' is degenerate (zero area).",
-                                 "Check the mesh's scale and that it is not flattened.")
+            raise AvatarTexError(
+                ErrorCode.MESH_INVALID,
+                f"Every triangle of mesh '{mesh.name}' is degenerate (zero area).",
+                "Check the mesh's scale and that it is not flattened.",
+            )
         warnings.append(f"dropped {dropped} degenerate triangles")
         triangles = triangles[keep]
         if uvs is not None:
             uvs = uvs[keep]
     if uvs is None and require_uvs:
-        raise AvatarTexError(ErrorCode.NO_UV_MAP, f"Mesh '{mesh.name}' has no UV map.",
-                             "Unwrap it (Blender: UV > Smart UV Project) or pass --unwrap to make one.")
+        raise AvatarTexError(
+            ErrorCode.NO_UV_MAP,
+            f"Mesh '{mesh.name}' has no UV map.",
+            "Unwrap it (Blender: UV > Smart UV Project) or pass --unwrap to make one.",
+        )
     triangles = triangles.astype(np.int32)
     normals = mesh.normals
     if normals is None or np.asarray(normals).shape != positions.shape:
         normals = compute_normals(positions, triangles)
     for pin_name, index in mesh.pins.items():
         if pin_name not in PIN_NAMES:
-            raise AvatarTexError(ErrorCode.MESH_INVALID, f"Unknown landmark pin name {pin_name!r}.",
-                                 f"Pins are named {', '.join(PIN_NAMES)}.")
+            raise AvatarTexError(
+                ErrorCode.MESH_INVALID,
+                f"Unknown landmark pin name {pin_name!r}.",
+                f"Pins are named {', '.join(PIN_NAMES)}.",
+            )
         if not 0 <= index < len(positions):
-            raise AvatarTexError(ErrorCode.MESH_INVALID,
-                                 f"Landmark pin {pin_name!r} points at vertex {index}, which does not exist.",
-                                 "Set the pin again on the current mesh.")
-    return Mesh(positions, triangles, uvs, np.asarray(normals, np.float32), dict(mesh.pins), mesh.name,
-                mesh.up, mesh.forward, warnings)
+            raise AvatarTexError(
+                ErrorCode.MESH_INVALID,
+                f"Landmark pin {pin_name!r} points at vertex {index}, which does not exist.",
+                "Set the pin again on the current mesh.",
+            )
+    return Mesh(
+        positions,
+        triangles,
+        uvs,
+        np.asarray(normals, np.float32),
+        dict(mesh.pins),
+        mesh.name,
+        mesh.up,
+        mesh.forward,
+        warnings,
+    )
 
 
 def unwrap(mesh: Mesh) -> Mesh:
     """A copy of ``mesh`` with a new UV map made by xatlas (charts packed into the unit square)."""
     import xatlas
 
-    vmapping, indices, uvs = xatlas.parametrize(mesh.positions.astype(np.float32),
-                                                mesh.triangles.astype(np.uint32))
+    vmapping, indices, uvs = xatlas.parametrize(
+        mesh.positions.astype(np.float32), mesh.triangles.astype(np.uint32)
+    )
     del vmapping  # xatlas keeps the input triangle order, so per-corner UVs need only the new indices
     corner_uvs = uvs[indices.astype(np.int64)].astype(np.float32)
     out = Mesh(**{**mesh.__dict__, "uvs": corner_uvs, "warnings": list(mesh.warnings)})
@@ -173,15 +205,24 @@ def load_capture(path: str | os.PathLike) -> Mesh:
         positions = data["positions"]
         triangles = data["triangles"]
     except (OSError, ValueError, KeyError) as exc:
-        raise AvatarTexError(ErrorCode.MESH_UNREADABLE, f"Cannot read mesh capture {path}: {exc}.",
-                             "Capture the mesh again from Blender.") from None
+        raise AvatarTexError(
+            ErrorCode.MESH_UNREADABLE,
+            f"Cannot read mesh capture {path}: {exc}.",
+            "Capture the mesh again from Blender.",
+        ) from None
     pins = {}
     if "pins" in data and "pin_names" in data:
-        pins = {str(n): int(i) for n, i in zip(data["pin_names"], data["pins"]) if int(i) >= 0}
-    return Mesh(positions, triangles, data["uvs"] if "uvs" in data else None,
-                data["normals"] if "normals" in data else None, pins,
-                str(data["name"]) if "name" in data else Path(path).stem,
-                data["up"] if "up" in data else None, data["forward"] if "forward" in data else None)
+        pins = {str(n): int(i) for n, i in zip(data["pin_names"], data["pins"], strict=True) if int(i) >= 0}
+    return Mesh(
+        positions,
+        triangles,
+        data["uvs"] if "uvs" in data else None,
+        data["normals"] if "normals" in data else None,
+        pins,
+        str(data["name"]) if "name" in data else Path(path).stem,
+        data["up"] if "up" in data else None,
+        data["forward"] if "forward" in data else None,
+    )
 
 
 def load_mesh(path: str | os.PathLike, uv_map: str = "", unwrap_if_missing: bool = False) -> Mesh:
@@ -193,12 +234,14 @@ def load_mesh(path: str | os.PathLike, uv_map: str = "", unwrap_if_missing: bool
     """
     path = Path(path)
     if not path.exists():
-        raise AvatarTexError(ErrorCode.MESH_MISSING, f"Mesh file {path} does not exist.",
-                             "Check the path.")
+        raise AvatarTexError(ErrorCode.MESH_MISSING, f"Mesh file {path} does not exist.", "Check the path.")
     suffix = path.suffix.lower()
     if suffix not in MESH_SUFFIXES:
-        raise AvatarTexError(ErrorCode.MESH_UNREADABLE, f"{path.name}: unsupported mesh format {suffix!r}.",
-                             f"Use one of {', '.join(MESH_SUFFIXES)}.")
+        raise AvatarTexError(
+            ErrorCode.MESH_UNREADABLE,
+            f"{path.name}: unsupported mesh format {suffix!r}.",
+            f"Use one of {', '.join(MESH_SUFFIXES)}.",
+        )
     if suffix == ".npz":
         mesh = load_capture(path)
     else:
@@ -214,12 +257,18 @@ def _load_with_trimesh(path: Path, uv_map: str) -> Mesh:
     try:
         scene = trimesh.load(path, force="scene", process=False)
     except Exception as exc:  # trimesh raises many types for corrupt files
-        raise AvatarTexError(ErrorCode.MESH_UNREADABLE, f"Cannot read mesh {path.name}: {exc}.",
-                             "Re-export it as .glb, .obj or .ply.") from None
+        raise AvatarTexError(
+            ErrorCode.MESH_UNREADABLE,
+            f"Cannot read mesh {path.name}: {exc}.",
+            "Re-export it as .glb, .obj or .ply.",
+        ) from None
     geometries = [g for g in scene.dump() if isinstance(g, trimesh.Trimesh) and len(g.faces)]
     if not geometries:
-        raise AvatarTexError(ErrorCode.MESH_EMPTY, f"Mesh file {path.name} contains no triangles.",
-                             "Export the head mesh itself (not only curves or points).")
+        raise AvatarTexError(
+            ErrorCode.MESH_EMPTY,
+            f"Mesh file {path.name} contains no triangles.",
+            "Export the head mesh itself (not only curves or points).",
+        )
     positions, triangles, uvs = [], [], []
     offset = 0
     have_uvs = True
@@ -235,7 +284,16 @@ def _load_with_trimesh(path: Path, uv_map: str) -> Mesh:
         offset += len(geometry.vertices)
     available = ["TEXCOORD_0"] if have_uvs else []
     if uv_map and uv_map not in available and uv_map not in ("UVMap", "0"):
-        raise AvatarTexError(ErrorCode.UV_MAP_NOT_FOUND, f"{path.name} has no UV map named {uv_map!r}.",
-                             f"Available: {', '.join(available) or 'none'}. Leave --uv-map empty for the first.")
-    return Mesh(np.concatenate(positions), np.concatenate(triangles).astype(np.int32),
-                np.concatenate(uvs) if have_uvs else None, None, {}, path.stem)
+        raise AvatarTexError(
+            ErrorCode.UV_MAP_NOT_FOUND,
+            f"{path.name} has no UV map named {uv_map!r}.",
+            f"Available: {', '.join(available) or 'none'}. Leave --uv-map empty for the first.",
+        )
+    return Mesh(
+        np.concatenate(positions),
+        np.concatenate(triangles).astype(np.int32),
+        np.concatenate(uvs) if have_uvs else None,
+        None,
+        {},
+        path.stem,
+    )

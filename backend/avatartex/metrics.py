@@ -27,8 +27,16 @@ def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     """Mean structural similarity of two 0..1 RGB images over ``mask`` (scikit-image's SSIM map)."""
     from skimage.metrics import structural_similarity
 
-    _, full = structural_similarity(a, b, channel_axis=2, data_range=1.0, full=True, gaussian_weights=True,
-                                    sigma=1.5, use_sample_covariance=False)
+    _, full = structural_similarity(
+        a,
+        b,
+        channel_axis=2,
+        data_range=1.0,
+        full=True,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+    )
     return float(full.mean(axis=2)[mask].mean())
 
 
@@ -40,12 +48,17 @@ def sample_uv(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:
     x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
     fx, fy = (x - x0)[:, None], (y - y0)[:, None]
     t = texture.astype(np.float32)
-    return (t[y0, x0] * (1 - fx) * (1 - fy) + t[y0, x0 + 1] * fx * (1 - fy)
-            + t[y0 + 1, x0] * (1 - fx) * fy + t[y0 + 1, x0 + 1] * fx * fy)
+    return (
+        t[y0, x0] * (1 - fx) * (1 - fy)
+        + t[y0, x0 + 1] * fx * (1 - fy)
+        + t[y0 + 1, x0] * (1 - fx) * fy
+        + t[y0 + 1, x0 + 1] * fx * fy
+    )
 
 
-def seam_edges(positions: np.ndarray, triangles: np.ndarray, uvs: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray]:
+def seam_edges(
+    positions: np.ndarray, triangles: np.ndarray, uvs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """The UV seams: pairs of triangle edges that share a surface edge but not their UVs.
 
     Returns ``(uv_a, uv_b)``, each (E, 2, 2): the UV endpoints of the edge on either side, ordered so
@@ -71,14 +84,23 @@ def seam_edges(positions: np.ndarray, triangles: np.ndarray, uvs: np.ndarray
     differs = np.abs(uv_a - uv_b).max(axis=(1, 2)) > 1e-5
     # An edge collapsed to a point in UV space on one side (scans have such fans) is not a seam a
     # viewer can see: that side shows one texel along the whole edge, whatever the texture.
-    collapsed = np.minimum(np.linalg.norm(uv_a[:, 1] - uv_a[:, 0], axis=1),
-                           np.linalg.norm(uv_b[:, 1] - uv_b[:, 0], axis=1)) < 1e-4
+    collapsed = (
+        np.minimum(
+            np.linalg.norm(uv_a[:, 1] - uv_a[:, 0], axis=1), np.linalg.norm(uv_b[:, 1] - uv_b[:, 0], axis=1)
+        )
+        < 1e-4
+    )
     keep = differs & ~collapsed
     return uv_a[keep], uv_b[keep]
 
 
-def seam_error(texture: np.ndarray, positions: np.ndarray, triangles: np.ndarray, uvs: np.ndarray,
-               samples_per_edge: int = 8) -> float:
+def seam_error(
+    texture: np.ndarray,
+    positions: np.ndarray,
+    triangles: np.ndarray,
+    uvs: np.ndarray,
+    samples_per_edge: int = 8,
+) -> float:
     """Mean colour jump across UV seams, 0-255 scale, sampled along each seam on both sides."""
     uv_a, uv_b = seam_edges(positions, triangles, uvs)
     if len(uv_a) == 0:

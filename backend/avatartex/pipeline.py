@@ -29,8 +29,15 @@ log = logging.getLogger("avatartex")
 MIN_SIZE, MAX_SIZE = 512, 4096
 
 # Share of the whole request each step takes, for the progress bar (measured on the classic engine).
-_STEP_SPAN = {"analyse": (0.0, 0.1), "register": (0.1, 0.2), "project": (0.2, 0.3),
-              "inpaint": (0.3, 0.5), "latent": (0.5, 0.65), "repaint": (0.65, 0.85), "bake": (0.85, 1.0)}
+_STEP_SPAN = {
+    "analyse": (0.0, 0.1),
+    "register": (0.1, 0.2),
+    "project": (0.2, 0.3),
+    "inpaint": (0.3, 0.5),
+    "latent": (0.5, 0.65),
+    "repaint": (0.65, 0.85),
+    "bake": (0.85, 1.0),
+}
 assert set(_STEP_SPAN) == set(STAGES)
 
 
@@ -57,9 +64,11 @@ def check_writable(folder: Path) -> None:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".avatartex-probe-"):
             pass
     except OSError as exc:
-        raise AvatarTexError(ErrorCode.OUTPUT_NOT_WRITABLE,
-                             f"Cannot write into the output folder {folder}: {exc.strerror or exc}.",
-                             "Choose a folder you can write to, or fix its permissions.") from None
+        raise AvatarTexError(
+            ErrorCode.OUTPUT_NOT_WRITABLE,
+            f"Cannot write into the output folder {folder}: {exc.strerror or exc}.",
+            "Choose a folder you can write to, or fix its permissions.",
+        ) from None
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
@@ -84,8 +93,11 @@ def _facing_axis(text: str) -> np.ndarray | None:
     sign = -1.0 if text.startswith("-") else 1.0
     axis = text.lstrip("+-").lower()
     if axis not in axes:
-        raise AvatarTexError(ErrorCode.BAD_REQUEST, f"Unknown facing direction {text!r}.",
-                             "Use +x, -x, +y, -y, +z or -z, or leave it empty to search.")
+        raise AvatarTexError(
+            ErrorCode.BAD_REQUEST,
+            f"Unknown facing direction {text!r}.",
+            "Use +x, -x, +y, -y, +z or -z, or leave it empty to search.",
+        )
     out = np.zeros(3)
     out[axes[axis]] = sign
     return out
@@ -104,6 +116,7 @@ class Generator:
     def landmarker(self):
         if self._landmarker is None:
             from .face import default_landmarker
+
             self._landmarker = default_landmarker()
         return self._landmarker
 
@@ -113,6 +126,7 @@ class Generator:
         info = {"classic": {"available": True, "reason": ""}}
         try:
             from .neural import NeuralConfig, available
+
             ok, reason = available(NeuralConfig.from_env())
         except ImportError as exc:
             ok, reason = False, f"neural packages not installed ({exc.name})"
@@ -121,11 +135,13 @@ class Generator:
 
     def _stages(self, engine: str, style, warnings: list[str]) -> tuple[str, list]:
         if engine not in ("auto", "classic", "neural"):
-            raise AvatarTexError(ErrorCode.UNKNOWN_ENGINE, f"Unknown engine {engine!r}.",
-                                 "Use auto, classic or neural.")
+            raise AvatarTexError(
+                ErrorCode.UNKNOWN_ENGINE, f"Unknown engine {engine!r}.", "Use auto, classic or neural."
+            )
         if engine in ("auto", "neural"):
             try:
                 from . import neural
+
                 if self._neural is None:
                     self._neural = neural.NeuralConfig.from_env()
                 ok, reason = neural.available(self._neural)
@@ -134,13 +150,17 @@ class Generator:
             if ok:
                 return "neural", neural.build_stages(style, self._neural)
             if engine == "neural":
-                raise AvatarTexError(ErrorCode.ENGINE_UNAVAILABLE, f"The neural engine cannot run: {reason}.",
-                                     "Use --engine classic, or install the neural requirements and "
-                                     "download the models (avatartex models download --all).")
+                raise AvatarTexError(
+                    ErrorCode.ENGINE_UNAVAILABLE,
+                    f"The neural engine cannot run: {reason}.",
+                    "Use --engine classic, or install the neural requirements and "
+                    "download the models (avatartex models download --all).",
+                )
             warnings.append(f"engine auto chose classic: {reason}")
         from .stages.classic_inpaint import ClassicInpaint
         from .stages.classic_latent import ClassicLatent
         from .stages.classic_repaint import ClassicRepaint
+
         return "classic", [ClassicInpaint(), ClassicLatent(), ClassicRepaint()]
 
     # -- the head ------------------------------------------------------------------------------
@@ -157,15 +177,25 @@ class Generator:
         forward = _facing_axis(facing)
         if forward is None and mesh.forward is not None:
             forward = np.asarray(mesh.forward, np.float64)
-        landmarks = detect_mesh_landmarks(mesh.positions, mesh.triangles, self.landmarker, up=mesh.up,
-                                          forward=forward, pins=mesh.pins or None)
+        landmarks = detect_mesh_landmarks(
+            mesh.positions,
+            mesh.triangles,
+            self.landmarker,
+            up=mesh.up,
+            forward=forward,
+            pins=mesh.pins or None,
+        )
         p = landmarks.points3d
 
         def centre(indices) -> np.ndarray:
             return np.nanmean(p[list(indices)], axis=0)
 
-        frame = HeadFrame.from_landmarks(centre(RIGHT_EYE_CONTOUR), centre(LEFT_EYE_CONTOUR),
-                                         centre([MOUTH_RIGHT, MOUTH_LEFT]), p[NOSE_TIP])
+        frame = HeadFrame.from_landmarks(
+            centre(RIGHT_EYE_CONTOUR),
+            centre(LEFT_EYE_CONTOUR),
+            centre([MOUTH_RIGHT, MOUTH_LEFT]),
+            p[NOSE_TIP],
+        )
         model = HeadModel(mesh, landmarks, frame, {})
         self._heads[key] = model
         while len(self._heads) > self._cache_size:
@@ -189,8 +219,12 @@ class Generator:
         return head.atlases[size]
 
     # -- the request ---------------------------------------------------------------------------
-    def generate(self, params: GenerateParams, progress: Callable[[Progress], None] | None = None,
-                 check_cancel: Callable[[], None] | None = None) -> dict[str, Any]:
+    def generate(
+        self,
+        params: GenerateParams,
+        progress: Callable[[Progress], None] | None = None,
+        check_cancel: Callable[[], None] | None = None,
+    ) -> dict[str, Any]:
         """Run one request; returns ``{"texture": path, "report": {...}}``.
 
         Nothing is written to ``out_dir`` until the texture is complete, and then only through
@@ -223,11 +257,15 @@ class Generator:
             clock[0] = now
 
         if not MIN_SIZE <= params.size <= MAX_SIZE:
-            raise AvatarTexError(ErrorCode.INVALID_SIZE, f"Texture size {params.size} is out of range.",
-                                 f"Use {MIN_SIZE} to {MAX_SIZE} pixels (1024 or 2048 are typical).")
+            raise AvatarTexError(
+                ErrorCode.INVALID_SIZE,
+                f"Texture size {params.size} is out of range.",
+                f"Use {MIN_SIZE} to {MAX_SIZE} pixels (1024 or 2048 are typical).",
+            )
         if params.bit_depth not in (8, 16):
-            raise AvatarTexError(ErrorCode.BAD_REQUEST, f"Bit depth {params.bit_depth} is not supported.",
-                                 "Use 8 or 16.")
+            raise AvatarTexError(
+                ErrorCode.BAD_REQUEST, f"Bit depth {params.bit_depth} is not supported.", "Use 8 or 16."
+            )
         style = get_style(params.style)
         engine, stages = self._stages(params.engine, style, warnings)
         out_dir = Path(params.out_dir)
@@ -256,8 +294,15 @@ class Generator:
         features = np.zeros(portrait.shape[:2], bool)
         for contour in (RIGHT_EYE_CONTOUR, LEFT_EYE_CONTOUR, LIPS_OUTER):
             features |= polygon_mask(features.shape, face.landmarks[list(contour)], grow=0.3)
-        view = prepare_view(portrait, mesh.positions, mesh.triangles, registration,
-                            face.landmarks[list(FACE_OVAL)], features, head.frame.scale)
+        view = prepare_view(
+            portrait,
+            mesh.positions,
+            mesh.triangles,
+            registration,
+            face.landmarks[list(FACE_OVAL)],
+            features,
+            head.frame.scale,
+        )
         hit = geometry.mask
         normals_mesh = geometry.normals[hit] @ head.frame.axes  # head-frame normals back to mesh axes
         coords, confidence = project_points(view, registration, geometry.positions[hit], normals_mesh)
@@ -274,17 +319,29 @@ class Generator:
         seen_face = face_region & np.isfinite(portrait_coords[..., 0])
         coverage = float((conf[seen_face] >= 0.5).mean()) if seen_face.any() else 0.0
         if coverage < 0.5:
-            warnings.append(f"only {coverage:.0%} of the face the camera sees is usable (hair, hands or "
-                            "glasses in front of it?): a clear frontal photo gives a more faithful texture")
+            warnings.append(
+                f"only {coverage:.0%} of the face the camera sees is usable (hair, hands or "
+                "glasses in front of it?): a clear frontal photo gives a more faithful texture"
+            )
         done("project")
 
-        ctx = StageContext(atlas=geometry, portrait=portrait, portrait_coords=portrait_coords, style=style,
-                           seed=params.seed, strength=params.strength, prompt=params.prompt,
-                           check_cancel=check_cancel, warnings=warnings)
+        ctx = StageContext(
+            atlas=geometry,
+            portrait=portrait,
+            portrait_coords=portrait_coords,
+            style=style,
+            seed=params.seed,
+            strength=params.strength,
+            prompt=params.prompt,
+            check_cancel=check_cancel,
+            warnings=warnings,
+        )
         texture = partial
         for stage in stages:
+
             def stage_progress(fraction: float, message: str = "", _name=stage.name) -> None:
                 step(_name, min(max(fraction, 0.0), 1.0), message)
+
             ctx.progress = stage_progress
             step(stage.name, 0.0, f"{stage.engine} {stage.name}")
             texture = stage.run(texture, ctx)
@@ -294,8 +351,11 @@ class Generator:
         final_atlas = harmonise_charts(geometry, texture.color)
         surface = uv_surface(mesh.positions, mesh.triangles, mesh.normals, mesh.uvs, params.size)
         detail = None
-        detail_weight = float(getattr(style, "classic", {}).get("bake_detail", 1.0 if style.name == "photoreal"
-                                                                else 0.0)) if engine == "classic" else 0.0
+        detail_weight = (
+            float(getattr(style, "classic", {}).get("bake_detail", 1.0 if style.name == "photoreal" else 0.0))
+            if engine == "classic"
+            else 0.0
+        )
         detail_weight *= 1.0 if style.name == "photoreal" else (1.0 - params.strength)
         if detail_weight > 0:
             detail = self._detail(view, registration, surface, portrait, geometry, face) * detail_weight
@@ -316,17 +376,31 @@ class Generator:
             "seed": params.seed,
             "timings": timings,
             "coverage": round(coverage, 4),
-            "registration_error": round(float(registration.error_iod_holdout if np.isfinite(registration.error_iod_holdout) else registration.error_iod), 5),
+            "registration_error": round(
+                float(
+                    registration.error_iod_holdout
+                    if np.isfinite(registration.error_iod_holdout)
+                    else registration.error_iod
+                ),
+                5,
+            ),
             "registration_error_camera_only": round(float(registration.error_iod_camera), 5),
             "landmarks_source": head.landmarks.source,
-            "mesh": {"name": mesh.name, "vertices": int(len(mesh.positions)),
-                     "triangles": int(len(mesh.triangles))},
-            "portrait": {"size": list(portrait.shape[1::-1]), "interocular_px": round(float(face.interocular), 2)},
+            "mesh": {
+                "name": mesh.name,
+                "vertices": int(len(mesh.positions)),
+                "triangles": int(len(mesh.triangles)),
+            },
+            "portrait": {
+                "size": list(portrait.shape[1::-1]),
+                "interocular_px": round(float(face.interocular), 2),
+            },
             "warnings": warnings,
         }
         if params.debug:
-            report["debug"] = self._write_debug(out_dir, partial, texture, final_atlas, portrait, face,
-                                                registration, head)
+            report["debug"] = self._write_debug(
+                out_dir, partial, texture, final_atlas, portrait, face, registration, head
+            )
         write_json_atomic(out_dir / "report.json", report)
         emit(Progress("bake", 1.0, "done"))
         return {"texture": str(texture_path), "report": report}
@@ -346,17 +420,28 @@ class Generator:
         if not head.landmarks.source.startswith("detected"):
             return first  # pins: a stylised head the detector cannot read from any side
         mesh = head.mesh
-        seen = detect_from_camera(mesh.positions, mesh.triangles, first.camera, self.landmarker,
-                                  near_xy=np.nanmean(face.landmarks, axis=0), normals=mesh.normals)
+        seen = detect_from_camera(
+            mesh.positions,
+            mesh.triangles,
+            first.camera,
+            self.landmarker,
+            near_xy=np.nanmean(face.landmarks, axis=0),
+            normals=mesh.normals,
+        )
         if seen is None:
             return first
         for name, index in mesh.pins.items():  # the artist's pins still override
             from .face import PIN_LANDMARKS
+
             seen.points3d[PIN_LANDMARKS[name]] = mesh.positions[index]
         second = register(seen, face, size)
         better = second.error_iod_camera <= first.error_iod_camera
-        log.info("view-matched landmarks: camera error %.4f -> %.4f IOD (%s)", first.error_iod_camera,
-                 second.error_iod_camera, "kept" if better else "discarded")
+        log.info(
+            "view-matched landmarks: camera error %.4f -> %.4f IOD (%s)",
+            first.error_iod_camera,
+            second.error_iod_camera,
+            "kept" if better else "discarded",
+        )
         return second if better else first
 
     @staticmethod
@@ -382,15 +467,17 @@ class Generator:
         return np.nan_to_num(fine * confidence[:, None]).astype(np.float32)
 
     @staticmethod
-    def _write_debug(out_dir: Path, partial, texture, final_atlas, portrait, face, registration, head
-                     ) -> dict[str, str]:
+    def _write_debug(
+        out_dir: Path, partial, texture, final_atlas, portrait, face, registration, head
+    ) -> dict[str, str]:
         from .face import draw_landmarks
         from .image_io import save_png
 
         files = {}
         files["partial"] = str(save_png(out_dir / "debug_partial.png", partial.color))
-        files["confidence"] = str(save_png(out_dir / "debug_confidence.png",
-                                           np.repeat(partial.confidence[..., None], 3, axis=2)))
+        files["confidence"] = str(
+            save_png(out_dir / "debug_confidence.png", np.repeat(partial.confidence[..., None], 3, axis=2))
+        )
         files["atlas"] = str(save_png(out_dir / "debug_atlas.png", final_atlas))
         points = head.landmarks.points3d
         valid = np.isfinite(points).all(axis=1)

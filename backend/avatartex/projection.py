@@ -41,7 +41,9 @@ class PortraitView:
     """Depth-test tolerance in mesh units."""
 
 
-def skin_likelihood(image: np.ndarray, face_mask: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
+def skin_likelihood(
+    image: np.ndarray, face_mask: np.ndarray, exclude: np.ndarray | None = None
+) -> np.ndarray:
     """0..1 per pixel: closeness to the skin colour statistics inside ``face_mask`` (Lab, Mahalanobis).
 
     A weight-free stand-in for a face-parsing net: hair, background and clothing differ in colour from
@@ -75,9 +77,16 @@ def polygon_mask(shape: tuple[int, int], outline_xy: np.ndarray, grow: float = 0
     return mask.astype(bool)
 
 
-def prepare_view(image: np.ndarray, positions: np.ndarray, triangles: np.ndarray, registration,
-                 face_outline_xy: np.ndarray, feature_mask: np.ndarray | None, mesh_scale: float,
-                 max_render: int = 1024) -> PortraitView:
+def prepare_view(
+    image: np.ndarray,
+    positions: np.ndarray,
+    triangles: np.ndarray,
+    registration,
+    face_outline_xy: np.ndarray,
+    feature_mask: np.ndarray | None,
+    mesh_scale: float,
+    max_render: int = 1024,
+) -> PortraitView:
     """Render the mesh's depth from the registered camera and build the skin model of the portrait."""
     from .camera import Camera
 
@@ -86,8 +95,16 @@ def prepare_view(image: np.ndarray, positions: np.ndarray, triangles: np.ndarray
     # Render depth at about max_render pixels whatever the photo's size: a small photo's face is only
     # a hundred pixels wide, too coarse a depth map for the steep parts of a face (nose, brow).
     zscale = max_render / max(h, w)
-    small = Camera(cam.fx * zscale, cam.fy * zscale, cam.cx * zscale, cam.cy * zscale, cam.R, cam.t,
-                   max(1, int(round(w * zscale))), max(1, int(round(h * zscale))))
+    small = Camera(
+        cam.fx * zscale,
+        cam.fy * zscale,
+        cam.cx * zscale,
+        cam.cy * zscale,
+        cam.R,
+        cam.t,
+        max(1, int(round(w * zscale))),
+        max(1, int(round(h * zscale))),
+    )
     tri_id, _, depth = raster.rasterize_camera(positions, triangles, small)
     covered = tri_id >= 0
     edge = ndimage.distance_transform_edt(covered).astype(np.float32) / zscale
@@ -100,8 +117,9 @@ def prepare_view(image: np.ndarray, positions: np.ndarray, triangles: np.ndarray
     return PortraitView(image, near, zscale, edge, skin, outline, cam.center, 0.01 * mesh_scale)
 
 
-def project_points(view: PortraitView, registration, points: np.ndarray, normals: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def project_points(
+    view: PortraitView, registration, points: np.ndarray, normals: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Portrait pixel coordinates (N, 2) (NaN where unseen) and confidence (N,) of surface points.
 
     ``points`` and ``normals`` are in mesh space. Confidence multiplies: visible (depth test), facing
@@ -116,13 +134,22 @@ def project_points(view: PortraitView, registration, points: np.ndarray, normals
     zh, zw = view.zbuffer_near.shape
     zx = np.clip((cam_xy[:, 0] * view.zscale).astype(np.int32), 0, zw - 1)
     zy = np.clip((cam_xy[:, 1] * view.zscale).astype(np.int32), 0, zh - 1)
-    inside = ((cam_xy[:, 0] >= 0) & (cam_xy[:, 0] < w) & (cam_xy[:, 1] >= 0) & (cam_xy[:, 1] < h)
-              & (warped[:, 0] >= 0) & (warped[:, 0] < w) & (warped[:, 1] >= 0) & (warped[:, 1] < h)
-              & (depth > 0))
+    inside = (
+        (cam_xy[:, 0] >= 0)
+        & (cam_xy[:, 0] < w)
+        & (cam_xy[:, 1] >= 0)
+        & (cam_xy[:, 1] < h)
+        & (warped[:, 0] >= 0)
+        & (warped[:, 0] < w)
+        & (warped[:, 1] >= 0)
+        & (warped[:, 1] < h)
+        & (depth > 0)
+    )
     to_cam = (view.camera_center[None, :] - points).astype(np.float32)
     n = np.asarray(normals, np.float32)
     cos = np.einsum("ij,ij->i", n, to_cam) / np.sqrt(
-        np.maximum(np.einsum("ij,ij->i", n, n) * np.einsum("ij,ij->i", to_cam, to_cam), 1e-20))
+        np.maximum(np.einsum("ij,ij->i", n, n) * np.einsum("ij,ij->i", to_cam, to_cam), 1e-20)
+    )
     # The depth map is a sampled surface: allow for its slope over a pixel (steeper where the
     # surface turns away), on top of a fixed tolerance for the nearest-of-neighbours lookup.
     pixel_size = depth / (registration.camera.fx * view.zscale)
@@ -154,6 +181,11 @@ def sample_image(image: np.ndarray, coords: np.ndarray) -> np.ndarray:
     maps = np.zeros((rows * width, 2), np.float32)
     maps[:n] = xy - 0.5  # cv2.remap puts pixel centres at integers; ours sit at +0.5
     maps = maps.reshape(rows, width, 2)
-    out = cv2.remap(np.ascontiguousarray(image, np.float32), maps[..., 0], maps[..., 1], cv2.INTER_LINEAR,
-                    borderMode=cv2.BORDER_REPLICATE)
+    out = cv2.remap(
+        np.ascontiguousarray(image, np.float32),
+        maps[..., 0],
+        maps[..., 1],
+        cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
     return out.reshape(rows * width, -1)[:n]

@@ -104,8 +104,9 @@ class AvatarTexError(Exception):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AvatarTexError:
         """Rebuild an error received over the wire."""
-        return cls(str(data.get("code", ErrorCode.INTERNAL)), str(data.get("message", "")),
-                   str(data.get("hint", "")))
+        return cls(
+            str(data.get("code", ErrorCode.INTERNAL)), str(data.get("message", "")), str(data.get("hint", ""))
+        )
 
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
@@ -157,26 +158,37 @@ class GenerateParams:
     def from_dict(cls, data: dict[str, Any]) -> GenerateParams:
         """Validate and build from a request's ``params``; unknown keys are a ``bad_request``."""
         if not isinstance(data, dict):
-            raise AvatarTexError(ErrorCode.BAD_REQUEST, "generate params must be a JSON object.",
-                                 "Send {\"mesh\": ..., \"portrait\": ..., \"out_dir\": ...}.")
+            raise AvatarTexError(
+                ErrorCode.BAD_REQUEST,
+                "generate params must be a JSON object.",
+                'Send {"mesh": ..., "portrait": ..., "out_dir": ...}.',
+            )
         names = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - set(names))
         if unknown:
-            raise AvatarTexError(ErrorCode.BAD_REQUEST, f"Unknown generate parameter(s): {unknown}.",
-                                 f"Known parameters: {sorted(names)}.")
-        missing = [n for n, f in names.items()
-                   if f.default is dataclasses.MISSING and n not in data]
+            raise AvatarTexError(
+                ErrorCode.BAD_REQUEST,
+                f"Unknown generate parameter(s): {unknown}.",
+                f"Known parameters: {sorted(names)}.",
+            )
+        missing = [n for n, f in names.items() if f.default is dataclasses.MISSING and n not in data]
         if missing:
-            raise AvatarTexError(ErrorCode.BAD_REQUEST, f"Missing generate parameter(s): {missing}.",
-                                 "mesh, portrait and out_dir are required.")
+            raise AvatarTexError(
+                ErrorCode.BAD_REQUEST,
+                f"Missing generate parameter(s): {missing}.",
+                "mesh, portrait and out_dir are required.",
+            )
         kwargs = {}
         for key, value in data.items():
             expected = type(names[key].default) if names[key].default is not dataclasses.MISSING else str
             if expected is float and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
             if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-                raise AvatarTexError(ErrorCode.BAD_REQUEST,
-                                     f"Parameter {key!r} must be {expected.__name__}, got {value!r}.", "")
+                raise AvatarTexError(
+                    ErrorCode.BAD_REQUEST,
+                    f"Parameter {key!r} must be {expected.__name__}, got {value!r}.",
+                    "",
+                )
             kwargs[key] = value
         return cls(**kwargs)
 
@@ -215,16 +227,23 @@ def decode_request(line: str) -> Request:
     try:
         data = json.loads(line)
     except json.JSONDecodeError as exc:
-        raise AvatarTexError(ErrorCode.PARSE_ERROR, f"Not a JSON line: {exc.msg} at column {exc.colno}.",
-                             "Send one JSON object per line.") from None
+        raise AvatarTexError(
+            ErrorCode.PARSE_ERROR,
+            f"Not a JSON line: {exc.msg} at column {exc.colno}.",
+            "Send one JSON object per line.",
+        ) from None
     if not isinstance(data, dict):
-        raise AvatarTexError(ErrorCode.BAD_REQUEST, "A request must be a JSON object.",
-                             "Send {\"id\": 1, \"method\": \"hello\"}.")
+        raise AvatarTexError(
+            ErrorCode.BAD_REQUEST, "A request must be a JSON object.", 'Send {"id": 1, "method": "hello"}.'
+        )
     method = data.get("method")
     req_id = data.get("id")
     if not isinstance(method, str) or not isinstance(req_id, (int, str)) or isinstance(req_id, bool):
-        raise AvatarTexError(ErrorCode.BAD_REQUEST, "A request needs an integer or string 'id' and a 'method'.",
-                             "Send {\"id\": 1, \"method\": \"hello\"}.")
+        raise AvatarTexError(
+            ErrorCode.BAD_REQUEST,
+            "A request needs an integer or string 'id' and a 'method'.",
+            'Send {"id": 1, "method": "hello"}.',
+        )
     params = data.get("params", {})
     if not isinstance(params, dict):
         raise AvatarTexError(ErrorCode.BAD_REQUEST, "'params' must be a JSON object.", "")

@@ -52,6 +52,7 @@ class Server:
     def generator(self):
         if self._generator is None:
             from .pipeline import Generator
+
             self._generator = Generator()
         return self._generator
 
@@ -104,8 +105,11 @@ class Server:
             params = GenerateParams.from_dict(request.params)
             self._start(request.id, params)
         else:
-            raise AvatarTexError(ErrorCode.UNKNOWN_METHOD, f"Unknown method {request.method!r}.",
-                                 "Methods are hello, generate, cancel and shutdown.")
+            raise AvatarTexError(
+                ErrorCode.UNKNOWN_METHOD,
+                f"Unknown method {request.method!r}.",
+                "Methods are hello, generate, cancel and shutdown.",
+            )
 
     def hello(self) -> dict[str, Any]:
         """Versions, devices, engines, styles and cached models."""
@@ -116,11 +120,13 @@ class Server:
         devices = ["cpu"]
         try:
             from .neural.hub import status
+
             models = status()
         except ImportError:
             pass  # the neural engine's packages are optional
         if importlib.util.find_spec("torch") is not None:
             import torch
+
             devices += [f"cuda:{i} {torch.cuda.get_device_name(i)}" for i in range(torch.cuda.device_count())]
         return {
             "protocol": PROTOCOL_VERSION,
@@ -130,18 +136,27 @@ class Server:
             "devices": devices,
             "engines": engines,
             "engine_names": list(ENGINES),
-            "styles": [{"name": s.name, "label": s.label, "description": s.description} for s in list_styles()],
+            "styles": [
+                {"name": s.name, "label": s.label, "description": s.description} for s in list_styles()
+            ],
             "models": models,
         }
 
     def _start(self, request_id, params: GenerateParams) -> None:
         with self._job_lock:
             if self._job is not None and self._job[2].is_alive():
-                raise AvatarTexError(ErrorCode.BUSY, f"Request {self._job[0]} is still running.",
-                                     "Wait for it to finish or cancel it first.")
+                raise AvatarTexError(
+                    ErrorCode.BUSY,
+                    f"Request {self._job[0]} is still running.",
+                    "Wait for it to finish or cancel it first.",
+                )
             cancel = threading.Event()
-            worker = threading.Thread(target=self._run, args=(request_id, params, cancel), daemon=True,
-                                      name=f"generate-{request_id}")
+            worker = threading.Thread(
+                target=self._run,
+                args=(request_id, params, cancel),
+                daemon=True,
+                name=f"generate-{request_id}",
+            )
             self._job = (request_id, cancel, worker)
             worker.start()
 
@@ -176,8 +191,11 @@ class Server:
 
 
 def _internal(exc: Exception) -> AvatarTexError:
-    return AvatarTexError(ErrorCode.INTERNAL, f"Internal error: {type(exc).__name__}: {exc}",
-                          "Please report it with the backend log.")
+    return AvatarTexError(
+        ErrorCode.INTERNAL,
+        f"Internal error: {type(exc).__name__}: {exc}",
+        "Please report it with the backend log.",
+    )
 
 
 def _protocol_stdout() -> IO[str]:
@@ -197,8 +215,11 @@ def main(argv: list[str] | None = None) -> int:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if args.log_file:
         handlers.append(logging.FileHandler(args.log_file, encoding="utf-8"))
-    logging.basicConfig(level=args.log_level.upper(), handlers=handlers,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        handlers=handlers,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     writer = _protocol_stdout()
     reader = open(sys.stdin.fileno(), encoding="utf-8", errors="replace", closefd=False)
     log.info("AvatarTex backend %s (protocol %d) ready, pid %d", __version__, PROTOCOL_VERSION, os.getpid())

@@ -150,10 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except AvatarTexError as error:
-        print(f"error [{error.code}]: {error.message}", file=sys.stderr)
-        if error.hint:
-            print(f"  hint: {error.hint}", file=sys.stderr)
-        return 2
+        from ..cli import print_error  # the main CLI imports this module: import it late
+
+        return print_error(error)
 
 
 if __name__ == "__main__":
