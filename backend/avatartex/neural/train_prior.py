@@ -269,14 +269,8 @@ def train(
 
 
 def heads_to_textures(folder: str | Path, resolution: int, out_folder: str | Path) -> Path:
-    """Convert textured head meshes to atlas textures (for ``--heads``); needs the backend's atlas and
-    bake code, which provides the conversion as ``atlas_from_textured_mesh`` when present."""
-    try:
-        from ..bake import atlas_from_textured_mesh  # type: ignore[attr-defined]
-    except ImportError:
-        raise AvatarTexError(
-            ErrorCode.ENGINE_UNAVAILABLE,
-            "Converting textured heads to the atlas is not available in this build.",
-            "Convert the heads to atlas textures first and use --textures DIR.",
-        ) from None
+    """Convert textured head meshes to atlas textures (for ``--heads``), see
+    ``pipeline.atlas_from_textured_mesh``."""
+    from ..pipeline import atlas_from_textured_mesh
+
     return Path(atlas_from_textured_mesh(folder, resolution, out_folder))
