@@ -314,7 +314,9 @@ def test_textured_heads_convert_to_the_atlas(head, tmp_path):
 
     def colour(points):
         p = np.asarray(points, np.float64)
-        return np.stack([0.5 + 0.4 * np.sin(p[:, 0]), 0.5 + 0.4 * np.cos(p[:, 1]), 0.5 + 0.2 * np.sin(p[:, 2])], 1)
+        return np.stack(
+            [0.5 + 0.4 * np.sin(p[:, 0]), 0.5 + 0.4 * np.cos(p[:, 1]), 0.5 + 0.2 * np.sin(p[:, 2])], 1
+        )
 
     mesh = load_mesh(head)
     surface = uv_surface(mesh.positions, mesh.triangles, mesh.normals, mesh.uvs, 1024)

@@ -514,7 +514,9 @@ def _texture_of(mesh_path: Path) -> np.ndarray:
     )
 
 
-def atlas_from_textured_mesh(folder: str | os.PathLike, resolution: int, out_folder: str | os.PathLike) -> Path:
+def atlas_from_textured_mesh(
+    folder: str | os.PathLike, resolution: int, out_folder: str | os.PathLike
+) -> Path:
     """Convert every textured head in ``folder`` into the head atlas: the training data of a stage-2 prior.
 
     Each head's own UV layout stops mattering: its landmarks give the head frame, every atlas texel
@@ -527,7 +529,9 @@ def atlas_from_textured_mesh(folder: str | os.PathLike, resolution: int, out_fol
 
     source, out = Path(folder), Path(out_folder)
     check_writable(out)
-    meshes = sorted(p for p in source.iterdir() if p.suffix.lower() in (".glb", ".gltf", ".obj", ".ply", ".npz"))
+    meshes = sorted(
+        p for p in source.iterdir() if p.suffix.lower() in (".glb", ".gltf", ".obj", ".ply", ".npz")
+    )
     if not meshes:
         raise AvatarTexError(
             ErrorCode.MESH_MISSING,
