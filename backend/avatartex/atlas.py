@@ -202,24 +202,37 @@ class AtlasGeometry:
         img = np.asarray(image, np.float32)
         if img.ndim == 2:
             img = img[..., None]
-        padded = np.pad(img, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+        # Edge padding, then the band's columns wrapped around the back seam.
+        padded = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_REPLICATE).reshape(
+            s + 2 * pad, s + 2 * pad, -1
+        )
         padded[pad : pad + rows, :pad] = img[:rows, -pad:]
         padded[pad : pad + rows, -pad:] = img[:rows, :pad]
-        x = np.asarray(xy[:, 0], np.float64)
-        y = np.asarray(xy[:, 1], np.float64)
-        in_band = y < rows
-        x = np.where(in_band, np.mod(x, s), x)
-        fx = np.clip(x - 0.5 + pad, 0, s + 2 * pad - 1.001)
-        fy = np.clip(y - 0.5 + pad, 0, s + 2 * pad - 1.001)
-        x0 = np.floor(fx).astype(np.int64)
-        y0 = np.floor(fy).astype(np.int64)
-        wx = (fx - x0)[:, None]
-        wy = (fy - y0)[:, None]
-        out = (
-            padded[y0, x0] * (1 - wx) * (1 - wy)
-            + padded[y0, x0 + 1] * wx * (1 - wy)
-            + padded[y0 + 1, x0] * (1 - wx) * wy
-            + padded[y0 + 1, x0 + 1] * wx * wy
+        x = np.asarray(xy[:, 0], np.float32)
+        y = np.asarray(xy[:, 1], np.float32)
+        x = np.where(y < rows, np.mod(x, s), x)
+        # cv2.remap (pixel centres at integers) in rows of 4096, its maps' size limit being 32767.
+        n = len(x)
+        width = 4096
+        rows_out = max(1, -(-n // width))
+        mx = np.zeros(rows_out * width, np.float32)
+        my = np.zeros(rows_out * width, np.float32)
+        mx[:n] = x - 0.5 + pad
+        my[:n] = y - 0.5 + pad
+        channels = padded.shape[2]
+        planes = [padded[..., k : k + 4] for k in range(0, channels, 4)]  # remap takes up to 4 channels
+        out = np.concatenate(
+            [
+                cv2.remap(
+                    np.ascontiguousarray(plane),
+                    mx.reshape(rows_out, width),
+                    my.reshape(rows_out, width),
+                    cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_REPLICATE,
+                ).reshape(rows_out * width, -1)[:n]
+                for plane in planes
+            ],
+            axis=1,
         )
         return out if image.ndim == 3 else out[:, 0]
 

@@ -41,19 +41,13 @@ def uv_surface(
     """Rasterise the UV map at ``size`` and interpolate the surface behind each covered texel."""
     tri_id, bary = raster.rasterize_uv(uvs, size)
     hit = tri_id >= 0
-    ids = tri_id[hit]
-    b = bary[hit][..., None]
-    corners = triangles[ids]
-    pos = (positions[corners] * b).sum(axis=1)
-    nrm = (normals[corners] * b).sum(axis=1)
-    return UVSurface(tri_id, bary, pos.astype(np.float32), nrm.astype(np.float32))
+    both = raster.interpolate(np.concatenate([positions, normals], axis=1), triangles, tri_id, bary)[hit]
+    return UVSurface(tri_id, bary, both[:, :3], both[:, 3:])
 
 
 def atlas_coords(geometry: AtlasGeometry, surface: UVSurface) -> np.ndarray:
     """(M, 2) atlas pixel coordinates of the covered UV texels."""
-    hit = surface.mask
-    corners_xy = geometry.triangle_xy[surface.tri_id[hit]]
-    return (corners_xy * surface.bary[hit][..., None]).sum(axis=1)
+    return raster.interpolate(geometry.triangle_xy, None, surface.tri_id, surface.bary)[surface.mask]
 
 
 def bake(

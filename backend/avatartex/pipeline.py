@@ -49,6 +49,9 @@ class HeadModel:
     landmarks: Any
     frame: Any
     atlases: dict
+    """Atlas size -> AtlasGeometry."""
+    surfaces: dict
+    """Texture size -> bake.UVSurface (the surface behind every texel of the mesh's UV map)."""
 
 
 def atlas_size_for(texture_size: int) -> int:
@@ -196,7 +199,7 @@ class Generator:
             centre([MOUTH_RIGHT, MOUTH_LEFT]),
             p[NOSE_TIP],
         )
-        model = HeadModel(mesh, landmarks, frame, {})
+        model = HeadModel(mesh, landmarks, frame, {}, {})
         self._heads[key] = model
         while len(self._heads) > self._cache_size:
             self._heads.popitem(last=False)
@@ -349,7 +352,11 @@ class Generator:
 
         step("bake", 0.0, "baking into the UV map")
         final_atlas = harmonise_charts(geometry, texture.color)
-        surface = uv_surface(mesh.positions, mesh.triangles, mesh.normals, mesh.uvs, params.size)
+        if params.size not in head.surfaces:
+            head.surfaces[params.size] = uv_surface(
+                mesh.positions, mesh.triangles, mesh.normals, mesh.uvs, params.size
+            )
+        surface = head.surfaces[params.size]
         detail = None
         detail_weight = (
             float(getattr(style, "classic", {}).get("bake_detail", 1.0 if style.name == "photoreal" else 0.0))
