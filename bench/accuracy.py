@@ -56,7 +56,8 @@ def skin_texture(points: np.ndarray, scale: float, seed: int = 1) -> np.ndarray:
 
 
 def render_lit(mesh, texture: np.ndarray, camera: Camera, light_dir: np.ndarray) -> tuple[np.ndarray, ...]:
-    """A lit render of the textured mesh: albedo * (ambient + key * max(n.l, 0)) on a grey background."""
+    """A lit render of the textured mesh: albedo * (ambient + key * max(n.l, 0)) in linear light, on a
+    grey background."""
     tri_id, bary, depth = raster.rasterize_camera(mesh.positions, mesh.triangles, camera)
     hit = tri_id >= 0
     uv = raster.interpolate(mesh.uvs, None, tri_id, bary)
@@ -66,8 +67,10 @@ def render_lit(mesh, texture: np.ndarray, camera: Camera, light_dir: np.ndarray)
 
     albedo = sample_uv(texture, uv[hit])
     shade = 0.35 + 0.75 * np.clip(normal[hit] @ light_dir, 0, None)
+    # Light adds up in linear units, as in a camera: sRGB albedo -> linear, lit, -> sRGB.
+    linear = np.power(albedo, 2.2) * shade[:, None]
     image = np.full((camera.height, camera.width, 3), 0.25, np.float32)
-    image[hit] = np.clip(albedo * shade[:, None], 0, 1)
+    image[hit] = np.clip(np.power(np.clip(linear, 0, 1), 1 / 2.2), 0, 1)
     return image, tri_id, depth
 
 
@@ -154,7 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     to_cam = camera.center - surface.positions
     to_cam /= np.linalg.norm(to_cam, axis=1, keepdims=True)
     n = surface.normals / np.maximum(np.linalg.norm(surface.normals, axis=1, keepdims=True), 1e-12)
-    seen = (z <= depth[py, px] + 0.01 * head_height) & ((n * to_cam).sum(1) > 0.3)
+    in_frame = (
+        (uv_xy[:, 0] >= 0) & (uv_xy[:, 0] < camera.width) & (uv_xy[:, 1] >= 0) & (uv_xy[:, 1] < camera.height)
+    )
+    seen = in_frame & (z <= depth[py, px] + 0.01 * head_height) & ((n * to_cam).sum(1) > 0.3)
     visible = np.zeros(surface.mask.shape, bool)
     visible[surface.mask] = seen
     corrected = gain_corrected(produced, truth, visible)

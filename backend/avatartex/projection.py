@@ -54,17 +54,26 @@ def skin_likelihood(
     pixels = lab[sample]
     if len(pixels) < 50:
         return np.ones(image.shape[:2], np.float32)
-    mean = pixels.mean(axis=0)
+    # Chroma relative to lightness ((a*, b*) / L*) decides: a surface in shadow keeps that ratio while
+    # its lightness and raw chroma fall. Lightness itself only has to stay within a broad band (a
+    # white wall or black hair of skin-like hue is rejected).
+    def relative_chroma(values: np.ndarray) -> np.ndarray:
+        return values[..., 1:] / np.maximum(values[..., :1], 5.0)
+
+    chroma = relative_chroma(pixels)
+    mean = chroma.mean(axis=0)
     # Keep the central 90 % of the face's pixels so eyes, brows and lips do not widen the model.
-    d0 = np.linalg.norm(pixels - mean, axis=1)
-    core = pixels[d0 <= np.quantile(d0, 0.9)]
-    cov = np.cov(core.T) + np.diag([4.0, 1.0, 1.0])
-    inv = np.linalg.inv(cov)
-    diff = lab.reshape(-1, 3) - mean
+    d0 = np.linalg.norm(chroma - mean, axis=1)
+    core = chroma[d0 <= np.quantile(d0, 0.9)]
+    inv = np.linalg.inv(np.cov(core.T) + np.eye(2) * 1e-4)
+    diff = relative_chroma(lab).reshape(-1, 2) - mean
     d2 = np.einsum("ij,jk,ik->i", diff, inv, diff).reshape(image.shape[:2])
-    # Full trust within about 2.5 standard deviations, none beyond 4: a light wall or blond hair is
-    # often within 3-4 of pale skin, and a wrong colour on the jaw is worse than a filled one.
-    return np.clip((16.0 - d2) / 10.0, 0.0, 1.0).astype(np.float32)
+    # Full trust within 2.5 standard deviations, none beyond 4 (a chi-square with 2 degrees of freedom).
+    chroma_ok = np.clip((16.0 - d2) / 10.0, 0.0, 1.0)
+    l_face = np.median(pixels[:, 0])
+    lightness = lab[..., 0]
+    l_ok = np.clip(1.0 - np.maximum(l_face - 60.0 - lightness, lightness - l_face - 35.0) / 15.0, 0.0, 1.0)
+    return (chroma_ok * l_ok).astype(np.float32)
 
 
 def polygon_mask(shape: tuple[int, int], outline_xy: np.ndarray, grow: float = 0.0) -> np.ndarray:
@@ -122,10 +131,11 @@ def project_points(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Portrait pixel coordinates (N, 2) (NaN where unseen) and confidence (N,) of surface points.
 
-    ``points`` and ``normals`` are in mesh space. Confidence multiplies: visible (depth test), facing
-    (smoothstep of the cosine between the normal and the direction to the camera, full from 0.35,
-    about 70 degrees), away from the silhouette (a ramp of a tenth of the eye distance), inside the
-    photo, and skin-like where the point falls outside the face outline.
+    ``points`` and ``normals`` are in mesh space. Confidence multiplies: visible (depth test);
+    facing (smoothstep of the cosine between the normal and the direction to the camera, full from
+    0.25, about 75 degrees: a grazing sample of the photo beats any fill); away from the silhouette
+    (a ramp of 4 % of the eye distance); inside the photo; skin-like where the point falls outside
+    the face outline.
     """
     points = np.asarray(points, np.float32)
     h, w = view.image.shape[:2]
@@ -156,10 +166,10 @@ def project_points(
     slope = 1.0 / np.maximum(np.abs(cos), 0.2)
     visible = inside & (depth <= view.zbuffer_near[zy, zx] + view.tolerance + 2.0 * pixel_size * slope)
 
-    facing = np.clip((cos - 0.05) / (0.35 - 0.05), 0, 1)
+    facing = np.clip(cos / 0.25, 0, 1)
     facing = facing * facing * (3 - 2 * facing)
 
-    ramp = 0.1 * registration.interocular
+    ramp = 0.04 * registration.interocular
     silhouette = np.clip(view.edge_distance[zy, zx] / ramp, 0, 1)
 
     px = np.clip(warped[:, 0].astype(np.int32), 0, w - 1)
