@@ -149,3 +149,14 @@ def test_warm_detection_is_fast(landmarker, astronaut) -> None:
         landmarker.detect(astronaut)
     per_call = (time.perf_counter() - start) / 3
     assert per_call < 0.2, per_call  # ~15 ms measured; generous for a loaded 2-core machine
+
+
+def test_person_segmenter_separates_the_astronaut_from_the_wall():
+    from avatartex.face import PersonSegmenter
+    from skimage import data
+
+    image = np.asarray(data.astronaut(), np.float32) / 255.0
+    mask = PersonSegmenter().mask(image)
+    assert mask.shape == image.shape[:2]
+    assert mask[100:130, 200:240].mean() > 0.9  # her face
+    assert mask[0:60, 440:512].mean() < 0.1  # the wall behind her

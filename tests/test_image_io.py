@@ -174,3 +174,17 @@ def test_save_png_unwritable_folder(tmp_path: Path) -> None:
     with pytest.raises(AvatarTexError) as err:
         save_png(blocker / "sub" / "t.png", np.zeros((4, 4, 3), np.float32))
     assert err.value.code == ErrorCode.OUTPUT_NOT_WRITABLE and "sub" in err.value.message
+
+
+def test_saved_png_has_ordinary_permissions(tmp_path):
+    """A texture is written through a private temporary file but ends up readable like any file."""
+    import os
+
+    from avatartex.image_io import save_png
+
+    umask = os.umask(0o022)
+    try:
+        path = save_png(tmp_path / "t.png", np.zeros((4, 4, 3), np.float32))
+    finally:
+        os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o644

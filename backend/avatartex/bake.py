@@ -50,6 +50,22 @@ def atlas_coords(geometry: AtlasGeometry, surface: UVSurface) -> np.ndarray:
     return raster.interpolate(geometry.triangle_xy, None, surface.tri_id, surface.bary)[surface.mask]
 
 
+def hidden_in_atlas(
+    geometry: AtlasGeometry, surface: UVSurface, xy: np.ndarray, tolerance: float = 0.15
+) -> np.ndarray:
+    """(M,) covered UV texels whose surface point is not the one the atlas shows at its coordinate.
+
+    The atlas keeps one surface per direction from the head's centre; ``tolerance`` is in eye
+    distances.
+    """
+    s = geometry.size
+    ix = np.clip(np.floor(xy[:, 0]).astype(np.int64) % s, 0, s - 1)
+    iy = np.clip(np.floor(xy[:, 1]).astype(np.int64), 0, s - 1)
+    shown = geometry.positions[iy, ix]
+    distance = np.linalg.norm(shown - surface.positions, axis=1) / geometry.frame.scale
+    return (distance > tolerance) | ~geometry.mask[iy, ix]
+
+
 def bake(
     geometry: AtlasGeometry,
     atlas_color: np.ndarray,
@@ -69,12 +85,26 @@ def bake(
     # Texels near a chart's edge sample bilinearly across it: pad the atlas first so that they read
     # surface colours, never the empty space between charts.
     atlas_color, _ = raster.dilate(np.asarray(atlas_color, np.float32), geometry.mask, 3)
-    values = geometry.sample(atlas_color, atlas_coords(geometry, surface))
-    if detail is not None:
-        values = values + detail
+    xy = atlas_coords(geometry, surface)
+    values = geometry.sample(atlas_color, xy)
     texture = np.empty((size, size, 3), np.float32)
     texture[:] = np.asarray(background, np.float32)
-    texture[hit] = np.clip(values, 0.0, 1.0)
+    texture[hit] = values
+    hidden = hidden_in_atlas(geometry, surface, xy)
+    if hidden.any():
+        # Surfaces the atlas cannot show (a neck behind the chest along the same rays, the back of an
+        # ear) would read another surface's colour: fill them in UV space from their visible
+        # neighbours instead.
+        from .stages.filters import fill
+
+        weights = np.zeros((size, size), np.float32)
+        weights[hit] = (~hidden).astype(np.float32)
+        rows, cols = np.nonzero(hit)
+        filled = fill(texture, weights)
+        texture[rows[hidden], cols[hidden]] = filled[rows[hidden], cols[hidden]]
+    if detail is not None:
+        texture[hit] += detail
+    texture[hit] = np.clip(texture[hit], 0.0, 1.0)
     pad = max(2, size // 128) if padding is None else padding
     texture, _ = raster.dilate(texture, hit, pad)
     return texture

@@ -277,6 +277,31 @@ class MediapipeLandmarker(FaceLandmarker):
         return found
 
 
+class PersonSegmenter:
+    """Person-versus-background mask of a photo (mediapipe's selfie segmentation, shipped in its wheel).
+
+    The projection uses it so that the wall or sky next to a jaw never becomes skin, whatever its
+    colour; the skin-colour test then separates skin from hair and clothing inside the person.
+    """
+
+    def __init__(self) -> None:
+        self._model = None
+        self._lock = threading.Lock()
+
+    def mask(self, image: np.ndarray) -> np.ndarray:
+        """(H, W) float32 0..1, 1 on the person (head, hair, body)."""
+        import mediapipe as mp
+
+        with self._lock:
+            if self._model is None:
+                self._model = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
+            result = self._model.process(_to_uint8(image))
+        mask = result.segmentation_mask
+        if mask is None:
+            return np.ones(image.shape[:2], np.float32)
+        return np.clip(np.asarray(mask, np.float32), 0.0, 1.0)
+
+
 _DEFAULT_LANDMARKER: MediapipeLandmarker | None = None
 
 

@@ -296,6 +296,10 @@ def save_png(path: str | os.PathLike, image: np.ndarray, bit_depth: int = 8) -> 
             stream.write(encoded.tobytes())
             stream.flush()
             os.fsync(stream.fileno())
+        # mkstemp creates 0600 files; a texture is an ordinary file (0666 less the umask).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp_name, 0o666 & ~umask)
         os.replace(temp_name, path)
     except OSError:
         try:

@@ -116,6 +116,16 @@ class Generator:
         self._heads: OrderedDict[str, HeadModel] = OrderedDict()
         self._cache_size = cache_size
         self._neural = None
+        self._segmenter = None
+
+    @property
+    def segmenter(self):
+        """Person-versus-background segmentation of portraits, created on first use."""
+        if self._segmenter is None:
+            from .face import PersonSegmenter
+
+            self._segmenter = PersonSegmenter()
+        return self._segmenter
 
     @property
     def landmarker(self):
@@ -307,6 +317,7 @@ class Generator:
             face.landmarks[list(FACE_OVAL)],
             features,
             head.frame.scale,
+            person=self.segmenter.mask(portrait),
         )
         hit = geometry.mask
         normals_mesh = geometry.normals[hit] @ head.frame.axes  # head-frame normals back to mesh axes

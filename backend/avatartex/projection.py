@@ -72,7 +72,7 @@ def skin_likelihood(
     chroma_ok = np.clip((16.0 - d2) / 10.0, 0.0, 1.0)
     l_face = np.median(pixels[:, 0])
     lightness = lab[..., 0]
-    l_ok = np.clip(1.0 - np.maximum(l_face - 60.0 - lightness, lightness - l_face - 35.0) / 15.0, 0.0, 1.0)
+    l_ok = np.clip(1.0 - np.maximum(l_face - 45.0 - lightness, lightness - l_face - 30.0) / 10.0, 0.0, 1.0)
     return (chroma_ok * l_ok).astype(np.float32)
 
 
@@ -95,8 +95,13 @@ def prepare_view(
     feature_mask: np.ndarray | None,
     mesh_scale: float,
     max_render: int = 1024,
+    person: np.ndarray | None = None,
 ) -> PortraitView:
-    """Render the mesh's depth from the registered camera and build the skin model of the portrait."""
+    """Render the mesh's depth from the registered camera and build the skin model of the portrait.
+
+    ``person`` (H, W) 0..1, optional: where the photo shows the person rather than the background
+    (``face.PersonSegmenter``); outside the face outline, skin must also be person.
+    """
     from .camera import Camera
 
     h, w = image.shape[:2]
@@ -121,6 +126,8 @@ def prepare_view(
     # silhouette rarely matches the photo's exactly and the background starts right outside it.
     outline = polygon_mask((h, w), face_outline_xy, grow=-0.04)
     skin = skin_likelihood(image, polygon_mask((h, w), face_outline_xy, grow=-0.1), feature_mask)
+    if person is not None:
+        skin = skin * np.clip((person - 0.3) / 0.4, 0.0, 1.0)
     near = cv2.erode(np.where(covered, depth, np.float32(3e38)).astype(np.float32), np.ones((3, 3), np.uint8))
     near = np.where(near >= np.float32(3e38), np.inf, near).astype(np.float32)
     return PortraitView(image, near, zscale, edge, skin, outline, cam.center, 0.01 * mesh_scale)

@@ -51,8 +51,9 @@ def pad(image: np.ndarray, width: int, wrap: bool) -> np.ndarray:
     return np.pad(out, ((0, 0), (width, width)) + extra, mode="wrap" if wrap else "symmetric")
 
 
-def per_chart(fn: Callable[[np.ndarray, bool], np.ndarray], image: np.ndarray, rows: int,
-              margin: int) -> np.ndarray:
+def per_chart(
+    fn: Callable[[np.ndarray, bool], np.ndarray], image: np.ndarray, rows: int, margin: int
+) -> np.ndarray:
     """Apply ``fn(padded_chart, wrap)`` to each chart padded by ``margin`` and reassemble the crops.
 
     ``fn`` must return an array of the padded chart's height and width (any channel count).
@@ -118,8 +119,19 @@ def push_pull(values: np.ndarray, weights: np.ndarray, rows: int, gain: float = 
     """
     squeeze = values.ndim == 2
     v = values[..., None] if squeeze else values
-    out = np.concatenate([_push_pull_chart(v[sl], weights[sl], wrap, gain)
-                          for sl, wrap in charts(v, rows)], axis=0)
+    out = np.concatenate(
+        [_push_pull_chart(v[sl], weights[sl], wrap, gain) for sl, wrap in charts(v, rows)], axis=0
+    )
+    return out[..., 0] if squeeze else out
+
+
+def fill(values: np.ndarray, weights: np.ndarray, gain: float = 2.0) -> np.ndarray:
+    """``push_pull`` of a plain image (no chart, no wrap), e.g. a texture in the mesh's own UVs."""
+    squeeze = values.ndim == 2
+    v = values[..., None] if squeeze else values
+    out = _push_pull_chart(
+        np.ascontiguousarray(v, np.float32), np.ascontiguousarray(weights, np.float32), False, gain
+    )
     return out[..., 0] if squeeze else out
 
 
@@ -152,7 +164,7 @@ def gaussian(image: np.ndarray, sigma: float, rows: int) -> np.ndarray:
         return per_chart(blur, image, rows, margin)
     # Coarse-to-fine: k binomial halvings add variance (4^k - 1) / 3, the rest is blurred at level k.
     k = int(np.floor(np.log2(sigma / 3)))
-    residual = np.sqrt(max(sigma ** 2 - (4 ** k - 1) / 3 - 4 ** k / 4, 1.0)) / 2 ** k
+    residual = np.sqrt(max(sigma**2 - (4**k - 1) / 3 - 4**k / 4, 1.0)) / 2**k
     outputs = []
     for sl, wrap in charts(image, rows):
         part = image[sl]
@@ -170,8 +182,9 @@ def gaussian(image: np.ndarray, sigma: float, rows: int) -> np.ndarray:
     return np.concatenate(outputs, axis=0) if len(outputs) > 1 else outputs[0]
 
 
-def normalized_gaussian(values: np.ndarray, weights: np.ndarray, sigma: float, rows: int
-                        ) -> tuple[np.ndarray, np.ndarray]:
+def normalized_gaussian(
+    values: np.ndarray, weights: np.ndarray, sigma: float, rows: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Weighted Gaussian average of ``values`` (S, S, C) and the blurred weight (S, S)."""
     stack = np.concatenate([values * weights[..., None], weights[..., None]], axis=-1)
     blurred = gaussian(stack, sigma, rows)
@@ -179,8 +192,9 @@ def normalized_gaussian(values: np.ndarray, weights: np.ndarray, sigma: float, r
     return blurred[..., :-1] / np.maximum(w, 1e-6)[..., None], w
 
 
-def symmetric_completion(values: np.ndarray, confidence: np.ndarray, atlas: AtlasGeometry,
-                         amount: float) -> tuple[np.ndarray, np.ndarray]:
+def symmetric_completion(
+    values: np.ndarray, confidence: np.ndarray, atlas: AtlasGeometry, amount: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Complete ``values`` from their mirror image where the mirror was seen better.
 
     A 3/4 portrait shows one side of the face more than the other; where a texel's mirror has
@@ -197,8 +211,9 @@ def symmetric_completion(values: np.ndarray, confidence: np.ndarray, atlas: Atla
     return (mixed[..., 0] if values.ndim == 2 else mixed).astype(np.float32), total.astype(np.float32)
 
 
-def smooth_fill(values: np.ndarray, confidence: np.ndarray, atlas: AtlasGeometry, symmetry: float
-                ) -> tuple[np.ndarray, np.ndarray]:
+def smooth_fill(
+    values: np.ndarray, confidence: np.ndarray, atlas: AtlasGeometry, symmetry: float
+) -> tuple[np.ndarray, np.ndarray]:
     """The classic inpaint's smooth fill of ``values``: symmetric completion, then push-pull.
 
     Returns the fill (defined everywhere) and the confidence after symmetric completion. The
