@@ -51,7 +51,16 @@ def test_generate_writes_texture_and_complete_report(astronaut_result):
     texture = load_texture(result["texture"])
     assert texture.shape == (512, 512, 3)
     report = json.loads((out / "report.json").read_text())
-    for key in ("engine", "style", "size", "timings", "coverage", "registration_error", "warnings"):
+    for key in (
+        "engine",
+        "style",
+        "size",
+        "timings",
+        "coverage",
+        "registration_error",
+        "warnings",
+        "dense_alignment",
+    ):
         assert key in report
     assert report["engine"] == "classic" and report["size"] == 512
     assert set(report["timings"]) >= {

@@ -27,7 +27,7 @@ from .protocol import STAGES, AvatarTexError, ErrorCode, GenerateParams, Progres
 log = logging.getLogger("avatartex")
 
 MIN_SIZE, MAX_SIZE = 512, 4096
-REFINE_ROUNDS = 2
+REFINE_ROUNDS = 1
 """Rounds of view-matched landmark re-detection after the first registration (each ~0.1-0.2 s)."""
 
 # Share of the whole request each step takes, for the progress bar (measured on the classic engine).
@@ -406,6 +406,7 @@ class Generator:
             ),
             "registration_error_camera_only": round(float(registration.error_iod_camera), 5),
             "landmarks_source": head.landmarks.source,
+            "dense_alignment": registration.alignment,
             "mesh": {
                 "name": mesh.name,
                 "vertices": int(len(mesh.positions)),
@@ -426,20 +427,25 @@ class Generator:
         return {"texture": str(texture_path), "report": report}
 
     def _register(self, head: HeadModel, face, portrait: np.ndarray):
-        """Camera + warp from the mesh's landmarks to the portrait's, refined from the portrait's view.
+        """Camera + warp from the mesh's landmarks to the portrait's, refined from the portrait's view
+        and then densely (``alignment.refine``).
 
         A first fit gives the portrait's camera; the mesh is then rendered from that camera and its
         landmarks detected again, so both sets come from the same viewpoint (``detect_from_camera``
         says why). Repeated from each better camera, up to REFINE_ROUNDS times, while the camera's
         landmark error keeps falling.
         """
+        from .alignment import refine as refine_alignment
         from .landmarks import detect_from_camera
         from .registration import register
 
         size = (portrait.shape[1], portrait.shape[0])
         first = register(head.landmarks, face, size)
         if not head.landmarks.source.startswith("detected"):
-            return first  # pins: a stylised head the detector cannot read from any side
+            # pins: a stylised head the detector cannot read from any side
+            return refine_alignment(
+                first, head.mesh.positions, head.mesh.triangles, head.mesh.normals, portrait
+            )
         from .face import PIN_LANDMARKS
 
         mesh = head.mesh
@@ -466,7 +472,7 @@ class Generator:
             if candidate.error_iod_camera >= best.error_iod_camera:
                 break
             best = candidate
-        return best
+        return refine_alignment(best, mesh.positions, mesh.triangles, mesh.normals, portrait)
 
     @staticmethod
     def _detail(view, registration, surface, portrait, geometry, face) -> np.ndarray:

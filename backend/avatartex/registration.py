@@ -257,6 +257,8 @@ class Registration:
     residuals: np.ndarray
     """(N,) per-landmark error after the warp, pixels."""
     warnings: list[str] = field(default_factory=list)
+    alignment: dict = field(default_factory=dict)
+    """What the dense refinement (``alignment.refine``) measured and whether it was applied."""
 
     def project(self, points3d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Portrait pixel coordinates (N, 2) and camera depth (N,) of world points."""

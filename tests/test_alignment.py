@@ -1,0 +1,84 @@
+"""Dense refinement of the registration (alignment.py): it removes a landmark bias and knows when not to."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from avatartex.alignment import CorrectedWarp, QuadraticOffset, refine
+from avatartex.camera import Camera
+from avatartex.mesh import load_mesh
+from avatartex.registration import Registration, ThinPlateWarp
+from testing_paths import require_scanned_head
+
+
+@pytest.fixture(scope="module")
+def scene():
+    mesh = load_mesh(require_scanned_head())
+    lo, hi = mesh.positions.min(0), mesh.positions.max(0)
+    height = 0.45 * (hi[1] - lo[1])
+    centre = np.array([(lo[0] + hi[0]) / 2, hi[1] - 0.55 * height, (lo[2] + hi[2]) / 2])
+    eye = centre + np.array([0.25, 0.08, 1.0]) / np.linalg.norm([0.25, 0.08, 1.0]) * 3.2 * height
+    camera = Camera.look_at(eye, centre, np.array([0, 1.0, 0]), 28.0, 640, 640)
+    # The "photo": the mesh under a key light from the upper right, not the refinement's headlight.
+    from avatartex import raster
+
+    tri_id, bary, _ = raster.rasterize_camera(mesh.positions, mesh.triangles, camera)
+    normal = raster.interpolate(mesh.normals, mesh.triangles, tri_id, bary)
+    normal /= np.maximum(np.linalg.norm(normal, axis=2, keepdims=True), 1e-9)
+    light = np.array([0.6, 0.5, 0.62]) / np.linalg.norm([0.6, 0.5, 0.62])
+    shade = (0.3 + 0.8 * np.clip(normal @ light, 0, None)) ** (1 / 2.2)
+    photo = np.where((tri_id >= 0)[..., None], shade[..., None] * np.array([0.9, 0.7, 0.6]), 0.2)
+    return mesh, camera, photo.astype(np.float32)
+
+
+def registration_with_bias(camera, shift):
+    """The true camera, but every point pushed by ``shift`` pixels: what a detector bias does."""
+    bias = QuadraticOffset(
+        np.array([[shift[0], 0, 0, 0, 0, 0], [shift[1], 0, 0, 0, 0, 0]], float),
+        (camera.width / 2, camera.height / 2),
+        (float(camera.width), float(camera.height)),
+    )
+    warp = CorrectedWarp(ThinPlateWarp(None, np.zeros(2), 1.0), bias)
+    return Registration(
+        camera=camera,
+        warp=warp,
+        residual_camera=0.0,
+        residual_warped=0.0,
+        error_iod=0.0,
+        error_iod_camera=0.0,
+        error_iod_holdout=0.0,
+        interocular=100.0,
+        indices=np.arange(0),
+        residuals=np.zeros(0),
+    )
+
+
+def mean_error(registration, camera, mesh):
+    front = mesh.positions[mesh.normals[:, 2] > 0.5]
+    truth, _ = camera.project(front)
+    got, _ = registration.project(front)
+    return float(np.linalg.norm(got - truth, axis=1).mean())
+
+
+def test_refinement_removes_a_landmark_bias(scene):
+    mesh, camera, photo = scene
+    biased = registration_with_bias(camera, (6.0, -4.0))
+    assert mean_error(biased, camera, mesh) > 7.0
+    refined = refine(biased, mesh.positions, mesh.triangles, mesh.normals, photo)
+    assert refined.alignment["applied"] is True
+    assert refined.alignment["ncc_after"] > refined.alignment["ncc_before"]
+    assert mean_error(refined, camera, mesh) < 2.0
+
+
+def test_refinement_is_refused_for_an_unrelated_photo(scene, astronaut):
+    import cv2
+
+    mesh, camera, _ = scene
+    unrelated = cv2.resize(astronaut, (640, 640))
+    biased = registration_with_bias(camera, (3.0, 0.0))
+    refined = refine(biased, mesh.positions, mesh.triangles, mesh.normals, unrelated)
+    assert refined.alignment["applied"] is False
+    assert mean_error(refined, camera, mesh) == pytest.approx(mean_error(biased, camera, mesh))
+    assert dataclasses.replace(refined).warp is biased.warp
