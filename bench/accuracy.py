@@ -6,7 +6,8 @@ the produced texture with the known one on the texels that camera saw.
 
     python bench/accuracy.py --mesh ../shared/assets/heads/lee_perry_smith.glb --out out/bench
 
-Prints one JSON object: psnr_visible, ssim_visible (after a global colour gain), coverage, seam_error
+Prints one JSON object: psnr_visible, ssim_visible (after a global colour gain), coverage (and
+coverage_including_grazing, see pipeline.py), seam_error
 (0-255), registration_error (landmark residual / IOD, as the report says), registration_error_true
 (the fitted projection vs the true camera on visible vertices / IOD), and per-stage seconds.
 """
@@ -188,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         "ssim_visible": round(ssim(corrected, truth, visible), 4),
         "visible_texels": int(visible.sum()),
         "coverage": report["coverage"],
+        "coverage_including_grazing": report["coverage_including_grazing"],
         "seam_error": round(seam_error(produced, mesh.positions, mesh.triangles, mesh.uvs), 3),
         "seam_error_truth": round(seam_error(truth, mesh.positions, mesh.triangles, mesh.uvs), 3),
         "registration_error": report["registration_error"],

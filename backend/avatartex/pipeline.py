@@ -331,9 +331,19 @@ class Generator:
         portrait_coords[hit] = coords
         partial = AtlasTexture(color, conf)
         face_region = geometry.face if geometry.face.any() else hit
-        # Coverage: of the face texels the portrait's camera sees, the share taken from the portrait.
-        seen_face = face_region & np.isfinite(portrait_coords[..., 0])
+        # Coverage: of the face texels the portrait's camera sees, the share taken from the portrait
+        # (confidence >= 0.5). "Sees" is the depth test and a view less grazing than 72 degrees
+        # (cos > 0.3), as bench/accuracy.py counts the texels a camera saw; the share over every
+        # texel that passes the depth test, however grazing, is reported beside it.
+        to_camera = registration.camera.center - geometry.positions[hit]
+        cos = np.zeros((s, s), np.float32)
+        cos[hit] = np.einsum("ij,ij->i", normals_mesh, to_camera) / np.maximum(
+            np.linalg.norm(normals_mesh, axis=1) * np.linalg.norm(to_camera, axis=1), 1e-12
+        )
+        in_view = face_region & np.isfinite(portrait_coords[..., 0])
+        seen_face = in_view & (cos > 0.3)
         coverage = float((conf[seen_face] >= 0.5).mean()) if seen_face.any() else 0.0
+        coverage_grazing = float((conf[in_view] >= 0.5).mean()) if in_view.any() else 0.0
         if coverage < 0.5:
             warnings.append(
                 f"only {coverage:.0%} of the face the camera sees is usable (hair, hands or "
@@ -396,6 +406,7 @@ class Generator:
             "seed": params.seed,
             "timings": timings,
             "coverage": round(coverage, 4),
+            "coverage_including_grazing": round(coverage_grazing, 4),
             "registration_error": round(
                 float(
                     registration.error_iod_holdout
@@ -440,8 +451,9 @@ class Generator:
         from .registration import register
 
         size = (portrait.shape[1], portrait.shape[0])
-        first = register(head.landmarks, face, size)
-        if not head.landmarks.source.startswith("detected"):
+        detected = head.landmarks.source.startswith("detected")
+        first = register(head.landmarks, face, size, camera_only=detected)
+        if not detected:
             # pins: a stylised head the detector cannot read from any side
             return refine_alignment(
                 first, head.mesh.positions, head.mesh.triangles, head.mesh.normals, portrait
@@ -472,6 +484,8 @@ class Generator:
             if candidate.error_iod_camera >= best.error_iod_camera:
                 break
             best = candidate
+        if best is first:  # the view-matched landmarks did not help: the first fit, warp included
+            best = register(head.landmarks, face, size)
         return refine_alignment(best, mesh.positions, mesh.triangles, mesh.normals, portrait)
 
     @staticmethod

@@ -35,8 +35,9 @@ def _rotation(rvec: np.ndarray) -> np.ndarray:
     return cv2.Rodrigues(np.asarray(rvec, np.float64).reshape(3, 1))[0]
 
 
-def _project(points3d: np.ndarray, f: float, cx: float, cy: float, rvec: np.ndarray,
-             tvec: np.ndarray) -> np.ndarray:
+def _project(
+    points3d: np.ndarray, f: float, cx: float, cy: float, rvec: np.ndarray, tvec: np.ndarray
+) -> np.ndarray:
     cam = points3d @ _rotation(rvec).T + tvec
     z = np.where(np.abs(cam[:, 2]) < 1e-9, 1e-9, cam[:, 2])
     return np.stack([f * cam[:, 0] / z + cx, f * cam[:, 1] / z + cy], axis=1)
@@ -46,8 +47,9 @@ def _focal_from_fov(fov_deg: float, height: float) -> float:
     return 0.5 * height / np.tan(np.radians(fov_deg) / 2)
 
 
-def fit_camera(points3d: np.ndarray, points2d: np.ndarray, image_size: tuple[int, int],
-               weights: np.ndarray | None = None) -> tuple[Camera, np.ndarray]:
+def fit_camera(
+    points3d: np.ndarray, points2d: np.ndarray, image_size: tuple[int, int], weights: np.ndarray | None = None
+) -> tuple[Camera, np.ndarray]:
     """Fit a pinhole camera (square pixels, principal point at the image centre) to correspondences.
 
     Args:
@@ -88,12 +90,14 @@ def fit_camera(points3d: np.ndarray, points2d: np.ndarray, image_size: tuple[int
         f = _focal_from_fov(fov, height)
         K = np.array([[f, 0, cx], [0, f, cy], [0, 0, 1]], np.float64)
         try:
-            ok, rvec, tvec = cv2.solvePnP(X, x, K, None, flags=cv2.SOLVEPNP_EPNP if len(X) >= 6
-                                          else cv2.SOLVEPNP_SQPNP)
+            ok, rvec, tvec = cv2.solvePnP(
+                X, x, K, None, flags=cv2.SOLVEPNP_EPNP if len(X) >= 6 else cv2.SOLVEPNP_SQPNP
+            )
             if not ok:
                 continue
-            ok, rvec, tvec = cv2.solvePnP(X, x, K, None, rvec, tvec, useExtrinsicGuess=True,
-                                          flags=cv2.SOLVEPNP_ITERATIVE)
+            ok, rvec, tvec = cv2.solvePnP(
+                X, x, K, None, rvec, tvec, useExtrinsicGuess=True, flags=cv2.SOLVEPNP_ITERATIVE
+            )
         except cv2.error:
             continue
         if not ok or not np.isfinite(rvec).all() or not np.isfinite(tvec).all():
@@ -115,8 +119,16 @@ def fit_camera(points3d: np.ndarray, points2d: np.ndarray, image_size: tuple[int
     params = np.clip(best[1], lower + 1e-9, upper - 1e-9)
     mask = w > 0
     for _ in range(2):
-        fit = least_squares(residuals, params, args=(mask,), bounds=(lower, upper), loss="soft_l1",
-                            f_scale=loss_scale, x_scale="jac", max_nfev=200)
+        fit = least_squares(
+            residuals,
+            params,
+            args=(mask,),
+            bounds=(lower, upper),
+            loss="soft_l1",
+            f_scale=loss_scale,
+            x_scale="jac",
+            max_nfev=200,
+        )
         params = fit.x
         err = np.linalg.norm(_project(X, np.exp(params[0]), cx, cy, params[1:4], params[4:7]) - x, axis=1)
         # Drop gross outliers (far beyond the typical error) and refit once without them.
@@ -170,25 +182,45 @@ class ThinPlateWarp:
 
         lo = u.min(axis=0) - GRID_STEP
         hi = u.max(axis=0) + GRID_STEP
-        n = np.minimum(np.ceil((hi - lo) / GRID_STEP).astype(int) + 1, 512)
-        gx = np.linspace(lo[0], hi[0], n[0])
-        gy = np.linspace(lo[1], hi[1], n[1])
-        grid = np.stack(np.meshgrid(gx, gy, indexing="ij"), axis=-1).reshape(-1, 2)
-        # Rows index y and columns x, as cv2.remap reads a map.
-        d = self.rbf(grid).reshape(n[0], n[1], 2).transpose(1, 0, 2).astype(np.float32)
-        fx = ((u[:, 0] - lo[0]) / (gx[1] - gx[0])).astype(np.float32)
-        fy = ((u[:, 1] - lo[1]) / (gy[1] - gy[0])).astype(np.float32)
+        cached = self.__dict__.get("_grid")
+        if cached is not None and (cached[0] <= lo).all() and (cached[1] >= hi).all():
+            lo, hi, d, step = cached  # a request warps several point sets over the same region
+        else:
+            if cached is not None:
+                lo, hi = np.minimum(lo, cached[0]), np.maximum(hi, cached[1])
+            n = np.minimum(np.ceil((hi - lo) / GRID_STEP).astype(int) + 1, 512)
+            gx = np.linspace(lo[0], hi[0], n[0])
+            gy = np.linspace(lo[1], hi[1], n[1])
+            grid = np.stack(np.meshgrid(gx, gy, indexing="ij"), axis=-1).reshape(-1, 2)
+            # Rows index y and columns x, as cv2.remap reads a map.
+            d = self.rbf(grid).reshape(n[0], n[1], 2).transpose(1, 0, 2).astype(np.float32)
+            step = np.array([gx[1] - gx[0], gy[1] - gy[0]])
+            self.__dict__["_grid"] = (lo, hi, d, step)
+        fx = ((u[:, 0] - lo[0]) / step[0]).astype(np.float32)
+        fy = ((u[:, 1] - lo[1]) / step[1]).astype(np.float32)
         rows = -(-len(u) // 4096)
         mx = np.zeros(rows * 4096, np.float32)
         my = np.zeros(rows * 4096, np.float32)
-        mx[:len(u)], my[:len(u)] = fx, fy
-        out = cv2.remap(np.ascontiguousarray(d), mx.reshape(rows, 4096), my.reshape(rows, 4096),
-                        cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        return out.reshape(-1, 2)[:len(u)].astype(np.float64)
+        mx[: len(u)], my[: len(u)] = fx, fy
+        out = cv2.remap(
+            np.ascontiguousarray(d),
+            mx.reshape(rows, 4096),
+            my.reshape(rows, 4096),
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        return out.reshape(-1, 2)[: len(u)].astype(np.float64)
 
 
-def fit_warp(source: np.ndarray, target: np.ndarray, scale: float, weights: np.ndarray | None = None,
-             smoothing: float | None = None, folds: int = 5, seed: int = 0) -> tuple[ThinPlateWarp, float]:
+def fit_warp(
+    source: np.ndarray,
+    target: np.ndarray,
+    scale: float,
+    weights: np.ndarray | None = None,
+    smoothing: float | None = None,
+    folds: int = 5,
+    seed: int = 0,
+) -> tuple[ThinPlateWarp, float]:
     """A smoothed thin-plate-spline warp taking ``source`` (N, 2) pixels towards ``target`` (N, 2).
 
     Coordinates are normalised by ``scale`` (the inter-ocular distance) so the smoothing means the
@@ -210,8 +242,13 @@ def fit_warp(source: np.ndarray, target: np.ndarray, scale: float, weights: np.n
     point_smoothing = 1.0 / np.maximum(w, 1e-3)
 
     def build(indices: np.ndarray, s: float):
-        return RBFInterpolator(u[indices], d[indices], kernel="thin_plate_spline", degree=1,
-                               smoothing=s * point_smoothing[indices])
+        return RBFInterpolator(
+            u[indices],
+            d[indices],
+            kernel="thin_plate_spline",
+            degree=1,
+            smoothing=s * point_smoothing[indices],
+        )
 
     rng = np.random.default_rng(seed)
     fold_of = rng.permutation(len(src)) % folds
@@ -268,15 +305,25 @@ class Registration:
     def report(self) -> dict:
         """Plain numbers for report.json."""
         cam = self.camera
-        return {"fov_y_deg": float(np.degrees(2 * np.arctan(0.5 * cam.height / cam.fy))),
-                "landmarks": int(len(self.indices)),
-                "residual_camera_px": self.residual_camera, "residual_warped_px": self.residual_warped,
-                "error_iod": self.error_iod, "error_iod_camera": self.error_iod_camera,
-                "error_iod_holdout": self.error_iod_holdout, "warp_smoothing": self.warp.smoothing}
+        return {
+            "fov_y_deg": float(np.degrees(2 * np.arctan(0.5 * cam.height / cam.fy))),
+            "landmarks": int(len(self.indices)),
+            "residual_camera_px": self.residual_camera,
+            "residual_warped_px": self.residual_warped,
+            "error_iod": self.error_iod,
+            "error_iod_camera": self.error_iod_camera,
+            "error_iod_holdout": self.error_iod_holdout,
+            "warp_smoothing": self.warp.smoothing,
+        }
 
 
-def register(mesh_landmarks, face: Face, image_size: tuple[int, int]) -> Registration:
+def register(
+    mesh_landmarks, face: Face, image_size: tuple[int, int], camera_only: bool = False
+) -> Registration:
     """Register a head's mesh landmarks (landmarks.MeshLandmarks) to a portrait's face.
+
+    ``camera_only`` skips the warp (identity, no cross-validation): for a first fit whose camera
+    only serves to render the mesh from the photo's viewpoint.
 
     ``image_size`` is the portrait's (width, height). Uses every landmark valid on both sides, the
     face oval at SILHOUETTE_WEIGHT.
@@ -293,16 +340,30 @@ def register(mesh_landmarks, face: Face, image_size: tuple[int, int]) -> Registr
     camera, residual = fit_camera(X, x, image_size, w)
     iod = max(face.interocular, 1e-6)
     projected = camera.project(X)[0]
-    warp, holdout = fit_warp(projected, x, iod, w)
+    if camera_only:
+        warp, holdout = ThinPlateWarp(None, projected.mean(axis=0), iod), float("nan")
+    else:
+        warp, holdout = fit_warp(projected, x, iod, w)
     residual_warped = np.linalg.norm(warp(projected) - x, axis=1)
     warnings = []
     mean_cam = float(np.average(residual, weights=w))
     mean_warped = float(np.average(residual_warped, weights=w))
     if mean_cam / iod > 0.25:
-        warnings.append(f"The head's landmarks match the portrait's poorly (mean error "
-                        f"{100 * mean_cam / iod:.0f}% of the eye distance before the warp): check the "
-                        "photo shows the same kind of face, or set landmark pins.")
-    return Registration(camera=camera, warp=warp, residual_camera=mean_cam, residual_warped=mean_warped,
-                        error_iod=mean_warped / iod, error_iod_camera=mean_cam / iod,
-                        error_iod_holdout=holdout / iod if np.isfinite(holdout) else float("nan"),
-                        interocular=float(iod), indices=indices, residuals=residual_warped, warnings=warnings)
+        warnings.append(
+            f"The head's landmarks match the portrait's poorly (mean error "
+            f"{100 * mean_cam / iod:.0f}% of the eye distance before the warp): check the "
+            "photo shows the same kind of face, or set landmark pins."
+        )
+    return Registration(
+        camera=camera,
+        warp=warp,
+        residual_camera=mean_cam,
+        residual_warped=mean_warped,
+        error_iod=mean_warped / iod,
+        error_iod_camera=mean_cam / iod,
+        error_iod_holdout=holdout / iod if np.isfinite(holdout) else float("nan"),
+        interocular=float(iod),
+        indices=indices,
+        residuals=residual_warped,
+        warnings=warnings,
+    )
