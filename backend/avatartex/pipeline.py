@@ -388,7 +388,7 @@ class Generator:
         )
         detail_weight *= 1.0 if style.name == "photoreal" else (1.0 - params.strength)
         if detail_weight > 0:
-            detail = self._detail(view, registration, surface, portrait, geometry, face) * detail_weight
+            detail = self._detail(surface, portrait, geometry, face, portrait_coords, conf) * detail_weight
         result_texture = bake(geometry, final_atlas, surface, detail)
         check_cancel()
         texture_path = out_dir / params.texture_name
@@ -489,26 +489,38 @@ class Generator:
         return refine_alignment(best, mesh.positions, mesh.triangles, mesh.normals, portrait)
 
     @staticmethod
-    def _detail(view, registration, surface, portrait, geometry, face) -> np.ndarray:
+    def _detail(surface, portrait, geometry, face, portrait_coords, confidence) -> np.ndarray:
         """Portrait detail finer than the atlas holds, for the covered UV texels, weighted by confidence.
 
         The atlas samples the photo at about one texel per ``footprint`` portrait pixels; what is finer
-        (pores, freckles, lashes) is the photo minus its blur at that footprint.
+        (pores, freckles, lashes) is the photo minus its blur at that footprint. Where each UV texel
+        falls in the photo is read from the atlas's own projection (the mapping is smooth), with no
+        weight where any neighbouring atlas texel was unseen or the atlas shows another surface.
         """
         import cv2
 
-        from .projection import project_points, sample_image
+        from .bake import atlas_coords, hidden_in_atlas
+        from .projection import sample_image
 
-        coords, confidence = project_points(view, registration, surface.positions, surface.normals)
         # Atlas texels per eye distance on the face, vs portrait pixels per eye distance.
         atlas_px_per_iod = geometry.size * (1 + geometry.layout.warp) / (2 * np.pi) / 1.35
         footprint = face.interocular / atlas_px_per_iod
+        count = int(surface.mask.sum())
         if footprint < 0.75:
-            return np.zeros((len(coords), 3), np.float32)
-        sigma = 0.5 * footprint
-        blurred = cv2.GaussianBlur(portrait, (0, 0), sigma)
+            return np.zeros((count, 3), np.float32)
+        xy = atlas_coords(geometry, surface)
+        seen = np.isfinite(portrait_coords[..., 0])
+        packed = np.concatenate(
+            [np.nan_to_num(portrait_coords), confidence[..., None], seen[..., None].astype(np.float32)],
+            axis=2,
+        )
+        sampled = geometry.sample(packed, xy)
+        weight = np.where(sampled[:, 3] > 0.999, sampled[:, 2], 0.0)
+        weight[hidden_in_atlas(geometry, surface, xy)] = 0.0
+        coords = sampled[:, :2]
+        blurred = cv2.GaussianBlur(portrait, (0, 0), 0.5 * footprint)
         fine = sample_image(portrait, coords) - sample_image(blurred, coords)
-        return np.nan_to_num(fine * confidence[:, None]).astype(np.float32)
+        return (fine * weight[:, None]).astype(np.float32)
 
     @staticmethod
     def _write_debug(
