@@ -237,79 +237,26 @@ def test_cancel_leaves_the_output_folder_untouched(generator, head, astronaut_pa
     assert sorted(os.listdir(out)) == ["texture.png"]
 
 
-def test_cli_generate_preview_and_errors(head, astronaut_path, tmp_path):
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """Run ``python -m avatartex ARGS`` as a user would, offline."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "backend"), "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "avatartex", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_cli_generate_preview_and_errors(head, astronaut_path, tmp_path):
     out = tmp_path / "cli"
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "avatartex",
-            "generate",
-            "--mesh",
-            head,
-            "--portrait",
-            str(astronaut_path),
-            "--out",
-            str(out),
-            "--size",
-            "512",
-            "--style",
-            "painterly",
-            "--engine",
-            "classic",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    run = cli("generate", "--mesh", head, "--portrait", astronaut_path, "--out", out, "--size", 512,
+              "--style", "painterly", "--engine", "classic")
     assert run.returncode == 0, run.stderr
-    assert (out / "texture.png").exists() and json.loads((out / "report.json").read_text())[
-        "style"
-    ] == "painterly"
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "avatartex",
-            "preview",
-            "--mesh",
-            head,
-            "--texture",
-            str(out / "texture.png"),
-            "--out",
-            str(out / "preview.png"),
-            "--size",
-            "128",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    assert (out / "texture.png").exists()
+    assert json.loads((out / "report.json").read_text())["style"] == "painterly"
+    run = cli("preview", "--mesh", head, "--texture", out / "texture.png", "--out", out / "preview.png",
+              "--size", 128)
     assert run.returncode == 0, run.stderr
     assert load_texture(out / "preview.png").shape == (128, 384, 3)
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "avatartex",
-            "generate",
-            "--mesh",
-            head,
-            "--portrait",
-            str(tmp_path / "nope.jpg"),
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    run = cli("generate", "--mesh", head, "--portrait", tmp_path / "nope.jpg", "--out", out)
     assert run.returncode == 2 and "portrait_missing" in run.stderr and "nope.jpg" in run.stderr
-
 
 def test_textured_heads_convert_to_the_atlas(head, tmp_path):
     """A head whose texture is a known function of the surface converts to an atlas showing that
