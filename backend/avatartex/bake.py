@@ -35,6 +35,14 @@ class UVSurface:
         return self.tri_id >= 0
 
 
+def _cached(owner, key: str, make):
+    """A value derived from ``owner``'s fixed arrays, kept on it (per mesh and size, across requests)."""
+    cache = owner.__dict__.setdefault("_cache", {})
+    if key not in cache:
+        cache[key] = make()
+    return cache[key]
+
+
 def uv_surface(
     positions: np.ndarray, triangles: np.ndarray, normals: np.ndarray, uvs: np.ndarray, size: int
 ) -> UVSurface:
@@ -66,6 +74,16 @@ def hidden_in_atlas(
     return (distance > tolerance) | ~geometry.mask[iy, ix]
 
 
+def surface_in_atlas(geometry: AtlasGeometry, surface: UVSurface) -> tuple[np.ndarray, np.ndarray]:
+    """``atlas_coords`` and ``hidden_in_atlas`` of a UV surface, computed once per mesh and sizes."""
+
+    def make():
+        xy = atlas_coords(geometry, surface)
+        return xy, hidden_in_atlas(geometry, surface, xy)
+
+    return _cached(surface, f"atlas{geometry.size}", make)
+
+
 def bake(
     geometry: AtlasGeometry,
     atlas_color: np.ndarray,
@@ -84,13 +102,17 @@ def bake(
     hit = surface.mask
     # Texels near a chart's edge sample bilinearly across it: pad the atlas first so that they read
     # surface colours, never the empty space between charts.
-    atlas_color, _ = raster.dilate(np.asarray(atlas_color, np.float32), geometry.mask, 3)
-    xy = atlas_coords(geometry, surface)
+    atlas_color, _ = raster.dilate(
+        np.asarray(atlas_color, np.float32),
+        geometry.mask,
+        3,
+        _cached(geometry, "pad3", lambda: raster.padding_index(geometry.mask, 3)),
+    )
+    xy, hidden = surface_in_atlas(geometry, surface)
     values = geometry.sample(atlas_color, xy)
     texture = np.empty((size, size, 3), np.float32)
     texture[:] = np.asarray(background, np.float32)
     texture[hit] = values
-    hidden = hidden_in_atlas(geometry, surface, xy)
     if hidden.any():
         # Surfaces the atlas cannot show (a neck behind the chest along the same rays, the back of an
         # ear) would read another surface's colour: fill them in UV space from their visible
@@ -106,5 +128,7 @@ def bake(
         texture[hit] += detail
     texture[hit] = np.clip(texture[hit], 0.0, 1.0)
     pad = max(2, size // 128) if padding is None else padding
-    texture, _ = raster.dilate(texture, hit, pad)
+    texture, _ = raster.dilate(
+        texture, hit, pad, _cached(surface, f"pad{pad}", lambda: raster.padding_index(hit, pad))
+    )
     return texture

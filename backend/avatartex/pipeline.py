@@ -499,7 +499,7 @@ class Generator:
         """
         import cv2
 
-        from .bake import atlas_coords, hidden_in_atlas
+        from .bake import surface_in_atlas
         from .projection import sample_image
 
         # Atlas texels per eye distance on the face, vs portrait pixels per eye distance.
@@ -508,7 +508,7 @@ class Generator:
         count = int(surface.mask.sum())
         if footprint < 0.75:
             return np.zeros((count, 3), np.float32)
-        xy = atlas_coords(geometry, surface)
+        xy, hidden = surface_in_atlas(geometry, surface)
         seen = np.isfinite(portrait_coords[..., 0])
         packed = np.concatenate(
             [np.nan_to_num(portrait_coords), confidence[..., None], seen[..., None].astype(np.float32)],
@@ -516,7 +516,7 @@ class Generator:
         )
         sampled = geometry.sample(packed, xy)
         weight = np.where(sampled[:, 3] > 0.999, sampled[:, 2], 0.0)
-        weight[hidden_in_atlas(geometry, surface, xy)] = 0.0
+        weight[hidden] = 0.0
         coords = sampled[:, :2]
         blurred = cv2.GaussianBlur(portrait, (0, 0), 0.5 * footprint)
         fine = sample_image(portrait, coords) - sample_image(blurred, coords)

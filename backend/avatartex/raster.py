@@ -50,8 +50,17 @@ def _edge(ax: float, ay: float, bx: float, by: float, px: float, py: float) -> t
 
 
 @njit(cache=True, parallel=True)
-def _raster_kernel(points: np.ndarray, depth: np.ndarray, mode: int, height: int, width: int,
-                   n_bands: int, tri_id: np.ndarray, bary: np.ndarray, zbuf: np.ndarray) -> None:
+def _raster_kernel(
+    points: np.ndarray,
+    depth: np.ndarray,
+    mode: int,
+    height: int,
+    width: int,
+    n_bands: int,
+    tri_id: np.ndarray,
+    bary: np.ndarray,
+    zbuf: np.ndarray,
+) -> None:
     """Fill the buffers; rows are split into bands so threads never write the same pixel."""
     n_tri = points.shape[0]
     # Per-triangle pixel bounding boxes (rows/cols of pixel centres inside), -1 rows = skip.
@@ -156,8 +165,9 @@ def _raster_kernel(points: np.ndarray, depth: np.ndarray, mode: int, height: int
                     bary[r, c, 2] = b2
 
 
-def _rasterize(points: np.ndarray, depth: np.ndarray | None, mode: int, height: int,
-               width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _rasterize(
+    points: np.ndarray, depth: np.ndarray | None, mode: int, height: int, width: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     points = np.ascontiguousarray(points, np.float64).reshape(-1, 3, 2)
     if depth is None:
         depth_arr = np.zeros((points.shape[0], 3), np.float64)
@@ -180,8 +190,9 @@ def _rasterize(points: np.ndarray, depth: np.ndarray | None, mode: int, height: 
     return tri_id, bary, zbuf
 
 
-def rasterize_triangles(points: np.ndarray, depth: np.ndarray | None, height: int,
-                        width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def rasterize_triangles(
+    points: np.ndarray, depth: np.ndarray | None, height: int, width: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rasterise 2D triangles given in pixel coordinates.
 
     Args:
@@ -220,8 +231,9 @@ def rasterize_uv(uvs: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     return tri_id, bary
 
 
-def rasterize_camera(positions: np.ndarray, triangles: np.ndarray, camera: Camera,
-                     near: float = 1e-3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def rasterize_camera(
+    positions: np.ndarray, triangles: np.ndarray, camera: Camera, near: float = 1e-3
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render a mesh's triangle-id, barycentric and depth buffers through a pinhole camera.
 
     Args:
@@ -248,8 +260,9 @@ def rasterize_camera(positions: np.ndarray, triangles: np.ndarray, camera: Camer
 
 
 @njit(cache=True, parallel=True)
-def _interpolate_kernel(corner_values: np.ndarray, corner_index: np.ndarray, tri_id: np.ndarray,
-                        bary: np.ndarray, out: np.ndarray) -> None:
+def _interpolate_kernel(
+    corner_values: np.ndarray, corner_index: np.ndarray, tri_id: np.ndarray, bary: np.ndarray, out: np.ndarray
+) -> None:
     """out[r, c] = sum_k bary[r, c, k] * corner_values[corner_index[t, k]] with t = tri_id[r, c]."""
     height, width = tri_id.shape
     n_ch = corner_values.shape[1]
@@ -265,12 +278,14 @@ def _interpolate_kernel(corner_values: np.ndarray, corner_index: np.ndarray, tri
             b1 = np.float64(bary[r, c, 1])
             b2 = np.float64(bary[r, c, 2])
             for ch in range(n_ch):
-                out[r, c, ch] = (b0 * corner_values[i0, ch] + b1 * corner_values[i1, ch]
-                                 + b2 * corner_values[i2, ch])
+                out[r, c, ch] = (
+                    b0 * corner_values[i0, ch] + b1 * corner_values[i1, ch] + b2 * corner_values[i2, ch]
+                )
 
 
-def interpolate(values: np.ndarray, triangles: np.ndarray | None, tri_id: np.ndarray,
-                bary: np.ndarray) -> np.ndarray:
+def interpolate(
+    values: np.ndarray, triangles: np.ndarray | None, tri_id: np.ndarray, bary: np.ndarray
+) -> np.ndarray:
     """Interpolate an attribute over the pixels of a rasterisation.
 
     Args:
@@ -306,7 +321,33 @@ def interpolate(values: np.ndarray, triangles: np.ndarray | None, tri_id: np.nda
     return out
 
 
-def dilate(image: np.ndarray, mask: np.ndarray, pixels: int) -> tuple[np.ndarray, np.ndarray]:
+def padding_index(mask: np.ndarray, pixels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where padding by ``pixels`` writes and reads: (targets, sources) flat indices and the grown mask.
+
+    Every uncovered texel within Euclidean distance ``pixels`` of a covered one reads its nearest
+    covered texel. Depends on the mask alone, so callers that pad many images over one mask (each
+    request over the same UV layout) compute it once.
+    """
+    from scipy.ndimage import distance_transform_edt
+
+    mask = np.asarray(mask, bool)
+    if pixels <= 0 or mask.all() or not mask.any():
+        empty = np.zeros(0, np.int64)
+        return empty, empty, mask.copy()
+    dist, (rows, cols) = distance_transform_edt(~mask, return_indices=True)
+    grown = dist <= pixels
+    fill = grown & ~mask
+    targets = np.flatnonzero(fill)
+    sources = (rows * mask.shape[1] + cols).ravel()[targets]
+    return targets, sources, grown
+
+
+def dilate(
+    image: np.ndarray,
+    mask: np.ndarray,
+    pixels: int,
+    index: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Pad covered regions outward so texture filtering never reaches the empty background.
 
     Every uncovered texel within Euclidean distance ``pixels`` of a covered texel takes the value of
@@ -316,23 +357,19 @@ def dilate(image: np.ndarray, mask: np.ndarray, pixels: int) -> tuple[np.ndarray
         image: (H, W, C) or (H, W) image.
         mask: (H, W) bool, True where the image is valid.
         pixels: padding width in texels (0 leaves the image as it is).
+        index: ``padding_index(mask, pixels)`` when the caller keeps it; computed when None.
 
     Returns:
         The padded image (same dtype) and the grown mask; the inputs are not modified.
     """
-    from scipy.ndimage import distance_transform_edt
-
     image = np.asarray(image)
     mask = np.asarray(mask, bool)
     if image.shape[:2] != mask.shape:
         raise ValueError(f"image {image.shape} and mask {mask.shape} sizes differ")
+    targets, sources, grown = padding_index(mask, pixels) if index is None else index
     out = image.copy()
-    if pixels <= 0 or mask.all() or not mask.any():
-        return out, mask.copy()
-    dist, (rows, cols) = distance_transform_edt(~mask, return_indices=True)
-    grown = dist <= pixels
-    fill = grown & ~mask
-    out[fill] = image[rows[fill], cols[fill]]
+    flat = out.reshape(mask.size, *image.shape[2:])
+    flat[targets] = image.reshape(mask.size, *image.shape[2:])[sources]
     return out, grown
 
 
@@ -344,8 +381,10 @@ def _bench() -> None:
 
     sphere = trimesh.creation.uv_sphere(count=[160, 160])  # ~100k faces
     p = sphere.vertices
-    uv = np.stack([0.5 + np.arctan2(p[:, 0], p[:, 2]) / (2 * np.pi),
-                   0.5 + np.arcsin(np.clip(p[:, 1], -1, 1)) / np.pi], axis=1)
+    uv = np.stack(
+        [0.5 + np.arctan2(p[:, 0], p[:, 2]) / (2 * np.pi), 0.5 + np.arcsin(np.clip(p[:, 1], -1, 1)) / np.pi],
+        axis=1,
+    )
     uvs = uv[sphere.faces]
     # Triangles across the u = 0/1 seam would span the whole texture; move them past u = 1 instead.
     wrap = uvs[..., 0].max(axis=1) - uvs[..., 0].min(axis=1) > 0.5
@@ -358,8 +397,9 @@ def _bench() -> None:
         t1 = time.perf_counter()
         interpolate(uvs, None, tri_id, bary)
         t2 = time.perf_counter()
-        print(f"rasterize_uv {t1 - t0:.3f} s, interpolate {t2 - t1:.3f} s, "
-              f"coverage {(tri_id >= 0).mean():.3f}")
+        print(
+            f"rasterize_uv {t1 - t0:.3f} s, interpolate {t2 - t1:.3f} s, coverage {(tri_id >= 0).mean():.3f}"
+        )
 
 
 if __name__ == "__main__":
