@@ -124,8 +124,10 @@ class Server:
             models = status()
         except ImportError:
             pass  # the neural engine's packages are optional
-        if importlib.util.find_spec("torch") is not None:
-            import torch
+        from .neural import nvidia_driver_present
+
+        if nvidia_driver_present() and importlib.util.find_spec("torch") is not None:
+            import torch  # only where a GPU can exist: importing it costs seconds
 
             devices += [f"cuda:{i} {torch.cuda.get_device_name(i)}" for i in range(torch.cuda.device_count())]
         return {

@@ -13,12 +13,18 @@ from typing import Any
 
 from .config import NeuralConfig
 
-__all__ = ["NeuralConfig", "available", "build_stages", "prior_dir", "resolve_prior"]
+__all__ = ["NeuralConfig", "available", "build_stages", "nvidia_driver_present", "prior_dir", "resolve_prior"]
 
 
 def available(config: NeuralConfig | None = None) -> tuple[bool, str]:
     """Whether ``engine=auto`` should pick the neural engine: a CUDA device and the default weights in
-    the Hugging Face cache. Returns (ok, reason); the reason says what is missing."""
+    the Hugging Face cache. Returns (ok, reason); the reason says what is missing.
+
+    Without an NVIDIA driver on the machine nothing is imported: torch, diffusers and transformers
+    take seconds to import, which every backend start (and Blender's first click) would pay.
+    """
+    if not nvidia_driver_present():
+        return False, "no NVIDIA driver found (the neural engine needs an NVIDIA GPU for interactive use)"
     try:
         import diffusers  # noqa: F401
         import torch
@@ -44,6 +50,13 @@ def available(config: NeuralConfig | None = None) -> tuple[bool, str]:
             f"model(s) {', '.join(missing)} not downloaded (avatartex models download {' '.join(missing)})"
         )
     return True, f"CUDA device {torch.cuda.get_device_name(0)} and the default models are present"
+
+
+def nvidia_driver_present() -> bool:
+    """Whether an NVIDIA driver is installed: the Linux kernel module's version file or nvidia-smi."""
+    import shutil
+
+    return Path("/proc/driver/nvidia/version").exists() or shutil.which("nvidia-smi") is not None
 
 
 def prior_dir() -> Path:
