@@ -290,3 +290,34 @@ def test_textured_heads_convert_to_the_atlas(head, tmp_path):
     g = geometry.atlas(model, 256)
     error = np.abs(atlas[g.mask] - colour(g.positions[g.mask]))
     assert np.median(error) < 2 / 255 and np.percentile(error, 95) < 0.02
+
+
+class PortraitOnlyLandmarker:
+    """Finds the face in the first image it sees (the portrait) and nothing afterwards (the mesh
+    renders): a stylised head the detector cannot read, which only the artist's pins can place."""
+
+    def __init__(self, base):
+        self.base = base
+        self.calls = 0
+
+    def detect(self, image):
+        self.calls += 1
+        return self.base.detect(image) if self.calls == 1 else []
+
+
+def test_pins_alone_place_a_head_the_detector_cannot_read(generator, head, astronaut_path, tmp_path):
+    from avatartex.face import PIN_LANDMARKS
+    from avatartex.mesh import load_mesh
+
+    mesh = load_mesh(head)
+    detected = generator.head(mesh).landmarks.points3d
+    pins = {}
+    for name, index in PIN_LANDMARKS.items():
+        pins[name] = int(np.argmin(np.linalg.norm(mesh.positions - detected[index], axis=1)))
+    pinned = tmp_path / "pinned.npz"
+    save_capture(Mesh(mesh.positions, mesh.triangles, mesh.uvs, None, pins, "Pinned"), pinned)
+    blind = Generator(landmarker=PortraitOnlyLandmarker(generator.landmarker))
+    report = blind.generate(params(pinned, astronaut_path, tmp_path / "out"))["report"]
+    assert report["landmarks_source"] == "pins"
+    assert report["coverage"] > 0.5
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["registration"]["landmarks"] >= 8

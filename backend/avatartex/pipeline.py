@@ -62,6 +62,13 @@ def atlas_size_for(texture_size: int) -> int:
     return 512 if texture_size <= 512 else 1024
 
 
+def _json_number(value):
+    """Floats rounded for the report; NaN/inf (e.g. no cross-validation with few pins) become null."""
+    if isinstance(value, float):
+        return round(value, 5) if np.isfinite(value) else None
+    return value
+
+
 def check_writable(folder: Path) -> None:
     """Create ``folder`` if needed and make sure a file can be written there, before any work."""
     try:
@@ -418,6 +425,7 @@ class Generator:
             "registration_error_camera_only": round(float(registration.error_iod_camera), 5),
             "landmarks_source": head.landmarks.source,
             "dense_alignment": registration.alignment,
+            "registration": {k: _json_number(v) for k, v in registration.report().items()},
             "mesh": {
                 "name": mesh.name,
                 "vertices": int(len(mesh.positions)),
