@@ -140,15 +140,12 @@ def test_draw_landmarks_marks_points(astronaut, astronaut_face) -> None:
     assert np.abs(out - astronaut).max() > 0.5 and np.abs(out[:40, :40] - astronaut[:40, :40]).max() == 0
 
 
-def test_warm_detection_is_fast(landmarker, astronaut) -> None:
-    import time
-
-    landmarker.detect(astronaut)
-    start = time.perf_counter()
-    for _ in range(3):
-        landmarker.detect(astronaut)
-    per_call = (time.perf_counter() - start) / 3
-    assert per_call < 0.2, per_call  # ~15 ms measured; generous for a loaded 2-core machine
+def test_detection_is_repeatable(landmarker, astronaut) -> None:
+    """The same photo gives the same landmarks: the landmarker keeps no state between calls.
+    (Its speed is measured by bench/speed.py, not asserted here.)"""
+    first = landmarker.detect(astronaut)[0].landmarks
+    again = landmarker.detect(astronaut)[0].landmarks
+    np.testing.assert_allclose(first, again, atol=1e-3)
 
 
 def test_person_segmenter_separates_the_astronaut_from_the_wall():
