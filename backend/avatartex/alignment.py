@@ -60,6 +60,11 @@ class CorrectedWarp:
     def __call__(self, points: np.ndarray) -> np.ndarray:
         return self.base(self.correction(points))
 
+    @property
+    def smoothing(self) -> float:
+        """The base warp's smoothing (``Registration.report`` reads it)."""
+        return getattr(self.base, "smoothing", 0.0)
+
 
 def _normalised(gray: np.ndarray, sigma: float) -> np.ndarray:
     """Local contrast normalisation: (g - local mean) / local std; removes smooth light differences."""
