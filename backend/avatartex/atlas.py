@@ -208,32 +208,12 @@ class AtlasGeometry:
         )
         padded[pad : pad + rows, :pad] = img[:rows, -pad:]
         padded[pad : pad + rows, -pad:] = img[:rows, :pad]
+        from .projection import sample_image
+
         x = np.asarray(xy[:, 0], np.float32)
         y = np.asarray(xy[:, 1], np.float32)
         x = np.where(y < rows, np.mod(x, s), x)
-        # cv2.remap (pixel centres at integers) in rows of 4096, its maps' size limit being 32767.
-        n = len(x)
-        width = 4096
-        rows_out = max(1, -(-n // width))
-        mx = np.zeros(rows_out * width, np.float32)
-        my = np.zeros(rows_out * width, np.float32)
-        mx[:n] = x - 0.5 + pad
-        my[:n] = y - 0.5 + pad
-        channels = padded.shape[2]
-        planes = [padded[..., k : k + 4] for k in range(0, channels, 4)]  # remap takes up to 4 channels
-        out = np.concatenate(
-            [
-                cv2.remap(
-                    np.ascontiguousarray(plane),
-                    mx.reshape(rows_out, width),
-                    my.reshape(rows_out, width),
-                    cv2.INTER_LINEAR,
-                    borderMode=cv2.BORDER_REPLICATE,
-                ).reshape(rows_out * width, -1)[:n]
-                for plane in planes
-            ],
-            axis=1,
-        )
+        out = sample_image(padded, np.stack([x + pad, y + pad], axis=1))
         return out if image.ndim == 3 else out[:, 0]
 
 

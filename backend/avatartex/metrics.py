@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .preview import sample_bilinear as sample_uv  # the UV lookup ((0, 0) bottom-left) preview uses
+
 
 def gain_corrected(produced: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """``produced`` times the per-channel gain that best matches ``reference`` on ``mask`` (least squares).
@@ -38,22 +40,6 @@ def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
         use_sample_covariance=False,
     )
     return float(full.mean(axis=2)[mask].mean())
-
-
-def sample_uv(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:
-    """Bilinear samples (N, C) of a texture at UV coordinates (N, 2), (0, 0) bottom-left."""
-    h, w = texture.shape[:2]
-    x = np.clip(uv[:, 0] * w - 0.5, 0, w - 1.001)
-    y = np.clip((1 - uv[:, 1]) * h - 0.5, 0, h - 1.001)
-    x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
-    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    t = texture.astype(np.float32)
-    return (
-        t[y0, x0] * (1 - fx) * (1 - fy)
-        + t[y0, x0 + 1] * fx * (1 - fy)
-        + t[y0 + 1, x0] * (1 - fx) * fy
-        + t[y0 + 1, x0 + 1] * fx * fy
-    )
 
 
 def seam_edges(

@@ -54,6 +54,7 @@ def skin_likelihood(
     pixels = lab[sample]
     if len(pixels) < 50:
         return np.ones(image.shape[:2], np.float32)
+
     # Chroma relative to lightness ((a*, b*) / L*) decides: a surface in shadow keeps that ratio while
     # its lightness and raw chroma fall. Lightness itself only has to stay within a broad band (a
     # white wall or black hair of skin-like hue is rejected).
@@ -189,7 +190,8 @@ def project_points(
 
 
 def sample_image(image: np.ndarray, coords: np.ndarray) -> np.ndarray:
-    """Bilinear samples (N, C) of an image at pixel coordinates (N, 2); NaN coordinates give 0."""
+    """Bilinear samples (N, C) of an (H, W[, C]) image at pixel coordinates (N, 2), pixel centres at
+    +0.5, edges replicated; NaN coordinates read the border. Any number of channels."""
     xy = np.nan_to_num(np.asarray(coords, np.float32), nan=-1e4)
     n = len(xy)
     # cv2.remap wants maps under 32767 wide: lay the N points out as rows of 4096 (zero-padded).
@@ -198,11 +200,16 @@ def sample_image(image: np.ndarray, coords: np.ndarray) -> np.ndarray:
     maps = np.zeros((rows * width, 2), np.float32)
     maps[:n] = xy - 0.5  # cv2.remap puts pixel centres at integers; ours sit at +0.5
     maps = maps.reshape(rows, width, 2)
-    out = cv2.remap(
-        np.ascontiguousarray(image, np.float32),
-        maps[..., 0],
-        maps[..., 1],
-        cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_REPLICATE,
+    img = np.asarray(image, np.float32)
+    img = img[..., None] if img.ndim == 2 else img
+    # cv2.remap takes at most 4 channels at a time.
+    planes = [np.ascontiguousarray(img[..., k : k + 4]) for k in range(0, img.shape[2], 4)]
+    return np.concatenate(
+        [
+            cv2.remap(
+                plane, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+            ).reshape(rows * width, -1)[:n]
+            for plane in planes
+        ],
+        axis=1,
     )
-    return out.reshape(rows * width, -1)[:n]

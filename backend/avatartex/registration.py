@@ -178,7 +178,7 @@ class ThinPlateWarp:
         is smooth at the scale of a sixteenth of the eye distance, so a grid that fine loses nothing
         visible (tests/test_registration.py checks the difference).
         """
-        import cv2
+        from .projection import sample_image
 
         lo = u.min(axis=0) - GRID_STEP
         hi = u.max(axis=0) + GRID_STEP
@@ -196,20 +196,9 @@ class ThinPlateWarp:
             d = self.rbf(grid).reshape(n[0], n[1], 2).transpose(1, 0, 2).astype(np.float32)
             step = np.array([gx[1] - gx[0], gy[1] - gy[0]])
             self.__dict__["_grid"] = (lo, hi, d, step)
-        fx = ((u[:, 0] - lo[0]) / step[0]).astype(np.float32)
-        fy = ((u[:, 1] - lo[1]) / step[1]).astype(np.float32)
-        rows = -(-len(u) // 4096)
-        mx = np.zeros(rows * 4096, np.float32)
-        my = np.zeros(rows * 4096, np.float32)
-        mx[: len(u)], my[: len(u)] = fx, fy
-        out = cv2.remap(
-            np.ascontiguousarray(d),
-            mx.reshape(rows, 4096),
-            my.reshape(rows, 4096),
-            cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_REPLICATE,
-        )
-        return out.reshape(-1, 2)[: len(u)].astype(np.float64)
+        # Grid node (i, j) sits at pixel centre (i + 0.5, j + 0.5) in sample_image's convention.
+        cells = (u - lo) / step + 0.5
+        return sample_image(d, cells).astype(np.float64)
 
 
 def fit_warp(
