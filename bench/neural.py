@@ -24,18 +24,18 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backend"))
 
-from avatartex.neural import pipelines  # noqa: E402
-from avatartex.neural.config import NeuralConfig  # noqa: E402
-from avatartex.neural.device import peak_memory_gb, pick_device, pick_dtype, reset_peak_memory  # noqa: E402
-from avatartex.stages.base import AtlasTexture, StageContext  # noqa: E402
+from avatartex.engines.base import AtlasTexture, StageContext  # noqa: E402
+from avatartex.engines.neural import pipelines  # noqa: E402
+from avatartex.engines.neural.config import NeuralConfig  # noqa: E402
+from avatartex.engines.neural.device import peak_memory_gb, pick_device, pick_dtype, reset_peak_memory  # noqa: E402
 
 
 def build_models(root: Path, tiny: bool, dtype) -> NeuralConfig:
     """Write random models (tiny or real-size) and a random StyleGAN2 prior; a config that uses them."""
     import torch
-    from avatartex.neural.prior import save_prior
-    from avatartex.neural.stylegan2 import Generator, GeneratorConfig
-    from avatartex.neural.testing import build_controlnet_folder, build_sd_folder
+    from avatartex.engines.neural.prior import save_prior
+    from avatartex.engines.neural.stylegan2 import Generator, GeneratorConfig
+    from avatartex_tools.tiny_models import build_controlnet_folder, build_sd_folder
 
     scale = "tiny" if tiny else "real"
     save_dtype = None if tiny else torch.float16  # real-size weights are written in fp16 like the Hub's
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import torch
-    from avatartex.neural import build_stages
+    from avatartex.engines.neural import build_stages
 
     if args.threads:
         torch.set_num_threads(args.threads)

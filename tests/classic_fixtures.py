@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 from avatartex import atlas as atlas_mod
-from avatartex.stages.base import AtlasTexture, StageContext
+from avatartex.engines.base import AtlasTexture, StageContext
 from avatartex.styles import get_style
 
 ASSETS = Path(__file__).resolve().parents[1].parent / "shared" / "assets"
@@ -21,8 +21,12 @@ HEAD_GLB = ASSETS / "heads" / "lee_perry_smith.glb"
 
 # Landmarks of the Lee Perry-Smith scan (mesh space, Y up, face towards +Z), read off its depth
 # profile: eye sockets at x = +-0.6, y = 1.6; nose tip (0, 1.1, 2.59); mouth at y = 0.25.
-HEAD_LANDMARKS = {"right_eye": (-0.6, 1.6, 1.95), "left_eye": (0.6, 1.6, 1.95), "mouth": (0.0, 0.25, 2.2),
-                  "nose_tip": (0.0, 1.1, 2.59)}
+HEAD_LANDMARKS = {
+    "right_eye": (-0.6, 1.6, 1.95),
+    "left_eye": (0.6, 1.6, 1.95),
+    "mouth": (0.0, 0.25, 2.2),
+    "nose_tip": (0.0, 1.1, 2.59),
+}
 
 # skimage.data.astronaut(): eye centres at (202.5, 102.5) and (246, 102.5) pixels.
 ASTRONAUT_EYES_MID = (224.0, 102.5)
@@ -36,8 +40,9 @@ def sphere_atlas(size: int) -> atlas_mod.AtlasGeometry:
 
     mesh = trimesh.creation.icosphere(subdivisions=5)
     frame = atlas_mod.HeadFrame(np.zeros(3), np.eye(3), 1.0)
-    return atlas_mod.build_atlas(np.asarray(mesh.vertices), np.asarray(mesh.faces),
-                                 np.asarray(mesh.vertex_normals), frame, size)
+    return atlas_mod.build_atlas(
+        np.asarray(mesh.vertices), np.asarray(mesh.faces), np.asarray(mesh.vertex_normals), frame, size
+    )
 
 
 @lru_cache(maxsize=4)
@@ -46,8 +51,9 @@ def _head_atlas(size: int) -> atlas_mod.AtlasGeometry:
 
     mesh = trimesh.load(HEAD_GLB, force="mesh")
     frame = atlas_mod.HeadFrame.from_landmarks(**{k: np.array(v) for k, v in HEAD_LANDMARKS.items()})
-    return atlas_mod.build_atlas(np.asarray(mesh.vertices), np.asarray(mesh.faces),
-                                 np.asarray(mesh.vertex_normals), frame, size)
+    return atlas_mod.build_atlas(
+        np.asarray(mesh.vertices), np.asarray(mesh.faces), np.asarray(mesh.vertex_normals), frame, size
+    )
 
 
 def head_atlas(size: int) -> atlas_mod.AtlasGeometry:
@@ -64,8 +70,9 @@ def astronaut() -> np.ndarray:
     return skimage.data.astronaut().astype(np.float32) / 255
 
 
-def frontal_texture(geometry: atlas_mod.AtlasGeometry, portrait: np.ndarray
-                    ) -> tuple[AtlasTexture, np.ndarray]:
+def frontal_texture(
+    geometry: atlas_mod.AtlasGeometry, portrait: np.ndarray
+) -> tuple[AtlasTexture, np.ndarray]:
     """A portrait-backed atlas texture from an orthographic frontal projection of ``portrait``.
 
     Confidence falls off with the angle between the normal and the view direction (+z) and is 0
@@ -85,13 +92,25 @@ def frontal_texture(geometry: atlas_mod.AtlasGeometry, portrait: np.ndarray
     return AtlasTexture(color, conf), coords
 
 
-def make_ctx(geometry: atlas_mod.AtlasGeometry, style: str = "photoreal", portrait: np.ndarray | None = None,
-             coords: np.ndarray | None = None, seed: int = 0, strength: float = 1.0) -> StageContext:
+def make_ctx(
+    geometry: atlas_mod.AtlasGeometry,
+    style: str = "photoreal",
+    portrait: np.ndarray | None = None,
+    coords: np.ndarray | None = None,
+    seed: int = 0,
+    strength: float = 1.0,
+) -> StageContext:
     """A stage context; without a portrait, a grey one and all-NaN coordinates."""
     s = geometry.size
     if portrait is None:
         portrait = np.full((64, 64, 3), 0.5, np.float32)
     if coords is None:
         coords = np.full((s, s, 2), np.nan, np.float32)
-    return StageContext(atlas=geometry, portrait=portrait, portrait_coords=coords, style=get_style(style),
-                        seed=seed, strength=strength)
+    return StageContext(
+        atlas=geometry,
+        portrait=portrait,
+        portrait_coords=coords,
+        style=get_style(style),
+        seed=seed,
+        strength=strength,
+    )

@@ -7,11 +7,12 @@ from functools import lru_cache
 
 import numpy as np
 import pytest
-from avatartex.stages import filters
-from avatartex.stages.base import AtlasTexture, StageContext
-from avatartex.stages.classic_inpaint import ClassicInpaint
-from avatartex.stages.classic_latent import ClassicLatent
-from avatartex.stages.classic_repaint import ClassicRepaint
+from avatartex import atlas_filters as filters
+from avatartex.engines.base import AtlasTexture, StageContext
+from avatartex.engines.classic.inpaint import ClassicInpaint
+from avatartex.engines.classic.latent import ClassicLatent
+from avatartex.engines.classic.repaint import ClassicRepaint
+from avatartex.imaging import LUMA, luminance
 from classic_fixtures import astronaut, frontal_texture, head_atlas, make_ctx, sphere_atlas
 
 STYLES = ("photoreal", "painterly", "toon", "comic")
@@ -29,6 +30,7 @@ def smoothstep(x: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- stage 1: inpaint
+
 
 def test_inpaint_keeps_confident_texels_bit_identical() -> None:
     geo = sphere_atlas(128)
@@ -72,12 +74,12 @@ def test_inpaint_fill_wraps_around_the_back_seam() -> None:
     conf = np.zeros((s, s), np.float32)
     color[:rows, :8] = (1.0, 0.0, 0.0)
     conf[:rows, :8] = 1.0
-    color[:rows, s // 2 - 4:s // 2 + 4] = (0.0, 0.0, 1.0)
-    conf[:rows, s // 2 - 4:s // 2 + 4] = 1.0
+    color[:rows, s // 2 - 4 : s // 2 + 4] = (0.0, 0.0, 1.0)
+    conf[:rows, s // 2 - 4 : s // 2 + 4] = 1.0
     ctx = with_classic(make_ctx(geo), symmetry=0.0, grain=0.0)  # no mirror: only the wrap can help
     out = ClassicInpaint().run(AtlasTexture(color, conf), ctx).color
     mid = slice(rows // 4, 3 * rows // 4)
-    near_seam = out[mid, s - 12].mean(axis=0)   # 12 columns from the red strip across the seam
+    near_seam = out[mid, s - 12].mean(axis=0)  # 12 columns from the red strip across the seam
     assert near_seam[0] > near_seam[2] + 0.3
     # Symmetric about the red strip: column S-12 (12 left of column 0) looks like column 19 (12 right of 7).
     assert np.abs(out[mid, s - 12] - out[mid, 19]).mean() < 0.03
@@ -92,7 +94,7 @@ def test_inpaint_grain_matches_the_seen_skin() -> None:
     tex = AtlasTexture(np.where(conf[..., None] > 0, skin, 0).astype(np.float32), conf)
 
     def fine_std(image: np.ndarray, region: np.ndarray) -> float:
-        lum = filters.luminance(image)
+        lum = luminance(image)
         high = lum - filters.gaussian(lum, 2.0, geo.band_rows)
         return filters.robust_std(high[region])
 
@@ -113,11 +115,13 @@ def test_inpaint_grain_matches_the_seen_skin() -> None:
 
 # ---------------------------------------------------------------- stage 2: latent (de-lighting)
 
+
 def _lit_texture(geo, light: np.ndarray | None) -> tuple[AtlasTexture, np.ndarray]:
     """Flat albedo with fine texture, lit by ambient + one directional light (or flat light)."""
     rng = np.random.default_rng(11)
-    pattern = 1 + 0.08 * filters.gaussian(rng.standard_normal(geo.mask.shape).astype(np.float32), 0.7,
-                                          geo.band_rows)
+    pattern = 1 + 0.08 * filters.gaussian(
+        rng.standard_normal(geo.mask.shape).astype(np.float32), 0.7, geo.band_rows
+    )
     albedo = (np.array([0.75, 0.55, 0.45], np.float32) ** filters.GAMMA) * pattern[..., None]
     if light is None:
         shading = np.ones(geo.mask.shape, np.float32)
@@ -131,7 +135,7 @@ def _lit_texture(geo, light: np.ndarray | None) -> tuple[AtlasTexture, np.ndarra
 
 def _shading_error(color: np.ndarray, albedo: np.ndarray, region: np.ndarray) -> float:
     """Spread of log(luminance / albedo luminance): 0 when the only thing left is the albedo."""
-    ratio = (color[region] ** filters.GAMMA) @ filters.LUMA / (albedo[region] @ filters.LUMA)
+    ratio = (color[region] ** filters.GAMMA) @ LUMA / (albedo[region] @ LUMA)
     return float(np.std(np.log(np.maximum(ratio, 1e-4))))
 
 
@@ -148,8 +152,8 @@ def test_latent_removes_directional_shading(mesh: str) -> None:
     assert before > 0.15
     assert after < before / 5, (before, after)
     # Mean brightness of the seen texels is kept (within the clamp of what the light removed).
-    lum_in = filters.luminance(filled.color)[region].mean()
-    assert abs(filters.luminance(out.color)[region].mean() - lum_in) < 0.1 * lum_in
+    lum_in = luminance(filled.color)[region].mean()
+    assert abs(luminance(out.color)[region].mean() - lum_in) < 0.1 * lum_in
 
 
 def test_latent_is_near_identity_under_flat_light() -> None:
@@ -185,6 +189,7 @@ def test_latent_border_gain_removes_a_dark_ring() -> None:
 
 # ---------------------------------------------------------------- stage 3: repaint
 
+
 def test_repaint_detail_transfer_restores_blurred_portrait_detail() -> None:
     geo = sphere_atlas(128)  # about one portrait pixel per texel: the blur removes real detail
     portrait = astronaut()
@@ -198,7 +203,7 @@ def test_repaint_detail_transfer_restores_blurred_portrait_detail() -> None:
     assert after < 0.7 * before, (before, after)
 
     def fine_energy(image: np.ndarray) -> float:
-        lum = filters.luminance(image)
+        lum = luminance(image)
         return float(np.std((lum - filters.gaussian(lum, 1.5, geo.band_rows))[region]))
 
     assert fine_energy(blurred) < 0.5 * fine_energy(sharp.color)
@@ -223,7 +228,7 @@ def test_styles_are_visibly_different() -> None:
     outputs = {name: _chain(name) for name in STYLES}
     mask = outputs["photoreal"][1]
     for i, a in enumerate(STYLES):
-        for b in STYLES[i + 1:]:
+        for b in STYLES[i + 1 :]:
             diff = np.abs(outputs[a][0] - outputs[b][0])[mask].mean()
             assert diff > 0.03, (a, b, diff)
 
@@ -258,6 +263,6 @@ def test_back_seam_shows_no_edge(style: str) -> None:
     band = color[:rows]
     valid = mask[:rows, 0] & mask[:rows, -1]
     seam = np.abs(band[valid, 0] - band[valid, -1]).mean()
-    back = np.r_[0:s // 8, s - s // 8:s - 1]  # neighbouring column pairs (c, c+1) near the back
+    back = np.r_[0 : s // 8, s - s // 8 : s - 1]  # neighbouring column pairs (c, c+1) near the back
     jumps = [np.abs(band[valid, c] - band[valid, c + 1]).mean() for c in back]
     assert seam <= np.percentile(jumps, 95), (seam, np.percentile(jumps, [50, 95]))

@@ -44,8 +44,12 @@ def test_named_indices_on_astronaut(astronaut_face: Face) -> None:
     p = astronaut_face.landmarks
     assert p.shape == (468, 2)
     # Character's left eye on the image right for a frontal face; outer corners outside inner ones.
-    assert p[PIN_LANDMARKS["right_eye_outer"], 0] < p[PIN_LANDMARKS["right_eye_inner"], 0] \
-        < p[PIN_LANDMARKS["left_eye_inner"], 0] < p[PIN_LANDMARKS["left_eye_outer"], 0]
+    assert (
+        p[PIN_LANDMARKS["right_eye_outer"], 0]
+        < p[PIN_LANDMARKS["right_eye_inner"], 0]
+        < p[PIN_LANDMARKS["left_eye_inner"], 0]
+        < p[PIN_LANDMARKS["left_eye_outer"], 0]
+    )
     assert astronaut_face.left_eye_center[0] > astronaut_face.right_eye_center[0]
     assert p[PIN_LANDMARKS["mouth_right"], 0] < p[PIN_LANDMARKS["mouth_left"], 0]
     eyes_y = (astronaut_face.left_eye_center[1] + astronaut_face.right_eye_center[1]) / 2
@@ -86,7 +90,7 @@ def test_lfw_tiny_faces_detection_rate(landmarker) -> None:
 def test_small_face_in_large_frame_found_by_crop_pass(landmarker, astronaut, astronaut_face) -> None:
     small = cv2.resize(astronaut, None, fx=0.3, fy=0.3, interpolation=cv2.INTER_AREA)
     canvas = np.full((1200, 1600, 3), 0.5, np.float32)
-    canvas[300:300 + small.shape[0], 700:700 + small.shape[1]] = small
+    canvas[300 : 300 + small.shape[0], 700 : 700 + small.shape[1]] = small
     faces = landmarker.detect(canvas)
     assert len(faces) == 1 and faces[0].extras["pass"] in ("crop", "direct")
     back = (faces[0].landmarks - (700, 300)) / 0.3

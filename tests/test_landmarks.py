@@ -101,8 +101,9 @@ def test_given_facing_skips_search(head, landmarker) -> None:
 def test_pins_override_detected_points(head, landmarker) -> None:
     positions, triangles = head
     pins = {"nose_tip": 100, "chin": 200}
-    result = detect_mesh_landmarks(positions, triangles, landmarker, up=[0, 1, 0], forward=[0, 0, 1],
-                                   pins=pins)
+    result = detect_mesh_landmarks(
+        positions, triangles, landmarker, up=[0, 1, 0], forward=[0, 0, 1], pins=pins
+    )
     assert result.source == "detected+pins"
     assert np.allclose(result.points3d[PIN_LANDMARKS["nose_tip"]], positions[100])
     assert np.allclose(result.points3d[PIN_LANDMARKS["chin"]], positions[200])
@@ -133,13 +134,20 @@ def test_pins_fallback_and_too_few_pins(landmarker) -> None:
         return int(np.argmin(np.linalg.norm(positions - point, axis=1)))
 
     # A "face" looking towards +z on the sphere, y up.
-    spots = {"right_eye_outer": (-0.9, 0.5, 1.7), "right_eye_inner": (-0.35, 0.5, 1.9),
-             "left_eye_inner": (0.35, 0.5, 1.9), "left_eye_outer": (0.9, 0.5, 1.7),
-             "nose_tip": (0.0, 0.0, 2.0), "mouth_right": (-0.5, -0.7, 1.8), "mouth_left": (0.5, -0.7, 1.8)}
+    spots = {
+        "right_eye_outer": (-0.9, 0.5, 1.7),
+        "right_eye_inner": (-0.35, 0.5, 1.9),
+        "left_eye_inner": (0.35, 0.5, 1.9),
+        "left_eye_outer": (0.9, 0.5, 1.7),
+        "nose_tip": (0.0, 0.0, 2.0),
+        "mouth_right": (-0.5, -0.7, 1.8),
+        "mouth_left": (0.5, -0.7, 1.8),
+    }
     names = list(spots)
     vertex_ids = np.array([nearest(spots[n]) for n in names], np.int32)
-    result = detect_mesh_landmarks(positions, triangles, landmarker, pins=vertex_ids, pin_names=names,
-                                   image_size=256)
+    result = detect_mesh_landmarks(
+        positions, triangles, landmarker, pins=vertex_ids, pin_names=names, image_size=256
+    )
     assert result.source == "pins" and result.valid.sum() == 7
     assert result.forward @ [0, 0, 1] > 0.9 and result.up @ [0, 1, 0] > 0.9
     assert np.allclose(result.points3d[PIN_LANDMARKS["nose_tip"]], positions[vertex_ids[4]])
@@ -147,7 +155,13 @@ def test_pins_fallback_and_too_few_pins(landmarker) -> None:
     # Unset pins (-1) do not count: three real pins are too few.
     few = np.array([vertex_ids[0], vertex_ids[3], vertex_ids[4], -1], np.int32)
     with pytest.raises(AvatarTexError) as err:
-        detect_mesh_landmarks(positions, triangles, landmarker, pins=few,
-                              pin_names=["right_eye_outer", "left_eye_outer", "nose_tip", "chin"],
-                              forward=[0, 0, 1], image_size=256)
+        detect_mesh_landmarks(
+            positions,
+            triangles,
+            landmarker,
+            pins=few,
+            pin_names=["right_eye_outer", "left_eye_outer", "nose_tip", "chin"],
+            forward=[0, 0, 1],
+            image_size=256,
+        )
     assert err.value.code == ErrorCode.NO_FACE_ON_MESH and "3 pin" in err.value.message

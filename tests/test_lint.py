@@ -12,6 +12,7 @@ CHECKED = ["backend", "avatartex_addon", "bench", "tests", "build.py"]
 def test_ruff_clean():
     if subprocess.run([sys.executable, "-m", "ruff", "--version"], capture_output=True).returncode != 0:
         pytest.skip("ruff is not installed (requirements-dev.txt installs it)")
-    run = subprocess.run([sys.executable, "-m", "ruff", "check", *CHECKED], cwd=ROOT, capture_output=True,
-                         text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", *CHECKED], cwd=ROOT, capture_output=True, text=True
+    )
     assert run.returncode == 0, run.stdout + run.stderr

@@ -88,8 +88,10 @@ def test_texture_colours_come_from_the_portrait(generator, head, astronaut_resul
     save_png(swapped, astronaut[..., ::-1])
     astro = load_texture(astronaut_result[0]["texture"])
     blue = load_texture(generator.generate(params(head, swapped, tmp_path / "o"))["texture"])
-    model = next(iter(generator._heads.values()))
-    atlas = generator.atlas(model, 512)
+    from avatartex.mesh import load_mesh
+
+    model = generator.head(load_mesh(head))  # cached by content: the head of both requests
+    atlas = model.atlas(512)
     surface = uv_surface(model.mesh.positions, model.mesh.triangles, model.mesh.normals, model.mesh.uvs, 512)
     face_texels = atlas.sample(atlas.face.astype(np.float32), atlas_coords(atlas, surface)) > 0.5
     assert face_texels.sum() > 5000
@@ -246,17 +248,40 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_cli_generate_preview_and_errors(head, astronaut_path, tmp_path):
     out = tmp_path / "cli"
-    run = cli("generate", "--mesh", head, "--portrait", astronaut_path, "--out", out, "--size", 512,
-              "--style", "painterly", "--engine", "classic")
+    run = cli(
+        "generate",
+        "--mesh",
+        head,
+        "--portrait",
+        astronaut_path,
+        "--out",
+        out,
+        "--size",
+        512,
+        "--style",
+        "painterly",
+        "--engine",
+        "classic",
+    )
     assert run.returncode == 0, run.stderr
     assert (out / "texture.png").exists()
     assert json.loads((out / "report.json").read_text())["style"] == "painterly"
-    run = cli("preview", "--mesh", head, "--texture", out / "texture.png", "--out", out / "preview.png",
-              "--size", 128)
+    run = cli(
+        "preview",
+        "--mesh",
+        head,
+        "--texture",
+        out / "texture.png",
+        "--out",
+        out / "preview.png",
+        "--size",
+        128,
+    )
     assert run.returncode == 0, run.stderr
     assert load_texture(out / "preview.png").shape == (128, 384, 3)
     run = cli("generate", "--mesh", head, "--portrait", tmp_path / "nope.jpg", "--out", out)
     assert run.returncode == 2 and "portrait_missing" in run.stderr and "nope.jpg" in run.stderr
+
 
 def test_textured_heads_convert_to_the_atlas(head, tmp_path):
     """A head whose texture is a known function of the surface converts to an atlas showing that
@@ -265,8 +290,8 @@ def test_textured_heads_convert_to_the_atlas(head, tmp_path):
 
     from avatartex.bake import uv_surface
     from avatartex.mesh import load_mesh
-    from avatartex.pipeline import atlas_from_textured_mesh
     from avatartex.raster import dilate
+    from avatartex_tools.prepare import atlas_from_textured_mesh
 
     def colour(points):
         p = np.asarray(points, np.float64)
@@ -285,9 +310,7 @@ def test_textured_heads_convert_to_the_atlas(head, tmp_path):
     save_png(heads / "scan.png", texture)
     out = atlas_from_textured_mesh(heads, 256, tmp_path / "atlases")
     atlas = load_texture(out / "scan.png")
-    geometry = Generator(cache_size=1)
-    model = geometry.head(mesh)
-    g = geometry.atlas(model, 256)
+    g = Generator(cache_size=1).head(mesh).atlas(256)
     error = np.abs(atlas[g.mask] - colour(g.positions[g.mask]))
     assert np.median(error) < 2 / 255 and np.percentile(error, 95) < 0.02
 

@@ -10,19 +10,23 @@ import pytest
 import trimesh
 from avatartex import demo_head
 from avatartex.demo_head import make_demo_head, save_demo_head
-from avatartex.preview import head_frame, parse_axis, render_preview, render_views
+from avatartex.mesh import parse_axis
+from avatartex.preview import head_frame, render_preview, render_views
 from avatartex.protocol import PIN_NAMES, AvatarTexError, ErrorCode
 
 # --- preview ------------------------------------------------------------------------------------------
 
-FACE_COLOURS = np.array([
-    [0.9, 0.1, 0.1],  # +x: the character's left
-    [0.1, 0.9, 0.1],  # -x
-    [0.1, 0.1, 0.9],  # +y: top
-    [0.9, 0.9, 0.1],  # -y
-    [0.1, 0.9, 0.9],  # +z: the face
-    [0.9, 0.1, 0.9],  # -z: the back
-], np.float32)
+FACE_COLOURS = np.array(
+    [
+        [0.9, 0.1, 0.1],  # +x: the character's left
+        [0.1, 0.9, 0.1],  # -x
+        [0.1, 0.1, 0.9],  # +y: top
+        [0.9, 0.9, 0.1],  # -y
+        [0.1, 0.9, 0.9],  # +z: the face
+        [0.9, 0.1, 0.9],  # -z: the back
+    ],
+    np.float32,
+)
 
 
 def _colour_cube(rotation: np.ndarray | None = None) -> tuple[SimpleNamespace, np.ndarray]:
@@ -48,8 +52,12 @@ def _colour_cube(rotation: np.ndarray | None = None) -> tuple[SimpleNamespace, n
     positions, normals = np.array(positions), np.array(normals)
     if rotation is not None:
         positions, normals = positions @ rotation.T, normals @ rotation.T
-    mesh = SimpleNamespace(positions=positions.astype(np.float32), triangles=np.array(triangles, np.int32),
-                           uvs=np.array(uvs, np.float32), normals=normals.astype(np.float32))
+    mesh = SimpleNamespace(
+        positions=positions.astype(np.float32),
+        triangles=np.array(triangles, np.int32),
+        uvs=np.array(uvs, np.float32),
+        normals=normals.astype(np.float32),
+    )
     return mesh, texture
 
 
@@ -92,8 +100,12 @@ def test_untextured_render_and_axis_errors() -> None:
     grey = render_views(mesh, None, ("front",), 32)[0]
     np.testing.assert_allclose(grey[16, 16], [0.8, 0.8, 0.8], atol=1e-5)
     with pytest.raises(AvatarTexError) as err:
-        render_views(SimpleNamespace(positions=mesh.positions, triangles=mesh.triangles, uvs=None),
-                     np.zeros((4, 4, 3)), ("front",), 16)
+        render_views(
+            SimpleNamespace(positions=mesh.positions, triangles=mesh.triangles, uvs=None),
+            np.zeros((4, 4, 3)),
+            ("front",),
+            16,
+        )
     assert err.value.code == ErrorCode.NO_UV_MAP
     for bad in ("+w", [0, 0, 0]):
         with pytest.raises(AvatarTexError) as err:
@@ -213,8 +225,10 @@ def test_mediapipe_finds_the_demo_face_near_its_pins() -> None:
     face = faces[0]
     camera = view_camera(positions, 0.0, 384)
     detected = np.array([face.named(n) for n in PIN_NAMES])
-    for points in (np.array([demo_head.FEATURES[n] for n in PIN_NAMES]),
-                   positions[[pins[n] for n in PIN_NAMES]]):
+    for points in (
+        np.array([demo_head.FEATURES[n] for n in PIN_NAMES]),
+        positions[[pins[n] for n in PIN_NAMES]],
+    ):
         projected, _ = camera.project(points)
         error = np.linalg.norm(projected - detected, axis=1) / face.interocular
         # Measured: mean 5 %, worst 9 % (nose tip) of the eye distance.

@@ -72,8 +72,10 @@ def test_quad_and_fan_cover_each_pixel_exactly_once() -> None:
 def test_barycentrics_reproduce_linear_attribute() -> None:
     tri = np.array([[[3.2, 5.1], [60.7, 12.3], [20.4, 58.9]]])
     tri_id, bary, _ = rasterize_triangles(tri, None, 64, 64)
+
     def f(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return 0.3 * x - 1.7 * y + 5.0
+
     vals = f(tri[0, :, 0], tri[0, :, 1])[None, :, None]  # per-corner (1, 3, 1)
     img = interpolate(vals, None, tri_id, bary)[..., 0]
     rows, cols = np.nonzero(tri_id >= 0)
@@ -109,11 +111,13 @@ def test_z_test_picks_nearer_triangle_in_either_order() -> None:
 
 
 def test_degenerate_and_nan_triangles_are_skipped() -> None:
-    pts = np.array([
-        [[1.0, 1.0], [10.0, 10.0], [20.0, 20.0]],  # collinear
-        [[np.nan, 1.0], [10.0, 1.0], [1.0, 10.0]],
-        [[1.0, 1.0], [1e30, 1.0], [1.0, 1e30]],  # huge but finite: clipped, covers the image
-    ])
+    pts = np.array(
+        [
+            [[1.0, 1.0], [10.0, 10.0], [20.0, 20.0]],  # collinear
+            [[np.nan, 1.0], [10.0, 1.0], [1.0, 10.0]],
+            [[1.0, 1.0], [1e30, 1.0], [1.0, 1e30]],  # huge but finite: clipped, covers the image
+        ]
+    )
     tri_id, _, _ = rasterize_triangles(pts, None, 16, 16)
     assert np.all(tri_id[1:, 1:] == 2)
     assert np.all(tri_id[0] == -1) and np.all(tri_id[:, 0] == -1)
@@ -178,8 +182,16 @@ def test_camera_unit_cube_head_on() -> None:
 
 def test_camera_skips_triangles_behind_near_plane() -> None:
     cam = Camera(fx=10.0, fy=10.0, cx=8.0, cy=8.0, R=np.eye(3), t=np.zeros(3), width=16, height=16)
-    positions = np.array([[-1.0, -1.0, 2.0], [1.0, -1.0, 2.0], [0.0, 1.0, -0.5],
-                          [-1.0, -1.0, 3.0], [1.0, -1.0, 3.0], [0.0, 1.0, 3.0]])
+    positions = np.array(
+        [
+            [-1.0, -1.0, 2.0],
+            [1.0, -1.0, 2.0],
+            [0.0, 1.0, -0.5],
+            [-1.0, -1.0, 3.0],
+            [1.0, -1.0, 3.0],
+            [0.0, 1.0, 3.0],
+        ]
+    )
     tri_id, _, _ = rasterize_camera(positions, np.array([[0, 1, 2], [3, 4, 5]]), cam)
     assert 0 not in np.unique(tri_id) and 1 in np.unique(tri_id)
 

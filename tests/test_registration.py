@@ -25,7 +25,7 @@ def _face_points(n: int = 200, seed: int = 0) -> np.ndarray:
     """Points on a face-sized half ellipsoid looking towards +z (depth varies, as on a face)."""
     rng = np.random.default_rng(seed)
     u = rng.uniform(-1, 1, (n, 2))
-    z = np.sqrt(np.clip(1 - (u ** 2).sum(1) * 0.7, 0.05, None))
+    z = np.sqrt(np.clip(1 - (u**2).sum(1) * 0.7, 0.05, None))
     return np.stack([u[:, 0] * 7, u[:, 1] * 9, z * 6], axis=1)
 
 
@@ -33,8 +33,14 @@ def _face_points(n: int = 200, seed: int = 0) -> np.ndarray:
 def test_fit_camera_recovers_known_camera(fov: float) -> None:
     X = _face_points(80)
     distance = 12 / np.tan(np.radians(fov) / 2)
-    truth = Camera.look_at(np.array([0.3, -0.2, 1.0]) * distance / 1.06, np.array([0, 0, 2.0]),
-                           np.array([0.1, 1.0, 0.0]), fov, 640, 480)
+    truth = Camera.look_at(
+        np.array([0.3, -0.2, 1.0]) * distance / 1.06,
+        np.array([0, 0, 2.0]),
+        np.array([0.1, 1.0, 0.0]),
+        fov,
+        640,
+        480,
+    )
     x = truth.project(X)[0]
     fit, residual = fit_camera(X, x, (640, 480))
     focal, angle, centre = _pose_error(fit, truth)
@@ -46,8 +52,9 @@ def test_fit_camera_recovers_known_camera(fov: float) -> None:
 def test_fit_camera_robust_to_outliers_and_noise() -> None:
     rng = np.random.default_rng(3)
     X = _face_points(120, seed=3)
-    truth = Camera.look_at(np.array([5.0, 3.0, 60.0]), np.array([0, 0, 2.0]), np.array([0, 1.0, 0]), 25,
-                           800, 1000)
+    truth = Camera.look_at(
+        np.array([5.0, 3.0, 60.0]), np.array([0, 0, 2.0]), np.array([0, 1.0, 0]), 25, 800, 1000
+    )
     x = truth.project(X)[0]
     bad = x.copy()
     bad[:6] += rng.normal(size=(6, 2)) * 80  # six grossly wrong correspondences
@@ -65,8 +72,9 @@ def test_fit_camera_robust_to_outliers_and_noise() -> None:
 def _synthetic_pair(distortion: float):
     """Face points, a camera, and portrait landmarks = projection + a smooth non-affine distortion."""
     X = _face_points(468, seed=5)
-    camera = Camera.look_at(np.array([4.0, 2.0, 70.0]), np.array([0, 0, 2.0]), np.array([0, 1.0, 0]), 25,
-                            600, 800)
+    camera = Camera.look_at(
+        np.array([4.0, 2.0, 70.0]), np.array([0, 0, 2.0]), np.array([0, 1.0, 0]), 25, 600, 800
+    )
     x = camera.project(X)[0]
     iod = 0.35 * np.ptp(x[:, 0])
     c = x.mean(0)
@@ -118,8 +126,9 @@ def head_case():
     # The "portrait": the head lit from the upper right in another colour, yaw 10 deg, 30 deg lens.
     direction = np.array([np.sin(np.radians(10)), 0.0, np.cos(np.radians(10))])
     target = np.array([0.0, 1.0, 0.5])
-    truth = Camera.look_at(target + direction * 3.0 / np.tan(np.radians(15)), target, np.array([0, 1.0, 0]),
-                           30.0, 600, 800)
+    truth = Camera.look_at(
+        target + direction * 3.0 / np.tan(np.radians(15)), target, np.array([0, 1.0, 0]), 30.0, 600, 800
+    )
     tri, bary, _ = rasterize_camera(P, T, truth)
     normal = interpolate(_vertex_normals(P, T), T, tri, bary)
     normal /= np.linalg.norm(normal, axis=2, keepdims=True) + 1e-9

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from avatartex.engines.classic.repaint import STYLE_FILTERS
 from avatartex.protocol import AvatarTexError, ErrorCode
-from avatartex.stages.classic_repaint import STYLE_FILTERS
 from avatartex.styles import Style, get_style, list_styles
 
 REQUIRED = ("photoreal", "painterly", "toon", "comic")

@@ -87,7 +87,7 @@ def refine(
     ``max_offset_iod``, for the report.
     """
     from .camera import Camera
-    from .landmarks import _render
+    from .landmarks import render_shaded
 
     cam = registration.camera
     scale = min(1.0, WORK_SIDE / max(cam.width, cam.height))
@@ -101,7 +101,7 @@ def refine(
         max(1, round(cam.width * scale)),
         max(1, round(cam.height * scale)),
     )
-    image, tri_id, _, _ = _render(positions, triangles, np.asarray(normals, np.float64), work)
+    image, tri_id, _, _ = render_shaded(positions, triangles, np.asarray(normals, np.float64), work)
     covered = tri_id >= 0
     info = {"applied": False}
     if covered.sum() < 1000:

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from . import raster
+from .imaging import sample_image
 
 BAND = 1
 CROWN = 2
@@ -208,8 +209,6 @@ class AtlasGeometry:
         )
         padded[pad : pad + rows, :pad] = img[:rows, -pad:]
         padded[pad : pad + rows, -pad:] = img[:rows, :pad]
-        from .projection import sample_image
-
         x = np.asarray(xy[:, 0], np.float32)
         y = np.asarray(xy[:, 1], np.float32)
         x = np.where(y < rows, np.mod(x, s), x)

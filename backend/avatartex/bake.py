@@ -117,7 +117,7 @@ def bake(
         # Surfaces the atlas cannot show (a neck behind the chest along the same rays, the back of an
         # ear) would read another surface's colour: fill them in UV space from their visible
         # neighbours instead.
-        from .stages.filters import fill
+        from .atlas_filters import fill
 
         weights = np.zeros((size, size), np.float32)
         weights[hit] = (~hidden).astype(np.float32)

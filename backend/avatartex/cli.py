@@ -14,30 +14,9 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .protocol import ENGINES, AvatarTexError, GenerateParams, Progress
-
-
-class ProgressBar:
-    """A one-line progress bar on a terminal's stderr; silent when stderr is not a terminal."""
-
-    def __init__(self, stream=sys.stderr) -> None:
-        self._stream = stream
-        self._tty = stream.isatty()
-
-    def __call__(self, progress: Progress) -> None:
-        if not self._tty:
-            return
-        width = 30
-        filled = int(round(progress.fraction * width))
-        bar = "#" * filled + "-" * (width - filled)
-        self._stream.write(
-            f"\r[{bar}] {progress.fraction:4.0%} {progress.stage:<8} {progress.message[:40]:<40}"
-        )
-        self._stream.flush()
-
-    def close(self) -> None:
-        if self._tty:
-            self._stream.write("\n")
+from .cli_models import add_subcommands as add_model_commands
+from .console import ProgressBar, print_error
+from .protocol import ENGINES, AvatarTexError, GenerateParams
 
 
 def _add_generate(sub) -> None:
@@ -49,6 +28,12 @@ def _add_generate(sub) -> None:
     p.add_argument("--prompt", default="", help="extra words for the style's prompt (neural engine)")
     p.add_argument("--size", type=int, default=1024, help="texture edge in pixels, 512-4096")
     p.add_argument("--engine", default="auto", choices=ENGINES)
+    p.add_argument(
+        "--device",
+        default="",
+        help="where the neural engine runs: auto, cuda, cuda:N, mps or cpu (slow); "
+        "default: AVATARTEX_DEVICE, else auto",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--strength", type=float, default=1.0, help="style strength, 0 (photo) to 1")
     p.add_argument("--uv-map", default="", help="UV map name where the mesh has several")
@@ -83,7 +68,7 @@ def _generate(args) -> int:
     )
     bar = ProgressBar()
     try:
-        result = Generator().generate(params, bar)
+        result = Generator(neural_config=_neural_config(args.device)).generate(params, bar)
     finally:
         bar.close()
     report = result["report"]
@@ -95,6 +80,16 @@ def _generate(args) -> int:
     for warning in report["warnings"]:
         print(f"warning: {warning}")
     return 0
+
+
+def _neural_config(device: str):
+    """The neural engine's settings from the environment, with ``--device`` on top."""
+    from .engines.neural import NeuralConfig
+
+    config = NeuralConfig.from_env()
+    if device:
+        config.device = device.strip().lower()
+    return config
 
 
 def _add_preview(sub) -> None:
@@ -109,9 +104,9 @@ def _add_preview(sub) -> None:
 
 
 def _axis(text: str):
-    from .pipeline import _facing_axis
+    from .mesh import parse_facing
 
-    return _facing_axis(text)
+    return parse_facing(text)
 
 
 def _preview(args) -> int:
@@ -170,7 +165,7 @@ def _demo(args) -> int:
     )
     bar = ProgressBar()
     try:
-        result = Generator().generate(params, bar)
+        result = Generator(neural_config=_neural_config(args.device)).generate(params, bar)
     finally:
         bar.close()
     preview = out / "preview.png"
@@ -215,12 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_preview(sub)
     _add_demo(sub)
     sub.add_parser("styles", help="list the style presets")
-    try:
-        from .neural.cli import add_subcommands
-    except ImportError:  # the neural engine's packages are optional
-        pass
-    else:
-        add_subcommands(sub)
+    add_model_commands(sub)
     return parser
 
 
@@ -241,14 +231,6 @@ def main(argv: list[str] | None = None) -> int:
         return handler(args)
     except AvatarTexError as error:
         return print_error(error)
-
-
-def print_error(error: AvatarTexError) -> int:
-    """Print a typed error for a person at a terminal; returns the command's exit status (2)."""
-    print(f"error [{error.code}]: {error.message}", file=sys.stderr)
-    if error.hint:
-        print(f"  hint: {error.hint}", file=sys.stderr)
-    return 2
 
 
 if __name__ == "__main__":

@@ -42,8 +42,44 @@ LEFT_EYEBROW = (276, 283, 282, 295, 285, 300, 293, 334, 296, 336)
 LIPS_OUTER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
 """Closed loop from the right mouth corner along the lower lip, back along the upper lip."""
 LIPS_INNER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191)
-FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
-             152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
+FACE_OVAL = (
+    10,
+    338,
+    297,
+    332,
+    284,
+    251,
+    389,
+    356,
+    454,
+    323,
+    361,
+    288,
+    397,
+    365,
+    379,
+    378,
+    400,
+    377,
+    152,
+    148,
+    176,
+    149,
+    150,
+    136,
+    172,
+    58,
+    132,
+    93,
+    234,
+    127,
+    162,
+    21,
+    54,
+    103,
+    67,
+    109,
+)
 """The silhouette of the face, closed loop from the forehead over the character's left side."""
 NOSE_BRIDGE = (168, 6, 197, 195, 5, 4, 1)
 """Between the eyes down to the tip."""
@@ -152,8 +188,9 @@ class MediapipeLandmarker(FaceLandmarker):
     instance safe to share between threads.
     """
 
-    def __init__(self, max_num_faces: int = 4, min_detection_confidence: float = 0.5,
-                 upscale_to: int = 256) -> None:
+    def __init__(
+        self, max_num_faces: int = 4, min_detection_confidence: float = 0.5, upscale_to: int = 256
+    ) -> None:
         self.max_num_faces = max_num_faces
         self.min_detection_confidence = min_detection_confidence
         self.upscale_to = upscale_to
@@ -166,11 +203,15 @@ class MediapipeLandmarker(FaceLandmarker):
             import mediapipe as mp
 
             self._mesh = mp.solutions.face_mesh.FaceMesh(
-                static_image_mode=True, max_num_faces=self.max_num_faces, refine_landmarks=False,
-                min_detection_confidence=self.min_detection_confidence)
+                static_image_mode=True,
+                max_num_faces=self.max_num_faces,
+                refine_landmarks=False,
+                min_detection_confidence=self.min_detection_confidence,
+            )
             # The full-range model (model_selection=1) finds faces down to a few % of the frame.
             self._detector = mp.solutions.face_detection.FaceDetection(
-                model_selection=1, min_detection_confidence=self.min_detection_confidence)
+                model_selection=1, min_detection_confidence=self.min_detection_confidence
+            )
         return self._mesh, self._detector
 
     def _run_mesh(self, rgb: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -210,8 +251,10 @@ class MediapipeLandmarker(FaceLandmarker):
                 scale = self.upscale_to / max(h, w)
                 big = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_CUBIC)
                 sx, sy = big.shape[1] / w, big.shape[0] / h
-                found = [(p / (sx, sy), z / sx, {"pass": "upscaled", "scale": float(sx)})
-                         for p, z in self._run_mesh(big)]
+                found = [
+                    (p / (sx, sy), z / sx, {"pass": "upscaled", "scale": float(sx)})
+                    for p, z in self._run_mesh(big)
+                ]
             detections = self._detections(rgb)
             if not found:
                 found = self._crops(rgb, detections)
@@ -231,8 +274,9 @@ class MediapipeLandmarker(FaceLandmarker):
             # The face detector's score of the box this face's nose sits in; 0 when the detector does
             # not confirm the face (the mesh model alone also "finds" faces in upside-down renders).
             nose = points[NOSE_TIP]
-            inside = [s for box, s in detections
-                      if box[0] <= nose[0] <= box[2] and box[1] <= nose[1] <= box[3]]
+            inside = [
+                s for box, s in detections if box[0] <= nose[0] <= box[2] and box[1] <= nose[1] <= box[3]
+            ]
             score = max(inside, default=0.0)
             faces.append(Face(points.astype(np.float32), score, depth.astype(np.float32), extras))
         return faces
@@ -243,18 +287,20 @@ class MediapipeLandmarker(FaceLandmarker):
         boxes: list[tuple[np.ndarray, float]] = []
         for y0 in range(0, max(1, h - step), step):
             for x0 in range(0, max(1, w - step), step):
-                part = np.ascontiguousarray(rgb[y0:y0 + tile, x0:x0 + tile])
+                part = np.ascontiguousarray(rgb[y0 : y0 + tile, x0 : x0 + tile])
                 for box, score in self._detections(part):
                     box = box + (x0, y0, x0, y0)
                     centre = (box[:2] + box[2:]) / 2
                     # Overlapping tiles see the same face twice: keep the first box around a centre.
-                    if all(np.abs(centre - (b[:2] + b[2:]) / 2).max() > 0.5 * (b[2] - b[0])
-                           for b, _ in boxes):
+                    if all(
+                        np.abs(centre - (b[:2] + b[2:]) / 2).max() > 0.5 * (b[2] - b[0]) for b, _ in boxes
+                    ):
                         boxes.append((box, score))
         return boxes
 
-    def _crops(self, rgb: np.ndarray, detections: list[tuple[np.ndarray, float]]
-               ) -> list[tuple[np.ndarray, np.ndarray, dict]]:
+    def _crops(
+        self, rgb: np.ndarray, detections: list[tuple[np.ndarray, float]]
+    ) -> list[tuple[np.ndarray, np.ndarray, dict]]:
         import cv2
 
         h, w = rgb.shape[:2]
@@ -268,12 +314,18 @@ class MediapipeLandmarker(FaceLandmarker):
                 continue
             crop = rgb[y0:y1, x0:x1]
             scale = max(1.0, self.upscale_to / max(crop.shape[:2]))
-            big = cv2.resize(crop, (round(crop.shape[1] * scale), round(crop.shape[0] * scale)),
-                             interpolation=cv2.INTER_CUBIC) if scale > 1 else crop
+            big = (
+                cv2.resize(
+                    crop,
+                    (round(crop.shape[1] * scale), round(crop.shape[0] * scale)),
+                    interpolation=cv2.INTER_CUBIC,
+                )
+                if scale > 1
+                else crop
+            )
             sx, sy = big.shape[1] / crop.shape[1], big.shape[0] / crop.shape[0]
             for points, depth in self._run_mesh(np.ascontiguousarray(big)):
-                found.append((points / (sx, sy) + (x0, y0), depth / sx,
-                              {"pass": "crop", "scale": float(sx)}))
+                found.append((points / (sx, sy) + (x0, y0), depth / sx, {"pass": "crop", "scale": float(sx)}))
         return found
 
 
@@ -313,8 +365,9 @@ def default_landmarker() -> MediapipeLandmarker:
     return _DEFAULT_LANDMARKER
 
 
-def analyse_portrait(image: np.ndarray, path_for_messages: str = "the portrait",
-                     landmarker: FaceLandmarker | None = None) -> tuple[Face, list[str]]:
+def analyse_portrait(
+    image: np.ndarray, path_for_messages: str = "the portrait", landmarker: FaceLandmarker | None = None
+) -> tuple[Face, list[str]]:
     """The face to texture from a portrait, and warnings about it.
 
     Several faces -> the largest, with a warning. Raises AvatarTexError NO_FACE_IN_PORTRAIT when no
@@ -326,31 +379,43 @@ def analyse_portrait(image: np.ndarray, path_for_messages: str = "the portrait",
     name = str(path_for_messages)
     if not faces:
         raise AvatarTexError(
-            ErrorCode.NO_FACE_IN_PORTRAIT, f"No face was found in {name!r}.",
+            ErrorCode.NO_FACE_IN_PORTRAIT,
+            f"No face was found in {name!r}.",
             "Use a frontal, well-lit photo where the whole face is visible (both eyes, nose and mouth), "
-            "not covered by hair, hands or sunglasses.")
+            "not covered by hair, hands or sunglasses.",
+        )
     warnings: list[str] = []
     faces = sorted(faces, key=lambda f: f.size, reverse=True)
     face = faces[0]
     if len(faces) > 1:
-        warnings.append(f"{len(faces)} faces were found in {name!r}; the largest one was used. Crop "
-                        "the photo to one face to choose another.")
+        warnings.append(
+            f"{len(faces)} faces were found in {name!r}; the largest one was used. Crop "
+            "the photo to one face to choose another."
+        )
     iod = face.interocular
     if iod < MIN_IOD_PX:
         raise AvatarTexError(
             ErrorCode.FACE_TOO_SMALL,
             f"The face in {name!r} is too small: its eyes are {iod:.1f} pixels apart (at least "
             f"{MIN_IOD_PX:.0f} are needed, {WARN_IOD_PX:.0f}+ for a sharp texture).",
-            "Use a higher-resolution photo or crop closer to the face.")
+            "Use a higher-resolution photo or crop closer to the face.",
+        )
     if iod < WARN_IOD_PX:
-        warnings.append(f"The face in {name!r} is small (eyes {iod:.0f} pixels apart): the texture will "
-                        "be blurry. A photo where the face is at least 300 pixels wide works best.")
+        warnings.append(
+            f"The face in {name!r} is small (eyes {iod:.0f} pixels apart): the texture will "
+            "be blurry. A photo where the face is at least 300 pixels wide works best."
+        )
     return face, warnings
 
 
-def draw_landmarks(image: np.ndarray, points: np.ndarray, color: tuple[float, float, float] = (0.0, 1.0, 0.0),
-                   radius: int | None = None, highlight: dict[str, int] | None = None,
-                   contours: bool = True) -> np.ndarray:
+def draw_landmarks(
+    image: np.ndarray,
+    points: np.ndarray,
+    color: tuple[float, float, float] = (0.0, 1.0, 0.0),
+    radius: int | None = None,
+    highlight: dict[str, int] | None = None,
+    contours: bool = True,
+) -> np.ndarray:
     """A copy of ``image`` (float (H, W, 3) 0..1) with landmarks drawn, for the ``--debug`` overlay.
 
     ``points`` is (N, 2) pixel coordinates (NaN rows skipped). With 468 points and ``contours``,
@@ -386,6 +451,14 @@ def draw_landmarks(image: np.ndarray, points: np.ndarray, color: tuple[float, fl
         if index < len(points) and finite[index]:
             cv2.circle(canvas, to_fixed(points[index]), (radius + 1) * 16, (255, 0, 0), -1, cv2.LINE_AA, 4)
             org = (int(points[index][0]) + 3, int(points[index][1]) - 3)
-            cv2.putText(canvas, label, org, cv2.FONT_HERSHEY_SIMPLEX, max(0.3, max(h, w) / 1600),
-                        (255, 0, 0), 1, cv2.LINE_AA)
+            cv2.putText(
+                canvas,
+                label,
+                org,
+                cv2.FONT_HERSHEY_SIMPLEX,
+                max(0.3, max(h, w) / 1600),
+                (255, 0, 0),
+                1,
+                cv2.LINE_AA,
+            )
     return canvas.astype(np.float32) / 255.0

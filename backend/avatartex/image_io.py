@@ -45,9 +45,12 @@ _ORIENTATION_TRANSPOSE = {
 
 
 def _unreadable(path: Path, why: str) -> AvatarTexError:
-    return AvatarTexError(ErrorCode.PORTRAIT_UNREADABLE, f"Cannot read the image {str(path)!r}: {why}.",
-                          "Use a PNG, JPEG, TIFF or WebP photo; re-export it from an image editor if it "
-                          "was damaged or only partly downloaded.")
+    return AvatarTexError(
+        ErrorCode.PORTRAIT_UNREADABLE,
+        f"Cannot read the image {str(path)!r}: {why}.",
+        "Use a PNG, JPEG, TIFF or WebP photo; re-export it from an image editor if it "
+        "was damaged or only partly downloaded.",
+    )
 
 
 def _orient_array(array: np.ndarray, orientation: int) -> np.ndarray:
@@ -138,8 +141,11 @@ def _to_float(image: Image.Image) -> np.ndarray:
 def _decode(path: Path, max_side: int | None) -> tuple[np.ndarray, dict[str, Any]]:
     """Open, orient and (down)scale an image file; float32 (H, W, C) 0..1 plus facts about it."""
     if not path.is_file():
-        raise AvatarTexError(ErrorCode.PORTRAIT_MISSING, f"The image {str(path)!r} does not exist.",
-                             "Check the path; pick the photo again in the AvatarTex panel.")
+        raise AvatarTexError(
+            ErrorCode.PORTRAIT_MISSING,
+            f"The image {str(path)!r} does not exist.",
+            "Check the path; pick the photo again in the AvatarTex panel.",
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -151,8 +157,9 @@ def _decode(path: Path, max_side: int | None) -> tuple[np.ndarray, dict[str, Any
     try:
         width, height = image.size
         if width * height > MAX_PORTRAIT_PIXELS:
-            raise _unreadable(path, f"{width}x{height} is more than {MAX_PORTRAIT_PIXELS // 1_000_000} "
-                              "megapixels")
+            raise _unreadable(
+                path, f"{width}x{height} is more than {MAX_PORTRAIT_PIXELS // 1_000_000} megapixels"
+            )
         # Before getexif(): reading a PNG's EXIF loads the pixels, which clears the tile list.
         high_bit = _is_high_bit_colour(image)
         try:
@@ -162,9 +169,14 @@ def _decode(path: Path, max_side: int | None) -> tuple[np.ndarray, dict[str, Any
         source_mode, source_format = image.mode, image.format
         if orientation in (5, 6, 7, 8):
             width, height = height, width
-        info: dict[str, Any] = {"original_size": (width, height), "mode": source_mode,
-                                "format": source_format, "orientation": orientation,
-                                "bit_depth": 8, "warnings": []}
+        info: dict[str, Any] = {
+            "original_size": (width, height),
+            "mode": source_mode,
+            "format": source_format,
+            "orientation": orientation,
+            "bit_depth": 8,
+            "warnings": [],
+        }
         if high_bit:
             array, scale = _decode_high_bit(path, orientation, max_side)
             info["bit_depth"] = 16
@@ -172,8 +184,9 @@ def _decode(path: Path, max_side: int | None) -> tuple[np.ndarray, dict[str, Any
             size, scale = _target_size(image.size[0], image.size[1], max_side)
             if scale != 1.0 and image.mode in ("RGB", "RGBA", "L", "LA", "P", "PA", "CMYK", "YCbCr", "1"):
                 if image.mode in ("P", "PA", "1"):
-                    image = image.convert("RGBA" if "transparency" in image.info or image.mode == "PA"
-                                          else "RGB")
+                    image = image.convert(
+                        "RGBA" if "transparency" in image.info or image.mode == "PA" else "RGB"
+                    )
                 # draft() lets the JPEG decoder itself work at 1/2..1/8 scale (memory and time of an
                 # 8000x8000 photo drop 16-64x); reducing_gap then box-reduces before the Lanczos pass.
                 if image.format == "JPEG":
@@ -202,8 +215,7 @@ def _decode(path: Path, max_side: int | None) -> tuple[np.ndarray, dict[str, Any
     return array, info
 
 
-def load_portrait(path: str | os.PathLike, max_side: int | None = 2048
-                  ) -> tuple[np.ndarray, dict[str, Any]]:
+def load_portrait(path: str | os.PathLike, max_side: int | None = 2048) -> tuple[np.ndarray, dict[str, Any]]:
     """Read a portrait photo as float32 sRGB (H, W, 3) in 0..1, upright and at most ``max_side`` wide.
 
     Handles EXIF orientation, greyscale, palette, 16-bit PNG/TIFF (full precision) and transparency
@@ -223,7 +235,8 @@ def load_portrait(path: str | os.PathLike, max_side: int | None = 2048
         if float(alpha.min()) < 1.0:
             info["warnings"].append(
                 f"{path.name} has transparent pixels; they were filled with mid grey. A photo without "
-                "transparency gives the face analysis the real background.")
+                "transparency gives the face analysis the real background."
+            )
         array = colour * alpha + _MID_GREY * (1.0 - alpha)
     if array.shape[2] == 1:
         array = np.repeat(array, 3, axis=2)
@@ -284,8 +297,10 @@ def save_png(path: str | os.PathLike, image: np.ndarray, bit_depth: int = 8) -> 
 
     folder = path.parent if str(path.parent) else Path(".")
     not_writable = AvatarTexError(
-        ErrorCode.OUTPUT_NOT_WRITABLE, f"Cannot write {path.name!r} into the folder {str(folder)!r}.",
-        "Choose an output folder you can write to (and check the disk is not full).")
+        ErrorCode.OUTPUT_NOT_WRITABLE,
+        f"Cannot write {path.name!r} into the folder {str(folder)!r}.",
+        "Choose an output folder you can write to (and check the disk is not full).",
+    )
     try:
         folder.mkdir(parents=True, exist_ok=True)
         handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)

@@ -28,8 +28,14 @@ from .face import (
 )
 from .protocol import PIN_NAMES, AvatarTexError, ErrorCode
 
-AXES = {"+x": (1, 0, 0), "-x": (-1, 0, 0), "+y": (0, 1, 0), "-y": (0, -1, 0),
-        "+z": (0, 0, 1), "-z": (0, 0, -1)}
+AXES = {
+    "+x": (1, 0, 0),
+    "-x": (-1, 0, 0),
+    "+y": (0, 1, 0),
+    "-y": (0, -1, 0),
+    "+z": (0, 0, 1),
+    "-z": (0, 0, -1),
+}
 """The facing directions searched when the mesh does not say where its face looks."""
 
 _FOV_DEG = 30.0
@@ -81,16 +87,18 @@ def _vertex_normals(positions: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     return compute_normals(positions, triangles).astype(np.float64)
 
 
-def _frame_camera(center: np.ndarray, radius: float, forward: np.ndarray, up: np.ndarray,
-                  size: int) -> Camera:
+def _frame_camera(
+    center: np.ndarray, radius: float, forward: np.ndarray, up: np.ndarray, size: int
+) -> Camera:
     """A camera on ``forward``'s side of ``center`` that sees a sphere of ``radius`` whole."""
     distance = radius / np.sin(np.radians(_FOV_DEG) / 2) * 1.02
     eye = center + _unit(forward) * distance
     return Camera.look_at(eye, center, up, _FOV_DEG, size, size)
 
 
-def _render(positions: np.ndarray, triangles: np.ndarray, normals: np.ndarray,
-            camera: Camera) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def render_shaded(
+    positions: np.ndarray, triangles: np.ndarray, normals: np.ndarray, camera: Camera
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Shaded image, tri_id, bary and the per-pixel world position of the mesh seen by ``camera``."""
     from .raster import interpolate, rasterize_camera
 
@@ -109,9 +117,14 @@ def _render(positions: np.ndarray, triangles: np.ndarray, normals: np.ndarray,
     return image, tri_id, bary, world
 
 
-def _lift(points2d: np.ndarray, tri_id: np.ndarray, world: np.ndarray, triangles: np.ndarray,
-          positions: np.ndarray, depth_tolerance: float
-          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _lift(
+    points2d: np.ndarray,
+    tri_id: np.ndarray,
+    world: np.ndarray,
+    triangles: np.ndarray,
+    positions: np.ndarray,
+    depth_tolerance: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Surface points under 2D render landmarks: bilinear in the world-position buffer where the four
     neighbouring pixels lie on one surface, the nearest covered pixel across a depth jump."""
     h, w = tri_id.shape
@@ -188,10 +201,11 @@ def _candidate_ups(forward: np.ndarray, up: np.ndarray | None) -> list[np.ndarra
     return [np.array(a, np.float64) for a in order if abs(np.dot(a, forward)) < 0.5]
 
 
-def _detect_in_view(positions, triangles, normals, center, radius, forward, up, landmarker, size
-                    ) -> tuple[Face | None, Camera, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _detect_in_view(
+    positions, triangles, normals, center, radius, forward, up, landmarker, size
+) -> tuple[Face | None, Camera, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     camera = _frame_camera(center, radius, forward, up, size)
-    image, tri_id, bary, world = _render(positions, triangles, normals, camera)
+    image, tri_id, bary, world = render_shaded(positions, triangles, normals, camera)
     faces = landmarker.detect(image)
     if not faces:
         return None, camera, image, tri_id, bary, world
@@ -225,15 +239,24 @@ def _pin_table(pins, pin_names, n_vertices: int) -> dict[str, int]:
 
 def _no_face(why: str) -> AvatarTexError:
     return AvatarTexError(
-        ErrorCode.NO_FACE_ON_MESH, f"No face could be found on the mesh: {why}.",
+        ErrorCode.NO_FACE_ON_MESH,
+        f"No face could be found on the mesh: {why}.",
         "Add landmark pins in the AvatarTex panel (eye corners, nose tip, mouth corners), set the "
-        "direction the face looks, or check the mesh is a head.")
+        "direction the face looks, or check the mesh is a head.",
+    )
 
 
-def detect_mesh_landmarks(positions: np.ndarray, triangles: np.ndarray, landmarker: FaceLandmarker,
-                          up: np.ndarray | None = None, forward: np.ndarray | None = None,
-                          pins=None, pin_names=None, image_size: int = 512,
-                          normals: np.ndarray | None = None) -> MeshLandmarks:
+def detect_mesh_landmarks(
+    positions: np.ndarray,
+    triangles: np.ndarray,
+    landmarker: FaceLandmarker,
+    up: np.ndarray | None = None,
+    forward: np.ndarray | None = None,
+    pins=None,
+    pin_names=None,
+    image_size: int = 512,
+    normals: np.ndarray | None = None,
+) -> MeshLandmarks:
     """Find the 468 face landmarks on a head mesh's surface.
 
     Args:
@@ -267,8 +290,9 @@ def detect_mesh_landmarks(positions: np.ndarray, triangles: np.ndarray, landmark
     best = None
     for name, direction in candidates:
         for up_axis in _candidate_ups(direction, up):
-            view = _detect_in_view(positions, triangles, normals, center, radius, direction, up_axis,
-                                   landmarker, image_size)
+            view = _detect_in_view(
+                positions, triangles, normals, center, radius, direction, up_axis, landmarker, image_size
+            )
             face = view[0]
             if face is None:
                 continue
@@ -291,22 +315,44 @@ def detect_mesh_landmarks(positions: np.ndarray, triangles: np.ndarray, landmark
             face_radius = 1.25 * float(np.percentile(np.linalg.norm(face_points - face_center, axis=1), 98))
             # Centre on the face, but keep the camera on the face's side of the whole head.
             face2, camera2, image2, tri2, bary2, world2 = _detect_in_view(
-                positions, triangles, normals, face_center, face_radius, face_forward, face_up,
-                landmarker, image_size)
+                positions,
+                triangles,
+                normals,
+                face_center,
+                face_radius,
+                face_forward,
+                face_up,
+                landmarker,
+                image_size,
+            )
             if face2 is not None and _upright(face2):
-                points2, ok2, trib, bryb = _lift(face2.landmarks, tri2, world2, triangles, positions,
-                                                  0.02 * face_radius)
+                points2, ok2, trib, bryb = _lift(
+                    face2.landmarks, tri2, world2, triangles, positions, 0.02 * face_radius
+                )
                 if ok2.sum() >= ok.sum() * 0.9:
                     face, camera, image = face2, camera2, image2
                     points, ok, tri, bry = points2, ok2, trib, bryb
                     frame = _face_frame(np.where(ok[:, None], points, np.nan)) or frame
             detected = MeshLandmarks(
-                points3d=np.where(ok[:, None], points, np.nan), valid=ok, tri_id=tri, bary=bry,
-                camera=camera, forward=frame[0], up=frame[1], source="detected", score=float(face.score),
-                facing=facing, points2d=face.landmarks.astype(np.float64), render=image, warnings=warnings)
+                points3d=np.where(ok[:, None], points, np.nan),
+                valid=ok,
+                tri_id=tri,
+                bary=bry,
+                camera=camera,
+                forward=frame[0],
+                up=frame[1],
+                source="detected",
+                score=float(face.score),
+                facing=facing,
+                points2d=face.landmarks.astype(np.float64),
+                render=image,
+                warnings=warnings,
+            )
         else:
-            warnings.append("A face was found in a render of the mesh but could not be placed on its "
-                            "surface; falling back to pins.")
+            warnings.append(
+                "A face was found in a render of the mesh but could not be placed on its "
+                "surface; falling back to pins."
+            )
 
     if detected is not None:
         if pin_table:
@@ -315,20 +361,35 @@ def detect_mesh_landmarks(positions: np.ndarray, triangles: np.ndarray, landmark
         return detected
 
     # Fallback: the artist's pins alone.
-    missing_why = ("the renders of the mesh from the six axis directions show no face a detector "
-                   "recognises" if forward is None else "a render from the given facing shows no face")
+    missing_why = (
+        "the renders of the mesh from the six axis directions show no face a detector recognises"
+        if forward is None
+        else "a render from the given facing shows no face"
+    )
     if not pin_table:
         raise _no_face(missing_why + ", and no landmark pins are set")
     names = set(pin_table)
     has_eyes = bool(names & {"right_eye_outer", "right_eye_inner"}) and bool(
-        names & {"left_eye_outer", "left_eye_inner"})
+        names & {"left_eye_outer", "left_eye_inner"}
+    )
     if len(pin_table) < 4 or not has_eyes or not (names & {"nose_tip", "mouth_right", "mouth_left"}):
-        raise _no_face(missing_why + f", and the {len(pin_table)} pin(s) set ({sorted(names)}) are too "
-                       "few: at least 4 are needed, with a corner of each eye and the nose tip or a "
-                       "mouth corner")
-    return _pins_only(pin_table, positions, triangles, center, radius, forward, up, image_size,
-                      warnings + [f"No face was detected on the mesh; registering with the "
-                                  f"{len(pin_table)} landmark pins only."])
+        raise _no_face(
+            missing_why + f", and the {len(pin_table)} pin(s) set ({sorted(names)}) are too "
+            "few: at least 4 are needed, with a corner of each eye and the nose tip or a "
+            "mouth corner"
+        )
+    return _pins_only(
+        pin_table,
+        positions,
+        triangles,
+        center,
+        radius,
+        forward,
+        up,
+        image_size,
+        warnings
+        + [f"No face was detected on the mesh; registering with the {len(pin_table)} landmark pins only."],
+    )
 
 
 def _vertex_triangle(triangles: np.ndarray, vertex: int) -> tuple[int, np.ndarray]:
@@ -340,8 +401,9 @@ def _vertex_triangle(triangles: np.ndarray, vertex: int) -> tuple[int, np.ndarra
     return int(rows[0]), bary
 
 
-def _apply_pins(result: MeshLandmarks, pin_table: dict[str, int], positions: np.ndarray,
-                triangles: np.ndarray) -> None:
+def _apply_pins(
+    result: MeshLandmarks, pin_table: dict[str, int], positions: np.ndarray, triangles: np.ndarray
+) -> None:
     for name, vertex in pin_table.items():
         index = PIN_LANDMARKS[name]
         tri, bary = _vertex_triangle(triangles, vertex)
@@ -354,13 +416,21 @@ def _apply_pins(result: MeshLandmarks, pin_table: dict[str, int], positions: np.
         result.bary[index] = bary
 
 
-def _pins_only(pin_table, positions, triangles, center, radius, forward, up, image_size,
-               warnings) -> MeshLandmarks:
+def _pins_only(
+    pin_table, positions, triangles, center, radius, forward, up, image_size, warnings
+) -> MeshLandmarks:
     points3d = np.full((NUM_LANDMARKS, 3), np.nan)
-    result = MeshLandmarks(points3d=points3d, valid=np.zeros(NUM_LANDMARKS, bool),
-                           tri_id=np.full(NUM_LANDMARKS, -1, np.int32),
-                           bary=np.zeros((NUM_LANDMARKS, 3), np.float32), camera=None,  # type: ignore[arg-type]
-                           forward=np.zeros(3), up=np.zeros(3), source="pins", warnings=warnings)
+    result = MeshLandmarks(
+        points3d=points3d,
+        valid=np.zeros(NUM_LANDMARKS, bool),
+        tri_id=np.full(NUM_LANDMARKS, -1, np.int32),
+        bary=np.zeros((NUM_LANDMARKS, 3), np.float32),
+        camera=None,  # type: ignore[arg-type]
+        forward=np.zeros(3),
+        up=np.zeros(3),
+        source="pins",
+        warnings=warnings,
+    )
     _apply_pins(result, pin_table, positions, triangles)
     p = {name: positions[v] for name, v in pin_table.items()}
     right = np.mean([p[n] for n in ("right_eye_outer", "right_eye_inner") if n in p], axis=0)
@@ -382,9 +452,14 @@ def _pins_only(pin_table, positions, triangles, center, radius, forward, up, ima
 __all__ = ["AXES", "MeshLandmarks", "detect_mesh_landmarks", "PIN_NAMES"]
 
 
-def detect_from_camera(positions: np.ndarray, triangles: np.ndarray, camera: Camera,
-                       landmarker: FaceLandmarker, near_xy: np.ndarray | None = None,
-                       normals: np.ndarray | None = None) -> MeshLandmarks | None:
+def detect_from_camera(
+    positions: np.ndarray,
+    triangles: np.ndarray,
+    camera: Camera,
+    landmarker: FaceLandmarker,
+    near_xy: np.ndarray | None = None,
+    normals: np.ndarray | None = None,
+) -> MeshLandmarks | None:
     """Landmarks detected on a render of the mesh from a given camera (the portrait's, once registered).
 
     The detector places a landmark on slightly different surface points when the head is seen from
@@ -395,7 +470,7 @@ def detect_from_camera(positions: np.ndarray, triangles: np.ndarray, camera: Cam
     """
     if normals is None:
         normals = _vertex_normals(positions, triangles)
-    image, tri_id, _, world = _render(positions, triangles, np.asarray(normals, np.float64), camera)
+    image, tri_id, _, world = render_shaded(positions, triangles, np.asarray(normals, np.float64), camera)
     faces = landmarker.detect(image)
     if not faces:
         return None
@@ -406,5 +481,17 @@ def detect_from_camera(positions: np.ndarray, triangles: np.ndarray, camera: Cam
     points, ok, tri, bary = _lift(face.landmarks, tri_id, world, triangles, positions, 0.02 * radius)
     if ok.sum() < 0.9 * NUM_LANDMARKS:
         return None
-    return MeshLandmarks(points, ok, tri, bary, camera, camera.R[2] * -1.0, -camera.R[1], "detected",
-                         float(face.score), "portrait view", face.landmarks, image)
+    return MeshLandmarks(
+        points,
+        ok,
+        tri,
+        bary,
+        camera,
+        camera.R[2] * -1.0,
+        -camera.R[1],
+        "detected",
+        float(face.score),
+        "portrait view",
+        face.landmarks,
+        image,
+    )

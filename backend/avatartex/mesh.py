@@ -7,6 +7,7 @@ are shared by all corners that meet at a vertex, which is what makes the baked t
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +43,39 @@ class Mesh:
     def corner_positions(self) -> np.ndarray:
         """(T, 3, 3) the positions of each triangle's corners."""
         return self.positions[self.triangles]
+
+
+AxisLike = str | Sequence[float] | np.ndarray
+"""An axis: ``"+y"``, ``"-Z"``, ``"x"`` or three numbers."""
+
+
+def parse_axis(axis: AxisLike, what: str = "axis") -> np.ndarray:
+    """A unit 3-vector from ``"+y"``, ``"-Z"``, ``"x"`` or three numbers."""
+    if isinstance(axis, str):
+        text = axis.strip().lower()
+        sign = -1.0 if text.startswith("-") else 1.0
+        name = text.lstrip("+-")
+        if name not in ("x", "y", "z"):
+            raise AvatarTexError(
+                ErrorCode.BAD_REQUEST, f"Unknown {what} {axis!r}.", "Use one of +x, -x, +y, -y, +z, -z."
+            )
+        vec = np.zeros(3)
+        vec["xyz".index(name)] = sign
+        return vec
+    vec = np.asarray(axis, np.float64).reshape(-1)
+    norm = float(np.linalg.norm(vec)) if vec.shape == (3,) else 0.0
+    if not np.isfinite(norm) or norm < 1e-12:
+        raise AvatarTexError(
+            ErrorCode.BAD_REQUEST,
+            f"The {what} {axis!r} is not a 3D direction.",
+            "Give three numbers that are not all zero, or a name such as +y.",
+        )
+    return vec / norm
+
+
+def parse_facing(text: str) -> np.ndarray | None:
+    """The direction a head's face looks along in its file, from ``+x`` .. ``-z`` ('' = search)."""
+    return parse_axis(text, "facing direction") if text else None
 
 
 def compute_normals(positions: np.ndarray, triangles: np.ndarray) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .preview import sample_bilinear as sample_uv  # the UV lookup ((0, 0) bottom-left) preview uses
+from .imaging import sample_uv
 
 
 def gain_corrected(produced: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from .camera import Camera
+from .imaging import sample_uv
+from .mesh import AxisLike, parse_axis
 from .protocol import AvatarTexError, ErrorCode
 from .raster import interpolate, rasterize_camera
 
@@ -26,28 +28,6 @@ UNTEXTURED_ALBEDO = 0.8
 FOV_Y_DEG = 20.0
 """Narrow field of view: little perspective distortion, close to how portraits are taken."""
 
-AxisLike = str | Sequence[float] | np.ndarray
-
-
-def parse_axis(axis: AxisLike, what: str = "axis") -> np.ndarray:
-    """A unit 3-vector from ``"+y"``, ``"-Z"``, ``"x"`` or three numbers."""
-    if isinstance(axis, str):
-        text = axis.strip().lower()
-        sign = -1.0 if text.startswith("-") else 1.0
-        name = text.lstrip("+-")
-        if name not in ("x", "y", "z"):
-            raise AvatarTexError(ErrorCode.BAD_REQUEST, f"Unknown {what} {axis!r}.",
-                                 "Use one of +x, -x, +y, -y, +z, -z.")
-        vec = np.zeros(3)
-        vec["xyz".index(name)] = sign
-        return vec
-    vec = np.asarray(axis, np.float64).reshape(-1)
-    norm = float(np.linalg.norm(vec)) if vec.shape == (3,) else 0.0
-    if not np.isfinite(norm) or norm < 1e-12:
-        raise AvatarTexError(ErrorCode.BAD_REQUEST, f"The {what} {axis!r} is not a 3D direction.",
-                             "Give three numbers that are not all zero, or a name such as +y.")
-    return vec / norm
-
 
 def head_frame(up: AxisLike = "+y", forward: AxisLike = "+z") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Orthonormal (up, forward, left) of a head; ``forward`` is made perpendicular to ``up``.
@@ -59,14 +39,24 @@ def head_frame(up: AxisLike = "+y", forward: AxisLike = "+z") -> tuple[np.ndarra
     fwd = fwd - up_v * float(fwd @ up_v)
     norm = float(np.linalg.norm(fwd))
     if norm < 1e-6:
-        raise AvatarTexError(ErrorCode.BAD_REQUEST, "The up and forward axes are parallel.",
-                             "Forward is the direction the face looks towards; it must differ from up.")
+        raise AvatarTexError(
+            ErrorCode.BAD_REQUEST,
+            "The up and forward axes are parallel.",
+            "Forward is the direction the face looks towards; it must differ from up.",
+        )
     fwd /= norm
     return up_v, fwd, np.cross(up_v, fwd)
 
 
-def view_camera(positions: np.ndarray, azimuth_deg: float, size: int, up: AxisLike = "+y",
-                forward: AxisLike = "+z", fov_y_deg: float = FOV_Y_DEG, margin: float = 1.05) -> Camera:
+def view_camera(
+    positions: np.ndarray,
+    azimuth_deg: float,
+    size: int,
+    up: AxisLike = "+y",
+    forward: AxisLike = "+z",
+    fov_y_deg: float = FOV_Y_DEG,
+    margin: float = 1.05,
+) -> Camera:
     """A square camera on a circle around the mesh's bounding-box centre that frames it whole.
 
     The distance depends only on the mesh, not on the azimuth, so every view has the same scale.
@@ -79,20 +69,6 @@ def view_camera(positions: np.ndarray, azimuth_deg: float, size: int, up: AxisLi
     a = np.radians(azimuth_deg)
     direction = np.cos(a) * fwd + np.sin(a) * left
     return Camera.look_at(centre + distance * direction, centre, up_v, fov_y_deg, size, size)
-
-
-def sample_bilinear(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:
-    """Bilinear lookup of (N, 2) UVs ((0, 0) bottom-left) in an (H, W, C) texture, clamped at edges."""
-    h, w = texture.shape[:2]
-    x = np.clip(uv[:, 0] * w - 0.5, 0.0, w - 1.0)
-    y = np.clip((1.0 - uv[:, 1]) * h - 0.5, 0.0, h - 1.0)
-    x0 = np.minimum(np.floor(x).astype(np.int64), w - 2) if w > 1 else np.zeros(len(x), np.int64)
-    y0 = np.minimum(np.floor(y).astype(np.int64), h - 2) if h > 1 else np.zeros(len(y), np.int64)
-    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
-    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    top = texture[y0, x0] * (1 - fx) + texture[y0, x1] * fx
-    bottom = texture[y1, x0] * (1 - fx) + texture[y1, x1] * fx
-    return top * (1 - fy) + bottom * fy
 
 
 def _texture_float(texture: np.ndarray) -> np.ndarray:
@@ -119,9 +95,13 @@ def _vertex_normals(mesh: object) -> np.ndarray:
     return compute_normals(np.asarray(mesh.positions, np.float32), np.asarray(mesh.triangles))
 
 
-def render_view(mesh: object, texture: np.ndarray | None, camera: Camera,
-                background: Sequence[float] = BACKGROUND,
-                light_dir: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def render_view(
+    mesh: object,
+    texture: np.ndarray | None,
+    camera: Camera,
+    background: Sequence[float] = BACKGROUND,
+    light_dir: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Shade a mesh through one camera.
 
     Args:
@@ -157,17 +137,26 @@ def render_view(mesh: object, texture: np.ndarray | None, camera: Camera,
     else:
         uvs = getattr(mesh, "uvs", None)
         if uvs is None:
-            raise AvatarTexError(ErrorCode.NO_UV_MAP, "The mesh has no UV map, so a texture cannot be shown.",
-                                 "Unwrap the mesh (or pass --unwrap) before previewing a texture.")
+            raise AvatarTexError(
+                ErrorCode.NO_UV_MAP,
+                "The mesh has no UV map, so a texture cannot be shown.",
+                "Unwrap the mesh (or pass --unwrap) before previewing a texture.",
+            )
         uv = interpolate(np.asarray(uvs, np.float32), None, tri_id, bary)[covered]
-        albedo = sample_bilinear(_texture_float(texture), uv)
+        albedo = sample_uv(_texture_float(texture), uv)
     image[covered] = np.clip(albedo * shade, 0.0, 1.0)
     return image, covered
 
 
-def render_views(mesh: object, texture: np.ndarray | None,
-                 views: Sequence[str | float] = ("front", "left", "back"), size: int = 512,
-                 up: AxisLike = "+y", forward: AxisLike = "+z", supersample: int = 2) -> list[np.ndarray]:
+def render_views(
+    mesh: object,
+    texture: np.ndarray | None,
+    views: Sequence[str | float] = ("front", "left", "back"),
+    size: int = 512,
+    up: AxisLike = "+y",
+    forward: AxisLike = "+z",
+    supersample: int = 2,
+) -> list[np.ndarray]:
     """Render a mesh from several views around its up axis, framed from its bounding box.
 
     Args:
@@ -184,15 +173,19 @@ def render_views(mesh: object, texture: np.ndarray | None,
         One (size, size, 3) float32 image in 0..1 per view.
     """
     if size < 1:
-        raise AvatarTexError(ErrorCode.INVALID_SIZE, f"Preview size {size} is not positive.",
-                             "Use a size such as 512.")
+        raise AvatarTexError(
+            ErrorCode.INVALID_SIZE, f"Preview size {size} is not positive.", "Use a size such as 512."
+        )
     ss = max(1, int(supersample))
     images = []
     for view in views:
         if isinstance(view, str):
             if view not in VIEW_AZIMUTHS:
-                raise AvatarTexError(ErrorCode.BAD_REQUEST, f"Unknown view {view!r}.",
-                                     f"Use one of {', '.join(VIEW_AZIMUTHS)} or an angle in degrees.")
+                raise AvatarTexError(
+                    ErrorCode.BAD_REQUEST,
+                    f"Unknown view {view!r}.",
+                    f"Use one of {', '.join(VIEW_AZIMUTHS)} or an angle in degrees.",
+                )
             azimuth = VIEW_AZIMUTHS[view]
         else:
             azimuth = float(view)
@@ -202,8 +195,14 @@ def render_views(mesh: object, texture: np.ndarray | None,
     return images
 
 
-def render_preview(mesh: object, texture: np.ndarray | None, out_path: str | os.PathLike,
-                   size: int = 512, up: AxisLike = "+y", forward: AxisLike = "+z") -> np.ndarray:
+def render_preview(
+    mesh: object,
+    texture: np.ndarray | None,
+    out_path: str | os.PathLike,
+    size: int = 512,
+    up: AxisLike = "+y",
+    forward: AxisLike = "+z",
+) -> np.ndarray:
     """Render front, left side and back side by side and write them as a PNG (atomically).
 
     Returns the (size, 3 * size, 3) uint8 image that was written. Raises AvatarTexError

@@ -187,29 +187,3 @@ def project_points(
     confidence = np.where(visible, facing * silhouette * skin, 0.0).astype(np.float32)
     coords = np.where(visible[:, None], warped, np.nan).astype(np.float32)
     return coords, confidence
-
-
-def sample_image(image: np.ndarray, coords: np.ndarray) -> np.ndarray:
-    """Bilinear samples (N, C) of an (H, W[, C]) image at pixel coordinates (N, 2), pixel centres at
-    +0.5, edges replicated; NaN coordinates read the border. Any number of channels."""
-    xy = np.nan_to_num(np.asarray(coords, np.float32), nan=-1e4)
-    n = len(xy)
-    # cv2.remap wants maps under 32767 wide: lay the N points out as rows of 4096 (zero-padded).
-    width = 4096
-    rows = max(1, -(-n // width))
-    maps = np.zeros((rows * width, 2), np.float32)
-    maps[:n] = xy - 0.5  # cv2.remap puts pixel centres at integers; ours sit at +0.5
-    maps = maps.reshape(rows, width, 2)
-    img = np.asarray(image, np.float32)
-    img = img[..., None] if img.ndim == 2 else img
-    # cv2.remap takes at most 4 channels at a time.
-    planes = [np.ascontiguousarray(img[..., k : k + 4]) for k in range(0, img.shape[2], 4)]
-    return np.concatenate(
-        [
-            cv2.remap(
-                plane, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-            ).reshape(rows * width, -1)[:n]
-            for plane in planes
-        ],
-        axis=1,
-    )

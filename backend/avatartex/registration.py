@@ -16,6 +16,7 @@ import numpy as np
 
 from .camera import Camera
 from .face import FACE_OVAL, NUM_LANDMARKS, Face
+from .imaging import sample_image
 
 FOV_SEARCH_DEG = (8.0, 12.0, 16.0, 20.0, 25.0, 30.0, 36.0, 43.0, 50.0, 60.0, 72.0, 85.0)
 """Vertical fields of view tried before the joint refinement (portrait lenses to phone wide-angle)."""
@@ -178,8 +179,6 @@ class ThinPlateWarp:
         is smooth at the scale of a sixteenth of the eye distance, so a grid that fine loses nothing
         visible (tests/test_registration.py checks the difference).
         """
-        from .projection import sample_image
-
         lo = u.min(axis=0) - GRID_STEP
         hi = u.max(axis=0) + GRID_STEP
         cached = self.__dict__.get("_grid")

@@ -9,7 +9,6 @@ so a library that prints (or a C extension that writes to fd 1) cannot corrupt t
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import os
 import platform
@@ -117,25 +116,20 @@ class Server:
 
         engines = self.generator.engines()
         models: list[dict[str, Any]] = []
-        devices = ["cpu"]
         try:
-            from .neural.hub import status
+            from .engines.neural.hub import status
 
             models = status()
         except ImportError:
             pass  # the neural engine's packages are optional
-        from .neural import nvidia_driver_present
+        from .engines.neural import devices
 
-        if nvidia_driver_present() and importlib.util.find_spec("torch") is not None:
-            import torch  # only where a GPU can exist: importing it costs seconds
-
-            devices += [f"cuda:{i} {torch.cuda.get_device_name(i)}" for i in range(torch.cuda.device_count())]
         return {
             "protocol": PROTOCOL_VERSION,
             "backend_version": __version__,
             "python": platform.python_version(),
             "pid": os.getpid(),
-            "devices": devices,
+            "devices": devices(),
             "engines": engines,
             "engine_names": list(ENGINES),
             "styles": [

@@ -19,15 +19,21 @@ def sh_basis(normals: np.ndarray) -> np.ndarray:
 def sh_eval(normals: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
     """``sh_basis(normals) @ coeffs`` without building the (..., 9) basis (a quadratic form in n)."""
     c = coeffs
-    quad = np.array([[c[7] - c[8], c[4] / 2, c[5] / 2],
-                     [c[4] / 2, -c[7] - c[8], c[6] / 2],
-                     [c[5] / 2, c[6] / 2, 2 * c[8]]], np.float32)
+    quad = np.array(
+        [
+            [c[7] - c[8], c[4] / 2, c[5] / 2],
+            [c[4] / 2, -c[7] - c[8], c[6] / 2],
+            [c[5] / 2, c[6] / 2, 2 * c[8]],
+        ],
+        np.float32,
+    )
     n = normals.astype(np.float32)
     return ((n @ quad) * n).sum(axis=-1) + n @ c[1:4].astype(np.float32) + np.float32(c[0])
 
 
-def fit_shading(luminance: np.ndarray, normals: np.ndarray, weights: np.ndarray, iterations: int = 6
-                ) -> tuple[np.ndarray, np.ndarray]:
+def fit_shading(
+    luminance: np.ndarray, normals: np.ndarray, weights: np.ndarray, iterations: int = 6
+) -> tuple[np.ndarray, np.ndarray]:
     """Robust least-squares SH shading: ``luminance ~ sh_basis(normals) @ coeffs``.
 
     The albedo is taken as constant up to outliers (brows, lips, hair, eyes), which Tukey's

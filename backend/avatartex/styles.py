@@ -91,5 +91,8 @@ def get_style(name: str) -> Style:
         if style.name == name:
             return style
     known = ", ".join(style.name for style in _load())
-    raise AvatarTexError(ErrorCode.UNKNOWN_STYLE, f"Unknown style {name!r}; the known styles are: {known}.",
-                         f"Pick one of: {known}.")
+    raise AvatarTexError(
+        ErrorCode.UNKNOWN_STYLE,
+        f"Unknown style {name!r}; the known styles are: {known}.",
+        f"Pick one of: {known}.",
+    )

@@ -28,7 +28,7 @@ def offline_hub(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> SimpleNamespace:
     """Folders of a tiny SD inpainting pipeline, a tiny SD pipeline and a tiny ControlNet."""
-    from avatartex.neural.testing import build_controlnet_folder, build_sd_folder
+    from avatartex_tools.tiny_models import build_controlnet_folder, build_sd_folder
 
     root = tmp_path_factory.mktemp("tiny_models")
     return SimpleNamespace(
@@ -41,7 +41,7 @@ def tiny_models(tmp_path_factory) -> SimpleNamespace:
 @pytest.fixture
 def tiny_config(tiny_models):
     """A NeuralConfig running the tiny models on the CPU at a 32 px working size."""
-    from avatartex.neural.config import NeuralConfig
+    from avatartex.engines.neural.config import NeuralConfig
 
     return NeuralConfig(
         device="cpu",

@@ -33,8 +33,8 @@ def make_context(
     cancel_after: int | None = None,
 ):
     """A StageContext over a stand-in atlas (size, band_rows, mask) with a synthetic portrait."""
+    from avatartex.engines.base import StageContext
     from avatartex.protocol import Cancelled
-    from avatartex.stages.base import StageContext
 
     atlas = SimpleNamespace(size=size, band_rows=band_rows, mask=np.ones((size, size), bool))
     rng = np.random.default_rng(1)
@@ -64,7 +64,7 @@ def make_context(
 
 def make_texture(size: int = 48, seed: int = 0):
     """A smooth random texture with a confidence map: 1 in a face-like block, 0 around, 0.5 on a ring."""
-    from avatartex.stages.base import AtlasTexture
+    from avatartex.engines.base import AtlasTexture
 
     rng = np.random.default_rng(seed)
     color = np.clip(0.5 + 0.2 * rng.standard_normal((size, size, 3)), 0, 1).astype(np.float32)

@@ -10,10 +10,10 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 import torch
-from avatartex.neural.convert import convert_stylegan_pkl
-from avatartex.neural.prior import load_prior
-from avatartex.neural.stylegan2 import Generator, GeneratorConfig
+from avatartex.engines.neural.prior import load_prior
+from avatartex.engines.neural.stylegan2 import Generator, GeneratorConfig
 from avatartex.protocol import AvatarTexError, ErrorCode
+from avatartex_tools.convert import convert_stylegan_pkl
 
 TINY = GeneratorConfig(resolution=16, z_dim=16, w_dim=16, mapping_layers=2, channel_base=128, channel_max=16)
 SG2_SOURCE = "class MappingNetwork: ...\nclass SynthesisNetwork: ...\nclass Generator: ..."
@@ -124,8 +124,8 @@ def test_pickles_are_never_loaded_as_priors(tmp_path):
 
 
 def _exported(tmp_path):
-    from avatartex.neural.onnx_export import export_synthesis
-    from avatartex.neural.prior import save_prior
+    from avatartex.engines.neural.prior import save_prior
+    from avatartex_tools.onnx_export import export_synthesis
 
     torch.manual_seed(0)
     generator = Generator(TINY).eval()
@@ -149,7 +149,7 @@ def test_onnx_export_matches_torch(tmp_path):
         "onnx", reason="onnx is not installed (it breaks mediapipe; export runs in its own env)"
     )
     pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
-    from avatartex.neural.onnx_export import OnnxSynthesis
+    from avatartex_tools.onnx_export import OnnxSynthesis
 
     generator, path = _exported(tmp_path)
     ws = generator.mapping(torch.randn(2, 16)).detach()

@@ -8,9 +8,9 @@ import os
 from pathlib import Path
 
 import pytest
-from avatartex.neural import available, build_stages, hub
-from avatartex.neural.config import NeuralConfig
-from avatartex.neural.registry import REGISTRY, default_entries, get_entry
+from avatartex.engines.neural import available, build_stages, hub
+from avatartex.engines.neural.config import NeuralConfig
+from avatartex.engines.neural.registry import REGISTRY, default_entries, get_entry
 from avatartex.protocol import AvatarTexError, ErrorCode
 from neural_helpers import make_style
 
@@ -93,10 +93,13 @@ def test_local_folder_bypasses_registry(tmp_path):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from avatartex.neural.cli import add_subcommands
+    from avatartex.cli_models import add_subcommands
+    from avatartex_tools.cli import add_subcommands as add_tools
 
     parser = argparse.ArgumentParser()
-    add_subcommands(parser.add_subparsers(dest="command", required=True))
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_subcommands(sub)
+    add_tools(sub)
     return parser
 
 
@@ -122,33 +125,38 @@ def test_available_says_why_not_on_this_machine():
 
     ok, reason = available()
     if not torch.cuda.is_available():
-        assert not ok and ("CUDA" in reason or "NVIDIA driver" in reason)
+        assert not ok and ("GPU" in reason or "CUDA" in reason)
     else:
         assert ok or "models download" in reason
 
 
-def test_build_stages_contract_and_prior_resolution(tmp_path, monkeypatch):
-    stages = build_stages(make_style(), NeuralConfig())
-    assert [(s.name, s.engine) for s in stages] == [
+def _plan(style, config):
+    return {stage.name: (stage, reason) for stage, reason in build_stages(style, config)}
+
+
+def test_build_stages_says_what_each_stage_runs_and_why(tmp_path, monkeypatch):
+    plan = _plan(make_style(), NeuralConfig())
+    assert [(s.name, s.engine) for s, _ in plan.values()] == [
         ("inpaint", "neural"),
-        ("latent", "neural"),
+        ("latent", "classic"),
         ("repaint", "neural"),
     ]
-    assert stages[1].config.prior == ""
-    # A style naming a prior that is not installed falls back (no error); an explicit missing path errors.
-    fallback = build_stages(make_style(prior="heads-v1"), NeuralConfig())[1]
-    assert fallback.config.prior == "" and fallback.missing_prior.endswith("heads-v1.safetensors")
+    assert "no GAN prior" in plan["latent"][1]
+    # A style naming a prior that is not installed runs the classic stage 2 and says which prior was missing.
+    stage, reason = _plan(make_style(prior="heads-v1"), NeuralConfig())["latent"]
+    assert stage.engine == "classic" and "heads-v1.safetensors" in reason and "no prior installed" in reason
     named = Path(os.environ["AVATARTEX_PRIORS"]) / "heads-v1.safetensors"
     named.parent.mkdir(parents=True)
     named.write_bytes(b"x")
-    assert build_stages(make_style(prior="heads-v1"), NeuralConfig())[1].config.prior == str(named)
+    stage, reason = _plan(make_style(prior="heads-v1"), NeuralConfig())["latent"]
+    assert stage.engine == "neural" and stage.config.prior == str(named) and "heads-v1" in reason
     with pytest.raises(AvatarTexError) as err:
         build_stages(make_style(), NeuralConfig(prior=str(tmp_path / "none.safetensors")))
     assert err.value.code == ErrorCode.MODEL_MISSING
 
 
 def test_pipelines_stay_loaded_between_requests(tiny_config):
-    from avatartex.neural import pipelines
+    from avatartex.engines.neural import pipelines
 
     pipelines.clear_cache()
     first, native = pipelines.load_inpaint(tiny_config.inpaint_model, tiny_config)
@@ -163,18 +171,39 @@ def test_pipelines_stay_loaded_between_requests(tiny_config):
     )
 
 
-def test_available_imports_nothing_heavy_without_an_nvidia_driver(monkeypatch):
-    """No driver: the answer comes without importing torch (seconds at every backend start)."""
+def test_available_imports_nothing_heavy_without_a_gpu(monkeypatch):
+    """No GPU hint: the answer comes without importing torch (seconds at every backend start)."""
     import subprocess
     import sys
 
-    from avatartex import neural
+    from avatartex.engines import neural
 
-    if neural.nvidia_driver_present():
-        pytest.skip("this machine has an NVIDIA driver")
-    code = ("import sys; from avatartex.neural import available; ok, why = available(); "
-            "assert not ok and 'NVIDIA' in why, why; assert 'torch' not in sys.modules")
+    if neural.accelerator_hint():
+        pytest.skip("this machine has an NVIDIA driver or Apple silicon")
+    code = (
+        "import sys; from avatartex.engines.neural import available; ok, why = available(); "
+        "assert not ok and 'GPU' in why, why; assert 'torch' not in sys.modules"
+    )
     backend = str(Path(__file__).resolve().parents[2] / "backend")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": backend})
+    env = {k: v for k, v in os.environ.items() if k != "AVATARTEX_DEVICE"}
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**env, "PYTHONPATH": backend}
+    )
     assert run.returncode == 0, run.stderr
+
+
+def test_explicit_cpu_device_runs_neural_and_names_missing_models(tmp_path, monkeypatch):
+    """AVATARTEX_DEVICE=cpu (or --device cpu) is honoured, not refused: with an empty model cache the
+    error names the missing models and the command that downloads them."""
+    from avatartex.engines import choose, neural
+
+    found = neural.status(NeuralConfig(device="cpu", cache_dir=str(tmp_path)))
+    assert not found.ok and found.device == "cpu" and "sd15-inpaint" in found.missing_models
+    with pytest.raises(AvatarTexError) as err:
+        choose("neural", make_style(), NeuralConfig(device="cpu", cache_dir=str(tmp_path)))
+    assert err.value.code == ErrorCode.MODEL_MISSING
+    assert "avatartex models download" in err.value.hint and "sd15-inpaint" in err.value.message
+    # auto never picks a CPU: it falls back to classic and says why, per stage.
+    plan = choose("auto", make_style(), NeuralConfig(device="auto", cache_dir=str(tmp_path)))
+    assert plan.engine == "classic" and all(s.engine == "classic" for s in plan.stages)
+    assert all(entry["reason"].startswith("auto chose classic") for entry in plan.report().values())

@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from avatartex.neural import atlas_ops, pipelines
-from avatartex.neural.config import NeuralConfig
-from avatartex.neural.inpaint import choose_model
+from avatartex import atlas_filters
+from avatartex.engines.neural import pipelines
+from avatartex.engines.neural.config import NeuralConfig
+from avatartex.engines.neural.inpaint import NeuralInpaint, choose_model
 from avatartex.protocol import Cancelled
-from avatartex.stages.neural_inpaint import NeuralInpaint
 from neural_helpers import count_calls, make_context, make_texture
 
 
 def test_wrap_pad_then_crop_is_identity_and_caps_do_not_wrap():
     rng = np.random.default_rng(0)
     image = rng.random((20, 24, 3)).astype(np.float32)
-    padded = atlas_ops.wrap_pad(image, band_rows=15, pad=8)
+    padded = atlas_filters.wrap_pad(image, band_rows=15, pad=8)
     assert padded.shape == (20, 40, 3)
     assert np.array_equal(padded[:15, :8], image[:15, -8:]) and np.array_equal(
         padded[:15, -8:], image[:15, :8]
     )
     assert np.array_equal(padded[15:, :8], np.repeat(image[15:, :1], 8, axis=1))  # caps: edge, not wrap
-    assert np.allclose(atlas_ops.wrap_crop(padded, 24, 15, 8), image, atol=1e-6)
+    assert np.allclose(atlas_filters.wrap_crop(padded, 24, 15, 8), image, atol=1e-6)
 
 
 def test_seam_crossfade_makes_the_back_seam_continuous():
@@ -30,7 +30,7 @@ def test_seam_crossfade_makes_the_back_seam_continuous():
     width, pad = 64, 8
     ramp = np.tile(np.arange(width + 2 * pad, dtype=np.float32) / (width + 2 * pad), (4, 1))
     naive = ramp[:, pad : pad + width]
-    fixed = atlas_ops.wrap_crop(ramp, width, band_rows=4, pad=pad)
+    fixed = atlas_filters.wrap_crop(ramp, width, band_rows=4, pad=pad)
     step = 1.0 / (width + 2 * pad)
     assert abs(naive[0, 0] - naive[0, -1]) > 0.7
     assert abs(fixed[0, 0] - fixed[0, -1]) <= step + 1e-6
@@ -81,8 +81,8 @@ def test_hires_atlases_pick_the_hires_model():
 
 def test_working_shape_keeps_latents_aligned():
     for size in (512, 1024, 2048):
-        pad = atlas_ops.seam_pad_width(size, 0.125)
-        h, w = atlas_ops.working_shape(size, pad, 512)
+        pad = atlas_filters.seam_pad_width(size, 0.125)
+        h, w = pipelines.working_shape(size, pad, 512)
         assert h == 512 and w % 64 == 0 and abs(w / h - (size + 2 * pad) / size) < 0.1
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from avatartex.neural import pipelines
-from avatartex.neural.repaint import effective_steps, inject_detail
+from avatartex.engines.neural import pipelines
+from avatartex.engines.neural.repaint import NeuralRepaint, effective_steps, inject_detail
 from avatartex.protocol import Cancelled
-from avatartex.stages.neural_repaint import NeuralRepaint
 from neural_helpers import count_calls, make_context, make_style, make_texture
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from avatartex.neural.latent import project
-from avatartex.neural.prior import load_prior, save_prior
-from avatartex.neural.stylegan2 import (
+from avatartex.engines.neural.config import NeuralConfig
+from avatartex.engines.neural.inversion import project
+from avatartex.engines.neural.latent import NeuralLatent
+from avatartex.engines.neural.prior import load_prior, save_prior
+from avatartex.engines.neural.stylegan2 import (
     Discriminator,
     Generator,
     GeneratorConfig,
@@ -15,9 +17,8 @@ from avatartex.neural.stylegan2 import (
     modulated_conv2d,
     upsample2d,
 )
-from avatartex.neural.train_prior import TrainConfig, load_textures, train
 from avatartex.protocol import AvatarTexError, Cancelled
-from avatartex.stages.neural_latent import NO_PRIOR_WARNING, NeuralLatent
+from avatartex_tools.train_prior import TrainConfig, load_textures, train
 from neural_helpers import make_context, make_texture
 
 TINY = GeneratorConfig(resolution=16, z_dim=16, w_dim=16, mapping_layers=2, channel_base=128, channel_max=16)
@@ -174,7 +175,7 @@ def test_latent_cancel_stops_within_one_step(tmp_path):
 
 
 def test_latent_stage_keeps_confident_texels(tmp_path):
-    from avatartex.neural.config import NeuralConfig
+    from avatartex.engines.neural.config import NeuralConfig
 
     _, path = _random_prior(tmp_path)
     texture = make_texture(size=32)
@@ -186,25 +187,6 @@ def test_latent_stage_keeps_confident_texels(tmp_path):
     assert ctx.warnings == [] and "masked L1" in ctx.calls["progress"][-1][1]
 
 
-def test_latent_stage_without_prior_falls_back_with_a_warning():
-    class StandIn:
-        name, engine = "latent", "classic"
-
-        def run(self, texture, ctx):
-            out = texture.copy()
-            out.color[:] = 0.25
-            return out
-
-    ctx = make_context()
-    out = NeuralLatent(fallback=StandIn()).run(make_texture(), ctx)
-    assert np.all(out.color == 0.25) and ctx.warnings == [NO_PRIOR_WARNING]
-
-
-def test_the_default_fallback_is_the_classic_stage():
-    pytest.importorskip(
-        "avatartex.stages.classic_latent", reason="the classic stage 2 is not in this checkout"
-    )
-    from avatartex.stages.neural_latent import _classic_latent
-
-    stage = _classic_latent()
-    assert (stage.name, stage.engine) == ("latent", "classic")
+def test_latent_stage_needs_a_prior():
+    with pytest.raises(ValueError):
+        NeuralLatent(NeuralConfig())

@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from ..protocol import AvatarTexError, ErrorCode
+from avatartex.protocol import AvatarTexError, ErrorCode
 
 
 def export_synthesis(prior_path: str | Path, out_path: str | Path, opset: int = 17) -> Path:
@@ -35,7 +34,7 @@ def export_synthesis(prior_path: str | Path, out_path: str | Path, opset: int = 
             "Create a separate environment with torch and onnx and run `python -m "
             "avatartex.neural.cli export-onnx ...` there.",
         ) from None
-    from .prior import load_prior
+    from avatartex.engines.neural.prior import load_prior
 
     generator = load_prior(prior_path)
 

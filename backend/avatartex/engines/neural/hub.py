@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from ..protocol import AvatarTexError, ErrorCode
+from ...protocol import AvatarTexError, ErrorCode
 from .registry import REGISTRY, ModelEntry, get_entry
 
 LOCK_FILE = "avatartex-models.lock.json"

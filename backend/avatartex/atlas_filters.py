@@ -1,4 +1,5 @@
-"""Image helpers shared by the classic stages, all aware of the atlas's two kinds of chart.
+"""Image filters on the head atlas, shared by the bake and both engines, all aware of the atlas's
+two kinds of chart.
 
 The atlas (``atlas.py``) has a band in rows ``[0, band_rows)`` whose columns wrap around (the back of
 the head: column 0 and column S-1 are neighbours) and, below it, two cap discs that do not wrap. A
@@ -15,17 +16,11 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from ..atlas import AtlasGeometry
+from .atlas import AtlasGeometry
 
 GAMMA = 2.2
 """sRGB is treated as a pure power law: dividing linear light by f is multiplying sRGB by f^(-1/2.2)."""
-LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
 _BINOMIAL = np.array([1, 4, 6, 4, 1], np.float32) / 16
-
-
-def luminance(color: np.ndarray) -> np.ndarray:
-    """Rec. 709 weighted sum of the channels (..., 3) -> (...); on sRGB values this is luma."""
-    return color @ LUMA
 
 
 def charts(image: np.ndarray, rows: int) -> list[tuple[slice, bool]]:
@@ -237,3 +232,49 @@ def subsample(mask: np.ndarray, limit: int) -> np.ndarray:
     if index.size > limit:
         index = index[:: int(np.ceil(index.size / limit))]
     return index
+
+
+# -- the back seam for whole-image models (diffusion sees a flat image) --------------------------
+
+
+def seam_pad_width(size: int, fraction: float) -> int:
+    """Columns padded on each side of the seam: a multiple of 8 so latents stay aligned."""
+    return int(max(0, round(size * fraction / 8.0)) * 8)
+
+
+def wrap_pad(image: np.ndarray, band_rows: int, pad: int) -> np.ndarray:
+    """(H, W, ...) -> (H, W + 2*pad, ...): band rows wrap around, rows below (caps) repeat their edge."""
+    if pad == 0:
+        return image.copy()
+    widths = [(0, 0), (pad, pad)] + [(0, 0)] * (image.ndim - 2)
+    out = np.pad(image, widths, mode="edge")
+    band = min(max(band_rows, 0), image.shape[0])
+    if band:
+        out[:band] = np.pad(image[:band], widths, mode="wrap")
+    return out
+
+
+def wrap_crop(padded: np.ndarray, width: int, band_rows: int, pad: int) -> np.ndarray:
+    """Inverse of ``wrap_pad`` for a generated image: crop the core and, in the band, cross-fade each
+    seam side with the padded copy of the same columns generated next to the other side.
+
+    At the seam both columns become half core, half the other copy; since the model drew the left pad
+    continuous with column 0 and the right pad continuous with column W-1, the two seam columns end up
+    equal up to the model's own local variation."""
+    core = padded[:, pad : pad + width].astype(np.float32, copy=True)
+    if pad == 0:
+        return core
+    band = min(max(band_rows, 0), padded.shape[0])
+    if band == 0:
+        return core
+    k = np.arange(pad, dtype=np.float32)
+    weight = 0.5 * (1.0 - k / pad)  # weight of the other copy, 0.5 at the seam, 0 at pad columns in
+    shape = (1, pad) + (1,) * (padded.ndim - 2)
+    weight = weight.reshape(shape)
+    left_copy = padded[:band, :pad].astype(np.float32)  # columns W-pad .. W-1
+    right_copy = padded[:band, pad + width :].astype(np.float32)  # columns 0 .. pad-1
+    # column k from the left edge mixes with right_copy[:, k]; column W-1-k with left_copy[:, pad-1-k].
+    core[:band, :pad] = (1 - weight) * core[:band, :pad] + weight * right_copy
+    right = core[:band, width - pad :]
+    core[:band, width - pad :] = (1 - weight[:, ::-1]) * right + weight[:, ::-1] * left_copy
+    return core

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..protocol import AvatarTexError, ErrorCode
+from ...protocol import AvatarTexError, ErrorCode
 
 _SD_CONFIGS = (
     "model_index.json",

@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ..protocol import AvatarTexError, ErrorCode
+from ...protocol import AvatarTexError, ErrorCode
 from . import hub
 from .config import NeuralConfig
 from .device import configure_pipeline, pick_device, pick_dtype
@@ -170,3 +170,12 @@ def to_tensor(image: Any) -> Any:
 def join_prompt(*parts: str) -> str:
     """Non-empty prompt parts joined with commas."""
     return ", ".join(p.strip() for p in parts if p and p.strip())
+
+
+def working_shape(size: int, pad: int, work_height: int) -> tuple[int, int]:
+    """(height, width) the seam-padded atlas (size x size+2*pad) is resampled to for a model of
+    ``work_height`` px; both multiples of 64 so any VAE/UNet down-sampling divides them."""
+    scale = work_height / size
+    height = max(64, int(round(size * scale / 64.0)) * 64)
+    width = max(64, int(round((size + 2 * pad) * scale / 64.0)) * 64)
+    return height, width

@@ -16,10 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from ..protocol import AvatarTexError, ErrorCode
-from .prior import save_prior
-from .stylegan2 import (
+from avatartex.engines.neural.prior import save_prior
+from avatartex.engines.neural.stylegan2 import (
     Discriminator,
     Generator,
     GeneratorConfig,
@@ -27,6 +25,7 @@ from .stylegan2 import (
     loss_generator,
     r1_penalty,
 )
+from avatartex.protocol import AvatarTexError, ErrorCode
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")
 
@@ -143,9 +142,8 @@ def train(
     """Train (or resume) a prior on ``textures`` (N, 3, R, R in -1..1) into ``out_dir``.
 
     ``max_steps`` bounds the steps of this call (e.g. a time slice); a cancel saves a checkpoint first."""
+    from avatartex.engines.neural.device import pick_device
     from safetensors.torch import load_file, save_file
-
-    from .device import pick_device
 
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
@@ -168,7 +166,7 @@ def train(
     checkpoint = out / "checkpoint.safetensors"
     step = 0
     if checkpoint.is_file():
-        from .prior import read_metadata
+        from avatartex.engines.neural.prior import read_metadata
 
         meta = read_metadata(checkpoint)
         saved = json.loads(meta.get("generator", "{}"))
@@ -271,6 +269,6 @@ def train(
 def heads_to_textures(folder: str | Path, resolution: int, out_folder: str | Path) -> Path:
     """Convert textured head meshes to atlas textures (for ``--heads``), see
     ``pipeline.atlas_from_textured_mesh``."""
-    from ..pipeline import atlas_from_textured_mesh
+    from .prepare import atlas_from_textured_mesh
 
     return Path(atlas_from_textured_mesh(folder, resolution, out_folder))

@@ -1,5 +1,9 @@
-"""The neural engine's commands of ``avatartex``: models list|download, train-prior, convert-prior,
-export-onnx. ``add_subcommands`` plugs them into the main parser (``avatartex/cli.py``)."""
+"""``avatartex-tools``: train-prior, convert-prior and export-onnx (prior tools, not run by requests).
+
+avatartex-tools train-prior --heads DIR --out OUT       # a StyleGAN2 prior in atlas space
+avatartex-tools convert-prior --stylegan-pkl F --trust-pickle --out P.safetensors
+avatartex-tools export-onnx --prior P --out F.onnx     # in a separate env with `onnx`
+"""
 
 from __future__ import annotations
 
@@ -7,38 +11,15 @@ import argparse
 import sys
 from typing import Any
 
-from ..protocol import AvatarTexError
-
-
-def _models(args: argparse.Namespace) -> int:
-    from . import hub
-    from .registry import REGISTRY, default_entries
-
-    if args.models_command == "list":
-        rows = hub.status(args.cache_dir)
-        print(f"{'name':22} {'cached':6} {'default':7} {'GB':>5} {'VRAM':>5}  repo@revision  licence")
-        for r in rows:
-            print(
-                f"{r['name']:22} {'yes' if r['cached'] else 'no':6} {'yes' if r['default'] else '':7} "
-                f"{r['size_gb']:5.1f} {r['vram_gb']:5.1f}  {r['repo_id']}@{r['revision']}  {r['licence']}"
-            )
-        print(f"cache: {hub.cache_dir(args.cache_dir)}")
-        return 0
-    if args.all:
-        entries = list(REGISTRY.values())
-    elif args.names:
-        entries = [hub.get_entry(n) for n in args.names]
-    else:
-        entries = default_entries()
-    for entry in entries:
-        hub.download(entry, args.cache_dir, progress=lambda m: print(m, file=sys.stderr))
-    return 0
+from avatartex.console import print_error
+from avatartex.protocol import AvatarTexError
 
 
 def _train_prior(args: argparse.Namespace) -> int:
     import tempfile
 
-    from .stylegan2 import GeneratorConfig
+    from avatartex.engines.neural.stylegan2 import GeneratorConfig
+
     from .train_prior import TrainConfig, heads_to_textures, load_textures, train
 
     folder = args.textures
@@ -89,16 +70,7 @@ def _export_onnx(args: argparse.Namespace) -> int:
 
 
 def add_subcommands(subparsers: Any) -> None:
-    """Add ``models``, ``train-prior``, ``convert-prior`` and ``export-onnx`` to ``avatartex``'s parser."""
-    p = subparsers.add_parser("models", help="list or download the neural engine's models")
-    p.add_argument("--cache-dir", default="", help="Hugging Face cache (default: HF_HUB_CACHE / HF_HOME)")
-    msub = p.add_subparsers(dest="models_command", required=True)
-    msub.add_parser("list", help="the registry, with what is downloaded")
-    d = msub.add_parser("download", help="download models (default: those the default pipeline needs)")
-    d.add_argument("names", nargs="*", metavar="NAME", help="registry names (see models list)")
-    d.add_argument("--all", action="store_true", help="every model of the registry")
-    p.set_defaults(handler=_models)
-
+    """Add ``train-prior``, ``convert-prior`` and ``export-onnx`` to a parser."""
     t = subparsers.add_parser("train-prior", help="train a StyleGAN2 prior in atlas space")
     src = t.add_mutually_exclusive_group(required=True)
     src.add_argument("--textures", help="folder of head-atlas textures (PNG/JPEG)")
@@ -143,15 +115,13 @@ def add_subcommands(subparsers: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the neural commands alone (``python -m avatartex.neural.cli``): for the separate ONNX env."""
-    parser = argparse.ArgumentParser(prog="avatartex-neural")
+    """Entry point of the ``avatartex-tools`` console script (``python -m avatartex_tools.cli``)."""
+    parser = argparse.ArgumentParser(prog="avatartex-tools", description="Stage-2 prior tools of AvatarTex.")
     add_subcommands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
     except AvatarTexError as error:
-        from ..cli import print_error  # the main CLI imports this module: import it late
-
         return print_error(error)
 
 

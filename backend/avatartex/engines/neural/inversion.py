@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...imaging import resize
+
 
 class RandomFeatures(nn.Module):
     """Three stages of fixed random 3x3 convs + lrelu + 2x pooling: multi-scale local structure."""
@@ -102,8 +104,6 @@ def project(
 ) -> Projection:
     """Optimise a W+ latent so ``generator``'s texture matches ``target`` (H, W, 3, 0..1) where
     ``weight`` (H, W, 0..1) is high; ``target`` is resampled to the generator's resolution."""
-    from .atlas_ops import resize
-
     device = next(generator.parameters()).device
     res = generator.config.resolution
     torch.manual_seed(seed)

@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ..protocol import AvatarTexError, ErrorCode
+from ...protocol import AvatarTexError, ErrorCode
 
 FORMAT = "avatartex-stylegan2-prior"
 _CACHE: dict[tuple[str, float, str], Any] = {}

@@ -16,18 +16,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..atlas import AtlasGeometry
-from ..shading import fit_shading, sh_basis, sh_eval
-from . import filters
-from .base import AtlasTexture, Stage, StageContext
+from ... import atlas_filters as filters
+from ...atlas import AtlasGeometry
+from ...imaging import LUMA, luminance
+from ...shading import fit_shading, sh_basis, sh_eval
+from ..base import AtlasTexture, Stage, StageContext
 
 MAX_GAIN = 3.0
 """De-lighting never brightens or darkens linear light by more than this factor (about 1.6 stops): where the
 SH model extrapolates (grazing normals, misregistered features) a wrong division is bounded."""
 
 
-def _skin_sample(color: np.ndarray, conf: np.ndarray, atlas: AtlasGeometry, limit: int = 40_000
-                 ) -> np.ndarray:
+def _skin_sample(
+    color: np.ndarray, conf: np.ndarray, atlas: AtlasGeometry, limit: int = 40_000
+) -> np.ndarray:
     """Flat indices of confident skin texels to fit the shading on.
 
     The SH model cannot tell dark hair at the face's border from shadow, so the fit is restricted
@@ -49,8 +51,11 @@ def _skin_sample(color: np.ndarray, conf: np.ndarray, atlas: AtlasGeometry, limi
     core = c >= np.quantile(c, 0.5)
     ref_chroma = np.median(chroma[core], axis=0)
     ref_lum = float(np.median(total[core]))
-    keep = (np.abs(chroma - ref_chroma).max(axis=1) < 0.04) & (total[:, 0] > 0.4 * ref_lum) & (
-        total[:, 0] < 2.5 * ref_lum)
+    keep = (
+        (np.abs(chroma - ref_chroma).max(axis=1) < 0.04)
+        & (total[:, 0] > 0.4 * ref_lum)
+        & (total[:, 0] < 2.5 * ref_lum)
+    )
     index = index[keep]
     if index.size > limit:
         index = index[:: int(np.ceil(index.size / limit))]
@@ -94,16 +99,18 @@ class ClassicLatent(Stage):
         flatten = style.classic_at("flatten", 0.0, ctx.strength)
         if flatten > 0:
             ctx.progress(0.8, "flattening")
-            lum = filters.luminance(out)
-            low, _ = filters.normalized_gaussian(lum[..., None], mask.astype(np.float32), atlas.size / 32,
-                                                 rows)
+            lum = luminance(out)
+            low, _ = filters.normalized_gaussian(
+                lum[..., None], mask.astype(np.float32), atlas.size / 32, rows
+            )
             low = low[..., 0]
             mean = float(lum[mask].mean()) if mask.any() else 0.5
             factor = (mean + (low - mean) * (1.0 - flatten)) / np.maximum(low, 1e-3)
             out = out * np.where(mask, factor, 1.0)[..., None]
         ctx.progress(1.0, "latent done")
-        return AtlasTexture(np.clip(out, 0.0, 1.0).astype(np.float32),
-                            np.asarray(texture.confidence, np.float32).copy())
+        return AtlasTexture(
+            np.clip(out, 0.0, 1.0).astype(np.float32), np.asarray(texture.confidence, np.float32).copy()
+        )
 
     @staticmethod
     def _delight(color: np.ndarray, conf: np.ndarray, ctx: StageContext, strength: float) -> np.ndarray:
@@ -121,7 +128,7 @@ class ClassicLatent(Stage):
             ctx.warnings.append("de-lighting skipped: too few portrait-backed skin texels to fit the shading")
             return color
         linear = np.power(color.reshape(-1, 3)[sample], filters.GAMMA)
-        lum = linear @ filters.LUMA
+        lum = linear @ LUMA
         coeffs, weights = fit_shading(lum, normals.reshape(-1, 3)[sample], conf.reshape(-1)[sample])
         fitted = sh_basis(normals.reshape(-1, 3)[sample]) @ coeffs
         reference = float((weights * fitted).sum() / max(weights.sum(), 1e-9))
@@ -160,8 +167,9 @@ class ClassicLatent(Stage):
         atlas = ctx.atlas
         rows = atlas.band_rows
         # Everything here is low-frequency: work at half resolution, apply at full.
-        small, small_rows = filters.downsample(np.concatenate(
-            [color, conf[..., None], atlas.mask[..., None].astype(np.float32)], axis=-1), rows)
+        small, small_rows = filters.downsample(
+            np.concatenate([color, conf[..., None], atlas.mask[..., None].astype(np.float32)], axis=-1), rows
+        )
         c_small, m_small = np.clip(small[..., 3], 0, 1), (small[..., 4] > 0.5).astype(np.float32)
         sigma = max(atlas.size / 512, 1.0)
         # Only where the portrait region actually borders the fill: a low-confidence spot inside
@@ -174,8 +182,9 @@ class ClassicLatent(Stage):
             return color
         b_small = 4.0 * c_small * (1.0 - c_small)
         anchored = filters.push_pull(small[..., :3], (1.0 - b_small) ** 4 * m_small, small_rows)
-        both, _ = filters.normalized_gaussian(np.concatenate([anchored, small[..., :3]], axis=-1), m_small,
-                                              sigma, small_rows)
+        both, _ = filters.normalized_gaussian(
+            np.concatenate([anchored, small[..., :3]], axis=-1), m_small, sigma, small_rows
+        )
         ratio = np.log(np.clip((both[..., :3] + 1e-3) / (both[..., 3:] + 1e-3), 0.5, 2.0))
         ratio = filters.gaussian(ratio.astype(np.float32), sigma, small_rows)
         ratio = filters.upsample(ratio, small_rows, conf.shape, rows)
@@ -188,11 +197,12 @@ class ClassicLatent(Stage):
         seen = filters.subsample(atlas.mask & (conf > 0.7), 40_000)
         if seen.size < 64:
             return color
-        lum = filters.luminance(color)
+        lum = luminance(color)
         flat = color.reshape(-1, 3)[seen]
         target = np.median(flat / np.maximum(lum.reshape(-1)[seen], 1e-3)[:, None], axis=0)
-        low = filters.gaussian(np.concatenate([color, lum[..., None]], axis=-1), atlas.size / 64,
-                               atlas.band_rows)
+        low = filters.gaussian(
+            np.concatenate([color, lum[..., None]], axis=-1), atlas.size / 64, atlas.band_rows
+        )
         chroma = low[..., :3] / np.maximum(low[..., 3:], 1e-3)
         gain = np.clip(target / np.maximum(chroma, 1e-3), 0.5, 2.0)
         weight = (np.float32(amount) * (1.0 - conf) * atlas.mask)[..., None]

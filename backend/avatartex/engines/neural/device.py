@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..protocol import AvatarTexError, ErrorCode
+from ...protocol import AvatarTexError, ErrorCode
 from .config import NeuralConfig
 
 

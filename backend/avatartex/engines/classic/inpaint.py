@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import filters
-from .base import AtlasTexture, Stage, StageContext
+from ... import atlas_filters as filters
+from ...imaging import luminance
+from ..base import AtlasTexture, Stage, StageContext
 
 _BANDS = ((0.0, 1.0), (1.0, 2.0), (2.0, 4.0))
 """Gaussian sigmas (texels) bounding the detail bands; seen and synthetic bands are measured alike."""
@@ -41,7 +42,7 @@ def synthesize_grain(color: np.ndarray, confidence: np.ndarray, ctx: StageContex
     seen = atlas.mask & (confidence > 0.8)
     if seen.sum() < 64:
         return np.zeros_like(color)
-    lum = filters.luminance(color)
+    lum = luminance(color)
     rng = np.random.default_rng(ctx.seed)
     noise = rng.standard_normal(lum.shape, dtype=np.float32)
     sample = filters.subsample(seen, 50_000)

@@ -26,7 +26,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from ..protocol import AvatarTexError, ErrorCode
+from avatartex.protocol import AvatarTexError, ErrorCode
 
 _ALLOWED_PREFIXES = ("torch", "collections", "numpy", "_codecs", "copyreg")
 _SAFE_BUILTINS = {"set", "frozenset", "dict", "list", "tuple", "slice", "complex", "bytearray", "getattr"}
@@ -93,7 +93,7 @@ def _flatten(record: Any, prefix: str, out: dict[str, Any]) -> None:
 
 
 def _generator_config(record: PersistentRecord) -> Any:
-    from .stylegan2 import GeneratorConfig
+    from avatartex.engines.neural.stylegan2 import GeneratorConfig
 
     if "SynthesisInput" in record.module_src or "class SynthesisInput" in record.module_src:
         raise AvatarTexError(
@@ -135,9 +135,8 @@ def convert_stylegan_pkl(
 ) -> Path:
     """Convert the ``G_ema`` generator of an official snapshot into a safetensors prior."""
     import torch
-
-    from .prior import save_prior
-    from .stylegan2 import Generator
+    from avatartex.engines.neural.prior import save_prior
+    from avatartex.engines.neural.stylegan2 import Generator
 
     if not trust_pickle:
         raise AvatarTexError(

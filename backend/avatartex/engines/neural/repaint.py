@@ -12,9 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from . import atlas_ops
+from ... import atlas_filters
+from ...imaging import resize, sample_image
+from ..base import AtlasTexture, Stage, StageContext
 from .config import NeuralConfig
-from .pipelines import generator, load_repaint, step_callback, to_tensor
+from .pipelines import generator, join_prompt, load_repaint, step_callback, to_tensor, working_shape
 
 WAVELET = "haar"
 """Haar keeps the detail compact (2x2 support), so it does not smear across the confidence border."""
@@ -40,7 +42,7 @@ def inject_detail(image: np.ndarray, reference: np.ndarray, weight: np.ndarray, 
         for i in range(1, levels + 1):
             bands_img, bands_ref = img_c[i], ref_c[i]
             bh, bw = bands_img[0].shape
-            wl = atlas_ops.resize(weight.astype(np.float32), bh, bw) if (bh, bw) != (h, w) else weight
+            wl = resize(weight.astype(np.float32), bh, bw) if (bh, bw) != (h, w) else weight
             img_c[i] = tuple((1 - wl) * a + wl * b for a, b in zip(bands_img, bands_ref, strict=True))
         out[..., ch] = pywt.waverec2(img_c, WAVELET, mode="periodization")[:h, :w]
     return out
@@ -66,11 +68,11 @@ def repaint_atlas(
     if effective_steps(steps, strength) < 1:
         return color.astype(np.float32, copy=True)
     size = color.shape[0]
-    pad = atlas_ops.seam_pad_width(size, config.seam_pad)
+    pad = atlas_filters.seam_pad_width(size, config.seam_pad)
     pipe, native = load_repaint(config.repaint_model, config.controlnet_model, config)
-    height, width = atlas_ops.working_shape(size, pad, config.work_size or native)
-    padded = atlas_ops.wrap_pad(color, band_rows, pad)
-    image = atlas_ops.resize(padded, height, width)
+    height, width = working_shape(size, pad, config.work_size or native)
+    padded = atlas_filters.wrap_pad(color, band_rows, pad)
+    image = resize(padded, height, width)
     if ctx is not None:
         ctx.check_cancel()
     total = effective_steps(steps, strength)
@@ -91,10 +93,43 @@ def repaint_atlas(
     ).images[0]
     # Keep only what the model changed, at the resolution it worked at: the input's own full-resolution
     # detail survives instead of being replaced by an upsampled copy.
-    change = atlas_ops.resize(result, size, size + 2 * pad) - atlas_ops.resize(image, size, size + 2 * pad)
-    out = color + atlas_ops.wrap_crop(change, size, band_rows, pad)
+    change = resize(result, size, size + 2 * pad) - resize(image, size, size + 2 * pad)
+    out = color + atlas_filters.wrap_crop(change, size, band_rows, pad)
     if portrait is not None and portrait_coords is not None and config.detail_weight > 0:
-        reference, seen = atlas_ops.sample_portrait(portrait, portrait_coords)
+        seen = np.isfinite(portrait_coords).all(axis=-1)
+        reference = np.where(seen[..., None], sample_image(portrait, portrait_coords), 0.0)
         weight = np.clip(confidence * seen * config.detail_weight, 0.0, 1.0).astype(np.float32)
         out = inject_detail(out, reference, weight, int(config.detail_levels))
     return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+class NeuralRepaint(Stage):
+    """Restore fine detail at low strength; strength 0 (style or request) returns the input unchanged."""
+
+    name = "repaint"
+    engine = "neural"
+
+    def __init__(self, config: NeuralConfig | None = None) -> None:
+        self.config = config or NeuralConfig()
+
+    def run(self, texture: AtlasTexture, ctx: StageContext) -> AtlasTexture:
+        """Return the repainted texture; the confidence map is passed on unchanged."""
+        style = ctx.style
+        strength = float(getattr(style, "repaint_strength", 0.3)) * float(ctx.strength)
+        ctx.progress(0.0, "repaint: loading model")
+        color = repaint_atlas(
+            texture.color,
+            texture.confidence,
+            int(getattr(ctx.atlas, "band_rows", 0)),
+            self.config,
+            portrait=ctx.portrait,
+            portrait_coords=ctx.portrait_coords,
+            prompt=join_prompt(getattr(style, "prompt", ""), ctx.prompt),
+            negative_prompt=getattr(style, "negative_prompt", "") or "",
+            guidance_scale=float(getattr(style, "guidance_scale", 7.5)),
+            strength=strength,
+            seed=ctx.seed,
+            ctx=ctx,
+        )
+        ctx.progress(1.0, "repaint: done")
+        return AtlasTexture(color, texture.confidence.copy())

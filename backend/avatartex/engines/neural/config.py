@@ -65,6 +65,8 @@ class NeuralConfig:
         import os
 
         device = os.environ.get("AVATARTEX_DEVICE", "").strip().lower()
-        return cls(device=device if device and device != "default" else "auto",
-                   low_vram=os.environ.get("AVATARTEX_LOW_VRAM", "0") == "1",
-                   cache_dir=os.environ.get("AVATARTEX_MODEL_CACHE", ""))
+        return cls(
+            device=device if device and device != "default" else "auto",
+            low_vram=os.environ.get("AVATARTEX_LOW_VRAM", "0") == "1",
+            cache_dir=os.environ.get("AVATARTEX_MODEL_CACHE", ""),
+        )

@@ -19,15 +19,16 @@ import cv2
 import numpy as np
 import pywt
 
-from . import filters
-from .base import AtlasTexture, Stage, StageContext
+from ... import atlas_filters as filters
+from ...imaging import luminance, sample_image
+from ..base import AtlasTexture, Stage, StageContext
 
 _WAVELET = "db2"
 
 
 def wavelet_detail(image: np.ndarray, levels: int, rows: int) -> np.ndarray:
     """The part of ``image`` (S, S, C) in the finest ``levels`` wavelet detail bands, per chart."""
-    margin = 4 * 2 ** levels
+    margin = 4 * 2**levels
 
     def detail(part: np.ndarray, wrap: bool) -> np.ndarray:
         coeffs = pywt.wavedec2(part, _WAVELET, mode="symmetric", level=levels, axes=(0, 1))
@@ -49,11 +50,7 @@ def transfer_detail(color: np.ndarray, conf: np.ndarray, ctx: StageContext, amou
     if not valid.any():
         return color
     rows = atlas.band_rows
-    # Pixel centres are at +0.5 in our convention and at integers in OpenCV's.
-    map_x = np.where(valid, coords[..., 0] - 0.5, -100).astype(np.float32)
-    map_y = np.where(valid, coords[..., 1] - 0.5, -100).astype(np.float32)
-    sampled = cv2.remap(np.ascontiguousarray(portrait, np.float32), map_x, map_y, cv2.INTER_CUBIC,
-                        borderMode=cv2.BORDER_REFLECT)
+    sampled = sample_image(portrait, coords, interpolation="cubic")
     weight = (valid * conf).astype(np.float32)
     sigma = max(2.0 * atlas.size / 1024, 1.0)
     # Local brightness ratio texture/portrait: the texture is de-lit, the portrait is not.
@@ -73,14 +70,16 @@ def edge_preserving(image: np.ndarray, rows: int, sigma_space: float, sigma_colo
     margin = int(np.ceil(3 * sigma_space))
 
     def smooth(part: np.ndarray, wrap: bool) -> np.ndarray:
-        return cv2.ximgproc.dtFilter(part, part, sigma_space, sigma_color, mode=cv2.ximgproc.DTF_RF,
-                                     numIters=3)
+        return cv2.ximgproc.dtFilter(
+            part, part, sigma_space, sigma_color, mode=cv2.ximgproc.DTF_RF, numIters=3
+        )
 
     return filters.per_chart(smooth, np.ascontiguousarray(image, np.float32), rows, margin)
 
 
-def quantise_colors(image: np.ndarray, mask: np.ndarray, k: int, lightness_weight: float, saturation: float
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def quantise_colors(
+    image: np.ndarray, mask: np.ndarray, k: int, lightness_weight: float, saturation: float
+) -> tuple[np.ndarray, np.ndarray]:
     """k-means colour quantisation in CIELAB (lightness weighted up so shading becomes bands).
 
     Returns the quantised image and the label map. Deterministic: the centroids start at
@@ -99,7 +98,7 @@ def quantise_colors(image: np.ndarray, mask: np.ndarray, k: int, lightness_weigh
             if len(members):
                 centroids[j] = members.mean(axis=0)
     # Nearest centroid for every texel: argmin |x - c|^2 = argmin (|c|^2 - 2 x.c).
-    labels = np.argmin((centroids ** 2).sum(-1)[None] - 2 * feat @ centroids.T, axis=1)
+    labels = np.argmin((centroids**2).sum(-1)[None] - 2 * feat @ centroids.T, axis=1)
     palette_lab = (centroids / scale).reshape(k, 1, 3).astype(np.float32)
     palette = np.clip(cv2.cvtColor(palette_lab, cv2.COLOR_Lab2RGB).reshape(k, 3), 0, 1)
     return palette[labels].reshape(image.shape).astype(np.float32), labels.reshape(image.shape[:2])
@@ -115,7 +114,7 @@ def _gradient_magnitude(lum: np.ndarray, rows: int) -> np.ndarray:
 
 
 def _saturate(image: np.ndarray, saturation: float, warmth: float = 0.0) -> np.ndarray:
-    lum = filters.luminance(image)[..., None]
+    lum = luminance(image)[..., None]
     out = lum + (image - lum) * np.float32(saturation)
     return out + np.array([warmth, warmth * 0.3, -warmth], np.float32)
 
@@ -124,15 +123,16 @@ def kuwahara(image: np.ndarray, radius: int, rows: int) -> np.ndarray:
     """Kuwahara filter: each texel takes the mean of its least-varying quadrant (flat paint patches)."""
 
     def filt(part: np.ndarray, wrap: bool) -> np.ndarray:
-        lum = filters.luminance(part)
+        lum = luminance(part)
         stack = np.concatenate([part, (lum * lum)[..., None]], axis=-1)
         size = (radius + 1, radius + 1)
         best_mean = np.zeros_like(part)
         best_var = np.full(part.shape[:2], np.inf, np.float32)
         for anchor in ((0, 0), (radius, 0), (0, radius), (radius, radius)):
-            m = cv2.boxFilter(stack, -1, size, anchor=anchor, normalize=True,
-                              borderType=cv2.BORDER_REFLECT_101)
-            var = m[..., 3] - filters.luminance(m[..., :3]) ** 2
+            m = cv2.boxFilter(
+                stack, -1, size, anchor=anchor, normalize=True, borderType=cv2.BORDER_REFLECT_101
+            )
+            var = m[..., 3] - luminance(m[..., :3]) ** 2
             better = var < best_var
             best_var = np.where(better, var, best_var)
             best_mean = np.where(better[..., None], m[..., :3], best_mean)
@@ -181,7 +181,7 @@ def painterly(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     out = kuwahara(image, radius, rows)
     out = filters.gaussian(out, 0.6 * scale, rows)
     length = max(5, int(round(p.get("brush_length", 11) * scale)) | 1)
-    brush = brush_texture(filters.luminance(out), rows, length, ctx.seed)
+    brush = brush_texture(luminance(out), rows, length, ctx.seed)
     out = out * (1.0 + np.float32(p.get("brush_amount", 0.06)) * brush)[..., None]
     return _saturate(out, p.get("saturation", 1.15), p.get("warmth", 0.03))
 
@@ -191,14 +191,20 @@ def toon(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     p = ctx.style.classic
     rows = ctx.atlas.band_rows
     scale = ctx.atlas.size / 1024
-    smooth = edge_preserving(image, rows, p.get("smooth_sigma_space", 12.0) * scale,
-                             p.get("smooth_sigma_color", 0.12))
-    flat, _ = quantise_colors(smooth, ctx.atlas.mask, int(p.get("colors", 8)), p.get("lightness_weight", 1.5),
-                              p.get("saturation", 1.25))
+    smooth = edge_preserving(
+        image, rows, p.get("smooth_sigma_space", 12.0) * scale, p.get("smooth_sigma_color", 0.12)
+    )
+    flat, _ = quantise_colors(
+        smooth,
+        ctx.atlas.mask,
+        int(p.get("colors", 8)),
+        p.get("lightness_weight", 1.5),
+        p.get("saturation", 1.25),
+    )
     outline = float(p.get("outline", 0.8))
     if outline > 0:
-        edges = _gradient_magnitude(filters.luminance(smooth), rows) > p.get("outline_threshold", 0.09)
-        lum = filters.luminance(flat)
+        edges = _gradient_magnitude(luminance(smooth), rows) > p.get("outline_threshold", 0.09)
+        lum = luminance(flat)
         dark = flat.reshape(-1, 3)[np.argmin(lum)] * 0.25
         flat = np.where(edges[..., None], (1 - outline) * flat + outline * dark, flat)
     return flat
@@ -210,11 +216,17 @@ def comic(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     rows = ctx.atlas.band_rows
     s = ctx.atlas.size
     scale = s / 1024
-    smooth = edge_preserving(image, rows, p.get("smooth_sigma_space", 16.0) * scale,
-                             p.get("smooth_sigma_color", 0.15))
-    flat, _ = quantise_colors(smooth, ctx.atlas.mask, int(p.get("colors", 6)), p.get("lightness_weight", 1.2),
-                              p.get("saturation", 1.3))
-    lum = filters.luminance(smooth)
+    smooth = edge_preserving(
+        image, rows, p.get("smooth_sigma_space", 16.0) * scale, p.get("smooth_sigma_color", 0.15)
+    )
+    flat, _ = quantise_colors(
+        smooth,
+        ctx.atlas.mask,
+        int(p.get("colors", 6)),
+        p.get("lightness_weight", 1.2),
+        p.get("saturation", 1.3),
+    )
+    lum = luminance(smooth)
     # Halftone: a dot screen whose period divides the atlas width, so it wraps at the back seam.
     amount = float(p.get("halftone_amount", 0.5))
     if amount > 0:

@@ -1,0 +1,88 @@
+"""The two engines behind one stage interface (``base.Stage``), and the choice between them.
+
+``classic/`` runs on any CPU with nothing to download; ``neural/`` needs torch, diffusers and
+downloaded weights, and a GPU to be interactive. ``choose`` decides per stage and says why, which is
+what ``report.json`` shows under ``stages``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..protocol import ENGINES, AvatarTexError, ErrorCode
+from .base import Stage
+
+
+@dataclass
+class StagePlan:
+    """The stages a request runs, each with the reason its engine was chosen."""
+
+    engine: str
+    """``classic`` or ``neural``: what the request was served with (stage 2 may still be classic)."""
+    stages: list[Stage]
+    reasons: dict[str, str]
+    """Stage name -> why this engine runs it, in the artist's words."""
+    warnings: list[str] = field(default_factory=list)
+
+    def report(self) -> dict[str, dict[str, str]]:
+        """``{"inpaint": {"engine": "neural", "reason": "..."}, ...}`` for report.json."""
+        return {s.name: {"engine": s.engine, "reason": self.reasons[s.name]} for s in self.stages}
+
+
+def classic_stages() -> list[Stage]:
+    """The classic engine's three stages."""
+    from .classic.inpaint import ClassicInpaint
+    from .classic.latent import ClassicLatent
+    from .classic.repaint import ClassicRepaint
+
+    return [ClassicInpaint(), ClassicLatent(), ClassicRepaint()]
+
+
+def choose(requested: str, style: Any, neural_config: Any = None) -> StagePlan:
+    """The stages for ``requested`` (``auto``, ``classic`` or ``neural``).
+
+    ``auto`` takes the neural engine where torch sees a GPU and the default weights are cached, the
+    classic one otherwise; ``neural`` runs wherever the configured device is (an explicit ``cpu``
+    included, with a warning), and fails with the missing model's name and the download command
+    when its weights are not cached."""
+    if requested not in ENGINES:
+        raise AvatarTexError(
+            ErrorCode.UNKNOWN_ENGINE, f"Unknown engine {requested!r}.", "Use auto, classic or neural."
+        )
+    if requested == "classic":
+        stages = classic_stages()
+        return StagePlan("classic", stages, {s.name: "classic engine requested" for s in stages})
+    from . import neural
+
+    config = neural_config or neural.NeuralConfig.from_env()
+    found = neural.status(config)
+    if not found.ok:
+        if requested == "neural":
+            if found.missing_models:
+                names = " ".join(found.missing_models)
+                raise AvatarTexError(
+                    ErrorCode.MODEL_MISSING,
+                    f"The neural engine's model(s) {', '.join(found.missing_models)} are not downloaded.",
+                    f"Run `avatartex models download {names}` once with a network, "
+                    "or use the classic engine.",
+                )
+            raise AvatarTexError(
+                ErrorCode.ENGINE_UNAVAILABLE,
+                f"The neural engine cannot run: {found.reason}.",
+                "Use the classic engine, or set the device (AVATARTEX_DEVICE / --device), or install the "
+                "neural requirements.",
+            )
+        stages = classic_stages()
+        reason = f"auto chose classic: {found.reason}"
+        return StagePlan("classic", stages, {s.name: reason for s in stages}, [f"engine {reason}"])
+    warnings = []
+    if found.device == "cpu":
+        warnings.append("the neural engine runs on the CPU as asked: expect minutes per texture")
+    planned = neural.build_stages(style, config)
+    stages = [stage for stage, _ in planned]
+    reasons = {
+        stage.name: f"{reason} on {found.device}" if stage.engine == "neural" else reason
+        for stage, reason in planned
+    }
+    return StagePlan("neural", stages, reasons, warnings)

@@ -1,0 +1,108 @@
+"""What the pipeline derives from a mesh alone, kept between requests of one backend process.
+
+A batch of variants of one head, or the same head re-textured from another photo, skips the facing
+search, the landmark detection, the atlas rasterisation and the UV surface of the bake.
+
+The key is the mesh's content, not its name or path: a SHA-1 over its positions, triangles, UVs and
+pins, plus the facing the request gave. Editing a single vertex, UV or pin is a new head; saving the
+same mesh under another name is the same one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..atlas import AtlasGeometry, HeadFrame, build_atlas, directions
+from ..bake import UVSurface, uv_surface
+from ..face import FACE_OVAL, LEFT_EYE_CONTOUR, MOUTH_LEFT, MOUTH_RIGHT, NOSE_TIP, RIGHT_EYE_CONTOUR
+from ..landmarks import MeshLandmarks, detect_mesh_landmarks
+from ..mesh import Mesh, parse_facing
+
+
+@dataclass
+class HeadModel:
+    """One mesh's landmarks, head frame, and its atlases and UV surfaces by size."""
+
+    mesh: Mesh
+    landmarks: MeshLandmarks
+    frame: HeadFrame
+    atlases: dict[int, AtlasGeometry] = field(default_factory=dict)
+    """Atlas size -> the atlas geometry, face region marked."""
+    surfaces: dict[int, UVSurface] = field(default_factory=dict)
+    """Texture size -> the surface behind every texel of the mesh's UV map."""
+
+    def atlas(self, size: int) -> AtlasGeometry:
+        """The head's atlas geometry at ``size``, with the face region marked."""
+        if size not in self.atlases:
+            mesh = self.mesh
+            geometry = build_atlas(mesh.positions, mesh.triangles, mesh.normals, self.frame, size)
+            outline = self.landmarks.points3d[list(FACE_OVAL)]
+            outline = outline[np.isfinite(outline).all(axis=1)]
+            if len(outline) >= 8:
+                theta, phi = directions(self.frame.to_head(outline))
+                geometry.set_face_region(geometry.layout.band_xy(theta, phi))
+            self.atlases[size] = geometry
+        return self.atlases[size]
+
+    def surface(self, size: int) -> UVSurface:
+        """The UV surface of a ``size`` texture: each texel's triangle and barycentrics."""
+        if size not in self.surfaces:
+            mesh = self.mesh
+            self.surfaces[size] = uv_surface(mesh.positions, mesh.triangles, mesh.normals, mesh.uvs, size)
+        return self.surfaces[size]
+
+
+def mesh_key(mesh: Mesh, facing: str = "") -> str:
+    """The cache key of a mesh: its content (positions, triangles, UVs, pins) and the facing asked."""
+    digest = hashlib.sha1()
+    for array in (mesh.positions, mesh.triangles, mesh.uvs if mesh.uvs is not None else np.zeros(0)):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    digest.update(json.dumps(sorted(mesh.pins.items())).encode())
+    digest.update(facing.encode())
+    return digest.hexdigest()
+
+
+class HeadCache:
+    """The last ``size`` heads by content (least recently used first out)."""
+
+    def __init__(self, size: int = 4) -> None:
+        self.size = size
+        self._heads: OrderedDict[str, HeadModel] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._heads)
+
+    def head(self, mesh: Mesh, landmarker: Any, facing: str = "") -> HeadModel:
+        """The mesh's head model: found in the cache, or its landmarks detected and its frame built."""
+        key = mesh_key(mesh, facing)
+        if key in self._heads:
+            self._heads.move_to_end(key)
+            return self._heads[key]
+        forward = parse_facing(facing)
+        if forward is None and mesh.forward is not None:
+            forward = np.asarray(mesh.forward, np.float64)
+        landmarks = detect_mesh_landmarks(
+            mesh.positions, mesh.triangles, landmarker, up=mesh.up, forward=forward, pins=mesh.pins or None
+        )
+        p = landmarks.points3d
+
+        def centre(indices) -> np.ndarray:
+            return np.nanmean(p[list(indices)], axis=0)
+
+        frame = HeadFrame.from_landmarks(
+            centre(RIGHT_EYE_CONTOUR),
+            centre(LEFT_EYE_CONTOUR),
+            centre([MOUTH_RIGHT, MOUTH_LEFT]),
+            p[NOSE_TIP],
+        )
+        model = HeadModel(mesh, landmarks, frame)
+        self._heads[key] = model
+        while len(self._heads) > self.size:
+            self._heads.popitem(last=False)
+        return model

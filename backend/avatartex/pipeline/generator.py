@@ -1,0 +1,192 @@
+"""One ``generate`` request, from a portrait and a head mesh to the texture in the mesh's UVs.
+
+``Generator`` keeps what is worth keeping between requests in one backend process: the face
+landmarker, the person segmenter, the neural engine's settings, and per mesh its landmarks, head
+frame, atlases and UV surfaces (``cache.HeadCache``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import engines
+from ..engines.base import StageContext
+from ..face import Face
+from ..image_io import save_png
+from ..mesh import Mesh
+from ..protocol import AvatarTexError, ErrorCode, GenerateParams, Progress
+from ..registration import Registration
+from ..styles import get_style
+from . import steps
+from .cache import HeadCache, HeadModel
+from .progress import RequestClock
+from .report import build_report, check_writable, write_debug, write_json_atomic
+
+MIN_SIZE, MAX_SIZE = 512, 4096
+
+
+def atlas_size_for(texture_size: int) -> int:
+    """The atlas edge for an output size: the bake adds the portrait's finest detail itself, so the
+    atlas stops at 1024 and the stages keep their cost whatever the output size."""
+    return 512 if texture_size <= 512 else 1024
+
+
+def check_params(params: GenerateParams) -> None:
+    """Typed errors for requests that cannot be served, before any work."""
+    if not MIN_SIZE <= params.size <= MAX_SIZE:
+        raise AvatarTexError(
+            ErrorCode.INVALID_SIZE,
+            f"Texture size {params.size} is out of range.",
+            f"Use {MIN_SIZE} to {MAX_SIZE} pixels (1024 or 2048 are typical).",
+        )
+    if params.bit_depth not in (8, 16):
+        raise AvatarTexError(
+            ErrorCode.BAD_REQUEST, f"Bit depth {params.bit_depth} is not supported.", "Use 8 or 16."
+        )
+
+
+class Generator:
+    """Runs ``generate`` requests; one per backend process, reused across requests."""
+
+    def __init__(self, landmarker: Any = None, cache_size: int = 4, neural_config: Any = None) -> None:
+        self._landmarker = landmarker
+        self._segmenter = None
+        self.heads = HeadCache(cache_size)
+        self.neural_config = neural_config
+        """Settings of the neural engine; None reads them from the environment on first use."""
+
+    @property
+    def landmarker(self) -> Any:
+        """The portrait and mesh-render face detector (mediapipe), created on first use."""
+        if self._landmarker is None:
+            from ..face import default_landmarker
+
+            self._landmarker = default_landmarker()
+        return self._landmarker
+
+    @property
+    def segmenter(self) -> Any:
+        """Person-versus-background segmentation of portraits, created on first use."""
+        if self._segmenter is None:
+            from ..face import PersonSegmenter
+
+            self._segmenter = PersonSegmenter()
+        return self._segmenter
+
+    def head(self, mesh: Mesh, facing: str = "") -> HeadModel:
+        """The mesh's landmarks, head frame and caches (computed once per mesh content)."""
+        return self.heads.head(mesh, self.landmarker, facing)
+
+    def register(self, head: HeadModel, face: Face, portrait: np.ndarray) -> Registration:
+        """The portrait's camera and warp for ``head`` (``steps.register_portrait``); benchmarks
+        replace it on an instance to feed a known camera."""
+        return steps.register_portrait(head, face, portrait, self.landmarker)
+
+    def engines(self) -> dict[str, dict[str, Any]]:
+        """Which engines can run here and why not, for ``hello``."""
+        from ..engines import neural
+
+        found = neural.status(self.neural_config or neural.NeuralConfig.from_env())
+        return {
+            "classic": {"available": True, "reason": "runs on any CPU, nothing to download"},
+            "neural": {"available": found.ok, "reason": found.reason, "device": found.device},
+        }
+
+    def generate(
+        self,
+        params: GenerateParams,
+        progress: Callable[[Progress], None] | None = None,
+        check_cancel: Callable[[], None] | None = None,
+    ) -> dict[str, Any]:
+        """Run one request; returns ``{"texture": path, "report": {...}}``.
+
+        Nothing is written to ``out_dir`` until the texture is complete, and then only through
+        temporary files and renames: a failure or cancel leaves the folder as it was.
+        """
+        clock = RequestClock(progress, check_cancel)
+        check_params(params)
+        style = get_style(params.style)
+        plan = engines.choose(params.engine, style, self.neural_config)
+        out_dir = Path(params.out_dir)
+        check_writable(out_dir)
+
+        analysis = steps.analyse(
+            params, self.landmarker, self.heads, lambda f, m: clock.step("analyse", f, m)
+        )
+        warnings = plan.warnings + analysis.warnings
+        clock.done("analyse")
+
+        clock.step("register", 0.0, "fitting the camera")
+        registration = self.register(analysis.head, analysis.face, analysis.portrait)
+        clock.done("register")
+
+        clock.step("project", 0.0, "projecting the portrait")
+        geometry = analysis.head.atlas(atlas_size_for(params.size))
+        projection = steps.project(
+            geometry,
+            analysis.head,
+            analysis.portrait,
+            analysis.face,
+            registration,
+            self.segmenter.mask(analysis.portrait),
+        )
+        if projection.coverage < 0.5:
+            warnings.append(
+                f"only {projection.coverage:.0%} of the face the camera sees is usable (hair, hands or "
+                "glasses in front of it?): a clear frontal photo gives a more faithful texture"
+            )
+        clock.done("project")
+
+        ctx = StageContext(
+            atlas=geometry,
+            portrait=analysis.portrait,
+            portrait_coords=projection.portrait_coords,
+            style=style,
+            seed=params.seed,
+            strength=params.strength,
+            prompt=params.prompt,
+            check_cancel=clock.check_cancel,
+            warnings=warnings,
+        )
+        atlas_texture = steps.run_stages(plan.stages, projection.partial, ctx, clock)
+
+        clock.step("bake", 0.0, "baking into the UV map")
+        surface = analysis.head.surface(params.size)
+        weight = steps.detail_weight(style, plan.engine, params.strength)
+        detail = None
+        if weight > 0:
+            detail = weight * steps.portrait_detail(
+                surface,
+                analysis.portrait,
+                geometry,
+                analysis.face,
+                projection.portrait_coords,
+                projection.partial.confidence,
+            )
+        texture, final_atlas = steps.bake_texture(geometry, atlas_texture.color, surface, detail)
+        clock.check_cancel()
+        texture_path = out_dir / params.texture_name
+        save_png(texture_path, texture, params.bit_depth)
+        clock.done("bake")
+        clock.timings["total"] = clock.total()
+
+        report = build_report(
+            params,
+            plan,
+            style.name,
+            geometry.size,
+            analysis,
+            registration,
+            projection,
+            clock.timings,
+            warnings,
+        )
+        if params.debug:
+            report["debug"] = write_debug(out_dir, projection, final_atlas, analysis, registration)
+        write_json_atomic(out_dir / "report.json", report)
+        clock.emit(Progress("bake", 1.0, "done"))
+        return {"texture": str(texture_path), "report": report}

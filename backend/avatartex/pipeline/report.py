@@ -1,0 +1,114 @@
+"""What a request writes besides the texture: ``report.json`` and the ``--debug`` images."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..engines import StagePlan
+from ..face import draw_landmarks
+from ..image_io import save_png
+from ..protocol import AvatarTexError, ErrorCode, GenerateParams
+from ..registration import Registration
+from .steps import Analysis, Projection
+
+
+def check_writable(folder: Path) -> None:
+    """Create ``folder`` if needed and make sure a file can be written there, before any work."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".avatartex-probe-"):
+            pass
+    except OSError as exc:
+        raise AvatarTexError(
+            ErrorCode.OUTPUT_NOT_WRITABLE,
+            f"Cannot write into the output folder {folder}: {exc.strerror or exc}.",
+            "Choose a folder you can write to, or fix its permissions.",
+        ) from None
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write JSON through a temporary file and a rename, so readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_text(json.dumps(data, indent=2, allow_nan=False))
+    os.replace(tmp, path)
+
+
+def json_number(value: Any) -> Any:
+    """Floats rounded for the report; NaN/inf (e.g. no cross-validation with few pins) become null."""
+    if isinstance(value, float):
+        return round(value, 5) if np.isfinite(value) else None
+    return value
+
+
+def build_report(
+    params: GenerateParams,
+    plan: StagePlan,
+    style_name: str,
+    atlas_size: int,
+    analysis: Analysis,
+    registration: Registration,
+    projection: Projection,
+    timings: dict[str, float],
+    warnings: list[str],
+) -> dict[str, Any]:
+    """The contents of ``report.json`` (protocol.GenerateResult.report)."""
+    error = registration.error_iod_holdout
+    return {
+        "backend_version": __version__,
+        "engine": plan.engine,
+        "stages": plan.report(),
+        "style": style_name,
+        "size": params.size,
+        "atlas_size": atlas_size,
+        "seed": params.seed,
+        "timings": timings,
+        "coverage": round(projection.coverage, 4),
+        "coverage_including_grazing": round(projection.coverage_including_grazing, 4),
+        "registration_error": round(float(error if np.isfinite(error) else registration.error_iod), 5),
+        "registration_error_camera_only": round(float(registration.error_iod_camera), 5),
+        "landmarks_source": analysis.head.landmarks.source,
+        "dense_alignment": registration.alignment,
+        "registration": {k: json_number(v) for k, v in registration.report().items()},
+        "mesh": {
+            "name": analysis.mesh.name,
+            "vertices": int(len(analysis.mesh.positions)),
+            "triangles": int(len(analysis.mesh.triangles)),
+        },
+        "portrait": {
+            "size": list(analysis.portrait.shape[1::-1]),
+            "interocular_px": round(float(analysis.face.interocular), 2),
+        },
+        "warnings": warnings,
+    }
+
+
+def write_debug(
+    out_dir: Path,
+    projection: Projection,
+    final_atlas: np.ndarray,
+    analysis: Analysis,
+    registration: Registration,
+) -> dict[str, str]:
+    """The partial projection, its confidence, the finished atlas and a landmark overlay (the
+    portrait's landmarks in green, the mesh's projected through the registration in red)."""
+    partial = projection.partial
+    files = {
+        "partial": save_png(out_dir / "debug_partial.png", partial.color),
+        "confidence": save_png(
+            out_dir / "debug_confidence.png", np.repeat(partial.confidence[..., None], 3, axis=2)
+        ),
+        "atlas": save_png(out_dir / "debug_atlas.png", final_atlas),
+    }
+    points = analysis.head.landmarks.points3d
+    projected, _ = registration.project(points[np.isfinite(points).all(axis=1)])
+    overlay = draw_landmarks(analysis.portrait, analysis.face.landmarks, color=(0.0, 1.0, 0.0))
+    overlay = draw_landmarks(overlay, projected, color=(1.0, 0.2, 0.2))
+    files["landmarks"] = save_png(out_dir / "debug_landmarks.png", overlay)
+    return {name: str(path) for name, path in files.items()}

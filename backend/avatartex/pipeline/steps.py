@@ -1,0 +1,261 @@
+"""The steps of one ``generate`` request, each a function with typed inputs and outputs:
+
+    analyse -> register -> project -> stages (inpaint, latent, repaint) -> bake
+
+``generator.Generator.generate`` calls them in that order; each can be run, tested or replaced alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ..alignment import refine as refine_alignment
+from ..atlas import AtlasGeometry, harmonise_charts
+from ..bake import UVSurface, bake, surface_in_atlas
+from ..engines.base import AtlasTexture, Stage, StageContext
+from ..face import (
+    FACE_OVAL,
+    LEFT_EYE_CONTOUR,
+    LIPS_OUTER,
+    PIN_LANDMARKS,
+    RIGHT_EYE_CONTOUR,
+    Face,
+    analyse_portrait,
+)
+from ..image_io import load_portrait
+from ..imaging import sample_image
+from ..landmarks import detect_from_camera
+from ..mesh import Mesh, load_mesh
+from ..projection import polygon_mask, prepare_view, project_points
+from ..protocol import GenerateParams
+from ..registration import Registration, register
+from .cache import HeadCache, HeadModel
+from .progress import RequestClock
+
+log = logging.getLogger("avatartex")
+
+REFINE_ROUNDS = 1
+"""Rounds of view-matched landmark re-detection after the first registration (each ~0.1-0.2 s)."""
+
+
+# -- analyse -------------------------------------------------------------------------------------
+@dataclass
+class Analysis:
+    """The portrait and the mesh, read and understood."""
+
+    portrait: np.ndarray
+    """(H, W, 3) float32 sRGB 0..1, upright (EXIF applied), downscaled if huge."""
+    face: Face
+    """The portrait's 468 landmarks."""
+    mesh: Mesh
+    head: HeadModel
+    """The mesh's landmarks, head frame and per-size caches."""
+    warnings: list[str] = field(default_factory=list)
+
+
+def analyse(
+    params: GenerateParams, landmarker: Any, heads: HeadCache, progress: Callable[[float, str], None]
+) -> Analysis:
+    """Read the portrait and find its face; read the mesh and find the face on it (cached per mesh)."""
+    progress(0.0, "reading the portrait")
+    portrait, info = load_portrait(params.portrait)
+    warnings = list(info.get("warnings", []))
+    face, face_warnings = analyse_portrait(portrait, params.portrait, landmarker)
+    warnings += face_warnings
+    progress(0.4, "reading the mesh")
+    mesh = load_mesh(params.mesh, params.uv_map, params.unwrap)
+    warnings += mesh.warnings
+    progress(0.6, "finding the face on the mesh")
+    head = heads.head(mesh, landmarker, params.facing)
+    warnings += head.landmarks.warnings
+    return Analysis(portrait, face, mesh, head, warnings)
+
+
+# -- register ------------------------------------------------------------------------------------
+def register_portrait(head: HeadModel, face: Face, portrait: np.ndarray, landmarker: Any) -> Registration:
+    """Camera + warp from the mesh's landmarks to the portrait's, refined from the portrait's view
+    and then densely (``alignment.refine``).
+
+    A first fit gives the portrait's camera; the mesh is then rendered from that camera and its
+    landmarks detected again, so both sets come from the same viewpoint (``detect_from_camera``
+    says why). Repeated from each better camera, up to REFINE_ROUNDS times, while the camera's
+    landmark error keeps falling.
+    """
+    mesh = head.mesh
+    size = (portrait.shape[1], portrait.shape[0])
+    detected = head.landmarks.source.startswith("detected")
+    first = register(head.landmarks, face, size, camera_only=detected)
+    if not detected:  # pins: a stylised head the detector cannot read from any side
+        return refine_alignment(first, mesh.positions, mesh.triangles, mesh.normals, portrait)
+    best = first
+    for _ in range(REFINE_ROUNDS):
+        seen = detect_from_camera(
+            mesh.positions,
+            mesh.triangles,
+            best.camera,
+            landmarker,
+            near_xy=np.nanmean(face.landmarks, axis=0),
+            normals=mesh.normals,
+        )
+        if seen is None:
+            break
+        for name, index in mesh.pins.items():  # the artist's pins still override
+            seen.points3d[PIN_LANDMARKS[name]] = mesh.positions[index]
+        candidate = register(seen, face, size)
+        log.info(
+            "view-matched landmarks: camera error %.4f -> %.4f IOD",
+            best.error_iod_camera,
+            candidate.error_iod_camera,
+        )
+        if candidate.error_iod_camera >= best.error_iod_camera:
+            break
+        best = candidate
+    if best is first:  # the view-matched landmarks did not help: the first fit, warp included
+        best = register(head.landmarks, face, size)
+    return refine_alignment(best, mesh.positions, mesh.triangles, mesh.normals, portrait)
+
+
+# -- project -------------------------------------------------------------------------------------
+@dataclass
+class Projection:
+    """The portrait projected into the head atlas: the partial texture the stages complete."""
+
+    partial: AtlasTexture
+    """Colour from the portrait where seen, confidence 0..1 per texel."""
+    portrait_coords: np.ndarray
+    """(S, S, 2) portrait pixel of each atlas texel's surface point; NaN where unseen."""
+    coverage: float
+    """Of the face texels the camera sees (depth test, cos > 0.3), the share with confidence >= 0.5."""
+    coverage_including_grazing: float
+    """The same share over every face texel that passes the depth test, however grazing."""
+
+
+def project(
+    geometry: AtlasGeometry,
+    head: HeadModel,
+    portrait: np.ndarray,
+    face: Face,
+    registration: Registration,
+    person: np.ndarray,
+) -> Projection:
+    """Every atlas texel's surface point into the portrait: depth test, facing, silhouette; outside
+    the face outline, the ``person`` mask (segmentation) times a skin test."""
+    mesh = head.mesh
+    features = np.zeros(portrait.shape[:2], bool)
+    for contour in (RIGHT_EYE_CONTOUR, LEFT_EYE_CONTOUR, LIPS_OUTER):
+        features |= polygon_mask(features.shape, face.landmarks[list(contour)], grow=0.3)
+    view = prepare_view(
+        portrait,
+        mesh.positions,
+        mesh.triangles,
+        registration,
+        face.landmarks[list(FACE_OVAL)],
+        features,
+        head.frame.scale,
+        person=person,
+    )
+    hit = geometry.mask
+    normals_mesh = geometry.normals[hit] @ head.frame.axes  # head-frame normals back to mesh axes
+    coords, confidence = project_points(view, registration, geometry.positions[hit], normals_mesh)
+    s = geometry.size
+    color = np.zeros((s, s, 3), np.float32)
+    conf = np.zeros((s, s), np.float32)
+    portrait_coords = np.full((s, s, 2), np.nan, np.float32)
+    color[hit] = sample_image(portrait, coords)
+    conf[hit] = confidence
+    portrait_coords[hit] = coords
+
+    # Coverage counts what bench/accuracy.py counts as seen: the depth test and a view less grazing
+    # than 72 degrees (cos > 0.3).
+    to_camera = registration.camera.center - geometry.positions[hit]
+    cos = np.zeros((s, s), np.float32)
+    cos[hit] = np.einsum("ij,ij->i", normals_mesh, to_camera) / np.maximum(
+        np.linalg.norm(normals_mesh, axis=1) * np.linalg.norm(to_camera, axis=1), 1e-12
+    )
+    face_region = geometry.face if geometry.face.any() else hit
+    in_view = face_region & np.isfinite(portrait_coords[..., 0])
+    seen_face = in_view & (cos > 0.3)
+    coverage = float((conf[seen_face] >= 0.5).mean()) if seen_face.any() else 0.0
+    grazing = float((conf[in_view] >= 0.5).mean()) if in_view.any() else 0.0
+    return Projection(AtlasTexture(color, conf), portrait_coords, coverage, grazing)
+
+
+# -- stages --------------------------------------------------------------------------------------
+def run_stages(
+    stages: list[Stage], texture: AtlasTexture, ctx: StageContext, clock: RequestClock
+) -> AtlasTexture:
+    """Inpaint, latent and repaint in turn, each reporting progress and timed by ``clock``."""
+    for stage in stages:
+
+        def stage_progress(fraction: float, message: str = "", _name: str = stage.name) -> None:
+            clock.step(_name, min(max(fraction, 0.0), 1.0), message)
+
+        ctx.progress = stage_progress
+        clock.step(stage.name, 0.0, f"{stage.engine} {stage.name}")
+        texture = stage.run(texture, ctx)
+        clock.done(stage.name)
+    return texture
+
+
+# -- bake ----------------------------------------------------------------------------------------
+def bake_texture(
+    geometry: AtlasGeometry,
+    atlas_color: np.ndarray,
+    surface: UVSurface,
+    detail: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(texture in the mesh's UVs, the atlas after the caps were made to agree with the band)."""
+    final_atlas = harmonise_charts(geometry, atlas_color)
+    return bake(geometry, final_atlas, surface, detail), final_atlas
+
+
+def detail_weight(style: Any, engine: str, strength: float) -> float:
+    """How much of the portrait's finest detail the bake adds: the classic engine's photoreal style
+    all of it, other styles their ``bake_detail`` scaled down as the style is applied; the neural
+    engine's repaint already restores detail."""
+    if engine != "classic":
+        return 0.0
+    photoreal = style.name == "photoreal"
+    weight = float(getattr(style, "classic", {}).get("bake_detail", 1.0 if photoreal else 0.0))
+    return weight * (1.0 if photoreal else 1.0 - strength)
+
+
+def portrait_detail(
+    surface: UVSurface,
+    portrait: np.ndarray,
+    geometry: AtlasGeometry,
+    face: Face,
+    portrait_coords: np.ndarray,
+    confidence: np.ndarray,
+) -> np.ndarray:
+    """Portrait detail finer than the atlas holds, for the covered UV texels, weighted by confidence.
+
+    The atlas samples the photo at about one texel per ``footprint`` portrait pixels; what is finer
+    (pores, freckles, lashes) is the photo minus its blur at that footprint. Where each UV texel
+    falls in the photo is read from the atlas's own projection (the mapping is smooth), with no
+    weight where any neighbouring atlas texel was unseen or the atlas shows another surface.
+    """
+    # Atlas texels per eye distance on the face, vs portrait pixels per eye distance.
+    atlas_px_per_iod = geometry.size * (1 + geometry.layout.warp) / (2 * np.pi) / 1.35
+    footprint = face.interocular / atlas_px_per_iod
+    count = int(surface.mask.sum())
+    if footprint < 0.75:
+        return np.zeros((count, 3), np.float32)
+    xy, hidden = surface_in_atlas(geometry, surface)
+    seen = np.isfinite(portrait_coords[..., 0])
+    packed = np.concatenate(
+        [np.nan_to_num(portrait_coords), confidence[..., None], seen[..., None].astype(np.float32)], axis=2
+    )
+    sampled = geometry.sample(packed, xy)
+    weight = np.where(sampled[:, 3] > 0.999, sampled[:, 2], 0.0)
+    weight[hidden] = 0.0
+    coords = sampled[:, :2]
+    blurred = cv2.GaussianBlur(portrait, (0, 0), 0.5 * footprint)
+    fine = sample_image(portrait, coords) - sample_image(blurred, coords)
+    return (fine * weight[:, None]).astype(np.float32)

@@ -1,1 +1,0 @@
-"""Stage engines: classic (any CPU) and neural (GPU, downloaded weights)."""
