@@ -163,9 +163,10 @@ def _decode(path: Path, max_side: int | None) -> tuple[np.ndarray, dict[str, Any
         # Before getexif(): reading a PNG's EXIF loads the pixels, which clears the tile list.
         high_bit = _is_high_bit_colour(image)
         try:
-            orientation = int(image.getexif().get(0x0112, 1))
+            exif = image.getexif()
+            orientation = int(exif.get(0x0112, 1))
         except Exception:  # a broken EXIF block must not cost the photo
-            orientation = 1
+            exif, orientation = {}, 1
         source_mode, source_format = image.mode, image.format
         if orientation in (5, 6, 7, 8):
             width, height = height, width
@@ -177,6 +178,7 @@ def _decode(path: Path, max_side: int | None) -> tuple[np.ndarray, dict[str, Any
             "bit_depth": 8,
             "warnings": [],
         }
+        info.update(_lens(exif, width, height))
         if high_bit:
             array, scale = _decode_high_bit(path, orientation, max_side)
             info["bit_depth"] = 16
@@ -215,13 +217,40 @@ def _decode(path: Path, max_side: int | None) -> tuple[np.ndarray, dict[str, Any
     return array, info
 
 
+FULL_FRAME_DIAGONAL_MM = 43.27
+"""The diagonal of a 36 x 24 mm frame: what a "35 mm equivalent" focal length is relative to."""
+
+
+def _lens(exif: Any, width: int, height: int) -> dict[str, Any]:
+    """The camera's field of view from EXIF, when the photo says: ``focal_35mm`` and
+    ``fov_y_deg_exif`` (vertical, of the upright image), else nothing.
+
+    The 35 mm equivalent focal length relates to the frame's diagonal. A photo cropped after it was
+    taken keeps its EXIF; where the EXIF also gives the pixel size the camera wrote
+    (PixelXDimension/PixelYDimension), the focal length in pixels is taken from that frame, which a
+    crop leaves unchanged."""
+    try:
+        ifd = exif.get_ifd(0x8769) if hasattr(exif, "get_ifd") else {}
+        focal = float(ifd.get(0xA405) or 0)  # FocalLengthIn35mmFilm
+        frame = (int(ifd.get(0xA002) or 0), int(ifd.get(0xA003) or 0))  # PixelX/YDimension
+    except Exception:  # a broken EXIF block must not cost the photo
+        return {}
+    if not 8.0 <= focal <= 1200.0:
+        return {}
+    diagonal = float(np.hypot(*frame)) if min(frame) > 0 else float(np.hypot(width, height))
+    focal_px = focal * diagonal / FULL_FRAME_DIAGONAL_MM
+    fov_y = float(np.degrees(2 * np.arctan(0.5 * height / focal_px)))
+    return {"focal_35mm": focal, "fov_y_deg_exif": round(fov_y, 3)}
+
+
 def load_portrait(path: str | os.PathLike, max_side: int | None = 2048) -> tuple[np.ndarray, dict[str, Any]]:
     """Read a portrait photo as float32 sRGB (H, W, 3) in 0..1, upright and at most ``max_side`` wide.
 
     Handles EXIF orientation, greyscale, palette, 16-bit PNG/TIFF (full precision) and transparency
     (composited on mid grey, with a warning). Huge photos are downscaled while decoding. Returns the
     image and ``info``: ``original_size`` (W, H) upright, ``size``, ``scale`` (output/original),
-    ``bit_depth``, ``mode``, ``format``, ``orientation`` and ``warnings`` (list of str).
+    ``bit_depth``, ``mode``, ``format``, ``orientation``, ``warnings`` (list of str) and, when the
+    EXIF gives a 35 mm equivalent focal length, ``focal_35mm`` and ``fov_y_deg_exif``.
 
     Raises AvatarTexError PORTRAIT_MISSING (no such file) or PORTRAIT_UNREADABLE (not an image,
     corrupt, truncated, absurdly large).

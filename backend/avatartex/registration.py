@@ -28,6 +28,36 @@ surface as the view turns, so they are less trustworthy surface points than eyes
 WARP_SMOOTHING = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 """Thin-plate-spline smoothing values tried (coordinates in inter-ocular units)."""
 MIN_POINTS_FOR_WARP = 12
+PORTRAIT_FOCAL_35MM = 50.0
+"""Centre of the field-of-view prior: portraits are taken with 24 mm (phones) to 135 mm (portrait
+lenses) equivalent focal lengths; 50 mm is about their geometric middle."""
+PRIOR_SIGMA_LOG = 0.45
+"""Spread of that prior in log focal length: 24 and 105 mm lie about 1.6 sigma away."""
+FULL_FRAME_DIAGONAL_MM = 43.27
+PRIOR_STRENGTH = 1.0
+"""The pull of the focal-length prior at one sigma, in units of the robust loss's scale."""
+
+
+@dataclass(frozen=True)
+class FovPrior:
+    """What is known about the portrait's focal length before the landmarks are read."""
+
+    focal_px: float
+    """The most likely focal length, pixels."""
+    sigma_log: float
+    """Spread in log focal length; 0 holds the focal length fixed (the EXIF's: a camera knows its
+    lens better than a face's proportions can tell it)."""
+    source: str
+    """``exif`` (the photo's own lens data) or ``portrait prior`` (typical portrait lenses)."""
+
+    @classmethod
+    def for_image(cls, image_size: tuple[int, int], exif_fov_y_deg: float | None = None) -> FovPrior:
+        """The EXIF field of view when the photo has one, else the portrait-lens prior."""
+        width, height = image_size
+        if exif_fov_y_deg and 1.0 < exif_fov_y_deg < 150.0:
+            return cls(_focal_from_fov(exif_fov_y_deg, height), 0.0, "exif")
+        focal = PORTRAIT_FOCAL_35MM * float(np.hypot(width, height)) / FULL_FRAME_DIAGONAL_MM
+        return cls(focal, PRIOR_SIGMA_LOG, "portrait prior")
 
 
 def _rotation(rvec: np.ndarray) -> np.ndarray:
@@ -49,7 +79,11 @@ def _focal_from_fov(fov_deg: float, height: float) -> float:
 
 
 def fit_camera(
-    points3d: np.ndarray, points2d: np.ndarray, image_size: tuple[int, int], weights: np.ndarray | None = None
+    points3d: np.ndarray,
+    points2d: np.ndarray,
+    image_size: tuple[int, int],
+    weights: np.ndarray | None = None,
+    prior: FovPrior | None = None,
 ) -> tuple[Camera, np.ndarray]:
     """Fit a pinhole camera (square pixels, principal point at the image centre) to correspondences.
 
@@ -65,6 +99,11 @@ def fit_camera(
     The focal length is searched over FOV_SEARCH_DEG (PnP for the pose at each), the best start is
     refined jointly (focal + pose) with a soft-L1 robust loss so that a few wrong correspondences do
     not pull the fit, then refined once more without the points it flags as outliers.
+
+    Landmarks of one view pin the focal length down poorly (a longer lens from further away gives
+    nearly the same picture), so the fit also pays for leaving ``prior``'s focal length, a Gaussian
+    pull: perspective evidence in the landmarks still wins, its absence no longer sends the fit to 3
+    or 80 degrees.
     """
     import cv2
     from scipy.optimize import least_squares
@@ -81,13 +120,23 @@ def fit_camera(
     spread = float(np.sqrt(np.average(((x - np.average(x, 0, w)) ** 2).sum(1), weights=w)))
     loss_scale = max(0.5, 0.01 * spread)
 
+    prior = prior or FovPrior.for_image((width, height))
+    # A Gaussian pull, kept inside the robust loss's quadratic zone (|pull| <= f_scale within 1 sigma)
+    # so exact landmarks still decide: it only wins where the landmarks cannot tell the focal apart.
+    prior_scale = PRIOR_STRENGTH * loss_scale
+
     def residuals(params: np.ndarray, mask: np.ndarray) -> np.ndarray:
         f = np.exp(params[0])
         diff = (_project(X[mask], f, cx, cy, params[1:4], params[4:7]) - x[mask]) * sqrt_w[mask, None]
-        return diff.ravel()
+        if prior.sigma_log == 0:
+            return diff.ravel()
+        pull = prior_scale * (params[0] - np.log(prior.focal_px)) / prior.sigma_log
+        return np.concatenate([diff.ravel(), [pull]])
 
     best = None
-    for fov in FOV_SEARCH_DEG:
+    prior_fov = float(np.degrees(2 * np.arctan(0.5 * height / prior.focal_px)))
+    searched = (prior_fov,) if prior.sigma_log == 0 else sorted({*FOV_SEARCH_DEG, round(prior_fov, 3)})
+    for fov in searched:
         f = _focal_from_fov(fov, height)
         K = np.array([[f, 0, cx], [0, f, cy], [0, 0, 1]], np.float64)
         try:
@@ -107,14 +156,18 @@ def fit_camera(
         cam_z = (X @ _rotation(params[1:4]).T + params[4:7])[:, 2]
         if np.median(cam_z) <= 0:
             continue  # the mirror solution, behind the camera
-        r = residuals(params, np.ones(len(X), bool)).reshape(-1, 2)
+        r = residuals(params, np.ones(len(X), bool))[: 2 * len(X)].reshape(-1, 2)
+        z = (params[0] - np.log(prior.focal_px)) / max(prior.sigma_log, 1e-6)
         cost = float(np.median(np.linalg.norm(r, axis=1)) + np.mean(np.linalg.norm(r, axis=1)))
+        cost += loss_scale * 0.5 * z * z
         if best is None or cost < best[0]:
             best = (cost, params)
     if best is None:
         raise ValueError("fit_camera: no camera pose fits these correspondences")
 
     f_lo, f_hi = (_focal_from_fov(FOV_RANGE_DEG[1], height), _focal_from_fov(FOV_RANGE_DEG[0], height))
+    if prior.sigma_log == 0:
+        f_lo, f_hi = prior.focal_px * (1 - 1e-6), prior.focal_px * (1 + 1e-6)
     lower = np.concatenate([[np.log(f_lo)], np.full(6, -np.inf)])
     upper = np.concatenate([[np.log(f_hi)], np.full(6, np.inf)])
     params = np.clip(best[1], lower + 1e-9, upper - 1e-9)
@@ -284,6 +337,8 @@ class Registration:
     warnings: list[str] = field(default_factory=list)
     alignment: dict = field(default_factory=dict)
     """What the dense refinement (``alignment.refine``) measured and whether it was applied."""
+    fov_source: str = "portrait prior"
+    """Where the field of view's prior came from: ``exif`` or ``portrait prior`` (FovPrior.source)."""
 
     def project(self, points3d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Portrait pixel coordinates (N, 2) and camera depth (N,) of world points."""
@@ -295,6 +350,7 @@ class Registration:
         cam = self.camera
         return {
             "fov_y_deg": float(np.degrees(2 * np.arctan(0.5 * cam.height / cam.fy))),
+            "fov_source": self.fov_source,
             "landmarks": int(len(self.indices)),
             "residual_camera_px": self.residual_camera,
             "residual_warped_px": self.residual_warped,
@@ -306,7 +362,11 @@ class Registration:
 
 
 def register(
-    mesh_landmarks, face: Face, image_size: tuple[int, int], camera_only: bool = False
+    mesh_landmarks,
+    face: Face,
+    image_size: tuple[int, int],
+    camera_only: bool = False,
+    prior: FovPrior | None = None,
 ) -> Registration:
     """Register a head's mesh landmarks (landmarks.MeshLandmarks) to a portrait's face.
 
@@ -314,7 +374,8 @@ def register(
     only serves to render the mesh from the photo's viewpoint.
 
     ``image_size`` is the portrait's (width, height). Uses every landmark valid on both sides, the
-    face oval at SILHOUETTE_WEIGHT.
+    face oval at SILHOUETTE_WEIGHT. ``prior`` is what is known of the focal length (the EXIF's, or
+    typical portrait lenses when None).
     """
     points3d = np.asarray(mesh_landmarks.points3d, np.float64)
     valid = np.asarray(mesh_landmarks.valid, bool) & np.isfinite(points3d).all(axis=1)
@@ -325,7 +386,8 @@ def register(
     weights = np.ones(NUM_LANDMARKS)
     weights[list(FACE_OVAL)] = SILHOUETTE_WEIGHT
     X, x, w = points3d[indices], np.asarray(face.landmarks, np.float64)[indices], weights[indices]
-    camera, residual = fit_camera(X, x, image_size, w)
+    prior = prior or FovPrior.for_image(image_size)
+    camera, residual = fit_camera(X, x, image_size, w, prior)
     iod = max(face.interocular, 1e-6)
     projected = camera.project(X)[0]
     if camera_only:
@@ -354,4 +416,5 @@ def register(
         indices=indices,
         residuals=residual_warped,
         warnings=warnings,
+        fov_source=prior.source,
     )

@@ -81,10 +81,12 @@ class Generator:
         """The mesh's landmarks, head frame and caches (computed once per mesh content)."""
         return self.heads.head(mesh, self.landmarker, facing)
 
-    def register(self, head: HeadModel, face: Face, portrait: np.ndarray) -> Registration:
+    def register(
+        self, head: HeadModel, face: Face, portrait: np.ndarray, fov_y_deg_exif: float | None = None
+    ) -> Registration:
         """The portrait's camera and warp for ``head`` (``steps.register_portrait``); benchmarks
         replace it on an instance to feed a known camera."""
-        return steps.register_portrait(head, face, portrait, self.landmarker)
+        return steps.register_portrait(head, face, portrait, self.landmarker, fov_y_deg_exif)
 
     def engines(self) -> dict[str, dict[str, Any]]:
         """Which engines can run here and why not, for ``hello``."""
@@ -121,7 +123,7 @@ class Generator:
         clock.done("analyse")
 
         clock.step("register", 0.0, "fitting the camera")
-        registration = self.register(analysis.head, analysis.face, analysis.portrait)
+        registration = self.register(analysis.head, analysis.face, analysis.portrait, analysis.fov_y_deg_exif)
         clock.done("register")
 
         clock.step("project", 0.0, "projecting the portrait")

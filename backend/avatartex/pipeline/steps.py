@@ -34,7 +34,7 @@ from ..landmarks import detect_from_camera
 from ..mesh import Mesh, load_mesh
 from ..projection import polygon_mask, prepare_view, project_points
 from ..protocol import GenerateParams
-from ..registration import Registration, register
+from ..registration import FovPrior, Registration, register
 from .cache import HeadCache, HeadModel
 from .progress import RequestClock
 
@@ -57,6 +57,8 @@ class Analysis:
     head: HeadModel
     """The mesh's landmarks, head frame and per-size caches."""
     warnings: list[str] = field(default_factory=list)
+    fov_y_deg_exif: float | None = None
+    """The portrait's vertical field of view from its EXIF lens data, when it has any."""
 
 
 def analyse(
@@ -74,23 +76,27 @@ def analyse(
     progress(0.6, "finding the face on the mesh")
     head = heads.head(mesh, landmarker, params.facing)
     warnings += head.landmarks.warnings
-    return Analysis(portrait, face, mesh, head, warnings)
+    return Analysis(portrait, face, mesh, head, warnings, info.get("fov_y_deg_exif"))
 
 
 # -- register ------------------------------------------------------------------------------------
-def register_portrait(head: HeadModel, face: Face, portrait: np.ndarray, landmarker: Any) -> Registration:
+def register_portrait(
+    head: HeadModel, face: Face, portrait: np.ndarray, landmarker: Any, fov_y_deg_exif: float | None = None
+) -> Registration:
     """Camera + warp from the mesh's landmarks to the portrait's, refined from the portrait's view
     and then densely (``alignment.refine``).
 
     A first fit gives the portrait's camera; the mesh is then rendered from that camera and its
     landmarks detected again, so both sets come from the same viewpoint (``detect_from_camera``
     says why). Repeated from each better camera, up to REFINE_ROUNDS times, while the camera's
-    landmark error keeps falling.
+    landmark error keeps falling. The focal length leans on the EXIF's when the photo has one, else
+    on typical portrait lenses (``registration.FovPrior``).
     """
     mesh = head.mesh
     size = (portrait.shape[1], portrait.shape[0])
+    prior = FovPrior.for_image(size, fov_y_deg_exif)
     detected = head.landmarks.source.startswith("detected")
-    first = register(head.landmarks, face, size, camera_only=detected)
+    first = register(head.landmarks, face, size, camera_only=detected, prior=prior)
     if not detected:  # pins: a stylised head the detector cannot read from any side
         return refine_alignment(first, mesh.positions, mesh.triangles, mesh.normals, portrait)
     best = first
@@ -107,7 +113,7 @@ def register_portrait(head: HeadModel, face: Face, portrait: np.ndarray, landmar
             break
         for name, index in mesh.pins.items():  # the artist's pins still override
             seen.points3d[PIN_LANDMARKS[name]] = mesh.positions[index]
-        candidate = register(seen, face, size)
+        candidate = register(seen, face, size, prior=prior)
         log.info(
             "view-matched landmarks: camera error %.4f -> %.4f IOD",
             best.error_iod_camera,
@@ -117,7 +123,7 @@ def register_portrait(head: HeadModel, face: Face, portrait: np.ndarray, landmar
             break
         best = candidate
     if best is first:  # the view-matched landmarks did not help: the first fit, warp included
-        best = register(head.landmarks, face, size)
+        best = register(head.landmarks, face, size, prior=prior)
     return refine_alignment(best, mesh.positions, mesh.triangles, mesh.normals, portrait)
 
 
