@@ -161,3 +161,16 @@ def test_person_segmenter_separates_the_astronaut_from_the_wall():
     assert mask.shape == image.shape[:2]
     assert mask[100:130, 200:240].mean() > 0.9  # her face
     assert mask[0:60, 440:512].mean() < 0.1  # the wall behind her
+
+
+def test_a_face_lit_from_one_side_is_found_in_its_relit_view(landmarker, astronaut, astronaut_face) -> None:
+    """Light falling off across the face (a grazing key light): the detector misses it as it is and
+    finds it once the shadows are evened out; the landmarks are the photo's own (same geometry)."""
+    from avatartex.face import analyse_portrait
+
+    ramp = np.clip(np.linspace(0, 1, astronaut.shape[1]) * 1.5 - 0.4, 0.02, 1.0) ** 2
+    side_lit = (astronaut * ramp[None, :, None] * 0.5).astype(np.float32)
+    assert landmarker.detect(side_lit) == []  # the case this guards against
+    face, _ = analyse_portrait(side_lit, "side.png", landmarker)
+    offset = np.linalg.norm(face.landmarks - astronaut_face.landmarks, axis=1)
+    assert np.median(offset) < 0.1 * astronaut_face.interocular
