@@ -38,6 +38,8 @@ def _train_prior(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         device=args.device,
         seed=args.seed,
+        augment=not args.no_augment,
+        pl_weight=args.pl_weight,
     )
     textures = load_textures(folder, args.resolution)
 
@@ -71,7 +73,9 @@ def _export_onnx(args: argparse.Namespace) -> int:
 
 def add_subcommands(subparsers: Any) -> None:
     """Add ``train-prior``, ``convert-prior`` and ``export-onnx`` to a parser."""
-    t = subparsers.add_parser("train-prior", help="train a StyleGAN2 prior in atlas space")
+    t = subparsers.add_parser(
+        "train-prior", help="train a StyleGAN2 prior in atlas space (StyleGAN2-ADA's losses and augmentation)"
+    )
     src = t.add_mutually_exclusive_group(required=True)
     src.add_argument("--textures", help="folder of head-atlas textures (PNG/JPEG)")
     src.add_argument("--heads", help="folder of textured heads, converted to the atlas first")
@@ -91,6 +95,10 @@ def add_subcommands(subparsers: Any) -> None:
     t.add_argument("--checkpoint-every", type=int, default=500)
     t.add_argument("--device", default="auto")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument(
+        "--no-augment", action="store_true", help="turn off adaptive discriminator augmentation (ADA)"
+    )
+    t.add_argument("--pl-weight", type=float, default=2.0, help="path-length regularisation weight, 0 = off")
     t.set_defaults(handler=_train_prior)
 
     c = subparsers.add_parser("convert-prior", help="convert an official StyleGAN2(-ADA) .pkl to a prior")

@@ -1,20 +1,30 @@
 """``convert-prior``: an official StyleGAN2-ADA / StyleGAN3-repo ``.pkl`` -> an AvatarTex prior file.
 
-Official snapshots are pickles of classes from the official repository (``torch_utils.persistence``
-stores each network class's source code inside the pickle and rebuilds it by executing that source).
-This converter never executes it: a restricted unpickler turns every persistent object into an inert
-record of its state (parameters, buffers, sub-modules, constructor kwargs) and refuses any global
-outside torch, numpy, collections and the official helper names. The weights are then copied by name
-into this project's own ``stylegan2.Generator``, whose names mirror the official ones.
+Official snapshots are pickles of classes from the official repository. ``torch_utils.persistence``
+pickles every network object as a call ``_reconstruct_persistent_obj(meta)`` where ``meta`` holds
+``type``, ``version``, ``module_src`` (the source text of the class's module), ``class_name`` and
+``state`` (the object's ``__dict__``: ``_parameters``, ``_buffers``, ``_modules``, the constructor's
+``_init_args`` / ``_init_kwargs`` and plain attributes); loading it normally *executes* that source.
+This converter never does: a restricted unpickler turns every persistent object into an inert record
+of its state and refuses any global outside torch, numpy, collections and the official helper names.
+
+The architecture is read from the generator's ``_init_args`` / ``_init_kwargs``: ``z_dim``, ``c_dim``,
+``w_dim``, ``img_resolution``, ``img_channels``, ``mapping_kwargs`` (``num_layers``,
+``lr_multiplier``) and the synthesis arguments ``channel_base``, ``channel_max`` and ``conv_clamp``
+(nested in ``synthesis_kwargs`` in StyleGAN2-ADA-PyTorch, top-level arguments in the StyleGAN3
+repository's ``networks_stylegan2``). The weights are then copied by name into this project's own
+``stylegan2.Generator``, whose names and maths are the official ones.
 
 Limits (documented for users):
 * Unpickling torch tensors still goes through ``torch.load`` of their storages, so a crafted file
   can still run code: hence ``--trust-pickle`` is required, and only files from trusted sources belong here.
-* Only the StyleGAN2 generator architecture ("skip", no class conditioning) converts. StyleGAN3
-  generators (alias-free, ``SynthesisInput``) and conditional models are refused with a clear error.
-* The generator's maths follows the official code (FIR up-sampling, demodulation, noise, skip
-  toRGB) but has not been compared image-for-image with the official implementation on this machine
-  (no official weights can be downloaded here); check the converted prior's preview by eye.
+* Only the StyleGAN2 generator converts: the "skip" architecture, the [1,3,3,1] filter, 3x3 kernels,
+  noise inputs, no class conditioning. StyleGAN3 generators (alias-free, ``SynthesisInput``),
+  conditional models (``c_dim > 0``) and other architectures are refused with a clear error, as is any
+  constructor argument this converter does not know (it could change the maths).
+* The official code runs the highest resolutions in fp16 on a GPU (``num_fp16_res``); the converted
+  prior runs in fp32, so its images equal the official fp32 images (``force_fp32``) to float rounding
+  and a GPU fp16 run of the official code to fp16 rounding.
 * The discriminator is not converted (stage 2 needs only the generator).
 """
 
@@ -92,41 +102,97 @@ def _flatten(record: Any, prefix: str, out: dict[str, Any]) -> None:
             _flatten(child, f"{prefix}{name}.", out)
 
 
+_GENERATOR_ARGS = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels")
+# Synthesis arguments that change speed, memory layout or bookkeeping only, never the maths in fp32.
+_NEUTRAL_SYNTHESIS = {
+    "num_fp16_res",
+    "fp16_channels_last",
+    "channels_last",
+    "fused_modconv_default",
+    "epochs",
+}
+_NEUTRAL_MAPPING = {"w_avg_beta", "embed_features"}  # embed_features matters only when c_dim > 0
+_OFFICIAL_FILTER = [1, 3, 3, 1]
+
+
+def _refuse(message: str, hint: str = "Only the official StyleGAN2 generator converts.") -> AvatarTexError:
+    return AvatarTexError(ErrorCode.BAD_REQUEST, message, hint)
+
+
+def _constructor_kwargs(record: PersistentRecord) -> dict[str, Any]:
+    """The generator's constructor arguments as the official persistence stores them."""
+    state = record.state
+    kwargs: dict[str, Any] = dict(zip(_GENERATOR_ARGS, tuple(state.get("_init_args") or ()), strict=False))
+    kwargs.update(dict(state.get("_init_kwargs") or {}))
+    for name in _GENERATOR_ARGS:  # the generator also keeps these as attributes
+        if name not in kwargs and name in state:
+            kwargs[name] = state[name]
+    missing = [name for name in _GENERATOR_ARGS if kwargs.get(name) is None]
+    if missing:
+        raise _refuse(
+            f"The snapshot's generator does not record {', '.join(missing)} (no _init_kwargs).",
+            "Use a network-snapshot-*.pkl written by StyleGAN2-ADA-PyTorch or the StyleGAN3 repository.",
+        )
+    return kwargs
+
+
 def _generator_config(record: PersistentRecord) -> Any:
+    """A ``GeneratorConfig`` from the official constructor arguments; refuses what the port cannot run."""
     from avatartex.engines.neural.stylegan2 import GeneratorConfig
 
-    if "SynthesisInput" in record.module_src or "class SynthesisInput" in record.module_src:
-        raise AvatarTexError(
-            ErrorCode.BAD_REQUEST,
+    if "class SynthesisInput" in record.module_src:
+        raise _refuse(
             "This is a StyleGAN3 (alias-free) generator, which AvatarTex does not implement.",
-            "Use a StyleGAN2(-ADA) snapshot (the StyleGAN3 repository "
-            "also trains those with --cfg=stylegan2).",
+            "Use a StyleGAN2(-ADA) snapshot (the StyleGAN3 repository trains those with --cfg=stylegan2).",
         )
-    kwargs = dict(record.state.get("init_kwargs") or {})
-    mapping = dict(kwargs.get("mapping_kwargs") or {})
-    synthesis = dict(kwargs.get("synthesis_kwargs") or {})
-    if int(kwargs.get("c_dim", record.state.get("c_dim", 0)) or 0) != 0:
-        raise AvatarTexError(
-            ErrorCode.BAD_REQUEST,
-            "Class-conditional generators (c_dim > 0) are not supported.",
-            "Use an unconditional snapshot.",
+    kwargs = _constructor_kwargs(record)
+    mapping = dict(kwargs.pop("mapping_kwargs", None) or {})
+    # StyleGAN2-ADA nests the synthesis arguments; the StyleGAN3 repository passes them at the top level.
+    synthesis = dict(kwargs.pop("synthesis_kwargs", None) or {})
+    synthesis.update({k: v for k, v in kwargs.items() if k not in _GENERATOR_ARGS})
+    if int(kwargs["c_dim"]) != 0:
+        raise _refuse(
+            f"Class-conditional generators (c_dim = {kwargs['c_dim']}) are not supported.",
+            "Stage 2 has no class labels: use an unconditional snapshot.",
         )
-    if synthesis.get("architecture", "skip") != "skip":
-        raise AvatarTexError(
-            ErrorCode.BAD_REQUEST,
-            f"Generator architecture {synthesis.get('architecture')!r} is not supported.",
-            "Only the default 'skip' generator converts.",
+    w_dim = int(kwargs["w_dim"])
+    checks = [
+        (synthesis.pop("architecture", "skip"), "skip", "architecture"),
+        (synthesis.pop("activation", "lrelu"), "lrelu", "activation"),
+        (synthesis.pop("kernel_size", 3), 3, "kernel_size"),
+        (synthesis.pop("use_noise", True), True, "use_noise"),
+        (
+            [float(v) for v in synthesis.pop("resample_filter", _OFFICIAL_FILTER)],
+            _OFFICIAL_FILTER,
+            "resample_filter",
+        ),
+        (mapping.pop("activation", "lrelu"), "lrelu", "mapping activation"),
+        (mapping.pop("layer_features", None) or w_dim, w_dim, "mapping layer_features"),
+    ]
+    for value, expected, name in checks:
+        if value != expected:
+            raise _refuse(f"Generator {name} {value!r} is not supported (only {expected!r}).")
+    channel_base = int(synthesis.pop("channel_base", 32768))
+    channel_max = int(synthesis.pop("channel_max", 512))
+    conv_clamp = synthesis.pop("conv_clamp", None)
+    num_layers = int(mapping.pop("num_layers", 8))
+    lr_multiplier = float(mapping.pop("lr_multiplier", 0.01))
+    unknown = sorted(set(synthesis) - _NEUTRAL_SYNTHESIS) + sorted(set(mapping) - _NEUTRAL_MAPPING)
+    if unknown:
+        raise _refuse(
+            f"The generator was built with arguments this converter does not know: {', '.join(unknown)}.",
+            "They may change the network's maths; only official StyleGAN2 snapshots convert.",
         )
-    get = lambda key, default: kwargs.get(key, record.state.get(key, default))  # noqa: E731
     return GeneratorConfig(
-        resolution=int(get("img_resolution", 256)),
-        z_dim=int(get("z_dim", 512)),
-        w_dim=int(get("w_dim", 512)),
-        img_channels=int(get("img_channels", 3)),
-        mapping_layers=int(mapping.get("num_layers", 8)),
-        mapping_lr_mul=float(mapping.get("lr_multiplier", 0.01)),
-        channel_base=int(synthesis.get("channel_base", 32768)),
-        channel_max=int(synthesis.get("channel_max", 512)),
+        resolution=int(kwargs["img_resolution"]),
+        z_dim=int(kwargs["z_dim"]),
+        w_dim=w_dim,
+        img_channels=int(kwargs["img_channels"]),
+        mapping_layers=num_layers,
+        mapping_lr_mul=lr_multiplier,
+        channel_base=channel_base,
+        channel_max=channel_max,
+        conv_clamp=None if conv_clamp is None else float(conv_clamp),
     )
 
 
@@ -182,15 +248,15 @@ def convert_stylegan_pkl(
                     "The snapshot's architecture differs.",
                 )
             loaded[name] = value
-    params = {n for n, _ in generator.named_parameters()}
-    missing = sorted(params - set(loaded))
+    # Buffers too: w_avg (truncation), noise_const (reproducible noise) and the filters are official data.
+    missing = sorted(set(own) - set(loaded))
     if missing:
         raise AvatarTexError(
             ErrorCode.BAD_REQUEST,
-            f"The snapshot lacks {len(missing)} generator weights (e.g. {missing[:3]}).",
+            f"The snapshot lacks {len(missing)} generator weights or buffers (e.g. {missing[:3]}).",
             "It is not a StyleGAN2 generator this converter knows.",
         )
-    generator.load_state_dict(loaded, strict=False)
+    generator.load_state_dict(loaded, strict=True)
     return save_prior(
         generator,
         out_path,

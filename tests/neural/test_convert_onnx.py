@@ -22,7 +22,9 @@ SG3_SOURCE = "class SynthesisInput: ...\nclass SynthesisNetwork: ...\nclass Gene
 
 def _official_like_pickle(generator: Generator, source: str = SG2_SOURCE, extra_global=None) -> bytes:
     """Pickle ``generator`` the way torch_utils.persistence does: every module becomes a call of
-    ``torch_utils.persistence._reconstruct_persistent_obj(meta)`` with its class name, source and state."""
+    ``torch_utils.persistence._reconstruct_persistent_obj(meta)`` with its class name, source and state
+    (the constructor's arguments under ``_init_args`` / ``_init_kwargs``). The fuller official layout,
+    checked against an independent reference, is in test_stylegan2_official.py."""
     persistence = types.ModuleType("torch_utils.persistence")
     package = types.ModuleType("torch_utils")
     package.persistence = persistence
@@ -48,8 +50,8 @@ def _official_like_pickle(generator: Generator, source: str = SG2_SOURCE, extra_
                         (k, Persistent(m, type(m).__name__, {})) for k, m in module._modules.items()
                     ),
                     "training": False,
-                    "init_args": (),
-                    "init_kwargs": kwargs,
+                    "_init_args": (),
+                    "_init_kwargs": kwargs,
                 },
             }
 

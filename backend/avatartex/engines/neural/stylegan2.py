@@ -1,21 +1,38 @@
 """StyleGAN2 generator and discriminator (Karras et al. 2020), written for this project in plain torch.
 
-The generator follows the official StyleGAN2-ADA layout closely enough that its parameter names match
-(``mapping.fc0.weight``, ``synthesis.b8.conv0.affine.bias``, ...) so ``convert.py`` can load official
-checkpoints: an 8-layer mapping net with a 0.01 learning-rate multiplier, a learned 4x4 constant,
-modulated 3x3 convolutions with weight demodulation, per-layer noise, and the "skip" architecture
-(every resolution adds its toRGB output to the upsampled image). Up-sampling is zero insertion + the
-[1,3,3,1] FIR filter, as in the official code. Modulation is applied to the activations rather than
-fused into grouped-convolution weights (the official ``fused_modconv=False`` path): the same maths,
-and it exports to ONNX without batch-dependent reshapes.
+The generator computes what the official StyleGAN2-ADA generator (NVlabs ``training/networks.py``,
+and ``networks_stylegan2.py`` of the StyleGAN3 repository) computes, with the same parameter and
+buffer names (``mapping.fc0.weight``, ``synthesis.b8.conv0.affine.bias``, ...), so that
+``avatartex_tools.convert`` loads official snapshots by name and their images come out the same (to
+float rounding; tested against an independent re-statement of the official operations in
+``tests/neural/test_stylegan2_official.py``): a mapping net (``normalize_2nd_moment``, lrelu layers
+with a 0.01 learning-rate multiplier, the tracked ``w_avg`` and truncation), a learned 4x4 constant,
+modulated 3x3 convolutions with weight demodulation, per-layer noise, bias + lrelu with gain sqrt(2)
+and the optional ``conv_clamp``, and the "skip" architecture (every resolution adds its toRGB output
+to the image up-sampled with the [1,3,3,1] FIR filter).
 
-The discriminator is the residual architecture with minibatch standard deviation. Losses: the
-non-saturating logistic loss and R1 on real images (``losses`` below).
+Two details decide whether official weights reproduce official images:
+* the up-sampling layers (``conv0``) are a *true convolution* (``flip_weight=False`` in the official
+  ``conv2d_resample``, i.e. a transposed convolution), so their kernel is flipped relative to
+  ``F.conv2d``, which correlates; the same-resolution layers (``conv1``) correlate (``flip_weight=True``);
+* ``conv_clamp`` (256 in the official training configs) clamps every conv layer's output after the
+  activation, also in fp32.
+
+Modulation is applied to the activations rather than fused into grouped-convolution weights (the
+official ``fused_modconv=False`` path): the same maths, and it exports to ONNX without batch-dependent
+reshapes. The official code runs its highest resolutions in fp16 on a GPU (``num_fp16_res``); this
+port runs fp32 unless the caller casts, so images differ from a GPU run of the official code by fp16
+rounding only.
+
+The discriminator is the residual architecture with minibatch standard deviation (trained here only;
+its names are not the official ones and official discriminators are not converted). Losses: the
+non-saturating logistic loss, R1 on real images and the path-length regulariser of the generator.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -37,6 +54,8 @@ class GeneratorConfig:
     channel_max: int = 512
     img_channels: int = 3
     mapping_lr_mul: float = 0.01
+    conv_clamp: float | None = None
+    """Clamp of every synthesis conv output to +-X (official configs train with 256), None = off."""
 
     def channels(self, res: int) -> int:
         """Feature maps at resolution ``res`` (as in the official code)."""
@@ -61,11 +80,13 @@ def _fir_kernel(device: torch.device | None = None) -> torch.Tensor:
 def _fir(
     x: torch.Tensor, kernel: torch.Tensor, pad: tuple[int, int, int, int], gain: float = 1.0
 ) -> torch.Tensor:
-    """Depthwise 2D FIR filter with explicit (left, right, top, bottom) zero padding."""
+    """Depthwise 2D FIR filter (a convolution, as the official ``upfirdn2d`` with ``flip_filter=False``)
+    with explicit (left, right, top, bottom) zero padding."""
     n, c, h, w = x.shape
     # Channels folded into the batch: one (1, 1, k, k) kernel of fixed shape, which also exports to ONNX.
+    # The flip makes F.conv2d's correlation a convolution; [1,3,3,1] is symmetric, a custom filter may not be.
     x = F.pad(x, pad).reshape(n * c, 1, h + pad[2] + pad[3], w + pad[0] + pad[1])
-    x = F.conv2d(x, (kernel * gain).to(x.dtype)[None, None])
+    x = F.conv2d(x, (kernel * gain).flip([0, 1]).to(x.dtype)[None, None])
     return x.reshape(n, c, x.shape[-2], x.shape[-1])
 
 
@@ -131,17 +152,27 @@ class MappingNetwork(nn.Module):
         self.register_buffer("w_avg", torch.zeros(w_dim))
 
     def forward(
-        self, z: torch.Tensor, truncation_psi: float = 1.0, update_w_avg: bool = False
+        self,
+        z: torch.Tensor,
+        truncation_psi: float = 1.0,
+        update_w_avg: bool = False,
+        truncation_cutoff: int | None = None,
     ) -> torch.Tensor:
-        """(N, z_dim) -> (N, num_ws, w_dim)."""
-        x = z * (z.square().mean(dim=1, keepdim=True) + 1e-8).rsqrt()
+        """(N, z_dim) -> (N, num_ws, w_dim); truncation towards ``w_avg`` of the first
+        ``truncation_cutoff`` vectors (all when None), as the official mapping network."""
+        x = z.float()
+        x = x * (x.square().mean(dim=1, keepdim=True) + 1e-8).rsqrt()
         for i in range(self.num_layers):
             x = getattr(self, f"fc{i}")(x)
         if update_w_avg:
             self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
         x = x[:, None].repeat(1, self.num_ws, 1)
         if truncation_psi != 1.0:
-            x = self.w_avg.lerp(x, truncation_psi)
+            if truncation_cutoff is None:
+                x = self.w_avg.lerp(x, truncation_psi)
+            else:
+                head = self.w_avg.lerp(x[:, :truncation_cutoff], truncation_psi)
+                x = torch.cat([head, x[:, truncation_cutoff:]], dim=1)
         return x
 
 
@@ -158,9 +189,12 @@ def modulated_conv2d(
     x = x * styles[:, :, None, None].to(x.dtype)
     k = weight.shape[-1]
     if up:
-        # Zero insertion + FIR + valid conv == the official transposed conv followed by the FIR filter.
+        # The official conv2d_resample(up=2, padding=k//2, flip_weight=False) with a 4-tap filter: the
+        # zero-inserted signal (2H samples) padded by k//2 + (4+2-1)//2 = 3 before and k//2 + (4-2)//2 = 2
+        # after, the FIR filter with gain up**2 = 4, and a *true* convolution with the kernel (flipped,
+        # since F.conv2d correlates). Both are convolutions, so their order does not matter.
         x = _fir(_zero_insert(x), kernel, (3, 2, 3, 2), gain=4.0)
-        x = F.conv2d(x, weight.to(x.dtype))
+        x = F.conv2d(x, weight.flip([2, 3]).to(x.dtype))
     else:
         x = F.conv2d(x, weight.to(x.dtype), padding=k // 2)
     if demodulate:
@@ -173,11 +207,18 @@ class SynthesisLayer(nn.Module):
     """Modulated 3x3 conv + noise + bias + lrelu."""
 
     def __init__(
-        self, in_channels: int, out_channels: int, w_dim: int, resolution: int, up: bool = False
+        self,
+        in_channels: int,
+        out_channels: int,
+        w_dim: int,
+        resolution: int,
+        up: bool = False,
+        conv_clamp: float | None = None,
     ) -> None:
         super().__init__()
         self.up = up
         self.resolution = resolution
+        self.conv_clamp = conv_clamp
         self.affine = FullyConnected(w_dim, in_channels, bias_init=1.0)
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, 3, 3))
         self.bias = nn.Parameter(torch.zeros(out_channels))
@@ -196,31 +237,42 @@ class SynthesisLayer(nn.Module):
             x = x + noise * self.noise_strength
         elif noise_mode == "const":
             x = x + self.noise_const.to(x.dtype) * self.noise_strength
-        return F.leaky_relu(x + self.bias[None, :, None, None].to(x.dtype), 0.2) * SQRT2
+        x = F.leaky_relu(x + self.bias[None, :, None, None].to(x.dtype), 0.2) * SQRT2
+        return x if self.conv_clamp is None else x.clamp(-self.conv_clamp, self.conv_clamp)
 
 
 class ToRGBLayer(nn.Module):
     """Modulated 1x1 conv to RGB without demodulation."""
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, w_dim: int, conv_clamp: float | None = None
+    ) -> None:
         super().__init__()
         self.affine = FullyConnected(w_dim, in_channels, bias_init=1.0)
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, 1, 1))
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.weight_gain = 1.0 / math.sqrt(in_channels)
+        self.conv_clamp = conv_clamp
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """Apply the layer."""
         styles = self.affine(w) * self.weight_gain
         x = modulated_conv2d(x, self.weight, styles, demodulate=False)
-        return x + self.bias[None, :, None, None].to(x.dtype)
+        x = x + self.bias[None, :, None, None].to(x.dtype)
+        return x if self.conv_clamp is None else x.clamp(-self.conv_clamp, self.conv_clamp)
 
 
 class SynthesisBlock(nn.Module):
     """One resolution of the synthesis network (skip architecture)."""
 
     def __init__(
-        self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int
+        self,
+        in_channels: int,
+        out_channels: int,
+        w_dim: int,
+        resolution: int,
+        img_channels: int,
+        conv_clamp: float | None = None,
     ) -> None:
         super().__init__()
         self.in_channels = in_channels
@@ -229,10 +281,10 @@ class SynthesisBlock(nn.Module):
             self.const = nn.Parameter(torch.randn(out_channels, resolution, resolution))
             self.num_conv = 1
         else:
-            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, up=True)
+            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, True, conv_clamp)
             self.num_conv = 2
-        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution)
-        self.torgb = ToRGBLayer(out_channels, img_channels, w_dim)
+        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution, False, conv_clamp)
+        self.torgb = ToRGBLayer(out_channels, img_channels, w_dim, conv_clamp)
         self.register_buffer("resample_filter", _fir_kernel())
 
     def forward(
@@ -259,7 +311,9 @@ class SynthesisNetwork(nn.Module):
         self.num_ws = config.num_ws
         for res in self.resolutions:
             in_ch = 0 if res == 4 else config.channels(res // 2)
-            block = SynthesisBlock(in_ch, config.channels(res), config.w_dim, res, config.img_channels)
+            block = SynthesisBlock(
+                in_ch, config.channels(res), config.w_dim, res, config.img_channels, config.conv_clamp
+            )
             setattr(self, f"b{res}", block)
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "random") -> torch.Tensor:
@@ -294,9 +348,11 @@ class Generator(nn.Module):
         truncation_psi: float = 1.0,
         noise_mode: str = "random",
         update_w_avg: bool = False,
+        truncation_cutoff: int | None = None,
     ) -> torch.Tensor:
         """z (N, z_dim) -> images (N, C, R, R)."""
-        return self.synthesis(self.mapping(z, truncation_psi, update_w_avg), noise_mode)
+        ws = self.mapping(z, truncation_psi, update_w_avg, truncation_cutoff)
+        return self.synthesis(ws, noise_mode)
 
 
 class DiscriminatorBlock(nn.Module):
@@ -394,9 +450,25 @@ def loss_discriminator(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tens
     return F.softplus(d_fake).mean() + F.softplus(-d_real).mean()
 
 
-def r1_penalty(discriminator: nn.Module, real: torch.Tensor) -> torch.Tensor:
-    """R1: mean squared gradient norm of D at real images (multiply by gamma/2)."""
+def r1_penalty(discriminator: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor) -> torch.Tensor:
+    """R1: mean squared gradient norm of D at real images (multiply by gamma/2). ``discriminator`` may
+    include the augmentation, as in StyleGAN2-ADA (the gradient is taken at the un-augmented image)."""
     real = real.detach().requires_grad_(True)
     logits = discriminator(real)
     (grad,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
     return grad.square().sum(dim=(1, 2, 3)).mean()
+
+
+def path_length_penalty(
+    generator: Generator, z: torch.Tensor, pl_mean: torch.Tensor, decay: float = 0.01
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """StyleGAN2's path-length regulariser: the length of J_w^T y for image-space noise y (scaled by
+    1/sqrt(pixels)) is pulled towards its running mean, so a fixed step in W changes the image by a fixed
+    amount. Returns (penalty, new running mean); multiply the penalty by pl_weight (2) and the interval."""
+    ws = generator.mapping(z)
+    images = generator.synthesis(ws)
+    noise = torch.randn_like(images) / math.sqrt(images.shape[2] * images.shape[3])
+    (grad,) = torch.autograd.grad((images * noise).sum(), ws, create_graph=True)
+    lengths = grad.square().sum(dim=2).mean(dim=1).sqrt()
+    mean = pl_mean.lerp(lengths.mean(), decay)
+    return (lengths - mean).square().mean(), mean.detach()
