@@ -15,7 +15,7 @@ from avatartex.engines.classic.repaint import ClassicRepaint
 from avatartex.imaging import LUMA, luminance
 from classic_fixtures import astronaut, frontal_texture, head_atlas, make_ctx, sphere_atlas
 
-STYLES = ("photoreal", "painterly", "toon", "comic")
+STYLES = ("photoreal", "painterly", "toon", "comic", "anime")
 
 
 def with_classic(ctx: StageContext, **settings: object) -> StageContext:
@@ -233,15 +233,15 @@ def test_styles_are_visibly_different() -> None:
             assert diff > 0.03, (a, b, diff)
 
 
-def test_toon_has_few_colours_and_comic_has_ink() -> None:
+def test_toon_has_few_colours() -> None:
+    """Flat regions: a handful of colours (palette x cel shadow) cover almost every texel; only
+    anti-aliased borders lie between them. (Ink along the features: tests/test_style_looks.py.)"""
     toon, mask = _chain("toon")
-    colours = np.unique(toon[mask].round(5), axis=0)
-    photoreal_colours = np.unique(_chain("photoreal")[0][mask].round(5), axis=0)
-    assert len(colours) <= 2 * 8 + 1 < len(photoreal_colours) / 100
-    comic, _ = _chain("comic")
-    ink = comic[mask].max(axis=1) < 0.1
-    assert ink.mean() > 0.005
-    assert (_chain("photoreal")[0][mask].max(axis=1) < 0.1).mean() < ink.mean() / 3
+    colours, counts = np.unique(toon[mask].round(4), axis=0, return_counts=True)
+    top = np.sort(counts)[::-1]
+    assert top[:16].sum() >= 0.9 * mask.sum(), top[:16].sum() / mask.sum()
+    photoreal_colours = np.unique(_chain("photoreal")[0][mask].round(4), axis=0)
+    assert len(photoreal_colours) > 50 * 16
 
 
 def test_strength_zero_is_photoreal() -> None:

@@ -52,6 +52,9 @@ class StageContext:
     check_cancel: Callable[[], None] = lambda: None
     warnings: list[str] = field(default_factory=list)
     """Stages append messages for the report here (e.g. 'no GAN prior configured; used classic')."""
+    feature_lines: dict[str, np.ndarray] = field(default_factory=dict)
+    """Atlas pixel polylines (N, 2) of the face's features (``features.FEATURES``: eyes, brows, lips,
+    nose, jaw; closed ones repeat their first point), for the style filters; empty when unknown."""
 
 
 class Stage(abc.ABC):

@@ -1,0 +1,138 @@
+"""The styles read as styles: outlines follow the face's feature contours, no ink on smooth skin or
+the chest, each style visibly its own.
+
+The scanned head's atlas (skipped loudly without ``../shared``) textured from the astronaut by a
+frontal projection; the feature lines come from the portrait's real landmarks (mediapipe) through
+``features.feature_lines``, as in a ``generate`` request.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import pytest
+from avatartex import features
+from avatartex.engines.base import AtlasTexture
+from avatartex.engines.classic.inpaint import ClassicInpaint
+from avatartex.engines.classic.latent import ClassicLatent
+from avatartex.engines.classic.repaint import ClassicRepaint
+from classic_fixtures import astronaut, frontal_texture, head_atlas, make_ctx
+
+SIZE = 512
+INKED = ("toon", "comic", "anime")
+INK_COLOURS = {"toon": (0.16, 0.08, 0.07), "comic": (0.04, 0.035, 0.05), "anime": (0.12, 0.06, 0.07)}
+
+
+@lru_cache(maxsize=1)
+def _scene() -> tuple[object, AtlasTexture, np.ndarray, dict[str, np.ndarray]]:
+    from avatartex.face import analyse_portrait, default_landmarker
+
+    geo = head_atlas(SIZE)
+    portrait = astronaut()
+    texture, coords = frontal_texture(geo, portrait)
+    face, _ = analyse_portrait(portrait, "astronaut", default_landmarker())
+    lines = features.feature_lines(geo, face.landmarks, coords)
+    return geo, texture, coords, lines, face.landmarks
+
+
+@lru_cache(maxsize=8)
+def _styled(style: str) -> np.ndarray:
+    geo, texture, coords, lines, _ = _scene()
+    ctx = make_ctx(geo, style, astronaut(), coords, seed=1)
+    ctx.feature_lines = lines
+    for stage in (ClassicInpaint(), ClassicLatent(), ClassicRepaint()):
+        texture = stage.run(texture, ctx)
+    return texture.color
+
+
+def _ink(style: str) -> np.ndarray:
+    """Texels painted in the style's ink colour, outside the eyes (a pupil is a fill, not an outline)."""
+    _, _, _, lines, _ = _scene()
+    colour = np.array(INK_COLOURS[style], np.float32)
+    ink = (np.abs(_styled(style) - colour).max(axis=-1) < 0.06) & head_atlas(SIZE).mask
+    for eye in ("right_eye", "left_eye"):
+        inside = features.fill_polygon(ink.shape, lines[eye]) > 0.5
+        # Shrink by the lash line's width: the outline itself stays counted.
+        ink &= ~(inside & (features.distance_to_lines(ink.shape, [lines[eye]]) > 0.03 * _unit()))
+    return ink
+
+
+def _unit() -> float:
+    geo = head_atlas(SIZE)
+    return SIZE * (1 + geo.layout.warp) / (2 * np.pi) / 1.35
+
+
+def test_feature_lines_land_where_the_photo_shows_the_features() -> None:
+    geo, _, coords, lines, landmarks = _scene()
+    for name in ("right_eye", "left_eye", "right_brow", "left_brow", "lips_outer", "lips_inner", "nose"):
+        assert name in lines, name
+    found = features.landmarks_in_atlas(geo, landmarks, coords)
+    idx = [i for indices, _ in features.FEATURES.values() for i in indices]
+    ok = np.isfinite(found[idx]).all(axis=1)
+    assert ok.mean() > 0.9
+    # Reading the projection at the found atlas position gives back the portrait's landmark.
+    back = geo.sample(np.nan_to_num(coords), found[idx][ok])
+    error = np.linalg.norm(back - landmarks[idx][ok], axis=1)
+    assert np.median(error) < 0.5 and np.percentile(error, 95) < 1.5, np.percentile(error, [50, 95])
+    # The character's right eye is on the atlas's left (its longitude is negative).
+    assert lines["right_eye"][:, 0].mean() < SIZE / 2 < lines["left_eye"][:, 0].mean()
+
+
+@pytest.mark.parametrize("style", INKED)
+def test_outlines_follow_the_feature_contours(style: str) -> None:
+    """Ink lies on the feature lines (>= 90 % of it within 0.03 eye distances) and the lines that the
+    style inks are covered (>= 80 % of their length has ink within 0.02 eye distances)."""
+    _, _, _, lines, _ = _scene()
+    ink = _ink(style)
+    unit = _unit()
+    brows = [features.brow_midline(lines[b]) for b in ("right_brow", "left_brow")]
+    distance = features.distance_to_lines(ink.shape, list(lines.values()) + brows)
+    near = distance[ink] <= max(0.03 * unit, 2.0)
+    assert ink.sum() > 50, ink.sum()
+    assert near.mean() >= 0.9, (style, near.mean())
+    # The lash lines, the line where the lips meet and (toon, comic) the underside of the nose.
+    inked = [features.arc(lines[e], 0.1, 0.4) for e in ("right_eye", "left_eye")]
+    inked.append(features.arc(lines["lips_inner"], 0.6, 0.9))
+    if style != "anime":
+        inked.append(features.arc(lines["nose"], 0.2, 0.8))
+    ink_distance = _distance_to_mask(ink)
+    for line in inked:
+        xy = np.round(line - 0.5).astype(int)
+        covered = ink_distance[xy[:, 1], xy[:, 0]] <= max(0.02 * unit, 1.5)
+        assert covered.mean() >= 0.8, (style, covered.mean())
+
+
+def _distance_to_mask(mask: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 5)
+
+
+@pytest.mark.parametrize("style", INKED)
+def test_no_ink_on_smooth_skin_or_the_chest(style: str) -> None:
+    geo, _, _, lines, _ = _scene()
+    ink = _ink(style)
+    distance = features.distance_to_lines(ink.shape, list(lines.values()))
+    far = geo.mask & (distance > 0.15 * _unit())
+    assert ink[far].mean() <= 1e-4, (style, ink[far].mean())
+    # Below the jaw (neck, chest, bust edge) and the caps: no ink at all.
+    chin_row = int(np.ceil(lines["lips_outer"][:, 1].max() + 0.5 * _unit()))
+    below = geo.mask.copy()
+    below[:chin_row] = False
+    assert ink[below].sum() == 0, (style, int(ink[below].sum()))
+
+
+def test_each_style_looks_its_own() -> None:
+    geo = head_atlas(SIZE)
+    styles = ("photoreal", "painterly", "toon", "comic", "anime")
+    out = {s: _styled(s) for s in styles}
+    face = geo.face if geo.face.any() else geo.mask
+    for i, a in enumerate(styles):
+        for b in styles[i + 1 :]:
+            diff = np.abs(out[a] - out[b])[face].mean()
+            assert diff > 0.02, (a, b, diff)
+    # Flat styles are flat: few distinct colours on the skin compared with the photo's.
+    for flat in ("toon", "anime"):
+        colours = len(np.unique(np.round(out[flat][face] * 64), axis=0))
+        assert colours < len(np.unique(np.round(out["photoreal"][face] * 64), axis=0)) / 4, flat
