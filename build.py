@@ -29,6 +29,7 @@ ADDON_DIR = ROOT / "avatartex_addon"
 MANIFEST = ROOT / "blender_manifest.toml"
 BACKEND_PACKAGE = ROOT / "backend" / "avatartex"
 BACKEND_REQUIREMENTS = ROOT / "backend" / "requirements.txt"
+NEURAL_REQUIREMENTS = ROOT / "backend" / "requirements-neural.txt"
 
 # Never shipped: caches, tests, editor droppings.
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", "tests", ".pytest_cache", "*.egg-info")
@@ -38,8 +39,10 @@ def find_blender_ext() -> Path:
     """Locate ``blender_ext.py`` inside the installed ``bpy`` package (any Blender version)."""
     spec = importlib.util.find_spec("bpy")
     if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("build.py: the 'bpy' package is not installed in this Python "
-                         f"({sys.executable}); pip install bpy==5.0.1 or pass --blender-ext.")
+        raise SystemExit(
+            "build.py: the 'bpy' package is not installed in this Python "
+            f"({sys.executable}); pip install bpy==5.0.1 or pass --blender-ext."
+        )
     for location in spec.submodule_search_locations:
         found = sorted(Path(location).glob("*/scripts/addons_core/bl_pkg/cli/blender_ext.py"))
         if found:
@@ -60,12 +63,18 @@ def stage(dest: Path) -> Path:
     backend = dest / "backend"
     backend.mkdir()
     shutil.copytree(BACKEND_PACKAGE, backend / "avatartex", ignore=_IGNORE)
+    if NEURAL_REQUIREMENTS.is_file():
+        # The managed environment offers the neural engine's packages as an explicit choice.
+        shutil.copy2(NEURAL_REQUIREMENTS, backend / "requirements-neural.txt")
     if BACKEND_REQUIREMENTS.is_file():
         shutil.copy2(BACKEND_REQUIREMENTS, backend / "requirements.txt")
     else:
         # The add-on reports this clearly when the artist tries to create the managed environment.
-        print(f"build.py: warning: {BACKEND_REQUIREMENTS} is missing; the managed environment "
-              "cannot be created from this build", file=sys.stderr)
+        print(
+            f"build.py: warning: {BACKEND_REQUIREMENTS} is missing; the managed environment "
+            "cannot be created from this build",
+            file=sys.stderr,
+        )
     return dest
 
 

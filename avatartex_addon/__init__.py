@@ -12,10 +12,11 @@ from __future__ import annotations
 import bpy
 from bpy.app.handlers import persistent
 
-from . import backend, operators, panels, preferences, properties, state
+from . import backend, operators, outputs, panels, preferences, properties, state
 
 _register_classes, _unregister_classes = bpy.utils.register_classes_factory(
-    properties.CLASSES + preferences.CLASSES + operators.CLASSES + panels.CLASSES)
+    properties.CLASSES + preferences.CLASSES + operators.CLASSES + panels.CLASSES
+)
 
 
 @persistent
@@ -26,6 +27,25 @@ def _on_load_pre(*_args) -> None:
         state.job = None
 
 
+@persistent
+def _on_save_pre(filepath=None, *_args) -> None:
+    # Textures of an unsaved file live in the extension's user folder: move them next to the .blend
+    # before it is written, so that no saved file points into the extension's folders.
+    target = filepath if isinstance(filepath, str) and filepath else bpy.data.filepath
+    if target:
+        outputs.move_next_to(target)
+
+
+@persistent
+def _on_save_post(filepath=None, *_args) -> None:
+    target = filepath if isinstance(filepath, str) and filepath else bpy.data.filepath
+    if target:
+        outputs.after_save(target)
+
+
+_HANDLERS = (("load_pre", _on_load_pre), ("save_pre", _on_save_pre), ("save_post", _on_save_post))
+
+
 def register() -> None:
     """Register classes and properties; nothing starts until the artist asks for it."""
     import bpy.utils.previews
@@ -33,13 +53,15 @@ def register() -> None:
     _register_classes()
     properties.register_props()
     state.previews = bpy.utils.previews.new()
-    bpy.app.handlers.load_pre.append(_on_load_pre)
+    for name, handler in _HANDLERS:
+        getattr(bpy.app.handlers, name).append(handler)
 
 
 def unregister() -> None:
     """Stop the backend and any running job, remove everything registered."""
-    if _on_load_pre in bpy.app.handlers.load_pre:
-        bpy.app.handlers.load_pre.remove(_on_load_pre)
+    for name, handler in _HANDLERS:
+        if handler in getattr(bpy.app.handlers, name):
+            getattr(bpy.app.handlers, name).remove(handler)
     _on_load_pre()
     backend.shutdown()
     if state.previews is not None:

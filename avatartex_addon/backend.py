@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import sys
 from pathlib import Path
 
 import bpy
@@ -24,29 +23,31 @@ def preferences():
 
 
 def managed_python() -> Path:
-    """Interpreter of the managed environment (which may not exist yet)."""
-    env_dir = Path(user_dir("env"))
-    return env_dir / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+    """Interpreter of the managed environment in use (which may not exist yet)."""
+    from . import environment
+
+    return environment.env_python(environment.active_env())
 
 
 def resolve_python() -> str:
     """The backend Python: the preference's path, else $AVATARTEX_BACKEND_PYTHON, else the managed env."""
     prefs = preferences()
-    if prefs is not None and prefs.backend_mode == 'CUSTOM' and prefs.python_path:
+    if prefs is not None and prefs.backend_mode == "CUSTOM" and prefs.python_path:
         return bpy.path.abspath(prefs.python_path)
     if os.environ.get(ENV_PYTHON):
         return os.environ[ENV_PYTHON]
     managed = managed_python()
     if managed.exists():
         return str(managed)
-    raise errors.backend_error("No backend Python is set and the managed environment does not exist.",
-                               errors.HINT_SET_PYTHON)
+    raise errors.backend_error(
+        "No backend Python is set and the managed environment does not exist.", errors.HINT_SET_PYTHON
+    )
 
 
-def backend_config() -> BackendConfig:
-    """How to start the backend with the current preferences."""
+def backend_config(python: str | None = None) -> BackendConfig:
+    """How to start the backend with the current preferences (``python``: this interpreter instead)."""
     prefs = preferences()
-    env: dict[str, str] = {}
+    env = cache_env()
     if prefs is not None:
         if prefs.model_cache:
             cache = bpy.path.abspath(prefs.model_cache)
@@ -54,8 +55,32 @@ def backend_config() -> BackendConfig:
             env["HF_HUB_CACHE"] = cache
         env["AVATARTEX_DEVICE"] = prefs.device
         env["AVATARTEX_LOW_VRAM"] = "1" if prefs.low_vram else "0"
-    return BackendConfig(python=resolve_python(), backend_root=str(backend_root()),
-                         log_path=str(user_dir("logs") / "backend.log"), env=env)
+    return BackendConfig(
+        python=resolve_python() if python is None else python,
+        backend_root=str(backend_root()),
+        log_path=str(user_dir("logs") / "backend.log"),
+        env=env,
+        work_dir=str(user_dir("work")),
+    )
+
+
+def cache_env() -> dict[str, str]:
+    """Environment that sends every cache the backend writes into the extension's user folder.
+
+    The add-on's own folder may be read-only and is replaced on every upgrade: Python's bytecode
+    (``PYTHONPYCACHEPREFIX``) and numba's compiled kernels (``NUMBA_CACHE_DIR``) would otherwise land
+    in ``backend/avatartex/__pycache__`` there, and each upgrade would make the next start cold. The
+    TensorFlow Lite / glog chatter of mediapipe is turned down at its source (what still comes is
+    filtered out of the log by the client).
+    """
+    return {
+        "PYTHONPYCACHEPREFIX": str(user_dir("cache/pycache")),
+        "NUMBA_CACHE_DIR": str(user_dir("cache/numba")),
+        "MPLCONFIGDIR": str(user_dir("cache/matplotlib")),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "GLOG_minloglevel": "2",
+        "PYTHONWARNINGS": "ignore::UserWarning:google.protobuf.symbol_database",
+    }
 
 
 def get_client() -> BackendClient:
@@ -67,6 +92,44 @@ def get_client() -> BackendClient:
     if state.client is None:
         state.client = BackendClient(config)
     return state.client
+
+
+def warm_up() -> None:
+    """Start the backend in the background so that the first click finds it warm (panel first shown).
+
+    Does nothing while a job runs, when the backend is already up or starting, after a failed try
+    (the click then reports why), or when no backend Python is set. Never blocks: the ``hello``
+    answer is collected by a timer. Runs as a one-shot ``bpy.app.timers`` function.
+    """
+    if state.warm_tried or (state.job is not None and not state.job.finished):
+        return
+    state.warm_tried = True
+    try:
+        client = get_client()
+        pending = client.start_async()
+    except Exception:  # noqa: BLE001 - the artist sees the reason when they press Generate
+        return
+    if pending is not None:
+        bpy.app.timers.register(lambda: _collect_warm_hello(client, pending), first_interval=0.2)
+
+
+def _collect_warm_hello(client: BackendClient, pending) -> float | None:
+    """Timer: take the warm-up's ``hello`` answer unless a job has taken it over."""
+    if (
+        state.client is not client
+        or client.hello is not None
+        or (state.job is not None and not state.job.finished)
+    ):
+        return None
+    if not pending.done:
+        return 0.2 if client.alive() or not pending.messages.empty() else None
+    message = pending.get(timeout=0)
+    if message is not None and "result" in message:
+        try:
+            state.hello = client.finish_start(message["result"])
+        except Exception:  # noqa: BLE001 - a protocol mismatch is reported on the next click
+            pass
+    return None
 
 
 def hello() -> dict:
@@ -83,6 +146,7 @@ def shutdown() -> None:
             state.client.stop()
         finally:
             state.client = None
+    state.warm_tried = False
 
 
 atexit.register(shutdown)

@@ -14,10 +14,14 @@ from . import errors
 from .paths import protocol
 
 FACING_VECTORS = {
-    "-Y": (0.0, -1.0, 0.0), "+Y": (0.0, 1.0, 0.0), "-X": (-1.0, 0.0, 0.0),
-    "+X": (1.0, 0.0, 0.0), "+Z": (0.0, 0.0, 1.0), "-Z": (0.0, 0.0, -1.0),
+    "-Y": (0.0, -1.0, 0.0),
+    "+Y": (0.0, 1.0, 0.0),
+    "-X": (-1.0, 0.0, 0.0),
+    "+X": (1.0, 0.0, 0.0),
+    "+Z": (0.0, 0.0, 1.0),
+    "-Z": (0.0, 0.0, -1.0),
 }
-"""Directions a face can look towards, in object space. Blender's front view looks along +Y, so a
+"""Directions a face can look towards, in world space. Blender's front view looks along +Y, so a
 character facing the front view looks towards -Y: that is the default hint."""
 
 
@@ -25,17 +29,25 @@ def check_mesh_object(obj: bpy.types.Object | None) -> None:
     """Raise a clear AvatarTexError when ``obj`` cannot be textured."""
     proto = protocol()
     if obj is None:
-        raise errors.error(errors.NOTHING_SELECTED, "Nothing is selected.",
-                           "Select a head mesh object and try again.")
-    if obj.type != 'MESH':
-        raise errors.error(errors.NOT_A_MESH, f"'{obj.name}' is a {obj.type.lower()}, not a mesh.",
-                           "Select a mesh object (the head) and try again.")
+        raise errors.error(
+            errors.NOTHING_SELECTED, "Nothing is selected.", "Select a head mesh object and try again."
+        )
+    if obj.type != "MESH":
+        raise errors.error(
+            errors.NOT_A_MESH,
+            f"'{obj.name}' is a {obj.type.lower()}, not a mesh.",
+            "Select a mesh object (the head) and try again.",
+        )
     if len(obj.data.polygons) == 0:
-        raise errors.error(proto.ErrorCode.MESH_EMPTY, f"Mesh '{obj.name}' has no faces.",
-                           "Texture a mesh with faces.")
+        raise errors.error(
+            proto.ErrorCode.MESH_EMPTY, f"Mesh '{obj.name}' has no faces.", "Texture a mesh with faces."
+        )
     if len(obj.data.uv_layers) == 0:
-        raise errors.error(proto.ErrorCode.NO_UV_MAP, f"Mesh '{obj.name}' has no UV map.",
-                           "Click 'Unwrap' in the AvatarTex panel (or UV > Smart UV Project) and try again.")
+        raise errors.error(
+            proto.ErrorCode.NO_UV_MAP,
+            f"Mesh '{obj.name}' has no UV map.",
+            "Click 'Unwrap' in the AvatarTex panel (or UV > Smart UV Project) and try again.",
+        )
 
 
 def resolve_uv_map(obj: bpy.types.Object, uv_map: str) -> str:
@@ -43,9 +55,11 @@ def resolve_uv_map(obj: bpy.types.Object, uv_map: str) -> str:
     layers = obj.data.uv_layers
     if uv_map:
         if uv_map not in layers:
-            raise errors.error(protocol().ErrorCode.UV_MAP_NOT_FOUND,
-                               f"Mesh '{obj.name}' has no UV map named '{uv_map}'.",
-                               f"Pick one of: {', '.join(layers.keys())} (or leave the field empty).")
+            raise errors.error(
+                protocol().ErrorCode.UV_MAP_NOT_FOUND,
+                f"Mesh '{obj.name}' has no UV map named '{uv_map}'.",
+                f"Pick one of: {', '.join(layers.keys())} (or leave the field empty).",
+            )
         return uv_map
     for layer in layers:
         if layer.active_render:
@@ -53,23 +67,36 @@ def resolve_uv_map(obj: bpy.types.Object, uv_map: str) -> str:
     return layers.active.name if layers.active else layers[0].name
 
 
-def capture_object(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph, uv_map: str, path: Path,
-                   facing: str = "-Y") -> Path:
-    """Write the evaluated mesh of ``obj`` with UV map ``uv_map`` to ``path`` (``protocol.CAPTURE_KEYS``)."""
+def capture_object(
+    obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph, uv_map: str, path: Path, facing: str = "-Y"
+) -> Path:
+    """Write the evaluated mesh of ``obj`` with UV map ``uv_map`` to ``path`` (``protocol.CAPTURE_KEYS``).
+
+    Positions are oriented as the artist sees them: the object's world rotation is applied (an
+    importer's 90-degree X rotation, a parent's transform, a mirroring negative scale), so the facing
+    and up hints, which are world axes, agree with the geometry. The world translation and the overall
+    scale (an FBX's 0.01) are left out: where a head stands and how big it is do not change its
+    texture, and such copies stay one mesh for the backend's per-mesh cache.
+    """
     check_mesh_object(obj)
     uv_name = resolve_uv_map(obj, uv_map)
     obj_eval = obj.evaluated_get(depsgraph)
     mesh = obj_eval.to_mesh()
     try:
         if uv_name not in mesh.uv_layers:
-            raise errors.error(protocol().ErrorCode.UV_MAP_NOT_FOUND,
-                               f"A modifier of '{obj.name}' removes the UV map '{uv_name}'.",
-                               "Keep the UV map through the modifier stack (or apply it first).")
+            raise errors.error(
+                protocol().ErrorCode.UV_MAP_NOT_FOUND,
+                f"A modifier of '{obj.name}' removes the UV map '{uv_name}'.",
+                "Keep the UV map through the modifier stack (or apply it first).",
+            )
         mesh.calc_loop_triangles()
         n_verts, n_loops, n_tris = len(mesh.vertices), len(mesh.loops), len(mesh.loop_triangles)
         if n_tris == 0:
-            raise errors.error(protocol().ErrorCode.MESH_EMPTY, f"Mesh '{obj.name}' has no faces.",
-                               "Texture a mesh with faces.")
+            raise errors.error(
+                protocol().ErrorCode.MESH_EMPTY,
+                f"Mesh '{obj.name}' has no faces.",
+                "Texture a mesh with faces.",
+            )
         positions = np.empty(n_verts * 3, np.float32)
         mesh.vertices.foreach_get("co", positions)
         triangles = np.empty(n_tris * 3, np.int32)
@@ -86,13 +113,17 @@ def capture_object(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph, uv_map
         uvs = loop_uvs.reshape(-1, 2)[tri_loops].reshape(n_tris, 3, 2)
         positions = positions.reshape(-1, 3)
         pins, pin_names = _pins(obj, positions)
+        linear = np.array(obj_eval.matrix_world, np.float64)[:3, :3]
     finally:
         obj_eval.to_mesh_clear()
+    positions, normals, triangles, uvs = _to_world(
+        obj, linear, positions, normals.reshape(-1, 3), triangles.reshape(-1, 3), uvs
+    )
     data = {
         "positions": positions,
-        "triangles": triangles.reshape(-1, 3),
+        "triangles": triangles,
         "uvs": uvs,
-        "normals": normals.reshape(-1, 3),
+        "normals": normals,
         "name": np.array(obj.name),
         "up": np.array([0.0, 0.0, 1.0], np.float32),
     }
@@ -107,6 +138,41 @@ def capture_object(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph, uv_map
     return path
 
 
+def _to_world(
+    obj: bpy.types.Object,
+    linear: np.ndarray,
+    positions: np.ndarray,
+    normals: np.ndarray,
+    triangles: np.ndarray,
+    uvs: np.ndarray,
+) -> tuple[np.ndarray, ...]:
+    """Apply the world matrix's rotation and shape (``linear``, 3x3, less its overall scale) to a capture.
+
+    Normals take the inverse transpose (right under non-uniform scale); a mirroring transform
+    (negative determinant) turns every triangle inside out, so their corners are reversed to keep them
+    counter-clockwise from outside.
+    """
+    det = float(np.linalg.det(linear))
+    if not np.isfinite(det) or abs(det) < 1e-12:
+        raise errors.error(
+            protocol().ErrorCode.MESH_INVALID,
+            f"'{obj.name}' is scaled to zero.",
+            "Give the object (and its parents) a non-zero scale.",
+        )
+    # The overall size is left out too (an FBX's 0.01): the mesh keeps its own units, so the backend
+    # sees the same head at any scale. Rotation, mirroring and non-uniform scale stay in.
+    linear = linear / abs(det) ** (1.0 / 3.0)
+    det = float(np.sign(det))
+    positions = (positions.astype(np.float64) @ linear.T).astype(np.float32)
+    normals = normals.astype(np.float64) @ np.linalg.inv(linear)
+    length = np.linalg.norm(normals, axis=1, keepdims=True)
+    normals = (normals / np.maximum(length, 1e-12)).astype(np.float32)
+    if det < 0:
+        triangles = np.ascontiguousarray(triangles[:, ::-1])
+        uvs = np.ascontiguousarray(uvs[:, ::-1])
+    return positions, normals, triangles, uvs
+
+
 def _pins(obj: bpy.types.Object, eval_positions: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Landmark pins as vertex ids of the *evaluated* mesh.
 
@@ -114,7 +180,7 @@ def _pins(obj: bpy.types.Object, eval_positions: np.ndarray) -> tuple[np.ndarray
     moves vertices, so each pin goes to the evaluated vertex nearest to the original vertex.
     """
     names = protocol().PIN_NAMES
-    stored = np.array(obj.avatartex.pins[:len(names)], np.int32)
+    stored = np.array(obj.avatartex.pins[: len(names)], np.int32)
     if (stored < 0).all():
         return None, None
     mesh = obj.data

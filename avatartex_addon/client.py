@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import queue
+import re
 import subprocess
 import threading
 import time
@@ -37,7 +38,9 @@ class BackendConfig:
     log_path: str
     """File receiving the backend's stderr (its log)."""
     env: dict[str, str] = field(default_factory=dict)
-    """Extra environment variables (model cache, device, low-VRAM)."""
+    """Extra environment variables (model cache, device, low-VRAM, cache folders)."""
+    work_dir: str = ""
+    """Working directory of the process (never the add-on's folder); empty: the backend root."""
 
     def key(self) -> tuple:
         """Configs with equal keys can share one process."""
@@ -79,6 +82,7 @@ class BackendClient:
         self._stderr_thread: threading.Thread | None = None
         self.starts = 0
         """How many processes this client has started (a restart makes it 2)."""
+        self._hello_request: PendingRequest | None = None
 
     # -- process lifetime -------------------------------------------------------------------------
 
@@ -97,8 +101,13 @@ class BackendClient:
         """Start the process if needed; returns the ``hello`` request to wait for, or None when warm."""
         if self.alive() and self.hello is not None:
             return None
+        waiting = self._hello_request
+        if self.alive() and waiting is not None and not (waiting.done and waiting.messages.empty()):
+            # Already starting (the panel warms the backend up): wait for that same answer.
+            return waiting
         self._spawn()
-        return self.send("hello", {})
+        self._hello_request = self.send("hello", {})
+        return self._hello_request
 
     def finish_start(self, answer: dict[str, Any]) -> dict[str, Any]:
         """Check ``hello``'s answer (protocol version) and remember it."""
@@ -106,26 +115,26 @@ class BackendClient:
         if version != protocol().PROTOCOL_VERSION:
             self.stop()
             raise errors.backend_error(
-                f"The backend speaks protocol {version}, this add-on speaks "
-                f"{protocol().PROTOCOL_VERSION}.",
+                f"The backend speaks protocol {version}, this add-on speaks {protocol().PROTOCOL_VERSION}.",
                 "Update the backend environment (Preferences > AvatarTex > Create Environment) "
-                "or the add-on so that both match.")
+                "or the add-on so that both match.",
+            )
         self.hello = answer
+        self._hello_request = None
         return answer
 
     def _spawn(self) -> None:
         self.stop()
         python = self.config.python
         if not python:
-            raise errors.backend_error("No backend Python is set.",
-                                       errors.HINT_SET_PYTHON)
+            raise errors.backend_error("No backend Python is set.", errors.HINT_SET_PYTHON)
         if not Path(python).exists():
-            raise errors.backend_error(f"The backend Python {python} does not exist.",
-                                       errors.HINT_SET_PYTHON)
+            raise errors.backend_error(f"The backend Python {python} does not exist.", errors.HINT_SET_PYTHON)
         env = dict(os.environ)
         env.update(self.config.env)
         env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (self.config.backend_root, env.get("PYTHONPATH", "")) if p)
+            p for p in (self.config.backend_root, env.get("PYTHONPATH", "")) if p
+        )
         env["PYTHONUNBUFFERED"] = "1"
         # Blender sets PYTHONHOME/PYTHONPATH for its own Python; another interpreter must not inherit
         # the home of this one.
@@ -134,19 +143,31 @@ class BackendClient:
         self._stderr_tail.clear()
         try:
             self.process = subprocess.Popen(
-                [python, "-m", "avatartex.server"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, env=env, cwd=self.config.backend_root, bufsize=1,
-                text=True, encoding="utf-8", errors="replace")
+                [python, "-m", "avatartex.server"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                cwd=self.config.work_dir or self.config.backend_root,
+                bufsize=1,
+                text=True,
+                encoding="utf-8",
+                errors="replace",
+            )
         except OSError as exc:
-            raise errors.backend_error(f"Cannot start the backend Python {python}: {exc.strerror or exc}.",
-                                       errors.HINT_SET_PYTHON) from None
+            raise errors.backend_error(
+                f"Cannot start the backend Python {python}: {exc.strerror or exc}.", errors.HINT_SET_PYTHON
+            ) from None
         self.starts += 1
         self.hello = None
+        self._hello_request = None
         proc = self.process
-        threading.Thread(target=self._read_stdout, args=(proc,), daemon=True,
-                         name="avatartex-backend-stdout").start()
-        self._stderr_thread = threading.Thread(target=self._read_stderr, args=(proc,), daemon=True,
-                                               name="avatartex-backend-stderr")
+        threading.Thread(
+            target=self._read_stdout, args=(proc,), daemon=True, name="avatartex-backend-stdout"
+        ).start()
+        self._stderr_thread = threading.Thread(
+            target=self._read_stderr, args=(proc,), daemon=True, name="avatartex-backend-stderr"
+        )
         self._stderr_thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -202,8 +223,10 @@ class BackendClient:
             left = deadline - time.monotonic()
             if left <= 0:
                 self.kill()
-                raise errors.backend_error(f"The backend did not answer '{method}' within {timeout:.0f} s.",
-                                           f"See the backend log: {self.config.log_path}")
+                raise errors.backend_error(
+                    f"The backend did not answer '{method}' within {timeout:.0f} s.",
+                    f"See the backend log: {self.config.log_path}",
+                )
             message = pending.get(timeout=min(left, 0.5))
             if message is None:
                 continue
@@ -216,8 +239,10 @@ class BackendClient:
         """Ask the backend to cancel a running request; it then ends with error ``cancelled``."""
         if self.alive() and not pending.done:
             try:
-                self._write({"id": next(self._ids), "method": "cancel",
-                             "params": {"request": pending.id}}, self.process)
+                self._write(
+                    {"id": next(self._ids), "method": "cancel", "params": {"request": pending.id}},
+                    self.process,
+                )
             except OSError:
                 pass
 
@@ -228,8 +253,7 @@ class BackendClient:
         message = f"The backend process stopped unexpectedly (exit code {code})."
         if tail:
             message += f" Last log lines: {tail}"
-        return errors.backend_error(message, f"Full log: {self.config.log_path}",
-                                    code=errors.BACKEND_CRASHED)
+        return errors.backend_error(message, f"Full log: {self.config.log_path}", code=errors.BACKEND_CRASHED)
 
     def _write(self, message: dict[str, Any], proc: subprocess.Popen) -> None:
         with self._write_lock:
@@ -275,14 +299,73 @@ class BackendClient:
             p.messages.put({"id": p.id, "error": error})
 
     def _read_stderr(self, proc: subprocess.Popen) -> None:
-        with open(self.config.log_path, "a", encoding="utf-8") as log:
-            log.write(f"--- backend started {time.strftime('%Y-%m-%d %H:%M:%S')} "
-                      f"({self.config.python}) ---\n")
+        log = RotatingLog(Path(self.config.log_path))
+        noise = RotatingLog(Path(self.config.log_path).with_name("libraries.log"))
+        try:
+            log.write(
+                f"--- backend started {time.strftime('%Y-%m-%d %H:%M:%S')} ({self.config.python}) ---\n"
+            )
             for line in proc.stderr:
+                if is_library_noise(line):
+                    noise.write(line)
+                    continue
                 log.write(line)
-                log.flush()
                 if line.strip():
                     self._stderr_tail.append(line.rstrip()[:300])
+        finally:
+            log.close()
+            noise.close()
+
+
+LOG_CAP_BYTES = 2 * 1024 * 1024
+"""Size at which a log file is rotated (one older generation, ``<name>.1``, is kept)."""
+
+_NOISE = re.compile(
+    r"^[IWE]\d{4} \d\d:\d\d:\d\d"  # glog / absl lines (mediapipe's C++ side)
+    r"|^WARNING: All log messages before absl::InitializeLog"
+    r"|^INFO: Created TensorFlow Lite"
+    r"|SymbolDatabase\.GetPrototype\(\) is deprecated"
+    r"|^\s+warnings\.warn\('SymbolDatabase"
+)
+
+
+def is_library_noise(line: str) -> bool:
+    """Whether a stderr line is a library's routine chatter (TensorFlow Lite, glog, protobuf's
+    deprecation warning) rather than the backend's own log or a traceback."""
+    return bool(_NOISE.search(line))
+
+
+class RotatingLog:
+    """A log file, appended to line by line and rotated to ``<name>.1`` when it exceeds ``LOG_CAP_BYTES``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh = None
+
+    def write(self, line: str) -> None:
+        """Append ``line`` (flushed, so a crash loses nothing); rotate first when the file is full."""
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._rotate_if_full()
+            self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open across lines
+        self._fh.write(line)
+        self._fh.flush()
+        if self._fh.tell() > LOG_CAP_BYTES:
+            self._fh.close()
+            self._fh = None
+
+    def _rotate_if_full(self) -> None:
+        try:
+            if self.path.stat().st_size > LOG_CAP_BYTES:
+                os.replace(self.path, self.path.with_name(self.path.name + ".1"))
+        except FileNotFoundError:
+            pass
+
+    def close(self) -> None:
+        """Close the file (it is reopened on the next write)."""
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
 
 
 def error_from_message(message: dict[str, Any]) -> Exception:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import bpy
 
-from . import backend, capture, errors, material, state
+from . import backend, capture, errors, material, outputs, state
 from .client import PendingRequest, error_from_message
-from .paths import output_dir, place_unique, protocol, safe_name, user_dir
+from .paths import output_dir, protocol, safe_name, user_dir
 
 TIMER_INTERVAL_S = 0.1
 BUSY_PATIENCE_S = 60.0
@@ -51,6 +51,8 @@ class Task:
     """Capture file and backend output folder of the current attempt, removed when the task ends."""
     busy_until: float = 0.0
     """When the backend said it is busy (a cancelled request still winding down): retry after this."""
+    file_stem: str = ""
+    """The texture's file name without ``.png``: the object's name, or the object's and the variant's."""
 
 
 @dataclass
@@ -71,6 +73,8 @@ class Job:
     started: float = field(default_factory=time.monotonic)
     notes: list[str] = field(default_factory=list)
     """Warnings for the artist (backend restarted, texture saved outside the project)."""
+    _printed: tuple = ()
+    """The last (task, stage) printed in background mode."""
 
     # -- control ------------------------------------------------------------------------------------
 
@@ -148,9 +152,17 @@ class Job:
         task.scratch += [str(mesh_path), str(work)]
         capture.capture_object(obj, _depsgraph(), task.uv_map, mesh_path, task.facing)
         params = protocol().GenerateParams(
-            mesh=str(mesh_path), portrait=task.portrait, out_dir=str(work),
-            style=task.style, prompt=task.prompt, size=task.size, engine=task.engine, seed=task.seed,
-            strength=float(task.strength), facing=task.facing.lower() if task.facing != "AUTO" else "")
+            mesh=str(mesh_path),
+            portrait=task.portrait,
+            out_dir=str(work),
+            style=task.style,
+            prompt=task.prompt,
+            size=task.size,
+            engine=task.engine,
+            seed=task.seed,
+            strength=float(task.strength),
+            facing=task.facing.lower() if task.facing != "AUTO" else "",
+        )
         self._set_status(task, "running", "Sending to the backend...", 0.0)
         self.pending = client.send("generate", params.to_dict())
 
@@ -158,11 +170,11 @@ class Job:
         if message.get("event") == "progress":
             fraction = float(message.get("fraction", 0.0))
             text = f"{message.get('stage', '')}: {message.get('message', '')}".strip(": ")
-            self._set_status(task, "running", text, fraction)
+            self._set_status(task, "running", text, fraction, str(message.get("stage", "")))
             return
         self.pending = None
         if "error" in message:
-            error = error_from_message(message)
+            error = errors.for_artist(error_from_message(message))
             if error.code == protocol().ErrorCode.BUSY and time.monotonic() - self.started < BUSY_PATIENCE_S:
                 # A request cancelled just before (another job, a file load) is still winding down.
                 task.busy_until = time.monotonic() + 0.5
@@ -183,7 +195,7 @@ class Job:
             state.hello = backend.get_client().finish_start(message.get("result") or {})
             return
         if self.cancelled:
-            task.status = "cancelled"
+            self._set_status(task, "cancelled", "", 0.0)
             self._next()
             return
         self._apply(task, (message.get("result") or {}).get("texture", ""))
@@ -191,35 +203,41 @@ class Job:
     def _apply(self, task: Task, texture: str) -> None:
         obj = bpy.data.objects.get(task.object_name)
         if obj is None:
-            raise errors.error(errors.NOTHING_SELECTED, f"Object '{task.object_name}' was deleted meanwhile.",
-                               "")
+            raise errors.error(
+                errors.NOTHING_SELECTED, f"Object '{task.object_name}' was deleted meanwhile.", ""
+            )
         if not texture or not Path(texture).is_file():
-            raise errors.backend_error(f"The backend reported a texture that does not exist: {texture!r}.",
-                                       "See the backend log.", code=protocol().ErrorCode.INTERNAL)
+            raise errors.backend_error(
+                f"The backend reported a texture that does not exist: {texture!r}.",
+                "See the backend log.",
+                code=protocol().ErrorCode.INTERNAL,
+            )
         out_folder, next_to_blend = output_dir()
-        stem = safe_name(obj.name if task.variant < 0 else f"{obj.name}_{task.label.split(' / ')[-1]}")
-        final = place_unique(Path(texture), out_folder, stem)
-        image = bpy.data.images.load(str(final), check_existing=False)
-        image.name = final.stem
-        if next_to_blend:
-            try:
-                image.filepath = bpy.path.relpath(str(final))
-            except ValueError:  # another drive on Windows
-                pass
         settings = obj.avatartex
-        if task.variant >= 0 and task.variant < len(settings.variants):
-            variant = settings.variants[task.variant]
+        variant = settings.variants[task.variant] if 0 <= task.variant < len(settings.variants) else None
+        if task.variant >= 0 and variant is None:
+            raise errors.error(
+                protocol().ErrorCode.BAD_REQUEST, f"The variant '{task.label}' was removed meanwhile.", ""
+            )
+        record = settings.output if variant is None else variant.output
+        image = outputs.write_texture(Path(texture), out_folder, task.file_stem, record, obj)
+        final = Path(bpy.path.abspath(image.filepath))
+        note = ""
+        if variant is not None:
             variant.image = image
-            variant.status = "done"
             if task.variant == settings.active_variant_index or len(settings.variants) == 1:
-                material.apply_image(obj, image, task.uv_map)
+                _mat, note = material.apply_image(obj, image, task.uv_map)
         else:
-            material.apply_image(obj, image, task.uv_map)
+            _mat, note = material.apply_image(obj, image, task.uv_map)
+        if note:
+            self.notes.append(note)
         if not next_to_blend and "unsaved" not in " ".join(self.notes):
-            self.notes.append(f"The .blend is unsaved: textures went to {out_folder}; "
-                              "save the file to keep them next to it.")
+            self.notes.append(
+                f"The .blend is unsaved: textures went to {out_folder}; "
+                "save the file to keep them next to it."
+            )
         task.texture = str(final)
-        self._set_status(task, "done", f"Done: {final.name}", 1.0)
+        self._set_status(task, "done", final.name, 1.0)
         if self.driver == "timer":
             _undo_push(f"AvatarTex: {task.label}")
         self._next()
@@ -234,7 +252,7 @@ class Job:
             return
         text = str(exc) if hasattr(exc, "code") else f"{type(exc).__name__}: {exc}"
         status = "cancelled" if getattr(exc, "code", "") == "cancelled" else "failed"
-        self._set_status(task, status, text, 0.0)
+        self._set_status(task, status, "" if status == "cancelled" else text, 0.0)
         self._next()
 
     def _next(self) -> None:
@@ -254,9 +272,9 @@ class Job:
     def _finish(self) -> None:
         if self.finished:
             return
-        for task in self.tasks[self.index:]:
+        for task in self.tasks[self.index :]:
             if task.status in ("queued", "running"):
-                task.status, task.message = "cancelled", "Cancelled before it ran."
+                task.status, task.message = "cancelled", "before it ran"
                 self._write_status(task)
         done = [t for t in self.tasks if t.status == "done"]
         failed = [t for t in self.tasks if t.status == "failed"]
@@ -268,13 +286,14 @@ class Job:
         state.last_summary = self.summary
         scene = bpy.context.scene
         if scene is not None and hasattr(scene, "avatartex"):
-            scene.avatartex.status = head if len(self.tasks) > 1 or not self.tasks else self.tasks[0].message
+            only = self.tasks[0] if len(self.tasks) == 1 else None
+            scene.avatartex.status = status_text(only.status, only.message) if only else head
             if done and not failed and not cancelled:
                 scene.avatartex.progress = 1.0
         self.finished = True
-        if self.driver == "timer":
-            # Nobody is left to report: say it on the console for scripts run from the UI.
-            print("AvatarTex: " + " | ".join(self.summary))
+        if self.driver == "timer" or bpy.app.background:
+            # Nobody is left to report: say it on the console (scripts run from the UI, farm logs).
+            print("AvatarTex: " + " | ".join(self.summary), flush=True)
         if state.job is self:
             state.job = None
         _status_bar(None)
@@ -282,21 +301,28 @@ class Job:
 
     # -- status -------------------------------------------------------------------------------------
 
-    def _set_status(self, task: Task, status: str, message: str, fraction: float) -> None:
+    def _set_status(self, task: Task, status: str, message: str, fraction: float, stage: str = "") -> None:
         task.status, task.message = status, message
         self._write_status(task)
+        total = max(len(self.tasks), 1)
+        prefix = f"[{self.index + 1}/{total}] " if total > 1 else ""
+        text = status_text(status, message)
         scene = bpy.context.scene
         if scene is not None and hasattr(scene, "avatartex"):
-            total = max(len(self.tasks), 1)
             scene.avatartex.progress = min(1.0, (self.index + fraction) / total)
-            prefix = f"[{self.index + 1}/{total}] " if total > 1 else ""
-            scene.avatartex.status = f"{prefix}{task.label}: {message}"
-            _status_bar(f"AvatarTex {prefix}{task.label}: {message} ({scene.avatartex.progress:.0%})")
+            scene.avatartex.status = f"{prefix}{task.label}: {text}"
+            _status_bar(f"AvatarTex {prefix}{task.label}: {text} ({scene.avatartex.progress:.0%})")
+        if self.driver == "sync" and bpy.app.background:
+            # A farm's log: one line per object and stage (not per progress event), flushed at once.
+            key = (self.index, status if status != "running" else stage or message)
+            if key != self._printed:
+                self._printed = key
+                print(f"AvatarTex [{self.index + 1}/{total}] {task.label}: {text}", flush=True)
         _redraw()
 
     def _write_status(self, task: Task) -> None:
         obj = bpy.data.objects.get(task.object_name)
-        text = f"{task.status}: {task.message}" if task.message else task.status
+        text = status_text(task.status, task.message)
         if obj is not None:
             if task.variant < 0:
                 obj.avatartex.status = text
@@ -323,15 +349,28 @@ def _depsgraph() -> bpy.types.Depsgraph:
 def _check_portrait(path: str) -> None:
     proto = protocol()
     if not path:
-        raise errors.error(proto.ErrorCode.PORTRAIT_MISSING, "No portrait is set for this object.",
-                           "Pick a portrait photo in the AvatarTex panel (Portrait field).")
+        raise errors.error(
+            proto.ErrorCode.PORTRAIT_MISSING,
+            "No portrait is set for this object.",
+            "Pick a portrait photo in the AvatarTex panel (Portrait field).",
+        )
+    if path.startswith("//"):
+        raise errors.error(
+            proto.ErrorCode.PORTRAIT_MISSING,
+            f"The portrait {path} is relative to the .blend, which is not saved yet.",
+            "Save the .blend first, or pick the portrait again with Relative Path off.",
+        )
     if not Path(path).is_file():
-        raise errors.error(proto.ErrorCode.PORTRAIT_MISSING, f"The portrait {path} does not exist.",
-                           "Pick an existing photo file.")
+        raise errors.error(
+            proto.ErrorCode.PORTRAIT_MISSING,
+            f"The portrait {path} does not exist.",
+            "Pick an existing photo file.",
+        )
 
 
 def _ensure_output_dir(folder: Path) -> None:
     from .paths import ensure_writable_dir
+
     ensure_writable_dir(folder)
 
 
@@ -360,7 +399,7 @@ def _redraw() -> None:
         return
     for window in wm.windows:
         for area in window.screen.areas:
-            if area.type in ('VIEW_3D', 'PREFERENCES'):
+            if area.type in ("VIEW_3D", "PREFERENCES"):
                 area.tag_redraw()
 
 
@@ -370,23 +409,65 @@ def _redraw() -> None:
 def task_for(obj: bpy.types.Object, scene: bpy.types.Scene, variant: int = -1) -> Task:
     """A task with the scene's settings (or the variant's style/seed/strength) for ``obj``."""
     settings = scene.avatartex
-    portrait = bpy.path.abspath(obj.avatartex.portrait_path) if obj.avatartex.portrait_path else ""
-    task = Task(object_name=obj.name, portrait=portrait, style=settings.style, prompt=settings.prompt,
-                size=settings.resolution, engine=settings.engine, seed=settings.seed,
-                strength=settings.strength, uv_map=settings.uv_map, facing=settings.facing,
-                label=obj.name)
+    task = Task(
+        object_name=obj.name,
+        portrait=portrait_path(obj),
+        style=settings.style,
+        prompt=settings.prompt,
+        size=settings.resolution,
+        engine=settings.engine,
+        seed=settings.seed,
+        strength=settings.strength,
+        uv_map=settings.uv_map,
+        facing=settings.facing,
+        label=obj.name,
+        file_stem=safe_name(obj.name),
+    )
     if variant >= 0:
         v = obj.avatartex.variants[variant]
         task.variant, task.style, task.seed, task.strength = variant, v.style, v.seed, v.strength
         task.label = f"{obj.name} / {v.name}"
+        task.file_stem = variant_stem(obj, v)
     return task
+
+
+def variant_stem(obj: bpy.types.Object, variant) -> str:
+    """File name (no ``.png``) of a variant's texture and export: ``<object>_<variant name>``."""
+    return safe_name(f"{obj.name}_{variant.name or variant_name(variant.style, variant.seed)}")
+
+
+def variant_name(style: str, seed: int) -> str:
+    """The name a new variant gets: its style and seed, which its files are then named after too."""
+    return f"{style} {seed}"
+
+
+def portrait_path(obj: bpy.types.Object) -> str:
+    """The object's portrait as an absolute path; ``//`` is the folder of the .blend (or of the library
+    the object comes from). A ``//`` path in an unsaved file stays as it is (``_check_portrait`` says why)."""
+    raw = obj.avatartex.portrait_path
+    if not raw or (raw.startswith("//") and obj.library is None and not bpy.data.filepath):
+        return raw
+    return str(Path(bpy.path.abspath(raw, library=obj.library)).resolve())
+
+
+def status_text(status: str, message: str) -> str:
+    """One status line, said once: "Done: Head.png", "Failed: <why>", the current step while running."""
+    if status == "running":
+        return message
+    word = {"done": "Done", "failed": "Failed", "cancelled": "Cancelled", "queued": "Queued"}.get(
+        status, status
+    )
+    return f"{word}: {message}" if message else word
 
 
 def check_idle() -> None:
     """Raise a clear error when a job is already running (one backend, one job at a time)."""
     if state.job is not None and not state.job.finished:
-        raise errors.error(errors.ALREADY_RUNNING, "AvatarTex is already generating.",
-                           "Wait for it to finish or press Cancel (Esc).")
+        raise errors.error(
+            errors.ALREADY_RUNNING,
+            "AvatarTex is already generating.",
+            "Wait for it to finish or press Cancel (Esc).",
+        )
 
 
 def start(job: Job, driver: str) -> Job:
@@ -394,6 +475,13 @@ def start(job: Job, driver: str) -> Job:
     check_idle()
     job.driver = driver
     state.job = job
+    # Statuses from an earlier run would read as this one's: every task starts as queued.
+    for task in job.tasks:
+        task.status, task.message = "queued", ""
+        job._write_status(task)
+    scene = bpy.context.scene
+    if scene is not None and hasattr(scene, "avatartex"):
+        scene.avatartex.status, scene.avatartex.progress = "", 0.0
     if driver == "timer":
         bpy.app.timers.register(_timer, first_interval=TIMER_INTERVAL_S)
     return job

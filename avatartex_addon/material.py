@@ -28,11 +28,43 @@ def ensure_material(obj: bpy.types.Object) -> bpy.types.Material:
     return mat
 
 
+def make_single_user(obj: bpy.types.Object) -> str:
+    """Give ``obj`` its own copy of its active material when other objects show that material too.
+
+    Heads duplicated with Shift+D share one material: writing one head's texture into it would
+    change them all. A slot linked to a mesh that other objects share is switched to the object, so
+    the copy is this object's alone. Returns a sentence for the artist, or "" when nothing changed.
+    """
+    if len(obj.material_slots) == 0:
+        return ""
+    slot = obj.material_slots[obj.active_material_index]
+    mat = slot.material
+    if mat is None:
+        return ""
+    others = sorted(
+        o.name for o in bpy.data.objects if o != obj and any(s.material == mat for s in o.material_slots)
+    )
+    if not others:
+        return ""
+    copy = mat.copy()
+    if slot.link == "DATA" and obj.data.users > 1:
+        slot.link = "OBJECT"
+    slot.material = copy
+    shown = ", ".join(f"'{name}'" for name in others[:3]) + (
+        f" and {len(others) - 3} more" if len(others) > 3 else ""
+    )
+    return (
+        f"'{obj.name}' shared the material '{mat.name}' with {shown}: it now has its own copy "
+        f"'{copy.name}', so the others keep their look."
+    )
+
+
 def find_principled(mat: bpy.types.Material) -> bpy.types.Node:
     """The Principled BSDF feeding the material output (added when the tree has none)."""
     tree = mat.node_tree
-    output = next((n for n in tree.nodes if n.bl_idname == "ShaderNodeOutputMaterial" and n.is_active_output),
-                  None) or next((n for n in tree.nodes if n.bl_idname == "ShaderNodeOutputMaterial"), None)
+    output = next(
+        (n for n in tree.nodes if n.bl_idname == "ShaderNodeOutputMaterial" and n.is_active_output), None
+    ) or next((n for n in tree.nodes if n.bl_idname == "ShaderNodeOutputMaterial"), None)
     if output is not None:
         for link in output.inputs["Surface"].links:
             if link.from_node.bl_idname == "ShaderNodeBsdfPrincipled":
@@ -56,12 +88,16 @@ def texture_node(mat: bpy.types.Material) -> bpy.types.Node | None:
     return mat.node_tree.nodes.get(NODE_NAME)
 
 
-def apply_image(obj: bpy.types.Object, image: bpy.types.Image, uv_map: str) -> bpy.types.Material:
+def apply_image(obj: bpy.types.Object, image: bpy.types.Image, uv_map: str) -> tuple[bpy.types.Material, str]:
     """Show ``image`` through the object's material: Image Texture -> Principled Base Color.
 
-    The first time, the previous Base Color input is remembered; later calls only swap the image.
+    The first time, the previous Base Color input is remembered; later calls only swap the image. A
+    material other objects show too is first copied for this one (``make_single_user``). Returns the
+    material and what was said about the copy ("" when none was made).
     """
-    mat = ensure_material(obj)
+    ensure_material(obj)
+    note = make_single_user(obj)
+    mat = obj.active_material
     tree = mat.node_tree
     bsdf = find_principled(mat)
     base = bsdf.inputs["Base Color"]
@@ -82,7 +118,7 @@ def apply_image(obj: bpy.types.Object, image: bpy.types.Image, uv_map: str) -> b
     _set_uv_input(tree, node, uv_map)
     if not base.is_linked or base.links[0].from_node != node:
         tree.links.new(node.outputs["Color"], base)
-    return mat
+    return mat, note
 
 
 def _set_uv_input(tree: bpy.types.NodeTree, node: bpy.types.Node, uv_map: str) -> None:

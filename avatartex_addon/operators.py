@@ -6,30 +6,34 @@ scripts and render farms can drive them; in the UI they return at once and progr
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
-from . import backend, capture, environment, errors, jobs, material, state
-from .paths import ensure_writable_dir, output_dir, place_unique, protocol, safe_name
+from . import backend, capture, environment, errors, jobs, material, outputs, properties, state
+from .paths import ensure_writable_dir, output_dir, protocol, user_dir
 
 
 def _report_error(op: bpy.types.Operator, exc: Exception) -> set[str]:
-    op.report({'ERROR'}, str(exc))
-    return {'CANCELLED'}
+    op.report({"ERROR"}, str(exc))
+    return {"CANCELLED"}
 
 
 def _mesh_objects(objects) -> list[bpy.types.Object]:
-    return [o for o in objects if o.type == 'MESH']
+    return [o for o in objects if o.type == "MESH"]
 
 
 class _JobOperator:
     """Shared run logic of generate / batch / variants: validate, build a job, run it."""
 
     asynchronous: BoolProperty(
-        name="Asynchronous", default=False, options={'SKIP_SAVE', 'HIDDEN'},
-        description="Return at once even in background mode (progress then comes through timers)")
+        name="Asynchronous",
+        default=False,
+        options={"SKIP_SAVE", "HIDDEN"},
+        description="Return at once even in background mode (progress then comes through timers)",
+    )
 
     def make_job(self, context) -> jobs.Job:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -52,8 +56,8 @@ class _JobOperator:
             jobs.start(job, "timer")
         except Exception as exc:  # noqa: BLE001
             return _report_error(self, exc)
-        self.report({'INFO'}, f"AvatarTex: started {len(job.tasks)} generation(s)")
-        return {'FINISHED'}
+        self.report({"INFO"}, f"AvatarTex: started {len(job.tasks)} generation(s)")
+        return {"FINISHED"}
 
     def invoke(self, context, event):
         if bpy.app.background or context.window is None:
@@ -68,38 +72,43 @@ class _JobOperator:
         self._job = job
         self._timer = context.window_manager.event_timer_add(jobs.TIMER_INTERVAL_S, window=context.window)
         context.window_manager.modal_handler_add(self)
-        return {'RUNNING_MODAL'}
+        return {"RUNNING_MODAL"}
 
     def modal(self, context, event):
         job = self._job
-        if event.type == 'ESC' and event.value == 'PRESS' and not job.cancelled:
+        if event.type == "ESC" and event.value == "PRESS" and not job.cancelled:
             job.cancel()
-            return {'RUNNING_MODAL'}  # Esc belongs to this operator while it runs
-        if event.type == 'TIMER':
+            return {"RUNNING_MODAL"}  # Esc belongs to this operator while it runs
+        if event.type == "TIMER":
             job.pump(wait=0.0)
         if not job.finished:
-            return {'PASS_THROUGH'}
+            return {"PASS_THROUGH"}
         context.window_manager.event_timer_remove(self._timer)
         result = self._report_summary(job)
         # Nothing applied: no undo step for an empty change.
-        return result if any(t.status == "done" for t in job.tasks) else {'CANCELLED'}
+        return result if any(t.status == "done" for t in job.tasks) else {"CANCELLED"}
 
     def _report_summary(self, job: jobs.Job) -> set[str]:
         done = [t for t in job.tasks if t.status == "done"]
         failed = [t for t in job.tasks if t.status == "failed"]
         for note in job.notes:
-            self.report({'WARNING'}, note)
+            self.report({"WARNING"}, note)
         if job.cancelled or any(t.status == "cancelled" for t in job.tasks):
-            self.report({'WARNING'}, "AvatarTex: cancelled; " + job.summary[0])
-            return {'CANCELLED'} if not done else {'FINISHED'}
+            self.report({"WARNING"}, "AvatarTex: cancelled; " + job.summary[0])
+            return {"CANCELLED"} if not done else {"FINISHED"}
         if not done:
-            self.report({'ERROR'}, " | ".join(f"{t.label}: {t.message}" for t in failed) or job.summary[0])
-            return {'CANCELLED'}
+            self.report({"ERROR"}, " | ".join(f"{t.label}: {t.message}" for t in failed) or job.summary[0])
+            return {"CANCELLED"}
+        if failed and bpy.app.background:
+            # A farm must see the task failed: an error (bpy.ops raises, so `blender --python-exit-code 1`
+            # exits non-zero) and CANCELLED. The objects that succeeded keep their textures.
+            self.report({"ERROR"}, "AvatarTex: " + " | ".join(job.summary[: 1 + len(failed)]))
+            return {"CANCELLED"}
         if failed:
-            self.report({'WARNING'}, "AvatarTex: " + " | ".join(job.summary[:1 + len(failed)]))
+            self.report({"WARNING"}, "AvatarTex: " + " | ".join(job.summary[: 1 + len(failed)]))
         else:
-            self.report({'INFO'}, "AvatarTex: " + job.summary[0])
-        return {'FINISHED'}
+            self.report({"INFO"}, "AvatarTex: " + job.summary[0])
+        return {"FINISHED"}
 
 
 class AVATARTEX_OT_generate(_JobOperator, bpy.types.Operator):
@@ -107,12 +116,12 @@ class AVATARTEX_OT_generate(_JobOperator, bpy.types.Operator):
 
     bl_idname = "avatartex.generate"
     bl_label = "Generate Texture"
-    bl_options = {'REGISTER', 'UNDO'}
+    bl_options = {"REGISTER", "UNDO"}
 
     def make_job(self, context) -> jobs.Job:
         obj = context.active_object
         capture.check_mesh_object(obj)
-        if obj.mode == 'EDIT':
+        if obj.mode == "EDIT":
             obj.update_from_editmode()
         capture.resolve_uv_map(obj, context.scene.avatartex.uv_map)
         task = jobs.task_for(obj, context.scene)
@@ -126,19 +135,25 @@ class AVATARTEX_OT_batch_retexture(_JobOperator, bpy.types.Operator):
 
     bl_idname = "avatartex.batch_retexture"
     bl_label = "Batch Re-texture"
-    bl_options = {'REGISTER', 'UNDO'}
+    bl_options = {"REGISTER", "UNDO"}
+
+    collection: StringProperty(
+        name="Collection",
+        default="",
+        options={"SKIP_SAVE"},
+        description="Name of a collection to batch (farm scripts); empty: the panel's collection, else the "
+        "selection, else every mesh of the scene that has a portrait",
+    )
 
     def make_job(self, context) -> jobs.Job:
         settings = context.scene.avatartex
-        if settings.batch_collection is not None:
-            objects = _mesh_objects(settings.batch_collection.all_objects)
-            where = f"collection '{settings.batch_collection.name}'"
-        else:
-            objects = _mesh_objects(context.selected_objects)
-            where = "the selection"
+        objects, where = self._objects(context)
         if not objects:
-            raise errors.error(errors.NOTHING_SELECTED, f"There is no mesh object in {where}.",
-                               "Select the characters' head meshes (or pick a collection) and try again.")
+            raise errors.error(
+                errors.NOTHING_SELECTED,
+                f"There is no mesh object in {where}.",
+                "Select the characters' head meshes, pick a collection, or give objects a portrait.",
+            )
         ensure_writable_dir(output_dir()[0])
         objects.sort(key=lambda o: o.name)
         settings.batch.clear()
@@ -147,20 +162,45 @@ class AVATARTEX_OT_batch_retexture(_JobOperator, bpy.types.Operator):
             item.name = obj.name
         return jobs.Job("batch", [jobs.task_for(obj, context.scene) for obj in objects])
 
+    def _objects(self, context) -> tuple[list[bpy.types.Object], str]:
+        """The meshes to batch and, for messages, where they came from."""
+        settings = context.scene.avatartex
+        if self.collection:
+            collection = bpy.data.collections.get(self.collection)
+            if collection is None:
+                raise errors.error(
+                    errors.NOTHING_SELECTED,
+                    f"There is no collection named '{self.collection}'.",
+                    f"Collections: {', '.join(c.name for c in bpy.data.collections) or 'none'}.",
+                )
+            return _mesh_objects(collection.all_objects), f"collection '{collection.name}'"
+        if settings.batch_collection is not None:
+            collection = settings.batch_collection
+            return _mesh_objects(collection.all_objects), f"collection '{collection.name}'"
+        selected = _mesh_objects(context.selected_objects or [])
+        if selected:
+            return selected, "the selection"
+        # A .blend saved with nothing selected (a farm's): every character that has a portrait.
+        with_portrait = [o for o in _mesh_objects(context.scene.objects) if o.avatartex.portrait_path]
+        return with_portrait, "the selection, nor any mesh with a portrait in the scene"
+
 
 class AVATARTEX_OT_generate_variants(_JobOperator, bpy.types.Operator):
     """Generate every variant (style, seed, strength) of the active mesh"""
 
     bl_idname = "avatartex.generate_variants"
     bl_label = "Generate Variants"
-    bl_options = {'REGISTER', 'UNDO'}
+    bl_options = {"REGISTER", "UNDO"}
 
     def make_job(self, context) -> jobs.Job:
         obj = context.active_object
         capture.check_mesh_object(obj)
         if len(obj.avatartex.variants) == 0:
-            raise errors.error(protocol().ErrorCode.BAD_REQUEST, f"'{obj.name}' has no variants.",
-                               "Add variants with the + button of the Variants list.")
+            raise errors.error(
+                protocol().ErrorCode.BAD_REQUEST,
+                f"'{obj.name}' has no variants.",
+                "Add variants with the + button of the Variants list.",
+            )
         capture.resolve_uv_map(obj, context.scene.avatartex.uv_map)
         jobs._check_portrait(jobs.task_for(obj, context.scene).portrait)
         ensure_writable_dir(output_dir()[0])
@@ -176,11 +216,11 @@ class AVATARTEX_OT_cancel(bpy.types.Operator):
 
     def execute(self, context):
         if state.job is None:
-            self.report({'INFO'}, "Nothing is running.")
-            return {'CANCELLED'}
+            self.report({"INFO"}, "Nothing is running.")
+            return {"CANCELLED"}
         state.job.cancel()
-        self.report({'INFO'}, "AvatarTex: cancelling...")
-        return {'FINISHED'}
+        self.report({"INFO"}, "AvatarTex: cancelling...")
+        return {"FINISHED"}
 
 
 class AVATARTEX_OT_restore_material(bpy.types.Operator):
@@ -188,15 +228,16 @@ class AVATARTEX_OT_restore_material(bpy.types.Operator):
 
     bl_idname = "avatartex.restore_material"
     bl_label = "Restore Material"
-    bl_options = {'REGISTER', 'UNDO'}
+    bl_options = {"REGISTER", "UNDO"}
 
     def execute(self, context):
         obj = context.active_object
         mat = obj.active_material if obj is not None else None
         if mat is None or not material.restore(mat):
-            self.report({'INFO'}, "The material has no AvatarTex texture.")
-            return {'CANCELLED'}
-        return {'FINISHED'}
+            self.report({"INFO"}, "The material has no AvatarTex texture.")
+            return {"CANCELLED"}
+        obj.avatartex.status = "Material restored"  # the last run's "Done: ..." no longer holds
+        return {"FINISHED"}
 
 
 class AVATARTEX_OT_variant_add(bpy.types.Operator):
@@ -204,7 +245,7 @@ class AVATARTEX_OT_variant_add(bpy.types.Operator):
 
     bl_idname = "avatartex.variant_add"
     bl_label = "Add Variant"
-    bl_options = {'REGISTER', 'UNDO'}
+    bl_options = {"REGISTER", "UNDO"}
 
     def execute(self, context):
         obj = context.active_object
@@ -212,12 +253,13 @@ class AVATARTEX_OT_variant_add(bpy.types.Operator):
             return _report_error(self, errors.error(errors.NOTHING_SELECTED, "Nothing is selected.", ""))
         variants = obj.avatartex.variants
         variant = variants.add()
-        variant.name = f"Variant {len(variants)}"
         variant.style = context.scene.avatartex.style
         variant.seed = context.scene.avatartex.seed + len(variants) - 1
         variant.strength = context.scene.avatartex.strength
+        # Named by style and seed, as its files will be: <object>_<style>_<seed>.png.
+        variant.name = jobs.variant_name(variant.style, variant.seed)
         obj.avatartex.active_variant_index = len(variants) - 1
-        return {'FINISHED'}
+        return {"FINISHED"}
 
 
 class AVATARTEX_OT_variant_remove(bpy.types.Operator):
@@ -225,16 +267,16 @@ class AVATARTEX_OT_variant_remove(bpy.types.Operator):
 
     bl_idname = "avatartex.variant_remove"
     bl_label = "Remove Variant"
-    bl_options = {'REGISTER', 'UNDO'}
+    bl_options = {"REGISTER", "UNDO"}
 
     def execute(self, context):
         obj = context.active_object
         if obj is None or len(obj.avatartex.variants) == 0:
-            return {'CANCELLED'}
+            return {"CANCELLED"}
         settings = obj.avatartex
         settings.variants.remove(settings.active_variant_index)
         settings.active_variant_index = max(0, min(settings.active_variant_index, len(settings.variants) - 1))
-        return {'FINISHED'}
+        return {"FINISHED"}
 
 
 class AVATARTEX_OT_apply_variant(bpy.types.Operator):
@@ -242,28 +284,37 @@ class AVATARTEX_OT_apply_variant(bpy.types.Operator):
 
     bl_idname = "avatartex.apply_variant"
     bl_label = "Apply Variant"
-    bl_options = {'REGISTER', 'UNDO'}
+    bl_options = {"REGISTER", "UNDO"}
 
     index: IntProperty(name="Index", default=-1, description="Variant to apply; -1: the active one")
 
     def execute(self, context):
         obj = context.active_object
-        if obj is None or obj.type != 'MESH' or len(obj.avatartex.variants) == 0:
-            return _report_error(self, errors.error(errors.NOTHING_SELECTED,
-                                                    "The active object has no variants.", ""))
+        if obj is None or obj.type != "MESH" or len(obj.avatartex.variants) == 0:
+            return _report_error(
+                self, errors.error(errors.NOTHING_SELECTED, "The active object has no variants.", "")
+            )
         settings = obj.avatartex
         index = settings.active_variant_index if self.index < 0 else self.index
         if index >= len(settings.variants):
-            return _report_error(self, errors.error(protocol().ErrorCode.BAD_REQUEST,
-                                                    f"There is no variant {index}.", ""))
+            return _report_error(
+                self, errors.error(protocol().ErrorCode.BAD_REQUEST, f"There is no variant {index}.", "")
+            )
         variant = settings.variants[index]
         if variant.image is None:
-            return _report_error(self, errors.error(protocol().ErrorCode.BAD_REQUEST,
-                                                    f"Variant '{variant.name}' has no texture yet.",
-                                                    "Press Generate Variants first."))
+            return _report_error(
+                self,
+                errors.error(
+                    protocol().ErrorCode.BAD_REQUEST,
+                    f"Variant '{variant.name}' has no texture yet.",
+                    "Press Generate Variants first.",
+                ),
+            )
         settings.active_variant_index = index
-        material.apply_image(obj, variant.image, context.scene.avatartex.uv_map)
-        return {'FINISHED'}
+        _mat, note = material.apply_image(obj, variant.image, context.scene.avatartex.uv_map)
+        if note:
+            self.report({"WARNING"}, note)
+        return {"FINISHED"}
 
 
 class AVATARTEX_OT_export_variants(bpy.types.Operator):
@@ -271,24 +322,32 @@ class AVATARTEX_OT_export_variants(bpy.types.Operator):
 
     bl_idname = "avatartex.export_variants"
     bl_label = "Export Variants"
-    bl_options = {'REGISTER', 'UNDO'}
+    bl_options = {"REGISTER", "UNDO"}
 
-    directory: StringProperty(name="Folder", subtype='DIR_PATH')
-    pack: BoolProperty(name="Pack into .blend", default=False,
-                       description="Also pack the variant images into the .blend file")
+    directory: StringProperty(name="Folder", subtype="DIR_PATH", options=properties.BLEND_RELATIVE)
+    pack: BoolProperty(
+        name="Pack into .blend",
+        default=False,
+        description="Also pack the variant images into the .blend file",
+    )
 
     def invoke(self, context, event):
         context.window_manager.fileselect_add(self)
-        return {'RUNNING_MODAL'}
+        return {"RUNNING_MODAL"}
 
     def execute(self, context):
         obj = context.active_object
         if obj is None or len(obj.avatartex.variants) == 0:
-            return _report_error(self, errors.error(errors.NOTHING_SELECTED,
-                                                    "The active object has no variants.", ""))
+            return _report_error(
+                self, errors.error(errors.NOTHING_SELECTED, "The active object has no variants.", "")
+            )
         if not self.directory:
-            return _report_error(self, errors.error(protocol().ErrorCode.OUTPUT_NOT_WRITABLE,
-                                                    "No export folder given.", "Pick a folder."))
+            return _report_error(
+                self,
+                errors.error(
+                    protocol().ErrorCode.OUTPUT_NOT_WRITABLE, "No export folder given.", "Pick a folder."
+                ),
+            )
         folder = Path(bpy.path.abspath(self.directory))
         written, skipped = [], []
         try:
@@ -299,14 +358,18 @@ class AVATARTEX_OT_export_variants(bpy.types.Operator):
                     skipped.append(variant.name)
                     continue
                 source = Path(bpy.path.abspath(image.filepath_raw or image.filepath))
-                stem = safe_name(f"{obj.name}_{variant.name}")
+                stem = jobs.variant_stem(obj, variant)
+                scratch = None
                 if not source.is_file():
-                    # Packed or generated in memory: save a copy first.
-                    source = folder / f".{stem}.tmp.png"
+                    # Packed or generated in memory: save a copy first (in the add-on's own folder).
+                    scratch = source = user_dir("work") / f"{stem}_{os.getpid()}.png"
                     image.save(filepath=str(source))
-                written.append(place_unique(source, folder, stem))
-                if source.name.endswith(".tmp.png"):
-                    source.unlink(missing_ok=True)
+                try:
+                    # Exporting again replaces this variant's own earlier export, never another file.
+                    written.append(outputs.export_file(source, folder, stem, variant.export, obj.name))
+                finally:
+                    if scratch is not None:
+                        scratch.unlink(missing_ok=True)
                 if self.pack and image.packed_file is None:
                     image.pack()
         except Exception as exc:  # noqa: BLE001
@@ -314,13 +377,15 @@ class AVATARTEX_OT_export_variants(bpy.types.Operator):
         message = f"Exported {len(written)} variant(s) to {folder}"
         if skipped:
             message += f"; not generated yet: {', '.join(skipped)}"
-        self.report({'WARNING'} if skipped else {'INFO'}, message)
-        return {'FINISHED'}
+        self.report({"WARNING"} if skipped else {"INFO"}, message)
+        return {"FINISHED"}
 
 
 def _pin_items(self, context):
-    return [(name, name.replace("_", " ").title(), f"Mark the selected vertex as {name}")
-            for name in protocol().PIN_NAMES]
+    return [
+        (name, name.replace("_", " ").title(), f"Mark the selected vertex as {name}")
+        for name in protocol().PIN_NAMES
+    ]
 
 
 class AVATARTEX_OT_set_pin(bpy.types.Operator):
@@ -328,7 +393,7 @@ class AVATARTEX_OT_set_pin(bpy.types.Operator):
 
     bl_idname = "avatartex.set_pin"
     bl_label = "Set Landmark Pin"
-    bl_options = {'REGISTER', 'UNDO'}
+    bl_options = {"REGISTER", "UNDO"}
 
     pin: EnumProperty(name="Landmark", items=_pin_items)
 
@@ -341,15 +406,17 @@ class AVATARTEX_OT_set_pin(bpy.types.Operator):
             return _report_error(self, exc)
         slot = list(protocol().PIN_NAMES).index(self.pin)
         obj.avatartex.pins[slot] = index
-        self.report({'INFO'}, f"{self.pin} = vertex {index}")
-        return {'FINISHED'}
+        self.report({"INFO"}, f"{self.pin} = vertex {index}")
+        return {"FINISHED"}
 
 
 def _selected_vertex(obj: bpy.types.Object) -> int:
     """The one selected vertex of ``obj`` (edit or object mode); the active one when several are."""
     import numpy as np
-    if obj.mode == 'EDIT':
+
+    if obj.mode == "EDIT":
         import bmesh
+
         bm = bmesh.from_edit_mesh(obj.data)
         active = bm.select_history.active
         if isinstance(active, bmesh.types.BMVert):
@@ -360,9 +427,11 @@ def _selected_vertex(obj: bpy.types.Object) -> int:
     mesh.vertices.foreach_get("select", selected)
     ids = np.flatnonzero(selected)
     if len(ids) != 1:
-        raise errors.error(protocol().ErrorCode.BAD_REQUEST,
-                           f"{len(ids)} vertices are selected; a pin needs exactly one.",
-                           "In Edit Mode, click the one vertex at the landmark, then set the pin.")
+        raise errors.error(
+            protocol().ErrorCode.BAD_REQUEST,
+            f"{len(ids)} vertices are selected; a pin needs exactly one.",
+            "In Edit Mode, click the one vertex at the landmark, then set the pin.",
+        )
     return int(ids[0])
 
 
@@ -371,14 +440,14 @@ class AVATARTEX_OT_clear_pins(bpy.types.Operator):
 
     bl_idname = "avatartex.clear_pins"
     bl_label = "Clear Pins"
-    bl_options = {'REGISTER', 'UNDO'}
+    bl_options = {"REGISTER", "UNDO"}
 
     def execute(self, context):
         obj = context.active_object
         if obj is None:
-            return {'CANCELLED'}
+            return {"CANCELLED"}
         obj.avatartex.pins = (-1,) * len(obj.avatartex.pins)
-        return {'FINISHED'}
+        return {"FINISHED"}
 
 
 class AVATARTEX_OT_unwrap(bpy.types.Operator):
@@ -386,22 +455,22 @@ class AVATARTEX_OT_unwrap(bpy.types.Operator):
 
     bl_idname = "avatartex.unwrap"
     bl_label = "Unwrap"
-    bl_options = {'REGISTER', 'UNDO'}
+    bl_options = {"REGISTER", "UNDO"}
 
     def execute(self, context):
         obj = context.active_object
-        if obj is None or obj.type != 'MESH':
+        if obj is None or obj.type != "MESH":
             return _report_error(self, errors.error(errors.NOT_A_MESH, "Select a mesh to unwrap.", ""))
         mode = obj.mode
         try:
-            if mode != 'EDIT':
-                bpy.ops.object.mode_set(mode='EDIT')
-            bpy.ops.mesh.select_all(action='SELECT')
+            if mode != "EDIT":
+                bpy.ops.object.mode_set(mode="EDIT")
+            bpy.ops.mesh.select_all(action="SELECT")
             bpy.ops.uv.smart_project(island_margin=0.02)
         finally:
             bpy.ops.object.mode_set(mode=mode)
-        self.report({'INFO'}, f"'{obj.name}' now has the UV map '{obj.data.uv_layers.active.name}'")
-        return {'FINISHED'}
+        self.report({"INFO"}, f"'{obj.name}' now has the UV map '{obj.data.uv_layers.active.name}'")
+        return {"FINISHED"}
 
 
 class AVATARTEX_OT_test_backend(bpy.types.Operator):
@@ -416,38 +485,63 @@ class AVATARTEX_OT_test_backend(bpy.types.Operator):
         except Exception as exc:  # noqa: BLE001
             state.hello = None
             return _report_error(self, exc)
-        self.report({'INFO'}, hello_summary(answer))
-        return {'FINISHED'}
+        self.report({"INFO"}, hello_summary(answer))
+        return {"FINISHED"}
 
 
 def hello_summary(answer: dict) -> str:
-    """One line describing a ``hello`` answer."""
+    """What a ``hello`` answer says, as "; "-separated parts: versions, devices, each engine, styles."""
     styles = ", ".join(s.get("name", "?") for s in answer.get("styles", []) if isinstance(s, dict))
-    return (f"Backend {answer.get('backend_version', '?')} (protocol {answer.get('protocol')}); "
-            f"devices: {', '.join(map(str, answer.get('devices', []))) or 'none'}; "
-            f"engines: {', '.join(map(str, answer.get('engines', [])))}; styles: {styles}")
+    return "; ".join(
+        [
+            f"Backend {answer.get('backend_version', '?')} (protocol {answer.get('protocol')})",
+            f"devices: {', '.join(map(str, answer.get('devices', []))) or 'none'}",
+            *engine_lines(answer),
+            f"styles: {styles}",
+        ]
+    )
+
+
+def engine_lines(answer: dict) -> list[str]:
+    """One line per engine: available, or not and why, in the words of Blender's preferences."""
+    engines = answer.get("engines") or {}
+    if isinstance(engines, list):  # older backends list only the engines that can run
+        names = [str(n) for n in answer.get("engine_names", []) if n != "auto"] or [str(n) for n in engines]
+        engines = {name: {"available": name in engines, "reason": ""} for name in names}
+    lines = []
+    for name, info in engines.items():
+        info = info if isinstance(info, dict) else {"available": bool(info)}
+        if info.get("available"):
+            lines.append(f"{name.title()} engine: available")
+        else:
+            lines.append(
+                f"{name.title()} engine: not available, {errors.engine_reason(str(info.get('reason', '')))}"
+            )
+    return lines
 
 
 class AVATARTEX_OT_create_environment(bpy.types.Operator):
-    """Create the managed backend environment and install the backend's requirements into it"""
+    """Build a new managed backend environment; the one in use stays until the new one works"""
 
     bl_idname = "avatartex.create_environment"
     bl_label = "Create Environment"
 
     def execute(self, context):
+        prefs = backend.preferences()
         try:
-            install = environment.start_install()
+            install = environment.start_install(neural=bool(prefs and prefs.neural_packages))
         except Exception as exc:  # noqa: BLE001
             return _report_error(self, exc)
         if bpy.app.background:
             install.thread.join()
+            install.finish()
             if install.error:
-                self.report({'ERROR'}, install.error)
-                return {'CANCELLED'}
+                self.report({"ERROR"}, install.error)
+                return {"CANCELLED"}
         else:
             bpy.app.timers.register(environment.watch, first_interval=0.5)
-        self.report({'INFO'}, f"AvatarTex: {install.message}")
-        return {'FINISHED'}
+        self.report({"INFO"}, f"AvatarTex: {install.message}")
+        return {"FINISHED"}
 
 
 CLASSES = (

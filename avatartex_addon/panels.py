@@ -6,7 +6,7 @@ import os
 
 import bpy
 
-from . import state
+from . import backend, state
 from .paths import protocol
 
 
@@ -14,7 +14,7 @@ def _mesh_or_reason(context) -> tuple[bpy.types.Object | None, str]:
     obj = context.active_object
     if obj is None:
         return None, "Select a head mesh"
-    if obj.type != 'MESH':
+    if obj.type != "MESH":
         return None, f"'{obj.name}' is not a mesh"
     return obj, ""
 
@@ -29,15 +29,15 @@ def portrait_icon(path: str) -> int:
         return 0
     if path not in pcoll:
         try:
-            pcoll.load(path, path, 'IMAGE')
+            pcoll.load(path, path, "IMAGE")
         except (KeyError, RuntimeError):
             return 0
     return pcoll[path].icon_id
 
 
 class _Panel:
-    bl_space_type = 'VIEW_3D'
-    bl_region_type = 'UI'
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
     bl_category = "AvatarTex"
 
 
@@ -50,9 +50,13 @@ class AVATARTEX_PT_main(_Panel, bpy.types.Panel):
     def draw(self, context):
         layout = self.layout
         settings = context.scene.avatartex
+        if not state.warm_tried and not bpy.app.timers.is_registered(backend.warm_up):
+            # The artist opened the tab: start the backend now, so that Generate finds it warm.
+            # (From a timer: drawing itself must not start processes.)
+            bpy.app.timers.register(backend.warm_up, first_interval=0.0)
         obj, reason = _mesh_or_reason(context)
         if obj is None:
-            layout.label(text=reason, icon='INFO')
+            layout.label(text=reason, icon="INFO")
         col = layout.column()
         col.enabled = obj is not None
         if obj is not None:
@@ -70,22 +74,27 @@ class AVATARTEX_PT_main(_Panel, bpy.types.Panel):
         if obj is not None:
             if len(obj.data.uv_layers) == 0:
                 row = col.row()
-                row.label(text="No UV map", icon='ERROR')
+                row.label(text="No UV map", icon="ERROR")
                 row.operator("avatartex.unwrap")
             else:
                 col.prop_search(settings, "uv_map", obj.data, "uv_layers")
         col.prop(settings, "facing")
         running = state.job is not None and not state.job.finished
         if running:
-            layout.progress(factor=settings.progress, type='BAR', text=settings.status or "Working...")
-            layout.operator("avatartex.cancel", icon='CANCEL')
+            layout.progress(factor=settings.progress, type="BAR", text=settings.status or "Working...")
+            layout.operator("avatartex.cancel", icon="CANCEL")
         else:
             row = layout.row()
             row.scale_y = 1.5
             row.enabled = obj is not None
-            row.operator("avatartex.generate", icon='TEXTURE')
+            row.operator("avatartex.generate", icon="TEXTURE")
             if settings.status:
                 layout.label(text=settings.status)
+            notes = [line for line in state.last_summary[1:] if line]
+            if notes:
+                box = layout.box()
+                for line in notes:
+                    box.label(text=line, icon="INFO")
         if obj is not None and obj.avatartex.status:
             layout.label(text=obj.avatartex.status)
 
@@ -96,13 +105,13 @@ class AVATARTEX_PT_pins(_Panel, bpy.types.Panel):
     bl_idname = "AVATARTEX_PT_pins"
     bl_label = "Landmark Pins"
     bl_parent_id = "AVATARTEX_PT_main"
-    bl_options = {'DEFAULT_CLOSED'}
+    bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context):
         layout = self.layout
         obj, reason = _mesh_or_reason(context)
         if obj is None:
-            layout.label(text=reason, icon='INFO')
+            layout.label(text=reason, icon="INFO")
             return
         col = layout.column(align=True)
         for slot, name in enumerate(protocol().PIN_NAMES):
@@ -110,8 +119,8 @@ class AVATARTEX_PT_pins(_Panel, bpy.types.Panel):
             vertex = obj.avatartex.pins[slot]
             row.label(text=name.replace("_", " ").title())
             row.label(text=str(vertex) if vertex >= 0 else "-")
-            row.operator("avatartex.set_pin", text="", icon='PINNED').pin = name
-        layout.operator("avatartex.clear_pins", icon='X')
+            row.operator("avatartex.set_pin", text="", icon="PINNED").pin = name
+        layout.operator("avatartex.clear_pins", icon="X")
 
 
 class AVATARTEX_PT_batch(_Panel, bpy.types.Panel):
@@ -120,15 +129,15 @@ class AVATARTEX_PT_batch(_Panel, bpy.types.Panel):
     bl_idname = "AVATARTEX_PT_batch"
     bl_label = "Batch"
     bl_parent_id = "AVATARTEX_PT_main"
-    bl_options = {'DEFAULT_CLOSED'}
+    bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context):
         layout = self.layout
         settings = context.scene.avatartex
         layout.prop(settings, "batch_collection")
-        layout.operator("avatartex.batch_retexture", icon='SEQ_STRIP_DUPLICATE')
+        layout.operator("avatartex.batch_retexture", icon="SEQ_STRIP_DUPLICATE")
         for item in settings.batch:
-            icon = {'done': 'CHECKMARK', 'failed': 'ERROR', 'running': 'SORTTIME'}.get(item.status, 'DOT')
+            icon = {"done": "CHECKMARK", "failed": "ERROR", "running": "SORTTIME"}.get(item.status, "DOT")
             layout.label(text=f"{item.name}: {item.message or item.status}", icon=icon)
 
 
@@ -139,7 +148,7 @@ class AVATARTEX_UL_variants(bpy.types.UIList):
 
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0):
         row = layout.row(align=True)
-        row.prop(item, "name", text="", emboss=False, icon='IMAGE_DATA' if item.image else 'DOT')
+        row.prop(item, "name", text="", emboss=False, icon="IMAGE_DATA" if item.image else "DOT")
         row.prop(item, "style", text="")
         row.prop(item, "seed", text="")
         row.prop(item, "strength", text="")
@@ -151,25 +160,26 @@ class AVATARTEX_PT_variants(_Panel, bpy.types.Panel):
     bl_idname = "AVATARTEX_PT_variants"
     bl_label = "Variants"
     bl_parent_id = "AVATARTEX_PT_main"
-    bl_options = {'DEFAULT_CLOSED'}
+    bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context):
         layout = self.layout
         obj, reason = _mesh_or_reason(context)
         if obj is None:
-            layout.label(text=reason, icon='INFO')
+            layout.label(text=reason, icon="INFO")
             return
         settings = obj.avatartex
         row = layout.row()
-        row.template_list("AVATARTEX_UL_variants", "", settings, "variants", settings, "active_variant_index",
-                          rows=3)
+        row.template_list(
+            "AVATARTEX_UL_variants", "", settings, "variants", settings, "active_variant_index", rows=3
+        )
         col = row.column(align=True)
-        col.operator("avatartex.variant_add", text="", icon='ADD')
-        col.operator("avatartex.variant_remove", text="", icon='REMOVE')
+        col.operator("avatartex.variant_add", text="", icon="ADD")
+        col.operator("avatartex.variant_remove", text="", icon="REMOVE")
         row = layout.row(align=True)
-        row.operator("avatartex.generate_variants", icon='RENDER_STILL')
-        row.operator("avatartex.apply_variant", icon='CHECKMARK')
-        layout.operator("avatartex.export_variants", icon='EXPORT')
+        row.operator("avatartex.generate_variants", icon="RENDER_STILL")
+        row.operator("avatartex.apply_variant", icon="CHECKMARK")
+        layout.operator("avatartex.export_variants", icon="EXPORT")
 
 
 CLASSES = (

@@ -11,6 +11,7 @@ import re
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -29,13 +30,15 @@ def backend_root() -> Path:
     for candidate in (_ADDON_DIR / "backend", _ADDON_DIR.parent / "backend"):
         if (candidate / "avatartex" / "protocol.py").is_file():
             return candidate
-    raise FileNotFoundError(f"The AvatarTex backend source is missing next to {_ADDON_DIR}; "
-                            "reinstall the extension.")
+    raise FileNotFoundError(
+        f"The AvatarTex backend source is missing next to {_ADDON_DIR}; reinstall the extension."
+    )
 
 
-def requirements_file() -> Path:
-    """The backend's ``requirements.txt`` bundled with the add-on (may not exist in dev builds)."""
-    return backend_root() / "requirements.txt"
+def requirements_file(neural: bool = False) -> Path:
+    """The backend's ``requirements.txt`` (or the neural engine's ``requirements-neural.txt``) bundled
+    with the add-on (may not exist in dev builds)."""
+    return backend_root() / ("requirements-neural.txt" if neural else "requirements.txt")
 
 
 _protocol: ModuleType | None = None
@@ -68,7 +71,7 @@ def user_dir(sub: str = "") -> Path:
     try:
         base = bpy.utils.extension_path_user(ADDON_PACKAGE, create=True)
     except (ValueError, RuntimeError, TypeError):
-        base = bpy.utils.user_resource('CONFIG', path="avatartex", create=True)
+        base = bpy.utils.user_resource("CONFIG", path="avatartex", create=True)
     path = Path(base) / sub if sub else Path(base)
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -102,24 +105,71 @@ def ensure_writable_dir(folder: Path) -> None:
         raise proto.AvatarTexError(
             proto.ErrorCode.OUTPUT_NOT_WRITABLE,
             f"Cannot write textures to {folder}: {exc.strerror or exc}.",
-            "Save the .blend somewhere you can write to, or fix the folder's permissions.") from None
+            "Save the .blend somewhere you can write to, or fix the folder's permissions.",
+        ) from None
 
 
-def place_unique(source: Path, folder: Path, stem: str, suffix: str = ".png") -> Path:
-    """Copy ``source`` into ``folder`` under a new, unused name ``stem[_NNN]suffix``; atomic, no clobber.
+def file_mode() -> int:
+    """Mode of a new file as ``open()`` would make it: 0666 less the process umask (0644 usually).
 
-    The copy goes to a temporary file first and is then hard-linked to its final name, which fails
-    instead of overwriting when the name exists: the artist's images are never replaced.
+    ``mkstemp`` creates files 0600, which other users and farm nodes cannot read on shared storage.
     """
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _staged_copy(source: Path, folder: Path, suffix: str) -> Path:
+    """A complete copy of ``source`` in ``folder`` under a hidden temporary name, with ``file_mode()``."""
     ensure_writable_dir(folder)
     fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=".avatartex-", suffix=suffix)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         shutil.copyfile(source, tmp)
+        os.chmod(tmp, file_mode())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def file_stamp(path: Path) -> str:
+    """Size and modification time of ``path``: changes when anyone rewrites the file."""
+    st = path.stat()
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def replace_own(source: Path, target: Path) -> Path:
+    """Atomically replace ``target`` (a file this add-on wrote earlier) with a copy of ``source``."""
+    tmp = _staged_copy(source, target.parent, target.suffix)
+    try:
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def place_unique(
+    source: Path,
+    folder: Path,
+    stem: str,
+    suffix: str = ".png",
+    taken: Callable[[str], bool] = lambda _stem: False,
+) -> Path:
+    """Copy ``source`` into ``folder`` under a new, unused name ``stem[_NNN]suffix``; atomic, no clobber.
+
+    ``taken(stem)`` rules out further names (an image datablock already called so, whose name the
+    new image could then not have). The copy goes to a temporary file first and is then hard-linked
+    to its final name, which fails instead of overwriting when the name exists: the artist's images
+    are never replaced.
+    """
+    tmp = _staged_copy(source, folder, suffix)
+    try:
         for index in range(10000):
-            target = folder / (f"{stem}{suffix}" if index == 0 else f"{stem}_{index:03d}{suffix}")
-            if target.exists():
+            name = stem if index == 0 else f"{stem}_{index:03d}"
+            target = folder / f"{name}{suffix}"
+            if target.exists() or taken(name):
                 continue
             try:
                 os.link(tmp, target)

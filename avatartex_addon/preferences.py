@@ -5,7 +5,7 @@ from __future__ import annotations
 import bpy
 from bpy.props import BoolProperty, EnumProperty, StringProperty
 
-from . import backend, state
+from . import backend, environment, state
 from .paths import ADDON_PACKAGE
 
 
@@ -21,42 +21,79 @@ class AVATARTEX_AP_preferences(bpy.types.AddonPreferences):
 
     backend_mode: EnumProperty(
         name="Backend Python",
-        items=[('MANAGED', "Managed Environment", "An environment the add-on creates in its user folder"),
-               ('CUSTOM', "Existing Interpreter", "A Python that already has the backend's requirements")],
-        default='MANAGED', update=_restart_backend)
-    python_path: StringProperty(name="Interpreter", subtype='FILE_PATH', update=_restart_backend,
-                                description="Python executable with the backend's requirements installed")
-    model_cache: StringProperty(name="Model Cache", subtype='DIR_PATH', update=_restart_backend,
-                                description="Folder for downloaded models (empty: the default cache)")
-    device: EnumProperty(name="Device", update=_restart_backend,
-                         items=[('auto', "Auto", "The GPU when there is one"), ('cpu', "CPU", ""),
-                                ('cuda', "CUDA", "NVIDIA GPU"), ('mps', "Metal", "Apple GPU")])
-    low_vram: BoolProperty(name="Low VRAM", default=False, update=_restart_backend,
-                           description="Trade speed for memory on small GPUs (offload, attention slicing)")
+        items=[
+            ("MANAGED", "Managed Environment", "An environment the add-on creates in its user folder"),
+            ("CUSTOM", "Existing Interpreter", "A Python that already has the backend's requirements"),
+        ],
+        default="MANAGED",
+        update=_restart_backend,
+    )
+    python_path: StringProperty(
+        name="Interpreter",
+        subtype="FILE_PATH",
+        update=_restart_backend,
+        description="Python executable with the backend's requirements installed",
+    )
+    model_cache: StringProperty(
+        name="Model Cache",
+        subtype="DIR_PATH",
+        update=_restart_backend,
+        description="Folder for downloaded models (empty: the default cache)",
+    )
+    device: EnumProperty(
+        name="Device",
+        update=_restart_backend,
+        items=[
+            ("auto", "Auto", "The GPU when there is one"),
+            ("cpu", "CPU", ""),
+            ("cuda", "CUDA", "NVIDIA GPU"),
+            ("mps", "Metal", "Apple GPU"),
+        ],
+    )
+    low_vram: BoolProperty(
+        name="Low VRAM",
+        default=False,
+        update=_restart_backend,
+        description="Trade speed for memory on small GPUs (offload, attention slicing)",
+    )
+
+    neural_packages: BoolProperty(
+        name="Neural Engine Packages",
+        default=False,
+        description="Also install the neural engine's packages (PyTorch with CUDA, diffusers, transformers) "
+        "into the managed environment: about 4 GB more to download. Needs an NVIDIA GPU to be useful",
+    )
 
     def draw(self, context):
         layout = self.layout
         layout.prop(self, "backend_mode", expand=True)
-        if self.backend_mode == 'CUSTOM':
+        if self.backend_mode == "CUSTOM":
             layout.prop(self, "python_path")
         else:
             row = layout.row()
             row.label(text=f"Environment: {backend.managed_python()}")
             install = state.env_install
             if install is not None and not install.done:
-                layout.progress(factor=install.progress, type='BAR', text=install.message)
+                layout.progress(factor=install.progress, type="BAR", text=install.message)
             else:
-                row.operator("avatartex.create_environment", icon='CONSOLE')
+                row.operator("avatartex.create_environment", icon="CONSOLE")
+                layout.prop(
+                    self,
+                    "neural_packages",
+                    text=f"Neural Engine Packages ({environment.NEURAL_DOWNLOAD} more)",
+                )
                 if install is not None:
-                    layout.label(text=install.error or install.message,
-                                 icon='ERROR' if install.error else 'CHECKMARK')
+                    layout.label(
+                        text=install.error or install.message, icon="ERROR" if install.error else "CHECKMARK"
+                    )
         layout.prop(self, "model_cache")
         row = layout.row()
         row.prop(self, "device")
         row.prop(self, "low_vram")
-        layout.operator("avatartex.test_backend", icon='PLUGIN')
+        layout.operator("avatartex.test_backend", icon="PLUGIN")
         if state.hello:
             from .operators import hello_summary
+
             box = layout.box()
             for part in hello_summary(state.hello).split("; "):
                 box.label(text=part)

@@ -19,6 +19,9 @@ from .paths import protocol
 DEFAULT_STYLES = (("photoreal", "Photoreal", "The photo, completed and de-lit"),)
 """Shown until the backend's ``hello`` has listed its styles."""
 
+BLEND_RELATIVE = {"PATH_SUPPORTS_BLEND_RELATIVE"} if bpy.app.version >= (4, 5, 0) else set()
+"""Options of a path property that may start with ``//`` (Blender 4.5+ warns and drops it otherwise)."""
+
 PIN_COUNT = 8
 """Length of protocol.PIN_NAMES (checked at registration)."""
 
@@ -29,7 +32,7 @@ ENGINE_ITEMS = [
 ]
 
 FACING_ITEMS = [
-    ("-Y", "-Y (Front view)", "The face looks towards -Y, as seen in Blender's front view"),
+    ("-Y", "-Y (Front view)", "The face looks towards -Y: it faces you in Blender's front view"),
     ("+Y", "+Y", "The face looks towards +Y"),
     ("-X", "-X", "The face looks towards -X"),
     ("+X", "+X", "The face looks towards +X"),
@@ -42,8 +45,11 @@ FACING_ITEMS = [
 def style_names() -> list[tuple[str, str, str]]:
     """(name, label, description) of the styles the backend offers, or the default list."""
     styles = (state.hello or {}).get("styles") or []
-    items = [(s.get("name", ""), s.get("label", s.get("name", "")), s.get("description", ""))
-             for s in styles if isinstance(s, dict) and s.get("name")]
+    items = [
+        (s.get("name", ""), s.get("label", s.get("name", "")), s.get("description", ""))
+        for s in styles
+        if isinstance(s, dict) and s.get("name")
+    ]
     return items or list(DEFAULT_STYLES)
 
 
@@ -51,28 +57,63 @@ def _search_styles(self, context, edit_text):
     return [name for name, _label, _desc in style_names() if edit_text.lower() in name.lower()]
 
 
+class AVATARTEX_PG_output(bpy.types.PropertyGroup):
+    """A file this add-on wrote (a texture or an export), so that the next run replaces exactly it.
+
+    ``owner`` is the object it was written for: a duplicate (Shift+D copies these properties) has
+    another name and so writes its own file. ``stamp`` is the file's size and time when written: a
+    file someone changed since is not ours to replace any more.
+    """
+
+    path: StringProperty(
+        name="Path", default="", description="Blender path of the file (// relative to the .blend)"
+    )
+    stamp: StringProperty(name="Stamp", default="")
+    owner: StringProperty(name="Owner", default="")
+
+
 class AVATARTEX_PG_variant(bpy.types.PropertyGroup):
     """One stylized variant of an object's texture."""
 
-    style: StringProperty(name="Style", default="photoreal", search=_search_styles,
-                          description="Style preset of this variant")
+    style: StringProperty(
+        name="Style", default="photoreal", search=_search_styles, description="Style preset of this variant"
+    )
     seed: IntProperty(name="Seed", default=0, min=0, description="Seed of this variant")
-    strength: FloatProperty(name="Strength", default=1.0, min=0.0, max=1.0, subtype='FACTOR',
-                            description="How strongly the style is applied (0: photo, 1: full style)")
+    strength: FloatProperty(
+        name="Strength",
+        default=1.0,
+        min=0.0,
+        max=1.0,
+        subtype="FACTOR",
+        description="How strongly the style is applied (0: photo, 1: full style)",
+    )
     image: PointerProperty(name="Image", type=bpy.types.Image, description="The generated texture")
     status: StringProperty(name="Status", default="")
+    output: PointerProperty(type=AVATARTEX_PG_output, description="The texture file last written")
+    export: PointerProperty(type=AVATARTEX_PG_output, description="The file last exported")
 
 
 class AVATARTEX_PG_object(bpy.types.PropertyGroup):
     """Per-object AvatarTex settings: ``obj.avatartex``."""
 
-    portrait_path: StringProperty(name="Portrait", subtype='FILE_PATH', default="",
-                                  description="Photo of this character's face")
+    portrait_path: StringProperty(
+        name="Portrait",
+        subtype="FILE_PATH",
+        default="",
+        options=BLEND_RELATIVE,
+        description="Photo of this character's face (// is the folder of the .blend)",
+    )
     status: StringProperty(name="Status", default="", description="Result of the last generation")
     variants: CollectionProperty(type=AVATARTEX_PG_variant)
     active_variant_index: IntProperty(name="Active Variant", default=0, min=0)
-    pins: IntVectorProperty(name="Pins", size=PIN_COUNT, default=(-1,) * PIN_COUNT, min=-1,
-                            description="Vertex index of each landmark pin, -1 where not set")
+    pins: IntVectorProperty(
+        name="Pins",
+        size=PIN_COUNT,
+        default=(-1,) * PIN_COUNT,
+        min=-1,
+        description="Vertex index of each landmark pin, -1 where not set",
+    )
+    output: PointerProperty(type=AVATARTEX_PG_output, description="The texture file last written")
 
 
 class AVATARTEX_PG_batch_item(bpy.types.PropertyGroup):
@@ -85,28 +126,54 @@ class AVATARTEX_PG_batch_item(bpy.types.PropertyGroup):
 class AVATARTEX_PG_settings(bpy.types.PropertyGroup):
     """Scene-wide AvatarTex settings: ``scene.avatartex``."""
 
-    style: StringProperty(name="Style", default="photoreal", search=_search_styles,
-                          description="Style preset (the backend lists them)")
-    prompt: StringProperty(name="Prompt", default="",
-                           description="Free text added to the style's prompt (neural engine)")
-    resolution: IntProperty(name="Resolution", default=1024, min=512, max=4096,
-                            description="Edge length of the square texture in pixels")
+    style: StringProperty(
+        name="Style",
+        default="photoreal",
+        search=_search_styles,
+        description="Style preset (the backend lists them)",
+    )
+    prompt: StringProperty(
+        name="Prompt", default="", description="Free text added to the style's prompt (neural engine)"
+    )
+    resolution: IntProperty(
+        name="Resolution",
+        default=1024,
+        min=512,
+        max=4096,
+        description="Edge length of the square texture in pixels",
+    )
     engine: EnumProperty(name="Engine", items=ENGINE_ITEMS, default="auto")
     seed: IntProperty(name="Seed", default=0, min=0, description="Same inputs and seed give the same texture")
-    strength: FloatProperty(name="Strength", default=1.0, min=0.0, max=1.0, subtype='FACTOR',
-                            description="How strongly the style is applied")
-    uv_map: StringProperty(name="UV Map", default="",
-                           description="UV map to bake into; empty uses the render-active UV map")
-    facing: EnumProperty(name="Facing", items=FACING_ITEMS, default="-Y",
-                         description="Which way the character's face looks in object space")
-    batch_collection: PointerProperty(name="Collection", type=bpy.types.Collection,
-                                      description="Batch this collection instead of the selection")
+    strength: FloatProperty(
+        name="Strength",
+        default=1.0,
+        min=0.0,
+        max=1.0,
+        subtype="FACTOR",
+        description="How strongly the style is applied",
+    )
+    uv_map: StringProperty(
+        name="UV Map", default="", description="UV map to bake into; empty uses the render-active UV map"
+    )
+    facing: EnumProperty(
+        name="Facing",
+        items=FACING_ITEMS,
+        default="-Y",
+        description="Which way the character's face looks in the scene (world axes, as in the 3D View), "
+        "whatever the object's rotation, scale or parent",
+    )
+    batch_collection: PointerProperty(
+        name="Collection",
+        type=bpy.types.Collection,
+        description="Batch this collection instead of the selection",
+    )
     batch: CollectionProperty(type=AVATARTEX_PG_batch_item)
     status: StringProperty(name="Status", default="")
-    progress: FloatProperty(name="Progress", default=0.0, min=0.0, max=1.0, subtype='FACTOR')
+    progress: FloatProperty(name="Progress", default=0.0, min=0.0, max=1.0, subtype="FACTOR")
 
 
 CLASSES = (
+    AVATARTEX_PG_output,
     AVATARTEX_PG_variant,
     AVATARTEX_PG_object,
     AVATARTEX_PG_batch_item,

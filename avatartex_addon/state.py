@@ -21,3 +21,6 @@ previews = None
 
 env_install = None
 """The running or last ``environment.EnvInstall``, or None."""
+
+warm_tried = False
+"""Whether the panel has started warming the backend since it last stopped (``backend.warm_up``)."""

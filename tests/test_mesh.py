@@ -139,3 +139,212 @@ def test_unknown_uv_map_names_the_available(tmp_path):
     with pytest.raises(AvatarTexError) as info:
         load_mesh(path, uv_map="Detail")
     assert info.value.code == ErrorCode.UV_MAP_NOT_FOUND and "TEXCOORD_0" in info.value.hint
+
+
+# -- triangle strips, unusual glTF files ---------------------------------------------------------
+STRIPS_HEADER = """\
+ply
+format {fmt} 1.0
+element vertex 6
+property float x
+property float y
+property float z
+property float s
+property float t
+element tristrips {count}
+property list int int vertex_indices
+end_header
+"""
+STRIP_VERTICES = [(i % 2, i // 2, 0.0, i % 2, (i // 2) / 5) for i in range(6)]
+
+
+def test_ply_triangle_strips_are_read_with_their_uvs(tmp_path):
+    path = tmp_path / "strips.ply"
+    body = "\n".join(" ".join(map(str, v)) for v in STRIP_VERTICES)
+    # One strip with a restart (-1) and one plain: 1 + 2 triangles.
+    path.write_text(STRIPS_HEADER.format(fmt="ascii", count=2) + body + "\n6 0 1 2 -1 2 3\n4 2 3 4 5\n")
+    mesh = load_mesh(path)
+    assert mesh.triangles.shape == (3, 3)
+    # Strip winding alternates so every triangle faces the same way (+z here).
+    assert (mesh.normals[:, 2] > 0.99).all()
+    np.testing.assert_allclose(mesh.uvs[..., 1], mesh.positions[mesh.triangles][..., 1] / 5, atol=1e-6)
+
+
+def test_binary_ply_strips_trimesh_cannot_read_say_what_was_found(tmp_path):
+    import struct
+
+    path = tmp_path / "strips.ply"
+    header = STRIPS_HEADER.format(fmt="binary_little_endian", count=2).encode()
+    body = b"".join(struct.pack("<5f", *v) for v in STRIP_VERTICES)
+    body += struct.pack("<i6i", 6, 0, 1, 2, -1, 2, 3) + struct.pack("<i4i", 4, 2, 3, 4, 5)
+    path.write_bytes(header + body)
+    try:
+        mesh = load_mesh(path)  # a reader that copes with strips of several lengths
+    except AvatarTexError as error:
+        assert error.code == ErrorCode.MESH_UNREADABLE
+        assert "tristrips" in error.message and "binary_little_endian" in error.message
+    else:
+        assert mesh.triangles.shape == (3, 3)
+
+
+def _glb(path, extra_json=None, morph=True, image=b"\xabKTX 20\xbb\r\n\x1a\n" + bytes(40)):
+    """A hand-made .glb: a quad with UVs, a morph target and an embedded KTX2 (basisu) texture."""
+    import json
+    import struct
+
+    pos = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0]], np.float32)
+    uv = np.array([[0, 0], [1, 0], [0, 1], [1, 1]], np.float32)
+    idx = np.array([0, 1, 2, 2, 1, 3], np.uint16)
+    blobs = [pos.tobytes(), uv.tobytes(), idx.tobytes() + b"\0\0", np.full((4, 3), 0.1, np.float32).tobytes()]
+    blobs.append(image)
+    views, offset = [], 0
+    for blob in blobs:
+        views.append({"buffer": 0, "byteOffset": offset, "byteLength": len(blob)})
+        offset += len(blob)
+    binary = b"".join(blobs)
+    primitive = {"attributes": {"POSITION": 0, "TEXCOORD_0": 1}, "indices": 2, "material": 0}
+    if morph:
+        primitive["targets"] = [{"POSITION": 3}]
+    gltf = {
+        "asset": {"version": "2.0"},
+        "scene": 0,
+        "scenes": [{"nodes": [0]}],
+        "nodes": [{"mesh": 0}],
+        "meshes": [{"primitives": [primitive], "weights": [0.0]}],
+        "accessors": [
+            {
+                "bufferView": 0,
+                "componentType": 5126,
+                "count": 4,
+                "type": "VEC3",
+                "min": [0, 0, 0],
+                "max": [1, 1, 0],
+            },
+            {"bufferView": 1, "componentType": 5126, "count": 4, "type": "VEC2"},
+            {"bufferView": 2, "componentType": 5123, "count": 6, "type": "SCALAR"},
+            {"bufferView": 3, "componentType": 5126, "count": 4, "type": "VEC3"},
+        ],
+        "bufferViews": views,
+        "buffers": [{"byteLength": len(binary)}],
+        "materials": [{"pbrMetallicRoughness": {"baseColorTexture": {"index": 0}}}],
+        "textures": [{"extensions": {"KHR_texture_basisu": {"source": 0}}}],
+        "images": [{"bufferView": 4, "mimeType": "image/ktx2"}],
+        "extensionsUsed": ["KHR_texture_basisu"],
+        "extensionsRequired": ["KHR_texture_basisu"],
+    }
+    if extra_json:
+        extra_json(gltf)
+    text = json.dumps(gltf).encode()
+    text += b" " * (-len(text) % 4)
+    binary += b"\0" * (-len(binary) % 4)
+    data = struct.pack("<III", 0x46546C67, 2, 28 + len(text) + len(binary))
+    data += (
+        struct.pack("<II", len(text), 0x4E4F534A)
+        + text
+        + struct.pack("<II", len(binary), 0x004E4942)
+        + binary
+    )
+    path.write_bytes(data)
+    return path
+
+
+def test_glb_with_morph_targets_and_a_compressed_texture_reads(tmp_path):
+    try:
+        import pygltflib  # noqa: F401  (not needed: the file is written by hand)
+    except ImportError:
+        pass
+    mesh = load_mesh(_glb(tmp_path / "morph.glb"))
+    assert mesh.triangles.shape == (2, 3) and mesh.uvs.shape == (2, 3, 2)
+    assert any("morph targets" in w for w in mesh.warnings)
+
+
+def test_glb_trimesh_cannot_read_is_a_typed_error_saying_what_was_found(tmp_path):
+    def meshopt(gltf):  # gltfpack's output: views decoded from a compressed buffer by meshopt
+        gltf["buffers"].append(
+            {"byteLength": 64, "extensions": {"EXT_meshopt_compression": {"fallback": True}}}
+        )
+        gltf["bufferViews"][0]["buffer"] = 1
+        gltf["extensionsUsed"].append("EXT_meshopt_compression")
+        gltf["extensionsRequired"].append("EXT_meshopt_compression")
+
+    def broken(gltf):  # an accessor pointing past the views: trimesh's "list index out of range"
+        gltf["accessors"][3]["bufferView"] = 9
+
+    for name, edit in (("meshopt", meshopt), ("broken", broken)):
+        with pytest.raises(AvatarTexError) as info:
+            load_mesh(_glb(tmp_path / f"{name}.glb", edit))
+        message = info.value.message
+        assert info.value.code == ErrorCode.MESH_UNREADABLE, message
+        assert "1 morph target" in message and "image/ktx2" in message and "KHR_texture_basisu" in message
+    assert "EXT_meshopt_compression" in message or "list index" in message
+
+
+# -- unwrapping ------------------------------------------------------------------------------------
+def test_unwrap_of_a_tiny_mesh_is_scale_free():
+    """A sculpt a few mm to cm across in metres (triangle areas ~1e-8): xatlas alone gives it NaN or
+    zero-area UVs; normalised first, it gets the same charts as at any scale."""
+    import xatlas
+    from avatartex.mesh import check_unwrap
+
+    sphere = trimesh.creation.icosphere(subdivisions=3)
+    tiny = (sphere.vertices * 0.002).astype(np.float32)  # triangle areas ~4e-8
+    _, indices, raw = xatlas.parametrize(tiny, sphere.faces.astype(np.uint32))
+    with pytest.raises(AvatarTexError) as info:
+        check_unwrap(raw[indices], "tiny")  # what the unwrap gave before
+    assert info.value.code == ErrorCode.MESH_INVALID
+    mesh = unwrap(validate(Mesh(tiny, sphere.faces, None), require_uvs=False))
+    check_unwrap(mesh.uvs)
+    assert mesh.unwrapped and 0 <= mesh.uvs.min() and mesh.uvs.max() <= 1
+
+
+def test_unwrap_in_a_child_process_reports_progress_and_cancels(monkeypatch):
+    import avatartex.mesh as mesh_module
+
+    monkeypatch.setattr(mesh_module, "UNWRAP_IN_PROCESS", 0)
+    monkeypatch.setattr(mesh_module, "_UNWRAP_CACHE", type(mesh_module._UNWRAP_CACHE)())
+    sphere = trimesh.creation.icosphere(subdivisions=3)
+    mesh = validate(Mesh(sphere.vertices, sphere.faces, None), require_uvs=False)
+    seen = []
+    out = unwrap(mesh, lambda f, m: seen.append((f, m)))
+    assert seen[0][1].startswith("xatlas") and seen[-1][0] == 1.0
+    np.testing.assert_array_equal(out.triangles, mesh.triangles)
+    assert out.uvs.shape == (len(mesh.triangles), 3, 2)
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel(fraction, message):
+        raise Cancelled
+
+    moved = Mesh(mesh.positions + 1, mesh.triangles, None)
+    with pytest.raises(Cancelled):
+        unwrap(moved, cancel)
+
+
+def test_large_meshes_are_unwrapped_in_pieces():
+    from avatartex.mesh import _pieces
+
+    sphere = trimesh.creation.icosphere(subdivisions=4)
+    pieces = _pieces(np.asarray(sphere.vertices), np.asarray(sphere.faces), size=1000)
+    assert sorted(np.concatenate(pieces).tolist()) == list(range(len(sphere.faces)))
+    assert max(map(len, pieces)) <= 1000 and min(map(len, pieces)) >= 500
+
+
+def test_save_mesh_round_trips_the_uv_map(tmp_path):
+    from avatartex.mesh import save_mesh
+
+    sphere = trimesh.creation.icosphere(subdivisions=2)
+    mesh = unwrap(validate(Mesh(sphere.vertices, sphere.faces, None), require_uvs=False))
+    path = save_mesh(mesh, tmp_path / "mesh.glb")
+    back = load_mesh(path)
+    assert not list(tmp_path.glob("*.part"))
+
+    # The same corners carry the same UVs (compared per triangle, keyed by its corner positions).
+    def table(m):
+        corners = np.round(m.positions[m.triangles].reshape(len(m.triangles), -1), 5)
+        order = np.lexsort(corners.T[::-1])
+        return corners[order], m.uvs[order]
+
+    (pa, ua), (pb, ub) = table(mesh), table(back)
+    np.testing.assert_allclose(pa, pb, atol=1e-5)
+    np.testing.assert_allclose(ua, ub, atol=1e-5)

@@ -9,14 +9,34 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
+import re
 import sys
 from pathlib import Path
 
 from . import __version__
 from .cli_models import add_subcommands as add_model_commands
-from .console import ProgressBar, print_error
-from .protocol import ENGINES, AvatarTexError, GenerateParams
+from .console import ProgressBar, library_output, print_error
+from .protocol import ENGINES, AvatarTexError, ErrorCode, GenerateParams, Progress
+
+AXIS_OPTIONS = ("--facing", "--up")
+"""Options whose values are axes such as ``-y``, which argparse would otherwise take for an option."""
+
+_AXIS_VALUE = re.compile(r"^[+-]?[xyz]$", re.IGNORECASE)
+
+
+def _join_axis_values(argv: list[str]) -> list[str]:
+    """``--facing -y`` -> ``--facing=-y``: argparse reads a value starting with '-' as an option
+    ("expected one argument"), while the help and every user write it separated."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in AXIS_OPTIONS and i + 1 < len(argv) and _AXIS_VALUE.match(argv[i + 1]):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
 
 
 def _add_generate(sub) -> None:
@@ -37,7 +57,11 @@ def _add_generate(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--strength", type=float, default=1.0, help="style strength, 0 (photo) to 1")
     p.add_argument("--uv-map", default="", help="UV map name where the mesh has several")
-    p.add_argument("--unwrap", action="store_true", help="make a UV map with xatlas if the mesh has none")
+    p.add_argument(
+        "--unwrap",
+        action="store_true",
+        help="make a UV map with xatlas if the mesh has none; the mesh with it is written as mesh.glb",
+    )
     p.add_argument("--facing", default="", help="direction the face looks (+z, -y, ...); default: search")
     p.add_argument("--bit-depth", type=int, default=8, choices=(8, 16))
     p.add_argument(
@@ -49,6 +73,7 @@ def _add_generate(sub) -> None:
 
 def _generate(args) -> int:
     from .pipeline import Generator
+    from .pipeline.generator import check_params
 
     params = GenerateParams(
         mesh=args.mesh,
@@ -68,6 +93,13 @@ def _generate(args) -> int:
     )
     bar = ProgressBar()
     try:
+        if args.unwrap:
+            # The unwrap is the one long step inside reading the mesh: run it here, where its
+            # progress can be shown; the pipeline then finds it in the unwrap cache.
+            from .mesh import load_mesh
+
+            check_params(params)
+            load_mesh(args.mesh, args.uv_map, True, lambda f, m: bar(Progress("analyse", 0.05 * f, m)))
         result = Generator(neural_config=_neural_config(args.device)).generate(params, bar)
     finally:
         bar.close()
@@ -77,6 +109,11 @@ def _generate(args) -> int:
         f"{report['timings']['total']:.2f} s, coverage {report['coverage']:.0%}, "
         f"registration error {report['registration_error']:.3f} IOD)"
     )
+    if report.get("unwrapped_mesh"):
+        print(
+            f"wrote {report['unwrapped_mesh']}: the mesh with the UV map --unwrap made; the texture fits "
+            f"this mesh, not {args.mesh}"
+        )
     for warning in report["warnings"]:
         print(f"warning: {warning}")
     return 0
@@ -94,35 +131,97 @@ def _neural_config(device: str):
 
 def _add_preview(sub) -> None:
     p = sub.add_parser("preview", help="render a textured head from the front, side and back")
-    p.add_argument("--mesh", required=True)
+    p.add_argument(
+        "--mesh", required=True, help="the mesh the texture was made for (mesh.glb after --unwrap)"
+    )
     p.add_argument("--texture", required=True)
     p.add_argument("--out", required=True, help="PNG to write")
     p.add_argument("--size", type=int, default=512, help="height of each view in pixels")
     p.add_argument("--uv-map", default="")
-    p.add_argument("--facing", default="+z", help="direction the face looks in the mesh (default +z)")
-    p.add_argument("--up", default="+y", help="the mesh's up axis (default +y, glTF; Blender is +z)")
+    p.add_argument(
+        "--facing", default="", help="direction the face looks (+z, -y, ...); default: found as generate does"
+    )
+    p.add_argument("--up", default="", help="the mesh's up axis (+y glTF, +z Blender); default: found")
 
 
-def _axis(text: str):
-    from .mesh import parse_facing
+def _preview_mesh(args):
+    """The mesh to preview: ``--mesh``, or when it has no UV map, the one ``generate --unwrap`` wrote
+    beside the texture (the texture fits only that one)."""
+    from .mesh import load_mesh
 
-    return parse_facing(text)
+    try:
+        return load_mesh(args.mesh, args.uv_map)
+    except AvatarTexError as error:
+        if error.code != ErrorCode.NO_UV_MAP:
+            raise
+        unwrapped = _unwrapped_mesh_beside(Path(args.texture))
+        if unwrapped is None:
+            raise AvatarTexError(
+                ErrorCode.NO_UV_MAP,
+                error.message,
+                "Pass the mesh the texture was made for: after generate --unwrap that is mesh.glb in the "
+                "output folder (--mesh OUT/mesh.glb).",
+            ) from None
+        print(
+            f"note: {Path(args.mesh).name} has no UV map; previewing {unwrapped}, "
+            "which generate --unwrap wrote"
+        )
+        return load_mesh(unwrapped)
+
+
+def _unwrapped_mesh_beside(texture: Path) -> Path | None:
+    """The mesh ``generate --unwrap`` wrote for ``texture``: its report's ``unwrapped_mesh``, else a
+    ``mesh.glb`` in the same folder."""
+    report = texture.parent / "report.json"
+    try:
+        named = json.loads(report.read_text(encoding="utf-8")).get("unwrapped_mesh")
+    except (OSError, ValueError, AttributeError):
+        named = None
+    for candidate in (named, texture.parent / "mesh.glb"):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+def preview_axes(mesh, facing: str = "", up: str = "", landmarker=None) -> tuple:
+    """(up, forward) of a mesh for the preview, found the way ``generate`` finds them.
+
+    Given axes win; then the mesh's own hints (a capture's ``up``/``forward``); else the face is
+    searched on the mesh (``Generator.head``: the facing search and landmarks) and its head frame
+    gives up (eyes above mouth) and forward (out of the face). When no face is found, the glTF
+    convention (+y up, +z forward) with a note.
+    """
+    import numpy as np
+
+    from .mesh import parse_axis
+
+    up_v = parse_axis(up, "up axis") if up else None
+    fwd_v = parse_axis(facing, "facing direction") if facing else None
+    if up_v is None and mesh.up is not None:
+        up_v = parse_axis(mesh.up, "up axis")
+    if fwd_v is None and mesh.forward is not None:
+        fwd_v = parse_axis(mesh.forward, "facing direction")
+    if up_v is not None and fwd_v is not None:
+        return up_v, fwd_v
+    from .pipeline import Generator
+
+    try:
+        frame = Generator(landmarker=landmarker).head(mesh, facing).frame
+    except AvatarTexError as error:
+        print(f"note: {error.message} Showing it with +y up, +z forward (pass --up and --facing).")
+        return up_v if up_v is not None else np.array([0.0, 1.0, 0.0]), (
+            fwd_v if fwd_v is not None else np.array([0.0, 0.0, 1.0])
+        )
+    return (up_v if up_v is not None else frame.axes[1]), (fwd_v if fwd_v is not None else frame.axes[2])
 
 
 def _preview(args) -> int:
     from .image_io import load_texture
-    from .mesh import load_mesh
     from .preview import render_preview
 
-    mesh = load_mesh(args.mesh, args.uv_map)
-    render_preview(
-        mesh,
-        load_texture(args.texture),
-        args.out,
-        size=args.size,
-        up=_axis(args.up),
-        forward=_axis(args.facing),
-    )
+    mesh = _preview_mesh(args)
+    up, forward = preview_axes(mesh, args.facing, args.up)
+    render_preview(mesh, load_texture(args.texture), args.out, size=args.size, up=up, forward=forward)
     print(f"wrote {args.out}")
     return 0
 
@@ -132,6 +231,7 @@ def _add_demo(sub) -> None:
     p.add_argument("--out", default="out/demo")
     p.add_argument("--style", default="photoreal")
     p.add_argument("--size", type=int, default=1024)
+    p.add_argument("--device", default="", help="where the neural engine would run (the demo runs classic)")
 
 
 def _demo(args) -> int:
@@ -218,19 +318,19 @@ COMMANDS = {"generate": _generate, "preview": _preview, "demo": _demo, "styles":
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``avatartex`` console script and ``python -m avatartex``."""
+    """Entry point of the ``avatartex`` console script and ``python -m avatartex``.
+
+    The terminal shows the command's progress, results and typed errors; what the libraries log goes
+    to the log file (``console.log_path``), or to stderr with ``--verbose``.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        stream=sys.stderr,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    args = parser.parse_args(_join_axis_values(list(sys.argv[1:] if argv is None else argv)))
     handler = COMMANDS.get(args.command) or getattr(args, "handler", None)
-    try:
-        return handler(args)
-    except AvatarTexError as error:
-        return print_error(error)
+    with library_output(args.verbose):
+        try:
+            return handler(args)
+        except AvatarTexError as error:
+            return print_error(error)
 
 
 if __name__ == "__main__":

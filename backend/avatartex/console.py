@@ -1,18 +1,109 @@
-"""What the command-line tools show a person at a terminal: a progress bar and typed errors."""
+"""What the command-line tools show a person at a terminal: a progress bar, results and typed errors;
+what the libraries underneath print goes to a log file instead (``library_output``)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
+import os
 import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
 
 from .protocol import AvatarTexError, Progress
+
+QUIET_ENV = {"GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "3"}
+"""Set before mediapipe loads: its C++ side (glog/absl, TensorFlow Lite) then logs errors only."""
+
+
+def log_path() -> Path:
+    """The CLI's log file: ``AVATARTEX_LOG``, else ``avatartex/cli.log`` in the user's cache folder."""
+    if os.environ.get("AVATARTEX_LOG"):
+        return Path(os.environ["AVATARTEX_LOG"])
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "avatartex" / "cli.log"
+
+
+@contextlib.contextmanager
+def library_output(verbose: bool = False) -> Iterator[Path | None]:
+    """While inside, a command shows only its own progress, results and errors.
+
+    Without ``verbose``, everything else written to stderr goes to :func:`log_path` (yielded):
+    logging records, Python warnings (protobuf's deprecations) and what C++ libraries write to file
+    descriptor 2 (mediapipe's TensorFlow-Lite and absl lines), which only a redirect of the
+    descriptor itself can catch. ``sys.stderr`` meanwhile stays the terminal. With ``verbose`` the
+    library logs go to stderr at INFO level, as the server's do.
+    """
+    root = logging.getLogger()
+    previous_level = root.level
+    if verbose:
+        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        try:
+            yield None
+        finally:
+            root.removeHandler(handler)
+            root.setLevel(previous_level)
+        return
+
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    path = log_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        log_file: TextIO = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+    except OSError:
+        path, log_file = Path(os.devnull), open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
+    handler = logging.StreamHandler(log_file)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+
+    old_stderr = sys.stderr
+    with contextlib.suppress(Exception):
+        old_stderr.flush()
+    saved_fd = os.dup(2)
+    terminal = None
+    try:
+        # Python's own sys.stderr is fd 2 unless a caller (pytest's capsys) replaced it: only then
+        # must it be re-pointed at the terminal before fd 2 is sent to the log.
+        try:
+            writes_fd2 = old_stderr.fileno() == 2
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            writes_fd2 = False
+        if writes_fd2:
+            terminal = os.fdopen(os.dup(saved_fd), "w", encoding="utf-8", errors="replace", buffering=1)
+            sys.stderr = terminal
+        os.dup2(log_file.fileno(), 2)
+        yield path
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os.dup2(saved_fd, 2)
+        os.close(saved_fd)
+        sys.stderr = old_stderr
+        if terminal is not None:
+            terminal.close()
+        logging.captureWarnings(False)
+        root.removeHandler(handler)
+        root.setLevel(previous_level)
+        log_file.close()
 
 
 class ProgressBar:
     """A one-line progress bar on a terminal's stderr; silent when stderr is not a terminal."""
 
-    def __init__(self, stream=sys.stderr) -> None:
-        self._stream = stream
-        self._tty = stream.isatty()
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream or sys.stderr
+        try:
+            self._tty = self._stream.isatty()
+        except (AttributeError, ValueError):
+            self._tty = False
 
     def __call__(self, progress: Progress) -> None:
         if not self._tty:

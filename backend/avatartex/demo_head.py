@@ -11,6 +11,7 @@ and the head is about 0.23 tall from chin to crown.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -26,8 +27,9 @@ def _ellipsoid(p: np.ndarray, centre: tuple[float, ...], radii: tuple[float, ...
     return k0 * (k0 - 1.0) / np.maximum(k1, 1e-12)
 
 
-def _capsule(p: np.ndarray, a: tuple[float, ...], b: tuple[float, ...], r0: float,
-             r1: float | None = None) -> np.ndarray:
+def _capsule(
+    p: np.ndarray, a: tuple[float, ...], b: tuple[float, ...], r0: float, r1: float | None = None
+) -> np.ndarray:
     """Segment a-b thickened by a radius that goes linearly from r0 (at a) to r1 (at b)."""
     a_, b_ = np.asarray(a), np.asarray(b)
     ab = b_ - a_
@@ -72,17 +74,83 @@ NECK_CUT_Y = -0.19
 BOUNDS = (np.array([-0.105, -0.2, -0.125]), np.array([0.105, 0.135, 0.145]))
 
 
-def head_sdf(p: np.ndarray) -> np.ndarray:
+@dataclass(frozen=True)
+class HeadShape:
+    """Proportions of the demo head, for stylized variants; the defaults are the demo head itself.
+
+    Each factor scales one feature about its own place on the face, so a variant keeps the frame
+    (eyes at y = 0, face towards +Z) and the named landmarks move with their feature.
+    """
+
+    eye_scale: float = 1.0
+    """Eyeball, socket and lid size (big eyes: 1.4)."""
+    nose_length: float = 1.0
+    """Bridge and tip pushed down and out (long nose: 1.5)."""
+    nose_width: float = 1.0
+    """Tip and nostril wings (wide nose: 1.6)."""
+    jaw_width: float = 1.0
+    """Jaw and cheek width (wide jaw: 1.35)."""
+    chin_scale: float = 1.0
+    """Chin size (small chin: 0.5)."""
+    forehead: float = 0.0
+    """Extra forehead height and bulge in metres (big forehead: 0.02)."""
+
+
+DEFAULT_SHAPE = HeadShape()
+
+STYLIZED_SHAPES: dict[str, HeadShape] = {
+    "big_eyes": HeadShape(eye_scale=1.45),
+    "long_nose": HeadShape(nose_length=1.55),
+    "wide_nose": HeadShape(nose_width=1.7),
+    "wide_jaw": HeadShape(jaw_width=1.35),
+    "small_chin": HeadShape(chin_scale=0.5),
+    "big_forehead": HeadShape(forehead=0.022),
+}
+"""Named stylized variants of the demo head (one exaggerated feature each), for benchmarks."""
+
+
+def _nose_point(point: tuple[float, float, float], shape: HeadShape) -> tuple[float, float, float]:
+    """A nose point moved by the shape: length stretches it away from the bridge's root, width in x."""
+    if shape.nose_width == 1.0 and shape.nose_length == 1.0:
+        return point
+    root = np.array([0.0, 0.004, 0.094])
+    q = root + (np.asarray(point) - root) * np.array([shape.nose_width, shape.nose_length, shape.nose_length])
+    return (float(q[0]), float(q[1]), float(q[2]))
+
+
+def features(shape: HeadShape = DEFAULT_SHAPE) -> dict[str, tuple[float, float, float]]:
+    """Where the named landmarks of :data:`FEATURES` are on a head of ``shape``."""
+    out = dict(FEATURES)
+    for name in ("right_eye_outer", "left_eye_outer"):
+        x, y, z = out[name]
+        grow = (shape.eye_scale - 1.0) * EYEBALL_R
+        out[name] = (x + np.sign(x) * grow, y, z)
+    out["nose_tip"] = _nose_point(out["nose_tip"], shape)
+    x, y, z = out["chin"]
+    out["chin"] = (x, y + 0.016 * (1.0 - shape.chin_scale), z - 0.017 * (1.0 - shape.chin_scale))
+    return out
+
+
+def head_sdf(p: np.ndarray, shape: HeadShape = DEFAULT_SHAPE) -> np.ndarray:
     """Signed distance (approximately, in metres) of (..., 3) points to the head's surface."""
     m = _mirror(p)
-    skull = _ellipsoid(p, (0.0, 0.022, -0.012), (0.077, 0.098, 0.102))
+    f = shape.forehead
+    skull = _ellipsoid(p, (0.0, 0.022 + 0.5 * f, -0.012), (0.077, 0.098 + 0.5 * f, 0.102))
     face = _ellipsoid(p, (0.0, -0.03, 0.03), (0.06, 0.082, 0.07))
     d = _smin(skull, face, 0.03)
-    jaw = _ellipsoid(m, (0.022, -0.078, 0.03), (0.04, 0.038, 0.055))
+    if f > 0:
+        # The brow ridge stays; the forehead above it bulges forward.
+        bulge = _ellipsoid(p, (0.0, 0.05 + 0.6 * f, 0.045), (0.058, 0.035 + f, 0.05 + 0.4 * f))
+        d = _smin(d, bulge, 0.02)
+    jw = shape.jaw_width
+    jaw = _ellipsoid(m, (0.022 * jw, -0.078, 0.03), (0.04 * jw, 0.038, 0.055))
     d = _smin(d, jaw, 0.025)
-    chin = _ellipsoid(p, (0.0, -0.103, 0.068), (0.021, 0.016, 0.017))
-    d = _smin(d, chin, 0.015)
-    cheek = _ellipsoid(m, (0.041, -0.02, 0.064), (0.022, 0.019, 0.022))
+    c = shape.chin_scale
+    chin = _ellipsoid(
+        p, (0.0, -0.103 + 0.016 * (1 - c), 0.068 - 0.012 * (1 - c)), (0.021 * c, 0.016 * c, 0.017 * c)
+    )
+    d = _smin(d, chin, 0.015 * min(c, 1.0))
+    cheek = _ellipsoid(m, (0.041 + 0.02 * (jw - 1), -0.02, 0.064), (0.022, 0.019, 0.022))
     d = _smin(d, cheek, 0.015)
     muzzle = _ellipsoid(p, (0.0, -0.056, 0.074), (0.032, 0.028, 0.026))
     d = _smin(d, muzzle, 0.015)
@@ -90,20 +158,35 @@ def head_sdf(p: np.ndarray) -> np.ndarray:
     d = _smin(d, brow, 0.012)
 
     # Eye sockets carved under the brow, then the eyeballs set into them.
-    socket = _ellipsoid(m, (EYE_X, EYE_Y, 0.093), (0.019, 0.013, 0.016))
+    e = shape.eye_scale
+    # Bigger eyes grow about the eyeball's front, so they stay in the face rather than sink into it.
+    ball_z = EYEBALL_Z + EYEBALL_R * (1 - e)
+    socket = _ellipsoid(m, (EYE_X, EYE_Y, 0.093), (0.019 * e, 0.013 * e, 0.016 * min(e, 1.2)))
     d = _smax(d, -socket, 0.006)
-    eyeball = np.linalg.norm(m - np.array([EYE_X, EYE_Y, EYEBALL_Z]), axis=-1) - EYEBALL_R
+    eyeball = np.linalg.norm(m - np.array([EYE_X, EYE_Y, ball_z]), axis=-1) - EYEBALL_R * e
     d = _smin(d, eyeball, 0.003)
     # Upper lids: a thin shelf over the top of the eyeball gives the eye its shape.
-    lid = _capsule(m, (0.02, 0.007, 0.086), (0.044, 0.006, 0.081), 0.0035)
+    lid = _capsule(
+        m,
+        (0.02 - 0.012 * (e - 1), 0.007 * e, 0.086),
+        (0.044 + 0.012 * (e - 1), 0.006 * e, 0.081),
+        0.0035,
+    )
     d = _smin(d, lid, 0.004)
 
     # Nose: bridge from between the eyes down to a rounded tip, with nostril wings.
-    bridge = _capsule(p, (0.0, 0.004, 0.094), (0.0, -0.03, 0.116), 0.0065, 0.0095)
+    nw = shape.nose_width
+    bridge = _capsule(p, (0.0, 0.004, 0.094), _nose_point((0.0, -0.03, 0.116), shape), 0.0065, 0.0095 * nw)
     d = _smin(d, bridge, 0.008)
-    tip = np.linalg.norm(p - np.array([0.0, -0.034, 0.115]), axis=-1) - 0.0115
+    tip_centre = _nose_point((0.0, -0.034, 0.115), shape)
+    if nw == 1.0:
+        tip = np.linalg.norm(p - np.array(tip_centre), axis=-1) - 0.0115
+    else:
+        tip = _ellipsoid(p, tip_centre, (0.0115 * nw, 0.0115, 0.0115))
     d = _smin(d, tip, 0.006)
-    wing = _ellipsoid(m, (0.0135, -0.037, 0.102), (0.009, 0.0075, 0.009))
+    wing = _ellipsoid(
+        m, _nose_point((0.0135, -0.037, 0.102), shape), (0.009 * nw, 0.0075, 0.009 * min(nw, 1.3))
+    )
     d = _smin(d, wing, 0.006)
 
     # Lips, and the line between them.
@@ -125,7 +208,7 @@ def head_sdf(p: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=4)
-def _surface(resolution: int) -> tuple[np.ndarray, np.ndarray]:
+def _surface(resolution: int, shape: HeadShape = DEFAULT_SHAPE) -> tuple[np.ndarray, np.ndarray]:
     """Marching cubes of the SDF on a grid whose longest side has ``resolution`` samples (cached:
     callers must not modify the arrays)."""
     from skimage.measure import marching_cubes
@@ -134,11 +217,12 @@ def _surface(resolution: int) -> tuple[np.ndarray, np.ndarray]:
     step = float((hi - lo).max()) / (resolution - 1)
     axes = [np.arange(lo[i], hi[i] + step, step) for i in range(3)]
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
-    sdf = head_sdf(grid.reshape(-1, 3)).reshape(grid.shape[:3])
+    sdf = head_sdf(grid.reshape(-1, 3), shape).reshape(grid.shape[:3])
     # Border of the grid must be outside for a closed surface.
     sdf[[0, -1]] = sdf[:, [0, -1]] = sdf[:, :, [0, -1]] = step
-    verts, faces, _, _ = marching_cubes(sdf.astype(np.float32), 0.0, spacing=(step, step, step),
-                                        allow_degenerate=False)
+    verts, faces, _, _ = marching_cubes(
+        sdf.astype(np.float32), 0.0, spacing=(step, step, step), allow_degenerate=False
+    )
     verts = verts + lo
     # A little Taubin smoothing removes marching cubes' facets without shrinking the features.
     import trimesh
@@ -155,10 +239,12 @@ def _surface(resolution: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @lru_cache(maxsize=4)
-def _build(resolution: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _build(
+    resolution: int, shape: HeadShape = DEFAULT_SHAPE
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     import xatlas
 
-    positions, triangles = _surface(resolution)
+    positions, triangles = _surface(resolution, shape)
     atlas = xatlas.Atlas()
     atlas.add_mesh(positions, triangles)
     pack = xatlas.PackOptions()
@@ -169,12 +255,16 @@ def _build(resolution: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     return positions, triangles, vmapping, indices, uv
 
 
-def make_demo_head(resolution: int = 96) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
+def make_demo_head(
+    resolution: int = 96, shape: HeadShape | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
     """Build the demo head.
 
     Args:
         resolution: marching-cubes samples along the longest side of the head's box; 96 gives
             about 38k triangles (8-15 s here, mostly xatlas; cached per process).
+        shape: proportions of a stylized variant (:class:`HeadShape`, e.g. a value of
+            :data:`STYLIZED_SHAPES`); None is the demo head itself.
 
     Returns:
         positions (V, 3) float32, triangles (T, 3) int32 (counter-clockwise from outside), per-corner
@@ -182,18 +272,21 @@ def make_demo_head(resolution: int = 96) -> tuple[np.ndarray, np.ndarray, np.nda
         ``protocol.PIN_NAMES`` -> nearest vertex index. The same resolution always gives the same
         arrays.
     """
-    positions, triangles, vmapping, indices, uv = _build(int(resolution))
+    shape = DEFAULT_SHAPE if shape is None else replace(shape)
+    positions, triangles, vmapping, indices, uv = _build(int(resolution), shape)
     # xatlas splits vertices along seams; keep the welded positions and carry UVs per corner.
     tri = vmapping[indices].astype(np.int32)
     uvs = uv[indices].astype(np.float32)
-    return positions.copy(), tri, uvs, nearest_pins(positions)
+    return positions.copy(), tri, uvs, nearest_pins(positions, shape)
 
 
-def nearest_pins(positions: np.ndarray) -> dict[str, int]:
-    """Each landmark of :data:`FEATURES` -> index of the nearest of ``positions`` (V, 3)."""
+def nearest_pins(positions: np.ndarray, shape: HeadShape = DEFAULT_SHAPE) -> dict[str, int]:
+    """Each landmark of :data:`FEATURES` (moved by ``shape``) -> index of the nearest of ``positions``."""
     positions = np.asarray(positions, np.float64)
-    return {name: int(np.argmin(np.linalg.norm(positions - np.asarray(point), axis=1)))
-            for name, point in FEATURES.items()}
+    return {
+        name: int(np.argmin(np.linalg.norm(positions - np.asarray(point), axis=1)))
+        for name, point in features(shape).items()
+    }
 
 
 def save_demo_head(path: str | os.PathLike, resolution: int = 96) -> None:
@@ -201,8 +294,9 @@ def save_demo_head(path: str | os.PathLike, resolution: int = 96) -> None:
     import trimesh
 
     positions, triangles, vmapping, indices, uv = _build(int(resolution))
-    mesh = trimesh.Trimesh(positions[vmapping], indices, process=False,
-                           visual=trimesh.visual.TextureVisuals(uv=uv))
+    mesh = trimesh.Trimesh(
+        positions[vmapping], indices, process=False, visual=trimesh.visual.TextureVisuals(uv=uv)
+    )
     mesh.export(os.fspath(path))
 
 

@@ -20,6 +20,7 @@ from .face import (
     FOREHEAD,
     LEFT_EYE_CONTOUR,
     LIPS_OUTER,
+    NOSE_TIP,
     NUM_LANDMARKS,
     PIN_LANDMARKS,
     RIGHT_EYE_CONTOUR,
@@ -39,6 +40,11 @@ AXES = {
 """The facing directions searched when the mesh does not say where its face looks."""
 
 _FOV_DEG = 30.0
+TRUSTED_SCORE = 0.3
+"""Face-detector score from which a face found in a render of the mesh is believed."""
+STRAIGHT_ON_ROUNDS = 3
+"""Re-renders straight onto the face found, at most (usually two: the second confirms the first)."""
+"""Score of a face seen nearly face-on: the search stops there."""
 # Skin-like albedo: the detector was trained on faces; a warm grey is found more reliably than a cold
 # one on the scanned head, and the colour carries no identity.
 _ALBEDO = np.array([0.86, 0.70, 0.60], np.float32)
@@ -196,9 +202,57 @@ def _candidate_ups(forward: np.ndarray, up: np.ndarray | None) -> list[np.ndarra
         up = up - forward * (up @ forward)
         if np.linalg.norm(up) > 1e-6:
             return [_unit(up)]
-    # The axes perpendicular to the facing; +z and +y (Blender's and glTF's up) first.
+    # The axes across the facing, made perpendicular to it; +z and +y (Blender's and glTF's up) first.
     order = [(0, 0, 1), (0, 1, 0), (1, 0, 0), (0, 0, -1), (0, -1, 0), (-1, 0, 0)]
-    return [np.array(a, np.float64) for a in order if abs(np.dot(a, forward)) < 0.5]
+    ups = []
+    for axis in order:
+        a = np.array(axis, np.float64)
+        if abs(a @ forward) < 0.75:
+            ups.append(_unit(a - forward * (a @ forward)))
+    return ups
+
+
+NOSE_DEPTH_IOD = 0.6
+"""How far the nose tip stands before the eyes, in eye distances (adult faces 0.5-0.7)."""
+
+
+def _frontal_offset(face: Face) -> float:
+    """How far the nose tip sits off the eyes' midline, in eye distances: 0 for a face seen
+    straight on, about 0.4 at 45 degrees."""
+    across = face.left_eye_center - face.right_eye_center
+    iod = float(np.linalg.norm(across))
+    if iod < 1e-6:
+        return np.inf
+    nose = face.landmarks[NOSE_TIP] - (face.left_eye_center + face.right_eye_center) / 2
+    return abs(float(nose @ across)) / iod**2
+
+
+def _turn_to_nose(forward: np.ndarray, up: np.ndarray, face: Face) -> np.ndarray:
+    """``forward`` turned about ``up`` by the yaw the face shows in the view that looked along it:
+    a face seen straight on has its nose tip on the eyes' midline."""
+    across = face.left_eye_center - face.right_eye_center
+    iod = float(np.linalg.norm(across))
+    if iod < 1e-6:
+        return forward
+    offset = (
+        float((face.landmarks[NOSE_TIP] - (face.left_eye_center + face.right_eye_center) / 2) @ across) / iod
+    )
+    yaw = np.arcsin(np.clip(offset / (NOSE_DEPTH_IOD * iod), -0.7, 0.7))
+    right = _unit(np.cross(-forward, up))  # the image's +x seen from ``forward``
+    return _unit(forward + np.tan(yaw) * right)
+
+
+def _diagonals() -> list[np.ndarray]:
+    """The 8 corner and 12 edge directions of the cube around the head: between the six axes."""
+    out = []
+    for v in np.array(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1])).reshape(3, -1).T:
+        if np.count_nonzero(v) >= 2:
+            out.append(_unit(v.astype(np.float64)))
+    return out
+
+
+def _axis_name(direction: np.ndarray) -> str:
+    return "(" + ", ".join(f"{c:+.2f}" for c in direction) + ")"
 
 
 def _detect_in_view(
@@ -282,25 +336,37 @@ def detect_mesh_landmarks(
     radius = float(np.linalg.norm(positions - center, axis=1).max())
     warnings: list[str] = []
 
-    # Pass 1: which way does the face look, and which way is up?
+    # Pass 1: which way does the face look, and which way is up? The six axes first (most files
+    # face along one), then the twenty diagonals between them, so that a head turned or tilted any
+    # way is seen within ~30 degrees of face-on by one of the views. A face is trusted when the
+    # face detector itself vouches for it (score): mediapipe's mesh also "finds" faces in
+    # upside-down renders, with garbage landmarks and no detector box.
     if forward is not None:
         candidates = [("given", _unit(forward))]
     else:
         candidates = [(name, np.array(axis, np.float64)) for name, axis in AXES.items()]
     best = None
-    for name, direction in candidates:
-        for up_axis in _candidate_ups(direction, up):
-            view = _detect_in_view(
-                positions, triangles, normals, center, radius, direction, up_axis, landmarker, image_size
-            )
-            face = view[0]
-            if face is None:
-                continue
-            key = (_upright(face), face.score, face.size)
-            if best is None or key > best[0]:
-                best = (key, name, view)
-            if _upright(face):
-                break  # mediapipe reads a rolled face too; an upright one needs no other up
+    for round_ in (0, 1):
+        if round_ == 1:
+            if forward is not None or (best is not None and best[0][0]):
+                break
+            candidates = [(_axis_name(d), d) for d in _diagonals()]
+        for name, direction in candidates:
+            for up_axis in _candidate_ups(direction, up):
+                view = _detect_in_view(
+                    positions, triangles, normals, center, radius, direction, up_axis, landmarker, image_size
+                )
+                face = view[0]
+                if face is None:
+                    continue
+                trusted = _upright(face) and face.score >= TRUSTED_SCORE
+                # Among trusted faces the most frontal view wins: its landmarks sit best on the
+                # surface, and the straight-on passes below have least to correct.
+                key = (trusted, _upright(face), -_frontal_offset(face) if trusted else face.score, face.size)
+                if best is None or key > best[0]:
+                    best = (key, name, view)
+                if trusted:
+                    break  # an upright face the detector vouches for needs no other up
 
     detected = None
     if best is not None:
@@ -309,30 +375,42 @@ def detect_mesh_landmarks(
         points, ok, tri, bry = _lift(face.landmarks, tri_id, world, triangles, positions, 0.02 * radius)
         frame = _face_frame(np.where(ok[:, None], points, np.nan))
         if frame is not None and ok.sum() >= 0.5 * NUM_LANDMARKS:
-            face_forward, face_up = frame
-            face_points = points[ok]
-            face_center = np.median(face_points, axis=0)
-            face_radius = 1.25 * float(np.percentile(np.linalg.norm(face_points - face_center, axis=1), 98))
-            # Centre on the face, but keep the camera on the face's side of the whole head.
-            face2, camera2, image2, tri2, bary2, world2 = _detect_in_view(
-                positions,
-                triangles,
-                normals,
-                face_center,
-                face_radius,
-                face_forward,
-                face_up,
-                landmarker,
-                image_size,
-            )
-            if face2 is not None and _upright(face2):
+            # Repeated while the face's frame still turns: the landmarks then come from a straight-on
+            # view whatever the first view was, so a rotated copy of a mesh gets the same ones.
+            for _ in range(STRAIGHT_ON_ROUNDS):
+                face_forward, face_up = frame
+                face_points = points[ok]
+                face_center = np.median(face_points, axis=0)
+                face_radius = 1.25 * float(
+                    np.percentile(np.linalg.norm(face_points - face_center, axis=1), 98)
+                )
+                face2, camera2, image2, tri2, bary2, world2 = _detect_in_view(
+                    positions,
+                    triangles,
+                    normals,
+                    face_center,
+                    face_radius,
+                    face_forward,
+                    face_up,
+                    landmarker,
+                    image_size,
+                )
+                if face2 is None or not _upright(face2) or face2.score < min(face.score, TRUSTED_SCORE):
+                    break
                 points2, ok2, trib, bryb = _lift(
                     face2.landmarks, tri2, world2, triangles, positions, 0.02 * face_radius
                 )
-                if ok2.sum() >= ok.sum() * 0.9:
-                    face, camera, image = face2, camera2, image2
-                    points, ok, tri, bry = points2, ok2, trib, bryb
-                    frame = _face_frame(np.where(ok[:, None], points, np.nan)) or frame
+                if ok2.sum() < ok.sum() * 0.9:
+                    break
+                face, camera, image = face2, camera2, image2
+                points, ok, tri, bry = points2, ok2, trib, bryb
+                frame = _face_frame(np.where(ok[:, None], points, np.nan)) or frame
+                # The 3-D frame of landmarks seen from far to the side keeps some of that view's
+                # skew; the nose tip off the eyes' midline in this view says how much is left.
+                turned = _turn_to_nose(frame[0], frame[1], face2)
+                if np.degrees(np.arccos(np.clip(turned @ face_forward, -1, 1))) < 1.0:
+                    break
+                frame = (turned, frame[1])
             detected = MeshLandmarks(
                 points3d=np.where(ok[:, None], points, np.nan),
                 valid=ok,
@@ -362,7 +440,7 @@ def detect_mesh_landmarks(
 
     # Fallback: the artist's pins alone.
     missing_why = (
-        "the renders of the mesh from the six axis directions show no face a detector recognises"
+        "the renders of the mesh from 26 directions around it show no face a detector recognises"
         if forward is None
         else "a render from the given facing shows no face"
     )

@@ -6,14 +6,25 @@ are shared by all corners that meet at a vertex, which is what makes the baked t
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import os
-from collections.abc import Sequence
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .protocol import PIN_NAMES, AvatarTexError, ErrorCode
+
+log = logging.getLogger("avatartex.mesh")
 
 MESH_SUFFIXES = (".npz", ".obj", ".glb", ".gltf", ".ply")
 
@@ -38,6 +49,9 @@ class Mesh:
     forward: np.ndarray | None = None
     """Optional direction the face looks towards, in the mesh's space."""
     warnings: list[str] = field(default_factory=list)
+    unwrapped: bool = False
+    """True when the UV map was made by :func:`unwrap` (the file had none): the texture fits only
+    this UV map, so ``generate`` saves the mesh beside it (:func:`save_mesh`)."""
 
     @property
     def corner_positions(self) -> np.ndarray:
@@ -191,21 +205,242 @@ def validate(mesh: Mesh, require_uvs: bool = True) -> Mesh:
         mesh.up,
         mesh.forward,
         warnings,
+        mesh.unwrapped,
     )
 
 
-def unwrap(mesh: Mesh) -> Mesh:
-    """A copy of ``mesh`` with a new UV map made by xatlas (charts packed into the unit square)."""
+# -- UV unwrapping -------------------------------------------------------------------------------
+UNWRAP_MAX_DEGENERATE = 0.01
+"""Share of triangles an unwrap may leave with no UV area before it counts as broken. xatlas gives
+zero-area (or NaN) UVs to triangles below its area epsilon: a 7 cm sculpt in metres (areas ~1e-7)
+came back with 96 % of them so, and the texture would still have reported high coverage."""
+
+UNWRAP_ZERO_AREA = 1e-10
+"""UV area (unit square) below which a triangle has none: 1e-4 of a texel of a 1024 texture."""
+
+UNWRAP_IN_PROCESS = 30_000
+"""Meshes up to this many triangles are unwrapped in the calling process; larger ones in a child
+process, because xatlas holds the interpreter lock for the whole call (minutes on a scan), so only
+from outside can progress be shown and a cancel honoured."""
+
+UNWRAP_SECONDS_PER_TRIANGLE = 1e-4
+"""Rough xatlas speed in pieces on 2 busy cores (4e-5 idle), for the progress estimate only."""
+
+_UNWRAP_CACHE: OrderedDict[str, np.ndarray] = OrderedDict()
+"""Content hash of (positions, triangles) -> per-corner UVs of the last few unwraps: requests and
+the CLI's own pre-pass on the same mesh pay for xatlas once."""
+
+
+UNWRAP_PIECE = 8_000
+"""Triangles per piece handed to xatlas. Its chart growing costs more than linearly in the size of a
+connected surface, so a large mesh is cut into compact pieces (median splits along the longest
+axis) that xatlas charts separately, in parallel, and packs into one atlas; the cuts become chart
+borders, which the bake pads like any other. Measured on 2 cores (a loop-subdivided demo head,
+``taskset -c 0,1``): 68k triangles 22-33 s whole -> 7.8 s in pieces; 273k triangles more than 9 min
+whole (any chart/pack option) -> 11.5 s in pieces (8.4 s with 4,000-triangle pieces, more seams)."""
+
+
+def _pieces(positions: np.ndarray, triangles: np.ndarray, size: int = UNWRAP_PIECE) -> list[np.ndarray]:
+    """Triangle index sets of at most ``size`` triangles, each spatially compact."""
+    centroids = positions[triangles].mean(axis=1)
+    pieces, stack = [], [np.arange(len(triangles))]
+    while stack:
+        index = stack.pop()
+        if len(index) <= size:
+            pieces.append(index)
+            continue
+        points = centroids[index]
+        axis = int(np.ptp(points, axis=0).argmax())
+        half = len(index) // 2
+        order = np.argpartition(points[:, axis], half)
+        stack += [index[order[:half]], index[order[half:]]]
+    return pieces
+
+
+def _xatlas(positions: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """(T, 3, 2) per-corner UVs from xatlas, the mesh cut into pieces (``UNWRAP_PIECE``) first;
+    charts packed for a 1024 texture with 2 texels between islands."""
     import xatlas
 
-    vmapping, indices, uvs = xatlas.parametrize(
-        mesh.positions.astype(np.float32), mesh.triangles.astype(np.uint32)
+    positions = np.ascontiguousarray(positions, np.float32)
+    triangles = np.asarray(triangles, np.int64)
+    pieces = _pieces(positions, triangles)
+    atlas = xatlas.Atlas()
+    for piece in pieces:
+        used, local = np.unique(triangles[piece], return_inverse=True)
+        atlas.add_mesh(positions[used], np.ascontiguousarray(local.reshape(-1, 3), np.uint32))
+    pack = xatlas.PackOptions()
+    pack.resolution = 1024
+    pack.padding = 2
+    atlas.generate(xatlas.ChartOptions(), pack)
+    corner_uvs = np.zeros((len(triangles), 3, 2), np.float32)
+    for i, piece in enumerate(pieces):
+        _vmapping, indices, uvs = atlas[i]  # xatlas keeps each piece's triangle order
+        corner_uvs[piece] = uvs[indices.astype(np.int64)].reshape(-1, 3, 2)
+    return corner_uvs
+
+
+def _xatlas_worker(in_path: str, out_path: str) -> None:
+    """Child-process side of :func:`_xatlas_in_child`: npz in, npy out."""
+    data = np.load(in_path)
+    uvs = _xatlas(data["positions"], data["triangles"])
+    np.save(out_path + ".part.npy", uvs)
+    os.replace(out_path + ".part.npy", out_path)
+
+
+def _xatlas_in_child(
+    positions: np.ndarray, triangles: np.ndarray, progress: Callable[[float, str], None]
+) -> np.ndarray:
+    """Run :func:`_xatlas` in a child Python, reporting elapsed time through ``progress`` twice a
+    second. ``progress`` may raise (a cancel): the child is then killed."""
+    expected = max(1.0, UNWRAP_SECONDS_PER_TRIANGLE * len(triangles))
+    what = f"xatlas: {len(triangles):,} triangles"
+    with tempfile.TemporaryDirectory(prefix="avatartex-unwrap-") as tmp:
+        in_path, out_path = os.path.join(tmp, "mesh.npz"), os.path.join(tmp, "uvs.npy")
+        np.savez(in_path, positions=positions, triangles=triangles)
+        package_root = str(Path(__file__).resolve().parent.parent)
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
+        }
+        code = (
+            "import sys; from avatartex.mesh import _xatlas_worker; _xatlas_worker(sys.argv[1], sys.argv[2])"
+        )
+        child = subprocess.Popen(
+            [sys.executable, "-c", code, in_path, out_path],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        started = time.perf_counter()
+        try:
+            while child.poll() is None:
+                elapsed = time.perf_counter() - started
+                # An estimate, never reaching the end before xatlas does.
+                progress(min(0.95, elapsed / expected), f"{what} ({elapsed:.0f} s)")
+                try:
+                    child.wait(timeout=0.5)
+                except subprocess.TimeoutExpired:
+                    pass
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        stderr = child.stderr.read().decode(errors="replace") if child.stderr else ""
+        if child.returncode != 0 or not os.path.exists(out_path):
+            raise AvatarTexError(
+                ErrorCode.MESH_INVALID,
+                f"xatlas could not unwrap the mesh (exit status {child.returncode}): "
+                f"{stderr.strip().splitlines()[-1] if stderr.strip() else 'no message'}.",
+                "Unwrap it in Blender (UV > Smart UV Project) and export it with its UV map.",
+            )
+        return np.load(out_path)
+
+
+def check_unwrap(uvs: np.ndarray, name: str = "mesh") -> None:
+    """Raise ``MESH_INVALID`` when a made UV map is broken: NaN or outside the unit square, or more
+    than UNWRAP_MAX_DEGENERATE of its triangles without UV area."""
+    uvs = np.asarray(uvs, np.float64)
+    finite = np.isfinite(uvs).all(axis=(1, 2))
+    e1, e2 = uvs[:, 1] - uvs[:, 0], uvs[:, 2] - uvs[:, 0]
+    area = 0.5 * np.abs(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0])
+    degenerate = ~finite | ~(area > UNWRAP_ZERO_AREA)
+    share = float(degenerate.mean()) if len(uvs) else 1.0
+    inside = bool(finite.any()) and float(np.abs(uvs[finite] - 0.5).max()) <= 0.5 + 1e-3
+    if share > UNWRAP_MAX_DEGENERATE or not inside:
+        raise AvatarTexError(
+            ErrorCode.MESH_INVALID,
+            f"The UV map made for mesh '{name}' is broken: {share:.0%} of its {len(uvs):,} triangles "
+            f"have no UV area{'' if inside else ', and UVs fall outside the unit square'}.",
+            "Unwrap it in Blender (UV > Smart UV Project) and export it with its UV map; check the mesh "
+            "for flattened or duplicated parts.",
+        )
+
+
+def unwrap(mesh: Mesh, progress: Callable[[float, str], None] | None = None) -> Mesh:
+    """A copy of ``mesh`` with a new UV map made by xatlas (charts packed into the unit square).
+
+    The mesh is centred and scaled to a median edge of 1 first: xatlas's epsilons are absolute, and a
+    sculpt 7 cm across in metres came back with NaN or zero-area UVs. The result is checked
+    (:func:`check_unwrap`: a typed error, never a texture on a broken map). ``progress(fraction,
+    message)`` is called while xatlas runs (meshes over UNWRAP_IN_PROCESS triangles run in a child
+    process so that it can be); it may raise to cancel. Results are cached by mesh content.
+    """
+    positions = np.asarray(mesh.positions, np.float64)
+    triangles = np.asarray(mesh.triangles, np.int64)
+    key = hashlib.sha1(
+        np.ascontiguousarray(positions, np.float32).tobytes() + np.ascontiguousarray(triangles).tobytes()
+    ).hexdigest()
+    corner_uvs = _UNWRAP_CACHE.get(key)
+    if corner_uvs is None:
+        corners = positions[triangles]
+        edges = np.linalg.norm(corners - np.roll(corners, 1, axis=1), axis=2)
+        median_edge = float(np.median(edges[edges > 0])) if (edges > 0).any() else 1.0
+        centre = 0.5 * (positions.min(axis=0) + positions.max(axis=0))
+        normalised = ((positions - centre) / median_edge).astype(np.float32)
+        started = time.perf_counter()
+        if progress is not None and len(triangles) > UNWRAP_IN_PROCESS:
+            corner_uvs = _xatlas_in_child(normalised, triangles.astype(np.uint32), progress)
+        else:
+            if progress is not None:
+                progress(0.0, f"xatlas: {len(triangles):,} triangles")
+            corner_uvs = _xatlas(normalised, triangles)
+        log.info("xatlas: %d triangles in %.1f s", len(triangles), time.perf_counter() - started)
+        check_unwrap(corner_uvs, mesh.name)
+        _UNWRAP_CACHE[key] = corner_uvs
+        while len(_UNWRAP_CACHE) > 2:
+            _UNWRAP_CACHE.popitem(last=False)
+    else:
+        _UNWRAP_CACHE.move_to_end(key)
+    if progress is not None:
+        progress(1.0, "unwrapped")
+    out = Mesh(
+        **{**mesh.__dict__, "uvs": corner_uvs.copy(), "warnings": list(mesh.warnings), "unwrapped": True}
     )
-    del vmapping  # xatlas keeps the input triangle order, so per-corner UVs need only the new indices
-    corner_uvs = uvs[indices.astype(np.int64)].astype(np.float32)
-    out = Mesh(**{**mesh.__dict__, "uvs": corner_uvs, "warnings": list(mesh.warnings)})
     out.warnings.append("made a UV map with xatlas (--unwrap)")
     return out
+
+
+def save_mesh(mesh: Mesh, path: str | os.PathLike) -> Path:
+    """Write ``mesh`` with its UV map as a ``.glb`` (atomically), e.g. the mesh ``--unwrap`` made.
+
+    Corners that share a vertex but not a UV become separate vertices (glTF has per-vertex UVs);
+    positions are written as they are, in the axes of the file they came from. Raises
+    OUTPUT_NOT_WRITABLE when ``path`` cannot be written.
+    """
+    import trimesh
+
+    if mesh.uvs is None:
+        raise ValueError("save_mesh needs a mesh with a UV map")
+    path = Path(path)
+    corner_vertex = np.asarray(mesh.triangles, np.int64).reshape(-1)
+    corner_uv = np.asarray(mesh.uvs, np.float32).reshape(-1, 2)
+    keys = np.concatenate([corner_vertex[:, None].astype(np.float64), corner_uv.astype(np.float64)], axis=1)
+    unique, inverse = np.unique(keys, axis=0, return_inverse=True)
+    vertices = np.asarray(mesh.positions, np.float32)[unique[:, 0].astype(np.int64)]
+    normals = None
+    if mesh.normals is not None:
+        normals = np.asarray(mesh.normals, np.float32)[unique[:, 0].astype(np.int64)]
+    out = trimesh.Trimesh(
+        vertices,
+        inverse.reshape(-1, 3),
+        vertex_normals=normals,
+        visual=trimesh.visual.TextureVisuals(uv=unique[:, 1:]),
+        process=False,
+    )
+    tmp = path.with_name(path.name + ".part")
+    try:
+        tmp.write_bytes(out.export(file_type="glb"))
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise AvatarTexError(
+            ErrorCode.OUTPUT_NOT_WRITABLE,
+            f"Cannot write {path}: {exc.strerror or exc}.",
+            "Choose an output folder you can write to.",
+        ) from None
+    return path
 
 
 def save_capture(mesh: Mesh, path: str | os.PathLike) -> None:
@@ -259,12 +494,18 @@ def load_capture(path: str | os.PathLike) -> Mesh:
     )
 
 
-def load_mesh(path: str | os.PathLike, uv_map: str = "", unwrap_if_missing: bool = False) -> Mesh:
+def load_mesh(
+    path: str | os.PathLike,
+    uv_map: str = "",
+    unwrap_if_missing: bool = False,
+    progress: Callable[[float, str], None] | None = None,
+) -> Mesh:
     """Load a head mesh for the pipeline: a capture ``.npz`` or an ``.obj``/``.glb``/``.gltf``/``.ply``.
 
-    N-gons are triangulated by the loader; several objects in one file are merged. ``uv_map`` picks a
-    UV set by name where the format has several (glTF: ``TEXCOORD_0``...; captures carry the one the
-    add-on chose). A mesh without UVs is an error unless ``unwrap_if_missing``.
+    N-gons and triangle strips are triangulated; several objects in one file are merged. ``uv_map``
+    picks a UV set by name where the format has several (glTF: ``TEXCOORD_0``...; captures carry the
+    one the add-on chose). A mesh without UVs is an error unless ``unwrap_if_missing``; ``progress``
+    is then told how the unwrap goes (see :func:`unwrap`).
     """
     path = Path(path)
     if not path.exists():
@@ -281,26 +522,174 @@ def load_mesh(path: str | os.PathLike, uv_map: str = "", unwrap_if_missing: bool
     else:
         mesh = _load_with_trimesh(path, uv_map)
     if mesh.uvs is None and unwrap_if_missing:
-        mesh = unwrap(validate(mesh, require_uvs=False))
+        mesh = unwrap(validate(mesh, require_uvs=False), progress)
     return validate(mesh)
+
+
+GLTF_GEOMETRY_CODECS = {
+    "KHR_draco_mesh_compression": "DracoPy",
+    "EXT_meshopt_compression": None,
+}
+"""Compressed-geometry glTF extensions -> the Python module trimesh decodes them with (None: it
+cannot). Without the decoder trimesh reads zeros or fails with an index error."""
+
+
+def _gltf_json(path: Path) -> dict | None:
+    """The JSON part of a ``.glb``/``.gltf``, or None when it is not readable as one."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(20)
+            if head[:4] == b"glTF":
+                length, kind = struct.unpack("<II", head[12:20])
+                if kind != 0x4E4F534A:
+                    return None
+                return json.loads(handle.read(length))
+            return json.loads(head + handle.read())
+    except (OSError, ValueError, struct.error):
+        return None
+
+
+def _gltf_found(gltf: dict) -> str:
+    """What a glTF holds, in words, for error messages: meshes, morph targets, images, extensions."""
+    primitives = [p for m in gltf.get("meshes", []) for p in m.get("primitives", [])]
+    parts = [f"{len(gltf.get('meshes', []))} mesh(es) with {len(primitives)} primitive(s)"]
+    targets = sum(len(p.get("targets", [])) for p in primitives)
+    if targets:
+        parts.append(f"{targets} morph target(s)")
+    images = [
+        i.get("mimeType") or Path(str(i.get("uri", "embedded"))).suffix or "image"
+        for i in gltf.get("images", [])
+    ]
+    if images:
+        parts.append(f"{len(images)} image(s) ({', '.join(sorted(set(map(str, images))))})")
+    if gltf.get("skins"):
+        parts.append(f"{len(gltf['skins'])} skin(s)")
+    used = sorted(set(gltf.get("extensionsUsed", [])) | set(gltf.get("extensionsRequired", [])))
+    if used:
+        parts.append("extensions " + ", ".join(used))
+    return "; ".join(parts)
+
+
+def _check_gltf(path: Path, gltf: dict) -> None:
+    """Typed errors for glTF geometry trimesh would read wrongly: compressed without its decoder."""
+    import importlib.util
+
+    used = set(gltf.get("extensionsUsed", [])) | set(gltf.get("extensionsRequired", []))
+    for extension, module in GLTF_GEOMETRY_CODECS.items():
+        if extension in used and (module is None or importlib.util.find_spec(module) is None):
+            raise AvatarTexError(
+                ErrorCode.MESH_UNREADABLE,
+                f"{path.name} stores its geometry compressed with {extension}, which AvatarTex cannot "
+                f"decode here (found: {_gltf_found(gltf)}).",
+                "Export it again without mesh compression (Blender: glTF export > Data > Compression "
+                f"off; gltfpack: without -cc/-c){f', or pip install {module}' if module else ''}.",
+            )
+
+
+def _ply_header(path: Path) -> tuple[str, list[tuple[str, int]]]:
+    """A PLY's format and its elements (name, count), from its header."""
+    elements: list[tuple[str, int]] = []
+    fmt = "unknown"
+    try:
+        with open(path, "rb") as handle:
+            for raw in handle:
+                words = raw.decode("ascii", "replace").split()
+                if words[:1] == ["format"] and len(words) > 1:
+                    fmt = words[1]
+                elif words[:1] == ["element"] and len(words) > 2:
+                    elements.append((words[1], int(words[2]) if words[2].isdigit() else -1))
+                elif words[:1] == ["end_header"]:
+                    break
+    except OSError:
+        pass
+    return fmt, elements
+
+
+def strips_to_triangles(strips) -> np.ndarray:
+    """(T, 3) triangles of triangle strips (PLY ``tristrips``): every second triangle's winding is
+    flipped to keep the strip's orientation; ``-1`` restarts a strip; degenerate joins are dropped."""
+    out = []
+    for strip in strips:
+        strip = np.asarray(strip, np.int64).reshape(-1)
+        cuts = np.flatnonzero(strip < 0)
+        for part in np.split(strip, cuts):
+            part = part[part >= 0]
+            if len(part) < 3:
+                continue
+            a, b, c = part[:-2], part[1:-1], part[2:]
+            odd = (np.arange(len(a)) % 2).astype(bool)
+            tri = np.stack([np.where(odd, b, a), np.where(odd, a, b), c], axis=1)
+            keep = (tri[:, 0] != tri[:, 1]) & (tri[:, 1] != tri[:, 2]) & (tri[:, 0] != tri[:, 2])
+            out.append(tri[keep])
+    return np.concatenate(out) if out else np.zeros((0, 3), np.int64)
+
+
+def _ply_strips(path: Path, loaded) -> Mesh | None:
+    """The mesh of a PLY stored as ``tristrips`` (trimesh reads those as a point cloud), with the
+    vertices' ``s, t``/``u, v`` as its UVs; None when the file has no strips."""
+    raw = getattr(loaded, "metadata", {}).get("_ply_raw") or {}
+    strips = raw.get("tristrips", {}).get("data", {})
+    vertex = raw.get("vertex", {}).get("data")
+    if not isinstance(strips, dict) or "vertex_indices" not in strips or vertex is None:
+        return None
+    column = vertex.__getitem__
+    positions = np.stack([np.asarray(column(k), np.float32).reshape(-1) for k in "xyz"], axis=1)
+    triangles = strips_to_triangles(strips["vertex_indices"])
+    names = vertex.keys() if isinstance(vertex, dict) else (vertex.dtype.names or ())
+    uvs = None
+    for u, v in (("s", "t"), ("u", "v"), ("texture_u", "texture_v")):
+        if u in names and v in names:
+            uv = np.stack(
+                [
+                    np.asarray(column(u), np.float32).reshape(-1),
+                    np.asarray(column(v), np.float32).reshape(-1),
+                ],
+                1,
+            )
+            uvs = uv[triangles]
+            break
+    return Mesh(positions, triangles.astype(np.int32), uvs, None, {}, path.stem)
 
 
 def _load_with_trimesh(path: Path, uv_map: str) -> Mesh:
     import trimesh
 
+    suffix = path.suffix.lower()
+    gltf = _gltf_json(path) if suffix in (".glb", ".gltf") else None
+    if gltf is not None:
+        _check_gltf(path, gltf)
     try:
-        scene = trimesh.load(path, force="scene", process=False)
-    except Exception as exc:  # trimesh raises many types for corrupt files
+        loaded = trimesh.load(path, process=False)
+        scene = trimesh.Scene(loaded) if not isinstance(loaded, trimesh.Scene) else loaded
+    except Exception as exc:  # trimesh raises many types for corrupt or unusual files
+        if suffix == ".ply":
+            fmt, elements = _ply_header(path)
+            found = f"a {fmt} PLY with " + ", ".join(f"{n} {name}" for name, n in elements)
+        elif gltf is not None:
+            found = f"glTF with {_gltf_found(gltf)}"
+        else:
+            found = f"a {suffix} file"
         raise AvatarTexError(
             ErrorCode.MESH_UNREADABLE,
-            f"Cannot read mesh {path.name}: {exc}.",
-            "Re-export it as .glb, .obj or .ply.",
+            f"Cannot read mesh {path.name} ({found}): {type(exc).__name__}: {exc}.",
+            "Re-export it as .glb, .obj or .ply with plain triangles or polygons (no compression).",
         ) from None
+    if suffix == ".ply" and not isinstance(loaded, trimesh.Trimesh):
+        stripped = _ply_strips(path, loaded)
+        if stripped is not None:
+            return stripped
     geometries = [g for g in scene.dump() if isinstance(g, trimesh.Trimesh) and len(g.faces)]
     if not geometries:
+        if suffix == ".ply":
+            fmt, elements = _ply_header(path)
+            found = "elements " + ", ".join(f"{name} ({n})" for name, n in elements)
+        elif gltf is not None:
+            found = _gltf_found(gltf)
+        else:
+            found = ", ".join(sorted({type(g).__name__ for g in scene.geometry.values()})) or "nothing"
         raise AvatarTexError(
             ErrorCode.MESH_EMPTY,
-            f"Mesh file {path.name} contains no triangles.",
+            f"Mesh file {path.name} contains no triangles (found: {found}).",
             "Export the head mesh itself (not only curves or points).",
         )
     positions, triangles, uvs = [], [], []
@@ -323,6 +712,11 @@ def _load_with_trimesh(path: Path, uv_map: str) -> Mesh:
             f"{path.name} has no UV map named {uv_map!r}.",
             f"Available: {', '.join(available) or 'none'}. Leave --uv-map empty for the first.",
         )
+    warnings = []
+    if gltf is not None and any(
+        p.get("targets") for m in gltf.get("meshes", []) for p in m.get("primitives", [])
+    ):
+        warnings.append(f"{path.name}: morph targets ignored, the texture is made on the base shape")
     return Mesh(
         np.concatenate(positions),
         np.concatenate(triangles).astype(np.int32),
@@ -330,4 +724,5 @@ def _load_with_trimesh(path: Path, uv_map: str) -> Mesh:
         None,
         {},
         path.stem,
+        warnings=warnings,
     )

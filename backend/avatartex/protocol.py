@@ -28,7 +28,9 @@ STAGES = ("analyse", "register", "project", "inpaint", "latent", "repaint", "bak
 
 # Keys of a mesh-capture file (``numpy.savez``), the format the add-on writes for the backend.
 CAPTURE_KEYS = {
-    "positions": "float32 (V, 3) vertex positions, object space, any unit",
+    "positions": "float32 (V, 3) vertex positions, any unit and origin; the add-on sends them world-oriented "
+    "(the object's rotation applied, its translation and overall scale left out), so that the up and "
+    "forward hints, which are world axes, hold",
     "triangles": "int32 (T, 3) vertex indices, counter-clockwise seen from outside",
     "uvs": "float32 (T, 3, 2) per-corner UV coordinates of the chosen UV map, (0, 0) bottom-left",
     "normals": "float32 (V, 3) optional vertex normals; recomputed when absent",

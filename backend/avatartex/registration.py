@@ -133,6 +133,20 @@ def fit_camera(
         pull = prior_scale * (params[0] - np.log(prior.focal_px)) / prior.sigma_log
         return np.concatenate([diff.ravel(), [pull]])
 
+    def jacobian(params: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        # OpenCV's analytic derivatives of the projection: columns rvec, tvec, fx, fy (then cx, cy).
+        # Finite differences would cost eight projections per step; this one.
+        f = np.exp(params[0])
+        K = np.array([[f, 0, cx], [0, f, cy], [0, 0, 1]], np.float64)
+        _, d = cv2.projectPoints(X[mask], params[1:4], params[4:7], K, None)
+        d = np.nan_to_num(d[:, :8]) * np.repeat(sqrt_w[mask], 2)[:, None]
+        jac = np.concatenate([f * (d[:, 6:7] + d[:, 7:8]), d[:, :6]], axis=1)
+        if prior.sigma_log == 0:
+            return jac
+        pull = np.zeros((1, 7))
+        pull[0, 0] = prior_scale / prior.sigma_log
+        return np.concatenate([jac, pull])
+
     best = None
     prior_fov = float(np.degrees(2 * np.arctan(0.5 * height / prior.focal_px)))
     searched = (prior_fov,) if prior.sigma_log == 0 else sorted({*FOV_SEARCH_DEG, round(prior_fov, 3)})
@@ -176,6 +190,7 @@ def fit_camera(
         fit = least_squares(
             residuals,
             params,
+            jac=jacobian,
             args=(mask,),
             bounds=(lower, upper),
             loss="soft_l1",
@@ -197,10 +212,56 @@ def fit_camera(
     return camera, residual
 
 
+def refine_camera(
+    camera: Camera,
+    points3d: np.ndarray,
+    points2d: np.ndarray,
+    weights: np.ndarray | None = None,
+    prior: FovPrior | None = None,
+) -> Camera:
+    """The camera refitted to other correspondences, starting from ``camera`` (no search): cheap
+    enough to refit many times, e.g. leaving groups of landmarks out to see how much they agree."""
+    import cv2
+    from scipy.optimize import least_squares
+
+    X = np.asarray(points3d, np.float64).reshape(-1, 3)
+    x = np.asarray(points2d, np.float64).reshape(-1, 2)
+    w = np.ones(len(X)) if weights is None else np.clip(np.asarray(weights, np.float64), 0, None)
+    sqrt_w = np.sqrt(w)
+    cx, cy = camera.cx, camera.cy
+    prior = prior or FovPrior.for_image((camera.width, camera.height))
+    spread = float(np.sqrt(np.average(((x - np.average(x, 0, w)) ** 2).sum(1), weights=w)))
+    loss_scale = max(0.5, 0.01 * spread)
+    fixed = prior.sigma_log == 0
+
+    def residuals(params: np.ndarray) -> np.ndarray:
+        f = np.exp(params[0])
+        diff = ((_project(X, f, cx, cy, params[1:4], params[4:7]) - x) * sqrt_w[:, None]).ravel()
+        if fixed:
+            return diff
+        pull = PRIOR_STRENGTH * loss_scale * (params[0] - np.log(prior.focal_px)) / prior.sigma_log
+        return np.concatenate([diff, [pull]])
+
+    rvec = cv2.Rodrigues(np.asarray(camera.R, np.float64))[0].ravel()
+    start = np.concatenate([[np.log(camera.fx)], rvec, np.asarray(camera.t, np.float64).ravel()])
+    lower = np.full(7, -np.inf)
+    upper = np.full(7, np.inf)
+    if fixed:
+        lower[0], upper[0] = start[0] - 1e-6, start[0] + 1e-6
+    fit = least_squares(
+        residuals, start, bounds=(lower, upper), loss="soft_l1", f_scale=loss_scale, max_nfev=60
+    )
+    f = float(np.exp(fit.x[0]))
+    return Camera(f, f, cx, cy, _rotation(fit.x[1:4]), fit.x[4:7].copy(), camera.width, camera.height)
+
+
 GRID_ABOVE = 20_000
 """Warps of more points than this are evaluated through a grid (see ThinPlateWarp._gridded)."""
 GRID_STEP = 0.0625
 """Grid spacing in eye distances (1/16: under 0.05 px from exact on a strongly bent warp)."""
+GRID_REACH = 256
+"""The grid spans at most this many nodes either side of the warp's centre (16 eye distances); points
+beyond (far outside any photo) are evaluated exactly."""
 
 
 @dataclass
@@ -230,27 +291,42 @@ class ThinPlateWarp:
 
         A thin-plate spline costs one kernel per landmark per point (seconds for a 1024² atlas); it
         is smooth at the scale of a sixteenth of the eye distance, so a grid that fine loses nothing
-        visible (tests/test_registration.py checks the difference).
+        visible (tests/test_registration.py checks the difference). The grid's nodes sit on one fixed
+        lattice (multiples of GRID_STEP) and are kept on the warp: a request warps several point sets
+        over nearly the same region (the photo in the camera twice, then the atlas), and each node is
+        evaluated once, whichever set asks first.
         """
-        lo = u.min(axis=0) - GRID_STEP
-        hi = u.max(axis=0) + GRID_STEP
+        lo = np.floor(u.min(axis=0) / GRID_STEP).astype(np.int64) - 1
+        hi = np.ceil(u.max(axis=0) / GRID_STEP).astype(np.int64) + 1
+        lo, hi = np.maximum(lo, -GRID_REACH), np.minimum(hi, GRID_REACH)
         cached = self.__dict__.get("_grid")
-        if cached is not None and (cached[0] <= lo).all() and (cached[1] >= hi).all():
-            lo, hi, d, step = cached  # a request warps several point sets over the same region
-        else:
+        if cached is None or (lo < cached[0]).any() or (hi > cached[1]).any():
             if cached is not None:
                 lo, hi = np.minimum(lo, cached[0]), np.maximum(hi, cached[1])
-            n = np.minimum(np.ceil((hi - lo) / GRID_STEP).astype(int) + 1, 512)
-            gx = np.linspace(lo[0], hi[0], n[0])
-            gy = np.linspace(lo[1], hi[1], n[1])
-            grid = np.stack(np.meshgrid(gx, gy, indexing="ij"), axis=-1).reshape(-1, 2)
-            # Rows index y and columns x, as cv2.remap reads a map.
-            d = self.rbf(grid).reshape(n[0], n[1], 2).transpose(1, 0, 2).astype(np.float32)
-            step = np.array([gx[1] - gx[0], gy[1] - gy[0]])
-            self.__dict__["_grid"] = (lo, hi, d, step)
+            self.__dict__["_grid"] = cached = (lo, hi, self._grid_values(lo, hi, cached))
+        lo, hi, d = cached
         # Grid node (i, j) sits at pixel centre (i + 0.5, j + 0.5) in sample_image's convention.
-        cells = (u - lo) / step + 0.5
-        return sample_image(d, cells).astype(np.float64)
+        cells = u / GRID_STEP - lo + 0.5
+        out = sample_image(d, cells).astype(np.float64)
+        outside = ((cells < 0.5) | (cells > (hi - lo) + 0.5)).any(axis=1)
+        if outside.any():
+            out[outside] = self.rbf(u[outside])
+        return out
+
+    def _grid_values(self, lo: np.ndarray, hi: np.ndarray, cached: tuple | None) -> np.ndarray:
+        """(rows y, cols x, 2) float32 displacements at lattice nodes ``lo..hi``; the nodes of
+        ``cached`` are copied, only the new ones evaluated."""
+        nx, ny = hi - lo + 1
+        d = np.zeros((ny, nx, 2), np.float32)
+        todo = np.ones((ny, nx), bool)
+        if cached is not None:
+            (x0, y0), (x1, y1) = cached[0] - lo, cached[1] - lo
+            d[y0 : y1 + 1, x0 : x1 + 1] = cached[2]
+            todo[y0 : y1 + 1, x0 : x1 + 1] = False
+        rows, cols = np.nonzero(todo)
+        nodes = np.stack([cols + lo[0], rows + lo[1]], axis=1) * GRID_STEP
+        d[rows, cols] = self.rbf(nodes)
+        return d
 
 
 def fit_warp(
@@ -339,6 +415,14 @@ class Registration:
     """What the dense refinement (``alignment.refine``) measured and whether it was applied."""
     fov_source: str = "portrait prior"
     """Where the field of view's prior came from: ``exif`` or ``portrait prior`` (FovPrior.source)."""
+    points3d: np.ndarray | None = None
+    """(N, 3) the mesh landmarks of ``indices`` the camera was fitted to."""
+    points2d: np.ndarray | None = None
+    """(N, 2) the portrait landmarks they were fitted to."""
+    weights: np.ndarray | None = None
+    """(N,) their weights in the fit."""
+    prior: FovPrior | None = None
+    """The focal-length prior of the fit."""
 
     def project(self, points3d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Portrait pixel coordinates (N, 2) and camera depth (N,) of world points."""
@@ -417,4 +501,8 @@ def register(
         residuals=residual_warped,
         warnings=warnings,
         fov_source=prior.source,
+        points3d=X,
+        points2d=x,
+        weights=w,
+        prior=prior,
     )

@@ -46,6 +46,7 @@ def main() -> None:
 
     from PIL import Image
     from skimage import data
+
     portrait = Path(os.environ["BLENDER_USER_RESOURCES"]) / "astronaut.png"
     Image.fromarray(data.astronaut()).save(portrait)
 
@@ -54,11 +55,13 @@ def main() -> None:
     bpy.ops.extensions.package_install_files(filepath=args.zip, repo="user_default", enable_on_install=True)
     bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
     after = rss_mib()
-    print(f"memory idle: {before:.0f} MiB before enabling, {after:.0f} MiB after "
-          f"(+{after - before:.1f} MiB); backend not started")
+    print(
+        f"memory idle: {before:.0f} MiB before enabling, {after:.0f} MiB after "
+        f"(+{after - before:.1f} MiB); backend not started"
+    )
 
     bpy.ops.import_scene.gltf(filepath=str(HEAD))
-    head = next(o for o in bpy.context.scene.objects if o.type == 'MESH')
+    head = next(o for o in bpy.context.scene.objects if o.type == "MESH")
     bpy.context.view_layer.objects.active = head
     head.avatartex.portrait_path = str(portrait)
     settings = bpy.context.scene.avatartex
@@ -66,7 +69,7 @@ def main() -> None:
     for label, seed in (("cold backend", 0), ("warm backend, same mesh", 0), ("warm backend, seed 1", 1)):
         settings.seed = seed
         start = time.perf_counter()
-        assert bpy.ops.avatartex.generate() == {'FINISHED'}
+        assert bpy.ops.avatartex.generate() == {"FINISHED"}
         print(f"generate {args.size}px {label}: {time.perf_counter() - start:.1f} s")
 
     objs = []
@@ -87,8 +90,10 @@ def main() -> None:
     bpy.ops.avatartex.batch_retexture()
     elapsed = time.perf_counter() - start
     done = sum(item.status == "done" for item in settings.batch)
-    print(f"batch of {args.batch} at {args.size}px: {elapsed:.1f} s, {done} done, "
-          f"{elapsed / args.batch:.1f} s per object")
+    print(
+        f"batch of {args.batch} at {args.size}px: {elapsed:.1f} s, {done} done, "
+        f"{elapsed / args.batch:.1f} s per object"
+    )
     mod = sys.modules["bl_ext.user_default.avatartex"]
     mod.backend.shutdown()
 

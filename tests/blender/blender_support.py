@@ -44,9 +44,10 @@ def addon_zip(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def addon(addon_zip):
     """The installed and enabled add-on's Python package (``bl_ext.user_default.avatartex``)."""
-    result = bpy.ops.extensions.package_install_files(filepath=str(addon_zip), repo="user_default",
-                                                      enable_on_install=True)
-    assert result == {'FINISHED'}
+    result = bpy.ops.extensions.package_install_files(
+        filepath=str(addon_zip), repo="user_default", enable_on_install=True
+    )
+    assert result == {"FINISHED"}
     module_name = "bl_ext.user_default.avatartex"
     assert module_name in bpy.context.preferences.addons, "the extension did not enable"
     module = sys.modules[module_name]
@@ -84,8 +85,9 @@ def fake_backend(addon, tmp_path, monkeypatch):
         control.write_text(json.dumps({"mode": mode, **extra}))
 
     set_mode.control = control
-    set_mode.requests = lambda: [json.loads(line) for line in
-                                 Path(str(control) + ".requests.jsonl").read_text().splitlines()]
+    set_mode.requests = lambda: [
+        json.loads(line) for line in Path(str(control) + ".requests.jsonl").read_text().splitlines()
+    ]
     yield set_mode
     addon.backend.shutdown()
 
@@ -171,7 +173,7 @@ def import_scanned_head(portrait: Path | None = None) -> bpy.types.Object:
     if not SHARED_HEAD.is_file():
         pytest.skip(f"../shared absent: {SHARED_HEAD} not found")
     bpy.ops.import_scene.gltf(filepath=str(SHARED_HEAD))
-    obj = next(o for o in bpy.context.scene.objects if o.type == 'MESH')
+    obj = next(o for o in bpy.context.scene.objects if o.type == "MESH")
     for other in bpy.context.scene.objects:
         other.select_set(other == obj)
     bpy.context.view_layer.objects.active = obj
@@ -185,13 +187,21 @@ def scene_fingerprint() -> dict:
     materials = {}
     for mat in bpy.data.materials:
         tree = mat.node_tree
-        links = sorted((l.from_node.name, l.from_socket.identifier, l.to_node.name, l.to_socket.identifier)
-                       for l in tree.links) if tree else []
+        links = (
+            sorted(
+                (l.from_node.name, l.from_socket.identifier, l.to_node.name, l.to_socket.identifier)
+                for l in tree.links
+            )
+            if tree
+            else []
+        )
         nodes = sorted(n.name for n in tree.nodes) if tree else []
         materials[mat.name] = (nodes, links)
     return {
         "materials": materials,
         "images": sorted(i.name for i in bpy.data.images),
-        "objects": sorted((o.name, tuple(s.material.name if s.material else "" for s in o.material_slots))
-                          for o in bpy.data.objects),
+        "objects": sorted(
+            (o.name, tuple(s.material.name if s.material else "" for s in o.material_slots))
+            for o in bpy.data.objects
+        ),
     }

@@ -13,6 +13,9 @@ every request, so a test can change it without restarting the process:
 * crash_once: crashes the first generate only (a marker file next to the control file remembers).
 * bad_hello: dies before answering hello (a broken environment).
 
+``"noise": N`` (any mode) makes it write, at start, N rounds of the library chatter mediapipe prints
+(TensorFlow Lite, glog, protobuf's deprecation warning) mixed with its own log lines to stderr.
+
 It also records every generate request's params in ``<control>.requests.jsonl``.
 """
 
@@ -82,17 +85,24 @@ def generate(req_id, params: dict) -> None:
         try:
             photo = Image.open(p.portrait).convert("RGB")
         except Exception:  # noqa: BLE001
-            raise AvatarTexError(ErrorCode.PORTRAIT_UNREADABLE, f"{p.portrait} is not an image.",
-                                 "Use a PNG or JPEG photo.") from None
+            raise AvatarTexError(
+                ErrorCode.PORTRAIT_UNREADABLE, f"{p.portrait} is not an image.", "Use a PNG or JPEG photo."
+            ) from None
         if np.asarray(photo).std() < 2.0:
-            raise AvatarTexError(ErrorCode.NO_FACE_IN_PORTRAIT, "No face found in the portrait.",
-                                 "Use a photo where the face is visible and frontal.")
+            raise AvatarTexError(
+                ErrorCode.NO_FACE_IN_PORTRAIT,
+                "No face found in the portrait.",
+                "Use a photo where the face is visible and frontal.",
+            )
         steps = 20 if mode in ("slow", "hang") else 4
         for step in range(steps):
             if cancel.is_set():
                 raise protocol.Cancelled()
-            send(protocol.progress_message(req_id, protocol.Progress("project", step / steps,
-                                                                     f"step {step + 1}/{steps}")))
+            send(
+                protocol.progress_message(
+                    req_id, protocol.Progress("project", step / steps, f"step {step + 1}/{steps}")
+                )
+            )
             if mode == "crash" and step == 1:
                 sys.stderr.write("fake backend: simulated crash\n")
                 sys.stderr.flush()
@@ -115,6 +125,17 @@ def generate(req_id, params: dict) -> None:
 
 def main() -> None:
     """Read requests until stdin closes or ``shutdown``."""
+    for i in range(int(control().get("noise", 0))):
+        sys.stderr.write(
+            "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n"
+            "W0000 00:00:1795340348.511504    5994 inference_feedback_manager.cc:114] Feedback "
+            "manager requires a model with a single signature inference.\n"
+            "/x/google/protobuf/symbol_database.py:55: UserWarning: SymbolDatabase.GetPrototype() "
+            "is deprecated. Please use message_factory.GetMessageClass() instead.\n"
+            "  warnings.warn('SymbolDatabase.GetPrototype() is deprecated. Please '\n"
+            f"2026-01-01 00:00:00,000 INFO avatartex.server: fake backend line {i}\n"
+        )
+    sys.stderr.flush()
     if control().get("mode") == "bad_hello":
         sys.stderr.write("ModuleNotFoundError: No module named 'torch' (fake broken environment)\n")
         sys.exit(1)
@@ -127,12 +148,23 @@ def main() -> None:
             send(protocol.error_message(None, exc))
             continue
         if req.method == "hello":
-            send(protocol.result_message(req.id, {
-                "protocol": protocol.PROTOCOL_VERSION, "backend_version": "fake", "devices": ["cpu"],
-                "engines": ["classic"], "models": [],
-                "env": {k: v for k, v in os.environ.items() if k.startswith("AVATARTEX_")},
-                "styles": [{"name": "photoreal", "label": "Photoreal", "description": "fake"},
-                           {"name": "toon", "label": "Toon", "description": "fake"}]}))
+            send(
+                protocol.result_message(
+                    req.id,
+                    {
+                        "protocol": protocol.PROTOCOL_VERSION,
+                        "backend_version": "fake",
+                        "devices": ["cpu"],
+                        "engines": ["classic"],
+                        "models": [],
+                        "env": {k: v for k, v in os.environ.items() if k.startswith("AVATARTEX_")},
+                        "styles": [
+                            {"name": "photoreal", "label": "Photoreal", "description": "fake"},
+                            {"name": "toon", "label": "Toon", "description": "fake"},
+                        ],
+                    },
+                )
+            )
         elif req.method == "generate":
             if _cancel:  # like the real server: one generate at a time
                 if os.environ.get("AVATARTEX_FAKE_CONTROL"):

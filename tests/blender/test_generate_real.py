@@ -6,7 +6,6 @@ One backend process serves the whole file (it is warm after the first test), as 
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -49,7 +48,7 @@ def test_generate_scanned_head_real_backend(addon, real_backend, portrait, swapp
     principled = obj.active_material.node_tree.nodes["Principled BSDF"]
     nodes_before = {n.name for n in obj.active_material.node_tree.nodes}
 
-    assert bpy.ops.avatartex.generate() == {'FINISHED'}
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
 
     node, image = _texture(obj)
     assert nodes_before < {n.name for n in obj.active_material.node_tree.nodes}
@@ -64,9 +63,10 @@ def test_generate_scanned_head_real_backend(addon, real_backend, portrait, swapp
     # Same mesh, red and blue swapped in the photo: the texture's channels swap with it, so its
     # colours really come from the portrait (and the warm backend reuses the mesh analysis).
     obj.avatartex.portrait_path = str(swapped_portrait)
-    assert bpy.ops.avatartex.generate() == {'FINISHED'}
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
     _, image2 = _texture(obj)
-    assert image2 != image
+    # The add-on's own file is replaced (no LeePerrySmith_001.png pile-up) and its image reloaded.
+    assert image2 == image and image.name == Path(bpy.path.abspath(image.filepath)).stem == obj.name
     second = _pixels(image2)[..., :3]
     assert second[..., 2].mean() > second[..., 0].mean() + 0.05
     assert abs(second[..., 2].mean() - first[..., 0].mean()) < 0.06
@@ -89,12 +89,13 @@ def test_batch_three_objects_one_bad_real_backend(addon, real_backend, portrait,
     bpy.context.scene.avatartex.resolution = SIZE
     for obj in objs:
         # Separate materials, so each object's result is visible on its own.
-        obj.material_slots[0].link = 'OBJECT'
+        obj.material_slots[0].link = "OBJECT"
         mat = bpy.data.materials.new(f"{obj.name} skin")
         mat.use_nodes = True  # Blender 4.5 makes new materials without nodes
         obj.material_slots[0].material = mat
 
-    assert bpy.ops.avatartex.batch_retexture() == {'FINISHED'}
+    with pytest.raises(RuntimeError, match="1 failed"):  # background mode: a failure fails the batch
+        bpy.ops.avatartex.batch_retexture()
 
     batch = {item.name: item for item in bpy.context.scene.avatartex.batch}
     assert [batch[o.name].status for o in objs] == ["done", "failed", "done"]
@@ -115,7 +116,7 @@ def test_variants_real_backend(addon, real_backend, portrait, tmp_path):
     variants[1].name, variants[1].style = "paint", "painterly"
     obj.avatartex.active_variant_index = 0
 
-    assert bpy.ops.avatartex.generate_variants() == {'FINISHED'}
+    assert bpy.ops.avatartex.generate_variants() == {"FINISHED"}
 
     images = [v.image for v in variants]
     assert all(img is not None and tuple(img.size) == (SIZE, SIZE) for img in images)
@@ -129,40 +130,55 @@ def test_variants_real_backend(addon, real_backend, portrait, tmp_path):
     assert scene_fingerprint()["materials"] == before["materials"]  # only the image changed
 
     out = tmp_path / "export"
-    assert bpy.ops.avatartex.export_variants(directory=str(out), pack=True) == {'FINISHED'}
+    assert bpy.ops.avatartex.export_variants(directory=str(out), pack=True) == {"FINISHED"}
     stem = obj.name
     assert sorted(p.name for p in out.iterdir()) == sorted([f"{stem}_photo.png", f"{stem}_paint.png"])
     assert all(img.packed_file is not None for img in images)
     from PIL import Image
+
     assert Image.open(out / f"{stem}_paint.png").size == (SIZE, SIZE)
 
 
-def test_background_script_batch_retexture(addon, real_backend, portrait, tmp_path):
-    """The documented farm use: ``blender -b scene.blend --python-expr "...batch_retexture()"``.
+def test_farm_command_in_a_fresh_process(addon, real_backend, portrait, bad_portraits, tmp_path):
+    """The README's farm command on a .blend saved with nothing selected:
 
-    With the bpy module the same happens in a fresh Python process: open the .blend, enable the
-    extension, run the operator; it returns only when the texture is applied.
+    ``blender -b scene.blend --python-exit-code 1 --python-expr "import bpy;
+    bpy.ops.avatartex.batch_retexture()"`` (one line)
+
+    With the bpy module the same runs in a fresh Python process (an uncaught error exits 1, as
+    ``--python-exit-code 1`` makes Blender do): every object with a portrait is textured, one progress
+    line per object and stage goes to stdout, and one failed object makes the process exit non-zero.
     """
-    obj = import_scanned_head(portrait)
+    head = import_scanned_head(portrait)
+    head.name = "Good"
+    bad = head.copy()
+    bad.name = "Bad"
+    bad.avatartex.portrait_path = str(bad_portraits["no_face"])
+    bpy.context.scene.collection.objects.link(bad)
     bpy.context.scene.avatartex.resolution = SIZE
+    for obj in bpy.context.scene.objects:
+        obj.select_set(False)
     blend = tmp_path / "farm.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
     script = f"""
-import bpy, json
+import bpy
 bpy.ops.preferences.addon_enable(module="{addon.__name__}")
 bpy.ops.wm.open_mainfile(filepath={str(blend)!r})
-result = bpy.ops.avatartex.batch_retexture()
-obj = bpy.data.objects[{obj.name!r}]
-node = obj.active_material.node_tree.nodes.get("AvatarTex Texture")
-bpy.ops.wm.save_mainfile()
-print("RESULT", json.dumps({{"result": sorted(result), "image": node.image.filepath if node else None,
-                            "size": list(node.image.size) if node else None}}))
+import bpy; bpy.ops.avatartex.batch_retexture()
 """
     env = dict(os.environ, AVATARTEX_BACKEND_PYTHON=BACKEND_PYTHON, PYTHONPATH="")
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
-                          timeout=300, cwd=str(ROOT))
-    line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
-    assert line is not None, proc.stdout[-2000:] + proc.stderr[-2000:]
-    out = json.loads(line[7:])
-    assert out["result"] == ["FINISHED"] and out["size"] == [SIZE, SIZE]
-    assert out["image"].startswith("//textures/") and (tmp_path / out["image"][2:]).is_file()
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300, cwd=str(ROOT)
+    )
+    out = proc.stdout
+    assert proc.returncode != 0, out[-2000:] + proc.stderr[-2000:]
+    assert "1 done, 1 failed" in proc.stderr + out and "Bad:" in proc.stderr + out
+    good_lines = [line for line in out.splitlines() if line.startswith("AvatarTex [2/2] Good: ")]
+    stages = [line.split(": ", 1)[1].split(":")[0] for line in good_lines]
+    for stage in ("analyse", "register", "project", "bake"):
+        assert stages.count(stage) == 1, good_lines  # one line per stage, not per progress event
+    assert good_lines[-1] == "AvatarTex [2/2] Good: Done: Good.png"
+    from PIL import Image
+
+    assert Image.open(tmp_path / "textures" / "Good.png").size == (SIZE, SIZE)
+    assert not (tmp_path / "textures" / "Bad.png").exists()

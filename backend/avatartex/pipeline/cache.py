@@ -10,6 +10,7 @@ same mesh under another name is the same one.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections import OrderedDict
@@ -30,12 +31,24 @@ class HeadModel:
     """One mesh's landmarks, head frame, and its atlases and UV surfaces by size."""
 
     mesh: Mesh
+    """The mesh as the steps see it: centred and scaled to unit size (``normalized``)."""
     landmarks: MeshLandmarks
     frame: HeadFrame
+    file_centre: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    file_scale: float = 1.0
+    """``mesh.positions = (the file's positions - file_centre) / file_scale``."""
     atlases: dict[int, AtlasGeometry] = field(default_factory=dict)
     """Atlas size -> the atlas geometry, face region marked."""
     surfaces: dict[int, UVSurface] = field(default_factory=dict)
     """Texture size -> the surface behind every texel of the mesh's UV map."""
+
+    def to_file(self, points: np.ndarray) -> np.ndarray:
+        """Points of ``mesh`` (and of the atlas, landmarks, registration) in the file's coordinates."""
+        return np.asarray(points, np.float64) * self.file_scale + self.file_centre
+
+    def from_file(self, points: np.ndarray) -> np.ndarray:
+        """Points in the file's coordinates in those of ``mesh``."""
+        return (np.asarray(points, np.float64) - self.file_centre) / self.file_scale
 
     def atlas(self, size: int) -> AtlasGeometry:
         """The head's atlas geometry at ``size``, with the face region marked."""
@@ -56,6 +69,19 @@ class HeadModel:
             mesh = self.mesh
             self.surfaces[size] = uv_surface(mesh.positions, mesh.triangles, mesh.normals, mesh.uvs, size)
         return self.surfaces[size]
+
+
+def normalized(mesh: Mesh) -> tuple[Mesh, np.ndarray, float]:
+    """The mesh moved and scaled so that its bounding box is centred on the origin with a half
+    diagonal of 1. Every step works on this copy: a head exported in centimetres, metres or
+    hundredths of a unit, anywhere in its scene, gives the same texture (the texture depends on the
+    UVs and the shape, not on where the file put them). Returns the copy, the centre and the size:
+    ``copy = (original - centre) / size``."""
+    positions = np.asarray(mesh.positions, np.float64)
+    lo, hi = positions.min(axis=0), positions.max(axis=0)
+    size = float(np.linalg.norm(hi - lo)) / 2 or 1.0
+    centre = (lo + hi) / 2
+    return dataclasses.replace(mesh, positions=((positions - centre) / size).astype(np.float32)), centre, size
 
 
 def mesh_key(mesh: Mesh, facing: str = "") -> str:
@@ -87,6 +113,7 @@ class HeadCache:
         forward = parse_facing(facing)
         if forward is None and mesh.forward is not None:
             forward = np.asarray(mesh.forward, np.float64)
+        mesh, file_centre, file_scale = normalized(mesh)
         landmarks = detect_mesh_landmarks(
             mesh.positions, mesh.triangles, landmarker, up=mesh.up, forward=forward, pins=mesh.pins or None
         )
@@ -101,7 +128,7 @@ class HeadCache:
             centre([MOUTH_RIGHT, MOUTH_LEFT]),
             p[NOSE_TIP],
         )
-        model = HeadModel(mesh, landmarks, frame)
+        model = HeadModel(mesh, landmarks, frame, file_centre, file_scale)
         self._heads[key] = model
         while len(self._heads) > self.size:
             self._heads.popitem(last=False)

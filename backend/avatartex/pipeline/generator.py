@@ -16,9 +16,11 @@ import numpy as np
 from .. import engines
 from ..engines.base import StageContext
 from ..face import Face
+from ..features import feature_lines
 from ..image_io import save_png
 from ..mesh import Mesh
 from ..protocol import AvatarTexError, ErrorCode, GenerateParams, Progress
+from ..quality import assess
 from ..registration import Registration
 from ..styles import get_style
 from . import steps
@@ -154,6 +156,11 @@ class Generator:
             check_cancel=clock.check_cancel,
             warnings=warnings,
         )
+        # -- feature lines for the style filters (features.py) --
+        ctx.feature_lines = feature_lines(
+            geometry, analysis.face.landmarks, projection.portrait_coords, analysis.head.landmarks.points3d
+        )
+        # -- end feature lines --
         atlas_texture = steps.run_stages(plan.stages, projection.partial, ctx, clock)
 
         clock.step("bake", 0.0, "baking into the UV map")
@@ -176,6 +183,15 @@ class Generator:
         clock.done("bake")
         clock.timings["total"] = clock.total()
 
+        quality = assess(
+            registration,
+            analysis.head.frame,
+            analysis.face.score,
+            analysis.head.landmarks.score,
+            analysis.head.landmarks.source,
+        )
+        if quality.verdict != "good":
+            warnings.append(f"registration {quality.verdict}: " + "; ".join(quality.reasons))
         report = build_report(
             params,
             plan,
@@ -184,11 +200,19 @@ class Generator:
             analysis,
             registration,
             projection,
+            quality,
             clock.timings,
             warnings,
         )
         if params.debug:
             report["debug"] = write_debug(out_dir, projection, final_atlas, analysis, registration)
+        # -- the unwrapped mesh (owned by the CLI/input work): the texture fits only the UV map
+        # --unwrap made, so that mesh is saved beside it (atomically, only now that all succeeded).
+        if analysis.mesh.unwrapped:
+            from ..mesh import save_mesh
+
+            report["unwrapped_mesh"] = str(save_mesh(analysis.mesh, out_dir / "mesh.glb"))
+        # -- end of the unwrapped mesh
         write_json_atomic(out_dir / "report.json", report)
         clock.emit(Progress("bake", 1.0, "done"))
         return {"texture": str(texture_path), "report": report}

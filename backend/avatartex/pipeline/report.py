@@ -15,6 +15,7 @@ from ..engines import StagePlan
 from ..face import draw_landmarks
 from ..image_io import save_png
 from ..protocol import AvatarTexError, ErrorCode, GenerateParams
+from ..quality import Quality
 from ..registration import Registration
 from .steps import Analysis, Projection
 
@@ -55,10 +56,15 @@ def build_report(
     analysis: Analysis,
     registration: Registration,
     projection: Projection,
+    quality: Quality,
     timings: dict[str, float],
     warnings: list[str],
 ) -> dict[str, Any]:
-    """The contents of ``report.json`` (protocol.GenerateResult.report)."""
+    """The contents of ``report.json`` (protocol.GenerateResult.report).
+
+    ``registration_error`` is the estimate of the true misplacement (``quality``); the landmarks'
+    own residual after the warp, which the warp makes small whatever the truth, is
+    ``registration_error_landmarks``."""
     error = registration.error_iod_holdout
     return {
         "backend_version": __version__,
@@ -71,7 +77,11 @@ def build_report(
         "timings": timings,
         "coverage": round(projection.coverage, 4),
         "coverage_including_grazing": round(projection.coverage_including_grazing, 4),
-        "registration_error": round(float(error if np.isfinite(error) else registration.error_iod), 5),
+        "quality": quality.report(),
+        "registration_error": round(quality.estimated_error_iod, 4),
+        "registration_error_landmarks": round(
+            float(error if np.isfinite(error) else registration.error_iod), 5
+        ),
         "registration_error_camera_only": round(float(registration.error_iod_camera), 5),
         "landmarks_source": analysis.head.landmarks.source,
         "dense_alignment": registration.alignment,

@@ -259,9 +259,13 @@ def portrait_detail(
         [np.nan_to_num(portrait_coords), confidence[..., None], seen[..., None].astype(np.float32)], axis=2
     )
     sampled = geometry.sample(packed, xy)
-    weight = np.where(sampled[:, 3] > 0.999, sampled[:, 2], 0.0)
+    weight = np.where(sampled[:, 3] > 0.999, sampled[:, 2], np.float32(0.0))
     weight[hidden] = 0.0
-    coords = sampled[:, :2]
+    # Only texels with weight read the photo (the back of the head has none): the photo and its blur
+    # sampled together, one bilinear weight per texel for both.
+    use = np.flatnonzero(weight > 0)
     blurred = cv2.GaussianBlur(portrait, (0, 0), 0.5 * footprint)
-    fine = sample_image(portrait, coords) - sample_image(blurred, coords)
-    return (fine * weight[:, None]).astype(np.float32)
+    both = sample_image(np.concatenate([portrait, blurred], axis=2), sampled[use, :2])
+    out = np.zeros((count, 3), np.float32)
+    out[use] = (both[:, :3] - both[:, 3:]) * weight[use, None]
+    return out

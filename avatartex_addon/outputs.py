@@ -1,0 +1,195 @@
+"""The files this add-on writes (textures, exports): recorded, replaced next time, never anyone else's.
+
+Each object and variant keeps an ``AVATARTEX_PG_output`` record of the file it last got. A later run
+replaces exactly that file, atomically, when it is still the add-on's: written for this object (not
+for the original of a Shift+D duplicate), unchanged since (size and time), and not shown by another
+object's material. Anything else gets a new, unused name, so an artist's file is never replaced.
+Image datablocks are named like their files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+
+from .paths import file_stamp, place_unique, replace_own, user_dir
+
+
+def blender_path(path: Path) -> str:
+    """``path`` as Blender stores it: ``//``-relative when next to the saved .blend, else absolute."""
+    if bpy.data.filepath:
+        try:
+            relative = bpy.path.relpath(str(path))
+        except ValueError:  # another drive on Windows
+            return str(path)
+        if relative.startswith("//") and not relative.startswith("//.."):
+            return relative
+    return str(path)
+
+
+def own_file(record, owner: str) -> Path | None:
+    """The file ``record`` names when this add-on wrote it for ``owner`` and nobody changed it since."""
+    if not record.path or record.owner != owner:
+        return None
+    path = Path(bpy.path.abspath(record.path))
+    try:
+        return path if file_stamp(path) == record.stamp else None
+    except OSError:
+        return None
+
+
+def remember(record, path: Path, owner: str) -> None:
+    """Record that ``path`` was just written for ``owner``."""
+    record.path = blender_path(path)
+    record.stamp = file_stamp(path)
+    record.owner = owner
+
+
+def images_of(path: Path) -> list[bpy.types.Image]:
+    """Image datablocks that read the file ``path``."""
+    target = str(path.resolve())
+    found = []
+    for image in bpy.data.images:
+        if image.source != "FILE" or not image.filepath or image.packed_file is not None:
+            continue
+        try:
+            if str(Path(bpy.path.abspath(image.filepath, library=image.library)).resolve()) == target:
+                found.append(image)
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def shown_elsewhere(images: list[bpy.types.Image], obj: bpy.types.Object) -> list[str]:
+    """Names of the objects other than ``obj`` whose materials show one of ``images``."""
+    if not images:
+        return []
+    shown = set()
+    for mat in bpy.data.materials:
+        tree = mat.node_tree
+        if tree is None or not any(getattr(n, "image", None) in images for n in tree.nodes):
+            continue
+        shown.add(mat)
+    return sorted(
+        o.name for o in bpy.data.objects if o != obj and any(s.material in shown for s in o.material_slots)
+    )
+
+
+def write_texture(source: Path, folder: Path, stem: str, record, obj: bpy.types.Object) -> bpy.types.Image:
+    """Put the texture ``source`` in ``folder`` as ``stem.png`` (or the record's own file); returns its image.
+
+    The record's file is replaced in place when it is still ours and no other object shows it;
+    otherwise a new file gets a name no file and no image datablock has yet.
+    """
+    previous = own_file(record, obj.name)
+    images = images_of(previous) if previous is not None else []
+    if previous is not None and previous.parent == folder.resolve() and not shown_elsewhere(images, obj):
+        final = replace_own(source, previous)
+        image = images[0] if images else None
+        if image is not None:
+            image.reload()
+    else:
+        final = place_unique(source, folder, stem, taken=lambda name: name in bpy.data.images)
+        image = None
+    if image is None:
+        image = bpy.data.images.load(str(final), check_existing=False)
+    if image.name != final.stem and final.stem not in bpy.data.images:
+        image.name = final.stem
+    image.filepath = blender_path(final)
+    remember(record, final, obj.name)
+    return image
+
+
+def export_file(source: Path, folder: Path, stem: str, record, owner: str) -> Path:
+    """Write ``source`` to ``folder/stem.png``, replacing this record's earlier export of that name there
+    (``stem.png`` or the ``stem_NNN.png`` it had to take); anything else gets a new, unused name."""
+    previous = own_file(record, owner)
+    if previous is not None and previous.parent == folder.resolve() and _same_family(previous.stem, stem):
+        final = replace_own(source, previous)
+    else:
+        final = place_unique(source, folder, stem)
+    remember(record, final, owner)
+    return final
+
+
+def _same_family(name: str, stem: str) -> bool:
+    """Whether ``name`` is ``stem`` or one of the ``stem_NNN`` names ``place_unique`` gives."""
+    return name == stem or (name.startswith(stem + "_") and name[len(stem) + 1 :].isdigit())
+
+
+def in_user_folder(path: Path) -> bool:
+    """Whether ``path`` lies in this extension's user folder (textures of an unsaved .blend)."""
+    try:
+        path.resolve().relative_to(user_dir().resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def move_next_to(blend_path: str) -> list[str]:
+    """Before a save to ``blend_path``: copy the textures that live in the extension's user folder to
+    ``textures/`` next to it and point their images and records there. Returns the files moved.
+
+    A saved .blend must never point into the extension's folders: uninstalling the extension deletes
+    them. The copies get names no file and no other image has; the old files are removed once the
+    save is done (``after_save``). The first save of a new file gets ``//`` paths; a file saved before
+    gets absolute ones, because Blender remaps relative paths from the old folder when saving elsewhere.
+    """
+    folder = Path(blend_path).resolve().parent / "textures"
+    relative = not bpy.data.filepath
+    moved: dict[str, Path] = {}
+
+    def stored(path: Path) -> str:
+        return "//" + path.relative_to(folder.parent).as_posix() if relative else str(path)
+
+    for image in bpy.data.images:
+        if image.source != "FILE" or not image.filepath or image.packed_file is not None or image.library:
+            continue
+        path = Path(bpy.path.abspath(image.filepath))
+        if not in_user_folder(path) or not path.is_file():
+            continue
+        key = str(path.resolve())
+        if key not in moved:
+            own = image.name
+            moved[key] = place_unique(
+                path, folder, path.stem, taken=lambda name, own=own: name != own and name in bpy.data.images
+            )
+        new = moved[key]
+        image.filepath = stored(new)
+        if image.name != new.stem and new.stem not in bpy.data.images:
+            image.name = new.stem
+    for obj in bpy.data.objects:
+        records = [obj.avatartex.output] + [v.output for v in obj.avatartex.variants]
+        for record in records:
+            old = str(Path(bpy.path.abspath(record.path)).resolve()) if record.path else ""
+            if old in moved:
+                record.path = stored(moved[old])
+                record.stamp = file_stamp(moved[old])
+    _moved.clear()
+    _moved.update(moved)
+    return list(moved)
+
+
+_moved: dict[str, Path] = {}
+"""User-folder file -> its copy next to the .blend, between ``move_next_to`` and ``after_save``."""
+
+
+def after_save(blend_path: str) -> None:
+    """After a save: remove the user-folder files that were moved (they are the add-on's). After
+    *Save Copy* of an unsaved file this session still has no folder: its images get absolute paths."""
+    if not _moved:
+        return
+    if bpy.data.filepath != blend_path:
+        copies = {str(new) for new in _moved.values()}
+        base = Path(blend_path).resolve().parent
+        for image in bpy.data.images:
+            if image.filepath.startswith("//") and str(base / image.filepath[2:]) in copies:
+                image.filepath = str(base / image.filepath[2:])
+        for obj in bpy.data.objects:
+            for record in [obj.avatartex.output] + [v.output for v in obj.avatartex.variants]:
+                if record.path.startswith("//") and str(base / record.path[2:]) in copies:
+                    record.path = str(base / record.path[2:])
+    for old in _moved:
+        Path(old).unlink(missing_ok=True)
+    _moved.clear()

@@ -1,0 +1,167 @@
+"""An honest verdict on a texture's registration: ``good``, ``doubtful`` or ``failed``, with the
+evidence and what to try.
+
+The landmark residual after the warp says little: the warp is fitted to those very landmarks and
+absorbs their disagreement, so it reads 0.005 where the surface is misplaced by 0.15 eye distances.
+The evidence here is what the landmarks cannot hide:
+
+* ``camera_error_iod`` — how far a rigid camera is from the portrait's landmarks (before the warp);
+* ``agreement_iod`` — how much the camera moves the face when one region of landmarks is left out
+  (a jackknife over six regions: brows, eyes, nose, mouth, jaw sides): regions that disagree mean
+  the detector saw the mesh and the photo differently, and the fit is a compromise;
+* ``fov_deg`` against the prior of portrait lenses, ``view_yaw_deg``/``view_pitch_deg`` of the
+  camera in the head's frame, and the two detectors' scores.
+
+``estimated_error_iod`` combines the first two as calibrated on ``bench/sweep.py`` (true
+misplacement of the seen surface, in eye distances); the verdict thresholds sit where the sweep
+separates misplaced (> 0.05) results from good ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .face import LEFT_EYE_CONTOUR, LEFT_EYEBROW, LIPS_OUTER, RIGHT_EYE_CONTOUR, RIGHT_EYEBROW
+from .registration import Registration, refine_camera
+
+GOOD_BELOW = 0.05
+"""Estimated misplacement (eye distances) under which a result is called good."""
+FAILED_ABOVE = 0.15
+"""Estimated misplacement above which it is called failed."""
+CAMERA_WEIGHT = 1.0
+AGREEMENT_WEIGHT = 1.0
+"""The estimate is CAMERA_WEIGHT x camera error + AGREEMENT_WEIGHT x region disagreement."""
+PLAUSIBLE_FOV_DEG = (8.0, 75.0)
+MAX_YAW_DEG = 45.0
+"""Beyond this the far half of the face is guessed, not seen."""
+MIN_DETECTOR_SCORE = 0.5
+
+
+@dataclass
+class Quality:
+    """The verdict on one result, for report.json (``quality``)."""
+
+    verdict: str
+    """``good``, ``doubtful`` or ``failed``."""
+    estimated_error_iod: float
+    """An estimate of the true misplacement of the seen face, in eye distances."""
+    signals: dict[str, Any]
+    reasons: list[str] = field(default_factory=list)
+    """Why it is not ``good``, in an artist's words."""
+    advice: list[str] = field(default_factory=list)
+    """What to try."""
+
+    def report(self) -> dict[str, Any]:
+        """Plain JSON for report.json."""
+        return {
+            "verdict": self.verdict,
+            "estimated_error_iod": round(self.estimated_error_iod, 4),
+            "signals": self.signals,
+            "reasons": self.reasons,
+            "advice": self.advice,
+        }
+
+
+def _regions(points_head: np.ndarray, indices: np.ndarray) -> list[np.ndarray]:
+    """Six landmark regions as boolean masks over ``indices``: the brows, the eyes, the nose, the
+    mouth, and the face's two sides (the jaw and cheeks left and right)."""
+    named = {
+        "brows": set(RIGHT_EYEBROW) | set(LEFT_EYEBROW),
+        "eyes": set(RIGHT_EYE_CONTOUR) | set(LEFT_EYE_CONTOUR),
+        "mouth": set(LIPS_OUTER),
+    }
+    masks = [np.isin(indices, sorted(group)) for group in named.values()]
+    taken = np.any(masks, axis=0)
+    x, y = points_head[:, 0], points_head[:, 1]
+    nose = ~taken & (np.abs(x) < 0.35) & (y < 0.0) & (y > -1.0)
+    masks.append(nose)
+    rest = ~taken & ~nose
+    masks += [rest & (x < 0), rest & (x >= 0)]
+    return [m for m in masks if m.sum() >= 4 and (~m).sum() >= 8]
+
+
+def region_agreement(registration: Registration, frame: Any) -> float:
+    """Root-mean-square movement of the face (its landmarks' surface points, in eye distances) when
+    the camera is refitted without each landmark region in turn (a jackknife estimate)."""
+    X, x, w = registration.points3d, registration.points2d, registration.weights
+    if X is None or x is None or len(X) < 20:
+        return float("nan")
+    camera = registration.camera
+    full = camera.project(X)[0]
+    moves = []
+    for region in _regions(frame.to_head(X), registration.indices):
+        keep = ~region
+        refit = refine_camera(camera, X[keep], x[keep], None if w is None else w[keep], registration.prior)
+        moves.append(np.mean(np.linalg.norm(refit.project(X)[0] - full, axis=1)))
+    if not moves:
+        return float("nan")
+    k = len(moves)
+    return float(np.sqrt((k - 1) / k * np.sum(np.square(moves))) / registration.interocular)
+
+
+def view_angles(registration: Registration, frame: Any) -> tuple[float, float]:
+    """(yaw, pitch) in degrees of the camera as seen from the head: 0, 0 is straight into the face;
+    yaw towards the character's left is positive, pitch from above positive."""
+    direction = frame.directions_to_head(registration.camera.center - frame.origin)
+    yaw = np.degrees(np.arctan2(direction[0], direction[2]))
+    pitch = np.degrees(np.arctan2(direction[1], np.hypot(direction[0], direction[2])))
+    return float(yaw), float(pitch)
+
+
+def assess(
+    registration: Registration,
+    frame: Any,
+    portrait_score: float,
+    mesh_score: float,
+    landmarks_source: str,
+) -> Quality:
+    """The verdict on a registration, from the evidence the module docstring lists."""
+    camera_error = float(registration.error_iod_camera)
+    agreement = region_agreement(registration, frame)
+    fov = float(registration.report()["fov_y_deg"])
+    yaw, pitch = view_angles(registration, frame)
+    estimate = CAMERA_WEIGHT * camera_error + AGREEMENT_WEIGHT * (0.0 if np.isnan(agreement) else agreement)
+    signals = {
+        "camera_error_iod": round(camera_error, 4),
+        "agreement_iod": None if np.isnan(agreement) else round(agreement, 4),
+        "fov_deg": round(fov, 2),
+        "fov_source": registration.fov_source,
+        "view_yaw_deg": round(yaw, 1),
+        "view_pitch_deg": round(pitch, 1),
+        "portrait_score": round(float(portrait_score), 3),
+        "mesh_score": round(float(mesh_score), 3),
+        "landmarks_source": landmarks_source,
+        "dense_alignment": bool(registration.alignment.get("applied", False)),
+        "ncc": registration.alignment.get(
+            "ncc_after" if registration.alignment.get("applied") else "ncc_before"
+        ),
+    }
+    reasons, advice = [], []
+    if estimate > GOOD_BELOW:
+        reasons.append(
+            f"the photo's and the mesh's landmarks disagree by about {estimate:.0%} of the eye distance: "
+            "features may land beside their place (eyes on brows, lips doubled)"
+        )
+        advice.append("add landmark pins on the mesh (eye corners, nose tip, mouth corners)")
+    if not PLAUSIBLE_FOV_DEG[0] <= fov <= PLAUSIBLE_FOV_DEG[1]:
+        reasons.append(f"the fitted camera's field of view ({fov:.0f} degrees) is not a portrait lens's")
+        advice.append("use a photo with its EXIF data, or one taken from further away")
+    if abs(yaw) > MAX_YAW_DEG or abs(pitch) > MAX_YAW_DEG:
+        reasons.append(f"the face is seen {abs(yaw):.0f} degrees from the side: its far half is guessed")
+        advice.append("use a more frontal photo")
+    if (
+        min(portrait_score, mesh_score if landmarks_source.startswith("detected") else 1.0)
+        < MIN_DETECTOR_SCORE
+    ):
+        reasons.append("the face detector was unsure of the face (low score)")
+        advice.append("check the facing direction, or add pins")
+    if estimate > FAILED_ABOVE:
+        verdict = "failed"
+    elif reasons:
+        verdict = "doubtful"
+    else:
+        verdict = "good"
+    return Quality(verdict, float(estimate), signals, reasons, list(dict.fromkeys(advice)))

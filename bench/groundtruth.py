@@ -1,0 +1,566 @@
+"""Synthetic ground truth for the benchmarks (DESIGN.md §5): known textures on head meshes, rendered
+from known cameras and lights, and the measures that compare a produced texture with the truth.
+
+Everything here uses the backend's stable modules only (camera, raster, mesh, metrics, image_io,
+demo_head), so ``bench/accuracy.py`` and ``bench/sweep.py`` keep working while the pipeline's
+insides move.
+
+Conventions: a head is described in its *canonical* frame (the frame its file comes in: +Y up, the
+face towards +Z, +X the character's left). Transformed copies of a mesh are made for the pipeline
+only; the portrait is always rendered in the canonical frame, so the same render serves a mesh and
+every rotated or rescaled copy of it, and the truth (camera, texture) does not change with the copy.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+if importlib.util.find_spec("avatartex") is None:  # run from a checkout without PYTHONPATH=backend
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backend"))
+
+from avatartex import raster  # noqa: E402
+from avatartex.camera import Camera  # noqa: E402
+from avatartex.metrics import gain_corrected, psnr, sample_uv  # noqa: E402
+
+SHARED_SCAN = Path(__file__).resolve().parents[2] / "shared" / "assets" / "heads" / "lee_perry_smith.glb"
+
+# The scan's eye centres, in its file's frame: the mean of mediapipe's eye contours on the mesh, as
+# the pipeline's own mesh landmarks found them (commit dfbf45f). Used only to measure the true eye
+# distance in the portrait, which is not sensitive to a millimetre here.
+SCAN_EYES = np.array([[-0.64353, 1.67136, 1.89816], [0.47531, 1.66762, 1.88906]])
+SCAN_MOUTH = np.array([-0.09618, 0.41707, 2.09953])
+
+
+# --- heads ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Head:
+    """A head mesh in its canonical frame, with what the truth needs to know about it."""
+
+    name: str
+    positions: np.ndarray
+    """(V, 3) float64 canonical positions."""
+    triangles: np.ndarray
+    """(T, 3) int32."""
+    uvs: np.ndarray
+    """(T, 3, 2) float32 per-corner UVs."""
+    normals: np.ndarray
+    """(V, 3) float64 unit vertex normals."""
+    eyes: np.ndarray
+    """(2, 3) the character's right and left eye centres."""
+    mouth: np.ndarray
+    """(3,) the middle of the mouth."""
+    path: Path | None = None
+    """A file the pipeline can read for the untransformed head, if one exists."""
+
+    @property
+    def iod(self) -> float:
+        """Eye distance in the mesh's units."""
+        return float(np.linalg.norm(self.eyes[1] - self.eyes[0]))
+
+    @property
+    def face_centre(self) -> np.ndarray:
+        """Between the eyes and the mouth: where a portrait camera aims."""
+        return 0.5 * (self.eyes.mean(axis=0) + self.mouth)
+
+
+def _normals(positions: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    from avatartex.mesh import compute_normals
+
+    return compute_normals(positions.astype(np.float32), triangles).astype(np.float64)
+
+
+def load_scan(path: Path = SHARED_SCAN) -> Head | None:
+    """The scanned head of ``../shared/assets``, or None (with a loud message) when it is absent."""
+    if not Path(path).exists():
+        print(f"SKIPPED: the scanned head {path} is absent (../shared is not here)", file=sys.stderr)
+        return None
+    from avatartex.mesh import load_mesh
+
+    mesh = load_mesh(path)
+    positions = np.asarray(mesh.positions, np.float64)
+    return Head(
+        "scan",
+        positions,
+        np.asarray(mesh.triangles, np.int32),
+        np.asarray(mesh.uvs, np.float32),
+        np.asarray(mesh.normals, np.float64),
+        SCAN_EYES.copy(),
+        SCAN_MOUTH.copy(),
+        Path(path),
+    )
+
+
+def demo_head(shape_name: str = "", resolution: int = 96) -> Head:
+    """The project's demo head, or one of its stylized variants (``demo_head.STYLIZED_SHAPES``)."""
+    from avatartex import demo_head as demo
+
+    shape = demo.STYLIZED_SHAPES[shape_name] if shape_name else None
+    positions, triangles, uvs, _ = demo.make_demo_head(resolution, shape)
+    features = demo.features(shape or demo.DEFAULT_SHAPE)
+    # Eye centres on the eyeballs' fronts, as a detector's eye contours average out.
+    eyes = np.array([[-demo.EYE_X, -0.002, 0.083], [demo.EYE_X, -0.002, 0.083]])
+    mouth = 0.5 * (np.array(features["mouth_left"]) + np.array(features["mouth_right"]))
+    positions = np.asarray(positions, np.float64)
+    return Head(
+        f"demo-{shape_name}" if shape_name else "demo",
+        positions,
+        triangles,
+        uvs,
+        _normals(positions, triangles),
+        eyes,
+        mouth,
+    )
+
+
+# --- mesh transforms (the pipeline gets a moved copy; the truth stays canonical) -------------------
+
+
+def rotation(axis: tuple[float, float, float], degrees: float) -> np.ndarray:
+    """(3, 3) rotation by ``degrees`` about ``axis`` (Rodrigues)."""
+    k = np.asarray(axis, np.float64)
+    k /= np.linalg.norm(k)
+    a = np.radians(degrees)
+    K = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + np.sin(a) * K + (1 - np.cos(a)) * K @ K
+
+
+TRANSFORMS: dict[str, tuple[np.ndarray, float]] = {
+    "none": (np.eye(3), 1.0),
+    "yaw45": (rotation((0, 1, 0), 45), 1.0),
+    "tilted70": (rotation((0.3, 0.8, 0.5), 70), 1.0),
+    "z_up": (rotation((1, 0, 0), 90), 1.0),  # Blender's frame: up +Z, the face towards -Y
+    "upside_down": (rotation((0, 0, 1), 180), 1.0),
+    "scale0.01": (np.eye(3), 0.01),
+    "scale100": (np.eye(3), 100.0),
+}
+"""Name -> (rotation, scale) of a copy of a mesh: ``x' = scale * R x + offset``."""
+
+
+@dataclass
+class Placement:
+    """Where a transformed copy puts the canonical mesh: ``x' = scale * R x + offset``."""
+
+    name: str
+    R: np.ndarray
+    scale: float
+    offset: np.ndarray = field(default_factory=lambda: np.zeros(3))
+
+    def apply(self, points: np.ndarray) -> np.ndarray:
+        """Canonical points -> the copy's frame."""
+        return self.scale * (np.asarray(points, np.float64) @ self.R.T) + self.offset
+
+
+def placement(name: str, head: Head) -> Placement:
+    """The named transform of :data:`TRANSFORMS`, with an offset of a few head sizes (importers
+    rarely put a head at the origin)."""
+    R, scale = TRANSFORMS[name]
+    offset = np.zeros(3) if name == "none" else scale * head.iod * np.array([3.0, -7.0, 2.0])
+    return Placement(name, R, scale, offset)
+
+
+def write_capture(head: Head, where: Placement, path: Path) -> Path:
+    """Write the copy of ``head`` moved by ``where`` as a capture ``.npz`` (no up/forward hints)."""
+    from avatartex.mesh import Mesh, save_capture
+
+    save_capture(
+        Mesh(where.apply(head.positions).astype(np.float32), head.triangles, head.uvs, name=head.name),
+        path,
+    )
+    return path
+
+
+# --- the texture ------------------------------------------------------------------------------------
+
+
+@dataclass
+class TexelSurface:
+    """The surface point behind every covered texel of a mesh's UV map."""
+
+    mask: np.ndarray
+    """(S, S) bool, texels some triangle covers."""
+    positions: np.ndarray
+    """(N, 3) canonical surface points of the covered texels (row-major order of ``mask``)."""
+    normals: np.ndarray
+    """(N, 3) unit normals there."""
+
+
+def texel_surface(head: Head, size: int) -> TexelSurface:
+    """Rasterise the head's UV map at ``size`` and interpolate positions and normals."""
+    tri_id, bary = raster.rasterize_uv(head.uvs, size)
+    mask = tri_id >= 0
+    positions = raster.interpolate(head.positions, head.triangles, tri_id, bary)[mask].astype(np.float64)
+    normals = raster.interpolate(head.normals, head.triangles, tri_id, bary)[mask].astype(np.float64)
+    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+    return TexelSurface(mask, positions, normals)
+
+
+def _waves(p: np.ndarray, rng: np.random.Generator, bands) -> np.ndarray:
+    value = np.zeros(len(p))
+    for wavelength, amplitude, count in bands:
+        for _ in range(count):
+            direction = rng.normal(size=3)
+            direction /= np.linalg.norm(direction)
+            phase = rng.uniform(0, 2 * np.pi)
+            value += amplitude / np.sqrt(count) * np.sin(2 * np.pi * (p @ direction) / wavelength + phase)
+    return value
+
+
+SKIN_BASE = np.array([0.80, 0.60, 0.50])
+
+
+def skin_texture(points: np.ndarray, scale: float, seed: int = 1) -> np.ndarray:
+    """A skin-like albedo as a function of the surface point: seam-free by construction.
+
+    A warm base tone with blotches and freckle-scale detail: sums of random plane waves from the
+    size of the face down to a few millimetres.
+    """
+    rng = np.random.default_rng(seed)
+    p = np.asarray(points, np.float64) / scale
+    value = _waves(p, rng, ((1.5, 0.10, 6), (0.5, 0.06, 10), (0.15, 0.04, 16), (0.06, 0.03, 24)))
+    tint = np.stack([value, value * 1.2, value * 1.3], 1)
+    return np.clip(SKIN_BASE * (1 + tint), 0, 1).astype(np.float32)
+
+
+def stripe_texture(points: np.ndarray, scale: float, seed: int = 1) -> np.ndarray:
+    """Skin with bold painted stripes (face paint, a tiger make-up): high contrast at one direction."""
+    rng = np.random.default_rng(seed)
+    p = np.asarray(points, np.float64) / scale
+    direction = np.array([rng.uniform(-1, 1), rng.uniform(-0.4, 0.4), rng.uniform(-0.3, 0.3)])
+    direction /= np.linalg.norm(direction)
+    period = rng.uniform(0.08, 0.14)
+    wobble = 0.02 * np.sin(2 * np.pi * p[:, 1] / 0.3 + rng.uniform(0, 6))
+    s = np.sin(2 * np.pi * (p @ direction + wobble) / period)
+    stripe = 1 / (1 + np.exp(-s * 6))  # soft-edged square wave
+    paint = np.array(rng.choice([[0.25, 0.18, 0.15], [0.85, 0.45, 0.2], [0.2, 0.3, 0.6]]))
+    base = skin_texture(points, scale, seed + 100)
+    return np.clip(base * (1 - 0.55 * stripe[:, None]) + 0.55 * stripe[:, None] * paint, 0, 1).astype(
+        np.float32
+    )
+
+
+def _photo(name: str) -> np.ndarray:
+    import skimage.data
+
+    image = getattr(skimage.data, name)()
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    return image[..., :3].astype(np.float32) / 255.0
+
+
+def photo_texture(points: np.ndarray, scale: float, seed: int = 1) -> np.ndarray:
+    """Skin modulated by a photograph (``skimage.data.coffee``) projected from the front: detail at
+    every scale and of every orientation, like a real face's pores, stubble and make-up."""
+    rng = np.random.default_rng(seed)
+    photo = _photo("coffee")
+    h, w = photo.shape[:2]
+    p = np.asarray(points, np.float64) / scale
+    zoom = rng.uniform(0.8, 1.4)
+    u = np.clip(0.5 + p[:, 0] * zoom * 0.9, 0, 1)
+    v = np.clip(0.5 + p[:, 1] * zoom * 0.9, 0, 1)
+    colour = sample_uv(photo, np.stack([u, v], 1))
+    lum = colour @ np.array([0.3, 0.59, 0.11])
+    lum = (lum - lum.mean()) / max(lum.std(), 1e-6)
+    albedo = SKIN_BASE * (1 + 0.22 * lum[:, None]) * 0.75 + 0.25 * colour
+    del h, w
+    return np.clip(albedo, 0, 1).astype(np.float32)
+
+
+TEXTURES = {"blotches": skin_texture, "stripes": stripe_texture, "photo": photo_texture}
+
+
+def truth_texture(head: Head, surface: TexelSurface, kind: str, seed: int) -> np.ndarray:
+    """The known texture in the head's UV map, padded 8 texels around its islands."""
+    size = surface.mask.shape[0]
+    texture = np.full((size, size, 3), 0.5, np.float32)
+    texture[surface.mask] = TEXTURES[kind](surface.positions - head.face_centre, 3.2 * head.iod, seed)
+    texture, _ = raster.dilate(texture, surface.mask, 8)
+    return texture
+
+
+# --- cameras, lights, rendering ---------------------------------------------------------------------
+
+
+def portrait_camera(
+    head: Head,
+    yaw: float,
+    pitch: float,
+    roll: float,
+    fov: float,
+    width: int,
+    height: int,
+    fill: float = 0.55,
+    shift: tuple[float, float] = (0.0, 0.0),
+) -> Camera:
+    """A camera looking at the face from ``yaw`` (towards the character's left), ``pitch`` (from
+    above) in degrees, rolled by ``roll``, with vertical field of view ``fov``; the distance makes
+    the head about ``fill`` of the image height; ``shift`` moves the aim by that many eye distances
+    (x, y) so the face is not always centred."""
+    y, p = np.radians(yaw), np.radians(pitch)
+    direction = np.array([np.sin(y) * np.cos(p), np.sin(p), np.cos(y) * np.cos(p)])
+    head_size = 3.4 * head.iod
+    distance = head_size / (fill * 2 * np.tan(np.radians(fov) / 2))
+    target = head.face_centre + head.iod * np.array([shift[0], shift[1], 0.0])
+    eye = target + direction * distance
+    forward = -direction
+    up = np.array([0.0, 1.0, 0.0])
+    up = up - forward * (up @ forward)
+    up /= np.linalg.norm(up)
+    up = rotation(forward, roll) @ up
+    return Camera.look_at(eye, target, up, fov, width, height)
+
+
+@dataclass
+class Light:
+    """A directional light in the head's canonical frame."""
+
+    direction: np.ndarray
+    intensity: float
+    shadows: bool = False
+
+
+LIGHTS = ("front", "side", "top", "grazing", "below", "two")
+
+
+def lights_for(kind: str, yaw: float, shadows: bool) -> tuple[list[Light], float]:
+    """The lights of a named set-up, and the ambient term. ``grazing`` comes from the side the
+    camera does not see (the far cheek is lit at a grazing angle, the near one is dark)."""
+    far = -1.0 if yaw >= 0 else 1.0
+    sets = {
+        "front": ([((0.15, 0.2, 1.0), 0.75)], 0.35),
+        "side": ([((-far * 1.0, 0.25, 0.45), 0.85)], 0.25),
+        "top": ([((0.0, 1.0, 0.3), 0.9)], 0.25),
+        "grazing": ([((far * 1.0, 0.1, -0.12), 1.1)], 0.15),
+        "below": ([((0.1, -0.85, 0.55), 0.9)], 0.2),
+        "two": ([((0.7, 0.35, 0.65), 0.6), ((-0.8, 0.1, 0.5), 0.35)], 0.2),
+    }
+    lights, ambient = sets[kind]
+    out = []
+    for direction, intensity in lights:
+        d = np.asarray(direction, np.float64)
+        out.append(Light(d / np.linalg.norm(d), intensity, shadows))
+    return out, ambient
+
+
+def _shadow_factor(head: Head, light: Light, points: np.ndarray, normals: np.ndarray) -> np.ndarray:
+    """1 where ``points`` see the light, 0 where the head is in the way (a shadow map from afar)."""
+    centre = head.positions.mean(axis=0)
+    radius = float(np.linalg.norm(head.positions - centre, axis=1).max())
+    distance = 40 * radius
+    up = np.array([0.0, 1.0, 0.0]) if abs(light.direction[1]) < 0.9 else np.array([0.0, 0.0, 1.0])
+    fov = np.degrees(2 * np.arctan(1.05 * radius / distance))
+    cam = Camera.look_at(centre + light.direction * distance, centre, up, fov, 1024, 1024)
+    _, _, depth = raster.rasterize_camera(head.positions, head.triangles, cam)
+    lifted = points + normals * 0.01 * head.iod
+    xy, z = cam.project(lifted)
+    px = np.clip(xy[:, 0].astype(int), 0, 1023)
+    py = np.clip(xy[:, 1].astype(int), 0, 1023)
+    return (z <= depth[py, px] + 0.03 * head.iod).astype(np.float64)
+
+
+def background_image(kind: str, width: int, height: int, rng: np.random.Generator) -> np.ndarray:
+    """A flat colour, a vertical gradient or a photograph (``skimage.data``) behind the head."""
+    if kind == "flat":
+        return np.broadcast_to(rng.uniform(0.15, 0.8, 3).astype(np.float32), (height, width, 3)).copy()
+    if kind == "gradient":
+        a, b = rng.uniform(0.05, 0.9, 3), rng.uniform(0.05, 0.9, 3)
+        t = np.linspace(0, 1, height)[:, None, None]
+        return np.broadcast_to(a * (1 - t) + b * t, (height, width, 3)).astype(np.float32).copy()
+    import cv2
+
+    photo = _photo(str(rng.choice(["rocket", "coffee", "chelsea"])))
+    return cv2.resize(photo, (width, height), interpolation=cv2.INTER_AREA)
+
+
+@dataclass
+class Render:
+    """A portrait rendered with known truth."""
+
+    image: np.ndarray
+    """(H, W, 3) float32 sRGB 0..1."""
+    camera: Camera
+    depth: np.ndarray
+    """(H, W) camera-space depth of the head, +inf on the background."""
+
+
+def render_portrait(
+    head: Head,
+    texture: np.ndarray,
+    camera: Camera,
+    lights: list[Light],
+    ambient: float,
+    background: np.ndarray,
+) -> Render:
+    """Albedo × (ambient + Σ key · max(n·l, 0) · shadow) in linear light, over ``background``."""
+    tri_id, bary, depth = raster.rasterize_camera(head.positions, head.triangles, camera)
+    hit = tri_id >= 0
+    uv = raster.interpolate(head.uvs, None, tri_id, bary)[hit]
+    normal = raster.interpolate(head.normals, head.triangles, tri_id, bary)[hit].astype(np.float64)
+    normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)
+    albedo = sample_uv(texture, uv)
+    shade = np.full(len(uv), ambient)
+    points = None
+    for light in lights:
+        lit = np.clip(normal @ light.direction, 0, None) * light.intensity
+        if light.shadows:
+            if points is None:
+                points = raster.interpolate(head.positions, head.triangles, tri_id, bary)[hit].astype(
+                    np.float64
+                )
+            lit = lit * _shadow_factor(head, light, points, normal)
+        shade += lit
+    linear = np.power(albedo, 2.2) * shade[:, None]
+    image = np.asarray(background, np.float32).copy()
+    image[hit] = np.clip(np.power(np.clip(linear, 0, 1), 1 / 2.2), 0, 1)
+    return Render(image, camera, depth)
+
+
+# --- the pipeline's registration ---------------------------------------------------------------------
+
+
+class RegistrationTap:
+    """Keeps the registration of the last request, to measure the true misplacement; optionally
+    replaces it (``oracle``: a function of the tapped call's arguments returning a registration, to
+    separate registration error from the rest).
+
+    The registration is an internal object of the pipeline: the tap wraps whichever function makes
+    it (``Generator._register`` before the structure issue, ``pipeline.steps.register_portrait``
+    after) and only uses its ``project(points) -> (pixels, depth)``. Where neither exists, ``where``
+    is "none" and the benchmarks report the misplacement as n/a.
+    """
+
+    def __init__(self, generator) -> None:
+        self.last = None
+        self.head = None
+        self.oracle = None
+        self.where = "none"
+        owner, name = None, ""
+        if hasattr(generator, "_register"):
+            owner, name, self.where = generator, "_register", "Generator._register"
+        else:
+            try:
+                from avatartex.pipeline import steps
+            except ImportError:
+                steps = None
+            if steps is not None and hasattr(steps, "register_portrait"):
+                owner, name, self.where = steps, "register_portrait", "pipeline.steps.register_portrait"
+        if owner is None:
+            return
+        original = getattr(owner, name)
+
+        def tapped(*args, **kwargs):
+            self.head = args[0] if args else kwargs.get("head")
+            self.last = self.oracle(*args, **kwargs) if self.oracle else original(*args, **kwargs)
+            return self.last
+
+        setattr(owner, name, tapped)
+
+    def project(self, points: np.ndarray) -> np.ndarray:
+        """Portrait pixels of points in the mesh file's coordinates through the last registration
+        (the pipeline works on a centred, unit-size copy of the mesh: ``HeadModel.from_file``)."""
+        to_head = getattr(self.head, "from_file", None)
+        return self.last.project(to_head(points) if to_head else points)[0]
+
+
+def camera_in_head(camera: Camera, head) -> Camera:
+    """A camera of the mesh file's coordinates as the same camera of the pipeline's unit-size copy."""
+    if not hasattr(head, "file_scale"):
+        return camera
+    t = (camera.R @ np.asarray(head.file_centre, np.float64) + camera.t) / head.file_scale
+    return Camera(camera.fx, camera.fy, camera.cx, camera.cy, camera.R, t, camera.width, camera.height)
+
+
+# --- measures ---------------------------------------------------------------------------------------
+
+
+def seen_texels(head: Head, surface: TexelSurface, render: Render, min_cos: float = 0.3) -> np.ndarray:
+    """(S, S) bool: texels the true camera saw (in frame, not occluded, facing it by more than
+    ``min_cos``), as bench/accuracy.py has always counted them."""
+    camera = render.camera
+    xy, z = camera.project(surface.positions)
+    in_frame = (xy[:, 0] >= 0) & (xy[:, 0] < camera.width) & (xy[:, 1] >= 0) & (xy[:, 1] < camera.height)
+    px = np.clip(xy[:, 0].astype(int), 0, camera.width - 1)
+    py = np.clip(xy[:, 1].astype(int), 0, camera.height - 1)
+    to_cam = camera.center - surface.positions
+    to_cam /= np.linalg.norm(to_cam, axis=1, keepdims=True)
+    facing = (surface.normals * to_cam).sum(1) > min_cos
+    seen = in_frame & (z <= render.depth[py, px] + 0.03 * head.iod) & facing
+    visible = np.zeros(surface.mask.shape, bool)
+    visible[surface.mask] = seen
+    return visible
+
+
+def psnr_visible(produced: np.ndarray, truth: np.ndarray, visible: np.ndarray) -> float:
+    """PSNR (dB) on the seen texels after the global colour gain the pipeline cannot know."""
+    return psnr(gain_corrected(produced, truth, visible), truth, visible)
+
+
+FINE_SIGMA = 2.0
+"""The fine band is the texture minus its Gaussian blur of this sigma (texels): what remains has
+wavelengths shorter than about 12 texels (the blur passes half the power at 2π·2·1.0 ≈ 12.6)."""
+
+
+def fine_band(image: np.ndarray, mask: np.ndarray, sigma: float = FINE_SIGMA) -> np.ndarray:
+    """Luminance minus its blur inside ``mask`` (normalised convolution: no bleed from outside)."""
+    import cv2
+
+    lum = image[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
+    m = mask.astype(np.float32)
+    blur = cv2.GaussianBlur(lum * m, (0, 0), sigma) / np.maximum(cv2.GaussianBlur(m, (0, 0), sigma), 1e-6)
+    return lum - blur
+
+
+def fine_correlation(
+    produced: np.ndarray, truth: np.ndarray, uv_mask: np.ndarray, visible: np.ndarray
+) -> float:
+    """Pearson correlation of the fine bands of ``produced`` and ``truth`` on the seen texels (away
+    from island borders by 3 texels)."""
+    from scipy.ndimage import binary_erosion
+
+    inner = visible & binary_erosion(uv_mask, iterations=3)
+    if inner.sum() < 100:
+        return float("nan")
+    a = fine_band(produced, uv_mask)[inner]
+    b = fine_band(truth, uv_mask)[inner]
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / max(np.sqrt((a * a).sum() * (b * b).sum()), 1e-12))
+
+
+def true_iod_px(head: Head, camera: Camera) -> float:
+    """The eye distance in the portrait, in pixels, through the true camera."""
+    xy, _ = camera.project(head.eyes)
+    return float(np.linalg.norm(xy[1] - xy[0]))
+
+
+def misplacement(
+    head: Head,
+    where: Placement,
+    surface: TexelSurface,
+    visible: np.ndarray,
+    camera: Camera,
+    project_fitted,
+    max_points: int = 20000,
+    iod_px: float | None = None,
+) -> tuple[float, float]:
+    """The true misplacement: over the surface points of the seen texels, the distance between where
+    the true camera puts them in the portrait and where the pipeline's registration put them
+    (``project_fitted``: points in the copy's frame -> portrait pixels), in true eye distances.
+
+    ``iod_px`` replaces the true eye distance where the head's eyes are not known.
+    Returns (mean, 90th percentile).
+    """
+    points = surface.positions[visible[surface.mask]]
+    if len(points) == 0:
+        return float("nan"), float("nan")
+    if len(points) > max_points:
+        points = points[np.linspace(0, len(points) - 1, max_points).astype(int)]
+    true_xy, _ = camera.project(points)
+    fitted_xy = np.asarray(project_fitted(where.apply(points)), np.float64)
+    d = np.linalg.norm(fitted_xy - true_xy, axis=1) / (iod_px or true_iod_px(head, camera))
+    return float(d.mean()), float(np.percentile(d, 90))

@@ -1,0 +1,704 @@
+"""A broad ground-truth sweep (issue 8, DESIGN.md §5): many heads, cameras, lights, skins, backgrounds
+and mesh transforms, each case run through the real pipeline and compared with the known truth.
+
+    PYTHONPATH=backend python bench/sweep.py [--quick] [--json rows.json] [--pictures DIR]
+
+Heads: the scanned head of ``../shared/assets`` (skipped, loudly, when absent), the project's demo
+head and its stylized variants (``demo_head.STYLIZED_SHAPES``). Each case draws, from a seeded
+random design that keeps every level of every factor about equally often (a Latin hypercube for
+the continuous ones): camera yaw 0-40° (either side), pitch ±12°, roll ±10°, vertical field of view
+15-60°, head size in the frame and an off-centre aim; a light set-up (front, side, top, grazing from
+the far side, from below, two lights) with or without cast shadows; a skin (smooth with blotches,
+painted stripes, a photograph); a background (flat, gradient, photograph); a portrait size and
+aspect; PNG or JPEG; an output texture of 1024 or 512. An invariance block feeds one portrait to a
+mesh and to copies of it moved by :data:`groundtruth.TRANSFORMS` (45° yaw, 70° about a tilted axis,
+Z-up, upside down, scale 0.01 and 100, each also shifted away from the origin). The pipeline is
+never told the camera, the light or the transform (no facing, no up hint, no pins).
+
+Per case, against the truth:
+
+* ``psnr_visible`` — dB on the texels the true camera sees (in frame, not occluded, facing it by
+  cos > 0.3), after the one global colour gain the pipeline cannot know.
+* ``fine_corr`` — Pearson correlation of the produced and the true fine band (luminance minus its
+  σ = 2 texel blur: wavelengths under ~12 texels) on the same texels.
+* ``misplacement`` — the *true* misplacement: for the surface points behind the seen texels, the
+  mean distance between where the true camera projects them into the portrait and where the
+  pipeline's registration (camera, warp and dense correction, exactly what the projection step
+  reads the photo through) put them, divided by the true eye distance in the portrait (pixels, eye
+  centres through the true camera). ``misplacement_p90`` is its 90th percentile.
+* ``fov_error`` — |fitted - true| / true vertical field of view (report.json, ``registration``).
+* ``found`` — the pipeline produced a texture; a typed error (``no_face_in_portrait``,
+  ``no_face_on_mesh``...) is a case not found, recorded with its code; anything else is a crash,
+  recorded too; the sweep goes on.
+* beside them the report's own figures: ``registration_error``, ``coverage``, ``quality.verdict``.
+
+The summary prints median and worst of each, the report's error against the truth, the confusion
+table of the verdict (misplaced = true misplacement > 0.05 eye distances), and the invariance figure:
+mean |texture(copy) - texture(original)| in /255 over the UV-covered texels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import time
+import traceback
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+if importlib.util.find_spec("avatartex") is None:  # run from a checkout without PYTHONPATH=backend
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backend"))
+
+import groundtruth as gt  # noqa: E402
+
+MISPLACED = 0.05
+"""True misplacement (eye distances) above which a result is wrong and must be flagged."""
+
+LIGHTS = gt.LIGHTS
+SKINS = tuple(gt.TEXTURES)
+BACKGROUNDS = ("flat", "gradient", "photo")
+PORTRAIT_SIZES = ((512, 512), (768, 1024), (1024, 1024), (1280, 960), (640, 480), (1200, 1600))
+JPEG = (0, 92, 60)
+"""JPEG quality, 0 for PNG."""
+STYLIZED = ("big_eyes", "long_nose", "wide_nose", "wide_jaw", "small_chin", "big_forehead")
+
+
+@dataclass
+class Case:
+    """One portrait and one mesh: everything the truth needs to rebuild them."""
+
+    id: str
+    head: str
+    transform: str
+    yaw: float
+    pitch: float
+    roll: float
+    fov: float
+    fill: float
+    shift_x: float
+    shift_y: float
+    light: str
+    shadows: bool
+    skin: str
+    background: str
+    width: int
+    height: int
+    jpeg: int
+    size: int
+    seed: int
+    group: str = ""
+    """Cases of one invariance group share the portrait; the one with transform ``none`` is the reference."""
+
+
+def _levels(values, n: int, rng: np.random.Generator) -> list:
+    """``n`` draws that use every level about equally often, in random order."""
+    picks = [values[i % len(values)] for i in range(n)]
+    order = rng.permutation(n)
+    return [picks[i] for i in order]
+
+
+def _lhs(lo: float, hi: float, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Latin hypercube draws of one factor: one in each of ``n`` strata, shuffled."""
+    return lo + (hi - lo) * (rng.permutation(n) + rng.uniform(size=n)) / n
+
+
+def design(n: int, heads: list[str], seed: int, sizes=(1024, 512)) -> list[Case]:
+    """A seeded, balanced random design of ``n`` cases over every factor but the mesh transform."""
+    rng = np.random.default_rng(seed)
+    yaw = _lhs(0, 40, n, rng) * rng.choice([-1, 1], n)
+    pitch, roll, fov = _lhs(-12, 12, n, rng), _lhs(-10, 10, n, rng), _lhs(15, 60, n, rng)
+    fill, sx, sy = _lhs(0.4, 0.75, n, rng), _lhs(-0.6, 0.6, n, rng), _lhs(-0.5, 0.5, n, rng)
+    columns = {
+        "head": _levels(heads, n, rng),
+        "light": _levels(LIGHTS, n, rng),
+        "shadows": _levels((False, True), n, rng),
+        "skin": _levels(SKINS, n, rng),
+        "background": _levels(BACKGROUNDS, n, rng),
+        "portrait": _levels(PORTRAIT_SIZES, n, rng),
+        "jpeg": _levels(JPEG, n, rng),
+        "size": _levels(sizes, n, rng),
+    }
+    cases = []
+    for i in range(n):
+        w, h = columns["portrait"][i]
+        cases.append(
+            Case(
+                f"r{i:03d}",
+                columns["head"][i],
+                "none",
+                round(float(yaw[i]), 1),
+                round(float(pitch[i]), 1),
+                round(float(roll[i]), 1),
+                round(float(fov[i]), 1),
+                round(float(fill[i]), 2),
+                round(float(sx[i]), 2),
+                round(float(sy[i]), 2),
+                columns["light"][i],
+                bool(columns["shadows"][i]),
+                columns["skin"][i],
+                columns["background"][i],
+                int(w),
+                int(h),
+                int(columns["jpeg"][i]),
+                int(columns["size"][i]),
+                int(rng.integers(1, 4)),
+            )
+        )
+    # Cases of one head together: its landmarks and atlas are computed once.
+    cases.sort(key=lambda c: (heads.index(c.head), c.id))
+    return cases
+
+
+def invariance_cases(head: str, transforms: list[str], size: int) -> list[Case]:
+    """One ordinary portrait (yaw 15°, front light, blotches) for a mesh and its moved copies."""
+    cases = []
+    for name in ["none", *transforms]:
+        cases.append(
+            Case(
+                f"inv-{head}-{name}",
+                head,
+                name,
+                15.0,
+                4.0,
+                0.0,
+                30.0,
+                0.6,
+                0.0,
+                0.0,
+                "front",
+                False,
+                "blotches",
+                "flat",
+                1024,
+                1024,
+                0,
+                size,
+                1,
+                group=f"inv-{head}",
+            )
+        )
+    return cases
+
+
+class Sweep:
+    """Heads, truths and one Generator kept across cases."""
+
+    def __init__(self, work: Path, scan: gt.Head | None, demo_resolution: int, variant_resolution: int):
+        from avatartex.pipeline import Generator
+
+        self.work = work
+        self.heads: dict[str, gt.Head] = {}
+        self._scan = scan
+        self._res = (demo_resolution, variant_resolution)
+        self.generator = Generator(cache_size=32)
+        self.tap = gt.RegistrationTap(self.generator)
+        self._surfaces: dict = {}
+        self._truths: dict = {}
+        self._meshes: dict = {}
+
+    def head(self, name: str) -> gt.Head:
+        if name not in self.heads:
+            if name == "scan":
+                self.heads[name] = self._scan
+            elif name == "demo":
+                self.heads[name] = gt.demo_head("", self._res[0])
+            else:
+                self.heads[name] = gt.demo_head(name.removeprefix("demo-"), self._res[1])
+        return self.heads[name]
+
+    def surface(self, head: gt.Head, size: int) -> gt.TexelSurface:
+        key = (head.name, size)
+        if key not in self._surfaces:
+            self._surfaces[key] = gt.texel_surface(head, size)
+        return self._surfaces[key]
+
+    def truth(self, head: gt.Head, size: int, skin: str, seed: int) -> np.ndarray:
+        key = (head.name, size, skin, seed)
+        if key not in self._truths:
+            self._truths[key] = gt.truth_texture(head, self.surface(head, size), skin, seed)
+        return self._truths[key]
+
+    def mesh_file(self, head: gt.Head, where: gt.Placement, group: str) -> Path:
+        """The file the pipeline reads: the scan's own .glb untransformed (as a user gives it),
+        a capture .npz otherwise (also for the reference of an invariance group, so that the copies
+        differ from it by the transform alone)."""
+        if where.name == "none" and head.path is not None and not group:
+            return head.path
+        key = (head.name, where.name)
+        if key not in self._meshes:
+            path = self.work / "meshes" / f"{head.name}-{where.name}.npz"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._meshes[key] = gt.write_capture(head, where, path)
+        return self._meshes[key]
+
+    def portrait(self, case: Case, head: gt.Head, truth: np.ndarray, folder: Path) -> tuple[gt.Render, Path]:
+        from avatartex.image_io import save_png
+        from PIL import Image
+
+        camera = gt.portrait_camera(
+            head,
+            case.yaw,
+            case.pitch,
+            case.roll,
+            case.fov,
+            case.width,
+            case.height,
+            case.fill,
+            (case.shift_x, case.shift_y),
+        )
+        lights, ambient = gt.lights_for(case.light, case.yaw, case.shadows)
+        rng = np.random.default_rng(zlib.crc32(case.id.encode()) if not case.group else 7)
+        background = gt.background_image(case.background, case.width, case.height, rng)
+        render = gt.render_portrait(head, truth, camera, lights, ambient, background)
+        if case.jpeg:
+            path = folder / "portrait.jpg"
+            Image.fromarray((np.clip(render.image, 0, 1) * 255 + 0.5).astype(np.uint8)).save(
+                path, quality=case.jpeg
+            )
+        else:
+            path = save_png(folder / "portrait.png", render.image)
+        return render, path
+
+    def run(self, case: Case) -> tuple[dict, dict]:
+        """Run one case; returns its row and what the pictures need."""
+        from avatartex.image_io import load_texture
+        from avatartex.protocol import AvatarTexError, GenerateParams
+
+        started = time.perf_counter()
+        head = self.head(case.head)
+        folder = self.work / "cases" / case.id
+        folder.mkdir(parents=True, exist_ok=True)
+        surface = self.surface(head, case.size)
+        truth = self.truth(head, case.size, case.skin, case.seed)
+        render, portrait_path = self.portrait(case, head, truth, folder)
+        where = gt.placement(case.transform, head)
+        mesh_path = self.mesh_file(head, where, case.group)
+        row = {**asdict(case), "found": False, "error": ""}
+        extra = {"portrait": render.image, "truth": truth, "camera": render.camera, "surface": surface}
+        self.tap.last = None
+        params = GenerateParams(
+            mesh=str(mesh_path),
+            portrait=str(portrait_path),
+            out_dir=str(folder),
+            style="photoreal",
+            size=case.size,
+            engine="classic",
+        )
+        try:
+            result = self.generator.generate(params)
+        except AvatarTexError as exc:
+            row["error"] = exc.code
+            row["seconds"] = round(time.perf_counter() - started, 2)
+            return row, extra
+        except Exception as exc:  # a crash is a finding, not the end of the sweep
+            traceback.print_exc(limit=3, file=sys.stderr)
+            row["error"] = f"crash: {type(exc).__name__}: {exc}"[:200]
+            row["seconds"] = round(time.perf_counter() - started, 2)
+            return row, extra
+        report = result["report"]
+        produced = load_texture(result["texture"])
+        visible = gt.seen_texels(head, surface, render)
+        registration = report.get("registration") or {}
+        fov_fit = registration.get("fov_y_deg")
+        quality = report.get("quality")
+        row.update(
+            found=True,
+            psnr_visible=round(gt.psnr_visible(produced, truth, visible), 2),
+            fine_corr=round(gt.fine_correlation(produced, truth, surface.mask, visible), 3),
+            fov_fit=None if fov_fit is None else round(float(fov_fit), 2),
+            fov_error=None if fov_fit is None else round(abs(float(fov_fit) - case.fov) / case.fov, 3),
+            registration_error=report.get("registration_error"),
+            coverage=report.get("coverage"),
+            verdict=quality.get("verdict") if isinstance(quality, dict) else None,
+            signals=quality.get("signals") if isinstance(quality, dict) else None,
+            estimated_error=quality.get("estimated_error_iod") if isinstance(quality, dict) else None,
+            landmarks_source=report.get("landmarks_source"),
+            dense_alignment=bool((report.get("dense_alignment") or {}).get("applied", False)),
+            visible_texels=int(visible.sum()),
+            seconds_pipeline=report.get("timings", {}).get("total"),
+        )
+        reg = self.tap.last
+        if reg is not None:
+            # The pipeline may have read a rescaled portrait: its pixels -> ours.
+            scale = case.width / float((report.get("portrait") or {}).get("size", [case.width])[0])
+
+            def fitted(points: np.ndarray) -> np.ndarray:
+                return self.tap.project(points) * scale
+
+            mean, p90 = gt.misplacement(head, where, surface, visible, render.camera, fitted)
+            row["misplacement"], row["misplacement_p90"] = round(mean, 4), round(p90, 4)
+            pts = surface.positions[visible[surface.mask]]
+            pts = pts[np.linspace(0, len(pts) - 1, min(len(pts), 400)).astype(int)] if len(pts) else pts
+            extra["true_xy"] = render.camera.project(pts)[0]
+            extra["fitted_xy"] = fitted(where.apply(pts)) if len(pts) else pts[:, :2]
+        else:
+            row["misplacement"] = row["misplacement_p90"] = None
+        extra["produced"] = produced
+        extra["visible"] = visible
+        row["seconds"] = round(time.perf_counter() - started, 2)
+        return row, extra
+
+
+# --- printing -----------------------------------------------------------------------------------------
+
+COLUMNS = (
+    ("id", "{:<22}"),
+    ("head", "{:<17}"),
+    ("transform", "{:<11}"),
+    ("yaw", "{:>6.1f}"),
+    ("pitch", "{:>6.1f}"),
+    ("roll", "{:>6.1f}"),
+    ("fov", "{:>5.1f}"),
+    ("light", "{:<8}"),
+    ("shadows", "{!s:<5}"),
+    ("skin", "{:<8}"),
+    ("background", "{:<8}"),
+    ("width", "{:>5}"),
+    ("height", "{:>5}"),
+    ("jpeg", "{:>3}"),
+    ("size", "{:>5}"),
+    ("psnr_visible", "{:>6.2f}"),
+    ("fine_corr", "{:>6.3f}"),
+    ("misplacement", "{:>6.3f}"),
+    ("fov_fit", "{:>6.1f}"),
+    ("registration_error", "{:>7.4f}"),
+    ("coverage", "{:>6.3f}"),
+    ("verdict", "{!s:<8}"),
+    ("seconds", "{:>6.1f}"),
+)
+SHORT = {
+    "psnr_visible": "psnr",
+    "fine_corr": "fine",
+    "misplacement": "misplc",
+    "registration_error": "reg_err",
+    "coverage": "cov",
+    "shadows": "shad",
+    "background": "bg",
+    "seconds": "s",
+}
+
+
+def _cell(row: dict, key: str, fmt: str) -> str:
+    value = row.get(key)
+    width = int("".join(ch for ch in fmt.split(":")[1] if ch.isdigit() or ch == ".").split(".")[0] or 0)
+    if value is None:
+        text = "-" if row.get("found") or key not in ("psnr_visible",) else (row.get("error") or "-")[:width]
+        return f"{text:>{width}}" if ">" in fmt else f"{text:<{width}}"
+    return fmt.format(value)
+
+
+def print_header() -> None:
+    cells = []
+    for key, fmt in COLUMNS:
+        width = int("".join(ch for ch in fmt.split(":")[1] if ch.isdigit() or ch == ".").split(".")[0] or 0)
+        name = SHORT.get(key, key)[:width]
+        cells.append(f"{name:>{width}}" if ">" in fmt else f"{name:<{width}}")
+    print(" ".join(cells), flush=True)
+
+
+def print_row(row: dict) -> None:
+    line = " ".join(_cell(row, key, fmt) for key, fmt in COLUMNS)
+    if not row.get("found"):
+        line += f"  NOT FOUND: {row.get('error')}"
+    print(line, flush=True)
+
+
+def _finite(rows: list[dict], key: str) -> np.ndarray:
+    return np.array([r[key] for r in rows if r.get(key) is not None and np.isfinite(r[key])], np.float64)
+
+
+def summary(rows: list[dict], invariance: list[dict]) -> dict:
+    """Median and worst of every measure, the report against the truth, the confusion table."""
+    found = [r for r in rows if r.get("found")]
+    out: dict = {
+        "cases": len(rows),
+        "found": len(found),
+        "face_found_rate": round(len(found) / max(len(rows), 1), 3),
+    }
+    stats = {}
+    for key, worst in (
+        ("psnr_visible", np.min),
+        ("fine_corr", np.min),
+        ("misplacement", np.max),
+        ("misplacement_p90", np.max),
+        ("fov_error", np.max),
+        ("registration_error", np.max),
+        ("coverage", np.min),
+    ):
+        values = _finite(found, key)
+        stats[key] = (
+            {
+                "median": round(float(np.median(values)), 4),
+                "worst": round(float(worst(values)), 4),
+                "n": len(values),
+            }
+            if len(values)
+            else {"median": None, "worst": None, "n": 0}
+        )
+    out["stats"] = stats
+    pairs = [
+        (r["registration_error"], r["misplacement"])
+        for r in found
+        if r.get("misplacement") is not None and r.get("registration_error") is not None
+    ]
+    if len(pairs) >= 3:
+        rep, true = np.array(pairs).T
+        from scipy.stats import spearmanr
+
+        out["report_vs_truth"] = {
+            "median_ratio_report_over_true": round(float(np.median(rep / np.maximum(true, 1e-9))), 3),
+            "spearman": round(float(spearmanr(rep, true).statistic), 3),
+        }
+    has_verdict = any(r.get("verdict") is not None for r in found)
+    measured = [r for r in found if r.get("misplacement") is not None]
+    bad = [r for r in measured if r["misplacement"] > MISPLACED]
+    good = [r for r in measured if r["misplacement"] <= MISPLACED]
+    out["confusion"] = {
+        "has_verdict": has_verdict,
+        "misplaced": len(bad),
+        "misplaced_flagged": sum(1 for r in bad if r.get("verdict") not in (None, "good")),
+        "ok": len(good),
+        "ok_flagged": sum(1 for r in good if r.get("verdict") not in (None, "good")),
+    }
+    by = {}
+    for factor in ("head", "light", "skin", "background", "jpeg", "size", "shadows"):
+        levels = {}
+        for r in rows:
+            levels.setdefault(str(r[factor]), []).append(r)
+        by[factor] = {
+            level: {
+                "n": len(group),
+                "found": sum(1 for r in group if r.get("found")),
+                "psnr_median": _median(group, "psnr_visible"),
+                "misplacement_median": _median(group, "misplacement"),
+            }
+            for level, group in sorted(levels.items())
+        }
+    out["by_factor"] = by
+    out["invariance"] = invariance
+    return out
+
+
+def _median(rows: list[dict], key: str):
+    values = _finite([r for r in rows if r.get("found")], key)
+    return round(float(np.median(values)), 3) if len(values) else None
+
+
+def print_summary(s: dict) -> None:
+    print(f"\n== {s['cases']} cases, face found in {s['found']} ({s['face_found_rate']:.0%})")
+    print(f"{'measure':<20} {'median':>9} {'worst':>9} {'n':>4}   target (median / worst)")
+    targets = {
+        "psnr_visible": ">= 32 / >= 27 dB",
+        "fine_corr": ">= 0.7 median",
+        "misplacement": "<= 0.02 / <= 0.05 IOD",
+        "fov_error": "<= 0.20 median",
+    }
+    for key, v in s["stats"].items():
+        med = "-" if v["median"] is None else f"{v['median']:.4f}"
+        worst = "-" if v["worst"] is None else f"{v['worst']:.4f}"
+        print(f"{key:<20} {med:>9} {worst:>9} {v['n']:>4}   {targets.get(key, '')}")
+    if "report_vs_truth" in s:
+        r = s["report_vs_truth"]
+        print(
+            "report's registration_error vs true misplacement: median ratio "
+            f"{r['median_ratio_report_over_true']}, Spearman {r['spearman']}"
+        )
+    c = s["confusion"]
+    print(
+        f"\nconfusion (misplaced = true misplacement > {MISPLACED} IOD; "
+        "found cases with a measured misplacement):"
+    )
+    if not c["has_verdict"]:
+        print("  no verdict in report (no `quality` object in report.json): nothing is flagged")
+    print(f"  {'':<12} {'flagged':>8} {'not flagged':>12}")
+    print(f"  {'misplaced':<12} {c['misplaced_flagged']:>8} {c['misplaced'] - c['misplaced_flagged']:>12}")
+    print(f"  {'ok':<12} {c['ok_flagged']:>8} {c['ok'] - c['ok_flagged']:>12}")
+    print("\nby factor (n, found, median psnr, median misplacement):")
+    for factor, levels in s["by_factor"].items():
+        cells = [
+            f"{level}: {v['n']}/{v['found']} {v['psnr_median']} {v['misplacement_median']}"
+            for level, v in levels.items()
+        ]
+        print(f"  {factor:<10} " + " | ".join(cells))
+    print(
+        "\ninvariance: mean |texture(copy) - texture(original)| over the UV-covered texels, "
+        "in /255 (target < 1)"
+    )
+    for item in s["invariance"]:
+        print(f"  {item['head']:<8} {item['transform']:<12} {item['mean_abs_255']}")
+
+
+# --- pictures -----------------------------------------------------------------------------------------
+
+
+def _fit(image: np.ndarray, side: int) -> np.ndarray:
+    import cv2
+
+    h, w = image.shape[:2]
+    scale = side / max(h, w)
+    small = cv2.resize(
+        image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+    )
+    canvas = np.full((side, side, 3), 0.1, np.float32)
+    y0, x0 = (side - small.shape[0]) // 2, (side - small.shape[1]) // 2
+    canvas[y0 : y0 + small.shape[0], x0 : x0 + small.shape[1]] = small
+    return canvas
+
+
+def _dots(image: np.ndarray, xy: np.ndarray, colour, radius: int = 2) -> None:
+    h, w = image.shape[:2]
+    for x, y in np.asarray(xy):
+        if np.isfinite(x) and np.isfinite(y):
+            xi, yi = int(x), int(y)
+            image[
+                max(0, yi - radius) : min(h, yi + radius + 1), max(0, xi - radius) : min(w, xi + radius + 1)
+            ] = colour
+
+
+def contact_sheet(row: dict, extra: dict, path: Path, side: int = 384) -> None:
+    """Portrait (true projections green, the registration's red, joined by a line of sight) | truth
+    texture | produced texture (gain-corrected) | |difference| × 4 on the seen texels."""
+    import cv2
+    from avatartex.image_io import save_png
+    from avatartex.metrics import gain_corrected
+
+    portrait = extra["portrait"].copy()
+    if "true_xy" in extra:
+        for (x0, y0), (x1, y1) in zip(extra["true_xy"][::4], extra["fitted_xy"][::4], strict=False):
+            if np.isfinite([x0, y0, x1, y1]).all():
+                cv2.line(portrait, (int(x0), int(y0)), (int(x1), int(y1)), (1.0, 1.0, 0.0), 1)
+        radius = max(1, portrait.shape[0] // 300)
+        _dots(portrait, extra["true_xy"], (0.0, 1.0, 0.0), radius)
+        _dots(portrait, extra["fitted_xy"], (1.0, 0.1, 0.1), radius)
+    panels = [_fit(portrait, side), _fit(extra["truth"], side)]
+    if "produced" in extra:
+        visible = extra["visible"]
+        produced = gain_corrected(extra["produced"], extra["truth"], visible)
+        diff = np.zeros_like(produced)
+        diff[visible] = np.clip(np.abs(produced - extra["truth"])[visible] * 4, 0, 1)
+        shown = extra["truth"] * 0.25
+        shown[visible] = diff[visible]
+        panels += [_fit(produced, side), _fit(shown, side)]
+    sheet = np.concatenate(panels, axis=1)
+    label = (
+        f"{row['id']} {row['head']} {row['transform']} yaw {row['yaw']} pitch {row['pitch']} "
+        f"roll {row['roll']} fov {row['fov']} {row['light']}{' +shadow' if row['shadows'] else ''} "
+        f"{row['skin']} {row['background']}"
+    )
+    figures = (
+        f"psnr {row.get('psnr_visible')} fine {row.get('fine_corr')} misplc {row.get('misplacement')} "
+        f"fov_fit {row.get('fov_fit')} reg_err {row.get('registration_error')} {row.get('error', '')}"
+    )
+    bar = np.full((44, sheet.shape[1], 3), 0.0, np.float32)
+    cv2.putText(bar, label, (6, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (1, 1, 1), 1, cv2.LINE_AA)
+    cv2.putText(bar, figures, (6, 37), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (1, 1, 0.4), 1, cv2.LINE_AA)
+    save_png(path, np.concatenate([bar, sheet], axis=0))
+
+
+# --- main -----------------------------------------------------------------------------------------------
+
+
+def plan(quick: bool, have_scan: bool, seed: int, cases: int | None) -> list[Case]:
+    """The cases of a run: an invariance block and a balanced random design."""
+    if quick:
+        heads = (["scan"] if have_scan else []) + ["demo", "demo-long_nose", "demo-big_eyes"]
+        n = cases or 16
+        out = invariance_cases("demo", ["yaw45", "scale100"], 512)
+        out += design(n, heads, seed, sizes=(512,))
+        return out
+    heads = (["scan"] if have_scan else []) + ["demo"] + [f"demo-{s}" for s in STYLIZED]
+    transforms = [t for t in gt.TRANSFORMS if t != "none"]
+    out = []
+    if have_scan:
+        out += invariance_cases("scan", transforms, 1024)
+    out += invariance_cases("demo", transforms[:3] + ["scale0.01"], 1024)
+    out += design(cases or 96, heads, seed)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a small subset (~1.5 min) for development")
+    parser.add_argument("--cases", type=int, default=None, help="random-design cases (default 96, quick 16)")
+    parser.add_argument("--seed", type=int, default=8)
+    parser.add_argument("--work", default="out/sweep", help="folder for portraits, meshes and textures")
+    parser.add_argument("--json", default=None, help="write every row and the summary to this file")
+    parser.add_argument("--pictures", default=None, help="write contact sheets of the worst cases here")
+    parser.add_argument("--scan", default=str(gt.SHARED_SCAN))
+    args = parser.parse_args(argv)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+
+    started = time.perf_counter()
+    scan = gt.load_scan(Path(args.scan))
+    cases = plan(args.quick, scan is not None, args.seed, args.cases)
+    sweep = Sweep(work, scan, 96, 72)
+    print(f"{len(cases)} cases; registration tap: {sweep.tap.where}", flush=True)
+    print_header()
+    rows: list[dict] = []
+    extras: dict[str, dict] = {}
+    references: dict[str, np.ndarray] = {}
+    invariance: list[dict] = []
+    for case in cases:
+        row, extra = sweep.run(case)
+        rows.append(row)
+        print_row(row)
+        if case.group and "produced" in extra:
+            if case.transform == "none":
+                references[case.group] = extra["produced"]
+            elif case.group in references:
+                mask = extra["surface"].mask
+                diff = float(np.abs(extra["produced"] - references[case.group])[mask].mean() * 255)
+                invariance.append(
+                    {"head": case.head, "transform": case.transform, "mean_abs_255": round(diff, 2)}
+                )
+        elif case.group and case.transform != "none":
+            invariance.append({"head": case.head, "transform": case.transform, "mean_abs_255": row["error"]})
+        if args.pictures:  # keep the images of the cases worth a picture only
+            extras[case.id] = extra
+            keep = set(_worst_ids(rows, 6))
+            for key in list(extras):
+                if key not in keep:
+                    del extras[key]
+    s = summary(rows, invariance)
+    s["seconds"] = round(time.perf_counter() - started, 1)
+    s["command"] = "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
+    print_summary(s)
+    print(f"\n{s['seconds']} s in all")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"summary": s, "rows": rows}, indent=1, default=str))
+    if args.pictures:
+        folder = Path(args.pictures)
+        folder.mkdir(parents=True, exist_ok=True)
+        by_id = {r["id"]: r for r in rows}
+        for rank, case_id in enumerate(_worst_ids(rows, 6)):
+            contact_sheet(by_id[case_id], extras[case_id], folder / f"worst{rank:02d}_{case_id}.png")
+        print(f"contact sheets in {folder}")
+    return 0
+
+
+def _worst_ids(rows: list[dict], n: int) -> list[str]:
+    """The worst cases: not found first, then by true misplacement, then by psnr; n of each kind."""
+    missing = [r["id"] for r in rows if not r.get("found")][: n // 2]
+    misplaced = sorted(
+        (r for r in rows if r.get("misplacement") is not None), key=lambda r: -r["misplacement"]
+    )[:n]
+    low = sorted((r for r in rows if r.get("psnr_visible") is not None), key=lambda r: r["psnr_visible"])[
+        : n // 2
+    ]
+    out = []
+    for case_id in missing + [r["id"] for r in misplaced] + [r["id"] for r in low]:
+        if case_id not in out:
+            out.append(case_id)
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

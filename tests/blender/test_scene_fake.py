@@ -1,0 +1,355 @@
+"""The add-on in a real scene (issue 9), wired to the fake backend: shared materials, re-runs that
+replace only the add-on's own files, file modes, unsaved files, batches without a selection, logs,
+portrait paths, status lines and the backend warmed up when the panel is first shown.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from blender_support import add_sphere, bpy, scene_fingerprint
+
+
+def _node(obj):
+    mat = obj.active_material
+    return mat.node_tree.nodes.get("AvatarTex Texture") if mat is not None and mat.node_tree else None
+
+
+def _file(image) -> Path:
+    return Path(bpy.path.abspath(image.filepath))
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def _save(tmp_path: Path, name: str = "scene.blend") -> Path:
+    blend = tmp_path / "project" / name
+    blend.parent.mkdir(parents=True, exist_ok=True)
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    return blend
+
+
+def _skin(name: str = "Skin"):
+    mat = bpy.data.materials.new(name)
+    mat.use_nodes = True  # Blender 4.5 makes new materials without nodes
+    return mat
+
+
+# -- item 2: never change another object's look --------------------------------------------------------
+
+
+def test_batch_over_duplicates_gives_each_its_own_material(addon, fake_backend, portrait, bad_portraits):
+    head = add_sphere("Head", portrait)
+    skin = _skin()
+    head.data.materials.append(skin)
+    shift_d = head.copy()  # Shift+D: own mesh, the material shared
+    shift_d.data = head.data.copy()
+    shift_d.name = "HeadDup"
+    alt_d = head.copy()  # Alt+D: the mesh (and its material slot) shared
+    alt_d.name = "HeadLinked"
+    bystander = head.copy()  # not textured: its look must not change
+    bystander.name = "Bystander"
+    for obj in (shift_d, alt_d, bystander):
+        bpy.context.scene.collection.objects.link(obj)
+    shift_d.avatartex.portrait_path = str(bad_portraits["not_image"])
+    for obj in bpy.context.scene.objects:
+        obj.select_set(obj in (head, shift_d, alt_d))
+    bpy.context.scene.avatartex.resolution = 512
+    skin_before = scene_fingerprint()["materials"]["Skin"]
+
+    with pytest.raises(RuntimeError, match="2 done, 1 failed"):
+        bpy.ops.avatartex.batch_retexture()
+
+    textured = {obj.active_material.name for obj in (head, alt_d)}
+    assert len(textured) == 2 and "Skin" not in textured
+    assert _node(head).image != _node(alt_d).image
+    # The failed one and the bystander still show the artist's material, as it was.
+    assert shift_d.active_material.name == bystander.active_material.name == "Skin"
+    assert scene_fingerprint()["materials"]["Skin"] == skin_before
+    # Said where the artist looks (the panel shows the summary's notes).
+    notes = " ".join(addon.state.last_summary)
+    assert "shared the material 'Skin'" in notes and "own copy" in notes
+
+
+def test_single_user_copy_is_one_undo_step(addon, fake_backend, portrait):
+    head = add_sphere("Head", portrait)
+    head.data.materials.append(_skin())
+    other = head.copy()  # Alt+D
+    other.name = "Other"
+    bpy.context.scene.collection.objects.link(other)
+    bpy.context.scene.avatartex.resolution = 512
+    before = scene_fingerprint()
+    bpy.ops.ed.undo_push(message="before")
+    assert bpy.ops.avatartex.generate("EXEC_DEFAULT", True) == {"FINISHED"}
+    assert bpy.data.objects["Head"].active_material.name != "Skin"
+    assert bpy.data.objects["Other"].active_material.name == "Skin"
+    bpy.ops.ed.undo()
+    after = scene_fingerprint()
+    assert after["objects"] == before["objects"] and after["materials"] == before["materials"]
+
+
+# -- items 3 and 5: repeatable runs, files others can read ------------------------------------------------
+
+
+def test_reruns_replace_own_file_never_the_artists(addon, fake_backend, portrait, tmp_path):
+    head = add_sphere("Head", portrait)
+    settings = bpy.context.scene.avatartex
+    settings.resolution = 512
+    blend = _save(tmp_path)
+    textures = blend.parent / "textures"
+
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    image = _node(head).image
+    first = _file(image)
+    assert first == textures / "Head.png" and image.name == "Head" and image.filepath == "//textures/Head.png"
+    assert _mode(first) == 0o644  # readable by other users and farm nodes (umask 022)
+
+    settings.resolution = 1024
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert sorted(p.name for p in textures.iterdir()) == ["Head.png"]  # replaced, no Head_001.png
+    assert _node(head).image == image and tuple(image.size) == (1024, 1024)  # reloaded in place
+
+    # The artist paints over Head.png: from then on it is theirs, and the next run leaves it alone.
+    first.write_bytes(b"the artist's painting")
+    old_mask = os.umask(0o027)
+    try:
+        assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    finally:
+        os.umask(old_mask)
+    assert first.read_bytes() == b"the artist's painting"
+    second = _file(_node(head).image)
+    assert second.name == "Head_001.png" and _node(head).image.name == "Head_001"
+    assert _mode(second) == 0o640  # the umask is honoured
+
+    # A Shift+D copy carries the record, but the file belongs to the original: the copy writes its own.
+    copy = head.copy()
+    copy.data = head.data.copy()
+    bpy.context.scene.collection.objects.link(copy)
+    for obj in bpy.context.scene.objects:
+        obj.select_set(obj == copy)
+    bpy.context.view_layer.objects.active = copy
+    stamp = second.stat().st_mtime_ns
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert second.stat().st_mtime_ns == stamp
+    assert _file(_node(copy).image).name == f"{copy.name}.png"
+
+
+def test_image_names_match_file_names(addon, fake_backend, portrait, tmp_path):
+    bpy.data.images.new("Face", 4, 4)  # an artist's image already called like the object
+    face = add_sphere("Face", portrait)
+    bpy.context.scene.avatartex.resolution = 512
+    _save(tmp_path)
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    image = _node(face).image
+    assert image.name == _file(image).stem == "Face_001"
+
+
+def test_variants_named_by_style_and_seed_and_reexport_overwrites_own(
+    addon, fake_backend, portrait, tmp_path
+):
+    head = add_sphere("Head", portrait)
+    settings = bpy.context.scene.avatartex
+    settings.resolution, settings.seed = 512, 7
+    settings.style = "toon"
+    bpy.ops.avatartex.variant_add()
+    settings.style = "photoreal"
+    bpy.ops.avatartex.variant_add()
+    assert [v.name for v in head.avatartex.variants] == ["toon 7", "photoreal 8"]
+    blend = _save(tmp_path)
+    for _ in range(2):
+        assert bpy.ops.avatartex.generate_variants() == {"FINISHED"}
+    names = sorted(p.name for p in (blend.parent / "textures").iterdir())
+    assert names == ["Head_photoreal_8.png", "Head_toon_7.png"]
+    assert [v.image.name for v in head.avatartex.variants] == ["Head_toon_7", "Head_photoreal_8"]
+
+    out = tmp_path / "export"
+    out.mkdir()
+    (out / "Head_photoreal_8.png").write_bytes(b"artist's file")
+    for _ in range(2):
+        assert bpy.ops.avatartex.export_variants(directory=str(out)) == {"FINISHED"}
+    exported = sorted(p.name for p in out.iterdir())
+    assert exported == ["Head_photoreal_8.png", "Head_photoreal_8_001.png", "Head_toon_7.png"]
+    assert (out / "Head_photoreal_8.png").read_bytes() == b"artist's file"
+    assert all(_mode(p) == 0o644 for p in out.iterdir() if p.name != "Head_photoreal_8.png")
+
+
+def test_unsaved_textures_move_next_to_the_blend_on_first_save(addon, fake_backend, portrait, tmp_path):
+    head = add_sphere("Head", portrait)
+    bpy.context.scene.avatartex.resolution = 512
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    in_user_folder = _file(_node(head).image)
+    assert addon.paths.user_dir() in in_user_folder.parents
+
+    blend = _save(tmp_path)
+
+    image = _node(head).image
+    assert image.filepath.startswith("//textures/") and _file(image).parent == blend.parent / "textures"
+    assert _file(image).is_file() and not in_user_folder.exists()
+    assert image.name == _file(image).stem
+    assert head.avatartex.output.path == image.filepath  # the next run replaces the moved file
+    name = image.name
+    # Reopened in a fresh session, nothing points into the extension's folders.
+    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    user = addon.paths.user_dir().resolve()
+    paths = [Path(bpy.path.abspath(i.filepath)).resolve() for i in bpy.data.images if i.filepath]
+    assert paths and not [p for p in paths if user in p.parents]
+    assert tuple(bpy.data.images[name].size) == (512, 512)
+
+
+# -- item 4: farm runs (the fresh-process farm command is in test_scene_real.py) ------------------------
+
+
+def test_batch_without_selection_takes_objects_with_a_portrait(addon, fake_backend, portrait):
+    with_portrait = [add_sphere(f"Char{i}", portrait) for i in range(2)]
+    add_sphere("Prop")  # no portrait: not a character
+    for obj in bpy.context.scene.objects:
+        obj.select_set(False)
+    bpy.context.scene.avatartex.resolution = 512
+    assert bpy.ops.avatartex.batch_retexture() == {"FINISHED"}
+    assert sorted(item.name for item in bpy.context.scene.avatartex.batch) == [o.name for o in with_portrait]
+    assert bpy.data.objects["Prop"].active_material is None
+
+
+def test_batch_named_collection_and_progress_lines(addon, fake_backend, portrait, capfd):
+    chars = bpy.data.collections.new("Characters")
+    bpy.context.scene.collection.children.link(chars)
+    inside = add_sphere("Inside", portrait)
+    for coll in inside.users_collection:
+        coll.objects.unlink(inside)
+    chars.objects.link(inside)
+    add_sphere("Outside", portrait).select_set(True)
+    bpy.context.scene.avatartex.resolution = 512
+    assert bpy.ops.avatartex.batch_retexture(collection="Characters") == {"FINISHED"}
+    assert [item.name for item in bpy.context.scene.avatartex.batch] == ["Inside"]
+    out = capfd.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("AvatarTex [1/1] Inside")]
+    # One line per stage, not one per progress event (the fake sends four "project" events).
+    assert (
+        sum("project" in line for line in lines) == 1
+        and lines[-1] == "AvatarTex [1/1] Inside: Done: Inside.png"
+    )
+    with pytest.raises(RuntimeError, match="no collection named 'Nope'"):
+        bpy.ops.avatartex.batch_retexture(collection="Nope")
+
+
+# -- item 8: logs, portrait paths, status lines -----------------------------------------------------------
+
+
+def test_backend_log_without_library_noise_and_rotated(addon, fake_backend, monkeypatch):
+    log = addon.paths.user_dir("logs") / "backend.log"
+    for path in (log, log.with_name("backend.log.1"), log.with_name("libraries.log")):
+        path.unlink(missing_ok=True)
+    monkeypatch.setattr(addon.client, "LOG_CAP_BYTES", 4000)
+    fake_backend("ok", noise=120)
+    assert bpy.ops.avatartex.test_backend() == {"FINISHED"}
+    addon.backend.shutdown()  # the log reader has written everything once the process is gone
+    text = log.read_text() + log.with_name("backend.log.1").read_text()
+    assert "fake backend line 119" in text
+    assert "TensorFlow Lite" not in text and "W0000" not in text and "GetPrototype" not in text
+    assert "TensorFlow Lite" in log.with_name("libraries.log").read_text() + (
+        log.with_name("libraries.log.1").read_text() if log.with_name("libraries.log.1").exists() else ""
+    )
+    assert log.stat().st_size <= 4000 + 200  # rotated, one line past the cap at most
+
+
+def test_relative_portrait_path_resolved_against_the_blend(addon, fake_backend, portrait, tmp_path):
+    head = add_sphere("Head")
+    bpy.context.scene.avatartex.resolution = 512
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Blender 4.5+ warns and refuses "//" on a plain path property
+        head.avatartex.portrait_path = "//photos/me.png"
+    assert head.avatartex.portrait_path == "//photos/me.png"
+    with pytest.raises(RuntimeError, match="relative to the .blend, which is not saved yet"):
+        bpy.ops.avatartex.generate()
+    blend = _save(tmp_path)
+    (blend.parent / "photos").mkdir()
+    shutil.copy(portrait, blend.parent / "photos" / "me.png")
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert fake_backend.requests()[-1]["portrait"] == str((blend.parent / "photos" / "me.png").resolve())
+
+
+def test_status_lines_current_and_not_repeated(addon, fake_backend, portrait, bad_portraits):
+    head = add_sphere("Head", bad_portraits["not_image"])
+    bpy.context.scene.avatartex.resolution = 512
+    with pytest.raises(RuntimeError):
+        bpy.ops.avatartex.generate()
+    assert head.avatartex.status.startswith("Failed: ") and head.avatartex.status.count("ailed") == 1
+    head.avatartex.portrait_path = str(portrait)
+    fake_backend("slow", delay=0.2)
+    bpy.ops.avatartex.generate(asynchronous=True)
+    job = addon.state.job
+    assert head.avatartex.status == "Queued"  # the last run's failure is not shown as this one's
+    while not head.avatartex.status.startswith("project"):
+        job.pump(wait=0.2)
+    job.run_sync()
+    assert head.avatartex.status == "Done: Head.png" or head.avatartex.status.startswith("Done: Head_")
+    assert bpy.context.scene.avatartex.status == head.avatartex.status
+    assert bpy.ops.avatartex.restore_material() == {"FINISHED"}
+    assert head.avatartex.status == "Material restored"
+
+
+# -- item 9 (add-on side): the backend warms up when the panel is first shown ----------------------------
+
+
+def test_panel_warms_backend_and_click_uses_it(addon, fake_backend, portrait):
+    addon.backend.shutdown()
+    head = add_sphere("Head", portrait)
+    bpy.context.scene.avatartex.resolution = 512
+
+    class Layout:
+        def __getattr__(self, name):
+            return lambda *args, **kwargs: Layout()
+
+    panel = type("P", (), {"layout": Layout()})()
+    addon.panels.AVATARTEX_PT_main.draw(panel, bpy.context)
+    assert bpy.app.timers.is_registered(addon.backend.warm_up)
+    bpy.app.timers.unregister(addon.backend.warm_up)
+    addon.backend.warm_up()  # what the timer runs: it must not block on the backend's start
+    client = addon.state.client
+    assert client is not None and client.alive() and client.hello is None
+    pid = client.process.pid
+    addon.panels.AVATARTEX_PT_main.draw(panel, bpy.context)  # drawn again: nothing new starts
+    assert not bpy.app.timers.is_registered(addon.backend.warm_up)
+
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert addon.state.client is client and client.process.pid == pid and client.starts == 1
+    assert _node(head) is not None
+
+
+def test_capture_of_modifier_stack_is_world_space(addon, tmp_path):
+    """Issue 8 item 7 without a backend: a subdivided child of a rotated, scaled, mirrored parent."""
+    parent = bpy.data.objects.new("Rig", None)
+    bpy.context.scene.collection.objects.link(parent)
+    parent.rotation_euler = (np.pi / 2, 0.0, 0.0)
+    parent.scale = (-0.01, 0.01, 0.01)  # a mirroring transform turns triangles inside out
+    obj = add_sphere("Head")
+    obj.parent = parent
+    obj.location = (300.0, 0.0, 0.0)
+    obj.modifiers.new("Sub", "SUBSURF").levels = 1
+    bpy.context.view_layer.update()
+    data = np.load(
+        addon.capture.capture_object(obj, bpy.context.evaluated_depsgraph_get(), "", tmp_path / "c.npz")
+    )
+    p = data["positions"].astype(np.float64)
+    # The unit sphere stays a unit sphere around the origin: neither the overall scale (0.01) nor the
+    # translation (3 m away) are in the capture, the rotation is: its poles now lie along -Y / +Y.
+    assert np.allclose(np.linalg.norm(p, axis=1), 1.0, rtol=0.03)
+    # The sphere's top pole (the corners at the top of its UV map) is turned by the parent to -Y.
+    top = p[data["triangles"]][data["uvs"][..., 1] > data["uvs"][..., 1].max() - 1e-4]
+    np.testing.assert_allclose(top, np.tile([0.0, -1.0, 0.0], (len(top), 1)), atol=0.01)  # subdivided
+    tri = p[data["triangles"]]
+    normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    assert (np.einsum("ij,ij->i", normal, tri.mean(1)) > 0).mean() > 0.99  # still counter-clockwise outside
+    n = data["normals"]
+    assert (
+        np.allclose(np.linalg.norm(n, axis=1), 1.0, atol=1e-4)
+        and (np.einsum("ij,ij->i", n, p) > 0).mean() > 0.99
+    )

@@ -1,0 +1,82 @@
+"""The sweep benchmark's truth is right: its cases render, and the true camera reprojects the render
+onto the known texture (bench/sweep.py, bench/groundtruth.py)."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+from testing_paths import ROOT
+
+sys.path.insert(0, str(ROOT / "bench"))
+
+import groundtruth as gt  # noqa: E402
+import sweep  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def heads() -> dict[str, gt.Head]:
+    return {
+        name: gt.demo_head(name.removeprefix("demo-") if "-" in name else "", 40)
+        for name in ("demo", "demo-long_nose")
+    }
+
+
+def _read_back(render: gt.Render, surface: gt.TexelSurface, camera) -> np.ndarray:
+    """The texture as a camera reads the render: every texel's surface point projected and sampled."""
+    from avatartex.metrics import sample_uv
+
+    xy, _ = camera.project(surface.positions)
+    h, w = render.image.shape[:2]
+    texture = np.zeros(surface.mask.shape + (3,), np.float32)
+    texture[surface.mask] = sample_uv(render.image, np.stack([xy[:, 0] / w, 1 - xy[:, 1] / h], axis=1))
+    return texture
+
+
+def test_true_camera_reprojects_the_render_onto_the_truth(heads) -> None:
+    cases = sweep.design(2, list(heads), seed=3, sizes=(256,))
+    assert {c.head for c in cases} == set(heads)
+    for case in cases:
+        _check_case(case, heads[case.head])
+
+
+def _check_case(case: sweep.Case, head: gt.Head) -> None:
+    surface = gt.texel_surface(head, 256)
+    truth = gt.truth_texture(head, surface, "blotches", case.seed)
+    camera = gt.portrait_camera(
+        head, case.yaw, case.pitch, case.roll, case.fov, 384, 384, case.fill, (case.shift_x, case.shift_y)
+    )
+    background = gt.background_image("flat", 384, 384, np.random.default_rng(0))
+    # Ambient light only: the render is the albedo times one gain, which psnr_visible forgives.
+    render = gt.render_portrait(head, truth, camera, [], 0.6, background)
+    visible = gt.seen_texels(head, surface, render, min_cos=0.5)
+    assert visible.sum() > 2000, case
+    good = gt.psnr_visible(_read_back(render, surface, camera), truth, visible)
+    assert good > 30.0, (case, good)
+    # The same read through a camera turned by 3 degrees is clearly worse: the check can fail.
+    off = gt.portrait_camera(
+        head, case.yaw + 3, case.pitch, case.roll, case.fov, 384, 384, case.fill, (case.shift_x, case.shift_y)
+    )
+    assert gt.psnr_visible(_read_back(render, surface, off), truth, visible) < good - 3
+    # Misplacement: zero through the true camera, the shift in eye distances through a moved one.
+    # The registration sees the moved copy; a perfect one undoes the move and uses the true camera.
+    where = gt.placement("tilted70", head)
+
+    def perfect(points: np.ndarray) -> np.ndarray:
+        return camera.project(((points - where.offset) / where.scale) @ where.R)[0]
+
+    zero, _ = gt.misplacement(head, where, surface, visible, camera, perfect)
+    assert zero < 1e-6
+    iod = gt.true_iod_px(head, camera)
+    shifted, _ = gt.misplacement(
+        head, where, surface, visible, camera, lambda p: perfect(p) + np.array([0.1 * iod, 0.0])
+    )
+    assert shifted == pytest.approx(0.1, abs=1e-6)
+
+
+def test_stylized_variant_moves_its_feature(heads) -> None:
+    """The long-nose variant's nose reaches further out than the demo head's; the eyes stay."""
+    demo, long_nose = heads["demo"], heads["demo-long_nose"]
+    assert long_nose.positions[:, 2].max() > demo.positions[:, 2].max() + 0.01
+    assert long_nose.iod == pytest.approx(demo.iod)
