@@ -145,6 +145,8 @@ def test_generate_unwrap_writes_the_mesh_and_a_quiet_terminal(generated):
     report = json.loads((out / "report.json").read_text())
     assert report["unwrapped_mesh"] == str(out / "mesh.glb")
     assert "mesh.glb" in done.stdout and not list(out.glob("*.part"))
+    # The verdict is printed with what it rests on, as report.json has it.
+    assert f"verdict: {report['quality']['verdict']}" in done.stdout
     # The texture fits the saved mesh's UVs: same surface, a UV map on every triangle.
     mesh = load_mesh(out / "mesh.glb")
     assert mesh.uvs is not None and len(mesh.triangles) > 30_000

@@ -114,8 +114,17 @@ def _generate(args) -> int:
             f"wrote {report['unwrapped_mesh']}: the mesh with the UV map --unwrap made; the texture fits "
             f"this mesh, not {args.mesh}"
         )
+    quality = report.get("quality") or {}
+    if quality:
+        estimate = quality["estimated_error_iod"]
+        print(f"verdict: {quality['verdict']} (estimated misplacement {estimate:.3f} IOD)")
+        for reason in quality.get("reasons", []):
+            print(f"  why: {reason}")
+        for advice in quality.get("advice", []):
+            print(f"  try: {advice}")
     for warning in report["warnings"]:
-        print(f"warning: {warning}")
+        if not warning.startswith("registration "):  # the verdict above says it
+            print(f"warning: {warning}")
     return 0
 
 
