@@ -198,9 +198,10 @@ class Job:
             self._set_status(task, "cancelled", "", 0.0)
             self._next()
             return
-        self._apply(task, (message.get("result") or {}).get("texture", ""))
+        result = message.get("result") or {}
+        self._apply(task, result.get("texture", ""), (result.get("report") or {}).get("quality") or {})
 
-    def _apply(self, task: Task, texture: str) -> None:
+    def _apply(self, task: Task, texture: str, quality: dict | None = None) -> None:
         obj = bpy.data.objects.get(task.object_name)
         if obj is None:
             raise errors.error(
@@ -237,7 +238,16 @@ class Job:
                 "save the file to keep them next to it."
             )
         task.texture = str(final)
-        self._set_status(task, "done", final.name, 1.0)
+        verdict = (quality or {}).get("verdict", "")
+        why = "; ".join((quality or {}).get("reasons", []))
+        advice = "; ".join((quality or {}).get("advice", []))
+        settings.verdict = verdict
+        settings.verdict_note = f"{why}. Try: {advice}" if why and advice else why
+        if verdict and verdict != "good":
+            # A texture that may be wrong must say so where the artist looks: panel and summary.
+            self.notes.append(f"{task.label}: registration {verdict}: {settings.verdict_note}")
+        done_text = final.name if verdict in ("", "good") else f"{final.name} (registration {verdict})"
+        self._set_status(task, "done", done_text, 1.0)
         if self.driver == "timer":
             _undo_push(f"AvatarTex: {task.label}")
         self._next()

@@ -97,6 +97,13 @@ class AVATARTEX_PT_main(_Panel, bpy.types.Panel):
                     box.label(text=line, icon="INFO")
         if obj is not None and obj.avatartex.status:
             layout.label(text=obj.avatartex.status)
+        if obj is not None and obj.avatartex.verdict:
+            icon = {"good": "CHECKMARK", "doubtful": "INFO", "failed": "ERROR"}.get(
+                obj.avatartex.verdict, "DOT"
+            )
+            layout.label(text=f"Registration: {obj.avatartex.verdict}", icon=icon)
+            if obj.avatartex.verdict_note:
+                layout.label(text=obj.avatartex.verdict_note)
 
 
 class AVATARTEX_PT_pins(_Panel, bpy.types.Panel):

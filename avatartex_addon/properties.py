@@ -104,6 +104,15 @@ class AVATARTEX_PG_object(bpy.types.PropertyGroup):
         description="Photo of this character's face (// is the folder of the .blend)",
     )
     status: StringProperty(name="Status", default="", description="Result of the last generation")
+    verdict: StringProperty(
+        name="Verdict",
+        default="",
+        description="How far the last texture can be trusted: good, doubtful or failed (the backend's "
+        "estimate of how well the photo's features landed on the mesh's)",
+    )
+    verdict_note: StringProperty(
+        name="Why", default="", description="What the verdict rests on and what to try"
+    )
     variants: CollectionProperty(type=AVATARTEX_PG_variant)
     active_variant_index: IntProperty(name="Active Variant", default=0, min=0)
     pins: IntVectorProperty(

@@ -116,7 +116,15 @@ def generate(req_id, params: dict) -> None:
         out.mkdir(parents=True, exist_ok=True)
         texture = out / p.texture_name
         photo.resize((p.size, p.size)).save(texture)
-        send(protocol.result_message(req_id, {"texture": str(texture), "report": {"engine": "fake"}}))
+        report = {"engine": "fake"}
+        if ctl.get("verdict"):
+            report["quality"] = {
+                "verdict": ctl["verdict"],
+                "estimated_error_iod": 0.2,
+                "reasons": ["the photo's and the mesh's landmarks disagree"],
+                "advice": ["add landmark pins"],
+            }
+        send(protocol.result_message(req_id, {"texture": str(texture), "report": report}))
     except AvatarTexError as exc:
         send(protocol.error_message(req_id, exc))
     finally:

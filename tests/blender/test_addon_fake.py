@@ -546,3 +546,34 @@ def test_managed_environment_needs_online_access(addon, tmp_path):
     with pytest.raises(Exception, match="online access is off"):
         addon.environment.start_install(requirements)
     assert addon.state.env_install is None
+
+
+def test_a_doubtful_registration_shows_in_the_panel_and_the_summary(addon, fake_backend, portrait):
+    """A texture the backend cannot vouch for says so where the artist looks, with what to try."""
+    obj = add_sphere(portrait=portrait)
+    bpy.context.scene.avatartex.resolution = 512
+    fake_backend("ok", verdict="doubtful")
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert obj.avatartex.verdict == "doubtful"
+    assert "disagree" in obj.avatartex.verdict_note and "pins" in obj.avatartex.verdict_note
+    assert any("registration doubtful" in line for line in addon.state.last_summary)
+    assert "doubtful" in obj.avatartex.status
+
+    labels = []
+
+    class Recorder:
+        enabled, scale_y = True, 1.0
+
+        def __getattr__(self, name):
+            def record(*args, **kwargs):
+                if name == "label":
+                    labels.append((kwargs.get("text", ""), kwargs.get("icon", "")))
+                return Recorder()
+
+            return record
+
+    addon.panels.AVATARTEX_PT_main.draw(type("P", (), {"layout": Recorder()})(), bpy.context)
+    assert ("Registration: doubtful", "INFO") in labels
+    fake_backend("ok")
+    bpy.ops.avatartex.generate()
+    assert obj.avatartex.verdict == ""  # a result without a verdict clears the old one
