@@ -110,7 +110,11 @@ def project(
     tgt = torch.from_numpy(resize(target, res, res).transpose(2, 0, 1).copy())[None].to(device) * 2 - 1
     wgt = torch.from_numpy(resize(weight.astype(np.float32), res, res))[None, None].to(device).clamp(0, 1)
     net = RandomFeatures().to(device)
-    w_avg, w_std = latent_statistics(generator, seed=seed)
+    cached = getattr(generator, "_avatartex_latent_statistics", None)
+    if cached is None or cached[0] != seed:
+        cached = (seed, *latent_statistics(generator, seed=seed))
+        generator._avatartex_latent_statistics = cached  # 2048 mapping passes, once per prior
+    _, w_avg, w_std = cached
     ws = w_avg[None, None].repeat(1, generator.config.num_ws, 1).clone().requires_grad_(True)
     optimiser = torch.optim.Adam([ws], lr=lr, betas=(0.9, 0.999))
 
@@ -119,6 +123,7 @@ def project(
 
     with torch.no_grad():
         losses = [float(data_loss(generator.synthesis(ws, noise_mode="const")))]
+    history: list[torch.Tensor] = []
     for step in range(steps):
         if check_cancel is not None:
             check_cancel()
@@ -136,9 +141,10 @@ def project(
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
-        losses.append(float(loss_data.detach()))
+        history.append(loss_data.detach())  # read back once at the end: no GPU sync per step
         if progress is not None:
             progress((step + 1) / steps, f"latent step {step + 1}/{steps}")
+    losses += [float(v) for v in torch.stack(history).cpu()] if history else []
     with torch.no_grad():
         image = generator.synthesis(ws, noise_mode="const")
         losses[-1] = float(data_loss(image))
