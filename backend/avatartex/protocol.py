@@ -80,6 +80,8 @@ class ErrorCode:
     MODEL_MISSING = "model_missing"
     OUTPUT_NOT_WRITABLE = "output_not_writable"
     INVALID_SIZE = "invalid_size"
+    BASE_TEXTURE_UNREADABLE = "base_texture_unreadable"
+    """``GenerateParams.base_texture`` is missing or not an 8/16-bit image (full-body characters)."""
     # Raised by the Blender add-on itself, never sent by the backend:
     BACKEND_UNAVAILABLE = "backend_unavailable"
     """The backend interpreter is not set, missing, or fails before answering ``hello``."""
@@ -155,6 +157,17 @@ class GenerateParams:
     """Direction the face looks in the mesh's space (``+z``, ``-y``...); empty searches."""
     texture_name: str = "texture.png"
     """File name of the texture inside ``out_dir``."""
+    # -- body: full-body characters (body.py); on a plain head a base texture sets only size and depth --
+    base_texture: str = ""
+    """Path of the material's existing base-colour image (full-body characters). When given, the
+    texture written is a copy of it (same size, bit depth and alpha) with the head region replaced
+    through a mask feathered along the neck; texels outside the head and the blend band stay bit for
+    bit (see ``tone_match`` for the one exception). A square base of 512-4096 also sets ``size`` and
+    ``bit_depth``. Empty: the body gets a skin fill of the face's tone."""
+    tone_match: str = "body_to_face"
+    """With ``base_texture``: ``body_to_face`` moves the body's skin-like texels (and only those) to
+    the face's tone measured at the neck; ``face_to_body`` moves the head's skin to the body's;
+    ``none`` blends the two as they are."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GenerateParams:

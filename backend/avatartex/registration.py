@@ -135,7 +135,7 @@ def fit_camera(
 
     def jacobian(params: np.ndarray, mask: np.ndarray) -> np.ndarray:
         # OpenCV's analytic derivatives of the projection: columns rvec, tvec, fx, fy (then cx, cy).
-        # Finite differences would cost eight projections per step; this one.
+        # Finite differences would cost eight projections per step; this costs one.
         f = np.exp(params[0])
         K = np.array([[f, 0, cx], [0, f, cy], [0, 0, 1]], np.float64)
         _, d = cv2.projectPoints(X[mask], params[1:4], params[4:7], K, None)
@@ -259,9 +259,6 @@ GRID_ABOVE = 20_000
 """Warps of more points than this are evaluated through a grid (see ThinPlateWarp._gridded)."""
 GRID_STEP = 0.0625
 """Grid spacing in eye distances (1/16: under 0.05 px from exact on a strongly bent warp)."""
-GRID_REACH = 256
-"""The grid spans at most this many nodes either side of the warp's centre (16 eye distances); points
-beyond (far outside any photo) are evaluated exactly."""
 
 
 @dataclass
@@ -291,42 +288,27 @@ class ThinPlateWarp:
 
         A thin-plate spline costs one kernel per landmark per point (seconds for a 1024² atlas); it
         is smooth at the scale of a sixteenth of the eye distance, so a grid that fine loses nothing
-        visible (tests/test_registration.py checks the difference). The grid's nodes sit on one fixed
-        lattice (multiples of GRID_STEP) and are kept on the warp: a request warps several point sets
-        over nearly the same region (the photo in the camera twice, then the atlas), and each node is
-        evaluated once, whichever set asks first.
+        visible (tests/test_registration.py checks the difference).
         """
-        lo = np.floor(u.min(axis=0) / GRID_STEP).astype(np.int64) - 1
-        hi = np.ceil(u.max(axis=0) / GRID_STEP).astype(np.int64) + 1
-        lo, hi = np.maximum(lo, -GRID_REACH), np.minimum(hi, GRID_REACH)
+        lo = u.min(axis=0) - GRID_STEP
+        hi = u.max(axis=0) + GRID_STEP
         cached = self.__dict__.get("_grid")
-        if cached is None or (lo < cached[0]).any() or (hi > cached[1]).any():
+        if cached is not None and (cached[0] <= lo).all() and (cached[1] >= hi).all():
+            lo, hi, d, step = cached  # a request warps several point sets over the same region
+        else:
             if cached is not None:
                 lo, hi = np.minimum(lo, cached[0]), np.maximum(hi, cached[1])
-            self.__dict__["_grid"] = cached = (lo, hi, self._grid_values(lo, hi, cached))
-        lo, hi, d = cached
+            n = np.minimum(np.ceil((hi - lo) / GRID_STEP).astype(int) + 1, 512)
+            gx = np.linspace(lo[0], hi[0], n[0])
+            gy = np.linspace(lo[1], hi[1], n[1])
+            grid = np.stack(np.meshgrid(gx, gy, indexing="ij"), axis=-1).reshape(-1, 2)
+            # Rows index y and columns x, as cv2.remap reads a map.
+            d = self.rbf(grid).reshape(n[0], n[1], 2).transpose(1, 0, 2).astype(np.float32)
+            step = np.array([gx[1] - gx[0], gy[1] - gy[0]])
+            self.__dict__["_grid"] = (lo, hi, d, step)
         # Grid node (i, j) sits at pixel centre (i + 0.5, j + 0.5) in sample_image's convention.
-        cells = u / GRID_STEP - lo + 0.5
-        out = sample_image(d, cells).astype(np.float64)
-        outside = ((cells < 0.5) | (cells > (hi - lo) + 0.5)).any(axis=1)
-        if outside.any():
-            out[outside] = self.rbf(u[outside])
-        return out
-
-    def _grid_values(self, lo: np.ndarray, hi: np.ndarray, cached: tuple | None) -> np.ndarray:
-        """(rows y, cols x, 2) float32 displacements at lattice nodes ``lo..hi``; the nodes of
-        ``cached`` are copied, only the new ones evaluated."""
-        nx, ny = hi - lo + 1
-        d = np.zeros((ny, nx, 2), np.float32)
-        todo = np.ones((ny, nx), bool)
-        if cached is not None:
-            (x0, y0), (x1, y1) = cached[0] - lo, cached[1] - lo
-            d[y0 : y1 + 1, x0 : x1 + 1] = cached[2]
-            todo[y0 : y1 + 1, x0 : x1 + 1] = False
-        rows, cols = np.nonzero(todo)
-        nodes = np.stack([cols + lo[0], rows + lo[1]], axis=1) * GRID_STEP
-        d[rows, cols] = self.rbf(nodes)
-        return d
+        cells = (u - lo) / step + 0.5
+        return sample_image(d, cells).astype(np.float64)
 
 
 def fit_warp(
@@ -445,6 +427,13 @@ class Registration:
         }
 
 
+def landmark_weights() -> np.ndarray:
+    """(468,) how much each landmark counts in the camera fit: the face oval at SILHOUETTE_WEIGHT."""
+    weights = np.ones(NUM_LANDMARKS)
+    weights[list(FACE_OVAL)] = SILHOUETTE_WEIGHT
+    return weights
+
+
 def register(
     mesh_landmarks,
     face: Face,
@@ -467,8 +456,7 @@ def register(
     indices = np.nonzero(valid)[0]
     if len(indices) < 4:
         raise ValueError(f"register: only {len(indices)} landmarks on both the mesh and the portrait")
-    weights = np.ones(NUM_LANDMARKS)
-    weights[list(FACE_OVAL)] = SILHOUETTE_WEIGHT
+    weights = landmark_weights()
     X, x, w = points3d[indices], np.asarray(face.landmarks, np.float64)[indices], weights[indices]
     prior = prior or FovPrior.for_image(image_size)
     camera, residual = fit_camera(X, x, image_size, w, prior)

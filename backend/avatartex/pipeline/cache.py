@@ -21,6 +21,7 @@ import numpy as np
 
 from ..atlas import AtlasGeometry, HeadFrame, build_atlas, directions
 from ..bake import UVSurface, uv_surface
+from ..body import head_part  # -- body --
 from ..face import FACE_OVAL, LEFT_EYE_CONTOUR, MOUTH_LEFT, MOUTH_RIGHT, NOSE_TIP, RIGHT_EYE_CONTOUR
 from ..landmarks import MeshLandmarks, detect_mesh_landmarks
 from ..mesh import Mesh, parse_facing
@@ -41,6 +42,10 @@ class HeadModel:
     """Atlas size -> the atlas geometry, face region marked."""
     surfaces: dict[int, UVSurface] = field(default_factory=dict)
     """Texture size -> the surface behind every texel of the mesh's UV map."""
+    # -- body --
+    body: Any = None
+    """``body.HeadPart`` when the mesh is a full-body character: ``mesh`` is then its head part."""
+    # -- end body --
 
     def to_file(self, points: np.ndarray) -> np.ndarray:
         """Points of ``mesh`` (and of the atlas, landmarks, registration) in the file's coordinates."""
@@ -114,6 +119,12 @@ class HeadCache:
         if forward is None and mesh.forward is not None:
             forward = np.asarray(mesh.forward, np.float64)
         mesh, file_centre, file_scale = normalized(mesh)
+        # -- body -- a full-body character: everything below runs on its head part (body.py)
+        part = head_part(mesh, landmarker, forward)
+        if part is not None:
+            mesh, forward = part.mesh, part.mesh.forward
+            file_centre, file_scale = file_centre + file_scale * part.centre, file_scale * part.scale
+        # -- end body --
         landmarks = detect_mesh_landmarks(
             mesh.positions, mesh.triangles, landmarker, up=mesh.up, forward=forward, pins=mesh.pins or None
         )
@@ -129,6 +140,7 @@ class HeadCache:
             p[NOSE_TIP],
         )
         model = HeadModel(mesh, landmarks, frame, file_centre, file_scale)
+        model.body = part  # -- body --
         self._heads[key] = model
         while len(self._heads) > self.size:
             self._heads.popitem(last=False)

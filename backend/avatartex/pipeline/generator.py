@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import engines
+from .. import body, engines
 from ..engines.base import StageContext
 from ..face import Face
 from ..features import feature_lines
@@ -113,6 +113,7 @@ class Generator:
         """
         clock = RequestClock(progress, check_cancel)
         check_params(params)
+        params = body.prepare(params)  # -- body -- tone_match checked; a base texture's size and depth
         style = get_style(params.style)
         plan = engines.choose(params.engine, style, self.neural_config)
         out_dir = Path(params.out_dir)
@@ -177,6 +178,10 @@ class Generator:
                 projection.partial.confidence,
             )
         texture, final_atlas = steps.bake_texture(geometry, atlas_texture.color, surface, detail)
+        # -- body -- a full-body character: the head texture on its head only, the body kept (base
+        # texture, tone-matched) or skin-filled (body.py)
+        texture, body_report = body.compose(analysis.head.body, texture, params, warnings)
+        # -- end body --
         clock.check_cancel()
         texture_path = out_dir / params.texture_name
         save_png(texture_path, texture, params.bit_depth)
@@ -204,6 +209,8 @@ class Generator:
             clock.timings,
             warnings,
         )
+        if body_report is not None:  # -- body --
+            report["body"] = body_report
         if params.debug:
             report["debug"] = write_debug(out_dir, projection, final_atlas, analysis, registration)
         # -- the unwrapped mesh (owned by the CLI/input work): the texture fits only the UV map

@@ -1,0 +1,200 @@
+"""Full-body characters (body.py): the head is found and textured; the body is kept bit for bit
+(or tone-matched, or skin-filled) and the neck shows no tone step."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from avatartex import body
+from avatartex.demo_head import FEATURES, make_demo_head
+from avatartex.face import NOSE_TIP
+from avatartex.image_io import save_png
+from avatartex.mesh import Mesh, compute_normals, save_capture
+from avatartex.pipeline import Generator
+from avatartex.pipeline.cache import normalized
+from avatartex.protocol import AvatarTexError, ErrorCode, GenerateParams
+from body_fixtures import BODY_SKIN, SHIRT, make_character
+
+SIZE = 512
+NO_STEP_DELTA_E = 3.0
+"""Lab distance across the neck's band below which no tone step shows (2.3 is just noticeable)."""
+
+
+@pytest.fixture(scope="module")
+def character():
+    return make_character(SIZE)
+
+
+@pytest.fixture(scope="module")
+def files(character, astronaut_path, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("body")
+    save_capture(character.mesh, folder / "character.npz")
+    save_png(folder / "base.png", character.texture)
+    return {"mesh": folder / "character.npz", "base": folder / "base.png", "portrait": astronaut_path}
+
+
+@pytest.fixture(scope="module")
+def generator():
+    return Generator()
+
+
+def request(files, out, **kw) -> GenerateParams:
+    return GenerateParams(
+        mesh=str(files["mesh"]),
+        portrait=str(files["portrait"]),
+        out_dir=str(out),
+        size=SIZE,
+        engine="classic",
+        **kw,
+    )
+
+
+@pytest.fixture(scope="module")
+def toned(generator, files, tmp_path_factory):
+    """The default request with a base texture: body_to_face."""
+    out = tmp_path_factory.mktemp("toned")
+    result = generator.generate(request(files, out, base_texture=str(files["base"])))
+    return result, body.read_base(result["texture"])
+
+
+@pytest.fixture(scope="module")
+def part(generator, files, toned):
+    from avatartex.mesh import load_mesh
+
+    return generator.head(load_mesh(str(files["mesh"])))  # cached from the request above
+
+
+def test_the_head_of_a_full_body_character_is_found(part, files):
+    from avatartex.mesh import load_mesh
+
+    head = part.body
+    mesh = load_mesh(str(files["mesh"]))
+    assert head is not None and head.axis_searched == "+y"
+    # The landmarks sit on the demo head's features (metres, the file's own coordinates).
+    nose = part.to_file(part.landmarks.points3d[NOSE_TIP])
+    assert np.linalg.norm(nose - np.array(FEATURES["nose_tip"])) < 0.015
+    # The neck is cut between the chin (y = -0.108) and the shoulders (about -0.25).
+    neck = part.to_file((head.neck_point - head.centre) / head.scale)
+    assert -0.22 < neck[1] < -0.12 and abs(neck[0]) < 0.01
+    # The head region: all of the head above the jaw, nothing of the torso, arms or legs.
+    centroids = mesh.positions[mesh.triangles].mean(axis=1)
+    assert head.head_triangles[centroids[:, 1] > -0.09].all()
+    assert not head.head_triangles[centroids[:, 1] < -0.26].any()
+    assert len(head.part_triangles) < 0.7 * len(mesh.triangles)
+    # The band is a few % of the head's height (about 0.3 m here).
+    assert 0.01 < head.band * part.file_scale / head.scale < 0.03
+
+
+class NoDetector:
+    def detect(self, image):
+        raise AssertionError("a plain head must not be searched as a body")
+
+
+def test_plain_heads_are_not_searched_as_bodies():
+    positions, triangles, uvs, _ = make_demo_head(48)
+    demo = Mesh(positions, triangles, uvs, compute_normals(positions, triangles))
+    assert not body.is_body_shaped(demo.positions)
+    assert body.head_part(normalized(demo)[0], NoDetector()) is None
+
+
+def test_the_scanned_head_is_not_searched_as_a_body(scanned_head_path):
+    from avatartex.mesh import load_mesh
+
+    scanned = load_mesh(str(scanned_head_path))
+    assert body.head_part(normalized(scanned)[0], NoDetector()) is None
+
+
+def test_body_to_face_keeps_the_body_and_removes_the_tone_step(toned, files, character, part):
+    result, out = toned
+    base = character.texture
+    info = json.loads((Path(result["texture"]).parent / "report.json").read_text())["body"]
+    assert info == result["report"]["body"]
+    assert info["tone_match"] == "body_to_face" and info["head_search_axis"] == "+y"
+    assert 0.03 < info["head_fraction"] < 0.25 and info["band_texels"] > 50
+    assert out.shape == base.shape and out.dtype == base.dtype
+    layout = part.body.layout(SIZE, SIZE)
+    m = layout.weight
+    changed = (out != base).any(axis=2)
+    # Clothes never change; outside the head and band only skin-like body texels do.
+    shirt = (np.abs(base.astype(int) - np.array(SHIRT) * 255).max(axis=2) < 25) & layout.covered
+    assert shirt.sum() > 1000 and not changed[shirt & (m == 0)].any()
+    outside = changed & (m == 0) & layout.covered
+    skin = np.abs(base.astype(int) - np.array(BODY_SKIN) * 255).max(axis=2) < 40
+    assert outside.sum() > 1000 and skin[outside].mean() > 0.95
+    # No tone step across the neck: the same measure on the naive paste and on the result.
+    assert info["neck_delta_e_before"] > 10.0
+    step = body.neck_tone_step(part.body, out)
+    assert step["delta_e"] < NO_STEP_DELTA_E and step["max_step"] < NO_STEP_DELTA_E
+    print(f"neck delta E: before {info['neck_delta_e_before']:.1f}, after {step['delta_e']:.2f}")
+
+
+@pytest.mark.parametrize("mode", ["none", "face_to_body"])
+def test_texels_outside_head_and_band_stay_bit_for_bit(mode, part, files, character):
+    head = part.body
+    face = np.zeros((SIZE, SIZE, 3), np.float32)
+    face[:] = (0.85, 0.68, 0.58)
+    warnings: list[str] = []
+    params = GenerateParams("m", "p", "o", base_texture=str(files["base"]), tone_match=mode)
+    out, info = body.compose(head, face, params, warnings)
+    base = character.texture
+    layout = head.layout(SIZE, SIZE)
+    changed = (out != base).any(axis=2)
+    padding = np.zeros(SIZE * SIZE, bool)
+    padding[body._head_padding(layout, SIZE // 128)[0]] = True
+    allowed = (layout.weight > 0) | padding.reshape(SIZE, SIZE)
+    assert changed.any() and not changed[~allowed].any()
+    assert info["tone_match"] == mode and not warnings
+    step = body.neck_tone_step(head, out)["delta_e"]
+    assert (step < NO_STEP_DELTA_E) if mode == "face_to_body" else (step > 10.0)
+
+
+def test_sixteen_bit_base_with_alpha_keeps_depth_alpha_and_body(part, character, tmp_path):
+    base = np.concatenate(
+        [character.texture.astype(np.uint16) * 257, np.full((SIZE, SIZE, 1), 40000, np.uint16)], axis=2
+    )
+    path = save_png(tmp_path / "base16.png", base, 16)
+    params = body.prepare(GenerateParams("m", "p", "o", base_texture=str(path), tone_match="none"))
+    assert params.bit_depth == 16 and params.size == SIZE
+    out, _ = body.compose(part.body, np.full((SIZE, SIZE, 3), 0.7, np.float32), params, [])
+    assert out.dtype == np.uint16 and out.shape == (SIZE, SIZE, 4)
+    assert (out[..., 3] == 40000).all()
+    body_texels = part.body.layout(SIZE, SIZE).weight == 0
+    body_texels &= part.body.layout(SIZE, SIZE).covered
+    np.testing.assert_array_equal(out[body_texels], base[body_texels])
+
+
+def test_without_base_texture_the_body_gets_skin_fill(generator, files, part, tmp_path):
+    result = generator.generate(request(files, tmp_path))
+    info = result["report"]["body"]
+    assert info["tone_match"] == "skin_fill" and info["base_texture"] is None
+    texture = body.read_base(result["texture"]).astype(np.float32) / 255
+    layout = part.body.layout(SIZE, SIZE)
+    body_texels = layout.covered & (layout.weight == 0)
+    # The body is one skin tone, not the face's colours smeared down it.
+    np.testing.assert_allclose(texture[body_texels].mean(axis=0), info["skin_rgb"], atol=0.01)
+    assert texture[body_texels].std(axis=0).max() < 0.01
+    assert body.neck_tone_step(part.body, texture)["delta_e"] < NO_STEP_DELTA_E
+
+
+def test_bad_body_requests_fail_before_any_work(generator, files, tmp_path):
+    with pytest.raises(AvatarTexError) as err:
+        generator.generate(request(files, tmp_path / "a", tone_match="sideways"))
+    assert err.value.code == ErrorCode.BAD_REQUEST
+    with pytest.raises(AvatarTexError) as err:
+        generator.generate(request(files, tmp_path / "b", base_texture=str(tmp_path / "missing.png")))
+    assert err.value.code == ErrorCode.BASE_TEXTURE_UNREADABLE
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_protocol_fields_are_optional_and_typed():
+    old = GenerateParams.from_dict({"mesh": "m", "portrait": "p", "out_dir": "o"})
+    assert old.base_texture == "" and old.tone_match == "body_to_face"
+    new = GenerateParams.from_dict(
+        {"mesh": "m", "portrait": "p", "out_dir": "o", "base_texture": "b.png", "tone_match": "none"}
+    )
+    assert GenerateParams.from_dict(new.to_dict()) == new
+    with pytest.raises(AvatarTexError):
+        GenerateParams.from_dict({"mesh": "m", "portrait": "p", "out_dir": "o", "base_texture": 3})
