@@ -162,6 +162,9 @@ class Job:
             seed=task.seed,
             strength=float(task.strength),
             facing=task.facing.lower() if task.facing != "AUTO" else "",
+            # A full-body character: only its head is textured, the body kept from its image.
+            base_texture=material.body_base_image(obj),
+            tone_match=bpy.context.scene.avatartex.tone_match,
         )
         self._set_status(task, "running", "Sending to the backend...", 0.0)
         self.pending = client.send("generate", params.to_dict())

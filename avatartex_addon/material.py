@@ -8,6 +8,8 @@ reopened; Blender's undo restores it too, because each change happens inside one
 
 from __future__ import annotations
 
+import os
+
 import bpy
 
 NODE_NAME = "AvatarTex Texture"
@@ -86,6 +88,34 @@ def texture_node(mat: bpy.types.Material) -> bpy.types.Node | None:
     if mat is None or mat.node_tree is None:
         return None
     return mat.node_tree.nodes.get(NODE_NAME)
+
+
+BODY_RATIO = 2.0
+"""A mesh whose bounding box is this much longer than it is thin is a character, not a head (the
+backend's body.BODY_RATIO)."""
+
+
+def body_base_image(obj: bpy.types.Object) -> str:
+    """For a full-body character, the file of the image its material shows as Base Color (the
+    artist's, as it was before AvatarTex touched it): the backend keeps the body from it and replaces
+    only the head. '' for a head, or when there is no such image file."""
+    dims = sorted(float(d) for d in obj.dimensions)
+    if dims[-1] <= BODY_RATIO * max(dims[0], 1e-9) or obj.active_material is None:
+        return ""
+    mat = obj.active_material
+    image = None
+    previous = mat.get(_PREVIOUS_KEY)
+    if previous is not None and previous.get("image"):
+        image = bpy.data.images.get(previous["image"])
+    if image is None and mat.use_nodes:  # read only: no node is added to look
+        for node in mat.node_tree.nodes:
+            if node.bl_idname == "ShaderNodeBsdfPrincipled" and node.inputs["Base Color"].is_linked:
+                image = getattr(node.inputs["Base Color"].links[0].from_node, "image", None)
+                break
+    if image is None or not image.filepath:
+        return ""
+    path = bpy.path.abspath(image.filepath, library=image.library)
+    return path if os.path.isfile(path) else ""
 
 
 def apply_image(obj: bpy.types.Object, image: bpy.types.Image, uv_map: str) -> tuple[bpy.types.Material, str]:

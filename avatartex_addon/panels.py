@@ -79,6 +79,7 @@ class AVATARTEX_PT_main(_Panel, bpy.types.Panel):
             else:
                 col.prop_search(settings, "uv_map", obj.data, "uv_layers")
         col.prop(settings, "facing")
+        col.prop(settings, "tone_match")
         running = state.job is not None and not state.job.finished
         if running:
             layout.progress(factor=settings.progress, type="BAR", text=settings.status or "Working...")

@@ -171,6 +171,17 @@ class AVATARTEX_PG_settings(bpy.types.PropertyGroup):
         description="Which way the character's face looks in the scene (world axes, as in the 3D View), "
         "whatever the object's rotation, scale or parent",
     )
+    tone_match: EnumProperty(
+        name="Body Tone",
+        items=(
+            ("body_to_face", "Body to Face", "Full-body characters: the body's skin takes the face's tone"),
+            ("face_to_body", "Face to Body", "Full-body characters: the face takes the body's skin tone"),
+            ("none", "Keep Both", "Full-body characters: no tone matching across the neck"),
+        ),
+        default="body_to_face",
+        description="On a full-body character only the head is textured; the body keeps the material's "
+        "image, its skin tone matched across the neck this way",
+    )
     batch_collection: PointerProperty(
         name="Collection",
         type=bpy.types.Collection,

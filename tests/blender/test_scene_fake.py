@@ -353,3 +353,40 @@ def test_capture_of_modifier_stack_is_world_space(addon, tmp_path):
         np.allclose(np.linalg.norm(n, axis=1), 1.0, atol=1e-4)
         and (np.einsum("ij,ij->i", n, p) > 0).mean() > 0.99
     )
+
+
+def test_a_full_body_character_sends_its_body_image_and_a_head_only_its_head(
+    addon, fake_backend, portrait, tmp_path
+):
+    """A character (much taller than wide) sends the image its material shows, so the backend keeps
+    the body and replaces only the head; a head sends none. Looking for it adds no node."""
+    body_image = tmp_path / "body_paint.png"
+    image = bpy.data.images.new("body_paint", 16, 16)
+    image.filepath_raw = str(body_image)
+    image.file_format = "PNG"
+    image.save()
+    character = add_sphere("Character", portrait=portrait)
+    character.scale = (0.3, 0.3, 1.8)
+    bpy.context.view_layer.update()
+    mat = bpy.data.materials.new("Skin")
+    mat.use_nodes = True
+    node = mat.node_tree.nodes.new("ShaderNodeTexImage")
+    node.image = image
+    mat.node_tree.links.new(
+        node.outputs["Color"], mat.node_tree.nodes["Principled BSDF"].inputs["Base Color"]
+    )
+    character.data.materials.append(mat)
+    nodes_before = len(mat.node_tree.nodes)
+    assert addon.material.body_base_image(character) == str(body_image)
+    assert len(mat.node_tree.nodes) == nodes_before
+    bpy.context.scene.avatartex.resolution = 512
+    bpy.context.scene.avatartex.tone_match = "face_to_body"
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    request = fake_backend.requests()[-1]
+    assert request["base_texture"] == str(body_image) and request["tone_match"] == "face_to_body"
+    # Once AvatarTex has replaced Base Color, the artist's original image is still the body's source.
+    assert addon.material.body_base_image(character) == str(body_image)
+
+    head = add_sphere("Head", portrait=portrait)
+    bpy.context.view_layer.update()
+    assert addon.material.body_base_image(head) == ""
