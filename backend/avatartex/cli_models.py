@@ -7,8 +7,7 @@ import argparse
 import sys
 from typing import Any
 
-from .console import print_error
-from .protocol import AvatarTexError
+from .console import run_subcommands
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -50,13 +49,7 @@ def add_subcommands(subparsers: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the model commands alone (``python -m avatartex.cli_models``)."""
-    parser = argparse.ArgumentParser(prog="avatartex-models")
-    add_subcommands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.handler(args)
-    except AvatarTexError as error:
-        return print_error(error)
+    return run_subcommands("avatartex-models", "The neural engine's model weights.", add_subcommands, argv)
 
 
 if __name__ == "__main__":

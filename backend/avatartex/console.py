@@ -8,9 +8,9 @@ import io
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from .protocol import AvatarTexError, Progress
 
@@ -127,3 +127,19 @@ def print_error(error: AvatarTexError) -> int:
     if error.hint:
         print(f"  hint: {error.hint}", file=sys.stderr)
     return 2
+
+
+def run_subcommands(
+    prog: str, description: str, add_subcommands: Callable[[Any], None], argv: list[str] | None
+) -> int:
+    """A small command of its own: parse ``argv`` with the subcommands ``add_subcommands`` adds (each
+    sets a ``handler``), run the chosen one, and print a typed error the way every command does."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_subcommands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except AvatarTexError as error:
+        return print_error(error)

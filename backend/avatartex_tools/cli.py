@@ -11,8 +11,7 @@ import argparse
 import sys
 from typing import Any
 
-from avatartex.console import print_error
-from avatartex.protocol import AvatarTexError
+from avatartex.console import run_subcommands
 
 
 def _train_prior(args: argparse.Namespace) -> int:
@@ -124,13 +123,7 @@ def add_subcommands(subparsers: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``avatartex-tools`` console script (``python -m avatartex_tools.cli``)."""
-    parser = argparse.ArgumentParser(prog="avatartex-tools", description="Stage-2 prior tools of AvatarTex.")
-    add_subcommands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.handler(args)
-    except AvatarTexError as error:
-        return print_error(error)
+    return run_subcommands("avatartex-tools", "Stage-2 prior tools of AvatarTex.", add_subcommands, argv)
 
 
 if __name__ == "__main__":

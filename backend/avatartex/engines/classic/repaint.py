@@ -427,31 +427,59 @@ def painterly(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     return _saturate(out, p.get("saturation", 1.15), p.get("warmth", 0.03))
 
 
-def toon(image: np.ndarray, ctx: StageContext) -> np.ndarray:
-    """Cel shading: a few clean flat colour regions, flat brows and lips, cel shadows from the head's
-    forms, and tapered outlines drawn along the eyes, nose and mouth (never along noise)."""
+def _flat_colours(
+    image: np.ndarray,
+    ctx: StageContext,
+    *,
+    sigma_space: float,
+    sigma_color: float,
+    colors: int,
+    lightness: float,
+    saturation: float,
+    region: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """The flat colour regions toon and comic start from, at full size: a few palette colours over
+    an edge-preserving smoothing at half size, every colour near the skin's made the skin's. The
+    keyword values are the defaults of the style's ``classic`` settings of the same meaning.
+
+    Returns (flat image, per-texel palette label, per-label is-skin, the half-size smoothing, its
+    band rows)."""
     p = ctx.style.classic
-    atlas, rows, lines = ctx.atlas, ctx.atlas.band_rows, ctx.feature_lines
+    atlas, rows = ctx.atlas, ctx.atlas.band_rows
     scale = atlas.size / 1024
+    saturation = p.get("saturation", saturation)
     small, small_rows = _half(image, rows)
     smooth = edge_preserving(
-        small, small_rows, p.get("smooth_sigma_space", 12.0) * scale, p.get("smooth_sigma_color", 0.12)
+        small,
+        small_rows,
+        p.get("smooth_sigma_space", sigma_space) * scale,
+        p.get("smooth_sigma_color", sigma_color),
     )
     mask_small, _ = _half(atlas.mask.astype(np.float32), rows)
     palette, votes = clean_regions(
         smooth,
         mask_small > 0.5,
         small_rows,
-        int(p.get("colors", 6)),
-        p.get("lightness_weight", 1.0),
-        p.get("saturation", 1.25),
-        p.get("region_sigma", 2.5) * scale,
+        int(p.get("colors", colors)),
+        p.get("lightness_weight", lightness),
+        saturation,
+        p.get("region_sigma", region) * scale,
     )
-    palette = np.clip(_saturate(palette, p.get("saturation", 1.25)), 0, 1)
-    skin = np.clip(_saturate(_skin_tone(image, atlas)[None], p.get("saturation", 1.25))[0], 0, 1)
+    palette = np.clip(_saturate(palette, saturation), 0, 1)
+    skin = np.clip(_saturate(_skin_tone(image, atlas)[None], saturation)[0], 0, 1)
     palette, is_skin = collapse_skin(palette, skin, p.get("skin_distance", 20.0))
     labels = _crisp(votes, small_rows, image, rows)
-    flat = palette[labels]
+    return palette[labels], labels, is_skin, smooth, small_rows
+
+
+def toon(image: np.ndarray, ctx: StageContext) -> np.ndarray:
+    """Cel shading: a few clean flat colour regions, flat brows and lips, cel shadows from the head's
+    forms, and tapered outlines drawn along the eyes, nose and mouth (never along noise)."""
+    p = ctx.style.classic
+    atlas, rows, lines = ctx.atlas, ctx.atlas.band_rows, ctx.feature_lines
+    flat, labels, is_skin, smooth, small_rows = _flat_colours(
+        image, ctx, sigma_space=12.0, sigma_color=0.12, colors=6, lightness=1.0, saturation=1.25, region=2.5
+    )
     # Two skin tones: where the photo's skin is clearly darker at the scale of the forms (cheek
     # hollows, the sides of the nose), or the head's forms turn away, a crisp cel shadow.
     unit_small = _per_iod(atlas) / 2
@@ -473,27 +501,12 @@ def comic(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     """Comic inking: flat colours, bold inks along the features and the jaw, halftone dots where the
     head's forms turn away (sockets, under the nose, lips and chin) and in the darkest colours."""
     p = ctx.style.classic
-    atlas, rows, lines = ctx.atlas, ctx.atlas.band_rows, ctx.feature_lines
+    atlas, lines = ctx.atlas, ctx.feature_lines
     s = atlas.size
     scale = s / 1024
-    small, small_rows = _half(image, rows)
-    smooth = edge_preserving(
-        small, small_rows, p.get("smooth_sigma_space", 16.0) * scale, p.get("smooth_sigma_color", 0.15)
+    flat, _, _, smooth, small_rows = _flat_colours(
+        image, ctx, sigma_space=16.0, sigma_color=0.15, colors=5, lightness=1.2, saturation=1.3, region=3.0
     )
-    mask_small, _ = _half(atlas.mask.astype(np.float32), rows)
-    palette, votes = clean_regions(
-        smooth,
-        mask_small > 0.5,
-        small_rows,
-        int(p.get("colors", 5)),
-        p.get("lightness_weight", 1.2),
-        p.get("saturation", 1.3),
-        p.get("region_sigma", 3.0) * scale,
-    )
-    palette = np.clip(_saturate(palette, p.get("saturation", 1.3)), 0, 1)
-    skin = np.clip(_saturate(_skin_tone(image, atlas)[None], p.get("saturation", 1.3))[0], 0, 1)
-    palette, _ = collapse_skin(palette, skin, p.get("skin_distance", 20.0))
-    flat = palette[_crisp(votes, small_rows, image, rows)]
     shape = image.shape[:2]
     flat = _brow_and_lip_fills(flat, image, lines, shape, p.get("lip_saturation", 1.5))
     # Halftone: a dot screen whose period divides the atlas width, so it wraps at the back seam.
