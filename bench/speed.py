@@ -1,18 +1,31 @@
-"""Stage times of the classic engine and how they grow with triangles and texture size.
+"""Step times of the classic engine and how they grow with texture size and triangles.
 
     python bench/speed.py --mesh ../shared/assets/heads/lee_perry_smith.glb
 
-Prints one JSON object: warm per-stage seconds at each texture size (512-4096) on the mesh as it is,
-the same at 1024 for the mesh subdivided 1x and 2x (4x and 16x the triangles), and the UV
-rasterisation of a ~100k-triangle mesh at 2048x2048 alone. "Warm" is a second request to the same
-running backend: numba compiled, mediapipe loaded, the mesh's landmarks and atlas cached — what a
-batch or a re-generate costs. "Cold" (first request in a fresh process) is printed too.
+Prints one JSON object:
+
+- ``first_request``: a fresh backend process (``python -m avatartex.server``) is started, answers
+  ``hello``, and then gets one ``generate`` at 1024 right away (``idle_0``) or after ``--idle``
+  seconds (an artist choosing a photo after the panel started the backend: the server warms up
+  meanwhile). Seconds from sending ``generate`` to its result, and the request's step timings.
+- ``cold_1024``: the first request in this process (pipeline imported, nothing else loaded).
+- ``by_size``: warm requests (numba compiled, mediapipe loaded, the mesh's landmarks, atlas and UV
+  surface cached: what a batch or a re-generate costs) at each texture size, ``--repeats`` times:
+  per step the median and minimum wall seconds and the median CPU seconds (``time.process_time``,
+  every thread of the process; above the wall time where a step runs on both cores).
+- ``by_triangles_1024`` (unless ``--quick``): the mesh as it is and subdivided 1x and 2x (4x and 16x
+  the triangles), for a new mesh and warm; and the UV rasterisation of ~100k triangles at 2048².
+
+Timings on a shared machine are noisy: compare medians and minimums of several repeats, and the CPU
+seconds, which other processes disturb less.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +39,31 @@ from avatartex import raster  # noqa: E402
 from avatartex.image_io import save_png  # noqa: E402
 from avatartex.mesh import Mesh, load_mesh, save_capture  # noqa: E402
 from avatartex.pipeline import Generator  # noqa: E402
+from avatartex.pipeline import generator as generator_module  # noqa: E402
+from avatartex.pipeline.progress import RequestClock  # noqa: E402
 from avatartex.protocol import GenerateParams  # noqa: E402
+
+BACKEND = Path(__file__).resolve().parents[1] / "backend"
+
+
+class CpuClock(RequestClock):
+    """The request clock, also keeping each step's CPU seconds (all threads of the process)."""
+
+    last: dict[str, float] = {}
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._cpu = time.process_time()
+        CpuClock.last = {}
+
+    def done(self, name: str) -> None:
+        super().done(name)
+        now = time.process_time()
+        CpuClock.last[name] = CpuClock.last.get(name, 0.0) + now - self._cpu
+        self._cpu = now
+
+
+generator_module.RequestClock = CpuClock  # Generator.generate makes one per request
 
 
 def subdivide(mesh: Mesh) -> Mesh:
@@ -62,8 +99,69 @@ def subdivide(mesh: Mesh) -> Mesh:
 
 
 def timed_generate(generator: Generator, mesh_path: str, portrait: str, out: str, size: int) -> dict:
+    """One request's step timings: wall seconds, plus ``cpu`` seconds per step."""
     params = GenerateParams(mesh=mesh_path, portrait=portrait, out_dir=out, size=size, engine="classic")
-    return generator.generate(params)["report"]["timings"]
+    cpu_started = time.process_time()
+    timings = generator.generate(params)["report"]["timings"]
+    cpu = {k: round(v, 3) for k, v in CpuClock.last.items()}
+    cpu["total"] = round(time.process_time() - cpu_started, 3)
+    return {**timings, "cpu": cpu}
+
+
+def summary(runs: list[dict]) -> dict:
+    """Per step: median and minimum wall seconds and median CPU seconds over the runs."""
+    steps = [k for k in runs[0] if k != "cpu"]
+    return {
+        step: {
+            "wall_median": round(float(np.median([r[step] for r in runs])), 3),
+            "wall_min": round(min(r[step] for r in runs), 3),
+            "cpu_median": round(float(np.median([r["cpu"].get(step, 0.0) for r in runs])), 3),
+        }
+        for step in steps
+    }
+
+
+def first_request(mesh: str, portrait: str, out: str, idle: float) -> dict:
+    """A new backend process: ``hello``, ``idle`` seconds, then one 1024 ``generate``."""
+    env = dict(os.environ, PYTHONPATH=str(BACKEND))
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "avatartex.server"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+
+    def call(request_id: int, method: str, params: dict) -> dict:
+        process.stdin.write(json.dumps({"id": request_id, "method": method, "params": params}) + "\n")
+        process.stdin.flush()
+        for line in process.stdout:
+            message = json.loads(line)
+            if message.get("id") == request_id and ("result" in message or "error" in message):
+                return message
+        raise RuntimeError("the backend closed its output")
+
+    try:
+        call(1, "hello", {})
+        hello = time.perf_counter() - started
+        time.sleep(idle)
+        sent = time.perf_counter()
+        params = {"mesh": mesh, "portrait": portrait, "out_dir": out, "size": 1024, "engine": "classic"}
+        answer = call(2, "generate", params)
+        seconds = time.perf_counter() - sent
+        call(3, "shutdown", {})
+    finally:
+        process.kill()
+    if "error" in answer:
+        raise RuntimeError(f"generate failed: {answer['error']}")
+    return {
+        "hello_s": round(hello, 3),
+        "idle_s": idle,
+        "generate_s": round(seconds, 3),
+        "timings": answer["result"]["report"]["timings"],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mesh", required=True)
     parser.add_argument("--portrait", default="", help="default: skimage's astronaut")
     parser.add_argument("--sizes", default="512,1024,2048,4096")
+    parser.add_argument("--repeats", type=int, default=3, help="warm requests per size")
+    parser.add_argument("--idle", type=float, default=5.0, help="seconds between hello and generate")
+    parser.add_argument("--no-first-request", action="store_true", help="skip the fresh-process runs")
+    parser.add_argument("--quick", action="store_true", help="skip the triangle-count runs")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="avatartex-speed-"))
     portrait = args.portrait
@@ -79,38 +181,50 @@ def main(argv: list[str] | None = None) -> int:
 
         portrait = str(work / "astronaut.png")
         save_png(portrait, np.asarray(data.astronaut(), np.uint8))
+    mesh_path = str(Path(args.mesh).resolve())
+    portrait = str(Path(portrait).resolve())
+
+    result: dict = {"mesh": Path(args.mesh).name, "cpus": os.cpu_count()}
+    if not args.no_first_request:
+        result["first_request"] = {
+            f"idle_{idle:g}": first_request(mesh_path, portrait, str(work / "first"), idle)
+            for idle in (0.0, args.idle)
+        }
 
     generator = Generator()
-    result: dict = {"mesh": Path(args.mesh).name}
     started = time.perf_counter()
-    cold = timed_generate(generator, args.mesh, portrait, str(work / "out"), 1024)
+    cold = timed_generate(generator, mesh_path, portrait, str(work / "out"), 1024)
     result["cold_1024"] = {"wall": round(time.perf_counter() - started, 3), **cold}
     result["by_size"] = {}
     for size in (int(s) for s in args.sizes.split(",")):
-        result["by_size"][size] = timed_generate(generator, args.mesh, portrait, str(work / "out"), size)
+        timed_generate(generator, mesh_path, portrait, str(work / "out"), size)  # the size's UV surface
+        out = str(work / "out")
+        runs = [timed_generate(generator, mesh_path, portrait, out, size) for _ in range(args.repeats)]
+        result["by_size"][size] = summary(runs)
 
-    mesh = load_mesh(args.mesh)
-    result["by_triangles_1024"] = {}
-    level = mesh
-    for _ in range(3):
-        path = work / f"mesh_{len(level.triangles)}.npz"
-        save_capture(level, path)
-        timed_generate(generator, str(path), portrait, str(work / "out"), 1024)  # fills the mesh cache
-        warm = timed_generate(generator, str(path), portrait, str(work / "out"), 1024)
-        fresh = Generator(landmarker=generator.landmarker)  # a new mesh: landmarks + atlas included
-        first = timed_generate(fresh, str(path), portrait, str(work / "out"), 1024)
-        result["by_triangles_1024"][len(level.triangles)] = {"new_mesh": first, "warm": warm}
-        level = subdivide(level)
+    if not args.quick:
+        mesh = load_mesh(mesh_path)
+        result["by_triangles_1024"] = {}
+        level = mesh
+        for _ in range(3):
+            path = work / f"mesh_{len(level.triangles)}.npz"
+            save_capture(level, path)
+            timed_generate(generator, str(path), portrait, str(work / "out"), 1024)  # fills the mesh cache
+            warm = timed_generate(generator, str(path), portrait, str(work / "out"), 1024)
+            fresh = Generator(landmarker=generator.landmarker)  # a new mesh: landmarks + atlas included
+            first = timed_generate(fresh, str(path), portrait, str(work / "out"), 1024)
+            result["by_triangles_1024"][len(level.triangles)] = {"new_mesh": first, "warm": warm}
+            level = subdivide(level)
 
-    big = subdivide(subdivide(mesh))
-    big.uvs = big.uvs[:100_000]
-    raster.rasterize_uv(big.uvs, 2048)
-    runs = []
-    for _ in range(5):
-        t = time.perf_counter()
+        big = subdivide(subdivide(mesh))
+        big.uvs = big.uvs[:100_000]
         raster.rasterize_uv(big.uvs, 2048)
-        runs.append(time.perf_counter() - t)
-    result["uv_raster_100k_tris_2048_s"] = round(min(runs), 4)
+        runs = []
+        for _ in range(5):
+            t = time.perf_counter()
+            raster.rasterize_uv(big.uvs, 2048)
+            runs.append(time.perf_counter() - t)
+        result["uv_raster_100k_tris_2048_s"] = round(min(runs), 4)
     result["command"] = "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
     print(json.dumps(result, indent=1))
     return 0

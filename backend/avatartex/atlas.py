@@ -198,22 +198,8 @@ class AtlasGeometry:
 
     def sample(self, image: np.ndarray, xy: np.ndarray) -> np.ndarray:
         """Bilinear samples of an atlas image at atlas pixel coordinates (N, 2); wraps in the band."""
-        pad = 2
-        s, rows = self.size, self.band_rows
-        img = np.asarray(image, np.float32)
-        if img.ndim == 2:
-            img = img[..., None]
-        # Edge padding, then the band's columns wrapped around the back seam.
-        padded = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_REPLICATE).reshape(
-            s + 2 * pad, s + 2 * pad, -1
-        )
-        padded[pad : pad + rows, :pad] = img[:rows, -pad:]
-        padded[pad : pad + rows, -pad:] = img[:rows, :pad]
-        x = np.asarray(xy[:, 0], np.float32)
-        y = np.asarray(xy[:, 1], np.float32)
-        x = np.where(y < rows, np.mod(x, s), x)
-        out = sample_image(padded, np.stack([x + pad, y + pad], axis=1))
-        return out if image.ndim == 3 else out[:, 0]
+        out = sample_image(image, xy, wrap_rows=self.band_rows)
+        return out if np.ndim(image) == 3 else out[:, 0]
 
 
 def _triangle_coords(

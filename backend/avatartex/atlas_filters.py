@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import cv2
 import numpy as np
+from numba import njit, prange
 
 from .atlas import AtlasGeometry
 
@@ -65,6 +66,15 @@ def per_chart(
 
 def _down2(image: np.ndarray, wrap: bool) -> np.ndarray:
     """Binomial blur and decimation by two (fine pixel 2j becomes coarse pixel j)."""
+    h, w = image.shape[:2]
+    if min(h, w) > 2:
+        # cv2.pyrDown is this very filter ([1 4 6 4 1] / 16, reflected borders, even pixels kept);
+        # the band's wrap is two columns of circular padding, i.e. one coarse column each side.
+        if not wrap:
+            return cv2.pyrDown(image).reshape(((h + 1) // 2, (w + 1) // 2) + image.shape[2:])
+        channels = image.shape[2:]
+        padded = cv2.copyMakeBorder(image, 0, 0, 2, 2, cv2.BORDER_WRAP).reshape((h, w + 4) + channels)
+        return np.ascontiguousarray(cv2.pyrDown(padded).reshape(((h + 1) // 2, -1) + channels)[:, 1:-1])
     padded = pad(image, 2, wrap)
     blurred = cv2.sepFilter2D(padded, -1, _BINOMIAL, _BINOMIAL, borderType=cv2.BORDER_REFLECT_101)
     blurred = blurred.reshape(padded.shape)[2:-2, 2:-2]
@@ -85,9 +95,87 @@ def _up2(image: np.ndarray, shape: tuple[int, int], wrap: bool) -> np.ndarray:
     return out
 
 
-def _push_pull_chart(values: np.ndarray, weights: np.ndarray, wrap: bool, gain: float) -> np.ndarray:
-    """Push-pull fill of one chart: normalised convolution over a pyramid, coarse fills fine."""
-    stack = np.concatenate([values * weights[..., None], weights[..., None]], axis=-1).astype(np.float32)
+@njit(cache=True, parallel=True)
+def _pull_kernel(
+    values: np.ndarray,
+    weights: np.ndarray,
+    premultiplied: bool,
+    coarse: np.ndarray,
+    wrap: bool,
+    gain: float,
+    where: np.ndarray,
+    use_where: bool,
+    out: np.ndarray,
+) -> None:
+    """One level of the pull: ``out = alpha * own + (1 - alpha) * _up2(coarse)``, alpha the texel's
+    weight times ``gain`` (clipped to 0..1) and own its normalised value; only where ``where`` when
+    ``use_where``. float32 throughout, the same operations as the numpy formulation.
+
+    ``premultiplied``: ``values`` is a level of the pyramid, (values * weight, weight) with the
+    weight as its last channel (``weights`` unused); otherwise plain values and their ``weights``.
+    """
+    h, w = values.shape[0], values.shape[1]
+    c = out.shape[2]
+    hc, wc = coarse.shape[0], coarse.shape[1]
+    half = np.float32(0.5)
+    one = np.float32(1.0)
+    g = np.float32(gain)
+    for i in prange(h):
+        i0 = i // 2
+        i1 = min(i0 + 1, hc - 1)
+        odd_i = i % 2 == 1
+        for j in range(w):
+            if use_where and not where[i, j]:
+                continue
+            j0 = j // 2
+            j1 = j0 + 1
+            if j1 >= wc:
+                j1 = 0 if wrap else wc - 1
+            odd_j = j % 2 == 1
+            weight = values[i, j, c] if premultiplied else weights[i, j]
+            alpha = min(max(weight * g, np.float32(0.0)), one)
+            denom = max(weight, np.float32(1e-12))
+            for k in range(c):
+                if odd_i:
+                    left = half * (coarse[i0, j0, k] + coarse[i1, j0, k])
+                else:
+                    left = coarse[i0, j0, k]
+                if odd_j:
+                    if odd_i:
+                        right = half * (coarse[i0, j1, k] + coarse[i1, j1, k])
+                    else:
+                        right = coarse[i0, j1, k]
+                    up = half * (left + right)
+                else:
+                    up = left
+                num = values[i, j, k] if premultiplied else values[i, j, k] * weight
+                out[i, j, k] = alpha * (num / denom) + (one - alpha) * up
+
+
+_UNUSED_WEIGHTS = np.zeros((1, 1), np.float32)
+_EVERYWHERE = np.zeros((1, 1), np.bool_)
+
+
+def _pull(level: np.ndarray, coarse: np.ndarray, wrap: bool, gain: float) -> np.ndarray:
+    """The pull from ``coarse`` to a premultiplied ``level`` (values * weight, weight)."""
+    out = np.empty(level.shape[:2] + (level.shape[2] - 1,), np.float32)
+    _pull_kernel(
+        np.ascontiguousarray(level, np.float32),
+        _UNUSED_WEIGHTS,
+        True,
+        np.ascontiguousarray(coarse, np.float32),
+        wrap,
+        gain,
+        _EVERYWHERE,
+        False,
+        out,
+    )
+    return out
+
+
+def _coarse_fill(stack: np.ndarray, wrap: bool, gain: float) -> np.ndarray:
+    """Push-pull of a premultiplied stack (values * weight, weight) down to its top, then pulled
+    back up to the stack's own level."""
     levels = [stack]
     while min(levels[-1].shape[:2]) > 4:
         levels.append(_down2(levels[-1], wrap))
@@ -95,13 +183,22 @@ def _push_pull_chart(values: np.ndarray, weights: np.ndarray, wrap: bool, gain: 
     total = top[..., -1:].sum(axis=(0, 1))
     mean = top[..., :-1].sum(axis=(0, 1)) / np.maximum(total, 1e-12)
     filled = np.where(top[..., -1:] > 1e-6, top[..., :-1] / np.maximum(top[..., -1:], 1e-12), mean)
+    filled = np.ascontiguousarray(filled, np.float32)
     for level in reversed(levels[:-1]):
-        coarse = _up2(filled, level.shape[:2], wrap)
-        w = level[..., -1:]
-        alpha = np.clip(w * gain, 0.0, 1.0)
-        own = level[..., :-1] / np.maximum(w, 1e-12)
-        filled = alpha * own + (1.0 - alpha) * coarse
+        filled = _pull(level, filled, wrap, gain)
     return filled
+
+
+def _premultiplied(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    stack = np.empty(values.shape[:2] + (values.shape[2] + 1,), np.float32)
+    np.multiply(values, weights[..., None], out=stack[..., :-1])
+    stack[..., -1] = weights
+    return stack
+
+
+def _push_pull_chart(values: np.ndarray, weights: np.ndarray, wrap: bool, gain: float) -> np.ndarray:
+    """Push-pull fill of one chart: normalised convolution over a pyramid, coarse fills fine."""
+    return _coarse_fill(_premultiplied(values, weights), wrap, gain)
 
 
 def push_pull(values: np.ndarray, weights: np.ndarray, rows: int, gain: float = 2.0) -> np.ndarray:
@@ -120,14 +217,42 @@ def push_pull(values: np.ndarray, weights: np.ndarray, rows: int, gain: float = 
     return out[..., 0] if squeeze else out
 
 
-def fill(values: np.ndarray, weights: np.ndarray, gain: float = 2.0) -> np.ndarray:
-    """``push_pull`` of a plain image (no chart, no wrap), e.g. a texture in the mesh's own UVs."""
+def fill(
+    values: np.ndarray, weights: np.ndarray, gain: float = 2.0, where: np.ndarray | None = None
+) -> np.ndarray:
+    """``push_pull`` of a plain image (no chart, no wrap), e.g. a texture in the mesh's own UVs.
+
+    ``where`` (H, W) bool, optional: fill only these texels of ``values`` (H, W, C), in place, and
+    return it. The finest level then costs one pass over those texels instead of the whole image
+    (the bake fills a few hidden texels of a 4096² texture).
+    """
     squeeze = values.ndim == 2
     v = values[..., None] if squeeze else values
-    out = _push_pull_chart(
-        np.ascontiguousarray(v, np.float32), np.ascontiguousarray(weights, np.float32), False, gain
+    weights = np.ascontiguousarray(weights, np.float32)
+    if where is None:
+        out = _push_pull_chart(np.asarray(v, np.float32), weights, False, gain)
+        return out[..., 0] if squeeze else out
+    h, w = weights.shape
+    if min(h, w) <= 4:
+        filled = _push_pull_chart(np.asarray(v, np.float32), weights, False, gain)
+        v[where] = filled[where]
+        return values
+    # The level below the finest, built straight from the image: the full-size stack is never made.
+    v32 = np.ascontiguousarray(v, np.float32)
+    small = np.concatenate(
+        [_down2(v32 * weights[..., None], False), _down2(weights, False)[..., None]], axis=2
     )
-    return out[..., 0] if squeeze else out
+    coarse = _coarse_fill(small, False, gain)
+    where = np.ascontiguousarray(where, np.bool_)
+    _pull_kernel(v32, weights, False, np.ascontiguousarray(coarse), False, gain, where, True, v32)
+    if v32 is not v:
+        v[where] = v32[where]
+    return values
+
+
+def warm_up() -> None:
+    """Load the compiled pull (numba's on-disk cache) ahead of the first request."""
+    fill(np.zeros((32, 32, 3), np.float32), np.ones((32, 32), np.float32), where=np.ones((32, 32), bool))
 
 
 def downsample(image: np.ndarray, rows: int) -> tuple[np.ndarray, int]:

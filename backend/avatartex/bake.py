@@ -12,9 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit, prange
 
 from . import raster
 from .atlas import AtlasGeometry
+from .atlas_filters import fill
 
 
 @dataclass
@@ -84,6 +86,63 @@ def surface_in_atlas(geometry: AtlasGeometry, surface: UVSurface) -> tuple[np.nd
     return _cached(surface, f"atlas{geometry.size}", make)
 
 
+def covered_rows(surface: UVSurface) -> np.ndarray:
+    """(N + 1,) where each texture row's covered texels start in the (M, ...) per-texel arrays."""
+
+    def make():
+        counts = surface.mask.sum(axis=1)
+        return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+    return _cached(surface, "rows", make)
+
+
+@njit(cache=True, parallel=True)
+def _place(
+    tri_id: np.ndarray,
+    row_start: np.ndarray,
+    values: np.ndarray,
+    hidden: np.ndarray,
+    background: np.ndarray,
+    texture: np.ndarray,
+    weights: np.ndarray,
+    hidden_mask: np.ndarray,
+) -> None:
+    """The texture: covered texels take their atlas ``values`` (M, 3), the rest ``background``;
+    ``weights`` 1 where the value is the texel's own surface, ``hidden_mask`` where it is not."""
+    n, m = tri_id.shape
+    for r in prange(n):
+        k = row_start[r]
+        for c in range(m):
+            if tri_id[r, c] >= 0:
+                for ch in range(3):
+                    texture[r, c, ch] = values[k, ch]
+                weights[r, c] = np.float32(0.0) if hidden[k] else np.float32(1.0)
+                hidden_mask[r, c] = hidden[k]
+                k += 1
+            else:
+                for ch in range(3):
+                    texture[r, c, ch] = background[ch]
+                weights[r, c] = np.float32(0.0)
+                hidden_mask[r, c] = False
+
+
+@njit(cache=True, parallel=True)
+def _add_detail_and_clip(
+    tri_id: np.ndarray, row_start: np.ndarray, detail: np.ndarray, has_detail: bool, texture: np.ndarray
+) -> None:
+    n, m = tri_id.shape
+    for r in prange(n):
+        k = row_start[r]
+        for c in range(m):
+            if tri_id[r, c] >= 0:
+                for ch in range(3):
+                    v = texture[r, c, ch]
+                    if has_detail:
+                        v += detail[k, ch]
+                    texture[r, c, ch] = min(max(v, np.float32(0.0)), np.float32(1.0))
+                k += 1
+
+
 def bake(
     geometry: AtlasGeometry,
     atlas_color: np.ndarray,
@@ -97,9 +156,10 @@ def bake(
     ``detail`` (M, 3), optional, is added to the covered texels after sampling the atlas: fine
     portrait detail at the texture's own resolution, which the atlas may be too coarse to hold.
     ``padding`` defaults to 1/128 of the size (8 texels at 1024).
+
+    Each pass over the texture is one compiled loop over its rows (a 4096² texture has 16 M texels).
     """
     size = surface.tri_id.shape[0]
-    hit = surface.mask
     # Texels near a chart's edge sample bilinearly across it: pad the atlas first so that they read
     # surface colours, never the empty space between charts.
     atlas_color, _ = raster.dilate(
@@ -110,25 +170,45 @@ def bake(
     )
     xy, hidden = surface_in_atlas(geometry, surface)
     values = geometry.sample(atlas_color, xy)
+    tri_id = np.ascontiguousarray(surface.tri_id, np.int32)
+    row_start = covered_rows(surface)
     texture = np.empty((size, size, 3), np.float32)
-    texture[:] = np.asarray(background, np.float32)
-    texture[hit] = values
+    weights = np.empty((size, size), np.float32)
+    hidden_mask = np.empty((size, size), np.bool_)
+    fill_colour = np.asarray(background, np.float32)
+    _place(tri_id, row_start, values, hidden, fill_colour, texture, weights, hidden_mask)
+    del values
     if hidden.any():
         # Surfaces the atlas cannot show (a neck behind the chest along the same rays, the back of an
         # ear) would read another surface's colour: fill them in UV space from their visible
         # neighbours instead.
-        from .atlas_filters import fill
-
-        weights = np.zeros((size, size), np.float32)
-        weights[hit] = (~hidden).astype(np.float32)
-        rows, cols = np.nonzero(hit)
-        filled = fill(texture, weights)
-        texture[rows[hidden], cols[hidden]] = filled[rows[hidden], cols[hidden]]
-    if detail is not None:
-        texture[hit] += detail
-    texture[hit] = np.clip(texture[hit], 0.0, 1.0)
+        fill(texture, weights, where=hidden_mask)
+    del weights, hidden_mask
+    has_detail = detail is not None
+    detail_arr = np.ascontiguousarray(detail, np.float32) if has_detail else np.zeros((1, 3), np.float32)
+    _add_detail_and_clip(tri_id, row_start, detail_arr, has_detail, texture)
     pad = max(2, size // 128) if padding is None else padding
-    texture, _ = raster.dilate(
-        texture, hit, pad, _cached(surface, f"pad{pad}", lambda: raster.padding_index(hit, pad))
-    )
+    hit = surface.mask
+    targets, sources, _ = _cached(surface, f"pad{pad}", lambda: raster.padding_index(hit, pad))
+    flat = texture.reshape(-1, 3)
+    flat[targets] = flat[sources]  # padding reads covered texels only: in place is safe
     return texture
+
+
+def warm_up() -> None:
+    """Load the compiled kernels (numba's on-disk cache) ahead of the first request."""
+    tri_id = np.zeros((2, 2), np.int32)
+    rows = np.array([0, 2, 4], np.int64)
+    texture = np.zeros((2, 2, 3), np.float32)
+    values = np.zeros((4, 3), np.float32)
+    _place(
+        tri_id,
+        rows,
+        values,
+        np.zeros(4, np.bool_),
+        np.zeros(3, np.float32),
+        texture,
+        np.zeros((2, 2), np.float32),
+        np.zeros((2, 2), np.bool_),
+    )
+    _add_detail_and_clip(tri_id, rows, values, True, texture)

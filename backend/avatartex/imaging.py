@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from numba import njit, prange
 
 LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
 """Rec. 709 channel weights; on sRGB values their weighted sum is luma."""
@@ -26,23 +27,35 @@ def luminance(color: np.ndarray) -> np.ndarray:
     return color @ LUMA
 
 
-def sample_image(image: np.ndarray, coords: np.ndarray, interpolation: str = "linear") -> np.ndarray:
+def sample_image(
+    image: np.ndarray, coords: np.ndarray, interpolation: str = "linear", wrap_rows: int = 0
+) -> np.ndarray:
     """Samples of an (H, W[, C]) image at pixel coordinates (..., 2) -> (..., C).
 
     Pixel centres sit at +0.5 (the module's convention); edges are replicated; NaN coordinates read
     the border (callers mask them). Any number of channels; ``interpolation`` is ``linear``,
     ``cubic`` or ``nearest``. This is the one sampler of photos, atlases and grids in the backend.
+
+    ``wrap_rows`` (linear only): in rows ``[0, wrap_rows)`` the columns wrap around (column 0 and
+    W-1 are neighbours; a point there is first taken modulo W), as in the head atlas's band; other
+    rows replicate their edges.
     """
     xy = np.asarray(coords, np.float32)
     lead = xy.shape[:-1]
+    img = np.asarray(image, np.float32)
+    img = img[..., None] if img.ndim == 2 else img
+    if interpolation == "linear":
+        out = np.empty((int(np.prod(lead)), img.shape[2]), np.float32)
+        _bilinear_kernel(np.ascontiguousarray(img), np.ascontiguousarray(xy.reshape(-1, 2)), wrap_rows, out)
+        return out.reshape(*lead, img.shape[2])
+    if wrap_rows:
+        raise ValueError("wrap_rows needs linear interpolation")
     xy = np.nan_to_num(xy.reshape(-1, 2), nan=-1e4) - 0.5
     n = len(xy)
     rows = max(1, -(-n // _REMAP_WIDTH))
     maps = np.zeros((rows * _REMAP_WIDTH, 2), np.float32)
     maps[:n] = xy
     maps = maps.reshape(rows, _REMAP_WIDTH, 2)
-    img = np.asarray(image, np.float32)
-    img = img[..., None] if img.ndim == 2 else img
     flag = _INTERPOLATION[interpolation]
     # cv2.remap takes at most 4 channels at a time.
     planes = [np.ascontiguousarray(img[..., k : k + 4]) for k in range(0, img.shape[2], 4)]
@@ -56,6 +69,62 @@ def sample_image(image: np.ndarray, coords: np.ndarray, interpolation: str = "li
         axis=1,
     )
     return out.reshape(*lead, img.shape[2])
+
+
+@njit(cache=True, inline="always")
+def bilinear_at(image: np.ndarray, x: float, y: float, wrap_rows: int, out: np.ndarray) -> None:
+    """``out[:] =`` the bilinear sample of ``image`` (H, W, C) at pixel coordinates (x, y).
+
+    Bit-for-bit what ``cv2.remap`` (INTER_LINEAR, BORDER_REPLICATE) computes for float32 images: the
+    coordinate rounded to 1/32 pixel, float32 weights from that fraction; in rows below
+    ``wrap_rows`` the columns wrap instead. A compiled helper for kernels that sample per texel
+    (the bake).
+    """
+    h, w, c = image.shape
+    fx = np.float32(x)
+    fy = np.float32(y)
+    if not (np.isfinite(fx) and np.isfinite(fy)):
+        fx = np.float32(-1e4)
+        fy = np.float32(-1e4)
+    elif wrap_rows > 0 and fy < wrap_rows and not (np.float32(0.0) <= fx < np.float32(w)):
+        fx = fx % np.float32(w)
+    qx = np.int64(np.rint((fx - np.float32(0.5)) * np.float32(32.0)))
+    qy = np.int64(np.rint((fy - np.float32(0.5)) * np.float32(32.0)))
+    x0 = qx >> 5
+    y0 = qy >> 5
+    ax = np.float32(qx & 31) * np.float32(1.0 / 32)
+    ay = np.float32(qy & 31) * np.float32(1.0 / 32)
+    w00 = (np.float32(1.0) - ay) * (np.float32(1.0) - ax)
+    w01 = (np.float32(1.0) - ay) * ax
+    w10 = ay * (np.float32(1.0) - ax)
+    w11 = ay * ax
+    r0 = min(max(y0, 0), h - 1)
+    r1 = min(max(y0 + 1, 0), h - 1)
+    # Columns: clamped, or wrapped in rows below wrap_rows (x0 is -1 .. w-1 there).
+    c0 = min(max(x0, 0), w - 1)
+    c1 = min(max(x0 + 1, 0), w - 1)
+    a0, a1, b0, b1 = c0, c1, c0, c1
+    if x0 < 0 or x0 + 1 >= w:
+        if 0 <= y0 < wrap_rows:
+            a0 = x0 % w
+            a1 = (x0 + 1) % w
+        if 0 <= y0 + 1 < wrap_rows:
+            b0 = x0 % w
+            b1 = (x0 + 1) % w
+    for k in range(c):
+        top = image[r0, a0, k] * w00 + image[r0, a1, k] * w01
+        out[k] = top + image[r1, b0, k] * w10 + image[r1, b1, k] * w11
+
+
+@njit(cache=True, parallel=True)
+def _bilinear_kernel(image: np.ndarray, xy: np.ndarray, wrap_rows: int, out: np.ndarray) -> None:
+    for i in prange(xy.shape[0]):
+        bilinear_at(image, xy[i, 0], xy[i, 1], wrap_rows, out[i])
+
+
+def warm_up() -> None:
+    """Load the compiled sampler (numba's on-disk cache) ahead of the first request."""
+    sample_image(np.zeros((2, 2, 3), np.float32), np.zeros((1, 2), np.float32))
 
 
 def uv_to_pixels(uv: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -373,6 +373,12 @@ def dilate(
     return out, grown
 
 
+def warm_up() -> None:
+    """Load the compiled kernels (numba's on-disk cache) ahead of the first request."""
+    tri_id, bary = rasterize_uv(np.array([[[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]]), 4)
+    interpolate(np.zeros((3, 2)), np.array([[0, 1, 2]]), tri_id, bary)
+
+
 def _bench() -> None:
     """Time UV rasterisation of a ~100k-triangle sphere at 2048^2 (``python -m avatartex.raster``)."""
     import time

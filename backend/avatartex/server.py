@@ -3,7 +3,9 @@
 Run as ``python -m avatartex.server``. The main thread reads requests; a worker thread runs
 ``generate`` so that ``cancel`` and ``hello`` are answered while it works. Only protocol lines go to
 stdout: at start the real stdout is kept for the protocol and file descriptor 1 is pointed at stderr,
-so a library that prints (or a C extension that writes to fd 1) cannot corrupt the stream.
+so a library that prints (or a C extension that writes to fd 1) cannot corrupt the stream. At start a
+warm-up thread loads the pipeline, the face models and the compiled kernels (``warm_up``) while the
+artist is still choosing a photo; a ``generate`` that arrives first waits for it to finish.
 """
 
 from __future__ import annotations
@@ -39,21 +41,33 @@ log = logging.getLogger("avatartex.server")
 class Server:
     """Serves requests from ``reader`` to ``writer`` until ``shutdown`` or end of input."""
 
-    def __init__(self, reader: IO[str], writer: IO[str], generator=None) -> None:
+    def __init__(self, reader: IO[str], writer: IO[str], generator=None, warm: bool = False) -> None:
         self._reader = reader
         self._writer = writer
         self._write_lock = threading.Lock()
         self._generator = generator
         self._job: tuple[Any, threading.Event, threading.Thread] | None = None
         self._job_lock = threading.Lock()
+        self._generator_lock = threading.Lock()
+        self._warming: threading.Thread | None = None
+        if warm:
+            self._warming = threading.Thread(target=self._warm_up, daemon=True, name="warm-up")
+            self._warming.start()
+
+    def _warm_up(self) -> None:
+        try:
+            warm_up(self.generator)
+        except Exception:  # the first request will meet the same problem and report it properly
+            log.warning("warm-up failed:\n%s", traceback.format_exc())
 
     @property
     def generator(self):
-        if self._generator is None:
-            from .pipeline import Generator
+        with self._generator_lock:  # the warm-up thread and the first request may both ask
+            if self._generator is None:
+                from .pipeline import Generator
 
-            self._generator = Generator()
-        return self._generator
+                self._generator = Generator()
+            return self._generator
 
     def send(self, message: dict[str, Any]) -> None:
         """Write one protocol line; safe from any thread."""
@@ -165,6 +179,11 @@ class Server:
             self.send(progress_message(request_id, p))
 
         try:
+            if self._warming is not None:
+                # Whatever the warm-up is loading, this request needs too: wait for it rather than
+                # load a second landmarker beside it.
+                self._warming.join()
+            check_cancel()
             result = self.generator.generate(params, progress, check_cancel)
             self.send(result_message(request_id, result))
         except AvatarTexError as error:
@@ -184,6 +203,26 @@ class Server:
             job = self._job
         if job is not None:
             job[2].join()
+
+
+def warm_up(generator) -> None:
+    """Load what the first ``generate`` of a new process would otherwise wait for, while the artist
+    is still choosing a photo: the pipeline's modules and the libraries it imports on first use, the
+    face landmarker and the person segmenter, and the compiled kernels (from numba's disk cache)."""
+    import scipy.interpolate  # noqa: F401  (registration's warp)
+    import scipy.ndimage  # noqa: F401  (UV island padding)
+    import scipy.optimize  # noqa: F401  (registration's camera fit)
+    import skimage.draw  # noqa: F401  (the atlas's face region)
+    import trimesh  # noqa: F401  (mesh loading)
+
+    from . import atlas_filters, bake, imaging, raster
+    from .pipeline import steps  # noqa: F401  (every step's imports)
+
+    for module in (raster, imaging, atlas_filters, bake):
+        module.warm_up()
+    generator.landmarker  # noqa: B018  (created on first use)
+    generator.segmenter  # noqa: B018
+    log.info("warm: pipeline loaded")
 
 
 def _internal(exc: Exception) -> AvatarTexError:
@@ -219,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     writer = _protocol_stdout()
     reader = open(sys.stdin.fileno(), encoding="utf-8", errors="replace", closefd=False)
     log.info("AvatarTex backend %s (protocol %d) ready, pid %d", __version__, PROTOCOL_VERSION, os.getpid())
-    Server(reader, writer).serve()
+    Server(reader, writer, warm=True).serve()
     return 0
 
 
