@@ -44,9 +44,11 @@ def test_fit_camera_recovers_known_camera(fov: float) -> None:
     x = truth.project(X)[0]
     fit, residual = fit_camera(X, x, (640, 480))
     focal, angle, centre = _pose_error(fit, truth)
-    assert focal < 0.01 and angle < 0.5 and centre < 0.01, (focal, angle, centre)
-    # The focal-length prior costs a few hundredths of a pixel on exact data; detectors are ~1 px off.
-    assert residual.max() < 0.1
+    # The portrait-lens prior trades a few percent of focal length against distance where the points
+    # barely tell them apart (far, narrow views): the picture it predicts is off by a fraction of a
+    # pixel, while real detectors are off by a pixel or more.
+    assert focal < 0.06 and angle < 0.5 and centre < 0.06, (focal, angle, centre)
+    assert residual.max() < 0.25
     assert (fit.cx, fit.cy, fit.width, fit.height) == (320, 240, 640, 480)
 
 
@@ -67,8 +69,8 @@ def test_an_exif_focal_length_holds_against_a_face_of_other_proportions(fov: flo
     x = truth.project(person)[0] + rng.normal(size=(len(X), 2)) * 2.0
     landmarks_only, _ = fit_camera(X, x, (600, 800))
     with_exif, _ = fit_camera(X, x, (600, 800), prior=FovPrior.for_image((600, 800), fov))
-    assert abs(truth.fy / landmarks_only.fy - 1) > 0.2  # the ambiguity this guards against
-    assert abs(truth.fy / with_exif.fy - 1) < 1e-3
+    # The portrait-lens prior keeps the landmark-only fit near plausible lenses; the EXIF's is exact.
+    assert abs(truth.fy / with_exif.fy - 1) < 1e-3 < abs(truth.fy / landmarks_only.fy - 1)
 
 
 def test_exif_focal_length_becomes_the_field_of_view(tmp_path) -> None:
@@ -98,7 +100,7 @@ def test_fit_camera_robust_to_outliers_and_noise() -> None:
     bad[:6] += rng.normal(size=(6, 2)) * 80  # six grossly wrong correspondences
     fit, residual = fit_camera(X, bad, (800, 1000))
     focal, angle, centre = _pose_error(fit, truth)
-    assert focal < 0.01 and angle < 0.5 and centre < 0.01, (focal, angle, centre)
+    assert focal < 0.06 and angle < 0.5 and centre < 0.06, (focal, angle, centre)
     assert np.median(residual[6:]) < 0.05 and residual[:6].min() > 20
     noisy = x + rng.normal(size=x.shape) * 1.0
     fit, residual = fit_camera(X, noisy, (800, 1000))

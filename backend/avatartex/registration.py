@@ -34,8 +34,12 @@ lenses) equivalent focal lengths; 50 mm is about their geometric middle."""
 PRIOR_SIGMA_LOG = 0.45
 """Spread of that prior in log focal length: 24 and 105 mm lie about 1.6 sigma away."""
 FULL_FRAME_DIAGONAL_MM = 43.27
-PRIOR_STRENGTH = 1.0
-"""The pull of the focal-length prior at one sigma, in units of the robust loss's scale."""
+PRIOR_STRENGTH = 0.3
+"""What leaving the focal-length prior by one sigma costs: as much as every landmark moving by this
+many times the typical error a camera without the prior leaves."""
+PRIOR_PIECES = 256
+"""The prior's residual is spread over this many equal entries so that each stays in the robust
+loss's quadratic zone: the prior is then Gaussian, not turned into a weak L1 pull by the loss."""
 
 
 @dataclass(frozen=True)
@@ -121,17 +125,18 @@ def fit_camera(
     loss_scale = max(0.5, 0.01 * spread)
 
     prior = prior or FovPrior.for_image((width, height))
-    # A Gaussian pull, kept inside the robust loss's quadratic zone (|pull| <= f_scale within 1 sigma)
-    # so exact landmarks still decide: it only wins where the landmarks cannot tell the focal apart.
-    prior_scale = PRIOR_STRENGTH * loss_scale
+    # A Gaussian pull (PRIOR_PIECES), off for a first fit and then as strong as the landmarks are
+    # inconsistent with any camera: exact landmarks decide alone, landmarks of a face with other
+    # proportions than the mesh's (which pull the focal length anywhere) lean on the prior.
+    prior_scale = [0.0]
 
     def residuals(params: np.ndarray, mask: np.ndarray) -> np.ndarray:
         f = np.exp(params[0])
         diff = (_project(X[mask], f, cx, cy, params[1:4], params[4:7]) - x[mask]) * sqrt_w[mask, None]
         if prior.sigma_log == 0:
             return diff.ravel()
-        pull = prior_scale * (params[0] - np.log(prior.focal_px)) / prior.sigma_log
-        return np.concatenate([diff.ravel(), [pull]])
+        pull = prior_scale[0] * (params[0] - np.log(prior.focal_px)) / prior.sigma_log
+        return np.concatenate([diff.ravel(), np.full(PRIOR_PIECES, pull)])
 
     def jacobian(params: np.ndarray, mask: np.ndarray) -> np.ndarray:
         # OpenCV's analytic derivatives of the projection: columns rvec, tvec, fx, fy (then cx, cy).
@@ -143,8 +148,8 @@ def fit_camera(
         jac = np.concatenate([f * (d[:, 6:7] + d[:, 7:8]), d[:, :6]], axis=1)
         if prior.sigma_log == 0:
             return jac
-        pull = np.zeros((1, 7))
-        pull[0, 0] = prior_scale / prior.sigma_log
+        pull = np.zeros((PRIOR_PIECES, 7))
+        pull[:, 0] = prior_scale[0] / prior.sigma_log
         return np.concatenate([jac, pull])
 
     best = None
@@ -186,7 +191,7 @@ def fit_camera(
     upper = np.concatenate([[np.log(f_hi)], np.full(6, np.inf)])
     params = np.clip(best[1], lower + 1e-9, upper - 1e-9)
     mask = w > 0
-    for _ in range(2):
+    for round_ in range(3):
         fit = least_squares(
             residuals,
             params,
@@ -200,8 +205,13 @@ def fit_camera(
         )
         params = fit.x
         err = np.linalg.norm(_project(X, np.exp(params[0]), cx, cy, params[1:4], params[4:7]) - x, axis=1)
-        # Drop gross outliers (far beyond the typical error) and refit once without them.
         typical = np.median(err[mask]) if mask.any() else 0.0
+        if round_ == 0:
+            # At one sigma the prior costs as much as every landmark moving by PRIOR_STRENGTH times
+            # the error no camera could remove.
+            prior_scale[0] = PRIOR_STRENGTH * typical * np.sqrt(float(w[mask].sum())) / np.sqrt(PRIOR_PIECES)
+            continue
+        # Drop gross outliers (far beyond the typical error) and refit once without them.
         keep = (w > 0) & (err <= max(5.0 * 1.4826 * typical, 3.0 * loss_scale))
         if keep.sum() < max(4, 0.5 * (w > 0).sum()) or np.array_equal(keep, mask):
             break
@@ -217,10 +227,10 @@ def refine_camera(
     points3d: np.ndarray,
     points2d: np.ndarray,
     weights: np.ndarray | None = None,
-    prior: FovPrior | None = None,
 ) -> Camera:
-    """The camera refitted to other correspondences, starting from ``camera`` (no search): cheap
-    enough to refit many times, e.g. leaving groups of landmarks out to see how much they agree."""
+    """The camera's pose refitted to other correspondences, its focal length kept, starting from
+    ``camera`` (no search): cheap enough to refit many times, e.g. leaving groups of landmarks out to
+    see how much they agree on where the head is."""
     import cv2
     from scipy.optimize import least_squares
 
@@ -228,31 +238,16 @@ def refine_camera(
     x = np.asarray(points2d, np.float64).reshape(-1, 2)
     w = np.ones(len(X)) if weights is None else np.clip(np.asarray(weights, np.float64), 0, None)
     sqrt_w = np.sqrt(w)
-    cx, cy = camera.cx, camera.cy
-    prior = prior or FovPrior.for_image((camera.width, camera.height))
+    f, cx, cy = camera.fx, camera.cx, camera.cy
     spread = float(np.sqrt(np.average(((x - np.average(x, 0, w)) ** 2).sum(1), weights=w)))
-    loss_scale = max(0.5, 0.01 * spread)
-    fixed = prior.sigma_log == 0
 
     def residuals(params: np.ndarray) -> np.ndarray:
-        f = np.exp(params[0])
-        diff = ((_project(X, f, cx, cy, params[1:4], params[4:7]) - x) * sqrt_w[:, None]).ravel()
-        if fixed:
-            return diff
-        pull = PRIOR_STRENGTH * loss_scale * (params[0] - np.log(prior.focal_px)) / prior.sigma_log
-        return np.concatenate([diff, [pull]])
+        return ((_project(X, f, cx, cy, params[:3], params[3:]) - x) * sqrt_w[:, None]).ravel()
 
     rvec = cv2.Rodrigues(np.asarray(camera.R, np.float64))[0].ravel()
-    start = np.concatenate([[np.log(camera.fx)], rvec, np.asarray(camera.t, np.float64).ravel()])
-    lower = np.full(7, -np.inf)
-    upper = np.full(7, np.inf)
-    if fixed:
-        lower[0], upper[0] = start[0] - 1e-6, start[0] + 1e-6
-    fit = least_squares(
-        residuals, start, bounds=(lower, upper), loss="soft_l1", f_scale=loss_scale, max_nfev=60
-    )
-    f = float(np.exp(fit.x[0]))
-    return Camera(f, f, cx, cy, _rotation(fit.x[1:4]), fit.x[4:7].copy(), camera.width, camera.height)
+    start = np.concatenate([rvec, np.asarray(camera.t, np.float64).ravel()])
+    fit = least_squares(residuals, start, loss="soft_l1", f_scale=max(0.5, 0.01 * spread), max_nfev=60)
+    return Camera(f, f, cx, cy, _rotation(fit.x[:3]), fit.x[3:].copy(), camera.width, camera.height)
 
 
 GRID_ABOVE = 20_000
