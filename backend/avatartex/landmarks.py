@@ -42,7 +42,7 @@ AXES = {
 _FOV_DEG = 30.0
 TRUSTED_SCORE = 0.3
 """Face-detector score from which a face found in a render of the mesh is believed."""
-STRAIGHT_ON_ROUNDS = 3
+STRAIGHT_ON_ROUNDS = 1
 """Re-renders straight onto the face found, at most (usually two: the second confirms the first)."""
 """Score of a face seen nearly face-on: the search stops there."""
 # Skin-like albedo: the detector was trained on faces; a warm grey is found more reliably than a cold
@@ -213,6 +213,10 @@ def _candidate_ups(forward: np.ndarray, up: np.ndarray | None) -> list[np.ndarra
 
 
 NOSE_DEPTH_IOD = 0.6
+TURN_DAMPING = 0.5
+SETTLED_DEG = 3.0
+"""A frame that turns less than this between straight-on views has settled: the detector's own
+scatter on a render is a few degrees, and chasing it only makes the result depend on it."""
 """How far the nose tip stands before the eyes, in eye distances (adult faces 0.5-0.7)."""
 
 
@@ -239,7 +243,10 @@ def _turn_to_nose(forward: np.ndarray, up: np.ndarray, face: Face) -> np.ndarray
     )
     yaw = np.arcsin(np.clip(offset / (NOSE_DEPTH_IOD * iod), -0.7, 0.7))
     right = _unit(np.cross(-forward, up))  # the image's +x seen from ``forward``
-    return _unit(forward + np.tan(yaw) * right)
+    # Half the measured turn: the nose's depth differs from face to face, and a full step overshoots
+    # and swings from side to side, so that a copy of the mesh moved by a rounding error would end
+    # on another swing.
+    return _unit(forward + np.tan(TURN_DAMPING * yaw) * right)
 
 
 def _diagonals() -> list[np.ndarray]:
@@ -408,7 +415,7 @@ def detect_mesh_landmarks(
                 # The 3-D frame of landmarks seen from far to the side keeps some of that view's
                 # skew; the nose tip off the eyes' midline in this view says how much is left.
                 turned = _turn_to_nose(frame[0], frame[1], face2)
-                if np.degrees(np.arccos(np.clip(turned @ face_forward, -1, 1))) < 1.0:
+                if np.degrees(np.arccos(np.clip(turned @ face_forward, -1, 1))) < SETTLED_DEG:
                     break
                 frame = (turned, frame[1])
             detected = MeshLandmarks(

@@ -29,7 +29,7 @@ from .registration import Registration, refine_camera
 
 GOOD_BELOW = 0.05
 """Estimated misplacement (eye distances) under which a result is called good."""
-FAILED_ABOVE = 0.4
+FAILED_ABOVE = 0.5
 """Estimated misplacement above which it is called failed. Between the two: doubtful. For a photo of
 someone whose face differs from the mesh's, the estimate also counts the proportions the warp then
 bends into place (the camera alone cannot tell the two apart), so doubtful is common there: look."""
