@@ -197,3 +197,21 @@ def test_unwrap_error_is_typed():
 
         check_unwrap(np.zeros((10, 3, 2), np.float32), "flat")
     assert err.value.code == ErrorCode.MESH_INVALID and "100%" in err.value.message
+
+
+def test_full_body_options_reach_the_request(tmp_path, capsys):
+    """--base-texture and --tone-match go into the request: a base texture that is not there is a
+    typed error before any work, and the output folder stays empty."""
+    parser = cli.build_parser()
+    args = parser.parse_args(
+        ["generate", "--mesh", "m", "--portrait", "p", "--out", "o", "--base-texture", "b.png"]
+        + ["--tone-match", "face_to_body"]
+    )
+    assert (args.base_texture, args.tone_match) == ("b.png", "face_to_body")
+    out = tmp_path / "out"
+    status = cli.main(
+        ["generate", "--mesh", str(tmp_path / "none.glb"), "--portrait", str(tmp_path / "none.png")]
+        + ["--out", str(out), "--base-texture", str(tmp_path / "missing.png")]
+    )
+    assert status == 2 and "error [base_texture_unreadable]" in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())

@@ -65,6 +65,17 @@ def _add_generate(sub) -> None:
     p.add_argument("--facing", default="", help="direction the face looks (+z, -y, ...); default: search")
     p.add_argument("--bit-depth", type=int, default=8, choices=(8, 16))
     p.add_argument(
+        "--base-texture",
+        default="",
+        help="full-body characters: the body's current texture; only the head region is replaced",
+    )
+    p.add_argument(
+        "--tone-match",
+        default="body_to_face",
+        choices=("body_to_face", "face_to_body", "none"),
+        help="full-body characters: which side's skin tone is matched across the neck",
+    )
+    p.add_argument(
         "--debug",
         action="store_true",
         help="also write the partial projection, confidence and a landmark overlay",
@@ -88,6 +99,8 @@ def _generate(args) -> int:
         uv_map=args.uv_map,
         unwrap=args.unwrap,
         bit_depth=args.bit_depth,
+        base_texture=args.base_texture,
+        tone_match=args.tone_match,
         debug=args.debug,
         facing=args.facing,
     )
