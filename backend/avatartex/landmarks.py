@@ -220,28 +220,30 @@ scatter on a render is a few degrees, and chasing it only makes the result depen
 """How far the nose tip stands before the eyes, in eye distances (adult faces 0.5-0.7)."""
 
 
-def _frontal_offset(face: Face) -> float:
-    """How far the nose tip sits off the eyes' midline, in eye distances: 0 for a face seen
-    straight on, about 0.4 at 45 degrees."""
+def _nose_offset(face: Face) -> float:
+    """How far the nose tip sits off the eyes' midline towards the image's +x, in eye distances:
+    0 for a face seen straight on, about +-0.4 at 45 degrees; NaN without two eyes."""
     across = face.left_eye_center - face.right_eye_center
     iod = float(np.linalg.norm(across))
     if iod < 1e-6:
-        return np.inf
+        return float("nan")
     nose = face.landmarks[NOSE_TIP] - (face.left_eye_center + face.right_eye_center) / 2
-    return abs(float(nose @ across)) / iod**2
+    return float(nose @ across) / iod**2
+
+
+def _frontal_offset(face: Face) -> float:
+    """|``_nose_offset``|: how far from straight on the face is seen (inf without two eyes)."""
+    offset = _nose_offset(face)
+    return abs(offset) if np.isfinite(offset) else np.inf
 
 
 def _turn_to_nose(forward: np.ndarray, up: np.ndarray, face: Face) -> np.ndarray:
     """``forward`` turned about ``up`` by the yaw the face shows in the view that looked along it:
     a face seen straight on has its nose tip on the eyes' midline."""
-    across = face.left_eye_center - face.right_eye_center
-    iod = float(np.linalg.norm(across))
-    if iod < 1e-6:
+    offset = _nose_offset(face)
+    if not np.isfinite(offset):
         return forward
-    offset = (
-        float((face.landmarks[NOSE_TIP] - (face.left_eye_center + face.right_eye_center) / 2) @ across) / iod
-    )
-    yaw = np.arcsin(np.clip(offset / (NOSE_DEPTH_IOD * iod), -0.7, 0.7))
+    yaw = np.arcsin(np.clip(offset / NOSE_DEPTH_IOD, -0.7, 0.7))
     right = _unit(np.cross(-forward, up))  # the image's +x seen from ``forward``
     # Half the measured turn: the nose's depth differs from face to face, and a full step overshoots
     # and swings from side to side, so that a copy of the mesh moved by a rounding error would end

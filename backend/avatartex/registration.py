@@ -16,6 +16,7 @@ import numpy as np
 
 from .camera import Camera
 from .face import FACE_OVAL, NUM_LANDMARKS, Face
+from .image_io import FULL_FRAME_DIAGONAL_MM
 from .imaging import sample_image
 
 FOV_SEARCH_DEG = (8.0, 12.0, 16.0, 20.0, 25.0, 30.0, 36.0, 43.0, 50.0, 60.0, 72.0, 85.0)
@@ -33,7 +34,6 @@ PORTRAIT_FOCAL_35MM = 50.0
 lenses) equivalent focal lengths; 50 mm is about their geometric middle."""
 PRIOR_SIGMA_LOG = 0.45
 """Spread of that prior in log focal length: 24 and 105 mm lie about 1.6 sigma away."""
-FULL_FRAME_DIAGONAL_MM = 43.27
 PRIOR_STRENGTH = 0.3
 """What leaving the focal-length prior by one sigma costs: as much as every landmark moving by this
 many times the typical error a camera without the prior leaves."""
@@ -390,8 +390,6 @@ class Registration:
     warnings: list[str] = field(default_factory=list)
     alignment: dict = field(default_factory=dict)
     """What the dense refinement (``alignment.refine``) measured and whether it was applied."""
-    fov_source: str = "portrait prior"
-    """Where the field of view's prior came from: ``exif`` or ``portrait prior`` (FovPrior.source)."""
     points3d: np.ndarray | None = None
     """(N, 3) the mesh landmarks of ``indices`` the camera was fitted to."""
     points2d: np.ndarray | None = None
@@ -400,6 +398,11 @@ class Registration:
     """(N,) their weights in the fit."""
     prior: FovPrior | None = None
     """The focal-length prior of the fit."""
+
+    @property
+    def fov_source(self) -> str:
+        """Where the field of view came from: ``exif`` or ``portrait prior`` (``FovPrior.source``)."""
+        return self.prior.source if self.prior is not None else "portrait prior"
 
     def project(self, points3d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Portrait pixel coordinates (N, 2) and camera depth (N,) of world points."""
@@ -483,7 +486,6 @@ def register(
         indices=indices,
         residuals=residual_warped,
         warnings=warnings,
-        fov_source=prior.source,
         points3d=X,
         points2d=x,
         weights=w,

@@ -54,7 +54,17 @@ class StageContext:
     """Stages append messages for the report here (e.g. 'no GAN prior configured; used classic')."""
     feature_lines: dict[str, np.ndarray] = field(default_factory=dict)
     """Atlas pixel polylines (N, 2) of the face's features (``features.FEATURES``: eyes, brows, lips,
-    nose, jaw; closed ones repeat their first point), for the style filters; empty when unknown."""
+    nose, jaw; closed ones repeat their first point), for the style filters; empty when unknown.
+    Read them through ``features()``."""
+    feature_source: Callable[[], dict[str, np.ndarray]] | None = None
+    """Finds ``feature_lines`` on first use: only the styles that draw them pay for it."""
+
+    def features(self) -> dict[str, np.ndarray]:
+        """The feature lines, found now if they were not yet (``feature_source``)."""
+        if not self.feature_lines and self.feature_source is not None:
+            self.feature_lines = self.feature_source()
+            self.feature_source = None
+        return self.feature_lines
 
 
 class Stage(abc.ABC):

@@ -18,7 +18,7 @@ from ..engines.base import StageContext
 from ..face import Face
 from ..features import feature_lines
 from ..image_io import save_png
-from ..mesh import Mesh
+from ..mesh import Mesh, save_mesh
 from ..protocol import AvatarTexError, ErrorCode, GenerateParams, Progress
 from ..quality import assess
 from ..registration import Registration
@@ -113,7 +113,7 @@ class Generator:
         """
         clock = RequestClock(progress, check_cancel)
         check_params(params)
-        params = body.prepare(params)  # -- body -- tone_match checked; a base texture's size and depth
+        params = body.prepare(params)  # tone_match checked; a base texture's size and depth
         style = get_style(params.style)
         plan = engines.choose(params.engine, style, self.neural_config)
         out_dir = Path(params.out_dir)
@@ -127,6 +127,15 @@ class Generator:
 
         clock.step("register", 0.0, "fitting the camera")
         registration = self.register(analysis.head, analysis.face, analysis.portrait, analysis.fov_y_deg_exif)
+        quality = assess(
+            registration,
+            analysis.head.frame,
+            analysis.face.score,
+            analysis.head.landmarks.score,
+            analysis.head.landmarks.source,
+        )
+        if quality.verdict != "good":
+            warnings.append(f"registration {quality.verdict}: " + "; ".join(quality.reasons))
         clock.done("register")
 
         clock.step("project", 0.0, "projecting the portrait")
@@ -157,11 +166,9 @@ class Generator:
             check_cancel=clock.check_cancel,
             warnings=warnings,
         )
-        # -- feature lines for the style filters (features.py) --
-        ctx.feature_lines = feature_lines(
+        ctx.feature_source = lambda: feature_lines(
             geometry, analysis.face.landmarks, projection.portrait_coords, analysis.head.landmarks.points3d
         )
-        # -- end feature lines --
         atlas_texture = steps.run_stages(plan.stages, projection.partial, ctx, clock)
 
         clock.step("bake", 0.0, "baking into the UV map")
@@ -178,25 +185,15 @@ class Generator:
                 projection.partial.confidence,
             )
         texture, final_atlas = steps.bake_texture(geometry, atlas_texture.color, surface, detail)
-        # -- body -- a full-body character: the head texture on its head only, the body kept (base
-        # texture, tone-matched) or skin-filled (body.py)
+        # A full-body character: the head texture on its head only, the body kept from the base
+        # texture (tone-matched) or skin-filled (body.py).
         texture, body_report = body.compose(analysis.head.body, texture, params, warnings)
-        # -- end body --
         clock.check_cancel()
         texture_path = out_dir / params.texture_name
         save_png(texture_path, texture, params.bit_depth)
         clock.done("bake")
         clock.timings["total"] = clock.total()
 
-        quality = assess(
-            registration,
-            analysis.head.frame,
-            analysis.face.score,
-            analysis.head.landmarks.score,
-            analysis.head.landmarks.source,
-        )
-        if quality.verdict != "good":
-            warnings.append(f"registration {quality.verdict}: " + "; ".join(quality.reasons))
         report = build_report(
             params,
             plan,
@@ -209,17 +206,14 @@ class Generator:
             clock.timings,
             warnings,
         )
-        if body_report is not None:  # -- body --
+        if body_report is not None:
             report["body"] = body_report
         if params.debug:
             report["debug"] = write_debug(out_dir, projection, final_atlas, analysis, registration)
-        # -- the unwrapped mesh (owned by the CLI/input work): the texture fits only the UV map
-        # --unwrap made, so that mesh is saved beside it (atomically, only now that all succeeded).
+        # The texture fits only the UV map --unwrap made: that mesh is saved beside it (atomically,
+        # only now that all succeeded).
         if analysis.mesh.unwrapped:
-            from ..mesh import save_mesh
-
             report["unwrapped_mesh"] = str(save_mesh(analysis.mesh, out_dir / "mesh.glb"))
-        # -- end of the unwrapped mesh
         write_json_atomic(out_dir / "report.json", report)
         clock.emit(Progress("bake", 1.0, "done"))
         return {"texture": str(texture_path), "report": report}

@@ -476,7 +476,7 @@ def toon(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     """Cel shading: a few clean flat colour regions, flat brows and lips, cel shadows from the head's
     forms, and tapered outlines drawn along the eyes, nose and mouth (never along noise)."""
     p = ctx.style.classic
-    atlas, rows, lines = ctx.atlas, ctx.atlas.band_rows, ctx.feature_lines
+    atlas, rows, lines = ctx.atlas, ctx.atlas.band_rows, ctx.features()
     flat, labels, is_skin, smooth, small_rows = _flat_colours(
         image, ctx, sigma_space=12.0, sigma_color=0.12, colors=6, lightness=1.0, saturation=1.25, region=2.5
     )
@@ -501,7 +501,7 @@ def comic(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     """Comic inking: flat colours, bold inks along the features and the jaw, halftone dots where the
     head's forms turn away (sockets, under the nose, lips and chin) and in the darkest colours."""
     p = ctx.style.classic
-    atlas, lines = ctx.atlas, ctx.feature_lines
+    atlas, lines = ctx.atlas, ctx.features()
     s = atlas.size
     scale = s / 1024
     flat, _, _, smooth, small_rows = _flat_colours(
@@ -528,7 +528,7 @@ def anime(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     """Anime cel look: one flat skin tone with one crisp shadow tone, simplified eyes (sclera, a large
     iris with a dark top and a highlight), thin brows, a strong lash line, a tiny nose mark."""
     p = ctx.style.classic
-    atlas, rows, lines = ctx.atlas, ctx.atlas.band_rows, ctx.feature_lines
+    atlas, rows, lines = ctx.atlas, ctx.atlas.band_rows, ctx.features()
     scale = atlas.size / 1024
     small, small_rows = _half(image, rows)
     smooth = edge_preserving(small, small_rows, 20.0 * scale, p.get("smooth_sigma_color", 0.15))
