@@ -29,6 +29,14 @@ surface as the view turns, so they are less trustworthy surface points than eyes
 WARP_SMOOTHING = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 """Thin-plate-spline smoothing values tried (coordinates in inter-ocular units)."""
 MIN_POINTS_FOR_WARP = 12
+WARP_DEADBAND = 0.05
+"""Eye distances a warp displacement must exceed to count: mediapipe's landmarks
+on two renders of the same geometry from the same camera disagree by a median 0.04 (0.03-0.06 for
+eyes, lips and nose; bench/sweep.py cases, measured against the true camera), and a warp that follows
+that disagreement moved the texture further from the truth in 4 of 5 cases. A stylised head's real
+differences (a big nose, wide-set eyes) are several times larger and still taken up."""
+WARP_REACH = 0.35
+"""Eye distances from the nearest landmark over which a warp's displacement fades (Gaussian sigma)."""
 PORTRAIT_FOCAL_35MM = 50.0
 """Centre of the field-of-view prior: portraits are taken with 24 mm (phones) to 135 mm (portrait
 lenses) equivalent focal lengths; 50 mm is about their geometric middle."""
@@ -264,6 +272,14 @@ class ThinPlateWarp:
     center: np.ndarray
     scale: float
     smoothing: float = 0.0
+    deadband: float = 0.0
+    """Displacements shorter than this (eye distances) vanish and longer ones are shortened by
+    ``deadband² / length`` (``WARP_DEADBAND``): what is as small as the detector's disagreement is
+    not shape."""
+    anchors: np.ndarray | None = None
+    """(N, 2) the landmarks the warp was fitted to, in its normalised units: outside their hull the
+    displacement fades out over WARP_REACH (a spline extrapolates linearly without bound, and ears,
+    scalp and neck have no landmark to say the camera is wrong there)."""
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
         points = np.asarray(points, np.float64).reshape(-1, 2)
@@ -272,11 +288,27 @@ class ThinPlateWarp:
         out = points.copy()
         finite = np.isfinite(points).all(axis=1)
         u = (points[finite] - self.center) / self.scale
-        if len(u) > GRID_ABOVE:
-            out[finite] = points[finite] + self._gridded(u) * self.scale
-        else:
-            out[finite] = points[finite] + self.rbf(u) * self.scale
+        d = self._gridded(u) if len(u) > GRID_ABOVE else self._displacement(u)
+        out[finite] = points[finite] + d * self.scale
         return out
+
+    def _displacement(self, u: np.ndarray) -> np.ndarray:
+        """The spline's displacement at ``u`` (normalised units) after the deadband and the fade."""
+        d = self.rbf(u)
+        if self.deadband > 0:
+            length = np.linalg.norm(d, axis=1, keepdims=True)
+            # The non-negative garrote: nothing below the deadband, little bias (deadband² / length)
+            # on displacements well above it.
+            d = d * np.clip(1.0 - (self.deadband / np.maximum(length, 1e-12)) ** 2, 0.0, None)
+        if self.anchors is not None and len(self.anchors) >= 3:
+            from scipy.spatial import ConvexHull
+
+            # Full inside the landmarks' hull; outside, fading with the distance from it (the largest
+            # signed distance to its edges' lines: continuous, zero on the hull).
+            hull = ConvexHull(self.anchors).equations  # (E, 3): unit normal, offset; <= 0 inside
+            distance = np.clip((u @ hull[:, :2].T + hull[:, 2]).max(axis=1), 0.0, None)
+            d = d * np.exp(-0.5 * (distance / WARP_REACH) ** 2)[:, None]
+        return d
 
     def _gridded(self, u: np.ndarray) -> np.ndarray:
         """The displacement at many points, bilinear from a grid of exact evaluations.
@@ -298,7 +330,7 @@ class ThinPlateWarp:
             gy = np.linspace(lo[1], hi[1], n[1])
             grid = np.stack(np.meshgrid(gx, gy, indexing="ij"), axis=-1).reshape(-1, 2)
             # Rows index y and columns x, as cv2.remap reads a map.
-            d = self.rbf(grid).reshape(n[0], n[1], 2).transpose(1, 0, 2).astype(np.float32)
+            d = self._displacement(grid).reshape(n[0], n[1], 2).transpose(1, 0, 2).astype(np.float32)
             step = np.array([gx[1] - gx[0], gy[1] - gy[0]])
             self.__dict__["_grid"] = (lo, hi, d, step)
         # Grid node (i, j) sits at pixel centre (i + 0.5, j + 0.5) in sample_image's convention.
@@ -361,7 +393,7 @@ def fit_warp(
     tolerance = 1.15 * min(scores) + 0.002 * scale
     chosen = max(i for i, score in enumerate(scores) if score <= tolerance)
     rbf = build(np.arange(len(src)), candidates[chosen])
-    return ThinPlateWarp(rbf, center, scale, candidates[chosen]), scores[chosen]
+    return ThinPlateWarp(rbf, center, scale, candidates[chosen], WARP_DEADBAND, u), scores[chosen]
 
 
 @dataclass
