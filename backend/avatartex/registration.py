@@ -293,13 +293,8 @@ class ThinPlateWarp:
         return out
 
     def _displacement(self, u: np.ndarray) -> np.ndarray:
-        """The spline's displacement at ``u`` (normalised units) after the deadband and the fade."""
-        d = self.rbf(u)
-        if self.deadband > 0:
-            length = np.linalg.norm(d, axis=1, keepdims=True)
-            # The non-negative garrote: nothing below the deadband, little bias (deadband² / length)
-            # on displacements well above it.
-            d = d * np.clip(1.0 - (self.deadband / np.maximum(length, 1e-12)) ** 2, 0.0, None)
+        """The spline's displacement at ``u`` (normalised units) after the fade and the deadband."""
+        fade = np.ones(len(u))
         if self.anchors is not None and len(self.anchors) >= 3:
             from scipy.spatial import ConvexHull
 
@@ -307,7 +302,16 @@ class ThinPlateWarp:
             # signed distance to its edges' lines: continuous, zero on the hull).
             hull = ConvexHull(self.anchors).equations  # (E, 3): unit normal, offset; <= 0 inside
             distance = np.clip((u @ hull[:, :2].T + hull[:, 2]).max(axis=1), 0.0, None)
-            d = d * np.exp(-0.5 * (distance / WARP_REACH) ** 2)[:, None]
+            fade = np.exp(-0.5 * (distance / WARP_REACH) ** 2)
+        d = np.zeros((len(u), 2))
+        near = fade > 1e-4  # the spline costs one kernel per landmark: only where it still counts
+        if near.any():
+            d[near] = self.rbf(u[near]) * fade[near, None]
+        if self.deadband > 0:
+            # The non-negative garrote: nothing below the deadband, little bias (deadband² / length)
+            # on displacements well above it.
+            length = np.linalg.norm(d, axis=1, keepdims=True)
+            d = d * np.clip(1.0 - (self.deadband / np.maximum(length, 1e-12)) ** 2, 0.0, None)
         return d
 
     def _gridded(self, u: np.ndarray) -> np.ndarray:
