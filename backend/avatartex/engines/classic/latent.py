@@ -3,8 +3,9 @@
 The neural engine projects the texture onto a generative prior; without one, the classic engine
 makes the texture consistent by removing what does not belong to the skin's albedo:
 
-* the photo's shading, as a 9-coefficient spherical-harmonic function of the surface normal fitted
-  robustly to the luminance of the portrait-backed texels and divided out;
+* the photo's shading, ambient plus a key light on the surface normal (``shading.fit_lights``,
+  started from a robust 9-coefficient spherical-harmonic fit) fitted to the luminance of the
+  portrait-backed skin texels and divided out;
 * the step between seen and filled texels (grazing-angle texels of the photo are darker or lighter
   than the fill next to them): a smooth per-channel gain map pulls them to the fill's level;
 * colour casts carried into the fill (hair or background at the face's border): the fill's
@@ -19,7 +20,7 @@ import numpy as np
 from ... import atlas_filters as filters
 from ...atlas import AtlasGeometry
 from ...imaging import LUMA, luminance
-from ...shading import fit_shading, sh_basis, sh_eval
+from ...shading import fit_lights, fit_shading, sh_basis, sh_eval
 from ..base import AtlasTexture, Stage, StageContext
 
 MAX_GAIN = 3.0
@@ -114,7 +115,7 @@ class ClassicLatent(Stage):
 
     @staticmethod
     def _delight(color: np.ndarray, conf: np.ndarray, ctx: StageContext, strength: float) -> np.ndarray:
-        """Divide out SH shading fitted on the confident texels, keeping their mean brightness.
+        """Divide out the shading fitted on the confident texels, keeping their mean brightness.
 
         Filled texels did not get their colour under their own normal: the inpaint carried it in
         from seen texels. The shading they carry is therefore the same fill applied to the shading
@@ -131,6 +132,15 @@ class ClassicLatent(Stage):
         lum = linear @ LUMA
         coeffs, weights = fit_shading(lum, normals.reshape(-1, 3)[sample], conf.reshape(-1)[sample])
         fitted = sh_basis(normals.reshape(-1, 3)[sample]) @ coeffs
+        # Ambient plus a key light, started from the SH fit: it has a terminator where SH rings.
+        # Measured with the true camera on bench/sweep.py renders (front, top, side, two lights,
+        # from below): psnr_visible +0.2 to +1.3 dB over SH alone, never worse.
+        lights, _ = fit_lights(lum, normals.reshape(-1, 3)[sample], weights, coeffs)
+        if np.all(np.isfinite(lights.lights)) and np.isfinite(lights.ambient):
+            fitted = lights(normals.reshape(-1, 3)[sample])
+            model = lights
+        else:
+            model = lambda n: sh_eval(n, coeffs)  # noqa: E731
         reference = float((weights * fitted).sum() / max(weights.sum(), 1e-9))
         if reference <= 1e-6:
             ctx.warnings.append("de-lighting skipped: the fitted shading is not positive")
@@ -141,7 +151,7 @@ class ClassicLatent(Stage):
         low, high = np.quantile(used, [0.01, 0.99]) if used.size else (1.0, 1.0)
         low, high = max(float(low), 1 / MAX_GAIN), min(float(high), MAX_GAIN)
         shading = np.ones(conf.shape, np.float32)
-        shading[mask] = np.clip(sh_eval(normals[mask], coeffs) / reference, low, max(high, low))
+        shading[mask] = np.clip(model(normals[mask]) / reference, low, max(high, low))
         symmetry = ctx.style.classic_at("symmetry", 1.0, ctx.strength)
         carried, _ = filters.smooth_fill(shading, conf, atlas, symmetry)
         embedded = conf * shading + (1.0 - conf) * carried
