@@ -63,6 +63,9 @@ def unregister() -> None:
         if handler in getattr(bpy.app.handlers, name):
             getattr(bpy.app.handlers, name).remove(handler)
     _on_load_pre()
+    if state.model_download is not None:
+        state.model_download.cancel()
+        state.model_download = None
     backend.shutdown()
     if state.previews is not None:
         bpy.utils.previews.remove(state.previews)

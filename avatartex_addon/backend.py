@@ -139,6 +139,21 @@ def hello() -> dict:
     return answer
 
 
+def refresh_hello() -> None:
+    """Ask a running backend again what it offers (its engines changed: models were downloaded); with
+    none running, forget the old answer (the next start asks anew)."""
+    from .client import HELLO_TIMEOUT_S
+
+    client = state.client
+    if client is not None and client.alive() and client.hello is not None:
+        try:
+            client.hello = state.hello = client.call("hello", {}, HELLO_TIMEOUT_S)
+            return
+        except Exception:  # noqa: BLE001 - a dead backend restarts and says hello on the next request
+            pass
+    state.hello = None
+
+
 def shutdown() -> None:
     """Stop the backend process (unregister, quit, preference change)."""
     if state.client is not None:

@@ -46,6 +46,17 @@ class BackendConfig:
         """Configs with equal keys can share one process."""
         return (self.python, self.backend_root, tuple(sorted(self.env.items())))
 
+    def process_env(self) -> dict[str, str]:
+        """The environment of a backend process (the server, or a command such as a model download)."""
+        env = dict(os.environ)
+        env.update(self.env)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (self.backend_root, env.get("PYTHONPATH", "")) if p)
+        env["PYTHONUNBUFFERED"] = "1"
+        # Blender sets PYTHONHOME/PYTHONPATH for its own Python; another interpreter must not inherit
+        # the home of this one.
+        env.pop("PYTHONHOME", None)
+        return env
+
 
 class PendingRequest:
     """One request in flight: its messages arrive in ``messages`` (progress events, then one final)."""
@@ -130,15 +141,7 @@ class BackendClient:
             raise errors.backend_error("No backend Python is set.", errors.HINT_SET_PYTHON)
         if not Path(python).exists():
             raise errors.backend_error(f"The backend Python {python} does not exist.", errors.HINT_SET_PYTHON)
-        env = dict(os.environ)
-        env.update(self.config.env)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (self.config.backend_root, env.get("PYTHONPATH", "")) if p
-        )
-        env["PYTHONUNBUFFERED"] = "1"
-        # Blender sets PYTHONHOME/PYTHONPATH for its own Python; another interpreter must not inherit
-        # the home of this one.
-        env.pop("PYTHONHOME", None)
+        env = self.config.process_env()
         Path(self.config.log_path).parent.mkdir(parents=True, exist_ok=True)
         self._stderr_tail.clear()
         try:

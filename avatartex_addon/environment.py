@@ -21,7 +21,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,7 +146,7 @@ class EnvInstall:
         before = _installed_count(site)
         seen: list[str] = []
         installing = False
-        for line in self._stream(self._pip(python), log):
+        for line in stream_lines(self._pip(python), log):
             if line is None:  # no output for a while: pip is unpacking, count what is in place
                 if installing:
                     done = min(total, _installed_count(site) - before)
@@ -188,44 +188,56 @@ class EnvInstall:
         log.write(f"hello from the new environment: backend {answer.get('backend_version')}\n")
 
     def _run(self, cmd: list[str], log) -> None:
-        for _line in self._stream(cmd, log):
+        for _line in stream_lines(cmd, log):
             pass
 
-    def _stream(self, cmd: list[str], log) -> Iterator[str | None]:
-        """The command's output lines as they come; None every half second without output."""
-        proc = subprocess.Popen(
-            cmd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
+
+def stream_lines(
+    cmd: list[str],
+    log,
+    env: dict[str, str] | None = None,
+    cwd: str | None = None,
+    started: Callable[[subprocess.Popen], None] = lambda _proc: None,
+) -> Iterator[str | None]:
+    """The command's output lines (stdout and stderr) as they come, each also written to ``log``; None
+    every half second without output (a caller's moment to measure progress). ``started`` gets the
+    process (to cancel it). Raises RuntimeError with the last lines when it exits non-zero."""
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        env=env,
+        cwd=cwd,
+    )
+    started(proc)
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True, name="avatartex-subprocess-output").start()
+    tail: list[str] = []
+    while True:
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
+            yield None
+            continue
+        if line is None:
+            break
+        log.write(line)
+        if line.strip():
+            tail = (tail + [line.strip()])[-3:]
+        yield line
+    if proc.wait() != 0:
+        raise RuntimeError(
+            f"{Path(cmd[0]).name} {' '.join(cmd[1:3])} failed (exit {proc.returncode}): " + " ".join(tail)
         )
-        lines: queue.Queue[str | None] = queue.Queue()
-
-        def read() -> None:
-            for line in proc.stdout:
-                lines.put(line)
-            lines.put(None)
-
-        threading.Thread(target=read, daemon=True, name="avatartex-env-pip").start()
-        tail: list[str] = []
-        while True:
-            try:
-                line = lines.get(timeout=0.5)
-            except queue.Empty:
-                yield None
-                continue
-            if line is None:
-                break
-            log.write(line)
-            if line.strip():
-                tail = (tail + [line.strip()])[-3:]
-            yield line
-        if proc.wait() != 0:
-            raise RuntimeError(
-                f"{Path(cmd[0]).name} {' '.join(cmd[1:3])} failed (exit {proc.returncode}): " + " ".join(tail)
-            )
 
 
 def _site_packages(env_dir: Path) -> Path:

@@ -6,6 +6,7 @@ sees has the same shape whether it came from the backend or from the add-on.
 
 from __future__ import annotations
 
+from . import engines, state
 from .paths import protocol
 
 BACKEND_UNAVAILABLE = protocol().ErrorCode.BACKEND_UNAVAILABLE
@@ -30,33 +31,22 @@ def error(code: str, message: str, hint: str = "") -> Exception:
     return protocol().AvatarTexError(code, message, hint)
 
 
-def engine_reason(reason: str) -> str:
-    """Why an engine cannot run, said for an artist in Blender rather than for a terminal."""
-    text = reason.lower()
-    if "not installed" in text:
-        return (
-            "its packages are not in the backend environment (tick Neural Engine Packages in these "
-            "preferences and press Create Environment)"
-        )
-    if "nvidia" in text or "no gpu" in text or "no cuda" in text:
-        return (
-            "this computer has no GPU it can use (set Device to CPU in these preferences to run it on "
-            "the processor: minutes per texture)"
-        )
-    if "not downloaded" in text:
-        return (
-            "its models are not downloaded yet (about 5 GB, once, with a network: see the add-on's "
-            "README, 'models download')"
-        )
-    return reason or "the backend gave no reason"
-
-
 def for_artist(error: Exception) -> Exception:
-    """``error`` with a hint in Blender's words where the backend's speaks of command-line flags."""
+    """``error`` with a hint in Blender's words where the backend's speaks of command-line flags: an
+    engine that cannot run gets what to do about it from the neural engine's ``hello`` code."""
     code = getattr(error, "code", "")
-    if code in (protocol().ErrorCode.ENGINE_UNAVAILABLE, protocol().ErrorCode.MODEL_MISSING):
-        error.hint = (
-            f"Set Engine to Classic in the AvatarTex panel, or make the neural engine available: "
-            f"{engine_reason(error.message)}."
-        )
+    classic = "Set Engine to Classic in the AvatarTex panel"
+    if code == protocol().ErrorCode.ENGINE_UNAVAILABLE:
+        neural = engines.neural_code()
+        if neural and neural != "ok":
+            error.hint = f"{classic}, or make the neural engine available: {engines.engine_advice(neural)}."
+        else:  # a backend that sends no codes
+            error.hint = (
+                f"{classic} (Test Backend in {engines.PREFERENCES} says what the neural engine lacks)."
+            )
+    elif code == protocol().ErrorCode.MODEL_MISSING and any(
+        row.get("name") in error.message or str(row.get("repo_id")) in error.message
+        for row in engines.missing_models(state.hello)
+    ):
+        error.hint = f"{classic}, or {engines.engine_advice('models_missing')}."
     return error

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import bpy
 
-from . import backend, capture, errors, material, outputs, state
+from . import backend, capture, errors, material, outputs, properties, state
 from .client import PendingRequest, error_from_message
 from .paths import output_dir, protocol, safe_name, user_dir
 
@@ -39,6 +39,8 @@ class Task:
     strength: float
     uv_map: str
     facing: str
+    scalp: str = ""
+    """The request's ``scalp``: '' (the style decides), skin or hair."""
     variant: int = -1
     """Index into ``obj.avatartex.variants``, or -1 for the object's main texture."""
     label: str = ""
@@ -165,6 +167,7 @@ class Job:
             # A full-body character: only its head is textured, the body kept from its image.
             base_texture=material.body_base_image(obj),
             tone_match=bpy.context.scene.avatartex.tone_match,
+            scalp=task.scalp,
         )
         self._set_status(task, "running", "Sending to the backend...", 0.0)
         self.pending = client.send("generate", params.to_dict())
@@ -433,6 +436,7 @@ def task_for(obj: bpy.types.Object, scene: bpy.types.Scene, variant: int = -1) -
         strength=settings.strength,
         uv_map=settings.uv_map,
         facing=settings.facing,
+        scalp=properties.scalp_param(settings.scalp),
         label=obj.name,
         file_stem=safe_name(obj.name),
     )

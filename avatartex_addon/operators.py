@@ -12,7 +12,19 @@ from pathlib import Path
 import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
-from . import backend, capture, environment, errors, jobs, material, outputs, properties, state
+from . import (
+    backend,
+    capture,
+    engines,
+    environment,
+    errors,
+    jobs,
+    material,
+    models,
+    outputs,
+    properties,
+    state,
+)
 from .paths import ensure_writable_dir, output_dir, protocol, user_dir
 
 
@@ -485,39 +497,8 @@ class AVATARTEX_OT_test_backend(bpy.types.Operator):
         except Exception as exc:  # noqa: BLE001
             state.hello = None
             return _report_error(self, exc)
-        self.report({"INFO"}, hello_summary(answer))
+        self.report({"INFO"}, engines.hello_summary(answer))
         return {"FINISHED"}
-
-
-def hello_summary(answer: dict) -> str:
-    """What a ``hello`` answer says, as "; "-separated parts: versions, devices, each engine, styles."""
-    styles = ", ".join(s.get("name", "?") for s in answer.get("styles", []) if isinstance(s, dict))
-    return "; ".join(
-        [
-            f"Backend {answer.get('backend_version', '?')} (protocol {answer.get('protocol')})",
-            f"devices: {', '.join(map(str, answer.get('devices', []))) or 'none'}",
-            *engine_lines(answer),
-            f"styles: {styles}",
-        ]
-    )
-
-
-def engine_lines(answer: dict) -> list[str]:
-    """One line per engine: available, or not and why, in the words of Blender's preferences."""
-    engines = answer.get("engines") or {}
-    if isinstance(engines, list):  # older backends list only the engines that can run
-        names = [str(n) for n in answer.get("engine_names", []) if n != "auto"] or [str(n) for n in engines]
-        engines = {name: {"available": name in engines, "reason": ""} for name in names}
-    lines = []
-    for name, info in engines.items():
-        info = info if isinstance(info, dict) else {"available": bool(info)}
-        if info.get("available"):
-            lines.append(f"{name.title()} engine: available")
-        else:
-            lines.append(
-                f"{name.title()} engine: not available, {errors.engine_reason(str(info.get('reason', '')))}"
-            )
-    return lines
 
 
 class AVATARTEX_OT_create_environment(bpy.types.Operator):
@@ -544,6 +525,67 @@ class AVATARTEX_OT_create_environment(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class AVATARTEX_OT_download_models(bpy.types.Operator):
+    """Download the models the neural engine needs (several GB, once) from Hugging Face into the model
+    cache; the size is stated before anything is fetched, and a failure changes nothing"""
+
+    bl_idname = "avatartex.download_models"
+    bl_label = "Download Models"
+
+    def invoke(self, context, event):
+        try:
+            download = models.plan(backend.hello())
+        except Exception as exc:  # noqa: BLE001
+            return _report_error(self, exc)
+        if download is None:
+            return self.execute(context)  # says there is nothing to fetch
+        size = engines.size_text(download.size_gb)
+        return context.window_manager.invoke_confirm(
+            self,
+            event,
+            title="Download Models",
+            message=f"Download {download.describe()}?",
+            confirm_text=f"Download {size}",
+        )
+
+    def execute(self, context):
+        try:
+            download = models.plan(backend.hello())
+        except Exception as exc:  # noqa: BLE001
+            return _report_error(self, exc)
+        if download is None:
+            self.report({"INFO"}, "AvatarTex: the neural engine's models are already downloaded.")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"AvatarTex: downloading {download.describe()}")
+        download.start()
+        if bpy.app.background:
+            download.thread.join()
+            download.finish()
+            if download.error:
+                self.report({"ERROR"}, download.error)
+                return {"CANCELLED"}
+            self.report({"INFO"} if download.succeeded else {"WARNING"}, f"AvatarTex: {download.message}")
+            return {"FINISHED"} if download.succeeded else {"CANCELLED"}
+        bpy.app.timers.register(models.watch, first_interval=0.5)
+        return {"FINISHED"}
+
+
+class AVATARTEX_OT_cancel_download(bpy.types.Operator):
+    """Stop the model download; what was fetched so far is kept and resumes next time"""
+
+    bl_idname = "avatartex.cancel_download"
+    bl_label = "Cancel Download"
+
+    def execute(self, context):
+        download = state.model_download
+        if download is None or download.done:
+            self.report({"INFO"}, "No download is running.")
+            return {"CANCELLED"}
+        download.cancel()
+        self.report({"INFO"}, "AvatarTex: cancelling the download...")
+        return {"FINISHED"}
+
+
 CLASSES = (
     AVATARTEX_OT_generate,
     AVATARTEX_OT_batch_retexture,
@@ -559,4 +601,6 @@ CLASSES = (
     AVATARTEX_OT_unwrap,
     AVATARTEX_OT_test_backend,
     AVATARTEX_OT_create_environment,
+    AVATARTEX_OT_download_models,
+    AVATARTEX_OT_cancel_download,
 )

@@ -65,6 +65,7 @@ class AVATARTEX_PT_main(_Panel, bpy.types.Panel):
             if icon:
                 col.template_icon(icon_value=icon, scale=6.0)
         col.prop(settings, "style")
+        col.prop(settings, "scalp")
         col.prop(settings, "prompt")
         row = col.row(align=True)
         row.prop(settings, "resolution")

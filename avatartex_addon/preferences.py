@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import bpy
 from bpy.props import BoolProperty, EnumProperty, StringProperty
 
-from . import backend, environment, state
+from . import backend, engines, environment, state
 from .paths import ADDON_PACKAGE
 
 
@@ -92,11 +94,31 @@ class AVATARTEX_AP_preferences(bpy.types.AddonPreferences):
         row.prop(self, "low_vram")
         layout.operator("avatartex.test_backend", icon="PLUGIN")
         if state.hello:
-            from .operators import hello_summary
-
             box = layout.box()
-            for part in hello_summary(state.hello).split("; "):
+            for part in engines.hello_summary(state.hello).split("; "):
                 box.label(text=part)
+        _draw_models(layout)
+
+
+def _draw_models(layout) -> None:
+    """Download Models (with its size) while models are missing; its progress and Cancel while it runs."""
+    download = state.model_download
+    if download is not None and not download.done:
+        row = layout.row()
+        row.progress(factor=download.progress, type="BAR", text=download.message)
+        row.operator("avatartex.cancel_download", text="", icon="CANCEL")
+        return
+    missing = engines.missing_models(state.hello)
+    if missing or state.hello is None:
+        size = engines.size_text(engines.download_size_gb(missing)) if missing else ""
+        text = f"Download Models ({size})" if size else "Download Models"
+        layout.operator("avatartex.download_models", text=text, icon="IMPORT")
+    if download is not None:
+        # A label does not wrap: one line per sentence, so that "Nothing was changed" is read.
+        icon = "ERROR" if download.error else "CHECKMARK"
+        for sentence in re.split(r"(?<=\.) ", download.error or download.message):
+            layout.label(text=sentence, icon=icon)
+            icon = "BLANK1"
 
 
 CLASSES = (AVATARTEX_AP_preferences,)

@@ -31,6 +31,18 @@ ENGINE_ITEMS = [
     ("neural", "Neural", "Diffusion models on the GPU"),
 ]
 
+SCALP_ITEMS = [
+    ("default", "Style Default", "What the style gives the scalp"),
+    ("skin", "Skin", "A clean scalp of skin, for separate hair meshes or hair cards"),
+    ("hair", "Hair", "The photo's hair continued over the scalp"),
+]
+
+
+def scalp_param(value: str) -> str:
+    """The generate request's ``scalp`` for the ``scalp`` property: '' (the style decides), skin or hair."""
+    return "" if value == "default" else value
+
+
 FACING_ITEMS = [
     ("-Y", "-Y (Front view)", "The face looks towards -Y: it faces you in Blender's front view"),
     ("+Y", "+Y", "The face looks towards +Y"),
@@ -141,6 +153,13 @@ class AVATARTEX_PG_settings(bpy.types.PropertyGroup):
         search=_search_styles,
         description="Style preset (the backend lists them)",
     )
+    scalp: EnumProperty(
+        name="Scalp",
+        items=SCALP_ITEMS,
+        default="default",
+        description="What the scalp gets: skin (a clean scalp, for separate hair meshes or hair cards) or "
+        "hair (the photo's hair continued over the scalp); Style Default lets the style decide",
+    )
     prompt: StringProperty(
         name="Prompt", default="", description="Free text added to the style's prompt (neural engine)"
     )
@@ -204,6 +223,7 @@ CLASSES = (
 def register_props() -> None:
     """Hang the root groups on Scene and Object."""
     assert len(protocol().PIN_NAMES) == PIN_COUNT, "PIN_COUNT out of date with protocol.PIN_NAMES"
+    assert {scalp_param(item[0]) for item in SCALP_ITEMS} == set(protocol().SCALP_CHOICES), "SCALP_ITEMS"
     bpy.types.Scene.avatartex = PointerProperty(type=AVATARTEX_PG_settings)
     bpy.types.Object.avatartex = PointerProperty(type=AVATARTEX_PG_object)
 

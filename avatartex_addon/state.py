@@ -22,5 +22,8 @@ previews = None
 env_install = None
 """The running or last ``environment.EnvInstall``, or None."""
 
+model_download = None
+"""The running or last ``models.ModelDownload``, or None."""
+
 warm_tried = False
 """Whether the panel has started warming the backend since it last stopped (``backend.warm_up``)."""

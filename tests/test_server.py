@@ -10,8 +10,11 @@ import sys
 import threading
 import time
 
+import pytest
+from avatartex.engines import neural
+from avatartex.engines.neural import NeuralConfig
 from avatartex.protocol import Cancelled, ErrorCode, Progress
-from avatartex.server import Server
+from avatartex.server import Server, engine_status
 from testing_paths import ROOT
 
 
@@ -154,6 +157,66 @@ def test_real_subprocess_hello_and_stdout_is_protocol_only():
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     hello = lines[0]["result"]
     assert hello["protocol"] == 1 and hello["engines"]["classic"]["available"] is True
+    # Every engine: a machine-readable code beside the old keys (available, reason).
+    engines = hello["engines"]
+    assert engines["classic"]["code"] == "ok"
+    assert engines["neural"]["code"] in CODES and engines["neural"]["reason"]
+    assert engines["neural"]["available"] == (engines["neural"]["code"] == "ok")
+    assert hello["model_cache"]
     assert {"photoreal", "painterly", "toon", "comic"} <= {s["name"] for s in hello["styles"]}
     assert lines[1] == {"id": 2, "result": {"ok": True}}
     assert "stray print" in proc.stderr
+
+
+# -- engine status codes in hello --------------------------------------------------------------------
+
+CODES = {v for k, v in vars(neural.StatusCode).items() if k.isupper()}
+
+
+def _neural(config: NeuralConfig) -> dict:
+    found = engine_status(config)
+    assert found["classic"] == {
+        "available": True,
+        "code": "ok",
+        "reason": "runs on any CPU, nothing to download",
+    }
+    entry = found["neural"]
+    assert entry["code"] in CODES and entry["reason"]
+    assert entry["available"] == (entry["code"] == "ok")
+    return entry
+
+
+def test_engine_codes_packages_missing_and_no_gpu(monkeypatch):
+    """The two answers a fresh artist's machine gives, decided without importing torch."""
+    real_find_spec = neural.importlib.util.find_spec
+    monkeypatch.setattr(
+        neural.importlib.util, "find_spec", lambda name: None if name == "diffusers" else real_find_spec(name)
+    )
+    entry = _neural(NeuralConfig())
+    assert entry["code"] == "packages_missing" and "diffusers" in entry["reason"]
+    monkeypatch.undo()
+    if any(real_find_spec(p) is None for p in ("torch", "diffusers", "transformers")):
+        pytest.skip("the neural packages are not installed here")
+    monkeypatch.setattr(neural, "accelerator_hint", lambda: "")
+    entry = _neural(NeuralConfig(device="auto"))
+    assert entry["code"] == "no_gpu" and entry["device"] == ""
+
+
+def test_engine_codes_with_torch(monkeypatch, tmp_path):
+    """cpu_only, device_unavailable, models_missing (naming the models) and ok, as torch decides them."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("diffusers")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device: cpu_only and device_unavailable cannot be shown")
+    monkeypatch.setattr(neural, "accelerator_hint", lambda: "cuda")  # a driver, but a CPU-only torch
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert _neural(NeuralConfig(device="auto"))["code"] == "cpu_only"
+    assert _neural(NeuralConfig(device="cuda"))["code"] == "device_unavailable"
+    entry = _neural(NeuralConfig(device="cpu", cache_dir=str(tmp_path)))
+    assert entry["code"] == "models_missing" and entry["device"] == "cpu"
+    assert "sd15-inpaint" in entry["missing_models"]
+    from avatartex.engines.neural import hub
+
+    monkeypatch.setattr(hub, "find_cached", lambda entry, cache="": tmp_path)
+    entry = _neural(NeuralConfig(device="cpu", cache_dir=str(tmp_path)))
+    assert entry["code"] == "ok" and entry["missing_models"] == []

@@ -125,31 +125,32 @@ class Server:
             )
 
     def hello(self) -> dict[str, Any]:
-        """Versions, devices, engines, styles and cached models."""
+        """Versions, devices, engines (each with a machine-readable ``code``), styles, cached models."""
+        from .engines import neural
+        from .engines.neural import hub
         from .styles import list_styles
 
-        engines = self.generator.engines()
+        # Not self.generator: building it imports the whole pipeline, which the first hello (the artist
+        # waiting for the panel) need not wait for; a server without one runs the config from the env.
+        config = getattr(self._generator, "neural_config", None) or neural.NeuralConfig.from_env()
         models: list[dict[str, Any]] = []
         try:
-            from .engines.neural.hub import status
-
-            models = status()
+            models = hub.status(config.cache_dir)
         except ImportError:
-            pass  # the neural engine's packages are optional
-        from .engines.neural import devices
-
+            pass  # the neural engine's packages (huggingface_hub) are optional
         return {
             "protocol": PROTOCOL_VERSION,
             "backend_version": __version__,
             "python": platform.python_version(),
             "pid": os.getpid(),
-            "devices": devices(),
-            "engines": engines,
+            "devices": neural.devices(),
+            "engines": engine_status(config),
             "engine_names": list(ENGINES),
             "styles": [
                 {"name": s.name, "label": s.label, "description": s.description} for s in list_styles()
             ],
             "models": models,
+            "model_cache": str(hub.cache_dir(config.cache_dir)),
         }
 
     def _start(self, request_id, params: GenerateParams) -> None:
@@ -203,6 +204,29 @@ class Server:
             job = self._job
         if job is not None:
             job[2].join()
+
+
+def engine_status(config) -> dict[str, dict[str, Any]]:
+    """Each engine, for ``hello``: ``available``; ``code``, for programs (one of ``neural.StatusCode``:
+    ``ok``, or why not); ``reason``, the same in words; for the neural engine the ``device`` it would
+    use and the default models not downloaded (``missing_models``). ``config``: a ``NeuralConfig``."""
+    from .engines import neural
+
+    found = neural.status(config)
+    return {
+        "classic": {
+            "available": True,
+            "code": neural.StatusCode.OK,
+            "reason": "runs on any CPU, nothing to download",
+        },
+        "neural": {
+            "available": found.ok,
+            "code": found.code,
+            "reason": found.reason,
+            "device": found.device,
+            "missing_models": list(found.missing_models),
+        },
+    }
 
 
 def warm_up(generator) -> None:

@@ -76,7 +76,7 @@ def fake_backend(addon, tmp_path, monkeypatch):
     control = tmp_path / "fake_control.json"
     control.write_text(json.dumps({"mode": "ok"}))
     wrapper = tmp_path / "fake-python"
-    wrapper.write_text(f"#!/bin/sh\nexec {BACKEND_PYTHON} {HERE / 'fake_backend.py'}\n")
+    wrapper.write_text(f'#!/bin/sh\nexec {BACKEND_PYTHON} {HERE / "fake_backend.py"} "$@"\n')
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("AVATARTEX_BACKEND_PYTHON", str(wrapper))
     monkeypatch.setenv("AVATARTEX_FAKE_CONTROL", str(control))

@@ -17,6 +17,13 @@ every request, so a test can change it without restarting the process:
 (TensorFlow Lite, glog, protobuf's deprecation warning) mixed with its own log lines to stderr.
 
 It also records every generate request's params in ``<control>.requests.jsonl``.
+
+Model downloads: ``"models": [rows like hello's]`` makes ``hello`` list those models (``cached`` once
+downloaded, ``model_cache`` from ``HF_HUB_CACHE``) and name the neural engine's code
+(``"neural_code"``, default ``models_missing``). Run as ``python fake_backend.py -m
+avatartex.cli_models models download NAME...`` (what the add-on runs) it stands for that command:
+it writes each model's bytes into the hub cache in chunks and prints the lines the real one prints;
+``"download": "slow"`` takes ``delay`` seconds per chunk (cancel tests).
 """
 
 from __future__ import annotations
@@ -58,12 +65,12 @@ def generate(req_id, params: dict) -> None:
     """Fake generate: checks its inputs like the real one, then writes the portrait as the texture."""
     cancel = _cancel[req_id]
     try:
-        p = protocol.GenerateParams.from_dict(params)
         ctl = control()
         path = os.environ.get("AVATARTEX_FAKE_CONTROL", "")
         if path:
             with open(path + ".requests.jsonl", "a") as fh:
                 fh.write(json.dumps(params) + "\n")
+        p = protocol.GenerateParams.from_dict(params)
         mode = ctl.get("mode", "ok")
         if mode == "crash_once" and path:
             marker = Path(path + ".crashed")
@@ -131,8 +138,66 @@ def generate(req_id, params: dict) -> None:
         _cancel.pop(req_id, None)
 
 
+def _model_dir(repo_id: str) -> Path:
+    return Path(os.environ.get("HF_HUB_CACHE", "fake-hub")) / ("models--" + repo_id.replace("/", "--"))
+
+
+def _engines_and_models() -> dict:
+    """hello's engines (a list, as older backends send, unless models are listed) and models."""
+    models = fake_models()
+    if not models:
+        return {"engines": ["classic"], "models": []}
+    code = control().get("neural_code", "models_missing")
+    return {
+        "engines": {
+            "classic": {"available": True, "code": "ok", "reason": "fake"},
+            "neural": {"available": False, "code": code, "reason": "fake: see the code"},
+        },
+        "models": models,
+        "model_cache": os.environ.get("HF_HUB_CACHE", ""),
+    }
+
+
+def fake_models() -> list[dict]:
+    """The control's ``models`` rows, each ``cached`` once the fake download completed it."""
+    return [
+        {**row, "cached": (_model_dir(row["repo_id"]) / "snapshots" / "fake" / "complete").is_file()}
+        for row in control().get("models", [])
+    ]
+
+
+def download(names: list[str]) -> int:
+    """Fake ``avatartex models download NAME...``: each model's ``size_gb`` written in 20 chunks."""
+    ctl = control()
+    rows = {row["name"]: row for row in ctl.get("models", [])}
+    delay = float(ctl.get("delay", 0.2)) if ctl.get("download") == "slow" else 0.0
+    for name in names:
+        row = rows[name]
+        folder = _model_dir(row["repo_id"])
+        print(
+            f"downloading {name}: {row['repo_id']}@main (~{row['size_gb']:g} GB) into {folder.parent}",
+            file=sys.stderr,
+        )
+        blob = folder / "blobs" / f"{name}.incomplete"
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        chunk = b"x" * int(row["size_gb"] * 1e9 / 20)
+        with blob.open("ab") as fh:
+            for _ in range(20):
+                fh.write(chunk)
+                fh.flush()
+                time.sleep(delay)
+        blob.rename(blob.with_suffix(""))
+        done = folder / "snapshots" / "fake" / "complete"
+        done.parent.mkdir(parents=True, exist_ok=True)
+        done.write_text("1")
+        print(f"{name}: ready at {done.parent}", file=sys.stderr)
+    return 0
+
+
 def main() -> None:
     """Read requests until stdin closes or ``shutdown``."""
+    if sys.argv[1:5] == ["-m", "avatartex.cli_models", "models", "download"]:
+        sys.exit(download(sys.argv[5:]))
     for i in range(int(control().get("noise", 0))):
         sys.stderr.write(
             "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n"
@@ -163,8 +228,7 @@ def main() -> None:
                         "protocol": protocol.PROTOCOL_VERSION,
                         "backend_version": "fake",
                         "devices": ["cpu"],
-                        "engines": ["classic"],
-                        "models": [],
+                        **_engines_and_models(),
                         "env": {k: v for k, v in os.environ.items() if k.startswith("AVATARTEX_")},
                         "styles": [
                             {"name": "photoreal", "label": "Photoreal", "description": "fake"},

@@ -228,16 +228,20 @@ def test_zip_ships_neural_requirements(addon_zip):
 
 def test_test_backend_lists_engines_with_reasons(addon, real_backend):
     assert bpy.ops.avatartex.test_backend() == {"FINISHED"}
-    lines = addon.operators.hello_summary(addon.state.hello).split("; ")
+    lines = addon.engines.hello_summary(addon.state.hello).split("; ")
     assert "Classic engine: available" in lines
     neural = next(line for line in lines if line.startswith("Neural engine: "))
-    if not addon.state.hello["engines"]["neural"]["available"]:  # no NVIDIA GPU here
-        assert "not available, " in neural and "avatartex " not in neural and "--" not in neural
+    info = addon.state.hello["engines"]["neural"]
+    assert info["available"] == (info["code"] == "ok")
+    if not info["available"]:  # no NVIDIA GPU here
+        # What the code says to do, in Blender's words, never the backend's command-line reason.
+        assert neural == f"Neural engine: not available, {addon.engines.engine_advice(info['code'])}"
+        assert "avatartex " not in neural and "--" not in neural and info["reason"] not in neural
         # An engine error from generate gets a hint in Blender's words, not a command line's.
         error = addon.errors.for_artist(
             addon.paths.protocol().AvatarTexError(
                 addon.paths.protocol().ErrorCode.ENGINE_UNAVAILABLE,
-                f"The neural engine cannot run: {addon.state.hello['engines']['neural']['reason']}.",
+                f"The neural engine cannot run: {info['reason']}.",
                 "Use the classic engine (--engine classic).",
             )
         )

@@ -20,6 +20,7 @@ from .config import NeuralConfig
 __all__ = [
     "NeuralConfig",
     "NeuralStatus",
+    "StatusCode",
     "available",
     "build_stages",
     "devices",
@@ -27,6 +28,23 @@ __all__ = [
     "resolve_prior",
     "status",
 ]
+
+
+class StatusCode:
+    """``NeuralStatus.code``: why the neural engine can or cannot run, for programs (the Blender add-on
+    turns each into what to do in Blender; ``reason`` says the same for a person at a terminal)."""
+
+    OK = "ok"
+    PACKAGES_MISSING = "packages_missing"
+    """torch, diffusers or transformers is not installed in the backend's Python."""
+    NO_GPU = "no_gpu"
+    """Device ``auto`` and no NVIDIA driver nor Apple silicon: nothing torch could use."""
+    CPU_ONLY = "cpu_only"
+    """Device ``auto``, a GPU driver is there, but torch sees no CUDA or MPS (a CPU-only torch build)."""
+    DEVICE_UNAVAILABLE = "device_unavailable"
+    """The device asked for (``cuda``, ``mps``, ``cuda:N``) is not available or not a device name."""
+    MODELS_MISSING = "models_missing"
+    """A device is there but default models are not downloaded (``missing_models`` names them)."""
 
 
 @dataclasses.dataclass
@@ -40,6 +58,8 @@ class NeuralStatus:
     """``cuda``, ``mps`` or ``cpu`` when a device was chosen."""
     missing_models: list[str] = dataclasses.field(default_factory=list)
     """Registry names of default models not in the cache (``avatartex models download NAME``)."""
+    code: str = StatusCode.OK
+    """One of ``StatusCode``: the same as ``reason``, for a program to act on."""
 
 
 def accelerator_hint() -> str:
@@ -65,6 +85,7 @@ def status(config: NeuralConfig | None = None) -> NeuralStatus:
             return NeuralStatus(
                 False,
                 f"the neural packages are not installed ({package}); see backend/requirements-neural.txt",
+                code=StatusCode.PACKAGES_MISSING,
             )
     explicit = config.device not in ("", "auto")
     if not explicit and not accelerator_hint():
@@ -72,16 +93,19 @@ def status(config: NeuralConfig | None = None) -> NeuralStatus:
             False,
             "no GPU torch can use (no NVIDIA driver, not Apple silicon); choose device cpu to run the "
             "neural engine on the processor (minutes per texture)",
+            code=StatusCode.NO_GPU,
         )
     from .device import pick_device
 
     try:
         device = pick_device(config.device)
     except AvatarTexError as exc:
-        return NeuralStatus(False, exc.message)
+        return NeuralStatus(False, exc.message, code=StatusCode.DEVICE_UNAVAILABLE)
     if device.type == "cpu" and not explicit:
         return NeuralStatus(
-            False, "torch sees no CUDA or MPS device; choose device cpu to run it there (slow)"
+            False,
+            "torch sees no CUDA or MPS device; choose device cpu to run it there (slow)",
+            code=StatusCode.CPU_ONLY,
         )
     from .hub import find_cached
     from .registry import REGISTRY
@@ -97,6 +121,7 @@ def status(config: NeuralConfig | None = None) -> NeuralStatus:
             f"model(s) {', '.join(missing)} not downloaded (avatartex models download {' '.join(missing)})",
             device.type,
             missing,
+            code=StatusCode.MODELS_MISSING,
         )
     return NeuralStatus(True, f"{_device_name(device)} and the default models are present", device.type)
 
