@@ -215,3 +215,28 @@ def test_full_body_options_reach_the_request(tmp_path, capsys):
     )
     assert status == 2 and "error [base_texture_unreadable]" in capsys.readouterr().err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_scalp_option_reaches_the_request(monkeypatch, tmp_path, capsys):
+    """--scalp skin|hair goes into the request; without it the style decides; anything else is
+    refused by the parser."""
+    seen = []
+
+    class Recorder:
+        def __init__(self, **kwargs):
+            pass
+
+        def generate(self, params, progress=None):
+            seen.append(params.scalp)
+            raise AvatarTexError(ErrorCode.PORTRAIT_MISSING, "stop here", "")
+
+    import avatartex.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "Generator", Recorder)
+    base = ["generate", "--mesh", "m.glb", "--portrait", "p.png", "--out", str(tmp_path / "o")]
+    for extra in (["--scalp", "hair"], ["--scalp", "skin"], []):
+        assert cli.main(base + extra) == 2
+    assert seen == ["hair", "skin", ""]
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(base + ["--scalp", "wig"])
+    assert "invalid choice" in capsys.readouterr().err

@@ -60,3 +60,22 @@ def test_messages_are_single_json_lines():
     error = json.loads(encode(error_message(3, AvatarTexError("x", "msg", "hint"))))
     assert error == {"id": 3, "error": {"code": "x", "message": "msg", "hint": "hint"}}
     assert AvatarTexError.from_dict(error["error"]).hint == "hint"
+
+
+def test_scalp_is_skin_hair_or_the_styles_choice():
+    base = {"mesh": "m.glb", "portrait": "p.jpg", "out_dir": "o"}
+    assert GenerateParams.from_dict(base).scalp == ""  # the style decides
+    for value in ("", "skin", "hair"):
+        assert GenerateParams.from_dict({**base, "scalp": value}).scalp == value
+    for bad in ("Hair", "wig", "bald"):
+        with pytest.raises(AvatarTexError) as info:
+            GenerateParams.from_dict({**base, "scalp": bad})
+        error = info.value
+        assert error.code == ErrorCode.BAD_REQUEST
+        assert repr(bad) in error.message and "skin or hair" in error.message
+        assert '"skin"' in error.hint and '"hair"' in error.hint
+    with pytest.raises(AvatarTexError):  # the Python API is held to the same contract
+        GenerateParams("m", "p", "o", scalp="wig")
+    with pytest.raises(AvatarTexError) as info:
+        GenerateParams.from_dict({**base, "scalp": 1})
+    assert info.value.code == ErrorCode.BAD_REQUEST

@@ -76,6 +76,13 @@ def _add_generate(sub) -> None:
         help="full-body characters: which side's skin tone is matched across the neck",
     )
     p.add_argument(
+        "--scalp",
+        default="",
+        choices=("skin", "hair"),
+        help="skin: a clean scalp with a soft hairline (hair as a separate mesh or cards); hair: the "
+        "photo's hair continued over the whole scalp; default: the style's (skin)",
+    )
+    p.add_argument(
         "--debug",
         action="store_true",
         help="also write the partial projection, confidence and a landmark overlay",
@@ -101,6 +108,7 @@ def _generate(args) -> int:
         bit_depth=args.bit_depth,
         base_texture=args.base_texture,
         tone_match=args.tone_match,
+        scalp=args.scalp,
         debug=args.debug,
         facing=args.facing,
     )

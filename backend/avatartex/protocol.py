@@ -41,6 +41,9 @@ CAPTURE_KEYS = {
     "forward": "float32 (3,) optional direction the face looks towards, when the artist knows it",
 }
 
+SCALP_CHOICES = ("", "skin", "hair")
+"""``GenerateParams.scalp``: empty takes the style's choice."""
+
 PIN_NAMES = (
     "right_eye_outer",
     "right_eye_inner",
@@ -168,6 +171,19 @@ class GenerateParams:
     """With ``base_texture``: ``body_to_face`` moves the body's skin-like texels (and only those) to
     the face's tone measured at the neck; ``face_to_body`` moves the head's skin to the body's;
     ``none`` blends the two as they are."""
+    scalp: str = ""
+    """What covers the scalp: ``skin`` (a clean scalp with a soft hairline, for hair made as a separate
+    mesh or cards), ``hair`` (the photo's hair continued over the whole scalp, front to back), or
+    empty for the style's own choice (``skin`` in every preset)."""
+
+    def __post_init__(self) -> None:
+        if self.scalp not in SCALP_CHOICES:
+            raise AvatarTexError(
+                ErrorCode.BAD_REQUEST,
+                f"Unknown scalp option {self.scalp!r}: the scalp is either skin or hair.",
+                'Send "scalp": "skin" (a clean scalp), "hair" (the photo\'s hair over it), or "" for '
+                "the style's default.",
+            )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GenerateParams:

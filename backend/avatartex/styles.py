@@ -1,9 +1,10 @@
 """Style presets: what each stage should aim for, for both engines.
 
 Styles are data (``styles.json`` beside this file): a prompt and negative prompt and per-stage
-strengths for the neural engine, the name of a stage-2 prior, and a ``classic`` dict of filter
-settings that the classic stages read (``symmetry``, ``grain``, ``delight``, ``flatten``,
-``filter`` ...). Adding a preset means adding an entry to the JSON, not code.
+strengths for the neural engine, the name of a stage-2 prior, what covers the scalp (``scalp``:
+``skin`` or ``hair``), and a ``classic`` dict of filter settings that the classic stages read
+(``symmetry``, ``grain``, ``delight``, ``flatten``, ``filter`` ...). Adding a preset means adding an
+entry to the JSON, not code.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .protocol import AvatarTexError, ErrorCode
+from .protocol import SCALP_CHOICES, AvatarTexError, ErrorCode
 
 STYLES_FILE = Path(__file__).with_name("styles.json")
 
@@ -40,6 +41,9 @@ class Style:
     """Name of the stage-2 generative prior for this style, ``None`` for none."""
     classic: dict[str, Any] = field(default_factory=dict)
     """Settings of the classic engine's filters (see ``styles.json``)."""
+    scalp: str = "skin"
+    """What covers the scalp when the request leaves it to the style: ``skin`` or ``hair``
+    (``GenerateParams.scalp``, ``regions.py``)."""
 
     def classic_value(self, key: str, default: Any) -> Any:
         """A classic-engine setting, ``default`` when the preset does not set it."""
@@ -59,6 +63,9 @@ class Style:
 
 
 def _style_from_dict(data: dict[str, Any]) -> Style:
+    scalp = str(data.get("scalp", "skin"))
+    if not scalp or scalp not in SCALP_CHOICES:
+        raise ValueError(f"style {data['name']!r}: scalp must be 'skin' or 'hair', not {scalp!r}")
     return Style(
         name=str(data["name"]),
         label=str(data.get("label", data["name"])),
@@ -70,6 +77,7 @@ def _style_from_dict(data: dict[str, Any]) -> Style:
         guidance_scale=float(data.get("guidance_scale", 7.0)),
         prior=data.get("prior") or None,
         classic=dict(data.get("classic", {})),
+        scalp=scalp,
     )
 
 

@@ -21,6 +21,7 @@ from ..image_io import save_png
 from ..mesh import Mesh, save_mesh
 from ..protocol import AvatarTexError, ErrorCode, GenerateParams, Progress
 from ..quality import assess
+from ..regions import complete_regions
 from ..registration import Registration
 from ..styles import get_style
 from . import steps
@@ -140,13 +141,9 @@ class Generator:
 
         clock.step("project", 0.0, "projecting the portrait")
         geometry = analysis.head.atlas(atlas_size_for(params.size))
+        person = self.segmenter.mask(analysis.portrait)
         projection = steps.project(
-            geometry,
-            analysis.head,
-            analysis.portrait,
-            analysis.face,
-            registration,
-            self.segmenter.mask(analysis.portrait),
+            geometry, analysis.head, analysis.portrait, analysis.face, registration, person
         )
         if projection.coverage < 0.5:
             warnings.append(
@@ -155,10 +152,27 @@ class Generator:
             )
         clock.done("project")
 
+        # The scalp (skin or the photo's hair), the eyes and the mouth, before the stages fill the rest.
+        clock.step("project", 1.0, "scalp, eyes and mouth")
+        regions = complete_regions(
+            projection.partial,
+            geometry,
+            analysis.head.landmarks.points3d,
+            analysis.portrait,
+            analysis.face,
+            person,
+            registration,
+            projection.portrait_coords,
+            params.scalp or style.scalp,
+            params.seed,
+        )
+        warnings += regions.warnings
+        clock.done("regions")
+
         ctx = StageContext(
             atlas=geometry,
             portrait=analysis.portrait,
-            portrait_coords=projection.portrait_coords,
+            portrait_coords=regions.portrait_coords,
             style=style,
             seed=params.seed,
             strength=params.strength,
@@ -169,7 +183,12 @@ class Generator:
         ctx.feature_source = lambda: feature_lines(
             geometry, analysis.face.landmarks, projection.portrait_coords, analysis.head.landmarks.points3d
         )
-        atlas_texture = steps.run_stages(plan.stages, projection.partial, ctx, clock)
+        # The hair (scalp=hair) goes over the completed, de-lit skin, before the style's repaint.
+        split = next((i for i, stage in enumerate(plan.stages) if stage.name == "repaint"), len(plan.stages))
+        atlas_texture = steps.run_stages(plan.stages[:split], regions.texture, ctx, clock)
+        atlas_texture = regions.paint_hair(atlas_texture)
+        clock.done("regions")
+        atlas_texture = steps.run_stages(plan.stages[split:], atlas_texture, ctx, clock)
 
         clock.step("bake", 0.0, "baking into the UV map")
         surface = analysis.head.surface(params.size)
@@ -181,8 +200,8 @@ class Generator:
                 analysis.portrait,
                 geometry,
                 analysis.face,
-                projection.portrait_coords,
-                projection.partial.confidence,
+                regions.portrait_coords,
+                regions.photo_confidence,
             )
         texture, final_atlas = steps.bake_texture(geometry, atlas_texture.color, surface, detail)
         # A full-body character: the head texture on its head only, the body kept from the base
@@ -206,6 +225,7 @@ class Generator:
             clock.timings,
             warnings,
         )
+        report["regions"] = regions.summary  # the scalp applied, the hair and eye colours measured
         if body_report is not None:
             report["body"] = body_report
         if params.debug:

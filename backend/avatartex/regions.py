@@ -1,0 +1,969 @@
+"""The parts of the head the portrait cannot texture as plain skin: the scalp, the eyes, the mouth.
+
+Runs on the projected partial atlas texture, before the stages (``pipeline.generator``):
+
+* **Scalp** (``scalp``). Where hair grows is defined on the mesh, in the head frame, from its
+  landmarks: above the forehead's hairline (the face outline's upper landmarks), above the ears at
+  the sides, down to the nape at the back (``hairline_height``, ``scalp_membership``). The photo's
+  hair is found in the portrait (``find_hair``: the person mask and a colour model of this face's
+  skin against the hair sampled along the upper face outline). ``skin``: the scalp and whatever lands
+  on the head that is hair (or, above the brows and beside the face, not skin: a hat, its brim)
+  lose their confidence with a feathered edge, so the inpaint fills them with the face's skin.
+  ``hair``: the same texels are cleared for the stages, which fill skin under them, and a hair layer
+  is painted over their result (``Regions.paint_hair``, after the de-lighting and before the style):
+  the photo's hair where the photo sees it well, strands synthesised with the seen hair's colour
+  statistics elsewhere (``strand_field``, ``hair_colours``), feathered at the hairline. A photo that
+  shows no hair (bald, covered) falls back to ``skin`` with a warning.
+* **Eyes**: inside the mesh's eye contours, texels the photo backs weakly are filled as an eye: a
+  sclera and an iris disc (with a pupil) in the colours measured inside the photo's eye contours.
+* **Mouth**: inside the mesh's inner lip contour where the surface is recessed (an opening), a dark
+  interior; between the inner and outer contours the photo's lip colour, so the lips stay continuous.
+
+Fills go *under* the photo: a texel's new colour is its photo colour with its confidence ``c`` and
+the fill with the rest, ``(c * photo + (1 - c) * m * fill) / (c + (1 - c) * m)`` (``m`` the
+region's soft membership), and its confidence becomes ``c + (1 - c) * m``.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .atlas import AtlasGeometry, directions
+from .engines.base import AtlasTexture
+from .face import (
+    FACE_OVAL,
+    FOREHEAD,
+    LEFT_EYE_CONTOUR,
+    LEFT_EYE_INNER,
+    LEFT_EYE_OUTER,
+    LEFT_EYEBROW,
+    LEFT_EYEBROW_OUTLINE,
+    LIPS_INNER,
+    LIPS_OUTER,
+    MOUTH_LEFT,
+    MOUTH_RIGHT,
+    NOSE_LOWER,
+    RIGHT_EYE_CONTOUR,
+    RIGHT_EYE_INNER,
+    RIGHT_EYE_OUTER,
+    RIGHT_EYEBROW,
+    RIGHT_EYEBROW_OUTLINE,
+    Face,
+)
+from .imaging import sample_image
+from .projection import polygon_mask
+from .registration import Registration
+
+SCALP_OPTIONS = ("skin", "hair")
+"""``skin``: a clean scalp (hair is a separate mesh or cards); ``hair``: the photo's hair over it."""
+
+# The hairline on the head frame (unit: eye distance, y up from the skull's centre; eyes at y = -0.1).
+# Front: the face outline's upper landmarks, from the forehead's middle to the temple, per side.
+_UPPER_OVAL = {
+    -1: (109, 67, 103, 54, 21, 162),  # the character's right (theta < 0)
+    1: (338, 297, 332, 284, 251, 389),
+}
+_TEMPLATE_FRONT = (0.73, 0.72, 0.69, 0.64, 0.55, 0.45, 0.30)
+"""The hairline's height at FOREHEAD and the points of _UPPER_OVAL on an average head (measured on the
+scanned head and the demo head): used for a landmark the mesh lacks."""
+_TEMPLATE_THETA = (0.0, 11.0, 21.0, 32.0, 43.0, 55.0, 64.0)
+EAR_BACK_DEG = 115.0
+"""Longitude (degrees from the front) behind which the hairline leaves the top of the ear for the nape."""
+HAIRLINE_FEATHER = 0.12
+"""Half-width (eye distances) of the soft transition across the hairline over the forehead."""
+EAR_FEATHER = 0.2
+"""Half-width of the transition above the ears."""
+NAPE_FEATHER = 0.3
+"""Half-width of the transition at the nape and behind the ears, where hair thins out gradually."""
+
+SKIN_D2 = 16.0
+"""Squared Mahalanobis distance (Lab) to the face's skin beyond which a pixel counts as not skin (4 sigma)."""
+HAIR_BAND = 0.7
+"""Half-width (eye distances) of the band along the upper face outline where the hair is sampled."""
+HAIR_CLUSTERS = 3
+"""Gaussians of the hair's colour model."""
+HAIR_CONTRAST = 0.7
+"""Spread of the synthesised hair's lightness, relative to the seen hair's (robust) spread."""
+HAIR_MIN_SHARE = 0.12
+"""Share of that band (inside and outside the photo) that must be hair for the photo to show hair."""
+PX_PER_IOD = 40.0
+"""Resolution of the face-aligned crop the hair is classified in: hair needs little."""
+IRIS_RADIUS = 0.093
+"""Iris radius in eye distances (11.7 mm over 63 mm)."""
+PUPIL_SHARE = 0.42
+"""Pupil radius / iris radius."""
+
+DEFAULT_SCLERA = np.array([0.90, 0.87, 0.83], np.float32)
+DEFAULT_IRIS = np.array([0.33, 0.22, 0.14], np.float32)
+DEFAULT_LIPS = np.array([0.62, 0.36, 0.33], np.float32)
+MOUTH_INTERIOR = np.array([0.10, 0.035, 0.035], np.float32)
+"""Colour of the mouth's opening, deepest part (dark red-brown, as under a lit face)."""
+
+
+@dataclass
+class Regions:
+    """The partial texture with the scalp, eyes and mouth handled, for the stages; the hair to paint
+    over their result."""
+
+    texture: AtlasTexture
+    """Colour and confidence: fills written under the photo, removed hair at confidence 0."""
+    portrait_coords: np.ndarray
+    """(S, S, 2) the projection's portrait coordinates, NaN where a texel's colour is now mostly a fill
+    (so the detail transfer does not paint the photo's detail over it)."""
+    photo_confidence: np.ndarray
+    """(S, S) how much each texel's colour still comes from the photo (for the bake's detail)."""
+    scalp: str
+    """The scalp treatment applied: ``skin`` or ``hair`` (``skin`` when ``hair`` found no hair)."""
+    warnings: list[str] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    """What was measured (hair share, hair/iris/sclera colours, texels filled), for the report."""
+    hair_layer: HairLayer | None = None
+    """``scalp=hair``: the hair, painted over the atlas once the stages have completed and de-lit the
+    skin under it (``paint_hair``)."""
+
+    def paint_hair(self, texture: AtlasTexture) -> AtlasTexture:
+        """``texture`` with the hair layer over it (a copy; ``texture`` itself when there is none).
+
+        The hair goes on after the fill and the de-lighting and before the style: synthesised
+        texels passed through them as if seen by the photo would give the skin fill the hair's
+        tint and grain, and be "de-lit" by a shading they never had.
+        """
+        layer = self.hair_layer
+        if layer is None:
+            return texture
+        color = np.array(texture.color, np.float32)
+        conf = np.array(texture.confidence, np.float32)
+        flat_color, flat_conf, a = color.reshape(-1, 3), conf.reshape(-1), layer.alpha
+        flat_color[layer.index] = a[:, None] * layer.color + (1.0 - a[:, None]) * flat_color[layer.index]
+        flat_conf[layer.index] = a + (1.0 - a) * flat_conf[layer.index]
+        return AtlasTexture(color, conf)
+
+
+@dataclass
+class HairLayer:
+    """The hair over the scalp, on the atlas texels it covers."""
+
+    index: np.ndarray
+    """(M,) flat atlas indices."""
+    color: np.ndarray
+    """(M, 3) float32 sRGB: the photo's hair where it sees it well, synthesised strands elsewhere."""
+    alpha: np.ndarray
+    """(M,) float32 coverage (feathered at the hairline)."""
+    photo_share: np.ndarray
+    """(M,) float32 how much of ``color`` is the photo's."""
+
+
+# -- small helpers -------------------------------------------------------------------------------
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    t = np.clip(x, 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def to_lab(rgb: np.ndarray) -> np.ndarray:
+    """sRGB 0..1 (..., 3) -> CIELAB (L 0..100)."""
+    flat = np.ascontiguousarray(np.clip(rgb, 0.0, 1.0).reshape(-1, 1, 3), np.float32)
+    return cv2.cvtColor(flat, cv2.COLOR_RGB2Lab).reshape(np.shape(rgb))
+
+
+def _rgb(lab: np.ndarray) -> np.ndarray:
+    """CIELAB (..., 3) -> sRGB 0..1."""
+    flat = np.ascontiguousarray(lab.reshape(-1, 1, 3), np.float32)
+    return np.clip(cv2.cvtColor(flat, cv2.COLOR_Lab2RGB).reshape(np.shape(lab)), 0.0, 1.0)
+
+
+def _gaussian_model(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance of Lab samples, refitted on the central 90 % (features, glints left out)."""
+    mean = samples.mean(axis=0)
+    cov = np.cov((samples - mean).T) + np.eye(3)
+    d2 = _mahalanobis(samples, mean, cov)
+    core = samples[d2 <= np.quantile(d2, 0.9)]
+    if len(core) >= 10:
+        mean = core.mean(axis=0)
+        cov = np.cov((core - mean).T) + np.eye(3)
+    return mean, cov
+
+
+def _mixture(samples: np.ndarray, k: int) -> list[tuple[float, np.ndarray, np.ndarray]]:
+    """(weight, mean, covariance) of up to ``k`` Gaussian clusters of Lab samples (k-means started at
+    lightness quantiles, so the result is deterministic); clusters under 5 % are dropped."""
+    order = np.argsort(samples[:, 0])
+    centres = samples[order[((np.arange(k) + 0.5) / k * len(samples)).astype(int)]].astype(np.float64)
+    for _ in range(8):
+        label = np.argmin(((samples[:, None, :] - centres[None]) ** 2).sum(axis=2), axis=1)
+        centres = np.array(
+            [samples[label == j].mean(axis=0) if (label == j).any() else centres[j] for j in range(k)]
+        )
+    out = []
+    for j in range(k):
+        members = samples[label == j]
+        if len(members) >= max(10, 0.05 * len(samples)):
+            cov = np.cov((members - centres[j]).T) + np.eye(3) * 4.0
+            out.append((len(members) / len(samples), centres[j], cov))
+    return out
+
+
+def _mahalanobis(lab: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    d = lab.reshape(-1, 3) - mean
+    return np.einsum("ij,jk,ik->i", d, np.linalg.inv(cov), d).reshape(lab.shape[:-1])
+
+
+def _point(points: np.ndarray, indices) -> np.ndarray | None:
+    """Mean of the finite rows of ``points[indices]``; None when none is finite."""
+    p = points[list(indices)]
+    p = p[np.isfinite(p).all(axis=1)]
+    return p.mean(axis=0) if len(p) else None
+
+
+# -- the head's regions on the mesh --------------------------------------------------------------
+
+
+def hairline_height(points_head: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """The hairline as heights over longitude, per side, from the mesh's landmarks (head frame).
+
+    Returns (longitudes in degrees from the front, heights of the character's right side, of its
+    left side, the nape's height). Front: the forehead's landmark and the face outline's upper
+    points to the temple; then the top of the ear (a little above the temple's last point) as far
+    back as EAR_BACK_DEG; then steeply down behind the ear and along the nape, level with the mouth.
+    """
+    forehead = points_head[FOREHEAD]
+    y0 = forehead[1] if np.isfinite(forehead).all() else _TEMPLATE_FRONT[0]
+    shift = y0 - _TEMPLATE_FRONT[0]
+    mouth = _point(points_head, (MOUTH_LEFT, MOUTH_RIGHT))
+    y_nape = float(mouth[1]) if mouth is not None else -1.25
+    sides = {}
+    for side, indices in _UPPER_OVAL.items():
+        thetas, heights = [0.0], [float(y0)]
+        for index, theta_t, y_t in zip(indices, _TEMPLATE_THETA[1:], _TEMPLATE_FRONT[1:], strict=True):
+            p = points_head[index]
+            if np.isfinite(p).all() and np.sign(p[0]) == side:
+                theta = float(np.degrees(abs(np.arctan2(p[0], p[2]))))
+                thetas.append(max(theta, thetas[-1] + 1.0))
+                heights.append(float(p[1]))
+            else:
+                thetas.append(max(theta_t, thetas[-1] + 1.0))
+                heights.append(y_t + shift)
+        # Over the ear, down behind it to the lobe's height, then along the nape.
+        ear_top = max(heights[-1], 0.2 + shift)
+        over = max(thetas[-1] + 10.0, 80.0)
+        behind = max(over + 10.0, EAR_BACK_DEG)
+        thetas += [over, behind, behind + 15.0, 180.0]
+        heights += [ear_top, ear_top, 0.5 * (ear_top + y_nape), y_nape]
+        sides[side] = (np.array(thetas), np.array(heights))
+    grid = np.linspace(0.0, 180.0, 181)
+    right = np.interp(grid, *sides[-1])
+    left = np.interp(grid, *sides[1])
+    return grid, right, left, y_nape
+
+
+def scalp_membership(points_head: np.ndarray, head: np.ndarray) -> np.ndarray:
+    """Soft membership 0..1 in the scalp of head-frame surface points (N, 3) (``hairline_height``).
+
+    The transition is HAIRLINE_FEATHER wide across the front, EAR_FEATHER above the ears and
+    NAPE_FEATHER at the back, where hair thins out rather than stopping at a line.
+    """
+    grid, right, left, _ = hairline_height(points_head)
+    theta = np.degrees(np.arctan2(head[:, 0], head[:, 2]))
+    back = np.abs(theta)
+    # One table over signed longitude: the character's right side at negative angles.
+    h = np.interp(theta, np.concatenate([-grid[::-1], grid[1:]]), np.concatenate([right[::-1], left[1:]]))
+    width = np.interp(back, (60.0, 90.0, 180.0), (HAIRLINE_FEATHER, EAR_FEATHER, NAPE_FEATHER))
+    return _smoothstep((head[:, 1] - h + width) / (2 * width)).astype(np.float32)
+
+
+def atlas_polygon(geometry: AtlasGeometry, points_head: np.ndarray, indices) -> np.ndarray | None:
+    """Atlas pixel coordinates (N, 2) of a closed landmark contour; None when part of it is missing."""
+    p = points_head[list(indices)]
+    if not np.isfinite(p).all():
+        return None
+    theta, phi = directions(p)
+    return geometry.layout.band_xy(theta, phi)
+
+
+def feature_zone(geometry: AtlasGeometry, points_head: np.ndarray) -> np.ndarray:
+    """(S, S) bool the hull of the brows, eyes, nose and lips in the atlas, grown by a sixteenth of
+    the eye distance: where dark texels are features, not hair (a fringe down to the brows is
+    found above it)."""
+    indices = RIGHT_EYEBROW + LEFT_EYEBROW + RIGHT_EYE_CONTOUR + LEFT_EYE_CONTOUR + NOSE_LOWER + LIPS_OUTER
+    p = points_head[list(indices)]
+    p = p[np.isfinite(p).all(axis=1)]
+    zone = np.zeros((geometry.size, geometry.size), np.uint8)
+    if len(p) < 3:
+        return zone.astype(bool)
+    xy = geometry.layout.band_xy(*directions(p))
+    grow = int(round(_texels_per_iod(geometry) / 16))
+    x0, y0 = np.maximum(np.floor(xy.min(axis=0)).astype(int) - grow - 1, 0)
+    x1, y1 = np.minimum(np.ceil(xy.max(axis=0)).astype(int) + grow + 2, geometry.size)
+    if x1 <= x0 or y1 <= y0:
+        return zone.astype(bool)
+    box = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    hull = cv2.convexHull(np.round((xy - (x0, y0) - 0.5) * 16).astype(np.int32))
+    cv2.fillConvexPoly(box, hull, 1, lineType=cv2.LINE_8, shift=4)
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+    zone[y0:y1, x0:x1] = cv2.dilate(box, disc)
+    return zone.astype(bool)
+
+
+def _texels_per_iod(geometry: AtlasGeometry) -> float:
+    """Atlas texels per eye distance on the face (the band's longitude warp gives it the most)."""
+    return geometry.size * (1 + geometry.layout.warp) / (2 * np.pi) / 1.35
+
+
+def _texels_above(geometry: AtlasGeometry, height: float) -> tuple[np.ndarray, np.ndarray]:
+    """Flat indices of the atlas texels whose surface lies above ``height`` (head frame), and their
+    head-frame points (N, 3) float32."""
+    frame = geometry.frame
+    index = np.flatnonzero(geometry.mask)
+    positions = geometry.positions.reshape(-1, 3)[index]
+    origin = frame.origin.astype(np.float32)
+    axes = (frame.axes / frame.scale).astype(np.float32)
+    y = (positions - origin) @ axes[1]
+    keep = y > height
+    index = index[keep]
+    return index, ((positions[keep] - origin) @ axes.T).astype(np.float32)
+
+
+def _feathered(
+    values: np.ndarray, index: np.ndarray, size: int, radius: int, grow: bool = True
+) -> np.ndarray:
+    """``values`` (N,) of atlas texels ``index`` dilated (``grow``) or eroded by ``radius`` texels and
+    blurred as much, read back at the same texels; the work stays in the box around the non-zero
+    values."""
+    if not (values > 1e-3).any():
+        return np.zeros(len(index), np.float32)
+    image = np.zeros(size * size, np.float32)
+    image[index] = values
+    image = image.reshape(size, size)
+    rows, cols = np.divmod(index[values > 1e-3], size)
+    margin = 5 * radius
+    r0, r1 = max(int(rows.min()) - margin, 0), min(int(rows.max()) + margin + 1, size)
+    c0, c1 = max(int(cols.min()) - margin, 0), min(int(cols.max()) + margin + 1, size)
+    kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
+    box = (cv2.dilate if grow else cv2.erode)(image[r0:r1, c0:c1], kernel)
+    image[r0:r1, c0:c1] = cv2.GaussianBlur(box, (0, 0), 1.5 * radius)
+    return image.reshape(-1)[index]
+
+
+def polygon_coverage(shape: tuple[int, int], xy: np.ndarray) -> np.ndarray:
+    """Anti-aliased coverage 0..1 of a polygon in atlas pixels (centres at +0.5)."""
+    mask = np.zeros(shape, np.uint8)
+    pts = np.round((xy - 0.5) * 16).astype(np.int32)
+    cv2.fillPoly(mask, [pts], 255, lineType=cv2.LINE_AA, shift=4)
+    return mask.astype(np.float32) / 255.0
+
+
+@dataclass
+class HeadRegions:
+    """What the regions step needs from the mesh alone (cached per atlas geometry and landmarks)."""
+
+    points_head: np.ndarray
+    """(468, 3) the mesh's landmarks in the head frame."""
+    index: np.ndarray
+    """Flat indices of the atlas texels above the nape's feather (the only ones the scalp concerns)."""
+    head: np.ndarray
+    """(N, 3) float32 their head-frame surface points."""
+    scalp: np.ndarray
+    """(N,) their soft membership in the scalp (``scalp_membership``)."""
+    hair_may_show: np.ndarray
+    """(N,) bool: above the mouth, off the features and, below the brows, near the face's sides: where
+    a photo's hair may land."""
+    skin_expected: np.ndarray
+    """(N,) bool: inside the face outline below the brows, where only hair (not any colour that is not
+    skin: shadows, make-up) is taken off for a clean scalp."""
+    in_face: np.ndarray
+    """(N,) bool: inside the face outline (``AtlasGeometry.face``)."""
+    _strands: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def strands(self, size: int, seed: int) -> np.ndarray:
+        """``strand_field`` (N,) over the scalp's texels (0 elsewhere), kept per seed: variants of one
+        head with the same seed share their strands."""
+        if seed not in self._strands:
+            field_ = np.zeros(len(self.index), np.float32)
+            on_scalp = self.scalp > 0
+            field_[on_scalp] = strand_field(self.head[on_scalp], size, seed)
+            self._strands = {seed: field_}
+        return self._strands[seed]
+
+
+_HEAD_REGIONS: dict[int, tuple[weakref.ref, bytes, HeadRegions]] = {}
+
+
+def head_regions(geometry: AtlasGeometry, landmarks3d: np.ndarray) -> HeadRegions:
+    """The mesh's scalp membership and where hair may show, per atlas texel (cached: variants and
+    batches of one head pay for it once)."""
+    key = np.ascontiguousarray(landmarks3d, np.float64).tobytes()
+    hit = _HEAD_REGIONS.get(id(geometry))
+    if hit is not None and hit[0]() is geometry and hit[1] == key:
+        return hit[2]
+    points_head = geometry.frame.to_head(landmarks3d)
+    mouth = _point(points_head, (MOUTH_LEFT, MOUTH_RIGHT))
+    mouth_y = float(mouth[1]) if mouth is not None else -1.25
+    # Hair lower than the mouth is a beard: texels below the nape's feather are never scalp.
+    index, head = _texels_above(geometry, mouth_y - 2 * NAPE_FEATHER)
+    off_features = ~feature_zone(geometry, points_head).reshape(-1)[index]
+    brow = _point(points_head, RIGHT_EYEBROW + LEFT_EYEBROW)
+    brow_y = float(brow[1]) if brow is not None else 0.25
+    in_face = geometry.face.reshape(-1)[index]
+    # Inside the face below the brows, hair only hangs over its sides: the middle (a nasolabial fold's
+    # shadow, a dark mole) is never taken for hair.
+    inward = cv2.distanceTransform(geometry.face.astype(np.uint8), cv2.DIST_L2, 5).reshape(-1)[index]
+    middle = inward > 0.3 * _texels_per_iod(geometry)
+    skin_expected = in_face & (head[:, 1] < brow_y + 0.1)
+    out = HeadRegions(
+        points_head,
+        index,
+        head,
+        scalp_membership(points_head, head),
+        off_features & (head[:, 1] > mouth_y) & ~(skin_expected & middle),
+        skin_expected,
+        in_face,
+    )
+    _HEAD_REGIONS.clear()  # one head at a time is what a batch of variants needs
+    _HEAD_REGIONS[id(geometry)] = (weakref.ref(geometry), key, out)
+    return out
+
+
+# -- what the portrait shows ---------------------------------------------------------------------
+
+
+@dataclass
+class PortraitHair:
+    """The portrait's hair: where it is (a probability map in a face-aligned crop) and its colours."""
+
+    maps: np.ndarray
+    """(h, w, 2) float32 0..1 in the crop: hair (or a hat) rather than skin; skin of this face."""
+    to_crop: np.ndarray
+    """(2, 3) affine map from portrait pixels to crop pixels."""
+    share: float
+    """Share of the band along the upper face outline that shows hair."""
+    lab: np.ndarray
+    """(N, 3) Lab samples of the seen hair at the photo's own resolution."""
+
+    @property
+    def seen(self) -> bool:
+        """Whether the photo shows enough hair to continue it over the scalp."""
+        return self.share >= HAIR_MIN_SHARE and len(self.lab) >= 50
+
+    def at(self, coords: np.ndarray) -> np.ndarray:
+        """(N, 2) hair and skin probabilities at portrait pixel coordinates (N, 2); 0 where NaN or
+        outside the crop."""
+        a = self.to_crop.astype(np.float32)
+        xy = coords.astype(np.float32) @ a[:, :2].T + a[:, 2]
+        # The maps' border is zero and the sampler replicates it: outside the crop reads 0.
+        return sample_image(self.maps, xy)
+
+
+def _band(shape: tuple[int, int], polyline: np.ndarray) -> np.ndarray:
+    """Pixels within HAIR_BAND eye distances of a polyline, in the face-aligned crop."""
+    band = np.zeros(shape, np.uint8)
+    line = np.round((polyline - 0.5) * 16).astype(np.int32)
+    cv2.polylines(band, [line], False, 1, thickness=int(2 * HAIR_BAND * PX_PER_IOD), shift=4)
+    return band > 0
+
+
+def _face_axes(face: Face) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Eye midpoint, unit x axis (towards the character's left eye) and unit up axis, in pixels."""
+    right, left = face.right_eye_center.astype(np.float64), face.left_eye_center.astype(np.float64)
+    eyes = (right + left) / 2
+    x = (left - right) / max(np.linalg.norm(left - right), 1e-6)
+    mouth = face.landmarks[[MOUTH_LEFT, MOUTH_RIGHT]].astype(np.float64).mean(axis=0)
+    up = eyes - mouth
+    up = up - x * (up @ x)
+    up /= max(np.linalg.norm(up), 1e-6)
+    return eyes, x, up
+
+
+def find_hair(portrait: np.ndarray, face: Face, person: np.ndarray) -> PortraitHair:
+    """Classify the portrait's head region into hair and not hair.
+
+    Works in a face-aligned crop at PX_PER_IOD (roll and photo size do not matter). The skin model
+    is this face's (Lab Gaussian inside its outline, features left out); hair is sampled in a band
+    along the upper face outline where the person mask says person and the skin model says not
+    skin; each pixel is then hair or not by the two Gaussians' likelihood ratio, times the person
+    mask. Pixels of the band that fall outside the photo count as not hair (a photo cropped at the
+    brows shows none).
+    """
+    iod = max(face.interocular, 1e-3)
+    eyes, x_axis, up = _face_axes(face)
+    k = PX_PER_IOD / iod
+    half_w, above, below = 2.3, 3.2, 2.4  # eye distances around the eyes' midpoint
+    w, h = int(2 * half_w * PX_PER_IOD), int((above + below) * PX_PER_IOD)
+    # crop = A @ portrait: crop x along the eye axis, crop y down the face.
+    rot = np.stack([x_axis, -up]) * k
+    offset = np.array([half_w * PX_PER_IOD, above * PX_PER_IOD]) - rot @ eyes
+    to_crop = np.concatenate([rot, offset[:, None]], axis=1)
+    # cv2 puts pixel centres at integers: shift by half a pixel on both sides.
+    cv_map = to_crop.copy()
+    cv_map[:, 2] += rot @ np.array([0.5, 0.5]) - 0.5
+    image = cv2.warpAffine(
+        np.ascontiguousarray(portrait, np.float32), cv_map, (w, h), flags=cv2.INTER_AREA, borderValue=0
+    )
+    stack = np.stack([np.asarray(person, np.float32), np.ones(person.shape, np.float32)], axis=-1)
+    warped = cv2.warpAffine(stack, cv_map, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
+    person_c, inside = warped[..., 0], warped[..., 1] > 0.5
+    points = face.landmarks.astype(np.float64) @ to_crop[:, :2].T + to_crop[:, 2]
+
+    lab = to_lab(image)
+    features = np.zeros((h, w), bool)
+    outlines = (RIGHT_EYE_CONTOUR, LEFT_EYE_CONTOUR, LIPS_OUTER, RIGHT_EYEBROW_OUTLINE, LEFT_EYEBROW_OUTLINE)
+    for contour in outlines:
+        features |= polygon_mask((h, w), points[list(contour)], grow=0.5)
+    inner = polygon_mask((h, w), points[list(FACE_OVAL)], grow=-0.15) & ~features & inside
+    if inner.sum() < 30:
+        return PortraitHair(np.zeros((h, w, 2), np.float32), to_crop, 0.0, np.zeros((0, 3), np.float32))
+    skin_mean, skin_cov = _gaussian_model(lab[inner])
+    d_skin = _mahalanobis(lab, skin_mean, skin_cov)
+
+    # Bands along the upper face outline: over the forehead (above the brows) and down the temples to
+    # the ears (outside the face), where the hair shows if the photo shows any.
+    rows = np.arange(h)[:, None] + 0.5
+    brow_row = float(points[list(RIGHT_EYEBROW) + list(LEFT_EYEBROW), 1].min())
+    oval = polygon_mask((h, w), points[list(FACE_OVAL)])
+    top = _band((h, w), points[list(FACE_OVAL[32:]) + list(FACE_OVAL[:5])]) & (
+        rows < brow_row - 0.1 * PX_PER_IOD
+    )
+    sides = (
+        _band((h, w), points[list(FACE_OVAL[28:33])]) | _band((h, w), points[list(FACE_OVAL[4:9])])
+    ) & ~oval
+    sides &= ~top
+    not_skin = inside & (person_c > 0.5) & (d_skin > SKIN_D2)
+    seeds = (top | sides) & not_skin
+    share = float(seeds.sum()) / max(float(top.sum() + sides.sum()), 1.0)
+    if seeds.sum() < 30:
+        maps = np.stack([np.zeros((h, w), np.float32), np.clip((SKIN_D2 + 9.0 - d_skin) / 9.0, 0, 1)], -1)
+        return PortraitHair(maps.astype(np.float32), to_crop, share, np.zeros((0, 3), np.float32))
+    # Hair is several colours (dark roots, light highlights): a few Gaussians against the skin's one.
+    log_skin = -0.5 * (d_skin + np.log(np.linalg.det(skin_cov)))
+    log_hair = np.full((h, w), -np.inf)
+    nearest = np.full((h, w), np.inf)
+    for weight, mean, cov in _mixture(lab[seeds], HAIR_CLUSTERS):
+        d = _mahalanobis(lab, mean, cov)
+        nearest = np.minimum(nearest, d)
+        log_hair = np.logaddexp(log_hair, np.log(weight) - 0.5 * (d + np.log(np.linalg.det(cov))))
+    score = np.clip(log_hair - log_skin, -30.0, 30.0)
+    person_c = np.clip((person_c - 0.3) / 0.4, 0.0, 1.0) * inside
+    # Likelier hair than skin, and of the hair's own colours (a badge is neither).
+    probability = np.clip((SKIN_D2 + 9.0 - nearest) / 9.0, 0.0, 1.0) / (1.0 + np.exp(-score))
+    # Closed over a tenth of the eye distance: the gaps between strands and highlights are hair too.
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    probability = cv2.morphologyEx(probability.astype(np.float32), cv2.MORPH_CLOSE, disc) * person_c
+    # The photo's own brows, eyes and lips are features, however hair-coloured.
+    for contour in outlines:
+        probability[polygon_mask((h, w), points[list(contour)], grow=0.2)] = 0.0
+    skin = np.clip((SKIN_D2 + 9.0 - d_skin) / 9.0, 0.0, 1.0) * person_c
+
+    # The hair's colours at the photo's own resolution (the crop averages strands away).
+    rr, cc = np.nonzero(seeds & (probability > 0.5))
+    crop_xy = np.stack([cc + 0.5, rr + 0.5], axis=1)
+    inverse = cv2.invertAffineTransform(to_crop)
+    photo_xy = crop_xy @ inverse[:, :2].T + inverse[:, 2]
+    step = max(1, len(photo_xy) // 20_000)
+    samples = to_lab(sample_image(portrait, photo_xy[::step], interpolation="nearest"))
+    maps = np.stack([probability, skin], axis=-1).astype(np.float32)
+    maps[[0, -1]] = 0.0
+    maps[:, [0, -1]] = 0.0
+    return PortraitHair(maps, to_crop, share, samples.astype(np.float32))
+
+
+@dataclass
+class FeatureColours:
+    """Colours measured in the portrait's eyes and lips."""
+
+    sclera: np.ndarray
+    iris: np.ndarray
+    lips: np.ndarray
+
+
+def feature_colours(portrait: np.ndarray, face: Face) -> FeatureColours:
+    """The sclera, iris and lip colours inside the portrait's eye and lip contours.
+
+    Iris: the darker half of the pixels near each eye's centre (the iris and pupil, lashes excepted
+    by staying off the lids); sclera: the lighter half towards the corners, kept plausibly light and
+    pale; lips: the median between the outer and inner lip contours. Defaults when a contour is too
+    small to measure.
+    """
+    lm = face.landmarks.astype(np.float64)
+    irises, scleras = [], []
+    for contour, outer, inner in (
+        (RIGHT_EYE_CONTOUR, RIGHT_EYE_OUTER, RIGHT_EYE_INNER),
+        (LEFT_EYE_CONTOUR, LEFT_EYE_OUTER, LEFT_EYE_INNER),
+    ):
+        pts = lm[list(contour)]
+        x0, y0 = np.floor(pts.min(axis=0)).astype(int) - 1
+        x1, y1 = np.ceil(pts.max(axis=0)).astype(int) + 2
+        x0, y0 = max(x0, 0), max(y0, 0)
+        x1, y1 = min(x1, portrait.shape[1]), min(y1, portrait.shape[0])
+        if x1 - x0 < 3 or y1 - y0 < 2:
+            continue
+        mask = polygon_mask((y1 - y0, x1 - x0), pts - (x0, y0), grow=-0.15)
+        pixels = portrait[y0:y1, x0:x1][mask]
+        if len(pixels) < 8:
+            continue
+        yy, xx = np.nonzero(mask)
+        axis = lm[inner] - lm[outer]
+        length = max(np.linalg.norm(axis), 1e-6)
+        centre = (lm[inner] + lm[outer]) / 2 - (x0, y0)
+        along = np.abs(((np.stack([xx, yy], 1) + 0.5 - centre) @ axis) / length) / length
+        lum = pixels @ np.array([0.2126, 0.7152, 0.0722])
+        middle = along < 0.2
+        if middle.sum() >= 4:
+            dark = middle & (lum <= np.median(lum[middle]))
+            irises.append(np.median(pixels[dark], axis=0))
+        corners = along > 0.22
+        if corners.sum() >= 4:
+            light = corners & (lum >= np.median(lum[corners]))
+            scleras.append(np.median(pixels[light], axis=0))
+    iris = np.mean(irises, axis=0) if irises else DEFAULT_IRIS
+    sclera = np.mean(scleras, axis=0) if scleras else DEFAULT_SCLERA
+    # A sclera in shadow or tinted by the lids reads as skin: keep it light and nearly neutral.
+    sclera_lab = to_lab(np.asarray(sclera, np.float32))
+    sclera_lab[0] = np.clip(sclera_lab[0], 78.0, 94.0)
+    sclera_lab[1:] = np.clip(sclera_lab[1:] * 0.5, -3.0, 6.0)
+    iris_lab = to_lab(np.asarray(iris, np.float32))
+    iris_lab[0] = min(iris_lab[0], 55.0)
+    outer = polygon_mask(portrait.shape[:2], lm[list(LIPS_OUTER)])
+    inner_lips = polygon_mask(portrait.shape[:2], lm[list(LIPS_INNER)], grow=0.1)
+    lip_pixels = portrait[outer & ~inner_lips]
+    lips = np.median(lip_pixels, axis=0) if len(lip_pixels) >= 8 else DEFAULT_LIPS
+    return FeatureColours(_rgb(sclera_lab), _rgb(iris_lab), np.asarray(lips, np.float32))
+
+
+# -- hair synthesis ------------------------------------------------------------------------------
+
+
+def _strand_grid(rng: np.random.Generator, rows: int, cols: int, sigma_across: float, sigma_along: float):
+    """White noise blurred along the meridians (rows) far more than across them, wrapping around in
+    longitude (columns), normalised to unit standard deviation."""
+    noise = rng.standard_normal((rows, cols)).astype(np.float32)
+    pad = int(np.ceil(3 * max(sigma_across, 1.0))) + 1
+    padded = cv2.copyMakeBorder(noise, 0, 0, pad, pad, cv2.BORDER_WRAP)
+    blurred = cv2.GaussianBlur(padded, (0, 0), sigmaX=sigma_across, sigmaY=sigma_along)[:, pad:-pad]
+    blurred -= blurred.mean()
+    return blurred / max(float(blurred.std()), 1e-6)
+
+
+def strand_field(head: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """The hair's texture (N,), zero mean and unit variance, at head-frame surface points (N, 3).
+
+    Strands run along the meridians (from the hairline back over the crown and down the back and
+    sides): noise stretched along latitude, as a function of longitude and latitude so that the band
+    and the crown disc show the same strands at the same surface point, at a density that halves as
+    the meridians converge towards the crown, with no direction left at the pole (the whorl). A
+    coarser clump noise varies it at a larger scale and makes the strands wave a little.
+    """
+    rng = np.random.default_rng(seed + 7919)
+    theta, phi = directions(head)
+    rows, cols = max(size // 2, 64), max(size // 2, 64)
+    lat_row = (np.pi / 2 - phi) / np.pi * rows
+    clump_grid = _strand_grid(rng, rows // 4, cols // 8, 1.0, 4.0)
+    clump_xy = np.stack([(theta + np.pi) / (2 * np.pi) * (cols // 8), lat_row / 4], axis=1)
+    clump = sample_image(clump_grid, clump_xy, wrap_rows=rows // 4)[:, 0]
+    theta = theta + 0.02 * clump
+    level = np.clip(np.log2(1.0 / np.maximum(np.cos(phi), 1.0 / 8)), 0.0, 3.0)
+    strands = np.zeros(len(head), np.float32)
+    for k in range(4):
+        weight = np.clip(1.0 - np.abs(level - k), 0.0, 1.0)
+        use = weight > 0
+        if not use.any():
+            continue
+        width = cols >> k
+        grid = _strand_grid(rng, rows, width, 0.6, 16.0)
+        xy = np.stack([(theta[use] + np.pi) / (2 * np.pi) * width, lat_row[use]], axis=1)
+        strands[use] += weight[use] * sample_image(grid, xy, wrap_rows=rows)[:, 0]
+    whorl = _smoothstep((np.degrees(phi) - 70.0) / 15.0).astype(np.float32)
+    strands *= 1.0 - 0.6 * whorl
+    return (0.9 * strands + 0.45 * clump).astype(np.float32)
+
+
+def hair_colours(field: np.ndarray, hair_lab: np.ndarray) -> np.ndarray:
+    """sRGB hair (N, 3) from a strand field (N,) and Lab samples of the seen hair.
+
+    The lightness has the seen hair's median and HAIR_CONTRAST times its robust spread; a* and b*
+    follow lightness as in the seen hair (a linear fit: highlights of blond hair are paler, of red
+    hair redder).
+    """
+    lightness = hair_lab[:, 0]
+    l_mean = float(np.median(lightness))
+    l_std = float(1.4826 * np.median(np.abs(lightness - l_mean)))
+    lab = np.empty((len(field), 3), np.float32)
+    lab[:, 0] = np.clip(l_mean + HAIR_CONTRAST * l_std * field, 0.0, 100.0)
+    centred = lightness - l_mean
+    for channel in (1, 2):
+        values = hair_lab[:, channel]
+        slope = float(np.clip((centred @ (values - values.mean())) / max(centred @ centred, 1e-6), -1.0, 1.0))
+        lab[:, channel] = float(np.median(values)) + slope * (lab[:, 0] - l_mean)
+    return _rgb(lab)
+
+
+def synthesize_hair(head: np.ndarray, hair_lab: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """sRGB hair (N, 3) at head-frame surface points (N, 3) with the seen hair's colour statistics
+    (``strand_field`` and ``hair_colours``)."""
+    return hair_colours(strand_field(head, size, seed), hair_lab)
+
+
+def _hair_layer(
+    geometry: AtlasGeometry,
+    registration: Registration,
+    regions: HeadRegions,
+    region: np.ndarray,
+    hair: PortraitHair,
+    photo_says: np.ndarray,
+    photo_color: np.ndarray,
+    seed: int,
+) -> tuple[HairLayer, np.ndarray]:
+    """The hair painted over the completed atlas (``Regions.paint_hair``), and the confidence the
+    photo keeps under it for the stages.
+
+    Over the scalp: the photo's hair where the photo sees it well (facing the camera, and hair by the
+    colour model), synthesised strands elsewhere, nothing where the photo sees skin (a high
+    forehead). Beside the scalp, inside the face outline (a fringe), only the photo's hair where it is
+    seen well: neither the photo's hair nor strands go over ears or cheeks. Everything the layer covers is
+    cleared for the stages, so that the skin they fill under it is not tinted by hair.
+
+    Returns the layer and the confidence the photo keeps on the regions' texels (N,).
+    """
+    s = geometry.size
+    sub = np.flatnonzero(region > 0)
+    ids = regions.index[sub]
+    says = photo_says[sub]
+    # What the photo shows well (facing the camera): hair, or skin. A badge, a brim or the
+    # background is neither, and is not continued.
+    facing = np.zeros(len(sub), np.float32)
+    looked = np.flatnonzero(says.sum(axis=1) > 0)
+    normals = geometry.normals.reshape(-1, 3)[ids[looked]] @ geometry.frame.axes.astype(np.float32)
+    to_camera = registration.camera.center.astype(np.float32) - geometry.positions.reshape(-1, 3)[ids[looked]]
+    cos = np.einsum("ij,ij->i", normals, to_camera) / np.maximum(
+        np.linalg.norm(normals, axis=1) * np.linalg.norm(to_camera, axis=1), 1e-12
+    )
+    facing[looked] = _smoothstep((cos - 0.35) / 0.35)
+    photo_hair = facing * says[:, 0]
+    photo_skin = facing * says[:, 1] * (1.0 - says[:, 0])
+    # Over the scalp the photo's hair fades into the strands over a few texels, not at its ragged edge.
+    fade = _feathered(photo_hair, ids, s, max(1, s // 256), grow=False)
+    scalp = regions.scalp[sub]
+    over_scalp = scalp * (1.0 - photo_skin)
+    beside = (1.0 - scalp) * np.clip(region[sub] - scalp, 0.0, 1.0) * photo_hair * regions.in_face[sub]
+    alpha = np.clip(over_scalp + beside, 0.0, 1.0)
+    use = alpha > 0
+    w_photo = (np.minimum(photo_hair, fade) * over_scalp + beside)[use] / np.maximum(alpha[use], 1e-6)
+    w_photo = np.clip(w_photo, 0.0, 1.0)[:, None]
+    strands = hair_colours(regions.strands(s, seed)[sub[use]], hair.lab)
+    color = w_photo * photo_color.reshape(-1, 3)[ids[use]] + (1.0 - w_photo) * strands
+    layer = HairLayer(ids[use], color.astype(np.float32), alpha[use].astype(np.float32), w_photo[:, 0])
+    kept = np.ones(len(region), np.float32)
+    kept[sub] = 1.0 - region[sub] * (1.0 - photo_skin)
+    return layer, kept
+
+
+# -- eyes and mouth ------------------------------------------------------------------------------
+
+
+def _eye_fill(head_xy: np.ndarray, contour: np.ndarray, colours: FeatureColours) -> np.ndarray:
+    """An eye's colours (h, w, 3) over its atlas box: sclera, iris disc, pupil, seen straight on.
+
+    ``head_xy`` holds the box's texels' head-frame (x, y); ``contour`` the eye's landmarks in the
+    head frame (outer corner first, inner corner eighth). The iris sits midway between the
+    corners, at the opening's mid-height; the lids cut it where the opening is narrower.
+    """
+    centre = np.array([contour[[0, 8], 0].mean(), contour[:, 1].mean()])
+    half_width = max(abs(contour[0, 0] - contour[8, 0]) / 2, 1e-3)
+    d = np.linalg.norm(head_xy - centre, axis=-1)
+    soft = 0.012
+    iris = _smoothstep((IRIS_RADIUS + soft - d) / (2 * soft))[..., None]
+    pupil = _smoothstep((PUPIL_SHARE * IRIS_RADIUS + soft / 2 - d) / soft)[..., None]
+    # The limbus is darker than the iris's middle; the sclera darkens a little towards the corners.
+    ring = np.clip(d / IRIS_RADIUS, 0.0, 1.0)[..., None]
+    iris_colour = colours.iris * (1.0 - 0.35 * ring**4)
+    corner = np.clip(np.abs(head_xy[..., 0] - centre[0]) / half_width, 0.0, 1.0)[..., None]
+    sclera = colours.sclera * (1.0 - 0.15 * corner**2)
+    out = sclera * (1.0 - iris) + iris_colour * iris
+    return (out * (1.0 - pupil) + 0.04 * pupil).astype(np.float32)
+
+
+def _under(color: np.ndarray, conf: np.ndarray, fill: np.ndarray, weight: np.ndarray) -> tuple:
+    """``fill`` with soft membership ``weight`` put under the photo (``color`` at confidence ``conf``):
+    the new colour and confidence (module docstring)."""
+    total = conf + (1.0 - conf) * weight
+    mixed = conf[..., None] * color + ((1.0 - conf) * weight)[..., None] * fill
+    out = np.where(total[..., None] > 1e-6, mixed / np.maximum(total, 1e-6)[..., None], color)
+    return out.astype(np.float32), total.astype(np.float32)
+
+
+@dataclass
+class _Work:
+    """The texture being edited, and what the photo still contributes to each texel."""
+
+    color: np.ndarray
+    conf: np.ndarray
+    photo: np.ndarray
+    """(S, S) the photo's share of each texel's confidence (the rest is a fill)."""
+
+    def under(self, box: tuple[slice, slice], fill: np.ndarray, weight: np.ndarray) -> int:
+        """A fill under the photo over an atlas box; returns the texels it now mostly makes."""
+        before = self.conf[box].copy()
+        self.color[box], self.conf[box] = _under(self.color[box], before, fill, weight.astype(np.float32))
+        return int(((self.conf[box] - before) > 0.5).sum())
+
+
+def _box(xy: np.ndarray, size: int) -> tuple[slice, slice] | None:
+    """The atlas box around polygon corners (N, 2), with a margin; None when empty."""
+    x0, y0 = np.maximum(np.floor(xy.min(axis=0)).astype(int) - 2, 0)
+    x1, y1 = np.minimum(np.ceil(xy.max(axis=0)).astype(int) + 3, size)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return None
+    return slice(y0, y1), slice(x0, x1)
+
+
+def _box_head(geometry: AtlasGeometry, box: tuple[slice, slice]) -> np.ndarray:
+    """Head-frame surface points (h, w, 3) of an atlas box (zeros off the mesh)."""
+    inside = geometry.tri_id[box] >= 0
+    out = np.zeros(inside.shape + (3,), np.float32)
+    out[inside] = geometry.frame.to_head(geometry.positions[box][inside])
+    return out
+
+
+def _fill_eyes(work: _Work, geometry: AtlasGeometry, points_head: np.ndarray, colours: FeatureColours) -> int:
+    """Eyes under the photo inside the mesh's eye contours; returns the texels filled."""
+    filled = 0
+    for contour in (RIGHT_EYE_CONTOUR, LEFT_EYE_CONTOUR):
+        xy = atlas_polygon(geometry, points_head, contour)
+        box = None if xy is None else _box(xy, geometry.size)
+        if box is None:
+            continue
+        corner = np.array([box[1].start, box[0].start])
+        shape = (box[0].stop - box[0].start, box[1].stop - box[1].start)
+        member = polygon_coverage(shape, xy - corner) * (geometry.tri_id[box] >= 0)
+        if member.any():
+            fill = _eye_fill(_box_head(geometry, box)[..., :2], points_head[list(contour)], colours)
+            filled += work.under(box, fill, member)
+    return filled
+
+
+def _fill_mouth(
+    work: _Work, geometry: AtlasGeometry, points_head: np.ndarray, colours: FeatureColours
+) -> tuple[int, int]:
+    """The lips' colour under the photo between the mesh's lip contours, a dark interior inside the
+    inner one where the surface is recessed (the mesh has an opening); returns the texels filled."""
+    outer = atlas_polygon(geometry, points_head, LIPS_OUTER)
+    box = None if outer is None else _box(outer, geometry.size)
+    if box is None:
+        return 0, 0
+    corner = np.array([box[1].start, box[0].start])
+    shape = (box[0].stop - box[0].start, box[1].stop - box[1].start)
+    on_mesh = geometry.tri_id[box] >= 0
+    lips = polygon_coverage(shape, outer - corner) * on_mesh
+    inner = atlas_polygon(geometry, points_head, LIPS_INNER)
+    mouth = 0
+    if inner is not None:
+        inside = polygon_coverage(shape, inner - corner) * on_mesh
+        lips = np.clip(lips - inside, 0.0, 1.0)
+        radius = np.linalg.norm(_box_head(geometry, box), axis=-1)
+        lip_radius = float(np.linalg.norm(points_head[list(LIPS_INNER)], axis=1).mean())
+        depth = np.where(on_mesh, np.clip(lip_radius - radius, 0.0, None), 0.0)
+        opening = inside * _smoothstep((depth - 0.01) / 0.04)
+        if opening.any():
+            dark = MOUTH_INTERIOR * (1.0 + 1.5 * np.exp(-depth / 0.05))[..., None]
+            mouth = work.under(box, dark, opening)
+    lip_fill = np.broadcast_to(colours.lips, lips.shape + (3,))
+    return work.under(box, lip_fill, lips), mouth
+
+
+# -- the whole step ------------------------------------------------------------------------------
+
+
+def complete_regions(
+    texture: AtlasTexture,
+    geometry: AtlasGeometry,
+    landmarks3d: np.ndarray,
+    portrait: np.ndarray,
+    face: Face,
+    person: np.ndarray,
+    registration: Registration,
+    portrait_coords: np.ndarray,
+    scalp: str = "skin",
+    seed: int = 0,
+) -> Regions:
+    """The scalp, eyes and mouth of the partial atlas texture (module docstring).
+
+    ``landmarks3d``: the mesh's 468 landmarks in mesh space (NaN rows allowed); ``person``: the
+    portrait's person mask; ``portrait_coords``: the projection's (S, S, 2) portrait pixel of each
+    texel, NaN where unseen. Returns a new texture; the input is left untouched.
+    """
+    if scalp not in SCALP_OPTIONS:
+        raise ValueError(f"scalp must be one of {SCALP_OPTIONS}, got {scalp!r}")
+    s = geometry.size
+    regions = head_regions(geometry, landmarks3d)
+    points_head, index = regions.points_head, regions.index
+    conf0 = np.clip(np.nan_to_num(np.asarray(texture.confidence, np.float32)), 0.0, 1.0)
+    color = np.array(texture.color, np.float32)
+    color[np.isnan(color)] = 0.0
+    work = _Work(color, conf0.copy(), conf0.copy())
+    coords = portrait_coords.reshape(-1, 2)[index]
+    seen = np.isfinite(coords[:, 0])
+    warnings: list[str] = []
+    summary: dict[str, Any] = {}
+
+    # -- the scalp: the mesh's hair region, and the photo's hair where it lands on the head --
+    hair = find_hair(portrait, face, person)
+    summary["hair_share"] = round(hair.share, 3)
+    if len(hair.lab):
+        summary["hair_lab"] = [round(float(v), 1) for v in np.median(hair.lab, axis=0)]
+    allowed = seen & regions.hair_may_show
+    photo_says = np.zeros((len(index), 2), np.float32)
+    photo_says[allowed] = hair.at(coords[allowed])
+    # What is taken off the head: hair, and above the brows or beside the face anything that is not
+    # skin (a hat, its brim); grown by a few texels and feathered, so that edges and wisps go too.
+    hair_p, skin_p = photo_says[:, 0], photo_says[:, 1]
+    off = np.where(regions.skin_expected, hair_p, np.maximum(hair_p, 1.0 - skin_p))
+    off = _smoothstep((off - 0.3) / 0.4) * allowed  # a doubt on clear skin takes nothing off
+    region = np.maximum(regions.scalp, np.clip(_feathered(off, index, s, max(1, s // 256)) * 1.5, 0.0, 1.0))
+
+    applied = scalp
+    if scalp == "hair" and not hair.seen:
+        applied = "skin"
+        warnings.append(
+            "scalp=hair: the photo shows no hair above the forehead (bald, covered, or cropped at the "
+            "brows), so the scalp was made skin; use a photo that shows the hair, or scalp=skin"
+        )
+    flat_conf, flat_photo = work.conf.reshape(-1), work.photo.reshape(-1)
+    c0 = flat_conf[index]
+    layer = None
+    if applied == "skin":
+        # The inpaint fills what has no confidence: here, with the face's skin.
+        kept = c0 * (1.0 - region)
+        summary["scalp_texels_cleared"] = int(((c0 - kept) > 0.5).sum())
+    else:
+        layer, kept = _hair_layer(geometry, registration, regions, region, hair, photo_says, work.color, seed)
+        summary["hair_texels"] = int((layer.alpha > 0.5).sum())
+        kept = np.minimum(c0, kept)
+    flat_conf[index] = kept
+    flat_photo[index] = kept
+
+    # -- eyes, mouth, lips: under the photo --
+    colours = feature_colours(portrait, face)
+    summary["iris_rgb"] = [round(float(v), 3) for v in colours.iris]
+    summary["sclera_rgb"] = [round(float(v), 3) for v in colours.sclera]
+    summary["eye_texels_filled"] = _fill_eyes(work, geometry, points_head, colours)
+    summary["lip_texels_filled"], summary["mouth_texels_filled"] = _fill_mouth(
+        work, geometry, points_head, colours
+    )
+
+    # Texels now mostly a fill: the photo's detail must not be painted back over them.
+    photo = np.minimum(work.photo, work.conf)
+    mostly_fill = (work.conf > 0.05) & (photo < 0.5 * work.conf)
+    if layer is not None:
+        flat_photo, flat_fill = photo.reshape(-1), mostly_fill.reshape(-1)
+        alpha, share = layer.alpha, layer.photo_share
+        flat_photo[layer.index] = flat_photo[layer.index] * (1.0 - alpha) + alpha * share
+        flat_fill[layer.index] |= alpha * (1.0 - share) > 0.5
+    new_coords = portrait_coords.copy()
+    new_coords[mostly_fill] = np.nan
+    summary["scalp"] = applied
+    texture = AtlasTexture(work.color, work.conf)
+    return Regions(texture, new_coords, photo.astype(np.float32), applied, warnings, summary, layer)

@@ -1,0 +1,329 @@
+"""The scalp (skin or the photo's hair), the eyes and the mouth (``regions.py``), on the scanned head
+with real portraits: what an artist looks at on the crown, the back of the head, the eyes and lips."""
+
+from __future__ import annotations
+
+import dataclasses
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+from avatartex import regions
+from avatartex.atlas import CROWN, directions
+from avatartex.face import FOREHEAD, LIPS_INNER, LIPS_OUTER, MOUTH_LEFT, MOUTH_RIGHT, analyse_portrait
+from avatartex.image_io import load_texture, save_png
+from avatartex.pipeline import Generator, steps
+from avatartex.protocol import GenerateParams
+from avatartex.styles import list_styles
+from testing_paths import require_scanned_head
+
+SIZE = 512
+"""Texture and atlas edge of these tests (the atlas is 512 for a 512 texture)."""
+
+
+def delta_e(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """CIE76 colour difference of Lab values (..., 3)."""
+    return np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64), axis=-1)
+
+
+@pytest.fixture(scope="module")
+def generator():
+    return Generator()
+
+
+@pytest.fixture(scope="module")
+def head_path():
+    return str(require_scanned_head())
+
+
+@pytest.fixture(scope="module")
+def state(generator, head_path, astronaut_path):
+    """The astronaut projected onto the scanned head: what ``complete_regions`` receives."""
+    params = GenerateParams(head_path, str(astronaut_path), "unused", size=SIZE, engine="classic")
+    analysis = steps.analyse(params, generator.landmarker, generator.heads, lambda f, m: None)
+    registration = generator.register(analysis.head, analysis.face, analysis.portrait)
+    geometry = analysis.head.atlas(SIZE)
+    person = generator.segmenter.mask(analysis.portrait)
+    projection = steps.project(
+        geometry, analysis.head, analysis.portrait, analysis.face, registration, person
+    )
+    points3d = analysis.head.landmarks.points3d
+    return SimpleNamespace(
+        geometry=geometry,
+        points3d=points3d,
+        portrait=analysis.portrait,
+        face=analysis.face,
+        person=person,
+        registration=registration,
+        projection=projection,
+        maps=regions.head_regions(geometry, points3d),
+    )
+
+
+def run(state, texture=None, scalp="skin", geometry=None, points3d=None):
+    """``complete_regions`` on the state, optionally with another texture, geometry or landmarks."""
+    return regions.complete_regions(
+        texture or state.projection.partial,
+        geometry or state.geometry,
+        state.points3d if points3d is None else points3d,
+        state.portrait,
+        state.face,
+        state.person,
+        state.registration,
+        state.projection.portrait_coords,
+        scalp,
+        0,
+    )
+
+
+def generate(generator, head_path, portrait, out, **kw):
+    """A classic 512 generate; returns the report and the final atlas (``--debug``'s)."""
+    params = GenerateParams(head_path, str(portrait), str(out), size=SIZE, engine="classic", debug=True, **kw)
+    report = generator.generate(params)["report"]
+    return report, load_texture(out / "debug_atlas.png")
+
+
+def atlas_map(state, values: np.ndarray) -> np.ndarray:
+    """(S, S) image of per-texel values of ``state.maps`` (0 elsewhere)."""
+    s = state.geometry.size
+    image = np.zeros(s * s, values.dtype)
+    image[state.maps.index] = values
+    return image.reshape(s, s)
+
+
+def face_skin(state) -> np.ndarray:
+    """(S, S) texels of the face's seen skin, away from eyes, brows, nose and lips."""
+    zone = regions.feature_zone(state.geometry, state.maps.points_head).astype(np.uint8)
+    around = cv2.dilate(zone, np.ones((15, 15), np.uint8)).astype(bool)
+    return state.geometry.face & (state.projection.partial.confidence > 0.9) & ~around
+
+
+def longitude_deg(state) -> np.ndarray:
+    """(S, S) longitude of every texel's surface point, degrees from the front (0 off the mesh)."""
+    geometry = state.geometry
+    head = geometry.frame.to_head(geometry.positions)
+    theta, _ = directions(head)
+    return np.where(geometry.mask, np.degrees(theta), 0.0)
+
+
+def height(state) -> np.ndarray:
+    """(S, S) head-frame height of every texel's surface point (eye distances)."""
+    return state.geometry.frame.to_head(state.geometry.positions)[..., 1]
+
+
+def landmark_height(state, indices) -> float:
+    return float(np.nanmean(state.maps.points_head[list(indices), 1]))
+
+
+# -- the scalp on the mesh -----------------------------------------------------------------------
+
+
+def test_every_style_defaults_to_a_clean_scalp():
+    assert {style.scalp for style in list_styles()} == {"skin"}
+
+
+def test_the_scalp_is_the_mesh_above_its_hairline(state):
+    """Front: above the forehead's landmark; sides: above the ears; back: down to the nape; with a
+    soft edge, and never the face, the ears' lower half or the neck."""
+    scalp = atlas_map(state, state.maps.scalp)
+    y = height(state)
+    theta = np.abs(longitude_deg(state))
+    mask = state.geometry.mask
+    y_forehead = landmark_height(state, [FOREHEAD])
+    y_mouth = landmark_height(state, [MOUTH_LEFT, MOUTH_RIGHT])
+    assert (scalp[mask & (y > y_forehead + 0.4)] > 0.99).all()  # the whole top, crown disc included
+    assert (scalp[(state.geometry.chart == CROWN) & (y > y_forehead + 0.4)] > 0.99).all()
+    assert (scalp[mask & (theta > 160) & (y > y_mouth + 0.7) & (y < y_forehead)] > 0.99).all()  # back
+    y_eyes = landmark_height(state, regions.RIGHT_EYE_CONTOUR + regions.LEFT_EYE_CONTOUR)
+    assert (scalp[state.geometry.face & (y < y_eyes)] == 0).all()  # the face
+    assert (scalp[state.geometry.face & (theta < 20) & (y < y_forehead - 0.2)] == 0).all()  # the forehead
+    assert (scalp[mask & (theta > 80) & (theta < 110) & (y < 0.0)] == 0).all()  # ears, below the top
+    assert (scalp[mask & (y < y_mouth - 0.7)] == 0).all()  # neck and chest
+    soft = (scalp > 0.05) & (scalp < 0.95)
+    assert soft.sum() > 0.02 * mask.sum()  # a feathered hairline, not a cut
+
+
+# -- scalp = skin ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("portrait_name", ["astronaut_path", "grace_hopper_path"])
+def test_a_clean_scalp_takes_the_photos_hair_or_hat_off(
+    generator, head_path, state, portrait_name, request, tmp_path
+):
+    """Astronaut: dark blond hair down to the brows; Grace Hopper: a navy cap with a badge. The crown,
+    the back of the head and the front of the scalp are skin of the face's colour, nowhere the hair's."""
+    report, atlas = generate(generator, head_path, request.getfixturevalue(portrait_name), tmp_path)
+    info = report["regions"]
+    assert info["scalp"] == "skin" and "regions" in report["timings"]
+    lab = regions.to_lab(atlas)
+    scalp = atlas_map(state, state.maps.scalp) > 0.95
+    skin = np.median(lab[face_skin(state)], axis=0)
+    hair = np.array(info["hair_lab"])
+    assert delta_e(hair, skin) > 25  # the photo's hair (or cap) really is unlike its skin
+    assert delta_e(lab[scalp].mean(axis=0), skin) < 8.0  # the fill's level is the stages' (5-7 here)
+    assert delta_e(lab[scalp], hair).min() > 15.0  # not one scalp texel of the hair's colour
+
+
+def test_the_hair_leaves_no_fringe_on_the_forehead(state):
+    """The photo's fringe reaches the brows: on the forehead it loses its confidence (the inpaint makes
+    it skin), while the face below keeps the photo's."""
+    out = run(state, scalp="skin")
+    before = state.projection.partial.confidence
+    lab = regions.to_lab(state.projection.partial.color)
+    hair = np.array(out.summary["hair_lab"])
+    forehead = state.geometry.face & (height(state) > landmark_height(state, [FOREHEAD]) - 0.5)
+    fringe = forehead & (before > 0.9) & (delta_e(lab, hair) < 12)
+    assert fringe.sum() > 100  # the astronaut's fringe is there in the projection...
+    assert out.texture.confidence[fringe].mean() < 0.2  # ... and taken off
+    middle = np.abs(longitude_deg(state)) < 25
+    cheeks = (
+        face_skin(state) & middle & (height(state) < landmark_height(state, [MOUTH_LEFT, MOUTH_RIGHT]) + 0.8)
+    )
+    assert np.array_equal(out.texture.confidence[cheeks], before[cheeks])
+    assert np.array_equal(state.projection.partial.confidence, before)  # the input is left alone
+
+
+# -- scalp = hair ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hair_run(generator, head_path, astronaut_path, tmp_path_factory):
+    return generate(generator, head_path, astronaut_path, tmp_path_factory.mktemp("hair"), scalp="hair")
+
+
+def test_hair_covers_the_back_of_the_head_with_the_photos_hair(hair_run, state):
+    report, atlas = hair_run
+    info = report["regions"]
+    assert info["scalp"] == "hair" and not any("scalp" in w for w in report["warnings"])
+    lab = regions.to_lab(atlas)
+    hair = np.array(info["hair_lab"])
+    theta = np.abs(longitude_deg(state))
+    scalp = atlas_map(state, state.maps.scalp) > 0.95
+    back = scalp & ((theta > 120) | (state.geometry.chart == CROWN))
+    assert back.sum() > 5000
+    assert delta_e(lab[back].mean(axis=0), hair) < 8.0  # the seen hair's colour...
+    assert lab[back][:, 0].std() > 3.0  # ... with a texture, not a flat fill
+    # The skin below the hair keeps the face's colour: the hair does not tint the neck.
+    skin = np.median(lab[face_skin(state)], axis=0)
+    neck = state.geometry.mask & (height(state) < landmark_height(state, [MOUTH_LEFT, MOUTH_RIGHT]) - 0.8)
+    assert delta_e(lab[neck].mean(axis=0), skin) < 8.0
+
+
+def test_the_hairline_fades_without_a_step(hair_run, state):
+    """Across the nape and above the ears, the lightness against the height above the hairline
+    (texels binned every 0.04 eye distances) goes from the skin's to the hair's over many bins: no
+    bin carries more than a small part of the change (a cut carries all of it)."""
+    report, atlas = hair_run
+    lightness = regions.to_lab(atlas)[..., 0]
+    hair_l = report["regions"]["hair_lab"][0]
+    skin_l = np.median(lightness[face_skin(state)])
+    signed = longitude_deg(state)
+    grid, right, left, _ = regions.hairline_height(state.maps.points_head)
+    hairline = np.where(signed < 0, np.interp(-signed, grid, right), np.interp(signed, grid, left))
+    above = height(state) - hairline
+    edges = np.arange(-0.8, 0.81, 0.04)
+    for lo, hi in ((150, 180), (95, 110)):
+        side = state.geometry.mask & (np.abs(signed) > lo) & (np.abs(signed) < hi)
+        which = np.digitize(above[side], edges)
+        profile = np.array([lightness[side][which == k].mean() for k in range(1, len(edges))])
+        assert abs(profile[:3].mean() - skin_l) < 10 and abs(profile[-3:].mean() - hair_l) < 10, (lo, hi)
+        change = abs(profile[-3:].mean() - profile[:3].mean())
+        assert np.abs(np.diff(profile)).max() < 0.3 * change, (lo, hi)
+
+
+def test_a_photo_without_hair_falls_back_to_skin_with_a_warning(generator, head_path, astronaut, tmp_path):
+    """The astronaut with her hair painted over in her skin's colour: nothing to continue."""
+    face, _ = analyse_portrait(astronaut, "astronaut", generator.landmarker)
+    hair = regions.find_hair(astronaut, face, generator.segmenter.mask(astronaut))
+    h, w = astronaut.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w] + 0.5
+    on_hair = hair.at(np.stack([xx, yy], axis=-1).reshape(-1, 2))[:, 0].reshape(h, w) > 0.3
+    on_hair = cv2.dilate(on_hair.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    cheek = face.landmarks[[50, 280]].mean(axis=0).astype(int)
+    bald = astronaut.copy()
+    bald[on_hair & (yy < face.landmarks[:, 1].max())] = astronaut[cheek[1], cheek[0]]
+    path = tmp_path / "bald.png"
+    save_png(path, bald)
+    report, _ = generate(generator, head_path, path, tmp_path / "out", scalp="hair")
+    assert report["regions"]["scalp"] == "skin" and report["regions"]["hair_share"] < regions.HAIR_MIN_SHARE
+    assert any(w.startswith("scalp=hair: the photo shows no hair") for w in report["warnings"])
+
+
+# -- eyes and mouth -------------------------------------------------------------------------------
+
+
+def without_photo_in(state, contours, grow: int = 4):
+    """The projection with no confidence inside the mesh's ``contours`` (grown by ``grow`` texels):
+    what a head with deep or separate eyes, or an open mouth, gets from the photo."""
+    s = state.geometry.size
+    hole = np.zeros((s, s), np.float32)
+    for contour in contours:
+        xy = regions.atlas_polygon(state.geometry, state.maps.points_head, contour)
+        hole = np.maximum(hole, regions.polygon_coverage((s, s), xy))
+    hole = cv2.dilate(hole, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8)) > 0
+    partial = state.projection.partial
+    return dataclasses.replace(partial, confidence=np.where(hole, 0.0, partial.confidence).astype(np.float32))
+
+
+def test_uncovered_eyes_get_a_sclera_and_an_iris_in_the_photos_colour(state):
+    texture = without_photo_in(state, (regions.RIGHT_EYE_CONTOUR, regions.LEFT_EYE_CONTOUR))
+    out = run(state, texture)
+    assert out.summary["eye_texels_filled"] > 100
+    lab = regions.to_lab(out.texture.color)
+    iris_lab = regions.to_lab(np.array(out.summary["iris_rgb"], np.float32))
+    s = state.geometry.size
+    head = state.geometry.frame.to_head(state.geometry.positions)
+    for contour in (regions.RIGHT_EYE_CONTOUR, regions.LEFT_EYE_CONTOUR):
+        inside = regions.polygon_coverage(
+            (s, s), regions.atlas_polygon(state.geometry, state.maps.points_head, contour)
+        )
+        inside = (inside > 0.99) & state.geometry.mask
+        eye = state.maps.points_head[list(contour)]
+        centre = np.array([eye[[0, 8], 0].mean(), eye[:, 1].mean()])
+        d = np.linalg.norm(head[..., :2] - centre, axis=-1)
+        sclera = inside & (d > 1.3 * regions.IRIS_RADIUS)
+        iris = inside & (d > 0.55 * regions.IRIS_RADIUS) & (d < 0.85 * regions.IRIS_RADIUS)  # off the pupil
+        assert sclera.sum() > 20 and iris.sum() > 10
+        assert (out.texture.confidence[inside] > 0.99).all()
+        assert np.isnan(out.portrait_coords[inside]).all()  # no photo detail painted over the fill
+        l_sclera = lab[sclera][:, 0].mean()
+        assert l_sclera > 65 and np.hypot(*lab[sclera][:, 1:].mean(axis=0)) < 12  # light, nearly white
+        assert lab[iris][:, 0].mean() < l_sclera - 25  # a dark disc in the middle
+        assert delta_e(lab[iris].mean(axis=0), iris_lab) < 12  # in the photo's iris colour
+    # The photo's iris is the astronaut's: brown, not grey.
+    assert iris_lab[2] > 10 and iris_lab[0] < 50
+
+
+def test_an_open_mouth_is_dark_inside_and_the_lips_stay_whole(state):
+    """The scanned man's mouth is closed: open his inner lip contour into a lens and push the surface
+    inside it back into the head, as an open mouth's interior is; then take the photo off the lips."""
+    geometry, frame = state.geometry, state.geometry.frame
+    s = geometry.size
+    points_head = state.maps.points_head.copy()
+    inner_ids = list(LIPS_INNER)
+    corners = points_head[[inner_ids[0], inner_ids[10]]]
+    centre, half_width = corners.mean(axis=0), abs(corners[1, 0] - corners[0, 0]) / 2
+    for k, index in enumerate(inner_ids):
+        if k % 10:  # not a corner: the lower lip (1-9) down, the upper lip (11-19) up
+            across = 1.0 - ((points_head[index, 0] - centre[0]) / half_width) ** 2
+            points_head[index, 1] += (-1.0 if k < 10 else 1.0) * 0.05 * max(across, 0.0)
+    points3d = frame.origin + frame.scale * points_head @ frame.axes
+    inner = regions.polygon_coverage((s, s), regions.atlas_polygon(geometry, points_head, LIPS_INNER))
+    outer = regions.polygon_coverage((s, s), regions.atlas_polygon(geometry, points_head, LIPS_OUTER))
+    head = frame.to_head(geometry.positions)
+    radius = np.linalg.norm(head, axis=-1, keepdims=True)
+    deeper = head * (1.0 - 0.15 * (inner > 0)[..., None] / np.maximum(radius, 1e-6))
+    positions = (frame.origin + frame.scale * deeper @ frame.axes).astype(np.float32)
+    open_mouth = dataclasses.replace(geometry, positions=np.where(geometry.mask[..., None], positions, 0))
+    texture = without_photo_in(state, (LIPS_OUTER,))
+    out = run(state, texture, geometry=open_mouth, points3d=points3d)
+    assert out.summary["mouth_texels_filled"] > 20
+    lab = regions.to_lab(out.texture.color)
+    lips = (outer > 0.99) & (inner < 0.01) & geometry.mask
+    interior = (inner > 0.99) & geometry.mask
+    assert interior.sum() > 20 and lips.sum() > 200
+    assert (out.texture.confidence[lips] > 0.99).all()  # continuous: nothing left to the skin fill
+    photo_lips = regions.to_lab(regions.feature_colours(state.portrait, state.face).lips)
+    assert delta_e(lab[lips], photo_lips).max() < 8  # in the photo's lip colour
+    assert lab[interior][:, 0].mean() < lab[lips][:, 0].mean() - 25  # dark inside
