@@ -138,7 +138,7 @@ def test_the_scalp_is_the_mesh_above_its_hairline(state):
     y_eyes = landmark_height(state, regions.RIGHT_EYE_CONTOUR + regions.LEFT_EYE_CONTOUR)
     assert (scalp[state.geometry.face & (y < y_eyes)] == 0).all()  # the face
     assert (scalp[state.geometry.face & (theta < 20) & (y < y_forehead - 0.2)] == 0).all()  # the forehead
-    assert (scalp[mask & (theta > 80) & (theta < 110) & (y < 0.0)] == 0).all()  # ears, below the top
+    assert (scalp[mask & (theta > 80) & (theta < 110) & (y < 0.0)] < 0.01).all()  # ears, below the top
     assert (scalp[mask & (y < y_mouth - 0.7)] == 0).all()  # neck and chest
     soft = (scalp > 0.05) & (scalp < 0.95)
     assert soft.sum() > 0.02 * mask.sum()  # a feathered hairline, not a cut

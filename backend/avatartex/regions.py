@@ -922,7 +922,11 @@ def complete_regions(
     hair_p, skin_p = photo_says[:, 0], photo_says[:, 1]
     off = np.where(regions.skin_expected, hair_p, np.maximum(hair_p, 1.0 - skin_p))
     off = _smoothstep((off - 0.3) / 0.4) * allowed  # a doubt on clear skin takes nothing off
-    region = np.maximum(regions.scalp, np.clip(_feathered(off, index, s, max(1, s // 256)) * 1.5, 0.0, 1.0))
+    taken = np.clip(_feathered(off, index, s, max(1, s // 256)) * 1.5, 0.0, 1.0)
+    # On the scalp, whatever the photo does not show as skin goes; a bald head's seen scalp is its
+    # skin and stays (the ground-truth sweep's heads are bald: clearing it lost seen texels).
+    not_skin = np.where(seen, _smoothstep((0.7 - skin_p) / 0.4), 1.0).astype(np.float32)
+    region = np.maximum(regions.scalp * not_skin, taken)
 
     applied = scalp
     if scalp == "hair" and not hair.seen:
