@@ -60,8 +60,21 @@ def _select_only(obj) -> None:
 # -- issue 8 item 7: any object transform ---------------------------------------------------------------
 
 
+def _scan_arrays():
+    """The scanned head's vertices, triangles and per-corner UVs (skips loudly without ../shared)."""
+    import trimesh
+    from blender_support import SHARED_HEAD
+
+    if not SHARED_HEAD.is_file():
+        pytest.skip(f"../shared absent: {SHARED_HEAD} not found")
+    mesh = trimesh.load(SHARED_HEAD, force="mesh", process=False)
+    return np.asarray(mesh.vertices), np.asarray(mesh.faces), np.asarray(mesh.visual.uv)[mesh.faces]
+
+
 def test_heads_under_importer_rotation_scale_and_parent(addon, real_backend, portrait, tmp_path):
-    positions, triangles, uvs, _pins = _demo_arrays()
+    # A head the astronaut registers onto (the demo head's landmarks disagree with hers by ~40 % of
+    # the eye distance: its texture is then chaos that float rounding alone moves by 1-3/255).
+    positions, triangles, uvs = _scan_arrays()
     obj_file = tmp_path / "head.obj"
     _write_obj(obj_file, positions, triangles, uvs)
     settings = bpy.context.scene.avatartex
@@ -107,6 +120,7 @@ def test_heads_under_importer_rotation_scale_and_parent(addon, real_backend, por
     first, second, third = textures.values()
     assert first[..., 0].mean() > first[..., 2].mean() + 0.03  # skin from the photo, not a fill
     # One head gives one texture whatever its transform (issue 8's target: under 1/255 on average).
+    print("invariance /255:", np.abs(first - second).mean() * 255, np.abs(second - third).mean() * 255)
     assert np.abs(first - second).mean() < 1 / 255
     assert np.abs(second - third).mean() < 1 / 255
 
