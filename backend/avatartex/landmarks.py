@@ -10,6 +10,7 @@ override detected points, or replace detection entirely when it fails (very styl
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -312,7 +313,8 @@ def _ensemble(
         return points, ok
     stacked = np.stack(stack)
     counted = np.isfinite(stacked[..., 0]).sum(axis=0)
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():  # a landmark no view placed on the surface: NaN, and kept out
+        warnings.simplefilter("ignore", RuntimeWarning)
         median = np.nanmedian(stacked, axis=0)
     keep = ok & (counted >= (len(stack) + 1) // 2)
     return np.where(keep[:, None], median, points), ok
