@@ -532,6 +532,62 @@ def fine_correlation(
     return float((a * b).sum() / max(np.sqrt((a * a).sum() * (b * b).sum()), 1e-12))
 
 
+def texel_shading(head: Head, surface: TexelSurface, lights: list[Light], ambient: float) -> np.ndarray:
+    """(S, S) the true shading of every covered texel (``render_portrait``'s light: ambient plus
+    each key light's clamped cosine, cast shadows included), 0 elsewhere."""
+    normals = surface.normals.astype(np.float64)
+    shade = np.full(len(normals), ambient)
+    for light in lights:
+        lit = np.clip(normals @ light.direction, 0, None) * light.intensity
+        if light.shadows:
+            lit = lit * _shadow_factor(head, light, surface.positions.astype(np.float64), normals)
+        shade += lit
+    out = np.zeros(surface.mask.shape, np.float32)
+    out[surface.mask] = shade
+    return out
+
+
+def shading_correlations(
+    produced: np.ndarray, truth: np.ndarray, shading: np.ndarray, uv_mask: np.ndarray, visible: np.ndarray
+) -> tuple[float, float]:
+    """How much of the true shading is left in (or put into) the albedo, on the seen texels:
+
+    * ``crease``: Pearson correlation of the magnitudes of the fine bands (``fine_band``) of the
+      log-luminance error and of the true shading: where the mesh has fine shading structure
+      (eyelids, nostrils, lips), does the error have fine structure too?
+    * ``large``: Pearson correlation of the error's and the shading's large scale (Gaussian sigma
+      8 texels): is the photo's light still in the texture?
+
+    The error is log(produced / truth) luminance after the global gain (``gain_corrected``).
+    """
+    import cv2
+    from scipy.ndimage import binary_erosion
+
+    inner = visible & binary_erosion(uv_mask, iterations=3)
+    if inner.sum() < 100:
+        return float("nan"), float("nan")
+    luma = np.array([0.299, 0.587, 0.114], np.float32)
+    corrected = gain_corrected(produced, truth, visible)
+    log_luma = lambda x: np.log(np.clip(x[..., :3] @ luma, 1e-3, None))  # noqa: E731
+    error = log_luma(corrected) - log_luma(truth)
+    error = np.where(uv_mask, error, 0.0).astype(np.float32)
+    log_shading = np.where(uv_mask, np.log(np.clip(shading, 1e-3, None)), 0.0).astype(np.float32)
+    rgb = lambda x: np.repeat(x[..., None], 3, axis=2)  # noqa: E731 (fine_band takes colour)
+
+    def pearson(a: np.ndarray, b: np.ndarray) -> float:
+        a, b = a - a.mean(), b - b.mean()
+        return float((a * b).sum() / max(np.sqrt((a * a).sum() * (b * b).sum()), 1e-12))
+
+    fine_error = np.abs(fine_band(rgb(error), uv_mask))[inner]
+    fine_shading = np.abs(fine_band(rgb(log_shading), uv_mask))[inner]
+    m = uv_mask.astype(np.float32)
+
+    def low(x: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(x * m, (0, 0), 8.0) / np.maximum(cv2.GaussianBlur(m, (0, 0), 8.0), 1e-6)
+
+    return pearson(fine_error, fine_shading), pearson(low(error)[inner], low(log_shading)[inner])
+
+
 def true_iod_px(head: Head, camera: Camera) -> float:
     """The eye distance in the portrait, in pixels, through the true camera."""
     xy, _ = camera.project(head.eyes)
