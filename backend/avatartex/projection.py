@@ -2,9 +2,25 @@
 
 For every surface point (an atlas texel, or a texel of the mesh's own UV map at bake time): project it
 into the portrait with the registered camera and warp, keep it where the camera sees it (depth test
-against a render of the mesh from that camera) and where it faces the camera, and let the confidence
-fall off with the viewing angle, near the silhouette, and where the photo does not show skin (hair,
-background, hands) outside the face outline.
+against a render of the mesh from that camera), and let the confidence fall off with how stretched
+the photo is over the surface there, near the silhouette, and where the photo does not show this
+face's skin (hair, background, clothing, hands) outside the face outline.
+
+Two rules keep smears and background out, whatever the stages after do with partial confidence
+(``out = conf * photo + (1 - conf) * fill``, so any weight on a wrong colour shows):
+
+* **Stretch, not angle.** One photo pixel covers ``stretch`` times more surface along one direction
+  than along the other (the ratio of the singular values of the surface -> portrait Jacobian:
+  camera, normal, view direction and the registration's warp). Every edge of the photo becomes a
+  streak that much longer; a stretched texel is better filled from well-seen skin. In the atlas
+  (``pipeline.steps.project``) the same holds for the atlas's own sampling of the photo
+  (``sampling_weight``), narrow steep walls keep the photo (``keep_narrow_stretch``) and patches
+  cut off from the face by stretched skin are dropped (``keep_joined_to_face``).
+* **Skin is a region, not a colour.** A photo pixel is skin inside the face outline or inside a
+  region of skin-coloured pixels that the person segmentation covers with a margin and that is
+  connected to the face; the weight rises from 0 at that region's border (the face outline's too,
+  where it meets a collar or a hat brim), so a bilinear sample never mixes in the background, a
+  collar or a brim, and the photo fades out instead of ending on an edge.
 """
 
 from __future__ import annotations
@@ -13,9 +29,25 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy import ndimage
+from numba import njit, prange
 
 from . import raster
+
+STRETCH_FULL = 1.8
+"""Full confidence up to this stretch (on a sphere seen from afar: 56 degrees from the view axis)."""
+STRETCH_NONE = 3.2
+"""No confidence from this stretch on (72 degrees): the photo would smear over the surface."""
+PERSON_MARGIN = 0.05
+"""Eye distances by which the person segmentation is shrunk before skin outside the face counts
+(its edge is soft and a few pixels wide of the true one)."""
+SKIN_RAMP = 0.04
+"""Eye distances over which a skin region's weight rises from its border."""
+SKIN_SPECK = 0.08
+"""Eye distances: non-skin-coloured specks inside skin smaller than this across still count as skin."""
+NARROW_STRETCH = 0.08
+"""Eye distances: stretched patches narrower than twice this (the walls of the nostrils, the eye
+corners, the lips' corners) keep the photo (``keep_narrow_stretch``); a smear cannot be longer than
+the patch is wide, and that is under 5 % of a head's height."""
 
 
 @dataclass
@@ -32,9 +64,11 @@ class PortraitView:
     edge_distance: np.ndarray
     """(h, w) float32 distance in portrait pixels to the mesh's silhouette, inside the silhouette."""
     skin: np.ndarray
-    """(H, W) float32 0..1 how much each portrait pixel looks like this face's skin."""
+    """(H, W) float32 0..1 weight of each portrait pixel as this face's skin (``skin_regions``): the
+    face outline and the skin joined to it, 0 on and next to anything else."""
     face_outline: np.ndarray
-    """(H, W) bool pixels inside the (slightly widened) face outline of the landmarks."""
+    """(H, W) bool pixels inside the face outline of the landmarks, pulled in a little: skin whatever
+    its colour (``skin_regions``)."""
     camera_center: np.ndarray
     """(3,) the registered camera's position in mesh space."""
     tolerance: float
@@ -87,6 +121,45 @@ def polygon_mask(shape: tuple[int, int], outline_xy: np.ndarray, grow: float = 0
     return mask.astype(bool)
 
 
+def skin_regions(
+    likelihood: np.ndarray,
+    face_outline: np.ndarray,
+    person: np.ndarray | None,
+    interocular: float,
+) -> np.ndarray:
+    """(H, W) float32 0..1: where a sample of the photo is this face's skin.
+
+    Every pixel of the face outline counts. Outside it, a pixel counts when its colour is skin-like
+    (``likelihood``, smoothed over a pixel or two, >= 0.5; specks of other colours smaller than
+    SKIN_SPECK eye distances across, such as moles or pores in shadow, count too), the person
+    segmentation covers it with a margin of PERSON_MARGIN eye distances, and it is connected
+    through such pixels to the face outline: a skin-coloured wall, a badge on a cap or a shirt's
+    light folds are not. The weight is 0 on the region's border pixel and rises over SKIN_RAMP eye
+    distances inside (the face outline's too, where it meets a collar or a hat brim), so a
+    bilinear sample near the border (four pixels) never reads what lies beyond it and the photo
+    fades out rather than ending on an edge.
+    """
+    sigma = max(0.7, 0.015 * interocular)
+    core = cv2.GaussianBlur(np.asarray(likelihood, np.float32), (0, 0), sigma) >= 0.5
+    count, labels, stats, _ = cv2.connectedComponentsWithStats((~core).astype(np.uint8), connectivity=4)
+    speck = stats[:, cv2.CC_STAT_AREA] < (SKIN_SPECK * interocular) ** 2
+    speck[0] = False  # label 0 is the skin itself
+    core |= speck[labels]
+    if person is not None:
+        margin = max(1, int(round(PERSON_MARGIN * interocular)))
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1))
+        core &= cv2.erode((person >= 0.5).astype(np.uint8), kernel).astype(bool)
+    core |= face_outline
+    if face_outline.any():
+        count, labels = cv2.connectedComponents(core.astype(np.uint8), connectivity=8)
+        keep = np.bincount(labels[face_outline & core], minlength=count) > 0
+        keep[0] = False
+        core = keep[labels]
+    distance = cv2.distanceTransform(core.astype(np.uint8), cv2.DIST_L2, 5)
+    ramp = max(1.5, SKIN_RAMP * interocular)
+    return np.clip((distance - 1.0) / ramp, 0.0, 1.0).astype(np.float32)
+
+
 def prepare_view(
     image: np.ndarray,
     positions: np.ndarray,
@@ -98,10 +171,10 @@ def prepare_view(
     max_render: int = 1024,
     person: np.ndarray | None = None,
 ) -> PortraitView:
-    """Render the mesh's depth from the registered camera and build the skin model of the portrait.
+    """Render the mesh's depth from the registered camera and find this face's skin in the portrait.
 
     ``person`` (H, W) 0..1, optional: where the photo shows the person rather than the background
-    (``face.PersonSegmenter``); outside the face outline, skin must also be person.
+    (``face.PersonSegmenter``); outside the face outline, skin must also be person (``skin_regions``).
     """
     from .camera import Camera
 
@@ -122,28 +195,332 @@ def prepare_view(
     )
     tri_id, _, depth = raster.rasterize_camera(positions, triangles, small)
     covered = tri_id >= 0
-    edge = ndimage.distance_transform_edt(covered).astype(np.float32) / zscale
-    # Trusted without the skin test: inside the face outline, pulled in a little, since the mesh's
+    edge = cv2.distanceTransform(covered.astype(np.uint8), cv2.DIST_L2, 5) / np.float32(zscale)
+    # Skin without the colour test: inside the face outline, pulled in a little, since the mesh's
     # silhouette rarely matches the photo's exactly and the background starts right outside it.
     outline = polygon_mask((h, w), face_outline_xy, grow=-0.04)
-    skin = skin_likelihood(image, polygon_mask((h, w), face_outline_xy, grow=-0.1), feature_mask)
-    if person is not None:
-        skin = skin * np.clip((person - 0.3) / 0.4, 0.0, 1.0)
+    likelihood = skin_likelihood(image, polygon_mask((h, w), face_outline_xy, grow=-0.1), feature_mask)
+    skin = skin_regions(likelihood, outline, person, float(registration.interocular))
     near = cv2.erode(np.where(covered, depth, np.float32(3e38)).astype(np.float32), np.ones((3, 3), np.uint8))
     near = np.where(near >= np.float32(3e38), np.inf, near).astype(np.float32)
     return PortraitView(image, near, zscale, edge, skin, outline, cam.center, 0.01 * mesh_scale)
 
 
-def project_points(
-    view: PortraitView, registration, points: np.ndarray, normals: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Portrait pixel coordinates (N, 2) (NaN where unseen) and confidence (N,) of surface points.
+def stretch_weight(stretch: np.ndarray) -> np.ndarray:
+    """Confidence factor of a stretch: 1 up to STRETCH_FULL, a smoothstep down to 0 at STRETCH_NONE."""
+    t = np.clip((STRETCH_NONE - np.asarray(stretch, np.float32)) / (STRETCH_NONE - STRETCH_FULL), 0.0, 1.0)
+    return (t * t * (3.0 - 2.0 * t)).astype(np.float32)
 
-    ``points`` and ``normals`` are in mesh space. Confidence multiplies: visible (depth test);
-    facing (smoothstep of the cosine between the normal and the direction to the camera, full from
-    0.25, about 75 degrees: a grazing sample of the photo beats any fill); away from the silhouette
-    (a ramp of 4 % of the eye distance); inside the photo; skin-like where the point falls outside
-    the face outline.
+
+def warp_jacobian_table(
+    warp, lo: np.ndarray, hi: np.ndarray, cells: int = 16
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The registration's 2D warp's Jacobian on a ``cells`` x ``cells`` grid over camera pixels
+    ``lo``..``hi``: (cells, cells, 4) d(u, v)/dx then d(u, v)/dy, the grid's first node (x, y) and
+    its step (x, y).
+
+    The warp is smooth (a thin-plate spline, a quadratic correction): central differences on a
+    coarse grid (a head is about four eye distances wide in the photo: a quarter of one per cell),
+    interpolated bilinearly, cost a thousand warp evaluations instead of two per point. The samples
+    stay inside ``lo``..``hi`` (the warp's own grid covers the points' extent).
+    """
+    lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+    step = np.maximum(hi - lo, 1.0) / (cells - 1)
+    eps = 0.5 * step
+    gx = np.linspace(lo[0] + eps[0], hi[0] - eps[0], cells)
+    gy = np.linspace(lo[1] + eps[1], hi[1] - eps[1], cells)
+    grid = np.stack(np.meshgrid(gx, gy), axis=-1).reshape(-1, 2)  # rows y, columns x
+    ex, ey = np.array([eps[0], 0.0]), np.array([0.0, eps[1]])
+    warped = np.asarray(warp(np.concatenate([grid + ex, grid - ex, grid + ey, grid - ey])), np.float64)
+    warped = warped.reshape(4, -1, 2)
+    d_dx = (warped[0] - warped[1]) / (2 * eps[0])
+    d_dy = (warped[2] - warped[3]) / (2 * eps[1])
+    table = np.concatenate([d_dx, d_dy], axis=1).reshape(cells, cells, 4).astype(np.float32)
+    origin = np.array([gx[0], gy[0]])
+    spacing = np.array([max(gx[1] - gx[0], 1e-6), max(gy[1] - gy[0], 1e-6)])
+    return table, origin, spacing
+
+
+@njit(cache=True, parallel=True)
+def _stretch_kernel(
+    points: np.ndarray,
+    normals: np.ndarray,
+    R: np.ndarray,
+    t: np.ndarray,
+    intrinsics: np.ndarray,
+    center: np.ndarray,
+    table: np.ndarray,
+    origin: np.ndarray,
+    spacing: np.ndarray,
+    where: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """``footprint_stretch`` per point (inf where not ``where``): the camera's Jacobian on the
+    tangent plane, times the warp's (bilinear in ``table``), and the ratio of the singular values."""
+    fx, fy, cx, cy = intrinsics[0], intrinsics[1], intrinsics[2], intrinsics[3]
+    cells_y, cells_x = table.shape[0], table.shape[1]
+    for i in prange(points.shape[0]):
+        if not where[i]:
+            out[i] = np.inf
+            continue
+        px, py, pz = np.float64(points[i, 0]), np.float64(points[i, 1]), np.float64(points[i, 2])
+        nx, ny, nz = np.float64(normals[i, 0]), np.float64(normals[i, 1]), np.float64(normals[i, 2])
+        norm = np.sqrt(nx * nx + ny * ny + nz * nz)
+        x = R[0, 0] * px + R[0, 1] * py + R[0, 2] * pz + t[0]
+        y = R[1, 0] * px + R[1, 1] * py + R[1, 2] * pz + t[1]
+        z = R[2, 0] * px + R[2, 1] * py + R[2, 2] * pz + t[2]
+        facing = nx * (center[0] - px) + ny * (center[1] - py) + nz * (center[2] - pz)
+        if norm < 1e-12 or z <= 1e-12 or facing <= 0.0:
+            out[i] = np.inf
+            continue
+        nx, ny, nz = nx / norm, ny / norm, nz / norm
+        # d(u, v)/dp: rows fx/z (R0 - x/z R2) and fy/z (R1 - y/z R2), then onto the tangent plane.
+        ax = fx / z * (R[0, 0] - x / z * R[2, 0])
+        ay = fx / z * (R[0, 1] - x / z * R[2, 1])
+        az = fx / z * (R[0, 2] - x / z * R[2, 2])
+        bx = fy / z * (R[1, 0] - y / z * R[2, 0])
+        by = fy / z * (R[1, 1] - y / z * R[2, 1])
+        bz = fy / z * (R[1, 2] - y / z * R[2, 2])
+        da = ax * nx + ay * ny + az * nz
+        db = bx * nx + by * ny + bz * nz
+        ax, ay, az = ax - da * nx, ay - da * ny, az - da * nz
+        bx, by, bz = bx - db * nx, by - db * ny, bz - db * nz
+        # The warp's Jacobian at the camera pixel, bilinear between grid nodes (clamped).
+        gx = min(max((fx * x / z + cx - origin[0]) / spacing[0], 0.0), cells_x - 1.0)
+        gy = min(max((fy * y / z + cy - origin[1]) / spacing[1], 0.0), cells_y - 1.0)
+        x0 = min(int(gx), cells_x - 2) if cells_x > 1 else 0
+        y0 = min(int(gy), cells_y - 2) if cells_y > 1 else 0
+        wx, wy = gx - x0, gy - y0
+        c00, c01 = (1 - wx) * (1 - wy), wx * (1 - wy)
+        c10, c11 = (1 - wx) * wy, wx * wy
+        j0 = (
+            c00 * table[y0, x0, 0]
+            + c01 * table[y0, x0 + 1, 0]
+            + c10 * table[y0 + 1, x0, 0]
+            + c11 * table[y0 + 1, x0 + 1, 0]
+        )
+        j1 = (
+            c00 * table[y0, x0, 1]
+            + c01 * table[y0, x0 + 1, 1]
+            + c10 * table[y0 + 1, x0, 1]
+            + c11 * table[y0 + 1, x0 + 1, 1]
+        )
+        j2 = (
+            c00 * table[y0, x0, 2]
+            + c01 * table[y0, x0 + 1, 2]
+            + c10 * table[y0 + 1, x0, 2]
+            + c11 * table[y0 + 1, x0 + 1, 2]
+        )
+        j3 = (
+            c00 * table[y0, x0, 3]
+            + c01 * table[y0, x0 + 1, 3]
+            + c10 * table[y0 + 1, x0, 3]
+            + c11 * table[y0 + 1, x0 + 1, 3]
+        )
+        # table: (du/dx, dv/dx, du/dy, dv/dy); the rows of the composite are du/dp and dv/dp.
+        r1x, r1y, r1z = j0 * ax + j2 * bx, j0 * ay + j2 * by, j0 * az + j2 * bz
+        r2x, r2y, r2z = j1 * ax + j3 * bx, j1 * ay + j3 * by, j1 * az + j3 * bz
+        s11 = r1x * r1x + r1y * r1y + r1z * r1z
+        s22 = r2x * r2x + r2y * r2y + r2z * r2z
+        s12 = r1x * r2x + r1y * r2y + r1z * r2z
+        half = 0.5 * (s11 + s22)
+        root = np.sqrt(max(half * half - (s11 * s22 - s12 * s12), 0.0))
+        big, small = half + root, max(half - root, 0.0)
+        out[i] = np.sqrt(big / small) if small > big * 1e-12 else np.inf
+
+
+def footprint_stretch(
+    registration,
+    points: np.ndarray,
+    normals: np.ndarray,
+    cam_xy: np.ndarray | None = None,
+    where: np.ndarray | None = None,
+) -> np.ndarray:
+    """(N,) how stretched the photo is over the surface at each point: sigma_max / sigma_min of the
+    Jacobian of surface -> portrait pixels (camera, the point's tangent plane, the warp).
+
+    A pinhole camera's Jacobian on the tangent plane of normal ``n`` has singular values of about
+    ``f / z`` across the view and ``f / z * cos`` along it: the stretch is ``1 / cos`` of the
+    viewing angle in the image centre, more off-centre and where the warp compresses. ``inf`` where
+    the surface faces away from the camera or the normal is missing. ``cam_xy``, optional: the
+    points' camera pixels, if already known (for the warp's extent); ``where``, optional: the points
+    that need it (inf elsewhere).
+    """
+    cam = registration.camera
+    p = np.ascontiguousarray(points, np.float32)
+    out = np.empty(len(p), np.float32)
+    if len(p) == 0:
+        return out
+    where = np.ones(len(p), bool) if where is None else np.ascontiguousarray(where, np.bool_)
+    if cam_xy is None:
+        cam_xy = cam.project(p)[0]
+    # The warp's extent from every 8th point is enough: the table's edges are clamped.
+    xy = np.asarray(cam_xy)[np.flatnonzero(where)[::8]]
+    finite = np.isfinite(xy).all(axis=1)
+    lo = xy[finite].min(axis=0) if finite.any() else np.zeros(2)
+    hi = xy[finite].max(axis=0) if finite.any() else np.ones(2)
+    table, origin, spacing = warp_jacobian_table(registration.warp, lo, hi)
+    intrinsics = np.array([cam.fx, cam.fy, cam.cx, cam.cy], np.float64)
+    _stretch_kernel(
+        p,
+        np.ascontiguousarray(normals, np.float32),
+        np.ascontiguousarray(cam.R, np.float64),
+        np.ascontiguousarray(cam.t, np.float64),
+        intrinsics,
+        np.asarray(cam.center, np.float64),
+        table,
+        origin,
+        spacing,
+        where,
+        out,
+    )
+    return out
+
+
+def sampling_weight(portrait_coords: np.ndarray, chart: np.ndarray, band_rows: int) -> np.ndarray:
+    """(S, S) float32 0..1: how well an atlas holds the photo at each texel, from its portrait
+    coordinates alone (finite differences, so the camera, the warp and the atlas's own layout all
+    count).
+
+    Where one atlas step spans more than a photo pixel along one axis and much less along the other
+    (the neck or the bottom of a bust, where the atlas's rays run along the surface), the photo's
+    detail is sampled coarsely along the long axis and baked as streaks that long. The ratio of the
+    Jacobian's singular values (pixels per texel) to the larger of the small one and one pixel is
+    that risk: full weight up to STRETCH_FULL, none from STRETCH_NONE, like the surface stretch. A
+    photo sampled finely in both directions, or coarsely in both (a large photo: the bake adds its
+    fine detail), keeps its weight.
+    """
+    xy = np.ascontiguousarray(portrait_coords, np.float32)
+    ratio = np.empty(xy.shape[:2], np.float32)
+    _sampling_ratio(xy, np.ascontiguousarray(chart), int(band_rows), ratio)
+    return np.where(np.isfinite(xy[..., 0]), stretch_weight(ratio), 0.0).astype(np.float32)
+
+
+@njit(cache=True, inline="always")
+def _difference(xy: np.ndarray, chart: np.ndarray, r: int, c: int, dr: int, dc: int, wrap: bool):
+    """Mean of the forward and backward differences of ``xy`` at (r, c) along (dr, dc) within the
+    chart; (0, 0) where neither neighbour is usable."""
+    h, w = chart.shape
+    sx, sy, n = 0.0, 0.0, 0
+    for side in (-1, 1):
+        rr = r + side * dr
+        cc = c + side * dc
+        if cc < 0 or cc >= w:
+            if not wrap:
+                continue
+            cc = cc % w
+        if rr < 0 or rr >= h:
+            continue
+        if chart[rr, cc] != chart[r, c] or not np.isfinite(xy[rr, cc, 0]):
+            continue
+        sx += (xy[rr, cc, 0] - xy[r, c, 0]) * side
+        sy += (xy[rr, cc, 1] - xy[r, c, 1]) * side
+        n += 1
+    if n > 1:
+        sx, sy = sx / n, sy / n
+    return sx, sy
+
+
+@njit(cache=True, parallel=True)
+def _sampling_ratio(xy: np.ndarray, chart: np.ndarray, band_rows: int, out: np.ndarray) -> None:
+    """``sampling_weight``'s ratio per texel: central (or one-sided) differences of ``xy`` along
+    both atlas axes within a chart (columns wrap in the band), singular values of the 2 x 2."""
+    h, w = chart.shape
+    for r in prange(h):
+        for c in range(w):
+            if not np.isfinite(xy[r, c, 0]):
+                out[r, c] = 0.0
+                continue
+            xx, xy_ = _difference(xy, chart, r, c, 0, 1, r < band_rows)
+            yx, yy = _difference(xy, chart, r, c, 1, 0, False)
+            a = xx * xx + xy_ * xy_
+            b = yx * yx + yy * yy
+            cr = xx * yx + xy_ * yy
+            half = 0.5 * (a + b)
+            root = np.sqrt(max(half * half - (a * b - cr * cr), 0.0))
+            out[r, c] = np.sqrt(half + root) / max(np.sqrt(max(half - root, 0.0)), 1.0)
+
+
+def keep_narrow_stretch(weight: np.ndarray, band_rows: int, radius: int) -> np.ndarray:
+    """The stretch weight of an atlas (S, S) with narrow low patches raised to their surroundings'.
+
+    A surface turns steeply away across a crease's wall (the sides of the nose, the eye corners),
+    and that is also the direction the photo smears in: over a wall narrower than ``2 * radius``
+    texels a smear stays that short, and the photo's colour there beats a fill. A grey closing
+    with a square of side ``2 * radius + 1`` (per chart, the band wrapping) finds those walls; wide
+    stretched regions (the sides of the head, under the chin) keep their low weight.
+    """
+    from .atlas_filters import per_chart
+
+    if radius < 1:
+        return weight
+    kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
+
+    def close(part: np.ndarray, wrap: bool) -> np.ndarray:
+        return cv2.morphologyEx(part, cv2.MORPH_CLOSE, kernel)
+
+    closed = per_chart(close, np.ascontiguousarray(weight, np.float32), band_rows, radius + 1)
+    return np.maximum(weight, closed).astype(np.float32)
+
+
+def keep_joined_to_face(confidence: np.ndarray, geometry) -> np.ndarray:
+    """An atlas's confidence (S, S) with the photo-backed islands that do not touch the face removed.
+
+    Where the surface between the face and a patch is too stretched to use (under the jaw, the
+    temples), the patch the photo still shows beyond it (the neck between a collar's lapels, the
+    rim of an ear) floats in the fill with other light and other texture: an artist would rather
+    have a clean neck or ear. Islands are the connected components of texels with confidence; one
+    is kept when it holds texels of the face region, or (a cap's) when its ring, the latitudes the
+    cap shares with the band, lands on a kept island of the band.
+    """
+    from .atlas import BAND
+
+    face = geometry.face
+    seen = (confidence > 0.02) & geometry.mask
+    if face is None or not (face & seen).any():
+        return confidence
+    count, labels = cv2.connectedComponents(seen.astype(np.uint8), connectivity=8)
+    keep = np.bincount(labels[face & seen], minlength=count) > 0
+    keep[0] = False
+    in_cap = seen & (geometry.chart != BAND)
+    ids = geometry.tri_id[in_cap]
+    ring = geometry.triangle_chart[ids] == BAND
+    if ring.any():
+        rows, cols = np.nonzero(in_cap)
+        rows, cols = rows[ring], cols[ring]
+        band_xy = (geometry.triangle_xy[ids[ring]] * geometry.bary[rows, cols][..., None]).sum(axis=1)
+        bx = np.clip(band_xy[:, 0].astype(np.int64) % geometry.size, 0, geometry.size - 1)
+        by = np.clip(band_xy[:, 1].astype(np.int64), 0, geometry.band_rows - 1)
+        joined = keep[labels[by, bx]]
+        keep |= np.bincount(labels[rows[joined], cols[joined]], minlength=count) > 0
+        keep[0] = False
+    return np.where(keep[labels], confidence, 0.0).astype(np.float32)
+
+
+@dataclass
+class SurfaceProjection:
+    """Surface points in the portrait (``project_surface``)."""
+
+    coords: np.ndarray
+    """(N, 2) portrait pixel coordinates, NaN where the camera does not see the point."""
+    confidence: np.ndarray
+    """(N,) 0..1 how far the photo's colour at ``coords`` is this point's skin (``usable`` times the
+    stretch weight)."""
+    stretch: np.ndarray
+    """(N,) ``footprint_stretch``: 1 undistorted, inf facing away."""
+    usable: np.ndarray
+    """(N,) the confidence before the stretch: seen, away from the silhouette, skin. What is
+    low here and not for stretch is hidden by something (hair, hands, glasses, the background)."""
+
+
+def project_surface(
+    view: PortraitView, registration, points: np.ndarray, normals: np.ndarray
+) -> SurfaceProjection:
+    """Portrait coordinates, confidence and stretch of surface points (mesh space).
+
+    Confidence multiplies: visible (depth test); facing the camera and ``stretch_weight`` of the
+    photo's stretch over the surface; away from the silhouette (a ramp of 4 % of the eye distance);
+    inside the photo; skin (``skin_regions``: the face outline and the skin joined to it).
     """
     points = np.asarray(points, np.float32)
     h, w = view.image.shape[:2]
@@ -174,16 +551,39 @@ def project_points(
     slope = 1.0 / np.maximum(np.abs(cos), 0.2)
     visible = inside & (depth <= view.zbuffer_near[zy, zx] + view.tolerance + 2.0 * pixel_size * slope)
 
-    facing = np.clip(cos / 0.25, 0, 1)
-    facing = facing * facing * (3 - 2 * facing)
+    stretch = footprint_stretch(registration, points, n, cam_xy, where=visible)  # inf unseen
 
     ramp = 0.04 * registration.interocular
     silhouette = np.clip(view.edge_distance[zy, zx] / ramp, 0, 1)
 
+    # The skin weight covers the face outline too (1 inside it but for a ramp where it borders
+    # something else: a collar under the chin, a hat brim), so the photo fades out, not cut off.
     px = np.clip(warped[:, 0].astype(np.int32), 0, w - 1)
     py = np.clip(warped[:, 1].astype(np.int32), 0, h - 1)
-    skin = np.where(view.face_outline[py, px], 1.0, view.skin[py, px])
+    skin = view.skin[py, px]
 
-    confidence = np.where(visible, facing * silhouette * skin, 0.0).astype(np.float32)
+    usable = np.where(visible, silhouette * skin, 0.0).astype(np.float32)
+    confidence = (usable * stretch_weight(stretch)).astype(np.float32)
     coords = np.where(visible[:, None], warped, np.nan).astype(np.float32)
-    return coords, confidence
+    return SurfaceProjection(coords, confidence, stretch, usable)
+
+
+def project_points(
+    view: PortraitView, registration, points: np.ndarray, normals: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Portrait pixel coordinates (N, 2) (NaN where unseen) and confidence (N,) of surface points
+    (``project_surface`` without the stretch)."""
+    projected = project_surface(view, registration, points, normals)
+    return projected.coords, projected.confidence
+
+
+def warm_up() -> None:
+    """Load the compiled kernels (numba's on-disk cache) ahead of the first request."""
+    from types import SimpleNamespace
+
+    from .camera import Camera
+
+    camera = Camera.look_at(np.array([0.0, 0.0, 5.0]), np.zeros(3), np.array([0.0, 1.0, 0.0]), 30.0, 8, 8)
+    registration = SimpleNamespace(camera=camera, warp=lambda p: np.asarray(p, np.float64).copy())
+    footprint_stretch(registration, np.zeros((1, 3)), np.array([[0.0, 0.0, 1.0]]))
+    sampling_weight(np.zeros((4, 4, 2), np.float32), np.ones((4, 4), np.uint8), 4)

@@ -32,7 +32,16 @@ from ..image_io import load_portrait
 from ..imaging import sample_image
 from ..landmarks import detect_from_camera
 from ..mesh import Mesh, load_mesh
-from ..projection import polygon_mask, prepare_view, project_points
+from ..projection import (
+    NARROW_STRETCH,
+    keep_joined_to_face,
+    keep_narrow_stretch,
+    polygon_mask,
+    prepare_view,
+    project_surface,
+    sampling_weight,
+    stretch_weight,
+)
 from ..protocol import GenerateParams
 from ..registration import FovPrior, Registration, register
 from .cache import HeadCache, HeadModel
@@ -137,7 +146,8 @@ class Projection:
     portrait_coords: np.ndarray
     """(S, S, 2) portrait pixel of each atlas texel's surface point; NaN where unseen."""
     coverage: float
-    """Of the face texels the camera sees (depth test, cos > 0.3), the share with confidence >= 0.5."""
+    """Of the face texels the camera sees (depth test, cos > 0.3), the share the photo shows unhidden
+    (usable confidence >= 0.5: not behind hair, hands, glasses, not off the face), however stretched."""
     coverage_including_grazing: float
     """The same share over every face texel that passes the depth test, however grazing."""
 
@@ -150,8 +160,11 @@ def project(
     registration: Registration,
     person: np.ndarray,
 ) -> Projection:
-    """Every atlas texel's surface point into the portrait: depth test, facing, silhouette; outside
-    the face outline, the ``person`` mask (segmentation) times a skin test."""
+    """Every atlas texel's surface point into the portrait, with a confidence: depth test; the
+    photo's stretch over the surface (``projection.footprint_stretch``) and the atlas's sampling of
+    the photo (``sampling_weight``), narrow steep walls excepted (``keep_narrow_stretch``);
+    silhouette; the face outline and the skin regions of the ``person`` mask (segmentation) joined
+    to it (``skin_regions``); islands of photo not touching the face dropped (``keep_joined_to_face``)."""
     mesh = head.mesh
     features = np.zeros(portrait.shape[:2], bool)
     for contour in (RIGHT_EYE_CONTOUR, LEFT_EYE_CONTOUR, LIPS_OUTER):
@@ -168,17 +181,27 @@ def project(
     )
     hit = geometry.mask
     normals_mesh = geometry.normals[hit] @ head.frame.axes  # head-frame normals back to mesh axes
-    coords, confidence = project_points(view, registration, geometry.positions[hit], normals_mesh)
+    projected = project_surface(view, registration, geometry.positions[hit], normals_mesh)
     s = geometry.size
     color = np.zeros((s, s, 3), np.float32)
-    conf = np.zeros((s, s), np.float32)
+    usable = np.zeros((s, s), np.float32)
+    stretched = np.zeros((s, s), np.float32)
     portrait_coords = np.full((s, s, 2), np.nan, np.float32)
-    color[hit] = sample_image(portrait, coords)
-    conf[hit] = confidence
-    portrait_coords[hit] = coords
+    color[hit] = sample_image(portrait, projected.coords)
+    usable[hit] = projected.usable
+    stretched[hit] = stretch_weight(projected.stretch)
+    portrait_coords[hit] = projected.coords
+    stretched *= sampling_weight(portrait_coords, geometry.chart, geometry.band_rows)
+    # Texels per eye distance on the face, 1.35 eye distances from the atlas's centre (as in
+    # ``portrait_detail``): the band's longitude warp gives the face 1 + warp times the mean.
+    texels_per_iod = s * (1 + geometry.layout.warp) / (2 * np.pi) / 1.35
+    radius = int(round(NARROW_STRETCH * texels_per_iod))
+    stretched = keep_narrow_stretch(stretched, geometry.band_rows, radius)
+    conf = keep_joined_to_face(usable * stretched, geometry)
 
     # Coverage counts what bench/accuracy.py counts as seen: the depth test and a view less grazing
-    # than 72 degrees (cos > 0.3).
+    # than 72 degrees (cos > 0.3). It asks whether something hides the face, so it reads the
+    # confidence before the stretch (a grazing texel is filled on purpose, not lost).
     to_camera = registration.camera.center - geometry.positions[hit]
     cos = np.zeros((s, s), np.float32)
     cos[hit] = np.einsum("ij,ij->i", normals_mesh, to_camera) / np.maximum(
@@ -187,8 +210,8 @@ def project(
     face_region = geometry.face if geometry.face.any() else hit
     in_view = face_region & np.isfinite(portrait_coords[..., 0])
     seen_face = in_view & (cos > 0.3)
-    coverage = float((conf[seen_face] >= 0.5).mean()) if seen_face.any() else 0.0
-    grazing = float((conf[in_view] >= 0.5).mean()) if in_view.any() else 0.0
+    coverage = float((usable[seen_face] >= 0.5).mean()) if seen_face.any() else 0.0
+    grazing = float((usable[in_view] >= 0.5).mean()) if in_view.any() else 0.0
     return Projection(AtlasTexture(color, conf), portrait_coords, coverage, grazing)
 
 
