@@ -239,10 +239,11 @@ def warm_up(generator) -> None:
     import skimage.draw  # noqa: F401  (the atlas's face region)
     import trimesh  # noqa: F401  (mesh loading)
 
-    from . import atlas_filters, bake, imaging, raster
+    from . import atlas_filters, bake, imaging, projection, raster
+    from .engines.classic import inpaint
     from .pipeline import steps  # noqa: F401  (every step's imports)
 
-    for module in (raster, imaging, atlas_filters, bake):
+    for module in (raster, imaging, atlas_filters, bake, projection, inpaint):
         module.warm_up()
     generator.landmarker  # noqa: B018  (created on first use)
     generator.segmenter  # noqa: B018
