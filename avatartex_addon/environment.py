@@ -300,14 +300,19 @@ def start_install(
     return install
 
 
-def watch() -> float | None:
-    """Timer: redraw the preferences while the install runs; retire the old environment once it switched."""
+def redraw_preferences() -> None:
+    """Redraw every open Preferences window (a progress bar moved)."""
     wm = bpy.context.window_manager
     if wm is not None:
         for window in wm.windows:
             for area in window.screen.areas:
                 if area.type == "PREFERENCES":
                     area.tag_redraw()
+
+
+def watch() -> float | None:
+    """Timer: redraw the preferences while the install runs; retire the old environment once it switched."""
+    redraw_preferences()
     install = state.env_install
     if install is not None and install.done:
         install.finish()

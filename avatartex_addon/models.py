@@ -24,7 +24,7 @@ import bpy
 
 from . import engines, errors, state
 from .client import BackendConfig
-from .environment import stream_lines
+from .environment import redraw_preferences, stream_lines
 from .paths import user_dir
 
 _DOWNLOADING = re.compile(r"downloading (\S+):")
@@ -224,12 +224,7 @@ def plan(hello: dict[str, Any]) -> ModelDownload | None:
 
 def watch() -> float | None:
     """Timer: redraw the preferences while the download runs; refresh the engines once it is done."""
-    wm = bpy.context.window_manager
-    if wm is not None:
-        for window in wm.windows:
-            for area in window.screen.areas:
-                if area.type == "PREFERENCES":
-                    area.tag_redraw()
+    redraw_preferences()
     download = state.model_download
     if download is not None and download.done:
         download.finish()

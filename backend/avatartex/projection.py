@@ -241,6 +241,17 @@ def warp_jacobian_table(
     return table, origin, spacing
 
 
+@njit(cache=True, inline="always")
+def _bilinear(table, y0, x0, c00, c01, c10, c11, k):
+    """Channel ``k`` of ``table`` bilinear between the four nodes from (``y0``, ``x0``)."""
+    return (
+        c00 * table[y0, x0, k]
+        + c01 * table[y0, x0 + 1, k]
+        + c10 * table[y0 + 1, x0, k]
+        + c11 * table[y0 + 1, x0 + 1, k]
+    )
+
+
 @njit(cache=True, parallel=True)
 def _stretch_kernel(
     points: np.ndarray,
@@ -293,30 +304,10 @@ def _stretch_kernel(
         wx, wy = gx - x0, gy - y0
         c00, c01 = (1 - wx) * (1 - wy), wx * (1 - wy)
         c10, c11 = (1 - wx) * wy, wx * wy
-        j0 = (
-            c00 * table[y0, x0, 0]
-            + c01 * table[y0, x0 + 1, 0]
-            + c10 * table[y0 + 1, x0, 0]
-            + c11 * table[y0 + 1, x0 + 1, 0]
-        )
-        j1 = (
-            c00 * table[y0, x0, 1]
-            + c01 * table[y0, x0 + 1, 1]
-            + c10 * table[y0 + 1, x0, 1]
-            + c11 * table[y0 + 1, x0 + 1, 1]
-        )
-        j2 = (
-            c00 * table[y0, x0, 2]
-            + c01 * table[y0, x0 + 1, 2]
-            + c10 * table[y0 + 1, x0, 2]
-            + c11 * table[y0 + 1, x0 + 1, 2]
-        )
-        j3 = (
-            c00 * table[y0, x0, 3]
-            + c01 * table[y0, x0 + 1, 3]
-            + c10 * table[y0 + 1, x0, 3]
-            + c11 * table[y0 + 1, x0 + 1, 3]
-        )
+        j0 = _bilinear(table, y0, x0, c00, c01, c10, c11, 0)
+        j1 = _bilinear(table, y0, x0, c00, c01, c10, c11, 1)
+        j2 = _bilinear(table, y0, x0, c00, c01, c10, c11, 2)
+        j3 = _bilinear(table, y0, x0, c00, c01, c10, c11, 3)
         # table: (du/dx, dv/dx, du/dy, dv/dy); the rows of the composite are du/dp and dv/dp.
         r1x, r1y, r1z = j0 * ax + j2 * bx, j0 * ay + j2 * by, j0 * az + j2 * bz
         r2x, r2y, r2z = j1 * ax + j3 * bx, j1 * ay + j3 * by, j1 * az + j3 * bz
