@@ -105,3 +105,18 @@ def test_harmonise_removes_a_cap_offset(sphere_atlas):
     crown = g.chart == CROWN
     assert np.abs(shifted[crown] - color[crown]).mean() > 0.19
     assert np.abs(fixed[crown] - color[crown]).mean() < 0.03
+
+
+def test_harmonise_reads_the_band_only(sphere_atlas):
+    """The ring's band colour comes from band rows: a tap past the band's last row must not read the
+    cap drawn below it (a bright cap once leaked into the chin's ring)."""
+    g = sphere_atlas
+    color = np.full((g.size, g.size, 3), 0.5, np.float32)
+    color[g.band_rows :] = 1.0  # the caps' part of the image, whatever the cap texels hold
+    fixed = harmonise_charts(g, color)
+    for cap in (CROWN, CHIN):
+        ids = g.tri_id[g.chart == cap]
+        ring = np.zeros(g.chart.shape, bool)
+        ring[g.chart == cap] = g.triangle_chart[ids] == BAND
+        assert ring.any()
+        np.testing.assert_allclose(fixed[ring], 0.5, atol=1e-6)

@@ -318,7 +318,8 @@ def harmonise_charts(geometry: AtlasGeometry, color: np.ndarray) -> np.ndarray:
         rr, cc = np.nonzero(in_cap)
         corners_xy = geometry.triangle_xy[ids[ring]]
         xy = (corners_xy * geometry.bary[rr[ring], cc[ring]][..., None]).sum(axis=1)
-        band_color = geometry.sample(color, xy)
+        # The band's rows only: a bilinear tap past its last row would read the caps below it.
+        band_color = geometry.sample(color[: geometry.band_rows], xy)
         # Work on the cap's bounding box only: blurring the whole atlas costs seconds at 1024.
         r0, r1, c0, c1 = rr.min(), rr.max() + 1, cc.min(), cc.max() + 1
         offset = np.zeros((r1 - r0, c1 - c0, color.shape[2]), np.float32)
