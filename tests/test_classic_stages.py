@@ -168,6 +168,25 @@ def test_latent_is_near_identity_under_flat_light() -> None:
     assert np.array_equal(out.confidence, filled.confidence)
 
 
+def test_latent_leaves_a_cap_the_photo_does_not_reach_at_its_level() -> None:
+    """Nothing confident in the caps' part of the atlas (crown and under the chin unseen): they have
+    no shading to divide out and keep their level (they once got the darkest shading allowed and
+    came out 1.65x brighter)."""
+    from avatartex.atlas import CHIN
+
+    geo = head_atlas(256)
+    tex, _ = _lit_texture(geo, np.array([0.6, 0.35, 0.7]))
+    chin = geo.chart == CHIN
+    conf = tex.confidence.copy()
+    conf[geo.band_rows :] = 0.0
+    ctx = make_ctx(geo)
+    filled = ClassicInpaint().run(AtlasTexture(tex.color, conf), ctx)
+    out = ClassicLatent().run(filled, ctx)
+    assert chin.any()
+    ratio = luminance(out.color)[chin].mean() / luminance(filled.color)[chin].mean()
+    assert 0.8 < ratio < 1.25, ratio
+
+
 def test_latent_border_gain_removes_a_dark_ring() -> None:
     geo = sphere_atlas(256)
     conf = smoothstep((geo.normals[..., 2] - 0.1) / 0.6) * geo.mask

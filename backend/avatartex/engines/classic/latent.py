@@ -154,6 +154,9 @@ class ClassicLatent(Stage):
         shading[mask] = np.clip(model(normals[mask]) / reference, low, max(high, low))
         symmetry = ctx.style.classic_at("symmetry", 1.0, ctx.strength)
         carried, _ = filters.smooth_fill(shading, conf, atlas, symmetry)
+        # A chart without one confident texel (a cap the photo does not reach) gets no fill (0):
+        # its texels carry the average light, not the darkest allowed (which brightened it 1.65x).
+        carried = np.where(carried > 0, carried, 1.0).astype(np.float32)
         embedded = conf * shading + (1.0 - conf) * carried
         embedded = np.where(mask, np.clip(embedded, 1 / MAX_GAIN, MAX_GAIN), 1.0).astype(np.float32)
         # Keep the confident texels' mean linear luminance.
