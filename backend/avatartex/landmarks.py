@@ -282,42 +282,49 @@ def _detect_in_view(
 
 JITTER_DEG = 2.0
 """Turn of the extra views of ``_ensemble`` around the straight-on one."""
+ENSEMBLE_VIEWS = 4
+"""Extra views ``_ensemble`` detects in (each one render and one detection, once per mesh)."""
 
 
 def _ensemble(
-    positions, triangles, normals, center, radius, frame, landmarker, size, points, ok
-) -> tuple[np.ndarray, np.ndarray]:
-    """The landmarks' surface points as the median over the straight-on view (``points``, ``ok``)
-    and four views turned JITTER_DEG left, right, up and down from it.
+    positions, triangles, normals, center, radius, frame, landmarker, size, found
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The landmarks' surface points steadied over the straight-on view (``found``: points, ok,
+    triangle, barycentrics) and ENSEMBLE_VIEWS views turned JITTER_DEG left, right, up and down:
+    per landmark, the view's own surface point nearest the median of all views (so it stays on
+    its triangle).
 
     The detector's placement on one render is noisy: a copy of a mesh scaled by 0.01 and moved,
-    identical but for float rounding (1e-4 of its size), got landmarks 0.05 eye distances apart
-    and a texture 1.4/255 different. Turning the view a little changes the pixels, not the face;
-    the median of five detections is steadier, and nearer the surface points the detector means.
+    identical but for float rounding (1e-4 of its size), got landmarks up to 0.26 of the unit
+    apart. Turning the view a little changes the pixels, not the face; the most central of five
+    detections is steadier (0.04).
     """
     forward, up = frame
     right = _unit(np.cross(up, forward))
-    stack = [np.where(ok[:, None], points, np.nan)]
-    for axis in (up, -up, right, -right):
+    views = [found]
+    for axis in (up, -up, right, -right)[:ENSEMBLE_VIEWS]:
         angle = np.radians(JITTER_DEG)
         turned = _unit(forward * np.cos(angle) + np.cross(axis, forward) * np.sin(angle))
         view_up = _unit(up - (up @ turned) * turned)
         face, _, _, tri_id, _, world = _detect_in_view(
             positions, triangles, normals, center, radius, turned, view_up, landmarker, size
         )
-        if face is None or not _upright(face):
-            continue
-        lifted, valid, _, _ = _lift(face.landmarks, tri_id, world, triangles, positions, 0.02 * radius)
-        stack.append(np.where(valid[:, None], lifted, np.nan))
-    if len(stack) < 3:
-        return points, ok
-    stacked = np.stack(stack)
-    counted = np.isfinite(stacked[..., 0]).sum(axis=0)
+        if face is not None and _upright(face):
+            views.append(_lift(face.landmarks, tri_id, world, triangles, positions, 0.02 * radius))
+    points, ok, tri, bary = (np.array(x, copy=True) for x in found)
+    if len(views) < 3:
+        return points, ok, tri, bary
+    stacked = np.stack([np.where(v[1][:, None], v[0], np.nan) for v in views])  # (V, N, 3)
     with warnings.catch_warnings():  # a landmark no view placed on the surface: NaN, and kept out
         warnings.simplefilter("ignore", RuntimeWarning)
         median = np.nanmedian(stacked, axis=0)
-    keep = ok & (counted >= (len(stack) + 1) // 2)
-    return np.where(keep[:, None], median, points), ok
+    distance = np.linalg.norm(stacked - median[None], axis=2)
+    distance = np.where(np.isfinite(distance), distance, np.inf)
+    best = distance.argmin(axis=0)  # (N,) the view nearest the median, per landmark
+    for k, (v_points, v_ok, v_tri, v_bary) in enumerate(views):
+        take = ok & (best == k) & v_ok & np.isfinite(distance[k])
+        points[take], tri[take], bary[take] = v_points[take], v_tri[take], v_bary[take]
+    return points, ok, tri, bary
 
 
 def _upright(face: Face) -> bool:
@@ -467,7 +474,7 @@ def detect_mesh_landmarks(
             face_points = points[ok]
             face_center = np.median(face_points, axis=0)
             face_radius = 1.25 * float(np.percentile(np.linalg.norm(face_points - face_center, axis=1), 98))
-            points, ok = _ensemble(
+            points, ok, tri, bry = _ensemble(
                 positions,
                 triangles,
                 normals,
@@ -476,8 +483,7 @@ def detect_mesh_landmarks(
                 frame,
                 landmarker,
                 image_size,
-                points,
-                ok,
+                (points, ok, tri, bry),
             )
             detected = MeshLandmarks(
                 points3d=np.where(ok[:, None], points, np.nan),
