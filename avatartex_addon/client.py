@@ -189,6 +189,9 @@ class BackendClient:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=timeout)
+        # The log reader drains what the process wrote last (a busy machine can lag it by seconds).
+        if self._stderr_thread is not None and self._stderr_thread is not threading.current_thread():
+            self._stderr_thread.join(timeout=timeout)
         self.process = None
         self.hello = None
 
