@@ -202,7 +202,7 @@ def streaks(
     theta = 0.5 * np.arctan2(2 * t[1], t[0] - t[2])
     isophote = np.stack([-np.sin(theta), np.cos(theta)], -1)
     along = np.abs((_on_surface(isophote, stretch.frame) * _on_surface(stretch.smear, stretch.frame)).sum(-1))
-    reach = max(1, int(round(0.1 * geometry.size * (1 + geometry.layout.warp) / (2 * np.pi) / 1.35)))
+    reach = max(1, int(round(0.1 * geometry.layout.face_texels_per_iod)))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
     near_photo = cv2.dilate((confidence >= 0.05).astype(np.uint8), kernel) > 0
     mask = (

@@ -34,6 +34,9 @@ BAND = 1
 CROWN = 2
 CHIN = 3
 
+EYES_AHEAD_IOD = 1.35
+"""How far the eyes sit in front of the head frame's origin, in eye distances."""
+
 
 @dataclass
 class HeadFrame:
@@ -77,7 +80,7 @@ class HeadFrame:
         z = np.cross(x, y)
         if (nose_tip - eyes) @ z < 0:  # a mirrored mesh: keep z out of the face, x then flips
             z, x = -z, -x
-        origin = eyes - 1.35 * scale * z + 0.1 * scale * y
+        origin = eyes - EYES_AHEAD_IOD * scale * z + 0.1 * scale * y
         return cls(origin, np.stack([x, y, z]), scale)
 
 
@@ -96,6 +99,12 @@ class AtlasLayout:
     @property
     def band_rows(self) -> int:
         return int(round(0.75 * self.size))
+
+    @property
+    def face_texels_per_iod(self) -> float:
+        """Atlas texels per eye distance on the face: EYES_AHEAD_IOD from the frame's origin, where
+        the band's longitude warp gives the front 1 + warp times the mean texels per radian."""
+        return self.size * (1 + self.warp) / (2 * np.pi) / EYES_AHEAD_IOD
 
     @property
     def cap_radius(self) -> float:

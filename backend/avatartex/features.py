@@ -221,7 +221,7 @@ def feature_lines(
     s = geometry.size
     lines: dict[str, np.ndarray] = {}
     # Texels per eye distance on the face: the scale of what counts as a landmark out of place.
-    per_iod = s * (1 + geometry.layout.warp) / (2 * np.pi) / 1.35
+    per_iod = geometry.layout.face_texels_per_iod
     for name, (indices, closed) in FEATURES.items():
         idx = np.asarray(indices)
         pts = _drop_outliers(found[idx], None if mesh_xy is None else mesh_xy[idx], 0.2 * per_iod, closed)

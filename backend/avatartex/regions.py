@@ -297,7 +297,7 @@ def feature_zone(geometry: AtlasGeometry, points_head: np.ndarray) -> np.ndarray
     if len(p) < 3:
         return zone.astype(bool)
     xy = geometry.layout.band_xy(*directions(p))
-    grow = int(round(_texels_per_iod(geometry) / 16))
+    grow = int(round(geometry.layout.face_texels_per_iod / 16))
     x0, y0 = np.maximum(np.floor(xy.min(axis=0)).astype(int) - grow - 1, 0)
     x1, y1 = np.minimum(np.ceil(xy.max(axis=0)).astype(int) + grow + 2, geometry.size)
     if x1 <= x0 or y1 <= y0:
@@ -308,11 +308,6 @@ def feature_zone(geometry: AtlasGeometry, points_head: np.ndarray) -> np.ndarray
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
     zone[y0:y1, x0:x1] = cv2.dilate(box, disc)
     return zone.astype(bool)
-
-
-def _texels_per_iod(geometry: AtlasGeometry) -> float:
-    """Atlas texels per eye distance on the face (the band's longitude warp gives it the most)."""
-    return geometry.size * (1 + geometry.layout.warp) / (2 * np.pi) / 1.35
 
 
 def _texels_above(geometry: AtlasGeometry, height: float) -> tuple[np.ndarray, np.ndarray]:
@@ -413,7 +408,7 @@ def head_regions(geometry: AtlasGeometry, landmarks3d: np.ndarray) -> HeadRegion
     # Inside the face below the brows, hair only hangs over its sides: the middle (a nasolabial fold's
     # shadow, a dark mole) is never taken for hair.
     inward = cv2.distanceTransform(geometry.face.astype(np.uint8), cv2.DIST_L2, 5).reshape(-1)[index]
-    middle = inward > 0.3 * _texels_per_iod(geometry)
+    middle = inward > 0.3 * geometry.layout.face_texels_per_iod
     skin_expected = in_face & (head[:, 1] < brow_y + 0.1)
     out = HeadRegions(
         points_head,

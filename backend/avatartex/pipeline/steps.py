@@ -192,10 +192,7 @@ def project(
     stretched[hit] = stretch_weight(projected.stretch)
     portrait_coords[hit] = projected.coords
     stretched *= sampling_weight(portrait_coords, geometry.chart, geometry.band_rows)
-    # Texels per eye distance on the face, 1.35 eye distances from the atlas's centre (as in
-    # ``portrait_detail``): the band's longitude warp gives the face 1 + warp times the mean.
-    texels_per_iod = s * (1 + geometry.layout.warp) / (2 * np.pi) / 1.35
-    radius = int(round(NARROW_STRETCH * texels_per_iod))
+    radius = int(round(NARROW_STRETCH * geometry.layout.face_texels_per_iod))
     stretched = keep_narrow_stretch(stretched, geometry.band_rows, radius)
     conf = keep_joined_to_face(usable * stretched, geometry)
 
@@ -271,7 +268,7 @@ def portrait_detail(
     weight where any neighbouring atlas texel was unseen or the atlas shows another surface.
     """
     # Atlas texels per eye distance on the face, vs portrait pixels per eye distance.
-    atlas_px_per_iod = geometry.size * (1 + geometry.layout.warp) / (2 * np.pi) / 1.35
+    atlas_px_per_iod = geometry.layout.face_texels_per_iod
     footprint = face.interocular / atlas_px_per_iod
     count = int(surface.mask.sum())
     if footprint < 0.75:

@@ -153,12 +153,6 @@ def texel_footprint(atlas: AtlasGeometry) -> tuple[np.ndarray, np.ndarray]:
     return cache["texel_footprint"]
 
 
-def face_texel(atlas: AtlasGeometry) -> float:
-    """The atlas's texel size on the face, in eye distances (1.35 eye distances from its centre,
-    where the band's longitude warp gives the face 1 + warp times the mean texels)."""
-    return 1.0 / (atlas.size * (1 + atlas.layout.warp) / (2 * np.pi) / 1.35)
-
-
 def surface_grain(atlas: AtlasGeometry, where: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(N, K) the grain's octaves (GRAIN_OCTAVES) at the texels ``where``, and (N, K) how much of
     each the atlas holds there (0 where its steps are too long for the octave, 1 where fine enough)."""
@@ -166,7 +160,9 @@ def surface_grain(atlas: AtlasGeometry, where: np.ndarray, seed: int) -> tuple[n
     if "head_positions" not in cache:
         cache["head_positions"] = atlas.frame.to_head(atlas.positions).astype(np.float32)
     points = np.ascontiguousarray(cache["head_positions"][where])
-    spacings = (np.asarray(GRAIN_OCTAVES, np.float32) * np.float32(face_texel(atlas))).astype(np.float32)
+    spacings = (
+        np.asarray(GRAIN_OCTAVES, np.float32) * np.float32(1.0 / atlas.layout.face_texels_per_iod)
+    ).astype(np.float32)
     step = np.nan_to_num(texel_footprint(atlas)[0][where], nan=np.inf)
     lo, hi = GRAIN_SAMPLING
     held = np.clip((spacings[None, :] / np.maximum(step[:, None], 1e-12) - lo) / (hi - lo), 0.0, 1.0)

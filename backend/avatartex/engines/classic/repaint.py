@@ -233,7 +233,7 @@ def head_forms(atlas: AtlasGeometry) -> dict[str, np.ndarray]:
     weight = np.maximum(small[..., 6], 1e-6)[..., None]
     pos, nrm = small[..., :3] / weight, small[..., 3:6]
     nrm = nrm / np.maximum(np.linalg.norm(nrm, axis=-1, keepdims=True), 1e-6)
-    per_iod = small.shape[1] * (1 + atlas.layout.warp) / (2 * np.pi) / 1.35
+    per_iod = atlas.layout.face_texels_per_iod * small.shape[1] / atlas.size
     smooth, _ = filters.normalized_gaussian(pos, small[..., 6], 0.2 * per_iod, small_rows)
     cavity = ((smooth - pos) * nrm).sum(-1) * (small[..., 6] > 0.5)
     forms = np.stack([cavity, -nrm[..., 1]], axis=-1).astype(np.float32)
@@ -242,11 +242,6 @@ def head_forms(atlas: AtlasGeometry) -> dict[str, np.ndarray]:
     _FORMS.clear()  # one head at a time is what a batch of variants needs
     _FORMS[key] = (weakref.ref(atlas), out)
     return out
-
-
-def _per_iod(atlas: AtlasGeometry) -> float:
-    """Atlas texels per eye distance on the face (the band's warped longitude at the front)."""
-    return atlas.size * (1 + atlas.layout.warp) / (2 * np.pi) / 1.35
 
 
 def clean_regions(
@@ -482,7 +477,7 @@ def toon(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     )
     # Two skin tones: where the photo's skin is clearly darker at the scale of the forms (cheek
     # hollows, the sides of the nose), or the head's forms turn away, a crisp cel shadow.
-    unit_small = _per_iod(atlas) / 2
+    unit_small = atlas.layout.face_texels_per_iod / 2
     tone = filters.gaussian(luminance(smooth), 0.05 * unit_small, small_rows)
     split = luminance(_skin_tone(image, atlas)) * (1 - p.get("tone_split", 0.12))
     tone_shadow = np.clip((split - _full(tone, small_rows, image, rows)) * 60.0, 0.0, 1.0)
@@ -492,7 +487,9 @@ def toon(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     flat = flat * (1 - shadow[..., None] * (1 - tint))
     shape = image.shape[:2]
     flat = _brow_and_lip_fills(flat, image, lines, shape, p.get("lip_saturation", 1.4))
-    ink = draw_strokes(shape, feature_strokes(lines, _per_iod(atlas), p.get("outline_width", 1.0), "toon"))
+    ink = draw_strokes(
+        shape, feature_strokes(lines, atlas.layout.face_texels_per_iod, p.get("outline_width", 1.0), "toon")
+    )
     ink_colour = np.array(p.get("ink_color", [0.16, 0.08, 0.07]), np.float32)
     return _mix(flat, ink_colour, ink * float(p.get("outline", 1.0)))
 
@@ -520,7 +517,9 @@ def comic(image: np.ndarray, ctx: StageContext) -> np.ndarray:
         darkness = np.clip(np.maximum(shade * 0.75, dark * 0.6), 0.0, 1.0)
         dots = np.clip((0.85 * darkness - screen) * 8.0 + 0.5, 0.0, 1.0) * (darkness > 0.05)
         flat = flat * (1 - np.float32(amount) * dots)[..., None]
-    ink = draw_strokes(shape, feature_strokes(lines, _per_iod(atlas), p.get("ink_width", 1.3), "comic"))
+    ink = draw_strokes(
+        shape, feature_strokes(lines, atlas.layout.face_texels_per_iod, p.get("ink_width", 1.3), "comic")
+    )
     return _mix(flat, np.array([0.04, 0.035, 0.05], np.float32), ink)
 
 
@@ -546,7 +545,7 @@ def anime(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     is_skin = np.all(np.abs(flat - skin) < 1e-4, axis=-1)
     flat = np.where((is_skin & (shadow > 0.5))[..., None], shade_colour, flat)
     shape = image.shape[:2]
-    unit = _per_iod(atlas)
+    unit = atlas.layout.face_texels_per_iod
     flat = _anime_eyes(flat, image, lines, shape, unit, p)
     if "lips_outer" in lines:  # the lips only as a faint tint
         lips = fill_polygon(shape, lines["lips_outer"], feather=1.0)
