@@ -280,6 +280,12 @@ def _detect_in_view(
     return face, camera, image, tri_id, bary, world
 
 
+def _face_sphere(points: np.ndarray) -> tuple[np.ndarray, float]:
+    """Centre and radius of a view that frames the face the landmark ``points`` (N, 3) describe."""
+    center = np.median(points, axis=0)
+    return center, 1.25 * float(np.percentile(np.linalg.norm(points - center, axis=1), 98))
+
+
 JITTER_DEG = 2.0
 """Turn of the extra views of ``_ensemble`` around the straight-on one."""
 ENSEMBLE_VIEWS = 4
@@ -439,11 +445,7 @@ def detect_mesh_landmarks(
             # view whatever the first view was, so a rotated copy of a mesh gets the same ones.
             for _ in range(STRAIGHT_ON_ROUNDS):
                 face_forward, face_up = frame
-                face_points = points[ok]
-                face_center = np.median(face_points, axis=0)
-                face_radius = 1.25 * float(
-                    np.percentile(np.linalg.norm(face_points - face_center, axis=1), 98)
-                )
+                face_center, face_radius = _face_sphere(points[ok])
                 face2, camera2, image2, tri2, bary2, world2 = _detect_in_view(
                     positions,
                     triangles,
@@ -471,9 +473,7 @@ def detect_mesh_landmarks(
                 if np.degrees(np.arccos(np.clip(turned @ face_forward, -1, 1))) < SETTLED_DEG:
                     break
                 frame = (turned, frame[1])
-            face_points = points[ok]
-            face_center = np.median(face_points, axis=0)
-            face_radius = 1.25 * float(np.percentile(np.linalg.norm(face_points - face_center, axis=1), 98))
+            face_center, face_radius = _face_sphere(points[ok])
             points, ok, tri, bry = _ensemble(
                 positions,
                 triangles,

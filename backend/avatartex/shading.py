@@ -60,7 +60,7 @@ def fit_shading(
 @dataclass
 class DirectionalLights:
     """Ambient light plus a few distant lights on a Lambertian surface, in linear luminance:
-    ``ambient + sum_k max(n . v_k, 0) * visible_k`` with ``v_k`` a light's direction times its
+    ``ambient + sum_k max(n . v_k, 0)`` with ``v_k`` a light's direction times its
     intensity. Unlike a low-order spherical harmonic it has a terminator: the side of a face turned
     away from a key light falls to the ambient level and stays there, as it does in photos lit from
     the side, from below or at a grazing angle (order-2 SH rings there, and the ring ends up in the
@@ -70,27 +70,21 @@ class DirectionalLights:
     lights: np.ndarray
     """(K, 3) direction x intensity of each light, in the normals' frame."""
 
-    def __call__(self, normals: np.ndarray, visibility: np.ndarray | None = None) -> np.ndarray:
-        """Shading at unit ``normals`` (..., 3); ``visibility`` (..., K) 0..1 casts shadows."""
+    def __call__(self, normals: np.ndarray) -> np.ndarray:
+        """Shading at unit ``normals`` (..., 3)."""
         n = np.asarray(normals, np.float32)
         lit = np.clip(n @ self.lights.T.astype(np.float32), 0.0, None)
-        if visibility is not None:
-            lit = lit * visibility
         return np.float32(self.ambient) + lit.sum(axis=-1)
 
 
 def fit_lights(
-    luminance: np.ndarray,
-    normals: np.ndarray,
-    weights: np.ndarray,
-    sh: np.ndarray,
-    count: int = 1,
-    visibility: np.ndarray | None = None,
+    luminance: np.ndarray, normals: np.ndarray, weights: np.ndarray, sh: np.ndarray
 ) -> tuple[DirectionalLights, float]:
-    """Robust fit of ``count`` directional lights plus ambient (``DirectionalLights``), started from
-    the SH fit ``sh`` (its first-order part points at the key light; a clamped cosine's first-order
-    coefficient is half its intensity). ``visibility`` (N, count) 0..1: cast shadows, held fixed.
-    Returns the model and its robust residual scale (MAD)."""
+    """Robust fit of ambient plus one key light (``DirectionalLights``), started from the SH fit
+    ``sh``: its first-order part points at the key light, and a clamped cosine's first-order
+    coefficient is half its intensity. (A second light and cast shadows from a shadow map of the
+    surface were tried on the sweep's renders and gained nothing.) Returns the model and its robust
+    residual scale (MAD)."""
     from scipy.optimize import least_squares
 
     n = np.asarray(normals, np.float64)
@@ -99,30 +93,22 @@ def fit_lights(
     key = 2.0 * np.asarray(sh[1:4], np.float64)
     if np.linalg.norm(key) < 1e-6:
         key = np.array([0.0, 0.0, 1e-3])
-    # Further lights start weak, from the sides of the key light.
-    side = np.cross(key, [0.0, 1.0, 0.0] if abs(key[1]) < 0.9 * np.linalg.norm(key) else [1.0, 0.0, 0.0])
-    side = side / max(np.linalg.norm(side), 1e-12) * 0.3 * np.linalg.norm(key)
-    starts = [key, side, -side, -0.5 * key][:count]
-    ambient = max(float(sh[0]) - 0.25 * sum(np.linalg.norm(v) for v in starts), 1e-3)
-    x0 = np.concatenate([[ambient], *starts])
-    vis = np.ones((len(n), count)) if visibility is None else np.asarray(visibility, np.float64)
+    ambient = max(float(sh[0]) - 0.25 * float(np.linalg.norm(key)), 1e-3)
+    x0 = np.concatenate([[ambient], key])
     residual_sh = y - sh_basis(n) @ sh
     scale = max(1.4826 * float(np.median(np.abs(residual_sh[sw > 0]))), 1e-4)
 
     def residuals(x: np.ndarray) -> np.ndarray:
-        lights = x[1:].reshape(count, 3)
-        return sw * (x[0] + (np.clip(n @ lights.T, 0.0, None) * vis).sum(axis=1) - y)
+        return sw * (x[0] + np.clip(n @ x[1:], 0.0, None) - y)
 
     def jacobian(x: np.ndarray) -> np.ndarray:
-        lights = x[1:].reshape(count, 3)
-        on = (n @ lights.T > 0) * vis  # (N, K)
-        J = np.empty((len(n), 1 + 3 * count))
+        J = np.empty((len(n), 4))
         J[:, 0] = 1.0
-        J[:, 1:] = (on[:, :, None] * n[:, None, :]).reshape(len(n), -1)
+        J[:, 1:] = (n @ x[1:] > 0)[:, None] * n
         return J * sw[:, None]
 
     fit = least_squares(residuals, x0, jac=jacobian, loss="soft_l1", f_scale=scale, max_nfev=60)
-    model = DirectionalLights(float(fit.x[0]), fit.x[1:].reshape(count, 3).astype(np.float32))
-    predicted = model(n.astype(np.float32), vis.astype(np.float32))
+    model = DirectionalLights(float(fit.x[0]), fit.x[1:].reshape(1, 3).astype(np.float32))
+    predicted = model(n.astype(np.float32))
     mad = 1.4826 * float(np.median(np.abs(predicted - y)[sw > 0]))
     return model, mad

@@ -20,7 +20,7 @@ import numpy as np
 from ... import atlas_filters as filters
 from ...atlas import AtlasGeometry
 from ...imaging import LUMA, luminance
-from ...shading import fit_lights, fit_shading, sh_basis, sh_eval
+from ...shading import fit_lights, fit_shading, sh_eval
 from ..base import AtlasTexture, Stage, StageContext
 
 MAX_GAIN = 3.0
@@ -130,17 +130,17 @@ class ClassicLatent(Stage):
             return color
         linear = np.power(color.reshape(-1, 3)[sample], filters.GAMMA)
         lum = linear @ LUMA
-        coeffs, weights = fit_shading(lum, normals.reshape(-1, 3)[sample], conf.reshape(-1)[sample])
-        fitted = sh_basis(normals.reshape(-1, 3)[sample]) @ coeffs
+        sample_normals = normals.reshape(-1, 3)[sample]
+        coeffs, weights = fit_shading(lum, sample_normals, conf.reshape(-1)[sample])
         # Ambient plus a key light, started from the SH fit: it has a terminator where SH rings.
         # Measured with the true camera on bench/sweep.py renders (front, top, side, two lights,
         # from below): psnr_visible +0.2 to +1.3 dB over SH alone, never worse.
-        lights, _ = fit_lights(lum, normals.reshape(-1, 3)[sample], weights, coeffs)
+        lights, _ = fit_lights(lum, sample_normals, weights, coeffs)
         if np.all(np.isfinite(lights.lights)) and np.isfinite(lights.ambient):
-            fitted = lights(normals.reshape(-1, 3)[sample])
             model = lights
         else:
             model = lambda n: sh_eval(n, coeffs)  # noqa: E731
+        fitted = model(sample_normals)
         reference = float((weights * fitted).sum() / max(weights.sum(), 1e-9))
         if reference <= 1e-6:
             ctx.warnings.append("de-lighting skipped: the fitted shading is not positive")
