@@ -44,6 +44,7 @@ import numpy as np
 
 from .atlas import HeadFrame
 from .face import CHIN, LEFT_EYE_CONTOUR, MOUTH_LEFT, MOUTH_RIGHT, NOSE_TIP, RIGHT_EYE_CONTOUR
+from .imaging import from_lab, smoothstep, to_lab
 from .landmarks import AXES, TRUSTED_SCORE, MeshLandmarks, detect_mesh_landmarks
 from .mesh import Mesh
 from .protocol import AvatarTexError, ErrorCode, GenerateParams
@@ -105,8 +106,7 @@ class HeadPart:
 
     def weight(self, points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
         """Head mask (0 body, 1 head) of surface points on the given whole-mesh triangles."""
-        t = np.clip((self.heights(points) * self.frame.scale + self.band / 2) / self.band, 0.0, 1.0)
-        smooth = t * t * (3.0 - 2.0 * t)
+        smooth = smoothstep((self.heights(points) * self.frame.scale + self.band / 2) / self.band)
         return np.where(self.head_triangles[triangles], smooth, 0.0).astype(np.float32)
 
     def layout(self, height: int, width: int) -> TexelLayout:
@@ -415,20 +415,6 @@ def _head_padding(layout: TexelLayout, pad: int) -> tuple[np.ndarray, np.ndarray
     return layout.cache[key]
 
 
-def _lab(rgb: np.ndarray) -> np.ndarray:
-    import cv2
-
-    rgb = np.clip(np.asarray(rgb, np.float32), 0.0, 1.0)
-    return cv2.cvtColor(rgb.reshape(-1, 1, 3), cv2.COLOR_RGB2Lab).reshape(rgb.shape)
-
-
-def _rgb(lab: np.ndarray) -> np.ndarray:
-    import cv2
-
-    lab = np.asarray(lab, np.float32)
-    return np.clip(cv2.cvtColor(lab.reshape(-1, 1, 3), cv2.COLOR_Lab2RGB).reshape(lab.shape), 0.0, 1.0)
-
-
 def rings(layout: TexelLayout, band_iod: float) -> tuple[np.ndarray, np.ndarray]:
     """(above, below): the neck's texels in the rings just outside the band, head side and body side."""
     half = band_iod / 2
@@ -454,7 +440,7 @@ def neck_tone_step(part: HeadPart, texture: np.ndarray) -> dict[str, float]:
     out = {"delta_e": float("nan"), "max_step": float("nan")}
     if above.sum() < 8 or below.sum() < 8:
         return out
-    lab = _lab(texture[..., :3])
+    lab = to_lab(texture[..., :3])
     out["delta_e"] = float(np.linalg.norm(np.median(lab[above], 0) - np.median(lab[below], 0)))
     step = band_iod / 4
     edges = np.arange(-band_iod / 2 - RING_IOD, band_iod / 2 + RING_IOD + 1e-9, step)
@@ -553,7 +539,7 @@ def compose(
         resampled[rows, cols] = sample_image(head, xy)
         head = resampled
     above, below = rings(layout, band_iod)
-    face_tone = np.median(_lab(head[above]), axis=0) if above.sum() >= 8 else None
+    face_tone = np.median(to_lab(head[above]), axis=0) if above.sum() >= 8 else None
     report: dict[str, Any] = {
         "head_fraction": round(float((m[layout.covered] >= 0.5).mean()), 4),
         "band_texels": int(((m > 0) & (m < 1)).sum()),
@@ -561,8 +547,10 @@ def compose(
         "head_search_axis": part.axis_searched,
     }
     if base_raw is None:
-        tone = face_tone if face_tone is not None else np.median(_lab(head[layout.head & layout.covered]), 0)
-        skin = _rgb(tone[None])[0]
+        tone = face_tone
+        if tone is None:
+            tone = np.median(to_lab(head[layout.head & layout.covered]), axis=0)
+        skin = from_lab(tone[None])[0]
         out = head.copy() if head.shape[2] == 3 else head[..., :3].copy()
         covered = layout.covered
         out[covered] = m[covered, None] * head[covered] + (1 - m[covered, None]) * skin
@@ -583,7 +571,7 @@ def compose(
 
     peak = float(np.iinfo(base_raw.dtype).max)
     base = base_raw[..., :3].astype(np.float32) / peak
-    body_tone = np.median(_lab(base[below]), axis=0) if below.sum() >= 8 else None
+    body_tone = np.median(to_lab(base[below]), axis=0) if below.sum() >= 8 else None
     mode = params.tone_match
     offset = np.zeros(3, np.float32)
     if mode != "none":
@@ -601,18 +589,18 @@ def compose(
     body = base
     toned = np.zeros((height, width), bool)
     if mode == "body_to_face":
-        lab = _lab(base)
+        lab = to_lab(base)
         w = _skin_weight(lab, body_tone)
         w[m >= 1] = 0.0
         toned = w > 0
         body = base.copy()
-        body[toned] = _rgb(lab[toned] + w[toned, None] * offset)
+        body[toned] = from_lab(lab[toned] + w[toned, None] * offset)
     elif mode == "face_to_body":
         sel = m > 0
-        lab = _lab(head[sel])
+        lab = to_lab(head[sel])
         w = _skin_weight(lab, face_tone)
         head = head.copy()
-        head[sel] = _rgb(lab - w[:, None] * offset)
+        head[sel] = from_lab(lab - w[:, None] * offset)
     changed = (m > 0) | toned
     final = base.copy()
     final[changed] = m[changed, None] * head[changed] + (1 - m[changed, None]) * body[changed]

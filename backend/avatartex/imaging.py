@@ -27,6 +27,24 @@ def luminance(color: np.ndarray) -> np.ndarray:
     return color @ LUMA
 
 
+def smoothstep(x: np.ndarray) -> np.ndarray:
+    """3t² - 2t³ of ``x`` clipped to 0..1: a ramp from 0 to 1 with flat ends."""
+    t = np.clip(x, 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def to_lab(rgb: np.ndarray) -> np.ndarray:
+    """sRGB 0..1 (..., 3) -> CIELAB (L 0..100), float32."""
+    flat = np.ascontiguousarray(np.clip(rgb, 0.0, 1.0).reshape(-1, 1, 3), np.float32)
+    return cv2.cvtColor(flat, cv2.COLOR_RGB2Lab).reshape(np.shape(rgb))
+
+
+def from_lab(lab: np.ndarray) -> np.ndarray:
+    """CIELAB (..., 3) -> sRGB 0..1, float32."""
+    flat = np.ascontiguousarray(np.reshape(lab, (-1, 1, 3)), np.float32)
+    return np.clip(cv2.cvtColor(flat, cv2.COLOR_Lab2RGB).reshape(np.shape(lab)), 0.0, 1.0)
+
+
 def sample_image(
     image: np.ndarray, coords: np.ndarray, interpolation: str = "linear", wrap_rows: int = 0
 ) -> np.ndarray:

@@ -32,6 +32,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import raster
+from .imaging import smoothstep
 
 STRETCH_FULL = 1.8
 """Full confidence up to this stretch (on a sphere seen from afar: 56 degrees from the view axis)."""
@@ -208,8 +209,8 @@ def prepare_view(
 
 def stretch_weight(stretch: np.ndarray) -> np.ndarray:
     """Confidence factor of a stretch: 1 up to STRETCH_FULL, a smoothstep down to 0 at STRETCH_NONE."""
-    t = np.clip((STRETCH_NONE - np.asarray(stretch, np.float32)) / (STRETCH_NONE - STRETCH_FULL), 0.0, 1.0)
-    return (t * t * (3.0 - 2.0 * t)).astype(np.float32)
+    t = (STRETCH_NONE - np.asarray(stretch, np.float32)) / (STRETCH_NONE - STRETCH_FULL)
+    return smoothstep(t).astype(np.float32)
 
 
 def warp_jacobian_table(

@@ -55,7 +55,7 @@ from .face import (
     RIGHT_EYEBROW_OUTLINE,
     Face,
 )
-from .imaging import sample_image
+from .imaging import from_lab, sample_image, smoothstep, to_lab
 from .projection import polygon_mask
 from .registration import Registration
 
@@ -161,23 +161,6 @@ class HairLayer:
 # -- small helpers -------------------------------------------------------------------------------
 
 
-def _smoothstep(x: np.ndarray) -> np.ndarray:
-    t = np.clip(x, 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
-
-
-def to_lab(rgb: np.ndarray) -> np.ndarray:
-    """sRGB 0..1 (..., 3) -> CIELAB (L 0..100)."""
-    flat = np.ascontiguousarray(np.clip(rgb, 0.0, 1.0).reshape(-1, 1, 3), np.float32)
-    return cv2.cvtColor(flat, cv2.COLOR_RGB2Lab).reshape(np.shape(rgb))
-
-
-def _rgb(lab: np.ndarray) -> np.ndarray:
-    """CIELAB (..., 3) -> sRGB 0..1."""
-    flat = np.ascontiguousarray(lab.reshape(-1, 1, 3), np.float32)
-    return np.clip(cv2.cvtColor(flat, cv2.COLOR_Lab2RGB).reshape(np.shape(lab)), 0.0, 1.0)
-
-
 def _gaussian_model(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and covariance of Lab samples, refitted on the central 90 % (features, glints left out)."""
     mean = samples.mean(axis=0)
@@ -274,7 +257,7 @@ def scalp_membership(points_head: np.ndarray, head: np.ndarray) -> np.ndarray:
     # One table over signed longitude: the character's right side at negative angles.
     h = np.interp(theta, np.concatenate([-grid[::-1], grid[1:]]), np.concatenate([right[::-1], left[1:]]))
     width = np.interp(back, (60.0, 90.0, 180.0), (HAIRLINE_FEATHER, EAR_FEATHER, NAPE_FEATHER))
-    return _smoothstep((head[:, 1] - h + width) / (2 * width)).astype(np.float32)
+    return smoothstep((head[:, 1] - h + width) / (2 * width)).astype(np.float32)
 
 
 def atlas_polygon(geometry: AtlasGeometry, points_head: np.ndarray, indices) -> np.ndarray | None:
@@ -626,7 +609,7 @@ def feature_colours(portrait: np.ndarray, face: Face) -> FeatureColours:
     inner_lips = polygon_mask(portrait.shape[:2], lm[list(LIPS_INNER)], grow=0.1)
     lip_pixels = portrait[outer & ~inner_lips]
     lips = np.median(lip_pixels, axis=0) if len(lip_pixels) >= 8 else DEFAULT_LIPS
-    return FeatureColours(_rgb(sclera_lab), _rgb(iris_lab), np.asarray(lips, np.float32))
+    return FeatureColours(from_lab(sclera_lab), from_lab(iris_lab), np.asarray(lips, np.float32))
 
 
 # -- hair synthesis ------------------------------------------------------------------------------
@@ -671,7 +654,7 @@ def strand_field(head: np.ndarray, size: int, seed: int) -> np.ndarray:
         grid = _strand_grid(rng, rows, width, 0.6, 16.0)
         xy = np.stack([(theta[use] + np.pi) / (2 * np.pi) * width, lat_row[use]], axis=1)
         strands[use] += weight[use] * sample_image(grid, xy, wrap_rows=rows)[:, 0]
-    whorl = _smoothstep((np.degrees(phi) - 70.0) / 15.0).astype(np.float32)
+    whorl = smoothstep((np.degrees(phi) - 70.0) / 15.0).astype(np.float32)
     strands *= 1.0 - 0.6 * whorl
     return (0.9 * strands + 0.45 * clump).astype(np.float32)
 
@@ -693,7 +676,7 @@ def hair_colours(field: np.ndarray, hair_lab: np.ndarray) -> np.ndarray:
         values = hair_lab[:, channel]
         slope = float(np.clip((centred @ (values - values.mean())) / max(centred @ centred, 1e-6), -1.0, 1.0))
         lab[:, channel] = float(np.median(values)) + slope * (lab[:, 0] - l_mean)
-    return _rgb(lab)
+    return from_lab(lab)
 
 
 def synthesize_hair(head: np.ndarray, hair_lab: np.ndarray, size: int, seed: int) -> np.ndarray:
@@ -736,7 +719,7 @@ def _hair_layer(
     cos = np.einsum("ij,ij->i", normals, to_camera) / np.maximum(
         np.linalg.norm(normals, axis=1) * np.linalg.norm(to_camera, axis=1), 1e-12
     )
-    facing[looked] = _smoothstep((cos - 0.35) / 0.35)
+    facing[looked] = smoothstep((cos - 0.35) / 0.35)
     photo_hair = facing * says[:, 0]
     photo_skin = facing * says[:, 1] * (1.0 - says[:, 0])
     # Over the scalp the photo's hair fades into the strands over a few texels, not at its ragged edge.
@@ -770,8 +753,8 @@ def _eye_fill(head_xy: np.ndarray, contour: np.ndarray, colours: FeatureColours)
     half_width = max(abs(contour[0, 0] - contour[8, 0]) / 2, 1e-3)
     d = np.linalg.norm(head_xy - centre, axis=-1)
     soft = 0.012
-    iris = _smoothstep((IRIS_RADIUS + soft - d) / (2 * soft))[..., None]
-    pupil = _smoothstep((PUPIL_SHARE * IRIS_RADIUS + soft / 2 - d) / soft)[..., None]
+    iris = smoothstep((IRIS_RADIUS + soft - d) / (2 * soft))[..., None]
+    pupil = smoothstep((PUPIL_SHARE * IRIS_RADIUS + soft / 2 - d) / soft)[..., None]
     # The limbus is darker than the iris's middle; the sclera darkens a little towards the corners.
     ring = np.clip(d / IRIS_RADIUS, 0.0, 1.0)[..., None]
     iris_colour = colours.iris * (1.0 - 0.35 * ring**4)
@@ -861,7 +844,7 @@ def _fill_mouth(
         radius = np.linalg.norm(_box_head(geometry, box), axis=-1)
         lip_radius = float(np.linalg.norm(points_head[list(LIPS_INNER)], axis=1).mean())
         depth = np.where(on_mesh, np.clip(lip_radius - radius, 0.0, None), 0.0)
-        opening = inside * _smoothstep((depth - 0.01) / 0.04)
+        opening = inside * smoothstep((depth - 0.01) / 0.04)
         if opening.any():
             dark = MOUTH_INTERIOR * (1.0 + 1.5 * np.exp(-depth / 0.05))[..., None]
             mouth = work.under(box, dark, opening)
@@ -916,11 +899,11 @@ def complete_regions(
     # skin (a hat, its brim); grown by a few texels and feathered, so that edges and wisps go too.
     hair_p, skin_p = photo_says[:, 0], photo_says[:, 1]
     off = np.where(regions.skin_expected, hair_p, np.maximum(hair_p, 1.0 - skin_p))
-    off = _smoothstep((off - 0.3) / 0.4) * allowed  # a doubt on clear skin takes nothing off
+    off = smoothstep((off - 0.3) / 0.4) * allowed  # a doubt on clear skin takes nothing off
     taken = np.clip(_feathered(off, index, s, max(1, s // 256)) * 1.5, 0.0, 1.0)
     # On the scalp, whatever the photo does not show as skin goes; a bald head's seen scalp is its
     # skin and stays (the ground-truth sweep's heads are bald: clearing it lost seen texels).
-    not_skin = np.where(seen, _smoothstep((0.7 - skin_p) / 0.4), 1.0).astype(np.float32)
+    not_skin = np.where(seen, smoothstep((0.7 - skin_p) / 0.4), 1.0).astype(np.float32)
     region = np.maximum(regions.scalp * not_skin, taken)
 
     applied = scalp

@@ -21,7 +21,7 @@ from numba import njit, prange
 
 from ... import atlas_filters as filters
 from ...atlas import AtlasGeometry
-from ...imaging import luminance
+from ...imaging import luminance, smoothstep
 from ..base import AtlasTexture, Stage, StageContext
 
 _BANDS = ((0.0, 1.0), (1.0, 2.0), (2.0, 4.0))
@@ -165,8 +165,8 @@ def surface_grain(atlas: AtlasGeometry, where: np.ndarray, seed: int) -> tuple[n
     ).astype(np.float32)
     step = np.nan_to_num(texel_footprint(atlas)[0][where], nan=np.inf)
     lo, hi = GRAIN_SAMPLING
-    held = np.clip((spacings[None, :] / np.maximum(step[:, None], 1e-12) - lo) / (hi - lo), 0.0, 1.0)
-    held = (held * held * (3.0 - 2.0 * held)).astype(np.float32)
+    held = smoothstep((spacings[None, :] / np.maximum(step[:, None], 1e-12) - lo) / (hi - lo))
+    held = held.astype(np.float32)
     octaves = np.empty((len(points), len(spacings)), np.float32)
     _gradient_noise(points, spacings, int(seed), held, octaves)
     return octaves, held
@@ -293,7 +293,7 @@ def _anisotropy_blend(atlas: AtlasGeometry, limits: tuple[float, float]) -> tupl
         lo, hi = limits
         t = np.clip((np.nan_to_num(anisotropy, nan=1.0) - lo) / (hi - lo), 0.0, 1.0) * atlas.mask
         where = t > 0
-        cache[key] = (where, (t * t * (3.0 - 2.0 * t))[where].astype(np.float32))
+        cache[key] = (where, smoothstep(t)[where].astype(np.float32))
     return cache[key]
 
 
