@@ -560,15 +560,6 @@ def project_surface(
     return SurfaceProjection(coords, confidence, stretch, usable)
 
 
-def project_points(
-    view: PortraitView, registration, points: np.ndarray, normals: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Portrait pixel coordinates (N, 2) (NaN where unseen) and confidence (N,) of surface points
-    (``project_surface`` without the stretch)."""
-    projected = project_surface(view, registration, points, normals)
-    return projected.coords, projected.confidence
-
-
 def warm_up() -> None:
     """Load the compiled kernels (numba's on-disk cache) ahead of the first request."""
     from types import SimpleNamespace

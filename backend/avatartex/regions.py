@@ -679,12 +679,6 @@ def hair_colours(field: np.ndarray, hair_lab: np.ndarray) -> np.ndarray:
     return from_lab(lab)
 
 
-def synthesize_hair(head: np.ndarray, hair_lab: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """sRGB hair (N, 3) at head-frame surface points (N, 3) with the seen hair's colour statistics
-    (``strand_field`` and ``hair_colours``)."""
-    return hair_colours(strand_field(head, size, seed), hair_lab)
-
-
 def _hair_layer(
     geometry: AtlasGeometry,
     registration: Registration,
