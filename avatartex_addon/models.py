@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import subprocess
 import threading
 import time
@@ -45,7 +46,7 @@ def cache_bytes(cache: str, repos: list[str]) -> int:
                     st = os.lstat(os.path.join(root, name))
                 except OSError:
                     continue
-                if not os.path.islink(os.path.join(root, name)):
+                if not stat.S_ISLNK(st.st_mode):
                     total += st.st_size
     return total
 
