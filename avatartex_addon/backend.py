@@ -71,9 +71,11 @@ def cache_env() -> dict[str, str]:
     (``PYTHONPYCACHEPREFIX``) and numba's compiled kernels (``NUMBA_CACHE_DIR``) would otherwise land
     in ``backend/avatartex/__pycache__`` there, and each upgrade would make the next start cold. The
     TensorFlow Lite / glog chatter of mediapipe is turned down at its source (what still comes is
-    filtered out of the log by the client).
+    filtered out of the log by the client). ``AVATARTEX_CACHE_DIR`` keeps each mesh's landmarks
+    across backend restarts (the first request on a head textured before skips their search).
     """
     return {
+        "AVATARTEX_CACHE_DIR": str(user_dir("cache")),
         "PYTHONPYCACHEPREFIX": str(user_dir("cache/pycache")),
         "NUMBA_CACHE_DIR": str(user_dir("cache/numba")),
         "MPLCONFIGDIR": str(user_dir("cache/matplotlib")),

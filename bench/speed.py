@@ -7,12 +7,18 @@ Prints one JSON object:
 - ``first_request``: a fresh backend process (``python -m avatartex.server``) is started, answers
   ``hello``, and then gets one ``generate`` at 1024 right away (``idle_0``) or after ``--idle``
   seconds (an artist choosing a photo after the panel started the backend: the server warms up
-  meanwhile). Seconds from sending ``generate`` to its result, and the request's step timings.
+  meanwhile). Seconds from sending ``generate`` to its result, and the request's step timings. Each
+  starts with an empty ``AVATARTEX_CACHE_DIR`` (a head this machine never saw), and
+  ``known_head_idle_N`` once more with the cache the previous run filled (Blender restarted on a
+  head textured before: its landmarks come from the disk).
 - ``cold_1024``: the first request in this process (pipeline imported, nothing else loaded).
 - ``by_size``: warm requests (numba compiled, mediapipe loaded, the mesh's landmarks, atlas and UV
   surface cached: what a batch or a re-generate costs) at each texture size, ``--repeats`` times:
   per step the median and minimum wall seconds and the median CPU seconds (``time.process_time``,
-  every thread of the process; above the wall time where a step runs on both cores).
+  every thread of the process; above the wall time where a step runs on both cores). ``new_photo``:
+  each request another photo (the portrait cropped a few pixels differently), so the camera fit and
+  projection run; ``variant``: the first photo again with another seed (a variant of one head from
+  one photo), whose fit the generator keeps.
 - ``by_triangles_1024`` (unless ``--quick``): the mesh as it is and subdivided 1x and 2x (4x and 16x
   the triangles), for a new mesh and warm; and the UV rasterisation of ~100k triangles at 2048².
 
@@ -36,7 +42,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backend"))
 
 from avatartex import raster  # noqa: E402
-from avatartex.image_io import save_png  # noqa: E402
+from avatartex.image_io import load_portrait, save_png  # noqa: E402
 from avatartex.mesh import Mesh, load_mesh, save_capture  # noqa: E402
 from avatartex.pipeline import Generator  # noqa: E402
 from avatartex.pipeline import generator as generator_module  # noqa: E402
@@ -98,9 +104,13 @@ def subdivide(mesh: Mesh) -> Mesh:
     return Mesh(positions, triangles, uvs, None, {}, mesh.name + "_sub")
 
 
-def timed_generate(generator: Generator, mesh_path: str, portrait: str, out: str, size: int) -> dict:
+def timed_generate(
+    generator: Generator, mesh_path: str, portrait: str, out: str, size: int, seed: int = 0
+) -> dict:
     """One request's step timings: wall seconds, plus ``cpu`` seconds per step."""
-    params = GenerateParams(mesh=mesh_path, portrait=portrait, out_dir=out, size=size, engine="classic")
+    params = GenerateParams(
+        mesh=mesh_path, portrait=portrait, out_dir=out, size=size, engine="classic", seed=seed
+    )
     cpu_started = time.process_time()
     timings = generator.generate(params)["report"]["timings"]
     cpu = {k: round(v, 3) for k, v in CpuClock.last.items()}
@@ -121,9 +131,22 @@ def summary(runs: list[dict]) -> dict:
     }
 
 
-def first_request(mesh: str, portrait: str, out: str, idle: float) -> dict:
-    """A new backend process: ``hello``, ``idle`` seconds, then one 1024 ``generate``."""
-    env = dict(os.environ, PYTHONPATH=str(BACKEND))
+def other_photos(portrait: str, work: Path, count: int) -> list[str]:
+    """``count`` new photos of the same face: the portrait cropped by 2, 4, ... pixels on the left
+    (other pixels, so a generator that keeps the fit of a photo cannot reuse it)."""
+    image, _ = load_portrait(portrait)
+    paths = []
+    for k in range(1, count + 1):
+        path = work / f"photo_{k}.png"
+        save_png(path, np.round(np.clip(image[:, 2 * k :], 0, 1) * 255).astype(np.uint8))
+        paths.append(str(path))
+    return paths
+
+
+def first_request(mesh: str, portrait: str, out: str, idle: float, cache_dir: str) -> dict:
+    """A new backend process: ``hello``, ``idle`` seconds, then one 1024 ``generate``; the server's
+    disk cache in ``cache_dir``."""
+    env = dict(os.environ, PYTHONPATH=str(BACKEND), AVATARTEX_CACHE_DIR=cache_dir)
     started = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-m", "avatartex.server"],
@@ -186,21 +209,30 @@ def main(argv: list[str] | None = None) -> int:
 
     result: dict = {"mesh": Path(args.mesh).name, "cpus": os.cpu_count()}
     if not args.no_first_request:
-        result["first_request"] = {
-            f"idle_{idle:g}": first_request(mesh_path, portrait, str(work / "first"), idle)
-            for idle in (0.0, args.idle)
-        }
+        first = {}
+        for idle in (0.0, args.idle):
+            cache = str(work / f"cache_{idle:g}")  # empty: a head this machine never saw
+            first[f"idle_{idle:g}"] = first_request(mesh_path, portrait, str(work / "first"), idle, cache)
+        first[f"known_head_idle_{args.idle:g}"] = first_request(
+            mesh_path, portrait, str(work / "first"), args.idle, cache
+        )
+        result["first_request"] = first
 
     generator = Generator()
     started = time.perf_counter()
     cold = timed_generate(generator, mesh_path, portrait, str(work / "out"), 1024)
     result["cold_1024"] = {"wall": round(time.perf_counter() - started, 3), **cold}
     result["by_size"] = {}
+    photos = other_photos(portrait, work, args.repeats)
     for size in (int(s) for s in args.sizes.split(",")):
         timed_generate(generator, mesh_path, portrait, str(work / "out"), size)  # the size's UV surface
         out = str(work / "out")
-        runs = [timed_generate(generator, mesh_path, portrait, out, size) for _ in range(args.repeats)]
-        result["by_size"][size] = summary(runs)
+        runs = [timed_generate(generator, mesh_path, photo, out, size) for photo in photos]
+        variants = [
+            timed_generate(generator, mesh_path, portrait, out, size, seed)
+            for seed in range(1, args.repeats + 1)
+        ]
+        result["by_size"][size] = {"new_photo": summary(runs), "variant": summary(variants)}
 
     if not args.quick:
         mesh = load_mesh(mesh_path)

@@ -120,3 +120,58 @@ def test_harmonise_reads_the_band_only(sphere_atlas):
         ring[g.chart == cap] = g.triangle_chart[ids] == BAND
         assert ring.any()
         np.testing.assert_allclose(fixed[ring], 0.5, atol=1e-6)
+
+
+# -- the compiled filters reproduce the numpy formulations they replaced, bit for bit ------------
+
+
+def _up2_reference(image: np.ndarray, shape: tuple[int, int], wrap: bool) -> np.ndarray:
+    h, w = shape
+    rows = np.empty((h,) + image.shape[1:], np.float32)
+    rows[0::2] = image[: (h + 1) // 2]
+    below = np.concatenate([image[1:], image[-1:]], axis=0)
+    rows[1::2] = 0.5 * (image + below)[: h // 2]
+    out = np.empty((h, w) + image.shape[2:], np.float32)
+    out[:, 0::2] = rows[:, : (w + 1) // 2]
+    right = np.concatenate([rows[:, 1:], rows[:, :1] if wrap else rows[:, -1:]], axis=1)
+    out[:, 1::2] = 0.5 * (rows + right)[:, : w // 2]
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("width", [18, 17])
+def test_upsampling_matches_its_numpy_formulation(dtype, width: int) -> None:
+    """``upsample`` (one compiled pass per chart) against the numpy formulation, odd and even sizes,
+    the band wrapping and the caps not, float32 and float64 input."""
+    from avatartex.atlas_filters import upsample
+
+    rows, height = 13, 22  # a band of 13 rows (7 coarse), caps of 9 (5 coarse)
+    coarse = np.random.default_rng(0).random((12, (width + 1) // 2, 3)).astype(dtype)
+    for image in (coarse, coarse[..., 0]):
+        expected = np.concatenate(
+            [
+                _up2_reference(image[:7], (rows, width), True),
+                _up2_reference(image[7:], (height - rows, width), False),
+            ]
+        )
+        np.testing.assert_array_equal(upsample(image, 7, (height, width), rows), expected)
+
+
+def test_symmetric_completion_matches_its_numpy_formulation(sphere_atlas) -> None:
+    from avatartex.atlas_filters import symmetric_completion
+
+    g = sphere_atlas
+    rng = np.random.default_rng(1)
+    values = rng.random((g.size, g.size, 3)).astype(np.float32)
+    confidence = (rng.random((g.size, g.size)) * (rng.random((g.size, g.size)) > 0.3)).astype(np.float32)
+    mirrored_conf = g.mirror(confidence)
+    gain = np.clip(mirrored_conf - confidence, 0.0, 1.0) * np.float32(0.7)
+    total = confidence + gain
+    mixed = confidence[..., None] * values + gain[..., None] * g.mirror(values)
+    mixed = mixed / np.maximum(total, 1e-6)[..., None]
+    expected = np.where(total[..., None] > 1e-6, mixed, values).astype(np.float32)
+    got, got_total = symmetric_completion(values, confidence, g, 0.7)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(got_total, total)
+    flat, _ = symmetric_completion(values[..., 0], confidence, g, 0.7)
+    np.testing.assert_array_equal(flat, expected[..., 0])

@@ -232,6 +232,55 @@ def test_repaint_detail_transfer_restores_blurred_portrait_detail() -> None:
     assert np.abs(out - blurred)[unseen].max() < 1e-6
 
 
+def _whole_chart_detail(color, conf, ctx, amount):
+    """The detail transfer computed over every texel of each whole chart (what it was before it
+    was limited to boxes around the backed texels): the reference the boxes must reproduce."""
+    import pywt
+    from avatartex.imaging import sample_image
+
+    atlas, coords = ctx.atlas, ctx.portrait_coords
+    valid = np.isfinite(coords).all(axis=-1) & atlas.mask
+    rows = atlas.band_rows
+    sampled = sample_image(ctx.portrait, coords, interpolation="cubic")
+    weight = (valid * conf).astype(np.float32)
+    sigma = max(2.0 * atlas.size / 1024, 1.0)
+    sampled = np.where(valid[..., None], sampled, color)
+    low = filters.gaussian(np.concatenate([color, sampled], axis=-1), sigma, rows)
+    ratio = np.clip((low[..., :3] + 1e-3) / (low[..., 3:] + 1e-3), 0.25, 4.0)
+    difference = np.where(valid[..., None], sampled * ratio - color, 0.0).astype(np.float32)
+    levels = int(np.clip(round(np.log2(atlas.size / 128)), 2, 4))
+
+    def detail(part, wrap):
+        coeffs = pywt.wavedec2(part, "db2", mode="symmetric", level=levels, axes=(0, 1))
+        coeffs[0] = np.zeros_like(coeffs[0])
+        rec = pywt.waverec2(coeffs, "db2", mode="symmetric", axes=(0, 1))
+        return rec[: part.shape[0], : part.shape[1]].astype(np.float32)
+
+    out = filters.per_chart(detail, difference, rows, 4 * 2**levels)
+    return color + out * (np.float32(amount) * weight * weight)[..., None]
+
+
+@pytest.mark.parametrize("patch", [False, True])
+def test_detail_transfer_in_boxes_equals_the_whole_chart(patch: bool) -> None:
+    """The transfer works in boxes around the backed texels: the result is the whole charts' one,
+    whether the boxes reach the charts' edges (a whole frontal half) or not (a patch on the cheek)."""
+    from avatartex.engines.classic.repaint import transfer_detail
+
+    geo = sphere_atlas(256)
+    portrait = astronaut()
+    tex, coords = frontal_texture(geo, portrait)
+    conf = tex.confidence
+    if patch:
+        head = geo.frame.to_head(geo.positions)
+        conf = conf * ((np.abs(head[..., 0] - 0.3) < 0.25) & (np.abs(head[..., 1]) < 0.25))
+    color = filters.gaussian(tex.color, 1.0, geo.band_rows)
+    ctx = make_ctx(geo, "photoreal", portrait, coords)
+    out = transfer_detail(color, conf, ctx, 1.0)
+    expected = _whole_chart_detail(color, conf, ctx, 1.0)
+    assert np.abs(out - color).max() > 0.02  # detail was added
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
 @lru_cache(maxsize=8)
 def _chain(style: str, strength: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     geo = head_atlas(256)

@@ -355,3 +355,70 @@ def test_pins_alone_place_a_head_the_detector_cannot_read(generator, head, astro
     assert report["landmarks_source"] == "pins"
     assert report["coverage"] > 0.5
     assert json.loads((tmp_path / "out" / "report.json").read_text())["registration"]["landmarks"] >= 8
+
+
+class CountingLandmarker:
+    """The real detector, counting the images it is shown."""
+
+    def __init__(self, base):
+        self.base = base
+        self.calls = 0
+
+    def detect(self, image):
+        self.calls += 1
+        return self.base.detect(image)
+
+
+def test_head_store_keeps_a_meshs_landmarks_across_processes(generator, head, tmp_path):
+    """A new process (a new HeadCache) on a head seen before reads its landmarks from the store
+    instead of running the detector; a damaged entry is a miss, not an error."""
+    from avatartex.mesh import load_mesh
+    from avatartex.pipeline.cache import HeadCache, HeadStore
+
+    mesh = load_mesh(head)
+    store = HeadStore(tmp_path / "heads")
+    first = CountingLandmarker(generator.landmarker)
+    found = HeadCache(store=store).head(mesh, first)
+    entries = list(store.folder.glob("*.npz"))
+    assert first.calls > 0 and len(entries) == 1
+    assert entries[0].stat().st_size < 200_000  # the detector's render is not kept
+
+    again = CountingLandmarker(generator.landmarker)
+    kept = HeadCache(store=store).head(mesh, again)
+    assert again.calls == 0
+    for name in ("points3d", "valid", "tri_id", "bary", "forward", "up"):
+        np.testing.assert_array_equal(getattr(kept.landmarks, name), getattr(found.landmarks, name))
+    assert kept.landmarks.source == found.landmarks.source and kept.landmarks.score == found.landmarks.score
+    np.testing.assert_array_equal(kept.landmarks.camera.R, found.landmarks.camera.R)
+    assert kept.landmarks.camera.width == found.landmarks.camera.width
+    np.testing.assert_allclose(kept.frame.axes, found.frame.axes)
+    np.testing.assert_allclose(kept.frame.origin, found.frame.origin)
+
+    assert store.load("another mesh", again) is None  # no entry
+    store.path("damaged", again).write_bytes(b"not an npz")
+    assert store.load("damaged", again) is None  # a miss, not an error
+
+
+def test_variants_of_one_photo_fit_it_once(generator, head, astronaut_path, tmp_path):
+    """Another seed or style of the same head and photo reuses the camera fit and projection, and
+    gives the texture a fresh fit gives."""
+    from avatartex.pipeline.cache import FitCache
+
+    calls = []
+
+    def register(*args, **kwargs):
+        calls.append(1)
+        return Generator.register(generator, *args, **kwargs)
+
+    generator.register = register
+    try:
+        generator.generate(params(head, astronaut_path, tmp_path / "a", seed=1))
+        reused = generator.generate(params(head, astronaut_path, tmp_path / "b", seed=2))
+        assert len(calls) == 1
+        generator.fits = FitCache()
+        fresh = generator.generate(params(head, astronaut_path, tmp_path / "c", seed=2))
+        assert len(calls) == 2
+    finally:
+        del generator.register
+    np.testing.assert_array_equal(load_texture(reused["texture"]), load_texture(fresh["texture"]))
+    assert reused["report"]["registration"] == fresh["report"]["registration"]

@@ -82,20 +82,129 @@ def _down2(image: np.ndarray, wrap: bool) -> np.ndarray:
 
 
 def _up2(image: np.ndarray, shape: tuple[int, int], wrap: bool) -> np.ndarray:
-    """Linear interpolation of a coarse level back to ``shape`` (fine pixel i sits at coarse i / 2)."""
+    """Linear interpolation of a coarse level back to ``shape`` (fine pixel i sits at coarse i / 2):
+    even rows and columns take the coarse pixel, odd ones the mean of two (columns wrap when
+    ``wrap``, the last row repeats). One compiled pass (four numpy passes took 2 ms per call and
+    about 30 ms of a request's de-lighting)."""
     h, w = shape
-    rows = np.empty((h,) + image.shape[1:], np.float32)
-    rows[0::2] = image[: (h + 1) // 2]
-    below = np.concatenate([image[1:], image[-1:]], axis=0)  # the last row repeats (no wrap in y)
-    rows[1::2] = 0.5 * (image + below)[: h // 2]
-    out = np.empty((h, w) + image.shape[2:], np.float32)
-    out[:, 0::2] = rows[:, : (w + 1) // 2]
-    right = np.concatenate([rows[:, 1:], rows[:, :1] if wrap else rows[:, -1:]], axis=1)
-    out[:, 1::2] = 0.5 * (rows + right)[:, : w // 2]
-    return out
+    coarse = np.ascontiguousarray(image)
+    coarse = coarse.reshape(coarse.shape[:2] + (-1,))
+    out = np.empty((h, w, coarse.shape[2]), np.float32)
+    _up2_kernel(coarse, wrap, out)
+    return out.reshape((h, w) + image.shape[2:])
+
+
+@njit(cache=True)
+def _up2_kernel(coarse: np.ndarray, wrap: bool, out: np.ndarray) -> None:
+    """``_up2`` into ``out`` (h, w, C) float32; the row means in the coarse image's precision, the
+    column means in float32, as the numpy formulation rounded them."""
+    h, w, c = out.shape
+    hc, wc = coarse.shape[0], coarse.shape[1]
+    for i in range(h):
+        i0 = i // 2
+        i1 = min(i0 + 1, hc - 1)
+        odd_i = i % 2 == 1
+        for j in range(w):
+            j0 = j // 2
+            j1 = j0 + 1
+            if j1 >= wc:
+                j1 = 0 if wrap else wc - 1
+            odd_j = j % 2 == 1
+            for k in range(c):
+                if odd_i:
+                    left = np.float32(0.5 * (coarse[i0, j0, k] + coarse[i1, j0, k]))
+                else:
+                    left = np.float32(coarse[i0, j0, k])
+                if odd_j:
+                    if odd_i:
+                        right = np.float32(0.5 * (coarse[i0, j1, k] + coarse[i1, j1, k]))
+                    else:
+                        right = np.float32(coarse[i0, j1, k])
+                    out[i, j, k] = np.float32(0.5 * (left + right))
+                else:
+                    out[i, j, k] = left
+
+
+PARALLEL_MIN_TEXELS = 1 << 21
+"""Pyramid levels with fewer texels than this are pulled on one thread. A parallel launch wakes the
+other core's thread, which on a busy machine waits for a time slice: push-pull of a 1024 atlas
+(about 20 launches, most on small levels) took 0.14 s of CPU and 0.27 s of wall time with every level
+parallel, 0.03 s and 0.06 s on one thread (the shared 2-core machine, ``time.process_time``); even
+its finest level (768 x 1024) pulled in 11 ms on one thread and 15 ms on two. Only the bake's fill of
+2048 and 4096 textures (4 M and 16 M texels) is worth both cores."""
+
+
+@njit(cache=True, inline="always")
+def _pull_row(
+    i: int,
+    values: np.ndarray,
+    weights: np.ndarray,
+    premultiplied: bool,
+    coarse: np.ndarray,
+    wrap: bool,
+    gain: float,
+    where: np.ndarray,
+    use_where: bool,
+    out: np.ndarray,
+) -> None:
+    """Row ``i`` of the pull: ``out = alpha * own + (1 - alpha) * _up2(coarse)``, alpha the texel's
+    weight times ``gain`` (clipped to 0..1) and own its normalised value; only where ``where`` when
+    ``use_where``. float32 throughout, the same operations as the numpy formulation.
+
+    ``premultiplied``: ``values`` is a level of the pyramid, (values * weight, weight) with the
+    weight as its last channel (``weights`` unused); otherwise plain values and their ``weights``.
+    """
+    w = values.shape[1]
+    c = out.shape[2]
+    hc, wc = coarse.shape[0], coarse.shape[1]
+    half = np.float32(0.5)
+    one = np.float32(1.0)
+    g = np.float32(gain)
+    i0 = i // 2
+    i1 = min(i0 + 1, hc - 1)
+    odd_i = i % 2 == 1
+    for j in range(w):
+        if use_where and not where[i, j]:
+            continue
+        j0 = j // 2
+        j1 = j0 + 1
+        if j1 >= wc:
+            j1 = 0 if wrap else wc - 1
+        odd_j = j % 2 == 1
+        weight = values[i, j, c] if premultiplied else weights[i, j]
+        alpha = min(max(weight * g, np.float32(0.0)), one)
+        denom = max(weight, np.float32(1e-12))
+        for k in range(c):
+            if odd_i:
+                left = half * (coarse[i0, j0, k] + coarse[i1, j0, k])
+            else:
+                left = coarse[i0, j0, k]
+            if odd_j:
+                if odd_i:
+                    right = half * (coarse[i0, j1, k] + coarse[i1, j1, k])
+                else:
+                    right = coarse[i0, j1, k]
+                up = half * (left + right)
+            else:
+                up = left
+            num = values[i, j, k] if premultiplied else values[i, j, k] * weight
+            out[i, j, k] = alpha * (num / denom) + (one - alpha) * up
 
 
 @njit(cache=True, parallel=True)
+def _pull_parallel(values, weights, premultiplied, coarse, wrap, gain, where, use_where, out) -> None:
+    """``_pull_row`` over every row, the rows shared between the cores."""
+    for i in prange(values.shape[0]):
+        _pull_row(i, values, weights, premultiplied, coarse, wrap, gain, where, use_where, out)
+
+
+@njit(cache=True)
+def _pull_serial(values, weights, premultiplied, coarse, wrap, gain, where, use_where, out) -> None:
+    """``_pull_row`` over every row on the calling thread."""
+    for i in range(values.shape[0]):
+        _pull_row(i, values, weights, premultiplied, coarse, wrap, gain, where, use_where, out)
+
+
 def _pull_kernel(
     values: np.ndarray,
     weights: np.ndarray,
@@ -107,49 +216,11 @@ def _pull_kernel(
     use_where: bool,
     out: np.ndarray,
 ) -> None:
-    """One level of the pull: ``out = alpha * own + (1 - alpha) * _up2(coarse)``, alpha the texel's
-    weight times ``gain`` (clipped to 0..1) and own its normalised value; only where ``where`` when
-    ``use_where``. float32 throughout, the same operations as the numpy formulation.
-
-    ``premultiplied``: ``values`` is a level of the pyramid, (values * weight, weight) with the
-    weight as its last channel (``weights`` unused); otherwise plain values and their ``weights``.
-    """
-    h, w = values.shape[0], values.shape[1]
-    c = out.shape[2]
-    hc, wc = coarse.shape[0], coarse.shape[1]
-    half = np.float32(0.5)
-    one = np.float32(1.0)
-    g = np.float32(gain)
-    for i in prange(h):
-        i0 = i // 2
-        i1 = min(i0 + 1, hc - 1)
-        odd_i = i % 2 == 1
-        for j in range(w):
-            if use_where and not where[i, j]:
-                continue
-            j0 = j // 2
-            j1 = j0 + 1
-            if j1 >= wc:
-                j1 = 0 if wrap else wc - 1
-            odd_j = j % 2 == 1
-            weight = values[i, j, c] if premultiplied else weights[i, j]
-            alpha = min(max(weight * g, np.float32(0.0)), one)
-            denom = max(weight, np.float32(1e-12))
-            for k in range(c):
-                if odd_i:
-                    left = half * (coarse[i0, j0, k] + coarse[i1, j0, k])
-                else:
-                    left = coarse[i0, j0, k]
-                if odd_j:
-                    if odd_i:
-                        right = half * (coarse[i0, j1, k] + coarse[i1, j1, k])
-                    else:
-                        right = coarse[i0, j1, k]
-                    up = half * (left + right)
-                else:
-                    up = left
-                num = values[i, j, k] if premultiplied else values[i, j, k] * weight
-                out[i, j, k] = alpha * (num / denom) + (one - alpha) * up
+    """One level of the pull (``_pull_row``), on both cores only where the level is large enough to
+    pay for waking the second (PARALLEL_MIN_TEXELS)."""
+    big = values.shape[0] * values.shape[1] >= PARALLEL_MIN_TEXELS
+    kernel = _pull_parallel if big else _pull_serial
+    kernel(values, weights, premultiplied, coarse, wrap, gain, where, use_where, out)
 
 
 _UNUSED_WEIGHTS = np.zeros((1, 1), np.float32)
@@ -251,8 +322,15 @@ def fill(
 
 
 def warm_up() -> None:
-    """Load the compiled pull (numba's on-disk cache) ahead of the first request."""
-    fill(np.zeros((32, 32, 3), np.float32), np.ones((32, 32), np.float32), where=np.ones((32, 32), bool))
+    """Load the compiled kernels (numba's on-disk cache) ahead of the first request."""
+    values, weights = np.zeros((32, 32, 3), np.float32), np.ones((32, 32), np.float32)
+    fill(values, weights, where=np.ones((32, 32), bool))  # the serial pull
+    coarse, everywhere = np.zeros((16, 16, 3), np.float32), np.ones((32, 32), np.bool_)
+    _pull_parallel(values, weights, False, coarse, False, 2.0, everywhere, True, values)
+    upsample(coarse, 12, (32, 32), 24)
+    flat = values.reshape(-1, 3)
+    index = np.arange(len(flat), dtype=np.int64)
+    _mirror_mix(flat, weights.reshape(-1), index, np.float32(1.0), flat.copy(), weights.reshape(-1).copy())
 
 
 def downsample(image: np.ndarray, rows: int) -> tuple[np.ndarray, int]:
@@ -321,14 +399,46 @@ def symmetric_completion(
     higher confidence, its value is mixed in with the confidence gain as weight. Returns the
     completed values and their confidence (``max(conf, mirror conf)`` for ``amount`` 1).
     """
-    mirrored_conf = atlas.mirror(confidence)
-    gain = np.clip(mirrored_conf - confidence, 0.0, 1.0) * np.float32(amount)
-    total = confidence + gain
     v = values[..., None] if values.ndim == 2 else values
-    mixed = confidence[..., None] * v + gain[..., None] * atlas.mirror(v)
-    mixed = mixed / np.maximum(total, 1e-6)[..., None]
-    mixed = np.where(total[..., None] > 1e-6, mixed, v)
-    return (mixed[..., 0] if values.ndim == 2 else mixed).astype(np.float32), total.astype(np.float32)
+    v = np.ascontiguousarray(v, np.float32)
+    conf = np.ascontiguousarray(confidence, np.float32)
+    mixed = np.empty_like(v)
+    total = np.empty_like(conf)
+    index = atlas.mirror_index()
+    _mirror_mix(
+        v.reshape(conf.size, -1),
+        conf.reshape(-1),
+        index.reshape(-1),
+        np.float32(amount),
+        mixed.reshape(conf.size, -1),
+        total.reshape(-1),
+    )
+    return (mixed[..., 0] if values.ndim == 2 else mixed), total
+
+
+@njit(cache=True)
+def _mirror_mix(
+    values: np.ndarray,
+    conf: np.ndarray,
+    mirror: np.ndarray,
+    amount: np.float32,
+    mixed: np.ndarray,
+    total: np.ndarray,
+) -> None:
+    """``symmetric_completion`` in one pass over the texels (float32, the numpy formulation's
+    operations: it took 45 ms of numpy passes and mirror gathers at 1024, this 5 ms)."""
+    zero, one, tiny = np.float32(0.0), np.float32(1.0), np.float32(1e-6)
+    for i in range(conf.shape[0]):
+        j = mirror[i]
+        c = conf[i]
+        gain = min(max(conf[j] - c, zero), one) * amount
+        t = c + gain
+        total[i] = t
+        for k in range(values.shape[1]):
+            if t > tiny:
+                mixed[i, k] = (c * values[i, k] + gain * values[j, k]) / max(t, tiny)
+            else:
+                mixed[i, k] = values[i, k]
 
 
 def smooth_fill(

@@ -65,8 +65,11 @@ class Server:
         with self._generator_lock:  # the warm-up thread and the first request may both ask
             if self._generator is None:
                 from .pipeline import Generator
+                from .pipeline.cache import HeadStore
 
-                self._generator = Generator()
+                # AVATARTEX_CACHE_DIR: meshes' landmarks kept across processes (the add-on's user
+                # folder), so the first request after a restart on a known head skips them.
+                self._generator = Generator(head_store=HeadStore.from_env())
             return self._generator
 
     def send(self, message: dict[str, Any]) -> None:
@@ -239,11 +242,11 @@ def warm_up(generator) -> None:
     import skimage.draw  # noqa: F401  (the atlas's face region)
     import trimesh  # noqa: F401  (mesh loading)
 
-    from . import atlas_filters, bake, imaging, projection, raster
+    from . import atlas, atlas_filters, bake, imaging, projection, raster
     from .engines.classic import inpaint
     from .pipeline import steps  # noqa: F401  (every step's imports)
 
-    for module in (raster, imaging, atlas_filters, bake, projection, inpaint):
+    for module in (raster, imaging, atlas, atlas_filters, bake, projection, inpaint):
         module.warm_up()
     generator.landmarker  # noqa: B018  (created on first use)
     generator.segmenter  # noqa: B018

@@ -268,7 +268,7 @@ def test_test_backend_lists_engines_with_reasons(addon, real_backend):
 def test_backend_env_keeps_caches_out_of_the_extension(addon, real_backend):
     config = addon.backend.backend_config()
     folder = Path(addon.__file__).parent
-    for key in ("PYTHONPYCACHEPREFIX", "NUMBA_CACHE_DIR"):
+    for key in ("PYTHONPYCACHEPREFIX", "NUMBA_CACHE_DIR", "AVATARTEX_CACHE_DIR"):
         assert (
             folder not in Path(config.env[key]).parents
             and addon.paths.user_dir() in Path(config.env[key]).parents

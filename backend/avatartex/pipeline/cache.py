@@ -6,25 +6,45 @@ search, the landmark detection, the atlas rasterisation and the UV surface of th
 The key is the mesh's content, not its name or path: a SHA-1 over its positions, triangles, UVs and
 pins, plus the facing the request gave. Editing a single vertex, UV or pin is a new head; saving the
 same mesh under another name is the same one.
+
+A ``HeadStore`` (a folder, ``AVATARTEX_CACHE_DIR`` for the server) also keeps each head's landmarks
+on disk, the costliest thing a new process does for a mesh (26 renders through the detector, 2-3 s):
+the first request after Blender restarts, on a head textured before, skips them too. Its entries are
+plain ``.npz`` arrays and JSON, keyed by the mesh and by the code that found the landmarks.
+
+``FitCache`` keeps a portrait's fit to a head (camera, warp, projection) for the variants of one head
+from one photo.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
+import logging
+import os
+import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .. import __version__
 from ..atlas import AtlasGeometry, HeadFrame, build_atlas, directions
 from ..bake import UVSurface, uv_surface
 from ..body import head_part  # -- body --
+from ..camera import Camera
 from ..face import FACE_OVAL, LEFT_EYE_CONTOUR, MOUTH_LEFT, MOUTH_RIGHT, NOSE_TIP, RIGHT_EYE_CONTOUR
 from ..landmarks import MeshLandmarks, detect_mesh_landmarks
 from ..mesh import Mesh, parse_facing
+
+log = logging.getLogger(__name__)
+
+CACHE_DIR_ENV = "AVATARTEX_CACHE_DIR"
+"""The folder of the server's ``HeadStore``; unset, nothing is kept on disk."""
 
 
 @dataclass
@@ -99,11 +119,153 @@ def mesh_key(mesh: Mesh, facing: str = "") -> str:
     return digest.hexdigest()
 
 
-class HeadCache:
-    """The last ``size`` heads by content (least recently used first out)."""
+def head_frame(landmarks: MeshLandmarks) -> HeadFrame:
+    """The head frame from a mesh's landmarks: eye centres, mouth centre, nose tip."""
+    p = landmarks.points3d
 
-    def __init__(self, size: int = 4) -> None:
+    def centre(indices) -> np.ndarray:
+        return np.nanmean(p[list(indices)], axis=0)
+
+    return HeadFrame.from_landmarks(
+        centre(RIGHT_EYE_CONTOUR), centre(LEFT_EYE_CONTOUR), centre([MOUTH_RIGHT, MOUTH_LEFT]), p[NOSE_TIP]
+    )
+
+
+_STORED_TYPES = {"MeshLandmarks": MeshLandmarks, "Camera": Camera}
+"""The only classes a stored entry is rebuilt into (nothing in it is executed or imported)."""
+
+
+_NOT_STORED = {"render"}
+"""Fields left out of a stored entry (rebuilt with their default): the landmarks' ``render`` is the
+detector's view, kept for a debug overlay, 3 MB of the entry's 3.2 MB."""
+
+
+def _flatten(obj: Any, prefix: str, arrays: dict[str, np.ndarray], values: dict[str, Any]) -> None:
+    """A dataclass's fields into ``arrays`` (numpy) and ``values`` (JSON), nested ones by prefix."""
+    values[prefix + "__type__"] = type(obj).__name__
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        name = prefix + f.name
+        if f.name in _NOT_STORED:
+            continue
+        if isinstance(value, np.ndarray):
+            arrays[name] = value
+        elif dataclasses.is_dataclass(value):
+            _flatten(value, name + ".", arrays, values)
+        elif isinstance(value, np.generic):
+            values[name] = value.item()
+        else:
+            values[name] = value
+
+
+def _rebuild(prefix: str, arrays: Any, values: dict[str, Any]) -> Any:
+    """The dataclass ``_flatten`` wrote under ``prefix``; fields it left out take their defaults."""
+    cls = _STORED_TYPES[values[prefix + "__type__"]]
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        name = prefix + f.name
+        if name in arrays:
+            kwargs[f.name] = np.asarray(arrays[name])
+        elif name + ".__type__" in values:
+            kwargs[f.name] = _rebuild(name + ".", arrays, values)
+        elif name in values:
+            kwargs[f.name] = values[name]
+    return cls(**kwargs)
+
+
+class HeadStore:
+    """Meshes' landmarks kept in a folder across processes (see the module's docstring).
+
+    An entry is only written for a mesh that is a head (a full-body character's head part is found
+    again each time), and only read back by the same code: the key includes a fingerprint of the
+    backend's version, the modules that find and lift the landmarks, and the detector's class.
+    A damaged or unreadable entry is a miss, never an error.
+    """
+
+    MODULES = ("landmarks", "face", "camera", "raster", "body", "mesh")
+    """The modules whose code decides a mesh's landmarks (their source is in the fingerprint)."""
+    MAX_ENTRIES = 256
+    """Entries kept (about 60 kB each); the least recently written go first."""
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.folder = Path(folder)
+
+    @classmethod
+    def from_env(cls) -> HeadStore | None:
+        """The store in ``AVATARTEX_CACHE_DIR``'s ``heads`` folder, or None when it is unset."""
+        folder = os.environ.get(CACHE_DIR_ENV, "")
+        return cls(Path(folder) / "heads") if folder else None
+
+    def path(self, key: str, landmarker: Any) -> Path:
+        """The entry's file for a mesh key and detector."""
+        digest = hashlib.sha1(key.encode())
+        digest.update(_code_fingerprint(self.MODULES).encode())
+        digest.update(f"{type(landmarker).__module__}.{type(landmarker).__qualname__}".encode())
+        return self.folder / f"{digest.hexdigest()}.npz"
+
+    def load(self, key: str, landmarker: Any) -> MeshLandmarks | None:
+        """The stored landmarks of a mesh, or None."""
+        path = self.path(key, landmarker)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                values = json.loads(str(data["__values__"]))
+                return _rebuild("", data, values)
+        except FileNotFoundError:
+            return None
+        except Exception as exc:  # a damaged or foreign file: find the landmarks again
+            log.warning("head store entry %s unreadable (%s): ignored", path.name, exc)
+            return None
+
+    def save(self, key: str, landmarker: Any, landmarks: MeshLandmarks) -> None:
+        """Keep a mesh's landmarks (atomically: a reader never sees half a file)."""
+        arrays: dict[str, np.ndarray] = {}
+        values: dict[str, Any] = {}
+        _flatten(landmarks, "", arrays, values)
+        path = self.path(key, landmarker)
+        temporary = None
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(suffix=".tmp", dir=self.folder)
+            with os.fdopen(handle, "wb") as out:
+                np.savez(out, __values__=np.array(json.dumps(values)), **arrays)
+            os.replace(temporary, path)
+            temporary = None
+            self._prune()
+        except (OSError, TypeError, ValueError) as exc:  # a read-only folder, a full disk
+            log.warning("could not keep the head's landmarks in %s: %s", self.folder, exc)
+        finally:
+            if temporary is not None:
+                Path(temporary).unlink(missing_ok=True)
+
+    def _prune(self) -> None:
+        entries = sorted(self.folder.glob("*.npz"), key=lambda p: p.stat().st_mtime)
+        for old in entries[: max(0, len(entries) - self.MAX_ENTRIES)]:
+            old.unlink(missing_ok=True)
+
+
+_FINGERPRINTS: dict[tuple[str, ...], str] = {}
+
+
+def _code_fingerprint(modules: tuple[str, ...]) -> str:
+    """A SHA-1 of the backend's version and the source of ``modules`` (computed once)."""
+    if modules not in _FINGERPRINTS:
+        import importlib
+
+        digest = hashlib.sha1(__version__.encode())
+        for name in modules:
+            module = importlib.import_module(f"avatartex.{name}")
+            digest.update(Path(module.__file__).read_bytes())
+        _FINGERPRINTS[modules] = digest.hexdigest()
+    return _FINGERPRINTS[modules]
+
+
+class HeadCache:
+    """The last ``size`` heads by content (least recently used first out), and optionally every
+    head's landmarks on disk (``store``)."""
+
+    def __init__(self, size: int = 4, store: HeadStore | None = None) -> None:
         self.size = size
+        self.store = store
         self._heads: OrderedDict[str, HeadModel] = OrderedDict()
 
     def __len__(self) -> int:
@@ -119,29 +281,89 @@ class HeadCache:
         if forward is None and mesh.forward is not None:
             forward = np.asarray(mesh.forward, np.float64)
         mesh, file_centre, file_scale = normalized(mesh)
-        # -- body -- a full-body character: everything below runs on its head part (body.py)
-        part = head_part(mesh, landmarker, forward)
-        if part is not None:
-            mesh, forward = part.mesh, part.mesh.forward
-            file_centre, file_scale = file_centre + file_scale * part.centre, file_scale * part.scale
-        # -- end body --
-        landmarks = detect_mesh_landmarks(
-            mesh.positions, mesh.triangles, landmarker, up=mesh.up, forward=forward, pins=mesh.pins or None
-        )
-        p = landmarks.points3d
-
-        def centre(indices) -> np.ndarray:
-            return np.nanmean(p[list(indices)], axis=0)
-
-        frame = HeadFrame.from_landmarks(
-            centre(RIGHT_EYE_CONTOUR),
-            centre(LEFT_EYE_CONTOUR),
-            centre([MOUTH_RIGHT, MOUTH_LEFT]),
-            p[NOSE_TIP],
-        )
-        model = HeadModel(mesh, landmarks, frame, file_centre, file_scale)
+        # The up and forward hints of the capture steer the facing search: part of the stored key.
+        hints = json.dumps([None if v is None else np.asarray(v, float).tolist() for v in (mesh.up, forward)])
+        stored_key = f"{key}:{hints}"
+        stored = self.store.load(stored_key, landmarker) if self.store is not None else None
+        part = None
+        if stored is not None:
+            landmarks = stored
+        else:
+            # -- body -- a full-body character: everything below runs on its head part (body.py)
+            part = head_part(mesh, landmarker, forward)
+            if part is not None:
+                mesh, forward = part.mesh, part.mesh.forward
+                file_centre, file_scale = file_centre + file_scale * part.centre, file_scale * part.scale
+            # -- end body --
+            landmarks = detect_mesh_landmarks(
+                mesh.positions,
+                mesh.triangles,
+                landmarker,
+                up=mesh.up,
+                forward=forward,
+                pins=mesh.pins or None,
+            )
+            if self.store is not None and part is None:
+                self.store.save(stored_key, landmarker, landmarks)
+        model = HeadModel(mesh, landmarks, head_frame(landmarks), file_centre, file_scale)
         model.body = part  # -- body --
         self._heads[key] = model
         while len(self._heads) > self.size:
             self._heads.popitem(last=False)
         return model
+
+
+@dataclass
+class PortraitFit:
+    """A portrait fitted to a head: what ``register`` and ``project`` made of it."""
+
+    registration: Any
+    person: np.ndarray
+    """The person mask of the portrait (segmentation)."""
+    projection: Any
+
+
+class FitCache:
+    """The fits of the last ``size`` (head, portrait) pairs.
+
+    Variants of one head from one photo (another style, seed, strength or scalp) need the same
+    camera, warp and projection: about a second of a warm request (``bench/speed.py``). The key is
+    the head (the cached model itself), the portrait's pixels and landmarks, its EXIF field of view,
+    the atlas size and the registration function used. Fits are handed out as copies, so a step
+    that changed one in place could not change the next request's.
+    """
+
+    def __init__(self, size: int = 2) -> None:
+        self.size = size
+        self._fits: OrderedDict[tuple, tuple[HeadModel, PortraitFit]] = OrderedDict()
+
+    @staticmethod
+    def key(
+        head: HeadModel,
+        portrait: np.ndarray,
+        landmarks: np.ndarray,
+        fov_y_deg_exif: float | None,
+        atlas_size: int,
+        register: Any,
+    ) -> tuple:
+        """The key of a fit (``register``: the function that fits the camera, a bound method)."""
+        digest = hashlib.sha1(np.ascontiguousarray(portrait).tobytes())
+        digest.update(str(portrait.shape).encode())
+        digest.update(np.ascontiguousarray(landmarks, np.float64).tobytes())
+        function = getattr(register, "__func__", register)
+        return (id(head), digest.hexdigest(), fov_y_deg_exif, atlas_size, function)
+
+    def get(self, key: tuple, head: HeadModel) -> PortraitFit | None:
+        """A copy of the fit kept under ``key`` for this very head model, or None."""
+        entry = self._fits.get(key)
+        if entry is None or entry[0] is not head:
+            return None
+        self._fits.move_to_end(key)
+        return copy.deepcopy(entry[1])
+
+    def put(self, key: tuple, head: HeadModel, fit: PortraitFit) -> None:
+        """Keep a copy of ``fit`` (the least recently used one goes when full)."""
+        self._fits[key] = (head, copy.deepcopy(fit))
+        self._fits.move_to_end(key)
+        while len(self._fits) > self.size:
+            self._fits.popitem(last=False)

@@ -2,7 +2,8 @@
 
 ``Generator`` keeps what is worth keeping between requests in one backend process: the face
 landmarker, the person segmenter, the neural engine's settings, and per mesh its landmarks, head
-frame, atlases and UV surfaces (``cache.HeadCache``).
+frame, atlases and UV surfaces (``cache.HeadCache``; the landmarks optionally on disk too,
+``cache.HeadStore``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ..regions import complete_regions
 from ..registration import Registration
 from ..styles import get_style
 from . import steps
-from .cache import HeadCache, HeadModel
+from .cache import FitCache, HeadCache, HeadModel, HeadStore, PortraitFit
 from .progress import RequestClock
 from .report import build_report, check_writable, write_debug, write_json_atomic
 
@@ -55,10 +56,20 @@ def check_params(params: GenerateParams) -> None:
 class Generator:
     """Runs ``generate`` requests; one per backend process, reused across requests."""
 
-    def __init__(self, landmarker: Any = None, cache_size: int = 4, neural_config: Any = None) -> None:
+    def __init__(
+        self,
+        landmarker: Any = None,
+        cache_size: int = 4,
+        neural_config: Any = None,
+        head_store: HeadStore | None = None,
+    ) -> None:
         self._landmarker = landmarker
         self._segmenter = None
-        self.heads = HeadCache(cache_size)
+        self.heads = HeadCache(cache_size, head_store)
+        """Per mesh: landmarks, frame, atlases, UV surfaces; the landmarks also in ``head_store``
+        (a folder kept across processes) when one is given."""
+        self.fits = FitCache()
+        """Per head and portrait: the registration and projection (variants of one photo)."""
         self.neural_config = neural_config
         """Settings of the neural engine; None reads them from the environment on first use."""
 
@@ -127,7 +138,22 @@ class Generator:
         clock.done("analyse")
 
         clock.step("register", 0.0, "fitting the camera")
-        registration = self.register(analysis.head, analysis.face, analysis.portrait, analysis.fov_y_deg_exif)
+        atlas_size = atlas_size_for(params.size)
+        fit_key = FitCache.key(
+            analysis.head,
+            analysis.portrait,
+            analysis.face.landmarks,
+            analysis.fov_y_deg_exif,
+            atlas_size,
+            self.register,
+        )
+        fit = self.fits.get(fit_key, analysis.head)  # a variant of a photo fitted before
+        if fit is not None:
+            registration = fit.registration
+        else:
+            registration = self.register(
+                analysis.head, analysis.face, analysis.portrait, analysis.fov_y_deg_exif
+            )
         quality = assess(
             registration,
             analysis.head.frame,
@@ -140,11 +166,15 @@ class Generator:
         clock.done("register")
 
         clock.step("project", 0.0, "projecting the portrait")
-        geometry = analysis.head.atlas(atlas_size_for(params.size))
-        person = self.segmenter.mask(analysis.portrait)
-        projection = steps.project(
-            geometry, analysis.head, analysis.portrait, analysis.face, registration, person
-        )
+        geometry = analysis.head.atlas(atlas_size)
+        if fit is not None:
+            person, projection = fit.person, fit.projection
+        else:
+            person = self.segmenter.mask(analysis.portrait)
+            projection = steps.project(
+                geometry, analysis.head, analysis.portrait, analysis.face, registration, person
+            )
+            self.fits.put(fit_key, analysis.head, PortraitFit(registration, person, projection))
         if projection.coverage < 0.5:
             warnings.append(
                 f"only {projection.coverage:.0%} of the face the camera sees is usable (hair, hands or "

@@ -21,7 +21,7 @@ from numba import njit, prange
 
 from ... import atlas_filters as filters
 from ...atlas import AtlasGeometry
-from ...imaging import luminance, smoothstep
+from ...imaging import luminance, sample_image, smoothstep
 from ..base import AtlasTexture, Stage, StageContext
 
 _BANDS = ((0.0, 1.0), (1.0, 2.0), (2.0, 4.0))
@@ -128,29 +128,62 @@ def texel_footprint(atlas: AtlasGeometry) -> tuple[np.ndarray, np.ndarray]:
     a square); NaN where no neighbour on the same chart shows surface. Cached on the atlas."""
     cache = atlas.__dict__.setdefault("_cache", {})
     if "texel_footprint" not in cache:
-        p = np.asarray(atlas.positions, np.float32) / np.float32(atlas.frame.scale)
-        mask, chart = atlas.mask, atlas.chart
-        longest = np.full(mask.shape, np.nan, np.float32)
-        derivatives = []
-        for axis in (1, 0):
-            total = np.zeros(p.shape, np.float32)
-            count = np.zeros(mask.shape, np.float32)
-            for shift in (-1, 1):
-                ok = mask & np.roll(mask, shift, axis) & (np.roll(chart, shift, axis) == chart)
-                step = (np.roll(p, shift, axis) - p) * np.float32(-shift)  # towards +1 along the axis
-                longest = np.where(ok, np.fmax(longest, np.linalg.norm(step, axis=-1)), longest)
-                total += np.where(ok[..., None], step, 0.0)
-                count += ok
-            derivatives.append(
-                np.where((count > 0)[..., None], total / np.maximum(count, 1)[..., None], np.nan)
-            )
-        dx, dy = derivatives
-        a, b, c = (dx * dx).sum(-1), (dy * dy).sum(-1), (dx * dy).sum(-1)
-        half = 0.5 * (a + b)
-        root = np.sqrt(np.maximum(half * half - (a * b - c * c), 0.0))
-        anisotropy = np.sqrt((half + root) / np.maximum(half - root, 1e-12 * (half + root) + 1e-30))
-        cache["texel_footprint"] = (longest, anisotropy.astype(np.float32))
+        p = np.ascontiguousarray(np.asarray(atlas.positions, np.float32) / np.float32(atlas.frame.scale))
+        longest = np.empty(atlas.mask.shape, np.float32)
+        anisotropy = np.empty(atlas.mask.shape, np.float32)
+        _footprint_kernel(p, atlas.mask, np.ascontiguousarray(atlas.chart), longest, anisotropy)
+        cache["texel_footprint"] = (longest, anisotropy)
     return cache["texel_footprint"]
+
+
+@njit(cache=True)
+def _footprint_kernel(
+    p: np.ndarray, mask: np.ndarray, chart: np.ndarray, longest: np.ndarray, anisotropy: np.ndarray
+) -> None:
+    """``texel_footprint`` per texel in one pass (the numpy formulation with its shifted copies of
+    the atlas took 0.3 s of a new mesh's first request), float32 in the same order of operations:
+    each axis's derivative is the mean of the steps to its neighbours (wrapping around the image's
+    edges, as a roll does) that show surface on the same chart."""
+    h, w = mask.shape
+    nan = np.float32(np.nan)
+    for i in range(h):
+        for j in range(w):
+            far = nan
+            d = np.zeros((2, 3), np.float32)
+            seen = np.zeros(2, np.int64)
+            for axis in range(2):  # 0: along columns (x), 1: along rows (y)
+                for shift in (-1, 1):
+                    # np.roll(a, shift)[i] is a[i - shift]: the neighbour towards -shift.
+                    ni, nj = (i, (j - shift) % w) if axis == 0 else ((i - shift) % h, j)
+                    if not (mask[i, j] and mask[ni, nj] and chart[ni, nj] == chart[i, j]):
+                        continue
+                    sign = np.float32(-shift)
+                    norm2 = np.float32(0.0)
+                    for k in range(3):
+                        step = (p[ni, nj, k] - p[i, j, k]) * sign
+                        d[axis, k] += step
+                        norm2 += step * step
+                    norm = np.sqrt(norm2)
+                    if np.isnan(far) or norm > far:
+                        far = norm
+                    seen[axis] += 1
+            longest[i, j] = far
+            if seen[0] == 0 or seen[1] == 0:
+                anisotropy[i, j] = nan
+                continue
+            a = np.float32(0.0)
+            b = np.float32(0.0)
+            c = np.float32(0.0)
+            for k in range(3):
+                dx = d[0, k] / np.float32(seen[0])
+                dy = d[1, k] / np.float32(seen[1])
+                a += dx * dx
+                b += dy * dy
+                c += dx * dy
+            half = np.float32(0.5) * (a + b)
+            root = np.sqrt(max(half * half - (a * b - c * c), np.float32(0.0)))
+            low = max(half - root, np.float32(1e-12) * (half + root) + np.float32(1e-30))
+            anisotropy[i, j] = np.sqrt((half + root) / low)
 
 
 def surface_grain(atlas: AtlasGeometry, where: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -196,25 +229,49 @@ def synthesize_grain(
     lum = luminance(color)
     sample = filters.subsample(seen, 50_000)
     target = np.array([filters.robust_std(band.reshape(-1)[sample]) for band in _band_pass(lum, rows)])
-    rng = np.random.default_rng(ctx.seed)
-    noise = rng.standard_normal(lum.shape, dtype=np.float32)
     grain = np.zeros_like(lum)
-    for band, want in zip(_band_pass(noise, rows), target, strict=True):
+    for band, want in zip(_noise_bands(atlas, ctx.seed), target, strict=True):
         have = filters.robust_std(band.reshape(-1)[sample])
         if have > 0:
             grain += band * np.float32(want / have)
 
     stretched, blend = _anisotropy_blend(atlas, GRAIN_ANISOTROPY)
+    octaves, held = _stretched_grain(atlas, ctx.seed)
     if where is not None:
-        blend = blend[where[stretched]]
+        keep = where[stretched]
+        blend, octaves, held = blend[keep], octaves[keep], held[keep]
         stretched = stretched & where
     if stretched.any():
-        octaves, held = surface_grain(atlas, stretched, ctx.seed)
         surface = (octaves * held) @ _octave_amplitudes(atlas, target)
         grain[stretched] = (1.0 - blend) * grain[stretched] + blend * surface
     flat = color.reshape(-1, 3)[sample]
     tint = flat.mean(axis=0) / max(float(lum.reshape(-1)[sample].mean()), 1e-3)
     return grain[..., None] * tint.astype(np.float32)
+
+
+def _noise_bands(atlas: AtlasGeometry, seed: int) -> list[np.ndarray]:
+    """The band-pass bands (``_band_pass``) of the white noise of ``seed`` over the atlas. They
+    depend on the atlas and the seed only: kept on the atlas for the last seed asked (a batch or a
+    re-generate on the same head does not draw and blur 1 M normal numbers again, 45 ms at 1024)."""
+    cache = atlas.__dict__.setdefault("_cache", {})
+    kept = cache.get("noise_bands")
+    if kept is None or kept[0] != seed:
+        noise = np.random.default_rng(seed).standard_normal(atlas.mask.shape, dtype=np.float32)
+        kept = (seed, _band_pass(noise, atlas.band_rows))
+        cache["noise_bands"] = kept
+    return kept[1]
+
+
+def _stretched_grain(atlas: AtlasGeometry, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``surface_grain`` of every texel stretched past GRAIN_ANISOTROPY[0], kept on the atlas for the
+    last seed asked (the grain of a texel depends on its surface point and the seed only)."""
+    cache = atlas.__dict__.setdefault("_cache", {})
+    kept = cache.get("stretched_grain")
+    if kept is None or kept[0] != seed:
+        stretched, _ = _anisotropy_blend(atlas, GRAIN_ANISOTROPY)
+        kept = (seed, surface_grain(atlas, stretched, seed))
+        cache["stretched_grain"] = kept
+    return kept[1]
 
 
 def continue_band_into_caps(filled: np.ndarray, confidence: np.ndarray, atlas: AtlasGeometry) -> np.ndarray:
@@ -265,22 +322,50 @@ def smooth_where_stretched(filled: np.ndarray, atlas: AtlasGeometry) -> np.ndarr
     where, blend = _anisotropy_blend(atlas, FILL_ANISOTROPY)
     if not where.any():
         return filled
-    # A wide blur of a smooth fill: at a quarter of the resolution, per chart, normalised by the mask.
-    weights = atlas.mask.astype(np.float32)[..., None]
-    sigma = FILL_BLUR * atlas.size / 1024 / 4
-
-    def blur(part: np.ndarray, wrap: bool) -> np.ndarray:
-        h, w = part.shape[:2]
-        small = cv2.resize(part, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
-        small = cv2.GaussianBlur(small, (0, 0), sigma)
-        return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-
-    stack = np.concatenate([filled * weights, weights], axis=-1)
-    blurred = filters.per_chart(blur, stack, atlas.band_rows, int(np.ceil(12 * sigma)))
-    picked = blurred[where]
+    # A wide blur of a smooth fill: at a quarter of the resolution, per chart, normalised by the
+    # mask (whose blur is the atlas's own, kept), read back (bilinear, as cv2.resize would enlarge
+    # it) at the stretched texels only.
+    weighted = filled * atlas.mask[..., None].astype(np.float32)
+    picked = [
+        sample_image(_quarter_blur(part, sigma), xy) / np.maximum(weight, 1e-6)[:, None]
+        for part, sigma, xy, weight in _stretched_charts(atlas, weighted)
+    ]
     out = filled.copy()
-    out[where] += blend[:, None] * (picked[:, :3] / np.maximum(picked[:, 3:], 1e-6) - filled[where])
+    out[where] += blend[:, None] * (np.concatenate(picked) - filled[where])
     return out
+
+
+def _quarter_blur(part: np.ndarray, sigma: float) -> np.ndarray:
+    """A padded chart reduced to a quarter (area average) and blurred there by ``sigma``."""
+    h, w = part.shape[:2]
+    small = cv2.resize(part, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
+    return cv2.GaussianBlur(small, (0, 0), sigma).reshape(small.shape[:2] + part.shape[2:])
+
+
+def _stretched_charts(atlas: AtlasGeometry, image: np.ndarray):
+    """Per chart holding stretched texels (FILL_ANISOTROPY): ``image``'s chart padded for the
+    blur, the blur's sigma at the quarter size, where those texels fall in the reduced chart (in
+    the order of the atlas's texels), and the blurred mask there. All but the first depend on the
+    atlas alone and are kept on it."""
+    sigma = FILL_BLUR * atlas.size / 1024 / 4
+    margin = int(np.ceil(12 * sigma))
+    cache = atlas.__dict__.setdefault("_cache", {})
+    if "stretched_charts" not in cache:
+        where = _anisotropy_blend(atlas, FILL_ANISOTROPY)[0]
+        mask = atlas.mask.astype(np.float32)
+        charts = []
+        for rows, wrap in filters.charts(mask, atlas.band_rows):
+            r, c = np.nonzero(where[rows])
+            if r.size:
+                padded = filters.pad(np.ascontiguousarray(mask[rows]), margin, wrap)
+                small = _quarter_blur(padded, sigma)
+                scale_x, scale_y = small.shape[1] / padded.shape[1], small.shape[0] / padded.shape[0]
+                xy = np.stack([(c + margin + 0.5) * scale_x, (r + margin + 0.5) * scale_y], -1)
+                xy = xy.astype(np.float32)
+                charts.append((rows, wrap, xy, sample_image(small, xy)[:, 0]))
+        cache["stretched_charts"] = charts
+    for rows, wrap, xy, weight in cache["stretched_charts"]:
+        yield filters.pad(np.ascontiguousarray(image[rows]), margin, wrap), sigma, xy, weight
 
 
 def _anisotropy_blend(atlas: AtlasGeometry, limits: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
@@ -370,22 +455,59 @@ class ClassicInpaint(Stage):
         ctx.check_cancel()
         ctx.progress(0.5, "synthesising skin grain")
         grain_amount = style.classic_at("grain", 1.0, ctx.strength)
+        grain, grain_weight = np.zeros((1, 3), np.float32), np.zeros(1, np.float32)
         if grain_amount > 0:
             grain = synthesize_grain(color, conf, ctx, where=sym_conf < 1.0)
             # Grain only where neither the portrait nor the mirror brought real detail.
-            filled = filled + grain * (np.float32(grain_amount) * (1.0 - sym_conf))[..., None]
-        filled = np.clip(filled, 0.0, 1.0).astype(np.float32)
+            grain_weight = np.float32(grain_amount) * (1.0 - sym_conf)
 
         ctx.check_cancel()
         # Exactly the input where conf == 1 (1 * x + 0 * y == x in floating point), outside the
         # mask the fill, so that bilinear lookups at chart borders see plausible colours.
-        c = np.clip(np.asarray(texture.confidence, np.float32), 0.0, 1.0)[..., None]
-        out = c * color + (1.0 - c) * filled
+        out = np.empty_like(color)
+        _compose(
+            color.reshape(-1, 3),
+            np.ascontiguousarray(texture.confidence, np.float32).reshape(-1),
+            np.ascontiguousarray(filled, np.float32).reshape(-1, 3),
+            np.ascontiguousarray(grain, np.float32).reshape(-1, 3),
+            np.ascontiguousarray(grain_weight, np.float32).reshape(-1),
+            grain_amount > 0,
+            out.reshape(-1, 3),
+        )
         ctx.progress(1.0, "inpaint done")
-        return AtlasTexture(out.astype(np.float32), np.asarray(texture.confidence, np.float32).copy())
+        return AtlasTexture(out, np.asarray(texture.confidence, np.float32).copy())
+
+
+@njit(cache=True)
+def _compose(
+    color: np.ndarray,
+    confidence: np.ndarray,
+    filled: np.ndarray,
+    grain: np.ndarray,
+    grain_weight: np.ndarray,
+    use_grain: bool,
+    out: np.ndarray,
+) -> None:
+    """``out = c color + (1 - c) clip(filled + grain_weight grain, 0, 1)``, c the confidence clipped
+    to 0..1, per texel (N, 3) in float32: the stage's last five numpy passes over the atlas in one."""
+    zero, one = np.float32(0.0), np.float32(1.0)
+    for i in range(color.shape[0]):
+        c = min(max(confidence[i], zero), one)
+        for k in range(3):
+            f = filled[i, k]
+            if use_grain:
+                f = f + grain[i, k] * grain_weight[i]
+            f = min(max(f, zero), one)
+            out[i, k] = c * color[i, k] + (one - c) * f
 
 
 def warm_up() -> None:
-    """Load the compiled surface noise (numba's on-disk cache) ahead of the first request."""
+    """Load the compiled kernels (numba's on-disk cache) ahead of the first request."""
     one = np.ones((1, 1), np.float32)
     _gradient_noise(np.zeros((1, 3), np.float32), np.ones(1, np.float32), 0, one, np.empty_like(one))
+    pixel = np.zeros((1, 3), np.float32)
+    _compose(pixel, np.ones(1, np.float32), pixel, pixel, np.ones(1, np.float32), True, pixel.copy())
+    texel = np.ones((1, 1), np.float32)
+    _footprint_kernel(
+        np.zeros((1, 1, 3), np.float32), texel > 0, np.ones((1, 1), np.uint8), texel, texel.copy()
+    )

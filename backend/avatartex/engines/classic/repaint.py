@@ -30,21 +30,14 @@ from ..base import AtlasTexture, Stage, StageContext
 _WAVELET = "db2"
 
 
-def wavelet_detail(image: np.ndarray, levels: int, rows: int) -> np.ndarray:
-    """The part of ``image`` (S, S, C) in the finest ``levels`` wavelet detail bands, per chart."""
-    margin = 4 * 2**levels
-
-    def detail(part: np.ndarray, wrap: bool) -> np.ndarray:
-        coeffs = pywt.wavedec2(part, _WAVELET, mode="symmetric", level=levels, axes=(0, 1))
-        coeffs[0] = np.zeros_like(coeffs[0])
-        rec = pywt.waverec2(coeffs, _WAVELET, mode="symmetric", axes=(0, 1))
-        return rec[: part.shape[0], : part.shape[1]].astype(np.float32)
-
-    return filters.per_chart(detail, image, rows, margin)
-
-
 def transfer_detail(color: np.ndarray, conf: np.ndarray, ctx: StageContext, amount: float) -> np.ndarray:
-    """Add the portrait's fine wavelet detail where the portrait backs the texture."""
+    """Add the portrait's fine wavelet detail where the portrait backs the texture.
+
+    Only texels the portrait backs (``conf`` > 0, about a fifth of the atlas) receive detail, and the
+    detail of a texel depends on the texture and portrait within a fixed reach of it: each chart is
+    worked on in the box around its backed texels grown by that reach (``_work_box``), padded like
+    the whole chart wherever the box meets the chart's edge, so the result is the whole chart's.
+    """
     atlas = ctx.atlas
     coords = ctx.portrait_coords
     portrait = ctx.portrait
@@ -53,20 +46,111 @@ def transfer_detail(color: np.ndarray, conf: np.ndarray, ctx: StageContext, amou
     valid = np.isfinite(coords).all(axis=-1) & atlas.mask
     if not valid.any():
         return color
-    rows = atlas.band_rows
-    sampled = sample_image(portrait, coords, interpolation="cubic")
     weight = (valid * conf).astype(np.float32)
     sigma = max(2.0 * atlas.size / 1024, 1.0)
-    # Local brightness ratio texture/portrait: the texture is de-lit, the portrait is not.
-    sampled = np.where(valid[..., None], sampled, color)
-    low = filters.gaussian(np.concatenate([color, sampled], axis=-1), sigma, rows)
-    low_t, low_p = low[..., :3], low[..., 3:]
-    ratio = np.clip((low_t + 1e-3) / (low_p + 1e-3), 0.25, 4.0)
-    difference = np.where(valid[..., None], sampled * ratio - color, 0.0).astype(np.float32)
     # Pores and freckles live in the finest two bands, brows and lip edges one or two further.
     levels = int(np.clip(round(np.log2(atlas.size / 128)), 2, 4))
-    detail = wavelet_detail(difference, levels, rows)
-    return color + detail * (np.float32(amount) * weight * weight)[..., None]
+    out = color.copy()
+    for chart, wrap in filters.charts(color, atlas.band_rows):
+        box = _work_box(weight[chart] > 0, _detail_reach(sigma, levels), 2**levels, wrap)
+        if box is None:
+            continue
+        rows, cols, edges = box
+        window = (slice(chart.start + rows.start, chart.start + rows.stop), cols)
+        w = weight[window]
+        detail = _box_detail(
+            color[window], portrait, coords[window], valid[window], sigma, levels, edges, wrap
+        )
+        out[window] = color[window] + detail * (np.float32(amount) * w * w)[..., None]
+    return out
+
+
+def _detail_reach(sigma: float, levels: int) -> int:
+    """Texels around a texel whose texture and portrait its detail depends on: the wavelets' reach
+    (4 * 2**levels, the padding their transform of a whole chart needs) plus the brightness blur's
+    kernel radius (cv2 uses 4 sigma)."""
+    return 4 * 2**levels + int(np.ceil(4 * sigma)) + 1
+
+
+def _work_box(
+    need: np.ndarray, reach: int, align: int, wrap: bool
+) -> tuple[slice, slice, tuple[bool, bool, bool]] | None:
+    """Rows and columns of a chart around the texels ``need`` grown by ``reach``, the first row and
+    column a multiple of ``align`` (the wavelets' dyadic grid then matches the whole chart's), and
+    which edges (top, bottom, sides) of the chart the box reaches, where the chart's padding applies.
+    A band box that would reach one side takes the full width (its columns wrap around)."""
+    if not need.any():
+        return None
+    h, w = need.shape
+    r = np.flatnonzero(need.any(axis=1))
+    c = np.flatnonzero(need.any(axis=0))
+    r0 = max(0, (int(r[0]) - reach) // align * align)
+    r1 = min(h, int(r[-1]) + 1 + reach)
+    c0 = max(0, (int(c[0]) - reach) // align * align)
+    c1 = min(w, int(c[-1]) + 1 + reach)
+    sides = c0 == 0 or c1 == w
+    if sides:
+        c0, c1 = 0, w
+    return slice(r0, r1), slice(c0, c1), (r0 == 0, r1 == h, sides)
+
+
+def _pad_edges(image: np.ndarray, width: int, edges: tuple[bool, bool, bool], wrap: bool) -> np.ndarray:
+    """``image`` padded by ``width`` on the chart edges it reaches, as ``filters.pad`` pads the chart."""
+    top, bottom, sides = edges
+    out = image
+    if top or bottom:
+        out = cv2.copyMakeBorder(
+            out, width if top else 0, width if bottom else 0, 0, 0, cv2.BORDER_REFLECT_101
+        ).reshape((out.shape[0] + width * (top + bottom),) + out.shape[1:])
+    if sides:
+        border = cv2.BORDER_WRAP if wrap else cv2.BORDER_REFLECT_101
+        out = cv2.copyMakeBorder(out, 0, 0, width, width, border).reshape(
+            (out.shape[0], out.shape[1] + 2 * width) + out.shape[2:]
+        )
+    return out
+
+
+def _unpad_edges(image: np.ndarray, width: int, edges: tuple[bool, bool, bool]) -> np.ndarray:
+    top, bottom, sides = edges
+    h, w = image.shape[:2]
+    return image[
+        width if top else 0 : h - (width if bottom else 0),
+        width if sides else 0 : w - (width if sides else 0),
+    ]
+
+
+def _box_detail(
+    color: np.ndarray,
+    portrait: np.ndarray,
+    coords: np.ndarray,
+    valid: np.ndarray,
+    sigma: float,
+    levels: int,
+    edges: tuple[bool, bool, bool],
+    wrap: bool,
+) -> np.ndarray:
+    """The portrait's wavelet detail over one box of a chart (``transfer_detail``)."""
+    sampled = color.copy()
+    # The portrait is read only where the atlas texel sees it (the rest keeps the texture's colour).
+    sampled[valid] = sample_image(portrait, coords[valid], interpolation="cubic")
+    # Local brightness ratio texture/portrait: the texture is de-lit, the portrait is not.
+    margin = int(np.ceil(3 * sigma)) + 1
+    stack = _pad_edges(np.concatenate([color, sampled], axis=-1), margin, edges, wrap)
+    low = cv2.GaussianBlur(stack, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101).reshape(stack.shape)
+    low = _unpad_edges(low, margin, edges)
+    ratio = np.clip((low[..., :3] + 1e-3) / (low[..., 3:] + 1e-3), 0.25, 4.0)
+    difference = np.where(valid[..., None], sampled * ratio - color, 0.0).astype(np.float32)
+    margin = 4 * 2**levels
+    padded = _pad_edges(difference, margin, edges, wrap)
+    return _unpad_edges(_wavelet_part(padded, levels), margin, edges)
+
+
+def _wavelet_part(image: np.ndarray, levels: int) -> np.ndarray:
+    """The part of ``image`` in its finest ``levels`` wavelet detail bands (no padding)."""
+    coeffs = pywt.wavedec2(image, _WAVELET, mode="symmetric", level=levels, axes=(0, 1))
+    coeffs[0] = np.zeros_like(coeffs[0])
+    rec = pywt.waverec2(coeffs, _WAVELET, mode="symmetric", axes=(0, 1))
+    return rec[: image.shape[0], : image.shape[1]].astype(np.float32)
 
 
 def edge_preserving(image: np.ndarray, rows: int, sigma_space: float, sigma_color: float) -> np.ndarray:
