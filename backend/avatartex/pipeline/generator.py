@@ -209,6 +209,7 @@ class Generator:
             prompt=params.prompt,
             check_cancel=clock.check_cancel,
             warnings=warnings,
+            alignment_error_iod=float(quality.estimated_error_iod),
         )
         ctx.feature_source = lambda: feature_lines(
             geometry, analysis.face.landmarks, projection.portrait_coords, analysis.head.landmarks.points3d

@@ -5,7 +5,10 @@ makes the texture consistent by removing what does not belong to the skin's albe
 
 * the photo's shading, ambient plus a key light on the surface normal (``shading.fit_lights``,
   started from a robust 9-coefficient spherical-harmonic fit) fitted to the luminance of the
-  portrait-backed skin texels and divided out;
+  portrait-backed skin texels, its key light refitted to the creases' band of the luminance where
+  the registration is trusted (``shading.refine_lights_by_detail``: a face-sized albedo variation
+  flattens the first fit), and divided out at the photo's resolution (``shading.as_photographed``:
+  a crease sharper in the mesh than in the photo would come back inverted);
 * the step between seen and filled texels (grazing-angle texels of the photo are darker or lighter
   than the fill next to them): a smooth per-channel gain map pulls them to the fill's level;
 * colour casts carried into the fill (hair or background at the face's border): the fill's
@@ -15,52 +18,116 @@ makes the texture consistent by removing what does not belong to the skin's albe
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from ... import atlas_filters as filters
 from ...atlas import AtlasGeometry
 from ...imaging import LUMA, luminance
-from ...shading import fit_lights, fit_shading, sh_eval
+from ...shading import (
+    DirectionalLights,
+    as_photographed,
+    fit_lights,
+    fit_shading,
+    refine_lights_by_detail,
+    sh_eval,
+)
 from ..base import AtlasTexture, Stage, StageContext
 
+SAMPLE_LIMIT = 40_000
+"""Skin texels the global light fit uses at most (evenly spread)."""
+DETAIL_TEXELS_PER_IOD = 48.0
+"""The detail band's light fit works at about this many texels per eye distance (the 1024² atlas's
+181 area-averaged by 4): creases stay one or two texels wide, the fit costs a sixteenth."""
+DETAIL_SIGMA_IOD = 0.15
+"""The light's detail band (``refine_lights_by_detail``): log-luminance finer than a Gaussian of this
+many eye distances: the creases, the nose's sides, the lips (tuned on bench/sweep.py's renders)."""
+DETAIL_TRUST_IOD = (0.12, 0.17)
+"""The detail band's light is used in full while the registration's estimated error is below the
+first (eye distances), not at all above the second, blended between. Its creases must land on the
+mesh's: on bench/sweep.py it gained 0.8 to 2.9 dB in every case estimated at <= 0.13 (10 cases),
+and lost up to 1.9 dB (a flatter light: the misplaced creases decorrelate the band) in a third of
+those estimated above 0.15."""
 MAX_GAIN = 3.0
 """De-lighting never brightens or darkens linear light by more than this factor (about 1.6 stops): where the
 SH model extrapolates (grazing normals, misregistered features) a wrong division is bounded."""
 
 
-def _skin_sample(
-    color: np.ndarray, conf: np.ndarray, atlas: AtlasGeometry, limit: int = 40_000
+def _skin_mask(
+    color: np.ndarray, conf: np.ndarray, atlas: AtlasGeometry, reference: int = 160_000
 ) -> np.ndarray:
-    """Flat indices of confident skin texels to fit the shading on.
+    """(S, S) bool: confident skin texels to fit the shading on.
 
-    The SH model cannot tell dark hair at the face's border from shadow, so the fit is restricted
-    to skin: the face region when the pipeline has set it (``atlas.face``), and in any case texels
-    whose chromaticity and luminance are near those of the most confident texels (eyes, brows,
-    lips, hair and background are left out; Tukey's weights catch the rest).
+    The shading models cannot tell dark hair at the face's border from shadow, so the fit is
+    restricted to skin: the face region when the pipeline has set it (``atlas.face``), and in any
+    case texels whose chromaticity and luminance are near those of the most confident texels (eyes,
+    brows, lips, hair and background are left out; the robust weights catch the rest). The
+    reference chromaticity and luminance are taken on at most ``reference`` evenly spread texels.
     """
     normal_ok = np.einsum("ijk,ijk->ij", atlas.normals, atlas.normals) > 0.25
     candidates = atlas.mask & (conf > 0.5) & normal_ok
     if atlas.face is not None and (atlas.face & candidates).sum() >= 200:
         candidates &= atlas.face
-    index = filters.subsample(candidates, 4 * limit)
+    index = np.flatnonzero(candidates)
+    out = np.zeros(conf.shape, bool)
     if index.size == 0:
-        return index
+        return out
+    probe = filters.subsample(candidates, reference)
+    rgb = color.reshape(-1, 3)[probe]
+    total = np.maximum(rgb.sum(axis=1, keepdims=True), 1e-3)
+    c = conf.reshape(-1)[probe]
+    core = c >= np.quantile(c, 0.5)
+    ref_chroma = np.median((rgb / total)[core], axis=0)
+    ref_lum = float(np.median(total[core]))
     rgb = color.reshape(-1, 3)[index]
     total = np.maximum(rgb.sum(axis=1, keepdims=True), 1e-3)
-    chroma = rgb / total
-    c = conf.reshape(-1)[index]
-    core = c >= np.quantile(c, 0.5)
-    ref_chroma = np.median(chroma[core], axis=0)
-    ref_lum = float(np.median(total[core]))
     keep = (
-        (np.abs(chroma - ref_chroma).max(axis=1) < 0.04)
+        (np.abs(rgb / total - ref_chroma).max(axis=1) < 0.04)
         & (total[:, 0] > 0.4 * ref_lum)
         & (total[:, 0] < 2.5 * ref_lum)
     )
-    index = index[keep]
-    if index.size > limit:
-        index = index[:: int(np.ceil(index.size / limit))]
-    return index
+    out.reshape(-1)[index[keep]] = True
+    return out
+
+
+def detail_trust(alignment_error_iod: float) -> float:
+    """How much of the detail band's light to use (``DETAIL_TRUST_IOD``); none when unknown."""
+    low, high = DETAIL_TRUST_IOD
+    if not np.isfinite(alignment_error_iod):
+        return 0.0
+    return float(np.clip((high - alignment_error_iod) / (high - low), 0.0, 1.0))
+
+
+def _refine_on_detail(
+    lights: DirectionalLights, color: np.ndarray, skin: np.ndarray, atlas: AtlasGeometry
+) -> DirectionalLights:
+    """``refine_lights_by_detail`` on the box of the atlas around the skin texels, at about
+    ``DETAIL_TEXELS_PER_IOD`` (area averages of the skin texels: the band's Gaussian stays a few
+    texels wide whatever the atlas size)."""
+    if not np.all(np.isfinite(lights.lights)) or skin.sum() < 100:
+        return lights
+    texels_per_iod = atlas.layout.face_texels_per_iod
+    factor = max(1, int(round(texels_per_iod / DETAIL_TEXELS_PER_IOD)))
+    sigma = DETAIL_SIGMA_IOD * texels_per_iod / factor
+    rows, cols = np.flatnonzero(skin.any(axis=1)), np.flatnonzero(skin.any(axis=0))
+    pad = factor * int(np.ceil(3 * sigma))
+    box = (
+        slice(max(rows[0] - pad, 0), rows[-1] + pad + 1),
+        slice(max(cols[0] - pad, 0), cols[-1] + pad + 1),
+    )
+    w = skin[box].astype(np.float32)
+    lum = np.power(np.clip(color[box], 0.0, 1.0), filters.GAMMA) @ LUMA
+    stack = np.concatenate([(lum * w)[..., None], atlas.normals[box] * w[..., None], w[..., None]], axis=-1)
+    if factor > 1:
+        h, wd = stack.shape[0] // factor, stack.shape[1] // factor
+        stack = cv2.resize(stack[: h * factor, : wd * factor], (wd, h), interpolation=cv2.INTER_AREA)
+    weight = stack[..., 4]
+    share = np.maximum(weight, 1e-6)[..., None]
+    normals = stack[..., 1:4] / share
+    normals /= np.maximum(np.linalg.norm(normals, axis=-1, keepdims=True), 1e-6)
+    # Work texels mostly skin only: a texel half hair is neither.
+    weight = np.where(weight > 0.5, weight, 0.0).astype(np.float32)
+    return refine_lights_by_detail(lights, stack[..., 0] / share[..., 0], normals, weight, sigma)
 
 
 class ClassicLatent(Stage):
@@ -124,7 +191,8 @@ class ClassicLatent(Stage):
         atlas = ctx.atlas
         mask = atlas.mask
         normals = atlas.normals
-        sample = _skin_sample(color, conf, atlas)
+        skin = _skin_mask(color, conf, atlas)
+        sample = filters.subsample(skin, SAMPLE_LIMIT)
         if sample.size < 100:
             ctx.warnings.append("de-lighting skipped: too few portrait-backed skin texels to fit the shading")
             return color
@@ -136,6 +204,11 @@ class ClassicLatent(Stage):
         # Measured with the true camera on bench/sweep.py renders (front, top, side, two lights,
         # from below): psnr_visible +0.2 to +1.3 dB over SH alone, never worse.
         lights, _ = fit_lights(lum, sample_normals, weights, coeffs)
+        trust = detail_trust(ctx.alignment_error_iod)
+        if trust > 0:
+            refined = _refine_on_detail(lights, color, skin, atlas)
+            key = lights.lights + trust * (refined.lights - lights.lights)
+            lights = DirectionalLights(lights.ambient, key)
         if np.all(np.isfinite(lights.lights)) and np.isfinite(lights.ambient):
             model = lights
         else:
@@ -152,6 +225,13 @@ class ClassicLatent(Stage):
         low, high = max(float(low), 1 / MAX_GAIN), min(float(high), MAX_GAIN)
         shading = np.ones(conf.shape, np.float32)
         shading[mask] = np.clip(model(normals[mask]) / reference, low, max(high, low))
+        # The photo saw the shading at its own resolution: a texel's colour is divided by the
+        # shading its portrait pixels recorded, not by the sharper shading at its own normal.
+        photographed = mask & np.isfinite(ctx.portrait_coords[..., 0])
+        if photographed.any():
+            shading[photographed] = as_photographed(
+                shading[photographed], ctx.portrait_coords[photographed], ctx.portrait.shape[:2]
+            )
         symmetry = ctx.style.classic_at("symmetry", 1.0, ctx.strength)
         carried, _ = filters.smooth_fill(shading, conf, atlas, symmetry)
         # A chart without one confident texel (a cap the photo does not reach) gets no fill (0):
@@ -164,6 +244,7 @@ class ClassicLatent(Stage):
         after = float((weights * lum / embedded.reshape(-1)[sample] ** strength).sum())
         keep = (before / max(after, 1e-9)) ** (1.0 / filters.GAMMA)
         factor = np.power(embedded, np.float32(-strength / filters.GAMMA)) * np.float32(keep)
+        ctx.delight = factor
         return color * factor[..., None]
 
     @staticmethod

@@ -58,8 +58,9 @@ def transfer_detail(color: np.ndarray, conf: np.ndarray, ctx: StageContext, amou
         rows, cols, edges = box
         window = (slice(chart.start + rows.start, chart.start + rows.stop), cols)
         w = weight[window]
+        delight = None if ctx.delight is None else ctx.delight[window]
         detail = _box_detail(
-            color[window], portrait, coords[window], valid[window], sigma, levels, edges, wrap
+            color[window], portrait, coords[window], valid[window], delight, sigma, levels, edges, wrap
         )
         out[window] = color[window] + detail * (np.float32(amount) * w * w)[..., None]
     return out
@@ -124,15 +125,20 @@ def _box_detail(
     portrait: np.ndarray,
     coords: np.ndarray,
     valid: np.ndarray,
+    delight: np.ndarray | None,
     sigma: float,
     levels: int,
     edges: tuple[bool, bool, bool],
     wrap: bool,
 ) -> np.ndarray:
-    """The portrait's wavelet detail over one box of a chart (``transfer_detail``)."""
+    """The portrait's wavelet detail over one box of a chart (``transfer_detail``). ``delight``:
+    the latent stage's de-lighting factor over the box (``StageContext.delight``), applied to the
+    photo first so that the creases' shading it took out does not come back as detail."""
     sampled = color.copy()
     # The portrait is read only where the atlas texel sees it (the rest keeps the texture's colour).
     sampled[valid] = sample_image(portrait, coords[valid], interpolation="cubic")
+    if delight is not None:
+        sampled[valid] *= delight[valid][:, None]
     # Local brightness ratio texture/portrait: the texture is de-lit, the portrait is not.
     margin = int(np.ceil(3 * sigma)) + 1
     stack = _pad_edges(np.concatenate([color, sampled], axis=-1), margin, edges, wrap)
