@@ -26,6 +26,9 @@ the head's height (the crown's top to the chin landmark, along the head's up axi
 Printed: per case the longest streak and the number longer than 5 %; over the cases the median and
 the worst. Target: none longer than 5 %.
 
+**Glasses**: whether the regions step found glasses on the photo (``glasses.find_glasses``: Grace
+Hopper wears them, the astronaut does not); their frames are filled, not painted on the face.
+
 **Chin and neck**, in the atlas (``chin_and_neck``): the seam under the chin (below the mouth,
 along the line where the photo's confidence crosses 0.5, the median CIE76 ΔE between the mean
 colours of each line texel's 5 x 5 neighbours on its two sides: a photo that fades out steps a
@@ -421,6 +424,7 @@ def run_real(generator: Generator, tap: Tap, work: Path, out: Path, size: int, o
                 "neck_de": neck_de,
                 "unseen_de": unseen_de,
                 "project_s": result["report"]["timings"].get("project"),
+                "glasses": bool(result["report"].get("regions", {}).get("glasses")),
                 "seconds": time.perf_counter() - started,
             }
             rows.append(row)
@@ -428,6 +432,7 @@ def run_real(generator: Generator, tap: Tap, work: Path, out: Path, size: int, o
                 f"{name:<18} longest streak {100 * row['longest']:5.1f} % of the head's height, "
                 f"{row['over']:3d} over 5 %; seam under the chin ΔE {seam:5.1f}; "
                 f"unseen neck / all unseen vs the face ΔE {neck_de:5.1f} / {unseen_de:5.1f}; "
+                f"glasses {'found' if row['glasses'] else 'none'}; "
                 f"project {row['project_s']:.2f} s ({row['seconds']:.1f} s)",
                 flush=True,
             )

@@ -114,6 +114,28 @@ def test_a_warp_that_squeezes_the_photo_counts_as_stretch() -> None:
     assert projected.confidence.max() <= float(stretch_weight(2.9)) + 1e-6
 
 
+def bent(points: np.ndarray) -> np.ndarray:
+    """A smooth warp that bends the photo by up to ten pixels, as a registration's warp may."""
+    p = np.asarray(points, np.float64)
+    return p + 10.0 * np.stack([np.sin(p[:, 1] / 90.0), np.cos(p[:, 0] / 70.0)], axis=1)
+
+
+def test_the_projection_reads_the_warp_and_the_camera_as_they_are() -> None:
+    """``project_surface`` reads the warp from a table (``warp_table``) in its compiled pass: its
+    portrait coordinates are the camera's projection through the warp itself, to a fraction of a
+    pixel, and its facing is the cosine of the viewing angle."""
+    registration = SimpleNamespace(camera=portrait_camera(), warp=bent, interocular=IOD)
+    positions, triangles, normal, inner = tilted_plane(30, cells=80)
+    view = view_of(positions, triangles, registration)
+    projected = project_surface(view, registration, inner, np.repeat(normal[None], len(inner), 0))
+    expected = bent(registration.camera.project(inner)[0])
+    assert np.isfinite(projected.coords).all()
+    assert np.abs(projected.coords - expected).max() < 0.05
+    to_camera = registration.camera.center - inner
+    cos = to_camera @ normal / np.linalg.norm(to_camera, axis=1)
+    np.testing.assert_allclose(projected.facing, cos, atol=1e-5)
+
+
 def test_narrow_steep_walls_keep_the_photo_wide_stretched_regions_do_not() -> None:
     weight = np.ones((96, 128), np.float32)
     weight[20:70, 30:34] = 0.0  # a wall 4 texels wide (the side of a nostril)

@@ -327,3 +327,144 @@ def test_an_open_mouth_is_dark_inside_and_the_lips_stay_whole(state):
     photo_lips = regions.to_lab(regions.feature_colours(state.portrait, state.face).lips)
     assert delta_e(lab[lips], photo_lips).max() < 8  # in the photo's lip colour
     assert lab[interior][:, 0].mean() < lab[lips][:, 0].mean() - 25  # dark inside
+
+
+# -- glasses -------------------------------------------------------------------------------------
+
+
+def draw_frames(portrait: np.ndarray, face, thickness_iod: float = 0.04) -> tuple[np.ndarray, np.ndarray]:
+    """A copy of ``portrait`` wearing dark glasses drawn around the face's eyes (elliptical rims, a
+    bridge over the nose, arms towards the ears), and the mask of the frame's pixels."""
+    iod = face.interocular
+    right, left = face.right_eye_center, face.left_eye_center
+    axis = (left - right) / np.linalg.norm(left - right)
+    angle = float(np.degrees(np.arctan2(axis[1], axis[0])))
+    mask = np.zeros(portrait.shape[:2], np.uint8)
+    t = max(2, int(round(thickness_iod * iod)))
+    axes = (int(round(0.42 * iod)), int(round(0.3 * iod)))
+    for centre, outward in ((right, -1.0), (left, 1.0)):
+        c = tuple(int(round(v)) for v in centre - 0.5)
+        cv2.ellipse(mask, c, axes, angle, 0, 360, 1, t)
+        arm_start = centre + outward * axis * 0.42 * iod
+        arm_end = arm_start + outward * axis * 0.5 * iod
+        cv2.line(
+            mask,
+            tuple(np.round(arm_start - 0.5).astype(int)),
+            tuple(np.round(arm_end - 0.5).astype(int)),
+            1,
+            t,
+        )
+    bridge = (right + axis * 0.42 * iod, left - axis * 0.42 * iod)
+    cv2.line(mask, *(tuple(np.round(p - 0.5).astype(int)) for p in bridge), 1, t)
+    worn = portrait.copy()
+    worn[mask > 0] = (0.08, 0.06, 0.05)
+    return worn, mask > 0
+
+
+@pytest.fixture(scope="module")
+def astronaut_face(astronaut):
+    face, _ = analyse_portrait(astronaut)
+    return face
+
+
+def pixel_centres(mask: np.ndarray) -> np.ndarray:
+    rows, cols = np.nonzero(mask)
+    return np.stack([cols + 0.5, rows + 0.5], axis=1)
+
+
+def test_glasses_drawn_on_a_portrait_are_found_and_the_eyes_and_brows_kept(astronaut, astronaut_face):
+    from avatartex.face import (
+        FACE_OVAL,
+        LEFT_EYE_CONTOUR,
+        LEFT_EYEBROW_OUTLINE,
+        RIGHT_EYE_CONTOUR,
+        RIGHT_EYEBROW_OUTLINE,
+    )
+    from avatartex.glasses import find_glasses
+    from avatartex.projection import polygon_mask
+
+    bare = find_glasses(astronaut, astronaut_face)
+    assert not bare.found, bare.rim_share
+    worn, frame = draw_frames(astronaut, astronaut_face)
+    glasses = find_glasses(worn, astronaut_face)
+    assert glasses.found, glasses.rim_share
+    shape = astronaut.shape[:2]
+    lm = astronaut_face.landmarks
+    # Where the drawn frame crosses a brow the brow is kept; outside the face it does not matter.
+    brows = polygon_mask(shape, lm[list(RIGHT_EYEBROW_OUTLINE)]) | polygon_mask(
+        shape, lm[list(LEFT_EYEBROW_OUTLINE)]
+    )
+    on_face = polygon_mask(shape, lm[list(FACE_OVAL)])
+    on_frame = glasses.at(pixel_centres(frame & on_face & ~brows))
+    assert (on_frame >= 0.5).mean() >= 0.9
+    eyes = polygon_mask(shape, lm[list(RIGHT_EYE_CONTOUR)]) | polygon_mask(shape, lm[list(LEFT_EYE_CONTOUR)])
+    assert glasses.at(pixel_centres(eyes & ~frame)).max() < 0.5
+    # The brows' cores (their outlines pulled in) stay, but for where the drawn frame crosses them.
+    cores = polygon_mask(shape, lm[list(RIGHT_EYEBROW_OUTLINE)], grow=-0.3)
+    cores |= polygon_mask(shape, lm[list(LEFT_EYEBROW_OUTLINE)], grow=-0.3)
+    near_frame = cv2.dilate(frame.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    assert cores.sum() > 30
+    assert glasses.at(pixel_centres(cores & ~near_frame)).max() < 0.5
+    # Off the frame, the face (inside the eyes' neighbourhood) is left alone.
+    iod = astronaut_face.interocular
+    near_eyes = np.zeros(shape, np.uint8)
+    for centre in (astronaut_face.right_eye_center, astronaut_face.left_eye_center):
+        cv2.circle(near_eyes, tuple(np.round(centre - 0.5).astype(int)), int(0.8 * iod), 1, -1)
+    away = (near_eyes > 0) & ~(cv2.dilate(frame.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0)
+    assert (glasses.at(pixel_centres(away)) >= 0.5).mean() <= 0.05
+
+
+def test_grace_hoppers_glasses_are_found_and_the_astronaut_wears_none(
+    astronaut, astronaut_face, grace_hopper_path
+):
+    from avatartex.glasses import find_glasses
+    from avatartex.image_io import load_portrait
+
+    hopper, _ = load_portrait(grace_hopper_path)
+    face, _ = analyse_portrait(hopper)
+    glasses = find_glasses(hopper, face)
+    assert glasses.found, glasses.rim_share
+    assert not find_glasses(astronaut, astronaut_face).found
+    # The frames' upper bars lie between the eyes and the brows, both sides.
+    iod = face.interocular
+    for centre in (face.right_eye_center, face.left_eye_center):
+        column = np.stack([np.full(20, centre[0]), centre[1] - np.linspace(0.05, 0.4, 20) * iod], axis=1)
+        assert glasses.at(column).max() >= 0.5
+
+
+def test_the_frames_of_worn_glasses_are_taken_off_the_texture_and_the_eyes_kept(state):
+    from avatartex.face import LEFT_EYE_CONTOUR, RIGHT_EYE_CONTOUR
+    from avatartex.projection import polygon_mask
+
+    worn, frame = draw_frames(state.portrait, state.face)
+    bare = run(state)
+    glasses = run(SimpleNamespace(**{**vars(state), "portrait": worn}))
+    assert glasses.summary["glasses"] and not bare.summary["glasses"]
+    coords = state.projection.portrait_coords
+    seen = np.isfinite(coords[..., 0]) & (state.projection.partial.confidence > 0.9)
+    xy = np.clip(np.nan_to_num(coords).astype(int), 0, np.array(frame.shape[::-1]) - 1)
+    on_frame = seen & frame[xy[..., 1], xy[..., 0]]
+    assert on_frame.sum() > 200
+    assert np.median(glasses.texture.confidence[on_frame]) <= 0.1
+    assert np.median(bare.texture.confidence[on_frame]) >= 0.9
+    lm = state.face.landmarks
+    shape = frame.shape
+    eyes = polygon_mask(shape, lm[list(RIGHT_EYE_CONTOUR)]) | polygon_mask(shape, lm[list(LEFT_EYE_CONTOUR)])
+    in_eyes = seen & eyes[xy[..., 1], xy[..., 0]]
+    assert in_eyes.sum() > 50
+    np.testing.assert_allclose(
+        glasses.texture.confidence[in_eyes], bare.texture.confidence[in_eyes], atol=0.05
+    )
+
+
+def test_the_best_loop_follows_a_closed_ridge_through_noise():
+    from avatartex.glasses import best_loop
+
+    rng = np.random.default_rng(0)
+    angles = np.arange(120)
+    ridge = np.round(20 + 8 * np.sin(2 * np.pi * angles / 120)).astype(int)
+    gain = rng.uniform(0.0, 0.6, (120, 40))
+    gain[angles, ridge] = 1.0
+    path = best_loop(gain)
+    assert (np.abs(path - ridge) <= 1).mean() >= 0.95
+    assert np.abs(np.diff(np.append(path, path[0]))).max() <= 1  # closed, one step at a time

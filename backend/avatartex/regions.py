@@ -14,6 +14,9 @@ Runs on the projected partial atlas texture, before the stages (``pipeline.gener
   the photo's hair where the photo sees it well, strands synthesised with the seen hair's colour
   statistics elsewhere (``strand_field``, ``hair_colours``), feathered at the hairline. A photo that
   shows no hair (bald, covered) falls back to ``skin`` with a warning.
+* **Glasses** (``glasses.find_glasses``): where the photo shows glasses, their frames (rims, bridge,
+  arms; never the eyes or the brows) lose their confidence with a feathered edge like the hair, so
+  the inpaint fills them with the skin around instead of painting them on the face.
 * **Eyes**: inside the mesh's eye contours, texels the photo backs weakly are filled as an eye: a
   sclera and an iris disc (with a pupil) in the colours measured inside the photo's eye contours.
 * **Mouth**: inside the mesh's inner lip contour where the surface is recessed (an opening), a dark
@@ -55,6 +58,7 @@ from .face import (
     RIGHT_EYEBROW_OUTLINE,
     Face,
 )
+from .glasses import find_glasses
 from .imaging import from_lab, sample_image, smoothstep, to_lab
 from .projection import polygon_mask
 from .registration import Registration
@@ -97,6 +101,9 @@ IRIS_RADIUS = 0.093
 """Iris radius in eye distances (11.7 mm over 63 mm)."""
 PUPIL_SHARE = 0.42
 """Pupil radius / iris radius."""
+FRAME_FEATHER = 0.01
+"""Eye distances by which glasses frames taken off the face are grown and feathered (a rim's soft
+edge and its shadow on the skin)."""
 
 DEFAULT_SCLERA = np.array([0.90, 0.87, 0.83], np.float32)
 DEFAULT_IRIS = np.array([0.33, 0.22, 0.14], np.float32)
@@ -920,6 +927,19 @@ def complete_regions(
         kept = np.minimum(c0, kept)
     flat_conf[index] = kept
     flat_photo[index] = kept
+
+    # -- glasses: their frames are not skin; the inpaint fills them with the skin around --
+    glasses = find_glasses(portrait, face)
+    summary["glasses"] = glasses.found
+    if glasses.found:
+        frame = np.zeros(len(index), np.float32)
+        frame[seen] = glasses.at(coords[seen])
+        radius = max(1, int(round(FRAME_FEATHER * geometry.layout.face_texels_per_iod)))
+        off = np.clip(_feathered(frame, index, s, radius) * 1.5, 0.0, 1.0)
+        c0 = flat_conf[index]
+        summary["glasses_texels_cleared"] = int((c0 * off > 0.5).sum())
+        flat_conf[index] = c0 * (1.0 - off)
+        flat_photo[index] = np.minimum(flat_photo[index], flat_conf[index])
 
     # -- eyes, mouth, lips: under the photo --
     colours = feature_colours(portrait, face)
