@@ -83,3 +83,44 @@ def test_refinement_is_refused_for_an_unrelated_photo(scene, astronaut):
     assert refined.alignment["applied"] is False
     assert mean_error(refined, camera, mesh) == pytest.approx(mean_error(biased, camera, mesh))
     assert dataclasses.replace(refined).warp is biased.warp
+
+
+def test_trust_is_a_soft_decision() -> None:
+    """How much of a correction is applied moves smoothly with what it measured: two nearly equal
+    registrations (a moved copy of the mesh) must not get one correction applied and one refused."""
+    from avatartex.alignment import AGREEMENT_RAMP, OFFSET_RAMP_IOD, trust
+
+    assert trust(AGREEMENT_RAMP[1] + 0.1, 0.1) == 1.0
+    assert trust(AGREEMENT_RAMP[0] - 0.01, 0.1) == 0.0
+    assert trust(0.5, OFFSET_RAMP_IOD[1] + 0.01) == 0.0
+    agreements = np.linspace(AGREEMENT_RAMP[0] - 0.05, AGREEMENT_RAMP[1] + 0.05, 201)
+    shares = np.array([trust(a, 0.1) for a in agreements])
+    assert np.all(np.diff(shares) >= 0) and np.abs(np.diff(shares)).max() < 0.02
+    offsets = np.linspace(OFFSET_RAMP_IOD[0] - 0.05, OFFSET_RAMP_IOD[1] + 0.05, 201)
+    shares = np.array([trust(0.3, m) for m in offsets])
+    assert np.all(np.diff(shares) <= 0) and np.abs(np.diff(shares)).max() < 0.02
+
+
+def test_warp_read_on_a_coarse_grid_matches_exact_evaluation() -> None:
+    """The refinement reads the registration's warp every WARP_GRID_PX pixels: a bent spline warp
+    and a quadratic correction read that way stay within a tenth of a pixel of the exact ones but at
+    the kinks of the warp's deadband and fade, where they stay under half a pixel."""
+    from avatartex.alignment import _photo_coords, _warp_grid
+    from avatartex.registration import fit_warp
+
+    rng = np.random.default_rng(3)
+    source = rng.uniform(100, 500, (120, 2))
+    target = source + 6.0 * np.sin(source[:, ::-1] / 90.0)
+    warp, _ = fit_warp(source, target, scale=80.0, smoothing=0.01)
+    correction = QuadraticOffset(
+        np.array([[2.0, 1.0, -3.0, 4.0, 0.0, 1.0], [-1.0, 0.5, 2.0, 0.0, 3.0, -2.0]]),
+        (320.0, 300.0),
+        (640.0, 600.0),
+    )
+    scale, shape = 0.6, (360, 384)
+    coarse = _photo_coords(_warp_grid(warp, shape, scale), correction, shape, scale)
+    ys, xs = np.mgrid[0 : shape[0], 0 : shape[1]]
+    cam_xy = np.stack([(xs.ravel() + 0.5) / scale, (ys.ravel() + 0.5) / scale], axis=1)
+    exact = warp(correction(cam_xy)).reshape(shape[0], shape[1], 2)
+    error = np.abs(coarse - exact).max(axis=2)
+    assert np.percentile(error, 99) < 0.15 and error.max() < 0.4, np.percentile(error, [99, 100])

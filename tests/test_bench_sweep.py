@@ -80,3 +80,14 @@ def test_stylized_variant_moves_its_feature(heads) -> None:
     demo, long_nose = heads["demo"], heads["demo-long_nose"]
     assert long_nose.positions[:, 2].max() > demo.positions[:, 2].max() + 0.01
     assert long_nose.iod == pytest.approx(demo.iod)
+
+
+def test_invariance_plan_holds_only_moved_copies() -> None:
+    """``--invariance`` runs the moved copies and their references alone: every case is in a group,
+    each group has its unmoved reference first."""
+    cases = sweep.plan(quick=False, have_scan=True, seed=8, cases=None, invariance_only=True)
+    assert cases and all(c.group for c in cases)
+    for group in {c.group for c in cases}:
+        members = [c for c in cases if c.group == group]
+        assert members[0].transform == "none" and len(members) >= 2
+    assert len(sweep.plan(quick=False, have_scan=True, seed=8, cases=None)) > len(cases)

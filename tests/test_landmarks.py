@@ -190,3 +190,69 @@ def test_any_orientation_finds_the_same_face(head, landmarker) -> None:
         back = found.points3d @ R  # into the original frame
         shift = np.nanmedian(np.linalg.norm(back - reference, axis=1)) / span
         assert found.score >= 0.3 and shift < 0.1, (axis, degrees, found.facing, found.score, shift)
+
+
+def test_portrait_view_detection_on_a_smaller_render(head, landmarker, head_landmarks) -> None:
+    """``detect_from_camera`` given the face's eye distance renders at VIEW_IOD_PX per eye distance
+    instead of the portrait's full size; the landmarks it lifts onto the surface are the ones a
+    full-size render gives, to within the detector's own scatter between two renders."""
+    from avatartex.camera import Camera
+    from avatartex.landmarks import VIEW_IOD_PX, detect_from_camera
+
+    positions, triangles = head
+    p = head_landmarks.points3d
+    eyes = (np.nanmean(p[[33, 133]], 0), np.nanmean(p[[263, 362]], 0))
+    span = float(np.linalg.norm(eyes[0] - eyes[1]))
+    centre = np.nanmedian(p, axis=0)
+    turned = head_landmarks.forward * np.cos(np.radians(15)) + np.cross(
+        head_landmarks.up, head_landmarks.forward
+    ) * np.sin(np.radians(15))
+    fov, size, iod_px = 30.0, 1024, 3.0 * VIEW_IOD_PX
+    distance = span * 0.5 * size / np.tan(np.radians(fov) / 2) / iod_px
+    camera = Camera.look_at(centre + turned * distance, centre, head_landmarks.up, fov, size, size)
+    full = detect_from_camera(positions, triangles, camera, landmarker)
+    small = detect_from_camera(positions, triangles, camera, landmarker, interocular=iod_px)
+    assert full is not None and small is not None
+    assert small.camera.width == round(size * VIEW_IOD_PX / iod_px) < full.camera.width == size
+    both = full.valid & small.valid
+    assert both.sum() >= 440
+    shift = np.linalg.norm(full.points3d[both] - small.points3d[both], axis=1) / span
+    assert np.median(shift) < 0.02 and np.percentile(shift, 90) < 0.04, np.percentile(shift, [50, 90])
+
+
+def test_render_takes_the_photos_light_and_background() -> None:
+    """``render_lit_like`` lights the mesh as the photo is lit (the direction read from the photo's
+    brightness over the surface's normals, through a blotchy skin) and puts it on the photo's
+    background colour: the detector's landmarks move with light and silhouette contrast."""
+    import cv2
+    import trimesh
+    from avatartex.camera import Camera
+    from avatartex.landmarks import _raster_view, fit_light, render_lit_like
+
+    sphere = trimesh.creation.icosphere(subdivisions=4)
+    positions, triangles = np.asarray(sphere.vertices, np.float64), np.asarray(sphere.faces, np.int64)
+    normals = np.asarray(sphere.vertex_normals, np.float64)
+    camera = Camera.look_at(np.array([0.0, 0.0, 4.0]), np.zeros(3), np.array([0.0, 1.0, 0.0]), 40.0, 320, 240)
+    tri_id, _, _, normal = _raster_view(positions, triangles, normals, camera)
+    covered = tri_id >= 0
+    light = np.array([0.5, 0.6, 0.62]) / np.linalg.norm([0.5, 0.6, 0.62])
+    shade = 0.3 + 0.7 * np.clip(normal @ light, 0.0, None)
+    skin = cv2.GaussianBlur(
+        np.random.default_rng(1).uniform(0.8, 1.2, covered.shape).astype(np.float32), (0, 0), 3
+    )
+    background = np.array([0.2, 0.5, 0.45], np.float32)
+    photo = np.where(covered[..., None], (shade * skin)[..., None] * [0.8, 0.6, 0.5], background)
+    photo = photo.astype(np.float32)
+
+    fallback = (np.array([0.0, 0.0, 1.0]), 0.25)
+    direction, ambient = fit_light(photo, normal, covered, fallback)
+    assert np.degrees(np.arccos(np.clip(direction @ light, -1, 1))) < 8.0
+    assert 0.1 <= ambient <= 0.5
+    # A photo whose brightness the surface does not explain (noise) keeps the fallback light.
+    noise = np.random.default_rng(4).uniform(0.2, 0.9, photo.shape).astype(np.float32)
+    direction, ambient = fit_light(noise, normal, covered, fallback)
+    assert np.allclose(direction, fallback[0]) and ambient == fallback[1]
+    image, _, _, _ = render_lit_like(positions, triangles, normals, camera, cv2.resize(photo, (640, 480)))
+    assert np.allclose(image[~covered], background, atol=0.02)
+    lit, dark = covered & (normal @ light > 0.9), covered & (normal @ light < 0.2)
+    assert image[lit].mean() > 1.5 * image[dark].mean()

@@ -52,6 +52,24 @@ def test_fit_camera_recovers_known_camera(fov: float) -> None:
     assert (fit.cx, fit.cy, fit.width, fit.height) == (320, 240, 640, 480)
 
 
+def test_a_fit_started_from_a_near_camera_finds_the_searched_one() -> None:
+    """The view-matched fit starts from the first fit's camera instead of searching focal lengths:
+    on the other landmark set of the same face (here: the points moved by detector-like noise) it
+    lands where a full search lands."""
+    X = _face_points(150)
+    truth = Camera.look_at(
+        np.array([0.4, 0.1, 1.0]) * 60.0, np.array([0, 0, 2.0]), np.array([0, 1.0, 0.0]), 30.0, 600, 800
+    )
+    x = truth.project(X)[0]
+    first, _ = fit_camera(X, x, (600, 800))
+    other = x + np.random.default_rng(2).normal(0.0, 1.5, x.shape)
+    searched, searched_residual = fit_camera(X, other, (600, 800))
+    started, started_residual = fit_camera(X, other, (600, 800), start=first)
+    focal, angle, centre = _pose_error(started, searched)
+    assert focal < 0.01 and angle < 0.1 and centre < 0.01, (focal, angle, centre)
+    assert abs(started_residual.mean() - searched_residual.mean()) < 0.01
+
+
 @pytest.mark.parametrize("fov", [18.0, 40.0])
 def test_an_exif_focal_length_holds_against_a_face_of_other_proportions(fov: float) -> None:
     """A person whose face is deeper than the mesh's pulls a landmark-only fit far off the true
@@ -245,3 +263,49 @@ def test_gridded_warp_matches_exact_evaluation():
     # outside the landmarks' hull, where the fade bends the field: a quarter pixel at most.
     assert np.abs(gridded - exact).max() < 0.25
     assert np.abs(gridded - many).max() > 2  # the warp does move points
+
+
+def test_warp_smoothing_moves_continuously_with_the_validation() -> None:
+    """The warp's smoothing is read where the validated error crosses the tolerance: scores a hair
+    apart give smoothings a hair apart, not two neighbouring listed values."""
+    from avatartex.registration import WARP_SMOOTHING, _smoothest_within
+
+    base = np.array([1.0, 0.9, 0.95, 1.1, 1.4, 2.0])[: len(WARP_SMOOTHING)]
+    chosen = []
+    for tolerance in np.linspace(1.05, 1.15, 101):
+        smoothing, score = _smoothest_within(WARP_SMOOTHING, list(base), tolerance)
+        assert score <= tolerance + 1e-12
+        chosen.append(np.log(smoothing))
+    steps = np.diff(chosen)
+    assert np.all(steps >= 0) and steps.max() < 0.05
+    assert WARP_SMOOTHING[2] < np.exp(chosen[0]) and np.exp(chosen[-1]) < WARP_SMOOTHING[4]
+
+
+def test_view_matched_landmarks_give_way_smoothly_when_they_fit_worse() -> None:
+    """The portrait-view landmarks are taken whole while they fit the photo about as well as the
+    mesh's own, and give way to them gradually as they fit it worse: no branch for a moved copy of a
+    mesh to fall on the other side of."""
+    from avatartex.pipeline.steps import VIEW_MATCH_RATIO, blend_landmarks, view_matched_share
+
+    assert view_matched_share(0.04, 0.03) == 1.0
+    assert view_matched_share(0.04, 0.04 * VIEW_MATCH_RATIO[1] + 1e-6) == 0.0
+    ratios = np.linspace(1.0, 1.6, 301)
+    shares = np.array([view_matched_share(0.04, 0.04 * r) for r in ratios])
+    assert np.all(np.diff(shares) <= 0) and np.abs(np.diff(shares)).max() < 0.02
+
+    own = SimpleNamespace(points3d=np.zeros((3, 3)), valid=np.array([True, True, False]))
+    from avatartex.landmarks import MeshLandmarks
+
+    matched = MeshLandmarks(
+        np.ones((3, 3)),
+        np.array([True, False, True]),
+        np.zeros(3, np.int32),
+        np.zeros((3, 3), np.float32),
+        None,
+        np.zeros(3),
+        np.zeros(3),
+        "detected",
+    )
+    half = blend_landmarks(own, matched, 0.5)
+    assert half.valid.tolist() == [True, False, False] and np.allclose(half.points3d[0], 0.5)
+    assert blend_landmarks(own, matched, 1.0) is matched and blend_landmarks(own, matched, 0.0) is own

@@ -9,6 +9,9 @@ The evidence here is what the landmarks cannot hide:
 * ``agreement_iod`` — how much the camera moves the face when one region of landmarks is left out
   (a jackknife over six regions: brows, eyes, nose, mouth, jaw sides): regions that disagree mean
   the detector saw the mesh and the photo differently, and the fit is a compromise;
+* ``dense_agreement`` — how well the mesh's shading, rendered under the photo's light from the
+  registered camera, matches the photo once the dense correction is applied (``alignment.refine``):
+  images that agree this closely cannot be misplaced by much, whatever the landmarks say;
 * ``fov_deg`` against the prior of portrait lenses, ``view_yaw_deg``/``view_pitch_deg`` of the
   camera in the head's frame, and the two detectors' scores.
 
@@ -38,6 +41,15 @@ AGREEMENT_WEIGHT = 3.0
 """The estimate is CAMERA_WEIGHT x camera error + AGREEMENT_WEIGHT x region disagreement: fitted on
 ``bench/sweep.py`` (108 cases, 46 with a face found), where the true misplacement is a median 3.0 x
 their sum (interquartile range of truth/estimate 0.72-1.36, Spearman 0.69)."""
+DENSE_FIT = (0.14, 0.3)
+"""Where the dense correction was applied (weight >= DENSE_MIN_WEIGHT), the true misplacement
+followed ``DENSE_FIT[0] - DENSE_FIT[1] x`` its normalised cross-correlation: on ``bench/sweep.py``
+(issue 8, 46 cases found) 0.56-0.58 -> 0.013-0.017, 0.32 -> 0.030-0.033, 0.17-0.25 -> 0.06-0.09
+eye distances, where the landmark estimate said 0.13-0.27 for all of them. The estimate is the lower
+of the two: agreement of the images is evidence, its absence is not (texture or light may hide it)."""
+DENSE_MIN_WEIGHT = 0.5
+DENSE_FLOOR = 0.01
+"""No estimate goes below this: the detector's own scatter on the portrait."""
 PLAUSIBLE_FOV_DEG = (8.0, 75.0)
 MAX_YAW_DEG = 30.0
 """Beyond this the far half of the face is guessed, not seen; the sweep's misplacement doubles."""
@@ -120,6 +132,18 @@ def view_angles(registration: Registration, frame: Any) -> tuple[float, float]:
     return float(yaw), float(pitch)
 
 
+def dense_estimate(alignment: dict) -> float:
+    """The misplacement the dense correction's agreement implies (``DENSE_FIT``), eye distances;
+    inf where it was not applied (weight under DENSE_MIN_WEIGHT) or measured nothing."""
+    agreement = alignment.get("ncc_after")
+    if (
+        agreement is None
+        or alignment.get("weight", 1.0 if alignment.get("applied") else 0.0) < DENSE_MIN_WEIGHT
+    ):
+        return float("inf")
+    return max(DENSE_FLOOR, DENSE_FIT[0] - DENSE_FIT[1] * float(agreement))
+
+
 def assess(
     registration: Registration,
     frame: Any,
@@ -132,10 +156,16 @@ def assess(
     agreement = region_agreement(registration, frame)
     fov = float(registration.report()["fov_y_deg"])
     yaw, pitch = view_angles(registration, frame)
-    estimate = CAMERA_WEIGHT * camera_error + AGREEMENT_WEIGHT * (0.0 if np.isnan(agreement) else agreement)
+    landmark_estimate = CAMERA_WEIGHT * camera_error + AGREEMENT_WEIGHT * (
+        0.0 if np.isnan(agreement) else agreement
+    )
+    estimate = min(landmark_estimate, dense_estimate(registration.alignment))
     signals = {
         "camera_error_iod": round(camera_error, 4),
         "agreement_iod": None if np.isnan(agreement) else round(agreement, 4),
+        "landmark_estimate_iod": round(float(landmark_estimate), 4),
+        "dense_agreement": registration.alignment.get("ncc_after"),
+        "dense_weight": registration.alignment.get("weight"),
         "fov_deg": round(fov, 2),
         "fov_source": registration.fov_source,
         "view_yaw_deg": round(yaw, 1),
@@ -151,7 +181,7 @@ def assess(
     reasons, advice = [], []
     if estimate > GOOD_BELOW:
         reasons.append(
-            f"the photo's and the mesh's landmarks disagree by about {estimate:.0%} of the eye distance: "
+            f"the photo may sit off the mesh by about {estimate:.0%} of the eye distance: "
             "features may land beside their place (eyes on brows, lips doubled)"
         )
         advice.append("add landmark pins on the mesh (eye corners, nose tip, mouth corners)")

@@ -26,8 +26,12 @@ FOV_RANGE_DEG = (3.0, 120.0)
 SILHOUETTE_WEIGHT = 0.3
 """Weight of the face-oval landmarks: on the photo they are the silhouette, which slides over the
 surface as the view turns, so they are less trustworthy surface points than eyes or lips."""
-WARP_SMOOTHING = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
-"""Thin-plate-spline smoothing values tried (coordinates in inter-ocular units)."""
+WARP_SMOOTHING = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+"""Thin-plate-spline smoothing values tried (coordinates in inter-ocular units). Over the sweep's
+cases (``bench/sweep.py``) the choice was 0.03-10, mostly 0.3 and 1; 0.003 and 0.01 were never
+chosen and cost a quarter of the cross-validation."""
+WARP_FOLDS = 4
+"""Folds of that cross-validation: each candidate costs one spline fit per fold."""
 MIN_POINTS_FOR_WARP = 12
 WARP_DEADBAND = 0.05
 """Eye distances a warp displacement must exceed to count: mediapipe's landmarks
@@ -96,6 +100,7 @@ def fit_camera(
     image_size: tuple[int, int],
     weights: np.ndarray | None = None,
     prior: FovPrior | None = None,
+    start: Camera | None = None,
 ) -> tuple[Camera, np.ndarray]:
     """Fit a pinhole camera (square pixels, principal point at the image centre) to correspondences.
 
@@ -104,6 +109,10 @@ def fit_camera(
         points2d: (N, 2) their pixel positions (x right, y down).
         image_size: (width, height) of the image in pixels.
         weights: (N,) optional non-negative confidence of each correspondence.
+        prior: what is known of the focal length (typical portrait lenses when None).
+        start: a camera already fitted to nearly the same correspondences (the same face's other
+            landmark set): the joint refinement starts from it and the focal-length search (a
+            PnP solve per field of view of FOV_SEARCH_DEG) is skipped.
 
     Returns:
         The camera and the (N,) reprojection error of each point in pixels.
@@ -160,10 +169,10 @@ def fit_camera(
         pull[:, 0] = prior_scale[0] / prior.sigma_log
         return np.concatenate([jac, pull])
 
-    best = None
+    best = None if start is None else (0.0, _camera_params(start))
     prior_fov = float(np.degrees(2 * np.arctan(0.5 * height / prior.focal_px)))
     searched = (prior_fov,) if prior.sigma_log == 0 else sorted({*FOV_SEARCH_DEG, round(prior_fov, 3)})
-    for fov in searched:
+    for fov in searched if start is None else ():
         f = _focal_from_fov(fov, height)
         K = np.array([[f, 0, cx], [0, f, cy], [0, 0, 1]], np.float64)
         try:
@@ -228,6 +237,14 @@ def fit_camera(
     camera = Camera(f, f, cx, cy, _rotation(params[1:4]), params[4:7].copy(), width, height)
     residual = np.linalg.norm(camera.project(X)[0] - x, axis=1)
     return camera, residual
+
+
+def _camera_params(camera: Camera) -> np.ndarray:
+    """(7,) log focal length, rotation vector and translation: ``fit_camera``'s parameters."""
+    import cv2
+
+    rvec = cv2.Rodrigues(np.asarray(camera.R, np.float64))[0].ravel()
+    return np.concatenate([[np.log(camera.fy)], rvec, np.asarray(camera.t, np.float64).ravel()])
 
 
 def refine_camera(
@@ -348,7 +365,7 @@ def fit_warp(
     scale: float,
     weights: np.ndarray | None = None,
     smoothing: float | None = None,
-    folds: int = 5,
+    folds: int = WARP_FOLDS,
     seed: int = 0,
 ) -> tuple[ThinPlateWarp, float]:
     """A smoothed thin-plate-spline warp taking ``source`` (N, 2) pixels towards ``target`` (N, 2).
@@ -395,9 +412,25 @@ def fit_warp(
     # spatially correlated, so validation alone under-smooths and the warp learns them (measured on
     # the scanned head rendered from known cameras: a smoother warp is nearer the truth).
     tolerance = 1.15 * min(scores) + 0.002 * scale
-    chosen = max(i for i, score in enumerate(scores) if score <= tolerance)
-    rbf = build(np.arange(len(src)), candidates[chosen])
-    return ThinPlateWarp(rbf, center, scale, candidates[chosen], WARP_DEADBAND, u), scores[chosen]
+    chosen, score = _smoothest_within(candidates, scores, tolerance)
+    rbf = build(np.arange(len(src)), chosen)
+    return ThinPlateWarp(rbf, center, scale, chosen, WARP_DEADBAND, u), score
+
+
+def _smoothest_within(candidates, scores: list[float], tolerance: float) -> tuple[float, float]:
+    """The largest smoothing whose validated error stays within ``tolerance``, and that error.
+
+    Between the last candidate within it and the next one beyond, the smoothing is read where the
+    error curve (linear in log smoothing) crosses the tolerance: a choice that moves continuously with
+    the landmarks, where picking a listed value jumps (two copies of one mesh, moved, got smoothing 0.3
+    and 1.0 from landmarks a few hundredths of an eye distance apart).
+    """
+    i = max(k for k, score in enumerate(scores) if score <= tolerance)
+    if i + 1 == len(scores) or scores[i + 1] <= scores[i]:
+        return float(candidates[i]), float(scores[i])
+    t = (tolerance - scores[i]) / (scores[i + 1] - scores[i])
+    log_s = (1 - t) * np.log(candidates[i]) + t * np.log(candidates[i + 1])
+    return float(np.exp(log_s)), float(tolerance)
 
 
 @dataclass
@@ -474,6 +507,7 @@ def register(
     image_size: tuple[int, int],
     camera_only: bool = False,
     prior: FovPrior | None = None,
+    start: Camera | None = None,
 ) -> Registration:
     """Register a head's mesh landmarks (landmarks.MeshLandmarks) to a portrait's face.
 
@@ -482,7 +516,8 @@ def register(
 
     ``image_size`` is the portrait's (width, height). Uses every landmark valid on both sides, the
     face oval at SILHOUETTE_WEIGHT. ``prior`` is what is known of the focal length (the EXIF's, or
-    typical portrait lenses when None).
+    typical portrait lenses when None). ``start`` is a camera fitted to another landmark set of the
+    same face, to refine from instead of searching (``fit_camera``).
     """
     points3d = np.asarray(mesh_landmarks.points3d, np.float64)
     valid = np.asarray(mesh_landmarks.valid, bool) & np.isfinite(points3d).all(axis=1)
@@ -493,7 +528,7 @@ def register(
     weights = landmark_weights()
     X, x, w = points3d[indices], np.asarray(face.landmarks, np.float64)[indices], weights[indices]
     prior = prior or FovPrior.for_image(image_size)
-    camera, residual = fit_camera(X, x, image_size, w, prior)
+    camera, residual = fit_camera(X, x, image_size, w, prior, start)
     iod = max(face.interocular, 1e-6)
     projected = camera.project(X)[0]
     if camera_only:

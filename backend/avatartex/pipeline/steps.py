@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from ..face import (
 )
 from ..image_io import load_portrait
 from ..imaging import sample_image
-from ..landmarks import detect_from_camera
+from ..landmarks import MeshLandmarks, detect_from_camera
 from ..mesh import Mesh, load_mesh
 from ..projection import (
     NARROW_STRETCH,
@@ -48,9 +49,6 @@ from .cache import HeadCache, HeadModel
 from .progress import RequestClock
 
 log = logging.getLogger("avatartex")
-
-REFINE_ROUNDS = 1
-"""Rounds of view-matched landmark re-detection after the first registration (each ~0.1-0.2 s)."""
 
 
 # -- analyse -------------------------------------------------------------------------------------
@@ -95,11 +93,15 @@ def register_portrait(
     """Camera + warp from the mesh's landmarks to the portrait's, refined from the portrait's view
     and then densely (``alignment.refine``).
 
-    A first fit gives the portrait's camera; the mesh is then rendered from that camera and its
-    landmarks detected again, so both sets come from the same viewpoint (``detect_from_camera``
-    says why). Repeated from each better camera, up to REFINE_ROUNDS times, while the camera's
-    landmark error keeps falling. The focal length leans on the EXIF's when the photo has one, else
-    on typical portrait lenses (``registration.FovPrior``).
+    A first fit (camera only) gives the portrait's camera; the mesh is then rendered from that
+    camera, under the photo's own light, and its landmarks detected again, so both sets come from
+    the same viewpoint and light (``detect_from_camera`` says why); the camera is refitted to them
+    from the first one, and the warp fitted. The view-matched landmarks are always taken (when a face
+    is found on that render): choosing between the two sets by their camera residual, which the
+    landmarks' own scatter decides, sent two copies of one mesh, moved, down different branches
+    (the demo head turned 70° about a tilted axis: 8.5/255 of texture difference, bench/sweep.py).
+    The focal length leans on the EXIF's when the photo has one, else on typical portrait lenses
+    (``registration.FovPrior``).
     """
     mesh = head.mesh
     size = (portrait.shape[1], portrait.shape[0])
@@ -108,32 +110,54 @@ def register_portrait(
     first = register(head.landmarks, face, size, camera_only=detected, prior=prior)
     if not detected:  # pins: a stylised head the detector cannot read from any side
         return refine_alignment(first, mesh.positions, mesh.triangles, mesh.normals, portrait)
-    best = first
-    for _ in range(REFINE_ROUNDS):
-        seen = detect_from_camera(
-            mesh.positions,
-            mesh.triangles,
-            best.camera,
-            landmarker,
-            near_xy=np.nanmean(face.landmarks, axis=0),
-            normals=mesh.normals,
-        )
-        if seen is None:
-            break
+    seen = detect_from_camera(
+        mesh.positions,
+        mesh.triangles,
+        first.camera,
+        landmarker,
+        near_xy=np.nanmean(face.landmarks, axis=0),
+        normals=mesh.normals,
+        interocular=face.interocular,
+        photo=portrait,
+    )
+    landmarks = head.landmarks  # no face in the render from the portrait's view: the mesh's own
+    if seen is not None:
         for name, index in mesh.pins.items():  # the artist's pins still override
             seen.points3d[PIN_LANDMARKS[name]] = mesh.positions[index]
-        candidate = register(seen, face, size, prior=prior)
-        log.info(
-            "view-matched landmarks: camera error %.4f -> %.4f IOD",
-            best.error_iod_camera,
-            candidate.error_iod_camera,
-        )
-        if candidate.error_iod_camera >= best.error_iod_camera:
-            break
-        best = candidate
-    if best is first:  # the view-matched landmarks did not help: the first fit, warp included
-        best = register(head.landmarks, face, size, prior=prior)
+        matched = register(seen, face, size, camera_only=True, prior=prior, start=first.camera)
+        share = view_matched_share(first.error_iod_camera, matched.error_iod_camera)
+        landmarks = blend_landmarks(head.landmarks, seen, share)
+    best = register(landmarks, face, size, prior=prior, start=first.camera)
     return refine_alignment(best, mesh.positions, mesh.triangles, mesh.normals, portrait)
+
+
+VIEW_MATCH_RATIO = (1.15, 1.5)
+"""Camera error of the view-matched landmarks over the mesh's own, over which the view-matched ones
+give way to the mesh's (all of them below the first value, none above the second). Where the render
+from the portrait's view misleads the detector (a stylised head under a light from below) its
+landmarks fit the photo much worse than the mesh's own: 0.087 against 0.035 eye distances, and the
+true misplacement doubled (bench/sweep.py, issue 8)."""
+
+
+def view_matched_share(first_error: float, matched_error: float) -> float:
+    """How much of the view-matched landmarks to take, 0..1, from the two sets' camera errors: a
+    smooth step, where taking one set or the other by which error is lower sent copies of one mesh
+    down different branches."""
+    ratio = matched_error / max(first_error, 1e-9)
+    t = min(max((ratio - VIEW_MATCH_RATIO[0]) / (VIEW_MATCH_RATIO[1] - VIEW_MATCH_RATIO[0]), 0.0), 1.0)
+    return 1.0 - t * t * (3.0 - 2.0 * t)
+
+
+def blend_landmarks(own: MeshLandmarks, matched: MeshLandmarks, share: float) -> MeshLandmarks:
+    """The landmarks ``share`` of the way from the mesh's ``own`` to the view-matched ones (surface
+    points blended per landmark; only those both sets hold, unless one set is taken whole)."""
+    if share >= 1.0:
+        return matched
+    if share <= 0.0:
+        return own
+    valid = np.asarray(own.valid, bool) & np.asarray(matched.valid, bool)
+    points = (1.0 - share) * np.asarray(own.points3d, np.float64) + share * np.asarray(matched.points3d)
+    return dataclasses.replace(matched, points3d=np.where(valid[:, None], points, np.nan), valid=valid)
 
 
 # -- project -------------------------------------------------------------------------------------
@@ -199,11 +223,8 @@ def project(
     # Coverage counts what bench/accuracy.py counts as seen: the depth test and a view less grazing
     # than 72 degrees (cos > 0.3). It asks whether something hides the face, so it reads the
     # confidence before the stretch (a grazing texel is filled on purpose, not lost).
-    to_camera = registration.camera.center - geometry.positions[hit]
     cos = np.zeros((s, s), np.float32)
-    cos[hit] = np.einsum("ij,ij->i", normals_mesh, to_camera) / np.maximum(
-        np.linalg.norm(normals_mesh, axis=1) * np.linalg.norm(to_camera, axis=1), 1e-12
-    )
+    cos[hit] = projected.facing
     face_region = geometry.face if geometry.face.any() else hit
     in_view = face_region & np.isfinite(portrait_coords[..., 0])
     seen_face = in_view & (cos > 0.3)
