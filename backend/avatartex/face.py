@@ -155,6 +155,19 @@ class Face:
         """Distance between the two eye centres, pixels: the unit of registration error."""
         return float(np.linalg.norm(self.left_eye_center - self.right_eye_center))
 
+    def axes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The face's own frame in the photo, pixels: the eyes' midpoint, the unit x axis (towards
+        the character's left eye) and the unit up axis (from the mouth's corners towards the eyes,
+        square to x). Crops aligned with it are the same whatever the photo's roll."""
+        right, left = self.right_eye_center.astype(np.float64), self.left_eye_center.astype(np.float64)
+        eyes = (right + left) / 2
+        x = (left - right) / max(np.linalg.norm(left - right), 1e-6)
+        mouth = self.landmarks[[MOUTH_LEFT, MOUTH_RIGHT]].astype(np.float64).mean(axis=0)
+        up = eyes - mouth
+        up = up - x * (up @ x)
+        up /= max(np.linalg.norm(up), 1e-6)
+        return eyes, x, up
+
     def named(self, name: str) -> np.ndarray:
         """(2,) the landmark of a protocol PIN_NAMES name."""
         return self.landmarks[PIN_LANDMARKS[name]]

@@ -32,8 +32,6 @@ import numpy as np
 from .face import (
     LEFT_EYE_CONTOUR,
     LEFT_EYEBROW_OUTLINE,
-    MOUTH_LEFT,
-    MOUTH_RIGHT,
     RIGHT_EYE_CONTOUR,
     RIGHT_EYEBROW_OUTLINE,
     Face,
@@ -112,13 +110,8 @@ class PortraitGlasses:
 def _eye_crop(portrait: np.ndarray, face: Face) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(crop sRGB (h, w, 3), the landmarks in crop pixels, the (2, 3) portrait -> crop map): the eyes
     level, PX_PER_IOD pixels per eye distance, whatever the photo's size and roll."""
-    right, left = face.right_eye_center.astype(np.float64), face.left_eye_center.astype(np.float64)
-    eyes = (right + left) / 2
-    x_axis = (left - right) / max(np.linalg.norm(left - right), 1e-6)
-    mouth = face.landmarks[[MOUTH_LEFT, MOUTH_RIGHT]].astype(np.float64).mean(axis=0)
-    down = mouth - eyes
-    down = down - x_axis * (down @ x_axis)
-    down /= max(np.linalg.norm(down), 1e-6)
+    eyes, x_axis, up = face.axes()
+    down = -up
     k = PX_PER_IOD / max(face.interocular, 1e-3)
     half_w, above, below = CROP
     w, h = int(2 * half_w * PX_PER_IOD), int((above + below) * PX_PER_IOD)

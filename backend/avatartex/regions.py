@@ -452,18 +452,6 @@ def _band(shape: tuple[int, int], polyline: np.ndarray) -> np.ndarray:
     return band > 0
 
 
-def _face_axes(face: Face) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Eye midpoint, unit x axis (towards the character's left eye) and unit up axis, in pixels."""
-    right, left = face.right_eye_center.astype(np.float64), face.left_eye_center.astype(np.float64)
-    eyes = (right + left) / 2
-    x = (left - right) / max(np.linalg.norm(left - right), 1e-6)
-    mouth = face.landmarks[[MOUTH_LEFT, MOUTH_RIGHT]].astype(np.float64).mean(axis=0)
-    up = eyes - mouth
-    up = up - x * (up @ x)
-    up /= max(np.linalg.norm(up), 1e-6)
-    return eyes, x, up
-
-
 def find_hair(portrait: np.ndarray, face: Face, person: np.ndarray) -> PortraitHair:
     """Classify the portrait's head region into hair and not hair.
 
@@ -475,7 +463,7 @@ def find_hair(portrait: np.ndarray, face: Face, person: np.ndarray) -> PortraitH
     brows shows none).
     """
     iod = max(face.interocular, 1e-3)
-    eyes, x_axis, up = _face_axes(face)
+    eyes, x_axis, up = face.axes()
     k = PX_PER_IOD / iod
     half_w, above, below = 2.3, 3.2, 2.4  # eye distances around the eyes' midpoint
     w, h = int(2 * half_w * PX_PER_IOD), int((above + below) * PX_PER_IOD)
