@@ -134,16 +134,26 @@ def as_photographed(values: np.ndarray, coords: np.ndarray, shape: tuple[int, in
     corner = np.floor(xy).astype(np.int64)
     frac = xy - corner
     v = np.asarray(values, np.float64)
-    total = np.zeros(h * w)
-    weight = np.zeros(h * w)
+    if len(v) == 0:
+        return np.zeros(0, np.float32)
+    # Only the photo's box around the texels (and one empty pixel around it, which the sampling
+    # reads as the whole photo's zeros there would be): a face is a small part of a large photo.
+    x0 = max(int(np.clip(corner[:, 0].min(), 0, w - 1)) - 1, 0)
+    y0 = max(int(np.clip(corner[:, 1].min(), 0, h - 1)) - 1, 0)
+    x1 = min(int(np.clip(corner[:, 0].max() + 1, 0, w - 1)) + 1, w - 1)
+    y1 = min(int(np.clip(corner[:, 1].max() + 1, 0, h - 1)) + 1, h - 1)
+    bw, bh = x1 - x0 + 1, y1 - y0 + 1
+    total = np.zeros(bh * bw)
+    weight = np.zeros(bh * bw)
     for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
         wx = frac[:, 0] if dx else 1.0 - frac[:, 0]
         wy = frac[:, 1] if dy else 1.0 - frac[:, 1]
-        index = np.clip(corner[:, 1] + dy, 0, h - 1) * w + np.clip(corner[:, 0] + dx, 0, w - 1)
-        total += np.bincount(index, wx * wy * v, h * w)
-        weight += np.bincount(index, wx * wy, h * w)
-    grid = np.stack([total.reshape(h, w), weight.reshape(h, w)], axis=-1).astype(np.float32)
-    back = sample_image(grid, np.asarray(coords, np.float32))
+        row = np.clip(corner[:, 1] + dy, 0, h - 1) - y0
+        index = row * bw + np.clip(corner[:, 0] + dx, 0, w - 1) - x0
+        total += np.bincount(index, wx * wy * v, bh * bw)
+        weight += np.bincount(index, wx * wy, bh * bw)
+    grid = np.stack([total.reshape(bh, bw), weight.reshape(bh, bw)], axis=-1).astype(np.float32)
+    back = sample_image(grid, np.asarray(coords, np.float32) - np.array([x0, y0], np.float32))
     return (back[:, 0] / np.maximum(back[:, 1], 1e-9)).astype(np.float32)
 
 

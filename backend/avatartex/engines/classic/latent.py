@@ -282,7 +282,10 @@ class ClassicLatent(Stage):
         ratio = np.log(np.clip((both[..., :3] + 1e-3) / (both[..., 3:] + 1e-3), 0.5, 2.0))
         ratio = filters.gaussian(ratio.astype(np.float32), sigma, small_rows)
         ratio = filters.upsample(ratio, small_rows, conf.shape, rows)
-        return color * np.exp(ratio * (np.float32(amount) * ring)[..., None])
+        out = color.copy()
+        on = ring > 0  # elsewhere the gain is exp(0)
+        out[on] *= np.exp(ratio[on] * (np.float32(amount) * ring[on])[:, None])
+        return out
 
     @staticmethod
     def _harmonise(color: np.ndarray, conf: np.ndarray, ctx: StageContext, amount: float) -> np.ndarray:
