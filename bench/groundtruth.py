@@ -348,7 +348,7 @@ def lights_for(kind: str, yaw: float, shadows: bool) -> tuple[list[Light], float
     return out, ambient
 
 
-def _shadow_factor(head: Head, light: Light, points: np.ndarray, normals: np.ndarray) -> np.ndarray:
+def shadow_factor(head: Head, light: Light, points: np.ndarray, normals: np.ndarray) -> np.ndarray:
     """1 where ``points`` see the light, 0 where the head is in the way (a shadow map from afar)."""
     centre = head.positions.mean(axis=0)
     radius = float(np.linalg.norm(head.positions - centre, axis=1).max())
@@ -413,7 +413,7 @@ def render_portrait(
                 points = raster.interpolate(head.positions, head.triangles, tri_id, bary)[hit].astype(
                     np.float64
                 )
-            lit = lit * _shadow_factor(head, light, points, normal)
+            lit = lit * shadow_factor(head, light, points, normal)
         shade += lit
     linear = np.power(albedo, 2.2) * shade[:, None]
     image = np.asarray(background, np.float32).copy()
@@ -540,7 +540,7 @@ def texel_shading(head: Head, surface: TexelSurface, lights: list[Light], ambien
     for light in lights:
         lit = np.clip(normals @ light.direction, 0, None) * light.intensity
         if light.shadows:
-            lit = lit * _shadow_factor(head, light, surface.positions.astype(np.float64), normals)
+            lit = lit * shadow_factor(head, light, surface.positions.astype(np.float64), normals)
         shade += lit
     out = np.zeros(surface.mask.shape, np.float32)
     out[surface.mask] = shade

@@ -1,0 +1,125 @@
+"""The texture path alone: bench/sweep.py's cases with the true camera swapped in for the
+registration, and optionally the true light for the de-lighting's (issue 10's crease diagnosis).
+
+    PYTHONPATH=backend .venv/bin/python bench/oracle.py [--cases inv-scan-none,r011,r085,r090]
+        [--light fitted|true|none] [--registration true|pipeline]
+
+With ``--registration true`` the registration is the camera that rendered the portrait (no warp),
+so what is left of the error is the projection, the fill and the de-lighting. ``--light true``
+divides every seen texel by the true shading (the portrait's own lights, cast shadows included);
+``none`` divides by nothing. For each case it prints psnr_visible, the fine-band correlation, the
+crease measure and its floor, the crease measure with signs and the large-scale shading
+correlation (``groundtruth``), the same columns as the sweep.
+
+Measured this way (session 4): the fitted key light was too weak where the skin's albedo varies at
+the face's scale (a top light 28.5 dB fitted, 31.9 with the true light), which the detail-band refit
+(``shading.refine_lights_by_detail``) recovers; and no texture reaches the crease measure's 0.1
+(the truth blurred 0.7 texel scores 0.04-0.46).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+if importlib.util.find_spec("avatartex") is None:  # run from a checkout without PYTHONPATH=backend
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backend"))
+
+import groundtruth as gt  # noqa: E402
+import sweep  # noqa: E402
+
+
+def true_registration(camera, head, face):
+    """The registration of a known camera: no warp, no residual (``Registration``'s fields)."""
+    from avatartex.registration import Registration, ThinPlateWarp
+
+    return Registration(
+        camera=gt.camera_in_head(camera, head),
+        warp=ThinPlateWarp(None, np.zeros(2), 1.0),
+        residual_camera=0.0,
+        residual_warped=0.0,
+        error_iod=0.0,
+        error_iod_camera=0.0,
+        error_iod_holdout=0.0,
+        interocular=float(face.interocular),
+        indices=np.arange(0),
+        residuals=np.zeros(0),
+    )
+
+
+def true_delight(state: dict):
+    """A ``ClassicLatent._delight`` that divides the seen texels by the true shading of
+    ``state["lights"]`` (the filled ones carry it in, as the classic one does)."""
+    from avatartex import atlas_filters as filters
+
+    def delight(color, conf, ctx, strength):
+        atlas, head = ctx.atlas, state["head"]
+        lights, ambient = state["lights"]
+        mask = atlas.mask
+        normals = atlas.normals[mask].astype(np.float64) @ atlas.frame.axes  # head frame -> mesh
+        points = head.to_file(atlas.positions[mask])
+        shade = np.full(len(normals), ambient)
+        for light in lights:
+            lit = np.clip(normals @ light.direction, 0, None) * light.intensity
+            if light.shadows:
+                lit = lit * gt.shadow_factor(state["truth_head"], light, points, normals)
+            shade += lit
+        shading = np.ones(mask.shape, np.float32)
+        shading[mask] = shade / np.median(shade)
+        carried, _ = filters.smooth_fill(shading, conf, atlas, 1.0)
+        carried = np.where(carried > 0, carried, 1.0)
+        embedded = np.where(mask, conf * shading + (1 - conf) * carried, 1.0)
+        ctx.delight = np.power(embedded, -1.0 / filters.GAMMA).astype(np.float32)  # for the repaint
+        return color * ctx.delight[..., None]
+
+    return delight
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", default="inv-scan-none,r011,r019,r079,r085,r090")
+    parser.add_argument("--light", choices=("fitted", "true", "none"), default="fitted")
+    parser.add_argument("--registration", choices=("true", "pipeline"), default="true")
+    parser.add_argument("--work", default="out/oracle")
+    parser.add_argument("--scan", default=str(gt.SHARED_SCAN))
+    args = parser.parse_args(argv)
+    from avatartex.engines.classic import latent
+
+    scan = gt.load_scan(Path(args.scan))
+    wanted = args.cases.split(",")
+    cases = [c for c in sweep.plan(False, scan is not None, 8, None) if c.id in wanted]
+    runner = sweep.Sweep(Path(args.work), scan, 96, 72)
+    state: dict = {}
+    if args.light == "true":
+        latent.ClassicLatent._delight = staticmethod(true_delight(state))
+    elif args.light == "none":
+        latent.ClassicLatent._delight = staticmethod(lambda color, conf, ctx, strength: color)
+
+    def oracle(head, face, *rest, **kwargs):
+        state["head"] = head
+        return true_registration(state["camera"], head, face)
+
+    print(f"registration {args.registration}, light {args.light}")
+    for case in cases:
+        head = runner.head(case.head)
+        state["camera"] = gt.portrait_camera(
+            head, case.yaw, case.pitch, case.roll, case.fov, case.width, case.height, case.fill,
+            (case.shift_x, case.shift_y),
+        )  # fmt: skip
+        state["lights"] = gt.lights_for(case.light, case.yaw, case.shadows)
+        state["truth_head"] = head
+        runner.tap.oracle = oracle if args.registration == "true" else None
+        row, _ = runner.run(case)
+        columns = ("psnr_visible", "fine_corr", "crease_corr", "crease_floor", "crease_sign", "shading_corr")
+        cells = "  ".join(f"{k} {row.get(k)}" for k in columns)
+        print(f"{case.id:<16} {case.head:<18} {case.light:<8} {cells}  {row.get('error', '')}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
