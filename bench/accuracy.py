@@ -91,22 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     generator = Generator()
     tap = gt.RegistrationTap(generator)
     if args.oracle_camera:
-        from avatartex.registration import Registration, ThinPlateWarp
 
         def oracle(*args_, **kwargs):
-            face = args_[1]
-            return Registration(
-                camera=gt.camera_in_head(camera, args_[0]),
-                warp=ThinPlateWarp(None, np.zeros(2), 1.0),
-                residual_camera=0.0,
-                residual_warped=0.0,
-                error_iod=0.0,
-                error_iod_camera=0.0,
-                error_iod_holdout=0.0,
-                interocular=float(face.interocular),
-                indices=np.arange(0),
-                residuals=np.zeros(0),
-            )
+            return gt.true_registration(camera, args_[0], args_[1])
 
         tap.oracle = oracle
     params = GenerateParams(

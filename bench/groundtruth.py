@@ -389,6 +389,22 @@ class Render:
     """(H, W) camera-space depth of the head, +inf on the background."""
 
 
+def lambert_shading(
+    head: Head, lights: list[Light], ambient: float, normals: np.ndarray, points: np.ndarray | None
+) -> np.ndarray:
+    """(N,) ambient + Σ intensity · max(n·l, 0) · shadow at unit ``normals`` (N, 3); ``points``
+    (N, 3), the surface points in the head's coordinates, are needed only for lights that cast
+    shadows. The one light model of the renders, the texel truth and the oracle's de-lighting."""
+    normals = np.asarray(normals, np.float64)
+    shade = np.full(len(normals), float(ambient))
+    for light in lights:
+        lit = np.clip(normals @ light.direction, 0, None) * light.intensity
+        if light.shadows:
+            lit = lit * shadow_factor(head, light, points, normals)
+        shade += lit
+    return shade
+
+
 def render_portrait(
     head: Head,
     texture: np.ndarray,
@@ -404,17 +420,10 @@ def render_portrait(
     normal = raster.interpolate(head.normals, head.triangles, tri_id, bary)[hit].astype(np.float64)
     normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)
     albedo = sample_uv(texture, uv)
-    shade = np.full(len(uv), ambient)
     points = None
-    for light in lights:
-        lit = np.clip(normal @ light.direction, 0, None) * light.intensity
-        if light.shadows:
-            if points is None:
-                points = raster.interpolate(head.positions, head.triangles, tri_id, bary)[hit].astype(
-                    np.float64
-                )
-            lit = lit * shadow_factor(head, light, points, normal)
-        shade += lit
+    if any(light.shadows for light in lights):  # surface points only where shadows need them
+        points = raster.interpolate(head.positions, head.triangles, tri_id, bary)[hit].astype(np.float64)
+    shade = lambert_shading(head, lights, ambient, normal, points)
     linear = np.power(albedo, 2.2) * shade[:, None]
     image = np.asarray(background, np.float32).copy()
     image[hit] = np.clip(np.power(np.clip(linear, 0, 1), 1 / 2.2), 0, 1)
@@ -476,6 +485,25 @@ def camera_in_head(camera: Camera, head) -> Camera:
     return Camera(camera.fx, camera.fy, camera.cx, camera.cy, camera.R, t, camera.width, camera.height)
 
 
+def true_registration(camera: Camera, head, face):
+    """The registration of a known camera (``RegistrationTap.oracle``): ``camera`` in the pipeline's
+    copy of the mesh (``camera_in_head``), no warp, no residual."""
+    from avatartex.registration import Registration, ThinPlateWarp
+
+    return Registration(
+        camera=camera_in_head(camera, head),
+        warp=ThinPlateWarp(None, np.zeros(2), 1.0),
+        residual_camera=0.0,
+        residual_warped=0.0,
+        error_iod=0.0,
+        error_iod_camera=0.0,
+        error_iod_holdout=0.0,
+        interocular=float(face.interocular),
+        indices=np.arange(0),
+        residuals=np.zeros(0),
+    )
+
+
 # --- measures ---------------------------------------------------------------------------------------
 
 
@@ -535,13 +563,7 @@ def fine_correlation(
 def texel_shading(head: Head, surface: TexelSurface, lights: list[Light], ambient: float) -> np.ndarray:
     """(S, S) the true shading of every covered texel (``render_portrait``'s light: ambient plus
     each key light's clamped cosine, cast shadows included), 0 elsewhere."""
-    normals = surface.normals.astype(np.float64)
-    shade = np.full(len(normals), ambient)
-    for light in lights:
-        lit = np.clip(normals @ light.direction, 0, None) * light.intensity
-        if light.shadows:
-            lit = lit * shadow_factor(head, light, surface.positions.astype(np.float64), normals)
-        shade += lit
+    shade = lambert_shading(head, lights, ambient, surface.normals, surface.positions.astype(np.float64))
     out = np.zeros(surface.mask.shape, np.float32)
     out[surface.mask] = shade
     return out

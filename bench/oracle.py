@@ -34,24 +34,6 @@ import groundtruth as gt  # noqa: E402
 import sweep  # noqa: E402
 
 
-def true_registration(camera, head, face):
-    """The registration of a known camera: no warp, no residual (``Registration``'s fields)."""
-    from avatartex.registration import Registration, ThinPlateWarp
-
-    return Registration(
-        camera=gt.camera_in_head(camera, head),
-        warp=ThinPlateWarp(None, np.zeros(2), 1.0),
-        residual_camera=0.0,
-        residual_warped=0.0,
-        error_iod=0.0,
-        error_iod_camera=0.0,
-        error_iod_holdout=0.0,
-        interocular=float(face.interocular),
-        indices=np.arange(0),
-        residuals=np.zeros(0),
-    )
-
-
 def true_delight(state: dict):
     """A ``ClassicLatent._delight`` that divides the seen texels by the true shading of
     ``state["lights"]`` (the filled ones carry it in, as the classic one does)."""
@@ -63,12 +45,7 @@ def true_delight(state: dict):
         mask = atlas.mask
         normals = atlas.normals[mask].astype(np.float64) @ atlas.frame.axes  # head frame -> mesh
         points = head.to_file(atlas.positions[mask])
-        shade = np.full(len(normals), ambient)
-        for light in lights:
-            lit = np.clip(normals @ light.direction, 0, None) * light.intensity
-            if light.shadows:
-                lit = lit * gt.shadow_factor(state["truth_head"], light, points, normals)
-            shade += lit
+        shade = gt.lambert_shading(state["truth_head"], lights, ambient, normals, points)
         shading = np.ones(mask.shape, np.float32)
         shading[mask] = shade / np.median(shade)
         carried, _ = filters.smooth_fill(shading, conf, atlas, 1.0)
@@ -102,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def oracle(head, face, *rest, **kwargs):
         state["head"] = head
-        return true_registration(state["camera"], head, face)
+        return gt.true_registration(state["camera"], head, face)
 
     print(f"registration {args.registration}, light {args.light}")
     for case in cases:
