@@ -435,6 +435,42 @@ def _largest(values: np.ndarray) -> float:
     return float(values[np.argmax(np.abs(values))])
 
 
+def confusion(found: list[dict]) -> dict:
+    """The report's verdict against the truth (misplaced = true misplacement > MISPLACED): per
+    verdict, and flagged (any verdict but good) / not; with how many distinct portraits the good
+    cases are (the invariance block shows one portrait to several moved copies of a mesh)."""
+    measured = [r for r in found if r.get("misplacement") is not None]
+    bad = [r for r in measured if r["misplacement"] > MISPLACED]
+    good = [r for r in measured if r["misplacement"] <= MISPLACED]
+
+    def by_verdict(group: list[dict]) -> dict:
+        return {v: sum(1 for r in group if r.get("verdict") == v) for v in ("good", "doubtful", "failed")}
+
+    return {
+        "has_verdict": any(r.get("verdict") is not None for r in found),
+        "misplaced": len(bad),
+        "misplaced_flagged": sum(1 for r in bad if r.get("verdict") not in (None, "good")),
+        "ok": len(good),
+        "ok_flagged": sum(1 for r in good if r.get("verdict") not in (None, "good")),
+        "ok_portraits": len({r.get("group") or r["id"] for r in good}),
+        "misplaced_by_verdict": by_verdict(bad),
+        "ok_by_verdict": by_verdict(good),
+    }
+
+
+def verdict_held_out(found: list[dict]) -> dict | None:
+    """The verdict's calibration refitted without each head family and judged on it
+    (``verdict.py``): what the confusion table would be on a head the constants never saw."""
+    import verdict
+
+    rows = verdict.usable(found, "sweep")
+    if len(rows) < 2 * verdict.MIN_ROWS_TO_FIT:
+        return None
+    results, _ = verdict.held_out(rows, verdict.family)
+    vouched = [j for j in results if j["confirmed"] or j["read"]]
+    return {**verdict.figures(results), "vouched": verdict.figures(vouched) if vouched else None}
+
+
 def summary(rows: list[dict], invariance: list[dict]) -> dict:
     """Median and worst of every measure, the report against the truth, the confusion table."""
     found = [r for r in rows if r.get("found")]
@@ -483,17 +519,8 @@ def summary(rows: list[dict], invariance: list[dict]) -> dict:
             "median_ratio_report_over_true": round(float(np.median(rep / np.maximum(true, 1e-9))), 3),
             "spearman": round(float(spearmanr(rep, true).statistic), 3),
         }
-    has_verdict = any(r.get("verdict") is not None for r in found)
-    measured = [r for r in found if r.get("misplacement") is not None]
-    bad = [r for r in measured if r["misplacement"] > MISPLACED]
-    good = [r for r in measured if r["misplacement"] <= MISPLACED]
-    out["confusion"] = {
-        "has_verdict": has_verdict,
-        "misplaced": len(bad),
-        "misplaced_flagged": sum(1 for r in bad if r.get("verdict") not in (None, "good")),
-        "ok": len(good),
-        "ok_flagged": sum(1 for r in good if r.get("verdict") not in (None, "good")),
-    }
+    out["confusion"] = confusion(found)
+    out["verdict_held_out"] = verdict_held_out(found)
     by = {}
     for factor in ("head", "light", "skin", "background", "jpeg", "size", "shadows"):
         levels = {}
@@ -516,6 +543,23 @@ def summary(rows: list[dict], invariance: list[dict]) -> dict:
 def _median(rows: list[dict], key: str):
     values = _finite([r for r in rows if r.get("found")], key)
     return round(float(np.median(values)), 3) if len(values) else None
+
+
+def print_confusion(c: dict) -> None:
+    """The confusion table: rows the truth, columns the verdict, and the flag rates."""
+    print(
+        f"\nconfusion (misplaced = true misplacement > {MISPLACED} IOD; "
+        "found cases with a measured misplacement):"
+    )
+    if not c["has_verdict"]:
+        print("  no verdict in report (no `quality` object in report.json): nothing is flagged")
+    print(f"  {'':<12} {'good':>6} {'doubtful':>9} {'failed':>7}   flagged")
+    for label, key, n in (("misplaced", "misplaced_by_verdict", "misplaced"), ("ok", "ok_by_verdict", "ok")):
+        v = c[key]
+        flagged = c[f"{n}_flagged"]
+        rate = f"{flagged / c[n]:.0%}" if c[n] else "-"
+        print(f"  {label:<12} {v['good']:>6} {v['doubtful']:>9} {v['failed']:>7}   {flagged}/{c[n]} ({rate})")
+    print(f"  the ok cases are {c['ok_portraits']} distinct portraits (target: >= 90 % and <= 10 % flagged)")
 
 
 def print_summary(s: dict) -> None:
@@ -543,16 +587,17 @@ def print_summary(s: dict) -> None:
             "report's registration_error vs true misplacement: median ratio "
             f"{r['median_ratio_report_over_true']}, Spearman {r['spearman']}"
         )
-    c = s["confusion"]
-    print(
-        f"\nconfusion (misplaced = true misplacement > {MISPLACED} IOD; "
-        "found cases with a measured misplacement):"
-    )
-    if not c["has_verdict"]:
-        print("  no verdict in report (no `quality` object in report.json): nothing is flagged")
-    print(f"  {'':<12} {'flagged':>8} {'not flagged':>12}")
-    print(f"  {'misplaced':<12} {c['misplaced_flagged']:>8} {c['misplaced'] - c['misplaced_flagged']:>12}")
-    print(f"  {'ok':<12} {c['ok_flagged']:>8} {c['ok'] - c['ok_flagged']:>12}")
+    print_confusion(s["confusion"])
+    held = s.get("verdict_held_out")
+    if held:
+        import verdict
+
+        print(
+            f"  held out (calibrated without the head's family, bench/verdict.py): {verdict.rate_line(held)}"
+        )
+        if held.get("vouched"):
+            line = verdict.rate_line(held["vouched"])
+            print(f"  the same where anything vouched (shading, read landmarks): {line}")
     print("\nby factor (n, found, median psnr, median misplacement):")
     for factor, levels in s["by_factor"].items():
         cells = [

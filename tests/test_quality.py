@@ -1,16 +1,31 @@
-"""The verdict on a registration (avatartex.quality): consistent landmarks are good, landmarks whose
-regions disagree are flagged, and the estimate grows with the disagreement."""
+"""The verdict on a registration (avatartex.quality): a registration the shading confirms and the
+landmarks agree on is good; one only the landmarks vouch for, or whose evidence says it sits off, is
+flagged with reasons an artist can act on; the estimate grows with every piece of evidence of
+misplacement; and bench/verdict.py's fit recovers a calibration it is shown."""
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
+from avatartex import quality
 from avatartex.atlas import HeadFrame
 from avatartex.camera import Camera
 from avatartex.face import Face
-from avatartex.quality import assess, region_agreement, view_angles
+from avatartex.quality import assess, estimate_error, judge, region_agreement, view_angles
 from avatartex.registration import register
+from testing_paths import ROOT
+
+sys.path.insert(0, str(ROOT / "bench"))
+
+import verdict as verdict_bench  # noqa: E402
+
+CONFIRMED = {"applied": True, "weight": 1.0, "ncc_before": 0.4, "ncc_after": 0.55, "max_offset_iod": 0.05}
+"""What alignment.refine reports when the mesh's shading matches the photo closely (the sweep's
+well-placed demo head: 0.53-0.58)."""
 
 
 def _scene(seed: int = 5):
@@ -25,43 +40,202 @@ def _scene(seed: int = 5):
     return X, camera, frame
 
 
-def _register(X, x):
-    return register(
+def _register(X, x, alignment: dict | None = None):
+    reg = register(
         SimpleNamespace(points3d=X, valid=np.ones(len(X), bool)), Face(x.astype(np.float32)), (600, 800)
     )
+    return dataclasses.replace(reg, alignment=dict(alignment or {}))
 
 
-def test_consistent_landmarks_are_good():
+def _signals(**overrides) -> dict:
+    """The signals of a plausible, well-placed registration, with ``overrides``."""
+    base = {
+        "camera_error_iod": 0.03,
+        "agreement_iod": 0.03,
+        "heldout_iod": {"brows": 0.04, "eyes": 0.04, "mouth": 0.05, "nose": 0.04},
+        "dense_agreement": 0.55,
+        "dense_weight": 1.0,
+        "dense_offset_iod": 0.2,
+        "fov_deg": 30.0,
+        "view_yaw_deg": 10.0,
+        "view_pitch_deg": -5.0,
+        "portrait_score": 0.9,
+        "mesh_score": 0.9,
+        "landmarks_source": "detected",
+    }
+    return {**base, **overrides}
+
+
+def test_consistent_landmarks_the_shading_confirms_are_good():
     X, camera, frame = _scene()
-    reg = _register(X, camera.project(X)[0])
-    quality = assess(reg, frame, portrait_score=0.9, mesh_score=0.9, landmarks_source="detected")
-    assert quality.verdict == "good", quality.report()
-    assert quality.estimated_error_iod < 0.01
+    x = camera.project(X)[0]
+    jitter = np.random.default_rng(2).normal(0, 0.8, x.shape)  # a detector's scatter: 3 % of 26 px
+    reg = _register(X, x + jitter, CONFIRMED)
+    q = assess(reg, frame, portrait_score=0.9, mesh_score=0.9, landmarks_source="detected")
+    assert q.verdict == "good", q.report()
+    assert q.reasons == [] and q.notes == [] and q.estimated_error_iod < quality.GOOD_BELOW
+    assert q.signals["camera_error_iod"] >= quality.INDEPENDENT_MIN_IOD
+    assert q.signals["eye_distance_px"] > quality.MIN_EYE_DISTANCE_PX
     yaw, _ = view_angles(reg, frame)
     assert 3 < yaw < 10  # the camera sits at x = 8 of 70: about 6.5 degrees to the character's left
 
 
-def test_a_region_that_disagrees_is_flagged_and_grows_the_estimate():
+def test_landmarks_alone_never_make_a_result_good():
+    """Without the shading's confirmation, landmarks that agree as well as a detector's can give
+    doubtful, and say why."""
+    X, camera, frame = _scene()
+    x = camera.project(X)[0] + np.random.default_rng(2).normal(0, 0.8, (len(X), 2))
+    q = assess(_register(X, x), frame, 0.9, 0.9, "detected")
+    assert q.verdict == "doubtful", q.report()
+    assert any("only the landmarks vouch" in r for r in q.reasons)
+    assert q.advice
+
+
+def test_landmarks_that_copy_the_mesh_vouch_for_nothing():
+    """A face placed from the head's outline (the mesh's own landmarks projected) fits the camera
+    perfectly: that is no evidence, the estimate is the unvouched one and the reasons say how the
+    face was found; where the shading confirms, the verdict rests on it and the outline is a note."""
     X, camera, frame = _scene()
     x = camera.project(X)[0]
+    for portrait_pass in ("outline", None):  # said by the caller, or seen in the fit alone
+        q = assess(_register(X, x), frame, 0.0, 0.9, "detected", portrait_pass=portrait_pass)
+        assert q.verdict == "doubtful", q.report()
+        assert q.estimated_error_iod == pytest.approx(quality.CALIBRATION.unvouched)
+        assert any("outline" in r for r in q.reasons) and any("nothing vouches" in r for r in q.reasons)
+    q = assess(_register(X, x, CONFIRMED), frame, 0.0, 0.9, "detected", portrait_pass="outline")
+    assert q.verdict == "good" and any("outline" in n for n in q.notes), q.report()
+
+
+def test_a_face_too_small_to_place_has_failed():
+    signals = _signals(eye_distance_px=1.1)
+    verdict, reasons, advice, _ = judge(signals, estimate_error(signals))
+    assert verdict == "failed" and any("too small" in r for r in reasons) and advice
+
+
+def test_a_region_that_disagrees_is_flagged_named_and_grows_the_estimate():
+    X, camera, frame = _scene()
+    x = camera.project(X)[0]
+    iod = Face(x.astype(np.float32)).interocular
     lower = X[:, 1] < -3.0  # the lower third of the face
-    estimates = []
-    for shift in (0.0, 0.15, 0.4):
+    estimates, landmark_parts = [], []
+    for shift in (0.05, 0.15, 0.4):
         moved = x.copy()
-        iod = Face(x.astype(np.float32)).interocular
         moved[lower] += np.array([0.0, shift * iod])  # mouth and jaw seen lower than the mesh's
-        reg = _register(X, moved)
-        estimates.append(assess(reg, frame, 0.9, 0.9, "detected").estimated_error_iod)
+        reg = _register(X, moved, {"applied": False, "weight": 0.0, "ncc_after": 0.02})
+        q = assess(reg, frame, 0.9, 0.9, "detected")
+        estimates.append(q.estimated_error_iod)
+        landmark_parts.append(q.signals["landmark_estimate_iod"])
         if shift == 0.4:
             assert region_agreement(reg, frame) > 0.005
-            assert assess(reg, frame, 0.9, 0.9, "detected").verdict != "good"
+            assert q.verdict != "good" and any("sit off the mesh" in r for r in q.reasons), q.report()
+            missed = q.signals["heldout_iod"]
+            assert max(missed, key=missed.get) in ("mouth", "left side", "right side"), missed
     assert estimates[0] < estimates[1] < estimates[2], estimates
+    assert landmark_parts[0] < landmark_parts[1] < landmark_parts[2]
 
 
-def test_an_implausible_lens_or_a_side_view_is_doubtful():
-    X, camera, frame = _scene()
-    reg = _register(X, camera.project(X)[0])
-    side = HeadFrame(origin=frame.origin, axes=np.array([[0.0, 0, -1], [0, 1, 0], [1, 0, 0]]), scale=5.0)
-    quality = assess(reg, side, 0.9, 0.9, "detected")
-    assert quality.verdict == "doubtful" and any("side" in r for r in quality.reasons)
-    assert assess(reg, frame, 0.2, 0.9, "detected").verdict == "doubtful"
+def test_the_estimate_grows_with_every_piece_of_evidence():
+    """Monotone: less agreement of the shading, a larger correction needed to reach it, more
+    landmark disagreement, less of the correction applied (when the landmarks say more than the
+    shading) -> a larger estimate."""
+    by_agreement = [estimate_error(_signals(dense_agreement=a)) for a in (0.6, 0.4, 0.25, 0.1)]
+    assert np.all(np.diff(by_agreement) > 0), by_agreement
+    by_offset = [estimate_error(_signals(dense_agreement=0.25, dense_offset_iod=o)) for o in (0.1, 0.3, 0.6)]
+    assert np.all(np.diff(by_offset) > 0), by_offset
+    unconfirmed = dict(dense_agreement=0.03, dense_weight=0.0)
+    by_landmarks = [estimate_error(_signals(camera_error_iod=c, **unconfirmed)) for c in (0.02, 0.05, 0.1)]
+    assert np.all(np.diff(by_landmarks) > 0), by_landmarks
+    by_weight = [estimate_error(_signals(dense_weight=w)) for w in (1.0, 0.7, 0.3, 0.0)]
+    assert np.all(np.diff(by_weight) > 0), by_weight
+    # Continuous: a correction applied a little more or less moves the estimate a little.
+    assert (
+        abs(estimate_error(_signals(dense_weight=0.51)) / estimate_error(_signals(dense_weight=0.49)) - 1)
+        < 0.1
+    )
+
+
+def test_good_misplaced_and_failed_signals_get_their_verdicts_and_reasons():
+    good = _signals()
+    verdict, reasons, advice, _ = judge(good, estimate_error(good))
+    assert (verdict, reasons, advice) == ("good", [], [])
+
+    # The shading agrees only a little after the correction: the sweep's 0.1-0.2 misplaced cases.
+    off = _signals(dense_agreement=0.15)
+    estimate = estimate_error(off)
+    verdict, reasons, advice, _ = judge(off, estimate)
+    assert verdict == "doubtful" and quality.GOOD_BELOW < estimate < quality.FAILED_ABOVE
+    assert any(f"{estimate:.0%}" in r for r in reasons) and any("pins" in a for a in advice)
+
+    # Nothing matched and the landmarks disagree by a tenth of the eye distance: failed.
+    lost = _signals(camera_error_iod=0.1, agreement_iod=0.1, dense_agreement=0.0, dense_weight=0.0)
+    assert quality.landmarks_read(lost)
+    verdict, reasons, _, _ = judge(lost, estimate_error(lost))
+    assert verdict == "failed" and len(reasons) >= 2
+
+
+def test_a_region_standing_out_is_named_for_pins():
+    signals = _signals(
+        dense_agreement=0.1, heldout_iod={"brows": 0.04, "eyes": 0.05, "mouth": 0.3, "nose": 0.04}
+    )
+    _, reasons, _, _ = judge(signals, estimate_error(signals))
+    assert any("mouth" in r for r in reasons), reasons
+    _, reasons, _, _ = judge(_signals(dense_agreement=0.1), 0.1)
+    assert not any("does not sit where" in r for r in reasons)
+
+
+def test_caveats_are_notes_when_the_shading_confirms_and_reasons_when_not():
+    side = _signals(view_yaw_deg=38.0)
+    verdict, reasons, _, notes = judge(side, estimate_error(side))
+    assert verdict == "good" and any("side" in n for n in notes) and not reasons
+    unsure = _signals(view_yaw_deg=38.0, portrait_score=0.1, dense_weight=0.0)
+    verdict, reasons, advice, _ = judge(unsure, estimate_error(unsure))
+    assert verdict != "good"
+    assert any("side" in r for r in reasons) and any("unsure" in r for r in reasons)
+    assert any("frontal" in a for a in advice)
+    lens = _signals(fov_deg=3.0, dense_weight=0.0)
+    assert any("field of view" in r for r in judge(lens, estimate_error(lens))[1])
+
+
+def _synthetic_rows(calibration: quality.Calibration, seed: int = 1) -> list[dict]:
+    """Sweep rows whose truth follows ``calibration`` exactly (times a little scatter), on two heads."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(90):
+        confirmed, read = i % 3 == 0, i % 3 == 1  # the rest: neither, an outline placement
+        signals = _signals(
+            dense_agreement=float(rng.uniform(0.15, 0.6)) if confirmed else 0.02,
+            dense_offset_iod=float(rng.uniform(0.1, 0.6)),
+            dense_weight=1.0 if confirmed else 0.0,
+            camera_error_iod=float(rng.uniform(0.01, 0.1)) if confirmed or read else 0.001,
+            agreement_iod=float(rng.uniform(0.01, 0.1)),
+        )
+        truth = quality.estimate_error(signals, calibration) * float(np.exp(rng.normal(0, 0.05)))
+        rows.append(
+            {
+                "id": f"r{i}",
+                "head": "scan" if i % 4 == 0 else "demo-wide_jaw",
+                "group": "",
+                "source": "synthetic",
+                "misplacement": truth,
+                "signals": signals,
+            }
+        )
+    return rows
+
+
+def test_the_bench_fit_recovers_a_calibration_and_judges_held_out():
+    truth = quality.Calibration(
+        dense_log_intercept=-1.2, dense_slope=-6.0, dense_offset_power=0.5, landmark_gain=2.0, unvouched=0.3
+    )
+    rows = _synthetic_rows(truth)
+    fitted = verdict_bench.fit_calibration(rows)
+    assert fitted.dense_slope == pytest.approx(truth.dense_slope, rel=0.1)
+    assert fitted.dense_log_intercept == pytest.approx(truth.dense_log_intercept, abs=0.1)
+    assert fitted.dense_offset_power == pytest.approx(truth.dense_offset_power, abs=0.1)
+    assert fitted.landmark_gain == pytest.approx(truth.landmark_gain, rel=0.1)
+    assert fitted.unvouched == pytest.approx(truth.unvouched, rel=0.1)
+    e = verdict_bench.evaluate(rows)
+    held = e["held_out_by_family"]
+    assert set(held["calibrations"]) == {"scan", "demo"}
+    assert held["ratio_median"] == pytest.approx(1.0, abs=0.1) and held["spearman"] > 0.9
+    assert held["misplaced_n"] + held["ok_n"] == len(rows)

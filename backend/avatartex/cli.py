@@ -143,6 +143,8 @@ def _generate(args) -> int:
             print(f"  why: {reason}")
         for advice in quality.get("advice", []):
             print(f"  try: {advice}")
+        for note in quality.get("notes", []):
+            print(f"  note: {note}")
     for warning in report["warnings"]:
         if not warning.startswith("registration "):  # the verdict above says it
             print(f"warning: {warning}")

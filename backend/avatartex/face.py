@@ -375,6 +375,7 @@ class PersonSegmenter:
 
 
 _DEFAULT_LANDMARKER: MediapipeLandmarker | None = None
+_DEFAULT_SEGMENTER: PersonSegmenter | None = None
 
 
 def default_landmarker() -> MediapipeLandmarker:
@@ -383,6 +384,14 @@ def default_landmarker() -> MediapipeLandmarker:
     if _DEFAULT_LANDMARKER is None:
         _DEFAULT_LANDMARKER = MediapipeLandmarker()
     return _DEFAULT_LANDMARKER
+
+
+def default_segmenter() -> PersonSegmenter:
+    """A process-wide PersonSegmenter, created on first use."""
+    global _DEFAULT_SEGMENTER
+    if _DEFAULT_SEGMENTER is None:
+        _DEFAULT_SEGMENTER = PersonSegmenter()
+    return _DEFAULT_SEGMENTER
 
 
 def relit_views(image: np.ndarray) -> list[np.ndarray]:

@@ -1,0 +1,454 @@
+"""Where the face is in a portrait the face detector cannot read: from the head's outline and shading.
+
+mediapipe's detector reads a face from its eyes, brows and lips. On a face with bold paint, a photo
+printed on the skin or a light grazing from the far side it finds nothing (bench/detect.py: on the
+sweep's portraits contrast equalisation, gamma, single colour channels, smoothing, rotations,
+mirroring and crops of the person together bring the rate of right faces from 19 to 33 of 98). The
+head's outline survives all of those: the person segmentation (refined by GrabCut) finds it, and the
+mesh being textured says what an outline looks like from every side. So the mesh's silhouette is
+rendered from a grid of views around its face, each laid on the portrait's outline by a similarity
+(scale, roll, shift: iterated closest points), and among the best few the one whose normals explain
+the portrait's brightness best under a fitted Lambert light is taken (the outline hardly changes
+when a head nods; its shading does), then refined on a finer grid. The mesh's landmarks projected
+through that view stand in for the detector's.
+
+The placement is coarse — median 0.12 eye distances on the sweep's portraits, where the outline is
+the head's own; on a person whose outline is not (hair, a hood, another face's proportions) it is
+worse — and the registration refines it densely. Fits whose outline does not match (MAX_COST) are
+refused. ``steps.analyse`` uses it where the detector found no face, and to check a face only the
+landmark model saw (score 0); the report says how the face was found (``quality``:
+``portrait_pass``), and the verdict calls the result good only where the dense shading check
+confirms it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .camera import Camera
+from .face import NUM_LANDMARKS, Face
+
+WORK_SIZE = 160
+"""Pixels of the longest side of the person's box at which outlines are compared (the outline of a
+head is a smooth curve: a few pixels of it are a few % of the head)."""
+YAWS = tuple(np.arange(-45.0, 45.1, 7.5))
+PITCHES = (-18.0, -9.0, 0.0, 9.0, 18.0)
+"""The views tried around the mesh's face direction, degrees (the sweep's cameras: yaw 0-40°,
+pitch ±12°)."""
+TRUNCATE = 0.12
+"""Outline distances are capped at this share of the head's width, so that a shoulder, a collar or
+a bun of hair the mesh does not have costs no more than a missing piece."""
+MIN_PERSON = 0.02
+"""Share of the image the person segmentation must cover for an outline to be read at all."""
+
+
+@dataclass
+class OutlineFit:
+    """The best view of the mesh on the portrait's outline."""
+
+    face: Face
+    """The mesh's landmarks projected into the portrait (pixels), in the detector's format."""
+    yaw: float
+    pitch: float
+    """The view, degrees about the mesh's up and right axes from its face direction."""
+    cost: float
+    """Mean capped outline distance over the head's width (0 = the outlines coincide)."""
+
+
+def _boundary(mask: np.ndarray) -> np.ndarray:
+    import cv2
+
+    m = mask.astype(np.uint8)
+    return (m - cv2.erode(m, np.ones((3, 3), np.uint8))).astype(bool)
+
+
+def _nearest_outline(mask: np.ndarray) -> np.ndarray:
+    """(H, W, 2) float64 the nearest pixel of the mask's outline to each pixel (x, y centres)."""
+    import cv2
+
+    edge = _boundary(mask)
+    _, labels = cv2.distanceTransformWithLabels(
+        (~edge).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+    )
+    rows, cols = np.nonzero(edge)  # labels number the outline pixels in this (row-major) order
+    table = np.concatenate([[[0.0, 0.0]], np.stack([cols, rows], axis=1) + 0.5])
+    return table[labels]
+
+
+def _head_width(mask: np.ndarray) -> float:
+    """Width of the mask's top 40 %: the skull, without the shoulders."""
+    rows = np.nonzero(mask.any(axis=1))[0]
+    top = rows[0]
+    cut = top + max(2, int(0.4 * (rows[-1] - top)))
+    cols = np.nonzero(mask[top:cut].any(axis=0))[0]
+    return float(cols[-1] - cols[0] + 1) if len(cols) else 1.0
+
+
+def _view_camera(
+    centre: np.ndarray,
+    forward: np.ndarray,
+    up: np.ndarray,
+    radius: float,
+    yaw: float,
+    pitch: float,
+    fov: float,
+) -> Camera:
+    right = np.cross(up, forward)
+    a, b = np.radians(yaw), np.radians(pitch)
+    d = forward * np.cos(a) + right * np.sin(a)
+    d = d * np.cos(b) + up * np.sin(b)
+    distance = radius / np.sin(np.radians(fov) / 2) * 1.05
+    return Camera.look_at(centre + d * distance, centre, up, fov, WORK_SIZE, WORK_SIZE)
+
+
+def _similarity(params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    log_s, theta, tx, ty = params
+    s = np.exp(log_s)
+    c, si = np.cos(theta), np.sin(theta)
+    return s * np.array([[c, -si], [si, c]]), np.array([tx, ty])
+
+
+def _fit_similarity(
+    points: np.ndarray, pivot: np.ndarray, nearest: np.ndarray, start: np.ndarray, cap: float
+) -> tuple[np.ndarray, float]:
+    """The similarity (about ``pivot``) that lays ``points`` on the outline: iterated closest points,
+    each step the least-squares similarity (Umeyama) onto the nearest outline pixels (``nearest``:
+    (H, W, 2) the nearest outline pixel of each pixel), points farther than ``cap`` left out.
+    Returns the parameters and the mean capped distance."""
+    h, w = nearest.shape[:2]
+    params = np.asarray(start, np.float64).copy()
+    centred = points - pivot
+
+    def placed(p: np.ndarray) -> np.ndarray:
+        A, t = _similarity(p)
+        return centred @ A.T + pivot + t
+
+    def targets(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        col = np.clip(q[:, 0].astype(int), 0, w - 1)
+        row = np.clip(q[:, 1].astype(int), 0, h - 1)
+        target = nearest[row, col]
+        distance = np.linalg.norm(q - target, axis=1)
+        outside = (q[:, 0] < 0) | (q[:, 0] >= w) | (q[:, 1] < 0) | (q[:, 1] >= h)
+        return target, np.where(outside, cap, np.minimum(distance, cap))
+
+    for _ in range(ICP_STEPS):
+        q = placed(params)
+        target, distance = targets(q)
+        use = distance < cap
+        if use.sum() < 10:
+            break
+        src, dst = centred[use], target[use] - pivot
+        mu_s, mu_d = src.mean(axis=0), dst.mean(axis=0)
+        a, b = src - mu_s, dst - mu_d
+        # closed-form 2-D similarity: rotation angle and scale from the cross-covariance
+        sxx = float((a * b).sum())
+        sxy = float((a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]).sum())
+        theta = np.arctan2(sxy, sxx)
+        scale = np.hypot(sxx, sxy) / max(float((a * a).sum()), 1e-12)
+        # a head's outline is not a point: the scale stays near the one the head's width gave
+        scale = float(np.clip(scale, np.exp(start[0]) / SCALE_RANGE, np.exp(start[0]) * SCALE_RANGE))
+        A, _ = _similarity(np.array([np.log(scale), theta, 0.0, 0.0]))
+        step = np.array([np.log(scale), theta, *(mu_d - A @ mu_s)])
+        if np.abs(step - params).max() < 1e-4:
+            params = step
+            break
+        params = step
+    q = placed(params)
+    _, distance = targets(q)
+    # the frame's edge cuts a bust or a neck: what falls outside the photo says nothing either way
+    inside = (q[:, 0] >= 0) & (q[:, 0] < w) & (q[:, 1] >= 0) & (q[:, 1] < h)
+    if inside.mean() < 0.5:
+        return params, cap
+    return params, float(distance[inside].mean())
+
+
+SCALE_RANGE = 1.6
+"""How far the outline fit may move the scale from the head width's guess (either way): without a
+bound, a leaky person mask (a busy background) lets it shrink the head onto a piece of outline."""
+ICP_STEPS = 30
+"""Iterations of the outline fit (it settles in 5-15 on the sweep's portraits)."""
+
+
+@dataclass
+class _View:
+    """One view of the mesh laid on the portrait's outline."""
+
+    yaw: float
+    pitch: float
+    camera: Camera
+    normal: np.ndarray
+    """(S, S, 3) unit surface normal of each pixel of the view, 0 off the mesh."""
+    covered: np.ndarray
+    params: np.ndarray
+    """The similarity (log scale, roll, shift) onto the work-size portrait."""
+    pivot: np.ndarray
+    cost: float
+    """Mean capped outline distance over the head's width."""
+    explained: float = 0.0
+    """Share of the portrait's brightness a Lambert light on the view's normals explains."""
+
+    def affine(self) -> np.ndarray:
+        """(2, 3) the similarity in pixel indices (centres at +0.5), for ``cv2.warpAffine``."""
+        A, t = _similarity(self.params)
+        offset = A @ (0.5 - self.pivot) + self.pivot + t - 0.5
+        return np.concatenate([A, offset[:, None]], axis=1)
+
+
+class _Portrait:
+    """The portrait's person outline and brightness at the work size."""
+
+    def __init__(self, portrait: np.ndarray, person: np.ndarray) -> None:
+        import cv2
+
+        h, w = person.shape
+        mask = np.asarray(person) > 0.5
+        ys, xs = np.nonzero(mask)
+        box = max(ys.max() - ys.min(), xs.max() - xs.min()) + 1
+        self.k = min(1.0, WORK_SIZE * 1.5 / box)
+        size = (max(8, round(w * self.k)), max(8, round(h * self.k)))
+        colour = cv2.resize(np.asarray(portrait, np.float32)[..., :3], size, interpolation=cv2.INTER_AREA)
+        probability = cv2.resize(np.asarray(person, np.float32), size, interpolation=cv2.INTER_AREA)
+        self.mask = _cut_out(colour, probability)
+        self.gray = colour.mean(axis=2)
+        self.inside = cv2.erode(self.mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        self.nearest = _nearest_outline(self.mask)
+        self.width = _head_width(self.mask)
+        rows = np.nonzero(self.mask.any(axis=1))[0]
+        self.top = np.array([np.nonzero(self.mask[rows[0]])[0].mean() + 0.5, rows[0] + 0.5], np.float64)
+
+
+GRABCUT_ROUNDS = 4
+"""Rounds of GrabCut refining the person segmentation (it settles in 3-5 at the work size)."""
+
+
+GRABCUT_SEED = 12345
+"""OpenCV's random state before each cut (it is process-wide: without it a portrait's cut, and the
+face placed from it, depended on what ran before it in the backend)."""
+
+
+def _cut_out(colour: np.ndarray, probability: np.ndarray) -> np.ndarray:
+    """The person mask, the segmentation refined by the colours of person and background (GrabCut).
+
+    The segmentation model takes a cat's face or a coffee cup behind the head for part of the person
+    (sweep portraits with photo backgrounds); their colours are not the head's, and GrabCut, started
+    from the segmentation, gives them back to the background. The image's top and side edges are
+    background wherever the segmentation says so."""
+    import cv2
+
+    state = np.where(probability > 0.5, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
+    edge = np.zeros_like(state, bool)
+    edge[:2], edge[:, :2], edge[:, -2:] = True, True, True
+    state[edge & (probability < 0.5)] = cv2.GC_BGD
+    if not (state == cv2.GC_PR_FGD).any() or not (state != cv2.GC_PR_FGD).any():
+        return probability > 0.5
+    bgr = np.ascontiguousarray((np.clip(colour[..., ::-1], 0, 1) * 255).astype(np.uint8))
+    models = (np.zeros((1, 65)), np.zeros((1, 65)))
+    cv2.setRNGSeed(GRABCUT_SEED)  # its colour models start from k-means: the same photo, the same cut
+    cv2.grabCut(bgr, state, None, *models, GRABCUT_ROUNDS, cv2.GC_INIT_WITH_MASK)
+    cut = (state == cv2.GC_FGD) | (state == cv2.GC_PR_FGD)
+    # keep the largest piece: the head and what holds it
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(cut.astype(np.uint8), connectivity=4)
+    if count <= 1:
+        return probability > 0.5
+    return labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+
+
+def _lay(view_camera: Camera, positions, triangles, normals, photo: _Portrait, yaw, pitch) -> _View | None:
+    """The mesh seen by ``view_camera``, its outline fitted to the portrait's."""
+    from .raster import interpolate, rasterize_camera
+
+    tri_id, bary, _ = rasterize_camera(positions, triangles, view_camera)
+    covered = tri_id >= 0
+    normal = interpolate(normals, triangles, tri_id, bary)
+    normal /= np.maximum(np.linalg.norm(normal, axis=2, keepdims=True), 1e-12)
+    if covered.sum() < 50:
+        return None
+    edge = np.argwhere(_boundary(covered))[:, ::-1].astype(np.float64) + 0.5
+    edge = edge[:: max(1, len(edge) // 400)]
+    rows = np.nonzero(covered.any(axis=1))[0]
+    pivot = np.array([np.nonzero(covered[rows[0]])[0].mean() + 0.5, rows[0] + 0.5])
+    start = np.array([np.log(photo.width / _head_width(covered)), 0.0, *(photo.top - pivot)])
+    params, cost = _fit_similarity(edge, pivot, photo.nearest, start, TRUNCATE * photo.width)
+    normal = np.where(covered[..., None], normal, 0.0).astype(np.float32)
+    return _View(yaw, pitch, view_camera, normal, covered, params, pivot, cost / photo.width)
+
+
+def _explained(view: _View, photo: _Portrait) -> float:
+    """How much of the portrait's brightness inside the head a Lambert light (ambient + a direction,
+    robustly fitted) explains with ``view``'s normals at its pixels. The outline of a head hardly
+    changes when it nods; its shading does."""
+    import cv2
+
+    h, w = photo.mask.shape
+    M = view.affine()
+    normal = cv2.warpAffine(view.normal, M, (w, h), flags=cv2.INTER_NEAREST)
+    covered = cv2.warpAffine(view.covered.astype(np.uint8), M, (w, h), flags=cv2.INTER_NEAREST) > 0
+    covered = cv2.erode(covered.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    use = covered & photo.inside
+    if use.sum() < 200:
+        return 0.0
+    n = normal[use].astype(np.float64)
+    value = photo.gray[use].astype(np.float64)
+    basis = np.concatenate([np.ones((len(n), 1)), n], axis=1)
+    weight = np.ones(len(n))
+    for _ in range(3):  # reweighted: the skin's pattern is not shading
+        coef = np.linalg.lstsq(basis * weight[:, None], value * weight, rcond=None)[0]
+        residual = np.abs(basis @ coef - value)
+        weight = 1.0 / np.maximum(residual / (1.4826 * np.median(residual) + 1e-6), 1.0)
+    return 1.0 - float(np.mean((basis @ coef - value) ** 2)) / max(float(np.var(value)), 1e-12)
+
+
+SHADING_SHORTLIST = 8
+"""Views (best outlines) whose shading is compared."""
+OUTLINE_SLACK = 0.01
+"""Outline cost (share of the head's width) over the best within which the shading decides."""
+
+
+def _choose(views: list[_View], photo: _Portrait) -> _View:
+    """The view that fits both outline and shading: the best-lit among those whose outline is
+    within OUTLINE_SLACK (plus half again) of the best outline."""
+    views = sorted(views, key=lambda v: v.cost)[:SHADING_SHORTLIST]
+    limit = 1.5 * views[0].cost + OUTLINE_SLACK
+    near = [v for v in views if v.cost <= limit]
+    for v in near:
+        v.explained = _explained(v, photo)
+    return max(near, key=lambda v: v.explained)
+
+
+def locate_by_outline(
+    portrait: np.ndarray,
+    person: np.ndarray,
+    positions: np.ndarray,
+    triangles: np.ndarray,
+    points3d: np.ndarray,
+    forward: np.ndarray,
+    up: np.ndarray,
+    fov_y_deg: float,
+) -> OutlineFit | None:
+    """The view of the mesh whose outline and shading fit the portrait's, or None without a person.
+
+    ``person`` is the portrait's person mask (H, W) 0..1; ``points3d`` the mesh's 468 landmarks,
+    ``forward``/``up`` its face frame (``landmarks.MeshLandmarks``); ``fov_y_deg`` the portrait's
+    assumed vertical field of view. A grid of views is laid on the outline, the best few judged by
+    their shading, then a finer grid around the chosen one.
+    """
+    from .mesh import compute_normals
+
+    if (np.asarray(person) > 0.5).mean() < MIN_PERSON:
+        return None
+    photo = _Portrait(portrait, person)
+    positions = np.asarray(positions, np.float64)
+    normals = compute_normals(positions, triangles)
+    valid = np.isfinite(points3d).all(axis=1)
+    centre = points3d[valid].mean(axis=0)
+    radius = float(np.linalg.norm(positions - centre, axis=1).max())
+    forward = np.asarray(forward, np.float64) / np.linalg.norm(forward)
+    up = np.asarray(up, np.float64) / np.linalg.norm(up)
+
+    def views(yaws, pitches) -> list[_View]:
+        laid = []
+        for yaw in yaws:
+            for pitch in pitches:
+                camera = _view_camera(centre, forward, up, radius, yaw, pitch, fov_y_deg)
+                view = _lay(camera, positions, triangles, normals, photo, float(yaw), float(pitch))
+                if view is not None:
+                    laid.append(view)
+        return laid
+
+    coarse = views(YAWS, PITCHES)
+    if not coarse:
+        return None
+    chosen = _choose(coarse, photo)
+    step_yaw, step_pitch = (YAWS[1] - YAWS[0]) / 2, (PITCHES[1] - PITCHES[0]) / 2
+    offsets = np.array([-1.0, 0.0, 1.0])
+    yaws = np.clip(chosen.yaw + step_yaw * offsets, YAWS[0], YAWS[-1])
+    pitches = np.clip(chosen.pitch + step_pitch * offsets, PITCHES[0], PITCHES[-1])
+    fine = views(np.unique(yaws), np.unique(pitches))
+    best = _choose(fine, photo)
+    A, t = _similarity(best.params)
+    xy, _ = best.camera.project(np.where(valid[:, None], points3d, centre))
+    xy = ((xy - best.pivot) @ A.T + best.pivot + t) / photo.k
+    extras = {"pass": "outline", "yaw": best.yaw, "pitch": best.pitch, "cost": round(best.cost, 4)}
+    extras["explained"] = round(best.explained, 3)
+    face = Face(xy[:NUM_LANDMARKS].astype(np.float32), 0.0, None, extras)
+    return OutlineFit(face, best.yaw, best.pitch, best.cost)
+
+
+MAX_COST = 0.03
+"""Outline distance (share of the head's width) above which the best view is not taken for a head.
+On the sweep's portraits the detector misses (bench/detect.py --outline): fits within 0.25 eye
+distances of the truth cost 0.006-0.03 (two up to 0.046), those 0.5-3.8 eye distances off (a photo
+background the segmentation takes for part of the person) mostly 0.03-0.12 (two at 0.017 and
+0.025). Above it the detector's own error stands: "no face" is better than a face on a cheek."""
+
+
+DISAGREE_IOD = 0.35
+"""Distance (eye distances, mean of the two eye centres) between an unconfirmed detection and the
+outline's placement above which the detection is taken for a misreading. The detector's mesh model
+alone (its face detector not agreeing) put eyes 0.4-0.75 eye distances off in 5 of the 14 such
+sweep portraits, where the outline put them within 0.07-0.12; the other 9 agreed with it within
+0.3."""
+
+
+def _eye_gap(a: Face, b: Face) -> float:
+    gaps = [
+        np.linalg.norm(a.right_eye_center - b.right_eye_center),
+        np.linalg.norm(a.left_eye_center - b.left_eye_center),
+    ]
+    return float(np.mean(gaps) / max(b.interocular, 1e-6))
+
+
+def outline_face(
+    portrait: np.ndarray,
+    positions: np.ndarray,
+    triangles: np.ndarray,
+    landmarks,
+    fov_y_deg: float,
+    name: str,
+    detected: Face | None,
+    unreadable: Exception | None = None,
+    segmenter=None,
+) -> tuple[Face, list[str]]:
+    """The portrait's face, checked against (or, without one, placed from) the head's outline.
+
+    ``detected`` is the detector's face when it found one its face detector did not confirm (score
+    0: only the landmark model saw a face), None when it found none; ``unreadable`` is then the
+    detector's error, raised again when the outline is not a head's either. An unconfirmed face that
+    disagrees with a good outline fit by more than DISAGREE_IOD gives way to the outline's. Returns
+    the face and the warnings the artist sees. ``landmarks`` is the mesh's
+    ``landmarks.MeshLandmarks``."""
+    from .face import default_segmenter
+
+    if np.count_nonzero(landmarks.valid) < 0.9 * NUM_LANDMARKS:  # pins only: no face to lay out
+        if detected is None:
+            raise unreadable or ValueError("no face in the portrait")
+        return detected, []
+    person = (segmenter or default_segmenter()).mask(portrait)
+    fit = locate_by_outline(
+        portrait,
+        person,
+        positions,
+        triangles,
+        landmarks.points3d,
+        landmarks.forward,
+        landmarks.up,
+        fov_y_deg,
+    )
+    usable = fit is not None and fit.cost <= MAX_COST
+    advice = (
+        "It was placed from the head's outline instead, which is coarse. Check the eyes and mouth in "
+        "the preview; set pins or use a photo where the eyes, brows and lips are clearly visible."
+    )
+    if detected is None:
+        if not usable:
+            raise unreadable or ValueError("no face and no head outline")
+        why = "paint or a print on the skin, or a light grazing from the side, hides the eyes and mouth"
+        return fit.face, [f"No face could be read in {name!r} ({why} from the face detector). {advice}"]
+    if usable and _eye_gap(detected, fit.face) > DISAGREE_IOD:
+        return fit.face, [
+            f"The face detector's reading of {name!r} was unsure and disagrees with the head's outline "
+            f"(eyes {_eye_gap(detected, fit.face):.1f} eye distances apart). {advice}"
+        ]
+    return detected, []
