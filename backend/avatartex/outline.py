@@ -392,6 +392,13 @@ sweep portraits, where the outline put them within 0.07-0.12; the other 9 agreed
 0.3."""
 
 
+OVERRIDE_COST = 0.015
+"""Outline distance up to which an outline fit may override a detection: a detection is evidence, so
+the outline must fit closely to outweigh it. The five unsure detections an outline corrected on the
+sweep's portraits fitted at 0.0065-0.0125; a scanned bust before a coffee cup (bench/look.py), whose
+cup the segmentation took for part of the head, at 0.027, and the outline was the one misplaced."""
+
+
 def _eye_gap(a: Face, b: Face) -> float:
     gaps = [
         np.linalg.norm(a.right_eye_center - b.right_eye_center),
@@ -446,7 +453,7 @@ def outline_face(
             raise unreadable or ValueError("no face and no head outline")
         why = "paint or a print on the skin, or a light grazing from the side, hides the eyes and mouth"
         return fit.face, [f"No face could be read in {name!r} ({why} from the face detector). {advice}"]
-    if usable and _eye_gap(detected, fit.face) > DISAGREE_IOD:
+    if usable and fit.cost <= OVERRIDE_COST and _eye_gap(detected, fit.face) > DISAGREE_IOD:
         return fit.face, [
             f"The face detector's reading of {name!r} was unsure and disagrees with the head's outline "
             f"(eyes {_eye_gap(detected, fit.face):.1f} eye distances apart). {advice}"
