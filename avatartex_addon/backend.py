@@ -8,7 +8,7 @@ from pathlib import Path
 
 import bpy
 
-from . import errors, state
+from . import errors, prepare, state
 from .client import BackendClient, BackendConfig
 from .paths import ADDON_PACKAGE, backend_root, user_dir
 
@@ -164,6 +164,7 @@ def shutdown() -> None:
         finally:
             state.client = None
     state.warm_tried = False
+    prepare.reset()  # a new process knows no heads
 
 
 atexit.register(shutdown)

@@ -67,6 +67,17 @@ def resolve_uv_map(obj: bpy.types.Object, uv_map: str) -> str:
     return layers.active.name if layers.active else layers[0].name
 
 
+def evaluated_depsgraph() -> bpy.types.Depsgraph:
+    """The evaluated depsgraph, also from a timer (where the context may have no view layer)."""
+    try:
+        return bpy.context.evaluated_depsgraph_get()
+    except (AttributeError, RuntimeError, TypeError):
+        scene = bpy.context.scene or bpy.data.scenes[0]
+        depsgraph = scene.view_layers[0].depsgraph
+        depsgraph.update()
+        return depsgraph
+
+
 def capture_object(
     obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph, uv_map: str, path: Path, facing: str = "-Y"
 ) -> Path:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import bpy
 
-from . import backend, capture, errors, material, outputs, properties, state
+from . import backend, capture, errors, material, outputs, prepare, properties, state
 from .client import PendingRequest, error_from_message
 from .paths import output_dir, protocol, safe_name, user_dir
 
@@ -142,6 +142,7 @@ class Job:
             if self.pending is not None:
                 return
         self.phase = "generate"
+        prepare.before_generate([t.object_name for t in self.tasks[self.index :]])
         obj = bpy.data.objects.get(task.object_name)
         if obj is None:
             raise errors.error(errors.NOTHING_SELECTED, f"Object '{task.object_name}' no longer exists.", "")
@@ -152,7 +153,7 @@ class Job:
         mesh_path = user_dir("captures") / f"{stamp}.npz"
         work = user_dir("work") / stamp
         task.scratch += [str(mesh_path), str(work)]
-        capture.capture_object(obj, _depsgraph(), task.uv_map, mesh_path, task.facing)
+        capture.capture_object(obj, capture.evaluated_depsgraph(), task.uv_map, mesh_path, task.facing)
         params = protocol().GenerateParams(
             mesh=str(mesh_path),
             portrait=task.portrait,
@@ -248,7 +249,8 @@ class Job:
         why = "; ".join((quality or {}).get("reasons", []))
         advice = "; ".join((quality or {}).get("advice", []))
         settings.verdict = verdict
-        settings.verdict_note = f"{why}. Try: {advice}" if why and advice else why
+        notes = "; ".join((quality or {}).get("notes", []))  # caveats of a good result
+        settings.verdict_note = (f"{why}. Try: {advice}" if why and advice else why) or notes
         if verdict and verdict != "good":
             # A texture that may be wrong must say so where the artist looks: panel and summary.
             self.notes.append(f"{task.label}: registration {verdict}: {settings.verdict_note}")
@@ -349,17 +351,6 @@ class Job:
             item = scene.avatartex.batch.get(task.object_name)
             if item is not None:
                 item.status, item.message = task.status, task.message
-
-
-def _depsgraph() -> bpy.types.Depsgraph:
-    """The evaluated depsgraph, also from a timer (where the context may have no view layer)."""
-    try:
-        return bpy.context.evaluated_depsgraph_get()
-    except (AttributeError, RuntimeError, TypeError):
-        scene = bpy.context.scene or bpy.data.scenes[0]
-        depsgraph = scene.view_layers[0].depsgraph
-        depsgraph.update()
-        return depsgraph
 
 
 def _check_portrait(path: str) -> None:

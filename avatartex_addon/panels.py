@@ -6,7 +6,7 @@ import os
 
 import bpy
 
-from . import backend, state
+from . import backend, prepare, state
 from .paths import protocol
 
 
@@ -55,6 +55,8 @@ class AVATARTEX_PT_main(_Panel, bpy.types.Panel):
             # (From a timer: drawing itself must not start processes.)
             bpy.app.timers.register(backend.warm_up, first_interval=0.0)
         obj, reason = _mesh_or_reason(context)
+        # A head the backend has not seen gets ready while the artist picks a photo (prepare.py).
+        prepare.note_target(obj, context.scene)
         if obj is None:
             layout.label(text=reason, icon="INFO")
         col = layout.column()

@@ -27,3 +27,15 @@ model_download = None
 
 warm_tried = False
 """Whether the panel has started warming the backend since it last stopped (``backend.warm_up``)."""
+
+prepare_target = None
+"""The panel's target as the last draw saw it (``prepare.Target``), or None."""
+
+prepare_since = 0.0
+"""``time.monotonic()`` when the panel's target last changed (``prepare.DEBOUNCE_S``)."""
+
+prepared: set = set()
+"""(backend pid, capture digest, size) of the heads sent in a ``prepare`` to the running backend."""
+
+prepare_sent = None
+"""The ``prepare.Sent`` still waiting for its answer, or None."""

@@ -4,17 +4,19 @@
     .venv/bin/python bench/addon_warmup.py /tmp/a.zip [--mesh ../shared/assets/heads/lee_perry_smith.glb]
         [--size 1024] [--think 3]
 
-Prints: how long the warm-up takes from the panel's first draw to a backend that answered ``hello``;
-click to texture when the artist clicks ``--think`` seconds after opening the tab (the warm-up then
-overlaps their picking the portrait); click to texture with a cold backend (no warm-up) for
-comparison; and a warm click. The bpy module has no event loop: the timers the panel registers are
-run by hand, as Blender's loop would. Uses an isolated Blender user folder.
+Prints, each on a head the backend has never seen (its landmark store emptied first): click to
+texture with a cold backend (no panel shown); with the panel shown and the click ``--think`` seconds
+later, without the head's ``prepare`` (the backend only warmed up) and with it (the panel's target
+prepared once it settled: ``avatartex_addon/prepare.py``), and when the warm-up's ``hello`` and the
+prepare's answer came; then a warm click. The bpy module has no event loop: the timers the panel
+registers are run by hand, as Blender's loop would. Uses an isolated Blender user folder.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -40,6 +42,46 @@ def _click(head) -> float:
     start = time.perf_counter()
     assert bpy.ops.avatartex.generate() == {"FINISHED"}, head.avatartex.status
     return time.perf_counter() - start
+
+
+def _forget_heads(mod) -> None:
+    """A new backend that has never seen the head: no process, and no landmarks kept on disk."""
+    mod.backend.shutdown()
+    shutil.rmtree(mod.paths.user_dir("cache") / "heads", ignore_errors=True)
+
+
+def _open_tab_and_think(mod, seconds: float, prepare: bool) -> dict[str, float]:
+    """The tab is shown with the head active, then ``seconds`` pass (the artist picks a photo)
+    while Blender's loop runs the panel's timers: the warm-up, and with ``prepare`` the head's
+    prepare once its target settled. Returns when ``hello`` and the prepare's answer came."""
+    opened = time.perf_counter()
+    _draw_panel(mod)
+    bpy.app.timers.unregister(mod.backend.warm_up)
+    mod.backend.warm_up()
+    client = mod.state.client
+    found: dict[str, float] = {}
+    sent = None
+    next_prepare = opened + mod.prepare.DEBOUNCE_S
+    while time.perf_counter() - opened < seconds:
+        now = time.perf_counter()
+        pending = client._hello_request
+        if client.hello is None and pending is not None and pending.done:
+            client.finish_start(pending.get(timeout=0)["result"])
+            found["hello_s"] = round(now - opened, 2)
+        if prepare and sent is None and now >= next_prepare:
+            again = mod.prepare._send_when_settled()
+            sent = mod.state.prepare_sent
+            next_prepare = now + (again or 0.0)
+            if sent is None and again is None:
+                break  # nothing to prepare
+        if sent is not None and sent.answer is None and sent.pending.done:
+            mod.prepare._collect(sent)
+            found["prepared_s"] = round(now - opened, 2)
+            found["prepare_timings"] = (sent.answer or {}).get("timings")
+        time.sleep(0.02)
+    if not prepare:
+        mod.prepare.reset()  # as before the prepare request: only the backend warmed up
+    return found
 
 
 def main() -> None:
@@ -73,31 +115,17 @@ def main() -> None:
     settings.engine, settings.resolution = "classic", args.size
 
     # Cold: no panel shown, the click starts the backend.
-    mod.backend.shutdown()
+    _forget_heads(mod)
     mod.state.warm_tried = True  # as if the panel had not warmed it
-    print(f"click to texture, cold backend: {_click(head):.1f} s")
+    print(f"click to texture, cold backend, new head: {_click(head):.1f} s")
 
-    # Warm-up: the panel is drawn, its timer starts the backend; the artist clicks --think s later.
-    mod.backend.shutdown()
-    opened = time.perf_counter()
-    _draw_panel(mod)
-    bpy.app.timers.unregister(mod.backend.warm_up)
-    mod.backend.warm_up()
-    client = mod.state.client
-    ready = None
-    while time.perf_counter() - opened < args.think:
-        if (
-            ready is None
-            and client.hello is None
-            and client._hello_request is not None
-            and client._hello_request.done
-        ):
-            message = client._hello_request.get(timeout=0)
-            client.finish_start(message["result"])
-            ready = time.perf_counter() - opened
-        time.sleep(0.02)
-    print(f"warm-up (panel shown -> hello answered): {ready:.1f} s" if ready else "warm-up: not ready yet")
-    print(f"click to texture {args.think:.0f} s after the tab opened: {_click(head):.1f} s")
+    for prepare in (False, True):
+        _forget_heads(mod)
+        found = _open_tab_and_think(mod, args.think, prepare)
+        what = "head prepared" if prepare else "backend warmed up only"
+        print(f"tab opened, {what}: {found}")
+        seconds = _click(head)
+        print(f"click to texture {args.think:g} s after the tab opened, new head, {what}: {seconds:.1f} s")
     settings.seed = 1
     print(f"click to texture, warm backend: {_click(head):.1f} s")
     mod.backend.shutdown()

@@ -10,7 +10,9 @@ Prints one JSON object:
   meanwhile). Seconds from sending ``generate`` to its result, and the request's step timings. Each
   starts with an empty ``AVATARTEX_CACHE_DIR`` (a head this machine never saw), and
   ``known_head_idle_N`` once more with the cache the previous run filled (Blender restarted on a
-  head textured before: its landmarks come from the disk).
+  head textured before: its landmarks come from the disk). ``prepared_idle_N``: a new head again,
+  with a ``prepare`` of the mesh sent right after ``hello`` (what the add-on sends when the head
+  becomes the panel's target), and when it was answered (``prepare_s``, from ``hello``).
 - ``cold_1024``: the first request in this process (pipeline imported, nothing else loaded).
 - ``by_size``: warm requests (numba compiled, mediapipe loaded, the mesh's landmarks, atlas and UV
   surface cached: what a batch or a re-generate costs) at each texture size, ``--repeats`` times:
@@ -34,6 +36,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -143,9 +146,12 @@ def other_photos(portrait: str, work: Path, count: int) -> list[str]:
     return paths
 
 
-def first_request(mesh: str, portrait: str, out: str, idle: float, cache_dir: str) -> dict:
+def first_request(
+    mesh: str, portrait: str, out: str, idle: float, cache_dir: str, prepare: bool = False
+) -> dict:
     """A new backend process: ``hello``, ``idle`` seconds, then one 1024 ``generate``; the server's
-    disk cache in ``cache_dir``."""
+    disk cache in ``cache_dir``. ``prepare``: the mesh's ``prepare`` is sent right after ``hello``
+    (its answer is read when the generate is sent, or after it)."""
     env = dict(os.environ, PYTHONPATH=str(BACKEND), AVATARTEX_CACHE_DIR=cache_dir)
     started = time.perf_counter()
     process = subprocess.Popen(
@@ -157,34 +163,62 @@ def first_request(mesh: str, portrait: str, out: str, idle: float, cache_dir: st
         env=env,
     )
 
-    def call(request_id: int, method: str, params: dict) -> dict:
-        process.stdin.write(json.dumps({"id": request_id, "method": method, "params": params}) + "\n")
-        process.stdin.flush()
+    answers: dict[int, tuple[float, dict]] = {}
+    """Final messages by request id, with when they arrived (a reader thread: the prepare's answer
+    comes while the bench sleeps)."""
+    arrived = threading.Condition()
+
+    def read() -> None:
         for line in process.stdout:
             message = json.loads(line)
-            if message.get("id") == request_id and ("result" in message or "error" in message):
-                return message
-        raise RuntimeError("the backend closed its output")
+            if "result" in message or "error" in message:
+                with arrived:
+                    answers[message.get("id")] = (time.perf_counter(), message)
+                    arrived.notify_all()
 
+    def send(request_id: int, method: str, params: dict) -> None:
+        process.stdin.write(json.dumps({"id": request_id, "method": method, "params": params}) + "\n")
+        process.stdin.flush()
+
+    def answer(request_id: int) -> tuple[float, dict]:
+        with arrived:
+            if not arrived.wait_for(lambda: request_id in answers or not reader.is_alive(), 600):
+                raise RuntimeError(f"no answer to request {request_id}")
+            if request_id not in answers:
+                raise RuntimeError("the backend closed its output")
+            return answers[request_id]
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
-        call(1, "hello", {})
-        hello = time.perf_counter() - started
+        send(1, "hello", {})
+        hello = answer(1)[0] - started
+        if prepare:
+            send(4, "prepare", {"mesh": mesh, "size": 1024})
         time.sleep(idle)
         sent = time.perf_counter()
         params = {"mesh": mesh, "portrait": portrait, "out_dir": out, "size": 1024, "engine": "classic"}
-        answer = call(2, "generate", params)
-        seconds = time.perf_counter() - sent
-        call(3, "shutdown", {})
+        send(2, "generate", params)
+        done, final = answer(2)
+        prepared = answer(4) if prepare else None
+        send(3, "shutdown", {})
+        answer(3)
     finally:
         process.kill()
-    if "error" in answer:
-        raise RuntimeError(f"generate failed: {answer['error']}")
-    return {
+    if "error" in final:
+        raise RuntimeError(f"generate failed: {final['error']}")
+    found = {
         "hello_s": round(hello, 3),
         "idle_s": idle,
-        "generate_s": round(seconds, 3),
-        "timings": answer["result"]["report"]["timings"],
+        "generate_s": round(done - sent, 3),
+        "timings": final["result"]["report"]["timings"],
     }
+    if prepared is not None:
+        if "result" not in prepared[1] or not prepared[1]["result"].get("ready"):
+            raise RuntimeError(f"prepare failed: {prepared[1]}")
+        found["prepare_s"] = round(prepared[0] - started - hello, 3)
+        found["prepare_timings"] = prepared[1]["result"]["timings"]
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -216,6 +250,11 @@ def main(argv: list[str] | None = None) -> int:
         first[f"known_head_idle_{args.idle:g}"] = first_request(
             mesh_path, portrait, str(work / "first"), args.idle, cache
         )
+        for idle in (0.0, args.idle):
+            cache = str(work / f"cache_prepared_{idle:g}")  # a new head, prepared after hello
+            first[f"prepared_idle_{idle:g}"] = first_request(
+                mesh_path, portrait, str(work / "first"), idle, cache, prepare=True
+            )
         result["first_request"] = first
 
     generator = Generator()

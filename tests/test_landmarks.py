@@ -96,9 +96,10 @@ def test_given_facing_skips_search(head, landmarker) -> None:
     searched = CountingLandmarker(landmarker)
     detect_mesh_landmarks(*head, searched)
     # One view along the given facing, the straight-on re-renders and the ensemble's turned views;
-    # the search looks all round first (six axes at least).
+    # the search looks along the likely fronts first and stops at a trusted, nearly frontal face,
+    # but it still has to look before it knows.
     assert given.calls <= 1 + STRAIGHT_ON_ROUNDS + ENSEMBLE_VIEWS
-    assert searched.calls >= 6 + given.calls - 1
+    assert searched.calls > given.calls
 
 
 def test_pins_override_detected_points(head, landmarker) -> None:

@@ -422,3 +422,43 @@ def test_variants_of_one_photo_fit_it_once(generator, head, astronaut_path, tmp_
         del generator.register
     np.testing.assert_array_equal(load_texture(reused["texture"]), load_texture(fresh["texture"]))
     assert reused["report"]["registration"] == fresh["report"]["registration"]
+
+
+def test_prepare_readies_a_head_for_its_generate(generator, head, astronaut_path, tmp_path):
+    """``prepare`` finds the landmarks and builds the atlas and UV surface a generate of that size
+    uses (by the mesh's content: another capture file of it is the same head); cancelled, it keeps
+    nothing; a mesh without a face is the generate's typed error."""
+    from avatartex.mesh import load_mesh
+    from avatartex.pipeline.cache import mesh_key
+    from avatartex.protocol import PrepareParams
+
+    counting = CountingLandmarker(generator.landmarker)
+    fresh = Generator(landmarker=counting)
+
+    def cancel_at_third_view():
+        if counting.calls >= 3:
+            raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        fresh.prepare(PrepareParams(mesh=head, size=512), cancel_at_third_view)
+    assert counting.calls == 3 and len(fresh.heads) == 0
+
+    answer = fresh.prepare(PrepareParams(mesh=head, size=512))
+    assert answer["ready"] is True and answer["known"] is False and answer["landmarks"] == "detected"
+    assert answer["size"] == 512 and answer["timings"]["landmarks"] > 0
+    searched = counting.calls
+    copy = tmp_path / "same_head.npz"
+    save_capture(load_mesh(head), copy)
+    assert fresh.prepare(PrepareParams(mesh=str(copy), size=512))["known"] is True
+    assert counting.calls == searched  # the same content: nothing searched again
+
+    model = fresh.heads.head(load_mesh(str(copy)), counting)
+    assert 512 in model.atlases and 512 in model.surfaces
+    fresh.generate(params(copy, astronaut_path, tmp_path / "out"))
+    # The photo's face and the view-matched render only: a few views, not the search's tens.
+    assert counting.calls - searched <= 4 < searched
+    assert mesh_key(load_mesh(str(copy))) in fresh.heads and len(fresh.heads) == 1
+
+    with pytest.raises(AvatarTexError) as info:
+        fresh.prepare(PrepareParams(mesh=str(sphere_capture(tmp_path))))
+    assert info.value.code == ErrorCode.NO_FACE_ON_MESH

@@ -7,6 +7,7 @@ from avatartex.protocol import (
     AvatarTexError,
     ErrorCode,
     GenerateParams,
+    PrepareParams,
     Progress,
     decode_request,
     encode,
@@ -52,6 +53,22 @@ def test_generate_params_validation():
         with pytest.raises(AvatarTexError) as info:
             GenerateParams.from_dict(bad)
         assert info.value.code == ErrorCode.BAD_REQUEST
+
+
+def test_prepare_params_validation():
+    params = PrepareParams.from_dict({"mesh": "m.npz", "size": 2048, "facing": "+z"})
+    assert (params.mesh, params.size, params.facing, params.uv_map, params.unwrap) == (
+        "m.npz",
+        2048,
+        "+z",
+        "",
+        False,
+    )
+    assert PrepareParams.from_dict(params.to_dict()) == params
+    for bad in ({}, {"mesh": "m", "portrait": "p"}, {"mesh": "m", "size": "big"}, {"mesh": 3}, []):
+        with pytest.raises(AvatarTexError) as info:
+            PrepareParams.from_dict(bad)
+        assert info.value.code == ErrorCode.BAD_REQUEST and "prepare" in info.value.message
 
 
 def test_messages_are_single_json_lines():

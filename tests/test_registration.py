@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from avatartex.camera import Camera
 from avatartex.face import FACE_OVAL, LEFT_EYE_CONTOUR, RIGHT_EYE_CONTOUR, Face
-from avatartex.registration import WARP_DEADBAND, fit_camera, fit_warp, register
+from avatartex.registration import FOV_RANGE_DEG, WARP_DEADBAND, fit_camera, fit_warp, register
 
 HEAD = Path(__file__).resolve().parents[1].parent / "shared" / "assets" / "heads" / "lee_perry_smith.glb"
 
@@ -68,6 +68,20 @@ def test_a_fit_started_from_a_near_camera_finds_the_searched_one() -> None:
     focal, angle, centre = _pose_error(started, searched)
     assert focal < 0.01 and angle < 0.1 and centre < 0.01, (focal, angle, centre)
     assert abs(started_residual.mean() - searched_residual.mean()) < 0.01
+
+
+def test_the_field_of_view_stays_within_its_range() -> None:
+    """The refinement is solved without bounds first (faster); a camera it would take beyond
+    FOV_RANGE_DEG (here a 2-degree telephoto, below the 3-degree floor) is solved again within it."""
+    X = _face_points(120)
+    distance = 12 / np.tan(np.radians(2.0) / 2)
+    truth = Camera.look_at(
+        np.array([0.2, -0.1, 1.0]) * distance, np.array([0, 0, 2.0]), np.array([0, 1.0, 0.0]), 2.0, 640, 480
+    )
+    fit, residual = fit_camera(X, truth.project(X)[0], (640, 480))
+    fov = np.degrees(2 * np.arctan(0.5 * 480 / fit.fy))
+    assert fov == pytest.approx(FOV_RANGE_DEG[0], abs=1e-6)
+    assert residual.mean() < 0.5  # nearly orthographic: the pose still explains the points
 
 
 @pytest.mark.parametrize("fov", [18.0, 40.0])

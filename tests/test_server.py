@@ -13,7 +13,7 @@ import time
 import pytest
 from avatartex.engines import neural
 from avatartex.engines.neural import NeuralConfig
-from avatartex.protocol import Cancelled, ErrorCode, Progress
+from avatartex.protocol import AvatarTexError, Cancelled, ErrorCode, Progress
 from avatartex.server import Server, engine_status
 from testing_paths import ROOT
 
@@ -33,6 +33,30 @@ class SlowGenerator:
             progress(Progress("inpaint", i / self.steps, f"step {i}"))
             time.sleep(0.01)
         return {"texture": "t.png", "report": {}}
+
+
+class PreparingGenerator(SlowGenerator):
+    """Also stands in for ``prepare``: a landmark search of ``views`` detector views (10 ms each,
+    cancellable), or the typed error of a mesh without a face; records what ran, in order."""
+
+    def __init__(self, views: int = 30) -> None:
+        super().__init__(steps=5)
+        self.views = views
+        self.log: list[str] = []
+
+    def prepare(self, params, check_cancel):
+        if params.mesh == "faceless":
+            raise AvatarTexError(ErrorCode.NO_FACE_ON_MESH, "No face on the mesh.", "Set pins.")
+        self.log.append(f"prepare {params.mesh} started")
+        for _ in range(self.views):
+            check_cancel()
+            time.sleep(0.01)
+        self.log.append(f"prepare {params.mesh} done")
+        return {"ready": True, "mesh": params.mesh}
+
+    def generate(self, params, progress, check_cancel):
+        self.log.append(f"generate {params.mesh}")
+        return super().generate(params, progress, check_cancel)
 
 
 class Pipe:
@@ -138,6 +162,61 @@ def test_cancel_stops_a_running_generate_at_its_next_step():
     thread.join(10)
 
 
+GENERATE = {"mesh": "head", "portrait": "p", "out_dir": "o"}
+
+
+def test_a_generate_waits_for_the_prepare_of_its_head_and_finds_it_done():
+    generator = PreparingGenerator()
+    pipe, out, thread = run_server(generator)
+    pipe.send({"id": 1, "method": "prepare", "params": {"mesh": "head"}})
+    pipe.send({"id": 2, "method": "generate", "params": GENERATE})
+    assert wait_for(out, lambda m: m.get("id") == 1 and "event" not in m)["result"]["ready"] is True
+    assert wait_for(out, lambda m: m.get("id") == 2 and "event" not in m)["result"]["texture"] == "t.png"
+    assert generator.log == ["prepare head started", "prepare head done", "generate head"]
+    pipe.close()
+    thread.join(10)
+
+
+def test_a_new_prepare_cancels_the_previous_one_and_a_prepare_while_generating_is_busy():
+    generator = PreparingGenerator(views=10_000)
+    pipe, out, thread = run_server(generator)
+    pipe.send({"id": 1, "method": "prepare", "params": {"mesh": "first"}})
+    deadline = time.time() + 10
+    while not generator.log and time.time() < deadline:
+        time.sleep(0.01)
+    generator.views = 5  # the artist selected another head
+    pipe.send({"id": 2, "method": "prepare", "params": {"mesh": "second"}})
+    assert wait_for(out, lambda m: m.get("id") == 1)["error"]["code"] == Cancelled().code
+    assert wait_for(out, lambda m: m.get("id") == 2)["result"] == {"ready": True, "mesh": "second"}
+    assert generator.log == ["prepare first started", "prepare second started", "prepare second done"]
+    generator.steps = 10_000
+    pipe.send({"id": 3, "method": "generate", "params": GENERATE})
+    wait_for(out, lambda m: m.get("id") == 3 and m.get("event") == "progress")
+    pipe.send({"id": 4, "method": "prepare", "params": {"mesh": "third"}})
+    assert wait_for(out, lambda m: m.get("id") == 4)["error"]["code"] == ErrorCode.BUSY
+    pipe.send({"id": 5, "method": "cancel", "params": {"request": 3}})
+    assert wait_for(out, lambda m: m.get("id") == 3 and "error" in m)["error"]["code"] == Cancelled().code
+    pipe.close()
+    thread.join(10)
+
+
+def test_a_prepare_that_finds_no_face_answers_not_ready_with_the_problem():
+    """Not an error line: the artist is only told by the generate, which meets the same problem."""
+    pipe, out, thread = run_server(PreparingGenerator())
+    pipe.send({"id": 1, "method": "prepare", "params": {"mesh": "faceless"}})
+    pipe.send({"id": 2, "method": "prepare", "params": {"mesh": "head", "colour": 1}})
+    answer = wait_for(out, lambda m: m.get("id") == 1)
+    assert answer["result"]["ready"] is False
+    assert answer["result"]["problem"] == {
+        "code": ErrorCode.NO_FACE_ON_MESH,
+        "message": "No face on the mesh.",
+        "hint": "Set pins.",
+    }
+    assert wait_for(out, lambda m: m.get("id") == 2)["error"]["code"] == ErrorCode.BAD_REQUEST
+    pipe.close()
+    thread.join(10)
+
+
 def test_real_subprocess_hello_and_stdout_is_protocol_only():
     env = {**os.environ, "PYTHONPATH": str(ROOT / "backend"), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
@@ -163,6 +242,7 @@ def test_real_subprocess_hello_and_stdout_is_protocol_only():
     assert engines["neural"]["code"] in CODES and engines["neural"]["reason"]
     assert engines["neural"]["available"] == (engines["neural"]["code"] == "ok")
     assert hello["model_cache"]
+    assert {"hello", "prepare", "generate", "cancel", "shutdown"} == set(hello["methods"])
     assert {"photoreal", "painterly", "toon", "comic"} <= {s["name"] for s in hello["styles"]}
     assert lines[1] == {"id": 2, "result": {"ok": True}}
     assert "stray print" in proc.stderr

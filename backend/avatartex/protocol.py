@@ -22,7 +22,9 @@ from typing import Any
 PROTOCOL_VERSION = 1
 """Bumped on any incompatible change of the messages below; ``hello`` reports it."""
 
-METHODS = ("hello", "generate", "cancel", "shutdown")
+METHODS = ("hello", "prepare", "generate", "cancel", "shutdown")
+"""``prepare`` (``PrepareParams``) readies a head before its ``generate``: optional, and a backend
+that predates it answers ``unknown_method``; ``hello`` lists the methods a backend serves."""
 ENGINES = ("auto", "classic", "neural")
 STAGES = ("analyse", "register", "project", "inpaint", "latent", "repaint", "bake")
 
@@ -188,44 +190,78 @@ class GenerateParams:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GenerateParams:
         """Validate and build from a request's ``params``; unknown keys are a ``bad_request``."""
-        if not isinstance(data, dict):
-            raise AvatarTexError(
-                ErrorCode.BAD_REQUEST,
-                "generate params must be a JSON object.",
-                'Send {"mesh": ..., "portrait": ..., "out_dir": ...}.',
-            )
-        names = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise AvatarTexError(
-                ErrorCode.BAD_REQUEST,
-                f"Unknown generate parameter(s): {unknown}.",
-                f"Known parameters: {sorted(names)}.",
-            )
-        missing = [n for n, f in names.items() if f.default is dataclasses.MISSING and n not in data]
-        if missing:
-            raise AvatarTexError(
-                ErrorCode.BAD_REQUEST,
-                f"Missing generate parameter(s): {missing}.",
-                "mesh, portrait and out_dir are required.",
-            )
-        kwargs = {}
-        for key, value in data.items():
-            expected = type(names[key].default) if names[key].default is not dataclasses.MISSING else str
-            if expected is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-                raise AvatarTexError(
-                    ErrorCode.BAD_REQUEST,
-                    f"Parameter {key!r} must be {expected.__name__}, got {value!r}.",
-                    "",
-                )
-            kwargs[key] = value
-        return cls(**kwargs)
+        return cls(**_checked_params(cls, data, "generate", "mesh, portrait and out_dir are required."))
 
     def to_dict(self) -> dict[str, Any]:
         """The ``params`` object of a ``generate`` request."""
         return dataclasses.asdict(self)
+
+
+@dataclass
+class PrepareParams:
+    """Parameters of ``prepare``: what a later ``generate`` on this mesh will compute from the mesh
+    alone (its landmarks, head frame, atlas and UV surface), computed now and kept by the backend.
+
+    The add-on sends it when a head becomes the panel's target, so that the landmark search (a few
+    seconds on a head never seen) runs while the artist picks a photo. Its result says what was
+    found: ``ready`` (bool); with ``ready`` false, ``problem`` (an ``error`` object: the mesh has no
+    face, no UV map...), which the later ``generate`` reports again in full, so a client need not
+    show it. A ``generate`` arriving while a ``prepare`` runs waits for it and then finds its work
+    done; ``cancel`` stops it between detector views.
+    """
+
+    mesh: str
+    """As ``GenerateParams.mesh``: a capture ``.npz`` or a mesh file."""
+    size: int = 1024
+    """The texture size the ``generate`` will ask for (its atlas and UV surface are built)."""
+    uv_map: str = ""
+    """As ``GenerateParams.uv_map``."""
+    unwrap: bool = False
+    """As ``GenerateParams.unwrap``."""
+    facing: str = ""
+    """As ``GenerateParams.facing``: part of what the head's landmarks depend on."""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PrepareParams:
+        """Validate and build from a request's ``params``; unknown keys are a ``bad_request``."""
+        return cls(**_checked_params(cls, data, "prepare", "mesh is required."))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``params`` object of a ``prepare`` request."""
+        return dataclasses.asdict(self)
+
+
+def _checked_params(cls: type, data: Any, method: str, required_hint: str) -> dict[str, Any]:
+    """A request's ``params`` checked against the dataclass ``cls``'s fields (every key known,
+    every required one present, each of its field's type): typed ``bad_request`` errors."""
+    if not isinstance(data, dict):
+        raise AvatarTexError(ErrorCode.BAD_REQUEST, f"{method} params must be a JSON object.", required_hint)
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise AvatarTexError(
+            ErrorCode.BAD_REQUEST,
+            f"Unknown {method} parameter(s): {unknown}.",
+            f"Known parameters: {sorted(names)}.",
+        )
+    missing = [n for n, f in names.items() if f.default is dataclasses.MISSING and n not in data]
+    if missing:
+        raise AvatarTexError(
+            ErrorCode.BAD_REQUEST, f"Missing {method} parameter(s): {missing}.", required_hint
+        )
+    kwargs = {}
+    for key, value in data.items():
+        expected = type(names[key].default) if names[key].default is not dataclasses.MISSING else str
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise AvatarTexError(
+                ErrorCode.BAD_REQUEST,
+                f"The {method} parameter {key!r} must be {expected.__name__}, got {value!r}.",
+                "",
+            )
+        kwargs[key] = value
+    return kwargs
 
 
 @dataclass

@@ -1,11 +1,16 @@
 """The backend process: JSON lines on stdin/stdout (see ``protocol.py``), one generate at a time.
 
-Run as ``python -m avatartex.server``. The main thread reads requests; a worker thread runs
-``generate`` so that ``cancel`` and ``hello`` are answered while it works. Only protocol lines go to
-stdout: at start the real stdout is kept for the protocol and file descriptor 1 is pointed at stderr,
-so a library that prints (or a C extension that writes to fd 1) cannot corrupt the stream. At start a
-warm-up thread loads the pipeline, the face models and the compiled kernels (``warm_up``) while the
-artist is still choosing a photo; a ``generate`` that arrives first waits for it to finish.
+Run as ``python -m avatartex.server``. The main thread reads requests; worker threads run
+``prepare`` and ``generate`` so that ``cancel`` and ``hello`` are answered while they work. Only
+protocol lines go to stdout: at start the real stdout is kept for the protocol and file descriptor 1
+is pointed at stderr, so a library that prints (or a C extension that writes to fd 1) cannot corrupt
+the stream. At start a warm-up thread loads the pipeline, the face models and the compiled kernels
+(``warm_up``) while the artist is still choosing a photo; a request that arrives first waits for it.
+
+Work requests run one after another, each worker waiting for the one before it: a ``generate`` that
+arrives while a ``prepare`` runs waits for it (it is nearly always the same head, whose landmarks it
+then finds done); a ``prepare`` that arrives while another runs cancels it (the artist moved on to
+another head); a ``prepare`` while a ``generate`` runs, or a second ``generate``, is ``busy``.
 """
 
 from __future__ import annotations
@@ -17,16 +22,19 @@ import platform
 import sys
 import threading
 import traceback
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 from . import __version__
 from .protocol import (
     ENGINES,
+    METHODS,
     PROTOCOL_VERSION,
     AvatarTexError,
     Cancelled,
     ErrorCode,
     GenerateParams,
+    PrepareParams,
     Progress,
     decode_request,
     encode,
@@ -38,6 +46,21 @@ from .protocol import (
 log = logging.getLogger("avatartex.server")
 
 
+@dataclass
+class _Job:
+    """A work request running (or waiting its turn) in its worker thread."""
+
+    id: Any
+    method: str
+    """``prepare`` or ``generate``."""
+    thread: threading.Thread | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    def alive(self) -> bool:
+        """Whether its worker has not finished yet."""
+        return self.thread is not None and self.thread.is_alive()
+
+
 class Server:
     """Serves requests from ``reader`` to ``writer`` until ``shutdown`` or end of input."""
 
@@ -46,7 +69,8 @@ class Server:
         self._writer = writer
         self._write_lock = threading.Lock()
         self._generator = generator
-        self._job: tuple[Any, threading.Event, threading.Thread] | None = None
+        self._jobs: list[_Job] = []
+        """Work requests not yet answered, oldest first (each worker waits for the one before it)."""
         self._job_lock = threading.Lock()
         self._generator_lock = threading.Lock()
         self._warming: threading.Thread | None = None
@@ -112,19 +136,21 @@ class Server:
         elif request.method == "cancel":
             target = request.params.get("request")
             with self._job_lock:
-                running = self._job
-            cancelled = running is not None and (target is None or target == running[0])
-            if cancelled:
-                running[1].set()
-            self.send(result_message(request.id, {"cancelled": bool(cancelled)}))
+                targets = [job for job in self._jobs if target is None or job.id == target]
+            for job in targets:
+                job.cancel.set()
+            self.send(result_message(request.id, {"cancelled": bool(targets)}))
         elif request.method == "generate":
             params = GenerateParams.from_dict(request.params)
-            self._start(request.id, params)
+            self._start(_Job(request.id, "generate"), lambda job: self._generate(job, params))
+        elif request.method == "prepare":
+            params = PrepareParams.from_dict(request.params)
+            self._start(_Job(request.id, "prepare"), lambda job: self._prepare(job, params))
         else:
             raise AvatarTexError(
                 ErrorCode.UNKNOWN_METHOD,
                 f"Unknown method {request.method!r}.",
-                "Methods are hello, generate, cancel and shutdown.",
+                f"Methods are {', '.join(METHODS)}.",
             )
 
     def hello(self) -> dict[str, Any]:
@@ -149,6 +175,7 @@ class Server:
             "devices": neural.devices(),
             "engines": engine_status(config),
             "engine_names": list(ENGINES),
+            "methods": list(METHODS),
             "styles": [
                 {"name": s.name, "label": s.label, "description": s.description} for s in list_styles()
             ],
@@ -156,57 +183,86 @@ class Server:
             "model_cache": str(hub.cache_dir(config.cache_dir)),
         }
 
-    def _start(self, request_id, params: GenerateParams) -> None:
+    def _start(self, job: _Job, work) -> None:
+        """Queue ``job`` behind the work requests still running and start its worker, which runs
+        ``work(job)`` once they have finished (see the module's docstring for who waits, who is
+        cancelled and who is busy)."""
         with self._job_lock:
-            if self._job is not None and self._job[2].is_alive():
+            self._jobs = [other for other in self._jobs if other.alive()]
+            generating = next((other for other in self._jobs if other.method == "generate"), None)
+            if generating is not None:
                 raise AvatarTexError(
                     ErrorCode.BUSY,
-                    f"Request {self._job[0]} is still running.",
+                    f"Request {generating.id} is still running.",
                     "Wait for it to finish or cancel it first.",
                 )
-            cancel = threading.Event()
-            worker = threading.Thread(
-                target=self._run,
-                args=(request_id, params, cancel),
-                daemon=True,
-                name=f"generate-{request_id}",
+            if job.method == "prepare":
+                for other in self._jobs:  # another head's prepare: the artist moved on from it
+                    other.cancel.set()
+            before = list(self._jobs)
+            job.thread = threading.Thread(
+                target=self._run, args=(job, before, work), daemon=True, name=f"{job.method}-{job.id}"
             )
-            self._job = (request_id, cancel, worker)
-            worker.start()
+            self._jobs.append(job)
+            job.thread.start()
 
-    def _run(self, request_id, params: GenerateParams, cancel: threading.Event) -> None:
-        def check_cancel() -> None:
-            if cancel.is_set():
-                raise Cancelled()
-
-        def progress(p: Progress) -> None:
-            self.send(progress_message(request_id, p))
-
+    def _run(self, job: _Job, before: list[_Job], work) -> None:
+        """A worker: wait for the warm-up and the requests before this one, then ``work(job)``,
+        answering its typed errors and reporting bugs as ``internal`` errors."""
         try:
+            # Whatever the warm-up is loading, this request needs too: wait for it rather than load
+            # a second landmarker beside it; and the requests before share the generator's caches.
             if self._warming is not None:
-                # Whatever the warm-up is loading, this request needs too: wait for it rather than
-                # load a second landmarker beside it.
                 self._warming.join()
-            check_cancel()
-            result = self.generator.generate(params, progress, check_cancel)
-            self.send(result_message(request_id, result))
+            for other in before:
+                other.thread.join()
+            _check(job)
+            work(job)
         except AvatarTexError as error:
-            log.info("request %s failed: %s", request_id, error)
-            self.send(error_message(request_id, error))
+            log.info("request %s failed: %s", job.id, error)
+            self.send(error_message(job.id, error))
         except Exception as exc:  # a bug: report it as such, keep serving
-            log.error("request %s crashed:\n%s", request_id, traceback.format_exc())
-            self.send(error_message(request_id, _internal(exc)))
+            log.error("request %s crashed:\n%s", job.id, traceback.format_exc())
+            self.send(error_message(job.id, _internal(exc)))
+
+    def _generate(self, job: _Job, params: GenerateParams) -> None:
+        def progress(p: Progress) -> None:
+            self.send(progress_message(job.id, p))
+
+        result = self.generator.generate(params, progress, lambda: _check(job))
+        self.send(result_message(job.id, result))
+
+    def _prepare(self, job: _Job, params: PrepareParams) -> None:
+        """Answer ``prepare``: what was found, or ``ready: false`` with the ``problem`` (not an error
+        line: nothing went wrong with the request, and the ``generate`` reports it in full)."""
+        try:
+            result = self.generator.prepare(params, lambda: _check(job))
+        except Cancelled:
+            raise
+        except AvatarTexError as error:
+            result = {"ready": False, "problem": error.to_dict()}
+        except Exception as exc:  # a bug: logged; the generate meets it again and reports it
+            log.error("prepare %s crashed:\n%s", job.id, traceback.format_exc())
+            result = {"ready": False, "problem": _internal(exc).to_dict()}
+        self.send(result_message(job.id, result))
 
     def _cancel_running(self) -> None:
         with self._job_lock:
-            if self._job is not None:
-                self._job[1].set()
+            for job in self._jobs:
+                job.cancel.set()
 
     def _wait_running(self) -> None:
         with self._job_lock:
-            job = self._job
-        if job is not None:
-            job[2].join()
+            jobs = list(self._jobs)
+        for job in jobs:
+            if job.thread is not None:
+                job.thread.join()
+
+
+def _check(job: _Job) -> None:
+    """Raise ``Cancelled`` when the client cancelled ``job``."""
+    if job.cancel.is_set():
+        raise Cancelled()
 
 
 def engine_status(config) -> dict[str, dict[str, Any]]:
@@ -236,6 +292,8 @@ def warm_up(generator) -> None:
     """Load what the first ``generate`` of a new process would otherwise wait for, while the artist
     is still choosing a photo: the pipeline's modules and the libraries it imports on first use, the
     face landmarker and the person segmenter, and the compiled kernels (from numba's disk cache)."""
+    import cv2
+    import numpy as np
     import scipy.interpolate  # noqa: F401  (registration's warp)
     import scipy.ndimage  # noqa: F401  (UV island padding)
     import scipy.optimize  # noqa: F401  (registration's camera fit)
@@ -248,6 +306,10 @@ def warm_up(generator) -> None:
 
     for module in (raster, imaging, atlas, atlas_filters, bake, projection, inpaint):
         module.warm_up()
+    # OpenCV builds its sRGB <-> Lab tables on the first float conversion (0.1 s; the projection's
+    # skin test, the styles' palettes): one pixel builds them.
+    pixel = np.zeros((1, 1, 3), np.float32)
+    cv2.cvtColor(cv2.cvtColor(pixel, cv2.COLOR_RGB2Lab), cv2.COLOR_Lab2RGB)
     generator.landmarker  # noqa: B018  (created on first use)
     generator.segmenter  # noqa: B018
     log.info("warm: pipeline loaded")

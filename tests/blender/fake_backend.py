@@ -16,7 +16,9 @@ every request, so a test can change it without restarting the process:
 ``"noise": N`` (any mode) makes it write, at start, N rounds of the library chatter mediapipe prints
 (TensorFlow Lite, glog, protobuf's deprecation warning) mixed with its own log lines to stderr.
 
-It also records every generate request's params in ``<control>.requests.jsonl``.
+It also records every generate request's params in ``<control>.requests.jsonl``, and every
+``prepare``'s in ``<control>.prepares.jsonl``; a prepare answers ``ready`` (``"prepare": "no_face"``:
+not ready, with that problem), or after ``"prepare_delay"`` seconds (cancellable).
 
 Model downloads: ``"models": [rows like hello's]`` makes ``hello`` list those models (``cached`` once
 downloaded, ``model_cache`` from ``HF_HUB_CACHE``) and name the neural engine's code
@@ -52,6 +54,30 @@ def control() -> dict:
     if path and Path(path).is_file():
         return json.loads(Path(path).read_text())
     return {"mode": "ok"}
+
+
+_preparing: dict[object, bool] = {}
+"""Request ids of the prepares running (a generate waits for them, as the real server's does)."""
+
+
+def prepare(req_id, params: dict) -> None:
+    """A fake ``prepare``: recorded, answered ``ready`` (or the control's problem) after its delay."""
+    path = os.environ.get("AVATARTEX_FAKE_CONTROL", "")
+    if path:
+        with open(path + ".prepares.jsonl", "a") as fh:
+            mesh = np.load(params["mesh"])
+            fh.write(json.dumps({**params, "triangles": int(len(mesh["triangles"]))}) + "\n")
+    event = _cancel[req_id]
+    cancelled = event.wait(float(control().get("prepare_delay", 0.0)))
+    _cancel.pop(req_id, None)
+    _preparing.pop(req_id, None)
+    if cancelled:
+        send(protocol.error_message(req_id, AvatarTexError(ErrorCode.CANCELLED, "Cancelled.", "")))
+    elif control().get("prepare") == "no_face":
+        problem = AvatarTexError(ErrorCode.NO_FACE_ON_MESH, "No face on the mesh.", "Set pins.")
+        send(protocol.result_message(req_id, {"ready": False, "problem": problem.to_dict()}))
+    else:
+        send(protocol.result_message(req_id, {"ready": True, "landmarks": "detected"}))
 
 
 def send(message: dict) -> None:
@@ -228,6 +254,7 @@ def main() -> None:
                         "protocol": protocol.PROTOCOL_VERSION,
                         "backend_version": "fake",
                         "devices": ["cpu"],
+                        "methods": list(protocol.METHODS),
                         **_engines_and_models(),
                         "env": {k: v for k, v in os.environ.items() if k.startswith("AVATARTEX_")},
                         "styles": [
@@ -238,7 +265,7 @@ def main() -> None:
                 )
             )
         elif req.method == "generate":
-            if _cancel:  # like the real server: one generate at a time
+            if any(not _preparing.get(k) for k in _cancel):  # like the real server: one at a time
                 if os.environ.get("AVATARTEX_FAKE_CONTROL"):
                     with open(os.environ["AVATARTEX_FAKE_CONTROL"] + ".busy", "a") as fh:
                         fh.write(f"{req.id}\n")
@@ -246,6 +273,10 @@ def main() -> None:
                 continue
             _cancel[req.id] = threading.Event()
             threading.Thread(target=generate, args=(req.id, req.params), daemon=True).start()
+        elif req.method == "prepare":
+            _cancel[req.id] = threading.Event()
+            _preparing[req.id] = True
+            threading.Thread(target=prepare, args=(req.id, req.params), daemon=True).start()
         elif req.method == "cancel":
             event = _cancel.get(req.params.get("request"))
             if event is not None:

@@ -19,14 +19,14 @@ from ..engines.base import StageContext
 from ..face import Face
 from ..features import feature_lines
 from ..image_io import save_png
-from ..mesh import Mesh, save_mesh
-from ..protocol import AvatarTexError, ErrorCode, GenerateParams, Progress
+from ..mesh import Mesh, load_mesh, save_mesh
+from ..protocol import AvatarTexError, ErrorCode, GenerateParams, PrepareParams, Progress
 from ..quality import assess
 from ..regions import complete_regions
 from ..registration import Registration
 from ..styles import get_style
 from . import steps
-from .cache import FitCache, HeadCache, HeadModel, HeadStore, PortraitFit
+from .cache import FitCache, HeadCache, HeadModel, HeadStore, PortraitFit, mesh_key
 from .progress import RequestClock
 from .report import build_report, check_writable, write_debug, write_json_atomic
 
@@ -39,14 +39,19 @@ def atlas_size_for(texture_size: int) -> int:
     return 512 if texture_size <= 512 else 1024
 
 
-def check_params(params: GenerateParams) -> None:
-    """Typed errors for requests that cannot be served, before any work."""
-    if not MIN_SIZE <= params.size <= MAX_SIZE:
+def check_size(size: int) -> None:
+    """A typed error for a texture size the pipeline does not make."""
+    if not MIN_SIZE <= size <= MAX_SIZE:
         raise AvatarTexError(
             ErrorCode.INVALID_SIZE,
-            f"Texture size {params.size} is out of range.",
+            f"Texture size {size} is out of range.",
             f"Use {MIN_SIZE} to {MAX_SIZE} pixels (1024 or 2048 are typical).",
         )
+
+
+def check_params(params: GenerateParams) -> None:
+    """Typed errors for requests that cannot be served, before any work."""
+    check_size(params.size)
     if params.bit_depth not in (8, 16):
         raise AvatarTexError(
             ErrorCode.BAD_REQUEST, f"Bit depth {params.bit_depth} is not supported.", "Use 8 or 16."
@@ -94,6 +99,36 @@ class Generator:
     def head(self, mesh: Mesh, facing: str = "") -> HeadModel:
         """The mesh's landmarks, head frame and caches (computed once per mesh content)."""
         return self.heads.head(mesh, self.landmarker, facing)
+
+    def prepare(
+        self, params: PrepareParams, check_cancel: Callable[[], None] | None = None
+    ) -> dict[str, Any]:
+        """Compute and keep what a ``generate`` on this mesh needs from the mesh alone: its landmarks
+        and head frame (the costly part on a head never seen: the landmark search), the atlas and
+        the UV surface of ``params.size``. Returns what was found (``PrepareParams`` says the
+        fields); raises the same typed errors a ``generate`` would (``no_face_on_mesh``...) and
+        ``Cancelled`` between detector views."""
+        clock = RequestClock(None, check_cancel)
+        check_size(params.size)
+        clock.check_cancel()
+        mesh = load_mesh(params.mesh, params.uv_map, params.unwrap)
+        known = mesh_key(mesh, params.facing) in self.heads
+        head = self.heads.head(mesh, self.landmarker, params.facing, clock.check_cancel)
+        clock.done("analyse")
+        clock.check_cancel()
+        steps.prepare_head_tables(head, atlas_size_for(params.size), params.size)
+        clock.done("bake")
+        return {
+            "ready": True,
+            "mesh": mesh.name,
+            "known": known,
+            "landmarks": head.landmarks.source,
+            "facing": head.landmarks.facing,
+            "body": head.body is not None,
+            "size": params.size,
+            "warnings": list(mesh.warnings) + list(head.landmarks.warnings),
+            "timings": {"landmarks": clock.timings["analyse"], "atlas": clock.timings["bake"]},
+        }
 
     def register(
         self, head: HeadModel, face: Face, portrait: np.ndarray, fov_y_deg_exif: float | None = None
@@ -160,6 +195,7 @@ class Generator:
             analysis.face.score,
             analysis.head.landmarks.score,
             analysis.head.landmarks.source,
+            analysis.face.extras.get("pass"),
         )
         if quality.verdict != "good":
             warnings.append(f"registration {quality.verdict}: " + "; ".join(quality.reasons))

@@ -224,8 +224,9 @@ class ClassicLatent(Stage):
         used = fitted[weights > 0] / reference
         low, high = np.quantile(used, [0.01, 0.99]) if used.size else (1.0, 1.0)
         low, high = max(float(low), 1 / MAX_GAIN), min(float(high), MAX_GAIN)
-        shading = np.ones(conf.shape, np.float32)
-        shading[mask] = np.clip(model(normals[mask]) / reference, low, max(high, low))
+        # Evaluated on the whole atlas and masked after: gathering the surface texels' normals cost
+        # five times the evaluation (34 of 40 ms at 1024).
+        shading = np.where(mask, np.clip(model(normals) / reference, low, max(high, low)), np.float32(1.0))
         # The photo saw the shading at its own resolution: a texel's colour is divided by the
         # shading its portrait pixels recorded, not by the sharper shading at its own normal.
         photographed = mask & np.isfinite(ctx.portrait_coords[..., 0])
@@ -304,4 +305,5 @@ class ClassicLatent(Stage):
         chroma = low[..., :3] / np.maximum(low[..., 3:], 1e-3)
         gain = np.clip(target / np.maximum(chroma, 1e-3), 0.5, 2.0)
         weight = (np.float32(amount) * (1.0 - conf) * atlas.mask)[..., None]
-        return color * np.power(gain, weight).astype(np.float32)
+        # gain ** weight, as exp(weight log gain): the same to 4e-7, in half the time of float32 pow.
+        return color * np.exp(weight * np.log(gain.astype(np.float32)))
