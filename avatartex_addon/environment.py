@@ -35,6 +35,9 @@ NEURAL_DOWNLOAD = "about 4 GB"
 """What ticking the neural packages adds to the download (PyTorch with CUDA, diffusers, transformers)."""
 
 _POINTER = "active_env.txt"
+WARM_TIMEOUT_S = 300.0
+"""How long the environment check waits for the new backend's warm-up (33 s measured on a 2-core
+CPU in an empty cache: numba's kernels and the bytecode; bench/addon_warmup.py)."""
 
 
 def env_python(env_dir: Path) -> Path:
@@ -179,6 +182,10 @@ class EnvInstall:
         client = BackendClient(config)
         try:
             answer = client.start()
+            # The first start of a new environment compiles the backend's kernels and bytecode into
+            # the extension's cache (about half a minute): done here, not on the artist's first click.
+            self._set(0.97, "Compiling the backend once (about half a minute)...")
+            client.wait(client.send("hello", {"warm": True}), "hello", WARM_TIMEOUT_S)
         except Exception as exc:  # noqa: BLE001
             raise RuntimeError(
                 f"The new environment installed, but the backend does not start from it: {exc}"

@@ -300,3 +300,31 @@ def test_engine_codes_with_torch(monkeypatch, tmp_path):
     monkeypatch.setattr(hub, "find_cached", lambda entry, cache="": tmp_path)
     entry = _neural(NeuralConfig(device="cpu", cache_dir=str(tmp_path)))
     assert entry["code"] == "ok" and entry["missing_models"] == []
+
+
+def test_hello_with_warm_answers_after_the_warm_up(monkeypatch):
+    import avatartex.server as server_module
+
+    finished = threading.Event()
+
+    def slow_warm_up(generator):
+        time.sleep(0.3)
+        finished.set()
+
+    monkeypatch.setattr(server_module, "warm_up", slow_warm_up)
+    pipe, out = Pipe(), io.StringIO()
+    server = Server(pipe, out, SlowGenerator(), warm=True)
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    pipe.send({"id": 1, "method": "hello"})
+    pipe.send({"id": 2, "method": "hello", "params": {"warm": True}})
+    deadline = time.monotonic() + 10
+    while len(messages(out)) < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not finished.is_set()  # a plain hello does not wait for the warm-up
+    while len(messages(out)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert finished.is_set() and [m["id"] for m in messages(out)] == [1, 2]
+    pipe.send({"id": 3, "method": "shutdown"})
+    pipe.close()
+    thread.join(5)

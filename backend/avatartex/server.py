@@ -132,6 +132,11 @@ class Server:
     def dispatch(self, request) -> None:
         """Answer one request (``generate`` starts in the worker and answers from there)."""
         if request.method == "hello":
+            if request.params.get("warm") and self._warming is not None:
+                # Answer once the warm-up is done: the add-on's environment check asks so, and the
+                # compiled kernels and bytecode are then on disk before the artist's first click
+                # (a first start in an empty cache compiles for about half a minute).
+                self._warming.join()
             self.send(result_message(request.id, self.hello()))
         elif request.method == "cancel":
             target = request.params.get("request")
