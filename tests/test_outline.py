@@ -136,3 +136,20 @@ def test_the_cut_does_not_depend_on_what_ran_before(head) -> None:
     assert np.array_equal(cuts[0], cuts[1])
     # the wall strip, a flat colour unlike the head, goes back to the background
     assert cuts[0][:, 420:].mean() < 0.2 and (cuts[0] & (mask > 0.5)).sum() > 0.9 * (mask > 0.5).sum()
+
+
+@pytest.mark.parametrize("name", ["coffee", "coins"])
+def test_a_photo_without_a_head_is_still_no_face(head, name) -> None:
+    import skimage.data
+
+    positions, triangles, landmarks = head
+    image = getattr(skimage.data, name)()
+    image = np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image[..., :3]
+    unreadable = AvatarTexError(ErrorCode.NO_FACE_IN_PORTRAIT, "No face was found.", "Use another photo.")
+    # the person segmentation takes part of a cup or a heap of coins for a person: its outline is no
+    # head's, and the detector's "no face" stands
+    with pytest.raises(AvatarTexError) as raised:
+        outline_face(
+            image.astype(np.float32) / 255, positions, triangles, landmarks, 35.0, "p.png", None, unreadable
+        )
+    assert raised.value is unreadable
