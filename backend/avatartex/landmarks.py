@@ -224,6 +224,22 @@ LIGHT_EDGE_PX = 3
 background where the first camera puts the head."""
 
 
+def fit_lambert(normals: np.ndarray, brightness: np.ndarray) -> tuple[np.ndarray, float]:
+    """brightness = a + g . n fitted robustly to samples (N, 3) normals and (N,) brightness
+    (reweighted three times: eyes, lips, hair and a skin's blotches or paint are not shading).
+    Returns (a, gx, gy, gz) and the share of the brightness's variance the fit explains."""
+    n = np.asarray(normals, np.float64)
+    value = np.asarray(brightness, np.float64)
+    basis = np.concatenate([np.ones((len(n), 1)), n], axis=1)
+    weight = np.ones(len(n))
+    for _ in range(3):
+        coef = np.linalg.lstsq(basis * weight[:, None], value * weight, rcond=None)[0]
+        residual = np.abs(basis @ coef - value)
+        weight = 1.0 / np.maximum(residual / (1.4826 * np.median(residual) + 1e-6), 1.0)
+    explained = 1.0 - float(np.mean((basis @ coef - value) ** 2)) / max(float(np.var(value)), 1e-12)
+    return coef, explained
+
+
 def fit_light(
     photo: np.ndarray, normal: np.ndarray, covered: np.ndarray, fallback: tuple[np.ndarray, float]
 ) -> tuple[np.ndarray, float]:
@@ -251,17 +267,11 @@ def fit_light(
     pick = slice(None, None, max(1, len(rows) // LIGHT_SAMPLES))
     n = normal[rows[pick], cols[pick]].astype(np.float64)
     value = gray[rows[pick], cols[pick]].astype(np.float64)
-    basis = np.concatenate([np.ones((len(n), 1)), n], axis=1)
-    weight = np.ones(len(n))
-    for _ in range(3):  # reweighted: eyes, lips, hair and the texture's blotches are not shading
-        coef = np.linalg.lstsq(basis * weight[:, None], value * weight, rcond=None)[0]
-        residual = np.abs(basis @ coef - value)
-        weight = 1.0 / np.maximum(residual / (1.4826 * np.median(residual) + 1e-6), 1.0)
+    coef, explained = fit_lambert(n, value)
     a, g = float(coef[0]), coef[1:]
     strength = float(np.linalg.norm(g))
     if strength < 1e-3 or a + strength <= 0:
         return fallback
-    explained = 1.0 - float(np.mean((basis @ coef - value) ** 2)) / max(float(np.var(value)), 1e-12)
     share = _smoothstep(explained, *LIGHT_EXPLAINED)
     direction = _unit((1.0 - share) * np.asarray(fallback[0], np.float64) + share * g / strength)
     ambient = float(np.clip(a / (a + strength), *LIGHT_AMBIENT_RANGE))

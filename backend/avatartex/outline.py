@@ -281,6 +281,8 @@ def _explained(view: _View, photo: _Portrait) -> float:
     changes when it nods; its shading does."""
     import cv2
 
+    from .landmarks import fit_lambert
+
     h, w = photo.mask.shape
     M = view.affine()
     normal = cv2.warpAffine(view.normal, M, (w, h), flags=cv2.INTER_NEAREST)
@@ -289,15 +291,7 @@ def _explained(view: _View, photo: _Portrait) -> float:
     use = covered & photo.inside
     if use.sum() < 200:
         return 0.0
-    n = normal[use].astype(np.float64)
-    value = photo.gray[use].astype(np.float64)
-    basis = np.concatenate([np.ones((len(n), 1)), n], axis=1)
-    weight = np.ones(len(n))
-    for _ in range(3):  # reweighted: the skin's pattern is not shading
-        coef = np.linalg.lstsq(basis * weight[:, None], value * weight, rcond=None)[0]
-        residual = np.abs(basis @ coef - value)
-        weight = 1.0 / np.maximum(residual / (1.4826 * np.median(residual) + 1e-6), 1.0)
-    return 1.0 - float(np.mean((basis @ coef - value) ** 2)) / max(float(np.var(value)), 1e-12)
+    return fit_lambert(normal[use], photo.gray[use])[1]
 
 
 SHADING_SHORTLIST = 8

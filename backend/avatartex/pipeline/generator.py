@@ -90,10 +90,10 @@ class Generator:
     @property
     def segmenter(self) -> Any:
         """Person-versus-background segmentation of portraits, created on first use."""
-        if self._segmenter is None:
-            from ..face import PersonSegmenter
+        if self._segmenter is None:  # the process's one: the outline fallback uses it too
+            from ..face import default_segmenter
 
-            self._segmenter = PersonSegmenter()
+            self._segmenter = default_segmenter()
         return self._segmenter
 
     def head(self, mesh: Mesh, facing: str = "") -> HeadModel:
