@@ -257,3 +257,31 @@ def test_render_takes_the_photos_light_and_background() -> None:
     assert np.allclose(image[~covered], background, atol=0.02)
     lit, dark = covered & (normal @ light > 0.9), covered & (normal @ light < 0.2)
     assert image[lit].mean() > 1.5 * image[dark].mean()
+
+
+def _frontal_gap(point: np.ndarray, target, iod: float) -> float:
+    """Distance in the face's plane (x, y: the demo head looks along +z), in eye distances."""
+    return float(np.linalg.norm((np.asarray(point) - np.asarray(target))[:2]) / iod)
+
+
+def test_nose_landmarks_follow_a_caricatures_long_nose(landmarker) -> None:
+    """The detector puts a long nose's tip where an ordinary nose would end (0.19 eye distances
+    above the sculpted one); the landmarks follow the mesh's own tip, and on the ordinary demo head
+    nothing moves."""
+    from avatartex import demo_head as demo
+
+    iod = 2 * demo.EYE_X
+    shape = demo.STYLIZED_SHAPES["long_nose"]
+    positions, triangles, _, _ = demo.make_demo_head(96, shape)
+    long_nose = detect_mesh_landmarks(np.asarray(positions, np.float64), triangles, landmarker)
+    tip = demo.features(shape)["nose_tip"]
+    assert long_nose.reshaped is not None and long_nose.reshaped[PIN_LANDMARKS["nose_tip"]]
+    assert _frontal_gap(long_nose.points3d[PIN_LANDMARKS["nose_tip"]], tip, iod) < 0.06
+    # Only the nose moved: the eyes and the mouth's corners are the detector's.
+    for name in ("right_eye_outer", "left_eye_inner", "mouth_left", "mouth_right", "chin"):
+        assert not long_nose.reshaped[PIN_LANDMARKS[name]], name
+
+    positions, triangles, _, _ = demo.make_demo_head(96)
+    plain = detect_mesh_landmarks(np.asarray(positions, np.float64), triangles, landmarker)
+    assert plain.reshaped is not None and not plain.reshaped.any()
+    assert _frontal_gap(plain.points3d[PIN_LANDMARKS["nose_tip"]], demo.FEATURES["nose_tip"], iod) < 0.1

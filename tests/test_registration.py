@@ -323,3 +323,27 @@ def test_view_matched_landmarks_give_way_smoothly_when_they_fit_worse() -> None:
     half = blend_landmarks(own, matched, 0.5)
     assert half.valid.tolist() == [True, False, False] and np.allclose(half.points3d[0], 0.5)
     assert blend_landmarks(own, matched, 1.0) is matched and blend_landmarks(own, matched, 0.0) is own
+
+
+def test_reshaped_landmarks_steer_the_warp_not_the_camera() -> None:
+    """Landmarks moved to follow the mesh's own shape (a caricature's nose, ``reshaped``) are left
+    out of the camera fit — the camera is the one the other landmarks give — and still steer the
+    warp, which takes the photo's points onto them."""
+    X, camera, target, iod = _synthetic_pair(0.0)
+    face = Face(target.astype(np.float32))
+    valid = np.ones(468, bool)
+    nose = np.zeros(468, bool)
+    nose[np.argsort(np.linalg.norm(X[:, :2] - X[1, :2], axis=1))[:40]] = True
+    stretched = X.copy()
+    stretched[nose, 1] -= 0.3 * 2 * 2.45  # the nose 0.3 eye distances longer on the mesh
+    reshaped = SimpleNamespace(points3d=stretched, valid=valid, reshaped=nose)
+    without = SimpleNamespace(points3d=stretched, valid=~nose)
+    kept = register(reshaped, face, (600, 800))
+    rest = ~nose
+    camera_miss = np.linalg.norm(kept.camera.project(X[rest])[0] - target[rest], axis=1).mean() / iod
+    assert camera_miss < 0.01, camera_miss
+    focal, angle, centre = _pose_error(kept.camera, register(without, face, (600, 800)).camera)
+    assert focal < 1e-3 and angle < 0.05 and centre < 1e-3, (focal, angle, centre)
+    # The warp takes the photo's nose (target) to where the camera puts the mesh's longer one.
+    moved = kept.project(stretched[nose])[0]
+    assert np.linalg.norm(moved - target[nose], axis=1).mean() / iod < 0.1

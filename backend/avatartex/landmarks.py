@@ -93,6 +93,10 @@ class MeshLandmarks:
     render: np.ndarray | None = None
     """(H, W, 3) float32 the shaded render the detector saw, for the debug overlay."""
     warnings: list[str] = field(default_factory=list)
+    reshaped: np.ndarray | None = None
+    """(468,) bool: landmarks moved off the detector's placement to follow the mesh's own shape
+    (``_follow_nose``). The registration's warp maps the photo's onto them; the camera fit leaves
+    them out, since a rigid camera cannot explain proportions."""
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -489,6 +493,79 @@ def _ensemble(
     return points, ok, tri, bary
 
 
+NOSE_SEARCH_IOD = 0.5
+"""Eye distances around the detected nose tip where the mesh's own tip (its most protruding part
+along the face's direction) is looked for."""
+NOSE_CAP_IOD = 0.03
+"""Depth, in eye distances, of the cap of most protruding surface whose centre is the geometric tip
+(its single foremost vertex wanders along a round tip with the face frame's tilt)."""
+NOSE_TIP_BIAS_IOD = 0.085
+"""How far above the detector's nose tip the geometric tip sits on heads of ordinary proportions:
+measured 0.082 (demo head), 0.087 (scanned head), 0.084-0.106 (demo variants whose nose is not
+changed). The photo's detector has the same habit, so only what departs from it is shape."""
+NOSE_DEADBAND_IOD = 0.08
+"""Departures from that bias below this (eye distances) are the detector's and the frame's noise
+(up to 0.07 on the variants with an ordinary nose) and move nothing; larger ones (the long nose:
+0.19) are shortened by deadband² / length, as the registration's warp is (``WARP_DEADBAND``)."""
+NOSE_REACH_IOD = 0.45
+"""Landmarks within this many eye distances of the nose tip (in the straight-on view) follow it,
+with a weight falling smoothly to zero: the nose's, not the eyes' or the lips'."""
+
+
+def _follow_nose(points, ok, tri, bary, positions, triangles, normals, camera: Camera, frame) -> tuple:
+    """The nose landmarks moved onto the mesh's own nose where it departs from ordinary proportions.
+
+    A detector reads a face with the proportions it was trained on: on a caricature's long nose it
+    puts the tip where an ordinary nose would end (0.19 eye distances above the sculpted tip on the
+    demo head's long-nose variant), and the photo's nose would then be painted above the mesh's.
+    The geometric tip — the centre of the most protruding cap of surface near the detected one —
+    says where the nose really ends; the detector's usual offset from it (``NOSE_TIP_BIAS_IOD``) is
+    kept, and what departs beyond the deadband moves the nose's landmarks in the straight-on view,
+    re-lifted onto the surface.
+
+    Returns points, ok, triangles, barycentrics and the (468,) mask of the landmarks it moved.
+    """
+    unmoved = (points, ok, tri, bary, np.zeros(len(points), bool))
+    forward, up = frame
+    right = _unit(np.cross(up, forward))
+    if not ok[NOSE_TIP] or not (ok[list(LEFT_EYE_CONTOUR)].all() and ok[list(RIGHT_EYE_CONTOUR)].all()):
+        return unmoved
+    iod = float(
+        np.linalg.norm(points[list(LEFT_EYE_CONTOUR)].mean(0) - points[list(RIGHT_EYE_CONTOUR)].mean(0))
+    )
+    tip = points[NOSE_TIP]
+    near = positions[np.linalg.norm(positions - tip, axis=1) < NOSE_SEARCH_IOD * iod]
+    if len(near) < 3:
+        return unmoved
+    height = near @ forward
+    top = near[height.argmax()]
+    if np.linalg.norm(top - tip) > 0.8 * NOSE_SEARCH_IOD * iod:  # the search's edge: no tip inside
+        return unmoved
+    geometric = near[height >= height.max() - NOSE_CAP_IOD * iod].mean(axis=0)
+    offset = np.array([(geometric - tip) @ right, (geometric - tip) @ up - NOSE_TIP_BIAS_IOD * iod]) / iod
+    length = float(np.linalg.norm(offset))
+    if length <= NOSE_DEADBAND_IOD:
+        return unmoved
+    offset *= 1.0 - (NOSE_DEADBAND_IOD / length) ** 2
+    shift3 = (offset[0] * right + offset[1] * up) * iod
+    xy = camera.project(np.where(ok[:, None], points, 0.0))[0]
+    tip_xy, moved_tip_xy = camera.project(np.stack([tip, tip + shift3]))[0]
+    iod_px = float(np.linalg.norm(np.subtract(*camera.project(np.stack([tip, tip + right * iod]))[0])))
+    reach = np.linalg.norm(xy - tip_xy, axis=1) / (NOSE_REACH_IOD * iod_px)
+    weight = np.where(ok, np.clip(1.0 - reach**2, 0.0, None) ** 2, 0.0)
+    follow = weight > 0
+    tri_id, _, world, _ = _raster_view(positions, triangles, normals, camera)
+    target = xy[follow] + weight[follow, None] * (moved_tip_xy - tip_xy)
+    radius = float(np.linalg.norm(positions.max(0) - positions.min(0)))
+    lifted, lift_ok, lift_tri, lift_bary = _lift(target, tri_id, world, triangles, positions, 0.01 * radius)
+    points, ok, tri, bary = (np.array(x, copy=True) for x in (points, ok, tri, bary))
+    index = np.nonzero(follow)[0][lift_ok]
+    points[index], tri[index], bary[index] = lifted[lift_ok], lift_tri[lift_ok], lift_bary[lift_ok]
+    moved = np.zeros(len(points), bool)
+    moved[index] = True
+    return points, ok, tri, bary, moved
+
+
 def _upright(face: Face) -> bool:
     """The face reads upright in the image: left eye to the image right, eyes above the mouth."""
     across = face.left_eye_center - face.right_eye_center
@@ -643,6 +720,9 @@ def detect_mesh_landmarks(
                 image_size,
                 (points, ok, tri, bry),
             )
+            points, ok, tri, bry, reshaped = _follow_nose(
+                points, ok, tri, bry, positions, triangles, normals, camera, frame
+            )
             detected = MeshLandmarks(
                 points3d=np.where(ok[:, None], points, np.nan),
                 valid=ok,
@@ -657,6 +737,7 @@ def detect_mesh_landmarks(
                 points2d=face.landmarks.astype(np.float64),
                 render=image,
                 warnings=warnings,
+                reshaped=reshaped,
             )
         else:
             warnings.append(
@@ -819,6 +900,12 @@ def detect_from_camera(
     points, ok, tri, bary = _lift(face.landmarks, tri_id, world, triangles, positions, 0.02 * radius)
     if ok.sum() < 0.9 * NUM_LANDMARKS:
         return None
+    reshaped = np.zeros(len(points), bool)
+    frame = _face_frame(np.where(ok[:, None], points, np.nan))
+    if frame is not None:
+        points, ok, tri, bary, reshaped = _follow_nose(
+            points, ok, tri, bary, positions, triangles, normals, camera, frame
+        )
     return MeshLandmarks(
         points,
         ok,
@@ -832,4 +919,5 @@ def detect_from_camera(
         "portrait view",
         face.landmarks,
         image,
+        reshaped=reshaped,
     )

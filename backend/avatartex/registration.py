@@ -80,6 +80,10 @@ class FovPrior:
         focal = PORTRAIT_FOCAL_35MM * float(np.hypot(width, height)) / FULL_FRAME_DIAGONAL_MM
         return cls(focal, PRIOR_SIGMA_LOG, "portrait prior")
 
+    def fov_y_deg(self, height: float) -> float:
+        """The most likely vertical field of view, degrees, of an image ``height`` pixels tall."""
+        return float(np.degrees(2 * np.arctan(height / 2 / self.focal_px)))
+
 
 def _rotation(rvec: np.ndarray) -> np.ndarray:
     import cv2
@@ -590,9 +594,11 @@ def register(
         raise ValueError(f"register: only {len(indices)} landmarks on both the mesh and the portrait")
     weights = landmark_weights()
     X, x, w = points3d[indices], np.asarray(face.landmarks, np.float64)[indices], weights[indices]
+    reshaped = getattr(mesh_landmarks, "reshaped", None)
+    rigid = w if reshaped is None else np.where(np.asarray(reshaped, bool)[indices], 0.0, w)
     prior = prior or FovPrior.for_image(image_size)
     if fitted is None:
-        camera, residual = fit_camera(X, x, image_size, w, prior, start)
+        camera, residual = fit_camera(X, x, image_size, rigid, prior, start)
     else:
         camera, residual = fitted, np.linalg.norm(fitted.project(X)[0] - x, axis=1)
     iod = max(face.interocular, 1e-6)
@@ -625,6 +631,6 @@ def register(
         warnings=warnings,
         points3d=X,
         points2d=x,
-        weights=w,
+        weights=rigid,
         prior=prior,
     )

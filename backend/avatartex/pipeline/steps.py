@@ -101,7 +101,7 @@ def analyse(
             head.mesh.positions,
             head.mesh.triangles,
             head.landmarks,
-            float(np.degrees(2 * np.arctan(portrait.shape[0] / 2 / prior.focal_px))),
+            prior.fov_y_deg(portrait.shape[0]),
             params.portrait,
             face,
             unreadable,
@@ -184,7 +184,13 @@ def blend_landmarks(own: MeshLandmarks, matched: MeshLandmarks, share: float) ->
         return own
     valid = np.asarray(own.valid, bool) & np.asarray(matched.valid, bool)
     points = (1.0 - share) * np.asarray(own.points3d, np.float64) + share * np.asarray(matched.points3d)
-    return dataclasses.replace(matched, points3d=np.where(valid[:, None], points, np.nan), valid=valid)
+    reshaped = [x for x in (getattr(own, "reshaped", None), matched.reshaped) if x is not None]
+    return dataclasses.replace(
+        matched,
+        points3d=np.where(valid[:, None], points, np.nan),
+        valid=valid,
+        reshaped=np.logical_or.reduce(reshaped) if reshaped else None,
+    )
 
 
 # -- project -------------------------------------------------------------------------------------
