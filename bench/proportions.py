@@ -161,6 +161,17 @@ def summarise(rows: list[dict]) -> list[str]:
             f"{mesh:18s} {np.median(warped):.3f} / {warped.max():.3f}      "
             f"{np.median(camera):.3f} / {camera.max():.3f}      {exaggerated:26s}  {verdicts}"
         )
+    for kind, real in (("real photos", True), ("renders", False)):
+        done = [r for r in rows if "warped" in r and r["portrait"].startswith("demo-render") != real]
+        if done:
+            truth = np.array([np.mean(list(r["warped"].values())) for r in done])
+            estimate = np.array([r["estimated_error"] for r in done], np.float64)
+            good = sum(r.get("verdict") == "good" for r in done)
+            lines.append(
+                f"{kind}: the report's estimate / the mean feature error: median "
+                f"{np.median(estimate / truth):.2f} (range {np.min(estimate / truth):.2f}-"
+                f"{np.max(estimate / truth):.2f}); {good} of {len(done)} called good"
+            )
     failed = [f"{r['portrait']}->{r['mesh']}: {r['error']}" for r in rows if "error" in r]
     if failed:
         lines.append("not textured: " + "; ".join(failed))

@@ -239,3 +239,21 @@ def test_the_bench_fit_recovers_a_calibration_and_judges_held_out():
     assert set(held["calibrations"]) == {"scan", "demo"}
     assert held["ratio_median"] == pytest.approx(1.0, abs=0.1) and held["spearman"] > 0.9
     assert held["misplaced_n"] + held["ok_n"] == len(rows)
+
+
+def test_a_surely_read_face_of_other_proportions_is_not_counted_as_misplaced():
+    """Landmarks that disagree with the mesh's (a real person's face on a sculpt) raise the estimate
+    only as far as the photo's landmarks are uncertain: a face read surely (scatter 0.012, a real
+    photo) caps it at SCATTER_GAIN x scatter; a face the detector half guesses (0.06) does not, and
+    where the scatter is unknown the disagreement stands."""
+    disagreeing = _signals(camera_error_iod=0.06, agreement_iod=0.07, dense_weight=0.0)
+    by_disagreement = estimate_error(disagreeing)
+    assert by_disagreement > 0.4
+    surely = estimate_error({**disagreeing, "landmark_scatter_iod": 0.012})
+    assert surely == pytest.approx(quality.SCATTER_GAIN * 0.012)
+    assert estimate_error({**disagreeing, "landmark_scatter_iod": 0.08}) == pytest.approx(by_disagreement)
+    assert estimate_error({**disagreeing, "landmark_scatter_iod": None}) == pytest.approx(by_disagreement)
+    # Landmarks that agree are not made worse by an uncertain read.
+    agreeing = _signals(camera_error_iod=0.004, agreement_iod=0.004, dense_weight=0.0)
+    uncertain = estimate_error({**agreeing, "landmark_scatter_iod": 0.5})
+    assert uncertain == pytest.approx(estimate_error(agreeing))

@@ -420,6 +420,53 @@ def detect_under_any_light(landmarker: FaceLandmarker, image: np.ndarray) -> lis
     return faces
 
 
+SCATTER_VIEWS = ((8.0, 1.0), (-8.0, 1.0), (0.0, 0.8), (0.0, 1.25))
+"""(turn in degrees, scale) of the photo's views ``landmark_scatter`` detects again in."""
+SCATTER_IOD_PX = 64.0
+"""Eye distance, pixels, of the face crop those views are made from (mediapipe's face mesh reads a
+192-pixel crop of the face: more pixels add nothing, and four detections cost about 40 ms)."""
+SCATTER_UNREAD_IOD = 1.0
+"""The scatter a view counts for when the detector finds no face in it."""
+
+
+def landmark_scatter(landmarker: FaceLandmarker, image: np.ndarray, face: Face) -> float:
+    """How surely the detector reads this face: the median, over the photo turned by ±8° and scaled
+    by 0.8 and 1.25 about the face (``SCATTER_VIEWS``), of the landmarks' mean movement (mapped back)
+    from the unturned view's, in eye distances.
+
+    A real photo's eyes, brows and lips pin the landmarks down: the astronaut and Grace Hopper scatter
+    by 0.009-0.016. A face the detector half guesses — no painted features, a harsh or low light —
+    scatters by 0.02-0.2 (bench/sweep.py's renders): its landmarks say less about where the face is,
+    whatever they agree with."""
+    import cv2
+
+    iod = max(face.interocular, 1e-6)
+    scale = SCATTER_IOD_PX / iod
+    centre = np.nanmean(face.landmarks, axis=0).astype(np.float64)
+    side = int(round(4.0 * SCATTER_IOD_PX))
+    # The crop: the face centred, its eye distance SCATTER_IOD_PX, the border replicated.
+    shift = side / 2 - scale * centre
+    to_crop = np.array([[scale, 0.0, shift[0]], [0.0, scale, shift[1]]])
+    rgb8 = _to_uint8(image)
+    crop = cv2.warpAffine(rgb8, to_crop, (side, side), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+    base = landmarker.detect(crop)
+    if not base:
+        return SCATTER_UNREAD_IOD
+    reference = min(base, key=lambda f: float(np.linalg.norm(f.landmarks.mean(0) - side / 2))).landmarks
+    moves = []
+    for turn, zoom in SCATTER_VIEWS:
+        view = cv2.getRotationMatrix2D((side / 2, side / 2), turn, zoom)
+        found = landmarker.detect(cv2.warpAffine(crop, view, (side, side), borderMode=cv2.BORDER_REPLICATE))
+        if not found:
+            moves.append(SCATTER_UNREAD_IOD)
+            continue
+        back = cv2.invertAffineTransform(view)
+        landmarks = min(found, key=lambda f: float(np.linalg.norm(f.landmarks.mean(0) - side / 2))).landmarks
+        mapped = landmarks.astype(np.float64) @ back[:, :2].T + back[:, 2]
+        moves.append(float(np.mean(np.linalg.norm(mapped - reference, axis=1))) / SCATTER_IOD_PX)
+    return float(np.median(moves))
+
+
 def analyse_portrait(
     image: np.ndarray, path_for_messages: str = "the portrait", landmarker: FaceLandmarker | None = None
 ) -> tuple[Face, list[str]]:

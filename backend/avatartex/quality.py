@@ -23,6 +23,14 @@ The evidence here is what the landmarks cannot hide:
   artist and the benches, not in the estimate: on the sweep, added to the landmark evidence they
   did not improve it held out (Spearman 0.60 with the warp, 0.62 without), and where the dense
   correction was applied they do not follow the truth (Spearman -0.09 and 0.09);
+* ``landmark_scatter_iod`` — how much the detector's landmarks move when the photo is turned by
+  ±8° or scaled by 0.8 and 1.25 (``face.landmark_scatter``): how surely the photo's face was read.
+  The landmarks' disagreement with the mesh cannot tell a misread face from a face of other
+  proportions than the mesh's — a real person's photo on a sculpt — which the warp takes up; on
+  ``bench/proportions.py``'s real photos the disagreement put the estimate at a median 5.7 times
+  the features' measured error. A face read surely (real photos: 0.0115-0.0143; the sweep's renders,
+  whose faces have no painted features: 0.015-0.09, or unread in a turned view) caps the landmarks'
+  estimate at ``SCATTER_GAIN`` times its scatter;
 * ``portrait_pass`` (how the photo's face was found: read by the detector, or placed from the head's
   outline, whose landmarks are the mesh's own and vouch for nothing) and ``eye_distance_px``;
 * ``fov_deg`` against the lenses of portraits, ``view_yaw_deg``/``view_pitch_deg`` of the camera in
@@ -90,6 +98,12 @@ MIN_DETECTOR_SCORE = 0.5
 REGION_STANDS_OUT = 2.0
 """A landmark region whose held-out miss is this many times the median region's is named in the
 reasons (the region to pin)."""
+SCATTER_GAIN = 6.0
+"""The misplacement per unit of landmark scatter, where the scatter caps the landmarks' estimate:
+the median feature error over scatter of bench/proportions.py's 21 real-photo results (the
+astronaut, mirrored and not, and Grace Hopper on the demo head and its six stylised variants;
+0.070 / 0.0117). On the sweep's renders, whose scatter is 0.015 and up, the cap never goes below
+0.09: none of them is called good on it."""
 OFFSET_TYPICAL_IOD = 0.27
 """The dense correction's typical largest displacement, eye distances (the median of the 24
 corrections applied on ``bench/sweep.py``, 0.11-0.59): the offset term of ``Calibration.dense`` is
@@ -282,9 +296,13 @@ def confirmed_share(signals: Mapping[str, Any]) -> float:
 
 
 def landmark_evidence(signals: Mapping[str, Any], calibration: Calibration = CALIBRATION) -> float:
-    """The misplacement the landmarks alone imply (``Calibration.landmarks``)."""
+    """The misplacement the landmarks alone imply: their disagreement (``Calibration.landmarks``),
+    at most SCATTER_GAIN times how much they scatter (``landmark_scatter_iod``) where that is known:
+    a surely read face whose landmarks disagree with the mesh's is a face of other proportions."""
     agreement = _number(signals, "agreement_iod", 0.0)
-    return calibration.landmarks(_number(signals, "camera_error_iod", 0.0), agreement)
+    disagreement = calibration.landmarks(_number(signals, "camera_error_iod", 0.0), agreement)
+    scatter = _number(signals, "landmark_scatter_iod")
+    return min(disagreement, SCATTER_GAIN * scatter) if np.isfinite(scatter) else disagreement
 
 
 def landmarks_read(signals: Mapping[str, Any]) -> bool:
@@ -437,6 +455,7 @@ def evidence(
     mesh_score: float,
     landmarks_source: str,
     portrait_pass: str | None = None,
+    landmark_scatter: float | None = None,
 ) -> dict[str, Any]:
     """The signals the module docstring lists, as plain JSON for report.json."""
     iod = registration.interocular
@@ -465,6 +484,7 @@ def evidence(
         "mesh_score": round(float(mesh_score), 3),
         "landmarks_source": landmarks_source,
         "portrait_pass": portrait_pass,
+        "landmark_scatter_iod": None if landmark_scatter is None else _rounded(float(landmark_scatter)),
         "eye_distance_px": round(float(iod), 2),
         "dense_alignment": bool(alignment.get("applied", False)),
     }
@@ -479,13 +499,17 @@ def assess(
     mesh_score: float,
     landmarks_source: str,
     portrait_pass: str | None = None,
+    landmark_scatter: float | None = None,
 ) -> Quality:
     """The verdict on a registration, from the evidence the module docstring lists.
 
     ``portrait_pass`` is how the portrait's face was found (``Face.extras["pass"]``: ``direct``,
     ``upscaled``, ``crop``, ``outline``); None where the caller does not say, and then landmarks
-    that merely copy the mesh's are recognised by their fit alone (INDEPENDENT_MIN_IOD)."""
-    signals = evidence(registration, frame, portrait_score, mesh_score, landmarks_source, portrait_pass)
+    that merely copy the mesh's are recognised by their fit alone (INDEPENDENT_MIN_IOD).
+    ``landmark_scatter`` is ``face.landmark_scatter`` of the portrait's face (None: not measured)."""
+    signals = evidence(
+        registration, frame, portrait_score, mesh_score, landmarks_source, portrait_pass, landmark_scatter
+    )
     estimate = estimate_error(signals)
     verdict, reasons, advice, notes = judge(signals, estimate)
     return Quality(verdict, estimate, signals, reasons, advice, notes)

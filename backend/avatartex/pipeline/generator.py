@@ -196,6 +196,7 @@ class Generator:
             analysis.head.landmarks.score,
             analysis.head.landmarks.source,
             analysis.face.extras.get("pass"),
+            analysis.face.extras.get("scatter_iod"),
         )
         if quality.verdict != "good":
             warnings.append(f"registration {quality.verdict}: " + "; ".join(quality.reasons))

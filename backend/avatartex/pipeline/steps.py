@@ -28,6 +28,7 @@ from ..face import (
     RIGHT_EYE_CONTOUR,
     Face,
     analyse_portrait,
+    landmark_scatter,
 )
 from ..image_io import load_portrait
 from ..imaging import sample_image
@@ -107,6 +108,8 @@ def analyse(
             unreadable,
         )
         warnings += outline_warnings
+    if face.extras.get("pass") != "outline":  # how surely the detector read it: for the verdict
+        face.extras["scatter_iod"] = landmark_scatter(landmarker, portrait, face)
     return Analysis(portrait, face, mesh, head, warnings, info.get("fov_y_deg_exif"))
 
 
