@@ -361,6 +361,8 @@ class PortraitFit:
     person: np.ndarray
     """The person mask of the portrait (segmentation)."""
     projection: Any
+    landmark_scatter: float | None = None
+    """How surely the detector read the portrait's face (``face.landmark_scatter``), for the verdict."""
 
 
 class FitCache:

@@ -184,11 +184,12 @@ class Generator:
         )
         fit = self.fits.get(fit_key, analysis.head)  # a variant of a photo fitted before
         if fit is not None:
-            registration = fit.registration
+            registration, scatter = fit.registration, fit.landmark_scatter
         else:
             registration = self.register(
                 analysis.head, analysis.face, analysis.portrait, analysis.fov_y_deg_exif
             )
+            scatter = steps.portrait_scatter(self.landmarker, analysis)
         quality = assess(
             registration,
             analysis.head.frame,
@@ -196,7 +197,7 @@ class Generator:
             analysis.head.landmarks.score,
             analysis.head.landmarks.source,
             analysis.face.extras.get("pass"),
-            analysis.face.extras.get("scatter_iod"),
+            scatter,
         )
         if quality.verdict != "good":
             warnings.append(f"registration {quality.verdict}: " + "; ".join(quality.reasons))
@@ -211,7 +212,7 @@ class Generator:
             projection = steps.project(
                 geometry, analysis.head, analysis.portrait, analysis.face, registration, person
             )
-            self.fits.put(fit_key, analysis.head, PortraitFit(registration, person, projection))
+            self.fits.put(fit_key, analysis.head, PortraitFit(registration, person, projection, scatter))
         if projection.coverage < 0.5:
             warnings.append(
                 f"only {projection.coverage:.0%} of the face the camera sees is usable (hair, hands or "

@@ -108,9 +108,15 @@ def analyse(
             unreadable,
         )
         warnings += outline_warnings
-    if face.extras.get("pass") != "outline":  # how surely the detector read it: for the verdict
-        face.extras["scatter_iod"] = landmark_scatter(landmarker, portrait, face)
     return Analysis(portrait, face, mesh, head, warnings, info.get("fov_y_deg_exif"))
+
+
+def portrait_scatter(landmarker: Any, analysis: Analysis) -> float | None:
+    """How surely the detector read the portrait's face (``face.landmark_scatter``), for the
+    verdict; None where the face was placed from the head's outline (no landmarks were read)."""
+    if analysis.face.extras.get("pass") == "outline":
+        return None
+    return landmark_scatter(landmarker, analysis.portrait, analysis.face)
 
 
 # -- register ------------------------------------------------------------------------------------
