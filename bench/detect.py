@@ -13,8 +13,10 @@ found eye centres from the true ones (the head's eye centres through the true ca
 distances. A face is *right* when ``eye_error`` is below 0.25 (landmark noise on a good detection is
 0.02-0.15 here; a face found on the wrong head or mirrored is > 0.5).
 
-The summary prints the found rate, the right rate, the rate by light, skin and background, and the
-median and worst eye error of the faces found.
+The summary prints the found rate, the right rate, the number of faces found at the wrong place by
+pass (``wrong_by_pass``: eye error of RIGHT_FACE or more), the rate by light, skin and background
+(and the found rate by background), the median and worst eye error of the faces found, and the
+median and worst seconds per portrait where the detector saw no face (``seconds_missed``).
 """
 
 from __future__ import annotations
@@ -75,8 +77,8 @@ def run_case(path: Path, eyes: np.ndarray, head=None) -> dict:
     else:
         unreadable = None
     if head is not None and (face is None or face.score <= 0.0):  # as steps.analyse does
-        focal = FovPrior.for_image((image.shape[1], image.shape[0]), info.get("fov_y_deg_exif")).focal_px
-        fov = float(np.degrees(2 * np.arctan(image.shape[0] / 2 / focal)))
+        prior = FovPrior.for_image((image.shape[1], image.shape[0]), info.get("fov_y_deg_exif"))
+        fov = prior.fov_y_deg(image.shape[0])
         try:
             face, _ = outline_face(
                 image,
@@ -107,6 +109,10 @@ def run_case(path: Path, eyes: np.ndarray, head=None) -> dict:
     }
 
 
+def _median_and_worst(values: list[float]) -> list[float] | None:
+    return [round(float(np.median(values)), 3), round(float(np.max(values)), 3)] if values else None
+
+
 def summary(rows: list[dict]) -> dict:
     n = len(rows)
     found = [r for r in rows if r["found"]]
@@ -115,16 +121,25 @@ def summary(rows: list[dict]) -> dict:
         "cases": n,
         "found": round(len(found) / max(n, 1), 3),
         "right": round(sum(r.get("right", False) for r in rows) / max(n, 1), 3),
+        "wrong_by_pass": dict(collections.Counter(r["pass"] for r in found if not r["right"])),
         "eye_error_median": round(float(np.median(errors)), 4) if found else None,
         "eye_error_worst": round(float(errors.max()), 4) if found else None,
         "passes": dict(collections.Counter(r["pass"] for r in found)),
         "seconds_median": round(float(np.median([r["seconds"] for r in rows])), 3),
+        # where the detector saw no face: with --outline, the fallback's time is in it
+        "seconds_missed": _median_and_worst(
+            [r["seconds"] for r in rows if r.get("pass", "outline") == "outline"]
+        ),
     }
     for factor in ("light", "skin", "background", "head"):
         groups = collections.defaultdict(list)
         for r in rows:
             groups[r[factor]].append(r.get("right", False))
         out[f"right_by_{factor}"] = {k: f"{sum(v)}/{len(v)}" for k, v in sorted(groups.items())}
+    found_by = collections.defaultdict(list)
+    for r in rows:
+        found_by[r["background"]].append(r["found"])
+    out["found_by_background"] = {k: f"{sum(v)}/{len(v)}" for k, v in sorted(found_by.items())}
     return out
 
 
