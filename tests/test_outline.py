@@ -174,3 +174,38 @@ def test_a_photo_without_a_head_is_still_no_face(head, name) -> None:
             image.astype(np.float32) / 255, positions, triangles, landmarks, 35.0, "p.png", None, unreadable
         )
     assert raised.value is unreadable
+
+
+def test_a_generate_placed_from_the_outline_segments_the_portrait_once(head, tmp_path, monkeypatch) -> None:
+    """The person mask the outline fallback reads is the one the projection uses: one segmentation
+    per request, not two (about 0.1 s each), and the report says how the face was found."""
+    from avatartex.face import default_segmenter
+    from avatartex.image_io import save_png
+    from avatartex.mesh import Mesh, save_capture
+    from avatartex.pipeline import Generator
+    from avatartex.protocol import GenerateParams
+
+    class Counting:
+        def __init__(self, inner) -> None:
+            self.inner, self.calls = inner, 0
+
+        def mask(self, image):
+            self.calls += 1
+            return self.inner.mask(image)
+
+    positions, triangles, uvs, _ = make_demo_head(64)
+    mesh_path = tmp_path / "demo.npz"
+    save_capture(Mesh(positions, triangles, uvs, name="demo"), mesh_path)
+    image, _, _ = _painted_portrait(head, 15.0, 0.0)
+    portrait = save_png(tmp_path / "painted.png", image)
+    generator = Generator()
+    counting = Counting(default_segmenter())
+    generator._segmenter = counting
+    # whichever way a step asks for the process's segmenter, it gets the counting one
+    monkeypatch.setattr("avatartex.face.default_segmenter", lambda: counting)
+    monkeypatch.setattr("avatartex.pipeline.steps.default_segmenter", lambda: counting, raising=False)
+    result = generator.generate(
+        GenerateParams(mesh=str(mesh_path), portrait=str(portrait), out_dir=str(tmp_path / "out"), size=512)
+    )
+    assert result["report"]["quality"]["signals"]["portrait_pass"] == "outline"
+    assert counting.calls == 1

@@ -531,6 +531,7 @@ def outline_face(
     detected: Face | None,
     unreadable: Exception | None = None,
     segmenter=None,
+    person: np.ndarray | None = None,
 ) -> tuple[Face, list[str]]:
     """The portrait's face, checked against (or, without one, placed from) the head's outline.
 
@@ -539,14 +540,16 @@ def outline_face(
     detector's error, raised again when the outline is not a head's either. An unconfirmed face that
     disagrees with a good outline fit by more than DISAGREE_IOD gives way to the outline's. Returns
     the face and the warnings the artist sees. ``landmarks`` is the mesh's
-    ``landmarks.MeshLandmarks``."""
+    ``landmarks.MeshLandmarks``. ``person`` is the portrait's person mask where the caller has it
+    (else ``segmenter``'s, or the process's default segmenter's)."""
     from .face import default_segmenter
 
     if np.count_nonzero(landmarks.valid) < 0.9 * NUM_LANDMARKS:  # pins only: no face to lay out
         if detected is None:
             raise unreadable or ValueError("no face in the portrait")
         return detected, []
-    person = (segmenter or default_segmenter()).mask(portrait)
+    if person is None:
+        person = (segmenter or default_segmenter()).mask(portrait)
     fit = locate_by_outline(
         portrait,
         person,

@@ -167,7 +167,7 @@ class Generator:
         check_writable(out_dir)
 
         analysis = steps.analyse(
-            params, self.landmarker, self.heads, lambda f, m: clock.step("analyse", f, m)
+            params, self.landmarker, self.heads, lambda f, m: clock.step("analyse", f, m), self.segmenter
         )
         warnings = plan.warnings + analysis.warnings
         clock.done("analyse")
@@ -208,7 +208,9 @@ class Generator:
         if fit is not None:
             person, projection = fit.person, fit.projection
         else:
-            person = self.segmenter.mask(analysis.portrait)
+            person = analysis.person  # where the outline fallback already read it
+            if person is None:
+                person = self.segmenter.mask(analysis.portrait)
             projection = steps.project(
                 geometry, analysis.head, analysis.portrait, analysis.face, registration, person
             )

@@ -28,6 +28,7 @@ from ..face import (
     RIGHT_EYE_CONTOUR,
     Face,
     analyse_portrait,
+    default_segmenter,
     landmark_scatter,
 )
 from ..image_io import load_portrait
@@ -68,12 +69,20 @@ class Analysis:
     warnings: list[str] = field(default_factory=list)
     fov_y_deg_exif: float | None = None
     """The portrait's vertical field of view from its EXIF lens data, when it has any."""
+    person: np.ndarray | None = None
+    """The portrait's person mask where analysing it already needed one (the outline fallback)."""
 
 
 def analyse(
-    params: GenerateParams, landmarker: Any, heads: HeadCache, progress: Callable[[float, str], None]
+    params: GenerateParams,
+    landmarker: Any,
+    heads: HeadCache,
+    progress: Callable[[float, str], None],
+    segmenter: Any = None,
 ) -> Analysis:
-    """Read the portrait and find its face; read the mesh and find the face on it (cached per mesh)."""
+    """Read the portrait and find its face; read the mesh and find the face on it (cached per mesh).
+    ``segmenter`` gives the person mask the outline fallback reads (the process's default when
+    None)."""
     progress(0.0, "reading the portrait")
     portrait, info = load_portrait(params.portrait)
     warnings = list(info.get("warnings", []))
@@ -92,11 +101,13 @@ def analyse(
     progress(0.6, "finding the face on the mesh")
     head = heads.head(mesh, landmarker, params.facing)
     warnings += head.landmarks.warnings
+    person = None
     if face is None or face.score <= 0.0:
         # the detector read no face, or its face detector did not confirm what the landmark model
         # saw: place it from (or check it against) the head's outline
         progress(0.8, "checking the face against the head's outline")
         prior = FovPrior.for_image((portrait.shape[1], portrait.shape[0]), info.get("fov_y_deg_exif"))
+        person = (segmenter or default_segmenter()).mask(portrait)
         face, outline_warnings = outline_face(
             portrait,
             head.mesh.positions,
@@ -106,9 +117,10 @@ def analyse(
             params.portrait,
             face,
             unreadable,
+            person=person,
         )
         warnings += outline_warnings
-    return Analysis(portrait, face, mesh, head, warnings, info.get("fov_y_deg_exif"))
+    return Analysis(portrait, face, mesh, head, warnings, info.get("fov_y_deg_exif"), person)
 
 
 def portrait_scatter(landmarker: Any, analysis: Analysis) -> float | None:
