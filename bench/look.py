@@ -29,6 +29,9 @@ the worst. Target: none longer than 5 %.
 **Glasses**: whether the regions step found glasses on the photo (``glasses.find_glasses``: Grace
 Hopper wears them, the astronaut does not); their frames are filled, not painted on the face.
 
+**The face's border** (``face_border``): the same step all the way round the seen face, and its
+lightness step (a border darker than the fill beside it reads as the edge of a mask).
+
 **Chin and neck**, in the atlas (``chin_and_neck``): the seam under the chin (below the mouth,
 along the line where the photo's confidence crosses 0.5, the median CIE76 ΔE between the mean
 colours of each line texel's 5 x 5 neighbours on its two sides: a photo that fades out steps a
@@ -228,6 +231,38 @@ def streaks(
     return mask, sorted(lengths, reverse=True)
 
 
+def _steps_across(lab: np.ndarray, half: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per texel, the CIELAB mean of its 5 x 5 neighbours in ``half`` less that of those in
+    ``other`` (S, S, 3), and where both sides hold enough of the box to say (S, S) bool."""
+
+    def box(a: np.ndarray) -> np.ndarray:
+        return cv2.blur(a.astype(np.float32), (5, 5), borderType=cv2.BORDER_CONSTANT)
+
+    n_in, n_out = box(half), box(other)
+    mean_in = np.stack([box(lab[..., k] * half) for k in range(3)], -1) / np.maximum(n_in, 1e-6)[..., None]
+    mean_out = np.stack([box(lab[..., k] * other) for k in range(3)], -1) / np.maximum(n_out, 1e-6)[..., None]
+    return mean_in - mean_out, (n_in > 0.2) & (n_out > 0.2)
+
+
+def face_border(atlas: np.ndarray, geometry, confidence: np.ndarray) -> tuple[float, float]:
+    """The seen face's border against the fill beside it, all the way round (the chin seam's measure
+    on the whole line where the photo's confidence crosses 0.5): the median CIE76 ΔE step, and the
+    median lightness step (L* inside less outside: negative where the face's border is darker than
+    the skin filled next to it, a mask's edge)."""
+    from skimage.color import rgb2lab
+
+    mask = geometry.mask
+    lab = rgb2lab(np.clip(atlas, 0, 1))
+    half = mask & (confidence >= 0.5)
+    other = mask & ~half
+    line = half & (cv2.dilate(other.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
+    step, measured = _steps_across(lab, half, other)
+    along = line & measured
+    if along.sum() < 20:
+        return float("nan"), float("nan")
+    return float(np.median(np.linalg.norm(step[along], axis=-1))), float(np.median(step[along][:, 0]))
+
+
 def chin_and_neck(atlas: np.ndarray, geometry, head, confidence: np.ndarray) -> tuple[float, float, float]:
     """(the seam under the chin, the unseen neck's tone and every unseen texel's tone against the
     face's), each a CIE76 ΔE of CIELAB colours of the produced atlas: mean against mean for the seam,
@@ -267,13 +302,8 @@ def chin_and_neck(atlas: np.ndarray, geometry, head, confidence: np.ndarray) -> 
     below = line & (np.abs(np.nan_to_num(x, nan=9)) < 0.9) & (np.nan_to_num(y, nan=9) < mouth[1])
     below &= np.nan_to_num(z, nan=-9) > chin[2] - 1.5
 
-    def box(a: np.ndarray) -> np.ndarray:
-        return cv2.blur(a.astype(np.float32), (5, 5), borderType=cv2.BORDER_CONSTANT)
-
-    n_in, n_out = box(half), box(other)
-    mean_in = np.stack([box(lab[..., k] * half) for k in range(3)], -1) / np.maximum(n_in, 1e-6)[..., None]
-    mean_out = np.stack([box(lab[..., k] * other) for k in range(3)], -1) / np.maximum(n_out, 1e-6)[..., None]
-    steps = np.linalg.norm(mean_in - mean_out, axis=-1)[below & (n_in > 0.2) & (n_out > 0.2)]
+    step, measured = _steps_across(lab, half, other)
+    steps = np.linalg.norm(step, axis=-1)[below & measured]
     seam = float(np.median(steps)) if steps.size >= 20 else float("nan")
     neck = unseen & (np.abs(np.nan_to_num(x, nan=9)) < 0.9) & (np.nan_to_num(y, nan=9) < chin[1] - 0.1)
     neck &= np.nan_to_num(y, nan=-9) > chin[1] - 1.2
@@ -406,6 +436,7 @@ def run_real(generator: Generator, tap: Tap, work: Path, out: Path, size: int, o
                 tap.atlas, geometry, projection.portrait_coords, head_height(head), confidence
             )
             seam, neck_de, unseen_de = chin_and_neck(tap.atlas, geometry, head, confidence)
+            border, border_dl = face_border(tap.atlas, geometry, confidence)
             save_png(out / f"look_{name}.png", views(mesh, texture))
             marked = np.where(mask[..., None], np.array([1.0, 0.0, 0.0], np.float32), tap.atlas)
             marked_texture = bake(geometry, marked, head.surface(size))
@@ -423,6 +454,8 @@ def run_real(generator: Generator, tap: Tap, work: Path, out: Path, size: int, o
                 "chin_seam": seam,
                 "neck_de": neck_de,
                 "unseen_de": unseen_de,
+                "border_de": border,
+                "border_dl": border_dl,
                 "project_s": result["report"]["timings"].get("project"),
                 "glasses": bool(result["report"].get("regions", {}).get("glasses")),
                 "seconds": time.perf_counter() - started,
@@ -432,6 +465,7 @@ def run_real(generator: Generator, tap: Tap, work: Path, out: Path, size: int, o
                 f"{name:<18} longest streak {100 * row['longest']:5.1f} % of the head's height, "
                 f"{row['over']:3d} over 5 %; seam under the chin ΔE {seam:5.1f}; "
                 f"unseen neck / all unseen vs the face ΔE {neck_de:5.1f} / {unseen_de:5.1f}; "
+                f"the face's border ΔE {border:4.1f}, L* {border_dl:+5.1f}; "
                 f"glasses {'found' if row['glasses'] else 'none'}; "
                 f"project {row['project_s']:.2f} s ({row['seconds']:.1f} s)",
                 flush=True,
@@ -533,6 +567,16 @@ def main(argv: list[str] | None = None) -> int:
         print(summary("seam under the chin, ΔE", [r["chin_seam"] for r in real], "", 1.0))
         print(summary("unseen neck vs the face, ΔE", [r["neck_de"] for r in real], "", 1.0))
         print(summary("every unseen texel vs the face, ΔE", [r["unseen_de"] for r in real], "", 1.0))
+        print(
+            summary(
+                "the seen face's border against the fill beside it, ΔE",
+                [r["border_de"] for r in real],
+                "",
+                1.0,
+            )
+        )
+        dl = [r["border_dl"] for r in real]
+        print(f"  its lightness step (inside - outside), median {np.median(dl):+.1f}, darkest {min(dl):+.1f}")
     if truth:
         print(summary("ground truth, seen texels on the background", [r["share"] for r in truth]))
         print(
