@@ -280,8 +280,14 @@ def test_nose_landmarks_follow_a_caricatures_long_nose(landmarker) -> None:
     # Only the nose moved: the eyes and the mouth's corners are the detector's.
     for name in ("right_eye_outer", "left_eye_inner", "mouth_left", "mouth_right", "chin"):
         assert not long_nose.reshaped[PIN_LANDMARKS[name]], name
+    # The detector's own placement is kept for the outline fallback, which stands in for it.
+    detected_tip = long_nose.as_detected[PIN_LANDMARKS["nose_tip"]]
+    assert _frontal_gap(detected_tip, tip, iod) > 0.1
+    assert np.allclose(
+        long_nose.as_detected[~long_nose.reshaped], long_nose.points3d[~long_nose.reshaped], equal_nan=True
+    )
 
     positions, triangles, _, _ = demo.make_demo_head(96)
     plain = detect_mesh_landmarks(np.asarray(positions, np.float64), triangles, landmarker)
-    assert plain.reshaped is not None and not plain.reshaped.any()
+    assert plain.reshaped is not None and not plain.reshaped.any() and plain.as_detected is None
     assert _frontal_gap(plain.points3d[PIN_LANDMARKS["nose_tip"]], demo.FEATURES["nose_tip"], iod) < 0.1

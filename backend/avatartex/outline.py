@@ -550,12 +550,13 @@ def outline_face(
         return detected, []
     if person is None:
         person = (segmenter or default_segmenter()).mask(portrait)
+    as_detected = landmarks.as_detected
     fit = locate_by_outline(
         portrait,
         person,
         positions,
         triangles,
-        landmarks.points3d,
+        landmarks.points3d if as_detected is None else as_detected,
         landmarks.forward,
         landmarks.up,
         fov_y_deg,
