@@ -251,6 +251,12 @@ def test_a_surely_read_face_of_other_proportions_is_not_counted_as_misplaced():
     assert by_disagreement > 0.4
     surely = estimate_error({**disagreeing, "landmark_scatter_iod": 0.012})
     assert surely == pytest.approx(quality.SCATTER_GAIN * 0.012)
+    # The artist is told why: a small offset, and a face of other proportions the warp bent.
+    verdict, reasons, _, _ = judge({**disagreeing, "landmark_scatter_iod": 0.012}, surely)
+    assert verdict == "doubtful" and any("a little beside" in r for r in reasons)
+    assert any("proportions differ" in r for r in reasons)
+    _, reasons, _, _ = judge({**disagreeing, "landmark_scatter_iod": 0.08}, by_disagreement)
+    assert any("eyes on brows" in r for r in reasons) and not any("proportions differ" in r for r in reasons)
     assert estimate_error({**disagreeing, "landmark_scatter_iod": 0.08}) == pytest.approx(by_disagreement)
     assert estimate_error({**disagreeing, "landmark_scatter_iod": None}) == pytest.approx(by_disagreement)
     # Landmarks that agree are not made worse by an uncertain read.

@@ -104,6 +104,9 @@ the median feature error over scatter of bench/proportions.py's 21 real-photo re
 astronaut, mirrored and not, and Grace Hopper on the demo head and its six stylised variants;
 0.070 / 0.0117). On the sweep's renders, whose scatter is 0.015 and up, the cap never goes below
 0.09: none of them is called good on it."""
+SMALL_MISPLACEMENT = 0.15
+"""Estimates below this (eye distances) are worded as a small offset (an eyelid's or a lip's width),
+above it as features beside their place."""
 OFFSET_TYPICAL_IOD = 0.27
 """The dense correction's typical largest displacement, eye distances (the median of the 24
 corrections applied on ``bench/sweep.py``, 0.11-0.59): the offset term of ``Calibration.dense`` is
@@ -305,6 +308,17 @@ def landmark_evidence(signals: Mapping[str, Any], calibration: Calibration = CAL
     return min(disagreement, SCATTER_GAIN * scatter) if np.isfinite(scatter) else disagreement
 
 
+def surely_read_other_face(signals: Mapping[str, Any], calibration: Calibration = CALIBRATION) -> bool:
+    """The photo's landmarks were read surely and their disagreement with the mesh's is larger than
+    that certainty allows for a misplacement (the scatter capped the estimate): a face of other
+    proportions than the mesh's, a real person's on a sculpt, not a misread one."""
+    scatter = _number(signals, "landmark_scatter_iod")
+    disagreement = calibration.landmarks(
+        _number(signals, "camera_error_iod", 0.0), _number(signals, "agreement_iod", 0.0)
+    )
+    return bool(np.isfinite(scatter) and SCATTER_GAIN * scatter < disagreement)
+
+
 def landmarks_read(signals: Mapping[str, Any]) -> bool:
     """Whether the portrait's landmarks are evidence: read from the photo by the face detector (not
     placed from the head's outline, ``portrait_pass``), on a face large enough to place
@@ -402,10 +416,17 @@ def judge(signals: Mapping[str, Any], estimate: float) -> tuple[str, list[str], 
     that is. A face too small to place (MIN_EYE_DISTANCE_PX) has ``failed``."""
     reasons, advice = [], []
     if estimate > GOOD_BELOW:
-        reasons.append(
-            f"the photo may sit off the mesh by about {estimate:.0%} of the eye distance: "
-            "features may land beside their place (eyes on brows, lips doubled)"
+        what = (
+            "features may land a little beside their place (an eyelid's or a lip's width)"
+            if estimate < SMALL_MISPLACEMENT
+            else "features may land beside their place (eyes on brows, lips doubled)"
         )
+        reasons.append(f"the photo may sit off the mesh by about {estimate:.0%} of the eye distance: {what}")
+        if surely_read_other_face(signals):
+            reasons.append(
+                "the photo's face was read surely but its proportions differ from the mesh's; the warp "
+                "bent them into place, so look at the features rather than trust the number"
+            )
         region = _region_that_stands_out(signals)
         pins = "eye corners, nose tip, mouth corners"
         if region is not None:
