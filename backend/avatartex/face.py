@@ -452,7 +452,11 @@ def landmark_scatter(landmarker: FaceLandmarker, image: np.ndarray, face: Face) 
     base = landmarker.detect(crop)
     if not base:
         return SCATTER_UNREAD_IOD
-    reference = min(base, key=lambda f: float(np.linalg.norm(f.landmarks.mean(0) - side / 2))).landmarks
+
+    def central(faces: list[Face]) -> np.ndarray:  # the face the crop is centred on
+        return min(faces, key=lambda f: float(np.linalg.norm(f.landmarks.mean(0) - side / 2))).landmarks
+
+    reference = central(base)
     moves = []
     for turn, zoom in SCATTER_VIEWS:
         view = cv2.getRotationMatrix2D((side / 2, side / 2), turn, zoom)
@@ -461,8 +465,7 @@ def landmark_scatter(landmarker: FaceLandmarker, image: np.ndarray, face: Face) 
             moves.append(SCATTER_UNREAD_IOD)
             continue
         back = cv2.invertAffineTransform(view)
-        landmarks = min(found, key=lambda f: float(np.linalg.norm(f.landmarks.mean(0) - side / 2))).landmarks
-        mapped = landmarks.astype(np.float64) @ back[:, :2].T + back[:, 2]
+        mapped = central(found).astype(np.float64) @ back[:, :2].T + back[:, 2]
         moves.append(float(np.mean(np.linalg.norm(mapped - reference, axis=1))) / SCATTER_IOD_PX)
     return float(np.median(moves))
 

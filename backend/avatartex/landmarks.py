@@ -517,7 +517,9 @@ NOSE_REACH_IOD = 0.45
 with a weight falling smoothly to zero: the nose's, not the eyes' or the lips'."""
 
 
-def _follow_nose(points, ok, tri, bary, positions, triangles, normals, camera: Camera, frame) -> tuple:
+def _follow_nose(
+    points, ok, tri, bary, positions, triangles, normals, camera: Camera, frame, view=None
+) -> tuple:
     """The nose landmarks moved onto the mesh's own nose where it departs from ordinary proportions.
 
     A detector reads a face with the proportions it was trained on: on a caricature's long nose it
@@ -528,7 +530,9 @@ def _follow_nose(points, ok, tri, bary, positions, triangles, normals, camera: C
     kept, and what departs beyond the deadband moves the nose's landmarks in the straight-on view,
     re-lifted onto the surface.
 
-    Returns points, ok, triangles, barycentrics and the (468,) mask of the landmarks it moved.
+    ``view`` is ``camera``'s (triangle id, world position) buffers where the caller has them; they
+    are rendered when the nose moves otherwise. Returns points, ok, triangles, barycentrics and the
+    (468,) mask of the landmarks it moved.
     """
     unmoved = (points, ok, tri, bary, np.zeros(len(points), bool))
     forward, up = frame
@@ -559,7 +563,10 @@ def _follow_nose(points, ok, tri, bary, positions, triangles, normals, camera: C
     reach = np.linalg.norm(xy - tip_xy, axis=1) / (NOSE_REACH_IOD * iod_px)
     weight = np.where(ok, np.clip(1.0 - reach**2, 0.0, None) ** 2, 0.0)
     follow = weight > 0
-    tri_id, _, world, _ = _raster_view(positions, triangles, normals, camera)
+    if view is None:
+        tri_id, _, world, _ = _raster_view(positions, triangles, normals, camera)
+    else:
+        tri_id, world = view
     target = xy[follow] + weight[follow, None] * (moved_tip_xy - tip_xy)
     radius = float(np.linalg.norm(positions.max(0) - positions.min(0)))
     lifted, lift_ok, lift_tri, lift_bary = _lift(target, tri_id, world, triangles, positions, 0.01 * radius)
@@ -911,7 +918,7 @@ def detect_from_camera(
     frame = _face_frame(np.where(ok[:, None], points, np.nan))
     if frame is not None:  # the nose followed in this view too (it moves its neighbours with it)
         points, ok, tri, bary, reshaped = _follow_nose(
-            points, ok, tri, bary, positions, triangles, normals, camera, frame
+            points, ok, tri, bary, positions, triangles, normals, camera, frame, (tri_id, world)
         )
     return MeshLandmarks(
         points,

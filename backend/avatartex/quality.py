@@ -302,21 +302,27 @@ def landmark_evidence(signals: Mapping[str, Any], calibration: Calibration = CAL
     """The misplacement the landmarks alone imply: their disagreement (``Calibration.landmarks``),
     at most SCATTER_GAIN times how much they scatter (``landmark_scatter_iod``) where that is known:
     a surely read face whose landmarks disagree with the mesh's is a face of other proportions."""
-    agreement = _number(signals, "agreement_iod", 0.0)
-    disagreement = calibration.landmarks(_number(signals, "camera_error_iod", 0.0), agreement)
+    return min(_disagreement(signals, calibration), _scatter_cap(signals))
+
+
+def _disagreement(signals: Mapping[str, Any], calibration: Calibration) -> float:
+    """The misplacement the landmarks' disagreement with the mesh's implies (``Calibration.landmarks``)."""
+    return calibration.landmarks(
+        _number(signals, "camera_error_iod", 0.0), _number(signals, "agreement_iod", 0.0)
+    )
+
+
+def _scatter_cap(signals: Mapping[str, Any]) -> float:
+    """SCATTER_GAIN times the landmarks' scatter; infinite where the scatter was not measured."""
     scatter = _number(signals, "landmark_scatter_iod")
-    return min(disagreement, SCATTER_GAIN * scatter) if np.isfinite(scatter) else disagreement
+    return SCATTER_GAIN * scatter if np.isfinite(scatter) else float("inf")
 
 
 def surely_read_other_face(signals: Mapping[str, Any], calibration: Calibration = CALIBRATION) -> bool:
     """The photo's landmarks were read surely and their disagreement with the mesh's is larger than
     that certainty allows for a misplacement (the scatter capped the estimate): a face of other
     proportions than the mesh's, a real person's on a sculpt, not a misread one."""
-    scatter = _number(signals, "landmark_scatter_iod")
-    disagreement = calibration.landmarks(
-        _number(signals, "camera_error_iod", 0.0), _number(signals, "agreement_iod", 0.0)
-    )
-    return bool(np.isfinite(scatter) and SCATTER_GAIN * scatter < disagreement)
+    return _scatter_cap(signals) < _disagreement(signals, calibration)
 
 
 def landmarks_read(signals: Mapping[str, Any]) -> bool:
