@@ -126,13 +126,11 @@ def measure(generator, tap, portrait: Portrait, mesh_path: Path, shape, size: in
     row["texture"] = str(result["texture"])
     named = demo.features(shape)
     points = np.array([named[pin] for pin in named])
-    registration = tap.last
     to_head = getattr(tap.head, "from_file", None)
-    inside = to_head(points) if to_head else points
     width = Image.open(portrait.path).size[0]  # the pipeline may have read a rescaled portrait
     scale = width / float((report.get("portrait") or {}).get("size", [width])[0])
-    warped = registration.project(inside)[0] * scale
-    camera_only = registration.camera.project(inside)[0] * scale
+    warped = tap.project(points) * scale
+    camera_only = tap.last.camera.project(to_head(points) if to_head else points)[0] * scale
     truth = np.array([portrait.features[pin] for pin in named])
     for name, projected in (("warped", warped), ("camera", camera_only)):
         errors = np.linalg.norm(projected - truth, axis=1) / portrait.iod
