@@ -27,6 +27,8 @@ from .face import (
     RIGHT_EYE_CONTOUR,
     Face,
     FaceLandmarker,
+    read_views,
+    steady_landmarks,
 )
 from .protocol import PIN_NAMES, AvatarTexError, ErrorCode
 
@@ -909,7 +911,9 @@ def detect_from_camera(
     if near_xy is not None:
         near = np.asarray(near_xy, np.float64) * scale
         faces.sort(key=lambda f: float(np.linalg.norm(np.nanmean(f.landmarks, axis=0) - near)))
-    face = faces[0]
+    # Steadied over views of the render, as the portrait's landmarks are (``steady_landmarks``): the
+    # two sets' jitter is independent and would otherwise be fitted as a difference of the faces.
+    face = steady_landmarks(faces[0], read_views(landmarker, image, faces[0]))
     radius = float(np.linalg.norm(np.ptp(positions, axis=0))) / 2
     points, ok, tri, bary = _lift(face.landmarks, tri_id, world, triangles, positions, 0.02 * radius)
     if ok.sum() < 0.9 * NUM_LANDMARKS:

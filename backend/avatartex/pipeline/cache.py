@@ -363,6 +363,8 @@ class PortraitFit:
     projection: Any
     landmark_scatter: float | None = None
     """How surely the detector read the portrait's face (``face.landmark_scatter``), for the verdict."""
+    face: Any = None
+    """The portrait's face the fit was made with (landmarks steadied: ``steps.steady_portrait``)."""
 
 
 class FitCache:

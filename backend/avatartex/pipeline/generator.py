@@ -8,6 +8,7 @@ frame, atlases and UV surfaces (``cache.HeadCache``; the landmarks optionally on
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -184,12 +185,11 @@ class Generator:
         )
         fit = self.fits.get(fit_key, analysis.head)  # a variant of a photo fitted before
         if fit is not None:
-            registration, scatter = fit.registration, fit.landmark_scatter
+            registration, scatter, face = fit.registration, fit.landmark_scatter, fit.face
         else:
-            registration = self.register(
-                analysis.head, analysis.face, analysis.portrait, analysis.fov_y_deg_exif
-            )
-            scatter = steps.portrait_scatter(self.landmarker, analysis)
+            face, scatter = steps.steady_portrait(self.landmarker, analysis)
+            registration = self.register(analysis.head, face, analysis.portrait, analysis.fov_y_deg_exif)
+        analysis = dataclasses.replace(analysis, face=face)  # the steadied landmarks from here on
         quality = assess(
             registration,
             analysis.head.frame,
@@ -214,7 +214,9 @@ class Generator:
             projection = steps.project(
                 geometry, analysis.head, analysis.portrait, analysis.face, registration, person
             )
-            self.fits.put(fit_key, analysis.head, PortraitFit(registration, person, projection, scatter))
+            self.fits.put(
+                fit_key, analysis.head, PortraitFit(registration, person, projection, scatter, face)
+            )
         if projection.coverage < 0.5:
             warnings.append(
                 f"only {projection.coverage:.0%} of the face the camera sees is usable (hair, hands or "

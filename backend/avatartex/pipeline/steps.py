@@ -29,7 +29,8 @@ from ..face import (
     Face,
     analyse_portrait,
     default_segmenter,
-    landmark_scatter,
+    read_views,
+    steady_landmarks,
 )
 from ..image_io import load_portrait
 from ..imaging import sample_image
@@ -123,12 +124,15 @@ def analyse(
     return Analysis(portrait, face, mesh, head, warnings, info.get("fov_y_deg_exif"), person)
 
 
-def portrait_scatter(landmarker: Any, analysis: Analysis) -> float | None:
-    """How surely the detector read the portrait's face (``face.landmark_scatter``), for the
-    verdict; None where the face was placed from the head's outline (no landmarks were read)."""
+def steady_portrait(landmarker: Any, analysis: Analysis) -> tuple[Face, float | None]:
+    """The portrait's face with its landmarks steadied over views of the photo
+    (``face.steady_landmarks``) and how surely the detector read it (``face.landmark_scatter``, for
+    the verdict), from the same detections. A face placed from the head's outline (no landmarks
+    were read) is kept as it is, with no scatter."""
     if analysis.face.extras.get("pass") == "outline":
-        return None
-    return landmark_scatter(landmarker, analysis.portrait, analysis.face)
+        return analysis.face, None
+    readings = read_views(landmarker, analysis.portrait, analysis.face)
+    return steady_landmarks(analysis.face, readings), readings.scatter()
 
 
 # -- register ------------------------------------------------------------------------------------
