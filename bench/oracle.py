@@ -9,12 +9,20 @@ so what is left of the error is the projection, the fill and the de-lighting. ``
 divides every seen texel by the true shading (the portrait's own lights, cast shadows included);
 ``none`` divides by nothing. For each case it prints psnr_visible, the fine-band correlation, the
 crease measure and its floor, the crease measure with signs and the large-scale shading
-correlation (``groundtruth``), the same columns as the sweep.
+correlation (``groundtruth``), the same columns as the sweep; then the same PSNR and correlation of
+the *direct projection* (every texel sampled through the true camera and divided by the true
+shading: what a perfect path would give) and the share of the seen texels the head atlas holds.
 
 Measured this way (session 4): the fitted key light was too weak where the skin's albedo varies at
 the face's scale (a top light 28.5 dB fitted, 31.9 with the true light), which the detail-band refit
 (``shading.refine_lights_by_detail``) recovers; and no texture reaches the crease measure's 0.1
 (the truth blurred 0.7 texel scores 0.04-0.46).
+
+Measured this way (session 7; true camera and true light): the pipeline 22.8-32.5 dB, the direct
+projection 41-59 dB on the same texels. Where it goes: on the scanned bust a third of the seen texels
+(the top of the chest) are ones the head atlas cannot hold (the bust's underside wins their
+direction) and are filled smoothly; on the face, the error sits at its grazing border, where the
+projection hands over to the fill by design (a stretched photo texel smears).
 """
 
 from __future__ import annotations
@@ -57,6 +65,35 @@ def true_delight(state: dict):
     return delight
 
 
+def direct_projection(
+    render: gt.Render, head: gt.Head, surface: gt.TexelSurface, lights, ambient
+) -> np.ndarray:
+    """The texture a perfect path would make: every texel sampled from the portrait through the true
+    camera and divided by the true shading (the render's own light model), nothing filled."""
+    from avatartex.imaging import sample_image
+
+    xy, _ = render.camera.project(surface.positions)
+    seen = sample_image(render.image, xy)
+    shade = gt.lambert_shading(head, lights, ambient, surface.normals, surface.positions)
+    albedo = np.power(np.clip(np.power(np.clip(seen, 0, 1), 2.2) / shade[:, None], 0, 1), 1 / 2.2)
+    out = np.zeros(surface.mask.shape + (3,), np.float32)
+    out[surface.mask] = albedo
+    return out
+
+
+def atlas_held(model, size: int, visible: np.ndarray) -> float:
+    """Share of the seen texels the pipeline's head atlas holds (``bake.hidden_in_atlas``: it keeps
+    one surface per direction from the head's centre; what it cannot hold is filled in UV space)."""
+    from avatartex.bake import surface_in_atlas
+    from avatartex.pipeline.generator import atlas_size_for
+
+    surface = model.surface(size)
+    _, hidden = surface_in_atlas(model.atlas(atlas_size_for(size)), surface)
+    held = np.zeros(surface.mask.shape, bool)
+    held[surface.mask] = ~hidden
+    return float((held & visible).sum() / max(visible.sum(), 1))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default="inv-scan-none,r011,r019,r079,r085,r090")
@@ -91,9 +128,20 @@ def main(argv: list[str] | None = None) -> int:
         state["lights"] = gt.lights_for(case.light, case.yaw, case.shadows)
         state["truth_head"] = head
         runner.tap.oracle = oracle if args.registration == "true" else None
-        row, _ = runner.run(case)
+        row, extra = runner.run(case)
         columns = ("psnr_visible", "fine_corr", "crease_corr", "crease_floor", "crease_sign", "shading_corr")
         cells = "  ".join(f"{k} {row.get(k)}" for k in columns)
+        if "visible" in extra:
+            lights, ambient = state["lights"]
+            truth, visible, surface = extra["truth"], extra["visible"], extra["surface"]
+            direct = direct_projection(
+                gt.Render(extra["portrait"], extra["camera"], None), head, surface, lights, ambient
+            )
+            cells += (
+                f"  | direct projection: psnr_visible {gt.psnr_visible(direct, truth, visible):.2f}"
+                f"  fine_corr {gt.fine_correlation(direct, truth, surface.mask, visible):.3f}"
+                f"  | atlas holds {atlas_held(runner.tap.head, case.size, visible):.0%} of the seen texels"
+            )
         print(f"{case.id:<16} {case.head:<18} {case.light:<8} {cells}  {row.get('error', '')}", flush=True)
     return 0
 

@@ -193,7 +193,7 @@ def test_landmark_scatter_tells_a_surely_read_face_from_a_guessed_one(landmarker
 
 
 def test_steady_landmarks_average_the_readings_that_agree() -> None:
-    """The steadied landmarks are the mean of the face's own reading and the views' readings whose
+    """Each steadied landmark is the median of the face's own reading and the views' readings whose
     centre lies near it; an unread view and a reading of something else (far off) are left out."""
     from avatartex.face import STEADY_NEAR_IOD, ViewReadings, steady_landmarks
 
@@ -205,7 +205,7 @@ def test_steady_landmarks_average_the_readings_that_agree() -> None:
     far = base + 2 * STEADY_NEAR_IOD * iod
     readings = ViewReadings(near[0], [near[1], None, far, near[2]], iod)
     steady = steady_landmarks(face, readings)
-    np.testing.assert_allclose(steady.landmarks, np.mean([base, *near], axis=0), atol=1e-3)
+    np.testing.assert_allclose(steady.landmarks, np.median([base, *near], axis=0), atol=1e-3)
     assert steady.extras == {"pass": "direct", "readings": 4}
     assert steady.score == face.score
     # Nothing read again: the face's own landmarks.

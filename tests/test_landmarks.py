@@ -220,6 +220,26 @@ def test_portrait_view_detection_on_a_smaller_render(head, landmarker, head_land
     shift = np.linalg.norm(full.points3d[both] - small.points3d[both], axis=1) / span
     assert np.median(shift) < 0.02 and np.percentile(shift, 90) < 0.04, np.percentile(shift, [50, 90])
 
+    # Steadied (the default) it reads the render's face crop and its turned and scaled views too;
+    # unsteadied (a portrait whose own crop could not be read) the render once, as the portrait was.
+    from avatartex.face import SCATTER_VIEWS
+
+    class Counting:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def detect(self, image):
+            self.calls += 1
+            return landmarker.detect(image)
+
+    steady, once = Counting(), Counting()
+    detect_from_camera(positions, triangles, camera, steady, interocular=iod_px)
+    unsteady = detect_from_camera(positions, triangles, camera, once, interocular=iod_px, steady=False)
+    assert (steady.calls, once.calls) == (2 + len(SCATTER_VIEWS), 1)
+    assert unsteady is not None
+    shift = np.linalg.norm(unsteady.points3d[both] - small.points3d[both], axis=1) / span
+    assert 0 < np.median(shift) < 0.02
+
 
 def test_render_takes_the_photos_light_and_background() -> None:
     """``render_lit_like`` lights the mesh as the photo is lit (the direction read from the photo's

@@ -432,7 +432,7 @@ SCATTER_UNREAD_IOD = 1.0
 
 STEADY_NEAR_IOD = 0.3
 """A view's reading joins the steadied landmarks only when its centre lies within this many eye
-distances of the unturned view's (a reading of another face, or a wild one, does not)."""
+distances of the face's own reading's (a reading of another face, or a wild one, does not)."""
 
 
 @dataclass
@@ -512,14 +512,16 @@ def landmark_scatter(landmarker: FaceLandmarker, image: np.ndarray, face: Face) 
 
 
 def steady_landmarks(face: Face, readings: ViewReadings) -> Face:
-    """``face`` with its landmarks averaged over its own reading and the views' (``read_views``) that
-    agree with it (``STEADY_NEAR_IOD``).
+    """``face`` with each landmark the median of the face's own reading and of the views' readings
+    (``read_views``) that agree with it (``STEADY_NEAR_IOD``).
 
     The detector's landmarks jitter by a few hundredths of the eye distance with the face's position,
     size and turn in its input; on the portrait and on the mesh's render from the portrait's view that
-    jitter is independent, and the registration took it for the two faces' difference. Averaged over
+    jitter is independent, and the registration took it for the two faces' difference. Steadied over
     six readings, the true misplacement of bench/sweep.py's detector-read cases fell from a median
-    0.090 to 0.062 of the eye distance (issue 8's note)."""
+    0.086 to 0.066 of the eye distance, and moved copies of one mesh got textures nearer each other
+    (issue 8's note). The median, not the mean: where one view reads the jaw elsewhere, the mean moved
+    the chin of a render turned 28° by a third of the eye distance (bench/proportions.py)."""
     centre = np.nanmean(face.landmarks, axis=0)
     near = STEADY_NEAR_IOD * readings.interocular
     reads = [np.asarray(face.landmarks, np.float64)] + [
@@ -527,7 +529,7 @@ def steady_landmarks(face: Face, readings: ViewReadings) -> Face:
         for r in [readings.reference, *readings.views]
         if r is not None and np.linalg.norm(r.mean(axis=0) - centre) <= near
     ]
-    steady = np.mean(reads, axis=0).astype(np.float32)
+    steady = np.median(reads, axis=0).astype(np.float32)
     return dataclasses.replace(face, landmarks=steady, extras={**face.extras, "readings": len(reads)})
 
 

@@ -884,6 +884,7 @@ def detect_from_camera(
     normals: np.ndarray | None = None,
     interocular: float | None = None,
     photo: np.ndarray | None = None,
+    steady: bool = True,
 ) -> MeshLandmarks | None:
     """Landmarks detected on a render of the mesh from a given camera (the portrait's, once registered).
 
@@ -897,6 +898,8 @@ def detect_from_camera(
     VIEW_IOD_PX per eye distance; the landmarks are then in the smaller render's pixels, and
     ``camera`` of the result is that render's. ``photo`` (the portrait ``camera`` sees) lends the
     render its light (``fit_light``), so that the detector's light-dependent bias cancels too.
+    ``steady`` averages the landmarks over views of the render (``face.steady_landmarks``), as the
+    portrait's were: only then, or the two sets are read differently and their biases do not cancel.
     """
     if normals is None:
         normals = _vertex_normals(positions, triangles)
@@ -911,9 +914,9 @@ def detect_from_camera(
     if near_xy is not None:
         near = np.asarray(near_xy, np.float64) * scale
         faces.sort(key=lambda f: float(np.linalg.norm(np.nanmean(f.landmarks, axis=0) - near)))
-    # Steadied over views of the render, as the portrait's landmarks are (``steady_landmarks``): the
-    # two sets' jitter is independent and would otherwise be fitted as a difference of the faces.
-    face = steady_landmarks(faces[0], read_views(landmarker, image, faces[0]))
+    face = faces[0]
+    if steady:  # the two sets' jitter is independent: unsteadied, it is fitted as the faces' difference
+        face = steady_landmarks(face, read_views(landmarker, image, face))
     radius = float(np.linalg.norm(np.ptp(positions, axis=0))) / 2
     points, ok, tri, bary = _lift(face.landmarks, tri_id, world, triangles, positions, 0.02 * radius)
     if ok.sum() < 0.9 * NUM_LANDMARKS:

@@ -168,6 +168,7 @@ def register_portrait(
         normals=mesh.normals,
         interocular=face.interocular,
         photo=portrait,
+        steady=face.extras.get("readings", 1) > 1,  # read as the portrait's were (steady_portrait)
     )
     landmarks = head.landmarks  # no face in the render from the portrait's view: the mesh's own
     fitted = None
