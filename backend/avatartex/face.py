@@ -461,15 +461,17 @@ class ViewReadings:
         return float(np.median(moves))
 
 
-def read_views(landmarker: FaceLandmarker, image: np.ndarray, face: Face) -> ViewReadings:
-    """The face read again in a crop of ``image`` (eye distance SCATTER_IOD_PX, the face centred, the
+def read_views(
+    landmarker: FaceLandmarker, image: np.ndarray, face: Face, iod_px: float = SCATTER_IOD_PX
+) -> ViewReadings:
+    """The face read again in a crop of ``image`` (eye distance ``iod_px``, the face centred, the
     border replicated) and in that crop turned by ±8° and scaled by 0.8 and 1.25 about its centre."""
     import cv2
 
     iod = max(face.interocular, 1e-6)
-    scale = SCATTER_IOD_PX / iod
+    scale = iod_px / iod
     centre = np.nanmean(face.landmarks, axis=0).astype(np.float64)
-    side = int(round(4.0 * SCATTER_IOD_PX))
+    side = int(round(4.0 * iod_px))
     shift = side / 2 - scale * centre
     to_crop = np.array([[scale, 0.0, shift[0]], [0.0, scale, shift[1]]])
     crop = cv2.warpAffine(

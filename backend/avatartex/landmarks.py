@@ -916,7 +916,10 @@ def detect_from_camera(
         faces.sort(key=lambda f: float(np.linalg.norm(np.nanmean(f.landmarks, axis=0) - near)))
     face = faces[0]
     if steady:  # the two sets' jitter is independent: unsteadied, it is fitted as the faces' difference
-        face = steady_landmarks(face, read_views(landmarker, image, face))
+        # Read at the render's own scale: cropped down to the photo's 64 pixels per eye distance, the
+        # detector's input quantisation read two copies of one mesh, moved, differently (Blender's
+        # OBJ import against the same head scaled 0.01: textures 3.6/255 apart; 0.7 at this scale).
+        face = steady_landmarks(face, read_views(landmarker, image, face, iod_px=face.interocular))
     radius = float(np.linalg.norm(np.ptp(positions, axis=0))) / 2
     points, ok, tri, bary = _lift(face.landmarks, tri_id, world, triangles, positions, 0.02 * radius)
     if ok.sum() < 0.9 * NUM_LANDMARKS:
