@@ -521,7 +521,7 @@ def steady_landmarks(face: Face, readings: ViewReadings) -> Face:
     size and turn in its input; on the portrait and on the mesh's render from the portrait's view that
     jitter is independent, and the registration took it for the two faces' difference. Steadied over
     six readings, the true misplacement of bench/sweep.py's detector-read cases fell from a median
-    0.086 to 0.066 of the eye distance, and moved copies of one mesh got textures nearer each other
+    0.086 to 0.068 of the eye distance, and moved copies of one mesh got textures nearer each other
     (issue 8's note). The median, not the mean: where one view reads the jaw elsewhere, the mean moved
     the chin of a render turned 28° by a third of the eye distance (bench/proportions.py)."""
     centre = np.nanmean(face.landmarks, axis=0)
