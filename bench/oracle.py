@@ -66,14 +66,14 @@ def true_delight(state: dict):
 
 
 def direct_projection(
-    render: gt.Render, head: gt.Head, surface: gt.TexelSurface, lights, ambient
+    portrait: np.ndarray, camera, head: gt.Head, surface: gt.TexelSurface, lights, ambient
 ) -> np.ndarray:
     """The texture a perfect path would make: every texel sampled from the portrait through the true
-    camera and divided by the true shading (the render's own light model), nothing filled."""
+    camera and divided by the true shading (``gt.render_portrait``'s light model), nothing filled."""
     from avatartex.imaging import sample_image
 
-    xy, _ = render.camera.project(surface.positions)
-    seen = sample_image(render.image, xy)
+    xy, _ = camera.project(surface.positions)
+    seen = sample_image(portrait, xy)
     shade = gt.lambert_shading(head, lights, ambient, surface.normals, surface.positions)
     albedo = np.power(np.clip(np.power(np.clip(seen, 0, 1), 2.2) / shade[:, None], 0, 1), 1 / 2.2)
     out = np.zeros(surface.mask.shape + (3,), np.float32)
@@ -134,9 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         if "visible" in extra:
             lights, ambient = state["lights"]
             truth, visible, surface = extra["truth"], extra["visible"], extra["surface"]
-            direct = direct_projection(
-                gt.Render(extra["portrait"], extra["camera"], None), head, surface, lights, ambient
-            )
+            direct = direct_projection(extra["portrait"], extra["camera"], head, surface, lights, ambient)
             cells += (
                 f"  | direct projection: psnr_visible {gt.psnr_visible(direct, truth, visible):.2f}"
                 f"  fine_corr {gt.fine_correlation(direct, truth, surface.mask, visible):.3f}"
