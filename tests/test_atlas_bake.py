@@ -157,6 +157,21 @@ def test_upsampling_matches_its_numpy_formulation(dtype, width: int) -> None:
         np.testing.assert_array_equal(upsample(image, 7, (height, width), rows), expected)
 
 
+@pytest.mark.parametrize("shape", [(64, 128, 3), (33, 64), (40, 16, 6), (9, 6, 3), (12, 9, 2)])
+def test_wrapped_pyramid_step_is_the_circular_filter(shape: tuple[int, ...]) -> None:
+    """``_down2`` on the band (columns wrap): the binomial blur with circular columns and reflected
+    rows, decimated — against the filter written out, wide and narrow, odd and even sizes."""
+    from avatartex.atlas_filters import _down2
+
+    image = np.random.default_rng(1).random(shape).astype(np.float32)
+    h, w = shape[:2]
+    taps = np.array([1, 4, 6, 4, 1], np.float64) / 16
+    rows = np.concatenate([image[2:0:-1], image, image[-2:-4:-1]], axis=0).astype(np.float64)
+    blurred = sum(t * rows[i : i + h] for i, t in enumerate(taps))
+    blurred = sum(t * np.roll(blurred, 2 - i, axis=1) for i, t in enumerate(taps))
+    np.testing.assert_allclose(_down2(image, True), blurred[::2, ::2], atol=2e-6)
+
+
 def test_symmetric_completion_matches_its_numpy_formulation(sphere_atlas) -> None:
     from avatartex.atlas_filters import symmetric_completion
 

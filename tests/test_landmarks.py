@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from avatartex.face import PIN_LANDMARKS, MediapipeLandmarker
+from avatartex.face import PIN_LANDMARKS, FaceLandmarker, MediapipeLandmarker
 from avatartex.landmarks import ENSEMBLE_VIEWS, STRAIGHT_ON_ROUNDS, detect_mesh_landmarks
 from avatartex.protocol import AvatarTexError, ErrorCode
 
@@ -77,7 +77,7 @@ def test_rotated_head_found_facing_minus_x_with_z_up(head, landmarker, head_land
     assert np.median(moved) < 0.03 * iod
 
 
-class CountingLandmarker:
+class CountingLandmarker(FaceLandmarker):
     """Counts how often the detector runs (each run is one rendered view)."""
 
     def __init__(self, base) -> None:
@@ -224,7 +224,7 @@ def test_portrait_view_detection_on_a_smaller_render(head, landmarker, head_land
     # unsteadied (a portrait whose own crop could not be read) the render once, as the portrait was.
     from avatartex.face import SCATTER_VIEWS
 
-    class Counting:
+    class Counting(FaceLandmarker):
         def __init__(self) -> None:
             self.calls = 0
 

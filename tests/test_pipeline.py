@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 import trimesh
-from avatartex.face import SCATTER_VIEWS
+from avatartex.face import SCATTER_VIEWS, FaceLandmarker
 from avatartex.image_io import load_texture, save_png
 from avatartex.mesh import Mesh, save_capture, unwrap, validate
 from avatartex.pipeline import Generator
@@ -326,7 +326,7 @@ def test_textured_heads_convert_to_the_atlas(head, tmp_path):
     assert np.median(error) < 2 / 255 and np.percentile(error, 95) < 0.02
 
 
-class PortraitOnlyLandmarker:
+class PortraitOnlyLandmarker(FaceLandmarker):
     """Finds the face in the first image it sees (the portrait) and nothing afterwards (the mesh
     renders): a stylised head the detector cannot read, which only the artist's pins can place."""
 
@@ -358,7 +358,7 @@ def test_pins_alone_place_a_head_the_detector_cannot_read(generator, head, astro
     assert json.loads((tmp_path / "out" / "report.json").read_text())["registration"]["landmarks"] >= 8
 
 
-class CountingLandmarker:
+class CountingLandmarker(FaceLandmarker):
     """The real detector, counting the images it is shown."""
 
     def __init__(self, base):

@@ -70,9 +70,19 @@ def _down2(image: np.ndarray, wrap: bool) -> np.ndarray:
     if min(h, w) > 2:
         # cv2.pyrDown is this very filter ([1 4 6 4 1] / 16, reflected borders, even pixels kept);
         # the band's wrap is two columns of circular padding, i.e. one coarse column each side.
+        coarse_shape = ((h + 1) // 2, (w + 1) // 2) + image.shape[2:]
         if not wrap:
-            return cv2.pyrDown(image).reshape(((h + 1) // 2, (w + 1) // 2) + image.shape[2:])
+            return cv2.pyrDown(image).reshape(coarse_shape)
         channels = image.shape[2:]
+        if w % 2 == 0 and w >= 8:
+            # Only the first and last coarse columns read across the wrap: those two come from a
+            # pyramid step of the eight columns about it (the last four, then the first four);
+            # padding the whole image (a copy of it) cost half of a 1024 atlas's pyramid.
+            coarse = cv2.pyrDown(image).reshape(coarse_shape)
+            seam = np.ascontiguousarray(np.concatenate([image[:, -4:], image[:, :4]], axis=1))
+            across = cv2.pyrDown(seam).reshape(((h + 1) // 2, 4) + channels)
+            coarse[:, -1], coarse[:, 0] = across[:, 1], across[:, 2]
+            return coarse
         padded = cv2.copyMakeBorder(image, 0, 0, 2, 2, cv2.BORDER_WRAP).reshape((h, w + 4) + channels)
         return np.ascontiguousarray(cv2.pyrDown(padded).reshape(((h + 1) // 2, -1) + channels)[:, 1:-1])
     padded = pad(image, 2, wrap)
@@ -347,11 +357,22 @@ def upsample(small: np.ndarray, small_rows: int, shape: tuple[int, int], rows: i
     return np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
 
 
-def gaussian(image: np.ndarray, sigma: float, rows: int) -> np.ndarray:
-    """Gaussian blur per chart (circular in the band); large sigmas go through a pyramid."""
+def gaussian(
+    image: np.ndarray,
+    sigma: float,
+    rows: int,
+    then: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> np.ndarray:
+    """Gaussian blur per chart (circular in the band); large sigmas go through a pyramid.
+
+    ``then``, a per-texel function of the blurred values (any number of channels out), is applied
+    at the pyramid's coarsest level and its result interpolated back: the blur is smooth there, so
+    interpolating the function's result is as good as evaluating it at every texel, at a sixteenth
+    of the cost or less (a 1024² atlas's colour harmonisation: 30 of its 100 ms)."""
     image = np.asarray(image, np.float32)
     if sigma <= 0:
-        return image.copy()
+        out = image.copy()
+        return out if then is None else then(out)
     if sigma <= 6:
         margin = int(np.ceil(3 * sigma)) + 1
 
@@ -359,7 +380,8 @@ def gaussian(image: np.ndarray, sigma: float, rows: int) -> np.ndarray:
             blurred = cv2.GaussianBlur(part, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
             return blurred.reshape(part.shape)
 
-        return per_chart(blur, image, rows, margin)
+        out = per_chart(blur, image, rows, margin)
+        return out if then is None else then(out)
     # Coarse-to-fine: k binomial halvings add variance (4^k - 1) / 3, the rest is blurred at level k.
     k = int(np.floor(np.log2(sigma / 3)))
     residual = np.sqrt(max(sigma**2 - (4**k - 1) / 3 - 4**k / 4, 1.0)) / 2**k
@@ -374,6 +396,8 @@ def gaussian(image: np.ndarray, sigma: float, rows: int) -> np.ndarray:
         padded = pad(part, margin, wrap)
         part = cv2.GaussianBlur(padded, (0, 0), residual).reshape(padded.shape)
         part = part[margin:-margin, margin:-margin]
+        if then is not None:
+            part = np.asarray(then(part), np.float32)
         for shape in reversed(shapes[:-1]):
             part = _up2(part, shape, wrap)
         outputs.append(part)
