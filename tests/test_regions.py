@@ -282,15 +282,32 @@ def test_uncovered_eyes_get_a_sclera_and_an_iris_in_the_photos_colour(state):
         eye = state.maps.points_head[list(contour)]
         centre = np.array([eye[[0, 8], 0].mean(), eye[:, 1].mean()])
         d = np.linalg.norm(head[..., :2] - centre, axis=-1)
-        sclera = inside & (d > 1.3 * regions.IRIS_RADIUS)
+        # Eye distances from the contour, inside it; the opening's rim is the lash line.
+        per_iod = state.geometry.layout.face_texels_per_iod
+        depth = (
+            cv2.distanceTransform(np.pad(inside.astype(np.uint8), 1), cv2.DIST_L2, 3)[1:-1, 1:-1] / per_iod
+        )
+        rim = inside & (depth * per_iod < 1.5)  # the outermost texels
+        sclera = inside & (d > 1.3 * regions.IRIS_RADIUS) & (depth > regions.LID_MARGIN)
         iris = inside & (d > 0.55 * regions.IRIS_RADIUS) & (d < 0.85 * regions.IRIS_RADIUS)  # off the pupil
-        assert sclera.sum() > 20 and iris.sum() > 10
+        assert sclera.sum() > 20 and iris.sum() > 10 and rim.sum() > 20
         assert (out.texture.confidence[inside] > 0.99).all()
         assert np.isnan(out.portrait_coords[inside]).all()  # no photo detail painted over the fill
         l_sclera = lab[sclera][:, 0].mean()
         assert l_sclera > 65 and np.hypot(*lab[sclera][:, 1:].mean(axis=0)) < 12  # light, nearly white
         assert lab[iris][:, 0].mean() < l_sclera - 25  # a dark disc in the middle
         assert delta_e(lab[iris].mean(axis=0), iris_lab) < 12  # in the photo's iris colour
+        assert lab[rim][:, 0].mean() < l_sclera - 10  # a dark lash line round it, not a white ring
+        # Just outside the contour, where the hole left no photo either: the lid's skin, as the skin
+        # the photo shows beside it, not the eye white.
+        away = cv2.distanceTransform((~inside).astype(np.uint8), cv2.DIST_L2, 3) / per_iod
+        lid = (away > 0.2 * regions.LID_BAND) & (away < 0.5 * regions.LID_BAND) & state.geometry.mask
+        seen_skin = (away < 2 * regions.LID_BAND) & (texture.confidence > 0.9)
+        assert lid.sum() > 20 and (out.texture.confidence[lid] > 0.9).mean() > 0.9
+        skin_lab = np.median(lab[seen_skin], axis=0)
+
+        assert delta_e(np.median(lab[lid], axis=0), skin_lab) < 8
+        assert delta_e(np.median(lab[lid], axis=0), lab[sclera].mean(axis=0)) > 10
     # The photo's iris is the astronaut's: brown, not grey.
     assert iris_lab[2] > 10 and iris_lab[0] < 50
 

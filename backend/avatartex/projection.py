@@ -53,6 +53,12 @@ NARROW_STRETCH = 0.08
 """Eye distances: stretched patches narrower than twice this (the walls of the nostrils, the eye
 corners, the lips' corners) keep the photo (``keep_narrow_stretch``); a smear cannot be longer than
 the patch is wide, and that is under 5 % of a head's height."""
+DEPTH_TOLERANCE = 0.05
+"""Eye distances by which a surface point may lie behind the nearest surface the camera sees there
+and still count as seen. Thin folds of the mesh hide their own inner side by a millimetre or two:
+at 0.01 the scanned head's lower lid rims (hidden by the lids' bulge) were left unseen under the
+photo's lash line and filled from the eye white above (a pale streak under each eye); at 0.05 they
+take the photo's lash line. What a farther surface hides (a nose, a jaw, an ear) lies much deeper."""
 
 
 @dataclass
@@ -208,7 +214,7 @@ def prepare_view(
     skin = skin_regions(likelihood, outline, person, float(registration.interocular))
     near = cv2.erode(np.where(covered, depth, np.float32(3e38)).astype(np.float32), np.ones((3, 3), np.uint8))
     near = np.where(near >= np.float32(3e38), np.inf, near).astype(np.float32)
-    return PortraitView(image, near, zscale, edge, skin, outline, cam.center, 0.01 * mesh_scale)
+    return PortraitView(image, near, zscale, edge, skin, outline, cam.center, DEPTH_TOLERANCE * mesh_scale)
 
 
 def stretch_weight(stretch: np.ndarray) -> np.ndarray:

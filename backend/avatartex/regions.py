@@ -93,6 +93,10 @@ HAIR_CLUSTERS = 3
 """Gaussians of the hair's colour model."""
 HAIR_CONTRAST = 0.7
 """Spread of the synthesised hair's lightness, relative to the seen hair's (robust) spread."""
+HAIR_WISP = 0.1
+"""Hair probability above which a texel over the scalp or beside the face is taken off whole (the
+astronaut's fringe: its tips held 0.1-0.3, kept at part confidence they drew a brown line along the
+hairline of the filled forehead)."""
 HAIR_MIN_SHARE = 0.12
 """Share of that band (inside and outside the photo) that must be hair for the photo to show hair."""
 PX_PER_IOD = 40.0
@@ -101,6 +105,19 @@ IRIS_RADIUS = 0.093
 """Iris radius in eye distances (11.7 mm over 63 mm)."""
 PUPIL_SHARE = 0.42
 """Pupil radius / iris radius."""
+LID_MARGIN = 0.02
+"""Eye distances inside a mesh's eye contour that are filled as the lids' margin (the lash line,
+darker than the lid's skin) rather than as sclera: a white rim round an eye the photo does not
+cover reads as a defect, a dark one as lashes."""
+LID_LINE_DARKNESS = 0.5
+"""The lash line's colour: the lid skin around the eye times this."""
+LID_BAND = 0.1
+"""Eye distances outside a mesh's eye contour where what the photo does not back is filled with the
+lid's skin beside it, not left to the inpaint, which also draws on the photo's eye: the scanned
+head's lower lid rims, hidden from the camera by the lids' bulge (before ``projection``'s
+DEPTH_TOLERANCE took them as seen), were filled from the eye white above them (a pale streak)."""
+LID_SIGMA = 0.05
+"""Eye distances: the reach (Gaussian sigma) of the seen skin averaged into the lids' fill."""
 FRAME_FEATHER = 0.01
 """Eye distances by which glasses frames taken off the face are grown and feathered (a rim's soft
 edge and its shadow on the skin)."""
@@ -778,10 +795,10 @@ class _Work:
         return int(((self.conf[box] - before) > 0.5).sum())
 
 
-def _box(xy: np.ndarray, size: int) -> tuple[slice, slice] | None:
-    """The atlas box around polygon corners (N, 2), with a margin; None when empty."""
-    x0, y0 = np.maximum(np.floor(xy.min(axis=0)).astype(int) - 2, 0)
-    x1, y1 = np.minimum(np.ceil(xy.max(axis=0)).astype(int) + 3, size)
+def _box(xy: np.ndarray, size: int, margin: int = 2) -> tuple[slice, slice] | None:
+    """The atlas box around polygon corners (N, 2), with a margin (texels); None when empty."""
+    x0, y0 = np.maximum(np.floor(xy.min(axis=0)).astype(int) - margin, 0)
+    x1, y1 = np.minimum(np.ceil(xy.max(axis=0)).astype(int) + margin + 1, size)
     if x1 - x0 < 2 or y1 - y0 < 2:
         return None
     return slice(y0, y1), slice(x0, x1)
@@ -795,21 +812,64 @@ def _box_head(geometry: AtlasGeometry, box: tuple[slice, slice]) -> np.ndarray:
     return out
 
 
-def _fill_eyes(work: _Work, geometry: AtlasGeometry, points_head: np.ndarray, colours: FeatureColours) -> int:
-    """Eyes under the photo inside the mesh's eye contours; returns the texels filled."""
+def _fill_eyes(
+    work: _Work,
+    geometry: AtlasGeometry,
+    points_head: np.ndarray,
+    colours: FeatureColours,
+    photo_eyes: np.ndarray,
+) -> int:
+    """Eyes under the photo inside the mesh's eye contours, and the lids' skin under the photo
+    around them (``_eye_and_lids``); ``photo_eyes`` (S, S) marks the texels showing the photo's own
+    eyes. Returns the texels filled."""
     filled = 0
+    texels_per_iod = geometry.layout.face_texels_per_iod
+    reach = int(np.ceil((LID_BAND + 3 * LID_SIGMA) * texels_per_iod))
     for contour in (RIGHT_EYE_CONTOUR, LEFT_EYE_CONTOUR):
         xy = atlas_polygon(geometry, points_head, contour)
-        box = None if xy is None else _box(xy, geometry.size)
+        box = None if xy is None else _box(xy, geometry.size, reach)
         if box is None:
             continue
         corner = np.array([box[1].start, box[0].start])
         shape = (box[0].stop - box[0].start, box[1].stop - box[1].start)
-        member = polygon_coverage(shape, xy - corner) * (geometry.tri_id[box] >= 0)
+        on_mesh = geometry.tri_id[box] >= 0
+        member = polygon_coverage(shape, xy - corner) * on_mesh
         if member.any():
-            fill = _eye_fill(_box_head(geometry, box)[..., :2], points_head[list(contour)], colours)
-            filled += work.under(box, fill, member)
+            eye = _eye_fill(_box_head(geometry, box)[..., :2], points_head[list(contour)], colours)
+            skin = on_mesh & ~photo_eyes[box] & (work.conf[box] > 0.8)
+            fill, weight = _eye_and_lids(eye, member, on_mesh, work.color[box], skin, texels_per_iod)
+            filled += work.under(box, fill, weight)
     return filled
+
+
+def _eye_and_lids(
+    eye: np.ndarray,
+    member: np.ndarray,
+    on_mesh: np.ndarray,
+    color: np.ndarray,
+    skin: np.ndarray,
+    texels_per_iod: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The fill (h, w, 3) and its membership (h, w) around one of the mesh's eyes: the ``eye``
+    (sclera, iris) inside its contour ``member``, its outer LID_MARGIN a lash line, and within
+    LID_BAND outside it the lid's skin: the seen ``skin`` texels' ``color`` nearby (a Gaussian
+    average, LID_SIGMA), never the photo's eye; the lash line is that skin darkened by
+    LID_LINE_DARKNESS."""
+    inside = (member > 0.5).astype(np.uint8)
+    if not inside.any() or skin.sum() < 10:
+        return eye, member
+    sigma = LID_SIGMA * texels_per_iod
+    weight = cv2.GaussianBlur(skin.astype(np.float32), (0, 0), sigma)
+    summed = cv2.GaussianBlur(color * skin[..., None], (0, 0), sigma)
+    lid = np.where(
+        weight[..., None] > 0.05, summed / np.maximum(weight, 1e-6)[..., None], np.median(color[skin], axis=0)
+    )
+    depth = cv2.distanceTransform(np.pad(inside, 1), cv2.DIST_L2, 3)[1:-1, 1:-1] / texels_per_iod
+    away = cv2.distanceTransform(1 - inside, cv2.DIST_L2, 3) / texels_per_iod
+    rim = smoothstep(1.0 - depth / LID_MARGIN)[..., None]
+    fill = np.where(inside[..., None] > 0, eye * (1.0 - rim) + LID_LINE_DARKNESS * lid * rim, lid)
+    lids = smoothstep((LID_BAND - away) / (0.5 * LID_BAND)) * on_mesh
+    return fill.astype(np.float32), np.maximum(member, lids).astype(np.float32)
 
 
 def _fill_mouth(
@@ -887,8 +947,11 @@ def complete_regions(
     # What is taken off the head: hair, and above the brows or beside the face anything that is not
     # skin (a hat, its brim); grown by a few texels and feathered, so that edges and wisps go too.
     hair_p, skin_p = photo_says[:, 0], photo_says[:, 1]
-    off = np.where(regions.skin_expected, hair_p, np.maximum(hair_p, 1.0 - skin_p))
-    off = smoothstep((off - 0.3) / 0.4) * allowed  # a doubt on clear skin takes nothing off
+    doubt = np.where(regions.skin_expected, hair_p, np.maximum(hair_p, 1.0 - skin_p))
+    off = smoothstep((doubt - 0.3) / 0.4) * allowed  # a doubt on clear skin takes nothing off
+    # Any doubt at all goes whole: the feather below then lies on the skin beside the hair. Kept at
+    # part confidence, a wisp's colour (hair) reached the fill too, a brown line along the hairline.
+    off = np.maximum(off, (doubt > HAIR_WISP) * allowed)
     taken = np.clip(_feathered(off, index, s, max(1, s // 256)) * 1.5, 0.0, 1.0)
     # On the scalp, whatever the photo does not show as skin goes; a bald head's seen scalp is its
     # skin and stays (the ground-truth sweep's heads are bald: clearing it lost seen texels).
@@ -933,7 +996,12 @@ def complete_regions(
     colours = feature_colours(portrait, face)
     summary["iris_rgb"] = [round(float(v), 3) for v in colours.iris]
     summary["sclera_rgb"] = [round(float(v), 3) for v in colours.sclera]
-    summary["eye_texels_filled"] = _fill_eyes(work, geometry, points_head, colours)
+    eyes_in_photo = np.zeros(portrait.shape[:2], np.float32)
+    for contour in (RIGHT_EYE_CONTOUR, LEFT_EYE_CONTOUR):
+        eyes_in_photo[polygon_mask(eyes_in_photo.shape, face.landmarks[list(contour)], grow=0.0)] = 1.0
+    photo_eyes = np.zeros(s * s, bool)
+    photo_eyes[index[seen]] = sample_image(eyes_in_photo, coords[seen], interpolation="nearest")[:, 0] > 0.5
+    summary["eye_texels_filled"] = _fill_eyes(work, geometry, points_head, colours, photo_eyes.reshape(s, s))
     summary["lip_texels_filled"], summary["mouth_texels_filled"] = _fill_mouth(
         work, geometry, points_head, colours
     )

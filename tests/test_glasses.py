@@ -1,0 +1,126 @@
+"""Glasses frames all the way round (``glasses.py``): once a photo shows glasses, each rim is taken
+whole, its light or translucent stretches too (Grace Hopper's amber lower rims), and not the eye
+bags and creases seen through the lenses; the eyes and brows stay, and a bare face wears none."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from avatartex.face import (
+    LEFT_EYE_CONTOUR,
+    LEFT_EYEBROW_OUTLINE,
+    RIGHT_EYE_CONTOUR,
+    RIGHT_EYEBROW_OUTLINE,
+    analyse_portrait,
+)
+from avatartex.glasses import RIM_ANGLES, find_glasses
+from avatartex.image_io import load_portrait
+from avatartex.projection import polygon_mask
+from test_regions import draw_frames, pixel_centres
+
+LOWER_HALF = np.sin(np.arange(RIM_ANGLES) * 2.0 * np.pi / RIM_ANGLES) > 0.0
+"""The points of a lens outline below its eye (``PortraitGlasses.lenses``)."""
+RIM_BOTTOMS = (0.48, 0.47)
+"""Eye distances below the character's right and left eye centres to the middle of the lower rim
+straight under each, read off Grace Hopper's photo (the darkest CIE L* across the rim, 40-42 in
+the face-aligned crop; the rims are 0.05-0.06 eye distances thick there)."""
+EYE_BAGS = (0.23, 0.24)
+"""The same to the eye-bag crease under each eye, inside the lens (L* 46-49 in the crop)."""
+TEMPORAL_RIM = (-0.31, 0.25)
+"""Eye distances (towards the character's left, down) from the character's right eye centre to the
+pale amber lower rim on its outer side, read off the photo at ten times the crop's scale."""
+
+
+@pytest.fixture(scope="module")
+def hopper(grace_hopper_path):
+    portrait, _ = load_portrait(grace_hopper_path)
+    face, _ = analyse_portrait(portrait)
+    return portrait, face, find_glasses(portrait, face)
+
+
+def face_point(face, centre: np.ndarray, right: float, down: float) -> np.ndarray:
+    """(1, 2) portrait pixel ``right`` and ``down`` eye distances from ``centre``, on the face's axes."""
+    _, x_axis, up = face.axes()
+    return (centre + face.interocular * (right * x_axis - down * up))[None]
+
+
+def test_grace_hoppers_rims_are_taken_all_round_and_the_eye_bags_left(hopper):
+    portrait, face, glasses = hopper
+    assert glasses.found and len(glasses.lenses) == 2
+    centres = (face.right_eye_center, face.left_eye_center)
+    for lens, centre, bottom, bag in zip(glasses.lenses, centres, RIM_BOTTOMS, EYE_BAGS, strict=True):
+        # The lens's outline goes round under the eye bags, down to the lower rim.
+        below = (lens - centre) @ -face.axes()[2] / face.interocular
+        assert 0.42 <= below.max() <= 0.55, below.max()
+        assert (glasses.at(lens[LOWER_HALF]) >= 0.5).mean() >= 0.9
+        for down in (bottom - 0.02, bottom, bottom + 0.02):
+            assert glasses.at(face_point(face, centre, 0.0, down))[0] >= 0.5, down
+        assert glasses.at(face_point(face, centre, 0.0, bag))[0] < 0.5
+    assert glasses.at(face_point(face, face.right_eye_center, *TEMPORAL_RIM))[0] >= 0.5
+
+
+def test_grace_hoppers_eyes_brows_and_lenses_are_kept(hopper):
+    portrait, face, glasses = hopper
+    shape, lm = portrait.shape[:2], face.landmarks
+    eyes = polygon_mask(shape, lm[list(RIGHT_EYE_CONTOUR)]) | polygon_mask(shape, lm[list(LEFT_EYE_CONTOUR)])
+    assert eyes.sum() > 100
+    assert glasses.at(pixel_centres(eyes)).max() < 0.5
+    cores = polygon_mask(shape, lm[list(RIGHT_EYEBROW_OUTLINE)], grow=-0.3)
+    cores |= polygon_mask(shape, lm[list(LEFT_EYEBROW_OUTLINE)], grow=-0.3)
+    # A pixel in from their edges: the map is sampled bilinearly, from a crop at a coarser scale.
+    cores = cv2.erode(cores.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    assert cores.sum() > 30
+    assert glasses.at(pixel_centres(cores)).max() < 0.5
+    # Bounded: most of the skin seen through the lenses stays, and the frames are a thin share of
+    # the square around the eyes.
+    lenses = np.zeros(shape, np.uint8)
+    for lens in glasses.lenses:
+        cv2.fillPoly(lenses, [np.round((lens - 0.5) * 16).astype(np.int32)], 1, cv2.LINE_8, shift=4)
+    # Inside each lens, a tenth of an eye distance in from its rim's middle (the band along the rim
+    # reaches 0.04-0.06 in; the old loops followed the eye bags and took 26 % of this).
+    iod = face.interocular
+    k = int(round(0.2 * iod)) | 1
+    inside = (cv2.erode(lenses, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))) > 0) & ~eyes
+    assert inside.sum() > 1000
+    assert (glasses.at(pixel_centres(inside)) >= 0.5).mean() <= 0.15
+    _, x_axis, up = face.axes()
+    around = np.zeros(shape, np.uint8)
+    corners = [
+        face.axes()[0] + iod * (sx * 1.2 * x_axis + sy * 0.7 * up)
+        for sx, sy in ((-1, 1), (1, 1), (1, -1), (-1, -1))
+    ]
+    cv2.fillPoly(around, [np.round(np.array(corners)).astype(np.int32)], 1)
+    assert (glasses.at(pixel_centres(around > 0)) >= 0.5).mean() <= 0.3  # 21 % on Grace Hopper
+
+
+def test_a_light_lower_rim_is_taken_with_the_dark_frame(astronaut):
+    """Frames drawn dark but for the lowest sixth of each rim, drawn in pale amber plastic: that
+    stretch is no darker than the skin, and is taken with the rest."""
+    face, _ = analyse_portrait(astronaut)
+    worn, _ = draw_frames(astronaut, face, thickness_iod=0.05)
+    iod = face.interocular
+    axis = (face.left_eye_center - face.right_eye_center) / iod
+    angle = float(np.degrees(np.arctan2(axis[1], axis[0])))
+    light = np.zeros(astronaut.shape[:2], np.uint8)
+    axes = (int(round(0.42 * iod)), int(round(0.3 * iod)))
+    for centre in (face.right_eye_center, face.left_eye_center):
+        c = tuple(int(round(v)) for v in centre - 0.5)
+        cv2.ellipse(light, c, axes, angle, 60, 120, 1, max(2, int(round(0.05 * iod))))
+    light = light > 0
+    around = cv2.dilate(light.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+    skin = np.median(astronaut[around & ~light], axis=0)
+    worn[light] = np.clip(skin * (1.1, 1.0, 0.8), 0.0, 1.0)
+    glasses = find_glasses(worn, face)
+    assert glasses.found, glasses.rim_share
+    eyes = polygon_mask(light.shape, face.landmarks[list(RIGHT_EYE_CONTOUR)], grow=0.3)
+    eyes |= polygon_mask(light.shape, face.landmarks[list(LEFT_EYE_CONTOUR)], grow=0.3)
+    assert (glasses.at(pixel_centres(light & ~eyes)) >= 0.5).mean() >= 0.9
+
+
+def test_the_astronaut_wears_no_glasses(astronaut):
+    face, _ = analyse_portrait(astronaut)
+    glasses = find_glasses(astronaut, face)
+    assert not glasses.found, glasses.rim_share
+    assert glasses.lenses == ()
+    assert not glasses.frame.any()
