@@ -269,7 +269,8 @@ class _Rim:
     share: float
     """Share of the loop's points that are frame-dark."""
     outline: np.ndarray
-    """(RIM_ANGLES, 2) the lens's smooth outline: the middle of the rim all round."""
+    """(RIM_ANGLES, 2) the lens's smooth outline: the middle of the rim all round (the loop itself,
+    and no band, where the loop is frame-dark along less than RIM_SHARE: no glasses then)."""
     band_inner: np.ndarray
     """(RIM_ANGLES, 2) the band along the outline, towards the eye: half the rim's thickness in."""
     band_outer: np.ndarray
@@ -302,9 +303,17 @@ def _rim(darkness: np.ndarray, centre: np.ndarray) -> _Rim:
     # Capped: one very dark spot (a pupil's glint, a mole) must not buy a loop through nothing.
     capped = np.minimum(polar, 3.0 * FRAME_DARKNESS).astype(np.float64)
     path = best_loop(capped)
-    outward = best_loop(capped + RIM_OUTWARD * (radii - radii[0])[None] / PX_PER_IOD)
     dark = polar >= FRAME_DARKNESS
     on_rim = dark[np.arange(RIM_ANGLES), path]
+    direction = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+
+    def at(radius: np.ndarray) -> np.ndarray:
+        return centre + direction * radius[:, None]
+
+    if on_rim.mean() < RIM_SHARE:  # not a rim (no glasses are found): no outline to draw
+        loop = at(radii[path])
+        return _Rim(centre, loop, loop, loop, float(on_rim.mean()), loop, loop, loop)
+    outward = best_loop(capped + RIM_OUTWARD * (radii - radii[0])[None] / PX_PER_IOD)
     # The lens's outline: smooth through the middles of the outer loop's dark runs, where it is
     # frame-dark.
     inner, outer = _dark_runs(dark, outward, int(round(FRAME_BAND * PX_PER_IOD)))
@@ -318,11 +327,6 @@ def _rim(darkness: np.ndarray, centre: np.ndarray) -> _Rim:
     # lens or below it. Nor are the runs of a stretch off the outline (along a crease) the frame's.
     taken = kept & (np.sin(angles) < 0.0)
     inner, outer = np.where(taken, inner, outward), np.where(taken, outer, outward)
-    direction = np.stack([np.cos(angles), np.sin(angles)], axis=1)
-
-    def at(radius: np.ndarray) -> np.ndarray:
-        return centre + direction * radius[:, None]
-
     return _Rim(
         centre, at(radii[path]), at(radii[inner]), at(radii[outer]), float(on_rim.mean()),
         at(smooth), at(np.maximum(smooth - half, 0.0)), at(smooth + half),

@@ -817,11 +817,12 @@ def _fill_eyes(
     geometry: AtlasGeometry,
     points_head: np.ndarray,
     colours: FeatureColours,
-    photo_eyes: np.ndarray,
+    eyes_in_photo: np.ndarray,
+    portrait_coords: np.ndarray,
 ) -> int:
     """Eyes under the photo inside the mesh's eye contours, and the lids' skin under the photo
-    around them (``_eye_and_lids``); ``photo_eyes`` (S, S) marks the texels showing the photo's own
-    eyes. Returns the texels filled."""
+    around them (``_eye_and_lids``); ``eyes_in_photo`` (H, W) marks the photo's own eyes, which
+    ``portrait_coords`` (S, S, 2) place in the atlas. Returns the texels filled."""
     filled = 0
     texels_per_iod = geometry.layout.face_texels_per_iod
     reach = int(np.ceil((LID_BAND + 3 * LID_SIGMA) * texels_per_iod))
@@ -836,7 +837,11 @@ def _fill_eyes(
         member = polygon_coverage(shape, xy - corner) * on_mesh
         if member.any():
             eye = _eye_fill(_box_head(geometry, box)[..., :2], points_head[list(contour)], colours)
-            skin = on_mesh & ~photo_eyes[box] & (work.conf[box] > 0.8)
+            coords = portrait_coords[box]
+            seen = np.isfinite(coords[..., 0])
+            photo_eye = np.zeros(shape, bool)
+            photo_eye[seen] = sample_image(eyes_in_photo, coords[seen], interpolation="nearest")[:, 0] > 0.5
+            skin = on_mesh & ~photo_eye & (work.conf[box] > 0.8)
             fill, weight = _eye_and_lids(eye, member, on_mesh, work.color[box], skin, texels_per_iod)
             filled += work.under(box, fill, weight)
     return filled
@@ -998,10 +1003,10 @@ def complete_regions(
     summary["sclera_rgb"] = [round(float(v), 3) for v in colours.sclera]
     eyes_in_photo = np.zeros(portrait.shape[:2], np.float32)
     for contour in (RIGHT_EYE_CONTOUR, LEFT_EYE_CONTOUR):
-        eyes_in_photo[polygon_mask(eyes_in_photo.shape, face.landmarks[list(contour)], grow=0.0)] = 1.0
-    photo_eyes = np.zeros(s * s, bool)
-    photo_eyes[index[seen]] = sample_image(eyes_in_photo, coords[seen], interpolation="nearest")[:, 0] > 0.5
-    summary["eye_texels_filled"] = _fill_eyes(work, geometry, points_head, colours, photo_eyes.reshape(s, s))
+        eyes_in_photo[polygon_mask(eyes_in_photo.shape, face.landmarks[list(contour)])] = 1.0
+    summary["eye_texels_filled"] = _fill_eyes(
+        work, geometry, points_head, colours, eyes_in_photo, portrait_coords
+    )
     summary["lip_texels_filled"], summary["mouth_texels_filled"] = _fill_mouth(
         work, geometry, points_head, colours
     )
