@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from avatartex import atlas_filters as filters
 from avatartex.engines.base import AtlasTexture, StageContext
-from avatartex.engines.classic.inpaint import ClassicInpaint
+from avatartex.engines.classic.inpaint import ClassicInpaint, grain_band_share
 from avatartex.engines.classic.latent import ClassicLatent
 from avatartex.engines.classic.repaint import ClassicRepaint
 from avatartex.imaging import LUMA, luminance
@@ -86,9 +86,10 @@ def test_inpaint_fill_wraps_around_the_back_seam() -> None:
 
 
 def test_inpaint_grain_matches_the_seen_skin() -> None:
-    geo = sphere_atlas(256)
+    geo = sphere_atlas(1024)  # 181 texels per eye distance: every band is skin-fine
+    assert np.all(grain_band_share(geo) == 1.0)
     rng = np.random.default_rng(5)
-    noise = filters.gaussian(rng.standard_normal((256, 256)).astype(np.float32), 0.8, geo.band_rows)
+    noise = filters.gaussian(rng.standard_normal((1024, 1024)).astype(np.float32), 0.8, geo.band_rows)
     skin = (np.array([0.7, 0.5, 0.42], np.float32) * (1 + 0.25 * noise)[..., None]).astype(np.float32)
     conf = smoothstep((geo.normals[..., 2] - 0.1) / 0.4) * geo.mask
     tex = AtlasTexture(np.where(conf[..., None] > 0, skin, 0).astype(np.float32), conf)
@@ -111,6 +112,43 @@ def test_inpaint_grain_matches_the_seen_skin() -> None:
     assert np.array_equal(ClassicInpaint().run(tex, ctx).color, out)
     other = ClassicInpaint().run(tex, make_ctx(geo, seed=4)).color
     assert np.abs(other - out)[filled].mean() > 0.01
+
+
+def test_grain_is_skin_fine_at_any_atlas_size(monkeypatch) -> None:
+    """On an atlas half as fine (512: 90 texels per eye distance, what a 512 texture gets), seen skin
+    mottled at 2-4 texels (0.022-0.044 eye distances: wrinkles, blotches) gives no grain at that
+    scale, only the finer grain; with the scale's cap lifted, it would mottle the whole head."""
+    from avatartex.engines.classic import inpaint
+
+    geo = sphere_atlas(512)
+    share = grain_band_share(geo)
+    assert share[0] == share[1] == 1.0 and share[2] < 0.05
+    s, rng = geo.size, np.random.default_rng(5)
+    fine = filters.gaussian(rng.standard_normal((s, s)).astype(np.float32), 0.8, geo.band_rows)
+    coarse = filters.gaussian(rng.standard_normal((s, s)).astype(np.float32), 2.5, geo.band_rows)
+    pattern = 0.03 * fine / filters.robust_std(fine[geo.mask]) + 0.08 * coarse / filters.robust_std(
+        coarse[geo.mask]
+    )
+    skin = (np.array([0.7, 0.5, 0.42], np.float32) * (1 + pattern)[..., None]).astype(np.float32)
+    conf = smoothstep((geo.normals[..., 2] - 0.1) / 0.4) * geo.mask
+    tex = AtlasTexture(np.where(conf[..., None] > 0, skin, 0).astype(np.float32), conf)
+    seen = (conf > 0.99) & geo.mask
+    filled = (conf == 0) & geo.mask & (geo.normals[..., 2] < -0.3)
+
+    def ratios() -> list[float]:
+        """Per band (_BANDS), the filled back's robust std over the seen skin's."""
+        out = ClassicInpaint().run(tex, make_ctx(geo, seed=3)).color
+        pairs = zip(
+            inpaint._band_pass(luminance(out), geo.band_rows),
+            inpaint._band_pass(luminance(skin), geo.band_rows),
+            strict=True,
+        )
+        return [filters.robust_std(o[filled]) / filters.robust_std(b[seen]) for o, b in pairs]
+
+    capped = ratios()
+    assert 0.6 < capped[0] < 1.8 and capped[2] < 0.35
+    monkeypatch.setattr(inpaint, "GRAIN_FINEST_IOD", 1.0)
+    assert ratios()[2] > 0.5
 
 
 # ---------------------------------------------------------------- stage 2: latent (de-lighting)

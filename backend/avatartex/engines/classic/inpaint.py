@@ -27,6 +27,13 @@ from ..base import AtlasTexture, Stage, StageContext
 _BANDS = ((0.0, 1.0), (1.0, 2.0), (2.0, 4.0))
 """Gaussian sigmas (texels) bounding the detail bands; seen and synthetic bands are measured alike."""
 
+GRAIN_FINEST_IOD = 0.0225
+"""Eye distances (about 1.4 mm): the coarsest skin detail the grain reproduces. A band of _BANDS
+reaching coarser (the third band, 2-4 texels, of a 512 atlas: 0.022-0.044) keeps only its share
+below it. Beyond that scale the seen skin's detail is wrinkles, creases and blotches, not grain:
+Grace Hopper's face spread over the demo head's scalp and neck at 512 as a crackled, reptilian
+pattern; the same texels at 1024 (bands up to 0.022) did not. The grain is so the same skin at any
+texture size, only sharper."""
 GRAIN_OCTAVES = (1.25, 2.5, 5.0)
 """Lattice spacings of the surface grain's octaves, one per band of _BANDS, in face texels (the
 atlas's texel size on the face)."""
@@ -229,6 +236,7 @@ def synthesize_grain(
     lum = luminance(color)
     sample = filters.subsample(seen, 50_000)
     target = np.array([filters.robust_std(band.reshape(-1)[sample]) for band in _band_pass(lum, rows)])
+    target *= grain_band_share(atlas)
     grain = np.zeros_like(lum)
     for band, want in zip(_noise_bands(atlas, ctx.seed), target, strict=True):
         have = filters.robust_std(band.reshape(-1)[sample])
@@ -247,6 +255,14 @@ def synthesize_grain(
     flat = color.reshape(-1, 3)[sample]
     tint = flat.mean(axis=0) / max(float(lum.reshape(-1)[sample].mean()), 1e-3)
     return grain[..., None] * tint.astype(np.float32)
+
+
+def grain_band_share(atlas: AtlasGeometry) -> np.ndarray:
+    """(bands,) the share of each band of _BANDS (texels) that lies finer than GRAIN_FINEST_IOD on
+    this atlas's face (its texel size there: ``face_texels_per_iod``)."""
+    texel_iod = 1.0 / atlas.layout.face_texels_per_iod
+    lo, hi = (np.array(_BANDS, np.float64) * texel_iod).T
+    return np.clip((GRAIN_FINEST_IOD - lo) / (hi - lo), 0.0, 1.0)
 
 
 def _noise_bands(atlas: AtlasGeometry, seed: int) -> list[np.ndarray]:
