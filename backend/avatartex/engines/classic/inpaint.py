@@ -47,6 +47,11 @@ FILL_BLUR = 8.0
 GRAIN_ANISOTROPY = (1.8, 2.8)
 """Texel footprint anisotropy from which the surface grain replaces the atlas's own, and by which it
 has replaced it entirely."""
+GRAIN_MAGNIFIED = (1.5, 2.5)
+"""A texel's longest step on the surface, in face texels, from which the surface grain replaces the
+atlas's own as for GRAIN_ANISOTROPY, and by which entirely: where the atlas is coarse on the surface
+(the neck, a bust's back: two to ten face texels a step) noise drawn per texel is coarse blotches
+there, however square the texels."""
 GRAIN_SAMPLING = (0.8, 1.5)
 """An octave fades out where its lattice spacing is less than the first of these times the texel's
 longest step on the surface, and is whole from the second: finer noise would alias into streaks."""
@@ -243,7 +248,7 @@ def synthesize_grain(
         if have > 0:
             grain += band * np.float32(want / have)
 
-    stretched, blend = _anisotropy_blend(atlas, GRAIN_ANISOTROPY)
+    stretched, blend = _anisotropy_blend(atlas, GRAIN_ANISOTROPY, GRAIN_MAGNIFIED)
     octaves, held = _stretched_grain(atlas, ctx.seed)
     if where is not None:
         keep = where[stretched]
@@ -284,7 +289,7 @@ def _stretched_grain(atlas: AtlasGeometry, seed: int) -> tuple[np.ndarray, np.nd
     cache = atlas.__dict__.setdefault("_cache", {})
     kept = cache.get("stretched_grain")
     if kept is None or kept[0] != seed:
-        stretched, _ = _anisotropy_blend(atlas, GRAIN_ANISOTROPY)
+        stretched, _ = _anisotropy_blend(atlas, GRAIN_ANISOTROPY, GRAIN_MAGNIFIED)
         kept = (seed, surface_grain(atlas, stretched, seed))
         cache["stretched_grain"] = kept
     return kept[1]
@@ -384,15 +389,22 @@ def _stretched_charts(atlas: AtlasGeometry, image: np.ndarray):
         yield filters.pad(np.ascontiguousarray(image[rows]), margin, wrap), sigma, xy, weight
 
 
-def _anisotropy_blend(atlas: AtlasGeometry, limits: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
-    """(S, S) bool texels whose footprint anisotropy exceeds ``limits[0]``, and (M,) their smoothstep
-    weight, whole from ``limits[1]``. Cached on the atlas."""
+def _anisotropy_blend(
+    atlas: AtlasGeometry, limits: tuple[float, float], magnified: tuple[float, float] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(S, S) bool texels whose footprint anisotropy exceeds ``limits[0]`` (or, with ``magnified``,
+    whose longest step exceeds ``magnified[0]`` face texels), and (M,) their smoothstep weight, whole
+    from the second values. Cached on the atlas."""
     cache = atlas.__dict__.setdefault("_cache", {})
-    key = ("anisotropy_blend", limits)
+    key = ("anisotropy_blend", limits, magnified)
     if key not in cache:
-        _, anisotropy = texel_footprint(atlas)
+        longest, anisotropy = texel_footprint(atlas)
         lo, hi = limits
-        t = np.clip((np.nan_to_num(anisotropy, nan=1.0) - lo) / (hi - lo), 0.0, 1.0) * atlas.mask
+        t = np.clip((np.nan_to_num(anisotropy, nan=1.0) - lo) / (hi - lo), 0.0, 1.0)
+        if magnified is not None:
+            size = np.nan_to_num(longest, nan=0.0) * atlas.layout.face_texels_per_iod
+            t = np.maximum(t, np.clip((size - magnified[0]) / (magnified[1] - magnified[0]), 0.0, 1.0))
+        t = t * atlas.mask
         where = t > 0
         cache[key] = (where, smoothstep(t)[where].astype(np.float32))
     return cache[key]
