@@ -457,6 +457,8 @@ def test_the_frames_of_worn_glasses_are_taken_off_the_texture_and_the_eyes_kept(
     bare = run(state)
     glasses = run(SimpleNamespace(**{**vars(state), "portrait": worn}))
     assert glasses.summary["glasses"] and not bare.summary["glasses"]
+    # The artist is told, and told what stays (the panel and report.json show the warnings).
+    assert any("glasses" in w for w in glasses.warnings) and not any("glasses" in w for w in bare.warnings)
     coords = state.projection.portrait_coords
     seen = np.isfinite(coords[..., 0]) & (state.projection.partial.confidence > 0.9)
     xy = np.clip(np.nan_to_num(coords).astype(int), 0, np.array(frame.shape[::-1]) - 1)

@@ -996,6 +996,11 @@ def complete_regions(
         summary["glasses_texels_cleared"] = int((c0 * off > 0.5).sum())
         flat_conf[index] = c0 * (1.0 - off)
         flat_photo[index] = np.minimum(flat_photo[index], flat_conf[index])
+        warnings.append(
+            "the photo shows glasses: their frames were taken off and filled with the skin around; "
+            "what the lenses do to the skin behind them (tint, reflections) stays. A photo without "
+            "glasses gives a cleaner texture"
+        )
 
     # -- eyes, mouth, lips: under the photo --
     colours = feature_colours(portrait, face)
