@@ -953,10 +953,10 @@ def complete_regions(
     # skin (a hat, its brim); grown by a few texels and feathered, so that edges and wisps go too.
     hair_p, skin_p = photo_says[:, 0], photo_says[:, 1]
     doubt = np.where(regions.skin_expected, hair_p, np.maximum(hair_p, 1.0 - skin_p))
-    off = smoothstep((doubt - 0.3) / 0.4) * allowed  # a doubt on clear skin takes nothing off
-    # Any doubt at all goes whole: the feather below then lies on the skin beside the hair. Kept at
-    # part confidence, a wisp's colour (hair) reached the fill too, a brown line along the hairline.
-    off = np.maximum(off, (doubt > HAIR_WISP) * allowed)
+    # A doubt above HAIR_WISP goes whole (clear skin's stays below it), so the feather below lies on
+    # the skin beside the hair: kept at part confidence, a wisp's colour (hair) reached the fill too,
+    # a brown line along the hairline.
+    off = np.maximum(smoothstep((doubt - 0.3) / 0.4), doubt > HAIR_WISP) * allowed
     taken = np.clip(_feathered(off, index, s, max(1, s // 256)) * 1.5, 0.0, 1.0)
     # On the scalp, whatever the photo does not show as skin goes; a bald head's seen scalp is its
     # skin and stays (the ground-truth sweep's heads are bald: clearing it lost seen texels).
