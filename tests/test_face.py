@@ -152,6 +152,16 @@ def test_detection_is_repeatable(landmarker, astronaut) -> None:
     np.testing.assert_allclose(first, again, atol=1e-3)
 
 
+def test_reread_gives_the_landmarks_detect_gives(landmarker, astronaut) -> None:
+    """``reread`` (the steadied views: no confirming face detection) reads the same landmarks as
+    ``detect`` on a face the mesh model finds, and falls back to ``detect`` on one it does not."""
+    crop = np.ascontiguousarray(astronaut[20:260, 100:340])
+    (read,), (found,) = landmarker.reread(crop), landmarker.detect(crop)
+    np.testing.assert_allclose(read.landmarks, found.landmarks, atol=1e-3)
+    assert np.isnan(read.score) and found.score > 0.5
+    assert landmarker.reread(np.zeros((64, 64, 3), np.float32)) == []
+
+
 def test_person_segmenter_separates_the_astronaut_from_the_wall():
     from avatartex.face import PersonSegmenter
     from skimage import data
