@@ -7,10 +7,11 @@ Texels the portrait backs keep their colour: ``out = conf * in + (1 - conf) * fi
 
 The atlas is a map of directions from the head's centre. Where the surface runs along those
 directions (the neck below the jaw, the bottom of a bust, the back of the head where the longitude
-is squeezed), one texel is a long strip of skin, and anything that varies from texel to texel is
-drawn out along the strips as streaks: there the fill is blurred (FILL_ANISOTROPY), and the grain
-is gradient noise of the 3D surface point (a few octaves, those the atlas can hold at that texel)
-instead of noise drawn per texel: the same skin grain everywhere, across the charts too.
+is squeezed), one texel is a long strip of skin (or a large patch of it), and anything that varies
+from texel to texel is drawn out along the strips as streaks: there the fill is blurred
+(FILL_ANISOTROPY), and the grain is gradient noise of the 3D surface point (a few octaves, those
+the atlas can hold at that texel) instead of noise drawn per texel: the same skin grain everywhere,
+across the charts too.
 """
 
 from __future__ import annotations
@@ -227,7 +228,8 @@ def synthesize_grain(
     measured (median absolute deviation, so eyes, brows and hair edges do not count as grain).
     Where the atlas's texels are about square on the surface, white noise (seeded by ``ctx.seed``)
     is split the same way and each band scaled to the seen band's; where they are long strips
-    (GRAIN_ANISOTROPY), that noise would be stretched into streaks, and the grain is instead one
+    (GRAIN_ANISOTROPY) or span several face texels (GRAIN_MAGNIFIED), that noise would be streaks or
+    blotches on the surface, and the grain is instead one
     octave of gradient noise of the surface point per band (``surface_grain``), each scaled to
     that band's standard deviation. The grain is tinted by the skin's mean colour ratio, as skin
     detail is mostly a change of brightness. ``where`` (S, S) bool, optional: the texels that need
@@ -284,13 +286,15 @@ def _noise_bands(atlas: AtlasGeometry, seed: int) -> list[np.ndarray]:
 
 
 def _stretched_grain(atlas: AtlasGeometry, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``surface_grain`` of every texel stretched past GRAIN_ANISOTROPY[0], kept on the atlas for the
-    last seed asked (the grain of a texel depends on its surface point and the seed only)."""
+    """``surface_grain`` of every texel past GRAIN_ANISOTROPY[0] or GRAIN_MAGNIFIED[0], kept on the
+    atlas for the last seed and limits asked (the grain of a texel depends on its surface point and
+    the seed only)."""
     cache = atlas.__dict__.setdefault("_cache", {})
+    key = (seed, GRAIN_ANISOTROPY, GRAIN_MAGNIFIED)
     kept = cache.get("stretched_grain")
-    if kept is None or kept[0] != seed:
+    if kept is None or kept[0] != key:
         stretched, _ = _anisotropy_blend(atlas, GRAIN_ANISOTROPY, GRAIN_MAGNIFIED)
-        kept = (seed, surface_grain(atlas, stretched, seed))
+        kept = (key, surface_grain(atlas, stretched, seed))
         cache["stretched_grain"] = kept
     return kept[1]
 
