@@ -67,6 +67,24 @@ def test_inpaint_symmetric_completion_recovers_the_unseen_side() -> None:
     assert errors[1.0] < 0.25 * errors[0.0]
 
 
+def test_the_fill_is_not_drawn_from_the_photos_doubtful_rim() -> None:
+    """Skin seen fully, then a rim the photo barely backs (a fringe's shadow at confidence 0.05-0.25,
+    dark), then nothing: the fill beyond the rim takes the well-seen skin's colour, not the rim's
+    (as sources, the rim's texels defined the fill next to them: a line along the hairline)."""
+    geo = sphere_atlas(256)
+    up = geo.normals[..., 1]
+    skin, shadow = np.float32([0.8, 0.62, 0.55]), np.float32([0.35, 0.25, 0.2])
+    seen = geo.mask & (up < 0.3)
+    rim = geo.mask & (up >= 0.3) & (up < 0.4)
+    conf = np.where(seen, 1.0, np.where(rim, 0.05 + 0.2 * (0.4 - up) / 0.1, 0.0)).astype(np.float32)
+    color = np.where(seen[..., None], skin, np.where(rim[..., None], shadow, 0.0)).astype(np.float32)
+    ctx = with_classic(make_ctx(geo), symmetry=0.0, grain=0.0)
+    out = ClassicInpaint().run(AtlasTexture(color, conf), ctx).color
+    beyond = geo.mask & (up > 0.4) & (up < 0.5)  # the rim's colour reached 0.08 off here
+    assert np.abs(out[beyond] - skin).max(axis=1).mean() < 0.02
+    assert filters.fill_weight(np.float32([0.0, 0.25, 0.5, 0.75, 1.0])).tolist() == [0.0, 0.0, 0.5, 1.0, 1.0]
+
+
 def test_inpaint_fill_wraps_around_the_back_seam() -> None:
     geo = sphere_atlas(256)
     s, rows = 256, geo.band_rows

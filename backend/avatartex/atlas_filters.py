@@ -474,8 +474,22 @@ def smooth_fill(
     de-lighting uses the same function on its shading field, to know which shading the fill
     carried into each texel.
     """
-    sym_values, sym_conf = symmetric_completion(values, confidence, atlas, symmetry)
+    sym_values, sym_conf = symmetric_completion(values, fill_weight(confidence), atlas, symmetry)
     return push_pull(sym_values, sym_conf * atlas.mask, atlas.band_rows), sym_conf
+
+
+FILL_SOURCE = (0.25, 0.75)
+"""Confidence over which a texel becomes a source of the fill (none below the first value, fully
+above the second). The texels at the edge of what the photo shows, kept at part confidence, are
+what lies beside hair, a brim or the background (a fringe's shadow, a dark rim): as sources they
+defined the fill next to them, a line along the hairline, carried to the other side by symmetry."""
+
+
+def fill_weight(confidence: np.ndarray) -> np.ndarray:
+    """How much each texel's colour counts as a source of the fill (``FILL_SOURCE``), 0..1."""
+    lo, hi = FILL_SOURCE
+    t = np.clip((np.asarray(confidence, np.float32) - np.float32(lo)) / np.float32(hi - lo), 0.0, 1.0)
+    return t * t * (np.float32(3.0) - np.float32(2.0) * t)
 
 
 def robust_std(values: np.ndarray) -> float:

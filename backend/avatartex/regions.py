@@ -97,6 +97,11 @@ HAIR_WISP = 0.1
 """Hair probability above which a texel over the scalp or beside the face is taken off whole (the
 astronaut's fringe: its tips held 0.1-0.3, kept at part confidence they drew a brown line along the
 hairline of the filled forehead)."""
+HAIR_SHADOW = 0.05
+"""Eye distances of skin below the photo's hair taken off with it (then feathered as far again): the
+shadow a fringe casts on the forehead."""
+HAIR_SURE = 0.6
+"""Hair doubt above which the photo surely shows hair (whose shadow goes too, HAIR_SHADOW)."""
 HAIR_MIN_SHARE = 0.12
 """Share of that band (inside and outside the photo) that must be hair for the photo to show hair."""
 PX_PER_IOD = 40.0
@@ -958,6 +963,13 @@ def complete_regions(
     # a brown line along the hairline.
     off = np.maximum(smoothstep((doubt - 0.3) / 0.4), doubt > HAIR_WISP) * allowed
     taken = np.clip(_feathered(off, index, s, max(1, s // 256)) * 1.5, 0.0, 1.0)
+    if hair.seen:
+        # Where the photo surely shows hair, grown by HAIR_SHADOW: the skin right under a fringe lies
+        # in its shadow, a dark rim the fill would keep as a line along the hairline. (Only with hair
+        # seen: on a bald head, stray doubts grown that far made holes that moved with the mesh.)
+        shadow = max(1, int(round(HAIR_SHADOW * geometry.layout.face_texels_per_iod)))
+        surely = (doubt > HAIR_SURE) * allowed
+        taken = np.maximum(taken, np.clip(_feathered(surely, index, s, shadow) * 1.5, 0.0, 1.0))
     # On the scalp, whatever the photo does not show as skin goes; a bald head's seen scalp is its
     # skin and stays (the ground-truth sweep's heads are bald: clearing it lost seen texels).
     not_skin = np.where(seen, smoothstep((0.7 - skin_p) / 0.4), 1.0).astype(np.float32)
