@@ -337,11 +337,12 @@ def _texels_above(geometry: AtlasGeometry, height: float) -> tuple[np.ndarray, n
 
 
 def _feathered(
-    values: np.ndarray, index: np.ndarray, size: int, radius: int, grow: bool = True
+    values: np.ndarray, index: np.ndarray, size: int, radius: int, grow: bool = True, coarse: int = 1
 ) -> np.ndarray:
     """``values`` (N,) of atlas texels ``index`` dilated (``grow``) or eroded by ``radius`` texels and
     blurred as much, read back at the same texels; the work stays in the box around the non-zero
-    values."""
+    values. ``coarse`` > 1 does the work on a box that many times smaller (a wide feather is smooth:
+    the scalp's shadow band, 9 texels grown and 13 blurred at 1024, took 25 ms at full size)."""
     if not (values > 1e-3).any():
         return np.zeros(len(index), np.float32)
     image = np.zeros(size * size, np.float32)
@@ -351,9 +352,19 @@ def _feathered(
     margin = 5 * radius
     r0, r1 = max(int(rows.min()) - margin, 0), min(int(rows.max()) + margin + 1, size)
     c0, c1 = max(int(cols.min()) - margin, 0), min(int(cols.max()) + margin + 1, size)
-    kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
-    box = (cv2.dilate if grow else cv2.erode)(image[r0:r1, c0:c1], kernel)
-    image[r0:r1, c0:c1] = cv2.GaussianBlur(box, (0, 0), 1.5 * radius)
+    box = image[r0:r1, c0:c1]
+    if coarse > 1:
+        box = cv2.resize(
+            box,
+            (max(1, box.shape[1] // coarse), max(1, box.shape[0] // coarse)),
+            interpolation=cv2.INTER_AREA,
+        )
+    reach = max(1, int(round(radius / coarse)))
+    kernel = np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)
+    box = cv2.GaussianBlur((cv2.dilate if grow else cv2.erode)(box, kernel), (0, 0), 1.5 * radius / coarse)
+    if coarse > 1:
+        box = cv2.resize(box, (c1 - c0, r1 - r0), interpolation=cv2.INTER_LINEAR)
+    image[r0:r1, c0:c1] = box
     return image.reshape(-1)[index]
 
 
@@ -969,7 +980,8 @@ def complete_regions(
         # seen: on a bald head, stray doubts grown that far made holes that moved with the mesh.)
         shadow = max(1, int(round(HAIR_SHADOW * geometry.layout.face_texels_per_iod)))
         surely = (doubt > HAIR_SURE) * allowed
-        taken = np.maximum(taken, np.clip(_feathered(surely, index, s, shadow) * 1.5, 0.0, 1.0))
+        wide = _feathered(surely, index, s, shadow, coarse=max(1, shadow // 3))
+        taken = np.maximum(taken, np.clip(wide * 1.5, 0.0, 1.0))
     # On the scalp, whatever the photo does not show as skin goes; a bald head's seen scalp is its
     # skin and stays (the ground-truth sweep's heads are bald: clearing it lost seen texels).
     not_skin = np.where(seen, smoothstep((0.7 - skin_p) / 0.4), 1.0).astype(np.float32)
