@@ -165,15 +165,21 @@ def test_a_clean_scalp_takes_the_photos_hair_or_hat_off(
     assert delta_e(lab[scalp], hair).min() > 15.0  # not one scalp texel of the hair's colour
 
 
+def fringe_on_forehead(state, out) -> tuple[np.ndarray, np.ndarray]:
+    """(S, S) the forehead's texels, and those where the projection shows the photo's hair (its
+    fringe): confident, within ΔE 12 of the hair colour ``complete_regions`` found (``out``)."""
+    lab = regions.to_lab(state.projection.partial.color)
+    hair = np.array(out.summary["hair_lab"])
+    forehead = state.geometry.face & (height(state) > landmark_height(state, [FOREHEAD]) - 0.5)
+    return forehead, forehead & (state.projection.partial.confidence > 0.9) & (delta_e(lab, hair) < 12)
+
+
 def test_the_hair_leaves_no_fringe_on_the_forehead(state):
     """The photo's fringe reaches the brows: on the forehead it loses its confidence (the inpaint makes
     it skin), while the face below keeps the photo's."""
     out = run(state, scalp="skin")
     before = state.projection.partial.confidence
-    lab = regions.to_lab(state.projection.partial.color)
-    hair = np.array(out.summary["hair_lab"])
-    forehead = state.geometry.face & (height(state) > landmark_height(state, [FOREHEAD]) - 0.5)
-    fringe = forehead & (before > 0.9) & (delta_e(lab, hair) < 12)
+    forehead, fringe = fringe_on_forehead(state, out)
     assert fringe.sum() > 100  # the astronaut's fringe is there in the projection...
     assert out.texture.confidence[fringe].mean() < 0.2  # ... and taken off
     middle = np.abs(longitude_deg(state)) < 25
@@ -191,10 +197,7 @@ def test_the_fringes_shadow_goes_with_the_fringe(state):
     the feather alone kept 0.3 of the photo there) the photo's skin is taken off with it."""
     out = run(state, scalp="skin")
     before = state.projection.partial.confidence
-    lab = regions.to_lab(state.projection.partial.color)
-    hair = np.array(out.summary["hair_lab"])
-    forehead = state.geometry.face & (height(state) > landmark_height(state, [FOREHEAD]) - 0.5)
-    fringe = forehead & (before > 0.9) & (delta_e(lab, hair) < 12)
+    forehead, fringe = fringe_on_forehead(state, out)
     distance = cv2.distanceTransform((~fringe).astype(np.uint8), cv2.DIST_L2, 5)
     texels = 0.05 * state.geometry.layout.face_texels_per_iod
     below = forehead & (before > 0.9) & ~fringe & (distance > texels) & (distance <= 2.5 * texels)
