@@ -468,11 +468,12 @@ def _mirror_mix(
 def smooth_fill(
     values: np.ndarray, confidence: np.ndarray, atlas: AtlasGeometry, symmetry: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The classic inpaint's smooth fill of ``values``: symmetric completion, then push-pull.
+    """The classic inpaint's smooth fill of ``values``: symmetric completion, then push-pull, both
+    drawing only on texels the photo backs (``fill_weight`` of ``confidence``).
 
-    Returns the fill (defined everywhere) and the confidence after symmetric completion. The
-    de-lighting uses the same function on its shading field, to know which shading the fill
-    carried into each texel.
+    Returns the fill (defined everywhere) and the sources' weight after symmetric completion (what
+    the photo or its mirror brought, 0..1). The de-lighting uses the same function on its shading
+    field, to know which shading the fill carried into each texel.
     """
     sym_values, sym_conf = symmetric_completion(values, fill_weight(confidence), atlas, symmetry)
     return push_pull(sym_values, sym_conf * atlas.mask, atlas.band_rows), sym_conf
