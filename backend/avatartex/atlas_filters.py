@@ -18,6 +18,7 @@ import numpy as np
 from numba import njit, prange
 
 from .atlas import AtlasGeometry
+from .imaging import smoothstep
 
 GAMMA = 2.2
 """sRGB is treated as a pure power law: dividing linear light by f is multiplying sRGB by f^(-1/2.2)."""
@@ -489,8 +490,7 @@ defined the fill next to them, a line along the hairline, carried to the other s
 def fill_weight(confidence: np.ndarray) -> np.ndarray:
     """How much each texel's colour counts as a source of the fill (``FILL_SOURCE``), 0..1."""
     lo, hi = FILL_SOURCE
-    t = np.clip((np.asarray(confidence, np.float32) - np.float32(lo)) / np.float32(hi - lo), 0.0, 1.0)
-    return t * t * (np.float32(3.0) - np.float32(2.0) * t)
+    return smoothstep((np.asarray(confidence, np.float32) - np.float32(lo)) / np.float32(hi - lo))
 
 
 def robust_std(values: np.ndarray) -> float:
