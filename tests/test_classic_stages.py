@@ -10,7 +10,7 @@ import pytest
 from avatartex import atlas_filters as filters
 from avatartex.engines.base import AtlasTexture, StageContext
 from avatartex.engines.classic.inpaint import ClassicInpaint, grain_band_share
-from avatartex.engines.classic.latent import ClassicLatent
+from avatartex.engines.classic.latent import CHANNEL_EXPONENTS, ClassicLatent, channel_exponents
 from avatartex.engines.classic.repaint import ClassicRepaint
 from avatartex.imaging import LUMA, luminance
 from classic_fixtures import astronaut, frontal_texture, head_atlas, make_ctx, sphere_atlas
@@ -172,8 +172,11 @@ def test_grain_is_skin_fine_at_any_atlas_size(monkeypatch) -> None:
 # ---------------------------------------------------------------- stage 2: latent (de-lighting)
 
 
-def _lit_texture(geo, light: np.ndarray | None) -> tuple[AtlasTexture, np.ndarray]:
-    """Flat albedo with fine texture, lit by ambient + one directional light (or flat light)."""
+def _lit_texture(
+    geo, light: np.ndarray | None, powers: tuple[float, float, float] = (1.0, 1.0, 1.0)
+) -> tuple[AtlasTexture, np.ndarray]:
+    """Flat albedo with fine texture, lit by ambient + one directional light (or flat light); each
+    channel follows the shading to its own power (``powers``; a Lambertian render's are 1)."""
     rng = np.random.default_rng(11)
     pattern = 1 + 0.08 * filters.gaussian(
         rng.standard_normal(geo.mask.shape).astype(np.float32), 0.7, geo.band_rows
@@ -183,7 +186,7 @@ def _lit_texture(geo, light: np.ndarray | None) -> tuple[AtlasTexture, np.ndarra
         shading = np.ones(geo.mask.shape, np.float32)
     else:
         shading = 0.25 + 0.75 * np.clip(geo.normals @ (light / np.linalg.norm(light)), 0, None)
-    color = (albedo * shading[..., None]) ** (1 / filters.GAMMA)
+    color = (albedo * shading[..., None] ** np.float32(powers)) ** (1 / filters.GAMMA)
     conf = smoothstep((geo.normals[..., 2] - 0.15) / 0.55) * geo.mask
     tex = AtlasTexture(np.where(conf[..., None] > 0, color, 0).astype(np.float32), conf)
     return tex, albedo
@@ -210,6 +213,48 @@ def test_latent_removes_directional_shading(mesh: str) -> None:
     # Mean brightness of the seen texels is kept (within the clamp of what the light removed).
     lum_in = luminance(filled.color)[region].mean()
     assert abs(luminance(out.color)[region].mean() - lum_in) < 0.1 * lum_in
+
+
+def test_the_channels_powers_of_the_shading_are_read_from_the_skin() -> None:
+    """The slopes of each channel's log against the log shading, over those of the luminance's, read
+    through noisy albedo; none read from an even light; bounded."""
+    rng = np.random.default_rng(5)
+    log_shading = rng.normal(0.0, 0.15, 20_000)
+    albedo = 0.4 * np.exp(rng.normal(0.0, 0.1, (20_000, 3)))
+    weights = rng.random(20_000)
+    # Powers whose luminance-weighted mean is 1, all steepened by a tone curve (x 1.3): the channels'
+    # powers relative to the luminance's are the first.
+    powers = np.array([0.7, 0.0, 1.6])
+    powers[1] = (1.0 - LUMA[0] * powers[0] - LUMA[2] * powers[2]) / LUMA[1]
+    linear = albedo * np.exp(log_shading[:, None] * powers * 1.3)
+    assert np.allclose(channel_exponents(linear, log_shading, weights), powers, atol=0.03)
+    even = log_shading * 0.05
+    assert np.array_equal(
+        channel_exponents(albedo * np.exp(even[:, None] * 3.0), even, weights), np.ones(3, np.float32)
+    )
+    steep = albedo * np.exp(log_shading[:, None] * np.array([0.1, 1.0, 5.0]))
+    bounded = channel_exponents(steep, log_shading, weights)
+    assert (bounded[0], bounded[2]) == CHANNEL_EXPONENTS
+
+
+def test_latent_takes_a_photos_coloured_shading_out_of_every_channel() -> None:
+    """Skin in shadow redder and lit skin whiter than its albedo, as in real photos: the de-lit skin's
+    chroma no longer follows the light (one power for every channel left the lit side pale)."""
+    geo = head_atlas(256)
+    tex, albedo = _lit_texture(geo, np.array([0.6, 0.35, 0.7]), powers=(0.75, 1.0, 1.5))
+    ctx = make_ctx(geo)
+    filled = ClassicInpaint().run(tex, ctx)
+    region = geo.mask & (tex.confidence > 0.5)
+
+    def chroma_spread(color: np.ndarray) -> float:
+        """Spread of log(red / blue) against the albedo's: 0 when the chroma is the albedo's."""
+        ratio = np.log(color[region, 0] / color[region, 2]) - np.log(albedo[region, 0] / albedo[region, 2])
+        return float(np.std(ratio))
+
+    before = chroma_spread(filled.color)
+    after = chroma_spread(ClassicLatent().run(filled, ctx).color)
+    assert before > 0.1
+    assert after < before / 4, (before, after)
 
 
 def test_latent_is_near_identity_under_flat_light() -> None:
@@ -260,6 +305,29 @@ def test_latent_border_gain_removes_a_dark_ring() -> None:
     after = np.abs(out[ring] - (base + fill_side) / 2).mean()
     assert after < 0.6 * before, (before, after)
     assert np.array_equal(out[conf == 1], filled.color[conf == 1])
+
+
+def test_latent_brings_a_dark_cast_fill_to_the_seen_skins_tone() -> None:
+    """A fill darker and greener than the seen skin (drawn from a shadowed, tinted edge) is pulled
+    to the seen skin's median colour, in lightness as well as chroma; the seen skin stays."""
+    from skimage.color import rgb2lab
+
+    geo = sphere_atlas(256)
+    conf = np.where(geo.normals[..., 2] > 0.2, 1.0, 0.0).astype(np.float32) * geo.mask
+    skin = np.array([0.78, 0.58, 0.48], np.float32)
+    fill = np.array([0.55, 0.45, 0.36], np.float32)
+    color = np.where(conf[..., None] > 0, skin, fill).astype(np.float32)
+    ctx = with_classic(make_ctx(geo), delight=0.0, border_gain=0.0)
+    out = ClassicLatent().run(AtlasTexture(color, conf), ctx).color
+    # Far from the seen skin (the blur mixes both sides next to it).
+    far = geo.mask & (geo.normals[..., 2] < -0.5)
+    reference = rgb2lab(skin[None, None])[0, 0]
+    before = np.linalg.norm(rgb2lab(fill[None, None])[0, 0] - reference)
+    after = np.linalg.norm(rgb2lab(np.clip(out[far], 0, 1)[None]).mean(axis=1)[0] - reference)
+    amount = ctx.style.classic_at("harmonise", 0.5, 1.0)
+    assert 0 < amount < 1
+    assert after < (1.0 - 0.8 * amount) * before, (before, after, amount)
+    assert np.allclose(out[conf == 1], skin, atol=1e-6)
 
 
 # ---------------------------------------------------------------- stage 3: repaint

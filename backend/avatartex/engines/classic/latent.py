@@ -8,11 +8,14 @@ makes the texture consistent by removing what does not belong to the skin's albe
   portrait-backed skin texels, its key light refitted to the creases' band of the luminance where
   the registration is trusted (``shading.refine_lights_by_detail``: a face-sized albedo variation
   flattens the first fit), and divided out at the photo's resolution (``shading.as_photographed``:
-  a crease sharper in the mesh than in the photo would come back inverted);
+  a crease sharper in the mesh than in the photo would come back inverted), from each channel to
+  the power that channel follows it with in the photo (``channel_exponents``: skin in shadow is
+  redder, lit skin whiter);
 * the step between seen and filled texels (grazing-angle texels of the photo are darker or lighter
   than the fill next to them): a smooth per-channel gain map pulls them to the fill's level;
-* colour casts carried into the fill (hair or background at the face's border): the fill's
-  low-frequency chroma is pulled towards the seen skin's;
+* colour casts and dark edges carried into the fill (hair or background at the face's border, the
+  light's falloff): the fill's low-frequency chroma and lightness are pulled towards the seen
+  skin's;
 * for flat styles (toon, comic), the remaining low-frequency brightness variation is compressed.
 """
 
@@ -49,6 +52,12 @@ mesh's: ungated on bench/sweep.py it gained 0.8 to 2.9 dB in every case estimate
 cases) and lost up to 1.9 dB (a flatter light: misplaced creases decorrelate the band) in a third of
 those estimated above 0.15; gated, against the same code without it, 23 of 46 cases gained 0.3 to
 5.1 dB and one lost 0.49 (a side light with cast shadows)."""
+CHANNEL_EXPONENTS = (0.5, 2.0)
+"""Bounds of the power of the shading divided out of each channel (``channel_exponents``): 1 is a
+Lambertian render's; the astronaut's and Grace Hopper's photos measured 0.79-1.92."""
+CHANNEL_SPREAD = (0.02, 0.05)
+"""Standard deviation of the fitted log shading over the skin below which the channels' powers stay
+1 (the light too even to measure them), above which they are used in full."""
 MAX_GAIN = 3.0
 """De-lighting never brightens or darkens linear light by more than this factor (about 1.6 stops): where the
 SH model extrapolates (grazing normals, misregistered features) a wrong division is bounded."""
@@ -89,6 +98,43 @@ def _skin_mask(
     )
     out.reshape(-1)[index[keep]] = True
     return out
+
+
+def channel_exponents(linear: np.ndarray, log_shading: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(3,) the power of the fitted shading each channel of the photo follows, from the skin texels.
+
+    A Lambertian render's colour is albedo x shading in every channel alike; a photograph's is not:
+    skin in shadow is redder (light scattered under the skin), lit skin whiter (a sheen, a flash's
+    highlight, the camera's tone curve), and the tone curve also sets how strongly the luminance
+    follows the light. Divided by the same shading in every channel, the de-lit face kept a pale,
+    grey centre and orange sides (the astronaut and Grace Hopper on the scanned and demo heads: the
+    darkest and the brightest fifth of the skin 4.4-6.6 apart in CIELAB a*b*; 0.8-1.7 with these
+    powers). Each channel's log and the luminance's are regressed on the log shading over the
+    fitted texels (``linear`` (N, 3), ``log_shading`` (N,), the fit's robust ``weights``); the
+    powers are the channels' slopes over the luminance's, within CHANNEL_EXPONENTS, and fade to 1
+    when the light is too even for a slope to mean anything (CHANNEL_SPREAD).
+
+    Relative to the luminance's: the luminance keeps the fitted shading's own power of 1. Its slope
+    on bench/sweep.py's Lambertian renders strayed from 1 with the albedo's large patterns (0.6-1.4)
+    and, taken as the power, cost up to 3.3 dB there (a blotch that lies where the light is low
+    passes for a steeper light).
+    """
+    w = np.asarray(weights, np.float64) * np.isfinite(log_shading)
+    x = np.nan_to_num(np.asarray(log_shading, np.float64))
+    if w.sum() <= 0:
+        return np.ones(3, np.float32)
+    dx = x - np.average(x, weights=w)
+    variance = float(np.average(dx * dx, weights=w))
+    linear = np.maximum(np.asarray(linear, np.float64), 1e-4)
+    y = np.log(np.concatenate([linear, (linear @ LUMA)[:, None]], axis=1))
+    slopes = np.average(dx[:, None] * (y - np.average(y, axis=0, weights=w)), axis=0, weights=w)
+    if slopes[3] < 0.25 * max(variance, 1e-12):
+        return np.ones(3, np.float32)  # the luminance hardly follows this shading: nothing to read
+    low, high = CHANNEL_SPREAD
+    sure = float(np.clip((np.sqrt(variance) - low) / (high - low), 0.0, 1.0))
+    sure = sure * sure * (3.0 - 2.0 * sure)
+    exponents = 1.0 + sure * (np.clip(slopes[:3] / slopes[3], *CHANNEL_EXPONENTS) - 1.0)
+    return exponents.astype(np.float32)
 
 
 def detail_trust(alignment_error_iod: float) -> float:
@@ -241,13 +287,17 @@ class ClassicLatent(Stage):
         carried = np.where(carried > 0, carried, 1.0).astype(np.float32)
         embedded = conf * shading + (1.0 - conf) * carried
         embedded = np.where(mask, np.clip(embedded, 1 / MAX_GAIN, MAX_GAIN), 1.0).astype(np.float32)
-        # Keep the confident texels' mean linear luminance.
+        # Each channel divided by the shading to its own power (``channel_exponents``), keeping the
+        # confident texels' mean linear luminance.
+        log_sample = np.log(embedded.reshape(-1)[sample])
+        power = np.float32(strength) * channel_exponents(linear, log_sample, weights)
         before = float((weights * lum).sum())
-        after = float((weights * lum / embedded.reshape(-1)[sample] ** strength).sum())
+        after = float((weights * ((linear * np.exp(-log_sample[:, None] * power)) @ LUMA)).sum())
         keep = (before / max(after, 1e-9)) ** (1.0 / filters.GAMMA)
-        factor = np.power(embedded, np.float32(-strength / filters.GAMMA)) * np.float32(keep)
+        factor = np.exp(np.log(embedded)[..., None] * (-power / np.float32(filters.GAMMA)).astype(np.float32))
+        factor *= np.float32(keep)
         ctx.delight = factor
-        return color * factor[..., None]
+        return color * factor
 
     @staticmethod
     def _border_gain(color: np.ndarray, conf: np.ndarray, ctx: StageContext, amount: float) -> np.ndarray:
@@ -291,19 +341,25 @@ class ClassicLatent(Stage):
 
     @staticmethod
     def _harmonise(color: np.ndarray, conf: np.ndarray, ctx: StageContext, amount: float) -> np.ndarray:
-        """Pull the filled region's low-frequency chroma towards the seen skin's median chroma."""
+        """Pull the filled region's low-frequency chroma and lightness towards the seen skin's
+        medians.
+
+        The fill is drawn from the edge of what the photo shows, where the light falls off and the
+        de-lighting is least sure: left alone, the scalp and neck came out darker than the face
+        (the astronaut: CIELAB L* 70 against the face's 74), a mask's edge in a render.
+        """
         atlas = ctx.atlas
         seen = filters.subsample(atlas.mask & (conf > 0.7), 40_000)
         if seen.size < 64:
             return color
         flat = color.reshape(-1, 3)[seen]
-        target = np.median(flat / np.maximum(flat @ LUMA, 1e-3)[:, None], axis=0)
+        flat_lum = np.maximum(flat @ LUMA, 1e-3)
+        target = np.median(flat / flat_lum[:, None], axis=0) * np.median(flat_lum)
 
         def log_gain(low: np.ndarray) -> np.ndarray:
-            """log of the gain taking the blurred colour's chroma to the target's (the blur is
-            linear: the blurred luminance is the blurred colour's)."""
-            chroma = low / np.maximum(luminance(low), 1e-3)[..., None]
-            return np.log(np.clip(target / np.maximum(chroma, 1e-3), 0.5, 2.0)).astype(np.float32)
+            """log of the gain taking the blurred colour to the target's chroma and luminance (the
+            blur is linear: the blurred luminance is the blurred colour's)."""
+            return np.log(np.clip(target / np.maximum(low, 1e-3), 0.5, 2.0)).astype(np.float32)
 
         # Evaluated at the blur's coarsest level and interpolated (``filters.gaussian``'s ``then``).
         log_gains = filters.gaussian(color, atlas.size / 64, atlas.band_rows, then=log_gain)
