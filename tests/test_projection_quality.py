@@ -136,6 +136,43 @@ def test_the_projection_reads_the_warp_and_the_camera_as_they_are() -> None:
     np.testing.assert_allclose(projected.facing, cos, atol=1e-5)
 
 
+def test_the_skin_weight_is_read_between_the_photos_pixels() -> None:
+    """The skin map is sampled bilinearly, not by nearest pixel: over a map that rises linearly
+    across the photo, the points of a plane read the rise itself, without a pixel's steps (a
+    photo pixel stretched over a jaw turning away made each step a staircase in the atlas)."""
+    registration = SimpleNamespace(camera=portrait_camera(), warp=identity, interocular=IOD)
+    positions, triangles, normal, inner = tilted_plane(0, cells=80)
+    view = view_of(positions, triangles, registration)
+    size = view.skin.shape[1]
+    ramp = np.broadcast_to((np.arange(size, dtype=np.float32) + 0.5) / size, view.skin.shape)
+    view.skin = np.ascontiguousarray(ramp)
+    projected = project_surface(view, registration, inner, np.repeat(normal[None], len(inner), 0))
+    assert np.isfinite(projected.coords).all()
+    np.testing.assert_allclose(projected.usable, projected.coords[:, 0] / size, atol=1e-4)
+
+
+def test_a_skin_regions_border_follows_a_slanted_edge_not_the_pixel_grid() -> None:
+    """Skin below a gently slanted line, rasterised: the weight's half level runs straight along the
+    line (within a tenth of a pixel), not in the pixel grid's steps."""
+    h, w = 120, 240
+    rows, cols = np.mgrid[0:h, 0:w] + 0.5
+    line = 40.0 + 0.15 * cols
+    likelihood = (rows > line).astype(np.float32)
+    face = np.zeros((h, w), bool)
+    face[100:, 100:140] = True
+    weight = skin_regions(likelihood, face, None, IOD)
+    crossings = []
+    for c in range(20, w - 20):
+        column = weight[:, c]
+        r = int(np.argmax(column >= 0.5))
+        t = (0.5 - column[r - 1]) / (column[r] - column[r - 1])
+        crossings.append(r - 1 + t + 0.5)
+    x = np.arange(20, w - 20) + 0.5
+    fit = np.polyval(np.polyfit(x, crossings, 1), x)
+    assert np.std(np.asarray(crossings) - fit) < 0.1
+    assert weight[likelihood == 0].max() == 0.0
+
+
 def test_narrow_steep_walls_keep_the_photo_wide_stretched_regions_do_not() -> None:
     weight = np.ones((96, 128), np.float32)
     weight[20:70, 30:34] = 0.0  # a wall 4 texels wide (the side of a nostril)

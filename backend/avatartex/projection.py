@@ -47,6 +47,8 @@ PERSON_MARGIN = 0.05
 (its edge is soft and a few pixels wide of the true one)."""
 SKIN_RAMP = 0.04
 """Eye distances over which a skin region's weight rises from its border."""
+SKIN_CONTOUR_PX = 1.5
+"""Portrait pixels (Gaussian sigma) over which a skin region's border is smoothed (``skin_regions``)."""
 SKIN_SPECK = 0.08
 """Eye distances: non-skin-coloured specks inside skin smaller than this across still count as skin."""
 NARROW_STRETCH = 0.08
@@ -166,9 +168,14 @@ def skin_regions(
         keep = np.bincount(labels[face_outline & core], minlength=count) > 0
         keep[0] = False
         core = keep[labels]
-    distance = cv2.distanceTransform(core.astype(np.uint8), cv2.DIST_L2, 5)
+    # The signed distance to the region's border, smoothed over a pixel: its level lines no longer
+    # step with the pixel grid (a step, stretched over a jaw turning away, was a ragged edge in the
+    # atlas) and the border pixel still reads about 1, so the weight there stays 0.
+    mask = core.astype(np.uint8)
+    signed = cv2.distanceTransform(mask, cv2.DIST_L2, 5) - cv2.distanceTransform(1 - mask, cv2.DIST_L2, 5)
+    signed = cv2.GaussianBlur(signed, (0, 0), SKIN_CONTOUR_PX)
     ramp = max(1.5, SKIN_RAMP * interocular)
-    return np.clip((distance - 1.0) / ramp, 0.0, 1.0).astype(np.float32)
+    return np.clip((signed - 1.0) / ramp, 0.0, 1.0).astype(np.float32)
 
 
 def prepare_view(
@@ -261,6 +268,23 @@ def _bilinear(table, y0, x0, c00, c01, c10, c11, k):
         + c10 * table[y0 + 1, x0, k]
         + c11 * table[y0 + 1, x0 + 1, k]
     )
+
+
+@njit(cache=True, inline="always")
+def _sample_at(image, x, y):
+    """``image`` (h, w) bilinear at pixel coordinates (``x``, ``y``), pixel centres at +0.5, edges
+    clamped. Nearest-pixel reads of the skin and silhouette maps made their borders staircases in
+    the atlas, each step a photo pixel stretched over the jaw's turning surface (8-10 texels on
+    the demo head's jaw at 1024), which the fill carried on as ragged streaks."""
+    h, w = image.shape
+    fx = min(max(x - 0.5, 0.0), w - 1.0)
+    fy = min(max(y - 0.5, 0.0), h - 1.0)
+    x0, y0 = int(fx), int(fy)
+    x1, y1 = min(x0 + 1, w - 1), min(y0 + 1, h - 1)
+    wx, wy = fx - x0, fy - y0
+    top = (1.0 - wx) * image[y0, x0] + wx * image[y0, x1]
+    bottom = (1.0 - wx) * image[y1, x0] + wx * image[y1, x1]
+    return (1.0 - wy) * top + wy * bottom
 
 
 @njit(cache=True, parallel=True)
@@ -601,7 +625,6 @@ def _visibility_kernel(
     weight (``project_surface``)."""
     width, height = size[0], size[1]
     zh, zw = znear.shape
-    sh, sw = skin.shape
     rows, cols = table.shape[0], table.shape[1]
     for i in prange(points.shape[0]):
         x, y = cam_xy[i, 0], cam_xy[i, 1]
@@ -634,10 +657,8 @@ def _visibility_kernel(
         if not seen:
             usable[i] = 0.0
             continue
-        silhouette = min(max(edge[zy, zx] / ramp, 0.0), 1.0)
-        px = min(max(int(u), 0), sw - 1)
-        py = min(max(int(v), 0), sh - 1)
-        usable[i] = silhouette * skin[py, px]
+        silhouette = min(max(_sample_at(edge, x * zscale, y * zscale) / ramp, 0.0), 1.0)
+        usable[i] = silhouette * _sample_at(skin, u, v)
 
 
 def project_surface(
