@@ -202,7 +202,8 @@ def test_the_fringes_shadow_goes_with_the_fringe(state):
     texels = 0.05 * state.geometry.layout.face_texels_per_iod
     below = forehead & (before > 0.9) & ~fringe & (distance > texels) & (distance <= 2.5 * texels)
     assert below.sum() > 200
-    assert out.texture.confidence[below].mean() < 0.15
+    # 0.15 (as the fringe's texels are read; with the shadow's grow off, 0.30)
+    assert out.texture.confidence[below].mean() < 0.2
 
 
 # -- scalp = hair ---------------------------------------------------------------------------------
@@ -365,6 +366,47 @@ def test_an_open_mouth_is_dark_inside_and_the_lips_stay_whole(state):
     photo_lips = regions.to_lab(regions.feature_colours(state.portrait, state.face).lips)
     assert delta_e(lab[lips], photo_lips).max() < 8  # in the photo's lip colour
     assert lab[interior][:, 0].mean() < lab[lips][:, 0].mean() - 25  # dark inside
+
+
+def test_a_smiles_teeth_are_taken_off_a_closed_mouths_lips(state, grace_hopper_path):
+    """The astronaut smiles with her teeth showing; the scanned man's mouth is closed. Where her teeth
+    land (texels whose photo sample lies inside her inner lip contour) the photo is taken off: the
+    lips' colour or the skin fill goes there, not white teeth, and the report says so. Grace Hopper's
+    mouth is closed: nothing is taken."""
+    from avatartex.image_io import load_portrait
+    from avatartex.imaging import sample_image
+    from avatartex.projection import polygon_mask
+
+    assert regions.photo_mouth_opening(state.portrait, state.face) is not None
+    hopper, _ = load_portrait(grace_hopper_path)
+    assert regions.photo_mouth_opening(hopper, analyse_portrait(hopper)[0]) is None
+    out = run(state)
+    coords = state.projection.portrait_coords
+    seen = np.isfinite(coords[..., 0]) & (state.projection.partial.confidence > 0.5)
+    teeth = polygon_mask(
+        state.portrait.shape[:2],
+        state.face.landmarks[list(LIPS_INNER)],
+    )
+    inside = np.zeros(seen.shape, bool)
+    inside[seen] = sample_image(teeth.astype(np.float32), coords[seen])[:, 0] > 0.99
+    s = state.geometry.size
+    slit = regions.polygon_coverage(
+        (s, s), regions.atlas_polygon(state.geometry, state.maps.points_head, LIPS_INNER)
+    )
+    inside &= slit < 0.01  # the closed mouth's own slit between the lips is an opening: teeth may show there
+    assert inside.sum() > 20
+    assert regions.to_lab(state.projection.partial.color)[inside][:, 0].mean() > 70  # light: teeth
+    assert (out.photo_confidence[inside] < 0.05).all()
+    assert np.isnan(out.portrait_coords[inside]).all()  # no teeth detail painted back
+    lips = regions.polygon_coverage(
+        (s, s), regions.atlas_polygon(state.geometry, state.maps.points_head, LIPS_OUTER)
+    )
+    on_lips = inside & (lips > 0.99)
+    assert on_lips.sum() > 10
+    photo_lips = regions.to_lab(regions.feature_colours(state.portrait, state.face).lips)
+    assert delta_e(regions.to_lab(out.texture.color)[on_lips], photo_lips).max() < 8
+    assert out.summary["photo_mouth_texels_cleared"] > 0
+    assert any("mouth is open" in warning for warning in out.warnings)
 
 
 # -- glasses -------------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ Runs on the projected partial atlas texture, before the stages (``pipeline.gener
   sclera and an iris disc (with a pupil) in the colours measured inside the photo's eye contours.
 * **Mouth**: inside the mesh's inner lip contour where the surface is recessed (an opening), a dark
   interior; between the inner and outer contours the photo's lip colour, so the lips stay continuous.
+  A photo's open mouth (a smile's teeth) is taken off wherever the mesh has no opening, so a closed
+  mouth's lips get no teeth painted along them.
 
 Fills go *under* the photo: a texel's new colour is its photo colour with its confidence ``c`` and
 the fill with the rest, ``(c * photo + (1 - c) * m * fill) / (c + (1 - c) * m)`` (``m`` the
@@ -132,6 +134,12 @@ DEFAULT_IRIS = np.array([0.33, 0.22, 0.14], np.float32)
 DEFAULT_LIPS = np.array([0.62, 0.36, 0.33], np.float32)
 MOUTH_INTERIOR = np.array([0.10, 0.035, 0.035], np.float32)
 """Colour of the mouth's opening, deepest part (dark red-brown, as under a lit face)."""
+PHOTO_MOUTH_OPEN = 0.02
+"""Square eye distances inside the photo's inner lip contour above which its mouth counts as open
+(teeth or the mouth's interior showing): a closed mouth's contour encloses next to nothing."""
+PHOTO_MOUTH_GROW = 0.03
+"""Eye distances by which the photo's mouth opening is grown: the teeth's edges and the lips' shadow
+over them."""
 
 
 @dataclass
@@ -894,20 +902,35 @@ def _eye_and_lids(
 
 
 def _fill_mouth(
-    work: _Work, geometry: AtlasGeometry, points_head: np.ndarray, colours: FeatureColours
-) -> tuple[int, int]:
+    work: _Work,
+    geometry: AtlasGeometry,
+    points_head: np.ndarray,
+    colours: FeatureColours,
+    mouth_in_photo: np.ndarray | None = None,
+    portrait_coords: np.ndarray | None = None,
+) -> tuple[int, int, int]:
     """The lips' colour under the photo between the mesh's lip contours, a dark interior inside the
-    inner one where the surface is recessed (the mesh has an opening); returns the texels filled."""
+    inner one where the surface is recessed (the mesh has an opening).
+
+    ``mouth_in_photo`` (H, W) 0..1 marks the photo's own mouth opening (its teeth, its interior),
+    which ``portrait_coords`` (S, S, 2) place in the atlas: outside the mesh's opening it is taken
+    off first (a smile's teeth on a closed mouth's lips, or below them), so the lips' colour and the
+    skin fill close the mouth. Returns the texels filled as lips and as interior, and the texels the
+    photo's opening was taken off.
+    """
     outer = atlas_polygon(geometry, points_head, LIPS_OUTER)
-    box = None if outer is None else _box(outer, geometry.size)
+    margin = int(np.ceil(0.3 * geometry.layout.face_texels_per_iod))
+    box = None if outer is None else _box(outer, geometry.size, margin)
     if box is None:
-        return 0, 0
+        return 0, 0, 0
     corner = np.array([box[1].start, box[0].start])
     shape = (box[0].stop - box[0].start, box[1].stop - box[1].start)
     on_mesh = geometry.tri_id[box] >= 0
     lips = polygon_coverage(shape, outer - corner) * on_mesh
     inner = atlas_polygon(geometry, points_head, LIPS_INNER)
-    mouth = 0
+    mouth, taken = 0, 0
+    opening = np.zeros(shape, np.float32)
+    depth = np.zeros(shape, np.float32)
     if inner is not None:
         inside = polygon_coverage(shape, inner - corner) * on_mesh
         lips = np.clip(lips - inside, 0.0, 1.0)
@@ -915,11 +938,35 @@ def _fill_mouth(
         lip_radius = float(np.linalg.norm(points_head[list(LIPS_INNER)], axis=1).mean())
         depth = np.where(on_mesh, np.clip(lip_radius - radius, 0.0, None), 0.0)
         opening = inside * smoothstep((depth - 0.01) / 0.04)
-        if opening.any():
-            dark = MOUTH_INTERIOR * (1.0 + 1.5 * np.exp(-depth / 0.05))[..., None]
-            mouth = work.under(box, dark, opening)
+    if mouth_in_photo is not None and portrait_coords is not None:
+        coords = portrait_coords[box]
+        seen = np.isfinite(coords[..., 0])
+        photo_mouth = np.zeros(shape, np.float32)
+        photo_mouth[seen] = sample_image(mouth_in_photo, coords[seen])[:, 0]
+        off = np.clip(photo_mouth * (1.0 - opening) * on_mesh, 0.0, 1.0)
+        taken = int((work.conf[box] * off > 0.5).sum())
+        work.conf[box] *= 1.0 - off
+        work.photo[box] = np.minimum(work.photo[box], work.conf[box])
+    if opening.any():
+        dark = MOUTH_INTERIOR * (1.0 + 1.5 * np.exp(-depth / 0.05))[..., None]
+        mouth = work.under(box, dark, opening)
     lip_fill = np.broadcast_to(colours.lips, lips.shape + (3,))
-    return work.under(box, lip_fill, lips), mouth
+    return work.under(box, lip_fill, lips), mouth, taken
+
+
+def photo_mouth_opening(portrait: np.ndarray, face: Face) -> np.ndarray | None:
+    """(H, W) float32: the photo's mouth opening (inside its inner lip contour, grown by
+    PHOTO_MOUTH_GROW), or None when the mouth is closed (PHOTO_MOUTH_OPEN)."""
+    lm = face.landmarks.astype(np.float64)
+    x, y = lm[list(LIPS_INNER), 0], lm[list(LIPS_INNER), 1]
+    area = 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
+    if area < PHOTO_MOUTH_OPEN * face.interocular**2:
+        return None
+    inside = polygon_mask(portrait.shape[:2], lm[list(LIPS_INNER)]).astype(np.uint8)
+    # Grown by a disc, not scaled about its centre: a smile's opening is a crescent.
+    radius = max(1, int(round(PHOTO_MOUTH_GROW * face.interocular)))
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    return cv2.dilate(inside, disc).astype(np.float32)
 
 
 # -- the whole step ------------------------------------------------------------------------------
@@ -1036,9 +1083,17 @@ def complete_regions(
     summary["eye_texels_filled"] = _fill_eyes(
         work, geometry, points_head, colours, eyes_in_photo, portrait_coords
     )
-    summary["lip_texels_filled"], summary["mouth_texels_filled"] = _fill_mouth(
-        work, geometry, points_head, colours
+    mouth_in_photo = photo_mouth_opening(portrait, face)
+    lips_filled, mouth_filled, mouth_taken = _fill_mouth(
+        work, geometry, points_head, colours, mouth_in_photo, portrait_coords
     )
+    summary["lip_texels_filled"], summary["mouth_texels_filled"] = lips_filled, mouth_filled
+    summary["photo_mouth_texels_cleared"] = mouth_taken
+    if mouth_taken > 0:
+        warnings.append(
+            "the photo's mouth is open where the mesh's is closed: its teeth were taken off the lips, "
+            "which have the photo's lip colour; a photo with the mouth closed keeps the lips' own detail"
+        )
 
     # Texels now mostly a fill: the photo's detail must not be painted back over them.
     photo = np.minimum(work.photo, work.conf)
