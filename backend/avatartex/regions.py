@@ -134,9 +134,10 @@ DEFAULT_IRIS = np.array([0.33, 0.22, 0.14], np.float32)
 DEFAULT_LIPS = np.array([0.62, 0.36, 0.33], np.float32)
 MOUTH_INTERIOR = np.array([0.10, 0.035, 0.035], np.float32)
 """Colour of the mouth's opening, deepest part (dark red-brown, as under a lit face)."""
-PHOTO_MOUTH_OPEN = 0.02
+PHOTO_MOUTH_OPEN = 0.05
 """Square eye distances inside the photo's inner lip contour above which its mouth counts as open
-(teeth or the mouth's interior showing): a closed mouth's contour encloses next to nothing."""
+(teeth or the mouth's interior showing): the astronaut's smile encloses 0.11, Grace Hopper's closed
+mouth 0.006, the closed mouths of bench/sweep.py's renders 0.006-0.04."""
 PHOTO_MOUTH_GROW = 0.03
 """Eye distances by which the photo's mouth opening is grown: the teeth's edges and the lips' shadow
 over them."""
