@@ -33,7 +33,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import raster
-from .imaging import smoothstep
+from .imaging import bilinear_at, smoothstep
 
 STRETCH_FULL = 1.8
 """Full confidence up to this stretch (on a sphere seen from afar: 56 degrees from the view axis)."""
@@ -268,23 +268,6 @@ def _bilinear(table, y0, x0, c00, c01, c10, c11, k):
         + c10 * table[y0 + 1, x0, k]
         + c11 * table[y0 + 1, x0 + 1, k]
     )
-
-
-@njit(cache=True, inline="always")
-def _sample_at(image, x, y):
-    """``image`` (h, w) bilinear at pixel coordinates (``x``, ``y``), pixel centres at +0.5, edges
-    clamped. Nearest-pixel reads of the skin and silhouette maps made their borders staircases in
-    the atlas, each step a photo pixel stretched over the jaw's turning surface (8-10 texels on
-    the demo head's jaw at 1024), which the fill carried on as ragged streaks."""
-    h, w = image.shape
-    fx = min(max(x - 0.5, 0.0), w - 1.0)
-    fy = min(max(y - 0.5, 0.0), h - 1.0)
-    x0, y0 = int(fx), int(fy)
-    x1, y1 = min(x0 + 1, w - 1), min(y0 + 1, h - 1)
-    wx, wy = fx - x0, fy - y0
-    top = (1.0 - wx) * image[y0, x0] + wx * image[y0, x1]
-    bottom = (1.0 - wx) * image[y1, x0] + wx * image[y1, x1]
-    return (1.0 - wy) * top + wy * bottom
 
 
 @njit(cache=True, parallel=True)
@@ -619,10 +602,14 @@ def _inside_extent(cam_xy, width, height) -> np.ndarray:
 @njit(cache=True, parallel=True)
 def _visibility_kernel(
     points, normals, cam_xy, depth, center, table, origin, spacing, size, znear, zscale, fz,
-    tolerance, edge, ramp, skin, warped, facing, visible, usable,
+    tolerance, edge, ramp, skin, warped, facing, visible, usable, scratch,
 ) -> None:  # fmt: skip
     """Per point: the warp (bilinear in ``table``), the depth test, the silhouette ramp and the skin
-    weight (``project_surface``)."""
+    weight (``project_surface``). The silhouette distance ``edge`` (h, w, 1) and the ``skin`` map
+    (H, W, 1) are read bilinearly (``imaging.bilinear_at``; ``scratch`` (N,) takes the first): read
+    at the nearest pixel, their borders were staircases in the atlas, each step a photo pixel
+    stretched over a jaw turning away (8-10 texels on the demo head's jaw at 1024), which the fill
+    carried on as ragged streaks."""
     width, height = size[0], size[1]
     zh, zw = znear.shape
     rows, cols = table.shape[0], table.shape[1]
@@ -657,8 +644,15 @@ def _visibility_kernel(
         if not seen:
             usable[i] = 0.0
             continue
-        silhouette = min(max(_sample_at(edge, x * zscale, y * zscale) / ramp, 0.0), 1.0)
-        usable[i] = silhouette * _sample_at(skin, u, v)
+        bilinear_at(edge, x * zscale, y * zscale, 0, scratch[i : i + 1])
+        silhouette = min(max(scratch[i] / ramp, 0.0), 1.0)
+        bilinear_at(skin, u, v, 0, usable[i : i + 1])
+        usable[i] *= silhouette
+
+
+def _channel(image: np.ndarray) -> np.ndarray:
+    """A (H, W) map as the (H, W, 1) float32 image ``imaging.bilinear_at`` reads."""
+    return np.ascontiguousarray(image, np.float32)[..., None]
 
 
 def project_surface(
@@ -693,8 +687,8 @@ def project_surface(
     _visibility_kernel(
         points, n, cam_xy, depth, np.asarray(view.camera_center, np.float64), table, origin, spacing,
         np.array([w, h], np.float64), view.zbuffer_near, float(view.zscale), float(cam.fx * view.zscale),
-        float(view.tolerance), view.edge_distance, 0.04 * float(registration.interocular), view.skin,
-        warped, facing, visible, usable,
+        float(view.tolerance), _channel(view.edge_distance), 0.04 * float(registration.interocular),
+        _channel(view.skin), warped, facing, visible, usable, np.empty(count, np.float32),
     )  # fmt: skip
 
     stretch = footprint_stretch(registration, points, n, cam_xy, where=visible)  # inf unseen

@@ -819,6 +819,15 @@ class _Work:
         self.color[box], self.conf[box] = _under(self.color[box], before, fill, weight.astype(np.float32))
         return int(((self.conf[box] - before) > 0.5).sum())
 
+    def take_off(self, where, amount: np.ndarray) -> int:
+        """The photo taken off texels ``where`` (a box, or index arrays) by ``amount`` 0..1 (for the
+        inpaint or a fill under it to replace); returns the texels it mostly took."""
+        before = self.conf[where]
+        taken = int((before * amount > 0.5).sum())
+        self.conf[where] = before * (1.0 - amount)
+        self.photo[where] = np.minimum(self.photo[where], self.conf[where])
+        return taken
+
 
 def _box(xy: np.ndarray, size: int, margin: int = 2) -> tuple[slice, slice] | None:
     """The atlas box around polygon corners (N, 2), with a margin (texels); None when empty."""
@@ -944,10 +953,7 @@ def _fill_mouth(
         seen = np.isfinite(coords[..., 0])
         photo_mouth = np.zeros(shape, np.float32)
         photo_mouth[seen] = sample_image(mouth_in_photo, coords[seen])[:, 0]
-        off = np.clip(photo_mouth * (1.0 - opening) * on_mesh, 0.0, 1.0)
-        taken = int((work.conf[box] * off > 0.5).sum())
-        work.conf[box] *= 1.0 - off
-        work.photo[box] = np.minimum(work.photo[box], work.conf[box])
+        taken = work.take_off(box, np.clip(photo_mouth * (1.0 - opening) * on_mesh, 0.0, 1.0))
     if opening.any():
         dark = MOUTH_INTERIOR * (1.0 + 1.5 * np.exp(-depth / 0.05))[..., None]
         mouth = work.under(box, dark, opening)
@@ -958,12 +964,10 @@ def _fill_mouth(
 def photo_mouth_opening(portrait: np.ndarray, face: Face) -> np.ndarray | None:
     """(H, W) float32: the photo's mouth opening (inside its inner lip contour, grown by
     PHOTO_MOUTH_GROW), or None when the mouth is closed (PHOTO_MOUTH_OPEN)."""
-    lm = face.landmarks.astype(np.float64)
-    x, y = lm[list(LIPS_INNER), 0], lm[list(LIPS_INNER), 1]
-    area = 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
-    if area < PHOTO_MOUTH_OPEN * face.interocular**2:
+    contour = face.landmarks[list(LIPS_INNER)].astype(np.float64)
+    if cv2.contourArea(contour.astype(np.float32)) < PHOTO_MOUTH_OPEN * face.interocular**2:
         return None
-    inside = polygon_mask(portrait.shape[:2], lm[list(LIPS_INNER)]).astype(np.uint8)
+    inside = polygon_mask(portrait.shape[:2], contour).astype(np.uint8)
     # Grown by a disc, not scaled about its centre: a smile's opening is a crescent.
     radius = max(1, int(round(PHOTO_MOUTH_GROW * face.interocular)))
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
@@ -1064,10 +1068,7 @@ def complete_regions(
         frame[seen] = glasses.at(coords[seen])
         radius = max(1, int(round(FRAME_FEATHER * geometry.layout.face_texels_per_iod)))
         off = np.clip(_feathered(frame, index, s, radius) * 1.5, 0.0, 1.0)
-        c0 = flat_conf[index]
-        summary["glasses_texels_cleared"] = int((c0 * off > 0.5).sum())
-        flat_conf[index] = c0 * (1.0 - off)
-        flat_photo[index] = np.minimum(flat_photo[index], flat_conf[index])
+        summary["glasses_texels_cleared"] = work.take_off(np.unravel_index(index, (s, s)), off)
         warnings.append(
             "the photo shows glasses: their frames were taken off and filled with the skin around; "
             "what the lenses do to the skin behind them (tint, reflections) stays. A photo without "

@@ -57,9 +57,9 @@ class StageContext:
     in eye distances (``quality.Quality.estimated_error_iod``); NaN when unknown. Steps that need the
     photo's creases on the mesh's creases read it."""
     delight: np.ndarray | None = None
-    """(S, S, 3) (per channel) or (S, S) float32 factor the latent stage multiplied the colour by to
-    take the photo's light out (None where it did not): the repaint takes the photo's own detail
-    through the same factor, so the shading of creases it removed does not come back with it."""
+    """(S, S, 3) float32 factor (per channel) the latent stage multiplied the colour by to take the
+    photo's light out (None where it did not): the repaint takes the photo's own detail through the
+    same factor, so the shading of creases it removed does not come back with it."""
     feature_lines: dict[str, np.ndarray] = field(default_factory=dict)
     """Atlas pixel polylines (N, 2) of the face's features (``features.FEATURES``: eyes, brows, lips,
     nose, jaw; closed ones repeat their first point), for the style filters; empty when unknown.

@@ -26,7 +26,7 @@ import numpy as np
 
 from ... import atlas_filters as filters
 from ...atlas import AtlasGeometry
-from ...imaging import LUMA, luminance
+from ...imaging import LUMA, luminance, smoothstep
 from ...shading import (
     DirectionalLights,
     as_photographed,
@@ -131,8 +131,7 @@ def channel_exponents(linear: np.ndarray, log_shading: np.ndarray, weights: np.n
     if slopes[3] < 0.25 * max(variance, 1e-12):
         return np.ones(3, np.float32)  # the luminance hardly follows this shading: nothing to read
     low, high = CHANNEL_SPREAD
-    sure = float(np.clip((np.sqrt(variance) - low) / (high - low), 0.0, 1.0))
-    sure = sure * sure * (3.0 - 2.0 * sure)
+    sure = float(smoothstep((np.sqrt(variance) - low) / (high - low)))
     exponents = 1.0 + sure * (np.clip(slopes[:3] / slopes[3], *CHANNEL_EXPONENTS) - 1.0)
     return exponents.astype(np.float32)
 
@@ -289,12 +288,13 @@ class ClassicLatent(Stage):
         embedded = np.where(mask, np.clip(embedded, 1 / MAX_GAIN, MAX_GAIN), 1.0).astype(np.float32)
         # Each channel divided by the shading to its own power (``channel_exponents``), keeping the
         # confident texels' mean linear luminance.
-        log_sample = np.log(embedded.reshape(-1)[sample])
+        log_embedded = np.log(embedded)
+        log_sample = log_embedded.reshape(-1)[sample]
         power = np.float32(strength) * channel_exponents(linear, log_sample, weights)
         before = float((weights * lum).sum())
         after = float((weights * ((linear * np.exp(-log_sample[:, None] * power)) @ LUMA)).sum())
         keep = (before / max(after, 1e-9)) ** (1.0 / filters.GAMMA)
-        factor = np.exp(np.log(embedded)[..., None] * (-power / np.float32(filters.GAMMA)).astype(np.float32))
+        factor = np.exp(log_embedded[..., None] * (-power / np.float32(filters.GAMMA)).astype(np.float32))
         factor *= np.float32(keep)
         ctx.delight = factor
         return color * factor

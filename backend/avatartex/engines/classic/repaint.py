@@ -138,7 +138,7 @@ def _box_detail(
     # The portrait is read only where the atlas texel sees it (the rest keeps the texture's colour).
     sampled[valid] = sample_image(portrait, coords[valid], interpolation="cubic")
     if delight is not None:
-        sampled[valid] *= delight[valid] if delight.ndim == 3 else delight[valid][:, None]
+        sampled[valid] *= delight[valid]
     # Local brightness ratio texture/portrait: the texture is de-lit, the portrait is not.
     margin = int(np.ceil(3 * sigma)) + 1
     stack = _pad_edges(np.concatenate([color, sampled], axis=-1), margin, edges, wrap)
