@@ -206,6 +206,31 @@ def test_the_fringes_shadow_goes_with_the_fringe(state):
     assert out.texture.confidence[below].mean() < 0.2
 
 
+def test_the_hairline_left_on_the_forehead_is_a_smooth_curve(state, monkeypatch):
+    """What goes with the photo's hair is closed over ``HAIR_CLOSE``: the skin between the fringe's
+    strands is taken with them, so the filled forehead meets the photo's along a smooth edge, not a
+    frayed one, for a few more texels of skin taken (here 10 %)."""
+
+    reach = int(round(regions.HAIR_CLOSE * state.geometry.layout.face_texels_per_iod))
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1,) * 2)
+
+    def hairline(out) -> tuple[int, int, int]:
+        forehead, _ = fringe_on_forehead(state, out)
+        taken = (out.texture.confidence < 0.5) & forehead
+        kept = (out.texture.confidence >= 0.5) & forehead
+        edge = taken & cv2.dilate(kept.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        notches = cv2.morphologyEx(taken.astype(np.uint8), cv2.MORPH_CLOSE, disc).astype(bool) & kept
+        return int(edge.sum()), int(notches.sum()), int(taken.sum())
+
+    edge, notches, taken = hairline(run(state, scalp="skin"))
+    monkeypatch.setattr(regions, "HAIR_CLOSE", 1e-6)  # over one texel: hardly any closing
+    frayed_edge, frayed_notches, frayed_taken = hairline(run(state, scalp="skin"))
+    assert frayed_notches >= 10  # the fringe's edge has notches of skin (17 texels at 512)...
+    assert notches <= 0.3 * frayed_notches  # ... closed (0)
+    assert edge <= 0.8 * frayed_edge  # a shorter hairline: 116 texels against 162
+    assert taken <= 1.15 * frayed_taken  # 8765 against 7981
+
+
 # -- scalp = hair ---------------------------------------------------------------------------------
 
 

@@ -103,6 +103,11 @@ HAIR_SHADOW = 0.05
 """Eye distances of skin below the photo's hair taken off with it (then feathered as far again): the
 shadow a fringe casts on the forehead."""
 HAIR_SURE = 0.6
+HAIR_CLOSE = 0.08
+"""Eye distances over which what is taken off with the photo's hair is closed (grown, then shrunk
+as far: notches narrower than twice this between hair and skin are taken too). The astronaut's
+fringe left a frayed line of brown wisps along the filled forehead's edge, and Grace Hopper's white
+temple hair a pale patch beside it; closed at 0.08 the hairline is a smooth curve."""
 """Hair doubt above which the photo surely shows hair (whose shadow goes too, HAIR_SHADOW)."""
 HAIR_MIN_SHARE = 0.12
 """Share of that band (inside and outside the photo) that must be hair for the photo to show hair."""
@@ -1034,6 +1039,14 @@ def complete_regions(
         surely = (doubt > HAIR_SURE) * allowed
         wide = _feathered(surely, index, s, shadow, coarse=max(1, shadow // 3))
         taken = np.maximum(taken, np.clip(wide * 1.5, 0.0, 1.0))
+        # Closed over HAIR_CLOSE: the skin left in the notches of the hair's ragged edge (between
+        # strands, under a wisp) kept the photo's hair-coloured rims, a frayed brown hairline.
+        close = max(1, int(round(HAIR_CLOSE * geometry.layout.face_texels_per_iod)))
+        coarse = max(1, close // 3)
+        grown = (_feathered(taken, index, s, close, coarse=coarse) > 0.5).astype(np.float32)
+        closed = _feathered(grown, index, s, close, False, coarse)
+        # (less its feather's far tail: at the upper cheeks it took up to 0.005 of the photo's weight)
+        taken = np.maximum(taken, np.clip((closed - 0.01) * 1.5, 0.0, 1.0))
     # On the scalp, whatever the photo does not show as skin goes; a bald head's seen scalp is its
     # skin and stays (the ground-truth sweep's heads are bald: clearing it lost seen texels).
     not_skin = np.where(seen, smoothstep((0.7 - skin_p) / 0.4), 1.0).astype(np.float32)
