@@ -434,6 +434,23 @@ def test_a_smiles_teeth_are_taken_off_a_closed_mouths_lips(state, grace_hopper_p
     assert any("mouth is open" in warning for warning in out.warnings)
 
 
+def test_a_smiles_opening_takes_the_teeths_edges_and_fades_out(state):
+    """The photo's mouth opening reaches PHOTO_MOUTH_GROW past the inner lip contour whole (the
+    teeth's edges: at 0.03 eye distances the astronaut's lower teeth stayed as white spots under a
+    closed mouth's lip), then fades over PHOTO_MOUTH_FEATHER instead of ending in a hard edge."""
+    from avatartex.projection import polygon_mask
+
+    iod = state.face.interocular
+    opening = regions.photo_mouth_opening(state.portrait, state.face)
+    inside = polygon_mask(state.portrait.shape[:2], state.face.landmarks[list(LIPS_INNER)])
+    away = cv2.distanceTransform((~inside).astype(np.uint8), cv2.DIST_L2, 5) / iod
+    assert (opening[inside] == 1.0).all()
+    assert opening[(away > 0.01) & (away < 0.05)].min() == 1.0  # the teeth's edges go whole
+    fading = opening[(away > 0.075) & (away < 0.085)]
+    assert 0.05 < np.median(fading) < 0.95  # a soft edge, neither kept nor taken
+    assert opening[away > 0.15].max() < 0.01  # and no further
+
+
 # -- glasses -------------------------------------------------------------------------------------
 
 

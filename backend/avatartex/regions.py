@@ -103,12 +103,12 @@ HAIR_SHADOW = 0.05
 """Eye distances of skin below the photo's hair taken off with it (then feathered as far again): the
 shadow a fringe casts on the forehead."""
 HAIR_SURE = 0.6
+"""Hair doubt above which the photo surely shows hair (whose shadow goes too, HAIR_SHADOW)."""
 HAIR_CLOSE = 0.08
 """Eye distances over which what is taken off with the photo's hair is closed (grown, then shrunk
 as far: notches narrower than twice this between hair and skin are taken too). The astronaut's
 fringe left a frayed line of brown wisps along the filled forehead's edge, and Grace Hopper's white
 temple hair a pale patch beside it; closed at 0.08 the hairline is a smooth curve."""
-"""Hair doubt above which the photo surely shows hair (whose shadow goes too, HAIR_SHADOW)."""
 HAIR_MIN_SHARE = 0.12
 """Share of that band (inside and outside the photo) that must be hair for the photo to show hair."""
 PX_PER_IOD = 40.0
@@ -143,9 +143,12 @@ PHOTO_MOUTH_OPEN = 0.05
 """Square eye distances inside the photo's inner lip contour above which its mouth counts as open
 (teeth or the mouth's interior showing): the astronaut's smile encloses 0.11, Grace Hopper's closed
 mouth 0.006, the closed mouths of bench/sweep.py's renders 0.006-0.04."""
-PHOTO_MOUTH_GROW = 0.03
+PHOTO_MOUTH_GROW = 0.06
 """Eye distances by which the photo's mouth opening is grown: the teeth's edges and the lips' shadow
-over them."""
+over them (at 0.03 the astronaut's lower teeth still showed as white spots under the demo head's
+lower lip)."""
+PHOTO_MOUTH_FEATHER = 0.02
+"""Eye distances (Gaussian sigma) over which that opening's edge fades outwards."""
 
 
 @dataclass
@@ -976,7 +979,11 @@ def photo_mouth_opening(portrait: np.ndarray, face: Face) -> np.ndarray | None:
     # Grown by a disc, not scaled about its centre: a smile's opening is a crescent.
     radius = max(1, int(round(PHOTO_MOUTH_GROW * face.interocular)))
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-    return cv2.dilate(inside, disc).astype(np.float32)
+    grown = cv2.dilate(inside, disc).astype(np.float32)
+    # Feathered outwards (the grown edge stays fully taken): a hard edge cut the lips' colour off
+    # against the photo's skin like a sticker.
+    feather = cv2.GaussianBlur(grown, (0, 0), PHOTO_MOUTH_FEATHER * face.interocular)
+    return np.clip(feather * 2.0, 0.0, 1.0)
 
 
 # -- the whole step ------------------------------------------------------------------------------
