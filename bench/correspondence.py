@@ -97,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         camera = extra["camera"]
         scale = case.width / float(reg.camera.width)  # the pipeline may have read a rescaled portrait
-        to_file = getattr(head, "to_file", lambda p: p)
-        true_xy = camera.project(to_file(np.asarray(reg.points3d, np.float64)))[0]
+        # The true camera in the pipeline's unit-size copy of the mesh, where the points are.
+        true_xy = gt.camera_in_head(camera, head).project(np.asarray(reg.points3d, np.float64))[0]
         iod = gt.true_iod_px(runner.head(case.head), camera)
         split = explained(np.asarray(reg.points2d, np.float64) * scale, true_xy, iod)
         split["misplacement"] = row.get("misplacement")

@@ -970,8 +970,9 @@ def _fill_mouth(
 
 
 def photo_mouth_opening(portrait: np.ndarray, face: Face) -> np.ndarray | None:
-    """(H, W) float32: the photo's mouth opening (inside its inner lip contour, grown by
-    PHOTO_MOUTH_GROW), or None when the mouth is closed (PHOTO_MOUTH_OPEN)."""
+    """(H, W) float32 0..1: the photo's mouth opening (inside its inner lip contour, grown by
+    PHOTO_MOUTH_GROW, then fading out over PHOTO_MOUTH_FEATHER), or None when the mouth is closed
+    (PHOTO_MOUTH_OPEN)."""
     contour = face.landmarks[list(LIPS_INNER)].astype(np.float64)
     if cv2.contourArea(contour.astype(np.float32)) < PHOTO_MOUTH_OPEN * face.interocular**2:
         return None
