@@ -348,6 +348,7 @@ class Sweep:
             def fitted(points: np.ndarray) -> np.ndarray:
                 return self.tap.project(points) * scale
 
+            row["outline"] = getattr(reg, "outline", None) or None
             mean, p90 = gt.misplacement(head, where, surface, visible, render.camera, fitted)
             row["misplacement"], row["misplacement_p90"] = round(mean, 4), round(p90, 4)
             pts = surface.positions[visible[surface.mask]]

@@ -124,3 +124,90 @@ def test_warp_read_on_a_coarse_grid_matches_exact_evaluation() -> None:
     exact = warp(correction(cam_xy)).reshape(shape[0], shape[1], 2)
     error = np.abs(coarse - exact).max(axis=2)
     assert np.percentile(error, 99) < 0.15 and error.max() < 0.4, np.percentile(error, [99, 100])
+
+
+# -- the head's outline (alignment.outline_matches, outline_refit; registration.refit_to_outline) --
+
+
+def _fov(camera) -> float:
+    return float(np.degrees(2 * np.arctan(0.5 * camera.height / camera.fy)))
+
+
+def _landmark_registration(scene, lens_fov: float):
+    """A registration whose camera fits the face's front points exactly as well as it can through a
+    lens of ``lens_fov`` degrees: what landmarks leave when they cannot tell the focal length."""
+    from avatartex.registration import FovPrior, _focal_from_fov, fit_camera
+
+    mesh, camera, _ = scene
+    front = np.nonzero(mesh.normals[:, 2] > 0.8)[0]
+    front = front[np.linspace(0, len(front) - 1, 200).astype(int)]
+    X = mesh.positions[front]
+    x = camera.project(X)[0]
+    held = FovPrior(_focal_from_fov(lens_fov, camera.height), 0.0, "exif")
+    wrong, _ = fit_camera(X, x, (camera.width, camera.height), prior=held)
+    registration = registration_with_bias(wrong, (0.0, 0.0))
+    return dataclasses.replace(
+        registration,
+        points3d=X,
+        points2d=x,
+        weights=np.ones(len(X)),
+        prior=FovPrior.for_image((camera.width, camera.height)),
+        interocular=90.0,
+    )
+
+
+def test_the_edge_along_a_normal_is_found_between_pixels() -> None:
+    from avatartex.alignment import _edge_along
+
+    xs = np.arange(64, dtype=np.float32) + 0.5
+    edge = 30.3
+    row = np.clip(xs - edge + 0.5, 0.0, 1.0)  # an anti-aliased step at x = 30.3
+    image = np.repeat(np.repeat(row[None, :, None], 64, axis=0), 3, axis=2).astype(np.float32)
+    xy = np.array([[26.0, 20.0], [33.5, 40.0]])
+    normal = np.array([[1.0, 0.0], [-1.0, 0.0]])
+    offset, contrast = _edge_along(image, xy, normal, reach=6.0, context=10.0)
+    assert offset == pytest.approx(
+        [edge - 26.0, 33.5 - edge], abs=0.3
+    )  # a quarter pixel: 0.003 eye distances
+    assert np.all(contrast > 5.0)
+    flat = np.full_like(image, 0.5)
+    assert np.all(_edge_along(flat, xy, normal, 6.0, 10.0)[1] < 1.5)  # no edge: no contrast
+
+
+def test_the_outline_pins_down_the_focal_length_the_landmarks_leave_free(scene) -> None:
+    """Front points seen through a 45° lens from closer fit nearly as well as through the true 28°
+    one; the head's outline, which lies behind the face, tells them apart."""
+    from avatartex.alignment import OUTLINE_SEARCH_IOD, outline_matches
+    from avatartex.registration import refit_to_outline
+
+    mesh, camera, photo = scene
+    registration = _landmark_registration(scene, 45.0)
+    start_error = mean_error(registration, camera, mesh)
+    fitted = registration.camera
+    for reach in OUTLINE_SEARCH_IOD:
+        matches = outline_matches(
+            fitted, registration.warp, 90.0, mesh.positions, mesh.triangles, photo, reach
+        )
+        assert matches is not None and (matches.weight > 0).mean() > 0.8
+        fitted, residual = refit_to_outline(
+            dataclasses.replace(registration, camera=fitted),
+            matches.points3d,
+            matches.target,
+            matches.normal,
+            matches.weight,
+        )
+    assert abs(_fov(fitted) - 28.0) < 0.25 * abs(_fov(registration.camera) - 28.0)
+    assert np.median(np.abs(residual)) < 1.0  # pixels: the outline now lies on the photo's edge
+    assert mean_error(dataclasses.replace(registration, camera=fitted), camera, mesh) < 0.5 * start_error
+
+
+def test_the_outline_is_not_followed_where_the_photo_does_not_show_it(scene, astronaut) -> None:
+    import cv2
+    from avatartex.alignment import outline_refit
+
+    mesh, _, _ = scene
+    registration = _landmark_registration(scene, 45.0)
+    unrelated = cv2.resize(astronaut, (640, 640))
+    kept = outline_refit(registration, None, None, mesh.positions, mesh.triangles, unrelated)
+    assert kept.outline["applied"] is False and kept.outline.get("agreeing_share", 0.0) < 0.5
+    assert kept.camera is registration.camera and kept.warp is registration.warp

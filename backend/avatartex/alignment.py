@@ -121,9 +121,14 @@ def _ncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
 
 def _work_camera(camera, interocular: float):
     """The registered camera at the flow's resolution (``WORK_IOD_PX``, ``WORK_SIDE``) and its scale."""
+    scale = min(1.0, WORK_IOD_PX / max(interocular, 1e-6), WORK_SIDE / max(camera.width, camera.height))
+    return _work_camera_at(camera, scale)
+
+
+def _work_camera_at(camera, scale: float):
+    """The camera with its image scaled by ``scale`` (and rounded to whole pixels), and that scale."""
     from .camera import Camera
 
-    scale = min(1.0, WORK_IOD_PX / max(interocular, 1e-6), WORK_SIDE / max(camera.width, camera.height))
     width, height = max(1, round(camera.width * scale)), max(1, round(camera.height * scale))
     work = Camera(
         camera.fx * scale,
@@ -249,3 +254,222 @@ def refine(
         return dataclasses.replace(registration, alignment=info)
     applied = QuadraticOffset(coeffs * share, centre, size)
     return dataclasses.replace(registration, warp=CorrectedWarp(registration.warp, applied), alignment=info)
+
+
+# -- the head's outline ------------------------------------------------------------------------------
+OUTLINE_IOD_PX = 96.0
+"""The outline is matched where the portrait's eye distance spans this many pixels (never above the
+photo's own size, nor wider than ``WORK_SIDE``): a pixel is then 0.01 eye distances, and the edge is
+found between pixels."""
+OUTLINE_SPACING_PX = 2.0
+"""Work pixels between two of the outline's points."""
+OUTLINE_SEARCH_IOD = (0.2, 0.08, 0.04)
+"""How far (eye distances) each round looks for the photo's edge on either side of the outline:
+wide first, then around the corrected outline."""
+OUTLINE_FRAME_PX = 3
+"""Outline points this close to the image's border are the frame cutting the head, not its edge."""
+OUTLINE_INLIER_IOD = 0.015
+"""A point whose edge the refitted camera leaves further than this (eye distances) does not agree."""
+OUTLINE_SHARE_RAMP = (0.5, 0.75)
+"""Share of the outline's points (by length) that agree with the refitted camera over which it fades in:
+a head whose outline the photo shows (a bald render, a shaved head against a wall) agrees nearly
+everywhere; hair, a collar or a busy background leave most points without an edge where the mesh's
+outline would put one."""
+OUTLINE_SIDES_MIN = 3
+"""Of the four quarters around the head (left, right, above, below), how many must hold agreeing
+points: one side alone cannot tell a shift from a scale."""
+
+
+@dataclass
+class _OutlinePoints:
+    """Points of the mesh's outline in the work image, each with its outward normal."""
+
+    xy: np.ndarray
+    """(N, 2) work pixels."""
+    normal: np.ndarray
+    """(N, 2) unit, pointing out of the head."""
+
+
+def _outline_points(covered: np.ndarray) -> _OutlinePoints | None:
+    """The silhouette's outer contour, sampled every OUTLINE_SPACING_PX, frame cuts left out."""
+    mask = covered.astype(np.uint8)
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    if not contours:
+        return None
+    step = max(1, int(round(OUTLINE_SPACING_PX)))
+    pieces = [c[::step, 0, :] for c in contours if len(c) >= 20]
+    if not pieces:
+        return None
+    xy = np.concatenate(pieces).astype(np.float64)
+    h, w = covered.shape
+    inside = (
+        (xy[:, 0] >= OUTLINE_FRAME_PX)
+        & (xy[:, 0] < w - OUTLINE_FRAME_PX)
+        & (xy[:, 1] >= OUTLINE_FRAME_PX)
+        & (xy[:, 1] < h - OUTLINE_FRAME_PX)
+    )
+    xy = xy[inside]
+    if len(xy) < 20:
+        return None
+    soft = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 2.0)
+    gx, gy = cv2.Sobel(soft, cv2.CV_32F, 1, 0), cv2.Sobel(soft, cv2.CV_32F, 0, 1)
+    ix, iy = xy[:, 0].astype(int), xy[:, 1].astype(int)
+    normal = -np.stack([gx[iy, ix], gy[iy, ix]], axis=1).astype(np.float64)
+    length = np.linalg.norm(normal, axis=1)
+    keep = length > 1e-6
+    return _OutlinePoints(xy[keep] + 0.5, normal[keep] / length[keep, None])
+
+
+def _edge_along(
+    image: np.ndarray, xy: np.ndarray, normal: np.ndarray, reach: float, context: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each point, the offset along its normal (pixels, within ±``reach``) of the photo's
+    strongest colour edge, nearer ones preferred, and that edge's strength over the median of the
+    profile's over ±``context`` (its contrast: the same measure whatever the reach)."""
+    half = max(reach, context)
+    offsets = np.arange(-half, half + 0.25, 0.5, dtype=np.float64)
+    px = (xy[:, None, 0] + offsets[None, :] * normal[:, None, 0]).astype(np.float32)
+    py = (xy[:, None, 1] + offsets[None, :] * normal[:, None, 1]).astype(np.float32)
+    profile = cv2.remap(image, px - 0.5, py - 0.5, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    step = np.abs(profile[:, 2:] - profile[:, :-2]).sum(axis=2)  # colour change over one pixel
+    inner = offsets[1:-1]
+    preferred = step * np.exp(-0.5 * (inner / max(reach, 1e-6)) ** 2)[None, :]
+    preferred[:, np.abs(inner) > reach] = -1.0
+    best = np.argmax(preferred, axis=1)
+    rows = np.arange(len(xy))
+    # Sub-pixel: the parabola through the peak and its neighbours.
+    lo, hi = np.clip(best - 1, 0, step.shape[1] - 1), np.clip(best + 1, 0, step.shape[1] - 1)
+    a, b, c = step[rows, lo], step[rows, best], step[rows, hi]
+    denom = a - 2 * b + c
+    shift = np.where(np.abs(denom) > 1e-9, 0.5 * (a - c) / np.where(denom == 0, 1, denom), 0.0)
+    offset = inner[best] + 0.5 * np.clip(shift, -1, 1)
+    contrast = b / (np.median(step, axis=1) + 1e-3)
+    return offset, contrast
+
+
+@dataclass
+class OutlineMatches:
+    """The mesh's outline from a camera, each point with the photo's edge found along its normal."""
+
+    points3d: np.ndarray
+    """(N, 3) surface points on the silhouette (world)."""
+    target: np.ndarray
+    """(N, 2) photo pixels of the edge each was matched to."""
+    normal: np.ndarray
+    """(N, 2) unit outward normals of the outline there (photo pixels)."""
+    weight: np.ndarray
+    """(N,) 0..1 how clear that edge is (its contrast along the profile)."""
+    misfit_iod: float
+    """Median distance of the outline from its edges, eye distances."""
+
+
+OUTLINE_CONTRAST = (1.5, 3.0)
+"""An edge's strength over its profile's median over which a match counts from nothing to fully."""
+
+
+def outline_matches(
+    camera,
+    warp,
+    interocular: float,
+    positions: np.ndarray,
+    triangles: np.ndarray,
+    portrait: np.ndarray,
+    reach_iod: float,
+) -> OutlineMatches | None:
+    """The silhouette of the mesh from ``camera`` (through ``warp``, in the portrait's pixels),
+    sampled along its outer contour (the frame's cuts left out), each point matched to the photo's
+    strongest colour edge within ``reach_iod`` eye distances along its normal."""
+    from .raster import interpolate, rasterize_camera
+
+    scale = min(1.0, OUTLINE_IOD_PX / max(interocular, 1e-6), WORK_SIDE / max(camera.width, camera.height))
+    work, scale = _work_camera_at(camera, scale)
+    tri_id, bary, _ = rasterize_camera(positions, triangles, work)
+    points = _outline_points(tri_id >= 0)
+    if points is None:
+        return None
+    ix, iy = (points.xy - 0.5).astype(int).T
+    world = interpolate(
+        np.asarray(positions, np.float64), triangles, tri_id[iy, ix][None], bary[iy, ix][None]
+    )[0]
+    # Into the photo through the warp; the normals follow the warp's local turn only to first order.
+    cam_xy, _ = camera.project(world)
+    photo_xy = np.asarray(warp(cam_xy), np.float64)
+    # The photo at the work scale, where the render's outline is sampled.
+    small = scale
+    image = np.ascontiguousarray(portrait, np.float32)
+    if small < 1.0:
+        image = cv2.resize(image, None, fx=small, fy=small, interpolation=cv2.INTER_AREA)
+    image = cv2.GaussianBlur(image, (0, 0), 0.7)
+    iod_px = interocular * small
+    offset, contrast = _edge_along(
+        image, photo_xy * small, points.normal, max(2.0, reach_iod * iod_px), OUTLINE_SEARCH_IOD[0] * iod_px
+    )
+    weight = np.clip((contrast - OUTLINE_CONTRAST[0]) / (OUTLINE_CONTRAST[1] - OUTLINE_CONTRAST[0]), 0.0, 1.0)
+    target = photo_xy + (offset / small)[:, None] * points.normal
+    misfit = float(np.median(np.abs(offset[weight > 0]))) / iod_px if (weight > 0).any() else float("nan")
+    return OutlineMatches(world, target, points.normal, weight, misfit)
+
+
+def outline_refit(
+    registration, mesh_landmarks, face, positions: np.ndarray, triangles: np.ndarray, portrait: np.ndarray
+):
+    """The registration with its camera refitted to the head's outline as well as its landmarks,
+    as much as the photo confirms that outline (``OUTLINE_SHARE_RAMP`` on ``OUTLINE_SIDES_MIN``
+    sides), and its warp fitted again to the landmarks from that camera.
+
+    The mesh's silhouette from the registered camera is matched to the photo's edges
+    (``outline_matches``), the camera refitted to the landmarks and those matches together
+    (``registration.refit_to_outline``), and the search narrowed around the new outline
+    (``OUTLINE_SEARCH_IOD``). Hair, a collar or a busy background leave most of the outline without
+    an edge it agrees with: the registration then stays as the landmarks put it. Its ``outline``
+    dict says what was measured and how much was applied (``weight``)."""
+    from .registration import blend_cameras, refit_to_outline, register
+
+    iod = registration.interocular
+    camera = registration.camera
+    info = {"applied": False, "weight": 0.0}
+    matches, residual, before = None, None, None
+    for reach in OUTLINE_SEARCH_IOD:
+        matches = outline_matches(camera, registration.warp, iod, positions, triangles, portrait, reach)
+        if matches is None or (matches.weight > 0).sum() < 20:
+            return dataclasses.replace(registration, outline=info)
+        if before is None:
+            before = matches.misfit_iod
+        camera, residual = refit_to_outline(
+            dataclasses.replace(registration, camera=camera),
+            matches.points3d,
+            matches.target,
+            matches.normal,
+            matches.weight,
+        )
+    agree = (np.abs(residual) < OUTLINE_INLIER_IOD * iod) & (matches.weight > 0)
+    share = float(agree.mean())
+    rel = matches.target[agree] - matches.target.mean(axis=0)
+    quarters = (
+        rel[:, 0] < -0.3 * np.abs(rel[:, 1]),
+        rel[:, 0] > 0.3 * np.abs(rel[:, 1]),
+        rel[:, 1] < -0.3 * np.abs(rel[:, 0]),
+        rel[:, 1] > 0.3 * np.abs(rel[:, 0]),
+    )
+    sides = sum(int(q.sum() >= 5) for q in quarters)
+    fraction = _ramp(share, *OUTLINE_SHARE_RAMP) * float(sides >= OUTLINE_SIDES_MIN)
+    fov = lambda c: float(np.degrees(2 * np.arctan(0.5 * c.height / c.fy)))  # noqa: E731
+    info = {
+        "applied": fraction > 0.0,
+        "weight": round(fraction, 4),
+        "agreeing_share": round(share, 4),
+        "sides": sides,
+        "misfit_before_iod": round(before, 4),
+        "misfit_after_iod": round(float(np.median(np.abs(residual[agree]))) / iod, 4)
+        if agree.any()
+        else None,
+        "fov_before_deg": round(fov(registration.camera), 2),
+        "fov_outline_deg": round(fov(camera), 2),
+    }
+    if fraction <= 0.0:
+        return dataclasses.replace(registration, outline=info)
+    chosen = blend_cameras(registration.camera, camera, fraction)
+    refitted = register(
+        mesh_landmarks, face, (chosen.width, chosen.height), prior=registration.prior, fitted=chosen
+    )
+    return dataclasses.replace(refitted, outline=info)

@@ -85,6 +85,7 @@ def build_report(
         "registration_error_camera_only": round(float(registration.error_iod_camera), 5),
         "landmarks_source": analysis.head.landmarks.source,
         "dense_alignment": registration.alignment,
+        "outline_fit": registration.outline,
         "registration": {k: json_number(v) for k, v in registration.report().items()},
         "mesh": {
             "name": analysis.mesh.name,

@@ -16,6 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ..alignment import outline_refit
 from ..alignment import refine as refine_alignment
 from ..atlas import AtlasGeometry, harmonise_charts
 from ..bake import UVSurface, bake, surface_in_atlas
@@ -181,6 +182,7 @@ def register_portrait(
         if landmarks is seen:  # taken whole (the usual case): its camera is already fitted
             fitted = matched.camera
     best = register(landmarks, face, size, prior=prior, start=first.camera, fitted=fitted)
+    best = outline_refit(best, landmarks, face, mesh.positions, mesh.triangles, portrait)
     return refine_alignment(best, mesh.positions, mesh.triangles, mesh.normals, portrait)
 
 
