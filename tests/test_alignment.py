@@ -126,7 +126,7 @@ def test_warp_read_on_a_coarse_grid_matches_exact_evaluation() -> None:
     assert np.percentile(error, 99) < 0.15 and error.max() < 0.4, np.percentile(error, [99, 100])
 
 
-# -- the head's outline (alignment.outline_matches, outline_refit; registration.refit_to_outline) --
+# -- the head's outline (alignment.OutlineSearch, outline_refit; registration.refit_to_outline) --
 
 
 def _fov(camera) -> float:
@@ -177,18 +177,18 @@ def test_the_edge_along_a_normal_is_found_between_pixels() -> None:
 def test_the_outline_pins_down_the_focal_length_the_landmarks_leave_free(scene) -> None:
     """Front points seen through a 45° lens from closer fit nearly as well as through the true 28°
     one; the head's outline, which lies behind the face, tells them apart."""
-    from avatartex.alignment import OUTLINE_SEARCH_IOD, outline_matches
+    from avatartex.alignment import OUTLINE_SEARCH_IOD, OutlineSearch
     from avatartex.registration import refit_to_outline
 
     mesh, camera, photo = scene
     registration = _landmark_registration(scene, 45.0)
     start_error = mean_error(registration, camera, mesh)
     fitted = registration.camera
+    search = OutlineSearch.start(fitted, 90.0, mesh.positions, mesh.triangles, photo)
+    assert search is not None
     for reach in OUTLINE_SEARCH_IOD:
-        matches = outline_matches(
-            fitted, registration.warp, 90.0, mesh.positions, mesh.triangles, photo, reach
-        )
-        assert matches is not None and (matches.weight > 0).mean() > 0.8
+        matches = search.match(fitted, registration.warp, reach)
+        assert (matches.weight > 0).mean() > 0.8
         fitted, residual = refit_to_outline(
             dataclasses.replace(registration, camera=fitted),
             matches.points3d,

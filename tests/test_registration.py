@@ -347,3 +347,24 @@ def test_reshaped_landmarks_steer_the_warp_not_the_camera() -> None:
     # The warp takes the photo's nose (target) to where the camera puts the mesh's longer one.
     moved = kept.project(stretched[nose])[0]
     assert np.linalg.norm(moved - target[nose], axis=1).mean() / iod < 0.1
+
+
+def test_blending_cameras_near_a_half_turn_stays_between_them() -> None:
+    """Two cameras a degree apart, both nearly a half turn from the world's axes (a camera in front
+    of a face that looks along +z): their blend lies between them, where blending the rotation
+    vectors (of opposite signs there) would throw it anywhere."""
+    import cv2
+    from avatartex.registration import blend_cameras
+
+    def turned(angle_deg: float) -> Camera:
+        R = cv2.Rodrigues(np.array([[0.0], [np.radians(angle_deg)], [0.0]]))[0]
+        return Camera(800.0, 800.0, 320.0, 240.0, R, np.array([0.0, 0.0, 5.0]), 640, 480)
+
+    a, b = turned(179.6), turned(-179.6)  # 0.8° apart, rotation vectors of opposite signs
+    points = np.array([[0.3, 0.2, 0.1], [-0.2, 0.1, -0.3], [0.0, -0.3, 0.2]])
+    for share in (0.0, 0.25, 0.5, 1.0):
+        blended = blend_cameras(a, b, share)
+        gap = np.linalg.norm(blended.project(points)[0] - a.project(points)[0], axis=1).max()
+        span = np.linalg.norm(b.project(points)[0] - a.project(points)[0], axis=1).max()
+        assert gap <= 1.05 * share * span + 1e-6
+    assert np.allclose(blend_cameras(a, b, 1.0).R, b.R, atol=1e-9)

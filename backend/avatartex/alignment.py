@@ -367,47 +367,65 @@ OUTLINE_CONTRAST = (1.5, 3.0)
 """An edge's strength over its profile's median over which a match counts from nothing to fully."""
 
 
-def outline_matches(
-    camera,
-    warp,
-    interocular: float,
-    positions: np.ndarray,
-    triangles: np.ndarray,
-    portrait: np.ndarray,
-    reach_iod: float,
-) -> OutlineMatches | None:
-    """The silhouette of the mesh from ``camera`` (through ``warp``, in the portrait's pixels),
-    sampled along its outer contour (the frame's cuts left out), each point matched to the photo's
-    strongest colour edge within ``reach_iod`` eye distances along its normal."""
-    from .raster import interpolate, rasterize_camera
+@dataclass
+class OutlineSearch:
+    """The mesh's outline seen from a registration's camera, ready to be matched to the photo's
+    edges from that camera and from cameras near it: the silhouette is rasterised once, and its
+    surface points, re-projected, stand for it from a refitted camera (it slides over the surface
+    by a fraction of a pixel for the changes a refit makes)."""
 
-    scale = min(1.0, OUTLINE_IOD_PX / max(interocular, 1e-6), WORK_SIDE / max(camera.width, camera.height))
-    work, scale = _work_camera_at(camera, scale)
-    tri_id, bary, _ = rasterize_camera(positions, triangles, work)
-    points = _outline_points(tri_id >= 0)
-    if points is None:
-        return None
-    ix, iy = (points.xy - 0.5).astype(int).T
-    world = interpolate(
-        np.asarray(positions, np.float64), triangles, tri_id[iy, ix][None], bary[iy, ix][None]
-    )[0]
-    # Into the photo through the warp; the normals follow the warp's local turn only to first order.
-    cam_xy, _ = camera.project(world)
-    photo_xy = np.asarray(warp(cam_xy), np.float64)
-    # The photo at the work scale, where the render's outline is sampled.
-    small = scale
-    image = np.ascontiguousarray(portrait, np.float32)
-    if small < 1.0:
-        image = cv2.resize(image, None, fx=small, fy=small, interpolation=cv2.INTER_AREA)
-    image = cv2.GaussianBlur(image, (0, 0), 0.7)
-    iod_px = interocular * small
-    offset, contrast = _edge_along(
-        image, photo_xy * small, points.normal, max(2.0, reach_iod * iod_px), OUTLINE_SEARCH_IOD[0] * iod_px
-    )
-    weight = np.clip((contrast - OUTLINE_CONTRAST[0]) / (OUTLINE_CONTRAST[1] - OUTLINE_CONTRAST[0]), 0.0, 1.0)
-    target = photo_xy + (offset / small)[:, None] * points.normal
-    misfit = float(np.median(np.abs(offset[weight > 0]))) / iod_px if (weight > 0).any() else float("nan")
-    return OutlineMatches(world, target, points.normal, weight, misfit)
+    points3d: np.ndarray
+    """(N, 3) surface points on the silhouette's outer contour (world), the frame's cuts left out."""
+    normal: np.ndarray
+    """(N, 2) unit outward normals of the outline."""
+    image: np.ndarray
+    """(h, w, 3) float32 the photo at the work scale, lightly blurred."""
+    scale: float
+    """Work pixels per photo pixel."""
+    interocular: float
+    """The portrait's eye distance, photo pixels."""
+
+    @classmethod
+    def start(
+        cls, camera, interocular: float, positions: np.ndarray, triangles: np.ndarray, portrait: np.ndarray
+    ) -> OutlineSearch | None:
+        from .raster import interpolate, rasterize_camera
+
+        side = max(camera.width, camera.height)
+        work, scale = _work_camera_at(
+            camera, min(1.0, OUTLINE_IOD_PX / max(interocular, 1e-6), WORK_SIDE / side)
+        )
+        tri_id, bary, _ = rasterize_camera(positions, triangles, work)
+        points = _outline_points(tri_id >= 0)
+        if points is None:
+            return None
+        ix, iy = (points.xy - 0.5).astype(int).T
+        world = interpolate(
+            np.asarray(positions, np.float64), triangles, tri_id[iy, ix][None], bary[iy, ix][None]
+        )[0]
+        image = np.ascontiguousarray(portrait, np.float32)
+        if scale < 1.0:
+            image = cv2.resize(image, (work.width, work.height), interpolation=cv2.INTER_AREA)
+        image = cv2.GaussianBlur(image, (0, 0), 0.7)
+        return cls(world.astype(np.float64), points.normal, image, float(scale), float(interocular))
+
+    def match(self, camera, warp, reach_iod: float) -> OutlineMatches:
+        """Each outline point, projected by ``camera`` and moved by ``warp`` into the photo, matched to
+        the photo's strongest colour edge within ``reach_iod`` eye distances along its normal."""
+        photo_xy = np.asarray(warp(camera.project(self.points3d)[0]), np.float64)
+        iod_px = self.interocular * self.scale
+        offset, contrast = _edge_along(
+            self.image,
+            photo_xy * self.scale,
+            self.normal,
+            max(2.0, reach_iod * iod_px),
+            OUTLINE_SEARCH_IOD[0] * iod_px,
+        )
+        weight = np.clip((contrast - OUTLINE_CONTRAST[0]) / (OUTLINE_CONTRAST[1] - OUTLINE_CONTRAST[0]), 0, 1)
+        target = photo_xy + (offset / self.scale)[:, None] * self.normal
+        clear = weight > 0
+        misfit = float(np.median(np.abs(offset[clear]))) / iod_px if clear.any() else float("nan")
+        return OutlineMatches(self.points3d, target, self.normal, weight, misfit)
 
 
 def outline_refit(
@@ -418,7 +436,7 @@ def outline_refit(
     sides), and its warp fitted again to the landmarks from that camera.
 
     The mesh's silhouette from the registered camera is matched to the photo's edges
-    (``outline_matches``), the camera refitted to the landmarks and those matches together
+    (``OutlineSearch``), the camera refitted to the landmarks and those matches together
     (``registration.refit_to_outline``), and the search narrowed around the new outline
     (``OUTLINE_SEARCH_IOD``). Hair, a collar or a busy background leave most of the outline without
     an edge it agrees with: the registration then stays as the landmarks put it. Its ``outline``
@@ -429,9 +447,12 @@ def outline_refit(
     camera = registration.camera
     info = {"applied": False, "weight": 0.0}
     matches, residual, before = None, None, None
+    search = OutlineSearch.start(camera, iod, positions, triangles, portrait)
+    if search is None:
+        return dataclasses.replace(registration, outline=info)
     for reach in OUTLINE_SEARCH_IOD:
-        matches = outline_matches(camera, registration.warp, iod, positions, triangles, portrait, reach)
-        if matches is None or (matches.weight > 0).sum() < 20:
+        matches = search.match(camera, registration.warp, reach)
+        if (matches.weight > 0).sum() < 20:
             return dataclasses.replace(registration, outline=info)
         if before is None:
             before = matches.misfit_iod
@@ -442,7 +463,8 @@ def outline_refit(
             matches.normal,
             matches.weight,
         )
-    agree = (np.abs(residual) < OUTLINE_INLIER_IOD * iod) & (matches.weight > 0)
+    clear = matches.weight > 0
+    agree = (np.abs(residual) < OUTLINE_INLIER_IOD * iod) & clear
     share = float(agree.mean())
     rel = matches.target[agree] - matches.target.mean(axis=0)
     quarters = (
@@ -463,13 +485,19 @@ def outline_refit(
         "misfit_after_iod": round(float(np.median(np.abs(residual[agree]))) / iod, 4)
         if agree.any()
         else None,
+        "clear_share": round(float(clear.mean()), 4),
+        "misfit_clear_iod": round(float(np.median(np.abs(residual[clear]))) / iod, 4)
+        if clear.any()
+        else None,
         "fov_before_deg": round(fov(registration.camera), 2),
         "fov_outline_deg": round(fov(camera), 2),
     }
     if fraction <= 0.0:
         return dataclasses.replace(registration, outline=info)
     chosen = blend_cameras(registration.camera, camera, fraction)
+    smoothing = getattr(registration.warp, "smoothing", 0.0) or None  # 0: no warp was fitted
+    size = (chosen.width, chosen.height)
     refitted = register(
-        mesh_landmarks, face, (chosen.width, chosen.height), prior=registration.prior, fitted=chosen
+        mesh_landmarks, face, size, prior=registration.prior, fitted=chosen, smoothing=smoothing
     )
     return dataclasses.replace(refitted, outline=info)

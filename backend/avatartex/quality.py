@@ -514,6 +514,9 @@ def evidence(
         "landmark_scatter_iod": None if landmark_scatter is None else _rounded(float(landmark_scatter)),
         "eye_distance_px": round(float(iod), 2),
         "dense_alignment": bool(alignment.get("applied", False)),
+        "outline_weight": registration.outline.get("weight"),
+        "outline_clear_share": registration.outline.get("clear_share"),
+        "outline_misfit_iod": registration.outline.get("misfit_clear_iod"),
     }
     signals["landmark_estimate_iod"] = round(landmark_evidence(signals), 4)
     return signals

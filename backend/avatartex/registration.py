@@ -575,6 +575,7 @@ def register(
     prior: FovPrior | None = None,
     start: Camera | None = None,
     fitted: Camera | None = None,
+    smoothing: float | None = None,
 ) -> Registration:
     """Register a head's mesh landmarks (landmarks.MeshLandmarks) to a portrait's face.
 
@@ -587,6 +588,8 @@ def register(
     same face, to refine from instead of searching (``fit_camera``). ``fitted`` is a camera
     already fitted to exactly these landmarks and this face (a ``camera_only`` registration's):
     it is kept and only the warp fitted, where refitting would find the same camera again.
+    ``smoothing`` is the warp's, where it was already chosen for nearly the same camera (the
+    cross-validation then scores that one value instead of choosing among WARP_SMOOTHING).
     """
     points3d = np.asarray(mesh_landmarks.points3d, np.float64)
     valid = np.asarray(mesh_landmarks.valid, bool) & np.isfinite(points3d).all(axis=1)
@@ -608,7 +611,7 @@ def register(
     if camera_only:
         warp, holdout = ThinPlateWarp(None, projected.mean(axis=0), iod), float("nan")
     else:
-        warp, holdout = fit_warp(projected, x, iod, w)
+        warp, holdout = fit_warp(projected, x, iod, w, smoothing=smoothing)
     residual_warped = np.linalg.norm(warp(projected) - x, axis=1)
     warnings = []
     mean_cam = float(np.average(residual, weights=w))
@@ -734,8 +737,15 @@ def refit_to_outline(
 
 
 def blend_cameras(a: Camera, b: Camera, share: float) -> Camera:
-    """The camera ``share`` of the way from ``a`` to ``b`` (log focal length, rotation vector and
-    translation blended)."""
-    p = (1.0 - share) * _camera_params(a) + share * _camera_params(b)
-    f = float(np.exp(p[0]))
-    return Camera(f, f, a.cx, a.cy, _rotation(p[1:4]), p[4:7].copy(), a.width, a.height)
+    """The camera ``share`` of the way from ``a`` to ``b``: focal length blended in log, the
+    rotation turned that share of the way about the axis taking ``a``'s to ``b``'s (blending the
+    rotation vectors themselves breaks near a half turn, where two nearly equal rotations have
+    opposite vectors), the translation blended."""
+    import cv2
+
+    Ra, Rb = np.asarray(a.R, np.float64), np.asarray(b.R, np.float64)
+    step = cv2.Rodrigues(Rb @ Ra.T)[0].ravel() * share
+    R = cv2.Rodrigues(step.reshape(3, 1))[0] @ Ra
+    f = float(np.exp((1.0 - share) * np.log(a.fy) + share * np.log(b.fy)))
+    t = (1.0 - share) * np.asarray(a.t, np.float64) + share * np.asarray(b.t, np.float64)
+    return Camera(f, f, a.cx, a.cy, R, t, a.width, a.height)
