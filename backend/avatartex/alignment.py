@@ -259,13 +259,18 @@ def refine(
 # -- the head's outline ------------------------------------------------------------------------------
 OUTLINE_IOD_PX = 96.0
 """The outline is matched where the portrait's eye distance spans this many pixels (never above the
-photo's own size, nor wider than ``WORK_SIDE``): a pixel is then 0.01 eye distances, and the edge is
-found between pixels."""
+photo's own size, nor wider than ``OUTLINE_SIDE``): a pixel is then 0.01 eye distances, and the edge
+is found between pixels."""
+OUTLINE_SIDE = 1280
+"""Nor does the outline's image run wider than this many pixels (twice the dense flow's
+``WORK_SIDE``: at 640 a 1024-pixel portrait's outline was read at 0.6 of its pixels, and copies of
+the demo head turned 70° about a tilted axis got textures 1.00/255 apart on bench/sweep.py; 0.92
+with this and a fourth round)."""
 OUTLINE_SPACING_PX = 2.0
 """Work pixels between two of the outline's points."""
-OUTLINE_SEARCH_IOD = (0.2, 0.08, 0.04)
+OUTLINE_SEARCH_IOD = (0.2, 0.08, 0.04, 0.03)
 """How far (eye distances) each round looks for the photo's edge on either side of the outline:
-wide first, then around the corrected outline."""
+wide first, then around the outline of the refitted camera; the last round lets the fit settle."""
 OUTLINE_FRAME_PX = 3
 """Outline points this close to the image's border are the frame cutting the head, not its edge."""
 OUTLINE_INLIER_IOD = 0.015
@@ -393,7 +398,7 @@ class OutlineSearch:
 
         side = max(camera.width, camera.height)
         work, scale = _work_camera_at(
-            camera, min(1.0, OUTLINE_IOD_PX / max(interocular, 1e-6), WORK_SIDE / side)
+            camera, min(1.0, OUTLINE_IOD_PX / max(interocular, 1e-6), OUTLINE_SIDE / side)
         )
         tri_id, bary, _ = rasterize_camera(positions, triangles, work)
         points = _outline_points(tri_id >= 0)
