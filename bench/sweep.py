@@ -598,7 +598,7 @@ def print_summary(s: dict) -> None:
         )
         if held.get("vouched"):
             line = verdict.rate_line(held["vouched"])
-            print(f"  the same where anything vouched (shading, read landmarks): {line}")
+            print(f"  the same where anything vouched (shading, outline, read landmarks): {line}")
     print("\nby factor (n, found, median psnr, median misplacement):")
     for factor, levels in s["by_factor"].items():
         cells = [

@@ -23,9 +23,9 @@ any verdict but ``good``), the same away from the bar (true < ``MISPLACED / AWAY
 > ``MISPLACED x AWAY``, where no estimate can be blamed for a coin toss), the median and
 interquartile range of estimate / truth and the Spearman rank correlation; and how many good cases
 and distinct portraits the rates rest on (the invariance block shows one portrait to moved copies
-of one mesh: seven rows, one photo), and the good cases flagged among those the shading confirmed:
-a result it does not confirm is flagged by rule (``quality.CONFIRMED_WEIGHT``), and rightly, for
-nearly all such results are misplaced.
+of one mesh: seven rows, one photo), and the good cases flagged among those the shading or the
+head's outline vouched for: a result neither vouches for is flagged by rule
+(``quality.CONFIRMED_WEIGHT``), and rightly, for nearly all such results are misplaced.
 """
 
 from __future__ import annotations
@@ -84,7 +84,8 @@ def fit_calibration(
     rows: list[dict], start: quality.Calibration = quality.CALIBRATION
 ) -> quality.Calibration:
     """The estimate's numbers fitted on ``rows`` (least squares in log space): the dense part on the
-    rows the shading confirmed; on the others, the landmark gain (a geometric mean of truth over
+    rows the shading confirmed; the outline's gain on those the head's outline vouched for instead;
+    on the others, the landmark gain (a geometric mean of truth over
     evidence) where the landmarks were read from the photo, and the unvouched misplacement (a
     geometric mean of the truth) where they were not. A part with fewer than MIN_ROWS_TO_FIT rows
     keeps ``start``'s values."""
@@ -92,12 +93,21 @@ def fit_calibration(
     def confirmed(r: dict) -> bool:
         return quality.confirmed_share(r["signals"]) >= quality.CONFIRMED_WEIGHT
 
+    def outlined(r: dict) -> bool:
+        return not confirmed(r) and quality.outline_share(r["signals"]) >= quality.CONFIRMED_WEIGHT
+
     dense = (start.dense_log_intercept, start.dense_slope, start.dense_offset_power)
-    gain, unvouched = start.landmark_gain, start.unvouched
+    gain, unvouched, outline_gain = start.landmark_gain, start.unvouched, start.outline_gain
     if sum(map(confirmed, rows)) >= MIN_ROWS_TO_FIT:
         dense = _fit_dense([r for r in rows if confirmed(r)])
-    read = [r for r in rows if not confirmed(r) and quality.landmarks_read(r["signals"])]
-    unread = [r for r in rows if not confirmed(r) and not quality.landmarks_read(r["signals"])]
+    by_outline = [r for r in rows if outlined(r)]
+    if len(by_outline) >= MIN_ROWS_TO_FIT:  # a geometric mean of truth over the outline's misfit
+        misfit = np.array([r["signals"]["outline_misfit_iod"] for r in by_outline], np.float64)
+        truth = np.maximum([r["misplacement"] for r in by_outline], TRUTH_FLOOR)
+        outline_gain = float(np.exp(np.median(np.log(truth / np.maximum(misfit, 1e-4)))))
+    rest = [r for r in rows if not confirmed(r) and not outlined(r)]
+    read = [r for r in rest if quality.landmarks_read(r["signals"])]
+    unread = [r for r in rest if not quality.landmarks_read(r["signals"])]
     unit = quality.Calibration(*dense, landmark_gain=1.0, unvouched=unvouched)
     evidence = np.array([quality.landmark_evidence(r["signals"], unit) for r in read])
     if (evidence > 0).sum() >= MIN_ROWS_TO_FIT:
@@ -107,7 +117,7 @@ def fit_calibration(
         unvouched = float(
             np.exp(np.mean(np.log(np.maximum([r["misplacement"] for r in unread], TRUTH_FLOOR))))
         )
-    return quality.Calibration(*(round(float(v), 3) for v in (*dense, gain, unvouched)))
+    return quality.Calibration(*(round(float(v), 3) for v in (*dense, gain, unvouched, outline_gain)))
 
 
 def _fit_dense(rows: list[dict]) -> tuple[float, float, float]:
@@ -142,7 +152,7 @@ def judged(rows: list[dict], calibration: quality.Calibration) -> list[dict]:
                 "estimate": estimate,
                 "verdict": verdict,
                 "reasons": reasons,
-                "confirmed": quality.confirmed_share(r["signals"]) >= quality.CONFIRMED_WEIGHT,
+                "confirmed": quality.vouched(r["signals"]),
                 "read": quality.landmarks_read(r["signals"]),
             }
         )
@@ -240,7 +250,7 @@ def rate_line(f: dict) -> str:
     parts = [
         f"misplaced flagged {f['misplaced_flagged']}/{f['misplaced_n']}",
         f"good flagged {f['ok_flagged']}/{f['ok_n']} ({f['ok_portraits']} portraits; "
-        f"{f['ok_confirmed_flagged']}/{f['ok_confirmed']} where the shading confirmed)",
+        f"{f['ok_confirmed_flagged']}/{f['ok_confirmed']} where the shading or the outline vouched)",
         f"away from the bar {f['clear_misplaced_flagged']}/{f['clear_misplaced_n']} and "
         f"{f['clear_ok_flagged']}/{f['clear_ok_n']}",
     ]
@@ -281,7 +291,7 @@ def print_report(e: dict) -> None:
         for group, g in f.get("per_family", {}).items():
             print(f"  {group}: {rate_line(g)}")
         if "vouched" in f:
-            print(f"  where anything vouched (shading or read landmarks): {rate_line(f['vouched'])}")
+            print(f"  where anything vouched (shading, outline or read landmarks): {rate_line(f['vouched'])}")
     print("\nheld out by condition (each level judged by a fit on the others: the calibration must not")
     print("depend on which lights or skins happen to have a face found):")
     for factor, f in e["held_out_by_condition"].items():

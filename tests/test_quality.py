@@ -263,3 +263,25 @@ def test_a_surely_read_face_of_other_proportions_is_not_counted_as_misplaced():
     agreeing = _signals(camera_error_iod=0.004, agreement_iod=0.004, dense_weight=0.0)
     uncertain = estimate_error({**agreeing, "landmark_scatter_iod": 0.5})
     assert uncertain == pytest.approx(estimate_error(agreeing))
+
+
+def test_the_heads_outline_vouches_as_far_as_its_camera_was_taken():
+    """Where the shading cannot confirm, a head whose outline the refitted camera lays on the photo's
+    edges vouches for the placement (``outline_refit``'s weight): a close fit is good, a loose one
+    doubtful with an estimate that grows with the misfit; an outline the photo hides (weight 0:
+    hair, a collar) leaves the verdict where the landmarks put it."""
+    unconfirmed = {"dense_weight": 0.0, "dense_agreement": 0.02, "portrait_pass": "outline"}
+    close = _signals(**unconfirmed, outline_weight=1.0, outline_misfit_iod=0.005)
+    loose = _signals(**unconfirmed, outline_weight=1.0, outline_misfit_iod=0.02)
+    hidden = _signals(**unconfirmed, outline_weight=0.0, outline_misfit_iod=0.005)
+    assert quality.vouched(close) and quality.vouched(loose) and not quality.vouched(hidden)
+    estimates = [estimate_error(s) for s in (close, loose)]
+    assert estimates[0] < quality.GOOD_BELOW < estimates[1]
+    assert judge(close, estimates[0])[0] == "good"
+    verdict, reasons, _, _ = judge(loose, estimates[1])
+    assert verdict == "doubtful" and not any("nothing vouches" in r for r in reasons)
+    verdict, reasons, _, _ = judge(hidden, estimate_error(hidden))
+    assert verdict == "doubtful" and any("nothing vouches" in r for r in reasons)
+    assert estimate_error(hidden) == pytest.approx(quality.CALIBRATION.unvouched)
+    half = _signals(**unconfirmed, outline_weight=0.5, outline_misfit_iod=0.005)
+    assert estimates[0] < estimate_error(half) < quality.CALIBRATION.unvouched  # blended in log space

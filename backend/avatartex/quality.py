@@ -12,6 +12,13 @@ The evidence here is what the landmarks cannot hide:
   ``bench/sweep.py`` it orders the true misplacement with Spearman -0.96, and the correction's size
   says how much of the error it left (its log correlates 0.64 with what the agreement leaves
   unexplained of the log misplacement);
+* ``outline_misfit_iod`` — how far the mesh's outline, seen from the camera refitted to it
+  (``alignment.outline_refit``), lies from the photo's edges (median, eye distances), and
+  ``outline_weight``, how much of that camera was taken (how much of the outline the photo shows on
+  how many sides). Where it was taken it vouches as the shading does: on ``bench/sweep.py`` the
+  misfit orders the true misplacement with Spearman 0.76, and of the results the shading did not
+  confirm, those within 0.007 were misplaced by 0.010-0.058. A real photo's hair, collar or
+  background hide the outline (weight 0), and the verdict is then what the other evidence says;
 * ``camera_error_iod`` — how far a rigid camera is from the portrait's landmarks (before the warp),
   and ``agreement_iod`` — how much the camera moves the face when one region of landmarks is left
   out (a jackknife over six regions: brows, eyes, nose, mouth, the two sides of the face): regions
@@ -40,9 +47,10 @@ The evidence here is what the landmarks cannot hide:
 ``estimated_error_iod`` (report.json's ``registration_error``) is the dense evidence's estimate
 where the correction was applied, the landmarks' where it was not (or, where they were not read
 from the photo, the typical misplacement of such results), blended by ``dense_weight`` in log
-space (:class:`Calibration`; fitted and judged out of sample by ``bench/verdict.py``). The verdict
+space (:class:`Calibration`; fitted and judged out of sample by ``bench/verdict.py``), the
+landmarks' part itself blended with the outline's estimate by ``outline_weight``. The verdict
 reads it at the bar it estimates (:data:`GOOD_BELOW`), and never calls ``good`` what only the
-landmarks vouch for (:data:`CONFIRMED_WEIGHT`).
+landmarks vouch for (:data:`CONFIRMED_WEIGHT`, of the shading's or the outline's share).
 """
 
 from __future__ import annotations
@@ -132,6 +140,9 @@ class Calibration:
     dense_offset_power: float
     landmark_gain: float
     unvouched: float
+    outline_gain: float = 1.0
+    """Misplacement per unit of the outline's misfit (``outline_misfit_iod``: the median distance,
+    eye distances, between the mesh's outline from the refitted camera and the photo's edges)."""
 
     def dense(self, agreement: float, offset_iod: float = OFFSET_TYPICAL_IOD) -> float:
         """The misplacement the shading's agreement after the dense correction, and the size of
@@ -145,6 +156,10 @@ class Calibration:
             )
         )
 
+    def outline(self, misfit_iod: float) -> float:
+        """The misplacement the outline's misfit implies."""
+        return self.outline_gain * misfit_iod
+
     def landmarks(self, camera_error: float, agreement: float) -> float:
         """The misplacement the landmarks' disagreement implies."""
         return self.landmark_gain * (camera_error + agreement)
@@ -156,6 +171,7 @@ CALIBRATION = Calibration(
     dense_offset_power=0.438,
     landmark_gain=3.399,
     unvouched=0.159,
+    outline_gain=5.39,
 )
 """Fitted by ``bench/verdict.py`` on a ``bench/sweep.py`` run of 108 cases, every face found (46 by
 the detector, 62 placed from the head's outline; 29 with the dense correction applied; 15 within the
@@ -166,7 +182,12 @@ Spearman 0.75; the dense part's offset power came out 0.29-0.69 in every refit (
 placement improved (105 found, judged with these numbers unchanged): 74 of 76 misplaced flagged,
 3 of the 14 good ones the shading confirmed (all within 0.02 of the bar), and 15 good outline
 placements nothing vouched for, flagged by rule; ``unvouched`` refitted there came out 0.092: it
-follows the outline placement's quality and is the number to refit when that changes."""
+follows the outline placement's quality and is the number to refit when that changes.
+``outline_gain`` was fitted on a 108-case run with the outline refit (104 found; 29 results the
+outline vouched for and the shading did not; 5.35-5.44 held out by head), the rest kept: misplaced
+flagged 51 of 55, good flagged 14 of 49 (the shipped numbers without it: 55 of 55 and 24 of 49);
+held out by head family 50 of 55 and 13 of 49; the misplaced results it calls good were misplaced
+by 0.051-0.058."""
 
 
 @dataclass
@@ -298,6 +319,21 @@ def confirmed_share(signals: Mapping[str, Any]) -> float:
     return float(np.clip(_number(signals, "dense_weight", 0.0), 0.0, 1.0))
 
 
+def outline_share(signals: Mapping[str, Any]) -> float:
+    """How far the head's outline speaks for the result (0..1): the share of the outline's camera
+    taken (``alignment.outline_refit``'s weight, which the photo's agreement with the outline sets);
+    0 where the outline was not measured."""
+    if signals.get("outline_misfit_iod") is None:
+        return 0.0
+    return float(np.clip(_number(signals, "outline_weight", 0.0), 0.0, 1.0))
+
+
+def vouched(signals: Mapping[str, Any]) -> bool:
+    """Whether the shading (``confirmed_share``) or the head's outline (``outline_share``) vouches
+    for the placement: the landmarks alone cannot."""
+    return max(confirmed_share(signals), outline_share(signals)) >= CONFIRMED_WEIGHT
+
+
 def landmark_evidence(signals: Mapping[str, Any], calibration: Calibration = CALIBRATION) -> float:
     """The misplacement the landmarks alone imply: their disagreement (``Calibration.landmarks``),
     at most SCATTER_GAIN times how much they scatter (``landmark_scatter_iod``) where that is known:
@@ -346,6 +382,10 @@ def estimate_error(signals: Mapping[str, Any], calibration: Calibration = CALIBR
     share = confirmed_share(signals)
     landmarks = landmark_evidence(signals, calibration) if landmarks_read(signals) else calibration.unvouched
     landmarks = max(landmarks, ESTIMATE_FLOOR)
+    taken = outline_share(signals)
+    if taken > 0.0:  # the outline's misfit, as far as its camera was taken
+        outline = max(calibration.outline(_number(signals, "outline_misfit_iod")), ESTIMATE_FLOOR)
+        landmarks = float(np.exp(taken * np.log(outline) + (1.0 - taken) * np.log(landmarks)))
     if share <= 0.0:
         return landmarks
     offset = _number(signals, "dense_offset_iod", OFFSET_TYPICAL_IOD)
@@ -447,11 +487,12 @@ def judge(signals: Mapping[str, Any], estimate: float) -> tuple[str, list[str], 
             f"{_number(signals, 'eye_distance_px'):.0f} pixels apart)"
         )
         advice.append("use a photo where the face is larger and clearly visible")
-    if confirmed_share(signals) < CONFIRMED_WEIGHT:
+    if not vouched(signals):
         vouching = "only the landmarks vouch" if landmarks_read(signals) else "nothing vouches"
         reasons.append(
             "the mesh's shading could not be matched to the photo (a strong skin pattern, make-up or "
-            f"harsh light hides it), so {vouching} for the placement"
+            "harsh light hides it) nor its outline (hair, clothing or the background hide it), so "
+            f"{vouching} for the placement"
         )
         advice.append(
             "look at the eyes and mouth in the viewport; a photo in soft, even light matches surely"
