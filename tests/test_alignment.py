@@ -186,8 +186,9 @@ def test_the_outline_pins_down_the_focal_length_the_landmarks_leave_free(scene) 
     fitted = registration.camera
     search = OutlineSearch.start(fitted, 90.0, mesh.positions, mesh.triangles, photo)
     assert search is not None
+    offset = search.warp_offset(fitted, registration.warp)
     for reach in OUTLINE_SEARCH_IOD:
-        matches = search.match(fitted, registration.warp, reach)
+        matches = search.match(fitted, offset, reach)
         assert (matches.weight > 0).mean() > 0.8
         fitted, residual = refit_to_outline(
             dataclasses.replace(registration, camera=fitted),

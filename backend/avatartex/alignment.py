@@ -280,6 +280,10 @@ OUTLINE_SHARE_RAMP = (0.5, 0.75)
 a head whose outline the photo shows (a bald render, a shaved head against a wall) agrees nearly
 everywhere; hair, a collar or a busy background leave most points without an edge where the mesh's
 outline would put one."""
+OUTLINE_GIVE_UP = 0.3
+"""Share of agreeing outline points under which the rounds stop after the second: a photo whose
+outline the hair or clothing hides (the astronaut and Grace Hopper on both heads: 0.16-0.37 at the
+end) does not reach OUTLINE_SHARE_RAMP, and each round costs a camera refit."""
 OUTLINE_SIDES_MIN = 3
 """Of the four quarters around the head (left, right, above, below), how many must hold agreeing
 points: one side alone cannot tell a shift from a scale."""
@@ -414,10 +418,11 @@ class OutlineSearch:
         image = cv2.GaussianBlur(image, (0, 0), 0.7)
         return cls(world.astype(np.float64), points.normal, image, float(scale), float(interocular))
 
-    def match(self, camera, warp, reach_iod: float) -> OutlineMatches:
-        """Each outline point, projected by ``camera`` and moved by ``warp`` into the photo, matched to
-        the photo's strongest colour edge within ``reach_iod`` eye distances along its normal."""
-        photo_xy = np.asarray(warp(camera.project(self.points3d)[0]), np.float64)
+    def match(self, camera, warp_offset: np.ndarray, reach_iod: float) -> OutlineMatches:
+        """Each outline point, projected by ``camera`` and moved by ``warp_offset`` (the
+        registration's warp there: ``OutlineSearch.warp_offset``) into the photo, matched to the
+        photo's strongest colour edge within ``reach_iod`` eye distances along its normal."""
+        photo_xy = camera.project(self.points3d)[0] + warp_offset
         iod_px = self.interocular * self.scale
         offset, contrast = _edge_along(
             self.image,
@@ -431,6 +436,13 @@ class OutlineSearch:
         clear = weight > 0
         misfit = float(np.median(np.abs(offset[clear]))) / iod_px if clear.any() else float("nan")
         return OutlineMatches(self.points3d, target, self.normal, weight, misfit)
+
+    def warp_offset(self, camera, warp) -> np.ndarray:
+        """(N, 2) how far ``warp`` moves each outline point's projection by ``camera``: a smooth
+        field that moves by a small fraction of itself when a refit turns the camera, so it is read
+        once per request (the spline's evaluation is most of a round's cost)."""
+        projected = camera.project(self.points3d)[0]
+        return np.asarray(warp(projected), np.float64) - projected
 
 
 def outline_refit(
@@ -455,8 +467,9 @@ def outline_refit(
     search = OutlineSearch.start(camera, iod, positions, triangles, portrait)
     if search is None:
         return dataclasses.replace(registration, outline=info)
-    for reach in OUTLINE_SEARCH_IOD:
-        matches = search.match(camera, registration.warp, reach)
+    offset = search.warp_offset(camera, registration.warp)
+    for round_, reach in enumerate(OUTLINE_SEARCH_IOD):
+        matches = search.match(camera, offset, reach)
         if (matches.weight > 0).sum() < 20:
             return dataclasses.replace(registration, outline=info)
         if before is None:
@@ -467,10 +480,13 @@ def outline_refit(
             matches.target,
             matches.normal,
             matches.weight,
+            offset,
         )
-    clear = matches.weight > 0
-    agree = (np.abs(residual) < OUTLINE_INLIER_IOD * iod) & clear
-    share = float(agree.mean())
+        clear = matches.weight > 0
+        agree = (np.abs(residual) < OUTLINE_INLIER_IOD * iod) & clear
+        share = float(agree.mean())
+        if round_ >= 1 and share < OUTLINE_GIVE_UP:
+            break  # narrower rounds do not bring this outline to the ramp: spare them
     rel = matches.target[agree] - matches.target.mean(axis=0)
     quarters = (
         rel[:, 0] < -0.3 * np.abs(rel[:, 1]),

@@ -656,6 +656,7 @@ def refit_to_outline(
     outline_target: np.ndarray,
     outline_normal: np.ndarray,
     outline_weight: np.ndarray,
+    warp_offset: np.ndarray | None = None,
 ) -> tuple[Camera, np.ndarray]:
     """The camera (focal length and pose) refitted to the registration's landmarks and to where
     the photo shows the head's outline: outline points (surface points on the silhouette) whose
@@ -664,7 +665,9 @@ def refit_to_outline(
 
     Landmarks of one view leave the focal length and the head's depth nearly free (a face seen
     closer through a wider lens looks the same); the outline, which lies behind the face, does
-    not. Returns the camera and each outline point's residual along its normal (pixels)."""
+    not. ``warp_offset`` is the warp's displacement at the outline points (read from the
+    registration's warp at its camera when None). Returns the camera and each outline point's
+    residual along its normal (pixels)."""
     from scipy.optimize import least_squares
 
     camera = registration.camera
@@ -677,8 +680,10 @@ def refit_to_outline(
     wc = OUTLINE_WEIGHT * np.clip(np.asarray(outline_weight, np.float64), 0, None)
     cx, cy = camera.cx, camera.cy
     start = _camera_params(camera)
-    projected = camera.project(C)[0]
-    moved = np.asarray(registration.warp(projected), np.float64) - projected  # the warp's offset there
+    if warp_offset is None:
+        projected = camera.project(C)[0]
+        warp_offset = np.asarray(registration.warp(projected), np.float64) - projected
+    moved = np.asarray(warp_offset, np.float64)
     sw, swc = np.sqrt(w), np.sqrt(wc)
     spread = float(np.sqrt(np.average(((x - np.average(x, 0, w)) ** 2).sum(1), weights=w)))
     loss_scale = max(0.5, 0.01 * spread)
