@@ -524,7 +524,8 @@ class Registration:
     alignment: dict = field(default_factory=dict)
     """What the dense refinement (``alignment.refine``) measured and whether it was applied."""
     outline: dict = field(default_factory=dict)
-    """What the outline's correction (``alignment.outline_refit``) measured and applied."""
+    """What the camera's refit to the head's outline (``alignment.outline_refit``) measured and
+    applied."""
     points3d: np.ndarray | None = None
     """(N, 3) the mesh landmarks of ``indices`` the camera was fitted to."""
     points2d: np.ndarray | None = None
@@ -643,11 +644,11 @@ def register(
 
 OUTLINE_WEIGHT = 1.0
 """What one point of the head's outline counts in the camera fit against one landmark (both in
-pixels; the outline's residual is along its normal, the landmark's in 2D). On bench/sweep.py's quick
-cases 4 took the fitted field of view further towards the truth (scanned head 13.5° -> 24.7° for a
-true 34°) but the misplacement up by 0.04-0.06 eye distances: the landmarks' own bias on that head
-does not fit the true camera either (issue 8 note), so the outline informs the fit, it does not
-overrule it."""
+pixels; the outline's residual is along its normal, the landmark's in 2D). At 4 on bench/sweep.py's
+quick cases the fitted field of view came nearer the truth (scanned head 13.5° -> 24.7° for a true
+34°) but the misplacement rose by 0.04-0.06 eye distances: the landmarks' own bias on that head does
+not fit the true camera either (issue 8 note), so the outline informs the fit, it does not overrule
+it."""
 
 
 def refit_to_outline(
