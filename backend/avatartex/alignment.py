@@ -56,6 +56,14 @@ flow following the photo's texture, not a registration error (the helpful ones i
 a point by up to 0.58)."""
 
 
+OUTLINE_BOUNDS_DENSE_IOD = (0.15, 0.3)
+"""Largest displacement of the dense correction (eye distances) over which it fades out where the
+head's outline placed the camera (``outline_refit``'s weight): on bench/sweep.py, with the outline's
+camera taken, corrections moving the face by 0.19-0.44 made it worse in 7 cases (r019 0.018 -> 0.056,
+r018 0.030 -> 0.067, r000 0.012 -> 0.042) and better by more than 0.005 in one (r048, 0.227); those
+under 0.16 helped or did nothing (the invariance blocks' 0.04-0.07 among them)."""
+
+
 def _ramp(x: float, lo: float, hi: float) -> float:
     """0 below ``lo``, 1 above ``hi``, smooth (3t² - 2t³) in between."""
     t = min(max((x - lo) / (hi - lo), 0.0), 1.0)
@@ -243,6 +251,10 @@ def refine(
     covered_xy = np.stack([(xs + 0.5) / scale, (ys + 0.5) / scale], axis=1)
     moved = float(np.linalg.norm(correction.offset(covered_xy), axis=1).max() / iod)
     share = trust(after, moved)
+    # Where the head's outline already placed the camera (outline_refit), a correction that moves the
+    # face further than the outline's fit allows is the flow following the photo's texture.
+    vouched = float(getattr(registration, "outline", {}).get("weight", 0.0) or 0.0)
+    share *= 1.0 - vouched * _ramp(moved, *OUTLINE_BOUNDS_DENSE_IOD)
     info = {
         "applied": share > 0.0,
         "weight": round(share, 4),
