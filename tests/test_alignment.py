@@ -212,3 +212,23 @@ def test_the_outline_is_not_followed_where_the_photo_does_not_show_it(scene, ast
     kept = outline_refit(registration, None, None, mesh.positions, mesh.triangles, unrelated)
     assert kept.outline["applied"] is False and kept.outline.get("agreeing_share", 0.0) < 0.5
     assert kept.camera is registration.camera and kept.warp is registration.warp
+
+
+def test_a_large_dense_correction_yields_where_the_outline_placed_the_camera(scene) -> None:
+    """The same large correction (0.35 eye distances) is applied from the landmarks' camera and
+    withheld where the head's outline vouched for the camera (``OUTLINE_BOUNDS_DENSE_IOD``); a small
+    one is applied either way."""
+    from avatartex.alignment import OUTLINE_BOUNDS_DENSE_IOD
+
+    mesh, camera, photo = scene
+    for shift, withheld in (((28.0, -21.0), True), ((6.0, -4.0), False)):
+        biased = registration_with_bias(camera, shift)
+        alone = refine(biased, mesh.positions, mesh.triangles, mesh.normals, photo)
+        vouched = dataclasses.replace(biased, outline={"applied": True, "weight": 1.0})
+        after = refine(vouched, mesh.positions, mesh.triangles, mesh.normals, photo)
+        assert alone.alignment["weight"] > 0.9, alone.alignment
+        if withheld:
+            assert alone.alignment["max_offset_iod"] > OUTLINE_BOUNDS_DENSE_IOD[1]
+            assert after.alignment["weight"] == 0.0 and after.warp is vouched.warp
+        else:
+            assert after.alignment["weight"] == pytest.approx(alone.alignment["weight"])
