@@ -129,10 +129,6 @@ def test_warp_read_on_a_coarse_grid_matches_exact_evaluation() -> None:
 # -- the head's outline (alignment.OutlineSearch, outline_refit; registration.refit_to_outline) --
 
 
-def _fov(camera) -> float:
-    return float(np.degrees(2 * np.arctan(0.5 * camera.height / camera.fy)))
-
-
 def _landmark_registration(scene, lens_fov: float):
     """A registration whose camera fits the face's front points exactly as well as it can through a
     lens of ``lens_fov`` degrees: what landmarks leave when they cannot tell the focal length."""
@@ -196,8 +192,9 @@ def test_the_outline_pins_down_the_focal_length_the_landmarks_leave_free(scene) 
             matches.target,
             matches.normal,
             matches.weight,
+            offset,
         )
-    assert abs(_fov(fitted) - 28.0) < 0.25 * abs(_fov(registration.camera) - 28.0)
+    assert abs(fitted.fov_y_deg - 28.0) < 0.25 * abs(registration.camera.fov_y_deg - 28.0)
     assert np.median(np.abs(residual)) < 1.0  # pixels: the outline now lies on the photo's edge
     assert mean_error(dataclasses.replace(registration, camera=fitted), camera, mesh) < 0.5 * start_error
 

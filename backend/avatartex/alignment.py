@@ -70,12 +70,14 @@ def _ramp(x: float, lo: float, hi: float) -> float:
     return t * t * (3.0 - 2.0 * t)
 
 
-def trust(agreement: float, offset_iod: float) -> float:
+def trust(agreement: float, offset_iod: float, outline_weight: float = 0.0) -> float:
     """How much of a dense correction to apply, 0..1, from what it measured: the images' agreement
-    once corrected (``AGREEMENT_RAMP``) and its largest displacement (``OFFSET_RAMP_IOD``); a soft
-    decision, so that two nearly equal registrations (the same mesh moved, the same photo) get
-    nearly equal corrections instead of one applied and one not."""
-    return _ramp(agreement, *AGREEMENT_RAMP) * (1.0 - _ramp(offset_iod, *OFFSET_RAMP_IOD))
+    once corrected (``AGREEMENT_RAMP``) and its largest displacement (``OFFSET_RAMP_IOD``, and
+    ``OUTLINE_BOUNDS_DENSE_IOD`` as far as the head's outline placed the camera: ``outline_weight``,
+    ``outline_refit``'s); a soft decision, so that two nearly equal registrations (the same mesh
+    moved, the same photo) get nearly equal corrections instead of one applied and one not."""
+    share = _ramp(agreement, *AGREEMENT_RAMP) * (1.0 - _ramp(offset_iod, *OFFSET_RAMP_IOD))
+    return share * (1.0 - outline_weight * _ramp(offset_iod, *OUTLINE_BOUNDS_DENSE_IOD))
 
 
 @dataclass
@@ -250,11 +252,9 @@ def refine(
     ys, xs = np.nonzero(covered)
     covered_xy = np.stack([(xs + 0.5) / scale, (ys + 0.5) / scale], axis=1)
     moved = float(np.linalg.norm(correction.offset(covered_xy), axis=1).max() / iod)
-    share = trust(after, moved)
-    # Where the head's outline already placed the camera (outline_refit), a correction that moves the
-    # face further than the outline's fit allows is the flow following the photo's texture.
-    vouched = float(getattr(registration, "outline", {}).get("weight", 0.0) or 0.0)
-    share *= 1.0 - vouched * _ramp(moved, *OUTLINE_BOUNDS_DENSE_IOD)
+    # Where the head's outline already placed the camera, a correction that moves the face further
+    # than the outline's fit allows is the flow following the photo's texture.
+    share = trust(after, moved, float(registration.outline.get("weight", 0.0)))
     info = {
         "applied": share > 0.0,
         "weight": round(share, 4),
@@ -510,7 +510,6 @@ def outline_refit(
     )
     sides = sum(int(q.sum() >= 5) for q in quarters)
     fraction = _ramp(share, *OUTLINE_SHARE_RAMP) * float(sides >= OUTLINE_SIDES_MIN)
-    fov = lambda c: float(np.degrees(2 * np.arctan(0.5 * c.height / c.fy)))  # noqa: E731
     info = {
         "applied": fraction > 0.0,
         "weight": round(fraction, 4),
@@ -524,8 +523,8 @@ def outline_refit(
         "misfit_clear_iod": round(float(np.median(np.abs(residual[clear]))) / iod, 4)
         if clear.any()
         else None,
-        "fov_before_deg": round(fov(registration.camera), 2),
-        "fov_outline_deg": round(fov(camera), 2),
+        "fov_before_deg": round(registration.camera.fov_y_deg, 2),
+        "fov_outline_deg": round(camera.fov_y_deg, 2),
     }
     if fraction <= 0.0:
         return dataclasses.replace(registration, outline=info)

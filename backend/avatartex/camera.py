@@ -40,6 +40,11 @@ class Camera:
         return uv, z
 
     @property
+    def fov_y_deg(self) -> float:
+        """The vertical field of view, degrees."""
+        return float(np.degrees(2 * np.arctan(0.5 * self.height / self.fy)))
+
+    @property
     def center(self) -> np.ndarray:
         """The camera's position in world space."""
         return -self.R.T @ self.t

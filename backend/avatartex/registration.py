@@ -549,7 +549,7 @@ class Registration:
         """Plain numbers for report.json."""
         cam = self.camera
         return {
-            "fov_y_deg": float(np.degrees(2 * np.arctan(0.5 * cam.height / cam.fy))),
+            "fov_y_deg": cam.fov_y_deg,
             "fov_source": self.fov_source,
             "landmarks": int(len(self.indices)),
             "residual_camera_px": self.residual_camera,
@@ -657,7 +657,7 @@ def refit_to_outline(
     outline_target: np.ndarray,
     outline_normal: np.ndarray,
     outline_weight: np.ndarray,
-    warp_offset: np.ndarray | None = None,
+    warp_offset: np.ndarray,
 ) -> tuple[Camera, np.ndarray]:
     """The camera (focal length and pose) refitted to the registration's landmarks and to where
     the photo shows the head's outline: outline points (surface points on the silhouette) whose
@@ -666,8 +666,8 @@ def refit_to_outline(
 
     Landmarks of one view leave the focal length and the head's depth nearly free (a face seen
     closer through a wider lens looks the same); the outline, which lies behind the face, does
-    not. ``warp_offset`` is the warp's displacement at the outline points (read from the
-    registration's warp at its camera when None). Returns the camera and each outline point's
+    not. ``warp_offset`` is the warp's displacement at the outline points
+    (``alignment.OutlineSearch.warp_offset``). Returns the camera and each outline point's
     residual along its normal (pixels)."""
     from scipy.optimize import least_squares
 
@@ -681,9 +681,6 @@ def refit_to_outline(
     wc = OUTLINE_WEIGHT * np.clip(np.asarray(outline_weight, np.float64), 0, None)
     cx, cy = camera.cx, camera.cy
     start = _camera_params(camera)
-    if warp_offset is None:
-        projected = camera.project(C)[0]
-        warp_offset = np.asarray(registration.warp(projected), np.float64) - projected
     moved = np.asarray(warp_offset, np.float64)
     sw, swc = np.sqrt(w), np.sqrt(wc)
     spread = float(np.sqrt(np.average(((x - np.average(x, 0, w)) ** 2).sum(1), weights=w)))
