@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import trimesh
@@ -280,18 +283,37 @@ def test_glb_trimesh_cannot_read_is_a_typed_error_saying_what_was_found(tmp_path
 
 
 # -- unwrapping ------------------------------------------------------------------------------------
-def test_unwrap_of_a_tiny_mesh_is_scale_free():
+def _raw_xatlas_in_child(tmp_path, positions, triangles, timeout=60):
+    """xatlas.parametrize on the raw positions, in a child Python: on degenerate input its thread
+    pool can wait forever, which must not hang the suite. Per-corner UVs, or None on a hang."""
+    np.savez(tmp_path / "raw.npz", positions=positions, triangles=triangles.astype(np.uint32))
+    code = (
+        "import sys, numpy as np, xatlas; d = np.load(sys.argv[1]); "
+        "_, i, uv = xatlas.parametrize(d['positions'], d['triangles']); np.save(sys.argv[2], uv[i])"
+    )
+    try:
+        subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path / "raw.npz"), str(tmp_path / "raw.npy")],
+            check=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return None
+    return np.load(tmp_path / "raw.npy")
+
+
+def test_unwrap_of_a_tiny_mesh_is_scale_free(tmp_path):
     """A sculpt a few mm to cm across in metres (triangle areas ~1e-8): xatlas alone gives it NaN or
     zero-area UVs; normalised first, it gets the same charts as at any scale."""
-    import xatlas
     from avatartex.mesh import check_unwrap
 
     sphere = trimesh.creation.icosphere(subdivisions=3)
     tiny = (sphere.vertices * 0.002).astype(np.float32)  # triangle areas ~4e-8
-    _, indices, raw = xatlas.parametrize(tiny, sphere.faces.astype(np.uint32))
-    with pytest.raises(AvatarTexError) as info:
-        check_unwrap(raw[indices], "tiny")  # what the unwrap gave before
-    assert info.value.code == ErrorCode.MESH_INVALID
+    raw = _raw_xatlas_in_child(tmp_path, tiny, sphere.faces)  # what the unwrap gave before
+    if raw is not None:  # None: xatlas's thread pool hung on it (seen once in ~10 runs), as broken
+        with pytest.raises(AvatarTexError) as info:
+            check_unwrap(raw, "tiny")
+        assert info.value.code == ErrorCode.MESH_INVALID
     mesh = unwrap(validate(Mesh(tiny, sphere.faces, None), require_uvs=False))
     check_unwrap(mesh.uvs)
     assert mesh.unwrapped and 0 <= mesh.uvs.min() and mesh.uvs.max() <= 1
