@@ -20,9 +20,10 @@ Runs on the projected partial atlas texture, before the stages (``pipeline.gener
 * **Eyes**: inside the mesh's eye contours, texels the photo backs weakly are filled as an eye: a
   sclera and an iris disc (with a pupil) in the colours measured inside the photo's eye contours.
 * **Mouth**: inside the mesh's inner lip contour where the surface is recessed (an opening), a dark
-  interior; between the inner and outer contours the photo's lip colour, so the lips stay continuous.
-  A photo's open mouth (a smile's teeth) is taken off wherever the mesh has no opening, so a closed
-  mouth's lips get no teeth painted along them.
+  interior; between the inner and outer contours the photo's own lips, mapped lip onto lip
+  (``photo_lips_coords``), so the lips stay continuous. A photo's open mouth (a smile's teeth) is
+  taken off wherever the mesh has no opening, so a closed mouth's lips get no teeth painted along
+  them, and the photo's lips' detail around their median colour goes there instead.
 
 Fills go *under* the photo: a texel's new colour is its photo colour with its confidence ``c`` and
 the fill with the rest, ``(c * photo + (1 - c) * m * fill) / (c + (1 - c) * m)`` (``m`` the
@@ -149,6 +150,16 @@ over them (at 0.03 the astronaut's lower teeth still showed as white spots under
 lower lip)."""
 PHOTO_MOUTH_FEATHER = 0.02
 """Eye distances (Gaussian sigma) over which that opening's edge fades outwards."""
+LIP_BAND = (0.2, 1.0)
+"""Where across the photo's lips (0 its inner contour, 1 its outer) the mesh's lips read it
+(``photo_lips_coords``): not the inner edge itself, which borders a smile's teeth."""
+LIP_COLOUR_DE = (12.0, 24.0)
+"""CIE76 distance from the photo's median lip colour over which a remapped lip pixel gives way to
+that median (all of it by the second): a tooth or the skin beside a thin lip is not lip."""
+LIP_DETAIL_IOD = 0.08
+"""Eye distances (Gaussian sigma) of the local mean the photo's lip detail is taken against."""
+LIP_DETAIL = 0.25
+"""Bound of that detail, the log of the photo's lip pixel over its local mean, per channel."""
 
 
 @dataclass
@@ -926,9 +937,16 @@ def _fill_mouth(
     colours: FeatureColours,
     mouth_in_photo: np.ndarray | None = None,
     portrait_coords: np.ndarray | None = None,
+    portrait: np.ndarray | None = None,
+    photo_landmarks: np.ndarray | None = None,
 ) -> tuple[int, int, int]:
-    """The lips' colour under the photo between the mesh's lip contours, a dark interior inside the
+    """The photo's lips under the photo between the mesh's lip contours, a dark interior inside the
     inner one where the surface is recessed (the mesh has an opening).
+
+    The lips under the photo are the photo's own lips mapped onto the mesh's (``photo_lips_coords``,
+    given the ``portrait`` and its ``photo_landmarks``), falling back to the photo's median lip colour
+    where that reads something else (LIP_COLOUR_DE) or without them: one flat colour read as a sticker
+    where a smile's teeth were taken off.
 
     ``mouth_in_photo`` (H, W) 0..1 marks the photo's own mouth opening (its teeth, its interior),
     which ``portrait_coords`` (S, S, 2) place in the atlas: outside the mesh's opening it is taken
@@ -965,8 +983,90 @@ def _fill_mouth(
     if opening.any():
         dark = MOUTH_INTERIOR * (1.0 + 1.5 * np.exp(-depth / 0.05))[..., None]
         mouth = work.under(box, dark, opening)
-    lip_fill = np.broadcast_to(colours.lips, lips.shape + (3,))
+    lip_fill = np.broadcast_to(colours.lips, lips.shape + (3,)).copy()
+    if portrait is not None and photo_landmarks is not None and inner is not None:
+        where = photo_lips_coords(
+            outer - corner,
+            inner - corner,
+            photo_landmarks[list(LIPS_OUTER)],
+            photo_landmarks[list(LIPS_INNER)],
+            shape,
+        )
+        h, w = portrait.shape[:2]
+        read = (lips > 0) & np.isfinite(where[..., 0])
+        read &= (where[..., 0] >= 0) & (where[..., 0] <= w) & (where[..., 1] >= 0) & (where[..., 1] <= h)
+        if read.any():
+            sampled = sample_image(portrait, where[read])[:, :3]
+            distance = np.linalg.norm(to_lab(sampled) - to_lab(colours.lips[None])[0], axis=-1)
+            keep = 1.0 - smoothstep((distance - LIP_COLOUR_DE[0]) / (LIP_COLOUR_DE[1] - LIP_COLOUR_DE[0]))
+            # The photo's lips' own variation (lines, the lower lip's sheen, darker edges) over their
+            # median colour: a smile's lips are a pixel or two high, and read there as they are they
+            # are half skin.
+            grid = np.zeros(lips.shape + (4,), np.float32)
+            grid[read, :3] = sampled * keep[:, None]
+            grid[read, 3] = keep
+            sigma = LIP_DETAIL_IOD * geometry.layout.face_texels_per_iod
+            local = cv2.GaussianBlur(grid, (0, 0), sigma)
+            mean = local[read, :3] / np.maximum(local[read, 3:], 1e-6)
+            detail = np.clip(
+                np.log(np.maximum(sampled, 1e-3) / np.maximum(mean, 1e-3)), -LIP_DETAIL, LIP_DETAIL
+            )
+            detail = keep[:, None] * detail
+            # The lips as a whole keep the photo's median lip colour.
+            detail -= (detail * keep[:, None]).sum(axis=0) / max(float(keep.sum()), 1e-6)
+            lip_fill[read] = colours.lips * np.exp(keep[:, None] * detail)
     return work.under(box, lip_fill, lips), mouth, taken
+
+
+def photo_lips_coords(
+    mesh_outer: np.ndarray, mesh_inner: np.ndarray, photo_outer: np.ndarray, photo_inner: np.ndarray, shape
+) -> np.ndarray:
+    """(h, w, 2) the photo pixel each texel of the mesh's lips reads, NaN off them: the lips mapped
+    onto the lips, not through the camera.
+
+    Both mouths are cut into the same quads, one per pair of neighbouring contour points (LIPS_OUTER
+    and LIPS_INNER run alike, corner to corner), from the inner contour to the outer one; each quad of
+    the mesh's (atlas pixels, ``shape`` box) is mapped onto the photo's by its homography. A closed
+    mouth's upper and lower inner contours meet, an open one's part: each lip still lands on its own,
+    and a smile's thin lips are stretched over the mesh's full ones. Across the lips the photo is read
+    from LIP_BAND[0] of the way out (its inner edge borders the teeth)."""
+    h, w = int(shape[0]), int(shape[1])
+    out = np.full((h, w, 2), np.nan, np.float32)
+    lo, hi = LIP_BAND
+    photo_in = photo_inner + lo * (photo_outer - photo_inner)
+    photo_out = photo_inner + hi * (photo_outer - photo_inner)
+    # The mesh's quads start a little off its inner contour too: a closed mouth's two inner contours
+    # coincide, and a quad of no area has no homography.
+    mesh_in = mesh_inner + 0.02 * (mesh_outer - mesh_inner)
+    label = np.zeros((h, w), np.int32)
+    maps = []
+    n = len(mesh_outer)
+    for k in range(n):
+        j = (k + 1) % n
+        src = np.array([mesh_in[k], mesh_in[j], mesh_outer[j], mesh_outer[k]], np.float32)
+        dst = np.array([photo_in[k], photo_in[j], photo_out[j], photo_out[k]], np.float32)
+        if abs(cv2.contourArea(src)) < 0.5 or abs(cv2.contourArea(dst)) < 0.05:
+            maps.append(None)
+            continue
+        maps.append(cv2.getPerspectiveTransform(src - 0.5, dst - 0.5))
+        cv2.fillPoly(label, [np.round((src - 0.5) * 16).astype(np.int32)], k + 1, shift=4)
+    if not label.any():
+        return out
+    # Texels the quads' rasterisation missed (their anti-aliased rims) take the nearest quad's map.
+    from scipy.ndimage import distance_transform_edt
+
+    _, (near_r, near_c) = distance_transform_edt(label == 0, return_indices=True)
+    label = label[near_r, near_c]
+    rows, cols = np.mgrid[0:h, 0:w].astype(np.float32)
+    for k, matrix in enumerate(maps):
+        if matrix is None:
+            continue
+        at = label == k + 1
+        xy1 = np.stack([cols[at], rows[at], np.ones(int(at.sum()), np.float32)], 1) @ matrix.T.astype(
+            np.float32
+        )
+        out[at] = xy1[:, :2] / np.where(np.abs(xy1[:, 2:]) > 1e-6, xy1[:, 2:], np.nan) + 0.5
+    return out
 
 
 def photo_mouth_opening(portrait: np.ndarray, face: Face) -> np.ndarray | None:
@@ -1108,14 +1208,14 @@ def complete_regions(
     )
     mouth_in_photo = photo_mouth_opening(portrait, face)
     lips_filled, mouth_filled, mouth_taken = _fill_mouth(
-        work, geometry, points_head, colours, mouth_in_photo, portrait_coords
+        work, geometry, points_head, colours, mouth_in_photo, portrait_coords, portrait, face.landmarks
     )
     summary["lip_texels_filled"], summary["mouth_texels_filled"] = lips_filled, mouth_filled
     summary["photo_mouth_texels_cleared"] = mouth_taken
     if mouth_taken > 0:
         warnings.append(
-            "the photo's mouth is open where the mesh's is closed: its teeth were taken off the lips, "
-            "which have the photo's lip colour; a photo with the mouth closed keeps the lips' own detail"
+            "the photo's mouth is open where the mesh's is closed: its teeth were taken off and its lips "
+            "stretched over the mesh's closed ones; a photo with the mouth closed keeps the lips as seen"
         )
 
     # Texels now mostly a fill: the photo's detail must not be painted back over them.
