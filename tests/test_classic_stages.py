@@ -67,6 +67,25 @@ def test_inpaint_symmetric_completion_recovers_the_unseen_side() -> None:
     assert errors[1.0] < 0.25 * errors[0.0]
 
 
+def test_a_small_unseen_patch_inside_the_seen_face_is_filled_from_around_it() -> None:
+    """A sliver the camera does not see inside what it does (the crease behind a nose's wing) takes
+    the colour around it, not its mirror image's: left of the face is one colour, right another, the
+    sliver on the left must come out left-coloured. A large unseen side still takes its mirror."""
+    geo = sphere_atlas(512)
+    d = geo.normals
+    left, right = np.float32([0.7, 0.5, 0.4]), np.float32([0.4, 0.55, 0.7])
+    front = geo.mask & (d[..., 2] > 0.1)
+    color = np.where((d[..., 0] < 0)[..., None], left, right).astype(np.float32)
+    sliver = front & (np.abs(d[..., 0] + 0.4) < 0.03) & (np.abs(d[..., 1]) < 0.08)
+    conf = (front & ~sliver).astype(np.float32)
+    assert 20 < sliver.sum() < (filters.SMALL_HOLE_IOD * geo.layout.face_texels_per_iod) ** 2
+    ctx = with_classic(make_ctx(geo), symmetry=1.0, grain=0.0)
+    out = ClassicInpaint().run(AtlasTexture(color * conf[..., None], conf), ctx).color
+    assert np.abs(out[sliver] - left).max(axis=1).mean() < 0.03
+    assert filters.small_holes(conf, geo)[sliver].all()
+    assert not filters.small_holes(conf, geo)[geo.mask & (d[..., 2] < -0.5)].any()  # the back: large
+
+
 def test_the_fill_is_not_drawn_from_the_photos_doubtful_rim() -> None:
     """Skin seen fully, then a rim the photo barely backs (a fringe's shadow at confidence 0.05-0.25,
     dark), then nothing: the fill beyond the rim takes the well-seen skin's colour, not the rim's

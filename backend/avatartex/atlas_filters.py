@@ -476,8 +476,34 @@ def smooth_fill(
     the photo or its mirror brought, 0..1). The de-lighting uses the same function on its shading
     field, to know which shading the fill carried into each texel.
     """
-    sym_values, sym_conf = symmetric_completion(values, fill_weight(confidence), atlas, symmetry)
+    weight = fill_weight(confidence)
+    sym_values, sym_conf = symmetric_completion(values, weight, atlas, symmetry)
+    holes = small_holes(weight, atlas)
+    if holes.any():
+        sym_values[holes] = values[holes]
+        sym_conf[holes] = weight[holes]
     return push_pull(sym_values, sym_conf * atlas.mask, atlas.band_rows), sym_conf
+
+
+SMALL_HOLE_IOD = 0.2
+"""Square root of the area (eye distances) under which a patch the photo does not show, inside what
+it does, is filled from around it and not from its mirror image: the alar creases behind the nose's
+wings, an eye's or the lips' corners. A sliver's mirror image lands a texel or two beside the
+mirrored sliver, on the nose's lit wing or the cheek beside it: a pale crescent on one side of the
+nose and a dark one on the other."""
+
+
+def small_holes(weight: np.ndarray, atlas: AtlasGeometry) -> np.ndarray:
+    """(S, S) bool: texels of the mesh in unseen patches (``weight`` under 0.5) smaller than
+    SMALL_HOLE_IOD squared."""
+    unseen = (atlas.mask & (np.asarray(weight) < 0.5)).astype(np.uint8)
+    if not unseen.any():
+        return unseen.astype(bool)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(unseen, connectivity=8)
+    limit = (SMALL_HOLE_IOD * atlas.layout.face_texels_per_iod) ** 2
+    small = np.zeros(count, bool)
+    small[1:] = stats[1:, cv2.CC_STAT_AREA] < limit
+    return small[labels]
 
 
 FILL_SOURCE = (0.25, 0.75)
