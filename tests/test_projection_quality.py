@@ -21,7 +21,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from avatartex.camera import Camera  # noqa: E402
 from avatartex.projection import (  # noqa: E402
+    OCCLUSION_FEATHER,
     STRETCH_NONE,
+    feather_occlusions,
     footprint_stretch,
     keep_narrow_stretch,
     prepare_view,
@@ -181,6 +183,23 @@ def test_narrow_steep_walls_keep_the_photo_wide_stretched_regions_do_not() -> No
     assert kept[30:60, 30:34].min() == 1.0
     assert kept[30:60, 70:100].max() == 0.0
     assert np.array_equal(kept[weight == 1], weight[weight == 1])
+
+
+def test_the_photo_fades_in_from_what_the_mesh_hides_instead_of_stepping() -> None:
+    """Texels beside ones the camera faces but cannot see (behind the chin, a nose's wing) ramp up
+    over OCCLUSION_FEATHER eye distances; texels far from any stay as they were."""
+    geometry = SimpleNamespace(layout=SimpleNamespace(face_texels_per_iod=200.0))
+    confidence = np.ones((64, 160), np.float32)
+    occluded = np.zeros((64, 160), bool)
+    occluded[:, :20] = True  # hidden: the photo gives them nothing
+    confidence[occluded] = 0.0
+    out = feather_occlusions(confidence, occluded, geometry)
+    ramp = out[32, 20:40]
+    reach = OCCLUSION_FEATHER * 200.0  # 6 texels
+    assert 0 < ramp[0] < 0.2 and np.all(np.diff(ramp) >= 0)
+    assert ramp[int(reach) + 1 :].min() == 1.0 and out[:, 40:].min() == 1.0
+    assert (out[occluded] == 0).all()
+    assert np.array_equal(feather_occlusions(confidence, np.zeros_like(occluded), geometry), confidence)
 
 
 def test_an_atlas_that_cannot_hold_the_photo_gets_no_weight() -> None:

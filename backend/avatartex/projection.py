@@ -55,6 +55,12 @@ NARROW_STRETCH = 0.08
 """Eye distances: stretched patches narrower than twice this (the walls of the nostrils, the eye
 corners, the lips' corners) keep the photo (``keep_narrow_stretch``); a smear cannot be longer than
 the patch is wide, and that is under 5 % of a head's height."""
+OCCLUSION_FEATHER = 0.03
+"""Eye distances over which the photo fades in from where the camera faces the surface but something
+else of the mesh hides it (``feather_occlusions``)."""
+OCCLUDED_FACING = 0.1
+"""Cosine between a texel's normal and the direction to the camera above which, unseen, it counts as
+hidden by the mesh rather than turned away."""
 DEPTH_TOLERANCE = 0.05
 """Eye distances by which a surface point may lie behind the nearest surface the camera sees there
 and still count as seen. Thin folds of the mesh hide their own inner side by a millimetre or two:
@@ -486,6 +492,19 @@ def keep_narrow_stretch(weight: np.ndarray, band_rows: int, radius: int) -> np.n
 
     closed = per_chart(close, np.ascontiguousarray(weight, np.float32), band_rows, radius + 1)
     return np.maximum(weight, closed).astype(np.float32)
+
+
+def feather_occlusions(confidence: np.ndarray, occluded: np.ndarray, geometry) -> np.ndarray:
+    """An atlas's confidence (S, S) faded in over OCCLUSION_FEATHER from the texels the camera faces
+    but cannot see (``occluded``: behind the chin, the nose's wings, a fold), instead of stepping
+    from the photo to the fill there: the depth test is exact, the photo's edge there is not (the
+    contour of whatever hides them slides with any misregistration), and the step read as a hard-edged
+    shape under the chin and crescents beside the nose."""
+    radius = OCCLUSION_FEATHER * geometry.layout.face_texels_per_iod
+    if radius < 0.5 or not occluded.any():
+        return confidence
+    distance = cv2.distanceTransform((~occluded).astype(np.uint8), cv2.DIST_L2, 3)
+    return (confidence * smoothstep(distance / radius)).astype(np.float32)
 
 
 def keep_joined_to_face(confidence: np.ndarray, geometry) -> np.ndarray:

@@ -40,6 +40,8 @@ from ..mesh import Mesh, load_mesh
 from ..outline import outline_face
 from ..projection import (
     NARROW_STRETCH,
+    OCCLUDED_FACING,
+    feather_occlusions,
     keep_joined_to_face,
     keep_narrow_stretch,
     polygon_mask,
@@ -279,13 +281,14 @@ def project(
     stretched *= sampling_weight(portrait_coords, geometry.chart, geometry.band_rows)
     radius = int(round(NARROW_STRETCH * geometry.layout.face_texels_per_iod))
     stretched = keep_narrow_stretch(stretched, geometry.band_rows, radius)
-    conf = keep_joined_to_face(usable * stretched, geometry)
+    cos = np.zeros((s, s), np.float32)
+    cos[hit] = projected.facing
+    occluded = hit & (cos > OCCLUDED_FACING) & ~np.isfinite(portrait_coords[..., 0])
+    conf = keep_joined_to_face(feather_occlusions(usable * stretched, occluded, geometry), geometry)
 
     # Coverage counts what bench/accuracy.py counts as seen: the depth test and a view less grazing
     # than 72 degrees (cos > 0.3). It asks whether something hides the face, so it reads the
     # confidence before the stretch (a grazing texel is filled on purpose, not lost).
-    cos = np.zeros((s, s), np.float32)
-    cos[hit] = projected.facing
     face_region = geometry.face if geometry.face.any() else hit
     in_view = face_region & np.isfinite(portrait_coords[..., 0])
     seen_face = in_view & (cos > 0.3)
