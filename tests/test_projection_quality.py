@@ -23,11 +23,14 @@ from avatartex.camera import Camera  # noqa: E402
 from avatartex.projection import (  # noqa: E402
     OCCLUSION_FEATHER,
     STRETCH_NONE,
+    STRETCH_FULL,
+    STRETCH_SOFT,
     feather_occlusions,
     footprint_stretch,
     keep_narrow_stretch,
     prepare_view,
     project_surface,
+    read_softly,
     sampling_weight,
     skin_regions,
     stretch_weight,
@@ -200,6 +203,24 @@ def test_the_photo_fades_in_from_what_the_mesh_hides_instead_of_stepping() -> No
     assert ramp[int(reach) + 1 :].min() == 1.0 and out[:, 40:].min() == 1.0
     assert (out[occluded] == 0).all()
     assert np.array_equal(feather_occlusions(confidence, np.zeros_like(occluded), geometry), confidence)
+
+
+def test_a_stretched_texel_reads_the_photos_colour_not_its_detail() -> None:
+    """Fine stripes in the photo: a texel seen head-on reads them as they are, one seen at a grazing
+    angle (stretched beyond STRETCH_SOFT) their mean, one between a blend."""
+    from avatartex.imaging import sample_image
+
+    portrait = np.zeros((200, 200, 3), np.float32)
+    portrait[:, ::4] = 1.0  # stripes a pixel wide, every four: mean 0.25
+    portrait[:, 1::4] = 0.5
+    coords = np.array([[100.5, 100.5]] * 3 + [[np.nan, np.nan]], np.float32)
+    stretch = np.array([1.0, 0.5 * (STRETCH_FULL + STRETCH_SOFT), STRETCH_SOFT + 0.1, np.inf], np.float32)
+    sharp = sample_image(portrait, np.nan_to_num(coords))
+    out = read_softly(portrait, coords, stretch, sharp, interocular=IOD)
+    assert np.array_equal(out[0], sharp[0]) and sharp[0, 0] == 1.0
+    assert abs(out[2, 0] - 0.375) < 0.03  # the stripes' mean
+    assert min(sharp[1, 0], out[2, 0]) < out[1, 0] < max(sharp[1, 0], out[2, 0])
+    assert np.array_equal(out[3], sharp[3])  # unseen: left alone
 
 
 def test_an_atlas_that_cannot_hold_the_photo_gets_no_weight() -> None:

@@ -47,6 +47,7 @@ from ..projection import (
     polygon_mask,
     prepare_view,
     project_surface,
+    read_softly,
     sampling_weight,
     stretch_weight,
 )
@@ -274,7 +275,13 @@ def project(
     usable = np.zeros((s, s), np.float32)
     stretched = np.zeros((s, s), np.float32)
     portrait_coords = np.full((s, s, 2), np.nan, np.float32)
-    color[hit] = sample_image(portrait, projected.coords)
+    color[hit] = read_softly(
+        portrait,
+        projected.coords,
+        projected.stretch,
+        sample_image(portrait, projected.coords),
+        face.interocular,
+    )
     usable[hit] = projected.usable
     stretched[hit] = stretch_weight(projected.stretch)
     portrait_coords[hit] = projected.coords
