@@ -22,8 +22,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 from avatartex.camera import Camera  # noqa: E402
 from avatartex.projection import (  # noqa: E402
     OCCLUSION_FEATHER,
-    STRETCH_NONE,
     STRETCH_FULL,
+    STRETCH_NONE,
     STRETCH_SOFT,
     feather_occlusions,
     footprint_stretch,
