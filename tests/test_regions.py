@@ -421,7 +421,8 @@ def test_a_smiles_teeth_are_taken_off_a_closed_mouths_lips(state, grace_hopper_p
     )
     inside &= slit < 0.01  # the closed mouth's own slit between the lips is an opening: teeth may show there
     assert inside.sum() > 20
-    assert regions.to_lab(state.projection.partial.color)[inside][:, 0].mean() > 70  # light: teeth
+    teeth_lab = regions.to_lab(sample_image(state.portrait, coords[inside]))  # the photo there, sharp
+    assert teeth_lab[:, 0].mean() > 70  # light: teeth
     assert (out.photo_confidence[inside] < 0.05).all()
     assert np.isnan(out.portrait_coords[inside]).all()  # no teeth detail painted back
     lips = regions.polygon_coverage(
