@@ -37,20 +37,24 @@ from .imaging import bilinear_at, sample_image, smoothstep
 
 STRETCH_FULL = 1.8
 """Full confidence up to this stretch (on a sphere seen from afar: 56 degrees from the view axis)."""
-STRETCH_NONE = 4.2
-"""No confidence from this stretch on (76 degrees): the photo would smear over the surface, however
-softly it is read. Read sharp (before STRETCH_SOFT), 3.2 drew the edge of Grace Hopper's cap at her
-temples into a streak 5.2 % of the demo head's height (bench/look.py), and it was 2.8; read softly
-beyond STRETCH_FULL, 4.2 draws none over 4.2 % (longest 4.1 %, was 4.2 % at 2.8), and the quick
-sweep's seen texels gained 0.25 dB on average (16 of 19 cases better; the fill, which the grazing
-band had been handed, scored 22-28 dB there with the true camera, the photo 27-41)."""
-STRETCH_SOFT = 2.8
+STRETCH_NONE = 3.6
+"""No confidence from this stretch on (74 degrees): the photo would smear over the surface, however
+softly it is read. Read sharp, 3.2 drew the edge of Grace Hopper's cap at her temples into a streak
+5.2 % of the demo head's height (bench/look.py), and it was 2.8; read softly beyond STRETCH_FULL,
+the grazing band is the photo's instead of the fill's, which scored 22-28 dB there with the true
+camera where the photo scored 27-41 (bench/oracle.py): quick sweep +0.10 dB on average (16 of 19
+cases better). 4.2 gave +0.25 dB, but a copy of the scanned head turned 45° then differed from the
+original by 1.26/255 (its grazing band's colour moves with the camera's small differences)."""
+STRETCH_SOFT = 2.6
 """From STRETCH_FULL to this stretch the photo is read ever more softly, from here on wholly so
 (``read_softly``): a stretched texel gets the photo's colour over its footprint, not the fine detail
 that a smear draws out into streaks."""
+SOFT_MIN_SKIN = 0.2
+"""Share of skin in the soft reading's reach below which it gives way to the sharp reading (nothing
+of the skin's to average)."""
 SOFT_SIGMA_IOD = 0.03
-"""Eye distances (Gaussian sigma) of the soft reading (quick sweep: 0.02 and 0.04 gave 0.14 and 0.13
-dB at STRETCH_SOFT 2.6)."""
+"""Eye distances (Gaussian sigma) of the soft reading (quick sweep: 0.02, 0.03 and 0.04 within 0.02
+dB of each other)."""
 PERSON_MARGIN = 0.05
 """Eye distances by which the person segmentation is shrunk before skin outside the face counts
 (its edge is soft and a few pixels wide of the true one)."""
@@ -240,20 +244,34 @@ def prepare_view(
 
 
 def read_softly(
-    portrait: np.ndarray, coords: np.ndarray, stretch: np.ndarray, sharp: np.ndarray, interocular: float
+    portrait: np.ndarray,
+    coords: np.ndarray,
+    stretch: np.ndarray,
+    sharp: np.ndarray,
+    interocular: float,
+    skin: np.ndarray | None = None,
 ) -> np.ndarray:
     """(N, 3) the colours ``sharp`` (the photo read at ``coords``, N points) where the photo is read
     undistorted, the photo blurred by SOFT_SIGMA_IOD where it is stretched over the surface (a
     smoothstep from STRETCH_FULL to STRETCH_SOFT of ``stretch``): seen at a grazing angle, a texel
-    is the photo's colour there, not its detail drawn out."""
+    is the photo's colour there, not its detail drawn out.
+
+    The blur is the skin's own (``skin``, the view's skin weight per photo pixel: a normalised
+    convolution): a stretched texel lies near the head's outline, and a plain blur there drew in the
+    background and the hair beyond it, which moved with any change of the camera (copies of one mesh,
+    turned, differed more)."""
     t = smoothstep((np.asarray(stretch, np.float32) - STRETCH_FULL) / (STRETCH_SOFT - STRETCH_FULL))
     soft = np.isfinite(coords[:, 0]) & (t > 0)
     out = np.array(sharp, np.float32)
     if not soft.any():
         return out
-    blurred = cv2.GaussianBlur(portrait, (0, 0), max(SOFT_SIGMA_IOD * float(interocular), 0.5))
-    w = t[soft, None]
-    out[soft] = (1.0 - w) * out[soft] + w * sample_image(blurred, coords[soft])
+    sigma = max(SOFT_SIGMA_IOD * float(interocular), 0.5)
+    weight = np.ones(portrait.shape[:2], np.float32) if skin is None else np.asarray(skin, np.float32)
+    stack = np.concatenate([portrait[..., :3] * weight[..., None], weight[..., None]], axis=-1)
+    blurred = sample_image(cv2.GaussianBlur(stack, (0, 0), sigma), coords[soft])
+    reach = blurred[:, 3:]
+    w = t[soft, None] * np.clip(reach / SOFT_MIN_SKIN, 0.0, 1.0)
+    out[soft] = (1.0 - w) * out[soft] + w * blurred[:, :3] / np.maximum(reach, 1e-6)
     return out
 
 

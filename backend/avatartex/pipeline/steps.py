@@ -275,12 +275,9 @@ def project(
     usable = np.zeros((s, s), np.float32)
     stretched = np.zeros((s, s), np.float32)
     portrait_coords = np.full((s, s, 2), np.nan, np.float32)
+    sharp = sample_image(portrait, projected.coords)
     color[hit] = read_softly(
-        portrait,
-        projected.coords,
-        projected.stretch,
-        sample_image(portrait, projected.coords),
-        face.interocular,
+        portrait, projected.coords, projected.stretch, sharp, face.interocular, view.skin
     )
     usable[hit] = projected.usable
     stretched[hit] = stretch_weight(projected.stretch)

@@ -58,6 +58,9 @@ Lambertian render's; the astronaut's and Grace Hopper's photos measured 0.79-1.9
 CHANNEL_SPREAD = (0.02, 0.05)
 """Standard deviation of the fitted log shading over the skin below which the channels' powers stay
 1 (the light too even to measure them), above which they are used in full."""
+SKIN_FIT_CONFIDENCE = 0.8
+"""Confidence above which a skin texel enters the shading fit (``_skin_mask``): the photo well seen,
+not at the grazing angles it is read softly at, whose colour moves with the camera."""
 MAX_GAIN = 3.0
 """De-lighting never brightens or darkens linear light by more than this factor (about 1.6 stops): where the
 SH model extrapolates (grazing normals, misregistered features) a wrong division is bounded."""
@@ -75,7 +78,7 @@ def _skin_mask(
     reference chromaticity and luminance are taken on at most ``reference`` evenly spread texels.
     """
     normal_ok = np.einsum("ijk,ijk->ij", atlas.normals, atlas.normals) > 0.25
-    candidates = atlas.mask & (conf > 0.5) & normal_ok
+    candidates = atlas.mask & (conf > SKIN_FIT_CONFIDENCE) & normal_ok
     if atlas.face is not None and (atlas.face & candidates).sum() >= 200:
         candidates &= atlas.face
     index = np.flatnonzero(candidates)
