@@ -260,18 +260,29 @@ def read_softly(
     convolution): a stretched texel lies near the head's outline, and a plain blur there drew in the
     background and the hair beyond it, which moved with any change of the camera (copies of one mesh,
     turned, differed more)."""
-    t = smoothstep((np.asarray(stretch, np.float32) - STRETCH_FULL) / (STRETCH_SOFT - STRETCH_FULL))
-    soft = np.isfinite(coords[:, 0]) & (t > 0)
+    stretch = np.asarray(stretch, np.float32)
+    # Beyond STRETCH_NONE the photo has no weight: what is read there does not matter.
+    soft = np.isfinite(coords[:, 0]) & (stretch > STRETCH_FULL) & (stretch < STRETCH_NONE)
+    t = smoothstep((stretch[soft] - STRETCH_FULL) / (STRETCH_SOFT - STRETCH_FULL))
     out = np.array(sharp, np.float32)
     if not soft.any():
         return out
     sigma = max(SOFT_SIGMA_IOD * float(interocular), 0.5)
-    weight = np.ones(portrait.shape[:2], np.float32) if skin is None else np.asarray(skin, np.float32)
-    stack = np.concatenate([portrait[..., :3] * weight[..., None], weight[..., None]], axis=-1)
-    blurred = sample_image(cv2.GaussianBlur(stack, (0, 0), sigma), coords[soft])
-    reach = blurred[:, 3:]
-    w = t[soft, None] * np.clip(reach / SOFT_MIN_SKIN, 0.0, 1.0)
-    out[soft] = (1.0 - w) * out[soft] + w * blurred[:, :3] / np.maximum(reach, 1e-6)
+    # Only the photo's box around the texels read softly (and the blur's reach): a face is a small
+    # part of a large photo.
+    h, w = portrait.shape[:2]
+    reach = int(np.ceil(4 * sigma)) + 2
+    xy = coords[soft]
+    x0, y0 = (max(int(np.floor(v)) - reach, 0) for v in xy.min(axis=0))
+    x1, y1 = min(int(np.ceil(xy[:, 0].max())) + reach, w), min(int(np.ceil(xy[:, 1].max())) + reach, h)
+    box = (slice(y0, y1), slice(x0, x1))
+    weight = np.ones((y1 - y0, x1 - x0), np.float32) if skin is None else np.asarray(skin, np.float32)[box]
+    stack = np.concatenate([portrait[box][..., :3] * weight[..., None], weight[..., None]], axis=-1)
+    blurred = cv2.GaussianBlur(stack, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
+    blurred = sample_image(blurred, xy - np.array([x0, y0], np.float32))
+    share = blurred[:, 3:]
+    w = t[:, None] * np.clip(share / SOFT_MIN_SKIN, 0.0, 1.0)
+    out[soft] = (1.0 - w) * out[soft] + w * blurred[:, :3] / np.maximum(share, 1e-6)
     return out
 
 
