@@ -281,8 +281,8 @@ def read_softly(
     blurred = cv2.GaussianBlur(stack, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
     blurred = sample_image(blurred, xy - np.array([x0, y0], np.float32))
     share = blurred[:, 3:]
-    w = t[:, None] * np.clip(share / SOFT_MIN_SKIN, 0.0, 1.0)
-    out[soft] = (1.0 - w) * out[soft] + w * blurred[:, :3] / np.maximum(share, 1e-6)
+    blend = t[:, None] * np.clip(share / SOFT_MIN_SKIN, 0.0, 1.0)
+    out[soft] = (1.0 - blend) * out[soft] + blend * blurred[:, :3] / np.maximum(share, 1e-6)
     return out
 
 
