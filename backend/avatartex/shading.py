@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from numba import njit
 
 from .imaging import sample_image
 
@@ -130,31 +131,58 @@ def as_photographed(values: np.ndarray, coords: np.ndarray, shape: tuple[int, in
     a normalised convolution, so pixels no texel reached do not count.
     """
     h, w = int(shape[0]), int(shape[1])
-    xy = np.asarray(coords, np.float64) - 0.5
-    corner = np.floor(xy).astype(np.int64)
-    frac = xy - corner
+    xy = np.asarray(coords, np.float64)
     v = np.asarray(values, np.float64)
     if len(v) == 0:
         return np.zeros(0, np.float32)
     # Only the photo's box around the texels (and one empty pixel around it, which the sampling
     # reads as the whole photo's zeros there would be): a face is a small part of a large photo.
-    x0 = max(int(np.clip(corner[:, 0].min(), 0, w - 1)) - 1, 0)
-    y0 = max(int(np.clip(corner[:, 1].min(), 0, h - 1)) - 1, 0)
-    x1 = min(int(np.clip(corner[:, 0].max() + 1, 0, w - 1)) + 1, w - 1)
-    y1 = min(int(np.clip(corner[:, 1].max() + 1, 0, h - 1)) + 1, h - 1)
-    bw, bh = x1 - x0 + 1, y1 - y0 + 1
-    total = np.zeros(bh * bw)
-    weight = np.zeros(bh * bw)
-    for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
-        wx = frac[:, 0] if dx else 1.0 - frac[:, 0]
-        wy = frac[:, 1] if dy else 1.0 - frac[:, 1]
-        row = np.clip(corner[:, 1] + dy, 0, h - 1) - y0
-        index = row * bw + np.clip(corner[:, 0] + dx, 0, w - 1) - x0
-        total += np.bincount(index, wx * wy * v, bh * bw)
-        weight += np.bincount(index, wx * wy, bh * bw)
-    grid = np.stack([total.reshape(bh, bw), weight.reshape(bh, bw)], axis=-1).astype(np.float32)
-    back = sample_image(grid, np.asarray(coords, np.float32) - np.array([x0, y0], np.float32))
+    low, high = _corner_extent(xy)
+    x0 = max(int(np.clip(low[0], 0, w - 1)) - 1, 0)
+    y0 = max(int(np.clip(low[1], 0, h - 1)) - 1, 0)
+    x1 = min(int(np.clip(high[0], 0, w - 1)) + 1, w - 1)
+    y1 = min(int(np.clip(high[1], 0, h - 1)) + 1, h - 1)
+    grid = np.zeros((y1 - y0 + 1, x1 - x0 + 1, 2), np.float64)
+    _splat_bilinear(xy, v, np.array([x0, y0, w, h], np.int64), grid)
+    back = sample_image(grid.astype(np.float32), np.asarray(coords, np.float32) - np.array([x0, y0], np.float32))
     return (back[:, 0] / np.maximum(back[:, 1], 1e-9)).astype(np.float32)
+
+
+@njit(cache=True)
+def _corner_extent(xy) -> tuple[np.ndarray, np.ndarray]:
+    """The lowest and highest top-left pixel of the bilinear cells of positions ``xy`` (N, 2), and
+    the highest's right neighbour: (x, y) int64 pairs (a numpy reduction along the first axis of an
+    (N, 2) array costs ten times this)."""
+    low = np.full(2, np.iinfo(np.int64).max, np.int64)
+    high = np.full(2, np.iinfo(np.int64).min, np.int64)
+    for i in range(xy.shape[0]):
+        for k in range(2):
+            corner = int(np.floor(xy[i, k] - 0.5))
+            low[k] = min(low[k], corner)
+            high[k] = max(high[k], corner + 1)
+    return low, high
+
+
+@njit(cache=True)
+def _splat_bilinear(xy, values, frame, grid) -> None:
+    """Add each value (and its weight) into the four pixels around its position ``xy`` (pixel
+    centres at +0.5) with its bilinear weights: ``grid`` (rows, cols, 2) covers the photo from pixel
+    (``frame[0]``, ``frame[1]``); positions off the photo (``frame[2]`` x ``frame[3]``) clamp to its
+    edge, as the sampling that read the colour does."""
+    x0, y0, w, h = frame[0], frame[1], frame[2], frame[3]
+    for i in range(xy.shape[0]):
+        px, py = xy[i, 0] - 0.5, xy[i, 1] - 0.5
+        cx, cy = np.floor(px), np.floor(py)
+        fx, fy = px - cx, py - cy
+        ix, iy = int(cx), int(cy)
+        for dy in range(2):
+            row = min(max(iy + dy, 0), h - 1) - y0
+            wy = fy if dy else 1.0 - fy
+            for dx in range(2):
+                col = min(max(ix + dx, 0), w - 1) - x0
+                weight = (fx if dx else 1.0 - fx) * wy
+                grid[row, col, 0] += weight * values[i]
+                grid[row, col, 1] += weight
 
 
 def refine_lights_by_detail(
@@ -237,3 +265,8 @@ def refine_lights_by_detail(
     if not np.all(np.isfinite(q)):
         return model
     return DirectionalLights(model.ambient, (q * model.ambient).reshape(1, 3).astype(np.float32))
+
+
+def warm_up() -> None:
+    """Load the compiled splat (numba's on-disk cache) ahead of the first request."""
+    as_photographed(np.ones(1, np.float32), np.full((1, 2), 1.5, np.float32), (4, 4))

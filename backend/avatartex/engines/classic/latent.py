@@ -77,8 +77,10 @@ def _skin_mask(
     brows, lips, hair and background are left out; the robust weights catch the rest). The
     reference chromaticity and luminance are taken on at most ``reference`` evenly spread texels.
     """
-    normal_ok = np.einsum("ijk,ijk->ij", atlas.normals, atlas.normals) > 0.25
-    candidates = atlas.mask & (conf > SKIN_FIT_CONFIDENCE) & normal_ok
+    cache = atlas.__dict__.setdefault("_cache", {})
+    if "normal_ok" not in cache:  # the atlas's own: kept with it
+        cache["normal_ok"] = atlas.mask & (np.einsum("ijk,ijk->ij", atlas.normals, atlas.normals) > 0.25)
+    candidates = cache["normal_ok"] & (conf > SKIN_FIT_CONFIDENCE)
     if atlas.face is not None and (atlas.face & candidates).sum() >= 200:
         candidates &= atlas.face
     index = np.flatnonzero(candidates)
@@ -315,19 +317,21 @@ class ClassicLatent(Stage):
         """
         atlas = ctx.atlas
         rows = atlas.band_rows
-        # Everything here is low-frequency: work at half resolution, apply at full.
-        small, small_rows = filters.downsample(
-            np.concatenate([color, conf[..., None], atlas.mask[..., None].astype(np.float32)], axis=-1), rows
-        )
-        c_small, m_small = np.clip(small[..., 3], 0, 1), (small[..., 4] > 0.5).astype(np.float32)
+        # Everything here is low-frequency: worked out at half resolution (the mask's half is the
+        # atlas's, kept), and only the gain's product with the ring's full-resolution weight made at
+        # full size.
+        small, small_rows = filters.downsample(np.concatenate([color, conf[..., None]], axis=-1), rows)
+        cache = atlas.__dict__.setdefault("_cache", {})
+        if "mask_half" not in cache:
+            cache["mask_half"] = (filters.downsample(atlas.mask.astype(np.float32), rows)[0] > 0.5).astype(np.float32)
+        c_small, m_small = np.clip(small[..., 3], 0, 1), cache["mask_half"]
         sigma = max(atlas.size / 512, 1.0)
         # Only where the portrait region actually borders the fill: a low-confidence spot inside
         # the face (the sides of the nose) is surrounded by confident texels and is left alone.
         surround = filters.gaussian(c_small, 16 * sigma, small_rows)
+        near_fill = np.clip(2.0 * (1.0 - surround), 0.0, 1.0)
         between = 4.0 * conf * (1.0 - conf)
-        near_fill = filters.upsample(np.clip(2.0 * (1.0 - surround), 0.0, 1.0), small_rows, conf.shape, rows)
-        ring = between * near_fill
-        if float(ring.max()) < 1e-3:
+        if float(near_fill.max()) < 1e-3 or float(between.max()) < 1e-3:
             return color
         b_small = 4.0 * c_small * (1.0 - c_small)
         anchored = filters.push_pull(small[..., :3], (1.0 - b_small) ** 4 * m_small, small_rows)
@@ -335,12 +339,10 @@ class ClassicLatent(Stage):
             np.concatenate([anchored, small[..., :3]], axis=-1), m_small, sigma, small_rows
         )
         ratio = np.log(np.clip((both[..., :3] + 1e-3) / (both[..., 3:] + 1e-3), 0.5, 2.0))
-        ratio = filters.gaussian(ratio.astype(np.float32), sigma, small_rows)
-        ratio = filters.upsample(ratio, small_rows, conf.shape, rows)
-        out = color.copy()
-        on = ring > 0  # elsewhere the gain is exp(0)
-        out[on] *= np.exp(ratio[on] * (np.float32(amount) * ring[on])[:, None])
-        return out
+        ratio = filters.gaussian(ratio.astype(np.float32), sigma, small_rows) * near_fill[..., None]
+        gain = filters.upsample(ratio.astype(np.float32), small_rows, conf.shape, rows)
+        # The ring is 4 conf (1 - conf) near the fill: fully seen and fully filled texels get exp(0).
+        return color * np.exp(gain * (np.float32(amount) * between)[..., None])
 
     @staticmethod
     def _harmonise(color: np.ndarray, conf: np.ndarray, ctx: StageContext, amount: float) -> np.ndarray:
