@@ -144,7 +144,9 @@ def as_photographed(values: np.ndarray, coords: np.ndarray, shape: tuple[int, in
     y1 = min(int(np.clip(high[1], 0, h - 1)) + 1, h - 1)
     grid = np.zeros((y1 - y0 + 1, x1 - x0 + 1, 2), np.float64)
     _splat_bilinear(xy, v, np.array([x0, y0, w, h], np.int64), grid)
-    back = sample_image(grid.astype(np.float32), np.asarray(coords, np.float32) - np.array([x0, y0], np.float32))
+    back = sample_image(
+        grid.astype(np.float32), np.asarray(coords, np.float32) - np.array([x0, y0], np.float32)
+    )
     return (back[:, 0] / np.maximum(back[:, 1], 1e-9)).astype(np.float32)
 
 

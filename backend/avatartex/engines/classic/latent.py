@@ -323,7 +323,9 @@ class ClassicLatent(Stage):
         small, small_rows = filters.downsample(np.concatenate([color, conf[..., None]], axis=-1), rows)
         cache = atlas.__dict__.setdefault("_cache", {})
         if "mask_half" not in cache:
-            cache["mask_half"] = (filters.downsample(atlas.mask.astype(np.float32), rows)[0] > 0.5).astype(np.float32)
+            cache["mask_half"] = (filters.downsample(atlas.mask.astype(np.float32), rows)[0] > 0.5).astype(
+                np.float32
+            )
         c_small, m_small = np.clip(small[..., 3], 0, 1), cache["mask_half"]
         sigma = max(atlas.size / 512, 1.0)
         # Only where the portrait region actually borders the fill: a low-confidence spot inside
