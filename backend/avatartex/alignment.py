@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .imaging import channel_mean
+
 WORK_IOD_PX = 64.0
 """The flow runs where the portrait's eye distance spans this many pixels (the photo and the render
 are resampled to it; never above the photo's own size). The correction is a quadratic field over
@@ -219,13 +221,13 @@ def refine(
     if covered.sum() < 1000:
         return dataclasses.replace(registration, alignment=info)
     h, w = covered.shape
-    render = _normalised(image.mean(axis=2), sigma)
-    photo = _normalised(seen.mean(axis=2), sigma)
+    render = _normalised(channel_mean(image), sigma)
+    photo = _normalised(channel_mean(seen), sigma)
     to8 = lambda x: np.clip(x * 40 + 128, 0, 255).astype(np.uint8)  # noqa: E731
     flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(to8(render), to8(photo), None)
 
     # Where the render has structure, the flow is about geometry; elsewhere it only sees the photo.
-    gray = image.mean(axis=2)
+    gray = channel_mean(image)
     structure = np.hypot(cv2.Sobel(gray, cv2.CV_32F, 1, 0), cv2.Sobel(gray, cv2.CV_32F, 0, 1))
     structure = cv2.GaussianBlur(structure * covered, (0, 0), STRUCTURE_IOD * iod * scale)
     step = max(2, w // 96)
@@ -248,7 +250,7 @@ def refine(
     correction = QuadraticOffset(coeffs, centre, size)
     mask = covered & (structure > np.quantile(structure[covered], 0.5))
     before = _ncc(render, photo, mask)
-    after = _ncc(render, _normalised(photo_in_camera(correction).mean(axis=2), sigma), mask)
+    after = _ncc(render, _normalised(channel_mean(photo_in_camera(correction)), sigma), mask)
     ys, xs = np.nonzero(covered)
     covered_xy = np.stack([(xs + 0.5) / scale, (ys + 0.5) / scale], axis=1)
     moved = float(np.linalg.norm(correction.offset(covered_xy), axis=1).max() / iod)

@@ -40,6 +40,7 @@ import numpy as np
 
 from .camera import Camera
 from .face import NUM_LANDMARKS, Face
+from .imaging import channel_mean
 
 WORK_SIZE = 160
 """Pixels of the longest side of the person's box at which outlines are compared (the outline of a
@@ -215,7 +216,7 @@ class _Portrait:
 
         self.k = k
         self.mask = mask
-        self.gray = colour.mean(axis=2)
+        self.gray = channel_mean(colour)
         self.inside = cv2.erode(self.mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
         self.nearest = _nearest_outline(self.mask)
         self.width = _head_width(self.mask)

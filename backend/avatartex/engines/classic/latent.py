@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from numba import njit, prange
 
 from ... import atlas_filters as filters
 from ...atlas import AtlasGeometry
@@ -181,6 +182,23 @@ def _refine_on_detail(
     return refine_lights_by_detail(lights, stack[..., 0] / share[..., 0], normals, weight, sigma)
 
 
+@njit(cache=True, parallel=True)
+def _apply_ring_gain(color, log_gain, conf, amount, out) -> None:
+    """``out = color * exp(log_gain * amount * 4 conf (1 - conf))``: the gain only on the ring
+    between seen and filled texels; fully seen and fully filled texels (most of the atlas) are
+    copied. One pass over rows on every core (numpy's four full-size passes cost ~35 ms at 1024²)."""
+    h, w, c = color.shape
+    for i in prange(h):
+        for j in range(w):
+            ring = np.float32(4.0) * conf[i, j] * (np.float32(1.0) - conf[i, j]) * amount
+            if ring == 0:
+                for k in range(c):
+                    out[i, j, k] = color[i, j, k]
+            else:
+                for k in range(c):
+                    out[i, j, k] = color[i, j, k] * np.exp(log_gain[i, j, k] * ring)
+
+
 class ClassicLatent(Stage):
     """De-light (SH shading removal), seen/filled border gain, chroma harmonisation, flattening."""
 
@@ -332,8 +350,7 @@ class ClassicLatent(Stage):
         # the face (the sides of the nose) is surrounded by confident texels and is left alone.
         surround = filters.gaussian(c_small, 16 * sigma, small_rows)
         near_fill = np.clip(2.0 * (1.0 - surround), 0.0, 1.0)
-        between = 4.0 * conf * (1.0 - conf)
-        if float(near_fill.max()) < 1e-3 or float(between.max()) < 1e-3:
+        if float(near_fill.max()) < 1e-3 or float((4.0 * conf * (1.0 - conf)).max()) < 1e-3:
             return color
         b_small = 4.0 * c_small * (1.0 - c_small)
         anchored = filters.push_pull(small[..., :3], (1.0 - b_small) ** 4 * m_small, small_rows)
@@ -343,8 +360,9 @@ class ClassicLatent(Stage):
         ratio = np.log(np.clip((both[..., :3] + 1e-3) / (both[..., 3:] + 1e-3), 0.5, 2.0))
         ratio = filters.gaussian(ratio.astype(np.float32), sigma, small_rows) * near_fill[..., None]
         gain = filters.upsample(ratio.astype(np.float32), small_rows, conf.shape, rows)
-        # The ring is 4 conf (1 - conf) near the fill: fully seen and fully filled texels get exp(0).
-        return color * np.exp(gain * (np.float32(amount) * between)[..., None])
+        out = np.empty_like(color)
+        _apply_ring_gain(color, gain, conf, np.float32(amount), out)
+        return out
 
     @staticmethod
     def _harmonise(color: np.ndarray, conf: np.ndarray, ctx: StageContext, amount: float) -> np.ndarray:
@@ -373,3 +391,9 @@ class ClassicLatent(Stage):
         weight = (np.float32(amount) * (1.0 - conf) * atlas.mask)[..., None]
         # gain ** weight, as exp(weight log gain): the same to 4e-7, in half the time of float32 pow.
         return color * np.exp(weight * log_gains)
+
+
+def warm_up() -> None:
+    """Load the compiled ring gain (numba's on-disk cache) ahead of the first request."""
+    one = np.ones((1, 1, 3), np.float32)
+    _apply_ring_gain(one, one, np.full((1, 1), 0.5, np.float32), np.float32(1.0), np.empty_like(one))
