@@ -35,7 +35,8 @@ Per case, against the truth:
   pipeline's registration (camera, warp and dense correction, exactly what the projection step
   reads the photo through) put them, divided by the true eye distance in the portrait (pixels, eye
   centres through the true camera). ``misplacement_p90`` is its 90th percentile.
-* ``fov_error`` — |fitted - true| / true vertical field of view (report.json, ``registration``).
+* ``fov_error`` — |fitted - true| / true vertical field of view (report.json, ``registration``); the
+  summary splits it by the report's ``fov_source`` (the head's outline or the portrait-lens prior).
 * ``found`` — the pipeline produced a texture; a typed error (``no_face_in_portrait``,
   ``no_face_on_mesh``...) is a case not found, recorded with its code; anything else is a crash,
   recorded too; the sweep goes on.
@@ -322,6 +323,7 @@ class Sweep:
             fine_corr=round(gt.fine_correlation(produced, truth, surface.mask, visible), 3),
             fov_fit=None if fov_fit is None else round(float(fov_fit), 2),
             fov_error=None if fov_fit is None else round(abs(float(fov_fit) - case.fov) / case.fov, 3),
+            fov_source=registration.get("fov_source"),
             registration_error=report.get("registration_error"),
             coverage=report.get("coverage"),
             verdict=quality.get("verdict") if isinstance(quality, dict) else None,
@@ -537,6 +539,13 @@ def summary(rows: list[dict], invariance: list[dict]) -> dict:
             for level, group in sorted(levels.items())
         }
     out["by_factor"] = by
+    sources: dict[str, list[dict]] = {}
+    for r in found:
+        sources.setdefault(str(r.get("fov_source")), []).append(r)
+    out["fov_error_by_source"] = {
+        source: {"n": len(group), "median": _median(group, "fov_error")}
+        for source, group in sorted(sources.items())
+    }
     out["invariance"] = invariance
     return out
 
@@ -599,6 +608,10 @@ def print_summary(s: dict) -> None:
         if held.get("vouched"):
             line = verdict.rate_line(held["vouched"])
             print(f"  the same where anything vouched (shading, outline, read landmarks): {line}")
+    by_source = s.get("fov_error_by_source") or {}
+    if by_source:
+        cells = [f"{source}: {v['n']} cases, {v['median']}" for source, v in by_source.items()]
+        print("field-of-view error by the report's fov_source (n, median): " + " | ".join(cells))
     print("\nby factor (n, found, median psnr, median misplacement):")
     for factor, levels in s["by_factor"].items():
         cells = [

@@ -368,3 +368,36 @@ def test_blending_cameras_near_a_half_turn_stays_between_them() -> None:
         span = np.linalg.norm(b.project(points)[0] - a.project(points)[0], axis=1).max()
         assert gap <= 1.05 * share * span + 1e-6
     assert np.allclose(blend_cameras(a, b, 1.0).R, b.R, atol=1e-9)
+
+
+def test_the_report_names_the_head_outline_as_the_fovs_source_only_where_its_camera_was_taken() -> None:
+    from avatartex.registration import OUTLINE_FOV_WEIGHT, FovPrior, Registration, ThinPlateWarp
+
+    def registration(prior: FovPrior, outline_weight: float | None) -> Registration:
+        camera = Camera(800.0, 800.0, 300.0, 400.0, np.eye(3), np.array([0.0, 0.0, 5.0]), 600, 800)
+        return Registration(
+            camera=camera,
+            warp=ThinPlateWarp(None, np.zeros(2), 1.0),
+            residual_camera=0.0,
+            residual_warped=0.0,
+            error_iod=0.0,
+            error_iod_camera=0.0,
+            error_iod_holdout=0.0,
+            interocular=100.0,
+            indices=np.arange(0),
+            residuals=np.zeros(0),
+            outline={}
+            if outline_weight is None
+            else {"applied": outline_weight > 0, "weight": outline_weight},
+            prior=prior,
+        )
+
+    lenses = FovPrior.for_image((600, 800))
+    exif = FovPrior.for_image((600, 800), 30.0)
+    assert registration(lenses, None).fov_source == "portrait prior"  # the outline never measured
+    assert registration(lenses, 0.0).fov_source == "portrait prior"  # hair hid it
+    assert registration(lenses, OUTLINE_FOV_WEIGHT * 0.9).fov_source == "portrait prior"
+    assert registration(lenses, OUTLINE_FOV_WEIGHT).fov_source == "head outline"
+    assert registration(lenses, 1.0).report()["fov_source"] == "head outline"
+    # The photo's own lens data is held whatever the outline did.
+    assert registration(exif, 1.0).fov_source == "exif"
