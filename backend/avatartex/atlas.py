@@ -187,6 +187,13 @@ class AtlasGeometry:
         """(S, S) bool texels that show the mesh's surface."""
         return self.tri_id >= 0
 
+    @property
+    def cache(self) -> dict:
+        """Tables the steps derive from this geometry alone (texel footprints, the caps' rings, the
+        grain's bands...), kept with it by name: a warm request on the same head reads them instead
+        of computing them again. Lives as long as the geometry (``HeadCache`` keeps it per mesh)."""
+        return self.__dict__.setdefault("_cache", {})
+
     def mirror(self, image: np.ndarray) -> np.ndarray:
         """``image`` (S, S, ...) mirrored across the face's symmetry plane."""
         index = self.mirror_index()
@@ -362,7 +369,7 @@ def _reduced_blur(image: np.ndarray, sigma: float) -> np.ndarray:
 
 def _cap_rings(geometry: AtlasGeometry) -> list[_CapRing]:
     """The caps' rings and bounding boxes, computed once per atlas geometry."""
-    cache = geometry.__dict__.setdefault("_cache", {})
+    cache = geometry.cache
     if "cap_rings" in cache:
         return cache["cap_rings"]
     rings = []

@@ -139,7 +139,7 @@ def texel_footprint(atlas: AtlasGeometry) -> tuple[np.ndarray, np.ndarray]:
     """(S, S) float32 each: a texel's longest step to a neighbour on the surface (eye distances) and
     the anisotropy of its footprint (the ratio of the singular values of d(surface)/d(atlas), 1 for
     a square); NaN where no neighbour on the same chart shows surface. Cached on the atlas."""
-    cache = atlas.__dict__.setdefault("_cache", {})
+    cache = atlas.cache
     if "texel_footprint" not in cache:
         p = np.ascontiguousarray(np.asarray(atlas.positions, np.float32) / np.float32(atlas.frame.scale))
         longest = np.empty(atlas.mask.shape, np.float32)
@@ -202,7 +202,7 @@ def _footprint_kernel(
 def surface_grain(atlas: AtlasGeometry, where: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(N, K) the grain's octaves (GRAIN_OCTAVES) at the texels ``where``, and (N, K) how much of
     each the atlas holds there (0 where its steps are too long for the octave, 1 where fine enough)."""
-    cache = atlas.__dict__.setdefault("_cache", {})
+    cache = atlas.cache
     if "head_positions" not in cache:
         cache["head_positions"] = atlas.frame.to_head(atlas.positions).astype(np.float32)
     points = np.ascontiguousarray(cache["head_positions"][where])
@@ -276,7 +276,7 @@ def _noise_bands(atlas: AtlasGeometry, seed: int) -> list[np.ndarray]:
     """The band-pass bands (``_band_pass``) of the white noise of ``seed`` over the atlas. They
     depend on the atlas and the seed only: kept on the atlas for the last seed asked (a batch or a
     re-generate on the same head does not draw and blur 1 M normal numbers again, 45 ms at 1024)."""
-    cache = atlas.__dict__.setdefault("_cache", {})
+    cache = atlas.cache
     kept = cache.get("noise_bands")
     if kept is None or kept[0] != seed:
         noise = np.random.default_rng(seed).standard_normal(atlas.mask.shape, dtype=np.float32)
@@ -289,7 +289,7 @@ def _stretched_grain(atlas: AtlasGeometry, seed: int) -> tuple[np.ndarray, np.nd
     """``surface_grain`` of every texel past GRAIN_ANISOTROPY[0] or GRAIN_MAGNIFIED[0], kept on the
     atlas for the last seed and limits asked (the grain of a texel depends on its surface point and
     the seed only)."""
-    cache = atlas.__dict__.setdefault("_cache", {})
+    cache = atlas.cache
     key = (seed, GRAIN_ANISOTROPY, GRAIN_MAGNIFIED)
     kept = cache.get("stretched_grain")
     if kept is None or kept[0] != key:
@@ -374,7 +374,7 @@ def _stretched_charts(atlas: AtlasGeometry, image: np.ndarray):
     atlas alone and are kept on it."""
     sigma = FILL_BLUR * atlas.size / 1024 / 4
     margin = int(np.ceil(12 * sigma))
-    cache = atlas.__dict__.setdefault("_cache", {})
+    cache = atlas.cache
     if "stretched_charts" not in cache:
         where = _anisotropy_blend(atlas, FILL_ANISOTROPY)[0]
         mask = atlas.mask.astype(np.float32)
@@ -399,7 +399,7 @@ def _anisotropy_blend(
     """(S, S) bool texels whose footprint anisotropy exceeds ``limits[0]`` (or, with ``magnified``,
     whose longest step exceeds ``magnified[0]`` face texels), and (M,) their smoothstep weight, whole
     from the second values. Cached on the atlas."""
-    cache = atlas.__dict__.setdefault("_cache", {})
+    cache = atlas.cache
     key = ("anisotropy_blend", limits, magnified)
     if key not in cache:
         longest, anisotropy = texel_footprint(atlas)
@@ -419,7 +419,7 @@ def octave_energies(atlas: AtlasGeometry) -> np.ndarray:
     _BANDS, measured like the seen skin is (the same bands) on the face region, where texels are
     about square. A property of the atlas (the noise is statistically the same for every seed):
     cached on it."""
-    cache = atlas.__dict__.setdefault("_cache", {})
+    cache = atlas.cache
     if "octave_energies" in cache:
         return cache["octave_energies"]
     margin = int(np.ceil(3 * _BANDS[-1][1])) + 1

@@ -78,7 +78,7 @@ def _skin_mask(
     brows, lips, hair and background are left out; the robust weights catch the rest). The
     reference chromaticity and luminance are taken on at most ``reference`` evenly spread texels.
     """
-    cache = atlas.__dict__.setdefault("_cache", {})
+    cache = atlas.cache
     if "normal_ok" not in cache:  # the atlas's own: kept with it
         cache["normal_ok"] = atlas.mask & (np.einsum("ijk,ijk->ij", atlas.normals, atlas.normals) > 0.25)
     candidates = cache["normal_ok"] & (conf > SKIN_FIT_CONFIDENCE)
@@ -339,7 +339,7 @@ class ClassicLatent(Stage):
         # atlas's, kept), and only the gain's product with the ring's full-resolution weight made at
         # full size.
         small, small_rows = filters.downsample(np.concatenate([color, conf[..., None]], axis=-1), rows)
-        cache = atlas.__dict__.setdefault("_cache", {})
+        cache = atlas.cache
         if "mask_half" not in cache:
             cache["mask_half"] = (filters.downsample(atlas.mask.astype(np.float32), rows)[0] > 0.5).astype(
                 np.float32
