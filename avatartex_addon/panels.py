@@ -35,6 +35,38 @@ def portrait_icon(path: str) -> int:
     return pcoll[path].icon_id
 
 
+CHAR_PX = 7.0
+"""Width of an average character of Blender's interface font at UI scale 1, pixels: how many
+characters a sidebar line holds (a label does not wrap, it is cut with an ellipsis)."""
+SIDEBAR_CHARS = 40
+"""Characters a line holds where the region's width is not known (a panel drawn without one)."""
+
+
+def line_width(context) -> int:
+    """Characters that fit on one line of the sidebar as it is now (its width and the UI scale)."""
+    region = getattr(context, "region", None)
+    if region is None or not getattr(region, "width", 0):
+        return SIDEBAR_CHARS
+    scale = context.preferences.system.ui_scale if getattr(context, "preferences", None) else 1.0
+    return max(20, int((region.width - 30) / (CHAR_PX * max(scale, 0.5))))
+
+
+def wrapped_labels(layout, text: str, width: int, icon: str = "NONE") -> None:
+    """``text`` as labels of at most ``width`` characters, one paragraph per sentence the backend
+    joined with "; " or ". Try: " (each reason and each thing to try starts a line of its own); the
+    first line carries ``icon``, the others are indented as far."""
+    import textwrap
+
+    paragraphs = []
+    for part in text.replace(". Try: ", "\nTry: ").split("\n"):
+        paragraphs += [p.strip() for p in part.split("; ") if p.strip()]
+    first = True
+    for paragraph in paragraphs:
+        for line in textwrap.wrap(paragraph, max(width, 10)) or [""]:
+            layout.label(text=line, icon=icon if first else ("BLANK1" if icon != "NONE" else "NONE"))
+            first = False
+
+
 class _Panel:
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
@@ -96,9 +128,9 @@ class AVATARTEX_PT_main(_Panel, bpy.types.Panel):
                 layout.label(text=settings.status)
             notes = [line for line in state.last_summary[1:] if line]
             if notes:
-                box = layout.box()
+                box = layout.box().column(align=True)
                 for line in notes:
-                    box.label(text=line, icon="INFO")
+                    wrapped_labels(box, line, line_width(context) - 3, icon="INFO")
         if obj is not None and obj.avatartex.status:
             layout.label(text=obj.avatartex.status)
         if obj is not None and obj.avatartex.verdict:
@@ -107,7 +139,7 @@ class AVATARTEX_PT_main(_Panel, bpy.types.Panel):
             )
             layout.label(text=f"Registration: {obj.avatartex.verdict}", icon=icon)
             if obj.avatartex.verdict_note:
-                layout.label(text=obj.avatartex.verdict_note)
+                wrapped_labels(layout.column(align=True), obj.avatartex.verdict_note, line_width(context))
 
 
 class AVATARTEX_PT_pins(_Panel, bpy.types.Panel):

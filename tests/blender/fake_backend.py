@@ -154,8 +154,16 @@ def generate(req_id, params: dict) -> None:
             report["quality"] = {
                 "verdict": ctl["verdict"],
                 "estimated_error_iod": 0.2,
-                "reasons": ["the photo's and the mesh's landmarks disagree"],
-                "advice": ["add landmark pins"],
+                # As long as the real backend's: the panel must lay them out on lines it holds.
+                "reasons": [
+                    "the photo may sit off the mesh by about 20% of the eye distance: features may "
+                    "land beside their place (eyes on brows, lips doubled)",
+                    "the photo's and the mesh's landmarks disagree",
+                ],
+                "advice": [
+                    "add landmark pins on the mesh (eye corners, nose tip, mouth corners)",
+                    "look at the eyes and mouth in the viewport",
+                ],
             }
         send(protocol.result_message(req_id, {"texture": str(texture), "report": report}))
     except AvatarTexError as exc:

@@ -574,6 +574,15 @@ def test_a_doubtful_registration_shows_in_the_panel_and_the_summary(addon, fake_
 
     addon.panels.AVATARTEX_PT_main.draw(type("P", (), {"layout": Recorder()})(), bpy.context)
     assert ("Registration: doubtful", "INFO") in labels
+    # A label does not wrap (Blender cuts it with an ellipsis): the reasons and what to try are laid
+    # out on lines the sidebar holds, every word of them shown.
+    width = addon.panels.line_width(bpy.context)
+    texts = [text for text, _ in labels]
+    assert max(len(text) for text in texts) <= width
+    shown = " ".join(texts)
+    for word in obj.avatartex.verdict_note.replace(";", " ").split():
+        assert word.rstrip(".") in shown
+    assert any(text.startswith("Try:") for text in texts)  # what to try starts a line of its own
     fake_backend("ok")
     bpy.ops.avatartex.generate()
     assert obj.avatartex.verdict == ""  # a result without a verdict clears the old one
