@@ -181,7 +181,8 @@ class AVATARTEX_PT_batch(_Panel, bpy.types.Panel):
         layout.operator("avatartex.batch_retexture", icon="SEQ_STRIP_DUPLICATE")
         for item in settings.batch:
             icon = {"done": "CHECKMARK", "failed": "ERROR", "running": "SORTTIME"}.get(item.status, "DOT")
-            layout.label(text=f"{item.name}: {item.message or item.status}", icon=icon)
+            text = f"{item.name}: {item.message or item.status}"
+            wrapped_labels(layout.column(align=True), text, line_width(context) - 3, icon=icon)
 
 
 class AVATARTEX_UL_variants(bpy.types.UIList):

@@ -364,6 +364,26 @@ def test_backend_dying_every_time_is_reported_scene_unchanged(addon, fake_backen
 # -- batch and variants (wiring; the real-backend versions are in test_generate_real.py) ------------------
 
 
+def drawn_labels(panel) -> list[tuple[str, str]]:
+    """The labels (text, icon) ``panel.draw`` lays out in the current context, through a layout that
+    records them (panels cannot be drawn headless)."""
+    labels = []
+
+    class Recorder:
+        enabled, scale_y = True, 1.0
+
+        def __getattr__(self, name):
+            def record(*args, **kwargs):
+                if name == "label":
+                    labels.append((kwargs.get("text", ""), kwargs.get("icon", "")))
+                return Recorder()
+
+            return record
+
+    panel.draw(type("P", (), {"layout": Recorder()})(), bpy.context)
+    return labels
+
+
 def test_batch_keeps_going_past_failure(addon, fake_backend, portrait, bad_portraits):
     objs = [add_sphere(f"Char{i}", portrait) for i in range(3)]
     objs[1].avatartex.portrait_path = str(bad_portraits["not_image"])
@@ -379,6 +399,11 @@ def test_batch_keeps_going_past_failure(addon, fake_backend, portrait, bad_portr
     assert "not an image" in batch["Char1"].message
     assert _texture_node(objs[0]) and _texture_node(objs[2]) and objs[1].active_material is None
     assert bpy.context.scene.avatartex.status.startswith("2 done, 1 failed")
+
+    # The batch panel shows each object's outcome, a failure's reason whole, on lines it holds.
+    labels = [text for text, _ in drawn_labels(addon.panels.AVATARTEX_PT_batch)]
+    assert max(len(text) for text in labels) <= addon.panels.line_width(bpy.context)
+    assert "not an image" in " ".join(labels) and any(text.startswith("Char1:") for text in labels)
 
 
 def test_panels_draw_with_recording_layout(addon, fake_backend, portrait):
@@ -559,20 +584,7 @@ def test_a_doubtful_registration_shows_in_the_panel_and_the_summary(addon, fake_
     assert any("registration doubtful" in line for line in addon.state.last_summary)
     assert "doubtful" in obj.avatartex.status
 
-    labels = []
-
-    class Recorder:
-        enabled, scale_y = True, 1.0
-
-        def __getattr__(self, name):
-            def record(*args, **kwargs):
-                if name == "label":
-                    labels.append((kwargs.get("text", ""), kwargs.get("icon", "")))
-                return Recorder()
-
-            return record
-
-    addon.panels.AVATARTEX_PT_main.draw(type("P", (), {"layout": Recorder()})(), bpy.context)
+    labels = drawn_labels(addon.panels.AVATARTEX_PT_main)
     assert ("Registration: doubtful", "INFO") in labels
     # A label does not wrap (Blender cuts it with an ellipsis): the reasons and what to try are laid
     # out on lines the sidebar holds, every word of them shown.
