@@ -209,3 +209,46 @@ def test_a_generate_placed_from_the_outline_segments_the_portrait_once(head, tmp
     )
     assert result["report"]["quality"]["signals"]["portrait_pass"] == "outline"
     assert counting.calls == 1
+
+
+def test_a_face_the_detector_cannot_read_again_is_checked_against_the_outline(head, monkeypatch) -> None:
+    """A face the detector confirmed but could not read again in the photo's turned and scaled views
+    (``outline.UNSURE_SCATTER_IOD``) is checked against the head's outline as an unconfirmed one is:
+    on a painted skin the detector can confirm a face that lies on a cheek. Read again surely, the
+    same face is kept as read."""
+    from types import SimpleNamespace
+
+    from avatartex.face import ViewReadings
+    from avatartex.pipeline import steps
+
+    positions, triangles, landmarks = head
+    image, mask, camera = _painted_portrait(head, 20.0, 0.0)
+    placed, _ = outline_face(
+        image, positions, triangles, landmarks, 30.0, "p.png", None, None, _Segmenter(mask)
+    )
+    shift = np.array([placed.interocular, 0.3 * placed.interocular], np.float32)
+    misread = Face(placed.landmarks + shift, 0.9)  # confirmed by the face detector, on a cheek
+    analysis = steps.Analysis(
+        portrait=image,
+        face=misread,
+        mesh=None,
+        head=SimpleNamespace(
+            mesh=SimpleNamespace(positions=positions, triangles=triangles), landmarks=landmarks
+        ),
+        person=mask,
+    )
+    iod = misread.interocular
+    unread = ViewReadings(misread.landmarks.astype(np.float64), [None] * 4, iod)
+    monkeypatch.setattr(steps, "read_views", lambda *args: unread)
+    face, scatter, warnings = steps.steady_portrait(None, analysis, "p.png")
+    assert face.extras["pass"] == "outline" and scatter is None
+    assert len(warnings) == 1 and "disagrees" in warnings[0]
+    assert _eye_error(face, landmarks, camera) < 0.2 < _eye_error(misread, landmarks, camera)
+
+    surely = ViewReadings(
+        misread.landmarks.astype(np.float64), [misread.landmarks.astype(np.float64)] * 4, iod
+    )
+    monkeypatch.setattr(steps, "read_views", lambda *args: surely)
+    face, scatter, warnings = steps.steady_portrait(None, analysis, "p.png")
+    assert face.extras.get("pass") != "outline" and scatter == 0.0 and warnings == []
+    assert np.allclose(face.landmarks, misread.landmarks)

@@ -507,6 +507,13 @@ sweep portraits, where the outline put them within 0.07-0.12; the other 9 agreed
 0.3."""
 
 
+UNSURE_SCATTER_IOD = 0.5
+"""Landmark scatter (``face.landmark_scatter``, eye distances; a view the detector cannot read again
+counts 1) from which a face the detector did confirm is checked against the head's outline as an
+unconfirmed one is: the detector could not read it again in about half of the photo's turned and
+scaled views. On bench/sweep.py 13 detector-read portraits scattered that much, 12 of them
+misplaced by 0.11-1.25 eye distances (a face misread on a skin pattern or under light from below);
+read surely, the sweep's faces scatter 0.016-0.09 and real photos 0.012-0.014."""
 OVERRIDE_COST = 0.015
 """Outline distance up to which an outline fit may override a detection: a detection is evidence, so
 the outline must fit closely to outweigh it. The five unsure detections an outline corrected on the
@@ -537,7 +544,8 @@ def outline_face(
     """The portrait's face, checked against (or, without one, placed from) the head's outline.
 
     ``detected`` is the detector's face when it found one its face detector did not confirm (score
-    0: only the landmark model saw a face), None when it found none; ``unreadable`` is then the
+    0: only the landmark model saw a face) or one it could not read again in turned and scaled views
+    of the photo (UNSURE_SCATTER_IOD), None when it found none; ``unreadable`` is then the
     detector's error, raised again when the outline is not a head's either. An unconfirmed face that
     disagrees with a good outline fit by more than DISAGREE_IOD gives way to the outline's. Returns
     the face and the warnings the artist sees. ``landmarks`` is the mesh's

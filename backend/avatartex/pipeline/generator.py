@@ -187,7 +187,10 @@ class Generator:
         if fit is not None:
             registration, scatter, face = fit.registration, fit.landmark_scatter, fit.face
         else:
-            face, scatter = steps.steady_portrait(self.landmarker, analysis)
+            face, scatter, face_warnings = steps.steady_portrait(
+                self.landmarker, analysis, params.portrait, self.segmenter
+            )
+            warnings += face_warnings
             registration = self.register(analysis.head, face, analysis.portrait, analysis.fov_y_deg_exif)
         analysis = dataclasses.replace(analysis, face=face)  # the steadied landmarks from here on
         quality = assess(

@@ -37,7 +37,7 @@ from ..image_io import load_portrait
 from ..imaging import sample_image
 from ..landmarks import MeshLandmarks, detect_from_camera
 from ..mesh import Mesh, load_mesh
-from ..outline import outline_face
+from ..outline import UNSURE_SCATTER_IOD, outline_face
 from ..projection import (
     NARROW_STRETCH,
     OCCLUDED_FACING,
@@ -128,15 +128,41 @@ def analyse(
     return Analysis(portrait, face, mesh, head, warnings, info.get("fov_y_deg_exif"), person)
 
 
-def steady_portrait(landmarker: Any, analysis: Analysis) -> tuple[Face, float | None]:
+def steady_portrait(
+    landmarker: Any, analysis: Analysis, name: str = "the portrait", segmenter: Any = None
+) -> tuple[Face, float | None, list[str]]:
     """The portrait's face with its landmarks steadied over views of the photo
-    (``face.steady_landmarks``) and how surely the detector read it (``face.landmark_scatter``, for
-    the verdict), from the same detections. A face placed from the head's outline (no landmarks
-    were read) is kept as it is, with no scatter."""
+    (``face.steady_landmarks``), how surely the detector read it (``face.landmark_scatter``, for
+    the verdict), from the same detections, and the warnings to show. A face placed from the head's
+    outline (no landmarks were read) is kept as it is, with no scatter. A face the detector could
+    not read again in half of those views (``outline.UNSURE_SCATTER_IOD``) is checked against the
+    head's outline as an unconfirmed one is, and gives way to the outline's placement where the two
+    disagree and the outline fits closely (``outline.outline_face``)."""
     if analysis.face.extras.get("pass") == "outline":
-        return analysis.face, None
+        return analysis.face, None, []
     readings = read_views(landmarker, analysis.portrait, analysis.face)
-    return steady_landmarks(analysis.face, readings), readings.scatter()
+    face, scatter = steady_landmarks(analysis.face, readings), readings.scatter()
+    if scatter < UNSURE_SCATTER_IOD:
+        return face, scatter, []
+    portrait = analysis.portrait
+    prior = FovPrior.for_image((portrait.shape[1], portrait.shape[0]), analysis.fov_y_deg_exif)
+    person = analysis.person
+    if person is None:
+        person = (segmenter or default_segmenter()).mask(portrait)
+    head = analysis.head
+    checked, warnings = outline_face(
+        portrait,
+        head.mesh.positions,
+        head.mesh.triangles,
+        head.landmarks,
+        prior.fov_y_deg(portrait.shape[0]),
+        name,
+        face,
+        person=person,
+    )
+    if checked is face:
+        return face, scatter, []
+    return checked, None, warnings
 
 
 # -- register ------------------------------------------------------------------------------------
