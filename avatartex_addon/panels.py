@@ -125,14 +125,14 @@ class AVATARTEX_PT_main(_Panel, bpy.types.Panel):
             row.enabled = obj is not None
             row.operator("avatartex.generate", icon="TEXTURE")
             if settings.status:
-                layout.label(text=settings.status)
+                wrapped_labels(layout.column(align=True), settings.status, line_width(context))
             notes = [line for line in state.last_summary[1:] if line]
             if notes:
                 box = layout.box().column(align=True)
                 for line in notes:
                     wrapped_labels(box, line, line_width(context) - 3, icon="INFO")
         if obj is not None and obj.avatartex.status:
-            layout.label(text=obj.avatartex.status)
+            wrapped_labels(layout.column(align=True), obj.avatartex.status, line_width(context))
         if obj is not None and obj.avatartex.verdict:
             icon = {"good": "CHECKMARK", "doubtful": "INFO", "failed": "ERROR"}.get(
                 obj.avatartex.verdict, "DOT"
