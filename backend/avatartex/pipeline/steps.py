@@ -142,8 +142,8 @@ def steady_portrait(
         return analysis.face, None, []
     readings = read_views(landmarker, analysis.portrait, analysis.face)
     face, scatter = steady_landmarks(analysis.face, readings), readings.scatter()
-    if scatter < UNSURE_SCATTER_IOD:
-        return face, scatter, []
+    if scatter < UNSURE_SCATTER_IOD or analysis.face.score <= 0.0:
+        return face, scatter, []  # read surely, or unconfirmed and so checked already (``analyse``)
     portrait = analysis.portrait
     prior = FovPrior.for_image((portrait.shape[1], portrait.shape[0]), analysis.fov_y_deg_exif)
     person = analysis.person
