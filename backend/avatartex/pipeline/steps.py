@@ -111,21 +111,38 @@ def analyse(
         # the detector read no face, or its face detector did not confirm what the landmark model
         # saw: place it from (or check it against) the head's outline
         progress(0.8, "checking the face against the head's outline")
-        prior = FovPrior.for_image((portrait.shape[1], portrait.shape[0]), info.get("fov_y_deg_exif"))
         person = (segmenter or default_segmenter()).mask(portrait)
-        face, outline_warnings = outline_face(
-            portrait,
-            head.mesh.positions,
-            head.mesh.triangles,
-            head.landmarks,
-            prior.fov_y_deg(portrait.shape[0]),
-            params.portrait,
-            face,
-            unreadable,
-            person=person,
+        face, outline_warnings = _against_outline(
+            portrait, head, info.get("fov_y_deg_exif"), params.portrait, face, person, unreadable
         )
         warnings += outline_warnings
     return Analysis(portrait, face, mesh, head, warnings, info.get("fov_y_deg_exif"), person)
+
+
+def _against_outline(
+    portrait: np.ndarray,
+    head: HeadModel,
+    fov_y_deg_exif: float | None,
+    name: str,
+    face: Face | None,
+    person: np.ndarray,
+    unreadable: Exception | None = None,
+) -> tuple[Face, list[str]]:
+    """``outline.outline_face`` for this head and photo: the face placed from the head's outline
+    (none read), or checked against it (an unconfirmed or unsure one), at the lens the photo's EXIF
+    or the portrait prior gives."""
+    prior = FovPrior.for_image((portrait.shape[1], portrait.shape[0]), fov_y_deg_exif)
+    return outline_face(
+        portrait,
+        head.mesh.positions,
+        head.mesh.triangles,
+        head.landmarks,
+        prior.fov_y_deg(portrait.shape[0]),
+        name,
+        face,
+        unreadable,
+        person=person,
+    )
 
 
 def steady_portrait(
@@ -144,21 +161,11 @@ def steady_portrait(
     face, scatter = steady_landmarks(analysis.face, readings), readings.scatter()
     if scatter < UNSURE_SCATTER_IOD or analysis.face.score <= 0.0:
         return face, scatter, []  # read surely, or unconfirmed and so checked already (``analyse``)
-    portrait = analysis.portrait
-    prior = FovPrior.for_image((portrait.shape[1], portrait.shape[0]), analysis.fov_y_deg_exif)
     person = analysis.person
     if person is None:
-        person = (segmenter or default_segmenter()).mask(portrait)
-    head = analysis.head
-    checked, warnings = outline_face(
-        portrait,
-        head.mesh.positions,
-        head.mesh.triangles,
-        head.landmarks,
-        prior.fov_y_deg(portrait.shape[0]),
-        name,
-        face,
-        person=person,
+        person = (segmenter or default_segmenter()).mask(analysis.portrait)
+    checked, warnings = _against_outline(
+        analysis.portrait, analysis.head, analysis.fov_y_deg_exif, name, face, person
     )
     if checked is face:
         return face, scatter, []
