@@ -37,6 +37,15 @@ def channel_mean(image: np.ndarray) -> np.ndarray:
     return (image[..., 0] + image[..., 1] + image[..., 2]) / image.dtype.type(3)
 
 
+def unit_vectors(vectors: np.ndarray) -> np.ndarray:
+    """(..., 3) float vectors scaled to unit length in place and returned (a zero vector stays zero):
+    bit for bit ``v / max(np.linalg.norm(v, axis=-1), 1e-12)``, without numpy's slow reduction along
+    a short strided axis (13 ms for a render's normals)."""
+    x, y, z = vectors[..., 0], vectors[..., 1], vectors[..., 2]
+    vectors /= np.maximum(np.sqrt(x * x + y * y + z * z), 1e-12)[..., None]
+    return vectors
+
+
 def smoothstep(x: np.ndarray) -> np.ndarray:
     """3t² - 2t³ of ``x`` clipped to 0..1: a ramp from 0 to 1 with flat ends."""
     t = np.clip(x, 0.0, 1.0)

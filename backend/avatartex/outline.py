@@ -40,7 +40,7 @@ import numpy as np
 
 from .camera import Camera
 from .face import NUM_LANDMARKS, Face
-from .imaging import channel_mean
+from .imaging import channel_mean, unit_vectors
 
 WORK_SIZE = 160
 """Pixels of the longest side of the person's box at which outlines are compared (the outline of a
@@ -359,8 +359,7 @@ def _silhouette(view_camera: Camera, positions, triangles, normals, yaw, pitch) 
     covered = tri_id >= 0
     if covered.sum() < 50:
         return None
-    normal = interpolate(normals, triangles, tri_id, bary)
-    normal /= np.maximum(np.linalg.norm(normal, axis=2, keepdims=True), 1e-12)
+    normal = unit_vectors(interpolate(normals, triangles, tri_id, bary))
     normal = np.where(covered[..., None], normal, 0.0).astype(np.float32)
     edge = np.argwhere(_boundary(covered))[:, ::-1].astype(np.float64) + 0.5
     edge = edge[:: max(1, len(edge) // 400)]
