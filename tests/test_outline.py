@@ -235,13 +235,15 @@ def test_a_face_the_detector_cannot_read_again_is_checked_against_the_outline(he
         head=SimpleNamespace(
             mesh=SimpleNamespace(positions=positions, triangles=triangles), landmarks=landmarks
         ),
-        person=mask,
+        person=None,  # no person mask read yet: the check reads one, for the projection too
     )
     iod = misread.interocular
     unread = ViewReadings(misread.landmarks.astype(np.float64), [None] * 4, iod)
     monkeypatch.setattr(steps, "read_views", lambda *args: unread)
-    face, scatter, warnings = steps.steady_portrait(None, analysis, "p.png")
+    steady = steps.steady_portrait(None, analysis, "p.png", _Segmenter(mask))
+    face, scatter, warnings = steady.face, steady.scatter, steady.warnings
     assert face.extras["pass"] == "outline" and scatter is None
+    assert steady.person is mask  # the mask the check read is the projection's too
     assert len(warnings) == 1 and "disagrees" in warnings[0]
     assert _eye_error(face, landmarks, camera) < 0.2 < _eye_error(misread, landmarks, camera)
 
@@ -249,6 +251,7 @@ def test_a_face_the_detector_cannot_read_again_is_checked_against_the_outline(he
         misread.landmarks.astype(np.float64), [misread.landmarks.astype(np.float64)] * 4, iod
     )
     monkeypatch.setattr(steps, "read_views", lambda *args: surely)
-    face, scatter, warnings = steps.steady_portrait(None, analysis, "p.png")
+    steady = steps.steady_portrait(None, analysis, "p.png")
+    face, scatter, warnings = steady.face, steady.scatter, steady.warnings
     assert face.extras.get("pass") != "outline" and scatter == 0.0 and warnings == []
     assert np.allclose(face.landmarks, misread.landmarks)

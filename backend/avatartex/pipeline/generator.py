@@ -187,10 +187,10 @@ class Generator:
         if fit is not None:
             registration, scatter, face = fit.registration, fit.landmark_scatter, fit.face
         else:
-            face, scatter, face_warnings = steps.steady_portrait(
-                self.landmarker, analysis, params.portrait, self.segmenter
-            )
-            warnings += face_warnings
+            steady = steps.steady_portrait(self.landmarker, analysis, params.portrait, self.segmenter)
+            face, scatter = steady.face, steady.scatter
+            warnings += steady.warnings
+            analysis = dataclasses.replace(analysis, person=steady.person)  # segmented once
             registration = self.register(analysis.head, face, analysis.portrait, analysis.fov_y_deg_exif)
         analysis = dataclasses.replace(analysis, face=face)  # the steadied landmarks from here on
         quality = assess(

@@ -145,9 +145,23 @@ def _against_outline(
     )
 
 
+@dataclass
+class SteadyFace:
+    """The portrait's face as the registration reads it (``steady_portrait``)."""
+
+    face: Face
+    """The steadied face, or the outline's placement that replaced an unsure one."""
+    scatter: float | None
+    """``face.landmark_scatter`` of the detector's reading; None for a face placed from the outline."""
+    warnings: list[str]
+    person: np.ndarray | None
+    """The portrait's person mask where the check against the outline needed one (else the
+    analysis's): the projection reads the same mask, not a second segmentation."""
+
+
 def steady_portrait(
     landmarker: Any, analysis: Analysis, name: str = "the portrait", segmenter: Any = None
-) -> tuple[Face, float | None, list[str]]:
+) -> SteadyFace:
     """The portrait's face with its landmarks steadied over views of the photo
     (``face.steady_landmarks``), how surely the detector read it (``face.landmark_scatter``, for
     the verdict), from the same detections, and the warnings to show. A face placed from the head's
@@ -156,11 +170,12 @@ def steady_portrait(
     head's outline as an unconfirmed one is, and gives way to the outline's placement where the two
     disagree and the outline fits closely (``outline.outline_face``)."""
     if analysis.face.extras.get("pass") == "outline":
-        return analysis.face, None, []
+        return SteadyFace(analysis.face, None, [], analysis.person)
     readings = read_views(landmarker, analysis.portrait, analysis.face)
     face, scatter = steady_landmarks(analysis.face, readings), readings.scatter()
     if scatter < UNSURE_SCATTER_IOD or analysis.face.score <= 0.0:
-        return face, scatter, []  # read surely, or unconfirmed and so checked already (``analyse``)
+        # read surely, or unconfirmed and so checked already (``analyse``)
+        return SteadyFace(face, scatter, [], analysis.person)
     person = analysis.person
     if person is None:
         person = (segmenter or default_segmenter()).mask(analysis.portrait)
@@ -168,8 +183,8 @@ def steady_portrait(
         analysis.portrait, analysis.head, analysis.fov_y_deg_exif, name, face, person
     )
     if checked is face:
-        return face, scatter, []
-    return checked, None, warnings
+        return SteadyFace(face, scatter, [], person)
+    return SteadyFace(checked, None, warnings, person)
 
 
 # -- register ------------------------------------------------------------------------------------
