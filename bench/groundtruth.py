@@ -17,6 +17,7 @@ import importlib.util
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -58,6 +59,8 @@ class Head:
     """(3,) the middle of the mouth."""
     path: Path | None = None
     """A file the pipeline can read for the untransformed head, if one exists."""
+    shape: Any = None
+    """The demo head's ``HeadShape`` (where its eyes, brows and lips are exactly); None for the scan."""
 
     @property
     def iod(self) -> float:
@@ -116,6 +119,7 @@ def demo_head(shape_name: str = "", resolution: int = 96) -> Head:
         _normals(positions, triangles),
         eyes,
         mouth,
+        shape=shape or demo.DEFAULT_SHAPE,
     )
 
 
@@ -274,12 +278,67 @@ def photo_texture(points: np.ndarray, scale: float, seed: int = 1) -> np.ndarray
 
 TEXTURES = {"blotches": skin_texture, "stripes": stripe_texture, "photo": photo_texture}
 
+IRIS_COLOURS = ((0.35, 0.22, 0.12), (0.25, 0.4, 0.55), (0.3, 0.35, 0.2))
+
+
+def _capsule_distance(p: np.ndarray, a, b, r0: float, r1: float) -> np.ndarray:
+    """Distance of points to a capsule whose radius goes from ``r0`` at ``a`` to ``r1`` at ``b``."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    ab = b - a
+    h = np.clip(((p - a) @ ab) / float(ab @ ab), 0.0, 1.0)
+    return np.linalg.norm(p - a - h[:, None] * ab, axis=1) - (r0 + (r1 - r0) * h)
+
+
+def made_up_texture(points: np.ndarray, shape, seed: int = 1) -> np.ndarray:
+    """The blotched skin with a face painted where the demo head's sculpture has one: sclera, an
+    iris and a pupil on each eyeball, dark brows over the sockets, red lips on the lip shapes.
+
+    Every real face carries these in its colours, and a face detector reads them there first; the
+    other skins carry none, so the photo's face is read from the mesh's shading alone, as the mesh's
+    own render is, and the detector's readings of the two agree more than a real photo's would.
+    ``points`` are in the demo head's own frame (metres, eyes at y = 0, face towards +z), ``shape``
+    its ``HeadShape``."""
+    from avatartex import demo_head as demo
+
+    p = np.asarray(points, np.float64)
+    out = skin_texture(p - np.array([0.0, -0.03, 0.05]), 3.2 * 0.064, seed).copy()  # the face's middle
+    rng = np.random.default_rng(seed + 500)
+    m = p.copy()
+    m[:, 0] = np.abs(m[:, 0])  # both sides from the character's left one
+    e = shape.eye_scale
+    centre = np.array([demo.EYE_X, demo.EYE_Y, demo.EYEBALL_Z + demo.EYEBALL_R * (1 - e)])
+    r = np.linalg.norm(m - centre, axis=1)
+    on_ball = np.abs(r - demo.EYEBALL_R * e) < 0.0025 * e
+    angle = np.degrees(np.arccos(np.clip((m[:, 2] - centre[2]) / np.maximum(r, 1e-9), -1, 1)))
+    out[on_ball & (angle < 75)] = (0.88, 0.86, 0.82)
+    out[on_ball & (angle < 28)] = IRIS_COLOURS[int(rng.integers(len(IRIS_COLOURS)))]
+    out[on_ball & (angle < 11)] = (0.04, 0.03, 0.03)
+    # The brows: an arch over each socket, thinning outwards.
+    lo, hi = 0.013, 0.050 + 0.012 * (e - 1)
+    t = np.clip((m[:, 0] - lo) / (hi - lo), 0, 1)
+    middle = 0.016 + 0.007 * (e - 1) + 0.004 * np.sin(np.pi * (0.35 + 0.65 * t))
+    brow = (m[:, 0] > lo) & (m[:, 0] < hi) & (np.abs(m[:, 1] - middle) < 0.0035 * (1 - 0.5 * t))
+    brow &= m[:, 2] > 0.06
+    out[brow] = 0.85 * np.array([0.22, 0.15, 0.1]) + 0.15 * out[brow]
+    # The lips: the surface on the sculpture's two lip capsules (demo_head.head_sdf's).
+    upper = _capsule_distance(m, (0.0, -0.0555, 0.1035), (0.022, -0.0595, 0.094), 0.006, 0.003)
+    lower = _capsule_distance(m, (0.0, -0.0665, 0.1005), (0.02, -0.0625, 0.093), 0.0065, 0.003)
+    lips = (np.minimum(upper, lower) < 0.0012) & (m[:, 2] > 0.088) & (np.abs(m[:, 1] + 0.061) < 0.011)
+    out[lips] = 0.7 * np.array([0.62, 0.28, 0.28]) + 0.3 * out[lips]
+    return np.clip(out, 0, 1).astype(np.float32)
+
 
 def truth_texture(head: Head, surface: TexelSurface, kind: str, seed: int) -> np.ndarray:
-    """The known texture in the head's UV map, padded 8 texels around its islands."""
+    """The known texture in the head's UV map, padded 8 texels around its islands. ``made_up``
+    (``made_up_texture``) needs a demo head, whose features are known."""
     size = surface.mask.shape[0]
     texture = np.full((size, size, 3), 0.5, np.float32)
-    texture[surface.mask] = TEXTURES[kind](surface.positions - head.face_centre, 3.2 * head.iod, seed)
+    if kind == "made_up":
+        if head.shape is None:
+            raise ValueError(f"the made-up skin paints the demo head's features; {head.name} has none known")
+        texture[surface.mask] = made_up_texture(surface.positions, head.shape, seed)
+    else:
+        texture[surface.mask] = TEXTURES[kind](surface.positions - head.face_centre, 3.2 * head.iod, seed)
     texture, _ = raster.dilate(texture, surface.mask, 8)
     return texture
 

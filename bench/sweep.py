@@ -10,7 +10,10 @@ the continuous ones): camera yaw 0-40° (either side), pitch ±12°, roll ±10°
 15-60°, head size in the frame and an off-centre aim; a light set-up (front, side, top, grazing from
 the far side, from below, two lights) with or without cast shadows; a skin (smooth with blotches,
 painted stripes, a photograph); a background (flat, gradient, photograph); a portrait size and
-aspect; PNG or JPEG; an output texture of 1024 or 512. An invariance block feeds one portrait to a
+aspect; PNG or JPEG; an output texture of 1024 or 512. Every third demo-family case of the design
+is run again with a *made-up* skin (``m`` ids): eyes, brows and lips painted where the sculpture
+has them, which a real face has and the other skins do not (``made_up_cases``). An invariance block
+feeds one portrait to a
 mesh and to copies of it moved by :data:`groundtruth.TRANSFORMS` (45° yaw, 70° about a tilted axis,
 Z-up, upside down, scale 0.01 and 100, each also shifted away from the origin). The pipeline is
 never told the camera, the light or the transform (no facing, no up hint, no pins).
@@ -56,7 +59,7 @@ import sys
 import time
 import traceback
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -697,16 +700,34 @@ def contact_sheet(row: dict, extra: dict, path: Path, side: int = 384) -> None:
 # --- main -----------------------------------------------------------------------------------------------
 
 
+MADE_UP_SHARE = 3
+"""Every this many of the random design's demo-family cases is run once more with the made-up skin
+(``groundtruth.made_up_texture``: eyes, brows and lips painted where the sculpture has them)."""
+
+
+def made_up_cases(cases: list[Case]) -> list[Case]:
+    """Copies of every MADE_UP_SHARE-th demo-family case of the random design, same camera, light,
+    background and sizes, with a painted face (``m`` for ``r`` in the id). The design's other skins
+    carry no features, so the photo's face is read from the mesh's shading alone, as the mesh's own
+    render is; a real face is read from its eyes, brows and lips, and these cases measure that."""
+    demo = [c for c in cases if c.head.startswith("demo") and not c.group]
+    return [replace(c, id="m" + c.id[1:], skin="made_up") for c in demo[::MADE_UP_SHARE]]
+
+
 def plan(
     quick: bool, have_scan: bool, seed: int, cases: int | None, invariance_only: bool = False
 ) -> list[Case]:
-    """The cases of a run: an invariance block and a balanced random design (``invariance_only``:
-    the invariance block alone, to chase a texture that changes when the mesh is moved)."""
+    """The cases of a run: an invariance block, a balanced random design and its made-up copies
+    (``invariance_only``: the invariance block alone, to chase a texture that changes when the mesh
+    is moved)."""
     if quick:
         heads = (["scan"] if have_scan else []) + ["demo", "demo-long_nose", "demo-big_eyes"]
         n = cases or 16
         out = invariance_cases("demo", ["yaw45", "scale100"], 512)
-        return out if invariance_only else out + design(n, heads, seed, sizes=(512,))
+        if invariance_only:
+            return out
+        random = design(n, heads, seed, sizes=(512,))
+        return out + random + made_up_cases(random)
     heads = (["scan"] if have_scan else []) + ["demo"] + [f"demo-{s}" for s in STYLIZED]
     transforms = [t for t in gt.TRANSFORMS if t != "none"]
     out = []
@@ -714,7 +735,8 @@ def plan(
         out += invariance_cases("scan", transforms, 1024)
     out += invariance_cases("demo", transforms[:3] + ["scale0.01"], 1024)
     if not invariance_only:
-        out += design(cases or 96, heads, seed)
+        random = design(cases or 96, heads, seed)
+        out += random + made_up_cases(random)
     return out
 
 

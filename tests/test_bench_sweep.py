@@ -91,3 +91,43 @@ def test_invariance_plan_holds_only_moved_copies() -> None:
         members = [c for c in cases if c.group == group]
         assert members[0].transform == "none" and len(members) >= 2
     assert len(sweep.plan(quick=False, have_scan=True, seed=8, cases=None)) > len(cases)
+
+
+def test_made_up_skin_paints_the_face_where_the_sculpture_has_it(heads) -> None:
+    """The made-up skin's pupils and lips sit on the demo head's own eyeballs and lip shapes
+    (``demo_head``'s constants) and leave the cheeks skin, on the plain and the long-nosed head;
+    the scan, whose features are not known, gets a clear error instead of a face painted anywhere."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from avatartex import demo_head as demo
+
+    for head in heads.values():
+        closest = head.positions[np.argmin(np.linalg.norm(head.positions - (0.045, -0.035, 0.08), axis=1))]
+        points = [
+            (demo.EYE_X, demo.EYE_Y, demo.EYEBALL_Z + demo.EYEBALL_R),  # the front of the left eyeball
+            (-demo.EYE_X, demo.EYE_Y, demo.EYEBALL_Z + demo.EYEBALL_R),
+            (0.0, -0.0555, 0.1035 + 0.006),  # the front of the upper lip's capsule
+            closest,  # a cheek
+        ]
+        pupils, pupil, lip, cheek = gt.made_up_texture(np.array(points), head.shape, seed=1)[[0, 1, 2, 3]]
+        assert pupils.max() < 0.1 and pupil.max() < 0.1
+        assert lip[0] > 1.5 * lip[1]  # red, where the skin is 0.8 : 0.6
+        assert np.allclose(cheek, gt.skin_texture(np.array([closest]) - (0.0, -0.03, 0.05), 0.2048, 1)[0])
+    unknown = dataclasses.replace(heads["demo"], name="scan", shape=None)
+    surface = SimpleNamespace(mask=np.zeros((8, 8), bool), positions=np.zeros((0, 3)))
+    with pytest.raises(ValueError, match="made-up skin"):
+        gt.truth_texture(unknown, surface, "made_up", 1)
+
+
+def test_made_up_cases_copy_every_third_demo_case_with_a_painted_face() -> None:
+    cases = sweep.design(24, ["scan", "demo", "demo-big_eyes"], seed=5)
+    made_up = sweep.made_up_cases(cases)
+    demo = [c for c in cases if c.head.startswith("demo")]
+    assert [m.id for m in made_up] == ["m" + c.id[1:] for c in demo[:: sweep.MADE_UP_SHARE]]
+    for m in made_up:
+        original = next(c for c in cases if c.id == "r" + m.id[1:])
+        assert m.skin == "made_up"
+        assert (m.head, m.yaw, m.pitch, m.fov, m.light) == (
+            original.head, original.yaw, original.pitch, original.fov, original.light,
+        )  # fmt: skip

@@ -285,3 +285,19 @@ def test_the_heads_outline_vouches_as_far_as_its_camera_was_taken():
     assert estimate_error(hidden) == pytest.approx(quality.CALIBRATION.unvouched)
     half = _signals(**unconfirmed, outline_weight=0.5, outline_misfit_iod=0.005)
     assert estimates[0] < estimate_error(half) < quality.CALIBRATION.unvouched  # blended in log space
+
+
+def test_an_outline_led_camera_is_never_called_good():
+    """Where the outline-led pass placed the camera (``alignment.OUTLINE_LED_LANDMARKS``), the outline
+    fits closely but the photo's features did not fit the mesh's: the warp bent them into place, and
+    the estimate, calibrated on joint fits, read such results at a third to a half of their true
+    misplacement on bench/sweep.py. The same close outline fitted jointly stays good."""
+    unconfirmed = {"dense_weight": 0.0, "dense_agreement": 0.02}
+    joint = _signals(**unconfirmed, outline_weight=1.0, outline_misfit_iod=0.005, outline_led_weight=0.0)
+    led = {**joint, "outline_led_weight": 1.0}
+    assert estimate_error(led) == pytest.approx(estimate_error(joint))
+    assert estimate_error(joint) < quality.GOOD_BELOW
+    assert judge(joint, estimate_error(joint))[0] == "good"
+    verdict, reasons, advice, _ = judge(led, estimate_error(led))
+    assert verdict == "doubtful"
+    assert any("outline puts the camera" in r for r in reasons) and any("pins" in a for a in advice)

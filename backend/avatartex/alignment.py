@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -303,6 +304,22 @@ most 0.25 over the rounds, and every case that ended above 0.5 had 0.29 or more 
 OUTLINE_SIDES_MIN = 3
 """Of the four quarters around the head (left, right, above, below), how many must hold agreeing
 points: one side alone cannot tell a shift from a scale."""
+OUTLINE_LED_LANDMARKS = 0.01
+"""What one landmark counts against one outline point in the outline-led pass, which runs where the
+landmarks and the outline cannot be fitted together (``OUTLINE_LED_FADE``). The photo's landmarks
+are read from its colours (eyes, brows, lips) and the mesh's from its shading: on bench/sweep.py's
+made-up faces (a face painted where the sculpture has one) the two disagree by 0.05-0.2 eye
+distances, and the camera fitted to them turned the head around its face, misplacing the scalp, ears
+and neck by 0.15-0.3 while the face itself was off by 0.06-0.1. The outline says where the head is;
+the landmarks, at this weight, only choose among the cameras that fit it."""
+OUTLINE_LED_SEARCH_IOD = (0.4, 0.2, 0.08, 0.04, 0.03)
+"""The outline-led pass's rounds (``OUTLINE_SEARCH_IOD``'s meaning): it starts from a camera the
+outline disagrees with, by 0.1-0.25 eye distances on the made-up faces, so it looks wider first and
+takes every round (a share of 0.15 after the first rose to 0.48)."""
+OUTLINE_LED_FADE = (0.4, 0.5)
+"""Share of the outline agreeing with the joint fit over which the outline-led pass gives way to it:
+all of it below the first value, none from the second, where the joint fit starts to be taken
+(``OUTLINE_SHARE_RAMP``), so the camera never jumps between the two."""
 
 
 @dataclass
@@ -461,6 +478,56 @@ class OutlineSearch:
         return np.asarray(warp(projected), np.float64) - projected
 
 
+@dataclass
+class _OutlineFit:
+    """Where the rounds of an outline search (``_outline_rounds``) left the camera."""
+
+    camera: Any
+    matches: Any
+    """The last round's ``OutlineSearch.match``."""
+    residual: np.ndarray
+    """Each outline point's residual along its normal under ``camera`` (pixels)."""
+    agree: np.ndarray
+    """The points whose edge ``camera`` lays within OUTLINE_INLIER_IOD."""
+    share: float
+    before: float
+    """The outline's misfit under the camera the search started from (eye distances)."""
+    led: bool
+    """Whether the landmarks counted only OUTLINE_LED_LANDMARKS."""
+
+
+def _outline_rounds(
+    search, registration, offset: np.ndarray, landmark_weight: float, reaches, give_up: bool
+) -> _OutlineFit | None:
+    """The camera refitted to the landmarks (each counting ``landmark_weight``) and the photo's edges
+    along the outline, in rounds that look ``reaches`` eye distances either side of the outline of
+    the previous round's camera; with ``give_up``, stopped once the agreeing share falls under
+    OUTLINE_GIVE_UP. None where the outline has too few points with an edge."""
+    from .registration import refit_to_outline
+
+    iod = registration.interocular
+    camera, fit = registration.camera, None
+    for round_, reach in enumerate(reaches):
+        matches = search.match(camera, offset, reach)
+        if (matches.weight > 0).sum() < 20:
+            return None
+        before = fit.before if fit is not None else matches.misfit_iod
+        camera, residual = refit_to_outline(
+            dataclasses.replace(registration, camera=camera),
+            matches.points3d,
+            matches.target,
+            matches.normal,
+            matches.weight,
+            offset,
+            landmark_weight,
+        )
+        agree = (np.abs(residual) < OUTLINE_INLIER_IOD * iod) & (matches.weight > 0)
+        fit = _OutlineFit(camera, matches, residual, agree, float(agree.mean()), before, landmark_weight < 1)
+        if give_up and fit.share < OUTLINE_GIVE_UP[min(round_, len(OUTLINE_GIVE_UP) - 1)]:
+            break
+    return fit
+
+
 def outline_refit(
     registration, mesh_landmarks, face, positions: np.ndarray, triangles: np.ndarray, portrait: np.ndarray
 ):
@@ -472,37 +539,37 @@ def outline_refit(
     (``OutlineSearch``), the camera refitted to the landmarks and those matches together
     (``registration.refit_to_outline``), and the search narrowed around the new outline
     (``OUTLINE_SEARCH_IOD``). Hair, a collar or a busy background leave most of the outline without
-    an edge it agrees with: the registration then stays as the landmarks put it. Its ``outline``
-    dict says what was measured and how much was applied (``weight``)."""
-    from .registration import blend_cameras, refit_to_outline, register
+    an edge it agrees with: the registration then stays as the landmarks put it. Where the photo
+    shows the outline but the landmarks pull the camera off it (the photo's face read from its
+    colours, the mesh's from its shading: ``OUTLINE_LED_LANDMARKS``), the search runs again led by
+    the outline, and that camera is taken as far as the photo confirms it, fading out as the joint
+    fit comes to agree (``OUTLINE_LED_FADE``). Its ``outline`` dict says what was measured and how
+    much was applied (``weight``; ``led_weight``: the part of it the outline-led pass placed, which
+    the verdict reads: the features were then bent onto the mesh's by the warp, not fitted by the
+    camera)."""
+    from .registration import blend_cameras, register
 
     iod = registration.interocular
-    camera = registration.camera
     info = {"applied": False, "weight": 0.0}
-    matches, residual, before = None, None, None
-    search = OutlineSearch.start(camera, iod, positions, triangles, portrait)
+    search = OutlineSearch.start(registration.camera, iod, positions, triangles, portrait)
     if search is None:
         return dataclasses.replace(registration, outline=info)
-    offset = search.warp_offset(camera, registration.warp)
-    for round_, reach in enumerate(OUTLINE_SEARCH_IOD):
-        matches = search.match(camera, offset, reach)
-        if (matches.weight > 0).sum() < 20:
-            return dataclasses.replace(registration, outline=info)
-        if before is None:
-            before = matches.misfit_iod
-        camera, residual = refit_to_outline(
-            dataclasses.replace(registration, camera=camera),
-            matches.points3d,
-            matches.target,
-            matches.normal,
-            matches.weight,
-            offset,
+    offset = search.warp_offset(registration.camera, registration.warp)
+    fit = _outline_rounds(search, registration, offset, 1.0, OUTLINE_SEARCH_IOD, give_up=True)
+    if fit is None:
+        return dataclasses.replace(registration, outline=info)
+    hand_over = 1.0 - _ramp(fit.share, *OUTLINE_LED_FADE)
+    led = 0.0
+    if hand_over > 0.0:
+        # The warp was fitted to the landmarks the outline disagrees with: not read at the outline.
+        still = np.zeros_like(offset)
+        led_fit = _outline_rounds(
+            search, registration, still, OUTLINE_LED_LANDMARKS, OUTLINE_LED_SEARCH_IOD, give_up=False
         )
-        clear = matches.weight > 0
-        agree = (np.abs(residual) < OUTLINE_INLIER_IOD * iod) & clear
-        share = float(agree.mean())
-        if share < OUTLINE_GIVE_UP[min(round_, len(OUTLINE_GIVE_UP) - 1)]:
-            break  # narrower rounds do not bring this outline to the ramp: spare them
+        if led_fit is not None:
+            fit = led_fit
+    camera, matches, residual, agree, share = fit.camera, fit.matches, fit.residual, fit.agree, fit.share
+    clear = matches.weight > 0
     rel = matches.target[agree] - matches.target.mean(axis=0)
     quarters = (
         rel[:, 0] < -0.3 * np.abs(rel[:, 1]),
@@ -512,12 +579,15 @@ def outline_refit(
     )
     sides = sum(int(q.sum() >= 5) for q in quarters)
     fraction = _ramp(share, *OUTLINE_SHARE_RAMP) * float(sides >= OUTLINE_SIDES_MIN)
+    if fit.led:
+        fraction *= hand_over
+        led = fraction
     info = {
         "applied": fraction > 0.0,
         "weight": round(fraction, 4),
         "agreeing_share": round(share, 4),
         "sides": sides,
-        "misfit_before_iod": round(before, 4),
+        "misfit_before_iod": round(fit.before, 4),
         "misfit_after_iod": round(float(np.median(np.abs(residual[agree]))) / iod, 4)
         if agree.any()
         else None,
@@ -527,6 +597,7 @@ def outline_refit(
         else None,
         "fov_before_deg": round(registration.camera.fov_y_deg, 2),
         "fov_outline_deg": round(camera.fov_y_deg, 2),
+        "led_weight": round(led, 4),
     }
     if fraction <= 0.0:
         return dataclasses.replace(registration, outline=info)

@@ -18,7 +18,12 @@ The evidence here is what the landmarks cannot hide:
   how many sides). Where it was taken it vouches as the shading does: on ``bench/sweep.py`` the
   misfit orders the true misplacement with Spearman 0.76, and of the results the shading did not
   confirm, those within 0.007 were misplaced by 0.010-0.058. A real photo's hair, collar or
-  background hide the outline (weight 0), and the verdict is then what the other evidence says;
+  background hide the outline (weight 0), and the verdict is then what the other evidence says.
+  ``outline_led_weight`` is the part of it an outline-led pass placed (the landmarks disagreeing
+  with the outline, each counting a hundredth of an outline point): the camera then fits the head,
+  not the features, which the warp bends into place. On ``bench/sweep.py`` the estimate read such
+  results at a half to a third of their misplacement (0.016 for 0.081, 0.045 for 0.115), so they are
+  never called good;
 * ``camera_error_iod`` — how far a rigid camera is from the portrait's landmarks (before the warp),
   and ``agreement_iod`` — how much the camera moves the face when one region of landmarks is left
   out (a jackknife over six regions: brows, eyes, nose, mouth, the two sides of the face): regions
@@ -487,6 +492,13 @@ def judge(signals: Mapping[str, Any], estimate: float) -> tuple[str, list[str], 
             f"{_number(signals, 'eye_distance_px'):.0f} pixels apart)"
         )
         advice.append("use a photo where the face is larger and clearly visible")
+    if _number(signals, "outline_led_weight", 0.0) > 0.0:
+        reasons.append(
+            "the photo's eyes, nose and mouth do not fit the mesh's where the head's outline puts the "
+            "camera: the camera follows the outline and the warp bends the features onto the mesh's, "
+            "so look at them rather than trust the number"
+        )
+        advice.append("add landmark pins on the mesh (eye corners, nose tip, mouth corners)")
     if not vouched(signals):
         vouching = "only the landmarks vouch" if landmarks_read(signals) else "nothing vouches"
         reasons.append(
@@ -558,6 +570,7 @@ def evidence(
         "outline_weight": registration.outline.get("weight"),
         "outline_clear_share": registration.outline.get("clear_share"),
         "outline_misfit_iod": registration.outline.get("misfit_clear_iod"),
+        "outline_led_weight": registration.outline.get("led_weight", 0.0),
     }
     signals["landmark_estimate_iod"] = round(landmark_evidence(signals), 4)
     return signals

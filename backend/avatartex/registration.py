@@ -670,6 +670,7 @@ def refit_to_outline(
     outline_normal: np.ndarray,
     outline_weight: np.ndarray,
     warp_offset: np.ndarray,
+    landmark_weight: float = 1.0,
 ) -> tuple[Camera, np.ndarray]:
     """The camera (focal length and pose) refitted to the registration's landmarks and to where
     the photo shows the head's outline: outline points (surface points on the silhouette) whose
@@ -679,14 +680,15 @@ def refit_to_outline(
     Landmarks of one view leave the focal length and the head's depth nearly free (a face seen
     closer through a wider lens looks the same); the outline, which lies behind the face, does
     not. ``warp_offset`` is the warp's displacement at the outline points
-    (``alignment.OutlineSearch.warp_offset``). Returns the camera and each outline point's
-    residual along its normal (pixels)."""
+    (``alignment.OutlineSearch.warp_offset``); ``landmark_weight`` scales every landmark's weight
+    (``alignment.OUTLINE_LED_LANDMARKS``: the outline-led pass). Returns the camera and each
+    outline point's residual along its normal (pixels)."""
     from scipy.optimize import least_squares
 
     camera = registration.camera
     X = np.asarray(registration.points3d, np.float64)
     x = np.asarray(registration.points2d, np.float64)
-    w = np.clip(np.asarray(registration.weights, np.float64), 0, None)
+    w = landmark_weight * np.clip(np.asarray(registration.weights, np.float64), 0, None)
     C = np.asarray(outline_points, np.float64)
     q = np.asarray(outline_target, np.float64)
     n = np.asarray(outline_normal, np.float64)
