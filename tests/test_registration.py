@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -401,3 +402,25 @@ def test_the_report_names_the_head_outline_as_the_fovs_source_only_where_its_cam
     assert registration(lenses, 1.0).report()["fov_source"] == "head outline"
     # The photo's own lens data is held whatever the outline did.
     assert registration(exif, 1.0).fov_source == "exif"
+
+
+def test_under_an_outline_led_camera_the_landmarks_that_fit_it_steer_the_warp() -> None:
+    """Where the head's outline led the camera, the mesh's own landmarks and the view-matched ones
+    are judged again by how each fits the photo under that camera: the view-matched set, read 0.2 eye
+    distances high here (as a render from the photo's view can be read), gives way to the
+    mesh's own as far as the outline led; a camera the outline did not lead keeps the first choice."""
+    from avatartex.pipeline.steps import landmarks_under_the_outline
+
+    X, camera, target, _ = _synthetic_pair(0.0)
+    face = Face(target.astype(np.float32))
+    valid = np.ones(468, bool)
+    own = SimpleNamespace(points3d=X, valid=valid)
+    off = X + np.array([0.0, 0.2 * 2 * 2.45, 0.0])  # the view-matched set read 0.2 eye distances high
+    seen = SimpleNamespace(points3d=off, valid=valid, reshaped=None)
+    first = register(seen, face, (600, 800), fitted=camera)  # the view-matched set taken whole
+    for led, expected in ((1.0, X), (0.0, off)):
+        placed = dataclasses.replace(first, outline={"applied": True, "weight": 1.0, "led_weight": led})
+        judged = landmarks_under_the_outline(placed, own, seen, 1.0, face, (600, 800))
+        assert judged.camera is camera and judged.outline is placed.outline
+        assert np.allclose(judged.points3d, expected)
+        assert (judged.error_iod_camera < 0.01) == (led == 1.0)  # the camera puts the photo's on them
