@@ -279,6 +279,8 @@ def photo_texture(points: np.ndarray, scale: float, seed: int = 1) -> np.ndarray
 TEXTURES = {"blotches": skin_texture, "stripes": stripe_texture, "photo": photo_texture}
 
 IRIS_COLOURS = ((0.35, 0.22, 0.12), (0.25, 0.4, 0.55), (0.3, 0.35, 0.2))
+BROW_COLOURS = ((0.22, 0.15, 0.1), (0.08, 0.06, 0.05), (0.45, 0.33, 0.22))
+LIP_COLOURS = ((0.72, 0.38, 0.36), (0.62, 0.28, 0.28), (0.65, 0.12, 0.18))
 
 
 def _capsule_distance(p: np.ndarray, a, b, r0: float, r1: float) -> np.ndarray:
@@ -291,7 +293,9 @@ def _capsule_distance(p: np.ndarray, a, b, r0: float, r1: float) -> np.ndarray:
 
 def made_up_texture(points: np.ndarray, shape, seed: int = 1) -> np.ndarray:
     """The blotched skin with a face painted where the demo head's sculpture has one: sclera, an
-    iris and a pupil on each eyeball, dark brows over the sockets, red lips on the lip shapes.
+    iris and a pupil on each eyeball, brows over the sockets, tinted lips on the lip shapes; the
+    iris's size and colour, the brows' height, thickness, arch and colour and the lips' colour drawn
+    from ``seed``.
 
     Every real face carries these in its colours, and a face detector reads them there first; the
     other skins carry none, so the photo's face is read from the mesh's shading alone, as the mesh's
@@ -311,20 +315,25 @@ def made_up_texture(points: np.ndarray, shape, seed: int = 1) -> np.ndarray:
     on_ball = np.abs(r - demo.EYEBALL_R * e) < 0.0025 * e
     angle = np.degrees(np.arccos(np.clip((m[:, 2] - centre[2]) / np.maximum(r, 1e-9), -1, 1)))
     out[on_ball & (angle < 75)] = (0.88, 0.86, 0.82)
-    out[on_ball & (angle < 28)] = IRIS_COLOURS[int(rng.integers(len(IRIS_COLOURS)))]
-    out[on_ball & (angle < 11)] = (0.04, 0.03, 0.03)
-    # The brows: an arch over each socket, thinning outwards.
+    out[on_ball & (angle < rng.uniform(24, 32))] = IRIS_COLOURS[int(rng.integers(len(IRIS_COLOURS)))]
+    out[on_ball & (angle < rng.uniform(9, 13))] = (0.04, 0.03, 0.03)
+    # The brows: an arch over each socket, thinning outwards; height, thickness, arch and colour
+    # drawn per seed (faces differ most there).
     lo, hi = 0.013, 0.050 + 0.012 * (e - 1)
     t = np.clip((m[:, 0] - lo) / (hi - lo), 0, 1)
-    middle = 0.016 + 0.007 * (e - 1) + 0.004 * np.sin(np.pi * (0.35 + 0.65 * t))
-    brow = (m[:, 0] > lo) & (m[:, 0] < hi) & (np.abs(m[:, 1] - middle) < 0.0035 * (1 - 0.5 * t))
-    brow &= m[:, 2] > 0.06
-    out[brow] = 0.85 * np.array([0.22, 0.15, 0.1]) + 0.15 * out[brow]
-    # The lips: the surface on the sculpture's two lip capsules (demo_head.head_sdf's).
+    arch = rng.uniform(0.002, 0.006) * np.sin(np.pi * (0.35 + 0.65 * t))
+    middle = 0.0185 + rng.uniform(-0.003, 0.003) + 0.007 * (e - 1) + arch
+    half = rng.uniform(0.0025, 0.0045) * (1 - 0.5 * t)
+    brow = (m[:, 0] > lo) & (m[:, 0] < hi) & (np.abs(m[:, 1] - middle) < half) & (m[:, 2] > 0.06)
+    cover = rng.uniform(0.6, 0.9)
+    out[brow] = cover * np.array(BROW_COLOURS[int(rng.integers(len(BROW_COLOURS)))]) + (1 - cover) * out[brow]
+    # The lips: the surface on the sculpture's two lip capsules (demo_head.head_sdf's), from a
+    # natural tint to lipstick.
     upper = _capsule_distance(m, (0.0, -0.0555, 0.1035), (0.022, -0.0595, 0.094), 0.006, 0.003)
     lower = _capsule_distance(m, (0.0, -0.0665, 0.1005), (0.02, -0.0625, 0.093), 0.0065, 0.003)
     lips = (np.minimum(upper, lower) < 0.0012) & (m[:, 2] > 0.088) & (np.abs(m[:, 1] + 0.061) < 0.011)
-    out[lips] = 0.7 * np.array([0.62, 0.28, 0.28]) + 0.3 * out[lips]
+    cover = rng.uniform(0.5, 0.8)
+    out[lips] = cover * np.array(LIP_COLOURS[int(rng.integers(len(LIP_COLOURS)))]) + (1 - cover) * out[lips]
     return np.clip(out, 0, 1).astype(np.float32)
 
 
