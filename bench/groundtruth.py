@@ -283,14 +283,6 @@ BROW_COLOURS = ((0.22, 0.15, 0.1), (0.08, 0.06, 0.05), (0.45, 0.33, 0.22))
 LIP_COLOURS = ((0.72, 0.38, 0.36), (0.62, 0.28, 0.28), (0.65, 0.12, 0.18))
 
 
-def _capsule_distance(p: np.ndarray, a, b, r0: float, r1: float) -> np.ndarray:
-    """Distance of points to a capsule whose radius goes from ``r0`` at ``a`` to ``r1`` at ``b``."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    ab = b - a
-    h = np.clip(((p - a) @ ab) / float(ab @ ab), 0.0, 1.0)
-    return np.linalg.norm(p - a - h[:, None] * ab, axis=1) - (r0 + (r1 - r0) * h)
-
-
 def made_up_texture(points: np.ndarray, shape, seed: int = 1) -> np.ndarray:
     """The blotched skin with a face painted where the demo head's sculpture has one: sclera, an
     iris and a pupil on each eyeball, brows over the sockets, tinted lips on the lip shapes; the
@@ -327,11 +319,9 @@ def made_up_texture(points: np.ndarray, shape, seed: int = 1) -> np.ndarray:
     brow = (m[:, 0] > lo) & (m[:, 0] < hi) & (np.abs(m[:, 1] - middle) < half) & (m[:, 2] > 0.06)
     cover = rng.uniform(0.6, 0.9)
     out[brow] = cover * np.array(BROW_COLOURS[int(rng.integers(len(BROW_COLOURS)))]) + (1 - cover) * out[brow]
-    # The lips: the surface on the sculpture's two lip capsules (demo_head.head_sdf's), from a
+    # The lips: the surface on the sculpture's two lip capsules (demo_head.lips_distance), from a
     # natural tint to lipstick.
-    upper = _capsule_distance(m, (0.0, -0.0555, 0.1035), (0.022, -0.0595, 0.094), 0.006, 0.003)
-    lower = _capsule_distance(m, (0.0, -0.0665, 0.1005), (0.02, -0.0625, 0.093), 0.0065, 0.003)
-    lips = (np.minimum(upper, lower) < 0.0012) & (m[:, 2] > 0.088) & (np.abs(m[:, 1] + 0.061) < 0.011)
+    lips = (demo.lips_distance(m) < 0.0012) & (m[:, 2] > 0.088) & (np.abs(m[:, 1] + 0.061) < 0.011)
     cover = rng.uniform(0.5, 0.8)
     out[lips] = cover * np.array(LIP_COLOURS[int(rng.integers(len(LIP_COLOURS)))]) + (1 - cover) * out[lips]
     return np.clip(out, 0, 1).astype(np.float32)

@@ -107,7 +107,7 @@ def test_made_up_skin_paints_the_face_where_the_sculpture_has_it(heads) -> None:
         points = [
             (demo.EYE_X, demo.EYE_Y, demo.EYEBALL_Z + demo.EYEBALL_R),  # the front of the left eyeball
             (-demo.EYE_X, demo.EYE_Y, demo.EYEBALL_Z + demo.EYEBALL_R),
-            (0.0, -0.0555, 0.1035 + 0.006),  # the front of the upper lip's capsule
+            np.add(demo.UPPER_LIP[0], (0.0, 0.0, demo.UPPER_LIP[2])),  # the front of the upper lip
             closest,  # a cheek
         ]
         pupils, pupil, lip, cheek = gt.made_up_texture(np.array(points), head.shape, seed=1)[[0, 1, 2, 3]]

@@ -492,8 +492,6 @@ class _OutlineFit:
     share: float
     before: float
     """The outline's misfit under the camera the search started from (eye distances)."""
-    led: bool
-    """Whether the landmarks counted only OUTLINE_LED_LANDMARKS."""
 
 
 def _outline_rounds(
@@ -522,7 +520,7 @@ def _outline_rounds(
             landmark_weight,
         )
         agree = (np.abs(residual) < OUTLINE_INLIER_IOD * iod) & (matches.weight > 0)
-        fit = _OutlineFit(camera, matches, residual, agree, float(agree.mean()), before, landmark_weight < 1)
+        fit = _OutlineFit(camera, matches, residual, agree, float(agree.mean()), before)
         if give_up and fit.share < OUTLINE_GIVE_UP[min(round_, len(OUTLINE_GIVE_UP) - 1)]:
             break
     return fit
@@ -559,7 +557,7 @@ def outline_refit(
     if fit is None:
         return dataclasses.replace(registration, outline=info)
     hand_over = 1.0 - _ramp(fit.share, *OUTLINE_LED_FADE)
-    led = 0.0
+    led_fit = None
     if hand_over > 0.0:
         # The warp was fitted to the landmarks the outline disagrees with: not read at the outline.
         still = np.zeros_like(offset)
@@ -579,9 +577,8 @@ def outline_refit(
     )
     sides = sum(int(q.sum() >= 5) for q in quarters)
     fraction = _ramp(share, *OUTLINE_SHARE_RAMP) * float(sides >= OUTLINE_SIDES_MIN)
-    if fit.led:
+    if fit is led_fit:
         fraction *= hand_over
-        led = fraction
     info = {
         "applied": fraction > 0.0,
         "weight": round(fraction, 4),
@@ -597,7 +594,7 @@ def outline_refit(
         else None,
         "fov_before_deg": round(registration.camera.fov_y_deg, 2),
         "fov_outline_deg": round(camera.fov_y_deg, 2),
-        "led_weight": round(led, 4),
+        "led_weight": round(fraction if fit is led_fit else 0.0, 4),
     }
     if fraction <= 0.0:
         return dataclasses.replace(registration, outline=info)

@@ -56,6 +56,18 @@ def _mirror(p: np.ndarray) -> np.ndarray:
     return q
 
 
+UPPER_LIP = ((0.0, -0.0555, 0.1035), (0.022, -0.0595, 0.094), 0.006, 0.003)
+LOWER_LIP = ((0.0, -0.0665, 0.1005), (0.02, -0.0625, 0.093), 0.0065, 0.003)
+"""The lips' capsules (``_capsule``'s a, b, r0, r1) on the character's left, in the head's frame."""
+
+
+def lips_distance(folded: np.ndarray) -> np.ndarray:
+    """Distance (metres) of points folded onto the character's left (``_mirror``: |x|) to the two
+    lips' capsules, negative inside: the lips of ``head_sdf``, and where bench/groundtruth.py's
+    made-up skin paints them."""
+    return np.minimum(_capsule(folded, *UPPER_LIP), _capsule(folded, *LOWER_LIP))
+
+
 # Where the named landmarks are, on the sculpted surface (x < 0 is the character's right).
 EYE_X, EYE_Y, EYEBALL_Z, EYEBALL_R = 0.032, 0.0, 0.073, 0.0125
 FEATURES: dict[str, tuple[float, float, float]] = {
@@ -190,9 +202,7 @@ def head_sdf(p: np.ndarray, shape: HeadShape = DEFAULT_SHAPE) -> np.ndarray:
     d = _smin(d, wing, 0.006)
 
     # Lips, and the line between them.
-    upper = _capsule(m, (0.0, -0.0555, 0.1035), (0.022, -0.0595, 0.094), 0.006, 0.003)
-    lower = _capsule(m, (0.0, -0.0665, 0.1005), (0.02, -0.0625, 0.093), 0.0065, 0.003)
-    d = _smin(d, np.minimum(upper, lower), 0.004)
+    d = _smin(d, lips_distance(m), 0.004)
     slit = _ellipsoid(p, (0.0, -0.0605, 0.104), (0.024, 0.0012, 0.014))
     d = _smax(d, -slit, 0.002)
 
