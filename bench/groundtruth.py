@@ -283,6 +283,25 @@ BROW_COLOURS = ((0.22, 0.15, 0.1), (0.08, 0.06, 0.05), (0.45, 0.33, 0.22))
 LIP_COLOURS = ((0.72, 0.38, 0.36), (0.62, 0.28, 0.28), (0.65, 0.12, 0.18))
 
 
+def paint_eyes(points: np.ndarray, shape, colours: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``colours`` (N, 3) with the demo head's eyeballs painted at ``points`` (N, 3, its own frame):
+    sclera on the front 75° of each ball, an iris (size and colour drawn from ``rng``) and a pupil."""
+    from avatartex import demo_head as demo
+
+    m = np.asarray(points, np.float64).copy()
+    m[:, 0] = np.abs(m[:, 0])  # both eyes from the character's left one
+    e = shape.eye_scale
+    centre = np.array([demo.EYE_X, demo.EYE_Y, demo.EYEBALL_Z + demo.EYEBALL_R * (1 - e)])
+    r = np.linalg.norm(m - centre, axis=1)
+    on_ball = np.abs(r - demo.EYEBALL_R * e) < 0.0025 * e
+    angle = np.degrees(np.arccos(np.clip((m[:, 2] - centre[2]) / np.maximum(r, 1e-9), -1, 1)))
+    out = np.array(colours, copy=True)
+    out[on_ball & (angle < 75)] = (0.88, 0.86, 0.82)
+    out[on_ball & (angle < rng.uniform(24, 32))] = IRIS_COLOURS[int(rng.integers(len(IRIS_COLOURS)))]
+    out[on_ball & (angle < rng.uniform(9, 13))] = (0.04, 0.03, 0.03)
+    return out
+
+
 def made_up_texture(points: np.ndarray, shape, seed: int = 1) -> np.ndarray:
     """The blotched skin with a face painted where the demo head's sculpture has one: sclera, an
     iris and a pupil on each eyeball, brows over the sockets, tinted lips on the lip shapes; the
@@ -299,16 +318,10 @@ def made_up_texture(points: np.ndarray, shape, seed: int = 1) -> np.ndarray:
     p = np.asarray(points, np.float64)
     out = skin_texture(p - np.array([0.0, -0.03, 0.05]), 3.2 * 0.064, seed).copy()  # the face's middle
     rng = np.random.default_rng(seed + 500)
+    out = paint_eyes(p, shape, out, rng)
     m = p.copy()
     m[:, 0] = np.abs(m[:, 0])  # both sides from the character's left one
     e = shape.eye_scale
-    centre = np.array([demo.EYE_X, demo.EYE_Y, demo.EYEBALL_Z + demo.EYEBALL_R * (1 - e)])
-    r = np.linalg.norm(m - centre, axis=1)
-    on_ball = np.abs(r - demo.EYEBALL_R * e) < 0.0025 * e
-    angle = np.degrees(np.arccos(np.clip((m[:, 2] - centre[2]) / np.maximum(r, 1e-9), -1, 1)))
-    out[on_ball & (angle < 75)] = (0.88, 0.86, 0.82)
-    out[on_ball & (angle < rng.uniform(24, 32))] = IRIS_COLOURS[int(rng.integers(len(IRIS_COLOURS)))]
-    out[on_ball & (angle < rng.uniform(9, 13))] = (0.04, 0.03, 0.03)
     # The brows: an arch over each socket, thinning outwards; height, thickness, arch and colour
     # drawn per seed (faces differ most there).
     lo, hi = 0.013, 0.050 + 0.012 * (e - 1)

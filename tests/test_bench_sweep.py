@@ -131,3 +131,25 @@ def test_made_up_cases_copy_every_third_demo_case_with_a_painted_face() -> None:
         assert (m.head, m.yaw, m.pitch, m.fov, m.light) == (
             original.head, original.yaw, original.pitch, original.fov, original.light,
         )  # fmt: skip
+
+
+def test_mesh_reading_paints_the_eyeballs_and_only_them(heads) -> None:
+    """bench/mesh_reading.py's ``--paint-eyes``: on the shaded render, the pixels on the eyeballs'
+    fronts turn to pupils, everything else keeps the render's shading exactly."""
+    import mesh_reading
+    from avatartex import demo_head as demo
+    from avatartex import landmarks as lm
+
+    head = heads["demo"]
+    camera = gt.portrait_camera(head, 0.0, 0.0, 0.0, 30.0, 256, 256)
+    plain = lm.render_shaded(head.positions, head.triangles, head.normals, camera)
+    painted = mesh_reading.with_eyes_painted(lm.render_shaded, head)(
+        head.positions, head.triangles, head.normals, camera
+    )
+    xy, _ = camera.project(np.array([[demo.EYE_X, demo.EYE_Y, demo.EYEBALL_Z + demo.EYEBALL_R]]))
+    col, row = np.floor(xy[0]).astype(int)
+    assert plain[0][row, col].mean() > 0.3 and painted[0][row, col].max() < 0.1
+    changed = np.abs(painted[0] - plain[0]).max(axis=2) > 1e-6
+    assert 0 < changed.sum() < 0.05 * (plain[1] >= 0).sum()
+    eyes = np.linalg.norm(np.abs(painted[3][changed]) - (demo.EYE_X, demo.EYE_Y, demo.EYEBALL_Z), axis=1)
+    assert eyes.max() < 1.5 * demo.EYEBALL_R  # nothing painted off the eyeballs
