@@ -57,9 +57,11 @@ def groups() -> dict[str, tuple[int, ...]]:
     }
 
 
-def with_eyes_painted(render, head: gt.Head):
+def with_eyes_painted(render, head: gt.Head, to_head=None):
     """``render`` (``landmarks.render_lit_like`` or ``render_shaded``: image, tri_id, bary, world)
-    with ``head``'s eyeballs painted (sclera, iris, pupil), shaded as the render's skin is."""
+    with ``head``'s eyeballs painted (sclera, iris, pupil), shaded as the render's skin is.
+    ``to_head`` maps the render's world points into the head's own frame where the mesh rendered is
+    a moved copy of it."""
     from avatartex import landmarks as lm
 
     def painted(*args, **kwargs):
@@ -67,12 +69,61 @@ def with_eyes_painted(render, head: gt.Head):
         covered = tri_id >= 0
         skin = image[covered]
         shade = np.maximum(skin.mean(axis=1, keepdims=True) / float(np.mean(lm._ALBEDO)), 1e-6)
-        colours = gt.paint_eyes(world[covered], head.shape, skin / shade, np.random.default_rng(0))
+        points = world[covered] if to_head is None else to_head(world[covered])
+        colours = gt.paint_eyes(points, head.shape, skin / shade, np.random.default_rng(0))
         image = image.copy()
         image[covered] = (colours * shade).astype(np.float32)
         return image, tri_id, bary, world
 
     return painted
+
+
+def similarity_onto(moved: np.ndarray, original: np.ndarray):
+    """The map taking points of ``moved`` (a copy of ``original``'s vertices, same order, moved,
+    turned and scaled, as the pipeline normalises a mesh) back into ``original``'s frame."""
+    a, b = np.asarray(moved, np.float64), np.asarray(original, np.float64)
+    ma, mb = a.mean(axis=0), b.mean(axis=0)
+    u, _, vt = np.linalg.svd((a - ma).T @ (b - mb))
+    turn = u @ vt
+    scale = np.sqrt(((b - mb) ** 2).sum() / max(((a - ma) ** 2).sum(), 1e-30))
+    return lambda points: ((np.asarray(points, np.float64) - ma) @ turn) * scale + mb
+
+
+class EyePainter:
+    """While entered, every render the registration reads a mesh from (``landmarks.render_shaded``,
+    ``render_lit_like``) has ``head``'s eyeballs painted, when ``head`` (set per case) is a demo-family
+    head and the mesh a copy of it: what a registration that recognises a mesh's eyes as eyes would
+    read (``bench/sweep.py --paint-eyes``). The dense alignment (``alignment.py``) matches the
+    mesh's shading to the photo's and keeps the plain render."""
+
+    def __init__(self) -> None:
+        self.head: gt.Head | None = None
+        self._plain = None
+
+    def __enter__(self) -> EyePainter:
+        from avatartex import landmarks as lm
+
+        self._plain = lm.render_lit_like, lm.render_shaded
+        lm.render_lit_like, lm.render_shaded = self._render(0), self._render(1)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        from avatartex import landmarks as lm
+
+        lm.render_lit_like, lm.render_shaded = self._plain
+
+    def _render(self, which: int):
+        def render(*args, **kwargs):
+            plain, head = self._plain[which], self.head
+            caller = sys._getframe(1).f_globals.get("__name__", "")
+            positions = np.asarray(args[0])
+            if head is None or head.shape is None or caller.endswith("alignment"):
+                return plain(*args, **kwargs)
+            if len(positions) != len(head.positions):
+                return plain(*args, **kwargs)
+            return with_eyes_painted(plain, head, similarity_onto(positions, head.positions))(*args, **kwargs)
+
+        return render
 
 
 def read_case(head: gt.Head, yaw: float, pitch: float, light: str, seed: int, landmarker) -> dict | None:
@@ -121,19 +172,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     from avatartex import demo_head as demo
-    from avatartex import landmarks as lm
     from avatartex.face import default_landmarker
 
     started = time.perf_counter()
     landmarker = default_landmarker()
     rows, ratios = [], {}
-    plain = lm.render_lit_like, lm.render_shaded
+    painter = EyePainter()
     for name in ["", *sorted(demo.STYLIZED_SHAPES)]:
         head = gt.demo_head(name)
-        if args.paint_eyes:
-            lm.render_lit_like = with_eyes_painted(plain[0], head)
-            lm.render_shaded = with_eyes_painted(plain[1], head)
-        try:
+        painter.head = head if args.paint_eyes else None
+        with painter:
             ratios[head.name] = round(canonical_eye_ratio(head, landmarker), 3)
             for k, (yaw, pitch) in enumerate(VIEWS):
                 for light in LIGHTS:
@@ -144,8 +192,6 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(row)
                     cells = "  ".join(f"{g} {row[g]:.3f} ({row[g + '_dy']:+.3f})" for g in groups())
                     print(f"{head.name:<18} yaw {yaw:+.0f} {light:<6} {cells}", flush=True)
-        finally:
-            lm.render_lit_like, lm.render_shaded = plain
     summary = {
         g: {
             "mean": round(float(np.mean([r[g] for r in rows])), 4),

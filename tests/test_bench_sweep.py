@@ -153,3 +153,44 @@ def test_mesh_reading_paints_the_eyeballs_and_only_them(heads) -> None:
     assert 0 < changed.sum() < 0.05 * (plain[1] >= 0).sum()
     eyes = np.linalg.norm(np.abs(painted[3][changed]) - (demo.EYE_X, demo.EYE_Y, demo.EYEBALL_Z), axis=1)
     assert eyes.max() < 1.5 * demo.EYEBALL_R  # nothing painted off the eyeballs
+
+
+def _called_from(module: str, function, *args):
+    """``function(*args)`` called from code whose module is named ``module`` (the painter decides by
+    its caller's module)."""
+    namespace = {"__name__": module, "function": function, "args": args}
+    exec(compile("result = function(*args)", module, "exec"), namespace)
+    return namespace["result"]
+
+
+def test_eye_painter_finds_the_eyeballs_on_a_moved_copy_and_leaves_the_dense_alignment_plain(heads) -> None:
+    """``mesh_reading.EyePainter`` (``bench/sweep.py --paint-eyes``): the pipeline reads a moved,
+    turned and scaled copy of the head; the pupils are painted on the copy's render where the
+    eyeballs are, only while entered, and never on a render the dense alignment asks for."""
+    import mesh_reading
+    from avatartex import demo_head as demo
+    from avatartex import landmarks as lm
+
+    head = heads["demo"]
+    turn, _ = gt.TRANSFORMS["tilted70"]
+    where = gt.Placement("tilted70x100", turn, 100.0, np.array([3.0, -7.0, 2.0]))
+    moved = where.apply(head.positions)
+    camera = gt.portrait_camera(head, 0.0, 0.0, 0.0, 30.0, 256, 256)
+    eye, target = where.apply(np.array([camera.center, head.face_centre]))
+    view = type(camera).look_at(eye, target, turn @ np.array([0.0, 1.0, 0.0]), 30.0, 256, 256)
+    pupil = where.apply(np.array([[demo.EYE_X, demo.EYE_Y, demo.EYEBALL_Z + demo.EYEBALL_R]]))
+    col, row = np.floor(view.project(pupil)[0][0]).astype(int)
+    normals = gt._normals(moved, head.triangles)
+    painter = mesh_reading.EyePainter()
+    painter.head = head
+    with painter:
+        painted = lm.render_shaded(moved, head.triangles, normals, view)[0]
+        painted_lit = lm.render_lit_like(moved, head.triangles, normals, view, None)[0]
+        for_alignment = _called_from(
+            "avatartex.alignment", lm.render_lit_like, moved, head.triangles, normals, view, None
+        )[0]
+    plain = lm.render_shaded(moved, head.triangles, normals, view)[0]
+    assert (
+        plain[row, col].mean() > 0.3 and painted[row, col].max() < 0.1 and painted_lit[row, col].max() < 0.1
+    )
+    assert np.array_equal(for_alignment, lm.render_lit_like(moved, head.triangles, normals, view, None)[0])
