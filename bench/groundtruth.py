@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +120,47 @@ def demo_head(shape_name: str = "", resolution: int = 96) -> Head:
         eyes,
         mouth,
         shape=shape or demo.DEFAULT_SHAPE,
+    )
+
+
+EYEBALL_UV = ((0.505, 0.385, 0.05, 0.105), (0.56, 0.385, 0.05, 0.105))
+"""(u, v, width, height) of the right and left separate eyeballs' UV islands: a part of the demo
+head's UV square its own islands leave free."""
+
+
+def with_eyeballs(head: Head, rings: int = 12, segments: int = 24) -> Head:
+    """``head`` (a demo-family head) with its eyeballs also as two separate spheres, a little proud of
+    the sculpted ones (as character meshes model eyes: parts of their own, seen through the lids), each
+    with a UV island of its own (EYEBALL_UV)."""
+    from avatartex import demo_head as demo
+
+    e = head.shape.eye_scale
+    radius = demo.EYEBALL_R * e * 1.04
+    theta = np.linspace(0.0, np.pi, rings + 1)  # from the front pole
+    phi = np.linspace(0.0, 2 * np.pi, segments + 1)
+    t, f = np.meshgrid(theta, phi, indexing="ij")
+    unit = np.stack([np.sin(t) * np.cos(f), np.sin(t) * np.sin(f), np.cos(t)], axis=-1).reshape(-1, 3)
+    grid = np.arange((rings + 1) * (segments + 1)).reshape(rings + 1, segments + 1)
+    quads = np.stack([grid[:-1, :-1], grid[1:, :-1], grid[1:, 1:], grid[:-1, 1:]], axis=-1).reshape(-1, 4)
+    faces = np.concatenate([quads[:, [0, 1, 2]], quads[:, [0, 2, 3]]])
+    positions, triangles, uvs = [head.positions], [head.triangles], [head.uvs]
+    offset = len(head.positions)
+    for side, (u0, v0, du, dv) in zip((-1.0, 1.0), EYEBALL_UV, strict=True):
+        centre = np.array([side * demo.EYE_X, demo.EYE_Y, demo.EYEBALL_Z + demo.EYEBALL_R * (1 - e)])
+        positions.append(centre + radius * unit)
+        triangles.append(faces + offset)
+        corner_uv = np.stack([u0 + du * f.ravel() / (2 * np.pi), v0 + dv * (1 - t.ravel() / np.pi)], axis=1)
+        uvs.append(corner_uv[faces].astype(np.float32))
+        offset += len(unit)
+    positions = np.concatenate(positions)
+    triangles = np.concatenate(triangles).astype(np.int32)
+    return replace(
+        head,
+        name=head.name + "+eyeballs",
+        positions=positions,
+        triangles=triangles,
+        uvs=np.concatenate(uvs),
+        normals=_normals(positions, triangles),
     )
 
 

@@ -885,6 +885,7 @@ def detect_from_camera(
     interocular: float | None = None,
     photo: np.ndarray | None = None,
     steady: bool = True,
+    eyes=None,
 ) -> MeshLandmarks | None:
     """Landmarks detected on a render of the mesh from a given camera (the portrait's, once registered).
 
@@ -900,6 +901,7 @@ def detect_from_camera(
     render its light (``fit_light``), so that the detector's light-dependent bias cancels too.
     ``steady`` averages the landmarks over views of the render (``face.steady_landmarks``), as the
     portrait's were: only then, or the two sets are read differently and their biases do not cancel.
+    ``eyes`` (``eyes.Eyes``) are painted on the render, for a photo whose eyes are open.
     """
     if normals is None:
         normals = _vertex_normals(positions, triangles)
@@ -908,6 +910,10 @@ def detect_from_camera(
     image, tri_id, _, world = render_lit_like(
         positions, triangles, np.asarray(normals, np.float64), camera, photo
     )
+    if eyes is not None:
+        from .eyes import paint
+
+        image = paint(image, world, tri_id, eyes, _ALBEDO)
     faces = landmarker.detect(image)
     if not faces:
         return None

@@ -526,6 +526,9 @@ class Registration:
     outline: dict = field(default_factory=dict)
     """What the camera's refit to the head's outline (``alignment.outline_refit``) measured and
     applied."""
+    eyes: dict = field(default_factory=dict)
+    """Whether the mesh's eyeballs were found and how far they were painted for the photo's open eyes
+    (``pipeline.steps.landmarks_for_the_eyes``)."""
     points3d: np.ndarray | None = None
     """(N, 3) the mesh landmarks of ``indices`` the camera was fitted to."""
     points2d: np.ndarray | None = None

@@ -38,8 +38,17 @@ from ..atlas import AtlasGeometry, HeadFrame, build_atlas, directions
 from ..bake import UVSurface, uv_surface
 from ..body import head_part  # -- body --
 from ..camera import Camera
-from ..face import FACE_OVAL, LEFT_EYE_CONTOUR, MOUTH_LEFT, MOUTH_RIGHT, NOSE_TIP, RIGHT_EYE_CONTOUR
-from ..landmarks import MeshLandmarks, detect_mesh_landmarks
+from ..eyes import Eyes, find_eyeballs
+from ..face import (
+    FACE_OVAL,
+    LEFT_EYE_CONTOUR,
+    MOUTH_LEFT,
+    MOUTH_RIGHT,
+    NOSE_TIP,
+    PIN_LANDMARKS,
+    RIGHT_EYE_CONTOUR,
+)
+from ..landmarks import MeshLandmarks, detect_from_camera, detect_mesh_landmarks
 from ..mesh import Mesh, parse_facing
 
 log = logging.getLogger(__name__)
@@ -69,6 +78,39 @@ class HeadModel:
     body: Any = None
     """``body.HeadPart`` when the mesh is a full-body character: ``mesh`` is then its head part."""
     # -- end body --
+    derived: dict[str, Any] = field(default_factory=dict)
+    """What requests derive from the head alone, once (``eyeballs``, ``painted_landmarks``)."""
+
+    def eyeballs(self) -> Eyes | None:
+        """The mesh's separate eyeballs behind its detected eyes (``eyes.find_eyeballs``), or None."""
+        if "eyes" not in self.derived:
+            found = None
+            if self.landmarks.source.startswith("detected"):
+                found = find_eyeballs(self.mesh.positions, self.mesh.triangles, self.landmarks)
+            self.derived["eyes"] = found
+        return self.derived["eyes"]
+
+    def painted_landmarks(self, landmarker: Any) -> MeshLandmarks | None:
+        """The mesh's landmarks read again from the render they were found in with the eyeballs
+        painted (``eyes``): what a photo with open eyes is matched with. None without eyeballs, or
+        when the painted render shows no face; the artist's pins override as everywhere."""
+        if "painted" not in self.derived:
+            eyes, found = self.eyeballs(), None
+            if eyes is not None:
+                mesh = self.mesh
+                found = detect_from_camera(
+                    mesh.positions,
+                    mesh.triangles,
+                    self.landmarks.camera,
+                    landmarker,
+                    normals=mesh.normals,
+                    eyes=eyes,
+                )
+                if found is not None:
+                    for name, index in mesh.pins.items():
+                        found.points3d[PIN_LANDMARKS[name]] = mesh.positions[index]
+            self.derived["painted"] = found
+        return self.derived["painted"]
 
     def to_file(self, points: np.ndarray) -> np.ndarray:
         """Points of ``mesh`` (and of the atlas, landmarks, registration) in the file's coordinates."""

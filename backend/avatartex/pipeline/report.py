@@ -86,6 +86,7 @@ def build_report(
         "landmarks_source": analysis.head.landmarks.source,
         "dense_alignment": registration.alignment,
         "outline_fit": registration.outline,
+        "eyes": registration.eyes,
         "registration": {k: json_number(v) for k, v in registration.report().items()},
         "mesh": {
             "name": analysis.mesh.name,

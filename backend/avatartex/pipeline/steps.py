@@ -21,6 +21,7 @@ from ..alignment import refine as refine_alignment
 from ..atlas import AtlasGeometry, harmonise_charts
 from ..bake import UVSurface, bake, surface_in_atlas
 from ..engines.base import AtlasTexture, Stage, StageContext
+from ..eyes import photo_eyes_open
 from ..face import (
     FACE_OVAL,
     LEFT_EYE_CONTOUR,
@@ -208,7 +209,8 @@ def register_portrait(
     size = (portrait.shape[1], portrait.shape[0])
     prior = FovPrior.for_image(size, fov_y_deg_exif)
     detected = head.landmarks.source.startswith("detected")
-    first = register(head.landmarks, face, size, camera_only=detected, prior=prior)
+    own, eyes, eyes_open = landmarks_for_the_eyes(head, face, portrait, landmarker)
+    first = register(own, face, size, camera_only=detected, prior=prior)
     if not detected:  # pins: a stylised head the detector cannot read from any side
         return refine_alignment(first, mesh.positions, mesh.triangles, mesh.normals, portrait)
     seen = detect_from_camera(
@@ -221,22 +223,44 @@ def register_portrait(
         interocular=face.interocular,
         photo=portrait,
         steady=face.extras.get("readings", 1) > 1,  # read as the portrait's were (steady_portrait)
+        eyes=eyes if eyes_open >= 0.5 else None,
     )
-    landmarks = head.landmarks  # no face in the render from the portrait's view: the mesh's own
+    landmarks = own  # no face in the render from the portrait's view: the mesh's own
     fitted, share = None, 0.0
     if seen is not None:
         for name, index in mesh.pins.items():  # the artist's pins still override
             seen.points3d[PIN_LANDMARKS[name]] = mesh.positions[index]
         matched = register(seen, face, size, camera_only=True, prior=prior, start=first.camera)
         share = view_matched_share(first.error_iod_camera, matched.error_iod_camera)
-        landmarks = blend_landmarks(head.landmarks, seen, share)
+        landmarks = blend_landmarks(own, seen, share)
         if landmarks is seen:  # taken whole (the usual case): its camera is already fitted
             fitted = matched.camera
     best = register(landmarks, face, size, prior=prior, start=first.camera, fitted=fitted)
     best = outline_refit(best, landmarks, face, mesh.positions, mesh.triangles, portrait)
     if seen is not None:
-        best = landmarks_under_the_outline(best, head.landmarks, seen, share, face, size)
-    return refine_alignment(best, mesh.positions, mesh.triangles, mesh.normals, portrait)
+        best = landmarks_under_the_outline(best, own, seen, share, face, size)
+    best = refine_alignment(best, mesh.positions, mesh.triangles, mesh.normals, portrait)
+    best.eyes = {"eyeballs": eyes is not None, "painted_share": round(eyes_open, 3)}
+    return best
+
+
+def landmarks_for_the_eyes(
+    head: HeadModel, face: Face, portrait: np.ndarray, landmarker: Any
+) -> tuple[MeshLandmarks, Any, float]:
+    """The mesh's landmarks to match ``face`` with, its eyeballs (``eyes.Eyes`` or None) and how far
+    the photo's eyes are open (``eyes.photo_eyes_open``): where the mesh has separate eyeballs and the
+    photo shows open, coloured eyes, the mesh's landmarks read with its eyeballs painted, blended in
+    as far as the photo's eyes are open; otherwise its own. The photo's eyes are read from their
+    colours and an untextured eyeball shades like skin, so the plain render's eyes read as closed
+    and too close together (``bench/mesh_reading.py``)."""
+    eyes = head.eyeballs()
+    if eyes is None:
+        return head.landmarks, None, 0.0
+    eyes_open = photo_eyes_open(portrait, face)
+    painted = head.painted_landmarks(landmarker) if eyes_open > 0.0 else None
+    if painted is None:
+        return head.landmarks, eyes, eyes_open
+    return blend_landmarks(head.landmarks, painted, eyes_open), eyes, eyes_open
 
 
 def landmarks_under_the_outline(
