@@ -123,15 +123,16 @@ def demo_head(shape_name: str = "", resolution: int = 96) -> Head:
     )
 
 
-EYEBALL_UV = ((0.505, 0.385, 0.05, 0.105), (0.56, 0.385, 0.05, 0.105))
-"""(u, v, width, height) of the right and left separate eyeballs' UV islands: a part of the demo
-head's UV square its own islands leave free."""
+HEAD_UV_SHARE = 0.9
+"""``with_eyeballs`` shrinks the head's own UV map to this share of the square (towards (0, 0))..."""
+EYEBALL_UV = ((0.91, 0.02, 0.08, 0.44), (0.91, 0.52, 0.08, 0.44))
+"""...and puts the right and left eyeballs' UV islands, (u, v, width, height), in the strip freed."""
 
 
 def with_eyeballs(head: Head, rings: int = 12, segments: int = 24) -> Head:
     """``head`` (a demo-family head) with its eyeballs also as two separate spheres, a little proud of
     the sculpted ones (as character meshes model eyes: parts of their own, seen through the lids), each
-    with a UV island of its own (EYEBALL_UV)."""
+    with a UV island of its own (EYEBALL_UV, beside the head's map shrunk to HEAD_UV_SHARE)."""
     from avatartex import demo_head as demo
 
     e = head.shape.eye_scale
@@ -143,7 +144,7 @@ def with_eyeballs(head: Head, rings: int = 12, segments: int = 24) -> Head:
     grid = np.arange((rings + 1) * (segments + 1)).reshape(rings + 1, segments + 1)
     quads = np.stack([grid[:-1, :-1], grid[1:, :-1], grid[1:, 1:], grid[:-1, 1:]], axis=-1).reshape(-1, 4)
     faces = np.concatenate([quads[:, [0, 1, 2]], quads[:, [0, 2, 3]]])
-    positions, triangles, uvs = [head.positions], [head.triangles], [head.uvs]
+    positions, triangles, uvs = [head.positions], [head.triangles], [head.uvs * np.float32(HEAD_UV_SHARE)]
     offset = len(head.positions)
     for side, (u0, v0, du, dv) in zip((-1.0, 1.0), EYEBALL_UV, strict=True):
         centre = np.array([side * demo.EYE_X, demo.EYE_Y, demo.EYEBALL_Z + demo.EYEBALL_R * (1 - e)])

@@ -12,10 +12,11 @@ the far side, from below, two lights) with or without cast shadows; a skin (smoo
 painted stripes, a photograph); a background (flat, gradient, photograph); a portrait size and
 aspect; PNG or JPEG; an output texture of 1024 or 512. Every third demo-family case of the design
 is run again with a *made-up* skin (``m`` ids): eyes, brows and lips painted where the sculpture
-has them, which a real face has and the other skins do not (``made_up_cases``). An invariance block
-feeds one portrait to a
-mesh and to copies of it moved by :data:`groundtruth.TRANSFORMS` (45° yaw, 70° about a tilted axis,
-Z-up, upside down, scale 0.01 and 100, each also shifted away from the origin). The pipeline is
+has them, which a real face has and the other skins do not (``made_up_cases``), and once more on
+the same heads with their eyeballs also separate parts of the mesh (``e`` ids, ``eyeball_cases``),
+as character meshes model eyes. An invariance block feeds one portrait to a mesh and to copies of
+it moved by :data:`groundtruth.TRANSFORMS` (45° yaw, 70° about a tilted axis, Z-up, upside down,
+scale 0.01 and 100, each also shifted away from the origin). The pipeline is
 never told the camera, the light or the transform (no facing, no up hint, no pins).
 
 Per case, against the truth:
@@ -223,7 +224,9 @@ class Sweep:
 
     def head(self, name: str) -> gt.Head:
         if name not in self.heads:
-            if name == "scan":
+            if name.endswith(EYEBALLS):
+                self.heads[name] = gt.with_eyeballs(self.head(name.removesuffix(EYEBALLS)))
+            elif name == "scan":
                 self.heads[name] = self._scan
             elif name == "demo":
                 self.heads[name] = gt.demo_head("", self._res[0])
@@ -534,10 +537,11 @@ def summary(rows: list[dict], invariance: list[dict]) -> dict:
     out["confusion"] = confusion(found)
     out["verdict_held_out"] = verdict_held_out(found)
     by = {}
-    for factor in ("head", "light", "skin", "background", "jpeg", "size", "shadows"):
+    for factor in ("case", "head", "light", "skin", "background", "jpeg", "size", "shadows"):
         levels = {}
         for r in rows:
-            levels.setdefault(str(r[factor]), []).append(r)
+            level = CASE_KINDS.get(r["id"][0], "invariance") if factor == "case" else str(r[factor])
+            levels.setdefault(level, []).append(r)
         by[factor] = {
             level: {
                 "n": len(group),
@@ -720,10 +724,25 @@ def made_up_cases(cases: list[Case]) -> list[Case]:
     return [replace(c, id="m" + c.id[1:], skin="made_up") for c in demo[::MADE_UP_SHARE]]
 
 
+CASE_KINDS = {"r": "featureless skin", "m": "made-up, eyes one surface", "e": "made-up, separate eyeballs"}
+"""The summary's split of the cases by their id's first letter (``i``: the invariance block)."""
+EYEBALLS = "+eyeballs"
+"""A head name's suffix: the demo-family head with its eyeballs also separate parts of the mesh
+(``groundtruth.with_eyeballs``), as character meshes model them."""
+
+
+def eyeball_cases(made_up: list[Case]) -> list[Case]:
+    """The made-up cases again on heads whose eyeballs are separate parts (``e`` for ``m`` in the id):
+    where the pipeline recognises the mesh's eyes (``eyes.py``); the plain demo heads' eyes are one
+    surface with the lids and are read from their shading."""
+    return [replace(c, id="e" + c.id[1:], head=c.head + EYEBALLS) for c in made_up]
+
+
 def plan(
     quick: bool, have_scan: bool, seed: int, cases: int | None, invariance_only: bool = False
 ) -> list[Case]:
-    """The cases of a run: an invariance block, a balanced random design and its made-up copies
+    """The cases of a run: an invariance block, a balanced random design, its made-up copies and those
+    again on heads with separate eyeballs
     (``invariance_only``: the invariance block alone, to chase a texture that changes when the mesh
     is moved)."""
     if quick:
@@ -733,7 +752,8 @@ def plan(
         if invariance_only:
             return out
         random = design(n, heads, seed, sizes=(512,))
-        return out + random + made_up_cases(random)
+        made_up = made_up_cases(random)
+        return out + random + made_up + eyeball_cases(made_up)
     heads = (["scan"] if have_scan else []) + ["demo"] + [f"demo-{s}" for s in STYLIZED]
     transforms = [t for t in gt.TRANSFORMS if t != "none"]
     out = []
@@ -742,7 +762,8 @@ def plan(
     out += invariance_cases("demo", transforms[:3] + ["scale0.01"], 1024)
     if not invariance_only:
         random = design(cases or 96, heads, seed)
-        out += random + made_up_cases(random)
+        made_up = made_up_cases(random)
+        out += random + made_up + eyeball_cases(made_up)
     return out
 
 

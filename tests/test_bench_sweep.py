@@ -194,3 +194,21 @@ def test_eye_painter_finds_the_eyeballs_on_a_moved_copy_and_leaves_the_dense_ali
         plain[row, col].mean() > 0.3 and painted[row, col].max() < 0.1 and painted_lit[row, col].max() < 0.1
     )
     assert np.array_equal(for_alignment, lm.render_lit_like(moved, head.triangles, normals, view, None)[0])
+
+
+def test_separate_eyeballs_have_uv_islands_of_their_own_and_cases_of_their_own(heads) -> None:
+    """``groundtruth.with_eyeballs``: the two spheres' UV islands overlap none of the head's (else the
+    truth texture would give two surfaces one texel), and ``sweep.eyeball_cases`` runs every made-up
+    case again on such a head, camera, light and skin unchanged."""
+    from avatartex import raster
+
+    for head in heads.values():
+        both = gt.with_eyeballs(head)
+        own, _ = raster.rasterize_uv(both.uvs[: len(head.triangles)], 512)
+        balls, _ = raster.rasterize_uv(both.uvs[len(head.triangles) :], 512)
+        assert (balls >= 0).sum() > 0.01 * 512 * 512 and not ((own >= 0) & (balls >= 0)).any()
+    made_up = sweep.made_up_cases(sweep.design(24, ["demo", "demo-big_eyes"], seed=5))
+    again = sweep.eyeball_cases(made_up)
+    assert [c.id for c in again] == ["e" + m.id[1:] for m in made_up]
+    for m, e in zip(made_up, again, strict=True):
+        assert e.head == m.head + sweep.EYEBALLS and (e.skin, e.yaw, e.light) == (m.skin, m.yaw, m.light)
