@@ -115,6 +115,7 @@ class Generator:
         mesh = load_mesh(params.mesh, params.uv_map, params.unwrap)
         known = mesh_key(mesh, params.facing) in self.heads
         head = self.heads.head(mesh, self.landmarker, params.facing, clock.check_cancel)
+        head.painted_landmarks(self.landmarker)  # its eyeballs read painted (eyes.py), when it has them
         clock.done("analyse")
         clock.check_cancel()
         steps.prepare_head_tables(head, atlas_size_for(params.size), params.size)
@@ -126,6 +127,7 @@ class Generator:
             "landmarks": head.landmarks.source,
             "facing": head.landmarks.facing,
             "body": head.body is not None,
+            "eyeballs": head.eyeballs() is not None,
             "size": params.size,
             "warnings": list(mesh.warnings) + list(head.landmarks.warnings),
             "timings": {"landmarks": clock.timings["analyse"], "atlas": clock.timings["bake"]},
