@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .face import LEFT_EYE_CONTOUR, RIGHT_EYE_CONTOUR, Face
+from .imaging import smoothstep
+from .projection import polygon_mask
 
 EYEBALL_SIZE_IOD = (0.08, 0.45)
 """An eyeball's radius over the detected eye distance (a human's 12 mm over 63 mm is 0.19; the
@@ -167,13 +169,12 @@ def eye_contrast(photo: np.ndarray, face: Face) -> float:
         corners = np.asarray(face.landmarks[list(contour)], np.float64)
         if not np.isfinite(corners).all():
             continue
-        inside = np.zeros(luminance.shape, np.uint8)
-        cv2.fillPoly(inside, [np.round(corners * 4).astype(np.int32)], 1, shift=2)
+        inside = polygon_mask(luminance.shape, corners)
         width = float(np.linalg.norm(corners[0] - corners[8]))
         around = np.zeros(luminance.shape, np.uint8)
         middle = np.round(corners.mean(axis=0) * 4).astype(int)
         cv2.circle(around, (int(middle[0]), int(middle[1])), int(round(width * 4)), 1, -1, shift=2)
-        eye, skin = luminance[inside > 0], luminance[(around > 0) & (inside == 0)]
+        eye, skin = luminance[inside], luminance[(around > 0) & ~inside]
         if eye.size < 5 or skin.size < 5:
             continue
         values.append((np.percentile(eye, 95) - np.percentile(eye, 5)) / max(float(np.median(skin)), 1e-3))
@@ -191,5 +192,4 @@ def photo_eyes_open(photo: np.ndarray, face: Face) -> float:
     contrast = eye_contrast(photo, face)
     if not np.isfinite(contrast):
         return 0.0
-    t = min(max((contrast - OPEN_CONTRAST[0]) / (OPEN_CONTRAST[1] - OPEN_CONTRAST[0]), 0.0), 1.0)
-    return t * t * (3.0 - 2.0 * t)
+    return float(smoothstep((contrast - OPEN_CONTRAST[0]) / (OPEN_CONTRAST[1] - OPEN_CONTRAST[0])))
