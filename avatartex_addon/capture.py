@@ -122,6 +122,8 @@ def capture_object(
         else:  # Blender < 4.1
             mesh.vertices.foreach_get("normal", normals)
         uvs = loop_uvs.reshape(-1, 2)[tri_loops].reshape(n_tris, 3, 2)
+        materials = np.empty(n_tris, np.int32)
+        mesh.loop_triangles.foreach_get("material_index", materials)
         positions = positions.reshape(-1, 3)
         pins, pin_names = _pins(obj, positions)
         linear = np.array(obj_eval.matrix_world, np.float64)[:3, :3]
@@ -142,6 +144,9 @@ def capture_object(
         data["forward"] = np.array(FACING_VECTORS[facing], np.float32)
     if pins is not None:
         data["pins"], data["pin_names"] = pins, pin_names
+    if len(np.unique(materials)) > 1:  # eyes, teeth or a body in materials (and UVs) of their own
+        data["materials"] = materials
+        data["material_names"] = np.array([s.material.name if s.material else "" for s in obj.material_slots])
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, **data)

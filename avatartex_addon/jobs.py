@@ -206,15 +206,29 @@ class Job:
             self._next()
             return
         result = message.get("result") or {}
-        self._apply(task, result.get("texture", ""), (result.get("report") or {}).get("quality") or {})
+        report = result.get("report") or {}
+        slot = (report.get("material") or {}).get("index")
+        self._apply(
+            task, result.get("texture", ""), report.get("quality") or {}, result.get("tiles") or {}, slot
+        )
 
-    def _apply(self, task: Task, texture: str, quality: dict | None = None) -> None:
+    def _apply(
+        self,
+        task: Task,
+        texture: str,
+        quality: dict | None = None,
+        tiles: dict | None = None,
+        slot: int | None = None,
+    ) -> None:
+        """Write the texture (``tiles``: UDIM number -> file, a head over several UV tiles) for the
+        task's object or variant and show it through its material: the one of material ``slot``
+        (the face's, which the backend textured, of an object with several), else the active one."""
         obj = bpy.data.objects.get(task.object_name)
         if obj is None:
             raise errors.error(
                 errors.NOTHING_SELECTED, f"Object '{task.object_name}' was deleted meanwhile.", ""
             )
-        if not texture or not Path(texture).is_file():
+        if not texture or not all(Path(p).is_file() for p in [texture, *(tiles or {}).values()]):
             raise errors.backend_error(
                 f"The backend reported a texture that does not exist: {texture!r}.",
                 "See the backend log.",
@@ -228,7 +242,13 @@ class Job:
                 protocol().ErrorCode.BAD_REQUEST, f"The variant '{task.label}' was removed meanwhile.", ""
             )
         record = settings.output if variant is None else variant.output
-        image = outputs.write_texture(Path(texture), out_folder, task.file_stem, record, obj)
+        if slot is not None and 0 <= int(slot) < len(obj.material_slots):
+            obj.active_material_index = int(slot)  # the texture is for the face's material
+        if tiles:
+            sources = {int(number): Path(path) for number, path in tiles.items()}
+            image = outputs.write_tiles(sources, out_folder, task.file_stem, record, obj)
+        else:
+            image = outputs.write_texture(Path(texture), out_folder, task.file_stem, record, obj)
         final = Path(bpy.path.abspath(image.filepath))
         note = ""
         if variant is not None:

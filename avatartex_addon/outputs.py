@@ -13,7 +13,10 @@ from pathlib import Path
 
 import bpy
 
-from .paths import file_stamp, place_unique, replace_own, user_dir
+from .paths import file_stamp, place_unique, place_unique_tiles, replace_own, user_dir
+
+UDIM_TOKEN = "<UDIM>"
+"""What stands for the tile number in a tiled image's file path (Blender's own token)."""
 
 
 def blender_path(path: Path) -> str:
@@ -101,6 +104,35 @@ def write_texture(source: Path, folder: Path, stem: str, record, obj: bpy.types.
     return image
 
 
+def write_tiles(
+    sources: dict[int, Path], folder: Path, stem: str, record, obj: bpy.types.Object
+) -> bpy.types.Image:
+    """Put the UDIM tiles ``sources`` (tile number -> file) in ``folder`` as ``name.<tile>.png`` and
+    return one tiled image showing them all (a head whose UVs lie in several tiles).
+
+    Every run gets a new name none of whose tiles exists (``place_unique_tiles``): tiles are never
+    replaced in place, so neither the artist's nor an earlier run's files are touched.
+    """
+    placed = place_unique_tiles(sources, folder, stem, taken=lambda name: name in bpy.data.images)
+    first = placed[min(placed)]
+    name = first.stem.rsplit(".", 1)[0]
+    image = bpy.data.images.load(str(first), check_existing=False)
+    image.source = "TILED"  # Blender finds the other tiles beside the first and names the pattern
+    if image.name != name and name not in bpy.data.images:
+        image.name = name
+    pattern = folder / f"{name}.{UDIM_TOKEN}{first.suffix}"
+    image.filepath = blender_path(pattern)
+    record.path, record.stamp, record.owner = blender_path(pattern), "", obj.name
+    return image
+
+
+def tile_files(image: bpy.types.Image) -> dict[int, Path]:
+    """The files of a tiled image's tiles that exist, by tile number."""
+    pattern = str(Path(bpy.path.abspath(image.filepath, library=image.library)))
+    files = {tile.number: Path(pattern.replace(UDIM_TOKEN, str(tile.number))) for tile in image.tiles}
+    return {number: path for number, path in files.items() if path.is_file()}
+
+
 def export_file(source: Path, folder: Path, stem: str, record, owner: str) -> Path:
     """Write ``source`` to ``folder/stem.png``, replacing this record's earlier export of that name there
     (``stem.png`` or the ``stem_NNN.png`` it had to take); anything else gets a new, unused name."""
@@ -144,6 +176,9 @@ def move_next_to(blend_path: str) -> list[str]:
         return "//" + path.relative_to(folder.parent).as_posix() if relative else str(path)
 
     for image in bpy.data.images:
+        if image.source == "TILED" and image.filepath and image.packed_file is None and not image.library:
+            _move_tiles(image, folder, moved, stored)
+            continue
         if image.source != "FILE" or not image.filepath or image.packed_file is not None or image.library:
             continue
         path = Path(bpy.path.abspath(image.filepath))
@@ -165,10 +200,35 @@ def move_next_to(blend_path: str) -> list[str]:
             old = str(Path(bpy.path.abspath(record.path)).resolve()) if record.path else ""
             if old in moved:
                 record.path = stored(moved[old])
-                record.stamp = file_stamp(moved[old])
+                record.stamp = file_stamp(moved[old]) if moved[old].is_file() else ""  # tiles: ""
     _moved.clear()
     _moved.update(moved)
-    return list(moved)
+    return [path for path in moved if UDIM_TOKEN not in path]  # the files (not the tiles' patterns)
+
+
+def _move_tiles(image: bpy.types.Image, folder: Path, moved: dict[str, Path], stored) -> None:
+    """``move_next_to`` for a tiled image in the user folder: its tiles under one new name in
+    ``folder``; ``moved`` gets each tile file and the pattern (the record names the pattern)."""
+    pattern = Path(bpy.path.abspath(image.filepath))
+    files = tile_files(image)
+    if not in_user_folder(pattern) or not files:
+        return
+    key = str(pattern.resolve())
+    if key not in moved:
+        own = image.name
+        stem = pattern.name[: -len(f".{UDIM_TOKEN}{pattern.suffix}")]
+        placed = place_unique_tiles(
+            files, folder, stem, taken=lambda name, own=own: name != own and name in bpy.data.images
+        )
+        for number, path in files.items():
+            moved[str(path.resolve())] = placed[number]
+        name = placed[min(placed)].stem.rsplit(".", 1)[0]
+        moved[key] = folder / f"{name}.{UDIM_TOKEN}{pattern.suffix}"
+    new = moved[key]
+    image.filepath = stored(new)
+    name = new.name[: -len(f".{UDIM_TOKEN}{new.suffix}")]
+    if image.name != name and name not in bpy.data.images:
+        image.name = name
 
 
 _moved: dict[str, Path] = {}

@@ -150,6 +150,33 @@ def replace_own(source: Path, target: Path) -> Path:
     return target
 
 
+def _claim(tmp: Path, target: Path) -> bool:
+    """Give the staged copy ``tmp`` the name ``target`` unless that name exists; whether it did.
+
+    A hard link fails instead of overwriting, so a file that appeared meanwhile is never replaced.
+    """
+    if target.exists():
+        return False
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        return False
+    except OSError:
+        # File systems without hard links: the existence check above is the best we can do.
+        if target.exists():
+            return False
+        os.replace(_staged_copy(tmp, target.parent, target.suffix), target)  # whole, or not at all
+    return True
+
+
+def _free_names(stem: str, taken: Callable[[str], bool]):
+    """``stem``, ``stem_001``, ``stem_002``... less those ``taken`` rules out."""
+    for index in range(10000):
+        name = stem if index == 0 else f"{stem}_{index:03d}"
+        if not taken(name):
+            yield name
+
+
 def place_unique(
     source: Path,
     folder: Path,
@@ -166,21 +193,39 @@ def place_unique(
     """
     tmp = _staged_copy(source, folder, suffix)
     try:
-        for index in range(10000):
-            name = stem if index == 0 else f"{stem}_{index:03d}"
+        for name in _free_names(stem, taken):
             target = folder / f"{name}{suffix}"
-            if target.exists() or taken(name):
-                continue
-            try:
-                os.link(tmp, target)
-            except FileExistsError:
-                continue
-            except OSError:
-                # File systems without hard links: the existence check above is the best we can do.
-                if target.exists():
-                    continue
-                os.replace(tmp, target)
-            return target
+            if _claim(tmp, target):
+                return target
         raise FileExistsError(f"no free file name for {stem}{suffix} in {folder}")
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def place_unique_tiles(
+    sources: dict[int, Path],
+    folder: Path,
+    stem: str,
+    suffix: str = ".png",
+    taken: Callable[[str], bool] = lambda _stem: False,
+) -> dict[int, Path]:
+    """Copy UDIM tiles (tile number -> file) into ``folder`` as ``name.<tile>suffix`` under one new
+    name none of whose tiles exists yet (``stem[_NNN]``), as ``place_unique`` copies one file: staged
+    first, then linked without clobbering; a name one of whose tiles exists is given up whole."""
+    staged = {number: _staged_copy(path, folder, suffix) for number, path in sources.items()}
+    try:
+        for name in _free_names(stem, taken):
+            targets = {number: folder / f"{name}.{number}{suffix}" for number in staged}
+            claimed = []
+            for number, tmp in staged.items():
+                if not _claim(tmp, targets[number]):
+                    break
+                claimed.append(targets[number])
+            else:
+                return targets
+            for target in claimed:
+                target.unlink(missing_ok=True)
+        raise FileExistsError(f"no free file name for the tiles of {stem}{suffix} in {folder}")
+    finally:
+        for tmp in staged.values():
+            tmp.unlink(missing_ok=True)

@@ -454,7 +454,7 @@ def test_prepare_readies_a_head_for_its_generate(generator, head, astronaut_path
     assert counting.calls == searched  # the same content: nothing searched again
 
     model = fresh.heads.head(load_mesh(str(copy)), counting)
-    assert 512 in model.atlases and 512 in model.surfaces
+    assert 512 in model.atlases and (512, (0, 0)) in model.surfaces
     fresh.generate(params(copy, astronaut_path, tmp_path / "out"))
     # The photo's face and the view-matched render of the mesh, each read once and steadied over a
     # crop and its turned and scaled views (face.read_views, which also tell how surely the photo

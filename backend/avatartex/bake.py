@@ -31,10 +31,30 @@ class UVSurface:
     """(M, 3) mesh-space surface points of the M covered texels (row-major order of ``mask``)."""
     normals: np.ndarray
     """(M, 3) their normals, mesh space."""
+    shared: SharedTexels | None = None
+    """Texels two surfaces share (overlapping UV islands), with the one not drawn; None when none."""
 
     @property
     def mask(self) -> np.ndarray:
         return self.tri_id >= 0
+
+
+@dataclass
+class SharedTexels:
+    """Texels of a UV map that two parts of the mesh map onto (mirrored or stacked UV islands): the
+    other part's triangle and barycentrics at each (the first triangle drawn there, where ``tri_id``
+    holds the last)."""
+
+    index: np.ndarray
+    """(K,) flat texel indices (row-major over the texture)."""
+    tri_id: np.ndarray
+    """(K,) int32 the other part's triangle."""
+    bary: np.ndarray
+    """(K, 3) float32 its barycentrics."""
+
+    def share(self, surface: UVSurface) -> float:
+        """Share of the covered texels that are shared."""
+        return len(self.index) / max(int(surface.mask.sum()), 1)
 
 
 def _cached(owner, key: str, make):
@@ -45,14 +65,73 @@ def _cached(owner, key: str, make):
     return cache[key]
 
 
+SHARED_DISTANCE = 1e-3
+"""Surface points of the two triangles drawn at one texel further apart than this (the mesh is at unit
+size, ``pipeline.cache.normalized``) are two parts sharing the texel, not one surface's neighbouring
+triangles meeting on its centre."""
+
+
 def uv_surface(
     positions: np.ndarray, triangles: np.ndarray, normals: np.ndarray, uvs: np.ndarray, size: int
 ) -> UVSurface:
-    """Rasterise the UV map at ``size`` and interpolate the surface behind each covered texel."""
+    """Rasterise the UV map at ``size`` and interpolate the surface behind each covered texel; where
+    islands overlap, the other part is kept in ``shared`` (drawn in reverse order, the first wins)."""
+    attributes = np.concatenate([positions, normals], axis=1)
     tri_id, bary = raster.rasterize_uv(uvs, size)
     hit = tri_id >= 0
-    both = raster.interpolate(np.concatenate([positions, normals], axis=1), triangles, tri_id, bary)[hit]
-    return UVSurface(tri_id, bary, both[:, :3], both[:, 3:])
+    both = raster.interpolate(attributes, triangles, tri_id, bary)[hit]
+    surface = UVSurface(tri_id, bary, both[:, :3], both[:, 3:])
+    count = len(triangles)
+    first, first_bary = raster.rasterize_uv(np.asarray(uvs)[::-1], size)
+    first = np.where(first >= 0, count - 1 - first, -1).astype(np.int32)
+    differ = hit & (first != tri_id)
+    if differ.any():
+        other = raster.interpolate(positions, triangles, first, first_bary)[differ]
+        apart = np.linalg.norm(other - both[differ[hit], :3], axis=1) > SHARED_DISTANCE
+        index = np.flatnonzero(differ)[apart]
+        if len(index):
+            surface.shared = SharedTexels(index, first.reshape(-1)[index], first_bary.reshape(-1, 3)[index])
+    return surface
+
+
+def prefer_seen(
+    surface: UVSurface,
+    geometry: AtlasGeometry,
+    confidence: np.ndarray,
+    positions: np.ndarray,
+    triangles: np.ndarray,
+    normals: np.ndarray,
+) -> UVSurface:
+    """``surface`` with each shared texel (``SharedTexels``) showing whichever of its two parts the
+    photo backs more (``confidence``: the atlas's photo confidence), so a mirrored half takes the
+    half the photo sees; ``surface`` itself when nothing changes."""
+    shared = surface.shared
+    if shared is None:
+        return surface
+    flat_tri = surface.tri_id.reshape(-1)
+    flat_bary = surface.bary.reshape(-1, 3)
+    drawn = np.einsum("kc,kcd->kd", flat_bary[shared.index], geometry.triangle_xy[flat_tri[shared.index]])
+    other = np.einsum("kc,kcd->kd", shared.bary, geometry.triangle_xy[shared.tri_id])
+    swap = geometry.sample(confidence, other) > geometry.sample(confidence, drawn) + 0.05
+    if not swap.any():
+        return surface
+    index = shared.index[swap]
+    tri_id, bary = surface.tri_id.copy(), surface.bary.copy()
+    tri_id.reshape(-1)[index] = shared.tri_id[swap]
+    bary.reshape(-1, 3)[index] = shared.bary[swap]
+    swapped = SharedTexels(index, flat_tri[index], flat_bary[index])
+    rows = np.cumsum(surface.mask.reshape(-1)) - 1  # texel -> its row in the (M, 3) arrays
+    points, point_normals = surface.positions.copy(), surface.normals.copy()
+    corners = triangles[shared.tri_id[swap]]
+    w = shared.bary[swap][..., None]
+    points[rows[index]] = (positions[corners] * w).sum(axis=1)
+    point_normals[rows[index]] = (normals[corners] * w).sum(axis=1)
+    kept = SharedTexels(
+        np.concatenate([shared.index[~swap], index]),
+        np.concatenate([shared.tri_id[~swap], swapped.tri_id]),
+        np.concatenate([shared.bary[~swap], swapped.bary]),
+    )
+    return UVSurface(tri_id, bary, points, point_normals, kept)
 
 
 def atlas_coords(geometry: AtlasGeometry, surface: UVSurface) -> np.ndarray:

@@ -98,7 +98,7 @@ class HeadPart:
     """Crown above the cut along the neck's axis, whole-mesh units."""
     axis_searched: str
     """The up axis whose top held the face (``+y``, ``up`` for the mesh's own hint...)."""
-    layouts: dict[tuple[int, int], TexelLayout] = field(default_factory=dict)
+    layouts: dict[tuple, TexelLayout] = field(default_factory=dict)
 
     def heights(self, points: np.ndarray) -> np.ndarray:
         """Signed height of points above the neck's cut along its axis, in eye distances."""
@@ -109,11 +109,14 @@ class HeadPart:
         smooth = smoothstep((self.heights(points) * self.frame.scale + self.band / 2) / self.band)
         return np.where(self.head_triangles[triangles], smooth, 0.0).astype(np.float32)
 
-    def layout(self, height: int, width: int) -> TexelLayout:
-        """The texels of an image of that size: surface, heights, mask (cached per size)."""
-        key = (height, width)
+    def layout(
+        self, height: int, width: int, tile: tuple[int, int] = (0, 0), material: int | None = None
+    ) -> TexelLayout:
+        """The texels of an image of that size for one UV tile (``uvtiles``) and material (the
+        whole mesh's ``parts``; None: all): surface, heights, mask (cached per size, tile, material)."""
+        key = (height, width, tile, material)
         if key not in self.layouts:
-            self.layouts[key] = _texel_layout(self, height, width)
+            self.layouts[key] = _texel_layout(self, height, width, tile, material)
         return self.layouts[key]
 
 
@@ -173,6 +176,8 @@ def submesh(mesh: Mesh, triangles: np.ndarray) -> tuple[Mesh, np.ndarray]:
         name=mesh.name,
         up=mesh.up,
         forward=mesh.forward,
+        parts=None if mesh.parts is None else np.ascontiguousarray(mesh.parts[triangles]),
+        part_names=list(mesh.part_names),
     )
     return part, used
 
@@ -375,12 +380,16 @@ def _normalised(mesh: Mesh) -> tuple[Mesh, np.ndarray, float]:
 
 
 # -- the texels ------------------------------------------------------------------------------------
-def _texel_layout(part: HeadPart, height: int, width: int) -> TexelLayout:
+def _texel_layout(
+    part: HeadPart, height: int, width: int, tile: tuple[int, int], material: int | None
+) -> TexelLayout:
     from .raster import interpolate, rasterize_uv
+    from .uvtiles import in_tile
 
     whole = part.whole
     side = max(height, width)
-    uvs = np.asarray(whole.uvs, np.float64).copy()
+    chosen = None if material is None or whole.parts is None else np.flatnonzero(whole.parts == material)
+    uvs = in_tile(whole.uvs, tile, chosen).astype(np.float64)
     # A non-square image: its texel centres are those of the top-left corner of a square one.
     uvs[..., 0] *= width / side
     uvs[..., 1] = 1.0 - (1.0 - uvs[..., 1]) * height / side
@@ -424,8 +433,11 @@ def rings(layout: TexelLayout, band_iod: float) -> tuple[np.ndarray, np.ndarray]
     return above, below
 
 
-def neck_tone_step(part: HeadPart, texture: np.ndarray) -> dict[str, float]:
-    """How the colour changes across the blend band along the neck, in a texture of the whole mesh.
+def neck_tone_step(
+    part: HeadPart, texture: np.ndarray, tile: tuple[int, int] = (0, 0), material: int | None = None
+) -> dict[str, float]:
+    """How the colour changes across the blend band along the neck, in a texture of the whole mesh
+    (of its UV tile ``tile``).
 
     ``delta_e``: Lab distance (CIE76) between the median colours of the rings just above and just
     below the band; ``max_step``: the largest distance between the median colours of neighbouring
@@ -434,7 +446,7 @@ def neck_tone_step(part: HeadPart, texture: np.ndarray) -> dict[str, float]:
     texture = np.asarray(texture)
     if np.issubdtype(texture.dtype, np.integer):
         texture = texture.astype(np.float32) / np.iinfo(texture.dtype).max
-    layout = part.layout(*texture.shape[:2])
+    layout = part.layout(*texture.shape[:2], tile, material)
     band_iod = part.band / part.frame.scale
     above, below = rings(layout, band_iod)
     out = {"delta_e": float("nan"), "max_step": float("nan")}
@@ -514,18 +526,25 @@ def _plausible_skin(lab: np.ndarray) -> bool:
 
 
 def compose(
-    part: HeadPart | None, head_texture: np.ndarray, params: GenerateParams, warnings: list[str]
+    part: HeadPart | None,
+    head_texture: np.ndarray,
+    params: GenerateParams,
+    warnings: list[str],
+    tile: tuple[int, int] = (0, 0),
+    material: int | None = None,
 ) -> tuple[np.ndarray, dict[str, Any] | None]:
-    """The texture to write: ``head_texture`` (the bake of the head part, in the whole mesh's UVs) on
-    the head region, and the base texture (tone-matched) or a skin fill on the body. Returns it (float
-    0..1, or the base's own dtype and channels when there is a base) and the report's ``body``."""
+    """The texture to write: ``head_texture`` (the bake of the head part, in the whole mesh's UVs,
+    UV tile ``tile``, material ``material`` of the whole mesh's ``parts``) on the head region, and
+    the base texture (tone-matched) or a skin fill on the body's texels in that tile and material.
+    Returns it (float 0..1, or the base's own dtype and channels when there is a base) and the
+    report's ``body``."""
     if part is None:
         if params.base_texture:
             warnings.append("base_texture not used: the mesh is a head, all of it textured")
         return head_texture, None
     base_raw = read_base(params.base_texture) if params.base_texture else None
     height, width = base_raw.shape[:2] if base_raw is not None else head_texture.shape[:2]
-    layout = part.layout(height, width)
+    layout = part.layout(height, width, tile, material)
     band_iod = part.band / part.frame.scale
     m = layout.weight
     head = np.asarray(head_texture, np.float32)
@@ -560,7 +579,7 @@ def compose(
         targets, sources, _ = padding_index(covered, pad)
         flat = out.reshape(-1, 3)
         flat[targets] = flat[sources]
-        step = neck_tone_step(part, out)
+        step = neck_tone_step(part, out, tile, material)
         report.update(
             tone_match="skin_fill",
             base_texture=None,
@@ -615,7 +634,7 @@ def compose(
     before = (
         np.linalg.norm(face_tone - body_tone) if face_tone is not None and body_tone is not None else None
     )
-    after = neck_tone_step(part, out)
+    after = neck_tone_step(part, out, tile, material)
     report.update(
         tone_match=mode,
         base_texture=str(params.base_texture),

@@ -125,8 +125,13 @@ def _generate(args) -> int:
     finally:
         bar.close()
     report = result["report"]
+    from . import uvtiles
+
+    written = result["texture"]
+    if result.get("tiles"):  # several UDIM tiles: texture.<UDIM>.png each
+        written = uvtiles.tile_pattern(written) + f" (UDIM tiles {', '.join(result['tiles'])})"
     print(
-        f"wrote {result['texture']} ({report['engine']} engine, {report['style']}, "
+        f"wrote {written} ({report['engine']} engine, {report['style']}, "
         f"{report['timings']['total']:.2f} s, coverage {report['coverage']:.0%}, "
         f"registration error {report['registration_error']:.3f} IOD)"
     )
@@ -166,7 +171,9 @@ def _add_preview(sub) -> None:
     p.add_argument(
         "--mesh", required=True, help="the mesh the texture was made for (mesh.glb after --unwrap)"
     )
-    p.add_argument("--texture", required=True)
+    p.add_argument(
+        "--texture", required=True, help="the texture; texture.<UDIM>.png for the tiles of a UDIM head"
+    )
     p.add_argument("--out", required=True, help="PNG to write")
     p.add_argument("--size", type=int, default=512, help="height of each view in pixels")
     p.add_argument("--uv-map", default="")
@@ -248,12 +255,17 @@ def preview_axes(mesh, facing: str = "", up: str = "", landmarker=None) -> tuple
 
 
 def _preview(args) -> int:
+    from . import uvtiles
     from .image_io import load_texture
     from .preview import render_preview
 
     mesh = _preview_mesh(args)
     up, forward = preview_axes(mesh, args.facing, args.up)
-    render_preview(mesh, load_texture(args.texture), args.out, size=args.size, up=up, forward=forward)
+    if uvtiles.UDIM_TOKEN in args.texture:  # texture.<UDIM>.png: every tile generate wrote
+        texture = {tile: load_texture(path) for tile, path in uvtiles.tile_files(args.texture).items()}
+    else:
+        texture = load_texture(args.texture)
+    render_preview(mesh, texture, args.out, size=args.size, up=up, forward=forward)
     print(f"wrote {args.out}")
     return 0
 

@@ -52,6 +52,18 @@ class Mesh:
     unwrapped: bool = False
     """True when the UV map was made by :func:`unwrap` (the file had none): the texture fits only
     this UV map, so ``generate`` saves the mesh beside it (:func:`save_mesh`)."""
+    parts: np.ndarray | None = None
+    """(T,) int32 material of each triangle (the add-on's material slot; a file's primitive), or None
+    for one material. Each material has a texture of its own, and their UV islands may overlap:
+    only the face's material is textured (``pipeline.cache.HeadModel.textured``)."""
+    part_names: list[str] = field(default_factory=list)
+    """The materials' names, by index of ``parts`` (may be shorter: then unnamed)."""
+
+    def part_name(self, index: int) -> str:
+        """A material's name for messages (``slot N`` when unnamed)."""
+        if 0 <= index < len(self.part_names) and self.part_names[index]:
+            return self.part_names[index]
+        return f"slot {index}"
 
     @property
     def corner_positions(self) -> np.ndarray:
@@ -160,6 +172,15 @@ def validate(mesh: Mesh, require_uvs: bool = True) -> Mesh:
         if not finite.all():
             warnings.append(f"dropped {int((~finite).sum())} triangles with NaN UVs")
             keep &= finite
+    parts = mesh.parts
+    if parts is not None:
+        parts = np.asarray(parts, np.int32).reshape(-1)
+        if len(parts) != len(triangles):
+            raise AvatarTexError(
+                ErrorCode.MESH_INVALID,
+                f"Mesh '{mesh.name}' has {len(parts)} triangle materials for {len(triangles)} triangles.",
+                "Capture the mesh again (or re-export it).",
+            )
     if not keep.all():
         dropped = int((~keep).sum())
         if dropped == len(triangles):
@@ -172,6 +193,8 @@ def validate(mesh: Mesh, require_uvs: bool = True) -> Mesh:
         triangles = triangles[keep]
         if uvs is not None:
             uvs = uvs[keep]
+        if parts is not None:
+            parts = parts[keep]
     if uvs is None and require_uvs:
         raise AvatarTexError(
             ErrorCode.NO_UV_MAP,
@@ -206,6 +229,8 @@ def validate(mesh: Mesh, require_uvs: bool = True) -> Mesh:
         mesh.forward,
         warnings,
         mesh.unwrapped,
+        parts if parts is not None and len(np.unique(parts)) > 1 else None,
+        list(mesh.part_names),
     )
 
 
@@ -395,9 +420,9 @@ def unwrap(mesh: Mesh, progress: Callable[[float, str], None] | None = None) -> 
         _UNWRAP_CACHE.move_to_end(key)
     if progress is not None:
         progress(1.0, "unwrapped")
-    out = Mesh(
-        **{**mesh.__dict__, "uvs": corner_uvs.copy(), "warnings": list(mesh.warnings), "unwrapped": True}
-    )
+    # One new UV map over every material: one texture for all of them.
+    changed = {"uvs": corner_uvs.copy(), "warnings": list(mesh.warnings), "unwrapped": True, "parts": None}
+    out = Mesh(**{**mesh.__dict__, **changed})
     out.warnings.append("made a UV map with xatlas (--unwrap)")
     return out
 
@@ -461,6 +486,9 @@ def save_capture(mesh: Mesh, path: str | os.PathLike) -> None:
     for key in ("up", "forward"):
         if getattr(mesh, key) is not None:
             arrays[key] = np.asarray(getattr(mesh, key), np.float32)
+    if mesh.parts is not None:
+        arrays["materials"] = np.asarray(mesh.parts, np.int32)
+        arrays["material_names"] = np.array(list(mesh.part_names) or [""])
     tmp = path.with_name(path.name + ".part")
     with open(tmp, "wb") as handle:
         np.savez(handle, **arrays)
@@ -491,6 +519,8 @@ def load_capture(path: str | os.PathLike) -> Mesh:
         str(data["name"]) if "name" in data else Path(path).stem,
         data["up"] if "up" in data else None,
         data["forward"] if "forward" in data else None,
+        parts=data["materials"] if "materials" in data else None,
+        part_names=[str(n) for n in data["material_names"]] if "material_names" in data else [],
     )
 
 
@@ -692,10 +722,15 @@ def _load_with_trimesh(path: Path, uv_map: str) -> Mesh:
             f"Mesh file {path.name} contains no triangles (found: {found}).",
             "Export the head mesh itself (not only curves or points).",
         )
-    positions, triangles, uvs = [], [], []
+    positions, triangles, uvs, parts, names = [], [], [], [], []
     offset = 0
     have_uvs = True
     for geometry in geometries:
+        material = getattr(getattr(geometry.visual, "material", None), "name", None)
+        name = str(material or geometry.metadata.get("name", "") or "")
+        if name not in names:
+            names.append(name)
+        parts.append(np.full(len(geometry.faces), names.index(name), np.int32))
         uv = getattr(geometry.visual, "uv", None)
         faces = np.asarray(geometry.faces, np.int64)
         positions.append(np.asarray(geometry.vertices, np.float32))
@@ -725,4 +760,6 @@ def _load_with_trimesh(path: Path, uv_map: str) -> Mesh:
         {},
         path.stem,
         warnings=warnings,
+        parts=np.concatenate(parts) if len(names) > 1 else None,
+        part_names=names if len(names) > 1 else [],
     )

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from . import uvtiles
 from .camera import Camera
 from .imaging import sample_uv
 from .mesh import AxisLike, parse_axis
@@ -95,6 +96,23 @@ def _vertex_normals(mesh: object) -> np.ndarray:
     return compute_normals(np.asarray(mesh.positions, np.float32), np.asarray(mesh.triangles))
 
 
+def _albedo(uvs: np.ndarray, texture, tri_id: np.ndarray, bary: np.ndarray, covered: np.ndarray):
+    """The covered pixels' texture colours, each read in its triangle's UV tile (``uvtiles``): one
+    image repeats over every tile, as Blender's default *Repeat* extension shows it; a dict of
+    images by UV square gives each tile its own, and a tile without one stays grey."""
+    tri = tri_id[covered]
+    square = uvtiles.triangle_tiles(uvs)[tri]
+    uv = interpolate(uvs, None, tri_id, bary)[covered] - square
+    if not isinstance(texture, dict):
+        return sample_uv(_texture_float(texture), uv)
+    albedo = np.full((len(uv), 3), UNTEXTURED_ALBEDO, np.float32)
+    for tile, image in texture.items():
+        mine = (square == np.asarray(tile)).all(axis=1)
+        if mine.any():
+            albedo[mine] = sample_uv(_texture_float(image), uv[mine])
+    return albedo
+
+
 def render_view(
     mesh: object,
     texture: np.ndarray | None,
@@ -107,7 +125,9 @@ def render_view(
     Args:
         mesh: anything with ``positions`` (V, 3), ``triangles`` (T, 3), ``uvs`` (T, 3, 2) or None,
             and optionally ``normals`` (V, 3) (an :class:`avatartex.mesh.Mesh` does).
-        texture: (H, W, 3) image sampled through the UVs, or None for plain grey geometry.
+        texture: (H, W, 3) image sampled through the UVs (in every UV tile, as Blender repeats it),
+            a dict of them by UV square ``(u, v)`` (UDIM tiles, ``uvtiles``), or None for plain
+            grey geometry.
         camera: the camera; the image has its size.
         background: RGB of empty pixels.
         light_dir: world direction *towards* the light; None puts it at the camera (headlight).
@@ -142,8 +162,7 @@ def render_view(
                 "The mesh has no UV map, so a texture cannot be shown.",
                 "Unwrap the mesh (or pass --unwrap) before previewing a texture.",
             )
-        uv = interpolate(np.asarray(uvs, np.float32), None, tri_id, bary)[covered]
-        albedo = sample_uv(_texture_float(texture), uv)
+        albedo = _albedo(np.asarray(uvs, np.float32), texture, tri_id, bary, covered)
     image[covered] = np.clip(albedo * shade, 0.0, 1.0)
     return image, covered
 

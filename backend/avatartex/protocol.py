@@ -37,6 +37,9 @@ CAPTURE_KEYS = {
     "uvs": "float32 (T, 3, 2) per-corner UV coordinates of the chosen UV map, (0, 0) bottom-left",
     "normals": "float32 (V, 3) optional vertex normals; recomputed when absent",
     "pins": "int32 (P,) optional vertex indices of landmark pins, -1 where a pin is not set",
+    "materials": "int32 (T,) optional material slot of each triangle; only the face's material is "
+    "textured (each material has its own texture, and their UV islands may overlap)",
+    "material_names": "str (S,) optional names of the material slots",
     "pin_names": "str (P,) optional names of those pins, from PIN_NAMES",
     "name": "str () the object's name, for messages",
     "up": "float32 (3,) optional up axis of the object (Blender: +Z)",
@@ -87,6 +90,9 @@ class ErrorCode:
     INVALID_SIZE = "invalid_size"
     BASE_TEXTURE_UNREADABLE = "base_texture_unreadable"
     """``GenerateParams.base_texture`` is missing or not an 8/16-bit image (full-body characters)."""
+    UV_TILES = "uv_tiles"
+    """The textured triangles' UVs lie in several tiles the texture cannot be split into (a tile
+    outside the UDIM grid, or one base texture for a character whose head spans several tiles)."""
     # Raised by the Blender add-on itself, never sent by the backend:
     BACKEND_UNAVAILABLE = "backend_unavailable"
     """The backend interpreter is not set, missing, or fails before answering ``hello``."""

@@ -40,7 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "backend"))
 
 import numpy as np  # noqa: E402
-from avatartex import protocol  # noqa: E402
+from avatartex import protocol, uvtiles  # noqa: E402
 from avatartex.protocol import AvatarTexError, ErrorCode  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -113,6 +113,9 @@ def generate(req_id, params: dict) -> None:
                 raise AvatarTexError(ErrorCode.MESH_INVALID, f"Capture lacks {sorted(missing)}.", "")
             if capture["uvs"].shape != (len(capture["triangles"]), 3, 2):
                 raise AvatarTexError(ErrorCode.MESH_INVALID, "uvs must be (T, 3, 2).", "")
+            squares = uvtiles.tiles(capture["uvs"])
+            # The real backend textures the face's material; the fake, the one with most triangles.
+            materials = capture["materials"] if "materials" in capture.files else None
         if not Path(p.portrait).is_file():
             raise AvatarTexError(ErrorCode.PORTRAIT_MISSING, f"No portrait at {p.portrait}.", "")
         try:
@@ -148,8 +151,18 @@ def generate(req_id, params: dict) -> None:
         out = Path(p.out_dir)
         out.mkdir(parents=True, exist_ok=True)
         texture = out / p.texture_name
-        photo.resize((p.size, p.size)).save(texture)
-        report = {"engine": "fake"}
+        result: dict = {}
+        if len(squares) > 1:  # the real backend's UDIM files; each tile the photo at another brightness
+            files = {uvtiles.udim(t): out / uvtiles.tile_file(p.texture_name, t) for t in squares}
+            for k, file in enumerate(files.values()):
+                photo.resize((p.size, p.size)).point(lambda v, k=k: v * (k + 1) // len(files)).save(file)
+            result["tiles"] = {str(number): str(file) for number, file in files.items()}
+            texture = files[min(files)]
+        else:
+            photo.resize((p.size, p.size)).save(texture)
+        report: dict = {"engine": "fake"}
+        if materials is not None:
+            report["material"] = {"index": int(np.bincount(materials).argmax())}
         if ctl.get("verdict"):
             report["quality"] = {
                 "verdict": ctl["verdict"],
@@ -165,7 +178,7 @@ def generate(req_id, params: dict) -> None:
                     "look at the eyes and mouth in the viewport",
                 ],
             }
-        send(protocol.result_message(req_id, {"texture": str(texture), "report": report}))
+        send(protocol.result_message(req_id, {"texture": str(texture), "report": report, **result}))
     except AvatarTexError as exc:
         send(protocol.error_message(req_id, exc))
     finally:

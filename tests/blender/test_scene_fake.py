@@ -390,3 +390,90 @@ def test_a_full_body_character_sends_its_body_image_and_a_head_only_its_head(
     head = add_sphere("Head", portrait=portrait)
     bpy.context.view_layer.update()
     assert addon.material.body_base_image(head) == ""
+
+
+# -- UDIM tiles: a head whose UVs lie in several tiles gets a tiled image ---------------------------------
+
+
+def _move_half_to_tile_1002(obj) -> None:
+    """The UV islands right of u = 0.5 moved one tile to the right (tile 1002), as UDIM heads are."""
+    uv = obj.data.uv_layers.active.uv
+    values = np.empty(len(uv) * 2, np.float32)
+    uv.foreach_get("vector", values)
+    values = values.reshape(-1, 2)
+    for poly in obj.data.polygons:
+        loops = list(poly.loop_indices)
+        if values[loops, 0].mean() >= 0.5:
+            values[loops, 0] += 1.0
+    uv.foreach_set("vector", values.ravel())
+
+
+def test_head_over_two_udim_tiles_gets_one_tiled_image_that_moves_on_save(
+    addon, fake_backend, portrait, tmp_path
+):
+    head = add_sphere("Head", portrait)
+    _move_half_to_tile_1002(head)
+    bpy.context.scene.avatartex.resolution = 512
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    image = _node(head).image
+    assert image.source == "TILED" and sorted(t.number for t in image.tiles) == [1001, 1002]
+    assert image.filepath.endswith("Head.<UDIM>.png") and image.name == "Head"
+    pattern = str(_file(image))
+    tiles = [Path(pattern.replace("<UDIM>", str(n))) for n in (1001, 1002)]
+    assert all(t.is_file() for t in tiles)
+    # Each tile holds its own file (the fake writes them at different brightness).
+    means = [
+        float(np.asarray(bpy.data.images.load(str(t), check_existing=False).pixels[:]).mean()) for t in tiles
+    ]
+    assert means[0] < 0.8 * means[1]
+    assert head.avatartex.output.path == image.filepath
+
+    # A second run never touches the first run's tiles: new names.
+    stamps = [t.stat().st_mtime_ns for t in tiles]
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    again = _node(head).image
+    assert again.source == "TILED" and _file(again) != _file(image)
+    assert [t.stat().st_mtime_ns for t in tiles] == stamps
+
+    # Saving moves the tiles out of the extension's folder, next to the .blend, every tile.
+    blend = _save(tmp_path)
+    moved = _node(head).image
+    assert moved.filepath.startswith("//textures/") and moved.filepath.endswith(".<UDIM>.png")
+    pattern = str(_file(moved))
+    assert all(Path(pattern.replace("<UDIM>", str(n))).is_file() for n in (1001, 1002))
+    user = addon.paths.user_dir().resolve()
+    assert user not in Path(pattern).resolve().parents
+    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    reopened = [i for i in bpy.data.images if i.source == "TILED"]
+    assert reopened and all(sorted(t.number for t in i.tiles) == [1001, 1002] for i in reopened)
+    assert all(tuple(i.size) == (512, 512) for i in reopened)
+
+
+# -- several materials: the texture goes to the face's --------------------------------------------------
+
+
+def test_an_object_of_several_materials_sends_them_and_textures_the_faces(
+    addon, fake_backend, portrait, tmp_path
+):
+    head = add_sphere("Head", portrait)
+    skin, eyes = _skin("Skin"), _skin("Eyes")
+    head.data.materials.append(skin)
+    head.data.materials.append(eyes)
+    for poly in head.data.polygons:  # a few faces are the eyes' (the fake takes the commonest: skin)
+        poly.material_index = 1 if poly.index % 10 == 0 else 0
+    head.active_material_index = 1  # the artist last looked at the eyes' slot
+    path = addon.capture.capture_object(head, bpy.context.evaluated_depsgraph_get(), "", tmp_path / "c.npz")
+    with np.load(path) as capture:
+        counts = np.bincount(capture["materials"])
+        assert len(counts) == 2 and 0 < counts[1] < counts[0]
+        assert list(capture["material_names"]) == ["Skin", "Eyes"]
+    bpy.context.scene.avatartex.resolution = 512
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert _node(head) is not None and head.active_material.name == "Skin"
+    assert eyes.node_tree.nodes.get("AvatarTex Texture") is None
+    # One material: nothing sent, the active material textured as before.
+    single = add_sphere("Plain", portrait)
+    path = addon.capture.capture_object(single, bpy.context.evaluated_depsgraph_get(), "", tmp_path / "p.npz")
+    with np.load(path) as capture:
+        assert "materials" not in capture.files

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
+from .. import __version__, uvtiles
 from ..atlas import AtlasGeometry, HeadFrame, build_atlas, directions
 from ..bake import UVSurface, uv_surface
 from ..body import head_part  # -- body --
@@ -70,8 +70,8 @@ class HeadModel:
     """``mesh.positions = (the file's positions - file_centre) / file_scale``."""
     atlases: dict[int, AtlasGeometry] = field(default_factory=dict)
     """Atlas size -> the atlas geometry, face region marked."""
-    surfaces: dict[int, UVSurface] = field(default_factory=dict)
-    """Texture size -> the surface behind every texel of the mesh's UV map."""
+    surfaces: dict[tuple[int, tuple[int, int]], UVSurface] = field(default_factory=dict)
+    """(texture size, UV tile) -> the surface behind every texel of that tile of the mesh's UV map."""
     texels: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     """Atlas size -> ``atlas_texels``."""
     # -- body --
@@ -146,12 +146,56 @@ class HeadModel:
             self.texels[size] = (points, normals)
         return self.texels[size]
 
-    def surface(self, size: int) -> UVSurface:
-        """The UV surface of a ``size`` texture: each texel's triangle and barycentrics."""
-        if size not in self.surfaces:
+    @property
+    def material(self) -> int | None:
+        """The material the texture is for, where the mesh has several (``Mesh.parts``): the face's,
+        the one most of the face's landmarks lie on (eyes, teeth or a body in other materials keep
+        their own textures, and their UV islands may overlap the face's). None: one material."""
+        if "material" not in self.derived:
+            self.derived["material"] = face_material(self.mesh, self.landmarks.points3d)
+        return self.derived["material"]
+
+    @property
+    def textured(self) -> np.ndarray:
+        """(T,) int64 indices of the triangles the texture is for: the face's material's (all of
+        them for a mesh with one material)."""
+        if "textured" not in self.derived:
+            parts, material = self.mesh.parts, self.material
+            everything = np.arange(len(self.mesh.triangles))
+            self.derived["textured"] = everything if material is None else np.flatnonzero(parts == material)
+        return self.derived["textured"]
+
+    @property
+    def uv_tiles(self) -> list[tuple[int, int]]:
+        """The UV squares (``uvtiles``) the textured triangles lie in: one image each, UDIM order."""
+        if "uv_tiles" not in self.derived:
+            self.derived["uv_tiles"] = uvtiles.tiles(self.mesh.uvs, self.textured)
+        return self.derived["uv_tiles"]
+
+    def surface(self, size: int, tile: tuple[int, int] | None = None) -> UVSurface:
+        """The UV surface of a ``size`` texture of one UV tile (the first when ``None``): each
+        texel's triangle and barycentrics, the triangles of other tiles and materials left out."""
+        tile = self.uv_tiles[0] if tile is None else tile
+        if (size, tile) not in self.surfaces:
             mesh = self.mesh
-            self.surfaces[size] = uv_surface(mesh.positions, mesh.triangles, mesh.normals, mesh.uvs, size)
-        return self.surfaces[size]
+            uvs = uvtiles.in_tile(mesh.uvs, tile, self.textured)
+            self.surfaces[size, tile] = uv_surface(mesh.positions, mesh.triangles, mesh.normals, uvs, size)
+        return self.surfaces[size, tile]
+
+
+def face_material(mesh: Mesh, points3d: np.ndarray) -> int | None:
+    """The material (``Mesh.parts``) of the triangles nearest most of the face's landmarks, or None
+    for a mesh of one material (or without landmarks to tell)."""
+    parts = mesh.parts
+    points = np.asarray(points3d, np.float64)
+    points = points[np.isfinite(points).all(axis=1)]
+    if parts is None or not len(points):
+        return None
+    from scipy.spatial import cKDTree
+
+    centroids = np.asarray(mesh.positions, np.float64)[mesh.triangles].mean(axis=1)
+    _, nearest = cKDTree(centroids).query(points)
+    return int(np.bincount(parts[nearest]).argmax())
 
 
 def normalized(mesh: Mesh) -> tuple[Mesh, np.ndarray, float]:
@@ -170,7 +214,8 @@ def normalized(mesh: Mesh) -> tuple[Mesh, np.ndarray, float]:
 def mesh_key(mesh: Mesh, facing: str = "") -> str:
     """The cache key of a mesh: its content (positions, triangles, UVs, pins) and the facing asked."""
     digest = hashlib.sha1()
-    for array in (mesh.positions, mesh.triangles, mesh.uvs if mesh.uvs is not None else np.zeros(0)):
+    arrays = (mesh.positions, mesh.triangles, mesh.uvs, mesh.parts)
+    for array in (a if a is not None else np.zeros(0) for a in arrays):
         digest.update(np.ascontiguousarray(array).tobytes())
     digest.update(json.dumps(sorted(mesh.pins.items())).encode())
     digest.update(facing.encode())

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import body, engines
+from .. import body, engines, uvtiles
 from ..engines.base import StageContext
 from ..face import Face
 from ..features import feature_lines
@@ -156,7 +156,8 @@ class Generator:
         progress: Callable[[Progress], None] | None = None,
         check_cancel: Callable[[], None] | None = None,
     ) -> dict[str, Any]:
-        """Run one request; returns ``{"texture": path, "report": {...}}``.
+        """Run one request; returns ``{"texture": path, "report": {...}}``, and ``"tiles": {UDIM:
+        path}`` when the head's UVs lie in several UDIM tiles (``texture`` is then the first's).
 
         Nothing is written to ``out_dir`` until the texture is complete, and then only through
         temporary files and renames: a failure or cancel leaves the folder as it was.
@@ -173,6 +174,8 @@ class Generator:
             params, self.landmarker, self.heads, lambda f, m: clock.step("analyse", f, m), self.segmenter
         )
         warnings = plan.warnings + analysis.warnings
+        files = steps.texture_files(analysis.head, params)  # one image per UV tile the head lies in
+        material = steps.textured_material(analysis.head, warnings)  # the face's, of several
         clock.done("analyse")
 
         clock.step("register", 0.0, "fitting the camera")
@@ -269,25 +272,33 @@ class Generator:
         atlas_texture = steps.run_stages(plan.stages[split:], atlas_texture, ctx, clock)
 
         clock.step("bake", 0.0, "baking into the UV map")
-        surface = analysis.head.surface(params.size)
         weight = steps.detail_weight(style, plan.engine, params.strength)
-        detail = None
-        if weight > 0:
-            detail = weight * steps.portrait_detail(
-                surface,
-                analysis.portrait,
-                geometry,
-                analysis.face,
-                regions.portrait_coords,
-                regions.photo_confidence,
+        textures, body_report = [], None
+        for tile, _name in files:
+            surface = steps.prefer_seen(analysis.head, params.size, tile, geometry, regions, warnings)
+            detail = None
+            if weight > 0:
+                detail = weight * steps.portrait_detail(
+                    surface,
+                    analysis.portrait,
+                    geometry,
+                    analysis.face,
+                    regions.portrait_coords,
+                    regions.photo_confidence,
+                )
+            texture, final_atlas = steps.bake_texture(geometry, atlas_texture.color, surface, detail)
+            # A full-body character: the head texture on its head only, the body kept from the base
+            # texture (tone-matched) or skin-filled (body.py).
+            texture, tile_report = body.compose(
+                analysis.head.body, texture, params, warnings, tile, analysis.head.material
             )
-        texture, final_atlas = steps.bake_texture(geometry, atlas_texture.color, surface, detail)
-        # A full-body character: the head texture on its head only, the body kept from the base
-        # texture (tone-matched) or skin-filled (body.py).
-        texture, body_report = body.compose(analysis.head.body, texture, params, warnings)
-        clock.check_cancel()
-        texture_path = out_dir / params.texture_name
-        save_png(texture_path, texture, params.bit_depth)
+            body_report = body_report or tile_report
+            textures.append(texture)
+            clock.check_cancel()
+        paths = [out_dir / name for _tile, name in files]
+        for path, texture in zip(paths, textures, strict=True):
+            save_png(path, texture, params.bit_depth)
+        texture_path = paths[0]
         clock.done("bake")
         clock.timings["total"] = clock.total()
 
@@ -304,6 +315,11 @@ class Generator:
             warnings,
         )
         report["regions"] = regions.summary  # the scalp applied, the hair and eye colours measured
+        if material is not None:
+            report["material"] = material
+        report["uv_tiles"] = [
+            {"tile": uvtiles.udim(tile), "square": list(tile), "texture": name} for tile, name in files
+        ]
         if body_report is not None:
             report["body"] = body_report
         if params.debug:
@@ -314,4 +330,8 @@ class Generator:
             report["unwrapped_mesh"] = str(save_mesh(analysis.mesh, out_dir / "mesh.glb"))
         write_json_atomic(out_dir / "report.json", report)
         clock.emit(Progress("bake", 1.0, "done"))
-        return {"texture": str(texture_path), "report": report}
+        result = {"texture": str(texture_path), "report": report}
+        if len(files) > 1:
+            tiles = [str(uvtiles.udim(tile)) for tile, _ in files]
+            result["tiles"] = dict(zip(tiles, map(str, paths), strict=True))
+        return result

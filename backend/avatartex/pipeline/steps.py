@@ -16,10 +16,12 @@ from typing import Any
 import cv2
 import numpy as np
 
+from .. import uvtiles
 from ..alignment import outline_refit
 from ..alignment import refine as refine_alignment
 from ..atlas import AtlasGeometry, harmonise_charts
 from ..bake import UVSurface, bake, surface_in_atlas
+from ..bake import prefer_seen as prefer_seen_parts
 from ..engines.base import AtlasTexture, Stage, StageContext
 from ..eyes import photo_eyes_open
 from ..face import (
@@ -427,7 +429,8 @@ def prepare_head_tables(head: HeadModel, atlas_size: int, texture_size: int) -> 
     inpaint.smooth_where_stretched(np.zeros((atlas_size, atlas_size, 3), np.float32), geometry)
     repaint.head_forms(geometry)
     head_regions(geometry, head.landmarks.points3d)
-    bake(geometry, np.zeros((atlas_size, atlas_size, 3), np.float32), head.surface(texture_size))
+    for tile in head.uv_tiles:
+        bake(geometry, np.zeros((atlas_size, atlas_size, 3), np.float32), head.surface(texture_size, tile))
 
 
 # -- stages --------------------------------------------------------------------------------------
@@ -448,6 +451,77 @@ def run_stages(
 
 
 # -- bake ----------------------------------------------------------------------------------------
+def textured_material(head: HeadModel, warnings: list[str]) -> dict[str, Any] | None:
+    """``report.json``'s ``material`` for a mesh of several materials (``HeadModel.material``): which
+    one the texture is for, and the others, which keep their own textures (the artist is told)."""
+    material = head.material
+    if material is None:
+        return None
+    mesh = head.mesh
+    others = sorted(set(np.unique(mesh.parts).tolist()) - {material})
+    left = int((mesh.parts != material).sum())
+    names = ", ".join(f"'{mesh.part_name(i)}'" for i in others)
+    warnings.append(
+        f"only the material '{mesh.part_name(material)}', the face's, was textured: {names} "
+        f"({left} triangles) keep their own textures (eyes, teeth or a body have their own UVs)"
+    )
+    other_names = [mesh.part_name(i) for i in others]
+    return {"index": material, "name": mesh.part_name(material), "others": other_names}
+
+
+def texture_files(head: HeadModel, params: GenerateParams) -> list[tuple[tuple[int, int], str]]:
+    """(UV tile, file name) of each image the request writes (``uvtiles``): ``params.texture_name``
+    when the head's triangles lie in one tile, whichever it is; ``texture.<UDIM>.png`` per tile when
+    they lie in several. A typed error where the tiles cannot be named, or a character's one base
+    texture would have to serve several of them."""
+    squares = head.uv_tiles
+    if len(squares) == 1:
+        return [(squares[0], params.texture_name)]
+    outside = [t for t in squares if uvtiles.udim(t) is None]
+    if outside:
+        raise AvatarTexError(
+            ErrorCode.UV_TILES,
+            f"The head's UVs lie in {len(squares)} squares of UV space ({uvtiles.describe(squares)}), "
+            f"{len(outside)} of them outside the UDIM grid (negative, or u of 10 or more), so its "
+            "texture cannot be written as UDIM tiles.",
+            "Move the UV islands into UDIM tiles (u from 0 to 10, v from 0 up), or all into 0..1.",
+        )
+    if params.base_texture:
+        raise AvatarTexError(
+            ErrorCode.UV_TILES,
+            f"The character's head spans the UDIM tiles {uvtiles.describe(squares)}, but the base "
+            "texture is one image.",
+            "Leave the base texture out (the body gets a skin fill in each tile), or move the head's "
+            "UV islands into one tile.",
+        )
+    return [(tile, uvtiles.tile_file(params.texture_name, tile)) for tile in squares]
+
+
+SHARED_WARNING = 0.01
+"""Share of a UV map's texels that two parts of the mesh share above which the report says so."""
+
+
+def prefer_seen(
+    head: HeadModel, size: int, tile: tuple[int, int], geometry: AtlasGeometry, regions, warnings: list[str]
+) -> UVSurface:
+    """The UV surface to bake one tile into: where two parts of the mesh share texels (mirrored or
+    stacked UV islands), each shows the part the photo backs more (``bake.prefer_seen``); the
+    artist is told, since the other part then repeats it."""
+    surface = head.surface(size, tile)
+    if surface.shared is None:
+        return surface
+    mesh, confidence = head.mesh, regions.photo_confidence
+    chosen = prefer_seen_parts(surface, geometry, confidence, mesh.positions, mesh.triangles, mesh.normals)
+    share = surface.shared.share(surface)
+    if share >= SHARED_WARNING:
+        warnings.append(
+            f"{share:.0%} of the UV map's texels are shared by two parts of the mesh (mirrored or "
+            "stacked UV islands): each shows the part the photo sees better, and the other repeats "
+            "it. Unwrap those parts apart for a texture with both sides of the face as photographed"
+        )
+    return chosen
+
+
 def bake_texture(
     geometry: AtlasGeometry,
     atlas_color: np.ndarray,

@@ -1,0 +1,109 @@
+"""UV tiles: which unit square of UV space each triangle lies in, and the UDIM number of that square.
+
+Scanned and film heads often lie outside the 0..1 square: in tile 1002 beside a body in 1001, or
+spread over several tiles (the face in 1001, the back of the head in 1002). Blender, Substance and
+Mari number the squares as UDIM tiles: ``1001 + u + 10 v`` for the square whose lower-left corner
+is ``(u, v)``, ``0 <= u < 10``, ``v >= 0``. The bake works in one square at a time
+(``in_tile``: that tile's triangles moved into 0..1, every other triangle left out), so each tile
+gets its own image: ``texture.png`` when the textured triangles lie in one tile (any tile: an image
+shown with Blender's default *Repeat* extension reads the same texels there), and
+``texture.<UDIM>.png`` per tile when they lie in several (the UDIM file names Blender's tiled
+images, Substance and Mari read).
+
+A triangle belongs to the tile of its centroid; one that crosses a tile's edge (rare: UDIM layouts
+keep islands inside their tile) is drawn in that tile and clipped at its edge.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .protocol import AvatarTexError, ErrorCode
+
+UDIM_FIRST = 1001
+"""The UDIM number of the 0..1 square."""
+UDIM_COLUMNS = 10
+"""Tiles per UDIM row."""
+UDIM_TOKEN = "<UDIM>"
+"""What stands for the tile number in a file name (Blender's, Mari's): ``texture.<UDIM>.png``."""
+
+
+def triangle_tiles(uvs: np.ndarray) -> np.ndarray:
+    """(T, 2) int: the (u, v) square of each triangle's centroid (``uvs``: (T, 3, 2))."""
+    centroid = np.asarray(uvs, np.float64).mean(axis=1)
+    return np.floor(np.nan_to_num(centroid)).astype(np.int64)
+
+
+def tiles(uvs: np.ndarray, triangles: np.ndarray | None = None) -> list[tuple[int, int]]:
+    """The (u, v) squares holding ``triangles`` (all when ``None``), in UDIM order (rows of ``v``)."""
+    squares = triangle_tiles(uvs)
+    if triangles is not None:
+        squares = squares[triangles]
+    found = {(int(u), int(v)) for u, v in np.unique(squares, axis=0)}
+    return sorted(found, key=lambda t: (t[1], t[0]))
+
+
+def udim(tile: tuple[int, int]) -> int | None:
+    """The UDIM number of a square, or ``None`` for one outside the UDIM grid (negative, or u >= 10)."""
+    u, v = tile
+    if 0 <= u < UDIM_COLUMNS and v >= 0:
+        return UDIM_FIRST + u + UDIM_COLUMNS * v
+    return None
+
+
+def in_tile(uvs: np.ndarray, tile: tuple[int, int], triangles: np.ndarray | None = None) -> np.ndarray:
+    """(T, 3, 2) float32 UVs with the triangles of ``tile`` (of ``triangles``, indices, when given)
+    moved into 0..1 and every other triangle NaN (the rasteriser skips non-finite triangles). The
+    0..1 square of a mesh all in it comes back unchanged."""
+    uvs = np.asarray(uvs, np.float32)
+    mine = (triangle_tiles(uvs) == np.asarray(tile)).all(axis=1)
+    if triangles is not None and len(triangles) < len(uvs):
+        chosen = np.zeros(len(uvs), bool)
+        chosen[triangles] = True
+        mine &= chosen
+    if mine.all() and tile == (0, 0):
+        return uvs
+    out = np.full(uvs.shape, np.nan, np.float32)
+    out[mine] = uvs[mine] - np.asarray(tile, np.float32)
+    return out
+
+
+def tile_file(name: str, tile: tuple[int, int]) -> str:
+    """``texture.png`` -> ``texture.1002.png``: the file of one tile of a texture over several."""
+    number = udim(tile)
+    path = Path(name)
+    return f"{path.stem}.{number}{path.suffix}"
+
+
+def tile_pattern(path: str) -> str:
+    """``out/texture.1001.png`` -> ``out/texture.<UDIM>.png``."""
+    p = Path(path)
+    stem, _, number = p.stem.rpartition(".")
+    if not stem or not number.isdigit():
+        return path
+    return str(p.with_name(f"{stem}.{UDIM_TOKEN}{p.suffix}"))
+
+
+def tile_files(pattern: str) -> dict[tuple[int, int], Path]:
+    """The files a ``texture.<UDIM>.png`` pattern names, by UV square; a typed error when none exist."""
+    p = Path(pattern)
+    head, _, tail = p.name.partition(UDIM_TOKEN)
+    found = {}
+    for candidate in sorted(p.parent.glob(f"{head}[0-9][0-9][0-9][0-9]{tail}")):
+        number = int(candidate.name[len(head) : len(head) + 4]) - UDIM_FIRST
+        if number >= 0:
+            found[(number % UDIM_COLUMNS, number // UDIM_COLUMNS)] = candidate
+    if not found:
+        raise AvatarTexError(
+            ErrorCode.PORTRAIT_MISSING,  # what load_texture says of a missing file
+            f"No file matches {pattern}.",
+            "Give the tiles' folder and name as generate wrote them, e.g. out/texture.<UDIM>.png.",
+        )
+    return found
+
+
+def describe(squares: list[tuple[int, int]]) -> str:
+    """``1001, 1002`` (or ``(u, v)`` squares outside the UDIM grid) for messages."""
+    return ", ".join(str(udim(t)) if udim(t) is not None else f"({t[0]}, {t[1]})" for t in squares)
