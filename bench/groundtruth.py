@@ -165,6 +165,42 @@ def with_eyeballs(head: Head, rings: int = 12, segments: int = 24) -> Head:
     )
 
 
+def _barycentric(corners: np.ndarray, points: np.ndarray) -> np.ndarray:
+    a, b, c = corners[:, 0], corners[:, 1], corners[:, 2]
+    v0, v1, v2 = b - a, c - a, points - a
+    d00, d01, d11 = (v0 * v0).sum(-1), (v0 * v1).sum(-1), (v1 * v1).sum(-1)
+    d20, d21 = (v2 * v0).sum(-1), (v2 * v1).sum(-1)
+    den = d00 * d11 - d01 * d01
+    v, w = (d11 * d20 - d01 * d21) / den, (d00 * d21 - d01 * d20) / den
+    return np.stack([1 - v - w, v, w], axis=-1)
+
+
+def mirrored_uvs(positions: np.ndarray, triangles: np.ndarray, uvs: np.ndarray) -> np.ndarray:
+    """A symmetric head's UVs with its right half (x < 0) laid onto its left half's islands, as game
+    heads mirror their UVs: each right corner takes the UV of its mirror image on the left surface.
+    Triangles whose corners land on two islands get a point (no texel) instead of a sheet across."""
+    from scipy.spatial import cKDTree
+
+    p, t, u = np.asarray(positions, np.float64), triangles, np.asarray(uvs)
+    centroids = p[t].mean(axis=1)
+    left = np.flatnonzero(centroids[:, 0] >= 0)
+    right = centroids[:, 0] < 0
+    corners = p[t[right]].reshape(-1, 3) * [-1.0, 1.0, 1.0]
+    _, candidates = cKDTree(centroids[left]).query(corners, k=8)
+    best, score = np.zeros((len(corners), 2)), np.full(len(corners), -np.inf)
+    for j in range(candidates.shape[1]):
+        tri = left[candidates[:, j]]
+        bary = _barycentric(p[t[tri]], corners)
+        better = bary.min(axis=1) > score
+        score[better] = bary.min(axis=1)[better]
+        weights = np.clip(bary, 0, None) / np.clip(bary, 0, None).sum(axis=1, keepdims=True)
+        best[better] = (weights[better][:, :, None] * u[tri[better]]).sum(axis=1)
+    out = u.copy()
+    out[right] = best.reshape(-1, 3, 2)
+    out[np.ptp(out, axis=1).max(axis=1) > 0.05] = 0.9995
+    return out.astype(np.float32)
+
+
 # --- mesh transforms (the pipeline gets a moved copy; the truth stays canonical) -------------------
 
 

@@ -24,6 +24,8 @@ from testing_paths import ROOT
 
 sys.path.insert(0, str(ROOT / "bench"))  # groundtruth: the sweep's portraits of a known texture
 
+import groundtruth as gt  # noqa: E402
+
 SIZE = 512
 
 
@@ -170,48 +172,14 @@ def test_preview_repeats_one_image_over_tiles_and_reads_each_tile_its_own(head):
 # -- shared texels: mirrored UV islands -------------------------------------------------------------------
 
 
-def _barycentric(corners: np.ndarray, points: np.ndarray) -> np.ndarray:
-    a, b, c = corners[:, 0], corners[:, 1], corners[:, 2]
-    v0, v1, v2 = b - a, c - a, points - a
-    d00, d01, d11 = (v0 * v0).sum(-1), (v0 * v1).sum(-1), (v1 * v1).sum(-1)
-    d20, d21 = (v2 * v0).sum(-1), (v2 * v1).sum(-1)
-    den = d00 * d11 - d01 * d01
-    v, w = (d11 * d20 - d01 * d21) / den, (d00 * d21 - d01 * d20) / den
-    return np.stack([1 - v - w, v, w], axis=-1)
-
-
-def mirrored_uvs(mesh: Mesh) -> np.ndarray:
-    """The demo head's UVs with its right half (x < 0) laid onto its left half's islands, as game
-    heads mirror their UVs: each right corner takes the UV of its mirror image on the left surface.
-    Triangles whose corners land on two islands get a point (no texel) instead of a sheet across."""
-    from scipy.spatial import cKDTree
-
-    p, t, u = np.asarray(mesh.positions, np.float64), mesh.triangles, np.asarray(mesh.uvs)
-    centroids = p[t].mean(axis=1)
-    left = np.flatnonzero(centroids[:, 0] >= 0)
-    right = centroids[:, 0] < 0
-    corners = p[t[right]].reshape(-1, 3) * [-1.0, 1.0, 1.0]
-    _, candidates = cKDTree(centroids[left]).query(corners, k=8)
-    best, score = np.zeros((len(corners), 2)), np.full(len(corners), -np.inf)
-    for j in range(candidates.shape[1]):
-        tri = left[candidates[:, j]]
-        bary = _barycentric(p[t[tri]], corners)
-        better = bary.min(axis=1) > score
-        score[better] = bary.min(axis=1)[better]
-        weights = np.clip(bary, 0, None) / np.clip(bary, 0, None).sum(axis=1, keepdims=True)
-        best[better] = (weights[better][:, :, None] * u[tri[better]]).sum(axis=1)
-    out = u.copy()
-    out[right] = best.reshape(-1, 3, 2)
-    out[np.ptp(out, axis=1).max(axis=1) > 0.05] = 0.9995
-    return out.astype(np.float32)
-
-
 def test_uv_surface_finds_the_texels_two_parts_share(head):
     from avatartex.bake import uv_surface
     from avatartex.mesh import compute_normals
     from avatartex.pipeline.cache import normalized
 
-    mesh = normalized(dataclasses.replace(head, uvs=mirrored_uvs(head)))[0]
+    mesh = normalized(
+        dataclasses.replace(head, uvs=gt.mirrored_uvs(head.positions, head.triangles, head.uvs))
+    )[0]
     normals = compute_normals(mesh.positions, mesh.triangles)
     surface = uv_surface(mesh.positions, mesh.triangles, normals, mesh.uvs, 256)
     assert surface.shared is not None and surface.shared.share(surface) > 0.8
@@ -231,7 +199,6 @@ def test_mirrored_uvs_show_the_side_the_photo_sees(yaw, generator, head, tmp_pat
     """A 3/4 portrait of a painted face on the demo head; the head's UVs mirrored. Rendered from the
     portrait's camera, the texture on the mirrored UVs looks like the one on the head's own UVs (the
     near side shows its own photo), much more than when the drawn part wins whatever the photo saw."""
-    import groundtruth as gt
     from avatartex.pipeline import steps
     from avatartex.preview import render_view
 
@@ -242,7 +209,7 @@ def test_mirrored_uvs_show_the_side_the_photo_sees(yaw, generator, head, tmp_pat
     render = gt.render_portrait(truth_head, truth, camera, lights, ambient, np.full((SIZE, SIZE, 3), 0.6))
     portrait = tmp_path / "portrait.png"
     save_png(portrait, render.image)
-    mirrored = dataclasses.replace(head, uvs=mirrored_uvs(head))
+    mirrored = dataclasses.replace(head, uvs=gt.mirrored_uvs(head.positions, head.triangles, head.uvs))
 
     def rendered(mesh: Mesh, out: Path) -> tuple[np.ndarray, dict]:
         result = _generate(generator, mesh, portrait, out)
@@ -270,7 +237,6 @@ def test_only_the_face_material_is_textured_when_the_eyes_uvs_overlap_it(generat
     """The demo head with separate eyeballs. As one material, with UV islands of their own beside the
     head's; as a second material whose UVs overlap the skin's (each material its own 0..1 square, as
     character exports have them): the skin's texels are the same, and the report names the material."""
-    import groundtruth as gt
 
     with_eyes = gt.with_eyeballs(gt.demo_head(resolution=64))
     positions = with_eyes.positions.astype(np.float32)
