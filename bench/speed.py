@@ -22,7 +22,8 @@ Prints one JSON object:
   projection run; ``variant``: the first photo again with another seed (a variant of one head from
   one photo), whose fit the generator keeps.
 - ``by_triangles_1024`` (unless ``--quick``): the mesh as it is and subdivided 1x and 2x (4x and 16x
-  the triangles), for a new mesh and warm; and the UV rasterisation of ~100k triangles at 2048².
+  the triangles; ``--levels 4`` adds 64x: the scanned head at 1.13M triangles, a dense scan), for a
+  new mesh and warm; and the UV rasterisation of ~100k triangles at 2048².
 
 Timings on a shared machine are noisy: compare medians and minimums of several repeats, and the CPU
 seconds, which other processes disturb less.
@@ -230,6 +231,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle", type=float, default=5.0, help="seconds between hello and generate")
     parser.add_argument("--no-first-request", action="store_true", help="skip the fresh-process runs")
     parser.add_argument("--quick", action="store_true", help="skip the triangle-count runs")
+    parser.add_argument(
+        "--levels",
+        type=int,
+        default=3,
+        help="triangle-count runs: the mesh and subdivided up to N-1 times (4^(N-1)x)",
+    )
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="avatartex-speed-"))
     portrait = args.portrait
@@ -277,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         mesh = load_mesh(mesh_path)
         result["by_triangles_1024"] = {}
         level = mesh
-        for _ in range(3):
+        for _ in range(args.levels):
             path = work / f"mesh_{len(level.triangles)}.npz"
             save_capture(level, path)
             timed_generate(generator, str(path), portrait, str(work / "out"), 1024)  # fills the mesh cache
