@@ -74,7 +74,10 @@ class Job:
     summary: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     notes: list[str] = field(default_factory=list)
-    """Warnings for the artist (backend restarted, texture saved outside the project)."""
+    """Warnings for the artist (backend restarted, texture saved outside the project, the backend's
+    own about a result)."""
+    warned: set[str] = field(default_factory=set)
+    """The backend's warnings already in ``notes`` (a batch says each once)."""
     _printed: tuple = ()
     """The last (task, stage) printed in background mode."""
 
@@ -208,9 +211,22 @@ class Job:
         result = message.get("result") or {}
         report = result.get("report") or {}
         slot = (report.get("material") or {}).get("index")
+        self._note_warnings(task, report.get("warnings") or [])
         self._apply(
             task, result.get("texture", ""), report.get("quality") or {}, result.get("tiles") or {}, slot
         )
+
+    def _note_warnings(self, task: Task, warnings: list[str]) -> None:
+        """The backend's warnings about a result (glasses taken off, an open mouth, the only material
+        textured, mirrored UVs...) into the summary the panel shows: each once per run, and not the
+        registration's, which the verdict says already, nor the engine auto's choice, which the
+        panel's engine row says."""
+        for warning in warnings:
+            text = str(warning)
+            if text.startswith(("registration ", "engine auto chose")) or text in self.warned:
+                continue
+            self.warned.add(text)
+            self.notes.append(f"{task.label}: {text}")
 
     def _apply(
         self,

@@ -163,6 +163,8 @@ def generate(req_id, params: dict) -> None:
         report: dict = {"engine": "fake"}
         if materials is not None:
             report["material"] = {"index": int(np.bincount(materials).argmax())}
+        if ctl.get("warnings"):
+            report["warnings"] = list(ctl["warnings"])
         if ctl.get("verdict"):
             report["quality"] = {
                 "verdict": ctl["verdict"],

@@ -477,3 +477,26 @@ def test_an_object_of_several_materials_sends_them_and_textures_the_faces(
     path = addon.capture.capture_object(single, bpy.context.evaluated_depsgraph_get(), "", tmp_path / "p.npz")
     with np.load(path) as capture:
         assert "materials" not in capture.files
+
+
+def test_the_backends_warnings_reach_the_summary_once_per_batch(addon, fake_backend, portrait):
+    glasses = "the photo shows glasses: their frames were taken off"
+    fake_backend(
+        "ok",
+        warnings=[
+            glasses,
+            "registration doubtful: the photo may sit off the mesh",  # the verdict says it already
+            "engine auto chose classic: no GPU",  # the panel's engine row says it
+        ],
+    )
+    chars = [add_sphere(name, portrait) for name in ("CharA", "CharB")]
+    for obj in chars:
+        obj.select_set(True)
+    bpy.context.scene.avatartex.resolution = 512
+    assert bpy.ops.avatartex.batch_retexture() == {"FINISHED"}
+    assert addon.state.last_summary[0] == "2 done, 0 failed"
+    notes = addon.state.last_summary[1:]
+    assert [line for line in notes if glasses in line] == [f"CharA: {glasses}"]
+    assert not [
+        line for line in notes if "engine auto chose" in line or "registration doubtful: the photo" in line
+    ]
