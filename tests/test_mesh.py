@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -370,3 +371,40 @@ def test_save_mesh_round_trips_the_uv_map(tmp_path):
     (pa, ua), (pb, ub) = table(mesh), table(back)
     np.testing.assert_allclose(pa, pb, atol=1e-5)
     np.testing.assert_allclose(ua, ub, atol=1e-5)
+
+
+def _heads_as_files(scanned_head_path=None):
+    from avatartex.demo_head import STYLIZED_SHAPES, make_demo_head
+
+    heads = {}
+    for name in ("", "big_eyes", "small_chin"):
+        p, t, u, _ = make_demo_head(48, STYLIZED_SHAPES.get(name))
+        heads[name or "demo"] = Mesh(p, t, u)
+    sphere = trimesh.creation.uv_sphere(count=[16, 16])
+    heads["sphere"] = Mesh(
+        sphere.vertices.astype(np.float32), sphere.faces, np.zeros((len(sphere.faces), 3, 2))
+    )
+    if scanned_head_path is not None:
+        heads["scan"] = load_mesh(scanned_head_path)
+    return heads
+
+
+def test_a_mesh_turned_inside_out_is_read_outside_out_with_a_warning(scanned_head_path):
+    """Flipped normals (a mirror without recalculating them, a scanner's export): every step reads
+    a face's outside from its winding, and the photo landed nowhere. The shipped heads, a bust cut
+    open at the chest and a sphere are outside out as they are; each turned inside out comes back."""
+    for name, mesh in _heads_as_files(scanned_head_path).items():
+        plain = validate(mesh)
+        assert not any("inwards" in w for w in plain.warnings), name
+        flipped = dataclasses.replace(
+            mesh,
+            triangles=np.asarray(mesh.triangles)[:, ::-1].copy(),
+            uvs=np.asarray(mesh.uvs)[:, ::-1].copy(),
+            normals=None if mesh.normals is None else -np.asarray(mesh.normals),
+        )
+        fixed = validate(flipped)
+        assert any("point inwards" in w and "Recalculate Outside" in w for w in fixed.warnings), name
+        assert np.array_equal(fixed.triangles, plain.triangles), name
+        assert np.array_equal(fixed.uvs, plain.uvs) and np.allclose(
+            fixed.normals, plain.normals, atol=1e-5
+        ), name

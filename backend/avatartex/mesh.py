@@ -119,11 +119,26 @@ def compute_normals(positions: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     return acc[inverse].astype(np.float32)
 
 
+def inside_out(corners: np.ndarray, face_normals: np.ndarray) -> bool:
+    """Whether a mesh's faces point inwards as a whole: their (area-weighted) normals point towards
+    its centre rather than away. Holds for open meshes too (a bust, a head cut at the neck), whose
+    surfaces still face away from their middle; a mouth's inside or an eye socket is a small part.
+
+    ``corners``: (T, 3, 3) float64; ``face_normals``: (T, 3) their unnormalised normals (winding)."""
+    if not len(corners):
+        return False
+    centroids = corners.mean(axis=1)
+    lo, hi = centroids.min(axis=0), centroids.max(axis=0)
+    outward = np.einsum("ij,ij->i", face_normals, centroids - (lo + hi) / 2)
+    return float(outward.sum()) < 0.0
+
+
 def validate(mesh: Mesh, require_uvs: bool = True) -> Mesh:
     """Check a mesh and return a cleaned copy: typed errors for what cannot be used, warnings else.
 
     Empty meshes, NaN/inf positions and out-of-range indices are errors; degenerate triangles are
-    dropped with a warning (real meshes have a few); normals are computed when absent.
+    dropped with a warning (real meshes have a few); a mesh whose faces point inwards is turned
+    outside out, with a warning; normals are computed when absent.
     """
     positions = np.asarray(mesh.positions, dtype=np.float32)
     triangles = np.asarray(mesh.triangles)
@@ -156,7 +171,8 @@ def validate(mesh: Mesh, require_uvs: bool = True) -> Mesh:
         )
     warnings = list(mesh.warnings)
     corners = positions[triangles].astype(np.float64)
-    area2 = np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1)
+    face_normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    area2 = np.linalg.norm(face_normals, axis=1)
     extent = float(np.ptp(positions, axis=0).max()) or 1.0
     keep = area2 > (extent * 1e-7) ** 2
     uvs = mesh.uvs
@@ -203,6 +219,15 @@ def validate(mesh: Mesh, require_uvs: bool = True) -> Mesh:
         )
     triangles = triangles.astype(np.int32)
     normals = mesh.normals
+    if inside_out(corners, face_normals):  # degenerate faces add nothing
+        # Every step reads which side of a face is outside from its winding (and the normals).
+        triangles = np.ascontiguousarray(triangles[:, ::-1])
+        uvs = None if uvs is None else np.ascontiguousarray(uvs[:, ::-1])
+        normals = None if normals is None else -np.asarray(normals, np.float32)
+        warnings.append(
+            f"the faces of mesh '{mesh.name}' point inwards (flipped normals): it was read turned outside "
+            "out; Blender: Edit Mode > Mesh > Normals > Recalculate Outside fixes the file"
+        )
     if normals is None or np.asarray(normals).shape != positions.shape:
         normals = compute_normals(positions, triangles)
     for pin_name, index in mesh.pins.items():
