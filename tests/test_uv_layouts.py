@@ -136,6 +136,14 @@ def test_a_head_over_two_tiles_gets_one_file_per_tile(generator, head, astronaut
         assert np.abs(texture - in_0_1)[other].mean() > 5 * np.abs(texture - in_0_1)[texels].mean()
 
 
+def test_a_uv_map_without_area_is_refused(generator, head, astronaut_path, tmp_path):
+    collapsed = dataclasses.replace(head, uvs=np.full_like(np.asarray(head.uvs), 0.25))
+    with pytest.raises(AvatarTexError) as caught:
+        _generate(generator, collapsed, astronaut_path, tmp_path)
+    assert caught.value.code == ErrorCode.NO_UV_MAP and "has no area" in caught.value.message
+    assert "Unwrap" in caught.value.hint and not list(tmp_path.glob("*.png"))
+
+
 def test_tiles_that_cannot_be_written_are_refused(generator, head, astronaut_path, tmp_path):
     left = np.asarray(head.uvs).mean(axis=1)[:, 0] < 0.5
     with pytest.raises(AvatarTexError) as caught:

@@ -469,11 +469,24 @@ def textured_material(head: HeadModel, warnings: list[str]) -> dict[str, Any] | 
     return {"index": material, "name": mesh.part_name(material), "others": other_names}
 
 
+EMPTY_UV_AREA = 1e-6
+"""UV area (in squares of UV space) below which a UV map shows no texel of any texture size."""
+
+
 def texture_files(head: HeadModel, params: GenerateParams) -> list[tuple[tuple[int, int], str]]:
     """(UV tile, file name) of each image the request writes (``uvtiles``): ``params.texture_name``
     when the head's triangles lie in one tile, whichever it is; ``texture.<UDIM>.png`` per tile when
     they lie in several. A typed error where the tiles cannot be named, or a character's one base
     texture would have to serve several of them."""
+    uvs = np.asarray(head.mesh.uvs, np.float64)[head.textured]
+    area = 0.5 * np.abs(np.cross(uvs[:, 1] - uvs[:, 0], uvs[:, 2] - uvs[:, 0])).sum()
+    if not area > EMPTY_UV_AREA:
+        raise AvatarTexError(
+            ErrorCode.NO_UV_MAP,
+            f"The UV map of mesh '{head.mesh.name}' has no area: every triangle's UVs are collapsed "
+            "to a point or a line, so no texel of a texture would show on it.",
+            "Unwrap the head (Blender: UV > Unwrap or Smart UV Project) and choose that UV map.",
+        )
     squares = head.uv_tiles
     if len(squares) == 1:
         return [(squares[0], params.texture_name)]
