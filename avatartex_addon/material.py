@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 import bpy
 
 NODE_NAME = "AvatarTex Texture"
@@ -102,6 +104,10 @@ def body_base_image(obj: bpy.types.Object) -> str:
     dims = sorted(float(d) for d in obj.dimensions)
     if dims[-1] <= BODY_RATIO * max(dims[0], 1e-9) or obj.active_material is None:
         return ""
+    if _materials_in_use(obj) > 1:
+        # Only the face's material is textured (the backend says which after the run): the active
+        # slot's image may be the body's or the eyes', not the one the texture replaces.
+        return ""
     mat = obj.active_material
     image = None
     previous = mat.get(_PREVIOUS_KEY)
@@ -116,6 +122,16 @@ def body_base_image(obj: bpy.types.Object) -> str:
         return ""
     path = bpy.path.abspath(image.filepath, library=image.library)
     return path if os.path.isfile(path) else ""
+
+
+def _materials_in_use(obj: bpy.types.Object) -> int:
+    """How many material slots the object's faces use."""
+    polygons = getattr(obj.data, "polygons", None)
+    if polygons is None or len(polygons) == 0 or len(obj.material_slots) < 2:
+        return min(len(obj.material_slots), 1)
+    indices = np.empty(len(polygons), np.int32)
+    polygons.foreach_get("material_index", indices)
+    return len(np.unique(indices))
 
 
 def apply_image(obj: bpy.types.Object, image: bpy.types.Image, uv_map: str) -> tuple[bpy.types.Material, str]:

@@ -390,6 +390,11 @@ def test_a_full_body_character_sends_its_body_image_and_a_head_only_its_head(
     head = add_sphere("Head", portrait=portrait)
     bpy.context.view_layer.update()
     assert addon.material.body_base_image(head) == ""
+    # A character of several materials: the active slot's image may be the body's or the eyes',
+    # not the face's material the texture goes into: no base is sent (the body gets a skin fill).
+    character.data.materials.append(_skin("Eyes"))
+    character.data.polygons[0].material_index = 1
+    assert addon.material.body_base_image(character) == ""
 
 
 # -- UDIM tiles: a head whose UVs lie in several tiles gets a tiled image ---------------------------------
