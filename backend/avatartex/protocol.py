@@ -9,7 +9,10 @@ the only third-party package. The wire format is JSON lines over the backend's s
     <- {"id": 7, "error": {"code": "no_face_in_portrait", "message": "...", "hint": "..."}}
 
 A request gets any number of progress events and then exactly one result or one error. Large data
-travel as files whose paths are in the messages (``.npz`` mesh captures, PNG images).
+travel as files whose paths are in the messages (``.npz`` mesh captures, PNG images). A head whose
+UVs lie in several UDIM tiles gets one texture per tile: the result adds ``"tiles": {"1001": path,
+"1002": path}`` (``texture`` is then the first); the report's ``material`` names the material slot
+textured when the capture has several (``CAPTURE_KEYS["materials"]``).
 """
 
 from __future__ import annotations
