@@ -275,3 +275,49 @@ def test_backend_env_keeps_caches_out_of_the_extension(addon, real_backend):
         )
     assert Path(config.work_dir) != folder and folder not in Path(config.work_dir).parents
     assert os.path.isdir(config.work_dir)
+
+
+# -- several materials: only the face's is textured, whichever slot is active ------------------------------
+
+
+def test_a_head_of_two_materials_gets_the_texture_in_the_faces(addon, real_backend, portrait):
+    """The demo head with the faces around its eyes in an "Eyes" material whose UVs overlap the skin's
+    (each material its own texture, as character exports have them), the Eyes slot active: the real
+    backend textures the face's material and the add-on puts the texture there; the summary says so."""
+    import sys
+
+    from blender_support import ROOT
+
+    sys.path.insert(0, str(ROOT / "backend"))
+    try:
+        from avatartex import demo_head
+    finally:
+        sys.path.remove(str(ROOT / "backend"))
+    head = add_demo_head("Head", portrait)
+    head.rotation_euler = (np.pi / 2, 0.0, 0.0)  # glTF's Y-up head stood up in Blender's Z-up world
+    skin, eyes = (bpy.data.materials.new(name) for name in ("Skin", "Eyes"))
+    for mat in (skin, eyes):
+        mat.use_nodes = True
+        head.data.materials.append(mat)
+    uv = head.data.uv_layers.active.uv
+    values = np.empty(len(uv) * 2, np.float32)
+    uv.foreach_get("vector", values)
+    values = values.reshape(-1, 2)
+    eye_centres = np.array(
+        [[side * demo_head.EYE_X, demo_head.EYE_Y, demo_head.EYEBALL_Z] for side in (-1, 1)]
+    )
+    moved = 0
+    for poly in head.data.polygons:
+        if np.linalg.norm(eye_centres - np.array(poly.center), axis=1).min() < 1.5 * demo_head.EYEBALL_R:
+            poly.material_index = 1
+            loops = list(poly.loop_indices)
+            values[loops] = 0.3 + 0.4 * values[loops]  # over the skin's islands
+            moved += 1
+    uv.foreach_set("vector", values.ravel())
+    assert 20 < moved < len(head.data.polygons) // 4
+    head.active_material_index = 1
+    bpy.context.scene.avatartex.resolution = SIZE
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert head.active_material == skin and skin.node_tree.nodes.get("AvatarTex Texture") is not None
+    assert eyes.node_tree.nodes.get("AvatarTex Texture") is None
+    assert any("only the material 'Skin'" in line for line in addon.state.last_summary)
