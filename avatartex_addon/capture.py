@@ -10,7 +10,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from . import errors
+from . import errors, material
 from .paths import protocol
 
 FACING_VECTORS = {
@@ -144,9 +144,14 @@ def capture_object(
         data["forward"] = np.array(FACING_VECTORS[facing], np.float32)
     if pins is not None:
         data["pins"], data["pin_names"] = pins, pin_names
-    if len(np.unique(materials)) > 1:  # eyes, teeth or a body in materials (and UVs) of their own
-        data["materials"] = materials
-        data["material_names"] = np.array([s.material.name if s.material else "" for s in obj.material_slots])
+    # Eyes, teeth or a body in materials (and UVs) of their own: the triangles' texture sets (slots
+    # whose Base Color shows one image are one set: a face, its lips and ears).
+    sets, set_names = material.texture_sets(obj)
+    if len(sets) > 1:
+        materials = np.asarray(sets, np.int32)[np.clip(materials, 0, len(sets) - 1)]
+        if len(np.unique(materials)) > 1:
+            data["materials"] = materials
+            data["material_names"] = np.array(set_names)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, **data)

@@ -237,8 +237,9 @@ class Job:
         slot: int | None = None,
     ) -> None:
         """Write the texture (``tiles``: UDIM number -> file, a head over several UV tiles) for the
-        task's object or variant and show it through its material: the one of material ``slot``
-        (the face's, which the backend textured, of an object with several), else the active one."""
+        task's object or variant and show it through its material: the materials of texture set
+        ``slot`` (``material.texture_sets``: the face's, which the backend textured, of an object
+        with several), else the active one."""
         obj = bpy.data.objects.get(task.object_name)
         if obj is None:
             raise errors.error(
@@ -258,23 +259,26 @@ class Job:
                 protocol().ErrorCode.BAD_REQUEST, f"The variant '{task.label}' was removed meanwhile.", ""
             )
         record = settings.output if variant is None else variant.output
-        if slot is not None and 0 <= int(slot) < len(obj.material_slots):
-            obj.active_material_index = int(slot)  # the texture is for the face's material
+        slots = [obj.active_material_index]
+        if slot is not None:  # the texture is for the face's texture set: each of its materials
+            sets, _names = material.texture_sets(obj)
+            slots = [i for i, s in enumerate(sets) if s == int(slot)] or slots
         if tiles:
             sources = {int(number): Path(path) for number, path in tiles.items()}
             image = outputs.write_tiles(sources, out_folder, task.file_stem, record, obj)
         else:
             image = outputs.write_texture(Path(texture), out_folder, task.file_stem, record, obj)
         final = Path(bpy.path.abspath(image.filepath))
-        note = ""
+        shown = (
+            variant is None or task.variant == settings.active_variant_index or len(settings.variants) == 1
+        )
         if variant is not None:
             variant.image = image
-            if task.variant == settings.active_variant_index or len(settings.variants) == 1:
-                _mat, note = material.apply_image(obj, image, task.uv_map)
-        else:
+        for index in reversed(slots) if shown else []:  # the set's first slot is left active
+            obj.active_material_index = index
             _mat, note = material.apply_image(obj, image, task.uv_map)
-        if note:
-            self.notes.append(note)
+            if note:
+                self.notes.append(note)
         if not next_to_blend and "unsaved" not in " ".join(self.notes):
             self.notes.append(
                 f"The .blend is unsaved: textures went to {out_folder}; "

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-
 import bpy
+import numpy as np
 
 NODE_NAME = "AvatarTex Texture"
 _PREVIOUS_KEY = "avatartex_previous"
@@ -108,20 +107,45 @@ def body_base_image(obj: bpy.types.Object) -> str:
         # Only the face's material is textured (the backend says which after the run): the active
         # slot's image may be the body's or the eyes', not the one the texture replaces.
         return ""
-    mat = obj.active_material
-    image = None
-    previous = mat.get(_PREVIOUS_KEY)
-    if previous is not None and previous.get("image"):
-        image = bpy.data.images.get(previous["image"])
-    if image is None and mat.use_nodes:  # read only: no node is added to look
-        for node in mat.node_tree.nodes:
-            if node.bl_idname == "ShaderNodeBsdfPrincipled" and node.inputs["Base Color"].is_linked:
-                image = getattr(node.inputs["Base Color"].links[0].from_node, "image", None)
-                break
+    image = _base_color_image(obj.active_material)  # read only: no node is added to look
     if image is None or not image.filepath:
         return ""
     path = bpy.path.abspath(image.filepath, library=image.library)
     return path if os.path.isfile(path) else ""
+
+
+def texture_sets(obj: bpy.types.Object) -> tuple[list[int], list[str]]:
+    """The object's material slots grouped by the image their Base Color shows: materials that share
+    one image (a face, its lips and ears, as character imports split them) are one texture and are
+    textured together. Returns each slot's set index and each set's name (its materials' names).
+    A slot without such an image is a set of its own."""
+    keys: list = []
+    names: list[list[str]] = []
+    sets = []
+    for index, slot in enumerate(obj.material_slots):
+        mat = slot.material
+        image = _base_color_image(mat)
+        key = ("image", image.name) if image is not None else ("slot", index)
+        if key not in keys:
+            keys.append(key)
+            names.append([])
+        sets.append(keys.index(key))
+        names[keys.index(key)].append(mat.name if mat is not None else f"slot {index}")
+    return sets, [", ".join(n) for n in names]
+
+
+def _base_color_image(mat: bpy.types.Material | None) -> bpy.types.Image | None:
+    """The image a material's Principled BSDF shows as Base Color (as it was before AvatarTex touched
+    it), read only; None when there is none."""
+    if mat is None or not mat.use_nodes or mat.node_tree is None:
+        return None
+    previous = mat.get(_PREVIOUS_KEY)
+    if previous is not None and previous.get("image"):
+        return bpy.data.images.get(previous["image"])
+    for node in mat.node_tree.nodes:
+        if node.bl_idname == "ShaderNodeBsdfPrincipled" and node.inputs["Base Color"].is_linked:
+            return getattr(node.inputs["Base Color"].links[0].from_node, "image", None)
+    return None
 
 
 def _materials_in_use(obj: bpy.types.Object) -> int:

@@ -244,8 +244,10 @@ class AVATARTEX_OT_restore_material(bpy.types.Operator):
 
     def execute(self, context):
         obj = context.active_object
-        mat = obj.active_material if obj is not None else None
-        if mat is None or not material.restore(mat):
+        # Every material the texture went into (a face with its lips and ears: one texture set).
+        mats = {slot.material for slot in obj.material_slots if slot.material is not None} if obj else set()
+        restored = [mat for mat in sorted(mats, key=lambda m: m.name) if material.restore(mat)]
+        if not restored:
             self.report({"INFO"}, "The material has no AvatarTex texture.")
             return {"CANCELLED"}
         obj.avatartex.status = "Material restored"  # the last run's "Done: ..." no longer holds
@@ -323,9 +325,15 @@ class AVATARTEX_OT_apply_variant(bpy.types.Operator):
                 ),
             )
         settings.active_variant_index = index
-        _mat, note = material.apply_image(obj, variant.image, context.scene.avatartex.uv_map)
-        if note:
-            self.report({"WARNING"}, note)
+        # Into every material showing the object's texture now (one texture set), else the active one.
+        slots = [i for i, slot in enumerate(obj.material_slots) if material.texture_node(slot.material)]
+        active = obj.active_material_index
+        for slot in slots or [active]:
+            obj.active_material_index = slot
+            _mat, note = material.apply_image(obj, variant.image, context.scene.avatartex.uv_map)
+            if note:
+                self.report({"WARNING"}, note)
+        obj.active_material_index = active
         return {"FINISHED"}
 
 

@@ -505,3 +505,40 @@ def test_the_backends_warnings_reach_the_summary_once_per_batch(addon, fake_back
     assert not [
         line for line in notes if "engine auto chose" in line or "registration doubtful: the photo" in line
     ]
+
+
+def test_materials_sharing_one_image_are_one_texture(addon, fake_backend, portrait, tmp_path):
+    """A face split into Face and Lips materials that show one image (as character imports split a
+    head) is one texture: both are sent as one set, both get the texture; the eyes' material, with an
+    image of its own, does not; Restore Material puts both back."""
+    head = add_sphere("Head", portrait)
+    face_map, eye_map = (bpy.data.images.new(name, 8, 8) for name in ("face_map", "eye_map"))
+    mats = []
+    for name, image in (("Face", face_map), ("Eyes", eye_map), ("Lips", face_map)):
+        mat = _skin(name)
+        node = mat.node_tree.nodes.new("ShaderNodeTexImage")
+        node.image = image
+        mat.node_tree.links.new(
+            node.outputs["Color"], mat.node_tree.nodes["Principled BSDF"].inputs["Base Color"]
+        )
+        head.data.materials.append(mat)
+        mats.append(mat)
+    for poly in head.data.polygons:
+        poly.material_index = 1 if poly.index % 10 == 0 else (2 if poly.index % 10 == 1 else 0)
+    head.active_material_index = 1
+    path = addon.capture.capture_object(head, bpy.context.evaluated_depsgraph_get(), "", tmp_path / "c.npz")
+    with np.load(path) as capture:
+        assert list(capture["material_names"]) == ["Face, Lips", "Eyes"]
+        assert np.bincount(capture["materials"]).argmax() == 0
+    bpy.context.scene.avatartex.resolution = 512
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    face, eyes, lips = mats
+    assert _node(head) is not None and head.active_material == face
+    assert face.node_tree.nodes.get("AvatarTex Texture") and lips.node_tree.nodes.get("AvatarTex Texture")
+    assert eyes.node_tree.nodes.get("AvatarTex Texture") is None
+    assert bpy.ops.avatartex.restore_material() == {"FINISHED"}
+    assert not face.node_tree.nodes.get("AvatarTex Texture") and not lips.node_tree.nodes.get(
+        "AvatarTex Texture"
+    )
+    base = lips.node_tree.nodes["Principled BSDF"].inputs["Base Color"]
+    assert base.links[0].from_node.image == face_map
