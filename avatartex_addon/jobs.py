@@ -212,9 +212,9 @@ class Job:
         report = result.get("report") or {}
         slot = (report.get("material") or {}).get("index")
         self._note_warnings(task, report.get("warnings") or [])
-        self._apply(
-            task, result.get("texture", ""), report.get("quality") or {}, result.get("tiles") or {}, slot
-        )
+        # A character over UDIM tiles: the body's tiles of its base image, shown unchanged beside the head's.
+        tiles = {**(result.get("base_tiles") or {}), **(result.get("tiles") or {})}
+        self._apply(task, result.get("texture", ""), report.get("quality") or {}, tiles, slot)
 
     def _note_warnings(self, task: Task, warnings: list[str]) -> None:
         """The backend's warnings about a result (glasses taken off, an open mouth, the only material

@@ -111,6 +111,9 @@ def body_base_image(obj: bpy.types.Object) -> str:
     if image is None or not image.filepath:
         return ""
     path = bpy.path.abspath(image.filepath, library=image.library)
+    if image.source == "TILED":  # UDIM tiles: name.<UDIM>.png, each tile its own file
+        tiles = [path.replace("<UDIM>", str(tile.number)) for tile in image.tiles]
+        return path if any(os.path.isfile(t) for t in tiles) else ""
     return path if os.path.isfile(path) else ""
 
 

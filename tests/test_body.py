@@ -198,3 +198,37 @@ def test_protocol_fields_are_optional_and_typed():
     assert GenerateParams.from_dict(new.to_dict()) == new
     with pytest.raises(AvatarTexError):
         GenerateParams.from_dict({"mesh": "m", "portrait": "p", "out_dir": "o", "base_texture": 3})
+
+
+def test_a_character_over_udim_tiles_keeps_its_body_tiles(generator, character, files, toned, tmp_path):
+    """The character with its legs and lower body moved to UDIM tile 1002 and a base texture of two
+    tiles (``base.<UDIM>.png``): the head's tile is composed over the base's tile 1001 as the one-tile
+    character is, the texture comes as ``texture.1001.png``, and tile 1002 is named as the base's own
+    file (left as it is, for a tiled image to show the body)."""
+    import dataclasses
+
+    from avatartex.raster import rasterize_uv
+
+    mesh = character.mesh
+    lower = mesh.positions[mesh.triangles].mean(axis=1)[:, 1] < -0.6
+    assert lower.sum() > 1000
+    uvs = np.array(mesh.uvs, np.float32)
+    uvs[lower, :, 0] += 1.0
+    save_capture(dataclasses.replace(mesh, uvs=uvs), tmp_path / "udim.npz")
+    for number in (1001, 1002):
+        save_png(tmp_path / f"base.{number}.png", character.texture)
+    params = request({**files, "mesh": tmp_path / "udim.npz"}, tmp_path / "out")
+    result = generator.generate(dataclasses.replace(params, base_texture=str(tmp_path / "base.<UDIM>.png")))
+    assert result["tiles"] == {"1001": str(tmp_path / "out" / "texture.1001.png")}
+    assert result["base_tiles"] == {"1002": str(tmp_path / "base.1002.png")} == result["report"]["base_tiles"]
+    out = body.read_base(result["texture"])
+    reference = toned[1]
+    tri_id = rasterize_uv(mesh.uvs, SIZE)[0]
+    upper = (tri_id >= 0) & ~lower[np.maximum(tri_id, 0)]
+    diff = np.abs(out.astype(int) - reference.astype(int))
+    assert diff[upper].mean() < 0.5 and np.percentile(diff[upper], 99) <= 2
+    # A tiled base without the head's tile is refused, saying which.
+    (tmp_path / "base.1001.png").unlink()
+    with pytest.raises(AvatarTexError) as caught:
+        generator.generate(dataclasses.replace(params, base_texture=str(tmp_path / "base.<UDIM>.png")))
+    assert caught.value.code == ErrorCode.BASE_TEXTURE_UNREADABLE and "1001" in caught.value.message

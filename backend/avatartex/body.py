@@ -48,6 +48,7 @@ from .imaging import from_lab, smoothstep, to_lab
 from .landmarks import AXES, TRUSTED_SCORE, MeshLandmarks, detect_mesh_landmarks
 from .mesh import Mesh
 from .protocol import AvatarTexError, ErrorCode, GenerateParams
+from .uvtiles import UDIM_TOKEN, tile_files
 
 TONE_MATCHES = ("body_to_face", "face_to_body", "none")
 """Values of ``GenerateParams.tone_match``."""
@@ -506,7 +507,10 @@ def prepare(params: GenerateParams) -> GenerateParams:
         )
     if not params.base_texture:
         return params
-    raw = read_base(params.base_texture)  # read whole: PIL reports 16-bit colour PNGs as 8-bit
+    path = params.base_texture
+    if UDIM_TOKEN in path:  # a set of UDIM tiles (name.<UDIM>.png): they share size and depth
+        path = str(next(iter(tile_files(path, ErrorCode.BASE_TEXTURE_UNREADABLE).values())))
+    raw = read_base(path)  # read whole: PIL reports 16-bit colour PNGs as 8-bit
     height, width = raw.shape[:2]
     bit_depth = 16 if raw.dtype == np.uint16 else 8
     size = width if width == height and 512 <= width <= 4096 else params.size
@@ -542,7 +546,10 @@ def compose(
         if params.base_texture:
             warnings.append("base_texture not used: the mesh is a head, all of it textured")
         return head_texture, None
-    base_raw = read_base(params.base_texture) if params.base_texture else None
+    base_path = params.base_texture
+    if UDIM_TOKEN in base_path:  # the base's own file for this tile (steps.texture_files checked it)
+        base_path = str(tile_files(base_path)[tile])
+    base_raw = read_base(base_path) if base_path else None
     height, width = base_raw.shape[:2] if base_raw is not None else head_texture.shape[:2]
     layout = part.layout(height, width, tile, material)
     band_iod = part.band / part.frame.scale

@@ -67,7 +67,8 @@ def _add_generate(sub) -> None:
     p.add_argument(
         "--base-texture",
         default="",
-        help="full-body characters: the body's current texture; only the head region is replaced",
+        help="full-body characters: the body's current texture (body.<UDIM>.png for UDIM tiles); only "
+        "the head region is replaced",
     )
     p.add_argument(
         "--tone-match",

@@ -173,7 +173,8 @@ class GenerateParams:
     """File name of the texture inside ``out_dir``."""
     # -- body: full-body characters (body.py); on a plain head a base texture sets only size and depth --
     base_texture: str = ""
-    """Path of the material's existing base-colour image (full-body characters). When given, the
+    """Path of the material's existing base-colour image (full-body characters; ``name.<UDIM>.png``
+    for UDIM tiles: each head tile over its own, the result's ``base_tiles`` naming the rest). When given, the
     texture written is a copy of it (same size, bit depth and alpha) with the head region replaced
     through a mask feathered along the neck; texels outside the head and the blend band stay bit for
     bit (see ``tone_match`` for the one exception). A square base of 512-4096 also sets ``size`` and

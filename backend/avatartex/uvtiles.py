@@ -86,8 +86,9 @@ def tile_pattern(path: str) -> str:
     return str(p.with_name(f"{stem}.{UDIM_TOKEN}{p.suffix}"))
 
 
-def tile_files(pattern: str) -> dict[tuple[int, int], Path]:
-    """The files a ``texture.<UDIM>.png`` pattern names, by UV square; a typed error when none exist."""
+def tile_files(pattern: str, missing: str = ErrorCode.PORTRAIT_MISSING) -> dict[tuple[int, int], Path]:
+    """The files a ``texture.<UDIM>.png`` pattern names, by UV square; a typed error (code
+    ``missing``) when none exist."""
     p = Path(pattern)
     head, _, tail = p.name.partition(UDIM_TOKEN)
     found = {}
@@ -97,7 +98,7 @@ def tile_files(pattern: str) -> dict[tuple[int, int], Path]:
             found[(number % UDIM_COLUMNS, number // UDIM_COLUMNS)] = candidate
     if not found:
         raise AvatarTexError(
-            ErrorCode.PORTRAIT_MISSING,  # what load_texture says of a missing file
+            missing,
             f"No file matches {pattern}.",
             "Give the tiles' folder and name as generate wrote them, e.g. out/texture.<UDIM>.png.",
         )

@@ -152,7 +152,13 @@ def generate(req_id, params: dict) -> None:
         out.mkdir(parents=True, exist_ok=True)
         texture = out / p.texture_name
         result: dict = {}
-        if len(squares) > 1:  # the real backend's UDIM files; each tile the photo at another brightness
+        if uvtiles.UDIM_TOKEN in p.base_texture:  # a tiled base: the head's tile 1001, the rest kept
+            base = uvtiles.tile_files(p.base_texture)
+            texture = out / uvtiles.tile_file(p.texture_name, (0, 0))
+            photo.resize((p.size, p.size)).save(texture)
+            result["tiles"] = {"1001": str(texture)}
+            result["base_tiles"] = {str(uvtiles.udim(t)): str(f) for t, f in base.items() if t != (0, 0)}
+        elif len(squares) > 1:  # the real backend's UDIM files; each tile the photo at another brightness
             files = {uvtiles.udim(t): out / uvtiles.tile_file(p.texture_name, t) for t in squares}
             for k, file in enumerate(files.values()):
                 photo.resize((p.size, p.size)).point(lambda v, k=k: v * (k + 1) // len(files)).save(file)

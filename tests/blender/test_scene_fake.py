@@ -542,3 +542,39 @@ def test_materials_sharing_one_image_are_one_texture(addon, fake_backend, portra
     )
     base = lips.node_tree.nodes["Principled BSDF"].inputs["Base Color"]
     assert base.links[0].from_node.image == face_map
+
+
+def test_a_character_with_a_udim_skin_keeps_its_body_tiles(addon, fake_backend, portrait, tmp_path):
+    """A standing character whose material shows a tiled (UDIM) image: its pattern is sent as the base
+    texture, and the texture comes back as a tiled image holding the head's tile and, unchanged
+    copies, the body's; the artist's tile files are not touched."""
+    from PIL import Image
+
+    folder = tmp_path / "skin"
+    folder.mkdir()
+    colours = {1001: (200, 150, 120), 1002: (30, 60, 200)}
+    for number, colour in colours.items():
+        Image.new("RGB", (64, 64), colour).save(folder / f"body.{number}.png")
+    stamps = {n: (folder / f"body.{n}.png").stat().st_mtime_ns for n in colours}
+    image = bpy.data.images.load(str(folder / "body.1001.png"))
+    image.source = "TILED"
+    character = add_sphere("Character", portrait=portrait)
+    character.scale = (0.3, 0.3, 1.8)
+    bpy.context.view_layer.update()
+    mat = _skin("BodySkin")
+    node = mat.node_tree.nodes.new("ShaderNodeTexImage")
+    node.image = image
+    mat.node_tree.links.new(
+        node.outputs["Color"], mat.node_tree.nodes["Principled BSDF"].inputs["Base Color"]
+    )
+    character.data.materials.append(mat)
+    assert addon.material.body_base_image(character).endswith("body.<UDIM>.png")
+    bpy.context.scene.avatartex.resolution = 512
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert fake_backend.requests()[-1]["base_texture"].endswith("body.<UDIM>.png")
+    result = _node(character).image
+    assert result.source == "TILED" and sorted(t.number for t in result.tiles) == [1001, 1002]
+    pattern = str(_file(result))
+    body_tile = np.asarray(Image.open(pattern.replace("<UDIM>", "1002")).convert("RGB"))
+    assert (body_tile == colours[1002]).all()  # the body's tile as the artist painted it
+    assert {n: (folder / f"body.{n}.png").stat().st_mtime_ns for n in colours} == stamps

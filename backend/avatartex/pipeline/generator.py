@@ -317,6 +317,9 @@ class Generator:
         report["regions"] = regions.summary  # the scalp applied, the hair and eye colours measured
         if material is not None:
             report["material"] = material
+        if uvtiles.UDIM_TOKEN in params.base_texture:  # the body's tiles the head leaves as they are
+            base, ours = uvtiles.tile_files(params.base_texture), dict(files)
+            report["base_tiles"] = {str(uvtiles.udim(t)): str(p) for t, p in base.items() if t not in ours}
         report["uv_tiles"] = [
             {"tile": uvtiles.udim(tile), "square": list(tile), "texture": name} for tile, name in files
         ]
@@ -331,7 +334,9 @@ class Generator:
         write_json_atomic(out_dir / "report.json", report)
         clock.emit(Progress("bake", 1.0, "done"))
         result = {"texture": str(texture_path), "report": report}
-        if len(files) > 1:
+        if "base_tiles" in report:
+            result["base_tiles"] = report["base_tiles"]
+        if len(files) > 1 or uvtiles.UDIM_TOKEN in params.base_texture:
             tiles = [str(uvtiles.udim(tile)) for tile, _ in files]
             result["tiles"] = dict(zip(tiles, map(str, paths), strict=True))
         return result

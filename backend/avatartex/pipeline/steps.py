@@ -476,8 +476,9 @@ EMPTY_UV_AREA = 1e-6
 def texture_files(head: HeadModel, params: GenerateParams) -> list[tuple[tuple[int, int], str]]:
     """(UV tile, file name) of each image the request writes (``uvtiles``): ``params.texture_name``
     when the head's triangles lie in one tile, whichever it is; ``texture.<UDIM>.png`` per tile when
-    they lie in several. A typed error where the tiles cannot be named, or a character's one base
-    texture would have to serve several of them."""
+    they lie in several, or when the base texture is a set of UDIM tiles (``name.<UDIM>.png``: each
+    head tile composed over its own). A typed error where the tiles cannot be named, a character's
+    one base texture would have to serve several of them, or a tiled base lacks a head tile."""
     uvs = np.asarray(head.mesh.uvs, np.float64)[head.textured]
     area = 0.5 * np.abs(np.cross(uvs[:, 1] - uvs[:, 0], uvs[:, 2] - uvs[:, 0])).sum()
     if not area > EMPTY_UV_AREA:
@@ -488,7 +489,8 @@ def texture_files(head: HeadModel, params: GenerateParams) -> list[tuple[tuple[i
             "Unwrap the head (Blender: UV > Unwrap or Smart UV Project) and choose that UV map.",
         )
     squares = head.uv_tiles
-    if len(squares) == 1:
+    tiled_base = uvtiles.UDIM_TOKEN in params.base_texture
+    if len(squares) == 1 and not tiled_base:
         return [(squares[0], params.texture_name)]
     outside = [t for t in squares if uvtiles.udim(t) is None]
     if outside:
@@ -499,7 +501,17 @@ def texture_files(head: HeadModel, params: GenerateParams) -> list[tuple[tuple[i
             "texture cannot be written as UDIM tiles.",
             "Move the UV islands into UDIM tiles (u from 0 to 10, v from 0 up), or all into 0..1.",
         )
-    if params.base_texture:
+    if tiled_base:
+        missing = [t for t in squares if t not in uvtiles.tile_files(params.base_texture)]
+        if missing:
+            raise AvatarTexError(
+                ErrorCode.BASE_TEXTURE_UNREADABLE,
+                f"The character's head lies in UDIM tile(s) {uvtiles.describe(missing)}, which the base "
+                f"texture {params.base_texture} has no file for.",
+                "Give the base texture's tiles as they are named (name.1001.png...), or leave it out "
+                "(the body gets a skin fill).",
+            )
+    elif params.base_texture:
         raise AvatarTexError(
             ErrorCode.UV_TILES,
             f"The character's head spans the UDIM tiles {uvtiles.describe(squares)}, but the base "
