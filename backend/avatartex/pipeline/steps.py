@@ -524,6 +524,8 @@ def texture_files(head: HeadModel, params: GenerateParams) -> list[tuple[tuple[i
 
 SHARED_WARNING = 0.01
 """Share of a UV map's texels that two parts of the mesh share above which the report says so."""
+SHARED_MIN = 0.002
+"""...and below which the part drawn is kept (no choice by the photo)."""
 
 
 def prefer_seen(
@@ -533,11 +535,13 @@ def prefer_seen(
     stacked UV islands), each shows the part the photo backs more (``bake.prefer_seen``); the
     artist is told, since the other part then repeats it."""
     surface = head.surface(size, tile)
-    if surface.shared is None:
+    share = 0.0 if surface.shared is None else surface.shared.share(surface)
+    if share < SHARED_MIN:
+        # A few stray texels (the scanned head has 200 of 60k): choosing would cost every request
+        # the bake's tables of a new surface (they are kept per mesh) for nothing one could see.
         return surface
     mesh, confidence = head.mesh, regions.photo_confidence
     chosen = prefer_seen_parts(surface, geometry, confidence, mesh.positions, mesh.triangles, mesh.normals)
-    share = surface.shared.share(surface)
     if share >= SHARED_WARNING:
         warnings.append(
             f"{share:.0%} of the UV map's texels are shared by two parts of the mesh (mirrored or "
