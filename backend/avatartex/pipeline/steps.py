@@ -479,9 +479,10 @@ def texture_files(head: HeadModel, params: GenerateParams) -> list[tuple[tuple[i
     they lie in several, or when the base texture is a set of UDIM tiles (``name.<UDIM>.png``: each
     head tile composed over its own). A typed error where the tiles cannot be named, a character's
     one base texture would have to serve several of them, or a tiled base lacks a head tile."""
-    uvs = np.asarray(head.mesh.uvs, np.float64)[head.textured]
-    area = 0.5 * np.abs(np.cross(uvs[:, 1] - uvs[:, 0], uvs[:, 2] - uvs[:, 0])).sum()
-    if not area > EMPTY_UV_AREA:
+    if "uv_area" not in head.derived:  # once per mesh
+        uvs = np.asarray(head.mesh.uvs, np.float64)[head.textured]
+        head.derived["uv_area"] = 0.5 * np.abs(np.cross(uvs[:, 1] - uvs[:, 0], uvs[:, 2] - uvs[:, 0])).sum()
+    if not head.derived["uv_area"] > EMPTY_UV_AREA:
         raise AvatarTexError(
             ErrorCode.NO_UV_MAP,
             f"The UV map of mesh '{head.mesh.name}' has no area: every triangle's UVs are collapsed "
