@@ -25,7 +25,7 @@ from . import (
     properties,
     state,
 )
-from .paths import ensure_writable_dir, output_dir, protocol, user_dir
+from .paths import ensure_writable_dir, output_dir, place_unique_tiles, protocol, user_dir
 
 
 def _report_error(op: bpy.types.Operator, exc: Exception) -> set[str]:
@@ -377,8 +377,12 @@ class AVATARTEX_OT_export_variants(bpy.types.Operator):
                 if image is None:
                     skipped.append(variant.name)
                     continue
-                source = Path(bpy.path.abspath(image.filepath_raw or image.filepath))
                 stem = jobs.variant_stem(obj, variant)
+                if image.source == "TILED":  # a head over UDIM tiles: each tile, under one new name
+                    placed = place_unique_tiles(outputs.tile_files(image), folder, stem)
+                    written += list(placed.values())
+                    continue
+                source = Path(bpy.path.abspath(image.filepath_raw or image.filepath))
                 scratch = None
                 if not source.is_file():
                     # Packed or generated in memory: save a copy first (in the add-on's own folder).

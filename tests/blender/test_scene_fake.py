@@ -578,3 +578,24 @@ def test_a_character_with_a_udim_skin_keeps_its_body_tiles(addon, fake_backend, 
     body_tile = np.asarray(Image.open(pattern.replace("<UDIM>", "1002")).convert("RGB"))
     assert (body_tile == colours[1002]).all()  # the body's tile as the artist painted it
     assert {n: (folder / f"body.{n}.png").stat().st_mtime_ns for n in colours} == stamps
+
+
+def test_variants_of_a_head_over_udim_tiles_export_every_tile(addon, fake_backend, portrait, tmp_path):
+    head = add_sphere("Head", portrait)
+    _move_half_to_tile_1002(head)
+    settings = bpy.context.scene.avatartex
+    settings.resolution, settings.seed = 512, 3
+    bpy.ops.avatartex.variant_add()
+    assert bpy.ops.avatartex.generate_variants() == {"FINISHED"}
+    assert head.avatartex.variants[0].image.source == "TILED"
+    out = tmp_path / "export"
+    out.mkdir()
+    for _ in range(2):  # never over an earlier export: a new name for the set
+        assert bpy.ops.avatartex.export_variants(directory=str(out)) == {"FINISHED"}
+    stem = addon.jobs.variant_stem(head, head.avatartex.variants[0])
+    assert sorted(p.name for p in out.iterdir()) == [
+        f"{stem}.1001.png",
+        f"{stem}.1002.png",
+        f"{stem}_001.1001.png",
+        f"{stem}_001.1002.png",
+    ]
