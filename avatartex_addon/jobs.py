@@ -259,10 +259,11 @@ class Job:
                 protocol().ErrorCode.BAD_REQUEST, f"The variant '{task.label}' was removed meanwhile.", ""
             )
         record = settings.output if variant is None else variant.output
-        slots = [obj.active_material_index]
-        if slot is not None:  # the texture is for the face's texture set: each of its materials
-            sets, _names = material.texture_sets(obj)
-            slots = [i for i, s in enumerate(sets) if s == int(slot)] or slots
+        # The texture is for the face's texture set (or, unnamed, the active slot's): each of its materials.
+        sets, _names = material.texture_sets(obj)
+        active = obj.active_material_index
+        chosen = int(slot) if slot is not None else (sets[active] if active < len(sets) else None)
+        slots = [i for i, s in enumerate(sets) if s == chosen] or [active]
         if tiles:
             sources = {int(number): Path(path) for number, path in tiles.items()}
             image = outputs.write_tiles(sources, out_folder, task.file_stem, record, obj)

@@ -599,3 +599,23 @@ def test_variants_of_a_head_over_udim_tiles_export_every_tile(addon, fake_backen
         f"{stem}_001.1001.png",
         f"{stem}_001.1002.png",
     ]
+
+
+def test_an_object_whose_materials_all_show_one_image_gets_it_in_each(addon, fake_backend, portrait):
+    head = add_sphere("Head", portrait)
+    face_map = bpy.data.images.new("face_map", 8, 8)
+    mats = []
+    for name in ("Face", "Ears"):
+        mat = _skin(name)
+        node = mat.node_tree.nodes.new("ShaderNodeTexImage")
+        node.image = face_map
+        mat.node_tree.links.new(
+            node.outputs["Color"], mat.node_tree.nodes["Principled BSDF"].inputs["Base Color"]
+        )
+        head.data.materials.append(mat)
+        mats.append(mat)
+    for poly in head.data.polygons:
+        poly.material_index = poly.index % 2
+    bpy.context.scene.avatartex.resolution = 512
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert all(mat.node_tree.nodes.get("AvatarTex Texture") for mat in mats)
