@@ -297,3 +297,32 @@ def test_a_file_of_several_materials_keeps_which_triangle_is_whose(tmp_path):
     # One material: no parts to keep apart.
     trimesh.Scene([part(0.0, "Skin")]).export(tmp_path / "one.glb")
     assert load_mesh(tmp_path / "one.glb").parts is None
+
+
+def test_a_gltfs_materials_showing_one_image_are_one_texture(tmp_path):
+    """Face and Lips showing one base-colour image (as character exports split a head) are one
+    material for the texture; Eyes, with its own image, another."""
+    import trimesh
+    from avatartex.mesh import load_mesh
+    from PIL import Image
+
+    face_map = Image.new("RGB", (8, 8), (200, 150, 120))
+    eye_map = Image.new("RGB", (8, 8), (250, 250, 250))
+
+    def part(offset: float, name: str, image) -> trimesh.Trimesh:
+        box = trimesh.creation.box()
+        box.apply_translation([offset, 0, 0])
+        uv = np.random.default_rng(0).random((len(box.vertices), 2))
+        material = trimesh.visual.material.PBRMaterial(name=name, baseColorTexture=image)
+        box.visual = trimesh.visual.TextureVisuals(uv=uv, material=material)
+        return box
+
+    scene = trimesh.Scene(
+        [part(0.0, "Face", face_map), part(3.0, "Eyes", eye_map), part(6.0, "Lips", face_map)]
+    )
+    scene.export(tmp_path / "head.glb")
+    mesh = load_mesh(tmp_path / "head.glb")
+    assert sorted(mesh.part_names) == ["Eyes", "Face, Lips"]
+    x = mesh.positions[mesh.triangles].mean(axis=1)[:, 0]
+    face, eyes, lips = (mesh.parts[np.argmin(np.abs(x - c))] for c in (0.0, 3.0, 6.0))
+    assert face == lips != eyes

@@ -604,6 +604,23 @@ def _gltf_json(path: Path) -> dict | None:
         return None
 
 
+def _gltf_texture_sets(gltf: dict) -> dict[str, str]:
+    """Material name -> the name of its texture set: materials whose base colour is one image (a
+    face, its lips and ears, as character exports split a head) share one, ``"Face, Lips"``."""
+    textures, images = gltf.get("textures", []), gltf.get("images", [])
+    by_image: dict = {}
+    for material in gltf.get("materials", []):
+        index = material.get("pbrMetallicRoughness", {}).get("baseColorTexture", {}).get("index")
+        source = textures[index].get("source") if isinstance(index, int) and index < len(textures) else None
+        image = images[source] if isinstance(source, int) and source < len(images) else None
+        if image is None:
+            key = ("material", material.get("name", ""))
+        else:  # one file, or one stored picture that two image entries point at
+            key = ("image", image.get("uri") or image.get("bufferView", source))
+        by_image.setdefault(key, []).append(str(material.get("name", "")))
+    return {name: ", ".join(group) for group in by_image.values() for name in group}
+
+
 def _gltf_found(gltf: dict) -> str:
     """What a glTF holds, in words, for error messages: meshes, morph targets, images, extensions."""
     primitives = [p for m in gltf.get("meshes", []) for p in m.get("primitives", [])]
@@ -750,9 +767,11 @@ def _load_with_trimesh(path: Path, uv_map: str) -> Mesh:
     positions, triangles, uvs, parts, names = [], [], [], [], []
     offset = 0
     have_uvs = True
+    texture_sets = _gltf_texture_sets(gltf) if gltf is not None else {}
     for geometry in geometries:
         material = getattr(getattr(geometry.visual, "material", None), "name", None)
         name = str(material or geometry.metadata.get("name", "") or "")
+        name = texture_sets.get(name, name)  # materials showing one image are one texture
         if name not in names:
             names.append(name)
         parts.append(np.full(len(geometry.faces), names.index(name), np.int32))
