@@ -42,6 +42,17 @@ def _skin(name: str = "Skin"):
     return mat
 
 
+def _showing(name: str, image):
+    """A material whose Base Color is ``image`` (through an Image Texture node)."""
+    mat = _skin(name)
+    node = mat.node_tree.nodes.new("ShaderNodeTexImage")
+    node.image = image
+    mat.node_tree.links.new(
+        node.outputs["Color"], mat.node_tree.nodes["Principled BSDF"].inputs["Base Color"]
+    )
+    return mat
+
+
 # -- item 2: never change another object's look --------------------------------------------------------
 
 
@@ -515,14 +526,8 @@ def test_materials_sharing_one_image_are_one_texture(addon, fake_backend, portra
     face_map, eye_map = (bpy.data.images.new(name, 8, 8) for name in ("face_map", "eye_map"))
     mats = []
     for name, image in (("Face", face_map), ("Eyes", eye_map), ("Lips", face_map)):
-        mat = _skin(name)
-        node = mat.node_tree.nodes.new("ShaderNodeTexImage")
-        node.image = image
-        mat.node_tree.links.new(
-            node.outputs["Color"], mat.node_tree.nodes["Principled BSDF"].inputs["Base Color"]
-        )
-        head.data.materials.append(mat)
-        mats.append(mat)
+        mats.append(_showing(name, image))
+        head.data.materials.append(mats[-1])
     for poly in head.data.polygons:
         poly.material_index = 1 if poly.index % 10 == 0 else (2 if poly.index % 10 == 1 else 0)
     head.active_material_index = 1
@@ -561,13 +566,7 @@ def test_a_character_with_a_udim_skin_keeps_its_body_tiles(addon, fake_backend, 
     character = add_sphere("Character", portrait=portrait)
     character.scale = (0.3, 0.3, 1.8)
     bpy.context.view_layer.update()
-    mat = _skin("BodySkin")
-    node = mat.node_tree.nodes.new("ShaderNodeTexImage")
-    node.image = image
-    mat.node_tree.links.new(
-        node.outputs["Color"], mat.node_tree.nodes["Principled BSDF"].inputs["Base Color"]
-    )
-    character.data.materials.append(mat)
+    character.data.materials.append(_showing("BodySkin", image))
     assert addon.material.body_base_image(character).endswith("body.<UDIM>.png")
     bpy.context.scene.avatartex.resolution = 512
     assert bpy.ops.avatartex.generate() == {"FINISHED"}
@@ -606,14 +605,8 @@ def test_an_object_whose_materials_all_show_one_image_gets_it_in_each(addon, fak
     face_map = bpy.data.images.new("face_map", 8, 8)
     mats = []
     for name in ("Face", "Ears"):
-        mat = _skin(name)
-        node = mat.node_tree.nodes.new("ShaderNodeTexImage")
-        node.image = face_map
-        mat.node_tree.links.new(
-            node.outputs["Color"], mat.node_tree.nodes["Principled BSDF"].inputs["Base Color"]
-        )
-        head.data.materials.append(mat)
-        mats.append(mat)
+        mats.append(_showing(name, face_map))
+        head.data.materials.append(mats[-1])
     for poly in head.data.polygons:
         poly.material_index = poly.index % 2
     bpy.context.scene.avatartex.resolution = 512
