@@ -110,20 +110,65 @@ def write_tiles(
     """Put the UDIM tiles ``sources`` (tile number -> file) in ``folder`` as ``name.<tile>.png`` and
     return one tiled image showing them all (a head whose UVs lie in several tiles).
 
-    Every run gets a new name none of whose tiles exists (``place_unique_tiles``): tiles are never
-    replaced in place, so neither the artist's nor an earlier run's files are touched.
+    As ``write_texture`` does for one file: the record's tiles are replaced in place when every one
+    is still ours (written for this object, unchanged since, the same tiles) and no other object
+    shows them; otherwise the tiles get a new name none of whose tiles exists
+    (``place_unique_tiles``), so neither the artist's files nor anyone else's are touched.
     """
-    placed = place_unique_tiles(sources, folder, stem, taken=lambda name: name in bpy.data.images)
+    previous = own_tiles(record, obj.name)
+    images = [
+        i for i in bpy.data.images if previous and i.source == "TILED" and _pattern_of(i) == previous[0]
+    ]
+    if (
+        previous is not None
+        and set(previous[1]) == set(sources)
+        and previous[0].parent == folder.resolve()
+        and not shown_elsewhere(images, obj)
+    ):
+        placed = {number: replace_own(sources[number], path) for number, path in previous[1].items()}
+        image = images[0] if images else None
+        if image is not None:
+            image.reload()
+    else:
+        placed = place_unique_tiles(sources, folder, stem, taken=lambda name: name in bpy.data.images)
+        image = None
     first = placed[min(placed)]
     name = first.stem.rsplit(".", 1)[0]
-    image = bpy.data.images.load(str(first), check_existing=False)
-    image.source = "TILED"  # Blender finds the other tiles beside the first and names the pattern
+    pattern = folder / f"{name}.{UDIM_TOKEN}{first.suffix}"
+    if image is None:
+        image = bpy.data.images.load(str(first), check_existing=False)
+        image.source = "TILED"  # Blender finds the other tiles beside the first and names the pattern
     if image.name != name and name not in bpy.data.images:
         image.name = name
-    pattern = folder / f"{name}.{UDIM_TOKEN}{first.suffix}"
     image.filepath = blender_path(pattern)
-    record.path, record.stamp, record.owner = blender_path(pattern), "", obj.name
+    record.path, record.stamp, record.owner = blender_path(pattern), tiles_stamp(placed), obj.name
     return image
+
+
+def tiles_stamp(files: dict[int, Path]) -> str:
+    """Each tile's number, size and modification time: changes when anyone rewrites one."""
+    return ";".join(f"{number}={file_stamp(path)}" for number, path in sorted(files.items()))
+
+
+def own_tiles(record, owner: str) -> tuple[Path, dict[int, Path]] | None:
+    """The pattern and tile files ``record`` names when this add-on wrote them for ``owner`` and
+    nobody changed any since."""
+    if not record.path or record.owner != owner or UDIM_TOKEN not in record.path or not record.stamp:
+        return None
+    pattern = Path(bpy.path.abspath(record.path)).resolve()
+    try:
+        numbers = [int(entry.split("=", 1)[0]) for entry in record.stamp.split(";")]
+        files = {n: Path(str(pattern).replace(UDIM_TOKEN, str(n))) for n in numbers}
+        return (pattern, files) if tiles_stamp(files) == record.stamp else None
+    except (OSError, ValueError):
+        return None
+
+
+def _pattern_of(image: bpy.types.Image) -> Path | None:
+    try:
+        return Path(bpy.path.abspath(image.filepath, library=image.library)).resolve()
+    except (OSError, ValueError):
+        return None
 
 
 def tile_files(image: bpy.types.Image) -> dict[int, Path]:
@@ -200,7 +245,12 @@ def move_next_to(blend_path: str) -> list[str]:
             old = str(Path(bpy.path.abspath(record.path)).resolve()) if record.path else ""
             if old in moved:
                 record.path = stored(moved[old])
-                record.stamp = file_stamp(moved[old]) if moved[old].is_file() else ""  # tiles: ""
+                if UDIM_TOKEN in moved[old].name:  # a tiled image's pattern: its tiles' stamps
+                    numbers = [entry.split("=", 1)[0] for entry in record.stamp.split(";") if "=" in entry]
+                    files = {int(n): Path(str(moved[old]).replace(UDIM_TOKEN, n)) for n in numbers}
+                    record.stamp = tiles_stamp(files) if all(f.is_file() for f in files.values()) else ""
+                else:
+                    record.stamp = file_stamp(moved[old])
     _moved.clear()
     _moved.update(moved)
     return [path for path in moved if UDIM_TOKEN not in path]  # the files (not the tiles' patterns)

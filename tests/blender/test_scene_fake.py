@@ -444,12 +444,21 @@ def test_head_over_two_udim_tiles_gets_one_tiled_image_that_moves_on_save(
     assert means[0] < 0.8 * means[1]
     assert head.avatartex.output.path == image.filepath
 
-    # A second run never touches the first run's tiles: new names.
-    stamps = [t.stat().st_mtime_ns for t in tiles]
+    # A second run replaces its own tiles in place (the image keeps its name, no new files)...
+    folder = tiles[0].parent
+    files_before = sorted(p.name for p in folder.iterdir())
     assert bpy.ops.avatartex.generate() == {"FINISHED"}
     again = _node(head).image
-    assert again.source == "TILED" and _file(again) != _file(image)
-    assert [t.stat().st_mtime_ns for t in tiles] == stamps
+    assert (
+        again == image
+        and _file(again) == Path(pattern)
+        and sorted(p.name for p in folder.iterdir()) == files_before
+    )
+    # ...but never a tile someone changed meanwhile: then the set gets a new name, the file kept.
+    tiles[1].write_bytes(tiles[1].read_bytes())  # rewritten by someone else: a new time stamp
+    changed = tiles[1].stat().st_mtime_ns
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert _file(_node(head).image) != Path(pattern) and tiles[1].stat().st_mtime_ns == changed
 
     # Saving moves the tiles out of the extension's folder, next to the .blend, every tile.
     blend = _save(tmp_path)
