@@ -395,8 +395,13 @@ def test_a_mesh_turned_inside_out_is_read_outside_out_with_a_warning():
 
 
 def test_the_scanned_bust_turned_inside_out_is_read_outside_out(scanned_head_path):
-    """The same for a bust cut open at the chest (../shared's scan)."""
-    _check_inside_out({"scan": load_mesh(scanned_head_path)})
+    """The same for a bust cut open at the chest (../shared's scan), whose little pieces (concave:
+    the mouth's inside faces its own middle) are wound one way already."""
+    from avatartex.winding import outward
+
+    scan = load_mesh(scanned_head_path)
+    _check_inside_out({"scan": scan})
+    assert outward(scan.positions, scan.triangles) is None
 
 
 def _check_inside_out(meshes: dict) -> None:
@@ -415,3 +420,29 @@ def _check_inside_out(meshes: dict) -> None:
         assert np.array_equal(fixed.uvs, plain.uvs) and np.allclose(
             fixed.normals, plain.normals, atol=1e-5
         ), name
+
+
+def test_a_patch_wound_the_other_way_is_turned_to_agree():
+    """A cheek whose faces were turned (flipped normals on part of a mesh) is turned back: exactly
+    those faces; a mesh wound one way, and the scan's concave little pieces (a mouth's inside faces
+    its own middle), are left alone."""
+    from avatartex.demo_head import make_demo_head
+    from avatartex.winding import outward
+
+    p, t, u, _ = make_demo_head(48)
+    assert outward(p, t) is None
+    centroids = p[t].mean(axis=1)
+    patch = (
+        (centroids[:, 0] > 0.02)
+        & (centroids[:, 1] < 0.0)
+        & (centroids[:, 1] > -0.08)
+        & (centroids[:, 2] > 0.05)
+    )
+    assert 100 < patch.sum() < len(t) // 5
+    turned = np.where(patch[:, None], t[:, ::-1], t)
+    flipped = outward(p, turned)
+    assert flipped is not None and np.array_equal(flipped, patch)
+    # A separate piece that is inside out as a whole is its own majority: left for validate's test.
+    sphere = trimesh.creation.icosphere(2)
+    both = np.concatenate([p, sphere.vertices * 0.01 + [0.3, 0, 0]])
+    assert outward(both, np.concatenate([t, sphere.faces[:, ::-1] + len(p)])) is None

@@ -326,3 +326,26 @@ def test_a_gltfs_materials_showing_one_image_are_one_texture(tmp_path):
     x = mesh.positions[mesh.triangles].mean(axis=1)[:, 0]
     face, eyes, lips = (mesh.parts[np.argmin(np.abs(x - c))] for c in (0.0, 3.0, 6.0))
     assert face == lips != eyes
+
+
+def test_a_patch_wound_the_other_way_gets_the_photo(generator, head, astronaut_path, tmp_path, in_0_1):
+    """The character's left cheek wound the other way (flipped normals on part of the mesh) got no
+    photo, a hard-edged skin-filled hole: turned back, the texture is the head's own."""
+    centroids = np.asarray(head.positions)[head.triangles].mean(axis=1)
+    patch = (
+        (centroids[:, 0] > 0.02)
+        & (centroids[:, 1] < 0.0)
+        & (centroids[:, 1] > -0.08)
+        & (centroids[:, 2] > 0.05)
+    )
+    turned = dataclasses.replace(
+        head,
+        triangles=np.where(patch[:, None], np.asarray(head.triangles)[:, ::-1], head.triangles),
+        uvs=np.where(patch[:, None, None], np.asarray(head.uvs)[:, ::-1], head.uvs),
+    )
+    result = _generate(generator, turned, astronaut_path, tmp_path)
+    assert any("wound the other way" in w for w in result["report"]["warnings"])
+    covered = rasterize_uv(head.uvs, SIZE)[0]
+    cheek = (covered >= 0) & patch[np.maximum(covered, 0)]
+    assert cheek.sum() > 500
+    assert np.abs(load_texture(result["texture"]) - in_0_1)[cheek].mean() < 1.0 / 255

@@ -49,7 +49,8 @@ from ..face import (
     RIGHT_EYE_CONTOUR,
 )
 from ..landmarks import MeshLandmarks, detect_from_camera, detect_mesh_landmarks
-from ..mesh import Mesh, parse_facing
+from ..mesh import Mesh, compute_normals, parse_facing
+from ..winding import outward
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +182,19 @@ class HeadModel:
             uvs = uvtiles.in_tile(mesh.uvs, tile, self.textured)
             self.surfaces[size, tile] = uv_surface(mesh.positions, mesh.triangles, mesh.normals, uvs, size)
         return self.surfaces[size, tile]
+
+
+def wound_one_way(mesh: Mesh) -> tuple[Mesh, int]:
+    """``mesh`` with the faces wound against those around them turned (``winding.outward``), its
+    normals computed again; and how many were turned."""
+    flipped = outward(mesh.positions, mesh.triangles)
+    if flipped is None:
+        return mesh, 0
+    triangles = np.asarray(mesh.triangles, np.int32)
+    triangles = np.where(flipped[:, None], triangles[:, ::-1], triangles)
+    uvs = None if mesh.uvs is None else np.where(flipped[:, None, None], mesh.uvs[:, ::-1], mesh.uvs)
+    normals = compute_normals(mesh.positions, triangles)
+    return dataclasses.replace(mesh, triangles=triangles, uvs=uvs, normals=normals), int(flipped.sum())
 
 
 def face_material(mesh: Mesh, points3d: np.ndarray) -> int | None:
@@ -394,6 +408,7 @@ class HeadCache:
         if forward is None and mesh.forward is not None:
             forward = np.asarray(mesh.forward, np.float64)
         mesh, file_centre, file_scale = normalized(mesh)
+        mesh, turned = wound_one_way(mesh)
         # The up and forward hints of the capture steer the facing search: part of the stored key.
         hints = json.dumps([None if v is None else np.asarray(v, float).tolist() for v in (mesh.up, forward)])
         stored_key = f"{key}:{hints}"
@@ -420,6 +435,12 @@ class HeadCache:
                 self.store.save(stored_key, landmarker, landmarks)
         model = HeadModel(mesh, landmarks, head_frame(landmarks), file_centre, file_scale)
         model.body = part  # -- body --
+        if turned:
+            model.derived["warnings"] = [
+                f"{turned} faces of mesh '{mesh.name}' were wound the other way from those around them "
+                "(flipped normals on part of it) and got no photo: they were turned to agree; Blender: "
+                "Edit Mode > Mesh > Normals > Recalculate Outside fixes the file"
+            ]
         self._heads[key] = model
         while len(self._heads) > self.size:
             self._heads.popitem(last=False)
