@@ -119,17 +119,16 @@ def prefer_seen(
     tri_id, bary = surface.tri_id.copy(), surface.bary.copy()
     tri_id.reshape(-1)[index] = shared.tri_id[swap]
     bary.reshape(-1, 3)[index] = shared.bary[swap]
-    swapped = SharedTexels(index, flat_tri[index], flat_bary[index])
     rows = np.cumsum(surface.mask.reshape(-1)) - 1  # texel -> its row in the (M, 3) arrays
     points, point_normals = surface.positions.copy(), surface.normals.copy()
     corners = triangles[shared.tri_id[swap]]
     w = shared.bary[swap][..., None]
     points[rows[index]] = (positions[corners] * w).sum(axis=1)
     point_normals[rows[index]] = (normals[corners] * w).sum(axis=1)
-    kept = SharedTexels(
+    kept = SharedTexels(  # each shared texel's part not shown now: the one drawn, where it swapped
         np.concatenate([shared.index[~swap], index]),
-        np.concatenate([shared.tri_id[~swap], swapped.tri_id]),
-        np.concatenate([shared.bary[~swap], swapped.bary]),
+        np.concatenate([shared.tri_id[~swap], flat_tri[index]]),
+        np.concatenate([shared.bary[~swap], flat_bary[index]]),
     )
     return UVSurface(tri_id, bary, points, point_normals, kept)
 

@@ -273,25 +273,25 @@ class Generator:
 
         clock.step("bake", 0.0, "baking into the UV map")
         weight = steps.detail_weight(style, plan.engine, params.strength)
+        head = analysis.head
+        surfaces = [steps.prefer_seen(head, params.size, t, geometry, regions, warnings) for t, _ in files]
+
+        def detail(surface):
+            """The portrait's finest detail for one tile's surface, as far as the style takes it."""
+            if weight <= 0:
+                return None
+            coords, confidence = regions.portrait_coords, regions.photo_confidence
+            return weight * steps.portrait_detail(
+                surface, analysis.portrait, geometry, analysis.face, coords, confidence
+            )
+
+        details = [detail(surface) for surface in surfaces]
+        baked, final_atlas = steps.bake_texture(geometry, atlas_texture.color, surfaces, details)
         textures, body_report = [], None
-        for tile, _name in files:
-            surface = steps.prefer_seen(analysis.head, params.size, tile, geometry, regions, warnings)
-            detail = None
-            if weight > 0:
-                detail = weight * steps.portrait_detail(
-                    surface,
-                    analysis.portrait,
-                    geometry,
-                    analysis.face,
-                    regions.portrait_coords,
-                    regions.photo_confidence,
-                )
-            texture, final_atlas = steps.bake_texture(geometry, atlas_texture.color, surface, detail)
+        for (tile, _name), texture in zip(files, baked, strict=True):
             # A full-body character: the head texture on its head only, the body kept from the base
             # texture (tone-matched) or skin-filled (body.py).
-            texture, tile_report = body.compose(
-                analysis.head.body, texture, params, warnings, tile, analysis.head.material
-            )
+            texture, tile_report = body.compose(head.body, texture, params, warnings, tile, head.material)
             body_report = body_report or tile_report
             textures.append(texture)
             clock.check_cancel()

@@ -458,15 +458,14 @@ def textured_material(head: HeadModel, warnings: list[str]) -> dict[str, Any] | 
     if material is None:
         return None
     mesh = head.mesh
-    others = sorted(set(np.unique(mesh.parts).tolist()) - {material})
+    others = [mesh.part_name(i) for i in sorted(set(np.unique(mesh.parts).tolist()) - {material})]
     left = int((mesh.parts != material).sum())
-    names = ", ".join(f"'{mesh.part_name(i)}'" for i in others)
+    names = ", ".join(f"'{name}'" for name in others)
     warnings.append(
         f"only the material '{mesh.part_name(material)}', the face's, was textured: {names} "
         f"({left} triangles) keep their own textures (eyes, teeth or a body have their own UVs)"
     )
-    other_names = [mesh.part_name(i) for i in others]
-    return {"index": material, "name": mesh.part_name(material), "others": other_names}
+    return {"index": material, "name": mesh.part_name(material), "others": others}
 
 
 EMPTY_UV_AREA = 1e-6
@@ -538,29 +537,32 @@ def prefer_seen(
     surface = head.surface(size, tile)
     share = 0.0 if surface.shared is None else surface.shared.share(surface)
     if share < SHARED_MIN:
-        # A few stray texels (the scanned head has 200 of 60k): choosing would cost every request
-        # the bake's tables of a new surface (they are kept per mesh) for nothing one could see.
+        # A few stray texels (the scanned head has 200 of about 920k at 1024): choosing would cost
+        # every request the bake's tables of a new surface (kept per mesh) for nothing one could see.
         return surface
     mesh, confidence = head.mesh, regions.photo_confidence
     chosen = prefer_seen_parts(surface, geometry, confidence, mesh.positions, mesh.triangles, mesh.normals)
-    if share >= SHARED_WARNING:
-        warnings.append(
-            f"{share:.0%} of the UV map's texels are shared by two parts of the mesh (mirrored or "
-            "stacked UV islands): each shows the part the photo sees better, and the other repeats "
-            "it. Unwrap those parts apart for a texture with both sides of the face as photographed"
-        )
+    message = (
+        f"{share:.0%} of the UV map's texels are shared by two parts of the mesh (mirrored or "
+        "stacked UV islands): each shows the part the photo sees better, and the other repeats "
+        "it. Unwrap those parts apart for a texture with both sides of the face as photographed"
+    )
+    if share >= SHARED_WARNING and message not in warnings:  # once, not once per UV tile
+        warnings.append(message)
     return chosen
 
 
 def bake_texture(
     geometry: AtlasGeometry,
     atlas_color: np.ndarray,
-    surface: UVSurface,
-    detail: np.ndarray | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(texture in the mesh's UVs, the atlas after the caps were made to agree with the band)."""
+    surfaces: list[UVSurface],
+    details: list[np.ndarray | None],
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """(the texture in the mesh's UVs of each UV tile's surface, the atlas after the caps were made to
+    agree with the band: once for every tile)."""
     final_atlas = harmonise_charts(geometry, atlas_color)
-    return bake(geometry, final_atlas, surface, detail), final_atlas
+    textures = [bake(geometry, final_atlas, s, d) for s, d in zip(surfaces, details, strict=True)]
+    return textures, final_atlas
 
 
 def detail_weight(style: Any, engine: str, strength: float) -> float:
