@@ -9,6 +9,9 @@ every request, so a test can change it without restarting the process:
 * ok: progress events then a texture (the portrait resized: its pixels really come from the photo).
 * slow: like ok with ``delay`` seconds between 20 progress steps (for cancel tests).
 * hang: never answers generate (until cancelled).
+  ``"linger": true`` (slow or hang): a cancelled generate stops only once the fake has answered another
+  generate BUSY (or after 30 s), like a real backend finishing its diffusion step after a cancel —
+  so a test of the add-on waiting out a busy backend is never moot, however slow the machine.
 * crash: exits with code 3 in the middle of generate.
 * crash_once: crashes the first generate only (a marker file next to the control file remembers).
 * bad_hello: dies before answering hello (a broken environment).
@@ -46,6 +49,8 @@ from PIL import Image  # noqa: E402
 
 _write_lock = threading.Lock()
 _cancel: dict[object, threading.Event] = {}
+_answered_busy = threading.Event()
+"""Set once a generate has been answered BUSY (what a lingering cancelled generate waits for)."""
 
 
 def control() -> dict:
@@ -87,11 +92,23 @@ def send(message: dict) -> None:
         sys.stdout.flush()
 
 
+class _Lingering:
+    """A cancel event that reads as set only once another generate has been answered BUSY."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def is_set(self) -> bool:
+        return self.event.is_set() and _answered_busy.wait(timeout=30.0)
+
+
 def generate(req_id, params: dict) -> None:
     """Fake generate: checks its inputs like the real one, then writes the portrait as the texture."""
     cancel = _cancel[req_id]
     try:
         ctl = control()
+        if ctl.get("linger"):
+            cancel = _Lingering(cancel)
         path = os.environ.get("AVATARTEX_FAKE_CONTROL", "")
         if path:
             with open(path + ".requests.jsonl", "a") as fh:
@@ -299,6 +316,7 @@ def main() -> None:
                     with open(os.environ["AVATARTEX_FAKE_CONTROL"] + ".busy", "a") as fh:
                         fh.write(f"{req.id}\n")
                 send(protocol.error_message(req.id, AvatarTexError(ErrorCode.BUSY, "Still running.", "")))
+                _answered_busy.set()
                 continue
             _cancel[req.id] = threading.Event()
             threading.Thread(target=generate, args=(req.id, req.params), daemon=True).start()

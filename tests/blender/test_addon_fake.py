@@ -519,7 +519,7 @@ def test_timer_driven_generate_is_one_undo_step(addon, fake_backend, portrait):
 
 
 def test_new_job_waits_for_backend_busy_with_dropped_job(addon, fake_backend, portrait):
-    fake_backend("slow", delay=1.0)
+    fake_backend("slow", delay=0.2, linger=True)  # the dropped job runs on until the new one is refused
     add_sphere(portrait=portrait)
     bpy.context.scene.avatartex.resolution = 512
     bpy.ops.avatartex.generate(asynchronous=True)
