@@ -774,6 +774,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--invariance", action="store_true", help="only the moved copies of the scan and the demo head"
     )
+    parser.add_argument("--only", default=None, help="run only these case ids (comma-separated: r087,m026)")
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument("--work", default="out/sweep", help="folder for portraits, meshes and textures")
     parser.add_argument("--json", default=None, help="write every row and the summary to this file")
@@ -791,6 +792,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     scan = gt.load_scan(Path(args.scan))
     cases = plan(args.quick, scan is not None, args.seed, args.cases, args.invariance)
+    if args.only:
+        wanted = set(args.only.split(","))
+        cases = [case for case in cases if case.id in wanted]
     sweep = Sweep(work, scan, 96, 72)
     print(f"{len(cases)} cases; registration tap: {sweep.tap.where}", flush=True)
     print_header()

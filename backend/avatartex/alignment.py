@@ -19,6 +19,7 @@ varied portraits it rarely finds a clear gain (see the issue 8 note).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -320,6 +321,15 @@ OUTLINE_LED_FADE = (0.4, 0.5)
 """Share of the outline agreeing with the joint fit over which the outline-led pass gives way to it:
 all of it below the first value, none from the second, where the joint fit starts to be taken
 (``OUTLINE_SHARE_RAMP``), so the camera never jumps between the two."""
+OUTLINE_START_CLEAR = 0.5
+"""Share of the outline's points with a clear edge from which a head's outline the landmarks'
+camera could not fit is searched for from the outline's own placement (``outline_start``)."""
+OUTLINE_START_BELOW = 0.5
+"""The joint or led pass's weight under which that search runs: above it the photo confirms the
+landmarks' camera's outline well enough."""
+OUTLINE_START_MARGIN = 0.0
+"""How much more of the outline must agree with the camera found from the outline's placement than
+with the landmarks' for it to be taken."""
 
 
 @dataclass
@@ -526,8 +536,67 @@ def _outline_rounds(
     return fit
 
 
+def _sides(fit: _OutlineFit) -> int:
+    """Of the four quarters around the head (left, right, above, below), how many hold at least five
+    outline points that agree with ``fit``'s camera."""
+    rel = fit.matches.target[fit.agree] - fit.matches.target.mean(axis=0)
+    quarters = (
+        rel[:, 0] < -0.3 * np.abs(rel[:, 1]),
+        rel[:, 0] > 0.3 * np.abs(rel[:, 1]),
+        rel[:, 1] < -0.3 * np.abs(rel[:, 0]),
+        rel[:, 1] > 0.3 * np.abs(rel[:, 0]),
+    )
+    return sum(int(q.sum() >= 5) for q in quarters)
+
+
+def _outline_weight(fit: _OutlineFit, hand_over: float) -> float:
+    """How much of ``fit``'s camera is taken: as far as the photo agrees with its outline
+    (``OUTLINE_SHARE_RAMP``) on OUTLINE_SIDES_MIN sides, times the led pass's ``hand_over``."""
+    return _ramp(fit.share, *OUTLINE_SHARE_RAMP) * float(_sides(fit) >= OUTLINE_SIDES_MIN) * hand_over
+
+
+def _outline_from_start(
+    outline_start: Callable[[], Any],
+    registration,
+    mesh_landmarks,
+    face,
+    mesh: tuple[np.ndarray, np.ndarray],
+    portrait: np.ndarray,
+    fit: _OutlineFit,
+) -> _OutlineFit | None:
+    """The outline-led pass run from the camera of the head's outline placement (``outline_start``)
+    instead of the landmarks' camera;
+    None where there is no such placement or the photo agrees with its outline less than with
+    ``fit``'s by OUTLINE_START_MARGIN."""
+    from .registration import register
+
+    camera = outline_start()
+    if camera is None:
+        return None
+    size = (registration.camera.width, registration.camera.height)
+    prior = registration.prior
+    search = OutlineSearch.start(camera, registration.interocular, *mesh, portrait)
+    if search is None:
+        return None
+    # The photo's own landmarks, at the outline-led pass's weight, from that camera.
+    start = register(mesh_landmarks, face, size, camera_only=True, prior=prior, fitted=camera)
+    still = np.zeros((len(search.points3d), 2))
+    started = _outline_rounds(
+        search, start, still, OUTLINE_LED_LANDMARKS, OUTLINE_LED_SEARCH_IOD, give_up=False
+    )
+    if started is None or started.share < max(fit.share + OUTLINE_START_MARGIN, OUTLINE_SHARE_RAMP[0]):
+        return None
+    return started
+
+
 def outline_refit(
-    registration, mesh_landmarks, face, positions: np.ndarray, triangles: np.ndarray, portrait: np.ndarray
+    registration,
+    mesh_landmarks,
+    face,
+    positions: np.ndarray,
+    triangles: np.ndarray,
+    portrait: np.ndarray,
+    outline_start: Callable[[], Any] | None = None,
 ):
     """The registration with its camera refitted to the head's outline as well as its landmarks,
     as much as the photo confirms that outline (``OUTLINE_SHARE_RAMP`` on ``OUTLINE_SIDES_MIN``
@@ -544,7 +613,15 @@ def outline_refit(
     fit comes to agree (``OUTLINE_LED_FADE``). Its ``outline`` dict says what was measured and how
     much was applied (``weight``; ``led_weight``: the part of it the outline-led pass placed, which
     the verdict reads: the features were then bent onto the mesh's by the warp, not fitted by the
-    camera)."""
+    camera).
+
+    Both passes start from the landmarks' camera and search near it. Where the detector misread the
+    face (a skin pattern or a light from below read as features), that camera is far from the
+    head's and the outline is not found from it. ``outline_start``, where given, returns the face
+    laid out from the head's whole outline (``outline.locate_by_outline``: a grid of views, no
+    landmarks), or None; where the photo shows a clear outline that neither pass could fit
+    (``OUTLINE_START_BELOW``), the outline-led pass runs once more from that placement's camera
+    and is taken where the photo agrees with its outline more (``_outline_from_start``)."""
     from .registration import blend_cameras, register
 
     iod = registration.interocular
@@ -566,19 +643,22 @@ def outline_refit(
         )
         if led_fit is not None:
             fit = led_fit
+    started = None
+    if outline_start is not None and (fit.matches.weight > 0).mean() >= OUTLINE_START_CLEAR:
+        if _outline_weight(fit, hand_over if fit is led_fit else 1.0) < OUTLINE_START_BELOW:
+            started = _outline_from_start(
+                outline_start, registration, mesh_landmarks, face, (positions, triangles), portrait, fit
+            )
+    if started is not None:
+        fit = led_fit = started
+        hand_over = 1.0
     camera, matches, residual, agree, share = fit.camera, fit.matches, fit.residual, fit.agree, fit.share
     clear = matches.weight > 0
-    rel = matches.target[agree] - matches.target.mean(axis=0)
-    quarters = (
-        rel[:, 0] < -0.3 * np.abs(rel[:, 1]),
-        rel[:, 0] > 0.3 * np.abs(rel[:, 1]),
-        rel[:, 1] < -0.3 * np.abs(rel[:, 0]),
-        rel[:, 1] > 0.3 * np.abs(rel[:, 0]),
-    )
-    sides = sum(int(q.sum() >= 5) for q in quarters)
-    fraction = _ramp(share, *OUTLINE_SHARE_RAMP) * float(sides >= OUTLINE_SIDES_MIN)
-    if fit is led_fit:
-        fraction *= hand_over
+    sides = _sides(fit)
+    if started is not None:  # another basin than the landmarks' camera's: nothing to blend with
+        fraction = float(sides >= OUTLINE_SIDES_MIN)
+    else:
+        fraction = _outline_weight(fit, hand_over if fit is led_fit else 1.0)
     info = {
         "applied": fraction > 0.0,
         "weight": round(fraction, 4),
@@ -595,6 +675,7 @@ def outline_refit(
         "fov_before_deg": round(registration.camera.fov_y_deg, 2),
         "fov_outline_deg": round(camera.fov_y_deg, 2),
         "led_weight": round(fraction if fit is led_fit else 0.0, 4),
+        "from_outline_start": started is not None,
     }
     if fraction <= 0.0:
         return dataclasses.replace(registration, outline=info)

@@ -513,6 +513,14 @@ unconfirmed one is: the detector could not read it again in about half of the ph
 scaled views. On bench/sweep.py 13 detector-read portraits scattered that much, 12 of them
 misplaced by 0.11-1.25 eye distances (a face misread on a skin pattern or under light from below);
 read surely, the sweep's faces scatter 0.016-0.09 and real photos 0.012-0.014."""
+SURE_SCATTER_IOD = 0.016
+"""Landmark scatter (``face.landmark_scatter``, eye distances) under which the detector read the face
+surely enough that the registration does not also place the head from its outline
+(``alignment.outline_refit``'s ``outline_start``, a second of work): the astronaut and Grace Hopper,
+turned, cropped and mirrored, on the demo head, a stylised variant and the scan, scatter by
+0.0096-0.0138; on bench/sweep.py the faces whose head the outline's placement put right where the
+landmarks' camera had not (r087 0.50 -> 0.15, r058 0.39 -> 0.11 eye distances) scattered by 0.018
+and up, or were read by the landmark model alone."""
 OVERRIDE_COST = 0.015
 """Outline distance up to which an outline fit may override a detection: a detection is evidence, so
 the outline must fit closely to outweigh it. The five unsure detections an outline corrected on the
@@ -526,6 +534,28 @@ def _eye_gap(a: Face, b: Face) -> float:
         np.linalg.norm(a.left_eye_center - b.left_eye_center),
     ]
     return float(np.mean(gaps) / max(b.interocular, 1e-6))
+
+
+def place_head(
+    portrait: np.ndarray,
+    person: np.ndarray,
+    positions: np.ndarray,
+    triangles: np.ndarray,
+    landmarks,
+    fov_y_deg: float,
+) -> OutlineFit | None:
+    """``locate_by_outline`` for a head's mesh (``landmarks``: its ``landmarks.MeshLandmarks``)."""
+    as_detected = landmarks.as_detected
+    return locate_by_outline(
+        portrait,
+        person,
+        positions,
+        triangles,
+        landmarks.points3d if as_detected is None else as_detected,
+        landmarks.forward,
+        landmarks.up,
+        fov_y_deg,
+    )
 
 
 def outline_face(
@@ -558,17 +588,7 @@ def outline_face(
         return detected, []
     if person is None:
         person = (segmenter or default_segmenter()).mask(portrait)
-    as_detected = landmarks.as_detected
-    fit = locate_by_outline(
-        portrait,
-        person,
-        positions,
-        triangles,
-        landmarks.points3d if as_detected is None else as_detected,
-        landmarks.forward,
-        landmarks.up,
-        fov_y_deg,
-    )
+    fit = place_head(portrait, person, positions, triangles, landmarks, fov_y_deg)
     usable = fit is not None and fit.cost <= MAX_COST
     advice = (
         "It was placed from the head's outline instead, which is coarse. Check the eyes and mouth in "

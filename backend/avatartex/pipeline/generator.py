@@ -134,11 +134,17 @@ class Generator:
         }
 
     def register(
-        self, head: HeadModel, face: Face, portrait: np.ndarray, fov_y_deg_exif: float | None = None
+        self,
+        head: HeadModel,
+        face: Face,
+        portrait: np.ndarray,
+        fov_y_deg_exif: float | None = None,
+        person: np.ndarray | None = None,
+        scatter: float | None = None,
     ) -> Registration:
         """The portrait's camera and warp for ``head`` (``steps.register_portrait``); benchmarks
         replace it on an instance to feed a known camera."""
-        return steps.register_portrait(head, face, portrait, self.landmarker, fov_y_deg_exif)
+        return steps.register_portrait(head, face, portrait, self.landmarker, fov_y_deg_exif, person, scatter)
 
     def engines(self) -> dict[str, dict[str, Any]]:
         """Which engines can run here and why not, for ``hello``."""
@@ -195,8 +201,13 @@ class Generator:
             steady = steps.steady_portrait(self.landmarker, analysis, params.portrait, self.segmenter)
             face, scatter = steady.face, steady.scatter
             warnings += steady.warnings
-            analysis = dataclasses.replace(analysis, person=steady.person)  # segmented once
-            registration = self.register(analysis.head, face, analysis.portrait, analysis.fov_y_deg_exif)
+            person = steady.person  # segmented once: the registration and the projection read it
+            if person is None:
+                person = self.segmenter.mask(analysis.portrait)
+            analysis = dataclasses.replace(analysis, person=person)
+            registration = self.register(
+                analysis.head, face, analysis.portrait, analysis.fov_y_deg_exif, person, scatter
+            )
         analysis = dataclasses.replace(analysis, face=face)  # the steadied landmarks from here on
         quality = assess(
             registration,
@@ -216,9 +227,7 @@ class Generator:
         if fit is not None:
             person, projection = fit.person, fit.projection
         else:
-            person = analysis.person  # where the outline fallback already read it
-            if person is None:
-                person = self.segmenter.mask(analysis.portrait)
+            person = analysis.person
             projection = steps.project(
                 geometry, analysis.head, analysis.portrait, analysis.face, registration, person
             )

@@ -40,7 +40,7 @@ from ..image_io import load_portrait
 from ..imaging import sample_image
 from ..landmarks import MeshLandmarks, detect_from_camera
 from ..mesh import Mesh, load_mesh
-from ..outline import UNSURE_SCATTER_IOD, outline_face
+from ..outline import MAX_COST, SURE_SCATTER_IOD, UNSURE_SCATTER_IOD, outline_face, place_head
 from ..projection import (
     NARROW_STRETCH,
     OCCLUDED_FACING,
@@ -192,7 +192,13 @@ def steady_portrait(
 
 # -- register ------------------------------------------------------------------------------------
 def register_portrait(
-    head: HeadModel, face: Face, portrait: np.ndarray, landmarker: Any, fov_y_deg_exif: float | None = None
+    head: HeadModel,
+    face: Face,
+    portrait: np.ndarray,
+    landmarker: Any,
+    fov_y_deg_exif: float | None = None,
+    person: np.ndarray | None = None,
+    scatter: float | None = None,
 ) -> Registration:
     """Camera + warp from the mesh's landmarks to the portrait's, refined from the portrait's view
     and then densely (``alignment.refine``).
@@ -205,7 +211,9 @@ def register_portrait(
     landmarks' own scatter decides, sent two copies of one mesh, moved, down different branches
     (the demo head turned 70° about a tilted axis: 8.5/255 of texture difference, bench/sweep.py).
     The focal length leans on the EXIF's when the photo has one, else on typical portrait lenses
-    (``registration.FovPrior``).
+    (``registration.FovPrior``). ``person`` (the portrait's person mask) and ``scatter`` (how surely
+    the detector read the face, ``SteadyFace``) let the camera's refit to the head's outline start
+    from the outline's own placement where the landmarks may be misread (``outline_start``).
     """
     mesh = head.mesh
     size = (portrait.shape[1], portrait.shape[0])
@@ -238,12 +246,49 @@ def register_portrait(
         if landmarks is seen:  # taken whole (the usual case): its camera is already fitted
             fitted = matched.camera
     best = register(landmarks, face, size, prior=prior, start=first.camera, fitted=fitted)
-    best = outline_refit(best, landmarks, face, mesh.positions, mesh.triangles, portrait)
+    start = outline_start(head, face, portrait, person, scatter, prior)
+    best = outline_refit(best, landmarks, face, mesh.positions, mesh.triangles, portrait, start)
     if seen is not None:
         best = landmarks_under_the_outline(best, own, seen, share, face, size)
     best = refine_alignment(best, mesh.positions, mesh.triangles, mesh.normals, portrait)
     best.eyes = {"eyeballs": eyes is not None, "painted_share": round(eyes_open, 3)}
     return best
+
+
+def outline_start(
+    head: HeadModel,
+    face: Face,
+    portrait: np.ndarray,
+    person: np.ndarray | None,
+    scatter: float | None,
+    prior: FovPrior,
+) -> Callable[[], Any] | None:
+    """Where the registration may start its refit to the head's outline from
+    (``alignment.outline_refit``'s ``outline_start``): the camera that lays the mesh's own
+    landmarks on the face where the face was placed from the outline; on the head's outline
+    placement (``outline.place_head``, where it fits as a head's does: ``outline.MAX_COST``) where
+    the detector read the face unsurely (``outline.SURE_SCATTER_IOD``); None where it read it
+    surely or there is no person mask. Lazy: it runs only where the photo shows an outline the
+    landmarks' camera could not fit."""
+    if person is None:
+        return None
+    if face.extras.get("pass") != "outline" and scatter is not None and scatter < SURE_SCATTER_IOD:
+        return None
+    size = (portrait.shape[1], portrait.shape[0])
+
+    def camera():
+        placed = face
+        if face.extras.get("pass") != "outline":
+            mesh = head.mesh
+            fov = prior.fov_y_deg(size[1])
+            fit = place_head(portrait, person, mesh.positions, mesh.triangles, head.landmarks, fov)
+            if fit is None or fit.cost > MAX_COST:
+                return None
+            placed = fit.face
+        # The placement laid the mesh's own landmarks out (as detected): the same points fit its camera.
+        return register(head.landmarks, placed, size, camera_only=True, prior=prior).camera
+
+    return camera
 
 
 def landmarks_for_the_eyes(
