@@ -255,3 +255,44 @@ def test_a_face_the_detector_cannot_read_again_is_checked_against_the_outline(he
     face, scatter, warnings = steady.face, steady.scatter, steady.warnings
     assert face.extras.get("pass") != "outline" and scatter == 0.0 and warnings == []
     assert np.allclose(face.landmarks, misread.landmarks)
+
+
+def test_the_registration_may_start_from_the_outline_where_the_face_was_read_unsurely(
+    head, monkeypatch
+) -> None:
+    """``steps.outline_start``: a face the detector read surely (the scatter of a real photo) or no
+    person mask gives no start; a face read unsurely gives the camera of the head's outline
+    placement, near the true one; a face placed from the outline gives its own camera, without a
+    second placement."""
+    from types import SimpleNamespace
+
+    from avatartex.outline import SURE_SCATTER_IOD
+    from avatartex.pipeline import steps
+    from avatartex.registration import FovPrior
+
+    positions, triangles, landmarks = head
+    image, mask, camera = _painted_portrait(head, 20.0, 0.0)
+    model = SimpleNamespace(
+        mesh=SimpleNamespace(positions=positions, triangles=triangles), landmarks=landmarks
+    )
+    prior = FovPrior.for_image((image.shape[1], image.shape[0]))
+    placed, _ = outline_face(
+        image, positions, triangles, landmarks, 30.0, "p.png", None, None, _Segmenter(mask)
+    )
+    misread = Face(placed.landmarks + np.float32(placed.interocular), 0.9)  # a cheek read as a face
+    assert steps.outline_start(model, misread, image, mask, 0.5 * SURE_SCATTER_IOD, prior) is None
+    assert steps.outline_start(model, misread, image, None, 0.1, prior) is None
+
+    def eye_error(found: Camera) -> float:
+        as_placed = Face(found.project(landmarks.points3d)[0].astype(np.float32), 0.0)
+        return _eye_error(as_placed, landmarks, camera)
+
+    start = steps.outline_start(model, misread, image, mask, 2.0 * SURE_SCATTER_IOD, prior)
+    assert start is not None and eye_error(start()) < 0.2
+
+    def no_second_placement(*args, **kwargs):
+        raise AssertionError("placed again")
+
+    monkeypatch.setattr(steps, "place_head", no_second_placement)
+    start = steps.outline_start(model, placed, image, mask, None, prior)
+    assert start is not None and eye_error(start()) < 0.2

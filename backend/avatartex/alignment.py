@@ -321,9 +321,12 @@ OUTLINE_LED_FADE = (0.4, 0.5)
 """Share of the outline agreeing with the joint fit over which the outline-led pass gives way to it:
 all of it below the first value, none from the second, where the joint fit starts to be taken
 (``OUTLINE_SHARE_RAMP``), so the camera never jumps between the two."""
-OUTLINE_START_CLEAR = 0.5
-"""Share of the outline's points with a clear edge from which a head's outline the landmarks'
-camera could not fit is searched for from the outline's own placement (``outline_start``)."""
+OUTLINE_START_CLEAR = 0.3
+"""Share of the outline's points with a clear edge (from the landmarks' camera) from which a head's
+outline that camera could not fit is searched for from the outline's own placement
+(``outline_start``): under it the photo shows no outline worth the second that costs. A camera a
+misread face put 0.4 eye distances off and 30 % too far finds a clear edge for 0.37-0.49 of its
+outline on tests/test_alignment.py's bald head; bench/sweep.py's cases, 0.62 and more."""
 OUTLINE_START_BELOW = 0.5
 """The joint or led pass's weight under which that search runs: above it the photo confirms the
 landmarks' camera's outline well enough."""
