@@ -367,3 +367,68 @@ def test_demo_head_chin_has_no_hard_seam_and_the_unseen_neck_has_the_face_tone(
     assert seam < 6.0
     assert neck < 6.0
     assert unseen < 6.0
+
+
+# --- what the atlas cannot hold ------------------------------------------------------------------------
+
+
+def test_a_busts_neck_and_chest_that_the_atlas_cannot_hold_take_the_photo(
+    generator, tmp_path, monkeypatch
+) -> None:
+    """The scanned bust seen from the front and a little above, with the true camera: a third of the
+    texels the camera sees (the neck under the chin, the chest) are surfaces the head atlas does not
+    hold. Filled from their neighbours in UV space they were flat skin where the photo shows a
+    pattern; read from the photo on their own surface (``steps.photo_outside_atlas``) they follow the
+    true pattern, de-lit, and none of them reads the background."""
+    import groundtruth as gt
+    import look
+    from avatartex.bake import surface_in_atlas
+    from avatartex.image_io import load_texture, save_png
+    from avatartex.pipeline import steps
+    from avatartex.protocol import GenerateParams
+
+    head = gt.load_scan()
+    if head is None:
+        pytest.skip("../shared absent: the scanned head is not there")
+    size = 512
+    surface = gt.texel_surface(head, size)
+    truth = gt.truth_texture(head, surface, "blotches", 3)
+    camera = gt.portrait_camera(head, 10.0, 12.0, 0.0, 30.0, 768, 768, 0.5, (0.0, 0.0))
+    lights, ambient = gt.lights_for("top", 10.0, False)
+    background = look.photo_background("rocket", 768, 768)
+    render = gt.render_portrait(head, truth, camera, lights, ambient, background)
+    portrait = save_png(tmp_path / "portrait.png", render.image)
+    generator.register = lambda model, face, *rest, **kwargs: gt.true_registration(camera, model, face)
+    found = {}
+
+    def tapped(surface_, geometry, *args):
+        photo = photo_outside_atlas(surface_, geometry, *args)
+        found["photo"], found["hidden"] = photo, surface_in_atlas(geometry, surface_)[1]
+        return photo
+
+    photo_outside_atlas = steps.photo_outside_atlas
+    monkeypatch.setattr(steps, "photo_outside_atlas", tapped)
+
+    def texture(name: str) -> np.ndarray:
+        params = GenerateParams(
+            mesh=str(head.path), portrait=str(portrait), out_dir=str(tmp_path / name), size=size
+        )
+        return load_texture(generator.generate(params)["texture"])[..., :3]
+
+    with_photo = texture("with")
+    hidden = np.zeros(surface.mask.shape, bool)
+    hidden[surface.mask] = found["hidden"]
+    seen = gt.seen_texels(head, surface, render) & hidden
+    assert seen.sum() > 0.2 * gt.seen_texels(head, surface, render).sum()  # the case is the one meant
+    photo = found["photo"]
+    share, any_tap, _, _ = look.background_share(
+        render, photo.coords[:, None, :], photo.confidence[:, None], 1.0
+    )
+    assert share == 0.0 and any_tap == 0.0
+
+    monkeypatch.setattr(steps, "photo_outside_atlas", lambda *args: None)
+    filled = texture("without")
+    fine = [gt.fine_correlation(t, truth, surface.mask, seen) for t in (filled, with_photo)]
+    psnr = [gt.psnr_visible(t, truth, seen) for t in (filled, with_photo)]
+    assert fine[1] > 0.4 and fine[1] > fine[0] + 0.3, fine
+    assert psnr[1] > psnr[0] + 2.0, psnr

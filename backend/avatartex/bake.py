@@ -40,6 +40,20 @@ class UVSurface:
 
 
 @dataclass
+class SurfacePhoto:
+    """The photo read on covered UV texels the atlas does not hold (``steps.photo_outside_atlas``)."""
+
+    index: np.ndarray
+    """(K,) the texels, as indices among the covered texels (row-major order of ``UVSurface.mask``)."""
+    color: np.ndarray
+    """(K, 3) float32 their de-lit colour from the photo."""
+    confidence: np.ndarray
+    """(K,) float32 0..1 how far that colour is theirs (the projection's confidence)."""
+    coords: np.ndarray
+    """(K, 2) float32 the portrait pixels it was read at."""
+
+
+@dataclass
 class SharedTexels:
     """Texels of a UV map that two parts of the mesh map onto (mirrored or stacked UV islands): the
     other part's triangle and barycentrics at each (the first triangle drawn there, where ``tri_id``
@@ -228,11 +242,14 @@ def bake(
     detail: np.ndarray | None = None,
     padding: int | None = None,
     background: tuple[float, float, float] = (0.5, 0.5, 0.5),
+    photo: SurfacePhoto | None = None,
 ) -> np.ndarray:
     """The (N, N, 3) float32 texture in the mesh's UV map.
 
     ``detail`` (M, 3), optional, is added to the covered texels after sampling the atlas: fine
     portrait detail at the texture's own resolution, which the atlas may be too coarse to hold.
+    ``photo``, optional: the photo read on covered texels the atlas does not hold; the fill of those
+    texels keeps it as far as it is confident (a push-pull source of that weight).
     ``padding`` defaults to 1/128 of the size (8 texels at 1024).
 
     Each pass over the texture is one compiled loop over its rows (a 4096² texture has 16 M texels).
@@ -259,7 +276,11 @@ def bake(
     if hidden.any():
         # Surfaces the atlas cannot show (a neck behind the chest along the same rays, the back of an
         # ear) would read another surface's colour: fill them in UV space from their visible
-        # neighbours instead.
+        # neighbours instead, and from their own photo where it saw them.
+        if photo is not None:
+            where = _cached(surface, "covered", lambda: np.flatnonzero(surface.mask))[photo.index]
+            texture.reshape(-1, 3)[where] = photo.color
+            weights.reshape(-1)[where] = photo.confidence
         fill(texture, weights, where=hidden_mask)
     del weights, hidden_mask
     has_detail = detail is not None

@@ -60,6 +60,10 @@ class StageContext:
     """(S, S, 3) float32 factor (per channel) the latent stage multiplied the colour by to take the
     photo's light out (None where it did not): the repaint takes the photo's own detail through the
     same factor, so the shading of creases it removed does not come back with it."""
+    delight_at: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    """The same de-lighting for surface points the atlas does not hold: ``delight_at(normals,
+    coords)`` (mesh-space unit normals (N, 3), their portrait pixels (N, 2)) gives the (N, 3) factor
+    (``classic.latent.SurfaceDelight``); None where no stage de-lit."""
     feature_lines: dict[str, np.ndarray] = field(default_factory=dict)
     """Atlas pixel polylines (N, 2) of the face's features (``features.FEATURES``: eyes, brows, lips,
     nose, jaw; closed ones repeat their first point), for the style filters; empty when unknown.

@@ -294,8 +294,21 @@ class Generator:
                 surface, analysis.portrait, geometry, analysis.face, coords, confidence
             )
 
+        def own_photo(surface):
+            """The photo on what the atlas cannot hold (a bust's neck and chest), as far as the style
+            keeps the photo's detail: a stylised atlas must not meet the raw photo there."""
+            if weight <= 0:
+                return None
+            found = steps.photo_outside_atlas(
+                surface, geometry, analysis.portrait, analysis.face, registration, projection, ctx.delight_at
+            )
+            if found is not None and weight < 1.0:
+                found.confidence *= np.float32(weight)
+            return found
+
         details = [detail(surface) for surface in surfaces]
-        baked, final_atlas = steps.bake_texture(geometry, atlas_texture.color, surfaces, details)
+        photos = [own_photo(surface) for surface in surfaces]
+        baked, final_atlas = steps.bake_texture(geometry, atlas_texture.color, surfaces, details, photos)
         textures, body_report = [], None
         for (tile, _name), texture in zip(files, baked, strict=True):
             # A full-body character: the head texture on its head only, the body kept from the base

@@ -20,7 +20,7 @@ from .. import uvtiles
 from ..alignment import outline_refit
 from ..alignment import refine as refine_alignment
 from ..atlas import AtlasGeometry, harmonise_charts
-from ..bake import UVSurface, bake, surface_in_atlas
+from ..bake import SurfacePhoto, UVSurface, bake, surface_in_atlas
 from ..bake import prefer_seen as prefer_seen_parts
 from ..engines.base import AtlasTexture, Stage, StageContext
 from ..eyes import photo_eyes_open
@@ -44,6 +44,7 @@ from ..outline import MAX_COST, SURE_SCATTER_IOD, UNSURE_SCATTER_IOD, outline_fa
 from ..projection import (
     NARROW_STRETCH,
     OCCLUDED_FACING,
+    PortraitView,
     feather_occlusions,
     keep_joined_to_face,
     keep_narrow_stretch,
@@ -391,6 +392,9 @@ class Projection:
     (usable confidence >= 0.5: not behind hair, hands, glasses, not off the face), however stretched."""
     coverage_including_grazing: float
     """The same share over every face texel that passes the depth test, however grazing."""
+    view: PortraitView | None = None
+    """The portrait's depth, silhouette and skin tables, for surface points outside the atlas
+    (``photo_outside_atlas``)."""
 
 
 def project(
@@ -451,7 +455,44 @@ def project(
     seen_face = in_view & (cos > 0.3)
     coverage = float((usable[seen_face] >= 0.5).mean()) if seen_face.any() else 0.0
     grazing = float((usable[in_view] >= 0.5).mean()) if in_view.any() else 0.0
-    return Projection(AtlasTexture(color, conf), portrait_coords, coverage, grazing)
+    return Projection(AtlasTexture(color, conf), portrait_coords, coverage, grazing, view)
+
+
+def photo_outside_atlas(
+    surface: UVSurface,
+    geometry: AtlasGeometry,
+    portrait: np.ndarray,
+    face: Face,
+    registration: Registration,
+    projection: Projection,
+    delight_at: Callable[[np.ndarray, np.ndarray], np.ndarray] | None,
+) -> SurfacePhoto | None:
+    """The de-lit photo on the UV texels whose surface the atlas does not hold (``bake``'s hidden
+    ones); None where there are none the photo sees, or no de-lighting to take its light out.
+
+    The atlas keeps one surface per direction from the head's centre, so a bust's neck under the
+    chin and its chest, which a portrait shows, were filled from the neighbours in UV space: a third
+    of the seen texels of the scanned bust, flat skin where the photo had its pattern. They are read
+    from the photo as the atlas's texels are (``project_surface``: depth test, silhouette, skin
+    regions joined to the face, the stretch's confidence; ``read_softly``), through the same
+    registration, and de-lit with the latent stage's light at their own normals (``delight_at``).
+    """
+    if delight_at is None or projection.view is None:
+        return None
+    _, hidden = surface_in_atlas(geometry, surface)
+    index = np.flatnonzero(hidden)
+    if index.size == 0:
+        return None
+    points, normals = surface.positions[index], surface.normals[index]
+    projected = project_surface(projection.view, registration, points, normals)
+    keep = np.flatnonzero(projected.confidence > 0.01)
+    if keep.size == 0:
+        return None
+    coords, stretch = projected.coords[keep], projected.stretch[keep]
+    sharp = sample_image(portrait, coords)
+    color = read_softly(portrait, coords, stretch, sharp, face.interocular, projection.view.skin)
+    delit = np.clip(color * delight_at(normals[keep], coords), 0.0, 1.0)  # as the latent stage's
+    return SurfacePhoto(index[keep], delit.astype(np.float32), projected.confidence[keep], coords)
 
 
 # -- prepare -------------------------------------------------------------------------------------
@@ -602,11 +643,16 @@ def bake_texture(
     atlas_color: np.ndarray,
     surfaces: list[UVSurface],
     details: list[np.ndarray | None],
+    photos: list[SurfacePhoto | None] | None = None,
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """(the texture in the mesh's UVs of each UV tile's surface, the atlas after the caps were made to
-    agree with the band: once for every tile)."""
+    agree with the band: once for every tile). ``photos``: each surface's own photo where the atlas
+    does not hold it (``photo_outside_atlas``), or None."""
     final_atlas = harmonise_charts(geometry, atlas_color)
-    textures = [bake(geometry, final_atlas, s, d) for s, d in zip(surfaces, details, strict=True)]
+    photos = photos or [None] * len(surfaces)
+    textures = [
+        bake(geometry, final_atlas, s, d, photo=p) for s, d, p in zip(surfaces, details, photos, strict=True)
+    ]
     return textures, final_atlas
 
 

@@ -21,12 +21,15 @@ makes the texture consistent by removing what does not belong to the skin's albe
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 from numba import njit, prange
 
 from ... import atlas_filters as filters
-from ...atlas import AtlasGeometry
+from ...atlas import AtlasGeometry, HeadFrame
 from ...imaging import LUMA, luminance, smoothstep
 from ...shading import (
     DirectionalLights,
@@ -199,6 +202,34 @@ def _apply_ring_gain(color, log_gain, conf, amount, out) -> None:
                     out[i, j, k] = color[i, j, k] * np.exp(log_gain[i, j, k] * ring)
 
 
+@dataclass(frozen=True)
+class SurfaceDelight:
+    """``ClassicLatent._delight``'s factor for any surface point the photo saw, not only the atlas's
+    texels (``StageContext.delight_at``): the fitted light at the point's normal over the fit's
+    reference, clipped to the range seen on the fitted texels, as the photo recorded it
+    (``as_photographed``), each channel to its power, the same brightness kept."""
+
+    model: Callable[[np.ndarray], np.ndarray]
+    """Head-frame unit normals (N, 3) to the fitted shading (N,)."""
+    reference: float
+    clip: tuple[float, float]
+    power: np.ndarray
+    """(3,) the channels' powers (``channel_exponents``, times the style's strength)."""
+    keep: float
+    frame: HeadFrame
+    portrait_shape: tuple[int, int]
+
+    def __call__(self, normals: np.ndarray, coords: np.ndarray) -> np.ndarray:
+        """(N, 3) float32 factor for mesh-space ``normals`` (N, 3) seen at portrait pixels ``coords``."""
+        n = self.frame.directions_to_head(normals).astype(np.float32)
+        shading = np.clip(self.model(n) / self.reference, *self.clip).astype(np.float32)
+        if len(shading):
+            shading = as_photographed(shading, coords, self.portrait_shape)
+        log_shading = np.log(np.clip(shading, 1 / MAX_GAIN, MAX_GAIN))
+        factor = np.exp(log_shading[:, None] * (-self.power / np.float32(filters.GAMMA)))
+        return (factor * np.float32(self.keep)).astype(np.float32)
+
+
 class ClassicLatent(Stage):
     """De-light (SH shading removal), seen/filled border gain, chroma harmonisation, flattening."""
 
@@ -320,6 +351,9 @@ class ClassicLatent(Stage):
         factor = np.exp(log_embedded[..., None] * (-power / np.float32(filters.GAMMA)).astype(np.float32))
         factor *= np.float32(keep)
         ctx.delight = factor
+        ctx.delight_at = SurfaceDelight(
+            model, reference, (low, max(high, low)), power, keep, atlas.frame, ctx.portrait.shape[:2]
+        )
         return color * factor
 
     @staticmethod
