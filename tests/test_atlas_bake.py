@@ -190,3 +190,38 @@ def test_symmetric_completion_matches_its_numpy_formulation(sphere_atlas) -> Non
     np.testing.assert_array_equal(got_total, total)
     flat, _ = symmetric_completion(values[..., 0], confidence, g, 0.7)
     np.testing.assert_array_equal(flat, expected[..., 0])
+
+
+def test_the_photo_on_texels_the_atlas_cannot_hold_keeps_its_pattern_and_the_fills_tone() -> None:
+    """``bake._put_photo``: a photo read under a shadow the de-lighting missed (dark on one side, at a
+    scale of eye distances) over a flat fill: the result keeps the photo's fine pattern and the
+    fill's tone at large scales (the shadow gone), in proportion to the photo's confidence."""
+    import cv2
+    from avatartex.bake import PHOTO_TONE_SIGMA_IOD, SurfacePhoto, UVSurface, _put_photo
+
+    n, spacing = 128, 0.01
+    rows, cols = np.mgrid[0:n, 0:n]
+    positions = np.stack([cols * spacing, rows * spacing, np.zeros((n, n))], -1).reshape(-1, 3)
+    surface = UVSurface(
+        np.zeros((n, n), np.int32),
+        np.full((n, n, 3), 1 / 3, np.float32),
+        positions,
+        positions * 0 + (0, 0, 1),
+    )
+    iod = 4.0 * spacing / PHOTO_TONE_SIGMA_IOD  # the tone's Gaussian: 4 texels
+    pattern = 1.0 + 0.2 * np.sin(cols * 2.1) * np.cos(rows * 1.7)  # a texel or two
+    shadow = 0.4 + 0.6 * cols / (n - 1)  # across the whole patch
+    photo_rgb = (0.5 * pattern * shadow)[..., None].repeat(3, -1).reshape(-1, 3).astype(np.float32)
+    for confidence in (1.0, 0.5):
+        texture = np.full((n, n, 3), 0.5, np.float32)
+        index = np.arange(n * n)
+        conf = np.full(n * n, confidence, np.float32)
+        _put_photo(texture, surface, SurfacePhoto(index, photo_rgb, conf, np.zeros((n * n, 2))), iod)
+        out = texture[..., 0]
+        inner = (slice(16, -16), slice(16, -16))
+        large = cv2.GaussianBlur(out, (0, 0), 8.0)[inner]
+        fine = (out - cv2.GaussianBlur(out, (0, 0), 2.0))[inner]
+        truth_fine = (pattern - cv2.GaussianBlur(pattern, (0, 0), 2.0))[inner]
+        assert np.abs(large - 0.5).max() < 0.03  # the shadow (0.2 to 0.5) is gone
+        assert np.corrcoef(fine.ravel(), truth_fine.ravel())[0, 1] > 0.9
+        assert np.std(fine) == pytest.approx(confidence * 0.5 * np.std(truth_fine), rel=0.25)
