@@ -378,8 +378,10 @@ def test_a_busts_neck_and_chest_that_the_atlas_cannot_hold_take_the_photo(
     """The scanned bust seen from the front and a little above, with the true camera: a third of the
     texels the camera sees (the neck under the chin, the chest) are surfaces the head atlas does not
     hold. Filled from their neighbours in UV space they were flat skin where the photo shows a
-    pattern; read from the photo on their own surface (``steps.photo_outside_atlas``) they follow the
-    true pattern, de-lit, and none of them reads the background."""
+    pattern; read from the photo on their own surface (``steps.photo_outside_atlas``), as far as the
+    photo backs the atlas's texels around them, they take some of the true pattern, lose nothing, and
+    none of them reads the background. (Uncapped they reached 0.80 and +6 dB here, but brought a real
+    photo's dropped neck back as a patch on the throat: bench/look.py, Grace Hopper.)"""
     import groundtruth as gt
     import look
     from avatartex.bake import surface_in_atlas
@@ -430,5 +432,5 @@ def test_a_busts_neck_and_chest_that_the_atlas_cannot_hold_take_the_photo(
     filled = texture("without")
     fine = [gt.fine_correlation(t, truth, surface.mask, seen) for t in (filled, with_photo)]
     psnr = [gt.psnr_visible(t, truth, seen) for t in (filled, with_photo)]
-    assert fine[1] > 0.4 and fine[1] > fine[0] + 0.3, fine
-    assert psnr[1] > psnr[0] + 1.0, psnr  # 23.8 -> 25.3 dB: the tone is the fill's (bake._put_photo)
+    assert fine[1] > fine[0] + 0.15, fine  # -0.00 -> 0.25
+    assert psnr[1] > psnr[0] - 0.1, psnr  # 23.8 -> 23.9 dB: the tone is the fill's (bake._put_photo)

@@ -300,7 +300,14 @@ class Generator:
             if weight <= 0:
                 return None
             found = steps.photo_outside_atlas(
-                surface, geometry, analysis.portrait, analysis.face, registration, projection, ctx.delight_at
+                surface,
+                geometry,
+                analysis.portrait,
+                analysis.face,
+                registration,
+                projection,
+                regions.photo_confidence,
+                ctx.delight_at,
             )
             if found is not None and weight < 1.0:
                 found.confidence *= np.float32(weight)

@@ -465,6 +465,7 @@ def photo_outside_atlas(
     face: Face,
     registration: Registration,
     projection: Projection,
+    photo_confidence: np.ndarray,
     delight_at: Callable[[np.ndarray, np.ndarray], np.ndarray] | None,
 ) -> SurfacePhoto | None:
     """The de-lit photo on the UV texels whose surface the atlas does not hold (``bake``'s hidden
@@ -476,6 +477,11 @@ def photo_outside_atlas(
     from the photo as the atlas's texels are (``project_surface``: depth test, silhouette, skin
     regions joined to the face, the stretch's confidence; ``read_softly``), through the same
     registration, and de-lit with the latent stage's light at their own normals (``delight_at``).
+    The photo continues there only as far as it backs the atlas's texels around them
+    (``photo_confidence``, the atlas's, carried into them as the bake fills them): a neck the atlas
+    path faded out under the chin (a collar, a shadow, skin the projection dropped as an island)
+    is not brought back as a patch of its own (Grace Hopper on the scanned bust: a wrinkled,
+    collar-edged patch on the throat, cut off from the face).
     """
     if delight_at is None or projection.view is None:
         return None
@@ -485,14 +491,16 @@ def photo_outside_atlas(
         return None
     points, normals = surface.positions[index], surface.normals[index]
     projected = project_surface(projection.view, registration, points, normals)
-    keep = np.flatnonzero(projected.confidence > 0.01)
+    carried = bake(geometry, np.repeat(photo_confidence[..., None], 3, axis=-1), surface, padding=0)
+    confidence = np.minimum(projected.confidence, carried[surface.mask][index, 0])
+    keep = np.flatnonzero(confidence > 0.01)
     if keep.size == 0:
         return None
     coords, stretch = projected.coords[keep], projected.stretch[keep]
     sharp = sample_image(portrait, coords)
     color = read_softly(portrait, coords, stretch, sharp, face.interocular, projection.view.skin)
     delit = np.clip(color * delight_at(normals[keep], coords), 0.0, 1.0)  # as the latent stage's
-    return SurfacePhoto(index[keep], delit.astype(np.float32), projected.confidence[keep], coords)
+    return SurfacePhoto(index[keep], delit.astype(np.float32), confidence[keep], coords)
 
 
 # -- prepare -------------------------------------------------------------------------------------
