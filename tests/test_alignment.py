@@ -229,23 +229,9 @@ def test_the_outline_leads_where_the_landmarks_pull_the_camera_off_the_head(scen
     outline dict says it led (the verdict reads that: ``quality.judge``)."""
     from avatartex import registration as registration_module
     from avatartex.alignment import outline_refit
-    from avatartex.registration import FovPrior, fit_camera
 
     mesh, camera, photo = scene
-    size = (camera.width, camera.height)
-    front = np.nonzero(mesh.normals[:, 2] > 0.8)[0]
-    X = mesh.positions[front[np.linspace(0, len(front) - 1, 200).astype(int)]]
-
-    def read_as(points2d: np.ndarray) -> Registration:
-        fitted, _ = fit_camera(X, points2d, size, prior=FovPrior.for_image(size))
-        return dataclasses.replace(
-            registration_with_bias(fitted, (0.0, 0.0)),
-            points3d=X,
-            points2d=points2d,
-            weights=np.ones(len(X)),
-            prior=FovPrior.for_image(size),
-            interocular=90.0,
-        )
+    X, read_as = _front_points_read_as(mesh, camera)
 
     # The warp refitted from the chosen camera is the landmarks' business, not this test's.
     def keep_camera(landmarks, face, image_size, prior=None, fitted=None, smoothing=None):
@@ -275,23 +261,9 @@ def test_the_outline_is_found_from_its_own_placement_where_the_landmarks_misread
     agree with the outline the placement is never asked for (it costs a second)."""
     from avatartex import registration as registration_module
     from avatartex.alignment import outline_refit
-    from avatartex.registration import FovPrior, fit_camera
 
     mesh, camera, photo = scene
-    size = (camera.width, camera.height)
-    front = np.nonzero(mesh.normals[:, 2] > 0.8)[0]
-    X = mesh.positions[front[np.linspace(0, len(front) - 1, 200).astype(int)]]
-
-    def read_as(points2d: np.ndarray) -> Registration:
-        fitted, _ = fit_camera(X, points2d, size, prior=FovPrior.for_image(size))
-        return dataclasses.replace(
-            registration_with_bias(fitted, (0.0, 0.0)),
-            points3d=X,
-            points2d=points2d,
-            weights=np.ones(len(X)),
-            prior=FovPrior.for_image(size),
-            interocular=90.0,
-        )
+    X, read_as = _front_points_read_as(mesh, camera)
 
     def keep_camera(landmarks, face, image_size, prior=None, fitted=None, smoothing=None, **_):
         return dataclasses.replace(current, camera=fitted)
@@ -316,3 +288,26 @@ def test_the_outline_is_found_from_its_own_placement_where_the_landmarks_misread
     current = read_as(truth)  # read as the mesh is: the joint fit agrees, the placement is not asked
     joint = outline_refit(current, None, None, mesh.positions, mesh.triangles, photo, lambda: asked.append(2))
     assert 2 not in asked and joint.outline["weight"] > 0.9 and not joint.outline["from_outline_start"]
+
+
+def _front_points_read_as(mesh, camera):
+    """200 points of the mesh's front and a function from where a detector read them in the photo to
+    the registration of the camera fitted to that reading (the outline tests' misread faces)."""
+    from avatartex.registration import FovPrior, fit_camera
+
+    size = (camera.width, camera.height)
+    front = np.nonzero(mesh.normals[:, 2] > 0.8)[0]
+    X = mesh.positions[front[np.linspace(0, len(front) - 1, 200).astype(int)]]
+
+    def read_as(points2d: np.ndarray) -> Registration:
+        fitted, _ = fit_camera(X, points2d, size, prior=FovPrior.for_image(size))
+        return dataclasses.replace(
+            registration_with_bias(fitted, (0.0, 0.0)),
+            points3d=X,
+            points2d=points2d,
+            weights=np.ones(len(X)),
+            prior=FovPrior.for_image(size),
+            interocular=90.0,
+        )
+
+    return X, read_as
