@@ -301,3 +301,22 @@ def test_an_outline_led_camera_is_never_called_good():
     verdict, reasons, advice, _ = judge(led, estimate_error(led))
     assert verdict == "doubtful"
     assert any("outline puts the camera" in r for r in reasons) and any("pins" in a for a in advice)
+
+
+def test_under_an_outline_led_camera_the_estimate_is_at_least_the_warps_bend():
+    """An outline-led camera leaves the features where the warp bends them (``quality.led_bend``): a
+    misread face's landmarks bend the photo by a third of an eye distance, and the outline's close
+    fit must not read that as 0.04 (bench/sweep.py r062: true 0.38, estimated 0.058 before). As far
+    as the outline led, and no further: a joint fit with the same bend keeps its estimate."""
+    unconfirmed = {"dense_weight": 0.0, "dense_agreement": 0.02}
+    joint = _signals(
+        **unconfirmed, outline_weight=1.0, outline_misfit_iod=0.005, outline_led_weight=0.0, warp_iod=0.33
+    )
+    assert estimate_error(joint) < 0.1
+    led = {**joint, "outline_led_weight": 1.0}
+    assert estimate_error(led) == pytest.approx(0.33)
+    half = {**joint, "outline_led_weight": 0.5}
+    assert estimate_error(half) == pytest.approx(max(estimate_error(joint), 0.165))
+    assert judge(led, estimate_error(led))[0] == "doubtful"
+    bent_little = {**led, "warp_iod": 0.01}  # the bend is a floor, not the estimate
+    assert estimate_error(bent_little) == pytest.approx(estimate_error(joint))
