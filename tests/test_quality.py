@@ -287,11 +287,12 @@ def test_the_heads_outline_vouches_as_far_as_its_camera_was_taken():
     assert estimates[0] < estimate_error(half) < quality.CALIBRATION.unvouched  # blended in log space
 
 
-def test_an_outline_led_camera_is_never_called_good():
+def test_an_outline_led_camera_the_shading_does_not_confirm_is_not_called_good():
     """Where the outline-led pass placed the camera (``alignment.OUTLINE_LED_LANDMARKS``), the outline
     fits closely but the photo's features did not fit the mesh's: the warp bent them into place, and
     the estimate, calibrated on joint fits, read such results at a third to a half of their true
-    misplacement on bench/sweep.py. The same close outline fitted jointly stays good."""
+    misplacement on bench/sweep.py. Unless the shading confirms it, such a result is doubtful; the
+    same close outline fitted jointly stays good."""
     unconfirmed = {"dense_weight": 0.0, "dense_agreement": 0.02}
     joint = _signals(**unconfirmed, outline_weight=1.0, outline_misfit_iod=0.005, outline_led_weight=0.0)
     led = {**joint, "outline_led_weight": 1.0}
@@ -320,3 +321,18 @@ def test_under_an_outline_led_camera_the_estimate_is_at_least_the_warps_bend():
     assert judge(led, estimate_error(led))[0] == "doubtful"
     bent_little = {**led, "warp_iod": 0.01}  # the bend is a floor, not the estimate
     assert estimate_error(bent_little) == pytest.approx(estimate_error(joint))
+
+
+def test_an_outline_led_camera_the_shading_confirms_within_the_bar_is_good():
+    """A led camera whose dense shading match confirms it, bent little by the warp, is good; the same
+    camera bent by a tenth of an eye distance (``led_bend`` over GOOD_BELOW) or unconfirmed is not."""
+    confirmed = {"dense_weight": 1.0, "dense_agreement": 0.4, "dense_offset_iod": 0.02}
+    led = _signals(
+        **confirmed, outline_weight=1.0, outline_misfit_iod=0.005, outline_led_weight=1.0, warp_iod=0.02
+    )
+    assert estimate_error(led) <= quality.GOOD_BELOW
+    assert judge(led, estimate_error(led))[0] == "good"
+    bent = {**led, "warp_iod": 0.1}
+    assert judge(bent, estimate_error(bent))[0] == "doubtful"
+    unconfirmed = {**led, "dense_weight": 0.0}
+    assert judge(unconfirmed, estimate_error(unconfirmed))[0] == "doubtful"

@@ -22,8 +22,10 @@ The evidence here is what the landmarks cannot hide:
   ``outline_led_weight`` is the part of it an outline-led pass placed (the landmarks disagreeing
   with the outline, each counting a hundredth of an outline point): the camera then fits the head,
   not the features, which the warp bends into place. On ``bench/sweep.py`` the estimate read such
-  results at a half to a third of their misplacement (0.016 for 0.081, 0.045 for 0.115), so they are
-  never called good;
+  results at a half to a seventh of their misplacement (0.016 for 0.081, 0.058 for 0.38), so the
+  estimate is at least the warp's bend as far as the outline led (``led_bend``), and such a result
+  is called good only where the shading also confirms it (``confirmed_share``) within GOOD_BELOW:
+  on the sweep that made 5 of 80 good results good again and no misplaced one;
 * ``camera_error_iod`` — how far a rigid camera is from the portrait's landmarks (before the warp),
   and ``agreement_iod`` — how much the camera moves the face when one region of landmarks is left
   out (a jackknife over six regions: brows, eyes, nose, mouth, the two sides of the face): regions
@@ -504,7 +506,8 @@ def judge(signals: Mapping[str, Any], estimate: float) -> tuple[str, list[str], 
             f"{_number(signals, 'eye_distance_px'):.0f} pixels apart)"
         )
         advice.append("use a photo where the face is larger and clearly visible")
-    if _number(signals, "outline_led_weight", 0.0) > 0.0:
+    led_confirmed = confirmed_share(signals) >= CONFIRMED_WEIGHT and estimate <= GOOD_BELOW
+    if _number(signals, "outline_led_weight", 0.0) > 0.0 and not led_confirmed:
         reasons.append(
             "the photo's eyes, nose and mouth do not fit the mesh's where the head's outline puts the "
             "camera: the camera follows the outline and the warp bends the features onto the mesh's, "
