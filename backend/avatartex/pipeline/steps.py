@@ -486,13 +486,16 @@ def photo_outside_atlas(
     if delight_at is None or projection.view is None:
         return None
     _, hidden = surface_in_atlas(geometry, surface)
-    index = np.flatnonzero(hidden)
+    if not hidden.any():
+        return None
+    carried = bake(geometry, np.repeat(photo_confidence[..., None], 3, axis=-1), surface, padding=0)
+    cap = carried[surface.mask][:, 0]
+    index = np.flatnonzero(hidden & (cap > 0.01))  # only these may take the photo: only they are read
     if index.size == 0:
         return None
     points, normals = surface.positions[index], surface.normals[index]
     projected = project_surface(projection.view, registration, points, normals)
-    carried = bake(geometry, np.repeat(photo_confidence[..., None], 3, axis=-1), surface, padding=0)
-    confidence = np.minimum(projected.confidence, carried[surface.mask][index, 0])
+    confidence = np.minimum(projected.confidence, cap[index])
     keep = np.flatnonzero(confidence > 0.01)
     if keep.size == 0:
         return None
