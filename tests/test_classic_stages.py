@@ -512,3 +512,25 @@ def test_grain_where_the_atlas_is_coarse_is_skin_fine_on_the_surface(monkeypatch
     assert coarse_share(3) < 0.1
     monkeypatch.setattr(inpaint, "GRAIN_MAGNIFIED", (1e9, 2e9))
     assert coarse_share(3) > 0.15
+
+
+@pytest.mark.parametrize("mesh", ["sphere", "head"])  # the head's frame is turned: normals change axes
+def test_the_latent_stages_surface_delight_is_its_atlas_delight_where_the_photo_is_trusted(mesh: str) -> None:
+    """``StageContext.delight_at`` (``latent.SurfaceDelight``) reads the latent stage's fitted light
+    for any surface point, such as the UV texels the atlas cannot hold: given the atlas's own
+    photographed texels (mesh-space normals, portrait pixels), it gives the factor the stage applied
+    where the photo is fully trusted, channel by channel."""
+    geo = sphere_atlas(256) if mesh == "sphere" else head_atlas(256)
+    portrait = astronaut()
+    tex, _ = _lit_texture(geo, np.array([0.6, 0.35, 0.7]), (1.2, 1.0, 0.8))
+    coords = frontal_texture(geo, portrait)[1]  # where each texel was read (as_photographed's grid)
+    ctx = make_ctx(geo, portrait=portrait, coords=coords)
+    ClassicLatent().run(ClassicInpaint().run(tex, ctx), ctx)
+    assert ctx.delight_at is not None
+    photographed = geo.mask & np.isfinite(coords[..., 0])
+    normals = geo.normals[photographed] @ geo.frame.axes  # head frame -> the mesh's axes
+    factor = ctx.delight_at(normals, coords[photographed])
+    trusted = tex.confidence[photographed] >= 0.999
+    assert trusted.sum() > 1000
+    np.testing.assert_allclose(factor[trusted], ctx.delight[photographed][trusted], rtol=1e-4, atol=1e-5)
+    assert np.ptp(factor[trusted][:, 1]) > 0.05  # the light was not flat: the comparison means something
