@@ -330,9 +330,6 @@ outline on tests/test_alignment.py's bald head; bench/sweep.py's cases, 0.62 and
 OUTLINE_START_BELOW = 0.5
 """The joint or led pass's weight under which that search runs: above it the photo confirms the
 landmarks' camera's outline well enough."""
-OUTLINE_START_MARGIN = 0.0
-"""How much more of the outline must agree with the camera found from the outline's placement than
-with the landmarks' for it to be taken."""
 
 
 @dataclass
@@ -568,9 +565,8 @@ def _outline_from_start(
     fit: _OutlineFit,
 ) -> _OutlineFit | None:
     """The outline-led pass run from the camera of the head's outline placement (``outline_start``)
-    instead of the landmarks' camera;
-    None where there is no such placement or the photo agrees with its outline less than with
-    ``fit``'s by OUTLINE_START_MARGIN."""
+    instead of the landmarks' camera; None where there is no such placement, or where the photo
+    agrees with its outline less than with ``fit``'s or than ``OUTLINE_SHARE_RAMP``'s start."""
     from .registration import register
 
     camera = outline_start()
@@ -587,7 +583,7 @@ def _outline_from_start(
     started = _outline_rounds(
         search, start, still, OUTLINE_LED_LANDMARKS, OUTLINE_LED_SEARCH_IOD, give_up=False
     )
-    if started is None or started.share < max(fit.share + OUTLINE_START_MARGIN, OUTLINE_SHARE_RAMP[0]):
+    if started is None or started.share < max(fit.share, OUTLINE_SHARE_RAMP[0]):
         return None
     return started
 

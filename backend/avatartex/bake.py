@@ -257,14 +257,7 @@ def _put_photo(texture: np.ndarray, surface: UVSurface, photo: SurfacePhoto, iod
     flat = texture.reshape(-1, 3)
     base = flat[where].copy()
     c = photo.confidence.astype(np.float32)
-    grid = np.zeros((n, n, 3), np.float32)  # mesh-space points, for the texel spacing
-    grid.reshape(-1, 3)[where] = surface.positions[photo.index]
-    right = where[(cols < n - 1)]
-    neighbour = np.isin(right + 1, where)
-    spacing = np.linalg.norm(
-        grid.reshape(-1, 3)[right[neighbour] + 1] - grid.reshape(-1, 3)[right[neighbour]], axis=1
-    )
-    spacing = float(np.median(spacing)) if spacing.size else 0.0
+    spacing = _texel_spacing(where, surface.positions[photo.index], n)
     own = photo.color
     if spacing > 0:
         sigma = PHOTO_TONE_SIGMA_IOD * iod / spacing
@@ -280,6 +273,18 @@ def _put_photo(texture: np.ndarray, surface: UVSurface, photo: SurfacePhoto, iod
         gain = (blurred[:, 3:6] / weight + 1e-3) / (blurred[:, 0:3] / weight + 1e-3)
         own = own * np.clip(gain, 1 / 3, 3)
     flat[where] = c[:, None] * own + (1 - c[:, None]) * base
+
+
+def _texel_spacing(where: np.ndarray, positions: np.ndarray, n: int) -> float:
+    """The median surface distance between horizontally neighbouring texels of ``where`` (sorted flat
+    indices into an (n, n) texture; ``positions`` (K, 3) their surface points); 0 where none has a
+    neighbour there."""
+    right = np.searchsorted(where, where + 1)
+    pairs = np.flatnonzero((where % n < n - 1) & (right < len(where)))
+    pairs = pairs[where[right[pairs]] == where[pairs] + 1]
+    if pairs.size == 0:
+        return 0.0
+    return float(np.median(np.linalg.norm(positions[right[pairs]] - positions[pairs], axis=1)))
 
 
 def _low_pass(image: np.ndarray, sigma: float) -> np.ndarray:
@@ -312,8 +317,8 @@ def bake(
 
     ``detail`` (M, 3), optional, is added to the covered texels after sampling the atlas: fine
     portrait detail at the texture's own resolution, which the atlas may be too coarse to hold.
-    ``photo``, optional: the photo read on covered texels the atlas does not hold; the fill of those
-    texels keeps it as far as it is confident (a push-pull source of that weight).
+    ``photo``, optional: the photo read on covered texels the atlas does not hold; laid over their
+    fill as far as it is confident, with the fill's tone at large scales (``_put_photo``).
     ``padding`` defaults to 1/128 of the size (8 texels at 1024).
 
     Each pass over the texture is one compiled loop over its rows (a 4096² texture has 16 M texels).
