@@ -585,7 +585,8 @@ def render_portrait(
 class RegistrationTap:
     """Keeps the registration of the last request, to measure the true misplacement; optionally
     replaces it (``oracle``: a function of the tapped call's arguments returning a registration, to
-    separate registration error from the rest).
+    separate registration error from the rest); with ``stop_after`` the request ends there
+    (``Registered`` is raised), for benchmarks of the registration alone.
 
     The registration is an internal object of the pipeline: the tap wraps whichever function makes
     it (``Generator._register`` before the structure issue, ``pipeline.steps.register_portrait``
@@ -593,10 +594,14 @@ class RegistrationTap:
     is "none" and the benchmarks report the misplacement as n/a.
     """
 
+    class Registered(Exception):
+        """Raised right after the registration when only it is measured (``stop_after``)."""
+
     def __init__(self, generator) -> None:
         self.last = None
         self.head = None
         self.oracle = None
+        self.stop_after = False
         self.where = "none"
         owner, name = None, ""
         if hasattr(generator, "_register"):
@@ -615,6 +620,8 @@ class RegistrationTap:
         def tapped(*args, **kwargs):
             self.head = args[0] if args else kwargs.get("head")
             self.last = self.oracle(*args, **kwargs) if self.oracle else original(*args, **kwargs)
+            if self.stop_after:
+                raise RegistrationTap.Registered
             return self.last
 
         setattr(owner, name, tapped)
