@@ -15,12 +15,18 @@ from testing_paths import require_scanned_head
 
 @pytest.fixture(scope="module")
 def scene():
-    mesh = load_mesh(require_scanned_head())
+    return _scene(load_mesh(require_scanned_head()), 28.0)
+
+
+def _scene(mesh, fov: float):
+    """The scanned head through a ``fov``-degree lens, framed the same whatever the lens, and its
+    "photo"."""
     lo, hi = mesh.positions.min(0), mesh.positions.max(0)
     height = 0.45 * (hi[1] - lo[1])
     centre = np.array([(lo[0] + hi[0]) / 2, hi[1] - 0.55 * height, (lo[2] + hi[2]) / 2])
-    eye = centre + np.array([0.25, 0.08, 1.0]) / np.linalg.norm([0.25, 0.08, 1.0]) * 3.2 * height
-    camera = Camera.look_at(eye, centre, np.array([0, 1.0, 0]), 28.0, 640, 640)
+    distance = 3.2 * height * np.tan(np.radians(14.0)) / np.tan(np.radians(fov / 2))
+    eye = centre + np.array([0.25, 0.08, 1.0]) / np.linalg.norm([0.25, 0.08, 1.0]) * distance
+    camera = Camera.look_at(eye, centre, np.array([0, 1.0, 0]), fov, 640, 640)
     # The "photo": the mesh under a key light from the upper right, not the refinement's headlight.
     from avatartex import raster
 
@@ -187,6 +193,33 @@ def test_the_outline_pins_down_the_focal_length_the_landmarks_leave_free(scene) 
     assert abs(fitted.fov_y_deg - 28.0) < 0.25 * abs(registration.camera.fov_y_deg - 28.0)
     assert np.median(np.abs(residual)) < 1.0  # pixels: the outline now lies on the photo's edge
     assert mean_error(dataclasses.replace(registration, camera=fitted), camera, mesh) < 0.5 * start_error
+
+
+def test_the_outline_is_seen_again_from_the_refitted_camera(scene, monkeypatch) -> None:
+    """Close up through a wide lens the silhouette runs over another line of the head than from
+    afar: from a camera fitted through a 30° lens, the outline the 60° camera sees is only found by
+    looking at the mesh again from each refitted camera (``OutlineSearch.seen_from``); the points
+    of the first camera's outline, re-projected, leave the field of view short of the truth."""
+    from avatartex.alignment import OUTLINE_SEARCH_IOD, OutlineSearch, _outline_rounds
+
+    mesh, _, _ = scene
+    wide = _scene(mesh, 60.0)
+    photo = wide[2]
+    registration = _landmark_registration(wide, 30.0)
+
+    search = OutlineSearch.start(registration.camera, 90.0, mesh.positions, mesh.triangles, photo)
+    offset = search.warp_offset(registration.camera, registration.warp)
+
+    def fitted_fov() -> float:
+        fit = _outline_rounds(search, registration, offset, 1.0, OUTLINE_SEARCH_IOD, give_up=False)
+        assert fit is not None
+        return fit.camera.fov_y_deg
+
+    seen_again = fitted_fov()
+    assert abs(seen_again - 60.0) < 0.1 * 60.0, seen_again
+    monkeypatch.setattr(OutlineSearch, "seen_from", lambda search, camera: search)
+    first_outline = fitted_fov()
+    assert abs(seen_again - 60.0) < 0.5 * abs(first_outline - 60.0), (seen_again, first_outline)
 
 
 def test_the_outline_is_not_followed_where_the_photo_does_not_show_it(scene, astronaut) -> None:

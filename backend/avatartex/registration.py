@@ -657,6 +657,17 @@ the head's outline as the field of view's source. On bench/sweep.py's 104 found 
 the 61 at or above it had a fitted field of view that follows the truth (correlation 0.62, median
 error 19 %); the 43 below it one that does not (-0.06, median error 40 %): the landmarks of one view
 hardly tell a wide lens close up from a long one far away."""
+OUTLINE_PRIOR_STRENGTH = 0.1
+"""PRIOR_STRENGTH's meaning, for the camera fitted to the head's outline as well as the landmarks
+(``refit_to_outline``): the outline, which lies behind the face, tells the focal length where the
+landmarks of one view cannot, so the portrait-lens prior only steadies it. At PRIOR_STRENGTH (0.3)
+the fitted field of view hardly followed the truth on bench/sweep.py (median 29-39° for true 15-60°;
+error 22 %, 160 found cases, ``--registration-only``); at 0.1, with the outline seen again from each
+refitted camera (``alignment.OutlineSearch.seen_from``), 12.6 % (correlation with the truth 0.51 ->
+0.77) and the misplacement's mean 0.070 -> 0.064 (54 cases better, 18 worse). 0.05 and 0.02 gave
+9.2 % and 9.1 % and the same mean misplacement: 0.1 keeps more of the prior for a mesh whose
+proportions are not the person's, which the sweep (every portrait a render of its own mesh) does not
+hold."""
 OUTLINE_WEIGHT = 1.0
 """What one point of the head's outline counts in the camera fit against one landmark (both in
 pixels; the outline's residual is along its normal, the landmark's in 2D). At 4 on bench/sweep.py's
@@ -706,7 +717,9 @@ def refit_to_outline(
     typical = float(
         np.median(np.linalg.norm(_project(X, camera.fx, cx, cy, start[1:4], start[4:]) - x, axis=1))
     )
-    prior_scale = PRIOR_STRENGTH * typical * np.sqrt(float(w.sum() + wc.sum())) / np.sqrt(PRIOR_PIECES)
+    prior_scale = (
+        OUTLINE_PRIOR_STRENGTH * typical * np.sqrt(float(w.sum() + wc.sum())) / np.sqrt(PRIOR_PIECES)
+    )
     fixed = prior.sigma_log == 0
 
     def unpack(p: np.ndarray) -> np.ndarray:
