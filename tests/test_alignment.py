@@ -267,7 +267,7 @@ def test_the_outline_leads_where_the_landmarks_pull_the_camera_off_the_head(scen
     X, read_as = _front_points_read_as(mesh, camera)
 
     # The warp refitted from the chosen camera is the landmarks' business, not this test's.
-    def keep_camera(landmarks, face, image_size, prior=None, fitted=None, smoothing=None):
+    def keep_camera(landmarks, face, image_size, prior=None, fitted=None, smoothing=None, **_):
         return dataclasses.replace(registration, camera=fitted)
 
     monkeypatch.setattr(registration_module, "register", keep_camera)

@@ -424,3 +424,36 @@ def test_under_an_outline_led_camera_the_landmarks_that_fit_it_steer_the_warp() 
         assert judged.camera is camera and judged.outline is placed.outline
         assert np.allclose(judged.points3d, expected)
         assert (judged.error_iod_camera < 0.01) == (led == 1.0)  # the camera puts the photo's on them
+
+
+def test_a_camera_placed_by_the_outline_leaves_the_landmarks_placement_out_of_the_warp() -> None:
+    """Where the head's outline placed the camera (``placed``), the photo's landmarks read shifted,
+    turned and scaled as a whole against the mesh's (the detector's reading, not the face) do not
+    bend the texture; the face's own shape (a bulge no similarity makes) still does."""
+    from avatartex.registration import placement_part
+
+    X, camera, shaped, iod = _synthetic_pair(0.5)
+    centre = shaped.mean(axis=0)
+    turn = np.radians(3.0)
+    rotation = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+    read = (shaped - centre) @ rotation.T * 1.05 + centre + np.array([0.08, -0.12]) * iod
+    weights = np.ones(len(X))
+    # A similarity alone is all placement.
+    assert np.allclose(placement_part(shaped, read, weights), read - shaped, atol=1e-9)
+    face = Face(read.astype(np.float32))
+    mesh = SimpleNamespace(points3d=X, valid=np.ones(468, bool))
+    projected = camera.project(X)[0]
+    for placed in (0.0, 1.0):
+        reg = register(mesh, face, (600, 800), fitted=camera, placed=placed)
+        to_read = np.linalg.norm(reg.project(X)[0] - read, axis=1).mean() / iod
+        # What the warp keeps: the bend beyond the best similarity of the projection to the photo.
+        bend = reg.project(X)[0] - projected
+        shape_only = bend - placement_part(projected, reg.project(X)[0], weights)
+        expected_shape = (shaped - projected) - placement_part(projected, shaped, weights)
+        shape_miss = np.linalg.norm(shape_only - expected_shape, axis=1).mean() / iod
+        placement = np.linalg.norm(placement_part(projected, reg.project(X)[0], weights), axis=1).mean() / iod
+        if placed == 0.0:  # the warp takes the photo's points whole
+            assert to_read < 0.05 and placement > 0.15, (to_read, placement)
+        else:  # the shape is bent in, the placement left out
+            assert placement < 0.02 and to_read > 0.15, (placement, to_read)
+        assert shape_miss < 0.05, (placed, shape_miss)

@@ -640,7 +640,9 @@ def outline_refit(
     fit comes to agree (``OUTLINE_LED_FADE``). Its ``outline`` dict says what was measured and how
     much was applied (``weight``; ``led_weight``: the part of it the outline-led pass placed, which
     the verdict reads: the features were then bent onto the mesh's by the warp, not fitted by the
-    camera).
+    camera). As far as the outline led, the warp leaves out the landmarks' disagreement with that
+    camera as a whole (``registration.placement_part``: the detector's reading, not the face's shape)
+    and bends only the face's shape.
 
     Both passes start from the landmarks' camera and search near it. Where the detector misread the
     face (a skin pattern or a light from below read as features), that camera is far from the
@@ -710,6 +712,12 @@ def outline_refit(
     smoothing = getattr(registration.warp, "smoothing", 0.0) or None  # 0: no warp was fitted
     size = (chosen.width, chosen.height)
     refitted = register(
-        mesh_landmarks, face, size, prior=registration.prior, fitted=chosen, smoothing=smoothing
+        mesh_landmarks,
+        face,
+        size,
+        prior=registration.prior,
+        fitted=chosen,
+        smoothing=smoothing,
+        placed=info["led_weight"],
     )
     return dataclasses.replace(refitted, outline=info)

@@ -586,6 +586,7 @@ def register(
     start: Camera | None = None,
     fitted: Camera | None = None,
     smoothing: float | None = None,
+    placed: float = 0.0,
 ) -> Registration:
     """Register a head's mesh landmarks (landmarks.MeshLandmarks) to a portrait's face.
 
@@ -600,6 +601,14 @@ def register(
     it is kept and only the warp fitted, where refitting would find the same camera again.
     ``smoothing`` is the warp's, where it was already chosen for nearly the same camera (the
     cross-validation then scores that one value instead of choosing among WARP_SMOOTHING).
+    ``placed`` (0..1) is how far other evidence than these landmarks placed the camera (the head's
+    outline: ``alignment.outline_refit``'s ``led_weight``): that share of the landmarks' disagreement
+    as a whole (``placement_part``) is left out of the warp, which then bends only the face's shape.
+    Under a camera the outline placed, that part is how the detector read the photo's face against
+    the mesh's render (colours against shading), not where the face is: on ``bench/sweep.py``'s 73
+    led cases the warp that carried it misplaced the texture by 0.062 eye distances (median), the
+    camera alone by 0.025, the warp without it by 0.035, which still takes a stylised head's long
+    nose onto the photo's (``bench/proportions.py``: 0.16 against the camera's 0.43).
     """
     points3d = np.asarray(mesh_landmarks.points3d, np.float64)
     valid = np.asarray(mesh_landmarks.valid, bool) & np.isfinite(points3d).all(axis=1)
@@ -621,7 +630,8 @@ def register(
     if camera_only:
         warp, holdout = ThinPlateWarp(None, projected.mean(axis=0), iod), float("nan")
     else:
-        warp, holdout = fit_warp(projected, x, iod, w, smoothing=smoothing)
+        target = x - placed * placement_part(projected, x, w) if placed > 0.0 else x
+        warp, holdout = fit_warp(projected, target, iod, w, smoothing=smoothing)
     residual_warped = np.linalg.norm(warp(projected) - x, axis=1)
     warnings = []
     mean_cam = float(np.average(residual, weights=w))
@@ -649,6 +659,22 @@ def register(
         weights=rigid,
         prior=prior,
     )
+
+
+def placement_part(source: np.ndarray, target: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(N, 2) the part of the displacements ``target - source`` that one 2-D similarity makes (shift,
+    turn and scale: the weighted least-squares fit, in closed form as one complex gain and offset):
+    the landmarks' disagreement as a whole, which the detector's reading of a face brings whatever
+    the face's shape (``bench/correspondence.py``: 0.076 eye distances against the true camera, 0.012
+    once one similarity is taken out)."""
+    w = np.asarray(weights, np.float64)
+    w = w / max(float(w.sum()), 1e-12)
+    s = source[:, 0] + 1j * source[:, 1]
+    t = target[:, 0] + 1j * target[:, 1]
+    s0, t0 = np.sum(w * s), np.sum(w * t)
+    gain = np.sum(w * np.conj(s - s0) * (t - t0)) / max(float(np.sum(w * np.abs(s - s0) ** 2)), 1e-12)
+    d = gain * (s - s0) + t0 - s
+    return np.stack([d.real, d.imag], axis=1)
 
 
 OUTLINE_FOV_WEIGHT = 0.5

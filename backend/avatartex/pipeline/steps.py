@@ -322,7 +322,8 @@ def landmarks_under_the_outline(
     """Where the head's outline led the camera (``alignment.OUTLINE_LED_LANDMARKS``), the mesh's own
     landmarks and the view-matched ones judged again by how well each fits the photo's under that
     camera, which neither set chose: the warp is fitted to them blended by that judgement, as far
-    as the outline led (``led_weight``), by their first camera fits elsewhere.
+    as the outline led (``led_weight``), by their first camera fits elsewhere; and, as far as it led,
+    without their disagreement with the camera as a whole (``registration.placement_part``).
 
     The view-matched landmarks are read from a render from the portrait's view, which a face read
     from its shading is read like; a real face is read from its colours, and on bench/sweep.py's
@@ -339,7 +340,9 @@ def landmarks_under_the_outline(
         return registration
     landmarks = blend_landmarks(own, seen, judged)
     smoothing = getattr(registration.warp, "smoothing", 0.0) or None
-    refitted = register(landmarks, face, size, prior=registration.prior, fitted=camera, smoothing=smoothing)
+    refitted = register(
+        landmarks, face, size, prior=registration.prior, fitted=camera, smoothing=smoothing, placed=led
+    )
     return dataclasses.replace(refitted, outline=registration.outline)
 
 
