@@ -98,9 +98,10 @@ confirm is called good: a fifth inside GOOD_BELOW, for the outline vouches for t
 where its features fall. Since the warp leaves the landmarks' placement out under such a camera
 (``registration.placement_part``) the estimate follows the truth there as elsewhere (73 led cases
 of bench/sweep.py: estimate / truth 1.08, Spearman 0.72); refusing them all (the rule before) flagged
-47 of 112 good results, judging them at GOOD_BELOW let 4 of 48 misplaced ones more through (0.087 at
-worst), at this bar 24 of 112 and 1 fewer (0.058 and 0.051 pass; 0.035 and 0.03 flagged more good
-ones and no more misplaced)."""
+47 of 112 good results and 35 of 48 misplaced ones; at this bar (``bench/verdict.py`` on the same
+rows) 20 of 112 and 33 of 48 (0.058 and 0.051 pass). Estimated offline with a simpler rule (led
+results judged by the bar and the outline's vouching alone): at GOOD_BELOW 16 of 112 and 31 of 48
+(0.087 passes), at 0.035 and 0.03 32 and 38 of 112 for 36 of 48."""
 INDEPENDENT_MIN_IOD = 0.005
 """Camera error (eye distances) under which the portrait's landmarks cannot have been read from the
 photo independently of the mesh, whatever the caller says: on ``bench/sweep.py`` a detector reading
@@ -412,10 +413,13 @@ def estimate_error(signals: Mapping[str, Any], calibration: Calibration = CALIBR
 def led_bend(signals: Mapping[str, Any]) -> float:
     """The least misplacement an outline-led camera leaves (eye distances): the warp's mean bend
     (``warp_iod``) as far as the outline led (``outline_led_weight``). Under such a camera the warp
-    carries the whole disagreement of the photo's landmarks with the mesh's onto the texture, and
-    the outline, which fits the head's silhouette, says nothing of where its features fall: on
-    bench/sweep.py's 57 fully led cases the outline's misfit ranked the true misplacement at 0.20
-    (Spearman; the estimate read r062's 0.38 as 0.058), the bend at 0.61 (0.48 there)."""
+    carries the photo's landmarks' disagreement with the mesh's shape onto the texture (their
+    placement as a whole is left out since session 20: ``registration.placement_part``), and the
+    outline, which fits the head's silhouette, says nothing of where its features fall: on
+    bench/sweep.py's 57 fully led cases (session 18, the placement still in the warp) the outline's
+    misfit ranked the true misplacement at 0.20 (Spearman; the estimate read r062's 0.38 as 0.058),
+    the bend at 0.61 (0.48 there); on the 73 led cases of session 20's sweep the bend ranked it at
+    0.44, the whole estimate at 0.72."""
     led = _number(signals, "outline_led_weight", 0.0)
     bend = _number(signals, "warp_iod", 0.0)
     return led * bend if led > 0.0 and np.isfinite(bend) else 0.0
