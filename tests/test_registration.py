@@ -457,3 +457,21 @@ def test_a_camera_placed_by_the_outline_leaves_the_landmarks_placement_out_of_th
         else:  # the shape is bent in, the placement left out
             assert placement < 0.02 and to_read > 0.15, (placement, to_read)
         assert shape_miss < 0.05, (placed, shape_miss)
+
+
+def test_the_registration_runs_its_small_fits_on_one_blas_thread_and_gives_the_rest_back():
+    from avatartex.pipeline import steps
+    from avatartex.registration import SMALL_FITS_BLAS_THREADS, small_fits
+    from threadpoolctl import threadpool_info
+
+    def blas_threads() -> list[int]:
+        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+    before = blas_threads()
+    assert before, "numpy's BLAS is not seen by threadpoolctl"
+    inside = small_fits(blas_threads)()
+    assert inside == [SMALL_FITS_BLAS_THREADS] * len(before)
+    assert blas_threads() == before
+    # The pipeline's registration step is the one run so.
+    assert getattr(steps.register_portrait, "__wrapped__", None) is not None
+    assert steps.register_portrait.__wrapped__.__name__ == "register_portrait"

@@ -9,6 +9,8 @@ smoothing is chosen by cross-validation so it follows the face's shape and not t
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -54,6 +56,34 @@ FIT_TOLERANCE = 1e-5
 (scipy's default 1e-8): on 24 fits of the scanned and demo heads to four photos the cameras moved by
 at most 1e-4 of the face's width in the photo (the detector's own scatter is a few hundredths) and
 the fits took a quarter less time."""
+SMALL_FITS_BLAS_THREADS = 1
+"""BLAS threads while a registration runs: its fits are least-squares problems of 7-12 parameters
+over a few thousand residuals, where OpenBLAS's second thread costs more in hand-overs than it
+saves (``bench/speed.py``, warm 1024 request with a new photo on this 2-core machine: register
+0.53 -> 0.41 s; the whole request's BLAS limited instead gains nothing more)."""
+
+
+def small_fits(function: Callable) -> Callable:
+    """``function`` run with BLAS at ``SMALL_FITS_BLAS_THREADS`` (threadpoolctl: the limit is the
+    process's while it runs, and restored after). A backend environment made before threadpoolctl
+    was required runs the fits as before, a little slower, rather than not at all."""
+
+    @functools.wraps(function)
+    def limited(*args, **kwargs):
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            logging.getLogger(__name__).warning(
+                "threadpoolctl is missing from the backend environment: the registration runs "
+                "slower; reinstall the environment from the add-on's preferences"
+            )
+            return function(*args, **kwargs)
+        with threadpool_limits(limits=SMALL_FITS_BLAS_THREADS, user_api="blas"):
+            return function(*args, **kwargs)
+
+    return limited
+
+
 PRIOR_PIECES = 256
 """The prior's residual is spread over this many equal entries so that each stays in the robust
 loss's quadratic zone: the prior is then Gaussian, not turned into a weak L1 pull by the loss."""

@@ -56,7 +56,7 @@ from ..projection import (
     stretch_weight,
 )
 from ..protocol import AvatarTexError, ErrorCode, GenerateParams
-from ..registration import FovPrior, Registration, register
+from ..registration import FovPrior, Registration, register, small_fits
 from .cache import HeadCache, HeadModel
 from .progress import RequestClock
 
@@ -192,6 +192,7 @@ def steady_portrait(
 
 
 # -- register ------------------------------------------------------------------------------------
+@small_fits
 def register_portrait(
     head: HeadModel,
     face: Face,
