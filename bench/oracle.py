@@ -106,9 +106,10 @@ def atlas_held(model, size: int, visible: np.ndarray) -> float:
     return float((held & visible).sum() / max(visible.sum(), 1))
 
 
-def photo_and_fill(produced, truth, visible, state: dict, model, size: int) -> str:
-    """The seen texels' share the photo backs (projection confidence >= 0.5) and the PSNR of that part
-    and of the filled rest, each after the one global gain (``groundtruth.psnr_visible``'s)."""
+def photo_and_fill(produced, truth, visible, state: dict, model, size: int, uv_mask) -> str:
+    """The seen texels' share the photo backs (projection confidence >= 0.5) and the PSNR and fine
+    contrast (``groundtruth.fine_contrast``) of that part and of the filled rest, each after the one
+    global gain (``groundtruth.psnr_visible``'s)."""
     from avatartex.bake import bake
     from avatartex.metrics import gain_corrected, psnr
 
@@ -116,7 +117,13 @@ def photo_and_fill(produced, truth, visible, state: dict, model, size: int) -> s
     backed = bake(state["geometry"], confidence, model.surface(size))[..., 0] >= 0.5
     corrected = gain_corrected(produced, truth, visible)
     parts = {"photo": visible & backed, "fill": visible & ~backed}
-    cells = [f"{k} {psnr(corrected, truth, m):.2f}" if m.any() else f"{k} -" for k, m in parts.items()]
+    cells = [
+        f"{k} {psnr(corrected, truth, m):.2f} dB, fine contrast "
+        f"{gt.fine_contrast(produced, truth, uv_mask, m):.2f}"
+        if m.any()
+        else f"{k} -"
+        for k, m in parts.items()
+    ]
     share = parts["photo"].sum() / max(visible.sum(), 1)
     return f"photo-backed {share:.0%} of the seen texels: " + ", ".join(cells)
 
@@ -167,17 +174,23 @@ def main(argv: list[str] | None = None) -> int:
         state["truth_head"] = head
         runner.tap.oracle = oracle if args.registration == "true" else None
         row, extra = runner.run(case)
-        columns = ("psnr_visible", "fine_corr", "crease_corr", "crease_floor", "crease_sign", "shading_corr")
+        columns = (
+            "psnr_visible", "fine_corr", "fine_contrast", "crease_corr", "crease_floor", "crease_sign",
+            "shading_corr",
+        )  # fmt: skip
         cells = "  ".join(f"{k} {row.get(k)}" for k in columns)
         if "visible" in extra:
             lights, ambient = state["lights"]
             truth, visible, surface = extra["truth"], extra["visible"], extra["surface"]
             direct = direct_projection(extra["portrait"], extra["camera"], head, surface, lights, ambient)
+            model, produced = runner.tap.head, extra["produced"]
+            split = photo_and_fill(produced, truth, visible, state, model, case.size, surface.mask)
             cells += (
                 f"  | direct projection: psnr_visible {gt.psnr_visible(direct, truth, visible):.2f}"
                 f"  fine_corr {gt.fine_correlation(direct, truth, surface.mask, visible):.3f}"
+                f"  fine contrast {gt.fine_contrast(direct, truth, surface.mask, visible):.2f}"
                 f"  | atlas holds {atlas_held(runner.tap.head, case.size, visible):.0%} of the seen texels"
-                f"  | {photo_and_fill(extra['produced'], truth, visible, state, runner.tap.head, case.size)}"
+                f"  | {split}"
             )
         print(f"{case.id:<16} {case.head:<18} {case.light:<8} {cells}  {row.get('error', '')}", flush=True)
     return 0
