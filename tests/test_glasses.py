@@ -14,8 +14,9 @@ from avatartex.face import (
     RIGHT_EYEBROW_OUTLINE,
     analyse_portrait,
 )
-from avatartex.glasses import RIM_ANGLES, find_glasses
+from avatartex.glasses import RIM_ANGLES, find_glasses, lens_tint
 from avatartex.image_io import load_portrait
+from avatartex.imaging import to_lab
 from avatartex.projection import polygon_mask
 from test_regions import draw_frames, pixel_centres
 
@@ -124,3 +125,66 @@ def test_the_astronaut_wears_no_glasses(astronaut):
     assert not glasses.found, glasses.rim_share
     assert glasses.lenses == ()
     assert not glasses.frame.any()
+
+
+def _tinted_lenses(portrait: np.ndarray, face, tint: tuple[float, float, float]):
+    """``portrait`` wearing ``draw_frames``' glasses whose lenses (the ellipses inside the rims)
+    multiply the skin behind them by ``tint`` (linear-ish RGB gains), the untinted copy, and the
+    lenses' pixels."""
+    worn, frame = draw_frames(portrait, face, thickness_iod=0.05)
+    iod = face.interocular
+    axis = (face.left_eye_center - face.right_eye_center) / iod
+    angle = float(np.degrees(np.arctan2(axis[1], axis[0])))
+    lenses = np.zeros(portrait.shape[:2], np.uint8)
+    for centre in (face.right_eye_center, face.left_eye_center):
+        c = tuple(int(round(v)) for v in centre - 0.5)
+        cv2.ellipse(lenses, c, (int(round(0.42 * iod)), int(round(0.3 * iod))), angle, 0, 360, 1, -1)
+    lenses = (lenses > 0) & ~frame
+    tinted = worn.copy()
+    tinted[lenses] = np.clip(tinted[lenses] * np.asarray(tint, np.float32), 0.0, 1.0)
+    return tinted, worn, lenses
+
+
+def test_an_amber_lens_tint_is_taken_out_of_the_skin_behind_it_and_the_lightness_kept(astronaut):
+    face, _ = analyse_portrait(astronaut)
+    tinted, truth, lenses = _tinted_lenses(astronaut, face, (1.0, 0.93, 0.82))
+    glasses = find_glasses(tinted, face)
+    assert glasses.found
+    tint = lens_tint(tinted, face, glasses)
+    assert len(tint.shift_ab) == 2
+    for a, b in tint.shift_ab:  # amber: towards red a little, towards yellow more
+        assert 1.0 < a < 6.0 and 5.0 < b < 12.0, tint.shift_ab
+    untinted = tint.remove(tinted, face, glasses)
+    lab_truth, lab_tinted, lab_out = (to_lab(x)[lenses] for x in (truth, tinted, untinted))
+    before = np.abs(lab_tinted[:, 1:] - lab_truth[:, 1:]).mean()
+    after = np.abs(lab_out[:, 1:] - lab_truth[:, 1:]).mean()
+    assert before > 4.0 and after < 0.35 * before, (before, after)
+    assert np.abs(lab_out[:, 0] - lab_tinted[:, 0]).mean() < 0.5  # chroma only
+    # Away from the lenses nothing moves.
+    far = ~(cv2.dilate(lenses.astype(np.uint8), np.ones((41, 41), np.uint8)) > 0)
+    assert np.array_equal(untinted[far], tinted[far])
+
+
+def test_clear_lenses_move_the_skin_behind_them_by_little(astronaut):
+    face, _ = analyse_portrait(astronaut)
+    worn, _, lenses = _tinted_lenses(astronaut, face, (1.0, 1.0, 1.0))
+    glasses = find_glasses(worn, face)
+    assert glasses.found
+    tint = lens_tint(worn, face, glasses)
+    # The skin round the eyes is not quite the skin around the lenses: a unit or two of chroma.
+    assert all(np.hypot(a, b) < 2.5 for a, b in tint.shift_ab), tint.shift_ab
+    assert lens_tint(astronaut, face, find_glasses(astronaut, face)).shift_ab == ()
+
+
+def test_grace_hoppers_amber_lenses_are_measured_and_her_eye_region_matches_her_cheeks(hopper):
+    portrait, face, glasses = hopper
+    tint = lens_tint(portrait, face, glasses)
+    # Her lenses' amber: 4-7 units towards red and 2-5 towards yellow (read off the photo: the
+    # skin inside each lens against the skin around it, CIELAB medians).
+    for a, b in tint.shift_ab:
+        assert 3.0 < a < 9.0 and 1.0 < b < 7.0, tint.shift_ab
+    untinted = tint.remove(portrait, face, glasses)
+    assert untinted is not portrait and untinted.shape == portrait.shape
+    again = lens_tint(untinted, face, glasses)
+    for a, b in again.shift_ab:
+        assert np.hypot(a, b) < 1.5, again.shift_ab

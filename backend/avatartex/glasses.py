@@ -36,6 +36,15 @@ found: rimless glasses, and bars thicker than FRAME_DISC (only their edges respo
 light stretch of rim longer than about a sixth of the way round (the stiff outline bridges it
 straight: on Grace Hopper's left lens it passes up to 0.1 eye distances outside the pale amber
 below the outer corner), and a light bridge (her amber one).
+
+The lenses' tint is taken out of the skin behind them (``lens_tint``): the median CIELAB chroma
+of the skin inside each lens against the skin around it, outside the frame, the eyes and the brows,
+is the tint; the photo is moved back by it inside the lens's outline, its lightness left alone (the
+skin round the eyes is darker by its own shading, which a lens's darkening cannot be told from).
+Measured: Grace Hopper's amber lenses shift the skin by (a*, b*) = (7.2, 1.7) and (3.8, 4.5); an
+amber tint of (3.0, 8.8) put on the astronaut's skin through drawn lenses is read within two units
+and taken out to a quarter of its error (tests/test_glasses.py); clear lenses read 1-2 units (the
+skin round the eyes is not quite the cheeks'). Reflections in the lenses stay.
 """
 
 from __future__ import annotations
@@ -46,13 +55,14 @@ import cv2
 import numpy as np
 
 from .face import (
+    FACE_OVAL,
     LEFT_EYE_CONTOUR,
     LEFT_EYEBROW_OUTLINE,
     RIGHT_EYE_CONTOUR,
     RIGHT_EYEBROW_OUTLINE,
     Face,
 )
-from .imaging import sample_image, to_lab
+from .imaging import from_lab, sample_image, to_lab
 from .projection import polygon_mask
 
 PX_PER_IOD = 64.0
@@ -443,3 +453,104 @@ def find_glasses(portrait: np.ndarray, face: Face) -> PortraitGlasses:
     to_portrait = np.linalg.inv(to_crop[:, :2])
     lenses = tuple((rim.outline - to_crop[:, 2]) @ to_portrait.T for rim in rims)
     return PortraitGlasses(True, shares, crossed, frame, to_crop, lenses)
+
+
+LENS_RING_IOD = (0.06, 0.25)
+"""Eye distances outside a lens's outline between which the skin around it is read (past the frame
+band, short of the hairline and the nose's far side)."""
+LENS_INNER_IOD = 0.06
+"""Eye distances inside a lens's outline from which the skin behind it is read (off the frame)."""
+LENS_MIN_PIXELS = 40
+"""Fewer skin pixels than this inside a lens or around it: its tint is not measured."""
+LENS_TINT_MAX = 12.0
+"""Largest chroma shift (CIELAB a*, b*) taken out of a lens: tinted glasses shift the skin behind
+them by a few units (Grace Hopper's amber lenses: 4-7 towards red and yellow); more than this is
+not a lens's tint but something else seen through it (a hand, a shadow of the frame)."""
+LENS_FEATHER_IOD = 0.03
+"""Eye distances over which the correction fades in across the lens's outline (Gaussian sigma)."""
+
+
+@dataclass
+class LensTint:
+    """What the lenses of a pair of glasses do to the colour of the skin seen through them."""
+
+    shift_ab: tuple[tuple[float, float], ...]
+    """Per lens (the character's right, then left), the CIELAB (a*, b*) the skin behind it is moved
+    by to match the skin around it; empty without glasses."""
+
+    def remove(self, portrait: np.ndarray, face: Face, glasses: PortraitGlasses) -> np.ndarray:
+        """A copy of ``portrait`` with each lens's chroma shift taken out inside its outline, faded in
+        across it; lightness is left alone (the skin round the eyes is darker by its own shading).
+        The portrait itself when there is nothing to take out."""
+        if not any(np.any(shift) for shift in self.shift_ab):
+            return portrait
+        out = portrait.copy()
+        sigma = LENS_FEATHER_IOD * face.interocular
+        for lens, shift in zip(glasses.lenses, self.shift_ab, strict=True):
+            if not np.any(shift):
+                continue
+            lo = np.floor(lens.min(axis=0) - 3 * sigma).astype(int).clip(0)
+            hi = np.ceil(lens.max(axis=0) + 3 * sigma).astype(int) + 1
+            hi = np.minimum(hi, (portrait.shape[1], portrait.shape[0]))
+            if np.any(hi <= lo):
+                continue
+            inside = _lens_mask((hi[1] - lo[1], hi[0] - lo[0]), lens - lo).astype(np.float32)
+            weight = cv2.GaussianBlur(inside, (0, 0), max(sigma, 0.5))
+            patch = out[lo[1] : hi[1], lo[0] : hi[0], :3]
+            lab = to_lab(patch)
+            lab[..., 1] -= weight * np.float32(shift[0])
+            lab[..., 2] -= weight * np.float32(shift[1])
+            out[lo[1] : hi[1], lo[0] : hi[0], :3] = from_lab(lab)
+        return out
+
+
+def _lens_mask(shape: tuple[int, int], outline: np.ndarray) -> np.ndarray:
+    """(h, w) bool: the pixels inside a lens's outline (portrait pixel coordinates)."""
+    mask = np.zeros(shape, np.uint8)
+    cv2.fillPoly(mask, [np.round((outline - 0.5) * 16).astype(np.int32)], 1, cv2.LINE_8, shift=4)
+    return mask > 0
+
+
+def lens_tint(portrait: np.ndarray, face: Face, glasses: PortraitGlasses) -> LensTint:
+    """The chroma shift of the skin behind each lens against the skin around it, on pixels the frame
+    does not cover, outside the eyes and brows and inside the face's outline (medians: a crease or
+    a reflection does not move them). Clear lenses shift nothing measurable; a shift beyond
+    LENS_TINT_MAX is not taken (``LensTint.shift_ab``: zero)."""
+    if not glasses.found:
+        return LensTint(())
+    shape = portrait.shape[:2]
+    lm, iod = face.landmarks, face.interocular
+    features = np.zeros(shape, bool)
+    for contour, grow in ((RIGHT_EYE_CONTOUR, 0.3), (LEFT_EYE_CONTOUR, 0.3)):
+        features |= polygon_mask(shape, lm[list(contour)], grow=grow)
+    for contour in (RIGHT_EYEBROW_OUTLINE, LEFT_EYEBROW_OUTLINE):
+        features |= polygon_mask(shape, lm[list(contour)], grow=0.2)
+    oval = polygon_mask(shape, lm[list(FACE_OVAL)])
+    lab = None
+    shifts = []
+    for lens in glasses.lenses:
+        inside = _lens_mask(shape, lens)
+        inner = cv2.erode(inside.astype(np.uint8), _disc(2 * LENS_INNER_IOD * iod)) > 0
+        near = cv2.dilate(inside.astype(np.uint8), _disc(2 * LENS_RING_IOD[0] * iod)) > 0
+        far = cv2.dilate(inside.astype(np.uint8), _disc(2 * LENS_RING_IOD[1] * iod)) > 0
+        ring = far & ~near & oval
+        skin_inner, skin_ring = inner & ~features, ring & ~features
+        for part in (skin_inner, skin_ring):
+            rows, cols = np.nonzero(part)
+            if len(rows):
+                part[rows, cols] = glasses.at(np.stack([cols + 0.5, rows + 0.5], axis=1)) < 0.1
+        if skin_inner.sum() < LENS_MIN_PIXELS or skin_ring.sum() < LENS_MIN_PIXELS:
+            shifts.append((0.0, 0.0))
+            continue
+        if lab is None:
+            lab = to_lab(portrait[..., :3])
+        shift = np.median(lab[skin_inner][:, 1:], axis=0) - np.median(lab[skin_ring][:, 1:], axis=0)
+        if float(np.hypot(*shift)) > LENS_TINT_MAX:
+            shift = np.zeros(2)
+        shifts.append((round(float(shift[0]), 3), round(float(shift[1]), 3)))
+    return LensTint(tuple(shifts))
+
+
+def _disc(diameter: float) -> np.ndarray:
+    size = max(3, int(round(diameter)) | 1)
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))

@@ -61,7 +61,7 @@ from .face import (
     RIGHT_EYEBROW_OUTLINE,
     Face,
 )
-from .glasses import find_glasses
+from .glasses import PortraitGlasses, find_glasses
 from .imaging import from_lab, sample_image, smoothstep, to_lab
 from .projection import polygon_mask
 from .registration import Registration
@@ -1101,12 +1101,14 @@ def complete_regions(
     portrait_coords: np.ndarray,
     scalp: str = "skin",
     seed: int = 0,
+    glasses: PortraitGlasses | None = None,
 ) -> Regions:
     """The scalp, eyes and mouth of the partial atlas texture (module docstring).
 
     ``landmarks3d``: the mesh's 468 landmarks in mesh space (NaN rows allowed); ``person``: the
     portrait's person mask; ``portrait_coords``: the projection's (S, S, 2) portrait pixel of each
-    texel, NaN where unseen. Returns a new texture; the input is left untouched.
+    texel, NaN where unseen; ``glasses``: the portrait's frames where already found (the
+    projection's), else found here. Returns a new texture; the input is left untouched.
     """
     if scalp not in SCALP_OPTIONS:
         raise ValueError(f"scalp must be one of {SCALP_OPTIONS}, got {scalp!r}")
@@ -1182,7 +1184,8 @@ def complete_regions(
     flat_photo[index] = kept
 
     # -- glasses: their frames are not skin; the inpaint fills them with the skin around --
-    glasses = find_glasses(portrait, face)
+    if glasses is None:
+        glasses = find_glasses(portrait, face)
     summary["glasses"] = glasses.found
     if glasses.found:
         frame = np.zeros(len(index), np.float32)
@@ -1191,9 +1194,9 @@ def complete_regions(
         off = np.clip(_feathered(frame, index, s, radius) * 1.5, 0.0, 1.0)
         summary["glasses_texels_cleared"] = work.take_off(np.unravel_index(index, (s, s)), off)
         warnings.append(
-            "the photo shows glasses: their frames were taken off and filled with the skin around; "
-            "what the lenses do to the skin behind them (tint, reflections) stays. A photo without "
-            "glasses gives a cleaner texture"
+            "the photo shows glasses: their frames were taken off and filled with the skin around, "
+            "and their lenses' tint taken out of the skin behind them; their reflections stay. A "
+            "photo without glasses gives a cleaner texture"
         )
 
     # -- eyes, mouth, lips: under the photo --

@@ -234,6 +234,8 @@ class Generator:
             self.fits.put(
                 fit_key, analysis.head, PortraitFit(registration, person, projection, scatter, face)
             )
+        if projection.portrait is not None:  # the photo the colour was read from (lens tint out)
+            analysis = dataclasses.replace(analysis, portrait=projection.portrait)
         if projection.coverage < 0.5:
             warnings.append(
                 f"only {projection.coverage:.0%} of the face the camera sees is usable (hair, hands or "
@@ -254,6 +256,7 @@ class Generator:
             projection.portrait_coords,
             params.scalp or style.scalp,
             params.seed,
+            projection.glasses,
         )
         warnings += regions.warnings
         clock.done("regions")
@@ -344,6 +347,9 @@ class Generator:
             warnings,
         )
         report["regions"] = regions.summary  # the scalp applied, the hair and eye colours measured
+        if projection.lens_tint is not None and projection.lens_tint.shift_ab:
+            # CIELAB (a*, b*) taken out behind each lens (the character's right, then left)
+            report["regions"]["lens_tint_ab"] = [list(shift) for shift in projection.lens_tint.shift_ab]
         if material is not None:
             report["material"] = material
         if uvtiles.UDIM_TOKEN in params.base_texture:  # the body's tiles the head leaves as they are

@@ -36,6 +36,7 @@ from ..face import (
     read_views,
     steady_landmarks,
 )
+from ..glasses import LensTint, PortraitGlasses, find_glasses, lens_tint
 from ..image_io import load_portrait
 from ..imaging import sample_image
 from ..landmarks import MeshLandmarks, detect_from_camera
@@ -399,6 +400,12 @@ class Projection:
     view: PortraitView | None = None
     """The portrait's depth, silhouette and skin tables, for surface points outside the atlas
     (``photo_outside_atlas``)."""
+    glasses: PortraitGlasses | None = None
+    """The portrait's glasses frames (``glasses.find_glasses``), for ``complete_regions``."""
+    portrait: np.ndarray | None = None
+    """The portrait the colour was read from: the photo with its lenses' tint taken out
+    (``glasses.lens_tint``), the photo itself without glasses. The later steps read this one."""
+    lens_tint: LensTint | None = None
 
 
 def project(
@@ -413,8 +420,14 @@ def project(
     photo's stretch over the surface (``projection.footprint_stretch``) and the atlas's sampling of
     the photo (``sampling_weight``), narrow steep walls excepted (``keep_narrow_stretch``);
     silhouette; the face outline and the skin regions of the ``person`` mask (segmentation) joined
-    to it (``skin_regions``); islands of photo not touching the face dropped (``keep_joined_to_face``)."""
+    to it (``skin_regions``); islands of photo not touching the face dropped (``keep_joined_to_face``).
+    The colour is read from the photo with its glasses' lens tint taken out (``Projection.portrait``)."""
     mesh = head.mesh
+    # Tinted lenses colour the skin behind them (amber: redder and yellower): taken out before the
+    # photo is read, so that the eye region is the face's skin tone, not the lens's.
+    glasses = find_glasses(portrait, face)
+    tint = lens_tint(portrait, face, glasses)
+    portrait = tint.remove(portrait, face, glasses)
     features = np.zeros(portrait.shape[:2], bool)
     for contour in (RIGHT_EYE_CONTOUR, LEFT_EYE_CONTOUR, LIPS_OUTER):
         features |= polygon_mask(features.shape, face.landmarks[list(contour)], grow=0.3)
@@ -459,7 +472,9 @@ def project(
     seen_face = in_view & (cos > 0.3)
     coverage = float((usable[seen_face] >= 0.5).mean()) if seen_face.any() else 0.0
     grazing = float((usable[in_view] >= 0.5).mean()) if in_view.any() else 0.0
-    return Projection(AtlasTexture(color, conf), portrait_coords, coverage, grazing, view)
+    return Projection(
+        AtlasTexture(color, conf), portrait_coords, coverage, grazing, view, glasses, portrait, tint
+    )
 
 
 def photo_outside_atlas(
