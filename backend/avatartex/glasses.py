@@ -38,13 +38,16 @@ straight: on Grace Hopper's left lens it passes up to 0.1 eye distances outside 
 below the outer corner), and a light bridge (her amber one).
 
 The lenses' tint is taken out of the skin behind them (``lens_tint``): the median CIELAB chroma
-of the skin inside each lens against the skin around it, outside the frame, the eyes and the brows,
-is the tint; the photo is moved back by it inside the lens's outline, its lightness left alone (the
-skin round the eyes is darker by its own shading, which a lens's darkening cannot be told from).
-Measured: Grace Hopper's amber lenses shift the skin by (a*, b*) = (7.2, 1.7) and (3.8, 4.5); an
-amber tint of (3.0, 8.8) put on the astronaut's skin through drawn lenses is read within two units
-and taken out to a quarter of its error (tests/test_glasses.py); clear lenses read 1-2 units (the
-skin round the eyes is not quite the cheeks'). Reflections in the lenses stay.
+of the skin inside the lenses against the skin around them, outside the frame, the reflections,
+the eyes and the brows, is the tint (one for both lenses); the photo is moved back by it inside
+each lens's outline, its lightness left alone (the skin round the eyes is darker by its own shading,
+which a lens's darkening cannot be told from). The room reflected in a lens (a pale crescent under
+Grace Hopper's eyes) is found as what is lighter and greyer than the lenses' skin
+(``_reflections``) and taken off with the frames. Measured: Grace Hopper's amber lenses shift the
+skin by (a*, b*) = (7.9, 4.8) (lens by lens (11.5, 5.1) and (6.0, 5.6)); an amber tint of (3.0, 8.8)
+put on the astronaut's skin through drawn lenses is read as (2.4, 7.7) and its error inside the
+lenses falls from 5.7 to 1.7 units (tests/test_glasses.py); clear lenses read (-0.6, -1.6) (the skin
+round the eyes is not quite the cheeks').
 """
 
 from __future__ import annotations
@@ -162,6 +165,8 @@ class PortraitGlasses:
     the character's right eye, then the left; point i lies 360 i / RIM_ANGLES degrees from the
     photo's right of the eye, turning downwards first (a quarter of the way round: below the eye).
     Empty when no glasses were found."""
+    reflections: np.ndarray | None = None
+    """(h, w) float32 0..1 in the crop: a reflection in a lens (``_reflections``); None: none."""
 
     def at(self, coords: np.ndarray) -> np.ndarray:
         """(N,) frame probability at portrait pixel coordinates (N, 2); 0 outside the crop."""
@@ -169,6 +174,14 @@ class PortraitGlasses:
         xy = np.asarray(coords, np.float32) @ a[:, :2].T + a[:, 2]
         # The map's border is zero and the sampler replicates it: outside the crop reads 0.
         return sample_image(self.frame, xy)[..., 0]
+
+    def reflection_at(self, coords: np.ndarray) -> np.ndarray:
+        """(N,) probability of a reflection in a lens at portrait pixel coordinates (N, 2)."""
+        if self.reflections is None:
+            return np.zeros(len(coords), np.float32)
+        a = self.to_crop.astype(np.float32)
+        xy = np.asarray(coords, np.float32) @ a[:, :2].T + a[:, 2]
+        return sample_image(self.reflections, xy)[..., 0]
 
 
 def _eye_crop(portrait: np.ndarray, face: Face) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -452,7 +465,50 @@ def find_glasses(portrait: np.ndarray, face: Face) -> PortraitGlasses:
     frame[:, [0, -1]] = 0.0
     to_portrait = np.linalg.inv(to_crop[:, :2])
     lenses = tuple((rim.outline - to_crop[:, 2]) @ to_portrait.T for rim in rims)
-    return PortraitGlasses(True, shares, crossed, frame, to_crop, lenses)
+    reflections = _reflections(image, in_lens > 0, frame > 0.5, eyes)
+    return PortraitGlasses(True, shares, crossed, frame, to_crop, lenses, reflections)
+
+
+REFLECTION_LIGHTER = (6.0, 12.0)
+"""CIELAB L* above the lenses' skin (its 35th percentile) over which a pixel counts from not at all
+to fully as a reflection (with REFLECTION_PALER)."""
+REFLECTION_PALER = (4.0, 8.0)
+"""CIELAB chroma under the lenses' skin (its 65th percentile) over which it counts so: a reflection
+of the sky or a window is lighter and greyer than the skin behind the lens; a highlight of the
+skin's own is lighter but keeps most of its colour, a crease is darker."""
+REFLECTION_MIN_AREA = 0.015
+"""Square eye distances under which a light, pale patch in a lens is a glint of the skin's own (an
+eyelid's highlight: 0.004 on the astronaut through drawn lenses), not the room reflected (Grace
+Hopper's crescents under her eyes: 0.04 each)."""
+REFLECTION_GROW = 0.03
+"""Eye distances by which a reflection is grown (its soft edge)."""
+
+
+def _reflections(image: np.ndarray, in_lens: np.ndarray, frame: np.ndarray, eyes: np.ndarray) -> np.ndarray:
+    """(h, w) float32 0..1 in the crop: where a lens reflects the room instead of showing the skin
+    behind it, pixels lighter and paler than the lenses' skin (REFLECTION_LIGHTER,
+    REFLECTION_PALER); patches under REFLECTION_MIN_AREA are dropped (the skin's own glints)."""
+    skin = in_lens & ~frame & ~eyes
+    if skin.sum() < LENS_MIN_PIXELS:
+        return np.zeros(in_lens.shape, np.float32)
+    lab = to_lab(image)
+    light, chroma = lab[..., 0], np.hypot(lab[..., 1], lab[..., 2])
+    # The skin's level over both lenses and below the median: a reflection may cover much of one
+    # lens's skin (a small lens hugging the eye holds little else).
+    level, colour = np.percentile(light[skin], 35), np.percentile(chroma[skin], 65)
+    lighter = (light - level - REFLECTION_LIGHTER[0]) / np.ptp(REFLECTION_LIGHTER)
+    paler = (colour - chroma - REFLECTION_PALER[0]) / np.ptp(REFLECTION_PALER)
+    out = np.where(skin, np.clip(lighter, 0, 1) * np.clip(paler, 0, 1), 0.0).astype(np.float32)
+    keep = cv2.morphologyEx((out >= 0.5).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(keep)
+    small = stats[:, cv2.CC_STAT_AREA] < REFLECTION_MIN_AREA * PX_PER_IOD**2
+    small[0] = True  # the background
+    keep = (~small[labels]).astype(np.uint8)
+    grow = max(1, int(round(REFLECTION_GROW * PX_PER_IOD)))
+    near = cv2.dilate(keep, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1,) * 2)) > 0
+    out = np.where(near & ~eyes, np.maximum(out, keep.astype(np.float32)), 0.0)
+    out = cv2.GaussianBlur(out.astype(np.float32), (0, 0), grow / 2.0) * (~eyes)
+    return out.astype(np.float32)
 
 
 LENS_RING_IOD = (0.06, 0.25)
@@ -461,7 +517,7 @@ band, short of the hairline and the nose's far side)."""
 LENS_INNER_IOD = 0.06
 """Eye distances inside a lens's outline from which the skin behind it is read (off the frame)."""
 LENS_MIN_PIXELS = 40
-"""Fewer skin pixels than this inside a lens or around it: its tint is not measured."""
+"""Fewer skin pixels than this inside the lenses or around them: their tint is not measured."""
 LENS_TINT_MAX = 12.0
 """Largest chroma shift (CIELAB a*, b*) taken out of a lens: tinted glasses shift the skin behind
 them by a few units (Grace Hopper's amber lenses: 4-7 towards red and yellow); more than this is
@@ -474,21 +530,19 @@ LENS_FEATHER_IOD = 0.03
 class LensTint:
     """What the lenses of a pair of glasses do to the colour of the skin seen through them."""
 
-    shift_ab: tuple[tuple[float, float], ...]
-    """Per lens (the character's right, then left), the CIELAB (a*, b*) the skin behind it is moved
-    by to match the skin around it; empty without glasses."""
+    shift_ab: tuple[float, float] | None
+    """The CIELAB (a*, b*) the skin behind the lenses is moved by against the skin around them (one
+    for both: the lenses are of one material); None without glasses, or where it was not measured."""
 
     def remove(self, portrait: np.ndarray, face: Face, glasses: PortraitGlasses) -> np.ndarray:
-        """A copy of ``portrait`` with each lens's chroma shift taken out inside its outline, faded in
+        """A copy of ``portrait`` with the chroma shift taken out inside each lens's outline, faded in
         across it; lightness is left alone (the skin round the eyes is darker by its own shading).
         The portrait itself when there is nothing to take out."""
-        if not any(np.any(shift) for shift in self.shift_ab):
+        if self.shift_ab is None or not np.any(self.shift_ab):
             return portrait
         out = portrait.copy()
         sigma = LENS_FEATHER_IOD * face.interocular
-        for lens, shift in zip(glasses.lenses, self.shift_ab, strict=True):
-            if not np.any(shift):
-                continue
+        for lens in glasses.lenses:
             lo = np.floor(lens.min(axis=0) - 3 * sigma).astype(int).clip(0)
             hi = np.ceil(lens.max(axis=0) + 3 * sigma).astype(int) + 1
             hi = np.minimum(hi, (portrait.shape[1], portrait.shape[0]))
@@ -498,8 +552,8 @@ class LensTint:
             weight = cv2.GaussianBlur(inside, (0, 0), max(sigma, 0.5))
             patch = out[lo[1] : hi[1], lo[0] : hi[0], :3]
             lab = to_lab(patch)
-            lab[..., 1] -= weight * np.float32(shift[0])
-            lab[..., 2] -= weight * np.float32(shift[1])
+            lab[..., 1] -= weight * np.float32(self.shift_ab[0])
+            lab[..., 2] -= weight * np.float32(self.shift_ab[1])
             out[lo[1] : hi[1], lo[0] : hi[0], :3] = from_lab(lab)
         return out
 
@@ -512,12 +566,12 @@ def _lens_mask(shape: tuple[int, int], outline: np.ndarray) -> np.ndarray:
 
 
 def lens_tint(portrait: np.ndarray, face: Face, glasses: PortraitGlasses) -> LensTint:
-    """The chroma shift of the skin behind each lens against the skin around it, on pixels the frame
-    does not cover, outside the eyes and brows and inside the face's outline (medians: a crease or
-    a reflection does not move them). Clear lenses shift nothing measurable; a shift beyond
-    LENS_TINT_MAX is not taken (``LensTint.shift_ab``: zero)."""
+    """The chroma shift of the skin behind the lenses against the skin around them (medians over
+    both lenses: a crease, or one eye's redder lids, does not move them much), on pixels the frame
+    and the lenses' reflections do not cover, outside the eyes and brows and inside the face's
+    outline. Clear lenses shift 1-2 units; a shift beyond LENS_TINT_MAX is not taken (None)."""
     if not glasses.found:
-        return LensTint(())
+        return LensTint(None)
     shape = portrait.shape[:2]
     lm, iod = face.landmarks, face.interocular
     features = np.zeros(shape, bool)
@@ -526,29 +580,25 @@ def lens_tint(portrait: np.ndarray, face: Face, glasses: PortraitGlasses) -> Len
     for contour in (RIGHT_EYEBROW_OUTLINE, LEFT_EYEBROW_OUTLINE):
         features |= polygon_mask(shape, lm[list(contour)], grow=0.2)
     oval = polygon_mask(shape, lm[list(FACE_OVAL)])
-    lab = None
-    shifts = []
+    inside = np.zeros(shape, bool)
     for lens in glasses.lenses:
-        inside = _lens_mask(shape, lens)
-        inner = cv2.erode(inside.astype(np.uint8), _disc(2 * LENS_INNER_IOD * iod)) > 0
-        near = cv2.dilate(inside.astype(np.uint8), _disc(2 * LENS_RING_IOD[0] * iod)) > 0
-        far = cv2.dilate(inside.astype(np.uint8), _disc(2 * LENS_RING_IOD[1] * iod)) > 0
-        ring = far & ~near & oval
-        skin_inner, skin_ring = inner & ~features, ring & ~features
-        for part in (skin_inner, skin_ring):
-            rows, cols = np.nonzero(part)
-            if len(rows):
-                part[rows, cols] = glasses.at(np.stack([cols + 0.5, rows + 0.5], axis=1)) < 0.1
-        if skin_inner.sum() < LENS_MIN_PIXELS or skin_ring.sum() < LENS_MIN_PIXELS:
-            shifts.append((0.0, 0.0))
-            continue
-        if lab is None:
-            lab = to_lab(portrait[..., :3])
-        shift = np.median(lab[skin_inner][:, 1:], axis=0) - np.median(lab[skin_ring][:, 1:], axis=0)
-        if float(np.hypot(*shift)) > LENS_TINT_MAX:
-            shift = np.zeros(2)
-        shifts.append((round(float(shift[0]), 3), round(float(shift[1]), 3)))
-    return LensTint(tuple(shifts))
+        inside |= _lens_mask(shape, lens)
+    inner = cv2.erode(inside.astype(np.uint8), _disc(2 * LENS_INNER_IOD * iod)) > 0
+    near = cv2.dilate(inside.astype(np.uint8), _disc(2 * LENS_RING_IOD[0] * iod)) > 0
+    far = cv2.dilate(inside.astype(np.uint8), _disc(2 * LENS_RING_IOD[1] * iod)) > 0
+    skin_inner, skin_ring = inner & ~features, far & ~near & oval & ~features
+    for part in (skin_inner, skin_ring):
+        rows, cols = np.nonzero(part)
+        if len(rows):
+            centres = np.stack([cols + 0.5, rows + 0.5], axis=1)
+            part[rows, cols] = np.maximum(glasses.at(centres), glasses.reflection_at(centres)) < 0.1
+    if skin_inner.sum() < LENS_MIN_PIXELS or skin_ring.sum() < LENS_MIN_PIXELS:
+        return LensTint(None)
+    lab = to_lab(portrait[..., :3])
+    shift = np.median(lab[skin_inner][:, 1:], axis=0) - np.median(lab[skin_ring][:, 1:], axis=0)
+    if float(np.hypot(*shift)) > LENS_TINT_MAX:
+        return LensTint(None)
+    return LensTint((round(float(shift[0]), 3), round(float(shift[1]), 3)))
 
 
 def _disc(diameter: float) -> np.ndarray:

@@ -1189,13 +1189,14 @@ def complete_regions(
     summary["glasses"] = glasses.found
     if glasses.found:
         frame = np.zeros(len(index), np.float32)
-        frame[seen] = glasses.at(coords[seen])
+        # The frames, and the room reflected in the lenses (lighter and greyer than the skin).
+        frame[seen] = np.maximum(glasses.at(coords[seen]), glasses.reflection_at(coords[seen]))
         radius = max(1, int(round(FRAME_FEATHER * geometry.layout.face_texels_per_iod)))
         off = np.clip(_feathered(frame, index, s, radius) * 1.5, 0.0, 1.0)
         summary["glasses_texels_cleared"] = work.take_off(np.unravel_index(index, (s, s)), off)
         warnings.append(
-            "the photo shows glasses: their frames were taken off and filled with the skin around, "
-            "and their lenses' tint taken out of the skin behind them; their reflections stay. A "
+            "the photo shows glasses: their frames and the lenses' reflections were taken off and "
+            "filled with the skin around, and the lenses' tint taken out of the skin behind them. A "
             "photo without glasses gives a cleaner texture"
         )
 

@@ -347,9 +347,9 @@ class Generator:
             warnings,
         )
         report["regions"] = regions.summary  # the scalp applied, the hair and eye colours measured
-        if projection.lens_tint is not None and projection.lens_tint.shift_ab:
-            # CIELAB (a*, b*) taken out behind each lens (the character's right, then left)
-            report["regions"]["lens_tint_ab"] = [list(shift) for shift in projection.lens_tint.shift_ab]
+        if projection.lens_tint is not None and projection.lens_tint.shift_ab is not None:
+            # CIELAB (a*, b*) taken out of the skin behind the glasses' lenses
+            report["regions"]["lens_tint_ab"] = list(projection.lens_tint.shift_ab)
         if material is not None:
             report["material"] = material
         if uvtiles.UDIM_TOKEN in params.base_texture:  # the body's tiles the head leaves as they are
