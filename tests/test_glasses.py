@@ -145,12 +145,18 @@ def _tinted_lenses(portrait: np.ndarray, face, tint: tuple[float, float, float])
     return tinted, worn, lenses
 
 
-def test_an_amber_lens_tint_is_taken_out_of_the_skin_behind_it_and_the_lightness_kept(astronaut):
-    face, _ = analyse_portrait(astronaut)
-    tinted, truth, lenses = _tinted_lenses(astronaut, face, (1.0, 0.93, 0.82))
+def _tint_read(portrait: np.ndarray, gains: tuple[float, float, float]):
+    """The face, the portrait with tinted lenses, its untinted copy, the lenses' pixels, the glasses
+    found and the tint they read."""
+    face, _ = analyse_portrait(portrait)
+    tinted, truth, lenses = _tinted_lenses(portrait, face, gains)
     glasses = find_glasses(tinted, face)
     assert glasses.found
-    tint = lens_tint(tinted, face, glasses)
+    return face, tinted, truth, lenses, glasses, lens_tint(tinted, face, glasses)
+
+
+def test_an_amber_lens_tint_is_taken_out_of_the_skin_behind_it_and_the_lightness_kept(astronaut):
+    face, tinted, truth, lenses, glasses, tint = _tint_read(astronaut, (1.0, 0.93, 0.82))
     a, b = tint.shift_ab  # amber: towards red a little, towards yellow more (truly (3.0, 8.8))
     assert 1.5 < a < 4.5 and 6.5 < b < 11.0, tint.shift_ab
     untinted = tint.remove(tinted, face, glasses)
@@ -165,11 +171,7 @@ def test_an_amber_lens_tint_is_taken_out_of_the_skin_behind_it_and_the_lightness
 
 
 def test_clear_lenses_move_the_skin_behind_them_by_little(astronaut):
-    face, _ = analyse_portrait(astronaut)
-    worn, _, lenses = _tinted_lenses(astronaut, face, (1.0, 1.0, 1.0))
-    glasses = find_glasses(worn, face)
-    assert glasses.found
-    tint = lens_tint(worn, face, glasses)
+    face, *_, tint = _tint_read(astronaut, (1.0, 1.0, 1.0))
     # The skin round the eyes is not quite the skin around the lenses: a unit or two of chroma.
     assert np.hypot(*tint.shift_ab) < 2.5, tint.shift_ab
     assert lens_tint(astronaut, face, find_glasses(astronaut, face)).shift_ab is None
