@@ -296,3 +296,43 @@ def test_the_registration_may_start_from_the_outline_where_the_face_was_read_uns
     monkeypatch.setattr(steps, "place_head", no_second_placement)
     start = steps.outline_start(model, placed, image, mask, None, prior)
     assert start is not None and eye_error(start()) < 0.2
+
+
+def test_no_outline_placement_is_searched_for_where_the_photo_shows_hair_over_the_head(
+    head, astronaut, grace_hopper_path, monkeypatch
+) -> None:
+    """A real photo's head outline is its hair's (or a cap's): no placement of a bald mesh fits it,
+    and the search cost 0.9 s on each unsure reading of Grace Hopper. A bald render searches."""
+    from types import SimpleNamespace
+
+    from avatartex.face import analyse_portrait, default_segmenter
+    from avatartex.image_io import load_portrait
+    from avatartex.outline import SURE_SCATTER_IOD
+    from avatartex.pipeline import steps
+    from avatartex.regions import find_hair
+    from avatartex.registration import FovPrior
+
+    positions, triangles, landmarks = head
+    model = SimpleNamespace(
+        mesh=SimpleNamespace(positions=positions, triangles=triangles), landmarks=landmarks
+    )
+    searched = []
+    monkeypatch.setattr(steps, "place_head", lambda *a, **k: searched.append(1))
+    grace, _ = load_portrait(grace_hopper_path)
+    for photo in (astronaut, grace):
+        face, _ = analyse_portrait(photo)
+        person = default_segmenter().mask(photo)
+        assert find_hair(photo, face, person).share >= steps.HAIR_HIDES_OUTLINE
+        prior = FovPrior.for_image((photo.shape[1], photo.shape[0]))
+        start = steps.outline_start(model, face, photo, person, 2.0 * SURE_SCATTER_IOD, prior)
+        assert start is not None and start() is None
+    assert not searched
+    image, mask, _ = _painted_portrait(head, 20.0, 0.0)
+    placed, _ = outline_face(
+        image, positions, triangles, landmarks, 30.0, "p.png", None, None, _Segmenter(mask)
+    )
+    misread = Face(placed.landmarks + np.float32(placed.interocular), 0.9)
+    assert find_hair(image, misread, mask).share < steps.HAIR_HIDES_OUTLINE
+    prior = FovPrior.for_image((image.shape[1], image.shape[0]))
+    steps.outline_start(model, misread, image, mask, 2.0 * SURE_SCATTER_IOD, prior)()
+    assert searched
