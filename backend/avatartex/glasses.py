@@ -170,18 +170,24 @@ class PortraitGlasses:
 
     def at(self, coords: np.ndarray) -> np.ndarray:
         """(N,) frame probability at portrait pixel coordinates (N, 2); 0 outside the crop."""
-        a = self.to_crop.astype(np.float32)
-        xy = np.asarray(coords, np.float32) @ a[:, :2].T + a[:, 2]
-        # The map's border is zero and the sampler replicates it: outside the crop reads 0.
-        return sample_image(self.frame, xy)[..., 0]
+        return self._sample(self.frame, coords)
 
     def reflection_at(self, coords: np.ndarray) -> np.ndarray:
         """(N,) probability of a reflection in a lens at portrait pixel coordinates (N, 2)."""
         if self.reflections is None:
             return np.zeros(len(coords), np.float32)
+        return self._sample(self.reflections, coords)
+
+    def covered_at(self, coords: np.ndarray) -> np.ndarray:
+        """(N,) probability that the glasses, not the skin, show at portrait pixel coordinates
+        (N, 2): a frame or the room reflected in a lens."""
+        return np.maximum(self.at(coords), self.reflection_at(coords))
+
+    def _sample(self, crop_map: np.ndarray, coords: np.ndarray) -> np.ndarray:
         a = self.to_crop.astype(np.float32)
         xy = np.asarray(coords, np.float32) @ a[:, :2].T + a[:, 2]
-        return sample_image(self.reflections, xy)[..., 0]
+        # The map's border is zero and the sampler replicates it: outside the crop reads 0.
+        return sample_image(crop_map, xy)[..., 0]
 
 
 def _eye_crop(portrait: np.ndarray, face: Face) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -505,7 +511,7 @@ def _reflections(image: np.ndarray, in_lens: np.ndarray, frame: np.ndarray, eyes
     small[0] = True  # the background
     keep = (~small[labels]).astype(np.uint8)
     grow = max(1, int(round(REFLECTION_GROW * PX_PER_IOD)))
-    near = cv2.dilate(keep, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1,) * 2)) > 0
+    near = cv2.dilate(keep, _disc(2 * grow + 1)) > 0
     out = np.where(near & ~eyes, np.maximum(out, keep.astype(np.float32)), 0.0)
     out = cv2.GaussianBlur(out.astype(np.float32), (0, 0), grow / 2.0) * (~eyes)
     return out.astype(np.float32)
@@ -590,8 +596,8 @@ def lens_tint(portrait: np.ndarray, face: Face, glasses: PortraitGlasses) -> Len
     shape = crop.shape[:2]
     lm, iod = to_crop(face.landmarks), face.interocular * float(scale_xy.mean())
     features = np.zeros(shape, bool)
-    for contour, grow in ((RIGHT_EYE_CONTOUR, 0.3), (LEFT_EYE_CONTOUR, 0.3)):
-        features |= polygon_mask(shape, lm[list(contour)], grow=grow)
+    for contour in (RIGHT_EYE_CONTOUR, LEFT_EYE_CONTOUR):
+        features |= polygon_mask(shape, lm[list(contour)], grow=0.3)
     for contour in (RIGHT_EYEBROW_OUTLINE, LEFT_EYEBROW_OUTLINE):
         features |= polygon_mask(shape, lm[list(contour)], grow=0.2)
     oval = polygon_mask(shape, lm[list(FACE_OVAL)])
@@ -606,7 +612,7 @@ def lens_tint(portrait: np.ndarray, face: Face, glasses: PortraitGlasses) -> Len
         rows, cols = np.nonzero(part)
         if len(rows):
             centres = np.stack([cols + 0.5, rows + 0.5], axis=1) / scale_xy + lo  # portrait pixels
-            part[rows, cols] = np.maximum(glasses.at(centres), glasses.reflection_at(centres)) < 0.1
+            part[rows, cols] = glasses.covered_at(centres) < 0.1
     if skin_inner.sum() < LENS_MIN_PIXELS or skin_ring.sum() < LENS_MIN_PIXELS:
         return LensTint(None)
     lab = to_lab(crop)

@@ -1190,7 +1190,7 @@ def complete_regions(
     if glasses.found:
         frame = np.zeros(len(index), np.float32)
         # The frames, and the room reflected in the lenses (lighter and greyer than the skin).
-        frame[seen] = np.maximum(glasses.at(coords[seen]), glasses.reflection_at(coords[seen]))
+        frame[seen] = glasses.covered_at(coords[seen])
         radius = max(1, int(round(FRAME_FEATHER * geometry.layout.face_texels_per_iod)))
         off = np.clip(_feathered(frame, index, s, radius) * 1.5, 0.0, 1.0)
         summary["glasses_texels_cleared"] = work.take_off(np.unravel_index(index, (s, s)), off)
