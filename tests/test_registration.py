@@ -280,6 +280,28 @@ def test_gridded_warp_matches_exact_evaluation():
     assert np.abs(gridded - many).max() > 2  # the warp does move points
 
 
+@pytest.mark.parametrize("count, smoothing", [(468, 0.3), (60, 0.03), (16, 10.0)])
+def test_the_compiled_spline_is_scipys_thin_plate_spline(count: int, smoothing: float) -> None:
+    """The warp's own spline solves the system scipy's RBFInterpolator solves (thin-plate kernel,
+    linear part, per-point smoothing): the same interpolant, read inside and far outside the points,
+    and through them where the smoothing is small."""
+    from avatartex.registration import ThinPlateSpline
+    from scipy.interpolate import RBFInterpolator
+
+    rng = np.random.default_rng(count)
+    points = rng.normal(size=(count, 2))
+    values = np.stack([np.sin(points[:, 0]), points[:, 0] * points[:, 1]], 1) + rng.normal(0, 0.05, (count, 2))
+    per_point = smoothing / rng.uniform(0.1, 1.0, count)
+    ours = ThinPlateSpline.fit(points, values, per_point)
+    scipys = RBFInterpolator(points, values, kernel="thin_plate_spline", degree=1, smoothing=per_point)
+    queries = np.concatenate([rng.normal(size=(3000, 2)) * 3.0, points])
+    assert np.abs(ours(queries) - scipys(queries)).max() < 1e-9 * max(1.0, np.abs(values).max())
+    exact = ThinPlateSpline.fit(points, values, np.zeros(count))
+    assert np.abs(exact(points) - values).max() < 1e-8  # no smoothing: through every point
+    assert np.abs(ours(points) - values).max() > 1e-4  # smoothing: not through them
+
+
+
 def test_warp_smoothing_moves_continuously_with_the_validation() -> None:
     """The warp's smoothing is read where the validated error crosses the tolerance: scores a hair
     apart give smoothings a hair apart, not two neighbouring listed values."""

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from numba import njit, prange
 
 from .camera import Camera
 from .face import FACE_OVAL, NUM_LANDMARKS, Face
@@ -369,6 +370,77 @@ def refine_camera(
     return Camera(f, f, cx, cy, _rotation(fit.x[:3]), fit.x[3:].copy(), camera.width, camera.height)
 
 
+@njit(cache=True, parallel=True)
+def _spline_kernel(points, centers, weights, affine, out) -> None:
+    """``out[i] = affine[0] + affine[1] x + affine[2] y + sum_j weights[j] phi(|p_i - c_j|)``,
+    phi(r) = r^2 log r (written 0.5 r^2 log r^2: no square root)."""
+    for i in prange(points.shape[0]):
+        x, y = points[i, 0], points[i, 1]
+        for k in range(out.shape[1]):
+            out[i, k] = affine[0, k] + affine[1, k] * x + affine[2, k] * y
+        for j in range(centers.shape[0]):
+            dx, dy = x - centers[j, 0], y - centers[j, 1]
+            r2 = dx * dx + dy * dy
+            if r2 > 0.0:
+                phi = 0.5 * r2 * np.log(r2)
+                for k in range(out.shape[1]):
+                    out[i, k] += weights[j, k] * phi
+
+
+@njit(cache=True)
+def _spline_system(points, smoothing, system) -> None:
+    """The spline's (N + 3)² linear system in ``system`` (zeros in): phi between the points plus
+    ``smoothing`` on the diagonal, and the linear part's columns (1, x, y) and rows."""
+    n = points.shape[0]
+    for i in range(n):
+        system[i, i] = smoothing[i]
+        for j in range(i + 1, n):
+            dx, dy = points[i, 0] - points[j, 0], points[i, 1] - points[j, 1]
+            r2 = dx * dx + dy * dy
+            phi = 0.5 * r2 * np.log(r2) if r2 > 0.0 else 0.0
+            system[i, j] = phi
+            system[j, i] = phi
+        system[i, n] = system[n, i] = 1.0
+        system[i, n + 1] = system[n + 1, i] = points[i, 0]
+        system[i, n + 2] = system[n + 2, i] = points[i, 1]
+
+
+@dataclass(frozen=True)
+class ThinPlateSpline:
+    """A smoothed 2D thin-plate spline with a linear part: the interpolant scipy's
+    ``RBFInterpolator(kernel="thin_plate_spline", degree=1, smoothing=s)`` fits (the same linear
+    system; tests/test_registration.py compares them), evaluated by a compiled kernel over both
+    cores. The warp is read at tens of thousands of points a request (its grid, the projection's
+    warp tables): scipy builds each chunk's kernel matrix first, 0.1 s of a warm request on the
+    scanned head with Grace Hopper; this kernel sums as it goes."""
+
+    centers: np.ndarray
+    """(N, 2) float64: the points it was fitted at."""
+    weights: np.ndarray
+    """(N, K) float64: the kernel's coefficient per centre and output."""
+    affine: np.ndarray
+    """(3, K) float64: constant, x and y coefficients of the linear part."""
+
+    @classmethod
+    def fit(cls, points: np.ndarray, values: np.ndarray, smoothing: np.ndarray) -> ThinPlateSpline:
+        """The spline through ``values`` (N, K) at ``points`` (N, 2), each allowed to miss by more
+        as its ``smoothing`` (N,) grows (added to the kernel matrix's diagonal, as scipy does)."""
+        x = np.ascontiguousarray(points, np.float64)
+        n = len(x)
+        system = np.zeros((n + 3, n + 3))
+        _spline_system(x, np.broadcast_to(np.asarray(smoothing, np.float64), (n,)).copy(), system)
+        rhs = np.zeros((n + 3, np.shape(values)[1]))
+        rhs[:n] = values
+        solution = np.linalg.solve(system, rhs)
+        return cls(x, solution[:n].copy(), solution[n:].copy())
+
+    def __call__(self, points: np.ndarray) -> np.ndarray:
+        """(M, K) the spline at ``points`` (M, 2)."""
+        out = np.empty((len(points), self.weights.shape[1]))
+        _spline_kernel(np.ascontiguousarray(points, np.float64), self.centers, self.weights, self.affine, out)
+        return out
+
+
 GRID_ABOVE = 20_000
 """Warps of more points than this are evaluated through a grid (see ThinPlateWarp._gridded)."""
 GRID_STEP = 0.0625
@@ -469,8 +541,6 @@ def fit_warp(
     cross-validation (the error on points the warp was not fitted to). Returns the warp and its
     cross-validated mean error in pixels (NaN when too few points to validate).
     """
-    from scipy.interpolate import RBFInterpolator
-
     src = np.asarray(source, np.float64)
     dst = np.asarray(target, np.float64)
     center = src.mean(axis=0)
@@ -479,17 +549,11 @@ def fit_warp(
     u = (src - center) / scale
     d = (dst - src) / scale
     w = np.ones(len(src)) if weights is None else np.asarray(weights, np.float64)
-    # RBFInterpolator's smoothing is per point: a larger value lets that point be missed by more.
+    # The smoothing is per point: a larger value lets that point be missed by more.
     point_smoothing = 1.0 / np.maximum(w, 1e-3)
 
-    def build(indices: np.ndarray, s: float):
-        return RBFInterpolator(
-            u[indices],
-            d[indices],
-            kernel="thin_plate_spline",
-            degree=1,
-            smoothing=s * point_smoothing[indices],
-        )
+    def build(indices: np.ndarray, s: float) -> ThinPlateSpline:
+        return ThinPlateSpline.fit(u[indices], d[indices], s * point_smoothing[indices])
 
     rng = np.random.default_rng(seed)
     fold_of = rng.permutation(len(src)) % folds
