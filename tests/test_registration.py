@@ -290,7 +290,9 @@ def test_the_compiled_spline_is_scipys_thin_plate_spline(count: int, smoothing: 
 
     rng = np.random.default_rng(count)
     points = rng.normal(size=(count, 2))
-    values = np.stack([np.sin(points[:, 0]), points[:, 0] * points[:, 1]], 1) + rng.normal(0, 0.05, (count, 2))
+    values = np.stack([np.sin(points[:, 0]), points[:, 0] * points[:, 1]], 1) + rng.normal(
+        0, 0.05, (count, 2)
+    )
     per_point = smoothing / rng.uniform(0.1, 1.0, count)
     ours = ThinPlateSpline.fit(points, values, per_point)
     scipys = RBFInterpolator(points, values, kernel="thin_plate_spline", degree=1, smoothing=per_point)
@@ -299,7 +301,6 @@ def test_the_compiled_spline_is_scipys_thin_plate_spline(count: int, smoothing: 
     exact = ThinPlateSpline.fit(points, values, np.zeros(count))
     assert np.abs(exact(points) - values).max() < 1e-8  # no smoothing: through every point
     assert np.abs(ours(points) - values).max() > 1e-4  # smoothing: not through them
-
 
 
 def test_warp_smoothing_moves_continuously_with_the_validation() -> None:

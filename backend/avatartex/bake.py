@@ -17,7 +17,9 @@ from numba import njit, prange
 
 from . import raster
 from .atlas import AtlasGeometry
-from .atlas_filters import fill
+from .atlas_filters import fill, robust_std, subsample
+from .imaging import luminance
+from .noise import gradient_noise
 
 
 @dataclass
@@ -304,6 +306,96 @@ def _low_pass(image: np.ndarray, sigma: float) -> np.ndarray:
     return out
 
 
+HIDDEN_GRAIN_OCTAVES = (1.25, 2.5, 5.0)
+"""Lattice spacings, in the atlas's texels on the face (``face_texels_per_iod``), of the gradient-noise
+octaves that give grain to the texels the atlas does not hold (``_grain_where_hidden``): the scales
+of the atlas's own skin grain (``inpaint.GRAIN_OCTAVES``), whatever the texture's size."""
+HIDDEN_GRAIN_FINE_PX = 2.0
+"""Gaussian sigma, in texels, of the fine band (the texture minus its blur) in which that grain is
+matched to the skin's grain in the rest of the texture."""
+
+
+def _fine_band(lum: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
+    """``lum`` minus its Gaussian blur inside ``mask`` (normalised: nothing from outside it); 0 outside."""
+    m = mask.astype(np.float32)
+    blur = cv2.GaussianBlur(lum * m, (0, 0), sigma) / np.maximum(cv2.GaussianBlur(m, (0, 0), sigma), 1e-6)
+    return np.where(mask, lum - blur, np.float32(0.0)).astype(np.float32)
+
+
+def _hidden_noise(
+    geometry: AtlasGeometry, surface: UVSurface, seed: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The texels the atlas does not hold, as flat indices into the (N, N) texture, and gradient noise
+    of their surface points (HIDDEN_GRAIN_OCTAVES), scaled so that its fine band
+    (HIDDEN_GRAIN_FINE_PX) has a robust spread of 1 over them; None where there are too few. A
+    function of the surface point at the atlas's scale: which material or island a texel is in, or
+    the texture's size, does not change its pattern."""
+    n = surface.tri_id.shape[0]
+    _, hidden = surface_in_atlas(geometry, surface)
+    where = _cached(surface, "covered", lambda: np.flatnonzero(surface.mask))[hidden]
+    if where.size < 64:
+        return None
+    points = geometry.frame.to_head(surface.positions[hidden]).astype(np.float32)
+    texel = 1.0 / geometry.layout.face_texels_per_iod
+    spacings = (np.asarray(HIDDEN_GRAIN_OCTAVES, np.float32) * np.float32(texel)).astype(np.float32)
+    octaves = np.empty((len(points), len(spacings)), np.float32)
+    gradient_noise(points, spacings, int(seed), np.ones_like(octaves), octaves)
+    noise = octaves.sum(axis=1)
+    field = np.zeros(n * n, np.float32)
+    field[where] = noise
+    mask = np.zeros(n * n, bool)
+    mask[where] = True
+    band = _fine_band(field.reshape(n, n), mask.reshape(n, n), HIDDEN_GRAIN_FINE_PX).reshape(-1)
+    spread = robust_std(band[where])
+    return (where, noise / np.float32(spread)) if spread > 0 else None
+
+
+def _grain_where_hidden(
+    texture: np.ndarray,
+    geometry: AtlasGeometry,
+    surface: UVSurface,
+    hidden_mask: np.ndarray,
+    photo: SurfacePhoto | None,
+    seed: int,
+) -> None:
+    """Skin grain on the texels the atlas does not hold, in place: they were filled smoothly from
+    their neighbours in UV space, and beside the atlas's grainy skin that fill was a hard-edged
+    smooth patch (a bust's neck under the chin and the top of its chest: a quarter of the scanned
+    head's texels). The grain is gradient noise of the surface point (``_hidden_noise``), as strong
+    in the fine band as the rest of the texture's (its robust spread: features and edges do not
+    count, and the skin's grain is most of the texels, as the atlas's own fill gives every unseen
+    texel the seen skin's grain), tinted by each texel's colour, and left out as far as the photo was
+    put there."""
+    found = _cached(
+        surface, f"hidden_grain{geometry.size}:{seed}", lambda: _hidden_noise(geometry, surface, seed)
+    )
+    if found is None:
+        return
+    where, noise = found
+
+    def skin_sample():
+        """The texels the atlas holds (a sample of them) and the blur's normalisation there."""
+        held = surface.mask & ~hidden_mask
+        weight = cv2.GaussianBlur(held.astype(np.float32), (0, 0), HIDDEN_GRAIN_FINE_PX)
+        sample = subsample(held, 50_000)
+        return held, sample, 1.0 / np.maximum(weight.reshape(-1)[sample], 1e-6)
+
+    held, sample, norm = _cached(surface, f"hidden_grain_skin{geometry.size}", skin_sample)
+    if sample.size < 64:
+        return
+    lum = luminance(texture).astype(np.float32)
+    blur = cv2.GaussianBlur(np.where(held, lum, np.float32(0.0)), (0, 0), HIDDEN_GRAIN_FINE_PX)
+    band = lum.reshape(-1)[sample] - blur.reshape(-1)[sample] * norm
+    amount = noise * np.float32(robust_std(band))
+    if photo is not None and len(photo.index):
+        covered = _cached(surface, "covered", lambda: np.flatnonzero(surface.mask))
+        amount[np.searchsorted(where, covered[photo.index])] *= 1.0 - photo.confidence
+    flat = texture.reshape(-1, 3)
+    colour = flat[where]
+    gain = amount / np.maximum(lum.reshape(-1)[where], 1e-3)
+    flat[where] = np.clip(colour + gain[:, None] * colour, 0.0, 1.0)
+
+
 def bake(
     geometry: AtlasGeometry,
     atlas_color: np.ndarray,
@@ -312,6 +404,7 @@ def bake(
     padding: int | None = None,
     background: tuple[float, float, float] = (0.5, 0.5, 0.5),
     photo: SurfacePhoto | None = None,
+    seed: int | None = None,
 ) -> np.ndarray:
     """The (N, N, 3) float32 texture in the mesh's UV map.
 
@@ -319,7 +412,9 @@ def bake(
     portrait detail at the texture's own resolution, which the atlas may be too coarse to hold.
     ``photo``, optional: the photo read on covered texels the atlas does not hold; laid over their
     fill as far as it is confident, with the fill's tone at large scales (``_put_photo``).
-    ``padding`` defaults to 1/128 of the size (8 texels at 1024).
+    ``padding`` defaults to 1/128 of the size (8 texels at 1024). Texels the atlas does not hold are
+    filled from their neighbours in UV space and, where a ``seed`` is given (a colour texture, not a
+    map of weights), given skin grain (``_grain_where_hidden``).
 
     Each pass over the texture is one compiled loop over its rows (a 4096² texture has 16 M texels).
     """
@@ -349,10 +444,12 @@ def bake(
         fill(texture, weights, where=hidden_mask)
         if photo is not None and len(photo.index):
             _put_photo(texture, surface, photo, geometry.frame.scale)
-    del weights, hidden_mask
+    del weights
     has_detail = detail is not None
     detail_arr = np.ascontiguousarray(detail, np.float32) if has_detail else np.zeros((1, 3), np.float32)
     _add_detail_and_clip(tri_id, row_start, detail_arr, has_detail, texture)
+    if hidden.any() and seed is not None:
+        _grain_where_hidden(texture, geometry, surface, hidden_mask, photo, seed)
     pad = max(2, size // 128) if padding is None else padding
     hit = surface.mask
     targets, sources, _ = _cached(surface, f"pad{pad}", lambda: raster.padding_index(hit, pad))

@@ -318,7 +318,9 @@ class Generator:
 
         details = [detail(surface) for surface in surfaces]
         photos = [own_photo(surface) for surface in surfaces]
-        baked, final_atlas = steps.bake_texture(geometry, atlas_texture.color, surfaces, details, photos)
+        baked, final_atlas = steps.bake_texture(
+            geometry, atlas_texture.color, surfaces, details, photos, params.seed
+        )
         textures, body_report = [], None
         for (tile, _name), texture in zip(files, baked, strict=True):
             # A full-body character: the head texture on its head only, the body kept from the base

@@ -559,7 +559,12 @@ def prepare_head_tables(head: HeadModel, atlas_size: int, texture_size: int) -> 
     repaint.head_forms(geometry)
     head_regions(geometry, head.landmarks.points3d)
     for tile in head.uv_tiles:
-        bake(geometry, np.zeros((atlas_size, atlas_size, 3), np.float32), head.surface(texture_size, tile))
+        bake(
+            geometry,
+            np.zeros((atlas_size, atlas_size, 3), np.float32),
+            head.surface(texture_size, tile),
+            seed=0,
+        )
 
 
 # -- stages --------------------------------------------------------------------------------------
@@ -687,14 +692,17 @@ def bake_texture(
     surfaces: list[UVSurface],
     details: list[np.ndarray | None],
     photos: list[SurfacePhoto | None] | None = None,
+    seed: int = 0,
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """(the texture in the mesh's UVs of each UV tile's surface, the atlas after the caps were made to
     agree with the band: once for every tile). ``photos``: each surface's own photo where the atlas
-    does not hold it (``photo_outside_atlas``), or None."""
+    does not hold it (``photo_outside_atlas``), or None; ``seed``: the grain of the texels the atlas
+    does not hold (``bake``)."""
     final_atlas = harmonise_charts(geometry, atlas_color)
     photos = photos or [None] * len(surfaces)
     textures = [
-        bake(geometry, final_atlas, s, d, photo=p) for s, d, p in zip(surfaces, details, photos, strict=True)
+        bake(geometry, final_atlas, s, d, photo=p, seed=seed)
+        for s, d, p in zip(surfaces, details, photos, strict=True)
     ]
     return textures, final_atlas
 
