@@ -126,7 +126,10 @@ def test_same_seed_same_texture_and_styles_differ(generator, head, astronaut_pat
         generator.generate(params(head, astronaut_path, tmp_path / "c", style="comic"))["texture"]
     )
     np.testing.assert_array_equal(a, b)
-    assert np.abs(a - c).mean() > 0.02
+    # Toon and comic share a flat palette; the comic's inks and halftone set it apart (10 % of the
+    # texels differ by more than 8/255 in a channel; the same seed and style: none).
+    visibly = np.abs(a - c).max(axis=-1) > 8 / 255
+    assert visibly.mean() > 0.05
 
 
 def test_sixteen_bit_output(generator, head, astronaut_path, tmp_path):

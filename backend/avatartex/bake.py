@@ -9,6 +9,7 @@ background.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -54,6 +55,17 @@ class SurfacePhoto:
     """(K,) float32 0..1 how far that colour is theirs (the projection's confidence)."""
     coords: np.ndarray
     """(K, 2) float32 the portrait pixels it was read at."""
+
+
+@dataclass
+class StyleShadow:
+    """A style's cel shadow, for the texels the atlas does not hold (``bake``): where the atlas's
+    styled texture has it, and what it is on a surface point of its own normal."""
+
+    atlas_map: np.ndarray
+    """(S, S) float32 0..1: how much of the shadow each atlas texel shows."""
+    at: Callable[[np.ndarray], np.ndarray]
+    """Mesh-space unit normals (N, 3) -> (N,) float32 0..1: the shadow there, from the normal alone."""
 
 
 @dataclass
@@ -396,6 +408,40 @@ def _grain_where_hidden(
     flat[where] = np.clip(colour + gain[:, None] * colour, 0.0, 1.0)
 
 
+def _fill_hidden(
+    texture: np.ndarray,
+    weights: np.ndarray,
+    hidden_mask: np.ndarray,
+    geometry: AtlasGeometry,
+    surface: UVSurface,
+    xy: np.ndarray,
+    hidden: np.ndarray,
+    shadow: StyleShadow | None,
+) -> None:
+    """The texels the atlas does not hold, filled in place from their neighbours in UV space. Under a
+    style's cel shadow the fill is two: from the neighbours in the shadow and from those out of it,
+    and each such texel takes them as far as the shadow falls on its own normal (a toon bust's
+    neck: the shadow under the jaw went on down the neck as far as the atlas held it, then stopped
+    in a hard edge where the plain fill smeared it out)."""
+    if shadow is None:
+        fill(texture, weights, where=hidden_mask)
+        return
+    covered = _cached(surface, "covered", lambda: np.flatnonzero(surface.mask))
+    shown = np.zeros(surface.mask.size, np.float32)
+    shown[covered] = np.clip(geometry.sample(shadow.atlas_map[..., None], xy)[:, 0], 0.0, 1.0)
+    shown = shown.reshape(surface.mask.shape) * weights
+    lit, dark = texture.copy(), texture
+    fill(lit, weights - shown, where=hidden_mask)
+    if shown.sum() < 16:  # no texel of the atlas shows the shadow: the plain fill
+        texture[hidden_mask] = lit[hidden_mask]
+        return
+    fill(dark, shown, where=hidden_mask)
+    own = np.clip(shadow.at(surface.normals[hidden]), 0.0, 1.0)[:, None].astype(np.float32)
+    where = covered[hidden]
+    flat, flat_lit = texture.reshape(-1, 3), lit.reshape(-1, 3)
+    flat[where] = own * flat[where] + (1.0 - own) * flat_lit[where]
+
+
 def bake(
     geometry: AtlasGeometry,
     atlas_color: np.ndarray,
@@ -405,6 +451,7 @@ def bake(
     background: tuple[float, float, float] = (0.5, 0.5, 0.5),
     photo: SurfacePhoto | None = None,
     seed: int | None = None,
+    shadow: StyleShadow | None = None,
 ) -> np.ndarray:
     """The (N, N, 3) float32 texture in the mesh's UV map.
 
@@ -414,7 +461,8 @@ def bake(
     fill as far as it is confident, with the fill's tone at large scales (``_put_photo``).
     ``padding`` defaults to 1/128 of the size (8 texels at 1024). Texels the atlas does not hold are
     filled from their neighbours in UV space and, where a ``seed`` is given (a colour texture, not a
-    map of weights), given skin grain (``_grain_where_hidden``).
+    map of weights), given skin grain (``_grain_where_hidden``). ``shadow``, optional: a style's cel
+    shadow, which those texels take at their own normals (``_fill_hidden``).
 
     Each pass over the texture is one compiled loop over its rows (a 4096² texture has 16 M texels).
     """
@@ -441,7 +489,7 @@ def bake(
         # Surfaces the atlas cannot show (a neck behind the chest along the same rays, the back of an
         # ear) would read another surface's colour: fill them in UV space from their visible
         # neighbours instead, and from their own photo where it saw them.
-        fill(texture, weights, where=hidden_mask)
+        _fill_hidden(texture, weights, hidden_mask, geometry, surface, xy, hidden, shadow)
         if photo is not None and len(photo.index):
             _put_photo(texture, surface, photo, geometry.frame.scale)
     del weights

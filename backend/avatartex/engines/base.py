@@ -17,6 +17,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from ..atlas import AtlasGeometry
+    from ..bake import StyleShadow
     from ..styles import Style
 
 
@@ -64,6 +65,9 @@ class StageContext:
     """The same de-lighting for surface points the atlas does not hold: ``delight_at(normals,
     coords)`` (mesh-space unit normals (N, 3), their portrait pixels (N, 2)) gives the (N, 3) factor
     (``classic.latent.SurfaceDelight``); None where no stage de-lit."""
+    style_shadow: StyleShadow | None = None
+    """A style's cel shadow (``bake.StyleShadow``), set by the repaint's style filter that draws one:
+    the bake gives it to the texels the atlas does not hold at their own normals; None otherwise."""
     feature_lines: dict[str, np.ndarray] = field(default_factory=dict)
     """Atlas pixel polylines (N, 2) of the face's features (``features.FEATURES``: eyes, brows, lips,
     nose, jaw; closed ones repeat their first point), for the style filters; empty when unknown.

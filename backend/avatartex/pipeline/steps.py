@@ -20,7 +20,7 @@ from .. import uvtiles
 from ..alignment import outline_refit
 from ..alignment import refine as refine_alignment
 from ..atlas import AtlasGeometry, harmonise_charts
-from ..bake import SurfacePhoto, UVSurface, bake, surface_in_atlas
+from ..bake import StyleShadow, SurfacePhoto, UVSurface, bake, surface_in_atlas
 from ..bake import prefer_seen as prefer_seen_parts
 from ..engines.base import AtlasTexture, Stage, StageContext
 from ..eyes import photo_eyes_open
@@ -693,15 +693,16 @@ def bake_texture(
     details: list[np.ndarray | None],
     photos: list[SurfacePhoto | None] | None = None,
     seed: int = 0,
+    shadow: StyleShadow | None = None,
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """(the texture in the mesh's UVs of each UV tile's surface, the atlas after the caps were made to
     agree with the band: once for every tile). ``photos``: each surface's own photo where the atlas
     does not hold it (``photo_outside_atlas``), or None; ``seed``: the grain of the texels the atlas
-    does not hold (``bake``)."""
+    does not hold, and ``shadow`` a style's cel shadow on them (``bake``)."""
     final_atlas = harmonise_charts(geometry, atlas_color)
     photos = photos or [None] * len(surfaces)
     textures = [
-        bake(geometry, final_atlas, s, d, photo=p, seed=seed)
+        bake(geometry, final_atlas, s, d, photo=p, seed=seed, shadow=shadow)
         for s, d, p in zip(surfaces, details, photos, strict=True)
     ]
     return textures, final_atlas

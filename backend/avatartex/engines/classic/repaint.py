@@ -401,11 +401,33 @@ def _region_color(image: np.ndarray, region: np.ndarray, percentile: float = 50.
     return pixels[near].mean(axis=0)
 
 
+def _shadow_level(cavity: np.ndarray | float, down: np.ndarray, threshold: float) -> np.ndarray:
+    """A crisp cel shadow (0..1) from the head's forms: how deep the surface lies below its smoothed
+    self (``cavity``) and how much it faces down (``down``)."""
+    level = cavity * 12.0 + np.clip(down - 0.25, 0, 1) * 1.5
+    return np.clip((level - threshold) * 6.0, 0.0, 1.0).astype(np.float32)
+
+
 def _shadow_shapes(atlas: AtlasGeometry, strength: float, threshold: float) -> np.ndarray:
     """Crisp cel-shadow shapes (0..1) from the head's forms: sockets, under nose/lips/chin."""
     forms = head_forms(atlas)
-    level = forms["cavity"] * 12.0 + np.clip(forms["down"] - 0.25, 0, 1) * 1.5
-    return np.clip((level - threshold) * 6.0, 0.0, 1.0) * np.float32(strength)
+    return _shadow_level(forms["cavity"], forms["down"], threshold) * np.float32(strength)
+
+
+def _keep_shadow(ctx: StageContext, shown: np.ndarray, threshold: float) -> None:
+    """Hand the style's cel shadow to the bake (``ctx.style_shadow``, ``bake.StyleShadow``): where the
+    styled atlas shows it, as far as the style is applied, and its shape on a surface point the atlas
+    does not hold, from that point's own normal: the part that faces down (the cavity term needs the
+    surface around the point; measured in UV space it drew jagged blotches where islands meet)."""
+    from ...bake import StyleShadow
+
+    frame, strength = ctx.atlas.frame, float(np.clip(ctx.strength, 0.0, 1.0))
+
+    def at(normals: np.ndarray) -> np.ndarray:
+        down = -frame.directions_to_head(normals)[..., 1]
+        return _shadow_level(0.0, down, threshold) * np.float32(strength)
+
+    ctx.style_shadow = StyleShadow(np.clip(shown, 0.0, 1.0).astype(np.float32) * np.float32(strength), at)
 
 
 def _skin_tone(image: np.ndarray, atlas: AtlasGeometry) -> np.ndarray:
@@ -571,8 +593,10 @@ def toon(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     tone = filters.gaussian(luminance(smooth), 0.05 * unit_small, small_rows)
     split = luminance(_skin_tone(image, atlas)) * (1 - p.get("tone_split", 0.12))
     tone_shadow = np.clip((split - _full(tone, small_rows, image, rows)) * 60.0, 0.0, 1.0)
-    shadow = np.maximum(_shadow_shapes(atlas, 1.0, p.get("shadow_threshold", 0.6)), tone_shadow)
+    threshold = p.get("shadow_threshold", 0.6)
+    shadow = np.maximum(_shadow_shapes(atlas, 1.0, threshold), tone_shadow)
     shadow = shadow * is_skin[labels]
+    _keep_shadow(ctx, shadow, threshold)
     tint = 1 - p.get("shadow", 0.2) * np.array([1.0, 1.2, 1.15], np.float32)
     flat = flat * (1 - shadow[..., None] * (1 - tint))
     shape = image.shape[:2]
@@ -602,10 +626,12 @@ def comic(image: np.ndarray, ctx: StageContext) -> np.ndarray:
         period = s / max(1, round(s / max(p.get("halftone_period", 7) * scale, 3.0)))
         wave = np.cos(2 * np.pi * np.arange(s, dtype=np.float32) / np.float32(period))
         screen = 0.5 + 0.25 * (wave[None, :] + wave[:, None])
-        shade = _shadow_shapes(atlas, 1.0, p.get("shadow_threshold", 0.45))
+        threshold = p.get("shadow_threshold", 0.45)
+        shade = _shadow_shapes(atlas, 1.0, threshold)
         dark = np.clip((0.3 - luminance(flat)) / 0.2, 0.0, 1.0)
         darkness = np.clip(np.maximum(shade * 0.75, dark * 0.6), 0.0, 1.0)
         dots = np.clip((0.85 * darkness - screen) * 8.0 + 0.5, 0.0, 1.0) * (darkness > 0.05)
+        _keep_shadow(ctx, shade, threshold)
         flat = flat * (1 - np.float32(amount) * dots)[..., None]
     ink = draw_strokes(
         shape, feature_strokes(lines, atlas.layout.face_texels_per_iod, p.get("ink_width", 1.3), "comic")
@@ -630,10 +656,13 @@ def anime(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     # Every region close to the skin becomes the one skin tone; the rest (hair) stays flat.
     palette, _ = collapse_skin(np.clip(_saturate(palette, 1.15), 0, 1), skin, p.get("skin_distance", 26.0))
     flat = palette[_crisp(votes, small_rows, image, rows)]
-    shadow = _shadow_shapes(atlas, 1.0, p.get("shadow_threshold", 0.55))
+    threshold = p.get("shadow_threshold", 0.55)
+    shadow = _shadow_shapes(atlas, 1.0, threshold)
     shade_colour = np.clip(skin * np.array([0.86, 0.72, 0.74], np.float32), 0, 1)
     is_skin = np.all(np.abs(flat - skin) < 1e-4, axis=-1)
-    flat = np.where((is_skin & (shadow > 0.5))[..., None], shade_colour, flat)
+    shaded = is_skin & (shadow > 0.5)
+    flat = np.where(shaded[..., None], shade_colour, flat)
+    _keep_shadow(ctx, shaded.astype(np.float32), threshold)
     shape = image.shape[:2]
     unit = atlas.layout.face_texels_per_iod
     flat = _anime_eyes(flat, image, lines, shape, unit, p)
