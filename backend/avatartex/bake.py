@@ -19,7 +19,6 @@ from numba import njit, prange
 from . import raster
 from .atlas import AtlasGeometry
 from .atlas_filters import fill, robust_std, subsample
-from .imaging import luminance
 from .noise import gradient_noise
 
 
@@ -322,6 +321,10 @@ HIDDEN_GRAIN_OCTAVES = (1.25, 2.5, 5.0)
 """Lattice spacings, in the atlas's texels on the face (``face_texels_per_iod``), of the gradient-noise
 octaves that give grain to the texels the atlas does not hold (``_grain_where_hidden``): the scales
 of the atlas's own skin grain (``inpaint.GRAIN_OCTAVES``), whatever the texture's size."""
+HIDDEN_GRAIN_SEED = 0
+"""The noise's seed: one pattern per surface, whatever the request's seed (a variant's grain there is
+a pattern no one compares, and a new one cost 1.5 s at 4096², where one per surface is made once, at
+the head's ``prepare``)."""
 HIDDEN_GRAIN_FINE_PX = 2.0
 """Gaussian sigma, in texels, of the fine band (the texture minus its blur) in which that grain is
 matched to the skin's grain in the rest of the texture."""
@@ -334,9 +337,7 @@ def _fine_band(lum: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
     return np.where(mask, lum - blur, np.float32(0.0)).astype(np.float32)
 
 
-def _hidden_noise(
-    geometry: AtlasGeometry, surface: UVSurface, seed: int
-) -> tuple[np.ndarray, np.ndarray] | None:
+def _hidden_noise(geometry: AtlasGeometry, surface: UVSurface) -> tuple[np.ndarray, np.ndarray] | None:
     """The texels the atlas does not hold, as flat indices into the (N, N) texture, and gradient noise
     of their surface points (HIDDEN_GRAIN_OCTAVES), scaled so that its fine band
     (HIDDEN_GRAIN_FINE_PX) has a robust spread of 1 over them; None where there are too few. A
@@ -351,7 +352,7 @@ def _hidden_noise(
     texel = 1.0 / geometry.layout.face_texels_per_iod
     spacings = (np.asarray(HIDDEN_GRAIN_OCTAVES, np.float32) * np.float32(texel)).astype(np.float32)
     octaves = np.empty((len(points), len(spacings)), np.float32)
-    gradient_noise(points, spacings, int(seed), np.ones_like(octaves), octaves)
+    gradient_noise(points, spacings, HIDDEN_GRAIN_SEED, np.ones_like(octaves), octaves)
     noise = octaves.sum(axis=1)
     field = np.zeros(n * n, np.float32)
     field[where] = noise
@@ -368,7 +369,6 @@ def _grain_where_hidden(
     surface: UVSurface,
     hidden_mask: np.ndarray,
     photo: SurfacePhoto | None,
-    seed: int,
 ) -> None:
     """Skin grain on the texels the atlas does not hold, in place: they were filled smoothly from
     their neighbours in UV space, and beside the atlas's grainy skin that fill was a hard-edged
@@ -378,34 +378,67 @@ def _grain_where_hidden(
     count, and the skin's grain is most of the texels, as the atlas's own fill gives every unseen
     texel the seen skin's grain), tinted by each texel's colour, and left out as far as the photo was
     put there."""
-    found = _cached(
-        surface, f"hidden_grain{geometry.size}:{seed}", lambda: _hidden_noise(geometry, surface, seed)
-    )
+    found = _cached(surface, f"hidden_grain{geometry.size}", lambda: _hidden_noise(geometry, surface))
     if found is None:
         return
     where, noise = found
 
     def skin_sample():
-        """The texels the atlas holds (a sample of them) and the blur's normalisation there."""
+        """The texels the atlas holds and a sample of them (flat indices)."""
         held = surface.mask & ~hidden_mask
-        weight = cv2.GaussianBlur(held.astype(np.float32), (0, 0), HIDDEN_GRAIN_FINE_PX)
-        sample = subsample(held, 50_000)
-        return held, sample, 1.0 / np.maximum(weight.reshape(-1)[sample], 1e-6)
+        return held, subsample(held, 50_000)
 
-    held, sample, norm = _cached(surface, f"hidden_grain_skin{geometry.size}", skin_sample)
+    held, sample = _cached(surface, f"hidden_grain_skin{geometry.size}", skin_sample)
     if sample.size < 64:
         return
-    lum = luminance(texture).astype(np.float32)
-    blur = cv2.GaussianBlur(np.where(held, lum, np.float32(0.0)), (0, 0), HIDDEN_GRAIN_FINE_PX)
-    band = lum.reshape(-1)[sample] - blur.reshape(-1)[sample] * norm
+    radius = int(np.ceil(3 * HIDDEN_GRAIN_FINE_PX))
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / HIDDEN_GRAIN_FINE_PX) ** 2).astype(np.float32)
+    band = np.empty(sample.size, np.float32)
+    _fine_band_at(texture, held, sample, taps, band)
     amount = noise * np.float32(robust_std(band))
     if photo is not None and len(photo.index):
         covered = _cached(surface, "covered", lambda: np.flatnonzero(surface.mask))
         amount[np.searchsorted(where, covered[photo.index])] *= 1.0 - photo.confidence
-    flat = texture.reshape(-1, 3)
-    colour = flat[where]
-    gain = amount / np.maximum(lum.reshape(-1)[where], 1e-3)
-    flat[where] = np.clip(colour + gain[:, None] * colour, 0.0, 1.0)
+    _add_grain(texture.reshape(-1, 3), where, amount)
+
+
+@njit(cache=True, parallel=True)
+def _fine_band_at(texture, held, sample, taps, out) -> None:
+    """``out[i]``: the luminance's fine band at flat texel ``sample[i]``: the texel minus the Gaussian
+    average (separable ``taps``) of the ``held`` texels around it (the same band as ``_fine_band``,
+    read at a sample of texels instead of blurring a 4096² texture)."""
+    h, w = held.shape
+    r = (taps.shape[0] - 1) // 2
+    for i in prange(sample.shape[0]):
+        y, x = sample[i] // w, sample[i] % w
+        total, weight = np.float32(0.0), np.float32(0.0)
+        for dy in range(-r, r + 1):
+            yy = y + dy
+            if yy < 0 or yy >= h:
+                continue
+            for dx in range(-r, r + 1):
+                xx = x + dx
+                if xx < 0 or xx >= w or not held[yy, xx]:
+                    continue
+                g = taps[dy + r] * taps[dx + r]
+                total += g * (
+                    0.2126 * texture[yy, xx, 0] + 0.7152 * texture[yy, xx, 1] + 0.0722 * texture[yy, xx, 2]
+                )
+                weight += g
+        own = 0.2126 * texture[y, x, 0] + 0.7152 * texture[y, x, 1] + 0.0722 * texture[y, x, 2]
+        out[i] = own - total / max(weight, np.float32(1e-6))
+
+
+@njit(cache=True, parallel=True)
+def _add_grain(flat, where, amount) -> None:
+    """Each texel ``where[i]`` of ``flat`` (N, 3) brightened by ``amount[i]`` in luminance, in its own
+    colour's proportions, clipped to 0..1."""
+    for i in prange(where.shape[0]):
+        k = where[i]
+        lum = 0.2126 * flat[k, 0] + 0.7152 * flat[k, 1] + 0.0722 * flat[k, 2]
+        gain = amount[i] / max(lum, np.float32(1e-3))
+        for c in range(3):
+            flat[k, c] = min(max(flat[k, c] * (1 + gain), np.float32(0.0)), np.float32(1.0))
 
 
 def _fill_hidden(
@@ -450,7 +483,7 @@ def bake(
     padding: int | None = None,
     background: tuple[float, float, float] = (0.5, 0.5, 0.5),
     photo: SurfacePhoto | None = None,
-    seed: int | None = None,
+    grain: bool = False,
     shadow: StyleShadow | None = None,
 ) -> np.ndarray:
     """The (N, N, 3) float32 texture in the mesh's UV map.
@@ -460,8 +493,8 @@ def bake(
     ``photo``, optional: the photo read on covered texels the atlas does not hold; laid over their
     fill as far as it is confident, with the fill's tone at large scales (``_put_photo``).
     ``padding`` defaults to 1/128 of the size (8 texels at 1024). Texels the atlas does not hold are
-    filled from their neighbours in UV space and, where a ``seed`` is given (a colour texture, not a
-    map of weights), given skin grain (``_grain_where_hidden``). ``shadow``, optional: a style's cel
+    filled from their neighbours in UV space and, with ``grain`` (a colour texture, not a map of
+    weights), given skin grain (``_grain_where_hidden``). ``shadow``, optional: a style's cel
     shadow, which those texels take at their own normals (``_fill_hidden``).
 
     Each pass over the texture is one compiled loop over its rows (a 4096² texture has 16 M texels).
@@ -496,8 +529,8 @@ def bake(
     has_detail = detail is not None
     detail_arr = np.ascontiguousarray(detail, np.float32) if has_detail else np.zeros((1, 3), np.float32)
     _add_detail_and_clip(tri_id, row_start, detail_arr, has_detail, texture)
-    if hidden.any() and seed is not None:
-        _grain_where_hidden(texture, geometry, surface, hidden_mask, photo, seed)
+    if hidden.any() and grain:
+        _grain_where_hidden(texture, geometry, surface, hidden_mask, photo)
     pad = max(2, size // 128) if padding is None else padding
     hit = surface.mask
     targets, sources, _ = _cached(surface, f"pad{pad}", lambda: raster.padding_index(hit, pad))
@@ -523,3 +556,6 @@ def warm_up() -> None:
         np.zeros((2, 2), np.bool_),
     )
     _add_detail_and_clip(tri_id, rows, values, True, texture)
+    index = np.zeros(1, np.int64)
+    _fine_band_at(texture, np.ones((2, 2), np.bool_), index, np.ones(3, np.float32), np.empty(1, np.float32))
+    _add_grain(texture.reshape(-1, 3), index, np.zeros(1, np.float32))

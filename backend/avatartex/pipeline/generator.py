@@ -319,7 +319,7 @@ class Generator:
         details = [detail(surface) for surface in surfaces]
         photos = [own_photo(surface) for surface in surfaces]
         baked, final_atlas = steps.bake_texture(
-            geometry, atlas_texture.color, surfaces, details, photos, params.seed, ctx.style_shadow
+            geometry, atlas_texture.color, surfaces, details, photos, ctx.style_shadow
         )
         textures, body_report = [], None
         for (tile, _name), texture in zip(files, baked, strict=True):

@@ -563,7 +563,7 @@ def prepare_head_tables(head: HeadModel, atlas_size: int, texture_size: int) -> 
             geometry,
             np.zeros((atlas_size, atlas_size, 3), np.float32),
             head.surface(texture_size, tile),
-            seed=0,
+            grain=True,
         )
 
 
@@ -692,17 +692,16 @@ def bake_texture(
     surfaces: list[UVSurface],
     details: list[np.ndarray | None],
     photos: list[SurfacePhoto | None] | None = None,
-    seed: int = 0,
     shadow: StyleShadow | None = None,
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """(the texture in the mesh's UVs of each UV tile's surface, the atlas after the caps were made to
     agree with the band: once for every tile). ``photos``: each surface's own photo where the atlas
-    does not hold it (``photo_outside_atlas``), or None; ``seed``: the grain of the texels the atlas
-    does not hold, and ``shadow`` a style's cel shadow on them (``bake``)."""
+    does not hold it (``photo_outside_atlas``), or None; ``shadow``: a style's cel shadow, for the
+    texels the atlas does not hold (``bake``, which gives them the skin's grain too)."""
     final_atlas = harmonise_charts(geometry, atlas_color)
     photos = photos or [None] * len(surfaces)
     textures = [
-        bake(geometry, final_atlas, s, d, photo=p, seed=seed, shadow=shadow)
+        bake(geometry, final_atlas, s, d, photo=p, grain=True, shadow=shadow)
         for s, d, p in zip(surfaces, details, photos, strict=True)
     ]
     return textures, final_atlas
