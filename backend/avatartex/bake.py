@@ -192,6 +192,11 @@ def surface_in_atlas(geometry: AtlasGeometry, surface: UVSurface) -> tuple[np.nd
     return _cached(surface, f"atlas{geometry.size}", make)
 
 
+def covered_index(surface: UVSurface) -> np.ndarray:
+    """(M,) the flat indices of the covered texels (row-major order of ``UVSurface.mask``), kept."""
+    return _cached(surface, "covered", lambda: np.flatnonzero(surface.mask))
+
+
 def covered_rows(surface: UVSurface) -> np.ndarray:
     """(N + 1,) where each texture row's covered texels start in the (M, ...) per-texel arrays."""
 
@@ -265,7 +270,7 @@ def _put_photo(texture: np.ndarray, surface: UVSurface, photo: SurfacePhoto, iod
     Gaussian of PHOTO_TONE_SIGMA_IOD over the photo's texels weighted by its confidence.
     """
     n = surface.tri_id.shape[0]
-    where = _cached(surface, "covered", lambda: np.flatnonzero(surface.mask))[photo.index]
+    where = covered_index(surface)[photo.index]
     rows, cols = where // n, where % n
     flat = texture.reshape(-1, 3)
     base = flat[where].copy()
@@ -345,7 +350,7 @@ def _hidden_noise(geometry: AtlasGeometry, surface: UVSurface) -> tuple[np.ndarr
     the texture's size, does not change its pattern."""
     n = surface.tri_id.shape[0]
     _, hidden = surface_in_atlas(geometry, surface)
-    where = _cached(surface, "covered", lambda: np.flatnonzero(surface.mask))[hidden]
+    where = covered_index(surface)[hidden]
     if where.size < 64:
         return None
     points = geometry.frame.to_head(surface.positions[hidden]).astype(np.float32)
@@ -397,7 +402,7 @@ def _grain_where_hidden(
     _fine_band_at(texture, held, sample, taps, band)
     amount = noise * np.float32(robust_std(band))
     if photo is not None and len(photo.index):
-        covered = _cached(surface, "covered", lambda: np.flatnonzero(surface.mask))
+        covered = covered_index(surface)
         amount[np.searchsorted(where, covered[photo.index])] *= 1.0 - photo.confidence
     _add_grain(texture.reshape(-1, 3), where, amount)
 
@@ -459,7 +464,7 @@ def _fill_hidden(
     if shadow is None:
         fill(texture, weights, where=hidden_mask)
         return
-    covered = _cached(surface, "covered", lambda: np.flatnonzero(surface.mask))
+    covered = covered_index(surface)
     shown = np.zeros(surface.mask.size, np.float32)
     shown[covered] = np.clip(geometry.sample(shadow.atlas_map[..., None], xy)[:, 0], 0.0, 1.0)
     shown = shown.reshape(surface.mask.shape) * weights

@@ -295,8 +295,12 @@ def _quantise(image: np.ndarray, bit_depth: int) -> np.ndarray:
         return image if bit_depth == 16 else ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
     if not np.issubdtype(image.dtype, np.floating):
         raise ValueError(f"save_png: unsupported dtype {image.dtype}; use float 0..1, uint8 or uint16")
-    values = np.nan_to_num(image.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
-    return (np.clip(values, 0.0, 1.0) * peak + 0.5).astype(dtype)
+    # fmax/fmin drop NaN (to 0) and clamp the infinities in two passes: nan_to_num and a clip took
+    # 0.5 s of a 4096² texture's save.
+    values = np.fmin(np.fmax(image.astype(np.float32, copy=False), np.float32(0.0)), np.float32(1.0))
+    values *= np.float32(peak)
+    values += np.float32(0.5)
+    return values.astype(dtype)
 
 
 def save_png(path: str | os.PathLike, image: np.ndarray, bit_depth: int = 8) -> Path:

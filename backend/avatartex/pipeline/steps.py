@@ -20,7 +20,7 @@ from .. import uvtiles
 from ..alignment import outline_refit
 from ..alignment import refine as refine_alignment
 from ..atlas import AtlasGeometry, harmonise_charts
-from ..bake import StyleShadow, SurfacePhoto, UVSurface, bake, surface_in_atlas
+from ..bake import StyleShadow, SurfacePhoto, UVSurface, bake, covered_index, surface_in_atlas
 from ..bake import prefer_seen as prefer_seen_parts
 from ..engines.base import AtlasTexture, Stage, StageContext
 from ..eyes import photo_eyes_open
@@ -521,13 +521,14 @@ def photo_outside_atlas(
     if not hidden.any():
         return None
     carried = bake(geometry, np.repeat(photo_confidence[..., None], 3, axis=-1), surface, padding=0)
-    cap = carried[surface.mask][:, 0]
-    index = np.flatnonzero(hidden & (cap > 0.01))  # only these may take the photo: only they are read
+    index = np.flatnonzero(hidden)
+    cap = carried.reshape(-1, 3)[covered_index(surface)[index], 0]
+    index, cap = index[cap > 0.01], cap[cap > 0.01]  # only these may take the photo: only they are read
     if index.size == 0:
         return None
     points, normals = surface.positions[index], surface.normals[index]
     projected = project_surface(projection.view, registration, points, normals)
-    confidence = np.minimum(projected.confidence, cap[index])
+    confidence = np.minimum(projected.confidence, cap)
     keep = np.flatnonzero(confidence > 0.01)
     if keep.size == 0:
         return None
