@@ -197,6 +197,30 @@ def covered_index(surface: UVSurface) -> np.ndarray:
     return _cached(surface, "covered", lambda: np.flatnonzero(surface.mask))
 
 
+def carried_into_hidden(geometry: AtlasGeometry, atlas_map: np.ndarray, surface: UVSurface) -> np.ndarray:
+    """(K,) an atlas map (S, S) as ``bake`` gives it to the K texels the atlas does not hold (in the
+    order of ``hidden_in_atlas``): read on the texels it holds and carried in by the fill. One
+    channel and only the fill: a three-channel bake of a 4096² map for it cost 0.6 s."""
+    xy, hidden = surface_in_atlas(geometry, surface)
+    covered = covered_index(surface)
+    n = surface.tri_id.shape[0]
+    padded, _ = raster.dilate(
+        np.asarray(atlas_map, np.float32)[..., None],
+        geometry.mask,
+        3,
+        _cached(geometry, "pad3", lambda: raster.padding_index(geometry.mask, 3)),
+    )
+    values = np.zeros((n * n, 1), np.float32)
+    weights = np.zeros(n * n, np.float32)
+    held = covered[~hidden]
+    values[held] = geometry.sample(padded, xy[~hidden])
+    weights[held] = 1.0
+    where = np.zeros(n * n, np.bool_)
+    where[covered[hidden]] = True
+    filled = fill(values.reshape(n, n, 1), weights.reshape(n, n), where=where.reshape(n, n))
+    return np.clip(filled.reshape(-1)[covered[hidden]], 0.0, 1.0)
+
+
 def covered_rows(surface: UVSurface) -> np.ndarray:
     """(N + 1,) where each texture row's covered texels start in the (M, ...) per-texel arrays."""
 

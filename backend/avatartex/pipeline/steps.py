@@ -20,7 +20,7 @@ from .. import uvtiles
 from ..alignment import outline_refit
 from ..alignment import refine as refine_alignment
 from ..atlas import AtlasGeometry, harmonise_charts
-from ..bake import StyleShadow, SurfacePhoto, UVSurface, bake, covered_index, surface_in_atlas
+from ..bake import StyleShadow, SurfacePhoto, UVSurface, bake, carried_into_hidden, surface_in_atlas
 from ..bake import prefer_seen as prefer_seen_parts
 from ..engines.base import AtlasTexture, Stage, StageContext
 from ..eyes import photo_eyes_open
@@ -520,9 +520,8 @@ def photo_outside_atlas(
     _, hidden = surface_in_atlas(geometry, surface)
     if not hidden.any():
         return None
-    carried = bake(geometry, np.repeat(photo_confidence[..., None], 3, axis=-1), surface, padding=0)
     index = np.flatnonzero(hidden)
-    cap = carried.reshape(-1, 3)[covered_index(surface)[index], 0]
+    cap = carried_into_hidden(geometry, photo_confidence, surface)
     index, cap = index[cap > 0.01], cap[cap > 0.01]  # only these may take the photo: only they are read
     if index.size == 0:
         return None
