@@ -293,9 +293,12 @@ class Generator:
             if weight <= 0:
                 return None
             coords, confidence = regions.portrait_coords, regions.photo_confidence
-            return weight * steps.portrait_detail(
+            found = steps.portrait_detail(
                 surface, analysis.portrait, geometry, analysis.face, coords, confidence
             )
+            if weight != 1.0:  # photoreal takes all of it: no pass over 4096²'s 15 M texels for nothing
+                found *= np.float32(weight)
+            return found
 
         def own_photo(surface):
             """The photo on what the atlas cannot hold (a bust's neck and chest), as far as the style
