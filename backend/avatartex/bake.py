@@ -19,6 +19,7 @@ from numba import njit, prange
 from . import raster
 from .atlas import AtlasGeometry
 from .atlas_filters import fill, robust_std, subsample
+from .imaging import LUMA
 from .noise import gradient_noise
 
 
@@ -451,10 +452,10 @@ def _fine_band_at(texture, held, sample, taps, out) -> None:
                     continue
                 g = taps[dy + r] * taps[dx + r]
                 total += g * (
-                    0.2126 * texture[yy, xx, 0] + 0.7152 * texture[yy, xx, 1] + 0.0722 * texture[yy, xx, 2]
+                    LUMA[0] * texture[yy, xx, 0] + LUMA[1] * texture[yy, xx, 1] + LUMA[2] * texture[yy, xx, 2]
                 )
                 weight += g
-        own = 0.2126 * texture[y, x, 0] + 0.7152 * texture[y, x, 1] + 0.0722 * texture[y, x, 2]
+        own = LUMA[0] * texture[y, x, 0] + LUMA[1] * texture[y, x, 1] + LUMA[2] * texture[y, x, 2]
         out[i] = own - total / max(weight, np.float32(1e-6))
 
 
@@ -464,7 +465,7 @@ def _add_grain(flat, where, amount) -> None:
     colour's proportions, clipped to 0..1."""
     for i in prange(where.shape[0]):
         k = where[i]
-        lum = 0.2126 * flat[k, 0] + 0.7152 * flat[k, 1] + 0.0722 * flat[k, 2]
+        lum = LUMA[0] * flat[k, 0] + LUMA[1] * flat[k, 1] + LUMA[2] * flat[k, 2]
         gain = amount[i] / max(lum, np.float32(1e-3))
         for c in range(3):
             flat[k, c] = min(max(flat[k, c] * (1 + gain), np.float32(0.0)), np.float32(1.0))
@@ -492,11 +493,11 @@ def _fill_hidden(
     shown = np.zeros(surface.mask.size, np.float32)
     shown[covered] = np.clip(geometry.sample(shadow.atlas_map[..., None], xy)[:, 0], 0.0, 1.0)
     shown = shown.reshape(surface.mask.shape) * weights
+    if shown.sum() < 16:  # no texel the atlas holds shows the shadow: the plain fill
+        fill(texture, weights, where=hidden_mask)
+        return
     lit, dark = texture.copy(), texture
     fill(lit, weights - shown, where=hidden_mask)
-    if shown.sum() < 16:  # no texel of the atlas shows the shadow: the plain fill
-        texture[hidden_mask] = lit[hidden_mask]
-        return
     fill(dark, shown, where=hidden_mask)
     own = np.clip(shadow.at(surface.normals[hidden]), 0.0, 1.0)[:, None].astype(np.float32)
     where = covered[hidden]
