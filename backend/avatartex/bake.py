@@ -198,6 +198,13 @@ def covered_index(surface: UVSurface) -> np.ndarray:
     return _cached(surface, "covered", lambda: np.flatnonzero(surface.mask))
 
 
+def _padded(geometry: AtlasGeometry, atlas_image: np.ndarray) -> np.ndarray:
+    """An atlas image (S, S, C) padded 3 texels out of the charts: texels near a chart's edge sample
+    bilinearly across it, and must read surface values, never the empty space between charts."""
+    index = _cached(geometry, "pad3", lambda: raster.padding_index(geometry.mask, 3))
+    return raster.dilate(atlas_image, geometry.mask, 3, index)[0]
+
+
 def carried_into_hidden(geometry: AtlasGeometry, atlas_map: np.ndarray, surface: UVSurface) -> np.ndarray:
     """(K,) an atlas map (S, S) as ``bake`` gives it to the K texels the atlas does not hold (in the
     order of ``hidden_in_atlas``): read on the texels it holds and carried in by the fill. One
@@ -205,12 +212,7 @@ def carried_into_hidden(geometry: AtlasGeometry, atlas_map: np.ndarray, surface:
     xy, hidden = surface_in_atlas(geometry, surface)
     covered = covered_index(surface)
     n = surface.tri_id.shape[0]
-    padded, _ = raster.dilate(
-        np.asarray(atlas_map, np.float32)[..., None],
-        geometry.mask,
-        3,
-        _cached(geometry, "pad3", lambda: raster.padding_index(geometry.mask, 3)),
-    )
+    padded = _padded(geometry, np.asarray(atlas_map, np.float32)[..., None])
     values = np.zeros((n * n, 1), np.float32)
     weights = np.zeros(n * n, np.float32)
     held = covered[~hidden]
@@ -530,14 +532,7 @@ def bake(
     Each pass over the texture is one compiled loop over its rows (a 4096² texture has 16 M texels).
     """
     size = surface.tri_id.shape[0]
-    # Texels near a chart's edge sample bilinearly across it: pad the atlas first so that they read
-    # surface colours, never the empty space between charts.
-    atlas_color, _ = raster.dilate(
-        np.asarray(atlas_color, np.float32),
-        geometry.mask,
-        3,
-        _cached(geometry, "pad3", lambda: raster.padding_index(geometry.mask, 3)),
-    )
+    atlas_color = _padded(geometry, np.asarray(atlas_color, np.float32))
     xy, hidden = surface_in_atlas(geometry, surface)
     values = geometry.sample(atlas_color, xy)
     tri_id = np.ascontiguousarray(surface.tri_id, np.int32)

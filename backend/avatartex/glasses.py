@@ -213,10 +213,14 @@ def _eye_crop(portrait: np.ndarray, face: Face) -> tuple[np.ndarray, np.ndarray,
 def frame_darkness(lightness: np.ndarray, disc_px: float) -> np.ndarray:
     """(h, w) float32: how much darker (CIE L*) each pixel is than the grey closing with a disc of
     ``disc_px`` pixels (a black-hat): high on dark structures thinner than the disc."""
-    d = max(3, int(round(disc_px)) | 1)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (d, d))
     light = np.ascontiguousarray(lightness, np.float32)
-    return cv2.morphologyEx(light, cv2.MORPH_CLOSE, kernel) - light
+    return cv2.morphologyEx(light, cv2.MORPH_CLOSE, _disc(disc_px)) - light
+
+
+def _disc(diameter: float) -> np.ndarray:
+    """An elliptic structuring element about ``diameter`` pixels across (odd, at least 3)."""
+    size = max(3, int(round(diameter)) | 1)
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
 
 
 def best_loop(gain: np.ndarray, max_step: int = 1) -> np.ndarray:
@@ -443,8 +447,9 @@ def find_glasses(portrait: np.ndarray, face: Face) -> PortraitGlasses:
     # What the frame is continued through: its dark structure outside the lenses (inside them it is
     # the skin's creases) and its highlights (polished plastic, the studs on a cat-eye frame's
     # corners), above the eyes only (below them the creases of the cheeks and the nose meet a rim).
-    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(round(FRAME_DISC * PX_PER_IOD)) | 1,) * 2)
-    shine = lightness - cv2.morphologyEx(lightness, cv2.MORPH_OPEN, disc) >= FRAME_SHINE
+    shine = (
+        lightness - cv2.morphologyEx(lightness, cv2.MORPH_OPEN, _disc(FRAME_DISC * PX_PER_IOD)) >= FRAME_SHINE
+    )
     shine &= lightness >= SHINE_LIGHTNESS
     in_lens = np.zeros((h, w), np.uint8)
     for rim in rims:
@@ -620,8 +625,3 @@ def lens_tint(portrait: np.ndarray, face: Face, glasses: PortraitGlasses) -> Len
     if float(np.hypot(*shift)) > LENS_TINT_MAX:
         return LensTint(None)
     return LensTint((round(float(shift[0]), 3), round(float(shift[1]), 3)))
-
-
-def _disc(diameter: float) -> np.ndarray:
-    size = max(3, int(round(diameter)) | 1)
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
