@@ -477,9 +477,24 @@ class Light:
 LIGHTS = ("front", "side", "top", "grazing", "below", "two")
 
 
-def lights_for(kind: str, yaw: float, shadows: bool) -> tuple[list[Light], float]:
-    """The lights of a named set-up, and the ambient term. ``grazing`` comes from the side the
-    camera does not see (the far cheek is lit at a grazing angle, the near one is dark)."""
+@dataclass(frozen=True)
+class Sky:
+    """An ambient light the head occludes, as a room's or an overcast sky's light is: each point
+    receives ``intensity`` times the share of the sky it sees past the head (``sky_visibility``)."""
+
+    intensity: float
+
+
+SOFT_AMBIENT = 0.6
+"""A soft light's ambient (``lights_for(..., soft=True)``): a sky the head occludes, its key lights
+at half their strength: a portrait in a softbox's or an overcast day's light, where the creases'
+own darkness is most of the shading."""
+
+
+def lights_for(kind: str, yaw: float, shadows: bool, soft: bool = False) -> tuple[list[Light], float | Sky]:
+    """The lights of a named set-up, and the ambient term (a ``Sky`` the head occludes where
+    ``soft``). ``grazing`` comes from the side the camera does not see (the far cheek is lit at a
+    grazing angle, the near one is dark)."""
     far = -1.0 if yaw >= 0 else 1.0
     sets = {
         "front": ([((0.15, 0.2, 1.0), 0.75)], 0.35),
@@ -493,8 +508,48 @@ def lights_for(kind: str, yaw: float, shadows: bool) -> tuple[list[Light], float
     out = []
     for direction, intensity in lights:
         d = np.asarray(direction, np.float64)
-        out.append(Light(d / np.linalg.norm(d), intensity, shadows))
-    return out, ambient
+        out.append(Light(d / np.linalg.norm(d), intensity * (0.5 if soft else 1.0), shadows))
+    return out, (Sky(SOFT_AMBIENT) if soft else ambient)
+
+
+SKY_VIEWS = 200
+"""Directions ``sky_visibility`` samples (its own measure, finer than the pipeline's
+``occlusion.vertex_occlusion``: per point, not per vertex, 200 directions at 512 pixels)."""
+
+
+def sky_visibility(head: Head, points: np.ndarray, normals: np.ndarray) -> np.ndarray:
+    """(N,) the cosine-weighted share of the sky each surface point (``points``, unit ``normals``
+    (N, 3), canonical frame) sees past the head: depth maps from SKY_VIEWS directions over the
+    sphere, read as shadow maps (kept with the head: each render and truth reads the same)."""
+    maps = head.__dict__.setdefault("_sky_maps", [])
+    centre = 0.5 * (head.positions.min(axis=0) + head.positions.max(axis=0))
+    radius = float(np.linalg.norm(head.positions - centre, axis=1).max())
+    size = 512
+    pixel = 2.04 * radius / size
+    if not maps:
+        i = np.arange(SKY_VIEWS) + 0.5
+        z = 1.0 - 2.0 * i / SKY_VIEWS
+        turn = np.pi * (3.0 - np.sqrt(5.0)) * i
+        r = np.sqrt(np.clip(1.0 - z * z, 0.0, None))
+        distance = 40 * radius
+        fov = np.degrees(2 * np.arctan(1.02 * radius / distance))
+        for d in np.stack([r * np.cos(turn), r * np.sin(turn), z], axis=1):
+            up = np.array([0.0, 1.0, 0.0]) if abs(d[1]) < 0.9 else np.array([0.0, 0.0, 1.0])
+            cam = Camera.look_at(centre + d * distance, centre, up, fov, size, size)
+            maps.append((d, cam, raster.rasterize_camera(head.positions, head.triangles, cam)[2]))
+    points = np.asarray(points, np.float64)
+    normals = np.asarray(normals, np.float64)
+    lifted = points + normals * 0.5 * pixel
+    seen, total = np.zeros(len(points)), np.zeros(len(points))
+    for d, cam, depth in maps:
+        weight = np.clip(normals @ d, 0.0, None)
+        facing = np.flatnonzero(weight > 0)
+        xy, z = cam.project(lifted[facing])
+        px = np.clip(xy[:, 0].astype(int), 0, size - 1)
+        py = np.clip(xy[:, 1].astype(int), 0, size - 1)
+        seen[facing] += weight[facing] * (z <= depth[py, px] + 2.0 * pixel)
+        total[facing] += weight[facing]
+    return np.where(total > 0, seen / np.maximum(total, 1e-12), 1.0)
 
 
 def shadow_factor(head: Head, light: Light, points: np.ndarray, normals: np.ndarray) -> np.ndarray:
@@ -539,13 +594,17 @@ class Render:
 
 
 def lambert_shading(
-    head: Head, lights: list[Light], ambient: float, normals: np.ndarray, points: np.ndarray | None
+    head: Head, lights: list[Light], ambient: float | Sky, normals: np.ndarray, points: np.ndarray | None
 ) -> np.ndarray:
     """(N,) ambient + Σ intensity · max(n·l, 0) · shadow at unit ``normals`` (N, 3); ``points``
     (N, 3), the surface points in the head's coordinates, are needed only for lights that cast
-    shadows. The one light model of the renders, the texel truth and the oracle's de-lighting."""
+    shadows and for a ``Sky`` ambient (occluded by the head). The one light model of the renders,
+    the texel truth and the oracle's de-lighting."""
     normals = np.asarray(normals, np.float64)
-    shade = np.full(len(normals), float(ambient))
+    if isinstance(ambient, Sky):
+        shade = ambient.intensity * sky_visibility(head, points, normals)
+    else:
+        shade = np.full(len(normals), float(ambient))
     for light in lights:
         lit = np.clip(normals @ light.direction, 0, None) * light.intensity
         if light.shadows:
@@ -559,7 +618,7 @@ def render_portrait(
     texture: np.ndarray,
     camera: Camera,
     lights: list[Light],
-    ambient: float,
+    ambient: float | Sky,
     background: np.ndarray,
 ) -> Render:
     """Albedo × (ambient + Σ key · max(n·l, 0) · shadow) in linear light, over ``background``."""
@@ -570,7 +629,7 @@ def render_portrait(
     normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)
     albedo = sample_uv(texture, uv)
     points = None
-    if any(light.shadows for light in lights):  # surface points only where shadows need them
+    if isinstance(ambient, Sky) or any(light.shadows for light in lights):  # points where needed
         points = raster.interpolate(head.positions, head.triangles, tri_id, bary)[hit].astype(np.float64)
     shade = lambert_shading(head, lights, ambient, normal, points)
     linear = np.power(albedo, 2.2) * shade[:, None]
@@ -716,7 +775,7 @@ def fine_correlation(
     return float((a * b).sum() / max(np.sqrt((a * a).sum() * (b * b).sum()), 1e-12))
 
 
-def texel_shading(head: Head, surface: TexelSurface, lights: list[Light], ambient: float) -> np.ndarray:
+def texel_shading(head: Head, surface: TexelSurface, lights: list[Light], ambient: float | Sky) -> np.ndarray:
     """(S, S) the true shading of every covered texel (``render_portrait``'s light: ambient plus
     each key light's clamped cosine, cast shadows included), 0 elsewhere."""
     shade = lambert_shading(head, lights, ambient, surface.normals, surface.positions.astype(np.float64))

@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             head, case.yaw, case.pitch, case.roll, case.fov, case.width, case.height, case.fill,
             (case.shift_x, case.shift_y),
         )  # fmt: skip
-        state["lights"] = gt.lights_for(case.light, case.yaw, case.shadows)
+        state["lights"] = gt.lights_for(case.light, case.yaw, case.shadows, case.soft)
         state["truth_head"] = head
         runner.tap.oracle = oracle if args.registration == "true" else None
         row, extra = runner.run(case)

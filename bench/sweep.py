@@ -114,6 +114,9 @@ class Case:
     seed: int
     group: str = ""
     """Cases of one invariance group share the portrait; the one with transform ``none`` is the reference."""
+    soft: bool = False
+    """A soft light: the key lights at half strength over an ambient the head occludes
+    (``groundtruth.lights_for``'s ``soft``: the creases' own darkness, as in a softbox portrait)."""
 
 
 def _levels(values, n: int, rng: np.random.Generator) -> list:
@@ -274,7 +277,7 @@ class Sweep:
             case.fill,
             (case.shift_x, case.shift_y),
         )
-        lights, ambient = gt.lights_for(case.light, case.yaw, case.shadows)
+        lights, ambient = gt.lights_for(case.light, case.yaw, case.shadows, case.soft)
         rng = np.random.default_rng(zlib.crc32(case.id.encode()) if not case.group else 7)
         background = gt.background_image(case.background, case.width, case.height, rng)
         render = gt.render_portrait(head, truth, camera, lights, ambient, background)
@@ -363,7 +366,7 @@ class Sweep:
             seconds_pipeline=report.get("timings", {}).get("total"),
             seconds_register=report.get("timings", {}).get("register"),
         )
-        lights, ambient = gt.lights_for(case.light, case.yaw, case.shadows)
+        lights, ambient = gt.lights_for(case.light, case.yaw, case.shadows, case.soft)
         shading = gt.texel_shading(head, surface, lights, ambient)
         crease, large = gt.shading_correlations(produced, truth, shading, surface.mask, visible)
         row["crease_corr"], row["shading_corr"] = round(crease, 3), round(large, 3)
@@ -745,7 +748,24 @@ def made_up_cases(cases: list[Case]) -> list[Case]:
     return [replace(c, id="m" + c.id[1:], skin="made_up") for c in demo[::MADE_UP_SHARE]]
 
 
-CASE_KINDS = {"r": "featureless skin", "m": "made-up, eyes one surface", "e": "made-up, separate eyeballs"}
+SOFT_SHARE = 3
+"""Every this many of the random design's cases is run once more in a soft light (``s`` ids)."""
+
+
+def soft_cases(cases: list[Case]) -> list[Case]:
+    """Copies of every SOFT_SHARE-th case of the random design (every head), same camera, skin and
+    sizes, in a soft light (``Case.soft``: ``s`` for ``r`` in the id): the design's lights are hard
+    lights over an ambient that reaches into every crease, which no photo has; these measure what
+    of the creases' own darkness (the head occluding the room's light) stays in the albedo."""
+    return [replace(c, id="s" + c.id[1:], soft=True) for c in cases if not c.group][1::SOFT_SHARE]
+
+
+CASE_KINDS = {
+    "r": "featureless skin",
+    "m": "made-up, eyes one surface",
+    "e": "made-up, separate eyeballs",
+    "s": "soft light, occluded ambient",
+}
 """The summary's split of the cases by their id's first letter (``i``: the invariance block)."""
 EYEBALLS = "+eyeballs"
 """A head name's suffix: the demo-family head with its eyeballs also separate parts of the mesh
@@ -774,7 +794,7 @@ def plan(
             return out
         random = design(n, heads, seed, sizes=(512,))
         made_up = made_up_cases(random)
-        return out + random + made_up + eyeball_cases(made_up)
+        return out + random + made_up + eyeball_cases(made_up) + soft_cases(random)
     heads = (["scan"] if have_scan else []) + ["demo"] + [f"demo-{s}" for s in STYLIZED]
     transforms = [t for t in gt.TRANSFORMS if t != "none"]
     out = []
@@ -784,7 +804,7 @@ def plan(
     if not invariance_only:
         random = design(cases or 96, heads, seed)
         made_up = made_up_cases(random)
-        out += random + made_up + eyeball_cases(made_up)
+        out += random + made_up + eyeball_cases(made_up) + soft_cases(random)
     return out
 
 

@@ -173,6 +173,10 @@ class AtlasGeometry:
     """(T,) uint8 the chart each triangle is baked from."""
     face: np.ndarray
     """(S, S) bool the face region (inside the face's outline), set by ``set_face_region``."""
+    occlusion: np.ndarray | None = None
+    """(S, S) float32 the share of the sky each texel's surface point sees past the mesh
+    (``occlusion.vertex_occlusion``: 1 open, lower in creases), set with the head
+    (``HeadModel.atlas``); None where it was not measured (the de-lighting then leaves it out)."""
 
     @property
     def size(self) -> int:

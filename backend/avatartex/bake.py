@@ -37,6 +37,9 @@ class UVSurface:
     """(M, 3) their normals, mesh space."""
     shared: SharedTexels | None = None
     """Texels two surfaces share (overlapping UV islands), with the one not drawn; None when none."""
+    occlusion: np.ndarray | None = None
+    """(M,) float32 the ambient occlusion of the covered texels' surface points (as
+    ``AtlasGeometry.occlusion``), set with the head (``HeadModel.surface``); None where not measured."""
 
     @property
     def mask(self) -> np.ndarray:
@@ -159,7 +162,8 @@ def prefer_seen(
         np.concatenate([shared.tri_id[~swap], flat_tri[index]]),
         np.concatenate([shared.bary[~swap], flat_bary[index]]),
     )
-    return UVSurface(tri_id, bary, points, point_normals, kept)
+    # The swapped texels keep the occlusion of the part they showed: mirrored parts share it.
+    return UVSurface(tri_id, bary, points, point_normals, kept, surface.occlusion)
 
 
 def atlas_coords(geometry: AtlasGeometry, surface: UVSurface) -> np.ndarray:

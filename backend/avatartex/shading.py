@@ -73,22 +73,41 @@ class DirectionalLights:
     ambient: float
     lights: np.ndarray
     """(K, 3) direction x intensity of each light, in the normals' frame."""
+    occluded: float = 0.0
+    """The share of the ambient light the mesh's own ambient occlusion takes away (0: an ambient
+    that reaches into every crease, 1: a sky the creases see only as far as ``occlusion`` says)."""
 
-    def __call__(self, normals: np.ndarray) -> np.ndarray:
-        """Shading at unit ``normals`` (..., 3)."""
+    def __call__(self, normals: np.ndarray, occlusion: np.ndarray | None = None) -> np.ndarray:
+        """Shading at unit ``normals`` (..., 3), where the surface sees the share ``occlusion``
+        (...) of the sky (``occlusion.vertex_occlusion``; None: all of it)."""
         n = np.asarray(normals, np.float32)
-        lit = np.clip(n @ self.lights.T.astype(np.float32), 0.0, None)
-        return np.float32(self.ambient) + lit.sum(axis=-1)
+        lit = np.clip(n @ self.lights.T.astype(np.float32), 0.0, None).sum(axis=-1)
+        return ambient_term(self.ambient, self.occluded, occlusion) + lit
+
+
+def ambient_term(ambient: float, occluded: float, occlusion: np.ndarray | None) -> np.ndarray | np.float32:
+    """``ambient * (1 - occluded * (1 - occlusion))``: the ambient light a surface seeing the share
+    ``occlusion`` of the sky receives (float32; the plain ambient where ``occlusion`` is None)."""
+    if occlusion is None or occluded == 0:
+        return np.float32(ambient)
+    closed = np.float32(1.0) - np.asarray(occlusion, np.float32)
+    return np.float32(ambient) * (np.float32(1.0) - np.float32(occluded) * closed)
 
 
 def fit_lights(
-    luminance: np.ndarray, normals: np.ndarray, weights: np.ndarray, sh: np.ndarray
+    luminance: np.ndarray,
+    normals: np.ndarray,
+    weights: np.ndarray,
+    sh: np.ndarray,
+    occlusion: np.ndarray | None = None,
 ) -> tuple[DirectionalLights, float]:
     """Robust fit of ambient plus one key light (``DirectionalLights``), started from the SH fit
     ``sh``: its first-order part points at the key light, and a clamped cosine's first-order
     coefficient is half its intensity. (A second light and cast shadows from a shadow map of the
-    surface were tried on the sweep's renders and gained nothing.) Returns the model and its robust
-    residual scale (MAD)."""
+    surface were tried on the sweep's renders and gained nothing.) With the samples' ambient
+    ``occlusion`` (N,) (``occlusion.vertex_occlusion``), also the share of the ambient it takes away
+    (``DirectionalLights.occluded``, within 0..1): the photo's own darkness in the creases, which no
+    light of the normal alone makes. Returns the model and its robust residual scale (MAD)."""
     from scipy.optimize import least_squares
 
     n = np.asarray(normals, np.float64)
@@ -98,22 +117,37 @@ def fit_lights(
     if np.linalg.norm(key) < 1e-6:
         key = np.array([0.0, 0.0, 1e-3])
     ambient = max(float(sh[0]) - 0.25 * float(np.linalg.norm(key)), 1e-3)
-    x0 = np.concatenate([[ambient], key])
+    closed = None if occlusion is None else 1.0 - np.clip(np.asarray(occlusion, np.float64), 0.0, 1.0)
+    if closed is not None and not (sw[closed > 0.02] > 0).any():
+        closed = None  # no fitted texel in a crease: the share is not observable
+    x0 = np.concatenate([[ambient], key] + ([[0.25]] if closed is not None else []))
     residual_sh = y - sh_basis(n) @ sh
     scale = max(1.4826 * float(np.median(np.abs(residual_sh[sw > 0]))), 1e-4)
 
+    def ambient_of(x: np.ndarray) -> np.ndarray | float:
+        return x[0] if closed is None else x[0] * (1.0 - x[4] * closed)
+
     def residuals(x: np.ndarray) -> np.ndarray:
-        return sw * (x[0] + np.clip(n @ x[1:], 0.0, None) - y)
+        return sw * (ambient_of(x) + np.clip(n @ x[1:4], 0.0, None) - y)
 
     def jacobian(x: np.ndarray) -> np.ndarray:
-        J = np.empty((len(n), 4))
-        J[:, 0] = 1.0
-        J[:, 1:] = (n @ x[1:] > 0)[:, None] * n
+        J = np.empty((len(n), len(x)))
+        J[:, 0] = 1.0 if closed is None else 1.0 - x[4] * closed
+        J[:, 1:4] = (n @ x[1:4] > 0)[:, None] * n
+        if closed is not None:
+            J[:, 4] = -x[0] * closed
         return J * sw[:, None]
 
-    fit = least_squares(residuals, x0, jac=jacobian, loss="soft_l1", f_scale=scale, max_nfev=60)
-    model = DirectionalLights(float(fit.x[0]), fit.x[1:].reshape(1, 3).astype(np.float32))
-    predicted = model(n.astype(np.float32))
+    if closed is None:
+        fit = least_squares(residuals, x0, jac=jacobian, loss="soft_l1", f_scale=scale, max_nfev=60)
+    else:
+        bounds = ([-np.inf] * 4 + [0.0], [np.inf] * 4 + [1.0])
+        fit = least_squares(
+            residuals, x0, jac=jacobian, bounds=bounds, loss="soft_l1", f_scale=scale, max_nfev=60
+        )
+    occluded = 0.0 if closed is None else float(fit.x[4])
+    model = DirectionalLights(float(fit.x[0]), fit.x[1:4].reshape(1, 3).astype(np.float32), occluded)
+    predicted = model(n.astype(np.float32), occlusion)
     mad = 1.4826 * float(np.median(np.abs(predicted - y)[sw > 0]))
     return model, mad
 
@@ -194,6 +228,7 @@ def refine_lights_by_detail(
     weight: np.ndarray,
     sigma: float,
     iterations: int = 8,
+    occlusion: np.ndarray | None = None,
 ) -> DirectionalLights:
     """Refit the key light of ``model`` to the shading's detail: the part of log-luminance finer than
     a Gaussian of ``sigma`` texels (creases, the nose's sides, the brows' ridge, the lips),
@@ -212,6 +247,10 @@ def refine_lights_by_detail(
     weights on the ratio key/ambient (the shading's scale is not observable in the band and is kept).
     A start that lights almost none of the skin has no gradient: the light of the same strength
     along the skin's mean normal is tried too, and the lower cost wins.
+
+    With the texels' ambient ``occlusion`` (H, W), the share of the ambient it takes away
+    (``DirectionalLights.occluded``, within 0..1) is refitted in the same band: the creases' own
+    darkness lives at their scale, where the albedo hardly varies.
     """
     w = np.asarray(weight, np.float32)
     inside = w > 0
@@ -226,14 +265,21 @@ def refine_lights_by_detail(
 
     y = band(np.log(np.maximum(np.asarray(luminance, np.float32), 1e-4))[..., None])[inside, 0]
     ws = w[inside].astype(np.float64)
+    closed = None if occlusion is None else (1.0 - np.clip(np.asarray(occlusion, np.float32), 0.0, 1.0))
+    if closed is not None and not (closed[inside] > 0.02).any():
+        closed = None  # no skin texel in a crease: the share is not observable here
 
     def residuals(q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The band's residual at ``q``, its Jacobian and the Huber weights."""
-        d = n @ q.astype(np.float32)
+        """The band's residual at ``q`` (the key over the ambient, then the occluded share when
+        fitted), its Jacobian and the Huber weights."""
+        d = n @ q[:3].astype(np.float32)
         lit = d > 0
-        s = 1.0 + np.where(lit, d, 0.0)
-        jac = np.where(lit[..., None], n / s[..., None], 0.0)
-        b = band(np.concatenate([np.log(s)[..., None], jac], axis=-1).astype(np.float32))[inside]
+        base = np.float32(1.0) if closed is None else 1.0 - np.float32(q[3]) * closed
+        s = base + np.where(lit, d, 0.0)
+        columns = [np.log(s)[..., None], np.where(lit[..., None], n / s[..., None], 0.0)]
+        if closed is not None:
+            columns.append((-closed / s)[..., None])
+        b = band(np.concatenate(columns, axis=-1).astype(np.float32))[inside]
         r = (y - b[:, 0]).astype(np.float64)
         scale = max(1.4826 * float(np.median(np.abs(r))), 1e-4)
         return (
@@ -243,16 +289,20 @@ def refine_lights_by_detail(
         )
 
     def solve(q: np.ndarray) -> tuple[np.ndarray, float]:
-        """Gauss-Newton from ``q``, steps at most half as long as ``q`` (a step across the
-        terminator changes which texels are lit); the result and its robust cost."""
+        """Gauss-Newton from ``q``, the light's steps at most half as long as the light (a step
+        across the terminator changes which texels are lit), the occluded share kept within 0..1;
+        the result and its robust cost."""
         for _ in range(iterations):
             r, J, robust = residuals(q)
-            normal = J.T @ (J * robust[:, None]) + 1e-6 * robust.sum() * np.eye(3)
+            normal = J.T @ (J * robust[:, None]) + 1e-6 * robust.sum() * np.eye(len(q))
             step = np.linalg.solve(normal, J.T @ (robust * r))
-            limit = 0.5 * np.linalg.norm(q) + 0.1
-            if np.linalg.norm(step) > limit:
-                step *= limit / np.linalg.norm(step)
-            q = q + step
+            limit = 0.5 * np.linalg.norm(q[:3]) + 0.1
+            if np.linalg.norm(step[:3]) > limit:
+                step *= limit / np.linalg.norm(step[:3])
+            moved = q + step
+            if len(q) > 3:
+                moved[3] = np.clip(moved[3], 0.0, 1.0)
+            step, q = moved - q, moved
             if np.linalg.norm(step) < 1e-3 * (1.0 + np.linalg.norm(q)):
                 break
         r, _, robust = residuals(q)
@@ -263,10 +313,15 @@ def refine_lights_by_detail(
     if float(((n[inside] @ q0.astype(np.float32)) > 0).mean()) < 0.25:
         facing = (n[inside] * ws[:, None]).sum(axis=0)
         starts.append(max(np.linalg.norm(q0), 1.0) * facing / max(np.linalg.norm(facing), 1e-9))
+    if closed is not None:
+        starts = [np.append(start, model.occluded) for start in starts]
     q, _ = min((solve(start) for start in starts), key=lambda found: found[1])
     if not np.all(np.isfinite(q)):
         return model
-    return DirectionalLights(model.ambient, (q * model.ambient).reshape(1, 3).astype(np.float32))
+    occluded = float(q[3]) if closed is not None else model.occluded
+    return DirectionalLights(
+        model.ambient, (q[:3] * model.ambient).reshape(1, 3).astype(np.float32), occluded
+    )
 
 
 def warm_up() -> None:

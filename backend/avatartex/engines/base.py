@@ -61,10 +61,14 @@ class StageContext:
     """(S, S, 3) float32 factor (per channel) the latent stage multiplied the colour by to take the
     photo's light out (None where it did not): the repaint takes the photo's own detail through the
     same factor, so the shading of creases it removed does not come back with it."""
-    delight_at: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    delight_at: Callable[..., np.ndarray] | None = None
     """The same de-lighting for surface points the atlas does not hold: ``delight_at(normals,
-    coords)`` (mesh-space unit normals (N, 3), their portrait pixels (N, 2)) gives the (N, 3) factor
-    (``classic.latent.SurfaceDelight``); None where no stage de-lit."""
+    coords, occlusion)`` (mesh-space unit normals (N, 3), their portrait pixels (N, 2), their
+    ambient occlusion (N,) or None) gives the (N, 3) factor (``classic.latent.SurfaceDelight``);
+    None where no stage de-lit."""
+    lighting: dict[str, float] = field(default_factory=dict)
+    """What the de-lighting fitted of the photo's light (report.json ``lighting``): ``occluded``,
+    the share of the ambient light the mesh's creases keep out (``shading.DirectionalLights``)."""
     style_shadow: StyleShadow | None = None
     """A style's cel shadow (``bake.StyleShadow``), set by the repaint's style filter that draws one:
     the bake gives it to the texels the atlas does not hold at their own normals; None otherwise."""

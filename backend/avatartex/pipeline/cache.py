@@ -50,6 +50,7 @@ from ..face import (
 )
 from ..landmarks import MeshLandmarks, detect_from_camera, detect_mesh_landmarks
 from ..mesh import Mesh, compute_normals, parse_facing
+from ..occlusion import at_texels, vertex_occlusion
 from ..winding import outward
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,7 @@ class HeadModel:
             if len(outline) >= 8:
                 theta, phi = directions(self.frame.to_head(outline))
                 geometry.set_face_region(geometry.layout.band_xy(theta, phi))
+            geometry.occlusion = at_texels(self.occlusion(), mesh.triangles, geometry.tri_id, geometry.bary)
             self.atlases[size] = geometry
         return self.atlases[size]
 
@@ -180,8 +182,21 @@ class HeadModel:
         if (size, tile) not in self.surfaces:
             mesh = self.mesh
             uvs = uvtiles.in_tile(mesh.uvs, tile, self.textured)
-            self.surfaces[size, tile] = uv_surface(mesh.positions, mesh.triangles, mesh.normals, uvs, size)
+            surface = uv_surface(mesh.positions, mesh.triangles, mesh.normals, uvs, size)
+            covered = surface.mask
+            surface.occlusion = at_texels(
+                self.occlusion(), mesh.triangles, surface.tri_id[covered][None], surface.bary[covered][None]
+            )[0]
+            self.surfaces[size, tile] = surface
         return self.surfaces[size, tile]
+
+    def occlusion(self) -> np.ndarray:
+        """(V,) the ambient occlusion of each vertex of ``mesh`` (``occlusion.vertex_occlusion``),
+        measured once: the de-lighting takes the photo's darkness in the creases out with it."""
+        if "occlusion" not in self.derived:
+            mesh = self.mesh
+            self.derived["occlusion"] = vertex_occlusion(mesh.positions, mesh.triangles, mesh.normals)
+        return self.derived["occlusion"]
 
 
 def wound_one_way(mesh: Mesh) -> tuple[Mesh, int]:

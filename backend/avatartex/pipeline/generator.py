@@ -352,6 +352,8 @@ class Generator:
             warnings,
         )
         report["regions"] = regions.summary  # the scalp applied, the hair and eye colours measured
+        if ctx.lighting:
+            report["lighting"] = dict(ctx.lighting)
         if projection.lens_tint is not None and projection.lens_tint.shift_ab is not None:
             # CIELAB (a*, b*) taken out of the skin behind the glasses' lenses
             report["regions"]["lens_tint_ab"] = list(projection.lens_tint.shift_ab)

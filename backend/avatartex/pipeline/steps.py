@@ -498,7 +498,7 @@ def photo_outside_atlas(
     registration: Registration,
     projection: Projection,
     photo_confidence: np.ndarray,
-    delight_at: Callable[[np.ndarray, np.ndarray], np.ndarray] | None,
+    delight_at: Callable[..., np.ndarray] | None,
 ) -> SurfacePhoto | None:
     """The de-lit photo on the UV texels whose surface the atlas does not hold (``bake``'s hidden
     ones); None where there are none the photo sees, or no de-lighting to take its light out.
@@ -534,7 +534,8 @@ def photo_outside_atlas(
     coords, stretch = projected.coords[keep], projected.stretch[keep]
     sharp = sample_image(portrait, coords)
     color = read_softly(portrait, coords, stretch, sharp, face.interocular, projection.view.skin)
-    delit = np.clip(color * delight_at(normals[keep], coords), 0.0, 1.0)  # as the latent stage's
+    occlusion = None if surface.occlusion is None else surface.occlusion[index[keep]]
+    delit = np.clip(color * delight_at(normals[keep], coords, occlusion), 0.0, 1.0)  # as the latent stage's
     return SurfacePhoto(index[keep], delit.astype(np.float32), confidence[keep], coords)
 
 

@@ -172,7 +172,10 @@ def _refine_on_detail(
     )
     w = skin[box].astype(np.float32)
     lum = np.power(np.clip(color[box], 0.0, 1.0), filters.GAMMA) @ LUMA
-    stack = np.concatenate([(lum * w)[..., None], atlas.normals[box] * w[..., None], w[..., None]], axis=-1)
+    layers = [(lum * w)[..., None], atlas.normals[box] * w[..., None], w[..., None]]
+    if atlas.occlusion is not None:
+        layers.append((atlas.occlusion[box] * w)[..., None])
+    stack = np.concatenate(layers, axis=-1)
     if factor > 1:
         h, wd = stack.shape[0] // factor, stack.shape[1] // factor
         stack = cv2.resize(stack[: h * factor, : wd * factor], (wd, h), interpolation=cv2.INTER_AREA)
@@ -180,9 +183,12 @@ def _refine_on_detail(
     share = np.maximum(weight, 1e-6)[..., None]
     normals = stack[..., 1:4] / share
     normals /= np.maximum(np.linalg.norm(normals, axis=-1, keepdims=True), 1e-6)
+    occlusion = stack[..., 5] / share[..., 0] if atlas.occlusion is not None else None
     # Work texels mostly skin only: a texel half hair is neither.
     weight = np.where(weight > 0.5, weight, 0.0).astype(np.float32)
-    return refine_lights_by_detail(lights, stack[..., 0] / share[..., 0], normals, weight, sigma)
+    return refine_lights_by_detail(
+        lights, stack[..., 0] / share[..., 0], normals, weight, sigma, occlusion=occlusion
+    )
 
 
 @njit(cache=True, parallel=True)
@@ -209,8 +215,9 @@ class SurfaceDelight:
     reference, clipped to the range seen on the fitted texels, as the photo recorded it
     (``as_photographed``), each channel to its power, the same brightness kept."""
 
-    model: Callable[[np.ndarray], np.ndarray]
-    """Head-frame unit normals (N, 3) to the fitted shading (N,)."""
+    model: Callable[..., np.ndarray]
+    """Head-frame unit normals (N, 3) and their ambient occlusion (N,) or None to the fitted
+    shading (N,)."""
     reference: float
     clip: tuple[float, float]
     power: np.ndarray
@@ -219,10 +226,13 @@ class SurfaceDelight:
     frame: HeadFrame
     portrait_shape: tuple[int, int]
 
-    def __call__(self, normals: np.ndarray, coords: np.ndarray) -> np.ndarray:
-        """(N, 3) float32 factor for mesh-space ``normals`` (N, 3) seen at portrait pixels ``coords``."""
+    def __call__(
+        self, normals: np.ndarray, coords: np.ndarray, occlusion: np.ndarray | None = None
+    ) -> np.ndarray:
+        """(N, 3) float32 factor for mesh-space ``normals`` (N, 3) seen at portrait pixels ``coords``,
+        where the surface sees the share ``occlusion`` (N,) of the sky (None: all of it)."""
         n = self.frame.directions_to_head(normals).astype(np.float32)
-        shading = np.clip(self.model(n) / self.reference, *self.clip).astype(np.float32)
+        shading = np.clip(self.model(n, occlusion) / self.reference, *self.clip).astype(np.float32)
         if len(shading):
             shading = as_photographed(shading, coords, self.portrait_shape)
         log_shading = np.log(np.clip(shading, 1 / MAX_GAIN, MAX_GAIN))
@@ -299,21 +309,26 @@ class ClassicLatent(Stage):
         linear = np.power(color.reshape(-1, 3)[sample], filters.GAMMA)
         lum = linear @ LUMA
         sample_normals = normals.reshape(-1, 3)[sample]
+        occlusion = atlas.occlusion
+        sample_occlusion = None if occlusion is None else occlusion.reshape(-1)[sample]
         coeffs, weights = fit_shading(lum, sample_normals, conf.reshape(-1)[sample])
         # Ambient plus a key light, started from the SH fit: it has a terminator where SH rings.
         # Measured with the true camera on bench/sweep.py renders (front, top, side, two lights,
-        # from below): psnr_visible +0.2 to +1.3 dB over SH alone, never worse.
-        lights, _ = fit_lights(lum, sample_normals, weights, coeffs)
+        # from below): psnr_visible +0.2 to +1.3 dB over SH alone, never worse. The ambient is
+        # occluded as the mesh occludes it, as far as the photo shows (``occlusion.py``).
+        lights, _ = fit_lights(lum, sample_normals, weights, coeffs, sample_occlusion)
         trust = detail_trust(ctx.alignment_error_iod)
         if trust > 0:
             refined = _refine_on_detail(lights, color, skin, atlas)
             key = lights.lights + trust * (refined.lights - lights.lights)
-            lights = DirectionalLights(lights.ambient, key)
+            occluded = lights.occluded + trust * (refined.occluded - lights.occluded)
+            lights = DirectionalLights(lights.ambient, key, occluded)
         if np.all(np.isfinite(lights.lights)) and np.isfinite(lights.ambient):
             model = lights
         else:
-            model = lambda n: sh_eval(n, coeffs)  # noqa: E731
-        fitted = model(sample_normals)
+            model = lambda n, occlusion=None: sh_eval(n, coeffs)  # noqa: E731
+        ctx.lighting["occluded"] = round(float(getattr(model, "occluded", 0.0)), 4)
+        fitted = model(sample_normals, sample_occlusion)
         reference = float((weights * fitted).sum() / max(weights.sum(), 1e-9))
         if reference <= 1e-6:
             ctx.warnings.append("de-lighting skipped: the fitted shading is not positive")
@@ -325,7 +340,9 @@ class ClassicLatent(Stage):
         low, high = max(float(low), 1 / MAX_GAIN), min(float(high), MAX_GAIN)
         # Evaluated on the whole atlas and masked after: gathering the surface texels' normals cost
         # five times the evaluation (34 of 40 ms at 1024).
-        shading = np.where(mask, np.clip(model(normals) / reference, low, max(high, low)), np.float32(1.0))
+        shading = np.where(
+            mask, np.clip(model(normals, occlusion) / reference, low, max(high, low)), np.float32(1.0)
+        )
         # The photo saw the shading at its own resolution: a texel's colour is divided by the
         # shading its portrait pixels recorded, not by the sharper shading at its own normal.
         photographed = mask & np.isfinite(ctx.portrait_coords[..., 0])

@@ -1,0 +1,148 @@
+"""The mesh's ambient occlusion (backend/avatartex/occlusion.py) and the de-lighting that takes the
+creases' own darkness out with it (shading.fit_lights, refine_lights_by_detail, classic latent)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import trimesh
+from avatartex import atlas_filters as filters
+from avatartex.engines.base import AtlasTexture, StageContext
+from avatartex.engines.classic.latent import ClassicLatent
+from avatartex.imaging import LUMA
+from avatartex.occlusion import OPEN, at_texels, directions, vertex_occlusion
+from avatartex.shading import DirectionalLights, fit_lights, fit_shading, refine_lights_by_detail
+from classic_fixtures import HEAD_GLB, head_atlas, make_ctx
+
+
+def test_directions_cover_the_sphere_evenly() -> None:
+    d = directions(400)
+    assert np.allclose(np.linalg.norm(d, axis=1), 1.0)
+    # As many in every octant, within a few.
+    octants = np.unique((d > 0) @ np.array([1, 2, 4]), return_counts=True)[1]
+    assert len(octants) == 8 and octants.min() >= 45 and octants.max() <= 55
+
+
+def test_a_convex_surface_is_open_everywhere() -> None:
+    sphere = trimesh.creation.icosphere(subdivisions=3)
+    found = vertex_occlusion(sphere.vertices, sphere.faces, sphere.vertex_normals)
+    assert found.min() > 0.97, found.min()
+
+
+def test_a_floor_beside_a_wall_sees_half_the_sky_and_a_closed_box_none() -> None:
+    # A floor of 20 x 20 quads with a tall box standing on its middle, and a closed box inside the box.
+    floor = trimesh.creation.box(extents=(10.0, 10.0, 0.2))
+    floor.apply_translation((0, 0, -0.1))
+    floor = floor.subdivide_to_size(0.25)
+    wall = trimesh.creation.box(extents=(2.0, 2.0, 8.0))
+    wall.apply_translation((0, 0, 4.0))
+    scene = trimesh.util.concatenate([floor, wall])
+    normals = np.asarray(scene.vertex_normals)
+    found = vertex_occlusion(scene.vertices, scene.faces, normals, views=256, size=384)
+    top = np.isclose(scene.vertices[:, 2], 0.0) & (np.abs(normals[:, 2]) > 0.99)
+    x, y = scene.vertices[:, 0], scene.vertices[:, 1]
+    # Floor points at the foot of a wall (not at its corners) see about half of the cosine-weighted sky.
+    foot = top & (np.abs(np.abs(x) - 1.1) < 0.15) & (np.abs(y) < 0.5)
+    far = top & (np.maximum(np.abs(x), np.abs(y)) > 4.0)
+    assert foot.any() and far.any()
+    assert 0.4 < float(np.median(found[foot])) < 0.62, np.median(found[foot])
+    assert float(np.median(found[far])) > 0.9
+    # The floor under the box is closed in.
+    under = np.isclose(scene.vertices[:, 2], 0.0) & (np.maximum(np.abs(x), np.abs(y)) < 0.8)
+    assert under.any() and found[under].max() < 0.05
+
+
+def test_texels_read_the_vertices_occlusion_and_open_where_no_surface() -> None:
+    triangles = np.array([[0, 1, 2]])
+    values = np.array([0.0, 0.5, 1.0], np.float32)
+    tri_id = np.array([[0, -1]], np.int32)
+    bary = np.array([[[0.2, 0.3, 0.5], [0.0, 0.0, 0.0]]], np.float32)
+    out = at_texels(values, triangles, tri_id, bary)
+    assert out.shape == (1, 2)
+    assert out[0, 0] == pytest.approx(0.65, abs=1e-6) and out[0, 1] == OPEN
+
+
+def _creases(size: int = 160) -> tuple[np.ndarray, np.ndarray]:
+    """Unit normals of a dome with narrow grooves, and an occlusion darker in the grooves."""
+    y, x = np.mgrid[0:size, 0:size].astype(np.float64) / size - 0.5
+    groove = np.cos(2 * np.pi * 9 * x) * np.cos(2 * np.pi * 7 * y)
+    height = 0.6 * np.sqrt(np.clip(0.5 - x * x - y * y, 0, None)) + 0.012 * groove
+    gy, gx = np.gradient(height, 1.0 / size)
+    normals = np.stack([-gx, -gy, np.ones_like(gx)], axis=-1)
+    normals /= np.linalg.norm(normals, axis=-1, keepdims=True)
+    occlusion = 0.85 + 0.15 * groove  # 0.7 at the bottom of a groove, 1 on its ridges
+    return normals.astype(np.float32), occlusion.astype(np.float32)
+
+
+@pytest.mark.parametrize("occluded", [0.0, 0.7])
+def test_the_lights_fit_finds_how_much_of_the_ambient_the_creases_keep_out(occluded: float) -> None:
+    normals, occlusion = _creases()
+    light = np.array([0.5, 0.6, 0.62]) / np.linalg.norm([0.5, 0.6, 0.62])
+    ambient, key = 0.6, 0.4
+    truth = ambient * (1 - occluded * (1 - occlusion)) + key * np.clip(normals @ light, 0, None)
+    rng = np.random.default_rng(3)
+    observed = (truth * (1 + 0.01 * rng.normal(size=truth.shape))).reshape(-1)
+    flat, ao = normals.reshape(-1, 3), occlusion.reshape(-1)
+    sh, weights = fit_shading(observed, flat, np.ones(len(flat)))
+    model, _ = fit_lights(observed, flat, weights, sh, ao)
+    assert abs(model.occluded - occluded) < 0.08, model.occluded
+    assert abs(model.ambient - ambient) < 0.05 and abs(np.linalg.norm(model.lights[0]) - key) < 0.05
+    # Without the occlusion the fit cannot follow the grooves: its error there is several times larger.
+    plain, _ = fit_lights(observed, flat, weights, sh)
+    error = np.abs(model(flat, ao) - truth.reshape(-1)).mean()
+    plain_error = np.abs(plain(flat) - truth.reshape(-1)).mean()
+    if occluded > 0:
+        assert error < 0.25 * plain_error, (error, plain_error)
+    else:
+        assert error < 0.01
+
+
+def test_the_detail_refit_finds_the_occluded_share_a_face_sized_albedo_hides() -> None:
+    normals, occlusion = _creases()
+    light = np.array([0.0, 0.96, 0.28])
+    ambient, key, occluded = 0.5, 0.5, 0.6
+    shading = ambient * (1 - occluded * (1 - occlusion)) + key * np.clip(normals @ light, 0, None)
+    observed = shading * np.linspace(1.15, 0.85, normals.shape[0])[:, None]  # a paler forehead
+    start = DirectionalLights(ambient, (key * light).reshape(1, 3).astype(np.float32), 0.1)
+    weight = np.ones(shading.shape, np.float32)
+    refined = refine_lights_by_detail(start, observed, normals, weight, sigma=6.0, occlusion=occlusion)
+    assert abs(refined.occluded - occluded) < 0.1, refined.occluded
+    assert np.linalg.norm(refined.lights[0] / refined.ambient - key * light / ambient) < 0.1
+
+
+def _scan_occlusion(geo) -> np.ndarray:
+    mesh = trimesh.load(HEAD_GLB, force="mesh")
+    per_vertex = vertex_occlusion(mesh.vertices, mesh.faces, mesh.vertex_normals)
+    return at_texels(per_vertex, mesh.faces, geo.tri_id, geo.bary)
+
+
+def test_a_soft_lit_photos_crease_darkness_is_taken_out_of_the_albedo() -> None:
+    """The scanned head in a soft light (an occluded ambient and a weak key light): with the mesh's
+    occlusion the de-lit texture keeps far less of the creases' darkness (eye sockets, the folds
+    beside the nose, under the jaw) than the light of the normal alone leaves there."""
+    plain = head_atlas(256)
+    geo = dataclasses.replace(plain, occlusion=_scan_occlusion(plain))
+    light = np.array([0.3, 0.5, 0.8]) / np.linalg.norm([0.3, 0.5, 0.8])
+    shading = 0.65 * geo.occlusion + 0.3 * np.clip(geo.normals @ light, 0, None)
+    albedo = np.array([0.72, 0.52, 0.42], np.float32) ** filters.GAMMA
+    conf = np.clip((geo.normals[..., 2] - 0.15) / 0.55, 0, 1) * geo.mask
+    color = (albedo * shading[..., None]) ** (1 / filters.GAMMA)
+    tex = AtlasTexture(np.where(conf[..., None] > 0, color, 0).astype(np.float32), conf.astype(np.float32))
+    crease = geo.mask & (conf > 0.5) & (geo.occlusion < 0.85)
+    open_skin = geo.mask & (conf > 0.5) & (geo.occlusion > 0.97)
+    assert crease.sum() > 200
+
+    def crease_darkness(atlas) -> tuple[float, StageContext]:
+        """How much darker the de-lit creases are than the open skin (log luminance), and the context."""
+        ctx = make_ctx(atlas)
+        out = ClassicLatent._delight(tex.color, tex.confidence, ctx, 1.0)
+        lum = np.log(np.maximum((out**filters.GAMMA) @ LUMA, 1e-6))
+        return float(np.median(lum[open_skin]) - np.median(lum[crease])), ctx
+
+    with_occlusion, ctx = crease_darkness(geo)
+    without, _ = crease_darkness(plain)
+    assert without > 0.15, without  # the creases stay ~15 % darker with the normal's light alone
+    assert with_occlusion < 0.3 * without, (with_occlusion, without)
+    assert ctx.lighting["occluded"] > 0.5
