@@ -27,6 +27,7 @@ if importlib.util.find_spec("avatartex") is None:  # run from a checkout without
 from avatartex import raster  # noqa: E402
 from avatartex.camera import Camera  # noqa: E402
 from avatartex.metrics import gain_corrected, psnr, sample_uv  # noqa: E402
+from avatartex.occlusion import directions  # noqa: E402
 
 SHARED_SCAN = Path(__file__).resolve().parents[2] / "shared" / "assets" / "heads" / "lee_perry_smith.glb"
 
@@ -527,13 +528,9 @@ def sky_visibility(head: Head, points: np.ndarray, normals: np.ndarray) -> np.nd
     size = 512
     pixel = 2.04 * radius / size
     if not maps:
-        i = np.arange(SKY_VIEWS) + 0.5
-        z = 1.0 - 2.0 * i / SKY_VIEWS
-        turn = np.pi * (3.0 - np.sqrt(5.0)) * i
-        r = np.sqrt(np.clip(1.0 - z * z, 0.0, None))
         distance = 40 * radius
         fov = np.degrees(2 * np.arctan(1.02 * radius / distance))
-        for d in np.stack([r * np.cos(turn), r * np.sin(turn), z], axis=1):
+        for d in directions(SKY_VIEWS):
             up = np.array([0.0, 1.0, 0.0]) if abs(d[1]) < 0.9 else np.array([0.0, 0.0, 1.0])
             cam = Camera.look_at(centre + d * distance, centre, up, fov, size, size)
             maps.append((d, cam, raster.rasterize_camera(head.positions, head.triangles, cam)[2]))
