@@ -311,37 +311,3 @@ def test_nose_landmarks_follow_a_caricatures_long_nose(landmarker) -> None:
     plain = detect_mesh_landmarks(np.asarray(positions, np.float64), triangles, landmarker)
     assert plain.reshaped is not None and not plain.reshaped.any() and plain.as_detected is None
     assert _frontal_gap(plain.points3d[PIN_LANDMARKS["nose_tip"]], demo.FEATURES["nose_tip"], iod) < 0.1
-
-
-def test_the_render_keeps_the_ambient_out_of_the_creases_as_a_soft_lit_photo_does() -> None:
-    """A soft-lit photo's shading is mostly its room light kept out of the creases: with the mesh's
-    ambient occlusion, ``fit_light`` reads that light and ``render_lit_like`` draws the creases dark,
-    so the render the detector and the dense alignment read looks like the photo."""
-    import trimesh
-    from avatartex.camera import Camera
-    from avatartex.landmarks import _ALBEDO, _raster_view, fit_light, render_lit_like
-    from avatartex.raster import interpolate
-
-    sphere = trimesh.creation.icosphere(subdivisions=4)
-    positions, triangles = np.asarray(sphere.vertices, np.float64), np.asarray(sphere.faces, np.int64)
-    normals = np.asarray(sphere.vertex_normals, np.float64)
-    # A band of "creases" across the face: vertices there see a third of the sky.
-    occlusion = np.where(np.abs(positions[:, 1] - 0.3) < 0.15, 0.35, 1.0).astype(np.float32)
-    camera = Camera.look_at(np.array([0.0, 0.0, 4.0]), np.zeros(3), np.array([0.0, 1.0, 0.0]), 40.0, 320, 240)
-    tri_id, bary, _, normal = _raster_view(positions, triangles, normals, camera)
-    covered = tri_id >= 0
-    sky = interpolate(occlusion, triangles, tri_id, bary)[..., 0]
-    light = np.array([0.5, 0.3, 0.81]) / np.linalg.norm([0.5, 0.3, 0.81])
-    shade = 0.5 * sky + 0.5 * np.abs(normal @ light)
-    photo = np.where(covered[..., None], shade[..., None] * _ALBEDO, 0.3).astype(np.float32)
-
-    fallback = (np.array([0.0, 0.0, 1.0]), 0.25)
-    direction, ambient = fit_light(photo, normal, covered, fallback, sky)
-    assert np.degrees(np.arccos(np.clip(direction @ light, -1, 1))) < 3.0
-    assert abs(ambient - 0.5) < 0.03
-    inside = covered & (np.abs(normal @ light) > 0.05)
-    errors = []
-    for given in (occlusion, None):
-        image = render_lit_like(positions, triangles, normals, camera, photo, given)[0]
-        errors.append(float(np.abs(image - photo)[inside].mean()))
-    assert errors[0] < 0.2 * errors[1], errors

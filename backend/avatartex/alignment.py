@@ -186,16 +186,9 @@ def _photo_coords(
 
 
 def refine(
-    registration,
-    positions: np.ndarray,
-    triangles: np.ndarray,
-    normals: np.ndarray,
-    portrait: np.ndarray,
-    occlusion: np.ndarray | None = None,
+    registration, positions: np.ndarray, triangles: np.ndarray, normals: np.ndarray, portrait: np.ndarray
 ):
     """The registration with as much of a dense correction as its evidence supports (``trust``).
-    The mesh is rendered under the photo's light, its creases darkened by the vertices' ambient
-    ``occlusion`` (V,) where given (``landmarks.render_lit_like``).
 
     Its ``alignment`` says what was measured and decided: ``ncc_before``, ``ncc_after``,
     ``max_offset_iod``, ``weight`` (the share of the correction applied) and ``applied``
@@ -224,9 +217,7 @@ def refine(
 
     seen = photo_in_camera(None)
     # Rendered under the photo's own light: a flow between two lights follows the shading's shift.
-    image, tri_id, _, _ = render_lit_like(
-        positions, triangles, np.asarray(normals, np.float64), work, seen, occlusion
-    )
+    image, tri_id, _, _ = render_lit_like(positions, triangles, np.asarray(normals, np.float64), work, seen)
     covered = tri_id >= 0
     info = {"applied": False, "weight": 0.0}
     if covered.sum() < 1000:

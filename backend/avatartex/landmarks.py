@@ -163,20 +163,12 @@ def _raster_view(
     return tri_id, bary, attributes[..., 3:], normal
 
 
-def _shade(
-    normal: np.ndarray,
-    covered: np.ndarray,
-    direction: np.ndarray,
-    ambient: float,
-    occlusion: np.ndarray | None = None,
-) -> np.ndarray:
-    """Lambert shading of a skin-like albedo; both sides lit (inverted normals on some scans); the
-    ambient part times the pixels' ambient ``occlusion`` (H, W) where given."""
+def _shade(normal: np.ndarray, covered: np.ndarray, direction: np.ndarray, ambient: float) -> np.ndarray:
+    """Lambert shading of a skin-like albedo; both sides lit (inverted normals on some scans)."""
     d = np.asarray(direction, np.float64)
     # Per component, not ``normal @ d``: the normals are a strided view, which matmul copies slowly.
     lambert = np.abs(normal[..., 0] * d[0] + normal[..., 1] * d[1] + normal[..., 2] * d[2])
-    sky = ambient if occlusion is None else ambient * occlusion
-    shade = (sky + (1.0 - ambient) * lambert).astype(np.float32)
+    shade = (ambient + (1.0 - ambient) * lambert).astype(np.float32)
     shade[~covered] = 0.0
     return shade[..., None] * _ALBEDO
 
@@ -187,13 +179,10 @@ def render_lit_like(
     normals: np.ndarray,
     camera: Camera,
     photo: np.ndarray | None,
-    occlusion: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``render_shaded`` under the light of ``photo`` (the portrait as ``camera`` sees it, any size
     of the same aspect; ``fit_light``), or the default light when it shows none or is None, and on
-    the photo's background colour (``background_colour``) instead of black. With the vertices'
-    ambient ``occlusion`` (V,) (``occlusion.vertex_occlusion``) the ambient is kept out of the
-    creases as the photo's room light is (a soft-lit photo's shading is mostly that).
+    the photo's background colour (``background_colour``) instead of black.
 
     Measured with the true camera of a front-lit portrait (landmarks lifted from the render, projected,
     against the photo's; scale of the photo's about their centre, then their mean distance in eye
@@ -201,21 +190,15 @@ def render_lit_like(
     the photo's light and background 0.983 / 0.030 and 0.979 / 0.046."""
     tri_id, bary, world, normal = _raster_view(positions, triangles, normals, camera)
     covered = tri_id >= 0
-    sky = None
-    if occlusion is not None:
-        from .raster import interpolate
-
-        sky = interpolate(np.asarray(occlusion, np.float32), triangles, tri_id, bary)[..., 0]
     if photo is None:
-        return _shade(normal, covered, *_default_light(camera, world, covered), sky), tri_id, bary, world
+        return _shade(normal, covered, *_default_light(camera, world, covered)), tri_id, bary, world
     import cv2
 
     seen = np.asarray(photo, np.float32)
     if seen.shape[:2] != covered.shape:
         seen = cv2.resize(seen, (covered.shape[1], covered.shape[0]), interpolation=cv2.INTER_AREA)
-    light = fit_light(seen, normal, covered, _default_light(camera, world, covered), sky)
-    shaded = _shade(normal, covered, *light, sky)
-    image = np.where(covered[..., None], shaded, background_colour(seen, covered))
+    light = fit_light(seen, normal, covered, _default_light(camera, world, covered))
+    image = np.where(covered[..., None], _shade(normal, covered, *light), background_colour(seen, covered))
     return image, tri_id, bary, world
 
 
@@ -252,17 +235,13 @@ LIGHT_EDGE_PX = 3
 background where the first camera puts the head."""
 
 
-def fit_lambert(
-    normals: np.ndarray, brightness: np.ndarray, occlusion: np.ndarray | None = None
-) -> tuple[np.ndarray, float]:
+def fit_lambert(normals: np.ndarray, brightness: np.ndarray) -> tuple[np.ndarray, float]:
     """brightness = a + g . n fitted robustly to samples (N, 3) normals and (N,) brightness
-    (reweighted three times: eyes, lips, hair and a skin's blotches or paint are not shading);
-    with the samples' ambient ``occlusion`` (N,), brightness = a occlusion + g . n.
+    (reweighted three times: eyes, lips, hair and a skin's blotches or paint are not shading).
     Returns (a, gx, gy, gz) and the share of the brightness's variance the fit explains."""
     n = np.asarray(normals, np.float64)
     value = np.asarray(brightness, np.float64)
-    sky = np.ones(len(n)) if occlusion is None else np.asarray(occlusion, np.float64).reshape(-1)
-    basis = np.concatenate([sky[:, None], n], axis=1)
+    basis = np.concatenate([np.ones((len(n), 1)), n], axis=1)
     weight = np.ones(len(n))
     for _ in range(3):
         coef = np.linalg.lstsq(basis * weight[:, None], value * weight, rcond=None)[0]
@@ -273,11 +252,7 @@ def fit_lambert(
 
 
 def fit_light(
-    photo: np.ndarray,
-    normal: np.ndarray,
-    covered: np.ndarray,
-    fallback: tuple[np.ndarray, float],
-    occlusion: np.ndarray | None = None,
+    photo: np.ndarray, normal: np.ndarray, covered: np.ndarray, fallback: tuple[np.ndarray, float]
 ) -> tuple[np.ndarray, float]:
     """The photo's key light as a (world direction, ambient share) pair, from its brightness over the
     surface ``normal`` seen at each of its pixels (a render of the mesh from the photo's camera):
@@ -303,8 +278,7 @@ def fit_light(
     pick = slice(None, None, max(1, len(rows) // LIGHT_SAMPLES))
     n = normal[rows[pick], cols[pick]].astype(np.float64)
     value = gray[rows[pick], cols[pick]].astype(np.float64)
-    sky = None if occlusion is None else occlusion[rows[pick], cols[pick]]
-    coef, explained = fit_lambert(n, value, sky)
+    coef, explained = fit_lambert(n, value)
     a, g = float(coef[0]), coef[1:]
     strength = float(np.linalg.norm(g))
     if strength < 1e-3 or a + strength <= 0:
@@ -912,7 +886,6 @@ def detect_from_camera(
     photo: np.ndarray | None = None,
     steady: bool = True,
     eyes=None,
-    occlusion: np.ndarray | None = None,
 ) -> MeshLandmarks | None:
     """Landmarks detected on a render of the mesh from a given camera (the portrait's, once registered).
 
@@ -928,16 +901,14 @@ def detect_from_camera(
     render its light (``fit_light``), so that the detector's light-dependent bias cancels too.
     ``steady`` averages the landmarks over views of the render (``face.steady_landmarks``), as the
     portrait's were: only then, or the two sets are read differently and their biases do not cancel.
-    ``eyes`` (``eyes.Eyes``) are painted on the render, for a photo whose eyes are open. The
-    vertices' ambient ``occlusion`` (V,) darkens the render's creases as the photo's are
-    (``render_lit_like``).
+    ``eyes`` (``eyes.Eyes``) are painted on the render, for a photo whose eyes are open.
     """
     if normals is None:
         normals = _vertex_normals(positions, triangles)
     scale = 1.0 if not interocular else min(1.0, VIEW_IOD_PX / float(interocular))
     camera = _scaled(camera, scale) if scale < 1.0 else camera
     image, tri_id, _, world = render_lit_like(
-        positions, triangles, np.asarray(normals, np.float64), camera, photo, occlusion
+        positions, triangles, np.asarray(normals, np.float64), camera, photo
     )
     if eyes is not None:
         from .eyes import paint

@@ -226,9 +226,7 @@ def register_portrait(
     own, eyes, eyes_open = landmarks_for_the_eyes(head, face, portrait, landmarker)
     first = register(own, face, size, camera_only=detected, prior=prior)
     if not detected:  # pins: a stylised head the detector cannot read from any side
-        return refine_alignment(
-            first, mesh.positions, mesh.triangles, mesh.normals, portrait, head.occlusion()
-        )
+        return refine_alignment(first, mesh.positions, mesh.triangles, mesh.normals, portrait)
     seen = detect_from_camera(
         mesh.positions,
         mesh.triangles,
@@ -240,7 +238,6 @@ def register_portrait(
         photo=portrait,
         steady=face.extras.get("readings", 1) > 1,  # read as the portrait's were (steady_portrait)
         eyes=eyes if eyes_open >= 0.5 else None,
-        occlusion=head.occlusion(),
     )
     landmarks = own  # no face in the render from the portrait's view: the mesh's own
     fitted, share = None, 0.0
@@ -257,7 +254,7 @@ def register_portrait(
     best = outline_refit(best, landmarks, face, mesh.positions, mesh.triangles, portrait, start)
     if seen is not None:
         best = landmarks_under_the_outline(best, own, seen, share, face, size)
-    best = refine_alignment(best, mesh.positions, mesh.triangles, mesh.normals, portrait, head.occlusion())
+    best = refine_alignment(best, mesh.positions, mesh.triangles, mesh.normals, portrait)
     best.eyes = {"eyeballs": eyes is not None, "painted_share": round(eyes_open, 3)}
     return best
 
