@@ -112,6 +112,26 @@ def test_the_detail_refit_finds_the_occluded_share_a_face_sized_albedo_hides() -
     assert np.linalg.norm(refined.lights[0] / refined.ambient - key * light / ambient) < 0.1
 
 
+@pytest.mark.parametrize("start", [0.5, 1.0])
+def test_the_detail_refit_holds_where_texels_are_closed_in_and_out_of_the_light(start: float) -> None:
+    """Texels no sky reaches (occlusion 0: inside a mouth, behind an ear) that the key light does not
+    reach either have no shading under a share of 1: the refit still finds the light and the share
+    (it gave up and kept its start, from a logarithm of zero, before)."""
+    normals, occlusion = _creases()
+    light = np.array([0.0, 0.96, 0.28])
+    ambient, key, occluded = 0.5, 0.5, 0.95
+    occlusion = np.where(normals @ light <= 0.05, 0.0, occlusion).astype(np.float32)  # 31 % of them
+    shading = ambient * (1 - occluded * (1 - occlusion)) + key * np.clip(normals @ light, 0, None)
+    observed = shading * np.linspace(1.15, 0.85, normals.shape[0])[:, None]
+    begun = DirectionalLights(ambient, (0.7 * key * light).reshape(1, 3).astype(np.float32), start)
+    weight = np.ones(shading.shape, np.float32)
+    refined = refine_lights_by_detail(begun, observed, normals, weight, sigma=6.0, occlusion=occlusion)
+    assert abs(refined.occluded - occluded) < 0.03, refined.occluded
+    truth = key * light / ambient
+    gap = np.linalg.norm(refined.lights[0] / refined.ambient - truth)
+    assert gap < 0.7 * np.linalg.norm(begun.lights[0] / begun.ambient - truth), refined  # 0.6, 0.0
+
+
 def _scan_occlusion(geo) -> np.ndarray:
     mesh = trimesh.load(HEAD_GLB, force="mesh")
     per_vertex = vertex_occlusion(mesh.vertices, mesh.faces, mesh.vertex_normals)

@@ -275,7 +275,7 @@ def refine_lights_by_detail(
         d = n @ q[:3].astype(np.float32)
         lit = d > 0
         base = np.float32(1.0) if closed is None else 1.0 - np.float32(q[3]) * closed
-        s = base + np.where(lit, d, 0.0)
+        s = np.maximum(base + np.where(lit, d, 0.0), np.float32(1e-3))  # a closed-in texel in no light
         columns = [np.log(s)[..., None], np.where(lit[..., None], n / s[..., None], 0.0)]
         if closed is not None:
             columns.append((-closed / s)[..., None])
