@@ -373,10 +373,12 @@ class CountingLandmarker(FaceLandmarker):
         return self.base.detect(image)
 
 
-def test_head_store_keeps_a_meshs_landmarks_across_processes(generator, head, tmp_path):
-    """A new process (a new HeadCache) on a head seen before reads its landmarks from the store
-    instead of running the detector; a damaged entry is a miss, not an error."""
+def test_head_store_keeps_a_meshs_landmarks_across_processes(generator, head, tmp_path, monkeypatch):
+    """A new process (a new HeadCache) on a head seen before reads its landmarks and its ambient
+    occlusion from the store instead of running the detector and the depth maps again; a damaged
+    entry is a miss, not an error."""
     from avatartex.mesh import load_mesh
+    from avatartex.pipeline import cache
     from avatartex.pipeline.cache import HeadCache, HeadStore
 
     mesh = load_mesh(head)
@@ -387,9 +389,17 @@ def test_head_store_keeps_a_meshs_landmarks_across_processes(generator, head, tm
     assert first.calls > 0 and len(entries) == 1
     assert entries[0].stat().st_size < 200_000  # the detector's render is not kept
 
+    assert "occlusion" in found.derived  # measured with the landmarks, kept with them
+
+    def measured_again(*args, **kwargs):
+        raise AssertionError("the stored occlusion was measured again")
+
+    monkeypatch.setattr(cache, "vertex_occlusion", measured_again)
     again = CountingLandmarker(generator.landmarker)
     kept = HeadCache(store=store).head(mesh, again)
     assert again.calls == 0
+    np.testing.assert_array_equal(kept.occlusion(), found.occlusion())
+    assert kept.occlusion().dtype == np.float32 and kept.occlusion().min() < 0.9  # creases, not all open
     for name in ("points3d", "valid", "tri_id", "bary", "forward", "up"):
         np.testing.assert_array_equal(getattr(kept.landmarks, name), getattr(found.landmarks, name))
     assert kept.landmarks.source == found.landmarks.source and kept.landmarks.score == found.landmarks.score
@@ -399,6 +409,9 @@ def test_head_store_keeps_a_meshs_landmarks_across_processes(generator, head, tm
     np.testing.assert_allclose(kept.frame.origin, found.frame.origin)
 
     assert store.load("another mesh", again) is None  # no entry
+    monkeypatch.undo()
+    store.save("old entry", again, found.landmarks)  # an entry without the occlusion: measured
+    assert store.load("old entry", again).occlusion is None
     store.path("damaged", again).write_bytes(b"not an npz")
     assert store.load("damaged", again) is None  # a miss, not an error
 

@@ -8,9 +8,10 @@ pins, plus the facing the request gave. Editing a single vertex, UV or pin is a 
 same mesh under another name is the same one.
 
 A ``HeadStore`` (a folder, ``AVATARTEX_CACHE_DIR`` for the server) also keeps each head's landmarks
-on disk, the costliest thing a new process does for a mesh (26 renders through the detector, 2-3 s):
-the first request after Blender restarts, on a head textured before, skips them too. Its entries are
-plain ``.npz`` arrays and JSON, keyed by the mesh and by the code that found the landmarks.
+on disk, the costliest thing a new process does for a mesh (26 renders through the detector, 2-3 s),
+and its ambient occlusion (64 depth maps, 0.4-0.6 s): the first request after Blender restarts, on a
+head textured before, skips them too. Its entries are plain ``.npz`` arrays and JSON, keyed by the
+mesh and by the code that found them.
 
 ``FitCache`` keeps a portrait's fit to a head (camera, warp, projection) for the variants of one head
 from one photo.
@@ -29,7 +30,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -305,8 +306,20 @@ def _rebuild(prefix: str, arrays: Any, values: dict[str, Any]) -> Any:
     return cls(**kwargs)
 
 
+_OCCLUSION = "__occlusion__"
+"""The entry's array of the vertices' ambient occlusion (``HeadModel.occlusion``)."""
+
+
+class StoredHead(NamedTuple):
+    """What a ``HeadStore`` entry holds for a mesh."""
+
+    landmarks: MeshLandmarks
+    occlusion: np.ndarray | None
+    """(V,) the vertices' ambient occlusion, or None in an entry that did not keep it."""
+
+
 class HeadStore:
-    """Meshes' landmarks kept in a folder across processes (see the module's docstring).
+    """Meshes' landmarks and occlusion kept in a folder across processes (see the module's docstring).
 
     An entry is only written for a mesh that is a head (a full-body character's head part is found
     again each time), and only read back by the same code: the key includes a fingerprint of the
@@ -314,8 +327,9 @@ class HeadStore:
     A damaged or unreadable entry is a miss, never an error.
     """
 
-    MODULES = ("landmarks", "face", "camera", "raster", "body", "mesh")
-    """The modules whose code decides a mesh's landmarks (their source is in the fingerprint)."""
+    MODULES = ("landmarks", "face", "camera", "raster", "body", "mesh", "occlusion")
+    """The modules whose code decides a mesh's landmarks and occlusion (their source is in the
+    fingerprint)."""
     MAX_ENTRIES = 256
     """Entries kept (about 60 kB each); the least recently written go first."""
 
@@ -335,24 +349,30 @@ class HeadStore:
         digest.update(f"{type(landmarker).__module__}.{type(landmarker).__qualname__}".encode())
         return self.folder / f"{digest.hexdigest()}.npz"
 
-    def load(self, key: str, landmarker: Any) -> MeshLandmarks | None:
-        """The stored landmarks of a mesh, or None."""
+    def load(self, key: str, landmarker: Any) -> StoredHead | None:
+        """The stored landmarks (and occlusion, where it was kept) of a mesh, or None."""
         path = self.path(key, landmarker)
         try:
             with np.load(path, allow_pickle=False) as data:
                 values = json.loads(str(data["__values__"]))
-                return _rebuild("", data, values)
+                occlusion = np.asarray(data[_OCCLUSION], np.float32) if _OCCLUSION in data else None
+                return StoredHead(_rebuild("", data, values), occlusion)
         except FileNotFoundError:
             return None
         except Exception as exc:  # a damaged or foreign file: find the landmarks again
             log.warning("head store entry %s unreadable (%s): ignored", path.name, exc)
             return None
 
-    def save(self, key: str, landmarker: Any, landmarks: MeshLandmarks) -> None:
-        """Keep a mesh's landmarks (atomically: a reader never sees half a file)."""
+    def save(
+        self, key: str, landmarker: Any, landmarks: MeshLandmarks, occlusion: np.ndarray | None = None
+    ) -> None:
+        """Keep a mesh's landmarks and its vertices' ``occlusion`` (atomically: a reader never sees
+        half a file)."""
         arrays: dict[str, np.ndarray] = {}
         values: dict[str, Any] = {}
         _flatten(landmarks, "", arrays, values)
+        if occlusion is not None:
+            arrays[_OCCLUSION] = np.asarray(occlusion, np.float32)
         path = self.path(key, landmarker)
         temporary = None
         try:
@@ -430,7 +450,7 @@ class HeadCache:
         stored = self.store.load(stored_key, landmarker) if self.store is not None else None
         part = None
         if stored is not None:
-            landmarks = stored
+            landmarks = stored.landmarks
         else:
             # -- body -- a full-body character: everything below runs on its head part (body.py)
             part = head_part(mesh, detector, forward)
@@ -446,10 +466,16 @@ class HeadCache:
                 forward=forward,
                 pins=mesh.pins or None,
             )
-            if self.store is not None and part is None:
-                self.store.save(stored_key, landmarker, landmarks)
         model = HeadModel(mesh, landmarks, head_frame(landmarks), file_centre, file_scale)
         model.body = part  # -- body --
+        if (
+            stored is not None
+            and stored.occlusion is not None
+            and stored.occlusion.shape == (len(mesh.positions),)
+        ):
+            model.derived["occlusion"] = stored.occlusion
+        elif self.store is not None and part is None:
+            self.store.save(stored_key, landmarker, landmarks, model.occlusion())
         if turned:
             model.derived["warnings"] = [
                 f"{turned} faces of mesh '{mesh.name}' were wound the other way from those around them "
