@@ -14,7 +14,9 @@ aspect; PNG or JPEG; an output texture of 1024 or 512. Every third demo-family c
 is run again with a *made-up* skin (``m`` ids): eyes, brows and lips painted where the sculpture
 has them, which a real face has and the other skins do not (``made_up_cases``), and once more on
 the same heads with their eyeballs also separate parts of the mesh (``e`` ids, ``eyeball_cases``),
-as character meshes model eyes. An invariance block feeds one portrait to a mesh and to copies of
+as character meshes model eyes; every fourth made-up case once more with the photo turned a
+quarter, a half or three quarters (``t`` ids, ``turned_cases``: a phone photo whose orientation tag
+was lost). An invariance block feeds one portrait to a mesh and to copies of
 it moved by :data:`groundtruth.TRANSFORMS` (45° yaw, 70° about a tilted axis, Z-up, upside down,
 scale 0.01 and 100, each also shifted away from the origin). The pipeline is
 never told the camera, the light or the transform (no facing, no up hint, no pins).
@@ -760,11 +762,29 @@ def soft_cases(cases: list[Case]) -> list[Case]:
     return [replace(c, id="s" + c.id[1:], soft=True) for c in cases if not c.group][1::SOFT_SHARE]
 
 
+TURNED_SHARE = 4
+"""Every this many of the made-up cases is run once more with the photo turned (``t`` ids)."""
+TURNS = (90.0, 180.0, -90.0)
+
+
+def turned_cases(made_up: list[Case]) -> list[Case]:
+    """Copies of every TURNED_SHARE-th made-up case with the portrait turned a quarter, a half or
+    three quarters (the camera's roll, cycling through ``TURNS``; width and height swapped for the
+    quarters): a phone photo whose orientation tag was lost (``t`` for ``m`` in the id)."""
+    out = []
+    for i, c in enumerate(made_up[::TURNED_SHARE]):
+        turn = TURNS[i % len(TURNS)]
+        width, height = (c.height, c.width) if abs(turn) == 90.0 else (c.width, c.height)
+        out.append(replace(c, id="t" + c.id[1:], roll=c.roll + turn, width=width, height=height))
+    return out
+
+
 CASE_KINDS = {
     "r": "featureless skin",
     "m": "made-up, eyes one surface",
     "e": "made-up, separate eyeballs",
     "s": "soft light, occluded ambient",
+    "t": "made-up, photo turned",
 }
 """The summary's split of the cases by their id's first letter (``i``: the invariance block)."""
 EYEBALLS = "+eyeballs"
@@ -794,7 +814,7 @@ def plan(
             return out
         random = design(n, heads, seed, sizes=(512,))
         made_up = made_up_cases(random)
-        return out + random + made_up + eyeball_cases(made_up) + soft_cases(random)
+        return out + random + made_up + eyeball_cases(made_up) + soft_cases(random) + turned_cases(made_up)
     heads = (["scan"] if have_scan else []) + ["demo"] + [f"demo-{s}" for s in STYLIZED]
     transforms = [t for t in gt.TRANSFORMS if t != "none"]
     out = []
@@ -804,7 +824,7 @@ def plan(
     if not invariance_only:
         random = design(cases or 96, heads, seed)
         made_up = made_up_cases(random)
-        out += random + made_up + eyeball_cases(made_up) + soft_cases(random)
+        out += random + made_up + eyeball_cases(made_up) + soft_cases(random) + turned_cases(made_up)
     return out
 
 

@@ -120,6 +120,17 @@ def test_made_up_skin_paints_the_face_where_the_sculpture_has_it(heads) -> None:
         gt.truth_texture(unknown, surface, "made_up", 1)
 
 
+def test_turned_cases_turn_the_photo_as_a_lost_orientation_tag_does() -> None:
+    made_up = sweep.made_up_cases(sweep.design(48, ["demo", "demo-big_eyes"], seed=5))
+    turned = sweep.turned_cases(made_up)
+    assert len(turned) == len(made_up[:: sweep.TURNED_SHARE]) >= 3
+    for i, (t, m) in enumerate(zip(turned, made_up[:: sweep.TURNED_SHARE], strict=True)):
+        turn = (90.0, 180.0, -90.0)[i % 3]
+        assert t.id == "t" + m.id[1:] and t.roll == m.roll + turn
+        assert (t.width, t.height) == ((m.height, m.width) if abs(turn) == 90 else (m.width, m.height))
+        assert (t.head, t.yaw, t.pitch, t.fov, t.skin) == (m.head, m.yaw, m.pitch, m.fov, m.skin)
+
+
 def test_made_up_cases_copy_every_third_demo_case_with_a_painted_face() -> None:
     cases = sweep.design(24, ["scan", "demo", "demo-big_eyes"], seed=5)
     made_up = sweep.made_up_cases(cases)

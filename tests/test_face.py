@@ -252,3 +252,46 @@ def test_steady_landmarks_jitter_less_than_one_reading(landmarker, astronaut, as
         return float(np.linalg.norm(stack - stack.mean(axis=0), axis=2).mean()) / astronaut_face.interocular
 
     assert jitter(steady) < 0.5 * jitter(raw)  # measured: 0.0137 read once, 0.0034 steadied
+
+
+def test_turn_matrix_maps_a_pixel_to_where_np_rot90_puts_it() -> None:
+    image = np.random.default_rng(0).random((7, 11))
+    for turns in range(4):
+        turned = np.rot90(image, turns)
+        matrix = face_mod.turn_matrix(turns, 11, 7)
+        for row, col in ((0, 0), (6, 10), (2, 9), (5, 1)):
+            x, y = matrix @ np.array([col + 0.5, row + 0.5, 1.0])
+            assert turned[int(y), int(x)] == image[row, col], (turns, row, col)
+
+
+def _turned(image: np.ndarray, degrees: float) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` turned counter-clockwise about its centre onto a canvas that holds all of it (the
+    border replicated), and the (2, 3) map of its pixels into the turned one."""
+    h, w = image.shape[:2]
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    cos, sin = abs(matrix[0, 0]), abs(matrix[0, 1])
+    width, height = int(h * sin + w * cos), int(h * cos + w * sin)
+    matrix[:, 2] += (width / 2 - w / 2, height / 2 - h / 2)
+    return cv2.warpAffine(image, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE), matrix
+
+
+@pytest.mark.parametrize("degrees", [60.0, 90.0, 135.0, 270.0])
+def test_a_photo_turned_sideways_is_read_upright(landmarker, grace_hopper_path, degrees: float) -> None:
+    """A phone photo whose orientation tag was lost shows the face on its side: mediapipe's face mesh
+    reads it worse (Grace Hopper turned 90°: 0.076 eye distances off her upright reading, scattered
+    by 0.056 against 0.012) or, upside down, not at all. The face is read in the quarter turn of the
+    photo that shows it upright, and its landmarks mapped back: within 0.035 eye distances of the
+    upright reading, as surely read (scatter) as upright."""
+    from avatartex.image_io import load_portrait
+
+    image, _ = load_portrait(grace_hopper_path)
+    upright = face_mod.detect_under_any_light(landmarker, image)[0]
+    turned, matrix = _turned(image, degrees)
+    faces = face_mod.detect_under_any_light(landmarker, turned)
+    face = max(faces, key=lambda f: f.size)
+    truth = upright.landmarks.astype(np.float64) @ matrix[:, :2].T + matrix[:, 2]
+    assert np.linalg.norm(face.landmarks - truth, axis=1).mean() / upright.interocular < 0.035
+    assert face.extras["quarter_turns"] == -round(degrees / 90.0) % 4 and face.score > 0.5  # turned back
+    assert face_mod.read_views(landmarker, turned, face).scatter() < 0.025
+    # A face read upright as it is costs no turned look.
+    assert "quarter_turns" not in upright.extras
