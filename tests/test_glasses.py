@@ -170,6 +170,31 @@ def test_an_amber_lens_tint_is_taken_out_of_the_skin_behind_it_and_the_lightness
     assert np.array_equal(untinted[far], tinted[far])
 
 
+def test_a_reflection_on_a_tinted_lens_is_not_pushed_past_grey(astronaut):
+    """The room reflected on a lens is light added on it, not seen through it: untinted. Taking the
+    lens's tint out of it too turned Grace Hopper's pale crescents grey-green (and the amber drawn
+    lenses' grey reflection blue, b* -8.8); only what is as tinted as the skin behind the lenses
+    is moved back."""
+    face, tinted, truth, lenses, glasses, tint = _tint_read(astronaut, (1.0, 0.93, 0.82))
+    rows, cols = np.nonzero(lenses)
+    glint = lenses & (np.abs(np.arange(lenses.shape[0])[:, None] - int(np.median(rows))) < 4)
+    glint &= (
+        np.abs(
+            np.arange(lenses.shape[1])[None, :] - int(np.median(cols[cols < face.right_eye_center[0] + 5]))
+        )
+        < 12
+    )
+    assert glint.sum() > 50
+    tinted = tinted.copy()
+    tinted[glint] = 0.85  # a grey glint on the right lens
+    untinted = tint.remove(tinted, face, glasses)
+    lab = to_lab(untinted)[glint]
+    assert np.abs(lab[:, 1:]).max() < 2.0, np.abs(lab[:, 1:]).max()
+    skin = lenses & ~cv2.dilate(glint.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+    error = np.abs(to_lab(untinted)[skin][:, 1:] - to_lab(truth)[skin][:, 1:]).mean()
+    assert error < 2.0, error  # the skin behind the lenses is still untinted
+
+
 def test_clear_lenses_move_the_skin_behind_them_by_little(astronaut):
     face, *_, tint = _tint_read(astronaut, (1.0, 1.0, 1.0))
     # The skin round the eyes is not quite the skin around the lenses: a unit or two of chroma.

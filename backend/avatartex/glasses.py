@@ -40,8 +40,10 @@ below the outer corner), and a light bridge (her amber one).
 The lenses' tint is taken out of the skin behind them (``lens_tint``): the median CIELAB chroma
 of the skin inside the lenses against the skin around them, outside the frame, the reflections,
 the eyes and the brows, is the tint (one for both lenses); the photo is moved back by it inside
-each lens's outline, its lightness left alone (the skin round the eyes is darker by its own shading,
-which a lens's darkening cannot be told from). The room reflected in a lens (a pale crescent under
+each lens's outline as far as each pixel is tinted (light the lens reflects is added on it, not
+seen through it: moved back too, Grace Hopper's pale crescents turned grey-green), its lightness
+left alone (the skin round the eyes is darker by its own shading, which a lens's darkening cannot
+be told from). The room reflected in a lens (a pale crescent under
 Grace Hopper's eyes) is found as what is lighter and greyer than the lenses' skin
 (``_reflections``) and taken off with the frames. Measured: Grace Hopper's amber lenses shift the
 skin by (a*, b*) = (7.9, 4.8) (lens by lens (11.5, 5.1) and (6.0, 5.6)); an amber tint of (3.0, 8.8)
@@ -544,6 +546,10 @@ class LensTint:
     shift_ab: tuple[float, float] | None
     """The CIELAB (a*, b*) the skin behind the lenses is moved by against the skin around them (one
     for both: the lenses are of one material); None without glasses, or where it was not measured."""
+    around_ab: tuple[float, float] = (0.0, 0.0)
+    """The CIELAB (a*, b*) of the skin around the lenses (its median): a pixel behind a lens as far
+    from it along the tint as the skin behind the lenses is, is tinted; one no further, or greyer
+    (a reflection of the room, added on the lens, not seen through it), is not (``remove``)."""
 
     def remove(self, portrait: np.ndarray, face: Face, glasses: PortraitGlasses) -> np.ndarray:
         """A copy of ``portrait`` with the chroma shift taken out inside each lens's outline, faded in
@@ -563,8 +569,13 @@ class LensTint:
             weight = cv2.GaussianBlur(inside, (0, 0), max(sigma, 0.5))
             patch = out[lo[1] : hi[1], lo[0] : hi[0], :3]
             lab = to_lab(patch)
-            lab[..., 1] -= weight * np.float32(self.shift_ab[0])
-            lab[..., 2] -= weight * np.float32(self.shift_ab[1])
+            shift = np.asarray(self.shift_ab, np.float32)
+            # How tinted each pixel is: its chroma's way from the skin around the lenses along the
+            # tint, in tints (1: as the skin behind the lenses is on the median).
+            along = ((lab[..., 1:] - np.asarray(self.around_ab, np.float32)) @ shift) / float(shift @ shift)
+            weight = weight * np.clip(along + 0.5, 0.0, 1.0)
+            lab[..., 1] -= weight * shift[0]
+            lab[..., 2] -= weight * shift[1]
             out[lo[1] : hi[1], lo[0] : hi[0], :3] = from_lab(lab)
         return out
 
@@ -621,7 +632,11 @@ def lens_tint(portrait: np.ndarray, face: Face, glasses: PortraitGlasses) -> Len
     if skin_inner.sum() < LENS_MIN_PIXELS or skin_ring.sum() < LENS_MIN_PIXELS:
         return LensTint(None)
     lab = to_lab(crop)
-    shift = np.median(lab[skin_inner][:, 1:], axis=0) - np.median(lab[skin_ring][:, 1:], axis=0)
+    around = np.median(lab[skin_ring][:, 1:], axis=0)
+    shift = np.median(lab[skin_inner][:, 1:], axis=0) - around
     if float(np.hypot(*shift)) > LENS_TINT_MAX:
         return LensTint(None)
-    return LensTint((round(float(shift[0]), 3), round(float(shift[1]), 3)))
+    return LensTint(
+        (round(float(shift[0]), 3), round(float(shift[1]), 3)),
+        (round(float(around[0]), 3), round(float(around[1]), 3)),
+    )
