@@ -479,37 +479,30 @@ def detect_turned(landmarker: FaceLandmarker, image: np.ndarray) -> list[Face]:
     """The faces of ``image`` read in the quarter turn of it (90°, 180° or 270°) where the largest is
     read upright and confirmed (``reads_upright``) with the best detector score, in ``image``'s
     pixels (``extras["quarter_turns"]`` says which turn); [] where no turn reads one so."""
+    import cv2
+
+    pixels = np.asarray(image)
+    h, w = pixels.shape[:2]
     best: list[Face] = []
     best_score = 0.0
     for turns in (1, 2, 3):
-        found = detect_in_turn(landmarker, image, turns)
+        found = landmarker.detect(np.ascontiguousarray(np.rot90(pixels, turns)))
         if not found:
             continue
         largest = max(found, key=lambda f: f.size)
-        if quarter_turns(largest) != turns or not largest.score > best_score:
-            continue  # not read upright in that turn, or not confirmed (score 0) as well as another
-        best, best_score = found, largest.score
+        if not reads_upright(largest) or largest.score <= best_score:
+            continue
+        back = cv2.invertAffineTransform(turn_matrix(turns, w, h))
+        best_score = largest.score
+        best = [
+            dataclasses.replace(
+                f,
+                landmarks=(f.landmarks.astype(np.float64) @ back[:, :2].T + back[:, 2]).astype(np.float32),
+                extras={**f.extras, "quarter_turns": turns},
+            )
+            for f in found
+        ]
     return best
-
-
-def detect_in_turn(landmarker: FaceLandmarker, image: np.ndarray, turns: int) -> list[Face]:
-    """The faces of ``np.rot90(image, turns)``, in ``image``'s pixels (``extras["quarter_turns"]``
-    says the turn; ``landmarker.detect(image)`` itself for none)."""
-    import cv2
-
-    if turns % 4 == 0:
-        return landmarker.detect(image)
-    pixels = np.asarray(image)
-    h, w = pixels.shape[:2]
-    back = cv2.invertAffineTransform(turn_matrix(turns, w, h))
-    return [
-        dataclasses.replace(
-            f,
-            landmarks=(f.landmarks.astype(np.float64) @ back[:, :2].T + back[:, 2]).astype(np.float32),
-            extras={**f.extras, "quarter_turns": turns % 4},
-        )
-        for f in landmarker.detect(np.ascontiguousarray(np.rot90(pixels, turns)))
-    ]
 
 
 SCATTER_VIEWS = ((8.0, 1.0), (-8.0, 1.0), (0.0, 0.8), (0.0, 1.25))
@@ -553,16 +546,11 @@ class ViewReadings:
 
 
 def read_views(
-    landmarker: FaceLandmarker,
-    image: np.ndarray,
-    face: Face,
-    iod_px: float = SCATTER_IOD_PX,
-    turns: int | None = None,
+    landmarker: FaceLandmarker, image: np.ndarray, face: Face, iod_px: float = SCATTER_IOD_PX
 ) -> ViewReadings:
     """The face read again in a crop of ``image`` (eye distance ``iod_px``, the face centred and
-    turned by ``turns`` quarter turns, by default those that bring it upright, ``quarter_turns``;
-    the border replicated) and in that crop turned by ±8° and scaled by 0.8 and 1.25 about its
-    centre."""
+    turned by quarter turns to upright, ``quarter_turns``; the border replicated) and in that crop
+    turned by ±8° and scaled by 0.8 and 1.25 about its centre."""
     import cv2
 
     iod = max(face.interocular, 1e-6)
@@ -571,8 +559,7 @@ def read_views(
     side = int(round(4.0 * iod_px))
     shift = side / 2 - scale * centre
     to_crop = np.array([[scale, 0.0, shift[0]], [0.0, scale, shift[1]], [0.0, 0.0, 1.0]])
-    turn = turn_matrix(quarter_turns(face) if turns is None else turns, side, side)
-    to_crop = (np.vstack([turn, [0.0, 0.0, 1.0]]) @ to_crop)[:2]
+    to_crop = (np.vstack([turn_matrix(quarter_turns(face), side, side), [0.0, 0.0, 1.0]]) @ to_crop)[:2]
     crop = cv2.warpAffine(
         _to_uint8(image), to_crop, (side, side), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
     )

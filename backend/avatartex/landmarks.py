@@ -27,7 +27,6 @@ from .face import (
     RIGHT_EYE_CONTOUR,
     Face,
     FaceLandmarker,
-    detect_in_turn,
     detect_turned,
     quarter_turns,
     read_views,
@@ -889,7 +888,6 @@ def detect_from_camera(
     photo: np.ndarray | None = None,
     steady: bool = True,
     eyes=None,
-    turns: int | None = None,
 ) -> MeshLandmarks | None:
     """Landmarks detected on a render of the mesh from a given camera (the portrait's, once registered).
 
@@ -905,12 +903,7 @@ def detect_from_camera(
     render its light (``fit_light``), so that the detector's light-dependent bias cancels too.
     ``steady`` averages the landmarks over views of the render (``face.steady_landmarks``), as the
     portrait's were: only then, or the two sets are read differently and their biases do not cancel.
-    ``eyes`` (``eyes.Eyes``) are painted on the render, for a photo whose eyes are open. ``turns``
-    reads the render in that quarter turn (``face.detect_in_turn``), the one the portrait's face
-    was read upright in: the two readings' biases cancel only when they are read alike (seven
-    photos of the sweep turned sideways: the render read upright by itself, where the portrait's
-    camera turns it, misplaced one of them by 0.35 eye distances); by default the render is read as
-    it is, or in the quarter turn that reads it upright where it is not (``face.detect_turned``).
+    ``eyes`` (``eyes.Eyes``) are painted on the render, for a photo whose eyes are open.
     """
     if normals is None:
         normals = _vertex_normals(positions, triangles)
@@ -923,12 +916,9 @@ def detect_from_camera(
         from .eyes import paint
 
         image = paint(image, world, tri_id, eyes, _ALBEDO)
-    if turns is not None:
-        faces = detect_in_turn(landmarker, image, turns)
-    else:
-        faces = landmarker.detect(image)
-        if not faces or quarter_turns(max(faces, key=lambda f: f.size)) != 0:  # a photo turned sideways
-            faces = detect_turned(landmarker, image) or faces
+    faces = landmarker.detect(image)
+    if not faces or quarter_turns(max(faces, key=lambda f: f.size)) != 0:  # a photo turned sideways
+        faces = detect_turned(landmarker, image) or faces
     if not faces:
         return None
     if near_xy is not None:
@@ -939,7 +929,7 @@ def detect_from_camera(
         # Read at the render's own scale: cropped down to the photo's 64 pixels per eye distance, the
         # detector's input quantisation read two copies of one mesh, moved, differently (Blender's
         # OBJ import against the same head scaled 0.01: textures 3.6/255 apart; 0.7 at this scale).
-        face = steady_landmarks(face, read_views(landmarker, image, face, face.interocular, turns))
+        face = steady_landmarks(face, read_views(landmarker, image, face, iod_px=face.interocular))
     radius = float(np.linalg.norm(np.ptp(positions, axis=0))) / 2
     points, ok, tri, bary = _lift(face.landmarks, tri_id, world, triangles, positions, 0.02 * radius)
     if ok.sum() < 0.9 * NUM_LANDMARKS:

@@ -33,7 +33,6 @@ from ..face import (
     Face,
     analyse_portrait,
     default_segmenter,
-    quarter_turns,
     read_views,
     steady_landmarks,
 )
@@ -239,7 +238,6 @@ def register_portrait(
         photo=portrait,
         steady=face.extras.get("readings", 1) > 1,  # read as the portrait's were (steady_portrait)
         eyes=eyes if eyes_open >= 0.5 else None,
-        turns=quarter_turns(face),  # read as the portrait's face was: upright in the same turn
     )
     landmarks = own  # no face in the render from the portrait's view: the mesh's own
     fitted, share = None, 0.0
