@@ -281,7 +281,7 @@ def test_a_photo_turned_sideways_is_read_upright(landmarker, grace_hopper_path, 
     reads it worse (Grace Hopper turned 90°: 0.076 eye distances off her upright reading, scattered
     by 0.056 against 0.012) or, upside down, not at all. The face is read in the quarter turn of the
     photo that shows it upright, and its landmarks mapped back: within 0.035 eye distances of the
-    upright reading, as surely read (scatter) as upright."""
+    upright reading."""
     from avatartex.image_io import load_portrait
 
     image, _ = load_portrait(grace_hopper_path)
@@ -292,6 +292,5 @@ def test_a_photo_turned_sideways_is_read_upright(landmarker, grace_hopper_path, 
     truth = upright.landmarks.astype(np.float64) @ matrix[:, :2].T + matrix[:, 2]
     assert np.linalg.norm(face.landmarks - truth, axis=1).mean() / upright.interocular < 0.035
     assert face.extras["quarter_turns"] == -round(degrees / 90.0) % 4 and face.score > 0.5  # turned back
-    assert face_mod.read_views(landmarker, turned, face).scatter() < 0.025
     # A face read upright as it is costs no turned look.
     assert "quarter_turns" not in upright.extras

@@ -488,11 +488,10 @@ def test_a_photo_saved_on_its_side_gives_the_upright_photos_texture(
     generator, head, grace_hopper_path, tmp_path
 ):
     """Grace Hopper's photo turned by quarter turns (a phone photo whose orientation tag was lost)
-    gives the texture her upright photo gives. Measured at 512 on the scanned head: turned 90° one
-    way, the other way and upside down, 1.4, 3.1 and 1.7 /255 apart on average (the turned photos'
-    other aspect ratio gives the lens prior another field of view, and the light another fit) and
-    1.0-1.3 % of the texels more than 20/255 apart; read on its side before, 6.3/255 and 4.8 %, with a
-    crooked mouth and red streaks down the cheeks."""
+    gives the texture her upright photo gives: the face is read upright in one of the turns and the
+    photo turned back before anything else reads it (measured at 512 on the scanned head: 0.00-0.01
+    /255 apart, against 6.3/255 with 4.8 % of the texels more than 20/255 apart -- a crooked mouth
+    and red streaks down the cheeks -- when the face was read on its side); the report says so."""
     from avatartex.image_io import load_portrait
 
     image, _ = load_portrait(grace_hopper_path)
@@ -502,7 +501,7 @@ def test_a_photo_saved_on_its_side_gives_the_upright_photos_texture(
         turned = tmp_path / f"turned_{turns}.png"
         save_png(turned, np.round(np.rot90(image, turns) * 255).astype(np.uint8))
         result = generator.generate(params(head, turned, tmp_path / turned.stem))
-        assert result["report"]["quality"]["signals"]["landmark_scatter_iod"] < 0.02
+        assert any("turned" in w and "upright" in w for w in result["report"]["warnings"])
         texture = load_texture(tmp_path / turned.stem / "texture.png")[..., :3].astype(np.float64) * 255
         apart = np.abs(texture - upright).mean(axis=-1)
-        assert apart.mean() < 3.5 and (apart > 20).mean() < 0.02, (turns, apart.mean(), (apart > 20).mean())
+        assert apart.mean() < 0.1 and (apart > 2).mean() < 0.001, (turns, apart.mean(), (apart > 2).mean())

@@ -548,9 +548,8 @@ class ViewReadings:
 def read_views(
     landmarker: FaceLandmarker, image: np.ndarray, face: Face, iod_px: float = SCATTER_IOD_PX
 ) -> ViewReadings:
-    """The face read again in a crop of ``image`` (eye distance ``iod_px``, the face centred and
-    turned by quarter turns to upright, ``quarter_turns``; the border replicated) and in that crop
-    turned by ±8° and scaled by 0.8 and 1.25 about its centre."""
+    """The face read again in a crop of ``image`` (eye distance ``iod_px``, the face centred, the
+    border replicated) and in that crop turned by ±8° and scaled by 0.8 and 1.25 about its centre."""
     import cv2
 
     iod = max(face.interocular, 1e-6)
@@ -558,12 +557,10 @@ def read_views(
     centre = np.nanmean(face.landmarks, axis=0).astype(np.float64)
     side = int(round(4.0 * iod_px))
     shift = side / 2 - scale * centre
-    to_crop = np.array([[scale, 0.0, shift[0]], [0.0, scale, shift[1]], [0.0, 0.0, 1.0]])
-    to_crop = (np.vstack([turn_matrix(quarter_turns(face), side, side), [0.0, 0.0, 1.0]]) @ to_crop)[:2]
+    to_crop = np.array([[scale, 0.0, shift[0]], [0.0, scale, shift[1]]])
     crop = cv2.warpAffine(
         _to_uint8(image), to_crop, (side, side), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
     )
-    from_crop = cv2.invertAffineTransform(to_crop)
 
     def read(view: np.ndarray | None) -> np.ndarray | None:
         """The face the crop is centred on, in the photo's pixels; None where none is found."""
@@ -579,7 +576,7 @@ def read_views(
         central = min(found, key=lambda f: float(np.linalg.norm(f.landmarks.mean(0) - side / 2)))
         back = cv2.invertAffineTransform(matrix)
         in_crop = central.landmarks.astype(np.float64) @ back[:, :2].T + back[:, 2]
-        return in_crop @ from_crop[:, :2].T + from_crop[:, 2]
+        return (in_crop - shift) / scale
 
     reference = read(None)
     if reference is None:

@@ -27,8 +27,6 @@ from .face import (
     RIGHT_EYE_CONTOUR,
     Face,
     FaceLandmarker,
-    detect_turned,
-    quarter_turns,
     read_views,
     steady_landmarks,
 )
@@ -917,8 +915,6 @@ def detect_from_camera(
 
         image = paint(image, world, tri_id, eyes, _ALBEDO)
     faces = landmarker.detect(image)
-    if not faces or quarter_turns(max(faces, key=lambda f: f.size)) != 0:  # a photo turned sideways
-        faces = detect_turned(landmarker, image) or faces
     if not faces:
         return None
     if near_xy is not None:

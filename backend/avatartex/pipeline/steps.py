@@ -35,6 +35,7 @@ from ..face import (
     default_segmenter,
     read_views,
     steady_landmarks,
+    turn_matrix,
 )
 from ..glasses import LensTint, PortraitGlasses, find_glasses, lens_tint
 from ..image_io import load_portrait
@@ -106,6 +107,13 @@ def analyse(
     else:
         unreadable = None
     warnings += face_warnings
+    if face is not None and face.extras.get("quarter_turns"):
+        portrait, face, info = turned_upright(portrait, face, info)
+        warnings.append(
+            f"the face in {params.portrait!r} lies on its side or upside down: the photo was turned "
+            f"{90 * face.extras['quarter_turns']}° counter-clockwise to read it upright (its orientation "
+            "tag may be missing; a photo saved upright keeps this step out)"
+        )
     progress(0.4, "reading the mesh")
     mesh = load_mesh(params.mesh, params.uv_map, params.unwrap)
     warnings += mesh.warnings
@@ -123,6 +131,26 @@ def analyse(
         )
         warnings += outline_warnings
     return Analysis(portrait, face, mesh, head, warnings, info.get("fov_y_deg_exif"), person)
+
+
+def turned_upright(
+    portrait: np.ndarray, face: Face, info: dict[str, Any]
+) -> tuple[np.ndarray, Face, dict[str, Any]]:
+    """The portrait turned by the quarter turns its face was read upright in
+    (``face.detect_turned``: ``extras["quarter_turns"]``), the face's landmarks with it, and the
+    EXIF field of view of the turned frame's height: every later step then sees an upright photo,
+    as a photo whose orientation tag was read would be (the lens prior, the head's outline and the
+    mesh's render from the photo's camera all behave as for the upright photo)."""
+    turns = int(face.extras["quarter_turns"]) % 4
+    h, w = portrait.shape[:2]
+    matrix = turn_matrix(turns, w, h)
+    landmarks = face.landmarks.astype(np.float64) @ matrix[:, :2].T + matrix[:, 2]
+    face = dataclasses.replace(face, landmarks=landmarks.astype(np.float32))
+    info = dict(info)
+    fov = info.get("fov_y_deg_exif")
+    if fov is not None and turns % 2:  # the turned frame's height is the photo's width
+        info["fov_y_deg_exif"] = float(np.degrees(2 * np.arctan(np.tan(np.radians(fov) / 2) * w / h)))
+    return np.ascontiguousarray(np.rot90(portrait, turns)), face, info
 
 
 def _against_outline(
