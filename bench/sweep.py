@@ -70,6 +70,7 @@ import zlib
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -78,6 +79,7 @@ if importlib.util.find_spec("avatartex") is None:  # run from a checkout without
 
 import groundtruth as gt  # noqa: E402
 import mesh_reading  # noqa: E402
+from avatartex.face import turn_matrix  # noqa: E402
 
 MISPLACED = 0.05
 """True misplacement (eye distances) above which a result is wrong and must be flagged."""
@@ -348,7 +350,16 @@ class Sweep:
         produced = load_texture(result["texture"])
         visible = gt.seen_texels(head, surface, render)
         registration = report.get("registration") or {}
+        # The pipeline turns a photo whose face lies on its side upright before reading it
+        # (report.json portrait.quarter_turns): its camera's pixels and vertical field of view are
+        # the turned frame's, brought back to the portrait's here.
+        read = report.get("portrait") or {}
+        turns = int(read.get("quarter_turns", 0)) % 4
+        size = read.get("size", [case.width, case.height])
+        frame = (size[1], size[0]) if turns % 2 else (size[0], size[1])  # the photo's, before turning
         fov_fit = registration.get("fov_y_deg")
+        if fov_fit is not None and turns % 2:
+            fov_fit = float(np.degrees(2 * np.arctan(np.tan(np.radians(fov_fit) / 2) * frame[1] / frame[0])))
         quality = report.get("quality")
         row.update(
             found=True,
@@ -375,24 +386,29 @@ class Sweep:
         row["crease_floor"] = round(gt.crease_floor(truth, shading, surface.mask, visible), 3)
         row["crease_sign"] = round(gt.crease_sign(produced, truth, shading, surface.mask, visible), 3)
         row["fine_contrast"] = round(gt.fine_contrast(produced, truth, surface.mask, visible), 3)
-        scale = case.width / float((report.get("portrait") or {}).get("size", [case.width])[0])
-        self._misplacement(row, extra, head, where, surface, visible, render, scale)
+        scale = case.width / float(frame[0])
+        self._misplacement(row, extra, head, where, surface, visible, render, scale, turns, frame)
         extra["produced"] = produced
         extra["visible"] = visible
         row["seconds"] = round(time.perf_counter() - started, 2)
         return row, extra
 
-    def _misplacement(self, row, extra, head, where, surface, visible, render, scale: float) -> None:
+    def _misplacement(
+        self, row, extra, head, where, surface, visible, render, scale: float, turns: int, frame
+    ) -> None:
         """The true misplacement of the tapped registration into ``row`` (None where nothing was
         tapped), and the projected points the pictures draw into ``extra``; ``scale`` takes the
-        pixels of the portrait the pipeline read (it may have rescaled it) to ours."""
+        pixels of the portrait the pipeline read (it may have rescaled it) to ours, after its
+        ``turns`` quarter turns of a photo of size ``frame`` (w, h) are taken back."""
         reg = self.tap.last
         if reg is None:
             row["misplacement"] = row["misplacement_p90"] = None
             return
+        back = cv2.invertAffineTransform(turn_matrix(turns, frame[0], frame[1]))
 
         def fitted(points: np.ndarray) -> np.ndarray:
-            return self.tap.project(points) * scale
+            turned = np.asarray(self.tap.project(points), np.float64)
+            return (turned @ back[:, :2].T + back[:, 2]) * scale
 
         row["outline"] = getattr(reg, "outline", None) or None
         mean, p90 = gt.misplacement(head, where, surface, visible, render.camera, fitted)

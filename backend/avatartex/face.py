@@ -440,7 +440,8 @@ def detect_under_any_light(landmarker: FaceLandmarker, image: np.ndarray) -> lis
             break
     if faces and reads_upright(max(faces, key=lambda f: f.size)):
         return faces
-    return detect_turned(landmarker, image) or faces
+    hint = quarter_turns(max(faces, key=lambda f: f.size)) if faces else 0
+    return detect_turned(landmarker, image, hint) or faces
 
 
 def quarter_turns(face: Face) -> int:
@@ -475,26 +476,25 @@ def reads_upright(face: Face) -> bool:
     return face.score > 0 and quarter_turns(face) == 0
 
 
-def detect_turned(landmarker: FaceLandmarker, image: np.ndarray) -> list[Face]:
+def detect_turned(landmarker: FaceLandmarker, image: np.ndarray, hint: int = 0) -> list[Face]:
     """The faces of ``image`` read in the quarter turn of it (90°, 180° or 270°) where the largest is
     read upright and confirmed (``reads_upright``) with the best detector score, in ``image``'s
-    pixels (``extras["quarter_turns"]`` says which turn); [] where no turn reads one so."""
+    pixels (``extras["quarter_turns"]`` says which turn); where no turn's is confirmed (a harsh
+    light hides the face from the face detector), the reading upright in the turn ``hint`` (the
+    quarter turns the face read as it is lies in); [] where neither is found."""
     import cv2
 
     pixels = np.asarray(image)
     h, w = pixels.shape[:2]
     best: list[Face] = []
     best_score = 0.0
+    hinted: list[Face] = []
     for turns in (1, 2, 3):
         found = landmarker.detect(np.ascontiguousarray(np.rot90(pixels, turns)))
-        if not found:
-            continue
-        largest = max(found, key=lambda f: f.size)
-        if not reads_upright(largest) or largest.score <= best_score:
-            continue
+        if not found or quarter_turns(max(found, key=lambda f: f.size)) != 0:
+            continue  # none, or not read upright in that turn
         back = cv2.invertAffineTransform(turn_matrix(turns, w, h))
-        best_score = largest.score
-        best = [
+        mapped = [
             dataclasses.replace(
                 f,
                 landmarks=(f.landmarks.astype(np.float64) @ back[:, :2].T + back[:, 2]).astype(np.float32),
@@ -502,7 +502,12 @@ def detect_turned(landmarker: FaceLandmarker, image: np.ndarray) -> list[Face]:
             )
             for f in found
         ]
-    return best
+        score = max(found, key=lambda f: f.size).score
+        if score > best_score:  # confirmed (score > 0), and better than another turn's
+            best, best_score = mapped, score
+        if turns == hint % 4:
+            hinted = mapped
+    return best or hinted
 
 
 SCATTER_VIEWS = ((8.0, 1.0), (-8.0, 1.0), (0.0, 0.8), (0.0, 1.25))

@@ -96,6 +96,8 @@ def build_report(
         "portrait": {
             "size": list(analysis.portrait.shape[1::-1]),
             "interocular_px": round(float(analysis.face.interocular), 2),
+            # turned counter-clockwise by 90° this many times before reading (steps.turned_upright)
+            "quarter_turns": int(analysis.face.extras.get("quarter_turns", 0)),
         },
         "warnings": warnings,
     }
