@@ -169,6 +169,15 @@ class Face:
         up /= max(np.linalg.norm(up), 1e-6)
         return eyes, x, up
 
+    def mapped(self, matrix: np.ndarray, **extras) -> Face:
+        """This face with its landmarks moved by a (2, 3) affine ``matrix`` of pixel coordinates
+        (into a turned copy of the image, or back), ``extras`` added to its own."""
+        m = np.asarray(matrix, np.float64)
+        landmarks = self.landmarks.astype(np.float64) @ m[:, :2].T + m[:, 2]
+        return dataclasses.replace(
+            self, landmarks=landmarks.astype(np.float32), extras={**self.extras, **extras}
+        )
+
     def named(self, name: str) -> np.ndarray:
         """(2,) the landmark of a protocol PIN_NAMES name."""
         return self.landmarks[PIN_LANDMARKS[name]]
@@ -438,9 +447,10 @@ def detect_under_any_light(landmarker: FaceLandmarker, image: np.ndarray) -> lis
         faces = landmarker.detect(view)
         if faces:
             break
-    if faces and reads_upright(max(faces, key=lambda f: f.size)):
+    largest = max(faces, key=lambda f: f.size) if faces else None
+    if largest is not None and reads_upright(largest):
         return faces
-    hint = quarter_turns(max(faces, key=lambda f: f.size)) if faces else 0
+    hint = quarter_turns(largest) if largest is not None else 0
     return detect_turned(landmarker, image, hint) or faces
 
 
@@ -491,20 +501,13 @@ def detect_turned(landmarker: FaceLandmarker, image: np.ndarray, hint: int = 0) 
     hinted: list[Face] = []
     for turns in (1, 2, 3):
         found = landmarker.detect(np.ascontiguousarray(np.rot90(pixels, turns)))
-        if not found or quarter_turns(max(found, key=lambda f: f.size)) != 0:
+        largest = max(found, key=lambda f: f.size) if found else None
+        if largest is None or quarter_turns(largest) != 0:
             continue  # none, or not read upright in that turn
         back = cv2.invertAffineTransform(turn_matrix(turns, w, h))
-        mapped = [
-            dataclasses.replace(
-                f,
-                landmarks=(f.landmarks.astype(np.float64) @ back[:, :2].T + back[:, 2]).astype(np.float32),
-                extras={**f.extras, "quarter_turns": turns},
-            )
-            for f in found
-        ]
-        score = max(found, key=lambda f: f.size).score
-        if score > best_score:  # confirmed (score > 0), and better than another turn's
-            best, best_score = mapped, score
+        mapped = [f.mapped(back, quarter_turns=turns) for f in found]
+        if largest.score > best_score:  # confirmed (score > 0), and better than another turn's
+            best, best_score = mapped, largest.score
         if turns == hint % 4:
             hinted = mapped
     return best or hinted

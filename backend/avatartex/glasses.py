@@ -559,6 +559,8 @@ class LensTint:
             return portrait
         out = portrait.copy()
         sigma = LENS_FEATHER_IOD * face.interocular
+        shift = np.asarray(self.shift_ab, np.float32)
+        around = np.asarray(self.around_ab, np.float32)
         for lens in glasses.lenses:
             lo = np.floor(lens.min(axis=0) - 3 * sigma).astype(int).clip(0)
             hi = np.ceil(lens.max(axis=0) + 3 * sigma).astype(int) + 1
@@ -569,10 +571,9 @@ class LensTint:
             weight = cv2.GaussianBlur(inside, (0, 0), max(sigma, 0.5))
             patch = out[lo[1] : hi[1], lo[0] : hi[0], :3]
             lab = to_lab(patch)
-            shift = np.asarray(self.shift_ab, np.float32)
             # How tinted each pixel is: its chroma's way from the skin around the lenses along the
             # tint, in tints (1: as the skin behind the lenses is on the median).
-            along = ((lab[..., 1:] - np.asarray(self.around_ab, np.float32)) @ shift) / float(shift @ shift)
+            along = ((lab[..., 1:] - around) @ shift) / float(shift @ shift)
             weight = weight * np.clip(along + 0.5, 0.0, 1.0)
             lab[..., 1] -= weight * shift[0]
             lab[..., 2] -= weight * shift[1]

@@ -143,9 +143,7 @@ def turned_upright(
     mesh's render from the photo's camera all behave as for the upright photo)."""
     turns = int(face.extras["quarter_turns"]) % 4
     h, w = portrait.shape[:2]
-    matrix = turn_matrix(turns, w, h)
-    landmarks = face.landmarks.astype(np.float64) @ matrix[:, :2].T + matrix[:, 2]
-    face = dataclasses.replace(face, landmarks=landmarks.astype(np.float32))
+    face = face.mapped(turn_matrix(turns, w, h))
     info = dict(info)
     fov = info.get("fov_y_deg_exif")
     if fov is not None and turns % 2:  # the turned frame's height is the photo's width
