@@ -294,3 +294,25 @@ def test_a_photo_turned_sideways_is_read_upright(landmarker, grace_hopper_path, 
     assert face.extras["quarter_turns"] == -round(degrees / 90.0) % 4 and face.score > 0.5  # turned back
     # A face read upright as it is costs no turned look.
     assert "quarter_turns" not in upright.extras
+
+
+def test_a_photo_upside_down_that_reads_as_an_upright_face_is_turned(landmarker, astronaut) -> None:
+    """The astronaut upside down, her frame mirrored out to twice its size: the face-mesh model reads
+    an upright face there, its features swapped, and the face detector confirms the box. The
+    detector's eyes disagree with the mesh model's (over ``EYES_DISAGREE_IOD``, against 0.1 upright),
+    so the photo is read turned upside down too, where the face reads surer: it is taken, and its
+    landmarks land within 0.035 eye distances of the upright reading's."""
+    pad = astronaut.shape[0] // 3
+    framed = cv2.copyMakeBorder(astronaut, pad, pad, pad, pad, cv2.BORDER_REFLECT)
+    upright = face_mod.detect_under_any_light(landmarker, framed)[0]
+    assert upright.extras["detector_eyes_iod"] < face_mod.EYES_DISAGREE_IOD
+    turned = np.ascontiguousarray(framed[::-1, ::-1])
+    as_it_is = max(landmarker.detect(turned), key=lambda f: f.size)
+    assert face_mod.reads_upright(as_it_is)  # the misreading this guards against
+    assert as_it_is.extras["detector_eyes_iod"] > face_mod.EYES_DISAGREE_IOD
+    face = max(face_mod.detect_under_any_light(landmarker, turned), key=lambda f: f.size)
+    assert face.extras["quarter_turns"] == 2
+    h, w = framed.shape[:2]
+    truth = upright.landmarks.astype(np.float64) @ face_mod.turn_matrix(2, w, h)[:, :2].T
+    truth += face_mod.turn_matrix(2, w, h)[:, 2]
+    assert np.linalg.norm(face.landmarks - truth, axis=1).mean() / upright.interocular < 0.035
