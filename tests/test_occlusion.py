@@ -12,7 +12,7 @@ from avatartex import atlas_filters as filters
 from avatartex.engines.base import AtlasTexture, StageContext
 from avatartex.engines.classic.latent import ClassicLatent
 from avatartex.imaging import LUMA
-from avatartex.occlusion import OPEN, at_texels, directions, vertex_occlusion
+from avatartex.occlusion import OPEN, at_texels, directions, vertex_cavity, vertex_occlusion
 from avatartex.shading import DirectionalLights, fit_lights, fit_shading, refine_lights_by_detail
 from classic_fixtures import HEAD_GLB, head_atlas, make_ctx
 
@@ -166,3 +166,85 @@ def test_a_soft_lit_photos_crease_darkness_is_taken_out_of_the_albedo() -> None:
     assert without > 0.15, without  # the creases stay ~15 % darker with the normal's light alone
     assert with_occlusion < 0.3 * without, (with_occlusion, without)
     assert ctx.lighting["occluded"] > 0.5
+
+
+def _height_map(height, size: int = 160, extent: float = 4.0, left: float = -2.0):
+    """A surface z = height(x, y) as a mesh over a grid (size x size vertices over extent x extent,
+    x from ``left``): its vertices, triangles and unit normals, and the vertices' x and y."""
+    y, x = np.mgrid[0:size, 0:size] * (extent / (size - 1))
+    x, y = x + left, y - extent / 2
+    z = height(x, y)
+    gy, gx = np.gradient(z, extent / (size - 1))
+    normals = np.stack([-gx, -gy, np.ones_like(z)], axis=-1).reshape(-1, 3)
+    normals /= np.linalg.norm(normals, axis=-1, keepdims=True)
+    corner = (np.arange(size - 1)[:, None] * size + np.arange(size - 1)[None, :]).reshape(-1)
+    triangles = np.concatenate(
+        [
+            np.stack([corner, corner + 1, corner + size], 1),
+            np.stack([corner + 1, corner + size + 1, corner + size], 1),
+        ]
+    )
+    return np.stack([x, y, z], axis=-1).reshape(-1, 3), triangles, normals, x.reshape(-1), y.reshape(-1)
+
+
+def test_the_cavity_reads_a_groove_as_a_fold_a_ridge_as_none_and_a_plane_as_flat() -> None:
+    sigma = 0.2
+    positions, triangles, normals, x, y = _height_map(
+        lambda x, y: (
+            -0.1 * np.exp(-0.5 * ((x + 1.0) / 0.1) ** 2) + 0.1 * np.exp(-0.5 * ((x - 1.0) / 0.1) ** 2)
+        )
+    )
+    found = vertex_cavity(positions, triangles, normals, sigma)
+    middle = np.abs(y) < 1.0  # away from the map's open edges
+    groove = middle & (np.abs(x + 1.0) < 0.03)
+    ridge = middle & (np.abs(x - 1.0) < 0.03)
+    flat = middle & (np.abs(x) < 0.3)
+    # A groove 0.1 deep and 0.1 wide, smoothed over 0.2: the mean around its floor lies 0.1 x (1 -
+    # 0.1 / sqrt(0.1² + 0.2²)) = 0.055 above it.
+    assert 0.04 < np.median(found[groove]) < 0.07, np.median(found[groove])
+    assert np.median(found[ridge]) < -0.04
+    assert np.abs(found[flat]).max() < 0.003
+
+
+def test_the_cavity_reads_no_fold_where_the_surface_stops() -> None:
+    """A flat surface that bends out half a sigma past where it stops (a bust's neck cut a little
+    below the skull): the mean of the surface around a point by the cut lies on the bend's side
+    only and reads a fold 1.7 times as deep as the same surface's where it goes on past the cut.
+    The reading by the cut is not deeper than the whole surface's, and a few sigmas in it is the
+    same."""
+    sigma = 0.2
+
+    def height(x, y):
+        return 1.5 * np.clip(x + 1.9, 0, None) ** 2
+
+    positions, triangles, normals, x, y = _height_map(height, size=160, extent=4.0, left=-2.0)
+    cut = vertex_cavity(positions, triangles, normals, sigma)
+    positions, triangles, normals, x_whole, y_whole = _height_map(height, size=200, extent=5.0, left=-3.0)
+    whole = vertex_cavity(positions, triangles, normals, sigma)
+
+    def at(found, where_x, xs, ys):  # away from the maps' other edges
+        return np.median(found[(np.abs(xs - where_x) < 0.02) & (np.abs(ys) < 1.0)])
+
+    by_cut, there = at(cut, -2.0, x, y), at(whole, -2.0, x_whole, y_whole)
+    assert there > 0.005  # the bend is a fold there, on the whole surface
+    assert by_cut <= there + 0.002
+    inside, inside_whole = at(cut, -1.2, x, y), at(whole, -1.2, x_whole, y_whole)
+    assert abs(inside - inside_whole) < 0.2 * abs(inside_whole) + 1e-3
+
+
+def test_the_cavity_is_the_same_on_a_low_poly_mesh() -> None:
+    """A low-poly groove (vertices a sigma apart) is smoothed over points spread on its triangles,
+    not over its few vertices alone: its vertices read what a dense mesh's do."""
+    sigma = 0.2
+
+    def height(x, y):
+        return -0.2 * np.exp(-0.5 * (x / 0.3) ** 2)
+
+    dense = _height_map(height, size=161, extent=4.0)
+    sparse = _height_map(height, size=21, extent=4.0)
+    found = [vertex_cavity(p, t, n, sigma) for p, t, n, _, _ in (dense, sparse)]
+    at = [
+        np.median(f[(np.abs(m[3]) < 0.01) & (np.abs(m[4]) < 1.0)])
+        for f, m in zip(found, (dense, sparse), strict=True)
+    ]
+    assert at[0] > 0.01 and abs(at[1] - at[0]) < 0.25 * at[0], at

@@ -136,3 +136,34 @@ def test_each_style_looks_its_own() -> None:
     for flat in ("toon", "anime"):
         colours = len(np.unique(np.round(out[flat][face] * 64), axis=0))
         assert colours < len(np.unique(np.round(out["photoreal"][face] * 64), axis=0)) / 4, flat
+
+
+def test_the_cel_shadow_folds_are_the_meshs_own() -> None:
+    """The styles' cel shadows follow the head's folds (``repaint.head_forms``'s cavity). Measured in
+    the atlas's own layout, the band's edge (mirrored by the blur) read the scanned bust's neck
+    under each ear as a deep fold, which toon and anime drew as a shadow band ending in a straight
+    edge where the band ends. Against the cavity measured straight at the atlas texels' surface
+    points, the surface around them taken from points spread over the whole mesh, hardly a texel
+    reads a fold the mesh does not have (6.5 % did), and the two readings agree (correlation 0.92;
+    0.08 before)."""
+    import trimesh
+    from avatartex import occlusion
+    from avatartex.engines.classic.repaint import CAVITY_SIGMA_IOD, head_forms
+    from classic_fixtures import HEAD_GLB
+
+    geo = head_atlas(SIZE)
+    every = np.arange(int(geo.mask.sum())) % 5 == 0
+    cavity = head_forms(geo)["cavity"][geo.mask][every]
+    mesh = trimesh.load(HEAD_GLB, force="mesh")
+    points, _ = trimesh.sample.sample_surface_even(mesh, 200000, seed=0)
+    samples = geo.frame.to_head(points)
+    samples = samples[occlusion.spread(samples, CAVITY_SIGMA_IOD / 3.0)]
+    positions = geo.frame.to_head(geo.positions[geo.mask][every])
+    normals = geo.normals[geo.mask][every]
+    whole = np.einsum(
+        "ij,ij->i", occlusion.smoothed(positions, samples, CAVITY_SIGMA_IOD) - positions, normals
+    )
+    fold = 0.55 / 12  # the cavity at which the anime style's shadow starts (repaint._shadow_level)
+    invented = (cavity > fold) & (whole < fold / 3)
+    assert invented.mean() < 0.003, invented.mean()
+    assert (whole > fold).sum() > 20 and np.corrcoef(cavity, whole)[0, 1] > 0.8

@@ -30,6 +30,7 @@ from numba import njit
 
 from . import raster
 from .imaging import sample_image
+from .occlusion import MeshCavity
 
 BAND = 1
 CROWN = 2
@@ -173,6 +174,9 @@ class AtlasGeometry:
     """(T,) uint8 the chart each triangle is baked from."""
     face: np.ndarray
     """(S, S) bool the face region (inside the face's outline), set by ``set_face_region``."""
+    cavity: MeshCavity | None = None
+    """The mesh's folds (``occlusion.MeshCavity``), measured when a style first draws its shadows;
+    None for an atlas not built from a mesh."""
     occlusion: np.ndarray | None = None
     """(S, S) float32 the share of the sky each texel's surface point sees past the mesh
     (``occlusion.vertex_occlusion``: 1 open, lower in creases), set with the head
@@ -314,9 +318,11 @@ def build_atlas(
     nrm = np.zeros((s, s, 3), np.float32)
     nrm[hit] = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
     face = np.zeros((s, s), bool)
-    return AtlasGeometry(
+    geometry = AtlasGeometry(
         layout, frame, tri_id, bary, pos, nrm, chart, triangle_xy.astype(np.float32), triangle_chart, face
     )
+    geometry.cavity = MeshCavity(positions, triangles, normals)
+    return geometry
 
 
 @njit(cache=True)

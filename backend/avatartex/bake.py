@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from numba import njit, prange
 
-from . import raster
+from . import occlusion, raster
 from .atlas import AtlasGeometry
 from .atlas_filters import fill, robust_std, subsample
 from .imaging import LUMA
@@ -40,6 +40,8 @@ class UVSurface:
     occlusion: np.ndarray | None = None
     """(M,) float32 the ambient occlusion of the covered texels' surface points (as
     ``AtlasGeometry.occlusion``), set with the head (``HeadModel.surface``); None where not measured."""
+    cavity: occlusion.MeshCavity | None = None
+    """The mesh's folds (``occlusion.MeshCavity``, shared with the head's atlas by ``HeadModel``)."""
 
     @property
     def mask(self) -> np.ndarray:
@@ -63,12 +65,17 @@ class SurfacePhoto:
 @dataclass
 class StyleShadow:
     """A style's cel shadow, for the texels the atlas does not hold (``bake``): where the atlas's
-    styled texture has it, and what it is on a surface point of its own normal."""
+    styled texture has it, and what it is on a surface point of its own form."""
 
     atlas_map: np.ndarray
     """(S, S) float32 0..1: how much of the shadow each atlas texel shows."""
-    at: Callable[[np.ndarray], np.ndarray]
-    """Mesh-space unit normals (N, 3) -> (N,) float32 0..1: the shadow there, from the normal alone."""
+    at: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    """(mesh-space unit normals (N, 3), cavity (N,) in eye distances: ``surface_cavity``) -> (N,)
+    float32 0..1: the shadow there, by the same rule the atlas's shadow was drawn with."""
+    eye_distance: float
+    """Mesh units per eye distance (``HeadFrame.scale``): the unit of the cavity."""
+    cavity_sigma_iod: float
+    """Eye distances over which the atlas's cavity smooths the surface (``repaint.head_forms``)."""
 
 
 @dataclass
@@ -113,6 +120,7 @@ def uv_surface(
     hit = tri_id >= 0
     both = raster.interpolate(attributes, triangles, tri_id, bary)[hit]
     surface = UVSurface(tri_id, bary, both[:, :3], both[:, 3:])
+    surface.cavity = occlusion.MeshCavity(positions, triangles, normals)
     count = len(triangles)
     first, first_bary = raster.rasterize_uv(np.asarray(uvs)[::-1], size)
     first = np.where(first >= 0, count - 1 - first, -1).astype(np.int32)
@@ -505,8 +513,16 @@ def _fill_hidden(
     lit, dark = texture.copy(), texture
     fill(lit, weights - shown, where=hidden_mask)
     fill(dark, shown, where=hidden_mask)
-    own = np.clip(shadow.at(surface.normals[hidden]), 0.0, 1.0)[:, None].astype(np.float32)
     where = covered[hidden]
+    if surface.cavity is None:
+        cavity = np.zeros(len(where), np.float32)
+    else:  # the folds of the mesh itself, in eye distances
+        sigma, tri_id, bary = shadow.cavity_sigma_iod * shadow.eye_distance, surface.tri_id, surface.bary
+        cavity = surface.cavity.at_texels(
+            sigma, tri_id.reshape(-1)[where][None], bary.reshape(-1, 3)[where][None]
+        )[0]
+        cavity = cavity / np.float32(shadow.eye_distance)
+    own = np.clip(shadow.at(surface.normals[hidden], cavity), 0.0, 1.0)[:, None].astype(np.float32)
     flat, flat_lit = texture.reshape(-1, 3), lit.reshape(-1, 3)
     flat[where] = own * flat[where] + (1.0 - own) * flat_lit[where]
 

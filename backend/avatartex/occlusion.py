@@ -94,3 +94,119 @@ def at_texels(
     values = np.asarray(vertex_values, np.float32).reshape(-1, 1)
     mixed = raster.interpolate(values, np.asarray(triangles), tri_id, bary)[..., 0]
     return np.where(tri_id >= 0, np.clip(mixed, 0.0, 1.0), OPEN).astype(np.float32)
+
+
+CAVITY_SPAN = 2.5
+"""Gaussian sigmas within which the surface around a point counts for its cavity."""
+CAVITY_SAMPLES_PER_SIGMA = 3.0
+"""Surface samples per smoothing sigma (``spread``): a low-poly head's vertices alone are too few."""
+CAVITY_EDGE_PULL = 0.5
+"""Sigmas of sideways pull of the smoothed surface (towards where the surface is, away from its open
+edge) at which a point's cavity is no longer read: a plane cut straight pulls by 0.8 sigma at its
+edge, a fifth of that two sigmas inside."""
+CAVITY_CHUNK = 20000
+"""Points smoothed at a time (each has a few hundred samples around it)."""
+
+
+def spread(points: np.ndarray, spacing: float) -> np.ndarray:
+    """Indices of a subset of ``points`` (N, 3) about ``spacing`` apart: the first point in each cube
+    of that size. A surface sampled densely in one place and sparsely in another (a scan's face
+    against its back, the atlas's front against its back) is then sampled evenly, as a smoothing
+    must see it."""
+    cells = np.floor(np.asarray(points, np.float64) / spacing).astype(np.int64)
+    cells -= cells.min(axis=0)
+    span = cells.max(axis=0) + 1
+    key = (cells[:, 0] * span[1] + cells[:, 1]) * span[2] + cells[:, 2]
+    _, first = np.unique(key, return_index=True)
+    return np.sort(first)
+
+
+def smoothed(points: np.ndarray, samples: np.ndarray, sigma: float) -> np.ndarray:
+    """(Q, 3) the Gaussian-weighted mean (``sigma``) of the surface ``samples`` (K, 3) around each of
+    ``points`` (Q, 3), in 3-D: neighbours across a UV seam or an atlas chart's edge count alike.
+    A point with no sample near is its own."""
+    from scipy.spatial import cKDTree
+
+    points = np.asarray(points, np.float64)
+    tree = cKDTree(samples)
+    out = points.copy()
+    for start in range(0, len(points), CAVITY_CHUNK):
+        part = points[start : start + CAVITY_CHUNK]
+        pairs = tree.sparse_distance_matrix(cKDTree(part), CAVITY_SPAN * sigma, output_type="coo_matrix")
+        weight = np.exp(-0.5 * (pairs.data / sigma) ** 2)
+        total = np.bincount(pairs.col, weight, len(part))
+        mean = np.stack(
+            [np.bincount(pairs.col, weight * samples[pairs.row, k], len(part)) for k in range(3)], axis=1
+        )
+        out[start : start + len(part)] = np.where(
+            total[:, None] > 1e-9, mean / np.maximum(total, 1e-12)[:, None], part
+        )
+    return out
+
+
+def surface_samples(
+    positions: np.ndarray, triangles: np.ndarray, spacing: float, seed: int = 0
+) -> np.ndarray:
+    """(K, 3) points about ``spacing`` apart over a mesh's surface: its vertices and points drawn on
+    its triangles by area (about one per spacing²), ``spread``."""
+    p = np.asarray(positions, np.float64)
+    t = np.asarray(triangles, np.int64)
+    corners = p[t]
+    area = 0.5 * np.linalg.norm(
+        np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1
+    )
+    count = int(min(area.sum() / spacing**2, 2_000_000))
+    points = [p]
+    if count > 0 and area.sum() > 0:
+        rng = np.random.default_rng(seed)
+        picked = rng.choice(len(t), count, p=area / area.sum())
+        u, v = rng.random((2, count))
+        flip = u + v > 1
+        u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
+        c = corners[picked]
+        points.append(c[:, 0] + u[:, None] * (c[:, 1] - c[:, 0]) + v[:, None] * (c[:, 2] - c[:, 0]))
+    every = np.concatenate(points)
+    return every[spread(every, spacing)]
+
+
+def vertex_cavity(
+    positions: np.ndarray, triangles: np.ndarray, normals: np.ndarray, sigma: float
+) -> np.ndarray:
+    """(V,) float32 how far each vertex lies below the surface around it (smoothed over ``sigma``),
+    along its normal, in the mesh's units: > 0 in folds (the eye sockets, behind the ears, where
+    the jaw meets the neck), < 0 on ridges. Measured on the surface in 3-D, so neither a UV map's
+    seams nor an atlas's charts show in it. Where the surface stops on one side (a bust's cut) the
+    mean around lies off to the other side and would read the surface's curve there as a fold: the
+    cavity fades out as that sideways pull grows to CAVITY_EDGE_PULL sigmas."""
+    p = np.asarray(positions, np.float64).reshape(-1, 3)
+    n = np.asarray(normals, np.float64).reshape(-1, 3)
+    if len(p) == 0 or len(triangles) == 0 or not sigma > 0:
+        return np.zeros(len(p), np.float32)
+    samples = surface_samples(p, triangles, sigma / CAVITY_SAMPLES_PER_SIGMA)
+    offset = smoothed(p, samples, sigma) - p
+    depth = np.einsum("ij,ij->i", offset, n)
+    sideways = np.linalg.norm(offset - depth[:, None] * n, axis=1)
+    return (depth * np.clip(1.0 - sideways / (CAVITY_EDGE_PULL * sigma), 0.0, 1.0)).astype(np.float32)
+
+
+class MeshCavity:
+    """A mesh's ``vertex_cavity``, measured on first use (per sigma) and read at texels: an atlas's
+    and a UV map's share one (``HeadModel``)."""
+
+    def __init__(self, positions: np.ndarray, triangles: np.ndarray, normals: np.ndarray) -> None:
+        self.positions, self.triangles, self.normals = positions, triangles, normals
+        self._vertices: dict[float, np.ndarray] = {}
+
+    def vertices(self, sigma: float) -> np.ndarray:
+        """(V,) ``vertex_cavity`` at ``sigma`` (mesh units)."""
+        key = round(float(sigma), 9)
+        if key not in self._vertices:
+            self._vertices[key] = vertex_cavity(self.positions, self.triangles, self.normals, sigma)
+        return self._vertices[key]
+
+    def at_texels(self, sigma: float, tri_id: np.ndarray, bary: np.ndarray) -> np.ndarray:
+        """The cavity (mesh units) at the surface points of texels (``tri_id``, ``bary``), 0 where a
+        texel shows no surface."""
+        values = self.vertices(sigma).reshape(-1, 1)
+        mixed = raster.interpolate(values, np.asarray(self.triangles), tri_id, bary)[..., 0]
+        return np.where(tri_id >= 0, mixed, 0.0).astype(np.float32)

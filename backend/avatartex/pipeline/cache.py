@@ -51,7 +51,7 @@ from ..face import (
 )
 from ..landmarks import MeshLandmarks, detect_from_camera, detect_mesh_landmarks
 from ..mesh import Mesh, compute_normals, parse_facing
-from ..occlusion import at_texels, vertex_occlusion
+from ..occlusion import MeshCavity, at_texels, vertex_occlusion
 from ..winding import outward
 
 log = logging.getLogger(__name__)
@@ -134,6 +134,7 @@ class HeadModel:
                 theta, phi = directions(self.frame.to_head(outline))
                 geometry.set_face_region(geometry.layout.band_xy(theta, phi))
             geometry.occlusion = at_texels(self.occlusion(), mesh.triangles, geometry.tri_id, geometry.bary)
+            geometry.cavity = self.cavity
             self.atlases[size] = geometry
         return self.atlases[size]
 
@@ -184,12 +185,22 @@ class HeadModel:
             mesh = self.mesh
             uvs = uvtiles.in_tile(mesh.uvs, tile, self.textured)
             surface = uv_surface(mesh.positions, mesh.triangles, mesh.normals, uvs, size)
+            surface.cavity = self.cavity
             covered = surface.mask
             surface.occlusion = at_texels(
                 self.occlusion(), mesh.triangles, surface.tri_id[covered][None], surface.bary[covered][None]
             )[0]
             self.surfaces[size, tile] = surface
         return self.surfaces[size, tile]
+
+    @property
+    def cavity(self) -> MeshCavity:
+        """The mesh's folds (``occlusion.MeshCavity``), one for its atlases and UV surfaces: measured
+        when a style first draws its shadows, once."""
+        if "cavity" not in self.derived:
+            mesh = self.mesh
+            self.derived["cavity"] = MeshCavity(mesh.positions, mesh.triangles, mesh.normals)
+        return self.derived["cavity"]
 
     def occlusion(self) -> np.ndarray:
         """(V,) the ambient occlusion of each vertex of ``mesh`` (``occlusion.vertex_occlusion``),

@@ -303,6 +303,23 @@ def _full(small: np.ndarray, small_rows: int, like: np.ndarray, rows: int) -> np
 _FORMS: dict[int, tuple[weakref.ref, dict[str, np.ndarray]]] = {}
 
 
+CAVITY_SIGMA_IOD = 0.2
+"""Eye distances over which the surface is smoothed to measure its folds (``head_forms``'s cavity,
+and the bake's for the texels the atlas does not hold: ``bake.StyleShadow``)."""
+
+
+def _cavity(atlas: AtlasGeometry) -> np.ndarray:
+    """(S, S) float32 how far each atlas texel's surface point lies below the surface around it
+    (smoothed over CAVITY_SIGMA_IOD), eye distances: the mesh's own (``occlusion.MeshCavity``).
+    Measured in the atlas's layout instead, the band's edge (mirrored by the blur) read a scanned
+    bust's neck under each ear as a fold, and the styles drew a shadow band there that stopped in a
+    straight edge where the band ends. 0 for an atlas not built from a mesh."""
+    if atlas.cavity is None:
+        return np.zeros(atlas.mask.shape, np.float32)
+    scale = float(atlas.frame.scale)
+    return atlas.cavity.at_texels(CAVITY_SIGMA_IOD * scale, atlas.tri_id, atlas.bary) / np.float32(scale)
+
+
 def head_forms(atlas: AtlasGeometry) -> dict[str, np.ndarray]:
     """The head's own forms in the atlas, from the mesh alone (cached per atlas geometry).
 
@@ -315,20 +332,7 @@ def head_forms(atlas: AtlasGeometry) -> dict[str, np.ndarray]:
     hit = _FORMS.get(key)
     if hit is not None and hit[0]() is atlas:
         return hit[1]
-    rows = atlas.band_rows
-    mask = atlas.mask.astype(np.float32)
-    head = atlas.frame.to_head(atlas.positions).astype(np.float32) * mask[..., None]
-    stack = np.concatenate([head, atlas.normals, mask[..., None]], axis=-1)
-    small, small_rows = _half(stack, rows)
-    weight = np.maximum(small[..., 6], 1e-6)[..., None]
-    pos, nrm = small[..., :3] / weight, small[..., 3:6]
-    nrm = nrm / np.maximum(np.linalg.norm(nrm, axis=-1, keepdims=True), 1e-6)
-    per_iod = atlas.layout.face_texels_per_iod * small.shape[1] / atlas.size
-    smooth, _ = filters.normalized_gaussian(pos, small[..., 6], 0.2 * per_iod, small_rows)
-    cavity = ((smooth - pos) * nrm).sum(-1) * (small[..., 6] > 0.5)
-    forms = np.stack([cavity, -nrm[..., 1]], axis=-1).astype(np.float32)
-    full = _full(forms, small_rows, atlas.mask, rows)
-    out = {"cavity": full[..., 0] * atlas.mask, "down": full[..., 1] * atlas.mask}
+    out = {"cavity": _cavity(atlas), "down": -atlas.normals[..., 1] * atlas.mask}
     _FORMS.clear()  # one head at a time is what a batch of variants needs
     _FORMS[key] = (weakref.ref(atlas), out)
     return out
@@ -416,18 +420,19 @@ def _shadow_shapes(atlas: AtlasGeometry, strength: float, threshold: float) -> n
 
 def _keep_shadow(ctx: StageContext, shown: np.ndarray, threshold: float) -> None:
     """Hand the style's cel shadow to the bake (``ctx.style_shadow``, ``bake.StyleShadow``): where the
-    styled atlas shows it, as far as the style is applied, and its shape on a surface point the atlas
-    does not hold, from that point's own normal: the part that faces down (the cavity term needs the
-    surface around the point; measured in UV space it drew jagged blotches where islands meet)."""
+    styled atlas shows it, as far as the style is applied, and the rule it was drawn by, for a
+    surface point the atlas does not hold (its fold, measured on the mesh, and how much it faces
+    down)."""
     from ...bake import StyleShadow
 
     frame, strength = ctx.atlas.frame, float(np.clip(ctx.strength, 0.0, 1.0))
 
-    def at(normals: np.ndarray) -> np.ndarray:
+    def at(normals: np.ndarray, cavity: np.ndarray) -> np.ndarray:
         down = -frame.directions_to_head(normals)[..., 1]
-        return _shadow_level(0.0, down, threshold) * np.float32(strength)
+        return _shadow_level(cavity, down, threshold) * np.float32(strength)
 
-    ctx.style_shadow = StyleShadow(np.clip(shown, 0.0, 1.0).astype(np.float32) * np.float32(strength), at)
+    shadow = np.clip(shown, 0.0, 1.0).astype(np.float32) * np.float32(strength)
+    ctx.style_shadow = StyleShadow(shadow, at, float(frame.scale), CAVITY_SIGMA_IOD)
 
 
 def _skin_tone(image: np.ndarray, atlas: AtlasGeometry) -> np.ndarray:
