@@ -545,5 +545,7 @@ def test_a_cel_shadow_on_a_busts_neck_follows_the_neck_not_the_atlas_edge(
         distance = np.linalg.norm(to_lab(image[hidden])[:, None, :] - two[None], axis=2).min(axis=1)
         return float((distance > 4.0).mean())
 
-    assert between(smeared) > 0.3  # 0.58: the smear it was
-    assert between(styled) < 0.05  # 0.007
+    # 0.58 of the smear it was, while the atlas's cavity read the band's edge under the ears as a
+    # fold (a shadow band down to the edge: ``repaint._cavity``); 0.09 since it is the mesh's own.
+    assert between(smeared) > 0.05
+    assert between(styled) < 0.5 * between(smeared) and between(styled) < 0.05  # 0.007
