@@ -66,6 +66,9 @@ class StageContext:
     coords, occlusion)`` (mesh-space unit normals (N, 3), their portrait pixels (N, 2), their
     ambient occlusion (N,) or None) gives the (N, 3) factor (``classic.latent.SurfaceDelight``);
     None where no stage de-lit."""
+    view_from: np.ndarray | None = None
+    """(3,) the registered camera's centre in the head frame (eye distances): where the skin's
+    shine can be (``shine.py``); None where unknown."""
     lighting: dict[str, float] = field(default_factory=dict)
     """What the de-lighting fitted of the photo's light (report.json ``lighting``): ``occluded``,
     the share of the ambient light the mesh's creases keep out (``shading.DirectionalLights``)."""

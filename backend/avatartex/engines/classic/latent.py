@@ -29,6 +29,7 @@ import numpy as np
 from numba import njit, prange
 
 from ... import atlas_filters as filters
+from ... import shine
 from ...atlas import AtlasGeometry, HeadFrame
 from ...imaging import LUMA, luminance, smoothstep
 from ...shading import (
@@ -65,6 +66,9 @@ CHANNEL_SPREAD = (0.02, 0.05)
 SKIN_FIT_CONFIDENCE = 0.8
 """Confidence above which a skin texel enters the shading fit (``_skin_mask``): the photo well seen,
 not at the grazing angles it is read softly at, whose colour moves with the camera."""
+SHINE_STEP = 4
+"""Texels between the samples the skin's own colour and the skin around a shine are read on
+(``_without_shine``): both are smooth over tens of texels."""
 MAX_GAIN = 3.0
 """De-lighting never brightens or darkens linear light by more than this factor (about 1.6 stops): where the
 SH model extrapolates (grazing normals, misregistered features) a wrong division is bounded."""
@@ -251,6 +255,57 @@ class SurfaceDelight:
         return (factor * np.float32(self.keep)).astype(np.float32)
 
 
+def _without_shine(
+    color: np.ndarray, conf: np.ndarray, skin: np.ndarray, lights: DirectionalLights, ctx: StageContext
+) -> np.ndarray:
+    """``color`` with the skin's shine taken out of the photo-backed texels (``shine.py``): where the
+    fitted key lights mirror towards the registered camera, the white beyond the skin's own colour
+    (read on the skin texels that cannot shine), at most what the colour holds over the skin around
+    (the unshining skin's albedo filled in under the shine, times the texel's own shading; read on
+    every SHINE_STEP-th texel: it is smooth). report.json's ``lighting.shine``: the share of the
+    photo-backed face texels that lost more than 2/255 of it."""
+    atlas = ctx.atlas
+    seen = atlas.mask & (conf > 0)
+    if not seen.any() or not len(lights.lights):
+        return color
+    cache = atlas.cache
+    if "head_positions" not in cache:  # the atlas's own: kept with it
+        cache["head_positions"] = atlas.frame.to_head(atlas.positions).astype(np.float32)
+    strength = np.zeros(seen.shape, np.float32)
+    strength[seen] = shine.lobe(
+        atlas.normals[seen], cache["head_positions"][seen], ctx.view_from, lights.lights
+    )
+    gate = smoothstep((strength - shine.LOBE_GATE[0]) / (shine.LOBE_GATE[1] - shine.LOBE_GATE[0])) * conf
+    active = seen & (gate > 0.01)
+    ctx.lighting["shine"] = 0.0
+    if not active.any():
+        return color
+    step = SHINE_STEP
+    grid = slice(step // 2, None, step)
+    linear = np.power(color[grid, grid], filters.GAMMA)
+    unlit = (skin & (strength < shine.UNLIT_LOBE))[grid, grid]
+    ratio = shine.skin_ratio(linear[unlit])
+    occlusion = None if atlas.occlusion is None else atlas.occlusion[grid, grid]
+    shading = np.maximum(lights(atlas.normals[grid, grid], occlusion), 1e-3)[..., None]
+    rows = -(-(atlas.band_rows - step // 2) // step)  # the grid's rows in the band
+    around = filters.push_pull(linear / shading, (conf[grid, grid] * unlit).astype(np.float32), rows)
+    r, c = np.nonzero(active)
+    in_band = r < atlas.band_rows
+    # The nearest sample, in the texel's own chart (the band's rows, or the caps').
+    low, high = np.where(in_band, 0, rows), np.where(in_band, rows - 1, len(around) - 1)
+    gr, gc = np.clip(r // step, low, high), np.minimum(c // step, around.shape[1] - 1)
+    own_occlusion = None if atlas.occlusion is None else atlas.occlusion[r, c]
+    own = np.maximum(lights(atlas.normals[r, c], own_occlusion), 1e-3)
+    before = np.power(color[r, c], filters.GAMMA)
+    clean, _ = shine.without_shine(before, gate[r, c], ratio, around[gr, gc] * own[:, None])
+    out = color.copy()
+    out[r, c] = np.power(clean, 1.0 / filters.GAMMA)
+    face = atlas.face if atlas.face is not None and atlas.face.any() else atlas.mask
+    visible = np.abs(out[r, c] - color[r, c]).max(axis=1) > 2.0 / 255.0
+    ctx.lighting["shine"] = round(float(visible[face[r, c]].sum() / max((seen & face).sum(), 1)), 4)
+    return out
+
+
 class ClassicLatent(Stage):
     """De-light (SH shading removal), seen/filled border gain, chroma harmonisation, flattening."""
 
@@ -339,6 +394,10 @@ class ClassicLatent(Stage):
         else:
             model = lambda n, occlusion=None: sh_eval(n, coeffs)  # noqa: E731
         ctx.lighting["occluded"] = round(float(getattr(model, "occluded", 0.0)), 4)
+        if model is lights and ctx.view_from is not None:
+            color = _without_shine(color, conf, skin, lights, ctx)
+            linear = np.power(color.reshape(-1, 3)[sample], filters.GAMMA)
+            lum = linear @ LUMA
         fitted = model(sample_normals, sample_occlusion)
         reference = float((weights * fitted).sum() / max(weights.sum(), 1e-9))
         if reference <= 1e-6:

@@ -1,0 +1,86 @@
+"""The skin's shine: the key light mirrored by the skin's oil, taken out of the photo's colour.
+
+A photo's skin shines where it faces halfway between the light and the camera: a pale patch on the
+forehead, the nose's ridge, the cheekbones. That light is the light's own colour (near white in a
+white-balanced photo) added on top of the skin's, so it is no shading a Lambertian model can divide
+out: the de-lighting left it in the albedo as pale, greyish patches that a renderer then lights a
+second time. With the mesh registered, where it can shine is known (the light the de-lighting fitted,
+the camera, each texel's normal: a Blinn lobe), and what it added is the part of the colour that is
+whiter than the skin around (the dichromatic model: skin's own colour scaled by the shading, plus
+some amount of white; the skin's own colour is read where nothing shines). Only that excess comes
+out, and only in the lobe: pale skin elsewhere, and skin as white as the face's own, are kept.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SHINE_EXPONENT = 16.0
+"""Blinn exponent of the skin's shine as a photo records it: broad (oily skin's microfacets, the
+light's own size and the photo's blur): at 16 the lobe halves 17 degrees off the mirror direction."""
+LOBE_GATE = (0.3, 0.7)
+"""Lobe values between which the excess whiteness is taken out from none to all: where the lobe
+is weaker the skin cannot shine, whatever its colour."""
+CHROMA_TOLERANCE = 0.04
+"""How much paler (min/max channel ratio, linear) than the skin's own colour a texel may be before
+any of it counts as shine: the skin's own spread (cheeks redder, forehead paler) stays."""
+UNLIT_LOBE = 0.15
+"""Lobe under which texels are read for the skin's own colour."""
+
+
+def lobe(normals: np.ndarray, positions: np.ndarray, view_from: np.ndarray, lights: np.ndarray) -> np.ndarray:
+    """(N,) 0..1 how strongly each surface point (unit ``normals`` and ``positions`` (N, 3), head
+    frame) mirrors the key ``lights`` ((K, 3) direction x intensity, as
+    ``shading.DirectionalLights``) towards a camera at ``view_from`` (3,): each light's Blinn lobe
+    weighted by its intensity over the strongest's."""
+    n = np.asarray(normals, np.float32).reshape(-1, 3)
+    view = np.asarray(view_from, np.float32) - np.asarray(positions, np.float32).reshape(-1, 3)
+    view /= np.maximum(np.linalg.norm(view, axis=1, keepdims=True), 1e-6)
+    lights = np.asarray(lights, np.float32).reshape(-1, 3)
+    strength = np.linalg.norm(lights, axis=1)
+    out = np.zeros(len(n), np.float32)
+    if not len(lights) or strength.max() <= 0:
+        return out
+    for light, power in zip(lights, strength / strength.max(), strict=True):
+        if power <= 0:
+            continue
+        half = view + light / np.linalg.norm(light)
+        half /= np.maximum(np.linalg.norm(half, axis=1, keepdims=True), 1e-6)
+        facing = np.clip(np.einsum("ij,ij->i", n, half), 0.0, 1.0)
+        # Only where the light reaches and the camera sees.
+        lit = (n @ (light / np.linalg.norm(light)) > 0) & (np.einsum("ij,ij->i", n, view) > 0)
+        out = np.maximum(out, np.float32(power) * facing**SHINE_EXPONENT * lit)
+    return out
+
+
+def skin_ratio(linear: np.ndarray) -> float:
+    """The skin's own colour as the ratio of its weakest channel to its strongest (linear), the
+    median over ``linear`` (N, 3) texels where nothing shines. NaN where there are too few."""
+    rgb = np.asarray(linear, np.float64).reshape(-1, 3)
+    top = rgb.max(axis=1)
+    ok = top > 1e-3
+    if ok.sum() < 50:
+        return float("nan")
+    return float(np.median(rgb[ok].min(axis=1) / top[ok]))
+
+
+def without_shine(
+    linear: np.ndarray, gate: np.ndarray, ratio: float, expected: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``linear`` (N, 3) colours with the white they hold beyond the skin's own colour taken out as
+    far as ``gate`` (N,) 0..1 says they can shine; and the amount taken out (N,).
+
+    White added to a colour raises its weakest channel towards its strongest: the amount that
+    brings min/max back to the skin's ratio (``ratio`` plus CHROMA_TOLERANCE) is
+    (min - r max) / (1 - r). Where the shine nearly saturates the photo that reading loses the skin
+    under it (a white 0.96/0.88/0.84 read as 0.70 of white over a dark brown): the amount is at
+    most what the colour holds over ``expected`` (N, 3), the skin around under the texel's own
+    shading, in every channel."""
+    rgb = np.asarray(linear, np.float32).reshape(-1, 3)
+    if not np.isfinite(ratio):
+        return rgb.copy(), np.zeros(len(rgb), np.float32)
+    r = np.float32(min(ratio + CHROMA_TOLERANCE, 0.95))
+    excess = np.clip((rgb.min(axis=1) - r * rgb.max(axis=1)) / (1.0 - r), 0.0, None)
+    over = np.clip((rgb - np.asarray(expected, np.float32).reshape(-1, 3)).min(axis=1), 0.0, None)
+    taken = np.minimum(excess, over) * np.clip(np.asarray(gate, np.float32).reshape(-1), 0.0, 1.0)
+    return np.clip(rgb - taken[:, None], 0.0, None), taken

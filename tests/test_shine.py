@@ -1,0 +1,102 @@
+"""The skin's shine taken out of the photo's colour (backend/avatartex/shine.py, in the classic
+latent stage's de-lighting)."""
+
+from __future__ import annotations
+
+import numpy as np
+from avatartex import atlas_filters as filters
+from avatartex import shine
+from avatartex.engines.classic.latent import ClassicLatent
+from classic_fixtures import make_ctx, sphere_atlas
+
+SKIN = np.array([0.72, 0.52, 0.42], np.float32) ** filters.GAMMA
+"""A skin colour, linear."""
+
+
+def test_white_added_to_skin_is_taken_back_out_and_nothing_else() -> None:
+    shading = np.array([0.4, 0.8, 1.0, 0.8, 0.6], np.float32)[:, None]
+    diffuse = SKIN * shading
+    white = np.array([0.0, 0.1, 0.3, 0.0, 0.05], np.float32)
+    photo = diffuse + white[:, None]
+    ratio = float(SKIN.min() / SKIN.max())
+    clean, taken = shine.without_shine(photo, np.ones(5), ratio - shine.CHROMA_TOLERANCE, diffuse)
+    assert np.allclose(taken, white, atol=1e-4) and np.allclose(clean, diffuse, atol=1e-4)
+    # Where the lobe says it cannot shine, nothing is taken, however white.
+    kept, none = shine.without_shine(photo, np.zeros(5), ratio, diffuse)
+    assert np.allclose(kept, photo) and not none.any()
+    # Skin a little paler than the face's own colour (within CHROMA_TOLERANCE) is its own.
+    pale = SKIN + 0.5 * shine.CHROMA_TOLERANCE * SKIN.max()
+    same, _ = shine.without_shine(pale[None], np.ones(1), ratio, np.zeros((1, 3)))
+    assert np.allclose(same, pale[None])
+
+
+def test_a_nearly_saturated_shine_leaves_the_skin_around_not_a_dark_hole() -> None:
+    """A white highlight over skin reads as almost all white by its colour (0.7 of white over a dark
+    brown): what is taken is at most what the colour holds over the skin around."""
+    photo = np.array([[0.96, 0.88, 0.84]], np.float32)
+    around = np.array([[0.55, 0.38, 0.30]], np.float32)
+    ratio = float(SKIN.min() / SKIN.max())
+    clean, taken = shine.without_shine(photo, np.ones(1), ratio, around)
+    assert np.isclose(taken[0], 0.41, atol=1e-3)
+    assert (clean >= around - 1e-6).all()
+
+
+def test_the_lobe_lies_halfway_between_the_light_and_the_camera() -> None:
+    rng = np.random.default_rng(0)
+    normals = rng.normal(size=(20000, 3))
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    light = np.array([0.0, 1.0, 1.0]) / np.sqrt(2.0)
+    camera = np.array([0.0, 0.0, 50.0])
+    found = shine.lobe(normals, normals, camera, 0.8 * light[None])
+    half = (light + np.array([0.0, 0.0, 1.0])) / np.linalg.norm(light + np.array([0.0, 0.0, 1.0]))
+    assert np.degrees(np.arccos(np.clip(normals[np.argmax(found)] @ half, -1, 1))) < 5.0
+    away = normals @ half < np.cos(np.radians(60))
+    assert found[away].max() < 0.01
+    assert shine.lobe(normals, normals, camera, np.zeros((1, 3))).max() == 0.0
+
+
+def _photo(with_shine: bool):
+    """A skin-coloured ball in a key light and an ambient, seen from +z, with or without a shine
+    (white, Blinn exponent 30) where the light mirrors towards the camera; atlas colour, confidence,
+    the true shine (linear) and the camera."""
+    geo = sphere_atlas(256)
+    camera = np.array([0.0, 0.0, 8.0])
+    light = np.array([0.4, 0.5, 0.8]) / np.linalg.norm([0.4, 0.5, 0.8])
+    n = geo.normals
+    shading = 0.35 + 0.65 * np.clip(n @ light, 0, None)
+    view = camera - geo.positions
+    view /= np.maximum(np.linalg.norm(view, axis=-1, keepdims=True), 1e-6)
+    half = view + light
+    half /= np.maximum(np.linalg.norm(half, axis=-1, keepdims=True), 1e-6)
+    white = 0.3 * np.clip((n * half).sum(-1), 0, 1) ** 30 * (n @ light > 0) * geo.mask
+    linear = SKIN * shading[..., None] + (white[..., None] if with_shine else 0.0)
+    conf = (np.clip((n[..., 2] - 0.15) / 0.55, 0, 1) * geo.mask).astype(np.float32)
+    color = np.where(conf[..., None] > 0, np.clip(linear, 0, 1) ** (1 / filters.GAMMA), 0).astype(np.float32)
+    return geo, color, conf, white, camera
+
+
+def test_the_de_lit_skin_keeps_no_shine() -> None:
+    """The ball's de-lit colour where it shines: as without the shine (within a third of what the
+    shine left in it before), and the same as before on a ball that does not shine."""
+    geo, shiny, conf, white, camera = _photo(True)
+    _, matte, _, _, _ = _photo(False)
+
+    def delit(color, view_from):
+        ctx = make_ctx(geo)
+        ctx.view_from = view_from
+        return ClassicLatent._delight(color, conf, ctx, 1.0), ctx
+
+    truth, _ = delit(matte, camera)
+    kept, _ = delit(shiny, None)
+    found, ctx = delit(shiny, camera)
+    lobe = (white > 0.1) & (conf > 0.5)
+    assert lobe.sum() > 100
+    left_before = np.abs(kept - truth)[lobe].mean()
+    assert left_before > 8 / 255, left_before
+    assert np.abs(found - truth)[lobe].mean() < left_before / 3, (
+        np.abs(found - truth)[lobe].mean(),
+        left_before,
+    )
+    assert ctx.lighting["shine"] > 0
+    matte_off, _ = delit(matte, None)
+    assert np.abs(truth - matte_off)[conf > 0].mean() < 1 / 255
