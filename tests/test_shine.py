@@ -30,6 +30,28 @@ def test_white_added_to_skin_is_taken_back_out_and_nothing_else() -> None:
     assert np.allclose(same, pale[None])
 
 
+def test_a_tinted_shine_is_read_and_taken_out_in_its_own_colour() -> None:
+    """A photo's shine is its light's colour, which a white balance leaves a little cool or warm
+    (the astronaut's studio light shines bluish-white: taking out white left a bluish mark). Its
+    colour is read from what the shining texels hold over the skin around, and taken out in it."""
+    rng = np.random.default_rng(1)
+    shading = rng.uniform(0.5, 1.0, (400, 1)).astype(np.float32)
+    diffuse = SKIN * shading
+    light = np.array([0.85, 0.92, 1.0], np.float32)
+    amount = rng.uniform(0.05, 0.3, 400).astype(np.float32)
+    photo = diffuse + amount[:, None] * light
+    found = shine.shine_colour(photo, diffuse, np.ones(400))
+    assert np.abs(found - light).max() < 0.02, found
+    ratio = float(SKIN.min() / SKIN.max()) - shine.CHROMA_TOLERANCE
+    clean, _ = shine.without_shine(photo, np.ones(400), ratio, diffuse, found)
+    white, _ = shine.without_shine(photo, np.ones(400), ratio, diffuse)
+    hue = diffuse / diffuse.sum(axis=1, keepdims=True)
+    assert np.abs(clean / clean.sum(axis=1, keepdims=True) - hue).max() < 0.01
+    assert np.abs(white / white.sum(axis=1, keepdims=True) - hue).max() > 0.01  # white leaves a tint
+    # Too few shining texels to read it from: white.
+    assert np.allclose(shine.shine_colour(photo[:10], diffuse[:10], np.ones(10)), 1.0)
+
+
 def test_a_nearly_saturated_shine_leaves_the_skin_around_not_a_dark_hole() -> None:
     """A white highlight over skin reads as almost all white by its colour (0.7 of white over a dark
     brown): what is taken is at most what the colour holds over the skin around."""

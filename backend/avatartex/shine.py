@@ -24,6 +24,8 @@ is weaker the skin cannot shine, whatever its colour."""
 CHROMA_TOLERANCE = 0.04
 """How much paler (min/max channel ratio, linear) than the skin's own colour a texel may be before
 any of it counts as shine: the skin's own spread (cheeks redder, forehead paler) stays."""
+SHINE_COLOUR_MIN = 0.8
+"""The shine's weakest channel over its strongest at least: a light's colour, not the skin's."""
 UNLIT_LOBE = 0.15
 """Lobe under which texels are read for the skin's own colour."""
 
@@ -64,23 +66,48 @@ def skin_ratio(linear: np.ndarray) -> float:
     return float(np.median(rgb[ok].min(axis=1) / top[ok]))
 
 
-def without_shine(
-    linear: np.ndarray, gate: np.ndarray, ratio: float, expected: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """``linear`` (N, 3) colours with the white they hold beyond the skin's own colour taken out as
-    far as ``gate`` (N,) 0..1 says they can shine; and the amount taken out (N,).
+def shine_colour(linear: np.ndarray, expected: np.ndarray, gate: np.ndarray) -> np.ndarray:
+    """(3,) the colour of the shine (its strongest channel 1): what the texels that shine most hold
+    over the skin around (``expected``), the median of its direction where it is clearly there. The
+    light's own colour, which a photo's white balance leaves a little warm or cool (the astronaut's
+    studio light shines bluish-white on her cheek: taking out white left a bluish mark). Never
+    further from white than SHINE_COLOUR_MIN in any channel; white where too few texels shine."""
+    rgb = np.asarray(linear, np.float32).reshape(-1, 3)
+    over = rgb - np.asarray(expected, np.float32).reshape(-1, 3)
+    strong = (np.asarray(gate).reshape(-1) > 0.5) & (over.min(axis=1) > 0.02)
+    if strong.sum() < 50:
+        return np.ones(3, np.float32)
+    direction = over[strong] / over[strong].max(axis=1, keepdims=True)
+    colour = np.median(direction, axis=0)
+    return np.clip(colour / colour.max(), SHINE_COLOUR_MIN, 1.0).astype(np.float32)
 
-    White added to a colour raises its weakest channel towards its strongest: the amount that
-    brings min/max back to the skin's ratio (``ratio`` plus CHROMA_TOLERANCE) is
-    (min - r max) / (1 - r). Where the shine nearly saturates the photo that reading loses the skin
-    under it (a white 0.96/0.88/0.84 read as 0.70 of white over a dark brown): the amount is at
-    most what the colour holds over ``expected`` (N, 3), the skin around under the texel's own
+
+def without_shine(
+    linear: np.ndarray,
+    gate: np.ndarray,
+    ratio: float,
+    expected: np.ndarray,
+    colour: np.ndarray = (1.0, 1.0, 1.0),
+) -> tuple[np.ndarray, np.ndarray]:
+    """``linear`` (N, 3) colours with the shine they hold (of ``colour``, white by default) beyond
+    the skin's own colour taken out as far as ``gate`` (N,) 0..1 says they can shine; and the amount
+    taken out (N,).
+
+    Shine added to a colour raises its weakest channel towards its strongest: the amount ``s`` that
+    brings min/max back to the skin's ratio r (``ratio`` plus CHROMA_TOLERANCE) solves
+    min - s c_min = r (max - s c_max). Where the shine nearly saturates the photo that reading loses
+    the skin under it (a white 0.96/0.88/0.84 read as 0.70 of white over a dark brown): the amount
+    is at most what the colour holds over ``expected`` (N, 3), the skin around under the texel's own
     shading, in every channel."""
     rgb = np.asarray(linear, np.float32).reshape(-1, 3)
     if not np.isfinite(ratio):
         return rgb.copy(), np.zeros(len(rgb), np.float32)
+    c = np.asarray(colour, np.float32).reshape(3)
     r = np.float32(min(ratio + CHROMA_TOLERANCE, 0.95))
-    excess = np.clip((rgb.min(axis=1) - r * rgb.max(axis=1)) / (1.0 - r), 0.0, None)
-    over = np.clip((rgb - np.asarray(expected, np.float32).reshape(-1, 3)).min(axis=1), 0.0, None)
+    rows = np.arange(len(rgb))
+    low, high = rgb.argmin(axis=1), rgb.argmax(axis=1)
+    below = np.maximum(c[low] - r * c[high], np.float32(0.05))
+    excess = np.clip((rgb[rows, low] - r * rgb[rows, high]) / below, 0.0, None)
+    over = np.clip(((rgb - np.asarray(expected, np.float32).reshape(-1, 3)) / c).min(axis=1), 0.0, None)
     taken = np.minimum(excess, over) * np.clip(np.asarray(gate, np.float32).reshape(-1), 0.0, 1.0)
-    return np.clip(rgb - taken[:, None], 0.0, None), taken
+    return np.clip(rgb - taken[:, None] * c, 0.0, None), taken

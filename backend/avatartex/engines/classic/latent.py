@@ -297,7 +297,9 @@ def _without_shine(
     own_occlusion = None if atlas.occlusion is None else atlas.occlusion[r, c]
     own = np.maximum(lights(atlas.normals[r, c], own_occlusion), 1e-3)
     before = np.power(color[r, c], filters.GAMMA)
-    clean, _ = shine.without_shine(before, gate[r, c], ratio, around[gr, gc] * own[:, None])
+    expected = around[gr, gc] * own[:, None]
+    colour = shine.shine_colour(before, expected, gate[r, c])
+    clean, _ = shine.without_shine(before, gate[r, c], ratio, expected, colour)
     out = color.copy()
     out[r, c] = np.power(clean, 1.0 / filters.GAMMA)
     face = atlas.face if atlas.face is not None and atlas.face.any() else atlas.mask
