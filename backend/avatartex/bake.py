@@ -70,7 +70,7 @@ class StyleShadow:
     atlas_map: np.ndarray
     """(S, S) float32 0..1: how much of the shadow each atlas texel shows."""
     at: Callable[[np.ndarray, np.ndarray], np.ndarray]
-    """(mesh-space unit normals (N, 3), cavity (N,) in eye distances: ``surface_cavity``) -> (N,)
+    """(mesh-space unit normals (N, 3), cavity (N,) in eye distances: ``occlusion.MeshCavity``) -> (N,)
     float32 0..1: the shadow there, by the same rule the atlas's shadow was drawn with."""
     eye_distance: float
     """Mesh units per eye distance (``HeadFrame.scale``): the unit of the cavity."""

@@ -7,8 +7,9 @@ out: the de-lighting left it in the albedo as pale, greyish patches that a rende
 second time. With the mesh registered, where it can shine is known (the light the de-lighting fitted,
 the camera, each texel's normal: a Blinn lobe), and what it added is the part of the colour that is
 whiter than the skin around (the dichromatic model: skin's own colour scaled by the shading, plus
-some amount of white; the skin's own colour is read where nothing shines). Only that excess comes
-out, and only in the lobe: pale skin elsewhere, and skin as white as the face's own, are kept.
+some amount of the light's colour, read from the texels that shine most; the skin's own colour is
+read where nothing shines). Only that excess comes out, and only in the lobe: pale skin elsewhere,
+and skin as white as the face's own, are kept.
 """
 
 from __future__ import annotations

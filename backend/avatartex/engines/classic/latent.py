@@ -10,7 +10,8 @@ makes the texture consistent by removing what does not belong to the skin's albe
   flattens the first fit), and divided out at the photo's resolution (``shading.as_photographed``:
   a crease sharper in the mesh than in the photo would come back inverted), from each channel to
   the power that channel follows it with in the photo (``channel_exponents``: skin in shadow is
-  redder, lit skin whiter);
+  redder, lit skin whiter); before that division, the skin's shine where the fitted key light
+  mirrors towards the registered camera (``shine.py``, ``_without_shine``);
 * the step between seen and filled texels (grazing-angle texels of the photo are darker or lighter
   than the fill next to them): a smooth per-channel gain map pulls them to the fill's level;
 * colour casts and dark edges carried into the fill (hair or background at the face's border, the
@@ -259,8 +260,9 @@ def _without_shine(
     color: np.ndarray, conf: np.ndarray, skin: np.ndarray, lights: DirectionalLights, ctx: StageContext
 ) -> np.ndarray:
     """``color`` with the skin's shine taken out of the photo-backed texels (``shine.py``): where the
-    fitted key lights mirror towards the registered camera, the white beyond the skin's own colour
-    (read on the skin texels that cannot shine), at most what the colour holds over the skin around
+    fitted key lights mirror towards the registered camera, the shine (in its own colour,
+    ``shine.shine_colour``) beyond the skin's own colour (read on the skin texels that cannot
+    shine), at most what the colour holds over the skin around
     (the unshining skin's albedo filled in under the shine, times the texel's own shading; read on
     every SHINE_STEP-th texel: it is smooth). report.json's ``lighting.shine``: the share of the
     photo-backed face texels that lost more than 2/255 of it."""
