@@ -273,19 +273,31 @@ def _without_shine(
     cache = atlas.cache
     if "head_positions" not in cache:  # the atlas's own: kept with it
         cache["head_positions"] = atlas.frame.to_head(atlas.positions).astype(np.float32)
-    strength = np.zeros(seen.shape, np.float32)
-    strength[seen] = shine.lobe(
-        atlas.normals[seen], cache["head_positions"][seen], ctx.view_from, lights.lights
+    positions, step = cache["head_positions"], SHINE_STEP
+    grid = slice(step // 2, None, step)
+
+    def lobe_at(
+        where: np.ndarray, grid_cells: tuple[slice, slice] = (slice(None), slice(None))
+    ) -> np.ndarray:
+        out = np.zeros(where.shape, np.float32)
+        normals, points = atlas.normals[grid_cells], positions[grid_cells]
+        out[where] = shine.lobe(normals[where], points[where], ctx.view_from, lights.lights)
+        return out
+
+    # The lobe on the grid first; at every texel only near where the grid's reaches half the gate.
+    coarse = lobe_at(seen[grid, grid], (grid, grid))
+    near = cv2.dilate((coarse > 0.5 * shine.LOBE_GATE[0]).astype(np.uint8), np.ones((3, 3), np.uint8))
+    candidates = seen & np.repeat(np.repeat(near, step, 0), step, 1)[: seen.shape[0], : seen.shape[1]].astype(
+        bool
     )
+    strength = lobe_at(candidates)
     gate = smoothstep((strength - shine.LOBE_GATE[0]) / (shine.LOBE_GATE[1] - shine.LOBE_GATE[0])) * conf
     active = seen & (gate > 0.01)
     ctx.lighting["shine"] = 0.0
     if not active.any():
         return color
-    step = SHINE_STEP
-    grid = slice(step // 2, None, step)
     linear = np.power(color[grid, grid], filters.GAMMA)
-    unlit = (skin & (strength < shine.UNLIT_LOBE))[grid, grid]
+    unlit = skin[grid, grid] & (coarse < shine.UNLIT_LOBE)
     ratio = shine.skin_ratio(linear[unlit])
     occlusion = None if atlas.occlusion is None else atlas.occlusion[grid, grid]
     shading = np.maximum(lights(atlas.normals[grid, grid], occlusion), 1e-3)[..., None]
