@@ -610,6 +610,29 @@ def lambert_shading(
     return shade
 
 
+SHINE_EXPONENT = 20.0
+"""Blinn exponent of the skin's shine in the shiny renders (``render_portrait``'s ``shine``)."""
+
+
+def shine_term(
+    head: Head, lights: list[Light], camera: Camera, normals: np.ndarray, points: np.ndarray
+) -> np.ndarray:
+    """(N,) Σ intensity · max(n·h, 0)^SHINE_EXPONENT over the key lights (h halfway between the
+    light and the camera, only where the light reaches): the shine a render adds, white, on top of
+    the albedo's colour."""
+    view = np.asarray(camera.center, np.float64) - points
+    view /= np.maximum(np.linalg.norm(view, axis=1, keepdims=True), 1e-12)
+    out = np.zeros(len(normals))
+    for light in lights:
+        half = view + light.direction
+        half /= np.maximum(np.linalg.norm(half, axis=1, keepdims=True), 1e-12)
+        lit = (normals @ light.direction > 0).astype(np.float64)
+        if light.shadows:
+            lit = lit * shadow_factor(head, light, points, normals)
+        out += light.intensity * np.clip(np.einsum("ij,ij->i", normals, half), 0, 1) ** SHINE_EXPONENT * lit
+    return out
+
+
 def render_portrait(
     head: Head,
     texture: np.ndarray,
@@ -617,8 +640,11 @@ def render_portrait(
     lights: list[Light],
     ambient: float | Sky,
     background: np.ndarray,
+    shine: float = 0.0,
 ) -> Render:
-    """Albedo × (ambient + Σ key · max(n·l, 0) · shadow) in linear light, over ``background``."""
+    """Albedo × (ambient + Σ key · max(n·l, 0) · shadow) in linear light, over ``background``; with
+    ``shine`` > 0, that much of the key lights' white shine on top (``shine_term``): oily skin, a
+    highlight the albedo must not keep."""
     tri_id, bary, depth = raster.rasterize_camera(head.positions, head.triangles, camera)
     hit = tri_id >= 0
     uv = raster.interpolate(head.uvs, None, tri_id, bary)[hit]
@@ -626,10 +652,12 @@ def render_portrait(
     normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)
     albedo = sample_uv(texture, uv)
     points = None
-    if isinstance(ambient, Sky) or any(light.shadows for light in lights):  # points where needed
+    if shine > 0 or isinstance(ambient, Sky) or any(light.shadows for light in lights):  # where needed
         points = raster.interpolate(head.positions, head.triangles, tri_id, bary)[hit].astype(np.float64)
     shade = lambert_shading(head, lights, ambient, normal, points)
     linear = np.power(albedo, 2.2) * shade[:, None]
+    if shine > 0:
+        linear = linear + shine * shine_term(head, lights, camera, normal, points)[:, None]
     image = np.asarray(background, np.float32).copy()
     image[hit] = np.clip(np.power(np.clip(linear, 0, 1), 1 / 2.2), 0, 1)
     return Render(image, camera, depth)

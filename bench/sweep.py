@@ -16,7 +16,9 @@ has them, which a real face has and the other skins do not (``made_up_cases``), 
 the same heads with their eyeballs also separate parts of the mesh (``e`` ids, ``eyeball_cases``),
 as character meshes model eyes; every fourth made-up case once more with the photo turned a
 quarter, a half or three quarters (``t`` ids, ``turned_cases``: a phone photo whose orientation tag
-was lost). An invariance block feeds one portrait to a mesh and to copies of
+was lost); and every fourth made-up case (from the second) with the key lights' white shine on the
+skin (``h`` ids, ``shiny_cases``: oily skin in a flash photo, which the albedo must not keep). An
+invariance block feeds one portrait to a mesh and to copies of
 it moved by :data:`groundtruth.TRANSFORMS` (45° yaw, 70° about a tilted axis, Z-up, upside down,
 scale 0.01 and 100, each also shifted away from the origin). The pipeline is
 never told the camera, the light or the transform (no facing, no up hint, no pins).
@@ -121,6 +123,8 @@ class Case:
     soft: bool = False
     """A soft light: the key lights at half strength over an ambient the head occludes
     (``groundtruth.lights_for``'s ``soft``: the creases' own darkness, as in a softbox portrait)."""
+    shine: float = 0.0
+    """The skin's white shine on top of the render (``groundtruth.render_portrait``'s ``shine``)."""
 
 
 def _levels(values, n: int, rng: np.random.Generator) -> list:
@@ -284,7 +288,7 @@ class Sweep:
         lights, ambient = gt.lights_for(case.light, case.yaw, case.shadows, case.soft)
         rng = np.random.default_rng(zlib.crc32(case.id.encode()) if not case.group else 7)
         background = gt.background_image(case.background, case.width, case.height, rng)
-        render = gt.render_portrait(head, truth, camera, lights, ambient, background)
+        render = gt.render_portrait(head, truth, camera, lights, ambient, background, case.shine)
         if case.jpeg:
             path = folder / "portrait.jpg"
             Image.fromarray((np.clip(render.image, 0, 1) * 255 + 0.5).astype(np.uint8)).save(
@@ -795,12 +799,26 @@ def turned_cases(made_up: list[Case]) -> list[Case]:
     return out
 
 
+SHINY_SHARE = 4
+"""Every this many of the made-up cases (from the second) is run once more with shiny skin (``h`` ids)."""
+SHINE = 0.4
+"""How strong the shiny cases' shine is (``groundtruth.render_portrait``): at the mirror direction
+of a unit key light 0.4 of white added, linear (a forehead's or a nose's shine in a flash photo)."""
+
+
+def shiny_cases(made_up: list[Case]) -> list[Case]:
+    """Copies of every SHINY_SHARE-th made-up case (from the second) with the key lights' white
+    shine on the skin (``h`` for ``m`` in the id): the albedo must not keep it (``shine.py``)."""
+    return [replace(c, id="h" + c.id[1:], shine=SHINE) for c in made_up[1::SHINY_SHARE]]
+
+
 CASE_KINDS = {
     "r": "featureless skin",
     "m": "made-up, eyes one surface",
     "e": "made-up, separate eyeballs",
     "s": "soft light, occluded ambient",
     "t": "made-up, photo turned",
+    "h": "made-up, shiny skin",
 }
 """The summary's split of the cases by their id's first letter (``i``: the invariance block)."""
 EYEBALLS = "+eyeballs"
@@ -830,7 +848,8 @@ def plan(
             return out
         random = design(n, heads, seed, sizes=(512,))
         made_up = made_up_cases(random)
-        return out + random + made_up + eyeball_cases(made_up) + soft_cases(random) + turned_cases(made_up)
+        extra = soft_cases(random) + turned_cases(made_up) + shiny_cases(made_up)
+        return out + random + made_up + eyeball_cases(made_up) + extra
     heads = (["scan"] if have_scan else []) + ["demo"] + [f"demo-{s}" for s in STYLIZED]
     transforms = [t for t in gt.TRANSFORMS if t != "none"]
     out = []
@@ -840,7 +859,8 @@ def plan(
     if not invariance_only:
         random = design(cases or 96, heads, seed)
         made_up = made_up_cases(random)
-        out += random + made_up + eyeball_cases(made_up) + soft_cases(random) + turned_cases(made_up)
+        extra = soft_cases(random) + turned_cases(made_up) + shiny_cases(made_up)
+        out += random + made_up + eyeball_cases(made_up) + extra
     return out
 
 

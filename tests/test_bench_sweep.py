@@ -223,3 +223,23 @@ def test_separate_eyeballs_have_uv_islands_of_their_own_and_cases_of_their_own(h
     assert [c.id for c in again] == ["e" + m.id[1:] for m in made_up]
     for m, e in zip(made_up, again, strict=True):
         assert e.head == m.head + sweep.EYEBALLS and (e.skin, e.yaw, e.light) == (m.skin, m.yaw, m.light)
+
+
+def test_shiny_cases_add_the_key_lights_white_shine_where_it_mirrors_to_the_camera(heads) -> None:
+    made_up = sweep.made_up_cases(sweep.design(48, ["demo", "demo-big_eyes"], seed=5))
+    shiny = sweep.shiny_cases(made_up)
+    assert [c.id for c in shiny] == ["h" + m.id[1:] for m in made_up[1 :: sweep.SHINY_SHARE]]
+    assert all(c.shine == sweep.SHINE for c in shiny) and len(shiny) >= 2
+    head = heads["demo"]
+    camera = gt.portrait_camera(head, 0.0, 0.0, 0.0, 30.0, 160, 160, 0.6, (0.0, 0.0))
+    lights = [gt.Light(np.array([0.0, 0.5, 1.0]) / np.sqrt(1.25), 1.0, False)]
+    truth = np.full((64, 64, 3), 0.6, np.float32)
+    background = np.zeros((160, 160, 3), np.float32)
+    matte = gt.render_portrait(head, truth, camera, lights, 0.3, background)
+    shiny_render = gt.render_portrait(head, truth, camera, lights, 0.3, background, sweep.SHINE)
+    added = (shiny_render.image - matte.image).mean(axis=-1)
+    assert added.min() >= -1e-6 and added.max() > 0.1  # only added, and somewhere strongly
+    # White: the three channels rise together in linear light where the render is not clipped.
+    grew = (added > 0.02) & (shiny_render.image.max(axis=-1) < 0.99)
+    spread = (np.power(shiny_render.image, 2.2) - np.power(matte.image, 2.2))[grew]
+    assert grew.sum() > 20 and np.abs(spread - spread.mean(axis=1, keepdims=True)).max() < 0.01
