@@ -341,10 +341,11 @@ class MediapipeLandmarker(FaceLandmarker):
                 d for d in detections if d.box[0] <= nose[0] <= d.box[2] and d.box[1] <= nose[1] <= d.box[3]
             ]
             confirming = max(inside, key=lambda d: d.score, default=None)
-            face = Face(points.astype(np.float32), 0.0, depth.astype(np.float32), extras)
+            score = 0.0 if confirming is None else confirming.score
+            face = Face(points.astype(np.float32), score, depth.astype(np.float32), extras)
             if confirming is not None and confirming.eyes is not None:
-                extras["detector_eyes_iod"] = detector_eyes_apart(face, confirming.eyes)
-            faces.append(dataclasses.replace(face, score=0.0 if confirming is None else confirming.score))
+                face.extras["detector_eyes_iod"] = detector_eyes_apart(face, confirming.eyes)
+            faces.append(face)
         return faces
 
     def reread(self, image: np.ndarray) -> list[Face]:

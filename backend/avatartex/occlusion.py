@@ -91,9 +91,17 @@ def at_texels(
 ) -> np.ndarray:
     """Per-vertex occlusion read at the surface points of texels (``tri_id``, ``bary`` of any shape
     (...), (..., 3)): float32 of ``tri_id``'s shape, ``OPEN`` where a texel shows no surface."""
-    values = np.asarray(vertex_values, np.float32).reshape(-1, 1)
-    mixed = raster.interpolate(values, np.asarray(triangles), tri_id, bary)[..., 0]
+    mixed = _interpolated(vertex_values, triangles, tri_id, bary)
     return np.where(tri_id >= 0, np.clip(mixed, 0.0, 1.0), OPEN).astype(np.float32)
+
+
+def _interpolated(
+    vertex_values: np.ndarray, triangles: np.ndarray, tri_id: np.ndarray, bary: np.ndarray
+) -> np.ndarray:
+    """Per-vertex values (V,) at the surface points of texels (``tri_id``, ``bary``), float32;
+    undefined where a texel shows no surface (``tri_id`` < 0): the callers fill those."""
+    values = np.asarray(vertex_values, np.float32).reshape(-1, 1)
+    return raster.interpolate(values, np.asarray(triangles), tri_id, bary)[..., 0]
 
 
 CAVITY_SPAN = 2.5
@@ -207,6 +215,5 @@ class MeshCavity:
     def at_texels(self, sigma: float, tri_id: np.ndarray, bary: np.ndarray) -> np.ndarray:
         """The cavity (mesh units) at the surface points of texels (``tri_id``, ``bary``), 0 where a
         texel shows no surface."""
-        values = self.vertices(sigma).reshape(-1, 1)
-        mixed = raster.interpolate(values, np.asarray(self.triangles), tri_id, bary)[..., 0]
+        mixed = _interpolated(self.vertices(sigma), self.triangles, tri_id, bary)
         return np.where(tri_id >= 0, mixed, 0.0).astype(np.float32)
