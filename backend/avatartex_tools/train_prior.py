@@ -133,7 +133,48 @@ def warp(images: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     to_unit = torch.diag(torch.tensor([2.0 / w, 2.0 / h, 1.0]))
     theta = (to_unit @ g @ torch.linalg.inv(to_unit))[:, :2].to(images)
     grid = F.affine_grid(theta, [n, images.shape[1], h, w], align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    return _Resample.apply(images, grid)
+
+
+_BILINEAR, _REFLECTION = 0, 2
+"""``grid_sampler_2d``'s codes of the interpolation and padding modes ``warp`` uses."""
+
+
+class _Resample(torch.autograd.Function):
+    """``F.grid_sample`` (bilinear, reflection) through a fixed grid, differentiable any number of
+    times in the images. R1 through the augmentation needs the gradient of the gradient, and torch
+    before 2.13 has no derivative of ``grid_sampler_2d_backward`` (StyleGAN2-ADA's
+    ``grid_sample_gradfix`` answers the same): resampling is linear in the images, so its backward
+    is its transpose and the transpose's backward is the resampling again."""
+
+    @staticmethod
+    def forward(ctx, images: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(grid)
+        ctx.image_shape = images.shape
+        return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (grid,) = ctx.saved_tensors
+        return _ResampleTransposed.apply(grad, grid, ctx.image_shape), None
+
+
+class _ResampleTransposed(torch.autograd.Function):
+    """The transpose of ``_Resample``: spreads values on the grid back onto the images' pixels."""
+
+    @staticmethod
+    def forward(ctx, grad: torch.Tensor, grid: torch.Tensor, image_shape: torch.Size) -> torch.Tensor:
+        ctx.save_for_backward(grid)
+        shaped = grad.new_zeros(image_shape)  # only its shape is read
+        out, _ = torch.ops.aten.grid_sampler_2d_backward(
+            grad, shaped, grid, _BILINEAR, _REFLECTION, False, [True, False]
+        )
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        (grid,) = ctx.saved_tensors
+        return _Resample.apply(grad, grid), None, None
 
 
 class AdaptiveAugment:

@@ -30,6 +30,19 @@ def test_pixel_blitting_is_exact():
     assert torch.allclose(shifted[..., 2:], x[..., :-2], atol=1e-5)
 
 
+def test_the_warp_has_a_gradient_of_its_gradient():
+    """R1 through the augmentation differentiates the warp twice (torch < 2.13 has no second derivative
+    of grid_sample of its own): both derivatives are checked against finite differences, and the R1
+    term's gradient reaches the images."""
+    images = torch.rand(2, 2, 6, 7, dtype=torch.float64, requires_grad=True)
+    g = _affine(0.9, 0.2, -0.15, 1.1, tx=0.7, ty=-0.4).repeat(2, 1, 1)
+    assert torch.autograd.gradcheck(lambda x: warp(x, g), (images,))
+    assert torch.autograd.gradgradcheck(lambda x: warp(x, g), (images,))
+    (grad,) = torch.autograd.grad(warp(images, g).square().sum(), images, create_graph=True)
+    (again,) = torch.autograd.grad(grad.square().sum(), images)
+    assert float(again.abs().sum()) > 0
+
+
 def test_augmentation_is_off_at_p_zero_and_keeps_grey_grey():
     x = _images()
     assert AdaptiveAugment(p=0.0)(x) is x
