@@ -351,6 +351,24 @@ def test_latent_border_gain_reaches_a_ring_darkest_where_the_photo_is_almost_ful
     assert np.array_equal(out[conf == 1], filled.color[conf == 1])
 
 
+def test_latent_border_gain_reaches_a_ring_whose_confidence_stays_near_one() -> None:
+    """A confidence map whose border only just dips below 1 (0.9998: ring weight 0.17) still gets
+    its share of the gain: the early exit looks for texels on the ring at all, not for a deep one."""
+    geo = sphere_atlas(256)
+    seen = geo.mask & (geo.normals[..., 2] > 0.1)
+    border = seen & (geo.normals[..., 2] < 0.3)
+    conf = np.where(border, 0.9998, seen.astype(np.float32)).astype(np.float32)
+    base = np.array([0.7, 0.5, 0.42], np.float32)
+    tex = AtlasTexture(
+        np.where(seen[..., None], base * np.where(border, 0.6, 1.0)[..., None], 0).astype(np.float32), conf
+    )
+    ctx = with_classic(make_ctx(geo), delight=0.0, harmonise=0.0, grain=0.0)
+    filled = ClassicInpaint().run(tex, ctx)
+    out = ClassicLatent().run(filled, ctx).color
+    assert luminance(out)[border].mean() > 1.001 * luminance(filled.color)[border].mean()
+    assert np.array_equal(out[conf == 1], filled.color[conf == 1])
+
+
 def test_latent_brings_a_dark_cast_fill_to_the_seen_skins_tone() -> None:
     """A fill darker and greener than the seen skin (drawn from a shadowed, tinted edge) is pulled
     to the seen skin's median colour, in lightness as well as chroma; the seen skin stays."""

@@ -487,7 +487,8 @@ class ClassicLatent(Stage):
         # the face (the sides of the nose) is surrounded by confident texels and is left alone.
         surround = filters.gaussian(c_small, 16 * sigma, small_rows)
         near_fill = np.clip(2.0 * (1.0 - surround), 0.0, 1.0)
-        if float(near_fill.max()) < 1e-3 or float((4.0 * conf * (1.0 - conf)).max()) < 1e-3:
+        # No texel on the ring (``_ring`` is 0 wherever the confidence is 0 or 1): nothing to correct.
+        if float(near_fill.max()) < 1e-3 or float((conf * (1.0 - conf)).max()) <= 0.0:
             return color
         b_small = _ring(c_small)
         anchored = filters.push_pull(small[..., :3], (1.0 - b_small) ** 4 * m_small, small_rows)
