@@ -219,9 +219,11 @@ class FaceLandmarker(abc.ABC):
 
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:
+    from .imaging import unit_range
+
     image = np.asarray(image)
     if image.dtype != np.uint8:
-        image = (np.clip(np.nan_to_num(image.astype(np.float32)), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        image = (unit_range(image) * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
     return np.ascontiguousarray(image[..., :3])

@@ -62,7 +62,7 @@ from .face import (
     Face,
 )
 from .glasses import PortraitGlasses, find_glasses
-from .imaging import from_lab, sample_image, smoothstep, to_lab
+from .imaging import from_lab, sample_image, smoothstep, to_lab, unit_range
 from .projection import polygon_mask
 from .registration import Registration
 
@@ -1115,7 +1115,7 @@ def complete_regions(
     s = geometry.size
     regions = head_regions(geometry, landmarks3d)
     points_head, index = regions.points_head, regions.index
-    conf0 = np.clip(np.nan_to_num(np.asarray(texture.confidence, np.float32)), 0.0, 1.0)
+    conf0 = unit_range(texture.confidence)
     color = np.array(texture.color, np.float32)
     color[np.isnan(color)] = 0.0
     work = _Work(color, conf0.copy(), conf0.copy())

@@ -32,7 +32,7 @@ from numba import njit, prange
 from ... import atlas_filters as filters
 from ... import shine
 from ...atlas import AtlasGeometry, HeadFrame
-from ...imaging import LUMA, luminance, smoothstep
+from ...imaging import LUMA, luminance, smoothstep, unit_range
 from ...shading import (
     DirectionalLights,
     as_photographed,
@@ -335,7 +335,7 @@ class ClassicLatent(Stage):
         rows = atlas.band_rows
         mask = atlas.mask
         conf = np.clip(np.asarray(texture.confidence, np.float32), 0.0, 1.0) * mask
-        out = np.clip(np.nan_to_num(np.asarray(texture.color, np.float32)), 0.0, 1.0)
+        out = unit_range(texture.color)
 
         ctx.check_cancel()
         ctx.progress(0.0, "de-lighting")

@@ -24,7 +24,7 @@ import pywt
 from ... import atlas_filters as filters
 from ...atlas import AtlasGeometry
 from ...features import Stroke, arc, brow_midline, draw_strokes, fill_polygon, taper
-from ...imaging import luminance, sample_image
+from ...imaging import luminance, sample_image, unit_range
 from ..base import AtlasTexture, Stage, StageContext
 
 _WAVELET = "db2"
@@ -733,7 +733,7 @@ class ClassicRepaint(Stage):
         style = ctx.style
         strength = float(np.clip(ctx.strength, 0.0, 1.0))
         conf = np.clip(np.asarray(texture.confidence, np.float32), 0.0, 1.0) * ctx.atlas.mask
-        color = np.clip(np.nan_to_num(np.asarray(texture.color, np.float32)), 0.0, 1.0)
+        color = unit_range(texture.color)
 
         ctx.check_cancel()
         ctx.progress(0.0, "transferring portrait detail")
