@@ -62,6 +62,19 @@ def test_fir_resampling_preserves_flat_images():
     )
 
 
+def test_upsampling_without_the_zeros_is_the_zero_inserted_filter():
+    """``_upfir`` (a stride-2 transposed convolution) gives what zero insertion then the FIR filter
+    gives, for the paddings the generator uses and a filter that is not symmetric."""
+    from avatartex.engines.neural.stylegan2 import _fir, _fir_kernel, _upfir, _zero_insert
+
+    x = torch.randn(2, 3, 5, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    for kernel in (_fir_kernel().double(), torch.rand(4, 4, dtype=torch.float64)):
+        for pad in ((2, 1, 2, 1), (3, 2, 3, 2)):
+            assert torch.allclose(
+                _upfir(x, kernel, pad, 4.0), _fir(_zero_insert(x), kernel, pad, 4.0), atol=1e-12
+            )
+
+
 def test_demodulation_makes_convolution_independent_of_style_scale():
     torch.manual_seed(0)
     x, weight, styles = torch.randn(2, 8, 6, 6), torch.randn(4, 8, 3, 3), torch.rand(2, 8) + 0.5

@@ -82,12 +82,33 @@ def _fir(
 ) -> torch.Tensor:
     """Depthwise 2D FIR filter (a convolution, as the official ``upfirdn2d`` with ``flip_filter=False``)
     with explicit (left, right, top, bottom) zero padding."""
-    n, c, h, w = x.shape
-    # Channels folded into the batch: one (1, 1, k, k) kernel of fixed shape, which also exports to ONNX.
-    # The flip makes F.conv2d's correlation a convolution; [1,3,3,1] is symmetric, a custom filter may not be.
-    x = F.pad(x, pad).reshape(n * c, 1, h + pad[2] + pad[3], w + pad[0] + pad[1])
-    x = F.conv2d(x, (kernel * gain).flip([0, 1]).to(x.dtype)[None, None])
-    return x.reshape(n, c, x.shape[-2], x.shape[-1])
+    c = x.shape[1]
+    # One (C, 1, k, k) depthwise kernel (its shape fixed by the layer, so it exports to ONNX with any
+    # batch). The flip makes F.conv2d's correlation a convolution; [1,3,3,1] is symmetric, a custom
+    # filter may not be.
+    weight = (kernel * gain).flip([0, 1]).to(x.dtype)[None, None].expand(c, 1, -1, -1)
+    return F.conv2d(F.pad(x, pad), weight, groups=c)
+
+
+def _upfir(
+    x: torch.Tensor, kernel: torch.Tensor, pad: tuple[int, int, int, int], gain: float
+) -> torch.Tensor:
+    """``_fir(_zero_insert(x), kernel, pad, gain)`` without the zeros: a stride-2 transposed depthwise
+    convolution (the zeros were three quarters of the filter's work, and of its gradient's, which
+    bound the latent stage's step on a GPU). Needs left/top padding at most ``k - 1`` and
+    right/bottom at most one less than that (what the callers use)."""
+    c, k = x.shape[1], kernel.shape[-1]
+    left, right, top, bottom = pad
+    if not (0 <= left <= k - 1 and 0 <= top <= k - 1 and right <= k - 2 and bottom <= k - 2):
+        return _fir(_zero_insert(x), kernel, pad, gain)
+    weight = (kernel * gain).to(x.dtype)[None, None].expand(c, 1, -1, -1)
+    # The full transposed convolution spans (n - 1) * 2 + k samples; the padded, zero-inserted
+    # signal's valid filtering starts k - 1 - left into it and spans 2n + left + right - k + 1.
+    h, w = x.shape[-2:]
+    crop_y, crop_x = k - 1 - top, k - 1 - left
+    out_h, out_w = 2 * h + top + bottom - k + 1, 2 * w + left + right - k + 1
+    full = F.conv_transpose2d(x, weight, stride=2, groups=c)
+    return full[:, :, crop_y : crop_y + out_h, crop_x : crop_x + out_w]
 
 
 def _zero_insert(x: torch.Tensor) -> torch.Tensor:
@@ -98,7 +119,7 @@ def _zero_insert(x: torch.Tensor) -> torch.Tensor:
 
 def upsample2d(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """x2 up-sampling: zero insertion then the FIR filter with gain 4 (official ``upsample2d``)."""
-    return _fir(_zero_insert(x), kernel, (2, 1, 2, 1), gain=4.0)
+    return _upfir(x, kernel, (2, 1, 2, 1), gain=4.0)
 
 
 def downsample2d(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
@@ -193,7 +214,7 @@ def modulated_conv2d(
         # zero-inserted signal (2H samples) padded by k//2 + (4+2-1)//2 = 3 before and k//2 + (4-2)//2 = 2
         # after, the FIR filter with gain up**2 = 4, and a *true* convolution with the kernel (flipped,
         # since F.conv2d correlates). Both are convolutions, so their order does not matter.
-        x = _fir(_zero_insert(x), kernel, (3, 2, 3, 2), gain=4.0)
+        x = _upfir(x, kernel, (3, 2, 3, 2), gain=4.0)
         x = F.conv2d(x, weight.flip([2, 3]).to(x.dtype))
     else:
         x = F.conv2d(x, weight.to(x.dtype), padding=k // 2)
