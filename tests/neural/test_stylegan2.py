@@ -62,17 +62,21 @@ def test_fir_resampling_preserves_flat_images():
     )
 
 
-def test_upsampling_without_the_zeros_is_the_zero_inserted_filter():
+def test_upsampling_without_the_zeros_is_the_zero_inserted_filter(monkeypatch):
     """``_upfir`` (a stride-2 transposed convolution) gives what zero insertion then the FIR filter
-    gives, for the paddings the generator uses and a filter that is not symmetric."""
+    gives, for the paddings the generator uses and a filter that is not symmetric; so does the
+    channels-folded form the ONNX export takes."""
     from avatartex.engines.neural.stylegan2 import _fir, _fir_kernel, _upfir, _zero_insert
 
     x = torch.randn(2, 3, 5, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
-    for kernel in (_fir_kernel().double(), torch.rand(4, 4, dtype=torch.float64)):
-        for pad in ((2, 1, 2, 1), (3, 2, 3, 2)):
-            assert torch.allclose(
-                _upfir(x, kernel, pad, 4.0), _fir(_zero_insert(x), kernel, pad, 4.0), atol=1e-12
-            )
+    kernels = (_fir_kernel().double(), torch.rand(4, 4, dtype=torch.float64))
+    cases = [(kernel, pad) for kernel in kernels for pad in ((2, 1, 2, 1), (3, 2, 3, 2))]
+    expected = [_fir(_zero_insert(x), kernel, pad, 4.0) for kernel, pad in cases]
+    for (kernel, pad), want in zip(cases, expected, strict=True):
+        assert torch.allclose(_upfir(x, kernel, pad, 4.0), want, atol=1e-12)
+    monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: True)
+    for (kernel, pad), want in zip(cases, expected, strict=True):
+        assert torch.allclose(_upfir(x, kernel, pad, 4.0), want, atol=1e-12)
 
 
 def test_demodulation_makes_convolution_independent_of_style_scale():

@@ -81,25 +81,37 @@ def _fir(
     x: torch.Tensor, kernel: torch.Tensor, pad: tuple[int, int, int, int], gain: float = 1.0
 ) -> torch.Tensor:
     """Depthwise 2D FIR filter (a convolution, as the official ``upfirdn2d`` with ``flip_filter=False``)
-    with explicit (left, right, top, bottom) zero padding."""
+    with explicit (left, right, top, bottom) zero padding: one (C, 1, k, k) kernel, ``groups=C``."""
+    # The flip makes F.conv2d's correlation a convolution; [1,3,3,1] is symmetric, a custom filter may
+    # not be.
+    flipped = (kernel * gain).flip([0, 1]).to(x.dtype)
+    if torch.onnx.is_in_onnx_export():
+        return _fir_folded(x, flipped, pad)
     c = x.shape[1]
-    # One (C, 1, k, k) depthwise kernel (its shape fixed by the layer, so it exports to ONNX with any
-    # batch). The flip makes F.conv2d's correlation a convolution; [1,3,3,1] is symmetric, a custom
-    # filter may not be.
-    weight = (kernel * gain).flip([0, 1]).to(x.dtype)[None, None].expand(c, 1, -1, -1)
-    return F.conv2d(F.pad(x, pad), weight, groups=c)
+    return F.conv2d(F.pad(x, pad), flipped[None, None].expand(c, 1, -1, -1), groups=c)
+
+
+def _fir_folded(x: torch.Tensor, flipped: torch.Tensor, pad: tuple[int, int, int, int]) -> torch.Tensor:
+    """``_fir`` with the channels folded into the batch and one (1, 1, k, k) kernel, for the ONNX
+    export: TorchScript's exporter needs a convolution's kernel of a known shape, and a depthwise
+    kernel's channel count is traced from the input (5x slower in torch, the same numbers)."""
+    n, c, h, w = x.shape
+    x = F.pad(x, pad).reshape(n * c, 1, h + pad[2] + pad[3], w + pad[0] + pad[1])
+    x = F.conv2d(x, flipped[None, None])
+    return x.reshape(n, c, x.shape[-2], x.shape[-1])
 
 
 def _upfir(
     x: torch.Tensor, kernel: torch.Tensor, pad: tuple[int, int, int, int], gain: float
 ) -> torch.Tensor:
     """``_fir(_zero_insert(x), kernel, pad, gain)`` without the zeros: a stride-2 transposed depthwise
-    convolution (the zeros were three quarters of the filter's work, and of its gradient's, which
-    bound the latent stage's step on a GPU). Needs left/top padding at most ``k - 1`` and
-    right/bottom at most one less than that (what the callers use)."""
+    convolution (the zeros were three quarters of the filter's work, and of its gradient's). Needs
+    left/top padding at most ``k - 1`` and right/bottom at most ``k - 2`` (what the callers use);
+    the ONNX export keeps the zero-inserted form (``_fir_folded``)."""
     c, k = x.shape[1], kernel.shape[-1]
     left, right, top, bottom = pad
-    if not (0 <= left <= k - 1 and 0 <= top <= k - 1 and right <= k - 2 and bottom <= k - 2):
+    fits = 0 <= left <= k - 1 and 0 <= top <= k - 1 and right <= k - 2 and bottom <= k - 2
+    if not fits or torch.onnx.is_in_onnx_export():
         return _fir(_zero_insert(x), kernel, pad, gain)
     weight = (kernel * gain).to(x.dtype)[None, None].expand(c, 1, -1, -1)
     # The full transposed convolution spans (n - 1) * 2 + k samples; the padded, zero-inserted
