@@ -459,8 +459,6 @@ def test_a_chest_joined_to_the_photo_backed_neck_takes_the_photo_whole(tmp_path,
     if scan is None:
         pytest.skip("../shared absent: the scanned head is not there")
     case = next(c for c in sweep.plan(False, True, 8, None) if c.id == "r019")
-    # The sweep's registration tap wraps steps.register_portrait for good: put it back afterwards.
-    monkeypatch.setattr(steps, "register_portrait", steps.register_portrait)
     runner = sweep.Sweep(tmp_path, scan, 96, 72)
     monkeypatch.setattr(bake_module, "_grain_where_hidden", lambda *args: None)  # noise, not the photo
     found = {"joined": []}
