@@ -441,6 +441,54 @@ def test_a_busts_neck_and_chest_that_the_atlas_cannot_hold_take_the_photo(
     assert psnr[1] > psnr[0] - 0.1, psnr  # 23.8 -> 23.9 dB: the tone is the fill's (bake._put_photo)
 
 
+def test_a_chest_joined_to_the_photo_backed_neck_takes_the_photo_whole(tmp_path, monkeypatch) -> None:
+    """bench/sweep.py's r019 (the scanned bust turned 11° under two lights, blotched skin): its chest,
+    which the head atlas does not hold, is joined in the UV map to the neck's front, which the atlas
+    holds and the photo backs. Read from the photo on its own surface, it took the photo only as far
+    as the atlas's confidence was carried into it by the fill (a few hundredths a few texels in);
+    joined (``steps._joined``), it takes the photo whole: on the seen texels the
+    atlas does not hold, the fine band's correlation with the truth 0.47 -> 0.77, PSNR 25.4 -> 26.5 dB
+    (fading in over ``steps.JOINED_FADE`` from the joined patch's edge: without it 27.2 dB, and a dark
+    ragged rim across the lower chest in the front view).
+    A reading cut off from the backed atlas (Grace Hopper's throat under her collar) joins nothing:
+    ``test_a_busts_neck_the_atlas_cannot_hold_has_the_skins_grain_not_a_smooth_patch``."""
+    import groundtruth as gt
+    import sweep
+    from avatartex import bake as bake_module
+    from avatartex.pipeline import steps
+
+    scan = gt.load_scan()
+    if scan is None:
+        pytest.skip("../shared absent: the scanned head is not there")
+    case = next(c for c in sweep.plan(False, True, 8, None) if c.id == "r019")
+    # The sweep's registration tap wraps steps.register_portrait for good: put it back afterwards.
+    monkeypatch.setattr(steps, "register_portrait", steps.register_portrait)
+    runner = sweep.Sweep(tmp_path, scan, 96, 72)
+    monkeypatch.setattr(bake_module, "_grain_where_hidden", lambda *args: None)  # noise, not the photo
+    found = {"joined": []}
+    joined_to = steps._joined
+
+    def tapped(surface, backed, cells, through):
+        out = joined_to(surface, backed, cells, through)
+        found["joined"].append(out.mean())
+        found["cells"] = cells if through.all() else found.get("cells")
+        return out
+
+    monkeypatch.setattr(steps, "_joined", tapped)
+    _, joined = runner.run(case)
+    assert found["joined"][-1] > 0.1  # the case is the one meant: much of what is read joins
+    monkeypatch.setattr(steps, "_joined", lambda surface, backed, cells, through: np.zeros(len(cells), bool))
+    _, carried = runner.run(case)
+    surface, truth = joined["surface"], joined["truth"]
+    hidden = np.zeros(surface.mask.size, bool)
+    hidden[found["cells"]] = True  # every texel the atlas does not hold (the first join's cells)
+    seen = joined["visible"] & hidden.reshape(surface.mask.shape)
+    fine = [gt.fine_correlation(x["produced"], truth, surface.mask, seen) for x in (carried, joined)]
+    psnr = [gt.psnr_visible(x["produced"], truth, seen) for x in (carried, joined)]
+    assert fine[1] > fine[0] + 0.15, fine
+    assert psnr[1] > psnr[0] + 0.5, psnr
+
+
 def test_a_busts_neck_the_atlas_cannot_hold_has_the_skins_grain_not_a_smooth_patch(
     generator, grace_hopper_path, tmp_path, monkeypatch
 ) -> None:
