@@ -567,11 +567,12 @@ def photo_outside_atlas(
     if not hidden.any():
         return None
     index = np.flatnonzero(hidden)
-    cells = covered_index(surface)[index]
+    covered = covered_index(surface)
+    cells = covered[index]
     on_held = atlas_map_at(geometry, photo_confidence, xy[~hidden])
-    cap = carried_into_hidden(geometry, photo_confidence, surface, on_held)
+    cap = carried_into_hidden(geometry, surface, on_held)
     backed = np.zeros(surface.mask.size, bool)  # the texels the atlas holds and the photo backs there
-    backed[covered_index(surface)[~hidden]] = on_held >= JOINED_CONFIDENCE
+    backed[covered[~hidden]] = on_held >= JOINED_CONFIDENCE
     # Read where the carried confidence lets the photo in, and where the texels the atlas does not
     # hold reach a backed one at all (only there can the reading join it): not a whole bust's chest
     # cut off from the face by a strip the photo does not back (0.02 s of a 1024² request).
