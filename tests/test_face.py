@@ -318,3 +318,23 @@ def test_a_photo_upside_down_that_reads_as_an_upright_face_is_turned(landmarker,
     truth = upright.landmarks.astype(np.float64) @ face_mod.turn_matrix(2, w, h)[:, :2].T
     truth += face_mod.turn_matrix(2, w, h)[:, 2]
     assert np.linalg.norm(face.landmarks - truth, axis=1).mean() / upright.interocular < 0.035
+
+
+def test_views_read_on_two_graphs_are_the_readings_one_after_the_other(landmarker, astronaut) -> None:
+    """``reread_views`` reads the reference and its views on two face-mesh graphs at once: the
+    landmarks must be those ``reread`` gives one view at a time, and no view is read where the
+    reference shows no face."""
+    import cv2
+
+    crop = np.ascontiguousarray(astronaut[20:260, 100:340])
+    views = [
+        cv2.warpAffine(crop, cv2.getRotationMatrix2D((120, 120), turn, zoom), (240, 240))
+        for turn, zoom in ((8, 1.0), (-8, 1.0), (0, 0.8), (0, 1.25))
+    ]
+    together = landmarker.reread_views(crop, views)
+    one_by_one = [landmarker.reread(image) for image in [crop, *views]]
+    assert len(together) == 5 and all(len(found) == 1 for found in together)
+    for (read,), (alone,) in zip(together, one_by_one, strict=True):
+        np.testing.assert_array_equal(read.landmarks, alone.landmarks)
+    blank = np.zeros((64, 64, 3), np.float32)
+    assert landmarker.reread_views(blank, [crop]) == [[], None]

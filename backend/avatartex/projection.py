@@ -33,7 +33,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import raster
-from .imaging import bilinear_at, sample_image, smoothstep
+from .imaging import bilinear_at, put_rows, sample_image, smoothstep, take_rows
 
 STRETCH_FULL = 1.8
 """Full confidence up to this stretch (on a sphere seen from afar: 56 degrees from the view axis)."""
@@ -272,7 +272,7 @@ def read_softly(
     # part of a large photo.
     h, w = portrait.shape[:2]
     reach = int(np.ceil(4 * sigma)) + 2
-    xy = coords[soft]
+    xy = take_rows(coords, soft)
     x0, y0 = (max(int(np.floor(v)) - reach, 0) for v in xy.min(axis=0))
     x1, y1 = min(int(np.ceil(xy[:, 0].max())) + reach, w), min(int(np.ceil(xy[:, 1].max())) + reach, h)
     box = (slice(y0, y1), slice(x0, x1))
@@ -282,7 +282,9 @@ def read_softly(
     blurred = sample_image(blurred, xy - np.array([x0, y0], np.float32))
     share = blurred[:, 3:]
     blend = t[:, None] * np.clip(share / SOFT_MIN_SKIN, 0.0, 1.0)
-    out[soft] = (1.0 - blend) * out[soft] + blend * blurred[:, :3] / np.maximum(share, 1e-6)
+    put_rows(
+        out, soft, (1.0 - blend) * take_rows(out, soft) + blend * blurred[:, :3] / np.maximum(share, 1e-6)
+    )
     return out
 
 
@@ -768,7 +770,8 @@ def project_surface(
 
     stretch = footprint_stretch(registration, points, n, cam_xy, where=visible)  # inf unseen
     confidence = (usable * stretch_weight(stretch)).astype(np.float32)
-    coords = np.where(visible[:, None], warped, np.nan).astype(np.float32)
+    coords = warped.astype(np.float32)
+    put_rows(coords, ~visible, np.full(2, np.nan, np.float32))  # (what the kernel left unwritten)
     return SurfaceProjection(coords, confidence, stretch, usable, facing)
 
 

@@ -62,7 +62,7 @@ from .face import (
     Face,
 )
 from .glasses import PortraitGlasses, find_glasses
-from .imaging import from_lab, sample_image, smoothstep, to_lab, unit_range
+from .imaging import from_lab, put_rows, sample_image, smoothstep, take_rows, to_lab, unit_range
 from .projection import polygon_mask
 from .registration import Registration
 
@@ -1119,7 +1119,7 @@ def complete_regions(
     color = np.array(texture.color, np.float32)
     color[np.isnan(color)] = 0.0
     work = _Work(color, conf0.copy(), conf0.copy())
-    coords = portrait_coords.reshape(-1, 2)[index]
+    coords = take_rows(portrait_coords.reshape(-1, 2), index)
     seen = np.isfinite(coords[:, 0])
     warnings: list[str] = []
     summary: dict[str, Any] = {}
@@ -1131,7 +1131,7 @@ def complete_regions(
         summary["hair_lab"] = [round(float(v), 1) for v in np.median(hair.lab, axis=0)]
     allowed = seen & regions.hair_may_show
     photo_says = np.zeros((len(index), 2), np.float32)
-    photo_says[allowed] = hair.at(coords[allowed])
+    put_rows(photo_says, allowed, hair.at(take_rows(coords, allowed)))
     # What is taken off the head: hair, and above the brows or beside the face anything that is not
     # skin (a hat, its brim); grown by a few texels and feathered, so that edges and wisps go too.
     hair_p, skin_p = photo_says[:, 0], photo_says[:, 1]

@@ -315,8 +315,10 @@ def warm_up(generator) -> None:
     # skin test, the styles' palettes): one pixel builds them.
     pixel = np.zeros((1, 1, 3), np.float32)
     cv2.cvtColor(cv2.cvtColor(pixel, cv2.COLOR_RGB2Lab), cv2.COLOR_Lab2RGB)
-    generator.landmarker  # noqa: B018  (created on first use)
-    generator.segmenter  # noqa: B018
+    # mediapipe's import (0.5 s) and its graphs, which the first photo's reading would wait for.
+    for model in (generator.landmarker, generator.segmenter):
+        if hasattr(model, "warm_up"):
+            model.warm_up()
     log.info("warm: pipeline loaded")
 
 

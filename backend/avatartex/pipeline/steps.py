@@ -48,7 +48,7 @@ from ..face import (
 )
 from ..glasses import LensTint, PortraitGlasses, find_glasses, lens_tint
 from ..image_io import load_portrait
-from ..imaging import sample_image
+from ..imaging import put_rows, sample_image
 from ..landmarks import MeshLandmarks, detect_from_camera
 from ..mesh import Mesh, load_mesh
 from ..outline import MAX_COST, SURE_SCATTER_IOD, UNSURE_SCATTER_IOD, outline_face, place_head
@@ -498,12 +498,14 @@ def project(
     stretched = np.zeros((s, s), np.float32)
     portrait_coords = np.full((s, s, 2), np.nan, np.float32)
     sharp = sample_image(portrait, projected.coords)
-    color[hit] = read_softly(
-        portrait, projected.coords, projected.stretch, sharp, face.interocular, view.skin
+    put_rows(
+        color,
+        hit,
+        read_softly(portrait, projected.coords, projected.stretch, sharp, face.interocular, view.skin),
     )
     usable[hit] = projected.usable
     stretched[hit] = stretch_weight(projected.stretch)
-    portrait_coords[hit] = projected.coords
+    put_rows(portrait_coords, hit, projected.coords)
     stretched *= sampling_weight(portrait_coords, geometry.chart, geometry.band_rows)
     radius = int(round(NARROW_STRETCH * geometry.layout.face_texels_per_iod))
     stretched = keep_narrow_stretch(stretched, geometry.band_rows, radius)

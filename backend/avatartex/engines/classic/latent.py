@@ -32,7 +32,7 @@ from numba import njit, prange
 from ... import atlas_filters as filters
 from ... import shine
 from ...atlas import AtlasGeometry, HeadFrame
-from ...imaging import LUMA, luminance, smoothstep, unit_range
+from ...imaging import LUMA, luminance, smoothstep, take_rows, unit_range
 from ...shading import (
     DirectionalLights,
     as_photographed,
@@ -434,7 +434,7 @@ class ClassicLatent(Stage):
         photographed = mask & np.isfinite(ctx.portrait_coords[..., 0])
         if photographed.any():
             shading[photographed] = as_photographed(
-                shading[photographed], ctx.portrait_coords[photographed], ctx.portrait.shape[:2]
+                shading[photographed], take_rows(ctx.portrait_coords, photographed), ctx.portrait.shape[:2]
             )
         symmetry = ctx.style.classic_at("symmetry", 1.0, ctx.strength)
         carried, _ = filters.smooth_fill(shading, conf, atlas, symmetry)

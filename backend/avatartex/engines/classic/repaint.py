@@ -24,7 +24,7 @@ import pywt
 from ... import atlas_filters as filters
 from ...atlas import AtlasGeometry
 from ...features import Stroke, arc, brow_midline, draw_strokes, fill_polygon, taper
-from ...imaging import luminance, sample_image, unit_range
+from ...imaging import luminance, put_rows, sample_image, take_rows, unit_range
 from ..base import AtlasTexture, Stage, StageContext
 
 _WAVELET = "db2"
@@ -136,9 +136,9 @@ def _box_detail(
     photo first so that the creases' shading it took out does not come back as detail."""
     sampled = color.copy()
     # The portrait is read only where the atlas texel sees it (the rest keeps the texture's colour).
-    sampled[valid] = sample_image(portrait, coords[valid], interpolation="cubic")
+    put_rows(sampled, valid, sample_image(portrait, take_rows(coords, valid), interpolation="cubic"))
     if delight is not None:
-        sampled[valid] *= delight[valid]
+        np.multiply(sampled, delight, out=sampled, where=valid[..., None])
     # Local brightness ratio texture/portrait: the texture is de-lit, the portrait is not.
     margin = int(np.ceil(3 * sigma)) + 1
     stack = _pad_edges(np.concatenate([color, sampled], axis=-1), margin, edges, wrap)
