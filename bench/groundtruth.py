@@ -684,6 +684,7 @@ class RegistrationTap:
     def __init__(self, generator) -> None:
         self.last = None
         self.head = None
+        self.face = None  # the portrait's face of the last request (its quarter turns)
         self.oracle = None
         self.stop_after = False
         self.where = "none"
@@ -703,6 +704,7 @@ class RegistrationTap:
 
         def tapped(*args, **kwargs):
             self.head = args[0] if args else kwargs.get("head")
+            self.face = args[1] if len(args) > 1 else kwargs.get("face")
             self.last = self.oracle(*args, **kwargs) if self.oracle else original(*args, **kwargs)
             if self.stop_after:
                 raise RegistrationTap.Registered

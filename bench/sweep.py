@@ -328,7 +328,16 @@ class Sweep:
         except gt.RegistrationTap.Registered:  # --registration-only: the camera and warp measured alone
             reg = self.tap.last
             visible = gt.seen_texels(head, surface, render)
+            # The camera's pixels are the photo's as the pipeline read it, turned upright (see below).
+            extras = getattr(self.tap.face, "extras", None) or {}
+            turns = int(extras.get("quarter_turns", 0)) % 4
+            size = (reg.camera.width, reg.camera.height)
+            frame = (size[1], size[0]) if turns % 2 else size
             fov_fit = float(reg.camera.fov_y_deg)
+            if turns % 2:
+                fov_fit = float(
+                    np.degrees(2 * np.arctan(np.tan(np.radians(fov_fit) / 2) * frame[1] / frame[0]))
+                )
             row.update(
                 found=True,
                 fov_fit=round(fov_fit, 2),
@@ -336,9 +345,8 @@ class Sweep:
                 fov_source=reg.fov_source,
                 visible_texels=int(visible.sum()),
             )
-            self._misplacement(
-                row, extra, head, where, surface, visible, render, case.width / reg.camera.width
-            )
+            scale = case.width / float(frame[0])
+            self._misplacement(row, extra, head, where, surface, visible, render, scale, turns, frame)
             row["seconds"] = round(time.perf_counter() - started, 2)
             return row, extra
         except AvatarTexError as exc:
