@@ -217,6 +217,16 @@ def invariance_cases(head: str, transforms: list[str], size: int) -> list[Case]:
     return cases
 
 
+def as_photographed(turns: int, size, fov_y_deg: float | None) -> tuple[tuple[int, int], float | None]:
+    """The portrait's frame (w, h) before the pipeline turned it upright by ``turns`` quarter turns
+    (``size``: the turned frame it read), and the turned frame's vertical field of view as the
+    portrait's (None stays None)."""
+    frame = (size[1], size[0]) if turns % 2 else (size[0], size[1])
+    if fov_y_deg is not None and turns % 2:
+        fov_y_deg = float(np.degrees(2 * np.arctan(np.tan(np.radians(fov_y_deg) / 2) * frame[1] / frame[0])))
+    return frame, fov_y_deg
+
+
 class Sweep:
     """Heads, truths and one Generator kept across cases."""
 
@@ -332,12 +342,7 @@ class Sweep:
             extras = getattr(self.tap.face, "extras", None) or {}
             turns = int(extras.get("quarter_turns", 0)) % 4
             size = (reg.camera.width, reg.camera.height)
-            frame = (size[1], size[0]) if turns % 2 else size
-            fov_fit = float(reg.camera.fov_y_deg)
-            if turns % 2:
-                fov_fit = float(
-                    np.degrees(2 * np.arctan(np.tan(np.radians(fov_fit) / 2) * frame[1] / frame[0]))
-                )
+            frame, fov_fit = as_photographed(turns, size, float(reg.camera.fov_y_deg))
             row.update(
                 found=True,
                 fov_fit=round(fov_fit, 2),
@@ -368,10 +373,7 @@ class Sweep:
         read = report.get("portrait") or {}
         turns = int(read.get("quarter_turns", 0)) % 4
         size = read.get("size", [case.width, case.height])
-        frame = (size[1], size[0]) if turns % 2 else (size[0], size[1])  # the photo's, before turning
-        fov_fit = registration.get("fov_y_deg")
-        if fov_fit is not None and turns % 2:
-            fov_fit = float(np.degrees(2 * np.arctan(np.tan(np.radians(fov_fit) / 2) * frame[1] / frame[0])))
+        frame, fov_fit = as_photographed(turns, size, registration.get("fov_y_deg"))
         quality = report.get("quality")
         row.update(
             found=True,

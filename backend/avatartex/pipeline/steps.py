@@ -48,7 +48,7 @@ from ..face import (
 )
 from ..glasses import LensTint, PortraitGlasses, find_glasses, lens_tint
 from ..image_io import load_portrait
-from ..imaging import put_rows, sample_image
+from ..imaging import put_rows, sample_image, smoothstep
 from ..landmarks import MeshLandmarks, detect_from_camera
 from ..mesh import Mesh, load_mesh
 from ..outline import MAX_COST, SURE_SCATTER_IOD, UNSURE_SCATTER_IOD, outline_face, place_head
@@ -613,8 +613,7 @@ def _inside(surface: UVSurface, patch: np.ndarray, cells: np.ndarray) -> np.ndar
     inside = np.zeros(surface.mask.size, np.uint8)
     inside[patch] = 1
     distance = cv2.distanceTransform(inside.reshape(surface.mask.shape), cv2.DIST_L2, 5).reshape(-1)
-    t = np.clip(distance[cells] / max(JOINED_FADE * surface.mask.shape[0], 1.0), 0.0, 1.0)
-    return (t * t * (3.0 - 2.0 * t)).astype(np.float32)
+    return smoothstep(distance[cells] / max(JOINED_FADE * surface.mask.shape[0], 1.0)).astype(np.float32)
 
 
 def _joined(surface: UVSurface, backed: np.ndarray, cells: np.ndarray, through: np.ndarray) -> np.ndarray:
