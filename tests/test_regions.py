@@ -297,6 +297,35 @@ def test_a_photo_without_hair_falls_back_to_skin_with_a_warning(generator, head_
     assert any(w.startswith("scalp=hair: the photo shows no hair") for w in report["warnings"])
 
 
+def test_a_hair_model_from_too_little_hair_takes_no_skin(state, monkeypatch):
+    """Where the band along the upper face outline is too little hair-coloured to say the photo shows
+    hair (``HAIR_MIN_SHARE``), the hair model learned from it is a pattern or paint on the skin, a
+    shadow or the background beside the head; its doubts must not take seen skin off a bald forehead
+    or scalp (the ground-truth sweep's patterned bald heads lost up to a third of their seen texels
+    to them). Here the model says "hair" over the whole head while the skin model says "skin": with
+    too little hair seen, the seen forehead and scalp keep the photo; with enough, they go."""
+    found = regions.find_hair(state.portrait, state.face, state.person)
+    maps = np.ones_like(found.maps)  # hair and skin, everywhere
+    maps[[0, -1]] = 0.0
+    maps[:, [0, -1]] = 0.0
+    samples = np.tile(found.lab[:1], (100, 1))
+
+    def model(share):
+        return lambda portrait, face, person: regions.PortraitHair(maps, found.to_crop, share, samples)
+
+    before = state.projection.partial.confidence
+    above = (height(state) > landmark_height(state, [FOREHEAD]) - 0.5) & state.geometry.mask & (before > 0.9)
+    assert above.sum() > 1000
+
+    def kept(share) -> float:
+        monkeypatch.setattr(regions, "find_hair", model(share))
+        out = run(state, scalp="skin")
+        return float((out.texture.confidence[above] >= 0.9 * before[above]).mean())
+
+    assert kept(0.5 * regions.HAIR_MIN_SHARE) > 0.99
+    assert kept(2.0 * regions.HAIR_MIN_SHARE) < 0.05
+
+
 # -- eyes and mouth -------------------------------------------------------------------------------
 
 
