@@ -15,7 +15,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import groundtruth as gt  # noqa: E402
 from avatartex import demo_head as demo  # noqa: E402
-from avatartex import eyes  # noqa: E402
+from avatartex import (
+    eyes,  # noqa: E402
+    regions,  # noqa: E402
+)
 from avatartex import landmarks as lm  # noqa: E402
 from avatartex.face import LEFT_EYE_CONTOUR, NUM_LANDMARKS, RIGHT_EYE_CONTOUR  # noqa: E402
 
@@ -160,3 +163,97 @@ def test_photos_with_open_eyes_land_on_a_mesh_with_separate_eyeballs() -> None:
     # plain reading's two worst views from 0.043 and 0.078 to 0.025 and 0.037).
     assert np.mean(errors["painted"]) < 0.95 * np.mean(errors["plain"]), errors
     assert max(errors["painted"]) < max(errors["plain"])
+
+
+def test_separate_eyeballs_are_textured_as_eyes_not_skin(tmp_path, astronaut_path) -> None:
+    """The astronaut on the demo head with separate eyeballs sharing the head's texture: the eyeballs'
+    texels are sclera all round (their backs, which an eye rig turns into view, included), with an
+    iris and a dark pupil round the face's forward direction in the photo's iris colour, where the
+    photo does not show them; skin-coloured eyeballs (the UV fill of their neighbours) were the
+    sweep's worst texels. Both the eyeballs' texels the head atlas holds (their fronts, seen between
+    the lids or not) and those it does not (their backs) are checked."""
+    from avatartex.image_io import load_texture
+    from avatartex.imaging import to_lab
+    from avatartex.pipeline import Generator
+    from avatartex.protocol import GenerateParams
+    from avatartex.raster import rasterize_uv
+
+    head = gt.demo_head("", 72)
+    mesh = gt.with_eyeballs(head)
+    path = gt.write_capture(mesh, gt.placement("none", mesh), tmp_path / "eyeballs.npz")
+    out = tmp_path / "out"
+    report = Generator().generate(
+        GenerateParams(str(path), str(astronaut_path), str(out), size=512, engine="classic")
+    )["report"]
+    assert report["eyes"]["eyeballs"] and "eyeball_texels_filled" in report["regions"]
+    texture = load_texture(out / "texture.png")
+    tri_id, bary = rasterize_uv(mesh.uvs, 512)
+    on_ball = tri_id >= len(head.triangles)  # with_eyeballs appends the spheres' triangles
+    corners = mesh.positions[mesh.triangles[tri_id[on_ball]]]
+    points = (corners * bary[on_ball][..., None]).sum(axis=1)
+    centres = np.array([_ball_centre(head, -1.0), _ball_centre(head, 1.0)])
+    nearest = np.argmin(np.linalg.norm(points[:, None] - centres[None], axis=2), axis=1)
+    away = points - centres[nearest]
+    angle = np.degrees(np.arccos(np.clip(away[:, 2] / np.linalg.norm(away, axis=1), -1, 1)))  # gaze +z
+    lab = to_lab(texture[on_ball])
+    sclera = to_lab(np.asarray(report["regions"]["sclera_rgb"], np.float32))
+    skin = np.median(to_lab(texture[(tri_id >= 0) & ~on_ball]), axis=0)
+    back = angle > 100.0
+    assert back.sum() > 200
+    assert np.linalg.norm(np.median(lab[back], axis=0) - sclera) < 6.0  # sclera behind, not skin
+    assert np.linalg.norm(np.median(lab[back], axis=0) - skin) > 15.0
+    # The fronts show the photo's eyes where it sees them (here it does), the paint where not: an
+    # iris darker than the sclera either way.
+    front = angle < eyes.IRIS_DEG - eyes.EDGE_DEG
+    assert front.sum() > 20
+    assert np.median(lab[front, 0]) < sclera[0] - 25.0
+
+
+def test_eyeballs_the_photo_does_not_show_are_painted_round_the_gaze_under_what_it_does() -> None:
+    """In the head atlas (``regions._fill_eyeballs``): where the photo does not cover the separate
+    eyeballs, a pupil, an iris in the photo's colour and the sclera by the angle from the gaze, not
+    the skin nor the almond drawn from the eye contour; where it covers them, the photo. (The atlas
+    holds the balls' fronts, within ~30 degrees of the gaze here: 38 pupil texels, 142 of iris, one of
+    sclera; the sclera behind is the UV bake's, tested above.)"""
+    from avatartex.face import default_landmarker
+    from avatartex.mesh import Mesh
+    from avatartex.pipeline.cache import HeadCache
+
+    head = gt.demo_head("", 48)
+    mesh = gt.with_eyeballs(head)
+    model = HeadCache().head(
+        Mesh(mesh.positions.astype(np.float32), mesh.triangles, mesh.uvs, mesh.normals.astype(np.float32)),
+        default_landmarker(),
+    )
+    found = model.eyeballs()
+    assert found is not None
+    geometry = model.atlas(512)
+    s = geometry.size
+    inside = geometry.tri_id >= 0
+    ball = np.zeros((s, s), bool)
+    ball[inside] = found.on_ball[geometry.tri_id[inside]]
+    points = geometry.positions[ball]
+    which = np.argmin(np.linalg.norm(points[:, None] - found.centres[None], axis=2), axis=1)
+    away = points - found.centres[which]
+    angle = np.degrees(np.arccos(np.clip(away @ found.gaze / np.linalg.norm(away, axis=1), -1, 1)))
+    colours = regions.FeatureColours(
+        np.array([0.9, 0.88, 0.85], np.float32), np.array([0.2, 0.35, 0.5], np.float32), regions.DEFAULT_LIPS
+    )
+    photo = np.array([0.1, 0.8, 0.1], np.float32)  # a colour no eye has
+    seen = np.zeros((s, s), bool)
+    seen[ball] = which == 0  # the photo shows one eyeball, not the other
+    color = np.where(seen[..., None], photo, np.float32(0.6)).astype(np.float32)
+    conf = seen.astype(np.float32)
+    work = regions._Work(color.copy(), conf.copy(), conf.copy())
+    filled = regions._fill_eyeballs(work, geometry, found, colours, color, conf)
+    assert filled == (ball & ~seen).sum() > 100, (ball & ~seen).sum()
+    unseen = ~seen[ball]
+    result = work.color[ball]
+    assert np.allclose(result[~unseen], photo) and (work.conf[ball] == 1.0).all()
+    for where, colour in (
+        (angle < eyes.PUPIL_DEG - eyes.EDGE_DEG, eyes.PUPIL),
+        ((angle > eyes.PUPIL_DEG + eyes.EDGE_DEG) & (angle < eyes.IRIS_DEG - eyes.EDGE_DEG), colours.iris),
+        (angle > eyes.IRIS_DEG + eyes.EDGE_DEG, colours.sclera),
+    ):
+        assert (where & unseen).sum() > 0
+        assert np.abs(result[where & unseen] - colour).max() < 1e-3

@@ -63,6 +63,18 @@ class SurfacePhoto:
 
 
 @dataclass
+class SurfaceEyes:
+    """The covered UV texels on the mesh's separate eyeballs, and their colour as eyes (sclera, iris,
+    pupil: ``steps.eyes_on_surface``): what the texels the atlas does not hold there are filled
+    with, instead of the skin around them."""
+
+    index: np.ndarray
+    """(K,) the texels, as indices among the covered texels (row-major order of ``UVSurface.mask``)."""
+    color: np.ndarray
+    """(K, 3) float32 their colour."""
+
+
+@dataclass
 class StyleShadow:
     """A style's cel shadow, for the texels the atlas does not hold (``bake``): where the atlas's
     styled texture has it, and what it is on a surface point of its own form."""
@@ -420,6 +432,7 @@ def _grain_where_hidden(
     surface: UVSurface,
     hidden_mask: np.ndarray,
     photo: SurfacePhoto | None,
+    eyes: SurfaceEyes | None = None,
 ) -> None:
     """Skin grain on the texels the atlas does not hold, in place: they were filled smoothly from
     their neighbours in UV space, and beside the atlas's grainy skin that fill was a hard-edged
@@ -428,7 +441,7 @@ def _grain_where_hidden(
     in the fine band as the rest of the texture's (its robust spread: features and edges do not
     count, and the skin's grain is most of the texels, as the atlas's own fill gives every unseen
     texel the seen skin's grain), tinted by each texel's colour, and left out as far as the photo was
-    put there."""
+    put there, and on the eyeballs (``eyes``), which are not skin."""
     found = _cached(surface, f"hidden_grain{geometry.size}", lambda: _hidden_noise(geometry, surface))
     if found is None:
         return
@@ -450,6 +463,10 @@ def _grain_where_hidden(
     if photo is not None and len(photo.index):
         covered = covered_index(surface)
         amount[np.searchsorted(where, covered[photo.index])] *= 1.0 - photo.confidence
+    if eyes is not None and len(eyes.index):
+        on_eyes = covered_index(surface)[eyes.index]
+        at = np.minimum(np.searchsorted(where, on_eyes), len(where) - 1)
+        amount[at[where[at] == on_eyes]] = 0.0
     _add_grain(texture.reshape(-1, 3), where, amount)
 
 
@@ -544,6 +561,7 @@ def bake(
     photo: SurfacePhoto | None = None,
     grain: bool = False,
     shadow: StyleShadow | None = None,
+    eyes: SurfaceEyes | None = None,
 ) -> np.ndarray:
     """The (N, N, 3) float32 texture in the mesh's UV map.
 
@@ -554,7 +572,10 @@ def bake(
     ``padding`` defaults to 1/128 of the size (8 texels at 1024). Texels the atlas does not hold are
     filled from their neighbours in UV space and, with ``grain`` (a colour texture, not a map of
     weights), given skin grain (``_grain_where_hidden``). ``shadow``, optional: a style's cel
-    shadow, which those texels take at their own normals (``_fill_hidden``).
+    shadow, which those texels take at their own normals (``_fill_hidden``). ``eyes``, optional: the
+    texels on the mesh's separate eyeballs and their colour as eyes, which those of them the atlas
+    does not hold take instead of the skin fill (the photo then goes over them as over any such
+    texel, and no skin grain).
 
     Each pass over the texture is one compiled loop over its rows (a 4096² texture has 16 M texels).
     """
@@ -575,6 +596,9 @@ def bake(
         # ear) would read another surface's colour: fill them in UV space from their visible
         # neighbours instead, and from their own photo where it saw them.
         _fill_hidden(texture, weights, hidden_mask, geometry, surface, xy, hidden, shadow)
+        if eyes is not None and len(eyes.index):
+            on_hidden = hidden[eyes.index]
+            texture.reshape(-1, 3)[covered_index(surface)[eyes.index[on_hidden]]] = eyes.color[on_hidden]
         if photo is not None and len(photo.index):
             _put_photo(texture, surface, photo, geometry.frame.scale)
     del weights
@@ -582,7 +606,7 @@ def bake(
     detail_arr = np.ascontiguousarray(detail, np.float32) if has_detail else np.zeros((1, 3), np.float32)
     _add_detail_and_clip(tri_id, row_start, detail_arr, has_detail, texture)
     if hidden.any() and grain:
-        _grain_where_hidden(texture, geometry, surface, hidden_mask, photo)
+        _grain_where_hidden(texture, geometry, surface, hidden_mask, photo, eyes)
     pad = max(2, size // 128) if padding is None else padding
     hit = surface.mask
     targets, sources, _ = _cached(surface, f"pad{pad}", lambda: raster.padding_index(hit, pad))

@@ -43,6 +43,9 @@ this share of the radius (root mean square)."""
 MIN_VERTICES = 12
 IRIS_DEG, PUPIL_DEG = 28.0, 11.0
 """Angular radii of the painted iris and pupil round the gaze (an iris of 11.7 mm on a 24 mm ball)."""
+EDGE_DEG = 2.0
+"""Width of the iris's and pupil's edges where an eyeball is painted into a texture
+(``eyeball_colours``' ``soft_deg``), degrees round its centre: a few texels on a typical eyeball."""
 SCLERA = np.array([0.88, 0.86, 0.82], np.float32)
 IRIS = np.array([0.30, 0.22, 0.15], np.float32)
 PUPIL = np.array([0.04, 0.03, 0.03], np.float32)
@@ -142,18 +145,38 @@ def paint(
     ball[covered] = eyes.on_ball[tri_id[covered]]
     if not ball.any():
         return image
-    p = np.asarray(world, np.float64)[ball]
-    # Each pixel on the eyeball nearest to it (the two are far apart next to their size).
+    colour = eyeball_colours(np.asarray(world, np.float64)[ball], eyes)
+    out = np.array(image, np.float32, copy=True)
+    out[ball] = out[ball] / np.asarray(albedo, np.float32) * colour
+    return out
+
+
+def eyeball_colours(
+    points: np.ndarray,
+    eyes: Eyes,
+    iris: np.ndarray = IRIS,
+    sclera: np.ndarray = SCLERA,
+    soft_deg: float = 0.0,
+) -> np.ndarray:
+    """(N, 3) float32 an eye's colours at ``points`` (N, 3) on the eyeballs: a pupil (PUPIL_DEG) and
+    an iris (IRIS_DEG) round ``eyes.gaze`` from each ball's centre, sclera elsewhere. ``soft_deg``:
+    the width of the edges, in degrees (0: hard, as the detector's render is painted; a texture
+    gets soft ones, which a real limbus has and which do not alias)."""
+    p = np.asarray(points, np.float64)
+    # Each point on the eyeball nearest to it (the two are far apart next to their size).
     which = np.argmin(np.linalg.norm(p[:, None, :] - eyes.centres[None], axis=2), axis=1)
     out_of_centre = p - eyes.centres[which]
     cosine = out_of_centre @ eyes.gaze / np.maximum(np.linalg.norm(out_of_centre, axis=1), 1e-12)
     angle = np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))
-    colour = np.where(
-        (angle < PUPIL_DEG)[:, None], PUPIL, np.where((angle < IRIS_DEG)[:, None], IRIS, SCLERA)
-    )
-    out = np.array(image, np.float32, copy=True)
-    out[ball] = out[ball] / np.asarray(albedo, np.float32) * colour
-    return out
+    iris = np.asarray(iris, np.float32)
+    sclera = np.asarray(sclera, np.float32)
+    if soft_deg <= 0:
+        return np.where(
+            (angle < PUPIL_DEG)[:, None], PUPIL, np.where((angle < IRIS_DEG)[:, None], iris, sclera)
+        )
+    in_iris = smoothstep((IRIS_DEG - angle) / soft_deg + 0.5).astype(np.float32)[:, None]
+    in_pupil = smoothstep((PUPIL_DEG - angle) / soft_deg + 0.5).astype(np.float32)[:, None]
+    return sclera + in_iris * (iris - sclera) + in_pupil * (PUPIL - iris)
 
 
 def eye_contrast(photo: np.ndarray, face: Face) -> float:

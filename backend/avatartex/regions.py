@@ -41,6 +41,8 @@ import numpy as np
 
 from .atlas import AtlasGeometry, directions
 from .engines.base import AtlasTexture
+from .eyes import EDGE_DEG as EYE_EDGE
+from .eyes import Eyes, eyeball_colours
 from .face import (
     FACE_OVAL,
     FOREHEAD,
@@ -182,6 +184,9 @@ class Regions:
     hair_layer: HairLayer | None = None
     """``scalp=hair``: the hair, painted over the atlas once the stages have completed and de-lit the
     skin under it (``paint_hair``)."""
+    colours: FeatureColours | None = None
+    """The photo's sclera, iris and lip colours (``feature_colours``), for the eyes the atlas does not
+    hold (separate eyeballs: ``pipeline.steps.eyes_on_surface``)."""
 
     def paint_hair(self, texture: AtlasTexture) -> AtlasTexture:
         """``texture`` with the hair layer over it (a copy; ``texture`` itself when there is none).
@@ -900,6 +905,32 @@ def _fill_eyes(
     return filled
 
 
+def _fill_eyeballs(
+    work: _Work,
+    geometry: AtlasGeometry,
+    eyeballs: Eyes,
+    colours: FeatureColours,
+    color: np.ndarray,
+    conf: np.ndarray,
+) -> int:
+    """The texels on the mesh's separate eyeballs: the photo as it was read there (``color`` at
+    ``conf``, before ``_fill_eyes``), over the eye's own colours (sclera, iris, pupil round the gaze:
+    ``eyes.eyeball_colours``), not the almond ``_fill_eyes`` draws from the eye contour's landmarks
+    nor the lids' skin round it (the ball shows between the lids wherever the mesh opens them).
+    Returns the texels filled."""
+    inside = geometry.tri_id >= 0
+    ball = np.zeros(inside.shape, bool)
+    ball[inside] = eyeballs.on_ball[geometry.tri_id[inside]]
+    if not ball.any():
+        return 0
+    eye = eyeball_colours(geometry.positions[ball], eyeballs, colours.iris, colours.sclera, EYE_EDGE)
+    seen = conf[ball]
+    mixed, _ = _under(color[ball], seen, eye.astype(np.float32), np.ones(len(eye), np.float32))
+    work.color[ball], work.conf[ball] = mixed, 1.0
+    work.photo[ball] = np.minimum(work.photo[ball], seen)
+    return int((seen < 0.5).sum())
+
+
 def _eye_and_lids(
     eye: np.ndarray,
     member: np.ndarray,
@@ -1102,13 +1133,16 @@ def complete_regions(
     scalp: str = "skin",
     seed: int = 0,
     glasses: PortraitGlasses | None = None,
+    eyeballs: Eyes | None = None,
 ) -> Regions:
     """The scalp, eyes and mouth of the partial atlas texture (module docstring).
 
     ``landmarks3d``: the mesh's 468 landmarks in mesh space (NaN rows allowed); ``person``: the
     portrait's person mask; ``portrait_coords``: the projection's (S, S, 2) portrait pixel of each
     texel, NaN where unseen; ``glasses``: the portrait's frames where already found (the
-    projection's), else found here. Returns a new texture; the input is left untouched.
+    projection's), else found here; ``eyeballs``: the mesh's separate eyeballs
+    (``eyes.find_eyeballs``), whose texels the photo does not cover are painted as eyes. Returns a
+    new texture; the input is left untouched.
     """
     if scalp not in SCALP_OPTIONS:
         raise ValueError(f"scalp must be one of {SCALP_OPTIONS}, got {scalp!r}")
@@ -1214,9 +1248,12 @@ def complete_regions(
     eyes_in_photo = np.zeros(portrait.shape[:2], np.float32)
     for contour in (RIGHT_EYE_CONTOUR, LEFT_EYE_CONTOUR):
         eyes_in_photo[polygon_mask(eyes_in_photo.shape, face.landmarks[list(contour)])] = 1.0
+    before_eyes = (work.color.copy(), work.conf.copy()) if eyeballs is not None else None
     summary["eye_texels_filled"] = _fill_eyes(
         work, geometry, points_head, colours, eyes_in_photo, portrait_coords
     )
+    if before_eyes is not None:
+        summary["eyeball_texels_filled"] = _fill_eyeballs(work, geometry, eyeballs, colours, *before_eyes)
     mouth_in_photo = photo_mouth_opening(portrait, face)
     lips_filled, mouth_filled, mouth_taken = _fill_mouth(
         work, geometry, points_head, colours, mouth_in_photo, portrait_coords, portrait, face.landmarks
@@ -1241,4 +1278,4 @@ def complete_regions(
     new_coords[mostly_fill] = np.nan
     summary["scalp"] = applied
     texture = AtlasTexture(work.color, work.conf)
-    return Regions(texture, new_coords, photo.astype(np.float32), applied, warnings, summary, layer)
+    return Regions(texture, new_coords, photo.astype(np.float32), applied, warnings, summary, layer, colours)

@@ -257,6 +257,7 @@ class Generator:
             params.scalp or style.scalp,
             params.seed,
             projection.glasses,
+            analysis.head.eyeballs(),
         )
         warnings += regions.warnings
         clock.done("regions")
@@ -322,8 +323,10 @@ class Generator:
 
         details = [detail(surface) for surface in surfaces]
         photos = [own_photo(surface) for surface in surfaces]
+        eyeballs = head.eyeballs()  # separate parts of the mesh: baked as eyes, not skin
+        eyes = [steps.eyes_on_surface(surface, eyeballs, regions.colours) for surface in surfaces]
         baked, final_atlas = steps.bake_texture(
-            geometry, atlas_texture.color, surfaces, details, photos, ctx.style_shadow
+            geometry, atlas_texture.color, surfaces, details, photos, ctx.style_shadow, eyes
         )
         textures, body_report = [], None
         for (tile, _name), texture in zip(files, baked, strict=True):

@@ -22,6 +22,7 @@ from ..alignment import refine as refine_alignment
 from ..atlas import AtlasGeometry, harmonise_charts
 from ..bake import (
     StyleShadow,
+    SurfaceEyes,
     SurfacePhoto,
     UVSurface,
     atlas_map_at,
@@ -32,7 +33,8 @@ from ..bake import (
 )
 from ..bake import prefer_seen as prefer_seen_parts
 from ..engines.base import AtlasTexture, Stage, StageContext
-from ..eyes import photo_eyes_open
+from ..eyes import EDGE_DEG as EYE_EDGE
+from ..eyes import Eyes, eyeball_colours, photo_eyes_open
 from ..face import (
     FACE_OVAL,
     LEFT_EYE_CONTOUR,
@@ -67,7 +69,7 @@ from ..projection import (
     stretch_weight,
 )
 from ..protocol import AvatarTexError, ErrorCode, GenerateParams
-from ..regions import find_hair
+from ..regions import FeatureColours, find_hair
 from ..registration import FovPrior, Registration, register, small_fits
 from .cache import HeadCache, HeadModel
 from .progress import RequestClock
@@ -783,18 +785,36 @@ def bake_texture(
     details: list[np.ndarray | None],
     photos: list[SurfacePhoto | None] | None = None,
     shadow: StyleShadow | None = None,
+    eyes: list[SurfaceEyes | None] | None = None,
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """(the texture in the mesh's UVs of each UV tile's surface, the atlas after the caps were made to
     agree with the band: once for every tile). ``photos``: each surface's own photo where the atlas
     does not hold it (``photo_outside_atlas``), or None; ``shadow``: a style's cel shadow, for the
-    texels the atlas does not hold (``bake``, which gives them the skin's grain too)."""
+    texels the atlas does not hold (``bake``, which gives them the skin's grain too); ``eyes``: each
+    surface's eyeball texels as eyes (``eyes_on_surface``), or None."""
     final_atlas = harmonise_charts(geometry, atlas_color)
     photos = photos or [None] * len(surfaces)
+    eyes = eyes or [None] * len(surfaces)
     textures = [
-        bake(geometry, final_atlas, s, d, photo=p, grain=True, shadow=shadow)
-        for s, d, p in zip(surfaces, details, photos, strict=True)
+        bake(geometry, final_atlas, s, d, photo=p, grain=True, shadow=shadow, eyes=e)
+        for s, d, p, e in zip(surfaces, details, photos, eyes, strict=True)
     ]
     return textures, final_atlas
+
+
+def eyes_on_surface(surface: UVSurface, eyes: Eyes | None, colours: FeatureColours) -> SurfaceEyes | None:
+    """The covered texels of ``surface`` on the mesh's separate eyeballs (``HeadModel.eyeballs``),
+    coloured as eyes: sclera and an iris in the photo's colours (``regions.feature_colours``, the
+    sclera kept light and near neutral) round the face's forward direction, and a pupil. None
+    without eyeballs or where none of the surface's texels is on them (another UV tile's)."""
+    if eyes is None:
+        return None
+    tri = surface.tri_id.reshape(-1)[covered_index(surface)]
+    on = np.flatnonzero(eyes.on_ball[tri])
+    if not len(on):
+        return None
+    colour = eyeball_colours(surface.positions[on], eyes, colours.iris, colours.sclera, EYE_EDGE)
+    return SurfaceEyes(on, colour.astype(np.float32))
 
 
 def detail_weight(style: Any, engine: str, strength: float) -> float:
