@@ -509,9 +509,9 @@ def test_a_busts_neck_the_atlas_cannot_hold_has_the_skins_grain_not_a_smooth_pat
     found = {}
     grain = bake_module._grain_where_hidden
 
-    def tapped(texture, geometry, surface, hidden_mask, photo):
+    def tapped(texture, geometry, surface, hidden_mask, photo, *eyes):
         found["hidden"], found["covered"] = hidden_mask.copy(), surface.mask.copy()
-        grain(texture, geometry, surface, hidden_mask, photo)
+        grain(texture, geometry, surface, hidden_mask, photo, *eyes)
 
     def texture(name: str) -> np.ndarray:
         params = GenerateParams(
