@@ -245,7 +245,7 @@ def test_eyeballs_the_photo_does_not_show_are_painted_round_the_gaze_under_what_
     color = np.where(seen[..., None], photo, np.float32(0.6)).astype(np.float32)
     conf = seen.astype(np.float32)
     work = regions._Work(color.copy(), conf.copy(), conf.copy())
-    filled = regions._fill_eyeballs(work, geometry, found, colours, color, conf)
+    filled = regions._fill_eyeballs(work, geometry, found, colours, ball, color[ball], conf[ball])
     assert filled == (ball & ~seen).sum() > 100, (ball & ~seen).sum()
     unseen = ~seen[ball]
     result = work.color[ball]

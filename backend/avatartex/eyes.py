@@ -70,6 +70,14 @@ class Eyes:
     on_ball: np.ndarray
     """(T,) bool: the triangle belongs to an eyeball."""
 
+    def texels(self, tri_id: np.ndarray) -> np.ndarray:
+        """Bool mask of the pixels or texels of ``tri_id`` (a raster's triangle ids, -1 where none)
+        that lie on an eyeball."""
+        covered = tri_id >= 0
+        ball = np.zeros(tri_id.shape, bool)
+        ball[covered] = self.on_ball[tri_id[covered]]
+        return ball
+
 
 def _sphere(points: np.ndarray) -> tuple[np.ndarray, float, float]:
     """Least-squares sphere through ``points``: centre, radius, RMS of the distances' misfit."""
@@ -140,9 +148,7 @@ def paint(
 ) -> np.ndarray:
     """``image`` (a shaded render of the mesh: the skin ``albedo`` times the shading) with the
     eyeballs' pixels painted sclera, iris and pupil round ``eyes.gaze``, under the same shading."""
-    covered = tri_id >= 0
-    ball = np.zeros(tri_id.shape, bool)
-    ball[covered] = eyes.on_ball[tri_id[covered]]
+    ball = eyes.texels(tri_id)
     if not ball.any():
         return image
     colour = eyeball_colours(np.asarray(world, np.float64)[ball], eyes)

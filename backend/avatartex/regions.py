@@ -910,22 +910,17 @@ def _fill_eyeballs(
     geometry: AtlasGeometry,
     eyeballs: Eyes,
     colours: FeatureColours,
+    ball: np.ndarray,
     color: np.ndarray,
-    conf: np.ndarray,
+    seen: np.ndarray,
 ) -> int:
-    """The texels on the mesh's separate eyeballs: the photo as it was read there (``color`` at
-    ``conf``, before ``_fill_eyes``), over the eye's own colours (sclera, iris, pupil round the gaze:
-    ``eyes.eyeball_colours``), not the almond ``_fill_eyes`` draws from the eye contour's landmarks
-    nor the lids' skin round it (the ball shows between the lids wherever the mesh opens them).
-    Returns the texels filled."""
-    inside = geometry.tri_id >= 0
-    ball = np.zeros(inside.shape, bool)
-    ball[inside] = eyeballs.on_ball[geometry.tri_id[inside]]
-    if not ball.any():
-        return 0
+    """The ``ball`` texels (on the mesh's separate eyeballs): the photo as it was read there
+    (``color`` (K, 3) at confidence ``seen`` (K,), before ``_fill_eyes``), over the eye's own colours
+    (sclera, iris, pupil round the gaze: ``eyes.eyeball_colours``), not the almond ``_fill_eyes``
+    draws from the eye contour's landmarks nor the lids' skin round it (the ball shows between the
+    lids wherever the mesh opens them). Returns the texels filled."""
     eye = eyeball_colours(geometry.positions[ball], eyeballs, colours.iris, colours.sclera, EYE_EDGE)
-    seen = conf[ball]
-    mixed, _ = _under(color[ball], seen, eye.astype(np.float32), np.ones(len(eye), np.float32))
+    mixed, _ = _under(color, seen, eye.astype(np.float32), np.ones(len(eye), np.float32))
     work.color[ball], work.conf[ball] = mixed, 1.0
     work.photo[ball] = np.minimum(work.photo[ball], seen)
     return int((seen < 0.5).sum())
@@ -1248,12 +1243,17 @@ def complete_regions(
     eyes_in_photo = np.zeros(portrait.shape[:2], np.float32)
     for contour in (RIGHT_EYE_CONTOUR, LEFT_EYE_CONTOUR):
         eyes_in_photo[polygon_mask(eyes_in_photo.shape, face.landmarks[list(contour)])] = 1.0
-    before_eyes = (work.color.copy(), work.conf.copy()) if eyeballs is not None else None
+    ball = None if eyeballs is None else eyeballs.texels(geometry.tri_id)
+    photo_on_balls = None if ball is None or not ball.any() else (work.color[ball], work.conf[ball])
     summary["eye_texels_filled"] = _fill_eyes(
         work, geometry, points_head, colours, eyes_in_photo, portrait_coords
     )
-    if before_eyes is not None:
-        summary["eyeball_texels_filled"] = _fill_eyeballs(work, geometry, eyeballs, colours, *before_eyes)
+    if photo_on_balls is not None:
+        summary["eyeball_texels_filled"] = _fill_eyeballs(
+            work, geometry, eyeballs, colours, ball, *photo_on_balls
+        )
+    elif ball is not None:
+        summary["eyeball_texels_filled"] = 0
     mouth_in_photo = photo_mouth_opening(portrait, face)
     lips_filled, mouth_filled, mouth_taken = _fill_mouth(
         work, geometry, points_head, colours, mouth_in_photo, portrait_coords, portrait, face.landmarks

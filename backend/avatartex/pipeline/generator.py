@@ -245,6 +245,7 @@ class Generator:
 
         # The scalp (skin or the photo's hair), the eyes and the mouth, before the stages fill the rest.
         clock.step("project", 1.0, "scalp, eyes and mouth")
+        eyeballs = analysis.head.eyeballs()  # separate parts of the mesh: eyes, not skin
         regions = complete_regions(
             projection.partial,
             geometry,
@@ -257,7 +258,7 @@ class Generator:
             params.scalp or style.scalp,
             params.seed,
             projection.glasses,
-            analysis.head.eyeballs(),
+            eyeballs,
         )
         warnings += regions.warnings
         clock.done("regions")
@@ -323,7 +324,6 @@ class Generator:
 
         details = [detail(surface) for surface in surfaces]
         photos = [own_photo(surface) for surface in surfaces]
-        eyeballs = head.eyeballs()  # separate parts of the mesh: baked as eyes, not skin
         eyes = [steps.eyes_on_surface(surface, eyeballs, regions.colours) for surface in surfaces]
         baked, final_atlas = steps.bake_texture(
             geometry, atlas_texture.color, surfaces, details, photos, ctx.style_shadow, eyes

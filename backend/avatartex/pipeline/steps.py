@@ -809,8 +809,7 @@ def eyes_on_surface(surface: UVSurface, eyes: Eyes | None, colours: FeatureColou
     without eyeballs or where none of the surface's texels is on them (another UV tile's)."""
     if eyes is None:
         return None
-    tri = surface.tri_id.reshape(-1)[covered_index(surface)]
-    on = np.flatnonzero(eyes.on_ball[tri])
+    on = np.flatnonzero(eyes.texels(surface.tri_id).reshape(-1)[covered_index(surface)])
     if not len(on):
         return None
     colour = eyeball_colours(surface.positions[on], eyes, colours.iris, colours.sclera, EYE_EDGE)
