@@ -114,6 +114,9 @@ fringe left a frayed line of brown wisps along the filled forehead's edge, and G
 temple hair a pale patch beside it; closed at 0.08 the hairline is a smooth curve."""
 HAIR_MIN_SHARE = 0.12
 """Share of that band (inside and outside the photo) that must be hair for the photo to show hair."""
+FEATURE_GROW = 0.2
+"""Scale by which the photo's brow, eye and lip outlines are grown about their centres where they
+mark features, not hair (``find_hair``)."""
 PX_PER_IOD = 40.0
 """Resolution of the face-aligned crop the hair is classified in: hair needs little."""
 IRIS_RADIUS = 0.093
@@ -158,6 +161,12 @@ LIP_BAND = (0.2, 1.0)
 LIP_COLOUR_DE = (12.0, 24.0)
 """CIE76 distance from the photo's median lip colour over which a remapped lip pixel gives way to
 that median (all of it by the second): a tooth or the skin beside a thin lip is not lip."""
+LIP_REDDER = 4.0
+"""CIELAB a* by which a pixel inside the lip contours must be redder than the skin round the mouth to
+count as lip (``_lip_colour``): lips are redder than the skin beside them, a nose's side is not."""
+LIP_RED_SHARE = 0.1
+"""Share of the pixels inside the lip contours that must be that red for the lips' colour to be read
+from them alone."""
 LIP_DETAIL_IOD = 0.08
 """Eye distances (Gaussian sigma) of the local mean the photo's lip detail is taken against."""
 LIP_DETAIL = 0.25
@@ -488,7 +497,8 @@ class PortraitHair:
     """The portrait's hair: where it is (a probability map in a face-aligned crop) and its colours."""
 
     maps: np.ndarray
-    """(h, w, 2) float32 0..1 in the crop: hair (or a hat) rather than skin; skin of this face."""
+    """(h, w, 3) float32 0..1 in the crop: hair (or a hat) rather than skin; skin of this face; the
+    face's own brows, eyes and lips (``FEATURE_GROW``), which are never hair."""
     to_crop: np.ndarray
     """(2, 3) affine map from portrait pixels to crop pixels."""
     share: float
@@ -502,8 +512,8 @@ class PortraitHair:
         return self.share >= HAIR_MIN_SHARE and len(self.lab) >= 50
 
     def at(self, coords: np.ndarray) -> np.ndarray:
-        """(N, 2) hair and skin probabilities at portrait pixel coordinates (N, 2); 0 where NaN or
-        outside the crop."""
+        """(N, 3) hair, skin and feature probabilities at portrait pixel coordinates (N, 2); 0 where
+        NaN or outside the crop."""
         a = self.to_crop.astype(np.float32)
         xy = coords.astype(np.float32) @ a[:, :2].T + a[:, 2]
         # The maps' border is zero and the sampler replicates it: outside the crop reads 0.
@@ -555,7 +565,7 @@ def find_hair(portrait: np.ndarray, face: Face, person: np.ndarray) -> PortraitH
         features |= polygon_mask((h, w), points[list(contour)], grow=0.5)
     inner = polygon_mask((h, w), points[list(FACE_OVAL)], grow=-0.15) & ~features & inside
     if inner.sum() < 30:
-        return PortraitHair(np.zeros((h, w, 2), np.float32), to_crop, 0.0, np.zeros((0, 3), np.float32))
+        return PortraitHair(np.zeros((h, w, 3), np.float32), to_crop, 0.0, np.zeros((0, 3), np.float32))
     skin_mean, skin_cov = _gaussian_model(lab[inner])
     d_skin = _mahalanobis(lab, skin_mean, skin_cov)
 
@@ -574,8 +584,13 @@ def find_hair(portrait: np.ndarray, face: Face, person: np.ndarray) -> PortraitH
     not_skin = inside & (person_c > 0.5) & (d_skin > SKIN_D2)
     seeds = (top | sides) & not_skin
     share = float(seeds.sum()) / max(float(top.sum() + sides.sum()), 1.0)
+    feature = np.zeros((h, w), bool)
+    for contour in outlines:
+        feature |= polygon_mask((h, w), points[list(contour)], grow=FEATURE_GROW)
+    feature_outlines = feature.copy()
     if seeds.sum() < 30:
-        maps = np.stack([np.zeros((h, w), np.float32), np.clip((SKIN_D2 + 9.0 - d_skin) / 9.0, 0, 1)], -1)
+        skin = np.clip((SKIN_D2 + 9.0 - d_skin) / 9.0, 0, 1)
+        maps = np.stack([np.zeros((h, w), np.float32), skin, feature], -1)
         return PortraitHair(maps.astype(np.float32), to_crop, share, np.zeros((0, 3), np.float32))
     # Hair is several colours (dark roots, light highlights): a few Gaussians against the skin's one.
     log_skin = -0.5 * (d_skin + np.log(np.linalg.det(skin_cov)))
@@ -592,9 +607,12 @@ def find_hair(portrait: np.ndarray, face: Face, person: np.ndarray) -> PortraitH
     # Closed over a tenth of the eye distance: the gaps between strands and highlights are hair too.
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
     probability = cv2.morphologyEx(probability.astype(np.float32), cv2.MORPH_CLOSE, disc) * person_c
-    # The photo's own brows, eyes and lips are features, however hair-coloured.
-    for contour in outlines:
-        probability[polygon_mask((h, w), points[list(contour)], grow=0.2)] = 0.0
+    # The photo's own brows, eyes and lips are features, however hair-coloured. Those not of the
+    # hair's colours are kept whatever lies beside them (``complete_regions``); a brow as dark as a
+    # fringe that touches it may go with the fringe (kept, the astronaut's brows' outer tips were
+    # dark dashes on her filled forehead).
+    feature &= probability < 0.5
+    probability[feature_outlines] = 0.0
     skin = np.clip((SKIN_D2 + 9.0 - d_skin) / 9.0, 0.0, 1.0) * person_c
 
     # The hair's colours at the photo's own resolution (the crop averages strands away).
@@ -604,7 +622,7 @@ def find_hair(portrait: np.ndarray, face: Face, person: np.ndarray) -> PortraitH
     photo_xy = crop_xy @ inverse[:, :2].T + inverse[:, 2]
     step = max(1, len(photo_xy) // 20_000)
     samples = to_lab(sample_image(portrait, photo_xy[::step], interpolation="nearest"))
-    maps = np.stack([probability, skin], axis=-1).astype(np.float32)
+    maps = np.stack([probability, skin, feature], axis=-1).astype(np.float32)
     maps[[0, -1]] = 0.0
     maps[:, [0, -1]] = 0.0
     return PortraitHair(maps, to_crop, share, samples.astype(np.float32))
@@ -624,8 +642,8 @@ def feature_colours(portrait: np.ndarray, face: Face) -> FeatureColours:
 
     Iris: the darker half of the pixels near each eye's centre (the iris and pupil, lashes excepted
     by staying off the lids); sclera: the lighter half towards the corners, kept plausibly light and
-    pale; lips: the median between the outer and inner lip contours. Defaults when a contour is too
-    small to measure.
+    pale; lips: between the outer and inner lip contours, as far as they are redder than the skin
+    (``_lip_colour``). Defaults when a contour is too small to measure.
     """
     lm = face.landmarks.astype(np.float64)
     irises, scleras = [], []
@@ -666,11 +684,37 @@ def feature_colours(portrait: np.ndarray, face: Face) -> FeatureColours:
     sclera_lab[1:] = np.clip(sclera_lab[1:] * 0.5, -3.0, 6.0)
     iris_lab = to_lab(np.asarray(iris, np.float32))
     iris_lab[0] = min(iris_lab[0], 55.0)
-    outer = polygon_mask(portrait.shape[:2], lm[list(LIPS_OUTER)])
-    inner_lips = polygon_mask(portrait.shape[:2], lm[list(LIPS_INNER)], grow=0.1)
-    lip_pixels = portrait[outer & ~inner_lips]
-    lips = np.median(lip_pixels, axis=0) if len(lip_pixels) >= 8 else DEFAULT_LIPS
-    return FeatureColours(from_lab(sclera_lab), from_lab(iris_lab), np.asarray(lips, np.float32))
+    read = face.extras.get("pass") != "outline"
+    return FeatureColours(from_lab(sclera_lab), from_lab(iris_lab), _lip_colour(portrait, lm, read))
+
+
+def _lip_colour(portrait: np.ndarray, lm: np.ndarray, read: bool = True) -> np.ndarray:
+    """The lips' colour: the median of the pixels between the outer and inner lip contours that are
+    redder than the skin round the mouth (CIELAB a* over the ring's median by LIP_REDDER), where there
+    are enough of them (LIP_RED_SHARE); else the median of all of them (lips as pale as the skin).
+    Only where the face's landmarks were ``read`` from the photo: a face placed from the head's
+    outline has the mesh's own lip contours laid on it, and what is redder there is the skin's
+    pattern, not lips (bench/sweep.py's striped skins: r014 -0.57 dB with their stripes as lips).
+
+    The contours also hold skin: a thin smile's lips are a pixel or two high inside them, and where a
+    nose or a hand hides part of the lips (a turned face's long nose) the skin they show there is most
+    of the region: the plain median read skin-coloured lips (bench/sweep.py's made-up faces: a
+    brownish grey for painted red lips)."""
+    shape = portrait.shape[:2]
+    outer = polygon_mask(shape, lm[list(LIPS_OUTER)])
+    inner_lips = polygon_mask(shape, lm[list(LIPS_INNER)], grow=0.1)
+    lip_pixels = portrait[outer & ~inner_lips][:, :3]
+    if len(lip_pixels) < 8:
+        return np.asarray(DEFAULT_LIPS, np.float32)
+    ring = polygon_mask(shape, lm[list(LIPS_OUTER)], grow=0.6) & ~polygon_mask(
+        shape, lm[list(LIPS_OUTER)], grow=0.2
+    )
+    if read and ring.sum() >= 8:
+        skin_a = float(np.median(to_lab(portrait[ring][:, :3])[:, 1]))
+        red = to_lab(lip_pixels)[:, 1] > skin_a + LIP_REDDER
+        if red.sum() >= max(8, LIP_RED_SHARE * len(lip_pixels)):
+            lip_pixels = lip_pixels[red]
+    return np.median(lip_pixels, axis=0).astype(np.float32)
 
 
 # -- hair synthesis ------------------------------------------------------------------------------
@@ -1159,8 +1203,9 @@ def complete_regions(
     if len(hair.lab):
         summary["hair_lab"] = [round(float(v), 1) for v in np.median(hair.lab, axis=0)]
     allowed = seen & regions.hair_may_show
-    photo_says = np.zeros((len(index), 2), np.float32)
+    photo_says = np.zeros((len(index), 3), np.float32)
     put_rows(photo_says, allowed, hair.at(take_rows(coords, allowed)))
+    photo_feature, photo_says = photo_says[:, 2], np.ascontiguousarray(photo_says[:, :2])
     # What is taken off the head: hair, and above the brows or beside the face anything that is not
     # skin (a hat, its brim); grown by a few texels and feathered, so that edges and wisps go too.
     hair_p, skin_p = photo_says[:, 0], photo_says[:, 1]
@@ -1197,6 +1242,11 @@ def complete_regions(
     # skin and stays (the ground-truth sweep's heads are bald: clearing it lost seen texels).
     not_skin = np.where(seen, smoothstep((0.7 - skin_p) / 0.4), 1.0).astype(np.float32)
     region = np.maximum(regions.scalp * not_skin, taken)
+    # Where the photo's own brows, eyes or lips land outside the mesh's features (its brows a little
+    # above the brow ridge the mesh's landmarks were read on), they stay: hair-coloured, not skin, and
+    # next to hair or to skin the skin model does not know (a lit side), they were taken off with it
+    # (bench/sweep.py's made-up faces lost whole brows).
+    region = region * (1.0 - photo_feature)
 
     applied = scalp
     if scalp == "hair" and not hair.seen:
