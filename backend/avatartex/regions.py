@@ -584,13 +584,12 @@ def find_hair(portrait: np.ndarray, face: Face, person: np.ndarray) -> PortraitH
     not_skin = inside & (person_c > 0.5) & (d_skin > SKIN_D2)
     seeds = (top | sides) & not_skin
     share = float(seeds.sum()) / max(float(top.sum() + sides.sum()), 1.0)
-    feature = np.zeros((h, w), bool)
+    on_features = np.zeros((h, w), bool)
     for contour in outlines:
-        feature |= polygon_mask((h, w), points[list(contour)], grow=FEATURE_GROW)
-    feature_outlines = feature.copy()
+        on_features |= polygon_mask((h, w), points[list(contour)], grow=FEATURE_GROW)
     if seeds.sum() < 30:
         skin = np.clip((SKIN_D2 + 9.0 - d_skin) / 9.0, 0, 1)
-        maps = np.stack([np.zeros((h, w), np.float32), skin, feature], -1)
+        maps = np.stack([np.zeros((h, w), np.float32), skin, on_features], -1)
         return PortraitHair(maps.astype(np.float32), to_crop, share, np.zeros((0, 3), np.float32))
     # Hair is several colours (dark roots, light highlights): a few Gaussians against the skin's one.
     log_skin = -0.5 * (d_skin + np.log(np.linalg.det(skin_cov)))
@@ -611,8 +610,8 @@ def find_hair(portrait: np.ndarray, face: Face, person: np.ndarray) -> PortraitH
     # hair's colours are kept whatever lies beside them (``complete_regions``); a brow as dark as a
     # fringe that touches it may go with the fringe (kept, the astronaut's brows' outer tips were
     # dark dashes on her filled forehead).
-    feature &= probability < 0.5
-    probability[feature_outlines] = 0.0
+    kept_features = on_features & (probability < 0.5)
+    probability[on_features] = 0.0
     skin = np.clip((SKIN_D2 + 9.0 - d_skin) / 9.0, 0.0, 1.0) * person_c
 
     # The hair's colours at the photo's own resolution (the crop averages strands away).
@@ -622,7 +621,7 @@ def find_hair(portrait: np.ndarray, face: Face, person: np.ndarray) -> PortraitH
     photo_xy = crop_xy @ inverse[:, :2].T + inverse[:, 2]
     step = max(1, len(photo_xy) // 20_000)
     samples = to_lab(sample_image(portrait, photo_xy[::step], interpolation="nearest"))
-    maps = np.stack([probability, skin, feature], axis=-1).astype(np.float32)
+    maps = np.stack([probability, skin, kept_features], axis=-1).astype(np.float32)
     maps[[0, -1]] = 0.0
     maps[:, [0, -1]] = 0.0
     return PortraitHair(maps, to_crop, share, samples.astype(np.float32))
@@ -706,14 +705,14 @@ def _lip_colour(portrait: np.ndarray, lm: np.ndarray, read: bool = True) -> np.n
     lip_pixels = portrait[outer & ~inner_lips][:, :3]
     if len(lip_pixels) < 8:
         return np.asarray(DEFAULT_LIPS, np.float32)
-    ring = polygon_mask(shape, lm[list(LIPS_OUTER)], grow=0.6) & ~polygon_mask(
-        shape, lm[list(LIPS_OUTER)], grow=0.2
-    )
-    if read and ring.sum() >= 8:
-        skin_a = float(np.median(to_lab(portrait[ring][:, :3])[:, 1]))
-        red = to_lab(lip_pixels)[:, 1] > skin_a + LIP_REDDER
-        if red.sum() >= max(8, LIP_RED_SHARE * len(lip_pixels)):
-            lip_pixels = lip_pixels[red]
+    if read:
+        lips = lm[list(LIPS_OUTER)]
+        ring = polygon_mask(shape, lips, grow=0.6) & ~polygon_mask(shape, lips, grow=0.2)
+        if ring.sum() >= 8:
+            skin_a = float(np.median(to_lab(portrait[ring][:, :3])[:, 1]))
+            red = to_lab(lip_pixels)[:, 1] > skin_a + LIP_REDDER
+            if red.sum() >= max(8, LIP_RED_SHARE * len(lip_pixels)):
+                lip_pixels = lip_pixels[red]
     return np.median(lip_pixels, axis=0).astype(np.float32)
 
 
