@@ -809,3 +809,48 @@ def test_the_lips_colour_is_read_from_the_lips_not_the_skin_inside_their_contour
     assert delta_e(regions.to_lab(median), regions.to_lab(lips)) > 2 * delta_e(
         regions.to_lab(read), regions.to_lab(lips)
     )
+
+
+def test_the_iris_colour_is_read_between_the_pupil_and_the_sclera(astronaut, astronaut_face) -> None:
+    """``regions.feature_colours``: the iris's colour is the middle band of the eye's middle pixels
+    (IRIS_BAND), not their darker half, which held the pupil: the astronaut's eyes painted with a
+    sclera, a patterned blue iris, a black pupil and the lashes' shadow read the blue within a few
+    CIELAB units."""
+    from avatartex.face import (
+        LEFT_EYE_CONTOUR,
+        LEFT_EYE_INNER,
+        LEFT_EYE_OUTER,
+        RIGHT_EYE_CONTOUR,
+        RIGHT_EYE_INNER,
+        RIGHT_EYE_OUTER,
+    )
+    from avatartex.imaging import to_lab
+    from avatartex.projection import polygon_mask
+
+    portrait = np.array(astronaut, np.float32, copy=True)
+    blue = np.array([0.25, 0.4, 0.6], np.float32)
+    rng = np.random.default_rng(3)
+    lm_ = astronaut_face.landmarks
+    for contour, outer, inner in (
+        (RIGHT_EYE_CONTOUR, RIGHT_EYE_OUTER, RIGHT_EYE_INNER),
+        (LEFT_EYE_CONTOUR, LEFT_EYE_OUTER, LEFT_EYE_INNER),
+    ):
+        opening = polygon_mask(portrait.shape[:2], lm_[list(contour)])
+        portrait[opening] = (0.85, 0.83, 0.8)
+        middle = (lm_[outer] + lm_[inner]) / 2
+        width = float(np.linalg.norm(lm_[inner] - lm_[outer]))
+        centre = tuple(int(round(v * 16)) for v in middle)
+        disc = np.zeros(portrait.shape[:2], np.uint8)
+        cv2.circle(disc, centre, int(round(0.22 * width * 16)), 1, -1, shift=4)
+        # An iris's own pattern: its pixels 0.6-1.4 times its colour.
+        portrait[disc > 0] = blue * rng.uniform(0.6, 1.4, (int((disc > 0).sum()), 1)).astype(np.float32)
+        disc[:] = 0
+        cv2.circle(disc, centre, int(round(0.11 * width * 16)), 1, -1, shift=4)  # dilated
+        portrait[disc > 0] = (0.03, 0.03, 0.03)
+        # The upper lid's lashes and their shadow over the top fifth of the opening.
+        rows = np.nonzero(opening.any(axis=1))[0]
+        top = np.zeros_like(opening)
+        top[rows[0] : rows[0] + max(1, int(round(0.2 * len(rows))))] = True
+        portrait[opening & top] = (0.06, 0.05, 0.05)
+    read = regions.feature_colours(portrait, astronaut_face)
+    assert np.linalg.norm(to_lab(read.iris) - to_lab(blue)) < 8.0  # the darker half: 52 (the pupil's)

@@ -64,9 +64,9 @@ class SurfacePhoto:
 
 @dataclass
 class SurfaceEyes:
-    """The covered UV texels on the mesh's separate eyeballs, and their colour as eyes (sclera, iris,
-    pupil: ``steps.eyes_on_surface``): what the texels the atlas does not hold there are filled
-    with, instead of the skin around them."""
+    """The covered UV texels on the mesh's separate eyeballs, and their colour as eyes at rest (sclera,
+    iris, pupil: ``steps.eyes_on_surface``), which they all take at the texture's own resolution:
+    not the atlas's coarser reading nor the skin fill, nor the photo."""
 
     index: np.ndarray
     """(K,) the texels, as indices among the covered texels (row-major order of ``UVSurface.mask``)."""
@@ -573,9 +573,8 @@ def bake(
     filled from their neighbours in UV space and, with ``grain`` (a colour texture, not a map of
     weights), given skin grain (``_grain_where_hidden``). ``shadow``, optional: a style's cel
     shadow, which those texels take at their own normals (``_fill_hidden``). ``eyes``, optional: the
-    texels on the mesh's separate eyeballs and their colour as eyes, which those of them the atlas
-    does not hold take instead of the skin fill (the photo then goes over them as over any such
-    texel, and no skin grain).
+    texels on the mesh's separate eyeballs and their colour as eyes, which they take last, whatever
+    was sampled, filled, read from the photo or added there (and no skin grain).
 
     Each pass over the texture is one compiled loop over its rows (a 4096² texture has 16 M texels).
     """
@@ -596,9 +595,6 @@ def bake(
         # ear) would read another surface's colour: fill them in UV space from their visible
         # neighbours instead, and from their own photo where it saw them.
         _fill_hidden(texture, weights, hidden_mask, geometry, surface, xy, hidden, shadow)
-        if eyes is not None and len(eyes.index):
-            on_hidden = hidden[eyes.index]
-            texture.reshape(-1, 3)[covered_index(surface)[eyes.index[on_hidden]]] = eyes.color[on_hidden]
         if photo is not None and len(photo.index):
             _put_photo(texture, surface, photo, geometry.frame.scale)
     del weights
@@ -607,6 +603,8 @@ def bake(
     _add_detail_and_clip(tri_id, row_start, detail_arr, has_detail, texture)
     if hidden.any() and grain:
         _grain_where_hidden(texture, geometry, surface, hidden_mask, photo, eyes)
+    if eyes is not None and len(eyes.index):  # an eye at rest, whatever the atlas or the photo held
+        texture.reshape(-1, 3)[covered_index(surface)[eyes.index]] = eyes.color
     pad = max(2, size // 128) if padding is None else padding
     hit = surface.mask
     targets, sources, _ = _cached(surface, f"pad{pad}", lambda: raster.padding_index(hit, pad))

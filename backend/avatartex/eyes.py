@@ -46,6 +46,9 @@ IRIS_DEG, PUPIL_DEG = 28.0, 11.0
 EDGE_DEG = 2.0
 """Width of the iris's and pupil's edges where an eyeball is painted into a texture
 (``eyeball_colours``' ``soft_deg``), degrees round its centre: a few texels on a typical eyeball."""
+LIMBUS_DEG, LIMBUS_DARKNESS = 7.0, 0.6
+"""Where an eyeball is painted into a texture, the iris darkens over its outer LIMBUS_DEG degrees to
+this share of its colour at the edge (the limbal ring, which a flat disc lacks: a doll's eye)."""
 SCLERA = np.array([0.88, 0.86, 0.82], np.float32)
 IRIS = np.array([0.30, 0.22, 0.15], np.float32)
 PUPIL = np.array([0.04, 0.03, 0.03], np.float32)
@@ -182,7 +185,10 @@ def eyeball_colours(
         )
     in_iris = smoothstep((IRIS_DEG - angle) / soft_deg + 0.5).astype(np.float32)[:, None]
     in_pupil = smoothstep((PUPIL_DEG - angle) / soft_deg + 0.5).astype(np.float32)[:, None]
-    return sclera + in_iris * (iris - sclera) + in_pupil * (PUPIL - iris)
+    # The limbal ring: the iris darkens towards its edge, as a real one does.
+    limbus = 1.0 - (1.0 - LIMBUS_DARKNESS) * smoothstep((angle - IRIS_DEG + LIMBUS_DEG) / LIMBUS_DEG)
+    ringed = iris * limbus.astype(np.float32)[:, None]
+    return sclera + in_iris * (ringed - sclera) + in_pupil * (PUPIL - ringed)
 
 
 def eye_contrast(photo: np.ndarray, face: Face) -> float:

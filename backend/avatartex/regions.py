@@ -10,7 +10,7 @@ Runs on the projected partial atlas texture, before the stages (``pipeline.gener
   on the head that is hair (or, above the brows and beside the face, not skin: a hat, its brim)
   lose their confidence with a feathered edge, so the inpaint fills them with the face's skin.
   ``hair``: the same texels are cleared for the stages, which fill skin under them, and a hair layer
-  is painted over their result (``Regions.paint_hair``, after the de-lighting and before the style):
+  is painted over their result (``Regions.paint_layers``, after the de-lighting and before the style):
   the photo's hair where the photo sees it well, strands synthesised with the seen hair's colour
   statistics elsewhere (``strand_field``, ``hair_colours``), feathered at the hairline. A photo that
   shows no hair (bald, covered) falls back to ``skin`` with a warning.
@@ -19,6 +19,9 @@ Runs on the projected partial atlas texture, before the stages (``pipeline.gener
   the inpaint fills them with the skin around instead of painting them on the face.
 * **Eyes**: inside the mesh's eye contours, texels the photo backs weakly are filled as an eye: a
   sclera and an iris disc (with a pupil) in the colours measured inside the photo's eye contours.
+  Separate eyeballs (``eyes.find_eyeballs``) are an eye at rest whatever the photo shows on them:
+  painted over the stages' result (``Regions.paint_layers``) round the face's forward direction, the
+  sclera read de-lit on them (``Regions.eye_colours``).
 * **Mouth**: inside the mesh's inner lip contour where the surface is recessed (an opening), a dark
   interior; between the inner and outer contours the photo's own lips, mapped lip onto lip
   (``photo_lips_coords``), so the lips stay continuous. A photo's open mouth (a smile's teeth) is
@@ -40,6 +43,7 @@ import cv2
 import numpy as np
 
 from .atlas import AtlasGeometry, directions
+from .atlas_filters import GAMMA
 from .engines.base import AtlasTexture
 from .eyes import EDGE_DEG as EYE_EDGE
 from .eyes import Eyes, eyeball_colours
@@ -64,7 +68,7 @@ from .face import (
     Face,
 )
 from .glasses import PortraitGlasses, find_glasses
-from .imaging import from_lab, put_rows, sample_image, smoothstep, take_rows, to_lab, unit_range
+from .imaging import LUMA, from_lab, put_rows, sample_image, smoothstep, take_rows, to_lab, unit_range
 from .projection import polygon_mask
 from .registration import Registration
 
@@ -141,6 +145,24 @@ FRAME_FEATHER = 0.01
 edge and its shadow on the skin)."""
 
 DEFAULT_SCLERA = np.array([0.90, 0.87, 0.83], np.float32)
+EYE_SEEN = 0.8
+"""Photo confidence from which a texel of a separate eyeball counts as seen (``Regions.eye_colours``)."""
+EYE_MIN_SEEN = 20
+"""Seen eyeball texels (of the atlas) from which the sclera is read on them."""
+SCLERA_OVER_SKIN = 1.4
+"""A separate eyeball's sclera is at least this many times as light (linear luminance) as the de-lit
+skin (``Regions.eye_colours``): a sclera's albedo (about 0.7) is half again a light skin's and more
+than a dark skin's; what the balls show between the lids lies in their shadow (the astronaut's read
+L* 72 against her skin's 75, Grace Hopper's 44 against 62). On bench/sweep.py's made-up faces the
+sclera read stays above it."""
+EYE_SCLERA_SHARE = 0.3
+"""The lightest share of those texels taken for sclera: the eye between the lids shows more sclera
+than that, and the lids' skin, lashes and iris a registration lays there are darker."""
+IRIS_BAND = (0.35, 0.65)
+"""Luminance quantiles of the pixels across the middle of the eye between which they are iris: the
+darkest are the pupil (an iris of 28 degrees round a pupil of 11 holds a sixth of its disc) and the
+lashes' shadow, the lightest the sclera beside a small iris. The darker half read the astronaut's
+hazel iris at L* 19, a pupil's darkness; this band 33."""
 DEFAULT_IRIS = np.array([0.33, 0.22, 0.14], np.float32)
 DEFAULT_LIPS = np.array([0.62, 0.36, 0.33], np.float32)
 MOUTH_INTERIOR = np.array([0.10, 0.035, 0.035], np.float32)
@@ -175,8 +197,8 @@ LIP_DETAIL = 0.25
 
 @dataclass
 class Regions:
-    """The partial texture with the scalp, eyes and mouth handled, for the stages; the hair to paint
-    over their result."""
+    """The partial texture with the scalp, eyes and mouth handled, for the stages; the hair and the
+    separate eyeballs to paint over their result."""
 
     texture: AtlasTexture
     """Colour and confidence: fills written under the photo, removed hair at confidence 0."""
@@ -192,26 +214,76 @@ class Regions:
     """What was measured (hair share, hair/iris/sclera colours, texels filled), for the report."""
     hair_layer: HairLayer | None = None
     """``scalp=hair``: the hair, painted over the atlas once the stages have completed and de-lit the
-    skin under it (``paint_hair``)."""
+    skin under it (``paint_layers``)."""
     colours: FeatureColours | None = None
-    """The photo's sclera, iris and lip colours (``feature_colours``), for the eyes the atlas does not
-    hold (separate eyeballs: ``pipeline.steps.eyes_on_surface``)."""
+    """The photo's sclera, iris and lip colours (``feature_colours``), for the separate eyeballs'
+    texels in the mesh's UVs (``pipeline.steps.eyes_on_surface``)."""
+    eye_layer: EyeLayer | None = None
+    """The mesh's separate eyeballs painted as eyes (``_eyeball_layer``), over the stages' result."""
 
-    def paint_hair(self, texture: AtlasTexture) -> AtlasTexture:
-        """``texture`` with the hair layer over it (a copy; ``texture`` itself when there is none).
+    def eye_colours(self, texture: AtlasTexture, delight: np.ndarray | None) -> FeatureColours | None:
+        """The separate eyeballs' sclera and iris in the de-lit texture's terms: ``texture`` is the
+        stages' result before the eyes are painted on it, ``delight`` the latent stage's factor
+        (``StageContext.delight``; None where there was none).
 
-        The hair goes on after the fill and the de-lighting and before the style: synthesised
-        texels passed through them as if seen by the photo would give the skin fill the hair's
-        tint and grain, and be "de-lit" by a shading they never had.
+        The sclera is read on the balls themselves where the photo saw them (confidence EYE_SEEN):
+        the median of their lightest EYE_SCLERA_SHARE, de-lit texel by texel at the balls' own
+        normals as the skin was, so that the eye keeps the skin's exposure (the photo's sclera,
+        measured beside the eye, and the skin de-lit to the face's mean brightness differ by the
+        light there); kept nearly neutral. The iris, too small there to read apart from the pupil and
+        the lashes, is the photo's (``feature_colours``) times the de-lighting's median factor on the
+        same texels. Where the photo saw fewer than EYE_MIN_SEEN of them, the photo's colours times
+        the factor the balls carry from the lids round them. None without separate eyeballs."""
+        layer, colours = self.eye_layer, self.colours
+        if layer is None or colours is None:
+            return colours
+        factor = (
+            np.ones((len(layer.index), 3), np.float32)
+            if delight is None
+            else np.asarray(delight, np.float32).reshape(-1, 3)[layer.index]
+        )
+        color = np.asarray(texture.color, np.float32).reshape(-1, 3)
+        # The de-lit skin's lightness: the sclera's floor (SCLERA_OVER_SKIN).
+        skin = np.asarray(texture.confidence, np.float32).reshape(-1) >= 0.9
+        skin[layer.index] = False
+        skin_y = float(np.median(np.power(color[skin], GAMMA) @ LUMA)) if skin.sum() >= 100 else 0.0
+        y = min(SCLERA_OVER_SKIN * skin_y, 1.0)
+        floor = float(116.0 * np.cbrt(y) - 16.0) if y > 0.008856 else float(903.3 * y)
+        seen = layer.seen >= EYE_SEEN
+        if seen.sum() >= EYE_MIN_SEEN:
+            exposure = np.median(factor[seen], axis=0)
+            rgb = color[layer.index[seen]]
+            lum = rgb @ LUMA
+            light = lum >= np.quantile(lum, 1.0 - EYE_SCLERA_SHARE)
+            sclera = _neutral_sclera(np.median(rgb[light], axis=0), floor)
+        else:
+            exposure = np.median(factor, axis=0)
+            sclera = _neutral_sclera(np.clip(colours.sclera * exposure, 0.0, 1.0), floor)
+        iris = np.clip(colours.iris * exposure, 0.0, 1.0)
+        return FeatureColours(sclera.astype(np.float32), iris.astype(np.float32), colours.lips)
+
+    def paint_layers(self, texture: AtlasTexture, eye_colours: FeatureColours | None = None) -> AtlasTexture:
+        """``texture`` with the hair layer and the separate eyeballs as eyes at rest in
+        ``eye_colours`` (``Regions.eye_colours``) over it (a copy; ``texture`` itself when there are
+        neither).
+
+        They go on after the fill and the de-lighting and before the style: synthesised texels passed
+        through them as if seen by the photo would give the skin fill the hair's tint and grain or
+        the sclera's white, be "de-lit" by a shading they never had, and enter the light's fit.
         """
-        layer = self.hair_layer
-        if layer is None:
+        hair, eyes = self.hair_layer, self.eye_layer
+        if hair is None and (eyes is None or eye_colours is None):
             return texture
         color = np.array(texture.color, np.float32)
         conf = np.array(texture.confidence, np.float32)
-        flat_color, flat_conf, a = color.reshape(-1, 3), conf.reshape(-1), layer.alpha
-        flat_color[layer.index] = a[:, None] * layer.color + (1.0 - a[:, None]) * flat_color[layer.index]
-        flat_conf[layer.index] = a + (1.0 - a) * flat_conf[layer.index]
+        flat_color, flat_conf = color.reshape(-1, 3), conf.reshape(-1)
+        if hair is not None:
+            a = hair.alpha
+            flat_color[hair.index] = a[:, None] * hair.color + (1.0 - a[:, None]) * flat_color[hair.index]
+            flat_conf[hair.index] = a + (1.0 - a) * flat_conf[hair.index]
+        if eyes is not None and eye_colours is not None:
+            painted = eyeball_colours(eyes.points, eyes.eyes, eye_colours.iris, eye_colours.sclera, EYE_EDGE)
+            flat_color[eyes.index], flat_conf[eyes.index] = painted, 1.0
         return AtlasTexture(color, conf)
 
 
@@ -227,6 +299,19 @@ class HairLayer:
     """(M,) float32 coverage (feathered at the hairline)."""
     photo_share: np.ndarray
     """(M,) float32 how much of ``color`` is the photo's."""
+
+
+@dataclass
+class EyeLayer:
+    """The mesh's separate eyeballs, on the atlas texels they hold, to be painted as eyes."""
+
+    index: np.ndarray
+    """(M,) flat atlas indices."""
+    points: np.ndarray
+    """(M, 3) their surface points (mesh space)."""
+    seen: np.ndarray
+    """(M,) float32 the photo's confidence there as projected."""
+    eyes: Eyes
 
 
 # -- small helpers -------------------------------------------------------------------------------
@@ -666,11 +751,12 @@ def feature_colours(portrait: np.ndarray, face: Face) -> FeatureColours:
         length = max(np.linalg.norm(axis), 1e-6)
         centre = (lm[inner] + lm[outer]) / 2 - (x0, y0)
         along = np.abs(((np.stack([xx, yy], 1) + 0.5 - centre) @ axis) / length) / length
-        lum = pixels @ np.array([0.2126, 0.7152, 0.0722])
+        lum = pixels @ LUMA
         middle = along < 0.2
         if middle.sum() >= 4:
-            dark = middle & (lum <= np.median(lum[middle]))
-            irises.append(np.median(pixels[dark], axis=0))
+            low, high = np.quantile(lum[middle], IRIS_BAND)
+            iris_pixels = middle & (lum >= low) & (lum <= high)
+            irises.append(np.median(pixels[iris_pixels if iris_pixels.sum() >= 2 else middle], axis=0))
         corners = along > 0.22
         if corners.sum() >= 4:
             light = corners & (lum >= np.median(lum[corners]))
@@ -678,13 +764,19 @@ def feature_colours(portrait: np.ndarray, face: Face) -> FeatureColours:
     iris = np.mean(irises, axis=0) if irises else DEFAULT_IRIS
     sclera = np.mean(scleras, axis=0) if scleras else DEFAULT_SCLERA
     # A sclera in shadow or tinted by the lids reads as skin: keep it light and nearly neutral.
-    sclera_lab = to_lab(np.asarray(sclera, np.float32))
-    sclera_lab[0] = np.clip(sclera_lab[0], 78.0, 94.0)
-    sclera_lab[1:] = np.clip(sclera_lab[1:] * 0.5, -3.0, 6.0)
     iris_lab = to_lab(np.asarray(iris, np.float32))
     iris_lab[0] = min(iris_lab[0], 55.0)
     read = face.extras.get("pass") != "outline"
-    return FeatureColours(from_lab(sclera_lab), from_lab(iris_lab), _lip_colour(portrait, lm, read))
+    return FeatureColours(_neutral_sclera(sclera, 78.0), from_lab(iris_lab), _lip_colour(portrait, lm, read))
+
+
+def _neutral_sclera(rgb: np.ndarray, floor: float) -> np.ndarray:
+    """A sclera's colour (3,) sRGB kept nearly neutral (CIELAB a*, b* halved, within -3..6) and
+    between L* ``floor`` and 94: one in shadow or tinted by the lids reads as skin."""
+    lab = to_lab(np.asarray(rgb, np.float32))
+    lab[0] = np.clip(lab[0], min(floor, 94.0), 94.0)
+    lab[1:] = np.clip(lab[1:] * 0.5, -3.0, 6.0)
+    return from_lab(lab).astype(np.float32)
 
 
 def _lip_colour(portrait: np.ndarray, lm: np.ndarray, read: bool = True) -> np.ndarray:
@@ -793,7 +885,7 @@ def _hair_layer(
     photo_color: np.ndarray,
     seed: int,
 ) -> tuple[HairLayer, np.ndarray]:
-    """The hair painted over the completed atlas (``Regions.paint_hair``), and the confidence the
+    """The hair painted over the completed atlas (``Regions.paint_layers``), and the confidence the
     photo keeps under it for the stages.
 
     Over the scalp: the photo's hair where the photo sees it well (facing the camera, and hair by the
@@ -948,25 +1040,29 @@ def _fill_eyes(
     return filled
 
 
-def _fill_eyeballs(
+def _eyeball_layer(
     work: _Work,
     geometry: AtlasGeometry,
     eyeballs: Eyes,
-    colours: FeatureColours,
     ball: np.ndarray,
     color: np.ndarray,
     seen: np.ndarray,
-) -> int:
-    """The ``ball`` texels (on the mesh's separate eyeballs): the photo as it was read there
-    (``color`` (K, 3) at confidence ``seen`` (K,), before ``_fill_eyes``), over the eye's own colours
-    (sclera, iris, pupil round the gaze: ``eyes.eyeball_colours``), not the almond ``_fill_eyes``
-    draws from the eye contour's landmarks nor the lids' skin round it (the ball shows between the
-    lids wherever the mesh opens them). Returns the texels filled."""
-    eye = eyeball_colours(geometry.positions[ball], eyeballs, colours.iris, colours.sclera, EYE_EDGE)
-    mixed, _ = _under(color, seen, eye.astype(np.float32), np.ones(len(eye), np.float32))
-    work.color[ball], work.conf[ball] = mixed, 1.0
-    work.photo[ball] = np.minimum(work.photo[ball], seen)
-    return int((seen < 0.5).sum())
+) -> EyeLayer:
+    """The ``ball`` texels (on the mesh's separate eyeballs), to be painted as an eye at rest over the
+    stages' result (``Regions.paint_layers``): sclera, an iris in the photo's colour and a pupil
+    round the face's forward direction (``eyes.eyeball_colours``). For the stages they hold the
+    photo as it was read there (``color`` (K, 3) at confidence ``seen`` (K,), before ``_fill_eyes``),
+    from which ``Regions.eye_colours`` reads the de-lit sclera; its share of the result is 0.
+
+    Never the photo as it lands there: an eyeball turns in its socket (an eye rig aims it), so what
+    the photo shows on it besides the eye, the lids' skin and lashes that a registration a little
+    off lays over its top, the lids' shadow, a reflection, would turn with it; and the photo's iris
+    lies where the portrait's eyes looked, not where the ball's rest pose does. On bench/sweep.py's
+    separate eyeballs (``e`` cases) the photo's reading scored 9-19 dB on the balls' seen texels (a
+    pupil blurred into its iris, the lids' skin over the sclera's top)."""
+    work.color[ball], work.conf[ball] = color, seen
+    work.photo[ball] = 0.0
+    return EyeLayer(np.flatnonzero(ball), geometry.positions[ball], seen.astype(np.float32), eyeballs)
 
 
 def _eye_and_lids(
@@ -1297,12 +1393,11 @@ def complete_regions(
     summary["eye_texels_filled"] = _fill_eyes(
         work, geometry, points_head, colours, eyes_in_photo, portrait_coords
     )
+    eye_layer = None
     if photo_on_balls is not None:
-        summary["eyeball_texels_filled"] = _fill_eyeballs(
-            work, geometry, eyeballs, colours, ball, *photo_on_balls
-        )
-    elif ball is not None:
-        summary["eyeball_texels_filled"] = 0
+        eye_layer = _eyeball_layer(work, geometry, eyeballs, ball, *photo_on_balls)
+    if ball is not None:
+        summary["eyeball_texels_filled"] = 0 if eye_layer is None else len(eye_layer.index)
     mouth_in_photo = photo_mouth_opening(portrait, face)
     lips_filled, mouth_filled, mouth_taken = _fill_mouth(
         work, geometry, points_head, colours, mouth_in_photo, portrait_coords, portrait, face.landmarks
@@ -1325,6 +1420,10 @@ def complete_regions(
         flat_fill[layer.index] |= alpha * (1.0 - share) > 0.5
     new_coords = portrait_coords.copy()
     new_coords[mostly_fill] = np.nan
+    if eye_layer is not None:  # painted over the stages: no photo detail on them either
+        new_coords.reshape(-1, 2)[eye_layer.index] = np.nan
     summary["scalp"] = applied
     texture = AtlasTexture(work.color, work.conf)
-    return Regions(texture, new_coords, photo.astype(np.float32), applied, warnings, summary, layer, colours)
+    return Regions(
+        texture, new_coords, photo.astype(np.float32), applied, warnings, summary, layer, colours, eye_layer
+    )

@@ -279,10 +279,15 @@ class Generator:
         ctx.feature_source = lambda: feature_lines(
             geometry, analysis.face.landmarks, projection.portrait_coords, analysis.head.landmarks.points3d
         )
-        # The hair (scalp=hair) goes over the completed, de-lit skin, before the style's repaint.
+        # The hair (scalp=hair) and separate eyeballs go over the completed, de-lit skin, before the
+        # style's repaint.
         split = next((i for i, stage in enumerate(plan.stages) if stage.name == "repaint"), len(plan.stages))
         atlas_texture = steps.run_stages(plan.stages[:split], regions.texture, ctx, clock)
-        atlas_texture = regions.paint_hair(atlas_texture)
+        eye_colours = regions.eye_colours(atlas_texture, ctx.delight)
+        if regions.eye_layer is not None and eye_colours is not None:  # what the separate eyeballs got
+            regions.summary["eyeball_sclera_rgb"] = [round(float(v), 3) for v in eye_colours.sclera]
+            regions.summary["eyeball_iris_rgb"] = [round(float(v), 3) for v in eye_colours.iris]
+        atlas_texture = regions.paint_layers(atlas_texture, eye_colours)
         clock.done("regions")
         atlas_texture = steps.run_stages(plan.stages[split:], atlas_texture, ctx, clock)
 
@@ -324,7 +329,7 @@ class Generator:
 
         details = [detail(surface) for surface in surfaces]
         photos = [own_photo(surface) for surface in surfaces]
-        eyes = [steps.eyes_on_surface(surface, eyeballs, regions.colours) for surface in surfaces]
+        eyes = [steps.eyes_on_surface(surface, eyeballs, eye_colours) for surface in surfaces]
         baked, final_atlas = steps.bake_texture(
             geometry, atlas_texture.color, surfaces, details, photos, ctx.style_shadow, eyes
         )

@@ -802,12 +802,14 @@ def bake_texture(
     return textures, final_atlas
 
 
-def eyes_on_surface(surface: UVSurface, eyes: Eyes | None, colours: FeatureColours) -> SurfaceEyes | None:
+def eyes_on_surface(
+    surface: UVSurface, eyes: Eyes | None, colours: FeatureColours | None
+) -> SurfaceEyes | None:
     """The covered texels of ``surface`` on the mesh's separate eyeballs (``HeadModel.eyeballs``),
-    coloured as eyes: sclera and an iris in the photo's colours (``regions.feature_colours``, the
-    sclera kept light and near neutral) round the face's forward direction, and a pupil. None
+    coloured as eyes at rest: sclera and an iris in ``colours`` (``Regions.eye_colours``: the
+    photo's, in the de-lit texture's terms) round the face's forward direction, and a pupil. None
     without eyeballs or where none of the surface's texels is on them (another UV tile's)."""
-    if eyes is None:
+    if eyes is None or colours is None:
         return None
     on = np.flatnonzero(eyes.texels(surface.tri_id).reshape(-1)[covered_index(surface)])
     if not len(on):
