@@ -766,6 +766,17 @@ def seen_texels(head: Head, surface: TexelSurface, render: Render, min_cos: floa
     return visible
 
 
+def eyeball_texels(size: int) -> np.ndarray:
+    """(size, size) bool: the texels of ``with_eyeballs``' eyeball UV islands (EYEBALL_UV, image rows
+    from the top: v = 1 at row 0)."""
+    centres = (np.arange(size) + 0.5) / size
+    u, v = centres[None, :], 1.0 - centres[:, None]
+    out = np.zeros((size, size), bool)
+    for u0, v0, du, dv in EYEBALL_UV:
+        out |= (u >= u0) & (u < u0 + du) & (v >= v0) & (v < v0 + dv)
+    return out
+
+
 def psnr_visible(produced: np.ndarray, truth: np.ndarray, visible: np.ndarray) -> float:
     """PSNR (dB) on the seen texels after the global colour gain the pipeline cannot know."""
     return psnr(gain_corrected(produced, truth, visible), truth, visible)

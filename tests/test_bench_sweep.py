@@ -209,15 +209,18 @@ def test_eye_painter_finds_the_eyeballs_on_a_moved_copy_and_leaves_the_dense_ali
 
 def test_separate_eyeballs_have_uv_islands_of_their_own_and_cases_of_their_own(heads) -> None:
     """``groundtruth.with_eyeballs``: the two spheres' UV islands overlap none of the head's (else the
-    truth texture would give two surfaces one texel), and ``sweep.eyeball_cases`` runs every made-up
-    case again on such a head, camera, light and skin unchanged."""
+    truth texture would give two surfaces one texel), ``groundtruth.eyeball_texels`` (the sweep's
+    ``psnr_eyeballs``) holds the spheres' texels and none of the head's, and ``sweep.eyeball_cases``
+    runs every made-up case again on such a head, camera, light and skin unchanged."""
     from avatartex import raster
 
+    islands = gt.eyeball_texels(512)
     for head in heads.values():
         both = gt.with_eyeballs(head)
         own, _ = raster.rasterize_uv(both.uvs[: len(head.triangles)], 512)
         balls, _ = raster.rasterize_uv(both.uvs[len(head.triangles) :], 512)
         assert (balls >= 0).sum() > 0.01 * 512 * 512 and not ((own >= 0) & (balls >= 0)).any()
+        assert islands[balls >= 0].all() and not islands[own >= 0].any()
     made_up = sweep.made_up_cases(sweep.design(24, ["demo", "demo-big_eyes"], seed=5))
     again = sweep.eyeball_cases(made_up)
     assert [c.id for c in again] == ["e" + m.id[1:] for m in made_up]
