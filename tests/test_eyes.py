@@ -338,3 +338,50 @@ def test_the_eyeballs_sclera_is_read_de_lit_on_them_and_kept_lighter_than_the_sk
     read = found.eye_colours(texture, delight)
     assert np.allclose(read.iris, found.colours.iris * 1.25)
     assert lightness(read.sclera) > 90.0  # the photo's sclera (0.9) times 1.25, within L* 94
+
+
+def test_the_photos_eye_is_taken_off_the_lids_round_separate_eyeballs() -> None:
+    """``regions._photo_eyes_off_lids``: a registration a little off lays the photo's iris and sclera
+    on the skin round a separate eyeball (a second iris over the painted one, Grace Hopper on the
+    demo head): the skin within LID_REACH of the balls whose photo pixel lies inside the photo's eye
+    contour (pulled in off its lash line) loses the photo, for the inpaint's skin; skin farther off,
+    skin reading the photo outside its eyes and the balls themselves keep it."""
+    import cv2
+    from avatartex.face import default_landmarker
+    from avatartex.mesh import Mesh
+    from avatartex.pipeline.cache import HeadCache
+
+    head = gt.demo_head("", 48)
+    mesh = gt.with_eyeballs(head)
+    model = HeadCache().head(
+        Mesh(mesh.positions.astype(np.float32), mesh.triangles, mesh.uvs, mesh.normals.astype(np.float32)),
+        default_landmarker(),
+    )
+    found = model.eyeballs()
+    geometry = model.atlas(512)
+    s = geometry.size
+    inside = geometry.tri_id >= 0
+    ball = np.zeros((s, s), bool)
+    ball[inside] = found.on_ball[geometry.tri_id[inside]]
+    # A photo with one eye, a circle round (100, 100); the texels on the character's right side (the
+    # first eyeball's) read it, the rest read a pixel far from it.
+    points = np.full((NUM_LANDMARKS, 2), 170.0, np.float32)  # the other eye, all in one far pixel
+    angles = np.linspace(0, 2 * np.pi, len(RIGHT_EYE_CONTOUR), endpoint=False)
+    points[list(RIGHT_EYE_CONTOUR)] = np.stack([100 + 20 * np.cos(angles), 100 + 12 * np.sin(angles)], 1)
+    face = SimpleNamespace(landmarks=points, interocular=60.0)
+    right = np.zeros((s, s), bool)
+    right[inside] = geometry.positions[inside] @ (found.centres[0] - found.centres[1]) > (
+        0.5 * (found.centres[0] + found.centres[1]) @ (found.centres[0] - found.centres[1])
+    )
+    coords = np.repeat(np.where(right, np.float32(100.0), np.float32(20.0))[..., None], 2, axis=2)
+    coords[~inside] = np.nan
+    conf = inside.astype(np.float32)
+    work = regions._Work(np.full((s, s, 3), 0.5, np.float32), conf.copy(), conf.copy())
+    taken = regions._photo_eyes_off_lids(work, geometry, ball, face, coords, (200, 200))
+    away = cv2.distanceTransform((~ball).astype(np.uint8), cv2.DIST_L2, 5)
+    reach = regions.LID_REACH * geometry.layout.face_texels_per_iod
+    lids = inside & ~ball & (away < 0.7 * reach)
+    assert (lids & right).sum() > 50 and taken >= (lids & right).sum()
+    assert work.conf[lids & right].max() < 0.05 and work.photo[lids & right].max() < 0.05
+    assert (work.conf[lids & ~right] == 1.0).all()  # the photo there is not its eye
+    assert (work.conf[ball] == 1.0).all() and (work.conf[inside & (away > reach + 1)] == 1.0).all()

@@ -155,6 +155,14 @@ skin (``Regions.eye_colours``): a sclera's albedo (about 0.7) is half again a li
 than a dark skin's; what the balls show between the lids lies in their shadow (the astronaut's read
 L* 72 against her skin's 75, Grace Hopper's 44 against 62). On bench/sweep.py's made-up faces the
 sclera read stays above it."""
+LID_REACH = 0.15
+"""Eye distances round separate eyeballs (in the atlas) within which the photo's own eyes are taken
+off the skin (``_photo_eyes_off_lids``)."""
+LID_FEATHER = 0.02
+"""Eye distances (Gaussian sigma) over which the photo's eye contours fade for that."""
+LID_SHRINK = 0.2
+"""Share by which the photo's eye contours are pulled in for that: their rims hold the lash line,
+which the lids keep."""
 EYE_SCLERA_SHARE = 0.3
 """The lightest share of those texels taken for sclera: the eye between the lids shows more sclera
 than that, and the lids' skin, lashes and iris a registration lays there are darker."""
@@ -1065,6 +1073,32 @@ def _eyeball_layer(
     return EyeLayer(np.flatnonzero(ball), geometry.positions[ball], seen.astype(np.float32), eyeballs)
 
 
+def _photo_eyes_off_lids(
+    work: _Work,
+    geometry: AtlasGeometry,
+    ball: np.ndarray,
+    face: Face,
+    portrait_coords: np.ndarray,
+    shape: tuple[int, int],
+) -> int:
+    """Around separate eyeballs (``ball``), the photo's own eyes (inside its eye contours pulled in by
+    LID_SHRINK, off the lash line at their rims) taken off the skin within LID_REACH of them, for the
+    inpaint to fill with the skin round them: a registration a little off lays the photo's iris and
+    sclera on the lids, a second iris above the painted one. Returns the texels mostly taken."""
+    reach = LID_REACH * geometry.layout.face_texels_per_iod
+    away = cv2.distanceTransform((~ball).astype(np.uint8), cv2.DIST_L2, 5)
+    near = (away > 0) & (away < reach) & (geometry.tri_id >= 0) & np.isfinite(portrait_coords[..., 0])
+    if not near.any():
+        return 0
+    eyes_in_photo = np.zeros(shape, np.float32)
+    for contour in (RIGHT_EYE_CONTOUR, LEFT_EYE_CONTOUR):
+        eyes_in_photo[polygon_mask(shape, face.landmarks[list(contour)], grow=-LID_SHRINK)] = 1.0
+    soft = cv2.GaussianBlur(eyes_in_photo, (0, 0), max(0.5, LID_FEATHER * face.interocular))
+    where = np.nonzero(near)
+    amount = np.clip(sample_image(soft[..., None], portrait_coords[where])[:, 0] * 2.0, 0.0, 1.0)
+    return work.take_off(where, amount.astype(np.float32))
+
+
 def _eye_and_lids(
     eye: np.ndarray,
     member: np.ndarray,
@@ -1396,6 +1430,9 @@ def complete_regions(
     eye_layer = None
     if photo_on_balls is not None:
         eye_layer = _eyeball_layer(work, geometry, eyeballs, ball, *photo_on_balls)
+        summary["photo_eye_texels_cleared"] = _photo_eyes_off_lids(
+            work, geometry, ball, face, portrait_coords, portrait.shape[:2]
+        )
     if ball is not None:
         summary["eyeball_texels_filled"] = 0 if eye_layer is None else len(eye_layer.index)
     mouth_in_photo = photo_mouth_opening(portrait, face)
