@@ -217,19 +217,15 @@ def test_separate_eyeballs_are_textured_as_eyes_at_rest_not_skin(tmp_path, astro
     assert np.median(lab[pupil, 0]) < 15.0
 
 
-def test_eyeballs_are_painted_at_rest_over_the_stages_whatever_the_photo_shows() -> None:
-    """In the head atlas: the separate eyeballs' texels keep the photo as it was read for the stages
-    (``regions._eyeball_layer``: it is what their sclera is read from) with no share of the result,
-    and ``Regions.paint_layers`` paints over the stages' output a pupil, an iris and the sclera by the
-    angle from the gaze, at confidence 1, on the photo's seen eyeball as on the unseen one (the atlas
-    holds the balls' fronts, within ~30 degrees of the gaze here)."""
-    from avatartex.engines.base import AtlasTexture
+@pytest.fixture(scope="module")
+def eyeball_atlas() -> SimpleNamespace:
+    """The demo head with separate eyeballs read as a head (``HeadCache``): its eyeballs found, its
+    512² atlas, the atlas texels on the mesh (``inside``) and on the eyeballs (``ball``)."""
     from avatartex.face import default_landmarker
     from avatartex.mesh import Mesh
     from avatartex.pipeline.cache import HeadCache
 
-    head = gt.demo_head("", 48)
-    mesh = gt.with_eyeballs(head)
+    mesh = gt.with_eyeballs(gt.demo_head("", 48))
     model = HeadCache().head(
         Mesh(mesh.positions.astype(np.float32), mesh.triangles, mesh.uvs, mesh.normals.astype(np.float32)),
         default_landmarker(),
@@ -237,10 +233,22 @@ def test_eyeballs_are_painted_at_rest_over_the_stages_whatever_the_photo_shows()
     found = model.eyeballs()
     assert found is not None
     geometry = model.atlas(512)
-    s = geometry.size
     inside = geometry.tri_id >= 0
-    ball = np.zeros((s, s), bool)
+    ball = np.zeros(inside.shape, bool)
     ball[inside] = found.on_ball[geometry.tri_id[inside]]
+    return SimpleNamespace(found=found, geometry=geometry, inside=inside, ball=ball)
+
+
+def test_eyeballs_are_painted_at_rest_over_the_stages_whatever_the_photo_shows(eyeball_atlas) -> None:
+    """In the head atlas: the separate eyeballs' texels keep the photo as it was read for the stages
+    (``regions._eyeball_layer``: it is what their sclera is read from) with no share of the result,
+    and ``Regions.paint_layers`` paints over the stages' output a pupil, an iris and the sclera by the
+    angle from the gaze, at confidence 1, on the photo's seen eyeball as on the unseen one (the atlas
+    holds the balls' fronts, within ~30 degrees of the gaze here)."""
+    from avatartex.engines.base import AtlasTexture
+
+    found, geometry, ball = eyeball_atlas.found, eyeball_atlas.geometry, eyeball_atlas.ball
+    s = geometry.size
     points = geometry.positions[ball]
     which = np.argmin(np.linalg.norm(points[:, None] - found.centres[None], axis=2), axis=1)
     away = points - found.centres[which]
@@ -340,29 +348,17 @@ def test_the_eyeballs_sclera_is_read_de_lit_on_them_and_kept_lighter_than_the_sk
     assert lightness(read.sclera) > 90.0  # the photo's sclera (0.9) times 1.25, within L* 94
 
 
-def test_the_photos_eye_is_taken_off_the_lids_round_separate_eyeballs() -> None:
+def test_the_photos_eye_is_taken_off_the_lids_round_separate_eyeballs(eyeball_atlas) -> None:
     """``regions._photo_eyes_off_lids``: a registration a little off lays the photo's iris and sclera
     on the skin round a separate eyeball (a second iris over the painted one, Grace Hopper on the
     demo head): the skin within LID_REACH of the balls whose photo pixel lies inside the photo's eye
     contour (pulled in off its lash line) loses the photo, for the inpaint's skin; skin farther off,
     skin reading the photo outside its eyes and the balls themselves keep it."""
     import cv2
-    from avatartex.face import default_landmarker
-    from avatartex.mesh import Mesh
-    from avatartex.pipeline.cache import HeadCache
 
-    head = gt.demo_head("", 48)
-    mesh = gt.with_eyeballs(head)
-    model = HeadCache().head(
-        Mesh(mesh.positions.astype(np.float32), mesh.triangles, mesh.uvs, mesh.normals.astype(np.float32)),
-        default_landmarker(),
-    )
-    found = model.eyeballs()
-    geometry = model.atlas(512)
+    found, geometry = eyeball_atlas.found, eyeball_atlas.geometry
+    inside, ball = eyeball_atlas.inside, eyeball_atlas.ball
     s = geometry.size
-    inside = geometry.tri_id >= 0
-    ball = np.zeros((s, s), bool)
-    ball[inside] = found.on_ball[geometry.tri_id[inside]]
     # A photo with one eye, a circle round (100, 100); the texels on the character's right side (the
     # first eyeball's) read it, the rest read a pixel far from it.
     points = np.full((NUM_LANDMARKS, 2), 170.0, np.float32)  # the other eye, all in one far pixel
