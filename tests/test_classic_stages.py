@@ -467,6 +467,35 @@ def test_detail_transfer_in_boxes_equals_the_whole_chart(patch: bool) -> None:
     np.testing.assert_allclose(out, expected, atol=1e-5)
 
 
+def test_detail_goes_back_only_as_far_as_the_texel_is_the_photos() -> None:
+    """Where the regions step put a fill under the photo (a smile's teeth taken off and the lips
+    filled in: confidence 1, the photo's share 0), the photo's detail is not painted back over the
+    fill; elsewhere the transfer is the one without the photo's share."""
+    import dataclasses
+
+    from avatartex.engines.classic.repaint import transfer_detail
+
+    geo = sphere_atlas(256)
+    portrait = astronaut()
+    tex, coords = frontal_texture(geo, portrait)
+    conf = tex.confidence
+    color = filters.gaussian(tex.color, 1.0, geo.band_rows)
+    head = geo.frame.to_head(geo.positions)
+    filled = geo.mask & (np.abs(head[..., 0]) < 0.2) & (np.abs(head[..., 1]) < 0.2) & (conf > 0.99)
+    share = np.where(filled, 0.0, conf).astype(np.float32)
+    ctx = make_ctx(geo, "photoreal", portrait, coords)
+    plain = transfer_detail(color, conf, ctx, 1.0)
+    out = transfer_detail(color, conf, dataclasses.replace(ctx, photo_share=share), 1.0)
+    assert filled.sum() > 500
+    assert np.abs(plain - color)[filled].max() > 0.02  # without the share the fill got the photo's detail
+    np.testing.assert_array_equal(out[filled], color[filled])
+    # Away from the fill (beyond the detail's reach) nothing changes.
+    from scipy.ndimage import binary_dilation
+
+    away = geo.mask & ~binary_dilation(filled, iterations=24)
+    np.testing.assert_allclose(out[away], plain[away], atol=1e-6)
+
+
 @lru_cache(maxsize=8)
 def _chain(style: str, strength: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     geo = head_atlas(256)

@@ -57,6 +57,12 @@ class StageContext:
     """The registration's own estimate of how far the photo lands from where it belongs on the mesh,
     in eye distances (``quality.Quality.estimated_error_iod``); NaN when unknown. Steps that need the
     photo's creases on the mesh's creases read it."""
+    photo_share: np.ndarray | None = None
+    """(S, S) float32 how much of each texel's colour is still the photo's where the regions step put
+    fills under it (``regions.Regions.photo_confidence``: a smile's teeth taken off and the lips
+    filled in, the photo's eyes off the lids, glasses frames): the photo's detail goes back only as
+    far as this, not as far as the texel's confidence, which counts the fill too. None: the
+    confidence is all the photo's."""
     delight: np.ndarray | None = None
     """(S, S, 3) float32 factor (per channel) the latent stage multiplied the colour by to take the
     photo's light out (None where it did not): the repaint takes the photo's own detail through the

@@ -267,6 +267,7 @@ class Generator:
             atlas=geometry,
             portrait=analysis.portrait,
             portrait_coords=regions.portrait_coords,
+            photo_share=regions.photo_confidence,
             style=style,
             seed=params.seed,
             strength=params.strength,
