@@ -200,7 +200,7 @@ from them alone."""
 LIP_DETAIL_IOD = 0.08
 """Eye distances (Gaussian sigma) of the local mean the photo's lip detail is taken against."""
 LIP_DETAIL = 0.25
-"""Bound of that detail, the log of the photo's lip pixel over its local mean, per channel."""
+"""Bound of that detail, the log of the photo's lip pixel under its local mean, per channel."""
 
 
 @dataclass
@@ -1209,18 +1209,18 @@ def _fill_mouth(
             sampled = sample_image(portrait, where[read])[:, :3]
             distance = np.linalg.norm(to_lab(sampled) - to_lab(colours.lips[None])[0], axis=-1)
             keep = 1.0 - smoothstep((distance - LIP_COLOUR_DE[0]) / (LIP_COLOUR_DE[1] - LIP_COLOUR_DE[0]))
-            # The photo's lips' own variation (lines, the lower lip's sheen, darker edges) over their
-            # median colour: a smile's lips are a pixel or two high, and read there as they are they
-            # are half skin.
+            # The photo's lips' own variation (lines, darker edges) over their median colour: a
+            # smile's lips are a pixel or two high, and read there as they are they are half skin.
+            # Only what is darker than the lips round it: what is lighter is their sheen (the
+            # light's, not the albedo's) or a tooth's edge, and was drawn on the mesh's full lips as
+            # the teeth's outlines (the astronaut's smile on the demo head).
             grid = np.zeros(lips.shape + (4,), np.float32)
             grid[read, :3] = sampled * keep[:, None]
             grid[read, 3] = keep
             sigma = LIP_DETAIL_IOD * geometry.layout.face_texels_per_iod
             local = cv2.GaussianBlur(grid, (0, 0), sigma)
             mean = local[read, :3] / np.maximum(local[read, 3:], 1e-6)
-            detail = np.clip(
-                np.log(np.maximum(sampled, 1e-3) / np.maximum(mean, 1e-3)), -LIP_DETAIL, LIP_DETAIL
-            )
+            detail = np.clip(np.log(np.maximum(sampled, 1e-3) / np.maximum(mean, 1e-3)), -LIP_DETAIL, 0.0)
             detail = keep[:, None] * detail
             # The lips as a whole keep the photo's median lip colour.
             detail -= (detail * keep[:, None]).sum(axis=0) / max(float(keep.sum()), 1e-6)
