@@ -78,6 +78,33 @@ def test_portrait_moles_survive_the_repaint(tiny_config):
     assert contrast(with_detail) > 0.15 > 0.05 > abs(contrast(without))
 
 
+def test_portrait_detail_stays_off_what_the_regions_step_filled(tiny_config):
+    # The same moles, where the regions step put a fill under the photo (confidence 1, the photo's
+    # share 0: a smile's teeth taken off and the lips filled in): none come back there.
+    texture = make_texture()
+    texture.color[:] = 0.6
+    texture.confidence[:] = 1.0
+    moles = [(20, 20), (24, 30), (30, 22)]
+
+    def run(share):
+        ctx = make_context(strength=0.5)
+        ctx.portrait[:] = 0.6
+        for y, x in moles:
+            ctx.portrait[y + 8 : y + 10, x + 8 : x + 10] = 0.1  # portrait_coords are texel + 8.5
+        ctx.photo_share = share
+        return NeuralRepaint(tiny_config).run(texture, ctx).color
+
+    full = run(np.ones((48, 48), np.float32))
+    filled = run(np.zeros((48, 48), np.float32))
+
+    def contrast(img):
+        return np.mean(
+            [img[y - 3 : y + 5, x - 3 : x + 5].mean() - img[y : y + 2, x : x + 2].mean() for y, x in moles]
+        )
+
+    assert contrast(full) > 0.15 > 0.05 > abs(contrast(filled))
+
+
 def test_cancel_stops_within_one_step(tiny_config):
     pipe, _ = pipelines.load_repaint(tiny_config.repaint_model, tiny_config.controlnet_model, tiny_config)
     ctx = make_context(strength=2.0, cancel_after=2)  # 4 steps; cancel pressed during step 2
