@@ -175,6 +175,8 @@ class Job:
         )
         self._set_status(task, "running", "Sending to the backend...", 0.0)
         self.pending = client.send("generate", params.to_dict())
+        if self.cancelled:  # pressed while the request was being made (another thread, a sync run):
+            client.cancel(self.pending)  # cancel() found nothing pending to cancel
 
     def _handle(self, task: Task, message: dict) -> None:
         if message.get("event") == "progress":

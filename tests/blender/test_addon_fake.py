@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -325,10 +326,42 @@ def test_sync_generate_cancelled_from_another_thread(addon, fake_backend, portra
     fake_backend("hang")
     add_sphere(portrait=portrait)
     before = scene_fingerprint()
-    timer = threading.Timer(1.0, lambda: addon.state.job.cancel())
-    timer.start()
+
+    def cancel_once_running():
+        # The job exists only once the backend has started (a second or more on a loaded machine): a
+        # plain 1 s timer found none, failed in its thread, and the hanging backend then hung the test.
+        deadline = time.monotonic() + 60.0
+        while addon.state.job is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)
+        job = addon.state.job
+        if job is not None:
+            job.cancel()
+
+    canceller = threading.Thread(target=cancel_once_running, daemon=True)
+    canceller.start()
     assert bpy.ops.avatartex.generate() == {"CANCELLED"}
-    timer.join()
+    canceller.join()
+    assert scene_fingerprint() == before
+
+
+def test_cancel_pressed_while_the_request_is_made_is_not_lost(addon, fake_backend, portrait, monkeypatch):
+    """Cancel pressed (from another thread, a sync run) while the mesh is captured, before the request
+    is pending: the request is cancelled once sent, not left to a backend that never answers. Before,
+    the cancel found nothing pending and the run waited for the hanging backend for ever (this test
+    then hangs: CI's run of test_sync_generate_cancelled_from_another_thread did, 2026-11-26)."""
+    fake_backend("hang")
+    add_sphere(portrait=portrait)
+    before = scene_fingerprint()
+    capture_object = addon.capture.capture_object
+
+    def capture_then_cancel(*args, **kwargs):
+        out = capture_object(*args, **kwargs)
+        addon.state.job.cancel()
+        return out
+
+    monkeypatch.setattr(addon.capture, "capture_object", capture_then_cancel)
+    assert bpy.ops.avatartex.generate() == {"CANCELLED"}
     assert scene_fingerprint() == before
 
 
