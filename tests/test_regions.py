@@ -40,7 +40,24 @@ def head_path():
 @pytest.fixture(scope="module")
 def state(generator, head_path, astronaut_path):
     """The astronaut projected onto the scanned head: what ``complete_regions`` receives."""
-    params = GenerateParams(head_path, str(astronaut_path), "unused", size=SIZE, engine="classic")
+    return projected(generator, head_path, astronaut_path)
+
+
+@pytest.fixture(scope="module")
+def demo_state(generator, astronaut_path, tmp_path_factory):
+    """The astronaut projected onto the demo head (no ``../shared`` needed)."""
+    from avatartex.demo_head import make_demo_head
+    from avatartex.mesh import Mesh, save_capture
+
+    path = tmp_path_factory.mktemp("demo") / "demo_head.npz"
+    positions, triangles, uvs, pins = make_demo_head()
+    save_capture(Mesh(positions, triangles, uvs, None, pins, "DemoHead"), path)
+    return projected(generator, str(path), astronaut_path)
+
+
+def projected(generator, head_path, portrait_path):
+    """The portrait analysed, registered and projected onto the head, and the head's region maps."""
+    params = GenerateParams(head_path, str(portrait_path), "unused", size=SIZE, engine="classic")
     analysis = steps.analyse(params, generator.landmarker, generator.heads, lambda f, m: None)
     registration = generator.register(analysis.head, analysis.face, analysis.portrait)
     geometry = analysis.head.atlas(SIZE)
@@ -476,6 +493,25 @@ def test_an_open_mouth_is_dark_inside_and_the_lips_stay_whole(state):
     assert np.median(delta_e(lab[lips], photo_lips)) < 4  # in the photo's lip colour
     assert np.percentile(delta_e(lab[lips], photo_lips), 95) < 12
     assert lab[interior][:, 0].mean() < lab[lips][:, 0].mean() - 25  # dark inside
+
+
+def test_a_closed_mouths_corners_are_lips_not_interior(demo_state):
+    """The demo head's mouth is closed, and its face curves back towards the mouth's corners (its
+    inner lip contour's corners lie 0.1 head units deeper than its middle): the corners are not an
+    opening. Against the contour's mean they read recessed and were painted as two dark spots."""
+    state = demo_state
+    points_head = state.maps.points_head
+    level = np.linalg.norm(points_head[list(LIPS_INNER)], axis=1)
+    assert level.max() - level.min() > 0.05  # the case this test is about: corners well behind the middle
+    out = run(state)
+    assert out.summary["mouth_texels_filled"] == 0
+    s = state.geometry.size
+    outer = regions.polygon_coverage((s, s), regions.atlas_polygon(state.geometry, points_head, LIPS_OUTER))
+    # What the step leaves on the mouth (the photo's mouth taken off is the later fill's) is not dark.
+    kept = (outer > 0.5) & state.geometry.mask & (out.texture.confidence > 0.5)
+    lightness = regions.to_lab(out.texture.color)[..., 0]
+    assert kept.sum() > 100
+    assert np.percentile(lightness[kept], 0.5) > np.median(lightness[kept]) - 20
 
 
 def test_a_smiles_teeth_are_taken_off_a_closed_mouths_lips(state, grace_hopper_path):
