@@ -63,6 +63,27 @@ def test_a_nearly_saturated_shine_leaves_the_skin_around_not_a_dark_hole() -> No
     assert (clean >= around - 1e-6).all()
 
 
+def test_where_the_photo_clipped_the_skin_around_replaces_the_shine() -> None:
+    """The astronaut's cheek under a bluish-white studio light: red clipped (0.96 linear), so the
+    excess over the skin around is read only up to red's 0.25 of the shine, which left a pale
+    grey-blue spot on the scanned head. A clipped colour gives way to the skin around as far as the
+    lobe says it shines; one short of clipping keeps what the dichromatic reading gives."""
+    light = np.array([0.81, 0.85, 1.0], np.float32)
+    around = np.array([[0.76, 0.51, 0.37]], np.float32)
+    ratio = float(SKIN.min() / SKIN.max())
+    clipped = np.array([[0.963, 0.861, 0.826]], np.float32)
+    clean, _ = shine.without_shine(clipped, np.ones(1), ratio, around, light)
+    assert np.abs(clean - around).max() < 1e-3
+    half, _ = shine.without_shine(clipped, np.full(1, 0.5), ratio, around, light)
+    assert (half > around + 0.02).any()  # half the lobe: half the way
+    kept, _ = shine.without_shine(clipped, np.zeros(1), ratio, around, light)
+    assert np.allclose(kept, clipped)
+    # Not clipped: a pale patch the light did not wash out keeps what the dichromatic reading gives.
+    bright = clipped * 0.8
+    clean, taken = shine.without_shine(bright, np.ones(1), ratio, around * 0.8, light)
+    assert np.allclose(clean, bright - taken[:, None] * light, atol=1e-5) and taken[0] > 0
+
+
 def test_the_lobe_lies_halfway_between_the_light_and_the_camera() -> None:
     rng = np.random.default_rng(0)
     normals = rng.normal(size=(20000, 3))

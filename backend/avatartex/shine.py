@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .imaging import smoothstep
+
 SHINE_EXPONENT = 16.0
 """Blinn exponent of the skin's shine as a photo records it: broad (oily skin's microfacets, the
 light's own size and the photo's blur): at 16 the lobe halves 17 degrees off the mirror direction."""
@@ -29,6 +31,11 @@ SHINE_COLOUR_MIN = 0.8
 """The shine's weakest channel over its strongest at least: a light's colour, not the skin's."""
 UNLIT_LOBE = 0.15
 """Lobe under which texels are read for the skin's own colour."""
+SATURATED = (0.85, 0.95)
+"""Strongest channel (linear) over which a shining texel's colour gives way to the skin around
+(from none to all): the photo clipped there, and what is left of the skin under the shine cannot be
+read (the astronaut's cheek, 0.96/0.86/0.83 under a bluish-white light, kept a pale grey-blue spot
+0.25 of the shine deep on the scanned head)."""
 
 
 def lobe(normals: np.ndarray, positions: np.ndarray, view_from: np.ndarray, lights: np.ndarray) -> np.ndarray:
@@ -99,16 +106,21 @@ def without_shine(
     min - s c_min = r (max - s c_max). Where the shine nearly saturates the photo that reading loses
     the skin under it (a white 0.96/0.88/0.84 read as 0.70 of white over a dark brown): the amount
     is at most what the colour holds over ``expected`` (N, 3), the skin around under the texel's own
-    shading, in every channel."""
+    shading, in every channel. Where the photo nearly saturates (SATURATED) the colour gives way to
+    that skin around altogether, as far as ``gate`` says it can shine."""
     rgb = np.asarray(linear, np.float32).reshape(-1, 3)
     if not np.isfinite(ratio):
         return rgb.copy(), np.zeros(len(rgb), np.float32)
+    expected = np.asarray(expected, np.float32).reshape(-1, 3)
     c = np.asarray(colour, np.float32).reshape(3)
     r = np.float32(min(ratio + CHROMA_TOLERANCE, 0.95))
     rows = np.arange(len(rgb))
     low, high = rgb.argmin(axis=1), rgb.argmax(axis=1)
     below = np.maximum(c[low] - r * c[high], np.float32(0.05))
     excess = np.clip((rgb[rows, low] - r * rgb[rows, high]) / below, 0.0, None)
-    over = np.clip(((rgb - np.asarray(expected, np.float32).reshape(-1, 3)) / c).min(axis=1), 0.0, None)
-    taken = np.minimum(excess, over) * np.clip(np.asarray(gate, np.float32).reshape(-1), 0.0, 1.0)
-    return np.clip(rgb - taken[:, None] * c, 0.0, None), taken
+    over = np.clip(((rgb - expected) / c).min(axis=1), 0.0, None)
+    gate = np.clip(np.asarray(gate, np.float32).reshape(-1), 0.0, 1.0)
+    taken = np.minimum(excess, over) * gate
+    clean = np.clip(rgb - taken[:, None] * c, 0.0, None)
+    clipped = gate * smoothstep((rgb[rows, high] - SATURATED[0]) / (SATURATED[1] - SATURATED[0]))
+    return clean + clipped[:, None] * (np.minimum(expected, clean) - clean), taken
