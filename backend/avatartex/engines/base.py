@@ -88,6 +88,13 @@ class StageContext:
     feature_source: Callable[[], dict[str, np.ndarray]] | None = None
     """Finds ``feature_lines`` on first use: only the styles that draw them pay for it."""
 
+    def photo_part(self, confidence: np.ndarray) -> np.ndarray:
+        """How far each texel of a texture with this ``confidence`` is the photo's, for the photo's
+        detail to go back there: the confidence, at most ``photo_share`` (where the regions step put
+        a fill under the photo, a smile's teeth taken off and the lips filled in, the photo's edges
+        must not come back as detail)."""
+        return confidence if self.photo_share is None else np.minimum(confidence, self.photo_share)
+
     def features(self) -> dict[str, np.ndarray]:
         """The feature lines, found now if they were not yet (``feature_source``)."""
         if not self.feature_lines and self.feature_source is not None:

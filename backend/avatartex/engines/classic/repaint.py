@@ -46,10 +46,7 @@ def transfer_detail(color: np.ndarray, conf: np.ndarray, ctx: StageContext, amou
     valid = np.isfinite(coords).all(axis=-1) & atlas.mask
     if not valid.any():
         return color
-    # As far as the texel's colour is the photo's: where a fill went under it (a smile's teeth
-    # taken off and the lips filled in), the photo's edges there must not come back as detail.
-    share = conf if ctx.photo_share is None else np.minimum(conf, ctx.photo_share)
-    weight = (valid * share).astype(np.float32)
+    weight = (valid * ctx.photo_part(conf)).astype(np.float32)
     sigma = max(2.0 * atlas.size / 1024, 1.0)
     # Pores and freckles live in the finest two bands, brows and lip edges one or two further.
     levels = int(np.clip(round(np.log2(atlas.size / 128)), 2, 4))

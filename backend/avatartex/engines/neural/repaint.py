@@ -117,14 +117,9 @@ class NeuralRepaint(Stage):
         style = ctx.style
         strength = float(getattr(style, "repaint_strength", 0.3)) * float(ctx.strength)
         ctx.progress(0.0, "repaint: loading model")
-        # The photo's detail goes back as far as the texel is the photo's (a fill put under it by
-        # the regions step, a smile's teeth taken off and the lips filled in, gets none).
-        confidence = texture.confidence
-        if ctx.photo_share is not None:
-            confidence = np.minimum(confidence, ctx.photo_share)
         color = repaint_atlas(
             texture.color,
-            confidence,
+            ctx.photo_part(texture.confidence),
             int(getattr(ctx.atlas, "band_rows", 0)),
             self.config,
             portrait=ctx.portrait,
