@@ -183,3 +183,24 @@ def test_saved_png_has_ordinary_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert os.stat(path).st_mode & 0o777 == 0o644
+
+
+def test_a_black_and_white_photo_gets_a_skin_tone_over_its_own_light_and_shade(astronaut) -> None:
+    """Greyscale (and its JPEG's chroma noise) is told from colour, tinted in the mid tones only, its
+    lightness kept; a colour photo (the astronaut, even a dull one) is left as it is."""
+    from avatartex.imaging import to_lab
+
+    grey = np.repeat(astronaut.mean(axis=2, keepdims=True), 3, axis=2).astype(np.float32)
+    noisy = np.clip(grey + np.random.default_rng(0).normal(0, 0.004, grey.shape), 0, 1).astype(np.float32)
+    for photo in (grey, noisy):
+        tinted, monochrome = image_io.tinted_if_monochrome(photo)
+        assert monochrome
+        before, after = to_lab(photo), to_lab(tinted)
+        assert np.abs(after[..., 0] - before[..., 0]).max() < 3.0  # the photo's light and shade
+        mid = (before[..., 0] > 45) & (before[..., 0] < 80)
+        assert np.allclose(np.median(after[mid][:, 1:], axis=0), image_io.NEUTRAL_SKIN_AB, atol=1.5)
+        assert np.hypot(after[..., 1], after[..., 2])[before[..., 0] < 4].max() < 2.5  # blacks stay black
+    dull = (0.3 * astronaut + 0.7 * astronaut.mean(axis=2, keepdims=True)).astype(np.float32)
+    for photo in (astronaut.astype(np.float32), dull):
+        same, monochrome = image_io.tinted_if_monochrome(photo)
+        assert not monochrome and same is photo

@@ -181,7 +181,16 @@ def test_portrait_variants_work(generator, head, astronaut, tmp_path):
     deep = tmp_path / "deep.png"
     cv2.imwrite(str(deep), (astronaut[..., ::-1] * 65535).astype(np.uint16))
     for path in (grey, rgba, deep):
-        assert generator.generate(params(head, path, tmp_path / path.stem))["report"]["coverage"] > 0.5
+        report = generator.generate(params(head, path, tmp_path / path.stem, debug=True))["report"]
+        assert report["coverage"] > 0.5
+        assert report["portrait"]["monochrome"] == (path is grey)
+        assert any("black and white" in w for w in report["warnings"]) == (path is grey)
+    # A black-and-white photo textures a skin-toned head, not a grey one.
+    from avatartex.imaging import to_lab
+
+    atlas = to_lab(load_texture(tmp_path / "grey" / "debug_atlas.png"))
+    chroma = np.hypot(atlas[..., 1], atlas[..., 2])
+    assert np.median(chroma) > 10, np.median(chroma)
     small = cv2.resize((astronaut * 255).astype(np.uint8), (400, 400), interpolation=cv2.INTER_AREA)
     pair = np.full((512, 1024, 3), 128, np.uint8)
     pair[:, :512] = (astronaut * 255).astype(np.uint8)

@@ -930,3 +930,19 @@ def test_the_iris_colour_is_read_between_the_pupil_and_the_sclera(astronaut, ast
         portrait[opening & top] = (0.06, 0.05, 0.05)
     read = regions.feature_colours(portrait, astronaut_face)
     assert np.linalg.norm(to_lab(read.iris) - to_lab(blue)) < 8.0  # the darker half: 52 (the pupil's)
+
+
+def test_a_black_and_white_photos_lips_and_iris_are_the_defaults(astronaut, astronaut_face):
+    """A black-and-white photo, tinted (``image_io.tinted_if_monochrome``), holds no lip or iris
+    colour: its lips read as the tint's skin and would vanish into it; the defaults go there."""
+    from avatartex.image_io import tinted_if_monochrome
+
+    grey = np.repeat(astronaut.mean(axis=2, keepdims=True), 3, axis=2).astype(np.float32)
+    tinted, monochrome = tinted_if_monochrome(grey)
+    assert monochrome
+    face = dataclasses.replace(astronaut_face, extras={**astronaut_face.extras, "monochrome": True})
+    read = regions.feature_colours(tinted, dataclasses.replace(astronaut_face))
+    colours = regions.feature_colours(tinted, face)
+    assert delta_e(regions.to_lab(read.lips), regions.to_lab(colours.lips)) > 10  # read, they are skin
+    assert np.allclose(colours.lips, regions.DEFAULT_LIPS) and np.allclose(colours.iris, regions.DEFAULT_IRIS)
+    assert regions.to_lab(colours.sclera)[0] > 77.5  # the sclera is still the photo's, kept light

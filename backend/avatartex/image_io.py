@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFile
 
+from .imaging import from_lab, to_lab
 from .protocol import AvatarTexError, ErrorCode
 
 MAX_PORTRAIT_PIXELS = 200_000_000
@@ -270,6 +271,33 @@ def load_portrait(path: str | os.PathLike, max_side: int | None = 2048) -> tuple
     if array.shape[2] == 1:
         array = np.repeat(array, 3, axis=2)
     return np.ascontiguousarray(array, dtype=np.float32), info
+
+
+MONOCHROME_CHROMA = 4.0
+"""CIELAB chroma under which 99 % of a photo's pixels lie when it is black and white: a greyscale
+photo saved as RGB, or its JPEG, holds 0-2 of it; a colour portrait's skin alone 15-35, more than 1 %
+of any portrait's pixels."""
+NEUTRAL_SKIN_AB = np.array([12.0, 16.0], np.float32)
+"""CIELAB a*, b* a black-and-white photo's mid tones are given (``tinted_if_monochrome``): a light to
+medium skin's; its lightness stays the photo's own."""
+
+
+def tinted_if_monochrome(portrait: np.ndarray) -> tuple[np.ndarray, bool]:
+    """A black-and-white ``portrait`` (H, W, 3) sRGB 0..1 with a neutral skin tone over its own light
+    and shade, and True; any other photo as it is, and False.
+
+    A grey photo textures a grey head: the skin model, the lips (redder than the skin round them) and
+    the hair (colours that are not the skin's) have nothing to read. The tint is NEUTRAL_SKIN_AB,
+    fading out towards black (hair, shadows: from L* 40) and white (the eyes' whites, highlights: from
+    L* 85), so that lightness alone still parts them from the skin."""
+    lab = to_lab(portrait)
+    chroma = np.hypot(lab[..., 1], lab[..., 2])
+    if float(np.percentile(chroma, 99)) >= MONOCHROME_CHROMA:
+        return portrait, False
+    lightness = lab[..., 0]
+    amount = np.clip(lightness / 40.0, 0.0, 1.0) * np.clip((100.0 - lightness) / 15.0, 0.0, 1.0)
+    lab[..., 1:] = amount[..., None] * NEUTRAL_SKIN_AB
+    return from_lab(lab).astype(np.float32), True
 
 
 def load_texture(path: str | os.PathLike) -> np.ndarray:

@@ -774,6 +774,8 @@ def feature_colours(portrait: np.ndarray, face: Face) -> FeatureColours:
     # A sclera in shadow or tinted by the lids reads as skin: keep it light and nearly neutral.
     iris_lab = to_lab(np.asarray(iris, np.float32))
     iris_lab[0] = min(iris_lab[0], 55.0)
+    if face.extras.get("monochrome"):  # a black-and-white photo's (tinted): no colour to read
+        return FeatureColours(_neutral_sclera(sclera, 78.0), DEFAULT_IRIS.copy(), DEFAULT_LIPS.copy())
     read = face.extras.get("pass") != "outline"
     return FeatureColours(_neutral_sclera(sclera, 78.0), from_lab(iris_lab), _lip_colour(portrait, lm, read))
 

@@ -98,6 +98,8 @@ def build_report(
             "interocular_px": round(float(analysis.face.interocular), 2),
             # turned counter-clockwise by 90° this many times before reading (steps.turned_upright)
             "quarter_turns": int(analysis.face.extras.get("quarter_turns", 0)),
+            # black and white: given a neutral skin tone (image_io.tinted_if_monochrome)
+            "monochrome": analysis.monochrome,
         },
         "warnings": warnings,
     }

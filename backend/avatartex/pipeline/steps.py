@@ -49,7 +49,7 @@ from ..face import (
     turn_matrix,
 )
 from ..glasses import LensTint, PortraitGlasses, find_glasses, lens_tint
-from ..image_io import load_portrait
+from ..image_io import load_portrait, tinted_if_monochrome
 from ..imaging import put_rows, sample_image, smoothstep
 from ..landmarks import MeshLandmarks, detect_from_camera
 from ..mesh import Mesh, load_mesh
@@ -94,6 +94,9 @@ class Analysis:
     """The portrait's vertical field of view from its EXIF lens data, when it has any."""
     person: np.ndarray | None = None
     """The portrait's person mask where analysing it already needed one (the outline fallback)."""
+    monochrome: bool = False
+    """The photo is black and white: ``portrait`` holds it with a neutral skin tone
+    (``image_io.tinted_if_monochrome``)."""
 
 
 def analyse(
@@ -109,6 +112,13 @@ def analyse(
     progress(0.0, "reading the portrait")
     portrait, info = load_portrait(params.portrait)
     warnings = list(info.get("warnings", []))
+    portrait, monochrome = tinted_if_monochrome(portrait)
+    if monochrome:
+        warnings.append(
+            f"{params.portrait!r} is black and white: the skin was given a neutral skin tone over the "
+            "photo's own light and shade, and the lips and eyes the default colours; a colour photo "
+            "gives the person's own, or recolour the texture in an image editor"
+        )
     try:
         face, face_warnings = analyse_portrait(portrait, params.portrait, landmarker)
     except AvatarTexError as error:
@@ -141,7 +151,9 @@ def analyse(
             portrait, head, info.get("fov_y_deg_exif"), params.portrait, face, person, unreadable
         )
         warnings += outline_warnings
-    return Analysis(portrait, face, mesh, head, warnings, info.get("fov_y_deg_exif"), person)
+    if monochrome:
+        face.extras["monochrome"] = True  # regions.feature_colours: no iris or lip colour to read
+    return Analysis(portrait, face, mesh, head, warnings, info.get("fov_y_deg_exif"), person, monochrome)
 
 
 def turned_upright(
