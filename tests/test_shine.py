@@ -63,19 +63,30 @@ def test_a_nearly_saturated_shine_leaves_the_skin_around_not_a_dark_hole() -> No
     assert (clean >= around - 1e-6).all()
 
 
-def test_where_the_photo_clipped_the_skin_around_replaces_the_shine() -> None:
+def test_where_the_photo_clipped_the_skin_arounds_colour_replaces_the_shines() -> None:
     """The astronaut's cheek under a bluish-white studio light: red clipped (0.96 linear), so the
     excess over the skin around is read only up to red's 0.25 of the shine, which left a pale
-    grey-blue spot on the scanned head. A clipped colour gives way to the skin around as far as the
-    lobe says it shines; one short of clipping keeps what the dichromatic reading gives."""
+    grey-blue spot on the scanned head. A clipped colour takes the hue of the skin around at the
+    lightness that reading leaves, as far as the lobe says it shines: never the skin around's own
+    lightness, which digs a dark hole where the fitted light misjudges the texel (a light from below
+    on bench/sweep.py's h020). One short of clipping keeps what the dichromatic reading gives."""
+    luma = np.array([0.2126, 0.7152, 0.0722], np.float32)
     light = np.array([0.81, 0.85, 1.0], np.float32)
     around = np.array([[0.76, 0.51, 0.37]], np.float32)
     ratio = float(SKIN.min() / SKIN.max())
     clipped = np.array([[0.963, 0.861, 0.826]], np.float32)
-    clean, _ = shine.without_shine(clipped, np.ones(1), ratio, around, light)
-    assert np.abs(clean - around).max() < 1e-3
+    clean, taken = shine.without_shine(clipped, np.ones(1), ratio, around, light)
+    left = clipped - taken[:, None] * light
+    assert np.isclose(clean @ luma, left @ luma, rtol=1e-3)  # its lightness: what is left
+    assert np.abs(clean / clean.sum() - around / around.sum()).max() < 1e-3  # the skin's hue
+    assert np.abs(left / left.sum() - around / around.sum()).max() > 0.03  # not what was left's
+    # Skin around far darker than what is left (nothing around to read, a light that misjudges the
+    # texel): neither its lightness (a dark hole) nor its colour.
+    for dark in (0.05 * around, np.zeros_like(around)):
+        clean, taken = shine.without_shine(clipped, np.ones(1), ratio, dark, light)
+        assert np.allclose(clean, clipped - taken[:, None] * light, atol=2e-3)
     half, _ = shine.without_shine(clipped, np.full(1, 0.5), ratio, around, light)
-    assert (half > around + 0.02).any()  # half the lobe: half the way
+    assert 0.01 < np.abs(half / half.sum() - around / around.sum()).max()  # half the lobe: half the way
     kept, _ = shine.without_shine(clipped, np.zeros(1), ratio, around, light)
     assert np.allclose(kept, clipped)
     # Not clipped: a pale patch the light did not wash out keeps what the dichromatic reading gives.

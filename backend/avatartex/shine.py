@@ -35,7 +35,7 @@ SATURATED = (0.85, 0.95)
 """Strongest channel (linear) over which a shining texel's colour gives way to the skin around
 (from none to all): the photo clipped there, and what is left of the skin under the shine cannot be
 read (the astronaut's cheek, 0.96/0.86/0.83 under a bluish-white light, kept a pale grey-blue spot
-0.25 of the shine deep on the scanned head)."""
+0.25 of the shine deep on the scanned head). Its colour only: its lightness stays what is left."""
 
 
 def lobe(normals: np.ndarray, positions: np.ndarray, view_from: np.ndarray, lights: np.ndarray) -> np.ndarray:
@@ -106,8 +106,8 @@ def without_shine(
     min - s c_min = r (max - s c_max). Where the shine nearly saturates the photo that reading loses
     the skin under it (a white 0.96/0.88/0.84 read as 0.70 of white over a dark brown): the amount
     is at most what the colour holds over ``expected`` (N, 3), the skin around under the texel's own
-    shading, in every channel. Where the photo nearly saturates (SATURATED) the colour gives way to
-    that skin around altogether, as far as ``gate`` says it can shine."""
+    shading, in every channel. Where the photo nearly saturates (SATURATED) the colour left takes the
+    hue of that skin around at its own lightness, as far as ``gate`` says it can shine."""
     rgb = np.asarray(linear, np.float32).reshape(-1, 3)
     if not np.isfinite(ratio):
         return rgb.copy(), np.zeros(len(rgb), np.float32)
@@ -122,5 +122,14 @@ def without_shine(
     gate = np.clip(np.asarray(gate, np.float32).reshape(-1), 0.0, 1.0)
     taken = np.minimum(excess, over) * gate
     clean = np.clip(rgb - taken[:, None] * c, 0.0, None)
-    clipped = gate * smoothstep((rgb[rows, high] - SATURATED[0]) / (SATURATED[1] - SATURATED[0]))
-    return clean + clipped[:, None] * (np.minimum(expected, clean) - clean), taken
+    # Where the photo clipped, the skin around's colour at what is left's lightness: its own
+    # lightness (expected) would dig a dark hole wherever the fitted light misjudges the texel, and
+    # where it is under half what is left (nothing around to read, or a light that misjudges) its
+    # colour is trusted less, under a quarter not at all.
+    luma = np.array([0.2126, 0.7152, 0.0722], np.float32)  # linear Rec. 709
+    left, around = clean @ luma, expected @ luma
+    trust = smoothstep((around / np.maximum(left, 1e-4) - 0.25) / 0.25)
+    clipped = gate * trust * smoothstep((rgb[rows, high] - SATURATED[0]) / (SATURATED[1] - SATURATED[0]))
+    hue = expected / np.maximum(around, 1e-4)[:, None]
+    skin = np.clip(hue * left[:, None], 0.0, 1.0)
+    return clean + clipped[:, None] * (skin - clean), taken
