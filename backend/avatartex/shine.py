@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .imaging import smoothstep
+from .imaging import luminance, smoothstep
 
 SHINE_EXPONENT = 16.0
 """Blinn exponent of the skin's shine as a photo records it: broad (oily skin's microfacets, the
@@ -126,8 +126,7 @@ def without_shine(
     # lightness (expected) would dig a dark hole wherever the fitted light misjudges the texel, and
     # where it is under half what is left (nothing around to read, or a light that misjudges) its
     # colour is trusted less, under a quarter not at all.
-    luma = np.array([0.2126, 0.7152, 0.0722], np.float32)  # linear Rec. 709
-    left, around = clean @ luma, expected @ luma
+    left, around = luminance(clean), luminance(expected)
     trust = smoothstep((around / np.maximum(left, 1e-4) - 0.25) / 0.25)
     clipped = gate * trust * smoothstep((rgb[rows, high] - SATURATED[0]) / (SATURATED[1] - SATURATED[0]))
     hue = expected / np.maximum(around, 1e-4)[:, None]

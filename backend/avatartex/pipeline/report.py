@@ -99,7 +99,7 @@ def build_report(
             # turned counter-clockwise by 90° this many times before reading (steps.turned_upright)
             "quarter_turns": int(analysis.face.extras.get("quarter_turns", 0)),
             # black and white: given a neutral skin tone (image_io.tinted_if_monochrome)
-            "monochrome": analysis.monochrome,
+            "monochrome": bool(analysis.face.extras.get("monochrome", False)),
         },
         "warnings": warnings,
     }

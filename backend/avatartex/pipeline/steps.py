@@ -94,9 +94,6 @@ class Analysis:
     """The portrait's vertical field of view from its EXIF lens data, when it has any."""
     person: np.ndarray | None = None
     """The portrait's person mask where analysing it already needed one (the outline fallback)."""
-    monochrome: bool = False
-    """The photo is black and white: ``portrait`` holds it with a neutral skin tone
-    (``image_io.tinted_if_monochrome``)."""
 
 
 def analyse(
@@ -151,9 +148,9 @@ def analyse(
             portrait, head, info.get("fov_y_deg_exif"), params.portrait, face, person, unreadable
         )
         warnings += outline_warnings
-    if monochrome:
-        face.extras["monochrome"] = True  # regions.feature_colours: no iris or lip colour to read
-    return Analysis(portrait, face, mesh, head, warnings, info.get("fov_y_deg_exif"), person, monochrome)
+    if monochrome:  # the portrait holds it tinted: regions.feature_colours has no iris or lip colour to read
+        face.extras["monochrome"] = True
+    return Analysis(portrait, face, mesh, head, warnings, info.get("fov_y_deg_exif"), person)
 
 
 def turned_upright(
