@@ -44,15 +44,21 @@ def state(generator, head_path, astronaut_path):
 
 
 @pytest.fixture(scope="module")
-def demo_state(generator, astronaut_path, tmp_path_factory):
-    """The astronaut projected onto the demo head (no ``../shared`` needed)."""
+def demo_head_path(tmp_path_factory) -> str:
+    """The demo head saved as a capture (no ``../shared`` needed)."""
     from avatartex.demo_head import make_demo_head
     from avatartex.mesh import Mesh, save_capture
 
     path = tmp_path_factory.mktemp("demo") / "demo_head.npz"
     positions, triangles, uvs, pins = make_demo_head()
     save_capture(Mesh(positions, triangles, uvs, None, pins, "DemoHead"), path)
-    return projected(generator, str(path), astronaut_path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def demo_state(generator, astronaut_path, demo_head_path):
+    """The astronaut projected onto the demo head."""
+    return projected(generator, demo_head_path, astronaut_path)
 
 
 def projected(generator, head_path, portrait_path):
@@ -493,6 +499,38 @@ def test_an_open_mouth_is_dark_inside_and_the_lips_stay_whole(state):
     assert np.median(delta_e(lab[lips], photo_lips)) < 4  # in the photo's lip colour
     assert np.percentile(delta_e(lab[lips], photo_lips), 95) < 12
     assert lab[interior][:, 0].mean() < lab[lips][:, 0].mean() - 25  # dark inside
+
+
+def test_a_photo_finer_than_the_atlas_is_read_through_its_blur_not_aliased(
+    generator, astronaut_path, demo_head_path, tmp_path_factory
+) -> None:
+    """A large photo (about 1.5 of its pixels per atlas texel on the face) with a checker two
+    pixels wide over it: the atlas holds the photo at its own resolution, so the checker's mean, and
+    the bake adds what is finer from the photo itself (``steps.portrait_detail``). Point-sampled raw,
+    the checker came into the atlas as texel noise (its fine band 3.4 times the plain photo's) and
+    the bake then added it a second time."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("fine")
+    large = np.asarray(
+        Image.open(astronaut_path).convert("RGB").resize((1536, 1536), Image.LANCZOS), np.float32
+    )
+    checker = (np.indices((1536, 1536)).sum(axis=0) % 2 * 2 - 1)[..., None] * 20.0
+    photos = {}
+    for name, image in (("plain", large), ("checker", large + checker)):
+        photos[name] = folder / f"{name}.png"
+        Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(photos[name])
+    fine = {}
+    for name, path in photos.items():
+        state = projected(generator, demo_head_path, path)
+        footprint = state.face.interocular / state.geometry.layout.face_texels_per_iod
+        assert footprint > 1.3  # the case under test: more photo pixels than atlas texels
+        partial = state.projection.partial
+        lum = np.nan_to_num(partial.color) @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+        seen = (partial.confidence > 0.9) & state.geometry.face
+        band = lum - cv2.blur(lum, (3, 3))
+        fine[name] = float(band[cv2.erode(seen.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0].std())
+    assert fine["checker"] < 1.2 * fine["plain"], fine
 
 
 def test_a_closed_mouths_corners_are_lips_not_interior(demo_state):

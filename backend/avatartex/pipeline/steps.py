@@ -508,7 +508,12 @@ def project(
     usable = np.zeros((s, s), np.float32)
     stretched = np.zeros((s, s), np.float32)
     portrait_coords = np.full((s, s, 2), np.nan, np.float32)
-    sharp = sample_image(portrait, projected.coords)
+    # A photo finer than the atlas is read through its blur at one atlas texel: what is finer the
+    # bake adds from the photo itself (``portrait_detail``); read raw, it was aliased into the atlas
+    # (a checker two pixels wide: texel noise 3.4 times the photo's own) and then added again.
+    sharp = read_atlas_band(
+        portrait, projected.coords, face.interocular / geometry.layout.face_texels_per_iod
+    )
     put_rows(
         color,
         hit,
@@ -838,6 +843,39 @@ def detail_weight(style: Any, engine: str, strength: float) -> float:
     return weight * (1.0 if photoreal else 1.0 - strength)
 
 
+DETAIL_FOOTPRINT = 0.75
+"""Portrait pixels per atlas texel (on the face) from which the atlas holds the photo blurred at its
+own texel and the bake adds what is finer (``portrait_detail``): below it the atlas holds all the
+photo has."""
+
+
+def detail_sigma(footprint: float) -> float:
+    """Gaussian sigma (portrait pixels) splitting the photo into what an atlas texel of ``footprint``
+    portrait pixels holds and what is finer."""
+    return 0.5 * footprint
+
+
+def atlas_band(portrait: np.ndarray, footprint: float) -> np.ndarray:
+    """The portrait as the atlas holds it: blurred at one atlas texel (``detail_sigma``) where a texel
+    spans DETAIL_FOOTPRINT portrait pixels or more, the portrait itself where it spans fewer."""
+    if footprint < DETAIL_FOOTPRINT:
+        return portrait
+    return cv2.GaussianBlur(portrait, (0, 0), detail_sigma(footprint))
+
+
+def read_atlas_band(portrait: np.ndarray, coords: np.ndarray, footprint: float) -> np.ndarray:
+    """(N, C) ``atlas_band`` of the portrait read (bilinear) at ``coords`` (N, 2; NaN reads the
+    border), blurred over the box the points span only: the face is a part of a large photo."""
+    if footprint < DETAIL_FOOTPRINT or not np.isfinite(coords[:, 0]).any():
+        return sample_image(portrait, coords)
+    h, w = portrait.shape[:2]
+    reach = int(np.ceil(4 * detail_sigma(footprint))) + 2
+    x0, y0 = (max(int(np.floor(v)) - reach, 0) for v in np.nanmin(coords, axis=0))
+    x1, y1 = (int(np.ceil(v)) + reach for v in np.nanmax(coords, axis=0))
+    box = portrait[y0 : min(y1, h), x0 : min(x1, w)]
+    return sample_image(atlas_band(box, footprint), coords - np.array([x0, y0], np.float32))
+
+
 def portrait_detail(
     surface: UVSurface,
     portrait: np.ndarray,
@@ -857,7 +895,7 @@ def portrait_detail(
     atlas_px_per_iod = geometry.layout.face_texels_per_iod
     footprint = face.interocular / atlas_px_per_iod
     count = int(surface.mask.sum())
-    if footprint < 0.75:
+    if footprint < DETAIL_FOOTPRINT:
         return np.zeros((count, 3), np.float32)
     xy, hidden = surface_in_atlas(geometry, surface)
     seen = np.isfinite(portrait_coords[..., 0])
@@ -870,7 +908,7 @@ def portrait_detail(
     # Only texels with weight read the photo (the back of the head has none): the photo and its blur
     # sampled together, one bilinear weight per texel for both.
     use = np.flatnonzero(weight > 0)
-    blurred = cv2.GaussianBlur(portrait, (0, 0), 0.5 * footprint)
+    blurred = atlas_band(portrait, footprint)
     both = sample_image(np.concatenate([portrait, blurred], axis=2), sampled[use, :2])
     out = np.zeros((count, 3), np.float32)
     out[use] = (both[:, :3] - both[:, 3:]) * weight[use, None]
