@@ -55,6 +55,11 @@ and 6 (the scan as captured: 1.13 -> 0.43 CPU seconds)."""
 _FOV_DEG = 30.0
 TRUSTED_SCORE = 0.3
 """Face-detector score from which a face found in a render of the mesh is believed."""
+UNCONFIRMED_SCORE = 0.0
+"""The score of a face mediapipe's face mesh reads where no face-detector box holds it
+(``face.Face.score``): never taken for the mesh's face. Every head of bench/sweep.py (the scan, the
+demo head, its stylised and eyeball variants, their moved copies) is found with a trusted score of
+0.6-0.9."""
 STRAIGHT_ON_ROUNDS = 4
 """Re-renders straight onto the face found, at most; they stop once the frame turns by less than
 SETTLED_DEG. The mesh is analysed once and cached, so rounds cost nothing per request. Measured on
@@ -653,7 +658,10 @@ def detect_mesh_landmarks(
     # face along one), then the twenty diagonals between them, so that a head turned or tilted any
     # way is seen within ~30 degrees of face-on by one of the views. A face is trusted when the
     # face detector itself vouches for it (score): mediapipe's mesh also "finds" faces in
-    # upside-down renders, with garbage landmarks and no detector box.
+    # upside-down renders, with garbage landmarks and no detector box. Such a face (score 0) is
+    # never the mesh's: Blender's Suzanne, whose render no detector box confirms from any side, got
+    # one seen diagonally and turned a quarter, the photo's face laid across her brow and ear
+    # (reported as merely doubtful); without it the request asks for pins.
     if forward is not None:
         candidates = [("given", _unit(forward))]
     else:
@@ -670,7 +678,7 @@ def detect_mesh_landmarks(
                     positions, triangles, normals, center, radius, direction, up_axis, landmarker, image_size
                 )
                 face = view[0]
-                if face is None:
+                if face is None or not face.score > UNCONFIRMED_SCORE:
                     continue
                 trusted = _upright(face) and face.score >= TRUSTED_SCORE
                 # Among trusted faces the most frontal view wins: its landmarks sit best on the
