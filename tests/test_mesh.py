@@ -262,6 +262,37 @@ def test_glb_with_morph_targets_and_a_compressed_texture_reads(tmp_path):
     assert any("morph targets" in w for w in mesh.warnings)
 
 
+def _without_material(gltf: dict) -> None:
+    """The quad as Blender exports an object with no material: UVs, no ``material`` on the primitive."""
+    for key in ("materials", "textures", "images", "extensionsUsed", "extensionsRequired"):
+        gltf.pop(key)
+    del gltf["meshes"][0]["primitives"][0]["material"]
+
+
+def test_a_gltf_with_uvs_and_no_material_keeps_its_uvs(tmp_path):
+    """trimesh drops a primitive's TEXCOORD_0 when it has no material; Blender writes none for an
+    object without one (a fresh sculpt, Suzanne): its UVs must still be read, from a .glb and from a
+    .gltf with its buffer beside it, the same as with a material."""
+    import json
+    import struct
+
+    with_material = load_mesh(_glb(tmp_path / "material.glb", morph=False))
+    glb = _glb(tmp_path / "bare.glb", _without_material, morph=False)
+    bare = load_mesh(glb)
+    assert bare.uvs is not None
+    np.testing.assert_array_equal(bare.uvs, with_material.uvs)
+    np.testing.assert_array_equal(bare.triangles, with_material.triangles)
+    # The same as a .gltf: the JSON, and the binary chunk as a .bin file it points to.
+    raw = glb.read_bytes()
+    length = struct.unpack("<I", raw[12:16])[0]
+    gltf = json.loads(raw[20 : 20 + length])
+    binary = raw[20 + length + 8 :]
+    (tmp_path / "bare.bin").write_bytes(binary)
+    gltf["buffers"] = [{"byteLength": len(binary), "uri": "bare.bin"}]
+    (tmp_path / "bare.gltf").write_text(json.dumps(gltf))
+    np.testing.assert_array_equal(load_mesh(tmp_path / "bare.gltf").uvs, with_material.uvs)
+
+
 def test_glb_trimesh_cannot_read_is_a_typed_error_saying_what_was_found(tmp_path):
     def meshopt(gltf):  # gltfpack's output: views decoded from a compressed buffer by meshopt
         gltf["buffers"].append(

@@ -7,6 +7,7 @@ are shared by all corners that meet at a vertex, which is what makes the baked t
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -604,6 +605,39 @@ def _gltf_json(path: Path) -> dict | None:
         return None
 
 
+UNNAMED_MATERIAL = "no material"
+"""The material given, for loading only, to glTF primitives that have UVs but none: trimesh keeps a
+primitive's ``TEXCOORD_0`` only when it has a material, and Blender's exporter writes none for an
+object without one (a fresh sculpt), so such a head's UVs were lost ("no UV map")."""
+
+
+def _gltf_with_materials(path: Path, gltf: dict) -> tuple[io.BytesIO, str] | None:
+    """``path``'s glTF with a material (UNNAMED_MATERIAL) on every primitive that has UVs and no
+    material, as a file object for ``trimesh.load`` and its file type; None when none lacks one or
+    the file is not laid out as the JSON said (the caller then loads the file as it is)."""
+    primitives = [p for m in gltf.get("meshes", []) for p in m.get("primitives", [])]
+    bare = [p for p in primitives if "TEXCOORD_0" in p.get("attributes", {}) and "material" not in p]
+    if not bare:
+        return None
+    fixed = json.loads(json.dumps(gltf))
+    materials = fixed.setdefault("materials", [])
+    materials.append({"name": UNNAMED_MATERIAL})
+    index = len(materials) - 1
+    for mesh in fixed.get("meshes", []):
+        for primitive in mesh.get("primitives", []):
+            if "TEXCOORD_0" in primitive.get("attributes", {}) and "material" not in primitive:
+                primitive["material"] = index
+    raw = path.read_bytes()
+    if raw[:4] != b"glTF":
+        return io.BytesIO(json.dumps(fixed).encode()), "gltf"
+    length = struct.unpack("<I", raw[12:16])[0]
+    rest = raw[20 + length :]  # the binary chunk, untouched
+    text = json.dumps(fixed).encode()
+    text += b" " * (-len(text) % 4)  # chunks are 4-byte aligned, JSON padded with spaces
+    header = struct.pack("<4sII", b"glTF", 2, 12 + 8 + len(text) + len(rest))
+    return io.BytesIO(header + struct.pack("<II", len(text), 0x4E4F534A) + text + rest), "glb"
+
+
 def _gltf_texture_sets(gltf: dict) -> dict[str, str]:
     """Material name -> the name of its texture set: materials whose base colour is one image (a
     face, its lips and ears, as character exports split a head) share one, ``"Face, Lips"``."""
@@ -731,7 +765,13 @@ def _load_with_trimesh(path: Path, uv_map: str) -> Mesh:
     if gltf is not None:
         _check_gltf(path, gltf)
     try:
-        loaded = trimesh.load(path, process=False)
+        with_materials = _gltf_with_materials(path, gltf) if gltf is not None else None
+        if with_materials is None:
+            loaded = trimesh.load(path, process=False)
+        else:
+            file_obj, file_type = with_materials
+            resolver = trimesh.resolvers.FilePathResolver(str(path))
+            loaded = trimesh.load(file_obj, file_type=file_type, resolver=resolver, process=False)
         scene = trimesh.Scene(loaded) if not isinstance(loaded, trimesh.Scene) else loaded
     except Exception as exc:  # trimesh raises many types for corrupt or unusual files
         if suffix == ".ply":
