@@ -6,6 +6,7 @@ are shared by all corners that meet at a vertex, which is what makes the baked t
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
@@ -613,13 +614,13 @@ object without one (a fresh sculpt), so such a head's UVs were lost ("no UV map"
 
 def _gltf_with_materials(path: Path, gltf: dict) -> tuple[io.BytesIO, str] | None:
     """``path``'s glTF with a material (UNNAMED_MATERIAL) on every primitive that has UVs and no
-    material, as a file object for ``trimesh.load`` and its file type; None when none lacks one or
-    the file is not laid out as the JSON said (the caller then loads the file as it is)."""
+    material, as a file object for ``trimesh.load`` and its file type (the binary chunk of a .glb and
+    a .gltf's external buffers untouched); None when none lacks one."""
     primitives = [p for m in gltf.get("meshes", []) for p in m.get("primitives", [])]
     bare = [p for p in primitives if "TEXCOORD_0" in p.get("attributes", {}) and "material" not in p]
     if not bare:
         return None
-    fixed = json.loads(json.dumps(gltf))
+    fixed = copy.deepcopy(gltf)
     materials = fixed.setdefault("materials", [])
     materials.append({"name": UNNAMED_MATERIAL})
     index = len(materials) - 1

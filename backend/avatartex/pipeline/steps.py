@@ -870,8 +870,12 @@ def read_atlas_band(portrait: np.ndarray, coords: np.ndarray, footprint: float) 
         return sample_image(portrait, coords)
     h, w = portrait.shape[:2]
     reach = int(np.ceil(4 * detail_sigma(footprint))) + 2
-    x0, y0 = (max(int(np.floor(v)) - reach, 0) for v in np.nanmin(coords, axis=0))
-    x1, y1 = (int(np.ceil(v)) + reach for v in np.nanmax(coords, axis=0))
+    lo, hi = np.nanmin(coords, axis=0), np.nanmax(coords, axis=0)
+    x0, y0 = (
+        min(max(int(np.floor(lo[0])) - reach, 0), w - 1),
+        min(max(int(np.floor(lo[1])) - reach, 0), h - 1),
+    )
+    x1, y1 = max(int(np.ceil(hi[0])) + reach, x0 + 1), max(int(np.ceil(hi[1])) + reach, y0 + 1)
     box = portrait[y0 : min(y1, h), x0 : min(x1, w)]
     return sample_image(atlas_band(box, footprint), coords - np.array([x0, y0], np.float32))
 
