@@ -13,6 +13,7 @@ from avatartex import regions
 from avatartex.atlas import CROWN, directions
 from avatartex.face import FOREHEAD, LIPS_INNER, LIPS_OUTER, MOUTH_LEFT, MOUTH_RIGHT, analyse_portrait
 from avatartex.image_io import load_texture, save_png
+from avatartex.imaging import luminance
 from avatartex.pipeline import Generator, steps
 from avatartex.protocol import GenerateParams
 from avatartex.styles import list_styles
@@ -526,7 +527,7 @@ def test_a_photo_finer_than_the_atlas_is_read_through_its_blur_not_aliased(
         footprint = state.face.interocular / state.geometry.layout.face_texels_per_iod
         assert footprint > 1.3  # the case under test: more photo pixels than atlas texels
         partial = state.projection.partial
-        lum = np.nan_to_num(partial.color) @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+        lum = luminance(np.nan_to_num(partial.color))
         seen = (partial.confidence > 0.9) & state.geometry.face
         band = lum - cv2.blur(lum, (3, 3))
         fine[name] = float(band[cv2.erode(seen.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0].std())

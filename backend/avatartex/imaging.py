@@ -223,6 +223,19 @@ def warm_up() -> None:
         kernel(image, np.zeros((1, 2), np.float32), 0, out)
 
 
+def box_around(points: np.ndarray, reach: int, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1): the pixels of an image of ``shape`` (H, W, ...) within ``reach`` of the
+    points (N, 2; NaN ones ignored, at least one finite), clipped to the image and never empty; for
+    filtering only the part of a large photo that is read."""
+    h, w = shape[:2]
+    lo, hi = np.nanmin(points, axis=0), np.nanmax(points, axis=0)
+    x0 = min(max(int(np.floor(lo[0])) - reach, 0), w - 1)
+    y0 = min(max(int(np.floor(lo[1])) - reach, 0), h - 1)
+    x1 = min(max(int(np.ceil(hi[0])) + reach, x0 + 1), w)
+    y1 = min(max(int(np.ceil(hi[1])) + reach, y0 + 1), h)
+    return x0, y0, x1, y1
+
+
 def uv_to_pixels(uv: np.ndarray, height: int, width: int) -> np.ndarray:
     """Mesh UVs ((0, 0) bottom-left) -> pixel coordinates (x, y) of an image of that size."""
     uv = np.asarray(uv, np.float64)

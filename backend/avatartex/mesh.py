@@ -616,18 +616,15 @@ def _gltf_with_materials(path: Path, gltf: dict) -> tuple[io.BytesIO, str] | Non
     """``path``'s glTF with a material (UNNAMED_MATERIAL) on every primitive that has UVs and no
     material, as a file object for ``trimesh.load`` and its file type (the binary chunk of a .glb and
     a .gltf's external buffers untouched); None when none lacks one."""
-    primitives = [p for m in gltf.get("meshes", []) for p in m.get("primitives", [])]
+    fixed = copy.deepcopy(gltf)
+    primitives = [p for m in fixed.get("meshes", []) for p in m.get("primitives", [])]
     bare = [p for p in primitives if "TEXCOORD_0" in p.get("attributes", {}) and "material" not in p]
     if not bare:
         return None
-    fixed = copy.deepcopy(gltf)
     materials = fixed.setdefault("materials", [])
     materials.append({"name": UNNAMED_MATERIAL})
-    index = len(materials) - 1
-    for mesh in fixed.get("meshes", []):
-        for primitive in mesh.get("primitives", []):
-            if "TEXCOORD_0" in primitive.get("attributes", {}) and "material" not in primitive:
-                primitive["material"] = index
+    for primitive in bare:
+        primitive["material"] = len(materials) - 1
     raw = path.read_bytes()
     if raw[:4] != b"glTF":
         return io.BytesIO(json.dumps(fixed).encode()), "gltf"

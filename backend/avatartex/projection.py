@@ -33,7 +33,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import raster
-from .imaging import bilinear_at, put_rows, sample_image, smoothstep, take_rows
+from .imaging import bilinear_at, box_around, put_rows, sample_image, smoothstep, take_rows
 
 STRETCH_FULL = 1.8
 """Full confidence up to this stretch (on a sphere seen from afar: 56 degrees from the view axis)."""
@@ -270,11 +270,8 @@ def read_softly(
     sigma = max(SOFT_SIGMA_IOD * float(interocular), 0.5)
     # Only the photo's box around the texels read softly (and the blur's reach): a face is a small
     # part of a large photo.
-    h, w = portrait.shape[:2]
-    reach = int(np.ceil(4 * sigma)) + 2
     xy = take_rows(coords, soft)
-    x0, y0 = (max(int(np.floor(v)) - reach, 0) for v in xy.min(axis=0))
-    x1, y1 = min(int(np.ceil(xy[:, 0].max())) + reach, w), min(int(np.ceil(xy[:, 1].max())) + reach, h)
+    x0, y0, x1, y1 = box_around(xy, int(np.ceil(4 * sigma)) + 2, portrait.shape)
     box = (slice(y0, y1), slice(x0, x1))
     weight = np.ones((y1 - y0, x1 - x0), np.float32) if skin is None else np.asarray(skin, np.float32)[box]
     stack = np.concatenate([portrait[box][..., :3] * weight[..., None], weight[..., None]], axis=-1)

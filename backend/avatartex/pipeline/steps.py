@@ -50,7 +50,7 @@ from ..face import (
 )
 from ..glasses import LensTint, PortraitGlasses, find_glasses, lens_tint
 from ..image_io import load_portrait, tinted_if_monochrome
-from ..imaging import put_rows, sample_image, smoothstep
+from ..imaging import box_around, put_rows, sample_image, smoothstep
 from ..landmarks import MeshLandmarks, detect_from_camera
 from ..mesh import Mesh, load_mesh
 from ..outline import MAX_COST, SURE_SCATTER_IOD, UNSURE_SCATTER_IOD, outline_face, place_head
@@ -511,9 +511,7 @@ def project(
     # A photo finer than the atlas is read through its blur at one atlas texel: what is finer the
     # bake adds from the photo itself (``portrait_detail``); read raw, it was aliased into the atlas
     # (a checker two pixels wide: texel noise 3.4 times the photo's own) and then added again.
-    sharp = read_atlas_band(
-        portrait, projected.coords, face.interocular / geometry.layout.face_texels_per_iod
-    )
+    sharp = read_atlas_band(portrait, projected.coords, photo_footprint(face, geometry))
     put_rows(
         color,
         hit,
@@ -849,6 +847,11 @@ own texel and the bake adds what is finer (``portrait_detail``): below it the at
 photo has."""
 
 
+def photo_footprint(face: Face, geometry: AtlasGeometry) -> float:
+    """Portrait pixels per atlas texel on the face."""
+    return face.interocular / geometry.layout.face_texels_per_iod
+
+
 def detail_sigma(footprint: float) -> float:
     """Gaussian sigma (portrait pixels) splitting the photo into what an atlas texel of ``footprint``
     portrait pixels holds and what is finer."""
@@ -868,15 +871,8 @@ def read_atlas_band(portrait: np.ndarray, coords: np.ndarray, footprint: float) 
     border), blurred over the box the points span only: the face is a part of a large photo."""
     if footprint < DETAIL_FOOTPRINT or not np.isfinite(coords[:, 0]).any():
         return sample_image(portrait, coords)
-    h, w = portrait.shape[:2]
-    reach = int(np.ceil(4 * detail_sigma(footprint))) + 2
-    lo, hi = np.nanmin(coords, axis=0), np.nanmax(coords, axis=0)
-    x0, y0 = (
-        min(max(int(np.floor(lo[0])) - reach, 0), w - 1),
-        min(max(int(np.floor(lo[1])) - reach, 0), h - 1),
-    )
-    x1, y1 = max(int(np.ceil(hi[0])) + reach, x0 + 1), max(int(np.ceil(hi[1])) + reach, y0 + 1)
-    box = portrait[y0 : min(y1, h), x0 : min(x1, w)]
+    x0, y0, x1, y1 = box_around(coords, int(np.ceil(4 * detail_sigma(footprint))) + 2, portrait.shape)
+    box = portrait[y0:y1, x0:x1]
     return sample_image(atlas_band(box, footprint), coords - np.array([x0, y0], np.float32))
 
 
@@ -895,9 +891,7 @@ def portrait_detail(
     falls in the photo is read from the atlas's own projection (the mapping is smooth), with no
     weight where any neighbouring atlas texel was unseen or the atlas shows another surface.
     """
-    # Atlas texels per eye distance on the face, vs portrait pixels per eye distance.
-    atlas_px_per_iod = geometry.layout.face_texels_per_iod
-    footprint = face.interocular / atlas_px_per_iod
+    footprint = photo_footprint(face, geometry)
     count = int(surface.mask.sum())
     if footprint < DETAIL_FOOTPRINT:
         return np.zeros((count, 3), np.float32)
