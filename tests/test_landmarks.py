@@ -238,6 +238,38 @@ def test_any_orientation_finds_the_same_face(head, landmarker) -> None:
         assert found.score >= 0.3 and shift < 0.1, (axis, degrees, found.facing, found.score, shift)
 
 
+def test_a_face_read_in_a_side_view_of_a_turned_bust_is_not_taken(head, landmarker) -> None:
+    """The scanned bust turned 152.8 degrees about a slanted axis (scaled by 100 and moved), as the
+    cache normalises it: two of its axis views are profiles in which the detector trusts a "face"
+    (an ear for an eye, score 0.64-0.66). The search used to refine the first and stop there: the
+    photo's face was laid across the jaw and cheek. Neither is seen again from straight on, nor has
+    a nose before its eyes; the search goes on to the real face, the same landmarks as upright."""
+    from avatartex.mesh import Mesh
+    from avatartex.pipeline.cache import normalized, wound_one_way
+
+    positions, triangles = head
+    k = np.array([0.7955, -0.6055, -0.0244])
+    k /= np.linalg.norm(k)
+    a = np.radians(152.81)
+    K = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    R = np.eye(3) + np.sin(a) * K + (1 - np.cos(a)) * K @ K
+
+    def landmarks_of(points: np.ndarray):
+        mesh = Mesh(points.astype(np.float32), triangles.astype(np.int32), None)
+        mesh, _ = wound_one_way(normalized(mesh)[0])
+        found = detect_mesh_landmarks(mesh.positions, mesh.triangles, landmarker)
+        on = np.einsum("nk,nkc->nc", found.bary, positions[np.asarray(mesh.triangles)[found.tri_id]])
+        return found, np.where(found.valid[:, None], on, np.nan)  # the original head's points
+
+    upright, reference = landmarks_of(positions)
+    turned, points = landmarks_of(100.0 * positions @ R.T + [-29.2, -5.6, 5.5])
+    span = np.linalg.norm(np.nanmean(reference[[33, 133]], 0) - np.nanmean(reference[[263, 362]], 0))
+    shift = np.nanmedian(np.linalg.norm(points - reference, axis=1)) / span
+    assert shift < 0.05, (turned.facing, turned.score, shift)
+    assert (R.T @ turned.forward) @ upright.forward > 0.98
+    assert not turned.warnings
+
+
 def test_portrait_view_detection_on_a_smaller_render(head, landmarker, head_landmarks) -> None:
     """``detect_from_camera`` given the face's eye distance renders at VIEW_IOD_PX per eye distance
     instead of the portrait's full size; the landmarks it lifts onto the surface are the ones a

@@ -618,6 +618,124 @@ def _no_face(why: str) -> AvatarTexError:
     )
 
 
+NOSE_AHEAD_IOD = 0.2
+"""How far the nose tip found on the mesh must stand before its eyes along the face's direction, in
+eye distances, for the face to be the mesh's (the sweep's heads: 0.5-0.6). A "face" the detector
+trusts in some views of a bust, the neck and chin seen from below, has none: the scanned head turned
+at random (one copy in eight) got 0.04, the photo's face was laid across its jaw and cheek, and the
+report said only `doubtful`, as for the right one."""
+MAX_REFINED = 4
+"""Faces read in the facing search that are refined (each a few renders and detections) to find one
+that holds up (``NOSE_AHEAD_IOD``); the first almost always does."""
+
+
+def _nose_ahead(found: MeshLandmarks) -> float:
+    """How far the nose tip stands before the eyes' centres along ``found.forward``, in eye
+    distances (NaN when a point is missing)."""
+    points = found.points3d
+    with warnings.catch_warnings():  # an eye with no point on the surface: NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        left = np.nanmean(points[list(LEFT_EYE_CONTOUR)], axis=0)
+        right = np.nanmean(points[list(RIGHT_EYE_CONTOUR)], axis=0)
+    iod = float(np.linalg.norm(left - right))
+    if not np.isfinite(iod) or iod < 1e-12:
+        return float("nan")
+    return float((points[NOSE_TIP] - (left + right) / 2) @ found.forward) / iod
+
+
+def _refine(
+    view,
+    facing: str,
+    positions,
+    triangles,
+    normals,
+    radius: float,
+    landmarker,
+    image_size: int,
+    warnings: list,
+) -> tuple[MeshLandmarks | None, bool]:
+    """Pass 2 of the facing search for one face read (``view``: ``_detect_in_view``'s result, seen
+    from ``facing``): the camera turned to the face and framed tightly, detected again until its
+    frame settles, steadied over a few views and its nose followed; ``warnings`` are the search's so
+    far. Returns the landmarks (None when the face cannot be placed on the surface) and whether a
+    straight-on view confirmed the face: the "faces" the detector reads in some side views of a
+    bust (an ear for an eye) are seen in no view turned to them."""
+    face, camera, image, tri_id, bary, world = view
+    detected = None
+    confirmed = False
+    # Turn the camera to the face found and frame it tightly, then detect again.
+    points, ok, tri, bry = _lift(face.landmarks, tri_id, world, triangles, positions, 0.02 * radius)
+    frame = _face_frame(np.where(ok[:, None], points, np.nan))
+    if frame is not None and ok.sum() >= 0.5 * NUM_LANDMARKS:
+        # Repeated while the face's frame still turns: the landmarks then come from a straight-on
+        # view whatever the first view was, so a rotated copy of a mesh gets the same ones.
+        for _ in range(STRAIGHT_ON_ROUNDS):
+            face_forward, face_up = frame
+            face_center, face_radius = _face_sphere(points[ok])
+            face2, camera2, image2, tri2, bary2, world2 = _detect_in_view(
+                positions,
+                triangles,
+                normals,
+                face_center,
+                face_radius,
+                face_forward,
+                face_up,
+                landmarker,
+                image_size,
+            )
+            if face2 is None or not _upright(face2) or face2.score < min(face.score, TRUSTED_SCORE):
+                break
+            points2, ok2, trib, bryb = _lift(
+                face2.landmarks, tri2, world2, triangles, positions, 0.02 * face_radius
+            )
+            if ok2.sum() < ok.sum() * 0.9:
+                break
+            face, camera, image = face2, camera2, image2
+            points, ok, tri, bry = points2, ok2, trib, bryb
+            confirmed = True
+            frame = _face_frame(np.where(ok[:, None], points, np.nan)) or frame
+            # The 3-D frame of landmarks seen from far to the side keeps some of that view's
+            # skew; the nose tip off the eyes' midline in this view says how much is left.
+            turned = _turn_to_nose(frame[0], frame[1], face2)
+            if np.degrees(np.arccos(np.clip(turned @ face_forward, -1, 1))) < SETTLED_DEG:
+                break
+            frame = (turned, frame[1])
+        face_center, face_radius = _face_sphere(points[ok])
+        points, ok, tri, bry = _ensemble(
+            positions,
+            triangles,
+            normals,
+            face_center,
+            face_radius,
+            frame,
+            landmarker,
+            image_size,
+            (points, ok, tri, bry),
+        )
+        as_detected = np.where(ok[:, None], points, np.nan)
+        points, ok, tri, bry, reshaped = _follow_nose(
+            points, ok, tri, bry, positions, triangles, normals, camera, frame
+        )
+        detected = MeshLandmarks(
+            points3d=np.where(ok[:, None], points, np.nan),
+            valid=ok,
+            tri_id=tri,
+            bary=bry,
+            camera=camera,
+            forward=frame[0],
+            up=frame[1],
+            source="detected",
+            score=float(face.score),
+            facing=facing,
+            points2d=face.landmarks.astype(np.float64),
+            render=image,
+            warnings=list(warnings),
+            reshaped=reshaped,
+            as_detected=as_detected if reshaped.any() else None,
+        )
+    return detected, confirmed
+
+
 def detect_mesh_landmarks(
     positions: np.ndarray,
     triangles: np.ndarray,
@@ -663,15 +781,33 @@ def detect_mesh_landmarks(
     # one seen diagonally and turned a quarter, the photo's face laid across her brow and ear
     # (reported as merely doubtful); without it the request asks for pins.
     if forward is not None:
-        candidates = [("given", _unit(forward))]
+        rounds = [[("given", _unit(forward))]]
     else:
-        candidates = [(name, np.array(axis, np.float64)) for name, axis in AXES.items()]
-    best = None
-    for round_ in (0, 1):
-        if round_ == 1:
-            if forward is not None or (best is not None and best[0][0]):
-                break
-            candidates = [(_axis_name(d), d) for d in _diagonals()]
+        rounds = [
+            [(name, np.array(axis, np.float64)) for name, axis in AXES.items()],
+            [(_axis_name(d), d) for d in _diagonals()],
+        ]
+    searched: list = []  # (key, facing, view) of every face the search read
+    refined: dict[int, tuple] = {}  # index in searched -> _refine's landmarks and confirmation
+
+    def holds_up(index: int) -> MeshLandmarks | None:
+        """The refined landmarks of ``searched[index]`` when a straight-on view confirms them and
+        a nose stands out before their eyes."""
+        if index not in refined and len(refined) < MAX_REFINED:
+            _, facing, view = searched[index]
+            refined[index] = _refine(
+                view, facing, positions, triangles, normals, radius, landmarker, image_size, warnings
+            )
+        found, confirmed = refined.get(index, (None, False))
+        if found is None or not confirmed or not _nose_ahead(found) >= NOSE_AHEAD_IOD:
+            return None
+        return found
+
+    def ranked() -> list[int]:
+        return sorted(range(len(searched)), key=lambda i: searched[i][0], reverse=True)
+
+    detected = None
+    for candidates in rounds:
         for name, direction in candidates:
             for up_axis in _candidate_ups(direction, up):
                 view = _detect_in_view(
@@ -684,90 +820,40 @@ def detect_mesh_landmarks(
                 # Among trusted faces the most frontal view wins: its landmarks sit best on the
                 # surface, and the straight-on passes below have least to correct.
                 key = (trusted, _upright(face), -_frontal_offset(face) if trusted else face.score, face.size)
-                if best is None or key > best[0]:
-                    best = (key, name, view)
+                searched.append((key, name, view))
                 if trusted:
                     break  # an upright face the detector vouches for needs no other up
-            if best is not None and best[0][0] and -best[0][2] < FRONTAL_ENOUGH:
-                break  # a trusted face seen nearly straight on: no other axis sees it better
-
-    detected = None
-    if best is not None:
-        _, facing, (face, camera, image, tri_id, bary, world) = best
-        # Pass 2: turn the camera to the face found and frame it tightly, then detect again.
-        points, ok, tri, bry = _lift(face.landmarks, tri_id, world, triangles, positions, 0.02 * radius)
-        frame = _face_frame(np.where(ok[:, None], points, np.nan))
-        if frame is not None and ok.sum() >= 0.5 * NUM_LANDMARKS:
-            # Repeated while the face's frame still turns: the landmarks then come from a straight-on
-            # view whatever the first view was, so a rotated copy of a mesh gets the same ones.
-            for _ in range(STRAIGHT_ON_ROUNDS):
-                face_forward, face_up = frame
-                face_center, face_radius = _face_sphere(points[ok])
-                face2, camera2, image2, tri2, bary2, world2 = _detect_in_view(
-                    positions,
-                    triangles,
-                    normals,
-                    face_center,
-                    face_radius,
-                    face_forward,
-                    face_up,
-                    landmarker,
-                    image_size,
+            if searched:
+                first = ranked()[0]
+                key = searched[first][0]
+                if key[0] and -key[2] < FRONTAL_ENOUGH and first not in refined:
+                    # A trusted face seen nearly straight on: no other axis sees it better, unless
+                    # it is no face at all once placed on the surface (no nose stands out).
+                    detected = holds_up(first)
+                    if detected is not None:
+                        break
+        if detected is None:
+            trusted_ones = [i for i in ranked() if searched[i][0][0]]
+            detected = next((d for d in map(holds_up, trusted_ones) if d is not None), None)
+        if detected is not None:
+            break
+    if detected is None and searched:
+        # Nothing trusted held up: the best face read, refined, as before the check (with a word).
+        best = ranked()[0]
+        detected = next((d for d in map(holds_up, ranked()) if d is not None), None)
+        if detected is None:
+            detected = refined.get(best, (None, False))[0]
+            if detected is not None:
+                detected.warnings.append(
+                    "The face found on the mesh is not confirmed by a view straight onto it, or no "
+                    "nose stands out before its eyes: it may not be the face; set landmark pins if "
+                    "the texture lands elsewhere."
                 )
-                if face2 is None or not _upright(face2) or face2.score < min(face.score, TRUSTED_SCORE):
-                    break
-                points2, ok2, trib, bryb = _lift(
-                    face2.landmarks, tri2, world2, triangles, positions, 0.02 * face_radius
+            else:
+                warnings.append(
+                    "A face was found in a render of the mesh but could not be placed on its "
+                    "surface; falling back to pins."
                 )
-                if ok2.sum() < ok.sum() * 0.9:
-                    break
-                face, camera, image = face2, camera2, image2
-                points, ok, tri, bry = points2, ok2, trib, bryb
-                frame = _face_frame(np.where(ok[:, None], points, np.nan)) or frame
-                # The 3-D frame of landmarks seen from far to the side keeps some of that view's
-                # skew; the nose tip off the eyes' midline in this view says how much is left.
-                turned = _turn_to_nose(frame[0], frame[1], face2)
-                if np.degrees(np.arccos(np.clip(turned @ face_forward, -1, 1))) < SETTLED_DEG:
-                    break
-                frame = (turned, frame[1])
-            face_center, face_radius = _face_sphere(points[ok])
-            points, ok, tri, bry = _ensemble(
-                positions,
-                triangles,
-                normals,
-                face_center,
-                face_radius,
-                frame,
-                landmarker,
-                image_size,
-                (points, ok, tri, bry),
-            )
-            as_detected = np.where(ok[:, None], points, np.nan)
-            points, ok, tri, bry, reshaped = _follow_nose(
-                points, ok, tri, bry, positions, triangles, normals, camera, frame
-            )
-            detected = MeshLandmarks(
-                points3d=np.where(ok[:, None], points, np.nan),
-                valid=ok,
-                tri_id=tri,
-                bary=bry,
-                camera=camera,
-                forward=frame[0],
-                up=frame[1],
-                source="detected",
-                score=float(face.score),
-                facing=facing,
-                points2d=face.landmarks.astype(np.float64),
-                render=image,
-                warnings=warnings,
-                reshaped=reshaped,
-                as_detected=as_detected if reshaped.any() else None,
-            )
-        else:
-            warnings.append(
-                "A face was found in a render of the mesh but could not be placed on its "
-                "surface; falling back to pins."
-            )
 
     if detected is not None:
         if pin_table:
