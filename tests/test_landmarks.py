@@ -291,6 +291,46 @@ def test_a_face_read_in_a_side_view_of_the_turned_demo_head_is_not_taken(landmar
     )
 
 
+def test_a_face_read_at_a_slant_gives_the_up_that_stands_it_upright(landmarker) -> None:
+    """When no up of a view shows the face upright (the wide-jaw demo variant turned 161 degrees, in
+    bench/orientations.py: trusted scores 0.62-0.72 on its face, none upright, and an ear read as an
+    eye in a profile was taken instead), the view is turned about its axis by the up the face read
+    in it gives (``_face_up``). Here the demo head's face, read upright looking along +z, is seen by
+    cameras rolled 60-170 degrees (its landmarks turned with the image): the up found is the
+    head's own (+y), within a few degrees, and a view with it shows the face upright again."""
+    from avatartex.demo_head import make_demo_head
+    from avatartex.face import Face
+    from avatartex.landmarks import _detect_in_view, _face_up, _upright, _vertex_normals
+
+    positions, triangles, _, _ = make_demo_head(96)
+    positions, triangles = np.asarray(positions, np.float64), np.asarray(triangles, np.int64)
+    normals = _vertex_normals(positions, triangles)
+    center = (positions.min(0) + positions.max(0)) / 2
+    radius = float(np.linalg.norm(positions - center, axis=1).max())
+    forward = np.array([0.0, 0.0, 1.0])
+    face, camera, *_ = _detect_in_view(
+        positions, triangles, normals, center, radius, forward, np.array([0.0, 1.0, 0.0]), landmarker, 512
+    )
+    assert face is not None and _upright(face)
+    middle = np.array([camera.cx, camera.cy])
+    for degrees in (60, 100, 135, 170, -120):
+        a = np.radians(degrees)
+        rolled_up = np.array([-np.sin(a), np.cos(a), 0.0])  # +y turned by ``degrees`` about the view axis
+        _, rolled, *_ = _detect_in_view(
+            positions, triangles, normals, center, radius, forward, rolled_up, landmarker, 512
+        )
+        # The upright reading, turned as the image is: a point's angle about the middle grows by a.
+        turn = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+        seen = Face((face.landmarks - middle) @ turn.T + middle, score=face.score)
+        assert not _upright(seen)
+        up = _face_up(seen, rolled, forward)
+        assert up @ [0, 1, 0] > np.cos(np.radians(5)), (degrees, up)
+        again, *_ = _detect_in_view(
+            positions, triangles, normals, center, radius, forward, up, landmarker, 512
+        )
+        assert again is not None and _upright(again) and again.score >= 0.3
+
+
 def test_portrait_view_detection_on_a_smaller_render(head, landmarker, head_landmarks) -> None:
     """``detect_from_camera`` given the face's eye distance renders at VIEW_IOD_PX per eye distance
     instead of the portrait's full size; the landmarks it lifts onto the surface are the ones a

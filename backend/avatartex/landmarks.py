@@ -618,12 +618,14 @@ def _no_face(why: str) -> AvatarTexError:
     )
 
 
-NOSE_AHEAD_IOD = 0.2
+NOSE_AHEAD_IOD = 0.35
 """How far the nose tip found on the mesh must stand before its eyes along the face's direction, in
-eye distances, for the face to be the mesh's (the sweep's heads: 0.5-0.6). A "face" the detector
-trusts in some views of a bust, the neck and chin seen from below, has none: the scanned head turned
-at random (one copy in eight) got 0.04, the photo's face was laid across its jaw and cheek, and the
-report said only `doubtful`, as for the right one."""
+eye distances, for the face to be the mesh's (the sweep's 25 heads: 0.56-1.0). The "faces" the
+detector trusts in some side views of a turned head (an ear read as an eye) have less: 0.04 and
+0.29 on the scanned bust turned at random (the photo's face was laid across its jaw and cheek, and
+the report said only `doubtful`, as for the right one), 0.25 on the wide-jaw demo variant. A head
+whose real nose is flatter than this still gets its face when nothing else holds up, with a
+warning."""
 MAX_REFINED = 4
 """Faces read in the facing search that are refined (each a few renders and detections) to find one
 that holds up (``NOSE_AHEAD_IOD``); the first almost always does."""
@@ -641,6 +643,21 @@ def _nose_ahead(found: MeshLandmarks) -> float:
     if not np.isfinite(iod) or iod < 1e-12:
         return float("nan")
     return float((points[NOSE_TIP] - (left + right) / 2) @ found.forward) / iod
+
+
+def _first_held(searched: list, order: list[int], holds_up) -> MeshLandmarks | None:
+    """The first trusted face of ``searched``, in ``order``, that ``holds_up`` (refined and
+    checked; None for those it already turned down)."""
+    return next((d for d in (holds_up(i) for i in order if searched[i][0][0]) if d is not None), None)
+
+
+def _face_up(face: Face, camera: Camera, direction: np.ndarray) -> np.ndarray:
+    """The up of a view along ``direction`` in which ``face``, read by ``camera``, stands upright:
+    from its mouth to its eyes, in the image, carried into the scene."""
+    eyes = (face.left_eye_center + face.right_eye_center) / 2
+    dx, dy = eyes - face.landmarks[list(LIPS_OUTER)].mean(axis=0)
+    up = dx * camera.R[0] + dy * camera.R[1]  # the image's x and y (down) axes in the scene
+    return _unit(up - direction * (up @ direction))
 
 
 def _refine(
@@ -808,6 +825,7 @@ def detect_mesh_landmarks(
 
     detected = None
     for candidates in rounds:
+        slanted: dict[str, tuple] = {}  # facing -> the best face read upside down or sideways there
         for name, direction in candidates:
             for up_axis in _candidate_ups(direction, up):
                 view = _detect_in_view(
@@ -817,11 +835,14 @@ def detect_mesh_landmarks(
                 if face is None or not face.score > UNCONFIRMED_SCORE:
                     continue
                 trusted = _upright(face) and face.score >= TRUSTED_SCORE
+                if not _upright(face) and face.score >= max(TRUSTED_SCORE, slanted.get(name, (0.0,))[0]):
+                    slanted[name] = (face.score, direction, view)
                 # Among trusted faces the most frontal view wins: its landmarks sit best on the
                 # surface, and the straight-on passes below have least to correct.
                 key = (trusted, _upright(face), -_frontal_offset(face) if trusted else face.score, face.size)
                 searched.append((key, name, view))
                 if trusted:
+                    slanted.pop(name, None)
                     break  # an upright face the detector vouches for needs no other up
             if searched:
                 first = ranked()[0]
@@ -833,8 +854,20 @@ def detect_mesh_landmarks(
                     if detected is not None:
                         break
         if detected is None:
-            trusted_ones = [i for i in ranked() if searched[i][0][0]]
-            detected = next((d for d in map(holds_up, trusted_ones) if d is not None), None)
+            detected = _first_held(searched, ranked(), holds_up)
+        if detected is None and slanted:
+            # A face read at a slant (none of the four ups shows it upright: a head seen from
+            # below its chin, say) and nothing else holding up: each such view turned about its
+            # axis until that face stands upright, and read again.
+            for name, (_, direction, view) in slanted.items():
+                turned = _detect_in_view(
+                    positions, triangles, normals, center, radius, direction,
+                    _face_up(view[0], view[1], direction), landmarker, image_size,
+                )  # fmt: skip
+                face = turned[0]
+                if face is not None and _upright(face) and face.score >= TRUSTED_SCORE:
+                    searched.append(((True, True, -_frontal_offset(face), face.size), name, turned))
+            detected = _first_held(searched, ranked(), holds_up)
         if detected is not None:
             break
     if detected is None and searched:
