@@ -88,6 +88,42 @@ def test_the_head_of_a_full_body_character_is_found(part, files):
     assert 0.01 < head.band * part.file_scale / head.scale < 0.03
 
 
+def test_a_character_turned_in_its_file_is_still_searched_as_a_body(character, part):
+    """The character turned 30 degrees about its up axis, 40 about x and 45 about z: its file's
+    axis-aligned box is then nearly a cube (longest over shortest 1.1, under BODY_RATIO), and the whole
+    character used to be textured as one big head. Its principal axes say it is a body; its head is
+    the same triangles as upright."""
+    import dataclasses
+
+    from avatartex.face import default_landmarker
+
+    def turn(axis, degrees):
+        k = np.asarray(axis, np.float64) / np.linalg.norm(axis)
+        a = np.radians(degrees)
+        K = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+        return np.eye(3) + np.sin(a) * K + (1 - np.cos(a)) * K @ K
+
+    R = turn([0, 0, 1], 45) @ turn([1, 0, 0], 40) @ turn([0, 1, 0], 30)
+    mesh = character.mesh
+    turned = dataclasses.replace(
+        mesh,
+        positions=(np.asarray(mesh.positions, np.float64) @ R.T).astype(np.float32),
+        normals=None
+        if mesh.normals is None
+        else (np.asarray(mesh.normals, np.float64) @ R.T).astype(np.float32),
+    )
+    extent = np.ptp(np.asarray(turned.positions, np.float64), axis=0)
+    assert extent.max() < body.BODY_RATIO * extent.min()  # the file's box alone says "a head"
+    assert body.is_body_shaped(turned.positions)
+    found = body.head_part(normalized(turned)[0], default_landmarker())
+    assert found is not None
+    upright = set(part.body.part_triangles.tolist())
+    assert (
+        len(upright & set(found.part_triangles.tolist())) / len(upright | set(found.part_triangles.tolist()))
+        > 0.9
+    )
+
+
 class NoDetector:
     def detect(self, image):
         raise AssertionError("a plain head must not be searched as a body")

@@ -139,13 +139,27 @@ class TexelLayout:
 
 
 # -- finding the head ------------------------------------------------------------------------------
+def principal_extents(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mesh's extents along its principal axes, longest first, and those axes (rows): the box
+    that turns with the mesh, where the file's axis-aligned box does not."""
+    points = np.asarray(positions, np.float64)
+    points = points - points.mean(axis=0)
+    _, axes = np.linalg.eigh(points.T @ points)
+    axes = axes[:, ::-1].T
+    return np.ptp(points @ axes.T, axis=0), axes
+
+
 def is_body_shaped(positions: np.ndarray) -> bool:
-    """True when the mesh's bounding box is too elongated for a head (``BODY_RATIO``)."""
-    extent = np.ptp(np.asarray(positions, np.float64), axis=0)
+    """True when the mesh is too elongated for a head (``BODY_RATIO``), measured along its principal
+    axes: a standing character turned 45 degrees about two axes has an axis-aligned box of a head's
+    proportions (2 of 10 random turns of the test character were textured as one big head)."""
+    extent, _ = principal_extents(positions)
     return bool(extent.max() > BODY_RATIO * max(float(extent.min()), 1e-12))
 
 
 def _candidate_axes(positions: np.ndarray, up: np.ndarray | None) -> list[tuple[str, np.ndarray]]:
+    """Up axes to look for the head along: the given up, the file's axes (longest extent first),
+    then the mesh's own longest and second principal axes (a character turned in its file)."""
     extent = np.ptp(positions, axis=0)
     out = []
     if up is not None and np.linalg.norm(up) > 1e-9:
@@ -156,6 +170,11 @@ def _candidate_axes(positions: np.ndarray, up: np.ndarray | None) -> list[tuple[
             axis = np.asarray(AXES[name], np.float64)
             if not any(abs(axis @ a - 1.0) < 1e-6 for _, a in out):
                 out.append((name, axis))
+    _, principal = principal_extents(positions)
+    for k, axis in enumerate(principal[:2]):
+        for sign in (1.0, -1.0):
+            if not any(abs(sign * axis @ a - 1.0) < 1e-3 for _, a in out):
+                out.append((f"{'+' if sign > 0 else '-'}principal{k}", sign * axis))
     return out
 
 
