@@ -9,7 +9,8 @@ the cache reads it (normalised, wound one way, no up or facing hint) by the faci
 their triangles and barycentrics and compared with the upright head's own: the median distance over
 the 468 landmarks, in eye distances. Above WRONG_FACE the search settled on something that is not
 the face (the photo's face then lands on a cheek or the jaw). Prints, per head, the median and 90th
-percentile of that distance and each wrong case (its index, distance, facing and score).
+percentile of that distance and each wrong case (its index, distance, facing, score, and whether
+the result carried a warning to the artist: "warned", or "silent").
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             distance = float(np.nanmedian(np.linalg.norm(points - upright, axis=1)) / iod)
             distances.append(distance)
             if distance > WRONG_FACE:
-                wrong.append((k, round(distance, 2), found.facing, round(found.score, 2)))
+                said = "warned" if found.warnings else "silent"
+                wrong.append((k, round(distance, 2), found.facing, round(found.score, 2), said))
         d = np.array(distances)
         print(
             f"{name}: {args.copies - len(wrong)}/{args.copies} copies found the face; landmark distance "

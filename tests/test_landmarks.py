@@ -331,6 +331,25 @@ def test_a_face_read_at_a_slant_gives_the_up_that_stands_it_upright(landmarker) 
         assert again is not None and _upright(again) and again.score >= 0.3
 
 
+def test_a_wrong_up_hint_does_not_hide_the_face(landmarker) -> None:
+    """The add-on sends Blender's +Z as up; a head lying in its scene, or a Y-up file imported as it
+    is, makes that hint wrong. The demo head (up +y, face +z) with the hint +x or -y: the views the
+    hint allows show its face sideways or upside down (no face, or one seen from a diagonal whose
+    straight-on view did not confirm it: the landmarks' frame 50 degrees off). The search is run
+    again with every up, and finds the same landmarks as with no hint."""
+    from avatartex.demo_head import make_demo_head
+
+    positions, triangles, _, _ = make_demo_head(96)
+    positions, triangles = np.asarray(positions, np.float64), np.asarray(triangles, np.int64)
+    reference = detect_mesh_landmarks(positions, triangles, landmarker)
+    for hint in ([1.0, 0.0, 0.0], [0.0, -1.0, 0.0]):
+        found = detect_mesh_landmarks(positions, triangles, landmarker, up=np.array(hint))
+        assert found.forward @ [0, 0, 1] > 0.98 and found.up @ [0, 1, 0] > 0.98, hint
+        shift = np.nanmedian(np.linalg.norm(found.points3d - reference.points3d, axis=1))
+        assert shift < 1e-3 * np.linalg.norm(reference.points3d[263] - reference.points3d[33]), hint
+        assert not found.warnings
+
+
 def test_portrait_view_detection_on_a_smaller_render(head, landmarker, head_landmarks) -> None:
     """``detect_from_camera`` given the face's eye distance renders at VIEW_IOD_PX per eye distance
     instead of the portrait's full size; the landmarks it lifts onto the surface are the ones a

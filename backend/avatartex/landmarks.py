@@ -618,6 +618,9 @@ def _no_face(why: str) -> AvatarTexError:
     )
 
 
+UNPLACED = (
+    "A face was found in a render of the mesh but could not be placed on its surface; falling back to pins."
+)
 NOSE_AHEAD_IOD = 0.35
 """How far the nose tip found on the mesh must stand before its eyes along the face's direction, in
 eye distances, for the face to be the mesh's (the sweep's 25 heads: 0.56-1.0). The "faces" the
@@ -643,6 +646,108 @@ def _nose_ahead(found: MeshLandmarks) -> float:
     if not np.isfinite(iod) or iod < 1e-12:
         return float("nan")
     return float((points[NOSE_TIP] - (left + right) / 2) @ found.forward) / iod
+
+
+def _facing_search(
+    positions, triangles, normals, center, radius, forward, up, landmarker, image_size: int, warnings: list
+) -> tuple[MeshLandmarks | None, bool]:
+    """Passes 1 and 2 of ``detect_mesh_landmarks``: the views searched for a face (the given facing,
+    or the six axes and then the diagonals; ``up`` or each axis across as the view's up), the faces
+    read refined (``_refine``) in order of trust and frontality until one holds up. Returns the
+    landmarks (None when no face was read or none could be placed) and whether they held up (a
+    straight-on view confirmed them and their nose stands out); ones that did not carry a warning."""
+    if forward is not None:
+        rounds = [[("given", _unit(forward))]]
+    else:
+        rounds = [
+            [(name, np.array(axis, np.float64)) for name, axis in AXES.items()],
+            [(_axis_name(d), d) for d in _diagonals()],
+        ]
+    searched: list = []  # (key, facing, view) of every face the search read
+    refined: dict[int, tuple] = {}  # index in searched -> _refine's landmarks and confirmation
+
+    def holds_up(index: int) -> MeshLandmarks | None:
+        """The refined landmarks of ``searched[index]`` when a straight-on view confirms them and
+        a nose stands out before their eyes."""
+        if index not in refined and len(refined) < MAX_REFINED:
+            _, facing, view = searched[index]
+            refined[index] = _refine(
+                view, facing, positions, triangles, normals, radius, landmarker, image_size, warnings
+            )
+        found, confirmed = refined.get(index, (None, False))
+        if found is None or not confirmed or not _nose_ahead(found) >= NOSE_AHEAD_IOD:
+            return None
+        return found
+
+    def ranked() -> list[int]:
+        return sorted(range(len(searched)), key=lambda i: searched[i][0], reverse=True)
+
+    detected = None
+    for candidates in rounds:
+        slanted: dict[str, tuple] = {}  # facing -> the best face read upside down or sideways there
+        for name, direction in candidates:
+            for up_axis in _candidate_ups(direction, up):
+                view = _detect_in_view(
+                    positions, triangles, normals, center, radius, direction, up_axis, landmarker, image_size
+                )
+                face = view[0]
+                if face is None or not face.score > UNCONFIRMED_SCORE:
+                    continue
+                trusted = _upright(face) and face.score >= TRUSTED_SCORE
+                if not _upright(face) and face.score >= max(TRUSTED_SCORE, slanted.get(name, (0.0,))[0]):
+                    slanted[name] = (face.score, direction, view)
+                # Among trusted faces the most frontal view wins: its landmarks sit best on the
+                # surface, and the straight-on passes below have least to correct.
+                key = (trusted, _upright(face), -_frontal_offset(face) if trusted else face.score, face.size)
+                searched.append((key, name, view))
+                if trusted:
+                    slanted.pop(name, None)
+                    break  # an upright face the detector vouches for needs no other up
+            if searched:
+                first = ranked()[0]
+                key = searched[first][0]
+                if key[0] and -key[2] < FRONTAL_ENOUGH and first not in refined:
+                    # A trusted face seen nearly straight on: no other axis sees it better, unless
+                    # it is no face at all once placed on the surface (no nose stands out).
+                    detected = holds_up(first)
+                    if detected is not None:
+                        break
+        if detected is None:
+            detected = _first_held(searched, ranked(), holds_up)
+        if detected is None and slanted:
+            # A face read at a slant (none of the four ups shows it upright: a head seen from
+            # below its chin, say) and nothing else holding up: each such view turned about its
+            # axis until that face stands upright, and read again.
+            for name, (_, direction, view) in slanted.items():
+                turned = _detect_in_view(
+                    positions, triangles, normals, center, radius, direction,
+                    _face_up(view[0], view[1], direction), landmarker, image_size,
+                )  # fmt: skip
+                face = turned[0]
+                if face is not None and _upright(face) and face.score >= TRUSTED_SCORE:
+                    searched.append(((True, True, -_frontal_offset(face), face.size), name, turned))
+            detected = _first_held(searched, ranked(), holds_up)
+        if detected is not None:
+            break
+    if detected is not None:
+        return detected, True
+    if not searched:
+        return None, False
+    # Nothing trusted held up: the first face read that does, or the best one, refined, as before
+    # the check (with a word).
+    detected = next((d for d in map(holds_up, ranked()) if d is not None), None)
+    if detected is not None:
+        return detected, True
+    detected = refined.get(ranked()[0], (None, False))[0]
+    if detected is not None:
+        detected.warnings.append(
+            "The face found on the mesh is not confirmed by a view straight onto it, or no nose "
+            "stands out before its eyes: it may not be the face; set landmark pins if the texture "
+            "lands elsewhere."
+        )
+    elif UNPLACED not in warnings:
+        warnings.append(UNPLACED)
+    return detected, False
 
 
 def _first_held(searched: list, order: list[int], holds_up) -> MeshLandmarks | None:
@@ -797,97 +902,20 @@ def detect_mesh_landmarks(
     # never the mesh's: Blender's Suzanne, whose render no detector box confirms from any side, got
     # one seen diagonally and turned a quarter, the photo's face laid across her brow and ear
     # (reported as merely doubtful); without it the request asks for pins.
-    if forward is not None:
-        rounds = [[("given", _unit(forward))]]
-    else:
-        rounds = [
-            [(name, np.array(axis, np.float64)) for name, axis in AXES.items()],
-            [(_axis_name(d), d) for d in _diagonals()],
-        ]
-    searched: list = []  # (key, facing, view) of every face the search read
-    refined: dict[int, tuple] = {}  # index in searched -> _refine's landmarks and confirmation
-
-    def holds_up(index: int) -> MeshLandmarks | None:
-        """The refined landmarks of ``searched[index]`` when a straight-on view confirms them and
-        a nose stands out before their eyes."""
-        if index not in refined and len(refined) < MAX_REFINED:
-            _, facing, view = searched[index]
-            refined[index] = _refine(
-                view, facing, positions, triangles, normals, radius, landmarker, image_size, warnings
-            )
-        found, confirmed = refined.get(index, (None, False))
-        if found is None or not confirmed or not _nose_ahead(found) >= NOSE_AHEAD_IOD:
-            return None
-        return found
-
-    def ranked() -> list[int]:
-        return sorted(range(len(searched)), key=lambda i: searched[i][0], reverse=True)
-
-    detected = None
-    for candidates in rounds:
-        slanted: dict[str, tuple] = {}  # facing -> the best face read upside down or sideways there
-        for name, direction in candidates:
-            for up_axis in _candidate_ups(direction, up):
-                view = _detect_in_view(
-                    positions, triangles, normals, center, radius, direction, up_axis, landmarker, image_size
-                )
-                face = view[0]
-                if face is None or not face.score > UNCONFIRMED_SCORE:
-                    continue
-                trusted = _upright(face) and face.score >= TRUSTED_SCORE
-                if not _upright(face) and face.score >= max(TRUSTED_SCORE, slanted.get(name, (0.0,))[0]):
-                    slanted[name] = (face.score, direction, view)
-                # Among trusted faces the most frontal view wins: its landmarks sit best on the
-                # surface, and the straight-on passes below have least to correct.
-                key = (trusted, _upright(face), -_frontal_offset(face) if trusted else face.score, face.size)
-                searched.append((key, name, view))
-                if trusted:
-                    slanted.pop(name, None)
-                    break  # an upright face the detector vouches for needs no other up
-            if searched:
-                first = ranked()[0]
-                key = searched[first][0]
-                if key[0] and -key[2] < FRONTAL_ENOUGH and first not in refined:
-                    # A trusted face seen nearly straight on: no other axis sees it better, unless
-                    # it is no face at all once placed on the surface (no nose stands out).
-                    detected = holds_up(first)
-                    if detected is not None:
-                        break
-        if detected is None:
-            detected = _first_held(searched, ranked(), holds_up)
-        if detected is None and slanted:
-            # A face read at a slant (none of the four ups shows it upright: a head seen from
-            # below its chin, say) and nothing else holding up: each such view turned about its
-            # axis until that face stands upright, and read again.
-            for name, (_, direction, view) in slanted.items():
-                turned = _detect_in_view(
-                    positions, triangles, normals, center, radius, direction,
-                    _face_up(view[0], view[1], direction), landmarker, image_size,
-                )  # fmt: skip
-                face = turned[0]
-                if face is not None and _upright(face) and face.score >= TRUSTED_SCORE:
-                    searched.append(((True, True, -_frontal_offset(face), face.size), name, turned))
-            detected = _first_held(searched, ranked(), holds_up)
-        if detected is not None:
-            break
-    if detected is None and searched:
-        # Nothing trusted held up: the best face read, refined, as before the check (with a word).
-        best = ranked()[0]
-        detected = next((d for d in map(holds_up, ranked()) if d is not None), None)
-        if detected is None:
-            detected = refined.get(best, (None, False))[0]
-            if detected is not None:
-                detected.warnings.append(
-                    "The face found on the mesh is not confirmed by a view straight onto it, or no "
-                    "nose stands out before its eyes: it may not be the face; set landmark pins if "
-                    "the texture lands elsewhere."
-                )
-            else:
-                warnings.append(
-                    "A face was found in a render of the mesh but could not be placed on its "
-                    "surface; falling back to pins."
-                )
-
+    notes: list[str] = []
+    detected, held = _facing_search(
+        positions, triangles, normals, center, radius, forward, up, landmarker, image_size, notes
+    )
+    if not held and up is not None:
+        # The up the mesh came with may be wrong (the add-on sends Blender's +Z; a head lying in its
+        # scene, or a Y-up file read as Z-up): the search again with every up across each view.
+        again_notes: list[str] = []
+        again, held = _facing_search(
+            positions, triangles, normals, center, radius, forward, None, landmarker, image_size, again_notes
+        )
+        if held or detected is None:
+            detected, notes = again, again_notes
+    warnings += notes
     if detected is not None:
         if pin_table:
             _apply_pins(detected, pin_table, positions, triangles)
