@@ -350,6 +350,19 @@ def test_a_wrong_up_hint_does_not_hide_the_face(landmarker) -> None:
         assert not found.warnings
 
 
+def test_a_wrong_facing_is_searched_past_and_said(landmarker) -> None:
+    """A facing given that shows the back of the head (the add-on's default, -Y, on a head that
+    faces elsewhere in its scene) used to end the request: "a render from the given facing shows
+    no face". The face is searched for and found, and a warning names the direction it looks."""
+    from avatartex.demo_head import make_demo_head
+
+    positions, triangles, _, _ = make_demo_head(96)
+    positions, triangles = np.asarray(positions, np.float64), np.asarray(triangles, np.int64)
+    found = detect_mesh_landmarks(positions, triangles, landmarker, forward=np.array([0.0, 0.0, -1.0]))
+    assert found.forward @ [0, 0, 1] > 0.98 and found.up @ [0, 1, 0] > 0.98
+    assert any("facing given (-Z) but +Z" in w for w in found.warnings), found.warnings
+
+
 def test_portrait_view_detection_on_a_smaller_render(head, landmarker, head_landmarks) -> None:
     """``detect_from_camera`` given the face's eye distance renders at VIEW_IOD_PX per eye distance
     instead of the portrait's full size; the landmarks it lifts onto the surface are the ones a

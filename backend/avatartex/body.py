@@ -234,7 +234,13 @@ def find_face(
         part, _ = submesh(mesh, region)
         try:
             found = detect_mesh_landmarks(
-                part.positions, part.triangles, landmarker, up=axis, forward=forward, normals=part.normals
+                part.positions,
+                part.triangles,
+                landmarker,
+                up=axis,
+                forward=forward,
+                normals=part.normals,
+                past_hints=False,  # each candidate up in turn: a wrong one is passed over, not searched past
             )
         except AvatarTexError as exc:
             if exc.code != ErrorCode.NO_FACE_ON_MESH:

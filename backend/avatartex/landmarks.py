@@ -436,6 +436,16 @@ def _diagonals() -> list[np.ndarray]:
     return out
 
 
+def _direction_words(direction: np.ndarray) -> str:
+    """The axis a direction is nearest, as the facing options name it ("+Y"), when within about 15
+    degrees of it; its components otherwise."""
+    direction = _unit(np.asarray(direction, np.float64))
+    k = int(np.argmax(np.abs(direction)))
+    if abs(direction[k]) > 0.965:
+        return ("+" if direction[k] > 0 else "-") + "XYZ"[k]
+    return "towards " + _axis_name(direction)
+
+
 def _axis_name(direction: np.ndarray) -> str:
     return "(" + ", ".join(f"{c:+.2f}" for c in direction) + ")"
 
@@ -868,6 +878,7 @@ def detect_mesh_landmarks(
     pin_names=None,
     image_size: int = 512,
     normals: np.ndarray | None = None,
+    past_hints: bool = True,
 ) -> MeshLandmarks:
     """Find the 468 face landmarks on a head mesh's surface.
 
@@ -882,6 +893,9 @@ def detect_mesh_landmarks(
             or a mouth corner).
         image_size: edge of the square renders, pixels.
         normals: (V, 3) vertex normals for shading; computed when absent.
+        past_hints: when no face holds up with ``up`` and ``forward``, search again without them
+            (and warn when the face looks elsewhere than ``forward``); False keeps them as
+            constraints (``body.find_face`` tries one candidate up after another).
 
     Raises AvatarTexError NO_FACE_ON_MESH when neither detection nor the pins give a face.
     """
@@ -902,21 +916,35 @@ def detect_mesh_landmarks(
     # never the mesh's: Blender's Suzanne, whose render no detector box confirms from any side, got
     # one seen diagonally and turned a quarter, the photo's face laid across her brow and ear
     # (reported as merely doubtful); without it the request asks for pins.
-    notes: list[str] = []
-    detected, held = _facing_search(
-        positions, triangles, normals, center, radius, forward, up, landmarker, image_size, notes
-    )
-    if not held and up is not None:
-        # The up the mesh came with may be wrong (the add-on sends Blender's +Z; a head lying in its
-        # scene, or a Y-up file read as Z-up): the search again with every up across each view.
-        again_notes: list[str] = []
-        again, held = _facing_search(
-            positions, triangles, normals, center, radius, forward, None, landmarker, image_size, again_notes
-        )
+    # The hints first; then without the up (the add-on sends Blender's +Z: wrong for a head lying in
+    # its scene, or a Y-up file read as Z-up), then without the facing (the add-on's default, -Y,
+    # is wrong for a head facing elsewhere): the first search whose face holds up is taken, else
+    # the first that found one.
+    attempts = [(forward, up)]
+    if past_hints and up is not None:
+        attempts.append((forward, None))
+    if past_hints and forward is not None:
+        attempts += [(None, up)] + ([(None, None)] if up is not None else [])
+    detected, notes = None, []
+    for given_forward, given_up in attempts:
+        found_notes: list[str] = []
+        found, held = _facing_search(
+            positions, triangles, normals, center, radius, given_forward, given_up, landmarker, image_size,
+            found_notes,
+        )  # fmt: skip
         if held or detected is None:
-            detected, notes = again, again_notes
+            detected, notes = found, found_notes
+        if held:
+            if forward is not None and given_forward is None:
+                notes.append(
+                    f"The face does not look along the facing given ({_direction_words(forward)}) but "
+                    f"{_direction_words(found.forward)}: it was searched for. Set the facing to that, "
+                    "or to Search, to skip the search."
+                )
+            break
     warnings += notes
     if detected is not None:
+        detected.warnings += [note for note in notes if note not in detected.warnings]
         if pin_table:
             _apply_pins(detected, pin_table, positions, triangles)
             detected.source = "detected+pins"

@@ -73,6 +73,30 @@ def test_generate_scanned_head_real_backend(addon, real_backend, portrait, swapp
     assert abs(second[..., 0].mean() - first[..., 2].mean()) < 0.06
 
 
+def test_a_head_upside_down_in_its_scene_gets_its_own_face(addon, real_backend, portrait):
+    """The scanned head turned 180 degrees about X in the scene (as a model imported the wrong way
+    up lies): its face looks along +Y, while the add-on sends its default facing, -Y, and Blender's
+    +Z as up, the head's down. The request used to fail ("a render from the given facing shows no
+    face"; with no facing given, the search took a "face" read along a diagonal, 1.6 eye distances
+    off, reported only as doubtful). Now the search drops the hints that hide the face: the texture
+    is the upright head's (and the report's warnings say which way the face looks)."""
+    import math
+
+    obj = import_scanned_head(portrait)
+    bpy.context.scene.avatartex.resolution = SIZE
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    upright = _pixels(_texture(obj)[1]).copy()
+    obj.rotation_mode = "XYZ"  # the glTF importer leaves quaternions
+    obj.rotation_euler = (math.pi, 0.0, 0.0)
+    bpy.context.view_layer.update()
+    assert obj.matrix_world[2][2] < -0.99  # upside down in the scene
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    turned = _pixels(_texture(obj)[1])
+    covered = upright[..., 3] > 0.5
+    difference = np.abs(turned[..., :3] - upright[..., :3]).mean(axis=2)[covered]
+    assert difference.mean() < 3 / 255, difference.mean() * 255  # a wrong face: about 15/255
+
+
 def test_batch_three_objects_one_bad_real_backend(addon, real_backend, portrait, bad_portraits):
     head = import_scanned_head()
     objs = [head]
