@@ -168,7 +168,8 @@ class GenerateParams:
     debug: bool = False
     """Also write the partial projection, confidence map and landmark overlay."""
     facing: str = ""
-    """Direction the face looks in the mesh's space (``+z``, ``-y``...); empty searches."""
+    """Direction the face looks in the mesh's space (``+z``, ``-y``...); empty searches. A facing in
+    which no face is found is searched past, with a warning naming the direction the face looks."""
     texture_name: str = "texture.png"
     """File name of the texture inside ``out_dir``."""
     # -- body: full-body characters (body.py); on a plain head a base texture sets only size and depth --
