@@ -659,13 +659,22 @@ def _nose_ahead(found: MeshLandmarks) -> float:
 
 
 def _facing_search(
-    positions, triangles, normals, center, radius, forward, up, landmarker, image_size: int, warnings: list
+    positions, triangles, normals, center, radius, forward, up, landmarker, image_size: int, notes: list
 ) -> tuple[MeshLandmarks | None, bool]:
     """Passes 1 and 2 of ``detect_mesh_landmarks``: the views searched for a face (the given facing,
     or the six axes and then the diagonals; ``up`` or each axis across as the view's up), the faces
     read refined (``_refine``) in order of trust and frontality until one holds up. Returns the
     landmarks (None when no face was read or none could be placed) and whether they held up (a
-    straight-on view confirmed them and their nose stands out); ones that did not carry a warning."""
+    straight-on view confirmed them and their nose stands out); ones that did not carry a warning,
+    and ``notes`` one when no face could be placed.
+
+    The six axes come first (most files face along one), then the twenty diagonals between them,
+    so that a head turned or tilted any way is seen within ~30 degrees of face-on by one of the
+    views. A face is trusted when the face detector itself vouches for it (score): mediapipe's mesh
+    also "finds" faces in upside-down renders, with garbage landmarks and no detector box. Such a
+    face (score 0) is never the mesh's: Blender's Suzanne, whose render no detector box confirms
+    from any side, got one seen diagonally and turned a quarter, the photo's face laid across her
+    brow and ear (reported as merely doubtful); without it the request asks for pins."""
     if forward is not None:
         rounds = [[("given", _unit(forward))]]
     else:
@@ -682,7 +691,7 @@ def _facing_search(
         if index not in refined and len(refined) < MAX_REFINED:
             _, facing, view = searched[index]
             refined[index] = _refine(
-                view, facing, positions, triangles, normals, radius, landmarker, image_size, warnings
+                view, facing, positions, triangles, normals, radius, landmarker, image_size, notes
             )
         found, confirmed = refined.get(index, (None, False))
         if found is None or not confirmed or not _nose_ahead(found) >= NOSE_AHEAD_IOD:
@@ -755,8 +764,8 @@ def _facing_search(
             "stands out before its eyes: it may not be the face; set landmark pins if the texture "
             "lands elsewhere."
         )
-    elif UNPLACED not in warnings:
-        warnings.append(UNPLACED)
+    elif UNPLACED not in notes:
+        notes.append(UNPLACED)
     return detected, False
 
 
@@ -908,14 +917,6 @@ def detect_mesh_landmarks(
     radius = float(np.linalg.norm(positions - center, axis=1).max())
     warnings: list[str] = []
 
-    # Pass 1: which way does the face look, and which way is up? The six axes first (most files
-    # face along one), then the twenty diagonals between them, so that a head turned or tilted any
-    # way is seen within ~30 degrees of face-on by one of the views. A face is trusted when the
-    # face detector itself vouches for it (score): mediapipe's mesh also "finds" faces in
-    # upside-down renders, with garbage landmarks and no detector box. Such a face (score 0) is
-    # never the mesh's: Blender's Suzanne, whose render no detector box confirms from any side, got
-    # one seen diagonally and turned a quarter, the photo's face laid across her brow and ear
-    # (reported as merely doubtful); without it the request asks for pins.
     # The hints first; then without the up (the add-on sends Blender's +Z: wrong for a head lying in
     # its scene, or a Y-up file read as Z-up), then without the facing (the add-on's default, -Y,
     # is wrong for a head facing elsewhere): the first search whose face holds up is taken, else
