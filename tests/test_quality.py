@@ -112,6 +112,20 @@ def test_a_face_too_small_to_place_has_failed():
     assert verdict == "failed" and any("too small" in r for r in reasons) and advice
 
 
+def test_a_mesh_face_that_did_not_hold_up_fails_the_result_however_well_it_fits():
+    """The facing search used a face that no straight-on view read again (or without a nose before
+    its eyes: a "face" in a side view of a turned head): the photo lands on a cheek or the jaw
+    while the fit can look fine. The same confirmed, consistent result is good; with that flag, it
+    has failed and says why and what to do."""
+    X, camera, frame = _scene()
+    x = camera.project(X)[0] + np.random.default_rng(2).normal(0, 0.8, (len(X), 2))
+    q = assess(_register(X, x, CONFIRMED), frame, 0.9, 0.9, "detected")
+    assert q.verdict == "good", q.report()
+    q = assess(_register(X, x, CONFIRMED), frame, 0.9, 0.9, "detected", mesh_face_held=False)
+    assert q.verdict == "failed" and q.signals["mesh_face_held"] is False
+    assert any("may not be its face" in r for r in q.reasons) and any("Facing" in a for a in q.advice)
+
+
 def test_a_region_that_disagrees_is_flagged_named_and_grows_the_estimate():
     X, camera, frame = _scene()
     x = camera.project(X)[0]

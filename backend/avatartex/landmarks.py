@@ -101,6 +101,10 @@ class MeshLandmarks:
     render: np.ndarray | None = None
     """(H, W, 3) float32 the shaded render the detector saw, for the debug overlay."""
     warnings: list[str] = field(default_factory=list)
+    held: bool = True
+    """False when the facing search's face did not hold up (no view straight onto it read it
+    again, or no nose stands out before its eyes) and was used for want of another: it may not be
+    the mesh's face (the verdict then says ``failed``)."""
     reshaped: np.ndarray | None = None
     """(468,) bool: landmarks moved off the detector's placement to follow the mesh's own shape
     (``_follow_nose``). The registration's warp maps the photo's onto them; the camera fit leaves
@@ -759,6 +763,7 @@ def _facing_search(
         return detected, True
     detected = refined.get(ranked()[0], (None, False))[0]
     if detected is not None:
+        detected.held = False
         detected.warnings.append(
             "The face found on the mesh is not confirmed by a view straight onto it, or no nose "
             "stands out before its eyes: it may not be the face; set landmark pins if the texture "

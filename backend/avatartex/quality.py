@@ -47,6 +47,9 @@ The evidence here is what the landmarks cannot hide:
   estimate at ``SCATTER_GAIN`` times its scatter;
 * ``portrait_pass`` (how the photo's face was found: read by the detector, or placed from the head's
   outline, whose landmarks are the mesh's own and vouch for nothing) and ``eye_distance_px``;
+* ``mesh_face_held`` — whether the face found on the mesh held up (``landmarks.MeshLandmarks.held``:
+  a view straight onto it read it again, and its nose stands out): where it did not, the photo may
+  be laid on a cheek or the jaw however well it fits, and the verdict is ``failed``;
 * ``fov_deg`` against the lenses of portraits, ``view_yaw_deg``/``view_pitch_deg`` of the camera in
   the head's frame, and the two detectors' scores: caveats, shown as reasons on a result that is
   not good, as notes on one that is.
@@ -539,7 +542,16 @@ def judge(signals: Mapping[str, Any], estimate: float) -> tuple[str, list[str], 
         advice.append(
             "look at the eyes and mouth in the viewport; a photo in soft, even light matches surely"
         )
-    if estimate > FAILED_ABOVE or too_small:
+    # The face found on the mesh did not hold up (``MeshLandmarks.held``): a "face" read in a side
+    # view of a turned head lands the photo on a cheek or the jaw, whatever the fit says.
+    doubted_mesh_face = signals.get("mesh_face_held") is False
+    if doubted_mesh_face:
+        reasons.append(
+            "the face found on the mesh may not be its face: no view straight onto it reads it again, "
+            "or no nose stands out before its eyes"
+        )
+        advice.append("set the Facing to the way the face looks, or add landmark pins on the mesh")
+    if estimate > FAILED_ABOVE or too_small or doubted_mesh_face:
         verdict = "failed"
     elif reasons:
         verdict = "doubtful"
@@ -566,6 +578,7 @@ def evidence(
     landmarks_source: str,
     portrait_pass: str | None = None,
     landmark_scatter: float | None = None,
+    mesh_face_held: bool = True,
 ) -> dict[str, Any]:
     """The signals the module docstring lists, as plain JSON for report.json."""
     iod = registration.interocular
@@ -593,6 +606,7 @@ def evidence(
         "portrait_score": round(float(portrait_score), 3),
         "mesh_score": round(float(mesh_score), 3),
         "landmarks_source": landmarks_source,
+        "mesh_face_held": bool(mesh_face_held),
         "portrait_pass": portrait_pass,
         "landmark_scatter_iod": None if landmark_scatter is None else _rounded(float(landmark_scatter)),
         "eye_distance_px": round(float(iod), 2),
@@ -614,15 +628,24 @@ def assess(
     landmarks_source: str,
     portrait_pass: str | None = None,
     landmark_scatter: float | None = None,
+    mesh_face_held: bool = True,
 ) -> Quality:
     """The verdict on a registration, from the evidence the module docstring lists.
 
     ``portrait_pass`` is how the portrait's face was found (``Face.extras["pass"]``: ``direct``,
     ``upscaled``, ``crop``, ``outline``); None where the caller does not say, and then landmarks
     that merely copy the mesh's are recognised by their fit alone (INDEPENDENT_MIN_IOD).
-    ``landmark_scatter`` is ``face.landmark_scatter`` of the portrait's face (None: not measured)."""
+    ``landmark_scatter`` is ``face.landmark_scatter`` of the portrait's face (None: not measured).
+    ``mesh_face_held`` is ``MeshLandmarks.held``: False fails the result."""
     signals = evidence(
-        registration, frame, portrait_score, mesh_score, landmarks_source, portrait_pass, landmark_scatter
+        registration,
+        frame,
+        portrait_score,
+        mesh_score,
+        landmarks_source,
+        portrait_pass,
+        landmark_scatter,
+        mesh_face_held,
     )
     estimate = estimate_error(signals)
     verdict, reasons, advice, notes = judge(signals, estimate)

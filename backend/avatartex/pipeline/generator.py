@@ -217,6 +217,7 @@ class Generator:
             analysis.head.landmarks.source,
             analysis.face.extras.get("pass"),
             scatter,
+            analysis.head.landmarks.held,
         )
         if quality.verdict != "good":
             warnings.append(f"registration {quality.verdict}: " + "; ".join(quality.reasons))
