@@ -643,9 +643,12 @@ detector trusts in some side views of a turned head (an ear read as an eye) have
 the report said only `doubtful`, as for the right one), 0.25 on the wide-jaw demo variant. A head
 whose real nose is flatter than this still gets its face when nothing else holds up, with a
 warning."""
-MAX_REFINED = 4
-"""Faces read in the facing search that are refined (each a few renders and detections) to find one
-that holds up (``NOSE_AHEAD_IOD``); the first almost always does."""
+MAX_REFINED = 10
+"""Faces read in the facing search that are refined (each a few renders and detections, 0.3-0.6 s
+once per mesh) to find one that holds up (``NOSE_AHEAD_IOD``); the first almost always does. The
+wide-jaw variant turned as bench/orientations.py's copy 23 turned down four "faces" on its jaw and
+sides before its own (with 4 it was textured from one of those and called `failed`; with 10 all 40
+of that variant's copies find their face, and the demo head's 40 read the same as with 4)."""
 
 
 def _nose_ahead(found: MeshLandmarks) -> float:
