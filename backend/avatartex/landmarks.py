@@ -801,14 +801,14 @@ def _refine(
     radius: float,
     landmarker,
     image_size: int,
-    warnings: list,
+    notes: list,
 ) -> tuple[MeshLandmarks | None, bool]:
     """Pass 2 of the facing search for one face read (``view``: ``_detect_in_view``'s result, seen
     from ``facing``): the camera turned to the face and framed tightly, detected again until its
-    frame settles, steadied over a few views and its nose followed; ``warnings`` are the search's so
-    far. Returns the landmarks (None when the face cannot be placed on the surface) and whether a
-    straight-on view confirmed the face: the "faces" the detector reads in some side views of a
-    bust (an ear for an eye) are seen in no view turned to them."""
+    frame settles, steadied over a few views and its nose followed; ``notes`` are the search's
+    warnings so far. Returns the landmarks (None when the face cannot be placed on the surface)
+    and whether a straight-on view confirmed the face: the "faces" the detector reads in some side
+    views of a bust (an ear for an eye) are seen in no view turned to them."""
     face, camera, image, tri_id, bary, world = view
     detected = None
     confirmed = False
@@ -878,7 +878,7 @@ def _refine(
             facing=facing,
             points2d=face.landmarks.astype(np.float64),
             render=image,
-            warnings=list(warnings),
+            warnings=list(notes),
             reshaped=reshaped,
             as_detected=as_detected if reshaped.any() else None,
         )
