@@ -30,6 +30,7 @@ from numba import njit
 
 from . import raster
 from .imaging import sample_image
+from .meshframe import MeshFrame, mesh_frame
 from .occlusion import MeshCavity
 
 BAND = 1
@@ -181,6 +182,10 @@ class AtlasGeometry:
     """(S, S) float32 the share of the sky each texel's surface point sees past the mesh
     (``occlusion.vertex_occlusion``: 1 open, lower in creases), set with the head
     (``HeadModel.atlas``); None where it was not measured (the de-lighting then leaves it out)."""
+    mesh_frame: MeshFrame | None = None
+    """The mesh's own frame (``meshframe.mesh_frame``) in which its surface grain is drawn: the same
+    grain at the same surface point however the file turns, scales or moves the mesh. Set by
+    ``build_atlas`` (a full-body character's: its whole body's, ``HeadModel.atlas``)."""
 
     @property
     def size(self) -> int:
@@ -221,6 +226,12 @@ class AtlasGeometry:
         # polygon2mask takes (row, col) vertices and tests texel centres at integer coordinates.
         rc = np.asarray(outline_xy, np.float64)[:, ::-1] - 0.5
         self.face = polygon2mask((self.size, self.size), rc) & self.mask
+
+    def noise_spacings(self, spacings_iod: np.ndarray) -> np.ndarray:
+        """Lattice spacings given in eye distances, in units of the mesh's ``mesh_frame`` (float32)."""
+        return (np.asarray(spacings_iod, np.float64) * self.frame.scale / self.mesh_frame.unit).astype(
+            np.float32
+        )
 
     def sample(self, image: np.ndarray, xy: np.ndarray) -> np.ndarray:
         """Bilinear samples of an atlas image at atlas pixel coordinates (N, 2); wraps in the band."""
@@ -322,6 +333,7 @@ def build_atlas(
         layout, frame, tri_id, bary, pos, nrm, chart, triangle_xy.astype(np.float32), triangle_chart, face
     )
     geometry.cavity = MeshCavity(positions, triangles, normals)
+    geometry.mesh_frame = mesh_frame(positions, triangles, frame.axes)
     return geometry
 
 

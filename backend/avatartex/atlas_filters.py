@@ -482,7 +482,99 @@ def smooth_fill(
     if holes.any():
         sym_values[holes] = values[holes]
         sym_conf[holes] = weight[holes]
-    return push_pull(sym_values, sym_conf * atlas.mask, atlas.band_rows), sym_conf
+    sources = sym_conf * atlas.mask
+    filled = push_pull(sym_values, sources, atlas.band_rows)
+    return toward_overall(filled, sym_values, sources, atlas), sym_conf
+
+
+FILL_NEAR_IOD = 0.3
+"""Eye distances from what the photo or its mirror shows within which the fill is the push-pull's
+alone (``toward_overall``): the photo's edge there, which the latent stage's border gain matches
+to it, and the photo's texels it did not trust, which its colour nearby predicts best."""
+FILL_REACH_IOD = 0.6
+"""Eye distances (a Gaussian's sigma) beyond FILL_NEAR_IOD over which the fill goes from the
+push-pull's colour to the overall colour of what the photo shows (``toward_overall``)."""
+FILL_CORE_IOD = 0.15
+"""Eye distances inside the edge of what the photo shows from which its texels make that overall
+colour: the edge's texels (a hairline, a jaw's shadow, a grazing cheek) come and go with the
+registration."""
+
+
+def toward_overall(
+    filled: np.ndarray, values: np.ndarray, sources: np.ndarray, atlas: AtlasGeometry
+) -> np.ndarray:
+    """``filled`` (push-pull) near the ``sources`` (weights over 0.5) and, further away, the overall
+    value of what they show: the weighted mean of ``values`` over the sources FILL_CORE_IOD inside
+    their edge, reached with a Gaussian of FILL_REACH_IOD in the distance to them beyond
+    FILL_NEAR_IOD.
+
+    Far from what the photo shows (the back of the head, the neck, a cleared scalp) a push-pull
+    gives the colour of its coarsest cells that hold any data, each the average of whatever edge
+    texels it holds. Which edge texels the photo backs moves with the registration: on copies of
+    the scanned head turned in its file, with the same photo, the back of the head came out 3 %
+    lighter or darker. A mean (not a median: the de-lighting fills its shading field the same way,
+    and the fill's colour over its shading is then the albedo of the same texels) over the same
+    texels of both fields, away from the edge, is steady."""
+    seen = sources >= 0.5
+    if seen.sum() < 64:
+        return filled
+    texels_per_iod = atlas.layout.face_texels_per_iod
+    inside = _distance_to(~seen, atlas) >= np.float32(FILL_CORE_IOD * texels_per_iod)
+    core = seen & inside if (seen & inside).sum() >= 64 else seen
+    weights = sources[core].astype(np.float64) * texel_areas(atlas)[core]
+    overall = (weights @ values[core].reshape(len(weights), -1).astype(np.float64)) / weights.sum()
+    near, reach = FILL_NEAR_IOD * texels_per_iod, FILL_REACH_IOD * texels_per_iod
+    beyond = np.maximum(_distance_to(seen, atlas) - np.float32(near), 0.0) / np.float32(reach)
+    keep = np.exp(np.float32(-0.5) * beyond * beyond).astype(np.float32)
+    overall = overall.astype(np.float32).reshape(filled.shape[2:])
+    return (overall + (filled - overall) * (keep[..., None] if filled.ndim == 3 else keep)).astype(np.float32)
+
+
+def texel_areas(atlas: AtlasGeometry) -> np.ndarray:
+    """(S, S) float64 the surface area each texel covers, in squared eye distances: the cross product
+    of its steps to its neighbours along each axis (their mean where both are on its chart); the
+    median area where a texel has no neighbour on its chart along an axis, 0 where no surface.
+    Cached on the atlas."""
+    cache = atlas.cache
+    if "texel_areas" not in cache:
+        p = np.asarray(atlas.positions, np.float64) / atlas.frame.scale
+        chart = np.where(atlas.mask, atlas.chart, 0)
+        steps = [_mean_step(p, chart, axis) for axis in (1, 0)]
+        area = np.linalg.norm(np.cross(steps[0], steps[1]), axis=-1)
+        shown = chart > 0
+        known = shown & np.isfinite(area)
+        typical = float(np.median(area[known])) if known.any() else 0.0
+        cache["texel_areas"] = np.where(shown, np.where(known, area, typical), 0.0)
+    return cache["texel_areas"]
+
+
+def _mean_step(p: np.ndarray, chart: np.ndarray, axis: int) -> np.ndarray:
+    """(S, S, 3) the mean of a texel's steps to its two neighbours along ``axis`` that lie on its own
+    chart (NaN where neither does)."""
+    total = np.zeros_like(p)
+    count = np.zeros(chart.shape)
+    for shift in (-1, 1):  # the neighbour ahead, then the one behind
+        neighbour = np.roll(p, shift, axis=axis)
+        same = (np.roll(chart, shift, axis=axis) == chart) & (chart > 0)
+        total += np.where(same[..., None], (p - neighbour) * shift, 0.0)
+        count += same
+    return np.where((count > 0)[..., None], total / np.maximum(count, 1)[..., None], np.nan)
+
+
+def _distance_to(targets: np.ndarray, atlas: AtlasGeometry) -> np.ndarray:
+    """(S, S) float32 each texel's distance in texels to the nearest of ``targets`` (S, S) on its own
+    chart (the band wrapping round the back); inf on a chart without one."""
+    distance = np.full(targets.shape, np.inf, np.float32)
+    reach = int(np.ceil((FILL_NEAR_IOD + 3 * FILL_REACH_IOD) * atlas.layout.face_texels_per_iod))
+    for part, wrap in charts(targets, atlas.band_rows):
+        found = targets[part]
+        if not found.any():
+            continue
+        h, w = found.shape
+        width = min(reach, h - 1, w - 1) if wrap else 0
+        padded = pad((~found).astype(np.uint8), width, wrap)
+        distance[part] = cv2.distanceTransform(padded, cv2.DIST_L2, 5)[width : width + h, width : width + w]
+    return distance
 
 
 SMALL_HOLE_IOD = 0.2

@@ -411,9 +411,9 @@ def _hidden_noise(geometry: AtlasGeometry, surface: UVSurface) -> tuple[np.ndarr
     where = covered_index(surface)[hidden]
     if where.size < 64:
         return None
-    points = geometry.frame.to_head(surface.positions[hidden]).astype(np.float32)
+    points = geometry.mesh_frame.to_frame(surface.positions[hidden])
     texel = 1.0 / geometry.layout.face_texels_per_iod
-    spacings = (np.asarray(HIDDEN_GRAIN_OCTAVES, np.float32) * np.float32(texel)).astype(np.float32)
+    spacings = geometry.noise_spacings(np.asarray(HIDDEN_GRAIN_OCTAVES, np.float64) * texel)
     octaves = np.empty((len(points), len(spacings)), np.float32)
     gradient_noise(points, spacings, HIDDEN_GRAIN_SEED, np.ones_like(octaves), octaves)
     noise = octaves.sum(axis=1)

@@ -51,6 +51,7 @@ from ..face import (
 )
 from ..landmarks import MeshLandmarks, detect_from_camera, detect_mesh_landmarks
 from ..mesh import Mesh, compute_normals, parse_facing
+from ..meshframe import MeshFrame, mesh_frame
 from ..occlusion import MeshCavity, at_texels, vertex_occlusion
 from ..winding import outward
 
@@ -135,8 +136,22 @@ class HeadModel:
                 geometry.set_face_region(geometry.layout.band_xy(theta, phi))
             geometry.occlusion = at_texels(self.occlusion(), mesh.triangles, geometry.tri_id, geometry.bary)
             geometry.cavity = self.cavity
+            geometry.mesh_frame = self.own_frame()
             self.atlases[size] = geometry
         return self.atlases[size]
+
+    def own_frame(self) -> MeshFrame:
+        """The mesh's own frame (``meshframe.mesh_frame``), in which its grain and occlusion are
+        measured; a full-body character's is its whole body's, in its head part's coordinates (the
+        head part is cut where the landmarks say, a little differently on each copy of the
+        character; the whole body is the same)."""
+        if "own_frame" not in self.derived:
+            whole, centre, scale = self.mesh, np.zeros(3), 1.0
+            if self.body is not None:  # -- body --
+                whole, centre, scale = self.body.whole, self.body.centre, self.body.scale
+            frame = mesh_frame(whole.positions, whole.triangles, self.frame.axes)
+            self.derived["own_frame"] = frame.moved(centre, scale)
+        return self.derived["own_frame"]
 
     def atlas_texels(self, size: int) -> tuple[np.ndarray, np.ndarray]:
         """(N, 3) surface points and (N, 3) unit normals, in the mesh's axes, of the N texels the
@@ -207,7 +222,9 @@ class HeadModel:
         measured once: the de-lighting takes the photo's darkness in the creases out with it."""
         if "occlusion" not in self.derived:
             mesh = self.mesh
-            self.derived["occlusion"] = vertex_occlusion(mesh.positions, mesh.triangles, mesh.normals)
+            self.derived["occlusion"] = vertex_occlusion(
+                mesh.positions, mesh.triangles, mesh.normals, frame=self.own_frame()
+            )
         return self.derived["occlusion"]
 
 
@@ -338,7 +355,7 @@ class HeadStore:
     A damaged or unreadable entry is a miss, never an error.
     """
 
-    MODULES = ("landmarks", "face", "camera", "raster", "body", "mesh", "occlusion")
+    MODULES = ("landmarks", "face", "camera", "raster", "body", "mesh", "occlusion", "meshframe")
     """The modules whose code decides a mesh's landmarks and occlusion (their source is in the
     fingerprint)."""
     MAX_ENTRIES = 256

@@ -657,7 +657,7 @@ def prepare_head_tables(head: HeadModel, atlas_size: int, texture_size: int) -> 
     head.atlas_texels(atlas_size)
     geometry.mirror_index()
     inpaint.texel_footprint(geometry)
-    inpaint.surface_grain(geometry, np.zeros(geometry.mask.shape, bool), 0)
+    inpaint.grain_octaves(geometry, GenerateParams.seed)
     inpaint.octave_energies(geometry)
     inpaint.smooth_where_stretched(np.zeros((atlas_size, atlas_size, 3), np.float32), geometry)
     repaint.head_forms(geometry)

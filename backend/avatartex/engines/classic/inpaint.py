@@ -9,9 +9,10 @@ The atlas is a map of directions from the head's centre. Where the surface runs 
 directions (the neck below the jaw, the bottom of a bust, the back of the head where the longitude
 is squeezed), one texel is a long strip of skin (or a large patch of it), and anything that varies
 from texel to texel is drawn out along the strips as streaks: there the fill is blurred
-(FILL_ANISOTROPY), and the grain is gradient noise of the 3D surface point (a few octaves, those
-the atlas can hold at that texel) instead of noise drawn per texel: the same skin grain everywhere,
-across the charts too.
+(FILL_ANISOTROPY). The grain is gradient noise of the 3D surface point (a few octaves, those the
+atlas can hold at that texel), not noise drawn per texel: the same skin grain everywhere, across
+the charts too, and the same on the mesh however its file turns or scales it (the atlas's grid
+moves on the surface with the landmarks; the surface point does not).
 """
 
 from __future__ import annotations
@@ -46,14 +47,6 @@ a neck or a bust, which the atlas's rays graze), the fill's variation across the
 drawn out along it as streaks."""
 FILL_BLUR = 8.0
 """Texels (at an atlas of 1024) of that blur."""
-GRAIN_ANISOTROPY = (1.8, 2.8)
-"""Texel footprint anisotropy from which the surface grain replaces the atlas's own, and by which it
-has replaced it entirely."""
-GRAIN_MAGNIFIED = (1.5, 2.5)
-"""A texel's longest step on the surface, in face texels, from which the surface grain replaces the
-atlas's own as for GRAIN_ANISOTROPY, and by which entirely: where the atlas is coarse on the surface
-(the neck, a bust's back: two to ten face texels a step) noise drawn per texel is coarse blotches
-there, however square the texels."""
 GRAIN_SAMPLING = (0.8, 1.5)
 """An octave fades out where its lattice spacing is less than the first of these times the texel's
 longest step on the surface, and is whole from the second: finer noise would alias into streaks."""
@@ -135,20 +128,20 @@ def _footprint_kernel(
 
 def surface_grain(atlas: AtlasGeometry, where: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(N, K) the grain's octaves (GRAIN_OCTAVES) at the texels ``where``, and (N, K) how much of
-    each the atlas holds there (0 where its steps are too long for the octave, 1 where fine enough)."""
+    each the atlas holds there (0 where its steps are too long for the octave, 1 where fine enough).
+    Gradient noise of the texel's surface point in the mesh's own frame (``atlas.mesh_frame``)."""
     cache = atlas.cache
-    if "head_positions" not in cache:
-        cache["head_positions"] = atlas.frame.to_head(atlas.positions).astype(np.float32)
-    points = np.ascontiguousarray(cache["head_positions"][where])
-    spacings = (
-        np.asarray(GRAIN_OCTAVES, np.float32) * np.float32(1.0 / atlas.layout.face_texels_per_iod)
-    ).astype(np.float32)
+    if "noise_positions" not in cache:
+        cache["noise_positions"] = atlas.mesh_frame.to_frame(atlas.positions)
+    points = np.ascontiguousarray(cache["noise_positions"][where])
+    texel = 1.0 / atlas.layout.face_texels_per_iod
+    spacings = np.asarray(GRAIN_OCTAVES, np.float64) * texel
     step = np.nan_to_num(texel_footprint(atlas)[0][where], nan=np.inf)
     lo, hi = GRAIN_SAMPLING
     held = smoothstep((spacings[None, :] / np.maximum(step[:, None], 1e-12) - lo) / (hi - lo))
     held = held.astype(np.float32)
     octaves = np.empty((len(points), len(spacings)), np.float32)
-    gradient_noise(points, spacings, int(seed), held, octaves)
+    gradient_noise(points, atlas.noise_spacings(spacings), int(seed), held, octaves)
     return octaves, held
 
 
@@ -159,15 +152,14 @@ def synthesize_grain(
 
     The smooth fill has no high frequencies; real skin has pores and mottling. The seen region's
     luminance is split into difference-of-Gaussian bands and each band's robust standard deviation
-    measured (median absolute deviation, so eyes, brows and hair edges do not count as grain).
-    Where the atlas's texels are about square on the surface, white noise (seeded by ``ctx.seed``)
-    is split the same way and each band scaled to the seen band's; where they are long strips
-    (GRAIN_ANISOTROPY) or span several face texels (GRAIN_MAGNIFIED), that noise would be streaks or
-    blotches on the surface, and the grain is instead one
-    octave of gradient noise of the surface point per band (``surface_grain``), each scaled to
-    that band's standard deviation. The grain is tinted by the skin's mean colour ratio, as skin
+    measured (median absolute deviation, so eyes, brows and hair edges do not count as grain). The
+    grain is one octave of gradient noise of the surface point per band (``surface_grain``), mixed
+    so that, measured the same way, each band has the seen band's spread (``_octave_amplitudes``):
+    a function of the surface point, not of the atlas's grid, so it is neither streaks where texels
+    are long strips nor blotches where they span several face texels, and the same mesh turned or
+    scaled in its file gets the same grain. It is tinted by the skin's mean colour ratio, as skin
     detail is mostly a change of brightness. ``where`` (S, S) bool, optional: the texels that need
-    grain (the rest may hold the atlas's noise only).
+    grain (0 elsewhere).
     """
     atlas = ctx.atlas
     rows = atlas.band_rows
@@ -178,21 +170,11 @@ def synthesize_grain(
     sample = filters.subsample(seen, 50_000)
     target = np.array([filters.robust_std(band.reshape(-1)[sample]) for band in _band_pass(lum, rows)])
     target *= grain_band_share(atlas)
+    octaves, held = grain_octaves(atlas, ctx.seed)
+    wanted = atlas.mask if where is None else atlas.mask & where
+    pick = wanted[atlas.mask]
     grain = np.zeros_like(lum)
-    for band, want in zip(_noise_bands(atlas, ctx.seed), target, strict=True):
-        have = filters.robust_std(band.reshape(-1)[sample])
-        if have > 0:
-            grain += band * np.float32(want / have)
-
-    stretched, blend = _anisotropy_blend(atlas, GRAIN_ANISOTROPY, GRAIN_MAGNIFIED)
-    octaves, held = _stretched_grain(atlas, ctx.seed)
-    if where is not None:
-        keep = where[stretched]
-        blend, octaves, held = blend[keep], octaves[keep], held[keep]
-        stretched = stretched & where
-    if stretched.any():
-        surface = (octaves * held) @ _octave_amplitudes(atlas, target)
-        grain[stretched] = (1.0 - blend) * grain[stretched] + blend * surface
+    grain[wanted] = (octaves[pick] * held[pick]) @ _octave_amplitudes(atlas, target)
     flat = color.reshape(-1, 3)[sample]
     tint = flat.mean(axis=0) / max(float(lum.reshape(-1)[sample].mean()), 1e-3)
     return grain[..., None] * tint.astype(np.float32)
@@ -206,30 +188,15 @@ def grain_band_share(atlas: AtlasGeometry) -> np.ndarray:
     return np.clip((GRAIN_FINEST_IOD - lo) / (hi - lo), 0.0, 1.0)
 
 
-def _noise_bands(atlas: AtlasGeometry, seed: int) -> list[np.ndarray]:
-    """The band-pass bands (``_band_pass``) of the white noise of ``seed`` over the atlas. They
-    depend on the atlas and the seed only: kept on the atlas for the last seed asked (a batch or a
-    re-generate on the same head does not draw and blur 1 M normal numbers again, 45 ms at 1024)."""
+def grain_octaves(atlas: AtlasGeometry, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``surface_grain`` of every texel of the atlas (``mask`` order), kept on the atlas for the last
+    seed asked: it depends on the atlas and the seed only (a batch or a re-generate on the same head
+    does not draw it again)."""
     cache = atlas.cache
-    kept = cache.get("noise_bands")
+    kept = cache.get("grain_octaves")
     if kept is None or kept[0] != seed:
-        noise = np.random.default_rng(seed).standard_normal(atlas.mask.shape, dtype=np.float32)
-        kept = (seed, _band_pass(noise, atlas.band_rows))
-        cache["noise_bands"] = kept
-    return kept[1]
-
-
-def _stretched_grain(atlas: AtlasGeometry, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``surface_grain`` of every texel past GRAIN_ANISOTROPY[0] or GRAIN_MAGNIFIED[0], kept on the
-    atlas for the last seed and limits asked (the grain of a texel depends on its surface point and
-    the seed only)."""
-    cache = atlas.cache
-    key = (seed, GRAIN_ANISOTROPY, GRAIN_MAGNIFIED)
-    kept = cache.get("stretched_grain")
-    if kept is None or kept[0] != key:
-        stretched, _ = _anisotropy_blend(atlas, GRAIN_ANISOTROPY, GRAIN_MAGNIFIED)
-        kept = (key, surface_grain(atlas, stretched, seed))
-        cache["stretched_grain"] = kept
+        kept = (seed, surface_grain(atlas, atlas.mask, seed))
+        cache["grain_octaves"] = kept
     return kept[1]
 
 
@@ -327,22 +294,15 @@ def _stretched_charts(atlas: AtlasGeometry, image: np.ndarray):
         yield filters.pad(np.ascontiguousarray(image[rows]), margin, wrap), sigma, xy, weight
 
 
-def _anisotropy_blend(
-    atlas: AtlasGeometry, limits: tuple[float, float], magnified: tuple[float, float] | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """(S, S) bool texels whose footprint anisotropy exceeds ``limits[0]`` (or, with ``magnified``,
-    whose longest step exceeds ``magnified[0]`` face texels), and (M,) their smoothstep weight, whole
-    from the second values. Cached on the atlas."""
+def _anisotropy_blend(atlas: AtlasGeometry, limits: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """(S, S) bool texels whose footprint anisotropy exceeds ``limits[0]``, and (M,) their
+    smoothstep weight, whole from ``limits[1]``. Cached on the atlas."""
     cache = atlas.cache
-    key = ("anisotropy_blend", limits, magnified)
+    key = ("anisotropy_blend", limits)
     if key not in cache:
-        longest, anisotropy = texel_footprint(atlas)
+        _, anisotropy = texel_footprint(atlas)
         lo, hi = limits
-        t = np.clip((np.nan_to_num(anisotropy, nan=1.0) - lo) / (hi - lo), 0.0, 1.0)
-        if magnified is not None:
-            size = np.nan_to_num(longest, nan=0.0) * atlas.layout.face_texels_per_iod
-            t = np.maximum(t, np.clip((size - magnified[0]) / (magnified[1] - magnified[0]), 0.0, 1.0))
-        t = t * atlas.mask
+        t = np.clip((np.nan_to_num(anisotropy, nan=1.0) - lo) / (hi - lo), 0.0, 1.0) * atlas.mask
         where = t > 0
         cache[key] = (where, smoothstep(t)[where].astype(np.float32))
     return cache[key]
