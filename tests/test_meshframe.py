@@ -52,6 +52,27 @@ def test_a_turned_scaled_and_moved_copy_has_the_same_frame_on_its_surface(demo) 
     )
 
 
+def test_a_turned_scaled_and_moved_copy_is_normalised_to_the_same_size_and_place(demo) -> None:
+    """What every step works on (``normalized``): the copy is the upright mesh turned, nothing else:
+    the same size and the same centre in those units. The bounding box's centre and half diagonal
+    (what it was) change when the file turns the mesh: 2.8 % larger here, so the copy was another
+    size for every tolerance and step of the registration (its texture 1.45/255 from the
+    upright's with the same landmarks; 0.3 since)."""
+    from avatartex.mesh import Mesh
+    from avatartex.meshframe import normalized
+
+    positions, triangles = demo
+    moved, matrix = _copy(positions)
+    upright, _, size = normalized(Mesh(positions.astype(np.float32), triangles.astype(np.int32), None))
+    copy, centre, copy_size = normalized(Mesh(moved.astype(np.float32), triangles.astype(np.int32), None))
+    np.testing.assert_allclose(copy.positions, upright.positions @ matrix.T, atol=5e-4)  # float32 file
+    assert copy_size == pytest.approx(0.01 * size, rel=1e-4)
+    np.testing.assert_allclose((moved.astype(np.float32) - centre) / copy_size, copy.positions, atol=1e-6)
+    assert np.linalg.norm(copy.positions, axis=1).max() == pytest.approx(1.0, abs=1e-6)
+    half_diagonal = [np.linalg.norm(np.ptp(p, axis=0)) / 2 for p in (positions, moved / 0.01)]
+    assert abs(half_diagonal[1] / half_diagonal[0] - 1) > 0.02
+
+
 def test_the_frame_moves_with_the_points_it_is_read_for(demo) -> None:
     positions, triangles = demo
     frame = mesh_frame(positions, triangles, np.eye(3))

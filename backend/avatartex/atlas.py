@@ -255,11 +255,17 @@ def _triangle_coords(
 
 
 def build_atlas(
-    positions: np.ndarray, triangles: np.ndarray, normals: np.ndarray, frame: HeadFrame, size: int
+    positions: np.ndarray,
+    triangles: np.ndarray,
+    normals: np.ndarray,
+    frame: HeadFrame,
+    size: int,
+    own: MeshFrame | None = None,
 ) -> AtlasGeometry:
     """Rasterise a mesh into the atlas: the surface point, normal and chart of every texel.
 
-    Where several surface points share a direction (folds, ears), the outermost one wins.
+    Where several surface points share a direction (folds, ears), the outermost one wins. ``own``:
+    the mesh's own frame when the caller has it (a character's whole body's); else the mesh's.
     """
     layout = AtlasLayout(size)
     head = frame.to_head(positions)
@@ -333,7 +339,7 @@ def build_atlas(
         layout, frame, tri_id, bary, pos, nrm, chart, triangle_xy.astype(np.float32), triangle_chart, face
     )
     geometry.cavity = MeshCavity(positions, triangles, normals)
-    geometry.mesh_frame = mesh_frame(positions, triangles, frame.axes)
+    geometry.mesh_frame = own if own is not None else mesh_frame(positions, triangles, frame.axes)
     return geometry
 
 

@@ -47,6 +47,7 @@ from .face import CHIN, LEFT_EYE_CONTOUR, MOUTH_LEFT, MOUTH_RIGHT, NOSE_TIP, RIG
 from .imaging import from_lab, smoothstep, to_lab
 from .landmarks import AXES, TRUSTED_SCORE, MeshLandmarks, detect_mesh_landmarks
 from .mesh import Mesh
+from .meshframe import normalized
 from .protocol import AvatarTexError, ErrorCode, GenerateParams
 from .uvtiles import UDIM_TOKEN, tile_files
 
@@ -378,7 +379,7 @@ def head_part(mesh: Mesh, landmarker: Any, forward: np.ndarray | None = None) ->
     part, _ = submesh(mesh, part_triangles)
     # The search on the head part starts from the face found: one straight-on view, not 26.
     part.up, part.forward = landmarks.up, landmarks.forward
-    part, centre, scale = _normalised(part)
+    part, centre, scale = normalized(part)
     return HeadPart(
         mesh=part,
         centre=centre,
@@ -394,15 +395,6 @@ def head_part(mesh: Mesh, landmarker: Any, forward: np.ndarray | None = None) ->
         head_height=head_height,
         axis_searched=axis_name,
     )
-
-
-def _normalised(mesh: Mesh) -> tuple[Mesh, np.ndarray, float]:
-    """As ``pipeline.cache.normalized``: bounding box centred on the origin, half diagonal 1."""
-    positions = np.asarray(mesh.positions, np.float64)
-    lo, hi = positions.min(axis=0), positions.max(axis=0)
-    size = float(np.linalg.norm(hi - lo)) / 2 or 1.0
-    centre = (lo + hi) / 2
-    return dataclasses.replace(mesh, positions=((positions - centre) / size).astype(np.float32)), centre, size
 
 
 # -- the texels ------------------------------------------------------------------------------------

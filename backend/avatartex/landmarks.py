@@ -31,6 +31,7 @@ from .face import (
     steady_landmarks,
 )
 from .imaging import channel_mean, unit_vectors
+from .meshframe import MeshFrame, mesh_frame
 from .protocol import PIN_NAMES, AvatarTexError, ErrorCode
 
 AXES = {
@@ -156,7 +157,9 @@ def render_shaded(
 def _default_light(camera: Camera, world: np.ndarray, covered: np.ndarray) -> tuple[np.ndarray, float]:
     """A light a little above the camera, so brows and nose cast the shading cues faces have in
     photos; the render's ambient share."""
-    to_light = _unit(camera.center - world.reshape(-1, 3).mean(axis=0) if covered.any() else camera.R[2])
+    # The mean of the surface the view shows (the pixels showing none hold no point of it: counted,
+    # they pulled the light towards the file's origin, which a copy of the mesh has elsewhere).
+    to_light = _unit(camera.center - world[covered].mean(axis=0) if covered.any() else camera.R[2])
     return _unit(to_light - 0.35 * camera.R[1]), _AMBIENT
 
 
@@ -792,6 +795,97 @@ def _face_up(face: Face, camera: Camera, direction: np.ndarray) -> np.ndarray:
     return _unit(up - direction * (up @ direction))
 
 
+SNAP_DEG = 4.0
+"""Grid, in degrees, of the straight-on view's direction and roll in the mesh's own frame
+(``_snapped_view``)."""
+SNAP_CENTRE_IOD = 0.25
+"""Grid of the straight-on view's centre along each axis of the mesh's own frame, in eye distances
+(read from the mesh's frame unit and the face's own eye distance, itself snapped: SNAP_SCALE)."""
+SNAP_SCALE = 0.15
+"""Grid of the logarithm of the face's eye distance over the mesh frame's unit."""
+FRAMED_IOD = 1.9
+"""Radius of the straight-on view, in eye distances (about what ``_face_sphere`` frames)."""
+SNAP_ROUNDS = 4
+"""Straight-on views at most in the snapped grid: until the view's own landmarks snap to it again."""
+
+
+@dataclass(frozen=True)
+class _View:
+    """A view of the mesh: its centre, the radius it frames, the way the face looks and its up."""
+
+    centre: np.ndarray
+    radius: float
+    forward: np.ndarray
+    up: np.ndarray
+
+    def same(self, other: _View) -> bool:
+        return bool(
+            np.allclose(self.forward, other.forward)
+            and np.allclose(self.up, other.up)
+            and np.allclose(self.centre, other.centre)
+            and np.isclose(self.radius, other.radius)
+        )
+
+
+def _face_anchor(points3d: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """The face's middle (between the eyes' and the mouth's centres) and its eye distance, from its
+    lifted landmarks; None when the eyes or the mouth are missing. Steadier from view to view than
+    the landmarks' median and spread (``_face_sphere``): a tenth of an eye distance and a fifth of
+    the radius apart on the demo head."""
+    parts = [points3d[list(c)] for c in (LEFT_EYE_CONTOUR, RIGHT_EYE_CONTOUR, LIPS_OUTER)]
+    if not all(np.isfinite(part).any() for part in parts):
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        left, right, mouth = (np.nanmean(part, 0) for part in parts)
+    return ((left + right) / 2 + mouth) / 2, float(np.linalg.norm(left - right))
+
+
+def _snapped_direction(direction: np.ndarray, step: float) -> tuple[np.ndarray, int]:
+    """``direction`` (the mesh frame's coordinates) on a grid of ``step`` radians: on the face of the
+    cube around the frame it points through, the angles of its two other coordinates snapped (no
+    pole where the grid would crowd, as a latitude and longitude have); and that face's axis."""
+    k = int(np.argmax(np.abs(direction)))
+    i, j = (k + 1) % 3, (k + 2) % 3
+    out = np.zeros(3)
+    out[k] = np.sign(direction[k]) or 1.0
+    for axis in (i, j):
+        angle = np.arctan2(direction[axis], abs(direction[k]))
+        out[axis] = np.tan(np.round(angle / step) * step)
+    return _unit(out), k
+
+
+def _snapped_view(own: MeshFrame, frame, anchor: tuple[np.ndarray, float]) -> _View:
+    """The straight-on view of the face (``frame``: forward, up; ``anchor``: its middle and eye
+    distance) moved onto a grid of the mesh's own frame (SNAP_DEG, SNAP_CENTRE_IOD, SNAP_SCALE).
+
+    The detector reads the same landmarks on two copies of a mesh rendered from the same view
+    relative to it (turned, scaled and moved in their files: 0.003 pixels apart), but the facing
+    search reaches the face along other views on each copy and settles a degree or so apart, and
+    a degree apart the landmarks differ by a hundredth of an eye distance: the camera fit, which
+    texels at the edge of the photo's reach are trusted and where the scalp begins follow. Views on
+    one grid of the mesh's own frame are the same view on every copy whose search settles in the
+    same cell."""
+    step = np.radians(SNAP_DEG)
+    forward, k = _snapped_direction(own.axes @ np.asarray(frame[0], np.float64), step)
+    up = own.axes @ np.asarray(frame[1], np.float64)
+    reference = np.eye(3)[(k + 1) % 3]
+    across = _unit(reference - (reference @ forward) * forward)
+    other = np.cross(forward, across)
+    roll = np.round(np.arctan2(up @ other, up @ across) / step) * step
+    up = np.cos(roll) * across + np.sin(roll) * other
+    centre, iod = anchor
+    scale = np.exp(np.round(np.log(iod / own.unit) / SNAP_SCALE) * SNAP_SCALE)  # eye distance / unit
+    cell = SNAP_CENTRE_IOD * scale
+    local = np.round(own.to_frame(centre).astype(np.float64) / cell) * cell
+    return _View(
+        own.origin + own.unit * (local @ own.axes),
+        float(FRAMED_IOD * scale * own.unit),
+        forward @ own.axes,
+        up @ own.axes,
+    )
+
+
 def _refine(
     view,
     facing: str,
@@ -850,6 +944,52 @@ def _refine(
                 break
             frame = (turned, frame[1])
         face_center, face_radius = _face_sphere(points[ok])
+        # The straight-on view moved onto the grid of the mesh's own frame, read again until its
+        # landmarks put it in the same cell (copies of the mesh then see the same renders).
+        own = mesh_frame(positions, triangles, np.stack([np.cross(frame[1], frame[0]), frame[1], frame[0]]))
+        anchor = _face_anchor(np.where(ok[:, None], points, np.nan))
+        view = _snapped_view(own, frame, anchor) if anchor is not None else None
+        reads: list[tuple[_View, tuple]] = []  # the snapped views read so far, with what they read
+        for _ in range(SNAP_ROUNDS if view is not None else 0):
+            face3, camera3, image3, tri3, bary3, world3 = _detect_in_view(
+                positions,
+                triangles,
+                normals,
+                view.centre,
+                view.radius,
+                view.forward,
+                view.up,
+                landmarker,
+                image_size,
+            )
+            if face3 is None or not _upright(face3) or face3.score < min(face.score, TRUSTED_SCORE):
+                break
+            lifted = _lift(face3.landmarks, tri3, world3, triangles, positions, 0.02 * view.radius)
+            if lifted[1].sum() < ok.sum() * 0.9:
+                break
+            found = np.where(lifted[1][:, None], lifted[0], np.nan)
+            seen, anchor = _face_frame(found), _face_anchor(found)
+            read_forward = None if seen is None else _turn_to_nose(seen[0], seen[1], face3)
+            reads.append((view, (face3, camera3, image3, lifted, read_forward)))
+            face, camera, image = face3, camera3, image3
+            points, ok, tri, bry = lifted
+            frame, face_center, face_radius = (view.forward, view.up), view.centre, view.radius
+            if seen is None or anchor is None:
+                break
+            again = _snapped_view(own, (read_forward, seen[1]), anchor)
+            if again.same(view):
+                break
+            cycle = next((k for k, (read, _) in enumerate(reads) if again.same(read)), None)
+            if cycle is not None:
+                # The reads go round between cells (the face's direction, read in each, scatters by
+                # about a cell): which is read last depends on the cell the search came in by, so
+                # the one nearest the reads' mean direction is taken, whichever came first.
+                mean = _unit(sum(r[1][4] for r in reads[cycle:]))
+                view, (face, camera, image, lifted, _) = max(reads[cycle:], key=lambda r: r[0].forward @ mean)
+                points, ok, tri, bry = lifted
+                frame, face_center, face_radius = (view.forward, view.up), view.centre, view.radius
+                break
+            view = again
         points, ok, tri, bry = _ensemble(
             positions,
             triangles,
@@ -1118,7 +1258,7 @@ def detect_from_camera(
         # detector's input quantisation read two copies of one mesh, moved, differently (Blender's
         # OBJ import against the same head scaled 0.01: textures 3.6/255 apart; 0.7 at this scale).
         face = steady_landmarks(face, read_views(landmarker, image, face, iod_px=face.interocular))
-    radius = float(np.linalg.norm(np.ptp(positions, axis=0))) / 2
+    radius = float(np.linalg.norm(positions - positions.mean(axis=0), axis=1).max())  # turns with the mesh
     points, ok, tri, bary = _lift(face.landmarks, tri_id, world, triangles, positions, 0.02 * radius)
     if ok.sum() < 0.9 * NUM_LANDMARKS:
         return None

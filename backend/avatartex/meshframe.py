@@ -7,9 +7,14 @@ hundredth of an eye distance and a percent of scale between copies of a mesh.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .mesh import Mesh
 
 
 @dataclass(frozen=True)
@@ -56,3 +61,20 @@ def mesh_frame(positions: np.ndarray, triangles: np.ndarray, head_axes: np.ndarr
     for k in range(3):
         axes[k] *= np.sign(closest[np.argmax(np.abs(closest[:, k])), k]) or 1.0
     return MeshFrame(centroid, axes, float(np.sqrt(total)))
+
+
+def normalized(mesh: Mesh) -> tuple[Mesh, np.ndarray, float]:
+    """The mesh moved and scaled so that its vertices' mean is the origin and the vertex farthest
+    from it lies at distance 1. Every step works on this copy: a head exported in centimetres,
+    metres or hundredths of a unit, anywhere in its scene and turned any way, gives the same texture
+    (the texture depends on the UVs and the shape, not on where the file put them). Returns the
+    copy, the centre and the size: ``copy = (original - centre) / size``.
+
+    Not the bounding box: its centre and diagonal change when the file turns the mesh, so a turned
+    copy was another size in these units, and every tolerance and step size of the registration
+    with it (the demo head turned 73 degrees about a slanted axis: textures 1.45/255 apart with the
+    same landmarks; 0.3 with this)."""
+    positions = np.asarray(mesh.positions, np.float64)
+    centre = positions.mean(axis=0)
+    size = float(np.linalg.norm(positions - centre, axis=1).max()) or 1.0
+    return dataclasses.replace(mesh, positions=((positions - centre) / size).astype(np.float32)), centre, size

@@ -51,7 +51,7 @@ from ..face import (
 )
 from ..landmarks import MeshLandmarks, detect_from_camera, detect_mesh_landmarks
 from ..mesh import Mesh, compute_normals, parse_facing
-from ..meshframe import MeshFrame, mesh_frame
+from ..meshframe import MeshFrame, mesh_frame, normalized
 from ..occlusion import MeshCavity, at_texels, vertex_occlusion
 from ..winding import outward
 
@@ -128,7 +128,9 @@ class HeadModel:
         """The head's atlas geometry at ``size``, with the face region marked."""
         if size not in self.atlases:
             mesh = self.mesh
-            geometry = build_atlas(mesh.positions, mesh.triangles, mesh.normals, self.frame, size)
+            geometry = build_atlas(
+                mesh.positions, mesh.triangles, mesh.normals, self.frame, size, self.own_frame()
+            )
             outline = self.landmarks.points3d[list(FACE_OVAL)]
             outline = outline[np.isfinite(outline).all(axis=1)]
             if len(outline) >= 8:
@@ -136,7 +138,6 @@ class HeadModel:
                 geometry.set_face_region(geometry.layout.band_xy(theta, phi))
             geometry.occlusion = at_texels(self.occlusion(), mesh.triangles, geometry.tri_id, geometry.bary)
             geometry.cavity = self.cavity
-            geometry.mesh_frame = self.own_frame()
             self.atlases[size] = geometry
         return self.atlases[size]
 
@@ -254,19 +255,6 @@ def face_material(mesh: Mesh, points3d: np.ndarray) -> int | None:
     centroids = np.asarray(mesh.positions, np.float64)[mesh.triangles].mean(axis=1)
     _, nearest = cKDTree(centroids).query(points)
     return int(np.bincount(parts[nearest]).argmax())
-
-
-def normalized(mesh: Mesh) -> tuple[Mesh, np.ndarray, float]:
-    """The mesh moved and scaled so that its bounding box is centred on the origin with a half
-    diagonal of 1. Every step works on this copy: a head exported in centimetres, metres or
-    hundredths of a unit, anywhere in its scene, gives the same texture (the texture depends on the
-    UVs and the shape, not on where the file put them). Returns the copy, the centre and the size:
-    ``copy = (original - centre) / size``."""
-    positions = np.asarray(mesh.positions, np.float64)
-    lo, hi = positions.min(axis=0), positions.max(axis=0)
-    size = float(np.linalg.norm(hi - lo)) / 2 or 1.0
-    centre = (lo + hi) / 2
-    return dataclasses.replace(mesh, positions=((positions - centre) / size).astype(np.float32)), centre, size
 
 
 def mesh_key(mesh: Mesh, facing: str = "") -> str:
