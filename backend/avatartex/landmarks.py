@@ -962,7 +962,13 @@ def _refine(
                 landmarker,
                 image_size,
             )
-            if face3 is None or not _upright(face3) or face3.score < min(face.score, TRUSTED_SCORE):
+            if face3 is None or not _upright(face3):
+                # Seen straight on, along the frame its own landmarks give, it shows no face: not
+                # the mesh's (a head upside down, read in a diagonal view under a wrong up hint,
+                # gave a "face" 1.3 eye distances off that one turned view had confirmed).
+                confirmed = confirmed and bool(reads)
+                break
+            if face3.score < min(face.score, TRUSTED_SCORE):
                 break
             lifted = _lift(face3.landmarks, tri3, world3, triangles, positions, 0.02 * view.radius)
             if lifted[1].sum() < ok.sum() * 0.9:
