@@ -827,6 +827,20 @@ class _View:
         )
 
 
+@dataclass(frozen=True)
+class _SnappedRead:
+    """What one snapped view (``_snapped_view``) read: the face, its camera and render, the
+    landmarks lifted onto the surface (points, ok, triangles, barycentrics) and the direction the
+    face looks in it (its landmarks' frame, the nose followed)."""
+
+    view: _View
+    face: Face
+    camera: Camera
+    image: np.ndarray
+    lifted: tuple
+    forward: np.ndarray
+
+
 def _face_anchor(points3d: np.ndarray) -> tuple[np.ndarray, float] | None:
     """The face's middle (between the eyes' and the mouth's centres) and its eye distance, from its
     lifted landmarks; None when the eyes or the mouth are missing. Steadier from view to view than
@@ -949,7 +963,8 @@ def _refine(
         own = mesh_frame(positions, triangles, np.stack([np.cross(frame[1], frame[0]), frame[1], frame[0]]))
         anchor = _face_anchor(np.where(ok[:, None], points, np.nan))
         view = _snapped_view(own, frame, anchor) if anchor is not None else None
-        reads: list[tuple[_View, tuple]] = []  # the snapped views read so far, with what they read
+        reads: list[_SnappedRead] = []  # the reads that snapped to a view
+        read: _SnappedRead | None = None  # the one taken: the last, or a cycle's
         for _ in range(SNAP_ROUNDS if view is not None else 0):
             face3, camera3, image3, tri3, bary3, world3 = _detect_in_view(
                 positions,
@@ -975,27 +990,28 @@ def _refine(
                 break
             found = np.where(lifted[1][:, None], lifted[0], np.nan)
             seen, anchor = _face_frame(found), _face_anchor(found)
-            read_forward = None if seen is None else _turn_to_nose(seen[0], seen[1], face3)
-            reads.append((view, (face3, camera3, image3, lifted, read_forward)))
-            face, camera, image = face3, camera3, image3
-            points, ok, tri, bry = lifted
-            frame, face_center, face_radius = (view.forward, view.up), view.centre, view.radius
             if seen is None or anchor is None:
+                read = _SnappedRead(view, face3, camera3, image3, lifted, None)
                 break
-            again = _snapped_view(own, (read_forward, seen[1]), anchor)
+            read = _SnappedRead(view, face3, camera3, image3, lifted, _turn_to_nose(seen[0], seen[1], face3))
+            reads.append(read)
+            again = _snapped_view(own, (read.forward, seen[1]), anchor)
             if again.same(view):
                 break
-            cycle = next((k for k, (read, _) in enumerate(reads) if again.same(read)), None)
+            cycle = next((k for k, past in enumerate(reads) if again.same(past.view)), None)
             if cycle is not None:
                 # The reads go round between cells (the face's direction, read in each, scatters by
                 # about a cell): which is read last depends on the cell the search came in by, so
                 # the one nearest the reads' mean direction is taken, whichever came first.
-                mean = _unit(sum(r[1][4] for r in reads[cycle:]))
-                view, (face, camera, image, lifted, _) = max(reads[cycle:], key=lambda r: r[0].forward @ mean)
-                points, ok, tri, bry = lifted
-                frame, face_center, face_radius = (view.forward, view.up), view.centre, view.radius
+                mean = _unit(sum(past.forward for past in reads[cycle:]))
+                read = max(reads[cycle:], key=lambda past: past.view.forward @ mean)
                 break
-            view = again
+            view, face, ok = again, face3, lifted[1]  # the next read is held to this one
+        if read is not None:
+            face, camera, image = read.face, read.camera, read.image
+            points, ok, tri, bry = read.lifted
+            frame = (read.view.forward, read.view.up)
+            face_center, face_radius = read.view.centre, read.view.radius
         points, ok, tri, bry = _ensemble(
             positions,
             triangles,
