@@ -195,6 +195,11 @@ def test_a_region_standing_out_is_named_for_pins():
     assert any("mouth" in r for r in reasons), reasons
     _, reasons, _, _ = judge(_signals(dense_agreement=0.1), 0.1)
     assert not any("does not sit where" in r for r in reasons)
+    # The advice is to add pins; where the landmarks already are pins, to check and complete them.
+    _, _, advice, _ = judge(_signals(dense_agreement=0.1), 0.1)
+    assert any(a.startswith("add landmark pins") for a in advice), advice
+    _, _, advice, _ = judge(_signals(dense_agreement=0.1, landmarks_source="detected+pins"), 0.1)
+    assert any(a.startswith("check that the landmark pins") for a in advice), advice
 
 
 def test_caveats_are_notes_when_the_shading_confirms_and_reasons_when_not():

@@ -16,7 +16,7 @@ from pathlib import Path
 from . import __version__
 from .cli_models import add_subcommands as add_model_commands
 from .console import ProgressBar, library_output, print_error
-from .protocol import ENGINES, AvatarTexError, ErrorCode, GenerateParams, Progress
+from .protocol import ENGINES, PIN_NAMES, AvatarTexError, ErrorCode, GenerateParams, Progress
 
 AXIS_OPTIONS = ("--facing", "--up")
 """Options whose values are axes such as ``-y``, which argparse would otherwise take for an option."""
@@ -84,6 +84,15 @@ def _add_generate(sub) -> None:
         "photo's hair continued over the whole scalp; default: the style's (skin)",
     )
     p.add_argument(
+        "--pin",
+        action="append",
+        default=[],
+        metavar="NAME=X,Y,Z",
+        help="a landmark pin on the mesh, for heads whose face is not found or lands beside its place: a "
+        "point in the mesh file's coordinates (its nearest vertex is pinned) or NAME=VERTEX; repeat for "
+        f"each. Names: {', '.join(PIN_NAMES)} (left and right are the character's own)",
+    )
+    p.add_argument(
         "--debug",
         action="store_true",
         help="also write the partial projection, confidence and a landmark overlay",
@@ -112,6 +121,7 @@ def _generate(args) -> int:
         scalp=args.scalp,
         debug=args.debug,
         facing=args.facing,
+        pins=parse_pins(args.pin),
     )
     bar = ProgressBar()
     try:
@@ -149,12 +159,45 @@ def _generate(args) -> int:
             print(f"  why: {reason}")
         for advice in quality.get("advice", []):
             print(f"  try: {advice}")
+            if "pins" in advice:
+                print(f"       {PIN_HOW}")
         for note in quality.get("notes", []):
             print(f"  note: {note}")
     for warning in report["warnings"]:
         if not warning.startswith("registration "):  # the verdict above says it
             print(f"warning: {warning}")
     return 0
+
+
+PIN_HOW = (
+    "with --pin NAME=X,Y,Z per pin (a point on the mesh in its file's coordinates), e.g. "
+    "--pin nose_tip=0,1.62,0.11"
+)
+
+
+def parse_pins(values: list[str]) -> dict[str, int | list[float]]:
+    """``--pin`` values -> the request's ``pins``: ``NAME=VERTEX`` or ``NAME=X,Y,Z``; the names and
+    whether the point lies on the mesh are checked with the mesh (``mesh.with_pins``)."""
+    pins: dict[str, int | list[float]] = {}
+    for value in values:
+        name, _, text = value.partition("=")
+        name, parts = name.strip(), [part.strip() for part in text.split(",")]
+        try:
+            pin = int(parts[0]) if len(parts) == 1 else [float(part) for part in parts]
+        except ValueError:
+            pin = None
+        if not name or pin is None or (isinstance(pin, list) and len(pin) != 3):
+            raise AvatarTexError(
+                ErrorCode.BAD_REQUEST,
+                f"--pin {value!r} is neither NAME=X,Y,Z nor NAME=VERTEX.",
+                f"For example --pin nose_tip=0,1.62,0.11; names: {', '.join(PIN_NAMES)}.",
+            )
+        if name in pins:
+            raise AvatarTexError(
+                ErrorCode.BAD_REQUEST, f"--pin {name} is given twice.", "Give each pin once."
+            )
+        pins[name] = pin
+    return pins
 
 
 def _neural_config(device: str):
@@ -375,7 +418,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return handler(args)
         except AvatarTexError as error:
-            return print_error(error)
+            status = print_error(error)
+            if error.code == ErrorCode.NO_FACE_ON_MESH and args.command == "generate":
+                print(f"  pins: {PIN_HOW}", file=sys.stderr)  # the hint names the add-on's panel
+            return status
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ are shared by all corners that meet at a vertex, which is what makes the baked t
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import io
 import json
@@ -18,7 +19,7 @@ import sys
 import tempfile
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,6 +76,85 @@ class Mesh:
 
 AxisLike = str | Sequence[float] | np.ndarray
 """An axis: ``"+y"``, ``"-Z"``, ``"x"`` or three numbers."""
+
+
+PIN_POINT_REACH = 0.02
+"""How far a pin given as a point may lie from the mesh's nearest vertex, as a share of the mesh's
+size (its bounding box's diagonal), beyond the longest edge at that vertex (a point picked inside a
+large triangle): farther, the point was not on this mesh, most often because it was read in other
+axes (Blender shows a glTF's or an OBJ's (x, y, z) as (x, -z, y))."""
+
+
+def with_pins(mesh: Mesh, pins: Mapping[str, object]) -> Mesh:
+    """``mesh`` with the landmark pins of a request over its own (a request's pin replaces the
+    mesh's of the same name). Each pin is a vertex index of the mesh as read, or a point ``[x, y,
+    z]`` in the mesh's own coordinates, which pins its nearest vertex: a file's vertex order is not
+    always kept (an OBJ's vertices are split where its UVs are), its coordinates are.
+
+    Raises ``bad_request`` for a name not in ``PIN_NAMES``, an index the mesh does not have, a value
+    that is neither, or a point off the mesh (``PIN_POINT_REACH``)."""
+    if not pins:
+        return mesh
+    positions = np.asarray(mesh.positions, np.float64)
+    table = dict(mesh.pins)
+    for name, value in pins.items():
+        if name not in PIN_NAMES:
+            raise AvatarTexError(
+                ErrorCode.BAD_REQUEST,
+                f"Unknown landmark pin {name!r}.",
+                f"Pins are named {', '.join(PIN_NAMES)} (left and right are the character's own).",
+            )
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            if not 0 <= int(value) < len(positions):
+                raise AvatarTexError(
+                    ErrorCode.BAD_REQUEST,
+                    f"Landmark pin {name!r} names vertex {value}, but mesh '{mesh.name}' has "
+                    f"{len(positions)} vertices (0 to {len(positions) - 1}).",
+                    "Give the vertex as AvatarTex reads the mesh, or a point x,y,z on it instead.",
+                )
+            table[name] = int(value)
+            continue
+        point = _pin_point(name, value)
+        table[name] = _nearest_vertex(mesh, positions, name, point)
+    return dataclasses.replace(mesh, pins=table)
+
+
+def _pin_point(name: str, value: object) -> np.ndarray:
+    try:
+        point = np.asarray(value, np.float64)
+    except (TypeError, ValueError):
+        point = np.zeros(0)
+    if point.shape != (3,) or not np.isfinite(point).all():
+        raise AvatarTexError(
+            ErrorCode.BAD_REQUEST,
+            f"Landmark pin {name!r} is {value!r}: neither a vertex index nor a point x, y, z.",
+            "Give a vertex index (an integer) or three finite numbers.",
+        )
+    return point
+
+
+def _nearest_vertex(mesh: Mesh, positions: np.ndarray, name: str, point: np.ndarray) -> int:
+    """The vertex nearest ``point``; an error when the point lies off the mesh (PIN_POINT_REACH)."""
+    distances = np.linalg.norm(positions - point, axis=1)
+    vertex = int(distances.argmin())
+    triangles = np.asarray(mesh.triangles)
+    at_vertex = triangles[(triangles == vertex).any(axis=1)]
+    corners = positions[at_vertex]
+    longest = (
+        float(np.linalg.norm(corners - np.roll(corners, 1, axis=1), axis=2).max()) if len(corners) else 0.0
+    )
+    size = float(np.linalg.norm(positions.max(axis=0) - positions.min(axis=0)))
+    if distances[vertex] > longest + PIN_POINT_REACH * size:
+        nearest = ", ".join(f"{v:.4g}" for v in positions[vertex])
+        raise AvatarTexError(
+            ErrorCode.BAD_REQUEST,
+            f"Landmark pin {name!r} at ({', '.join(f'{v:.4g}' for v in point)}) is not on mesh "
+            f"'{mesh.name}': its nearest vertex, at ({nearest}), is {distances[vertex]:.3g} away "
+            f"({distances[vertex] / max(size, 1e-12):.0%} of the mesh's size).",
+            "Give the point in the mesh file's own coordinates, before any scene transform; a glTF or "
+            "OBJ point that Blender shows as (x, y, z) is (x, z, -y) in the file.",
+        )
+    return vertex
 
 
 def parse_axis(axis: AxisLike, what: str = "axis") -> np.ndarray:

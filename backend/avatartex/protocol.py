@@ -188,6 +188,10 @@ class GenerateParams:
     """What covers the scalp: ``skin`` (a clean scalp with a soft hairline, for hair made as a separate
     mesh or cards), ``hair`` (the photo's hair continued over the whole scalp, front to back), or
     empty for the style's own choice (``skin`` in every preset)."""
+    pins: dict[str, Any] = field(default_factory=dict)
+    """Landmark pins over the mesh's own (a capture's): a name of ``PIN_NAMES`` -> a vertex index of
+    the mesh as read, or a point ``[x, y, z]`` in its coordinates (its nearest vertex). The fallback
+    where no face is found on the mesh, and an override of the detected points where one is."""
 
     def __post_init__(self) -> None:
         if self.scalp not in SCALP_CHOICES:
@@ -231,6 +235,8 @@ class PrepareParams:
     """As ``GenerateParams.unwrap``."""
     facing: str = ""
     """As ``GenerateParams.facing``: part of what the head's landmarks depend on."""
+    pins: dict[str, Any] = field(default_factory=dict)
+    """As ``GenerateParams.pins``: part of what the head's landmarks depend on."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PrepareParams:
@@ -255,14 +261,24 @@ def _checked_params(cls: type, data: Any, method: str, required_hint: str) -> di
             f"Unknown {method} parameter(s): {unknown}.",
             f"Known parameters: {sorted(names)}.",
         )
-    missing = [n for n, f in names.items() if f.default is dataclasses.MISSING and n not in data]
+    missing = [
+        n
+        for n, f in names.items()
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and n not in data
+    ]
     if missing:
         raise AvatarTexError(
             ErrorCode.BAD_REQUEST, f"Missing {method} parameter(s): {missing}.", required_hint
         )
     kwargs = {}
     for key, value in data.items():
-        expected = type(names[key].default) if names[key].default is not dataclasses.MISSING else str
+        known = names[key]
+        if known.default is not dataclasses.MISSING:
+            expected = type(known.default)
+        elif known.default_factory is not dataclasses.MISSING:
+            expected = type(known.default_factory())
+        else:
+            expected = str
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):

@@ -514,7 +514,12 @@ def judge(signals: Mapping[str, Any], estimate: float) -> tuple[str, list[str], 
             reasons.append(f"the photo's {region} does not sit where the rest of the face puts it")
             if region not in ("eyes", "nose", "mouth"):
                 pins += f", and the {region}"
-        advice.append(f"add landmark pins on the mesh ({pins})")
+        if "pins" in str(signals.get("landmarks_source", "")):
+            advice.append(
+                f"check that the landmark pins sit on the mesh's features, and pin the rest ({pins})"
+            )
+        else:
+            advice.append(f"add landmark pins on the mesh ({pins})")
     too_small = _number(signals, "eye_distance_px", MIN_EYE_DISTANCE_PX) < MIN_EYE_DISTANCE_PX
     if too_small:
         reasons.append(

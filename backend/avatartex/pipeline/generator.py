@@ -20,7 +20,7 @@ from ..engines.base import StageContext
 from ..face import Face
 from ..features import feature_lines
 from ..image_io import save_png
-from ..mesh import Mesh, load_mesh, save_mesh
+from ..mesh import Mesh, load_mesh, save_mesh, with_pins
 from ..protocol import AvatarTexError, ErrorCode, GenerateParams, PrepareParams, Progress
 from ..quality import assess
 from ..regions import complete_regions
@@ -112,7 +112,7 @@ class Generator:
         clock = RequestClock(None, check_cancel)
         check_size(params.size)
         clock.check_cancel()
-        mesh = load_mesh(params.mesh, params.uv_map, params.unwrap)
+        mesh = with_pins(load_mesh(params.mesh, params.uv_map, params.unwrap), params.pins)
         known = mesh_key(mesh, params.facing) in self.heads
         head = self.heads.head(mesh, self.landmarker, params.facing, clock.check_cancel)
         head.painted_landmarks(self.landmarker)  # its eyeballs read painted (eyes.py), when it has them

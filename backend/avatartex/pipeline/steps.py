@@ -52,7 +52,7 @@ from ..glasses import LensTint, PortraitGlasses, find_glasses, lens_tint
 from ..image_io import load_portrait, tinted_if_monochrome
 from ..imaging import box_around, put_rows, sample_image, smoothstep
 from ..landmarks import MeshLandmarks, detect_from_camera
-from ..mesh import Mesh, load_mesh
+from ..mesh import Mesh, load_mesh, with_pins
 from ..outline import MAX_COST, SURE_SCATTER_IOD, UNSURE_SCATTER_IOD, outline_face, place_head
 from ..projection import (
     NARROW_STRETCH,
@@ -133,7 +133,7 @@ def analyse(
             "tag may be missing; a photo saved upright keeps this step out)"
         )
     progress(0.4, "reading the mesh")
-    mesh = load_mesh(params.mesh, params.uv_map, params.unwrap)
+    mesh = with_pins(load_mesh(params.mesh, params.uv_map, params.unwrap), params.pins)
     warnings += mesh.warnings
     progress(0.6, "finding the face on the mesh")
     head = heads.head(mesh, landmarker, params.facing)

@@ -1,0 +1,129 @@
+"""Landmark pins in a request (issue 8, item 6's "what to try"): the ``pins`` parameter and the
+CLI's ``--pin``, for heads whose face the detector cannot read or places beside its place. The
+landmark step's own use of pins is tested in test_landmarks.py; here, that a request's pins reach
+it, as a vertex or as a point on the mesh, and that a wrong pin is a typed error naming the fix."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import trimesh
+from avatartex import cli
+from avatartex.mesh import Mesh, save_mesh, unwrap, validate, with_pins
+from avatartex.protocol import AvatarTexError, ErrorCode, GenerateParams, PrepareParams
+
+SPOTS = {
+    "right_eye_outer": (-0.9, 0.5, 1.7),
+    "right_eye_inner": (-0.35, 0.5, 1.9),
+    "left_eye_inner": (0.35, 0.5, 1.9),
+    "left_eye_outer": (0.9, 0.5, 1.7),
+    "nose_tip": (0.0, 0.0, 2.0),
+    "mouth_right": (-0.5, -0.7, 1.8),
+    "mouth_left": (0.5, -0.7, 1.8),
+}
+"""A "face" looking along +z, y up, on a sphere of radius 2 (test_landmarks.py's)."""
+
+
+@pytest.fixture(scope="module")
+def sphere() -> Mesh:
+    ball = trimesh.creation.icosphere(subdivisions=3, radius=2.0)
+    return unwrap(validate(Mesh(ball.vertices, ball.faces, None, pins={"chin": 7}), require_uvs=False))
+
+
+def _nearest(mesh: Mesh, point) -> int:
+    return int(np.linalg.norm(np.asarray(mesh.positions) - np.asarray(point), axis=1).argmin())
+
+
+def test_a_pin_is_a_vertex_or_the_vertex_nearest_a_point(sphere):
+    point = np.array(SPOTS["nose_tip"]) * 1.003  # picked a hair off the surface
+    pinned = with_pins(sphere, {"nose_tip": point.tolist(), "mouth_left": 12, "chin": 30})
+    assert pinned.pins == {"nose_tip": _nearest(sphere, point), "mouth_left": 12, "chin": 30}
+    assert sphere.pins == {"chin": 7}  # the mesh read is not changed
+    assert with_pins(sphere, {}) is sphere
+    # The vertex nearest a point is the one pinned even where the point is nearer another triangle's
+    # middle: a point inside a large triangle is on the mesh.
+    corners = np.asarray(sphere.positions)[np.asarray(sphere.triangles)[0]]
+    middle = corners.mean(axis=0)
+    assert with_pins(sphere, {"chin": middle.tolist()}).pins["chin"] in set(np.asarray(sphere.triangles)[0])
+
+
+@pytest.mark.parametrize(
+    "pins, words",
+    [
+        ({"nose": 3}, "Unknown landmark pin 'nose'"),
+        ({"nose_tip": 10**6}, "names vertex 1000000"),
+        ({"nose_tip": -1}, "names vertex -1"),
+        ({"nose_tip": [0.0, 1.0]}, "neither a vertex index nor a point"),
+        ({"nose_tip": "tip"}, "neither a vertex index nor a point"),
+        ({"nose_tip": True}, "neither a vertex index nor a point"),
+        ({"nose_tip": [0.0, float("nan"), 2.0]}, "neither a vertex index nor a point"),
+        # Blender's view of a y-up file's point (x, -z, y): off the mesh, and the hint says how to read it.
+        ({"nose_tip": [0.0, -2.0, 0.0 + 3.0]}, "is not on mesh"),
+    ],
+)
+def test_a_wrong_pin_is_a_typed_error(sphere, pins, words):
+    with pytest.raises(AvatarTexError) as err:
+        with_pins(sphere, pins)
+    assert err.value.code == ErrorCode.BAD_REQUEST and words in err.value.message
+    assert err.value.hint
+
+
+def test_a_point_read_in_blenders_axes_is_refused_with_the_conversion():
+    ball = trimesh.creation.icosphere(subdivisions=3, radius=0.1)
+    head = validate(Mesh(np.asarray(ball.vertices) + [0, 1.6, 0], ball.faces, None), require_uvs=False)
+    on_mesh = [0.0, 1.6, 0.1]  # the file's y-up point
+    assert with_pins(head, {"nose_tip": on_mesh}).pins["nose_tip"] == _nearest(head, on_mesh)
+    with pytest.raises(AvatarTexError) as err:
+        with_pins(head, {"nose_tip": [0.0, -0.1, 1.6]})  # the same point as Blender shows it
+    assert "(x, z, -y) in the file" in err.value.hint
+
+
+def test_pins_are_request_parameters():
+    params = GenerateParams.from_dict(
+        {"mesh": "m", "portrait": "p", "out_dir": "o", "pins": {"nose_tip": [0, 1.6, 0.1], "chin": 4}}
+    )
+    assert params.pins == {"nose_tip": [0, 1.6, 0.1], "chin": 4}
+    assert GenerateParams("m", "p", "o").to_dict()["pins"] == {}
+    assert PrepareParams.from_dict({"mesh": "m", "pins": {"chin": 4}}).pins == {"chin": 4}
+    with pytest.raises(AvatarTexError) as err:
+        GenerateParams.from_dict({"mesh": "m", "portrait": "p", "out_dir": "o", "pins": [4]})
+    assert err.value.code == ErrorCode.BAD_REQUEST and "'pins' must be dict" in err.value.message
+
+
+def test_cli_pin_values_parse():
+    assert cli.parse_pins(["nose_tip=0,1.62,0.11", "chin=42", " mouth_left = -0.5, 2 ,1e-2"]) == {
+        "nose_tip": [0.0, 1.62, 0.11],
+        "chin": 42,
+        "mouth_left": [-0.5, 2.0, 0.01],
+    }
+    for bad, words in (
+        ("nose_tip", "neither NAME=X,Y,Z nor NAME=VERTEX"),
+        ("nose_tip=1,2", "neither"),
+        ("=1,2,3", "neither"),
+        ("nose_tip=a,b,c", "neither"),
+    ):
+        with pytest.raises(AvatarTexError) as err:
+            cli.parse_pins([bad])
+        assert words in err.value.message
+    with pytest.raises(AvatarTexError) as err:
+        cli.parse_pins(["chin=1", "chin=2"])
+    assert "given twice" in err.value.message
+
+
+def test_a_mesh_without_a_face_is_textured_from_cli_pins(sphere, tmp_path, astronaut_path, capsys):
+    """A ball is no head the detector reads: without pins `generate` stops with a typed error whose
+    lines say how to pin from the command line; with seven points on it, the texture is made from
+    the pins and the report says so."""
+    mesh_path = save_mesh(sphere, tmp_path / "ball.glb")
+    base = ["generate", "--mesh", str(mesh_path), "--portrait", str(astronaut_path), "--size", "512"]
+    base += ["--engine", "classic"]
+    assert cli.main(base + ["--out", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert "error [no_face_on_mesh]" in err and "--pin NAME=X,Y,Z" in err
+    pins = [f"--pin={name}={x},{y},{z}" for name, (x, y, z) in SPOTS.items()]
+    assert cli.main(base + ["--out", str(tmp_path / "out"), *pins]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["landmarks_source"] == "pins"
+    assert (tmp_path / "out" / "texture.png").stat().st_size > 0
