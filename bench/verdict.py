@@ -84,7 +84,8 @@ def fit_calibration(
     rows: list[dict], start: quality.Calibration = quality.CALIBRATION
 ) -> quality.Calibration:
     """The estimate's numbers fitted on ``rows`` (least squares in log space): the dense part on the
-    rows the shading confirmed; the outline's gain on those the head's outline vouched for instead;
+    rows the shading confirmed; the outline's gain and the share the read landmarks keep beside it
+    (``_fit_outline``) on those the head's outline vouched for instead;
     on the others, the landmark gain (a geometric mean of truth over
     evidence) where the landmarks were read from the photo, and the unvouched misplacement (a
     geometric mean of the truth) where they were not. A part with fewer than MIN_ROWS_TO_FIT rows
@@ -100,11 +101,6 @@ def fit_calibration(
     gain, unvouched, outline_gain = start.landmark_gain, start.unvouched, start.outline_gain
     if sum(map(confirmed, rows)) >= MIN_ROWS_TO_FIT:
         dense = _fit_dense([r for r in rows if confirmed(r)])
-    by_outline = [r for r in rows if outlined(r)]
-    if len(by_outline) >= MIN_ROWS_TO_FIT:  # a geometric mean of truth over the outline's misfit
-        misfit = np.array([r["signals"]["outline_misfit_iod"] for r in by_outline], np.float64)
-        truth = np.maximum([r["misplacement"] for r in by_outline], TRUTH_FLOOR)
-        outline_gain = float(np.exp(np.median(np.log(truth / np.maximum(misfit, 1e-4)))))
     rest = [r for r in rows if not confirmed(r) and not outlined(r)]
     read = [r for r in rest if quality.landmarks_read(r["signals"])]
     unread = [r for r in rest if not quality.landmarks_read(r["signals"])]
@@ -117,7 +113,43 @@ def fit_calibration(
         unvouched = float(
             np.exp(np.mean(np.log(np.maximum([r["misplacement"] for r in unread], TRUTH_FLOOR))))
         )
-    return quality.Calibration(*(round(float(v), 3) for v in (*dense, gain, unvouched, outline_gain)))
+    keeps = start.outline_keeps_landmarks
+    by_outline = [r for r in rows if outlined(r)]
+    if len(by_outline) >= MIN_ROWS_TO_FIT:
+        landmarks = quality.Calibration(*dense, landmark_gain=gain, unvouched=unvouched)
+        outline_gain, keeps = _fit_outline(by_outline, landmarks)
+    return quality.Calibration(*(round(float(v), 3) for v in (*dense, gain, unvouched, outline_gain, keeps)))
+
+
+KEEPS_RANGE = (0.0, 0.6)
+"""The landmarks' share under a camera the outline placed is fitted within this: more, and the
+outline's misfit would hardly count where it vouched."""
+
+
+def _fit_outline(rows: list[dict], landmarks: quality.Calibration) -> tuple[float, float]:
+    """The outline's gain g and the landmarks' kept share k on the rows the outline vouched for,
+    least squares in log space: log truth = log(g x misfit) where the landmarks were not read from
+    the photo, (1 - k) log(g x misfit) + k log(landmark evidence) where they were; k searched over
+    KEEPS_RANGE (for each, g in closed form)."""
+    misfit = np.maximum([r["signals"]["outline_misfit_iod"] for r in rows], 1e-4)
+    truth = np.maximum([r["misplacement"] for r in rows], TRUTH_FLOOR)
+    read = np.array([quality.landmarks_read(r["signals"]) for r in rows])
+    evidence = np.array(
+        [
+            max(quality.landmark_evidence(r["signals"], landmarks), quality.ESTIMATE_FLOOR) if known else 1.0
+            for r, known in zip(rows, read, strict=True)
+        ]
+    )
+    y, x = np.log(truth / misfit), np.log(evidence / misfit)
+    best = None
+    for keeps in np.arange(KEEPS_RANGE[0], KEEPS_RANGE[1] + 1e-9, 0.01) if read.any() else [0.0]:
+        a = np.where(read, 1.0 - keeps, 1.0)  # log truth - log misfit = a log g + b
+        b = np.where(read, keeps * x, 0.0)
+        log_gain = float(np.sum(a * (y - b)) / np.sum(a * a))
+        error = float(np.sum((y - a * log_gain - b) ** 2))
+        if best is None or error < best[0] - 1e-12:
+            best = (error, float(np.exp(log_gain)), float(keeps))
+    return best[1], best[2]
 
 
 def _fit_dense(rows: list[dict]) -> tuple[float, float, float]:

@@ -219,7 +219,7 @@ def _synthetic_rows(calibration: quality.Calibration, seed: int = 1) -> list[dic
     """Sweep rows whose truth follows ``calibration`` exactly (times a little scatter), on two heads."""
     rng = np.random.default_rng(seed)
     rows = []
-    for i in range(90):
+    for i in range(120):
         confirmed, read = i % 3 == 0, i % 3 == 1  # the rest: neither, an outline placement
         signals = _signals(
             dense_agreement=float(rng.uniform(0.15, 0.6)) if confirmed else 0.02,
@@ -228,6 +228,9 @@ def _synthetic_rows(calibration: quality.Calibration, seed: int = 1) -> list[dic
             camera_error_iod=float(rng.uniform(0.01, 0.1)) if confirmed or read else 0.001,
             agreement_iod=float(rng.uniform(0.01, 0.1)),
         )
+        if i >= 60 and not confirmed:  # the head's outline vouches; read or placed from it
+            signals.update(outline_weight=1.0, outline_misfit_iod=float(rng.uniform(0.003, 0.02)))
+            signals.update(portrait_pass="direct" if read else "outline")
         truth = quality.estimate_error(signals, calibration) * float(np.exp(rng.normal(0, 0.05)))
         rows.append(
             {
@@ -244,7 +247,13 @@ def _synthetic_rows(calibration: quality.Calibration, seed: int = 1) -> list[dic
 
 def test_the_bench_fit_recovers_a_calibration_and_judges_held_out():
     truth = quality.Calibration(
-        dense_log_intercept=-1.2, dense_slope=-6.0, dense_offset_power=0.5, landmark_gain=2.0, unvouched=0.3
+        dense_log_intercept=-1.2,
+        dense_slope=-6.0,
+        dense_offset_power=0.5,
+        landmark_gain=2.0,
+        unvouched=0.3,
+        outline_gain=4.0,
+        outline_keeps_landmarks=0.3,
     )
     rows = _synthetic_rows(truth)
     fitted = verdict_bench.fit_calibration(rows)
@@ -253,6 +262,8 @@ def test_the_bench_fit_recovers_a_calibration_and_judges_held_out():
     assert fitted.dense_offset_power == pytest.approx(truth.dense_offset_power, abs=0.1)
     assert fitted.landmark_gain == pytest.approx(truth.landmark_gain, rel=0.1)
     assert fitted.unvouched == pytest.approx(truth.unvouched, rel=0.1)
+    assert fitted.outline_gain == pytest.approx(truth.outline_gain, rel=0.1)
+    assert fitted.outline_keeps_landmarks == pytest.approx(truth.outline_keeps_landmarks, abs=0.05)
     e = verdict_bench.evaluate(rows)
     held = e["held_out_by_family"]
     assert set(held["calibrations"]) == {"scan", "demo"}
@@ -304,6 +315,31 @@ def test_the_heads_outline_vouches_as_far_as_its_camera_was_taken():
     assert estimate_error(hidden) == pytest.approx(quality.CALIBRATION.unvouched)
     half = _signals(**unconfirmed, outline_weight=0.5, outline_misfit_iod=0.005)
     assert estimates[0] < estimate_error(half) < quality.CALIBRATION.unvouched  # blended in log space
+
+
+def test_under_the_outlines_camera_read_landmarks_still_count():
+    """The outline places the head, not its features: where it vouches whole and the photo's
+    landmarks were read, their evidence keeps ``outline_keeps_landmarks`` of the estimate (in log
+    space), so landmarks that disagree raise it; landmarks placed from the outline count nothing."""
+    outlined = {
+        "dense_weight": 0.0,
+        "dense_agreement": 0.02,
+        "outline_weight": 1.0,
+        "outline_misfit_iod": 0.006,
+    }
+    agreeing = _signals(**outlined, camera_error_iod=0.006, agreement_iod=0.006)
+    disagreeing = _signals(**outlined, camera_error_iod=0.06, agreement_iod=0.06)
+    keeps = quality.CALIBRATION.outline_keeps_landmarks
+    assert 0.0 < keeps < 0.5
+    outline = quality.CALIBRATION.outline(0.006)
+    for signals in (agreeing, disagreeing):
+        landmarks = quality.landmark_evidence(signals)
+        assert estimate_error(signals) == pytest.approx(outline ** (1 - keeps) * landmarks**keeps)
+    assert estimate_error(agreeing) < quality.GOOD_BELOW < estimate_error(disagreeing)
+    placed = {**disagreeing, "portrait_pass": "outline"}
+    assert estimate_error(placed) == pytest.approx(outline)
+    alone = dataclasses.replace(quality.CALIBRATION, outline_keeps_landmarks=0.0)
+    assert estimate_error(disagreeing, alone) == pytest.approx(outline)
 
 
 def test_an_outline_led_camera_the_shading_does_not_confirm_is_good_only_well_inside_the_bar():
