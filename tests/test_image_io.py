@@ -37,6 +37,39 @@ def test_exif_orientation_matches_pillow(tmp_path: Path, orientation: int) -> No
     assert info["original_size"] == (expected.shape[1], expected.shape[0])
 
 
+def test_a_phones_heic_photo_reads_upright_with_its_lens(tmp_path: Path, astronaut) -> None:
+    """iPhones save HEIC: stored as taken (here turned, EXIF orientation 6) with the lens's 35 mm
+    equivalent focal length. It reads as the same upright photo a JPEG of it gives, and its lens
+    gives the field of view."""
+    photo = np.round(astronaut[:, 56:456] * 255).astype(np.uint8)
+    stored = Image.fromarray(np.ascontiguousarray(np.rot90(photo, 1)))  # taken with the phone turned
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif.get_ifd(0x8769)[0xA405] = 26  # FocalLengthIn35mmFilm: an iPhone's main camera
+    image_io._heif_registered()
+    heic, jpeg = tmp_path / "IMG_0001.HEIC", tmp_path / "IMG_0001.jpg"
+    stored.save(heic, exif=exif.tobytes(), quality=92)
+    stored.save(jpeg, exif=exif.tobytes(), quality=92)
+    from_heic, info = load_portrait(heic)
+    from_jpeg, jpeg_info = load_portrait(jpeg)
+    assert from_heic.shape == from_jpeg.shape == (512, 400, 3)
+    upright = photo.astype(np.float32) / 255
+    psnr = 10 * np.log10(1.0 / np.mean((from_heic - upright) ** 2))
+    assert psnr > 30, psnr
+    assert info["format"] == "HEIF" and info["focal_35mm"] == 26
+    assert info["fov_y_deg_exif"] == pytest.approx(jpeg_info["fov_y_deg_exif"], abs=0.01)
+
+
+def test_heic_without_pillow_heif_says_what_to_install(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "IMG_0002.heic"
+    path.write_bytes(b"\x00\x00\x00\x18ftypheic")
+    monkeypatch.setattr(image_io, "_heif_registered", lambda: False)
+    with pytest.raises(AvatarTexError) as err:
+        load_portrait(path)
+    assert err.value.code == ErrorCode.PORTRAIT_UNREADABLE and "pillow-heif" in err.value.message
+    assert "JPEG" in err.value.hint
+
+
 def test_16bit_rgb_png_and_tiff_keep_full_precision(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     data = rng.integers(0, 65536, (20, 30, 3), dtype=np.uint16)

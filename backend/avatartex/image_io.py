@@ -8,6 +8,7 @@ are written with OpenCV for the same reason.
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 import warnings
@@ -49,9 +50,26 @@ def _unreadable(path: Path, why: str) -> AvatarTexError:
     return AvatarTexError(
         ErrorCode.PORTRAIT_UNREADABLE,
         f"Cannot read the image {str(path)!r}: {why}.",
-        "Use a PNG, JPEG, TIFF or WebP photo; re-export it from an image editor if it "
+        "Use a PNG, JPEG, HEIC, TIFF, WebP or AVIF photo; re-export it from an image editor if it "
         "was damaged or only partly downloaded.",
     )
+
+
+HEIF_SUFFIXES = (".heic", ".heif", ".hif")
+"""HEIF photos: iPhones (and many Android phones) save HEIC by default."""
+
+
+@functools.cache
+def _heif_registered() -> bool:
+    """Pillow opens HEIC/HEIF once pillow-heif's opener is registered (with its EXIF, and its
+    rotation applied and the orientation tag reset, so nothing turns it twice); False where
+    pillow-heif is not installed."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
 
 
 def _orient_array(array: np.ndarray, orientation: int) -> np.ndarray:
@@ -146,6 +164,14 @@ def _decode(path: Path, max_side: int | None) -> tuple[np.ndarray, dict[str, Any
             ErrorCode.PORTRAIT_MISSING,
             f"The image {str(path)!r} does not exist.",
             "Check the path; pick the photo again in the AvatarTex panel.",
+        )
+    if not _heif_registered() and path.suffix.lower() in HEIF_SUFFIXES:
+        raise AvatarTexError(
+            ErrorCode.PORTRAIT_UNREADABLE,
+            f"Cannot read the image {str(path)!r}: HEIC/HEIF photos need the pillow-heif package, which "
+            "this backend environment lacks.",
+            "Build the backend environment again (the add-on's preferences: Create Environment; or "
+            "bash scripts/setup.sh), or export the photo as JPEG.",
         )
     try:
         with warnings.catch_warnings():

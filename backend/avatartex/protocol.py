@@ -144,7 +144,7 @@ class GenerateParams:
     mesh: str
     """Path of a mesh-capture ``.npz`` (from the add-on) or an ``.obj``/``.glb``/``.gltf``/``.ply``."""
     portrait: str
-    """Path of the portrait photo (PNG, JPEG, TIFF, WebP; 8 or 16 bit; any orientation tag)."""
+    """Path of the portrait photo (PNG, JPEG, HEIC, TIFF, WebP, AVIF; 8 or 16 bit; any orientation tag)."""
     out_dir: str
     """Folder that receives ``texture.png`` and ``report.json``; created if missing."""
     style: str = "photoreal"
