@@ -18,7 +18,9 @@ with where that feature *is* in the portrait:
 Errors are in the portrait's eye distances. A variant's exaggerated feature (the long nose's tip, the
 big eyes' outer corners, the small chin) is where a camera alone fails: the table prints, per mesh,
 the median and worst feature error with the registration's warp and through its camera alone, and
-the error of the exaggerated feature, plus the verdict the report gave.
+the error of the exaggerated feature, plus the verdict the report gave. ``--pins`` pins every mesh's
+named features where they are (points on the mesh, the request's ``pins``): what an artist's pins
+buy.
 """
 
 from __future__ import annotations
@@ -104,14 +106,24 @@ def synthetic_portraits(folder: Path, plain: gt.Head) -> list[Portrait]:
     return out
 
 
-def measure(generator, tap, portrait: Portrait, mesh_path: Path, shape, size: int, folder: Path) -> dict:
+def measure(
+    generator, tap, portrait: Portrait, mesh_path: Path, shape, size: int, folder: Path, pins: bool = False
+) -> dict:
     from avatartex import demo_head as demo
     from avatartex.protocol import AvatarTexError, GenerateParams
     from PIL import Image
 
     row = {"portrait": portrait.name, "mesh": mesh_path.stem}
+    # --pins: the mesh's named features as an artist would pin them (points on the mesh, the request's
+    # ``pins``, as the CLI's --pin sends them)
+    pinned = {name: [float(v) for v in point] for name, point in demo.features(shape).items()} if pins else {}
     params = GenerateParams(
-        mesh=str(mesh_path), portrait=str(portrait.path), out_dir=str(folder), style="photoreal", size=size
+        mesh=str(mesh_path),
+        portrait=str(portrait.path),
+        out_dir=str(folder),
+        style="photoreal",
+        size=size,
+        pins=pinned,
     )
     started = time.perf_counter()
     try:
@@ -182,6 +194,11 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--work", type=Path, default=Path("out/proportions"))
     parser.add_argument("--only", default="", help="only portraits whose name contains this")
+    parser.add_argument(
+        "--pins",
+        action="store_true",
+        help="pin the meshes' named features (eye corners, nose tip, mouth, chin)",
+    )
     args = parser.parse_args()
 
     from avatartex import demo_head as demo
@@ -203,7 +220,7 @@ def main() -> int:
     for portrait in portraits:
         for name, path in meshes.items():
             folder = args.work / "cases" / f"{portrait.name}-{name}"
-            row = measure(generator, tap, portrait, path, shapes[name], args.size, folder)
+            row = measure(generator, tap, portrait, path, shapes[name], args.size, folder, args.pins)
             rows.append(row)
             print(
                 f"{portrait.name:22s} {name:18s} "
