@@ -127,3 +127,49 @@ def test_a_mesh_without_a_face_is_textured_from_cli_pins(sphere, tmp_path, astro
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["landmarks_source"] == "pins"
     assert (tmp_path / "out" / "texture.png").stat().st_size > 0
+
+
+@pytest.fixture(scope="module")
+def demo_read():
+    """The demo head and its landmarks as detected (no pins), +z facing, +y up."""
+    from avatartex.demo_head import make_demo_head
+    from avatartex.face import MediapipeLandmarker
+    from avatartex.landmarks import detect_mesh_landmarks
+
+    positions, triangles, _, _ = make_demo_head()
+    positions, triangles = np.asarray(positions, np.float64), np.asarray(triangles, np.int64)
+    found = detect_mesh_landmarks(
+        positions, triangles, MediapipeLandmarker(), up=[0, 1, 0], forward=[0, 0, 1]
+    )
+    return positions, triangles, found
+
+
+def test_a_pin_carries_the_landmarks_around_it(demo_read):
+    """An eye corner pinned further out takes its eye's contour with it (the photo's eye spans the
+    pinned corners, not only its corner point), and leaves the other eye and the mouth where the
+    detector read them; every moved landmark stays on the surface."""
+    import copy
+
+    from avatartex.face import LEFT_EYE_CONTOUR, LIPS_OUTER, PIN_LANDMARKS, RIGHT_EYE_CONTOUR
+    from avatartex.landmarks import apply_pins
+
+    positions, triangles, found = demo_read
+    corner = PIN_LANDMARKS["right_eye_outer"]
+    p = found.points3d
+    right, left = p[list(RIGHT_EYE_CONTOUR)].mean(0), p[list(LEFT_EYE_CONTOUR)].mean(0)
+    iod = float(np.linalg.norm(left - right))
+    outward = (right - left) / iod
+    wanted = p[corner] + 0.12 * iod * outward
+    vertex = _nearest(Mesh(positions, triangles, None), wanted)
+    pinned = copy.deepcopy(found)
+    apply_pins(pinned, {"right_eye_outer": vertex}, positions, triangles)
+    shift = positions[vertex] - p[corner]
+    assert np.allclose(pinned.points3d[corner], positions[vertex])
+    moved = (pinned.points3d - p) @ (shift / np.linalg.norm(shift)) / np.linalg.norm(shift)
+    near = [i for i in RIGHT_EYE_CONTOUR if np.linalg.norm(p[i] - p[corner]) < 0.15 * iod and i != corner]
+    assert len(near) >= 3 and np.median(moved[near]) > 0.5, moved[near]
+    far = list(LEFT_EYE_CONTOUR) + list(LIPS_OUTER)
+    assert np.abs(np.linalg.norm(pinned.points3d[far] - p[far], axis=1)).max() < 0.05 * np.linalg.norm(shift)
+    ok = pinned.valid
+    rebuilt = np.einsum("kj,kjc->kc", pinned.bary[ok], positions[triangles[pinned.tri_id[ok]]])
+    assert np.abs(rebuilt - pinned.points3d[ok]).max() < 1e-6 * np.ptp(positions)

@@ -1117,7 +1117,7 @@ def detect_mesh_landmarks(
     if detected is not None:
         detected.warnings += [note for note in notes if note not in detected.warnings]
         if pin_table:
-            _apply_pins(detected, pin_table, positions, triangles)
+            apply_pins(detected, pin_table, positions, triangles, normals)
             detected.source = "detected+pins"
         return detected
 
@@ -1160,6 +1160,80 @@ def _vertex_triangle(triangles: np.ndarray, vertex: int) -> tuple[int, np.ndarra
     bary = np.zeros(3, np.float32)
     bary[cols[0]] = 1.0
     return int(rows[0]), bary
+
+
+PIN_REACH_IOD = 0.3
+"""Radius (a Gaussian's sigma, eye distances in the view the landmarks were read in) over which a pin
+carries the landmarks around it (``apply_pins``). A pin overriding its one landmark moved 1 of 468
+points: the eye contour stayed where the detector read it and the photo's eye with it (pins on the
+true features of the demo head's variants, ``bench/proportions.py --pins``: the big eyes' outer
+corners 0.147 -> 0.135 eye distances off). A third of an eye distance takes the eye's contour and
+lids with their corners, half the brow, and leaves the other features to their own pins."""
+
+
+def apply_pins(
+    result: MeshLandmarks,
+    pin_table: dict[str, int],
+    positions: np.ndarray,
+    triangles: np.ndarray,
+    normals: np.ndarray | None = None,
+) -> None:
+    """Put the pinned landmarks on their vertices, and carry the landmarks around each pin with it
+    (in place): in the view ``result`` was read in, every landmark moves by the smooth field
+    (Gaussian radial basis of PIN_REACH_IOD) that takes each pinned landmark onto its pin, and is
+    lifted onto the surface there. A pin the view does not see moves only its own landmark."""
+    pin_table = {name: int(v) for name, v in pin_table.items() if name in PIN_LANDMARKS}
+    if pin_table and result.camera is not None:
+        _carry_to_pins(result, pin_table, np.asarray(positions, np.float64), np.asarray(triangles), normals)
+    _apply_pins(result, pin_table, positions, triangles)
+
+
+def _carry_to_pins(
+    result: MeshLandmarks, pin_table: dict[str, int], positions: np.ndarray, triangles: np.ndarray, normals
+) -> None:
+    ok = result.valid
+    if not (ok[list(LEFT_EYE_CONTOUR)].all() and ok[list(RIGHT_EYE_CONTOUR)].all()):
+        return
+    camera = result.camera
+    normals = _vertex_normals(positions, triangles) if normals is None else np.asarray(normals, np.float64)
+    tri_id, _, world, _ = _raster_view(positions, triangles, normals, camera)
+    xy = camera.project(np.where(ok[:, None], result.points3d, 0.0))[0]
+    iod_px = float(np.linalg.norm(xy[list(LEFT_EYE_CONTOUR)].mean(0) - xy[list(RIGHT_EYE_CONTOUR)].mean(0)))
+    radius = float(np.linalg.norm(positions - positions.mean(axis=0), axis=1).max())
+    centres, shifts = [], []
+    for name, vertex in pin_table.items():
+        index = PIN_LANDMARKS[name]
+        target = camera.project(positions[vertex][None])[0][0]
+        column, row = np.clip(
+            np.round(target - 0.5).astype(int), 0, [tri_id.shape[1] - 1, tri_id.shape[0] - 1]
+        )
+        seen = (
+            tri_id[row, column] >= 0
+            and np.linalg.norm(world[row, column] - positions[vertex]) < 0.02 * radius
+        )
+        if ok[index] and seen:
+            centres.append(xy[index])
+            shifts.append(target - xy[index])
+    if not centres or iod_px <= 0:
+        return
+    centres, shifts = np.array(centres), np.array(shifts)
+    sigma2 = 2.0 * (PIN_REACH_IOD * iod_px) ** 2
+
+    def kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.exp(-((a[:, None, :] - b[None, :, :]) ** 2).sum(-1) / sigma2)
+
+    weights = np.linalg.solve(kernel(centres, centres) + 1e-6 * np.eye(len(centres)), shifts)
+    field = kernel(xy, centres) @ weights
+    moving = ok & (np.linalg.norm(field, axis=1) > 1e-3)
+    if not moving.any():
+        return
+    lifted, lift_ok, lift_tri, lift_bary = _lift(
+        xy[moving] + field[moving], tri_id, world, triangles, positions, 0.01 * radius
+    )
+    index = np.nonzero(moving)[0][lift_ok]
+    result.points3d[index] = lifted[lift_ok]
+    result.tri_id[index] = lift_tri[lift_ok]
+    result.bary[index] = lift_bary[lift_ok]
 
 
 def _apply_pins(

@@ -46,10 +46,9 @@ from ..face import (
     MOUTH_LEFT,
     MOUTH_RIGHT,
     NOSE_TIP,
-    PIN_LANDMARKS,
     RIGHT_EYE_CONTOUR,
 )
-from ..landmarks import MeshLandmarks, detect_from_camera, detect_mesh_landmarks
+from ..landmarks import MeshLandmarks, apply_pins, detect_from_camera, detect_mesh_landmarks
 from ..mesh import Mesh, compute_normals, parse_facing
 from ..meshframe import MeshFrame, mesh_frame, normalized
 from ..occlusion import MeshCavity, at_texels, vertex_occlusion
@@ -111,8 +110,7 @@ class HeadModel:
                     eyes=eyes,
                 )
                 if found is not None:
-                    for name, index in mesh.pins.items():
-                        found.points3d[PIN_LANDMARKS[name]] = mesh.positions[index]
+                    apply_pins(found, mesh.pins, mesh.positions, mesh.triangles, mesh.normals)
             self.derived["painted"] = found
         return self.derived["painted"]
 

@@ -39,7 +39,6 @@ from ..face import (
     FACE_OVAL,
     LEFT_EYE_CONTOUR,
     LIPS_OUTER,
-    PIN_LANDMARKS,
     RIGHT_EYE_CONTOUR,
     Face,
     analyse_portrait,
@@ -51,7 +50,7 @@ from ..face import (
 from ..glasses import LensTint, PortraitGlasses, find_glasses, lens_tint
 from ..image_io import load_portrait, tinted_if_monochrome
 from ..imaging import box_around, put_rows, sample_image, smoothstep
-from ..landmarks import MeshLandmarks, detect_from_camera
+from ..landmarks import MeshLandmarks, apply_pins, detect_from_camera
 from ..mesh import Mesh, load_mesh, with_pins
 from ..outline import MAX_COST, SURE_SCATTER_IOD, UNSURE_SCATTER_IOD, outline_face, place_head
 from ..projection import (
@@ -288,8 +287,9 @@ def register_portrait(
     landmarks = own  # no face in the render from the portrait's view: the mesh's own
     fitted, share = None, 0.0
     if seen is not None:
-        for name, index in mesh.pins.items():  # the artist's pins still override
-            seen.points3d[PIN_LANDMARKS[name]] = mesh.positions[index]
+        apply_pins(
+            seen, mesh.pins, mesh.positions, mesh.triangles, mesh.normals
+        )  # the artist's, as everywhere
         matched = register(seen, face, size, camera_only=True, prior=prior, start=first.camera)
         share = view_matched_share(first.error_iod_camera, matched.error_iod_camera)
         landmarks = blend_landmarks(own, seen, share)
