@@ -173,3 +173,29 @@ def test_a_pin_carries_the_landmarks_around_it(demo_read):
     ok = pinned.valid
     rebuilt = np.einsum("kj,kjc->kc", pinned.bary[ok], positions[triangles[pinned.tri_id[ok]]])
     assert np.abs(rebuilt - pinned.points3d[ok]).max() < 1e-6 * np.ptp(positions)
+
+
+def test_a_pin_far_from_its_feature_is_named(demo_read):
+    """A pin set on the wrong eye is followed (the artist may know better than the detector) but
+    named in a warning; a pin on its feature is not."""
+    import copy
+
+    from avatartex.face import PIN_LANDMARKS
+    from avatartex.landmarks import apply_pins
+
+    positions, triangles, found = demo_read
+    mesh = Mesh(positions, triangles, None)
+    swapped = copy.deepcopy(found)
+    on_left = _nearest(mesh, found.points3d[PIN_LANDMARKS["left_eye_outer"]])
+    apply_pins(swapped, {"right_eye_outer": on_left}, positions, triangles)
+    named = [w for w in swapped.warnings if "right eye outer pin" in w]
+    assert len(named) == 1 and "left and right are the character's own" in named[0]
+    assert np.allclose(swapped.points3d[PIN_LANDMARKS["right_eye_outer"]], positions[on_left])
+    kept = copy.deepcopy(found)
+    apply_pins(
+        kept,
+        {"right_eye_outer": _nearest(mesh, found.points3d[PIN_LANDMARKS["right_eye_outer"]])},
+        positions,
+        triangles,
+    )
+    assert not [w for w in kept.warnings if "pin lies" in w]
