@@ -9,6 +9,7 @@ import pytest
 from avatartex.face import PIN_LANDMARKS, FaceLandmarker, MediapipeLandmarker
 from avatartex.landmarks import ENSEMBLE_VIEWS, STRAIGHT_ON_ROUNDS, detect_mesh_landmarks
 from avatartex.protocol import AvatarTexError, ErrorCode
+from pin_fixtures import SPHERE_FACE
 
 HEAD = Path(__file__).resolve().parents[1].parent / "shared" / "assets" / "heads" / "lee_perry_smith.glb"
 
@@ -182,16 +183,7 @@ def test_pins_fallback_and_too_few_pins(landmarker) -> None:
     def nearest(point) -> int:
         return int(np.argmin(np.linalg.norm(positions - point, axis=1)))
 
-    # A "face" looking towards +z on the sphere, y up.
-    spots = {
-        "right_eye_outer": (-0.9, 0.5, 1.7),
-        "right_eye_inner": (-0.35, 0.5, 1.9),
-        "left_eye_inner": (0.35, 0.5, 1.9),
-        "left_eye_outer": (0.9, 0.5, 1.7),
-        "nose_tip": (0.0, 0.0, 2.0),
-        "mouth_right": (-0.5, -0.7, 1.8),
-        "mouth_left": (0.5, -0.7, 1.8),
-    }
+    spots = SPHERE_FACE  # a face looking towards +z on the sphere, y up
     names = list(spots)
     vertex_ids = np.array([nearest(spots[n]) for n in names], np.int32)
     result = detect_mesh_landmarks(

@@ -1,7 +1,8 @@
 """Landmark pins in a request (issue 8, item 6's "what to try"): the ``pins`` parameter and the
-CLI's ``--pin``, for heads whose face the detector cannot read or places beside its place. The
-landmark step's own use of pins is tested in test_landmarks.py; here, that a request's pins reach
-it, as a vertex or as a point on the mesh, and that a wrong pin is a typed error naming the fix."""
+CLI's ``--pin``, for heads whose face the detector cannot read or places beside its place: that a
+request's pins reach the landmark step, as a vertex or as a point on the mesh; that a wrong pin is a
+typed error naming the fix; and that a pin carries the landmarks around it (``apply_pins``). The
+fallback to pins alone is tested in test_landmarks.py."""
 
 from __future__ import annotations
 
@@ -13,17 +14,7 @@ import trimesh
 from avatartex import cli
 from avatartex.mesh import Mesh, save_mesh, unwrap, validate, with_pins
 from avatartex.protocol import AvatarTexError, ErrorCode, GenerateParams, PrepareParams
-
-SPOTS = {
-    "right_eye_outer": (-0.9, 0.5, 1.7),
-    "right_eye_inner": (-0.35, 0.5, 1.9),
-    "left_eye_inner": (0.35, 0.5, 1.9),
-    "left_eye_outer": (0.9, 0.5, 1.7),
-    "nose_tip": (0.0, 0.0, 2.0),
-    "mouth_right": (-0.5, -0.7, 1.8),
-    "mouth_left": (0.5, -0.7, 1.8),
-}
-"""A "face" looking along +z, y up, on a sphere of radius 2 (test_landmarks.py's)."""
+from pin_fixtures import SPHERE_FACE
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +28,7 @@ def _nearest(mesh: Mesh, point) -> int:
 
 
 def test_a_pin_is_a_vertex_or_the_vertex_nearest_a_point(sphere):
-    point = np.array(SPOTS["nose_tip"]) * 1.003  # picked a hair off the surface
+    point = np.array(SPHERE_FACE["nose_tip"]) * 1.003  # picked a hair off the surface
     pinned = with_pins(sphere, {"nose_tip": point.tolist(), "mouth_left": 12, "chin": 30})
     assert pinned.pins == {"nose_tip": _nearest(sphere, point), "mouth_left": 12, "chin": 30}
     assert sphere.pins == {"chin": 7}  # the mesh read is not changed
@@ -122,7 +113,7 @@ def test_a_mesh_without_a_face_is_textured_from_cli_pins(sphere, tmp_path, astro
     assert cli.main(base + ["--out", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err
     assert "error [no_face_on_mesh]" in err and "--pin NAME=X,Y,Z" in err
-    pins = [f"--pin={name}={x},{y},{z}" for name, (x, y, z) in SPOTS.items()]
+    pins = [f"--pin={name}={x},{y},{z}" for name, (x, y, z) in SPHERE_FACE.items()]
     assert cli.main(base + ["--out", str(tmp_path / "out"), *pins]) == 0
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["landmarks_source"] == "pins"
