@@ -143,7 +143,8 @@ class AVATARTEX_PT_main(_Panel, bpy.types.Panel):
 
 
 class AVATARTEX_PT_pins(_Panel, bpy.types.Panel):
-    """Landmark pins for heads the face detector cannot read."""
+    """Landmark pins: for heads the face detector cannot read, and where the photo's eyes, nose, mouth
+    or chin land beside the mesh's (each pin takes the landmarks around it along)."""
 
     bl_idname = "AVATARTEX_PT_pins"
     bl_label = "Landmark Pins"
