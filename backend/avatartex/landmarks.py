@@ -541,6 +541,15 @@ NOSE_REACH_IOD = 0.45
 with a weight falling smoothly to zero: the nose's, not the eyes' or the lips'."""
 
 
+def _eye_distance(points: np.ndarray, ok: np.ndarray) -> float | None:
+    """The distance between the eye contours' centres, of 3-D landmarks or of their pixels in a
+    view; None unless both contours are wholly there (``ok``)."""
+    left, right = list(LEFT_EYE_CONTOUR), list(RIGHT_EYE_CONTOUR)
+    if not (ok[left].all() and ok[right].all()):
+        return None
+    return float(np.linalg.norm(points[left].mean(0) - points[right].mean(0)))
+
+
 def _follow_nose(
     points, ok, tri, bary, positions, triangles, normals, camera: Camera, frame, view=None
 ) -> tuple:
@@ -561,11 +570,9 @@ def _follow_nose(
     unmoved = (points, ok, tri, bary, np.zeros(len(points), bool))
     forward, up = frame
     right = _unit(np.cross(up, forward))
-    if not ok[NOSE_TIP] or not (ok[list(LEFT_EYE_CONTOUR)].all() and ok[list(RIGHT_EYE_CONTOUR)].all()):
+    iod = _eye_distance(points, ok)
+    if not ok[NOSE_TIP] or iod is None:
         return unmoved
-    iod = float(
-        np.linalg.norm(points[list(LEFT_EYE_CONTOUR)].mean(0) - points[list(RIGHT_EYE_CONTOUR)].mean(0))
-    )
     tip = points[NOSE_TIP]
     near = positions[np.linalg.norm(positions - tip, axis=1) < NOSE_SEARCH_IOD * iod]
     if len(near) < 3:
@@ -1178,16 +1185,20 @@ def apply_pins(
     positions: np.ndarray,
     triangles: np.ndarray,
     normals: np.ndarray | None = None,
+    view: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> None:
     """Put the pinned landmarks on their vertices, and carry the landmarks around each pin with it
     (in place): in the view ``result`` was read in, every landmark moves by the smooth field
     (Gaussian radial basis of PIN_REACH_IOD) that takes each pinned landmark onto its pin, and is
-    lifted onto the surface there. A pin the view does not see moves only its own landmark."""
+    lifted onto the surface there. A pin the view does not see moves only its own landmark.
+
+    ``view`` is that view's (triangle id, world position) buffers where the caller has them (they
+    are rendered otherwise, with ``normals``)."""
     pin_table = {name: int(v) for name, v in pin_table.items() if name in PIN_LANDMARKS}
     if pin_table and result.camera is not None:
         positions = np.asarray(positions, np.float64)
         result.warnings += _far_pins(result, pin_table, positions)
-        _carry_to_pins(result, pin_table, positions, np.asarray(triangles), normals)
+        _carry_to_pins(result, pin_table, positions, np.asarray(triangles), normals, view)
     _apply_pins(result, pin_table, positions, triangles)
 
 
@@ -1200,11 +1211,9 @@ the detector's."""
 
 def _far_pins(result: MeshLandmarks, pin_table: dict[str, int], positions: np.ndarray) -> list[str]:
     ok, points = result.valid, result.points3d
-    if not (ok[list(LEFT_EYE_CONTOUR)].all() and ok[list(RIGHT_EYE_CONTOUR)].all()):
+    iod = _eye_distance(points, ok)
+    if iod is None:
         return []
-    iod = float(
-        np.linalg.norm(points[list(LEFT_EYE_CONTOUR)].mean(0) - points[list(RIGHT_EYE_CONTOUR)].mean(0))
-    )
     out = []
     for name, vertex in pin_table.items():
         index = PIN_LANDMARKS[name]
@@ -1220,16 +1229,26 @@ def _far_pins(result: MeshLandmarks, pin_table: dict[str, int], positions: np.nd
 
 
 def _carry_to_pins(
-    result: MeshLandmarks, pin_table: dict[str, int], positions: np.ndarray, triangles: np.ndarray, normals
+    result: MeshLandmarks,
+    pin_table: dict[str, int],
+    positions: np.ndarray,
+    triangles: np.ndarray,
+    normals,
+    view: tuple[np.ndarray, np.ndarray] | None,
 ) -> None:
     ok = result.valid
-    if not (ok[list(LEFT_EYE_CONTOUR)].all() and ok[list(RIGHT_EYE_CONTOUR)].all()):
-        return
     camera = result.camera
-    normals = _vertex_normals(positions, triangles) if normals is None else np.asarray(normals, np.float64)
-    tri_id, _, world, _ = _raster_view(positions, triangles, normals, camera)
     xy = camera.project(np.where(ok[:, None], result.points3d, 0.0))[0]
-    iod_px = float(np.linalg.norm(xy[list(LEFT_EYE_CONTOUR)].mean(0) - xy[list(RIGHT_EYE_CONTOUR)].mean(0)))
+    iod_px = _eye_distance(xy, ok)
+    if iod_px is None:
+        return
+    if view is None:
+        normals = (
+            _vertex_normals(positions, triangles) if normals is None else np.asarray(normals, np.float64)
+        )
+        tri_id, _, world, _ = _raster_view(positions, triangles, normals, camera)
+    else:
+        tri_id, world = view
     radius = float(np.linalg.norm(positions - positions.mean(axis=0), axis=1).max())
     centres, shifts = [], []
     for name, vertex in pin_table.items():
@@ -1345,6 +1364,7 @@ def detect_from_camera(
     photo: np.ndarray | None = None,
     steady: bool = True,
     eyes=None,
+    pins: dict[str, int] | None = None,
 ) -> MeshLandmarks | None:
     """Landmarks detected on a render of the mesh from a given camera (the portrait's, once registered).
 
@@ -1360,7 +1380,8 @@ def detect_from_camera(
     render its light (``fit_light``), so that the detector's light-dependent bias cancels too.
     ``steady`` averages the landmarks over views of the render (``face.steady_landmarks``), as the
     portrait's were: only then, or the two sets are read differently and their biases do not cancel.
-    ``eyes`` (``eyes.Eyes``) are painted on the render, for a photo whose eyes are open.
+    ``eyes`` (``eyes.Eyes``) are painted on the render, for a photo whose eyes are open. ``pins``
+    (the artist's, name -> vertex) are applied as everywhere (``apply_pins``), in this render.
     """
     if normals is None:
         normals = _vertex_normals(positions, triangles)
@@ -1395,7 +1416,7 @@ def detect_from_camera(
         points, ok, tri, bary, reshaped = _follow_nose(
             points, ok, tri, bary, positions, triangles, normals, camera, frame, (tri_id, world)
         )
-    return MeshLandmarks(
+    found = MeshLandmarks(
         points,
         ok,
         tri,
@@ -1410,3 +1431,6 @@ def detect_from_camera(
         image,
         reshaped=reshaped,
     )
+    if pins:
+        apply_pins(found, pins, positions, triangles, view=(tri_id, world))
+    return found

@@ -48,7 +48,7 @@ from ..face import (
     NOSE_TIP,
     RIGHT_EYE_CONTOUR,
 )
-from ..landmarks import MeshLandmarks, apply_pins, detect_from_camera, detect_mesh_landmarks
+from ..landmarks import MeshLandmarks, detect_from_camera, detect_mesh_landmarks
 from ..mesh import Mesh, compute_normals, parse_facing
 from ..meshframe import MeshFrame, mesh_frame, normalized
 from ..occlusion import MeshCavity, at_texels, vertex_occlusion
@@ -108,9 +108,8 @@ class HeadModel:
                     landmarker,
                     normals=mesh.normals,
                     eyes=eyes,
+                    pins=mesh.pins,
                 )
-                if found is not None:
-                    apply_pins(found, mesh.pins, mesh.positions, mesh.triangles, mesh.normals)
             self.derived["painted"] = found
         return self.derived["painted"]
 

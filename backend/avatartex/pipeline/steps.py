@@ -50,7 +50,7 @@ from ..face import (
 from ..glasses import LensTint, PortraitGlasses, find_glasses, lens_tint
 from ..image_io import load_portrait, tinted_if_monochrome
 from ..imaging import box_around, put_rows, sample_image, smoothstep
-from ..landmarks import MeshLandmarks, apply_pins, detect_from_camera
+from ..landmarks import MeshLandmarks, detect_from_camera
 from ..mesh import Mesh, load_mesh, with_pins
 from ..outline import MAX_COST, SURE_SCATTER_IOD, UNSURE_SCATTER_IOD, outline_face, place_head
 from ..projection import (
@@ -283,13 +283,11 @@ def register_portrait(
         photo=portrait,
         steady=face.extras.get("readings", 1) > 1,  # read as the portrait's were (steady_portrait)
         eyes=eyes if eyes_open >= 0.5 else None,
+        pins=mesh.pins,  # the artist's, as everywhere
     )
     landmarks = own  # no face in the render from the portrait's view: the mesh's own
     fitted, share = None, 0.0
     if seen is not None:
-        apply_pins(
-            seen, mesh.pins, mesh.positions, mesh.triangles, mesh.normals
-        )  # the artist's, as everywhere
         matched = register(seen, face, size, camera_only=True, prior=prior, start=first.camera)
         share = view_matched_share(first.error_iod_camera, matched.error_iod_camera)
         landmarks = blend_landmarks(own, seen, share)
