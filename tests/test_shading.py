@@ -7,6 +7,7 @@ import pytest
 from avatartex.shading import (
     DirectionalLights,
     as_photographed,
+    fit_detail_light,
     fit_lights,
     fit_shading,
     refine_lights_by_detail,
@@ -43,12 +44,13 @@ def test_lights_recover_a_key_light_and_beat_sh_at_the_terminator(direction) -> 
     assert mad < 0.05
 
 
-def _creased_face(size: int = 160) -> np.ndarray:
+def _creased_face(size: int = 160, waves: tuple[int, int] = (9, 7)) -> np.ndarray:
     """(size, size, 3) unit normals of a bulging surface with creases a few texels wide (a height
-    field: a dome plus narrow ridges and grooves), z towards the camera."""
+    field: a dome plus narrow ridges and grooves, ``waves`` of them across in x and y), z towards
+    the camera."""
     y, x = np.mgrid[0:size, 0:size].astype(np.float64) / size - 0.5
     height = 0.6 * np.sqrt(np.clip(0.5 - x * x - y * y, 0, None))
-    height += 0.012 * np.sin(2 * np.pi * 9 * x) * np.cos(2 * np.pi * 7 * y)  # creases ~10 texels
+    height += 0.012 * np.sin(2 * np.pi * waves[0] * x) * np.cos(2 * np.pi * waves[1] * y)
     gy, gx = np.gradient(height, 1.0 / size)
     normals = np.stack([-gx, -gy, np.ones_like(gx)], axis=-1)
     return (normals / np.linalg.norm(normals, axis=-1, keepdims=True)).astype(np.float32)
@@ -76,6 +78,23 @@ def test_detail_refit_recovers_the_key_light_that_a_face_sized_albedo_hides() ->
     assert np.linalg.norm(ratio(coarse) - truth) > 0.2 * np.linalg.norm(truth), ratio(coarse)
     # ...the band of the creases gives the light back.
     assert np.linalg.norm(ratio(refined) - truth) < 0.05 * np.linalg.norm(truth), (ratio(refined), truth)
+
+
+def test_detail_fit_says_whether_the_mesh_creases_are_the_photo_ones() -> None:
+    # The same dome, its creases the photo's (the photographed face) or others (another face: a
+    # sculpture, another person's scan).
+    photographed = _creased_face()
+    light = np.array([0.7, 0.3, 0.65])
+    observed = 0.25 + 0.8 * np.clip(photographed @ light / np.linalg.norm(light), 0, None)
+    start = DirectionalLights(0.25, (0.6 * light / np.linalg.norm(light)).reshape(1, 3).astype(np.float32))
+    weight = np.ones(observed.shape, np.float32)
+    same = fit_detail_light(start, observed, photographed, weight, sigma=6.0)
+    other = fit_detail_light(start, observed, _creased_face(waves=(5, 12)), weight, sigma=6.0)
+    assert same.explained > 0.9, same.explained
+    assert other.explained < 0.15, other.explained
+    # Another face's creases do not match the photo's band at any strength: the fit flattens the
+    # light (the reason the de-lighting then keeps the luminance fit's light).
+    assert np.linalg.norm(other.lights.lights[0]) < 0.6 * np.linalg.norm(same.lights.lights[0])
 
 
 def test_detail_refit_restarts_from_a_light_that_lights_nothing() -> None:

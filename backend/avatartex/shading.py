@@ -230,6 +230,30 @@ def refine_lights_by_detail(
     iterations: int = 8,
     occlusion: np.ndarray | None = None,
 ) -> DirectionalLights:
+    """``fit_detail_light``'s light."""
+    return fit_detail_light(model, luminance, normals, weight, sigma, iterations, occlusion).lights
+
+
+@dataclass(frozen=True)
+class DetailFit:
+    """A key light refitted to the shading's detail band, and how much of that band it explains."""
+
+    lights: DirectionalLights
+    explained: float
+    """1 - (weighted mean square of the band's residual) / (that of the band itself): near 1 where
+    the mesh's creases are the photo's, near 0 where they are not (another face's, misplaced); 0
+    where nothing was fitted."""
+
+
+def fit_detail_light(
+    model: DirectionalLights,
+    luminance: np.ndarray,
+    normals: np.ndarray,
+    weight: np.ndarray,
+    sigma: float,
+    iterations: int = 8,
+    occlusion: np.ndarray | None = None,
+) -> DetailFit:
     """Refit the key light of ``model`` to the shading's detail: the part of log-luminance finer than
     a Gaussian of ``sigma`` texels (creases, the nose's sides, the brows' ridge, the lips),
     compared with the same band of the model's log-shading.
@@ -255,7 +279,7 @@ def refine_lights_by_detail(
     w = np.asarray(weight, np.float32)
     inside = w > 0
     if inside.sum() < 100 or not model.ambient > 0 or not np.all(np.isfinite(model.lights)):
-        return model
+        return DetailFit(model, 0.0)
     n = np.asarray(normals, np.float32)
     blurred_weight = np.maximum(cv2.GaussianBlur(w, (0, 0), sigma), 1e-6)
 
@@ -317,11 +341,14 @@ def refine_lights_by_detail(
         starts = [np.append(start, model.occluded) for start in starts]
     q, _ = min((solve(start) for start in starts), key=lambda found: found[1])
     if not np.all(np.isfinite(q)):
-        return model
+        return DetailFit(model, 0.0)
     occluded = float(q[3]) if closed is not None else model.occluded
-    return DirectionalLights(
+    r, _, _ = residuals(q)
+    explained = 1.0 - float((ws * r * r).sum()) / max(float((ws * y * y).sum()), 1e-12)
+    lights = DirectionalLights(
         model.ambient, (q[:3] * model.ambient).reshape(1, 3).astype(np.float32), occluded
     )
+    return DetailFit(lights, explained)
 
 
 def warm_up() -> None:

@@ -34,11 +34,12 @@ from ... import shine
 from ...atlas import AtlasGeometry, HeadFrame
 from ...imaging import LUMA, luminance, smoothstep, take_rows, unit_range
 from ...shading import (
+    DetailFit,
     DirectionalLights,
     as_photographed,
+    fit_detail_light,
     fit_lights,
     fit_shading,
-    refine_lights_by_detail,
     sh_eval,
 )
 from ..base import AtlasTexture, Stage, StageContext
@@ -58,6 +59,13 @@ mesh's: ungated on bench/sweep.py it gained 0.8 to 2.9 dB in every case estimate
 cases) and lost up to 1.9 dB (a flatter light: misplaced creases decorrelate the band) in a third of
 those estimated above 0.15; gated, against the same code without it, 23 of 46 cases gained 0.3 to
 5.1 dB and one lost 0.49 (a side light with cast shadows)."""
+SHAPE_AGREEMENT = (0.15, 0.45)
+"""The share of the photo's detail band (``DETAIL_SIGMA_IOD``) the mesh's creases explain under the
+detail light, below which the mesh is taken for another face than the photographed one (its light's
+detail band and its fine shading left out), above which for the same (both used in full)."""
+SHAPE_CONTRAST = (0.5, 0.8)
+"""The detail light's contrast (key over ambient) as a share of the luminance fit's, below which its
+flatness is taken for another face's creases, above which for the photo's light."""
 CHANNEL_EXPONENTS = (0.5, 2.0)
 """Bounds of the power of the shading divided out of each channel (``channel_exponents``): 1 is a
 Lambertian render's; the astronaut's and Grace Hopper's photos measured 0.79-1.92."""
@@ -150,6 +158,24 @@ def channel_exponents(linear: np.ndarray, log_shading: np.ndarray, weights: np.n
     return exponents.astype(np.float32)
 
 
+def _contrast(lights: DirectionalLights) -> float:
+    """The key light's strength over the ambient."""
+    return float(np.linalg.norm(lights.lights[0]) / max(lights.ambient, 1e-9))
+
+
+def shape_agreement(explained: float, contrast: float) -> float:
+    """How far the mesh's fine shading is the photo's: where the detail light explains a good share
+    of the photo's detail band (``SHAPE_AGREEMENT``, ``shading.DetailFit.explained``), or keeps at
+    least the luminance fit's contrast (``contrast``, the detail light's over the luminance fit's;
+    ``SHAPE_CONTRAST``): a textured skin explains little of the band on its own mesh too, but
+    another face's creases flatten the light."""
+    low, high = SHAPE_AGREEMENT
+    by_band = smoothstep(np.clip((explained - low) / (high - low), 0.0, 1.0))
+    low, high = SHAPE_CONTRAST
+    by_contrast = smoothstep(np.clip((contrast - low) / (high - low), 0.0, 1.0))
+    return float(max(by_band, by_contrast))
+
+
 def detail_trust(alignment_error_iod: float) -> float:
     """How much of the detail band's light to use (``DETAIL_TRUST_IOD``); none when unknown."""
     low, high = DETAIL_TRUST_IOD
@@ -160,12 +186,12 @@ def detail_trust(alignment_error_iod: float) -> float:
 
 def _refine_on_detail(
     lights: DirectionalLights, color: np.ndarray, skin: np.ndarray, atlas: AtlasGeometry
-) -> DirectionalLights:
+) -> DetailFit:
     """``refine_lights_by_detail`` on the box of the atlas around the skin texels, at about
     ``DETAIL_TEXELS_PER_IOD`` (area averages of the skin texels: the band's Gaussian stays a few
     texels wide whatever the atlas size)."""
     if not np.all(np.isfinite(lights.lights)) or skin.sum() < 100:
-        return lights
+        return DetailFit(lights, 0.0)
     texels_per_iod = atlas.layout.face_texels_per_iod
     factor = max(1, int(round(texels_per_iod / DETAIL_TEXELS_PER_IOD)))
     sigma = DETAIL_SIGMA_IOD * texels_per_iod / factor
@@ -191,7 +217,7 @@ def _refine_on_detail(
     occlusion = stack[..., 5] / share[..., 0] if atlas.occlusion is not None else None
     # Work texels mostly skin only: a texel half hair is neither.
     weight = np.where(weight > 0.5, weight, 0.0).astype(np.float32)
-    return refine_lights_by_detail(
+    return fit_detail_light(
         lights, stack[..., 0] / share[..., 0], normals, weight, sigma, occlusion=occlusion
     )
 
@@ -399,9 +425,15 @@ class ClassicLatent(Stage):
         # from below): psnr_visible +0.2 to +1.3 dB over SH alone, never worse. The ambient is
         # occluded as the mesh occludes it, as far as the photo shows (``occlusion.py``).
         lights, _ = fit_lights(lum, sample_normals, weights, coeffs, sample_occlusion)
-        trust = detail_trust(ctx.alignment_error_iod)
+        # The detail band's light, and whether the mesh's creases are the photo's at all: a head that
+        # is not the photographed face (a sculpture, another person's scan) has other creases, and
+        # the band's fit then explains little of the photo's band and settles on a flat light.
+        detail = _refine_on_detail(lights, color, skin, atlas)
+        agreement = shape_agreement(detail.explained, _contrast(detail.lights) / max(_contrast(lights), 1e-6))
+        ctx.lighting["detail_explained"] = round(detail.explained, 4)
+        trust = detail_trust(ctx.alignment_error_iod) * agreement
         if trust > 0:
-            refined = _refine_on_detail(lights, color, skin, atlas)
+            refined = detail.lights
             key = lights.lights + trust * (refined.lights - lights.lights)
             occluded = lights.occluded + trust * (refined.occluded - lights.occluded)
             lights = DirectionalLights(lights.ambient, key, occluded)
