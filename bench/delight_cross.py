@@ -22,7 +22,10 @@ by 0.08 eye distances (grain and pores out, the light's scale in):
 
 * ``spread``: the 10th to 90th percentile range of CIELAB L* over the zones;
 * ``cheeks``: |L*(left cheek) − L*(right cheek)|, a side light's leftover;
-* ``top``: L*(forehead) − L*(chin), a light from above or below.
+* ``top``: L*(forehead) − L*(chin), a light from above or below;
+* ``crease``: the target mesh's own creases put in: the correlation of the magnitudes of the fine
+  bands of the texture's error and of the target's shading under the photo's light
+  (``groundtruth.shading_correlations``, the sweep's crease measure), on the zones.
 
 Printed per case and the median and worst over self (source = target) and cross cases.
 """
@@ -118,7 +121,13 @@ def lightness(texture: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray
     return rgb2lab(np.clip(blurred, 0, 1))[..., 0]
 
 
-def measure(texture: np.ndarray, head: gt.Head, surface: gt.TexelSurface, direction: np.ndarray) -> dict:
+def measure(
+    texture: np.ndarray,
+    head: gt.Head,
+    surface: gt.TexelSurface,
+    direction: np.ndarray,
+    shading: np.ndarray | None = None,
+) -> dict:
     parts = zones(head, surface, direction)
     # A texel's side on the surface, from the mesh's area over the texels covering it.
     corners = head.positions[head.triangles]
@@ -131,7 +140,13 @@ def measure(texture: np.ndarray, head: gt.Head, surface: gt.TexelSurface, direct
     all_zones = np.logical_or.reduce(list(parts.values()))
     values = light[all_zones]
     mean = {k: float(light[v].mean()) if v.any() else float("nan") for k, v in parts.items()}
+    crease = float("nan")
+    if shading is not None:  # the target's own fine shading under the photo's light, put in?
+        crease = gt.shading_correlations(texture, even_skin(head, surface), shading, surface.mask, all_zones)[
+            0
+        ]
     return {
+        "crease": crease,
         "spread": float(np.percentile(values, 90) - np.percentile(values, 10)),
         "cheeks": abs(mean["left cheek"] - mean["right cheek"]),
         "top": mean["forehead"] - mean["chin"],
@@ -195,11 +210,13 @@ def main(argv: list[str] | None = None) -> int:
                 if out is not None:
                     save_png(out / f"texture_{name}_{target.name}.png", texture)
                 row = {"case": f"{name} -> {target.name}", "self": target.name == source.name}
-                row.update(measure(texture, target, surfaces[target.name], direction))
+                shading = gt.texel_shading(target, surfaces[target.name], sun, ambient)
+                row.update(measure(texture, target, surfaces[target.name], direction, shading))
                 rows.append(row)
                 print(
                     f"{row['case']:<40} L* spread {row['spread']:5.1f}, cheeks {row['cheeks']:4.1f}, "
-                    f"forehead - chin {row['top']:+5.1f} ({row['texels']} texels)",
+                    f"forehead - chin {row['top']:+5.1f}, crease {row['crease']:+.3f} "
+                    f"({row['texels']} texels)",
                     flush=True,
                 )
     print(
@@ -210,9 +227,12 @@ def main(argv: list[str] | None = None) -> int:
         chosen = [r for r in rows if r["self"] == pick]
         if not chosen:
             continue
-        for key in ("spread", "cheeks", "top"):
+        for key, unit in (("spread", "L*"), ("cheeks", "L*"), ("top", "L*"), ("crease", "corr")):
             v = np.abs([r[key] for r in chosen])
-            print(f"{label:<5} {key:<7} median {np.median(v):5.2f}, worst {v.max():5.2f} L* ({len(v)} cases)")
+            print(
+                f"{label:<5} {key:<7} median {np.median(v):5.2f}, worst {v.max():5.2f} {unit} "
+                f"({len(v)} cases)"
+            )
     return 0
 
 

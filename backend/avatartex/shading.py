@@ -138,13 +138,26 @@ def fit_lights(
             J[:, 4] = -x[0] * closed
         return J * sw[:, None]
 
-    if closed is None:
-        fit = least_squares(residuals, x0, jac=jacobian, loss="soft_l1", f_scale=scale, max_nfev=60)
-    else:
-        bounds = ([-np.inf] * 4 + [0.0], [np.inf] * 4 + [1.0])
-        fit = least_squares(
-            residuals, x0, jac=jacobian, bounds=bounds, loss="soft_l1", f_scale=scale, max_nfev=60
+    bounds = (-np.inf, np.inf) if closed is None else ([-np.inf] * 4 + [0.0], [np.inf] * 4 + [1.0])
+
+    def solve(start: np.ndarray):
+        return least_squares(
+            residuals, start, jac=jacobian, bounds=bounds, loss="soft_l1", f_scale=scale, max_nfev=60
         )
+
+    fit = solve(x0)
+    # A key light that lights hardly any of the samples (behind the face) is a flat model's twin:
+    # where the normals explain the luminance poorly (a head that is not the photographed face) the
+    # fit can settle there from the SH's start; the light of the same strength along the samples'
+    # mean normal is tried too, and the lower cost wins.
+    weight = sw * sw
+    if float(weight[(n @ fit.x[1:4]) > 0].sum()) < 0.25 * max(float(weight.sum()), 1e-12):
+        facing = (n * weight[:, None]).sum(axis=0)
+        start = x0.copy()
+        start[1:4] = max(np.linalg.norm(key), 1e-3) * facing / max(np.linalg.norm(facing), 1e-12)
+        other = solve(start)
+        if other.cost < fit.cost:
+            fit = other
     occluded = 0.0 if closed is None else float(fit.x[4])
     model = DirectionalLights(float(fit.x[0]), fit.x[1:4].reshape(1, 3).astype(np.float32), occluded)
     predicted = model(n.astype(np.float32), occlusion)
