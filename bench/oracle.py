@@ -25,7 +25,7 @@ a fifth where the pipeline trusts it whole: 26.0 dB on the photo-backed texels i
 
 Measured this way (session 4): the fitted key light was too weak where the skin's albedo varies at
 the face's scale (a top light 28.5 dB fitted, 31.9 with the true light), which the detail-band refit
-(``shading.refine_lights_by_detail``) recovers; and no texture reaches the crease measure's 0.1
+(``shading.fit_detail_light``) recovers; and no texture reaches the crease measure's 0.1
 (the truth blurred 0.7 texel scores 0.04-0.46).
 
 Each case also prints how the seen texels split between the photo and the fill: the share whose

@@ -1,5 +1,5 @@
 """The mesh's ambient occlusion (backend/avatartex/occlusion.py) and the de-lighting that takes the
-creases' own darkness out with it (shading.fit_lights, refine_lights_by_detail, classic latent)."""
+creases' own darkness out with it (shading.fit_lights, fit_detail_light, classic latent)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from avatartex.engines.base import AtlasTexture, StageContext
 from avatartex.engines.classic.latent import ClassicLatent
 from avatartex.imaging import LUMA
 from avatartex.occlusion import OPEN, at_texels, directions, vertex_cavity, vertex_occlusion
-from avatartex.shading import DirectionalLights, fit_lights, fit_shading, refine_lights_by_detail
+from avatartex.shading import DirectionalLights, fit_detail_light, fit_lights, fit_shading
 from classic_fixtures import HEAD_GLB, head_atlas, make_ctx
 
 
@@ -107,7 +107,7 @@ def test_the_detail_refit_finds_the_occluded_share_a_face_sized_albedo_hides() -
     observed = shading * np.linspace(1.15, 0.85, normals.shape[0])[:, None]  # a paler forehead
     start = DirectionalLights(ambient, (key * light).reshape(1, 3).astype(np.float32), 0.1)
     weight = np.ones(shading.shape, np.float32)
-    refined = refine_lights_by_detail(start, observed, normals, weight, sigma=6.0, occlusion=occlusion)
+    refined = fit_detail_light(start, observed, normals, weight, sigma=6.0, occlusion=occlusion).lights
     assert abs(refined.occluded - occluded) < 0.1, refined.occluded
     assert np.linalg.norm(refined.lights[0] / refined.ambient - key * light / ambient) < 0.1
 
@@ -125,7 +125,7 @@ def test_the_detail_refit_holds_where_texels_are_closed_in_and_out_of_the_light(
     observed = shading * np.linspace(1.15, 0.85, normals.shape[0])[:, None]
     begun = DirectionalLights(ambient, (0.7 * key * light).reshape(1, 3).astype(np.float32), start)
     weight = np.ones(shading.shape, np.float32)
-    refined = refine_lights_by_detail(begun, observed, normals, weight, sigma=6.0, occlusion=occlusion)
+    refined = fit_detail_light(begun, observed, normals, weight, sigma=6.0, occlusion=occlusion).lights
     assert abs(refined.occluded - occluded) < 0.03, refined.occluded
     truth = key * light / ambient
     gap = np.linalg.norm(refined.lights[0] / refined.ambient - truth)

@@ -10,7 +10,6 @@ from avatartex.shading import (
     fit_detail_light,
     fit_lights,
     fit_shading,
-    refine_lights_by_detail,
     sh_eval,
 )
 
@@ -68,7 +67,7 @@ def test_detail_refit_recovers_the_key_light_that_a_face_sized_albedo_hides() ->
     flat = normals.reshape(-1, 3)
     sh, weights = fit_shading(observed.reshape(-1), flat, weight.reshape(-1))
     coarse, _ = fit_lights(observed.reshape(-1), flat, weights, sh)
-    refined = refine_lights_by_detail(coarse, observed, normals, weight, sigma=6.0)
+    refined = fit_detail_light(coarse, observed, normals, weight, sigma=6.0).lights
 
     def ratio(model: DirectionalLights) -> np.ndarray:
         return model.lights[0] / model.ambient
@@ -103,7 +102,7 @@ def test_detail_refit_restarts_from_a_light_that_lights_nothing() -> None:
     light = np.array([0.6, 0.3, 0.74])
     observed = 0.2 + 0.8 * np.clip(normals @ light, 0, None)
     dead = DirectionalLights(0.2, np.array([[0.0, 0.0, -0.8]], np.float32))
-    refined = refine_lights_by_detail(dead, observed, normals, np.ones(observed.shape), sigma=6.0)
+    refined = fit_detail_light(dead, observed, normals, np.ones(observed.shape), sigma=6.0).lights
     truth = 4.0 * light
     assert np.linalg.norm(refined.lights[0] / refined.ambient - truth) < 0.05 * np.linalg.norm(truth)
 
@@ -111,8 +110,8 @@ def test_detail_refit_restarts_from_a_light_that_lights_nothing() -> None:
 def test_detail_refit_leaves_a_model_alone_without_skin_to_fit() -> None:
     model = DirectionalLights(0.3, np.array([[0.0, 0.5, 0.5]], np.float32))
     normals = _creased_face(40)
-    out = refine_lights_by_detail(model, np.ones((40, 40)), normals, np.zeros((40, 40)), sigma=4.0)
-    assert out is model
+    out = fit_detail_light(model, np.ones((40, 40)), normals, np.zeros((40, 40)), sigma=4.0)
+    assert out.lights is model and out.explained == 0.0
 
 
 def test_as_photographed_averages_texels_within_a_photo_pixel() -> None:

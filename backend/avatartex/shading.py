@@ -234,19 +234,6 @@ def _splat_bilinear(xy, values, frame, grid) -> None:
                 grid[row, col, 1] += weight
 
 
-def refine_lights_by_detail(
-    model: DirectionalLights,
-    luminance: np.ndarray,
-    normals: np.ndarray,
-    weight: np.ndarray,
-    sigma: float,
-    iterations: int = 8,
-    occlusion: np.ndarray | None = None,
-) -> DirectionalLights:
-    """``fit_detail_light``'s light."""
-    return fit_detail_light(model, luminance, normals, weight, sigma, iterations, occlusion).lights
-
-
 @dataclass(frozen=True)
 class DetailFit:
     """A key light refitted to the shading's detail band, and how much of that band it explains."""

@@ -6,7 +6,7 @@ makes the texture consistent by removing what does not belong to the skin's albe
 * the photo's shading, ambient plus a key light on the surface normal (``shading.fit_lights``,
   started from a robust 9-coefficient spherical-harmonic fit) fitted to the luminance of the
   portrait-backed skin texels, its key light refitted to the creases' band of the luminance where
-  the registration is trusted (``shading.refine_lights_by_detail``: a face-sized albedo variation
+  the registration is trusted (``shading.fit_detail_light``: a face-sized albedo variation
   flattens the first fit), and divided out at the photo's resolution (``shading.as_photographed``:
   a crease sharper in the mesh than in the photo would come back inverted), from each channel to
   the power that channel follows it with in the photo (``channel_exponents``: skin in shadow is
@@ -50,7 +50,7 @@ DETAIL_TEXELS_PER_IOD = 48.0
 """The detail band's light fit works at about this many texels per eye distance (the 1024² atlas's
 181 area-averaged by 4): creases stay one or two texels wide, the fit costs a sixteenth."""
 DETAIL_SIGMA_IOD = 0.15
-"""The light's detail band (``refine_lights_by_detail``): log-luminance finer than a Gaussian of this
+"""The light's detail band (``fit_detail_light``): log-luminance finer than a Gaussian of this
 many eye distances: the creases, the nose's sides, the lips (tuned on bench/sweep.py's renders)."""
 DETAIL_TRUST_IOD = (0.12, 0.17)
 """The detail band's light is used in full while the registration's estimated error is below the
@@ -187,7 +187,7 @@ def detail_trust(alignment_error_iod: float) -> float:
 def _refine_on_detail(
     lights: DirectionalLights, color: np.ndarray, skin: np.ndarray, atlas: AtlasGeometry
 ) -> DetailFit:
-    """``refine_lights_by_detail`` on the box of the atlas around the skin texels, at about
+    """``fit_detail_light`` on the box of the atlas around the skin texels, at about
     ``DETAIL_TEXELS_PER_IOD`` (area averages of the skin texels: the band's Gaussian stays a few
     texels wide whatever the atlas size)."""
     if not np.all(np.isfinite(lights.lights)) or skin.sum() < 100:
