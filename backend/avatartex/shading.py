@@ -112,7 +112,8 @@ def fit_lights(
 
     n = np.asarray(normals, np.float64)
     y = np.asarray(luminance, np.float64)
-    sw = np.sqrt(np.clip(np.asarray(weights, np.float64), 0.0, None))
+    weight = np.clip(np.asarray(weights, np.float64), 0.0, None)
+    sw = np.sqrt(weight)
     key = 2.0 * np.asarray(sh[1:4], np.float64)
     if np.linalg.norm(key) < 1e-6:
         key = np.array([0.0, 0.0, 1e-3])
@@ -150,7 +151,6 @@ def fit_lights(
     # where the normals explain the luminance poorly (a head that is not the photographed face) the
     # fit can settle there from the SH's start; the light of the same strength along the samples'
     # mean normal is tried too, and the lower cost wins.
-    weight = sw * sw
     if float(weight[(n @ fit.x[1:4]) > 0].sum()) < 0.25 * max(float(weight.sum()), 1e-12):
         facing = (n * weight[:, None]).sum(axis=0)
         start = x0.copy()
@@ -312,10 +312,10 @@ def fit_detail_light(
             ws * np.minimum(1.0, 1.345 * scale / np.maximum(np.abs(r), 1e-12)),
         )
 
-    def solve(q: np.ndarray) -> tuple[np.ndarray, float]:
+    def solve(q: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
         """Gauss-Newton from ``q``, the light's steps at most half as long as the light (a step
         across the terminator changes which texels are lit), the occluded share kept within 0..1;
-        the result and its robust cost."""
+        the result, its robust cost and the band's residual there."""
         for _ in range(iterations):
             r, J, robust = residuals(q)
             normal = J.T @ (J * robust[:, None]) + 1e-6 * robust.sum() * np.eye(len(q))
@@ -330,7 +330,7 @@ def fit_detail_light(
             if np.linalg.norm(step) < 1e-3 * (1.0 + np.linalg.norm(q)):
                 break
         r, _, robust = residuals(q)
-        return q, float((robust * r * r).sum() / ws.sum())
+        return q, float((robust * r * r).sum() / ws.sum()), r
 
     q0 = np.asarray(model.lights[0], np.float64) / model.ambient
     starts = [q0]
@@ -339,11 +339,10 @@ def fit_detail_light(
         starts.append(max(np.linalg.norm(q0), 1.0) * facing / max(np.linalg.norm(facing), 1e-9))
     if closed is not None:
         starts = [np.append(start, model.occluded) for start in starts]
-    q, _ = min((solve(start) for start in starts), key=lambda found: found[1])
+    q, _, r = min((solve(start) for start in starts), key=lambda found: found[1])
     if not np.all(np.isfinite(q)):
         return DetailFit(model, 0.0)
     occluded = float(q[3]) if closed is not None else model.occluded
-    r, _, _ = residuals(q)
     explained = 1.0 - float((ws * r * r).sum()) / max(float((ws * y * y).sum()), 1e-12)
     lights = DirectionalLights(
         model.ambient, (q[:3] * model.ambient).reshape(1, 3).astype(np.float32), occluded

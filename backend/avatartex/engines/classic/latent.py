@@ -61,8 +61,9 @@ those estimated above 0.15; gated, against the same code without it, 23 of 46 ca
 5.1 dB and one lost 0.49 (a side light with cast shadows)."""
 SHAPE_AGREEMENT = (0.15, 0.45)
 """The share of the photo's detail band (``DETAIL_SIGMA_IOD``) the mesh's creases explain under the
-detail light, below which the mesh is taken for another face than the photographed one (its light's
-detail band and its fine shading left out), above which for the same (both used in full)."""
+detail light, below which the mesh is taken for another face than the photographed one (the detail
+light left out, unless it keeps its contrast: ``SHAPE_CONTRAST``), above which for the same (used in
+full)."""
 SHAPE_CONTRAST = (0.5, 0.8)
 """The detail light's contrast (key over ambient) as a share of the luminance fit's, below which its
 flatness is taken for another face's creases, above which for the photo's light."""
@@ -425,15 +426,16 @@ class ClassicLatent(Stage):
         # from below): psnr_visible +0.2 to +1.3 dB over SH alone, never worse. The ambient is
         # occluded as the mesh occludes it, as far as the photo shows (``occlusion.py``).
         lights, _ = fit_lights(lum, sample_normals, weights, coeffs, sample_occlusion)
-        # The detail band's light, and whether the mesh's creases are the photo's at all: a head that
-        # is not the photographed face (a sculpture, another person's scan) has other creases, and
-        # the band's fit then explains little of the photo's band and settles on a flat light.
-        detail = _refine_on_detail(lights, color, skin, atlas)
-        agreement = shape_agreement(detail.explained, _contrast(detail.lights) / max(_contrast(lights), 1e-6))
-        ctx.lighting["detail_explained"] = round(detail.explained, 4)
-        trust = detail_trust(ctx.alignment_error_iod) * agreement
+        trust = detail_trust(ctx.alignment_error_iod)
         if trust > 0:
+            # The detail band's light, and whether the mesh's creases are the photo's at all: a head
+            # that is not the photographed face (a sculpture, another person's scan) has other
+            # creases, and the band's fit then explains little of the photo's band and settles on a
+            # flat light.
+            detail = _refine_on_detail(lights, color, skin, atlas)
+            ctx.lighting["detail_explained"] = round(detail.explained, 4)
             refined = detail.lights
+            trust *= shape_agreement(detail.explained, _contrast(refined) / max(_contrast(lights), 1e-6))
             key = lights.lights + trust * (refined.lights - lights.lights)
             occluded = lights.occluded + trust * (refined.occluded - lights.occluded)
             lights = DirectionalLights(lights.ambient, key, occluded)
