@@ -41,6 +41,8 @@ class Task:
     facing: str
     scalp: str = ""
     """The request's ``scalp``: '' (the style decides), skin or hair."""
+    subject: str = ""
+    """The request's ``subject``: '' (decided from the photo), same or other."""
     variant: int = -1
     """Index into ``obj.avatartex.variants``, or -1 for the object's main texture."""
     label: str = ""
@@ -172,6 +174,7 @@ class Job:
             base_texture=material.body_base_image(obj),
             tone_match=bpy.context.scene.avatartex.tone_match,
             scalp=task.scalp,
+            subject=task.subject,
         )
         self._set_status(task, "running", "Sending to the backend...", 0.0)
         self.pending = client.send("generate", params.to_dict())
@@ -471,6 +474,7 @@ def task_for(obj: bpy.types.Object, scene: bpy.types.Scene, variant: int = -1) -
         uv_map=settings.uv_map,
         facing=settings.facing,
         scalp=properties.scalp_param(settings.scalp),
+        subject=properties.subject_param(settings.subject),
         label=obj.name,
         file_stem=safe_name(obj.name),
     )

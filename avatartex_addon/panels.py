@@ -100,6 +100,7 @@ class AVATARTEX_PT_main(_Panel, bpy.types.Panel):
                 col.template_icon(icon_value=icon, scale=6.0)
         col.prop(settings, "style")
         col.prop(settings, "scalp")
+        col.prop(settings, "subject")
         col.prop(settings, "prompt")
         row = col.row(align=True)
         row.prop(settings, "resolution")

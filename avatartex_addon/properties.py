@@ -43,6 +43,28 @@ def scalp_param(value: str) -> str:
     return "" if value == "default" else value
 
 
+SUBJECT_ITEMS = [
+    ("auto", "Auto", "Decided from the photo: how much of its crease shading the head's own creases explain"),
+    (
+        "same",
+        "This Person",
+        "The photo shows the person this head was made from (a scan): its tones are kept",
+    ),
+    (
+        "other",
+        "Someone Else",
+        "The head is sculpted, stylized or another person's: the photographed face's relief is taken "
+        "off the skin",
+    ),
+]
+
+
+def subject_param(value: str) -> str:
+    """The generate request's ``subject`` for the ``subject`` property: '' (decided from the photo),
+    same or other."""
+    return "" if value == "auto" else value
+
+
 FACING_ITEMS = [
     ("-Y", "-Y (Front view)", "The face looks towards -Y: it faces you in Blender's front view"),
     ("+Y", "+Y", "The face looks towards +Y"),
@@ -160,6 +182,14 @@ class AVATARTEX_PG_settings(bpy.types.PropertyGroup):
         description="What the scalp gets: skin (a clean scalp, for separate hair meshes or hair cards) or "
         "hair (the photo's hair continued over the scalp); Style Default lets the style decide",
     )
+    subject: EnumProperty(
+        name="Photo Of",
+        items=SUBJECT_ITEMS,
+        default="auto",
+        description="Whom the photo shows: the person this head was made from (its tones kept), or "
+        "someone else (the photographed face's nose, socket and cheek shading taken off the skin, "
+        "where the head's shape does not cast it); Auto decides from the photo",
+    )
     prompt: StringProperty(
         name="Prompt", default="", description="Free text added to the style's prompt (neural engine)"
     )
@@ -224,6 +254,7 @@ def register_props() -> None:
     """Hang the root groups on Scene and Object."""
     assert len(protocol().PIN_NAMES) == PIN_COUNT, "PIN_COUNT out of date with protocol.PIN_NAMES"
     assert {scalp_param(item[0]) for item in SCALP_ITEMS} == set(protocol().SCALP_CHOICES), "SCALP_ITEMS"
+    assert {subject_param(i[0]) for i in SUBJECT_ITEMS} == set(protocol().SUBJECT_CHOICES), "SUBJECT_ITEMS"
     bpy.types.Scene.avatartex = PointerProperty(type=AVATARTEX_PG_settings)
     bpy.types.Object.avatartex = PointerProperty(type=AVATARTEX_PG_object)
 

@@ -20,12 +20,20 @@ Measured on the target's skin zones (in the target's own head frame, eye distanc
 midpoint: forehead, both cheeks, the chin; facing the camera's side), the produced texture blurred
 by 0.08 eye distances (grain and pores out, the light's scale in):
 
-* ``spread``: the 10th to 90th percentile range of CIELAB L* over the zones;
+* ``left``: the 10th to 90th percentile range of CIELAB L* over the zones (the light left in);
 * ``cheeks``: |L*(left cheek) − L*(right cheek)|, a side light's leftover;
 * ``top``: L*(forehead) − L*(chin), a light from above or below;
 * ``crease``: the target mesh's own creases put in: the correlation of the magnitudes of the fine
   bands of the texture's error and of the target's shading under the photo's light
   (``groundtruth.shading_correlations``, the sweep's crease measure), on the zones.
+
+With ``--skin blotches`` the source's skin is the sweep's blotched one (the demo head's painted
+features on it, as ``groundtruth.made_up_texture``): what the de-lighting costs the skin's own
+pattern at the scale of a face's relief, ``kept``: the standard deviation of L* between Gaussians
+of ``BAND_IOD`` eye distances over the target's zones, against the source albedo's over its own
+(1: all kept). The light left in is not measured there (the albedo varies by itself; measured
+against the same source rendered unlit, the registrations of the two renders differ by enough to
+move the blotches by several L*).
 
 Printed per case and the median and worst over self (source = target) and cross cases.
 """
@@ -64,11 +72,24 @@ ZONES = {
 """Skin zones of a head in its own frame; the chin's is measured from the mouth (``_zones``)."""
 
 
-def even_skin(head: gt.Head, surface: gt.TexelSurface) -> np.ndarray:
+BAND_IOD = (0.03, 0.5)
+"""The skin pattern's band ``kept`` is measured in (eye distances)."""
+
+
+def even_skin(head: gt.Head, surface: gt.TexelSurface, blotches: bool = False) -> np.ndarray:
     """The head's texture with an even skin: the demo head's eyes, brows and lips painted as the
-    made-up skin paints them, the rest ``SKIN_BASE``."""
+    made-up skin paints them, the rest ``SKIN_BASE`` (or ``groundtruth.skin_texture``'s blotches
+    where ``blotches``)."""
     size = surface.mask.shape[0]
     texture = np.full((size, size, 3), 0.5, np.float32)
+    if blotches:
+        if head.shape is not None:
+            colours = gt.made_up_texture(surface.positions, head.shape, 3)
+        else:
+            colours = gt.skin_texture(surface.positions - head.face_centre, 3.2 * head.iod, 3)
+        texture[surface.mask] = colours
+        texture, _ = gt.raster.dilate(texture, surface.mask, 8)
+        return texture
     colours = np.tile(gt.SKIN_BASE.astype(np.float32), (len(surface.positions), 1))
     if head.shape is not None:
         painted = gt.made_up_texture(surface.positions, head.shape, 3)
@@ -121,33 +142,47 @@ def lightness(texture: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray
     return rgb2lab(np.clip(blurred, 0, 1))[..., 0]
 
 
+def texels_per_iod(head: gt.Head, surface: gt.TexelSurface) -> float:
+    """Texels per eye distance on the head's surface, from the mesh's area over the texels covering it."""
+    corners = head.positions[head.triangles]
+    area = 0.5 * np.linalg.norm(
+        np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1
+    )
+    return head.iod / np.sqrt(area.sum() / max(int(surface.mask.sum()), 1))
+
+
+def pattern(texture: np.ndarray, head: gt.Head, surface: gt.TexelSurface, where: np.ndarray) -> float:
+    """The standard deviation of L* in the ``BAND_IOD`` band over the texels ``where``."""
+    scale = texels_per_iod(head, surface)
+    fine, coarse = (lightness(texture, surface.mask, max(b * scale, 1.0)) for b in BAND_IOD)
+    return float(np.std((fine - coarse)[where]))
+
+
 def measure(
     texture: np.ndarray,
     head: gt.Head,
     surface: gt.TexelSurface,
     direction: np.ndarray,
     shading: np.ndarray | None = None,
+    albedo_pattern: float = float("nan"),
 ) -> dict:
     parts = zones(head, surface, direction)
-    # A texel's side on the surface, from the mesh's area over the texels covering it.
-    corners = head.positions[head.triangles]
-    area = 0.5 * np.linalg.norm(
-        np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1
-    )
-    side = np.sqrt(area.sum() / max(int(surface.mask.sum()), 1))
-    sigma = max(BLUR_IOD * head.iod / side, 1.0)
+    sigma = max(BLUR_IOD * texels_per_iod(head, surface), 1.0)
     light = lightness(texture, surface.mask, sigma)
     all_zones = np.logical_or.reduce(list(parts.values()))
-    values = light[all_zones]
+    left = light[all_zones]
     mean = {k: float(light[v].mean()) if v.any() else float("nan") for k, v in parts.items()}
     crease = float("nan")
-    if shading is not None:  # the target's own fine shading under the photo's light, put in?
+    if shading is not None and not np.isfinite(
+        albedo_pattern
+    ):  # the target's own creases under the photo's light put in?
         crease = gt.shading_correlations(texture, even_skin(head, surface), shading, surface.mask, all_zones)[
             0
         ]
     return {
         "crease": crease,
-        "spread": float(np.percentile(values, 90) - np.percentile(values, 10)),
+        "left": float(np.percentile(left, 90) - np.percentile(left, 10)),
+        "kept": pattern(texture, head, surface, all_zones) / albedo_pattern,
         "cheeks": abs(mean["left cheek"] - mean["right cheek"]),
         "top": mean["forehead"] - mean["chin"],
         "texels": int(all_zones.sum()),
@@ -159,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="two lights (front, side) instead of five")
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--out", type=Path, default=None, help="write the renders and textures here")
+    parser.add_argument("--skin", choices=("even", "blotches"), default="even", help="the source's skin")
     args = parser.parse_args(argv)
 
     scan = gt.load_scan()
@@ -181,11 +217,16 @@ def main(argv: list[str] | None = None) -> int:
         surfaces[head.name] = gt.texel_surface(head, args.size)
     rows = []
     start = time.perf_counter()
+    blotches = args.skin == "blotches"
     for source in sources:
         surface = gt.texel_surface(source, 1024)
-        albedo = even_skin(source, surface)
+        albedo = even_skin(source, surface, blotches)
         camera = gt.portrait_camera(source, YAW, PITCH, 0.0, FOV, 1024, 1024)
         direction = np.array([np.sin(np.radians(YAW)), np.sin(np.radians(PITCH)), np.cos(np.radians(YAW))])
+        albedo_pattern = float("nan")
+        if blotches:
+            where = np.logical_or.reduce(list(zones(source, surface, direction).values()))
+            albedo_pattern = pattern(albedo, source, surface, where)
         for light in lights:
             sun, ambient = gt.lights_for(light, YAW, False)
             render = gt.render_portrait(source, albedo, camera, sun, ambient, np.full((1024, 1024, 3), 0.45))
@@ -211,27 +252,43 @@ def main(argv: list[str] | None = None) -> int:
                     save_png(out / f"texture_{name}_{target.name}.png", texture)
                 row = {"case": f"{name} -> {target.name}", "self": target.name == source.name}
                 shading = gt.texel_shading(target, surfaces[target.name], sun, ambient)
-                row.update(measure(texture, target, surfaces[target.name], direction, shading))
-                rows.append(row)
-                print(
-                    f"{row['case']:<40} L* spread {row['spread']:5.1f}, cheeks {row['cheeks']:4.1f}, "
-                    f"forehead - chin {row['top']:+5.1f}, crease {row['crease']:+.3f} "
-                    f"({row['texels']} texels)",
-                    flush=True,
+                row.update(
+                    measure(
+                        texture,
+                        target,
+                        surfaces[target.name],
+                        direction,
+                        shading,
+                        albedo_pattern,
+                    )
                 )
+                rows.append(row)
+                figures = (
+                    f"kept {row['kept']:4.2f}"
+                    if blotches
+                    else f"L* left {row['left']:5.1f}, cheeks {row['cheeks']:4.1f}, "
+                    f"forehead - chin {row['top']:+5.1f}, crease {row['crease']:+.3f}"
+                )
+                print(f"{row['case']:<40} {figures} ({row['texels']} texels)", flush=True)
     print(
         f"\n{len(rows)} cases in {time.perf_counter() - start:.0f} s "
-        f"(PYTHONPATH=backend .venv/bin/python bench/delight_cross.py{' --quick' if args.quick else ''})"
+        f"(PYTHONPATH=backend .venv/bin/python bench/delight_cross.py{' --quick' if args.quick else ''}"
+        f"{' --skin blotches' if blotches else ''})"
     )
     for label, pick in (("self", True), ("cross", False)):
         chosen = [r for r in rows if r["self"] == pick]
         if not chosen:
             continue
-        for key, unit in (("spread", "L*"), ("cheeks", "L*"), ("top", "L*"), ("crease", "corr")):
+        keys = (
+            (("kept", "ratio"),)
+            if blotches
+            else (("left", "L*"), ("cheeks", "L*"), ("top", "L*"), ("crease", "corr"))
+        )
+        for key, unit in keys:
             v = np.abs([r[key] for r in chosen])
+            worst = v.min() if key == "kept" else v.max()  # the least kept
             print(
-                f"{label:<5} {key:<7} median {np.median(v):5.2f}, worst {v.max():5.2f} {unit} "
-                f"({len(v)} cases)"
+                f"{label:<5} {key:<7} median {np.median(v):5.2f}, worst {worst:5.2f} {unit} ({len(v)} cases)"
             )
     return 0
 

@@ -257,6 +257,75 @@ def test_latent_takes_the_light_off_a_head_that_is_not_the_photographed_face(mon
     assert left_trusting > 1.3 * left_same, (left_trusting, left_same)  # what the gate prevents
 
 
+def _relief_band(geo, normals: np.ndarray, subject: str, pattern: np.ndarray | None = None) -> tuple:
+    """(the latent stage's log-luminance in the relief's band (``RELIEF_BAND_IOD``), the texels it
+    is measured on, the share of the detail band the mesh explains) for an albedo (even, or times
+    ``pattern``) lit through ``normals`` and de-lit on the atlas's own normals."""
+    from avatartex.engines.classic.latent import RELIEF_BAND_IOD
+
+    light = np.array([0.7, 0.3, 0.65]) / np.linalg.norm([0.7, 0.3, 0.65])
+    shading = 0.25 + 0.75 * np.clip(normals @ light, 0, None)
+    albedo = np.array([0.75, 0.55, 0.45], np.float32) ** filters.GAMMA
+    if pattern is not None:
+        albedo = albedo * pattern[..., None]
+    color = (albedo * shading[..., None]) ** (1 / filters.GAMMA)
+    conf = (smoothstep((geo.normals[..., 2] - 0.15) / 0.55) * geo.mask).astype(np.float32)
+    ctx = dataclasses.replace(make_ctx(geo), alignment_error_iod=0.01, subject=subject)
+    out = ClassicLatent().run(
+        AtlasTexture(np.where(conf[..., None] > 0, color, 0).astype(np.float32), conf), ctx
+    )
+    seen = geo.mask & (conf > 0.9)
+    lum = np.log(np.maximum((out.color**filters.GAMMA) @ LUMA, 1e-4))[..., None]
+    scale = geo.layout.face_texels_per_iod
+    fine, coarse = (
+        filters.normalized_gaussian(lum, seen.astype(np.float32), b * scale, geo.band_rows)[0]
+        for b in RELIEF_BAND_IOD
+    )
+    return (fine - coarse)[..., 0], seen, ctx.lighting.get("detail_explained", np.nan)
+
+
+def test_the_photographed_faces_relief_is_taken_off_another_head() -> None:
+    """The photographed face's nose, sockets and cheekbones shade the photo where the mesh's own
+    shape casts other shading: dividing the mesh's out leaves a ghost of that face's relief in the
+    skin (bench/delight_cross.py). Where the mesh's creases explain little of the photo's, or the
+    request says the photo shows someone else, it is taken off; where the request says the photo
+    shows the mesh's own person, the skin's own tones at that scale are kept."""
+    geo = sphere_atlas(256)
+    # The photographed face: the sphere with a relief half its radius (an eye distance) across.
+    x, y = 2 * np.pi * 2 * geo.positions[..., 0], 2 * np.pi * 2 * geo.positions[..., 1]
+    slope = 0.3 * np.stack([np.cos(x) * np.cos(y), -np.sin(x) * np.sin(y), 0 * x], axis=-1)
+    photographed = geo.normals - slope
+    photographed /= np.linalg.norm(photographed, axis=-1, keepdims=True)
+    # What the de-lighting leaves on the photographed face's own mesh with an even skin (its
+    # terminator), against which the rest is measured.
+    reference, seen, explained_own = _relief_band(geo, geo.normals, "same")
+
+    def left(normals, subject, pattern=None) -> float:
+        band, _, explained = _relief_band(geo, normals, subject, pattern)
+        return float(np.std((band - reference)[seen])), explained
+
+    (ghost, explained), (auto, _), (other, _) = (left(photographed, s) for s in ("same", "", "other"))
+    assert explained < 0.15 < 0.45 < explained_own and ghost > 0.05, (explained, explained_own, ghost)
+    assert auto < 0.5 * ghost and other < 0.5 * ghost, (auto, other, ghost)
+    # The skin's own blotches at that scale on the photographed face's own mesh: kept when the
+    # request says so (taken for relief when it says the photo is of someone else).
+    blotches = np.exp(0.1 * np.sin(x / 1.3 + 1.0) * np.cos(y / 1.1)).astype(np.float32)
+    from avatartex.engines.classic.latent import RELIEF_BAND_IOD
+
+    fine, coarse = (
+        filters.normalized_gaussian(
+            np.log(blotches)[..., None],
+            seen.astype(np.float32),
+            b * geo.layout.face_texels_per_iod,
+            geo.band_rows,
+        )[0]
+        for b in RELIEF_BAND_IOD
+    )
+    truth = float(np.std((fine - coarse)[seen]))
+    (own, _), (taken, _) = left(geo.normals, "same", blotches), left(geo.normals, "other", blotches)
+    assert own > 0.8 * truth > 0.02 and taken < 0.5 * truth, (own, taken, truth)
+
+
 def _shading_error(color: np.ndarray, albedo: np.ndarray, region: np.ndarray) -> float:
     """Spread of log(luminance / albedo luminance): 0 when the only thing left is the albedo."""
     ratio = (color[region] ** filters.GAMMA) @ LUMA / (albedo[region] @ LUMA)

@@ -217,9 +217,10 @@ def test_full_body_options_reach_the_request(tmp_path, capsys):
     assert not out.exists() or not any(out.iterdir())
 
 
-def test_scalp_option_reaches_the_request(monkeypatch, tmp_path, capsys):
-    """--scalp skin|hair goes into the request; without it the style decides; anything else is
-    refused by the parser."""
+@pytest.mark.parametrize(("option", "choices"), [("scalp", ("hair", "skin")), ("subject", ("same", "other"))])
+def test_scalp_and_subject_options_reach_the_request(monkeypatch, tmp_path, capsys, option, choices):
+    """--scalp skin|hair and --subject same|other go into the request; without them the style (the
+    scalp) or the photo (the subject) decides; anything else is refused by the parser."""
     seen = []
 
     class Recorder:
@@ -227,16 +228,16 @@ def test_scalp_option_reaches_the_request(monkeypatch, tmp_path, capsys):
             pass
 
         def generate(self, params, progress=None):
-            seen.append(params.scalp)
+            seen.append(getattr(params, option))
             raise AvatarTexError(ErrorCode.PORTRAIT_MISSING, "stop here", "")
 
     import avatartex.pipeline as pipeline
 
     monkeypatch.setattr(pipeline, "Generator", Recorder)
     base = ["generate", "--mesh", "m.glb", "--portrait", "p.png", "--out", str(tmp_path / "o")]
-    for extra in (["--scalp", "hair"], ["--scalp", "skin"], []):
+    for extra in [[f"--{option}", choice] for choice in choices] + [[]]:
         assert cli.main(base + extra) == 2
-    assert seen == ["hair", "skin", ""]
+    assert seen == [*choices, ""]
     with pytest.raises(SystemExit):
-        cli.build_parser().parse_args(base + ["--scalp", "wig"])
+        cli.build_parser().parse_args(base + [f"--{option}", "wig"])
     assert "invalid choice" in capsys.readouterr().err

@@ -79,6 +79,23 @@ def test_messages_are_single_json_lines():
     assert AvatarTexError.from_dict(error["error"]).hint == "hint"
 
 
+def test_the_subject_is_the_same_person_another_or_left_to_the_photo():
+    base = {"mesh": "m.glb", "portrait": "p.jpg", "out_dir": "o"}
+    assert GenerateParams.from_dict(base).subject == ""
+    for value in ("", "same", "other"):
+        assert GenerateParams.from_dict({**base, "subject": value}).subject == value
+    for bad in ("Same", "scan", 0):
+        with pytest.raises(AvatarTexError) as info:
+            GenerateParams.from_dict({**base, "subject": bad})
+        assert info.value.code == ErrorCode.BAD_REQUEST
+        if isinstance(bad, str):
+            assert (
+                repr(bad) in info.value.message
+                and '"same"' in info.value.hint
+                and '"other"' in info.value.hint
+            )
+
+
 def test_scalp_is_skin_hair_or_the_styles_choice():
     base = {"mesh": "m.glb", "portrait": "p.jpg", "out_dir": "o"}
     assert GenerateParams.from_dict(base).scalp == ""  # the style decides

@@ -84,6 +84,14 @@ def _add_generate(sub) -> None:
         "photo's hair continued over the whole scalp; default: the style's (skin)",
     )
     p.add_argument(
+        "--subject",
+        default="",
+        choices=("same", "other"),
+        help="same: the photo shows the person this head was made from (a scan), its mid-scale tones "
+        "are kept; other: the head is another face (sculpted, stylized, someone else's), the photographed "
+        "face's relief is taken off the skin; default: decided from the photo",
+    )
+    p.add_argument(
         "--pin",
         action="append",
         default=[],
@@ -119,6 +127,7 @@ def _generate(args) -> int:
         base_texture=args.base_texture,
         tone_match=args.tone_match,
         scalp=args.scalp,
+        subject=args.subject,
         debug=args.debug,
         facing=args.facing,
         pins=parse_pins(args.pin),

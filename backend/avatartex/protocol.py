@@ -52,6 +52,9 @@ CAPTURE_KEYS = {
 SCALP_CHOICES = ("", "skin", "hair")
 """``GenerateParams.scalp``: empty takes the style's choice."""
 
+SUBJECT_CHOICES = ("", "same", "other")
+"""``GenerateParams.subject``: empty decides from the photo."""
+
 PIN_NAMES = (
     "right_eye_outer",
     "right_eye_inner",
@@ -188,6 +191,13 @@ class GenerateParams:
     """What covers the scalp: ``skin`` (a clean scalp with a soft hairline, for hair made as a separate
     mesh or cards), ``hair`` (the photo's hair continued over the whole scalp, front to back), or
     empty for the style's own choice (``skin`` in every preset)."""
+    subject: str = ""
+    """Whom the photo shows: ``same``, the person this head was made from (a scan, a photogrammetry
+    head: the photo's mid-scale tones are the skin's own and are kept); ``other``, someone else than
+    the head's sculpted, stylized or scanned face (the photographed face's relief, the shading of its
+    nose, sockets and cheekbones that the mesh's shape does not cast, is taken out of the skin);
+    empty: decided from how much of the photo's crease shading the mesh's own creases explain
+    (report.json ``lighting.relief``)."""
     pins: dict[str, Any] = field(default_factory=dict)
     """Landmark pins over the mesh's own (a capture's): a name of ``PIN_NAMES`` -> a vertex index of
     the mesh as read, or a point ``[x, y, z]`` in its coordinates (its nearest vertex). The fallback
@@ -200,6 +210,13 @@ class GenerateParams:
                 f"Unknown scalp option {self.scalp!r}: the scalp is either skin or hair.",
                 'Send "scalp": "skin" (a clean scalp), "hair" (the photo\'s hair over it), or "" for '
                 "the style's default.",
+            )
+        if self.subject not in SUBJECT_CHOICES:
+            raise AvatarTexError(
+                ErrorCode.BAD_REQUEST,
+                f"Unknown subject {self.subject!r}: the photo shows either this head's person or another.",
+                'Send "subject": "same" (the photo shows the person this head was made from), "other" '
+                '(another face than the head\'s), or "" to let the photo decide.',
             )
 
     @classmethod

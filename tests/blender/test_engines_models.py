@@ -292,3 +292,29 @@ def test_backend_python_in_the_download_is_the_backends(addon, fake_backend, mod
     assert download.config.python == os.environ["AVATARTEX_BACKEND_PYTHON"] != BACKEND_PYTHON
     assert env["HF_HUB_CACHE"] == str(model_cache) and download.cache == str(model_cache)
     assert env["PYTHONPATH"].split(os.pathsep)[0] == download.config.backend_root
+
+
+def test_whom_the_photo_shows_is_sent_with_generate_and_shown_under_the_scalp(addon, fake_backend, portrait):
+    """Photo Of: Auto leaves it to the backend (the photo's creases against the head's), This Person
+    keeps the photo's tones (a scan), Someone Else takes the photographed face's relief off."""
+    obj = add_sphere(portrait=portrait)
+    settings = bpy.context.scene.avatartex
+    settings.resolution = 512
+    assert settings.subject == "auto"
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert fake_backend.requests()[-1]["subject"] == ""
+    for choice in ("same", "other"):
+        settings.subject = choice
+        assert bpy.ops.avatartex.generate() == {"FINISHED"}, obj.avatartex.status
+        assert fake_backend.requests()[-1]["subject"] == choice
+    obj.avatartex.variants.add().name = "v"
+    assert bpy.ops.avatartex.generate_variants() == {"FINISHED"}
+    assert fake_backend.requests()[-1]["subject"] == "other"
+
+    calls: list = []
+    addon.panels.AVATARTEX_PT_main.draw(type("P", (), {"layout": Recorder(calls)})(), bpy.context)
+    props = [c[1][1] for c in calls if c[0] == "prop"]
+    assert props[props.index("scalp") + 1] == "subject"
+    rna = settings.bl_rna.properties["subject"]
+    assert [i.identifier for i in rna.enum_items] == ["auto", "same", "other"]
+    assert "scan" in rna.enum_items["same"].description and "relief" in rna.enum_items["other"].description

@@ -57,6 +57,10 @@ class StageContext:
     """The registration's own estimate of how far the photo lands from where it belongs on the mesh,
     in eye distances (``quality.Quality.estimated_error_iod``); NaN when unknown. Steps that need the
     photo's creases on the mesh's creases read it."""
+    subject: str = ""
+    """Whom the photo shows (``protocol.GenerateParams.subject``): ``same``, the person the mesh was
+    made from; ``other``, another face than the mesh's; empty: the de-lighting decides from the
+    photo's creases against the mesh's."""
     photo_share: np.ndarray | None = None
     """(S, S) float32 how much of each texel's colour is still the photo's where the regions step put
     fills under it (``regions.Regions.photo_confidence``: a smile's teeth taken off and the lips

@@ -276,6 +276,7 @@ class Generator:
             check_cancel=clock.check_cancel,
             warnings=warnings,
             alignment_error_iod=float(quality.estimated_error_iod),
+            subject=params.subject,
             view_from=analysis.head.frame.to_head(registration.camera.center),
         )
         ctx.feature_source = lambda: feature_lines(

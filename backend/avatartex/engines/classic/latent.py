@@ -67,6 +67,15 @@ full)."""
 SHAPE_CONTRAST = (0.5, 0.8)
 """The detail light's contrast (key over ambient) as a share of the luminance fit's, below which its
 flatness is taken for another face's creases, above which for the photo's light."""
+RELIEF_BAND_IOD = (0.06, 0.5)
+"""The band of the skin's log-luminance taken for the photographed face's relief where the mesh is
+another face (``relief_gain``): finer than the second Gaussian (eye distances), coarser than the
+first (grain, pores and fine creases stay)."""
+RELIEF_LEVELS = 2
+"""The relief is measured at the atlas's size halved this many times (``relief_gain``): its band's
+finer Gaussian is still a few texels wide there at 512² and above."""
+RELIEF_REACH_IOD = 0.1
+"""The relief's correction fades out over about this many eye distances beyond the seen skin."""
 CHANNEL_EXPONENTS = (0.5, 2.0)
 """Bounds of the power of the shading divided out of each channel (``channel_exponents``): 1 is a
 Lambertian render's; the astronaut's and Grace Hopper's photos measured 0.79-1.92."""
@@ -121,6 +130,61 @@ def _skin_mask(
     )
     out.reshape(-1)[index[keep]] = True
     return out
+
+
+def relief_band(
+    color: np.ndarray, log_shading: np.ndarray, skin: np.ndarray, atlas: AtlasGeometry
+) -> np.ndarray:
+    """(S, S) the de-lit skin's log-luminance in the relief's band (``RELIEF_BAND_IOD``): on a mesh
+    that is another face than the photographed one, what is left of that face's relief once the
+    mesh's shading (``log_shading``, divided out of ``color``) is: its nose's, sockets' and
+    cheekbones' shading, which the mesh's own shape does not cast.
+
+    Measured on the confident skin texels ``skin`` (``_skin_mask``), filled over the eyes, brows
+    and lips from the skin around them (the relief's shading lies over them too), faded out beyond
+    the seen skin."""
+    if skin.sum() < 200:
+        return np.zeros(skin.shape, np.float32)
+    # Everything here is coarser than a few texels of a quarter-size atlas: worked out there (the
+    # skin's colour and shading area-averaged over its texels) and the result interpolated back.
+    weights = skin.astype(np.float32)[..., None]
+    stack = np.concatenate([color, log_shading[..., None], np.ones_like(weights)], axis=-1) * weights
+    rows, sizes = atlas.band_rows, []
+    for _ in range(RELIEF_LEVELS):
+        sizes.append((stack.shape[:2], rows))
+        stack, rows = filters.downsample(stack, rows)
+    weights = stack[..., 4]
+    share = np.maximum(weights, 1e-6)[..., None]
+    rgb = np.clip(stack[..., :3] / share, 1e-4, 1.0)
+    log_lum = np.log(np.maximum(np.power(rgb, filters.GAMMA) @ LUMA, 1e-4)) - stack[..., 3] / share[..., 0]
+    weights = np.where(weights > 0.25, weights, 0.0).astype(np.float32)  # texels mostly skin
+    texels_per_iod = atlas.layout.face_texels_per_iod / 2**RELIEF_LEVELS
+    fine, coarse = (
+        filters.normalized_gaussian(log_lum[..., None].astype(np.float32), weights, b * texels_per_iod, rows)[
+            0
+        ]
+        for b in RELIEF_BAND_IOD
+    )
+    band = filters.push_pull((fine - coarse).astype(np.float32), weights, rows)[..., 0]
+    band *= smoothstep(filters.gaussian(weights, RELIEF_REACH_IOD * texels_per_iod, rows) / 0.5)
+    for shape, full_rows in reversed(sizes):
+        band = filters.upsample(band.astype(np.float32), rows, shape, full_rows)
+        rows = full_rows
+    return np.where(atlas.mask, band, 0.0).astype(np.float32)
+
+
+def relief_amount(subject: str, explained: float) -> float:
+    """How much of the photographed face's relief to take off (``relief_gain``): all of it where the
+    request says the photo shows someone else than the mesh (``subject`` ``other``), none where it
+    shows the person the mesh was made from (``same``); otherwise from the share of the photo's
+    crease band the mesh's creases explain (``explained``, ``shading.DetailFit``): all below
+    ``SHAPE_AGREEMENT``'s first bound, none above its second (none where it is not measured)."""
+    if subject in ("same", "other"):
+        return 1.0 if subject == "other" else 0.0
+    if not np.isfinite(explained):
+        return 0.0
+    low, high = SHAPE_AGREEMENT
+    return float(1.0 - smoothstep(np.clip((explained - low) / (high - low), 0.0, 1.0)))
 
 
 def channel_exponents(linear: np.ndarray, log_shading: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -426,16 +490,21 @@ class ClassicLatent(Stage):
         # from below): psnr_visible +0.2 to +1.3 dB over SH alone, never worse. The ambient is
         # occluded as the mesh occludes it, as far as the photo shows (``occlusion.py``).
         lights, _ = fit_lights(lum, sample_normals, weights, coeffs, sample_occlusion)
-        trust = detail_trust(ctx.alignment_error_iod)
-        if trust > 0:
+        # The request may say whether the photo shows the mesh's own face (``StageContext.subject``);
+        # otherwise the photo's creases tell.
+        trust = 0.0 if ctx.subject == "other" else detail_trust(ctx.alignment_error_iod)
+        explained = float("nan")  # not measured
+        if trust > 0 or not ctx.subject:
             # The detail band's light, and whether the mesh's creases are the photo's at all: a head
             # that is not the photographed face (a sculpture, another person's scan) has other
             # creases, and the band's fit then explains little of the photo's band and settles on a
             # flat light.
             detail = _refine_on_detail(lights, color, skin, atlas)
             ctx.lighting["detail_explained"] = round(detail.explained, 4)
+            explained = detail.explained
             refined = detail.lights
-            trust *= shape_agreement(detail.explained, _contrast(refined) / max(_contrast(lights), 1e-6))
+            if ctx.subject != "same":
+                trust *= shape_agreement(detail.explained, _contrast(refined) / max(_contrast(lights), 1e-6))
             key = lights.lights + trust * (refined.lights - lights.lights)
             occluded = lights.occluded + trust * (refined.occluded - lights.occluded)
             lights = DirectionalLights(lights.ambient, key, occluded)
@@ -482,6 +551,13 @@ class ClassicLatent(Stage):
         log_embedded = np.log(embedded)
         log_sample = log_embedded.reshape(-1)[sample]
         power = np.float32(strength) * channel_exponents(linear, log_sample, weights)
+        # What the mesh's shading could not take off where it is not the photographed face: that
+        # face's relief (``relief_band``), divided out with the shading.
+        relief = relief_amount(ctx.subject, explained)
+        ctx.lighting["relief"] = round(relief, 4)
+        if relief > 0:
+            log_embedded += np.float32(relief) * relief_band(color, log_embedded, skin, atlas)
+            log_sample = log_embedded.reshape(-1)[sample]
         before = float((weights * lum).sum())
         after = float((weights * ((linear * np.exp(-log_sample[:, None] * power)) @ LUMA)).sum())
         keep = (before / max(after, 1e-9)) ** (1.0 / filters.GAMMA)
