@@ -1,6 +1,6 @@
 """Issue 9 item 6, what was left: each engine's status code said in Blender's words, the neural
 engine's models downloaded from Blender (size first, progress, cancel, a failure that changes nothing),
-and the scalp setting sent with generate."""
+and the scalp and subject settings sent with generate."""
 
 from __future__ import annotations
 
@@ -253,35 +253,44 @@ def test_download_needs_the_neural_packages(addon, fake_backend, model_cache, on
     assert addon.state.model_download is None
 
 
-# -- C: the scalp setting -------------------------------------------------------------------------------
+# -- C: the scalp and subject settings --------------------------------------------------------------
 
 
-def test_scalp_is_sent_with_generate_and_shown_next_to_the_style(addon, fake_backend, portrait):
+@pytest.mark.parametrize(
+    ("prop", "default", "choices", "shown_after", "words"),
+    [
+        ("scalp", "default", ("skin", "hair"), "style", {"skin": "hair cards", "hair": "continued"}),
+        # Photo Of: Auto leaves it to the backend (the photo's creases against the head's), This
+        # Person keeps the photo's tones (a scan), Someone Else takes the photographed face's relief off.
+        ("subject", "auto", ("same", "other"), "scalp", {"same": "scan", "other": "relief"}),
+    ],
+)
+def test_scalp_and_subject_are_sent_with_generate_and_shown_under_the_style(
+    addon, fake_backend, portrait, prop, default, choices, shown_after, words
+):
     obj = add_sphere(portrait=portrait)
     settings = bpy.context.scene.avatartex
     settings.resolution = 512
-    assert settings.scalp == "default"
+    assert getattr(settings, prop) == default
     assert bpy.ops.avatartex.generate() == {"FINISHED"}
-    assert fake_backend.requests()[-1]["scalp"] == ""  # the style decides
-    for choice in ("skin", "hair"):
-        settings.scalp = choice
+    assert fake_backend.requests()[-1][prop] == ""  # the style or the photo decides
+    for choice in choices:
+        setattr(settings, prop, choice)
         assert bpy.ops.avatartex.generate() == {"FINISHED"}, obj.avatartex.status
-        assert fake_backend.requests()[-1]["scalp"] == choice
+        assert fake_backend.requests()[-1][prop] == choice
     # Variants and batches take the scene's setting too.
     obj.avatartex.variants.add().name = "v"
     assert bpy.ops.avatartex.generate_variants() == {"FINISHED"}
-    assert fake_backend.requests()[-1]["scalp"] == "hair"
+    assert fake_backend.requests()[-1][prop] == choices[-1]
 
     calls: list = []
     addon.panels.AVATARTEX_PT_main.draw(type("P", (), {"layout": Recorder(calls)})(), bpy.context)
     props = [c[1][1] for c in calls if c[0] == "prop"]
-    assert props[props.index("style") + 1] == "scalp"
-    rna = settings.bl_rna.properties["scalp"]
-    assert [i.identifier for i in rna.enum_items] == ["default", "skin", "hair"]
-    assert (
-        "hair cards" in rna.enum_items["skin"].description
-        and "continued" in rna.enum_items["hair"].description
-    )
+    assert props[props.index(shown_after) + 1] == prop
+    rna = settings.bl_rna.properties[prop]
+    assert [i.identifier for i in rna.enum_items] == [default, *choices]
+    for choice, word in words.items():
+        assert word in rna.enum_items[choice].description
 
 
 def test_backend_python_in_the_download_is_the_backends(addon, fake_backend, model_cache, online):
@@ -292,29 +301,3 @@ def test_backend_python_in_the_download_is_the_backends(addon, fake_backend, mod
     assert download.config.python == os.environ["AVATARTEX_BACKEND_PYTHON"] != BACKEND_PYTHON
     assert env["HF_HUB_CACHE"] == str(model_cache) and download.cache == str(model_cache)
     assert env["PYTHONPATH"].split(os.pathsep)[0] == download.config.backend_root
-
-
-def test_whom_the_photo_shows_is_sent_with_generate_and_shown_under_the_scalp(addon, fake_backend, portrait):
-    """Photo Of: Auto leaves it to the backend (the photo's creases against the head's), This Person
-    keeps the photo's tones (a scan), Someone Else takes the photographed face's relief off."""
-    obj = add_sphere(portrait=portrait)
-    settings = bpy.context.scene.avatartex
-    settings.resolution = 512
-    assert settings.subject == "auto"
-    assert bpy.ops.avatartex.generate() == {"FINISHED"}
-    assert fake_backend.requests()[-1]["subject"] == ""
-    for choice in ("same", "other"):
-        settings.subject = choice
-        assert bpy.ops.avatartex.generate() == {"FINISHED"}, obj.avatartex.status
-        assert fake_backend.requests()[-1]["subject"] == choice
-    obj.avatartex.variants.add().name = "v"
-    assert bpy.ops.avatartex.generate_variants() == {"FINISHED"}
-    assert fake_backend.requests()[-1]["subject"] == "other"
-
-    calls: list = []
-    addon.panels.AVATARTEX_PT_main.draw(type("P", (), {"layout": Recorder(calls)})(), bpy.context)
-    props = [c[1][1] for c in calls if c[0] == "prop"]
-    assert props[props.index("scalp") + 1] == "subject"
-    rna = settings.bl_rna.properties["subject"]
-    assert [i.identifier for i in rna.enum_items] == ["auto", "same", "other"]
-    assert "scan" in rna.enum_items["same"].description and "relief" in rna.enum_items["other"].description
