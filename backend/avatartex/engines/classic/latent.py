@@ -11,7 +11,9 @@ makes the texture consistent by removing what does not belong to the skin's albe
   a crease sharper in the mesh than in the photo would come back inverted), from each channel to
   the power that channel follows it with in the photo (``channel_exponents``: skin in shadow is
   redder, lit skin whiter); before that division, the skin's shine where the fitted key light
-  mirrors towards the registered camera (``shine.py``, ``_without_shine``);
+  mirrors towards the registered camera (``shine.py``, ``_without_shine``); on a mesh that is not
+  the photographed face, with it, what the mesh's shading cannot take off: that face's relief
+  (``relief_band``, ``relief_amount``);
 * the step between seen and filled texels (grazing-angle texels of the photo are darker or lighter
   than the fill next to them): a smooth per-channel gain map pulls them to the fill's level;
 * colour casts and dark edges carried into the fill (hair or background at the face's border, the
@@ -69,10 +71,10 @@ SHAPE_CONTRAST = (0.5, 0.8)
 flatness is taken for another face's creases, above which for the photo's light."""
 RELIEF_BAND_IOD = (0.06, 0.5)
 """The band of the skin's log-luminance taken for the photographed face's relief where the mesh is
-another face (``relief_gain``): finer than the second Gaussian (eye distances), coarser than the
+another face (``relief_band``): finer than the second Gaussian (eye distances), coarser than the
 first (grain, pores and fine creases stay)."""
 RELIEF_LEVELS = 2
-"""The relief is measured at the atlas's size halved this many times (``relief_gain``): its band's
+"""The relief is measured at the atlas's size halved this many times (``relief_band``): its band's
 finer Gaussian is still a few texels wide there at 512² and above."""
 RELIEF_REACH_IOD = 0.1
 """The relief's correction fades out over about this many eye distances beyond the seen skin."""
@@ -174,7 +176,7 @@ def relief_band(
 
 
 def relief_amount(subject: str, explained: float) -> float:
-    """How much of the photographed face's relief to take off (``relief_gain``): all of it where the
+    """How much of the photographed face's relief to take off (``relief_band``): all of it where the
     request says the photo shows someone else than the mesh (``subject`` ``other``), none where it
     shows the person the mesh was made from (``same``); otherwise from the share of the photo's
     crease band the mesh's creases explain (``explained``, ``shading.DetailFit``): all below
