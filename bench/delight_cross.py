@@ -27,8 +27,8 @@ by 0.08 eye distances (grain and pores out, the light's scale in):
   bands of the texture's error and of the target's shading under the photo's light
   (``groundtruth.shading_correlations``, the sweep's crease measure), on the zones.
 
-With ``--skin blotches`` the source's skin is the sweep's blotched one (the demo head's painted
-features on it, as ``groundtruth.made_up_texture``): what the de-lighting costs the skin's own
+With ``--skin blotches`` the source's skin is the sweep's blotched one (``groundtruth.truth_texture``;
+the demo head's made-up face, its painted features on the blotches): what the de-lighting costs the skin's own
 pattern at the scale of a face's relief, ``kept``: the standard deviation of L* between Gaussians
 of ``BAND_IOD`` eye distances over the target's zones, against the source albedo's over its own
 (1: all kept). The light left in is not measured there (the albedo varies by itself; measured
@@ -76,20 +76,11 @@ BAND_IOD = (0.03, 0.5)
 """The skin pattern's band ``kept`` is measured in (eye distances)."""
 
 
-def even_skin(head: gt.Head, surface: gt.TexelSurface, blotches: bool = False) -> np.ndarray:
+def even_skin(head: gt.Head, surface: gt.TexelSurface) -> np.ndarray:
     """The head's texture with an even skin: the demo head's eyes, brows and lips painted as the
-    made-up skin paints them, the rest ``SKIN_BASE`` (or ``groundtruth.skin_texture``'s blotches
-    where ``blotches``)."""
+    made-up skin paints them, the rest ``SKIN_BASE``."""
     size = surface.mask.shape[0]
     texture = np.full((size, size, 3), 0.5, np.float32)
-    if blotches:
-        if head.shape is not None:
-            colours = gt.made_up_texture(surface.positions, head.shape, 3)
-        else:
-            colours = gt.skin_texture(surface.positions - head.face_centre, 3.2 * head.iod, 3)
-        texture[surface.mask] = colours
-        texture, _ = gt.raster.dilate(texture, surface.mask, 8)
-        return texture
     colours = np.tile(gt.SKIN_BASE.astype(np.float32), (len(surface.positions), 1))
     if head.shape is not None:
         painted = gt.made_up_texture(surface.positions, head.shape, 3)
@@ -173,9 +164,7 @@ def measure(
     left = light[all_zones]
     mean = {k: float(light[v].mean()) if v.any() else float("nan") for k, v in parts.items()}
     crease = float("nan")
-    if shading is not None and not np.isfinite(
-        albedo_pattern
-    ):  # the target's own creases under the photo's light put in?
+    if shading is not None:  # the target's own creases under the photo's light put in?
         crease = gt.shading_correlations(texture, even_skin(head, surface), shading, surface.mask, all_zones)[
             0
         ]
@@ -220,7 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     blotches = args.skin == "blotches"
     for source in sources:
         surface = gt.texel_surface(source, 1024)
-        albedo = even_skin(source, surface, blotches)
+        if blotches:  # the sweep's skins: made up where the head's features are known
+            albedo = gt.truth_texture(source, surface, "blotches" if source.shape is None else "made_up", 3)
+        else:
+            albedo = even_skin(source, surface)
         camera = gt.portrait_camera(source, YAW, PITCH, 0.0, FOV, 1024, 1024)
         direction = np.array([np.sin(np.radians(YAW)), np.sin(np.radians(PITCH)), np.cos(np.radians(YAW))])
         albedo_pattern = float("nan")
@@ -251,16 +243,10 @@ def main(argv: list[str] | None = None) -> int:
                 if out is not None:
                     save_png(out / f"texture_{name}_{target.name}.png", texture)
                 row = {"case": f"{name} -> {target.name}", "self": target.name == source.name}
-                shading = gt.texel_shading(target, surfaces[target.name], sun, ambient)
+                # The crease measure takes the target's truth for the even skin: not for the blotches.
+                shading = None if blotches else gt.texel_shading(target, surfaces[target.name], sun, ambient)
                 row.update(
-                    measure(
-                        texture,
-                        target,
-                        surfaces[target.name],
-                        direction,
-                        shading,
-                        albedo_pattern,
-                    )
+                    measure(texture, target, surfaces[target.name], direction, shading, albedo_pattern)
                 )
                 rows.append(row)
                 figures = (

@@ -213,29 +213,38 @@ def _lit_texture(
     return tex, albedo
 
 
-def _light_left(geo, light: np.ndarray, normals: np.ndarray, monkeypatch=None) -> tuple[float, float]:
-    """(the detail band's share the mesh's creases explain, the large-scale log-luminance spread
-    left after the latent stage) for an even albedo lit through ``normals``, de-lit on the atlas's
-    own (smooth) normals with a trusted registration; ``monkeypatch`` given: the mesh's creases
-    taken for the photo's whatever they explain (the detail light always used)."""
-    from avatartex.engines.classic import latent
-    from avatartex.imaging import smoothstep
-
-    if monkeypatch is not None:
-        monkeypatch.setattr(latent, "SHAPE_AGREEMENT", (-2.0, -1.0))
+def _delit(
+    geo, light: np.ndarray, normals: np.ndarray, subject: str = "", pattern: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(the log-luminance the latent stage leaves, the fully seen texels, its ``lighting``) for an
+    albedo (even, or times ``pattern``) lit through ``normals`` and de-lit on the atlas's own
+    (smooth) normals with a trusted registration; ``subject`` as the request's."""
     shading = 0.25 + 0.75 * np.clip(normals @ light, 0, None)
-    color = (np.array([0.75, 0.55, 0.45], np.float32) ** filters.GAMMA * shading[..., None]) ** (
-        1 / filters.GAMMA
-    )
+    albedo = np.array([0.75, 0.55, 0.45], np.float32) ** filters.GAMMA
+    if pattern is not None:
+        albedo = albedo * pattern[..., None]
+    color = (albedo * shading[..., None]) ** (1 / filters.GAMMA)
     conf = (smoothstep((geo.normals[..., 2] - 0.15) / 0.55) * geo.mask).astype(np.float32)
-    ctx = dataclasses.replace(make_ctx(geo), alignment_error_iod=0.01)
+    ctx = dataclasses.replace(make_ctx(geo), alignment_error_iod=0.01, subject=subject)
     out = ClassicLatent().run(
         AtlasTexture(np.where(conf[..., None] > 0, color, 0).astype(np.float32), conf), ctx
     )
-    seen = geo.mask & (conf > 0.9)
     lum = np.log(np.maximum((out.color**filters.GAMMA) @ LUMA, 1e-4))
+    return lum, geo.mask & (conf > 0.9), ctx.lighting
+
+
+def _light_left(geo, light: np.ndarray, normals: np.ndarray, monkeypatch=None) -> tuple[float, float]:
+    """(the detail band's share the mesh's creases explain, the large-scale log-luminance spread
+    left after the latent stage) for an even albedo lit through ``normals`` (``_delit``);
+    ``monkeypatch`` given: the mesh's creases taken for the photo's whatever they explain (the detail
+    light always used)."""
+    from avatartex.engines.classic import latent
+
+    if monkeypatch is not None:
+        monkeypatch.setattr(latent, "SHAPE_AGREEMENT", (-2.0, -1.0))
+    lum, seen, lighting = _delit(geo, light, normals)
     large, _ = filters.normalized_gaussian(lum[..., None], seen.astype(np.float32), 8, geo.band_rows)
-    return ctx.lighting["detail_explained"], float(np.std(large[..., 0][seen]))
+    return lighting["detail_explained"], float(np.std(large[..., 0][seen]))
 
 
 def test_latent_takes_the_light_off_a_head_that_is_not_the_photographed_face(monkeypatch) -> None:
@@ -257,31 +266,17 @@ def test_latent_takes_the_light_off_a_head_that_is_not_the_photographed_face(mon
     assert left_trusting > 1.3 * left_same, (left_trusting, left_same)  # what the gate prevents
 
 
-def _relief_band(geo, normals: np.ndarray, subject: str, pattern: np.ndarray | None = None) -> tuple:
-    """(the latent stage's log-luminance in the relief's band (``RELIEF_BAND_IOD``), the texels it
-    is measured on, the share of the detail band the mesh explains) for an albedo (even, or times
-    ``pattern``) lit through ``normals`` and de-lit on the atlas's own normals."""
+def _in_relief_band(log_image: np.ndarray, seen: np.ndarray, geo) -> np.ndarray:
+    """(S, S) ``log_image`` between the relief band's Gaussians (``RELIEF_BAND_IOD``), on ``seen``."""
     from avatartex.engines.classic.latent import RELIEF_BAND_IOD
 
-    light = np.array([0.7, 0.3, 0.65]) / np.linalg.norm([0.7, 0.3, 0.65])
-    shading = 0.25 + 0.75 * np.clip(normals @ light, 0, None)
-    albedo = np.array([0.75, 0.55, 0.45], np.float32) ** filters.GAMMA
-    if pattern is not None:
-        albedo = albedo * pattern[..., None]
-    color = (albedo * shading[..., None]) ** (1 / filters.GAMMA)
-    conf = (smoothstep((geo.normals[..., 2] - 0.15) / 0.55) * geo.mask).astype(np.float32)
-    ctx = dataclasses.replace(make_ctx(geo), alignment_error_iod=0.01, subject=subject)
-    out = ClassicLatent().run(
-        AtlasTexture(np.where(conf[..., None] > 0, color, 0).astype(np.float32), conf), ctx
-    )
-    seen = geo.mask & (conf > 0.9)
-    lum = np.log(np.maximum((out.color**filters.GAMMA) @ LUMA, 1e-4))[..., None]
-    scale = geo.layout.face_texels_per_iod
     fine, coarse = (
-        filters.normalized_gaussian(lum, seen.astype(np.float32), b * scale, geo.band_rows)[0]
+        filters.normalized_gaussian(
+            log_image[..., None], seen.astype(np.float32), b * geo.layout.face_texels_per_iod, geo.band_rows
+        )[0]
         for b in RELIEF_BAND_IOD
     )
-    return (fine - coarse)[..., 0], seen, ctx.lighting.get("detail_explained", np.nan)
+    return (fine - coarse)[..., 0]
 
 
 def test_the_photographed_faces_relief_is_taken_off_another_head() -> None:
@@ -296,13 +291,16 @@ def test_the_photographed_faces_relief_is_taken_off_another_head() -> None:
     slope = 0.3 * np.stack([np.cos(x) * np.cos(y), -np.sin(x) * np.sin(y), 0 * x], axis=-1)
     photographed = geo.normals - slope
     photographed /= np.linalg.norm(photographed, axis=-1, keepdims=True)
+    light = np.array([0.7, 0.3, 0.65]) / np.linalg.norm([0.7, 0.3, 0.65])
     # What the de-lighting leaves on the photographed face's own mesh with an even skin (its
     # terminator), against which the rest is measured.
-    reference, seen, explained_own = _relief_band(geo, geo.normals, "same")
+    lum, seen, lighting = _delit(geo, light, geo.normals, "same")
+    reference, explained_own = _in_relief_band(lum, seen, geo), lighting["detail_explained"]
 
-    def left(normals, subject, pattern=None) -> float:
-        band, _, explained = _relief_band(geo, normals, subject, pattern)
-        return float(np.std((band - reference)[seen])), explained
+    def left(normals, subject, pattern=None) -> tuple[float, float]:
+        lum, _, lighting = _delit(geo, light, normals, subject, pattern)
+        band = _in_relief_band(lum, seen, geo)
+        return float(np.std((band - reference)[seen])), lighting.get("detail_explained", np.nan)
 
     (ghost, explained), (auto, _), (other, _) = (left(photographed, s) for s in ("same", "", "other"))
     assert explained < 0.15 < 0.45 < explained_own and ghost > 0.05, (explained, explained_own, ghost)
@@ -310,18 +308,7 @@ def test_the_photographed_faces_relief_is_taken_off_another_head() -> None:
     # The skin's own blotches at that scale on the photographed face's own mesh: kept when the
     # request says so (taken for relief when it says the photo is of someone else).
     blotches = np.exp(0.1 * np.sin(x / 1.3 + 1.0) * np.cos(y / 1.1)).astype(np.float32)
-    from avatartex.engines.classic.latent import RELIEF_BAND_IOD
-
-    fine, coarse = (
-        filters.normalized_gaussian(
-            np.log(blotches)[..., None],
-            seen.astype(np.float32),
-            b * geo.layout.face_texels_per_iod,
-            geo.band_rows,
-        )[0]
-        for b in RELIEF_BAND_IOD
-    )
-    truth = float(np.std((fine - coarse)[seen]))
+    truth = float(np.std(_in_relief_band(np.log(blotches), seen, geo)[seen]))
     (own, _), (taken, _) = left(geo.normals, "same", blotches), left(geo.normals, "other", blotches)
     assert own > 0.8 * truth > 0.02 and taken < 0.5 * truth, (own, taken, truth)
 

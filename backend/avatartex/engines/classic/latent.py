@@ -159,13 +159,11 @@ def relief_band(
     share = np.maximum(weights, 1e-6)[..., None]
     rgb = np.clip(stack[..., :3] / share, 1e-4, 1.0)
     log_lum = np.log(np.maximum(np.power(rgb, filters.GAMMA) @ LUMA, 1e-4)) - stack[..., 3] / share[..., 0]
+    log_lum = log_lum[..., None].astype(np.float32)
     weights = np.where(weights > 0.25, weights, 0.0).astype(np.float32)  # texels mostly skin
     texels_per_iod = atlas.layout.face_texels_per_iod / 2**RELIEF_LEVELS
     fine, coarse = (
-        filters.normalized_gaussian(log_lum[..., None].astype(np.float32), weights, b * texels_per_iod, rows)[
-            0
-        ]
-        for b in RELIEF_BAND_IOD
+        filters.normalized_gaussian(log_lum, weights, b * texels_per_iod, rows)[0] for b in RELIEF_BAND_IOD
     )
     band = filters.push_pull((fine - coarse).astype(np.float32), weights, rows)[..., 0]
     band *= smoothstep(filters.gaussian(weights, RELIEF_REACH_IOD * texels_per_iod, rows) / 0.5)
@@ -185,8 +183,7 @@ def relief_amount(subject: str, explained: float) -> float:
         return 1.0 if subject == "other" else 0.0
     if not np.isfinite(explained):
         return 0.0
-    low, high = SHAPE_AGREEMENT
-    return float(1.0 - smoothstep(np.clip((explained - low) / (high - low), 0.0, 1.0)))
+    return 1.0 - creases_agree(explained)
 
 
 def channel_exponents(linear: np.ndarray, log_shading: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -230,14 +227,20 @@ def _contrast(lights: DirectionalLights) -> float:
     return float(np.linalg.norm(lights.lights[0]) / max(lights.ambient, 1e-9))
 
 
+def creases_agree(explained: float) -> float:
+    """0..1: how far the mesh's creases are taken for the photographed face's, from the share of the
+    photo's detail band they explain (``SHAPE_AGREEMENT``, ``shading.DetailFit.explained``)."""
+    low, high = SHAPE_AGREEMENT
+    return float(smoothstep(np.clip((explained - low) / (high - low), 0.0, 1.0)))
+
+
 def shape_agreement(explained: float, contrast: float) -> float:
     """How far the mesh's fine shading is the photo's: where the detail light explains a good share
     of the photo's detail band (``SHAPE_AGREEMENT``, ``shading.DetailFit.explained``), or keeps at
     least the luminance fit's contrast (``contrast``, the detail light's over the luminance fit's;
     ``SHAPE_CONTRAST``): a textured skin explains little of the band on its own mesh too, but
     another face's creases flatten the light."""
-    low, high = SHAPE_AGREEMENT
-    by_band = smoothstep(np.clip((explained - low) / (high - low), 0.0, 1.0))
+    by_band = creases_agree(explained)
     low, high = SHAPE_CONTRAST
     by_contrast = smoothstep(np.clip((contrast - low) / (high - low), 0.0, 1.0))
     return float(max(by_band, by_contrast))
