@@ -35,7 +35,10 @@ of ``BAND_IOD`` eye distances over the target's zones, against the source albedo
 against the same source rendered unlit, the registrations of the two renders differ by enough to
 move the blotches by several L*).
 
-Printed per case and the median and worst over self (source = target) and cross cases.
+Printed per case and the median and worst over self (source = target) and cross cases; per case
+also the report's ``lighting`` (``detail_explained``, ``relief``, ``relief_strength``) and whether it
+warned that the choice of whom the photo shows was unsure (``latent.relief_unsure``), counted at the
+end.
 """
 
 from __future__ import annotations
@@ -243,6 +246,11 @@ def main(argv: list[str] | None = None) -> int:
                 if out is not None:
                     save_png(out / f"texture_{name}_{target.name}.png", texture)
                 row = {"case": f"{name} -> {target.name}", "self": target.name == source.name}
+                lighting = result["report"].get("lighting", {})
+                row["relief"] = lighting.get("relief", float("nan"))
+                row["strength"] = lighting.get("relief_strength", float("nan"))
+                row["explained"] = lighting.get("detail_explained", float("nan"))
+                row["warned"] = any("relief" in w for w in result["report"].get("warnings", []))
                 # The crease measure takes the target's truth for the even skin: not for the blotches.
                 shading = None if blotches else gt.texel_shading(target, surfaces[target.name], sun, ambient)
                 row.update(
@@ -255,7 +263,12 @@ def main(argv: list[str] | None = None) -> int:
                     else f"L* left {row['left']:5.1f}, cheeks {row['cheeks']:4.1f}, "
                     f"forehead - chin {row['top']:+5.1f}, crease {row['crease']:+.3f}"
                 )
-                print(f"{row['case']:<40} {figures} ({row['texels']} texels)", flush=True)
+                print(
+                    f"{row['case']:<40} {figures} ({row['texels']} texels); explained "
+                    f"{row['explained']:.2f}, relief {row['relief']:.2f} of {row['strength']:.3f}"
+                    f"{' (warned)' if row['warned'] else ''}",
+                    flush=True,
+                )
     print(
         f"\n{len(rows)} cases in {time.perf_counter() - start:.0f} s "
         f"(PYTHONPATH=backend .venv/bin/python bench/delight_cross.py{' --quick' if args.quick else ''}"
@@ -265,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         chosen = [r for r in rows if r["self"] == pick]
         if not chosen:
             continue
+        warned = sum(r["warned"] for r in chosen)
+        print(f"{label:<5} warned that whom the photo shows was unsure: {warned} of {len(chosen)}")
         keys = (
             (("kept", "ratio"),)
             if blotches

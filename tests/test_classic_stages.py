@@ -215,8 +215,8 @@ def _lit_texture(
 
 def _delit(
     geo, light: np.ndarray, normals: np.ndarray, subject: str = "", pattern: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(the log-luminance the latent stage leaves, the fully seen texels, its ``lighting``) for an
+) -> tuple[np.ndarray, np.ndarray, StageContext]:
+    """(the log-luminance the latent stage leaves, the fully seen texels, its context) for an
     albedo (even, or times ``pattern``) lit through ``normals`` and de-lit on the atlas's own
     (smooth) normals with a trusted registration; ``subject`` as the request's."""
     shading = 0.25 + 0.75 * np.clip(normals @ light, 0, None)
@@ -230,7 +230,7 @@ def _delit(
         AtlasTexture(np.where(conf[..., None] > 0, color, 0).astype(np.float32), conf), ctx
     )
     lum = np.log(np.maximum((out.color**filters.GAMMA) @ LUMA, 1e-4))
-    return lum, geo.mask & (conf > 0.9), ctx.lighting
+    return lum, geo.mask & (conf > 0.9), ctx
 
 
 def _light_left(geo, light: np.ndarray, normals: np.ndarray, monkeypatch=None) -> tuple[float, float]:
@@ -242,9 +242,9 @@ def _light_left(geo, light: np.ndarray, normals: np.ndarray, monkeypatch=None) -
 
     if monkeypatch is not None:
         monkeypatch.setattr(latent, "SHAPE_AGREEMENT", (-2.0, -1.0))
-    lum, seen, lighting = _delit(geo, light, normals)
+    lum, seen, ctx = _delit(geo, light, normals)
     large, _ = filters.normalized_gaussian(lum[..., None], seen.astype(np.float32), 8, geo.band_rows)
-    return lighting["detail_explained"], float(np.std(large[..., 0][seen]))
+    return ctx.lighting["detail_explained"], float(np.std(large[..., 0][seen]))
 
 
 def test_latent_takes_the_light_off_a_head_that_is_not_the_photographed_face(monkeypatch) -> None:
@@ -294,13 +294,13 @@ def test_the_photographed_faces_relief_is_taken_off_another_head() -> None:
     light = np.array([0.7, 0.3, 0.65]) / np.linalg.norm([0.7, 0.3, 0.65])
     # What the de-lighting leaves on the photographed face's own mesh with an even skin (its
     # terminator), against which the rest is measured.
-    lum, seen, lighting = _delit(geo, light, geo.normals, "same")
-    reference, explained_own = _in_relief_band(lum, seen, geo), lighting["detail_explained"]
+    lum, seen, ctx = _delit(geo, light, geo.normals, "same")
+    reference, explained_own = _in_relief_band(lum, seen, geo), ctx.lighting["detail_explained"]
 
     def left(normals, subject, pattern=None) -> tuple[float, float]:
-        lum, _, lighting = _delit(geo, light, normals, subject, pattern)
+        lum, _, ctx = _delit(geo, light, normals, subject, pattern)
         band = _in_relief_band(lum, seen, geo)
-        return float(np.std((band - reference)[seen])), lighting.get("detail_explained", np.nan)
+        return float(np.std((band - reference)[seen])), ctx.lighting.get("detail_explained", np.nan)
 
     (ghost, explained), (auto, _), (other, _) = (left(photographed, s) for s in ("same", "", "other"))
     assert explained < 0.15 < 0.45 < explained_own and ghost > 0.05, (explained, explained_own, ghost)
@@ -311,6 +311,38 @@ def test_the_photographed_faces_relief_is_taken_off_another_head() -> None:
     truth = float(np.std(_in_relief_band(np.log(blotches), seen, geo)[seen]))
     (own, _), (taken, _) = left(geo.normals, "same", blotches), left(geo.normals, "other", blotches)
     assert own > 0.8 * truth > 0.02 and taken < 0.5 * truth, (own, taken, truth)
+
+
+def test_an_unsure_choice_of_whom_the_photo_shows_is_warned_with_the_setting(monkeypatch) -> None:
+    """Left to the photo, a relief taken off in part (the mesh's creases match the photo's in part)
+    is warned about, naming the settings that decide it; not where the request says whom the photo
+    shows, nor where the photo's creases clearly are another face's."""
+    from avatartex.engines.classic import latent
+
+    geo = sphere_atlas(256)
+    x, y = 2 * np.pi * 2 * geo.positions[..., 0], 2 * np.pi * 2 * geo.positions[..., 1]
+    slope = 0.3 * np.stack([np.cos(x) * np.cos(y), -np.sin(x) * np.sin(y), 0 * x], axis=-1)
+    photographed = geo.normals - slope
+    photographed /= np.linalg.norm(photographed, axis=-1, keepdims=True)
+    light = np.array([0.7, 0.3, 0.65]) / np.linalg.norm([0.7, 0.3, 0.65])
+
+    def relief_warnings(subject: str) -> tuple[list[str], dict]:
+        _, _, ctx = _delit(geo, light, photographed, subject)
+        return [w for w in ctx.warnings if "relief" in w], ctx.lighting
+
+    sure, lighting = relief_warnings("")
+    explained = lighting["detail_explained"]
+    assert not sure and lighting["relief"] > 0.9, (sure, lighting)
+    assert lighting["relief_strength"] >= latent.RELIEF_NOTICEABLE, lighting
+    # The same photo where the creases' agreement ramp is centred on what they explain: half taken.
+    monkeypatch.setattr(latent, "SHAPE_AGREEMENT", (explained - 0.1, explained + 0.1))
+    (warning,), lighting = relief_warnings("")
+    assert 0.4 < lighting["relief"] < 0.6 and "--subject same" in warning and "This Person" in warning
+    assert f"{round(100 * lighting['relief'])}%" in warning, (warning, lighting)
+    assert relief_warnings("other")[0] == [] and relief_warnings("same")[0] == []
+    # A relief too faint to show is not warned about, however unsure the choice.
+    monkeypatch.setattr(latent, "RELIEF_NOTICEABLE", 2 * lighting["relief_strength"])
+    assert relief_warnings("")[0] == []
 
 
 def _shading_error(color: np.ndarray, albedo: np.ndarray, region: np.ndarray) -> float:

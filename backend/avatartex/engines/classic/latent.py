@@ -78,6 +78,14 @@ RELIEF_LEVELS = 2
 finer Gaussian is still a few texels wide there at 512² and above."""
 RELIEF_REACH_IOD = 0.1
 """The relief's correction fades out over about this many eye distances beyond the seen skin."""
+RELIEF_UNSURE = (0.1, 0.9)
+"""Left to the photo, a share of the relief taken off (``relief_amount``) between these says the
+mesh's creases matched the photo's only in part: neither the photographed person's mesh nor surely
+another's. Where the relief is also strong (``RELIEF_NOTICEABLE``) the report warns and says which
+setting decides it."""
+RELIEF_NOTICEABLE = 0.05
+"""The relief band's standard deviation over the skin (log-luminance, ``relief_band``; 0.05 is about
+1.5 CIELAB L* on skin) from which its being taken off or kept shows in a render."""
 CHANNEL_EXPONENTS = (0.5, 2.0)
 """Bounds of the power of the shading divided out of each channel (``channel_exponents``): 1 is a
 Lambertian render's; the astronaut's and Grace Hopper's photos measured 0.79-1.92."""
@@ -184,6 +192,25 @@ def relief_amount(subject: str, explained: float) -> float:
     if not np.isfinite(explained):
         return 0.0
     return 1.0 - creases_agree(explained)
+
+
+def relief_unsure(amount: float, strength: float) -> bool:
+    """Whether a share ``amount`` of a relief as strong as ``strength`` (``relief_band``'s standard
+    deviation over the skin), decided from the photo, is worth a warning: the decision was not
+    clear-cut (``RELIEF_UNSURE``) and it shows (``RELIEF_NOTICEABLE``)."""
+    low, high = RELIEF_UNSURE
+    return low <= amount <= high and strength >= RELIEF_NOTICEABLE
+
+
+def relief_warning(amount: float) -> str:
+    """The report's warning for an unsure decision (``relief_unsure``), with the setting that makes it."""
+    return (
+        f"the shading of the photographed face's own relief (its nose, eye sockets, cheekbones) was "
+        f"{round(100 * amount)}% taken off the skin: the mesh's creases match the photo's only in part, "
+        "so it could not be told whether the photo shows the person this head was made from. Say it: "
+        "Photo Of: This Person (--subject same) keeps that shading, Someone Else (--subject other) "
+        "takes all of it off"
+    )
 
 
 def channel_exponents(linear: np.ndarray, log_shading: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -561,7 +588,12 @@ class ClassicLatent(Stage):
         relief = relief_amount(ctx.subject, explained)
         ctx.lighting["relief"] = round(relief, 4)
         if relief > 0:
-            log_embedded += np.float32(relief) * relief_band(color, log_embedded, skin, atlas)
+            band = relief_band(color, log_embedded, skin, atlas)
+            strength = float(np.std(band.reshape(-1)[sample]))
+            ctx.lighting["relief_strength"] = round(strength, 4)
+            if not ctx.subject and relief_unsure(relief, strength):
+                ctx.warnings.append(relief_warning(relief))
+            log_embedded += np.float32(relief) * band
             log_sample = log_embedded.reshape(-1)[sample]
         before = float((weights * lum).sum())
         after = float((weights * ((linear * np.exp(-log_sample[:, None] * power)) @ LUMA)).sum())
