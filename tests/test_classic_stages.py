@@ -279,19 +279,25 @@ def _in_relief_band(log_image: np.ndarray, seen: np.ndarray, geo) -> np.ndarray:
     return (fine - coarse)[..., 0]
 
 
+def _another_face():
+    """(a sphere's atlas, the normals of the photographed face: the sphere with a relief half its
+    radius, an eye distance, across, which the sphere lacks; the photo's light)."""
+    geo = sphere_atlas(256)
+    x, y = 2 * np.pi * 2 * geo.positions[..., 0], 2 * np.pi * 2 * geo.positions[..., 1]
+    slope = 0.3 * np.stack([np.cos(x) * np.cos(y), -np.sin(x) * np.sin(y), 0 * x], axis=-1)
+    photographed = geo.normals - slope
+    photographed /= np.linalg.norm(photographed, axis=-1, keepdims=True)
+    return geo, photographed, np.array([0.7, 0.3, 0.65]) / np.linalg.norm([0.7, 0.3, 0.65])
+
+
 def test_the_photographed_faces_relief_is_taken_off_another_head() -> None:
     """The photographed face's nose, sockets and cheekbones shade the photo where the mesh's own
     shape casts other shading: dividing the mesh's out leaves a ghost of that face's relief in the
     skin (bench/delight_cross.py). Where the mesh's creases explain little of the photo's, or the
     request says the photo shows someone else, it is taken off; where the request says the photo
     shows the mesh's own person, the skin's own tones at that scale are kept."""
-    geo = sphere_atlas(256)
-    # The photographed face: the sphere with a relief half its radius (an eye distance) across.
+    geo, photographed, light = _another_face()
     x, y = 2 * np.pi * 2 * geo.positions[..., 0], 2 * np.pi * 2 * geo.positions[..., 1]
-    slope = 0.3 * np.stack([np.cos(x) * np.cos(y), -np.sin(x) * np.sin(y), 0 * x], axis=-1)
-    photographed = geo.normals - slope
-    photographed /= np.linalg.norm(photographed, axis=-1, keepdims=True)
-    light = np.array([0.7, 0.3, 0.65]) / np.linalg.norm([0.7, 0.3, 0.65])
     # What the de-lighting leaves on the photographed face's own mesh with an even skin (its
     # terminator), against which the rest is measured.
     lum, seen, ctx = _delit(geo, light, geo.normals, "same")
@@ -319,12 +325,7 @@ def test_an_unsure_choice_of_whom_the_photo_shows_is_warned_with_the_setting(mon
     shows, nor where the photo's creases clearly are another face's."""
     from avatartex.engines.classic import latent
 
-    geo = sphere_atlas(256)
-    x, y = 2 * np.pi * 2 * geo.positions[..., 0], 2 * np.pi * 2 * geo.positions[..., 1]
-    slope = 0.3 * np.stack([np.cos(x) * np.cos(y), -np.sin(x) * np.sin(y), 0 * x], axis=-1)
-    photographed = geo.normals - slope
-    photographed /= np.linalg.norm(photographed, axis=-1, keepdims=True)
-    light = np.array([0.7, 0.3, 0.65]) / np.linalg.norm([0.7, 0.3, 0.65])
+    geo, photographed, light = _another_face()
 
     def relief_warnings(subject: str) -> tuple[list[str], dict]:
         _, _, ctx = _delit(geo, light, photographed, subject)
