@@ -58,10 +58,13 @@ FIT_TOLERANCE = 1e-5
 at most 1e-4 of the face's width in the photo (the detector's own scatter is a few hundredths) and
 the fits took a quarter less time."""
 SMALL_FITS_BLAS_THREADS = 1
-"""BLAS threads while a registration runs: its fits are least-squares problems of 7-12 parameters
-over a few thousand residuals, where OpenBLAS's second thread costs more in hand-overs than it
+"""BLAS threads while a registration or the de-lighting's light fit runs (``pipeline.steps.
+register_portrait``, ``engines.classic.latent``): least-squares problems of 4-12 parameters over a
+few thousand to 40 000 residuals, where OpenBLAS's second thread costs more in hand-overs than it
 saves (``bench/speed.py``, warm 1024 request with a new photo on this 2-core machine: register
-0.53 -> 0.41 s; the whole request's BLAS limited instead gains nothing more)."""
+0.53 -> 0.41 s; the whole request's BLAS limited instead gains nothing more). The light fit, at 40
+000 residuals and twice started, took 1.85 s of a warm request's latent stage beside another
+process on both cores, 1.15 s limited (the median of four requests each)."""
 
 
 def small_fits(function: Callable) -> Callable:
@@ -75,8 +78,8 @@ def small_fits(function: Callable) -> Callable:
             from threadpoolctl import threadpool_limits
         except ImportError:
             logging.getLogger(__name__).warning(
-                "threadpoolctl is missing from the backend environment: the registration runs "
-                "slower; reinstall the environment from the add-on's preferences"
+                "threadpoolctl is missing from the backend environment: the registration and the "
+                "de-lighting run slower; reinstall the environment from the add-on's preferences"
             )
             return function(*args, **kwargs)
         with threadpool_limits(limits=SMALL_FITS_BLAS_THREADS, user_api="blas"):

@@ -35,6 +35,7 @@ from ... import atlas_filters as filters
 from ... import shine
 from ...atlas import AtlasGeometry, HeadFrame
 from ...imaging import LUMA, luminance, smoothstep, take_rows, unit_range
+from ...registration import small_fits
 from ...shading import (
     DetailFit,
     DirectionalLights,
@@ -496,6 +497,7 @@ class ClassicLatent(Stage):
         )
 
     @staticmethod
+    @small_fits
     def _delight(color: np.ndarray, conf: np.ndarray, ctx: StageContext, strength: float) -> np.ndarray:
         """Divide out the shading fitted on the confident texels, keeping their mean brightness.
 
