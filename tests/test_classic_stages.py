@@ -346,6 +346,26 @@ def test_an_unsure_choice_of_whom_the_photo_shows_is_warned_with_the_setting(mon
     assert relief_warnings("")[0] == []
 
 
+def test_the_delightings_light_fit_runs_on_one_blas_thread(monkeypatch) -> None:
+    """The light fit's least squares over tens of thousands of residuals lose more to OpenBLAS's
+    hand-overs than a second thread gives (``registration.SMALL_FITS_BLAS_THREADS``)."""
+    from avatartex.engines.classic import latent
+    from avatartex.registration import SMALL_FITS_BLAS_THREADS
+    from threadpoolctl import threadpool_info
+
+    seen = []
+
+    def fit_lights(*args, **kwargs):
+        seen.append([p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"])
+        return original(*args, **kwargs)
+
+    original = latent.fit_lights
+    monkeypatch.setattr(latent, "fit_lights", fit_lights)
+    geo, photographed, light = _another_face()
+    _delit(geo, light, photographed, "same")
+    assert seen and seen[0] and all(n == SMALL_FITS_BLAS_THREADS for n in seen[0]), seen
+
+
 def _shading_error(color: np.ndarray, albedo: np.ndarray, region: np.ndarray) -> float:
     """Spread of log(luminance / albedo luminance): 0 when the only thing left is the albedo."""
     ratio = (color[region] ** filters.GAMMA) @ LUMA / (albedo[region] @ LUMA)
