@@ -366,6 +366,37 @@ def test_the_delightings_light_fit_runs_on_one_blas_thread(monkeypatch) -> None:
     assert seen and seen[0] and all(n == SMALL_FITS_BLAS_THREADS for n in seen[0]), seen
 
 
+def test_the_fills_of_colour_and_shading_share_what_the_confidence_decides() -> None:
+    """The inpaint's fill of the colour and the de-lighting's of its shading read the same
+    confidence: what depends on it alone is worked out once, and the fill is the same as worked out
+    afresh; another confidence is worked out anew."""
+    geo = sphere_atlas(128)
+    rng = np.random.default_rng(3)
+    conf = (smoothstep((geo.normals[..., 2] - 0.2) / 0.5) * geo.mask).astype(np.float32)
+    colour = rng.random((*conf.shape, 3)).astype(np.float32)
+    shading = rng.random(conf.shape).astype(np.float32)
+
+    def fresh(values, confidence):
+        geo.cache.pop("fill_plan", None)
+        return filters.smooth_fill(values, confidence, geo, 1.0)
+
+    first = fresh(colour, conf)
+    plan = geo.cache["fill_plan"]
+    shared = filters.smooth_fill(shading, conf, geo, 1.0)
+    assert geo.cache["fill_plan"] is plan
+    alone = fresh(shading, conf)
+    assert all(np.array_equal(a, b) for a, b in zip(shared, alone, strict=True))
+    assert all(np.array_equal(a, b) for a, b in zip(first, fresh(colour, conf), strict=True))
+    # Another confidence (the photo seen less far round): another plan, and its own fill.
+    less = np.where(geo.normals[..., 2] > 0.5, conf, 0).astype(np.float32)
+    filters.smooth_fill(shading, conf, geo, 1.0)
+    plan = geo.cache["fill_plan"]
+    other = filters.smooth_fill(shading, less, geo, 1.0)
+    assert geo.cache["fill_plan"] is not plan
+    assert all(np.array_equal(a, b) for a, b in zip(other, fresh(shading, less), strict=True))
+    assert not np.array_equal(other[0], alone[0])
+
+
 def _shading_error(color: np.ndarray, albedo: np.ndarray, region: np.ndarray) -> float:
     """Spread of log(luminance / albedo luminance): 0 when the only thing left is the albedo."""
     ratio = (color[region] ** filters.GAMMA) @ LUMA / (albedo[region] @ LUMA)

@@ -478,13 +478,21 @@ def smooth_fill(
     """
     weight = fill_weight(confidence)
     sym_values, sym_conf = symmetric_completion(values, weight, atlas, symmetry)
-    holes = small_holes(weight, atlas)
+    # What depends on the confidence alone is worked out once for the inpaint's fill of the colour
+    # and the de-lighting's of its shading, which fill from the same confidence (~50 ms at 1024²).
+    plan = atlas.cache.get("fill_plan")
+    if plan is None or plan[0] != symmetry or not np.array_equal(plan[1], weight):
+        plan = None
+    holes = small_holes(weight, atlas) if plan is None else plan[2]
     if holes.any():
         sym_values[holes] = values[holes]
         sym_conf[holes] = weight[holes]
     sources = sym_conf * atlas.mask
+    if plan is None:
+        plan = (symmetry, weight, holes, overall_reach(sources, atlas))
+        atlas.cache["fill_plan"] = plan
     filled = push_pull(sym_values, sources, atlas.band_rows)
-    return toward_overall(filled, sym_values, sources, atlas), sym_conf
+    return toward_overall(filled, sym_values, sources, atlas, plan[3]), sym_conf
 
 
 FILL_NEAR_IOD = 0.3
@@ -501,7 +509,11 @@ registration."""
 
 
 def toward_overall(
-    filled: np.ndarray, values: np.ndarray, sources: np.ndarray, atlas: AtlasGeometry
+    filled: np.ndarray,
+    values: np.ndarray,
+    sources: np.ndarray,
+    atlas: AtlasGeometry,
+    reach: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """``filled`` (push-pull) near the ``sources`` (weights over 0.5) and, further away, the overall
     value of what they show: the weighted mean of ``values`` over the sources FILL_CORE_IOD inside
@@ -514,20 +526,35 @@ def toward_overall(
     the scanned head turned in its file, with the same photo, the back of the head came out 3 %
     lighter or darker. A mean (not a median: the de-lighting fills its shading field the same way,
     and the fill's colour over its shading is then the albedo of the same texels) over the same
-    texels of both fields, away from the edge, is steady."""
+    texels of both fields, away from the edge, is steady.
+
+    ``reach`` is ``overall_reach(sources, atlas)`` where the caller has it."""
+    reach = overall_reach(sources, atlas) if reach is None else reach
+    if reach is None:
+        return filled
+    core, weights, keep = reach
+    overall = (weights @ values[core].reshape(len(weights), -1).astype(np.float64)) / weights.sum()
+    overall = overall.astype(np.float32).reshape(filled.shape[2:])
+    return (overall + (filled - overall) * (keep[..., None] if filled.ndim == 3 else keep)).astype(np.float32)
+
+
+def overall_reach(
+    sources: np.ndarray, atlas: AtlasGeometry
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """What ``toward_overall`` reads of the ``sources`` alone: the core texels the overall value is
+    the mean of (a bool mask), their weights, and how much each texel keeps of the push-pull's value
+    (S, S); None where the sources are too few for an overall value."""
     seen = sources >= 0.5
     if seen.sum() < 64:
-        return filled
+        return None
     texels_per_iod = atlas.layout.face_texels_per_iod
     inside = _distance_to(~seen, atlas) >= np.float32(FILL_CORE_IOD * texels_per_iod)
     core = seen & inside if (seen & inside).sum() >= 64 else seen
     weights = sources[core].astype(np.float64) * texel_areas(atlas)[core]
-    overall = (weights @ values[core].reshape(len(weights), -1).astype(np.float64)) / weights.sum()
     near, reach = FILL_NEAR_IOD * texels_per_iod, FILL_REACH_IOD * texels_per_iod
     beyond = np.maximum(_distance_to(seen, atlas) - np.float32(near), 0.0) / np.float32(reach)
     keep = np.exp(np.float32(-0.5) * beyond * beyond).astype(np.float32)
-    overall = overall.astype(np.float32).reshape(filled.shape[2:])
-    return (overall + (filled - overall) * (keep[..., None] if filled.ndim == 3 else keep)).astype(np.float32)
+    return core, weights, keep
 
 
 def texel_areas(atlas: AtlasGeometry) -> np.ndarray:
