@@ -62,9 +62,9 @@ SMALL_FITS_BLAS_THREADS = 1
 register_portrait``, ``engines.classic.latent``): least-squares problems of 4-12 parameters over a
 few thousand to 40 000 residuals, where OpenBLAS's second thread costs more in hand-overs than it
 saves (``bench/speed.py``, warm 1024 request with a new photo on this 2-core machine: register
-0.53 -> 0.41 s; the whole request's BLAS limited instead gains nothing more). The light fit, at 40
-000 residuals and twice started, took 1.85 s of a warm request's latent stage beside another
-process on both cores, 1.15 s limited (the median of four requests each)."""
+0.53 -> 0.41 s; the whole request's BLAS limited instead gains nothing more). With the light fit (up to
+40 000 residuals, started twice) on two threads a warm request's latent stage took 1.85 s beside
+another process on both cores, 1.15 s on one (the median of four requests each)."""
 
 
 def small_fits(function: Callable) -> Callable:

@@ -17,9 +17,9 @@ from .imaging import sample_image
 LIGHT_FIT_TOLERANCE = 1e-5
 """Relative change of the robust cost and of the parameters at which ``fit_lights`` stops (scipy's
 default 1e-8; the registration's fits stop at the same, ``registration.FIT_TOLERANCE``): on the
-astronaut's demo request, 40 000 residuals, its two starts took 12 and 10 evaluations for 20 and 12,
-0.20 s for 0.27 alone on this 2-core machine, and the fitted light moved by 3e-5 of its strength,
-the ambient's occluded share by 0.002."""
+astronaut's demo request, 33 600 residuals, its two starts took 12 and 10 evaluations for 20 and
+12, 0.20 s for 0.27 alone on this 2-core machine, and the fitted light moved by less than 1e-4 of
+its strength, the ambient's occluded share by 0.002."""
 
 
 def sh_basis(normals: np.ndarray) -> np.ndarray:

@@ -208,9 +208,9 @@ def relief_warning(amount: float) -> str:
     return (
         f"the shading of the photographed face's own relief (its nose, eye sockets, cheekbones) was "
         f"{round(100 * amount)}% taken off the skin: the mesh's creases match the photo's only in part, "
-        "so it could not be told whether the photo shows the person this head was made from. Say it: "
-        "Photo Of: This Person (--subject same) keeps that shading, Someone Else (--subject other) "
-        "takes all of it off"
+        "so it could not be told whether the photo shows the person this head was made from. Set "
+        "Photo Of: This Person (--subject same) to keep that shading, or Someone Else (--subject "
+        "other) to take all of it off"
     )
 
 
