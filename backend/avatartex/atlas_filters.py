@@ -12,6 +12,7 @@ by reflection, and crops the padding afterwards.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -482,18 +483,33 @@ def smooth_fill(
     # and the de-lighting's of its shading, which fill from the same confidence (the second fill:
     # 81 -> 38 ms at 1024²).
     plan = atlas.cache.get("fill_plan")
-    if plan is None or plan[0] != symmetry or not np.array_equal(plan[1], weight):
+    if plan is not None and not plan.fits(weight, symmetry):
         plan = None
-    holes = small_holes(weight, atlas) if plan is None else plan[2]
+    holes = small_holes(weight, atlas) if plan is None else plan.holes
     if holes.any():
         sym_values[holes] = values[holes]
         sym_conf[holes] = weight[holes]
     sources = sym_conf * atlas.mask
     if plan is None:
-        plan = (symmetry, weight, holes, overall_reach(sources, atlas))
+        plan = FillPlan(weight, symmetry, holes, overall_reach(sources, atlas))
         atlas.cache["fill_plan"] = plan
     filled = push_pull(sym_values, sources, atlas.band_rows)
-    return toward_overall(filled, sym_values, sources, atlas, plan[3]), sym_conf
+    return toward_overall(filled, sym_values, sources, atlas, plan.reach), sym_conf
+
+
+class FillPlan(NamedTuple):
+    """What ``smooth_fill`` reads of the fill weights alone, for the fills of the same weights."""
+
+    weight: np.ndarray
+    symmetry: float
+    holes: np.ndarray
+    """``small_holes`` of the weights."""
+    reach: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+    """``overall_reach`` of the sources the weights make."""
+
+    def fits(self, weight: np.ndarray, symmetry: float) -> bool:
+        """Whether the plan was worked out for these fill weights and this symmetry."""
+        return self.symmetry == symmetry and np.array_equal(self.weight, weight)
 
 
 FILL_NEAR_IOD = 0.3
