@@ -792,3 +792,57 @@ def test_the_latent_stages_surface_delight_is_its_atlas_delight_where_the_photo_
     assert trusted.sum() > 1000
     np.testing.assert_allclose(factor[trusted], ctx.delight[photographed][trusted], rtol=1e-4, atol=1e-5)
     assert np.ptp(factor[trusted][:, 1]) > 0.05  # the light was not flat: the comparison means something
+
+
+# ---------------------------------------------------------------- compiled passes
+
+
+def test_compiled_passes_give_numpys_float32_results_bit_for_bit() -> None:
+    """The classic stages' one-pass kernels stand in for numpy formulations (broadcasts over three
+    channels, scatters): each must give the very same float32 values, NaN and signed zeros
+    included, or the texture would change with a speed-up."""
+    from avatartex.engines.classic import inpaint, latent
+
+    rng = np.random.default_rng(5)
+    image = (rng.random((37, 41, 3), dtype=np.float32) - 0.3) * 4
+    image[3, 4, 1] = np.nan
+    field = (rng.random((37, 41), dtype=np.float32) - 0.5) * 3
+    mask = rng.random((37, 41)) < 0.6
+    weights = rng.random((37, 41), dtype=np.float32)
+    scales = np.array([-0.4, 0.45, -1.2], np.float32)
+
+    def same(a: np.ndarray, b: np.ndarray) -> None:
+        assert a.dtype == b.dtype == np.float32 and a.shape == b.shape
+        assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
+
+    same(latent._exp_scaled(field, scales), np.exp(field[..., None] * scales))
+    same(latent._exp_scaled(field, image), np.exp(field[..., None] * image))
+    stack = np.empty((37, 41, 5), np.float32)
+    latent._skin_stack(image, field, mask, stack)
+    w = mask.astype(np.float32)[..., None]
+    same(stack, np.concatenate([image, field[..., None], np.ones_like(w)], axis=-1) * w)
+
+    masked = np.empty_like(image)
+    inpaint._times_mask(image, mask, masked)
+    same(masked, image * mask[..., None].astype(np.float32))
+    blend = rng.random(int(mask.sum()), dtype=np.float32)
+    target = rng.random((int(mask.sum()), 3), dtype=np.float32)
+    blended, expected = image.copy(), image.copy()
+    inpaint._blend_where(blended, mask, blend, target)
+    expected[mask] += blend[:, None] * (target - image[mask])
+    same(blended, expected)
+    values = rng.random(int(mask.sum()), dtype=np.float32)
+    tinted = np.empty_like(image)
+    inpaint._tinted(values, mask, np.array([1.1, 0.9, 0.7], np.float32), tinted)
+    grain = np.zeros((37, 41), np.float32)
+    grain[mask] = values
+    same(tinted, grain[..., None] * np.array([1.1, 0.9, 0.7], np.float32))
+
+    same(
+        filters._premultiplied(image, weights),
+        np.concatenate([image * weights[..., None], weights[..., None]], -1),
+    )
+    overall = np.array([0.2, 0.5, 0.7], np.float32)
+    toward = np.empty_like(image)
+    filters._toward_kernel(overall, image, weights, toward)
+    same(toward, (overall + (image - overall) * weights[..., None]).astype(np.float32))

@@ -158,8 +158,13 @@ def relief_band(
         return np.zeros(skin.shape, np.float32)
     # Everything here is coarser than a few texels of a quarter-size atlas: worked out there (the
     # skin's colour and shading area-averaged over its texels) and the result interpolated back.
-    weights = skin.astype(np.float32)[..., None]
-    stack = np.concatenate([color, log_shading[..., None], np.ones_like(weights)], axis=-1) * weights
+    stack = np.empty(skin.shape + (5,), np.float32)
+    _skin_stack(
+        np.ascontiguousarray(color, np.float32),
+        np.ascontiguousarray(log_shading, np.float32),
+        np.ascontiguousarray(skin, np.bool_),
+        stack,
+    )
     rows, sizes = atlas.band_rows, []
     for _ in range(RELIEF_LEVELS):
         sizes.append((stack.shape[:2], rows))
@@ -180,6 +185,51 @@ def relief_band(
         band = filters.upsample(band.astype(np.float32), rows, shape, full_rows)
         rows = full_rows
     return np.where(atlas.mask, band, 0.0).astype(np.float32)
+
+
+def _exp_scaled(field: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """(S, S, C) float32 ``exp(field[..., None] * scales)``: ``field`` (S, S) and ``scales`` (C,) or
+    (S, S, C). The products in one compiled pass, numpy's exp over them (numpy's broadcast over the
+    three channels took 22 ms of the 30 at 1024²)."""
+    field = np.ascontiguousarray(field, np.float32)
+    scales = np.ascontiguousarray(scales, np.float32)
+    out = np.empty(field.shape + scales.shape[-1:], np.float32)
+    if scales.ndim == 1:
+        _outer_kernel(field, scales, out)
+    else:
+        _times_field_kernel(field, scales, out)
+    return np.exp(out, out=out)
+
+
+@njit(cache=True)
+def _outer_kernel(field: np.ndarray, scales: np.ndarray, out: np.ndarray) -> None:
+    """``out = field[..., None] * scales``, ``scales`` (C,)."""
+    for i in range(field.shape[0]):
+        for j in range(field.shape[1]):
+            for k in range(scales.shape[0]):
+                out[i, j, k] = field[i, j] * scales[k]
+
+
+@njit(cache=True)
+def _times_field_kernel(field: np.ndarray, scales: np.ndarray, out: np.ndarray) -> None:
+    """``out = field[..., None] * scales``, ``scales`` (S, S, C)."""
+    for i in range(field.shape[0]):
+        for j in range(field.shape[1]):
+            for k in range(scales.shape[2]):
+                out[i, j, k] = field[i, j] * scales[i, j, k]
+
+
+@njit(cache=True)
+def _skin_stack(color: np.ndarray, log_shading: np.ndarray, skin: np.ndarray, out: np.ndarray) -> None:
+    """(S, S, 5) ``relief_band``'s stack in one pass: colour, log shading and 1 on the ``skin``
+    texels, 0 elsewhere (numpy's concatenation and product took 33 ms at 1024², this 7)."""
+    for i in range(skin.shape[0]):
+        for j in range(skin.shape[1]):
+            weight = np.float32(1.0) if skin[i, j] else np.float32(0.0)
+            for k in range(3):
+                out[i, j, k] = color[i, j, k] * weight
+            out[i, j, 3] = log_shading[i, j] * weight
+            out[i, j, 4] = weight
 
 
 def relief_amount(subject: str, explained: float) -> float:
@@ -600,7 +650,7 @@ class ClassicLatent(Stage):
         before = float((weights * lum).sum())
         after = float((weights * ((linear * np.exp(-log_sample[:, None] * power)) @ LUMA)).sum())
         keep = (before / max(after, 1e-9)) ** (1.0 / filters.GAMMA)
-        factor = np.exp(log_embedded[..., None] * (-power / np.float32(filters.GAMMA)).astype(np.float32))
+        factor = _exp_scaled(log_embedded, (-power / np.float32(filters.GAMMA)).astype(np.float32))
         factor *= np.float32(keep)
         ctx.delight = factor
         ctx.delight_at = SurfaceDelight(
@@ -675,12 +725,16 @@ class ClassicLatent(Stage):
 
         # Evaluated at the blur's coarsest level and interpolated (``filters.gaussian``'s ``then``).
         log_gains = filters.gaussian(color, atlas.size / 64, atlas.band_rows, then=log_gain)
-        weight = (np.float32(amount) * (1.0 - conf) * atlas.mask)[..., None]
+        weight = np.float32(amount) * (1.0 - conf) * atlas.mask
         # gain ** weight, as exp(weight log gain): the same to 4e-7, in half the time of float32 pow.
-        return color * np.exp(weight * log_gains)
+        return color * _exp_scaled(weight, log_gains)
 
 
 def warm_up() -> None:
-    """Load the compiled ring gain (numba's on-disk cache) ahead of the first request."""
+    """Load the compiled ring gain and relief stack (numba's on-disk cache) ahead of the first
+    request."""
     one = np.ones((1, 1, 3), np.float32)
     _apply_ring_gain(one, one, np.full((1, 1), 0.5, np.float32), np.float32(1.0), np.empty_like(one))
+    _skin_stack(one, one[..., 0], np.ones((1, 1), np.bool_), np.empty((1, 1, 5), np.float32))
+    _exp_scaled(one[..., 0], one[0, 0])
+    _exp_scaled(one[..., 0], one)
