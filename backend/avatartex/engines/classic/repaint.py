@@ -43,7 +43,7 @@ def transfer_detail(color: np.ndarray, conf: np.ndarray, ctx: StageContext, amou
     portrait = ctx.portrait
     if amount <= 0 or coords is None or portrait is None:
         return color
-    valid = np.isfinite(coords).all(axis=-1) & atlas.mask
+    valid = np.isfinite(coords[..., 0]) & np.isfinite(coords[..., 1]) & atlas.mask
     if not valid.any():
         return color
     weight = (valid * ctx.photo_part(conf)).astype(np.float32)
