@@ -842,6 +842,13 @@ def test_compiled_passes_give_numpys_float32_results_bit_for_bit() -> None:
         filters._premultiplied(image, weights),
         np.concatenate([image * weights[..., None], weights[..., None]], -1),
     )
+    same(filters.with_channel(image, weights), np.concatenate([image, weights[..., None]], axis=-1))
+    stack = filters._premultiplied(image, weights)
+    stack[1, 2, 3], stack[2, 2, 3], stack[4, 4, 3] = np.nan, -0.0, 1e-9
+    normalised = np.empty_like(image)
+    filters._normalised_kernel(stack, normalised)
+    with np.errstate(invalid="ignore"):
+        same(normalised, stack[..., :-1] / np.maximum(stack[..., -1], 1e-6)[..., None])
     overall = np.array([0.2, 0.5, 0.7], np.float32)
     toward = np.empty_like(image)
     filters._toward_kernel(overall, image, weights, toward)

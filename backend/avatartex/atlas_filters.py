@@ -359,6 +359,8 @@ def warm_up() -> None:
     index = np.arange(len(flat), dtype=np.int64)
     _mirror_mix(flat, weights.reshape(-1), index, np.float32(1.0), flat.copy(), weights.reshape(-1).copy())
     _premultiplied(values, weights)
+    _normalised_kernel(_premultiplied(values, weights), values.copy())
+    with_channel(values, weights)
     _toward_kernel(np.zeros(3, np.float32), values, weights, np.empty_like(values))
 
 
@@ -427,10 +429,44 @@ def normalized_gaussian(
     values: np.ndarray, weights: np.ndarray, sigma: float, rows: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Weighted Gaussian average of ``values`` (S, S, C) and the blurred weight (S, S)."""
-    stack = np.concatenate([values * weights[..., None], weights[..., None]], axis=-1)
-    blurred = gaussian(stack, sigma, rows)
-    w = blurred[..., -1]
-    return blurred[..., :-1] / np.maximum(w, 1e-6)[..., None], w
+    blurred = gaussian(_premultiplied(values, weights), sigma, rows)
+    out = np.empty(blurred.shape[:2] + (blurred.shape[2] - 1,), np.float32)
+    _normalised_kernel(blurred, out)
+    return out, blurred[..., -1]
+
+
+@njit(cache=True)
+def _normalised_kernel(stack: np.ndarray, out: np.ndarray) -> None:
+    """``stack[..., :-1] / np.maximum(stack[..., -1], 1e-6)`` per texel, float32."""
+    c = out.shape[2]
+    floor = np.float32(1e-6)
+    for i in range(stack.shape[0]):
+        for j in range(stack.shape[1]):
+            weight = stack[i, j, c]
+            # np.maximum's: NaN stays NaN
+            weight = weight if (weight >= floor or weight != weight) else floor
+            for k in range(c):
+                out[i, j, k] = stack[i, j, k] / weight
+
+
+def with_channel(values: np.ndarray, channel: np.ndarray) -> np.ndarray:
+    """(H, W, C + 1) float32: ``values`` (H, W, C) and ``channel`` (H, W) as its last channel, in one
+    pass (``np.concatenate`` over the interleaved channels took 15 ms at 1024²)."""
+    out = np.empty(values.shape[:2] + (values.shape[2] + 1,), np.float32)
+    _with_channel_kernel(
+        np.ascontiguousarray(values, np.float32), np.ascontiguousarray(channel, np.float32), out
+    )
+    return out
+
+
+@njit(cache=True)
+def _with_channel_kernel(values: np.ndarray, channel: np.ndarray, out: np.ndarray) -> None:
+    c = values.shape[2]
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            for k in range(c):
+                out[i, j, k] = values[i, j, k]
+            out[i, j, c] = channel[i, j]
 
 
 def symmetric_completion(

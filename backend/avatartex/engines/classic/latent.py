@@ -674,7 +674,7 @@ class ClassicLatent(Stage):
         # Everything here is low-frequency: worked out at half resolution (the mask's half is the
         # atlas's, kept), and only the gain's product with the ring's full-resolution weight made at
         # full size.
-        small, small_rows = filters.downsample(np.concatenate([color, conf[..., None]], axis=-1), rows)
+        small, small_rows = filters.downsample(filters.with_channel(color, conf), rows)
         cache = atlas.cache
         if "mask_half" not in cache:
             cache["mask_half"] = (filters.downsample(atlas.mask.astype(np.float32), rows)[0] > 0.5).astype(
