@@ -112,6 +112,24 @@ def test_noise_between_rungs_is_as_strong_as_on_one() -> None:
     assert not out[::2, 1].any() and out[1::2, 1].std() > 0
 
 
+def test_noise_gradients_are_perlins_improved_noise_choice_by_the_hashs_bits() -> None:
+    """The corners' gradients come from a table (``noise._GRADIENTS``) instead of branches on the
+    hash: each of the sixteen choices must be Ken Perlin's (improved noise, 2002), as a sum of two
+    signed offsets."""
+    from avatartex import noise
+
+    def perlin(h: int, x: float, y: float, z: float) -> float:
+        u = x if h < 8 else y
+        v = y if h < 4 else (x if h in (12, 14) else z)
+        return (u if h & 1 == 0 else -u) + (v if h & 2 == 0 else -v)
+
+    offsets = np.random.default_rng(3).uniform(-1, 1, (50, 3))
+    for h in range(16):
+        for x, y, z in offsets:
+            g = noise._GRADIENTS[h]
+            assert g[0] * x + g[1] * y + g[2] * z == perlin(h, x, y, z)
+
+
 def test_occlusion_of_a_turned_copy_is_the_originals(demo) -> None:
     positions, triangles = demo
     moved, matrix = _copy(positions)
