@@ -842,6 +842,15 @@ def test_compiled_passes_give_numpys_float32_results_bit_for_bit() -> None:
         filters._premultiplied(image, weights),
         np.concatenate([image * weights[..., None], weights[..., None]], -1),
     )
+    # float64 factors multiply in float64 and round once, as numpy's multiply into a float32 out.
+    wide = weights.astype(np.float64) * (1 + 1e-7)
+    expected = np.empty((37, 41, 4), np.float32)
+    np.multiply(image, wide[..., None], out=expected[..., :3])
+    expected[..., 3] = wide
+    same(filters._premultiplied(image, wide), expected)
+    wide_exp = latent._exp_scaled(field.astype(np.float64), scales)
+    assert wide_exp.dtype == np.float64
+    assert np.array_equal(wide_exp, np.exp(field.astype(np.float64)[..., None] * scales))
     same(filters.with_channel(image, weights), np.concatenate([image, weights[..., None]], axis=-1))
     stack = filters._premultiplied(image, weights)
     stack[1, 2, 3], stack[2, 2, 3], stack[4, 4, 3] = np.nan, -0.0, 1e-9

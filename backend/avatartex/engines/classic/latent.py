@@ -188,12 +188,12 @@ def relief_band(
 
 
 def _exp_scaled(field: np.ndarray, scales: np.ndarray) -> np.ndarray:
-    """(S, S, C) float32 ``exp(field[..., None] * scales)``: ``field`` (S, S) and ``scales`` (C,) or
-    (S, S, C). The products in one compiled pass, numpy's exp over them (numpy's broadcast over the
-    three channels took 22 ms of the 30 at 1024²)."""
-    field = np.ascontiguousarray(field, np.float32)
-    scales = np.ascontiguousarray(scales, np.float32)
-    out = np.empty(field.shape + scales.shape[-1:], np.float32)
+    """(S, S, C) ``exp(field[..., None] * scales)``, ``field`` (S, S) and ``scales`` (C,) or (S, S,
+    C), in numpy's precision for them (float32 unless either is float64). The products in one
+    compiled pass, numpy's exp over them (numpy's broadcast over the three channels took 22 ms of
+    the 30 at 1024²)."""
+    field, scales = filters.contiguous_floating(field), filters.contiguous_floating(scales)
+    out = np.empty(field.shape + scales.shape[-1:], np.result_type(field, scales))
     if scales.ndim == 1:
         _outer_kernel(field, scales, out)
     else:
