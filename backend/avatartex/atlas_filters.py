@@ -365,6 +365,7 @@ def warm_up() -> None:
     index = np.arange(len(flat), dtype=np.int64)
     _mirror_mix(flat, weights.reshape(-1), index, np.float32(1.0), flat.copy(), weights.reshape(-1).copy())
     _premultiplied(values, weights)
+    _premultiplied(values, weights.astype(np.float64))  # a float64 weight map (the ring gain's anchors)
     _normalised_kernel(_premultiplied(values, weights), values.copy())
     with_channel(values, weights)
     _toward_kernel(np.zeros(3, np.float32), values, weights, np.empty_like(values))

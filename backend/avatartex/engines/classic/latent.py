@@ -735,6 +735,6 @@ def warm_up() -> None:
     request."""
     one = np.ones((1, 1, 3), np.float32)
     _apply_ring_gain(one, one, np.full((1, 1), 0.5, np.float32), np.float32(1.0), np.empty_like(one))
-    _skin_stack(one, one[..., 0], np.ones((1, 1), np.bool_), np.empty((1, 1, 5), np.float32))
+    _skin_stack(one, one[..., 0].copy(), np.ones((1, 1), np.bool_), np.empty((1, 1, 5), np.float32))
     _exp_scaled(one[..., 0], one[0, 0])
     _exp_scaled(one[..., 0], one)
