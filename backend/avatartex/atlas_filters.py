@@ -280,10 +280,11 @@ def _premultiplied(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 def contiguous_floating(array: np.ndarray) -> np.ndarray:
-    """``array`` contiguous, in its own floating precision (float32 where it is not floating): the
-    kernels multiply as numpy would, float64 where either factor is, and round once on storing."""
+    """``array`` contiguous, float64 if it is, float32 otherwise (bool, integers and float16 exactly
+    so): the kernels multiply as numpy would, float64 where either factor is, and round once on
+    storing."""
     array = np.asarray(array)
-    return np.ascontiguousarray(array, array.dtype if array.dtype.kind == "f" else np.float32)
+    return np.ascontiguousarray(array, np.float64 if array.dtype == np.float64 else np.float32)
 
 
 @njit(cache=True)
