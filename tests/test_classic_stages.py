@@ -858,6 +858,19 @@ def test_compiled_passes_give_numpys_float32_results_bit_for_bit() -> None:
     filters._normalised_kernel(stack, normalised)
     with np.errstate(invalid="ignore"):
         same(normalised, stack[..., :-1] / np.maximum(stack[..., -1], 1e-6)[..., None])
+    points = rng.normal(size=(37, 41, 3))
+    points[4, 5] = points[4, 6] = 0.0  # a zero step: its sign must come out as numpy's
+    chart = rng.integers(0, 3, (37, 41)).astype(np.uint8)
+    for axis in (0, 1):
+        total, count = np.zeros_like(points), np.zeros(chart.shape)
+        for shift in (-1, 1):
+            on_chart = (np.roll(chart, shift, axis=axis) == chart) & (chart > 0)
+            total += np.where(on_chart[..., None], (points - np.roll(points, shift, axis=axis)) * shift, 0.0)
+            count += on_chart
+        expected = np.where((count > 0)[..., None], total / np.maximum(count, 1)[..., None], np.nan)
+        assert np.array_equal(
+            filters._mean_step(points, chart, axis).view(np.uint64), expected.view(np.uint64)
+        )
     overall = np.array([0.2, 0.5, 0.7], np.float32)
     toward = np.empty_like(image)
     filters._toward_kernel(overall, image, weights, toward)

@@ -370,6 +370,7 @@ def warm_up() -> None:
     _normalised_kernel(_premultiplied(values, weights), values.copy())
     with_channel(values, weights)
     _toward_kernel(np.zeros(3, np.float32), values, weights, np.empty_like(values))
+    _mean_step(values.astype(np.float64), np.ones((32, 32), np.int32), 1)
 
 
 def downsample(image: np.ndarray, rows: int) -> tuple[np.ndarray, int]:
@@ -669,15 +670,38 @@ def texel_areas(atlas: AtlasGeometry) -> np.ndarray:
 
 def _mean_step(p: np.ndarray, chart: np.ndarray, axis: int) -> np.ndarray:
     """(S, S, 3) the mean of a texel's steps to its two neighbours along ``axis`` that lie on its own
-    chart (NaN where neither does)."""
-    total = np.zeros_like(p)
-    count = np.zeros(chart.shape)
-    for shift in (-1, 1):  # the neighbour ahead, then the one behind
-        neighbour = np.roll(p, shift, axis=axis)
-        same = (np.roll(chart, shift, axis=axis) == chart) & (chart > 0)
-        total += np.where(same[..., None], (p - neighbour) * shift, 0.0)
-        count += same
-    return np.where((count > 0)[..., None], total / np.maximum(count, 1)[..., None], np.nan)
+    chart (NaN where neither does); the image's edges wrap (as ``np.roll`` does). One compiled pass:
+    numpy's rolls and masked sums took 0.25 s of a new head's first request at 1024² per axis."""
+    out = np.empty(p.shape, np.float64)
+    _mean_step_kernel(np.ascontiguousarray(p, np.float64), np.ascontiguousarray(chart, np.int32), axis, out)
+    return out
+
+
+@njit(cache=True)
+def _mean_step_kernel(p: np.ndarray, chart: np.ndarray, axis: int, out: np.ndarray) -> None:
+    """``_mean_step``: the neighbour ahead (index - 1), then the one behind (+ 1), each step taken
+    towards the texel and summed from 0 in that order, over their count."""
+    h, w = chart.shape
+    for i in range(h):
+        for j in range(w):
+            own = chart[i, j]
+            t0, t1, t2, count = 0.0, 0.0, 0.0, 0.0
+            for shift in (-1, 1):
+                if axis == 0:
+                    a, b = (i - shift) % h, j
+                else:
+                    a, b = i, (j - shift) % w
+                if own > 0 and chart[a, b] == own:
+                    t0 = t0 + (p[i, j, 0] - p[a, b, 0]) * shift
+                    t1 = t1 + (p[i, j, 1] - p[a, b, 1]) * shift
+                    t2 = t2 + (p[i, j, 2] - p[a, b, 2]) * shift
+                    count += 1.0
+                else:
+                    t0, t1, t2 = t0 + 0.0, t1 + 0.0, t2 + 0.0
+            if count > 0.0:
+                out[i, j, 0], out[i, j, 1], out[i, j, 2] = t0 / count, t1 / count, t2 / count
+            else:
+                out[i, j, 0], out[i, j, 1], out[i, j, 2] = np.nan, np.nan, np.nan
 
 
 def _distance_to(targets: np.ndarray, atlas: AtlasGeometry) -> np.ndarray:
