@@ -817,11 +817,11 @@ def test_compiled_passes_give_numpys_float32_results_bit_for_bit() -> None:
 
     same(latent._exp_scaled(field, scales), np.exp(field[..., None] * scales))
     same(latent._exp_scaled(field, image), np.exp(field[..., None] * image))
-    stack = np.empty((37, 41, 5), np.float32)
-    latent._skin_stack(image, field, mask, stack)
+
+    # relief_band's stack: colour, log shading and 1 on the skin texels, 0 elsewhere
+    stack = filters.premultiplied(filters.with_channel(image, field), mask)
     w = mask.astype(np.float32)[..., None]
     same(stack, np.concatenate([image, field[..., None], np.ones_like(w)], axis=-1) * w)
-
     masked = np.empty_like(image)
     inpaint._times_mask(image, mask, masked)
     same(masked, image * mask[..., None].astype(np.float32))
@@ -839,7 +839,7 @@ def test_compiled_passes_give_numpys_float32_results_bit_for_bit() -> None:
     same(tinted, grain[..., None] * np.array([1.1, 0.9, 0.7], np.float32))
 
     same(
-        filters._premultiplied(image, weights),
+        filters.premultiplied(image, weights),
         np.concatenate([image * weights[..., None], weights[..., None]], -1),
     )
     # float64 factors multiply in float64 and round once, as numpy's multiply into a float32 out.
@@ -847,12 +847,12 @@ def test_compiled_passes_give_numpys_float32_results_bit_for_bit() -> None:
     expected = np.empty((37, 41, 4), np.float32)
     np.multiply(image, wide[..., None], out=expected[..., :3])
     expected[..., 3] = wide
-    same(filters._premultiplied(image, wide), expected)
+    same(filters.premultiplied(image, wide), expected)
     wide_exp = latent._exp_scaled(field.astype(np.float64), scales)
     assert wide_exp.dtype == np.float64
     assert np.array_equal(wide_exp, np.exp(field.astype(np.float64)[..., None] * scales))
     same(filters.with_channel(image, weights), np.concatenate([image, weights[..., None]], axis=-1))
-    stack = filters._premultiplied(image, weights)
+    stack = filters.premultiplied(image, weights)
     stack[1, 2, 3], stack[2, 2, 3], stack[4, 4, 3] = np.nan, -0.0, 1e-9
     normalised = np.empty_like(image)
     filters._normalised_kernel(stack, normalised)

@@ -272,7 +272,7 @@ def _coarse_fill(stack: np.ndarray, wrap: bool, gain: float) -> np.ndarray:
     return filled
 
 
-def _premultiplied(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def premultiplied(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """(H, W, C + 1) float32: ``values`` times ``weights``, then the weights."""
     stack = np.empty(values.shape[:2] + (values.shape[2] + 1,), np.float32)
     _premultiply_kernel(contiguous_floating(values), contiguous_floating(weights), stack)
@@ -289,7 +289,7 @@ def contiguous_floating(array: np.ndarray) -> np.ndarray:
 
 @njit(cache=True)
 def _premultiply_kernel(values: np.ndarray, weights: np.ndarray, out: np.ndarray) -> None:
-    """``_premultiplied`` in one pass (numpy's strided writes into the interleaved channels took
+    """``premultiplied`` in one pass (numpy's strided writes into the interleaved channels took
     24 ms at 1024², this 3; the product in the factors' precision, rounded to float32 on storing,
     as numpy's ``multiply(..., out=float32)``)."""
     c = values.shape[2]
@@ -303,7 +303,7 @@ def _premultiply_kernel(values: np.ndarray, weights: np.ndarray, out: np.ndarray
 
 def _push_pull_chart(values: np.ndarray, weights: np.ndarray, wrap: bool, gain: float) -> np.ndarray:
     """Push-pull fill of one chart: normalised convolution over a pyramid, coarse fills fine."""
-    return _coarse_fill(_premultiplied(values, weights), wrap, gain)
+    return _coarse_fill(premultiplied(values, weights), wrap, gain)
 
 
 def push_pull(values: np.ndarray, weights: np.ndarray, rows: int, gain: float = 2.0) -> np.ndarray:
@@ -365,9 +365,9 @@ def warm_up() -> None:
     flat = values.reshape(-1, 3)
     index = np.arange(len(flat), dtype=np.int64)
     _mirror_mix(flat, weights.reshape(-1), index, np.float32(1.0), flat.copy(), weights.reshape(-1).copy())
-    _premultiplied(values, weights)
-    _premultiplied(values, weights.astype(np.float64))  # a float64 weight map (the ring gain's anchors)
-    _normalised_kernel(_premultiplied(values, weights), values.copy())
+    premultiplied(values, weights)
+    premultiplied(values, weights.astype(np.float64))  # a float64 weight map (the ring gain's anchors)
+    _normalised_kernel(premultiplied(values, weights), values.copy())
     with_channel(values, weights)
     _toward_kernel(np.zeros(3, np.float32), values, weights, np.empty_like(values))
     _mean_step(values.astype(np.float64), np.ones((32, 32), np.int32), 1)
@@ -438,7 +438,7 @@ def normalized_gaussian(
     values: np.ndarray, weights: np.ndarray, sigma: float, rows: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Weighted Gaussian average of ``values`` (S, S, C) and the blurred weight (S, S)."""
-    blurred = gaussian(_premultiplied(values, weights), sigma, rows)
+    blurred = gaussian(premultiplied(values, weights), sigma, rows)
     out = np.empty(blurred.shape[:2] + (blurred.shape[2] - 1,), np.float32)
     _normalised_kernel(blurred, out)
     return out, blurred[..., -1]
@@ -696,7 +696,7 @@ def _mean_step_kernel(p: np.ndarray, chart: np.ndarray, axis: int, out: np.ndarr
                     t1 = t1 + (p[i, j, 1] - p[a, b, 1]) * shift
                     t2 = t2 + (p[i, j, 2] - p[a, b, 2]) * shift
                     count += 1.0
-                else:
+                else:  # numpy's masked sum adds 0 here: a sum of -0 becomes 0, as there
                     t0, t1, t2 = t0 + 0.0, t1 + 0.0, t2 + 0.0
             if count > 0.0:
                 out[i, j, 0], out[i, j, 1], out[i, j, 2] = t0 / count, t1 / count, t2 / count

@@ -645,10 +645,10 @@ def _joined(surface: UVSurface, backed: np.ndarray, cells: np.ndarray, through: 
 def prepare_head_tables(head: HeadModel, atlas_size: int, texture_size: int) -> None:
     """Build the tables the steps derive from the head alone and keep on its atlas and UV surface
     (computed lazily by the first request otherwise): the projection's texel points, the atlas's
-    mirror, the classic stages' texel footprints, grain positions and energies, stretched-texel blend,
-    texel areas and head forms, the scalp regions, and the bake's atlas coordinates and padding (one bake of a
-    blank atlas). The scanned head at 1024: the first request after a ``prepare`` took 2.5 s
-    without them, 1.6 s with them, the next ones 1.4 s."""
+    mirror, the classic stages' texel footprints, grain positions and energies, stretched-texel
+    blend, texel areas and head forms, the scalp regions, and the bake's atlas coordinates and
+    padding (one bake of a blank atlas). The scanned head at 1024: the first request after a
+    ``prepare`` took 2.5 s without them, 1.6 s with them, the next ones 1.4 s."""
     from ..engines.classic import inpaint, repaint
     from ..regions import head_regions
 

@@ -187,9 +187,8 @@ def synthesize_grain(
     sample = filters.subsample(seen, 50_000)
     target = np.array([filters.robust_std(band.reshape(-1)[sample]) for band in _band_pass(lum, rows)])
     target *= grain_band_share(atlas)
-    held_octaves = held_grain_octaves(atlas, ctx.seed)
     wanted = atlas.mask if where is None else atlas.mask & where
-    values = held_octaves[wanted[atlas.mask]] @ _octave_amplitudes(atlas, target)
+    values = grain_octaves(atlas, ctx.seed)[wanted[atlas.mask]] @ _octave_amplitudes(atlas, target)
     flat = color.reshape(-1, 3)[sample]
     tint = flat.mean(axis=0) / max(float(lum.reshape(-1)[sample].mean()), 1e-3)
     grain = np.empty(color.shape[:2] + (3,), np.float32)
@@ -210,26 +209,16 @@ def grain_band_share(atlas: AtlasGeometry) -> np.ndarray:
     return np.clip((GRAIN_FINEST_IOD - lo) / (hi - lo), 0.0, 1.0)
 
 
-def grain_octaves(atlas: AtlasGeometry, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``surface_grain`` of every texel of the atlas (``mask`` order), kept on the atlas for the last
-    seed asked: it depends on the atlas and the seed only (a batch or a re-generate on the same head
-    does not draw it again)."""
+def grain_octaves(atlas: AtlasGeometry, seed: int) -> np.ndarray:
+    """(N, K) ``surface_grain``'s octaves of every texel of the atlas (``mask`` order), each times
+    how much of it the atlas holds there; kept on the atlas for the last seed asked: it depends on
+    the atlas and the seed only (a batch or a re-generate on the same head does not draw it again)."""
     cache = atlas.cache
     kept = cache.get("grain_octaves")
     if kept is None or kept[0] != seed:
-        kept = (seed, surface_grain(atlas, None, seed))
-        cache["grain_octaves"] = kept
-    return kept[1]
-
-
-def held_grain_octaves(atlas: AtlasGeometry, seed: int) -> np.ndarray:
-    """(N, K) ``grain_octaves``' octaves times how much of each the atlas holds, kept with them."""
-    cache = atlas.cache
-    kept = cache.get("held_grain_octaves")
-    if kept is None or kept[0] != seed:
-        octaves, held = grain_octaves(atlas, seed)
+        octaves, held = surface_grain(atlas, None, seed)
         kept = (seed, octaves * held)
-        cache["held_grain_octaves"] = kept
+        cache["grain_octaves"] = kept
     return kept[1]
 
 
