@@ -508,7 +508,14 @@ def judge(signals: Mapping[str, Any], estimate: float) -> tuple[str, list[str], 
     estimate had not flagged; of the six faces placed from the outline that the shading confirmed,
     the three estimated within the bar were within it, 0.032-0.040, and the three beyond it beyond,
     0.053-0.069): they are reasons, with their advice, on a result that is not good, and notes on one
-    that is. A face too small to place (MIN_EYE_DISTANCE_PX) has ``failed``."""
+    that is. A face too small to place (MIN_EYE_DISTANCE_PX) has ``failed``, and so has a placement
+    nothing vouches for: the photo's face not read by the detector (``landmarks_read``: placed from
+    the head's outline) and neither the shading nor the outline confirming it (``vouched``). On
+    ``bench/sweep.py`` (2026-11-28, 204 faces found) all 6 such results were misplaced by 0.13-2.19
+    eye distances (4 by half an eye distance or more), while their estimate, the typical
+    misplacement of placements nothing vouches for (``Calibration.unvouched``), cannot say which:
+    ``doubtful`` ("look") undersold them; every result the outline or the shading vouched for, or
+    whose landmarks were read, keeps the estimate's verdict."""
     reasons, advice = [], []
     if estimate > GOOD_BELOW:
         what = (
@@ -551,8 +558,10 @@ def judge(signals: Mapping[str, Any], estimate: float) -> tuple[str, list[str], 
             "so look at them rather than trust the number"
         )
         advice.append("add landmark pins on the mesh (eye corners, nose tip, mouth corners)")
-    if not vouched(signals):
-        vouching = "only the landmarks vouch" if landmarks_read(signals) else "nothing vouches"
+    unvouched = not vouched(signals)
+    nothing_vouches = unvouched and not landmarks_read(signals)
+    if unvouched:
+        vouching = "nothing vouches" if nothing_vouches else "only the landmarks vouch"
         reasons.append(
             "the mesh's shading could not be matched to the photo (a strong skin pattern, make-up or "
             "harsh light hides it) nor its outline (hair, clothing or the background hide it), so "
@@ -561,6 +570,12 @@ def judge(signals: Mapping[str, Any], estimate: float) -> tuple[str, list[str], 
         advice.append(
             "look at the eyes and mouth in the viewport; a photo in soft, even light matches surely"
         )
+    if nothing_vouches and not too_small:
+        reasons.append(
+            "the face detector could not read the photo's face: it was placed from the head's outline, "
+            "which the photo's edges do not confirm"
+        )
+        advice.append("use a photo where the face is clearly visible, frontal and evenly lit")
     # The face found on the mesh did not hold up (``MeshLandmarks.held``): a "face" read in a side
     # view of a turned head lands the photo on a cheek or the jaw, whatever the fit says.
     doubted_mesh_face = signals.get("mesh_face_held") is False
@@ -570,7 +585,7 @@ def judge(signals: Mapping[str, Any], estimate: float) -> tuple[str, list[str], 
             "or no nose stands out before its eyes"
         )
         advice.append("set the Facing to the way the face looks, or add landmark pins on the mesh")
-    if estimate > FAILED_ABOVE or too_small or doubted_mesh_face:
+    if estimate > FAILED_ABOVE or too_small or doubted_mesh_face or nothing_vouches:
         verdict = "failed"
     elif reasons:
         verdict = "doubtful"
