@@ -606,19 +606,24 @@ def test_managed_environment_needs_online_access(addon, tmp_path):
     assert addon.state.env_install is None
 
 
-def test_a_doubtful_registration_shows_in_the_panel_and_the_summary(addon, fake_backend, portrait):
-    """A texture the backend cannot vouch for says so where the artist looks, with what to try."""
+@pytest.mark.parametrize("verdict, icon", [("doubtful", "INFO"), ("failed", "ERROR")])
+def test_a_doubtful_or_failed_registration_shows_in_the_panel_and_the_summary(
+    addon, fake_backend, portrait, verdict, icon
+):
+    """A texture the backend cannot vouch for (doubtful: look at it) or knows to be misplaced
+    (failed: redo it) says so where the artist looks, with what to try; the texture is still
+    applied, for the artist to judge."""
     obj = add_sphere(portrait=portrait)
     bpy.context.scene.avatartex.resolution = 512
-    fake_backend("ok", verdict="doubtful")
+    fake_backend("ok", verdict=verdict)
     assert bpy.ops.avatartex.generate() == {"FINISHED"}
-    assert obj.avatartex.verdict == "doubtful"
+    assert obj.avatartex.verdict == verdict
     assert "disagree" in obj.avatartex.verdict_note and "pins" in obj.avatartex.verdict_note
-    assert any("registration doubtful" in line for line in addon.state.last_summary)
-    assert "doubtful" in obj.avatartex.status
+    assert any(f"registration {verdict}" in line for line in addon.state.last_summary)
+    assert verdict in obj.avatartex.status
 
     labels = drawn_labels(addon.panels.AVATARTEX_PT_main)
-    assert ("Registration: doubtful", "INFO") in labels
+    assert (f"Registration: {verdict}", icon) in labels
     # A label does not wrap (Blender cuts it with an ellipsis): the reasons and what to try are laid
     # out on lines the sidebar holds, every word of them shown.
     width = addon.panels.line_width(bpy.context)
