@@ -167,3 +167,65 @@ def test_the_cel_shadow_folds_are_the_meshs_own() -> None:
     invented = (cavity > fold) & (whole < fold / 3)
     assert invented.mean() < 0.003, invented.mean()
     assert (whole > fold).sum() > 20 and np.corrcoef(cavity, whole)[0, 1] > 0.8
+
+
+def _cel_shadow(style: str) -> tuple[np.ndarray, np.ndarray]:
+    """The cel shadow the style drew (``StageContext.style_shadow``) on the scene, and the shadow
+    the head's forms alone draw."""
+    from avatartex.engines.classic import repaint
+
+    geo, texture, coords, lines, _ = _scene()
+    ctx = make_ctx(geo, style, astronaut(), coords, seed=1)
+    ctx.feature_lines = lines
+    for stage in (ClassicInpaint(), ClassicLatent(), ClassicRepaint()):
+        texture = stage.run(texture, ctx)
+    forms = repaint._shadow_shapes(geo, 1.0, ctx.style.classic.get("shadow_threshold", 0.6))
+    return np.asarray(ctx.style_shadow.atlas_map), forms
+
+
+def _specks(shadow: np.ndarray, forms: np.ndarray, min_iod2: float) -> list[float]:
+    """The areas (square eye distances) of the shadow's islands under ``min_iod2`` that touch no
+    form shadow."""
+    import cv2
+
+    unit = _unit()
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(
+        (shadow > 0.5).astype(np.uint8), connectivity=8
+    )
+    touching = set(np.unique(labels[(forms > 0.5) & (labels > 0)]).tolist())
+    areas = stats[1:, cv2.CC_STAT_AREA] / unit**2
+    return [float(a) for i, a in enumerate(areas, start=1) if a < min_iod2 and i not in touching]
+
+
+def test_toon_draws_its_cel_shadows_as_forms_not_specks(monkeypatch) -> None:
+    """Where the photo's skin is darker the toon draws a cel shadow; a small island of it that no
+    form explains (a crease's shadow, a mole: the astronaut's smile crease, a dark dot on the cheek)
+    is dropped, the forms' own shadows and the photo's larger tone shapes (the sockets) kept."""
+    from avatartex.engines.classic import repaint
+
+    shadow, forms = _cel_shadow("toon")
+    assert not _specks(shadow, forms, repaint.TONE_SHADOW_MIN_IOD2)
+    kept = (shadow > 0.5) & ~(forms > 0.5)
+    assert kept.sum() > 0.05 * _unit() ** 2  # the photo's tone still draws shadows of its own
+    assert (shadow[forms > 0.5] > 0.5).mean() > 0.95  # and the forms' are all there
+    # The same scene without the rule has specks: the test can tell.
+    monkeypatch.setattr(repaint, "TONE_SHADOW_MIN_IOD2", 0.0)
+    unfiltered, _ = _cel_shadow("toon")
+    assert _specks(unfiltered, forms, 0.04), "the scene shows no speck to drop"
+
+
+def test_specks_go_with_their_soft_rims_and_islands_touching_a_form_stay() -> None:
+    from avatartex.engines.classic.repaint import without_specks
+
+    shadow = np.zeros((64, 64), np.float32)
+    forms = np.zeros((64, 64), np.float32)
+    shadow[10:14, 10:14] = 1.0  # a speck (16 texels)
+    shadow[9, 10:14] = 0.3  # its soft rim
+    shadow[30:34, 30:34] = 1.0  # a speck beside a form shadow, touching it
+    forms[30:40, 34:44] = 1.0
+    shadow[45:60, 5:20] = 1.0  # a large island (225 texels)
+    out = without_specks(shadow, forms, min_area=100)
+    assert not out[8:16, 8:16].any()
+    assert np.array_equal(out[30:34, 30:34], shadow[30:34, 30:34])
+    assert np.array_equal(out[45:60, 5:20], shadow[45:60, 5:20])
+    assert np.array_equal(without_specks(np.zeros_like(shadow), forms, 100), np.zeros_like(shadow))

@@ -584,6 +584,35 @@ def _flat_colours(
     return palette[labels], labels, is_skin, smooth, small_rows
 
 
+TONE_SHADOW_MIN_IOD2 = 0.04
+"""Square eye distances under which a cel shadow read from the photo's darker skin alone (not touching
+a shadow the head's forms draw) is a speck, not a form: a mole, a crease's or a wrinkle's shadow, the
+photo's neck colour on a wider jaw. Found as dark dots on cheeks, chins and jaws: the astronaut's
+smile crease on the scanned head's cheek (0.0045), on the demo head 0.0006-0.031, Grace Hopper's chin
+wrinkles 0.014-0.036. The forms the photo's tone adds are larger: the sockets' and eye bags'
+0.068-0.17, her nasolabial folds 0.075 and more (``toon``, 1024² atlases)."""
+
+
+def without_specks(shadow: np.ndarray, forms: np.ndarray, min_area: float) -> np.ndarray:
+    """``shadow`` (0..1) without its islands (at 0.5, 8-connected) smaller than ``min_area`` texels
+    that do not touch ``forms`` (0..1, the form shadow; at 0.5: an island beside it extends it),
+    their soft rims included."""
+    islands = (shadow > 0.5).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(islands, connectivity=8)
+    if count <= 1:
+        return shadow
+    touching = np.zeros(count, bool)
+    near_forms = cv2.dilate((forms > 0.5).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    touching[np.unique(labels[near_forms & (labels > 0)])] = True
+    speck = (stats[:, cv2.CC_STAT_AREA] < min_area) & ~touching
+    speck[0] = False  # the background
+    if not speck.any():
+        return shadow
+    # Grown by two texels: the ramp round an island (under 0.5) goes with it.
+    gone = cv2.dilate(speck[labels].astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    return np.where(gone & (forms <= 0.5), np.float32(0.0), shadow).astype(shadow.dtype)
+
+
 def toon(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     """Cel shading: a few clean flat colour regions, flat brows and lips, cel shadows from the head's
     forms, and tapered outlines drawn along the eyes, nose and mouth (never along noise)."""
@@ -599,8 +628,13 @@ def toon(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     split = luminance(_skin_tone(image, atlas)) * (1 - p.get("tone_split", 0.12))
     tone_shadow = np.clip((split - _full(tone, small_rows, image, rows)) * 60.0, 0.0, 1.0)
     threshold = p.get("shadow_threshold", 0.6)
-    shadow = np.maximum(_shadow_shapes(atlas, 1.0, threshold), tone_shadow)
-    shadow = shadow * is_skin[labels]
+    skin = is_skin[labels]
+    forms = _shadow_shapes(atlas, 1.0, threshold) * skin
+    # As shown (on the skin's colour regions only): a tone shadow a region of another colour cuts
+    # into pieces leaves specks too.
+    unit = atlas.layout.face_texels_per_iod
+    tone_shadow = without_specks(tone_shadow * skin, forms, TONE_SHADOW_MIN_IOD2 * unit * unit)
+    shadow = np.maximum(forms, tone_shadow)
     _keep_shadow(ctx, shadow, threshold)
     tint = 1 - p.get("shadow", 0.2) * np.array([1.0, 1.2, 1.15], np.float32)
     flat = flat * (1 - shadow[..., None] * (1 - tint))
