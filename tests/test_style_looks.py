@@ -229,3 +229,35 @@ def test_specks_go_with_their_soft_rims_and_islands_touching_a_form_stay() -> No
     assert np.array_equal(out[30:34, 30:34], shadow[30:34, 30:34])
     assert np.array_equal(out[45:60, 5:20], shadow[45:60, 5:20])
     assert np.array_equal(without_specks(np.zeros_like(shadow), forms, 100), np.zeros_like(shadow))
+
+
+def test_the_jaw_line_is_the_heads_own_and_the_features_the_photos(monkeypatch) -> None:
+    """The jaw a style inks is the head's outline where the mesh's own landmarks put it (a sculpt
+    with a wider jaw than the photographed face's got the photo's jaw across its cheeks); the eyes,
+    brows, lips and nose stay where the photo shows them on the texture."""
+    from avatartex.face import JAW
+
+    geo, _, coords, lines, landmarks = _scene()
+    unit = _unit()
+    # The mesh's jaw 0.12 eye distances below the photo's (its landmarks in the atlas, as
+    # ``features._mesh_to_atlas`` finds them from the mesh's points).
+    jaw_idx = np.asarray(JAW)
+    photo_jaw = lines["jaw"][np.linspace(0, len(lines["jaw"]) - 1, len(jaw_idx)).round().astype(int)]
+    lower = photo_jaw + np.array([0.0, 0.12 * unit])
+    mesh_xy = np.full((468, 2), np.nan)
+    mesh_xy[jaw_idx] = lower
+    monkeypatch.setattr(features, "_mesh_to_atlas", lambda geometry, points: mesh_xy)
+    own = features.feature_lines(geo, landmarks, coords, np.zeros((468, 3)))
+
+    def distance(line: np.ndarray, points: np.ndarray) -> float:
+        """Median distance from ``points`` to the (densely sampled) ``line``."""
+        return float(np.median(np.min(np.linalg.norm(points[:, None] - line[None], axis=-1), axis=1)))
+
+    assert distance(own["jaw"], lower) < 0.01 * unit  # the mesh's jaw
+    assert distance(lines["jaw"], lower) > 0.06 * unit  # the photo's was elsewhere
+    for name in ("right_eye", "left_eye", "lips_outer", "nose"):
+        assert np.array_equal(own[name], lines[name]), name
+    # Where the mesh's jaw is not known whole, the photo's is drawn.
+    mesh_xy[jaw_idx[3]] = np.nan
+    partial = features.feature_lines(geo, landmarks, coords, np.zeros((468, 3)))["jaw"]
+    assert distance(partial, photo_jaw) < 0.02 * unit and distance(partial, lower) > 0.06 * unit

@@ -51,6 +51,10 @@ MIRRORED = {
     "left_brow": "right_brow",
 }
 """Features whose landmark lists run in mirror-corresponding order (33 <-> 263, 46 <-> 276 ...)."""
+OWN_OUTLINE = ("jaw",)
+"""Features drawn where the mesh's own landmarks put them, not the photo's: the jaw is the head's
+outline, which a style inks where the head turns under, whatever the photo's jaw was (on a sculpt
+with a wider jaw than the photographed face's, the photo's jaw crossed the cheeks as a line)."""
 _SUBDIVIDE = 6
 """Points per landmark segment of the smoothed polylines (a 1024 atlas's eye is ~100 texels wide)."""
 
@@ -224,6 +228,10 @@ def feature_lines(
     per_iod = geometry.layout.face_texels_per_iod
     for name, (indices, closed) in FEATURES.items():
         idx = np.asarray(indices)
+        if name in OWN_OUTLINE and mesh_xy is not None and np.isfinite(mesh_xy[idx]).all():
+            # An outline of the head's own shape, not of what the photo shows on it.
+            lines[name] = _catmull_rom(_unwrapped(mesh_xy[idx], s), closed)
+            continue
         pts = _drop_outliers(found[idx], None if mesh_xy is None else mesh_xy[idx], 0.2 * per_iod, closed)
         missing = ~np.isfinite(pts).all(axis=1)
         twin = MIRRORED.get(name)
@@ -240,12 +248,17 @@ def feature_lines(
             missing = ~np.isfinite(pts).all(axis=1)
         if missing.mean() > 0.3:
             continue
-        pts = pts[~missing]
-        # Consecutive points on the same side of the back seam (features never span it, but be safe).
-        step = (np.diff(pts[:, 0]) + s / 2) % s - s / 2
-        pts[:, 0] = pts[0, 0] + np.concatenate([[0.0], np.cumsum(step)])
-        lines[name] = _catmull_rom(pts, closed)
+        lines[name] = _catmull_rom(_unwrapped(pts[~missing], s), closed)
     return lines
+
+
+def _unwrapped(pts: np.ndarray, size: int) -> np.ndarray:
+    """``pts`` (N, 2) with consecutive points on the same side of the atlas's back seam (features
+    never span it, but be safe)."""
+    pts = np.array(pts, np.float64)
+    step = (np.diff(pts[:, 0]) + size / 2) % size - size / 2
+    pts[:, 0] = pts[0, 0] + np.concatenate([[0.0], np.cumsum(step)])
+    return pts
 
 
 # -- drawing -------------------------------------------------------------------------------------
