@@ -727,15 +727,27 @@ def test_strength_zero_is_photoreal() -> None:
 
 @pytest.mark.parametrize("style", STYLES)
 def test_back_seam_shows_no_edge(style: str) -> None:
+    """The step across the atlas's back seam (its last column to its first) is no larger than the
+    steps between neighbouring columns near the back, or than those right beside the seam: a form
+    running down the back's midline (the scanned head's nape groove, which comic dots) steps there as
+    much on either side."""
     color, mask = _chain(style)
     s = color.shape[1]
     rows = head_atlas(256).band_rows
     band = color[:rows]
     valid = mask[:rows, 0] & mask[:rows, -1]
     seam = np.abs(band[valid, 0] - band[valid, -1]).mean()
-    back = np.r_[0 : s // 8, s - s // 8 : s - 1]  # neighbouring column pairs (c, c+1) near the back
-    jumps = [np.abs(band[valid, c] - band[valid, c + 1]).mean() for c in back]
-    assert seam <= np.percentile(jumps, 95), (seam, np.percentile(jumps, [50, 95]))
+
+    def step(c: int) -> float:  # between columns c and c + 1
+        return float(np.abs(band[valid, c] - band[valid, c + 1]).mean())
+
+    jumps = [step(c) for c in np.r_[0 : s // 8, s - s // 8 : s - 1]]  # neighbouring pairs near the back
+    beside = max(step(0), step(s - 2))
+    assert seam <= max(np.percentile(jumps, 95), 1.25 * beside), (
+        seam,
+        np.percentile(jumps, [50, 95]),
+        beside,
+    )
 
 
 def test_grain_where_the_atlas_is_coarse_is_skin_fine_on_the_surface() -> None:

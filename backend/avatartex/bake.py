@@ -81,9 +81,10 @@ class StyleShadow:
 
     atlas_map: np.ndarray
     """(S, S) float32 0..1: how much of the shadow each atlas texel shows."""
-    at: Callable[[np.ndarray, np.ndarray], np.ndarray]
-    """(mesh-space unit normals (N, 3), cavity (N,) in eye distances: ``occlusion.MeshCavity``) -> (N,)
-    float32 0..1: the shadow there, by the same rule the atlas's shadow was drawn with."""
+    at: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+    """(mesh-space unit normals (N, 3), cavity (N,) in eye distances: ``occlusion.MeshCavity``,
+    mesh-space points (N, 3)) -> (N,) float32 0..1: the shadow there, by the same rule the atlas's
+    shadow was drawn with."""
     eye_distance: float
     """Mesh units per eye distance (``HeadFrame.scale``): the unit of the cavity."""
     cavity_sigma_iod: float
@@ -546,7 +547,8 @@ def _fill_hidden(
             sigma, tri_id.reshape(-1)[where][None], bary.reshape(-1, 3)[where][None]
         )[0]
         cavity = cavity / np.float32(shadow.eye_distance)
-    own = np.clip(shadow.at(surface.normals[hidden], cavity), 0.0, 1.0)[:, None].astype(np.float32)
+    own = shadow.at(surface.normals[hidden], cavity, surface.positions[hidden])
+    own = np.clip(own, 0.0, 1.0)[:, None].astype(np.float32)
     flat, flat_lit = texture.reshape(-1, 3), lit.reshape(-1, 3)
     flat[where] = own * flat[where] + (1.0 - own) * flat_lit[where]
 

@@ -320,19 +320,37 @@ def _cavity(atlas: AtlasGeometry) -> np.ndarray:
     return atlas.cavity.at_texels(CAVITY_SIGMA_IOD * scale, atlas.tri_id, atlas.bary) / np.float32(scale)
 
 
+FACING_DOWN_FADE = (-2.8, -3.6)
+"""Head-frame heights (eye distances; the frame's origin is 0.1 above the eyes) between which a
+surface facing down stops being a form of the head that casts a cel shadow. Under the chin and the
+jaw (the chin at -1.9 to -2.0 on the scanned and the demo head, the jaw's underside to about -2.6)
+it is the head's own; far below it is the cut of a bust (the scanned bust's bottom, -4.7, was 75 %
+in shadow: a dark line, in comic a band of halftone dots, along the bust's bottom edge) or the
+bottom of a neck."""
+
+
+def head_part(heights: np.ndarray) -> np.ndarray:
+    """1 at head-frame heights above FACING_DOWN_FADE, fading to 0 below it."""
+    top, bottom = FACING_DOWN_FADE
+    return np.clip((np.asarray(heights) - bottom) / (top - bottom), 0.0, 1.0).astype(np.float32)
+
+
 def head_forms(atlas: AtlasGeometry) -> dict[str, np.ndarray]:
     """The head's own forms in the atlas, from the mesh alone (cached per atlas geometry).
 
     ``cavity``: how far the surface lies below its smoothed self along the normal, in eye distances
     (> 0 in eye sockets, under the nose and lips, in the ear's folds); ``down``: how much the surface
-    faces down (under the chin, the jaw's underside). The styles paint their shadow shapes from
-    these, so shading follows the head and not the photo's noise.
+    faces down (under the chin, the jaw's underside; not far below the head); ``head``: 1 on the
+    head, fading to 0 far below it (``head_part``). The styles paint their shadow shapes from these,
+    so shading follows the head and not the photo's noise.
     """
     key = id(atlas)
     hit = _FORMS.get(key)
     if hit is not None and hit[0]() is atlas:
         return hit[1]
-    out = {"cavity": _cavity(atlas), "down": -atlas.normals[..., 1] * atlas.mask}
+    heights = atlas.frame.to_head(np.where(atlas.mask[..., None], atlas.positions, 0.0))[..., 1]
+    head = head_part(heights) * atlas.mask
+    out = {"cavity": _cavity(atlas), "down": (-atlas.normals[..., 1] * head).astype(np.float32), "head": head}
     _FORMS.clear()  # one head at a time is what a batch of variants needs
     _FORMS[key] = (weakref.ref(atlas), out)
     return out
@@ -427,8 +445,8 @@ def _keep_shadow(ctx: StageContext, shown: np.ndarray, threshold: float) -> None
 
     frame, strength = ctx.atlas.frame, float(np.clip(ctx.strength, 0.0, 1.0))
 
-    def at(normals: np.ndarray, cavity: np.ndarray) -> np.ndarray:
-        down = -frame.directions_to_head(normals)[..., 1]
+    def at(normals: np.ndarray, cavity: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        down = -frame.directions_to_head(normals)[..., 1] * head_part(frame.to_head(positions)[..., 1])
         return _shadow_level(cavity, down, threshold) * np.float32(strength)
 
     shadow = np.clip(shown, 0.0, 1.0).astype(np.float32) * np.float32(strength)
@@ -627,6 +645,7 @@ def toon(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     tone = filters.gaussian(luminance(smooth), 0.05 * unit_small, small_rows)
     split = luminance(_skin_tone(image, atlas)) * (1 - p.get("tone_split", 0.12))
     tone_shadow = np.clip((split - _full(tone, small_rows, image, rows)) * 60.0, 0.0, 1.0)
+    tone_shadow *= head_forms(atlas)["head"]  # the face's forms, not a bust's chest or cut
     threshold = p.get("shadow_threshold", 0.6)
     skin = is_skin[labels]
     forms = _shadow_shapes(atlas, 1.0, threshold) * skin
