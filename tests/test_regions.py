@@ -989,3 +989,51 @@ def test_a_black_and_white_photos_lips_and_iris_are_the_defaults(astronaut, astr
     assert delta_e(regions.to_lab(read.lips), regions.to_lab(colours.lips)) > 10  # read, they are skin
     assert np.allclose(colours.lips, regions.DEFAULT_LIPS) and np.allclose(colours.iris, regions.DEFAULT_IRIS)
     assert regions.to_lab(colours.sclera)[0] > 77.5  # the sclera is still the photo's, kept light
+
+
+def _under_light(image: np.ndarray, gains: tuple[float, float, float]) -> np.ndarray:
+    """``image`` as a camera set for daylight records it under light of linear RGB ``gains``."""
+    linear = np.power(np.clip(image, 0.0, 1.0), 2.2) * np.asarray(gains, np.float32)
+    return np.power(np.clip(linear, 0.0, 1.0), 1 / 2.2).astype(np.float32)
+
+
+TUNGSTEN = (1.0, 0.78, 0.52)
+"""About 3200 K against daylight (linear RGB gains)."""
+
+
+def test_eye_whites_tinted_by_coloured_light_say_so(generator, head_path, astronaut, tmp_path):
+    """A photo taken under warm light without white balance: its eye whites are orange, and so is
+    the skin the texture keeps. The report and a warning say so (the skin's tint cannot be told
+    from the person's own colour otherwise); the photo as it is gets neither."""
+    face, _ = analyse_portrait(astronaut, "astronaut", generator.landmarker)
+    assert regions.photo_cast(regions.feature_colours(astronaut, face)) is None
+    warm = _under_light(astronaut, TUNGSTEN)
+    face_warm, _ = analyse_portrait(warm, "astronaut", generator.landmarker)
+    cast = regions.photo_cast(regions.feature_colours(warm, face_warm))
+    assert cast is not None and cast[1] > regions.SCLERA_NATURAL_AB[1][1], cast
+    path = save_png(tmp_path / "tungsten.png", warm)
+    report, _ = generate(generator, head_path, path, tmp_path / "out")
+    assert report["regions"]["photo_cast_ab"][1] > 16
+    assert any("eyes are tinted" in w and "warm" in w for w in report["warnings"])
+
+
+def test_eye_whites_too_dark_to_be_whites_say_nothing_of_the_light():
+    """Where the eyes' lightest part is the lids' skin (small eyes, glasses, shadow) it is no white
+    to read the light by."""
+    lids = regions.FeatureColours(
+        regions.DEFAULT_SCLERA,
+        regions.DEFAULT_IRIS,
+        regions.DEFAULT_LIPS,
+        np.array([0.45, 0.25, 0.2], np.float32),
+    )
+    assert regions.photo_cast(lids) is None
+    blue = regions.FeatureColours(
+        regions.DEFAULT_SCLERA,
+        regions.DEFAULT_IRIS,
+        regions.DEFAULT_LIPS,
+        np.array([0.72, 0.8, 0.95], np.float32),
+    )
+    cast = regions.photo_cast(blue)
+    assert cast is not None and cast[1] < regions.SCLERA_NATURAL_AB[1][0], cast
+    unread = regions.FeatureColours(regions.DEFAULT_SCLERA, regions.DEFAULT_IRIS, regions.DEFAULT_LIPS)
+    assert regions.photo_cast(unread) is None

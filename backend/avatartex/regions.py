@@ -727,6 +727,33 @@ class FeatureColours:
     sclera: np.ndarray
     iris: np.ndarray
     lips: np.ndarray
+    sclera_read: np.ndarray | None = None
+    """(3,) sRGB the eye whites as the photo shows them (before they are kept nearly neutral); None
+    where the eyes were too small to read or the photo is black and white."""
+
+
+SCLERA_SEEN_L = 60.0
+"""CIELAB L* from which what ``feature_colours`` reads as the sclera is the eye's white and not the
+lids' skin in shadow (Grace Hopper's, behind glasses: 32)."""
+SCLERA_NATURAL_AB = ((-4.0, 10.0), (-5.0, 16.0))
+"""CIELAB a* and b* ranges of eye whites seen under white light: a little red (vessels) and yellow
+(with age). Beyond them the photo's light is coloured: the astronaut's sclera reads (3.2, 8.2); her
+photo under 3200 K tungsten light (linear gains 1.0, 0.78, 0.52) (7.0, 24.0), at 4300 K (5.0,
+15.2)."""
+
+
+def photo_cast(colours: FeatureColours) -> tuple[float, float] | None:
+    """The CIELAB (a*, b*) of the photo's eye whites where they say its light was coloured (outside
+    SCLERA_NATURAL_AB), None where they look white or were not read (``SCLERA_SEEN_L``)."""
+    if colours.sclera_read is None:
+        return None
+    lab = to_lab(np.asarray(colours.sclera_read, np.float32))
+    if lab[0] < SCLERA_SEEN_L:
+        return None
+    (a_lo, a_hi), (b_lo, b_hi) = SCLERA_NATURAL_AB
+    if a_lo <= lab[1] <= a_hi and b_lo <= lab[2] <= b_hi:
+        return None
+    return round(float(lab[1]), 1), round(float(lab[2]), 1)
 
 
 def feature_colours(portrait: np.ndarray, face: Face) -> FeatureColours:
@@ -777,7 +804,12 @@ def feature_colours(portrait: np.ndarray, face: Face) -> FeatureColours:
     if face.extras.get("monochrome"):  # a black-and-white photo's (tinted): no colour to read
         return FeatureColours(_neutral_sclera(sclera, 78.0), DEFAULT_IRIS.copy(), DEFAULT_LIPS.copy())
     read = face.extras.get("pass") != "outline"
-    return FeatureColours(_neutral_sclera(sclera, 78.0), from_lab(iris_lab), _lip_colour(portrait, lm, read))
+    return FeatureColours(
+        _neutral_sclera(sclera, 78.0),
+        from_lab(iris_lab),
+        _lip_colour(portrait, lm, read),
+        np.asarray(sclera, np.float32) if scleras else None,
+    )
 
 
 def _neutral_sclera(rgb: np.ndarray, floor: float) -> np.ndarray:
@@ -1446,6 +1478,15 @@ def complete_regions(
     colours = feature_colours(portrait, face)
     summary["iris_rgb"] = [round(float(v), 3) for v in colours.iris]
     summary["sclera_rgb"] = [round(float(v), 3) for v in colours.sclera]
+    cast = photo_cast(colours)
+    if cast is not None:
+        summary["photo_cast_ab"] = list(cast)
+        warmth = "warm (orange)" if cast[1] > 0 else "cool (blue)"
+        warnings.append(
+            f"the whites of the photo's eyes are tinted (CIELAB a*, b* {cast[0]:+.0f}, {cast[1]:+.0f}): its "
+            f"light was {warmth}, and the skin keeps that tint; white-balance the photo (on the eye "
+            "whites or a white garment) for the skin's own colour"
+        )
     eyes_in_photo = np.zeros(portrait.shape[:2], np.float32)
     for contour in (RIGHT_EYE_CONTOUR, LEFT_EYE_CONTOUR):
         eyes_in_photo[polygon_mask(eyes_in_photo.shape, face.landmarks[list(contour)])] = 1.0
