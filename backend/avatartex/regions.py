@@ -1481,10 +1481,14 @@ def complete_regions(
     cast = photo_cast(colours)
     if cast is not None:
         summary["photo_cast_ab"] = list(cast)
-        warmth = "warm (orange)" if cast[1] > 0 else "cool (blue)"
+        (a_lo, a_hi), (b_lo, b_hi) = SCLERA_NATURAL_AB
+        if cast[1] > b_hi or cast[1] < b_lo:
+            tint = "warm (orange)" if cast[1] > b_hi else "cool (blue)"
+        else:
+            tint = "magenta" if cast[0] > a_hi else "green"
         warnings.append(
             f"the whites of the photo's eyes are tinted (CIELAB a*, b* {cast[0]:+.0f}, {cast[1]:+.0f}): its "
-            f"light was {warmth}, and the skin keeps that tint; white-balance the photo (on the eye "
+            f"light was {tint}, and the skin keeps that tint; white-balance the photo (on the eye "
             "whites or a white garment) for the skin's own colour"
         )
     eyes_in_photo = np.zeros(portrait.shape[:2], np.float32)
