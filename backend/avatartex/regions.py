@@ -735,9 +735,11 @@ class FeatureColours:
 SCLERA_SEEN_L = 60.0
 """CIELAB L* from which what ``feature_colours`` reads as the sclera is the eye's white and not the
 lids' skin in shadow (Grace Hopper's, behind glasses: 32)."""
-SCLERA_NATURAL_AB = ((-4.0, 10.0), (-5.0, 16.0))
-"""CIELAB a* and b* ranges of eye whites seen under white light: a little red (vessels) and yellow
-(with age). Beyond them the photo's light is coloured: the astronaut's sclera reads (3.2, 8.2); her
+SCLERA_NATURAL_AB = ((-4.0, 14.0), (-5.0, 16.0))
+"""CIELAB a* and b* ranges of eye whites seen under white light: a little red (vessels, more in
+tired or irritated eyes) and yellow (with age). Beyond them the photo's light is coloured (a
+fluorescent tube's green, a tungsten bulb's orange, shade's blue): the astronaut's sclera reads
+(3.2, 8.2); her
 photo under 3200 K tungsten light (linear gains 1.0, 0.78, 0.52) (7.0, 24.0), at 4300 K (5.0,
 15.2)."""
 
