@@ -126,10 +126,12 @@ def test_same_seed_same_texture_and_styles_differ(generator, head, astronaut_pat
         generator.generate(params(head, astronaut_path, tmp_path / "c", style="comic"))["texture"]
     )
     np.testing.assert_array_equal(a, b)
-    # Toon and comic share a flat palette; the comic's inks and halftone set it apart (10 % of the
-    # texels differ by more than 8/255 in a channel; the same seed and style: none).
+    # Toon and comic share a flat palette; the comic's inks and halftone set it apart (4.6 % of the
+    # scanned bust's texels differ by more than 8/255 in a channel; the same seed and style: none).
+    # Until 2026-11-28 5.4 %, with the halftone band along the bust's cut bottom edge, where facing
+    # down no longer casts a cel shadow (repaint.FACING_DOWN_FADE).
     visibly = np.abs(a - c).max(axis=-1) > 8 / 255
-    assert visibly.mean() > 0.05
+    assert visibly.mean() > 0.03
 
 
 def test_sixteen_bit_output(generator, head, astronaut_path, tmp_path):
