@@ -1035,5 +1035,7 @@ def test_eye_whites_too_dark_to_be_whites_say_nothing_of_the_light():
     )
     cast = regions.photo_cast(blue)
     assert cast is not None and cast[1] < regions.SCLERA_NATURAL_AB[1][0], cast
+    assert regions.cast_tint(cast) == "cool (blue)"
+    assert regions.cast_tint((-9.0, 5.0)) == "green"  # a fluorescent tube's
     unread = regions.FeatureColours(regions.DEFAULT_SCLERA, regions.DEFAULT_IRIS, regions.DEFAULT_LIPS)
     assert regions.photo_cast(unread) is None

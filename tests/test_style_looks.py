@@ -36,14 +36,19 @@ def _scene() -> tuple[object, AtlasTexture, np.ndarray, dict[str, np.ndarray]]:
     return geo, texture, coords, lines, face.landmarks
 
 
-@lru_cache(maxsize=8)
-def _styled(style: str) -> np.ndarray:
+def _run(style: str) -> tuple[np.ndarray, object]:
+    """The scene through the three stages in ``style``: the texture's colour and the stage context."""
     geo, texture, coords, lines, _ = _scene()
     ctx = make_ctx(geo, style, astronaut(), coords, seed=1)
     ctx.feature_lines = lines
     for stage in (ClassicInpaint(), ClassicLatent(), ClassicRepaint()):
         texture = stage.run(texture, ctx)
-    return texture.color
+    return texture.color, ctx
+
+
+@lru_cache(maxsize=8)
+def _styled(style: str) -> np.ndarray:
+    return _run(style)[0]
 
 
 def _ink(style: str) -> np.ndarray:
@@ -174,12 +179,8 @@ def _cel_shadow(style: str) -> tuple[np.ndarray, np.ndarray]:
     the head's forms alone draw."""
     from avatartex.engines.classic import repaint
 
-    geo, texture, coords, lines, _ = _scene()
-    ctx = make_ctx(geo, style, astronaut(), coords, seed=1)
-    ctx.feature_lines = lines
-    for stage in (ClassicInpaint(), ClassicLatent(), ClassicRepaint()):
-        texture = stage.run(texture, ctx)
-    forms = repaint._shadow_shapes(geo, 1.0, ctx.style.classic.get("shadow_threshold", 0.6))
+    _, ctx = _run(style)  # not the cached one: a test runs it again with the rule off
+    forms = repaint._shadow_shapes(ctx.atlas, 1.0, ctx.style.classic.get("shadow_threshold", 0.6))
     return np.asarray(ctx.style_shadow.atlas_map), forms
 
 

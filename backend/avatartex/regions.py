@@ -758,6 +758,15 @@ def photo_cast(colours: FeatureColours) -> tuple[float, float] | None:
     return round(float(lab[1]), 1), round(float(lab[2]), 1)
 
 
+def cast_tint(cast: tuple[float, float]) -> str:
+    """The light's colour a ``photo_cast`` says: by the axis it leaves SCLERA_NATURAL_AB on (yellow
+    to blue first: the usual one)."""
+    (a_lo, a_hi), (b_lo, b_hi) = SCLERA_NATURAL_AB
+    if cast[1] > b_hi or cast[1] < b_lo:
+        return "warm (orange)" if cast[1] > b_hi else "cool (blue)"
+    return "magenta" if cast[0] > a_hi else "green"
+
+
 def feature_colours(portrait: np.ndarray, face: Face) -> FeatureColours:
     """The sclera, iris and lip colours inside the portrait's eye and lip contours.
 
@@ -1483,14 +1492,9 @@ def complete_regions(
     cast = photo_cast(colours)
     if cast is not None:
         summary["photo_cast_ab"] = list(cast)
-        (a_lo, a_hi), (b_lo, b_hi) = SCLERA_NATURAL_AB
-        if cast[1] > b_hi or cast[1] < b_lo:
-            tint = "warm (orange)" if cast[1] > b_hi else "cool (blue)"
-        else:
-            tint = "magenta" if cast[0] > a_hi else "green"
         warnings.append(
             f"the whites of the photo's eyes are tinted (CIELAB a*, b* {cast[0]:+.0f}, {cast[1]:+.0f}): its "
-            f"light was {tint}, and the skin keeps that tint; white-balance the photo (on the eye "
+            f"light was {cast_tint(cast)}, and the skin keeps that tint; white-balance the photo (on the eye "
             "whites or a white garment) for the skin's own colour"
         )
     eyes_in_photo = np.zeros(portrait.shape[:2], np.float32)
