@@ -43,6 +43,8 @@ class Task:
     """The request's ``scalp``: '' (the style decides), skin or hair."""
     subject: str = ""
     """The request's ``subject``: '' (decided from the photo), same or other."""
+    white_balance: str = "auto"
+    """The request's ``white_balance``: auto, eyes or off."""
     variant: int = -1
     """Index into ``obj.avatartex.variants``, or -1 for the object's main texture."""
     label: str = ""
@@ -175,6 +177,7 @@ class Job:
             tone_match=bpy.context.scene.avatartex.tone_match,
             scalp=task.scalp,
             subject=task.subject,
+            white_balance=task.white_balance,
         )
         self._set_status(task, "running", "Sending to the backend...", 0.0)
         self.pending = client.send("generate", params.to_dict())
@@ -475,6 +478,7 @@ def task_for(obj: bpy.types.Object, scene: bpy.types.Scene, variant: int = -1) -
         facing=settings.facing,
         scalp=properties.scalp_param(settings.scalp),
         subject=properties.subject_param(settings.subject),
+        white_balance=settings.white_balance,
         label=obj.name,
         file_stem=safe_name(obj.name),
     )

@@ -101,6 +101,7 @@ class AVATARTEX_PT_main(_Panel, bpy.types.Panel):
         col.prop(settings, "style")
         col.prop(settings, "scalp")
         col.prop(settings, "subject")
+        col.prop(settings, "white_balance")
         col.prop(settings, "prompt")
         row = col.row(align=True)
         row.prop(settings, "resolution")

@@ -43,6 +43,16 @@ def scalp_param(value: str) -> str:
     return "" if value == "default" else value
 
 
+WHITE_BALANCE_ITEMS = [
+    (
+        "auto",
+        "Auto",
+        "Take out the light's colour where the photo's eye whites show it (tungsten, a sunset, shade)",
+    ),
+    ("eyes", "Eye Whites", "Always white-balance on the photo's eye whites, where they can be read"),
+    ("off", "Off", "Keep the photo's colours as they are"),
+]
+
 SUBJECT_ITEMS = [
     ("auto", "Auto", "Decided from the photo: how much of its crease shading the head's own creases explain"),
     (
@@ -190,6 +200,13 @@ class AVATARTEX_PG_settings(bpy.types.PropertyGroup):
         "someone else (the photographed face's nose, socket and cheek shading taken off the skin, "
         "where the head's shape does not cast it); Auto decides from the photo",
     )
+    white_balance: EnumProperty(
+        name="White Balance",
+        items=WHITE_BALANCE_ITEMS,
+        default="auto",
+        description="The photo's light colour, read on its eye whites: Auto takes it out where they show "
+        "a coloured light, Eye Whites always balances on them, Off keeps the photo's colours",
+    )
     prompt: StringProperty(
         name="Prompt", default="", description="Free text added to the style's prompt (neural engine)"
     )
@@ -255,6 +272,7 @@ def register_props() -> None:
     assert len(protocol().PIN_NAMES) == PIN_COUNT, "PIN_COUNT out of date with protocol.PIN_NAMES"
     assert {scalp_param(item[0]) for item in SCALP_ITEMS} == set(protocol().SCALP_CHOICES), "SCALP_ITEMS"
     assert {subject_param(i[0]) for i in SUBJECT_ITEMS} == set(protocol().SUBJECT_CHOICES), "SUBJECT_ITEMS"
+    assert {i[0] for i in WHITE_BALANCE_ITEMS} == set(protocol().WHITE_BALANCE_CHOICES), "WHITE_BALANCE_ITEMS"
     bpy.types.Scene.avatartex = PointerProperty(type=AVATARTEX_PG_settings)
     bpy.types.Object.avatartex = PointerProperty(type=AVATARTEX_PG_object)
 

@@ -16,7 +16,15 @@ from pathlib import Path
 from . import __version__
 from .cli_models import add_subcommands as add_model_commands
 from .console import ProgressBar, library_output, print_error
-from .protocol import ENGINES, PIN_NAMES, AvatarTexError, ErrorCode, GenerateParams, Progress
+from .protocol import (
+    ENGINES,
+    PIN_NAMES,
+    WHITE_BALANCE_CHOICES,
+    AvatarTexError,
+    ErrorCode,
+    GenerateParams,
+    Progress,
+)
 
 AXIS_OPTIONS = ("--facing", "--up")
 """Options whose values are axes such as ``-y``, which argparse would otherwise take for an option."""
@@ -92,6 +100,14 @@ def _add_generate(sub) -> None:
         "face's relief is taken off the skin; default: decided from the photo",
     )
     p.add_argument(
+        "--white-balance",
+        default="auto",
+        choices=WHITE_BALANCE_CHOICES,
+        help="the photo's light colour, read on its eye whites: auto takes it out where they show a "
+        "coloured light (tungsten, a sunset, a cool shade); eyes always balances on them; off keeps the "
+        "photo's colours (default: auto)",
+    )
+    p.add_argument(
         "--pin",
         action="append",
         default=[],
@@ -128,6 +144,7 @@ def _generate(args) -> int:
         tone_match=args.tone_match,
         scalp=args.scalp,
         subject=args.subject,
+        white_balance=args.white_balance,
         debug=args.debug,
         facing=args.facing,
         pins=parse_pins(args.pin),

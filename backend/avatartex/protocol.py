@@ -52,6 +52,9 @@ CAPTURE_KEYS = {
 SCALP_CHOICES = ("", "skin", "hair")
 """``GenerateParams.scalp``: empty takes the style's choice."""
 
+WHITE_BALANCE_CHOICES = ("auto", "eyes", "off")
+"""``GenerateParams.white_balance`` (``whitebalance.py``)."""
+
 SUBJECT_CHOICES = ("", "same", "other")
 """``GenerateParams.subject``: empty decides from the photo."""
 
@@ -198,6 +201,11 @@ class GenerateParams:
     nose, sockets and cheekbones that the mesh's shape does not cast, is taken out of the skin);
     empty: decided from how much of the photo's crease shading the mesh's own creases explain
     (report.json ``lighting.relief``)."""
+    white_balance: str = "auto"
+    """The photo's light colour, read on its eye whites: ``auto`` takes it out where the whites say
+    the light was coloured (tungsten, a sunset, a cool shade) and leaves other photos as they are;
+    ``eyes`` balances on the whites whenever they can be read; ``off`` keeps the photo's colours
+    (a warning still names a coloured light). report.json ``white_balance`` says what was read and done."""
     pins: dict[str, Any] = field(default_factory=dict)
     """Landmark pins over the mesh's own (a capture's): a name of ``PIN_NAMES`` -> a vertex index of
     the mesh as read, or a point ``[x, y, z]`` in its coordinates (its nearest vertex). The fallback
@@ -210,6 +218,13 @@ class GenerateParams:
                 f"Unknown scalp option {self.scalp!r}: the scalp is either skin or hair.",
                 'Send "scalp": "skin" (a clean scalp), "hair" (the photo\'s hair over it), or "" for '
                 "the style's default.",
+            )
+        if self.white_balance not in WHITE_BALANCE_CHOICES:
+            raise AvatarTexError(
+                ErrorCode.BAD_REQUEST,
+                f"Unknown white balance {self.white_balance!r}: it is read on the eye whites or left alone.",
+                'Send "white_balance": "auto" (taken out where the eye whites show a coloured light), '
+                '"eyes" (always balanced on the eye whites) or "off" (the photo\'s colours kept).',
             )
         if self.subject not in SUBJECT_CHOICES:
             raise AvatarTexError(

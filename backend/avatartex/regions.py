@@ -1489,14 +1489,6 @@ def complete_regions(
     colours = feature_colours(portrait, face)
     summary["iris_rgb"] = [round(float(v), 3) for v in colours.iris]
     summary["sclera_rgb"] = [round(float(v), 3) for v in colours.sclera]
-    cast = photo_cast(colours)
-    if cast is not None:
-        summary["photo_cast_ab"] = list(cast)
-        warnings.append(
-            f"the whites of the photo's eyes are tinted (CIELAB a*, b* {cast[0]:+.0f}, {cast[1]:+.0f}): its "
-            f"light was {cast_tint(cast)}, and the skin keeps that tint; white-balance the photo (on the eye "
-            "whites or a white garment) for the skin's own colour"
-        )
     eyes_in_photo = np.zeros(portrait.shape[:2], np.float32)
     for contour in (RIGHT_EYE_CONTOUR, LEFT_EYE_CONTOUR):
         eyes_in_photo[polygon_mask(eyes_in_photo.shape, face.landmarks[list(contour)])] = 1.0

@@ -1,6 +1,6 @@
 """Issue 9 item 6, what was left: each engine's status code said in Blender's words, the neural
 engine's models downloaded from Blender (size first, progress, cancel, a failure that changes nothing),
-and the scalp and subject settings sent with generate."""
+and the scalp, subject and white-balance settings sent with generate."""
 
 from __future__ import annotations
 
@@ -253,27 +253,29 @@ def test_download_needs_the_neural_packages(addon, fake_backend, model_cache, on
     assert addon.state.model_download is None
 
 
-# -- C: the scalp and subject settings --------------------------------------------------------------
+# -- C: the scalp, subject and white-balance settings ----------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("prop", "default", "choices", "shown_after", "words"),
+    ("prop", "default", "sent", "choices", "shown_after", "words"),
     [
-        ("scalp", "default", ("skin", "hair"), "style", {"skin": "hair cards", "hair": "continued"}),
+        ("scalp", "default", "", ("skin", "hair"), "style", {"skin": "hair cards", "hair": "continued"}),
         # Photo Of: Auto leaves it to the backend (the photo's creases against the head's), This
         # Person keeps the photo's tones (a scan), Someone Else takes the photographed face's relief off.
-        ("subject", "auto", ("same", "other"), "scalp", {"same": "scan", "other": "relief"}),
+        ("subject", "auto", "", ("same", "other"), "scalp", {"same": "scan", "other": "relief"}),
+        # White Balance: the light's colour read on the photo's eye whites.
+        ("white_balance", "auto", "auto", ("eyes", "off"), "subject", {"eyes": "Always", "off": "Keep"}),
     ],
 )
-def test_scalp_and_subject_are_sent_with_generate_and_shown_under_the_style(
-    addon, fake_backend, portrait, prop, default, choices, shown_after, words
+def test_scalp_subject_and_white_balance_are_sent_with_generate_and_shown_under_the_style(
+    addon, fake_backend, portrait, prop, default, sent, choices, shown_after, words
 ):
     obj = add_sphere(portrait=portrait)
     settings = bpy.context.scene.avatartex
     settings.resolution = 512
     assert getattr(settings, prop) == default
     assert bpy.ops.avatartex.generate() == {"FINISHED"}
-    assert fake_backend.requests()[-1][prop] == ""  # the style or the photo decides
+    assert fake_backend.requests()[-1][prop] == sent  # "": the style or the photo decides
     for choice in choices:
         setattr(settings, prop, choice)
         assert bpy.ops.avatartex.generate() == {"FINISHED"}, obj.avatartex.status

@@ -100,6 +100,8 @@ def build_report(
             "quarter_turns": int(analysis.face.extras.get("quarter_turns", 0)),
             # black and white: given a neutral skin tone (image_io.tinted_if_monochrome)
             "monochrome": bool(analysis.face.extras.get("monochrome", False)),
+            # the light's colour read on the eye whites and taken out (whitebalance.py)
+            "white_balance": analysis.white_balance.report(),
         },
         "warnings": warnings,
     }

@@ -71,6 +71,7 @@ from ..projection import (
 from ..protocol import AvatarTexError, ErrorCode, GenerateParams
 from ..regions import FeatureColours, find_hair
 from ..registration import FovPrior, Registration, register, small_fits
+from ..whitebalance import Balance, balance_portrait
 from .cache import HeadCache, HeadModel
 from .progress import RequestClock
 
@@ -94,6 +95,8 @@ class Analysis:
     """The portrait's vertical field of view from its EXIF lens data, when it has any."""
     person: np.ndarray | None = None
     """The portrait's person mask where analysing it already needed one (the outline fallback)."""
+    white_balance: Balance = field(default_factory=lambda: Balance("off"))
+    """What the white balance read on the eye whites and did (``portrait`` is the balanced photo)."""
 
 
 def analyse(
@@ -132,6 +135,10 @@ def analyse(
             f"{90 * face.extras['quarter_turns']}° counter-clockwise to read it upright (its orientation "
             "tag may be missing; a photo saved upright keeps this step out)"
         )
+    balance = Balance(params.white_balance)
+    if not monochrome:  # the light's colour, read on the eye whites (whitebalance.py)
+        portrait, balance, said = balance_portrait(portrait, face, params.white_balance)
+        warnings += said
     progress(0.4, "reading the mesh")
     mesh = with_pins(load_mesh(params.mesh, params.uv_map, params.unwrap), params.pins)
     warnings += mesh.warnings
@@ -150,7 +157,7 @@ def analyse(
         warnings += outline_warnings
     if monochrome:  # the portrait holds it tinted: regions.feature_colours has no iris or lip colour to read
         face.extras["monochrome"] = True
-    return Analysis(portrait, face, mesh, head, warnings, info.get("fov_y_deg_exif"), person)
+    return Analysis(portrait, face, mesh, head, warnings, info.get("fov_y_deg_exif"), person, balance)
 
 
 def turned_upright(
