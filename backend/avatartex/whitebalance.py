@@ -30,7 +30,7 @@ from .face import (
     RIGHT_EYEBROW,
     Face,
 )
-from .imaging import from_lab, to_lab
+from .imaging import box_around, from_lab, to_lab
 from .projection import polygon_mask
 from .protocol import WHITE_BALANCE_CHOICES
 from .regions import SCLERA_SEEN_L, cast_tint, feature_colours, photo_cast
@@ -163,12 +163,13 @@ def _unread(mode: str, why: str) -> list[str]:
 def _face_skin(portrait: np.ndarray, face: Face) -> np.ndarray | None:
     """(3,) sRGB median of the face's skin: inside its oval (pulled in), off the eyes, brows and lips
     and off what is too dark to be lit skin (nostrils, hair); None where too little of it shows."""
-    shape = portrait.shape[:2]
-    lm = face.landmarks
-    inside = polygon_mask(shape, lm[list(FACE_OVAL)], grow=-0.15)
+    x0, y0, x1, y1 = box_around(face.landmarks[list(FACE_OVAL)], 1, portrait.shape)
+    crop = portrait[y0:y1, x0:x1, :3]
+    lm = face.landmarks - (x0, y0)
+    inside = polygon_mask(crop.shape[:2], lm[list(FACE_OVAL)], grow=-0.15)
     for contour in (RIGHT_EYE_CONTOUR, LEFT_EYE_CONTOUR, RIGHT_EYEBROW, LEFT_EYEBROW, LIPS_OUTER):
-        inside &= ~polygon_mask(shape, lm[list(contour)], grow=0.4)
-    pixels = portrait[inside][:, :3]
+        inside &= ~polygon_mask(crop.shape[:2], lm[list(contour)], grow=0.4)
+    pixels = crop[inside]
     pixels = pixels[to_lab(pixels)[:, 0] > 25.0]
     if len(pixels) < 50:
         return None
