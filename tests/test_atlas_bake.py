@@ -225,3 +225,28 @@ def test_the_photo_on_texels_the_atlas_cannot_hold_keeps_its_pattern_and_the_fil
         assert np.abs(large - 0.5).max() < 0.03  # the shadow (0.2 to 0.5) is gone
         assert np.corrcoef(fine.ravel(), truth_fine.ravel())[0, 1] > 0.9
         assert np.std(fine) == pytest.approx(confidence * 0.5 * np.std(truth_fine), rel=0.25)
+
+
+def test_a_texel_reads_only_its_own_surface_in_the_atlas() -> None:
+    """Where the atlas goes over from one surface to another behind it along the same directions (the
+    scanned bust's jaw underside, and its chest further out), a chest texel next to that edge read
+    both in its bilinear sample: a style's halftone dots under the jaw came out as specks on the
+    chest (comic). The jaw's underside painted red in the atlas: the chest texels the atlas holds
+    stay white (those it does not hold are filled from their neighbours in the UV map, smoothly)."""
+    from avatartex.bake import covered_index, surface_in_atlas
+    from avatartex.mesh import load_mesh
+    from classic_fixtures import HEAD_GLB, head_atlas
+
+    geo = head_atlas(512)
+    mesh = load_mesh(str(HEAD_GLB))
+    surface = uv_surface(mesh.positions, mesh.triangles, mesh.normals, mesh.uvs, 512)
+    heights = geo.frame.to_head(geo.positions)[..., 1]
+    jaw = geo.mask & (heights > -2.6) & (heights < -1.8)
+    paint = np.where(jaw[..., None], np.float32([1, 0, 0]), np.float32([1, 1, 1])).astype(np.float32)
+    texture = bake(geo, paint, surface).reshape(-1, 3)[covered_index(surface)]
+    assert (texture[:, 1] < 0.5).sum() > 1000  # the jaw did bake red
+    _, hidden = surface_in_atlas(geo, surface)
+    chest = (geo.frame.to_head(surface.positions)[:, 1] < -3.6) & ~hidden
+    assert chest.sum() > 4000  # most of the chest in front is still the atlas's (4893 of 9466)
+    red = 1.0 - texture[chest, 1]
+    assert red.max() < 0.02, (red.max(), int((red > 0.02).sum()))  # before: 0.5, on 438 texels

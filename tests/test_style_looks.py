@@ -268,7 +268,9 @@ def test_the_jaw_line_is_the_heads_own_and_the_features_the_photos(monkeypatch) 
 def test_cel_shadows_fall_under_the_jaw_not_along_a_busts_cut(style: str) -> None:
     """Facing down is a form of the head under the chin and the jaw; far below it (the scanned
     bust's bottom, its cut) it drew a dark line, in comic a band of halftone dots, along the bust's
-    bottom edge. The bake's rule for the texels the atlas does not hold says the same."""
+    bottom edge. The bake's rule for the texels the atlas does not hold says the same, and of a
+    fold as well: an eye socket's is shadowed, the chest's (the scanned bust's hollow between its
+    collarbones, under them) is not (a dark wedge and smears on the chest, in comic)."""
     from avatartex.engines.classic import repaint
 
     shadow, _ = _cel_shadow(style)
@@ -286,4 +288,8 @@ def test_cel_shadows_fall_under_the_jaw_not_along_a_busts_cut(style: str) -> Non
     ctx = make_ctx(geo, style, astronaut(), None)
     repaint._keep_shadow(ctx, np.zeros(geo.mask.shape, np.float32), 0.45)
     levels = ctx.style_shadow.at(np.repeat(down, 2, axis=0), np.zeros(2, np.float32), points)
+    assert levels[0] > 0.5 and levels[1] == 0.0, levels
+    forward = frame.axes[2][None]
+    folds = frame.origin + frame.scale * np.array([[0.4, -0.2, 0.8], [0.0, -4.2, 0.8]]) @ frame.axes
+    levels = ctx.style_shadow.at(np.repeat(forward, 2, axis=0), np.full(2, 0.1, np.float32), folds)
     assert levels[0] > 0.5 and levels[1] == 0.0, levels

@@ -433,7 +433,7 @@ def _shadow_level(cavity: np.ndarray | float, down: np.ndarray, threshold: float
 def _shadow_shapes(atlas: AtlasGeometry, strength: float, threshold: float) -> np.ndarray:
     """Crisp cel-shadow shapes (0..1) from the head's forms: sockets, under nose/lips/chin."""
     forms = head_forms(atlas)
-    return _shadow_level(forms["cavity"], forms["down"], threshold) * np.float32(strength)
+    return _shadow_level(forms["cavity"] * forms["head"], forms["down"], threshold) * np.float32(strength)
 
 
 def _keep_shadow(ctx: StageContext, shown: np.ndarray, threshold: float) -> None:
@@ -446,8 +446,9 @@ def _keep_shadow(ctx: StageContext, shown: np.ndarray, threshold: float) -> None
     frame, strength = ctx.atlas.frame, float(np.clip(ctx.strength, 0.0, 1.0))
 
     def at(normals: np.ndarray, cavity: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        down = -frame.directions_to_head(normals)[..., 1] * head_part(frame.to_head(positions)[..., 1])
-        return _shadow_level(cavity, down, threshold) * np.float32(strength)
+        head = head_part(frame.to_head(positions)[..., 1])
+        down = -frame.directions_to_head(normals)[..., 1] * head
+        return _shadow_level(cavity * head, down, threshold) * np.float32(strength)
 
     shadow = np.clip(shown, 0.0, 1.0).astype(np.float32) * np.float32(strength)
     ctx.style_shadow = StyleShadow(shadow, at, float(frame.scale), CAVITY_SIGMA_IOD)
