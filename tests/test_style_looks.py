@@ -293,3 +293,33 @@ def test_cel_shadows_fall_under_the_jaw_not_along_a_busts_cut(style: str) -> Non
     folds = frame.origin + frame.scale * np.array([[0.4, -0.2, 0.8], [0.0, -4.2, 0.8]]) @ frame.axes
     levels = ctx.style_shadow.at(np.repeat(forward, 2, axis=0), np.full(2, 0.1, np.float32), folds)
     assert levels[0] > 0.5 and levels[1] == 0.0, levels
+
+
+@pytest.mark.parametrize("threshold", [0.45, 0.6])  # comic's and toon's
+def test_no_fold_specks_on_the_back_of_the_head(threshold: float) -> None:
+    """The back of the head has no feature: a fold shadow there smaller than a form is a bump of the
+    scan (the scanned head's occipital groove: a dark dash on the back of its head, in comic a dotted
+    smudge). It goes; everything before the ears is as the folds draw it."""
+    import cv2
+    from avatartex.engines.classic import repaint
+
+    geo = head_atlas(SIZE)
+    forms = repaint.head_forms(geo)
+    drawn = repaint._shadow_level(forms["cavity"] * forms["head"], forms["down"], threshold)
+    kept = repaint._shadow_shapes(geo, 1.0, threshold)
+    back = geo.mask & (forms["front"] < 0.5)
+    unit = geo.layout.face_texels_per_iod
+    min_area = repaint.TONE_SHADOW_MIN_IOD2 * unit * unit
+
+    def back_specks(shadow: np.ndarray) -> int:
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(
+            (shadow > 0.5).astype(np.uint8), connectivity=8
+        )
+        return sum(
+            1 for k in range(1, count) if stats[k, cv2.CC_STAT_AREA] < min_area and back[labels == k].all()
+        )
+
+    assert back_specks(drawn) > 0  # the groove
+    assert back_specks(kept) == 0
+    front = geo.mask & ~back
+    assert np.array_equal(kept[front], drawn[front])

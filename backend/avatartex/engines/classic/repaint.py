@@ -22,7 +22,7 @@ import numpy as np
 import pywt
 
 from ... import atlas_filters as filters
-from ...atlas import AtlasGeometry
+from ...atlas import AtlasGeometry, directions
 from ...features import Stroke, arc, brow_midline, draw_strokes, fill_polygon, taper
 from ...imaging import luminance, put_rows, sample_image, take_rows, unit_range
 from ..base import AtlasTexture, Stage, StageContext
@@ -335,22 +335,33 @@ def head_part(heights: np.ndarray) -> np.ndarray:
     return np.clip((np.asarray(heights) - bottom) / (top - bottom), 0.0, 1.0).astype(np.float32)
 
 
+BEHIND_EARS_DEG = 120.0
+"""Longitude (degrees from the face's forward direction) beyond which the surface is the back of the
+head: no feature there, the ears at 90-105 on the scanned and the demo head. A fold shadow there
+smaller than a form (``TONE_SHADOW_MIN_IOD2``) is a bump of the sculpt or the scan: the scanned
+head's occipital groove (0.003-0.009 square eye distances) was a dark dash, in comic a dotted smudge,
+on the back of its head; the demo head's nape under the skull (0.06-0.19) stays."""
+
+
 def head_forms(atlas: AtlasGeometry) -> dict[str, np.ndarray]:
     """The head's own forms in the atlas, from the mesh alone (cached per atlas geometry).
 
     ``cavity``: how far the surface lies below its smoothed self along the normal, in eye distances
     (> 0 in eye sockets, under the nose and lips, in the ear's folds); ``down``: how much the surface
     faces down (under the chin, the jaw's underside; not far below the head); ``head``: 1 on the
-    head, fading to 0 far below it (``head_part``). The styles paint their shadow shapes from these,
-    so shading follows the head and not the photo's noise.
+    head, fading to 0 far below it (``head_part``); ``front``: 1 before the back of the head
+    (``BEHIND_EARS_DEG``), 0 behind it. The styles paint their shadow shapes from these, so shading
+    follows the head and not the photo's noise.
     """
     key = id(atlas)
     hit = _FORMS.get(key)
     if hit is not None and hit[0]() is atlas:
         return hit[1]
-    heights = atlas.frame.to_head(np.where(atlas.mask[..., None], atlas.positions, 0.0))[..., 1]
-    head = head_part(heights) * atlas.mask
-    out = {"cavity": _cavity(atlas), "down": (-atlas.normals[..., 1] * head).astype(np.float32), "head": head}
+    points = atlas.frame.to_head(np.where(atlas.mask[..., None], atlas.positions, 0.0))
+    head = head_part(points[..., 1]) * atlas.mask
+    front = (np.abs(directions(points)[0]) <= np.radians(BEHIND_EARS_DEG)).astype(np.float32)
+    down = (-atlas.normals[..., 1] * head).astype(np.float32)
+    out = {"cavity": _cavity(atlas), "down": down, "head": head, "front": front}
     _FORMS.clear()  # one head at a time is what a batch of variants needs
     _FORMS[key] = (weakref.ref(atlas), out)
     return out
@@ -433,7 +444,10 @@ def _shadow_level(cavity: np.ndarray | float, down: np.ndarray, threshold: float
 def _shadow_shapes(atlas: AtlasGeometry, strength: float, threshold: float) -> np.ndarray:
     """Crisp cel-shadow shapes (0..1) from the head's forms: sockets, under nose/lips/chin."""
     forms = head_forms(atlas)
-    return _shadow_level(forms["cavity"] * forms["head"], forms["down"], threshold) * np.float32(strength)
+    shapes = _shadow_level(forms["cavity"] * forms["head"], forms["down"], threshold)
+    unit = atlas.layout.face_texels_per_iod
+    shapes = without_specks(shapes, forms["front"], TONE_SHADOW_MIN_IOD2 * unit * unit)
+    return shapes * np.float32(strength)
 
 
 def _keep_shadow(ctx: StageContext, shown: np.ndarray, threshold: float) -> None:
