@@ -232,11 +232,12 @@ def test_specks_go_with_their_soft_rims_and_islands_touching_a_form_stay() -> No
     assert np.array_equal(without_specks(np.zeros_like(shadow), forms, 100), np.zeros_like(shadow))
 
 
-def test_the_jaw_line_is_the_heads_own_and_the_features_the_photos(monkeypatch) -> None:
+def test_the_jaw_and_where_the_lips_meet_are_the_heads_own_and_the_features_the_photos(monkeypatch) -> None:
     """The jaw a style inks is the head's outline where the mesh's own landmarks put it (a sculpt
-    with a wider jaw than the photographed face's got the photo's jaw across its cheeks); the eyes,
-    brows, lips and nose stay where the photo shows them on the texture."""
-    from avatartex.face import JAW
+    with a wider jaw than the photographed face's got the photo's jaw across its cheeks), and the
+    inner lips where the mesh's lips meet (the astronaut's open smile drew that line on a closed
+    mouth's upper lip); the eyes, brows, outer lips and nose stay where the photo shows them."""
+    from avatartex.face import JAW, LIPS_INNER
 
     geo, _, coords, lines, landmarks = _scene()
     unit = _unit()
@@ -247,6 +248,11 @@ def test_the_jaw_line_is_the_heads_own_and_the_features_the_photos(monkeypatch) 
     lower = photo_jaw + np.array([0.0, 0.12 * unit])
     mesh_xy = np.full((468, 2), np.nan)
     mesh_xy[jaw_idx] = lower
+    # The mesh's mouth closed, on the photo's inner lips' middle line.
+    inner_idx = np.asarray(LIPS_INNER)
+    photo_inner = lines["lips_inner"][:: features._SUBDIVIDE][: len(inner_idx)]
+    closed = np.stack([photo_inner[:, 0], np.full(len(inner_idx), photo_inner[:, 1].mean())], axis=1)
+    mesh_xy[inner_idx] = closed
     monkeypatch.setattr(features, "_mesh_to_atlas", lambda geometry, points: mesh_xy)
     own = features.feature_lines(geo, landmarks, coords, np.zeros((468, 3)))
 
@@ -256,12 +262,30 @@ def test_the_jaw_line_is_the_heads_own_and_the_features_the_photos(monkeypatch) 
 
     assert distance(own["jaw"], lower) < 0.01 * unit  # the mesh's jaw
     assert distance(lines["jaw"], lower) > 0.06 * unit  # the photo's was elsewhere
+    assert distance(own["lips_inner"], closed) < 0.01 * unit  # the mesh's closed mouth
+    assert distance(lines["lips_inner"], closed) > 0.02 * unit  # the photo's mouth is open
     for name in ("right_eye", "left_eye", "lips_outer", "nose"):
         assert np.array_equal(own[name], lines[name]), name
     # Where the mesh's jaw is not known whole, the photo's is drawn.
     mesh_xy[jaw_idx[3]] = np.nan
     partial = features.feature_lines(geo, landmarks, coords, np.zeros((468, 3)))["jaw"]
     assert distance(partial, photo_jaw) < 0.02 * unit and distance(partial, lower) > 0.06 * unit
+
+
+@pytest.mark.parametrize("style", ("toon", "comic"))
+def test_the_stroke_under_the_lower_lip_is_under_its_middle(style: str) -> None:
+    """Toon and comic mark the lower lip's shadow with a short stroke under its middle (the outer lip
+    contour runs from the right corner along the lower lip, its middle a quarter of the way); it
+    was drawn towards the left corner, a line slanting off the mouth onto the cheek."""
+    from avatartex.engines.classic import repaint
+
+    outer = _scene()[3]["lips_outer"]
+    (stroke,) = repaint.feature_strokes({"lips_outer": outer}, _unit(), 1.0, style)
+    sub = features._SUBDIVIDE
+    middle, right, left = outer[5 * sub], outer[0], outer[10 * sub]  # landmarks 17, 61, 291
+    width = float(np.linalg.norm(left - right))
+    assert abs(float(stroke.points[:, 0].mean() - middle[0])) < 0.1 * width
+    assert float(stroke.points[:, 1].min()) > float(min(right[1], left[1]))  # below the corners
 
 
 @pytest.mark.parametrize("style", INKED)

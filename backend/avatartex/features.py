@@ -51,10 +51,13 @@ MIRRORED = {
     "left_brow": "right_brow",
 }
 """Features whose landmark lists run in mirror-corresponding order (33 <-> 263, 46 <-> 276 ...)."""
-OWN_OUTLINE = ("jaw",)
+OWN_OUTLINE = ("jaw", "lips_inner")
 """Features drawn where the mesh's own landmarks put them, not the photo's: the jaw is the head's
 outline, which a style inks where the head turns under, whatever the photo's jaw was (on a sculpt
-with a wider jaw than the photographed face's, the photo's jaw crossed the cheeks as a line)."""
+with a wider jaw than the photographed face's, the photo's jaw crossed the cheeks as a line); the
+inner lips are where the mesh's lips meet or part, whatever the photo's mouth does (the astronaut's
+open smile drew the line where the lips meet on the upper lip of a closed mouth, and left the
+lower lip's middle unfilled)."""
 _SUBDIVIDE = 6
 """Points per landmark segment of the smoothed polylines (a 1024 atlas's eye is ~100 texels wide)."""
 

@@ -514,7 +514,10 @@ def feature_strokes(lines: dict[str, np.ndarray], unit: float, weight: float, lo
         start, stop = (0.3, 0.7) if look == "anime" else (0.05, 0.95)
         strokes.append(_stroke(lines["nose"], start, stop, 0.02 * w, 0.1))
     if look in ("toon", "comic") and "lips_outer" in lines:
-        strokes.append(_stroke(lines["lips_outer"], 0.3, 0.45, 0.014 * w, 0.1))  # under the lower lip
+        # Under the middle of the lower lip (its contour runs from the right corner, 61, along the
+        # lower lip: 17, its middle, at a quarter; 0.3-0.45 drew it towards the left corner, a line
+        # slanting off the mouth onto the cheek).
+        strokes.append(_stroke(lines["lips_outer"], 0.175, 0.325, 0.014 * w, 0.1))
     if look == "comic":
         for brow in ("right_brow", "left_brow"):
             if brow in lines:
