@@ -208,23 +208,18 @@ def hidden_in_atlas(
     held = geometry.mask
     ix = np.clip(np.floor(xy[:, 0]).astype(np.int64) % s, 0, s - 1)
     iy = np.clip(np.floor(xy[:, 1]).astype(np.int64), 0, s - 1)
-    hidden = ~held[iy, ix] | _far(geometry, surface.positions, iy, ix, tolerance)
-    # The bilinear sample's four texels (imaging.bilinear_at): columns wrap in the band's rows.
+    hidden = ~held[iy, ix]
+    # The bilinear sample's four texels (imaging.bilinear_at; the texel holding the point is one of
+    # them): columns wrap in the band's rows.
     x0 = np.floor(xy[:, 0] - 0.5).astype(np.int64)
     y0 = np.floor(xy[:, 1] - 0.5).astype(np.int64)
     for dy in (0, 1):
         rows = np.clip(y0 + dy, 0, s - 1)
         for dx in (0, 1):
             cols = np.where(rows < geometry.band_rows, (x0 + dx) % s, np.clip(x0 + dx, 0, s - 1))
-            hidden |= held[rows, cols] & _far(geometry, surface.positions, rows, cols, tolerance)
+            distance = np.linalg.norm(geometry.positions[rows, cols] - surface.positions, axis=1)
+            hidden |= held[rows, cols] & (distance > tolerance * geometry.frame.scale)
     return hidden
-
-
-def _far(geometry: AtlasGeometry, points: np.ndarray, rows: np.ndarray, cols: np.ndarray, tolerance: float):
-    """(M,) whether the atlas's surface points at texels (rows, cols) lie further than ``tolerance``
-    eye distances from ``points`` (M, 3)."""
-    distance = np.linalg.norm(geometry.positions[rows, cols] - points, axis=1) / geometry.frame.scale
-    return distance > tolerance
 
 
 def surface_in_atlas(geometry: AtlasGeometry, surface: UVSurface) -> tuple[np.ndarray, np.ndarray]:
