@@ -442,12 +442,16 @@ def _shadow_level(cavity: np.ndarray | float, down: np.ndarray, threshold: float
 
 
 def _shadow_shapes(atlas: AtlasGeometry, strength: float, threshold: float) -> np.ndarray:
-    """Crisp cel-shadow shapes (0..1) from the head's forms: sockets, under nose/lips/chin."""
+    """Crisp cel-shadow shapes (0..1) from the head's forms: sockets, under nose/lips/chin. From the
+    mesh alone, so kept with ``head_forms`` per threshold (25 ms on a 1024² atlas, most of it the
+    back of the head's specks: once per head, not per variant)."""
     forms = head_forms(atlas)
-    shapes = _shadow_level(forms["cavity"] * forms["head"], forms["down"], threshold)
-    unit = atlas.layout.face_texels_per_iod
-    shapes = without_specks(shapes, forms["front"], TONE_SHADOW_MIN_IOD2 * unit * unit)
-    return shapes * np.float32(strength)
+    key = f"shapes {threshold}"
+    if key not in forms:
+        shapes = _shadow_level(forms["cavity"] * forms["head"], forms["down"], threshold)
+        unit = atlas.layout.face_texels_per_iod
+        forms[key] = without_specks(shapes, forms["front"], TONE_SHADOW_MIN_IOD2 * unit * unit)
+    return forms[key] * np.float32(strength)
 
 
 def _keep_shadow(ctx: StageContext, shown: np.ndarray, threshold: float) -> None:
