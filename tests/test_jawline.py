@@ -123,7 +123,9 @@ def test_the_photos_neck_stays_off_a_wider_jaw(wide_jaw, astronaut_path, tmp_pat
         if not rule:
             monkeypatch.setattr(steps, "jaw_front_factor", lambda *a: np.ones(len(a[-1].coords), np.float32))
         out = tmp_path / f"rule_{rule}"
-        generator.generate(GenerateParams(str(mesh_path), str(astronaut_path), str(out), size=512, debug=True))
+        generator.generate(
+            GenerateParams(str(mesh_path), str(astronaut_path), str(out), size=512, debug=True)
+        )
         atlases[rule] = to_lab(load_texture(out / "debug_atlas.png")[..., :3])
         if rule:
             geometry, projection, cut = seen["geometry"], seen["projection"], seen["factor"]
