@@ -141,19 +141,7 @@ def _work_camera(camera, interocular: float):
 
 def _work_camera_at(camera, scale: float):
     """The camera with its image scaled by ``scale`` (and rounded to whole pixels), and that scale."""
-    from .camera import Camera
-
-    width, height = max(1, round(camera.width * scale)), max(1, round(camera.height * scale))
-    work = Camera(
-        camera.fx * scale,
-        camera.fy * scale,
-        camera.cx * scale,
-        camera.cy * scale,
-        camera.R,
-        camera.t,
-        width,
-        height,
-    )
+    work = camera.scaled(scale)
     return work, scale
 
 

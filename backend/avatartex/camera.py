@@ -27,6 +27,19 @@ class Camera:
     width: int
     height: int
 
+    def scaled(self, factor: float) -> Camera:
+        """The same view with its image scaled by ``factor`` (the size rounded to whole pixels)."""
+        return Camera(
+            self.fx * factor,
+            self.fy * factor,
+            self.cx * factor,
+            self.cy * factor,
+            self.R,
+            self.t,
+            max(1, int(round(self.width * factor))),
+            max(1, int(round(self.height * factor))),
+        )
+
     def to_camera(self, points: np.ndarray) -> np.ndarray:
         """(N, 3) world points in camera space."""
         return np.asarray(points, np.float64) @ self.R.T + self.t

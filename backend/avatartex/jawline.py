@@ -68,16 +68,7 @@ def mesh_jaw_front(
     ``up``: the head's up direction in mesh space; ``mouth_corners``: (2, 3) mesh points;
     ``interocular_mesh``: the eye distance in mesh units."""
     scale = min(1.0, JAW_RENDER / max(camera.width, camera.height))
-    small = Camera(
-        camera.fx * scale,
-        camera.fy * scale,
-        camera.cx * scale,
-        camera.cy * scale,
-        camera.R,
-        camera.t,
-        max(1, int(round(camera.width * scale))),
-        max(1, int(round(camera.height * scale))),
-    )
+    small = camera.scaled(scale)
     tri_id, bary, depth = raster.rasterize_camera(positions, triangles, small)
     covered = tri_id >= 0
     front = np.zeros(covered.shape, bool)
