@@ -136,13 +136,7 @@ def _ncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
 def _work_camera(camera, interocular: float):
     """The registered camera at the flow's resolution (``WORK_IOD_PX``, ``WORK_SIDE``) and its scale."""
     scale = min(1.0, WORK_IOD_PX / max(interocular, 1e-6), WORK_SIDE / max(camera.width, camera.height))
-    return _work_camera_at(camera, scale)
-
-
-def _work_camera_at(camera, scale: float):
-    """The camera with its image scaled by ``scale`` (and rounded to whole pixels), and that scale."""
-    work = camera.scaled(scale)
-    return work, scale
+    return camera.scaled(scale), scale
 
 
 def _warp_grid(warp, shape: tuple[int, int], scale: float) -> np.ndarray:
@@ -436,7 +430,7 @@ class OutlineSearch:
     ) -> OutlineSearch | None:
         side = max(camera.width, camera.height)
         scale = min(1.0, OUTLINE_IOD_PX / max(interocular, 1e-6), OUTLINE_SIDE / side)
-        work, scale = _work_camera_at(camera, scale)
+        work = camera.scaled(scale)
         image = np.ascontiguousarray(portrait, np.float32)
         if scale < 1.0:
             image = cv2.resize(image, (work.width, work.height), interpolation=cv2.INTER_AREA)
@@ -452,7 +446,7 @@ class OutlineSearch:
         the first camera's outline, re-projected, cannot follow. None where it has too few points."""
         from .raster import interpolate, rasterize_camera
 
-        work, _ = _work_camera_at(camera, self.scale)
+        work = camera.scaled(self.scale)
         tri_id, bary, _ = rasterize_camera(self.positions, self.triangles, work)
         points = _outline_points(tri_id >= 0)
         if points is None:
