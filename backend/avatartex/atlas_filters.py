@@ -536,8 +536,9 @@ def smooth_fill(
     drawing only on texels the photo backs (``fill_weight`` of ``confidence``).
 
     Returns the fill (defined everywhere) and the sources' weight after symmetric completion (what
-    the photo or its mirror brought, 0..1). The de-lighting uses the same function on its shading
-    field, to know which shading the fill carried into each texel.
+    the photo or its mirror brought, 0..1). The classic inpaint's whole fill
+    (``engines.classic.inpaint.classic_fill``) starts from it; the de-lighting fills its shading
+    field with that too, to know which shading the fill carried into each texel.
     """
     weight = fill_weight(confidence)
     sym_values, sym_conf = symmetric_completion(values, weight, atlas, symmetry)

@@ -222,6 +222,22 @@ def grain_octaves(atlas: AtlasGeometry, seed: int) -> np.ndarray:
     return kept[1]
 
 
+def classic_fill(
+    values: np.ndarray, confidence: np.ndarray, atlas: AtlasGeometry, symmetry: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The stage's smooth fill of ``values`` (S, S) or (S, S, C): ``filters.smooth_fill``, the caps
+    continued from the band (``continue_band_into_caps``), blurred where the texels are strips
+    (``smooth_where_stretched``); and the sources' weight after symmetric completion. The
+    de-lighting fills its shading field with it too: a filled texel's colour is divided by the
+    shading the same fill carried into it (the blur alone, on the colour only, had turned the
+    strips beside a nose's or a brow's hidden side pale: their colour from the lit cheek, their
+    shading from the dark wall)."""
+    flat = values.ndim == 2
+    filled, sym_conf = filters.smooth_fill(values[..., None] if flat else values, confidence, atlas, symmetry)
+    filled = smooth_where_stretched(continue_band_into_caps(filled, sym_conf, atlas), atlas)
+    return (filled[..., 0] if flat else filled), sym_conf
+
+
 def continue_band_into_caps(filled: np.ndarray, confidence: np.ndarray, atlas: AtlasGeometry) -> np.ndarray:
     """The caps' fill anchored to the band's where they overlap it.
 
@@ -232,26 +248,11 @@ def continue_band_into_caps(filled: np.ndarray, confidence: np.ndarray, atlas: A
     fill there, with the weight the cap's own confidence leaves, and the cap is filled again from
     those anchors and its own seen texels (push-pull): the band's tone carries on into the cap.
     """
-    from ...atlas import BAND
-
     rows = atlas.band_rows
-    if rows >= atlas.size:
+    ring = cap_ring(atlas)
+    if ring is None:
         return filled
-    chart, tri = atlas.chart[rows:], atlas.tri_id[rows:]
-    in_cap = atlas.mask[rows:] & (chart != BAND)
-    ids = tri[in_cap]
-    ring = atlas.triangle_chart[ids] == BAND
-    if not ring.any():
-        return filled
-    r, c = np.nonzero(in_cap)
-    r, c = r[ring], c[ring]
-    band_xy = (atlas.triangle_xy[ids[ring]] * atlas.bary[r + rows, c][..., None]).sum(axis=1)
-    # A ring triangle's band corners may lie past the band's first or last row: only the texels
-    # whose point the band image holds anchor.
-    inside = (band_xy[:, 1] >= 0.5) & (band_xy[:, 1] <= rows - 0.5)
-    if not inside.any():
-        return filled
-    r, c, band_xy = r[inside], c[inside], band_xy[inside]
+    r, c, band_xy = ring
     own = np.clip(confidence[rows:], 0.0, 1.0) * atlas.mask[rows:]
     values = np.ascontiguousarray(filled[rows:], np.float32).copy()
     weights = own.astype(np.float32).copy()
@@ -263,6 +264,33 @@ def continue_band_into_caps(filled: np.ndarray, confidence: np.ndarray, atlas: A
     for part in (slice(0, half), slice(half, atlas.size)):
         out[rows:, part] = filters.fill(np.ascontiguousarray(values[:, part]), weights[:, part])
     return out
+
+
+def cap_ring(atlas: AtlasGeometry) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The caps' texels whose surface the band also holds (``continue_band_into_caps``): their rows
+    below the band, columns, and points in the band's image; None where there are none. Cached on the
+    atlas (the colour's fill and the de-lighting's shading fill read it)."""
+    from ...atlas import BAND
+
+    if "cap_ring" in atlas.cache:
+        return atlas.cache["cap_ring"]
+    rows = atlas.band_rows
+    found = None
+    if rows < atlas.size:
+        chart, tri = atlas.chart[rows:], atlas.tri_id[rows:]
+        in_cap = atlas.mask[rows:] & (chart != BAND)
+        ids = tri[in_cap]
+        ring = atlas.triangle_chart[ids] == BAND
+        r, c = np.nonzero(in_cap)
+        r, c = r[ring], c[ring]
+        band_xy = (atlas.triangle_xy[ids[ring]] * atlas.bary[r + rows, c][..., None]).sum(axis=1)
+        # A ring triangle's band corners may lie past the band's first or last row: only the texels
+        # whose point the band image holds anchor.
+        inside = (band_xy[:, 1] >= 0.5) & (band_xy[:, 1] <= rows - 0.5)
+        if inside.any():
+            found = (r[inside], c[inside], band_xy[inside])
+    atlas.cache["cap_ring"] = found
+    return found
 
 
 def smooth_where_stretched(filled: np.ndarray, atlas: AtlasGeometry) -> np.ndarray:
@@ -439,9 +467,7 @@ class ClassicInpaint(Stage):
         ctx.check_cancel()
         ctx.progress(0.0, "symmetric completion and multi-scale fill")
         symmetry = style.classic_at("symmetry", 1.0, ctx.strength)
-        filled, sym_conf = filters.smooth_fill(color, conf, atlas, symmetry)
-        filled = continue_band_into_caps(filled, sym_conf, atlas)
-        filled = smooth_where_stretched(filled, atlas)
+        filled, sym_conf = classic_fill(color, conf, atlas, symmetry)
 
         ctx.check_cancel()
         ctx.progress(0.5, "synthesising skin grain")

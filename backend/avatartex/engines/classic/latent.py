@@ -46,6 +46,7 @@ from ...shading import (
     sh_eval,
 )
 from ..base import AtlasTexture, Stage, StageContext
+from .inpaint import classic_fill
 
 SAMPLE_LIMIT = 40_000
 """Skin texels the global light fit uses at most (evenly spread)."""
@@ -535,7 +536,7 @@ class ClassicLatent(Stage):
 
         Filled texels did not get their colour under their own normal: the inpaint carried it in
         from seen texels. The shading they carry is therefore the same fill applied to the shading
-        field (``filters.smooth_fill``), not the shading at their own normal.
+        field (``inpaint.classic_fill``), not the shading at their own normal.
         """
         atlas = ctx.atlas
         mask = atlas.mask
@@ -606,7 +607,7 @@ class ClassicLatent(Stage):
                 shading[photographed], take_rows(ctx.portrait_coords, photographed), ctx.portrait.shape[:2]
             )
         symmetry = ctx.style.classic_at("symmetry", 1.0, ctx.strength)
-        carried, _ = filters.smooth_fill(shading, conf, atlas, symmetry)
+        carried, _ = classic_fill(shading, conf, atlas, symmetry)
         # A chart without one confident texel (a cap the photo does not reach) gets no fill (0):
         # its texels carry the average light, not the darkest allowed (which brightened it 1.65x).
         carried = np.where(carried > 0, carried, 1.0).astype(np.float32)
