@@ -386,7 +386,9 @@ def _apply_ring_gain(color, log_gain, conf, amount, out) -> None:
                     out[i, j, k] = color[i, j, k] * np.exp(log_gain[i, j, k] * ring)
 
 
-def lifted_no_brighter(color: np.ndarray, factor: np.ndarray, mask: np.ndarray, sample: np.ndarray) -> np.ndarray:
+def lifted_no_brighter(
+    color: np.ndarray, factor: np.ndarray, mask: np.ndarray, sample: np.ndarray
+) -> np.ndarray:
     """``factor`` (S, S, 3), the de-lighting's gain on ``color``, lowered where it lifts a texel (by
     more than ``LIFT``) above the de-lit skin's ``HIGHEST_SKIN`` quantile (over the fitted skin
     ``sample``), to land there: a texel the photo shows brighter than the fitted light says its normal
