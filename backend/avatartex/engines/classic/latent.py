@@ -100,11 +100,6 @@ not at the grazing angles it is read softly at, whose colour moves with the came
 SHINE_STEP = 4
 """Texels between the samples the skin's own colour and the skin around a shine are read on
 (``_without_shine``): both are smooth over tens of texels."""
-HIGHEST_SKIN = 0.995
-"""Quantile of the de-lit skin's luminance above which the de-lighting lifts no skin texel
-(``lifted_no_brighter``)."""
-LIFT = 1.1
-"""Gain of the de-lighting from which a texel counts as lifted (``lifted_no_brighter``)."""
 MAX_GAIN = 3.0
 """De-lighting never brightens or darkens linear light by more than this factor (about 1.6 stops): where the
 SH model extrapolates (grazing normals, misregistered features) a wrong division is bounded."""
@@ -386,26 +381,6 @@ def _apply_ring_gain(color, log_gain, conf, amount, out) -> None:
                     out[i, j, k] = color[i, j, k] * np.exp(log_gain[i, j, k] * ring)
 
 
-def lifted_no_brighter(
-    color: np.ndarray, factor: np.ndarray, mask: np.ndarray, sample: np.ndarray
-) -> np.ndarray:
-    """``factor`` (S, S, 3), the de-lighting's gain on ``color``, lowered where it lifts a texel (by
-    more than ``LIFT``) above the de-lit skin's ``HIGHEST_SKIN`` quantile (over the fitted skin
-    ``sample``), to land there: a texel the photo shows brighter than the fitted light says its normal
-    is lit (a sculpted nose's underside reading the photo's lit lip above it) is not made whiter than
-    the skin's own highlights (it was clipped white). A texel the photo itself shows brighter keeps
-    its colour; one the light hardly lifts (an eye's white, facing the camera) too."""
-    before = luminance(color)
-    after = luminance(color * factor)
-    cap = np.float32(np.quantile(after.reshape(-1)[sample], HIGHEST_SKIN))
-    over = mask & (after > cap) & (before < cap) & (after > np.float32(LIFT) * before)
-    if not over.any():
-        return factor
-    lowered = factor.copy()
-    lowered[over] *= (cap / after[over])[:, None]
-    return lowered
-
-
 @dataclass(frozen=True)
 class SurfaceDelight:
     """``ClassicLatent._delight``'s factor for any surface point the photo saw, not only the atlas's
@@ -660,7 +635,6 @@ class ClassicLatent(Stage):
         keep = (before / max(after, 1e-9)) ** (1.0 / filters.GAMMA)
         factor = _exp_scaled(log_embedded, (-power / np.float32(filters.GAMMA)).astype(np.float32))
         factor *= np.float32(keep)
-        factor = lifted_no_brighter(color, factor, mask, sample)
         ctx.delight = factor
         ctx.delight_at = SurfaceDelight(
             model, reference, (low, max(high, low)), power, keep, atlas.frame, ctx.portrait.shape[:2]
