@@ -613,6 +613,8 @@ class SurfaceProjection:
     facing: np.ndarray
     """(N,) cosine between the normal and the direction to the camera (0 where the normal is missing):
     how frontally the camera sees each point."""
+    camera_xy: np.ndarray | None = None
+    """(N, 2) the points' pixels through the registered camera, before the warp."""
 
 
 WARP_TABLE_STEP = 1.0 / 32.0
@@ -769,7 +771,7 @@ def project_surface(
     confidence = (usable * stretch_weight(stretch)).astype(np.float32)
     coords = warped.astype(np.float32)
     put_rows(coords, ~visible, np.full(2, np.nan, np.float32))  # (what the kernel left unwritten)
-    return SurfaceProjection(coords, confidence, stretch, usable, facing)
+    return SurfaceProjection(coords, confidence, stretch, usable, facing, cam_xy)
 
 
 def warm_up() -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .. import uvtiles
+from .. import jawline, uvtiles
 from ..alignment import outline_refit
 from ..alignment import refine as refine_alignment
 from ..atlas import AtlasGeometry, harmonise_charts
@@ -40,6 +40,8 @@ from ..face import (
     FACE_OVAL,
     LEFT_EYE_CONTOUR,
     LIPS_OUTER,
+    MOUTH_LEFT,
+    MOUTH_RIGHT,
     RIGHT_EYE_CONTOUR,
     Face,
     analyse_portrait,
@@ -523,7 +525,7 @@ def project(
         hit,
         read_softly(portrait, projected.coords, projected.stretch, sharp, face.interocular, view.skin),
     )
-    usable[hit] = projected.usable
+    usable[hit] = projected.usable * jaw_front_factor(head, portrait, face, registration, projected)
     stretched[hit] = stretch_weight(projected.stretch)
     put_rows(portrait_coords, hit, projected.coords)
     stretched *= sampling_weight(portrait_coords, geometry.chart, geometry.band_rows)
@@ -545,6 +547,30 @@ def project(
     return Projection(
         AtlasTexture(color, conf), portrait_coords, coverage, grazing, view, glasses, portrait, tint
     )
+
+
+def jaw_front_factor(
+    head: HeadModel, portrait: np.ndarray, face: Face, registration: Registration, projected
+) -> np.ndarray:
+    """(N,) factor on the atlas texels' photo: 0 on the mesh's jaw front where the photo shows what
+    lies below its own jaw, as far as its jaw outline is an edge of the photo (``jawline``: a
+    sculpted jaw wider or longer than the photo's took the photo's neck)."""
+    ones = np.ones(len(projected.coords), np.float32)
+    beyond = jawline.below_the_jaw(face.landmarks, portrait.shape[:2], face.interocular)
+    edge = jawline.jaw_edge(portrait, face.landmarks, beyond, face.interocular)
+    if edge <= 0.0:
+        return ones
+    mesh, lm = head.mesh, head.landmarks.points3d
+    front, scale = jawline.mesh_jaw_front(
+        mesh.positions,
+        mesh.triangles,
+        mesh.normals,
+        head.frame.axes[1],
+        lm[[MOUTH_RIGHT, MOUTH_LEFT]],
+        registration.camera,
+        float(head.frame.scale),
+    )
+    return jawline.jaw_factor(front, scale, projected.camera_xy, beyond, projected.coords, edge)
 
 
 JOINED_CONFIDENCE = 0.5

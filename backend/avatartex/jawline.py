@@ -1,0 +1,213 @@
+"""The photo's neck kept off a mesh's wider jaw.
+
+A photo's face ends at its jaw: below it the photo shows the neck, in the jaw's shadow, or the
+background and a collar beside it. A sculpted or stylised head whose jaw is wider or longer than the
+photographed face's reaches below that line in the photo's view: the warp lays the photo's face
+outline on the mesh's (``registration``), but the detector reads a wide sculpted jaw's outline inside
+its silhouette (0.1-0.3 eye distances on the demo heads), so the mesh's jaw below that reading took
+the photo's neck: a pale or dark band across the lower face, blotches in the styles.
+
+Three views decide it, all cheap:
+
+* **Whether the photo's jaw is an edge** (``jaw_edge``): a real face's jaw outline, as the detector
+  reads it, runs along the edge between the face and the neck below it (the jaw's shadow, a lit
+  neck, a collar): the photo's luminance steps across it. A render of a sculpture, whose outline
+  the detector reads inside the jaw's silhouette just as it reads the mesh's, shows smooth jaw there
+  and the photo belongs on the mesh's jaw. Only a photo whose outline is an edge loses its pixels
+  beyond it.
+* **The mesh's jaw front** (``mesh_jaw_front``): in the mesh's render from the registered camera,
+  each column from the mouth's corners down to the jaw's lower edge: where the jaw stands before the
+  neck behind it (a step in depth) or turns into its underside (a surface facing down). Below that
+  edge the mesh's neck may well read the photo's neck.
+* **The photo's jaw** (``below_the_jaw``): how far a photo pixel lies outside the photo's face
+  outline, below its mouth.
+
+A texel on the mesh's jaw front whose photo pixel lies beyond the photo's jaw loses the photo, as far
+as that jaw is an edge (``jaw_factor``), and is filled from the face's skin, as anything else the
+photo does not show.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from . import raster
+from .camera import Camera
+from .face import FACE_OVAL, LEFT_EYE_CONTOUR, MOUTH_LEFT, MOUTH_RIGHT, RIGHT_EYE_CONTOUR
+from .imaging import luminance, smoothstep
+
+JAW_STEP_IOD = 0.4
+"""Eye distances of camera depth between two rows of the mesh's render from which the lower row lies
+behind the jaw (the neck seen past it). A surface turning away at 84 degrees steps by this much a
+row at the render's 87 pixels an eye distance; the neck stands 0.3-1 eye distance behind the jaw."""
+JAW_UNDERSIDE = 0.6
+"""Downward component of the head-frame normal from which the surface is the jaw's underside."""
+NECK_TURN = 0.35
+"""Downward component of the head-frame normal below which, past the jaw's underside, the surface is
+the neck's (a camera below the chin sees the underside run on into the neck without a step)."""
+UNDERSIDE_RUN_IOD = 0.1
+"""Eye distances a surface facing down must run down the render to be the jaw's underside (the lower
+lip's underside and the hollow under it face down over less)."""
+JAW_EDGE = (0.07, 0.09)
+"""Mean luminance step (0..1, gamma-encoded) across the photo's jaw outline over which the outline
+counts as the face's edge (``jaw_edge``). The bench's renders of sculpted heads (``bench/sweep.py``,
+every light, skin and shadow) step by 0.010-0.061 there: the detector's outline lies on the jaw;
+the astronaut 0.10, Grace Hopper 0.091 (her neck in her jaw's shadow, under her collar)."""
+EDGE_REACH_IOD = (0.01, 0.05)
+"""Eye distances either side of the outline over which ``jaw_edge`` reads the photo's luminance."""
+EDGE_BELOW_MOUTH_IOD = 0.1
+"""Eye distances below the mouth's line from which the face outline is the jaw's (``jaw_edge``)."""
+JAW_RENDER = 512
+"""Longer side, in pixels, of the mesh's render that finds the jaw's front."""
+BEYOND_JAW_IOD = (0.03, 0.11)
+"""Eye distances beyond the photo's face outline (below its mouth) over which the photo gives way on
+the mesh's jaw front: none within the first (the detector's outline runs a little inside a real
+jaw's edge), wholly from the second."""
+
+
+def mesh_jaw_front(
+    positions: np.ndarray,
+    triangles: np.ndarray,
+    normals: np.ndarray,
+    up: np.ndarray,
+    mouth_corners: np.ndarray,
+    camera: Camera,
+    interocular_mesh: float,
+) -> tuple[np.ndarray, float]:
+    """(h, w) bool pixels of the mesh's render from ``camera`` (scaled to at most ``JAW_RENDER``)
+    that lie between its mouth corners' row and its jaw's lower edge, column by column; and the
+    render's pixels per camera pixel.
+
+    ``up``: the head's up direction in mesh space; ``mouth_corners``: (2, 3) mesh points;
+    ``interocular_mesh``: the eye distance in mesh units."""
+    scale = min(1.0, JAW_RENDER / max(camera.width, camera.height))
+    small = camera.scaled(scale)
+    tri_id, bary, depth = raster.rasterize_camera(positions, triangles, small)
+    covered = tri_id >= 0
+    front = np.zeros(covered.shape, bool)
+    corners, _ = small.project(np.asarray(mouth_corners, np.float64))
+    if not np.isfinite(corners).all() or not covered.any():
+        return front, scale
+    start = int(np.clip(np.floor(corners[:, 1].mean()), 0, small.height - 1))
+    normal = raster.interpolate(np.asarray(normals, np.float32), triangles, tri_id, bary)
+    facing = (normal @ np.asarray(up, np.float32)) / np.maximum(np.linalg.norm(normal, axis=-1), 1e-6)
+    z = np.where(covered, depth, np.float32(1e30))
+    step = np.zeros_like(covered)
+    step[1:] = (z[1:] - z[:-1]) > JAW_STEP_IOD * interocular_mesh
+    # The jaw's underside is a band; a lower lip's or a sulcus's is a few pixels tall.
+    px_per_unit = small.fy / float(np.median(depth[covered]))
+    run = max(1, int(round(UNDERSIDE_RUN_IOD * interocular_mesh * px_per_unit)))
+    under = cv2.morphologyEx(
+        (covered & (facing < -JAW_UNDERSIDE)).astype(np.uint8), cv2.MORPH_OPEN, np.ones((run, 1), np.uint8)
+    ).astype(bool)
+    # Past the jaw's underside the surface turns to face the camera again: the neck.
+    seen_under = np.zeros_like(under)
+    seen_under[start + 1 :] = np.maximum.accumulate(under[start:-1], axis=0)
+    neck = seen_under & ~under & (facing > -NECK_TURN)
+    barrier = ~covered | step | neck
+    below = barrier[start:]
+    front[start:] = np.cumsum(below, axis=0) == 0
+    return front, scale
+
+
+def below_the_jaw(landmarks: np.ndarray, shape: tuple[int, int], interocular: float) -> JawDistance:
+    """How far photo pixels lie outside the face outline of the photo's ``landmarks``, on the chin's
+    side of the line through its mouth corners, in eye distances (``JawDistance``)."""
+    oval = np.asarray(landmarks[list(FACE_OVAL)], np.float64)
+    iod = max(float(interocular), 1e-6)
+    if not np.isfinite(oval).all():
+        return JawDistance(np.zeros((1, 1), np.float32), np.zeros(2), np.zeros(2), np.zeros(2))
+    h, w = shape
+    reach = BEYOND_JAW_IOD[1] * iod + 2.0
+    x0, y0 = np.maximum(np.floor(oval.min(axis=0) - reach), 0).astype(int)
+    x1, y1 = np.minimum(np.ceil(oval.max(axis=0) + reach) + 1, [w, h]).astype(int)
+    x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
+    outline = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    local = np.round((oval - [x0, y0]) * 16).astype(np.int32)
+    cv2.fillPoly(outline, [local], 1, lineType=cv2.LINE_8, shift=4)
+    outside = cv2.distanceTransform(1 - outline, cv2.DIST_L2, 5) / np.float32(iod)
+    eyes = landmarks[list(LEFT_EYE_CONTOUR)].mean(axis=0) - landmarks[list(RIGHT_EYE_CONTOUR)].mean(axis=0)
+    across = eyes / max(float(np.linalg.norm(eyes)), 1e-9)
+    down = np.array([-across[1], across[0]])  # the image's y grows downwards: the chin's side
+    mouth = (np.asarray(landmarks[MOUTH_LEFT]) + np.asarray(landmarks[MOUTH_RIGHT])) / 2.0
+    return JawDistance(outside.astype(np.float32), np.array([x0, y0], np.float64), mouth, down)
+
+
+@dataclass
+class JawDistance:
+    """Eye distances outside the photo's face outline, in a box around it (``below_the_jaw``)."""
+
+    outside: np.ndarray
+    """(h, w) float32 over the box; beyond the box a pixel is farther than ``BEYOND_JAW_IOD``."""
+    origin: np.ndarray
+    """(2,) the box's first pixel (x, y) in the photo."""
+    mouth: np.ndarray
+    """(2,) the mouth corners' midpoint (x, y)."""
+    down: np.ndarray
+    """(2,) unit vector across the eyes' line towards the chin; only pixels on its side count (none
+    where it is zero: no outline read)."""
+
+    def at(self, xy: np.ndarray) -> np.ndarray:
+        """(N,) eye distances beyond the jaw of photo pixels ``xy`` (N, 2); 0 above the mouth."""
+        h, w = self.outside.shape
+        local = np.round(xy - self.origin).astype(np.int64)
+        inside = (local[:, 0] >= 0) & (local[:, 0] < w) & (local[:, 1] >= 0) & (local[:, 1] < h)
+        far = np.float32(BEYOND_JAW_IOD[1] + 1.0)
+        distance = np.full(len(xy), far, np.float32)
+        distance[inside] = self.outside[local[inside, 1], local[inside, 0]]
+        chin_side = (xy - self.mouth) @ np.asarray(self.down, np.float64) > 0
+        return np.where(chin_side, distance, 0.0).astype(np.float32)
+
+
+def jaw_factor(
+    front: np.ndarray,
+    front_scale: float,
+    camera_xy: np.ndarray,
+    beyond: JawDistance,
+    coords: np.ndarray,
+    edge: float = 1.0,
+) -> np.ndarray:
+    """(N,) 0..1 factor on the photo's confidence of surface points: ``1 - edge`` on the mesh's jaw
+    front (``front`` read at ``camera_xy``, the points' unwarped camera pixels) where the photo pixel
+    they read (``coords``) lies beyond the photo's jaw (``beyond``), 1 elsewhere; ``edge`` is how far
+    the photo's jaw outline is an edge (``jaw_edge``)."""
+    factor = np.ones(len(coords), np.float32)
+    seen = np.isfinite(coords[:, 0]) & np.isfinite(camera_xy[:, 0])
+    if not seen.any() or not front.any():
+        return factor
+    cx = np.clip(np.round(camera_xy[seen] * front_scale).astype(np.int64), 0, np.array(front.shape[::-1]) - 1)
+    on_front = front[cx[:, 1], cx[:, 0]]
+    lo, hi = BEYOND_JAW_IOD
+    cut = np.zeros(len(on_front), np.float32)
+    cut[on_front] = smoothstep((beyond.at(coords[seen][on_front].astype(np.float64)) - lo) / (hi - lo))
+    factor[seen] = 1.0 - np.float32(edge) * cut
+    return factor
+
+
+def jaw_edge(portrait: np.ndarray, landmarks: np.ndarray, beyond: JawDistance, interocular: float) -> float:
+    """0..1 how far the photo's face outline below its mouth is an edge of the photo (``JAW_EDGE``):
+    the mean absolute difference of the photo's luminance just inside and just outside it, across
+    it (towards the chin), along the outline every sixth of a landmark's spacing."""
+    oval = np.asarray(landmarks[list(FACE_OVAL)], np.float64)
+    iod = float(interocular)
+    if not np.isfinite(oval).all() or not np.any(beyond.down) or iod <= 0:
+        return 0.0
+    ring = np.r_[oval, oval[:1]]
+    t = np.linspace(0.0, 1.0, 6, endpoint=False)[None, :, None]
+    dense = (ring[:-1, None] + (ring[1:] - ring[:-1])[:, None] * t).reshape(-1, 2)
+    chin = dense[(dense - beyond.mouth) @ beyond.down > EDGE_BELOW_MOUTH_IOD * iod]
+    if len(chin) == 0:
+        return 0.0
+    offsets = np.linspace(*EDGE_REACH_IOD, 4) * iod
+    shift = offsets[None, :, None] * beyond.down[None, None, :]
+    sides = np.concatenate([chin[:, None] - shift, chin[:, None] + shift]).reshape(-1, 1, 2)
+    map_x, map_y = (np.ascontiguousarray(sides[..., k], np.float32) for k in (0, 1))
+    image = np.ascontiguousarray(portrait, np.float32)
+    read = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    lum = luminance(read.reshape(2, len(chin), len(offsets), -1)[..., :3]).mean(axis=2)
+    step = float(np.abs(lum[0] - lum[1]).mean())
+    lo, hi = JAW_EDGE
+    return float(smoothstep(np.float32((step - lo) / (hi - lo))))

@@ -1,0 +1,141 @@
+"""The photo's neck kept off a mesh's wider jaw (``jawline``): the mesh's jaw front under the
+registered camera, the photo's jaw, and the texture they give a stylised head."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from avatartex import demo_head, jawline
+from avatartex.camera import Camera
+from avatartex.face import (
+    FACE_OVAL,
+    LEFT_EYE_CONTOUR,
+    MOUTH_LEFT,
+    MOUTH_RIGHT,
+    NUM_LANDMARKS,
+    RIGHT_EYE_CONTOUR,
+)
+from avatartex.mesh import Mesh, compute_normals
+
+WIDE_JAW = demo_head.HeadShape(eye_scale=1.35, nose_length=1.3, jaw_width=1.2, chin_scale=0.7)
+
+
+@pytest.fixture(scope="module")
+def wide_jaw():
+    positions, triangles, uvs, pins = demo_head.make_demo_head(shape=WIDE_JAW)
+    return Mesh(positions, triangles, uvs, compute_normals(positions, triangles), pins, "StylisedHead")
+
+
+def _camera(pitch_deg: float) -> Camera:
+    """A portrait camera 0.6 in front of the face, raised by ``pitch_deg`` (negative: from below)."""
+    target = np.array([0.0, -0.04, 0.05])
+    pitch = np.radians(pitch_deg)
+    eye = target + 0.6 * np.array([0.0, np.sin(pitch), np.cos(pitch)])
+    return Camera.look_at(eye, target, np.array([0.0, 1.0, 0.0]), 30.0, 400, 400)
+
+
+def _on_front(front: np.ndarray, scale: float, camera: Camera, point) -> bool:
+    xy, _ = camera.project(np.asarray([point], np.float64))
+    x, y = np.round(xy[0] * scale).astype(int)
+    return bool(front[y, x])
+
+
+@pytest.mark.parametrize("pitch", [0.0, 20.0, -25.0])
+def test_the_jaw_front_ends_where_the_neck_begins(wide_jaw, pitch):
+    """From level, from above and from below (where the jaw's underside runs on into the neck
+    without a step in depth), the front holds the chin and the jaw's wide sides below the mouth,
+    and neither the cheeks above the mouth nor the neck."""
+    features = demo_head.features(WIDE_JAW)
+    camera = _camera(pitch)
+    corners = np.array([features["mouth_right"], features["mouth_left"]])
+    iod = features["left_eye_inner"][0] - features["right_eye_inner"][0] + 0.046  # eye centres
+    front, scale = jawline.mesh_jaw_front(
+        wide_jaw.positions, wide_jaw.triangles, wide_jaw.normals, np.array([0, 1.0, 0]), corners, camera, iod
+    )
+    surface = _front_surface(wide_jaw)
+    chin = features["chin"]
+    assert _on_front(front, scale, camera, surface(0.0, chin[1] + 0.005))
+    for side in (-1, 1):
+        assert _on_front(front, scale, camera, surface(side * 0.05, -0.085))  # the wide jaw's side
+        assert not _on_front(front, scale, camera, surface(side * 0.045, -0.03))  # cheek, above the mouth
+    assert not _on_front(front, scale, camera, surface(0.0, -0.16))  # the neck
+
+
+def _front_surface(mesh: Mesh):
+    """The mesh's frontmost point near (x, y) (its vertex of largest z within a few millimetres)."""
+
+    def at(x: float, y: float) -> np.ndarray:
+        p = mesh.positions
+        near = np.hypot(p[:, 0] - x, p[:, 1] - y) < 0.006
+        assert near.any(), (x, y)
+        return p[near][np.argmax(p[near][:, 2])]
+
+    return at
+
+
+def test_beyond_the_photo_jaw_counts_only_on_the_chin_side():
+    """Eye distances outside a face outline: 0 inside it and above the mouth's line, growing below."""
+    lm = np.full((NUM_LANDMARKS, 2), np.nan)
+    angles = np.linspace(0, 2 * np.pi, len(FACE_OVAL), endpoint=False)
+    lm[list(FACE_OVAL)] = np.c_[100 + 40 * np.sin(angles), 100 - 55 * np.cos(angles)]  # an upright oval
+    lm[list(RIGHT_EYE_CONTOUR)] = [80.0, 90.0]
+    lm[list(LEFT_EYE_CONTOUR)] = [120.0, 90.0]
+    lm[MOUTH_RIGHT], lm[MOUTH_LEFT] = [88.0, 125.0], [112.0, 125.0]
+    beyond = jawline.below_the_jaw(lm, (240, 200), 40.0)
+    at = beyond.at(np.array([[100.0, 150.0], [100.0, 157.0], [100.0, 159.0], [150.0, 100.0], [100.0, 40.0]]))
+    assert at[0] == 0.0  # inside the outline
+    assert at[1] == pytest.approx(0.05, abs=0.01)  # 2 px below the chin at 40 px an eye distance
+    assert at[2] == pytest.approx(0.1, abs=0.01)
+    assert at[3] == 0.0 and at[4] == 0.0  # beside the cheek, above the forehead: not the chin's side
+    far = beyond.at(np.array([[100.0, 239.0]]))  # beyond the box the distances were measured in
+    assert far[0] > jawline.BEYOND_JAW_IOD[1]
+
+
+def test_the_photos_neck_stays_off_a_wider_jaw(wide_jaw, astronaut_path, tmp_path, monkeypatch):
+    """The astronaut on a head whose jaw is 1.2 times as wide, its chin 0.7 times: the mesh's jaw
+    below her face outline read her neck (a pale band across the jaw: 9.6 CIELAB units a texel from
+    her cheeks' median at 512²); with the rule it is her face's skin (2.1). Measured both ways."""
+    from avatartex.image_io import load_texture
+    from avatartex.imaging import to_lab
+    from avatartex.mesh import save_capture
+    from avatartex.pipeline import Generator, steps
+    from avatartex.protocol import GenerateParams
+
+    mesh_path = tmp_path / "wide_jaw.npz"
+    save_capture(wide_jaw, mesh_path)
+    seen = {}
+    project, factor = steps.project, steps.jaw_front_factor
+
+    def project_spy(geometry, *args):
+        seen["geometry"] = geometry
+        seen["projection"] = project(geometry, *args)
+        return seen["projection"]
+
+    def factor_spy(*args):
+        seen["factor"] = factor(*args)
+        return seen["factor"]
+
+    monkeypatch.setattr(steps, "project", project_spy)
+    monkeypatch.setattr(steps, "jaw_front_factor", factor_spy)
+    atlases = {}
+    for rule in (True, False):
+        generator = Generator()  # a generator keeps a photo's fit (and its projection) for variants
+        if not rule:
+            monkeypatch.setattr(steps, "jaw_front_factor", lambda *a: np.ones(len(a[-1].coords), np.float32))
+        out = tmp_path / f"rule_{rule}"
+        generator.generate(
+            GenerateParams(str(mesh_path), str(astronaut_path), str(out), size=512, debug=True)
+        )
+        atlases[rule] = to_lab(load_texture(out / "debug_atlas.png")[..., :3])
+        if rule:
+            geometry, projection, cut = seen["geometry"], seen["projection"], seen["factor"]
+    jaw = np.zeros(geometry.mask.shape, bool)
+    jaw[geometry.mask] = cut < 0.5
+    jaw &= seen["projection"].partial.confidence > 0.5  # where the photo was read without the rule
+    assert jaw.sum() > 0.002 * geometry.mask.sum()  # a band, not a few texels
+    cheeks = geometry.face & ~jaw & (projection.partial.confidence > 0.9)
+    for rule, lab in atlases.items():
+        skin = np.median(lab[cheeks], axis=0)
+        seen[rule] = float(np.linalg.norm(lab[jaw] - skin, axis=1).mean())  # CIELAB units per texel
+    assert seen[False] > 8.0, seen  # the neck and collar were there
+    assert seen[True] < 0.6 * seen[False], seen
