@@ -1,5 +1,6 @@
 """The photo's neck kept off a mesh's wider jaw (``jawline``): the mesh's jaw front under the
-registered camera, the photo's jaw, and the texture they give a stylised head."""
+registered camera, the photo's jaw and whether it is an edge of the photo, and the texture they give
+a stylised head."""
 
 from __future__ import annotations
 
@@ -89,6 +90,84 @@ def test_beyond_the_photo_jaw_counts_only_on_the_chin_side():
     assert at[3] == 0.0 and at[4] == 0.0  # beside the cheek, above the forehead: not the chin's side
     far = beyond.at(np.array([[100.0, 239.0]]))  # beyond the box the distances were measured in
     assert far[0] > jawline.BEYOND_JAW_IOD[1]
+
+
+def _oval_portrait(step: float) -> tuple[np.ndarray, np.ndarray]:
+    """A grey 240x200 portrait with an upright face outline whose inside is ``step`` brighter than
+    its outside, and landmarks for it (outline, eyes, mouth corners)."""
+    import cv2
+
+    lm = np.full((NUM_LANDMARKS, 2), np.nan)
+    angles = np.linspace(0, 2 * np.pi, len(FACE_OVAL), endpoint=False)
+    lm[list(FACE_OVAL)] = np.c_[100 + 40 * np.sin(angles), 100 - 55 * np.cos(angles)]
+    lm[list(RIGHT_EYE_CONTOUR)] = [80.0, 90.0]
+    lm[list(LEFT_EYE_CONTOUR)] = [120.0, 90.0]
+    lm[MOUTH_RIGHT], lm[MOUTH_LEFT] = [88.0, 125.0], [112.0, 125.0]
+    image = np.full((240, 200, 3), 0.4, np.float32)
+    inside = np.zeros((240, 200), np.uint8)
+    cv2.fillPoly(inside, [np.round(lm[list(FACE_OVAL)]).astype(np.int32)], 1)
+    image[inside > 0] += step
+    return image, lm
+
+
+@pytest.mark.parametrize("step, edge", [(0.0, 0.0), (0.04, 0.0), (0.15, 1.0), (-0.15, 1.0)])
+def test_the_jaw_counts_as_an_edge_where_the_photo_steps_across_its_outline(step, edge):
+    """Brighter or darker inside the outline by much more than ``JAW_EDGE``: an edge; a step like
+    the sweep's renders show there, or none: not."""
+    image, lm = _oval_portrait(step)
+    beyond = jawline.below_the_jaw(lm, image.shape[:2], 40.0)
+    assert jawline.jaw_edge(image, lm, beyond, 40.0) == pytest.approx(edge, abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def rendered_wide_jaw(wide_jaw):
+    """Renders of the stylised head with a blotched skin as the sweep makes them (bench/groundtruth):
+    front-lit; lit from above with the chin's cast shadow; two lights with shadows."""
+    import dataclasses
+    import sys
+
+    from testing_paths import ROOT
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import groundtruth as gt
+    from avatartex.face import default_landmarker, detect_under_any_light
+
+    head = dataclasses.replace(  # the demo head's eyes and frame, the stylised head's surface
+        gt.demo_head(),
+        name="wide_jaw",
+        positions=wide_jaw.positions.astype(np.float64),
+        triangles=wide_jaw.triangles,
+        uvs=wide_jaw.uvs,
+        normals=wide_jaw.normals.astype(np.float64),
+    )
+    surface = gt.texel_surface(head, 256)
+    texture = gt.truth_texture(head, surface, "blotches", 3)
+    camera = gt.portrait_camera(head, 10.0, 4.0, 0.0, 30.0, 384, 384)
+    background = np.full((384, 384, 3), 0.5, np.float32)
+    out = []
+    for light, shadows in (("front", False), ("top", True), ("two", True)):
+        lights, ambient = gt.lights_for(light, 10.0, shadows)
+        image = gt.render_portrait(head, texture, camera, lights, ambient, background).image
+        face = detect_under_any_light(default_landmarker(), image)[0]
+        assert face is not None, light
+        out.append((light, image, face))
+    return out
+
+
+def test_a_render_of_the_sculpture_keeps_the_photo_on_its_jaw(rendered_wide_jaw, astronaut_path):
+    """On a render of the mesh the detector reads the jaw's outline inside the jaw, on smooth skin,
+    whatever the light: no edge, so the rule leaves the photo on the jaw (session 44's rule without
+    the gate cost the sweep's renders up to 2.5 dB). The astronaut's jaw outline is one."""
+    from avatartex.face import analyse_portrait, default_landmarker
+    from avatartex.image_io import load_portrait
+
+    for light, image, face in rendered_wide_jaw:
+        beyond = jawline.below_the_jaw(face.landmarks, image.shape[:2], face.interocular)
+        assert jawline.jaw_edge(image, face.landmarks, beyond, face.interocular) == 0.0, light
+    photo, _ = load_portrait(astronaut_path)
+    face, _ = analyse_portrait(photo, "astronaut", default_landmarker())
+    beyond = jawline.below_the_jaw(face.landmarks, photo.shape[:2], face.interocular)
+    assert jawline.jaw_edge(photo, face.landmarks, beyond, face.interocular) == 1.0
 
 
 def test_the_photos_neck_stays_off_a_wider_jaw(wide_jaw, astronaut_path, tmp_path, monkeypatch):

@@ -175,15 +175,22 @@ def jaw_factor(
     they read (``coords``) lies beyond the photo's jaw (``beyond``), 1 elsewhere; ``edge`` is how far
     the photo's jaw outline is an edge (``jaw_edge``)."""
     factor = np.ones(len(coords), np.float32)
-    seen = np.isfinite(coords[:, 0]) & np.isfinite(camera_xy[:, 0])
-    if not seen.any() or not front.any():
+    rows, cols = np.nonzero(front)
+    if rows.size == 0:
         return factor
-    cx = np.clip(np.round(camera_xy[seen] * front_scale).astype(np.int64), 0, np.array(front.shape[::-1]) - 1)
-    on_front = front[cx[:, 1], cx[:, 0]]
+    # Only the points whose camera pixel lies in the front's box (a NaN pixel lies in none): the
+    # atlas's million points cost 40 ms a request through every step below.
+    x, y = camera_xy[:, 0] * front_scale, camera_xy[:, 1] * front_scale
+    near = np.flatnonzero(
+        (x >= cols.min() - 0.5) & (x < cols.max() + 0.5) & (y >= rows.min() - 0.5) & (y < rows.max() + 0.5)
+    )
+    near = near[np.isfinite(coords[near, 0])]
+    pixel = np.round(np.c_[x[near], y[near]]).astype(np.int64)
+    pixel = np.clip(pixel, 0, np.array(front.shape[::-1]) - 1)
+    near = near[front[pixel[:, 1], pixel[:, 0]]]
     lo, hi = BEYOND_JAW_IOD
-    cut = np.zeros(len(on_front), np.float32)
-    cut[on_front] = smoothstep((beyond.at(coords[seen][on_front].astype(np.float64)) - lo) / (hi - lo))
-    factor[seen] = 1.0 - np.float32(edge) * cut
+    cut = smoothstep((beyond.at(coords[near].astype(np.float64)) - lo) / (hi - lo))
+    factor[near] = 1.0 - np.float32(edge) * cut.astype(np.float32)
     return factor
 
 
