@@ -347,3 +347,29 @@ def test_no_fold_specks_on_the_back_of_the_head(threshold: float) -> None:
     assert back_specks(kept) == 0
     front = geo.mask & ~back
     assert np.array_equal(kept[front], drawn[front])
+
+
+def test_a_palette_colour_near_the_skin_bar_does_not_flip_a_region() -> None:
+    """``repaint.collapse_skin`` draws palette colours near the skin tone to it. With a hard bar a
+    colour a few tenths of a CIELAB unit either side of it came out as the skin or as itself (comic's
+    palette on this scene held 19.3 and 20.3 for a bar of 20, and 0.1 % of the atlas's texels moved
+    one across): its region flipped between skin and blotch. Now the pull fades over the bar:
+    colours either side of it come out nearly alike, the near ones are the skin, the far ones their
+    own."""
+    import cv2
+    from avatartex.engines.classic.repaint import collapse_skin
+
+    skin = np.array([0.78, 0.6, 0.48], np.float32)
+    skin_lab = cv2.cvtColor(skin[None, None], cv2.COLOR_RGB2Lab)[0, 0]
+
+    def at(distance: float) -> np.ndarray:  # a colour that far from the skin along +b* (yellower)
+        lab = (skin_lab + np.array([0.0, 0.0, distance], np.float32))[None, None]
+        return np.clip(cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)[0, 0], 0, 1)
+
+    colours = np.stack([at(d) for d in (5.0, 19.8, 20.2, 40.0)])
+    out, is_skin = collapse_skin(colours, skin, 20.0)
+    np.testing.assert_allclose(out[0], skin, atol=1e-6)  # near: the skin
+    np.testing.assert_allclose(out[3], colours[3], atol=1e-6)  # far: its own
+    assert np.abs(out[1] - out[2]).max() < 0.02  # either side of the bar: nearly alike
+    assert np.abs(colours[2] - skin).max() > 0.1  # (the hard bar's jump between them)
+    assert list(is_skin) == [True, True, False, False]
