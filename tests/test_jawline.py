@@ -74,14 +74,21 @@ def _front_surface(mesh: Mesh):
     return at
 
 
-def test_beyond_the_photo_jaw_counts_only_on_the_chin_side():
-    """Eye distances outside a face outline: 0 inside it and above the mouth's line, growing below."""
+def _oval_landmarks() -> np.ndarray:
+    """Landmarks of an upright face in a 240x200 portrait: its outline an oval (40 px across, 55
+    down from the centre (100, 100)), eyes at y 90 40 px apart, mouth corners at y 125."""
     lm = np.full((NUM_LANDMARKS, 2), np.nan)
     angles = np.linspace(0, 2 * np.pi, len(FACE_OVAL), endpoint=False)
-    lm[list(FACE_OVAL)] = np.c_[100 + 40 * np.sin(angles), 100 - 55 * np.cos(angles)]  # an upright oval
+    lm[list(FACE_OVAL)] = np.c_[100 + 40 * np.sin(angles), 100 - 55 * np.cos(angles)]
     lm[list(RIGHT_EYE_CONTOUR)] = [80.0, 90.0]
     lm[list(LEFT_EYE_CONTOUR)] = [120.0, 90.0]
     lm[MOUTH_RIGHT], lm[MOUTH_LEFT] = [88.0, 125.0], [112.0, 125.0]
+    return lm
+
+
+def test_beyond_the_photo_jaw_counts_only_on_the_chin_side():
+    """Eye distances outside a face outline: 0 inside it and above the mouth's line, growing below."""
+    lm = _oval_landmarks()
     beyond = jawline.below_the_jaw(lm, (240, 200), 40.0)
     at = beyond.at(np.array([[100.0, 150.0], [100.0, 157.0], [100.0, 159.0], [150.0, 100.0], [100.0, 40.0]]))
     assert at[0] == 0.0  # inside the outline
@@ -97,12 +104,7 @@ def _oval_portrait(step: float) -> tuple[np.ndarray, np.ndarray]:
     its outside, and landmarks for it (outline, eyes, mouth corners)."""
     import cv2
 
-    lm = np.full((NUM_LANDMARKS, 2), np.nan)
-    angles = np.linspace(0, 2 * np.pi, len(FACE_OVAL), endpoint=False)
-    lm[list(FACE_OVAL)] = np.c_[100 + 40 * np.sin(angles), 100 - 55 * np.cos(angles)]
-    lm[list(RIGHT_EYE_CONTOUR)] = [80.0, 90.0]
-    lm[list(LEFT_EYE_CONTOUR)] = [120.0, 90.0]
-    lm[MOUTH_RIGHT], lm[MOUTH_LEFT] = [88.0, 125.0], [112.0, 125.0]
+    lm = _oval_landmarks()
     image = np.full((240, 200, 3), 0.4, np.float32)
     inside = np.zeros((240, 200), np.uint8)
     cv2.fillPoly(inside, [np.round(lm[list(FACE_OVAL)]).astype(np.int32)], 1)

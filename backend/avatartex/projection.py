@@ -613,7 +613,7 @@ class SurfaceProjection:
     facing: np.ndarray
     """(N,) cosine between the normal and the direction to the camera (0 where the normal is missing):
     how frontally the camera sees each point."""
-    camera_xy: np.ndarray | None = None
+    camera_xy: np.ndarray
     """(N, 2) the points' pixels through the registered camera, before the warp."""
 
 
