@@ -219,11 +219,17 @@ def _lit_texture(
 
 
 def _delit(
-    geo, light: np.ndarray, normals: np.ndarray, subject: str = "", pattern: np.ndarray | None = None
+    geo,
+    light: np.ndarray,
+    normals: np.ndarray,
+    subject: str = "",
+    pattern: np.ndarray | None = None,
+    photo_face: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, StageContext]:
     """(the log-luminance the latent stage leaves, the fully seen texels, its context) for an
     albedo (even, or times ``pattern``) lit through ``normals`` and de-lit on the atlas's own
-    (smooth) normals with a trusted registration; ``subject`` as the request's."""
+    (smooth) normals with a trusted registration; ``subject`` as the request's; ``photo_face``: the
+    photographed face's normals and cover the face detector gave (``StageContext.photo_face``)."""
     shading = 0.25 + 0.75 * np.clip(normals @ light, 0, None)
     albedo = np.array([0.75, 0.55, 0.45], np.float32) ** filters.GAMMA
     if pattern is not None:
@@ -231,6 +237,8 @@ def _delit(
     color = (albedo * shading[..., None]) ** (1 / filters.GAMMA)
     conf = (smoothstep((geo.normals[..., 2] - 0.15) / 0.55) * geo.mask).astype(np.float32)
     ctx = dataclasses.replace(make_ctx(geo), alignment_error_iod=0.01, subject=subject)
+    if photo_face is not None:
+        ctx.photo_face = lambda: photo_face
     out = ClassicLatent().run(
         AtlasTexture(np.where(conf[..., None] > 0, color, 0).astype(np.float32), conf), ctx
     )
@@ -322,6 +330,35 @@ def test_the_photographed_faces_relief_is_taken_off_another_head() -> None:
     truth = float(np.std(_in_relief_band(np.log(blotches), seen, geo)[seen]))
     (own, _), (taken, _) = left(geo.normals, "same", blotches), left(geo.normals, "other", blotches)
     assert own > 0.8 * truth > 0.02 and taken < 0.5 * truth, (own, taken, truth)
+
+
+def test_another_face_is_de_lit_on_its_own_normals_where_the_detector_gives_them() -> None:
+    """A photo's shading is the photographed face's: where the mesh is another head, the light is
+    fitted and divided out on that face's own normals (``photoface``, from the face detector's
+    depths) as far as they cover a texel. On the mesh's normals a narrower face's sides, turned away
+    from a side light, stayed darker in the skin (bench/delight_cross.py, cross cases: the cheeks
+    1.37 L* apart, 0.49 on the photographed face's normals). A photo of the mesh's own person keeps
+    the mesh's normals, which are exact there."""
+    geo = sphere_atlas(256)
+    photographed = geo.normals * np.array([1.8, 1.0, 1.0], np.float32)  # its sides turn away faster
+    photographed /= np.maximum(np.linalg.norm(photographed, axis=-1, keepdims=True), 1e-6)
+    light = np.array([0.75, 0.25, 0.6]) / np.linalg.norm([0.75, 0.25, 0.6])
+    cover = geo.mask.astype(np.float32)
+    # What the de-lighting leaves of this light on the photographed face's own mesh (its terminator,
+    # its clipped extremes), against which the rest is measured.
+    reference, seen, _ = _delit(geo, light, geo.normals, "same")
+
+    def light_left(subject: str, photo_face=None) -> tuple[float, np.ndarray]:
+        lum, _, _ = _delit(geo, light, photographed, subject, photo_face=photo_face)
+        return float(np.std((lum - reference)[seen])), lum
+
+    on_mesh, _ = light_left("other")
+    on_face, _ = light_left("other", (photographed, cover))
+    assert on_mesh > 0.01 and on_face < 0.25 * on_mesh, (on_face, on_mesh)
+    # The same request, told the photo shows the mesh's own person: the detector's normals unused.
+    _, same = light_left("same")
+    _, same_given = light_left("same", (photographed, cover))
+    assert np.array_equal(same, same_given)
 
 
 def test_an_unsure_choice_of_whom_the_photo_shows_is_warned_with_the_setting(monkeypatch) -> None:

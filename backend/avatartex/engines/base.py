@@ -79,6 +79,10 @@ class StageContext:
     view_from: np.ndarray | None = None
     """(3,) the registered camera's centre in the head frame (eye distances): where the skin's
     shine can be (``shine.py``); None where unknown."""
+    photo_face: Callable[[], tuple[np.ndarray, np.ndarray] | None] | None = None
+    """The photographed face's own normals at each texel, in the head frame, and how far its face
+    mesh covers each texel ((S, S, 3), (S, S): ``photoface.photo_face_normals``), made on demand;
+    None where unknown. The de-lighting shades with them where the mesh is another face."""
     lighting: dict[str, float] = field(default_factory=dict)
     """What the de-lighting fitted of the photo's light (report.json ``lighting``): ``occluded``,
     the share of the ambient light the mesh's creases keep out (``shading.DirectionalLights``)."""

@@ -21,6 +21,7 @@ from ..face import Face
 from ..features import feature_lines
 from ..image_io import save_png
 from ..mesh import Mesh, load_mesh, save_mesh, with_pins
+from ..photoface import photo_face_normals
 from ..protocol import AvatarTexError, ErrorCode, GenerateParams, PrepareParams, Progress
 from ..quality import assess
 from ..regions import complete_regions
@@ -278,6 +279,15 @@ class Generator:
             alignment_error_iod=float(quality.estimated_error_iod),
             subject=params.subject,
             view_from=analysis.head.frame.to_head(registration.camera.center),
+        )
+        face, head = analysis.face, analysis.head
+        ctx.photo_face = lambda: photo_face_normals(
+            face.landmarks,
+            face.depth,
+            face.interocular,
+            regions.portrait_coords,
+            registration.camera,
+            head.frame.axes,
         )
         ctx.feature_source = lambda: feature_lines(
             geometry, analysis.face.landmarks, projection.portrait_coords, analysis.head.landmarks.points3d

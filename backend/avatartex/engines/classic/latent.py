@@ -75,6 +75,18 @@ RELIEF_BAND_IOD = (0.06, 0.5)
 """The band of the skin's log-luminance taken for the photographed face's relief where the mesh is
 another face (``relief_band``): finer than the second Gaussian (eye distances), coarser than the
 first (grain, pores and fine creases stay)."""
+PHOTO_FACE_SCALE_IOD = 0.25
+"""Gaussian sigma (eye distances) above which the photographed face's shape (``photoface``) replaces
+the mesh's in the de-lighting: its sides turning away, its nose's and cheeks' bulk. Finer, the
+mesh's own normals stay (the detector's 468 points do not resolve creases)."""
+FACE_EXPLAINS = (0.90, 0.97)
+"""The light fitted on the photographed face's shape against the one on the mesh's: the ratio of
+their robust residuals (``shading.fit_lights``) below which the photographed face's shape is taken
+whole, above which not at all. A mesh that is the photographed face explains its photo at least as
+well as the detector's coarse shape does; another head does not. Measured: renders of a head on
+other heads (``bench/delight_cross.py``) 0.68-0.90 where the scan was the photo, 1.10-1.94 for the
+demo head's render on its own variants (their shapes nearly its own); a made-up face painted on the
+mesh's own shape (``bench/sweep.py``), which the crease test takes for another face, 0.97-1.06."""
 RELIEF_LEVELS = 2
 """The relief is measured at the atlas's size halved this many times (``relief_band``): its band's
 finer Gaussian is still a few texels wide there at 512² and above."""
@@ -556,7 +568,7 @@ class ClassicLatent(Stage):
         # Measured with the true camera on bench/sweep.py renders (front, top, side, two lights,
         # from below): psnr_visible +0.2 to +1.3 dB over SH alone, never worse. The ambient is
         # occluded as the mesh occludes it, as far as the photo shows (``occlusion.py``).
-        lights, _ = fit_lights(lum, sample_normals, weights, coeffs, sample_occlusion)
+        lights, mesh_spread = fit_lights(lum, sample_normals, weights, coeffs, sample_occlusion)
         # The request may say whether the photo shows the mesh's own face (``StageContext.subject``);
         # otherwise the photo's creases tell.
         trust = 0.0 if ctx.subject == "other" else detail_trust(ctx.alignment_error_iod)
@@ -575,6 +587,37 @@ class ClassicLatent(Stage):
             key = lights.lights + trust * (refined.lights - lights.lights)
             occluded = lights.occluded + trust * (refined.occluded - lights.occluded)
             lights = DirectionalLights(lights.ambient, key, occluded)
+        # Where the mesh is another face than the photographed one, the photo's shading is that
+        # face's (``photoface``): its large-scale shape, as the face detector's depths give it, as
+        # far as its face mesh covers a texel, with the light fitted again on it; taken as far as it
+        # explains the photo's luminance better than the mesh's own shape does (``FACE_EXPLAINS``).
+        relief = relief_amount(ctx.subject, explained)
+        photo_face = ctx.photo_face() if relief > 0 and ctx.photo_face is not None else None
+        if photo_face is not None:
+            face_normals, cover = photo_face
+            sigma = PHOTO_FACE_SCALE_IOD * atlas.layout.face_texels_per_iod
+            turn, _ = filters.normalized_gaussian(face_normals - normals, cover, sigma, atlas.band_rows)
+            turn *= (np.float32(relief) * cover * mask)[..., None]
+            turned = normals + turn
+            turned /= np.maximum(np.linalg.norm(turned, axis=-1, keepdims=True), 1e-6)
+            turned_sample = turned.reshape(-1, 3)[sample]
+            face_coeffs, face_weights = fit_shading(lum, turned_sample, conf.reshape(-1)[sample])
+            face_lights, face_spread = fit_lights(
+                lum, turned_sample, face_weights, face_coeffs, sample_occlusion
+            )
+            lo, hi = FACE_EXPLAINS
+            share = 1.0 - float(smoothstep((face_spread / max(mesh_spread, 1e-9) - lo) / (hi - lo)))
+            ctx.lighting["photo_face"] = round(share, 4)
+            if share > 0.0 and np.all(np.isfinite(face_lights.lights)):
+                normals = normals + np.float32(share) * turn
+                normals /= np.maximum(np.linalg.norm(normals, axis=-1, keepdims=True), 1e-6)
+                sample_normals = normals.reshape(-1, 3)[sample]
+                weights = weights + share * (face_weights - weights)
+                lights = DirectionalLights(
+                    lights.ambient + share * (face_lights.ambient - lights.ambient),
+                    lights.lights + share * (face_lights.lights - lights.lights),
+                    lights.occluded + share * (face_lights.occluded - lights.occluded),
+                )
         if np.all(np.isfinite(lights.lights)) and np.isfinite(lights.ambient):
             model = lights
         else:

@@ -1,0 +1,91 @@
+"""The photographed face's own shape, as the face detector reads it, for de-lighting on another head.
+
+A photo's shading belongs to the face photographed: its nose, its sockets, and its sides turning
+away from the camera towards its outline. Where the mesh is that face (a scan of the person), the
+mesh's own normals shade it best. Where the mesh is another head (a sculpt, a stylised character,
+another person's scan), the mesh's shading is the wrong one: a sculpt's wider jaw faces the camera
+where the photographed jaw turned away into shadow, and that shadow stayed in the albedo as a dark
+patch at the jaw's corner (and, mirrored, on the side the photo does not show).
+
+mediapipe's face mesh gives each of its 468 points a relative depth (``Face.depth``, pixels, under a
+weak-perspective camera). Interpolated over the photo as a smooth depth map, its gradient is the
+photographed face's surface normal at every pixel of the face: ``photo_face_normals`` returns it at
+each atlas texel's portrait position, in the head frame (through the registered camera's rotation),
+with how far the face mesh covers the texel (fading out towards the face mesh's border, where the
+interpolation ends).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy.interpolate import LinearNDInterpolator
+
+from .camera import Camera
+from .imaging import sample_image, smoothstep
+
+GRID_PX_PER_IOD = 24.0
+"""The depth map's grid, pixels per eye distance: the face mesh's points lie about a tenth of an eye
+distance apart, and the map is smoothed coarser still."""
+SMOOTH_IOD = 0.08
+"""Gaussian sigma (eye distances) of the depth map's smoothing: the face mesh's triangles' facets
+gone, the nose, cheeks and jaw kept."""
+BORDER_FADE_IOD = (0.0, 0.04)
+"""Distance inside the face mesh's border over which its normals fade in (none on the border)."""
+
+
+def photo_face_normals(
+    landmarks: np.ndarray,
+    depth: np.ndarray | None,
+    interocular: float,
+    portrait_coords: np.ndarray,
+    camera: Camera,
+    head_axes: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(S, S, 3) unit normals of the photographed face at each texel's portrait position
+    ``portrait_coords`` (S, S, 2, NaN where unseen), in the head frame (rows of ``head_axes``: the
+    head frame's axes in mesh space), and (S, S) how far the face mesh covers each texel (0..1);
+    None without depths."""
+    if depth is None or not np.all(np.isfinite(depth)) or interocular <= 0:
+        return None
+    points = np.asarray(landmarks, np.float64)
+    z = np.asarray(depth, np.float64)
+    k = GRID_PX_PER_IOD / interocular
+    x0, y0 = points.min(axis=0) - 2.0 / k
+    x1, y1 = points.max(axis=0) + 2.0 / k
+    w, h = int(np.ceil((x1 - x0) * k)) + 1, int(np.ceil((y1 - y0) * k)) + 1
+    gx, gy = np.meshgrid(x0 + np.arange(w) / k, y0 + np.arange(h) / k)
+    surface = LinearNDInterpolator(points, z)(gx, gy)
+    inside = np.isfinite(surface)
+    if inside.sum() < 16:
+        return None
+    # Smoothed as a normalised convolution, so the border does not pull the depth towards zero.
+    sigma = SMOOTH_IOD * GRID_PX_PER_IOD
+    weight = cv2.GaussianBlur(inside.astype(np.float32), (0, 0), sigma)
+    filled = cv2.GaussianBlur(np.where(inside, surface, 0.0).astype(np.float32), (0, 0), sigma)
+    smooth = filled / np.maximum(weight, 1e-6)
+    # Depth in pixels over a grid in pixels / k: the slopes in pixel units.
+    dzdx = np.gradient(smooth, axis=1) * k
+    dzdy = np.gradient(smooth, axis=0) * k
+    # Camera frame (x right, y down, z away from the camera): the normal facing the camera.
+    normal = np.stack([dzdx, dzdy, -np.ones_like(dzdx)], axis=-1)
+    normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
+    border = cv2.distanceTransform(inside.astype(np.uint8), cv2.DIST_L2, 3) / GRID_PX_PER_IOD
+    lo, hi = BORDER_FADE_IOD
+    cover = (smoothstep((border - lo) / (hi - lo)) * inside).astype(np.float32)
+    stack = np.concatenate([normal.astype(np.float32), cover[..., None]], axis=-1)
+
+    s = portrait_coords.shape[:2]
+    coords = portrait_coords.reshape(-1, 2)
+    seen = np.isfinite(coords[:, 0])
+    grid_xy = (coords[seen] - (x0, y0)) * k + 0.5
+    sampled = sample_image(stack, grid_xy.astype(np.float32))
+    normals = np.zeros((coords.shape[0], 3), np.float32)
+    cover_out = np.zeros(coords.shape[0], np.float32)
+    n_cam = sampled[:, :3]
+    n_mesh = n_cam @ np.asarray(camera.R, np.float64).astype(np.float32)  # R.T @ n, row-wise
+    n_head = n_mesh @ np.asarray(head_axes, np.float32).T
+    n_head /= np.maximum(np.linalg.norm(n_head, axis=1, keepdims=True), 1e-6)
+    normals[seen] = n_head
+    cover_out[seen] = np.clip(sampled[:, 3], 0.0, 1.0)
+    return normals.reshape(s + (3,)), cover_out.reshape(s)
