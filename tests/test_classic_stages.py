@@ -359,6 +359,12 @@ def test_another_face_is_de_lit_on_its_own_normals_where_the_detector_gives_them
     _, same = light_left("same")
     _, same_given = light_left("same", (photographed, cover))
     assert np.array_equal(same, same_given)
+    # A photo of the mesh's own shape that the request calls another face's (as Auto does a made-up
+    # face's), with the detector reading a shape off it: the mesh's own shape explains the photo
+    # better, and the detector's is not taken.
+    own, _, own_ctx = _delit(geo, light, geo.normals, "other")
+    misread, _, misread_ctx = _delit(geo, light, geo.normals, "other", photo_face=(photographed, cover))
+    assert misread_ctx.lighting["photo_face"] == 0.0 and np.array_equal(own, misread)
 
 
 def test_an_unsure_choice_of_whom_the_photo_shows_is_warned_with_the_setting(monkeypatch) -> None:
