@@ -77,8 +77,12 @@ def photo_face_normals(
 
     s = portrait_coords.shape[:2]
     coords = portrait_coords.reshape(-1, 2)
-    seen = np.isfinite(coords[:, 0])
-    grid_xy = (coords[seen] - (x0, y0)) * k + 0.5
+    # Only the texels whose portrait pixel lies in the face mesh's box (NaN compares false): the
+    # rest of the head is not covered.
+    seen = np.flatnonzero(
+        (coords[:, 0] > x0) & (coords[:, 0] < x1) & (coords[:, 1] > y0) & (coords[:, 1] < y1)
+    )
+    grid_xy = (coords[seen] - np.array([x0, y0], np.float32)) * np.float32(k) + np.float32(0.5)
     sampled = sample_image(stack, grid_xy.astype(np.float32))
     normals = np.zeros((coords.shape[0], 3), np.float32)
     cover_out = np.zeros(coords.shape[0], np.float32)
