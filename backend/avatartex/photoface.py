@@ -3,16 +3,18 @@
 A photo's shading belongs to the face photographed: its nose, its sockets, and its sides turning
 away from the camera towards its outline. Where the mesh is that face (a scan of the person), the
 mesh's own normals shade it best. Where the mesh is another head (a sculpt, a stylised character,
-another person's scan), the mesh's shading is the wrong one: a sculpt's wider jaw faces the camera
-where the photographed jaw turned away into shadow, and that shadow stayed in the albedo as a dark
-patch at the jaw's corner (and, mirrored, on the side the photo does not show).
+another person's scan), the mesh's shading is the wrong one: where the sculpt's cheeks face the
+light but the photographed face's turned from it, the shadow stayed in the albedo
+(``bench/delight_cross.py``: one cheek 1.4 L* darker than the other, a median over other heads).
 
 mediapipe's face mesh gives each of its 468 points a relative depth (``Face.depth``, pixels, under a
-weak-perspective camera). Interpolated over the photo as a smooth depth map, its gradient is the
-photographed face's surface normal at every pixel of the face: ``photo_face_normals`` returns it at
-each atlas texel's portrait position, in the head frame (through the registered camera's rotation),
-with how far the face mesh covers the texel (fading out towards the face mesh's border, where the
-interpolation ends).
+weak-perspective camera). Made a smooth depth map over the photo (a quadratic through the points,
+which carries the face's curvature to its border, plus what the points add to it, interpolated and
+smoothed), its gradient is the photographed face's surface normal at every pixel of the face:
+``photo_face_normals`` returns it at each atlas texel's portrait position, in the head frame
+(through the registered camera's rotation), with how far the face mesh covers the texel (fading out
+at the face mesh's border, where the interpolation ends). The classic de-lighting fits its light on
+them as far as they explain the photo better than the mesh's own (``latent.FACE_EXPLAINS``).
 """
 
 from __future__ import annotations
@@ -55,15 +57,23 @@ def photo_face_normals(
     x1, y1 = points.max(axis=0) + 2.0 / k
     w, h = int(np.ceil((x1 - x0) * k)) + 1, int(np.ceil((y1 - y0) * k)) + 1
     gx, gy = np.meshgrid(x0 + np.arange(w) / k, y0 + np.arange(h) / k)
-    surface = LinearNDInterpolator(points, z)(gx, gy)
+    # A quadratic through the points carries the face's curvature up to its border and beyond (the
+    # chin turning under, the forehead back); what the points add to it is interpolated inside.
+    u = (points - points.mean(axis=0)) / interocular
+    design = np.stack([np.ones(len(u)), u[:, 0], u[:, 1], u[:, 0] ** 2, u[:, 0] * u[:, 1], u[:, 1] ** 2], 1)
+    coef, *_ = np.linalg.lstsq(design, z, rcond=None)
+    gu = (gx - points[:, 0].mean()) / interocular, (gy - points[:, 1].mean()) / interocular
+    base = coef[0] + coef[1] * gu[0] + coef[2] * gu[1] + coef[3] * gu[0] ** 2 + coef[4] * gu[0] * gu[1]
+    base = base + coef[5] * gu[1] ** 2
+    surface = LinearNDInterpolator(points, z - design @ coef)(gx, gy)
     inside = np.isfinite(surface)
     if inside.sum() < 16:
         return None
-    # Smoothed as a normalised convolution, so the border does not pull the depth towards zero.
+    # The rest smoothed as a normalised convolution (the border does not pull it towards zero).
     sigma = SMOOTH_IOD * GRID_PX_PER_IOD
     weight = cv2.GaussianBlur(inside.astype(np.float32), (0, 0), sigma)
     filled = cv2.GaussianBlur(np.where(inside, surface, 0.0).astype(np.float32), (0, 0), sigma)
-    smooth = filled / np.maximum(weight, 1e-6)
+    smooth = base + filled / np.maximum(weight, 1e-6)
     # Depth in pixels over a grid in pixels / k: the slopes in pixel units.
     dzdx = np.gradient(smooth, axis=1) * k
     dzdy = np.gradient(smooth, axis=0) * k
