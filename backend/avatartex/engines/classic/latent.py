@@ -597,10 +597,21 @@ class ClassicLatent(Stage):
             face_normals, cover = photo_face
             sigma = PHOTO_FACE_SCALE_IOD * atlas.layout.face_texels_per_iod
             turn, _ = filters.normalized_gaussian(face_normals - normals, cover, sigma, atlas.band_rows)
-            turn *= (np.float32(relief) * cover * mask)[..., None]
-            turned = normals + turn
-            turned /= np.maximum(np.linalg.norm(turned, axis=-1, keepdims=True), 1e-6)
-            turned_sample = turned.reshape(-1, 3)[sample]
+            # Only the texels the face covers turn (the atlas's face, a sixth of it or less).
+            covered = np.flatnonzero((cover * mask).reshape(-1) > 0)
+            turn = (
+                take_rows(turn.reshape(-1, 3), covered)
+                * (np.float32(relief) * cover.reshape(-1)[covered])[:, None]
+            )
+
+            def turned_by(amount: float) -> np.ndarray:
+                """The mesh's normals turned by ``amount`` of the photographed face's turn."""
+                out = normals.reshape(-1, 3).copy()
+                moved = take_rows(out, covered) + np.float32(amount) * turn
+                out[covered] = moved / np.maximum(np.linalg.norm(moved, axis=1, keepdims=True), 1e-6)
+                return out.reshape(normals.shape)
+
+            turned_sample = turned_by(1.0).reshape(-1, 3)[sample]
             face_coeffs, face_weights = fit_shading(lum, turned_sample, conf.reshape(-1)[sample])
             face_lights, face_spread = fit_lights(
                 lum, turned_sample, face_weights, face_coeffs, sample_occlusion
@@ -609,8 +620,7 @@ class ClassicLatent(Stage):
             share = 1.0 - float(smoothstep((face_spread / max(mesh_spread, 1e-9) - lo) / (hi - lo)))
             ctx.lighting["photo_face"] = round(share, 4)
             if share > 0.0 and np.all(np.isfinite(face_lights.lights)):
-                normals = normals + np.float32(share) * turn
-                normals /= np.maximum(np.linalg.norm(normals, axis=-1, keepdims=True), 1e-6)
+                normals = turned_by(share)
                 sample_normals = normals.reshape(-1, 3)[sample]
                 weights = weights + share * (face_weights - weights)
                 lights = DirectionalLights(
