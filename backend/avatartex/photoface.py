@@ -80,6 +80,10 @@ def photo_face_normals(
     # Camera frame (x right, y down, z away from the camera): the normal facing the camera.
     normal = np.stack([dzdx, dzdy, -np.ones_like(dzdx)], axis=-1)
     normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
+    # Into the mesh (R.T n, row-wise) and then the head frame, on the grid (a few thousand points)
+    # rather than at every texel.
+    to_head = np.asarray(camera.R, np.float64) @ np.asarray(head_axes, np.float64).T
+    normal = normal @ to_head
     border = cv2.distanceTransform(inside.astype(np.uint8), cv2.DIST_L2, 3) / GRID_PX_PER_IOD
     lo, hi = BORDER_FADE_IOD
     cover = (smoothstep((border - lo) / (hi - lo)) * inside).astype(np.float32)
@@ -94,12 +98,9 @@ def photo_face_normals(
     )
     grid_xy = (coords[seen] - np.array([x0, y0], np.float32)) * np.float32(k) + np.float32(0.5)
     sampled = sample_image(stack, grid_xy.astype(np.float32))
-    normals = np.zeros((coords.shape[0], 3), np.float32)
-    cover_out = np.zeros(coords.shape[0], np.float32)
-    n_cam = sampled[:, :3]
-    n_mesh = n_cam @ np.asarray(camera.R, np.float64).astype(np.float32)  # R.T @ n, row-wise
-    n_head = n_mesh @ np.asarray(head_axes, np.float32).T
-    n_head /= np.maximum(np.linalg.norm(n_head, axis=1, keepdims=True), 1e-6)
-    normals[seen] = n_head
-    cover_out[seen] = np.clip(sampled[:, 3], 0.0, 1.0)
-    return normals.reshape(s + (3,)), cover_out.reshape(s)
+    out = np.zeros((coords.shape[0], 4), np.float32)
+    out[seen] = sampled
+    out = out.reshape(s + (4,))
+    # (Bilinear reads of unit normals are a little shorter between grid points: the de-lighting
+    # normalises what it turns.)
+    return out[..., :3], np.clip(out[..., 3], 0.0, 1.0)
