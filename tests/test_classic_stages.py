@@ -337,7 +337,7 @@ def test_another_face_is_de_lit_on_its_own_normals_where_the_detector_gives_them
     fitted and divided out on that face's own normals (``photoface``, from the face detector's
     depths) as far as they cover a texel. On the mesh's normals a narrower face's sides, turned away
     from a side light, stayed darker in the skin (bench/delight_cross.py, cross cases: the cheeks
-    1.37 L* apart, 0.49 on the photographed face's normals). A photo of the mesh's own person keeps
+    1.37 L* apart, 0.42 on the photographed face's normals). A photo of the mesh's own person keeps
     the mesh's normals, which are exact there."""
     geo = sphere_atlas(256)
     photographed = geo.normals * np.array([1.8, 1.0, 1.0], np.float32)  # its sides turn away faster

@@ -36,6 +36,12 @@ BORDER_FADE_IOD = (0.0, 0.04)
 """Distance inside the face mesh's border over which its normals fade in (none on the border)."""
 
 
+def _quadratic_terms(x: np.ndarray, y: np.ndarray, centre: np.ndarray, scale: float) -> np.ndarray:
+    """(..., 6) the terms of a quadratic in x and y about ``centre``, in units of ``scale``."""
+    u, v = (x - centre[0]) / scale, (y - centre[1]) / scale
+    return np.stack([np.ones_like(u), u, v, u * u, u * v, v * v], axis=-1)
+
+
 def photo_face_normals(
     landmarks: np.ndarray,
     depth: np.ndarray | None,
@@ -44,8 +50,9 @@ def photo_face_normals(
     camera: Camera,
     head_axes: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """(S, S, 3) unit normals of the photographed face at each texel's portrait position
-    ``portrait_coords`` (S, S, 2, NaN where unseen), in the head frame (rows of ``head_axes``: the
+    """(S, S, 3) normals of the photographed face at each texel's portrait position
+    ``portrait_coords`` (S, S, 2, NaN where unseen) (unit on the depth map's grid, read bilinearly
+    between its points), in the head frame (rows of ``head_axes``: the
     head frame's axes in mesh space), and (S, S) how far the face mesh covers each texel (0..1);
     None without depths."""
     if depth is None or not np.all(np.isfinite(depth)) or interocular <= 0:
@@ -59,12 +66,10 @@ def photo_face_normals(
     gx, gy = np.meshgrid(x0 + np.arange(w) / k, y0 + np.arange(h) / k)
     # A quadratic through the points carries the face's curvature up to its border and beyond (the
     # chin turning under, the forehead back); what the points add to it is interpolated inside.
-    u = (points - points.mean(axis=0)) / interocular
-    design = np.stack([np.ones(len(u)), u[:, 0], u[:, 1], u[:, 0] ** 2, u[:, 0] * u[:, 1], u[:, 1] ** 2], 1)
+    centre = points.mean(axis=0)
+    design = _quadratic_terms(points[:, 0], points[:, 1], centre, interocular)
     coef, *_ = np.linalg.lstsq(design, z, rcond=None)
-    gu = (gx - points[:, 0].mean()) / interocular, (gy - points[:, 1].mean()) / interocular
-    base = coef[0] + coef[1] * gu[0] + coef[2] * gu[1] + coef[3] * gu[0] ** 2 + coef[4] * gu[0] * gu[1]
-    base = base + coef[5] * gu[1] ** 2
+    base = _quadratic_terms(gx, gy, centre, interocular) @ coef
     surface = LinearNDInterpolator(points, z - design @ coef)(gx, gy)
     inside = np.isfinite(surface)
     if inside.sum() < 16:

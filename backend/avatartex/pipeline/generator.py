@@ -280,14 +280,14 @@ class Generator:
             subject=params.subject,
             view_from=analysis.head.frame.to_head(registration.camera.center),
         )
-        face, head = analysis.face, analysis.head
+        photo, head_axes = analysis.face, analysis.head.frame.axes
         ctx.photo_face = lambda: photo_face_normals(
-            face.landmarks,
-            face.depth,
-            face.interocular,
+            photo.landmarks,
+            photo.depth,
+            photo.interocular,
             regions.portrait_coords,
             registration.camera,
-            head.frame.axes,
+            head_axes,
         )
         ctx.feature_source = lambda: feature_lines(
             geometry, analysis.face.landmarks, projection.portrait_coords, analysis.head.landmarks.points3d

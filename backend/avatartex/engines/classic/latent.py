@@ -672,8 +672,7 @@ class ClassicLatent(Stage):
         log_sample = log_embedded.reshape(-1)[sample]
         power = np.float32(strength) * channel_exponents(linear, log_sample, weights)
         # What the mesh's shading could not take off where it is not the photographed face: that
-        # face's relief (``relief_band``), divided out with the shading.
-        relief = relief_amount(ctx.subject, explained)
+        # face's relief (``relief_band``, ``relief`` as above), divided out with the shading.
         ctx.lighting["relief"] = round(relief, 4)
         if relief > 0:
             band = relief_band(color, log_embedded, skin, atlas)
