@@ -47,10 +47,16 @@ WHITE_BALANCE_ITEMS = [
     (
         "auto",
         "Auto",
-        "Take out the light's colour where the photo's eye whites show it (tungsten, a sunset, shade)",
+        "Take out the light's colour where the photo's eye whites show it (tungsten, a sunset, shade); "
+        "brighten an underexposed photo and denoise a grainy one",
     ),
-    ("eyes", "Eye Whites", "Always white-balance on the photo's eye whites, where they can be read"),
-    ("off", "Off", "Keep the photo's colours as they are"),
+    (
+        "eyes",
+        "Eye Whites",
+        "Always white-balance on the photo's eye whites, where they can be read (and correct exposure "
+        "and grain as Auto does)",
+    ),
+    ("off", "Off", "Keep the photo's colours, exposure and grain as they are"),
 ]
 
 SUBJECT_ITEMS = [
@@ -205,7 +211,8 @@ class AVATARTEX_PG_settings(bpy.types.PropertyGroup):
         items=WHITE_BALANCE_ITEMS,
         default="auto",
         description="The photo's light colour, read on its eye whites: Auto takes it out where they show "
-        "a coloured light, Eye Whites always balances on them, Off keeps the photo's colours",
+        "a coloured light, Eye Whites always balances on them; both also brighten an underexposed photo "
+        "and denoise a grainy one. Off keeps the photo as it is",
     )
     prompt: StringProperty(
         name="Prompt", default="", description="Free text added to the style's prompt (neural engine)"

@@ -104,8 +104,9 @@ def _add_generate(sub) -> None:
         default="auto",
         choices=WHITE_BALANCE_CHOICES,
         help="the photo's light colour, read on its eye whites: auto takes it out where they show a "
-        "coloured light (tungsten, a sunset, a cool shade); eyes always balances on them; off keeps the "
-        "photo's colours (default: auto)",
+        "coloured light (tungsten, a sunset, a cool shade); eyes always balances on them; both also "
+        "brighten an underexposed photo and denoise a grainy one; off keeps the photo's colours, "
+        "exposure and grain (default: auto)",
     )
     p.add_argument(
         "--pin",

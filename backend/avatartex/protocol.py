@@ -204,8 +204,10 @@ class GenerateParams:
     white_balance: str = "auto"
     """The photo's light colour, read on its eye whites: ``auto`` takes it out where the whites say
     the light was coloured (tungsten, a sunset, a cool shade) and leaves other photos as they are;
-    ``eyes`` balances on the whites whenever they can be read; ``off`` keeps the photo's colours
-    (a warning still names a coloured light). report.json ``white_balance`` says what was read and done."""
+    ``eyes`` balances on the whites whenever they can be read; both also brighten an underexposed
+    photo and denoise a grainy one (``photo_condition.py``); ``off`` keeps the photo's colours, exposure
+    and grain (a warning still names a coloured light, a dark or a grainy photo). report.json
+    ``portrait.white_balance`` and ``portrait.condition`` say what was read and done."""
     pins: dict[str, Any] = field(default_factory=dict)
     """Landmark pins over the mesh's own (a capture's): a name of ``PIN_NAMES`` -> a vertex index of
     the mesh as read, or a point ``[x, y, z]`` in its coordinates (its nearest vertex). The fallback

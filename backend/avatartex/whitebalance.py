@@ -21,17 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .atlas_filters import GAMMA
-from .face import (
-    FACE_OVAL,
-    LEFT_EYE_CONTOUR,
-    LEFT_EYEBROW,
-    LIPS_OUTER,
-    RIGHT_EYE_CONTOUR,
-    RIGHT_EYEBROW,
-    Face,
-)
-from .imaging import box_around, from_lab, to_lab
-from .projection import polygon_mask
+from .face import Face
+from .imaging import from_lab, to_lab
+from .photo_condition import face_skin
 from .protocol import WHITE_BALANCE_CHOICES
 from .regions import SCLERA_SEEN_L, cast_tint, feature_colours, photo_cast
 
@@ -162,14 +154,10 @@ def _unread(mode: str, why: str) -> list[str]:
 
 def _face_skin(portrait: np.ndarray, face: Face) -> np.ndarray | None:
     """(3,) sRGB median of the face's skin: inside its oval (pulled in), off the eyes, brows and lips
-    and off what is too dark to be lit skin (nostrils, hair); None where too little of it shows."""
-    x0, y0, x1, y1 = box_around(face.landmarks[list(FACE_OVAL)], 1, portrait.shape)
-    crop = portrait[y0:y1, x0:x1, :3]
-    lm = face.landmarks - (x0, y0)
-    inside = polygon_mask(crop.shape[:2], lm[list(FACE_OVAL)], grow=-0.15)
-    for contour in (RIGHT_EYE_CONTOUR, LEFT_EYE_CONTOUR, RIGHT_EYEBROW, LEFT_EYEBROW, LIPS_OUTER):
-        inside &= ~polygon_mask(crop.shape[:2], lm[list(contour)], grow=0.4)
-    pixels = crop[inside]
+    (``photo_condition.face_skin``) and off what is too dark to be lit skin (nostrils, hair); None
+    where too little of it shows."""
+    (x0, y0, x1, y1), inside = face_skin(portrait, face)
+    pixels = portrait[y0:y1, x0:x1, :3][inside]
     pixels = pixels[to_lab(pixels)[:, 0] > 25.0]
     if len(pixels) < 50:
         return None

@@ -189,7 +189,7 @@ class Generator:
         atlas_size = atlas_size_for(params.size)
         fit_key = FitCache.key(
             analysis.head,
-            analysis.portrait,
+            analysis.portrait,  # the corrected photo: the projection kept with the fit reads it
             analysis.face.landmarks,
             analysis.fov_y_deg_exif,
             atlas_size,
@@ -204,10 +204,10 @@ class Generator:
             warnings += steady.warnings
             person = steady.person  # segmented once: the registration and the projection read it
             if person is None:
-                person = self.segmenter.mask(analysis.portrait)
+                person = self.segmenter.mask(analysis.for_registration)
             analysis = dataclasses.replace(analysis, person=person)
             registration = self.register(
-                analysis.head, face, analysis.portrait, analysis.fov_y_deg_exif, person, scatter
+                analysis.head, face, analysis.for_registration, analysis.fov_y_deg_exif, person, scatter
             )
         analysis = dataclasses.replace(analysis, face=face)  # the steadied landmarks from here on
         quality = assess(

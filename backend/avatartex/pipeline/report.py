@@ -102,6 +102,8 @@ def build_report(
             "monochrome": bool(analysis.face.extras.get("monochrome", False)),
             # the light's colour read on the eye whites and taken out (whitebalance.py)
             "white_balance": analysis.white_balance.report(),
+            # its exposure and grain, read on the face's skin and corrected (photo_condition.py)
+            "condition": analysis.condition.report(),
         },
         "warnings": warnings,
     }

@@ -56,6 +56,7 @@ from ..imaging import box_around, put_rows, sample_image, smoothstep
 from ..landmarks import MeshLandmarks, detect_from_camera
 from ..mesh import Mesh, load_mesh, with_pins
 from ..outline import MAX_COST, SURE_SCATTER_IOD, UNSURE_SCATTER_IOD, outline_face, place_head
+from ..photo_condition import PhotoCondition, condition_portrait
 from ..projection import (
     NARROW_STRETCH,
     OCCLUDED_FACING,
@@ -73,7 +74,7 @@ from ..projection import (
 from ..protocol import AvatarTexError, ErrorCode, GenerateParams
 from ..regions import FeatureColours, find_hair
 from ..registration import FovPrior, Registration, register, small_fits
-from ..whitebalance import Balance, balance_portrait
+from ..whitebalance import Balance, balance_portrait, balanced
 from .cache import HeadCache, HeadModel
 from .progress import RequestClock
 
@@ -99,6 +100,15 @@ class Analysis:
     """The portrait's person mask where analysing it already needed one (the outline fallback)."""
     white_balance: Balance = field(default_factory=lambda: Balance("off"))
     """What the white balance read on the eye whites and did (``portrait`` is the balanced photo)."""
+    condition: PhotoCondition = field(default_factory=lambda: PhotoCondition("off"))
+    """What was read of the photo's exposure and grain and done (``portrait`` is the corrected photo)."""
+    registered: np.ndarray | None = None
+    """The photo the registration reads: as taken, white-balanced as ``portrait`` is but neither
+    brightened nor denoised (``portrait`` itself where neither was done; None: ``portrait``)."""
+
+    @property
+    def for_registration(self) -> np.ndarray:
+        return self.portrait if self.registered is None else self.registered
 
 
 def analyse(
@@ -137,10 +147,21 @@ def analyse(
             f"{90 * face.extras['quarter_turns']}° counter-clockwise to read it upright (its orientation "
             "tag may be missing; a photo saved upright keeps this step out)"
         )
+    # Exposure and grain before the eye whites are read (they read the brightened, denoised photo);
+    # the registration reads the photo as taken, balanced alike: brightening and denoising are for
+    # the colours, and a camera fitted to the same pixels as before is the same camera.
+    taken = portrait
+    portrait, condition, said = condition_portrait(
+        portrait, face, params.white_balance, repr(params.portrait)
+    )
+    warnings += said
     balance = Balance(params.white_balance)
     if not monochrome:  # the light's colour, read on the eye whites (whitebalance.py)
         portrait, balance, said = balance_portrait(portrait, face, params.white_balance)
         warnings += said
+    registered = portrait
+    if condition.changed:
+        registered = balanced(taken, np.asarray(balance.gains)) if balance.applied else taken
     progress(0.4, "reading the mesh")
     mesh = with_pins(load_mesh(params.mesh, params.uv_map, params.unwrap), params.pins)
     warnings += mesh.warnings
@@ -152,14 +173,25 @@ def analyse(
         # the detector read no face, or its face detector did not confirm what the landmark model
         # saw: place it from (or check it against) the head's outline
         progress(0.8, "checking the face against the head's outline")
-        person = (segmenter or default_segmenter()).mask(portrait)
+        person = (segmenter or default_segmenter()).mask(registered)
         face, outline_warnings = _against_outline(
-            portrait, head, info.get("fov_y_deg_exif"), params.portrait, face, person, unreadable
+            registered, head, info.get("fov_y_deg_exif"), params.portrait, face, person, unreadable
         )
         warnings += outline_warnings
     if monochrome:  # the portrait holds it tinted: regions.feature_colours has no iris or lip colour to read
         face.extras["monochrome"] = True
-    return Analysis(portrait, face, mesh, head, warnings, info.get("fov_y_deg_exif"), person, balance)
+    return Analysis(
+        portrait,
+        face,
+        mesh,
+        head,
+        warnings,
+        info.get("fov_y_deg_exif"),
+        person,
+        balance,
+        condition,
+        registered,
+    )
 
 
 def turned_upright(
@@ -232,16 +264,16 @@ def steady_portrait(
     disagree and the outline fits closely (``outline.outline_face``)."""
     if analysis.face.extras.get("pass") == "outline":
         return SteadyFace(analysis.face, None, [], analysis.person)
-    readings = read_views(landmarker, analysis.portrait, analysis.face)
+    readings = read_views(landmarker, analysis.for_registration, analysis.face)
     face, scatter = steady_landmarks(analysis.face, readings), readings.scatter()
     if scatter < UNSURE_SCATTER_IOD or analysis.face.score <= 0.0:
         # read surely, or unconfirmed and so checked already (``analyse``)
         return SteadyFace(face, scatter, [], analysis.person)
     person = analysis.person
     if person is None:
-        person = (segmenter or default_segmenter()).mask(analysis.portrait)
+        person = (segmenter or default_segmenter()).mask(analysis.for_registration)
     checked, warnings = _against_outline(
-        analysis.portrait, analysis.head, analysis.fov_y_deg_exif, name, face, person
+        analysis.for_registration, analysis.head, analysis.fov_y_deg_exif, name, face, person
     )
     if checked is face:
         return SteadyFace(face, scatter, [], person)

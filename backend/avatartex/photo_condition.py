@@ -1,0 +1,228 @@
+"""The photo's exposure and sensor noise, read on the face's skin, and what is done about them.
+
+A phone photo in a dim room comes out dark and grainy; one in harsh sun or with a flash close by
+burns the skin out to white. The texture takes its skin from the photo, so a dark photo gives a dark
+character, grain gives speckled skin (the projection enlarges the photo's pixels two to four times
+on a face of ordinary size), and burnt-out skin gives a white patch with nothing under it.
+
+- **Exposure**: a photo whose head, eye whites and highlights included, nowhere comes near white
+  (``UNDEREXPOSED_PEAK``) was underexposed: no scene with a face in it is that dark everywhere, and a
+  person with dark skin in a well-exposed photo still has eye whites, catch-lights and highlights
+  high up. It is brightened in linear light, as a longer exposure would have, up to three stops.
+- **Noise**: the sensor's noise is read on the face's skin as Donoho's estimate (the median of the
+  finest diagonal wavelet band over 0.6745), which skin's own detail (pores, wrinkles) hardly
+  reaches: 2-3 /255 on clean photos, 6-15 /255 on grainy ones. Above ``NOISE_SIGMA_MIN`` the head's
+  part of the photo is denoised with BayesShrink wavelet thresholds at that sigma (scikit-image),
+  which keep wrinkles and edges where a plain blur would not.
+- **Burnt-out skin** is only said: what the camera clipped is lost.
+
+``GenerateParams.white_balance`` ``off`` keeps the photo as it is (both are still said);
+``auto`` and ``eyes`` correct exposure and noise before the eye whites are read. Both are for the
+colours: the registration reads the photo as taken (``steps.Analysis.registered``), so a corrected
+photo is placed by the same camera as the photo kept as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .atlas_filters import GAMMA
+from .face import (
+    FACE_OVAL,
+    LEFT_EYE_CONTOUR,
+    LEFT_EYEBROW,
+    LIPS_OUTER,
+    RIGHT_EYE_CONTOUR,
+    RIGHT_EYEBROW,
+    Face,
+)
+from .imaging import box_around
+from .projection import polygon_mask
+
+UNDEREXPOSED_PEAK = (0.8, 0.6)
+"""The sRGB value (brightest channel) of the head's brightest half percent of pixels below which a
+photo counts as underexposed, and below which it is brought all the way to ``EXPOSED_PEAK``
+(between the two, part of the way, so that photos a little apart in exposure give textures a little
+apart). Eye whites, catch-lights and the skin's highlights sit at 0.8-1.0 in a photo exposed for the
+face, whatever the skin's colour (the astronaut 0.96, Grace Hopper 1.0); one stop under at about
+0.7, two at 0.5."""
+
+EXPOSED_PEAK = 0.92
+"""Where brightening an underexposed photo puts that brightest half percent: about where it lies in
+photos exposed for the face (the astronaut 0.96, Grace Hopper 1.0, faces of scikit-image's LFW
+subset 0.72-0.95)."""
+
+SAID_GAIN = 2**0.5
+"""The brightening (half a stop) from which the warning names it; less is done without a word."""
+
+MAX_EXPOSURE_GAIN = 8.0
+"""The most an underexposed photo is brightened in linear light: three stops. Darker than that, the
+8-bit photo holds too few levels to bring back, and the warning says so."""
+
+NOISE_SIGMA_MIN = 4.5 / 255
+"""Sensor noise (sRGB standard deviation) on the face's skin above which the photo is denoised. Clean
+photos read 2-3 /255 (skin's own fine detail, JPEG's remains); the astronaut's blue channel, the
+noisiest of the test photos, 4.2; noise the eye sees as grain on skin starts about 5."""
+
+HEAD_REACH_FACES = 0.6
+"""How far beyond the face's oval, in face sizes, the photo is denoised: the scalp, ears and neck the
+projection also reads."""
+
+CLIPPED_SKIN_SHARE = 0.1
+"""Share of the face's skin burnt out to white (a channel at 250 /255 or above) above which the photo
+is said to be overexposed. A photographer's key light leaves a clipped highlight of a few percent
+(the astronaut's cheek: 2 %)."""
+
+
+@dataclass(frozen=True)
+class PhotoCondition:
+    """What was read of the photo's exposure and noise, and what was done."""
+
+    mode: str
+    """``GenerateParams.white_balance``: ``off`` reads and says, every other mode also corrects."""
+    peak: float | None = None
+    """sRGB value (brightest channel) of the head's brightest half percent of pixels, as taken."""
+    gain: float = 1.0
+    """The linear-light gain the photo was brightened by (1: left as it was)."""
+    noise: float | None = None
+    """Sensor noise on the face's skin (sRGB standard deviation, 0-1), after any brightening."""
+    denoised: bool = False
+    clipped_skin: float | None = None
+    """Share of the face's skin burnt out to white in the photo as taken."""
+
+    @property
+    def changed(self) -> bool:
+        """Whether the photo was brightened or denoised."""
+        return self.gain != 1.0 or self.denoised
+
+    def report(self) -> dict:
+        """``report.json``'s ``portrait.condition``."""
+        found: dict = {"mode": self.mode, "exposure_gain": round(self.gain, 3), "denoised": self.denoised}
+        if self.peak is not None:
+            found["peak"] = round(self.peak, 3)
+        if self.noise is not None:
+            found["noise"] = round(self.noise * 255, 2)  # /255, as photo editors give it
+        if self.clipped_skin is not None:
+            found["clipped_skin"] = round(self.clipped_skin, 4)
+        return found
+
+
+def face_skin(portrait: np.ndarray, face: Face) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """The face's skin in the photo: the box (x0, y0, x1, y1) around its oval and, over that box, the
+    mask inside the oval (pulled in) and off the eyes, brows and lips."""
+    box = box_around(face.landmarks[list(FACE_OVAL)], 1, portrait.shape)
+    shape = (box[3] - box[1], box[2] - box[0])
+    lm = face.landmarks - box[:2]
+    inside = polygon_mask(shape, lm[list(FACE_OVAL)], grow=-0.15)
+    for contour in (RIGHT_EYE_CONTOUR, LEFT_EYE_CONTOUR, RIGHT_EYEBROW, LEFT_EYEBROW, LIPS_OUTER):
+        inside &= ~polygon_mask(shape, lm[list(contour)], grow=0.4)
+    return box, inside
+
+
+def skin_noise(crop: np.ndarray, skin: np.ndarray) -> float | None:
+    """Sensor noise (sRGB standard deviation) of an (H, W, 3) crop over its ``skin`` mask: Donoho's
+    median absolute deviation of the finest diagonal Daubechies-2 band, per channel, the channels'
+    median; None where under 64 of the band's coefficients lie on skin."""
+    import pywt
+
+    sigmas = []
+    for channel in range(3):
+        _, (_, _, diagonal) = pywt.dwt2(crop[..., channel].astype(np.float64), "db2")
+        h, w = diagonal.shape
+        # the band's coefficient (i, j) covers the crop's pixels near (2i, 2j)
+        rows = np.minimum(2 * np.arange(h), skin.shape[0] - 1)
+        cols = np.minimum(2 * np.arange(w), skin.shape[1] - 1)
+        on_skin = skin[np.ix_(rows, cols)]
+        if on_skin.sum() < 64:
+            return None
+        sigmas.append(np.median(np.abs(diagonal[on_skin])) / 0.6745)
+    return float(np.median(sigmas))
+
+
+def _head_box(portrait: np.ndarray, face: Face) -> tuple[int, int, int, int]:
+    oval = face.landmarks[list(FACE_OVAL)]
+    reach = int(round(HEAD_REACH_FACES * float(np.ptp(oval, axis=0).max())))
+    return box_around(oval, reach, portrait.shape)
+
+
+def condition_portrait(
+    portrait: np.ndarray, face: Face | None, mode: str, name: str = "the photo"
+) -> tuple[np.ndarray, PhotoCondition, list[str]]:
+    """The portrait (H, W, 3+) sRGB 0..1 brightened where it was underexposed and denoised where its
+    skin is grainy (unless ``mode`` is ``off``), what was read and done, and the warnings to show.
+    Nothing is read where the face's landmarks are not the detector's landmark model's (none read,
+    or placed from the head's outline: the eyes and skin would be the mesh's guess)."""
+    if face is None or face.extras.get("pass") == "outline":
+        return portrait, PhotoCondition(mode), []
+    correct = mode != "off"
+    said: list[str] = []
+    x0, y0, x1, y1 = _head_box(portrait, face)
+    peak = float(np.percentile(portrait[y0:y1, x0:x1, :3].max(axis=2), 99.5))
+    (sx0, sy0, sx1, sy1), skin = face_skin(portrait, face)
+    # burnt out where a 5-pixel median is: grain alone lifts single pixels of light skin to white
+    brightest = np.clip(portrait[sy0:sy1, sx0:sx1, :3].max(axis=2) * 255, 0, 255).astype(np.uint8)
+    clipped = float(np.mean(cv2.medianBlur(brightest, 5)[skin] >= 250)) if skin.any() else 0.0
+
+    gain, out = 1.0, portrait
+    start, full = UNDEREXPOSED_PEAK
+    share = float(np.clip((start - peak) / (start - full), 0.0, 1.0))
+    wanted = (EXPOSED_PEAK / max(peak, 1e-3)) ** (GAMMA * share)
+    if wanted > 1.0 and correct:
+        gain = min(wanted, MAX_EXPOSURE_GAIN)
+        out = np.array(portrait, np.float32, copy=True)
+        out[..., :3] = np.minimum(out[..., :3] * np.float32(gain ** (1.0 / GAMMA)), 1.0)
+    if wanted >= SAID_GAIN:
+        stops = np.log2(wanted)
+        if not correct:
+            said.append(
+                f"{name} is underexposed (its brightest parts reach {peak:.0%} of white, about "
+                f"{stops:.1f} stops short): the skin is as dark as the photo shows it; white_balance=auto "
+                "brightens it"
+            )
+        else:
+            short = ""
+            if gain < wanted:
+                short = (
+                    f" by {np.log2(gain):.0f} of the {stops:.1f} stops it lacked (darker than that, the "
+                    "photo holds too few levels to bring back)"
+                )
+            said.append(
+                f"{name} is underexposed (its brightest parts reach {peak:.0%} of white): it was "
+                f"brightened{short} before its skin was read; a photo exposed for the face gives truer "
+                "skin, and white_balance=off keeps the photo's own exposure"
+            )
+
+    noise = skin_noise(out[sy0:sy1, sx0:sx1, :3], skin)
+    denoised = False
+    if noise is not None and noise > NOISE_SIGMA_MIN:
+        if correct:
+            from skimage.restoration import denoise_wavelet
+
+            out = np.array(out, np.float32, copy=True) if out is portrait else out
+            region = out[y0:y1, x0:x1, :3]
+            cleaned = denoise_wavelet(
+                region, sigma=noise, channel_axis=-1, convert2ycbcr=True, method="BayesShrink",
+                mode="soft", rescale_sigma=True,
+            )  # fmt: skip
+            out[y0:y1, x0:x1, :3] = np.clip(cleaned, 0.0, 1.0)
+            denoised = True
+            said.append(
+                f"{name} is grainy (sensor noise {noise * 255:.0f}/255 on the skin): its head was "
+                "denoised before projecting, so the skin's finest detail is a little softer; a photo "
+                "in more light gives a cleaner texture"
+            )
+        else:
+            said.append(
+                f"{name} is grainy (sensor noise {noise * 255:.0f}/255 on the skin), and the grain is "
+                "in the texture; white_balance=auto denoises the photo first"
+            )
+    if clipped > CLIPPED_SKIN_SHARE:
+        said.append(
+            f"{name} is overexposed: {clipped:.0%} of the face's skin is burnt out to white, and its "
+            "colour and detail there are lost (the texture is paler there); a photo with less light "
+            "or a lower exposure gives the skin's colour"
+        )
+    return out, PhotoCondition(mode, peak, gain, noise, denoised, clipped), said

@@ -1,0 +1,160 @@
+"""The photo's exposure and sensor noise read on the face's skin and corrected before anything reads
+the photo (``photo_condition.py``): a phone photo in a dim room is dark and grainy, and the texture
+took its skin as it was (a dark character, speckled skin)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from avatartex import photo_condition as pc
+from avatartex.face import analyse_portrait
+from avatartex.pipeline import Generator
+
+
+@pytest.fixture(scope="module")
+def landmarker():
+    return Generator().landmarker
+
+
+@pytest.fixture(scope="module")
+def astronaut_face(landmarker, astronaut):
+    return analyse_portrait(astronaut, "astronaut", landmarker)[0]
+
+
+def grainy(image: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
+    """``image`` with Gaussian sensor noise of ``sigma`` (sRGB, 0-1), as a camera saves it (8 bits)."""
+    noisy = image + np.random.default_rng(seed).normal(0.0, sigma, image.shape)
+    return (np.round(np.clip(noisy, 0.0, 1.0) * 255) / 255).astype(np.float32)
+
+
+def exposed(image: np.ndarray, stops: float) -> np.ndarray:
+    """``image`` exposed ``stops`` more (negative: less) in linear light, clipped and kept to 8 bits."""
+    linear = np.power(image, 2.2) * 2.0**stops
+    return (np.round(np.power(np.clip(linear, 0.0, 1.0), 1 / 2.2) * 255) / 255).astype(np.float32)
+
+
+def skin_of(image: np.ndarray, face) -> np.ndarray:
+    (x0, y0, x1, y1), skin = pc.face_skin(image, face)
+    return image[y0:y1, x0:x1, :3][skin]
+
+
+@pytest.mark.parametrize("sigma", [4 / 255, 8 / 255, 16 / 255])
+def test_noise_is_read_as_the_sigma_added_over_smooth_skin(sigma):
+    """Donoho's estimate on a smooth shaded patch reads the noise added to it within 15 %, and the
+    patch without noise as under 1/255 (the shading's slope is not noise)."""
+    yy, xx = np.mgrid[0:120, 0:100] / 100.0
+    patch = np.stack([0.7 - 0.2 * yy + 0.1 * xx**2, 0.5 - 0.15 * yy, 0.4 - 0.1 * xx], axis=-1)
+    skin = np.ones(patch.shape[:2], bool)
+    assert pc.skin_noise(patch, skin) < 1 / 255
+    read = pc.skin_noise(patch + np.random.default_rng(1).normal(0, sigma, patch.shape), skin)
+    assert abs(read - sigma) < 0.15 * sigma, (read * 255, sigma * 255)
+
+
+def test_a_clean_exposed_photo_is_left_as_it_is(astronaut, astronaut_face):
+    """The astronaut (a studio photo) is neither dark nor grainy: the same array comes back, with no
+    word said, and what was read is reported."""
+    out, condition, said = pc.condition_portrait(astronaut, astronaut_face, "auto")
+    assert out is astronaut and said == []
+    assert condition.gain == 1.0 and not condition.denoised
+    assert condition.noise < pc.NOISE_SIGMA_MIN and condition.peak > pc.UNDEREXPOSED_PEAK[0]
+    assert condition.clipped_skin < pc.CLIPPED_SKIN_SHARE
+
+
+def test_a_grainy_photo_is_denoised_towards_the_clean_one(astronaut, astronaut_face):
+    """Noise of 12/255 on the astronaut: read within 20 %, and after the denoising the face's skin lies
+    at least twice as close to the clean photo's (mean squared error), and it is said."""
+    noisy = grainy(astronaut, 12 / 255)
+    out, condition, said = pc.condition_portrait(noisy, astronaut_face, "auto", "'phone.jpg'")
+    assert condition.denoised and abs(condition.noise * 255 - 12) < 2.4, condition.noise * 255
+    clean = skin_of(astronaut, astronaut_face)
+    before = np.mean((skin_of(noisy, astronaut_face) - clean) ** 2)
+    after = np.mean((skin_of(out, astronaut_face) - clean) ** 2)
+    assert after < 0.5 * before, (after, before)
+    assert any("grainy" in s and "'phone.jpg'" in s for s in said), said
+    assert noisy.max() > 0 and out is not noisy  # the caller's photo is not written over
+    assert np.array_equal(noisy, grainy(astronaut, 12 / 255))
+
+
+def test_an_underexposed_photo_is_brightened_back(astronaut, astronaut_face):
+    """Two stops under: brightened by about what it lost (1.4-2.2 stops of the 2: the brightest
+    pixels are brought to ``EXPOSED_PEAK``, not to where they were), so the face's skin lands near the
+    well-exposed photo's; said, with how to keep the photo's own exposure."""
+    dark = exposed(astronaut, -2.0)
+    out, condition, said = pc.condition_portrait(dark, astronaut_face, "auto")
+    assert 1.4 <= np.log2(condition.gain) <= 2.2, condition.gain
+    skin, skin_dark, skin_out = (np.median(skin_of(i, astronaut_face)) for i in (astronaut, dark, out))
+    assert abs(skin_out - skin) < 0.35 * abs(skin_dark - skin), (skin, skin_dark, skin_out)
+    assert any("underexposed" in s and "white_balance=off" in s for s in said), said
+
+
+def test_exposure_grows_smoothly_with_how_dark_the_photo_is(astronaut, astronaut_face):
+    """Photos a little apart in exposure get gains a little apart: no jump where brightening starts."""
+    gains = [
+        pc.condition_portrait(exposed(astronaut, -stops), astronaut_face, "auto")[1].gain
+        for stops in np.arange(0.0, 3.01, 0.25)
+    ]
+    assert gains[0] == 1.0 and all(b >= a for a, b in zip(gains, gains[1:], strict=False))
+    assert max(np.diff(np.log2(gains))) < 0.6, np.log2(gains)
+
+
+def test_white_balance_off_keeps_the_photo_and_says_what_it_is(astronaut, astronaut_face):
+    """``off``: a dark, grainy photo comes back as it was, and both are said."""
+    photo = grainy(exposed(astronaut, -2.0), 10 / 255)
+    out, condition, said = pc.condition_portrait(photo, astronaut_face, "off")
+    assert out is photo and condition.gain == 1.0 and not condition.denoised
+    assert any("underexposed" in s for s in said) and any("grainy" in s for s in said), said
+
+
+def test_burnt_out_skin_is_said_and_grain_alone_is_not(astronaut, astronaut_face):
+    """Two stops over, most of the face's skin is white: said as overexposed. Grain that lifts single
+    pixels of light skin to white is not."""
+    _, condition, said = pc.condition_portrait(exposed(astronaut, 2.0), astronaut_face, "auto")
+    assert condition.clipped_skin > 0.5 and any("overexposed" in s for s in said), said
+    _, condition, said = pc.condition_portrait(grainy(astronaut, 20 / 255), astronaut_face, "auto")
+    assert condition.clipped_skin < pc.CLIPPED_SKIN_SHARE and not any("overexposed" in s for s in said)
+
+
+def test_no_face_read_reads_nothing(astronaut):
+    """Without the detector's landmarks there is no skin to read: the photo is kept, nothing said."""
+    out, condition, said = pc.condition_portrait(astronaut, None, "auto")
+    assert out is astronaut and said == [] and condition.noise is None
+
+
+def test_generate_brightens_and_denoises_a_dark_grainy_phone_photo(astronaut, tmp_path):
+    """Through ``generate`` on the demo head: the astronaut two stops under and grainy (as a phone in a
+    dim room takes her) gives a face as light as the well-exposed photo's and smoother skin than the
+    same photo kept as it is (``white_balance=off``), from the same camera (the registration reads
+    the photo as taken); report.json says what was read and done."""
+    import cv2
+    from avatartex.demo_head import make_demo_head
+    from avatartex.image_io import load_texture, save_png
+    from avatartex.imaging import to_lab
+    from avatartex.mesh import Mesh, load_mesh, save_capture
+    from avatartex.protocol import GenerateParams
+
+    generator = Generator()
+    head = tmp_path / "demo.npz"
+    positions, triangles, uvs, pins = make_demo_head()
+    save_capture(Mesh(positions, triangles, uvs, None, pins, "DemoHead"), head)
+    face = generator.head(load_mesh(str(head))).atlas(512).face
+    clean = save_png(tmp_path / "clean.png", astronaut)
+    phone = save_png(tmp_path / "phone.png", grainy(exposed(astronaut, -2.0), 3 / 255))
+    lightness, grain, reports, cameras = {}, {}, {}, {}
+    for name, photo, mode in (("clean", clean, "auto"), ("auto", phone, "auto"), ("off", phone, "off")):
+        out = tmp_path / name
+        params = GenerateParams(
+            str(head), str(photo), str(out), size=512, engine="classic", debug=True, white_balance=mode
+        )
+        report = generator.generate(params)["report"]
+        reports[name], cameras[name] = report["portrait"]["condition"], report["registration"]
+        lab = to_lab(load_texture(out / "debug_atlas.png")[..., :3])[..., 0]
+        lightness[name] = float(np.median(lab[face]))
+        # the grain as contrast (over the lightness): the same noise reads smaller on darker skin
+        fine = lab - cv2.GaussianBlur(lab, (0, 0), 1.5)
+        grain[name] = float(np.median(np.abs(fine[face]))) / lightness[name]
+    assert reports["clean"]["exposure_gain"] == 1.0 and not reports["clean"]["denoised"]
+    assert reports["auto"]["exposure_gain"] > 2.5 and reports["auto"]["denoised"], reports["auto"]
+    assert reports["off"]["exposure_gain"] == 1.0 and not reports["off"]["denoised"]
+    assert cameras["auto"] == cameras["off"]  # the registration reads the photo as taken
+    assert abs(lightness["auto"] - lightness["clean"]) < 0.3 * abs(lightness["off"] - lightness["clean"])
+    assert abs(grain["auto"] - grain["clean"]) < 0.5 * abs(grain["off"] - grain["clean"]), grain
