@@ -604,3 +604,69 @@ def test_a_cel_shadow_on_a_busts_neck_follows_the_neck_not_the_atlas_edge(
     # fold (a shadow band down to the edge: ``repaint._cavity``); 0.09 since it is the mesh's own.
     assert between(smeared) > 0.025  # 0.04-0.09 as the landmarks have been read
     assert between(styled) < 0.5 * between(smeared) and between(styled) < 0.05  # 0.007
+
+
+# --- what the camera burnt out --------------------------------------------------------------------------
+
+
+def test_skin_the_camera_burnt_out_is_no_skin_but_eye_whites_and_an_overexposed_face_are() -> None:
+    """``burnt_out``: a clipped highlight inside the face outline is taken out of the skin, grown by
+    its glow's reach; a white inside the eyes' and lips' mask is kept (eye whites, teeth); and where
+    more than ``BURNT_MAX_SHARE`` of the face is white (an overexposed photo) nothing is taken."""
+    from avatartex.projection import BURNT_MAX_SHARE, burnt_out
+
+    image = np.full((200, 200, 3), (0.8, 0.6, 0.5), np.float32)
+    outline = np.zeros((200, 200), bool)
+    outline[40:160, 50:150] = True
+    features = np.zeros((200, 200), bool)
+    features[60:70, 70:90] = True
+    cv2.circle(image, (120, 120), 5, (1.0, 0.97, 0.96), -1)  # a highlight on the cheek
+    image[62:68, 75:85] = 1.0  # an eye white
+    burnt = burnt_out(image, outline, features, IOD)
+    assert burnt[120, 120] == 1.0 and burnt[120, 126] > 0.5  # the glow round it too
+    assert burnt[120, 135] == 0.0 and burnt[65, 80] == 0.0 and burnt[100, 20] == 0.0
+    over = image.copy()
+    over[40 : 40 + int(1.2 * BURNT_MAX_SHARE * 120), 50:150] = 1.0
+    assert not burnt_out(over, outline, features, IOD).any()
+
+
+def test_a_clipped_highlight_is_filled_from_the_skin_around(generator, astronaut, tmp_path) -> None:
+    """The astronaut on the demo head: where her photo's cheek highlight clipped (0.98/0.94/0.93),
+    the texels read there lose the photo's confidence and take the skin's colour from around (it
+    was a pale blue-grey spot); the photo there was near white."""
+    import look
+    from avatartex.demo_head import make_demo_head
+    from avatartex.face import FACE_OVAL, LEFT_EYE_CONTOUR, LIPS_OUTER, RIGHT_EYE_CONTOUR
+    from avatartex.image_io import save_png
+    from avatartex.mesh import Mesh, save_capture
+    from avatartex.pipeline import steps
+    from avatartex.projection import polygon_mask
+    from avatartex.protocol import GenerateParams
+
+    originals = steps.project, steps.bake_texture
+    tap = look.Tap()
+    try:
+        positions, triangles, uvs, pins = make_demo_head()
+        mesh = tmp_path / "demo.npz"
+        save_capture(Mesh(positions, triangles, uvs, None, pins, "DemoHead"), mesh)
+        photo = save_png(tmp_path / "astronaut.png", astronaut)
+        generator.generate(
+            GenerateParams(mesh=str(mesh), portrait=str(photo), out_dir=str(tmp_path), size=1024)
+        )
+    finally:
+        steps.project, steps.bake_texture = originals
+    coords, conf = tap.projection.portrait_coords, tap.projection.partial.confidence
+    face = generator.landmarker.detect(astronaut)[0]
+    oval = polygon_mask(astronaut.shape[:2], face.landmarks[list(FACE_OVAL)], grow=-0.15)
+    for contour in (RIGHT_EYE_CONTOUR, LEFT_EYE_CONTOUR, LIPS_OUTER):  # eye whites and teeth are white
+        oval &= ~polygon_mask(oval.shape, face.landmarks[list(contour)], grow=0.3)
+    seen = np.isfinite(coords[..., 0]) & tap.geometry.face
+    xy = np.round(coords[seen]).astype(int)
+    rows, cols = xy[:, 1].clip(0, 511), xy[:, 0].clip(0, 511)
+    on_highlight = (astronaut[rows, cols].min(axis=1) > 0.92) & oval[rows, cols]  # at 1024: 20 texels
+    assert on_highlight.sum() >= 10, on_highlight.sum()
+    assert float(np.median(conf[seen][on_highlight])) < 0.1
+    linear = np.power(np.clip(tap.atlas[..., :3], 1e-4, 1.0), 2.2)
+    paleness = linear.min(axis=-1) / linear.max(axis=-1)
+    skin = seen & (conf > 0.9)
+    assert np.median(paleness[seen][on_highlight]) < np.median(paleness[skin]) + 0.08

@@ -64,6 +64,23 @@ SKIN_CONTOUR_PX = 1.5
 """Portrait pixels (Gaussian sigma) over which a skin region's border is smoothed (``skin_regions``)."""
 SKIN_SPECK = 0.08
 """Eye distances: non-skin-coloured specks inside skin smaller than this across still count as skin."""
+BURNT_OUT = (0.94, 0.98)
+"""sRGB values of a photo pixel's strongest channel over which it counts from not at all to fully as
+clipped (``burnt_out``); it must also be white (``BURNT_WHITE``)."""
+BURNT_WHITE = (0.8, 0.88)
+"""sRGB values of a clipped pixel's weakest channel over which it counts from not at all to fully as
+burnt out: a highlight clipped to white lost the skin's colour (the astronaut's right cheek,
+0.98/0.94/0.93 with a glow of 0.96/0.87/0.82 round it: a pale blue-grey spot on the textures); skin
+whose red alone clipped keeps its colour in the other two and is read (Grace Hopper's lit forehead
+and cheeks, 0.98/0.73/0.62 and a weakest channel of 0.75 at most; the sweep's lit cheeks,
+0.97/0.75/0.64). Paleness against the face's own skin does not tell them apart: her lit forehead is
+as much paler than her skin (0.22) as the astronaut's highlight is than hers."""
+BURNT_MAX_SHARE = 0.1
+"""Share of the face outline's pixels burnt out above which they are read anyway: an overexposed
+photo has nothing else to give (``photo_condition.CLIPPED_SKIN_SHARE``, which says so)."""
+BURNT_REACH = 0.02
+"""Eye distances by which a burnt-out patch is grown: its rim is the highlight's glow, whiter than the
+skin as far as the lens spread the clipped light."""
 NARROW_STRETCH = 0.08
 """Eye distances: stretched patches narrower than twice this (the walls of the nostrils, the eye
 corners, the lips' corners) keep the photo (``keep_narrow_stretch``); a smear cannot be longer than
@@ -238,9 +255,36 @@ def prepare_view(
     outline = polygon_mask((h, w), face_outline_xy, grow=-0.04)
     likelihood = skin_likelihood(image, polygon_mask((h, w), face_outline_xy, grow=-0.1), feature_mask)
     skin = skin_regions(likelihood, outline, person, float(registration.interocular))
+    skin *= 1.0 - burnt_out(image, outline, feature_mask, float(registration.interocular))
     near = cv2.erode(np.where(covered, depth, np.float32(3e38)).astype(np.float32), np.ones((3, 3), np.uint8))
     near = np.where(near >= np.float32(3e38), np.inf, near).astype(np.float32)
     return PortraitView(image, near, zscale, edge, skin, outline, cam.center, DEPTH_TOLERANCE * mesh_scale)
+
+
+def burnt_out(
+    image: np.ndarray, outline: np.ndarray, feature_mask: np.ndarray | None, interocular: float
+) -> np.ndarray:
+    """(H, W) float32 0..1: how surely each pixel inside the face ``outline`` is skin the camera
+    burnt out to white (clipped, ``BURNT_OUT``, in every channel, ``BURNT_WHITE``; grown by
+    ``BURNT_REACH``), off the eyes and lips
+    (``feature_mask``: eye whites and teeth are white); zero where more than ``BURNT_MAX_SHARE`` of the
+    outline is (an overexposed photo's face is read as it is). The texels read there are filled from
+    the skin around, as unseen ones are."""
+    h, w = outline.shape
+    out = np.zeros((h, w), np.float32)
+    if not outline.any():
+        return out
+    x0, y0, x1, y1 = box_around(np.argwhere(outline)[:, ::-1].astype(np.float32), 2, outline.shape)
+    box = (slice(y0, y1), slice(x0, x1))
+    rgb = image[box][..., :3]
+    inside = outline[box] if feature_mask is None else outline[box] & ~feature_mask[box]
+    burnt = smoothstep((rgb.max(axis=2) - BURNT_OUT[0]) / (BURNT_OUT[1] - BURNT_OUT[0])).astype(np.float32)
+    burnt *= smoothstep((rgb.min(axis=2) - BURNT_WHITE[0]) / (BURNT_WHITE[1] - BURNT_WHITE[0])) * inside
+    if float((burnt > 0.5).sum()) > BURNT_MAX_SHARE * float(outline.sum()):
+        return out
+    reach = max(int(round(BURNT_REACH * interocular)), 1)
+    out[box] = cv2.dilate(burnt, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1,) * 2))
+    return out
 
 
 def read_softly(

@@ -426,7 +426,12 @@ class SurfaceDelight:
 
 
 def _without_shine(
-    color: np.ndarray, conf: np.ndarray, skin: np.ndarray, lights: DirectionalLights, ctx: StageContext
+    color: np.ndarray,
+    conf: np.ndarray,
+    skin: np.ndarray,
+    lights: DirectionalLights,
+    ctx: StageContext,
+    normals: np.ndarray,
 ) -> np.ndarray:
     """``color`` with the skin's shine taken out of the photo-backed texels (``shine.py``): where the
     fitted key lights mirror towards the registered camera, the shine (in its own colour,
@@ -449,8 +454,8 @@ def _without_shine(
         where: np.ndarray, grid_cells: tuple[slice, slice] = (slice(None), slice(None))
     ) -> np.ndarray:
         out = np.zeros(where.shape, np.float32)
-        normals, points = atlas.normals[grid_cells], positions[grid_cells]
-        out[where] = shine.lobe(normals[where], points[where], ctx.view_from, lights.lights)
+        cell_normals, points = normals[grid_cells], positions[grid_cells]
+        out[where] = shine.lobe(cell_normals[where], points[where], ctx.view_from, lights.lights)
         return out
 
     # The lobe on the grid first; at every texel only near where the grid's reaches half the gate.
@@ -469,7 +474,7 @@ def _without_shine(
     unlit = skin[grid, grid] & (coarse < shine.UNLIT_LOBE)
     ratio = shine.skin_ratio(linear[unlit])
     occlusion = None if atlas.occlusion is None else atlas.occlusion[grid, grid]
-    shading = np.maximum(lights(atlas.normals[grid, grid], occlusion), 1e-3)[..., None]
+    shading = np.maximum(lights(normals[grid, grid], occlusion), 1e-3)[..., None]
     rows = -(-(atlas.band_rows - step // 2) // step)  # the grid's rows in the band
     around = filters.push_pull(linear / shading, (conf[grid, grid] * unlit).astype(np.float32), rows)
     r, c = np.nonzero(active)
@@ -478,7 +483,7 @@ def _without_shine(
     low, high = np.where(in_band, 0, rows), np.where(in_band, rows - 1, len(around) - 1)
     gr, gc = np.clip(r // step, low, high), np.minimum(c // step, around.shape[1] - 1)
     own_occlusion = None if atlas.occlusion is None else atlas.occlusion[r, c]
-    own = np.maximum(lights(atlas.normals[r, c], own_occlusion), 1e-3)
+    own = np.maximum(lights(normals[r, c], own_occlusion), 1e-3)
     before = np.power(color[r, c], filters.GAMMA)
     expected = around[gr, gc] * own[:, None]
     colour = shine.shine_colour(before, expected, gate[r, c])
@@ -634,7 +639,7 @@ class ClassicLatent(Stage):
             model = lambda n, occlusion=None: sh_eval(n, coeffs)  # noqa: E731
         ctx.lighting["occluded"] = round(float(getattr(model, "occluded", 0.0)), 4)
         if model is lights and ctx.view_from is not None:
-            color = _without_shine(color, conf, skin, lights, ctx)
+            color = _without_shine(color, conf, skin, lights, ctx, normals)
             linear = np.power(color.reshape(-1, 3)[sample], filters.GAMMA)
             lum = linear @ LUMA
         fitted = model(sample_normals, sample_occlusion)
