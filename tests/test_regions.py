@@ -232,6 +232,17 @@ def test_the_fringes_shadow_goes_with_the_fringe(state):
     assert out.texture.confidence[below].mean() < 0.2
 
 
+def small_holes(state) -> np.ndarray:
+    """The projection's unread patches narrower than about a third of an eye distance (under a tenth
+    of an eye distance squared): holes in the skin it read, not the hair or what the photo does not
+    show."""
+    unread = (state.projection.partial.confidence < 0.5).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(unread, connectivity=8)
+    small = stats[:, cv2.CC_STAT_AREA] < 0.1 * state.geometry.layout.face_texels_per_iod**2
+    small[0] = False  # the read skin itself
+    return small[labels] & unread.astype(bool)
+
+
 def test_the_hairline_left_on_the_forehead_is_a_smooth_curve(state, monkeypatch):
     """What goes with the photo's hair is closed over ``HAIR_CLOSE``: the skin between the fringe's
     strands is taken with them, so the filled forehead meets the photo's along a smooth edge, not a
@@ -244,8 +255,13 @@ def test_the_hairline_left_on_the_forehead_is_a_smooth_curve(state, monkeypatch)
         forehead, _ = fringe_on_forehead(state, out)
         taken = (out.texture.confidence < 0.5) & forehead
         kept = (out.texture.confidence >= 0.5) & forehead
+        # Small holes the projection left in the skin it read (highlights its camera burnt out to
+        # white, ``projection.burnt_out``: two on the astronaut's forehead just under her fringe) are
+        # filled as the hair is, but are no hairline: the skin beside them is no notch of its edge.
+        beside = cv2.dilate(small_holes(state).astype(np.uint8), disc).astype(bool)
         edge = taken & cv2.dilate(kept.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-        notches = cv2.morphologyEx(taken.astype(np.uint8), cv2.MORPH_CLOSE, disc).astype(bool) & kept
+        notches = cv2.morphologyEx(taken.astype(np.uint8), cv2.MORPH_CLOSE, disc).astype(bool)
+        notches &= kept & ~beside
         return int(edge.sum()), int(notches.sum()), int(taken.sum())
 
     edge, notches, taken = hairline(run(state, scalp="skin"))

@@ -122,6 +122,9 @@ class PortraitView:
     """(3,) the registered camera's position in mesh space."""
     tolerance: float
     """Depth-test tolerance in mesh units."""
+    burnt: np.ndarray | None = None
+    """(H, W) float32 0..1 skin the camera burnt out to white (``burnt_out``): the texels read there
+    lose that much of their confidence and are filled as unseen ones are; None: none."""
 
 
 def skin_likelihood(
@@ -255,10 +258,15 @@ def prepare_view(
     outline = polygon_mask((h, w), face_outline_xy, grow=-0.04)
     likelihood = skin_likelihood(image, polygon_mask((h, w), face_outline_xy, grow=-0.1), feature_mask)
     skin = skin_regions(likelihood, outline, person, float(registration.interocular))
-    skin *= 1.0 - burnt_out(image, outline, feature_mask, float(registration.interocular))
+    # Highlights on the face's skin, away from its border, where a fringe's or the background's
+    # whites meet it (the hair's own step takes the fringe).
+    inner = polygon_mask((h, w), face_outline_xy, grow=-0.15)
+    burnt = burnt_out(image, inner, feature_mask, float(registration.interocular))
     near = cv2.erode(np.where(covered, depth, np.float32(3e38)).astype(np.float32), np.ones((3, 3), np.uint8))
     near = np.where(near >= np.float32(3e38), np.inf, near).astype(np.float32)
-    return PortraitView(image, near, zscale, edge, skin, outline, cam.center, DEPTH_TOLERANCE * mesh_scale)
+    return PortraitView(
+        image, near, zscale, edge, skin, outline, cam.center, DEPTH_TOLERANCE * mesh_scale, burnt
+    )
 
 
 def burnt_out(
