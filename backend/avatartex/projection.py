@@ -77,7 +77,8 @@ and cheeks, 0.98/0.73/0.62 and a weakest channel of 0.75 at most; the sweep's li
 as much paler than her skin (0.22) as the astronaut's highlight is than hers."""
 BURNT_MAX_SHARE = 0.1
 """Share of the face outline's pixels burnt out above which they are read anyway: an overexposed
-photo has nothing else to give (``photo_condition.CLIPPED_SKIN_SHARE``, which says so)."""
+photo has nothing else to give. (The overexposure warning, ``photo_condition.CLIPPED_SKIN_SHARE``,
+counts skin with any channel clipped, white or not: the two shares are not the same measure.)"""
 BURNT_REACH = 0.02
 """Eye distances by which a burnt-out patch is grown: its rim is the highlight's glow, whiter than the
 skin as far as the lens spread the clipped light."""

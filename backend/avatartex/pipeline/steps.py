@@ -559,7 +559,7 @@ def project(
     )
     usable[hit] = projected.usable * jaw_front_factor(head, portrait, face, registration, projected)
     if view.burnt is not None and view.burnt.any():  # skin the camera burnt out: filled as unseen
-        burnt = sample_image(view.burnt, np.nan_to_num(projected.coords, nan=-1.0))[..., 0]
+        burnt = sample_image(view.burnt, projected.coords)[..., 0]  # NaN reads the border: masked
         usable[hit] *= 1.0 - np.where(np.isfinite(projected.coords[:, 0]), burnt, 0.0)
     stretched[hit] = stretch_weight(projected.stretch)
     put_rows(portrait_coords, hit, projected.coords)
