@@ -237,3 +237,23 @@ def test_a_black_and_white_photo_gets_a_skin_tone_over_its_own_light_and_shade(a
     for photo in (astronaut.astype(np.float32), dull):
         same, monochrome = image_io.tinted_if_monochrome(photo)
         assert not monochrome and same is photo
+
+
+@pytest.mark.parametrize("shape", [(31, 17), (31, 17, 3), (31, 17, 4)])
+@pytest.mark.parametrize("bit_depth", [8, 16])
+def test_save_png_quantises_as_numpy_rounds_half_up(tmp_path: Path, shape: tuple, bit_depth: int) -> None:
+    """The written integers are numpy's clamp-scale-round in float32, NaN and -inf to 0, +inf to
+    the peak, for greyscale, RGB and RGBA alike, and in the file's own channel order."""
+    rng = np.random.default_rng(1)
+    image = (rng.random(shape) * 1.4 - 0.2).astype(np.float32)
+    peak = 65535 if bit_depth == 16 else 255
+    # Values that land exactly on (or a float32 step beside) a rounding boundary.
+    image.reshape(-1)[:40] = (np.arange(40, dtype=np.float32) + np.float32(0.5)) / np.float32(peak)
+    image.reshape(-1)[40:44] = [np.nan, np.inf, -np.inf, -0.0]
+    expected = np.fmin(np.fmax(image, np.float32(0)), np.float32(1)) * np.float32(peak) + np.float32(0.5)
+    expected = expected.astype(np.uint16 if bit_depth == 16 else np.uint8)
+    raw = cv2.imread(str(save_png(tmp_path / "q.png", image, bit_depth=bit_depth)), cv2.IMREAD_UNCHANGED)
+    if len(shape) == 3:
+        raw = raw[..., [2, 1, 0, 3][: shape[2]]]
+    assert raw.shape == shape and np.array_equal(raw, expected)
+    assert list(expected.reshape(-1)[40:43]) == [0, peak, 0]

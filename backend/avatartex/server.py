@@ -305,11 +305,12 @@ def warm_up(generator) -> None:
     import skimage.draw  # noqa: F401  (the atlas's face region)
     import trimesh  # noqa: F401  (mesh loading)
 
-    from . import atlas, atlas_filters, bake, imaging, projection, raster, shading
+    from . import atlas, atlas_filters, bake, image_io, imaging, projection, raster, shading
     from .engines.classic import inpaint, latent
     from .pipeline import steps  # noqa: F401  (every step's imports)
 
-    for module in (raster, imaging, atlas, atlas_filters, bake, projection, shading, inpaint, latent):
+    kernels = (raster, imaging, image_io, atlas, atlas_filters, bake, projection, shading, inpaint, latent)
+    for module in kernels:
         module.warm_up()
     # OpenCV builds its sRGB <-> Lab tables on the first float conversion (0.1 s; the projection's
     # skin test, the styles' palettes): one pixel builds them.
