@@ -115,6 +115,29 @@ def test_several_faces_largest_with_warning(landmarker, astronaut) -> None:
     assert any("2 faces" in w for w in warnings)
 
 
+def test_a_face_the_mesh_graph_missed_is_found_and_said(landmarker, astronaut, grace_hopper_path) -> None:
+    """The astronaut beside Grace Hopper: the face-mesh graph's own detector reads only Grace Hopper;
+    the full-range detector's box of the astronaut is read too, so the photo's two faces are known,
+    the larger used, and the other said."""
+    from avatartex.image_io import load_portrait
+
+    hopper, _ = load_portrait(grace_hopper_path)
+    canvas = np.full((hopper.shape[0], 512 + hopper.shape[1], 3), 0.8, np.float32)
+    canvas[:512, :512] = astronaut
+    canvas[:, 512:] = hopper
+    faces = landmarker.detect(canvas)
+    assert len(faces) == 2
+    by_x = sorted(faces, key=lambda f: f.landmarks[:, 0].mean())
+    assert by_x[0].extras["pass"] == "crop" and by_x[1].extras["pass"] == "direct"
+    assert all(f.score > 0.5 for f in faces)  # each confirmed by its own detection
+    alone = landmarker.detect(np.ascontiguousarray(canvas[:512, :512]))
+    err = np.linalg.norm(by_x[0].landmarks - alone[0].landmarks, axis=1).mean() / alone[0].interocular
+    assert err < 0.05, err  # read in its box as well as in a photo of its own
+    face, warnings = analyse_portrait(canvas, "pair.png", landmarker)
+    assert face.landmarks[:, 0].mean() > 512  # Grace Hopper, the larger
+    assert any("2 faces" in w for w in warnings)
+
+
 class _FixedLandmarker(FaceLandmarker):
     def __init__(self, faces: list[Face]) -> None:
         self.faces = faces

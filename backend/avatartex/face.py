@@ -236,6 +236,11 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image[..., :3])
 
 
+def _holds(box: np.ndarray, point: np.ndarray) -> bool:
+    """Whether a detection's box (x0, y0, x1, y1) holds a point (x, y)."""
+    return bool(box[0] <= point[0] <= box[2] and box[1] <= point[1] <= box[3])
+
+
 def _mesh_faces(mesh, rgb: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     """The faces a face-mesh graph reads in ``rgb``: (468, 2) pixel positions and (468,) depths."""
     result = mesh.process(rgb)
@@ -349,6 +354,13 @@ class MediapipeLandmarker(FaceLandmarker):
             detections = self._detections(rgb)
             if not found:
                 found = self._crops(rgb, detections)
+            else:
+                # A face the face-mesh graph's own short-range detector passed over, which the
+                # full-range one finds (a group photo: of the astronaut beside Grace Hopper it kept
+                # one): read in its box, so that the largest face is the one used and the others
+                # are said (``analyse_portrait``), not one of them chosen silently.
+                missed = [d for d in detections if not any(_holds(d.box, p[NOSE_TIP]) for p, _, _ in found)]
+                found += self._crops(rgb, missed)
             if not found and max(h, w) > 2 * self.upscale_to:
                 # A face a few % of a large frame escapes even the full-range detector: look again in
                 # overlapping tiles of a half, then a quarter of the image.
@@ -364,10 +376,7 @@ class MediapipeLandmarker(FaceLandmarker):
         for points, depth, extras in found:
             # The face detector's score of the box this face's nose sits in; 0 when the detector does
             # not confirm the face (the mesh model alone also "finds" faces in upside-down renders).
-            nose = points[NOSE_TIP]
-            inside = [
-                d for d in detections if d.box[0] <= nose[0] <= d.box[2] and d.box[1] <= nose[1] <= d.box[3]
-            ]
+            inside = [d for d in detections if _holds(d.box, points[NOSE_TIP])]
             confirming = max(inside, key=lambda d: d.score, default=None)
             score = 0.0 if confirming is None else confirming.score
             face = Face(points.astype(np.float32), score, depth.astype(np.float32), extras)
