@@ -18,7 +18,7 @@ from avatartex.glasses import RIM_ANGLES, find_glasses, lens_tint
 from avatartex.image_io import load_portrait
 from avatartex.imaging import to_lab
 from avatartex.projection import polygon_mask
-from test_regions import draw_frames, pixel_centres
+from test_regions import draw_frames, draw_sunglasses, pixel_centres
 
 LOWER_HALF = np.sin(np.arange(RIM_ANGLES) * 2.0 * np.pi / RIM_ANGLES) > 0.0
 """The points of a lens outline below its eye (``PortraitGlasses.lenses``)."""
@@ -260,3 +260,36 @@ def test_grace_hoppers_lens_reflections_are_found_under_her_eyes_and_not_on_them
         assert np.median(below) > 0.1, np.median(below)
         eye = polygon_mask(found.shape, face.landmarks[list(contour)])
         assert not (found & eye).any()
+
+
+def test_sunglasses_lenses_are_taken_whole_and_what_is_around_them_kept(astronaut):
+    face, _ = analyse_portrait(astronaut)
+    worn, lenses = draw_sunglasses(astronaut, face)
+    glasses = find_glasses(worn, face)
+    assert glasses.found and glasses.dark
+    iod = face.interocular
+    core = cv2.erode(lenses.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=max(1, round(0.04 * iod)))
+    taken = glasses.covered_at(pixel_centres(core > 0))
+    assert (taken >= 0.5).mean() >= 0.99, (taken >= 0.5).mean()  # the reflections too
+    for centre in (face.right_eye_center, face.left_eye_center):
+        # Neither the cheek below the lens nor the brow and the fringe above it (the lens reaches
+        # 0.3 eye distances above the eye's centre), though the fringe is as dark as a lens.
+        for down in (0.45, -0.42, -0.55):
+            assert glasses.covered_at(face_point(face, centre, 0.0, down))[0] < 0.5, down
+
+
+def test_eyes_in_a_sockets_shadow_are_no_sunglasses(astronaut, hopper):
+    """Raccoon eyes under a noon sun: each socket in a shadow four times darker than the skin (in
+    linear light), the eyes' whites, the brow ridge and the cheeks below lit."""
+    face, _ = analyse_portrait(astronaut)
+    iod = face.interocular
+    shadow = np.zeros(astronaut.shape[:2], np.float32)
+    for centre in (face.right_eye_center, face.left_eye_center):
+        c = tuple(int(round(v)) for v in centre - 0.5 - (0, 0.05 * iod))
+        cv2.ellipse(shadow, c, (int(round(0.33 * iod)), int(round(0.22 * iod))), 0, 0, 360, 1.0, -1)
+    shadow = cv2.GaussianBlur(shadow, (0, 0), 0.04 * iod)[..., None]
+    linear = np.power(astronaut, 2.2) * (1.0 - 0.75 * shadow)
+    shaded = np.power(linear, 1 / 2.2).astype(np.float32)
+    assert not find_glasses(shaded, face).dark
+    portrait, hopper_face, glasses = hopper
+    assert glasses.found and not glasses.dark  # amber lenses: her eyes are seen

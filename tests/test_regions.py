@@ -782,6 +782,79 @@ def draw_frames(portrait: np.ndarray, face, thickness_iod: float = 0.04) -> tupl
     return worn, mask > 0
 
 
+def draw_sunglasses(portrait: np.ndarray, face) -> tuple[np.ndarray, np.ndarray]:
+    """A copy of ``portrait`` wearing sunglasses: ``draw_frames``' frames with dark lenses in them,
+    lighter towards the bottom (a gradient lens), each with the room reflected as a light streak;
+    and the mask of the lenses."""
+    worn, _ = draw_frames(portrait, face)
+    iod = face.interocular
+    right, left = face.right_eye_center, face.left_eye_center
+    axis = (left - right) / np.linalg.norm(left - right)
+    angle = float(np.degrees(np.arctan2(axis[1], axis[0])))
+    lenses = np.zeros(portrait.shape[:2], np.uint8)
+    for centre in (right, left):
+        c = tuple(int(round(v)) for v in centre - 0.5)
+        cv2.ellipse(lenses, c, (int(round(0.42 * iod)), int(round(0.3 * iod))), angle, 0, 360, 1, -1)
+    yy = np.arange(portrait.shape[0], dtype=np.float32)[:, None]
+    down = np.clip((yy - (right[1] - 0.3 * iod)) / (0.6 * iod), 0.0, 1.0)
+    shade = 0.05 + 0.12 * np.broadcast_to(down, lenses.shape)
+    inside = lenses > 0
+    worn[inside] = shade[inside][:, None] * np.array([1.0, 0.95, 0.9], np.float32)
+    for centre in (right, left):
+        a = centre + iod * np.array([-0.25, -0.05])
+        b = centre + iod * np.array([-0.05, -0.22])
+        streak = np.zeros_like(lenses)
+        cv2.line(
+            streak,
+            tuple(np.round(a).astype(int)),
+            tuple(np.round(b).astype(int)),
+            1,
+            max(2, round(0.04 * iod)),
+        )
+        worn[(streak > 0) & inside] = 0.75
+    return worn, inside
+
+
+def test_sunglasses_are_taken_off_and_the_eyes_painted_in(demo_state):
+    """Dark lenses hide the eyes: what the texture read on them is taken off (the inpaint fills the
+    skin around), the mesh's eyes are painted as eyes at rest in a default iris colour (the photo
+    does not show theirs), and the artist is told."""
+    from avatartex.face import LEFT_EYE_CONTOUR, RIGHT_EYE_CONTOUR
+    from avatartex.projection import polygon_mask
+
+    state = demo_state
+    worn, lenses = draw_sunglasses(state.portrait, state.face)
+    bare = run(state)
+    dark = run(SimpleNamespace(**{**vars(state), "portrait": worn}))
+    assert dark.summary["dark_lenses"] and not bare.summary["glasses"]
+    assert any("dark glasses" in w for w in dark.warnings)
+    np.testing.assert_allclose(dark.summary["iris_rgb"], regions.DEFAULT_IRIS, atol=0.01)
+    assert bare.summary["iris_rgb"] != dark.summary["iris_rgb"]
+    coords = state.projection.portrait_coords
+    seen = np.isfinite(coords[..., 0]) & (state.projection.partial.confidence > 0.9)
+    xy = np.clip(np.nan_to_num(coords).astype(int), 0, np.array(lenses.shape[::-1]) - 1)
+    lm = state.face.landmarks
+    eyes = polygon_mask(lenses.shape, lm[list(RIGHT_EYE_CONTOUR)], grow=0.5)
+    eyes |= polygon_mask(lenses.shape, lm[list(LEFT_EYE_CONTOUR)], grow=0.5)
+    on_lens = seen & (lenses & ~eyes)[xy[..., 1], xy[..., 0]]
+    assert on_lens.sum() > 200
+    assert np.median(dark.texture.confidence[on_lens]) <= 0.1
+    assert np.median(bare.texture.confidence[on_lens]) >= 0.9
+    # The mesh's eyes painted, not the lenses' black: where the photo's eyes land, as light as the
+    # photo's own eyes make it.
+    assert dark.summary["eye_texels_filled"] > 0
+    in_eyes = (
+        seen
+        & (
+            polygon_mask(lenses.shape, lm[list(RIGHT_EYE_CONTOUR)])
+            | polygon_mask(lenses.shape, lm[list(LEFT_EYE_CONTOUR)])
+        )[xy[..., 1], xy[..., 0]]
+    )
+    assert in_eyes.sum() > 50
+    lightness = [float(np.median(regions.to_lab(out.texture.color[in_eyes])[:, 0])) for out in (dark, bare)]
+    assert lightness[0] > 0.8 * lightness[1], lightness
+
+
 @pytest.fixture(scope="module")
 def astronaut_face(astronaut):
     face, _ = analyse_portrait(astronaut)

@@ -169,6 +169,9 @@ class PortraitGlasses:
     Empty when no glasses were found."""
     reflections: np.ndarray | None = None
     """(h, w) float32 0..1 in the crop: a reflection in a lens (``_reflections``); None: none."""
+    dark: bool = False
+    """Whether the lenses are dark (sunglasses, ``dark_lenses``): the eyes behind them are not seen,
+    and the lenses are part of ``frame``."""
 
     def at(self, coords: np.ndarray) -> np.ndarray:
         """(N,) frame probability at portrait pixel coordinates (N, 2); 0 outside the crop."""
@@ -436,7 +439,11 @@ def find_glasses(portrait: np.ndarray, face: Face) -> PortraitGlasses:
     bridge = _strip((h, w), inner_right, inner_left, BRIDGE_HEIGHT * PX_PER_IOD)
     dark = darkness >= FRAME_DARKNESS
     crossed = _bridge_share(bridge & dark, inner_right[0], inner_left[0])
+    dark_lens = dark_lenses(lightness, points)
     if min(shares) < RIM_SHARE or crossed < BRIDGE_SHARE:
+        if dark_lens is not None:  # sunglasses whose rims are no thin loop: the lenses are the frame
+            frame = dark_lens | (bridge & dark & ~brows)
+            return PortraitGlasses(True, shares, crossed, _edged(frame), to_crop, (), dark=True)
         return PortraitGlasses(False, shares, crossed, np.zeros((h, w), np.float32), to_crop, ())
 
     # The rims: a band along each lens's smooth outline, its light stretches too, and above the eyes
@@ -473,13 +480,87 @@ def find_glasses(portrait: np.ndarray, face: Face) -> PortraitGlasses:
     frame = _grow_through(frame, joinable, int(round(JOINED_REACH * PX_PER_IOD)))
     # Closed over a few pixels: a rim's highlight is frame too.
     frame = cv2.morphologyEx(frame.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)) > 0
-    frame = (frame & ~eyes & ~cores).astype(np.float32)
-    frame[[0, -1]] = 0.0
-    frame[:, [0, -1]] = 0.0
+    frame = frame & ~eyes & ~cores
+    if dark_lens is not None:  # what a dark lens covers, it hides: the brows' cores too
+        frame |= dark_lens
+    frame = _edged(frame)
     to_portrait = np.linalg.inv(to_crop[:, :2])
     lenses = tuple((rim.outline - to_crop[:, 2]) @ to_portrait.T for rim in rims)
-    reflections = _reflections(image, in_lens > 0, frame > 0.5, eyes)
-    return PortraitGlasses(True, shares, crossed, frame, to_crop, lenses, reflections)
+    reflections = None if dark_lens is not None else _reflections(image, in_lens > 0, frame > 0.5, eyes)
+    return PortraitGlasses(True, shares, crossed, frame, to_crop, lenses, reflections, dark_lens is not None)
+
+
+def _edged(frame: np.ndarray) -> np.ndarray:
+    """A crop map of the frame as float32, zero on the crop's border (the sampler replicates it)."""
+    frame = frame.astype(np.float32)
+    frame[[0, -1]] = 0.0
+    frame[:, [0, -1]] = 0.0
+    return frame
+
+
+DARK_LENS = (20.0, 0.5)
+"""A dark lens's pixels lie this many CIE L* under the face's skin (its median away from the eyes
+and brows), and under this share of the skin's lightness: a light skin's L* 65 puts the bar at 32,
+a dark skin's 35 at 15. Sunglasses' lenses are L* 5-25; an eye's white is lighter than the skin."""
+DARK_LENS_DISC = (0.25, 0.8)
+"""Eye distances about each eye's centre within which that share of the pixels must be lens-dark
+(the eye and its lids: an eye in a socket's shadow shows its white and its lit lower lid)."""
+DARK_LENS_RING = (0.25, 0.35, 0.6)
+"""Between these eye distances from each eye's centre, that share of the pixels must be lens-dark
+too: a lens (0.6-0.9 eye distances wide) reaches past the lids onto the brow and the cheek, where
+no shadow of the socket reaches."""
+DARK_LENS_REACH = 0.55
+"""Eye distances from an eye's centre within which its lens is taken: the dark region joined to
+the eye, its holes (a reflection, a highlight) filled, grown by DARK_LENS_GROW."""
+DARK_LENS_OPEN = 0.2
+"""Eye distances: the disc a dark lens is opened with, which cuts off the brows (about a tenth of an
+eye distance thick) where they join it; whatever of them the lens covers goes with it."""
+DARK_LENS_GROW = 0.03
+"""Eye distances by which a dark lens is grown: its rim, lighter or darker than the lens."""
+
+
+def dark_lenses(lightness: np.ndarray, points: np.ndarray) -> np.ndarray | None:
+    """(h, w) bool in the eye crop (``_eye_crop``, CIE L* ``lightness``, the landmarks ``points`` in
+    crop pixels): the lenses of sunglasses, which hide the eyes; None where the eyes are seen.
+
+    A lens is dark against the face's own skin (DARK_LENS), over the eye and its lids
+    (DARK_LENS_DISC) and beyond them (DARK_LENS_RING), around both eyes."""
+    h, w = lightness.shape
+    eyes = [points[list(contour)].mean(axis=0) for contour in (RIGHT_EYE_CONTOUR, LEFT_EYE_CONTOUR)]
+    yy, xx = np.mgrid[0:h, 0:w] + 0.5
+    near_eye = np.zeros((h, w), bool)
+    distances = []
+    for centre in eyes:
+        d = np.hypot(xx - centre[0], yy - centre[1]) / PX_PER_IOD
+        distances.append(d)
+        near_eye |= d < 0.5
+    skin = polygon_mask((h, w), points[list(FACE_OVAL)], grow=-0.2) & ~near_eye
+    for contour in (RIGHT_EYEBROW_OUTLINE, LEFT_EYEBROW_OUTLINE):
+        skin &= ~polygon_mask((h, w), points[list(contour)], grow=0.2)
+    if skin.sum() < 50:
+        return None
+    skin_l = float(np.median(lightness[skin]))
+    below, share = DARK_LENS
+    dark = lightness < min(skin_l - below, share * skin_l)
+    for d in distances:
+        disc = d < DARK_LENS_DISC[0]
+        ring = (d >= DARK_LENS_RING[0]) & (d < DARK_LENS_RING[1])
+        if dark[disc].mean() < DARK_LENS_DISC[1] or dark[ring].mean() < DARK_LENS_RING[2]:
+            return None
+    lenses = np.zeros((h, w), bool)
+    for d in distances:
+        _, labels = cv2.connectedComponents((dark & (d < DARK_LENS_REACH)).astype(np.uint8))
+        near = labels[(d < 0.1) & dark]
+        if near.size == 0:
+            continue
+        lens = (labels == np.bincount(near).argmax()).astype(np.uint8)
+        # Holes filled (a reflection, a highlight on the lens): the lens's outer contour, filled.
+        contours, _ = cv2.findContours(lens, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(lens, contours, -1, 1, thickness=cv2.FILLED)
+        # Then opened: a brow or a lash line as dark as the lens, joined to it, is thinner than a lens.
+        lenses |= cv2.morphologyEx(lens, cv2.MORPH_OPEN, _disc(DARK_LENS_OPEN * PX_PER_IOD)) > 0
+    grow = _disc(2 * DARK_LENS_GROW * PX_PER_IOD)
+    return cv2.dilate(lenses.astype(np.uint8), grow) > 0
 
 
 REFLECTION_LIGHTER = (6.0, 12.0)
@@ -593,7 +674,7 @@ def lens_tint(portrait: np.ndarray, face: Face, glasses: PortraitGlasses) -> Len
     both lenses: a crease, or one eye's redder lids, does not move them much), on pixels the frame
     and the lenses' reflections do not cover, outside the eyes and brows and inside the face's
     outline. Clear lenses shift 1-2 units; a shift beyond LENS_TINT_MAX is not taken (None)."""
-    if not glasses.found:
+    if not glasses.found or glasses.dark:  # dark lenses: no skin is seen through them
         return LensTint(None)
     # Read around the lenses only, at PX_PER_IOD (medians need no more: a 3000-pixel photo took 4 s
     # at its own size).

@@ -767,20 +767,22 @@ def cast_tint(cast: tuple[float, float]) -> str:
     return "magenta" if cast[0] > a_hi else "green"
 
 
-def feature_colours(portrait: np.ndarray, face: Face) -> FeatureColours:
+def feature_colours(portrait: np.ndarray, face: Face, eyes_seen: bool = True) -> FeatureColours:
     """The sclera, iris and lip colours inside the portrait's eye and lip contours.
 
     Iris: the pixels near each eye's centre between the pupil and the sclera (IRIS_BAND of their
     luminance; lashes excepted by staying off the lids); sclera: the lighter half towards the corners,
     kept plausibly light and pale; lips: between the outer and inner lip contours, as far as they are
-    redder than the skin (``_lip_colour``). Defaults when a contour is too small to measure.
+    redder than the skin (``_lip_colour``). Defaults when a contour is too small to measure, and for
+    the eyes where they are not seen (``eyes_seen`` False: behind dark glasses).
     """
     lm = face.landmarks.astype(np.float64)
     irises, scleras = [], []
-    for contour, outer, inner in (
+    eye_contours = (
         (RIGHT_EYE_CONTOUR, RIGHT_EYE_OUTER, RIGHT_EYE_INNER),
         (LEFT_EYE_CONTOUR, LEFT_EYE_OUTER, LEFT_EYE_INNER),
-    ):
+    )
+    for contour, outer, inner in eye_contours if eyes_seen else ():
         pts = lm[list(contour)]
         x0, y0 = np.floor(pts.min(axis=0)).astype(int) - 1
         x1, y1 = np.ceil(pts.max(axis=0)).astype(int) + 2
@@ -1479,14 +1481,22 @@ def complete_regions(
         radius = max(1, int(round(FRAME_FEATHER * geometry.layout.face_texels_per_iod)))
         off = np.clip(_feathered(frame, index, s, radius) * 1.5, 0.0, 1.0)
         summary["glasses_texels_cleared"] = work.take_off(np.unravel_index(index, (s, s)), off)
-        warnings.append(
-            "the photo shows glasses: their frames and the lenses' reflections were taken off and "
-            "filled with the skin around, and the lenses' tint taken out of the skin behind them. A "
-            "photo without glasses gives a cleaner texture"
-        )
+        summary["dark_lenses"] = glasses.dark
+        if glasses.dark:
+            warnings.append(
+                "the photo's eyes are hidden behind dark glasses: the glasses were taken off and filled "
+                "with the skin around, and the eyes painted in with a brown iris, since the photo does "
+                "not show their colour. A photo without sunglasses gives the eyes as they are"
+            )
+        else:
+            warnings.append(
+                "the photo shows glasses: their frames and the lenses' reflections were taken off and "
+                "filled with the skin around, and the lenses' tint taken out of the skin behind them. A "
+                "photo without glasses gives a cleaner texture"
+            )
 
     # -- eyes, mouth, lips: under the photo --
-    colours = feature_colours(portrait, face)
+    colours = feature_colours(portrait, face, eyes_seen=not glasses.dark)
     summary["iris_rgb"] = [round(float(v), 3) for v in colours.iris]
     summary["sclera_rgb"] = [round(float(v), 3) for v in colours.sclera]
     eyes_in_photo = np.zeros(portrait.shape[:2], np.float32)
