@@ -138,6 +138,26 @@ def test_a_face_the_mesh_graph_missed_is_found_and_said(landmarker, astronaut, g
     assert any("2 faces" in w for w in warnings)
 
 
+def test_a_face_the_photos_edge_cuts_is_said_with_what_it_cuts(landmarker, astronaut, astronaut_face) -> None:
+    """The astronaut cut at the middle of her right eye (the photo's left): a quarter of her face and
+    that eye beyond the frame, said in a warning and in ``frame_cut``; the whole photo: nothing."""
+    right_eye = astronaut_face.landmarks[list(face_mod.RIGHT_EYE_CONTOUR)]
+    x0 = int(right_eye[:, 0].mean())
+    face, warnings = analyse_portrait(np.ascontiguousarray(astronaut[:, x0:]), "cut.png", landmarker)
+    cut = [w for w in warnings if "cuts off" in w]
+    assert len(cut) == 1 and "the character's right eye" in cut[0] and "left eye" not in cut[0], cut
+    assert 0.1 < face.extras["frame_cut"] < 0.5
+    share, parts = face_mod.frame_cut(astronaut_face, astronaut.shape[1], astronaut.shape[0])
+    assert share == 0.0 and parts == []
+    _, whole = analyse_portrait(astronaut, "whole.png", landmarker)
+    assert not any("cuts off" in w for w in whole)
+    # A frame a pixel below the top of her face's outline cuts a sliver: the forehead, not said.
+    top = float(astronaut_face.landmarks[list(face_mod.FACE_OVAL), 1].min())
+    shifted = Face(astronaut_face.landmarks - np.float32([0.0, top + 1.0]), 0.9)
+    share, parts = face_mod.frame_cut(shifted, astronaut.shape[1], astronaut.shape[0])
+    assert 0.0 < share < face_mod.FRAME_CUT_SHARE and parts == ["the forehead"]
+
+
 class _FixedLandmarker(FaceLandmarker):
     def __init__(self, faces: list[Face]) -> None:
         self.faces = faces
@@ -361,3 +381,26 @@ def test_views_read_on_two_graphs_are_the_readings_one_after_the_other(landmarke
         np.testing.assert_array_equal(read.landmarks, alone.landmarks)
     blank = np.zeros((64, 64, 3), np.float32)
     assert landmarker.reread_views(blank, [crop]) == [[], None]
+
+
+def test_an_eye_the_photos_edge_cuts_is_marked_whole_for_the_fill(astronaut, astronaut_face) -> None:
+    """``steps.eyes_cut_by_frame``: the eye a frame halves is taken off whole (grown over its lids),
+    so that it is filled as one eye, not half the photo's eye beside half a fill; the other eye and a
+    face the frame does not cut are left to the photo."""
+    from avatartex.pipeline.steps import eyes_cut_by_frame
+
+    assert eyes_cut_by_frame(astronaut_face, astronaut.shape[:2]) is None
+    right = astronaut_face.landmarks[list(RIGHT_EYE_CONTOUR)]
+    left = astronaut_face.landmarks[list(LEFT_EYE_CONTOUR)]
+    x0 = float(right[:, 0].mean())
+    shifted = Face(astronaut_face.landmarks - np.float32([x0, 0.0]), 0.9)
+    shape = (astronaut.shape[0], astronaut.shape[1] - int(x0))
+    cut = eyes_cut_by_frame(shifted, shape)
+    assert cut is not None
+    inside = right - (x0, 0.0)
+    inside = inside[inside[:, 0] > 0.5]  # the part of the right eye the photo still shows
+    xy = np.floor(inside).astype(int)
+    assert len(xy) >= 4 and cut[xy[:, 1], xy[:, 0]].min() == 1.0
+    centre = np.floor(left.mean(axis=0) - (x0, 0.0)).astype(int)
+    assert cut[centre[1], centre[0]] == 0.0
+    assert cut.sum() < 0.5 * np.pi * astronaut_face.interocular**2  # an eye and its lids, no more

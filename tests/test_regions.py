@@ -855,6 +855,33 @@ def test_sunglasses_are_taken_off_and_the_eyes_painted_in(demo_state):
     assert lightness[0] > 0.8 * lightness[1], lightness
 
 
+def test_an_eye_the_photos_edge_cuts_is_the_other_eyes_mirror(
+    generator, demo_head_path, astronaut, astronaut_face, tmp_path
+):
+    """The astronaut's photo cut through her right eye: that eye is taken off whole and the inpaint
+    mirrors her left one there (not half her eye beside an eye painted at rest), and the cut is said."""
+    from avatartex.face import RIGHT_EYE_CONTOUR
+    from avatartex.image_io import save_png
+
+    right = astronaut_face.landmarks[list(RIGHT_EYE_CONTOUR)]
+    x0 = int(right[:, 0].mean())
+    path = tmp_path / "cut.png"
+    save_png(path, np.ascontiguousarray(astronaut[:, x0:]))
+    report, atlas = generate(generator, demo_head_path, path, tmp_path / "out")
+    assert any("cuts off" in w and "right eye" in w for w in report["warnings"])
+    assert report["portrait"]["frame_cut"] > 0.1
+    state = projected(generator, demo_head_path, path)
+    geometry = state.geometry
+    mirror = geometry.mirror_index().reshape(-1)
+    xy = regions.atlas_polygon(geometry, state.maps.points_head, RIGHT_EYE_CONTOUR)
+    inside = regions.polygon_coverage((geometry.size, geometry.size), xy) > 0.5
+    texels = np.flatnonzero(inside.reshape(-1) & geometry.mask.reshape(-1))
+    assert len(texels) > 30
+    flat = atlas.reshape(-1, 3)
+    difference = np.abs(flat[texels] - flat[mirror[texels]]).mean()
+    assert difference < 0.06, difference  # an eye painted at rest there: 0.18
+
+
 @pytest.fixture(scope="module")
 def astronaut_face(astronaut):
     face, _ = analyse_portrait(astronaut)

@@ -115,6 +115,21 @@ MIN_IOD_PX = 8.0
 """Inter-ocular distance (pixels, between eye centres) below which a face is refused."""
 WARN_IOD_PX = 40.0
 """Inter-ocular distance below which the face is used with a low-resolution warning."""
+FRAME_CUT_SHARE = 0.02
+"""Share of the face (the area of its landmarks' outline) outside the photo from which the artist is
+told that the photo's edge cuts the face (``frame_cut``); a cut eye, nose or mouth is said whatever
+the share. mediapipe places the landmarks of a face the frame cuts where the face would be: what lies
+beyond the frame is filled (the other side of the face, the skin around), and an eye the frame halves
+is half the photo's, half a fill."""
+FRAME_CUT_PARTS = (
+    ("the character's right eye", RIGHT_EYE_CONTOUR),
+    ("the character's left eye", LEFT_EYE_CONTOUR),
+    ("the nose", (NOSE_TIP,)),
+    ("the mouth", LIPS_OUTER),
+    ("the chin", CHIN_POINTS),
+    ("the forehead", (FOREHEAD,)),
+)
+"""The features ``frame_cut`` names where a landmark of theirs lies outside the photo."""
 
 
 @dataclass
@@ -764,6 +779,36 @@ def steady_landmarks(face: Face, readings: ViewReadings) -> Face:
     return dataclasses.replace(face, landmarks=steady, extras={**face.extras, "readings": len(reads)})
 
 
+def frame_cut(face: Face, width: int, height: int) -> tuple[float, list[str]]:
+    """The share of the face's outline (its area) outside a ``width`` x ``height`` photo, and the
+    features (FRAME_CUT_PARTS) with a landmark outside it."""
+    import cv2
+
+    oval = face.landmarks[list(FACE_OVAL)].astype(np.float64)
+    lo, hi = oval.min(axis=0), oval.max(axis=0)
+    scale = 256.0 / max(float((hi - lo).max()), 1e-6)  # rasterised about 256 pixels across
+    size = np.ceil((hi - lo) * scale).astype(int) + 2
+    canvas = np.zeros((size[1], size[0]), np.uint8)
+    cv2.fillPoly(canvas, [np.round((oval - lo) * scale * 16).astype(np.int32)], 1, cv2.LINE_8, shift=4)
+    yy, xx = np.nonzero(canvas)
+    x, y = (xx + 0.5) / scale + lo[0], (yy + 0.5) / scale + lo[1]
+    outside = (x < 0) | (y < 0) | (x > width) | (y > height)
+    share = float(outside.mean()) if len(xx) else 0.0
+    points = face.landmarks
+    out = (points[:, 0] < 0) | (points[:, 1] < 0) | (points[:, 0] > width) | (points[:, 1] > height)
+    return share, [name for name, indices in FRAME_CUT_PARTS if out[list(indices)].any()]
+
+
+def eyes_cut(face: Face, width: int, height: int) -> tuple[bool, bool]:
+    """Whether the photo's edge cuts the character's right eye, and the left (a landmark of its
+    contour outside the ``width`` x ``height`` photo)."""
+    cut = []
+    for contour in (RIGHT_EYE_CONTOUR, LEFT_EYE_CONTOUR):
+        points = face.landmarks[list(contour)]
+        cut.append(bool((points < 0).any() or (points[:, 0] > width).any() or (points[:, 1] > height).any()))
+    return cut[0], cut[1]
+
+
 def analyse_portrait(
     image: np.ndarray, path_for_messages: str = "the portrait", landmarker: FaceLandmarker | None = None
 ) -> tuple[Face, list[str]]:
@@ -803,6 +848,15 @@ def analyse_portrait(
         warnings.append(
             f"The face in {name!r} is small (eyes {iod:.0f} pixels apart): the texture will "
             "be blurry. A photo where the face is at least 300 pixels wide works best."
+        )
+    share, parts = frame_cut(face, image.shape[1], image.shape[0])
+    face.extras["frame_cut"] = round(share, 3)
+    if share >= FRAME_CUT_SHARE or set(parts) - {"the chin", "the forehead"}:
+        what = f" ({', '.join(parts)})" if parts else ""
+        warnings.append(
+            f"the edge of {name!r} cuts off {100 * share:.0f}% of the face{what}: what the photo does "
+            "not show was filled from the other side of the face or the skin around, and the face had "
+            "fewer points to be placed by; a photo that shows the whole face gives more of it"
         )
     return face, warnings
 

@@ -66,6 +66,7 @@ from .face import (
     RIGHT_EYEBROW,
     RIGHT_EYEBROW_OUTLINE,
     Face,
+    eyes_cut,
 )
 from .glasses import PortraitGlasses, find_glasses
 from .imaging import LUMA, from_lab, put_rows, sample_image, smoothstep, take_rows, to_lab, unit_range
@@ -1067,14 +1068,19 @@ def _fill_eyes(
     colours: FeatureColours,
     eyes_in_photo: np.ndarray,
     portrait_coords: np.ndarray,
+    mirrored: tuple[bool, bool] = (False, False),
 ) -> int:
     """Eyes under the photo inside the mesh's eye contours, and the lids' skin under the photo
     around them (``_eye_and_lids``); ``eyes_in_photo`` (H, W) marks the photo's own eyes, which
-    ``portrait_coords`` (S, S, 2) place in the atlas. Returns the texels filled."""
+    ``portrait_coords`` (S, S, 2) place in the atlas. ``mirrored``: the character's right eye, the
+    left, left to the inpaint's mirror of the other (the photo's edge cut it, the other it shows).
+    Returns the texels filled."""
     filled = 0
     texels_per_iod = geometry.layout.face_texels_per_iod
     reach = int(np.ceil((LID_BAND + 3 * LID_SIGMA) * texels_per_iod))
-    for contour in (RIGHT_EYE_CONTOUR, LEFT_EYE_CONTOUR):
+    for contour, mirror in zip((RIGHT_EYE_CONTOUR, LEFT_EYE_CONTOUR), mirrored, strict=True):
+        if mirror:
+            continue
         xy = atlas_polygon(geometry, points_head, contour)
         box = None if xy is None else _box(xy, geometry.size, reach)
         if box is None:
@@ -1504,8 +1510,13 @@ def complete_regions(
         eyes_in_photo[polygon_mask(eyes_in_photo.shape, face.landmarks[list(contour)])] = 1.0
     ball = None if eyeballs is None else eyeballs.texels(geometry.tri_id)
     photo_on_balls = None if ball is None or not ball.any() else (work.color[ball], work.conf[ball])
+    # An eye the photo's edge cuts (its texels taken off whole, ``steps.eyes_cut_by_frame``) is the
+    # other eye's mirror where the photo shows that one: an eye at rest beside a photographed one
+    # looked painted.
+    right_cut, left_cut = eyes_cut(face, portrait.shape[1], portrait.shape[0])
+    mirrored = (right_cut and not left_cut, left_cut and not right_cut)
     summary["eye_texels_filled"] = _fill_eyes(
-        work, geometry, points_head, colours, eyes_in_photo, portrait_coords
+        work, geometry, points_head, colours, eyes_in_photo, portrait_coords, mirrored
     )
     eye_layer = None
     if photo_on_balls is not None:

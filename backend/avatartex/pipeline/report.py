@@ -98,6 +98,8 @@ def build_report(
             "interocular_px": round(float(analysis.face.interocular), 2),
             # turned counter-clockwise by 90° this many times before reading (steps.turned_upright)
             "quarter_turns": int(analysis.face.extras.get("quarter_turns", 0)),
+            # the share of the face the photo's edge cuts off (face.frame_cut)
+            "frame_cut": float(analysis.face.extras.get("frame_cut", 0.0)),
             # black and white: given a neutral skin tone (image_io.tinted_if_monochrome)
             "monochrome": bool(analysis.face.extras.get("monochrome", False)),
             # the light's colour read on the eye whites and taken out (whitebalance.py)

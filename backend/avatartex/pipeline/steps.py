@@ -46,6 +46,7 @@ from ..face import (
     Face,
     analyse_portrait,
     default_segmenter,
+    eyes_cut,
     read_views,
     steady_landmarks,
     turn_matrix,
@@ -561,6 +562,10 @@ def project(
     if view.burnt is not None and view.burnt.any():  # skin the camera burnt out: filled as unseen
         burnt = sample_image(view.burnt, projected.coords)[..., 0]  # NaN reads the border: masked
         usable[hit] *= 1.0 - np.where(np.isfinite(projected.coords[:, 0]), burnt, 0.0)
+    halved = eyes_cut_by_frame(face, portrait.shape[:2])
+    if halved is not None:  # an eye the photo's edge halves: filled whole, not half a fill
+        cut = sample_image(halved, projected.coords)[..., 0]
+        usable[hit] *= 1.0 - np.where(np.isfinite(projected.coords[:, 0]), cut, 0.0)
     stretched[hit] = stretch_weight(projected.stretch)
     put_rows(portrait_coords, hit, projected.coords)
     stretched *= sampling_weight(portrait_coords, geometry.chart, geometry.band_rows)
@@ -582,6 +587,25 @@ def project(
     return Projection(
         AtlasTexture(color, conf), portrait_coords, coverage, grazing, view, glasses, portrait, tint
     )
+
+
+CUT_EYE_GROW = 0.6
+"""Scale by which an eye the photo's edge cuts is grown about its centre where it is taken off
+(``eyes_cut_by_frame``): its lids and lashes with it."""
+
+
+def eyes_cut_by_frame(face: Face, shape: tuple[int, int]) -> np.ndarray | None:
+    """(H, W) float32 1 over each eye (grown by CUT_EYE_GROW) whose landmarks the photo's edge cuts
+    (``face.frame_cut``), 0 elsewhere; None where the frame cuts neither. The texels read there are
+    filled as unseen ones are (the other eye's mirror: ``regions.complete_regions`` paints no eye at
+    rest there), not half the photo's eye beside half a fill."""
+    h, w = shape
+    out = None
+    for contour, cut in zip((RIGHT_EYE_CONTOUR, LEFT_EYE_CONTOUR), eyes_cut(face, w, h), strict=True):
+        if cut:
+            out = np.zeros((h, w), np.float32) if out is None else out
+            out[polygon_mask((h, w), face.landmarks[list(contour)], grow=CUT_EYE_GROW)] = 1.0
+    return out
 
 
 def jaw_front_factor(
