@@ -404,3 +404,16 @@ def test_an_eye_the_photos_edge_cuts_is_marked_whole_for_the_fill(astronaut, ast
     centre = np.floor(left.mean(axis=0) - (x0, 0.0)).astype(int)
     assert cut[centre[1], centre[0]] == 0.0
     assert cut.sum() < 0.5 * np.pi * astronaut_face.interocular**2  # an eye and its lids, no more
+
+
+def test_the_photo_fades_in_from_the_edge_that_cuts_the_face() -> None:
+    """``steps.border_fade``: nothing at the photo's edge, all of it a fade's width in, symmetric on
+    all four sides; a point not read (NaN) is left alone."""
+    from avatartex.pipeline.steps import border_fade
+
+    coords = np.array(
+        [[0.0, 50.0], [2.5, 50.0], [5.0, 50.0], [10.0, 50.0], [97.5, 50.0], [50.0, 78.0], [np.nan, np.nan]],
+        np.float32,
+    )
+    fade = border_fade(coords, (80, 100), 5.0)
+    np.testing.assert_allclose(fade, [0.0, 0.5, 1.0, 1.0, 0.5, 0.352, 1.0], atol=1e-3)

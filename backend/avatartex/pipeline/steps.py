@@ -566,6 +566,8 @@ def project(
     if halved is not None:  # an eye the photo's edge halves: filled whole, not half a fill
         cut = sample_image(halved, projected.coords)[..., 0]
         usable[hit] *= 1.0 - np.where(np.isfinite(projected.coords[:, 0]), cut, 0.0)
+    if face.extras.get("frame_cut", 0.0) > 0.0:  # the photo fades out towards the edge that cuts the face
+        usable[hit] *= border_fade(projected.coords, portrait.shape[:2], FRAME_FADE_IOD * face.interocular)
     stretched[hit] = stretch_weight(projected.stretch)
     put_rows(portrait_coords, hit, projected.coords)
     stretched *= sampling_weight(portrait_coords, geometry.chart, geometry.band_rows)
@@ -587,6 +589,22 @@ def project(
     return Projection(
         AtlasTexture(color, conf), portrait_coords, coverage, grazing, view, glasses, portrait, tint
     )
+
+
+FRAME_FADE_IOD = 0.08
+"""Eye distances from the photo's edge over which its confidence rises from 0 where the edge cuts
+the face (``border_fade``): the fill beyond the edge (the other side's mirror, the skin around) and
+the photo blend there instead of meeting in a step across a brow or the lips."""
+
+
+def border_fade(coords: np.ndarray, shape: tuple[int, int], width: float) -> np.ndarray:
+    """(N,) 0..1: a smoothstep of each point's distance (pixels, ``coords`` (N, 2)) to the nearest
+    edge of an ``shape`` photo over ``width`` pixels; 1 where NaN (nothing read there)."""
+    h, w = shape
+    x, y = coords[:, 0], coords[:, 1]
+    distance = np.minimum(np.minimum(x, w - x), np.minimum(y, h - y))
+    fade = smoothstep(distance / max(float(width), 1e-6)).astype(np.float32)
+    return np.where(np.isfinite(distance), fade, np.float32(1.0))
 
 
 CUT_EYE_GROW = 0.6
