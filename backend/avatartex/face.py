@@ -791,22 +791,23 @@ def frame_cut(face: Face, width: int, height: int) -> tuple[float, list[str]]:
     canvas = np.zeros((size[1], size[0]), np.uint8)
     cv2.fillPoly(canvas, [np.round((oval - lo) * scale * 16).astype(np.int32)], 1, cv2.LINE_8, shift=4)
     yy, xx = np.nonzero(canvas)
-    x, y = (xx + 0.5) / scale + lo[0], (yy + 0.5) / scale + lo[1]
-    outside = (x < 0) | (y < 0) | (x > width) | (y > height)
-    share = float(outside.mean()) if len(xx) else 0.0
-    points = face.landmarks
-    out = (points[:, 0] < 0) | (points[:, 1] < 0) | (points[:, 0] > width) | (points[:, 1] > height)
+    pixels = np.stack([(xx + 0.5) / scale + lo[0], (yy + 0.5) / scale + lo[1]], axis=1)
+    share = float(_outside(pixels, width, height).mean()) if len(xx) else 0.0
+    out = _outside(face.landmarks, width, height)
     return share, [name for name, indices in FRAME_CUT_PARTS if out[list(indices)].any()]
 
 
 def eyes_cut(face: Face, width: int, height: int) -> tuple[bool, bool]:
     """Whether the photo's edge cuts the character's right eye, and the left (a landmark of its
     contour outside the ``width`` x ``height`` photo)."""
-    cut = []
-    for contour in (RIGHT_EYE_CONTOUR, LEFT_EYE_CONTOUR):
-        points = face.landmarks[list(contour)]
-        cut.append(bool((points < 0).any() or (points[:, 0] > width).any() or (points[:, 1] > height).any()))
-    return cut[0], cut[1]
+    out = _outside(face.landmarks, width, height)
+    return bool(out[list(RIGHT_EYE_CONTOUR)].any()), bool(out[list(LEFT_EYE_CONTOUR)].any())
+
+
+def _outside(points: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(N,) bool: which pixel positions (N, 2) lie outside a ``width`` x ``height`` photo."""
+    x, y = points[:, 0], points[:, 1]
+    return (x < 0) | (y < 0) | (x > width) | (y > height)
 
 
 def analyse_portrait(

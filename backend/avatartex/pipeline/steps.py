@@ -560,12 +560,10 @@ def project(
     )
     usable[hit] = projected.usable * jaw_front_factor(head, portrait, face, registration, projected)
     if view.burnt is not None and view.burnt.any():  # skin the camera burnt out: filled as unseen
-        burnt = sample_image(view.burnt, projected.coords)[..., 0]  # NaN reads the border: masked
-        usable[hit] *= 1.0 - np.where(np.isfinite(projected.coords[:, 0]), burnt, 0.0)
+        usable[hit] *= 1.0 - read_where_seen(view.burnt, projected.coords)
     halved = eyes_cut_by_frame(face, portrait.shape[:2])
     if halved is not None:  # an eye the photo's edge halves: filled whole, not half a fill
-        cut = sample_image(halved, projected.coords)[..., 0]
-        usable[hit] *= 1.0 - np.where(np.isfinite(projected.coords[:, 0]), cut, 0.0)
+        usable[hit] *= 1.0 - read_where_seen(halved, projected.coords)
     if face.extras.get("frame_cut", 0.0) > 0.0:  # the photo fades out towards the edge that cuts the face
         usable[hit] *= border_fade(projected.coords, portrait.shape[:2], FRAME_FADE_IOD * face.interocular)
     stretched[hit] = stretch_weight(projected.stretch)
@@ -589,6 +587,13 @@ def project(
     return Projection(
         AtlasTexture(color, conf), portrait_coords, coverage, grazing, view, glasses, portrait, tint
     )
+
+
+def read_where_seen(photo_map: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """(N,) a single-channel map over the photo read at ``coords`` (N, 2), 0 where NaN (the
+    sampler reads NaN as the border: masked)."""
+    values = sample_image(photo_map, coords)[..., 0]
+    return np.where(np.isfinite(coords[:, 0]), values, 0.0)
 
 
 FRAME_FADE_IOD = 0.08
