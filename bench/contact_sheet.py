@@ -12,6 +12,8 @@ Rows are head x portrait, column groups are styles; the sheet is written as a PN
 from __future__ import annotations
 
 import argparse
+import atexit
+import shutil
 import sys
 import tempfile
 import time
@@ -94,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--styles", default="", help="comma-separated subset (default: every style)")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="avatartex-sheet-"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)  # its textures: gigabytes over a run
     styles = [s.name for s in list_styles()]
     if args.styles:
         styles = [s for s in args.styles.split(",") if s]

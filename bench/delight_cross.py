@@ -44,7 +44,9 @@ end.
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib.util
+import shutil
 import sys
 import tempfile
 import time
@@ -197,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     lights = LIGHTS[:2] if args.quick else LIGHTS
     generator = Generator(cache_size=8)
     work = Path(tempfile.mkdtemp(prefix="delight_cross_"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)  # its textures: gigabytes over a run
     out = args.out
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)

@@ -49,7 +49,9 @@ and the confidence-weighted share of all texels.
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib.util
+import shutil
 import sys
 import tempfile
 import time
@@ -553,6 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="avatartex-look-"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)  # its textures: gigabytes over a run
     generator = Generator()
     tap = Tap()
     real = [] if args.skip_real else run_real(generator, tap, work, out, args.size, args.heads)

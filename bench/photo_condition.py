@@ -17,7 +17,9 @@ The scanned head is read from ``../shared/assets`` and skipped, saying so, where
 from __future__ import annotations
 
 import argparse
+import atexit
 import io
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -93,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noise", default="4,8,12,16")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="photo_condition_"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)  # its textures: gigabytes over a run
     generator = Generator()
     heads: dict[str, Path] = {}
     for name in args.heads.split(","):

@@ -238,7 +238,15 @@ def main(argv: list[str] | None = None) -> int:
         help="triangle-count runs: the mesh and subdivided up to N-1 times (4^(N-1)x)",
     )
     args = parser.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="avatartex-speed-"))
+    with tempfile.TemporaryDirectory(prefix="avatartex-speed-") as work:  # textures, caches: gigabytes
+        result = measure(args, Path(work))
+    result["command"] = "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+def measure(args: argparse.Namespace, work: Path) -> dict:
+    """Every timing the arguments ask for, each request writing under ``work``."""
     portrait = args.portrait
     if not portrait:
         from skimage import data
@@ -303,9 +311,7 @@ def main(argv: list[str] | None = None) -> int:
             raster.rasterize_uv(big.uvs, 2048)
             runs.append(time.perf_counter() - t)
         result["uv_raster_100k_tris_2048_s"] = round(min(runs), 4)
-    result["command"] = "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
-    print(json.dumps(result, indent=1))
-    return 0
+    return result
 
 
 if __name__ == "__main__":
