@@ -114,6 +114,22 @@ def test_burnt_out_skin_is_said_and_grain_alone_is_not(astronaut, astronaut_face
     assert condition.clipped_skin < pc.CLIPPED_SKIN_SHARE and not any("overexposed" in s for s in said)
 
 
+def test_a_clipped_red_is_told_from_skin_burnt_out_to_white(astronaut, astronaut_face):
+    """Half a stop over, the astronaut's lit skin reaches full red long before white: said as red
+    clipped, with next to nothing burnt out; two stops over, much of it is white in every channel,
+    and that is said too."""
+    _, condition, said = pc.condition_portrait(exposed(astronaut, 0.4), astronaut_face, "auto")
+    warning = next(s for s in said if "overexposed" in s)
+    assert (
+        condition.clipped_skin > pc.CLIPPED_SKIN_SHARE
+        and condition.white_skin < 0.25 * condition.clipped_skin
+    )
+    assert "full red" in warning and condition.report()["white_skin"] == round(condition.white_skin, 4)
+    _, condition, said = pc.condition_portrait(exposed(astronaut, 2.0), astronaut_face, "auto")
+    warning = next(s for s in said if "overexposed" in s)
+    assert condition.white_skin > 0.3 and "burnt out to white" in warning, warning
+
+
 def test_no_face_read_reads_nothing(astronaut):
     """Without the detector's landmarks there is no skin to read: the photo is kept, nothing said."""
     out, condition, said = pc.condition_portrait(astronaut, None, "auto")

@@ -14,7 +14,9 @@ on a face of ordinary size), and burnt-out skin gives a white patch with nothing
   reaches: 2-3 /255 on clean photos, 6-15 /255 on grainy ones. Above ``NOISE_SIGMA_MIN`` the head's
   part of the photo is denoised with BayesShrink wavelet thresholds at that sigma (scikit-image),
   which keep wrinkles and edges where a plain blur would not.
-- **Burnt-out skin** is only said: what the camera clipped is lost.
+- **Clipped skin** is only said: what the camera clipped is lost. Warm skin a little overexposed
+  reaches full red first and comes out paler and yellower there (said with the channel); skin
+  burnt out to white in every channel is taken off by the projection and filled (said apart).
 
 ``GenerateParams.white_balance`` ``off`` keeps the photo as it is (both are still said);
 ``auto`` and ``eyes`` correct exposure and noise before the eye whites are read. Both are for the
@@ -40,7 +42,7 @@ from .face import (
     Face,
 )
 from .imaging import box_around
-from .projection import polygon_mask
+from .projection import BURNT_WHITE, polygon_mask
 
 UNDEREXPOSED_PEAK = (0.8, 0.6)
 """The sRGB value (brightest channel) of the head's brightest half percent of pixels below which a
@@ -72,9 +74,11 @@ HEAD_REACH_FACES = 0.6
 projection also reads."""
 
 CLIPPED_SKIN_SHARE = 0.1
-"""Share of the face's skin burnt out to white (a channel at 250 /255 or above) above which the photo
-is said to be overexposed. A photographer's key light leaves a clipped highlight of a few percent
-(the astronaut's cheek: 2 %)."""
+"""Share of the face's skin clipped (a channel at 250 /255 or above) above which the photo is said to
+be overexposed. A photographer's key light leaves a clipped highlight of a few percent (the
+astronaut's cheek: 2 %)."""
+
+CHANNELS = ("red", "green", "blue")
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,9 @@ class PhotoCondition:
     """Sensor noise on the face's skin (sRGB standard deviation, 0-1), after any brightening."""
     denoised: bool = False
     clipped_skin: float | None = None
-    """Share of the face's skin burnt out to white in the photo as taken."""
+    """Share of the face's skin with a channel clipped (250 /255 or above) in the photo as taken."""
+    white_skin: float | None = None
+    """Share of the face's skin burnt out to white, every channel clipped (of ``clipped_skin``)."""
 
     @property
     def changed(self) -> bool:
@@ -107,6 +113,8 @@ class PhotoCondition:
             found["noise"] = round(self.noise * 255, 2)  # /255, as photo editors give it
         if self.clipped_skin is not None:
             found["clipped_skin"] = round(self.clipped_skin, 4)
+        if self.white_skin is not None:
+            found["white_skin"] = round(self.white_skin, 4)
         return found
 
 
@@ -162,9 +170,7 @@ def condition_portrait(
     x0, y0, x1, y1 = _head_box(portrait, face)
     peak = float(np.percentile(portrait[y0:y1, x0:x1, :3].max(axis=2), 99.5))
     (sx0, sy0, sx1, sy1), skin = face_skin(portrait, face)
-    # burnt out where a 5-pixel median is: grain alone lifts single pixels of light skin to white
-    brightest = np.clip(portrait[sy0:sy1, sx0:sx1, :3].max(axis=2) * 255, 0, 255).astype(np.uint8)
-    clipped = float(np.mean(cv2.medianBlur(brightest, 5)[skin] >= 250)) if skin.any() else 0.0
+    clipped, white, channel = clipped_skin(portrait[sy0:sy1, sx0:sx1, :3], skin)
 
     gain, out = 1.0, portrait
     start, full = UNDEREXPOSED_PEAK
@@ -220,9 +226,41 @@ def condition_portrait(
                 "in the texture; white_balance=auto denoises the photo first"
             )
     if clipped > CLIPPED_SKIN_SHARE:
-        said.append(
-            f"{name} is overexposed: {clipped:.0%} of the face's skin is burnt out to white, and its "
-            "colour and detail there are lost (the texture is paler there); a photo with less light "
-            "or a lower exposure gives the skin's colour"
+        said.append(overexposed_warning(name, clipped, white, channel))
+    return out, PhotoCondition(mode, peak, gain, noise, denoised, clipped, white), said
+
+
+def clipped_skin(crop: np.ndarray, skin: np.ndarray) -> tuple[float, float, str]:
+    """Of the ``skin`` pixels of an (H, W, 3) sRGB 0..1 crop: the share with a channel clipped (250
+    /255 or above), the share of those also near white in the others (burnt out to white, as the
+    projection takes it off: ``projection.BURNT_WHITE``'s middle), and the channel clipped most
+    often. Read on 5-pixel medians: grain alone lifts single pixels of light skin to white."""
+    if not skin.any():
+        return 0.0, 0.0, CHANNELS[0]
+    levels = np.clip(crop * 255, 0, 255).astype(np.uint8)
+    medians = np.stack([cv2.medianBlur(np.ascontiguousarray(levels[..., k]), 5) for k in range(3)], -1)[skin]
+    clipped = medians >= 250
+    whitish = medians.min(axis=1) >= 255 * (BURNT_WHITE[0] + BURNT_WHITE[1]) / 2
+    any_clipped = clipped.any(axis=1)
+    return (
+        float(any_clipped.mean()),
+        float((any_clipped & whitish).mean()),
+        CHANNELS[int(np.argmax(clipped.sum(axis=0)))],
+    )
+
+
+def overexposed_warning(name: str, clipped: float, white: float, channel: str) -> str:
+    """The warning for a photo whose face's skin is clipped on the share ``clipped``, the share
+    ``white`` of it burnt out to white, mostly in ``channel``."""
+    what = (
+        f"{clipped:.0%} of the face's skin reached full {channel}: paler there than the skin's own "
+        "colour, with the clipping's edges"
+    )
+    if white >= 0.005:
+        what += (
+            f", and {white:.0%} is burnt out to white: its colour and detail are lost there, filled "
+            "from the skin around"
         )
-    return out, PhotoCondition(mode, peak, gain, noise, denoised, clipped), said
+    return (
+        f"{name} is overexposed: {what}; a photo with less light or a lower exposure gives the skin's colour"
+    )
