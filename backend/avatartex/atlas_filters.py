@@ -548,7 +548,7 @@ def smooth_fill(
     plan = atlas.cache.get("fill_plan")
     if plan is not None and not plan.fits(weight, symmetry):
         plan = None
-    holes = small_holes(weight, atlas) if plan is None else plan.holes
+    holes = planned_holes(weight, atlas, symmetry)
     if holes.any():
         sym_values[holes] = values[holes]
         sym_conf[holes] = weight[holes]
@@ -558,6 +558,13 @@ def smooth_fill(
         atlas.cache["fill_plan"] = plan
     filled = push_pull(sym_values, sources, atlas.band_rows)
     return toward_overall(filled, sym_values, sources, atlas, plan.reach), sym_conf
+
+
+def planned_holes(weight: np.ndarray, atlas: AtlasGeometry, symmetry: float) -> np.ndarray:
+    """``small_holes`` of the fill's ``weight`` (``fill_weight``), as a fill of the same weights worked
+    them out (``FillPlan``): patches filled from around them, not from their mirror images."""
+    plan = atlas.cache.get("fill_plan")
+    return plan.holes if plan is not None and plan.fits(weight, symmetry) else small_holes(weight, atlas)
 
 
 class FillPlan(NamedTuple):

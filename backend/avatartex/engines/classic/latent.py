@@ -493,6 +493,34 @@ def _without_shine(
     face = atlas.face if atlas.face is not None and atlas.face.any() else atlas.mask
     visible = np.abs(out[r, c] - color[r, c]).max(axis=1) > 2.0 / 255.0
     ctx.lighting["shine"] = round(float(visible[face[r, c]].sum() / max((seen & face).sum(), 1)), 4)
+    return _without_carried_shine(out, r, c, color[r, c] - out[r, c], conf, ctx)
+
+
+def _without_carried_shine(
+    color: np.ndarray, r: np.ndarray, c: np.ndarray, removed: np.ndarray, conf: np.ndarray, ctx: StageContext
+) -> np.ndarray:
+    """``color`` less the shine the inpaint's symmetric completion carried into the texels it filled
+    from their mirror images (the far side of a turned face, a patch burnt out to white, mirrored
+    from a shining cheek), which lost theirs only after the fill: ``removed`` (N, 3) sRGB, what
+    ``_without_shine`` took off the seen texels (``r``, ``c``). Each mirror image takes off that
+    texel's removed shine as far as the completion mixed it in (``atlas_filters.symmetric_completion``'s
+    gain, with the fill's weights) and the fill made its colour (1 - its confidence). (The fill's
+    push-pull from the skin around spreads a shine thin: carried through the whole fill it cost
+    0.1-0.2 s of a 1024² request, the mirror's share alone 1 ms.)"""
+    atlas = ctx.atlas
+    amount = np.float32(ctx.style.classic_at("symmetry", 1.0, ctx.strength))
+    target = atlas.mirror_index()[r, c]
+    tr, tc = np.unravel_index(target, conf.shape)
+    weight = filters.fill_weight(conf)
+    holes = filters.planned_holes(weight, atlas, float(amount))  # filled from around, not mirrored
+    gain = np.clip(weight[r, c] - weight[tr, tc], 0.0, 1.0) * amount * ~holes[tr, tc]
+    share = (
+        gain / np.maximum(weight[tr, tc] + gain, np.float32(1e-6)) * (1.0 - conf[tr, tc]) * atlas.mask[tr, tc]
+    )
+    keep = share > 0
+    out = color.copy()
+    tr, tc = tr[keep], tc[keep]
+    out[tr, tc] = np.maximum(color[tr, tc] - share[keep, None] * removed[keep], 0.0)
     return out
 
 
@@ -685,6 +713,14 @@ class ClassicLatent(Stage):
             ctx.lighting["relief_strength"] = round(strength, 4)
             if not ctx.subject and relief_unsure(relief, strength):
                 ctx.warnings.append(relief_warning(relief))
+            # A filled texel's colour is what the fill carried from the texels it drew on (from a
+            # mirror image, say): so is its relief, as its shading (the band's own fill reaches the
+            # skin around the seen skin alone). The astronaut's photo 0.4 stop brighter on the scanned
+            # head: a burnt-out patch on her cheek, filled from the other cheek, took its colour but
+            # the relief of the skin round the patch, and came out 4.6 L* paler than those texels of
+            # her photo as it is (the skin around 0.3 L*); 0.7 with this.
+            carried_band, _ = classic_fill(band, conf, atlas, symmetry)
+            band = np.where(mask, conf * band + (1.0 - conf) * carried_band, 0.0).astype(np.float32)
             log_embedded += np.float32(relief) * band
             log_sample = log_embedded.reshape(-1)[sample]
         before = float((weights * lum).sum())
