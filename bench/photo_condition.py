@@ -9,8 +9,10 @@ Each real photo (the astronaut, Grace Hopper) is made as a camera would have tak
 ``white_balance`` ``auto`` (corrected) and ``off`` (kept as it is) and compared with the texture of
 the photo as it is, on the atlas's face (``debug_atlas.png``): the face skin's median lightness
 difference (L*), the grain (the fine band's median magnitude over the lightness, as a ratio to the
-clean texture's), and PSNR after one gain per channel (``metrics.gain_corrected``: exposure alone
-costs nothing there). Prints one row a case and, per condition kind and mode, the median and worst.
+clean texture's), PSNR after one gain per channel (``metrics.gain_corrected``: exposure alone
+costs nothing there), and after that gain the 95th percentile of the face's CIELAB ΔE (``dE95``:
+a patch unlike the rest, such as burnt-out skin filled pale). Prints one row a case and, per
+condition kind and mode, the median and worst.
 The scanned head is read from ``../shared/assets`` and skipped, saying so, where it is absent.
 """
 
@@ -112,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         [float(s) for s in args.stops.split(",") if s], [float(n) for n in args.noise.split(",") if n]
     )
     rows = []
-    print("head photo condition mode: gain denoised | dL* grain-ratio PSNR-face(dB)")
+    print("head photo condition mode: gain denoised | dL* grain-ratio PSNR-face(dB) dE95")
     for head_name, head in heads.items():
         face = generator.head(load_mesh(str(head))).atlas(args.size if args.size <= 512 else 1024).face
 
@@ -137,29 +139,38 @@ def main(argv: list[str] | None = None) -> int:
                 taken = make(photo)
                 for mode in ("auto", "off"):
                     report, (rgb, lightness, grain) = texture(taken, f"{head_name}_{photo_name}_{i}", mode)
-                    fair = psnr(gain_corrected(rgb, clean_rgb, face), clean_rgb, face)
+                    matched = gain_corrected(rgb, clean_rgb, face)
+                    fair = psnr(matched, clean_rgb, face)
+                    patch = float(
+                        np.quantile(np.linalg.norm(to_lab(matched) - to_lab(clean_rgb), axis=-1)[face], 0.95)
+                    )
                     row = dict(
                         head=head_name, photo=photo_name, kind=kind, label=label, mode=mode,
                         gain=report["exposure_gain"], denoised=report["denoised"],
-                        dl=lightness - clean_l, grain=grain / clean_grain, psnr=fair,
+                        dl=lightness - clean_l, grain=grain / clean_grain, psnr=fair, de95=patch,
                     )  # fmt: skip
                     rows.append(row)
                     print(
                         f"{head_name} {photo_name} {label} {mode}: {row['gain']:.2f} {row['denoised']!s:5} | "
-                        f"{row['dl']:+.1f} {row['grain']:.2f} {row['psnr']:.2f}",
+                        f"{row['dl']:+.1f} {row['grain']:.2f} {row['psnr']:.2f} {row['de95']:.1f}",
                         flush=True,
                     )
-    print("\nkind mode: cases | |dL*| median / worst | grain ratio median / worst | PSNR median / worst")
+    print(
+        "\nkind mode: cases | |dL*| median / worst | grain ratio median / worst | PSNR median / worst"
+        " | dE95 median / worst"
+    )
     for kind in dict.fromkeys(r["kind"] for r in rows):
         for mode in ("auto", "off"):
             picked = [r for r in rows if r["kind"] == kind and r["mode"] == mode]
             dl = np.abs([r["dl"] for r in picked])
             grain = np.array([r["grain"] for r in picked])
             fair = np.array([r["psnr"] for r in picked])
+            patch = np.array([r["de95"] for r in picked])
             worst_grain = grain[np.argmax(np.abs(np.log(grain)))]
             print(
                 f"{kind} {mode}: {len(picked)} | {np.median(dl):.1f} / {dl.max():.1f} | "
-                f"{np.median(grain):.2f} / {worst_grain:.2f} | {np.median(fair):.2f} / {fair.min():.2f}"
+                f"{np.median(grain):.2f} / {worst_grain:.2f} | {np.median(fair):.2f} / {fair.min():.2f} | "
+                f"{np.median(patch):.1f} / {patch.max():.1f}"
             )
     print(
         f"\n(PYTHONPATH=backend .venv/bin/python bench/photo_condition.py {' '.join(argv or sys.argv[1:])})"
