@@ -545,10 +545,8 @@ def smooth_fill(
     # What depends on the confidence alone is worked out once for the inpaint's fill of the colour
     # and the de-lighting's of its shading, which fill from the same confidence (the second fill:
     # 81 -> 38 ms at 1024²).
-    plan = atlas.cache.get("fill_plan")
-    if plan is not None and not plan.fits(weight, symmetry):
-        plan = None
-    holes = planned_holes(weight, atlas, symmetry)
+    plan = _fill_plan(weight, atlas, symmetry)
+    holes = small_holes(weight, atlas) if plan is None else plan.holes
     if holes.any():
         sym_values[holes] = values[holes]
         sym_conf[holes] = weight[holes]
@@ -563,8 +561,14 @@ def smooth_fill(
 def planned_holes(weight: np.ndarray, atlas: AtlasGeometry, symmetry: float) -> np.ndarray:
     """``small_holes`` of the fill's ``weight`` (``fill_weight``), as a fill of the same weights worked
     them out (``FillPlan``): patches filled from around them, not from their mirror images."""
+    plan = _fill_plan(weight, atlas, symmetry)
+    return small_holes(weight, atlas) if plan is None else plan.holes
+
+
+def _fill_plan(weight: np.ndarray, atlas: AtlasGeometry, symmetry: float) -> FillPlan | None:
+    """The atlas's cached ``FillPlan`` where it was worked out for these weights and symmetry."""
     plan = atlas.cache.get("fill_plan")
-    return plan.holes if plan is not None and plan.fits(weight, symmetry) else small_holes(weight, atlas)
+    return plan if plan is not None and plan.fits(weight, symmetry) else None
 
 
 class FillPlan(NamedTuple):
