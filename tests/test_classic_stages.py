@@ -15,7 +15,15 @@ from avatartex.engines.classic.inpaint import (
     _anisotropy_blend,
     grain_band_share,
 )
-from avatartex.engines.classic.latent import CHANNEL_EXPONENTS, ClassicLatent, channel_exponents
+from avatartex.engines.classic.latent import (
+    CHANNEL_EXPONENTS,
+    WHITENING_CORRELATION,
+    ClassicLatent,
+    _fit_candidates,
+    _skin_mask,
+    channel_exponents,
+    whitened_skin,
+)
 from avatartex.engines.classic.repaint import ClassicRepaint
 from avatartex.imaging import LUMA, luminance
 from classic_fixtures import astronaut, frontal_texture, head_atlas, make_ctx, sphere_atlas
@@ -992,3 +1000,37 @@ def test_compiled_passes_give_numpys_float32_results_bit_for_bit() -> None:
     toward = np.empty_like(image)
     filters._toward_kernel(overall, image, weights, toward)
     same(toward, (overall + (image - overall) * weights[..., None]).astype(np.float32))
+
+
+def test_pale_skin_is_taken_for_lit_skin_a_camera_whitened_only_where_paleness_follows_brightness() -> None:
+    """A camera's tone curve flattens each channel towards white as the light rises, so a photo's lit
+    skin is paler than its skin in shade, and pale in step with its brightness: that skin is fitted
+    and de-lit as skin (``latent.whitened_skin``). A skin's own pale patches are paler too, but not
+    in step with the light: on a render (no tone curve) and on a photo of a blotched skin they stay
+    out of the light's fit (taken for it, they are darkened to the skin around)."""
+    geo = sphere_atlas(256)
+    light = np.array([0.3, 0.5, 0.8]) / np.linalg.norm([0.3, 0.5, 0.8])
+    shading = (0.2 + 0.8 * np.clip(geo.normals @ light, 0, None))[..., None]
+    albedo = np.array([0.8, 0.5, 0.35], np.float32) ** filters.GAMMA
+    x, y = 2 * np.pi * 2 * geo.positions[..., 0], 2 * np.pi * 2 * geo.positions[..., 1]
+    pale = (0.5 + 0.5 * np.sin(x / 0.7 + 1.0) * np.cos(y / 0.9))[..., None]
+    blotched = albedo * (1.0 - 0.6 * pale) + 0.6 * pale * 0.45  # towards a pale grey
+    conf = geo.mask.astype(np.float32)
+
+    def shoulder(linear: np.ndarray) -> np.ndarray:
+        return 1.3 * linear / (linear + 0.3)
+
+    def read(linear: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        color = (np.clip(linear, 0, 1) ** (1 / filters.GAMMA)).astype(np.float32)
+        skin, reference = _skin_mask(color, conf, geo)
+        whitened, correlation = whitened_skin(color, _fit_candidates(conf, geo), skin, reference)
+        return skin, whitened, correlation
+
+    skin, whitened, correlation = read(shoulder(albedo * shading))
+    left_out = geo.mask & ~skin
+    assert correlation >= WHITENING_CORRELATION and left_out.sum() > 500, (correlation, left_out.sum())
+    assert whitened[left_out].mean() > 0.9 and not whitened[skin].any()
+    assert float(shading[whitened].mean()) > float(np.quantile(shading[geo.mask], 0.9))  # the lit skin
+    for linear in (blotched * shading, shoulder(blotched * shading)):
+        _, whitened, correlation = read(linear)
+        assert correlation < WHITENING_CORRELATION and not whitened.any(), correlation

@@ -109,6 +109,19 @@ CHANNEL_SPREAD = (0.02, 0.05)
 SKIN_FIT_CONFIDENCE = 0.8
 """Confidence above which a skin texel enters the shading fit (``_skin_mask``): the photo well seen,
 not at the grazing angles it is read softly at, whose colour moves with the camera."""
+SKIN_CHROMA = 0.04
+"""How far (chromaticity: a channel over the three's sum) a texel's colour may lie from the skin's
+reference to be fitted as skin (``_skin_mask``), or from the line to grey as skin the light whitened
+(``whitened_skin``)."""
+WHITENED = 0.8
+"""How far from the skin's chromaticity towards grey (0 the skin's, 1 grey) lit skin a photo whitened
+may be (``whitened_skin``); eye whites and teeth are greyer."""
+WHITENING_CORRELATION = 0.82
+"""The correlation of the skin's paleness with its log brightness along the line to grey
+(``whitened_skin``) from which pale skin is taken for lit skin the photo whitened, below which for
+the skin's own. Measured: photos (the astronaut and Grace Hopper, as they are, one stop darker, 0.4
+stop brighter, under a warm cast, JPEG quality 40) 0.835-0.894; bench/sweep.py's renders of
+patterned and made-up skins (no tone curve) 0.79 at most, 0.66 but for one."""
 SHINE_STEP = 4
 """Texels between the samples the skin's own colour and the skin around a shine are read on
 (``_without_shine``): both are smooth over tens of texels."""
@@ -119,8 +132,8 @@ SH model extrapolates (grazing normals, misregistered features) a wrong division
 
 def _skin_mask(
     color: np.ndarray, conf: np.ndarray, atlas: AtlasGeometry, reference: int = 160_000
-) -> np.ndarray:
-    """(S, S) bool: confident skin texels to fit the shading on.
+) -> tuple[np.ndarray, SkinReference | None]:
+    """(S, S) bool: confident skin texels to fit the shading on, and the skin's reference colour.
 
     The shading models cannot tell dark hair at the face's border from shadow, so the fit is
     restricted to skin: the face region when the pipeline has set it (``atlas.face``), and in any
@@ -128,32 +141,89 @@ def _skin_mask(
     brows, lips, hair and background are left out; the robust weights catch the rest). The
     reference chromaticity and luminance are taken on at most ``reference`` evenly spread texels.
     """
+    candidates = _fit_candidates(conf, atlas)
+    index = np.flatnonzero(candidates)
+    out = np.zeros(conf.shape, bool)
+    if index.size == 0:
+        return out, None
+    probe = filters.subsample(candidates, reference)
+    rgb = color.reshape(-1, 3)[probe]
+    total = np.maximum(rgb.sum(axis=1, keepdims=True), 1e-3)
+    c = conf.reshape(-1)[probe]
+    core = c >= np.quantile(c, 0.5)
+    ref = SkinReference(np.median((rgb / total)[core], axis=0), float(np.median(total[core])))
+    rgb = color.reshape(-1, 3)[index]
+    total = np.maximum(rgb.sum(axis=1, keepdims=True), 1e-3)
+    keep = (
+        (np.abs(rgb / total - ref.chroma).max(axis=1) < SKIN_CHROMA)
+        & (total[:, 0] > 0.4 * ref.total)
+        & (total[:, 0] < 2.5 * ref.total)
+    )
+    out.reshape(-1)[index[keep]] = True
+    return out, ref
+
+
+@dataclass
+class SkinReference:
+    """The face's skin colour as ``_skin_mask`` reads it on its most confident texels."""
+
+    chroma: np.ndarray
+    """(3,) the channels over their sum."""
+    total: float
+    """The channels' sum (sRGB)."""
+
+
+def _fit_candidates(conf: np.ndarray, atlas: AtlasGeometry) -> np.ndarray:
+    """(S, S) bool: texels the light may be fitted on, whatever their colour: well seen, facing
+    somewhere (a normal), in the face region where the pipeline has set one."""
     cache = atlas.cache
     if "normal_ok" not in cache:  # the atlas's own: kept with it
         cache["normal_ok"] = atlas.mask & (np.einsum("ijk,ijk->ij", atlas.normals, atlas.normals) > 0.25)
     candidates = cache["normal_ok"] & (conf > SKIN_FIT_CONFIDENCE)
     if atlas.face is not None and (atlas.face & candidates).sum() >= 200:
         candidates &= atlas.face
+    return candidates
+
+
+def whitened_skin(
+    color: np.ndarray, candidates: np.ndarray, skin: np.ndarray, ref: SkinReference
+) -> tuple[np.ndarray, float]:
+    """Lit skin the photo whitened, which ``_skin_mask``'s chroma test leaves out: (S, S) bool, and
+    the correlation that tells it.
+
+    A camera's response flattens towards white as the light rises (the tone curve's shoulder, the
+    sensor's channels nearing full), so a photo's lit brow, forehead and nose ridge are paler than
+    its cheeks, straight towards grey: Grace Hopper's between the brows 0.42 of the way from her
+    skin's chromaticity, her nose ridge 0.53. Those are the ``candidates`` (``_fit_candidates``)
+    whose chromaticity lies on the line from the skin's to grey (``SKIN_CHROMA`` off it at most), less
+    than ``WHITENED`` of the way (eye whites and teeth are greyer). A skin's own pale patches lie on
+    it too; what tells the light's whitening is how closely the paleness follows the brightness
+    along the line (their correlation, at least ``WHITENING_CORRELATION``). Then the texels not in
+    ``skin`` and brighter than the skin's reference are taken for it."""
+    out = np.zeros(skin.shape, bool)
+    towards = np.float32(1.0 / 3.0) - ref.chroma.astype(np.float32)
+    span = float(towards @ towards)
     index = np.flatnonzero(candidates)
-    out = np.zeros(conf.shape, bool)
-    if index.size == 0:
-        return out
-    probe = filters.subsample(candidates, reference)
-    rgb = color.reshape(-1, 3)[probe]
-    total = np.maximum(rgb.sum(axis=1, keepdims=True), 1e-3)
-    c = conf.reshape(-1)[probe]
-    core = c >= np.quantile(c, 0.5)
-    ref_chroma = np.median((rgb / total)[core], axis=0)
-    ref_lum = float(np.median(total[core]))
+    if span < 1e-6 or index.size < 100:
+        return out, float("nan")
     rgb = color.reshape(-1, 3)[index]
-    total = np.maximum(rgb.sum(axis=1, keepdims=True), 1e-3)
-    keep = (
-        (np.abs(rgb / total - ref_chroma).max(axis=1) < 0.04)
-        & (total[:, 0] > 0.4 * ref_lum)
-        & (total[:, 0] < 2.5 * ref_lum)
+    total = np.maximum(rgb.sum(axis=1), np.float32(1e-3))
+    offset = rgb / total[:, None] - ref.chroma.astype(np.float32)
+    paleness = offset @ towards / np.float32(span)
+    off_line = np.abs(offset - paleness[:, None] * towards).max(axis=1)
+    line = (
+        (off_line < SKIN_CHROMA)
+        & (paleness < WHITENED)
+        & (total > 0.4 * ref.total)
+        & (total < 3.0 * ref.total)
     )
-    out.reshape(-1)[index[keep]] = True
-    return out
+    if line.sum() < 100:
+        return out, float("nan")
+    correlation = float(np.corrcoef(np.log(total[line]), paleness[line])[0, 1])
+    if correlation >= WHITENING_CORRELATION:
+        lit = line & (total > ref.total) & ~skin.reshape(-1)[index]
+        out.reshape(-1)[index[lit]] = True
+    return out, correlation
 
 
 def relief_band(
@@ -586,7 +656,15 @@ class ClassicLatent(Stage):
         atlas = ctx.atlas
         mask = atlas.mask
         normals = atlas.normals
-        skin = _skin_mask(color, conf, atlas)
+        skin, reference_skin = _skin_mask(color, conf, atlas)
+        if reference_skin is not None:
+            # Lit skin the photo whitened is skin the light must be fitted on and taken off: left out,
+            # the light was fitted on the darker skin alone and clipped to the shading seen there, and
+            # Grace Hopper's lit brow and nose ridge stayed 16 and 7 L* lighter than her cheeks.
+            whitened, correlation = whitened_skin(color, _fit_candidates(conf, atlas), skin, reference_skin)
+            if np.isfinite(correlation):
+                ctx.lighting["whitening"] = round(correlation, 4)
+            skin |= whitened
         sample = filters.subsample(skin, SAMPLE_LIMIT)
         if sample.size < 100:
             ctx.warnings.append("de-lighting skipped: too few portrait-backed skin texels to fit the shading")
