@@ -1022,8 +1022,9 @@ def test_pale_skin_is_taken_for_lit_skin_a_camera_whitened_only_where_paleness_f
 
     def read(linear: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         color = (np.clip(linear, 0, 1) ** (1 / filters.GAMMA)).astype(np.float32)
-        skin, reference = _skin_mask(color, conf, geo)
-        whitened, correlation = whitened_skin(color, _fit_candidates(conf, geo), skin, reference)
+        candidates = _fit_candidates(conf, geo)
+        skin, reference = _skin_mask(color, conf, candidates)
+        whitened, correlation = whitened_skin(color, candidates, skin, reference)
         return skin, whitened, correlation
 
     skin, whitened, correlation = read(shoulder(albedo * shading))

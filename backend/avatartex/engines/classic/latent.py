@@ -131,17 +131,17 @@ SH model extrapolates (grazing normals, misregistered features) a wrong division
 
 
 def _skin_mask(
-    color: np.ndarray, conf: np.ndarray, atlas: AtlasGeometry, reference: int = 160_000
+    color: np.ndarray, conf: np.ndarray, candidates: np.ndarray, reference: int = 160_000
 ) -> tuple[np.ndarray, SkinReference | None]:
     """(S, S) bool: confident skin texels to fit the shading on, and the skin's reference colour.
 
     The shading models cannot tell dark hair at the face's border from shadow, so the fit is
-    restricted to skin: the face region when the pipeline has set it (``atlas.face``), and in any
-    case texels whose chromaticity and luminance are near those of the most confident texels (eyes,
-    brows, lips, hair and background are left out; the robust weights catch the rest). The
-    reference chromaticity and luminance are taken on at most ``reference`` evenly spread texels.
+    restricted to skin: the ``candidates`` (``_fit_candidates``: the face region when the pipeline
+    has set it), and of them the texels whose chromaticity and luminance are near those of the most
+    confident ones (eyes, brows, lips, hair and background are left out; the robust weights catch
+    the rest). The reference chromaticity and luminance are taken on at most ``reference`` evenly
+    spread texels.
     """
-    candidates = _fit_candidates(conf, atlas)
     index = np.flatnonzero(candidates)
     out = np.zeros(conf.shape, bool)
     if index.size == 0:
@@ -656,12 +656,13 @@ class ClassicLatent(Stage):
         atlas = ctx.atlas
         mask = atlas.mask
         normals = atlas.normals
-        skin, reference_skin = _skin_mask(color, conf, atlas)
+        candidates = _fit_candidates(conf, atlas)
+        skin, reference_skin = _skin_mask(color, conf, candidates)
         if reference_skin is not None:
             # Lit skin the photo whitened is skin the light must be fitted on and taken off: left out,
             # the light was fitted on the darker skin alone and clipped to the shading seen there, and
             # Grace Hopper's lit brow and nose ridge stayed 16 and 7 L* lighter than her cheeks.
-            whitened, correlation = whitened_skin(color, _fit_candidates(conf, atlas), skin, reference_skin)
+            whitened, correlation = whitened_skin(color, candidates, skin, reference_skin)
             if np.isfinite(correlation):
                 ctx.lighting["whitening"] = round(correlation, 4)
             skin |= whitened
