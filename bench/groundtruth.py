@@ -633,6 +633,33 @@ def shine_term(
     return out
 
 
+FILMIC = (0.15, 0.50, 0.10, 0.20, 0.02, 0.30)
+"""The shoulder and toe of John Hable's filmic curve (A..F: a camera or a game engine's tone curve)."""
+FILMIC_WHITE = 11.2
+"""The linear level the filmic curve maps to white."""
+FILMIC_EXPOSURE = 2.9275
+"""Linear light is scaled by this before the filmic curve: mid-grey (0.18) stays 0.18, linear 0.5 gives
+0.40, 1.0 gives 0.61 (the lit skin's channels compressed, the strongest most: whiter)."""
+
+
+def _filmic(x: np.ndarray) -> np.ndarray:
+    a, b, c, d, e, f = FILMIC
+    return (x * (a * x + c * b) + d * e) / (x * (a * x + b) + d * f) - e / f
+
+
+def camera_response(linear: np.ndarray, tone: str = "") -> np.ndarray:
+    """sRGB-like pixel values of ``linear`` light: a plain 1/2.2 power (``tone`` empty, a render), or
+    with ``tone="filmic"`` through a camera's tone curve first (``FILMIC``), per channel, as a phone's
+    or a camera's JPEG engine does: its shoulder compresses the lit skin's strongest channel most, so
+    lit skin comes out paler, towards white (what the de-lighting's ``whitened_skin`` reads)."""
+    light = np.clip(np.asarray(linear, np.float64), 0, None)
+    if tone == "filmic":
+        light = _filmic(FILMIC_EXPOSURE * light) / _filmic(FILMIC_WHITE)
+    elif tone:
+        raise ValueError(f"unknown tone curve {tone!r}")
+    return np.power(np.clip(light, 0, 1), 1 / 2.2)
+
+
 def render_portrait(
     head: Head,
     texture: np.ndarray,
@@ -641,10 +668,11 @@ def render_portrait(
     ambient: float | Sky,
     background: np.ndarray,
     shine: float = 0.0,
+    tone: str = "",
 ) -> Render:
     """Albedo × (ambient + Σ key · max(n·l, 0) · shadow) in linear light, over ``background``; with
     ``shine`` > 0, that much of the key lights' white shine on top (``shine_term``): oily skin, a
-    highlight the albedo must not keep."""
+    highlight the albedo must not keep; through the camera's ``tone`` curve (``camera_response``)."""
     tri_id, bary, depth = raster.rasterize_camera(head.positions, head.triangles, camera)
     hit = tri_id >= 0
     uv = raster.interpolate(head.uvs, None, tri_id, bary)[hit]
@@ -659,7 +687,7 @@ def render_portrait(
     if shine > 0:
         linear = linear + shine * shine_term(head, lights, camera, normal, points)[:, None]
     image = np.asarray(background, np.float32).copy()
-    image[hit] = np.clip(np.power(np.clip(linear, 0, 1), 1 / 2.2), 0, 1)
+    image[hit] = np.clip(camera_response(linear, tone), 0, 1)
     return Render(image, camera, depth)
 
 

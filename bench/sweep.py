@@ -17,7 +17,10 @@ the same heads with their eyeballs also separate parts of the mesh (``e`` ids, `
 as character meshes model eyes; every fourth made-up case once more with the photo turned a
 quarter, a half or three quarters (``t`` ids, ``turned_cases``: a phone photo whose orientation tag
 was lost); and every fourth made-up case (from the second) with the key lights' white shine on the
-skin (``h`` ids, ``shiny_cases``: oily skin in a flash photo, which the albedo must not keep). An
+skin (``h`` ids, ``shiny_cases``: oily skin in a flash photo, which the albedo must not keep); every
+third case of the design (from the third) and every third made-up case through a camera's filmic tone
+curve (``c`` and ``cm`` ids, ``tone_cases``: the design's renders have a plain gamma, a photo's shoulder
+whitens its lit skin). An
 invariance block feeds one portrait to a mesh and to copies of
 it moved by :data:`groundtruth.TRANSFORMS` (45° yaw, 70° about a tilted axis, Z-up, upside down,
 scale 0.01 and 100, each also shifted away from the origin). The pipeline is
@@ -127,6 +130,8 @@ class Case:
     (``groundtruth.lights_for``'s ``soft``: the creases' own darkness, as in a softbox portrait)."""
     shine: float = 0.0
     """The skin's white shine on top of the render (``groundtruth.render_portrait``'s ``shine``)."""
+    tone: str = ""
+    """The camera's tone curve (``groundtruth.camera_response``): empty, a render's plain gamma."""
 
 
 def _levels(values, n: int, rng: np.random.Generator) -> list:
@@ -300,7 +305,7 @@ class Sweep:
         lights, ambient = gt.lights_for(case.light, case.yaw, case.shadows, case.soft)
         rng = np.random.default_rng(zlib.crc32(case.id.encode()) if not case.group else 7)
         background = gt.background_image(case.background, case.width, case.height, rng)
-        render = gt.render_portrait(head, truth, camera, lights, ambient, background, case.shine)
+        render = gt.render_portrait(head, truth, camera, lights, ambient, background, case.shine, case.tone)
         if case.jpeg:
             path = folder / "portrait.jpg"
             Image.fromarray((np.clip(render.image, 0, 1) * 255 + 0.5).astype(np.uint8)).save(
@@ -830,6 +835,22 @@ def shiny_cases(made_up: list[Case]) -> list[Case]:
     return [replace(c, id="h" + c.id[1:], shine=SHINE) for c in made_up[1::SHINY_SHARE]]
 
 
+TONE_SHARE = 3
+"""Every this many of the random design's cases (from the third) and of the made-up cases is run once
+more through a camera's tone curve (``c`` ids)."""
+
+
+def tone_cases(cases: list[Case], made_up: list[Case]) -> list[Case]:
+    """Copies of every TONE_SHARE-th case of the random design (from the third) and of the made-up
+    cases, through a camera's filmic tone curve (``groundtruth.camera_response``; ``c`` for the id's
+    first letter, ``cm`` for a made-up case's): the design's renders have a plain gamma, a photo a
+    tone curve whose shoulder whitens the lit skin (``latent.whitened_skin``)."""
+    plain = [c for c in cases if not c.group][2::TONE_SHARE]
+    return [replace(c, id="c" + c.id[1:], tone="filmic") for c in plain] + [
+        replace(c, id="cm" + c.id[1:], tone="filmic") for c in made_up[2::TONE_SHARE]
+    ]
+
+
 CASE_KINDS = {
     "r": "featureless skin",
     "m": "made-up, eyes one surface",
@@ -837,6 +858,7 @@ CASE_KINDS = {
     "s": "soft light, occluded ambient",
     "t": "made-up, photo turned",
     "h": "made-up, shiny skin",
+    "c": "camera tone curve",
 }
 """The summary's split of the cases by their id's first letter (``i``: the invariance block)."""
 EYEBALLS = "+eyeballs"
@@ -866,7 +888,9 @@ def plan(
             return out
         random = design(n, heads, seed, sizes=(512,))
         made_up = made_up_cases(random)
-        extra = soft_cases(random) + turned_cases(made_up) + shiny_cases(made_up)
+        extra = (
+            soft_cases(random) + turned_cases(made_up) + shiny_cases(made_up) + tone_cases(random, made_up)
+        )
         return out + random + made_up + eyeball_cases(made_up) + extra
     heads = (["scan"] if have_scan else []) + ["demo"] + [f"demo-{s}" for s in STYLIZED]
     transforms = [t for t in gt.TRANSFORMS if t != "none"]
@@ -877,7 +901,9 @@ def plan(
     if not invariance_only:
         random = design(cases or 96, heads, seed)
         made_up = made_up_cases(random)
-        extra = soft_cases(random) + turned_cases(made_up) + shiny_cases(made_up)
+        extra = (
+            soft_cases(random) + turned_cases(made_up) + shiny_cases(made_up) + tone_cases(random, made_up)
+        )
         out += random + made_up + eyeball_cases(made_up) + extra
     return out
 
