@@ -146,16 +146,15 @@ def _skin_mask(
     out = np.zeros(conf.shape, bool)
     if index.size == 0:
         return out, None
-    probe = filters.subsample(candidates, reference)
-    rgb = color.reshape(-1, 3)[probe]
-    total = np.maximum(rgb.sum(axis=1, keepdims=True), 1e-3)
-    c = conf.reshape(-1)[probe]
-    core = c >= np.quantile(c, 0.5)
-    ref = SkinReference(np.median((rgb / total)[core], axis=0), float(np.median(total[core])))
     rgb = color.reshape(-1, 3)[index]
     total = np.maximum(rgb.sum(axis=1, keepdims=True), 1e-3)
+    chroma = rgb / total
+    probe = slice(None, None, int(np.ceil(index.size / reference)))  # ``filters.subsample``'s texels
+    c = conf.reshape(-1)[index[probe]]
+    core = c >= np.quantile(c, 0.5)
+    ref = SkinReference(np.median(chroma[probe][core], axis=0), float(np.median(total[probe][core])))
     keep = (
-        (np.abs(rgb / total - ref.chroma).max(axis=1) < SKIN_CHROMA)
+        (np.abs(chroma - ref.chroma).max(axis=1) < SKIN_CHROMA)
         & (total[:, 0] > 0.4 * ref.total)
         & (total[:, 0] < 2.5 * ref.total)
     )
@@ -201,28 +200,36 @@ def whitened_skin(
     along the line (their correlation, at least ``WHITENING_CORRELATION``). Then the texels not in
     ``skin`` and brighter than the skin's reference are taken for it."""
     out = np.zeros(skin.shape, bool)
-    towards = np.float32(1.0 / 3.0) - ref.chroma.astype(np.float32)
-    span = float(towards @ towards)
-    index = np.flatnonzero(candidates)
-    if span < 1e-6 or index.size < 100:
+    chroma = ref.chroma.astype(np.float32)
+    towards = np.float32(1.0 / 3.0) - chroma
+    span = np.float32(towards @ towards)
+    if span < 1e-6:
         return out, float("nan")
-    rgb = color.reshape(-1, 3)[index]
-    total = np.maximum(rgb.sum(axis=1), np.float32(1e-3))
-    offset = rgb / total[:, None] - ref.chroma.astype(np.float32)
-    paleness = offset @ towards / np.float32(span)
-    off_line = np.abs(offset - paleness[:, None] * towards).max(axis=1)
-    line = (
-        (off_line < SKIN_CHROMA)
-        & (paleness < WHITENED)
-        & (total > 0.4 * ref.total)
-        & (total < 3.0 * ref.total)
-    )
+
+    def on_line(index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Of the texels ``index``: on the line to grey, their paleness and their channels' sum."""
+        rgb = color.reshape(-1, 3)[index]
+        total = np.maximum(rgb.sum(axis=1), np.float32(1e-3))
+        offset = rgb / total[:, None] - chroma
+        paleness = offset @ towards / span
+        off_line = np.abs(offset - paleness[:, None] * towards).max(axis=1)
+        line = (
+            (off_line < SKIN_CHROMA)
+            & (paleness < WHITENED)
+            & (total > 0.4 * ref.total)
+            & (total < 3.0 * ref.total)
+        )
+        return line, paleness, total
+
+    # The correlation on at most SAMPLE_LIMIT evenly spread texels; which texels are let in, on all.
+    line, paleness, total = on_line(filters.subsample(candidates, SAMPLE_LIMIT))
     if line.sum() < 100:
         return out, float("nan")
     correlation = float(np.corrcoef(np.log(total[line]), paleness[line])[0, 1])
     if correlation >= WHITENING_CORRELATION:
-        lit = line & (total > ref.total) & ~skin.reshape(-1)[index]
-        out.reshape(-1)[index[lit]] = True
+        index = np.flatnonzero(candidates & ~skin)
+        line, _, total = on_line(index)
+        out.reshape(-1)[index[line & (total > ref.total)]] = True
     return out, correlation
 
 
