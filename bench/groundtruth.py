@@ -687,7 +687,7 @@ def render_portrait(
     if shine > 0:
         linear = linear + shine * shine_term(head, lights, camera, normal, points)[:, None]
     image = np.asarray(background, np.float32).copy()
-    image[hit] = np.clip(camera_response(linear, tone), 0, 1)
+    image[hit] = camera_response(linear, tone)
     return Render(image, camera, depth)
 
 

@@ -18,6 +18,7 @@ from avatartex.engines.classic.inpaint import (
 from avatartex.engines.classic.latent import (
     CHANNEL_EXPONENTS,
     WHITENING_CORRELATION,
+    CandidateColours,
     ClassicLatent,
     _fit_candidates,
     _skin_mask,
@@ -1022,9 +1023,9 @@ def test_pale_skin_is_taken_for_lit_skin_a_camera_whitened_only_where_paleness_f
 
     def read(linear: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         color = (np.clip(linear, 0, 1) ** (1 / filters.GAMMA)).astype(np.float32)
-        candidates = _fit_candidates(conf, geo)
-        skin, reference = _skin_mask(color, conf, candidates)
-        whitened, correlation = whitened_skin(color, candidates, skin, reference)
+        candidates = CandidateColours.read(color, _fit_candidates(conf, geo))
+        skin, reference = _skin_mask(candidates, conf)
+        whitened, correlation = whitened_skin(candidates, skin, reference)
         return skin, whitened, correlation
 
     skin, whitened, correlation = read(shoulder(albedo * shading))

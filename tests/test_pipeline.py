@@ -528,10 +528,11 @@ def test_lit_skin_a_photo_whitened_is_de_lit_as_the_skin_around_it(
     latent stage; 4.0 now). Where the photo's paleness follows its brightness that closely
     (``latent.whitened_skin``), they are fitted and de-lit as skin."""
     from avatartex.atlas import AtlasLayout, directions
+    from avatartex.engines.classic.latent import WHITENING_CORRELATION
     from skimage.color import rgb2lab
 
     result = generator.generate(params(head, grace_hopper_path, tmp_path, debug=True))
-    assert result["report"]["lighting"]["whitening"] >= 0.82
+    assert result["report"]["lighting"]["whitening"] >= WHITENING_CORRELATION
     atlas = load_texture(tmp_path / "debug_atlas.png")[..., :3].astype(np.float64)
     layout = AtlasLayout(atlas.shape[0])
     rows, cols = np.mgrid[0 : layout.size, 0 : layout.size]

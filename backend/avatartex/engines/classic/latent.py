@@ -130,33 +130,50 @@ MAX_GAIN = 3.0
 SH model extrapolates (grazing normals, misregistered features) a wrong division is bounded."""
 
 
+@dataclass
+class CandidateColours:
+    """The colours of the texels the light may be fitted on (``_fit_candidates``), read once for
+    ``_skin_mask`` and ``whitened_skin``."""
+
+    index: np.ndarray
+    """(N,) their flat indices in the atlas."""
+    chroma: np.ndarray
+    """(N, 3) float32 each one's channels over their sum."""
+    total: np.ndarray
+    """(N,) float32 each one's channels' sum (sRGB)."""
+
+    @classmethod
+    def read(cls, color: np.ndarray, candidates: np.ndarray) -> CandidateColours:
+        index = np.flatnonzero(candidates)
+        rgb = color.reshape(-1, 3)[index]
+        total = np.maximum(rgb.sum(axis=1), 1e-3)
+        return cls(index, rgb / total[:, None], total)
+
+
 def _skin_mask(
-    color: np.ndarray, conf: np.ndarray, candidates: np.ndarray, reference: int = 160_000
+    colours: CandidateColours, conf: np.ndarray, reference: int = 160_000
 ) -> tuple[np.ndarray, SkinReference | None]:
     """(S, S) bool: confident skin texels to fit the shading on, and the skin's reference colour.
 
     The shading models cannot tell dark hair at the face's border from shadow, so the fit is
-    restricted to skin: the ``candidates`` (``_fit_candidates``: the face region when the pipeline
-    has set it), and of them the texels whose chromaticity and luminance are near those of the most
-    confident ones (eyes, brows, lips, hair and background are left out; the robust weights catch
-    the rest). The reference chromaticity and luminance are taken on at most ``reference`` evenly
-    spread texels.
+    restricted to skin: the candidates (``_fit_candidates``: the face region when the pipeline has
+    set it, their ``colours``), and of them the texels whose chromaticity and luminance are near
+    those of the most confident ones (eyes, brows, lips, hair and background are left out; the
+    robust weights catch the rest). The reference chromaticity and luminance are taken on at most
+    ``reference`` evenly spread texels.
     """
-    index = np.flatnonzero(candidates)
+    index, chroma, total = colours.index, colours.chroma, colours.total
     out = np.zeros(conf.shape, bool)
     if index.size == 0:
         return out, None
-    rgb = color.reshape(-1, 3)[index]
-    total = np.maximum(rgb.sum(axis=1, keepdims=True), 1e-3)
-    chroma = rgb / total
     probe = slice(None, None, int(np.ceil(index.size / reference)))  # ``filters.subsample``'s texels
     c = conf.reshape(-1)[index[probe]]
     core = c >= np.quantile(c, 0.5)
     ref = SkinReference(np.median(chroma[probe][core], axis=0), float(np.median(total[probe][core])))
     keep = (
         (np.abs(chroma - ref.chroma).max(axis=1) < SKIN_CHROMA)
-        & (total[:, 0] > 0.4 * ref.total)
-        & (total[:, 0] < 2.5 * ref.total)
+        & (total > 0.4 * ref.total)
+        & (total < 2.5 * ref.total)
     )
     out.reshape(-1)[index[keep]] = True
     return out, ref
@@ -185,7 +202,7 @@ def _fit_candidates(conf: np.ndarray, atlas: AtlasGeometry) -> np.ndarray:
 
 
 def whitened_skin(
-    color: np.ndarray, candidates: np.ndarray, skin: np.ndarray, ref: SkinReference
+    colours: CandidateColours, skin: np.ndarray, ref: SkinReference
 ) -> tuple[np.ndarray, float]:
     """Lit skin the photo whitened, which ``_skin_mask``'s chroma test leaves out: (S, S) bool, and
     the correlation that tells it.
@@ -193,8 +210,8 @@ def whitened_skin(
     A camera's response flattens towards white as the light rises (the tone curve's shoulder, the
     sensor's channels nearing full), so a photo's lit brow, forehead and nose ridge are paler than
     its cheeks, straight towards grey: Grace Hopper's between the brows 0.42 of the way from her
-    skin's chromaticity, her nose ridge 0.53. Those are the ``candidates`` (``_fit_candidates``)
-    whose chromaticity lies on the line from the skin's to grey (``SKIN_CHROMA`` off it at most), less
+    skin's chromaticity, her nose ridge 0.53. Those are the candidates (``colours``) whose
+    chromaticity lies on the line from the skin's to grey (``SKIN_CHROMA`` off it at most), less
     than ``WHITENED`` of the way (eye whites and teeth are greyer). A skin's own pale patches lie on
     it too; what tells the light's whitening is how closely the paleness follows the brightness
     along the line (their correlation, at least ``WHITENING_CORRELATION``). Then the texels not in
@@ -206,11 +223,10 @@ def whitened_skin(
     if span < 1e-6:
         return out, float("nan")
 
-    def on_line(index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Of the texels ``index``: on the line to grey, their paleness and their channels' sum."""
-        rgb = color.reshape(-1, 3)[index]
-        total = np.maximum(rgb.sum(axis=1), np.float32(1e-3))
-        offset = rgb / total[:, None] - chroma
+    def on_line(pick: slice | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Of the candidates ``pick``: on the line to grey, their paleness and their channels' sum."""
+        total = colours.total[pick]
+        offset = colours.chroma[pick] - chroma
         paleness = offset @ towards / span
         off_line = np.abs(offset - paleness[:, None] * towards).max(axis=1)
         line = (
@@ -221,15 +237,18 @@ def whitened_skin(
         )
         return line, paleness, total
 
-    # The correlation on at most SAMPLE_LIMIT evenly spread texels; which texels are let in, on all.
-    line, paleness, total = on_line(filters.subsample(candidates, SAMPLE_LIMIT))
+    # The correlation on at most SAMPLE_LIMIT evenly spread texels (``filters.subsample``'s); which
+    # texels are let in, on all.
+    line, paleness, total = on_line(
+        slice(None, None, max(1, int(np.ceil(colours.index.size / SAMPLE_LIMIT))))
+    )
     if line.sum() < 100:
         return out, float("nan")
     correlation = float(np.corrcoef(np.log(total[line]), paleness[line])[0, 1])
     if correlation >= WHITENING_CORRELATION:
-        index = np.flatnonzero(candidates & ~skin)
-        line, _, total = on_line(index)
-        out.reshape(-1)[index[line & (total > ref.total)]] = True
+        rest = ~skin.reshape(-1)[colours.index]
+        line, _, total = on_line(rest)
+        out.reshape(-1)[colours.index[rest][line & (total > ref.total)]] = True
     return out, correlation
 
 
@@ -663,13 +682,13 @@ class ClassicLatent(Stage):
         atlas = ctx.atlas
         mask = atlas.mask
         normals = atlas.normals
-        candidates = _fit_candidates(conf, atlas)
-        skin, reference_skin = _skin_mask(color, conf, candidates)
+        candidates = CandidateColours.read(color, _fit_candidates(conf, atlas))
+        skin, reference_skin = _skin_mask(candidates, conf)
         if reference_skin is not None:
             # Lit skin the photo whitened is skin the light must be fitted on and taken off: left out,
             # the light was fitted on the darker skin alone and clipped to the shading seen there, and
             # Grace Hopper's lit brow and nose ridge stayed 16 and 7 L* lighter than her cheeks.
-            whitened, correlation = whitened_skin(color, candidates, skin, reference_skin)
+            whitened, correlation = whitened_skin(candidates, skin, reference_skin)
             if np.isfinite(correlation):
                 ctx.lighting["whitening"] = round(correlation, 4)
             skin |= whitened
