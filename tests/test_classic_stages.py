@@ -23,6 +23,7 @@ from avatartex.engines.classic.latent import (
     _fit_candidates,
     _skin_mask,
     channel_exponents,
+    unwhitened,
     whitened_skin,
 )
 from avatartex.engines.classic.repaint import ClassicRepaint
@@ -1025,8 +1026,8 @@ def test_pale_skin_is_taken_for_lit_skin_a_camera_whitened_only_where_paleness_f
         color = (np.clip(linear, 0, 1) ** (1 / filters.GAMMA)).astype(np.float32)
         candidates = CandidateColours.read(color, _fit_candidates(conf, geo))
         skin, reference = _skin_mask(candidates, conf)
-        whitened, correlation = whitened_skin(candidates, skin, reference)
-        return skin, whitened, correlation
+        whitened, whitening = whitened_skin(candidates, skin, reference)
+        return skin, whitened, whitening.correlation
 
     skin, whitened, correlation = read(shoulder(albedo * shading))
     left_out = geo.mask & ~skin
@@ -1036,3 +1037,40 @@ def test_pale_skin_is_taken_for_lit_skin_a_camera_whitened_only_where_paleness_f
     for linear in (blotched * shading, shoulder(blotched * shading)):
         _, whitened, correlation = read(linear)
         assert correlation < WHITENING_CORRELATION and not whitened.any(), correlation
+
+
+def test_the_whitening_of_lit_skin_is_taken_out_where_the_photo_saw_it_and_nowhere_else() -> None:
+    """Fitted as skin, lit skin a camera whitened is de-lit to the right lightness but stays paler
+    than the skin in shade: ``latent.unwhitened`` moves it back towards the skin's chromaticity by
+    the paleness its brightness gives it on the measured trend. The skin the photo did not see (the
+    fill) and the skin darker than the reference stay as they are."""
+    geo = sphere_atlas(256)
+    light = np.array([0.3, 0.5, 0.8]) / np.linalg.norm([0.3, 0.5, 0.8])
+    shading = (0.2 + 0.8 * np.clip(geo.normals @ light, 0, None))[..., None]
+    albedo = np.array([0.8, 0.5, 0.35], np.float32) ** filters.GAMMA
+    linear = 1.3 * albedo * shading / (albedo * shading + 0.3)  # a tone curve's shoulder
+    color = (np.clip(linear, 0, 1) ** (1 / filters.GAMMA)).astype(np.float32)
+    conf = geo.mask.astype(np.float32)
+    candidates = CandidateColours.read(color, _fit_candidates(conf, geo))
+    skin, reference = _skin_mask(candidates, conf)
+    _, whitening = whitened_skin(candidates, skin, reference)
+    assert whitening.camera and whitening.slope > 0.2, whitening
+    unseen = geo.mask & (geo.positions[..., 0] > 0.3)  # a side the photo did not see
+    conf[unseen] = 0.0
+
+    out, moved = unwhitened(color, conf, reference, whitening)
+
+    def off_skin(rgb: np.ndarray) -> np.ndarray:
+        """Each texel's chromaticity's distance from the skin's reference."""
+        return np.abs(rgb / rgb.sum(axis=-1, keepdims=True) - reference.chroma).max(axis=-1)
+
+    brightness = color.sum(axis=-1)
+    lit = geo.mask & ~unseen & (brightness > 1.2 * reference.total)
+    assert lit.sum() > 500 and moved >= 0.8 * lit.sum(), (lit.sum(), moved)
+    before, after = float(np.median(off_skin(color)[lit])), float(np.median(off_skin(out)[lit]))
+    assert after < 0.5 * before, (before, after)
+    unclipped = lit & (out.max(axis=-1) < 0.999)  # a channel moved past white is clipped
+    assert unclipped.sum() > 0.5 * lit.sum()
+    np.testing.assert_allclose(out.sum(axis=-1)[unclipped], brightness[unclipped], rtol=1e-4)
+    untouched = unseen | (geo.mask & (brightness < reference.total)) | ~geo.mask
+    np.testing.assert_array_equal(out[untouched], color[untouched])

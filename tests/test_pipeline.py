@@ -526,7 +526,8 @@ def test_lit_skin_a_photo_whitened_is_de_lit_as_the_skin_around_it(
     the face's) left them out of the light's fit, the light was fitted on the darker skin alone, and
     they stayed a pale patch between her brows 15.7 L* lighter than her cheeks (1024², after the
     latent stage; 4.0 now). Where the photo's paleness follows its brightness that closely
-    (``latent.whitened_skin``), they are fitted and de-lit as skin."""
+    (``latent.whitened_skin``), they are fitted and de-lit as skin, and their whitening is taken out
+    (``latent.unwhitened``): her brow's C* was 8.0 under her cheeks' (512², final atlas), 1.7 now."""
     from avatartex.atlas import AtlasLayout, directions
     from avatartex.engines.classic.latent import WHITENING_CORRELATION
     from skimage.color import rgb2lab
@@ -537,16 +538,19 @@ def test_lit_skin_a_photo_whitened_is_de_lit_as_the_skin_around_it(
     layout = AtlasLayout(atlas.shape[0])
     rows, cols = np.mgrid[0 : layout.size, 0 : layout.size]
 
-    def lightness(*centres: tuple[float, float, float], radius: float) -> float:
-        """Median CIELAB L* of the atlas in discs round head-frame points (eye distances)."""
+    def lab(*centres: tuple[float, float, float], radius: float) -> tuple[float, float]:
+        """Median CIELAB L* and C* of the atlas in discs round head-frame points (eye distances)."""
         inside = np.zeros(rows.shape, bool)
         for centre in centres:
             x, y = layout.band_xy(*directions(np.array(centre)))
             inside |= (cols + 0.5 - x) ** 2 + (rows + 0.5 - y) ** 2 < (
                 radius * layout.face_texels_per_iod
             ) ** 2
-        return float(np.median(rgb2lab(atlas)[inside, 0]))
+        lightness, a, b = np.median(rgb2lab(atlas)[inside], axis=0)
+        return float(lightness), float(np.hypot(a, b))
 
-    brows = lightness((0.0, 0.2, 1.4), radius=0.1)
-    cheeks = lightness((0.55, -0.7, 1.15), (-0.55, -0.7, 1.15), radius=0.15)
-    assert brows - cheeks < 8.0, (brows, cheeks)
+    brows = lab((0.0, 0.2, 1.4), radius=0.1)
+    cheeks = lab((0.55, -0.7, 1.15), (-0.55, -0.7, 1.15), radius=0.15)
+    assert brows[0] - cheeks[0] < 8.0, (brows, cheeks)
+    # ... nor paler (``latent.unwhitened``)
+    assert brows[1] - cheeks[1] > -4.0, (brows, cheeks)
