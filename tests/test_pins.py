@@ -61,6 +61,30 @@ def test_a_wrong_pin_is_a_typed_error(sphere, pins, words):
     assert err.value.hint
 
 
+def test_a_vertex_pin_on_an_obj_is_the_files_own_vertex(sphere, tmp_path):
+    """An OBJ's vertices are split where its UVs are (the mesh as read has more, in another order),
+    but the vertex numbers an artist reads (Blender's, the file's ``v`` lines) are the file's: a pin
+    names the file's vertex. Before, ``chin=N`` pinned the N-th split vertex, on the back of a head."""
+    from avatartex.mesh import load_mesh
+
+    file_vertices = np.asarray(sphere.positions, np.float64)
+    corners = np.asarray(sphere.uvs).reshape(-1, 2)  # a UV per corner, as Blender writes them
+    faces = np.asarray(sphere.triangles) + 1
+    path = tmp_path / "head.obj"
+    path.write_text(
+        "".join(f"v {x:.6f} {y:.6f} {z:.6f}\n" for x, y, z in file_vertices)
+        + "".join(f"vt {u:.6f} {v:.6f}\n" for u, v in corners)
+        + "".join(f"f {a}/{3 * t + 1} {b}/{3 * t + 2} {c}/{3 * t + 3}\n" for t, (a, b, c) in enumerate(faces))
+    )
+    mesh = load_mesh(path)
+    assert len(mesh.positions) != len(file_vertices)  # split where the UVs are
+    for index in (0, 5, len(file_vertices) - 1):
+        pinned = np.asarray(mesh.positions)[with_pins(mesh, {"nose_tip": index}).pins["nose_tip"]]
+        np.testing.assert_allclose(pinned, file_vertices[index], atol=1e-6)
+    with pytest.raises(AvatarTexError, match=f"has {len(file_vertices)} vertices"):
+        with_pins(mesh, {"nose_tip": len(file_vertices)})
+
+
 def test_a_point_read_in_blenders_axes_is_refused_with_the_conversion():
     ball = trimesh.creation.icosphere(subdivisions=3, radius=0.1)
     head = validate(Mesh(np.asarray(ball.vertices) + [0, 1.6, 0], ball.faces, None), require_uvs=False)

@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -61,6 +62,10 @@ class Mesh:
     only the face's material is textured (``pipeline.cache.HeadModel.textured``)."""
     part_names: list[str] = field(default_factory=list)
     """The materials' names, by index of ``parts`` (may be shorter: then unnamed)."""
+    numbered_by: str = ""
+    """The OBJ file whose own vertex numbers pins name (``with_pins``): as read, its vertices are
+    split where its UVs are, so ``positions`` has more of them, in another order. Empty: pins name
+    ``positions``' own vertices."""
 
     def part_name(self, index: int) -> str:
         """A material's name for messages (``slot N`` when unnamed)."""
@@ -87,15 +92,17 @@ axes (Blender shows a glTF's or an OBJ's (x, y, z) as (x, -z, y))."""
 
 def with_pins(mesh: Mesh, pins: Mapping[str, object]) -> Mesh:
     """``mesh`` with the landmark pins of a request over its own (a request's pin replaces the
-    mesh's of the same name). Each pin is a vertex index of the mesh as read, or a point ``[x, y,
-    z]`` in the mesh's own coordinates, which pins its nearest vertex: a file's vertex order is not
-    always kept (an OBJ's vertices are split where its UVs are), its coordinates are.
+    mesh's of the same name). Each pin is a vertex index (of the OBJ file where the mesh is one:
+    ``Mesh.numbered_by``; of the mesh as read otherwise), or a point ``[x, y, z]`` in the mesh's own
+    coordinates, which pins its nearest vertex.
 
     Raises ``bad_request`` for a name not in ``PIN_NAMES``, an index the mesh does not have, a value
     that is neither, or a point off the mesh (``PIN_POINT_REACH``)."""
     if not pins:
         return mesh
     positions = np.asarray(mesh.positions, np.float64)
+    # An OBJ's own vertex numbers (what Blender and other tools show for it), not the split ones.
+    numbered = _obj_vertices(Path(mesh.numbered_by)) if mesh.numbered_by else positions
     table = dict(mesh.pins)
     for name, value in pins.items():
         if name not in PIN_NAMES:
@@ -105,18 +112,35 @@ def with_pins(mesh: Mesh, pins: Mapping[str, object]) -> Mesh:
                 f"Pins are named {', '.join(PIN_NAMES)} (left and right are the character's own).",
             )
         if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-            if not 0 <= int(value) < len(positions):
+            if not 0 <= int(value) < len(numbered):
                 raise AvatarTexError(
                     ErrorCode.BAD_REQUEST,
                     f"Landmark pin {name!r} names vertex {value}, but mesh '{mesh.name}' has "
-                    f"{len(positions)} vertices (0 to {len(positions) - 1}).",
-                    "Give the vertex as AvatarTex reads the mesh, or a point x,y,z on it instead.",
+                    f"{len(numbered)} vertices (0 to {len(numbered) - 1}).",
+                    "Give a vertex of the mesh file (numbered from 0), or a point x,y,z on it instead.",
                 )
-            table[name] = int(value)
+            if numbered is positions:
+                table[name] = int(value)
+            else:  # the split vertex at the file vertex's place
+                table[name] = int(np.linalg.norm(positions - numbered[int(value)], axis=1).argmin())
             continue
         point = _pin_point(name, value)
         table[name] = _nearest_vertex(mesh, positions, name, point)
     return dataclasses.replace(mesh, pins=table)
+
+
+def _obj_vertices(path: Path) -> np.ndarray:
+    """(F, 3) float64 an OBJ file's vertices (its ``v`` lines), in its own order."""
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise AvatarTexError(
+            ErrorCode.MESH_UNREADABLE,
+            f"Cannot read mesh {path.name} again to number its vertices: {exc.strerror or exc}.",
+            "Keep the file in place while AvatarTex works, or give the pins as points x,y,z.",
+        ) from None
+    rows = re.findall(rb"^[ \t]*v[ \t]+(\S+)[ \t]+(\S+)[ \t]+(\S+)", text, flags=re.MULTILINE)
+    return np.array(rows, np.float64).reshape(-1, 3)
 
 
 def _pin_point(name: str, value: object) -> np.ndarray:
@@ -338,6 +362,7 @@ def validate(mesh: Mesh, require_uvs: bool = True) -> Mesh:
         mesh.unwrapped,
         parts if parts is not None and len(np.unique(parts)) > 1 else None,
         list(mesh.part_names),
+        mesh.numbered_by,
     )
 
 
@@ -924,4 +949,5 @@ def _load_with_trimesh(path: Path, uv_map: str) -> Mesh:
         warnings=warnings,
         parts=np.concatenate(parts) if len(names) > 1 else None,
         part_names=names if len(names) > 1 else [],
+        numbered_by=str(path) if suffix == ".obj" else "",
     )
