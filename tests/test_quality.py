@@ -131,6 +131,26 @@ def test_a_mesh_face_that_did_not_hold_up_fails_the_result_however_well_it_fits(
     assert any("may not be its face" in r for r in q.reasons) and any("Facing" in a for a in q.advice)
 
 
+def test_a_camera_fitted_behind_the_face_fails_and_names_the_pins_sides():
+    """Left and right pins swapped on a head whose face the detector cannot read: the camera that
+    fits them looks at the back of the head, and the photo's face was laid there (a low-poly head,
+    view yaw -172 degrees, called only doubtful before). Whatever the fit says, that has failed."""
+    X, _, frame = _scene()
+    behind = Camera.look_at(
+        np.array([-8.0, 2.0, -70.0]), np.array([0, 0, 2.0]), np.array([0, 1.0, 0]), 25, 600, 800
+    )
+    x = behind.project(X)[0] + np.random.default_rng(2).normal(0, 0.8, (len(X), 2))
+    q = assess(_register(X, x, CONFIRMED), frame, 0.9, 0.9, "pins")
+    assert abs(q.signals["view_yaw_deg"]) > 150, q.signals["view_yaw_deg"]
+    assert q.verdict == "failed" and any("behind it" in r for r in q.reasons), q.report()
+    assert any("left and right are the character's own" in a for a in q.advice)
+    signals = _signals(view_yaw_deg=60.0)  # a turned photo stays what its estimate says
+    assert judge(signals, estimate_error(signals))[0] != "failed"
+    signals = _signals(view_yaw_deg=-172.0)
+    verdict, _, advice, _ = judge(signals, estimate_error(signals))
+    assert verdict == "failed" and any("Facing" in a for a in advice)
+
+
 def test_a_region_that_disagrees_is_flagged_named_and_grows_the_estimate():
     X, camera, frame = _scene()
     x = camera.project(X)[0]

@@ -121,6 +121,11 @@ PLAUSIBLE_FOV_DEG = (8.0, 75.0)
 """Vertical fields of view a portrait is taken with (a long telephoto to a phone's wide lens)."""
 MAX_YAW_DEG = 30.0
 """Beyond this the far half of the face is guessed, not seen."""
+BEHIND_DEG = 100.0
+"""A camera fitted more than this far round from the face (``view_yaw_deg``/``view_pitch_deg``) looks
+at the back of the head, where no photo of a face was taken from: the photo is laid on the back of
+the head (the sweep's views read 38 degrees at most; a low-poly head pinned with its left and right
+pins swapped read -172). Such a result is ``failed``."""
 MIN_DETECTOR_SCORE = 0.5
 """Under this face-detector score (either detector) the face it found is a caveat."""
 REGION_STANDS_OUT = 2.0
@@ -464,7 +469,7 @@ def _caveats(signals: Mapping[str, Any]) -> list[tuple[str, str]]:
             )
         )
     yaw, pitch = _number(signals, "view_yaw_deg", 0.0), _number(signals, "view_pitch_deg", 0.0)
-    if max(abs(yaw), abs(pitch)) > MAX_YAW_DEG:
+    if MAX_YAW_DEG < max(abs(yaw), abs(pitch)) <= BEHIND_DEG:  # behind: ``judge``'s own reason
         side = "the side" if abs(yaw) >= abs(pitch) else ("above" if pitch > 0 else "below")
         angle = max(abs(yaw), abs(pitch))
         out.append(
@@ -585,7 +590,23 @@ def judge(signals: Mapping[str, Any], estimate: float) -> tuple[str, list[str], 
             "or no nose stands out before its eyes"
         )
         advice.append("set the Facing to the way the face looks, or add landmark pins on the mesh")
-    if estimate > FAILED_ABOVE or too_small or doubted_mesh_face or nothing_vouches:
+    # A camera behind the face: mirrored pins (left and right mixed up) or a facing the wrong way.
+    yaw, pitch = _number(signals, "view_yaw_deg", 0.0), _number(signals, "view_pitch_deg", 0.0)
+    behind = max(abs(yaw), abs(pitch)) > BEHIND_DEG
+    if behind:  # first: the rest follows from it
+        reasons.insert(
+            0,
+            f"the photo's camera was fitted {max(abs(yaw), abs(pitch)):.0f} degrees round from the "
+            "mesh's face, behind it: the photo's face is laid on the back of the head",
+        )
+        advice.insert(
+            0,
+            "check the landmark pins' sides: left and right are the character's own (its left eye is on "
+            "your right as you face it)"
+            if "pins" in str(signals.get("landmarks_source", ""))
+            else "set the Facing to the way the face looks, or add landmark pins on the mesh",
+        )
+    if estimate > FAILED_ABOVE or too_small or doubted_mesh_face or nothing_vouches or behind:
         verdict = "failed"
     elif reasons:
         verdict = "doubtful"
