@@ -144,6 +144,21 @@ def test_a_uv_map_without_area_is_refused(generator, head, astronaut_path, tmp_p
     assert "Unwrap" in caught.value.hint and not list(tmp_path.glob("*.png"))
 
 
+def test_uv_islands_too_small_for_the_texture_are_said(generator, head, astronaut_path, tmp_path):
+    """A head whose UV islands were scaled down to a corner of the square (a hundredth: the whole
+    head on about 4x4 texels of a 512² texture) got flat skin with no eyes or lips and no word of
+    why; now the request says how few texels the islands cover and what to do. The demo head as it
+    is, and as a full-body character's head would (a twentieth of the square's area), is not told."""
+    textured = np.arange(len(head.triangles))
+    assert uvtiles.small_islands_warning(np.asarray(head.uvs), textured, SIZE) == []
+    fifth = np.asarray(head.uvs) * np.sqrt(0.05 / 0.5)
+    assert uvtiles.small_islands_warning(fifth, textured, 1024) == []
+    tiny = dataclasses.replace(head, uvs=np.asarray(head.uvs, np.float32) * 0.01)
+    result = _generate(generator, tiny, astronaut_path, tmp_path)
+    said = [w for w in result["report"]["warnings"] if "UV islands cover only" in w]
+    assert len(said) == 1 and "scale the UV islands up" in said[0], result["report"]["warnings"]
+
+
 def test_tiles_that_cannot_be_written_are_refused(generator, head, astronaut_path, tmp_path):
     left = np.asarray(head.uvs).mean(axis=1)[:, 0] < 0.5
     with pytest.raises(AvatarTexError) as caught:

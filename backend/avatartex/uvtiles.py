@@ -108,3 +108,26 @@ def tile_files(pattern: str, missing: str = ErrorCode.PORTRAIT_MISSING) -> dict[
 def describe(squares: list[tuple[int, int]]) -> str:
     """``1001, 1002`` (or ``(u, v)`` squares outside the UDIM grid) for messages."""
     return ", ".join(str(udim(t)) if udim(t) is not None else f"({t[0]}, {t[1]})" for t in squares)
+
+
+MIN_HEAD_TEXELS = 128
+"""Texels on a side of a square as large as the textured UV islands' area, under which the
+texture's detail is lost and the request is told so (``small_islands_warning``): an eye then gets a
+few texels. A head filling half of a 1024² square has about 720; a full-body character's head
+sharing a 1024² square with the body about 230; islands scaled down to a hundredth, 7."""
+
+
+def small_islands_warning(uvs: np.ndarray, triangles: np.ndarray, size: int) -> list[str]:
+    """A warning when the textured triangles' UV islands (``uvs`` (T, 3, 2), the ``triangles``
+    textured) cover under ``MIN_HEAD_TEXELS`` squared texels of a ``size`` texture per tile."""
+    corners = np.asarray(uvs, np.float64)[triangles]
+    edges = corners[:, 1:] - corners[:, :1]
+    area = 0.5 * float(np.abs(np.nan_to_num(np.cross(edges[:, 0], edges[:, 1]))).sum())
+    side = np.sqrt(area) * size
+    if side >= MIN_HEAD_TEXELS:
+        return []
+    return [
+        f"the head's UV islands cover only about {side:.0f}x{side:.0f} texels of the {size}x{size} "
+        f"texture ({area:.2%} of its square): its eyes and lips get a few texels each; scale the UV "
+        "islands up to fill the 0-1 square (Blender: UV Editor, select all, S), or ask for a larger texture"
+    ]

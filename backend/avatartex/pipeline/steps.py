@@ -169,6 +169,7 @@ def analyse(
     progress(0.6, "finding the face on the mesh")
     head = heads.head(mesh, landmarker, params.facing)
     warnings += head.derived.get("warnings", []) + head.landmarks.warnings
+    warnings += uvtiles.small_islands_warning(mesh.uvs, head.textured, params.size)
     person = None
     if face is None or face.score <= 0.0:
         # the detector read no face, or its face detector did not confirm what the landmark model
