@@ -153,6 +153,7 @@ def test_uv_islands_too_small_for_the_texture_are_said(generator, head, astronau
     assert uvtiles.small_islands_warning(np.asarray(head.uvs), textured, SIZE) == []
     fifth = np.asarray(head.uvs) * np.sqrt(0.05 / 0.5)
     assert uvtiles.small_islands_warning(fifth, textured, 1024) == []
+    assert uvtiles.small_islands_warning(np.asarray(head.uvs), textured, 64) == []  # the size asked
     tiny = dataclasses.replace(head, uvs=np.asarray(head.uvs, np.float32) * 0.01)
     result = _generate(generator, tiny, astronaut_path, tmp_path)
     said = [w for w in result["report"]["warnings"] if "UV islands cover only" in w]

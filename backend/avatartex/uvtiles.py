@@ -115,16 +115,20 @@ MIN_HEAD_TEXELS = 128
 texture's detail is lost and the request is told so (``small_islands_warning``): an eye then gets a
 few texels. A head filling half of a 1024² square has about 720; a full-body character's head
 sharing a 1024² square with the body about 230; islands scaled down to a hundredth, 7."""
+MIN_ISLANDS_SHARE = 0.02
+"""... and the share of the UV square the islands cover under which that is the layout's doing, not
+the size asked for (a 128² texture of a head that fills its square is what was asked)."""
 
 
 def small_islands_warning(uvs: np.ndarray, triangles: np.ndarray, size: int) -> list[str]:
     """A warning when the textured triangles' UV islands (``uvs`` (T, 3, 2), the ``triangles``
-    textured) cover under ``MIN_HEAD_TEXELS`` squared texels of a ``size`` texture per tile."""
+    textured) cover under ``MIN_HEAD_TEXELS`` squared texels of a ``size`` texture per tile and under
+    ``MIN_ISLANDS_SHARE`` of the square."""
     corners = np.asarray(uvs, np.float64)[triangles]
     edges = corners[:, 1:] - corners[:, :1]
     area = 0.5 * float(np.abs(np.nan_to_num(np.cross(edges[:, 0], edges[:, 1]))).sum())
     side = np.sqrt(area) * size
-    if side >= MIN_HEAD_TEXELS:
+    if side >= MIN_HEAD_TEXELS or area >= MIN_ISLANDS_SHARE:
         return []
     return [
         f"the head's UV islands cover only about {side:.0f}x{side:.0f} texels of the {size}x{size} "
