@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from .cli_models import add_subcommands as add_model_commands
 from .console import ProgressBar, library_output, print_error
 from .protocol import (
     ENGINES,
+    MAX_SEED,
     PIN_NAMES,
     WHITE_BALANCE_CHOICES,
     AvatarTexError,
@@ -30,6 +32,9 @@ AXIS_OPTIONS = ("--facing", "--up")
 """Options whose values are axes such as ``-y``, which argparse would otherwise take for an option."""
 
 _AXIS_VALUE = re.compile(r"^[+-]?[xyz]$", re.IGNORECASE)
+
+PREVIEW_MAX_SIZE = 4096
+"""``preview.MAX_SIZE``, named here for the help text without importing the renderer."""
 
 
 def _join_axis_values(argv: list[str]) -> list[str]:
@@ -62,8 +67,15 @@ def _add_generate(sub) -> None:
         help="where the neural engine runs: auto, cuda, cuda:N, mps or cpu (slow); "
         "default: AVATARTEX_DEVICE, else auto",
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--strength", type=float, default=1.0, help="style strength, 0 (photo) to 1")
+    p.add_argument(
+        "--seed", type=int, default=0, help=f"seed of every random choice, 0 to {MAX_SEED} (default 0)"
+    )
+    p.add_argument(
+        "--strength",
+        type=float,
+        default=1.0,
+        help="style strength, 0 (photo) to 1 (the preset as designed; the default); other values are refused",
+    )
     p.add_argument("--uv-map", default="", help="UV map name where the mesh has several")
     p.add_argument(
         "--unwrap",
@@ -150,6 +162,7 @@ def _generate(args) -> int:
         facing=args.facing,
         pins=parse_pins(args.pin),
     )
+    check_out_folder(Path(args.out))
     bar = ProgressBar()
     try:
         if args.unwrap:
@@ -193,7 +206,42 @@ def _generate(args) -> int:
     for warning in report["warnings"]:
         if not warning.startswith("registration "):  # the verdict above says it
             print(f"warning: {warning}")
+    stale = stale_textures(result, params.texture_name)
+    if stale:
+        print(
+            f"warning: {', '.join(str(path) for path in stale)} {'is' if len(stale) == 1 else 'are'} "
+            "from another run, not this one (left as they were): delete them, or they may be taken "
+            "for this texture"
+        )
     return 0
+
+
+def check_out_folder(folder: Path) -> None:
+    """A typed ``output_not_writable`` error, before any work, for an output folder that is a file
+    or lies inside one (anything else missing is created; a folder that cannot be written is found
+    by the generator's own check)."""
+    for place in (folder, *folder.parents):
+        if not place.exists():
+            continue
+        if not place.is_dir():
+            where = "is a file" if place == folder else f"lies inside {place}, which is a file"
+            raise AvatarTexError(
+                ErrorCode.OUTPUT_NOT_WRITABLE,
+                f"The output folder {folder} {where}, not a folder.",
+                "Give a folder for --out (a missing one is created), or move the file out of the way.",
+            )
+        return
+
+
+def stale_textures(result: dict, texture_name: str) -> list[Path]:
+    """Files in the output folder named as this request's texture is (``texture.png`` and
+    ``texture.<UDIM>.png``) that it did not write: left from another run (a UDIM head's tiles beside a
+    single texture, or the reverse), which a person or Blender could take for this one's. Never
+    deleted: they are the user's files."""
+    written = {Path(result["texture"]), *map(Path, result.get("tiles", {}).values())}
+    folder, name = Path(result["texture"]).parent, Path(texture_name)
+    named = [folder / name, *folder.glob(f"{name.stem}.[0-9][0-9][0-9][0-9]{name.suffix}")]
+    return sorted(path for path in named if path.is_file() and path not in written)
 
 
 PIN_HOW = (
@@ -212,6 +260,8 @@ def parse_pins(values: list[str]) -> dict[str, int | list[float]]:
         try:
             pin = int(parts[0]) if len(parts) == 1 else [float(part) for part in parts]
         except ValueError:
+            pin = None
+        if isinstance(pin, list) and not all(map(math.isfinite, pin)):  # nan and inf parse as floats
             pin = None
         if not name or pin is None or (isinstance(pin, list) and len(pin) != 3):
             raise AvatarTexError(
@@ -245,8 +295,10 @@ def _add_preview(sub) -> None:
     p.add_argument(
         "--texture", required=True, help="the texture; texture.<UDIM>.png for the tiles of a UDIM head"
     )
-    p.add_argument("--out", required=True, help="PNG to write")
-    p.add_argument("--size", type=int, default=512, help="height of each view in pixels")
+    p.add_argument("--out", required=True, help="PNG to write (named .png)")
+    p.add_argument(
+        "--size", type=int, default=512, help=f"height of each view in pixels, 1-{PREVIEW_MAX_SIZE}"
+    )
     p.add_argument("--uv-map", default="")
     p.add_argument(
         "--facing", default="", help="direction the face looks (+z, -y, ...); default: found as generate does"
@@ -328,8 +380,10 @@ def preview_axes(mesh, facing: str = "", up: str = "", landmarker=None) -> tuple
 def _preview(args) -> int:
     from . import uvtiles
     from .image_io import load_texture
-    from .preview import render_preview
+    from .preview import check_out_path, check_size, render_preview
 
+    check_size(args.size)  # before the mesh is read and its face searched: seconds
+    check_out_path(args.out)
     mesh = _preview_mesh(args)
     up, forward = preview_axes(mesh, args.facing, args.up)
     if uvtiles.UDIM_TOKEN in args.texture:  # texture.<UDIM>.png: every tile generate wrote
@@ -343,9 +397,9 @@ def _preview(args) -> int:
 
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="the project's own head + a public-domain portrait -> out/demo")
-    p.add_argument("--out", default="out/demo")
-    p.add_argument("--style", default="photoreal")
-    p.add_argument("--size", type=int, default=1024)
+    p.add_argument("--out", default="out/demo", help="output folder (created if missing)")
+    p.add_argument("--style", default="photoreal", help="style preset (avatartex styles lists them)")
+    p.add_argument("--size", type=int, default=1024, help="texture edge in pixels, 512-4096")
     p.add_argument("--device", default="", help="where the neural engine would run (the demo runs classic)")
 
 
@@ -358,18 +412,13 @@ def _demo(args) -> int:
     from .image_io import load_texture, save_png
     from .mesh import Mesh, load_mesh, save_capture
     from .pipeline import Generator
+    from .pipeline.generator import check_params
+    from .pipeline.report import check_writable
     from .preview import render_preview
+    from .styles import get_style
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    # The capture carries the head's landmark pins, the fallback should the detector miss its face;
-    # the .glb is the same head for opening in Blender.
-    positions, triangles, uvs, pins = make_demo_head()
-    mesh_path = out / "demo_head.npz"
-    save_capture(Mesh(positions, triangles, uvs, None, pins, "DemoHead"), mesh_path)
-    save_demo_head(out / "demo_head.glb")
-    portrait_path = out / "portrait.png"
-    save_png(portrait_path, np.asarray(data.astronaut(), np.uint8))
+    mesh_path, portrait_path = out / "demo_head.npz", out / "portrait.png"
     params = GenerateParams(
         mesh=str(mesh_path),
         portrait=str(portrait_path),
@@ -378,6 +427,17 @@ def _demo(args) -> int:
         size=args.size,
         engine="classic",
     )
+    # Every argument and the folder checked before the demo's inputs are written into it.
+    check_params(params)
+    get_style(params.style)
+    check_out_folder(out)
+    check_writable(out)
+    # The capture carries the head's landmark pins, the fallback should the detector miss its face;
+    # the .glb is the same head for opening in Blender.
+    positions, triangles, uvs, pins = make_demo_head()
+    save_capture(Mesh(positions, triangles, uvs, None, pins, "DemoHead"), mesh_path)
+    save_demo_head(out / "demo_head.glb")
+    save_png(portrait_path, np.asarray(data.astronaut(), np.uint8))
     bar = ProgressBar()
     try:
         result = Generator(neural_config=_neural_config(args.device)).generate(params, bar)
@@ -429,6 +489,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+CANCELLED_STATUS = 130
+"""Exit status after Ctrl-C: 128 + SIGINT, what a shell reports for a command the signal stopped."""
+
 COMMANDS = {"generate": _generate, "preview": _preview, "demo": _demo, "styles": _styles}
 
 
@@ -436,7 +499,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``avatartex`` console script and ``python -m avatartex``.
 
     The terminal shows the command's progress, results and typed errors; what the libraries log goes
-    to the log file (``console.log_path``), or to stderr with ``--verbose``.
+    to the log file (``console.log_path``), or to stderr with ``--verbose``. Ctrl-C prints one line,
+    ``cancelled``, and exits with 130 (a shell's status for SIGINT); a cancelled ``generate`` leaves
+    the output folder as it was.
     """
     parser = build_parser()
     args = parser.parse_args(_join_axis_values(list(sys.argv[1:] if argv is None else argv)))
@@ -449,6 +514,9 @@ def main(argv: list[str] | None = None) -> int:
             if error.code == ErrorCode.NO_FACE_ON_MESH and args.command == "generate":
                 print(f"  pins: {PIN_HOW}", file=sys.stderr)  # the hint names the add-on's panel
             return status
+        except KeyboardInterrupt:
+            print("cancelled", file=sys.stderr)
+            return CANCELLED_STATUS
 
 
 if __name__ == "__main__":

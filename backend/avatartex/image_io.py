@@ -47,12 +47,27 @@ _ORIENTATION_TRANSPOSE = {
 }
 
 
-def _unreadable(path: Path, why: str) -> AvatarTexError:
+DOWNSCALE_TO = 4096
+"""The long side a too-large image is asked down to: a photo is read at 2048 (``load_portrait``), and
+4096 is the largest texture ``generate`` makes."""
+
+
+def _unreadable(path: Path, why: str, what: str = "photo") -> AvatarTexError:
+    """``what`` is the image's part, ``photo`` or ``texture``: the hint says how to give another."""
     return AvatarTexError(
         ErrorCode.PORTRAIT_UNREADABLE,
-        f"Cannot read the image {str(path)!r}: {why}.",
-        "Use a PNG, JPEG, HEIC, TIFF, WebP or AVIF photo; re-export it from an image editor if it "
+        f"Cannot read the {what} {str(path)!r}: {why}.",
+        f"Use a PNG, JPEG, HEIC, TIFF, WebP or AVIF {what}; re-export it from an image editor if it "
         "was damaged or only partly downloaded.",
+    )
+
+
+def _too_large(path: Path, why: str, what: str) -> AvatarTexError:
+    return AvatarTexError(
+        ErrorCode.PORTRAIT_UNREADABLE,
+        f"The {what} {str(path)!r} is too large: {why}.",
+        f"Downscale it to at most {DOWNSCALE_TO} pixels on its long side (an image editor's Resize); "
+        f"AvatarTex reads at most {MAX_PORTRAIT_PIXELS // 1_000_000} megapixels.",
     )
 
 
@@ -118,13 +133,15 @@ def _resize_array(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(array, size, interpolation=cv2.INTER_AREA)
 
 
-def _decode_high_bit(path: Path, orientation: int, max_side: int | None) -> tuple[np.ndarray, float]:
+def _decode_high_bit(
+    path: Path, orientation: int, max_side: int | None, what: str
+) -> tuple[np.ndarray, float]:
     """16-bit colour PNG/TIFF at full precision through OpenCV; (H, W, 3|4) float32 0..1."""
     import cv2
 
     data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if data is None or data.ndim != 3 or data.shape[2] not in (3, 4):
-        raise _unreadable(path, "the 16-bit colour data could not be decoded")
+        raise _unreadable(path, "the 16-bit colour data could not be decoded", what)
     data = data[..., [2, 1, 0, 3][: data.shape[2]]]  # BGR(A) -> RGB(A)
     data = np.ascontiguousarray(_orient_array(data, orientation))
     size, scale = _target_size(data.shape[1], data.shape[0], max_side)
@@ -158,13 +175,25 @@ def _to_float(image: Image.Image) -> np.ndarray:
     return array[..., None] if array.ndim == 2 else array
 
 
-def _decode(path: Path, max_side: int | None) -> tuple[np.ndarray, dict[str, Any]]:
-    """Open, orient and (down)scale an image file; float32 (H, W, C) 0..1 plus facts about it."""
+def _decode(path: Path, max_side: int | None, what: str = "photo") -> tuple[np.ndarray, dict[str, Any]]:
+    """Open, orient and (down)scale an image file; float32 (H, W, C) 0..1 plus facts about it.
+    ``what`` (``photo`` or ``texture``) names the file in the errors."""
+    again = (
+        "pick the photo again in the AvatarTex panel"
+        if what == "photo"
+        else "give the texture generate wrote (OUT/texture.png; OUT/texture.<UDIM>.png for UDIM tiles)"
+    )
+    if path.is_dir():
+        raise AvatarTexError(
+            ErrorCode.PORTRAIT_MISSING,
+            f"The {what} {str(path)!r} is a folder, not an image file.",
+            f"Give an image file, not its folder: {again}.",
+        )
     if not path.is_file():
         raise AvatarTexError(
             ErrorCode.PORTRAIT_MISSING,
-            f"The image {str(path)!r} does not exist.",
-            "Check the path; pick the photo again in the AvatarTex panel.",
+            f"The {what} {str(path)!r} does not exist.",
+            f"Check the path; {again}.",
         )
     if not _heif_registered() and path.suffix.lower() in HEIF_SUFFIXES:
         raise AvatarTexError(
@@ -179,14 +208,17 @@ def _decode(path: Path, max_side: int | None) -> tuple[np.ndarray, dict[str, Any
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(path)
     except Image.DecompressionBombError:
-        raise _unreadable(path, "it claims an absurd number of pixels (a decompression bomb?)") from None
+        raise _too_large(path, "it claims an absurd number of pixels (a decompression bomb?)", what) from None
     except (OSError, ValueError, SyntaxError) as exc:
-        raise _unreadable(path, f"not an image Pillow recognises ({exc})") from None
+        raise _unreadable(path, f"not an image Pillow recognises ({exc})", what) from None
     try:
         width, height = image.size
         if width * height > MAX_PORTRAIT_PIXELS:
-            raise _unreadable(
-                path, f"{width}x{height} is more than {MAX_PORTRAIT_PIXELS // 1_000_000} megapixels"
+            raise _too_large(
+                path,
+                f"{width}x{height} is {width * height // 1_000_000} megapixels, more than "
+                f"{MAX_PORTRAIT_PIXELS // 1_000_000}",
+                what,
             )
         # Before getexif(): reading a PNG's EXIF loads the pixels, which clears the tile list.
         high_bit = _is_high_bit_colour(image)
@@ -208,7 +240,7 @@ def _decode(path: Path, max_side: int | None) -> tuple[np.ndarray, dict[str, Any
         }
         info.update(_lens(exif, width, height))
         if high_bit:
-            array, scale = _decode_high_bit(path, orientation, max_side)
+            array, scale = _decode_high_bit(path, orientation, max_side, what)
             info["bit_depth"] = 16
         else:
             size, scale = _target_size(image.size[0], image.size[1], max_side)
@@ -235,9 +267,9 @@ def _decode(path: Path, max_side: int | None) -> tuple[np.ndarray, dict[str, Any
     except AvatarTexError:
         raise
     except Image.DecompressionBombError:
-        raise _unreadable(path, "it claims an absurd number of pixels (a decompression bomb?)") from None
+        raise _too_large(path, "it claims an absurd number of pixels (a decompression bomb?)", what) from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise _unreadable(path, f"the file is corrupt or truncated ({exc})") from None
+        raise _unreadable(path, f"the file is corrupt or truncated ({exc})", what) from None
     finally:
         image.close()
     info["scale"] = float(array.shape[1] / width) if scale != 1.0 else 1.0
@@ -280,8 +312,8 @@ def load_portrait(path: str | os.PathLike, max_side: int | None = 2048) -> tuple
     ``bit_depth``, ``mode``, ``format``, ``orientation``, ``warnings`` (list of str) and, when the
     EXIF gives a 35 mm equivalent focal length, ``focal_35mm`` and ``fov_y_deg_exif``.
 
-    Raises AvatarTexError PORTRAIT_MISSING (no such file) or PORTRAIT_UNREADABLE (not an image,
-    corrupt, truncated, absurdly large).
+    Raises AvatarTexError PORTRAIT_MISSING (no such file, or a folder) or PORTRAIT_UNREADABLE (not
+    an image, corrupt, truncated, more than MAX_PORTRAIT_PIXELS).
     """
     path = Path(path)
     array, info = _decode(path, max_side)
@@ -335,9 +367,9 @@ def tinted_if_monochrome(portrait: np.ndarray) -> tuple[np.ndarray, bool]:
 def load_texture(path: str | os.PathLike) -> np.ndarray:
     """Read a texture at full size as float32 (H, W, 3) 0..1 (alpha dropped, greyscale expanded).
 
-    Raises the same typed errors as load_portrait.
+    Raises the same typed errors as load_portrait, their messages naming a texture.
     """
-    array, _ = _decode(Path(path), None)
+    array, _ = _decode(Path(path), None, "texture")
     if array.shape[2] in (2, 4):
         array = array[..., :-1]
     if array.shape[2] == 1:

@@ -55,6 +55,10 @@ SCALP_CHOICES = ("", "skin", "hair")
 WHITE_BALANCE_CHOICES = ("auto", "eyes", "off")
 """``GenerateParams.white_balance`` (``whitebalance.py``)."""
 
+MAX_SEED = 2**63 - 1
+"""``GenerateParams.seed`` runs from 0 to this: the noise is compiled for 64-bit integers and numpy's
+generators take no negative seed."""
+
 SUBJECT_CHOICES = ("", "same", "other")
 """``GenerateParams.subject``: empty decides from the photo."""
 
@@ -116,6 +120,9 @@ class AvatarTexError(Exception):
     """An error the user can act on: what happened, why, and what to do about it."""
 
     def __init__(self, code: str, message: str, hint: str = "") -> None:
+        # A message is often assembled from another's sentence ("cannot run: {reason}."), which may
+        # end in its own full stop: one is kept (an ellipsis stays).
+        message, hint = _one_full_stop(message), _one_full_stop(hint)
         super().__init__(message)
         self.code = code
         self.message = message
@@ -134,6 +141,11 @@ class AvatarTexError(Exception):
 
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+def _one_full_stop(text: str) -> str:
+    """``text`` without a doubled full stop at its end ("device.." -> "device.")."""
+    return text[:-1] if text.endswith("..") and not text.endswith("...") else text
 
 
 class Cancelled(AvatarTexError):
@@ -162,9 +174,10 @@ class GenerateParams:
     engine: str = "auto"
     """``auto``, ``classic`` or ``neural``."""
     seed: int = 0
-    """Seed of every random choice; the same inputs and seed give the same texture."""
+    """Seed of every random choice, 0 to ``MAX_SEED``; the same inputs and seed give the same texture."""
     strength: float = 1.0
-    """How strongly the style is applied, 0 (photo) to 1 (the preset as designed)."""
+    """How strongly the style is applied, 0 (photo) to 1 (the preset as designed); a value outside
+    (or NaN, infinity) is a ``bad_request``."""
     uv_map: str = ""
     """Name of the UV map to bake into (mesh files with several); empty picks the first."""
     unwrap: bool = False
@@ -214,6 +227,20 @@ class GenerateParams:
     where no face is found on the mesh, and an override of the detected points where one is."""
 
     def __post_init__(self) -> None:
+        # Written so that NaN fails it too (JSON's NaN and Infinity parse, as do --strength nan and inf).
+        if not 0.0 <= self.strength <= 1.0:
+            raise AvatarTexError(
+                ErrorCode.BAD_REQUEST,
+                f"Style strength {self.strength!r} is not a number from 0 to 1.",
+                "Give a strength from 0 (the photo as it is) to 1 (the style as its preset designs it).",
+            )
+        if not 0 <= self.seed <= MAX_SEED:
+            raise AvatarTexError(
+                ErrorCode.BAD_REQUEST,
+                f"Seed {self.seed} is out of range: a seed is a whole number from 0 to {MAX_SEED} "
+                "(2^63 - 1).",
+                "Pick a seed in that range; the same seed gives the same texture.",
+            )
         if self.scalp not in SCALP_CHOICES:
             raise AvatarTexError(
                 ErrorCode.BAD_REQUEST,

@@ -1,0 +1,340 @@
+"""What a person meets when the command line or a request is given something odd: a strength or seed
+out of range, a huge preview, an output folder that is a file, a folder for a photo, Ctrl-C, a
+preview named .jpg, textures left from another run. Each is a typed error (or a warning) before any
+heavy work, and none needs the shared assets."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from avatartex import cli, preview
+from avatartex.image_io import load_portrait, load_texture
+from avatartex.protocol import MAX_SEED, AvatarTexError, ErrorCode, GenerateParams, decode_request
+from PIL import Image
+from testing_paths import ROOT
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+BASE = {"mesh": "m.glb", "portrait": "p.jpg", "out_dir": "o"}
+
+
+def _generate_argv(tmp_path: Path, *extra: str) -> list[str]:
+    """A generate command whose inputs do not exist: what fails first names the real problem."""
+    return [
+        "generate",
+        "--mesh",
+        str(tmp_path / "none.glb"),
+        "--portrait",
+        str(tmp_path / "none.png"),
+        "--out",
+        str(tmp_path / "out"),
+        *extra,
+    ]
+
+
+# --- 1. strength: a finite number from 0 to 1 ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "2", "-1", "1.0001"])
+def test_a_strength_that_is_not_a_number_from_0_to_1_is_a_bad_request(value):
+    # JSON's NaN and Infinity parse (Python's json reads them), so the request is where they stop.
+    request = decode_request(
+        f'{{"id": 1, "method": "generate", "params": {{"mesh": "m", "portrait": "p", '
+        f'"out_dir": "o", "strength": {value}}}}}'
+    )
+    with pytest.raises(AvatarTexError) as info:
+        GenerateParams.from_dict(request.params)
+    assert info.value.code == ErrorCode.BAD_REQUEST
+    assert "strength" in info.value.message.lower() and "0 to 1" in info.value.message
+    assert "0 (the photo" in info.value.hint
+
+
+def test_strengths_from_0_to_1_are_taken():
+    for value in (0, 0.0, 0.5, 1, 1.0):
+        assert GenerateParams.from_dict({**BASE, "strength": value}).strength == value
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "2", "-1"])
+def test_cli_strength_out_of_range_fails_before_any_work(tmp_path, capsys, value):
+    assert cli.main(_generate_argv(tmp_path, "--strength", value)) == 2
+    err = capsys.readouterr().err
+    assert "error [bad_request]" in err and "strength" in err.lower() and "0 to 1" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_pins_with_a_coordinate_that_is_not_finite_are_refused():
+    for value in ("nose_tip=nan,0,0", "chin=0,inf,0"):
+        with pytest.raises(AvatarTexError) as info:
+            cli.parse_pins([value])
+        assert info.value.code == ErrorCode.BAD_REQUEST and value in info.value.message
+
+
+# --- 2. seed: 0 to 2^63 - 1 -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [2**64, 2**63, -1, -(2**63) - 1])
+def test_a_seed_out_of_range_is_a_bad_request_naming_the_range(seed):
+    with pytest.raises(AvatarTexError) as info:
+        GenerateParams.from_dict({**BASE, "seed": seed})
+    assert info.value.code == ErrorCode.BAD_REQUEST
+    assert str(seed) in info.value.message and f"0 to {MAX_SEED}" in info.value.message
+
+
+def test_seeds_in_range_are_taken_and_the_cli_refuses_the_rest(tmp_path, capsys):
+    assert MAX_SEED == 2**63 - 1
+    for seed in (0, 1, MAX_SEED):
+        assert GenerateParams.from_dict({**BASE, "seed": seed}).seed == seed
+    started = time.monotonic()
+    assert cli.main(_generate_argv(tmp_path, "--seed", "18446744073709551616")) == 2
+    assert time.monotonic() - started < 5  # refused up front, not after the portrait's analysis
+    err = capsys.readouterr().err
+    assert "error [bad_request]" in err and f"0 to {MAX_SEED}" in err
+
+
+# --- 3. preview size ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", ["100000", "4097", "0", "-1"])
+def test_preview_size_out_of_range_fails_before_reading_the_mesh(tmp_path, capsys, size):
+    argv = ["preview", "--mesh", str(tmp_path / "none.glb"), "--texture", str(tmp_path / "t.png")]
+    assert cli.main([*argv, "--out", str(tmp_path / "p.png"), "--size", size]) == 2
+    err = capsys.readouterr().err
+    assert "error [invalid_size]" in err and f"1 to {preview.MAX_SIZE}" in err  # not mesh_missing
+    assert cli.PREVIEW_MAX_SIZE == preview.MAX_SIZE == 4096
+    with pytest.raises(AvatarTexError) as info:
+        preview.render_views(SimpleNamespace(positions=np.zeros((3, 3))), None, ("front",), int(size))
+    assert info.value.code == ErrorCode.INVALID_SIZE
+
+
+# --- 4. demo: output folder checked and arguments validated before anything is written ----------------
+
+
+def test_demo_into_a_file_is_the_typed_output_error(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    assert cli.main(["demo", "--out", str(afile)]) == 2
+    err = capsys.readouterr().err
+    assert "error [output_not_writable]" in err and "is a file, not a folder" in err
+    assert cli.main(["demo", "--out", str(afile / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert "error [output_not_writable]" in err and f"lies inside {afile}, which is a file" in err
+    assert afile.read_text() == "not a folder"
+
+
+def test_demo_into_an_unwritable_folder_is_the_typed_output_error(tmp_path, capsys, monkeypatch):
+    """The folder cannot be written (permission bits bind no root user, so the probe is refused)."""
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", refused)
+    out = tmp_path / "locked"
+    assert cli.main(["demo", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "error [output_not_writable]" in err and "Permission denied" in err
+    assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("extra", "code"), [(["--size", "100"], "invalid_size"), (["--style", "bogus"], "unknown_style")]
+)
+def test_demo_arguments_are_checked_before_its_inputs_are_written(tmp_path, capsys, extra, code):
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--out", str(out), *extra]) == 2
+    assert f"error [{code}]" in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())
+
+
+# --- 5. what the errors say ---------------------------------------------------------------------------
+
+
+def test_a_missing_texture_is_called_a_texture(tmp_path):
+    with pytest.raises(AvatarTexError) as info:
+        load_texture(tmp_path / "nope.png")
+    assert "texture" in info.value.message and "photo" not in info.value.message + info.value.hint
+    with pytest.raises(AvatarTexError) as info:
+        load_texture(tmp_path)
+    assert "is a folder" in info.value.message and "texture" in info.value.message
+
+
+def test_a_folder_for_a_photo_says_it_is_a_folder(tmp_path):
+    with pytest.raises(AvatarTexError) as info:
+        load_portrait(tmp_path)
+    error = info.value
+    assert error.code == ErrorCode.PORTRAIT_MISSING
+    assert "is a folder, not an image file" in error.message and "does not exist" not in error.message
+    assert "image file" in error.hint
+
+
+def test_an_output_folder_that_is_a_file_says_so(tmp_path, capsys):
+    afile = tmp_path / "out"
+    afile.write_text("not a folder")
+    assert cli.main(_generate_argv(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert "error [output_not_writable]" in err and "is a file, not a folder" in err
+    assert "File exists" not in err
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A valid 1x1 PNG whose header claims another size."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    ihdr = bytes(data[12:29])  # type + 13 data bytes
+    ihdr = ihdr[:4] + struct.pack(">II", width, height) + ihdr[12:]
+    data[12:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(ihdr) & 0xFFFFFFFF)
+    return bytes(data)
+
+
+def test_a_photo_with_too_many_pixels_is_asked_to_be_downscaled(tmp_path):
+    (tmp_path / "big.png").write_bytes(_png_claiming(16000, 13000))  # 208 MP: past the 200 MP limit
+    with pytest.raises(AvatarTexError) as info:
+        load_portrait(tmp_path / "big.png")
+    error = info.value
+    assert error.code == ErrorCode.PORTRAIT_UNREADABLE and "too large" in error.message
+    assert "16000x13000" in error.message and "208 megapixels" in error.message
+    assert "Downscale" in error.hint and "4096" in error.hint and "Use a PNG" not in error.hint
+
+
+def test_an_assembled_message_keeps_one_full_stop(monkeypatch):
+    """The neural engine's reason ends in its own full stop, and the message around it adds one."""
+    from avatartex import engines
+    from avatartex.engines import neural
+    from avatartex.styles import get_style
+
+    found = SimpleNamespace(
+        ok=False, missing_models=[], reason="CUDA was asked for but torch sees no CUDA device."
+    )
+    monkeypatch.setattr(neural, "status", lambda config=None: found)
+    with pytest.raises(AvatarTexError) as info:
+        engines.choose("neural", get_style("photoreal"), neural.NeuralConfig())
+    assert info.value.code == ErrorCode.ENGINE_UNAVAILABLE
+    assert info.value.message.endswith("CUDA device.") and ".." not in info.value.message
+    assert AvatarTexError("x", "Wait...", "More...").message == "Wait..."  # an ellipsis stays
+
+
+# --- 6. Ctrl-C ----------------------------------------------------------------------------------------
+
+_SLOW_GENERATE = """
+import sys, time
+from pathlib import Path
+import avatartex.pipeline as pipeline
+from avatartex.cli import main
+
+def slow(self, params, progress=None, check_cancel=None):
+    Path(sys.argv[1]).write_text("running")
+    time.sleep(60)
+
+pipeline.Generator.generate = slow
+sys.exit(main(["generate", "--mesh", "m.glb", "--portrait", "p.png", "--out", sys.argv[2]]))
+"""
+
+
+def test_ctrl_c_during_generate_prints_one_line_and_exits_130(tmp_path):
+    ready, out = tmp_path / "ready", tmp_path / "out"
+    env = {**os.environ, "AVATARTEX_LOG": str(tmp_path / "cli.log"), "HF_HUB_OFFLINE": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "backend"), env.get("PYTHONPATH", "")])
+    process = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_GENERATE, str(ready), str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert ready.exists(), process.communicate(timeout=10)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130
+    assert err.strip().splitlines() == ["cancelled"] and "Traceback" not in err
+    assert not out.exists() or not any(out.iterdir())
+
+
+# --- 7. preview file name -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["x.jpg", "x.jpeg", "x", "x.PNG.tif"])
+def test_a_preview_not_named_png_is_refused_before_any_work(tmp_path, capsys, name):
+    argv = ["preview", "--mesh", str(tmp_path / "none.glb"), "--texture", str(tmp_path / "t.png")]
+    assert cli.main([*argv, "--out", str(tmp_path / name)]) == 2
+    err = capsys.readouterr().err
+    assert "error [bad_request]" in err and ".png" in err
+    with pytest.raises(AvatarTexError) as info:
+        preview.render_preview(SimpleNamespace(positions=np.zeros((3, 3))), None, tmp_path / name, 8)
+    assert info.value.code == ErrorCode.BAD_REQUEST
+    assert not (tmp_path / name).exists()
+    preview.check_out_path(tmp_path / "x.PNG")  # the case of the extension does not matter
+
+
+# --- 8. textures left from another run ----------------------------------------------------------------
+
+
+def _fake_run(out: Path, names: list[str]) -> dict:
+    """What Generator.generate returns having written ``names`` into ``out`` (the first the texture)."""
+    for name in names:
+        (out / name).write_bytes(b"new")
+    report = {
+        "engine": "classic",
+        "style": "photoreal",
+        "timings": {"total": 1.0},
+        "coverage": 0.9,
+        "registration_error": 0.01,
+        "warnings": [],
+    }
+    result = {"texture": str(out / names[0]), "report": report}
+    if len(names) > 1:
+        result["tiles"] = {name.split(".")[1]: str(out / name) for name in names}
+    return result
+
+
+def test_textures_from_another_run_are_named_not_deleted(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    for old in ("texture.1001.png", "texture.1002.png", "texture.png", "notes.png", "report.json"):
+        (out / old).write_bytes(b"old")
+
+    class Generator:
+        def __init__(self, **kwargs):
+            pass
+
+        def generate(self, params, progress=None):
+            return _fake_run(Path(params.out_dir), self.writes)
+
+    import avatartex.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "Generator", Generator)
+    Generator.writes = ["texture.png"]  # a single tile beside an earlier UDIM run's
+    assert cli.main(_generate_argv(tmp_path)) == 0
+    printed = capsys.readouterr().out
+    warning = next(line for line in printed.splitlines() if "another run" in line)
+    assert str(out / "texture.1001.png") in warning and str(out / "texture.1002.png") in warning
+    assert "texture.png," not in warning and "notes.png" not in warning
+    assert (out / "texture.1001.png").read_bytes() == b"old" and (out / "texture.1002.png").exists()
+
+    Generator.writes = ["texture.1001.png", "texture.1002.png"]  # the reverse: tiles beside a single
+    assert cli.main(_generate_argv(tmp_path)) == 0
+    warning = next(line for line in capsys.readouterr().out.splitlines() if "another run" in line)
+    assert str(out / "texture.png") in warning and "1001" not in warning and " is from" in warning
+
+    (out / "texture.png").unlink()  # the same tiles again: nothing to warn about
+    assert cli.main(_generate_argv(tmp_path)) == 0
+    assert "another run" not in capsys.readouterr().out
