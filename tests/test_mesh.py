@@ -293,6 +293,26 @@ def test_a_gltf_with_uvs_and_no_material_keeps_its_uvs(tmp_path):
     np.testing.assert_array_equal(load_mesh(tmp_path / "bare.gltf").uvs, with_material.uvs)
 
 
+def test_a_mesh_under_another_formats_name_or_without_its_buffer_says_so(tmp_path):
+    """A .glb saved with an .obj name read as "contains no triangles (found: nothing)", and a .gltf
+    copied without its .bin as a damaged file to export again: each now says what it is and how to
+    fix it."""
+    import json
+
+    glb = _glb(tmp_path / "head.glb", morph=False)
+    (tmp_path / "head.obj").write_bytes(glb.read_bytes())
+    with pytest.raises(AvatarTexError) as info:
+        load_mesh(tmp_path / "head.obj")
+    assert info.value.code == ErrorCode.MESH_UNREADABLE and "holds a .glb mesh" in info.value.message
+    assert "Rename it to head.glb" in info.value.hint
+    gltf = {"asset": {"version": "2.0"}, "buffers": [{"byteLength": 12, "uri": "head%20data.bin"}]}
+    (tmp_path / "head.gltf").write_text(json.dumps(gltf))
+    with pytest.raises(AvatarTexError) as info:
+        load_mesh(tmp_path / "head.gltf")
+    assert "head%20data.bin, which is not beside it" in info.value.message and ".bin" in info.value.hint
+    assert load_mesh(glb).uvs is not None  # the real one reads
+
+
 def test_glb_trimesh_cannot_read_is_a_typed_error_saying_what_was_found(tmp_path):
     def meshopt(gltf):  # gltfpack's output: views decoded from a compressed buffer by meshopt
         gltf["buffers"].append(

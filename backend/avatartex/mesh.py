@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -673,6 +674,13 @@ def load_mesh(
     if not path.exists():
         raise AvatarTexError(ErrorCode.MESH_MISSING, f"Mesh file {path} does not exist.", "Check the path.")
     suffix = path.suffix.lower()
+    actual = _sniffed_suffix(path)
+    if actual and actual != suffix and not (actual == ".gltf" and suffix == ".glb"):
+        raise AvatarTexError(
+            ErrorCode.MESH_UNREADABLE,
+            f"{path.name} is named {suffix or 'without an extension'} but holds a {actual} mesh.",
+            f"Rename it to {path.stem}{actual} (or export it again as {suffix or 'a mesh file'}).",
+        )
     if suffix not in MESH_SUFFIXES:
         raise AvatarTexError(
             ErrorCode.MESH_UNREADABLE,
@@ -686,6 +694,23 @@ def load_mesh(
     if mesh.uvs is None and unwrap_if_missing:
         mesh = unwrap(validate(mesh, require_uvs=False), progress)
     return validate(mesh)
+
+
+def _sniffed_suffix(path: Path) -> str:
+    """The mesh format ``path``'s first bytes show (``.glb``, ``.ply``, ``.gltf`` for JSON), or empty
+    when they show none of those (an OBJ is plain text with no signature; a capture is a zip)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(64)
+    except OSError:
+        return ""
+    if head.startswith(b"glTF"):
+        return ".glb"
+    if head.startswith(b"ply"):
+        return ".ply"
+    if head.lstrip().startswith(b"{"):  # JSON: of the formats read, only a glTF's
+        return ".gltf"
+    return ""
 
 
 GLTF_GEOMETRY_CODECS = {
@@ -780,9 +805,25 @@ def _gltf_found(gltf: dict) -> str:
 
 
 def _check_gltf(path: Path, gltf: dict) -> None:
-    """Typed errors for glTF geometry trimesh would read wrongly: compressed without its decoder."""
+    """Typed errors for glTF geometry trimesh would read wrongly or not at all: its buffer files
+    missing (a .gltf copied without its .bin), compressed without its decoder."""
     import importlib.util
 
+    missing = [
+        str(buffer["uri"])
+        for buffer in gltf.get("buffers", [])
+        if isinstance(buffer.get("uri"), str)
+        and not buffer["uri"].startswith("data:")
+        and not (path.parent / urllib.parse.unquote(buffer["uri"])).is_file()
+    ]
+    if missing:
+        raise AvatarTexError(
+            ErrorCode.MESH_UNREADABLE,
+            f"{path.name} keeps its geometry in {', '.join(missing)}, which "
+            f"{'is' if len(missing) == 1 else 'are'} not beside it in {path.parent}.",
+            "Copy the .bin file(s) the .gltf names into its folder, or export the head as one .glb "
+            "(Blender: glTF export > Format > glTF Binary).",
+        )
     used = set(gltf.get("extensionsUsed", [])) | set(gltf.get("extensionsRequired", []))
     for extension, module in GLTF_GEOMETRY_CODECS.items():
         if extension in used and (module is None or importlib.util.find_spec(module) is None):
