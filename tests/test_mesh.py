@@ -313,6 +313,23 @@ def test_a_mesh_under_another_formats_name_or_without_its_buffer_says_so(tmp_pat
     assert load_mesh(glb).uvs is not None  # the real one reads
 
 
+def test_parts_without_materials_are_named_by_their_objects(tmp_path):
+    """A file's parts are named in the warnings ("only the material 'Head', the face's, was
+    textured"): where a part has no material, by its object (glTF node), not trimesh's geometry_3."""
+    scene = trimesh.Scene()
+    for name, offset in (("Head", 0.0), ("EyeL", 3.0)):
+        ball = trimesh.creation.icosphere(subdivisions=1)
+        ball.visual = trimesh.visual.TextureVisuals(
+            uv=np.random.default_rng(0).random((len(ball.vertices), 2))
+        )
+        scene.add_geometry(
+            ball, node_name=name, transform=trimesh.transformations.translation_matrix([offset, 0, 0])
+        )
+    path = tmp_path / "parts.glb"
+    path.write_bytes(scene.export(file_type="glb"))
+    assert sorted(load_mesh(path).part_names) == ["EyeL", "Head"]
+
+
 def test_glb_trimesh_cannot_read_is_a_typed_error_saying_what_was_found(tmp_path):
     def meshopt(gltf):  # gltfpack's output: views decoded from a compressed buffer by meshopt
         gltf["buffers"].append(

@@ -954,7 +954,9 @@ def _load_with_trimesh(path: Path, uv_map: str) -> Mesh:
     texture_sets = _gltf_texture_sets(gltf) if gltf is not None else {}
     for geometry in geometries:
         material = getattr(getattr(geometry.visual, "material", None), "name", None)
-        name = str(material or geometry.metadata.get("name", "") or "")
+        # Without a material, the object's (node's) name says which part it is: "Head", "EyeL".
+        meta = geometry.metadata
+        name = str(material or meta.get("node", "") or meta.get("name", "") or "")
         name = texture_sets.get(name, name)  # materials showing one image are one texture
         if name not in names:
             names.append(name)
