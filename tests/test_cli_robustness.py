@@ -5,15 +5,12 @@ heavy work, and none needs the shared assets."""
 
 from __future__ import annotations
 
-import io
 import os
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
 import time
-import zlib
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,7 +19,7 @@ import pytest
 from avatartex import cli, preview
 from avatartex.image_io import load_portrait, load_texture
 from avatartex.protocol import MAX_SEED, AvatarTexError, ErrorCode, GenerateParams, decode_request
-from PIL import Image
+from image_fixtures import png_claiming
 from testing_paths import ROOT
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -187,20 +184,8 @@ def test_an_output_folder_that_is_a_file_says_so(tmp_path, capsys):
     assert "File exists" not in err
 
 
-def _png_claiming(width: int, height: int) -> bytes:
-    """A valid 1x1 PNG whose header claims another size."""
-    buffer = io.BytesIO()
-    Image.new("RGB", (1, 1)).save(buffer, "PNG")
-    data = bytearray(buffer.getvalue())
-    ihdr = bytes(data[12:29])  # type + 13 data bytes
-    ihdr = ihdr[:4] + struct.pack(">II", width, height) + ihdr[12:]
-    data[12:29] = ihdr
-    data[29:33] = struct.pack(">I", zlib.crc32(ihdr) & 0xFFFFFFFF)
-    return bytes(data)
-
-
 def test_a_photo_with_too_many_pixels_is_asked_to_be_downscaled(tmp_path):
-    (tmp_path / "big.png").write_bytes(_png_claiming(16000, 13000))  # 208 MP: past the 200 MP limit
+    (tmp_path / "big.png").write_bytes(png_claiming(16000, 13000))  # 208 MP: past the 200 MP limit
     with pytest.raises(AvatarTexError) as info:
         load_portrait(tmp_path / "big.png")
     error = info.value

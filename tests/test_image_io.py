@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import struct
-import zlib
 from pathlib import Path
 
 import cv2
@@ -13,6 +11,7 @@ import pytest
 from avatartex import image_io
 from avatartex.image_io import load_portrait, load_texture, save_png
 from avatartex.protocol import AvatarTexError, ErrorCode
+from image_fixtures import png_claiming
 from PIL import Image, ImageOps
 
 
@@ -126,22 +125,8 @@ def test_huge_jpeg_downscaled_faithfully(tmp_path: Path) -> None:
     assert image[:8, :, 0].mean() < 0.02 and image[-8:, :, 0].mean() > 0.98
 
 
-def _png_claiming(width: int, height: int) -> bytes:
-    """A valid 1x1 PNG whose header claims another size (a decompression bomb's header)."""
-    import io
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (1, 1)).save(buffer, "PNG")
-    data = bytearray(buffer.getvalue())
-    ihdr = bytes(data[12:29])  # type + 13 data bytes
-    ihdr = ihdr[:4] + struct.pack(">II", width, height) + ihdr[12:]
-    data[12:29] = ihdr
-    data[29:33] = struct.pack(">I", zlib.crc32(ihdr) & 0xFFFFFFFF)
-    return bytes(data)
-
-
 def test_decompression_bomb_is_typed_error(tmp_path: Path) -> None:
-    (tmp_path / "bomb.png").write_bytes(_png_claiming(40000, 40000))
+    (tmp_path / "bomb.png").write_bytes(png_claiming(40000, 40000))
     with pytest.raises(AvatarTexError) as err:
         load_portrait(tmp_path / "bomb.png")
     assert err.value.code == ErrorCode.PORTRAIT_UNREADABLE and "bomb.png" in err.value.message
