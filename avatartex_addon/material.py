@@ -1,4 +1,5 @@
-"""Material writing: plug a generated image into Base Color without destroying anything.
+"""Material writing: plug a generated image into the surface's colour (a Principled BSDF's Base
+Color, a Diffuse or Toon shader's Color) without destroying anything.
 
 The add-on owns exactly one node per material, an Image Texture node named ``AvatarTex Texture``.
 Every other node stays. What was linked into Base Color before (node + socket, or the plain colour)
@@ -62,26 +63,73 @@ def make_single_user(obj: bpy.types.Object) -> str:
     )
 
 
-def find_principled(mat: bpy.types.Material) -> bpy.types.Node:
-    """The Principled BSDF feeding the material output (added when the tree has none)."""
-    tree = mat.node_tree
-    output = next(
+COLOUR_INPUTS = ("Base Color", "Color")
+"""The inputs that take a surface's colour: a Principled BSDF's; a Diffuse, Toon, Sheen, Subsurface
+Scattering or Emission shader's."""
+
+
+def _output(tree: bpy.types.NodeTree) -> bpy.types.Node | None:
+    """The material output the render uses (the active one), if any."""
+    return next(
         (n for n in tree.nodes if n.bl_idname == "ShaderNodeOutputMaterial" and n.is_active_output), None
     ) or next((n for n in tree.nodes if n.bl_idname == "ShaderNodeOutputMaterial"), None)
-    if output is not None:
-        for link in output.inputs["Surface"].links:
-            if link.from_node.bl_idname == "ShaderNodeBsdfPrincipled":
-                return link.from_node
+
+
+def _surface_nodes(output: bpy.types.Node | None):
+    """The shader nodes the render shows through ``output``'s surface, nearest first: the surface's
+    own, and through Mix and Add Shaders (any shader input) the shaders they mix."""
+    if output is None:
+        return
+    todo, seen = [link.from_node for link in output.inputs["Surface"].links], set()
+    while todo:
+        node = todo.pop(0)
+        if node.name in seen:
+            continue
+        seen.add(node.name)
+        yield node
+        todo += [link.from_node for socket in node.inputs if socket.type == "SHADER" for link in socket.links]
+
+
+def _shown_colour(output: bpy.types.Node | None) -> bpy.types.NodeSocket | None:
+    """The colour input of the shader the render shows through ``output``: the surface's own, or
+    through Mix and Add Shaders the first shader's that has one (a Principled BSDF's first)."""
+    found = []
+    for node in _surface_nodes(output):
+        colour = next((node.inputs[name] for name in COLOUR_INPUTS if name in node.inputs), None)
+        if colour is None or not any(out.type == "SHADER" for out in node.outputs):
+            continue
+        if node.bl_idname == "ShaderNodeBsdfPrincipled":
+            return colour
+        found.append(colour)
+    return found[0] if found else None
+
+
+def find_colour_input(mat: bpy.types.Material) -> bpy.types.NodeSocket:
+    """The input the texture is shown through: the colour input of the shader the material output
+    shows (``_shown_colour``: a Principled BSDF's Base Color; a Diffuse or Toon shader's Color), else
+    any Principled BSDF's Base Color, else a new Principled BSDF's (linked to the output where the
+    output has no surface yet; ``shown`` tells whether the render then shows it)."""
+    tree = mat.node_tree
+    output = _output(tree)
+    colour = _shown_colour(output)
+    if colour is not None:
+        return colour
     node = next((n for n in tree.nodes if n.bl_idname == "ShaderNodeBsdfPrincipled"), None)
     if node is not None:
-        return node
+        return node.inputs["Base Color"]
     node = tree.nodes.new("ShaderNodeBsdfPrincipled")
     if output is None:
         output = tree.nodes.new("ShaderNodeOutputMaterial")
         output.location = (300, 0)
     if not output.inputs["Surface"].is_linked:
         tree.links.new(node.outputs["BSDF"], output.inputs["Surface"])
-    return node
+    return node.inputs["Base Color"]
+
+
+def shown(mat: bpy.types.Material, socket: bpy.types.NodeSocket) -> bool:
+    """Whether the render shows what is linked into ``socket`` (a shader input of ``mat``): its
+    node feeds the active material output's surface, directly or through Mix and Add Shaders."""
+    return any(node == socket.node for node in _surface_nodes(_output(mat.node_tree)))
 
 
 def texture_node(mat: bpy.types.Material) -> bpy.types.Node | None:
@@ -162,21 +210,23 @@ def _materials_in_use(obj: bpy.types.Object) -> int:
 
 
 def apply_image(obj: bpy.types.Object, image: bpy.types.Image, uv_map: str) -> tuple[bpy.types.Material, str]:
-    """Show ``image`` through the object's material: Image Texture -> Principled Base Color.
+    """Show ``image`` through the object's material: Image Texture -> the surface's colour input
+    (``find_colour_input``: a Principled BSDF's Base Color, a Diffuse or Toon shader's Color).
 
-    The first time, the previous Base Color input is remembered; later calls only swap the image. A
-    material other objects show too is first copied for this one (``make_single_user``). Returns the
-    material and what was said about the copy ("" when none was made).
+    The first time, that input and what was linked into it are remembered; later calls only swap the
+    image. A material other objects show too is first copied for this one (``make_single_user``).
+    Returns the material and what is to be said: the copy, and a texture the render does not show
+    (a surface of nodes with no colour input the texture could go into); "" when neither.
     """
     ensure_material(obj)
     note = make_single_user(obj)
     mat = obj.active_material
     tree = mat.node_tree
-    bsdf = find_principled(mat)
-    base = bsdf.inputs["Base Color"]
     node = tree.nodes.get(NODE_NAME)
+    # Plugged before: the same input (materials from before 2026-11-29 remember none: found again).
+    base = (_plugged_into(mat) if node is not None else None) or find_colour_input(mat)
     if node is None:
-        previous: dict = {"color": list(base.default_value)}
+        previous: dict = {"color": list(base.default_value), "target": base.node.name, "input": base.name}
         if base.is_linked:
             link = base.links[0]
             previous["node"] = link.from_node.name
@@ -185,13 +235,32 @@ def apply_image(obj: bpy.types.Object, image: bpy.types.Image, uv_map: str) -> t
         mat[_PREVIOUS_KEY] = previous
         node = tree.nodes.new("ShaderNodeTexImage")
         node.name = node.label = NODE_NAME
-        node.location = (bsdf.location.x - 350, bsdf.location.y)
+        node.location = (base.node.location.x - 350, base.node.location.y)
     node.image = image
     tree.nodes.active = node
     _set_uv_input(tree, node, uv_map)
     if not base.is_linked or base.links[0].from_node != node:
         tree.links.new(node.outputs["Color"], base)
+    if not shown(mat, base):
+        hidden = (
+            f"'{mat.name}' shows its surface through nodes AvatarTex does not plug a colour into: the "
+            f"texture is in the node '{NODE_NAME}', linked to '{base.node.name}', which the render does "
+            "not show; link it where your shader takes its colour."
+        )
+        note = f"{note} {hidden}".strip()
     return mat, note
+
+
+def _plugged_into(mat: bpy.types.Material) -> bpy.types.NodeSocket | None:
+    """The colour input AvatarTex plugged its texture into before (remembered on the material)."""
+    previous = mat.get(_PREVIOUS_KEY)
+    if previous is None:
+        return None
+    target = mat.node_tree.nodes.get(previous.get("target", ""))
+    name = previous.get("input", "Base Color")
+    if target is None or name not in target.inputs:
+        return None
+    return target.inputs[name]
 
 
 def _set_uv_input(tree: bpy.types.NodeTree, node: bpy.types.Node, uv_map: str) -> None:
@@ -217,8 +286,7 @@ def restore(mat: bpy.types.Material) -> bool:
     if node is None and previous is None:
         return False
     tree = mat.node_tree
-    bsdf = find_principled(mat)
-    base = bsdf.inputs["Base Color"]
+    base = _plugged_into(mat) or find_colour_input(mat)  # materials from before 2026-11-29: no target
     for extra in (node, tree.nodes.get(f"{NODE_NAME} UV")):
         if extra is not None:
             tree.nodes.remove(extra)

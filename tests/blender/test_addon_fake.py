@@ -195,6 +195,45 @@ def test_restore_operator_reconnects_previous_link(addon, fake_backend, portrait
     assert scene_fingerprint()["materials"] == before
 
 
+def test_a_material_of_another_shader_shows_the_texture_through_its_colour(addon, fake_backend, portrait):
+    """A surface that is a Diffuse BSDF (a stylised or game material, no Principled BSDF): the texture
+    was put into a new Principled BSDF the output did not show, and the render showed no texture with
+    no word of it. Now it goes into the shader's own Color, and Restore Material gives that back. A
+    surface with no colour input at all (a Holdout here) keeps its look, and the artist is told
+    where the texture is."""
+    obj = add_sphere(portrait=portrait)
+    mat = bpy.data.materials.new("Toon")
+    mat.use_nodes = True
+    tree = mat.node_tree
+    tree.nodes.remove(tree.nodes["Principled BSDF"])
+    diffuse = tree.nodes.new("ShaderNodeBsdfDiffuse")
+    diffuse.inputs["Color"].default_value = (0.2, 0.5, 0.3, 1.0)
+    tree.links.new(diffuse.outputs["BSDF"], tree.nodes["Material Output"].inputs["Surface"])
+    obj.data.materials.append(mat)
+    before = scene_fingerprint()["materials"]
+    bpy.context.scene.avatartex.resolution = 512
+    bpy.ops.avatartex.generate()
+    assert diffuse.inputs["Color"].links[0].from_node.name == "AvatarTex Texture"
+    assert not [n for n in tree.nodes if n.bl_idname == "ShaderNodeBsdfPrincipled"]
+    bpy.ops.avatartex.generate()  # again: the same input, the image swapped
+    assert diffuse.inputs["Color"].links[0].from_node.name == "AvatarTex Texture"
+    assert bpy.ops.avatartex.restore_material() == {"FINISHED"}
+    assert scene_fingerprint()["materials"] == before
+
+    held = add_sphere("Held", portrait)
+    mat = bpy.data.materials.new("Matte")
+    mat.use_nodes = True
+    tree = mat.node_tree
+    tree.nodes.remove(tree.nodes["Principled BSDF"])
+    holdout = tree.nodes.new("ShaderNodeHoldout")
+    tree.links.new(holdout.outputs["Holdout"], tree.nodes["Material Output"].inputs["Surface"])
+    held.data.materials.append(mat)
+    bpy.ops.avatartex.generate()
+    assert tree.nodes["Material Output"].inputs["Surface"].links[0].from_node == holdout
+    notes = " ".join(addon.state.last_summary)
+    assert "which the render does not show" in notes and "AvatarTex Texture" in notes, notes
+
+
 def test_saved_blend_writes_next_to_it_without_overwriting(addon, fake_backend, portrait, tmp_path):
     obj = add_sphere(portrait=portrait)
     bpy.context.scene.avatartex.resolution = 512
