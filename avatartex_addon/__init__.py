@@ -12,7 +12,7 @@ from __future__ import annotations
 import bpy
 from bpy.app.handlers import persistent
 
-from . import backend, operators, outputs, panels, preferences, properties, state
+from . import backend, operators, outputs, panels, paths, preferences, properties, state
 
 _register_classes, _unregister_classes = bpy.utils.register_classes_factory(
     properties.CLASSES + preferences.CLASSES + operators.CLASSES + panels.CLASSES
@@ -34,6 +34,12 @@ def _on_save_pre(filepath=None, *_args) -> None:
     target = filepath if isinstance(filepath, str) and filepath else bpy.data.filepath
     if target:
         outputs.move_next_to(target)
+        # Save As elsewhere: Blender remaps images' relative paths, not the portraits' (``//photo.png``
+        # would then point beside the new file).
+        for obj in bpy.data.objects:
+            settings = getattr(obj, "avatartex", None)
+            if settings is not None and settings.portrait_path.startswith("//") and obj.library is None:
+                settings.portrait_path = paths.relative_for(settings.portrait_path, bpy.data.filepath, target)
 
 
 @persistent

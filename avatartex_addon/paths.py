@@ -229,3 +229,20 @@ def place_unique_tiles(
     finally:
         for tmp in staged.values():
             tmp.unlink(missing_ok=True)
+
+
+def relative_for(path: str, old_blend: str, new_blend: str) -> str:
+    """A ``//``-relative path of a .blend at ``old_blend``, made relative to ``new_blend`` instead
+    (what Blender's *Remap Relative* does for images on Save As, and not for an add-on's string
+    properties): the same file, found from the new place. Other paths come back as they are, and so
+    does one that cannot be relative from the new place (another drive): then absolute."""
+    if not path.startswith("//") or not old_blend or not new_blend:
+        return path
+    old_folder, new_folder = Path(old_blend).resolve().parent, Path(new_blend).resolve().parent
+    if old_folder == new_folder:
+        return path
+    target = old_folder / path[2:].replace("\\", "/")
+    try:
+        return "//" + Path(os.path.relpath(target, new_folder)).as_posix()
+    except ValueError:  # another drive (Windows)
+        return str(target)

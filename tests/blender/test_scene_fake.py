@@ -215,6 +215,32 @@ def test_unsaved_textures_move_next_to_the_blend_on_first_save(addon, fake_backe
     assert tuple(bpy.data.images[name].size) == (512, 512)
 
 
+def test_a_relative_portrait_is_still_found_after_save_as_elsewhere(addon, fake_backend, portrait, tmp_path):
+    """A portrait kept beside the .blend (``//refs/photo.png``): Save As into another folder remaps
+    images' relative paths but not an add-on's, and Generate then said the photo does not exist.
+    The portrait's path now follows the file, as an image's does."""
+    import shutil
+
+    project = tmp_path / "project"
+    (project / "refs").mkdir(parents=True)
+    shutil.copy(portrait, project / "refs" / "photo.png")
+    head = add_sphere("Head")
+    bpy.ops.wm.save_as_mainfile(filepath=str(project / "head.blend"))
+    head.avatartex.portrait_path = "//refs/photo.png"
+    (tmp_path / "elsewhere" / "deeper").mkdir(parents=True)
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "elsewhere" / "deeper" / "head_v2.blend"))
+    assert head.avatartex.portrait_path == "//../../project/refs/photo.png"
+    assert (
+        Path(bpy.path.abspath(head.avatartex.portrait_path)).resolve()
+        == (project / "refs" / "photo.png").resolve()
+    )
+    bpy.context.scene.avatartex.resolution = 512
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert fake_backend.requests()[-1]["portrait"].endswith("photo.png")
+    bpy.ops.wm.save_mainfile()  # saved where it is: unchanged
+    assert head.avatartex.portrait_path == "//../../project/refs/photo.png"
+
+
 # -- item 4: farm runs (the fresh-process farm command is in test_scene_real.py) ------------------------
 
 
