@@ -38,6 +38,18 @@ def check_mesh_object(obj: bpy.types.Object | None) -> None:
             f"'{obj.name}' is a {obj.type.lower()}, not a mesh.",
             "Select a mesh object (the head) and try again.",
         )
+    # An override's own data may stay linked: what it changes is saved with this file.
+    linked = obj.library if obj.library is not None else None
+    if linked is None and obj.override_library is None and obj.data is not None:
+        linked = obj.data.library
+    if linked is not None:
+        raise errors.error(
+            errors.LINKED_DATA,
+            f"'{obj.name}' is linked from {linked.filepath}: a texture put into it here would be lost "
+            "when this file is saved and opened again.",
+            "Make it local first (Object > Relations > Make Local > Selected Objects, Data and "
+            "Materials) or make a library override (Object > Library Override > Make), then generate.",
+        )
     if len(obj.data.polygons) == 0:
         raise errors.error(
             proto.ErrorCode.MESH_EMPTY, f"Mesh '{obj.name}' has no faces.", "Texture a mesh with faces."

@@ -14,6 +14,7 @@ BACKEND_CRASHED = protocol().ErrorCode.BACKEND_CRASHED
 NOTHING_SELECTED = protocol().ErrorCode.NOTHING_SELECTED
 NOT_A_MESH = protocol().ErrorCode.NOT_A_MESH
 ALREADY_RUNNING = protocol().ErrorCode.ALREADY_RUNNING
+LINKED_DATA = protocol().ErrorCode.LINKED_DATA
 
 HINT_SET_PYTHON = (
     "Set the backend Python in Edit > Preferences > Add-ons > AvatarTex (or create the "

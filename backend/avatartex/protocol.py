@@ -114,6 +114,9 @@ class ErrorCode:
     NOTHING_SELECTED = "nothing_selected"
     NOT_A_MESH = "not_a_mesh"
     ALREADY_RUNNING = "already_running"
+    LINKED_DATA = "linked_data"
+    """The object, its mesh or its material is linked from another .blend: a texture put in it
+    would be lost when the file is saved and opened again."""
 
 
 class AvatarTexError(Exception):

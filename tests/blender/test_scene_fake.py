@@ -241,6 +241,34 @@ def test_a_relative_portrait_is_still_found_after_save_as_elsewhere(addon, fake_
     assert head.avatartex.portrait_path == "//../../project/refs/photo.png"
 
 
+def test_a_head_linked_from_another_blend_is_refused_with_what_to_do(addon, fake_backend, portrait, tmp_path):
+    """A character linked from a library .blend: the texture went into its linked material in this
+    session and was gone once the file was saved and opened again, the generate having said Done.
+    Now it is refused up front, naming the library and how to make the head local; once local it is
+    textured."""
+    head = add_sphere("Hero", portrait)
+    library = tmp_path / "characters.blend"
+    bpy.data.libraries.write(str(library), {head})
+    bpy.data.objects.remove(head)
+    with bpy.data.libraries.load(str(library), link=True) as (source, target):
+        target.objects = ["Hero"]
+    linked = target.objects[0]
+    bpy.context.scene.collection.objects.link(linked)
+    for obj in bpy.context.scene.objects:
+        obj.select_set(obj == linked)
+    bpy.context.view_layer.objects.active = linked
+    bpy.context.scene.avatartex.resolution = 512
+    with pytest.raises(RuntimeError, match="is linked from .*characters.blend") as caught:
+        bpy.ops.avatartex.generate()
+    assert "Make Local" in str(caught.value)
+    local = linked.make_local()
+    local.data = local.data.make_local()
+    local.avatartex.portrait_path = str(portrait)
+    bpy.context.view_layer.objects.active = local
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert local.active_material.node_tree.nodes.get("AvatarTex Texture") is not None
+
+
 # -- item 4: farm runs (the fresh-process farm command is in test_scene_real.py) ------------------------
 
 
