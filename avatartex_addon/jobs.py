@@ -9,6 +9,7 @@ in the UI, or by the modal operator after a button click.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -272,11 +273,22 @@ class Job:
         active = obj.active_material_index
         chosen = int(slot) if slot is not None else (sets[active] if active < len(sets) else None)
         slots = [i for i, s in enumerate(sets) if s == chosen] or [active]
+        # A texture the artist packed into the .blend (to send one self-contained file): so is the next.
+        shown_before = [
+            material.texture_node(obj.material_slots[i].material)
+            for i in slots
+            if i < len(obj.material_slots)
+        ]
+        packed = any(
+            node is not None and node.image is not None and node.image.packed_file for node in shown_before
+        )
         if tiles:
             sources = {int(number): Path(path) for number, path in tiles.items()}
             image = outputs.write_tiles(sources, out_folder, task.file_stem, record, obj)
         else:
             image = outputs.write_texture(Path(texture), out_folder, task.file_stem, record, obj)
+        if packed and image.packed_file is None and image.source != "TILED":
+            image.pack()
         final = Path(bpy.path.abspath(image.filepath))
         shown = (
             variant is None or task.variant == settings.active_variant_index or len(settings.variants) == 1
@@ -417,10 +429,20 @@ def _check_portrait(path: str) -> None:
             "Save the .blend first, or pick the portrait again with Relative Path off.",
         )
     if not Path(path).is_file():
+        packed = any(
+            image.packed_file is not None and Path(bpy.path.abspath(image.filepath)).resolve() == Path(path)
+            for image in bpy.data.images
+            if image.filepath
+        )
         raise errors.error(
             proto.ErrorCode.PORTRAIT_MISSING,
-            f"The portrait {path} does not exist.",
-            "Pick an existing photo file.",
+            f"The portrait {path} does not exist"
+            + (
+                " as a file: it is packed into this .blend, which the backend cannot read." if packed else "."
+            ),
+            "Unpack it (File > External Data > Unpack Resources) or pick the photo file again."
+            if packed
+            else "Pick an existing photo file.",
         )
 
 
@@ -504,6 +526,8 @@ def portrait_path(obj: bpy.types.Object) -> str:
     """The object's portrait as an absolute path; ``//`` is the folder of the .blend (or of the library
     the object comes from). A ``//`` path in an unsaved file stays as it is (``_check_portrait`` says why)."""
     raw = obj.avatartex.portrait_path
+    if raw.startswith("~"):  # a path typed as a shell would take it
+        raw = os.path.expanduser(raw)
     if not raw or (raw.startswith("//") and obj.library is None and not bpy.data.filepath):
         return raw
     return str(Path(bpy.path.abspath(raw, library=obj.library)).resolve())

@@ -89,8 +89,8 @@ def output_dir() -> tuple[Path, bool]:
 
 
 def safe_name(text: str) -> str:
-    """A file-name-safe version of an object or variant name."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")
+    """A file-name-safe version of an object or variant name (letters of any script kept: 頭 -> 頭)."""
+    cleaned = re.sub(r"[^\w.-]+", "_", text).strip("._")
     return cleaned or "texture"
 
 

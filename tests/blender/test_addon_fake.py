@@ -234,6 +234,44 @@ def test_a_material_of_another_shader_shows_the_texture_through_its_colour(addon
     assert "which the render does not show" in notes and "AvatarTex Texture" in notes, notes
 
 
+def test_a_packed_texture_stays_packed_and_names_keep_their_script(addon, fake_backend, portrait, tmp_path):
+    """An artist packs the textures into the .blend to send one file (File > External Data > Pack
+    Resources): the next texture was shown but not packed, and the file sent went without it. Now a
+    texture replacing a packed one is packed too. And an object named in another script than Latin
+    gets its own name for its file (頭.png), not "texture.png"."""
+    head = add_sphere("頭", portrait)
+    bpy.context.scene.avatartex.resolution = 512
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    image = _texture_node(head).image
+    assert Path(image.filepath).name == "頭.png" and image.packed_file is None  # not packed unasked
+    image.pack()
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert _texture_node(head).image.packed_file is not None
+
+
+def test_a_portrait_packed_into_the_blend_or_under_home_is_said_or_found(addon, fake_backend, portrait):
+    """A photo packed into the .blend whose file is gone got "does not exist"; one given as
+    ~/photo.png was looked for in the current folder."""
+    import shutil
+
+    head = add_sphere(portrait=portrait)
+    home_photo = Path.home() / ".avatartex_test_photo.png"
+    shutil.copy(portrait, home_photo)
+    try:
+        head.avatartex.portrait_path = "~/" + home_photo.name
+        bpy.context.scene.avatartex.resolution = 512
+        assert bpy.ops.avatartex.generate() == {"FINISHED"}
+        assert fake_backend.requests()[-1]["portrait"] == str(home_photo.resolve())
+        photo = bpy.data.images.load(str(home_photo))
+        photo.pack()
+    finally:
+        home_photo.unlink()
+    head.avatartex.portrait_path = str(home_photo)
+    with pytest.raises(RuntimeError, match="packed into this .blend") as caught:
+        bpy.ops.avatartex.generate()
+    assert "Unpack Resources" in str(caught.value)
+
+
 def test_saved_blend_writes_next_to_it_without_overwriting(addon, fake_backend, portrait, tmp_path):
     obj = add_sphere(portrait=portrait)
     bpy.context.scene.avatartex.resolution = 512
