@@ -300,6 +300,14 @@ class Job:
             _mat, note = material.apply_image(obj, image, task.uv_map)
             if note:
                 self.notes.append(note)
+        layers = obj.data.uv_layers if obj.type == "MESH" else []
+        if len(layers) > 1:  # which of them is not obvious (the active one, the render one)
+            used = capture.resolve_uv_map(obj, task.uv_map)
+            why = "as set in the panel" if task.uv_map else "the one marked for rendering, or the active one"
+            self.notes.append(
+                f"{task.label}: the texture is laid out in the UV map '{used}' ({why}) of "
+                f"{len(layers)}; set UV Map in the AvatarTex panel for another."
+            )
         if not next_to_blend and "unsaved" not in " ".join(self.notes):
             self.notes.append(
                 f"The .blend is unsaved: textures went to {out_folder}; "

@@ -272,6 +272,21 @@ def test_a_portrait_packed_into_the_blend_or_under_home_is_said_or_found(addon, 
     assert "Unpack Resources" in str(caught.value)
 
 
+def test_the_uv_map_used_is_said_when_there_are_several(addon, fake_backend, portrait):
+    """Two UV maps, the second active and the first the render one: the texture goes into the render
+    map (right for the render), but nothing said which; now the summary does."""
+    head = add_sphere(portrait=portrait)
+    head.data.uv_layers.new(name="Lightmap")
+    head.data.uv_layers.active = head.data.uv_layers["Lightmap"]
+    bpy.context.scene.avatartex.resolution = 512
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    notes = " ".join(addon.state.last_summary)
+    assert "laid out in the UV map 'UVMap'" in notes and "of 2" in notes, notes
+    head.data.uv_layers.remove(head.data.uv_layers["Lightmap"])
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert "laid out in the UV map" not in " ".join(addon.state.last_summary)
+
+
 def test_saved_blend_writes_next_to_it_without_overwriting(addon, fake_backend, portrait, tmp_path):
     obj = add_sphere(portrait=portrait)
     bpy.context.scene.avatartex.resolution = 512
