@@ -31,9 +31,17 @@ def blender_path(path: Path) -> str:
     return str(path)
 
 
+def _written_for(record, owner: str) -> bool:
+    """Whether ``record``'s file was written for ``owner``: for its name, or for a name no object
+    has any more (``owner`` renamed since; a copy of an object that still exists carries its record
+    too, and is not its owner)."""
+    return record.owner == owner or bool(record.owner and record.owner not in bpy.data.objects)
+
+
 def own_file(record, owner: str) -> Path | None:
-    """The file ``record`` names when this add-on wrote it for ``owner`` and nobody changed it since."""
-    if not record.path or record.owner != owner:
+    """The file ``record`` names when this add-on wrote it for ``owner`` (``_written_for``: a renamed
+    object's file is replaced, not left beside a new one) and nobody changed it since."""
+    if not record.path or not _written_for(record, owner):
         return None
     path = Path(bpy.path.abspath(record.path))
     try:
@@ -151,9 +159,14 @@ def tiles_stamp(files: dict[int, Path]) -> str:
 
 
 def own_tiles(record, owner: str) -> tuple[Path, dict[int, Path]] | None:
-    """The pattern and tile files ``record`` names when this add-on wrote them for ``owner`` and
-    nobody changed any since."""
-    if not record.path or record.owner != owner or UDIM_TOKEN not in record.path or not record.stamp:
+    """The pattern and tile files ``record`` names when this add-on wrote them for ``owner``
+    (``_written_for``) and nobody changed any since."""
+    if (
+        not record.path
+        or not _written_for(record, owner)
+        or UDIM_TOKEN not in record.path
+        or not record.stamp
+    ):
         return None
     pattern = Path(bpy.path.abspath(record.path)).resolve()
     try:

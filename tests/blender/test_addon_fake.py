@@ -304,6 +304,31 @@ def test_saved_blend_writes_next_to_it_without_overwriting(addon, fake_backend, 
     assert not [p for p in artist.parent.iterdir() if p.name.startswith(".avatartex")]
 
 
+def test_a_renamed_head_replaces_its_own_file_and_a_copy_does_not(addon, fake_backend, portrait, tmp_path):
+    """Renamed after texturing (Head -> Hero), the next texture left Head.png and its image beside a
+    new Hero.png; now it replaces the add-on's own file. A copy of the head (Shift+D), which carries
+    the record of the original's file, still gets a file of its own."""
+    head = add_sphere(portrait=portrait)
+    bpy.context.scene.avatartex.resolution = 512
+    blend = tmp_path / "scene.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    first = Path(bpy.path.abspath(_texture_node(head).image.filepath))
+    head.name = "Hero"
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert Path(bpy.path.abspath(_texture_node(head).image.filepath)) == first
+    assert sorted(p.name for p in first.parent.iterdir()) == [first.name]
+    copy = head.copy()
+    copy.data = head.data.copy()
+    bpy.context.scene.collection.objects.link(copy)
+    for obj in bpy.context.scene.objects:
+        obj.select_set(obj == copy)
+    bpy.context.view_layer.objects.active = copy
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert Path(bpy.path.abspath(_texture_node(copy).image.filepath)) != first
+    assert Path(bpy.path.abspath(_texture_node(head).image.filepath)) == first and first.is_file()
+
+
 # -- bad input: a clear message, the scene unchanged ----------------------------------------------------
 
 
