@@ -150,10 +150,11 @@ def test_uv_islands_too_small_for_the_texture_are_said(generator, head, astronau
     why; now the request says how few texels the islands cover and what to do. The demo head as it
     is, and as a full-body character's head would (a twentieth of the square's area), is not told."""
     textured = np.arange(len(head.triangles))
-    assert uvtiles.small_islands_warning(np.asarray(head.uvs), textured, SIZE) == []
+    area = uvtiles.uv_area(np.asarray(head.uvs), textured)
+    assert uvtiles.small_islands_warning(area, SIZE) == []
     fifth = np.asarray(head.uvs) * np.sqrt(0.05 / 0.5)
-    assert uvtiles.small_islands_warning(fifth, textured, 1024) == []
-    assert uvtiles.small_islands_warning(np.asarray(head.uvs), textured, 64) == []  # the size asked
+    assert uvtiles.small_islands_warning(uvtiles.uv_area(fifth, textured), 1024) == []
+    assert uvtiles.small_islands_warning(area, 64) == []  # the size asked
     tiny = dataclasses.replace(head, uvs=np.asarray(head.uvs, np.float32) * 0.01)
     result = _generate(generator, tiny, astronaut_path, tmp_path)
     said = [w for w in result["report"]["warnings"] if "UV islands cover only" in w]

@@ -591,12 +591,12 @@ def judge(signals: Mapping[str, Any], estimate: float) -> tuple[str, list[str], 
         )
         advice.append("set the Facing to the way the face looks, or add landmark pins on the mesh")
     # A camera behind the face: mirrored pins (left and right mixed up) or a facing the wrong way.
-    yaw, pitch = _number(signals, "view_yaw_deg", 0.0), _number(signals, "view_pitch_deg", 0.0)
-    behind = max(abs(yaw), abs(pitch)) > BEHIND_DEG
+    round_from = max(abs(_number(signals, "view_yaw_deg", 0.0)), abs(_number(signals, "view_pitch_deg", 0.0)))
+    behind = round_from > BEHIND_DEG
     if behind:  # first: the rest follows from it
         reasons.insert(
             0,
-            f"the photo's camera was fitted {max(abs(yaw), abs(pitch)):.0f} degrees round from the "
+            f"the photo's camera was fitted {round_from:.0f} degrees round from the "
             "mesh's face, behind it: the photo's face is laid on the back of the head",
         )
         advice.insert(

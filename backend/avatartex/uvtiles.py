@@ -120,13 +120,18 @@ MIN_ISLANDS_SHARE = 0.02
 the size asked for (a 128² texture of a head that fills its square is what was asked)."""
 
 
-def small_islands_warning(uvs: np.ndarray, triangles: np.ndarray, size: int) -> list[str]:
-    """A warning when the textured triangles' UV islands (``uvs`` (T, 3, 2), the ``triangles``
-    textured) cover under ``MIN_HEAD_TEXELS`` squared texels of a ``size`` texture per tile and under
-    ``MIN_ISLANDS_SHARE`` of the square."""
+def uv_area(uvs: np.ndarray, triangles: np.ndarray) -> float:
+    """The area in UV space (squares of it) of ``triangles`` (indices) of ``uvs`` (T, 3, 2), summed
+    over the tiles; a triangle with a non-finite UV counts none."""
     corners = np.asarray(uvs, np.float64)[triangles]
     edges = corners[:, 1:] - corners[:, :1]
-    area = 0.5 * float(np.abs(np.nan_to_num(np.cross(edges[:, 0], edges[:, 1]))).sum())
+    return 0.5 * float(np.abs(np.nan_to_num(np.cross(edges[:, 0], edges[:, 1]))).sum())
+
+
+def small_islands_warning(area: float, size: int) -> list[str]:
+    """A warning when UV islands of ``area`` (``uv_area``: the textured triangles') cover under
+    ``MIN_HEAD_TEXELS`` squared texels of a ``size`` texture and under ``MIN_ISLANDS_SHARE`` of the
+    square."""
     side = np.sqrt(area) * size
     if side >= MIN_HEAD_TEXELS or area >= MIN_ISLANDS_SHARE:
         return []

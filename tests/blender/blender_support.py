@@ -136,6 +136,23 @@ def add_sphere(name: str = "Head", portrait: Path | None = None) -> bpy.types.Ob
     return obj
 
 
+def select_only(obj: bpy.types.Object) -> None:
+    """``obj`` selected alone and active, as a click in the viewport leaves it."""
+    for other in bpy.context.scene.objects:
+        other.select_set(other == obj)
+    bpy.context.view_layer.objects.active = obj
+
+
+def shift_d_copy(obj: bpy.types.Object) -> bpy.types.Object:
+    """A Shift+D copy of ``obj`` (its own mesh, its settings and material slots copied), in the
+    scene, selected alone and active."""
+    copy = obj.copy()
+    copy.data = obj.data.copy()
+    bpy.context.scene.collection.objects.link(copy)
+    select_only(copy)
+    return copy
+
+
 def add_demo_head(name: str = "DemoHead", portrait: Path | None = None, resolution: int = 48):
     """The project's own demo head (backend/avatartex/demo_head.py) as a Blender mesh with its UVs."""
     sys.path.insert(0, str(ROOT / "backend"))

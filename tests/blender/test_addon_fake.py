@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from blender_support import add_sphere, bpy, scene_fingerprint
+from blender_support import add_sphere, bpy, scene_fingerprint, shift_d_copy
 
 
 def _texture_node(obj):
@@ -318,12 +318,7 @@ def test_a_renamed_head_replaces_its_own_file_and_a_copy_does_not(addon, fake_ba
     assert bpy.ops.avatartex.generate() == {"FINISHED"}
     assert Path(bpy.path.abspath(_texture_node(head).image.filepath)) == first
     assert sorted(p.name for p in first.parent.iterdir()) == [first.name]
-    copy = head.copy()
-    copy.data = head.data.copy()
-    bpy.context.scene.collection.objects.link(copy)
-    for obj in bpy.context.scene.objects:
-        obj.select_set(obj == copy)
-    bpy.context.view_layer.objects.active = copy
+    copy = shift_d_copy(head)
     assert bpy.ops.avatartex.generate() == {"FINISHED"}
     assert Path(bpy.path.abspath(_texture_node(copy).image.filepath)) != first
     assert Path(bpy.path.abspath(_texture_node(head).image.filepath)) == first and first.is_file()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from blender_support import add_sphere, bpy, scene_fingerprint
+from blender_support import add_sphere, bpy, scene_fingerprint, select_only, shift_d_copy
 
 
 def _node(obj):
@@ -140,12 +140,7 @@ def test_reruns_replace_own_file_never_the_artists(addon, fake_backend, portrait
     assert _mode(second) == 0o640  # the umask is honoured
 
     # A Shift+D copy carries the record, but the file belongs to the original: the copy writes its own.
-    copy = head.copy()
-    copy.data = head.data.copy()
-    bpy.context.scene.collection.objects.link(copy)
-    for obj in bpy.context.scene.objects:
-        obj.select_set(obj == copy)
-    bpy.context.view_layer.objects.active = copy
+    copy = shift_d_copy(head)
     stamp = second.stat().st_mtime_ns
     assert bpy.ops.avatartex.generate() == {"FINISHED"}
     assert second.stat().st_mtime_ns == stamp
@@ -254,9 +249,7 @@ def test_a_head_linked_from_another_blend_is_refused_with_what_to_do(addon, fake
         target.objects = ["Hero"]
     linked = target.objects[0]
     bpy.context.scene.collection.objects.link(linked)
-    for obj in bpy.context.scene.objects:
-        obj.select_set(obj == linked)
-    bpy.context.view_layer.objects.active = linked
+    select_only(linked)
     bpy.context.scene.avatartex.resolution = 512
     with pytest.raises(RuntimeError, match="is linked from .*characters.blend") as caught:
         bpy.ops.avatartex.generate()

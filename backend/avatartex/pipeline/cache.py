@@ -184,6 +184,13 @@ class HeadModel:
         return self.derived["textured"]
 
     @property
+    def uv_area(self) -> float:
+        """The textured triangles' area in UV space (squares of it), summed over the tiles."""
+        if "uv_area" not in self.derived:
+            self.derived["uv_area"] = uvtiles.uv_area(self.mesh.uvs, self.textured)
+        return self.derived["uv_area"]
+
+    @property
     def uv_tiles(self) -> list[tuple[int, int]]:
         """The UV squares (``uvtiles``) the textured triangles lie in: one image each, UDIM order."""
         if "uv_tiles" not in self.derived:

@@ -169,7 +169,7 @@ def analyse(
     progress(0.6, "finding the face on the mesh")
     head = heads.head(mesh, landmarker, params.facing)
     warnings += head.derived.get("warnings", []) + head.landmarks.warnings
-    warnings += uvtiles.small_islands_warning(mesh.uvs, head.textured, params.size)
+    warnings += uvtiles.small_islands_warning(head.uv_area, params.size)
     person = None
     if face is None or face.score <= 0.0:
         # the detector read no face, or its face detector did not confirm what the landmark model
@@ -832,10 +832,7 @@ def texture_files(head: HeadModel, params: GenerateParams) -> list[tuple[tuple[i
     they lie in several, or when the base texture is a set of UDIM tiles (``name.<UDIM>.png``: each
     head tile composed over its own). A typed error where the tiles cannot be named, a character's
     one base texture would have to serve several of them, or a tiled base lacks a head tile."""
-    if "uv_area" not in head.derived:  # once per mesh
-        uvs = np.asarray(head.mesh.uvs, np.float64)[head.textured]
-        head.derived["uv_area"] = 0.5 * np.abs(np.cross(uvs[:, 1] - uvs[:, 0], uvs[:, 2] - uvs[:, 0])).sum()
-    if not head.derived["uv_area"] > EMPTY_UV_AREA:
+    if not head.uv_area > EMPTY_UV_AREA:
         raise AvatarTexError(
             ErrorCode.NO_UV_MAP,
             f"The UV map of mesh '{head.mesh.name}' has no area: every triangle's UVs are collapsed "

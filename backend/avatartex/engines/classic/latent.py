@@ -219,13 +219,10 @@ class Whitening:
         return bool(np.isfinite(self.slope))
 
 
-def _paleness(
-    chroma: np.ndarray, total: np.ndarray, ref: SkinReference
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _paleness(chroma: np.ndarray, total: np.ndarray, ref: SkinReference) -> tuple[np.ndarray, np.ndarray]:
     """Of colours' ``chroma`` (N, 3) and channel sums ``total`` (N,): on the line from the skin's
     chromaticity to grey (``SKIN_CHROMA`` off it at most, less than ``WHITENED`` of the way, between
-    0.4 and 3 times the skin's brightness), their paleness (0 the skin's, 1 grey), and the line's
-    direction (3,)."""
+    0.4 and 3 times the skin's brightness), and their paleness (0 the skin's, 1 grey)."""
     skin = ref.chroma.astype(np.float32)
     towards = np.float32(1.0 / 3.0) - skin
     offset = chroma - skin
@@ -237,7 +234,7 @@ def _paleness(
         & (total > 0.4 * ref.total)
         & (total < 3.0 * ref.total)
     )
-    return line, paleness, towards
+    return line, paleness
 
 
 def whitened_skin(
@@ -264,7 +261,7 @@ def whitened_skin(
     # (``filters.subsample``'s); which texels are let in, on all.
     probe = slice(None, None, max(1, int(np.ceil(colours.index.size / SAMPLE_LIMIT))))
     total = colours.total[probe]
-    line, paleness, _ = _paleness(colours.chroma[probe], total, ref)
+    line, paleness = _paleness(colours.chroma[probe], total, ref)
     if line.sum() < 100:
         return out, nothing
     level, paleness = np.log(total[line] / np.float32(ref.total)), paleness[line]
@@ -275,7 +272,7 @@ def whitened_skin(
     slope = float((paleness[lit] * level[lit]).sum() / max(float((level[lit] ** 2).sum()), 1e-9))
     rest = ~skin.reshape(-1)[colours.index]
     total = colours.total[rest]
-    line, _, _ = _paleness(colours.chroma[rest], total, ref)
+    line, _ = _paleness(colours.chroma[rest], total, ref)
     out.reshape(-1)[colours.index[rest][line & (total > ref.total)]] = True
     return out, Whitening(correlation, max(slope, 0.0))
 
