@@ -323,3 +323,52 @@ def test_textures_from_another_run_are_named_not_deleted(tmp_path, capsys, monke
     (out / "texture.png").unlink()  # the same tiles again: nothing to warn about
     assert cli.main(_generate_argv(tmp_path)) == 0
     assert "another run" not in capsys.readouterr().out
+
+
+# --- 9. a failed generate leaves no folder behind; a device torch does not know is a usage error ----
+
+
+def test_a_failed_generate_leaves_no_output_folder_it_created(tmp_path, capsys):
+    """The README's promise: a failure leaves the output folder as it was, so none is left behind
+    (here: the mesh and photo do not exist; the folder and two of its parents are new)."""
+    argv = _generate_argv(tmp_path)
+    argv[argv.index("--out") + 1] = str(tmp_path / "new" / "deeper" / "out")
+    assert cli.main(argv) == 2
+    assert "error [" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+
+
+def test_the_writable_check_leaves_the_folder_as_it_was(tmp_path):
+    from avatartex.pipeline.report import check_writable
+
+    check_writable(tmp_path / "a" / "b")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "kept").mkdir()
+    check_writable(tmp_path / "kept")
+    assert list(tmp_path.iterdir()) == [tmp_path / "kept"] and list((tmp_path / "kept").iterdir()) == []
+    with pytest.raises(AvatarTexError) as info:
+        check_writable(tmp_path / "x\x00y")
+    assert info.value.code == ErrorCode.OUTPUT_NOT_WRITABLE
+    assert repr(str(tmp_path / "x\x00y")) in info.value.message  # the folder named, its NUL visible
+    assert list(tmp_path.iterdir()) == [tmp_path / "kept"]
+
+
+@pytest.mark.parametrize("device", ["tpu", "cuda:x", "gpu", "cuda:"])
+def test_an_unknown_device_is_a_usage_error_without_torch(tmp_path, capsys, monkeypatch, device):
+    monkeypatch.setitem(sys.modules, "torch", None)  # the check must not need it: `import torch` fails
+    assert cli.main(_generate_argv(tmp_path, "--device", device)) == 2
+    err = capsys.readouterr().err
+    assert f"error [bad_request]: Unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps" in err
+    assert "ipu" not in err and "install" not in err
+    from avatartex.engines.neural.device import pick_device
+
+    with pytest.raises(AvatarTexError) as info:
+        pick_device(device)
+    assert info.value.code == ErrorCode.BAD_REQUEST and "cuda:N" in info.value.message
+
+
+def test_the_device_forms_of_the_help_are_taken():
+    from avatartex.engines.neural.device import check_device
+
+    for device in ("", "auto", "cpu", "cuda", "cuda:0", "cuda:12", "mps"):
+        assert check_device(device) == device

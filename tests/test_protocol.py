@@ -113,3 +113,72 @@ def test_scalp_is_skin_hair_or_the_styles_choice():
     with pytest.raises(AvatarTexError) as info:
         GenerateParams.from_dict({**base, "scalp": 1})
     assert info.value.code == ErrorCode.BAD_REQUEST
+
+
+# -- lines and values that Python's json reads badly or not at all -------------------------------------
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"id": ' + "9" * 5000 + ', "method": "hello"}',  # past Python's 4300-digit int limit
+        '{"id": 1, "method": "hello", "params": {"a": ' + "[" * 200_000 + "]" * 200_000 + "}}",
+    ],
+    ids=["huge-integer", "deep-nesting"],
+)
+def test_a_line_json_cannot_hold_is_a_parse_error(line):
+    with pytest.raises(AvatarTexError) as info:
+        decode_request(line)
+    assert info.value.code == ErrorCode.PARSE_ERROR
+    assert info.value.message.startswith("Not a JSON line")
+    assert "set_int_max_str_digits" not in str(info.value)  # Python's advice, not the client's
+
+
+BASE = {"mesh": "m.glb", "portrait": "p.jpg", "out_dir": "o"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../../escaped_texture.png", "sub/texture.png", "sub\\texture.png", "C:texture.png", "/tmp/t.png"]
+    + ["tex.jpg", "texture", "", ".", "..", ".png", "texture.png\x00"],
+)
+def test_a_texture_name_that_is_not_a_plain_png_file_name_is_a_bad_request(name):
+    with pytest.raises(AvatarTexError) as info:
+        GenerateParams.from_dict({**BASE, "texture_name": name})
+    assert info.value.code == ErrorCode.BAD_REQUEST
+    assert "texture_name must be a plain file name ending in .png" in info.value.message
+    assert repr(name) in info.value.message and "out_dir" in info.value.hint
+
+
+def test_plain_png_texture_names_are_taken():
+    assert GenerateParams.from_dict(BASE).texture_name == "texture.png"  # what the add-on sends
+    for name in ("texture.png", "Head.PNG", "head_001.png", "Tête 頭.png", "a..png"):
+        assert GenerateParams.from_dict({**BASE, "texture_name": name}).texture_name == name
+
+
+@pytest.mark.parametrize("value", [10**400, -(10**400)])
+def test_a_strength_too_large_for_a_float_is_a_bad_request_naming_the_range(value):
+    with pytest.raises(AvatarTexError) as info:
+        GenerateParams.from_dict({**BASE, "strength": value})
+    error = info.value
+    assert error.code == ErrorCode.BAD_REQUEST
+    assert "(401 digits)" in error.message and "0 to 1" in error.message and len(error.message) < 120
+
+
+@pytest.mark.parametrize(
+    ("key", "words"),
+    [
+        ("out_dir", "out_dir is required: the folder to write the texture into"),
+        ("mesh", "mesh is required: the path of the head mesh"),
+        ("portrait", "portrait is required: the path of the photo"),
+    ],
+)
+def test_an_empty_path_is_a_bad_request_saying_what_is_missing(key, words):
+    for empty in ("", "  "):
+        with pytest.raises(AvatarTexError) as info:
+            GenerateParams.from_dict({**BASE, key: empty})
+        assert info.value.code == ErrorCode.BAD_REQUEST and words in info.value.message
+    if key == "mesh":
+        with pytest.raises(AvatarTexError) as info:
+            PrepareParams.from_dict({"mesh": ""})
+        assert info.value.code == ErrorCode.BAD_REQUEST and words in info.value.message

@@ -328,3 +328,55 @@ def test_hello_with_warm_answers_after_the_warm_up(monkeypatch):
     pipe.send({"id": 3, "method": "shutdown"})
     pipe.close()
     thread.join(5)
+
+
+# -- robustness: lines json cannot hold, a request sent the moment the previous one answered -----------
+
+
+def test_a_line_json_cannot_hold_is_a_parse_error_and_the_server_keeps_serving():
+    pipe, out, thread = run_server(SlowGenerator())
+    pipe.send('{"id": ' + "9" * 5000 + ', "method": "hello"}')  # past Python's 4300-digit int limit
+    pipe.send('{"id": 1, "method": "hello", "params": {"a": ' + "[" * 200_000 + "]" * 200_000 + "}}")
+    pipe.send({"id": 2, "method": "cancel"})
+    pipe.send({"id": 3, "method": "shutdown"})
+    thread.join(10)
+    msgs = messages(out)
+    assert [m["id"] for m in msgs] == [None, None, 2, 3]
+    assert [m["error"]["code"] for m in msgs[:2]] == [ErrorCode.PARSE_ERROR] * 2
+    assert msgs[2:] == [{"id": 2, "result": {"cancelled": False}}, {"id": 3, "result": {"ok": True}}]
+
+
+class FailingGenerator:
+    """Stands in for a pipeline that fails at once (a photo that does not exist)."""
+
+    def generate(self, params, progress, check_cancel):
+        raise AvatarTexError(ErrorCode.PORTRAIT_MISSING, "The photo 'p' does not exist.", "Check the path.")
+
+
+@pytest.mark.parametrize("generator", [FailingGenerator(), SlowGenerator(steps=1)], ids=["fails", "succeeds"])
+def test_a_request_sent_once_the_previous_answer_is_read_is_never_busy(generator):
+    """A worker's thread outlives its final message by a moment; here it is held open until the test
+    has its second answer, so that a server which asked the thread (not the answer) says ``busy``
+    every time. A pipeline script waits for each answer before its next request: never refused."""
+    pipe, out = Pipe(), io.StringIO()
+    server = Server(pipe, out, generator)
+    release, run = threading.Event(), server._run
+
+    def run_then_linger(job, before, work):
+        run(job, before, work)
+        release.wait(10)
+
+    server._run = run_then_linger
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    try:
+        pipe.send({"id": 1, "method": "generate", "params": GENERATE})
+        first = wait_for(out, lambda m: m.get("id") == 1 and "event" not in m)
+        pipe.send({"id": 2, "method": "generate", "params": GENERATE})
+        second = wait_for(out, lambda m: m.get("id") == 2 and "event" not in m)
+    finally:
+        release.set()
+    assert second.get("error", {}).get("code") != ErrorCode.BUSY, second
+    assert {**second, "id": 1} == first
+    pipe.close()
+    thread.join(10)

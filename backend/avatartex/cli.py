@@ -162,6 +162,7 @@ def _generate(args) -> int:
         facing=args.facing,
         pins=parse_pins(args.pin),
     )
+    neural_config = _neural_config(args.device)
     check_out_folder(Path(args.out))
     bar = ProgressBar()
     try:
@@ -172,7 +173,7 @@ def _generate(args) -> int:
 
             check_params(params)
             load_mesh(args.mesh, args.uv_map, True, lambda f, m: bar(Progress("analyse", 0.05 * f, m)))
-        result = Generator(neural_config=_neural_config(args.device)).generate(params, bar)
+        result = Generator(neural_config=neural_config).generate(params, bar)
     finally:
         bar.close()
     report = result["report"]
@@ -278,12 +279,14 @@ def parse_pins(values: list[str]) -> dict[str, int | list[float]]:
 
 
 def _neural_config(device: str):
-    """The neural engine's settings from the environment, with ``--device`` on top."""
+    """The neural engine's settings from the environment, with ``--device`` on top (a typed
+    ``bad_request`` for one that is none of the forms the help names, without importing torch)."""
     from .engines.neural import NeuralConfig
+    from .engines.neural.device import check_device
 
     config = NeuralConfig.from_env()
     if device:
-        config.device = device.strip().lower()
+        config.device = check_device(device.strip().lower())
     return config
 
 
@@ -429,9 +432,11 @@ def _demo(args) -> int:
     )
     # Every argument and the folder checked before the demo's inputs are written into it.
     check_params(params)
+    neural_config = _neural_config(args.device)
     get_style(params.style)
     check_out_folder(out)
     check_writable(out)
+    out.mkdir(parents=True, exist_ok=True)  # the check leaves a new folder uncreated
     # The capture carries the head's landmark pins, the fallback should the detector miss its face;
     # the .glb is the same head for opening in Blender.
     positions, triangles, uvs, pins = make_demo_head()
@@ -440,7 +445,7 @@ def _demo(args) -> int:
     save_png(portrait_path, np.asarray(data.astronaut(), np.uint8))
     bar = ProgressBar()
     try:
-        result = Generator(neural_config=_neural_config(args.device)).generate(params, bar)
+        result = Generator(neural_config=neural_config).generate(params, bar)
     finally:
         bar.close()
     preview = out / "preview.png"

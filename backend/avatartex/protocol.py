@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
 PROTOCOL_VERSION = 1
@@ -193,7 +194,8 @@ class GenerateParams:
     """Direction the face looks in the mesh's space (``+z``, ``-y``...); empty searches. A facing in
     which no face is found is searched past, with a warning naming the direction the face looks."""
     texture_name: str = "texture.png"
-    """File name of the texture inside ``out_dir``."""
+    """File name of the texture inside ``out_dir``: a plain name ending in ``.png`` (no folder in it,
+    so that nothing is written outside ``out_dir``); UDIM tiles are ``<stem>.<UDIM>.png``."""
     # -- body: full-body characters (body.py); on a plain head a base texture sets only size and depth --
     base_texture: str = ""
     """Path of the material's existing base-colour image (full-body characters; ``name.<UDIM>.png``
@@ -230,18 +232,31 @@ class GenerateParams:
     where no face is found on the mesh, and an override of the detected points where one is."""
 
     def __post_init__(self) -> None:
-        # Written so that NaN fails it too (JSON's NaN and Infinity parse, as do --strength nan and inf).
+        _check_paths_given(
+            self,
+            mesh="the path of the head mesh (a capture .npz, .glb, .gltf, .obj or .ply)",
+            portrait="the path of the photo of the face",
+            out_dir="the folder to write the texture into",
+        )
+        if not _is_png_file_name(self.texture_name):
+            raise AvatarTexError(
+                ErrorCode.BAD_REQUEST,
+                f"texture_name must be a plain file name ending in .png, not {self.texture_name!r}.",
+                'Send a name such as "texture.png", without a folder: the folder it goes in is out_dir.',
+            )
+        # Written so that NaN fails it too (JSON's NaN and Infinity parse, as do --strength nan and inf);
+        # an integer too large for a float is compared exactly (_checked_params leaves it one).
         if not 0.0 <= self.strength <= 1.0:
             raise AvatarTexError(
                 ErrorCode.BAD_REQUEST,
-                f"Style strength {self.strength!r} is not a number from 0 to 1.",
+                f"Style strength {_number_text(self.strength)} is not a number from 0 to 1.",
                 "Give a strength from 0 (the photo as it is) to 1 (the style as its preset designs it).",
             )
         if not 0 <= self.seed <= MAX_SEED:
             raise AvatarTexError(
                 ErrorCode.BAD_REQUEST,
-                f"Seed {self.seed} is out of range: a seed is a whole number from 0 to {MAX_SEED} "
-                "(2^63 - 1).",
+                f"Seed {_number_text(self.seed)} is out of range: a seed is a whole number from 0 to "
+                f"{MAX_SEED} (2^63 - 1).",
                 "Pick a seed in that range; the same seed gives the same texture.",
             )
         if self.scalp not in SCALP_CHOICES:
@@ -302,6 +317,9 @@ class PrepareParams:
     pins: dict[str, Any] = field(default_factory=dict)
     """As ``GenerateParams.pins``: part of what the head's landmarks depend on."""
 
+    def __post_init__(self) -> None:
+        _check_paths_given(self, mesh="the path of the head mesh (a capture .npz, .glb, .gltf, .obj or .ply)")
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PrepareParams:
         """Validate and build from a request's ``params``; unknown keys are a ``bad_request``."""
@@ -310,6 +328,41 @@ class PrepareParams:
     def to_dict(self) -> dict[str, Any]:
         """The ``params`` object of a ``prepare`` request."""
         return dataclasses.asdict(self)
+
+
+def _check_paths_given(params: Any, **meanings: str) -> None:
+    """A ``bad_request`` for a path field of ``params`` that is empty (or blank): an empty ``out_dir``
+    would write into the backend's working folder, an empty mesh or photo path fail with a message
+    about a file named ``''`` or ``'.'``. ``meanings``: field name -> what the path names."""
+    for name, meaning in meanings.items():
+        if not str(getattr(params, name)).strip():
+            raise AvatarTexError(
+                ErrorCode.BAD_REQUEST,
+                f"{name} is required: {meaning}; the request's is empty.",
+                f'Send "{name}" as a full path.',
+            )
+
+
+def _is_png_file_name(name: str) -> bool:
+    """Whether ``name`` is a file name (no folder, no drive, on POSIX and Windows alike) with
+    something before its ``.png`` suffix (any case)."""
+    return (
+        name == PurePosixPath(name).name == PureWindowsPath(name).name
+        and "\0" not in name
+        and len(name) > len(".png")
+        and name.lower().endswith(".png")
+    )
+
+
+def _number_text(value: Any) -> str:
+    """``value`` for a message: a whole number of more than 20 digits (a request may carry hundreds)
+    is shortened to its first digits and its length."""
+    try:
+        text = repr(value)
+    except ValueError:  # beyond Python's limit on turning an int into text (4300 digits)
+        return "(a number of more than 4300 digits)"
+    digits = len(text.lstrip("-"))
+    return f"{text[:8]}... ({digits} digits)" if isinstance(value, int) and digits > 20 else text
 
 
 def _checked_params(cls: type, data: Any, method: str, required_hint: str) -> dict[str, Any]:
@@ -344,7 +397,11 @@ def _checked_params(cls: type, data: Any, method: str, required_hint: str) -> di
         else:
             expected = str
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:  # beyond any float: left an int, which the field's range refuses
+                kwargs[key] = value
+                continue
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
             raise AvatarTexError(
                 ErrorCode.BAD_REQUEST,
@@ -381,7 +438,8 @@ def encode(message: dict[str, Any]) -> str:
 
 
 def decode_request(line: str) -> Request:
-    """Parse one line from the client, raising a typed error for anything malformed."""
+    """Parse one line from the client, raising a typed error for anything malformed (never another
+    exception: the server answers it and keeps serving)."""
     try:
         data = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -389,6 +447,18 @@ def decode_request(line: str) -> Request:
             ErrorCode.PARSE_ERROR,
             f"Not a JSON line: {exc.msg} at column {exc.colno}.",
             "Send one JSON object per line.",
+        ) from None
+    except ValueError:  # valid JSON, but an integer past Python's 4300-digit limit for reading one
+        raise AvatarTexError(
+            ErrorCode.PARSE_ERROR,
+            "Not a JSON line the backend can read: a number in it has more than 4300 digits.",
+            "Send one JSON object per line, with numbers of ordinary size.",
+        ) from None
+    except RecursionError:  # valid JSON, nested deeper than Python's reader recurses
+        raise AvatarTexError(
+            ErrorCode.PARSE_ERROR,
+            "Not a JSON line the backend can read: its arrays or objects are nested too deeply.",
+            "Send one JSON object per line, nested a few levels at most.",
         ) from None
     if not isinstance(data, dict):
         raise AvatarTexError(

@@ -55,10 +55,13 @@ class _Job:
     """``prepare`` or ``generate``."""
     thread: threading.Thread | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
+    answered: bool = False
+    """Set under the server's job lock as its final message is written (``Server._answer``): its
+    thread may outlive the answer by a moment, and a client that has the answer may ask again."""
 
     def alive(self) -> bool:
-        """Whether its worker has not finished yet."""
-        return self.thread is not None and self.thread.is_alive()
+        """Whether it still holds the server: its worker is running and has not answered yet."""
+        return not self.answered and self.thread is not None and self.thread.is_alive()
 
 
 class Server:
@@ -102,6 +105,13 @@ class Server:
         with self._write_lock:
             self._writer.write(line + "\n")
             self._writer.flush()
+
+    def _answer(self, job: _Job, message: dict[str, Any]) -> None:
+        """Write ``job``'s final message, marking it answered in the same step (under the job lock):
+        a request sent as soon as the answer is read must not find ``job`` still running (``busy``)."""
+        with self._job_lock:
+            self.send(message)
+            job.answered = True
 
     def serve(self) -> None:
         """Read and answer requests until ``shutdown`` or the client closes stdin."""
@@ -225,17 +235,17 @@ class Server:
             work(job)
         except AvatarTexError as error:
             log.info("request %s failed: %s", job.id, error)
-            self.send(error_message(job.id, error))
+            self._answer(job, error_message(job.id, error))
         except Exception as exc:  # a bug: report it as such, keep serving
             log.error("request %s crashed:\n%s", job.id, traceback.format_exc())
-            self.send(error_message(job.id, _internal(exc)))
+            self._answer(job, error_message(job.id, _internal(exc)))
 
     def _generate(self, job: _Job, params: GenerateParams) -> None:
         def progress(p: Progress) -> None:
             self.send(progress_message(job.id, p))
 
         result = self.generator.generate(params, progress, lambda: _check(job))
-        self.send(result_message(job.id, result))
+        self._answer(job, result_message(job.id, result))
 
     def _prepare(self, job: _Job, params: PrepareParams) -> None:
         """Answer ``prepare``: what was found, or ``ready: false`` with the ``problem`` (not an error
@@ -249,7 +259,7 @@ class Server:
         except Exception as exc:  # a bug: logged; the generate meets it again and reports it
             log.error("prepare %s crashed:\n%s", job.id, traceback.format_exc())
             result = {"ready": False, "problem": _internal(exc).to_dict()}
-        self.send(result_message(job.id, result))
+        self._answer(job, result_message(job.id, result))
 
     def _cancel_running(self) -> None:
         with self._job_lock:

@@ -21,7 +21,11 @@ from .steps import Analysis, Projection
 
 
 def check_writable(folder: Path) -> None:
-    """Create ``folder`` if needed and make sure a file can be written there, before any work."""
+    """Make sure a file can be written in ``folder``, before any work, and leave it as it was: a
+    missing folder (and its missing parents) is made for the probe and removed again, so that a
+    request that fails later leaves no empty folder behind; the texture's own write creates it
+    (``image_io.save_png``)."""
+    made = [place for place in (folder, *folder.parents) if not place.exists()]  # innermost first
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".avatartex-probe-"):
@@ -32,6 +36,18 @@ def check_writable(folder: Path) -> None:
             f"Cannot write into the output folder {folder}: {exc.strerror or exc}.",
             "Choose a folder you can write to, or fix its permissions.",
         ) from None
+    except ValueError as exc:  # a NUL character in the path, which no file system takes
+        raise AvatarTexError(
+            ErrorCode.OUTPUT_NOT_WRITABLE,
+            f"The output folder {str(folder)!r} is not a path a folder can have: {exc}.",
+            "Give the folder's path without a NUL character.",
+        ) from None
+    finally:
+        for place in made:  # rmdir takes only empty folders: nothing put in one meanwhile is lost
+            try:
+                place.rmdir()
+            except (OSError, ValueError):
+                pass
 
 
 def write_json_atomic(path: Path, data: dict) -> None:

@@ -2,14 +2,35 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ...protocol import AvatarTexError, ErrorCode
 from .config import NeuralConfig
 
+DEVICE_FORMS = "auto, cpu, cuda, cuda:N or mps"
+"""The devices a person may ask for (``--device``, ``AVATARTEX_DEVICE``), as the help names them."""
+
+_DEVICE = re.compile(r"(auto|cpu|mps|cuda(:[0-9]+)?)?")
+
+
+def check_device(preference: str) -> str:
+    """``preference`` when it is one of ``DEVICE_FORMS`` (or empty: auto), else a typed
+    ``bad_request`` listing them: checked before any work and without importing torch, whose own
+    error lists its internal device types (ipu, xla, lazy...), none of which this engine runs on."""
+    if not _DEVICE.fullmatch(preference):
+        raise AvatarTexError(
+            ErrorCode.BAD_REQUEST,
+            f"Unknown device {preference!r}: use {DEVICE_FORMS}.",
+            "auto takes a GPU when there is one; cuda:N is the Nth NVIDIA GPU (from 0), mps an Apple "
+            "silicon GPU, cpu the processor (minutes per texture).",
+        )
+    return preference
+
 
 def pick_device(preference: str = "auto") -> Any:
     """The torch device to run on: ``auto`` prefers CUDA, then Apple MPS, then the CPU."""
+    check_device(preference)
     import torch
 
     if preference in ("", "auto"):
@@ -25,7 +46,7 @@ def pick_device(preference: str = "auto") -> Any:
         raise AvatarTexError(
             ErrorCode.ENGINE_UNAVAILABLE,
             f"Unknown device {preference!r}: {exc}.",
-            "Use auto, cuda, cuda:N, mps or cpu.",
+            f"Use {DEVICE_FORMS}.",
         ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise AvatarTexError(
