@@ -301,6 +301,29 @@ def test_hair_covers_the_back_of_the_head_with_the_photos_hair(hair_run, state):
     assert delta_e(lab[neck].mean(axis=0), skin) < 8.0
 
 
+def test_a_flat_styles_hair_is_one_colour_of_its_own_over_the_whole_scalp(
+    generator, head_path, astronaut_path, tmp_path, state
+):
+    """toon with ``scalp=hair`` (a whole ``generate``): the hair the regions step lays over the scalp
+    reaches the style (``Regions.hair_cover`` -> ``StageContext.hair``), which paints it flat: the
+    back of the head was olive and beige camouflage with bars of skin colour where the strands were
+    quantised with the skin."""
+    report, atlas = generate(
+        generator, head_path, astronaut_path, tmp_path / "toon", scalp="hair", style="toon"
+    )
+    assert report["regions"]["scalp"] == "hair"
+    theta = np.abs(longitude_deg(state))
+    scalp = atlas_map(state, state.maps.scalp) > 0.99
+    back = cv2.erode((scalp & (theta > 120)).astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+    assert back.sum() > 3000
+    lab = regions.to_lab(atlas)
+    skin = np.median(lab[face_skin(state)], axis=0)
+    assert (np.linalg.norm(lab[back] - skin, axis=1) < 10).mean() < 0.001  # no skin in the hair
+    # Flat, not blotched: the hair's tone and its cel shadow's (L* to 2 units) are nearly all of it.
+    tones = np.unique(np.round(lab[back][:, 0] / 2), return_counts=True)[1]
+    assert np.sort(tones)[::-1][:2].sum() >= 0.95 * back.sum()
+
+
 def test_the_hairline_fades_without_a_step(hair_run, state):
     """Across the nape and above the ears, the lightness against the height above the hairline
     (texels binned every 0.04 eye distances) goes from the skin's to the hair's over many bins: no

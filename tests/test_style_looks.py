@@ -373,3 +373,50 @@ def test_a_palette_colour_near_the_skin_bar_does_not_flip_a_region() -> None:
     assert np.abs(out[1] - out[2]).max() < 0.02  # either side of the bar: nearly alike
     assert np.abs(colours[2] - skin).max() > 0.1  # (the hard bar's jump between them)
     assert list(is_skin) == [True, True, False, False]
+
+
+def _commonest(pixels: np.ndarray) -> np.ndarray:
+    """The commonest colour of ``pixels`` (N, 3), read to 1/64."""
+    values, counts = np.unique(np.round(pixels * 64).astype(int), axis=0, return_counts=True)
+    return values[np.argmax(counts)] / 64
+
+
+@pytest.mark.parametrize("style", INKED)
+def test_hair_over_the_scalp_is_the_styles_flat_hair_not_quantised_with_the_skin(style: str) -> None:
+    """``scalp=hair``: the hair layer (synthesised strands, the photo's streaks) went into the flat
+    styles' palette with the skin, and its light strands were made skin: a blond head came out as
+    olive and beige camouflage with bars of skin colour on the back of the head. Now the hair is one
+    colour of its own (a cel shadow on its underside at most, and in toon and comic an ink line at its
+    edge): no skin-coloured texel inside it, at most two tones away from its edge."""
+    import cv2
+    from avatartex.engines.classic import repaint
+
+    geo, texture, coords, lines, _ = _scene()
+    ctx = make_ctx(geo, style, astronaut(), coords, seed=1)
+    ctx.feature_lines = lines
+    for stage in (ClassicInpaint(), ClassicLatent()):
+        texture = stage.run(texture, ctx)
+    head = geo.frame.to_head(geo.positions)
+    cover = (geo.mask & (head[..., 1] > 1.3)).astype(np.float32)  # a cap of hair over the scalp
+    skin = repaint._skin_tone(texture.color, geo)
+    # Blond clumps of strands, their light ones near the skin's colour, as the astronaut's hair is.
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
+    clumps = (0.5 + 0.25 * np.sin(xx * 0.15) + 0.25 * np.sin(yy * 0.11 + 1.0))[..., None]
+    hair = (1 - clumps) * np.array([0.45, 0.36, 0.17], np.float32) + clumps * skin
+    color = np.where(cover[..., None] > 0, hair, texture.color).astype(np.float32)
+    inner = cv2.erode(cover.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+    face = geo.mask & (head[..., 1] < 0.8) & (head[..., 1] > -1.6) & (geo.normals[..., 2] > 0.6)
+
+    def skin_inside(hair_cover: np.ndarray | None) -> tuple[float, np.ndarray]:
+        """The share of the hair's inner texels in the styled skin's colour, and those texels."""
+        ctx.hair = hair_cover
+        styled = ClassicRepaint().run(AtlasTexture(color, texture.confidence), ctx).color
+        styled_skin = _commonest(styled[face])
+        return float((np.abs(styled[inner] - styled_skin).max(axis=1) < 0.04).mean()), styled[inner]
+
+    # Without the hair's cover the strands are quantised with the skin: what the test tells.
+    assert skin_inside(None)[0] > 0.05
+    share, pixels = skin_inside(cover)
+    assert share < 0.001
+    tones = np.unique(np.round(pixels * 64).astype(int), axis=0, return_counts=True)[1]
+    assert np.sort(tones)[::-1][:2].sum() >= 0.97 * len(pixels)

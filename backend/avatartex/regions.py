@@ -271,6 +271,16 @@ class Regions:
         iris = np.clip(colours.iris * exposure, 0.0, 1.0)
         return FeatureColours(sclera.astype(np.float32), iris.astype(np.float32), colours.lips)
 
+    def hair_cover(self, size: int) -> np.ndarray | None:
+        """(``size``, ``size``) float32: how far the hair layer covers each atlas texel (0..1, soft at
+        the hairline); None without one (``scalp=skin``, or no hair found)."""
+        layer = self.hair_layer
+        if layer is None:
+            return None
+        cover = np.zeros(size * size, np.float32)
+        cover[layer.index] = layer.alpha
+        return cover.reshape(size, size)
+
     def paint_layers(self, texture: AtlasTexture, eye_colours: FeatureColours | None = None) -> AtlasTexture:
         """``texture`` with the hair layer and the separate eyeballs as eyes at rest in
         ``eye_colours`` (``Regions.eye_colours``) over it (a copy; ``texture`` itself when there are

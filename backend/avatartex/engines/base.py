@@ -89,6 +89,10 @@ class StageContext:
     style_shadow: StyleShadow | None = None
     """A style's cel shadow (``bake.StyleShadow``), set by the repaint's style filter that draws one:
     the bake gives it to the texels the atlas does not hold at their own normals; None otherwise."""
+    hair: np.ndarray | None = None
+    """(S, S) float32 how far the hair layer (``scalp=hair``: ``regions.Regions.hair_cover``) covers
+    each texel: the flat styles paint it as hair of their own (``classic.repaint.flat_hair``), not
+    as the strands' and the photo's hair's colours quantised with the skin's; None without hair."""
     feature_lines: dict[str, np.ndarray] = field(default_factory=dict)
     """Atlas pixel polylines (N, 2) of the face's features (``features.FEATURES``: eyes, brows, lips,
     nose, jaw; closed ones repeat their first point), for the style filters; empty when unknown.

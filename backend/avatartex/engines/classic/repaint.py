@@ -664,6 +664,51 @@ def without_specks(shadow: np.ndarray, forms: np.ndarray, min_area: float) -> np
     return np.where(gone & (forms <= 0.5), np.float32(0.0), shadow).astype(shadow.dtype)
 
 
+HAIR_SHADE_DOWN = 0.3
+"""How far a hair texel's surface faces down (the head frame's -y of its normal) from which a flat
+style shades it: the hair's underside over the nape, the one form a cap of hair shows under a light
+from above."""
+HAIRLINE_INK_IOD = 0.035
+"""Width, eye distances, of the ink line toon and comic draw inside the hair's edge."""
+
+
+def flat_hair(
+    flat: np.ndarray, image: np.ndarray, ctx: StageContext, saturation: float, ink: bool
+) -> np.ndarray:
+    """``flat`` with the hair (``scalp=hair``, ``ctx.hair``) painted as a flat style paints it: one
+    colour, the hair's median in ``image``, saturated as the style saturates its palette, with a cel
+    shadow on the hair's underside (``HAIR_SHADE_DOWN``) and, with ``ink``, a line along its edge.
+
+    Quantised with the rest of the atlas, the synthesised strands and the photo's streaks split into
+    palette regions, some of them near enough to the skin to be made skin: a blond head came out as
+    olive and beige camouflage, with bars of skin colour on the back of the head."""
+    cover = ctx.hair
+    if cover is None:
+        return flat
+    atlas, rows = ctx.atlas, ctx.atlas.band_rows
+    inside = (cover > 0.5) & atlas.mask
+    if inside.sum() < 16:
+        return flat
+    base = np.clip(_saturate(np.median(image[inside], axis=0)[None], saturation)[0], 0.0, 1.0)
+    down = smoothstep((-atlas.normals[..., 1] - HAIR_SHADE_DOWN) / 0.03).astype(np.float32)
+    shade = 1 - 0.3 * np.array([1.0, 1.15, 1.1], np.float32)
+    hair = base[None, None] * (1 - down[..., None] * (1 - shade))
+    # Crisp at the hairline (the layer's feathered edge read at half its cover), one texel of ramp.
+    alpha = smoothstep((cover - 0.35) / 0.3).astype(np.float32) * atlas.mask
+    out = _mix(flat, hair, alpha)
+    if ink:
+        width = max(HAIRLINE_INK_IOD * atlas.layout.face_texels_per_iod, 1.0)
+        # Per chart (``filters.gaussian``) and over the atlas's texels alone: neither the atlas's
+        # seams nor the edges of its charts are an edge of the hair.
+        held = atlas.mask.astype(np.float32)
+        near = filters.gaussian((alpha > 0.5) * held, width, rows) / np.maximum(
+            filters.gaussian(held, width, rows), 1e-3
+        )
+        line = np.clip((0.97 - near) * 8.0, 0.0, 1.0) * (alpha > 0.5)
+        out = _mix(out, np.clip(base * 0.35, 0.0, 1.0), line.astype(np.float32))
+    return out
+
+
 def toon(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     """Cel shading: a few clean flat colour regions, flat brows and lips, cel shadows from the head's
     forms, and tapered outlines drawn along the eyes, nose and mouth (never along noise)."""
@@ -692,6 +737,7 @@ def toon(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     flat = flat * (1 - shadow[..., None] * (1 - tint))
     shape = image.shape[:2]
     flat = _brow_and_lip_fills(flat, image, lines, shape, p.get("lip_saturation", 1.4))
+    flat = flat_hair(flat, image, ctx, p.get("saturation", 1.25), ink=True)
     ink = draw_strokes(
         shape, feature_strokes(lines, atlas.layout.face_texels_per_iod, p.get("outline_width", 1.0), "toon")
     )
@@ -711,6 +757,7 @@ def comic(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     )
     shape = image.shape[:2]
     flat = _brow_and_lip_fills(flat, image, lines, shape, p.get("lip_saturation", 1.5))
+    flat = flat_hair(flat, image, ctx, p.get("saturation", 1.3), ink=True)
     # Halftone: a dot screen whose period divides the atlas width, so it wraps at the back seam.
     amount = float(p.get("halftone_amount", 0.55))
     if amount > 0:
@@ -754,6 +801,7 @@ def anime(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     shaded = is_skin & (shadow > 0.5)
     flat = np.where(shaded[..., None], shade_colour, flat)
     _keep_shadow(ctx, shaded.astype(np.float32), threshold)
+    flat = flat_hair(flat, image, ctx, 1.15, ink=False)
     shape = image.shape[:2]
     unit = atlas.layout.face_texels_per_iod
     flat = _anime_eyes(flat, image, lines, shape, unit, p)
