@@ -530,6 +530,51 @@ def variant_name(style: str, seed: int) -> str:
     return f"{style} {seed}"
 
 
+def _seed_free(style: str) -> bool:
+    """Whether the backend said (``hello``) that ``style``, fully applied by the classic engine, is
+    the same texture for every seed."""
+    styles = (state.hello or {}).get("styles") or []
+    return any(isinstance(s, dict) and s.get("name") == style and s.get("seed_free") for s in styles)
+
+
+def classic_will_run(scene: bpy.types.Scene) -> bool:
+    """Whether the scene's engine setting gives the classic engine: chosen, or ``auto`` while the
+    neural engine cannot run (``hello``'s code for it is not ``ok``)."""
+    from .engines import neural_code
+
+    engine = scene.avatartex.engine
+    return engine == "classic" or (engine == "auto" and neural_code() != "ok")
+
+
+def same_texture_as(obj: bpy.types.Object, index: int, scene: bpy.types.Scene) -> str:
+    """The name of an earlier variant of ``obj`` whose texture variant ``index`` repeats, or '': the
+    same style, both fully applied, a style the backend makes alike for every seed on the classic
+    engine (toon, comic, anime: ``Style.seed_free``), and the classic engine to run. Add Variant
+    steps the seed, which then changes nothing: two generations, one texture under two names."""
+    variants = obj.avatartex.variants
+    if not 0 <= index < len(variants) or not classic_will_run(scene):
+        return ""
+    variant = variants[index]
+    if variant.strength < 1.0 or not _seed_free(variant.style):
+        return ""
+    for earlier in list(variants)[:index]:
+        if earlier.style == variant.style and earlier.strength >= 1.0:
+            return earlier.name
+    return ""
+
+
+def same_texture_note(obj: bpy.types.Object, index: int, scene: bpy.types.Scene) -> str:
+    """What to tell the artist about variant ``index`` (``same_texture_as``), or ''."""
+    twin = same_texture_as(obj, index, scene)
+    if not twin:
+        return ""
+    variant = obj.avatartex.variants[index]
+    return (
+        f"'{variant.name}' will be the same texture as '{twin}': {variant.style} on the classic engine "
+        "does not depend on the seed. Give it another style or a strength under 1"
+    )
+
+
 def portrait_path(obj: bpy.types.Object) -> str:
     """The object's portrait as an absolute path; ``//`` is the folder of the .blend (or of the library
     the object comes from). A ``//`` path in an unsaved file stays as it is (``_check_portrait`` says why)."""

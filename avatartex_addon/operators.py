@@ -273,6 +273,9 @@ class AVATARTEX_OT_variant_add(bpy.types.Operator):
         # Named by style and seed, as its files will be: <object>_<style>_<seed>.png.
         variant.name = jobs.variant_name(variant.style, variant.seed)
         obj.avatartex.active_variant_index = len(variants) - 1
+        note = jobs.same_texture_note(obj, len(variants) - 1, context.scene)
+        if note:
+            self.report({"WARNING"}, note + ".")
         return {"FINISHED"}
 
 

@@ -6,7 +6,7 @@ import os
 
 import bpy
 
-from . import backend, prepare, state
+from . import backend, jobs, prepare, state
 from .paths import protocol
 
 
@@ -223,6 +223,9 @@ class AVATARTEX_PT_variants(_Panel, bpy.types.Panel):
         col = row.column(align=True)
         col.operator("avatartex.variant_add", text="", icon="ADD")
         col.operator("avatartex.variant_remove", text="", icon="REMOVE")
+        note = jobs.same_texture_note(obj, settings.active_variant_index, context.scene)
+        if note:
+            wrapped_labels(layout.column(align=True), note + ".", line_width(context), icon="ERROR")
         row = layout.row(align=True)
         row.operator("avatartex.generate_variants", icon="RENDER_STILL")
         row.operator("avatartex.apply_variant", icon="CHECKMARK")

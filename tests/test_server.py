@@ -15,6 +15,7 @@ from avatartex.engines import neural
 from avatartex.engines.neural import NeuralConfig
 from avatartex.protocol import AvatarTexError, Cancelled, ErrorCode, Progress
 from avatartex.server import Server, engine_status
+from avatartex.styles import get_style
 from testing_paths import ROOT
 
 
@@ -244,6 +245,7 @@ def test_real_subprocess_hello_and_stdout_is_protocol_only():
     assert hello["model_cache"]
     assert {"hello", "prepare", "generate", "cancel", "shutdown"} == set(hello["methods"])
     assert {"photoreal", "painterly", "toon", "comic"} <= {s["name"] for s in hello["styles"]}
+    assert all(s["seed_free"] == get_style(s["name"]).seed_free for s in hello["styles"])
     assert lines[1] == {"id": 2, "result": {"ok": True}}
     assert "stray print" in proc.stderr
 

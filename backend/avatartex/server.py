@@ -192,7 +192,8 @@ class Server:
             "engine_names": list(ENGINES),
             "methods": list(METHODS),
             "styles": [
-                {"name": s.name, "label": s.label, "description": s.description} for s in list_styles()
+                {"name": s.name, "label": s.label, "description": s.description, "seed_free": s.seed_free}
+                for s in list_styles()
             ],
             "models": models,
             "model_cache": str(hub.cache_dir(config.cache_dir)),

@@ -45,6 +45,15 @@ class Style:
     """What covers the scalp when the request leaves it to the style: ``skin`` or ``hair``
     (``GenerateParams.scalp``, ``regions.py``)."""
 
+    @property
+    def seed_free(self) -> bool:
+        """Whether this style, fully applied by the classic engine, gives the same texture for every
+        seed: no skin grain (``grain``) and no brush strokes (the painterly filter draws them from
+        the seed). Under a strength of 1 photoreal's grain comes in (``classic_at``), and the neural
+        engine's diffusion always draws from the seed. Variants of such a style that differ only
+        by their seed are one texture twice (the add-on says so)."""
+        return float(self.classic.get("grain", 1.0)) == 0.0 and self.classic.get("filter") != "painterly"
+
     def classic_value(self, key: str, default: Any) -> Any:
         """A classic-engine setting, ``default`` when the preset does not set it."""
         return self.classic.get(key, default)

@@ -304,8 +304,8 @@ def main() -> None:
                         **_engines_and_models(),
                         "env": {k: v for k, v in os.environ.items() if k.startswith("AVATARTEX_")},
                         "styles": [
-                            {"name": "photoreal", "label": "Photoreal", "description": "fake"},
-                            {"name": "toon", "label": "Toon", "description": "fake"},
+                            {"name": "photoreal", "label": "Photoreal", "seed_free": False},
+                            {"name": "toon", "label": "Toon", "seed_free": True},
                         ],
                     },
                 )

@@ -618,6 +618,39 @@ def test_test_backend_shows_hello(addon, fake_backend):
     assert [s[0] for s in addon.properties.style_names()] == ["photoreal", "toon"]
 
 
+def test_a_variant_stepping_only_the_seed_of_a_seed_free_style_is_said_to_repeat(
+    addon, fake_backend, portrait, monkeypatch
+):
+    """Add Variant steps the seed; toon, comic and anime on the classic engine do not depend on it
+    (``Style.seed_free``, in ``hello``): two such variants were two generations of one texture under
+    two names. The panel says so, and what to change; not for another strength, another style, or
+    where the neural engine runs."""
+    assert bpy.ops.avatartex.test_backend() == {"FINISHED"}  # the fake's toon is seed-free
+    head = add_sphere("Head", portrait)
+    settings = bpy.context.scene.avatartex
+    settings.engine, settings.style = "classic", "toon"
+
+    def said() -> str:
+        return " ".join(text for text, _ in drawn_labels(addon.panels.AVATARTEX_PT_variants))
+
+    assert bpy.ops.avatartex.variant_add() == {"FINISHED"}
+    assert "same texture" not in said()
+    assert bpy.ops.avatartex.variant_add() == {"FINISHED"}
+    assert "'toon 1' will be the same texture as 'toon 0'" in said() and "strength under 1" in said()
+    head.avatartex.variants[1].strength = 0.8
+    assert "same texture" not in said()
+    head.avatartex.variants[1].strength = 1.0
+    settings.engine = "auto"  # the neural engine ready: its diffusion draws from the seed
+    monkeypatch.setattr(addon.engines, "neural_code", lambda hello=None: "ok")
+    assert "same texture" not in said()
+    monkeypatch.setattr(addon.engines, "neural_code", lambda hello=None: "no_gpu")
+    assert "same texture" in said()
+    settings.style = "photoreal"  # its grain is drawn from the seed
+    assert bpy.ops.avatartex.variant_add() == {"FINISHED"}
+    assert bpy.ops.avatartex.variant_add() == {"FINISHED"}
+    assert "same texture" not in said()
+
+
 def test_unregister_stops_backend(addon, fake_backend):
     bpy.ops.avatartex.test_backend()
     proc = addon.state.client.process
