@@ -420,3 +420,78 @@ def test_hair_over_the_scalp_is_the_styles_flat_hair_not_quantised_with_the_skin
     assert share < 0.001
     tones = np.unique(np.round(pixels * 64).astype(int), axis=0, return_counts=True)[1]
     assert np.sort(tones)[::-1][:2].sum() >= 0.97 * len(pixels)
+
+
+def test_a_warm_skin_is_not_pushed_past_a_skins_chroma_and_a_pale_one_is_saturated_as_before() -> None:
+    """``repaint.styled_skin``: toon's saturation of 1.25 took Grace Hopper's warm print (her cheek
+    C* 45) to 55, anime's to 58, a fake tan; a skin of C* 20-26 is saturated exactly as the palette."""
+    from avatartex.engines.classic.repaint import SKIN_CHROMA_KNEE, _saturate, styled_skin
+    from avatartex.imaging import to_lab
+
+    def chroma(rgb: np.ndarray) -> float:
+        return float(np.hypot(*to_lab(np.asarray(rgb, np.float32))[1:]))
+
+    warm = np.array([204, 120, 84], np.float32) / 255
+    assert chroma(_saturate(warm[None], 1.25)[0]) > 54
+    assert chroma(warm) - 0.5 <= chroma(styled_skin(warm, 1.25)) <= chroma(warm) + 2.0
+    for pale in ([190, 150, 130], [230, 180, 150]):
+        pale = np.array(pale, np.float32) / 255
+        assert chroma(_saturate(pale[None], 1.25)[0]) < SKIN_CHROMA_KNEE
+        assert np.allclose(styled_skin(pale, 1.25), np.clip(_saturate(pale[None], 1.25)[0], 0, 1))
+
+
+@pytest.mark.parametrize("style", INKED)
+def test_each_eye_is_drawn_with_an_iris_and_a_pupil(style: str) -> None:
+    """toon's and comic's eyes were their outline round skin or the sclera's colour (the eye's few
+    texels went into the palette's skin or white): closed or blank eyes. Inside each eye's contour,
+    every style draws a pupil (dark) and the sclera (light) now, as anime did."""
+    _, _, _, lines, _ = _scene()
+    styled = _styled(style)
+    lum = styled @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+    for eye in ("right_eye", "left_eye"):
+        inside = features.fill_polygon(lum.shape, lines[eye]) > 0.5
+        inside &= features.distance_to_lines(lum.shape, [lines[eye]]) > 0.04 * _unit()  # not the lashes
+        assert inside.sum() > 30, eye
+        assert (lum[inside] < 0.15).sum() >= 4, (style, eye)  # the pupil
+        assert (lum[inside] > 0.8).mean() > 0.1, (style, eye)  # the sclera
+
+
+@pytest.mark.parametrize("style", ("toon", "comic"))
+def test_the_photos_red_folds_on_the_face_become_the_skins_own_tones(style: str) -> None:
+    """A photo's deep folds and wrinkles, de-lit red (Grace Hopper's: red bars by her nose, blotches
+    on her chin in toon and comic), are no colour of a flat style's head: where the photo shows
+    them, the styled texture keeps the styled skin's hue and is at most as saturated as it."""
+    from avatartex.imaging import to_lab
+
+    geo, texture, coords, lines, _ = _scene()
+    ctx = make_ctx(geo, style, astronaut(), coords, seed=1)
+    ctx.feature_lines = lines
+    for stage in (ClassicInpaint(), ClassicLatent()):
+        texture = stage.run(texture, ctx)
+    unit = _unit()
+    # Two folds from beside the nose towards the mouth's corners, a few texels wide, dark red.
+    nose, lips = lines["nose"], lines["lips_outer"]
+    folds = np.zeros(geo.mask.shape, np.float32)
+    for side in (-1, 1):
+        top = np.array([nose[:, 0].mean() + side * 0.45 * unit, nose[:, 1].mean()])
+        bottom = np.array([lips[:, 0].mean() + side * 0.75 * unit, lips[:, 1].max() + 0.1 * unit])
+        line = np.linspace(top, bottom, 40)
+        folds = np.maximum(
+            folds, (features.distance_to_lines(folds.shape, [line]) < 0.07 * unit).astype(np.float32)
+        )
+    red = np.array([0.55, 0.22, 0.16], np.float32)
+    color = texture.color * (1 - folds[..., None]) + red * folds[..., None]
+    styled = ClassicRepaint().run(AtlasTexture(color.astype(np.float32), texture.confidence), ctx).color
+    head = geo.frame.to_head(geo.positions)
+    face = geo.mask & (head[..., 1] < 0.8) & (head[..., 1] > -1.6) & (geo.normals[..., 2] > 0.6)
+    skin = _commonest(styled[face])  # the style's own skin tone
+    on = (folds > 0.5) & (features.distance_to_lines(folds.shape, list(lines.values())) > 0.05 * unit)
+    assert on.sum() > 100
+    lab, skin_lab = to_lab(styled[on]), to_lab(skin)
+    hue = np.degrees(np.arctan2(lab[:, 2], lab[:, 1]))
+    skin_hue = np.degrees(np.arctan2(skin_lab[2], skin_lab[1]))
+    chroma, skin_chroma = np.hypot(lab[:, 1], lab[:, 2]), np.hypot(skin_lab[1], skin_lab[2])
+    # Before: toon's folds 17° off the skin's hue at C* 35.5 (its skin's 29.8), comic's 10° at 35.3
+    # (30.9); now toon's are its cel shadow (9°: the shadow's tint is a little redder), comic's dots.
+    assert np.percentile(np.abs(hue - skin_hue), 90) < 12, np.percentile(np.abs(hue - skin_hue), 90)
+    assert np.percentile(chroma, 90) < skin_chroma * 1.05 + 1, (np.percentile(chroma, 90), skin_chroma)

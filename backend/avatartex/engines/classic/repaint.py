@@ -24,7 +24,7 @@ import pywt
 from ... import atlas_filters as filters
 from ...atlas import AtlasGeometry, directions
 from ...features import Stroke, arc, brow_midline, draw_strokes, fill_polygon, taper
-from ...imaging import luminance, put_rows, sample_image, smoothstep, take_rows, unit_range
+from ...imaging import from_lab, luminance, put_rows, sample_image, smoothstep, take_rows, to_lab, unit_range
 from ..base import AtlasTexture, Stage, StageContext
 
 _WAVELET = "db2"
@@ -286,6 +286,26 @@ def _saturate(image: np.ndarray, saturation: float, warmth: float = 0.0) -> np.n
     lum = luminance(image)[..., None]
     out = lum + (image - lum) * np.float32(saturation)
     return out + np.array([warmth, warmth * 0.3, -warmth], np.float32)
+
+
+SKIN_CHROMA_KNEE = 40.0
+"""CIELAB chroma over which a style's saturation adds a third of what it would to the skin's tone
+(``styled_skin``). Skin reads C* 15-35 in most photos; a warm or faded print more (Grace Hopper's
+cheek 45), which toon's 1.25 took to 55 and anime's to 58: a fake tan."""
+
+
+def styled_skin(skin: np.ndarray, saturation: float, warmth: float = 0.0) -> np.ndarray:
+    """The skin's tone (3,) saturated and warmed as a style's palette is (``_saturate``), its chroma
+    over ``SKIN_CHROMA_KNEE`` raised by a third of the rest only, never under the tone's own."""
+    skin = np.asarray(skin, np.float32)
+    raised = np.clip(_saturate(skin[None], saturation, warmth)[0], 0.0, 1.0)
+    lab, own = to_lab(raised), to_lab(skin)
+    chroma, own_chroma = float(np.hypot(lab[1], lab[2])), float(np.hypot(own[1], own[2]))
+    if chroma <= SKIN_CHROMA_KNEE:
+        return raised
+    kept = max(SKIN_CHROMA_KNEE + (chroma - SKIN_CHROMA_KNEE) / 3.0, min(own_chroma, chroma))
+    lab[1:] *= np.float32(kept / chroma)
+    return from_lab(lab).astype(np.float32)
 
 
 # -- what the styles share: half-resolution work, the head's forms, clean colour regions -----------
@@ -606,7 +626,7 @@ def _flat_colours(
     keyword values are the defaults of the style's ``classic`` settings of the same meaning.
 
     Returns (flat image, per-texel palette label, per-label is-skin, the half-size smoothing, its
-    band rows)."""
+    band rows, the skin's styled tone)."""
     p = ctx.style.classic
     atlas, rows = ctx.atlas, ctx.atlas.band_rows
     scale = atlas.size / 1024
@@ -629,10 +649,10 @@ def _flat_colours(
         p.get("region_sigma", region) * scale,
     )
     palette = np.clip(_saturate(palette, saturation), 0, 1)
-    skin = np.clip(_saturate(_skin_tone(image, atlas)[None], saturation)[0], 0, 1)
+    skin = styled_skin(_skin_tone(image, atlas), saturation)
     palette, is_skin = collapse_skin(palette, skin, p.get("skin_distance", 20.0))
     labels = _crisp(votes, small_rows, image, rows)
-    return palette[labels], labels, is_skin, smooth, small_rows
+    return palette[labels], labels, is_skin, smooth, small_rows, skin
 
 
 TONE_SHADOW_MIN_IOD2 = 0.04
@@ -709,34 +729,50 @@ def flat_hair(
     return out
 
 
+def _others_as_skin(
+    flat: np.ndarray, labels: np.ndarray, is_skin: np.ndarray, skin: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``flat`` with its palette's colours that are not the skin's (``_flat_colours``) made the skin's
+    ``skin``, and (S, S) float32 1 where they were darker than it: the shadow's candidates.
+
+    The photo's other colours on a head (folds and wrinkles de-lit red or grey, under-eye shadows, a
+    mole, stubble) are no colour of a cel-shaded or inked head: Grace Hopper's folds came out as grey
+    or red bars (a moustache) and blotches on the chin. As shadow candidates a form is kept and a
+    speck dropped (``without_specks``), in the style's own shadow. Brows, lips, eyes and hair are
+    drawn over them after."""
+    other = ~is_skin[labels]
+    darker = (other & (luminance(flat) < luminance(skin))).astype(np.float32)
+    return np.where(other[..., None], skin, flat).astype(np.float32), darker
+
+
 def toon(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     """Cel shading: a few clean flat colour regions, flat brows and lips, cel shadows from the head's
     forms, and tapered outlines drawn along the eyes, nose and mouth (never along noise)."""
     p = ctx.style.classic
     atlas, rows, lines = ctx.atlas, ctx.atlas.band_rows, ctx.features()
-    flat, labels, is_skin, smooth, small_rows = _flat_colours(
+    flat, labels, is_skin, smooth, small_rows, skin_colour = _flat_colours(
         image, ctx, sigma_space=12.0, sigma_color=0.12, colors=6, lightness=1.0, saturation=1.25, region=2.5
     )
+    flat, darker = _others_as_skin(flat, labels, is_skin, skin_colour)
     # Two skin tones: where the photo's skin is clearly darker at the scale of the forms (cheek
     # hollows, the sides of the nose), or the head's forms turn away, a crisp cel shadow.
     unit_small = atlas.layout.face_texels_per_iod / 2
     tone = filters.gaussian(luminance(smooth), 0.05 * unit_small, small_rows)
     split = luminance(_skin_tone(image, atlas)) * (1 - p.get("tone_split", 0.12))
     tone_shadow = np.clip((split - _full(tone, small_rows, image, rows)) * 60.0, 0.0, 1.0)
+    tone_shadow = np.maximum(tone_shadow, darker)
     tone_shadow *= head_forms(atlas)["head"]  # the face's forms, not a bust's chest or cut
     threshold = p.get("shadow_threshold", 0.6)
-    skin = is_skin[labels]
-    forms = _shadow_shapes(atlas, 1.0, threshold) * skin
-    # As shown (on the skin's colour regions only): a tone shadow a region of another colour cuts
-    # into pieces leaves specks too.
+    forms = _shadow_shapes(atlas, 1.0, threshold)
     unit = atlas.layout.face_texels_per_iod
-    tone_shadow = without_specks(tone_shadow * skin, forms, TONE_SHADOW_MIN_IOD2 * unit * unit)
+    tone_shadow = without_specks(tone_shadow, forms, TONE_SHADOW_MIN_IOD2 * unit * unit)
     shadow = np.maximum(forms, tone_shadow)
     _keep_shadow(ctx, shadow, threshold)
     tint = 1 - p.get("shadow", 0.2) * np.array([1.0, 1.2, 1.15], np.float32)
     flat = flat * (1 - shadow[..., None] * (1 - tint))
     shape = image.shape[:2]
     flat = _brow_and_lip_fills(flat, image, lines, shape, p.get("lip_saturation", 1.4))
+    flat = drawn_eyes(flat, image, lines, shape, unit, p, iris_share=0.42, iris_saturation=1.1)
     flat = flat_hair(flat, image, ctx, p.get("saturation", 1.25), ink=True)
     ink = draw_strokes(
         shape, feature_strokes(lines, atlas.layout.face_texels_per_iod, p.get("outline_width", 1.0), "toon")
@@ -752,9 +788,10 @@ def comic(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     atlas, lines = ctx.atlas, ctx.features()
     s = atlas.size
     scale = s / 1024
-    flat, _, _, smooth, small_rows = _flat_colours(
+    flat, labels, is_skin, smooth, small_rows, skin = _flat_colours(
         image, ctx, sigma_space=16.0, sigma_color=0.15, colors=5, lightness=1.2, saturation=1.3, region=3.0
     )
+    flat, darker = _others_as_skin(flat, labels, is_skin, skin)
     shape = image.shape[:2]
     flat = _brow_and_lip_fills(flat, image, lines, shape, p.get("lip_saturation", 1.5))
     flat = flat_hair(flat, image, ctx, p.get("saturation", 1.3), ink=True)
@@ -766,11 +803,16 @@ def comic(image: np.ndarray, ctx: StageContext) -> np.ndarray:
         screen = 0.5 + 0.25 * (wave[None, :] + wave[:, None])
         threshold = p.get("shadow_threshold", 0.45)
         shade = _shadow_shapes(atlas, 1.0, threshold)
+        unit = atlas.layout.face_texels_per_iod
+        toned = without_specks(darker * head_forms(atlas)["head"], shade, TONE_SHADOW_MIN_IOD2 * unit * unit)
+        shade = np.maximum(shade, toned)
         dark = np.clip((0.3 - luminance(flat)) / 0.2, 0.0, 1.0)
         darkness = np.clip(np.maximum(shade * 0.75, dark * 0.6), 0.0, 1.0)
         dots = np.clip((0.85 * darkness - screen) * 8.0 + 0.5, 0.0, 1.0) * (darkness > 0.05)
         _keep_shadow(ctx, shade, threshold)
         flat = flat * (1 - np.float32(amount) * dots)[..., None]
+    # The eyes after the dots: a socket's halftone does not cover the eye itself.
+    flat = drawn_eyes(flat, image, lines, shape, atlas.layout.face_texels_per_iod, p, 0.42, False, 1.1)
     ink = draw_strokes(
         shape, feature_strokes(lines, atlas.layout.face_texels_per_iod, p.get("ink_width", 1.3), "comic")
     )
@@ -790,7 +832,7 @@ def anime(image: np.ndarray, ctx: StageContext) -> np.ndarray:
         smooth, mask_small > 0.5, small_rows, int(p.get("colors", 4)), 1.0, 1.0, 4.0 * scale
     )
     skin = _skin_tone(image, atlas)
-    skin = np.clip(_saturate(skin[None], p.get("saturation", 1.2), 0.01)[0] * p.get("skin_lift", 1.06), 0, 1)
+    skin = np.clip(styled_skin(skin, p.get("saturation", 1.2), 0.01) * p.get("skin_lift", 1.06), 0, 1)
     # Every region close to the skin becomes the one skin tone; the rest (hair) stays flat.
     palette, _ = collapse_skin(np.clip(_saturate(palette, 1.15), 0, 1), skin, p.get("skin_distance", 26.0))
     flat = palette[_crisp(votes, small_rows, image, rows)]
@@ -804,7 +846,7 @@ def anime(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     flat = flat_hair(flat, image, ctx, 1.15, ink=False)
     shape = image.shape[:2]
     unit = atlas.layout.face_texels_per_iod
-    flat = _anime_eyes(flat, image, lines, shape, unit, p)
+    flat = drawn_eyes(flat, image, lines, shape, unit, p)
     if "lips_outer" in lines:  # the lips only as a faint tint
         lips = fill_polygon(shape, lines["lips_outer"], feather=1.0)
         flat = _mix(flat, np.clip(skin * np.array([0.95, 0.72, 0.72], np.float32), 0, 1), lips * 0.6)
@@ -812,10 +854,23 @@ def anime(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     return _mix(flat, np.array(p.get("ink_color", [0.12, 0.06, 0.07]), np.float32), ink)
 
 
-def _anime_eyes(
-    flat: np.ndarray, source: np.ndarray, lines: dict[str, np.ndarray], shape: tuple[int, int], unit: float, p
+def drawn_eyes(
+    flat: np.ndarray,
+    source: np.ndarray,
+    lines: dict[str, np.ndarray],
+    shape: tuple[int, int],
+    unit: float,
+    p,
+    iris_share: float = 0.55,
+    highlight: bool = True,
+    iris_saturation: float = 1.4,
 ) -> np.ndarray:
-    """Each eye redrawn as sclera plus a large iris (the photo's iris colour) inside the eye's outline."""
+    """Each eye redrawn as a flat style draws it inside the eye's outline: sclera, an iris of the
+    photo's iris colour (saturated by ``iris_saturation``; ``iris_share`` of the opening's height in
+    radius: anime's large, toon's and comic's smaller), darker under the upper lid, a pupil and,
+    with ``highlight``, a catch light.
+    Left to the palette, the eye's few texels went into the skin's or the sclera's colour: toon's
+    and comic's eyes were outlines round skin, closed or blank."""
     yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
     for eye in ("right_eye", "left_eye"):
         if eye not in lines:
@@ -834,9 +889,9 @@ def _anime_eyes(
         if dark.sum() < 2:
             continue
         cx, cy = xx[box][dark].mean(), yy[box][dark].mean()
-        iris_colour = np.clip(_saturate(source[box][dark].mean(axis=0)[None], 1.4)[0] * 1.3, 0, 1)
+        iris_colour = np.clip(_saturate(source[box][dark].mean(axis=0)[None], iris_saturation)[0] * 1.3, 0, 1)
         height = float(contour[:, 1].max() - contour[:, 1].min())
-        r = max(0.55 * height, 0.12 * unit)
+        r = max(iris_share * height, 0.12 * unit * iris_share / 0.55)
         d = np.sqrt((xx[box] - cx) ** 2 + (yy[box] - cy) ** 2)
         iris = np.clip(r - d + 0.5, 0, 1)
         pupil = np.clip(0.45 * r - d + 0.5, 0, 1)
@@ -848,7 +903,8 @@ def _anime_eyes(
         iris_img = _mix(np.broadcast_to(iris_colour, flat[box].shape).copy(), iris_colour * 0.35, top * 0.8)
         eye_img = _mix(eye_img, iris_img, iris)
         eye_img = _mix(eye_img, iris_colour * 0.15, pupil)
-        eye_img = _mix(eye_img, np.ones(3, np.float32), hl)
+        if highlight:
+            eye_img = _mix(eye_img, np.ones(3, np.float32), hl)
         flat[box] = _mix(flat[box], eye_img, inside[box])
     return flat
 
