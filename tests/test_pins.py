@@ -52,6 +52,8 @@ def test_a_pin_is_a_vertex_or_the_vertex_nearest_a_point(sphere):
         ({"nose_tip": [0.0, float("nan"), 2.0]}, "neither a vertex index nor a point"),
         # Blender's view of a y-up file's point (x, -z, y): off the mesh, and the hint says how to read it.
         ({"nose_tip": [0.0, -2.0, 0.0 + 3.0]}, "is not on mesh"),
+        # So far out that the distance overflows: said so, not "inf away (inf% of the mesh's size)".
+        ({"nose_tip": [1e308, 1e308, 1e308]}, "is too far away to measure"),
     ],
 )
 def test_a_wrong_pin_is_a_typed_error(sphere, pins, words):

@@ -171,11 +171,16 @@ def _nearest_vertex(mesh: Mesh, positions: np.ndarray, name: str, point: np.ndar
     size = float(np.linalg.norm(positions.max(axis=0) - positions.min(axis=0)))
     if distances[vertex] > longest + PIN_POINT_REACH * size:
         nearest = ", ".join(f"{v:.4g}" for v in positions[vertex])
+        # A point so far out that its distance overflows (1e308) is said as such, not as "inf away".
+        away = (
+            f"is {distances[vertex]:.3g} away ({distances[vertex] / max(size, 1e-12):.0%} of the mesh's size)"
+            if np.isfinite(distances[vertex])
+            else "is too far away to measure"
+        )
         raise AvatarTexError(
             ErrorCode.BAD_REQUEST,
             f"Landmark pin {name!r} at ({', '.join(f'{v:.4g}' for v in point)}) is not on mesh "
-            f"'{mesh.name}': its nearest vertex, at ({nearest}), is {distances[vertex]:.3g} away "
-            f"({distances[vertex] / max(size, 1e-12):.0%} of the mesh's size).",
+            f"'{mesh.name}': its nearest vertex, at ({nearest}), {away}.",
             "Give the point in the mesh file's own coordinates, before any scene transform; a glTF or "
             "OBJ point that Blender shows as (x, y, z) is (x, z, -y) in the file.",
         )
