@@ -319,9 +319,9 @@ def test_a_flat_styles_hair_is_one_colour_of_its_own_over_the_whole_scalp(
     lab = regions.to_lab(atlas)
     skin = np.median(lab[face_skin(state)], axis=0)
     assert (np.linalg.norm(lab[back] - skin, axis=1) < 10).mean() < 0.001  # no skin in the hair
-    # Flat, not blotched: the hair's tone and its cel shadow's (L* to 2 units) are nearly all of it.
+    # Flat, not blotched: one tone of the hair (L* to 2 units) is nearly all of it.
     tones = np.unique(np.round(lab[back][:, 0] / 2), return_counts=True)[1]
-    assert np.sort(tones)[::-1][:2].sum() >= 0.95 * back.sum()
+    assert tones.max() >= 0.95 * back.sum()
 
 
 def test_the_hairline_fades_without_a_step(hair_run, state):

@@ -386,8 +386,8 @@ def test_hair_over_the_scalp_is_the_styles_flat_hair_not_quantised_with_the_skin
     """``scalp=hair``: the hair layer (synthesised strands, the photo's streaks) went into the flat
     styles' palette with the skin, and its light strands were made skin: a blond head came out as
     olive and beige camouflage with bars of skin colour on the back of the head. Now the hair is one
-    colour of its own (a cel shadow on its underside at most, and in toon and comic an ink line at its
-    edge): no skin-coloured texel inside it, at most two tones away from its edge."""
+    colour of its own (in toon and comic with an ink line at its edge): no skin-coloured texel
+    inside it, one tone away from its edge."""
     import cv2
     from avatartex.engines.classic import repaint
 
@@ -419,7 +419,7 @@ def test_hair_over_the_scalp_is_the_styles_flat_hair_not_quantised_with_the_skin
     share, pixels = skin_inside(cover)
     assert share < 0.001
     tones = np.unique(np.round(pixels * 64).astype(int), axis=0, return_counts=True)[1]
-    assert np.sort(tones)[::-1][:2].sum() >= 0.97 * len(pixels)
+    assert tones.max() >= 0.95 * len(pixels)  # the rest: the ink along the hair's edge
 
 
 def test_a_warm_skin_is_not_pushed_past_a_skins_chroma_and_a_pale_one_is_saturated_as_before() -> None:

@@ -684,10 +684,6 @@ def without_specks(shadow: np.ndarray, forms: np.ndarray, min_area: float) -> np
     return np.where(gone & (forms <= 0.5), np.float32(0.0), shadow).astype(shadow.dtype)
 
 
-HAIR_SHADE_DOWN = 0.3
-"""How far a hair texel's surface faces down (the head frame's -y of its normal) from which a flat
-style shades it: the hair's underside over the nape, the one form a cap of hair shows under a light
-from above."""
 HAIRLINE_INK_IOD = 0.035
 """Width, eye distances, of the ink line toon and comic draw inside the hair's edge."""
 
@@ -696,8 +692,9 @@ def flat_hair(
     flat: np.ndarray, image: np.ndarray, ctx: StageContext, saturation: float, ink: bool
 ) -> np.ndarray:
     """``flat`` with the hair (``scalp=hair``, ``ctx.hair``) painted as a flat style paints it: one
-    colour, the hair's median in ``image``, saturated as the style saturates its palette, with a cel
-    shadow on the hair's underside (``HAIR_SHADE_DOWN``) and, with ``ink``, a line along its edge.
+    colour, the hair's median in ``image``, saturated as the style saturates its palette, and, with
+    ``ink``, a line along its edge. (A cel shadow on its underside, where the normal faces down, was
+    tried: on a round skull it is a soft dark oval on the back of the head, not a form.)
 
     Quantised with the rest of the atlas, the synthesised strands and the photo's streaks split into
     palette regions, some of them near enough to the skin to be made skin: a blond head came out as
@@ -710,17 +707,22 @@ def flat_hair(
     if inside.sum() < 16:
         return flat
     base = np.clip(_saturate(np.median(image[inside], axis=0)[None], saturation)[0], 0.0, 1.0)
-    down = smoothstep((-atlas.normals[..., 1] - HAIR_SHADE_DOWN) / 0.03).astype(np.float32)
-    shade = 1 - 0.3 * np.array([1.0, 1.15, 1.1], np.float32)
-    hair = base[None, None] * (1 - down[..., None] * (1 - shade))
+    hair = np.broadcast_to(base, flat.shape)
     # Crisp at the hairline (the layer's feathered edge read at half its cover), one texel of ramp.
-    alpha = smoothstep((cover - 0.35) / 0.3).astype(np.float32) * atlas.mask
+    held = atlas.mask.astype(np.float32)
+    alpha = smoothstep((cover - 0.35) / 0.3).astype(np.float32) * held
+    # The texels the layer leaves out at a chart's edge inside the hair (the band's top rows under
+    # the crown's disc) closed, per chart: left to the palette they were skin, a dotted line over the
+    # crown.
+    near = filters.gaussian((alpha > 0.5) * held, 1.5, rows) / np.maximum(
+        filters.gaussian(held, 1.5, rows), 1e-3
+    )
+    alpha = np.maximum(alpha, smoothstep((near - 0.5) / 0.2).astype(np.float32) * held)
     out = _mix(flat, hair, alpha)
     if ink:
         width = max(HAIRLINE_INK_IOD * atlas.layout.face_texels_per_iod, 1.0)
         # Per chart (``filters.gaussian``) and over the atlas's texels alone: neither the atlas's
         # seams nor the edges of its charts are an edge of the hair.
-        held = atlas.mask.astype(np.float32)
         near = filters.gaussian((alpha > 0.5) * held, width, rows) / np.maximum(
             filters.gaussian(held, width, rows), 1e-3
         )
