@@ -70,6 +70,14 @@ SKIN_DELTA_E = (12.0, 24.0)
 all (tone matching)."""
 WHOLE_HEAD = 0.97
 """A head part holding this share of the mesh's triangles is the whole mesh: textured as a head."""
+NECK_TILT_MAX_DEG = 30.0
+"""Largest angle between the neck's axis and the face's up axis (``find_neck``). A neck leans forward
+a little under a head held up; a scanned bust set on a body leaned its slices' centres 52° (the body's
+shoulders inside the bust's): the cut, square to that axis, ran from the chest at the front to high
+on the neck at the back, painting skin over the shirt and leaving the old neck under the new head."""
+NECK_STEP_WARN = 10.0
+"""CIELAB distance between the head's and the body's skin across the neck (``neck_tone_step``) from
+which the texture is said to show a seam there."""
 
 
 @dataclass
@@ -311,7 +319,20 @@ def find_neck(
         direction = (top - bottom) @ frame.axes
         axis = direction / np.linalg.norm(direction)
     point = frame.origin + iod * np.array([x, y, z]) @ frame.axes
-    return point, axis, float(radii[cut]) * iod
+    return point, _tilted_at_most(axis, frame.axes[1], NECK_TILT_MAX_DEG), float(radii[cut]) * iod
+
+
+def _tilted_at_most(axis: np.ndarray, up: np.ndarray, degrees: float) -> np.ndarray:
+    """``axis`` (unit) turned towards ``up`` (unit) until it is at most ``degrees`` from it."""
+    along = float(np.clip(axis @ up, -1.0, 1.0))
+    if np.degrees(np.arccos(along)) <= degrees:
+        return axis
+    side = axis - along * up
+    if np.linalg.norm(side) < 1e-9:  # pointing down the head: no side to lean to
+        return up.copy()
+    side /= np.linalg.norm(side)
+    angle = np.radians(degrees)
+    return np.cos(angle) * up + np.sin(angle) * side
 
 
 def _components(triangles: np.ndarray, positions: np.ndarray, chosen: np.ndarray) -> np.ndarray:
@@ -457,9 +478,9 @@ def neck_tone_step(
     """How the colour changes across the blend band along the neck, in a texture of the whole mesh
     (of its UV tile ``tile``).
 
-    ``delta_e``: Lab distance (CIE76) between the median colours of the rings just above and just
-    below the band; ``max_step``: the largest distance between the median colours of neighbouring
-    slices, a quarter of the band thick, from one ring through the band to the other.
+    ``delta_e``: Lab distance (CIE76) between the skin's tones (``_ring_tone``) of the rings just
+    above and just below the band; ``max_step``: the largest distance between the tones of
+    neighbouring slices, a quarter of the band thick, from one ring through the band to the other.
     """
     texture = np.asarray(texture)
     if np.issubdtype(texture.dtype, np.integer):
@@ -471,7 +492,8 @@ def neck_tone_step(
     if above.sum() < 8 or below.sum() < 8:
         return out
     lab = to_lab(texture[..., :3])
-    out["delta_e"] = float(np.linalg.norm(np.median(lab[above], 0) - np.median(lab[below], 0)))
+    # On the skin the rings and slices hold (``_ring_tone``): a shirt across them is no tone step.
+    out["delta_e"] = float(np.linalg.norm(_ring_tone(lab[above]) - _ring_tone(lab[below])))
     step = band_iod / 4
     edges = np.arange(-band_iod / 2 - RING_IOD, band_iod / 2 + RING_IOD + 1e-9, step)
     medians = []
@@ -479,7 +501,7 @@ def neck_tone_step(
         for a, b in zip(edges[:-1], edges[1:], strict=True):
             sel = layout.neck & (layout.height >= a) & (layout.height < b)
             if sel.sum() >= 4:
-                medians.append(np.median(lab[sel], axis=0))
+                medians.append(_ring_tone(lab[sel]))
     if len(medians) >= 2:
         out["max_step"] = float(np.linalg.norm(np.diff(np.array(medians), axis=0), axis=1).max())
     return out
@@ -540,10 +562,32 @@ def _skin_weight(lab: np.ndarray, tone: np.ndarray) -> np.ndarray:
     return np.clip((hi - distance) / (hi - lo), 0.0, 1.0).astype(np.float32)
 
 
+def _skin_like(lab: np.ndarray) -> np.ndarray:
+    """Per colour (..., 3) CIELAB: a warm hue (reds to yellows) with some colour, skin of any tone,
+    not a blue or grey collar."""
+    hue = np.degrees(np.arctan2(lab[..., 2], lab[..., 1]))
+    return (np.hypot(lab[..., 1], lab[..., 2]) > 4.0) & (hue >= -10.0) & (hue <= 100.0)
+
+
 def _plausible_skin(lab: np.ndarray) -> bool:
-    """Warm hue (reds to yellows) with some colour: skin of any tone, not a blue or grey collar."""
-    hue = np.degrees(np.arctan2(lab[2], lab[1]))
-    return bool(np.hypot(lab[1], lab[2]) > 4.0 and -10.0 <= hue <= 100.0)
+    """Whether one colour (3,) is skin-like (``_skin_like``)."""
+    return bool(_skin_like(np.asarray(lab)))
+
+
+RING_SKIN_SHARE = 0.25
+"""Share of the ring below the neck's band that must look like skin (``_skin_like``) for the body's
+tone to be read there, on those texels alone: a collar or a shirt across part of the ring (a scanned
+bust set on a body, its shirt up to the neck in front) made the ring's median a shirt colour, and the
+tone match was skipped with the old neck showing under the new head."""
+
+
+def _ring_tone(ring_lab: np.ndarray) -> np.ndarray:
+    """The skin's tone in a ring round the neck (N, 3) CIELAB: the median of its skin-like texels
+    where they are ``RING_SKIN_SHARE`` of it at least (and 8), else of all of it."""
+    skin = _skin_like(ring_lab)
+    if skin.sum() >= max(8, RING_SKIN_SHARE * len(ring_lab)):
+        return np.median(ring_lab[skin], axis=0)
+    return np.median(ring_lab, axis=0)
 
 
 def compose(
@@ -614,7 +658,7 @@ def compose(
 
     peak = float(np.iinfo(base_raw.dtype).max)
     base = base_raw[..., :3].astype(np.float32) / peak
-    body_tone = np.median(to_lab(base[below]), axis=0) if below.sum() >= 8 else None
+    body_tone = _ring_tone(to_lab(base[below])) if below.sum() >= 8 else None
     mode = params.tone_match
     offset = np.zeros(3, np.float32)
     if mode != "none":
@@ -624,7 +668,7 @@ def compose(
         elif not _plausible_skin(body_tone):
             warnings.append(
                 f"tone_match {mode} skipped: the neck below the head does not look like skin "
-                f"(Lab {np.round(body_tone, 1).tolist()}; clothing?)"
+                f"(Lab {', '.join(f'{float(v):.1f}' for v in body_tone)}; clothing?)"
             )
             mode = "none"
         else:
@@ -659,6 +703,16 @@ def compose(
         np.linalg.norm(face_tone - body_tone) if face_tone is not None and body_tone is not None else None
     )
     after = neck_tone_step(part, out, tile, material)
+    if np.isfinite(after["delta_e"]) and after["delta_e"] >= NECK_STEP_WARN:
+        warnings.append(
+            f"the head's skin and the body's differ by ΔE {after['delta_e']:.0f} across the neck: a "
+            + (
+                "seam shows there; tone_match body_to_face or face_to_body evens it"
+                if mode == "none" and params.tone_match == "none"
+                else "seam shows there (the tone match could not even it); paint over the neck, or "
+                "give a base texture whose neck is skin"
+            )
+        )
     report.update(
         tone_match=mode,
         base_texture=str(params.base_texture),

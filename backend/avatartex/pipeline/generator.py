@@ -385,6 +385,14 @@ class Generator:
         if uvtiles.UDIM_TOKEN in params.base_texture:  # the body's tiles the head leaves as they are
             base, ours = uvtiles.tile_files(params.base_texture), dict(files)
             report["base_tiles"] = {str(uvtiles.udim(t)): str(p) for t, p in base.items() if t not in ours}
+            toned = body_report is not None and body_report.get("toned_body_texels", 0) > 0
+            if toned and report["base_tiles"]:
+                warnings.append(
+                    f"the body's skin was matched to the face's in tile(s) "
+                    f"{', '.join(str(uvtiles.udim(t)) for t, _ in files)} only; tile(s) "
+                    f"{', '.join(report['base_tiles'])} keep the base's tone. tone_match face_to_body "
+                    "matches the face to the body instead, alike in every tile"
+                )
         report["uv_tiles"] = [
             {"tile": uvtiles.udim(tile), "square": list(tile), "texture": name} for tile, name in files
         ]
