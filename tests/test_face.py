@@ -417,3 +417,33 @@ def test_the_photo_fades_in_from_the_edge_that_cuts_the_face() -> None:
     )
     fade = border_fade(coords, (80, 100), 5.0)
     np.testing.assert_allclose(fade, [0.0, 0.5, 1.0, 1.0, 0.5, 0.352, 1.0], atol=1e-3)
+
+
+def test_a_face_enlarged_from_a_smaller_picture_is_said_to_give_a_blurry_texture(
+    landmarker, astronaut
+) -> None:
+    """An enlarged small photo passes the eye-distance test (an LFW face, 25 pixels wide, enlarged 16
+    times: eyes 127 pixels apart) and gave a texture as blurred as the small one, with no word. The
+    face's crop shrunk and enlarged back tells (``face.detail_interocular``); photos as taken, two
+    stops darker or JPEG-compressed do not read as enlarged."""
+    import cv2
+
+    def said(image: np.ndarray) -> list[str]:
+        return [w for w in analyse_portrait(image, "p.png", landmarker)[1] if "enlarged" in w]
+
+    jpeg = cv2.imdecode(
+        cv2.imencode(".jpg", (astronaut[..., ::-1] * 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 30])[
+            1
+        ],
+        1,
+    )
+    for image in (astronaut, astronaut * 0.25, jpeg[..., ::-1].astype(np.float32) / 255):
+        assert said(np.ascontiguousarray(image, dtype=np.float32)) == []
+    small = cv2.resize(astronaut, (128, 128), interpolation=cv2.INTER_AREA)
+    enlarged = cv2.resize(small, (512, 512), interpolation=cv2.INTER_CUBIC)
+    face, warnings = analyse_portrait(enlarged, "enlarged.png", landmarker)
+    assert face.interocular > face_mod.WARN_IOD_PX and len([w for w in warnings if "enlarged" in w]) == 1
+    assert face_mod.detail_interocular(enlarged, face) <= face.interocular / 2  # shrunk 4 times
+    lfw = np.repeat(data.lfw_subset()[0][..., None].astype(np.float32), 3, axis=2)
+    lfw = cv2.resize(lfw, (400, 400), interpolation=cv2.INTER_CUBIC)
+    assert len(said(np.clip(lfw, 0, 1))) == 1
