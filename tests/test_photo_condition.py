@@ -174,3 +174,42 @@ def test_generate_brightens_and_denoises_a_dark_grainy_phone_photo(astronaut, tm
     assert cameras["auto"] == cameras["off"]  # the registration reads the photo as taken
     assert abs(lightness["auto"] - lightness["clean"]) < 0.3 * abs(lightness["off"] - lightness["clean"])
     assert abs(grain["auto"] - grain["clean"]) < 0.5 * abs(grain["off"] - grain["clean"]), grain
+
+
+def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    import cv2
+
+    encoded = cv2.imencode(
+        ".jpg", (image[..., ::-1] * 255).round().astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )[1]
+    return cv2.imdecode(encoded, 1)[..., ::-1].astype(np.float32) / 255
+
+
+def test_a_heavily_compressed_photo_has_its_colour_smoothed_over_the_blocks(astronaut, astronaut_face):
+    """JPEG quality 8: pink and orange squares on the nose and cheeks of the texture, and no word
+    (the grain test reads the finest band, not the block grid). Now the head's colour is smoothed
+    over the blocks and it is said; quality 40, Grace Hopper's JPEG as shipped and the photo as
+    rendered are left as they are."""
+    from avatartex.face import default_landmarker
+    from avatartex.image_io import load_portrait
+    from matplotlib import cbook
+
+    hopper, _ = load_portrait(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    hopper_face, _ = analyse_portrait(hopper, "gh.jpg", default_landmarker())
+    for photo, face in (
+        (astronaut, astronaut_face),
+        (_jpeg(astronaut, 40), astronaut_face),
+        (hopper, hopper_face),
+    ):
+        out, condition, said = pc.condition_portrait(photo, face, "auto")
+        assert not condition.deblocked and condition.blockiness < pc.BLOCKY_CHROMA
+        assert not [s for s in said if "compressed" in s]
+    blocky = _jpeg(astronaut, 8)
+    out, condition, said = pc.condition_portrait(blocky, astronaut_face, "auto", "'q8.jpg'")
+    assert condition.deblocked and condition.blockiness >= pc.BLOCKY_CHROMA
+    assert condition.report()["deblocked"] and len([s for s in said if "heavily compressed" in s]) == 1
+    x0, y0, x1, y1 = pc._head_box(blocky, astronaut_face)
+    assert pc.blockiness(out[y0:y1, x0:x1], x0, y0) < 1.5  # the grid is gone from the colour
+    assert np.abs(out - blocky)[..., :3].mean() < 0.02  # the lightness kept: a colour change
+    kept, condition, said = pc.condition_portrait(blocky, astronaut_face, "off")
+    assert kept is blocky and not condition.deblocked and any("white_balance=auto" in s for s in said)

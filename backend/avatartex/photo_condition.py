@@ -80,6 +80,20 @@ astronaut's cheek: 2 %)."""
 
 CHANNELS = ("red", "green", "blue")
 
+BLOCKY_CHROMA = 4.0
+"""How much larger the colour's steps are across JPEG's block edges (every 16 pixels of its
+subsampled chroma) than between them, from which a photo is taken for heavily compressed
+(``blockiness``): 1.0 on the astronaut as rendered, 2.0 on Grace Hopper's JPEG as shipped, 1.6-2.4
+at quality 70-92, 2.5-2.8 at 40, 3.5-4.0 at 20, 5.0-6.1 at 8, where the blocks show as pink and
+orange squares on the skin."""
+BLOCK_CHROMA_SIGMA = 6.0
+"""Pixels of Gaussian blur on the colour (not the lightness) of a heavily compressed photo's head at
+least: its chroma blocks are 16 pixels wide."""
+BLOCK_CHROMA_IOD = 0.35
+"""The same blur in eye distances, where that is more: on a face whose eyes are 43 pixels apart the
+blocks are a third of the eye distance, and blurred by 6 pixels they were still pink and orange
+patches on the cheeks (the astronaut at JPEG quality 8)."""
+
 
 @dataclass(frozen=True)
 class PhotoCondition:
@@ -98,11 +112,15 @@ class PhotoCondition:
     """Share of the face's skin with a channel clipped (250 /255 or above) in the photo as taken."""
     white_skin: float | None = None
     """Share of the face's skin burnt out to white, every channel clipped (of ``clipped_skin``)."""
+    blockiness: float | None = None
+    """JPEG's block grid in the head's colour (``blockiness``; 1: none)."""
+    deblocked: bool = False
+    """Whether the head's colour was smoothed over the blocks (``BLOCKY_CHROMA``)."""
 
     @property
     def changed(self) -> bool:
-        """Whether the photo was brightened or denoised."""
-        return self.gain != 1.0 or self.denoised
+        """Whether the photo was brightened, denoised or deblocked."""
+        return self.gain != 1.0 or self.denoised or self.deblocked
 
     def report(self) -> dict:
         """``report.json``'s ``portrait.condition``."""
@@ -115,6 +133,8 @@ class PhotoCondition:
             found["clipped_skin"] = round(self.clipped_skin, 4)
         if self.white_skin is not None:
             found["white_skin"] = round(self.white_skin, 4)
+        if self.blockiness is not None:
+            found["blockiness"], found["deblocked"] = self.blockiness, self.deblocked
         return found
 
 
@@ -148,6 +168,21 @@ def skin_noise(crop: np.ndarray, skin: np.ndarray) -> float | None:
             return None
         sigmas.append(np.median(np.abs(diagonal[on_skin])) / 0.6745)
     return float(np.median(sigmas))
+
+
+def blockiness(region: np.ndarray, x0: int, y0: int) -> float:
+    """JPEG's block grid in the colour of a photo's ``region`` (sRGB 0..1, its top-left pixel at
+    (``x0``, ``y0``) in the photo, whose origin the grid starts from): the mean step of Cr and Cb
+    across the 16-pixel block edges over the mean step elsewhere, the larger of the two axes'."""
+    ycc = cv2.cvtColor(np.clip(region[..., :3], 0, 1).astype(np.float32), cv2.COLOR_RGB2YCrCb)
+    ratios = []
+    for axis, origin in ((1, x0), (0, y0)):
+        if ycc.shape[axis] < 64:
+            return 1.0
+        steps = np.abs(np.diff(ycc[..., 1:], axis=axis)).mean(axis=(1 - axis, 2))
+        at_edge = (np.arange(len(steps)) + origin) % 16 == 15
+        ratios.append(float(steps[at_edge].mean() / max(float(steps[~at_edge].mean()), 1e-6)))
+    return max(ratios)
 
 
 def _head_box(portrait: np.ndarray, face: Face) -> tuple[int, int, int, int]:
@@ -225,9 +260,30 @@ def condition_portrait(
                 f"{name} is grainy (sensor noise {noise * 255:.0f}/255 on the skin), and the grain is "
                 "in the texture; white_balance=auto denoises the photo first"
             )
+    blocky = blockiness(portrait[y0:y1, x0:x1], x0, y0)
+    deblocked = False
+    if blocky >= BLOCKY_CHROMA:
+        if correct:
+            out = np.array(out, np.float32, copy=True) if out is portrait else out
+            ycc = cv2.cvtColor(np.ascontiguousarray(out[y0:y1, x0:x1, :3]), cv2.COLOR_RGB2YCrCb)
+            sigma = max(BLOCK_CHROMA_SIGMA, BLOCK_CHROMA_IOD * face.interocular)
+            ycc[..., 1:] = cv2.GaussianBlur(ycc[..., 1:], (0, 0), sigma)
+            out[y0:y1, x0:x1, :3] = np.clip(cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB), 0.0, 1.0)
+            deblocked = True
+        said.append(
+            f"{name} is heavily compressed (its JPEG blocks show in the colour, {blocky:.1f} times the "
+            "steps between them): "
+            + (
+                "the colour of its head was smoothed over the blocks, so the skin's colour detail is "
+                "softer; the photo as saved by the camera, or at a higher quality, gives a cleaner texture"
+                if correct
+                else "the blocks are in the texture; white_balance=auto smooths their colour first"
+            )
+        )
     if clipped > CLIPPED_SKIN_SHARE:
         said.append(overexposed_warning(name, clipped, white, channel))
-    return out, PhotoCondition(mode, peak, gain, noise, denoised, clipped, white), said
+    condition = PhotoCondition(mode, peak, gain, noise, denoised, clipped, white, round(blocky, 2), deblocked)
+    return out, condition, said
 
 
 def clipped_skin(crop: np.ndarray, skin: np.ndarray) -> tuple[float, float, str]:
