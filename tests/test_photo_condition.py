@@ -213,3 +213,19 @@ def test_a_heavily_compressed_photo_has_its_colour_smoothed_over_the_blocks(astr
     assert np.abs(out - blocky)[..., :3].mean() < 0.02  # the lightness kept: a colour change
     kept, condition, said = pc.condition_portrait(blocky, astronaut_face, "off")
     assert kept is blocky and not condition.deblocked and any("white_balance=auto" in s for s in said)
+
+
+def test_a_face_lit_from_one_side_is_said(astronaut, astronaut_face):
+    """The astronaut under a light falling off from 1.3 to 0.012 across her face (the QA photo read 2.9
+    stops between its halves): the texture had the
+    shadowed side's hair on both brows and muddy skin, and the verdict said nothing of the light. Now
+    it is said, with how many stops darker the shadowed side is; her photo as taken is not."""
+    _, condition, said = pc.condition_portrait(astronaut, astronaut_face, "auto")
+    assert condition.sides_stops < 1.0 and not [s for s in said if "one side" in s]
+    x = astronaut_face.landmarks[:, 0]
+    t = np.clip((np.arange(astronaut.shape[1]) - x.min()) / np.ptp(x), 0, 1)
+    ramp = (1.3 * (0.012 / 1.3) ** t).astype(np.float32)  # 6.8 stops across the face, evenly
+    lit = np.power(np.clip(np.power(astronaut, 2.2) * ramp[None, :, None], 0, 1), 1 / 2.2).astype(np.float32)
+    _, condition, said = pc.condition_portrait(lit, astronaut_face, "auto", "'side.png'")
+    assert condition.sides_stops >= pc.ONE_SIDED_STOPS and condition.report()["sides_stops"] >= 2.5
+    assert len([s for s in said if "'side.png' is lit from one side" in s]) == 1

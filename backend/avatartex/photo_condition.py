@@ -80,6 +80,12 @@ astronaut's cheek: 2 %)."""
 
 CHANNELS = ("red", "green", "blue")
 
+ONE_SIDED_STOPS = 2.5
+"""How much darker (stops, the median of linear luminance) the face's skin on one side of its midline
+may be than on the other before the photo is said to be lit from one side (``lit_sides``): photos
+in ordinary light 0.0-0.5 (the astronaut, Grace Hopper), bench/sweep.py's side, grazing, top and
+below lights up to 2.0; the astronaut under a falloff from 1.3 to 0.03 across her face 2.9, whose
+texture had the shadowed side's hair on both brows and muddy, blotched skin."""
 BLOCKY_CHROMA = 4.0
 """How much larger the colour's steps are across JPEG's block edges (every 16 pixels of its
 subsampled chroma) than between them, from which a photo is taken for heavily compressed
@@ -116,6 +122,8 @@ class PhotoCondition:
     """JPEG's block grid in the head's colour (``blockiness``; 1: none)."""
     deblocked: bool = False
     """Whether the head's colour was smoothed over the blocks (``BLOCKY_CHROMA``)."""
+    sides_stops: float | None = None
+    """How many stops darker the face's shadowed side is than its lit side (``lit_sides``)."""
 
     @property
     def changed(self) -> bool:
@@ -135,6 +143,8 @@ class PhotoCondition:
             found["white_skin"] = round(self.white_skin, 4)
         if self.blockiness is not None:
             found["blockiness"], found["deblocked"] = self.blockiness, self.deblocked
+        if self.sides_stops is not None:
+            found["sides_stops"] = self.sides_stops
         return found
 
 
@@ -168,6 +178,21 @@ def skin_noise(crop: np.ndarray, skin: np.ndarray) -> float | None:
             return None
         sigmas.append(np.median(np.abs(diagonal[on_skin])) / 0.6745)
     return float(np.median(sigmas))
+
+
+def lit_sides(crop: np.ndarray, skin: np.ndarray, face: Face, x0: int, y0: int) -> float | None:
+    """How many stops darker the face's skin is on its darker side of its midline (the line from the
+    forehead's landmark to the chin's) than on the other: ``crop`` (H, W, 3) sRGB at (``x0``,
+    ``y0``) in the photo, ``skin`` its mask (``face_skin``); None where a side has under 64 pixels."""
+    top, bottom = face.landmarks[10].astype(np.float64), face.landmarks[152].astype(np.float64)
+    yy, xx = np.mgrid[y0 : y0 + crop.shape[0], x0 : x0 + crop.shape[1]]
+    side = (xx - top[0]) * (bottom[1] - top[1]) - (yy - top[1]) * (bottom[0] - top[0])
+    light = np.power(np.clip(crop[..., :3], 0.0, 1.0), GAMMA) @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+    one, other = skin & (side > 0), skin & (side < 0)
+    if one.sum() < 64 or other.sum() < 64:
+        return None
+    a, b = float(np.median(light[one])), float(np.median(light[other]))
+    return float(np.log2(max(a, b) / max(min(a, b), 1e-4)))
 
 
 def blockiness(region: np.ndarray, x0: int, y0: int) -> float:
@@ -260,6 +285,13 @@ def condition_portrait(
                 f"{name} is grainy (sensor noise {noise * 255:.0f}/255 on the skin), and the grain is "
                 "in the texture; white_balance=auto denoises the photo first"
             )
+    sides = lit_sides(portrait[sy0:sy1, sx0:sx1], skin, face, sx0, sy0)
+    if sides is not None and sides >= ONE_SIDED_STOPS:
+        said.append(
+            f"{name} is lit from one side: the face's skin on its shadowed side is {sides:.1f} stops "
+            "darker than on its lit side, so its colour there rests on little light and the shadow "
+            "(or hair in it) may stay in the texture; a photo in even, frontal light gives a truer one"
+        )
     blocky = blockiness(portrait[y0:y1, x0:x1], x0, y0)
     deblocked = False
     if blocky >= BLOCKY_CHROMA:
@@ -282,7 +314,10 @@ def condition_portrait(
         )
     if clipped > CLIPPED_SKIN_SHARE:
         said.append(overexposed_warning(name, clipped, white, channel))
-    condition = PhotoCondition(mode, peak, gain, noise, denoised, clipped, white, round(blocky, 2), deblocked)
+    condition = PhotoCondition(
+        mode, peak, gain, noise, denoised, clipped, white, round(blocky, 2), deblocked,
+        None if sides is None else round(sides, 2),
+    )  # fmt: skip
     return out, condition, said
 
 
