@@ -221,6 +221,8 @@ class Job:
         report = result.get("report") or {}
         slot = (report.get("material") or {}).get("index")
         self._note_warnings(task, report.get("warnings") or [])
+        if (report.get("body") or {}).get("summary"):  # what was done to a full-body character
+            self.notes.append(f"{task.label}: {report['body']['summary']}")
         # A character over UDIM tiles: the body's tiles of its base image, shown unchanged beside the head's.
         tiles = {**(result.get("base_tiles") or {}), **(result.get("tiles") or {})}
         self._apply(task, result.get("texture", ""), report.get("quality") or {}, tiles, slot)

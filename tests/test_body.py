@@ -149,6 +149,9 @@ def test_body_to_face_keeps_the_body_and_removes_the_tone_step(toned, files, cha
     info = json.loads((Path(result["texture"]).parent / "report.json").read_text())["body"]
     assert info == result["report"]["body"]
     assert info["tone_match"] == "body_to_face" and info["head_search_axis"] == "+y"
+    # Said in a sentence (the command line and the panel print it): all of it was in report.json alone.
+    assert info["summary"].startswith("a full-body character: its head textured")
+    assert "kept from base.png, the body's skin matched to the face's (neck ΔE" in info["summary"]
     assert 0.03 < info["head_fraction"] < 0.25 and info["band_texels"] > 50
     assert out.shape == base.shape and out.dtype == base.dtype
     layout = part.body.layout(SIZE, SIZE)
@@ -209,6 +212,7 @@ def test_without_base_texture_the_body_gets_skin_fill(generator, files, part, tm
     result = generator.generate(request(files, tmp_path))
     info = result["report"]["body"]
     assert info["tone_match"] == "skin_fill" and info["base_texture"] is None
+    assert info["summary"].endswith("the body (no base texture given) filled with the face's skin tone")
     texture = body.read_base(result["texture"]).astype(np.float32) / 255
     layout = part.body.layout(SIZE, SIZE)
     body_texels = layout.covered & (layout.weight == 0)

@@ -654,6 +654,7 @@ def compose(
             skin_rgb=[round(float(c), 4) for c in skin],
             neck_delta_e=None if not np.isfinite(step["delta_e"]) else round(step["delta_e"], 3),
         )
+        report["summary"] = summary(report)
         return out, report
 
     peak = float(np.iinfo(base_raw.dtype).max)
@@ -722,4 +723,21 @@ def compose(
         neck_delta_e=None if not np.isfinite(after["delta_e"]) else round(after["delta_e"], 3),
         neck_max_step=None if not np.isfinite(after["max_step"]) else round(after["max_step"], 3),
     )
+    report["summary"] = summary(report)
     return out, report
+
+
+def summary(report: dict[str, Any]) -> str:
+    """What was done to a full-body character, in a sentence for the command line and the panel (the
+    report's ``body``: all of it was in report.json alone)."""
+    head = f"a full-body character: its head textured ({report['head_fraction']:.0%} of its texels)"
+    if report["tone_match"] == "skin_fill":
+        return head + ", the body (no base texture given) filled with the face's skin tone"
+    before, after = report.get("neck_delta_e_before"), report.get("neck_delta_e")
+    step = f"neck ΔE {before:.0f} → {after:.1f}" if before is not None and after is not None else ""
+    kept = f", the rest kept from {Path(report['base_texture']).name}"
+    if report["tone_match"] == "body_to_face":
+        return head + kept + ", the body's skin matched to the face's" + (f" ({step})" if step else "")
+    if report["tone_match"] == "face_to_body":
+        return head + kept + ", the head's skin matched to the body's" + (f" ({step})" if step else "")
+    return head + kept + " as it was" + (f" (neck ΔE {after:.0f})" if after is not None else "")

@@ -187,6 +187,8 @@ def _generate(args) -> int:
         f"{report['timings']['total']:.2f} s, coverage {report['coverage']:.0%}, "
         f"registration error {report['registration_error']:.3f} IOD)"
     )
+    if (report.get("body") or {}).get("summary"):
+        print(report["body"]["summary"][0].upper() + report["body"]["summary"][1:] + ".")
     if report.get("unwrapped_mesh"):
         print(
             f"wrote {report['unwrapped_mesh']}: the mesh with the UV map --unwrap made; the texture fits "

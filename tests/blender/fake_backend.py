@@ -188,6 +188,8 @@ def generate(req_id, params: dict) -> None:
             report["material"] = {"index": int(np.bincount(materials).argmax())}
         if ctl.get("warnings"):
             report["warnings"] = list(ctl["warnings"])
+        if ctl.get("body"):
+            report["body"] = dict(ctl["body"])
         if ctl.get("verdict"):
             report["quality"] = {
                 "verdict": ctl["verdict"],

@@ -551,6 +551,17 @@ def test_an_object_of_several_materials_sends_them_and_textures_the_faces(
         assert "materials" not in capture.files
 
 
+def test_what_was_done_to_a_full_body_character_reaches_the_summary(addon, fake_backend, portrait):
+    """The backend's sentence on a full-body character (head textured, body kept, its skin matched)
+    is in the summary under the button: it was in report.json alone."""
+    said = "a full-body character: its head textured (9% of its texels), the rest kept from base.png"
+    fake_backend("ok", body={"tone_match": "body_to_face", "summary": said})
+    add_sphere("Char", portrait)
+    bpy.context.scene.avatartex.resolution = 512
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert f"Char: {said}" in addon.state.last_summary
+
+
 def test_the_backends_warnings_reach_the_summary_once_per_batch(addon, fake_backend, portrait):
     glasses = "the photo shows glasses: their frames were taken off"
     fake_backend(
