@@ -514,3 +514,39 @@ def test_a_patch_wound_the_other_way_is_turned_to_agree():
     sphere = trimesh.creation.icosphere(2)
     both = np.concatenate([p, sphere.vertices * 0.01 + [0.3, 0, 0]])
     assert outward(both, np.concatenate([t, sphere.faces[:, ::-1] + len(p)])) is None
+
+
+def test_hair_and_brow_cards_in_the_heads_mesh_are_said_to_be_painted_as_skin():
+    """Cards for hair, brows or lashes (open, flat parts) in the head's material are painted with the
+    skin the atlas holds where they lie: pale bars over the brows, a patchwork of skin over the scalp,
+    with no word. They are counted and said; closed parts (an eyeball, a tooth), the head itself and
+    a few stray triangles are not."""
+    import trimesh
+    from avatartex.sheets import SHEETS_AREA, sheets_warning, thin_open_parts
+
+    head = trimesh.creation.icosphere(subdivisions=3, radius=1.0)
+    eye = trimesh.creation.icosphere(subdivisions=2, radius=0.1)
+    eye.apply_translation([0.3, 0.2, 0.95])
+    parts = [head, eye]
+    for k in range(6):  # six hair cards over the crown: quads 0.6 x 0.3, a little apart
+        card = trimesh.Trimesh(
+            [[-0.3, 0, 0], [0.3, 0, 0], [0.3, 0.3, 0], [-0.3, 0.3, 0]], [[0, 1, 2], [0, 2, 3]], process=False
+        )
+        card.apply_translation([0.0, 1.0 + 0.05 * k, 0.1 * k - 0.3])
+        parts.append(card)
+    mesh = trimesh.util.concatenate(parts)
+    found, share = thin_open_parts(mesh.vertices, mesh.faces)
+    assert found == 6 and share > SHEETS_AREA
+    said = sheets_warning("Head", found, share)
+    assert (
+        len(said) == 1
+        and "6 thin open parts of mesh 'Head'" in said[0]
+        and "material of their own" in said[0]
+    )
+    assert thin_open_parts(
+        trimesh.util.concatenate([head, eye]).vertices, trimesh.util.concatenate([head, eye]).faces
+    ) == (0, 0.0)
+    speck = trimesh.Trimesh([[0, 0, 2], [1e-3, 0, 2], [0, 1e-3, 2]], [[0, 1, 2]], process=False)
+    both = trimesh.util.concatenate([head, speck])
+    assert thin_open_parts(both.vertices, both.faces) == (0, 0.0)  # a stray triangle is no card
+    assert sheets_warning("Head", 0, 0.0) == []

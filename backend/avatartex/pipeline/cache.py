@@ -52,6 +52,7 @@ from ..landmarks import MeshLandmarks, detect_from_camera, detect_mesh_landmarks
 from ..mesh import Mesh, compute_normals, parse_facing
 from ..meshframe import MeshFrame, mesh_frame, normalized
 from ..occlusion import MeshCavity, at_texels, vertex_occlusion
+from ..sheets import sheets_warning, thin_open_parts
 from ..winding import outward
 
 log = logging.getLogger(__name__)
@@ -496,12 +497,15 @@ class HeadCache:
             model.derived["occlusion"] = stored.occlusion
         elif self.store is not None and part is None:
             self.store.save(stored_key, landmarker, landmarks, model.occlusion())
+        said = sheets_warning(mesh.name, *thin_open_parts(mesh.positions, mesh.triangles))
         if turned:
-            model.derived["warnings"] = [
+            said.append(
                 f"{turned} faces of mesh '{mesh.name}' were wound the other way from those around them "
                 "(flipped normals on part of it) and got no photo: they were turned to agree; Blender: "
                 "Edit Mode > Mesh > Normals > Recalculate Outside fixes the file"
-            ]
+            )
+        if said:
+            model.derived["warnings"] = said
         self._heads[key] = model
         while len(self._heads) > self.size:
             self._heads.popitem(last=False)

@@ -1,0 +1,74 @@
+"""Thin open sheets in a head's mesh: cards for hair, brows or lashes, a hat's brim.
+
+Game and film heads often carry them in the head's own material: planes (two triangles, or a strip)
+with an alpha-masked hair texture. The photo gives a head's skin, not hair cards, so they are painted
+with the skin the atlas holds where they lie: pale bars above the brows, a patchwork of skin tones
+over the scalp, a skin-coloured brim. What can be done is to say so, and how to keep them apart: their
+own material (the texture goes to the face's), or hidden while generating.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FLAT = 0.1
+"""A part whose thinnest principal extent is under this share of its widest is flat (a card, a
+strip, a brim; a mouth bag, an eyeball or a tooth is not)."""
+SHEETS_AREA = 0.0005
+"""Share of the mesh's area the thin open parts must cover together to be said (a few floating
+triangles of a scan are not worth a word): a game head's two brow cards and a lash strip cover
+0.09 % of it, 150 hair cards 27 %."""
+
+
+def thin_open_parts(positions: np.ndarray, triangles: np.ndarray) -> tuple[int, float]:
+    """How many of the mesh's connected parts (vertices at one position welded), the largest
+    excepted, are open (an edge used by one triangle) and flat (``FLAT``), and their share of the
+    mesh's area; (0, 0.0) where that share is under ``SHEETS_AREA``."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    positions = np.asarray(positions, np.float64)
+    triangles = np.asarray(triangles, np.int64)
+    if len(triangles) < 4:
+        return 0, 0.0
+    _, welded = np.unique(positions, axis=0, return_inverse=True)
+    tri = welded.reshape(-1)[triangles]
+    n = int(tri.max()) + 1
+    edges = np.sort(np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]]), axis=1)
+    graph = coo_matrix((np.ones(len(edges), np.int8), (edges[:, 0], edges[:, 1])), shape=(n, n))
+    count, label = connected_components(graph, directed=False)
+    if count < 2:
+        return 0, 0.0
+    part = label[tri[:, 0]]
+    corners = positions[triangles]
+    area = 0.5 * np.linalg.norm(
+        np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1
+    )
+    part_area = np.bincount(part, area, count)
+    keys, uses = np.unique(edges[:, 0] * n + edges[:, 1], return_counts=True)
+    open_part = np.zeros(count, bool)
+    open_part[label[(keys[uses == 1] // n)]] = True
+    largest = int(np.argmax(part_area))
+    found, covered = 0, 0.0
+    for k in np.flatnonzero(open_part):
+        if k == largest:
+            continue
+        points = positions[np.unique(triangles[part == k])]
+        extents = np.linalg.svd(points - points.mean(axis=0), compute_uv=False)
+        if len(points) >= 3 and extents[-1] < FLAT * max(float(extents[0]), 1e-12):
+            found += 1
+            covered += float(part_area[k])
+    share = covered / max(float(area.sum()), 1e-12)
+    return (found, share) if share >= SHEETS_AREA else (0, 0.0)
+
+
+def sheets_warning(name: str, found: int, share: float) -> list[str]:
+    """The artist's word on ``thin_open_parts``' finding; [] for none."""
+    if not found:
+        return []
+    return [
+        f"{found} thin open part{'s' if found > 1 else ''} of mesh '{name}' ({share:.0%} of its area: "
+        "cards for hair, brows or lashes, a brim) were painted with the skin the photo gives where they "
+        "lie; give them a material of their own (the texture goes to the face's) or hide them while "
+        "generating"
+    ]
