@@ -67,7 +67,7 @@ def sheets_warning(name: str, found: int, share: float) -> list[str]:
     if not found:
         return []
     return [
-        f"{found} thin open part{'s' if found > 1 else ''} of mesh '{name}' ({share:.0%} of its area: "
+        f"{found} thin open part{'s' if found > 1 else ''} of mesh '{name}' ({100 * share:.2g}% of its area: "
         "cards for hair, brows or lashes, a brim) were painted with the skin the photo gives where they "
         "lie; give them a material of their own (the texture goes to the face's) or hide them while "
         "generating"
