@@ -216,10 +216,10 @@ def test_a_heavily_compressed_photo_has_its_colour_smoothed_over_the_blocks(astr
 
 
 def test_a_face_lit_from_one_side_is_said(astronaut, astronaut_face):
-    """The astronaut under a light falling off from 1.3 to 0.012 across her face (the QA photo read 2.9
-    stops between its halves): the texture had the
-    shadowed side's hair on both brows and muddy skin, and the verdict said nothing of the light. Now
-    it is said, with how many stops darker the shadowed side is; her photo as taken is not."""
+    """The astronaut under a light falling off from 1.3 to 0.012 across her face (the QA's photo read
+    2.9 stops between its halves): the texture had the shadowed side's hair on both brows and muddy
+    skin, and the verdict said nothing of the light. Now it is said, with how many stops darker the
+    shadowed side is; her photo as taken is not."""
     _, condition, said = pc.condition_portrait(astronaut, astronaut_face, "auto")
     assert condition.sides_stops < 1.0 and not [s for s in said if "one side" in s]
     x = astronaut_face.landmarks[:, 0]
