@@ -790,6 +790,7 @@ def comic(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     atlas, lines = ctx.atlas, ctx.features()
     s = atlas.size
     scale = s / 1024
+    unit = atlas.layout.face_texels_per_iod
     flat, labels, is_skin, smooth, small_rows, skin = _flat_colours(
         image, ctx, sigma_space=16.0, sigma_color=0.15, colors=5, lightness=1.2, saturation=1.3, region=3.0
     )
@@ -805,7 +806,6 @@ def comic(image: np.ndarray, ctx: StageContext) -> np.ndarray:
         screen = 0.5 + 0.25 * (wave[None, :] + wave[:, None])
         threshold = p.get("shadow_threshold", 0.45)
         shade = _shadow_shapes(atlas, 1.0, threshold)
-        unit = atlas.layout.face_texels_per_iod
         toned = without_specks(darker * head_forms(atlas)["head"], shade, TONE_SHADOW_MIN_IOD2 * unit * unit)
         shade = np.maximum(shade, toned)
         dark = np.clip((0.3 - luminance(flat)) / 0.2, 0.0, 1.0)
@@ -814,10 +814,10 @@ def comic(image: np.ndarray, ctx: StageContext) -> np.ndarray:
         _keep_shadow(ctx, shade, threshold)
         flat = flat * (1 - np.float32(amount) * dots)[..., None]
     # The eyes after the dots: a socket's halftone does not cover the eye itself.
-    flat = drawn_eyes(flat, image, lines, shape, atlas.layout.face_texels_per_iod, p, 0.42, False, 1.1)
-    ink = draw_strokes(
-        shape, feature_strokes(lines, atlas.layout.face_texels_per_iod, p.get("ink_width", 1.3), "comic")
+    flat = drawn_eyes(
+        flat, image, lines, shape, unit, p, iris_share=0.42, highlight=False, iris_saturation=1.1
     )
+    ink = draw_strokes(shape, feature_strokes(lines, unit, p.get("ink_width", 1.3), "comic"))
     return _mix(flat, np.array([0.04, 0.035, 0.05], np.float32), ink)
 
 
@@ -870,9 +870,9 @@ def drawn_eyes(
     """Each eye redrawn as a flat style draws it inside the eye's outline: sclera, an iris of the
     photo's iris colour (saturated by ``iris_saturation``; ``iris_share`` of the opening's height in
     radius: anime's large, toon's and comic's smaller), darker under the upper lid, a pupil and,
-    with ``highlight``, a catch light.
-    Left to the palette, the eye's few texels went into the skin's or the sclera's colour: toon's
-    and comic's eyes were outlines round skin, closed or blank."""
+    with ``highlight``, a catch light. Left to the palette, the eye's few texels went into the
+    skin's or the sclera's colour: toon's and comic's eyes were outlines round skin, closed or
+    blank."""
     yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
     for eye in ("right_eye", "left_eye"):
         if eye not in lines:
