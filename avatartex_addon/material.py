@@ -139,7 +139,7 @@ def texture_node(mat: bpy.types.Material) -> bpy.types.Node | None:
     return mat.node_tree.nodes.get(NODE_NAME)
 
 
-BODY_RATIO = 2.0
+BODY_RATIO = 3.0
 """A mesh whose bounding box is this much longer than it is thin is a character, not a head (the
 backend's body.BODY_RATIO)."""
 

@@ -136,6 +136,16 @@ def test_plain_heads_are_not_searched_as_bodies():
     assert body.head_part(normalized(demo)[0], NoDetector()) is None
 
 
+def test_a_head_with_its_back_cut_away_is_not_searched_as_a_body():
+    """An open-back bust is thinner than it is tall and wide (the scanned head's: 2.45 times): it was
+    searched as a body first, from ten axes (14.7 s to analyse instead of 2.1)."""
+    positions, triangles, _, _ = make_demo_head(48)
+    front = positions[np.unique(triangles[(positions[triangles][..., 2] > 0.0).all(axis=1)])]
+    extent, _ = body.principal_extents(front)
+    assert extent.max() > 2.0 * extent.min()  # thin enough for the old ratio's body search
+    assert not body.is_body_shaped(front)
+
+
 def test_the_scanned_head_is_not_searched_as_a_body(scanned_head_path):
     from avatartex.mesh import load_mesh
 
