@@ -209,7 +209,18 @@ def test_a_heavily_compressed_photo_has_its_colour_smoothed_over_the_blocks(astr
     assert condition.deblocked and condition.blockiness >= pc.BLOCKY_CHROMA
     assert condition.report()["deblocked"] and len([s for s in said if "heavily compressed" in s]) == 1
     x0, y0, x1, y1 = pc._head_box(blocky, astronaut_face)
-    assert pc.blockiness(out[y0:y1, x0:x1], x0, y0) < 1.5  # the grid is gone from the colour
+    assert pc.blockiness(out[y0:y1, x0:x1], x0, y0)[0] < 1.5  # the grid is gone from the colour
+    # A render of smooth blotched skin saved at quality 60 (bench/sweep.py's s005): its blocks' ratio
+    # is large on steps no one sees; smoothing it cost that case 0.5 dB.
+    import cv2
+
+    blotches = cv2.GaussianBlur(
+        np.random.default_rng(0).standard_normal((256, 256)).astype(np.float32), (0, 0), 20
+    )
+    blotches /= blotches.std()
+    skin = np.stack([0.8 + 0.04 * blotches, 0.6 + 0.02 * blotches, 0.5 - 0.01 * blotches], axis=-1)
+    ratio, excess = pc.blockiness(_jpeg(skin.astype(np.float32), 60), 0, 0)
+    assert ratio >= pc.BLOCKY_CHROMA and excess < pc.BLOCK_STEP_MIN
     assert np.abs(out - blocky)[..., :3].mean() < 0.02  # the lightness kept: a colour change
     kept, condition, said = pc.condition_portrait(blocky, astronaut_face, "off")
     assert kept is blocky and not condition.deblocked and any("white_balance=auto" in s for s in said)
