@@ -46,7 +46,7 @@ from .atlas import HeadFrame
 from .face import CHIN, LEFT_EYE_CONTOUR, MOUTH_LEFT, MOUTH_RIGHT, NOSE_TIP, RIGHT_EYE_CONTOUR
 from .imaging import from_lab, smoothstep, to_lab
 from .landmarks import AXES, TRUSTED_SCORE, MeshLandmarks, detect_mesh_landmarks
-from .mesh import Mesh
+from .mesh import Mesh, welded_parts
 from .meshframe import normalized
 from .protocol import AvatarTexError, ErrorCode, GenerateParams
 from .uvtiles import UDIM_TOKEN, tile_files
@@ -338,20 +338,10 @@ def _tilted_at_most(axis: np.ndarray, up: np.ndarray, degrees: float) -> np.ndar
 
 
 def _components(triangles: np.ndarray, positions: np.ndarray, chosen: np.ndarray) -> np.ndarray:
-    """(T,) component label of each chosen triangle (vertices at one position are one vertex), -1
-    for the others."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    _, welded = np.unique(positions, axis=0, return_inverse=True)
-    tri = welded.reshape(-1)[triangles[chosen]]
-    n_tri, n_v = len(tri), int(welded.max()) + 1
-    rows = np.repeat(np.arange(n_tri), 3)
-    graph = coo_matrix((np.ones(3 * n_tri), (rows, tri.reshape(-1))), shape=(n_tri, n_v)).tocsr()
-    adjacency = graph @ graph.T
-    _, labels = connected_components(adjacency, directed=False)
+    """(T,) component label of each chosen triangle (``mesh.welded_parts``: vertices at one position
+    are one vertex), -1 for the others."""
     out = np.full(len(triangles), -1)
-    out[chosen] = labels
+    out[chosen] = welded_parts(positions, triangles[chosen])[1]
     return out
 
 

@@ -829,10 +829,9 @@ def detail_interocular(image: np.ndarray, face: Face) -> float:
     texture as blurred as the small one."""
     import cv2
 
-    points = face.landmarks[np.isfinite(face.landmarks).all(axis=1)]
-    h, w = image.shape[:2]
-    x0, y0 = np.maximum(np.floor(points.min(axis=0)).astype(int), 0)
-    x1, y1 = np.minimum(np.ceil(points.max(axis=0)).astype(int), (w, h))
+    from .imaging import box_around
+
+    x0, y0, x1, y1 = box_around(face.landmarks, 0, image.shape)
     crop = np.asarray(image, np.float32)[y0:y1, x0:x1, :3]
     if crop.shape[0] < 16 or crop.shape[1] < 16:
         return face.interocular

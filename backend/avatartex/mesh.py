@@ -216,6 +216,23 @@ def parse_facing(text: str) -> np.ndarray | None:
     return parse_axis(text, "facing direction") if text else None
 
 
+def welded_parts(positions: np.ndarray, triangles: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """The triangles' corners with the vertices at one position made one (T, 3), each triangle's
+    connected part (T,) and how many labels there are (parts of unused vertices counted too): a
+    mesh split where its UVs or normals are is still one part, its separate pieces (eyeballs, cards,
+    a body's clothes) not."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    _, welded = np.unique(np.asarray(positions), axis=0, return_inverse=True)
+    tri = welded.reshape(-1)[np.asarray(triangles, np.int64)]
+    n = int(welded.max()) + 1
+    edges = np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]])
+    graph = coo_matrix((np.ones(len(edges), np.int8), (edges[:, 0], edges[:, 1])), shape=(n, n))
+    count, label = connected_components(graph, directed=False)
+    return tri, label[tri[:, 0]], int(count)
+
+
 def compute_normals(positions: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     """Area-weighted vertex normals; vertices at the same position share one normal (UV seams)."""
     welded, inverse = np.unique(positions, axis=0, return_inverse=True)

@@ -33,7 +33,9 @@ import numpy as np
 
 from .atlas_filters import GAMMA
 from .face import (
+    CHIN,
     FACE_OVAL,
+    FOREHEAD,
     LEFT_EYE_CONTOUR,
     LEFT_EYEBROW,
     LIPS_OUTER,
@@ -41,7 +43,7 @@ from .face import (
     RIGHT_EYEBROW,
     Face,
 )
-from .imaging import box_around
+from .imaging import box_around, luminance
 from .projection import BURNT_WHITE, polygon_mask
 
 UNDEREXPOSED_PEAK = (0.8, 0.6)
@@ -189,10 +191,10 @@ def lit_sides(crop: np.ndarray, skin: np.ndarray, face: Face, x0: int, y0: int) 
     """How many stops darker the face's skin is on its darker side of its midline (the line from the
     forehead's landmark to the chin's) than on the other: ``crop`` (H, W, 3) sRGB at (``x0``,
     ``y0``) in the photo, ``skin`` its mask (``face_skin``); None where a side has under 64 pixels."""
-    top, bottom = face.landmarks[10].astype(np.float64), face.landmarks[152].astype(np.float64)
+    top, bottom = face.landmarks[FOREHEAD].astype(np.float64), face.landmarks[CHIN].astype(np.float64)
     yy, xx = np.mgrid[y0 : y0 + crop.shape[0], x0 : x0 + crop.shape[1]]
     side = (xx - top[0]) * (bottom[1] - top[1]) - (yy - top[1]) * (bottom[0] - top[0])
-    light = np.power(np.clip(crop[..., :3], 0.0, 1.0), GAMMA) @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+    light = luminance(np.power(np.clip(crop[..., :3], 0.0, 1.0), GAMMA))
     one, other = skin & (side > 0), skin & (side < 0)
     if one.sum() < 64 or other.sum() < 64:
         return None

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .mesh import welded_parts
+
 FLAT = 0.1
 """A part whose thinnest principal extent is under this share of its widest is flat (a card, a
 strip, a brim; a mouth bag, an eyeball or a tooth is not)."""
@@ -24,22 +26,15 @@ def thin_open_parts(positions: np.ndarray, triangles: np.ndarray) -> tuple[int, 
     """How many of the mesh's connected parts (vertices at one position welded), the largest
     excepted, are open (an edge used by one triangle) and flat (``FLAT``), and their share of the
     mesh's area; (0, 0.0) where that share is under ``SHEETS_AREA``."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     positions = np.asarray(positions, np.float64)
     triangles = np.asarray(triangles, np.int64)
     if len(triangles) < 4:
         return 0, 0.0
-    _, welded = np.unique(positions, axis=0, return_inverse=True)
-    tri = welded.reshape(-1)[triangles]
-    n = int(tri.max()) + 1
-    edges = np.sort(np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]]), axis=1)
-    graph = coo_matrix((np.ones(len(edges), np.int8), (edges[:, 0], edges[:, 1])), shape=(n, n))
-    count, label = connected_components(graph, directed=False)
+    tri, part, count = welded_parts(positions, triangles)
     if count < 2:
         return 0, 0.0
-    part = label[tri[:, 0]]
+    n = int(tri.max()) + 1
+    edges = np.sort(np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]]), axis=1)
     corners = positions[triangles]
     area = 0.5 * np.linalg.norm(
         np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1
@@ -47,7 +42,9 @@ def thin_open_parts(positions: np.ndarray, triangles: np.ndarray) -> tuple[int, 
     part_area = np.bincount(part, area, count)
     keys, uses = np.unique(edges[:, 0] * n + edges[:, 1], return_counts=True)
     open_part = np.zeros(count, bool)
-    open_part[label[(keys[uses == 1] // n)]] = True
+    vertex_part = np.zeros(n, np.int64)
+    vertex_part[tri.reshape(-1)] = np.repeat(part, 3)
+    open_part[vertex_part[keys[uses == 1] // n]] = True
     largest = int(np.argmax(part_area))
     found, covered = 0, 0.0
     for k in np.flatnonzero(open_part):
