@@ -249,13 +249,16 @@ def test_a_packed_texture_stays_packed_and_names_keep_their_script(addon, fake_b
     assert _texture_node(head).image.packed_file is not None
 
 
-def test_a_portrait_packed_into_the_blend_or_under_home_is_said_or_found(addon, fake_backend, portrait):
+def test_a_portrait_packed_into_the_blend_or_under_home_is_said_or_found(
+    addon, fake_backend, portrait, tmp_path
+):
     """A photo packed into the .blend whose file is gone got "does not exist"; one given as
     ~/photo.png was looked for in the current folder."""
     import shutil
 
     head = add_sphere(portrait=portrait)
-    home_photo = Path.home() / ".avatartex_test_photo.png"
+    # Named for this run alone: two test runs at once (two clones' CI) deleted each other's photo.
+    home_photo = Path.home() / f".avatartex_test_photo_{os.getpid()}_{tmp_path.name}.png"
     shutil.copy(portrait, home_photo)
     try:
         head.avatartex.portrait_path = "~/" + home_photo.name
