@@ -620,10 +620,12 @@ def _flat_colours(
     lightness: float,
     saturation: float,
     region: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    skin_tone: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:
     """The flat colour regions toon and comic start from, at full size: a few palette colours over
     an edge-preserving smoothing at half size, every colour near the skin's made the skin's. The
-    keyword values are the defaults of the style's ``classic`` settings of the same meaning.
+    keyword values are the defaults of the style's ``classic`` settings of the same meaning;
+    ``skin_tone`` is the face's (``_skin_tone``) where the caller read it already.
 
     Returns (flat image, per-texel palette label, per-label is-skin, the half-size smoothing, its
     band rows, the skin's styled tone)."""
@@ -649,7 +651,7 @@ def _flat_colours(
         p.get("region_sigma", region) * scale,
     )
     palette = np.clip(_saturate(palette, saturation), 0, 1)
-    skin = styled_skin(_skin_tone(image, atlas), saturation)
+    skin = styled_skin(_skin_tone(image, atlas) if skin_tone is None else skin_tone, saturation)
     palette, is_skin = collapse_skin(palette, skin, p.get("skin_distance", 20.0))
     labels = _crisp(votes, small_rows, image, rows)
     return palette[labels], labels, is_skin, smooth, small_rows, skin
@@ -752,15 +754,24 @@ def toon(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     forms, and tapered outlines drawn along the eyes, nose and mouth (never along noise)."""
     p = ctx.style.classic
     atlas, rows, lines = ctx.atlas, ctx.atlas.band_rows, ctx.features()
+    face_skin = _skin_tone(image, atlas)
     flat, labels, is_skin, smooth, small_rows, skin_colour = _flat_colours(
-        image, ctx, sigma_space=12.0, sigma_color=0.12, colors=6, lightness=1.0, saturation=1.25, region=2.5
+        image,
+        ctx,
+        sigma_space=12.0,
+        sigma_color=0.12,
+        colors=6,
+        lightness=1.0,
+        saturation=1.25,
+        region=2.5,
+        skin_tone=face_skin,
     )
     flat, darker = _others_as_skin(flat, labels, is_skin, skin_colour)
     # Two skin tones: where the photo's skin is clearly darker at the scale of the forms (cheek
     # hollows, the sides of the nose), or the head's forms turn away, a crisp cel shadow.
     unit_small = atlas.layout.face_texels_per_iod / 2
     tone = filters.gaussian(luminance(smooth), 0.05 * unit_small, small_rows)
-    split = luminance(_skin_tone(image, atlas)) * (1 - p.get("tone_split", 0.12))
+    split = luminance(face_skin) * (1 - p.get("tone_split", 0.12))
     tone_shadow = np.clip((split - _full(tone, small_rows, image, rows)) * 60.0, 0.0, 1.0)
     tone_shadow = np.maximum(tone_shadow, darker)
     tone_shadow *= head_forms(atlas)["head"]  # the face's forms, not a bust's chest or cut
