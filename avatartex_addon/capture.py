@@ -171,6 +171,121 @@ def capture_object(
     return path
 
 
+BODY_REACH = 0.08
+"""Distance, as a share of the head's height, within which a body object's vertices lie from the
+bottom of the head's (its neck) for it to be the body the head sits on (``separate_body``): a coarse
+body's vertices are a few centimetres apart, its neck ring on or just inside the head's."""
+BODY_BELOW = 0.5
+"""How far below the head's lowest point, as a share of the head's height, a body object reaches
+at least: a copy of the head in its place (Shift+D), hair or a hat is no body."""
+BODY_TOUCH_SHARE = 0.2
+"""Share of the head's bottom vertices (its lowest ``NECK_SLICE``) that must lie within ``BODY_REACH``
+of a body object's."""
+NECK_SLICE = 0.15
+"""The bottom of the head, as a share of its height, whose vertices are looked at for a body."""
+
+
+def _world_points(obj: bpy.types.Object) -> np.ndarray:
+    """The object's own mesh's vertices in world space (N, 3): no modifier evaluated (a search)."""
+    mesh = obj.data
+    co = np.empty(len(mesh.vertices) * 3, np.float32)
+    mesh.vertices.foreach_get("co", co)
+    matrix = np.array(obj.matrix_world, np.float64)
+    return co.reshape(-1, 3).astype(np.float64) @ matrix[:3, :3].T + matrix[:3, 3]
+
+
+def separate_body(head: bpy.types.Object) -> tuple[bpy.types.Object, str] | None:
+    """The body a head sits on when it is an object of its own (VRoid's Face and Body, a head set on
+    a stock body), and the file of the image its skin material shows: the head's ``body_object``
+    where the artist set one, else the visible mesh object with such an image that reaches well
+    below the head (``BODY_BELOW``) and whose vertices meet the bottom of the head's
+    (``BODY_REACH``, ``BODY_TOUCH_SHARE``), the most of them. None for a
+    head alone, or a body whose image is not a file (packed, generated): nothing to tone."""
+    from mathutils.kdtree import KDTree
+
+    chosen = head.avatartex.body_object
+    if chosen is not None:  # the artist's: sent as it is (the backend says where it does not meet)
+        path = material.base_image_file(chosen) if chosen != head and len(chosen.data.uv_layers) else ""
+        return (chosen, path) if path else None
+    points = _world_points(head)
+    if len(points) == 0:
+        return None
+    low, high = points[:, 2].min(), points[:, 2].max()
+    reach = BODY_REACH * max(high - low, 1e-9)
+    neck = points[points[:, 2] <= low + NECK_SLICE * (high - low)]
+    box_lo, box_hi = neck.min(axis=0) - reach, neck.max(axis=0) + reach
+    best, best_share = None, BODY_TOUCH_SHARE
+    for obj in bpy.context.scene.objects:
+        if obj == head or obj.type != "MESH" or not obj.visible_get() or len(obj.data.uv_layers) == 0:
+            continue
+        path = material.base_image_file(obj)
+        if not path:
+            continue
+        near = _world_points(obj)
+        if len(near) == 0 or near[:, 2].min() > low - BODY_BELOW * (high - low):
+            continue
+        near = near[np.all((near >= box_lo) & (near <= box_hi), axis=1)]
+        if len(near) == 0:
+            continue
+        tree = KDTree(len(near))
+        for index, point in enumerate(near):
+            tree.insert(point, index)
+        tree.balance()
+        share = float(np.mean([tree.find(point)[2] <= reach for point in neck]))
+        if share > best_share:
+            best, best_share = (obj, path), share
+    return best
+
+
+def capture_body(
+    body: bpy.types.Object, head: bpy.types.Object, depsgraph: bpy.types.Depsgraph, path: Path
+) -> Path:
+    """Write the evaluated mesh of ``body`` (its render UV map) to ``path`` in the coordinates of
+    ``head``'s capture (``capture_object``: world space less the head's translation and overall
+    scale), so the backend finds where the two meet."""
+    uv_name = resolve_uv_map(body, "")
+    obj_eval = body.evaluated_get(depsgraph)
+    mesh = obj_eval.to_mesh()
+    try:
+        mesh.calc_loop_triangles()
+        n_verts, n_loops, n_tris = len(mesh.vertices), len(mesh.loops), len(mesh.loop_triangles)
+        if n_tris == 0 or uv_name not in mesh.uv_layers:
+            raise errors.error(
+                protocol().ErrorCode.MESH_EMPTY,
+                f"The body '{body.name}' has no faces or loses its UV map in its modifiers.",
+                "Clear the head's Body field in the AvatarTex panel, or fix the body.",
+            )
+        positions = np.empty(n_verts * 3, np.float32)
+        mesh.vertices.foreach_get("co", positions)
+        triangles = np.empty(n_tris * 3, np.int32)
+        mesh.loop_triangles.foreach_get("vertices", triangles)
+        tri_loops = np.empty(n_tris * 3, np.int32)
+        mesh.loop_triangles.foreach_get("loops", tri_loops)
+        loop_uvs = np.empty(n_loops * 2, np.float32)
+        mesh.uv_layers[uv_name].uv.foreach_get("vector", loop_uvs)
+        body_matrix = np.array(obj_eval.matrix_world, np.float64)
+    finally:
+        obj_eval.to_mesh_clear()
+    head_matrix = np.array(head.evaluated_get(depsgraph).matrix_world, np.float64)
+    scale = abs(float(np.linalg.det(head_matrix[:3, :3]))) ** (1.0 / 3.0)
+    world = positions.reshape(-1, 3).astype(np.float64) @ body_matrix[:3, :3].T + body_matrix[:3, 3]
+    triangles = triangles.reshape(-1, 3)
+    uvs = loop_uvs.reshape(-1, 2)[tri_loops].reshape(-1, 3, 2)
+    if np.linalg.det(body_matrix[:3, :3]) < 0:  # mirrored: keep the corners counter-clockwise outside
+        triangles, uvs = np.ascontiguousarray(triangles[:, ::-1]), np.ascontiguousarray(uvs[:, ::-1])
+    data = {
+        "positions": ((world - head_matrix[:3, 3]) / max(scale, 1e-12)).astype(np.float32),
+        "triangles": triangles,
+        "uvs": uvs,
+        "name": np.array(body.name),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **data)
+    tmp.replace(path)
+    return path
+
+
 def _to_world(
     obj: bpy.types.Object,
     linear: np.ndarray,

@@ -60,6 +60,10 @@ class Task:
     """When the backend said it is busy (a cancelled request still winding down): retry after this."""
     file_stem: str = ""
     """The texture's file name without ``.png``: the object's name, or the object's and the variant's."""
+    body_object: str = ""
+    """A body that is an object of its own, sent with the request (``capture.separate_body``)."""
+    body_image: str = ""
+    """The file of the image that body's skin showed, which its toned copy replaces on it."""
 
 
 @dataclass
@@ -161,7 +165,18 @@ class Job:
         mesh_path = user_dir("captures") / f"{stamp}.npz"
         work = user_dir("work") / stamp
         task.scratch += [str(mesh_path), str(work)]
-        capture.capture_object(obj, capture.evaluated_depsgraph(), task.uv_map, mesh_path, task.facing)
+        depsgraph = capture.evaluated_depsgraph()
+        capture.capture_object(obj, depsgraph, task.uv_map, mesh_path, task.facing)
+        # A body that is an object of its own (found or set in the panel): the skin matched across the neck.
+        base_texture = material.body_base_image(obj)
+        found = None if base_texture else capture.separate_body(obj)
+        body_mesh, body_texture, task.body_object = "", "", ""
+        if found is not None:
+            body_obj, body_texture = found
+            body_mesh = str(user_dir("captures") / f"{stamp}_body.npz")
+            task.scratch.append(body_mesh)
+            capture.capture_body(body_obj, obj, depsgraph, Path(body_mesh))
+            task.body_object, task.body_image = body_obj.name, body_texture
         params = protocol().GenerateParams(
             mesh=str(mesh_path),
             portrait=task.portrait,
@@ -174,8 +189,10 @@ class Job:
             strength=float(task.strength),
             facing=task.facing.lower() if task.facing != "AUTO" else "",
             # A full-body character: only its head is textured, the body kept from its image.
-            base_texture=material.body_base_image(obj),
+            base_texture=base_texture,
             tone_match=bpy.context.scene.avatartex.tone_match,
+            body_mesh=body_mesh,
+            body_texture=body_texture,
             scalp=task.scalp,
             subject=task.subject,
             white_balance=task.white_balance,
@@ -222,10 +239,15 @@ class Job:
         slot = (report.get("material") or {}).get("index")
         self._note_warnings(task, report.get("warnings") or [])
         if (report.get("body") or {}).get("summary"):  # what was done to a full-body character
-            self.notes.append(f"{task.label}: {report['body']['summary']}")
+            said = report["body"]["summary"]
+            if task.body_object:  # a body of its own: which object, and how it was chosen
+                head = bpy.data.objects.get(task.object_name)
+                how = "as set in the panel" if head and head.avatartex.body_object else "found under the head"
+                said += f" (the object '{task.body_object}', {how}; set Body in the panel for another)"
+            self.notes.append(f"{task.label}: {said}")
         # A character over UDIM tiles: the body's tiles of its base image, shown unchanged beside the head's.
         tiles = {**(result.get("base_tiles") or {}), **(result.get("tiles") or {})}
-        self._apply(task, result.get("texture", ""), report.get("quality") or {}, tiles, slot)
+        self._apply(task, result.get("texture", ""), report.get("quality") or {}, tiles, slot, result)
 
     def _note_warnings(self, task: Task, warnings: list[str]) -> None:
         """The backend's warnings about a result (glasses taken off, an open mouth, the only material
@@ -246,11 +268,13 @@ class Job:
         quality: dict | None = None,
         tiles: dict | None = None,
         slot: int | None = None,
+        result: dict | None = None,
     ) -> None:
         """Write the texture (``tiles``: UDIM number -> file, a head over several UV tiles) for the
         task's object or variant and show it through its material: the materials of texture set
         ``slot`` (``material.texture_sets``: the face's, which the backend textured, of an object
-        with several), else the active one."""
+        with several), else the active one; and a separate body's toned copy (``result``'s
+        ``body_texture``) through the body's."""
         obj = bpy.data.objects.get(task.object_name)
         if obj is None:
             raise errors.error(
@@ -326,10 +350,38 @@ class Job:
             # A texture that may be wrong must say so where the artist looks: panel and summary.
             self.notes.append(f"{task.label}: registration {verdict}: {settings.verdict_note}")
         done_text = final.name if verdict in ("", "good") else f"{final.name} (registration {verdict})"
+        if (result or {}).get("body_texture"):
+            self._apply_body(task, Path(result["body_texture"]))
         self._set_status(task, "done", done_text, 1.0)
         if self.driver == "timer":
             _undo_push(f"AvatarTex: {task.label}")
         self._next()
+
+    def _apply_body(self, task: Task, source: Path) -> None:
+        """Show the body's toned copy (a body that is an object of its own, its skin matched to the
+        face's) through the body's materials that showed its image: the artist's image is kept, and
+        Restore Material on the body puts it back. Not for a variant that is not shown."""
+        body = bpy.data.objects.get(task.body_object)
+        head = bpy.data.objects.get(task.object_name)
+        if body is None or head is None or not source.is_file():
+            return
+        settings = head.avatartex
+        if 0 <= task.variant < len(settings.variants) and task.variant != settings.active_variant_index:
+            return
+        slots = material.slots_showing(body, task.body_image)
+        if not slots:
+            return
+        out_folder, _ = output_dir()
+        stem = f"{safe_name(body.name)}_toned"
+        image = outputs.write_texture(source, out_folder, stem, body.avatartex.body_output, body)
+        active = body.active_material_index
+        uv_map = capture.resolve_uv_map(body, "")
+        for index in slots:
+            body.active_material_index = index
+            _mat, note = material.apply_image(body, image, uv_map)
+            if note:
+                self.notes.append(note)
+        body.active_material_index = active
 
     def _fail_current(self, exc: Exception) -> None:
         task = self.current

@@ -165,6 +165,31 @@ def body_base_image(obj: bpy.types.Object) -> str:
     return path if os.path.isfile(path) else ""
 
 
+def base_image_file(obj: bpy.types.Object) -> str:
+    """The file of the image the object's skin shows as Base Color (the first material slot with one,
+    as it was before AvatarTex touched it; read only), '' where none is a file on disk."""
+    for slot in obj.material_slots:
+        image = _base_color_image(slot.material)
+        if image is None or not image.filepath or image.source != "FILE":
+            continue
+        path = bpy.path.abspath(image.filepath, library=image.library)
+        if os.path.isfile(path):
+            return path
+    return ""
+
+
+def slots_showing(obj: bpy.types.Object, path: str) -> list[int]:
+    """The material slots of ``obj`` whose Base Color shows the image file ``path`` (as it was before
+    AvatarTex touched them)."""
+    found, wanted = [], os.path.normpath(path)
+    for index, slot in enumerate(obj.material_slots):
+        image = _base_color_image(slot.material)
+        if image is not None and image.filepath:
+            if os.path.normpath(bpy.path.abspath(image.filepath, library=image.library)) == wanted:
+                found.append(index)
+    return found
+
+
 def texture_sets(obj: bpy.types.Object) -> tuple[list[int], list[str]]:
     """The object's material slots grouped by the image their Base Color shows: materials that share
     one image (a face, its lips and ears, as character imports split them) are one texture and are

@@ -117,6 +117,8 @@ class AVATARTEX_PT_main(_Panel, bpy.types.Panel):
                 col.prop_search(settings, "uv_map", obj.data, "uv_layers")
         col.prop(settings, "facing")
         col.prop(settings, "tone_match")
+        if obj is not None:  # a body that is an object of its own (found under the head when empty)
+            col.prop(obj.avatartex, "body_object")
         running = state.job is not None and not state.job.finished
         if running:
             layout.progress(factor=settings.progress, type="BAR", text=settings.status or "Working...")

@@ -173,6 +173,18 @@ class AVATARTEX_PG_object(bpy.types.PropertyGroup):
         description="Vertex index of each landmark pin, -1 where not set",
     )
     output: PointerProperty(type=AVATARTEX_PG_output, description="The texture file last written")
+    body_output: PointerProperty(
+        type=AVATARTEX_PG_output,
+        description="The toned copy of this object's image last written, as the body of a head",
+    )
+    body_object: PointerProperty(
+        name="Body",
+        type=bpy.types.Object,
+        poll=lambda _settings, obj: obj.type == "MESH",
+        description="The body this head sits on when it is an object of its own: its skin is matched "
+        "to the face's across the neck (Body Tone) in a copy of its texture. Empty: the mesh object "
+        "that meets the bottom of the head, if any",
+    )
 
 
 class AVATARTEX_PG_batch_item(bpy.types.PropertyGroup):
@@ -253,7 +265,8 @@ class AVATARTEX_PG_settings(bpy.types.PropertyGroup):
         ),
         default="body_to_face",
         description="On a full-body character only the head is textured; the body keeps the material's "
-        "image, its skin tone matched across the neck this way",
+        "image, its skin tone matched across the neck this way (a body that is an object of its own "
+        "gets a toned copy of its image with Body to Face)",
     )
     batch_collection: PointerProperty(
         name="Collection",

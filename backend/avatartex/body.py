@@ -46,7 +46,7 @@ from .atlas import HeadFrame
 from .face import CHIN, LEFT_EYE_CONTOUR, MOUTH_LEFT, MOUTH_RIGHT, NOSE_TIP, RIGHT_EYE_CONTOUR
 from .imaging import from_lab, smoothstep, to_lab
 from .landmarks import AXES, TRUSTED_SCORE, MeshLandmarks, detect_mesh_landmarks
-from .mesh import Mesh, welded_parts
+from .mesh import Mesh, surface_points, welded_parts
 from .meshframe import normalized
 from .protocol import AvatarTexError, ErrorCode, GenerateParams
 from .uvtiles import UDIM_TOKEN, tile_files
@@ -262,22 +262,6 @@ def find_face(
     return None
 
 
-def _surface_samples(positions: np.ndarray, triangles: np.ndarray, density: float, seed: int = 0):
-    """Points spread evenly over the triangles (``density`` per unit area), and their triangles."""
-    corners = positions[triangles]
-    area = 0.5 * np.linalg.norm(
-        np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1
-    )
-    rng = np.random.default_rng(seed)
-    counts = rng.poisson(area * density)
-    tri = np.repeat(np.arange(len(triangles)), counts)
-    u, v = rng.random(len(tri)), rng.random(len(tri))
-    flip = u + v > 1
-    u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
-    c = corners[tri]
-    return c[:, 0] + u[:, None] * (c[:, 1] - c[:, 0]) + v[:, None] * (c[:, 2] - c[:, 0]), tri
-
-
 def find_neck(
     positions: np.ndarray, triangles: np.ndarray, frame: HeadFrame, chin: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, float]:
@@ -285,7 +269,7 @@ def find_neck(
     between the chin and the shoulders, in slices along the face's up axis (mesh units)."""
     iod = frame.scale
     near = np.linalg.norm(positions[triangles].mean(axis=1) - frame.origin, axis=1) < 6 * iod
-    points, _ = _surface_samples(positions, triangles[near], 300.0 / iod**2)
+    points, _, _ = surface_points(positions, triangles[near], 300.0 / iod**2)
     q = frame.to_head(points)
     chin_y = float(frame.to_head(chin)[1])
     levels = np.arange(chin_y, chin_y - 3.0, -0.1)
@@ -470,7 +454,7 @@ def neck_tone_step(
     """How the colour changes across the blend band along the neck, in a texture of the whole mesh
     (of its UV tile ``tile``).
 
-    ``delta_e``: Lab distance (CIE76) between the skin's tones (``_ring_tone``) of the rings just
+    ``delta_e``: Lab distance (CIE76) between the skin's tones (``ring_tone``) of the rings just
     above and just below the band; ``max_step``: the largest distance between the tones of
     neighbouring slices, a quarter of the band thick, from one ring through the band to the other.
     """
@@ -484,8 +468,8 @@ def neck_tone_step(
     if above.sum() < 8 or below.sum() < 8:
         return out
     lab = to_lab(texture[..., :3])
-    # On the skin the rings and slices hold (``_ring_tone``): a shirt across them is no tone step.
-    out["delta_e"] = float(np.linalg.norm(_ring_tone(lab[above]) - _ring_tone(lab[below])))
+    # On the skin the rings and slices hold (``ring_tone``): a shirt across them is no tone step.
+    out["delta_e"] = float(np.linalg.norm(ring_tone(lab[above]) - ring_tone(lab[below])))
     step = band_iod / 4
     edges = np.arange(-band_iod / 2 - RING_IOD, band_iod / 2 + RING_IOD + 1e-9, step)
     medians = []
@@ -493,7 +477,7 @@ def neck_tone_step(
         for a, b in zip(edges[:-1], edges[1:], strict=True):
             sel = layout.neck & (layout.height >= a) & (layout.height < b)
             if sel.sum() >= 4:
-                medians.append(_ring_tone(lab[sel]))
+                medians.append(ring_tone(lab[sel]))
     if len(medians) >= 2:
         out["max_step"] = float(np.linalg.norm(np.diff(np.array(medians), axis=0), axis=1).max())
     return out
@@ -548,7 +532,7 @@ def prepare(params: GenerateParams) -> GenerateParams:
     return dataclasses.replace(params, size=size, bit_depth=bit_depth)
 
 
-def _skin_weight(lab: np.ndarray, tone: np.ndarray) -> np.ndarray:
+def skin_weight(lab: np.ndarray, tone: np.ndarray) -> np.ndarray:
     distance = np.linalg.norm(lab - tone, axis=-1)
     lo, hi = SKIN_DELTA_E
     return np.clip((hi - distance) / (hi - lo), 0.0, 1.0).astype(np.float32)
@@ -561,7 +545,7 @@ def _skin_like(lab: np.ndarray) -> np.ndarray:
     return (np.hypot(lab[..., 1], lab[..., 2]) > 4.0) & (hue >= -10.0) & (hue <= 100.0)
 
 
-def _plausible_skin(lab: np.ndarray) -> bool:
+def plausible_skin(lab: np.ndarray) -> bool:
     """Whether one colour (3,) is skin-like (``_skin_like``)."""
     return bool(_skin_like(np.asarray(lab)))
 
@@ -573,7 +557,7 @@ bust set on a body, its shirt up to the neck in front) made the ring's median a 
 tone match was skipped with the old neck showing under the new head."""
 
 
-def _ring_tone(ring_lab: np.ndarray) -> np.ndarray:
+def ring_tone(ring_lab: np.ndarray) -> np.ndarray:
     """The skin's tone in a ring round the neck (N, 3) CIELAB: the median of its skin-like texels
     where they are ``RING_SKIN_SHARE`` of it at least (and 8), else of all of it."""
     skin = _skin_like(ring_lab)
@@ -651,14 +635,14 @@ def compose(
 
     peak = float(np.iinfo(base_raw.dtype).max)
     base = base_raw[..., :3].astype(np.float32) / peak
-    body_tone = _ring_tone(to_lab(base[below])) if below.sum() >= 8 else None
+    body_tone = ring_tone(to_lab(base[below])) if below.sum() >= 8 else None
     mode = params.tone_match
     offset = np.zeros(3, np.float32)
     if mode != "none":
         if face_tone is None or body_tone is None:
             warnings.append(f"tone_match {mode} skipped: too little neck on either side of the blend band")
             mode = "none"
-        elif not _plausible_skin(body_tone):
+        elif not plausible_skin(body_tone):
             warnings.append(
                 f"tone_match {mode} skipped: the neck below the head does not look like skin "
                 f"(Lab {', '.join(f'{float(v):.1f}' for v in body_tone)}; clothing?)"
@@ -670,7 +654,7 @@ def compose(
     toned = np.zeros((height, width), bool)
     if mode == "body_to_face":
         lab = to_lab(base)
-        w = _skin_weight(lab, body_tone)
+        w = skin_weight(lab, body_tone)
         w[m >= 1] = 0.0
         toned = w > 0
         body = base.copy()
@@ -678,7 +662,7 @@ def compose(
     elif mode == "face_to_body":
         sel = m > 0
         lab = to_lab(head[sel])
-        w = _skin_weight(lab, face_tone)
+        w = skin_weight(lab, face_tone)
         head = head.copy()
         head[sel] = from_lab(lab - w[:, None] * offset)
     changed = (m > 0) | toned

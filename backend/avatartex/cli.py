@@ -94,8 +94,17 @@ def _add_generate(sub) -> None:
         "--tone-match",
         default="body_to_face",
         choices=("body_to_face", "face_to_body", "none"),
-        help="full-body characters: which side's skin tone is matched across the neck",
+        help="full-body characters, and a head on a --body-mesh: which side's skin tone is matched "
+        "across the neck",
     )
+    p.add_argument(
+        "--body-mesh",
+        default="",
+        help="a body that is a mesh of its own (a separate object), in the head mesh's coordinates: "
+        "with --body-texture, the skin is matched across the neck (body_to_face writes a toned copy of "
+        "the body's texture, <texture>_body.png)",
+    )
+    p.add_argument("--body-texture", default="", help="with --body-mesh: the body's base-colour image")
     p.add_argument(
         "--scalp",
         default="",
@@ -155,6 +164,8 @@ def _generate(args) -> int:
         bit_depth=args.bit_depth,
         base_texture=args.base_texture,
         tone_match=args.tone_match,
+        body_mesh=args.body_mesh,
+        body_texture=args.body_texture,
         scalp=args.scalp,
         subject=args.subject,
         white_balance=args.white_balance,
@@ -189,6 +200,8 @@ def _generate(args) -> int:
     )
     if (report.get("body") or {}).get("summary"):
         print(report["body"]["summary"][0].upper() + report["body"]["summary"][1:] + ".")
+    if result.get("body_texture"):
+        print(f"wrote {result['body_texture']}: the body's texture with its skin matched to the face's")
     if report.get("unwrapped_mesh"):
         print(
             f"wrote {report['unwrapped_mesh']}: the mesh with the UV map --unwrap made; the texture fits "

@@ -233,6 +233,23 @@ def welded_parts(positions: np.ndarray, triangles: np.ndarray) -> tuple[np.ndarr
     return tri, label[tri[:, 0]], int(count)
 
 
+def surface_points(
+    positions: np.ndarray, triangles: np.ndarray, density: float, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Points spread evenly over the triangles (``density`` per unit area, a seeded Poisson count
+    each): their positions (N, 3), their triangles (N,) and their barycentric weights (N, 3)."""
+    c = np.asarray(positions)[triangles]
+    area = 0.5 * np.linalg.norm(np.cross(c[:, 1] - c[:, 0], c[:, 2] - c[:, 0]), axis=1)
+    rng = np.random.default_rng(seed)
+    tri = np.repeat(np.arange(len(triangles)), rng.poisson(area * density))
+    u, v = rng.random(len(tri)), rng.random(len(tri))
+    flip = u + v > 1
+    u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
+    c = c[tri]
+    points = c[:, 0] + u[:, None] * (c[:, 1] - c[:, 0]) + v[:, None] * (c[:, 2] - c[:, 0])
+    return points, tri, np.stack([1 - u - v, u, v], axis=1)
+
+
 def compute_normals(positions: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     """Area-weighted vertex normals; vertices at the same position share one normal (UV seams)."""
     welded, inverse = np.unique(positions, axis=0, return_inverse=True)

@@ -208,6 +208,15 @@ class GenerateParams:
     """With ``base_texture``: ``body_to_face`` moves the body's skin-like texels (and only those) to
     the face's tone measured at the neck; ``face_to_body`` moves the head's skin to the body's;
     ``none`` blends the two as they are."""
+    body_mesh: str = ""
+    """A body that is a mesh of its own (a separate object: VRoid's Face and Body, a head set on a
+    stock body): its mesh file or capture, in the head mesh's coordinates. With ``body_texture`` the
+    skin is matched across the neck as ``tone_match`` says (``separate_body.py``): ``body_to_face``
+    writes a toned copy of the body's image beside the texture (``<texture stem>_body.png``; the
+    result's ``body_texture``), ``face_to_body`` tones the head's texture, ``none`` measures."""
+    body_texture: str = ""
+    """With ``body_mesh``: the body's base-colour image (read, never written over)."""
+    # -- end body --
     scalp: str = ""
     """What covers the scalp: ``skin`` (a clean scalp with a soft hairline, for hair made as a separate
     mesh or cards), ``hair`` (the photo's hair continued over the whole scalp, front to back), or
@@ -258,6 +267,17 @@ class GenerateParams:
                 f"Seed {_number_text(self.seed)} is out of range: a seed is a whole number from 0 to "
                 f"{MAX_SEED} (2^63 - 1).",
                 "Pick a seed in that range; the same seed gives the same texture.",
+            )
+        if bool(self.body_mesh) != bool(self.body_texture):
+            given, missing = (
+                ("body_mesh", "body_texture") if self.body_mesh else ("body_texture", "body_mesh")
+            )
+            raise AvatarTexError(
+                ErrorCode.BAD_REQUEST,
+                f"{given} was given without {missing}: the skin across the neck is matched between the "
+                "body's mesh and its texture, both.",
+                f"Send {missing} too (the body's mesh in the head's coordinates, and its base-colour "
+                "image), or neither.",
             )
         if self.scalp not in SCALP_CHOICES:
             raise AvatarTexError(

@@ -153,6 +153,31 @@ def shift_d_copy(obj: bpy.types.Object) -> bpy.types.Object:
     return copy
 
 
+def add_mesh(name: str, positions, triangles, uvs) -> bpy.types.Object:
+    """A mesh object of triangles (T, 3) over positions (V, 3) with per-corner UVs (T, 3, 2),
+    linked to the scene, selected and active."""
+    import numpy as np
+
+    mesh = bpy.data.meshes.new(name)
+    n_tris = len(triangles)
+    mesh.vertices.add(len(positions))
+    mesh.vertices.foreach_set("co", np.asarray(positions, np.float32).ravel())
+    mesh.loops.add(n_tris * 3)
+    mesh.loops.foreach_set("vertex_index", np.asarray(triangles, np.int32).ravel())
+    mesh.polygons.add(n_tris)
+    mesh.polygons.foreach_set("loop_start", np.arange(0, n_tris * 3, 3, dtype=np.int32))
+    mesh.polygons.foreach_set("loop_total", np.full(n_tris, 3, np.int32))
+    uv_layer = mesh.uv_layers.new(name="UVMap")
+    uv_layer.uv.foreach_set("vector", np.asarray(uvs, np.float32).ravel())
+    mesh.update()
+    mesh.validate()
+    obj = bpy.data.objects.new(name, mesh)
+    bpy.context.scene.collection.objects.link(obj)
+    bpy.context.view_layer.objects.active = obj
+    obj.select_set(True)
+    return obj
+
+
 def add_demo_head(name: str = "DemoHead", portrait: Path | None = None, resolution: int = 48):
     """The project's own demo head (backend/avatartex/demo_head.py) as a Blender mesh with its UVs."""
     sys.path.insert(0, str(ROOT / "backend"))
@@ -160,26 +185,8 @@ def add_demo_head(name: str = "DemoHead", portrait: Path | None = None, resoluti
         from avatartex.demo_head import make_demo_head
     finally:
         sys.path.remove(str(ROOT / "backend"))
-    import numpy as np
-
     positions, triangles, uvs, _pins = make_demo_head(resolution)
-    mesh = bpy.data.meshes.new(name)
-    n_tris = len(triangles)
-    mesh.vertices.add(len(positions))
-    mesh.vertices.foreach_set("co", positions.astype(np.float32).ravel())
-    mesh.loops.add(n_tris * 3)
-    mesh.loops.foreach_set("vertex_index", triangles.astype(np.int32).ravel())
-    mesh.polygons.add(n_tris)
-    mesh.polygons.foreach_set("loop_start", np.arange(0, n_tris * 3, 3, dtype=np.int32))
-    mesh.polygons.foreach_set("loop_total", np.full(n_tris, 3, np.int32))
-    uv_layer = mesh.uv_layers.new(name="UVMap")
-    uv_layer.uv.foreach_set("vector", uvs.astype(np.float32).ravel())
-    mesh.update()
-    mesh.validate()
-    obj = bpy.data.objects.new(name, mesh)
-    bpy.context.scene.collection.objects.link(obj)
-    bpy.context.view_layer.objects.active = obj
-    obj.select_set(True)
+    obj = add_mesh(name, positions, triangles, uvs)
     if portrait is not None:
         obj.avatartex.portrait_path = str(portrait)
     return obj

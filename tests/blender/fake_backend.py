@@ -184,6 +184,11 @@ def generate(req_id, params: dict) -> None:
         else:
             photo.resize((p.size, p.size)).save(texture)
         report: dict = {"engine": "fake"}
+        if p.body_mesh:  # a body of its own: its image, darkened, as the real backend's toned copy
+            body_out = out / f"{Path(p.texture_name).stem}_body.png"
+            Image.open(p.body_texture).convert("RGB").point(lambda v: v // 2).save(body_out)
+            result["body_texture"] = str(body_out)
+            report["body"] = {"kind": "separate", "tone_match": p.tone_match, "written": str(body_out)}
         if materials is not None:
             report["material"] = {"index": int(np.bincount(materials).argmax())}
         if ctl.get("warnings"):

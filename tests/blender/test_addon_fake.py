@@ -598,7 +598,7 @@ def test_panels_draw_with_recording_layout(addon, fake_backend, portrait):
     assert "avatartex.generate" in ops and "avatartex.generate_variants" in ops
     assert ops.count("avatartex.set_pin") == 8
     props = [c[1][1] for c in calls if c[0] == "prop"]
-    for name in ("portrait_path", "style", "resolution", "engine", "seed"):
+    for name in ("portrait_path", "style", "resolution", "engine", "seed", "tone_match", "body_object"):
         assert name in props
     assert any(c[0] == "prop_search" and c[1][1] == "uv_map" for c in calls)
     assert any(c[0] == "template_list" and c[1][0] == "AVATARTEX_UL_variants" for c in calls)

@@ -679,3 +679,75 @@ def test_an_object_whose_materials_all_show_one_image_gets_it_in_each(addon, fak
     bpy.context.scene.avatartex.resolution = 512
     assert bpy.ops.avatartex.generate() == {"FINISHED"}
     assert all(mat.node_tree.nodes.get("AvatarTex Texture") for mat in mats)
+
+
+# -- a head and a body that are objects of their own --------------------------------------------------
+
+
+def _body_under(head, tmp_path, name: str = "Body", colour=(0.45, 0.3, 0.22)):
+    """A cylinder whose top ring meets the bottom of the unit-sphere ``head`` (at z = -0.87 of it),
+    showing a skin image saved as a file."""
+    path = tmp_path / f"{name.lower()}_skin.png"
+    image = bpy.data.images.new(f"{name}_skin", 8, 8)
+    image.pixels.foreach_set(np.tile([*colour, 1.0], 64).astype(np.float32))
+    image.filepath_raw = str(path)
+    image.file_format = "PNG"
+    image.save()
+    centre = np.array(head.location) + np.array([0.0, 0.0, -0.87 - 1.5])
+    bpy.ops.mesh.primitive_cylinder_add(radius=0.5, depth=3.0, location=tuple(centre))
+    body = bpy.context.active_object
+    body.name = name
+    body.data.materials.append(_showing(f"{name} Skin", image))
+    bpy.context.view_layer.update()
+    return body, path
+
+
+def test_a_body_object_under_the_head_is_found_and_captured_in_the_heads_frame(addon, tmp_path):
+    head = add_sphere("Head")
+    head.location, head.scale = (3.0, 0.0, 1.0), (0.5, 0.5, 0.5)
+    bpy.context.view_layer.update()
+    body, path = _body_under(head, tmp_path)
+    body.scale = (0.5, 0.5, 0.5)  # the cylinder's top at the head's -0.87 * 0.5 below its centre
+    body.location = (3.0, 0.0, 1.0 - 0.87 * 0.5 - 0.75)
+    bpy.context.view_layer.update()
+    found = addon.capture.separate_body(head)
+    assert found is not None and found[0] == body and found[1] == str(path)
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    head_file = addon.capture.capture_object(head, depsgraph, "", tmp_path / "head.npz")
+    body_file = addon.capture.capture_body(body, head, depsgraph, tmp_path / "body.npz")
+    with np.load(head_file) as h, np.load(body_file) as b:
+        # Both in the head capture's frame: the unit sphere, and the body's top ring at z = -0.87 on it.
+        assert np.allclose(np.linalg.norm(h["positions"], axis=1), 1.0, atol=0.03)
+        top = b["positions"][:, 2].max()
+        assert abs(top + 0.87) < 1e-3 and b["uvs"].shape == (len(b["triangles"]), 3, 2)
+        ring = b["positions"][b["positions"][:, 2] > top - 1e-3]
+        # Its radius 0.5, scaled 0.5 as the head is: 0.5 of the head's.
+        assert np.allclose(np.linalg.norm(ring[:, :2], axis=1), 0.5, atol=0.01)
+    body.location.x += 10.0  # far from the head: no body
+    bpy.context.view_layer.update()
+    assert addon.capture.separate_body(head) is None
+    head.avatartex.body_object = body  # set by the artist: sent whatever the distance (the backend says)
+    assert addon.capture.separate_body(head)[0] == body
+
+
+def test_generate_sends_the_body_and_shows_its_toned_copy_keeping_the_artists_image(
+    addon, fake_backend, portrait, tmp_path
+):
+    head = add_sphere("Head", portrait)
+    body, path = _body_under(head, tmp_path)
+    before = path.read_bytes()
+    select_only(head)
+    bpy.context.scene.avatartex.resolution = 512
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    request = fake_backend.requests()[-1]
+    assert request["body_texture"] == str(path) and request["body_mesh"].endswith("_body.npz")
+    assert request["base_texture"] == "" and request["tone_match"] == "body_to_face"
+    assert path.read_bytes() == before  # the artist's image file is not written over
+    node = body.active_material.node_tree.nodes.get("AvatarTex Texture")
+    assert node is not None and node.image.name == "Body_toned" and _file(node.image).is_file()
+    base = body.active_material.node_tree.nodes["Principled BSDF"].inputs["Base Color"]
+    assert base.links[0].from_node == node
+    assert _node(head) is not None  # the head got its texture as ever
+    select_only(body)
+    assert bpy.ops.avatartex.restore_material() == {"FINISHED"}
+    assert base.links[0].from_node.image.name == "Body_skin"

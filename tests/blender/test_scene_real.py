@@ -321,3 +321,59 @@ def test_a_head_of_two_materials_gets_the_texture_in_the_faces(addon, real_backe
     assert head.active_material == skin and skin.node_tree.nodes.get("AvatarTex Texture") is not None
     assert eyes.node_tree.nodes.get("AvatarTex Texture") is None
     assert any("only the material 'Skin'" in line for line in addon.state.last_summary)
+
+
+def test_a_head_on_a_body_object_of_its_own_gets_the_bodys_skin_matched(
+    addon, real_backend, portrait, tmp_path
+):
+    """The test character cut into a Head and a Body object (as VRoid and game characters come), stood
+    up in Blender's Z-up world: Generate on the head finds the body under it, and the body's material
+    shows a toned copy of its image whose neck matches the face (the artist's image kept)."""
+    import re
+    import sys
+
+    from blender_support import ROOT, add_mesh
+
+    sys.path[:0] = [str(ROOT / "backend"), str(ROOT / "tests")]
+    try:
+        from body_fixtures import make_character
+    finally:
+        del sys.path[:2]
+    character = make_character(SIZE)
+    mesh, n = character.mesh, character.head_triangles
+    objects = {}
+    for name, tris in (("Head", np.arange(n)), ("Body", np.arange(n, len(mesh.triangles)))):
+        used, inverse = np.unique(mesh.triangles[tris], return_inverse=True)
+        obj = add_mesh(name, mesh.positions[used], inverse.reshape(-1, 3), mesh.uvs[tris])
+        obj.rotation_euler = (np.pi / 2, 0.0, 0.0)
+        objects[name] = obj
+    head, body = objects["Head"], objects["Body"]
+    skin_file = tmp_path / "body_paint.png"
+    image = bpy.data.images.new("body_paint", SIZE, SIZE)
+    pixels = np.concatenate([character.texture[::-1] / 255.0, np.ones((SIZE, SIZE, 1))], axis=-1)
+    image.pixels.foreach_set(pixels.astype(np.float32).ravel())
+    image.filepath_raw, image.file_format = str(skin_file), "PNG"
+    image.save()
+    before = skin_file.read_bytes()
+    mat = bpy.data.materials.new("Body Skin")
+    mat.use_nodes = True
+    node = mat.node_tree.nodes.new("ShaderNodeTexImage")
+    node.image = image
+    mat.node_tree.links.new(
+        node.outputs["Color"], mat.node_tree.nodes["Principled BSDF"].inputs["Base Color"]
+    )
+    body.data.materials.append(mat)
+    head.avatartex.portrait_path = str(portrait)
+    bpy.context.view_layer.update()
+    _select_only(head)
+    bpy.context.scene.avatartex.resolution = SIZE
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}, head.avatartex.status
+    said = next(line for line in addon.state.last_summary if "a separate body" in line)
+    assert "its skin matched to the face's" in said and "'Body', found under the head" in said
+    before_e, after_e = map(float, re.search(r"neck ΔE (\d+) → ([\d.]+)", said).groups())
+    assert before_e > 10 and after_e < 3, said
+    shown = mat.node_tree.nodes.get("AvatarTex Texture")
+    assert shown is not None and shown.image.name == "Body_toned"
+    assert skin_file.read_bytes() == before and node.image == image  # the artist's image kept
+    toned = _pixels(shown.image)
+    assert not np.allclose(toned, pixels[..., :3], atol=2 / 255)

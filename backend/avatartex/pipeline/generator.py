@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import body, engines, uvtiles
+from .. import body, engines, separate_body, uvtiles
 from ..engines.base import StageContext
 from ..face import Face
 from ..features import feature_lines
@@ -172,6 +172,7 @@ class Generator:
         clock = RequestClock(progress, check_cancel)
         check_params(params)
         params = body.prepare(params)  # tone_match checked; a base texture's size and depth
+        separate = separate_body.load(params)  # a body of its own, read before the work (typed errors)
         style = get_style(params.style)
         plan = engines.choose(params.engine, style, self.neural_config)
         out_dir = Path(params.out_dir)
@@ -355,9 +356,29 @@ class Generator:
             body_report = body_report or tile_report
             textures.append(texture)
             clock.check_cancel()
+        toned_body = None
+        if separate is not None:  # a body of its own (a separate object): the skin matched across the neck
+            if head.body is not None or len(files) > 1:
+                why = "the mesh is a full-body character itself" if head.body else "the head spans UV tiles"
+                warnings.append(f"body_mesh not used: {why}")
+            else:
+                textures[0], toned_body, body_report = separate_body.match(
+                    head.mesh,
+                    head.textured,
+                    head.from_file,
+                    head.frame.scale,
+                    textures[0],
+                    separate,
+                    params,
+                    warnings,
+                )
         paths = [out_dir / name for _tile, name in files]
         for path, texture in zip(paths, textures, strict=True):
             save_png(path, texture, params.bit_depth)
+        if toned_body is not None:
+            body_path = out_dir / separate_body.body_texture_name(params)
+            save_png(body_path, toned_body, 16 if toned_body.dtype == np.uint16 else 8)
+            body_report["written"] = str(body_path)
         texture_path = paths[0]
         clock.done("bake")
         clock.timings["total"] = clock.total()
@@ -407,6 +428,8 @@ class Generator:
         write_json_atomic(out_dir / "report.json", report)
         clock.emit(Progress("bake", 1.0, "done"))
         result = {"texture": str(texture_path), "report": report}
+        if body_report is not None and body_report.get("written"):
+            result["body_texture"] = body_report["written"]
         if "base_tiles" in report:
             result["base_tiles"] = report["base_tiles"]
         if len(files) > 1 or uvtiles.UDIM_TOKEN in params.base_texture:

@@ -1,0 +1,228 @@
+"""A body that is a mesh of its own: the skin tone matched across the neck between two objects.
+
+Characters often come as separate head and body objects (VRoid's Face and Body, game characters,
+a sculpted head put on a stock body), each with its own texture. The head's new texture then meets
+the body's old one at the neck with whatever tone each has: a seam in the render. With
+``GenerateParams.body_mesh`` (the body's mesh, in the head mesh's coordinates) and ``body_texture``
+(its base-colour image), ``match``:
+
+1. finds the **seam**: the head's surface within ``SEAM_GAP_IOD`` of the body's (where the two
+   objects meet; a neck that runs on under the head meets it too);
+2. reads each side's skin tone (``body.ring_tone``) in a ring of ``body.RING_IOD`` beside it: the
+   head texture on the head's surface, the body's image on the body's;
+3. moves one side's skin-like texels by the tones' difference, as ``body.compose`` does within one
+   mesh: ``body_to_face`` writes a copy of the body's image (``body_texture_name``: same size, bit
+   depth and alpha; every texel not skin-like bit for bit) that the caller shows on the body;
+   ``face_to_body`` moves the head texture's skin; ``none`` only measures.
+
+The body's image is never written over: the toned copy is a new file in ``out_dir``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .body import NECK_STEP_WARN, RING_IOD, plausible_skin, read_base, ring_tone, skin_weight
+from .imaging import from_lab, sample_uv, to_lab
+from .mesh import Mesh, load_mesh, surface_points
+from .protocol import GenerateParams
+
+SEAM_GAP_IOD = 0.05
+"""Distance between the two surfaces, in eye distances, under which the head's surface lies on the
+seam (a body's neck ring welded to the head's in the file: 0; modelled apart, a few hundredths)."""
+NEAR_IOD = RING_IOD + SEAM_GAP_IOD
+"""Reach from the head's surface within which the body's triangles are sampled at all."""
+SAMPLES_PER_IOD2 = 1500.0
+"""Surface samples per square eye distance, on both meshes near the seam."""
+MIN_SEAM_SAMPLES = 20
+"""Samples of the head's surface on the seam under which the two do not meet."""
+
+
+@dataclass
+class Rings:
+    """The surfaces beside the seam: UVs where each side's skin tone is read."""
+
+    head_uv: np.ndarray
+    """(N, 2) UVs of the head's surface within ``RING_IOD`` of the seam."""
+    body_uv: np.ndarray
+    """(M, 2) UVs of the body's surface within ``RING_IOD`` of the seam."""
+
+
+def _uv_at(uvs: np.ndarray, tri: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """UVs of surface points (``surface_points``), wrapped into the unit square (one UV tile)."""
+    return np.mod(np.einsum("nk,nkd->nd", weights, uvs[tri]), 1.0)
+
+
+def find_rings(head: Mesh, textured: np.ndarray, body: Mesh, iod: float) -> tuple[Rings | None, float]:
+    """The rings beside the seam between the head's ``textured`` triangles and the body (both in the
+    same coordinates, ``iod`` mesh units an eye distance). Returns them (None where the two do not
+    meet) and the nearest the body comes to the head, in eye distances."""
+    from scipy.spatial import cKDTree
+
+    density = SAMPLES_PER_IOD2 / (iod * iod)
+    head_tris = head.triangles[textured]
+    head_tree = cKDTree(head.positions[np.unique(head_tris)])
+    # Only the body near the head is sampled (a whole character is hundreds of square eye distances).
+    near_vertex = head_tree.query(body.positions, distance_upper_bound=NEAR_IOD * iod)[0] < np.inf
+    body_tris = np.flatnonzero(near_vertex[body.triangles].any(axis=1))
+    if len(body_tris) == 0:
+        gap = float(head_tree.query(body.positions)[0].min()) / iod
+        return None, gap
+    head_points, head_tri, head_w = surface_points(head.positions, head_tris, density)
+    body_points, body_tri, body_w = surface_points(body.positions, body.triangles[body_tris], density, seed=1)
+    body_tree = cKDTree(body_points)
+    gap_to_body = body_tree.query(head_points)[0]
+    seam = gap_to_body < SEAM_GAP_IOD * iod
+    nearest = float(gap_to_body.min()) / iod if len(gap_to_body) else float("inf")
+    if seam.sum() < MIN_SEAM_SAMPLES:
+        return None, nearest
+    seam_tree = cKDTree(head_points[seam])
+    head_ring = seam_tree.query(head_points)[0] < RING_IOD * iod
+    body_ring = seam_tree.query(body_points)[0] < RING_IOD * iod
+    head_uv = _uv_at(head.uvs[textured], head_tri[head_ring], head_w[head_ring])
+    body_uv = _uv_at(body.uvs[body_tris], body_tri[body_ring], body_w[body_ring])
+    return Rings(head_uv, body_uv), nearest
+
+
+def _tone(texture: np.ndarray, uv: np.ndarray) -> np.ndarray | None:
+    """The skin tone (CIELAB) of a float texture at the ring's UVs, None with too few of them."""
+    if len(uv) < 8:
+        return None
+    return ring_tone(to_lab(sample_uv(texture[..., :3], uv)))
+
+
+def body_texture_name(params: GenerateParams) -> str:
+    """The file the toned copy of the body's image is written to, in ``out_dir``: the head texture's
+    name with ``_body`` (``texture.png`` -> ``texture_body.png``)."""
+    return f"{Path(params.texture_name).stem}_body.png"
+
+
+@dataclass
+class SeparateBody:
+    """The request's body of its own, read."""
+
+    mesh: Mesh
+    """In its file's coordinates (the head mesh file's)."""
+    image: np.ndarray
+    """Its base-colour image as read (uint8 or uint16, its own channels)."""
+
+
+def load(params: GenerateParams) -> SeparateBody | None:
+    """The request's ``body_mesh`` and ``body_texture``, read before the work (typed errors as for the
+    head's mesh and a base texture); None without them."""
+    if not params.body_mesh:
+        return None
+    return SeparateBody(load_mesh(params.body_mesh), read_base(params.body_texture))
+
+
+def match(
+    head_mesh: Mesh,
+    textured: np.ndarray,
+    to_head: Any,
+    iod: float,
+    texture: np.ndarray,
+    separate: SeparateBody,
+    params: GenerateParams,
+    warnings: list[str],
+) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+    """Match the head's and the separate body's skin across the neck.
+
+    ``head_mesh``'s ``textured`` triangles wear ``texture`` (float 0..1, one UV tile); ``to_head``
+    maps the body file's points into ``head_mesh``'s coordinates, ``iod`` mesh units an eye distance.
+    Returns the head texture (toned with ``face_to_body``), the body's toned image (its own dtype and
+    channels; None unless ``body_to_face`` changed it) and the report's ``body``.
+    """
+    body = separate.mesh
+    body = Mesh(np.asarray(to_head(body.positions), np.float32), body.triangles, body.uvs, name=body.name)
+    texture = np.asarray(texture)
+    if np.issubdtype(texture.dtype, np.integer):
+        texture = texture.astype(np.float32) / np.iinfo(texture.dtype).max
+    base_raw = separate.image
+    peak = float(np.iinfo(base_raw.dtype).max)
+    base = base_raw[..., :3].astype(np.float32) / peak
+    report: dict[str, Any] = {
+        "kind": "separate",
+        "body_mesh": str(params.body_mesh),
+        "body_texture": str(params.body_texture),
+        "tone_match": "none",
+        "written": None,
+    }
+    rings, gap = find_rings(head_mesh, textured, body, iod)
+    if rings is None:
+        warnings.append(
+            f"the body mesh does not meet the head (its nearest point {gap:.2f} eye distances from the "
+            "head's surface): no tone match across the neck. Give the body object the head sits on, "
+            "in the same place as in the scene"
+        )
+        report.update(gap_iod=round(gap, 3), summary=summary(report))
+        return texture, None, report
+    face_tone, body_tone = _tone(texture, rings.head_uv), _tone(base, rings.body_uv)
+    mode = params.tone_match
+    if face_tone is None or body_tone is None:
+        warnings.append(f"tone_match {mode} skipped: too little neck on either side of the seam")
+        mode = "none"
+    elif mode != "none" and not plausible_skin(body_tone):
+        warnings.append(
+            f"tone_match {mode} skipped: the body's neck does not look like skin "
+            f"(Lab {', '.join(f'{float(v):.1f}' for v in body_tone)}; clothing?)"
+        )
+        mode = "none"
+    before = None if face_tone is None or body_tone is None else float(np.linalg.norm(face_tone - body_tone))
+    toned_body, toned_texels = None, 0
+    if mode == "body_to_face":
+        lab = to_lab(base)
+        weight = skin_weight(lab, body_tone)
+        moved = weight > 0
+        toned_texels = int(moved.sum())
+        body_float = base.copy()
+        body_float[moved] = from_lab(lab[moved] + weight[moved, None] * (face_tone - body_tone))
+        toned_body = base_raw.copy()
+        toned_body[moved, :3] = (np.clip(body_float[moved], 0.0, 1.0) * peak + 0.5).astype(base_raw.dtype)
+        body_tone = _tone(body_float, rings.body_uv)
+    elif mode == "face_to_body":
+        head = np.asarray(texture, np.float32)
+        lab = to_lab(head[..., :3])
+        weight = skin_weight(lab, face_tone)
+        moved = weight > 0
+        texture = head.copy()
+        texture[moved, :3] = from_lab(lab[moved] - weight[moved, None] * (face_tone - body_tone))
+        face_tone = _tone(texture, rings.head_uv)
+    after = None if face_tone is None or body_tone is None else float(np.linalg.norm(face_tone - body_tone))
+    if after is not None and after >= NECK_STEP_WARN:
+        warnings.append(
+            f"the head's skin and the body's differ by ΔE {after:.0f} across the neck: a seam shows "
+            "there; "
+            + (
+                "tone_match body_to_face or face_to_body evens it"
+                if params.tone_match == "none"
+                else "paint over the neck, or give the body's texture whose neck is skin"
+            )
+        )
+    report.update(
+        tone_match=mode,
+        toned_body_texels=toned_texels,
+        neck_delta_e_before=None if before is None else round(before, 3),
+        neck_delta_e=None if after is None else round(after, 3),
+    )
+    report["summary"] = summary(report)
+    return texture, toned_body, report
+
+
+def summary(report: dict[str, Any]) -> str:
+    """What was done across the neck to a separate body, in a sentence (the CLI and the panel)."""
+    body = Path(report["body_texture"]).name
+    if "gap_iod" in report:
+        return f"a separate body: it does not meet the head, so {body} was left as it was"
+    before, after = report.get("neck_delta_e_before"), report.get("neck_delta_e")
+    step = f" (neck ΔE {before:.0f} → {after:.1f})" if before is not None and after is not None else ""
+    if report["tone_match"] == "body_to_face":
+        return f"a separate body: its skin matched to the face's in a copy of {body}{step}"
+    if report["tone_match"] == "face_to_body":
+        return f"a separate body: the head's skin matched to the body's ({body}){step}"
+    return f"a separate body: {body} left as it was" + (
+        f" (neck ΔE {after:.0f})" if after is not None else ""
+    )

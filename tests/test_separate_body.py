@@ -1,0 +1,170 @@
+"""A head and a body that are separate meshes (separate_body.py): the skin matched across the neck,
+the body's image never written over, a body that does not meet the head said."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from avatartex import body, separate_body
+from avatartex.image_io import save_png
+from avatartex.imaging import to_lab
+from avatartex.mesh import Mesh, compute_normals, save_capture
+from avatartex.pipeline import Generator
+from avatartex.protocol import AvatarTexError, ErrorCode, GenerateParams
+from body_fixtures import BODY_SKIN, SHIRT, make_character
+
+SIZE = 512
+NO_STEP_DELTA_E = 3.0
+"""Lab distance across the neck below which no tone step shows (2.3 is just noticeable)."""
+
+
+def _piece(mesh: Mesh, triangles: np.ndarray, name: str) -> Mesh:
+    """The triangles' own mesh (their vertices only), UVs kept."""
+    used, inverse = np.unique(mesh.triangles[triangles], return_inverse=True)
+    positions = mesh.positions[used]
+    tris = inverse.reshape(-1, 3).astype(np.int32)
+    return Mesh(positions, tris, mesh.uvs[triangles], compute_normals(positions, tris), name=name)
+
+
+@pytest.fixture(scope="module")
+def files(astronaut_path, tmp_path_factory):
+    """The test character cut into a head object and a body object, each with the character's UVs,
+    and the body's texture (the character's painted one)."""
+    character = make_character(SIZE)
+    folder = tmp_path_factory.mktemp("separate")
+    n = character.head_triangles
+    everything = np.arange(len(character.mesh.triangles))
+    save_capture(_piece(character.mesh, everything[:n], "Head"), folder / "head.npz")
+    body_mesh = _piece(character.mesh, everything[n:], "Body")
+    save_capture(body_mesh, folder / "body.npz")
+    save_png(folder / "body.png", character.texture)
+    far = Mesh(
+        body_mesh.positions + np.float32([3.0, 0.0, 0.0]), body_mesh.triangles, body_mesh.uvs, name="Far"
+    )
+    save_capture(far, folder / "far.npz")
+    return {
+        "mesh": folder / "head.npz",
+        "body": folder / "body.npz",
+        "far": folder / "far.npz",
+        "texture": folder / "body.png",
+        "portrait": astronaut_path,
+    }
+
+
+@pytest.fixture(scope="module")
+def generator():
+    return Generator()
+
+
+def request(files, out, **kw) -> GenerateParams:
+    fields = {"body_mesh": str(files["body"]), "body_texture": str(files["texture"])} | kw
+    return GenerateParams(
+        mesh=str(files["mesh"]),
+        portrait=str(files["portrait"]),
+        out_dir=str(out),
+        size=SIZE,
+        engine="classic",
+        **fields,
+    )
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def toned(generator, files, tmp_path_factory):
+    """The default request: body_to_face."""
+    before = _digest(files["texture"])
+    out = tmp_path_factory.mktemp("toned")
+    result = generator.generate(request(files, out))
+    return result, before
+
+
+def test_body_to_face_writes_a_toned_copy_of_the_body_and_evens_the_neck(toned, files):
+    result, before = toned
+    report = result["report"]["body"]
+    assert report["kind"] == "separate" and report["tone_match"] == "body_to_face"
+    # The painted body skin is darker and redder than the astronaut's face: a seam before.
+    assert report["neck_delta_e_before"] > 10.0
+    assert report["neck_delta_e"] < NO_STEP_DELTA_E
+    written = Path(result["body_texture"])
+    assert written.name == "texture_body.png" and written.parent == Path(result["texture"]).parent
+    assert report["written"] == str(written)
+    assert _digest(files["texture"]) == before  # the artist's body image is not written over
+    old, new = body.read_base(str(files["texture"])), body.read_base(str(written))
+    assert new.shape == old.shape and new.dtype == old.dtype
+    # The skin moved, the shirt kept bit for bit.
+    skin = np.all(np.abs(old.astype(int) - np.array(BODY_SKIN) * 255) < 16, axis=-1)
+    shirt = np.all(np.abs(old.astype(int) - np.array(SHIRT) * 255) < 16, axis=-1)
+    assert skin.sum() > 500 and shirt.sum() > 500
+    assert np.array_equal(new[shirt], old[shirt])
+    moved = np.linalg.norm(to_lab(new[skin] / 255.0) - to_lab(old[skin] / 255.0), axis=-1)
+    assert np.median(moved) > 8.0
+    assert "a separate body: its skin matched to the face's" in report["summary"]
+
+
+def test_face_to_body_tones_the_head_and_writes_no_body(generator, files, toned, tmp_path):
+    plain = body.read_base(toned[0]["texture"])
+    result = generator.generate(request(files, tmp_path, tone_match="face_to_body"))
+    report = result["report"]["body"]
+    assert report["tone_match"] == "face_to_body" and report["neck_delta_e"] < NO_STEP_DELTA_E
+    assert "body_texture" not in result and not (tmp_path / "texture_body.png").exists()
+    head = body.read_base(result["texture"])
+    # The head's skin is now darker, towards the painted body's.
+    moved = np.any(head != plain, axis=-1)
+    assert moved.sum() > 10_000
+    lightness = to_lab(head[moved] / 255.0)[:, 0]
+    assert np.median(lightness) < np.median(to_lab(plain[moved] / 255.0)[:, 0]) - 5.0
+
+
+def test_none_measures_the_seam_and_says_it(generator, files, tmp_path):
+    result = generator.generate(request(files, tmp_path, tone_match="none"))
+    report = result["report"]["body"]
+    assert report["tone_match"] == "none" and report["neck_delta_e"] > 10.0
+    assert any("across the neck: a seam shows" in w for w in result["report"]["warnings"])
+    assert not (tmp_path / "texture_body.png").exists()
+
+
+def test_a_body_that_does_not_meet_the_head_is_said_and_left(generator, files, tmp_path):
+    result = generator.generate(request(files, tmp_path, body_mesh=str(files["far"])))
+    report = result["report"]["body"]
+    assert report["tone_match"] == "none" and report["gap_iod"] > 10
+    assert any("does not meet the head" in w for w in result["report"]["warnings"])
+    assert not (tmp_path / "texture_body.png").exists()
+
+
+def test_a_body_request_missing_half_or_unreadable_fails_before_any_work(generator, files, tmp_path):
+    with pytest.raises(AvatarTexError) as half:
+        request(files, tmp_path, body_texture="")
+    assert half.value.code == ErrorCode.BAD_REQUEST and "body_texture" in half.value.message
+    out = tmp_path / "out"
+    with pytest.raises(AvatarTexError) as missing:
+        generator.generate(request(files, out, body_mesh=str(tmp_path / "nope.npz")))
+    assert missing.value.code == ErrorCode.MESH_MISSING
+    with pytest.raises(AvatarTexError) as unreadable:
+        generator.generate(request(files, out, body_texture=str(files["mesh"])))
+    assert unreadable.value.code == ErrorCode.BASE_TEXTURE_UNREADABLE
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_the_seams_rings_lie_on_either_side_of_the_neck(files):
+    """Where the tones are read: the head's ring on the head's neck, the body's on the body's neck
+    (its painted skin there), both a ring's width from where the two meet."""
+    from avatartex.mesh import load_capture
+
+    head, body_mesh = load_capture(files["mesh"]), load_capture(files["body"])
+    iod = 0.064  # the demo head's eye distance, metres (make_demo_head)
+    rings, gap = separate_body.find_rings(head, np.arange(len(head.triangles)), body_mesh, iod)
+    assert rings is not None and gap < 0.01
+    colours = body.read_base(str(files["texture"])) / 255.0
+    from avatartex.imaging import sample_uv
+
+    body_lab = to_lab(sample_uv(colours, rings.body_uv))
+    skin_lab = to_lab(np.array([BODY_SKIN]))[0]
+    assert np.median(np.linalg.norm(body_lab - skin_lab, axis=-1)) < 6.0
+    far = Mesh(body_mesh.positions + np.float32([3, 0, 0]), body_mesh.triangles, body_mesh.uvs)
+    assert separate_body.find_rings(head, np.arange(len(head.triangles)), far, iod)[0] is None
