@@ -5,6 +5,8 @@ All arrays are read with ``foreach_get`` into numpy buffers; there is no Python 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import bpy
@@ -33,11 +35,16 @@ def check_mesh_object(obj: bpy.types.Object | None) -> None:
             errors.NOTHING_SELECTED, "Nothing is selected.", "Select a head mesh object and try again."
         )
     if obj.type != "MESH":
-        raise errors.error(
-            errors.NOT_A_MESH,
-            f"'{obj.name}' is a {obj.type.lower()}, not a mesh.",
-            "Select a mesh object (the head) and try again.",
-        )
+        kind = obj.type.lower().replace("_", " ")
+        article = "an" if kind[0] in "aeiou" else "a"
+        hint = "Select a mesh object (the head) and try again."
+        if obj.instance_type == "COLLECTION" and obj.instance_collection is not None:
+            hint = (
+                f"It shows the collection '{obj.instance_collection.name}': select the head mesh in that "
+                "collection (every instance shows its texture), or Object > Apply > Make Instances Real "
+                "to texture this one alone."
+            )
+        raise errors.error(errors.NOT_A_MESH, f"'{obj.name}' is {article} {kind}, not a mesh.", hint)
     # An override's own data may stay linked: what it changes is saved with this file.
     linked = obj.library if obj.library is not None else None
     if linked is None and obj.override_library is None and obj.data is not None:
@@ -88,6 +95,61 @@ def evaluated_depsgraph() -> bpy.types.Depsgraph:
         depsgraph = scene.view_layers[0].depsgraph
         depsgraph.update()
         return depsgraph
+
+
+def _rigs(obj: bpy.types.Object) -> set:
+    """The armatures that deform or carry ``obj``: its Armature modifiers' (shown in the viewport)
+    and those of its parents."""
+    rigs = {
+        m.object.data
+        for m in obj.modifiers
+        if m.type == "ARMATURE" and m.object is not None and m.object.type == "ARMATURE" and m.show_viewport
+    }
+    parent = obj.parent
+    while parent is not None:
+        if parent.type == "ARMATURE":
+            rigs.add(parent.data)
+        parent = parent.parent
+    return rigs
+
+
+@contextmanager
+def at_rest(objects: list[bpy.types.Object]) -> Iterator[list[str]]:
+    """Inside, the armatures that deform or carry ``objects`` (``_rigs``) are in their rest position,
+    as the character was modelled: a posed head (turned, tilted, a jaw bone open) is captured as if
+    unposed, so its texture fits the character in every pose. Yields the names of the armatures that
+    were posed; their Pose Position is put back on leaving, whatever happens inside."""
+    posed = sorted(
+        {rig for obj in objects if obj is not None for rig in _rigs(obj) if rig.pose_position != "REST"},
+        key=lambda rig: rig.name,
+    )
+    for rig in posed:
+        rig.pose_position = "REST"
+    if posed:
+        bpy.context.view_layer.update()
+    try:
+        yield [rig.name for rig in posed]
+    finally:
+        for rig in posed:
+            rig.pose_position = "POSE"
+        if posed:
+            bpy.context.view_layer.update()
+
+
+def shape_keys_on(obj: bpy.types.Object) -> list[str]:
+    """The object's shape keys that change its shape now ('JawOpen 1.00'): not the basis, not muted,
+    of a value other than 0 (or the one key shown alone by the pin). Captured as they shape the face:
+    a key that makes the character (an age, a weight, a sculpted identity) is its shape; an
+    expression left on (a jaw open, a blink) moves the texture's features off the face at rest."""
+    keys = getattr(obj.data, "shape_keys", None)
+    if keys is None or not keys.use_relative or len(keys.key_blocks) < 2:
+        return []
+    blocks = list(keys.key_blocks)[1:]
+    if obj.show_only_shape_key:
+        index = obj.active_shape_key_index
+        blocks = [keys.key_blocks[index]] if 0 < index < len(keys.key_blocks) else []
+        return [f"{b.name} (shown alone)" for b in blocks if not b.mute]
+    return [f"{b.name} {b.value:.2f}" for b in blocks if not b.mute and abs(b.value) > 1e-3]
 
 
 def capture_object(

@@ -165,18 +165,21 @@ class Job:
         mesh_path = user_dir("captures") / f"{stamp}.npz"
         work = user_dir("work") / stamp
         task.scratch += [str(mesh_path), str(work)]
-        depsgraph = capture.evaluated_depsgraph()
-        capture.capture_object(obj, depsgraph, task.uv_map, mesh_path, task.facing)
-        # A body that is an object of its own (found or set in the panel): the skin matched across the neck.
         base_texture = material.body_base_image(obj)
-        found = None if base_texture else capture.separate_body(obj)
         body_mesh, body_texture, task.body_object = "", "", ""
-        if found is not None:
-            body_obj, body_texture = found
-            body_mesh = str(user_dir("captures") / f"{stamp}_body.npz")
-            task.scratch.append(body_mesh)
-            capture.capture_body(body_obj, obj, depsgraph, Path(body_mesh))
-            task.body_object, task.body_image = body_obj.name, body_texture
+        # Captured unposed (its rig at rest), as the texture must fit every pose.
+        with capture.at_rest([obj, obj.avatartex.body_object]) as posed:
+            depsgraph = capture.evaluated_depsgraph()
+            capture.capture_object(obj, depsgraph, task.uv_map, mesh_path, task.facing)
+            # A body that is an object of its own (found or set in the panel): its skin matched at the neck.
+            found = None if base_texture else capture.separate_body(obj)
+            if found is not None:
+                body_obj, body_texture = found
+                body_mesh = str(user_dir("captures") / f"{stamp}_body.npz")
+                task.scratch.append(body_mesh)
+                capture.capture_body(body_obj, obj, depsgraph, Path(body_mesh))
+                task.body_object, task.body_image = body_obj.name, body_texture
+        self._note_capture(task, obj, posed)
         params = protocol().GenerateParams(
             mesh=str(mesh_path),
             portrait=task.portrait,
@@ -248,6 +251,23 @@ class Job:
         # A character over UDIM tiles: the body's tiles of its base image, shown unchanged beside the head's.
         tiles = {**(result.get("base_tiles") or {}), **(result.get("tiles") or {})}
         self._apply(task, result.get("texture", ""), report.get("quality") or {}, tiles, slot, result)
+
+    def _note_capture(self, task: Task, obj: bpy.types.Object, posed: list[str]) -> None:
+        """Say how the head was captured where its scene shows it otherwise: a posed rig left out,
+        shape keys that shape the face the texture is fitted to."""
+        if posed:
+            rigs = ", ".join(f"'{name}'" for name in posed)
+            self.notes.append(
+                f"{task.label}: captured in the rest position of {rigs} (posed in the scene): the texture "
+                "fits the character unposed, as every pose deforms it"
+            )
+        keys = capture.shape_keys_on(obj)
+        if keys:
+            self.notes.append(
+                f"{task.label}: the texture is fitted to the face as its shape keys shape it "
+                f"({', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}); an expression left on (a jaw "
+                "open, a blink) moves the features off the face at rest: set it to 0 and generate again"
+            )
 
     def _note_warnings(self, task: Task, warnings: list[str]) -> None:
         """The backend's warnings about a result (glasses taken off, an open mouth, the only material

@@ -168,11 +168,27 @@ class AVATARTEX_OT_batch_retexture(_JobOperator, bpy.types.Operator):
             )
         ensure_writable_dir(output_dir()[0])
         objects.sort(key=lambda o: o.name)
+        # Whole characters box-selected: their bodies, hair and props have no portrait. Where some
+        # meshes have one, the others are passed over (said), not failed one by one.
+        skipped = [o for o in objects if not o.avatartex.portrait_path]
+        if len(skipped) < len(objects):
+            objects = [o for o in objects if o.avatartex.portrait_path]
+        else:
+            skipped = []
         settings.batch.clear()
-        for obj in objects:
+        for obj in objects + skipped:
             item = settings.batch.add()
             item.name = obj.name
-        return jobs.Job("batch", [jobs.task_for(obj, context.scene) for obj in objects])
+            if obj in skipped:
+                item.status, item.message = "skipped", "no portrait (a body, hair or a prop?)"
+        job = jobs.Job("batch", [jobs.task_for(obj, context.scene) for obj in objects])
+        if skipped:
+            names = ", ".join(f"'{o.name}'" for o in skipped[:5]) + (" ..." if len(skipped) > 5 else "")
+            job.notes.append(
+                f"{len(skipped)} mesh(es) without a portrait passed over: {names} (give one a portrait "
+                "to texture it)"
+            )
+        return job
 
     def _objects(self, context) -> tuple[list[bpy.types.Object], str]:
         """The meshes to batch and, for messages, where they came from."""

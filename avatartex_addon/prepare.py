@@ -108,7 +108,8 @@ def send(target: Target) -> Sent | None:
         return None  # gone, or being edited: its content is not settled
     stamp = f"prepare_{safe_name(obj.name)}_{int(time.time() * 1000)}"
     path = user_dir("captures") / f"{stamp}.npz"
-    capture.capture_object(obj, capture.evaluated_depsgraph(), target.uv_map, path, target.facing)
+    with capture.at_rest([obj]):  # as generate captures it
+        capture.capture_object(obj, capture.evaluated_depsgraph(), target.uv_map, path, target.facing)
     digest = hashlib.sha1(path.read_bytes()).hexdigest()
     key = (client.process.pid, digest, target.size)
     if key in state.prepared:

@@ -344,7 +344,12 @@ def test_nothing_selected(addon, fake_backend):
 
 def test_non_mesh(addon, fake_backend):
     bpy.ops.object.camera_add()
-    _assert_fails_unchanged("not a mesh")
+    _assert_fails_unchanged("is a camera, not a mesh")
+    # A collection instance (an empty): "an empty", and where its head is.
+    heads = bpy.data.collections.new("Heads")
+    bpy.ops.object.collection_instance_add(collection=heads.name)
+    with pytest.raises(RuntimeError, match="is an empty, not a mesh.*shows the collection 'Heads'"):
+        bpy.ops.avatartex.generate()
 
 
 def test_mesh_without_uv_map_offers_unwrap(addon, fake_backend, portrait):

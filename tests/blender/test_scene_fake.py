@@ -751,3 +751,92 @@ def test_generate_sends_the_body_and_shows_its_toned_copy_keeping_the_artists_im
     select_only(body)
     assert bpy.ops.avatartex.restore_material() == {"FINISHED"}
     assert base.links[0].from_node.image.name == "Body_skin"
+
+
+# -- rigged characters: captured unposed; shape keys said ---------------------------------------------
+
+
+def _rigged(head):
+    """``head`` deformed by a one-bone armature (every vertex weighted to the bone), the bone posed
+    turned 40 degrees about Z."""
+    arm = bpy.data.armatures.new("Rig")
+    rig = bpy.data.objects.new("Rig", arm)
+    bpy.context.scene.collection.objects.link(rig)
+    bpy.context.view_layer.objects.active = rig
+    bpy.ops.object.mode_set(mode="EDIT")
+    bone = arm.edit_bones.new("Head")
+    bone.head, bone.tail = (0.0, 0.0, -1.0), (0.0, 0.0, 0.0)
+    bpy.ops.object.mode_set(mode="OBJECT")
+    group = head.vertex_groups.new(name="Head")
+    group.add(list(range(len(head.data.vertices))), 1.0, "REPLACE")
+    modifier = head.modifiers.new("Armature", "ARMATURE")
+    modifier.object = rig
+    pose = rig.pose.bones["Head"]
+    pose.rotation_mode = "XYZ"
+    pose.rotation_euler = (0.0, 0.4, 0.7)
+    bpy.context.view_layer.update()
+    return rig
+
+
+def test_a_posed_head_is_captured_unposed_and_the_pose_is_kept(addon, fake_backend, portrait, tmp_path):
+    head = add_sphere("Head", portrait)
+    rest = addon.capture.capture_object(head, bpy.context.evaluated_depsgraph_get(), "", tmp_path / "r.npz")
+    rig = _rigged(head)
+    posed = addon.capture.capture_object(head, bpy.context.evaluated_depsgraph_get(), "", tmp_path / "p.npz")
+    with np.load(rest) as a, np.load(posed) as b:
+        assert np.abs(a["positions"] - b["positions"]).max() > 0.1  # the pose moves the capture
+    with addon.capture.at_rest([head]) as names:
+        assert names == ["Rig"] and rig.data.pose_position == "REST"
+        again = addon.capture.capture_object(
+            head, bpy.context.evaluated_depsgraph_get(), "", tmp_path / "a.npz"
+        )
+    assert rig.data.pose_position == "POSE"
+    with np.load(rest) as a, np.load(again) as b:
+        np.testing.assert_allclose(a["positions"], b["positions"], atol=1e-5)
+    select_only(head)
+    bpy.context.scene.avatartex.resolution = 512
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert rig.data.pose_position == "POSE" and rig.pose.bones["Head"].rotation_euler.z == pytest.approx(0.7)
+    assert any("captured in the rest position of 'Rig'" in line for line in addon.state.last_summary)
+
+
+def test_shape_keys_that_shape_the_face_are_said(addon, fake_backend, portrait):
+    head = add_sphere("Head", portrait)
+    head.shape_key_add(name="Basis")
+    jaw = head.shape_key_add(name="JawOpen")
+    jaw.value = 0.0
+    assert addon.capture.shape_keys_on(head) == []
+    jaw.value = 1.0
+    assert addon.capture.shape_keys_on(head) == ["JawOpen 1.00"]
+    jaw.mute = True
+    assert addon.capture.shape_keys_on(head) == []
+    jaw.mute = False
+    select_only(head)
+    bpy.context.scene.avatartex.resolution = 512
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    said = [line for line in addon.state.last_summary if "shape keys" in line]
+    assert said and "JawOpen 1.00" in said[0] and "set it to 0" in said[0]
+
+
+def test_a_batch_over_whole_characters_passes_over_the_meshes_without_a_portrait(
+    addon, fake_backend, portrait, tmp_path
+):
+    """Characters box-selected whole (head and body objects): the heads are textured, the bodies (no
+    portrait) passed over and said, and the batch succeeds (a farm's exit code)."""
+    heads = []
+    for index in range(2):
+        head = add_sphere(f"Head{index}", portrait)
+        head.location.x = 5.0 * index
+        body, _path = _body_under(head, tmp_path, name=f"Body{index}")
+        heads.append(head)
+    for obj in bpy.context.scene.objects:
+        obj.select_set(True)
+    bpy.context.scene.avatartex.resolution = 512
+    assert bpy.ops.avatartex.batch_retexture() == {"FINISHED"}
+    assert addon.state.last_summary[0] == "2 done, 0 failed"
+    assert any(
+        "2 mesh(es) without a portrait passed over: 'Body0', 'Body1'" in line
+        for line in addon.state.last_summary
+    )
+    items = {item.name: item.status for item in bpy.context.scene.avatartex.batch}
+    assert items == {"Head0": "done", "Head1": "done", "Body0": "skipped", "Body1": "skipped"}
