@@ -46,7 +46,9 @@ def stylised_shape():
 
 
 def heads(work: Path) -> list[tuple[str, str]]:
-    """(label, mesh path) of each head of the sheet."""
+    """(label, mesh path) of each head of the sheet (the demo heads written into ``work``, made if
+    missing, as add-on captures)."""
+    work.mkdir(parents=True, exist_ok=True)
     out = []
     positions, triangles, uvs, pins = demo_head.make_demo_head()
     path = work / "demo_head.npz"
