@@ -495,3 +495,82 @@ def test_the_photos_red_folds_on_the_face_become_the_skins_own_tones(style: str)
     # (30.9); now toon's are its cel shadow (9°: the shadow's tint is a little redder), comic's dots.
     assert np.percentile(np.abs(hue - skin_hue), 90) < 12, np.percentile(np.abs(hue - skin_hue), 90)
     assert np.percentile(chroma, 90) < skin_chroma * 1.05 + 1, (np.percentile(chroma, 90), skin_chroma)
+
+
+def _shifted(lines: dict[str, np.ndarray], by: np.ndarray) -> dict[str, np.ndarray]:
+    """The lines a head whose features lie ``by`` texels from the photo's would draw along."""
+    moved = set(features.DRAWN_ON_THE_HEAD)
+    return {name: (line + by).astype(np.float32) if name in moved else line for name, line in lines.items()}
+
+
+@lru_cache(maxsize=4)
+def _drawn_elsewhere(style: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The scene in ``style`` with the head's lips and nose 0.12 eye distances below the photo's (a
+    registration that far off): the texture and the lines it drew along."""
+    geo, texture, coords, lines, _ = _scene()
+    drawn = _shifted(lines, np.array([0.0, 0.12 * _unit()], np.float32))
+    ctx = make_ctx(geo, style, astronaut(), coords, seed=1)
+    ctx.feature_lines = lines
+    ctx.drawn_source = lambda photo: _shifted(photo, np.array([0.0, 0.12 * _unit()], np.float32))
+    for stage in (ClassicInpaint(), ClassicLatent(), ClassicRepaint()):
+        texture = stage.run(texture, ctx)
+    return texture.color, drawn
+
+
+@pytest.mark.parametrize("style", INKED)
+def test_flat_styles_draw_the_lips_and_nose_on_the_heads_own_and_leave_no_ghost_of_the_photos(
+    style: str,
+) -> None:
+    """Grace Hopper on the scanned head, registered a little off, left her lower lip's shadow as a
+    blotch under the head's lip: the flat styles draw the lips and the nose where the head has them
+    (``features.drawn_lines``), the lip colour still the photo's, and where the photo's own lips were,
+    skin, not their ghost."""
+    _, _, _, photo, _ = _scene()
+    styled, drawn = _drawn_elsewhere(style)
+    unit = _unit()
+    colour = np.array(INK_COLOURS[style], np.float32)
+    ink = (np.abs(styled - colour).max(axis=-1) < 0.06) & head_atlas(SIZE).mask
+    distance = _distance_to_mask(ink)
+    # Where the lips meet is inked along the drawn lips, not along the photo's.
+    for lines, low, high in ((drawn, 0.8, 1.0), (photo, 0.0, 0.3)):
+        xy = np.round(features.arc(lines["lips_inner"], 0.6, 0.9) - 0.5).astype(int)
+        covered = (distance[xy[:, 1], xy[:, 0]] <= max(0.02 * unit, 1.5)).mean()
+        assert low <= covered <= high, (style, covered)
+    # The drawn lips take the photo's lip colour; the photo's lips, where the drawn ones are not, skin.
+    shape = ink.shape
+    from avatartex.imaging import to_lab
+
+    lab = to_lab(styled)
+    drawn_lips = features.fill_polygon(shape, drawn["lips_outer"]) > 0.5
+    drawn_lips &= ~(features.fill_polygon(shape, drawn["lips_inner"]) > 0.05)
+    drawn_lips &= features.distance_to_lines(shape, [drawn["lips_outer"], drawn["lips_inner"]]) > 0.03 * unit
+    ghost = features.fill_polygon(shape, photo["lips_outer"]) > 0.5
+    ghost &= features.fill_polygon(shape, drawn["lips_outer"]) < 0.02
+    ghost &= features.distance_to_lines(shape, [drawn["lips_outer"]]) > 0.06 * unit
+    cheek = features.distance_to_lines(shape, [photo["lips_outer"]]) < 0.4 * unit
+    cheek &= features.fill_polygon(shape, photo["lips_outer"]) < 0.02
+    cheek &= features.fill_polygon(shape, drawn["lips_outer"]) < 0.02
+    assert ghost.sum() > 20 and drawn_lips.sum() > 20, (ghost.sum(), drawn_lips.sum())
+    skin_a = np.median(lab[cheek][:, 1])
+    assert np.median(lab[drawn_lips][:, 1]) > skin_a + 3.0, style  # redder than the skin: lips
+    assert abs(np.median(lab[ghost][:, 1]) - skin_a) < 3.0, style  # the skin's own
+
+
+def test_drawn_lines_are_the_heads_own_lips_and_nose_and_the_photos_eyes() -> None:
+    geo, _, _, photo, _ = _scene()
+    assert features.drawn_lines(geo, photo, None) == photo
+    assert features.drawn_lines(geo, photo, np.full((468, 3), np.nan)) == photo
+    # A head's landmarks in front of its face: its lips and nose are drawn through them.
+    from avatartex.atlas import directions
+
+    rng = np.random.default_rng(0)
+    local = rng.normal(size=(468, 3)) * 0.2 + np.array([0.0, 0.0, 1.0])
+    points = geo.frame.origin + (local @ geo.frame.axes) * geo.frame.scale
+    drawn = features.drawn_lines(geo, photo, points)
+    theta, phi = directions(geo.frame.to_head(points))
+    own = geo.layout.band_xy(theta, phi)
+    for name in ("nose", "lips_outer"):
+        first = own[features.FEATURES[name][0][0]]
+        assert np.abs(drawn[name][0] - first).max() < 1e-3, name  # the curve runs through them
+    for name in ("right_eye", "left_eye", "right_brow", "left_brow"):
+        assert drawn[name] is photo[name], name

@@ -255,6 +255,35 @@ def feature_lines(
     return lines
 
 
+DRAWN_ON_THE_HEAD = ("lips_outer", "lips_inner", "nose", "jaw")
+"""Features the flat styles draw where the mesh's own landmarks put them (``drawn_lines``): a style
+that redraws the lips and the nose draws them on the head's lips and nose, whatever the photo's
+registration left of its own (Grace Hopper on the scanned head: her lower lip's shadow a blotch
+under the head's lip). Not the eyes: the mesh's eye contour read on its unpainted render is
+narrower than its opening (a lid's edge without the sclera's contrast), and smaller on a stylised
+head's big eyes than the photo's warped onto them; drawn there (as read, or the photo's eye laid on
+its centre and width), every head squinted or its eyes shrank, and its brows moved with them left
+their shadow behind."""
+
+
+def drawn_lines(
+    geometry: AtlasGeometry, photo_lines: dict[str, np.ndarray], mesh_points3d: np.ndarray | None
+) -> dict[str, np.ndarray]:
+    """The feature lines a flat style draws: ``DRAWN_ON_THE_HEAD`` from the mesh's own landmarks (each
+    where all of its landmarks are known), every other the photo's (``photo_lines``,
+    ``feature_lines``). The colours are still read from the photo's lines (its lips)."""
+    if mesh_points3d is None or not np.isfinite(mesh_points3d).any():
+        return dict(photo_lines)
+    mesh_xy = _mesh_to_atlas(geometry, mesh_points3d)
+    lines = dict(photo_lines)
+    for name in DRAWN_ON_THE_HEAD:
+        idx, closed = FEATURES[name]
+        own = mesh_xy[np.asarray(idx)]
+        if np.isfinite(own).all():
+            lines[name] = _catmull_rom(_unwrapped(own, geometry.size), closed)
+    return lines
+
+
 def _unwrapped(pts: np.ndarray, size: int) -> np.ndarray:
     """``pts`` (N, 2) with consecutive points on the same side of the atlas's back seam (features
     never span it, but be safe)."""

@@ -107,12 +107,26 @@ class StageContext:
         must not come back as detail)."""
         return confidence if self.photo_share is None else np.minimum(confidence, self.photo_share)
 
+    drawn_lines: dict[str, np.ndarray] = field(default_factory=dict)
+    """The lines a flat style draws its features along (``features.drawn_lines``: the head's own eyes,
+    lips and nose; the photo's brows moved with them); read them through ``drawn()``."""
+    drawn_source: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None
+    """Finds ``drawn_lines`` from ``features()`` on first use; None: the feature lines are drawn."""
+
     def features(self) -> dict[str, np.ndarray]:
         """The feature lines, found now if they were not yet (``feature_source``)."""
         if not self.feature_lines and self.feature_source is not None:
             self.feature_lines = self.feature_source()
             self.feature_source = None
         return self.feature_lines
+
+    def drawn(self) -> dict[str, np.ndarray]:
+        """The lines the flat styles draw along (``drawn_source``), else the feature lines."""
+        if not self.drawn_lines:
+            found = self.features()
+            self.drawn_lines = self.drawn_source(found) if self.drawn_source is not None else found
+            self.drawn_source = None
+        return self.drawn_lines
 
 
 class Stage(abc.ABC):

@@ -18,7 +18,7 @@ import numpy as np
 from .. import body, engines, separate_body, uvtiles
 from ..engines.base import StageContext
 from ..face import Face
-from ..features import feature_lines
+from ..features import drawn_lines, feature_lines
 from ..image_io import save_png
 from ..mesh import Mesh, load_mesh, save_mesh, with_pins
 from ..photoface import photo_face_normals
@@ -293,6 +293,8 @@ class Generator:
         ctx.feature_source = lambda: feature_lines(
             geometry, analysis.face.landmarks, projection.portrait_coords, analysis.head.landmarks.points3d
         )
+        mesh_points = analysis.head.landmarks.points3d
+        ctx.drawn_source = lambda photo_lines: drawn_lines(geometry, photo_lines, mesh_points)
         # The hair (scalp=hair) and separate eyeballs go over the completed, de-lit skin, before the
         # style's repaint.
         split = next((i for i, stage in enumerate(plan.stages) if stage.name == "repaint"), len(plan.stages))

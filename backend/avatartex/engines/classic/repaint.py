@@ -573,8 +573,19 @@ def _brow_and_lip_fills(
     lines: dict[str, np.ndarray],
     shape: tuple[int, int],
     lip_saturation: float,
+    colour_lines: dict[str, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Brows as flat dark shapes and lips as one flat colour, both from the texture's own colours."""
+    """Brows as flat dark shapes and lips as one flat colour along ``lines``, both of the texture's
+    own colours (the lips' read inside ``colour_lines``' lips: the photo's, where the style draws
+    the head's own; default ``lines``)."""
+    colour_lines = lines if colour_lines is None else colour_lines
+
+    def lips_of(found: dict[str, np.ndarray], feather: float) -> np.ndarray:
+        lips = fill_polygon(shape, found["lips_outer"], feather=feather)
+        if "lips_inner" in found:
+            lips = np.clip(lips - fill_polygon(shape, found["lips_inner"]), 0, 1)
+        return lips
+
     for brow in ("right_brow", "left_brow"):
         if brow in lines:
             region = fill_polygon(shape, lines[brow], feather=0.6)
@@ -582,10 +593,11 @@ def _brow_and_lip_fills(
             if colour is not None:
                 out = _mix(out, np.clip(colour * 0.75, 0, 1), region)
     if "lips_outer" in lines:
-        lips = fill_polygon(shape, lines["lips_outer"], feather=0.6)
-        if "lips_inner" in lines:
-            lips = np.clip(lips - fill_polygon(shape, lines["lips_inner"]), 0, 1)
-        colour = _region_color(source, lips, 50.0)
+        lips = lips_of(lines, 0.6)
+        read = (
+            lips if colour_lines is lines or "lips_outer" not in colour_lines else lips_of(colour_lines, 0.6)
+        )
+        colour = _region_color(source, read, 50.0)
         if colour is not None:
             lum = luminance(colour)
             colour = np.clip(lum + (colour - lum) * lip_saturation, 0, 1)
@@ -749,6 +761,30 @@ def _others_as_skin(
     return np.where(other[..., None], skin, flat).astype(np.float32), darker
 
 
+MOVED_FEATURES = ("lips_outer",)
+"""The photo's filled features a flat style clears to skin where it draws them elsewhere
+(``features.drawn_lines``: the lips; the nose is a stroke)."""
+MOVED_GROW_IOD = 0.04
+"""Eye distances by which the photo's features are grown when cleared (their soft rims)."""
+
+
+def moved_features(ctx: StageContext, shape: tuple[int, int]) -> np.ndarray | None:
+    """(S, S) 0..1 where the photo's own lips lie in the texture and the flat style draws them
+    elsewhere (``StageContext.drawn``: on the head's own lips): there the photo's darker colours would
+    stay as a ghost (Grace Hopper's lower lip's shadow, a blotch under the head's lip; anime's flat
+    region of them), so they are cleared to skin. None where nothing moved."""
+    photo, drawn = ctx.features(), ctx.drawn()
+    cleared = np.zeros(shape, np.float32)
+    for name in MOVED_FEATURES:
+        if name in photo and not np.array_equal(photo[name], drawn.get(name, photo[name])):
+            cleared = np.maximum(cleared, fill_polygon(shape, photo[name]))
+    if not cleared.any():
+        return None
+    grow = max(1, int(round(MOVED_GROW_IOD * ctx.atlas.layout.face_texels_per_iod)))
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+    return cv2.GaussianBlur(cv2.dilate(cleared, disc), (0, 0), grow / 2)
+
+
 def toon(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     """Cel shading: a few clean flat colour regions, flat brows and lips, cel shadows from the head's
     forms, and tapered outlines drawn along the eyes, nose and mouth (never along noise)."""
@@ -767,13 +803,17 @@ def toon(image: np.ndarray, ctx: StageContext) -> np.ndarray:
         skin_tone=face_skin,
     )
     flat, darker = _others_as_skin(flat, labels, is_skin, skin_colour)
+    shape = image.shape[:2]
+    drawn, cleared = ctx.drawn(), moved_features(ctx, shape)
+    if cleared is not None:  # the photo's features drawn on the head's own: theirs cleared
+        flat, darker = _mix(flat, skin_colour, cleared), darker * (1 - cleared)
     # Two skin tones: where the photo's skin is clearly darker at the scale of the forms (cheek
     # hollows, the sides of the nose), or the head's forms turn away, a crisp cel shadow.
     unit_small = atlas.layout.face_texels_per_iod / 2
     tone = filters.gaussian(luminance(smooth), 0.05 * unit_small, small_rows)
     split = luminance(face_skin) * (1 - p.get("tone_split", 0.12))
     tone_shadow = np.clip((split - _full(tone, small_rows, image, rows)) * 60.0, 0.0, 1.0)
-    tone_shadow = np.maximum(tone_shadow, darker)
+    tone_shadow = np.maximum(tone_shadow * (1 if cleared is None else 1 - cleared), darker)
     tone_shadow *= head_forms(atlas)["head"]  # the face's forms, not a bust's chest or cut
     threshold = p.get("shadow_threshold", 0.6)
     forms = _shadow_shapes(atlas, 1.0, threshold)
@@ -783,12 +823,11 @@ def toon(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     _keep_shadow(ctx, shadow, threshold)
     tint = 1 - p.get("shadow", 0.2) * np.array([1.0, 1.2, 1.15], np.float32)
     flat = flat * (1 - shadow[..., None] * (1 - tint))
-    shape = image.shape[:2]
-    flat = _brow_and_lip_fills(flat, image, lines, shape, p.get("lip_saturation", 1.4))
-    flat = drawn_eyes(flat, image, lines, shape, unit, p, iris_share=0.42, iris_saturation=1.1)
+    flat = _brow_and_lip_fills(flat, image, drawn, shape, p.get("lip_saturation", 1.4), lines)
+    flat = drawn_eyes(flat, image, drawn, shape, unit, p, iris_share=0.42, iris_saturation=1.1)
     flat = flat_hair(flat, image, ctx, p.get("saturation", 1.25), ink=True)
     ink = draw_strokes(
-        shape, feature_strokes(lines, atlas.layout.face_texels_per_iod, p.get("outline_width", 1.0), "toon")
+        shape, feature_strokes(drawn, atlas.layout.face_texels_per_iod, p.get("outline_width", 1.0), "toon")
     )
     ink_colour = np.array(p.get("ink_color", [0.16, 0.08, 0.07]), np.float32)
     return _mix(flat, ink_colour, ink * float(p.get("outline", 1.0)))
@@ -807,7 +846,10 @@ def comic(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     )
     flat, darker = _others_as_skin(flat, labels, is_skin, skin)
     shape = image.shape[:2]
-    flat = _brow_and_lip_fills(flat, image, lines, shape, p.get("lip_saturation", 1.5))
+    drawn, cleared = ctx.drawn(), moved_features(ctx, shape)
+    if cleared is not None:  # the photo's features drawn on the head's own: theirs cleared
+        flat, darker = _mix(flat, skin, cleared), darker * (1 - cleared)
+    flat = _brow_and_lip_fills(flat, image, drawn, shape, p.get("lip_saturation", 1.5), lines)
     flat = flat_hair(flat, image, ctx, p.get("saturation", 1.3), ink=True)
     # Halftone: a dot screen whose period divides the atlas width, so it wraps at the back seam.
     amount = float(p.get("halftone_amount", 0.55))
@@ -826,9 +868,9 @@ def comic(image: np.ndarray, ctx: StageContext) -> np.ndarray:
         flat = flat * (1 - np.float32(amount) * dots)[..., None]
     # The eyes after the dots: a socket's halftone does not cover the eye itself.
     flat = drawn_eyes(
-        flat, image, lines, shape, unit, p, iris_share=0.42, highlight=False, iris_saturation=1.1
+        flat, image, drawn, shape, unit, p, iris_share=0.42, highlight=False, iris_saturation=1.1
     )
-    ink = draw_strokes(shape, feature_strokes(lines, unit, p.get("ink_width", 1.3), "comic"))
+    ink = draw_strokes(shape, feature_strokes(drawn, unit, p.get("ink_width", 1.3), "comic"))
     return _mix(flat, np.array([0.04, 0.035, 0.05], np.float32), ink)
 
 
@@ -836,7 +878,7 @@ def anime(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     """Anime cel look: one flat skin tone with one crisp shadow tone, simplified eyes (sclera, a large
     iris with a dark top and a highlight), thin brows, a strong lash line, a tiny nose mark."""
     p = ctx.style.classic
-    atlas, rows, lines = ctx.atlas, ctx.atlas.band_rows, ctx.features()
+    atlas, rows = ctx.atlas, ctx.atlas.band_rows
     scale = atlas.size / 1024
     small, small_rows = _half(image, rows)
     smooth = edge_preserving(small, small_rows, 20.0 * scale, p.get("smooth_sigma_color", 0.15))
@@ -849,6 +891,10 @@ def anime(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     # Every region close to the skin becomes the one skin tone; the rest (hair) stays flat.
     palette, _ = collapse_skin(np.clip(_saturate(palette, 1.15), 0, 1), skin, p.get("skin_distance", 26.0))
     flat = palette[_crisp(votes, small_rows, image, rows)]
+    shape = image.shape[:2]
+    drawn, cleared = ctx.drawn(), moved_features(ctx, shape)
+    if cleared is not None:  # the photo's features drawn on the head's own: theirs cleared
+        flat = np.where(cleared[..., None] > 0.5, skin, _mix(flat, skin, cleared))
     threshold = p.get("shadow_threshold", 0.55)
     shadow = _shadow_shapes(atlas, 1.0, threshold)
     shade_colour = np.clip(skin * np.array([0.86, 0.72, 0.74], np.float32), 0, 1)
@@ -857,13 +903,12 @@ def anime(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     flat = np.where(shaded[..., None], shade_colour, flat)
     _keep_shadow(ctx, shaded.astype(np.float32), threshold)
     flat = flat_hair(flat, image, ctx, 1.15, ink=False)
-    shape = image.shape[:2]
     unit = atlas.layout.face_texels_per_iod
-    flat = drawn_eyes(flat, image, lines, shape, unit, p)
-    if "lips_outer" in lines:  # the lips only as a faint tint
-        lips = fill_polygon(shape, lines["lips_outer"], feather=1.0)
+    flat = drawn_eyes(flat, image, drawn, shape, unit, p)
+    if "lips_outer" in drawn:  # the lips only as a faint tint
+        lips = fill_polygon(shape, drawn["lips_outer"], feather=1.0)
         flat = _mix(flat, np.clip(skin * np.array([0.95, 0.72, 0.72], np.float32), 0, 1), lips * 0.6)
-    ink = draw_strokes(shape, feature_strokes(lines, unit, p.get("outline_width", 1.2), "anime"))
+    ink = draw_strokes(shape, feature_strokes(drawn, unit, p.get("outline_width", 1.2), "anime"))
     return _mix(flat, np.array(p.get("ink_color", [0.12, 0.06, 0.07]), np.float32), ink)
 
 
