@@ -152,6 +152,22 @@ def shape_keys_on(obj: bpy.types.Object) -> list[str]:
     return [f"{b.name} {b.value:.2f}" for b in blocks if not b.mute and abs(b.value) > 1e-3]
 
 
+def _triangle_arrays(mesh: bpy.types.Mesh, uv_name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A triangulated mesh's (``calc_loop_triangles``) positions (V, 3), triangles (T, 3) and the UV
+    map's per-corner UVs (T, 3, 2), read with ``foreach_get``."""
+    n_verts, n_loops, n_tris = len(mesh.vertices), len(mesh.loops), len(mesh.loop_triangles)
+    positions = np.empty(n_verts * 3, np.float32)
+    mesh.vertices.foreach_get("co", positions)
+    triangles = np.empty(n_tris * 3, np.int32)
+    mesh.loop_triangles.foreach_get("vertices", triangles)
+    tri_loops = np.empty(n_tris * 3, np.int32)
+    mesh.loop_triangles.foreach_get("loops", tri_loops)
+    loop_uvs = np.empty(n_loops * 2, np.float32)
+    mesh.uv_layers[uv_name].uv.foreach_get("vector", loop_uvs)
+    uvs = loop_uvs.reshape(-1, 2)[tri_loops].reshape(n_tris, 3, 2)
+    return positions.reshape(-1, 3), triangles.reshape(-1, 3), uvs
+
+
 def capture_object(
     obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph, uv_map: str, path: Path, facing: str = "-Y"
 ) -> Path:
@@ -175,36 +191,27 @@ def capture_object(
                 "Keep the UV map through the modifier stack (or apply it first).",
             )
         mesh.calc_loop_triangles()
-        n_verts, n_loops, n_tris = len(mesh.vertices), len(mesh.loops), len(mesh.loop_triangles)
+        n_verts, n_tris = len(mesh.vertices), len(mesh.loop_triangles)
         if n_tris == 0:
             raise errors.error(
                 protocol().ErrorCode.MESH_EMPTY,
                 f"Mesh '{obj.name}' has no faces.",
                 "Texture a mesh with faces.",
             )
-        positions = np.empty(n_verts * 3, np.float32)
-        mesh.vertices.foreach_get("co", positions)
-        triangles = np.empty(n_tris * 3, np.int32)
-        mesh.loop_triangles.foreach_get("vertices", triangles)
-        tri_loops = np.empty(n_tris * 3, np.int32)
-        mesh.loop_triangles.foreach_get("loops", tri_loops)
-        loop_uvs = np.empty(n_loops * 2, np.float32)
-        mesh.uv_layers[uv_name].uv.foreach_get("vector", loop_uvs)
+        positions, triangles, uvs = _triangle_arrays(mesh, uv_name)
         normals = np.empty(n_verts * 3, np.float32)
         if hasattr(mesh, "vertex_normals"):
             mesh.vertex_normals.foreach_get("vector", normals)
         else:  # Blender < 4.1
             mesh.vertices.foreach_get("normal", normals)
-        uvs = loop_uvs.reshape(-1, 2)[tri_loops].reshape(n_tris, 3, 2)
         materials = np.empty(n_tris, np.int32)
         mesh.loop_triangles.foreach_get("material_index", materials)
-        positions = positions.reshape(-1, 3)
         pins, pin_names = _pins(obj, positions)
         linear = np.array(obj_eval.matrix_world, np.float64)[:3, :3]
     finally:
         obj_eval.to_mesh_clear()
     positions, normals, triangles, uvs = _to_world(
-        obj, linear, positions, normals.reshape(-1, 3), triangles.reshape(-1, 3), uvs
+        obj, linear, positions, normals.reshape(-1, 3), triangles, uvs
     )
     data = {
         "positions": positions,
@@ -310,29 +317,19 @@ def capture_body(
     mesh = obj_eval.to_mesh()
     try:
         mesh.calc_loop_triangles()
-        n_verts, n_loops, n_tris = len(mesh.vertices), len(mesh.loops), len(mesh.loop_triangles)
-        if n_tris == 0 or uv_name not in mesh.uv_layers:
+        if len(mesh.loop_triangles) == 0 or uv_name not in mesh.uv_layers:
             raise errors.error(
                 protocol().ErrorCode.MESH_EMPTY,
                 f"The body '{body.name}' has no faces or loses its UV map in its modifiers.",
                 "Clear the head's Body field in the AvatarTex panel, or fix the body.",
             )
-        positions = np.empty(n_verts * 3, np.float32)
-        mesh.vertices.foreach_get("co", positions)
-        triangles = np.empty(n_tris * 3, np.int32)
-        mesh.loop_triangles.foreach_get("vertices", triangles)
-        tri_loops = np.empty(n_tris * 3, np.int32)
-        mesh.loop_triangles.foreach_get("loops", tri_loops)
-        loop_uvs = np.empty(n_loops * 2, np.float32)
-        mesh.uv_layers[uv_name].uv.foreach_get("vector", loop_uvs)
+        positions, triangles, uvs = _triangle_arrays(mesh, uv_name)
         body_matrix = np.array(obj_eval.matrix_world, np.float64)
     finally:
         obj_eval.to_mesh_clear()
     head_matrix = np.array(head.evaluated_get(depsgraph).matrix_world, np.float64)
     scale = abs(float(np.linalg.det(head_matrix[:3, :3]))) ** (1.0 / 3.0)
-    world = positions.reshape(-1, 3).astype(np.float64) @ body_matrix[:3, :3].T + body_matrix[:3, 3]
-    triangles = triangles.reshape(-1, 3)
-    uvs = loop_uvs.reshape(-1, 2)[tri_loops].reshape(-1, 3, 2)
+    world = positions.astype(np.float64) @ body_matrix[:3, :3].T + body_matrix[:3, 3]
     if np.linalg.det(body_matrix[:3, :3]) < 0:  # mirrored: keep the corners counter-clockwise outside
         triangles, uvs = np.ascontiguousarray(triangles[:, ::-1]), np.ascontiguousarray(uvs[:, ::-1])
     data = {
