@@ -254,12 +254,25 @@ class Job:
 
     def _note_capture(self, task: Task, obj: bpy.types.Object, posed: list[str]) -> None:
         """Say how the head was captured where its scene shows it otherwise: a posed rig left out,
-        shape keys that shape the face the texture is fitted to."""
+        collection instances that show it too, shape keys that shape the face the texture is fitted to."""
         if posed:
             rigs = ", ".join(f"'{name}'" for name in posed)
             self.notes.append(
                 f"{task.label}: captured in the rest position of {rigs} (posed in the scene): the texture "
                 "fits the character unposed, as every pose deforms it"
+            )
+        instances = sorted(
+            o.name
+            for o in bpy.data.objects
+            if o.instance_type == "COLLECTION"
+            and o.instance_collection is not None
+            and obj.name in o.instance_collection.all_objects
+        )
+        if instances:  # a collection instanced elsewhere: those show the same object, and its texture
+            shown = ", ".join(f"'{name}'" for name in instances[:3]) + (" ..." if len(instances) > 3 else "")
+            self.notes.append(
+                f"{task.label}: {len(instances)} collection instance(s) show this object too ({shown}): "
+                "they show its texture as well (Object > Apply > Make Instances Real to texture one apart)"
             )
         keys = capture.shape_keys_on(obj)
         if keys:

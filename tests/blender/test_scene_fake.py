@@ -840,3 +840,16 @@ def test_a_batch_over_whole_characters_passes_over_the_meshes_without_a_portrait
     )
     items = {item.name: item.status for item in bpy.context.scene.avatartex.batch}
     assert items == {"Head0": "done", "Head1": "done", "Body0": "skipped", "Body1": "skipped"}
+
+
+def test_a_head_shown_by_collection_instances_says_they_show_its_texture_too(addon, fake_backend, portrait):
+    head = add_sphere("Head", portrait)
+    heads = bpy.data.collections.new("Heads")
+    bpy.context.scene.collection.children.link(heads)
+    heads.objects.link(head)
+    bpy.context.scene.collection.objects.unlink(head)
+    bpy.ops.object.collection_instance_add(collection=heads.name)
+    select_only(head)
+    bpy.context.scene.avatartex.resolution = 512
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert any("1 collection instance(s) show this object too" in line for line in addon.state.last_summary)
