@@ -554,3 +554,35 @@ def test_lit_skin_a_photo_whitened_is_de_lit_as_the_skin_around_it(
     assert brows[0] - cheeks[0] < 8.0, (brows, cheeks)
     # ... nor paler (``latent.unwhitened``)
     assert brows[1] - cheeks[1] > -4.0, (brows, cheeks)
+
+
+def test_a_texture_far_larger_than_the_photos_face_says_which_size_holds_as_much() -> None:
+    """A 4096² texture of a face the photo shows 44 px wide between the eyes enlarges it tenfold: the
+    report says how much and which size holds the same of the photo; a 1024² one says nothing."""
+    from types import SimpleNamespace
+
+    from avatartex.atlas import HeadFrame
+    from avatartex.mesh import Mesh
+    from avatartex.pipeline import steps
+
+    # A face patch 4 x 4 eye distances in front of the head frame, its UVs half the unit square's width.
+    xs = np.linspace(-2.0, 2.0, 9)
+    grid = np.stack(np.meshgrid(xs, xs - 0.5), -1).reshape(-1, 2)
+    positions = np.concatenate([grid, np.full((len(grid), 1), 1.0)], 1).astype(np.float32)
+    tris = []
+    for r in range(8):
+        for c in range(8):
+            a = r * 9 + c
+            tris += [[a, a + 1, a + 10], [a, a + 10, a + 9]]
+    triangles = np.array(tris, np.int32)
+    uvs = ((positions[triangles][..., :2] + 2.5) / 4.0 * 0.5).astype(np.float32)
+    frame = HeadFrame(np.zeros(3), np.eye(3), 1.0)
+    head = SimpleNamespace(
+        mesh=Mesh(positions, triangles, uvs), textured=np.arange(len(triangles)), frame=frame
+    )
+    assert steps.texels_per_iod(head, 1024) == pytest.approx(1024 * 0.5 / 4.0, rel=1e-6)  # 128
+    ratio, note = steps.enlargement_note(head, 4096, 44.0)
+    assert ratio == pytest.approx(512 / 44.0) and "a 1024² texture holds the same" in note
+    ratio, note = steps.enlargement_note(head, 2048, 128.0)  # twice the photo's: said not
+    assert ratio == pytest.approx(2.0) and note == ""
+    assert steps.enlargement_note(head, 1024, 20.0)[1] == ""  # 1024² is never said too big

@@ -385,6 +385,9 @@ class Generator:
         clock.done("bake")
         clock.timings["total"] = clock.total()
 
+        enlarged, note = steps.enlargement_note(head, params.size, analysis.face.interocular)
+        if note:
+            warnings.append(note)
         report = build_report(
             params,
             plan,
@@ -398,6 +401,8 @@ class Generator:
             warnings,
         )
         report["regions"] = regions.summary  # the scalp applied, the hair and eye colours measured
+        # texels between the eyes in the texture per pixel between them in the photo
+        report["portrait"]["texture_enlargement"] = None if enlarged is None else round(enlarged, 2)
         if ctx.lighting:
             report["lighting"] = dict(ctx.lighting)
         if projection.lens_tint is not None and projection.lens_tint.shift_ab is not None:

@@ -822,6 +822,58 @@ def textured_material(head: HeadModel, warnings: list[str]) -> dict[str, Any] | 
     return {"index": material, "name": mesh.part_name(material), "others": others}
 
 
+ENLARGED_WARN = 3.0
+"""Texels between the eyes in the texture per pixel between them in the photo from which a texture of
+2048² or more is said to hold no more of the photo than a smaller one. The photos the project reads
+give 44 px (the astronaut) and 89 px (Grace Hopper) between the eyes; a 1024² map lays 88 texels there
+on the scanned head, 109 on the demo head, twice that at 2048², and the render QA's 2048² photoreal
+textures downscaled to 1024² and back lost 0.15-0.76 /255: the photo's detail ends near its pixels."""
+ENLARGED_KEEP = 2.0
+"""The enlargement the smaller size suggested then stays within (not below 1024²)."""
+
+
+def texels_per_iod(head: HeadModel, size: int) -> float | None:
+    """Texels of a ``size``² texture per eye distance on the face's skin (the textured triangles
+    around the eyes, nose and mouth: head-frame |x| < 1, -1.6 < y < 0.6, in front), from their UV
+    and surface areas; None without such triangles."""
+    mesh = head.mesh
+    tris = head.textured
+    corners = mesh.positions[mesh.triangles[tris]].astype(np.float64)
+    local = head.frame.to_head(corners.mean(axis=1))
+    front = (np.abs(local[:, 0]) < 1.0) & (local[:, 1] > -1.6) & (local[:, 1] < 0.6) & (local[:, 2] > 0.5)
+    if front.sum() < 8:
+        return None
+    c = corners[front]
+    area = 0.5 * np.linalg.norm(np.cross(c[:, 1] - c[:, 0], c[:, 2] - c[:, 0]), axis=1).sum()
+    uv = mesh.uvs[tris][front].astype(np.float64)
+    e1, e2 = uv[:, 1] - uv[:, 0], uv[:, 2] - uv[:, 0]
+    uv_area = 0.5 * np.abs(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]).sum()
+    if area <= 0 or uv_area <= 0:
+        return None
+    return float(np.sqrt(uv_area / area) * size * head.frame.scale)
+
+
+def enlargement_note(head: HeadModel, size: int, photo_iod_px: float) -> tuple[float | None, str]:
+    """How many times the texture enlarges the photo between the eyes (``texels_per_iod`` over the
+    photo's pixels there), and a warning where a texture of 2048² or more holds no more of the photo
+    than half its size (``ENLARGED_WARN``), naming the size that does ('' otherwise)."""
+    texels = texels_per_iod(head, size)
+    if texels is None or photo_iod_px <= 0:
+        return None, ""
+    ratio = texels / photo_iod_px
+    if size < 2048 or ratio < ENLARGED_WARN:
+        return ratio, ""
+    smaller = size
+    while smaller > 1024 and texels * smaller / size / photo_iod_px > ENLARGED_KEEP:
+        smaller //= 2
+    return ratio, (
+        f"the photo has {photo_iod_px:.0f} px between the eyes and this {size}² texture lays "
+        f"{texels:.0f} texels there ({ratio:.1f}× enlarged): a {smaller}² texture holds the same of the "
+        f"photo ({texels * smaller / size:.0f} texels) in {(smaller / size) ** 2:.0%} of the memory; a "
+        "bigger texture needs a photo with the face larger in it"
+    )
+
+
 EMPTY_UV_AREA = 1e-6
 """UV area (in squares of UV space) below which a UV map shows no texel of any texture size."""
 
