@@ -151,20 +151,28 @@ def test_a_body_request_missing_half_or_unreadable_fails_before_any_work(generat
     assert not out.exists() or not any(out.iterdir())
 
 
-def test_the_seams_rings_lie_on_either_side_of_the_neck(files):
+def test_the_seams_rings_lie_on_either_side_of_the_neck_and_not_on_the_body_hidden_in_the_head(files):
     """Where the tones are read: the head's ring on the head's neck, the body's on the body's neck
-    (its painted skin there), both a ring's width from where the two meet."""
+    outside the head. The test body's neck rises inside the head's neck; painted blue there (hidden,
+    as a body's neck under a head may be painted anything), it is not read."""
+    from avatartex.bake import uv_surface
+    from avatartex.imaging import sample_uv
     from avatartex.mesh import load_capture
 
     head, body_mesh = load_capture(files["mesh"]), load_capture(files["body"])
-    iod = 0.064  # the demo head's eye distance, metres (make_demo_head)
+    colours = body.read_base(str(files["texture"])) / 255.0
+    surface = uv_surface(body_mesh.positions, body_mesh.triangles, body_mesh.normals, body_mesh.uvs, SIZE)
+    inside = np.zeros(colours.shape[:2], bool)
+    inside[surface.mask] = surface.positions[:, 1] > head.positions[:, 1].min() + 0.01
+    assert inside.sum() > 100
+    colours[inside] = (0.1, 0.2, 0.9)
+    iod = 0.064  # the demo head's eye distance, metres (demo_head.EYE_X * 2)
     rings, gap = separate_body.find_rings(head, np.arange(len(head.triangles)), body_mesh, iod)
     assert rings is not None and gap < 0.01
-    colours = body.read_base(str(files["texture"])) / 255.0
-    from avatartex.imaging import sample_uv
-
     body_lab = to_lab(sample_uv(colours, rings.body_uv))
-    skin_lab = to_lab(np.array([BODY_SKIN]))[0]
+    skin_lab, blue_lab = to_lab(np.array([BODY_SKIN, (0.1, 0.2, 0.9)]))
     assert np.median(np.linalg.norm(body_lab - skin_lab, axis=-1)) < 6.0
+    hidden = np.linalg.norm(body_lab - blue_lab, axis=-1) < 30.0
+    assert hidden.mean() < 0.02, hidden.mean()
     far = Mesh(body_mesh.positions + np.float32([3, 0, 0]), body_mesh.triangles, body_mesh.uvs)
     assert separate_body.find_rings(head, np.arange(len(head.triangles)), far, iod)[0] is None

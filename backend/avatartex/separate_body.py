@@ -9,7 +9,8 @@ the body's old one at the neck with whatever tone each has: a seam in the render
 1. finds the **seam**: the head's surface within ``SEAM_GAP_IOD`` of the body's (where the two
    objects meet; a neck that runs on under the head meets it too);
 2. reads each side's skin tone (``body.ring_tone``) in a ring of ``body.RING_IOD`` beside it: the
-   head texture on the head's surface, the body's image on the body's;
+   head texture on the head's surface, the body's image on the body's surface outside the head (a
+   body's neck often runs on up inside the head's, hidden, its texture anything);
 3. moves one side's skin-like texels by the tones' difference, as ``body.compose`` does within one
    mesh: ``body_to_face`` writes a copy of the body's image (``body_texture_name``: same size, bit
    depth and alpha; every texel not skin-like bit for bit) that the caller shows on the body;
@@ -28,7 +29,7 @@ import numpy as np
 
 from .body import NECK_STEP_WARN, RING_IOD, plausible_skin, read_base, ring_tone, skin_weight
 from .imaging import from_lab, sample_uv, to_lab
-from .mesh import Mesh, load_mesh, surface_points
+from .mesh import Mesh, compute_normals, load_mesh, surface_points
 from .protocol import GenerateParams
 
 SEAM_GAP_IOD = 0.05
@@ -83,6 +84,15 @@ def find_rings(head: Mesh, textured: np.ndarray, body: Mesh, iod: float) -> tupl
     seam_tree = cKDTree(head_points[seam])
     head_ring = seam_tree.query(head_points)[0] < RING_IOD * iod
     body_ring = seam_tree.query(body_points)[0] < RING_IOD * iod
+    # The body's neck often runs on up inside the head's (hidden, its texture anything): only the
+    # body's surface outside the head's shows, and is read.
+    normals = head.normals if head.normals is not None else compute_normals(head.positions, head.triangles)
+    head_normals = np.einsum("nk,nkd->nd", head_w, normals[head_tris][head_tri])
+    _, nearest_head = cKDTree(head_points).query(body_points[body_ring])
+    outside = np.einsum(
+        "nd,nd->n", body_points[body_ring] - head_points[nearest_head], head_normals[nearest_head]
+    )
+    body_ring[np.flatnonzero(body_ring)[outside < -SEAM_GAP_IOD * iod]] = False
     head_uv = _uv_at(head.uvs[textured], head_tri[head_ring], head_w[head_ring])
     body_uv = _uv_at(body.uvs[body_tris], body_tri[body_ring], body_w[body_ring])
     return Rings(head_uv, body_uv), nearest
