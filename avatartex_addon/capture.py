@@ -118,22 +118,35 @@ def at_rest(objects: list[bpy.types.Object]) -> Iterator[list[str]]:
     """Inside, the armatures that deform or carry ``objects`` (``_rigs``) are in their rest position,
     as the character was modelled: a posed head (turned, tilted, a jaw bone open) is captured as if
     unposed, so its texture fits the character in every pose. Yields the names of the armatures that
-    were posed; their Pose Position is put back on leaving, whatever happens inside."""
-    posed = sorted(
+    were posed (a bone moved from its rest); their Pose Position is put back on leaving, whatever
+    happens inside."""
+    rigs = sorted(
         {rig for obj in objects if obj is not None for rig in _rigs(obj) if rig.pose_position != "REST"},
         key=lambda rig: rig.name,
     )
-    for rig in posed:
+    posed = [rig.name for rig in rigs if _moved(rig)]
+    for rig in rigs:
         rig.pose_position = "REST"
-    if posed:
+    if rigs:
         bpy.context.view_layer.update()
     try:
-        yield [rig.name for rig in posed]
+        yield posed
     finally:
-        for rig in posed:
+        for rig in rigs:
             rig.pose_position = "POSE"
-        if posed:
+        if rigs:
             bpy.context.view_layer.update()
+
+
+def _moved(rig: bpy.types.Armature) -> bool:
+    """Whether a bone of an armature datablock is posed away from its rest (in any object showing it;
+    a rig imported in its rest pose, every bone at identity, is not: nothing to say)."""
+    for obj in bpy.data.objects:
+        if obj.type == "ARMATURE" and obj.data == rig and obj.pose is not None:
+            for bone in obj.pose.bones:
+                if not np.allclose(np.array(bone.matrix_basis), np.eye(4), atol=1e-5):
+                    return True
+    return False
 
 
 def shape_keys_on(obj: bpy.types.Object) -> list[str]:
@@ -263,19 +276,19 @@ def _world_points(obj: bpy.types.Object) -> np.ndarray:
     return co.reshape(-1, 3).astype(np.float64) @ matrix[:3, :3].T + matrix[:3, 3]
 
 
-def separate_body(head: bpy.types.Object) -> tuple[bpy.types.Object, str] | None:
+def separate_body(head: bpy.types.Object) -> tuple[bpy.types.Object, bpy.types.Image] | None:
     """The body a head sits on when it is an object of its own (VRoid's Face and Body, a head set on
-    a stock body), and the file of the image its skin material shows: the head's ``body_object``
-    where the artist set one, else the visible mesh object with such an image that reaches well
-    below the head (``BODY_BELOW``) and whose vertices meet the bottom of the head's
-    (``BODY_REACH``, ``BODY_TOUCH_SHARE``), the most of them. None for a
-    head alone, or a body whose image is not a file (packed, generated): nothing to tone."""
+    a stock body), and the image its skin material shows (``material.base_image``: a file or packed):
+    the head's ``body_object`` where the artist set one, else the visible mesh object with such an
+    image that reaches well below the head (``BODY_BELOW``) and whose vertices meet the bottom of the
+    head's (``BODY_REACH``, ``BODY_TOUCH_SHARE``), the most of them. None for a head alone, or a body
+    that shows no image: nothing to tone."""
     from mathutils.kdtree import KDTree
 
     chosen = head.avatartex.body_object
     if chosen is not None:  # the artist's: sent as it is (the backend says where it does not meet)
-        path = material.base_image_file(chosen) if chosen != head and len(chosen.data.uv_layers) else ""
-        return (chosen, path) if path else None
+        image = material.base_image(chosen) if chosen != head and len(chosen.data.uv_layers) else None
+        return (chosen, image) if image is not None else None
     points = _world_points(head)
     if len(points) == 0:
         return None
@@ -287,8 +300,8 @@ def separate_body(head: bpy.types.Object) -> tuple[bpy.types.Object, str] | None
     for obj in bpy.context.scene.objects:
         if obj == head or obj.type != "MESH" or not obj.visible_get() or len(obj.data.uv_layers) == 0:
             continue
-        path = material.base_image_file(obj)
-        if not path:
+        image = material.base_image(obj)
+        if image is None:
             continue
         near = _world_points(obj)
         if len(near) == 0 or near[:, 2].min() > low - BODY_BELOW * (high - low):
@@ -302,7 +315,7 @@ def separate_body(head: bpy.types.Object) -> tuple[bpy.types.Object, str] | None
         tree.balance()
         share = float(np.mean([tree.find(point)[2] <= reach for point in neck]))
         if share > best_share:
-            best, best_share = (obj, path), share
+            best, best_share = (obj, image), share
     return best
 
 

@@ -63,7 +63,7 @@ class Task:
     body_object: str = ""
     """A body that is an object of its own, sent with the request (``capture.separate_body``)."""
     body_image: str = ""
-    """The file of the image that body's skin showed, which its toned copy replaces on it."""
+    """The name of the image that body's skin showed, which its toned copy replaces on it."""
 
 
 @dataclass
@@ -174,11 +174,13 @@ class Job:
             # A body that is an object of its own (found or set in the panel): its skin matched at the neck.
             found = None if base_texture else capture.separate_body(obj)
             if found is not None:
-                body_obj, body_texture = found
+                body_obj, body_image = found
                 body_mesh = str(user_dir("captures") / f"{stamp}_body.npz")
-                task.scratch.append(body_mesh)
+                spare = user_dir("captures") / f"{stamp}_body.png"  # a packed image's pixels (a glTF import)
+                task.scratch += [body_mesh, str(spare)]
                 capture.capture_body(body_obj, obj, depsgraph, Path(body_mesh))
-                task.body_object, task.body_image = body_obj.name, body_texture
+                body_texture = material.image_file(body_image, spare)
+                task.body_object, task.body_image = body_obj.name, body_image.name
         self._note_capture(task, obj, posed)
         params = protocol().GenerateParams(
             mesh=str(mesh_path),
@@ -247,6 +249,9 @@ class Job:
                 head = bpy.data.objects.get(task.object_name)
                 how = "as set in the panel" if head and head.avatartex.body_object else "found under the head"
                 said += f" (the object '{task.body_object}', {how}; set Body in the panel for another)"
+                variants = head.avatartex.variants if head else []
+                if 0 <= task.variant < len(variants) and task.variant != head.avatartex.active_variant_index:
+                    said += "; kept with the variant, shown on the body by Apply Variant"
             self.notes.append(f"{task.label}: {said}")
         # A character over UDIM tiles: the body's tiles of its base image, shown unchanged beside the head's.
         tiles = {**(result.get("base_tiles") or {}), **(result.get("tiles") or {})}
@@ -393,28 +398,30 @@ class Job:
     def _apply_body(self, task: Task, source: Path) -> None:
         """Show the body's toned copy (a body that is an object of its own, its skin matched to the
         face's) through the body's materials that showed its image: the artist's image is kept, and
-        Restore Material on the body puts it back. Not for a variant that is not shown."""
+        Restore Material on the body puts it back. A variant keeps its own copy (``variant.body_image``,
+        shown again by Apply Variant); one that is not shown leaves the body as it is."""
         body = bpy.data.objects.get(task.body_object)
         head = bpy.data.objects.get(task.object_name)
         if body is None or head is None or not source.is_file():
             return
         settings = head.avatartex
-        if 0 <= task.variant < len(settings.variants) and task.variant != settings.active_variant_index:
-            return
-        slots = material.slots_showing(body, task.body_image)
+        variant = settings.variants[task.variant] if 0 <= task.variant < len(settings.variants) else None
+        source_image = bpy.data.images.get(task.body_image)
+        slots = material.slots_showing(body, source_image) if source_image is not None else []
         if not slots:
             return
         out_folder, _ = output_dir()
-        stem = f"{safe_name(body.name)}_toned"
-        image = outputs.write_texture(source, out_folder, stem, body.avatartex.body_output, body)
-        active = body.active_material_index
-        uv_map = capture.resolve_uv_map(body, "")
-        for index in slots:
-            body.active_material_index = index
-            _mat, note = material.apply_image(body, image, uv_map)
-            if note:
-                self.notes.append(note)
-        body.active_material_index = active
+        if variant is None:
+            image = outputs.write_texture(
+                source, out_folder, f"{safe_name(body.name)}_toned", body.avatartex.body_output, body
+            )
+        else:
+            stem = f"{task.file_stem}_body"
+            image = outputs.write_texture(source, out_folder, stem, variant.body_output, body)
+            variant.body_image, variant.body_object = image, body.name
+            if task.variant != settings.active_variant_index and len(settings.variants) > 1:
+                return
+        show_on_body(body, image, slots, self.notes)
 
     def _fail_current(self, exc: Exception) -> None:
         task = self.current
@@ -577,6 +584,18 @@ def _redraw() -> None:
 
 
 # -- building and running jobs -------------------------------------------------------------------------
+
+
+def show_on_body(body: bpy.types.Object, image: bpy.types.Image, slots: list[int], notes: list[str]) -> None:
+    """``image`` (a toned copy of the body's image) shown through the body's material ``slots``."""
+    active = body.active_material_index
+    uv_map = capture.resolve_uv_map(body, "")
+    for index in slots:
+        body.active_material_index = index
+        _mat, note = material.apply_image(body, image, uv_map)
+        if note:
+            notes.append(note)
+    body.active_material_index = active
 
 
 def task_for(obj: bpy.types.Object, scene: bpy.types.Scene, variant: int = -1) -> Task:

@@ -10,6 +10,7 @@ reopened; Blender's undo restores it too, because each change happens inside one
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import bpy
 import numpy as np
@@ -165,29 +166,43 @@ def body_base_image(obj: bpy.types.Object) -> str:
     return path if os.path.isfile(path) else ""
 
 
-def base_image_file(obj: bpy.types.Object) -> str:
-    """The file of the image the object's skin shows as Base Color (the first material slot with one,
-    as it was before AvatarTex touched it; read only), '' where none is a file on disk."""
+def base_image(obj: bpy.types.Object) -> bpy.types.Image | None:
+    """The image the object's skin shows as Base Color: the first material slot's with one (as it was
+    before AvatarTex touched it; read only) that has pixels, a file or packed into the .blend (a glTF
+    or VRM import packs them all); None where none has."""
     for slot in obj.material_slots:
         image = _base_color_image(slot.material)
-        if image is None or not image.filepath or image.source != "FILE":
-            continue
-        path = bpy.path.abspath(image.filepath, library=image.library)
-        if os.path.isfile(path):
-            return path
-    return ""
+        if image is not None and (image.packed_file is not None or image.has_data or _file_of(image)):
+            return image
+    return None
 
 
-def slots_showing(obj: bpy.types.Object, path: str) -> list[int]:
-    """The material slots of ``obj`` whose Base Color shows the image file ``path`` (as it was before
-    AvatarTex touched them)."""
-    found, wanted = [], os.path.normpath(path)
-    for index, slot in enumerate(obj.material_slots):
-        image = _base_color_image(slot.material)
-        if image is not None and image.filepath:
-            if os.path.normpath(bpy.path.abspath(image.filepath, library=image.library)) == wanted:
-                found.append(index)
-    return found
+def _file_of(image: bpy.types.Image) -> str:
+    """The image's own file on disk, '' where it has none (packed, generated, missing)."""
+    if image.packed_file is not None or image.source != "FILE" or not image.filepath:
+        return ""
+    path = bpy.path.abspath(image.filepath, library=image.library)
+    return path if os.path.isfile(path) else ""
+
+
+def image_file(image: bpy.types.Image, spare: Path) -> str:
+    """A file holding ``image``'s pixels: its own, else a copy written to ``spare`` (a packed image's:
+    the image datablock, its path and packing left as they were)."""
+    own = _file_of(image)
+    if own:
+        return own
+    spare.parent.mkdir(parents=True, exist_ok=True)
+    if "save_copy" in bpy.types.Image.bl_rna.functions["save"].parameters:
+        image.save(filepath=str(spare), save_copy=True)
+    else:  # Blender < 4.1: saving a packed image elsewhere keeps its path
+        image.save(filepath=str(spare))
+    return str(spare)
+
+
+def slots_showing(obj: bpy.types.Object, image: bpy.types.Image) -> list[int]:
+    """The material slots of ``obj`` whose Base Color shows ``image`` (as it was before AvatarTex
+    touched them)."""
+    return [i for i, slot in enumerate(obj.material_slots) if _base_color_image(slot.material) == image]
 
 
 def texture_sets(obj: bpy.types.Object) -> tuple[list[int], list[str]]:

@@ -353,6 +353,14 @@ class AVATARTEX_OT_apply_variant(bpy.types.Operator):
             if note:
                 self.report({"WARNING"}, note)
         obj.active_material_index = active
+        # A body of its own toned to this variant's face: its copy shown again.
+        body = bpy.data.objects.get(variant.body_object) if variant.body_object else None
+        if body is not None and variant.body_image is not None:
+            toned = [i for i, slot in enumerate(body.material_slots) if material.texture_node(slot.material)]
+            notes: list[str] = []
+            jobs.show_on_body(body, variant.body_image, toned, notes)
+            for note in notes:
+                self.report({"WARNING"}, note)
         return {"FINISHED"}
 
 

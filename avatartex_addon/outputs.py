@@ -217,6 +217,18 @@ def in_user_folder(path: Path) -> bool:
     return True
 
 
+def records_of(obj: bpy.types.Object) -> list:
+    """Every record of a file the add-on wrote for ``obj``: its texture, the toned copy of its image as
+    a head's body, and its variants' (and their bodies')."""
+    settings = obj.avatartex
+    variants = list(settings.variants)
+    return (
+        [settings.output, settings.body_output]
+        + [v.output for v in variants]
+        + [v.body_output for v in variants]
+    )
+
+
 def move_next_to(blend_path: str) -> list[str]:
     """Before a save to ``blend_path``: copy the textures that live in the extension's user folder to
     ``textures/`` next to it and point their images and records there. Returns the files moved.
@@ -253,8 +265,7 @@ def move_next_to(blend_path: str) -> list[str]:
         if image.name != new.stem and new.stem not in bpy.data.images:
             image.name = new.stem
     for obj in bpy.data.objects:
-        records = [obj.avatartex.output] + [v.output for v in obj.avatartex.variants]
-        for record in records:
+        for record in records_of(obj):
             old = str(Path(bpy.path.abspath(record.path)).resolve()) if record.path else ""
             if old in moved:
                 record.path = stored(moved[old])
@@ -310,7 +321,7 @@ def after_save(blend_path: str) -> None:
             if image.filepath.startswith("//") and str(base / image.filepath[2:]) in copies:
                 image.filepath = str(base / image.filepath[2:])
         for obj in bpy.data.objects:
-            for record in [obj.avatartex.output] + [v.output for v in obj.avatartex.variants]:
+            for record in records_of(obj):
                 if record.path.startswith("//") and str(base / record.path[2:]) in copies:
                     record.path = str(base / record.path[2:])
     for old in _moved:

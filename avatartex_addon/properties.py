@@ -141,6 +141,13 @@ class AVATARTEX_PG_variant(bpy.types.PropertyGroup):
     status: StringProperty(name="Status", default="")
     output: PointerProperty(type=AVATARTEX_PG_output, description="The texture file last written")
     export: PointerProperty(type=AVATARTEX_PG_output, description="The file last exported")
+    body_image: PointerProperty(
+        name="Body Image",
+        type=bpy.types.Image,
+        description="The body's image toned to this variant's face (a body that is an object of its own)",
+    )
+    body_object: StringProperty(name="Body", default="", description="The object body_image is for")
+    body_output: PointerProperty(type=AVATARTEX_PG_output, description="The toned body file last written")
 
 
 class AVATARTEX_PG_object(bpy.types.PropertyGroup):

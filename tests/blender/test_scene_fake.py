@@ -711,7 +711,7 @@ def test_a_body_object_under_the_head_is_found_and_captured_in_the_heads_frame(a
     body.location = (3.0, 0.0, 1.0 - 0.87 * 0.5 - 0.75)
     bpy.context.view_layer.update()
     found = addon.capture.separate_body(head)
-    assert found is not None and found[0] == body and found[1] == str(path)
+    assert found is not None and found[0] == body and found[1].name == "Body_skin"
     depsgraph = bpy.context.evaluated_depsgraph_get()
     head_file = addon.capture.capture_object(head, depsgraph, "", tmp_path / "head.npz")
     body_file = addon.capture.capture_body(body, head, depsgraph, tmp_path / "body.npz")
@@ -744,13 +744,53 @@ def test_generate_sends_the_body_and_shows_its_toned_copy_keeping_the_artists_im
     assert request["base_texture"] == "" and request["tone_match"] == "body_to_face"
     assert path.read_bytes() == before  # the artist's image file is not written over
     node = body.active_material.node_tree.nodes.get("AvatarTex Texture")
-    assert node is not None and node.image.name == "Body_toned" and _file(node.image).is_file()
+    assert node is not None and node.image.name.startswith("Body_toned") and _file(node.image).is_file()
     base = body.active_material.node_tree.nodes["Principled BSDF"].inputs["Base Color"]
     assert base.links[0].from_node == node
     assert _node(head) is not None  # the head got its texture as ever
     select_only(body)
     assert bpy.ops.avatartex.restore_material() == {"FINISHED"}
     assert base.links[0].from_node.image.name == "Body_skin"
+
+
+def test_a_body_whose_image_is_packed_is_toned_too(addon, fake_backend, portrait, tmp_path):
+    """A glTF or VRM import packs every image, with no file path: the body's pixels are sent from a
+    copy, the packed image left as it was."""
+    head = add_sphere("Head", portrait)
+    body, path = _body_under(head, tmp_path)
+    image = bpy.data.images["Body_skin"]
+    image.pack()
+    image.filepath = ""
+    path.unlink()
+    select_only(head)
+    bpy.context.scene.avatartex.resolution = 512
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    request = fake_backend.requests()[-1]
+    assert request["body_texture"].endswith("_body.png") and request["body_mesh"]
+    node = body.active_material.node_tree.nodes.get("AvatarTex Texture")
+    assert node is not None and node.image.name.startswith("Body_toned")
+    assert image.packed_file is not None and image.filepath == ""
+
+
+def test_each_variant_keeps_its_toned_body_and_apply_variant_shows_it(
+    addon, fake_backend, portrait, tmp_path
+):
+    head = add_sphere("Head", portrait)
+    body, _path = _body_under(head, tmp_path)
+    select_only(head)
+    bpy.context.scene.avatartex.resolution = 512
+    for style in ("toon", "comic"):
+        variant = head.avatartex.variants.add()
+        variant.style, variant.name = style, style
+    head.avatartex.active_variant_index = 1
+    assert bpy.ops.avatartex.generate_variants() == {"FINISHED"}
+    first, second = head.avatartex.variants
+    assert first.body_image is not None and second.body_image is not None
+    assert first.body_image != second.body_image and first.body_object == "Body"
+    node = body.active_material.node_tree.nodes.get("AvatarTex Texture")
+    assert node.image == second.body_image  # the active variant's is shown
+    assert bpy.ops.avatartex.apply_variant(index=0) == {"FINISHED"}
+    assert node.image == first.body_image
 
 
 # -- rigged characters: captured unposed; shape keys said ---------------------------------------------
@@ -785,6 +825,12 @@ def test_a_posed_head_is_captured_unposed_and_the_pose_is_kept(addon, fake_backe
     posed = addon.capture.capture_object(head, bpy.context.evaluated_depsgraph_get(), "", tmp_path / "p.npz")
     with np.load(rest) as a, np.load(posed) as b:
         assert np.abs(a["positions"] - b["positions"]).max() > 0.1  # the pose moves the capture
+    pose = rig.pose.bones["Head"].rotation_euler.copy()
+    rig.pose.bones["Head"].rotation_euler = (0.0, 0.0, 0.0)  # a rig at its rest: nothing to say
+    with addon.capture.at_rest([head]) as names:
+        assert names == [] and rig.data.pose_position == "REST"
+    rig.pose.bones["Head"].rotation_euler = pose
+    bpy.context.view_layer.update()
     with addon.capture.at_rest([head]) as names:
         assert names == ["Rig"] and rig.data.pose_position == "REST"
         again = addon.capture.capture_object(
@@ -853,3 +899,23 @@ def test_a_head_shown_by_collection_instances_says_they_show_its_texture_too(add
     bpy.context.scene.avatartex.resolution = 512
     assert bpy.ops.avatartex.generate() == {"FINISHED"}
     assert any("1 collection instance(s) show this object too" in line for line in addon.state.last_summary)
+
+
+def test_a_bodys_toned_copy_moves_next_to_the_blend_and_is_replaced_in_place(
+    addon, fake_backend, portrait, tmp_path
+):
+    """Generated in an unsaved file, saved, generated again: the body's toned copy was moved next to
+    the .blend with the head's texture, and the next run replaces it there (no Body_toned_001.png)."""
+    head = add_sphere("Head", portrait)
+    body, _path = _body_under(head, tmp_path)
+    select_only(head)
+    bpy.context.scene.avatartex.resolution = 512
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    blend = _save(tmp_path)
+    textures = blend.parent / "textures"
+    node = body.active_material.node_tree.nodes.get("AvatarTex Texture")
+    moved = _file(node.image)
+    assert moved.parent == textures and moved.is_file()
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert _file(node.image) == moved
+    assert sorted(p.name for p in textures.iterdir() if p.name.startswith("Body")) == [moved.name]
