@@ -415,6 +415,7 @@ class Job:
             image = outputs.write_texture(
                 source, out_folder, f"{safe_name(body.name)}_toned", body.avatartex.body_output, body
             )
+            settings.toned_body = body.name
         else:
             stem = f"{task.file_stem}_body"
             image = outputs.write_texture(source, out_folder, stem, variant.body_output, body)

@@ -267,6 +267,13 @@ class AVATARTEX_OT_restore_material(bpy.types.Operator):
             self.report({"INFO"}, "The material has no AvatarTex texture.")
             return {"CANCELLED"}
         obj.avatartex.status = "Material restored"  # the last run's "Done: ..." no longer holds
+        body = bpy.data.objects.get(obj.avatartex.toned_body) if obj.avatartex.toned_body else None
+        if body is not None and any(material.texture_node(slot.material) for slot in body.material_slots):
+            self.report(
+                {"INFO"},
+                f"'{body.name}' still shows the copy of its image toned to this face: select it and "
+                "Restore Material to bring its own back.",
+            )
         return {"FINISHED"}
 
 

@@ -184,6 +184,9 @@ class AVATARTEX_PG_object(bpy.types.PropertyGroup):
         type=AVATARTEX_PG_output,
         description="The toned copy of this object's image last written, as the body of a head",
     )
+    toned_body: StringProperty(
+        name="Toned Body", default="", description="The body object last toned to this head's face"
+    )
     body_object: PointerProperty(
         name="Body",
         type=bpy.types.Object,

@@ -748,6 +748,10 @@ def test_generate_sends_the_body_and_shows_its_toned_copy_keeping_the_artists_im
     base = body.active_material.node_tree.nodes["Principled BSDF"].inputs["Base Color"]
     assert base.links[0].from_node == node
     assert _node(head) is not None  # the head got its texture as ever
+    select_only(head)
+    assert bpy.ops.avatartex.restore_material() == {"FINISHED"}
+    # Restoring the head leaves the body's copy (and says so: the head knows which body it toned).
+    assert head.avatartex.toned_body == "Body" and base.links[0].from_node == node
     select_only(body)
     assert bpy.ops.avatartex.restore_material() == {"FINISHED"}
     assert base.links[0].from_node.image.name == "Body_skin"
