@@ -157,12 +157,20 @@ def shape_keys_on(obj: bpy.types.Object) -> list[str]:
     keys = getattr(obj.data, "shape_keys", None)
     if keys is None or not keys.use_relative or len(keys.key_blocks) < 2:
         return []
+
+    def moves(block) -> bool:  # a key that moves no vertex from the one it is relative to changes nothing
+        ref = block.relative_key
+        a, b = (np.empty(len(k.data) * 3, np.float32) for k in (block, ref))
+        block.data.foreach_get("co", a)
+        ref.data.foreach_get("co", b)
+        return not np.allclose(a, b, atol=1e-6)
+
     blocks = list(keys.key_blocks)[1:]
     if obj.show_only_shape_key:
         index = obj.active_shape_key_index
         blocks = [keys.key_blocks[index]] if 0 < index < len(keys.key_blocks) else []
-        return [f"{b.name} (shown alone)" for b in blocks if not b.mute]
-    return [f"{b.name} {b.value:.2f}" for b in blocks if not b.mute and abs(b.value) > 1e-3]
+        return [f"{b.name} (shown alone)" for b in blocks if not b.mute and moves(b)]
+    return [f"{b.name} {b.value:.2f}" for b in blocks if not b.mute and abs(b.value) > 1e-3 and moves(b)]
 
 
 def _triangle_arrays(mesh: bpy.types.Mesh, uv_name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

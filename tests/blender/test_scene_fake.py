@@ -854,9 +854,13 @@ def test_shape_keys_that_shape_the_face_are_said(addon, fake_backend, portrait):
     head = add_sphere("Head", portrait)
     head.shape_key_add(name="Basis")
     jaw = head.shape_key_add(name="JawOpen")
+    neutral = head.shape_key_add(name="Neutral")  # a key that moves nothing (VRoid's Fcl_ALL_Neutral)
+    neutral.value = 1.0
     jaw.value = 0.0
     assert addon.capture.shape_keys_on(head) == []
     jaw.value = 1.0
+    assert addon.capture.shape_keys_on(head) == []  # JawOpen moves no vertex yet either
+    jaw.data[0].co.z -= 0.2
     assert addon.capture.shape_keys_on(head) == ["JawOpen 1.00"]
     jaw.mute = True
     assert addon.capture.shape_keys_on(head) == []
