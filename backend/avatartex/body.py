@@ -566,6 +566,56 @@ def ring_tone(ring_lab: np.ndarray) -> np.ndarray:
     return np.median(ring_lab, axis=0)
 
 
+def tone_mode(
+    mode: str, face_tone: np.ndarray | None, body_tone: np.ndarray | None, warnings: list[str], between: str
+) -> str:
+    """The tone match ``mode`` as it can be done: ``none`` (said) where either side's tone was not read
+    beside ``between`` (what lies between the two rings) or the body's does not look like skin."""
+    if mode == "none":
+        return mode
+    if face_tone is None or body_tone is None:
+        warnings.append(f"tone_match {mode} skipped: too little neck on either side of {between}")
+        return "none"
+    if not plausible_skin(body_tone):
+        warnings.append(
+            f"tone_match {mode} skipped: the neck below the head does not look like skin "
+            f"(Lab {', '.join(f'{float(v):.1f}' for v in body_tone)}; clothing?)"
+        )
+        return "none"
+    return mode
+
+
+def move_skin(
+    colours: np.ndarray, tone: np.ndarray, offset: np.ndarray, keep: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``colours`` (..., 3) float sRGB with their skin-like ones (``skin_weight`` from ``tone``) moved
+    by ``offset`` (CIELAB) in proportion, and where they moved; ``keep``: those never moved."""
+    lab = to_lab(colours)
+    w = skin_weight(lab, tone)
+    if keep is not None:
+        w[keep] = 0.0
+    moved = w > 0
+    out = colours.copy()
+    out[moved] = from_lab(lab[moved] + w[moved, None] * offset)
+    return out, moved
+
+
+def warn_neck_step(delta_e: float, asked: str, warnings: list[str]) -> None:
+    """Say a seam across the neck where the two skins still differ by ``NECK_STEP_WARN`` or more,
+    with what evens it (``asked``: the request's ``tone_match``)."""
+    if delta_e < NECK_STEP_WARN:
+        return
+    warnings.append(
+        f"the head's skin and the body's differ by ΔE {delta_e:.0f} across the neck: a "
+        + (
+            "seam shows there; tone_match body_to_face or face_to_body evens it"
+            if asked == "none"
+            else "seam shows there (the tone match could not even it); paint over the neck, or "
+            "give the body a texture whose neck is skin"
+        )
+    )
+
+
 def compose(
     part: HeadPart | None,
     head_texture: np.ndarray,
@@ -636,29 +686,12 @@ def compose(
     peak = float(np.iinfo(base_raw.dtype).max)
     base = base_raw[..., :3].astype(np.float32) / peak
     body_tone = ring_tone(to_lab(base[below])) if below.sum() >= 8 else None
-    mode = params.tone_match
-    offset = np.zeros(3, np.float32)
-    if mode != "none":
-        if face_tone is None or body_tone is None:
-            warnings.append(f"tone_match {mode} skipped: too little neck on either side of the blend band")
-            mode = "none"
-        elif not plausible_skin(body_tone):
-            warnings.append(
-                f"tone_match {mode} skipped: the neck below the head does not look like skin "
-                f"(Lab {', '.join(f'{float(v):.1f}' for v in body_tone)}; clothing?)"
-            )
-            mode = "none"
-        else:
-            offset = (face_tone - body_tone).astype(np.float32)
+    mode = tone_mode(params.tone_match, face_tone, body_tone, warnings, "the blend band")
+    offset = np.zeros(3, np.float32) if mode == "none" else (face_tone - body_tone).astype(np.float32)
     body = base
     toned = np.zeros((height, width), bool)
     if mode == "body_to_face":
-        lab = to_lab(base)
-        w = skin_weight(lab, body_tone)
-        w[m >= 1] = 0.0
-        toned = w > 0
-        body = base.copy()
-        body[toned] = from_lab(lab[toned] + w[toned, None] * offset)
+        body, toned = move_skin(base, body_tone, offset, keep=m >= 1)
     elif mode == "face_to_body":
         sel = m > 0
         lab = to_lab(head[sel])
@@ -680,16 +713,8 @@ def compose(
         np.linalg.norm(face_tone - body_tone) if face_tone is not None and body_tone is not None else None
     )
     after = neck_tone_step(part, out, tile, material)
-    if np.isfinite(after["delta_e"]) and after["delta_e"] >= NECK_STEP_WARN:
-        warnings.append(
-            f"the head's skin and the body's differ by ΔE {after['delta_e']:.0f} across the neck: a "
-            + (
-                "seam shows there; tone_match body_to_face or face_to_body evens it"
-                if mode == "none" and params.tone_match == "none"
-                else "seam shows there (the tone match could not even it); paint over the neck, or "
-                "give a base texture whose neck is skin"
-            )
-        )
+    if np.isfinite(after["delta_e"]):
+        warn_neck_step(after["delta_e"], params.tone_match, warnings)
     report.update(
         tone_match=mode,
         base_texture=str(params.base_texture),

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from .body import NECK_STEP_WARN, RING_IOD, plausible_skin, read_base, ring_tone, skin_weight
-from .imaging import from_lab, sample_uv, to_lab
+from .body import RING_IOD, move_skin, read_base, ring_tone, tone_mode, warn_neck_step
+from .imaging import sample_uv, to_lab
 from .mesh import Mesh, compute_normals, load_mesh, surface_points
 from .protocol import GenerateParams
 
@@ -87,11 +87,9 @@ def find_rings(head: Mesh, textured: np.ndarray, body: Mesh, iod: float) -> tupl
     # The body's neck often runs on up inside the head's (hidden, its texture anything): only the
     # body's surface outside the head's shows, and is read.
     normals = head.normals if head.normals is not None else compute_normals(head.positions, head.triangles)
-    head_normals = np.einsum("nk,nkd->nd", head_w, normals[head_tris][head_tri])
     _, nearest_head = cKDTree(head_points).query(body_points[body_ring])
-    outside = np.einsum(
-        "nd,nd->n", body_points[body_ring] - head_points[nearest_head], head_normals[nearest_head]
-    )
+    facing = np.einsum("nk,nkd->nd", head_w[nearest_head], normals[head_tris[head_tri[nearest_head]]])
+    outside = np.einsum("nd,nd->n", body_points[body_ring] - head_points[nearest_head], facing)
     body_ring[np.flatnonzero(body_ring)[outside < -SEAM_GAP_IOD * iod]] = False
     head_uv = _uv_at(head.uvs[textured], head_tri[head_ring], head_w[head_ring])
     body_uv = _uv_at(body.uvs[body_tris], body_tri[body_ring], body_w[body_ring])
@@ -171,47 +169,22 @@ def match(
         report.update(gap_iod=round(gap, 3), summary=summary(report))
         return texture, None, report
     face_tone, body_tone = _tone(texture, rings.head_uv), _tone(base, rings.body_uv)
-    mode = params.tone_match
-    if face_tone is None or body_tone is None:
-        warnings.append(f"tone_match {mode} skipped: too little neck on either side of the seam")
-        mode = "none"
-    elif mode != "none" and not plausible_skin(body_tone):
-        warnings.append(
-            f"tone_match {mode} skipped: the body's neck does not look like skin "
-            f"(Lab {', '.join(f'{float(v):.1f}' for v in body_tone)}; clothing?)"
-        )
-        mode = "none"
+    mode = tone_mode(params.tone_match, face_tone, body_tone, warnings, "the seam")
     before = None if face_tone is None or body_tone is None else float(np.linalg.norm(face_tone - body_tone))
     toned_body, toned_texels = None, 0
     if mode == "body_to_face":
-        lab = to_lab(base)
-        weight = skin_weight(lab, body_tone)
-        moved = weight > 0
+        body_float, moved = move_skin(base, body_tone, face_tone - body_tone)
         toned_texels = int(moved.sum())
-        body_float = base.copy()
-        body_float[moved] = from_lab(lab[moved] + weight[moved, None] * (face_tone - body_tone))
         toned_body = base_raw.copy()
         toned_body[moved, :3] = (np.clip(body_float[moved], 0.0, 1.0) * peak + 0.5).astype(base_raw.dtype)
         body_tone = _tone(body_float, rings.body_uv)
     elif mode == "face_to_body":
-        head = np.asarray(texture, np.float32)
-        lab = to_lab(head[..., :3])
-        weight = skin_weight(lab, face_tone)
-        moved = weight > 0
-        texture = head.copy()
-        texture[moved, :3] = from_lab(lab[moved] - weight[moved, None] * (face_tone - body_tone))
+        head, _ = move_skin(np.asarray(texture[..., :3], np.float32), face_tone, body_tone - face_tone)
+        texture = np.concatenate([head, texture[..., 3:]], axis=-1) if texture.shape[-1] > 3 else head
         face_tone = _tone(texture, rings.head_uv)
     after = None if face_tone is None or body_tone is None else float(np.linalg.norm(face_tone - body_tone))
-    if after is not None and after >= NECK_STEP_WARN:
-        warnings.append(
-            f"the head's skin and the body's differ by ΔE {after:.0f} across the neck: a seam shows "
-            "there; "
-            + (
-                "tone_match body_to_face or face_to_body evens it"
-                if params.tone_match == "none"
-                else "paint over the neck, or give the body's texture whose neck is skin"
-            )
-        )
+    if after is not None:
+        warn_neck_step(after, params.tone_match, warnings)
     report.update(
         tone_match=mode,
         toned_body_texels=toned_texels,

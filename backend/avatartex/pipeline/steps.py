@@ -845,9 +845,7 @@ def texels_per_iod(head: HeadModel, size: int) -> float | None:
         return None
     c = corners[front]
     area = 0.5 * np.linalg.norm(np.cross(c[:, 1] - c[:, 0], c[:, 2] - c[:, 0]), axis=1).sum()
-    uv = mesh.uvs[tris][front].astype(np.float64)
-    e1, e2 = uv[:, 1] - uv[:, 0], uv[:, 2] - uv[:, 0]
-    uv_area = 0.5 * np.abs(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]).sum()
+    uv_area = uvtiles.uv_area(mesh.uvs, tris[front])
     if area <= 0 or uv_area <= 0:
         return None
     return float(np.sqrt(uv_area / area) * size * head.frame.scale)
