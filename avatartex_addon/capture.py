@@ -254,11 +254,7 @@ def capture_object(
         if len(np.unique(materials)) > 1:
             data["materials"] = materials
             data["material_names"] = np.array(set_names)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **data)
-    tmp.replace(path)
-    return path
+    return _write(path, data)
 
 
 BODY_REACH = 0.08
@@ -359,6 +355,11 @@ def capture_body(
         "uvs": uvs,
         "name": np.array(body.name),
     }
+    return _write(path, data)
+
+
+def _write(path: Path, data: dict) -> Path:
+    """``data`` as the ``.npz`` file ``path``, atomically (its folder made)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, **data)

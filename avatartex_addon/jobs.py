@@ -249,8 +249,7 @@ class Job:
                 head = bpy.data.objects.get(task.object_name)
                 how = "as set in the panel" if head and head.avatartex.body_object else "found under the head"
                 said += f" (the object '{task.body_object}', {how}; set Body in the panel for another)"
-                variants = head.avatartex.variants if head else []
-                if 0 <= task.variant < len(variants) and task.variant != head.avatartex.active_variant_index:
+                if head is not None and not shown_now(task, head):
                     said += "; kept with the variant, shown on the body by Apply Variant"
             self.notes.append(f"{task.label}: {said}")
         # A character over UDIM tiles: the body's tiles of its base image, shown unchanged beside the head's.
@@ -354,9 +353,7 @@ class Job:
         if packed and image.packed_file is None and image.source != "TILED":
             image.pack()
         final = Path(bpy.path.abspath(image.filepath))
-        shown = (
-            variant is None or task.variant == settings.active_variant_index or len(settings.variants) == 1
-        )
+        shown = shown_now(task, obj)
         if variant is not None:
             variant.image = image
         for index in reversed(slots) if shown else []:  # the set's first slot is left active
@@ -420,7 +417,7 @@ class Job:
             stem = f"{task.file_stem}_body"
             image = outputs.write_texture(source, out_folder, stem, variant.body_output, body)
             variant.body_image, variant.body_object = image, body.name
-            if task.variant != settings.active_variant_index and len(settings.variants) > 1:
+            if not shown_now(task, head):
                 return
         show_on_body(body, image, slots, self.notes)
 
@@ -585,6 +582,13 @@ def _redraw() -> None:
 
 
 # -- building and running jobs -------------------------------------------------------------------------
+
+
+def shown_now(task: Task, obj: bpy.types.Object) -> bool:
+    """Whether the task's texture is the one ``obj``'s material shows once written: its main
+    texture, its active variant's, or its only variant's."""
+    settings = obj.avatartex
+    return task.variant < 0 or task.variant == settings.active_variant_index or len(settings.variants) == 1
 
 
 def show_on_body(body: bpy.types.Object, image: bpy.types.Image, slots: list[int], notes: list[str]) -> None:

@@ -153,6 +153,19 @@ def shift_d_copy(obj: bpy.types.Object) -> bpy.types.Object:
     return copy
 
 
+def material_showing(name: str, image) -> bpy.types.Material:
+    """A new material (with nodes) whose Principled BSDF's Base Color is ``image``, through an Image
+    Texture node."""
+    mat = bpy.data.materials.new(name)
+    mat.use_nodes = True  # Blender 4.5 makes new materials without nodes
+    node = mat.node_tree.nodes.new("ShaderNodeTexImage")
+    node.image = image
+    mat.node_tree.links.new(
+        node.outputs["Color"], mat.node_tree.nodes["Principled BSDF"].inputs["Base Color"]
+    )
+    return mat
+
+
 def add_mesh(name: str, positions, triangles, uvs) -> bpy.types.Object:
     """A mesh object of triangles (T, 3) over positions (V, 3) with per-corner UVs (T, 3, 2),
     linked to the scene, selected and active."""

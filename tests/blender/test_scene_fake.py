@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from blender_support import add_sphere, bpy, scene_fingerprint, select_only, shift_d_copy
+from blender_support import add_sphere, bpy, material_showing, scene_fingerprint, select_only, shift_d_copy
 
 
 def _node(obj):
@@ -39,17 +39,6 @@ def _save(tmp_path: Path, name: str = "scene.blend") -> Path:
 def _skin(name: str = "Skin"):
     mat = bpy.data.materials.new(name)
     mat.use_nodes = True  # Blender 4.5 makes new materials without nodes
-    return mat
-
-
-def _showing(name: str, image):
-    """A material whose Base Color is ``image`` (through an Image Texture node)."""
-    mat = _skin(name)
-    node = mat.node_tree.nodes.new("ShaderNodeTexImage")
-    node.image = image
-    mat.node_tree.links.new(
-        node.outputs["Color"], mat.node_tree.nodes["Principled BSDF"].inputs["Base Color"]
-    )
     return mat
 
 
@@ -593,7 +582,7 @@ def test_materials_sharing_one_image_are_one_texture(addon, fake_backend, portra
     face_map, eye_map = (bpy.data.images.new(name, 8, 8) for name in ("face_map", "eye_map"))
     mats = []
     for name, image in (("Face", face_map), ("Eyes", eye_map), ("Lips", face_map)):
-        mats.append(_showing(name, image))
+        mats.append(material_showing(name, image))
         head.data.materials.append(mats[-1])
     for poly in head.data.polygons:
         poly.material_index = 1 if poly.index % 10 == 0 else (2 if poly.index % 10 == 1 else 0)
@@ -633,7 +622,7 @@ def test_a_character_with_a_udim_skin_keeps_its_body_tiles(addon, fake_backend, 
     character = add_sphere("Character", portrait=portrait)
     character.scale = (0.3, 0.3, 1.8)
     bpy.context.view_layer.update()
-    character.data.materials.append(_showing("BodySkin", image))
+    character.data.materials.append(material_showing("BodySkin", image))
     assert addon.material.body_base_image(character).endswith("body.<UDIM>.png")
     bpy.context.scene.avatartex.resolution = 512
     assert bpy.ops.avatartex.generate() == {"FINISHED"}
@@ -672,7 +661,7 @@ def test_an_object_whose_materials_all_show_one_image_gets_it_in_each(addon, fak
     face_map = bpy.data.images.new("face_map", 8, 8)
     mats = []
     for name in ("Face", "Ears"):
-        mats.append(_showing(name, face_map))
+        mats.append(material_showing(name, face_map))
         head.data.materials.append(mats[-1])
     for poly in head.data.polygons:
         poly.material_index = poly.index % 2
@@ -697,7 +686,7 @@ def _body_under(head, tmp_path, name: str = "Body", colour=(0.45, 0.3, 0.22)):
     bpy.ops.mesh.primitive_cylinder_add(radius=0.5, depth=3.0, location=tuple(centre))
     body = bpy.context.active_object
     body.name = name
-    body.data.materials.append(_showing(f"{name} Skin", image))
+    body.data.materials.append(material_showing(f"{name} Skin", image))
     bpy.context.view_layer.update()
     return body, path
 

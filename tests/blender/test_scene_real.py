@@ -332,7 +332,7 @@ def test_a_head_on_a_body_object_of_its_own_gets_the_bodys_skin_matched(
     import re
     import sys
 
-    from blender_support import ROOT, add_mesh
+    from blender_support import ROOT, add_mesh, material_showing
 
     sys.path[:0] = [str(ROOT / "backend"), str(ROOT / "tests")]
     try:
@@ -355,13 +355,8 @@ def test_a_head_on_a_body_object_of_its_own_gets_the_bodys_skin_matched(
     image.filepath_raw, image.file_format = str(skin_file), "PNG"
     image.save()
     before = skin_file.read_bytes()
-    mat = bpy.data.materials.new("Body Skin")
-    mat.use_nodes = True
-    node = mat.node_tree.nodes.new("ShaderNodeTexImage")
-    node.image = image
-    mat.node_tree.links.new(
-        node.outputs["Color"], mat.node_tree.nodes["Principled BSDF"].inputs["Base Color"]
-    )
+    mat = material_showing("Body Skin", image)
+    node = next(n for n in mat.node_tree.nodes if n.bl_idname == "ShaderNodeTexImage")
     body.data.materials.append(mat)
     head.avatartex.portrait_path = str(portrait)
     bpy.context.view_layer.update()
