@@ -64,6 +64,9 @@ class Task:
     """A body that is an object of its own, sent with the request (``capture.separate_body``)."""
     body_image: str = ""
     """The name of the image that body's skin showed, which its toned copy replaces on it."""
+    material_images: list[str] = field(default_factory=list)
+    """The image each texture set of the object showed when captured (``material.set_images``; ""
+    for none), sent as ``material_textures``: a body in a material of its own is toned from its set's."""
 
 
 @dataclass
@@ -167,6 +170,7 @@ class Job:
         task.scratch += [str(mesh_path), str(work)]
         base_texture = material.body_base_image(obj)
         body_mesh, body_texture, task.body_object = "", "", ""
+        material_textures: list[str] = []
         # Captured unposed (its rig at rest), as the texture must fit every pose.
         with capture.at_rest([obj, obj.avatartex.body_object]) as posed:
             depsgraph = capture.evaluated_depsgraph()
@@ -181,6 +185,8 @@ class Job:
                 capture.capture_body(body_obj, obj, depsgraph, Path(body_mesh))
                 body_texture = material.image_file(body_image, spare)
                 task.body_object, task.body_image = body_obj.name, body_image.name
+            elif not base_texture:  # a body in a material of its own (Daz's Face and Torso)
+                material_textures = self._material_textures(task, obj, stamp)
         self._note_capture(task, obj, posed)
         params = protocol().GenerateParams(
             mesh=str(mesh_path),
@@ -198,6 +204,7 @@ class Job:
             tone_match=bpy.context.scene.avatartex.tone_match,
             body_mesh=body_mesh,
             body_texture=body_texture,
+            material_textures=material_textures,
             scalp=task.scalp,
             subject=task.subject,
             white_balance=task.white_balance,
@@ -206,6 +213,26 @@ class Job:
         self.pending = client.send("generate", params.to_dict())
         if self.cancelled:  # pressed while the request was being made (another thread, a sync run):
             client.cancel(self.pending)  # cancel() found nothing pending to cancel
+
+    def _material_textures(self, task: Task, obj: bpy.types.Object, stamp: str) -> list[str]:
+        """The files of the images ``obj``'s texture sets show (a packed image's pixels copied to a
+        scratch file), by set: the backend tones the body's where a set of its own meets the face's
+        below the mouth. [] for an object with fewer than two sets with an image."""
+        images = material.set_images(obj)
+        if sum(image is not None for image in images) < 2:
+            return []
+        task.material_images = [image.name if image is not None else "" for image in images]
+        files = []
+        for index, image in enumerate(images):
+            spare = user_dir("captures") / f"{stamp}_set{index}.png"
+            task.scratch.append(str(spare))
+            try:
+                files.append(
+                    material.image_file(image, spare) if image and material.has_pixels(image) else ""
+                )
+            except RuntimeError:  # pixels Blender cannot write out (a broken packed file): no tone from it
+                files.append("")
+        return files
 
     def _handle(self, task: Task, message: dict) -> None:
         if message.get("event") == "progress":
@@ -243,9 +270,13 @@ class Job:
         report = result.get("report") or {}
         slot = (report.get("material") or {}).get("index")
         self._note_warnings(task, report.get("warnings") or [])
+        in_material = (report.get("body") or {}).get("material_index")
+        if isinstance(in_material, int) and 0 <= in_material < len(task.material_images):
+            # The body is a material of the head's own object: its toned copy goes on that set's slots.
+            task.body_object, task.body_image = task.object_name, task.material_images[in_material]
         if (report.get("body") or {}).get("summary"):  # what was done to a full-body character
             said = report["body"]["summary"]
-            if task.body_object:  # a body of its own: which object, and how it was chosen
+            if task.body_object and task.body_object != task.object_name:  # which object, and how chosen
                 head = bpy.data.objects.get(task.object_name)
                 how = "as set in the panel" if head and head.avatartex.body_object else "found under the head"
                 said += f" (the object '{task.body_object}', {how}; set Body in the panel for another)"
@@ -589,6 +620,15 @@ def shown_now(task: Task, obj: bpy.types.Object) -> bool:
     texture, its active variant's, or its only variant's."""
     settings = obj.avatartex
     return task.variant < 0 or task.variant == settings.active_variant_index or len(settings.variants) == 1
+
+
+def own_body_copies(obj: bpy.types.Object) -> set:
+    """The toned copies of ``obj``'s own body material (a body in a material of the head's object)
+    its variants and its last run wrote: the images Apply Variant leaves to the body's slots."""
+    settings = obj.avatartex
+    copies = {v.body_image for v in settings.variants if v.body_object == obj.name and v.body_image}
+    written = outputs.own_file(settings.body_output, obj.name) if settings.toned_body == obj.name else None
+    return copies | set(outputs.images_of(written) if written is not None else [])
 
 
 def show_on_body(body: bpy.types.Object, image: bpy.types.Image, slots: list[int], notes: list[str]) -> None:

@@ -172,9 +172,14 @@ def base_image(obj: bpy.types.Object) -> bpy.types.Image | None:
     or VRM import packs them all); None where none has."""
     for slot in obj.material_slots:
         image = _base_color_image(slot.material)
-        if image is not None and (image.packed_file is not None or image.has_data or _file_of(image)):
+        if image is not None and has_pixels(image):
             return image
     return None
+
+
+def has_pixels(image: bpy.types.Image) -> bool:
+    """Whether the image's pixels can be had: a file of its own, packed into the .blend, or loaded."""
+    return image.packed_file is not None or image.has_data or bool(_file_of(image))
 
 
 def _file_of(image: bpy.types.Image) -> str:
@@ -223,6 +228,16 @@ def texture_sets(obj: bpy.types.Object) -> tuple[list[int], list[str]]:
         sets.append(keys.index(key))
         names[keys.index(key)].append(mat.name if mat is not None else f"slot {index}")
     return sets, [", ".join(n) for n in names]
+
+
+def set_images(obj: bpy.types.Object) -> list[bpy.types.Image | None]:
+    """The image each of the object's texture sets (``texture_sets``) shows as Base Color, by set
+    index; None for a set without one."""
+    sets, _names = texture_sets(obj)
+    images: list[bpy.types.Image | None] = [None] * (max(sets) + 1 if sets else 0)
+    for index, slot in enumerate(obj.material_slots):
+        images[sets[index]] = images[sets[index]] or _base_color_image(slot.material)
+    return images
 
 
 def _base_color_image(mat: bpy.types.Material | None) -> bpy.types.Image | None:

@@ -176,3 +176,98 @@ def test_the_seams_rings_lie_on_either_side_of_the_neck_and_not_on_the_body_hidd
     assert hidden.mean() < 0.02, hidden.mean()
     far = Mesh(body_mesh.positions + np.float32([3, 0, 0]), body_mesh.triangles, body_mesh.uvs)
     assert separate_body.find_rings(head, np.arange(len(head.triangles)), far, iod)[0] is None
+
+
+@pytest.fixture(scope="module")
+def one_mesh(files, tmp_path_factory):
+    """The test character as one mesh of three materials, as Daz's and Character Creator's come: the
+    head ("Face"), the body ("Body", its painted image) and a band across the eyes ("Lashes", an image
+    of its own) that meets the face everywhere but below the mouth."""
+    character = make_character(SIZE)
+    mesh = character.mesh
+    n = character.head_triangles
+    parts = np.zeros(len(mesh.triangles), np.int32)
+    parts[n:] = 1
+    centres = mesh.positions[mesh.triangles[:n]].mean(axis=1)
+    front = centres[:, 2] > np.percentile(centres[:, 2], 70)
+    band = front & (np.abs(centres[:, 1]) < 0.015)  # the eyes lie at y = 0
+    parts[:n][band] = 2
+    folder = tmp_path_factory.mktemp("one_mesh")
+    whole = Mesh(mesh.positions, mesh.triangles, mesh.uvs, mesh.normals, name="Character")
+    whole.parts, whole.part_names = parts, ["Face", "Body", "Lashes"]
+    save_capture(whole, folder / "character.npz")
+    save_png(folder / "lashes.png", np.full((64, 64, 3), 20, np.uint8))
+    return {
+        "mesh": folder / "character.npz",
+        "textures": ["", str(files["texture"]), str(folder / "lashes.png")],
+        "lashes_vertices": len(np.unique(mesh.triangles[parts == 2])),
+    }
+
+
+def test_a_body_in_a_material_of_its_own_gets_a_toned_copy_and_the_lashes_do_not(
+    generator, files, one_mesh, tmp_path
+):
+    before = _digest(files["texture"])
+    params = GenerateParams(
+        mesh=str(one_mesh["mesh"]),
+        portrait=str(files["portrait"]),
+        out_dir=str(tmp_path),
+        size=SIZE,
+        engine="classic",
+        material_textures=one_mesh["textures"],
+    )
+    result = generator.generate(params)
+    report = result["report"]["body"]
+    assert report["kind"] == "material" and report["material"] == "Body" and report["material_index"] == 1
+    assert report["tone_match"] == "body_to_face"
+    assert report["neck_delta_e_before"] > 10.0 and report["neck_delta_e"] < NO_STEP_DELTA_E
+    assert result["report"]["material"]["names"] == ["Face", "Body", "Lashes"]
+    written = Path(result["body_texture"])
+    assert written.name == "texture_body.png" and report["written"] == str(written)
+    assert _digest(files["texture"]) == before
+    old, new = body.read_base(str(files["texture"])), body.read_base(str(written))
+    shirt = np.all(np.abs(old.astype(int) - np.array(SHIRT) * 255) < 16, axis=-1)
+    assert np.array_equal(new[shirt], old[shirt]) and np.any(new != old)
+    assert "the body's material 'Body': its skin matched to the face's" in report["summary"]
+
+
+def test_the_body_material_is_the_one_meeting_the_face_below_the_mouth(one_mesh):
+    """``in_material`` on the capture alone: the lashes' band touches the face with more vertices
+    than the body's neck does, but at the eyes' height."""
+    from avatartex.mesh import load_mesh
+
+    whole = load_mesh(str(one_mesh["mesh"]))
+    face = np.flatnonzero(whole.parts == 0)
+    up = np.array([0.0, 1.0, 0.0])
+    iod, mouth = 0.059, -0.061  # the demo head's eye distance and mouth height (demo_head.features)
+    found = separate_body.in_material(whole, face, one_mesh["textures"], iod, up, mouth)
+    assert found is not None and found[0] == 1 and found[1].mesh.name == "Body"
+    # The band meets the face with more vertices than the body does anywhere (all of its own).
+    from scipy.spatial import cKDTree
+
+    body_vertices = whole.positions[np.unique(whole.triangles[whole.parts == 1])]
+    face_tree = cKDTree(whole.positions[np.unique(whole.triangles[face])])
+    body_near = (
+        face_tree.query(body_vertices, distance_upper_bound=separate_body.NEAR_IOD * iod)[0] < 1
+    ).sum()
+    assert one_mesh["lashes_vertices"] > 2 * body_near > 0
+    # Without the body's image there is no body: the lashes are not taken for one.
+    assert separate_body.in_material(whole, face, ["", "", one_mesh["textures"][2]], iod, up, mouth) is None
+
+
+def test_material_textures_that_are_not_files_or_not_paths_are_refused(generator, files, one_mesh, tmp_path):
+    with pytest.raises(AvatarTexError) as not_paths:
+        GenerateParams(mesh="m.npz", portrait="p.png", out_dir=str(tmp_path), material_textures=[1, 2])
+    assert not_paths.value.code == ErrorCode.BAD_REQUEST
+    params = GenerateParams(
+        mesh=str(one_mesh["mesh"]),
+        portrait=str(files["portrait"]),
+        out_dir=str(tmp_path / "out"),
+        size=SIZE,
+        engine="classic",
+        material_textures=["", str(tmp_path / "gone.png")],
+    )
+    with pytest.raises(AvatarTexError) as missing:
+        generator.generate(params)
+    assert missing.value.code == ErrorCode.BASE_TEXTURE_UNREADABLE and "gone.png" in missing.value.message
+    assert not (tmp_path / "out").exists()

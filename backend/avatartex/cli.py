@@ -106,6 +106,16 @@ def _add_generate(sub) -> None:
     )
     p.add_argument("--body-texture", default="", help="with --body-mesh: the body's base-colour image")
     p.add_argument(
+        "--material-textures",
+        nargs="+",
+        default=[],
+        metavar="IMAGE",
+        help="a mesh of several materials with the body in one of its own (Daz's and Character "
+        "Creator's Face and Torso): each material's base-colour image, in the mesh's order of materials "
+        "(report.json's material.names), '' for none; the skin is matched across the neck as with "
+        "--body-mesh",
+    )
+    p.add_argument(
         "--scalp",
         default="",
         choices=("skin", "hair"),
@@ -166,6 +176,7 @@ def _generate(args) -> int:
         tone_match=args.tone_match,
         body_mesh=args.body_mesh,
         body_texture=args.body_texture,
+        material_textures=list(args.material_textures),
         scalp=args.scalp,
         subject=args.subject,
         white_balance=args.white_balance,

@@ -216,6 +216,13 @@ class GenerateParams:
     result's ``body_texture``), ``face_to_body`` tones the head's texture, ``none`` measures."""
     body_texture: str = ""
     """With ``body_mesh``: the body's base-colour image (read, never written over)."""
+    material_textures: list[str] = field(default_factory=list)
+    """A mesh of several materials (a capture's ``materials``; a file's primitives): each material's
+    base-colour image, by material index, "" where it shows none. Where the face's material meets
+    another's below the mouth (Daz's and Character Creator's Face and Torso, a bust's Skin and Neck)
+    that one is the body: its skin is matched across the seam as with ``body_mesh``
+    (``separate_body.in_material``), its toned copy the result's ``body_texture``. Not used with
+    ``body_mesh``."""
     # -- end body --
     scalp: str = ""
     """What covers the scalp: ``skin`` (a clean scalp with a soft hairline, for hair made as a separate
@@ -278,6 +285,12 @@ class GenerateParams:
                 "body's mesh and its texture, both.",
                 f"Send {missing} too (the body's mesh in the head's coordinates, and its base-colour "
                 "image), or neither.",
+            )
+        if not all(isinstance(path, str) for path in self.material_textures):
+            raise AvatarTexError(
+                ErrorCode.BAD_REQUEST,
+                f"material_textures must be a list of image paths, got {self.material_textures!r}.",
+                'Send one path per material of the mesh, "" for a material that shows no image.',
             )
         if self.scalp not in SCALP_CHOICES:
             raise AvatarTexError(

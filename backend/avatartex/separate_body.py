@@ -17,10 +17,16 @@ the body's old one at the neck with whatever tone each has: a seam in the render
    ``face_to_body`` moves the head texture's skin; ``none`` only measures.
 
 The body's image is never written over: the toned copy is a new file in ``out_dir``.
+
+A body in **another material of the head's own mesh** (Daz's and Character Creator's Face and Torso,
+a bust's Skin and Neck, each with its own image: ``GenerateParams.material_textures``) is matched the
+same way: ``in_material`` picks, of the other materials with an image, the one that meets the face's
+below the mouth the most (the neck; not the eyes, lashes, teeth or mouth, which meet it higher).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +36,7 @@ import numpy as np
 from .body import RING_IOD, move_skin, read_base, ring_tone, tone_mode, warn_neck_step
 from .imaging import sample_uv, to_lab
 from .mesh import Mesh, compute_normals, load_mesh, surface_points
-from .protocol import GenerateParams
+from .protocol import AvatarTexError, ErrorCode, GenerateParams
 
 SEAM_GAP_IOD = 0.05
 """Distance between the two surfaces, in eye distances, under which the head's surface lies on the
@@ -41,6 +47,12 @@ SAMPLES_PER_IOD2 = 1500.0
 """Surface samples per square eye distance, on both meshes near the seam."""
 MIN_SEAM_SAMPLES = 20
 """Samples of the head's surface on the seam under which the two do not meet."""
+BELOW_MOUTH_IOD = 0.5
+"""How far below the mouth, in eye distances, the vertices of another material where it meets the
+face's must lie for it to be a body (``in_material``): the neck is a whole eye distance or more below
+it; the lips' inner edge (a mouth's or teeth's material) is at its height, lashes and eyes above."""
+MIN_MEETING_VERTICES = 8
+"""Vertices of another material near the face's, below the mouth, under which it is no body."""
 
 
 @dataclass
@@ -119,9 +131,55 @@ class SeparateBody:
     """Its base-colour image as read (uint8 or uint16, its own channels)."""
 
 
+def in_material(
+    whole: Mesh,
+    face: np.ndarray,
+    textures: Sequence[str],
+    iod: float,
+    up: np.ndarray,
+    mouth_height: float,
+) -> tuple[int, SeparateBody] | None:
+    """The body in another material of the head's own mesh, and its image (``GenerateParams.
+    material_textures``, by material of ``whole.parts``): of the materials with an image other than
+    the face's (``face``: indices of the face's triangles), the one with the most vertices within
+    ``NEAR_IOD`` of the face's and ``BELOW_MOUTH_IOD`` below the mouth (``mouth_height`` along
+    ``up``, in ``whole``'s coordinates, ``iod`` units an eye distance). None where none meets it so."""
+    from scipy.spatial import cKDTree
+
+    if whole.parts is None or len(face) == 0:
+        return None
+    face_material = int(np.bincount(whole.parts[face]).argmax())
+    face_tree = cKDTree(whole.positions[np.unique(whole.triangles[face])])
+    best, best_count = None, MIN_MEETING_VERTICES - 1
+    for material, path in enumerate(textures):
+        chosen = np.flatnonzero(whole.parts == material)
+        if not path or material == face_material or len(chosen) == 0:
+            continue
+        vertices = whole.positions[np.unique(whole.triangles[chosen])]
+        near = face_tree.query(vertices, distance_upper_bound=NEAR_IOD * iod)[0] < np.inf
+        low = vertices @ np.asarray(up, np.float64) < mouth_height - BELOW_MOUTH_IOD * iod
+        count = int((near & low).sum())
+        if count > best_count:
+            best, best_count = (material, chosen), count
+    if best is None:
+        return None
+    material, chosen = best
+    piece = Mesh(whole.positions, whole.triangles[chosen], whole.uvs[chosen], name=whole.part_name(material))
+    return material, SeparateBody(piece, read_base(textures[material]))
+
+
 def load(params: GenerateParams) -> SeparateBody | None:
     """The request's ``body_mesh`` and ``body_texture``, read before the work (typed errors as for the
-    head's mesh and a base texture); None without them."""
+    head's mesh and a base texture; the ``material_textures`` that are not files said too); None
+    without them."""
+    missing = [path for path in params.material_textures if path and not Path(path).is_file()]
+    if missing:
+        raise AvatarTexError(
+            ErrorCode.BASE_TEXTURE_UNREADABLE,
+            f"The material texture {missing[0]!r} cannot be used: no such file.",
+            'Send each material\'s base-colour image file (PNG, JPEG, TIFF), or "" for a material '
+            "without one.",
+        )
     if not params.body_mesh:
         return None
     return SeparateBody(load_mesh(params.body_mesh), read_base(params.body_texture))
@@ -136,11 +194,14 @@ def match(
     separate: SeparateBody,
     params: GenerateParams,
     warnings: list[str],
+    source: dict[str, Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
     """Match the head's and the separate body's skin across the neck.
 
     ``head_mesh``'s ``textured`` triangles wear ``texture`` (float 0..1, one UV tile); ``to_head``
     maps the body file's points into ``head_mesh``'s coordinates, ``iod`` mesh units an eye distance.
+    ``source`` is the report's word on where the body is (the request's ``body_mesh`` and
+    ``body_texture`` when None; ``in_material``'s material otherwise).
     Returns the head texture (toned with ``face_to_body``), the body's toned image (its own dtype and
     channels; None unless ``body_to_face`` changed it) and the report's ``body``.
     """
@@ -152,19 +213,24 @@ def match(
     base_raw = separate.image
     peak = float(np.iinfo(base_raw.dtype).max)
     base = base_raw[..., :3].astype(np.float32) / peak
-    report: dict[str, Any] = {
-        "kind": "separate",
-        "body_mesh": str(params.body_mesh),
-        "body_texture": str(params.body_texture),
-        "tone_match": "none",
-        "written": None,
-    }
+    if source is None:
+        source = {
+            "kind": "separate",
+            "body_mesh": str(params.body_mesh),
+            "body_texture": str(params.body_texture),
+        }
+    report: dict[str, Any] = source | {"tone_match": "none", "written": None}
     rings, gap = find_rings(head_mesh, textured, body, iod)
     if rings is None:
+        hint = (
+            "Give the body object the head sits on, in the same place as in the scene"
+            if report["kind"] == "separate"
+            else "The face's and the body's materials are matched where their surfaces meet"
+        )
         warnings.append(
-            f"the body mesh does not meet the head (its nearest point {gap:.2f} eye distances from the "
-            "head's surface): no tone match across the neck. Give the body object the head sits on, "
-            "in the same place as in the scene"
+            f"the body {'mesh' if report['kind'] == 'separate' else 'material'} does not meet the head "
+            f"(its nearest point {gap:.2f} eye distances from the head's surface): no tone match across "
+            f"the neck. {hint}"
         )
         report.update(gap_iod=round(gap, 3), summary=summary(report))
         return texture, None, report
@@ -198,14 +264,13 @@ def match(
 def summary(report: dict[str, Any]) -> str:
     """What was done across the neck to a separate body, in a sentence (the CLI and the panel)."""
     body = Path(report["body_texture"]).name
+    who = "a separate body" if report["kind"] == "separate" else f"the body's material '{report['material']}'"
     if "gap_iod" in report:
-        return f"a separate body: it does not meet the head, so {body} was left as it was"
+        return f"{who}: it does not meet the head, so {body} was left as it was"
     before, after = report.get("neck_delta_e_before"), report.get("neck_delta_e")
     step = f" (neck ΔE {before:.0f} → {after:.1f})" if before is not None and after is not None else ""
     if report["tone_match"] == "body_to_face":
-        return f"a separate body: its skin matched to the face's in a copy of {body}{step}"
+        return f"{who}: its skin matched to the face's in a copy of {body}{step}"
     if report["tone_match"] == "face_to_body":
-        return f"a separate body: the head's skin matched to the body's ({body}){step}"
-    return f"a separate body: {body} left as it was" + (
-        f" (neck ΔE {after:.0f})" if after is not None else ""
-    )
+        return f"{who}: the head's skin matched to the body's ({body}){step}"
+    return f"{who}: {body} left as it was" + (f" (neck ΔE {after:.0f})" if after is not None else "")

@@ -191,6 +191,28 @@ def generate(req_id, params: dict) -> None:
             report["body"] = {"kind": "separate", "tone_match": p.tone_match, "written": str(body_out)}
         if materials is not None:
             report["material"] = {"index": int(np.bincount(materials).argmax())}
+            # A body in a material of its own: the real backend's choice is the set meeting the face
+            # below the mouth; the fake's, the first other set whose image is named as a body's
+            # (torso, body; not an eye's). Its copy darkened.
+            others = [
+                i
+                for i, f in enumerate(p.material_textures)
+                if i != report["material"]["index"]
+                and any(w in Path(f).name.lower() for w in ("torso", "body"))
+            ]
+            if others and not p.body_mesh:
+                body_out = out / f"{Path(p.texture_name).stem}_body.png"
+                Image.open(p.material_textures[others[0]]).convert("RGB").point(lambda v: v // 2).save(
+                    body_out
+                )
+                result["body_texture"] = str(body_out)
+                report["body"] = {
+                    "kind": "material",
+                    "material_index": others[0],
+                    "tone_match": p.tone_match,
+                    "written": str(body_out),
+                    "summary": "the body's material: its skin matched to the face's",
+                }
         if ctl.get("warnings"):
             report["warnings"] = list(ctl["warnings"])
         if ctl.get("body"):

@@ -786,6 +786,69 @@ def test_each_variant_keeps_its_toned_body_and_apply_variant_shows_it(
     assert node.image == first.body_image
 
 
+def _face_and_torso(portrait, tmp_path):
+    """A head whose upper part shows a "Face" material and lower part a "Torso" one, each with an
+    image file of its own (Daz's and Character Creator's characters are split so)."""
+    head = add_sphere("Head", portrait)
+    images = []
+    for name, colour in (("face_map", (0.8, 0.6, 0.5)), ("torso_skin", (0.45, 0.3, 0.22))):
+        image = bpy.data.images.new(name, 8, 8)
+        image.pixels.foreach_set(np.tile([*colour, 1.0], 64).astype(np.float32))
+        image.filepath_raw, image.file_format = str(tmp_path / f"{name}.png"), "PNG"
+        image.save()
+        images.append(image)
+        head.data.materials.append(material_showing(name.split("_")[0].title(), image))
+    for poly in head.data.polygons:
+        poly.material_index = 1 if poly.center.z < -0.3 else 0
+    return head, images
+
+
+def test_a_body_in_a_material_of_its_own_gets_its_toned_copy_and_variants_keep_theirs(
+    addon, fake_backend, portrait, tmp_path
+):
+    head, (face_map, torso) = _face_and_torso(portrait, tmp_path)
+    before = _file(torso).read_bytes()
+    select_only(head)
+    bpy.context.scene.avatartex.resolution = 512
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    request = fake_backend.requests()[-1]
+    assert request["material_textures"] == [str(_file(face_map)), str(_file(torso))]
+    assert request["body_mesh"] == "" and request["body_texture"] == ""
+    face_mat, torso_mat = (slot.material for slot in head.material_slots)
+    face_node, torso_node = (m.node_tree.nodes.get("AvatarTex Texture") for m in (face_mat, torso_mat))
+    assert face_node is not None and torso_node is not None
+    assert torso_node.image.name.startswith("Head_toned") and face_node.image != torso_node.image
+    assert _file(torso).read_bytes() == before  # the artist's image file is not written over
+    assert head.avatartex.toned_body == "Head"
+    # Variants: each keeps its own toned torso; Apply Variant puts the face on the face's slot only.
+    for style in ("toon", "comic"):
+        variant = head.avatartex.variants.add()
+        variant.style, variant.name = style, style
+    head.avatartex.active_variant_index = 1
+    assert bpy.ops.avatartex.generate_variants() == {"FINISHED"}
+    first, second = head.avatartex.variants
+    assert first.body_object == "Head" and first.body_image not in (None, second.body_image)
+    assert face_node.image == second.image and torso_node.image == second.body_image
+    assert bpy.ops.avatartex.apply_variant(index=0) == {"FINISHED"}
+    assert face_node.image == first.image and torso_node.image == first.body_image
+    # Restore Material on the head brings back both of the artist's images.
+    assert bpy.ops.avatartex.restore_material() == {"FINISHED"}
+    for mat, image in ((face_mat, face_map), (torso_mat, torso)):
+        assert mat.node_tree.nodes["Principled BSDF"].inputs["Base Color"].links[0].from_node.image == image
+
+
+def test_one_image_on_several_materials_sends_no_material_textures(addon, fake_backend, portrait):
+    head = add_sphere("Head", portrait)
+    face_map = bpy.data.images.new("face_map", 8, 8)
+    for name in ("Face", "Ears"):
+        head.data.materials.append(material_showing(name, face_map))
+    for poly in head.data.polygons:
+        poly.material_index = poly.index % 2
+    bpy.context.scene.avatartex.resolution = 512
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert fake_backend.requests()[-1]["material_textures"] == []
+
+
 # -- rigged characters: captured unposed; shape keys said ---------------------------------------------
 
 

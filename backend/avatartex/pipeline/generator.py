@@ -374,6 +374,24 @@ class Generator:
                     params,
                     warnings,
                 )
+        elif (in_material := steps.body_in_material(head, params)) is not None:
+            # The body in a material of its own (Daz's Face and Torso): matched as a separate body.
+            if len(files) > 1:
+                warnings.append("material_textures not used: the face's material spans UV tiles")
+            else:
+                body_part, source = in_material
+                textures[0], toned_body, matched = separate_body.match(
+                    head.mesh,
+                    head.textured,
+                    lambda points: points,
+                    head.frame.scale,
+                    textures[0],
+                    body_part,
+                    params,
+                    warnings,
+                    source,
+                )
+                body_report = (body_report or {}) | matched  # a full-body mesh's own report kept
         paths = [out_dir / name for _tile, name in files]
         for path, texture in zip(paths, textures, strict=True):
             save_png(path, texture, params.bit_depth)

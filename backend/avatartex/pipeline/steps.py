@@ -16,7 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .. import jawline, uvtiles
+from .. import jawline, separate_body, uvtiles
 from ..alignment import outline_refit
 from ..alignment import refine as refine_alignment
 from ..atlas import AtlasGeometry, harmonise_charts
@@ -75,6 +75,7 @@ from ..projection import (
 from ..protocol import AvatarTexError, ErrorCode, GenerateParams
 from ..regions import FeatureColours, find_hair
 from ..registration import FovPrior, Registration, register, small_fits
+from ..separate_body import SeparateBody
 from ..whitebalance import Balance, balance_portrait, balanced
 from .cache import HeadCache, HeadModel
 from .progress import RequestClock
@@ -819,7 +820,37 @@ def textured_material(head: HeadModel, warnings: list[str]) -> dict[str, Any] | 
         f"only the material '{mesh.part_name(material)}', the face's, was textured: {names} "
         f"({left} triangles) keep their own textures (eyes, teeth or a body have their own UVs)"
     )
-    return {"index": material, "name": mesh.part_name(material), "others": others}
+    by_index = [mesh.part_name(i) for i in range(int(mesh.parts.max()) + 1)]
+    return {"index": material, "name": mesh.part_name(material), "others": others, "names": by_index}
+
+
+def body_in_material(head: HeadModel, params: GenerateParams) -> tuple[SeparateBody, dict[str, Any]] | None:
+    """The body in another material of the head's own mesh (``params.material_textures``;
+    ``separate_body.in_material``), in the coordinates of ``head.mesh``, and the report's word on
+    it; None without such textures, a material of the face's, or a material that meets it below the
+    mouth."""
+    if not params.material_textures or head.material is None:
+        return None
+    whole, faces = head.mesh, head.textured
+    if head.body is not None:  # -- body -- a full-body character: its head part is a piece of it
+        part = head.body
+        whole = dataclasses.replace(part.whole, positions=(part.whole.positions - part.centre) / part.scale)
+        faces = part.part_triangles[faces]
+    up = head.frame.axes[1]
+    mouth = head.landmarks.points3d[[MOUTH_LEFT, MOUTH_RIGHT]].mean(axis=0)
+    found = separate_body.in_material(
+        whole, faces, params.material_textures, head.frame.scale, up, float(mouth @ up)
+    )
+    if found is None:
+        return None
+    material, body = found
+    source = {
+        "kind": "material",
+        "material": whole.part_name(material),
+        "material_index": material,
+        "body_texture": params.material_textures[material],
+    }
+    return body, source
 
 
 ENLARGED_WARN = 3.0
