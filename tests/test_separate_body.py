@@ -271,3 +271,40 @@ def test_material_textures_that_are_not_files_or_not_paths_are_refused(generator
         generator.generate(params)
     assert missing.value.code == ErrorCode.BASE_TEXTURE_UNREADABLE and "gone.png" in missing.value.message
     assert not (tmp_path / "out").exists()
+
+
+def test_a_body_whose_skin_runs_on_into_other_materials_gets_the_face_matched_to_it(
+    generator, files, tmp_path
+):
+    """Daz's Torso, Arms and Legs: toning the neck's material alone would move the seam to where it
+    meets the arms. The hands' material continues the skin (toned face_to_body, said); the legs',
+    trousers at their seam, does not."""
+    character = make_character(SIZE)
+    mesh, n = character.mesh, character.head_triangles
+    centres = mesh.positions[mesh.triangles].mean(axis=1)
+    parts = np.ones(len(mesh.triangles), np.int32)
+    parts[:n] = 0
+    body_part = np.arange(len(mesh.triangles)) >= n
+    parts[body_part & (np.abs(centres[:, 0]) > 0.21) & (centres[:, 1] < -0.65)] = 2  # forearms and hands
+    parts[body_part & (np.abs(centres[:, 0]) < 0.21) & (centres[:, 1] < -0.9)] = 3  # legs, in trousers
+    whole = Mesh(mesh.positions, mesh.triangles, mesh.uvs, mesh.normals, name="Character")
+    whole.parts, whole.part_names = parts, ["Face", "Torso", "Hands", "Legs"]
+    save_capture(whole, tmp_path / "character.npz")
+    textures = [""]
+    for name in ("torso", "hands", "legs"):  # each material its own file of the painted image
+        save_png(tmp_path / f"{name}.png", character.texture)
+        textures.append(str(tmp_path / f"{name}.png"))
+    params = GenerateParams(
+        mesh=str(tmp_path / "character.npz"),
+        portrait=str(files["portrait"]),
+        out_dir=str(tmp_path / "out"),
+        size=SIZE,
+        engine="classic",
+        material_textures=textures,
+    )
+    result = generator.generate(params)
+    report = result["report"]["body"]
+    assert report["material"] == "Torso" and report["skin_runs_into"] == ["Hands"]
+    assert report["tone_match"] == "face_to_body" and report["neck_delta_e"] < NO_STEP_DELTA_E
+    assert "body_texture" not in result and not (tmp_path / "out" / "texture_body.png").exists()
+    assert any("runs on from 'Torso' into 'Hands'" in w for w in result["report"]["warnings"])

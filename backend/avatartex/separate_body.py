@@ -168,6 +168,36 @@ def in_material(
     return material, SeparateBody(piece, read_base(textures[material]))
 
 
+def skin_beyond(
+    whole: Mesh, body: SeparateBody, material: int, textures: Sequence[str], face_material: int, iod: float
+) -> list[int]:
+    """The other materials with an image (not the face's) into which the body material's skin runs on
+    across a seam (Daz's Torso into its Arms and Legs): where they meet, the other side's tone is skin
+    (``body.plausible_skin``) within ``body.SKIN_DELTA_E``'s far bound of the body's own there. A
+    shirt or trousers in a material of the mesh's are not."""
+    from .body import SKIN_DELTA_E, plausible_skin
+
+    body_tris = np.flatnonzero(whole.parts == material)
+    base = body.image[..., :3].astype(np.float32) / float(np.iinfo(body.image.dtype).max)
+    found = []
+    for other, path in enumerate(textures):
+        chosen = np.flatnonzero(whole.parts == other)
+        if not path or other in (material, face_material) or len(chosen) == 0:
+            continue
+        piece = Mesh(whole.positions, whole.triangles[chosen], whole.uvs[chosen])
+        rings, _gap = find_rings(whole, body_tris, piece, iod)
+        if rings is None:
+            continue
+        image = read_base(path)
+        theirs = _tone(image[..., :3].astype(np.float32) / float(np.iinfo(image.dtype).max), rings.body_uv)
+        ours = _tone(base, rings.head_uv)
+        if theirs is None or ours is None or not plausible_skin(theirs):
+            continue
+        if float(np.linalg.norm(theirs - ours)) < SKIN_DELTA_E[1]:
+            found.append(other)
+    return found
+
+
 def load(params: GenerateParams) -> SeparateBody | None:
     """The request's ``body_mesh`` and ``body_texture``, read before the work (typed errors as for the
     head's mesh and a base texture; the ``material_textures`` that are not files said too); None

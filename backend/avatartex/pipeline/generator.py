@@ -374,12 +374,12 @@ class Generator:
                     params,
                     warnings,
                 )
-        elif (in_material := steps.body_in_material(head, params)) is not None:
+        elif (in_material := steps.body_in_material(head, params, warnings)) is not None:
             # The body in a material of its own (Daz's Face and Torso): matched as a separate body.
             if len(files) > 1:
                 warnings.append("material_textures not used: the face's material spans UV tiles")
             else:
-                body_part, source = in_material
+                body_part, source, toning = in_material
                 textures[0], toned_body, matched = separate_body.match(
                     head.mesh,
                     head.textured,
@@ -387,7 +387,7 @@ class Generator:
                     head.frame.scale,
                     textures[0],
                     body_part,
-                    params,
+                    toning,
                     warnings,
                     source,
                 )

@@ -824,11 +824,15 @@ def textured_material(head: HeadModel, warnings: list[str]) -> dict[str, Any] | 
     return {"index": material, "name": mesh.part_name(material), "others": others, "names": by_index}
 
 
-def body_in_material(head: HeadModel, params: GenerateParams) -> tuple[SeparateBody, dict[str, Any]] | None:
+def body_in_material(
+    head: HeadModel, params: GenerateParams, warnings: list[str]
+) -> tuple[SeparateBody, dict[str, Any], GenerateParams] | None:
     """The body in another material of the head's own mesh (``params.material_textures``;
-    ``separate_body.in_material``), in the coordinates of ``head.mesh``, and the report's word on
-    it; None without such textures, a material of the face's, or a material that meets it below the
-    mouth."""
+    ``separate_body.in_material``), in the coordinates of ``head.mesh``, the report's word on it and
+    the request as the tone is matched: where the body's skin runs on into other materials of their
+    own (Daz's Torso into its Arms and Legs), toning the neck's alone would move the seam to the
+    shoulders, so ``body_to_face`` becomes ``face_to_body`` (said). None without such textures, a
+    material of the face's, or a material that meets it below the mouth."""
     if not params.material_textures or head.material is None:
         return None
     whole, faces = head.mesh, head.textured
@@ -850,7 +854,20 @@ def body_in_material(head: HeadModel, params: GenerateParams) -> tuple[SeparateB
         "material_index": material,
         "body_texture": params.material_textures[material],
     }
-    return body, source
+    if params.tone_match == "body_to_face":
+        beyond = separate_body.skin_beyond(
+            whole, body, material, params.material_textures, head.material, head.frame.scale
+        )
+        if beyond:
+            names = ", ".join(f"'{whole.part_name(i)}'" for i in beyond)
+            warnings.append(
+                f"the body's skin runs on from '{whole.part_name(material)}' into {names}, materials of "
+                "their own: the face's skin was matched to the body's (tone_match face_to_body) rather "
+                "than the neck's material alone to the face's, which would leave a seam where it meets them"
+            )
+            source["skin_runs_into"] = [whole.part_name(i) for i in beyond]
+            params = dataclasses.replace(params, tone_match="face_to_body")
+    return body, source, params
 
 
 ENLARGED_WARN = 3.0
