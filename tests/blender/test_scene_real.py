@@ -323,6 +323,31 @@ def test_a_head_of_two_materials_gets_the_texture_in_the_faces(addon, real_backe
     assert any("only the material 'Skin'" in line for line in addon.state.last_summary)
 
 
+def _test_character():
+    """The backend tests' full-body character (``tests/body_fixtures.py``)."""
+    import sys
+
+    from blender_support import ROOT
+
+    sys.path[:0] = [str(ROOT / "backend"), str(ROOT / "tests")]
+    try:
+        from body_fixtures import make_character
+    finally:
+        del sys.path[:2]
+    return make_character(SIZE)
+
+
+def _saved_image(name: str, texture: np.ndarray, path: Path):
+    """An image of ``texture`` (uint8, top row first) saved to ``path``, and its RGBA pixels as
+    Blender holds them (bottom row first)."""
+    image = bpy.data.images.new(name, texture.shape[1], texture.shape[0])
+    pixels = np.concatenate([texture[::-1] / 255.0, np.ones((*texture.shape[:2], 1))], axis=-1)
+    image.pixels.foreach_set(pixels.astype(np.float32).ravel())
+    image.filepath_raw, image.file_format = str(path), "PNG"
+    image.save()
+    return image, pixels
+
+
 def test_a_head_on_a_body_object_of_its_own_gets_the_bodys_skin_matched(
     addon, real_backend, portrait, tmp_path
 ):
@@ -330,16 +355,10 @@ def test_a_head_on_a_body_object_of_its_own_gets_the_bodys_skin_matched(
     up in Blender's Z-up world: Generate on the head finds the body under it, and the body's material
     shows a toned copy of its image whose neck matches the face (the artist's image kept)."""
     import re
-    import sys
 
-    from blender_support import ROOT, add_mesh, material_showing
+    from blender_support import add_mesh, material_showing
 
-    sys.path[:0] = [str(ROOT / "backend"), str(ROOT / "tests")]
-    try:
-        from body_fixtures import make_character
-    finally:
-        del sys.path[:2]
-    character = make_character(SIZE)
+    character = _test_character()
     mesh, n = character.mesh, character.head_triangles
     objects = {}
     for name, tris in (("Head", np.arange(n)), ("Body", np.arange(n, len(mesh.triangles)))):
@@ -349,11 +368,7 @@ def test_a_head_on_a_body_object_of_its_own_gets_the_bodys_skin_matched(
         objects[name] = obj
     head, body = objects["Head"], objects["Body"]
     skin_file = tmp_path / "body_paint.png"
-    image = bpy.data.images.new("body_paint", SIZE, SIZE)
-    pixels = np.concatenate([character.texture[::-1] / 255.0, np.ones((SIZE, SIZE, 1))], axis=-1)
-    image.pixels.foreach_set(pixels.astype(np.float32).ravel())
-    image.filepath_raw, image.file_format = str(skin_file), "PNG"
-    image.save()
+    image, pixels = _saved_image("body_paint", character.texture, skin_file)
     before = skin_file.read_bytes()
     mat = material_showing("Body Skin", image)
     node = next(n for n in mat.node_tree.nodes if n.bl_idname == "ShaderNodeTexImage")
@@ -372,3 +387,39 @@ def test_a_head_on_a_body_object_of_its_own_gets_the_bodys_skin_matched(
     assert skin_file.read_bytes() == before and node.image == image  # the artist's image kept
     toned = _pixels(shown.image)
     assert not np.allclose(toned, pixels[..., :3], atol=2 / 255)
+
+
+def test_a_body_in_a_material_of_the_heads_own_object_gets_its_skin_matched(
+    addon, real_backend, portrait, tmp_path
+):
+    """The test character as one object of two materials, Face and Body, each showing an image file
+    of its own (Daz's and Character Creator's characters come so): Generate textures the face's and
+    shows a toned copy of the body's image on the body's material, the neck matched."""
+    import re
+
+    from blender_support import add_mesh, material_showing
+
+    character = _test_character()
+    mesh, n = character.mesh, character.head_triangles
+    obj = add_mesh("Character", mesh.positions, mesh.triangles, mesh.uvs)
+    obj.rotation_euler = (np.pi / 2, 0.0, 0.0)
+    face_image, _ = _saved_image("face_map", np.full((64, 64, 3), 160, np.uint8), tmp_path / "face_map.png")
+    body_file = tmp_path / "body_paint.png"
+    body_image, pixels = _saved_image("body_paint", character.texture, body_file)
+    before = body_file.read_bytes()
+    face_mat, body_mat = material_showing("Face", face_image), material_showing("Body", body_image)
+    obj.data.materials.append(face_mat)
+    obj.data.materials.append(body_mat)
+    obj.data.polygons.foreach_set("material_index", (np.arange(len(mesh.triangles)) >= n).astype(np.int32))
+    obj.avatartex.portrait_path = str(portrait)
+    bpy.context.view_layer.update()
+    _select_only(obj)
+    bpy.context.scene.avatartex.resolution = SIZE
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}, obj.avatartex.status
+    said = next(line for line in addon.state.last_summary if "the body's material 'Body'" in line)
+    before_e, after_e = map(float, re.search(r"neck ΔE (\d+) → ([\d.]+)", said).groups())
+    assert before_e > 10 and after_e < 3, said
+    face_node, body_node = (m.node_tree.nodes.get("AvatarTex Texture") for m in (face_mat, body_mat))
+    assert face_node is not None and body_node is not None
+    assert body_node.image.name.startswith("Character_toned") and body_file.read_bytes() == before
+    assert not np.allclose(_pixels(body_node.image), pixels[..., :3], atol=2 / 255)
