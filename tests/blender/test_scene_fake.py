@@ -765,6 +765,16 @@ def test_a_body_whose_image_is_packed_is_toned_too(addon, fake_backend, portrait
     assert image.packed_file is not None and image.filepath == ""
 
 
+def _toon_and_comic_variants(head):
+    """Two variants of ``head`` (toon, comic) generated, the second active; returns them."""
+    for style in ("toon", "comic"):
+        variant = head.avatartex.variants.add()
+        variant.style, variant.name = style, style
+    head.avatartex.active_variant_index = 1
+    assert bpy.ops.avatartex.generate_variants() == {"FINISHED"}
+    return tuple(head.avatartex.variants)
+
+
 def test_each_variant_keeps_its_toned_body_and_apply_variant_shows_it(
     addon, fake_backend, portrait, tmp_path
 ):
@@ -772,12 +782,7 @@ def test_each_variant_keeps_its_toned_body_and_apply_variant_shows_it(
     body, _path = _body_under(head, tmp_path)
     select_only(head)
     bpy.context.scene.avatartex.resolution = 512
-    for style in ("toon", "comic"):
-        variant = head.avatartex.variants.add()
-        variant.style, variant.name = style, style
-    head.avatartex.active_variant_index = 1
-    assert bpy.ops.avatartex.generate_variants() == {"FINISHED"}
-    first, second = head.avatartex.variants
+    first, second = _toon_and_comic_variants(head)
     assert first.body_image is not None and second.body_image is not None
     assert first.body_image != second.body_image and first.body_object == "Body"
     node = body.active_material.node_tree.nodes.get("AvatarTex Texture")
@@ -821,12 +826,7 @@ def test_a_body_in_a_material_of_its_own_gets_its_toned_copy_and_variants_keep_t
     assert _file(torso).read_bytes() == before  # the artist's image file is not written over
     assert head.avatartex.toned_body == "Head"
     # Variants: each keeps its own toned torso; Apply Variant puts the face on the face's slot only.
-    for style in ("toon", "comic"):
-        variant = head.avatartex.variants.add()
-        variant.style, variant.name = style, style
-    head.avatartex.active_variant_index = 1
-    assert bpy.ops.avatartex.generate_variants() == {"FINISHED"}
-    first, second = head.avatartex.variants
+    first, second = _toon_and_comic_variants(head)
     assert first.body_object == "Head" and first.body_image not in (None, second.body_image)
     assert face_node.image == second.image and torso_node.image == second.body_image
     assert bpy.ops.avatartex.apply_variant(index=0) == {"FINISHED"}

@@ -348,6 +348,16 @@ def _saved_image(name: str, texture: np.ndarray, path: Path):
     return image, pixels
 
 
+def _generate_saying(addon, obj, portrait: Path, words: str) -> str:
+    """Generate on ``obj`` alone from ``portrait``; the summary's line with ``words`` in it."""
+    obj.avatartex.portrait_path = str(portrait)
+    bpy.context.view_layer.update()
+    _select_only(obj)
+    bpy.context.scene.avatartex.resolution = SIZE
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}, obj.avatartex.status
+    return next(line for line in addon.state.last_summary if words in line)
+
+
 def test_a_head_on_a_body_object_of_its_own_gets_the_bodys_skin_matched(
     addon, real_backend, portrait, tmp_path
 ):
@@ -373,12 +383,7 @@ def test_a_head_on_a_body_object_of_its_own_gets_the_bodys_skin_matched(
     mat = material_showing("Body Skin", image)
     node = next(n for n in mat.node_tree.nodes if n.bl_idname == "ShaderNodeTexImage")
     body.data.materials.append(mat)
-    head.avatartex.portrait_path = str(portrait)
-    bpy.context.view_layer.update()
-    _select_only(head)
-    bpy.context.scene.avatartex.resolution = SIZE
-    assert bpy.ops.avatartex.generate() == {"FINISHED"}, head.avatartex.status
-    said = next(line for line in addon.state.last_summary if "a separate body" in line)
+    said = _generate_saying(addon, head, portrait, "a separate body")
     assert "its skin matched to the face's" in said and "'Body', found under the head" in said
     before_e, after_e = map(float, re.search(r"neck ΔE (\d+) → ([\d.]+)", said).groups())
     assert before_e > 10 and after_e < 3, said
@@ -411,12 +416,7 @@ def test_a_body_in_a_material_of_the_heads_own_object_gets_its_skin_matched(
     obj.data.materials.append(face_mat)
     obj.data.materials.append(body_mat)
     obj.data.polygons.foreach_set("material_index", (np.arange(len(mesh.triangles)) >= n).astype(np.int32))
-    obj.avatartex.portrait_path = str(portrait)
-    bpy.context.view_layer.update()
-    _select_only(obj)
-    bpy.context.scene.avatartex.resolution = SIZE
-    assert bpy.ops.avatartex.generate() == {"FINISHED"}, obj.avatartex.status
-    said = next(line for line in addon.state.last_summary if "the body's material 'Body'" in line)
+    said = _generate_saying(addon, obj, portrait, "the body's material 'Body'")
     before_e, after_e = map(float, re.search(r"neck ΔE (\d+) → ([\d.]+)", said).groups())
     assert before_e > 10 and after_e < 3, said
     face_node, body_node = (m.node_tree.nodes.get("AvatarTex Texture") for m in (face_mat, body_mat))
