@@ -378,9 +378,9 @@ class Job:
         )
         if tiles:
             sources = {int(number): Path(path) for number, path in tiles.items()}
-            image = outputs.write_tiles(sources, out_folder, task.file_stem, record, obj)
+            image = outputs.write_tiles(sources, out_folder, task.file_stem, record, obj, self.notes)
         else:
-            image = outputs.write_texture(Path(texture), out_folder, task.file_stem, record, obj)
+            image = outputs.write_texture(Path(texture), out_folder, task.file_stem, record, obj, self.notes)
         if packed and image.packed_file is None and image.source != "TILED":
             image.pack()
         final = Path(bpy.path.abspath(image.filepath))
@@ -440,13 +440,14 @@ class Job:
             return
         out_folder, _ = output_dir()
         if variant is None:
+            stem = f"{safe_name(body.name)}_toned"
             image = outputs.write_texture(
-                source, out_folder, f"{safe_name(body.name)}_toned", body.avatartex.body_output, body
+                source, out_folder, stem, body.avatartex.body_output, body, self.notes
             )
             settings.toned_body = body.name
         else:
             stem = f"{task.file_stem}_body"
-            image = outputs.write_texture(source, out_folder, stem, variant.body_output, body)
+            image = outputs.write_texture(source, out_folder, stem, variant.body_output, body, self.notes)
             variant.body_image, variant.body_object = image, body.name
             if not shown_now(task, head):
                 return

@@ -33,12 +33,21 @@ def ensure_material(obj: bpy.types.Object) -> bpy.types.Material:
     return mat
 
 
+_COPY_OF_KEY = "avatartex_copy_of"
+"""On a material copy ``make_single_user`` made: the original material, and whether the slot was
+switched to the object (``restore_shared`` puts them back)."""
+
+
 def make_single_user(obj: bpy.types.Object) -> str:
-    """Give ``obj`` its own copy of its active material when other objects show that material too.
+    """Give ``obj`` its own copy of its active material when other objects show that material too,
+    or when it is linked from a library .blend.
 
     Heads duplicated with Shift+D share one material: writing one head's texture into it would
-    change them all. A slot linked to a mesh that other objects share is switched to the object, so
-    the copy is this object's alone. Returns a sentence for the artist, or "" when nothing changed.
+    change them all. A material linked from a library (or a library override's, whose node tree is
+    the library's) cannot keep a texture: this file saves no change to it. A slot linked to a mesh
+    that other objects share is switched to the object, so the copy is this object's alone; Restore
+    Material gives the slot its original back (``restore_shared``). Returns a sentence for the
+    artist, or "" when nothing changed.
     """
     if len(obj.material_slots) == 0:
         return ""
@@ -46,15 +55,30 @@ def make_single_user(obj: bpy.types.Object) -> str:
     mat = slot.material
     if mat is None:
         return ""
+    library = mat.library
+    if library is None and mat.override_library is not None and mat.override_library.reference is not None:
+        library = mat.override_library.reference.library
     others = sorted(
-        o.name for o in bpy.data.objects if o != obj and any(s.material == mat for s in o.material_slots)
+        o.name
+        for o in bpy.data.objects
+        if o != obj and o.library is None and any(s.material == mat for s in o.material_slots)
     )
-    if not others:
+    if not others and library is None:
         return ""
     copy = mat.copy()
-    if slot.link == "DATA" and obj.data.users > 1:
+    switched = slot.link == "DATA" and obj.data.users > 1
+    if switched:
         slot.link = "OBJECT"
     slot.material = copy
+    # The original by reference (an ID property: a linked material nothing else shows is then still
+    # kept in the file) and how the slot held it.
+    copy[_COPY_OF_KEY] = {"material": mat, "switched": switched}
+    if library is not None:
+        return (
+            f"The material '{mat.name}' of '{obj.name}' is linked from {bpy.path.abspath(library.filepath)}, "
+            f"which keeps no change made here: '{obj.name}' now has a local copy of it that holds the "
+            "texture (Restore Material gives it the library's back)."
+        )
     shown = ", ".join(f"'{name}'" for name in others[:3]) + (
         f" and {len(others) - 3} more" if len(others) > 3 else ""
     )
@@ -62,6 +86,28 @@ def make_single_user(obj: bpy.types.Object) -> str:
         f"'{obj.name}' shared the material '{mat.name}' with {shown}: it now has its own copy "
         f"'{copy.name}', so the others keep their look."
     )
+
+
+def restore_shared(obj: bpy.types.Object) -> list[str]:
+    """Give back to ``obj``'s slots the materials ``make_single_user`` copied (shared with other
+    objects, or linked from a library), where they still exist: after Restore Material the head
+    shows the material the others show again, and later edits to it reach it. Returns the names of
+    the originals given back."""
+    given = []
+    for slot in obj.material_slots:
+        copy = slot.material
+        origin = copy.get(_COPY_OF_KEY) if copy is not None else None
+        if origin is None:
+            continue
+        original = origin.get("material")
+        if not isinstance(original, bpy.types.Material) or original == copy:
+            continue
+        if origin.get("switched") and slot.link == "OBJECT":
+            slot.link = "DATA"  # the mesh's slot kept the original all along
+        if slot.material != original:
+            slot.material = original
+        given.append(original.name)
+    return given
 
 
 COLOUR_INPUTS = ("Base Color", "Color")

@@ -267,6 +267,9 @@ class AVATARTEX_OT_restore_material(bpy.types.Operator):
             self.report({"INFO"}, "The material has no AvatarTex texture.")
             return {"CANCELLED"}
         obj.avatartex.status = "Material restored"  # the last run's "Done: ..." no longer holds
+        given = material.restore_shared(obj)  # the shared or library material it had before
+        if given:
+            self.report({"INFO"}, f"'{obj.name}' shows {', '.join(repr(n) for n in given)} again.")
         body = bpy.data.objects.get(obj.avatartex.toned_body) if obj.avatartex.toned_body else None
         if body is not None and any(material.texture_node(slot.material) for slot in body.material_slots):
             self.report(

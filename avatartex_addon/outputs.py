@@ -87,15 +87,37 @@ def shown_elsewhere(images: list[bpy.types.Image], obj: bpy.types.Object) -> lis
     )
 
 
-def write_texture(source: Path, folder: Path, stem: str, record, obj: bpy.types.Object) -> bpy.types.Image:
+def kept_because(files: list[Path], images: list[bpy.types.Image]) -> str:
+    """Why the add-on's own earlier file(s) must not be replaced although it wrote them: paint on
+    their image not saved yet (Texture Paint), or a file made read-only since (a checked-in file a
+    version control locks); "" when nothing keeps them."""
+    dirty = [image.name for image in images if image.is_dirty]
+    if dirty:
+        return f"'{dirty[0]}' has paint not saved yet"
+    locked = [path.name for path in files if path.is_file() and not path.stat().st_mode & 0o222]
+    return f"{locked[0]} is read-only" if locked else ""
+
+
+def write_texture(
+    source: Path, folder: Path, stem: str, record, obj: bpy.types.Object, notes: list[str] | None = None
+) -> bpy.types.Image:
     """Put the texture ``source`` in ``folder`` as ``stem.png`` (or the record's own file); returns its image.
 
-    The record's file is replaced in place when it is still ours and no other object shows it;
-    otherwise a new file gets a name no file and no image datablock has yet.
+    The record's file is replaced in place when it is still ours, no other object shows it and nothing
+    keeps it (``kept_because``: unsaved paint, read-only; said in ``notes``); otherwise a new file
+    gets a name no file and no image datablock has yet.
     """
     previous = own_file(record, obj.name)
     images = images_of(previous) if previous is not None else []
-    if previous is not None and previous.parent == folder.resolve() and not shown_elsewhere(images, obj):
+    kept = kept_because([previous], images) if previous is not None else ""
+    if kept and notes is not None:
+        notes.append(f"{kept}: the new texture went to a file of its own, the old one left as it is")
+    if (
+        previous is not None
+        and previous.parent == folder.resolve()
+        and not shown_elsewhere(images, obj)
+        and not kept
+    ):
         final = replace_own(source, previous)
         image = images[0] if images else None
         if image is not None:
@@ -113,7 +135,12 @@ def write_texture(source: Path, folder: Path, stem: str, record, obj: bpy.types.
 
 
 def write_tiles(
-    sources: dict[int, Path], folder: Path, stem: str, record, obj: bpy.types.Object
+    sources: dict[int, Path],
+    folder: Path,
+    stem: str,
+    record,
+    obj: bpy.types.Object,
+    notes: list[str] | None = None,
 ) -> bpy.types.Image:
     """Put the UDIM tiles ``sources`` (tile number -> file) in ``folder`` as ``name.<tile>.png`` and
     return one tiled image showing them all (a head whose UVs lie in several tiles).
@@ -127,11 +154,15 @@ def write_tiles(
     images = [
         i for i in bpy.data.images if previous and i.source == "TILED" and _pattern_of(i) == previous[0]
     ]
+    kept = kept_because(list(previous[1].values()), images) if previous is not None else ""
+    if kept and notes is not None:
+        notes.append(f"{kept}: the new tiles went to files of their own, the old ones left as they are")
     if (
         previous is not None
         and set(previous[1]) == set(sources)
         and previous[0].parent == folder.resolve()
         and not shown_elsewhere(images, obj)
+        and not kept
     ):
         placed = {number: replace_own(sources[number], path) for number, path in previous[1].items()}
         image = images[0] if images else None

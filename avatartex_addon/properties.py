@@ -122,13 +122,31 @@ class AVATARTEX_PG_output(bpy.types.PropertyGroup):
     owner: StringProperty(name="Owner", default="")
 
 
+def _follow_settings(variant, _context) -> None:
+    """A variant still named as Add Variant named it (``<style> <seed>``, any style's) is renamed
+    after its new style or seed: its name is its files' name, and a toon texture in
+    ``Head_photoreal_6.png`` misleads. A name the artist gave is kept."""
+    style, _, seed = variant.name.rpartition(" ")
+    automatic = seed.isdigit() and style in {name for name, _label, _desc in style_names()}
+    if automatic:
+        wanted = f"{variant.style} {variant.seed}"
+        if variant.name != wanted:
+            variant.name = wanted
+
+
 class AVATARTEX_PG_variant(bpy.types.PropertyGroup):
     """One stylized variant of an object's texture."""
 
     style: StringProperty(
-        name="Style", default="photoreal", search=_search_styles, description="Style preset of this variant"
+        name="Style",
+        default="photoreal",
+        search=_search_styles,
+        update=_follow_settings,
+        description="Style preset of this variant",
     )
-    seed: IntProperty(name="Seed", default=0, min=0, description="Seed of this variant")
+    seed: IntProperty(
+        name="Seed", default=0, min=0, update=_follow_settings, description="Seed of this variant"
+    )
     strength: FloatProperty(
         name="Strength",
         default=1.0,

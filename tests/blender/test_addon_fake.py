@@ -789,3 +789,24 @@ def test_a_doubtful_or_failed_registration_shows_in_the_panel_and_the_summary(
     fake_backend("ok")
     bpy.ops.avatartex.generate()
     assert obj.avatartex.verdict == ""  # a result without a verdict clears the old one
+
+
+def test_a_variant_named_by_add_variant_follows_its_style_and_seed_and_an_artists_name_stays(
+    addon, fake_backend, portrait
+):
+    """Its name is its files' name: a variant switched to toon in the list was still 'photoreal 0',
+    written as Head_photoreal_0.png."""
+    assert bpy.ops.avatartex.test_backend() == {"FINISHED"}  # the fake's styles: photoreal, toon
+    head = add_sphere("Head", portrait)
+    bpy.context.scene.avatartex.style = "photoreal"
+    assert bpy.ops.avatartex.variant_add() == {"FINISHED"}
+    variant = head.avatartex.variants[0]
+    assert variant.name == "photoreal 0"
+    variant.style = "toon"
+    assert variant.name == "toon 0"
+    variant.seed = 7
+    assert variant.name == "toon 7"
+    assert addon.jobs.variant_stem(head, variant) == "Head_toon_7"
+    variant.name = "hero look"  # the artist's own name is kept
+    variant.style = "photoreal"
+    assert variant.name == "hero look"

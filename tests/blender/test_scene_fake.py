@@ -136,6 +136,82 @@ def test_reruns_replace_own_file_never_the_artists(addon, fake_backend, portrait
     assert _file(_node(copy).image).name == f"{copy.name}.png"
 
 
+def test_unsaved_paint_or_a_read_only_file_is_never_replaced(addon, fake_backend, portrait, tmp_path):
+    """The add-on's own file is replaced on a rerun, but not while its image holds paint not saved yet
+    (Texture Paint after Generate) nor once made read-only (a checked-in file): each is said."""
+    head = add_sphere("Head", portrait)
+    bpy.context.scene.avatartex.resolution = 512
+    blend = _save(tmp_path)
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    image = _node(head).image
+    first = _file(image)
+    painted = np.array(image.pixels[:], np.float32)
+    painted[:400] = 1.0  # a stroke
+    image.pixels.foreach_set(painted)
+    assert image.is_dirty
+    before = first.read_bytes()
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert (
+        first.read_bytes() == before and image.is_dirty and np.array_equal(image.pixels[:400], painted[:400])
+    )
+    second = _file(_node(head).image)
+    assert second.name == "Head_001.png"
+    assert any("'Head' has paint not saved yet" in note for note in addon.state.last_summary)
+    second.chmod(0o444)
+    locked = second.read_bytes()
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert second.read_bytes() == locked and _mode(second) == 0o444
+    assert _file(_node(head).image).name == "Head_002.png"
+    assert any("Head_001.png is read-only" in note for note in addon.state.last_summary)
+    assert blend.is_file()
+
+
+def test_restore_material_gives_back_the_shared_material(addon, fake_backend, portrait):
+    head = add_sphere("Head", portrait)
+    skin = _skin()
+    head.data.materials.append(skin)
+    alt_d = head.copy()  # Alt+D: the mesh (and its material slot) shared
+    alt_d.name = "HeadLinked"
+    bpy.context.scene.collection.objects.link(alt_d)
+    select_only(head)
+    bpy.context.scene.avatartex.resolution = 512
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert head.active_material != skin and head.material_slots[0].link == "OBJECT"
+    assert bpy.ops.avatartex.restore_material() == {"FINISHED"}
+    assert head.active_material == skin and head.material_slots[0].link == "DATA"
+    assert alt_d.active_material == skin
+
+
+def test_a_material_linked_from_a_library_gets_a_local_copy_that_keeps_the_texture(
+    addon, fake_backend, portrait, tmp_path
+):
+    """A head of this file showing a material linked from a material library: the texture goes into a
+    local copy (a linked material keeps no change made here), which survives save and reopen."""
+    library = tmp_path / "library.blend"
+    shared = _skin("LibrarySkin")
+    bpy.data.libraries.write(str(library), {shared}, fake_user=True)
+    bpy.data.materials.remove(shared)
+    with bpy.data.libraries.load(str(library), link=True) as (_source, linked):
+        linked.materials = ["LibrarySkin"]
+    linked_skin = linked.materials[0]
+    assert linked_skin.library is not None
+    head = add_sphere("Head", portrait)
+    head.data.materials.append(linked_skin)
+    select_only(head)
+    bpy.context.scene.avatartex.resolution = 512
+    blend = _save(tmp_path)
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert head.active_material.library is None and _node(head) is not None
+    assert any("linked from" in note and "local copy" in note for note in addon.state.last_summary)
+    bpy.ops.wm.save_mainfile()
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    head = bpy.data.objects["Head"]
+    assert _node(head) is not None  # kept through save and reopen
+    select_only(head)
+    assert bpy.ops.avatartex.restore_material() == {"FINISHED"}
+    assert head.active_material.library is not None and head.active_material.name == "LibrarySkin"
+
+
 def test_image_names_match_file_names(addon, fake_backend, portrait, tmp_path):
     bpy.data.images.new("Face", 4, 4)  # an artist's image already called like the object
     face = add_sphere("Face", portrait)
