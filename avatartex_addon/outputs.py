@@ -38,14 +38,23 @@ def _written_for(record, owner: str) -> bool:
     return record.owner == owner or bool(record.owner and record.owner not in bpy.data.objects)
 
 
+_WRITTEN: dict[str, str] = {}
+"""Resolved path -> the stamp (``file_stamp``) this add-on last wrote it with, in this session: what
+a record says, as Undo does not take it back. After Generate, Undo, Generate the record is the one
+from before the second run, whose stamp no longer matches the file that run wrote: without this the
+file was taken for someone else's and the next run wrote ``<object>_001.png`` beside it."""
+
+
 def own_file(record, owner: str) -> Path | None:
     """The file ``record`` names when this add-on wrote it for ``owner`` (``_written_for``: a renamed
-    object's file is replaced, not left beside a new one) and nobody changed it since."""
+    object's file is replaced, not left beside a new one) and nobody changed it since: the stamp it
+    was written with, as recorded or (after an Undo) as this session wrote it."""
     if not record.path or not _written_for(record, owner):
         return None
     path = Path(bpy.path.abspath(record.path))
     try:
-        return path if file_stamp(path) == record.stamp else None
+        stamp = file_stamp(path)
+        return path if stamp in (record.stamp, _WRITTEN.get(str(path.resolve()))) else None
     except OSError:
         return None
 
@@ -55,6 +64,7 @@ def remember(record, path: Path, owner: str) -> None:
     record.path = blender_path(path)
     record.stamp = file_stamp(path)
     record.owner = owner
+    _WRITTEN[str(path.resolve())] = record.stamp
 
 
 def images_of(path: Path) -> list[bpy.types.Image]:

@@ -166,6 +166,20 @@ def test_unsaved_paint_or_a_read_only_file_is_never_replaced(addon, fake_backend
     assert blend.is_file()
 
 
+def test_generate_undo_generate_replaces_the_own_file_again(addon, fake_backend, portrait, tmp_path):
+    """Undo takes the file's record back to before the second run, whose stamp the file no longer
+    has: the third run took the add-on's own Head.png for someone else's and wrote Head_001.png."""
+    add_sphere("Head", portrait)
+    bpy.context.scene.avatartex.resolution = 512
+    blend = _save(tmp_path)
+    bpy.ops.ed.undo_push(message="before")
+    assert bpy.ops.avatartex.generate("EXEC_DEFAULT", True) == {"FINISHED"}
+    assert bpy.ops.avatartex.generate("EXEC_DEFAULT", True) == {"FINISHED"}
+    bpy.ops.ed.undo()
+    assert bpy.ops.avatartex.generate("EXEC_DEFAULT", True) == {"FINISHED"}
+    assert sorted(p.name for p in (blend.parent / "textures").iterdir()) == ["Head.png"]
+
+
 def test_restore_material_gives_back_the_shared_material(addon, fake_backend, portrait):
     head = add_sphere("Head", portrait)
     skin = _skin()
