@@ -139,16 +139,18 @@ def _surface_nodes(output: bpy.types.Node | None):
 
 def _shown_colour(output: bpy.types.Node | None) -> bpy.types.NodeSocket | None:
     """The colour input of the shader the render shows through ``output``: the surface's own, or
-    through Mix and Add Shaders the first shader's that has one (a Principled BSDF's first)."""
+    through Mix and Add Shaders the first one an image colours (the artist's skin; a sheen or coat
+    layer of a plain colour beside it is not the skin), else the first Principled BSDF's, else the
+    first shader's that has one."""
     found = []
     for node in _surface_nodes(output):
         colour = next((node.inputs[name] for name in COLOUR_INPUTS if name in node.inputs), None)
         if colour is None or not any(out.type == "SHADER" for out in node.outputs):
             continue
-        if node.bl_idname == "ShaderNodeBsdfPrincipled":
-            return colour
         found.append(colour)
-    return found[0] if found else None
+    imaged = [c for c in found if c.is_linked and c.links[0].from_node.bl_idname == "ShaderNodeTexImage"]
+    principled = [c for c in found if c.node.bl_idname == "ShaderNodeBsdfPrincipled"]
+    return (imaged or principled or found or [None])[0]
 
 
 def find_colour_input(mat: bpy.types.Material) -> bpy.types.NodeSocket:
@@ -333,6 +335,7 @@ def apply_image(obj: bpy.types.Object, image: bpy.types.Image, uv_map: str) -> t
             previous["node"] = link.from_node.name
             previous["socket"] = link.from_socket.identifier
             previous["image"] = getattr(getattr(link.from_node, "image", None), "name", "")
+            previous["also"] = [[s.node.name, s.name] for s in _fed_alike(tree, link.from_socket, base)]
         mat[_PREVIOUS_KEY] = previous
         node = tree.nodes.new("ShaderNodeTexImage")
         node.name = node.label = NODE_NAME
@@ -340,8 +343,9 @@ def apply_image(obj: bpy.types.Object, image: bpy.types.Image, uv_map: str) -> t
     node.image = image
     tree.nodes.active = node
     _set_uv_input(tree, node, uv_map)
-    if not base.is_linked or base.links[0].from_node != node:
-        tree.links.new(node.outputs["Color"], base)
+    for socket in [base, *_also(mat)]:
+        if not socket.is_linked or socket.links[0].from_node != node:
+            tree.links.new(node.outputs["Color"], socket)
     if not shown(mat, base):
         hidden = (
             f"'{mat.name}' shows its surface through nodes AvatarTex does not plug a colour into: the "
@@ -350,6 +354,37 @@ def apply_image(obj: bpy.types.Object, image: bpy.types.Image, uv_map: str) -> t
         )
         note = f"{note} {hidden}".strip()
     return mat, note
+
+
+def _fed_alike(
+    tree: bpy.types.NodeTree, source: bpy.types.NodeSocket, base: bpy.types.NodeSocket
+) -> list[bpy.types.NodeSocket]:
+    """The colour inputs besides ``base`` of the shaders the render shows (mixed by Mix or Add
+    Shaders: a skin and a wet or sheen layer over it) that ``source`` feeds too: the texture replaces
+    the artist's colour in each of them, or the render mixes the new face with the old image."""
+    found = []
+    for shader in _surface_nodes(_output(tree)):
+        for name in COLOUR_INPUTS:
+            socket = shader.inputs.get(name)
+            if (
+                socket is not None
+                and socket != base
+                and socket.is_linked
+                and socket.links[0].from_socket == source
+            ):
+                found.append(socket)
+    return found
+
+
+def _also(mat: bpy.types.Material) -> list[bpy.types.NodeSocket]:
+    """The other colour inputs the texture was plugged into (``_fed_alike``, remembered)."""
+    previous = mat.get(_PREVIOUS_KEY)
+    found = []
+    for node_name, name in previous.get("also", []) if previous is not None else []:
+        node = mat.node_tree.nodes.get(node_name)
+        if node is not None and name in node.inputs:
+            found.append(node.inputs[name])
+    return found
 
 
 def _plugged_into(mat: bpy.types.Material) -> bpy.types.NodeSocket | None:
@@ -388,6 +423,7 @@ def restore(mat: bpy.types.Material) -> bool:
         return False
     tree = mat.node_tree
     base = _plugged_into(mat) or find_colour_input(mat)  # materials from before 2026-11-29: no target
+    also = _also(mat)
     for extra in (node, tree.nodes.get(f"{NODE_NAME} UV")):
         if extra is not None:
             tree.nodes.remove(extra)
@@ -398,6 +434,7 @@ def restore(mat: bpy.types.Material) -> bool:
         if source is not None:
             socket = next((s for s in source.outputs if s.identifier == previous.get("socket")), None)
             if socket is not None:
-                tree.links.new(socket, base)
+                for target in [base, *also]:
+                    tree.links.new(socket, target)
         del mat[_PREVIOUS_KEY]
     return True

@@ -1128,3 +1128,30 @@ def test_a_black_and_white_photos_lips_and_iris_are_the_defaults(astronaut, astr
     assert delta_e(regions.to_lab(read.lips), regions.to_lab(colours.lips)) > 10  # read, they are skin
     assert np.allclose(colours.lips, regions.DEFAULT_LIPS) and np.allclose(colours.iris, regions.DEFAULT_IRIS)
     assert regions.to_lab(colours.sclera)[0] > 77.5  # the sclera is still the photo's, kept light
+
+
+def test_a_small_colour_face_on_a_grey_frame_is_not_taken_for_black_and_white(
+    generator, grace_hopper_path, demo_head_path, tmp_path
+):
+    """Grace Hopper small on a large near-white frame: her colour is under 1 % of the pixels, which
+    the whole frame's test read as black and white (her skin then given the neutral tone). The face's
+    own pixels decide once it is found; a grey copy of the same frame is still black and white."""
+    from PIL import Image
+
+    photo = Image.open(grace_hopper_path).convert("RGB")
+    small = photo.resize((photo.width * 22 // 100, photo.height * 22 // 100), Image.LANCZOS)
+    frame = Image.new("RGB", (2000, 1333), (235, 235, 230))
+    frame.paste(small, (900, 450))
+    for name, image in (("colour", frame), ("grey", frame.convert("L").convert("RGB"))):
+        image.save(tmp_path / f"{name}.png")
+    said = {}
+    for name in ("colour", "grey"):
+        params = GenerateParams(
+            demo_head_path, str(tmp_path / f"{name}.png"), "unused", size=SIZE, engine="classic"
+        )
+        analysis = steps.analyse(params, generator.landmarker, generator.heads, lambda f, m: None)
+        said[name] = (
+            any("is black and white" in w for w in analysis.warnings),
+            bool(analysis.face.extras.get("monochrome")),
+        )
+    assert said == {"colour": (False, False), "grey": (True, True)}

@@ -342,6 +342,15 @@ NEUTRAL_SKIN_AB = np.array([12.0, 16.0], np.float32)
 medium skin's; its lightness stays the photo's own."""
 
 
+def is_monochrome(pixels: np.ndarray) -> bool:
+    """Whether 99 % of ``pixels`` (..., 3) sRGB 0..1 (a sample of about 250k) have their channels
+    within MONOCHROME_SPREAD of each other: black and white."""
+    step = max(1, int(np.sqrt(pixels.shape[0] * pixels.shape[1] / 250_000)))  # a sample is enough
+    r, g, b = (pixels[::step, ::step, k] for k in range(3))
+    spread = np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)
+    return float(np.percentile(spread, 99)) < MONOCHROME_SPREAD
+
+
 def tinted_if_monochrome(portrait: np.ndarray) -> tuple[np.ndarray, bool]:
     """A black-and-white ``portrait`` (H, W, 3) sRGB 0..1 with a neutral skin tone over its own light
     and shade, and True; any other photo as it is, and False.
@@ -352,10 +361,7 @@ def tinted_if_monochrome(portrait: np.ndarray) -> tuple[np.ndarray, bool]:
     read. The tint is NEUTRAL_SKIN_AB, fading out towards black (hair, shadows: from L* 40) and white
     (the eyes' whites, highlights: from L* 85), so that lightness alone still parts them from the
     skin."""
-    step = max(1, int(np.sqrt(portrait.shape[0] * portrait.shape[1] / 250_000)))  # a sample is enough
-    r, g, b = (portrait[::step, ::step, k] for k in range(3))
-    spread = np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)
-    if float(np.percentile(spread, 99)) >= MONOCHROME_SPREAD:
+    if not is_monochrome(portrait):
         return portrait, False
     lab = to_lab(portrait)
     lightness = lab[..., 0]

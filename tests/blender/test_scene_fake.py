@@ -180,6 +180,37 @@ def test_generate_undo_generate_replaces_the_own_file_again(addon, fake_backend,
     assert sorted(p.name for p in (blend.parent / "textures").iterdir()) == ["Head.png"]
 
 
+def test_two_mixed_shaders_fed_by_the_artists_image_both_get_the_texture(addon, fake_backend, portrait):
+    """A skin and a wet layer mixed by a Mix Shader, both coloured by the artist's image: the texture
+    went into the first alone, and the render mixed the new face with the old image. A layer of a
+    colour of its own keeps it; Restore Material links the image into both again."""
+    head = add_sphere("Head", portrait)
+    mat = material_showing("Skin", bpy.data.images.new("old_skin", 8, 8))
+    tree = mat.node_tree
+    old = next(n for n in tree.nodes if n.bl_idname == "ShaderNodeTexImage")
+    first = tree.nodes["Principled BSDF"]
+    wet, sheen = (tree.nodes.new("ShaderNodeBsdfPrincipled") for _ in range(2))
+    tree.links.new(old.outputs["Color"], wet.inputs["Base Color"])
+    mix, add = tree.nodes.new("ShaderNodeMixShader"), tree.nodes.new("ShaderNodeAddShader")
+    tree.links.new(first.outputs[0], mix.inputs[1])
+    tree.links.new(wet.outputs[0], mix.inputs[2])
+    tree.links.new(mix.outputs[0], add.inputs[0])
+    tree.links.new(sheen.outputs[0], add.inputs[1])
+    output = tree.nodes["Material Output"]
+    tree.links.new(add.outputs[0], output.inputs["Surface"])
+    head.data.materials.append(mat)
+    bpy.context.scene.avatartex.resolution = 512
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    texture = tree.nodes["AvatarTex Texture"]
+    assert first.inputs["Base Color"].links[0].from_node == texture
+    assert wet.inputs["Base Color"].links[0].from_node == texture
+    assert not sheen.inputs["Base Color"].is_linked  # its own colour, kept
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}  # a rerun keeps both
+    assert wet.inputs["Base Color"].links[0].from_node == tree.nodes["AvatarTex Texture"]
+    assert bpy.ops.avatartex.restore_material() == {"FINISHED"}
+    assert first.inputs["Base Color"].links[0].from_node == old == wet.inputs["Base Color"].links[0].from_node
+
+
 def test_restore_material_gives_back_the_shared_material(addon, fake_backend, portrait):
     head = add_sphere("Head", portrait)
     skin = _skin()

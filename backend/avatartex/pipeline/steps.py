@@ -52,7 +52,7 @@ from ..face import (
     turn_matrix,
 )
 from ..glasses import LensTint, PortraitGlasses, find_glasses, lens_tint
-from ..image_io import load_portrait, tinted_if_monochrome
+from ..image_io import is_monochrome, load_portrait, tinted_if_monochrome
 from ..imaging import box_around, put_rows, sample_image, smoothstep
 from ..landmarks import MeshLandmarks, detect_from_camera
 from ..mesh import Mesh, load_mesh, with_pins
@@ -126,21 +126,26 @@ def analyse(
     progress(0.0, "reading the portrait")
     portrait, info = load_portrait(params.portrait)
     warnings = list(info.get("warnings", []))
-    portrait, monochrome = tinted_if_monochrome(portrait)
-    if monochrome:
-        warnings.append(
-            f"{params.portrait!r} is black and white: the skin was given a neutral skin tone over the "
-            "photo's own light and shade, and the lips and eyes the default colours; a colour photo "
-            "gives the person's own, or recolour the texture in an image editor"
-        )
+    as_read, (portrait, monochrome) = portrait, tinted_if_monochrome(portrait)
     try:
         face, face_warnings = analyse_portrait(portrait, params.portrait, landmarker)
+        x0, y0, x1, y1 = box_around(face.landmarks, 0, as_read.shape) if monochrome else (0, 0, 0, 0)
+        if monochrome and not is_monochrome(as_read[y0:y1, x0:x1]):
+            # A small face in colour on a grey or white frame (1 % of its pixels): a colour photo.
+            portrait, monochrome = as_read, False
+            face, face_warnings = analyse_portrait(portrait, params.portrait, landmarker)
     except AvatarTexError as error:
         if error.code != ErrorCode.NO_FACE_IN_PORTRAIT:
             raise
         face, face_warnings, unreadable = None, [], error
     else:
         unreadable = None
+    if monochrome:
+        warnings.append(
+            f"{params.portrait!r} is black and white: the skin was given a neutral skin tone over the "
+            "photo's own light and shade, and the lips and eyes the default colours; a colour photo "
+            "gives the person's own, or recolour the texture in an image editor"
+        )
     warnings += face_warnings
     if face is not None and face.extras.get("quarter_turns"):
         portrait, face, info = turned_upright(portrait, face, info)
