@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import cv2
 import numpy as np
 import pytest
@@ -361,6 +363,29 @@ def test_a_photo_upside_down_that_reads_as_an_upright_face_is_turned(landmarker,
     truth = upright.landmarks.astype(np.float64) @ face_mod.turn_matrix(2, w, h)[:, :2].T
     truth += face_mod.turn_matrix(2, w, h)[:, 2]
     assert np.linalg.norm(face.landmarks - truth, axis=1).mean() / upright.interocular < 0.035
+
+
+def test_a_small_upright_face_whose_detectors_disagree_is_not_turned(landmarker, grace_hopper_path) -> None:
+    """Grace Hopper at 22 % on a grey 2000 x 1333 frame: the face detector's eyes lie 0.6 eye distances
+    from the face mesh's, and the frame turned upside down read surer: the photo was turned 180° and
+    the texture made upside down. Read again close up, the upright reading is the surer: kept as it is."""
+    from PIL import Image
+
+    photo = Image.open(grace_hopper_path).convert("RGB")
+    small = photo.resize((photo.width * 22 // 100, photo.height * 22 // 100), Image.LANCZOS)
+    frame = Image.new("RGB", (2000, 1333), (118, 128, 140))
+    frame.paste(small, (900, 500))
+    saved = io.BytesIO()
+    frame.save(saved, "JPEG", quality=92)
+    image = np.asarray(Image.open(saved).convert("RGB"), np.float32) / 255.0
+    as_it_is = max(landmarker.detect(image), key=lambda f: f.size)
+    assert as_it_is.extras["detector_eyes_iod"] > face_mod.EYES_DISAGREE_IOD  # what misled the turn
+    face = max(face_mod.detect_under_any_light(landmarker, image), key=lambda f: f.size)
+    assert "quarter_turns" not in face.extras
+    assert (
+        900 < face.left_eye_center[0] < 900 + small.width
+        and face.left_eye_center[1] < face.landmarks[:, 1].mean()
+    )
 
 
 def test_views_read_on_two_graphs_are_the_readings_one_after_the_other(landmarker, astronaut) -> None:

@@ -613,9 +613,39 @@ def detect_under_any_light(landmarker: FaceLandmarker, image: np.ndarray) -> lis
             and other.score > largest.score
             and other.extras.get("detector_eyes_iod", np.inf) < largest.extras["detector_eyes_iod"]
         )
+        if surer and max(largest.size, other.size) < CLOSE_UP_PX / 2:
+            # A small face: both readings looked at again close up, where the detectors read surer.
+            surer = close_up_score(landmarker, image, other, turned=True) > close_up_score(
+                landmarker, image, largest
+            )
         return turned if surer else faces
     hint = quarter_turns(largest) if largest is not None else 0
     return detect_turned(landmarker, image, hint) or faces
+
+
+CLOSE_UP_PX = 256
+"""Side, pixels, of the close-up of a face ``close_up_score`` reads (the face about half of it)."""
+
+
+def close_up_score(landmarker: FaceLandmarker, image: np.ndarray, face: Face, turned: bool = False) -> float:
+    """The face detector's score of ``face`` (read in ``image``, or in it turned upside down) read
+    again in a close-up of it: a square twice its landmarks' extent, enlarged to CLOSE_UP_PX and
+    turned upside down where ``turned``; 0 where it is not read upright and confirmed there."""
+    import cv2
+
+    lo, hi = np.nanmin(face.landmarks, axis=0), np.nanmax(face.landmarks, axis=0)
+    centre, half = (lo + hi) / 2.0, float((hi - lo).max())
+    h, w = image.shape[:2]
+    x0, y0 = int(max(centre[0] - half, 0)), int(max(centre[1] - half, 0))
+    x1, y1 = int(min(centre[0] + half, w)), int(min(centre[1] + half, h))
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return 0.0
+    crop = np.asarray(image)[y0:y1, x0:x1]
+    scale = CLOSE_UP_PX / max(crop.shape[:2])
+    close = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+    found = landmarker.detect(np.ascontiguousarray(close[::-1, ::-1] if turned else close))
+    largest = max(found, key=lambda f: f.size) if found else None
+    return float(largest.score) if largest is not None and reads_upright(largest) else 0.0
 
 
 def quarter_turns(face: Face) -> int:
