@@ -242,3 +242,57 @@ def test_save_png_quantises_as_numpy_rounds_half_up(tmp_path: Path, shape: tuple
         raw = raw[..., [2, 1, 0, 3][: shape[2]]]
     assert raw.shape == shape and np.array_equal(raw, expected)
     assert list(expected.reshape(-1)[40:43]) == [0, peak, 0]
+
+
+def _display_p3_profile() -> bytes:
+    """Blender's Display P3 ICC profile (in the bpy wheel the test set-up installs); skips without it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("bpy")
+    found = (
+        sorted(Path(spec.origin).parent.glob("*/datafiles/colormanagement/icc/srgb_p3d65_display.icc"))
+        if spec
+        else []
+    )
+    if not found:
+        pytest.skip("no Display P3 ICC profile here (it ships in the bpy wheel: bash scripts/setup.sh)")
+    return found[0].read_bytes()
+
+
+def _with_iccp(png: bytes, profile: bytes) -> bytes:
+    """A PNG file's bytes with an iCCP chunk (the profile) after its header chunk."""
+    import struct
+    import zlib
+
+    body = b"P3\x00\x00" + zlib.compress(profile)
+    chunk = struct.pack(">I", len(body)) + b"iCCP" + body + struct.pack(">I", zlib.crc32(b"iCCP" + body))
+    end_of_header = 8 + 4 + 4 + 13 + 4
+    return png[:end_of_header] + chunk + png[end_of_header:]
+
+
+def test_a_display_p3_photo_is_read_in_srgb_colours(tmp_path: Path, astronaut) -> None:
+    """Phones save Display P3 (an iPhone's HEIC and JPEG): its numbers read as sRGB gave a grey-olive
+    skin (a*, b* 8.3, 18.3 -> 6.1, 16.0 on the astronaut). Converted through the embedded profile, 8
+    and 16 bit, the colours are the sRGB original's; a photo without a profile is read as it is."""
+    import io
+
+    from avatartex.imaging import to_lab
+    from PIL import ImageCms
+
+    icc = _display_p3_profile()
+    p3 = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+    original = Image.fromarray((astronaut * 255 + 0.5).astype(np.uint8))
+    converted = ImageCms.profileToProfile(original, ImageCms.createProfile("sRGB"), p3, outputMode="RGB")
+    converted.save(tmp_path / "p3.png", icc_profile=icc)
+    wide = np.asarray(converted).astype(np.uint16) * 257
+    _, png16 = cv2.imencode(".png", wide[..., ::-1])
+    (tmp_path / "p3_16.png").write_bytes(_with_iccp(png16.tobytes(), icc))
+    truth = to_lab(np.asarray(original, np.float32) / 255.0)
+    as_numbers = to_lab(np.asarray(converted, np.float32) / 255.0)
+    assert np.abs(as_numbers[..., 1:] - truth[..., 1:]).mean() > 2.0  # what ignoring the profile costs
+    for name, depth in (("p3.png", 8), ("p3_16.png", 16)):
+        image, info = load_portrait(tmp_path / name)
+        assert info["bit_depth"] == depth and info["colour_profile"] == "sP3"
+        assert np.abs(to_lab(image)[..., 1:] - truth[..., 1:]).mean() < 1.0, name
+    original.save(tmp_path / "plain.png")
+    assert "colour_profile" not in load_portrait(tmp_path / "plain.png")[1]

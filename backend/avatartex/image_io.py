@@ -9,6 +9,7 @@ are written with OpenCV for the same reason.
 from __future__ import annotations
 
 import functools
+import io
 import os
 import tempfile
 import warnings
@@ -151,6 +152,58 @@ def _decode_high_bit(
     return data.astype(np.float32) / peak, scale
 
 
+def _colour_profile(image: Image.Image) -> Any:
+    """The image's embedded ICC profile (a Pillow ``ImageCmsProfile``) where it is an RGB profile
+    other than sRGB (Display P3, as phones save; Adobe RGB; Rec. 2020), else None."""
+    from PIL import ImageCms
+
+    data = image.info.get("icc_profile")
+    if not data:
+        return None
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(data))
+        description = ImageCms.getProfileDescription(profile).strip()
+    except (OSError, ValueError, TypeError, ImageCms.PyCMSError):
+        return None  # a broken profile must not cost the photo: read as sRGB
+    if profile.profile.xcolor_space.strip() != "RGB" or "srgb" in description.lower().replace(" ", ""):
+        return None
+    return profile
+
+
+def _profile_name(profile: Any) -> str:
+    from PIL import ImageCms
+
+    return ImageCms.getProfileDescription(profile).strip() or "an embedded profile"
+
+
+def _to_srgb_8bit(image: Image.Image, profile: Any) -> Image.Image:
+    """An 8-bit RGB(A) image from ``profile``'s colours into sRGB's (little CMS, perceptual)."""
+    from PIL import ImageCms
+
+    alpha = image.getchannel("A") if image.mode == "RGBA" else None
+    rgb = ImageCms.profileToProfile(
+        image.convert("RGB"), profile, ImageCms.createProfile("sRGB"), outputMode="RGB"
+    )
+    if alpha is not None:
+        rgb.putalpha(alpha)
+    return rgb
+
+
+def _to_srgb_float(array: np.ndarray, profile: Any) -> np.ndarray:
+    """A float (H, W, 3|4) 0..1 image (16 bit) from ``profile``'s colours into sRGB's: little CMS
+    over a 33-node cube of 8-bit colours, read between its nodes trilinearly."""
+    from scipy.interpolate import RegularGridInterpolator
+
+    nodes = np.round(np.linspace(0, 255, 33)).astype(np.uint8)
+    grid = np.stack(np.meshgrid(nodes, nodes, nodes, indexing="ij"), axis=-1).reshape(33 * 33, 33, 3)
+    cube = np.asarray(_to_srgb_8bit(Image.fromarray(grid, "RGB"), profile), np.float32) / 255.0
+    lookup = RegularGridInterpolator([nodes / 255.0] * 3, cube.reshape(33, 33, 33, 3))
+    out = array.copy()
+    colour = np.clip(array[..., :3], 0.0, 1.0).reshape(-1, 3)
+    out[..., :3] = lookup(colour).reshape(array.shape[:2] + (3,)).astype(np.float32)
+    return out
+
+
 def _to_float(image: Image.Image) -> np.ndarray:
     """An upright Pillow image in any mode -> float32 (H, W, C) 0..1, C in {1, 2, 3, 4}."""
     mode = image.mode
@@ -228,6 +281,7 @@ def _decode(path: Path, max_side: int | None, what: str = "photo") -> tuple[np.n
         except Exception:  # a broken EXIF block must not cost the photo
             exif, orientation = {}, 1
         source_mode, source_format = image.mode, image.format
+        profile = _colour_profile(image) if what == "photo" else None
         if orientation in (5, 6, 7, 8):
             width, height = height, width
         info: dict[str, Any] = {
@@ -242,6 +296,8 @@ def _decode(path: Path, max_side: int | None, what: str = "photo") -> tuple[np.n
         if high_bit:
             array, scale = _decode_high_bit(path, orientation, max_side, what)
             info["bit_depth"] = 16
+            if profile is not None and array.shape[2] in (3, 4):
+                array = _to_srgb_float(array, profile)
         else:
             size, scale = _target_size(image.size[0], image.size[1], max_side)
             if scale != 1.0 and image.mode in ("RGB", "RGBA", "L", "LA", "P", "PA", "CMYK", "YCbCr", "1"):
@@ -258,6 +314,10 @@ def _decode(path: Path, max_side: int | None, what: str = "photo") -> tuple[np.n
                 image.load()
             if orientation in _ORIENTATION_TRANSPOSE:
                 image = image.transpose(_ORIENTATION_TRANSPOSE[orientation])
+            if profile is not None and image.mode in ("RGB", "RGBA"):
+                image = _to_srgb_8bit(image, profile)
+            elif profile is not None:
+                profile = None  # a palette or greyscale image's RGB profile: read as it is
             if image.mode.startswith("I;16") or image.mode == "I":
                 info["bit_depth"] = 16
             array = _to_float(image)
@@ -272,6 +332,8 @@ def _decode(path: Path, max_side: int | None, what: str = "photo") -> tuple[np.n
         raise _unreadable(path, f"the file is corrupt or truncated ({exc})", what) from None
     finally:
         image.close()
+    if profile is not None:
+        info["colour_profile"] = _profile_name(profile)
     info["scale"] = float(array.shape[1] / width) if scale != 1.0 else 1.0
     info["size"] = (int(array.shape[1]), int(array.shape[0]))
     return array, info
