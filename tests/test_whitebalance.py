@@ -70,6 +70,7 @@ def test_eye_whites_too_dark_to_be_whites_say_nothing_of_the_light():
     assert cast is not None and cast[1] < regions.SCLERA_NATURAL_AB[1][0], cast
     assert regions.cast_tint(cast) == "cool (blue)"
     assert regions.cast_tint((-9.0, 5.0)) == "green"  # a fluorescent tube's
+    assert regions.cast_tint((-8.0, 21.0)) == "warm (orange) and green"  # a warm one's: both said
     unread = regions.FeatureColours(regions.DEFAULT_SCLERA, regions.DEFAULT_IRIS, regions.DEFAULT_LIPS)
     assert regions.photo_cast(unread) is None
 
@@ -136,12 +137,19 @@ def test_eyes_the_colour_of_the_skin_are_no_whites(generator, astronaut, astrona
 
 
 def test_whites_too_coloured_for_a_light_are_left(generator, astronaut):
-    """Beyond MAX_GAIN_SPREAD no photographic light explains the whites' colour."""
-    lit = under_light(astronaut, (1.0, 0.6, 0.3))
-    face, _ = analyse_portrait(lit, "lit", generator.landmarker)
-    out, balance, warnings = wb.balance_portrait(lit, face, "auto")
-    assert out is lit and not balance.applied and balance.cast
-    assert any("too coloured" in w for w in warnings)
+    """Beyond MAX_GAIN_SPREAD no lamp explains the whites' colour; a household bulb's light left in
+    the photo (linear gains 1, 0.62, 0.30: the photo was refused as a painted face under the old
+    bound, 2.5) is balanced."""
+    for light in ((1.0, 0.45, 0.08), (0.2, 1.0, 0.2)):  # warmer than a bulb; a green no lamp gives
+        lit = under_light(astronaut, light)
+        face, _ = analyse_portrait(lit, "lit", generator.landmarker)
+        out, balance, warnings = wb.balance_portrait(lit, face, "auto")
+        assert out is lit and not balance.applied and balance.cast
+        assert any("more coloured than a household bulb" in w for w in warnings)
+    bulb = under_light(astronaut, (1.0, 0.62, 0.30))
+    face, _ = analyse_portrait(bulb, "bulb", generator.landmarker)
+    out, balance, warnings = wb.balance_portrait(bulb, face, "auto")
+    assert balance.applied and any("its light was warm (orange)" in w for w in warnings)
 
 
 def test_no_face_and_unread_eyes_keep_the_photo(astronaut):

@@ -770,12 +770,16 @@ def photo_cast(colours: FeatureColours) -> tuple[float, float] | None:
 
 
 def cast_tint(cast: tuple[float, float]) -> str:
-    """The light's colour a ``photo_cast`` says: by the axis it leaves SCLERA_NATURAL_AB on (yellow
-    to blue first: the usual one)."""
+    """The light's colour a ``photo_cast`` says: by each axis it leaves SCLERA_NATURAL_AB on, yellow
+    to blue first (the usual one), then green to magenta (a fluorescent tube's green is often warm
+    too: both are named)."""
     (a_lo, a_hi), (b_lo, b_hi) = SCLERA_NATURAL_AB
+    parts = []
     if cast[1] > b_hi or cast[1] < b_lo:
-        return "warm (orange)" if cast[1] > b_hi else "cool (blue)"
-    return "magenta" if cast[0] > a_hi else "green"
+        parts.append("warm (orange)" if cast[1] > b_hi else "cool (blue)")
+    if cast[0] > a_hi or cast[0] < a_lo:
+        parts.append("magenta" if cast[0] > a_hi else "green")
+    return " and ".join(parts) or "white"
 
 
 def feature_colours(portrait: np.ndarray, face: Face, eyes_seen: bool = True) -> FeatureColours:

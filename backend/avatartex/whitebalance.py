@@ -42,10 +42,17 @@ SKIN_HUE_DEG = (0.0, 110.0)
 """The CIELAB hue angles, from the eye whites to the face's skin, of real skin (red at 0, yellow
 at 90)."""
 
-MAX_GAIN_SPREAD = 2.5
-"""Largest ratio between the balance's linear channel gains. Tungsten light (about 3200 K) against
-daylight is 1.9; a larger one is no light a photo is taken under but a misread eye (a coloured lens,
-make-up, a painted face), and the photo is left as it is."""
+MAX_GAIN_SPREAD = 10.0
+"""Largest ratio between the balance's linear channel gains: a household bulb's light (2700 K, its
+linear sRGB red over blue 10.1 against daylight's 1; 3200 K tungsten 5.2), left in the photo by a
+camera that did not balance it. A larger one is warmer than any lamp (a candle's) or no light at all
+but a misread eye (a coloured lens, make-up, a painted face), and the photo is left as it is. Not 2.5
+as before: that refused a bulb's light at 3.3 (linear gains 1, 0.62, 0.30) as a painted face."""
+
+MAX_GREEN_OFF = 1.6
+"""Largest ratio of the green gain to the geometric mean of the red and blue ones, either way: how far
+off the lamps' warm-to-cool line a light's tint may lie. A 2700 K bulb needs 0.76, 3200 K 0.85, a
+fluorescent tube's green tint about 0.87; a light pure green or magenta (0.2, 5) is no lamp's."""
 
 
 @dataclass(frozen=True)
@@ -125,11 +132,13 @@ def balance_portrait(
                 f"the whites of the photo's eyes are tinted ({whites}): its light was {cast_tint(cast)}, "
                 "and with white_balance=off the skin keeps that tint; white_balance=auto takes it out"
             )
-    elif gains.max() / gains.min() > MAX_GAIN_SPREAD:
+    elif gains.max() / gains.min() > MAX_GAIN_SPREAD or not (
+        1.0 / MAX_GREEN_OFF <= gains[1] / np.sqrt(gains[0] * gains[2]) <= MAX_GREEN_OFF
+    ):
         said.append(
-            f"the photo's eye whites ({whites}) are too coloured for any light's tint (a coloured contact "
-            "lens, make-up, a painted face?), so the photo's colours were kept; white-balance it in an "
-            "image editor if its light was coloured"
+            f"the photo's eye whites ({whites}) are more coloured than a household bulb's light makes "
+            "them (a candle's light, a coloured contact lens, make-up, a painted face?), so the photo's "
+            "colours were kept; white-balance it in an image editor if its light was coloured"
         )
     else:
         found = Balance(mode, ab, (float(gains[0]), float(gains[1]), float(gains[2])), cast is not None)
