@@ -44,7 +44,7 @@ from .face import (
     Face,
 )
 from .imaging import box_around, luminance
-from .projection import BURNT_WHITE, polygon_mask
+from .projection import BURNT_MAX_SHARE, BURNT_WHITE, polygon_mask
 
 UNDEREXPOSED_PEAK = (0.8, 0.6)
 """The sRGB value (brightest channel) of the head's brightest half percent of pixels below which a
@@ -358,7 +358,12 @@ def overexposed_warning(name: str, clipped: float, white: float, channel: str) -
         f"{clipped:.0%} of the face's skin reached full {channel}: paler there than the skin's own "
         "colour, with the clipping's edges"
     )
-    if white >= 0.005:
+    if white > BURNT_MAX_SHARE:  # the projection reads it anyway: there is no skin around to fill from
+        what += (
+            f", and {white:.0%} is burnt out to white: its colour and detail are lost, too much of it to "
+            "fill from the skin around, so the texture keeps it white and pale there"
+        )
+    elif white >= 0.005:
         what += (
             f", and {white:.0%} is burnt out to white: its colour and detail are lost there, filled "
             "from the skin around"
