@@ -188,3 +188,27 @@ def test_generate_reports_and_applies_the_balance(generator, astronaut, tmp_path
     assert balance["off"]["cast"] and not balance["off"]["applied"]
     assert np.linalg.norm(skins["auto"] - skins["white"]) < 3.0, skins
     assert np.linalg.norm(skins["off"] - skins["white"]) > 8.0, skins
+
+
+def test_a_skin_outside_any_real_skins_hues_is_said():
+    """A blue-shaded photo whose eye whites pass for white came out a grey-green head (a* -1, b* +5)
+    unsaid: a face region of such a colour is said, a skin's (light, dark, or the black-and-white
+    photo's neutral tone) is not."""
+    from types import SimpleNamespace
+
+    from avatartex.image_io import NEUTRAL_SKIN_AB
+    from avatartex.imaging import from_lab
+    from avatartex.pipeline import steps
+
+    face = np.zeros((32, 32), bool)
+    face[8:24, 8:24] = True
+    geometry = SimpleNamespace(face=face)
+    for lab, said in (
+        ((55.0, -1.3, 4.8), True),  # the blue shade's grey-green
+        ((60.0, -12.0, 10.0), True),  # green
+        ((70.0, 12.0, 18.0), False),  # light skin
+        ((35.0, 10.0, 16.0), False),  # dark skin
+        ((65.0, *NEUTRAL_SKIN_AB), False),
+    ):
+        colour = np.broadcast_to(from_lab(np.array([lab], np.float32))[0], (32, 32, 3)).astype(np.float32)
+        assert bool(steps.implausible_skin(geometry, colour)) == said, lab

@@ -299,6 +299,9 @@ class Generator:
         # style's repaint.
         split = next((i for i, stage in enumerate(plan.stages) if stage.name == "repaint"), len(plan.stages))
         atlas_texture = steps.run_stages(plan.stages[:split], regions.texture, ctx, clock)
+        said = steps.implausible_skin(geometry, atlas_texture.color)
+        if said:
+            warnings.append(said)
         eye_colours = regions.eye_colours(atlas_texture, ctx.delight)
         if regions.eye_layer is not None and eye_colours is not None:  # what the separate eyeballs got
             regions.summary["eyeball_sclera_rgb"] = [round(float(v), 3) for v in eye_colours.sclera]

@@ -875,6 +875,28 @@ def body_in_material(
     return body, source, params
 
 
+def implausible_skin(geometry: AtlasGeometry, colour: np.ndarray) -> str:
+    """A warning where the de-lit face's skin (the median of the atlas's face region, ``colour``
+    sRGB 0..1) lies outside the warm hues of any real skin (``body.plausible_skin``): a cool shade or
+    a fluorescent tube's tint the eye whites could not read (a grey-green head from a blue-shaded
+    photo, a* -1, b* +5), left unsaid before. "" where it is skin-like, or no face region is marked."""
+    from ..body import plausible_skin
+    from ..imaging import to_lab
+
+    face = getattr(geometry, "face", None)
+    if face is None or face.sum() < 64:
+        return ""
+    lab = np.median(to_lab(colour[face]), axis=0)
+    if plausible_skin(lab):
+        return ""
+    return (
+        f"the face's skin came out CIELAB a*, b* {lab[1]:+.0f}, {lab[2]:+.0f}, outside the warm hues "
+        "of any real skin: the photo's light may have been coloured (a cool shade, a fluorescent "
+        "tube) in a way its eye whites could not tell; white-balance the photo on a white garment or "
+        "a grey card, or keep it if the character's skin is meant so"
+    )
+
+
 ENLARGED_WARN = 3.0
 """Texels between the eyes in the texture per pixel between them in the photo from which a texture of
 2048² or more is said to hold no more of the photo than a smaller one. The photos the project reads
