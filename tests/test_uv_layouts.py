@@ -275,7 +275,12 @@ def test_only_the_face_material_is_textured_when_the_eyes_uvs_overlap_it(generat
     two.part_names = ["Skin", "Eyes"]
     first = _generate(generator, one, astronaut_path, tmp_path / "one")
     second = _generate(generator, two, astronaut_path, tmp_path / "two")
-    assert second["report"]["material"] == {"index": 0, "name": "Skin", "others": ["Eyes"]}
+    assert second["report"]["material"] == {
+        "index": 0,
+        "name": "Skin",
+        "others": ["Eyes"],
+        "names": ["Skin", "Eyes"],
+    }
     assert any("only the material 'Skin'" in w for w in second["report"]["warnings"])
     tri_id = rasterize_uv(np.where(eyes[:, None, None], np.nan, with_eyes.uvs), SIZE)[0]
     skin = tri_id >= 0
