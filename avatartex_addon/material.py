@@ -16,6 +16,9 @@ import bpy
 import numpy as np
 
 NODE_NAME = "AvatarTex Texture"
+ADDED_SHADER, ADDED_OUTPUT = "AvatarTex Shader", "AvatarTex Output"
+"""The nodes ``find_colour_input`` adds to a material that has no shader taking a colour (a node-group
+surface) or no output: Restore Material removes them with the texture."""
 _PREVIOUS_KEY = "avatartex_previous"
 
 
@@ -167,8 +170,10 @@ def find_colour_input(mat: bpy.types.Material) -> bpy.types.NodeSocket:
     if node is not None:
         return node.inputs["Base Color"]
     node = tree.nodes.new("ShaderNodeBsdfPrincipled")
+    node.name = node.label = ADDED_SHADER  # taken away again by restore
     if output is None:
         output = tree.nodes.new("ShaderNodeOutputMaterial")
+        output.name = output.label = ADDED_OUTPUT
         output.location = (300, 0)
     if not output.inputs["Surface"].is_linked:
         tree.links.new(node.outputs["BSDF"], output.inputs["Surface"])
@@ -437,4 +442,7 @@ def restore(mat: bpy.types.Material) -> bool:
                 for target in [base, *also]:
                     tree.links.new(socket, target)
         del mat[_PREVIOUS_KEY]
+    for added in (ADDED_SHADER, ADDED_OUTPUT):
+        if tree.nodes.get(added) is not None:
+            tree.nodes.remove(tree.nodes[added])
     return True

@@ -228,10 +228,14 @@ def test_a_material_of_another_shader_shows_the_texture_through_its_colour(addon
     holdout = tree.nodes.new("ShaderNodeHoldout")
     tree.links.new(holdout.outputs["Holdout"], tree.nodes["Material Output"].inputs["Surface"])
     held.data.materials.append(mat)
+    before = scene_fingerprint()["materials"]
     bpy.ops.avatartex.generate()
     assert tree.nodes["Material Output"].inputs["Surface"].links[0].from_node == holdout
     notes = " ".join(addon.state.last_summary)
     assert "which the render does not show" in notes and "AvatarTex Texture" in notes, notes
+    # Restore takes away the Principled BSDF it added to plug the texture into, as well.
+    assert bpy.ops.avatartex.restore_material() == {"FINISHED"}
+    assert scene_fingerprint()["materials"] == before
 
 
 def test_a_packed_texture_stays_packed_and_names_keep_their_script(addon, fake_backend, portrait, tmp_path):
