@@ -296,3 +296,19 @@ def test_a_display_p3_photo_is_read_in_srgb_colours(tmp_path: Path, astronaut) -
         assert np.abs(to_lab(image)[..., 1:] - truth[..., 1:]).mean() < 1.0, name
     original.save(tmp_path / "plain.png")
     assert "colour_profile" not in load_portrait(tmp_path / "plain.png")[1]
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_a_16bit_tiff_with_an_orientation_tag_reads_upright(tmp_path: Path, orientation: int) -> None:
+    """OpenCV turns a TIFF by its tag itself, even asked for the data unchanged: turned upside down
+    it was turned twice (read upside down), and turned on its side it failed as "could not be
+    decoded". Read as stored (tifffile) and turned once, at full precision."""
+    tifffile = pytest.importorskip("tifffile")
+    upright = (np.random.default_rng(orientation).random((48, 32, 3)) * 65535).astype(np.uint16)
+    turns = {3: 2, 6: 1, 8: -1}[orientation]  # the rotation that, undone by the tag, gives upright
+    stored = np.ascontiguousarray(np.rot90(upright, turns))
+    path = tmp_path / "photo.tif"
+    tifffile.imwrite(path, stored, photometric="rgb", extratags=[(274, "H", 1, orientation, True)])
+    image, info = load_portrait(path)
+    assert info["bit_depth"] == 16 and image.shape == (48, 32, 3)
+    assert np.abs(image - upright / 65535.0).max() < 1e-6

@@ -134,17 +134,39 @@ def _resize_array(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(array, size, interpolation=cv2.INTER_AREA)
 
 
+def _tiff_as_stored(path: Path) -> np.ndarray | None:
+    """A TIFF's first image as stored (RGB(A), no orientation applied), through tifffile (which
+    scikit-image brings); None where it cannot decode it (LZW and other codecs need imagecodecs)."""
+    try:
+        import tifffile
+
+        data = tifffile.imread(str(path), key=0)
+    except Exception:  # noqa: BLE001 - any codec or format tifffile lacks: OpenCV tries next
+        return None
+    return data if data.ndim == 3 and data.shape[2] in (3, 4) else None
+
+
 def _decode_high_bit(
-    path: Path, orientation: int, max_side: int | None, what: str
+    path: Path, orientation: int, max_side: int | None, what: str, tiff: bool = False
 ) -> tuple[np.ndarray, float]:
-    """16-bit colour PNG/TIFF at full precision through OpenCV; (H, W, 3|4) float32 0..1."""
+    """16-bit colour PNG/TIFF at full precision through OpenCV; (H, W, 3|4) float32 0..1.
+
+    A TIFF with an orientation tag: OpenCV turns it itself even when asked for the data unchanged
+    (so it was turned twice), and fails on a turn that swaps its sides ("the 16-bit colour data could
+    not be decoded" of a sound file); it is read as stored through tifffile and turned here, or, where
+    tifffile lacks its codec, taken as OpenCV turned it."""
     import cv2
 
-    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    turned_by_opencv = False
+    data = _tiff_as_stored(path) if tiff and orientation != 1 else None
+    if data is None:
+        data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if data is not None and data.ndim == 3:
+            data = data[..., [2, 1, 0, 3][: data.shape[2]]]  # BGR(A) -> RGB(A)
+        turned_by_opencv = tiff
     if data is None or data.ndim != 3 or data.shape[2] not in (3, 4):
         raise _unreadable(path, "the 16-bit colour data could not be decoded", what)
-    data = data[..., [2, 1, 0, 3][: data.shape[2]]]  # BGR(A) -> RGB(A)
-    data = np.ascontiguousarray(_orient_array(data, orientation))
+    data = np.ascontiguousarray(data if turned_by_opencv else _orient_array(data, orientation))
     size, scale = _target_size(data.shape[1], data.shape[0], max_side)
     if scale != 1.0:
         data = _resize_array(data, size)
@@ -294,7 +316,7 @@ def _decode(path: Path, max_side: int | None, what: str = "photo") -> tuple[np.n
         }
         info.update(_lens(exif, width, height))
         if high_bit:
-            array, scale = _decode_high_bit(path, orientation, max_side, what)
+            array, scale = _decode_high_bit(path, orientation, max_side, what, source_format == "TIFF")
             info["bit_depth"] = 16
             if profile is not None and array.shape[2] in (3, 4):
                 array = _to_srgb_float(array, profile)
