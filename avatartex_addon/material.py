@@ -268,8 +268,21 @@ def texture_sets(obj: bpy.types.Object) -> tuple[list[int], list[str]]:
     one image (a face, its lips and ears, as character imports split them) are one texture and are
     textured together. Returns each slot's set index and each set's name (its materials' names).
     A slot without such an image is a set of its own."""
+    sets, names, _images = _grouped_by_image(obj)
+    return sets, names
+
+
+def set_images(obj: bpy.types.Object) -> list[bpy.types.Image | None]:
+    """The image each of the object's texture sets (``texture_sets``) shows as Base Color, by set
+    index; None for a set without one."""
+    return _grouped_by_image(obj)[2]
+
+
+def _grouped_by_image(obj: bpy.types.Object) -> tuple[list[int], list[str], list[bpy.types.Image | None]]:
+    """Each slot's texture set, each set's name and each set's image (``texture_sets``)."""
     keys: list = []
     names: list[list[str]] = []
+    images: list[bpy.types.Image | None] = []
     sets = []
     for index, slot in enumerate(obj.material_slots):
         mat = slot.material
@@ -278,19 +291,10 @@ def texture_sets(obj: bpy.types.Object) -> tuple[list[int], list[str]]:
         if key not in keys:
             keys.append(key)
             names.append([])
+            images.append(image)
         sets.append(keys.index(key))
         names[keys.index(key)].append(mat.name if mat is not None else f"slot {index}")
-    return sets, [", ".join(n) for n in names]
-
-
-def set_images(obj: bpy.types.Object) -> list[bpy.types.Image | None]:
-    """The image each of the object's texture sets (``texture_sets``) shows as Base Color, by set
-    index; None for a set without one."""
-    sets, _names = texture_sets(obj)
-    images: list[bpy.types.Image | None] = [None] * (max(sets) + 1 if sets else 0)
-    for index, slot in enumerate(obj.material_slots):
-        images[sets[index]] = images[sets[index]] or _base_color_image(slot.material)
-    return images
+    return sets, [", ".join(n) for n in names], images
 
 
 def _base_color_image(mat: bpy.types.Material | None) -> bpy.types.Image | None:

@@ -357,12 +357,8 @@ class AVATARTEX_OT_apply_variant(bpy.types.Operator):
         # Into every material showing the object's texture now (one texture set), else the active one;
         # not those showing a toned copy of the object's own body material (Daz's Torso).
         copies = jobs.own_body_copies(obj)
-        slots = [
-            i
-            for i, slot in enumerate(obj.material_slots)
-            if material.texture_node(slot.material)
-            and material.texture_node(slot.material).image not in copies
-        ]
+        nodes = [material.texture_node(slot.material) for slot in obj.material_slots]
+        slots = [i for i, node in enumerate(nodes) if node is not None and node.image not in copies]
         active = obj.active_material_index
         for slot in slots or [active]:
             obj.active_material_index = slot
@@ -375,9 +371,7 @@ class AVATARTEX_OT_apply_variant(bpy.types.Operator):
         if body is not None and variant.body_image is not None:
             toned = [i for i, slot in enumerate(body.material_slots) if material.texture_node(slot.material)]
             if body == obj:  # the body is a material of the head's own object
-                toned = [
-                    i for i in toned if material.texture_node(obj.material_slots[i].material).image in copies
-                ]
+                toned = [i for i in toned if nodes[i].image in copies]
             notes: list[str] = []
             jobs.show_on_body(body, variant.body_image, toned, notes)
             for note in notes:

@@ -174,9 +174,9 @@ def _decode_high_bit(
     return data.astype(np.float32) / peak, scale
 
 
-def _colour_profile(image: Image.Image) -> Any:
-    """The image's embedded ICC profile (a Pillow ``ImageCmsProfile``) where it is an RGB profile
-    other than sRGB (Display P3, as phones save; Adobe RGB; Rec. 2020), else None."""
+def _colour_profile(image: Image.Image) -> tuple[Any, str] | None:
+    """The image's embedded ICC profile (a Pillow ``ImageCmsProfile``) and its name where it is an RGB
+    profile other than sRGB (Display P3, as phones save; Adobe RGB; Rec. 2020), else None."""
     from PIL import ImageCms
 
     data = image.info.get("icc_profile")
@@ -189,13 +189,7 @@ def _colour_profile(image: Image.Image) -> Any:
         return None  # a broken profile must not cost the photo: read as sRGB
     if profile.profile.xcolor_space.strip() != "RGB" or "srgb" in description.lower().replace(" ", ""):
         return None
-    return profile
-
-
-def _profile_name(profile: Any) -> str:
-    from PIL import ImageCms
-
-    return ImageCms.getProfileDescription(profile).strip() or "an embedded profile"
+    return profile, description or "an embedded profile"
 
 
 def _to_srgb_8bit(image: Image.Image, profile: Any) -> Image.Image:
@@ -303,7 +297,7 @@ def _decode(path: Path, max_side: int | None, what: str = "photo") -> tuple[np.n
         except Exception:  # a broken EXIF block must not cost the photo
             exif, orientation = {}, 1
         source_mode, source_format = image.mode, image.format
-        profile = _colour_profile(image) if what == "photo" else None
+        profile, profile_name = (_colour_profile(image) if what == "photo" else None) or (None, "")
         if orientation in (5, 6, 7, 8):
             width, height = height, width
         info: dict[str, Any] = {
@@ -355,7 +349,7 @@ def _decode(path: Path, max_side: int | None, what: str = "photo") -> tuple[np.n
     finally:
         image.close()
     if profile is not None:
-        info["colour_profile"] = _profile_name(profile)
+        info["colour_profile"] = profile_name
     info["scale"] = float(array.shape[1] / width) if scale != 1.0 else 1.0
     info["size"] = (int(array.shape[1]), int(array.shape[0]))
     return array, info

@@ -131,6 +131,20 @@ class SeparateBody:
     """Its base-colour image as read (uint8 or uint16, its own channels)."""
 
 
+def _colour(image: np.ndarray) -> np.ndarray:
+    """A stored image's colour (uint8 or uint16, ``read_base``) as float32 RGB 0..1."""
+    return image[..., :3].astype(np.float32) / float(np.iinfo(image.dtype).max)
+
+
+def _other_materials(whole: Mesh, textures: Sequence[str], skip: tuple[int, ...]):
+    """(material, its triangles' indices) of ``whole``'s materials with an image in ``textures``
+    (by material) and triangles, but those in ``skip``."""
+    for material, path in enumerate(textures):
+        chosen = np.flatnonzero(whole.parts == material)
+        if path and material not in skip and len(chosen) > 0:
+            yield material, chosen
+
+
 def in_material(
     whole: Mesh,
     face: np.ndarray,
@@ -151,10 +165,7 @@ def in_material(
     face_material = int(np.bincount(whole.parts[face]).argmax())
     face_tree = cKDTree(whole.positions[np.unique(whole.triangles[face])])
     best, best_count = None, MIN_MEETING_VERTICES - 1
-    for material, path in enumerate(textures):
-        chosen = np.flatnonzero(whole.parts == material)
-        if not path or material == face_material or len(chosen) == 0:
-            continue
+    for material, chosen in _other_materials(whole, textures, (face_material,)):
         vertices = whole.positions[np.unique(whole.triangles[chosen])]
         near = face_tree.query(vertices, distance_upper_bound=NEAR_IOD * iod)[0] < np.inf
         low = vertices @ np.asarray(up, np.float64) < mouth_height - BELOW_MOUTH_IOD * iod
@@ -178,18 +189,14 @@ def skin_beyond(
     from .body import SKIN_DELTA_E, plausible_skin
 
     body_tris = np.flatnonzero(whole.parts == material)
-    base = body.image[..., :3].astype(np.float32) / float(np.iinfo(body.image.dtype).max)
+    base = _colour(body.image)
     found = []
-    for other, path in enumerate(textures):
-        chosen = np.flatnonzero(whole.parts == other)
-        if not path or other in (material, face_material) or len(chosen) == 0:
-            continue
+    for other, chosen in _other_materials(whole, textures, (material, face_material)):
         piece = Mesh(whole.positions, whole.triangles[chosen], whole.uvs[chosen])
         rings, _gap = find_rings(whole, body_tris, piece, iod)
         if rings is None:
             continue
-        image = read_base(path)
-        theirs = _tone(image[..., :3].astype(np.float32) / float(np.iinfo(image.dtype).max), rings.body_uv)
+        theirs = _tone(_colour(read_base(textures[other])), rings.body_uv)
         ours = _tone(base, rings.head_uv)
         if theirs is None or ours is None or not plausible_skin(theirs):
             continue
@@ -242,7 +249,7 @@ def match(
         texture = texture.astype(np.float32) / np.iinfo(texture.dtype).max
     base_raw = separate.image
     peak = float(np.iinfo(base_raw.dtype).max)
-    base = base_raw[..., :3].astype(np.float32) / peak
+    base = _colour(base_raw)
     if source is None:
         source = {
             "kind": "separate",
