@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import os
+import struct
 from pathlib import Path
 
 import cv2
@@ -298,17 +300,51 @@ def test_a_display_p3_photo_is_read_in_srgb_colours(tmp_path: Path, astronaut) -
     assert "colour_profile" not in load_portrait(tmp_path / "plain.png")[1]
 
 
+def _lzw_tiff(path: Path, stored: np.ndarray, orientation: int) -> None:
+    """A 16-bit RGB TIFF, LZW-compressed (OpenCV's encoder), with an orientation tag: tifffile cannot
+    write LZW without imagecodecs, nor OpenCV an orientation, so the IFD is written here."""
+    import tifffile
+
+    height, width = stored.shape[:2]
+    params = [cv2.IMWRITE_TIFF_PREDICTOR, 1, cv2.IMWRITE_TIFF_ROWSPERSTRIP, height]
+    encoded = cv2.imencode(".tif", np.ascontiguousarray(stored[..., ::-1]), params)[1].tobytes()
+    with tifffile.TiffFile(io.BytesIO(encoded)) as tiff:
+        page = tiff.pages[0]
+        assert page.compression == 5 and len(page.dataoffsets) == 1
+        strip = encoded[page.dataoffsets[0] :][: page.databytecounts[0]]
+    entries = [(256, width), (257, height), (258, None), (259, 5), (262, 2), (273, None)]
+    entries += [(274, orientation), (277, 3), (278, height), (279, len(strip))]
+    bits_at = 8 + 2 + 12 * len(entries) + 4
+    places = {258: bits_at, 273: bits_at + 6}
+    ifd = struct.pack("<H", len(entries))
+    for tag, value in entries:
+        if tag in (273, 279):  # LONG
+            ifd += struct.pack("<HHII", tag, 4, 1, places.get(tag, value))
+        else:  # SHORT, three of them (at bits_at) for BitsPerSample
+            ifd += struct.pack("<HHIHH", tag, 3, 3 if tag == 258 else 1, places.get(tag, value), 0)
+    body = ifd + b"\0\0\0\0" + struct.pack("<3H", 16, 16, 16) + strip
+    path.write_bytes(b"II*\0" + struct.pack("<I", 8) + body)
+
+
+@pytest.mark.parametrize("encoding", ["uncompressed big-endian", "LZW"])
 @pytest.mark.parametrize("orientation", [3, 6, 8])
-def test_a_16bit_tiff_with_an_orientation_tag_reads_upright(tmp_path: Path, orientation: int) -> None:
+def test_a_16bit_tiff_with_an_orientation_tag_reads_upright(
+    tmp_path: Path, orientation: int, encoding: str
+) -> None:
     """OpenCV turns a TIFF by its tag itself, even asked for the data unchanged: turned upside down
     it was turned twice (read upside down), and turned on its side it failed as "could not be
-    decoded". Read as stored (tifffile) and turned once, at full precision."""
+    decoded" (an LZW file from a camera's raw converter too). Decoded as stored and turned once, at
+    full precision."""
     tifffile = pytest.importorskip("tifffile")
     upright = (np.random.default_rng(orientation).random((48, 32, 3)) * 65535).astype(np.uint16)
     turns = {3: 2, 6: 1, 8: -1}[orientation]  # the rotation that, undone by the tag, gives upright
     stored = np.ascontiguousarray(np.rot90(upright, turns))
     path = tmp_path / "photo.tif"
-    tifffile.imwrite(path, stored, photometric="rgb", extratags=[(274, "H", 1, orientation, True)])
+    if encoding == "LZW":
+        _lzw_tiff(path, stored, orientation)
+    else:
+        tag = [(274, "H", 1, orientation, True)]
+        tifffile.imwrite(path, stored, photometric="rgb", byteorder=">", extratags=tag)
     image, info = load_portrait(path)
     assert info["bit_depth"] == 16 and image.shape == (48, 32, 3)
     assert np.abs(image - upright / 65535.0).max() < 1e-6

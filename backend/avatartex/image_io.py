@@ -134,16 +134,24 @@ def _resize_array(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(array, size, interpolation=cv2.INTER_AREA)
 
 
-def _tiff_as_stored(path: Path) -> np.ndarray | None:
-    """A TIFF's first image as stored (RGB(A), no orientation applied), through tifffile (which
-    scikit-image brings); None where it cannot decode it (LZW and other codecs need imagecodecs)."""
+def _tiff_unturned(path: Path) -> np.ndarray | None:
+    """A TIFF's bytes with its first image's orientation tag set to 1 (as stored), for OpenCV, which
+    turns a TIFF by its tag itself and fails on a turn that swaps the sides; None where the tag cannot
+    be found (tifffile, which scikit-image brings, reads the tags whatever the compression)."""
     try:
         import tifffile
 
-        data = tifffile.imread(str(path), key=0)
-    except Exception:  # noqa: BLE001 - any codec or format tifffile lacks: OpenCV tries next
+        data = bytearray(path.read_bytes())
+        with tifffile.TiffFile(io.BytesIO(data)) as tiff:
+            tag = tiff.pages[0].tags.get(274)
+            if tag is None or tag.dtype != 3 or tag.count != 1:
+                return None
+            byte_order = tiff.byteorder
+            where = tag.valueoffset
+    except Exception:  # noqa: BLE001 - a file tifffile cannot parse: OpenCV reads it as it can
         return None
-    return data if data.ndim == 3 and data.shape[2] in (3, 4) else None
+    data[where : where + 2] = (1).to_bytes(2, "little" if byte_order == "<" else "big")
+    return np.frombuffer(bytes(data), np.uint8)
 
 
 def _decode_high_bit(
@@ -153,17 +161,18 @@ def _decode_high_bit(
 
     A TIFF with an orientation tag: OpenCV turns it itself even when asked for the data unchanged
     (so it was turned twice), and fails on a turn that swaps its sides ("the 16-bit colour data could
-    not be decoded" of a sound file); it is read as stored through tifffile and turned here, or, where
-    tifffile lacks its codec, taken as OpenCV turned it."""
+    not be decoded" of a sound file, whatever its compression); it is decoded with the tag set to 1 and
+    turned here, or, where the tag cannot be rewritten, taken as OpenCV turned it."""
     import cv2
 
-    turned_by_opencv = False
-    data = _tiff_as_stored(path) if tiff and orientation != 1 else None
-    if data is None:
+    unturned = _tiff_unturned(path) if tiff and orientation != 1 else None
+    if unturned is not None:
+        data = cv2.imdecode(unturned, cv2.IMREAD_UNCHANGED)
+    else:
         data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if data is not None and data.ndim == 3:
-            data = data[..., [2, 1, 0, 3][: data.shape[2]]]  # BGR(A) -> RGB(A)
-        turned_by_opencv = tiff
+    turned_by_opencv = tiff and unturned is None
+    if data is not None and data.ndim == 3:
+        data = data[..., [2, 1, 0, 3][: data.shape[2]]]  # BGR(A) -> RGB(A)
     if data is None or data.ndim != 3 or data.shape[2] not in (3, 4):
         raise _unreadable(path, "the 16-bit colour data could not be decoded", what)
     data = np.ascontiguousarray(data if turned_by_opencv else _orient_array(data, orientation))
