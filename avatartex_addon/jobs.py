@@ -452,6 +452,7 @@ class Job:
             if not shown_now(task, head):
                 return
         show_on_body(body, image, slots, self.notes)
+        material.toned_through_shared(self.notes, head, body)
 
     def _fail_current(self, exc: Exception) -> None:
         task = self.current

@@ -87,8 +87,38 @@ def make_single_user(obj: bpy.types.Object) -> str:
     )
     return (
         f"'{obj.name}' shared the material '{mat.name}' with {shown}: it now has its own copy "
-        f"'{copy.name}', so the others keep their look."
+        f"'{copy.name}'{KEEP_LOOK}"
     )
+
+
+KEEP_LOOK = ", so the others keep their look."
+"""How ``make_single_user``'s note ends; ``toned_through_shared`` says instead what a body sharing the
+material then shows."""
+
+
+def toned_through_shared(notes: list[str], head: bpy.types.Object, body: bpy.types.Object) -> None:
+    """Where ``head`` was given its own copy of a material ``body`` shows (one skin material for head
+    and body) and the body now shows its image toned to the face through it: the copy's note no
+    longer says the others keep their look."""
+    for slot in head.material_slots:
+        original = copied_from(slot.material)
+        if original is None or all(s.material != original for s in body.material_slots):
+            continue
+        start = f"'{head.name}' shared the material '{original.name}' with "
+        for i, note in enumerate(notes):
+            if note.startswith(start) and note.endswith(KEEP_LOOK):
+                notes[i] = (
+                    f"{note[: -len(KEEP_LOOK)]}, which holds the face's texture; '{body.name}' shows "
+                    f"'{original.name}' with its skin toned to this face (Restore Material on "
+                    f"'{body.name}' gives its own image back)."
+                )
+
+
+def copied_from(mat: bpy.types.Material | None) -> bpy.types.Material | None:
+    """The material ``make_single_user`` copied ``mat`` from, where it still exists; else None."""
+    record = mat.get(_COPY_OF_KEY) if mat is not None else None
+    original = record.get("material") if record is not None else None
+    return original if isinstance(original, bpy.types.Material) and original != mat else None
 
 
 def restore_shared(obj: bpy.types.Object) -> list[str]:
@@ -99,12 +129,10 @@ def restore_shared(obj: bpy.types.Object) -> list[str]:
     given = []
     for slot in obj.material_slots:
         copy = slot.material
-        origin = copy.get(_COPY_OF_KEY) if copy is not None else None
-        if origin is None:
+        original = copied_from(copy)
+        if original is None:
             continue
-        original = origin.get("material")
-        if not isinstance(original, bpy.types.Material) or original == copy:
-            continue
+        origin = copy[_COPY_OF_KEY]
         if origin.get("switched") and slot.link == "OBJECT":
             slot.link = "DATA"  # the mesh's slot kept the original all along
         if slot.material != original:

@@ -867,6 +867,22 @@ def test_generate_sends_the_body_and_shows_its_toned_copy_keeping_the_artists_im
     assert base.links[0].from_node.image.name == "Body_skin"
 
 
+def test_a_head_sharing_the_bodys_material_says_what_the_body_shows(addon, fake_backend, portrait, tmp_path):
+    """One skin material for head and body: the head gets its own copy, and the body shows its image
+    toned to the face through the shared one. The note said "so the others keep their look"."""
+    head = add_sphere("Head", portrait)
+    body, _path = _body_under(head, tmp_path)
+    head.data.materials.append(body.active_material)
+    select_only(head)
+    bpy.context.scene.avatartex.resolution = 512
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert head.active_material.name != "Body Skin" and body.active_material.name == "Body Skin"
+    assert body.active_material.node_tree.nodes["AvatarTex Texture"].image.name.startswith("Body_toned")
+    notes = " ".join(addon.state.last_summary)
+    assert "shared the material 'Body Skin'" in notes and "keep their look" not in notes
+    assert "'Body' shows 'Body Skin' with its skin toned to this face" in notes
+
+
 def test_a_body_whose_image_is_packed_is_toned_too(addon, fake_backend, portrait, tmp_path):
     """A glTF or VRM import packs every image, with no file path: the body's pixels are sent from a
     copy, the packed image left as it was."""
