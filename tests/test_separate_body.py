@@ -308,3 +308,40 @@ def test_a_body_whose_skin_runs_on_into_other_materials_gets_the_face_matched_to
     assert report["tone_match"] == "face_to_body" and report["neck_delta_e"] < NO_STEP_DELTA_E
     assert "body_texture" not in result and not (tmp_path / "out" / "texture_body.png").exists()
     assert any("runs on from 'Torso' into 'Hands'" in w for w in result["report"]["warnings"])
+
+
+def test_a_face_over_two_uv_tiles_leaves_its_body_material_and_says_only_that(generator, files, tmp_path):
+    """The matching reads one tile: a face material over two leaves the body's material as it is, and
+    the warnings say so without first saying the face was matched to the body's skin (the skin
+    running on into Hands was decided and said before the tiles were looked at)."""
+    character = make_character(SIZE)
+    mesh, n = character.mesh, character.head_triangles
+    centres = mesh.positions[mesh.triangles].mean(axis=1)
+    parts = np.ones(len(mesh.triangles), np.int32)
+    parts[:n] = 0
+    body_part = np.arange(len(mesh.triangles)) >= n
+    parts[body_part & (np.abs(centres[:, 0]) > 0.21) & (centres[:, 1] < -0.65)] = 2  # forearms and hands
+    uvs = np.array(mesh.uvs, copy=True)
+    uvs[:n][centres[:n, 0] > 0.0] += np.float32([1.0, 0.0])  # the face's left half in UDIM 1002
+    whole = Mesh(mesh.positions, mesh.triangles, uvs, mesh.normals, name="Character")
+    whole.parts, whole.part_names = parts, ["Face", "Torso", "Hands"]
+    save_capture(whole, tmp_path / "character.npz")
+    textures = [""]
+    for name in ("torso", "hands"):
+        save_png(tmp_path / f"{name}.png", character.texture)
+        textures.append(str(tmp_path / f"{name}.png"))
+    params = GenerateParams(
+        mesh=str(tmp_path / "character.npz"),
+        portrait=str(files["portrait"]),
+        out_dir=str(tmp_path / "out"),
+        size=SIZE,
+        engine="classic",
+        material_textures=textures,
+    )
+    result = generator.generate(params)
+    warnings = result["report"]["warnings"]
+    assert len(result.get("tiles", {})) == 2 and "body_texture" not in result
+    assert any("'Torso' was not matched to the face" in w for w in warnings), warnings
+    assert not any("runs on from" in w for w in warnings), warnings
+    # The materials left are named (a full-body mesh's head part alone held none: "'' (0 triangles)").
+    assert any("was textured: 'Torso', 'Hands' (" in w for w in warnings), warnings

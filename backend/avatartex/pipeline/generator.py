@@ -377,10 +377,14 @@ class Generator:
                     params,
                     warnings,
                 )
-        elif (in_material := steps.body_in_material(head, params, warnings)) is not None:
+        elif (in_material := steps.body_in_material(head, params, warnings, len(files) == 1)) is not None:
             # The body in a material of its own (Daz's Face and Torso): matched as a separate body.
             if len(files) > 1:
-                warnings.append("material_textures not used: the face's material spans UV tiles")
+                warnings.append(
+                    f"material_textures not used: the body's material '{in_material[1]['material']}' "
+                    "was not matched to the face, whose material spans UV tiles (the matching reads one); "
+                    "match the neck's skin by hand"
+                )
             else:
                 body_part, source, toning = in_material
                 textures[0], toned_body, matched = separate_body.match(

@@ -817,27 +817,30 @@ def textured_material(head: HeadModel, warnings: list[str]) -> dict[str, Any] | 
     material = head.material
     if material is None:
         return None
-    mesh = head.mesh
+    # A full-body character's: its whole mesh's (its head part holds the face's material alone).
+    mesh = head.body.whole if head.body is not None else head.mesh
     others = [mesh.part_name(i) for i in sorted(set(np.unique(mesh.parts).tolist()) - {material})]
     left = int((mesh.parts != material).sum())
     names = ", ".join(f"'{name}'" for name in others)
-    warnings.append(
-        f"only the material '{mesh.part_name(material)}', the face's, was textured: {names} "
-        f"({left} triangles) keep their own textures (eyes, teeth or a body have their own UVs)"
-    )
+    if others:
+        warnings.append(
+            f"only the material '{mesh.part_name(material)}', the face's, was textured: {names} "
+            f"({left} triangles) keep their own textures (eyes, teeth or a body have their own UVs)"
+        )
     by_index = [mesh.part_name(i) for i in range(int(mesh.parts.max()) + 1)]
     return {"index": material, "name": mesh.part_name(material), "others": others, "names": by_index}
 
 
 def body_in_material(
-    head: HeadModel, params: GenerateParams, warnings: list[str]
+    head: HeadModel, params: GenerateParams, warnings: list[str], matched: bool = True
 ) -> tuple[SeparateBody, dict[str, Any], GenerateParams] | None:
     """The body in another material of the head's own mesh (``params.material_textures``;
     ``separate_body.in_material``), in the coordinates of ``head.mesh``, the report's word on it and
     the request as the tone is matched: where the body's skin runs on into other materials of their
     own (Daz's Torso into its Arms and Legs), toning the neck's alone would move the seam to the
     shoulders, so ``body_to_face`` becomes ``face_to_body`` (said). None without such textures, a
-    material of the face's, or a material that meets it below the mouth."""
+    material of the face's, or a material that meets it below the mouth. Not to be ``matched`` (a
+    face over several UV tiles): the body found, the tone not decided nor said."""
     if not params.material_textures or head.material is None:
         return None
     whole, faces = head.mesh, head.textured
@@ -859,7 +862,7 @@ def body_in_material(
         "material_index": material,
         "body_texture": params.material_textures[material],
     }
-    if params.tone_match == "body_to_face":
+    if matched and params.tone_match == "body_to_face":
         beyond = separate_body.skin_beyond(
             whole, body, material, params.material_textures, head.material, head.frame.scale
         )
