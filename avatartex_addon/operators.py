@@ -624,6 +624,49 @@ class AVATARTEX_OT_download_models(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class AVATARTEX_OT_clean_unsaved_textures(bpy.types.Operator):
+    """Remove the textures that unsaved files left in the extension's user folder: those not shown by
+    the open file and not written for a week (a first save moves a file's textures next to it)"""
+
+    bl_idname = "avatartex.clean_unsaved_textures"
+    bl_label = "Clean Up Unsaved Textures"
+
+    def invoke(self, context, event):
+        leftovers, _total = outputs.unsaved_leftovers()
+        if not leftovers:
+            return self.execute(context)  # says there is nothing to remove
+        size = sum(path.stat().st_size for path in leftovers) / 1e6
+        return context.window_manager.invoke_confirm(
+            self,
+            event,
+            title="Clean Up Unsaved Textures",
+            message=f"Delete {len(leftovers)} texture file(s), {size:.0f} MB, of unsaved files "
+            f"older than {outputs.UNSAVED_KEEP_DAYS} days? This cannot be undone.",
+            confirm_text="Delete",
+        )
+
+    def execute(self, context):
+        leftovers, _total = outputs.unsaved_leftovers()
+        removed, failed = 0, []
+        for path in leftovers:
+            try:
+                path.unlink()
+                removed += 1
+            except OSError as exc:
+                failed.append(f"{path.name} ({exc.strerror or exc})")
+        if failed:
+            self.report({"WARNING"}, f"AvatarTex: removed {removed}; could not remove {', '.join(failed)}.")
+        else:
+            self.report(
+                {"INFO"},
+                f"AvatarTex: removed {removed} texture file(s) of unsaved files"
+                if removed
+                else f"AvatarTex: no texture of an unsaved file is older than {outputs.UNSAVED_KEEP_DAYS} "
+                "days and unused: nothing removed.",
+            )
+        return {"FINISHED"} if removed else {"CANCELLED"}
+
+
 class AVATARTEX_OT_cancel_download(bpy.types.Operator):
     """Stop the model download; what was fetched so far is kept and resumes next time"""
 
@@ -657,4 +700,5 @@ CLASSES = (
     AVATARTEX_OT_create_environment,
     AVATARTEX_OT_download_models,
     AVATARTEX_OT_cancel_download,
+    AVATARTEX_OT_clean_unsaved_textures,
 )

@@ -9,6 +9,8 @@ Image datablocks are named like their files.
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import bpy
@@ -256,6 +258,44 @@ def in_user_folder(path: Path) -> bool:
     except ValueError:
         return False
     return True
+
+
+UNSAVED_KEEP_DAYS = 7
+"""Days a texture of an unsaved file is kept in the user folder before Clean Up may remove it: another
+Blender open on an unsaved file may still show it (this one cannot tell), and Blender's autosave of
+such a session points at it until the session is recovered or given up."""
+
+
+def used_files() -> set[str]:
+    """The resolved paths of every image file the open .blend shows (each tile of a tiled one)."""
+    used = set()
+    for image in bpy.data.images:
+        if image.source not in ("FILE", "TILED") or not image.filepath or image.packed_file is not None:
+            continue
+        path = bpy.path.abspath(image.filepath, library=image.library)
+        paths = [path]
+        if image.source == "TILED":
+            paths = [path.replace("<UDIM>", str(tile.number)) for tile in image.tiles]
+        used.update(str(Path(p).resolve()) for p in paths)
+    return used
+
+
+def unsaved_leftovers(keep_days: float = UNSAVED_KEEP_DAYS) -> tuple[list[Path], int]:
+    """The files in the user folder's ``textures`` (textures of unsaved files; a first save moves them
+    next to the .blend) that the open file does not show and that were last written over
+    ``keep_days`` ago, and the bytes of every file there (what the preferences show)."""
+    folder = user_dir("textures")
+    used, old_before = used_files(), time.time() - keep_days * 86400.0
+    leftovers, total = [], 0
+    for entry in os.scandir(folder):
+        if not entry.is_file(follow_symlinks=False):
+            continue
+        stat = entry.stat(follow_symlinks=False)
+        total += stat.st_size
+        path = Path(entry.path)
+        if stat.st_mtime < old_before and str(path.resolve()) not in used:
+            leftovers.append(path)
+    return sorted(leftovers), total
 
 
 def records_of(obj: bpy.types.Object) -> list:

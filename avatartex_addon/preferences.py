@@ -7,7 +7,7 @@ import re
 import bpy
 from bpy.props import BoolProperty, EnumProperty, StringProperty
 
-from . import backend, engines, environment, state
+from . import backend, engines, environment, outputs, state
 from .paths import ADDON_PACKAGE
 
 
@@ -98,6 +98,16 @@ class AVATARTEX_AP_preferences(bpy.types.AddonPreferences):
             for part in engines.hello_summary(state.hello).split("; "):
                 box.label(text=part)
         _draw_models(layout)
+        _draw_unsaved(layout)
+
+
+def _draw_unsaved(layout) -> None:
+    """How much the textures of unsaved files take in the user folder, and Clean Up."""
+    leftovers, total = outputs.unsaved_leftovers()
+    old = f"{len(leftovers)} unused for {outputs.UNSAVED_KEEP_DAYS} days"
+    row = layout.row()
+    row.label(text=f"Textures of unsaved files: {total / 1e6:.0f} MB ({old})")
+    row.operator("avatartex.clean_unsaved_textures", text="Clean Up", icon="TRASH")
 
 
 def _draw_models(layout) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import time
 import warnings
 from pathlib import Path
 
@@ -318,6 +319,43 @@ def test_unsaved_textures_move_next_to_the_blend_on_first_save(addon, fake_backe
     paths = [Path(bpy.path.abspath(i.filepath)).resolve() for i in bpy.data.images if i.filepath]
     assert paths and not [p for p in paths if user in p.parents]
     assert tuple(bpy.data.images[name].size) == (512, 512)
+
+
+def test_clean_up_removes_only_old_unused_textures_of_unsaved_files(addon, fake_backend, portrait):
+    """Textures of files never saved stayed in the user folder for good. Clean Up (preferences) removes
+    those the open file does not show and not written for a week: not the one this file shows (even
+    old), not a recent one (another Blender may show it), nothing outside that folder."""
+    head = add_sphere("Head", portrait)
+    bpy.context.scene.avatartex.resolution = 512
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    shown = _file(_node(head).image)
+    folder = addon.paths.user_dir("textures")
+    assert shown.parent.resolve() == folder.resolve()
+    old = folder / "Gone_old.png"
+    recent = folder / "Gone_recent.png"
+    for path in (old, recent):
+        path.write_bytes(b"\x89PNG leftover")
+    month_ago = time.time() - 30 * 86400
+    for path in (old, shown):
+        os.utime(path, (month_ago, month_ago))
+    outside = addon.paths.user_dir("logs") / "old.log"
+    outside.write_text("kept")
+    os.utime(outside, (month_ago, month_ago))
+    leftovers, total = addon.outputs.unsaved_leftovers()
+    assert leftovers == [old] and total >= shown.stat().st_size
+    assert bpy.ops.avatartex.clean_unsaved_textures() == {"FINISHED"}
+    assert not old.exists() and recent.is_file() and shown.is_file() and outside.is_file()
+    assert bpy.ops.avatartex.clean_unsaved_textures() == {"CANCELLED"}  # nothing left to remove
+    # The preferences say how much the folder holds and offer Clean Up.
+    calls = []
+
+    class Layout:
+        def __getattr__(self, name):
+            return lambda *args, **kwargs: calls.append((name, args, kwargs)) or self
+
+    addon.preferences._draw_unsaved(Layout())
+    assert any(c[0] == "operator" and c[1][0] == "avatartex.clean_unsaved_textures" for c in calls)
+    assert any(c[0] == "label" and "Textures of unsaved files" in c[2]["text"] for c in calls)
 
 
 def test_a_relative_portrait_is_still_found_after_save_as_elsewhere(addon, fake_backend, portrait, tmp_path):
