@@ -273,12 +273,10 @@ def test_material_textures_that_are_not_files_or_not_paths_are_refused(generator
     assert not (tmp_path / "out").exists()
 
 
-def test_a_body_whose_skin_runs_on_into_other_materials_gets_the_face_matched_to_it(
-    generator, files, tmp_path
-):
-    """Daz's Torso, Arms and Legs: toning the neck's material alone would move the seam to where it
-    meets the arms. The hands' material continues the skin (toned face_to_body, said); the legs',
-    trousers at their seam, does not."""
+def _daz_like(folder: Path, files, legs: bool = True, face_tiles: int = 1) -> GenerateParams:
+    """The test character as Daz's come: Face, Torso, Hands (forearms and hands) and, with ``legs``,
+    Legs (in trousers), each body material its own file of the painted image; ``face_tiles`` 2 puts
+    the face's left half in UDIM 1002. The request for it, into ``folder``/out."""
     character = make_character(SIZE)
     mesh, n = character.mesh, character.head_triangles
     centres = mesh.positions[mesh.triangles].mean(axis=1)
@@ -286,22 +284,37 @@ def test_a_body_whose_skin_runs_on_into_other_materials_gets_the_face_matched_to
     parts[:n] = 0
     body_part = np.arange(len(mesh.triangles)) >= n
     parts[body_part & (np.abs(centres[:, 0]) > 0.21) & (centres[:, 1] < -0.65)] = 2  # forearms and hands
-    parts[body_part & (np.abs(centres[:, 0]) < 0.21) & (centres[:, 1] < -0.9)] = 3  # legs, in trousers
-    whole = Mesh(mesh.positions, mesh.triangles, mesh.uvs, mesh.normals, name="Character")
-    whole.parts, whole.part_names = parts, ["Face", "Torso", "Hands", "Legs"]
-    save_capture(whole, tmp_path / "character.npz")
+    names = ["Face", "Torso", "Hands"]
+    if legs:
+        parts[body_part & (np.abs(centres[:, 0]) < 0.21) & (centres[:, 1] < -0.9)] = 3  # legs, in trousers
+        names.append("Legs")
+    uvs = np.array(mesh.uvs, copy=True)
+    if face_tiles == 2:
+        uvs[:n][centres[:n, 0] > 0.0] += np.float32([1.0, 0.0])
+    whole = Mesh(mesh.positions, mesh.triangles, uvs, mesh.normals, name="Character")
+    whole.parts, whole.part_names = parts, names
+    save_capture(whole, folder / "character.npz")
     textures = [""]
-    for name in ("torso", "hands", "legs"):  # each material its own file of the painted image
-        save_png(tmp_path / f"{name}.png", character.texture)
-        textures.append(str(tmp_path / f"{name}.png"))
-    params = GenerateParams(
-        mesh=str(tmp_path / "character.npz"),
+    for name in names[1:]:
+        save_png(folder / f"{name.lower()}.png", character.texture)
+        textures.append(str(folder / f"{name.lower()}.png"))
+    return GenerateParams(
+        mesh=str(folder / "character.npz"),
         portrait=str(files["portrait"]),
-        out_dir=str(tmp_path / "out"),
+        out_dir=str(folder / "out"),
         size=SIZE,
         engine="classic",
         material_textures=textures,
     )
+
+
+def test_a_body_whose_skin_runs_on_into_other_materials_gets_the_face_matched_to_it(
+    generator, files, tmp_path
+):
+    """Daz's Torso, Arms and Legs: toning the neck's material alone would move the seam to where it
+    meets the arms. The hands' material continues the skin (toned face_to_body, said); the legs',
+    trousers at their seam, does not."""
+    params = _daz_like(tmp_path, files)
     result = generator.generate(params)
     report = result["report"]["body"]
     assert report["material"] == "Torso" and report["skin_runs_into"] == ["Hands"]
@@ -314,30 +327,7 @@ def test_a_face_over_two_uv_tiles_leaves_its_body_material_and_says_only_that(ge
     """The matching reads one tile: a face material over two leaves the body's material as it is, and
     the warnings say so without first saying the face was matched to the body's skin (the skin
     running on into Hands was decided and said before the tiles were looked at)."""
-    character = make_character(SIZE)
-    mesh, n = character.mesh, character.head_triangles
-    centres = mesh.positions[mesh.triangles].mean(axis=1)
-    parts = np.ones(len(mesh.triangles), np.int32)
-    parts[:n] = 0
-    body_part = np.arange(len(mesh.triangles)) >= n
-    parts[body_part & (np.abs(centres[:, 0]) > 0.21) & (centres[:, 1] < -0.65)] = 2  # forearms and hands
-    uvs = np.array(mesh.uvs, copy=True)
-    uvs[:n][centres[:n, 0] > 0.0] += np.float32([1.0, 0.0])  # the face's left half in UDIM 1002
-    whole = Mesh(mesh.positions, mesh.triangles, uvs, mesh.normals, name="Character")
-    whole.parts, whole.part_names = parts, ["Face", "Torso", "Hands"]
-    save_capture(whole, tmp_path / "character.npz")
-    textures = [""]
-    for name in ("torso", "hands"):
-        save_png(tmp_path / f"{name}.png", character.texture)
-        textures.append(str(tmp_path / f"{name}.png"))
-    params = GenerateParams(
-        mesh=str(tmp_path / "character.npz"),
-        portrait=str(files["portrait"]),
-        out_dir=str(tmp_path / "out"),
-        size=SIZE,
-        engine="classic",
-        material_textures=textures,
-    )
+    params = _daz_like(tmp_path, files, legs=False, face_tiles=2)
     result = generator.generate(params)
     warnings = result["report"]["warnings"]
     assert len(result.get("tiles", {})) == 2 and "body_texture" not in result
