@@ -51,9 +51,17 @@ def install_packages_hint() -> str:
     return f"in {PREFERENCES}: tick Neural Engine Packages and press Create Environment"
 
 
-def engine_advice(code: str, reason: str = "", hello: dict[str, Any] | None = None) -> str:
-    """Why an engine cannot run and what to do about it in Blender, from its ``hello`` ``code``;
+def engine_advice(
+    code: str, reason: str = "", hello: dict[str, Any] | None = None, engine: str = "neural"
+) -> str:
+    """Why ``engine`` cannot run and what to do about it in Blender, from its ``hello`` ``code``;
     ``hello`` (default: the last answer) gives the size of the models to download."""
+    if code == "packages_missing" and engine == "classic":
+        return (
+            f"the backend Python lacks the packages AvatarTex needs: in {PREFERENCES} choose Managed "
+            "Environment and press Create Environment, or install backend/requirements.txt into the "
+            "Python set there"
+        )
     if code == "packages_missing":
         return f"its packages are not installed ({install_packages_hint()})"
     if code == "models_missing":
@@ -88,7 +96,7 @@ def engine_lines(answer: dict[str, Any]) -> list[str]:
         if info.get("available"):
             lines.append(f"{name.title()} engine: available")
         else:
-            why = engine_advice(str(info.get("code", "")), str(info.get("reason", "")), answer)
+            why = engine_advice(str(info.get("code", "")), str(info.get("reason", "")), answer, name)
             lines.append(f"{name.title()} engine: not available, {why}")
     return lines
 

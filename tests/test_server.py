@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
@@ -282,6 +283,36 @@ def test_engine_codes_packages_missing_and_no_gpu(monkeypatch):
     monkeypatch.setattr(neural, "accelerator_hint", lambda: "")
     entry = _neural(NeuralConfig(device="auto"))
     assert entry["code"] == "no_gpu" and entry["device"] == ""
+
+
+class MissingPackageGenerator(SlowGenerator):
+    """A pipeline whose Python lacks OpenCV: its import fails inside generate."""
+
+    def generate(self, params, progress, check_cancel):
+        raise ModuleNotFoundError("No module named 'cv2'", name="cv2")
+
+
+def test_a_python_without_the_backends_packages_is_said_so_not_an_internal_error(monkeypatch):
+    """An interpreter set in the preferences that lacks the packages: Test Backend said "Classic
+    engine: available" and Generate "Internal error: ModuleNotFoundError ... Please report it"."""
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "cv2" else real_find_spec(name, *a)
+    )
+    classic = engine_status(NeuralConfig())["classic"]
+    assert classic["available"] is False and classic["code"] == "packages_missing"
+    assert classic["missing_packages"] == ["opencv-contrib-python"]
+    assert "requirements.txt" in classic["reason"] and "Create Environment" in classic["reason"]
+    monkeypatch.undo()
+    pipe, out, thread = run_server(MissingPackageGenerator())
+    pipe.send(
+        {"id": 1, "method": "generate", "params": {"mesh": "m.npz", "portrait": "p.png", "out_dir": "o"}}
+    )
+    error = wait_for(out, lambda m: m.get("id") == 1 and "error" in m)["error"]
+    pipe.close()
+    thread.join(10)
+    assert error["code"] == "packages_missing" and "'opencv-contrib-python'" in error["message"]
+    assert "report" not in error["hint"] and "requirements.txt" in error["hint"]
 
 
 def test_engine_codes_with_torch(monkeypatch, tmp_path):

@@ -85,6 +85,8 @@ class ErrorCode:
     BUSY = "busy"
     CANCELLED = "cancelled"
     INTERNAL = "internal"
+    PACKAGES_MISSING = "packages_missing"
+    """The backend's Python lacks a package it needs (the hint says how to install it)."""
     PORTRAIT_MISSING = "portrait_missing"
     PORTRAIT_UNREADABLE = "portrait_unreadable"
     NO_FACE_IN_PORTRAIT = "no_face_in_portrait"

@@ -288,12 +288,21 @@ def engine_status(config) -> dict[str, dict[str, Any]]:
     from .engines import neural
 
     found = neural.status(config)
+    missing = missing_packages()
+    classic = {
+        "available": True,
+        "code": neural.StatusCode.OK,
+        "reason": "runs on any CPU, nothing to download",
+    }
+    if missing:
+        classic = {
+            "available": False,
+            "code": neural.StatusCode.PACKAGES_MISSING,
+            "reason": f"this Python lacks {', '.join(missing)}: {INSTALL_HINT}",
+            "missing_packages": missing,
+        }
     return {
-        "classic": {
-            "available": True,
-            "code": neural.StatusCode.OK,
-            "reason": "runs on any CPU, nothing to download",
-        },
+        "classic": classic,
         "neural": {
             "available": found.ok,
             "code": found.code,
@@ -334,7 +343,44 @@ def warm_up(generator) -> None:
     log.info("warm: pipeline loaded")
 
 
+CLASSIC_PACKAGES = {
+    "numpy": "numpy",
+    "scipy": "scipy",
+    "cv2": "opencv-contrib-python",
+    "mediapipe": "mediapipe",
+    "PIL": "pillow",
+    "numba": "numba",
+    "pywt": "PyWavelets",
+    "skimage": "scikit-image",
+    "trimesh": "trimesh",
+    "threadpoolctl": "threadpoolctl",
+}
+"""The modules the classic engine imports, by the package (backend/requirements.txt) that gives each."""
+
+INSTALL_HINT = (
+    "install backend/requirements.txt into this Python (pip install -r backend/requirements.txt), or "
+    "let the Blender add-on make its own (Preferences: Managed Environment, Create Environment)"
+)
+
+
+def missing_packages() -> list[str]:
+    """The packages of ``CLASSIC_PACKAGES`` this Python cannot import (found without importing them)."""
+    import importlib.util
+
+    return [
+        package for module, package in CLASSIC_PACKAGES.items() if importlib.util.find_spec(module) is None
+    ]
+
+
 def _internal(exc: Exception) -> AvatarTexError:
+    if isinstance(exc, ModuleNotFoundError) and exc.name:  # the backend's Python lacks a package
+        module = exc.name.split(".")[0]
+        package = CLASSIC_PACKAGES.get(module, module)
+        return AvatarTexError(
+            ErrorCode.PACKAGES_MISSING,
+            f"The backend's Python ({sys.executable}) lacks the package {package!r}, which AvatarTex needs.",
+            INSTALL_HINT[0].upper() + INSTALL_HINT[1:] + ".",
+        )
     return AvatarTexError(
         ErrorCode.INTERNAL,
         f"Internal error: {type(exc).__name__}: {exc}",

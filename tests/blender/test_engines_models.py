@@ -76,6 +76,15 @@ def test_each_engine_code_becomes_what_to_do_in_blender(addon):
         assert "avatartex " not in line and "--" not in line and "requirements-neural" not in line, line
         if code != "ok":
             assert line.startswith("Neural engine: not available, ") and "backend's own words" not in line
+    # A backend Python without the packages: the classic engine says what to do in Blender.
+    lacking = _hello("ok")
+    lacking["engines"]["classic"] = {"available": False, "code": "packages_missing", "reason": "pip ..."}
+    line = addon.engines.engine_lines(lacking)[0]
+    assert line.startswith("Classic engine: not available, the backend Python lacks the packages")
+    assert "press Create Environment" in line and "Neural Engine Packages" not in line
+    proto = addon.paths.protocol()
+    error = addon.errors.for_artist(proto.AvatarTexError("packages_missing", "lacks 'numpy'", "pip install"))
+    assert error.hint.startswith("The backend Python lacks the packages") and "pip" not in error.hint
     # A code this add-on does not know (a newer backend): the backend's reason, as it is.
     assert addon.engines.engine_lines(_hello("gpu_too_small"))[1].endswith("the backend's own words")
     # An older backend (a list of the engines that can run, no codes) still reads.
