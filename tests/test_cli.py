@@ -241,3 +241,12 @@ def test_scalp_and_subject_options_reach_the_request(monkeypatch, tmp_path, caps
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(base + [f"--{option}", "wig"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_verbose_is_read_before_or_after_the_command():
+    """The README's synopsis puts ``-v`` after ``generate ...``: it was "unrecognized arguments"."""
+    parser = cli.build_parser()
+    base = ["generate", "--mesh", "m.obj", "--portrait", "p.png", "--out", "o"]
+    assert parser.parse_args(base + ["-v"]).verbose and parser.parse_args(["-v", *base]).verbose
+    assert not parser.parse_args(base).verbose
+    assert parser.parse_args(["models", "list", "--verbose"]).verbose

@@ -510,14 +510,30 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``avatartex`` (also used by the docs and tests)."""
     parser = argparse.ArgumentParser(prog="avatartex", description="Portrait -> seam-free head texture.")
     parser.add_argument("--version", action="version", version=f"avatartex {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details to stderr")
+    parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_generate(sub)
     _add_preview(sub)
     _add_demo(sub)
     sub.add_parser("styles", help="list the style presets")
     add_model_commands(sub)
+    _verbose_anywhere(parser)
     return parser
+
+
+def _verbose_anywhere(parser: argparse.ArgumentParser) -> None:
+    """``-v`` after the command too (``avatartex generate ... -v``, as the README's synopsis has it),
+    in every subcommand at any depth; not given there, it leaves the value read before the command."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                command.add_argument(
+                    "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP
+                )
+                _verbose_anywhere(command)
+
+
+VERBOSE_HELP = "log progress details to stderr"
 
 
 CANCELLED_STATUS = 130
