@@ -61,6 +61,15 @@ def own_file(record, owner: str) -> Path | None:
         return None
 
 
+def changed_since(record, owner: str) -> Path | None:
+    """The file ``record`` names where this add-on wrote it for ``owner`` and it was changed since (an
+    edit in an image editor, a copy over it): kept, which the artist is told; None otherwise."""
+    if not record.path or not _written_for(record, owner):
+        return None
+    path = Path(bpy.path.abspath(record.path))
+    return path if path.is_file() and own_file(record, owner) is None else None
+
+
 def remember(record, path: Path, owner: str) -> None:
     """Record that ``path`` was just written for ``owner``."""
     record.path = blender_path(path)
@@ -137,6 +146,12 @@ def write_texture(
     else:
         final = place_unique(source, folder, stem, taken=lambda name: name in bpy.data.images)
         image = None
+        changed = changed_since(record, obj.name)
+        if changed is not None and notes is not None:
+            notes.append(
+                f"{changed.name} was changed since AvatarTex wrote it (an edit outside Blender?): kept as "
+                f"it is, the new texture is {final.name}"
+            )
     if image is None:
         image = bpy.data.images.load(str(final), check_existing=False)
     if image.name != final.stem and final.stem not in bpy.data.images:

@@ -311,6 +311,27 @@ def test_saved_blend_writes_next_to_it_without_overwriting(addon, fake_backend, 
     assert not [p for p in artist.parent.iterdir() if p.name.startswith(".avatartex")]
 
 
+def test_a_texture_edited_outside_blender_is_kept_and_that_is_said(addon, fake_backend, portrait, tmp_path):
+    """The README promises a file changed since is never overwritten and that this is said: the file
+    was kept, but the new one appeared as Head_001.png with no word."""
+    head = add_sphere(portrait=portrait)
+    bpy.context.scene.avatartex.resolution = 512
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "scene.blend"))
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    first = Path(bpy.path.abspath(_texture_node(head).image.filepath))
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}  # its own file, unchanged: replaced, not said
+    assert Path(bpy.path.abspath(_texture_node(head).image.filepath)) == first
+    assert "was changed since AvatarTex wrote it" not in " ".join(addon.state.last_summary)
+    first.write_bytes(first.read_bytes() + b"painted in another program")
+    edited = first.read_bytes()
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert first.read_bytes() == edited
+    new = Path(bpy.path.abspath(_texture_node(head).image.filepath))
+    assert new.name == "Head_001.png"
+    notes = " ".join(addon.state.last_summary)
+    assert f"{first.name} was changed since AvatarTex wrote it" in notes and "Head_001.png" in notes
+
+
 def test_a_renamed_head_replaces_its_own_file_and_a_copy_does_not(addon, fake_backend, portrait, tmp_path):
     """Renamed after texturing (Head -> Hero), the next texture left Head.png and its image beside a
     new Hero.png; now it replaces the add-on's own file. A copy of the head (Shift+D), which carries
