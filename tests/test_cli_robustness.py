@@ -5,6 +5,7 @@ heavy work, and none needs the shared assets."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from avatartex import cli, preview
-from avatartex.image_io import load_portrait, load_texture
+from avatartex.image_io import load_portrait, load_texture, save_png
 from avatartex.protocol import MAX_SEED, AvatarTexError, ErrorCode, GenerateParams, decode_request
 from image_fixtures import png_claiming
 from testing_paths import ROOT
@@ -152,6 +153,38 @@ def test_demo_arguments_are_checked_before_its_inputs_are_written(tmp_path, caps
     assert cli.main(["demo", "--out", str(out), *extra]) == 2
     assert f"error [{code}]" in capsys.readouterr().err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_the_demo_says_its_verdict_and_the_head_to_open_in_blender(tmp_path, capsys, monkeypatch):
+    """The README says every result comes with a verdict, on the command line too, and its demo's
+    caption discusses it: the demo printed a JSON excerpt without it, nor named demo_head.glb."""
+    from avatartex import pipeline
+
+    class Pipeline:  # the real pipeline takes a minute here; what the demo prints is the question
+        def __init__(self, **kwargs):
+            pass
+
+        def generate(self, params, progress=None):
+            texture = save_png(Path(params.out_dir) / "texture.png", np.full((64, 64, 3), 0.6, np.float32))
+            report = {
+                "engine": "classic", "style": params.style, "timings": {"total": 1.0}, "coverage": 0.5,
+                "registration_error": 0.07, "warnings": ["the photo's mouth is open"],
+                "quality": {"verdict": "doubtful", "estimated_error_iod": 0.07, "reasons": ["far off"],
+                            "advice": ["add landmark pins"], "notes": []},
+            }  # fmt: skip
+            (Path(params.out_dir) / "report.json").write_text(json.dumps(report))
+            return {"texture": str(texture), "report": report}
+
+    monkeypatch.setattr(pipeline, "Generator", Pipeline)
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--out", str(out), "--size", "512"]) == 0
+    printed = capsys.readouterr().out
+    assert (
+        "verdict: doubtful" in printed and "why: far off" in printed and "try: add landmark pins" in printed
+    )
+    assert "warning: the photo's mouth is open" in printed
+    assert str(out / "demo_head.glb") in printed and (out / "demo_head.glb").is_file()
+    assert (out / "preview.png").is_file()
 
 
 # --- 5. what the errors say ---------------------------------------------------------------------------

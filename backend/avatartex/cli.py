@@ -199,16 +199,7 @@ def _generate(args) -> int:
     finally:
         bar.close()
     report = result["report"]
-    from . import uvtiles
-
-    written = result["texture"]
-    if result.get("tiles"):  # several UDIM tiles: texture.<UDIM>.png each
-        written = uvtiles.tile_pattern(written) + f" (UDIM tiles {', '.join(result['tiles'])})"
-    print(
-        f"wrote {written} ({report['engine']} engine, {report['style']}, "
-        f"{report['timings']['total']:.2f} s, coverage {report['coverage']:.0%}, "
-        f"registration error {report['registration_error']:.3f} IOD)"
-    )
+    print_written(result)
     if (report.get("body") or {}).get("summary"):
         print(report["body"]["summary"][0].upper() + report["body"]["summary"][1:] + ".")
     if result.get("body_texture"):
@@ -218,6 +209,33 @@ def _generate(args) -> int:
             f"wrote {report['unwrapped_mesh']}: the mesh with the UV map --unwrap made; the texture fits "
             f"this mesh, not {args.mesh}"
         )
+    print_verdict(report)
+    stale = stale_textures(result, params.texture_name)
+    if stale:
+        print(
+            f"warning: {', '.join(str(path) for path in stale)} {'is' if len(stale) == 1 else 'are'} "
+            "from another run, not this one (left as they were): delete them, or they may be taken "
+            "for this texture"
+        )
+    return 0
+
+
+def print_written(result: dict) -> None:
+    """The line saying what was written and how: engine, style, time, coverage, registration error."""
+    from . import uvtiles
+
+    report, written = result["report"], result["texture"]
+    if result.get("tiles"):  # several UDIM tiles: texture.<UDIM>.png each
+        written = uvtiles.tile_pattern(written) + f" (UDIM tiles {', '.join(result['tiles'])})"
+    print(
+        f"wrote {written} ({report['engine']} engine, {report['style']}, "
+        f"{report['timings']['total']:.2f} s, coverage {report['coverage']:.0%}, "
+        f"registration error {report['registration_error']:.3f} IOD)"
+    )
+
+
+def print_verdict(report: dict) -> None:
+    """The verdict on the registration (why, what to try, notes) and the report's other warnings."""
     quality = report.get("quality") or {}
     if quality:
         estimate = quality["estimated_error_iod"]
@@ -233,14 +251,6 @@ def _generate(args) -> int:
     for warning in report["warnings"]:
         if not warning.startswith("registration "):  # the verdict above says it
             print(f"warning: {warning}")
-    stale = stale_textures(result, params.texture_name)
-    if stale:
-        print(
-            f"warning: {', '.join(str(path) for path in stale)} {'is' if len(stale) == 1 else 'are'} "
-            "from another run, not this one (left as they were): delete them, or they may be taken "
-            "for this texture"
-        )
-    return 0
 
 
 def check_out_folder(folder: Path) -> None:
@@ -476,25 +486,10 @@ def _demo(args) -> int:
         bar.close()
     preview = out / "preview.png"
     render_preview(load_mesh(mesh_path), load_texture(result["texture"]), preview)
-    report = result["report"]
-    print(
-        json.dumps(
-            {
-                k: report[k]
-                for k in (
-                    "engine",
-                    "style",
-                    "size",
-                    "coverage",
-                    "registration_error",
-                    "landmarks_source",
-                    "timings",
-                )
-            },
-            indent=1,
-        )
-    )
-    print(f"wrote {result['texture']}, {out / 'report.json'} and {preview}")
+    print_written(result)
+    print_verdict(result["report"])
+    print(f"wrote {out / 'report.json'} (what was read and done), {preview} (front, side, back)")
+    print(f"      and {out / 'demo_head.glb'}: the demo head, to open in Blender (File > Import > glTF)")
     return 0
 
 
