@@ -702,6 +702,26 @@ HAIRLINE_INK_IOD = 0.035
 """Width, eye distances, of the ink line toon and comic draw inside the hair's edge."""
 
 
+def flat_hair_cover(ctx: StageContext) -> np.ndarray | None:
+    """(S, S) float32 0..1: where a flat style paints the hair (``scalp=hair``, ``ctx.hair``) one
+    colour; None without hair. Crisp at the hairline (the layer's feathered edge read at half its
+    cover, one texel of ramp), and the texels the layer leaves out at a chart's edge inside the hair
+    (the band's top rows under the crown's disc) closed, per chart: left to the palette they were
+    skin, a dotted line over the crown."""
+    cover = ctx.hair
+    if cover is None:
+        return None
+    atlas, rows = ctx.atlas, ctx.atlas.band_rows
+    if ((cover > 0.5) & atlas.mask).sum() < 16:
+        return None
+    held = atlas.mask.astype(np.float32)
+    alpha = smoothstep((cover - 0.35) / 0.3).astype(np.float32) * held
+    near = filters.gaussian((alpha > 0.5) * held, 1.5, rows) / np.maximum(
+        filters.gaussian(held, 1.5, rows), 1e-3
+    )
+    return np.maximum(alpha, smoothstep((near - 0.5) / 0.2).astype(np.float32) * held)
+
+
 def flat_hair(
     flat: np.ndarray, image: np.ndarray, ctx: StageContext, saturation: float, ink: bool
 ) -> np.ndarray:
@@ -713,25 +733,14 @@ def flat_hair(
     Quantised with the rest of the atlas, the synthesised strands and the photo's streaks split into
     palette regions, some of them near enough to the skin to be made skin: a blond head came out as
     olive and beige camouflage, with bars of skin colour on the back of the head."""
-    cover = ctx.hair
-    if cover is None:
+    alpha = flat_hair_cover(ctx)
+    if alpha is None:
         return flat
     atlas, rows = ctx.atlas, ctx.atlas.band_rows
-    inside = (cover > 0.5) & atlas.mask
-    if inside.sum() < 16:
-        return flat
+    held = atlas.mask.astype(np.float32)
+    inside = (ctx.hair > 0.5) & atlas.mask
     base = np.clip(_saturate(np.median(image[inside], axis=0)[None], saturation)[0], 0.0, 1.0)
     hair = np.broadcast_to(base, flat.shape)
-    # Crisp at the hairline (the layer's feathered edge read at half its cover), one texel of ramp.
-    held = atlas.mask.astype(np.float32)
-    alpha = smoothstep((cover - 0.35) / 0.3).astype(np.float32) * held
-    # The texels the layer leaves out at a chart's edge inside the hair (the band's top rows under
-    # the crown's disc) closed, per chart: left to the palette they were skin, a dotted line over the
-    # crown.
-    near = filters.gaussian((alpha > 0.5) * held, 1.5, rows) / np.maximum(
-        filters.gaussian(held, 1.5, rows), 1e-3
-    )
-    alpha = np.maximum(alpha, smoothstep((near - 0.5) / 0.2).astype(np.float32) * held)
     out = _mix(flat, hair, alpha)
     if ink:
         width = max(HAIRLINE_INK_IOD * atlas.layout.face_texels_per_iod, 1.0)
@@ -863,6 +872,9 @@ def comic(image: np.ndarray, ctx: StageContext) -> np.ndarray:
         shade = np.maximum(shade, toned)
         dark = np.clip((0.3 - luminance(flat)) / 0.2, 0.0, 1.0)
         darkness = np.clip(np.maximum(shade * 0.75, dark * 0.6), 0.0, 1.0)
+        hair = flat_hair_cover(ctx)
+        if hair is not None:  # the hair one inked colour, as toon paints it: no dots from its strands
+            darkness = darkness * (1.0 - hair)
         dots = np.clip((0.85 * darkness - screen) * 8.0 + 0.5, 0.0, 1.0) * (darkness > 0.05)
         _keep_shadow(ctx, shade, threshold)
         flat = flat * (1 - np.float32(amount) * dots)[..., None]
