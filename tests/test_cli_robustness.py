@@ -155,27 +155,30 @@ def test_demo_arguments_are_checked_before_its_inputs_are_written(tmp_path, caps
     assert not out.exists() or not any(out.iterdir())
 
 
+class _Pipeline:
+    """Stands in for the pipeline (a minute here): a grey texture and a doubtful report."""
+
+    def __init__(self, **kwargs):
+        pass
+
+    def generate(self, params, progress=None):
+        texture = save_png(Path(params.out_dir) / "texture.png", np.full((64, 64, 3), 0.6, np.float32))
+        report = {
+            "engine": "classic", "style": params.style, "timings": {"total": 1.0}, "coverage": 0.5,
+            "registration_error": 0.07, "warnings": ["the photo's mouth is open"],
+            "quality": {"verdict": "doubtful", "estimated_error_iod": 0.07, "reasons": ["far off"],
+                        "advice": ["add landmark pins"], "notes": []},
+        }  # fmt: skip
+        (Path(params.out_dir) / "report.json").write_text(json.dumps(report))
+        return {"texture": str(texture), "report": report}
+
+
 def test_the_demo_says_its_verdict_and_the_head_to_open_in_blender(tmp_path, capsys, monkeypatch):
     """The README says every result comes with a verdict, on the command line too, and its demo's
     caption discusses it: the demo printed a JSON excerpt without it, nor named demo_head.glb."""
     from avatartex import pipeline
 
-    class Pipeline:  # the real pipeline takes a minute here; what the demo prints is the question
-        def __init__(self, **kwargs):
-            pass
-
-        def generate(self, params, progress=None):
-            texture = save_png(Path(params.out_dir) / "texture.png", np.full((64, 64, 3), 0.6, np.float32))
-            report = {
-                "engine": "classic", "style": params.style, "timings": {"total": 1.0}, "coverage": 0.5,
-                "registration_error": 0.07, "warnings": ["the photo's mouth is open"],
-                "quality": {"verdict": "doubtful", "estimated_error_iod": 0.07, "reasons": ["far off"],
-                            "advice": ["add landmark pins"], "notes": []},
-            }  # fmt: skip
-            (Path(params.out_dir) / "report.json").write_text(json.dumps(report))
-            return {"texture": str(texture), "report": report}
-
-    monkeypatch.setattr(pipeline, "Generator", Pipeline)
+    monkeypatch.setattr(pipeline, "Generator", _Pipeline)
     out = tmp_path / "demo"
     assert cli.main(["demo", "--out", str(out), "--size", "512"]) == 0
     printed = capsys.readouterr().out
@@ -185,6 +188,26 @@ def test_the_demo_says_its_verdict_and_the_head_to_open_in_blender(tmp_path, cap
     assert "warning: the photo's mouth is open" in printed
     assert str(out / "demo_head.glb") in printed and (out / "demo_head.glb").is_file()
     assert (out / "preview.png").is_file()
+
+
+def test_a_seed_given_to_a_style_that_makes_no_random_choice_is_said(tmp_path, capsys, monkeypatch):
+    """Toon, comic and anime on the classic engine are the same for every seed: seed variants made on
+    the command line were identical files, unsaid (the add-on says it of its variants)."""
+    from avatartex import pipeline
+
+    monkeypatch.setattr(pipeline, "Generator", _Pipeline)
+    base = ["generate", "--mesh", str(tmp_path / "m.obj"), "--portrait", str(tmp_path / "p.png")]
+
+    def printed(*extra: str) -> str:
+        assert cli.main([*base, "--out", str(tmp_path / "o"), *extra]) == 0
+        return capsys.readouterr().out
+
+    assert "note: toon on the classic engine makes no random choice: seed 7" in printed(
+        "--style", "toon", "--seed", "7"
+    )
+    assert "makes no random choice" not in printed("--style", "photoreal", "--seed", "7")
+    assert "makes no random choice" not in printed("--style", "toon")
+    assert "makes no random choice" not in printed("--style", "toon", "--seed", "7", "--strength", "0.5")
 
 
 # --- 5. what the errors say ---------------------------------------------------------------------------

@@ -68,7 +68,11 @@ def _add_generate(sub) -> None:
         "default: AVATARTEX_DEVICE, else auto",
     )
     p.add_argument(
-        "--seed", type=int, default=0, help=f"seed of every random choice, 0 to {MAX_SEED} (default 0)"
+        "--seed",
+        type=int,
+        default=0,
+        help=f"seed of every random choice, 0 to {MAX_SEED} (default 0); toon, comic and anime on the "
+        "classic engine at full strength make none: every seed gives the same texture",
     )
     p.add_argument(
         "--strength",
@@ -200,6 +204,14 @@ def _generate(args) -> int:
         bar.close()
     report = result["report"]
     print_written(result)
+    if args.seed and report["engine"] == "classic" and params.strength >= 1.0:
+        from .styles import get_style
+
+        if get_style(params.style).seed_free:
+            print(
+                f"note: {params.style} on the classic engine makes no random choice: seed {args.seed} gives "
+                "the texture every seed gives (for variants, change the style or the strength)"
+            )
     if (report.get("body") or {}).get("summary"):
         print(report["body"]["summary"][0].upper() + report["body"]["summary"][1:] + ".")
     if result.get("body_texture"):
