@@ -257,7 +257,7 @@ def _decode(path: Path, max_side: int | None, what: str = "photo") -> tuple[np.n
     """Open, orient and (down)scale an image file; float32 (H, W, C) 0..1 plus facts about it.
     ``what`` (``photo`` or ``texture``) names the file in the errors."""
     again = (
-        "pick the photo again in the AvatarTex panel"
+        "give its path again (--portrait, or the Portrait in the AvatarTex panel)"
         if what == "photo"
         else "give the texture generate wrote (OUT/texture.png; OUT/texture.<UDIM>.png for UDIM tiles)"
     )
