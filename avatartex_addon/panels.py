@@ -130,12 +130,19 @@ class AVATARTEX_PT_main(_Panel, bpy.types.Panel):
             row.operator("avatartex.generate", icon="TEXTURE")
             if settings.status:
                 wrapped_labels(layout.column(align=True), settings.status, line_width(context))
-            notes = [line for line in state.last_summary[1:] if line]
+            # The active object's verdict is drawn with its reasons below: not twice.
+            verdict_note = obj.avatartex.verdict_note if obj is not None and obj.avatartex.verdict else ""
+            notes = [
+                line
+                for line in state.last_summary[1:]
+                if line
+                and not (verdict_note and line.startswith(obj.name) and line.endswith(f": {verdict_note}"))
+            ]
             if notes:
                 box = layout.box().column(align=True)
                 for line in notes:
                     wrapped_labels(box, line, line_width(context) - 3, icon="INFO")
-        if obj is not None and obj.avatartex.status:
+        if obj is not None and obj.avatartex.status and obj.avatartex.status != settings.status:
             wrapped_labels(layout.column(align=True), obj.avatartex.status, line_width(context))
         if obj is not None and obj.avatartex.verdict:
             icon = {"good": "CHECKMARK", "doubtful": "INFO", "failed": "ERROR"}.get(

@@ -811,6 +811,10 @@ def test_a_doubtful_or_failed_registration_shows_in_the_panel_and_the_summary(
     for word in obj.avatartex.verdict_note.replace(";", " ").split():
         assert word.rstrip(".") in shown
     assert any(text.startswith("Try:") for text in texts)  # what to try starts a line of its own
+    # Drawn once: neither the reasons (in the summary's notes too) nor the status (the scene's and
+    # the object's) twice; a QA count found 61 lines with both.
+    assert not any(f"registration {verdict}:" in text for text in texts)  # the summary's copy
+    assert sum(verdict in text and "Done" in text for text in texts) <= 1
     fake_backend("ok")
     bpy.ops.avatartex.generate()
     assert obj.avatartex.verdict == ""  # a result without a verdict clears the old one
