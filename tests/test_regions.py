@@ -324,6 +324,28 @@ def test_a_flat_styles_hair_is_one_colour_of_its_own_over_the_whole_scalp(
     assert tones.max() >= 0.95 * back.sum()
 
 
+def test_the_photos_hair_beside_the_face_is_a_fringe_above_the_brows_not_wedges_on_the_cheeks(
+    state, monkeypatch
+):
+    """``scalp=hair``: the hair hanging beside a photographed face (the astronaut's, Grace Hopper's)
+    landed inside the face outline down to the jaw, dark wedges on a wider head's cheeks, drawn as
+    hair by the flat styles. Over the face the photo's hair is a fringe: kept at the brows' height and
+    above, none from ``2 * FRINGE_BELOW_BROWS`` below them."""
+    monkeypatch.setattr(  # every pixel of the photo hair: what it lays over the face is the question
+        regions.PortraitHair, "at", lambda self, coords: np.tile(np.float32([1, 0, 0]), (len(coords), 1))
+    )
+    monkeypatch.setattr(regions.PortraitHair, "seen", property(lambda self: True))
+    out = run(state, scalp="hair")
+    cover = out.hair_cover(state.geometry.size)
+    brow = landmark_height(state, regions.RIGHT_EYEBROW + regions.LEFT_EYEBROW)
+    face, y = state.geometry.face, height(state)
+    low = face & (y < brow - 2 * regions.FRINGE_BELOW_BROWS) & (atlas_map(state, state.maps.scalp) < 0.01)
+    high = face & (y > brow + 0.1) & (atlas_map(state, state.maps.scalp) < 0.5)
+    assert low.sum() > 1000 and high.sum() > 100
+    assert cover[low].max() == 0.0  # the cheeks and the jaw: none
+    assert (cover[high] > 0.5).mean() > 0.5  # the forehead under the hairline: the fringe
+
+
 def test_the_hairline_fades_without_a_step(hair_run, state):
     """Across the nape and above the ears, the lightness against the height above the hairline
     (texels binned every 0.04 eye distances) goes from the skin's to the hair's over many bins: no

@@ -542,6 +542,9 @@ class HeadRegions:
     skin: shadows, make-up) is taken off for a clean scalp."""
     in_face: np.ndarray
     """(N,) bool: inside the face outline (``AtlasGeometry.face``)."""
+    fringe: np.ndarray
+    """(N,) float32 0..1: inside the face outline at the brows' height or above (``FRINGE_BELOW_BROWS``
+    below them, fading over as much again), where a photo's fringe may hang over the face."""
     _strands: dict[int, np.ndarray] = field(default_factory=dict)
 
     def strands(self, size: int, seed: int) -> np.ndarray:
@@ -553,6 +556,12 @@ class HeadRegions:
             field_[on_scalp] = strand_field(self.head[on_scalp], size, seed)
             self._strands = {seed: field_}
         return self._strands[seed]
+
+
+FRINGE_BELOW_BROWS = 0.15
+"""Eye distances below the brows down to which the photo's hair is kept over the face (a fringe), fading
+to none as far again below: the hair hanging beside a photographed face (the astronaut's, Grace
+Hopper's) landed as dark wedges on a wider jaw's cheeks with ``scalp=hair``."""
 
 
 _HEAD_REGIONS: dict[int, tuple[weakref.ref, bytes, HeadRegions]] = {}
@@ -579,6 +588,7 @@ def head_regions(geometry: AtlasGeometry, landmarks3d: np.ndarray) -> HeadRegion
     inward = cv2.distanceTransform(geometry.face.astype(np.uint8), cv2.DIST_L2, 5).reshape(-1)[index]
     middle = inward > 0.3 * geometry.layout.face_texels_per_iod
     skin_expected = in_face & (head[:, 1] < brow_y + 0.1)
+    fringe = in_face * smoothstep((head[:, 1] - brow_y + 2 * FRINGE_BELOW_BROWS) / FRINGE_BELOW_BROWS)
     out = HeadRegions(
         points_head,
         index,
@@ -587,6 +597,7 @@ def head_regions(geometry: AtlasGeometry, landmarks3d: np.ndarray) -> HeadRegion
         off_features & (head[:, 1] > mouth_y) & ~(skin_expected & middle),
         skin_expected,
         in_face,
+        fringe.astype(np.float32),
     )
     _HEAD_REGIONS.clear()  # one head at a time is what a batch of variants needs
     _HEAD_REGIONS[id(geometry)] = (weakref.ref(geometry), key, out)
@@ -986,7 +997,7 @@ def _hair_layer(
     fade = _feathered(photo_hair, ids, s, max(1, s // 256), grow=False)
     scalp = regions.scalp[sub]
     over_scalp = scalp * (1.0 - photo_skin)
-    beside = (1.0 - scalp) * np.clip(region[sub] - scalp, 0.0, 1.0) * photo_hair * regions.in_face[sub]
+    beside = (1.0 - scalp) * np.clip(region[sub] - scalp, 0.0, 1.0) * photo_hair * regions.fringe[sub]
     alpha = np.clip(over_scalp + beside, 0.0, 1.0)
     use = alpha > 0
     w_photo = (np.minimum(photo_hair, fade) * over_scalp + beside)[use] / np.maximum(alpha[use], 1e-6)
