@@ -1091,6 +1091,30 @@ def test_the_lips_colour_is_read_from_the_lips_not_the_skin_inside_their_contour
     )
 
 
+def test_an_iris_is_never_read_red(grace_hopper_path, astronaut, astronaut_face) -> None:
+    """Grace Hopper's dark brown eyes read CIELAB hue 33 (the lids' red rims, her warm print): toon and
+    anime drew red eyes. No iris has a red hue: it is turned to the nearest brown; the astronaut's
+    hazel (hue 75) is read as it is."""
+    from avatartex.imaging import to_lab
+    from PIL import Image
+
+    hopper = np.asarray(Image.open(grace_hopper_path), np.float32) / 255.0
+    face, _ = analyse_portrait(hopper)
+    lab = to_lab(regions.feature_colours(hopper, face).iris)
+    assert np.degrees(np.arctan2(lab[2], lab[1])) >= regions.IRIS_RED_HUES[1] - 1.5  # sRGB round trip
+    assert np.hypot(lab[1], lab[2]) > 10  # still a brown, not grey
+    hazel = to_lab(regions.feature_colours(astronaut, astronaut_face).iris)
+    assert 70 < np.degrees(np.arctan2(hazel[2], hazel[1])) < 80
+    for hue in (0, 30, -40, 350):
+        turned = regions.plausible_iris(
+            np.float32([30, 20 * np.cos(np.radians(hue)), 20 * np.sin(np.radians(hue))])
+        )
+        assert abs(np.degrees(np.arctan2(turned[2], turned[1])) - regions.IRIS_RED_HUES[1]) < 0.5
+        assert abs(np.hypot(turned[1], turned[2]) - 20) < 0.01
+    blue = np.float32([40, -5, -20])
+    assert np.array_equal(regions.plausible_iris(blue), blue)
+
+
 def test_the_iris_colour_is_read_between_the_pupil_and_the_sclera(astronaut, astronaut_face) -> None:
     """``regions.feature_colours``: the iris's colour is the middle band of the eye's middle pixels
     (IRIS_BAND), not their darker half, which held the pupil: the astronaut's eyes painted with a

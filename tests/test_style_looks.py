@@ -462,6 +462,32 @@ def test_each_eye_is_drawn_with_an_iris_and_a_pupil(style: str) -> None:
         assert (lum[inside] > 0.8).mean() > 0.1, (style, eye)  # the sclera
 
 
+@pytest.mark.parametrize("style", INKED)
+def test_a_drawn_iris_is_never_red(style: str) -> None:
+    """The flat styles draw the iris in the colour of the photo's eye's darkest part, which in Grace
+    Hopper's took the red of her lids' rims: red eyes. No iris is red: its hue is turned to brown."""
+    from avatartex.imaging import to_lab
+    from avatartex.regions import IRIS_RED_HUES
+
+    geo, texture, coords, lines, _ = _scene()
+    ctx = make_ctx(geo, style, astronaut(), coords, seed=1)
+    ctx.feature_lines = lines
+    for stage in (ClassicInpaint(), ClassicLatent()):
+        texture = stage.run(texture, ctx)
+    color = np.array(texture.color, np.float32, copy=True)
+    for eye in ("right_eye", "left_eye"):
+        color[features.fill_polygon(geo.mask.shape, lines[eye]) > 0.5] = (0.30, 0.08, 0.07)  # dark red
+    styled = ClassicRepaint().run(AtlasTexture(color, texture.confidence), ctx).color
+    for eye in ("right_eye", "left_eye"):
+        inside = features.fill_polygon(geo.mask.shape, lines[eye]) > 0.5
+        lab = to_lab(styled[inside])
+        chroma = np.hypot(lab[:, 1], lab[:, 2])
+        coloured = lab[(chroma > 12) & (lab[:, 0] > 12) & (lab[:, 0] < 70)]  # the iris, not pupil nor sclera
+        assert len(coloured) >= 4, (style, eye)
+        hue = np.median(np.degrees(np.arctan2(coloured[:, 2], coloured[:, 1])))
+        assert hue >= IRIS_RED_HUES[1] - 10, (style, eye, hue)  # its edges mix with the lashes
+
+
 @pytest.mark.parametrize("style", ("toon", "comic"))
 def test_the_photos_red_folds_on_the_face_become_the_skins_own_tones(style: str) -> None:
     """A photo's deep folds and wrinkles, de-lit red (Grace Hopper's: red bars by her nose, blotches

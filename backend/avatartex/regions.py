@@ -793,6 +793,25 @@ def cast_tint(cast: tuple[float, float]) -> str:
     return " and ".join(parts) or "white"
 
 
+IRIS_RED_HUES = (-60.0, 55.0)
+"""CIELAB hues (degrees) no iris has: brown irises read 50-75, hazel and amber 70-90, green 100-140,
+blue and grey 200-260 at low chroma. An iris read in this range took the red of the lids' rims or of
+a warm print (Grace Hopper's dark brown eyes read hue 33, drawn red by toon and anime)."""
+
+
+def plausible_iris(lab: np.ndarray, lightest: float = 55.0) -> np.ndarray:
+    """An iris colour (CIELAB, (3,)) at most L* ``lightest`` (lighter, read in a photo, is the sclera
+    beside a small iris), and a hue in ``IRIS_RED_HUES`` turned to the nearer brown at its edge."""
+    lab = np.array(lab, np.float32, copy=True)
+    lab[0] = min(lab[0], lightest)
+    hue = float(np.degrees(np.arctan2(lab[2], lab[1])))
+    low, high = IRIS_RED_HUES
+    if low < hue < high:
+        chroma = float(np.hypot(lab[1], lab[2]))
+        lab[1:] = chroma * np.array([np.cos(np.radians(high)), np.sin(np.radians(high))], np.float32)
+    return lab
+
+
 def feature_colours(portrait: np.ndarray, face: Face, eyes_seen: bool = True) -> FeatureColours:
     """The sclera, iris and lip colours inside the portrait's eye and lip contours.
 
@@ -838,8 +857,7 @@ def feature_colours(portrait: np.ndarray, face: Face, eyes_seen: bool = True) ->
     iris = np.mean(irises, axis=0) if irises else DEFAULT_IRIS
     sclera = np.mean(scleras, axis=0) if scleras else DEFAULT_SCLERA
     # A sclera in shadow or tinted by the lids reads as skin: keep it light and nearly neutral.
-    iris_lab = to_lab(np.asarray(iris, np.float32))
-    iris_lab[0] = min(iris_lab[0], 55.0)
+    iris_lab = plausible_iris(to_lab(np.asarray(iris, np.float32)))
     if face.extras.get("monochrome"):  # a black-and-white photo's (tinted): no colour to read
         return FeatureColours(_neutral_sclera(sclera, 78.0), DEFAULT_IRIS.copy(), DEFAULT_LIPS.copy())
     read = face.extras.get("pass") != "outline"

@@ -25,6 +25,7 @@ from ... import atlas_filters as filters
 from ...atlas import AtlasGeometry, directions
 from ...features import Stroke, arc, brow_midline, draw_strokes, fill_polygon, taper
 from ...imaging import from_lab, luminance, put_rows, sample_image, smoothstep, take_rows, to_lab, unit_range
+from ...regions import plausible_iris
 from ..base import AtlasTexture, Stage, StageContext
 
 _WAVELET = "db2"
@@ -960,6 +961,8 @@ def drawn_eyes(
             continue
         cx, cy = xx[box][dark].mean(), yy[box][dark].mean()
         iris_colour = np.clip(_saturate(source[box][dark].mean(axis=0)[None], iris_saturation)[0] * 1.3, 0, 1)
+        # Never red: the lids' rims and a warm print read into the eye's darkest part.
+        iris_colour = np.clip(from_lab(plausible_iris(to_lab(iris_colour), lightest=100.0)), 0, 1)
         height = float(contour[:, 1].max() - contour[:, 1].min())
         r = max(iris_share * height, 0.12 * unit * iris_share / 0.55)
         d = np.sqrt((xx[box] - cx) ** 2 + (yy[box] - cy) ** 2)
