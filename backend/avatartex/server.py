@@ -363,6 +363,12 @@ INSTALL_HINT = (
 )
 
 
+NEURAL_INSTALL_HINT = (
+    "install backend/requirements-neural.txt into this Python (the neural engine's packages), or let the "
+    "Blender add-on make its own with them (Preferences: Neural Engine Packages, Create Environment)"
+)
+
+
 def missing_packages() -> list[str]:
     """The packages of ``CLASSIC_PACKAGES`` this Python cannot import (found without importing them)."""
     import importlib.util
@@ -376,10 +382,11 @@ def _internal(exc: Exception) -> AvatarTexError:
     if isinstance(exc, ModuleNotFoundError) and exc.name:  # the backend's Python lacks a package
         module = exc.name.split(".")[0]
         package = CLASSIC_PACKAGES.get(module, module)
+        hint = INSTALL_HINT if module in CLASSIC_PACKAGES else NEURAL_INSTALL_HINT
         return AvatarTexError(
             ErrorCode.PACKAGES_MISSING,
             f"The backend's Python ({sys.executable}) lacks the package {package!r}, which AvatarTex needs.",
-            INSTALL_HINT[0].upper() + INSTALL_HINT[1:] + ".",
+            hint[0].upper() + hint[1:] + ".",
         )
     return AvatarTexError(
         ErrorCode.INTERNAL,
