@@ -494,7 +494,8 @@ class Job:
         head = f"{len(done)} done, {len(failed)} failed"
         if cancelled:
             head += f", {len(cancelled)} cancelled"
-        self.summary = [head] + [f"{t.label}: {t.message}" for t in failed] + self.notes
+        failures = [f"{t.label}: {t.message}" for t in failed]
+        self.summary = [head] + merged_notes(failures + self.notes, [t.label for t in self.tasks])
         state.last_summary = self.summary
         scene = bpy.context.scene
         if scene is not None and hasattr(scene, "avatartex"):
@@ -631,6 +632,28 @@ def own_body_copies(obj: bpy.types.Object) -> set:
     copies = {v.body_image for v in settings.variants if v.body_object == obj.name and v.body_image}
     written = outputs.own_file(settings.body_output, obj.name) if settings.toned_body == obj.name else None
     return copies | set(outputs.images_of(written) if written is not None else [])
+
+
+def merged_notes(notes: list[str], labels: list[str]) -> list[str]:
+    """``notes`` with those that say the same of several tasks (``"<label>: <text>"``, one of
+    ``labels``) said once for all of them ("Head, Hero: <text>"), where the first of them stood: a
+    batch of heads with one verdict repeated its paragraph for each."""
+    by_text: dict[str, list[str]] = {}
+    order: list[tuple[str, str]] = []  # (kind, key): a note as it is, or a text several labels share
+    for note in notes:
+        label = next(
+            (name for name in sorted(labels, key=len, reverse=True) if note.startswith(f"{name}: ")), None
+        )
+        if label is None:
+            order.append(("note", note))
+            continue
+        text = note[len(label) + 2 :]
+        if text not in by_text:
+            by_text[text] = []
+            order.append(("text", text))
+        if label not in by_text[text]:
+            by_text[text].append(label)
+    return [key if kind == "note" else f"{', '.join(by_text[key])}: {key}" for kind, key in order]
 
 
 def show_on_body(body: bpy.types.Object, image: bpy.types.Image, slots: list[int], notes: list[str]) -> None:

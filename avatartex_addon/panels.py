@@ -136,7 +136,9 @@ class AVATARTEX_PT_main(_Panel, bpy.types.Panel):
                 line
                 for line in state.last_summary[1:]
                 if line
-                and not (verdict_note and line.startswith(obj.name) and line.endswith(f": {verdict_note}"))
+                and not (
+                    verdict_note and line.startswith(f"{obj.name}: ") and line.endswith(f": {verdict_note}")
+                )
             ]
             if notes:
                 box = layout.box().column(align=True)

@@ -584,6 +584,21 @@ def test_batch_keeps_going_past_failure(addon, fake_backend, portrait, bad_portr
     assert "not an image" in " ".join(labels) and any(text.startswith("Char1:") for text in labels)
 
 
+def test_a_batch_says_a_verdict_shared_by_several_heads_once(addon, fake_backend, portrait):
+    """Three heads, one doubtful verdict: the summary repeated its paragraph (reasons and what to try)
+    for each; now once, naming them all."""
+    objs = [add_sphere(f"Char{i}", portrait) for i in range(3)]
+    for o in objs:
+        o.select_set(True)
+    bpy.context.scene.avatartex.resolution = 512
+    fake_backend("ok", verdict="doubtful")
+    assert bpy.ops.avatartex.batch_retexture() == {"FINISHED"}
+    verdicts = [line for line in addon.state.last_summary if "registration doubtful" in line]
+    assert len(verdicts) == 1 and verdicts[0].startswith("Char0, Char1, Char2: registration doubtful: ")
+    merged = addon.jobs.merged_notes(["A: x", "note", "B: x", "A: y"], ["A", "B"])
+    assert merged == ["A, B: x", "note", "A: y"]
+
+
 def test_panels_draw_with_recording_layout(addon, fake_backend, portrait):
     calls = []
 
