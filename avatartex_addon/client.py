@@ -141,6 +141,12 @@ class BackendClient:
             raise errors.backend_error("No backend Python is set.", errors.HINT_SET_PYTHON)
         if not Path(python).exists():
             raise errors.backend_error(f"The backend Python {python} does not exist.", errors.HINT_SET_PYTHON)
+        if Path(python).is_dir():  # "Permission denied" was all the artist read
+            raise errors.backend_error(
+                f"The backend Python {python} is a folder, not a Python program (in an environment it "
+                "is bin/python, or Scripts\\python.exe on Windows).",
+                errors.HINT_SET_PYTHON,
+            )
         env = self.config.process_env()
         Path(self.config.log_path).parent.mkdir(parents=True, exist_ok=True)
         self._stderr_tail.clear()

@@ -769,6 +769,9 @@ def test_preferences_python_device_and_restart(addon, fake_backend, tmp_path):
         prefs.python_path = str(tmp_path / "missing-python")
         with pytest.raises(RuntimeError, match="missing-python does not exist"):
             bpy.ops.avatartex.test_backend()  # the preference wins over AVATARTEX_BACKEND_PYTHON
+        prefs.python_path = str(tmp_path)  # the environment's folder picked, not its python
+        with pytest.raises(RuntimeError, match="is a folder, not a Python program"):
+            bpy.ops.avatartex.test_backend()
         prefs.python_path = os.environ["AVATARTEX_BACKEND_PYTHON"]
         prefs.device = "cpu"
         prefs.low_vram = True
