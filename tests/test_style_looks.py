@@ -462,6 +462,26 @@ def test_each_eye_is_drawn_with_an_iris_and_a_pupil(style: str) -> None:
         assert (lum[inside] > 0.8).mean() > 0.1, (style, eye)  # the sclera
 
 
+def test_comics_brows_are_strokes_not_outlined_capsules() -> None:
+    """Comic outlined each brow's flat fill: grey capsules with a black rim, tabs from the side (QA).
+    A brow is a stroke along its middle now: the rim away from the middle carries no ink."""
+    _, _, _, lines, _ = _scene()
+    unit = _unit()
+    ink_distance = _distance_to_mask(_ink("comic"))
+    for brow in ("right_brow", "left_brow"):
+        contour, middle = lines[brow], features.brow_midline(lines[brow])
+        along = features.distance_to_lines(ink_distance.shape, [middle])
+        xy = np.round(contour - 0.5).astype(int)
+        rim = along[xy[:, 1], xy[:, 0]] > 0.06 * unit  # the outline's points away from the middle
+        assert rim.sum() >= 5, brow
+        inked = ink_distance[xy[:, 1], xy[:, 0]][rim] <= 1.0
+        assert inked.mean() < 0.3, (brow, inked.mean())
+        covered = ink_distance[
+            np.round(middle[:, 1] - 0.5).astype(int), np.round(middle[:, 0] - 0.5).astype(int)
+        ]
+        assert (covered <= 1.0).mean() > 0.7, brow  # the stroke itself
+
+
 @pytest.mark.parametrize("style", INKED)
 def test_a_drawn_iris_is_never_red(style: str) -> None:
     """The flat styles draw the iris in the colour of the photo's eye's darkest part, which in Grace

@@ -555,9 +555,12 @@ def feature_strokes(lines: dict[str, np.ndarray], unit: float, weight: float, lo
         # slanting off the mouth onto the cheek).
         strokes.append(_stroke(lines["lips_outer"], 0.175, 0.325, 0.014 * w, 0.1))
     if look == "comic":
+        # A brow is a stroke along its middle, thick in the middle and tapering to the tail, over its
+        # flat fill: an outline round the fill read as a grey capsule stuck on, a tab from the side.
         for brow in ("right_brow", "left_brow"):
             if brow in lines:
-                strokes.append(Stroke(lines[brow], np.full(len(lines[brow]), 0.012 * w, np.float32)))
+                mid = brow_midline(lines[brow])
+                strokes.append(Stroke(mid, taper(len(mid), 0.04 * w, 0.35)))
         if "jaw" in lines:
             strokes.append(_stroke(lines["jaw"], 0.2, 0.8, 0.03 * w, 0.05))
     if look == "anime":
