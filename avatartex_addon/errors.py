@@ -50,7 +50,7 @@ def for_artist(error: Exception) -> Exception:
         for row in engines.missing_models(state.hello)
     ):
         error.hint = f"{classic}, or {engines.engine_advice('models_missing')}."
-    elif code == getattr(protocol().ErrorCode, "PACKAGES_MISSING", "packages_missing"):
+    elif code == protocol().ErrorCode.PACKAGES_MISSING:
         advice = engines.engine_advice("packages_missing", engine="classic")
         error.hint = advice[0].upper() + advice[1:] + "."
     return error

@@ -640,10 +640,9 @@ def merged_notes(notes: list[str], labels: list[str]) -> list[str]:
     batch of heads with one verdict repeated its paragraph for each."""
     by_text: dict[str, list[str]] = {}
     order: list[tuple[str, str]] = []  # (kind, key): a note as it is, or a text several labels share
+    longest_first = sorted(set(labels), key=len, reverse=True)  # "Head.001" before "Head"
     for note in notes:
-        label = next(
-            (name for name in sorted(labels, key=len, reverse=True) if note.startswith(f"{name}: ")), None
-        )
+        label = next((name for name in longest_first if note.startswith(f"{name}: ")), None)
         if label is None:
             order.append(("note", note))
             continue

@@ -300,17 +300,18 @@ def unsaved_leftovers(keep_days: float = UNSAVED_KEEP_DAYS) -> tuple[list[Path],
     next to the .blend) that the open file does not show and that were last written over
     ``keep_days`` ago, and the bytes of every file there (what the preferences show)."""
     folder = user_dir("textures")
-    used, old_before = used_files(), time.time() - keep_days * 86400.0
-    leftovers, total = [], 0
+    old_before = time.time() - keep_days * 86400.0
+    old, total = [], 0
     for entry in os.scandir(folder):
         if not entry.is_file(follow_symlinks=False):
             continue
         stat = entry.stat(follow_symlinks=False)
         total += stat.st_size
-        path = Path(entry.path)
-        if stat.st_mtime < old_before and str(path.resolve()) not in used:
-            leftovers.append(path)
-    return sorted(leftovers), total
+        if stat.st_mtime < old_before:
+            old.append(Path(entry.path))
+    # The open file's images resolved only where a file is old enough (the preferences redraw this).
+    used = used_files() if old else set()
+    return sorted(path for path in old if str(path.resolve()) not in used), total
 
 
 def records_of(obj: bpy.types.Object) -> list:

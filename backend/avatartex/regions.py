@@ -540,8 +540,6 @@ class HeadRegions:
     skin_expected: np.ndarray
     """(N,) bool: inside the face outline below the brows, where only hair (not any colour that is not
     skin: shadows, make-up) is taken off for a clean scalp."""
-    in_face: np.ndarray
-    """(N,) bool: inside the face outline (``AtlasGeometry.face``)."""
     fringe: np.ndarray
     """(N,) float32 0..1: inside the face outline at the brows' height or above (``FRINGE_BELOW_BROWS``
     below them, fading over as much again), where a photo's fringe may hang over the face."""
@@ -596,7 +594,6 @@ def head_regions(geometry: AtlasGeometry, landmarks3d: np.ndarray) -> HeadRegion
         scalp_membership(points_head, head),
         off_features & (head[:, 1] > mouth_y) & ~(skin_expected & middle),
         skin_expected,
-        in_face,
         fringe.astype(np.float32),
     )
     _HEAD_REGIONS.clear()  # one head at a time is what a batch of variants needs

@@ -727,7 +727,12 @@ def flat_hair_cover(ctx: StageContext) -> np.ndarray | None:
 
 
 def flat_hair(
-    flat: np.ndarray, image: np.ndarray, ctx: StageContext, saturation: float, ink: bool
+    flat: np.ndarray,
+    image: np.ndarray,
+    ctx: StageContext,
+    saturation: float,
+    ink: bool,
+    alpha: np.ndarray | None = None,
 ) -> np.ndarray:
     """``flat`` with the hair (``scalp=hair``, ``ctx.hair``) painted as a flat style paints it: one
     colour, the hair's median in ``image``, saturated as the style saturates its palette, and, with
@@ -736,8 +741,9 @@ def flat_hair(
 
     Quantised with the rest of the atlas, the synthesised strands and the photo's streaks split into
     palette regions, some of them near enough to the skin to be made skin: a blond head came out as
-    olive and beige camouflage, with bars of skin colour on the back of the head."""
-    alpha = flat_hair_cover(ctx)
+    olive and beige camouflage, with bars of skin colour on the back of the head. ``alpha``: its
+    ``flat_hair_cover``, where the caller has it already."""
+    alpha = flat_hair_cover(ctx) if alpha is None else alpha
     if alpha is None:
         return flat
     atlas, rows = ctx.atlas, ctx.atlas.band_rows
@@ -863,7 +869,8 @@ def comic(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     if cleared is not None:  # the photo's features drawn on the head's own: theirs cleared
         flat, darker = _mix(flat, skin, cleared), darker * (1 - cleared)
     flat = _brow_and_lip_fills(flat, image, drawn, shape, p.get("lip_saturation", 1.5), lines)
-    flat = flat_hair(flat, image, ctx, p.get("saturation", 1.3), ink=True)
+    hair = flat_hair_cover(ctx)
+    flat = flat_hair(flat, image, ctx, p.get("saturation", 1.3), ink=True, alpha=hair)
     # Halftone: a dot screen whose period divides the atlas width, so it wraps at the back seam.
     amount = float(p.get("halftone_amount", 0.55))
     if amount > 0:
@@ -876,7 +883,6 @@ def comic(image: np.ndarray, ctx: StageContext) -> np.ndarray:
         shade = np.maximum(shade, toned)
         dark = np.clip((0.3 - luminance(flat)) / 0.2, 0.0, 1.0)
         darkness = np.clip(np.maximum(shade * 0.75, dark * 0.6), 0.0, 1.0)
-        hair = flat_hair_cover(ctx)
         if hair is not None:  # the hair one inked colour, as toon paints it: no dots from its strands
             darkness = darkness * (1.0 - hair)
         dots = np.clip((0.85 * darkness - screen) * 8.0 + 0.5, 0.0, 1.0) * (darkness > 0.05)
