@@ -220,3 +220,60 @@ def test_the_photos_neck_stays_off_a_wider_jaw(wide_jaw, astronaut_path, tmp_pat
         seen[rule] = float(np.linalg.norm(lab[jaw] - skin, axis=1).mean())  # CIELAB units per texel
     assert seen[False] > 8.0, seen  # the neck and collar were there
     assert seen[True] < 0.6 * seen[False], seen
+
+
+def test_the_inked_jaw_lies_on_the_jaws_outline_not_across_the_cheeks(wide_jaw):
+    """The detector reads a sculpted wide jaw's outline inside its silhouette, and comic inked that
+    reading across the cheeks (a second smile). The jaw the styles draw (``HeadModel.
+    drawn_landmarks``) lies where the surface, seen from the front, turns away from it or stands
+    before the neck: each point of the inked arc turned away (the forward component of the normal
+    under 0.5, where the detector's reading faces the front) and seen from the front (nothing of the
+    mesh before it)."""
+    from avatartex.face import JAW
+    from avatartex.pipeline.generator import Generator
+
+    model = Generator(cache_size=1).head(wide_jaw)
+    frame = model.frame
+    inked = list(JAW)[5:16]  # the comic's arc, 0.26-0.74 of the 21 points
+    read = frame.to_head(model.landmarks.points3d[inked])
+    drawn = frame.to_head(model.drawn_landmarks()[inked])
+    surface = frame.to_head(model.mesh.positions)
+    forward = frame.directions_to_head(model.mesh.normals)[:, 2]
+
+    def turn(points: np.ndarray) -> np.ndarray:
+        nearest = np.argmin(np.linalg.norm(surface[None] - points[:, None], axis=-1), axis=1)
+        assert np.linalg.norm(surface[nearest] - points, axis=1).max() < 0.05  # on the surface
+        return forward[nearest]
+
+    assert np.isfinite(read).all() and np.isfinite(drawn).all()
+    assert np.median(turn(read)) > 0.5  # the detector's reading faces the front
+    assert turn(drawn).max() < 0.5, turn(drawn)
+    moved = np.linalg.norm((drawn - read)[:, :2], axis=1)
+    assert 0.05 < np.median(moved) < jawline.OUTLINE_REACH_IOD + 0.01
+    # Seen from the front: the frontmost surface at each point's place (an orthographic render, 100
+    # pixels an eye distance) is the point's own.
+    from avatartex import raster
+
+    low = surface[:, :2].min(axis=0)
+    pixels = (surface[:, :2] - low) * [100.0, -100.0] + [0.0, 100.0 * np.ptp(surface[:, 1])]
+    height, width = (np.ptp(surface[:, [1, 0]], axis=0) * 100).astype(int) + 2
+    triangles = model.mesh.triangles
+    _, _, depth = raster.rasterize_triangles(pixels[triangles], -surface[triangles][..., 2], height, width)
+    for point in drawn:
+        x, y = ((point[:2] - low) * [100.0, -100.0] + [0.0, 100.0 * np.ptp(surface[:, 1])]).astype(int)
+        assert -depth[y, x] < point[2] + 0.08, (point, -depth[y, x])  # the neck: 0.3-1 behind
+
+
+def test_a_jaw_point_found_nowhere_stays_unknown_and_one_past_the_outline_stays(wide_jaw):
+    from avatartex.face import JAW
+    from avatartex.pipeline.generator import Generator
+
+    model = Generator(cache_size=1).head(wide_jaw)
+    mesh = model.mesh
+    jaw = np.array(model.landmarks.points3d[list(JAW)])
+    jaw[3] = np.nan
+    beyond = model.frame.origin + model.frame.scale * (np.array([0.0, -3.5, 3.0]) @ model.frame.axes)
+    jaw[10] = beyond  # in the air before the neck: past the outline already
+    out = jawline.jaw_on_outline(mesh.positions, mesh.triangles, mesh.normals, model.frame, jaw)
+    assert np.isnan(out[3]).all()
+    assert np.allclose(out[10], beyond)

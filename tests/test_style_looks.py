@@ -319,6 +319,45 @@ def test_cel_shadows_fall_under_the_jaw_not_along_a_busts_cut(style: str) -> Non
     assert levels[0] > 0.5 and levels[1] == 0.0, levels
 
 
+@pytest.mark.parametrize("threshold", [0.45, 0.55, 0.6])  # comic's, anime's and toon's
+def test_no_cel_shadow_on_the_cut_at_a_short_necks_bottom(threshold: float) -> None:
+    """A stylised head whose neck ends high (the contact sheet's: its bottom at -2.6 eye distances,
+    above ``FACING_DOWN_FADE``) had its bottom's cap, facing straight down, in full cel shadow: in
+    comic a disc of halftone dots, a dotted ring under the neck from the back. The cut is not a form
+    of the head; under the jaw still is."""
+    from avatartex import demo_head
+    from avatartex.engines.classic import repaint
+    from avatartex.mesh import Mesh, compute_normals
+    from avatartex.pipeline.generator import Generator
+
+    shape = demo_head.HeadShape(eye_scale=1.35, nose_length=1.3, jaw_width=1.2, chin_scale=0.7)
+    positions, triangles, uvs, pins = demo_head.make_demo_head(shape=shape, resolution=72)
+    mesh = Mesh(positions, triangles, uvs, compute_normals(positions, triangles), pins, "StylisedHead")
+    geo = Generator(cache_size=1).head(mesh).atlas(256)
+    points = geo.frame.to_head(np.where(geo.mask[..., None], geo.positions, 0.0))
+    normals = geo.frame.directions_to_head(geo.normals)
+    lowest = points[..., 1][geo.mask].min()
+    assert lowest > repaint.FACING_DOWN_FADE[0]  # as short as the contact sheet's
+    cap = geo.mask & (points[..., 1] < lowest + 0.05) & (normals[..., 1] < -0.9)
+    under_jaw = geo.mask & (points[..., 1] > lowest + 0.5) & (normals[..., 1] < -0.7)
+    assert cap.sum() > 30 and under_jaw.sum() > 30, (cap.sum(), under_jaw.sum())
+    shadow = repaint._shadow_shapes(geo, 1.0, threshold)
+    assert shadow[cap].max() == 0.0
+    assert (shadow[under_jaw] > 0.5).mean() > 0.2
+    # The bake's rule for a surface point the atlas does not hold: facing straight down with no
+    # fold, in shadow under the jaw, not on the cut.
+    ctx = make_ctx(geo, "comic", astronaut(), None)
+    repaint._keep_shadow(ctx, np.zeros(geo.mask.shape, np.float32), threshold)
+    frame = geo.frame
+    down = np.repeat(-frame.axes[1][None], 2, axis=0)
+    where = (
+        frame.origin
+        + frame.scale * np.array([[0.0, lowest + 0.02, 0.0], [0.0, lowest + 0.8, 0.5]]) @ frame.axes
+    )
+    levels = ctx.style_shadow.at(down, np.zeros(2, np.float32), where)
+    assert levels[0] == 0.0 and levels[1] > 0.5, levels
+
+
 @pytest.mark.parametrize("threshold", [0.45, 0.6])  # comic's and toon's
 def test_no_fold_specks_on_the_back_of_the_head(threshold: float) -> None:
     """The back of the head has no feature: a fold shadow there smaller than a form is a bump of the
@@ -626,3 +665,25 @@ def test_drawn_lines_are_the_heads_own_lips_and_nose_and_the_photos_eyes() -> No
         assert np.abs(drawn[name][0] - first).max() < 1e-3, name  # the curve runs through them
     for name in ("right_eye", "left_eye", "right_brow", "left_brow"):
         assert drawn[name] is photo[name], name
+    # One jaw point the mesh's renders did not place (the stylised demo head's, below its ear): the
+    # jaw is still the head's own, through its neighbours (comic inked the photo's across its cheeks).
+    jaw = list(features.FEATURES["jaw"][0])
+    missing = points.copy()
+    missing[jaw[2]] = np.nan
+    drawn = features.drawn_lines(geo, photo, missing)
+    assert np.abs(drawn["jaw"][0] - own[jaw[0]]).max() < 1e-3
+    assert np.abs(drawn["jaw"][-1] - own[jaw[-1]]).max() < 1e-3
+    middle = drawn["jaw"][2 * features._SUBDIVIDE]  # where the missing point would be
+    assert np.linalg.norm(middle - (own[jaw[1]] + own[jaw[3]]) / 2) < 0.25 * np.linalg.norm(
+        own[jaw[1]] - own[jaw[3]]
+    )
+    # An end unknown: the line goes on from its neighbour by the neighbours' step.
+    for end, neighbour, next_one in ((0, 1, 2), (-1, -2, -3)):
+        missing = points.copy()
+        missing[jaw[end]] = np.nan
+        tip = features.drawn_lines(geo, photo, missing)["jaw"][end]
+        expected = 2 * own[jaw[neighbour]] - own[jaw[next_one]]
+        assert np.linalg.norm(tip - expected) < 1e-3
+    missing = points.copy()
+    missing[jaw[:6]] = np.nan  # more than a quarter unknown: the photo's
+    assert features.drawn_lines(geo, photo, missing)["jaw"] is photo["jaw"]

@@ -218,3 +218,90 @@ def jaw_edge(portrait: np.ndarray, landmarks: np.ndarray, beyond: JawDistance, i
     step = float(np.abs(lum[0] - lum[1]).mean())
     lo, hi = JAW_EDGE
     return float(smoothstep(np.float32((step - lo) / (hi - lo))))
+
+
+OUTLINE_PX_PER_IOD = 64.0
+"""Pixels an eye distance of the head's front view in which ``jaw_on_outline`` finds its outline."""
+OUTLINE_REACH_IOD = 0.4
+"""Eye distances ``jaw_on_outline`` moves a jaw landmark outwards at most: the detector reads a
+sculpted jaw's outline 0.1-0.3 eye distances inside its silhouette (see the module's docstring)."""
+OUTLINE_TURN = 0.25
+"""Forward component of the head-frame normal below which the surface has turned away from the
+front: the jaw's outline seen from straight ahead."""
+OUTLINE_STEP_IOD = 0.1
+"""Eye distances of depth from one front-view pixel to the next outwards from which the next lies
+behind the jaw (the neck seen past it)."""
+
+
+def jaw_on_outline(
+    positions: np.ndarray, triangles: np.ndarray, normals: np.ndarray, frame, jaw: np.ndarray
+) -> np.ndarray:
+    """The mesh's jaw landmarks ``jaw`` (N, 3, mesh space, NaN where unknown, in ``JAW``'s order)
+    moved outwards, across the jaw line in the head's front view, onto its outline: where the
+    surface has turned away from the front (``OUTLINE_TURN``) or stands before the neck behind it
+    (``OUTLINE_STEP_IOD``), at most ``OUTLINE_REACH_IOD`` (a point that finds none stays). The
+    detector reads a sculpted jaw's outline inside its silhouette; an ink along the reading crossed a
+    wide jaw's cheeks (comic's "second smile") and ran up the front of a scanned chin.
+
+    ``frame``: the head's ``atlas.HeadFrame``; ``normals``: (V, 3) vertex normals in mesh space."""
+    jaw = np.asarray(jaw, np.float64)
+    known = np.isfinite(jaw).all(axis=1)
+    if known.sum() < 3:
+        return jaw
+    head = frame.to_head(np.asarray(positions, np.float64))
+    points = frame.to_head(jaw[known])
+    px = OUTLINE_PX_PER_IOD
+    reach = OUTLINE_REACH_IOD + 0.1
+    low, high = points[:, :2].min(axis=0) - reach, points[:, :2].max(axis=0) + reach
+    width, height = (np.ceil((high - low) * px)).astype(int) + 1
+
+    def pixel(xy: np.ndarray) -> np.ndarray:  # head-frame x, y (up) -> render x, y (down)
+        return np.c_[(xy[:, 0] - low[0]) * px, (high[1] - xy[:, 1]) * px]
+
+    tris = np.asarray(triangles, np.int64)
+    tri_id, bary, depth = raster.rasterize_triangles(
+        pixel(head[:, :2])[tris], -head[tris][..., 2], height, width
+    )
+    covered = tri_id >= 0
+    forward = raster.interpolate(
+        frame.directions_to_head(np.asarray(normals, np.float64)).astype(np.float32), tris, tri_id, bary
+    )[..., 2]
+    at = pixel(points[:, :2])
+    # Outwards: across the line (its neighbours' chord turned a quarter), away from the face's middle.
+    chord = np.gradient(at, axis=0)
+    out = np.c_[chord[:, 1], -chord[:, 0]]
+    out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+    middle = at.mean(axis=0) - [0.0, 0.5 * px]
+    out *= np.where(np.sum(out * (at - middle), axis=1, keepdims=True) < 0, -1.0, 1.0)
+    steps = np.arange(0.0, OUTLINE_REACH_IOD * px + 0.5, 0.5)
+    moved = np.zeros(len(at))
+    for i, (start, direction) in enumerate(zip(at, out, strict=True)):
+        trail = start + steps[:, None] * direction
+        cols, rows = np.round(trail[:, 0] - 0.5).astype(int), np.round(trail[:, 1] - 0.5).astype(int)
+        inside = (cols >= 0) & (cols < width) & (rows >= 0) & (rows < height)
+        on = np.zeros(len(steps), bool)
+        on[inside] = covered[rows[inside], cols[inside]]
+        z = np.full(len(steps), np.inf)
+        z[on] = depth[rows[on], cols[on]]
+        turned = np.ones(len(steps), bool)
+        turned[on] = forward[rows[on], cols[on]] < OUTLINE_TURN
+        behind = np.zeros(len(steps), bool)
+        behind[1:] = z[1:] - z[:-1] > OUTLINE_STEP_IOD
+        stop = ~on | turned | behind
+        if stop[0] or not stop.any():  # already past the outline, or none within reach
+            continue
+        moved[i] = steps[np.argmax(stop) - 1]
+    # One point's slip (a fold, an ear's lobe) does not kink the line: its neighbours' median.
+    padded = np.r_[moved[:1], moved, moved[-1:]]
+    moved = np.median(np.stack([padded[:-2], padded[1:-1], padded[2:]]), axis=0)
+    target = at + moved[:, None] * out
+    cols = np.clip(np.round(target[:, 0] - 0.5).astype(int), 0, width - 1)
+    rows = np.clip(np.round(target[:, 1] - 0.5).astype(int), 0, height - 1)
+    hit = covered[rows, cols] & (moved > 0)
+    new = points.copy()
+    new[hit, 0] = target[hit, 0] / px + low[0]
+    new[hit, 1] = high[1] - target[hit, 1] / px
+    new[hit, 2] = -depth[rows[hit], cols[hit]]
+    result = jaw.copy()
+    result[known] = frame.origin + (new @ frame.axes) * frame.scale
+    return result

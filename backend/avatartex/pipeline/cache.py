@@ -42,12 +42,14 @@ from ..camera import Camera
 from ..eyes import Eyes, find_eyeballs
 from ..face import (
     FACE_OVAL,
+    JAW,
     LEFT_EYE_CONTOUR,
     MOUTH_LEFT,
     MOUTH_RIGHT,
     NOSE_TIP,
     RIGHT_EYE_CONTOUR,
 )
+from ..jawline import jaw_on_outline
 from ..landmarks import MeshLandmarks, detect_from_camera, detect_mesh_landmarks
 from ..mesh import Mesh, compute_normals, parse_facing
 from ..meshframe import MeshFrame, mesh_frame, normalized
@@ -113,6 +115,19 @@ class HeadModel:
                 )
             self.derived["painted"] = found
         return self.derived["painted"]
+
+    def drawn_landmarks(self) -> np.ndarray:
+        """The mesh's landmarks as the flat styles draw the head's own features (``features.
+        drawn_lines``): its jaw's on the jaw's outline (``jawline.jaw_on_outline``)."""
+        if "drawn" not in self.derived:
+            points = np.array(self.landmarks.points3d, np.float64)
+            jaw = list(JAW)
+            mesh = self.mesh
+            points[jaw] = jaw_on_outline(
+                mesh.positions, mesh.triangles, mesh.normals, self.frame, points[jaw]
+            )
+            self.derived["drawn"] = points
+        return self.derived["drawn"]
 
     def to_file(self, points: np.ndarray) -> np.ndarray:
         """Points of ``mesh`` (and of the atlas, landmarks, registration) in the file's coordinates."""

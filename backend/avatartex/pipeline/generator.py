@@ -293,7 +293,7 @@ class Generator:
         ctx.feature_source = lambda: feature_lines(
             geometry, analysis.face.landmarks, projection.portrait_coords, analysis.head.landmarks.points3d
         )
-        mesh_points = analysis.head.landmarks.points3d
+        mesh_points = analysis.head.drawn_landmarks()
         ctx.drawn_source = lambda photo_lines: drawn_lines(geometry, photo_lines, mesh_points)
         # The hair (scalp=hair) and separate eyeballs go over the completed, de-lit skin, before the
         # style's repaint.

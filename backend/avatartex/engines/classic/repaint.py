@@ -350,10 +350,22 @@ in shadow: a dark line, in comic a band of halftone dots, along the bust's botto
 bottom of a neck."""
 
 
-def head_part(heights: np.ndarray) -> np.ndarray:
-    """1 at head-frame heights above FACING_DOWN_FADE, fading to 0 below it."""
+CUT_FADE_IOD = (0.1, 0.4)
+"""Eye distances above the mesh's lowest point between which a surface facing down becomes a form
+of the head: below, it is where the mesh was cut (the bottom of a neck, a bust's base), however
+high that is. The stylised demo head's neck ends at -2.6, above ``FACING_DOWN_FADE``: its bottom's
+cap was a disc of halftone dots, a dotted ring under the neck from the back."""
+
+
+def head_part(heights: np.ndarray, lowest: float = -np.inf) -> np.ndarray:
+    """1 at head-frame heights above FACING_DOWN_FADE and ``CUT_FADE_IOD`` over the mesh's
+    ``lowest`` height, fading to 0 below them."""
     top, bottom = FACING_DOWN_FADE
-    return np.clip((np.asarray(heights) - bottom) / (top - bottom), 0.0, 1.0).astype(np.float32)
+    heights = np.asarray(heights)
+    fade = np.clip((heights - bottom) / (top - bottom), 0.0, 1.0)
+    low, high = CUT_FADE_IOD
+    above_cut = np.clip((heights - lowest - low) / (high - low), 0.0, 1.0)
+    return (fade * above_cut).astype(np.float32)
 
 
 BEHIND_EARS_DEG = 120.0
@@ -362,6 +374,13 @@ head: no feature there, the ears at 90-105 on the scanned and the demo head. A f
 smaller than a form (``TONE_SHADOW_MIN_IOD2``) is a bump of the sculpt or the scan: the scanned
 head's occipital groove (0.003-0.009 square eye distances) was a dark dash, in comic a dotted smudge,
 on the back of its head; the demo head's nape under the skull (0.06-0.19) stays."""
+
+
+def _lowest(atlas: AtlasGeometry) -> float:
+    """The lowest head-frame height of the surface the atlas shows (-inf for an empty one)."""
+    if not atlas.mask.any():
+        return -np.inf
+    return float(atlas.frame.to_head(atlas.positions[atlas.mask])[:, 1].min())
 
 
 def head_forms(atlas: AtlasGeometry) -> dict[str, np.ndarray]:
@@ -379,7 +398,7 @@ def head_forms(atlas: AtlasGeometry) -> dict[str, np.ndarray]:
     if hit is not None and hit[0]() is atlas:
         return hit[1]
     points = atlas.frame.to_head(np.where(atlas.mask[..., None], atlas.positions, 0.0))
-    head = head_part(points[..., 1]) * atlas.mask
+    head = head_part(points[..., 1], _lowest(atlas)) * atlas.mask
     front = (np.abs(directions(points)[0]) <= np.radians(BEHIND_EARS_DEG)).astype(np.float32)
     down = (-atlas.normals[..., 1] * head).astype(np.float32)
     out = {"cavity": _cavity(atlas), "down": down, "head": head, "front": front}
@@ -483,9 +502,10 @@ def _keep_shadow(ctx: StageContext, shown: np.ndarray, threshold: float) -> None
     from ...bake import StyleShadow
 
     frame, strength = ctx.atlas.frame, float(np.clip(ctx.strength, 0.0, 1.0))
+    lowest = _lowest(ctx.atlas)
 
     def at(normals: np.ndarray, cavity: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        head = head_part(frame.to_head(positions)[..., 1])
+        head = head_part(frame.to_head(positions)[..., 1], lowest)
         down = -frame.directions_to_head(normals)[..., 1] * head
         return _shadow_level(cavity * head, down, threshold) * np.float32(strength)
 
@@ -562,7 +582,7 @@ def feature_strokes(lines: dict[str, np.ndarray], unit: float, weight: float, lo
                 mid = brow_midline(lines[brow])
                 strokes.append(Stroke(mid, taper(len(mid), 0.04 * w, 0.35)))
         if "jaw" in lines:
-            strokes.append(_stroke(lines["jaw"], 0.2, 0.8, 0.03 * w, 0.05))
+            strokes.append(_stroke(lines["jaw"], 0.26, 0.74, 0.03 * w, 0.05))
     if look == "anime":
         for brow in ("right_brow", "left_brow"):
             if brow in lines:
