@@ -122,6 +122,22 @@ def test_harmonise_reads_the_band_only(sphere_atlas):
         np.testing.assert_allclose(fixed[ring], 0.5, atol=1e-6)
 
 
+def test_harmonise_reads_the_bands_surface_only(sphere_atlas):
+    """Near the band's top and bottom rows its charts end in teeth (the triangles drawn there), and a
+    ring texel's band point can lie past them or past the band's edge: read there, whatever the
+    stages left between the teeth went into the cap (with scalp=hair, a dark "M" drawn into the hair
+    on the crown's front). Those ring texels keep the cap's own colour."""
+    g = sphere_atlas
+    color = np.full((g.size, g.size, 3), 0.5, np.float32)
+    band = np.zeros(g.mask.shape, bool)
+    band[: g.band_rows] = True
+    color[band & ~g.mask] = 1.0  # between the band's teeth, not the surface's
+    assert (band & ~g.mask)[: g.band_rows // 8].any()
+    fixed = harmonise_charts(g, color)
+    caps = (g.chart == CROWN) | (g.chart == CHIN)
+    assert np.abs(fixed[caps] - 0.5).max() < 1e-3, np.abs(fixed[caps] - 0.5).max()
+
+
 # -- the compiled filters reproduce the numpy formulations they replaced, bit for bit ------------
 
 

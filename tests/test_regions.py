@@ -346,6 +346,26 @@ def test_the_photos_hair_beside_the_face_is_a_fringe_above_the_brows_not_wedges_
     assert (cover[high] > 0.5).mean() > 0.5  # the forehead under the hairline: the fringe
 
 
+def test_the_photos_hair_is_the_same_on_the_band_and_the_crown_disc(state):
+    """A surface point near the crown's front is held twice, by the band's top rows and by the crown
+    disc. The photo's hair gave way to strands a few texels from the band's edge (its teeth, eroded
+    as if the hair ended there), not in the disc: a seam in the shape of the teeth, a dark "M" on
+    the crown's front (the scanned head with the astronaut). Both charts take the photo alike."""
+    from avatartex.atlas import _cap_rings
+
+    out = run(state, scalp="hair")
+    layer, geometry = out.hair_layer, state.geometry
+    share = np.zeros(geometry.size * geometry.size, np.float32)
+    share[layer.index] = layer.photo_share * layer.alpha
+    share = share.reshape(geometry.size, geometry.size)
+    crown = next(cap for cap in _cap_rings(geometry) if geometry.chart[cap.rows[0], cap.cols[0]] == CROWN)
+    disc = share[crown.rows[crown.ring], crown.cols[crown.ring]]
+    band = geometry.sample(share[: geometry.band_rows], crown.band_xy)
+    seen = np.maximum(disc, band) > 0.3
+    assert seen.sum() > 200, seen.sum()
+    assert np.percentile(np.abs(disc - band)[seen], 99) < 0.3, np.percentile(np.abs(disc - band)[seen], 99)
+
+
 def test_the_hairline_fades_without_a_step(hair_run, state):
     """Across the nape and above the ears, the lightness against the height above the hairline
     (texels binned every 0.04 eye distances) goes from the skin's to the hair's over many bins: no

@@ -414,6 +414,16 @@ def _cap_rings(geometry: AtlasGeometry) -> list[_CapRing]:
             continue
         corners_xy = geometry.triangle_xy[ids[ring]]
         xy = (corners_xy * geometry.bary[rr[ring], cc[ring]][..., None]).sum(axis=1)
+        # Only where the band holds the surface round the point: its charts end in teeth near its
+        # top and bottom rows, and a point there or past the band's edge read whatever lay between
+        # them (a dark "M" on the crown's front, with the photo's hair over it).
+        within = (xy[:, 1] >= 0.0) & (xy[:, 1] <= geometry.band_rows - 1)
+        held = geometry.sample(geometry.mask[: geometry.band_rows].astype(np.float32), xy) >= 1.0 - 1e-4
+        keep = within & held
+        ring[np.flatnonzero(ring)[~keep]] = False
+        xy = xy[keep]
+        if not ring.any():
+            continue
         r0, c0 = int(rr.min()), int(cc.min())
         r1 = r0 + -(-(int(rr.max()) + 1 - r0) // k) * k
         c1 = c0 + -(-(int(cc.max()) + 1 - c0) // k) * k

@@ -483,15 +483,29 @@ def _texels_above(geometry: AtlasGeometry, height: float) -> tuple[np.ndarray, n
 
 
 def _feathered(
-    values: np.ndarray, index: np.ndarray, size: int, radius: int, grow: bool = True, coarse: int = 1
+    values: np.ndarray,
+    index: np.ndarray,
+    size: int,
+    radius: int,
+    grow: bool = True,
+    coarse: int = 1,
+    surface: np.ndarray | None = None,
 ) -> np.ndarray:
     """``values`` (N,) of atlas texels ``index`` dilated (``grow``) or eroded by ``radius`` texels and
     blurred as much, read back at the same texels; the work stays in the box around the non-zero
     values. ``coarse`` > 1 does the work on a box that many times smaller (a wide feather is smooth:
-    the scalp's shadow band, 9 texels grown and 13 blurred at 1024, took 25 ms at full size)."""
+    the scalp's shadow band, 9 texels grown and 13 blurred at 1024, took 25 ms at full size).
+
+    ``surface``: (S, S) bool the atlas texels that hold the surface (``AtlasGeometry.mask``); an
+    erosion then does not eat into the values from the space between the charts, where the surface
+    goes on in another chart: the band's top rows end in teeth, and the photo's hair eroded from
+    them gave way to strands in the band and not in the crown disc for the same surface points (a
+    seam in the shape of the teeth, a dark "M" on the crown's front)."""
     if not (values > 1e-3).any():
         return np.zeros(len(index), np.float32)
     image = np.zeros(size * size, np.float32)
+    if surface is not None and not grow:
+        image[~np.asarray(surface, bool).reshape(-1)] = 1.0
     image[index] = values
     image = image.reshape(size, size)
     rows, cols = np.divmod(index[values > 1e-3], size)
@@ -1009,7 +1023,7 @@ def _hair_layer(
     photo_hair = facing * says[:, 0]
     photo_skin = facing * says[:, 1] * (1.0 - says[:, 0])
     # Over the scalp the photo's hair fades into the strands over a few texels, not at its ragged edge.
-    fade = _feathered(photo_hair, ids, s, max(1, s // 256), grow=False)
+    fade = _feathered(photo_hair, ids, s, max(1, s // 256), grow=False, surface=geometry.mask)
     scalp = regions.scalp[sub]
     over_scalp = scalp * (1.0 - photo_skin)
     beside = (1.0 - scalp) * np.clip(region[sub] - scalp, 0.0, 1.0) * photo_hair * regions.fringe[sub]
