@@ -79,11 +79,11 @@ def remember(record, path: Path, owner: str) -> None:
 
 
 def images_of(path: Path) -> list[bpy.types.Image]:
-    """Image datablocks that read the file ``path``."""
+    """Image datablocks that read the file ``path``, or hold it packed into the .blend."""
     target = str(path.resolve())
     found = []
     for image in bpy.data.images:
-        if image.source != "FILE" or not image.filepath or image.packed_file is not None:
+        if image.source != "FILE" or not image.filepath:
             continue
         try:
             if str(Path(bpy.path.abspath(image.filepath, library=image.library)).resolve()) == target:
@@ -142,6 +142,11 @@ def write_texture(
         final = replace_own(source, previous)
         image = images[0] if images else None
         if image is not None:
+            if image.packed_file is not None:
+                # Packed by the artist: the same datablock (its name, what refers to it) reads the new
+                # file, packed again by the caller. A new image beside it took the name with ".png"
+                # and left the old one holding the last texture.
+                image.unpack(method="REMOVE")
             image.reload()
     else:
         final = place_unique(source, folder, stem, taken=lambda name: name in bpy.data.images)

@@ -88,10 +88,21 @@ def output_dir() -> tuple[Path, bool]:
     return user_dir("textures"), False
 
 
+WINDOWS_RESERVED = frozenset(
+    ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
+    + [f"{device}{n}" for device in ("COM", "LPT") for n in list("123456789") + ["¹", "²", "³"]]
+)
+"""Device names Windows will not take as a file's name, whatever its extension (``CON.png``): an
+object called ``Con`` or ``aux`` is a plausible name for a character."""
+
+
 def safe_name(text: str) -> str:
-    """A file-name-safe version of an object or variant name (letters of any script kept: 頭 -> 頭)."""
-    cleaned = re.sub(r"[^\w.-]+", "_", text).strip("._")
-    return cleaned or "texture"
+    """A file-name-safe version of an object or variant name (letters of any script kept: 頭 -> 頭),
+    one Windows can write too (``CON`` -> ``CON_``)."""
+    cleaned = re.sub(r"[^\w.-]+", "_", text).strip("._") or "texture"
+    if cleaned.split(".")[0].upper() in WINDOWS_RESERVED:
+        cleaned = cleaned.split(".")[0] + "_" + cleaned[len(cleaned.split(".")[0]) :]
+    return cleaned
 
 
 def ensure_writable_dir(folder: Path) -> None:

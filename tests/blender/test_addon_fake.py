@@ -249,8 +249,34 @@ def test_a_packed_texture_stays_packed_and_names_keep_their_script(addon, fake_b
     image = _texture_node(head).image
     assert Path(image.filepath).name == "頭.png" and image.packed_file is None  # not packed unasked
     image.pack()
+    bpy.context.scene.avatartex.resolution = 1024  # another texture: another file
     assert bpy.ops.avatartex.generate() == {"FINISHED"}
-    assert _texture_node(head).image.packed_file is not None
+    again = _texture_node(head).image
+    assert again.packed_file is not None
+    # The same image, holding the new file: a new one beside it was named "頭.png" and the old one
+    # kept the last texture under the name things refer to.
+    assert again.name == image.name == "頭"
+    final = Path(bpy.path.abspath(again.filepath))
+    assert again.packed_file.data == final.read_bytes() and again.size[0] == 1024
+    assert [i.name for i in bpy.data.images if Path(bpy.path.abspath(i.filepath)).name == "頭.png"] == ["頭"]
+
+
+def test_file_names_from_object_names_are_ones_every_system_writes(addon):
+    """An object named ``CON`` (or aux, com1, lpt3...) wrote ``CON.png``, a name Windows refuses
+    whatever the extension: the write failed there. Other names as before."""
+    safe = addon.paths.safe_name
+    for name in ("CON", "con", "Aux", "NUL", "COM1", "lpt9", "con.001"):
+        cleaned = safe(name)
+        assert cleaned.split(".")[0].upper() not in addon.paths.WINDOWS_RESERVED, (name, cleaned)
+        assert cleaned.upper().startswith(name.split(".")[0].upper()), (name, cleaned)
+    assert safe("con.001") == "con_.001"
+    for name, expected in (
+        ("Head/Left:1", "Head_Left_1"),
+        ("..", "texture"),
+        ("Console", "Console"),
+        ("COM10", "COM10"),
+    ):
+        assert safe(name) == expected
 
 
 def test_a_portrait_packed_into_the_blend_or_under_home_is_said_or_found(
