@@ -310,6 +310,17 @@ def test_a_surely_read_face_of_other_proportions_is_not_counted_as_misplaced():
     verdict, reasons, _, _ = judge({**disagreeing, "landmark_scatter_iod": 0.012}, surely)
     assert verdict == "doubtful" and any("a little beside" in r for r in reasons)
     assert any("proportions differ" in r for r in reasons)
+    # Not "read surely" where the detector itself was unsure of the photo's face (a 25-pixel face
+    # enlarged scatters little): said once, of the photo; a low score on the mesh's render, of it.
+    unsure = {**disagreeing, "landmark_scatter_iod": 0.012, "portrait_score": 0.2}
+    _, reasons, advice, _ = judge(unsure, surely)
+    assert not any("proportions differ" in r or "surely" in r for r in reasons), reasons
+    assert any("unsure of the photo's face (score 0.20)" in r for r in reasons), reasons
+    assert any("sharper" in a for a in advice), advice
+    _, reasons, advice, _ = judge({**disagreeing, "landmark_scatter_iod": 0.012, "mesh_score": 0.3}, surely)
+    assert any("proportions differ" in r for r in reasons)
+    assert any("unsure of the face on the mesh (score 0.30)" in r for r in reasons), reasons
+    assert any("facing direction" in a for a in advice), advice
     _, reasons, _, _ = judge({**disagreeing, "landmark_scatter_iod": 0.08}, by_disagreement)
     assert any("eyes on brows" in r for r in reasons) and not any("proportions differ" in r for r in reasons)
     assert estimate_error({**disagreeing, "landmark_scatter_iod": 0.08}) == pytest.approx(by_disagreement)

@@ -394,8 +394,12 @@ def _scatter_cap(signals: Mapping[str, Any]) -> float:
 def surely_read_other_face(signals: Mapping[str, Any], calibration: Calibration = CALIBRATION) -> bool:
     """The photo's landmarks were read surely and their disagreement with the mesh's is larger than
     that certainty allows for a misplacement (the scatter capped the estimate): a face of other
-    proportions than the mesh's, a real person's on a sculpt, not a misread one."""
-    return _scatter_cap(signals) < _disagreement(signals, calibration)
+    proportions than the mesh's, a real person's on a sculpt, not a misread one. Not where the
+    detector itself was unsure of the photo's face (MIN_DETECTOR_SCORE): a 25-pixel face enlarged
+    scatters little and was said to be "read surely" beside "the face detector was unsure"."""
+    return _number(signals, "portrait_score", 1.0) >= MIN_DETECTOR_SCORE and _scatter_cap(
+        signals
+    ) < _disagreement(signals, calibration)
 
 
 def landmarks_read(signals: Mapping[str, Any]) -> bool:
@@ -478,14 +482,20 @@ def _caveats(signals: Mapping[str, Any]) -> list[tuple[str, str]]:
                 "use a more frontal photo",
             )
         )
-    detected = str(signals.get("landmarks_source", "detected")).startswith("detected")
-    scores = [_number(signals, "portrait_score", 1.0)] + (
-        [_number(signals, "mesh_score", 1.0)] if detected else []
-    )
-    if min(scores) < MIN_DETECTOR_SCORE:
+    if _number(signals, "portrait_score", 1.0) < MIN_DETECTOR_SCORE:
         out.append(
             (
-                "the face detector was unsure of the face (low score)",
+                f"the face detector was unsure of the photo's face (score "
+                f"{_number(signals, 'portrait_score'):.2f})",
+                "use a sharper, larger or more evenly lit photo of the face, or add pins",
+            )
+        )
+    detected = str(signals.get("landmarks_source", "detected")).startswith("detected")
+    if detected and _number(signals, "mesh_score", 1.0) < MIN_DETECTOR_SCORE:
+        out.append(
+            (
+                f"the face detector was unsure of the face on the mesh (score "
+                f"{_number(signals, 'mesh_score'):.2f})",
                 "check the facing direction, or add pins",
             )
         )
