@@ -258,15 +258,15 @@ def capture_object(
 
 
 BODY_REACH = 0.08
-"""Distance, as a share of the head's height, within which a body object's vertices lie from the
-bottom of the head's (its neck) for it to be the body the head sits on (``separate_body``): a coarse
-body's vertices are a few centimetres apart, its neck ring on or just inside the head's."""
+"""Distance, as a share of the head's height, within which a body object's surface lies from the
+bottom of the head's vertices (its neck) for it to be the body the head sits on (``separate_body``):
+its neck ring on or just inside the head's."""
 BODY_BELOW = 0.5
 """How far below the head's lowest point, as a share of the head's height, a body object reaches
 at least: a copy of the head in its place (Shift+D), hair or a hat is no body."""
 BODY_TOUCH_SHARE = 0.2
 """Share of the head's bottom vertices (its lowest ``NECK_SLICE``) that must lie within ``BODY_REACH``
-of a body object's."""
+of a body object's surface."""
 NECK_SLICE = 0.15
 """The bottom of the head, as a share of its height, whose vertices are looked at for a body."""
 
@@ -280,14 +280,29 @@ def _world_points(obj: bpy.types.Object) -> np.ndarray:
     return co.reshape(-1, 3).astype(np.float64) @ matrix[:3, :3].T + matrix[:3, 3]
 
 
+def _triangles_in_box(
+    mesh: bpy.types.Mesh, corners: np.ndarray, low: np.ndarray, high: np.ndarray
+) -> np.ndarray:
+    """(T, 3) vertex indices of ``mesh``'s triangles whose bounding box meets the box ``low``..``high``
+    (``corners``: the mesh's vertices in the box's space)."""
+    mesh.calc_loop_triangles()
+    triangles = np.empty(len(mesh.loop_triangles) * 3, np.int32)
+    mesh.loop_triangles.foreach_get("vertices", triangles)
+    triangles = triangles.reshape(-1, 3)
+    points = corners[triangles]
+    meets = np.all((points.max(axis=1) >= low) & (points.min(axis=1) <= high), axis=1)
+    return triangles[meets]
+
+
 def separate_body(head: bpy.types.Object) -> tuple[bpy.types.Object, bpy.types.Image] | None:
     """The body a head sits on when it is an object of its own (VRoid's Face and Body, a head set on
     a stock body), and the image its skin material shows (``material.base_image``: a file or packed):
     the head's ``body_object`` where the artist set one, else the visible mesh object with such an
-    image that reaches well below the head (``BODY_BELOW``) and whose vertices meet the bottom of the
-    head's (``BODY_REACH``, ``BODY_TOUCH_SHARE``), the most of them. None for a head alone, or a body
-    that shows no image: nothing to tone."""
-    from mathutils.kdtree import KDTree
+    image that reaches well below the head (``BODY_BELOW``) and whose surface meets the bottom of the
+    head's (``BODY_REACH``, ``BODY_TOUCH_SHARE``), the most of it. None for a head alone, or a body
+    that shows no image: nothing to tone. Its surface, not its vertices: a blocked-out torso or a
+    32-sided cylinder under a bust touches the head with faces whose corners are far from it."""
+    from mathutils.bvhtree import BVHTree
 
     chosen = head.avatartex.body_object
     if chosen is not None:  # the artist's: sent as it is (the backend says where it does not meet)
@@ -307,17 +322,14 @@ def separate_body(head: bpy.types.Object) -> tuple[bpy.types.Object, bpy.types.I
         image = material.base_image(obj)
         if image is None:
             continue
-        near = _world_points(obj)
-        if len(near) == 0 or near[:, 2].min() > low - BODY_BELOW * (high - low):
+        corners = _world_points(obj)
+        if len(corners) == 0 or corners[:, 2].min() > low - BODY_BELOW * (high - low):
             continue
-        near = near[np.all((near >= box_lo) & (near <= box_hi), axis=1)]
-        if len(near) == 0:
+        triangles = _triangles_in_box(obj.data, corners, box_lo, box_hi)
+        if len(triangles) == 0:
             continue
-        tree = KDTree(len(near))
-        for index, point in enumerate(near):
-            tree.insert(point, index)
-        tree.balance()
-        share = float(np.mean([tree.find(point)[2] <= reach for point in neck]))
+        tree = BVHTree.FromPolygons(corners.tolist(), triangles.tolist(), all_triangles=True)
+        share = float(np.mean([tree.find_nearest(point, reach)[0] is not None for point in neck]))
         if share > best_share:
             best, best_share = (obj, image), share
     return best

@@ -878,6 +878,29 @@ def test_a_body_object_under_the_head_is_found_and_captured_in_the_heads_frame(a
     assert addon.capture.separate_body(head)[0] == body
 
 
+def test_a_low_poly_body_the_head_sits_on_is_found_by_its_surface(addon, tmp_path):
+    """A coarse body (a blocked-out torso, a 32-sided cylinder under a bust) touches the head's bottom
+    with its faces, its vertices far apart: found by the vertices alone, it was not found at all, and
+    nothing was said. A box whose top face the head's bottom rests on is the body."""
+    head = add_sphere("Head")
+    _, path = _body_under(head, tmp_path)
+    bpy.data.objects.remove(bpy.data.objects["Body"])
+    bpy.ops.mesh.primitive_cube_add(size=3.0, location=(0.0, 0.0, -0.87 - 1.5))
+    torso = bpy.context.active_object
+    torso.name = "Torso"
+    torso.data.materials.append(material_showing("Torso Skin", bpy.data.images.load(str(path))))
+    bpy.context.view_layer.update()
+    corners = np.array([torso.matrix_world @ v.co for v in torso.data.vertices])
+    bottom = np.array([head.matrix_world @ v.co for v in head.data.vertices if v.co.z < -0.7])
+    nearest = np.linalg.norm(bottom[:, None] - corners[None], axis=-1).min(axis=1)
+    assert nearest.min() > addon.capture.BODY_REACH * 2.0 * 5  # no vertex of it near the head
+    found = addon.capture.separate_body(head)
+    assert found is not None and found[0] == torso
+    torso.location.z -= 0.5  # a gap under the head: not the body it sits on
+    bpy.context.view_layer.update()
+    assert addon.capture.separate_body(head) is None
+
+
 def test_generate_sends_the_body_and_shows_its_toned_copy_keeping_the_artists_image(
     addon, fake_backend, portrait, tmp_path
 ):
