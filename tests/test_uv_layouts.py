@@ -255,6 +255,43 @@ def test_mirrored_uvs_show_the_side_the_photo_sees(yaw, generator, head, tmp_pat
         assert error_chosen < 0.7 * error_drawn
 
 
+def test_a_planar_projection_shows_the_face_where_the_photo_sees_it(generator, astronaut_path, tmp_path):
+    """The scanned bust with UVs projected straight from the front (a quick planar unwrap): the face,
+    the neck under the chin, the back of the head and neck share texels, three or four parts on one.
+    Only the first and the last drawn competed, and the face's eyes and its mouth and chin showed the
+    back's skin (blank eyes, a flat patch). Seen from the front, the texture looks as on its own UVs."""
+    from avatartex.camera import Camera
+    from avatartex.mesh import load_mesh
+    from testing_paths import require_scanned_head
+
+    scan = load_mesh(require_scanned_head())
+    model = generator.head(scan)
+    frame = model.frame
+    xy = scan.positions[scan.triangles] @ frame.axes[:2].T  # across and up the face
+    low, high = xy.reshape(-1, 2).min(axis=0), xy.reshape(-1, 2).max(axis=0)
+    planar = dataclasses.replace(scan, uvs=((xy - low) / (high - low) * 0.98 + 0.01).astype(np.float32))
+    centre = model.to_file(frame.origin)
+    eye = model.to_file(frame.origin + frame.axes[2] * frame.scale * 9.0)
+    camera = Camera.look_at(eye, centre, frame.axes[1], 30.0, SIZE, SIZE)
+    textures = {}
+    for name, mesh in (("own", scan), ("planar", planar)):
+        result = _generate(generator, mesh, astronaut_path, tmp_path / name)
+        textures[name] = load_texture(result["texture"])
+    assert any("shared by two parts of the mesh" in w for w in result["report"]["warnings"])
+    own, covered = render_view(scan, textures["own"], camera)
+    seen, _ = render_view(planar, textures["planar"], camera)
+    # The face: from the brows to under the chin, between the cheeks.
+    corners = np.array([[x, y, 1.3] for x in (-1.0, 1.0) for y in (0.5, -2.3)])
+    xy, _ = camera.project(model.to_file(frame.origin + (corners @ frame.axes) * frame.scale))
+    (x0, y0), (x1, y1) = np.floor(xy.min(axis=0)).astype(int), np.ceil(xy.max(axis=0)).astype(int)
+    face = np.zeros_like(covered)
+    face[y0:y1, x0:x1] = covered[y0:y1, x0:x1]
+    assert face.sum() > 0.05 * covered.sum()
+    error = np.abs(seen[face] - own[face]).mean() * 255
+    print(f"planar UVs vs the head's own, the face rendered from the front: {error:.2f}")
+    assert error < 3.0
+
+
 # -- several materials ----------------------------------------------------------------------------------
 
 

@@ -147,6 +147,11 @@ def uv_surface(
     return surface
 
 
+SEEN_GAIN = 0.05
+"""How much more of a texel the photo must show of another part sharing it than of the part drawn
+there for ``prefer_seen`` to swap (nearly equal: the part drawn stays)."""
+
+
 def prefer_seen(
     surface: UVSurface,
     geometry: AtlasGeometry,
@@ -154,29 +159,44 @@ def prefer_seen(
     positions: np.ndarray,
     triangles: np.ndarray,
     normals: np.ndarray,
+    uvs: np.ndarray,
 ) -> UVSurface:
-    """``surface`` with each shared texel (``SharedTexels``) showing whichever of its two parts the
-    photo backs more (``confidence``: the atlas's photo confidence), so a mirrored half takes the
-    half the photo sees; ``surface`` itself when nothing changes."""
+    """``surface`` with each shared texel (``SharedTexels``) showing whichever of the parts on it the
+    photo shows most (``confidence``: how far the photo shows each atlas texel, read at each
+    triangle's corners), so a mirrored half takes the half the photo sees; ``surface`` itself when
+    nothing changes. Every part on a texel competes, not only the first and the last drawn: a
+    planar projection stacks the chin, the neck under it and the back of the neck, and the face's
+    chin lost to the back's skin. Where the photo shows two alike, the one facing the head's front
+    wins. ``uvs``: the (T, 3, 2) UVs ``surface`` was rasterised from."""
     shared = surface.shared
     if shared is None:
         return surface
+    size = surface.tri_id.shape[0]
+    corner_xy = np.asarray(geometry.triangle_xy, np.float64).reshape(-1, 2)
+    seen = geometry.sample(np.asarray(confidence, np.float32), corner_xy).reshape(-1, 3)
+    front = geometry.frame.directions_to_head(np.asarray(normals, np.float64))[:, 2]
+    score = seen + 0.01 * np.clip(front[np.asarray(triangles)], -1.0, 1.0)
+    points = np.asarray(uvs, np.float64).reshape(-1, 3, 2) * size
+    points[..., 1] = size - points[..., 1]
+    best, best_bary, depth = raster.rasterize_triangles(points, -score, size, size)
     flat_tri = surface.tri_id.reshape(-1)
     flat_bary = surface.bary.reshape(-1, 3)
-    drawn = np.einsum("kc,kcd->kd", flat_bary[shared.index], geometry.triangle_xy[flat_tri[shared.index]])
-    other = np.einsum("kc,kcd->kd", shared.bary, geometry.triangle_xy[shared.tri_id])
-    swap = geometry.sample(confidence, other) > geometry.sample(confidence, drawn) + 0.05
+    index = shared.index
+    now = (score[flat_tri[index]] * flat_bary[index]).sum(axis=1)
+    winner = best.reshape(-1)[index]
+    swap = (winner >= 0) & (winner != flat_tri[index]) & (-depth.reshape(-1)[index] > now + SEEN_GAIN)
     if not swap.any():
         return surface
-    index = shared.index[swap]
+    index, chosen = index[swap], winner[swap]
+    chosen_bary = best_bary.reshape(-1, 3)[index]
     tri_id, bary = surface.tri_id.copy(), surface.bary.copy()
-    tri_id.reshape(-1)[index] = shared.tri_id[swap]
-    bary.reshape(-1, 3)[index] = shared.bary[swap]
+    tri_id.reshape(-1)[index] = chosen
+    bary.reshape(-1, 3)[index] = chosen_bary
     rows = np.cumsum(surface.mask.reshape(-1)) - 1  # texel -> its row in the (M, 3) arrays
-    points, point_normals = surface.positions.copy(), surface.normals.copy()
-    corners = triangles[shared.tri_id[swap]]
-    w = shared.bary[swap][..., None]
-    points[rows[index]] = (positions[corners] * w).sum(axis=1)
+    surface_points, point_normals = surface.positions.copy(), surface.normals.copy()
+    corners = triangles[chosen]
+    w = chosen_bary[..., None]
+    surface_points[rows[index]] = (positions[corners] * w).sum(axis=1)
     point_normals[rows[index]] = (normals[corners] * w).sum(axis=1)
     kept = SharedTexels(  # each shared texel's part not shown now: the one drawn, where it swapped
         np.concatenate([shared.index[~swap], index]),
@@ -184,7 +204,7 @@ def prefer_seen(
         np.concatenate([shared.bary[~swap], flat_bary[index]]),
     )
     # The swapped texels keep the occlusion of the part they showed: mirrored parts share it.
-    return UVSurface(tri_id, bary, points, point_normals, kept, surface.occlusion)
+    return UVSurface(tri_id, bary, surface_points, point_normals, kept, surface.occlusion)
 
 
 def atlas_coords(geometry: AtlasGeometry, surface: UVSurface) -> np.ndarray:

@@ -314,7 +314,8 @@ class Generator:
         clock.step("bake", 0.0, "baking into the UV map")
         weight = steps.detail_weight(style, plan.engine, params.strength)
         head = analysis.head
-        surfaces = [steps.prefer_seen(head, params.size, t, geometry, regions, warnings) for t, _ in files]
+        seen = steps.seen_by_photo(projection.partial.confidence, regions.photo_confidence)
+        surfaces = [steps.prefer_seen(head, params.size, t, geometry, seen, warnings) for t, _ in files]
 
         def detail(surface):
             """The portrait's finest detail for one tile's surface, as far as the style takes it."""

@@ -1003,24 +1003,43 @@ def texture_files(head: HeadModel, params: GenerateParams) -> list[tuple[tuple[i
 
 SHARED_WARNING = 0.01
 """Share of a UV map's texels that two parts of the mesh share above which the report says so."""
+
+
+def seen_by_photo(projected: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """(S, S) how far the photo shows each atlas texel, for choosing which of two parts sharing
+    texels a texture shows (``prefer_seen``): the projection's confidence (``projected``), whatever
+    the regions filled there since (the eyes, a mouth's teeth taken off), or the regions' (``kept``)
+    where higher. With the regions' alone, a face on stacked UV islands (a planar projection: the
+    front and the back of the head on the same texels) showed the back's skin in its eyes and over
+    its mouth and chin, a flat patch with the photo's face round it."""
+    return np.maximum(np.asarray(projected, np.float32), np.asarray(kept, np.float32))
+
+
 SHARED_MIN = 0.002
 """...and below which the part drawn is kept (no choice by the photo)."""
 
 
 def prefer_seen(
-    head: HeadModel, size: int, tile: tuple[int, int], geometry: AtlasGeometry, regions, warnings: list[str]
+    head: HeadModel,
+    size: int,
+    tile: tuple[int, int],
+    geometry: AtlasGeometry,
+    seen: np.ndarray,
+    warnings: list[str],
 ) -> UVSurface:
     """The UV surface to bake one tile into: where two parts of the mesh share texels (mirrored or
-    stacked UV islands), each shows the part the photo backs more (``bake.prefer_seen``); the
-    artist is told, since the other part then repeats it."""
+    stacked UV islands), each shows the part the photo sees more (``bake.prefer_seen``; ``seen``:
+    (S, S) how far the photo shows each atlas texel, ``seen_by_photo``); the artist is told, since
+    the other part then repeats it."""
     surface = head.surface(size, tile)
     share = 0.0 if surface.shared is None else surface.shared.share(surface)
     if share < SHARED_MIN:
         # A few stray texels (the scanned head has 200 of about 920k at 1024): choosing would cost
         # every request the bake's tables of a new surface (kept per mesh) for nothing one could see.
         return surface
-    mesh, confidence = head.mesh, regions.photo_confidence
-    chosen = prefer_seen_parts(surface, geometry, confidence, mesh.positions, mesh.triangles, mesh.normals)
+    mesh = head.mesh
+    uvs = uvtiles.in_tile(mesh.uvs, tile, head.textured)
+    chosen = prefer_seen_parts(surface, geometry, seen, mesh.positions, mesh.triangles, mesh.normals, uvs)
     message = (
         f"{share:.0%} of the UV map's texels are shared by two parts of the mesh (mirrored or "
         "stacked UV islands): each shows the part the photo sees better, and the other repeats "
