@@ -209,6 +209,11 @@ def test_a_skin_outside_any_real_skins_hues_is_said():
         ((70.0, 12.0, 18.0), False),  # light skin
         ((35.0, 10.0, 16.0), False),  # dark skin
         ((65.0, *NEUTRAL_SKIN_AB), False),
+        ((66.0, 9.3, 39.7), True),  # a green-cast photo's olive (Grace Hopper under a green tint)
+        ((74.0, 8.4, 18.4), False),  # the astronaut's skin, a yellow one
+        ((72.5, 5.5, 18.1), False),  # a blue-cast photo balanced: yellower still, and pale
+        ((64.0, 28.0, 34.0), False),  # Grace Hopper's warm skin
+        ((45.0, 14.0, 30.0), False),  # a tanned skin
     ):
         colour = np.broadcast_to(from_lab(np.array([lab], np.float32))[0], (32, 32, 3)).astype(np.float32)
         assert bool(steps.implausible_skin(geometry, colour)) == said, lab

@@ -878,6 +878,13 @@ def body_in_material(
     return body, source, params
 
 
+YELLOW_SKIN = (70.0, 30.0)
+"""CIELAB hue (degrees) and chroma beyond both of which a face's skin is no real skin's: skins as
+yellow as that are pale (the astronaut's 65 degrees at chroma 20, a blue-cast photo balanced 73 at
+19), warm ones are redder (Grace Hopper's 51 at 44). A green-cast photo of her came out olive, 77 at
+41, and nothing was said."""
+
+
 def implausible_skin(geometry: AtlasGeometry, colour: np.ndarray) -> str:
     """A warning where the de-lit face's skin (the median of the atlas's face region, ``colour``
     sRGB 0..1) lies outside the warm hues of any real skin (``body.plausible_skin``): a cool shade or
@@ -890,7 +897,8 @@ def implausible_skin(geometry: AtlasGeometry, colour: np.ndarray) -> str:
     if face is None or face.sum() < 64:
         return ""
     lab = np.median(to_lab(colour[face]), axis=0)
-    if plausible_skin(lab):
+    hue = float(np.degrees(np.arctan2(lab[2], lab[1])))
+    if plausible_skin(lab) and not (hue > YELLOW_SKIN[0] and np.hypot(lab[1], lab[2]) > YELLOW_SKIN[1]):
         return ""
     return (
         f"the face's skin came out CIELAB a*, b* {lab[1]:+.0f}, {lab[2]:+.0f}, outside the warm hues "
