@@ -1221,3 +1221,42 @@ def test_a_small_colour_face_on_a_grey_frame_is_not_taken_for_black_and_white(
             bool(analysis.face.extras.get("monochrome")),
         )
     assert said == {"colour": (False, False), "grey": (True, True)}
+
+
+def test_a_small_face_in_a_large_photo_has_its_hair_found(astronaut, generator):
+    """The astronaut 300 pixels wide in a 2400x1800 frame (her eyes 22 pixels apart): the segmenter,
+    which reads a photo at 256 pixels, gave a blob of her body without her head, no hair was found,
+    and with scalp=skin her fringe stayed on the forehead. The square round her face is segmented
+    on its own (``face.person_mask``), and her hair is found as in her own photo."""
+    from avatartex.face import PERSON_CROP_IOD, default_landmarker, person_mask
+
+    frame = np.full((1800, 2400, 3), 0.5, np.float32)
+    frame[1000:1300, 1500:1800] = cv2.resize(astronaut, (300, 300), interpolation=cv2.INTER_AREA)
+    face, _ = analyse_portrait(frame, "small", default_landmarker())
+    assert face is not None and face.interocular < 30
+    segmenter = generator.segmenter
+    whole = segmenter.mask(frame)
+    assert not regions.find_hair(frame, face, whole).seen  # what the whole frame gives
+    person = person_mask(segmenter, frame, face)
+    hair = regions.find_hair(frame, face, person)
+    own_face, own_person = _face_and_person(astronaut, segmenter)
+    own = regions.find_hair(astronaut, own_face, own_person)
+    assert hair.seen and hair.share > 0.8 * own.share, (hair.share, own.share)
+    # Only the square round the face is read again; beyond it the whole frame's mask stays.
+    eyes, _, _ = face.axes()
+    reach = int(PERSON_CROP_IOD * face.interocular)
+    far = np.ones(frame.shape[:2], bool)
+    far[
+        max(int(eyes[1]) - reach, 0) : int(eyes[1]) + reach,
+        max(int(eyes[0]) - reach, 0) : int(eyes[0]) + reach,
+    ] = False
+    assert np.array_equal(person[far], whole[far])
+    # A face that fills its photo is segmented once, as it was.
+    assert np.array_equal(person_mask(segmenter, astronaut, own_face), own_person)
+
+
+def _face_and_person(image: np.ndarray, segmenter):
+    from avatartex.face import default_landmarker
+
+    face, _ = analyse_portrait(image, "photo", default_landmarker())
+    return face, segmenter.mask(image)

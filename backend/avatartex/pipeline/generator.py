@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import body, engines, separate_body, uvtiles
 from ..engines.base import StageContext
-from ..face import Face
+from ..face import Face, person_mask
 from ..features import drawn_lines, feature_lines
 from ..image_io import save_png
 from ..mesh import Mesh, load_mesh, save_mesh, with_pins
@@ -205,7 +205,7 @@ class Generator:
             warnings += steady.warnings
             person = steady.person  # segmented once: the registration and the projection read it
             if person is None:
-                person = self.segmenter.mask(analysis.for_registration)
+                person = person_mask(self.segmenter, analysis.for_registration, face)
             analysis = dataclasses.replace(analysis, person=person)
             registration = self.register(
                 analysis.head, face, analysis.for_registration, analysis.fov_y_deg_exif, person, scatter

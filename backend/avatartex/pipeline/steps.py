@@ -47,6 +47,7 @@ from ..face import (
     analyse_portrait,
     default_segmenter,
     eyes_cut,
+    person_mask,
     read_views,
     steady_landmarks,
     turn_matrix,
@@ -279,7 +280,7 @@ def steady_portrait(
         return SteadyFace(face, scatter, [], analysis.person)
     person = analysis.person
     if person is None:
-        person = (segmenter or default_segmenter()).mask(analysis.for_registration)
+        person = person_mask(segmenter or default_segmenter(), analysis.for_registration, face)
     checked, warnings = _against_outline(
         analysis.for_registration, analysis.head, analysis.fov_y_deg_exif, name, face, person
     )
