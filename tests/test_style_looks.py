@@ -687,3 +687,25 @@ def test_drawn_lines_are_the_heads_own_lips_and_nose_and_the_photos_eyes() -> No
     missing = points.copy()
     missing[jaw[:6]] = np.nan  # more than a quarter unknown: the photo's
     assert features.drawn_lines(geo, photo, missing)["jaw"] is photo["jaw"]
+
+
+def test_the_noses_ink_stops_where_the_nostril_wings_climb() -> None:
+    """The stylised demo head's wide nostrils: the nose's ink ran on from its underside up the wings'
+    outer edge into the cheek's crease, two black claws in toon and comic. It is kept from its
+    middle outwards as long as it does not climb (up the atlas, y down) more steeply than
+    ``NOSE_RISE``; a nose's gently curving underside stays whole."""
+    from avatartex.engines.classic import repaint
+
+    x = np.linspace(-1.0, 1.0, 41)
+    gentle = np.c_[500 + 30 * x, 500 - 12 * x**2]  # rises 0.8 at most, at its ends: kept
+    assert len(repaint._without_rise(gentle, repaint.NOSE_RISE)) == len(gentle)
+    # The underside, then each end climbing steeply for a third of the way (the claws).
+    climb = np.where(np.abs(x) > 0.6, (np.abs(x) - 0.6) * 60.0, 0.0)
+    clawed = np.c_[
+        500 + 30 * np.clip(x, -0.6, 0.6) + 5 * np.sign(x) * (np.abs(x) > 0.6) * (np.abs(x) - 0.6), 500 - climb
+    ]
+    kept = repaint._without_rise(clawed, repaint.NOSE_RISE)
+    assert kept[:, 1].min() > 500 - 2.0  # none of the claws
+    assert np.ptp(kept[:, 0]) > 0.9 * 36  # the underside, wing to wing
+    strokes = repaint.feature_strokes({"nose": clawed}, 100.0, 1.0, "toon")
+    assert strokes[0].points[:, 1].min() > 500 - 2.0  # the toon's and comic's nose ink

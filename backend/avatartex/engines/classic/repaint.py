@@ -547,6 +547,34 @@ def collapse_skin(
     return (skin[None] + own * (palette - skin[None])).astype(np.float32), far < distance
 
 
+NOSE_RISE = 1.0
+"""Rise over run (up the atlas) from which the nose's ink stops towards either end: the underside of
+the nose and the nostril wings' curl, not the wings' outer edge climbing steeply into the cheek's
+crease (the stylised demo head's wide nostrils drew two black claws up from them, in toon and comic;
+stubs now). Not lower: the scanned head's nostril wings curl up at 45 degrees in the atlas, the
+nose's own shape, and lost their ink at 0.4."""
+
+
+def _without_rise(line: np.ndarray, rise: float) -> np.ndarray:
+    """``line`` (N, 2, atlas pixels, y down) kept from its middle point outwards on each side up to
+    where it first climbs more steeply than ``rise`` (over a few samples: a kink is not a climb)."""
+    n = len(line)
+    if n < 5:
+        return line
+    middle, step = n // 2, max(1, n // 24)
+
+    def end(direction: int) -> int:
+        i = middle
+        while 0 <= i + direction * step < n:
+            dx, dy = line[i + direction * step] - line[i]
+            if -dy > rise * abs(dx):  # climbing (y down)
+                return i
+            i += direction * step
+        return 0 if direction < 0 else n - 1
+
+    return line[end(-1) : end(1) + 1]
+
+
 def _stroke(line: np.ndarray, start: float, stop: float, width: float, ends: float = 0.2) -> Stroke:
     part = arc(line, start, stop)
     return Stroke(part, taper(len(part), width, ends))
@@ -568,7 +596,8 @@ def feature_strokes(lines: dict[str, np.ndarray], unit: float, weight: float, lo
         strokes.append(_stroke(lines["lips_inner"], 0.5, 1.0, 0.026 * w, 0.15))  # where the lips meet
     if "nose" in lines:
         start, stop = (0.3, 0.7) if look == "anime" else (0.05, 0.95)
-        strokes.append(_stroke(lines["nose"], start, stop, 0.02 * w, 0.1))
+        under = _without_rise(arc(lines["nose"], start, stop), NOSE_RISE)
+        strokes.append(Stroke(under, taper(len(under), 0.02 * w, 0.1)))
     if look in ("toon", "comic") and "lips_outer" in lines:
         # Under the middle of the lower lip (its contour runs from the right corner, 61, along the
         # lower lip: 17, its middle, at a quarter; 0.3-0.45 drew it towards the left corner, a line
