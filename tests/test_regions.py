@@ -366,6 +366,36 @@ def test_the_photos_hair_is_the_same_on_the_band_and_the_crown_disc(state):
     assert np.percentile(np.abs(disc - band)[seen], 99) < 0.3, np.percentile(np.abs(disc - band)[seen], 99)
 
 
+def test_the_photos_hair_is_whole_across_the_scalps_soft_edge(demo_state, monkeypatch):
+    """Where the scalp's membership fades (its hairline, soft) and the photo shows hair over both, the
+    scalp's hair and the fringe's add up to the whole: a quarter of the skin showed through at
+    mid-edge, a pale line across the hair along the demo head's hairline. And the fringe fades at
+    the face region's side, not in a square step at the temple."""
+    monkeypatch.setattr(
+        regions.PortraitHair, "at", lambda self, coords: np.tile(np.float32([1, 0, 0]), (len(coords), 1))
+    )
+    monkeypatch.setattr(regions.PortraitHair, "seen", property(lambda self: True))
+    state = demo_state
+    out = run(state, scalp="hair")
+    cover = out.hair_cover(state.geometry.size)
+    scalp = atlas_map(state, state.maps.scalp)
+    fringe = atlas_map(state, state.maps.fringe)
+    seen = state.projection.partial.confidence > 0.5
+    edge = state.geometry.mask & (scalp > 0.1) & (scalp < 0.9) & (fringe > 0.3) & seen
+    assert edge.sum() > 50, edge.sum()
+    whole = scalp + (1.0 - scalp) * fringe  # the scalp's share, and the fringe's over the rest
+    short = whole[edge] - cover[edge]
+    assert np.median(short) < 0.05 and np.percentile(short, 90) < 0.2, (
+        np.median(short),
+        np.percentile(short, 90),
+    )
+    # Across the face region's edge the fringe fades over a few texels, not one.
+    face = state.geometry.face
+    inside = cv2.erode(face.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    rim = face & ~inside & (fringe > 0.0)
+    assert rim.any() and fringe[rim].max() < 0.9
+
+
 def test_the_hairline_fades_without_a_step(hair_run, state):
     """Across the nape and above the ears, the lightness against the height above the hairline
     (texels binned every 0.04 eye distances) goes from the skin's to the hair's over many bins: no

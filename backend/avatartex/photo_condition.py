@@ -318,7 +318,9 @@ def condition_portrait(
             "steps between them): "
             + (
                 "the colour of its head was smoothed over the blocks, so the skin's colour detail is "
-                "softer; the photo as saved by the camera, or at a higher quality, gives a cleaner texture"
+                "softer, but not their lightness: at this compression the skin may show lighter and "
+                "darker squares; the photo as saved by the camera, or at a higher quality, gives a "
+                "cleaner texture"
                 if correct
                 else "the blocks are in the texture; white_balance=auto smooths their colour first"
             )

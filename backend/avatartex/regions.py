@@ -576,6 +576,10 @@ to none as far again below: the hair hanging beside a photographed face (the ast
 Hopper's) landed as dark wedges on a wider jaw's cheeks with ``scalp=hair``."""
 
 
+FRINGE_EDGE_IOD = 0.08
+"""Eye distances (Gaussian sigma) over which the fringe fades at the face region's edge."""
+
+
 _HEAD_REGIONS: dict[int, tuple[weakref.ref, bytes, HeadRegions]] = {}
 
 
@@ -600,7 +604,14 @@ def head_regions(geometry: AtlasGeometry, landmarks3d: np.ndarray) -> HeadRegion
     inward = cv2.distanceTransform(geometry.face.astype(np.uint8), cv2.DIST_L2, 5).reshape(-1)[index]
     middle = inward > 0.3 * geometry.layout.face_texels_per_iod
     skin_expected = in_face & (head[:, 1] < brow_y + 0.1)
-    fringe = in_face * smoothstep((head[:, 1] - brow_y + 2 * FRINGE_BELOW_BROWS) / FRINGE_BELOW_BROWS)
+    # The face region's edge softened: a hard one cut the fringe in a square step at the temple and
+    # drew a line across the hair where it meets the scalp's.
+    soft = cv2.GaussianBlur(
+        geometry.face.astype(np.float32), (0, 0), FRINGE_EDGE_IOD * geometry.layout.face_texels_per_iod
+    )
+    fringe = soft.reshape(-1)[index] * smoothstep(
+        (head[:, 1] - brow_y + 2 * FRINGE_BELOW_BROWS) / FRINGE_BELOW_BROWS
+    )
     out = HeadRegions(
         points_head,
         index,
@@ -1026,7 +1037,10 @@ def _hair_layer(
     fade = _feathered(photo_hair, ids, s, max(1, s // 256), grow=False, surface=geometry.mask)
     scalp = regions.scalp[sub]
     over_scalp = scalp * (1.0 - photo_skin)
-    beside = (1.0 - scalp) * np.clip(region[sub] - scalp, 0.0, 1.0) * photo_hair * regions.fringe[sub]
+    # The rest of the region (a fringe) up to it, so the two add up across the scalp's soft edge:
+    # (1 - scalp) times it as well left a quarter of the skin showing at mid-edge, a pale line
+    # across the hair along the hairline.
+    beside = np.clip(region[sub] - scalp, 0.0, 1.0) * photo_hair * regions.fringe[sub]
     alpha = np.clip(over_scalp + beside, 0.0, 1.0)
     use = alpha > 0
     w_photo = (np.minimum(photo_hair, fade) * over_scalp + beside)[use] / np.maximum(alpha[use], 1e-6)
