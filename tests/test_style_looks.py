@@ -8,6 +8,7 @@ frontal projection; the feature lines come from the portrait's real landmarks (m
 
 from __future__ import annotations
 
+import dataclasses
 from functools import lru_cache
 
 import numpy as np
@@ -709,3 +710,52 @@ def test_the_noses_ink_stops_where_the_nostril_wings_climb() -> None:
     assert np.ptp(kept[:, 0]) > 0.9 * 36  # the underside, wing to wing
     strokes = repaint.feature_strokes({"nose": clawed}, 100.0, 1.0, "toon")
     assert strokes[0].points[:, 1].min() > 500 - 2.0  # the toon's and comic's nose ink
+
+
+@pytest.mark.parametrize("style", ["toon", "comic"])
+def test_no_shadow_from_the_photos_lashes_round_the_eyes(style: str) -> None:
+    """The photo's lashes, liner and the shadow at an eye's outer corner reach past the landmarks'
+    outline: toon drew them as a brown blob past the corner (the demo heads with the astronaut),
+    comic as dots. Round each eye (``repaint.eye_rims``, outside the eye) the cel shadow is the
+    head's forms' alone."""
+    from avatartex.engines.classic import repaint
+
+    shadow, forms = _cel_shadow(style)
+    _, _, _, lines, _ = _scene()
+    shape = shadow.shape
+    rims = repaint.eye_rims(lines, shape, _unit()) > 0.5
+    for eye in ("right_eye", "left_eye"):
+        rims &= features.fill_polygon(shape, lines[eye]) < 0.5
+    assert rims.sum() > 100
+    beyond_forms = (shadow > 0.5) & (forms < 0.5)
+    assert beyond_forms[rims].mean() < 0.01, (style, beyond_forms[rims].mean())
+
+
+def test_a_wider_heads_chest_is_no_form_of_its_head() -> None:
+    """The scanned bust made 1.3 times wider and 0.85 times as tall: its eyes further apart, every
+    height in eye distances shrank by a third, its chest's notch rose into the heights of the jaw's
+    underside, and anime drew a red V there. Heights are read stretched by how short the face is
+    (``HeadFrame.stretch``, from how far the mouth lies below the eyes)."""
+    from avatartex.atlas import MOUTH_BELOW_TYPICAL, HeadFrame
+    from avatartex.engines.classic import repaint
+
+    eyes = np.array([[-0.5, 0.0, 0.0], [0.5, 0.0, 0.0]])
+    nose = np.array([0.0, -0.6, 0.5])
+    typical = HeadFrame.from_landmarks(eyes[0], eyes[1], np.array([0.0, -1.05, 0.1]), nose)
+    assert typical.mouth_below == pytest.approx(MOUTH_BELOW_TYPICAL, rel=0.01) and typical.stretch == 1.0
+    wide = HeadFrame.from_landmarks(eyes[0] * 1.3, eyes[1] * 1.3, np.array([0.0, -1.05 * 0.85, 0.1]), nose)
+    assert wide.stretch == pytest.approx(1.3 / 0.85, rel=0.12)
+    taller = HeadFrame.from_landmarks(eyes[0], eyes[1], np.array([0.0, -1.4, 0.1]), nose)
+    assert taller.stretch == 1.0  # a longer face is read as it is
+    # A point facing straight down, no fold, as far below the eyes as a typical chest's notch is
+    # (4 eye distances) on the wider head: in eye distances 4 x 0.85 / 1.3.
+    for frame, expected in ((typical, "head"), (wide, "chest")):
+        geo = head_atlas(SIZE)
+        geo = dataclasses.replace(geo, frame=dataclasses.replace(geo.frame, mouth_below=frame.mouth_below))
+        ctx = make_ctx(geo, "anime", astronaut(), None)
+        repaint._keep_shadow(ctx, np.zeros(geo.mask.shape, np.float32), 0.55)
+        f = geo.frame
+        height = -2.6 if expected == "head" else -4.0 * 0.85 / 1.3 - 0.1
+        point = f.origin + f.scale * (np.array([[0.0, height, 0.3]]) @ f.axes)
+        level = ctx.style_shadow.at(-f.axes[1][None], np.zeros(1, np.float32), point)[0]
+        assert (level > 0.5) == (expected == "head"), (expected, level)

@@ -39,6 +39,10 @@ CHIN = 3
 
 EYES_AHEAD_IOD = 1.35
 """How far the eyes sit in front of the head frame's origin, in eye distances."""
+MOUTH_BELOW_TYPICAL = 1.15
+"""How far the mouth lies below the head frame's origin on a typical head, eye distances (the demo
+head 1.15, the scanned head 1.23; a stylised one with big eyes 1.01, the scanned head made 1.3 times
+wider and 0.85 times as tall 0.87)."""
 
 
 @dataclass
@@ -51,6 +55,15 @@ class HeadFrame:
     """(3, 3) rows: x (character's left), y (up), z (out of the face), unit vectors in mesh space."""
     scale: float
     """Mesh units per head-frame unit (the distance between the eye centres)."""
+    mouth_below: float = MOUTH_BELOW_TYPICAL
+    """How far the mouth lies below the frame's origin (head-frame units): the face's height in eye
+    distances, short on a head made wider (a wider head's eyes are further apart)."""
+
+    @property
+    def stretch(self) -> float:
+        """By how much this face's heights are shorter than a typical face's (1 or more): heights
+        below the face times this read as a typical face's (``repaint.head_part``)."""
+        return max(1.0, MOUTH_BELOW_TYPICAL / max(float(self.mouth_below), 0.3))
 
     def to_head(self, points: np.ndarray) -> np.ndarray:
         """Mesh-space points (..., 3) in head-frame coordinates."""
@@ -84,7 +97,7 @@ class HeadFrame:
         if (nose_tip - eyes) @ z < 0:  # a mirrored mesh: keep z out of the face, x then flips
             z, x = -z, -x
         origin = eyes - EYES_AHEAD_IOD * scale * z + 0.1 * scale * y
-        return cls(origin, np.stack([x, y, z]), scale)
+        return cls(origin, np.stack([x, y, z]), scale, float((origin - mouth) @ y / scale))
 
 
 @dataclass

@@ -347,7 +347,10 @@ surface facing down stops being a form of the head that casts a cel shadow. Unde
 jaw (the chin at -1.9 to -2.0 on the scanned and the demo head, the jaw's underside to about -2.6)
 it is the head's own; far below it is the cut of a bust (the scanned bust's bottom, -4.7, was 75 %
 in shadow: a dark line, in comic a band of halftone dots, along the bust's bottom edge) or the
-bottom of a neck."""
+bottom of a neck. Heights of a face shorter than a typical one in eye distances (a head made wider:
+its eyes further apart) are read stretched to a typical face's (``HeadFrame.stretch``): the scanned
+bust made 1.3 times wider and 0.85 times as tall had its chest's notch at -2.9, and anime drew a red
+V there."""
 
 
 CUT_FADE_IOD = (0.1, 0.4)
@@ -398,7 +401,8 @@ def head_forms(atlas: AtlasGeometry) -> dict[str, np.ndarray]:
     if hit is not None and hit[0]() is atlas:
         return hit[1]
     points = atlas.frame.to_head(np.where(atlas.mask[..., None], atlas.positions, 0.0))
-    head = head_part(points[..., 1], _lowest(atlas)) * atlas.mask
+    stretch = atlas.frame.stretch
+    head = head_part(points[..., 1] * stretch, _lowest(atlas) * stretch) * atlas.mask
     front = (np.abs(directions(points)[0]) <= np.radians(BEHIND_EARS_DEG)).astype(np.float32)
     down = (-atlas.normals[..., 1] * head).astype(np.float32)
     out = {"cavity": _cavity(atlas), "down": down, "head": head, "front": front}
@@ -502,10 +506,11 @@ def _keep_shadow(ctx: StageContext, shown: np.ndarray, threshold: float) -> None
     from ...bake import StyleShadow
 
     frame, strength = ctx.atlas.frame, float(np.clip(ctx.strength, 0.0, 1.0))
-    lowest = _lowest(ctx.atlas)
+    stretch = frame.stretch
+    lowest = _lowest(ctx.atlas) * stretch
 
     def at(normals: np.ndarray, cavity: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        head = head_part(frame.to_head(positions)[..., 1], lowest)
+        head = head_part(frame.to_head(positions)[..., 1] * stretch, lowest)
         down = -frame.directions_to_head(normals)[..., 1] * head
         return _shadow_level(cavity * head, down, threshold) * np.float32(strength)
 
@@ -829,6 +834,26 @@ def _others_as_skin(
     return np.where(other[..., None], skin, flat).astype(np.float32), darker
 
 
+EYE_RIM_IOD = 0.12
+"""Eye distances round each eye's outline in which a flat style takes no shadow from the photo's
+darker colours (``eye_rims``): the photo's lashes, liner and the shadow at the eye's outer corner
+reach past the landmarks' outline, and toon drew them as a brown blob past the corner (the demo
+heads with the astronaut), comic as dots; the eye's own ink and the socket's cel shadow stay."""
+
+
+def eye_rims(lines: dict[str, np.ndarray], shape: tuple[int, int], unit: float) -> np.ndarray:
+    """(H, W) float32 0..1: within ``EYE_RIM_IOD`` of each eye's outline, fading out beyond."""
+    rims = np.zeros(shape, np.float32)
+    reach = max(1, int(round(EYE_RIM_IOD * unit)))
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
+    for eye in ("right_eye", "left_eye"):
+        if eye in lines:
+            rims = np.maximum(rims, fill_polygon(shape, lines[eye]))
+    if not rims.any():
+        return rims
+    return np.clip(cv2.GaussianBlur(cv2.dilate(rims, disc), (0, 0), reach / 3), 0.0, 1.0)
+
+
 MOVED_FEATURES = ("lips_outer",)
 """The photo's filled features a flat style clears to skin where it draws them elsewhere
 (``features.drawn_lines``: the lips; the nose is a stroke)."""
@@ -883,9 +908,10 @@ def toon(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     tone_shadow = np.clip((split - _full(tone, small_rows, image, rows)) * 60.0, 0.0, 1.0)
     tone_shadow = np.maximum(tone_shadow * (1 if cleared is None else 1 - cleared), darker)
     tone_shadow *= head_forms(atlas)["head"]  # the face's forms, not a bust's chest or cut
+    unit = atlas.layout.face_texels_per_iod
+    tone_shadow *= 1.0 - eye_rims(drawn, shape, unit)  # the photo's lashes and liner: the eyes' ink
     threshold = p.get("shadow_threshold", 0.6)
     forms = _shadow_shapes(atlas, 1.0, threshold)
-    unit = atlas.layout.face_texels_per_iod
     tone_shadow = without_specks(tone_shadow, forms, TONE_SHADOW_MIN_IOD2 * unit * unit)
     shadow = np.maximum(forms, tone_shadow)
     _keep_shadow(ctx, shadow, threshold)
@@ -917,6 +943,7 @@ def comic(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     drawn, cleared = ctx.drawn(), moved_features(ctx, shape)
     if cleared is not None:  # the photo's features drawn on the head's own: theirs cleared
         flat, darker = _mix(flat, skin, cleared), darker * (1 - cleared)
+    darker = darker * (1.0 - eye_rims(drawn, shape, unit))  # the photo's lashes and liner
     flat = _brow_and_lip_fills(flat, image, drawn, shape, p.get("lip_saturation", 1.5), lines)
     hair = flat_hair_cover(ctx)
     flat = flat_hair(flat, image, ctx, p.get("saturation", 1.3), ink=True, alpha=hair)
