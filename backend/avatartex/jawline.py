@@ -281,12 +281,13 @@ def jaw_on_outline(
         inside = (cols >= 0) & (cols < width) & (rows >= 0) & (rows < height)
         on = np.zeros(len(steps), bool)
         on[inside] = covered[rows[inside], cols[inside]]
-        z = np.full(len(steps), np.inf)
+        z = np.zeros(len(steps))
         z[on] = depth[rows[on], cols[on]]
         turned = np.ones(len(steps), bool)
         turned[on] = forward[rows[on], cols[on]] < OUTLINE_TURN
         behind = np.zeros(len(steps), bool)
-        behind[1:] = z[1:] - z[:-1] > OUTLINE_STEP_IOD
+        both = on[1:] & on[:-1]  # off the render, the step is no depth's
+        behind[1:][both] = (z[1:] - z[:-1])[both] > OUTLINE_STEP_IOD
         stop = ~on | turned | behind
         if stop[0] or not stop.any():  # already past the outline, or none within reach
             continue
