@@ -100,9 +100,8 @@ def safe_name(text: str) -> str:
     """A file-name-safe version of an object or variant name (letters of any script kept: 頭 -> 頭),
     one Windows can write too (``CON`` -> ``CON_``)."""
     cleaned = re.sub(r"[^\w.-]+", "_", text).strip("._") or "texture"
-    if cleaned.split(".")[0].upper() in WINDOWS_RESERVED:
-        cleaned = cleaned.split(".")[0] + "_" + cleaned[len(cleaned.split(".")[0]) :]
-    return cleaned
+    stem, dot, rest = cleaned.partition(".")
+    return f"{stem}_{dot}{rest}" if stem.upper() in WINDOWS_RESERVED else cleaned
 
 
 def ensure_writable_dir(folder: Path) -> None:

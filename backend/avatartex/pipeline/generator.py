@@ -293,8 +293,10 @@ class Generator:
         ctx.feature_source = lambda: feature_lines(
             geometry, analysis.face.landmarks, projection.portrait_coords, analysis.head.landmarks.points3d
         )
-        mesh_points = analysis.head.drawn_landmarks()
-        ctx.drawn_source = lambda photo_lines: drawn_lines(geometry, photo_lines, mesh_points)
+        # The head's own lines (its jaw moved onto its outline) only where a style draws them.
+        ctx.drawn_source = lambda photo_lines: drawn_lines(
+            geometry, photo_lines, analysis.head.drawn_landmarks()
+        )
         # The hair (scalp=hair) and separate eyeballs go over the completed, de-lit skin, before the
         # style's repaint.
         split = next((i for i, stage in enumerate(plan.stages) if stage.name == "repaint"), len(plan.stages))

@@ -360,11 +360,11 @@ high that is. The stylised demo head's neck ends at -2.6, above ``FACING_DOWN_FA
 cap was a disc of halftone dots, a dotted ring under the neck from the back."""
 
 
-def head_part(heights: np.ndarray, lowest: float = -np.inf) -> np.ndarray:
+def head_part(heights: np.ndarray, lowest: float = -np.inf, stretch: float = 1.0) -> np.ndarray:
     """1 at head-frame heights above FACING_DOWN_FADE and ``CUT_FADE_IOD`` over the mesh's
-    ``lowest`` height, fading to 0 below them."""
+    ``lowest`` height, fading to 0 below them; both read ``stretch`` times (``HeadFrame.stretch``)."""
     top, bottom = FACING_DOWN_FADE
-    heights = np.asarray(heights)
+    heights, lowest = np.asarray(heights) * stretch, lowest * stretch
     fade = np.clip((heights - bottom) / (top - bottom), 0.0, 1.0)
     low, high = CUT_FADE_IOD
     above_cut = np.clip((heights - lowest - low) / (high - low), 0.0, 1.0)
@@ -380,10 +380,12 @@ on the back of its head; the demo head's nape under the skull (0.06-0.19) stays.
 
 
 def _lowest(atlas: AtlasGeometry) -> float:
-    """The lowest head-frame height of the surface the atlas shows (-inf for an empty one)."""
-    if not atlas.mask.any():
-        return -np.inf
-    return float(atlas.frame.to_head(atlas.positions[atlas.mask])[:, 1].min())
+    """The lowest head-frame height of the surface the atlas shows (-inf for an empty one), kept
+    with the atlas geometry: the forms and every request's ``_keep_shadow`` read it."""
+    if "lowest" not in atlas.cache:
+        heights = atlas.frame.to_head(atlas.positions[atlas.mask])[:, 1]
+        atlas.cache["lowest"] = float(heights.min()) if len(heights) else -np.inf
+    return atlas.cache["lowest"]
 
 
 def head_forms(atlas: AtlasGeometry) -> dict[str, np.ndarray]:
@@ -401,8 +403,7 @@ def head_forms(atlas: AtlasGeometry) -> dict[str, np.ndarray]:
     if hit is not None and hit[0]() is atlas:
         return hit[1]
     points = atlas.frame.to_head(np.where(atlas.mask[..., None], atlas.positions, 0.0))
-    stretch = atlas.frame.stretch
-    head = head_part(points[..., 1] * stretch, _lowest(atlas) * stretch) * atlas.mask
+    head = head_part(points[..., 1], _lowest(atlas), atlas.frame.stretch) * atlas.mask
     front = (np.abs(directions(points)[0]) <= np.radians(BEHIND_EARS_DEG)).astype(np.float32)
     down = (-atlas.normals[..., 1] * head).astype(np.float32)
     out = {"cavity": _cavity(atlas), "down": down, "head": head, "front": front}
@@ -506,11 +507,10 @@ def _keep_shadow(ctx: StageContext, shown: np.ndarray, threshold: float) -> None
     from ...bake import StyleShadow
 
     frame, strength = ctx.atlas.frame, float(np.clip(ctx.strength, 0.0, 1.0))
-    stretch = frame.stretch
-    lowest = _lowest(ctx.atlas) * stretch
+    lowest = _lowest(ctx.atlas)
 
     def at(normals: np.ndarray, cavity: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        head = head_part(frame.to_head(positions)[..., 1] * stretch, lowest)
+        head = head_part(frame.to_head(positions)[..., 1], lowest, frame.stretch)
         down = -frame.directions_to_head(normals)[..., 1] * head
         return _shadow_level(cavity * head, down, threshold) * np.float32(strength)
 
