@@ -387,6 +387,8 @@ class Job:
         shown = shown_now(task, obj)
         if variant is not None:
             variant.image = image
+        else:  # kept (a user) while a variant is shown: a save no longer drops it
+            settings.texture = image
         for index in reversed(slots) if shown else []:  # the set's first slot is left active
             obj.active_material_index = index
             _mat, note = material.apply_image(obj, image, task.uv_map)
@@ -444,7 +446,7 @@ class Job:
             image = outputs.write_texture(
                 source, out_folder, stem, body.avatartex.body_output, body, self.notes
             )
-            settings.toned_body = body.name
+            settings.toned_body, settings.body_texture = body.name, image
         else:
             stem = f"{task.file_stem}_body"
             image = outputs.write_texture(source, out_folder, stem, variant.body_output, body, self.notes)
@@ -698,6 +700,15 @@ def task_for(obj: bpy.types.Object, scene: bpy.types.Scene, variant: int = -1) -
 def variant_stem(obj: bpy.types.Object, variant) -> str:
     """File name (no ``.png``) of a variant's texture and export: ``<object>_<variant name>``."""
     return safe_name(f"{obj.name}_{variant.name or variant_name(variant.style, variant.seed)}")
+
+
+def free_seed(variants, style: str, seed: int) -> int:
+    """``seed``, or the first after it that no variant of ``style`` has: the panel's Seed is the new
+    variant's, and pressing Add again steps it rather than repeating a variant."""
+    taken = {v.seed for v in variants if v.style == style}
+    while seed in taken:
+        seed += 1
+    return seed
 
 
 def variant_name(style: str, seed: int) -> str:

@@ -281,7 +281,7 @@ class AVATARTEX_OT_restore_material(bpy.types.Operator):
 
 
 class AVATARTEX_OT_variant_add(bpy.types.Operator):
-    """Add a variant with the scene's style and the next seed"""
+    """Add a variant with the scene's style and seed (the next free seed where that style has it)"""
 
     bl_idname = "avatartex.variant_add"
     bl_label = "Add Variant"
@@ -294,7 +294,7 @@ class AVATARTEX_OT_variant_add(bpy.types.Operator):
         variants = obj.avatartex.variants
         variant = variants.add()
         variant.style = context.scene.avatartex.style
-        variant.seed = context.scene.avatartex.seed + len(variants) - 1
+        variant.seed = jobs.free_seed(list(variants)[:-1], variant.style, context.scene.avatartex.seed)
         variant.strength = context.scene.avatartex.strength
         # Named by style and seed, as its files will be: <object>_<style>_<seed>.png.
         variant.name = jobs.variant_name(variant.style, variant.seed)
@@ -354,29 +354,65 @@ class AVATARTEX_OT_apply_variant(bpy.types.Operator):
                 ),
             )
         settings.active_variant_index = index
-        # Into every material showing the object's texture now (one texture set), else the active one;
-        # not those showing a toned copy of the object's own body material (Daz's Torso).
-        copies = jobs.own_body_copies(obj)
-        nodes = [material.texture_node(slot.material) for slot in obj.material_slots]
-        slots = [i for i, node in enumerate(nodes) if node is not None and node.image not in copies]
-        active = obj.active_material_index
-        for slot in slots or [active]:
-            obj.active_material_index = slot
-            _mat, note = material.apply_image(obj, variant.image, context.scene.avatartex.uv_map)
-            if note:
-                self.report({"WARNING"}, note)
-        obj.active_material_index = active
-        # A body of its own toned to this variant's face: its copy shown again.
-        body = bpy.data.objects.get(variant.body_object) if variant.body_object else None
-        if body is not None and variant.body_image is not None:
-            toned = [i for i, slot in enumerate(body.material_slots) if material.texture_node(slot.material)]
-            if body == obj:  # the body is a material of the head's own object
-                toned = [i for i in toned if nodes[i].image in copies]
-            notes: list[str] = []
-            jobs.show_on_body(body, variant.body_image, toned, notes)
-            for note in notes:
-                self.report({"WARNING"}, note)
+        _show(self, context, obj, variant.image, variant.body_object, variant.body_image)
         return {"FINISHED"}
+
+
+class AVATARTEX_OT_show_main_texture(bpy.types.Operator):
+    """Show the object's main texture (made by Generate Texture) again in place of a variant"""
+
+    bl_idname = "avatartex.show_main_texture"
+    bl_label = "Main Texture"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        obj = context.active_object
+        if obj is None or obj.type != "MESH" or obj.avatartex.texture is None:
+            name = f"'{obj.name}'" if obj is not None else "Nothing selected"
+            return _report_error(
+                self,
+                errors.error(
+                    errors.NOTHING_SELECTED,
+                    f"{name} has no main texture.",
+                    "Press Generate Texture to make one.",
+                ),
+            )
+        settings = obj.avatartex
+        _show(self, context, obj, settings.texture, settings.toned_body, settings.body_texture)
+        return {"FINISHED"}
+
+
+def _show(
+    op: bpy.types.Operator,
+    context,
+    obj: bpy.types.Object,
+    image: bpy.types.Image,
+    body_name: str,
+    body_image: bpy.types.Image | None,
+) -> None:
+    """Show ``image`` (a variant's or the main texture) through every material of ``obj`` showing
+    its texture now (one texture set), else the active one; not those showing a toned copy of the
+    object's own body material (Daz's Torso). ``body_image``: the toned copy of ``body_name``'s
+    image made with it, shown again on that body."""
+    copies = jobs.own_body_copies(obj)
+    nodes = [material.texture_node(slot.material) for slot in obj.material_slots]
+    slots = [i for i, node in enumerate(nodes) if node is not None and node.image not in copies]
+    active = obj.active_material_index
+    for slot in slots or [active]:
+        obj.active_material_index = slot
+        _mat, note = material.apply_image(obj, image, context.scene.avatartex.uv_map)
+        if note:
+            op.report({"WARNING"}, note)
+    obj.active_material_index = active
+    body = bpy.data.objects.get(body_name) if body_name else None
+    if body is not None and body_image is not None:
+        toned = [i for i, slot in enumerate(body.material_slots) if material.texture_node(slot.material)]
+        if body == obj:  # the body is a material of the head's own object
+            toned = [i for i in toned if nodes[i].image in copies]
+        notes: list[str] = []
+        jobs.show_on_body(body, body_image, toned, notes)
+        for note in notes:
+            op.report({"WARNING"}, note)
 
 
 class AVATARTEX_OT_export_variants(bpy.types.Operator):
@@ -692,6 +728,7 @@ CLASSES = (
     AVATARTEX_OT_variant_add,
     AVATARTEX_OT_variant_remove,
     AVATARTEX_OT_apply_variant,
+    AVATARTEX_OT_show_main_texture,
     AVATARTEX_OT_export_variants,
     AVATARTEX_OT_set_pin,
     AVATARTEX_OT_clear_pins,

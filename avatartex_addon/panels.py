@@ -240,6 +240,8 @@ class AVATARTEX_PT_variants(_Panel, bpy.types.Panel):
         row = layout.row(align=True)
         row.operator("avatartex.generate_variants", icon="RENDER_STILL")
         row.operator("avatartex.apply_variant", icon="CHECKMARK")
+        if settings.texture is not None:
+            row.operator("avatartex.show_main_texture", icon="LOOP_BACK")
         layout.operator("avatartex.export_variants", icon="EXPORT")
 
 

@@ -198,6 +198,17 @@ class AVATARTEX_PG_object(bpy.types.PropertyGroup):
         description="Vertex index of each landmark pin, -1 where not set",
     )
     output: PointerProperty(type=AVATARTEX_PG_output, description="The texture file last written")
+    texture: PointerProperty(
+        name="Main Texture",
+        type=bpy.types.Image,
+        description="The texture Generate Texture made last: kept in the .blend while a variant is "
+        "shown, and shown again by Main Texture",
+    )
+    body_texture: PointerProperty(
+        name="Main Body Texture",
+        type=bpy.types.Image,
+        description="The body's image toned to the main texture's face (a body that is an object of its own)",
+    )
     body_output: PointerProperty(
         type=AVATARTEX_PG_output,
         description="The toned copy of this object's image last written, as the body of a head",

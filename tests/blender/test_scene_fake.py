@@ -278,23 +278,79 @@ def test_variants_named_by_style_and_seed_and_reexport_overwrites_own(
     bpy.ops.avatartex.variant_add()
     settings.style = "photoreal"
     bpy.ops.avatartex.variant_add()
-    assert [v.name for v in head.avatartex.variants] == ["toon 7", "photoreal 8"]
+    assert [v.name for v in head.avatartex.variants] == ["toon 7", "photoreal 7"]
     blend = _save(tmp_path)
     for _ in range(2):
         assert bpy.ops.avatartex.generate_variants() == {"FINISHED"}
     names = sorted(p.name for p in (blend.parent / "textures").iterdir())
-    assert names == ["Head_photoreal_8.png", "Head_toon_7.png"]
-    assert [v.image.name for v in head.avatartex.variants] == ["Head_toon_7", "Head_photoreal_8"]
+    assert names == ["Head_photoreal_7.png", "Head_toon_7.png"]
+    assert [v.image.name for v in head.avatartex.variants] == ["Head_toon_7", "Head_photoreal_7"]
 
     out = tmp_path / "export"
     out.mkdir()
-    (out / "Head_photoreal_8.png").write_bytes(b"artist's file")
+    (out / "Head_photoreal_7.png").write_bytes(b"artist's file")
     for _ in range(2):
         assert bpy.ops.avatartex.export_variants(directory=str(out)) == {"FINISHED"}
     exported = sorted(p.name for p in out.iterdir())
-    assert exported == ["Head_photoreal_8.png", "Head_photoreal_8_001.png", "Head_toon_7.png"]
-    assert (out / "Head_photoreal_8.png").read_bytes() == b"artist's file"
-    assert all(_mode(p) == 0o644 for p in out.iterdir() if p.name != "Head_photoreal_8.png")
+    assert exported == ["Head_photoreal_7.png", "Head_photoreal_7_001.png", "Head_toon_7.png"]
+    assert (out / "Head_photoreal_7.png").read_bytes() == b"artist's file"
+    assert all(_mode(p) == 0o644 for p in out.iterdir() if p.name != "Head_photoreal_7.png")
+
+
+def test_add_variant_takes_the_panels_seed_and_steps_it_only_where_that_style_has_it(addon):
+    """The panel's Seed was offset by how many variants there were: Seed 3 with one variant made
+    'comic 4'. The new variant has the panel's seed, the next free one where its style has it."""
+    head = add_sphere("Head", None)
+    settings = bpy.context.scene.avatartex
+    for style, seed in [("toon", 7), ("comic", 3), ("toon", 7), ("painterly", 1), ("toon", 7)]:
+        settings.style, settings.seed = style, seed
+        assert bpy.ops.avatartex.variant_add() == {"FINISHED"}
+    made = [(v.style, v.seed, v.name) for v in head.avatartex.variants]
+    assert made == [
+        ("toon", 7, "toon 7"),
+        ("comic", 3, "comic 3"),
+        ("toon", 8, "toon 8"),
+        ("painterly", 1, "painterly 1"),
+        ("toon", 9, "toon 9"),
+    ]
+
+
+def test_the_main_texture_outlives_an_applied_variant_and_a_save_and_comes_back(
+    addon, fake_backend, portrait, tmp_path
+):
+    """Applying a variant left the main texture's image with no user: saved and reopened, it was gone
+    from the .blend and nothing showed it again. The object keeps it; Main Texture shows it."""
+    head = add_sphere("Head", portrait)
+    settings = bpy.context.scene.avatartex
+    settings.resolution, settings.style = 512, "photoreal"
+    blend = _save(tmp_path)
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    main = _node(head).image
+    assert head.avatartex.texture == main
+    settings.style = "toon"
+    bpy.ops.avatartex.variant_add()
+    assert bpy.ops.avatartex.generate_variants() == {"FINISHED"}
+    assert bpy.ops.avatartex.apply_variant(index=0) == {"FINISHED"}
+    assert _node(head).image == head.avatartex.variants[0].image != main
+    name = main.name
+    bpy.ops.wm.save_mainfile()
+    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+
+    head = bpy.data.objects["Head"]
+    assert name in bpy.data.images and head.avatartex.texture == bpy.data.images[name]
+    select_only(head)
+    assert bpy.ops.avatartex.show_main_texture() == {"FINISHED"}
+    assert _node(head).image == bpy.data.images[name]
+    pixels = np.array(bpy.data.images[name].pixels[:]).reshape(512, 512, 4)
+    assert pixels[..., :3].std() > 0.01  # the texture itself, read back from its file
+
+
+def test_main_texture_without_one_says_what_to_press(addon):
+    head = add_sphere("Head", None)
+    select_only(head)
+    with pytest.raises(RuntimeError, match="has no main texture.*Generate Texture"):
+        bpy.ops.avatartex.show_main_texture()
 
 
 def test_unsaved_textures_move_next_to_the_blend_on_first_save(addon, fake_backend, portrait, tmp_path):
