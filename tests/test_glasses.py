@@ -293,3 +293,29 @@ def test_eyes_in_a_sockets_shadow_are_no_sunglasses(astronaut, hopper):
     assert not find_glasses(shaded, face).dark
     portrait, hopper_face, glasses = hopper
     assert glasses.found and not glasses.dark  # amber lenses: her eyes are seen
+
+
+def _side_lit(portrait: np.ndarray, face, lit: float, shadow: float) -> np.ndarray:
+    """``portrait`` under a light from the character's left (the photo's right): luminance scaled
+    from ``lit`` to ``shadow`` exponentially along the eye line, over 1.7 eye distances."""
+    linear = np.clip(portrait, 0.0, 1.0) ** 2.2
+    xs = np.arange(portrait.shape[1], dtype=np.float32)
+    mid = 0.5 * (face.right_eye_center[0] + face.left_eye_center[0])
+    towards_shadow = np.clip(0.5 - (xs - mid) / (1.7 * face.interocular), 0.0, 1.0)
+    gain = np.exp(np.log(lit) + (np.log(shadow) - np.log(lit)) * towards_shadow)[None, :, None]
+    return np.clip(linear * gain, 0.0, 1.0) ** (1 / 2.2)
+
+
+def test_a_side_lights_shadow_does_not_hide_a_rim(hopper):
+    """Frame darkness was an L* difference: in the shadow of a side light 2.6 stops down, the rim's
+    8 L* became 4.7 and the character's right lens's outline was fitted round the creases beyond it
+    (reaching its search's edge), its rim left on the skin. The light's slope across the face is
+    taken out first: both outlines stay on the rims they follow in even light."""
+    portrait, face, even = hopper
+    lit = _side_lit(portrait, face, 1.5, 0.06)
+    glasses = find_glasses(lit, face)
+    assert glasses.found and len(glasses.lenses) == 2
+    for side, (lens, lens_even) in enumerate(zip(glasses.lenses, even.lenses, strict=True)):
+        apart = np.linalg.norm(lens - lens_even, axis=1) / face.interocular
+        assert np.median(apart) <= 0.04 and apart.max() <= 0.15, (side, np.median(apart), apart.max())
+        assert (glasses.at(lens_even) >= 0.5).mean() >= 0.85, side
