@@ -759,3 +759,32 @@ def test_a_wider_heads_chest_is_no_form_of_its_head() -> None:
         point = f.origin + f.scale * (np.array([[0.0, height, 0.3]]) @ f.axes)
         level = ctx.style_shadow.at(-f.axes[1][None], np.zeros(1, np.float32), point)[0]
         assert (level > 0.5) == (expected == "head"), (expected, level)
+
+
+def test_comic_draws_no_moustache_from_the_photos_upper_lip() -> None:
+    """The photo's darker skin between the nose and the upper lip (fine wrinkles, down, a top light's
+    shadow under the nose) drew comic's halftone as a moustache on Grace Hopper's face. The
+    astronaut with a shadow painted there (a third darker): within ``repaint.upper_lip`` the dots
+    are the head's forms' alone."""
+    import cv2
+    from avatartex.engines.classic import repaint
+    from avatartex.face import LIPS_OUTER, NOSE_LOWER
+
+    geo, _, _, lines, landmarks = _scene()
+    portrait = astronaut().copy()
+    lip = landmarks[list(LIPS_OUTER), :2]
+    between = np.concatenate([landmarks[list(NOSE_LOWER), :2], lip[10:], lip[:1]])
+    painted = np.zeros(portrait.shape[:2], np.float32)
+    cv2.fillPoly(painted, [np.round(between).astype(np.int32)], 1.0)
+    portrait = portrait * (1.0 - 0.35 * cv2.GaussianBlur(painted, (0, 0), 2.0))[..., None]
+    texture, coords = frontal_texture(geo, portrait)
+    ctx = make_ctx(geo, "comic", portrait, coords, seed=1)
+    ctx.feature_lines = lines
+    for stage in (ClassicInpaint(), ClassicLatent(), ClassicRepaint()):
+        texture = stage.run(texture, ctx)
+    shadow = np.asarray(ctx.style_shadow.atlas_map)
+    forms = repaint._shadow_shapes(geo, 1.0, ctx.style.classic.get("shadow_threshold", 0.6))
+    zone = repaint.upper_lip(lines, shadow.shape, _unit()) > 0.5
+    assert zone.sum() > 200
+    beyond_forms = (shadow > 0.5) & (forms < 0.5)
+    assert beyond_forms[zone].mean() < 0.01, beyond_forms[zone].mean()

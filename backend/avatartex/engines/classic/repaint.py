@@ -854,6 +854,30 @@ def eye_rims(lines: dict[str, np.ndarray], shape: tuple[int, int], unit: float) 
     return np.clip(cv2.GaussianBlur(cv2.dilate(rims, disc), (0, 0), reach / 3), 0.0, 1.0)
 
 
+UPPER_LIP_GROW_IOD = 0.05
+"""Eye distances by which the skin between the nose and the upper lip is grown (its soft rim)."""
+
+
+def upper_lip(lines: dict[str, np.ndarray], shape: tuple[int, int], unit: float) -> np.ndarray:
+    """(H, W) float32 0..1: the skin between the nose's underside and the upper lip (``lines``'
+    ``nose``, the right wing to the left, and ``lips_outer``, from the right mouth corner along the
+    lower lip: ``face.LIPS_OUTER``), grown by UPPER_LIP_GROW_IOD. The photo's darker skin there (an upper
+    lip's fine wrinkles and down, the shadow of a nose under a top light) drew comic's halftone as a
+    moustache on Grace Hopper's face; the head's own forms still shade it."""
+    area = np.zeros(shape, np.float32)
+    if "nose" not in lines or "lips_outer" not in lines:
+        return area
+    # The nose's underside from the right wing to the left, then the upper lip from the left mouth
+    # corner (the outer loop's point furthest from its first, the right corner) back to the right.
+    lips = lines["lips_outer"]
+    left_corner = int(np.argmax(np.linalg.norm(lips - lips[0], axis=1)))
+    top_lip = np.concatenate([lips[left_corner:], lips[:1]])
+    area = fill_polygon(shape, np.concatenate([lines["nose"], top_lip]))
+    reach = max(1, int(round(UPPER_LIP_GROW_IOD * unit)))
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
+    return np.clip(cv2.GaussianBlur(cv2.dilate(area, disc), (0, 0), reach / 2), 0.0, 1.0)
+
+
 MOVED_FEATURES = ("lips_outer",)
 """The photo's filled features a flat style clears to skin where it draws them elsewhere
 (``features.drawn_lines``: the lips; the nose is a stroke)."""
@@ -955,7 +979,8 @@ def comic(image: np.ndarray, ctx: StageContext) -> np.ndarray:
         screen = 0.5 + 0.25 * (wave[None, :] + wave[:, None])
         threshold = p.get("shadow_threshold", 0.45)
         shade = _shadow_shapes(atlas, 1.0, threshold)
-        toned = without_specks(darker * head_forms(atlas)["head"], shade, TONE_SHADOW_MIN_IOD2 * unit * unit)
+        photo_tone = darker * head_forms(atlas)["head"] * (1.0 - upper_lip(drawn, shape, unit))
+        toned = without_specks(photo_tone, shade, TONE_SHADOW_MIN_IOD2 * unit * unit)
         shade = np.maximum(shade, toned)
         dark = np.clip((0.3 - luminance(flat)) / 0.2, 0.0, 1.0)
         darkness = np.clip(np.maximum(shade * 0.75, dark * 0.6), 0.0, 1.0)
