@@ -66,7 +66,14 @@ def make_single_user(obj: bpy.types.Object) -> str:
         for o in bpy.data.objects
         if o != obj and o.library is None and any(s.material == mat for s in o.material_slots)
     )
-    if not others and library is None:
+    # Objects given a copy of this material before: Restore Material gives them this one back, which
+    # must then still look as it did (a duplicate textured after its twin showed the twin's face).
+    returning = sorted(
+        o.name
+        for o in bpy.data.objects
+        if o != obj and o.library is None and any(copied_from(s.material) == mat for s in o.material_slots)
+    )
+    if not others and not returning and library is None:
         return ""
     copy = mat.copy()
     switched = slot.link == "DATA" and obj.data.users > 1
@@ -82,12 +89,22 @@ def make_single_user(obj: bpy.types.Object) -> str:
             f"which keeps no change made here: '{obj.name}' now has a local copy of it that holds the "
             "texture (Restore Material gives it the library's back)."
         )
-    shown = ", ".join(f"'{name}'" for name in others[:3]) + (
-        f" and {len(others) - 3} more" if len(others) > 3 else ""
-    )
+    if not others:
+        return (
+            f"'{obj.name}' showed the material '{mat.name}', which {_names(returning)} "
+            f"{'goes' if len(returning) == 1 else 'go'} back to on Restore Material: it now has its own "
+            f"copy '{copy.name}', so '{mat.name}' stays as it was."
+        )
     return (
-        f"'{obj.name}' shared the material '{mat.name}' with {shown}: it now has its own copy "
+        f"'{obj.name}' shared the material '{mat.name}' with {_names(others)}: it now has its own copy "
         f"'{copy.name}'{KEEP_LOOK}"
+    )
+
+
+def _names(names: list[str]) -> str:
+    """'A', 'B', 'C' and 2 more."""
+    return ", ".join(f"'{name}'" for name in names[:3]) + (
+        f" and {len(names) - 3} more" if len(names) > 3 else ""
     )
 
 
@@ -130,8 +147,8 @@ def restore_shared(obj: bpy.types.Object) -> list[str]:
     for slot in obj.material_slots:
         copy = slot.material
         original = copied_from(copy)
-        if original is None:
-            continue
+        if original is None or texture_node(original) is not None:
+            continue  # textured since (by a file of an older version): the restored copy stays
         origin = copy[_COPY_OF_KEY]
         if origin.get("switched") and slot.link == "OBJECT":
             slot.link = "DATA"  # the mesh's slot kept the original all along

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import bpy
 
-from .paths import file_stamp, place_unique, place_unique_tiles, replace_own, user_dir
+from .paths import file_stamp, place_unique, place_unique_tiles, replace_own, stamp_matches, user_dir
 
 UDIM_TOKEN = "<UDIM>"
 """What stands for the tile number in a tiled image's file path (Blender's own token)."""
@@ -55,8 +55,8 @@ def own_file(record, owner: str) -> Path | None:
         return None
     path = Path(bpy.path.abspath(record.path))
     try:
-        stamp = file_stamp(path)
-        return path if stamp in (record.stamp, _WRITTEN.get(str(path.resolve()))) else None
+        stamps = (record.stamp, _WRITTEN.get(str(path.resolve()), ""))
+        return path if any(stamp_matches(path, stamp) for stamp in stamps) else None
     except OSError:
         return None
 
@@ -217,7 +217,7 @@ def write_tiles(
 
 
 def tiles_stamp(files: dict[int, Path]) -> str:
-    """Each tile's number, size and modification time: changes when anyone rewrites one."""
+    """Each tile's number and stamp (``file_stamp``): ``number=stamp;...``."""
     return ";".join(f"{number}={file_stamp(path)}" for number, path in sorted(files.items()))
 
 
@@ -235,7 +235,8 @@ def own_tiles(record, owner: str) -> tuple[Path, dict[int, Path]] | None:
     try:
         numbers = [int(entry.split("=", 1)[0]) for entry in record.stamp.split(";")]
         files = {n: Path(str(pattern).replace(UDIM_TOKEN, str(n))) for n in numbers}
-        return (pattern, files) if tiles_stamp(files) == record.stamp else None
+        stamps = dict(entry.split("=", 1) for entry in record.stamp.split(";"))
+        return (pattern, files) if all(stamp_matches(f, stamps[str(n)]) for n, f in files.items()) else None
     except (OSError, ValueError):
         return None
 

@@ -5,6 +5,7 @@ Nothing is ever written inside the add-on's own folder: it may be read-only and 
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import re
@@ -145,9 +146,33 @@ def _staged_copy(source: Path, folder: Path, suffix: str) -> Path:
 
 
 def file_stamp(path: Path) -> str:
-    """Size and modification time of ``path``: changes when anyone rewrites the file."""
+    """Size, modification time and a digest of ``path``'s bytes: ``size:mtime_ns:digest``."""
     st = path.stat()
-    return f"{st.st_size}:{st.st_mtime_ns}"
+    return f"{st.st_size}:{st.st_mtime_ns}:{_digest(path)}"
+
+
+def stamp_matches(path: Path, stamp: str) -> bool:
+    """Whether ``path`` is the file ``stamp`` (``file_stamp``) was taken of: its size and time, or,
+    where only the time differs (a project folder copied, unzipped, checked out or synced: the copy
+    has a time of its own), its bytes. Stamps of files written before the digest (``size:mtime``)
+    match on size and time alone."""
+    if not stamp:
+        return False
+    st = path.stat()
+    size, _, rest = stamp.partition(":")
+    mtime, _, digest = rest.partition(":")
+    if size != str(st.st_size):
+        return False
+    return mtime == str(st.st_mtime_ns) or (bool(digest) and digest == _digest(path))
+
+
+def _digest(path: Path) -> str:
+    """A digest of the file's bytes (BLAKE2b, 128 bits; a 4096² texture of 30 MB in about 0.05 s)."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def replace_own(source: Path, target: Path) -> Path:

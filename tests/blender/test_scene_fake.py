@@ -137,6 +137,66 @@ def test_reruns_replace_own_file_never_the_artists(addon, fake_backend, portrait
     assert _file(_node(copy).image).name == f"{copy.name}.png"
 
 
+def test_restore_on_a_duplicate_gives_back_the_material_as_it_was_not_its_twins_face(
+    addon, fake_backend, portrait, tmp_path
+):
+    """Head and its Shift+D copy share 'Skin'. Head textured got its own copy; then the copy, alone in
+    showing 'Skin', was textured in 'Skin' itself, and Restore Material on Head gave it 'Skin' back:
+    Head showed its twin's face. 'Skin' is what Restore gives back, so it stays as it was: the second
+    head gets a copy too, and Restore on either shows the artist's material."""
+    head = add_sphere("Head", portrait)
+    skin = _skin()
+    head.data.materials.append(skin)
+    bpy.context.scene.avatartex.resolution = 512
+    twin = shift_d_copy(head)
+    twin.name = "Twin"
+    before = scene_fingerprint()["materials"]["Skin"]
+    for obj in (head, twin):
+        select_only(obj)
+        assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert {head.active_material.name, twin.active_material.name}.isdisjoint({"Skin"})
+    assert head.active_material != twin.active_material
+    assert scene_fingerprint()["materials"]["Skin"] == before
+    assert any("'Head' goes back to on Restore Material" in note for note in addon.state.last_summary)
+    for obj in (head, twin):
+        select_only(obj)
+        assert bpy.ops.avatartex.restore_material() == {"FINISHED"}
+        assert obj.active_material == skin and _node(obj) is None
+
+
+def test_a_copied_project_replaces_its_own_texture_and_an_edit_of_the_same_size_is_kept(
+    addon, fake_backend, portrait, tmp_path
+):
+    """A project folder copied (cp -r, unzipped, checked out, synced) gives its files times of their
+    own: the add-on's own texture was taken for an edit ("changed since AvatarTex wrote it"), kept,
+    and the next texture written beside it as Head_001.png. The file's bytes vouch for it; an edit
+    that keeps the file's size and time does not pass for the add-on's."""
+    head = add_sphere("Head", portrait)
+    bpy.context.scene.avatartex.resolution = 512
+    blend = _save(tmp_path)
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    bpy.ops.wm.save_mainfile()
+    copied = tmp_path / "copied"
+    shutil.copytree(blend.parent, copied)
+    texture = copied / "textures" / "Head.png"
+    os.utime(texture, ns=(time.time_ns(), time.time_ns() + 5_000_000_000))  # a copy's own time
+    bpy.ops.wm.open_mainfile(filepath=str(copied / blend.name))
+    head = bpy.data.objects["Head"]
+    select_only(head)
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert _file(_node(head).image) == texture and _node(head).image.name == "Head"
+    assert sorted(p.name for p in texture.parent.iterdir()) == ["Head.png"]
+    assert not any("changed since" in note for note in addon.state.last_summary)
+    # An edit of the same size, its time put back: the bytes differ, the file is the artist's.
+    edited = bytearray(texture.read_bytes())
+    edited[-20] ^= 0xFF
+    stat_before = texture.stat()
+    texture.write_bytes(bytes(edited))
+    os.utime(texture, ns=(stat_before.st_atime_ns, stat_before.st_mtime_ns + 1))
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert texture.read_bytes() == bytes(edited) and _file(_node(head).image).name == "Head_001.png"
+
+
 def test_unsaved_paint_or_a_read_only_file_is_never_replaced(addon, fake_backend, portrait, tmp_path):
     """The add-on's own file is replaced on a rerun, but not while its image holds paint not saved yet
     (Texture Paint after Generate) nor once made read-only (a checked-in file): each is said."""
