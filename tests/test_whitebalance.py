@@ -134,6 +134,8 @@ def test_eyes_the_colour_of_the_skin_are_no_whites(generator, astronaut, astrona
         out, balance, warnings = wb.balance_portrait(painted, astronaut_face, mode)
         assert out is painted and not balance.applied and balance.eye_whites_ab is None
         assert (mode == "eyes") == any("colour of the skin" in w for w in warnings)
+        # The report does not pass "no cast" off as a reading: none was looked for.
+        assert balance.report()["eye_whites_read"] is False
 
 
 def test_whites_too_coloured_for_a_light_are_left(generator, astronaut):
@@ -193,7 +195,8 @@ def test_generate_reports_and_applies_the_balance(generator, astronaut, tmp_path
 def test_a_skin_outside_any_real_skins_hues_is_said():
     """A blue-shaded photo whose eye whites pass for white came out a grey-green head (a* -1, b* +5)
     unsaid: a face region of such a colour is said, a skin's (light, dark, or the black-and-white
-    photo's neutral tone) is not."""
+    photo's neutral tone) is not. So is an orange one: Grace Hopper under a tungsten light, her eye
+    whites hidden by her glasses (no cast read, none taken out), came out +35, +46 unsaid."""
     from types import SimpleNamespace
 
     from avatartex.image_io import NEUTRAL_SKIN_AB
@@ -214,6 +217,8 @@ def test_a_skin_outside_any_real_skins_hues_is_said():
         ((72.5, 5.5, 18.1), False),  # a blue-cast photo balanced: yellower still, and pale
         ((64.0, 28.0, 34.0), False),  # Grace Hopper's warm skin
         ((45.0, 14.0, 30.0), False),  # a tanned skin
+        ((60.0, 35.0, 46.0), True),  # Grace Hopper under a tungsten light, her eye whites behind glasses
+        ((50.0, 30.0, 38.0), False),  # a ruddy, tanned skin
     ):
         colour = np.broadcast_to(from_lab(np.array([lab], np.float32))[0], (32, 32, 3)).astype(np.float32)
         assert bool(steps.implausible_skin(geometry, colour)) == said, lab

@@ -73,7 +73,13 @@ class Balance:
 
     def report(self) -> dict:
         """``report.json``'s ``white_balance``."""
-        found = {"mode": self.mode, "applied": self.applied, "cast": self.cast}
+        # "cast" is only known where the whites were read: behind glasses no cast was looked for.
+        found = {
+            "mode": self.mode,
+            "applied": self.applied,
+            "cast": self.cast,
+            "eye_whites_read": self.eye_whites_ab is not None,
+        }
         if self.eye_whites_ab is not None:
             found["eye_whites_ab"] = [round(v, 1) for v in self.eye_whites_ab]
         if self.gains is not None:

@@ -879,6 +879,10 @@ def body_in_material(
     return body, source, params
 
 
+SATURATED_SKIN = 52.0
+"""CIELAB chroma of the de-lit face's skin above which it is said to be more saturated than skin:
+Grace Hopper's warm photo gives 44, the astronaut's 20; under a tungsten light whose eye whites her
+glasses hide (no white balance) 59."""
 YELLOW_SKIN = (70.0, 30.0)
 """CIELAB hue (degrees) and chroma beyond both of which a face's skin is no real skin's: skins as
 yellow as that are pale (the astronaut's 65 degrees at chroma 20, a blue-cast photo balanced 73 at
@@ -899,7 +903,15 @@ def implausible_skin(geometry: AtlasGeometry, colour: np.ndarray) -> str:
         return ""
     lab = np.median(to_lab(colour[face]), axis=0)
     hue = float(np.degrees(np.arctan2(lab[2], lab[1])))
-    if plausible_skin(lab) and not (hue > YELLOW_SKIN[0] and np.hypot(lab[1], lab[2]) > YELLOW_SKIN[1]):
+    chroma = float(np.hypot(lab[1], lab[2]))
+    if chroma > SATURATED_SKIN:
+        return (
+            f"the face's skin came out CIELAB a*, b* {lab[1]:+.0f}, {lab[2]:+.0f}, more saturated than "
+            "real skin: the photo's light may have been warm (a tungsten bulb, a sunset) in a way its eye "
+            "whites could not tell (behind glasses or too small they are not read); white-balance the "
+            "photo on a white garment or a grey card, or keep it if the character's skin is meant so"
+        )
+    if plausible_skin(lab) and not (hue > YELLOW_SKIN[0] and chroma > YELLOW_SKIN[1]):
         return ""
     return (
         f"the face's skin came out CIELAB a*, b* {lab[1]:+.0f}, {lab[2]:+.0f}, outside the warm hues "
