@@ -126,6 +126,10 @@ BEHIND_DEG = 100.0
 at the back of the head, where no photo of a face was taken from: the photo is laid on the back of
 the head (the sweep's views read 38 degrees at most; a low-poly head pinned with its left and right
 pins swapped read -172). Such a result is ``failed``."""
+BEHIND_ESTIMATE = 1.0
+"""Eye distances: the least misplacement a camera behind the face (BEHIND_DEG) is estimated at. The
+landmarks' estimate there is the photo's (its landmarks' scatter caps it: every chibi head QA laid
+the astronaut's face on the back of read 0.069, as her photo on any mesh does), not the fit's."""
 MIN_DETECTOR_SCORE = 0.5
 """Under this face-detector score (either detector) the face it found is a caveat."""
 REGION_STANDS_OUT = 2.0
@@ -433,7 +437,15 @@ def estimate_error(signals: Mapping[str, Any], calibration: Calibration = CALIBR
         offset = _number(signals, "dense_offset_iod", OFFSET_TYPICAL_IOD)
         dense = max(calibration.dense(_number(signals, "dense_agreement"), offset), ESTIMATE_FLOOR)
         landmarks = float(np.exp(share * np.log(dense) + (1.0 - share) * np.log(landmarks)))
-    return max(landmarks, led_bend(signals))
+    return max(landmarks, led_bend(signals), BEHIND_ESTIMATE if behind_by(signals) else 0.0)
+
+
+def behind_by(signals: Mapping[str, Any]) -> float | None:
+    """How far round from the mesh's face the camera was fitted (degrees) where that is behind it
+    (BEHIND_DEG), else None."""
+    yaw, pitch = _number(signals, "view_yaw_deg", 0.0), _number(signals, "view_pitch_deg", 0.0)
+    round_from = max(abs(yaw), abs(pitch))
+    return round_from if round_from > BEHIND_DEG else None
 
 
 def led_bend(signals: Mapping[str, Any]) -> float:
@@ -532,7 +544,9 @@ def judge(signals: Mapping[str, Any], estimate: float) -> tuple[str, list[str], 
     ``doubtful`` ("look") undersold them; every result the outline or the shading vouched for, or
     whose landmarks were read, keeps the estimate's verdict."""
     reasons, advice = [], []
-    if estimate > GOOD_BELOW:
+    round_from = behind_by(signals)
+    behind = round_from is not None
+    if estimate > GOOD_BELOW and not behind:  # behind, no misplacement of features is the matter
         what = (
             "features may land a little beside their place (an eyelid's or a lip's width)"
             if estimate < SMALL_MISPLACEMENT
@@ -601,8 +615,6 @@ def judge(signals: Mapping[str, Any], estimate: float) -> tuple[str, list[str], 
         )
         advice.append("set the Facing to the way the face looks, or add landmark pins on the mesh")
     # A camera behind the face: mirrored pins (left and right mixed up) or a facing the wrong way.
-    round_from = max(abs(_number(signals, "view_yaw_deg", 0.0)), abs(_number(signals, "view_pitch_deg", 0.0)))
-    behind = round_from > BEHIND_DEG
     if behind:  # first: the rest follows from it
         reasons.insert(
             0,
