@@ -1222,7 +1222,9 @@ def test_a_black_and_white_photos_lips_and_iris_are_the_defaults(astronaut, astr
     read = regions.feature_colours(tinted, dataclasses.replace(astronaut_face))
     colours = regions.feature_colours(tinted, face)
     assert delta_e(regions.to_lab(read.lips), regions.to_lab(colours.lips)) > 10  # read, they are skin
-    assert np.allclose(colours.lips, regions.DEFAULT_LIPS) and np.allclose(colours.iris, regions.DEFAULT_IRIS)
+    # The default lips' hue and chroma (at the photo's lips' own lightness: ``tinted_lips``), the iris's.
+    lips, default = regions.to_lab(colours.lips), regions.to_lab(regions.DEFAULT_LIPS)
+    assert np.abs(lips[1:] - default[1:]).max() < 2.0 and np.allclose(colours.iris, regions.DEFAULT_IRIS)
     assert regions.to_lab(colours.sclera)[0] > 77.5  # the sclera is still the photo's, kept light
 
 
@@ -1290,3 +1292,38 @@ def _face_and_person(image: np.ndarray, segmenter):
 
     face, _ = analyse_portrait(image, "photo", default_landmarker())
     return face, segmenter.mask(image)
+
+
+@pytest.mark.parametrize("photo", ["astronaut", "grace_hopper"])
+def test_a_black_and_white_photos_lips_are_one_lip_colour_under_the_photo_and_filled(
+    photo, astronaut, grace_hopper_path
+):
+    """A black-and-white photo is tinted a skin tone. Its lips stayed that skin tone where the photo
+    shows them (Grace Hopper's closed mouth: grey-pink lips, nothing filled) while an open mouth's,
+    filled, took the default lip red at the default's own, darker lightness (the astronaut's): two
+    looks for one photo, and the warning said both were the default. Both are now the default lip
+    colour's hue at the photo's own lips' lightness."""
+    from avatartex.image_io import load_portrait, tinted_if_monochrome
+    from avatartex.imaging import to_lab
+    from avatartex.projection import polygon_mask
+
+    colour = astronaut if photo == "astronaut" else load_portrait(grace_hopper_path)[0]
+    grey = np.repeat(luminance(colour)[..., None], 3, axis=2).astype(np.float32)
+    tinted, monochrome = tinted_if_monochrome(grey)
+    assert monochrome
+    face, _ = analyse_portrait(tinted)
+    face.extras["monochrome"] = True
+    lm = face.landmarks
+    lips = polygon_mask(tinted.shape[:2], lm[list(LIPS_OUTER)], grow=-0.1)
+    lips &= ~polygon_mask(tinted.shape[:2], lm[list(LIPS_INNER)], grow=0.2)
+    ring = polygon_mask(tinted.shape[:2], lm[list(LIPS_OUTER)], grow=0.6)
+    ring &= ~polygon_mask(tinted.shape[:2], lm[list(LIPS_OUTER)], grow=0.25)
+    shown = regions.tinted_lips(tinted, lm, face.interocular)
+    default = to_lab(regions.DEFAULT_LIPS)
+    on_lips = np.median(to_lab(shown[lips]), axis=0)
+    assert np.abs(on_lips[1:] - default[1:]).max() < 3.0, on_lips  # under the photo: the lip hue
+    assert abs(on_lips[0] - np.median(to_lab(tinted[lips])[:, 0])) < 1.0  # at their own lightness
+    changed = np.abs(shown[ring] - tinted[ring]).max(axis=1)
+    assert np.percentile(changed, 95) < 0.01, np.percentile(changed, 95)  # the skin round them as it was
+    filled = to_lab(regions.feature_colours(shown, face).lips)
+    assert np.abs(filled - on_lips).max() < 3.0, (filled, on_lips)  # filled alike

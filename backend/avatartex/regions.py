@@ -881,7 +881,7 @@ def feature_colours(portrait: np.ndarray, face: Face, eyes_seen: bool = True) ->
     # A sclera in shadow or tinted by the lids reads as skin: keep it light and nearly neutral.
     iris_lab = plausible_iris(to_lab(np.asarray(iris, np.float32)))
     if face.extras.get("monochrome"):  # a black-and-white photo's (tinted): no colour to read
-        return FeatureColours(_neutral_sclera(sclera, 78.0), DEFAULT_IRIS.copy(), DEFAULT_LIPS.copy())
+        return FeatureColours(_neutral_sclera(sclera, 78.0), DEFAULT_IRIS.copy(), _grey_lips(portrait, lm))
     read = face.extras.get("pass") != "outline"
     return FeatureColours(
         _neutral_sclera(sclera, 78.0),
@@ -889,6 +889,43 @@ def feature_colours(portrait: np.ndarray, face: Face, eyes_seen: bool = True) ->
         _lip_colour(portrait, lm, read),
         np.asarray(sclera, np.float32) if scleras else None,
     )
+
+
+def _grey_lips(portrait: np.ndarray, lm: np.ndarray) -> np.ndarray:
+    """The lips' colour in a black-and-white photo: DEFAULT_LIPS' hue and chroma at the photo's own
+    lips' lightness (``tinted_lips`` gives the photo's lips the same), so that lips under the photo
+    and lips filled (an open mouth's, closed) match."""
+    shape = portrait.shape[:2]
+    between = polygon_mask(shape, lm[list(LIPS_OUTER)]) & ~polygon_mask(shape, lm[list(LIPS_INNER)], grow=0.1)
+    lab = to_lab(DEFAULT_LIPS)
+    if between.sum() >= 8:
+        lab[0] = float(np.median(to_lab(portrait[between][:, :3])[:, 0]))
+    return from_lab(lab).astype(np.float32)
+
+
+def tinted_lips(portrait: np.ndarray, lm: np.ndarray, interocular: float) -> np.ndarray:
+    """A black-and-white photo, tinted with a skin tone (``image_io.tinted_if_monochrome``), with its
+    lips (between the outer and inner lip contours, feathered) given DEFAULT_LIPS' hue and chroma at
+    their own lightness: they were skin-coloured under the photo, while an open mouth's, filled,
+    took the default lip colour (Grace Hopper in grey: lips the skin's; the astronaut's: red)."""
+    shape = portrait.shape[:2]
+    lips = polygon_mask(shape, lm[list(LIPS_OUTER)]).astype(np.float32)
+    lips -= polygon_mask(shape, lm[list(LIPS_INNER)]).astype(np.float32)
+    blur = max(0.5, LIP_TINT_FEATHER_IOD * interocular)
+    # Whole to their edge (a thin lip is a few pixels high), fading out just beyond it.
+    weight = np.clip(2.0 * cv2.GaussianBlur(np.clip(lips, 0.0, 1.0), (0, 0), blur), 0.0, 1.0)
+    if not (weight > 0.5).any():
+        return portrait
+    lab = to_lab(portrait[..., :3])
+    target = to_lab(DEFAULT_LIPS)[1:]
+    lab[..., 1:] += weight[..., None] * (target - lab[..., 1:])
+    out = np.array(portrait, np.float32, copy=True)
+    out[..., :3] = from_lab(lab)
+    return out
+
+
+LIP_TINT_FEATHER_IOD = 0.02
+"""Eye distances over which a black-and-white photo's lip tint fades into the skin's (``tinted_lips``)."""
 
 
 def _neutral_sclera(rgb: np.ndarray, floor: float) -> np.ndarray:

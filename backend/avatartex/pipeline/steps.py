@@ -74,7 +74,7 @@ from ..projection import (
     stretch_weight,
 )
 from ..protocol import AvatarTexError, ErrorCode, GenerateParams
-from ..regions import FeatureColours, find_hair
+from ..regions import FeatureColours, find_hair, tinted_lips
 from ..registration import FovPrior, Registration, register, small_fits
 from ..separate_body import SeparateBody
 from ..whitebalance import Balance, balance_portrait, balanced
@@ -144,7 +144,8 @@ def analyse(
     if monochrome:
         warnings.append(
             f"{params.portrait!r} is black and white: the skin was given a neutral skin tone over the "
-            "photo's own light and shade, and the lips and eyes the default colours; a colour photo "
+            "photo's own light and shade, the lips a default lip colour at their own lightness and the "
+            "irises a default brown; a colour photo "
             "gives the person's own, or recolour the texture in an image editor"
         )
     warnings += face_warnings
@@ -189,6 +190,8 @@ def analyse(
         warnings += outline_warnings
     if monochrome:  # the portrait holds it tinted: regions.feature_colours has no iris or lip colour to read
         face.extras["monochrome"] = True
+        if face.extras.get("pass") != "outline":  # its lips as the filled ones will be (read ones only)
+            portrait = tinted_lips(portrait, face.landmarks, face.interocular)
     return Analysis(
         portrait,
         face,
