@@ -119,15 +119,18 @@ def toned_through_shared(notes: list[str], head: bpy.types.Object, body: bpy.typ
     longer says the others keep their look."""
     for slot in head.material_slots:
         original = copied_from(slot.material)
-        if original is None or all(s.material != original for s in body.material_slots):
+        # The body toned through a copy of its own (the original stays as it was for Restore).
+        if original is None or all(copied_from(s.material) != original for s in body.material_slots):
             continue
         start = f"'{head.name}' shared the material '{original.name}' with "
+        own_copy = f"'{body.name}' showed the material '{original.name}', which "
+        notes[:] = [note for note in notes if not note.startswith(own_copy)]
         for i, note in enumerate(notes):
             if note.startswith(start) and note.endswith(KEEP_LOOK):
                 notes[i] = (
-                    f"{note[: -len(KEEP_LOOK)]}, which holds the face's texture; '{body.name}' shows "
-                    f"'{original.name}' with its skin toned to this face (Restore Material on "
-                    f"'{body.name}' gives its own image back)."
+                    f"{note[: -len(KEEP_LOOK)]}, which holds the face's texture; '{body.name}' shows a "
+                    f"copy of '{original.name}' with its skin toned to this face (Restore Material on "
+                    f"'{body.name}' gives it '{original.name}' back)."
                 )
 
 

@@ -766,7 +766,7 @@ def test_head_over_two_udim_tiles_gets_one_tiled_image_that_moves_on_save(
         and sorted(p.name for p in folder.iterdir()) == files_before
     )
     # ...but never a tile someone changed meanwhile: then the set gets a new name, the file kept.
-    tiles[1].write_bytes(tiles[1].read_bytes())  # rewritten by someone else: a new time stamp
+    tiles[1].write_bytes(tiles[1].read_bytes() + b"\0")  # rewritten by someone else (its bytes differ)
     changed = tiles[1].stat().st_mtime_ns
     assert bpy.ops.avatartex.generate() == {"FINISHED"}
     assert _file(_node(head).image) != Path(pattern) and tiles[1].stat().st_mtime_ns == changed
@@ -1046,18 +1046,24 @@ def test_generate_sends_the_body_and_shows_its_toned_copy_keeping_the_artists_im
 
 def test_a_head_sharing_the_bodys_material_says_what_the_body_shows(addon, fake_backend, portrait, tmp_path):
     """One skin material for head and body: the head gets its own copy, and the body shows its image
-    toned to the face through the shared one. The note said "so the others keep their look"."""
+    toned to the face through one of its own, 'Body Skin' staying as it was (Restore Material on the
+    head gives it back: it showed the toned body). The note said "so the others keep their look"."""
     head = add_sphere("Head", portrait)
     body, _path = _body_under(head, tmp_path)
     head.data.materials.append(body.active_material)
     select_only(head)
     bpy.context.scene.avatartex.resolution = 512
     assert bpy.ops.avatartex.generate() == {"FINISHED"}
-    assert head.active_material.name != "Body Skin" and body.active_material.name == "Body Skin"
+    skin = bpy.data.materials["Body Skin"]
+    assert head.active_material != skin and body.active_material not in (skin, head.active_material)
     assert body.active_material.node_tree.nodes["AvatarTex Texture"].image.name.startswith("Body_toned")
+    assert "AvatarTex Texture" not in skin.node_tree.nodes
     notes = " ".join(addon.state.last_summary)
     assert "shared the material 'Body Skin'" in notes and "keep their look" not in notes
-    assert "'Body' shows 'Body Skin' with its skin toned to this face" in notes
+    assert "'Body' shows a copy of 'Body Skin' with its skin toned to this face" in notes
+    assert "goes back to on Restore Material" not in notes  # said once, in the head's note
+    assert bpy.ops.avatartex.restore_material() == {"FINISHED"}
+    assert head.active_material == skin
 
 
 def test_a_body_whose_image_is_packed_is_toned_too(addon, fake_backend, portrait, tmp_path):
