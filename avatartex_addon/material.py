@@ -195,13 +195,31 @@ def _shown_colour(output: bpy.types.Node | None) -> bpy.types.NodeSocket | None:
     first shader's that has one."""
     found = []
     for node in _surface_nodes(output):
-        colour = next((node.inputs[name] for name in COLOUR_INPUTS if name in node.inputs), None)
+        colour = _colour_input(node)
         if colour is None or not any(out.type == "SHADER" for out in node.outputs):
             continue
         found.append(colour)
     imaged = [c for c in found if c.is_linked and c.links[0].from_node.bl_idname == "ShaderNodeTexImage"]
     principled = [c for c in found if c.node.bl_idname == "ShaderNodeBsdfPrincipled"]
     return (imaged or principled or found or [None])[0]
+
+
+def _colour_input(node: bpy.types.Node) -> bpy.types.NodeSocket | None:
+    """A shader node's colour input: COLOUR_INPUTS by name; on a node group (a studio's skin shader)
+    whose inputs are named otherwise ("Albedo", "Skin Color"), its colour input an image feeds, else
+    its only colour input. None where there is none, or several and no image tells which."""
+    colour = next((node.inputs[name] for name in COLOUR_INPUTS if name in node.inputs), None)
+    if colour is not None or node.bl_idname != "ShaderNodeGroup":
+        return colour
+    colours = [socket for socket in node.inputs if socket.type == "RGBA" and socket.enabled]
+    imaged = [
+        socket
+        for socket in colours
+        if socket.is_linked and socket.links[0].from_node.bl_idname == "ShaderNodeTexImage"
+    ]
+    if len(imaged) == 1:
+        return imaged[0]
+    return colours[0] if len(colours) == 1 else None
 
 
 def find_colour_input(mat: bpy.types.Material) -> bpy.types.NodeSocket:

@@ -197,6 +197,57 @@ def test_a_copied_project_replaces_its_own_texture_and_an_edit_of_the_same_size_
     assert texture.read_bytes() == bytes(edited) and _file(_node(head).image).name == "Head_001.png"
 
 
+def _skin_group(name: str, colour_input: str, extra_colour: str = "") -> bpy.types.Material:
+    """A material whose surface is a node group (a studio's skin shader) taking its colour through an
+    input named ``colour_input`` (and ``extra_colour``, another colour input, where given)."""
+    group = bpy.data.node_groups.new(f"{name} Group", "ShaderNodeTree")
+    for socket in filter(None, (colour_input, extra_colour)):
+        group.interface.new_socket(socket, in_out="INPUT", socket_type="NodeSocketColor")
+    group.interface.new_socket("Shader", in_out="OUTPUT", socket_type="NodeSocketShader")
+    inputs, outputs = group.nodes.new("NodeGroupInput"), group.nodes.new("NodeGroupOutput")
+    bsdf = group.nodes.new("ShaderNodeBsdfPrincipled")
+    group.links.new(inputs.outputs[colour_input], bsdf.inputs["Base Color"])
+    group.links.new(bsdf.outputs["BSDF"], outputs.inputs["Shader"])
+    mat = _skin(name)
+    tree = mat.node_tree
+    tree.nodes.remove(tree.nodes["Principled BSDF"])
+    node = tree.nodes.new("ShaderNodeGroup")
+    node.node_tree = group
+    tree.links.new(node.outputs["Shader"], tree.nodes["Material Output"].inputs["Surface"])
+    return mat
+
+
+def test_a_skin_shader_in_a_node_group_gets_the_texture_in_its_colour_input(
+    addon, fake_backend, portrait, tmp_path
+):
+    """A node group whose colour input is not named Base Color or Color ("Albedo") got a loose
+    Principled BSDF the render does not show, and a note to link it by hand. Its only colour input,
+    or the one an image feeds among several, takes the texture; Restore gives the group its colour."""
+    head = add_sphere("Head", portrait)
+    head.data.materials.append(_skin_group("Albedo Skin", "Albedo"))
+    bpy.context.scene.avatartex.resolution = 512
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    group = next(n for n in head.active_material.node_tree.nodes if n.bl_idname == "ShaderNodeGroup")
+    albedo = group.inputs["Albedo"]
+    assert albedo.is_linked and albedo.links[0].from_node == _node(head)
+    assert "AvatarTex Shader" not in head.active_material.node_tree.nodes
+    assert not any("does not show" in note for note in addon.state.last_summary)
+    assert bpy.ops.avatartex.restore_material() == {"FINISHED"}
+    assert not albedo.is_linked and _node(head) is None
+    # Two colour inputs: the one the artist's image feeds.
+    other = add_sphere("Other", portrait)
+    mat = _skin_group("Two Inputs", "Albedo", "Tint")
+    other.data.materials.append(mat)
+    tree = mat.node_tree
+    group = next(n for n in tree.nodes if n.bl_idname == "ShaderNodeGroup")
+    painted = tree.nodes.new("ShaderNodeTexImage")
+    painted.image = bpy.data.images.new("albedo_map", 8, 8)
+    tree.links.new(painted.outputs["Color"], group.inputs["Albedo"])
+    select_only(other)
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert group.inputs["Albedo"].links[0].from_node == _node(other) and not group.inputs["Tint"].is_linked
+
+
 def test_unsaved_paint_or_a_read_only_file_is_never_replaced(addon, fake_backend, portrait, tmp_path):
     """The add-on's own file is replaced on a rerun, but not while its image holds paint not saved yet
     (Texture Paint after Generate) nor once made read-only (a checked-in file): each is said."""
