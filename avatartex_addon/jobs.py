@@ -736,12 +736,16 @@ def same_texture_as(obj: bpy.types.Object, index: int, scene: bpy.types.Scene) -
     """The name of an earlier variant of ``obj`` whose texture variant ``index`` repeats, or '': the
     same style, both fully applied, a style the backend makes alike for every seed on the classic
     engine (toon, comic, anime: ``Style.seed_free``), and the classic engine to run. Add Variant
-    steps the seed, which then changes nothing: two generations, one texture under two names."""
+    steps the seed, which then changes nothing: two generations, one texture under two names. Also,
+    on any engine, an earlier variant of the same style, seed and strength (one edited to match)."""
     variants = obj.avatartex.variants
-    if not 0 <= index < len(variants) or not classic_will_run(scene):
+    if not 0 <= index < len(variants):
         return ""
     variant = variants[index]
-    if variant.strength < 1.0 or not _seed_free(variant.style):
+    for earlier in list(variants)[:index]:  # the same settings, whatever the engine (an edited variant)
+        if (earlier.style, earlier.seed, earlier.strength) == (variant.style, variant.seed, variant.strength):
+            return earlier.name
+    if not classic_will_run(scene) or variant.strength < 1.0 or not _seed_free(variant.style):
         return ""
     for earlier in list(variants)[:index]:
         if earlier.style == variant.style and earlier.strength >= 1.0:
@@ -755,6 +759,12 @@ def same_texture_note(obj: bpy.types.Object, index: int, scene: bpy.types.Scene)
     if not twin:
         return ""
     variant = obj.avatartex.variants[index]
+    earlier = next(v for v in obj.avatartex.variants if v.name == twin)
+    if (earlier.style, earlier.seed, earlier.strength) == (variant.style, variant.seed, variant.strength):
+        return (
+            f"'{variant.name}' will be the same texture as '{twin}': the same style, seed and strength. "
+            "Give it another seed, style or strength"
+        )
     return (
         f"'{variant.name}' will be the same texture as '{twin}': {variant.style} on the classic engine "
         "does not depend on the seed. Give it another style or a strength under 1"

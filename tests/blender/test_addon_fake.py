@@ -725,6 +725,24 @@ def test_a_variant_stepping_only_the_seed_of_a_seed_free_style_is_said_to_repeat
     assert "same texture" not in said()
 
 
+def test_a_variant_edited_to_match_another_is_said_to_repeat_it(addon, fake_backend, portrait):
+    """A variant's style and seed edited to another's ("photoreal 6" made "painterly 5" beside a
+    "painterly 5"): both were generated, byte for byte the same, unsaid."""
+    head = add_sphere("Head", portrait)
+    settings = bpy.context.scene.avatartex
+    settings.style, settings.seed = "painterly", 5
+    assert bpy.ops.avatartex.variant_add() == {"FINISHED"}
+    settings.style = "photoreal"
+    assert bpy.ops.avatartex.variant_add() == {"FINISHED"}
+    assert not addon.jobs.same_texture_note(head, 1, bpy.context.scene)
+    edited = head.avatartex.variants[1]
+    edited.style, edited.seed = "painterly", 5
+    note = addon.jobs.same_texture_note(head, 1, bpy.context.scene)
+    assert "will be the same texture as 'painterly 5'" in note and "same style, seed and strength" in note
+    edited.strength = 0.7
+    assert not addon.jobs.same_texture_note(head, 1, bpy.context.scene)
+
+
 def test_unregister_stops_backend(addon, fake_backend):
     bpy.ops.avatartex.test_backend()
     proc = addon.state.client.process
