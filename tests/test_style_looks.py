@@ -761,30 +761,42 @@ def test_a_wider_heads_chest_is_no_form_of_its_head() -> None:
         assert (level > 0.5) == (expected == "head"), (expected, level)
 
 
-def test_comic_draws_no_moustache_from_the_photos_upper_lip() -> None:
+@pytest.mark.parametrize("style", ["toon", "comic"])
+def test_no_moustache_from_the_photos_upper_lip_and_smile_folds(style: str) -> None:
     """The photo's darker skin between the nose and the upper lip (fine wrinkles, down, a top light's
-    shadow under the nose) drew comic's halftone as a moustache on Grace Hopper's face. The
-    astronaut with a shadow painted there (a third darker): within ``repaint.upper_lip`` the dots
-    are the head's forms' alone."""
+    shadow under the nose) and along deep smile folds drew comic's halftone and toon's cel shadow as
+    a moustache on Grace Hopper's face. The astronaut with such shadows painted on (half as light):
+    within ``repaint.around_mouth`` the shadow is the head's forms' alone."""
     import cv2
     from avatartex.engines.classic import repaint
-    from avatartex.face import LIPS_OUTER, NOSE_LOWER
+    from avatartex.face import LIPS_OUTER, MOUTH_LEFT, MOUTH_RIGHT, NOSE_LOWER
 
     geo, _, _, lines, landmarks = _scene()
     portrait = astronaut().copy()
     lip = landmarks[list(LIPS_OUTER), :2]
-    between = np.concatenate([landmarks[list(NOSE_LOWER), :2], lip[10:], lip[:1]])
+    nose = landmarks[list(NOSE_LOWER), :2]
     painted = np.zeros(portrait.shape[:2], np.float32)
-    cv2.fillPoly(painted, [np.round(between).astype(np.int32)], 1.0)
-    portrait = portrait * (1.0 - 0.35 * cv2.GaussianBlur(painted, (0, 0), 2.0))[..., None]
+    cv2.fillPoly(painted, [np.round(np.concatenate([nose, lip[10:], lip[:1]])).astype(np.int32)], 1.0)
+    iod = np.linalg.norm(landmarks[33, :2] - landmarks[263, :2])
+    for wing, corner in ((nose[0], landmarks[MOUTH_RIGHT, :2]), (nose[-1], landmarks[MOUTH_LEFT, :2])):
+        end = corner + 0.4 * (corner - wing)
+        cv2.line(
+            painted,
+            tuple(np.round(wing).astype(int)),
+            tuple(np.round(end).astype(int)),
+            1.0,
+            max(2, int(0.08 * iod)),
+        )
+    portrait = portrait * (1.0 - 0.5 * cv2.GaussianBlur(painted, (0, 0), 2.0))[..., None]
     texture, coords = frontal_texture(geo, portrait)
-    ctx = make_ctx(geo, "comic", portrait, coords, seed=1)
+    ctx = make_ctx(geo, style, portrait, coords, seed=1)
     ctx.feature_lines = lines
     for stage in (ClassicInpaint(), ClassicLatent(), ClassicRepaint()):
         texture = stage.run(texture, ctx)
     shadow = np.asarray(ctx.style_shadow.atlas_map)
-    forms = repaint._shadow_shapes(geo, 1.0, ctx.style.classic.get("shadow_threshold", 0.6))
-    zone = repaint.upper_lip(lines, shadow.shape, _unit()) > 0.5
-    assert zone.sum() > 200
+    threshold = ctx.style.classic.get("shadow_threshold", 0.6 if style == "toon" else 0.45)
+    forms = repaint._shadow_shapes(geo, 1.0, threshold)
+    zone = repaint.around_mouth(lines, shadow.shape, _unit()) > 0.5
+    assert zone.sum() > 400
     beyond_forms = (shadow > 0.5) & (forms < 0.5)
     assert beyond_forms[zone].mean() < 0.01, beyond_forms[zone].mean()

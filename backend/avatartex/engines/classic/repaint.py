@@ -856,26 +856,34 @@ def eye_rims(lines: dict[str, np.ndarray], shape: tuple[int, int], unit: float) 
 
 UPPER_LIP_GROW_IOD = 0.05
 """Eye distances by which the skin between the nose and the upper lip is grown (its soft rim)."""
+FOLD_HALF_WIDTH_IOD = 0.25
+"""Eye distances either side of the line from a nostril wing to its mouth corner (and a half of it on
+beyond the corner) within which the photo's darker skin is a smile fold, not a form."""
 
 
-def upper_lip(lines: dict[str, np.ndarray], shape: tuple[int, int], unit: float) -> np.ndarray:
+def around_mouth(lines: dict[str, np.ndarray], shape: tuple[int, int], unit: float) -> np.ndarray:
     """(H, W) float32 0..1: the skin between the nose's underside and the upper lip (``lines``'
     ``nose``, the right wing to the left, and ``lips_outer``, from the right mouth corner along the
-    lower lip: ``face.LIPS_OUTER``), grown by UPPER_LIP_GROW_IOD. The photo's darker skin there (an upper
-    lip's fine wrinkles and down, the shadow of a nose under a top light) drew comic's halftone as a
-    moustache on Grace Hopper's face; the head's own forms still shade it."""
+    lower lip: ``face.LIPS_OUTER``), grown by UPPER_LIP_GROW_IOD, and the smile folds, from each
+    nostril wing down past its mouth corner (FOLD_HALF_WIDTH_IOD). The photo's darker skin there (an
+    upper lip's fine wrinkles and down, a nose's shadow under a top light, deep nasolabial folds) drew
+    toon's cel shadow and comic's halftone as a moustache on Grace Hopper's face; the head's own forms
+    still shade it."""
     area = np.zeros(shape, np.float32)
     if "nose" not in lines or "lips_outer" not in lines:
         return area
-    # The nose's underside from the right wing to the left, then the upper lip from the left mouth
-    # corner (the outer loop's point furthest from its first, the right corner) back to the right.
-    lips = lines["lips_outer"]
+    lips, nose = lines["lips_outer"], lines["nose"]
     left_corner = int(np.argmax(np.linalg.norm(lips - lips[0], axis=1)))
     top_lip = np.concatenate([lips[left_corner:], lips[:1]])
-    area = fill_polygon(shape, np.concatenate([lines["nose"], top_lip]))
+    area = fill_polygon(shape, np.concatenate([nose, top_lip]))
     reach = max(1, int(round(UPPER_LIP_GROW_IOD * unit)))
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
-    return np.clip(cv2.GaussianBlur(cv2.dilate(area, disc), (0, 0), reach / 2), 0.0, 1.0)
+    area = cv2.dilate(area, disc)
+    width = max(1, int(round(2 * FOLD_HALF_WIDTH_IOD * unit)))
+    for wing, corner in ((nose[0], lips[0]), (nose[-1], lips[left_corner])):
+        end = corner + 0.5 * (corner - wing)
+        cv2.line(area, tuple(np.round(wing).astype(int)), tuple(np.round(end).astype(int)), 1.0, width)
+    return np.clip(cv2.GaussianBlur(area, (0, 0), reach / 2), 0.0, 1.0)
 
 
 MOVED_FEATURES = ("lips_outer",)
@@ -934,6 +942,7 @@ def toon(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     tone_shadow *= head_forms(atlas)["head"]  # the face's forms, not a bust's chest or cut
     unit = atlas.layout.face_texels_per_iod
     tone_shadow *= 1.0 - eye_rims(drawn, shape, unit)  # the photo's lashes and liner: the eyes' ink
+    tone_shadow *= 1.0 - around_mouth(drawn, shape, unit)  # a moustache of the photo's folds
     threshold = p.get("shadow_threshold", 0.6)
     forms = _shadow_shapes(atlas, 1.0, threshold)
     tone_shadow = without_specks(tone_shadow, forms, TONE_SHADOW_MIN_IOD2 * unit * unit)
@@ -979,7 +988,7 @@ def comic(image: np.ndarray, ctx: StageContext) -> np.ndarray:
         screen = 0.5 + 0.25 * (wave[None, :] + wave[:, None])
         threshold = p.get("shadow_threshold", 0.45)
         shade = _shadow_shapes(atlas, 1.0, threshold)
-        photo_tone = darker * head_forms(atlas)["head"] * (1.0 - upper_lip(drawn, shape, unit))
+        photo_tone = darker * head_forms(atlas)["head"] * (1.0 - around_mouth(drawn, shape, unit))
         toned = without_specks(photo_tone, shade, TONE_SHADOW_MIN_IOD2 * unit * unit)
         shade = np.maximum(shade, toned)
         dark = np.clip((0.3 - luminance(flat)) / 0.2, 0.0, 1.0)
