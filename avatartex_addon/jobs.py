@@ -394,6 +394,11 @@ class Job:
             _mat, note = material.apply_image(obj, image, task.uv_map)
             if note:
                 self.notes.append(note)
+        if shown and variant is not None and settings.texture is not None:
+            self.notes.append(
+                f"{obj.name} shows the variant '{variant.name}' now (the active one); Main Texture in the "
+                "Variants panel shows its main texture again."
+            )
         layers = obj.data.uv_layers if obj.type == "MESH" else []
         if len(layers) > 1:  # which of them is not obvious (the active one, the render one)
             used = capture.resolve_uv_map(obj, task.uv_map)

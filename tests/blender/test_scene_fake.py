@@ -441,6 +441,8 @@ def test_the_main_texture_outlives_an_applied_variant_and_a_save_and_comes_back(
     settings.style = "toon"
     bpy.ops.avatartex.variant_add()
     assert bpy.ops.avatartex.generate_variants() == {"FINISHED"}
+    # Said: the material shows the variant now, and how to get the main texture back.
+    assert any("Head shows the variant 'toon 0' now" in note for note in addon.state.last_summary)
     assert bpy.ops.avatartex.apply_variant(index=0) == {"FINISHED"}
     assert _node(head).image == head.avatartex.variants[0].image != main
     name = main.name
