@@ -319,3 +319,18 @@ def test_a_side_lights_shadow_does_not_hide_a_rim(hopper):
         apart = np.linalg.norm(lens - lens_even, axis=1) / face.interocular
         assert np.median(apart) <= 0.04 and apart.max() <= 0.15, (side, np.median(apart), apart.max())
         assert (glasses.at(lens_even) >= 0.5).mean() >= 0.85, side
+
+
+def test_a_warm_lights_cast_does_not_leave_the_frames_highlights(hopper):
+    """Grace Hopper under a tungsten light left in the photo (her eye whites, behind her glasses, are
+    not read to take it out): the metal studs at her lens corners fell under the highlight's
+    lightness and stayed on the skin as pale blobs. A skin redder than any skin under white light is
+    brought back first (``glasses.skin_plausible``): the frame found is the one found in her photo."""
+    portrait, face, even = hopper
+    tungsten = (np.clip(portrait, 0.0, 1.0) ** 2.2 * np.array([1.0, 0.72, 0.38], np.float32)) ** (1 / 2.2)
+    glasses = find_glasses(tungsten.astype(np.float32), face)
+    assert glasses.found
+    frame = even.frame > 0.5
+    kept = (glasses.frame[frame] > 0.5).mean()
+    extra = (glasses.frame[~frame] > 0.5).sum() / frame.sum()
+    assert kept >= 0.97 and extra <= 0.05, (kept, extra)
