@@ -23,7 +23,7 @@ from ..image_io import save_png
 from ..mesh import Mesh, load_mesh, save_mesh, with_pins
 from ..photoface import photo_face_normals
 from ..protocol import AvatarTexError, ErrorCode, GenerateParams, PrepareParams, Progress
-from ..quality import assess
+from ..quality import assess, behind_by
 from ..regions import complete_regions
 from ..registration import Registration
 from ..styles import get_style
@@ -240,9 +240,16 @@ class Generator:
         if projection.portrait is not None:  # the photo the colour was read from (lens tint out)
             analysis = dataclasses.replace(analysis, portrait=projection.portrait)
         if projection.coverage < 0.5:
+            # Behind the face the camera sees the back of the head: nothing of the photo is in front of
+            # it, the fit is wrong (the verdict's first reason says so).
+            why = (
+                "the camera was fitted behind the mesh's face: see the registration's reasons"
+                if behind_by(quality.signals) is not None
+                else "hair, hands or glasses in front of it?"
+            )
             warnings.append(
-                f"only {projection.coverage:.0%} of the face the camera sees is usable (hair, hands or "
-                "glasses in front of it?): a clear frontal photo gives a more faithful texture"
+                f"only {projection.coverage:.0%} of the face the camera sees is usable ({why}): a clear "
+                "frontal photo gives a more faithful texture"
             )
         clock.done("project")
 
