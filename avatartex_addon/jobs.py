@@ -737,42 +737,44 @@ def classic_will_run(scene: bpy.types.Scene) -> bool:
     return engine == "classic" or (engine == "auto" and neural_code() != "ok")
 
 
-def same_texture_as(obj: bpy.types.Object, index: int, scene: bpy.types.Scene) -> str:
-    """The name of an earlier variant of ``obj`` whose texture variant ``index`` repeats, or '': the
-    same style, both fully applied, a style the backend makes alike for every seed on the classic
-    engine (toon, comic, anime: ``Style.seed_free``), and the classic engine to run. Add Variant
-    steps the seed, which then changes nothing: two generations, one texture under two names. Also,
-    on any engine, an earlier variant of the same style, seed and strength (one edited to match)."""
+def _settings(variant) -> tuple:
+    """What a variant's texture is made with: its style, seed and strength."""
+    return (variant.style, variant.seed, variant.strength)
+
+
+def same_texture_as(obj: bpy.types.Object, index: int, scene: bpy.types.Scene):
+    """The earlier variant of ``obj`` whose texture variant ``index`` repeats, or None: one of the
+    same style, seed and strength (a variant edited to match), on any engine; or the same style, both
+    fully applied, a style the backend makes alike for every seed on the classic engine (toon, comic,
+    anime: ``Style.seed_free``), and the classic engine to run. Add Variant steps the seed, which
+    then changes nothing: two generations, one texture under two names."""
     variants = obj.avatartex.variants
     if not 0 <= index < len(variants):
-        return ""
+        return None
     variant = variants[index]
-    for earlier in list(variants)[:index]:  # the same settings, whatever the engine (an edited variant)
-        if (earlier.style, earlier.seed, earlier.strength) == (variant.style, variant.seed, variant.strength):
-            return earlier.name
-    if not classic_will_run(scene) or variant.strength < 1.0 or not _seed_free(variant.style):
-        return ""
-    for earlier in list(variants)[:index]:
-        if earlier.style == variant.style and earlier.strength >= 1.0:
-            return earlier.name
-    return ""
+    earlier = list(variants)[:index]
+    same = next((v for v in earlier if _settings(v) == _settings(variant)), None)
+    if same is not None or not classic_will_run(scene):
+        return same
+    if variant.strength < 1.0 or not _seed_free(variant.style):
+        return None
+    return next((v for v in earlier if v.style == variant.style and v.strength >= 1.0), None)
 
 
 def same_texture_note(obj: bpy.types.Object, index: int, scene: bpy.types.Scene) -> str:
     """What to tell the artist about variant ``index`` (``same_texture_as``), or ''."""
     twin = same_texture_as(obj, index, scene)
-    if not twin:
+    if twin is None:
         return ""
     variant = obj.avatartex.variants[index]
-    earlier = next(v for v in obj.avatartex.variants if v.name == twin)
-    if (earlier.style, earlier.seed, earlier.strength) == (variant.style, variant.seed, variant.strength):
+    if _settings(twin) == _settings(variant):
         return (
-            f"'{variant.name}' will be the same texture as '{twin}': the same style, seed and strength. "
-            "Give it another seed, style or strength"
+            f"'{variant.name}' will be the same texture as '{twin.name}': the same style, seed and "
+            "strength. Give it another seed, style or strength"
         )
     return (
-        f"'{variant.name}' will be the same texture as '{twin}': {variant.style} on the classic engine "
-        "does not depend on the seed. Give it another style or a strength under 1"
+        f"'{variant.name}' will be the same texture as '{twin.name}': {variant.style} on the classic "
+        "engine does not depend on the seed. Give it another style or a strength under 1"
     )
 
 

@@ -233,10 +233,10 @@ def own_tiles(record, owner: str) -> tuple[Path, dict[int, Path]] | None:
         return None
     pattern = Path(bpy.path.abspath(record.path)).resolve()
     try:
-        numbers = [int(entry.split("=", 1)[0]) for entry in record.stamp.split(";")]
-        files = {n: Path(str(pattern).replace(UDIM_TOKEN, str(n))) for n in numbers}
-        stamps = dict(entry.split("=", 1) for entry in record.stamp.split(";"))
-        return (pattern, files) if all(stamp_matches(f, stamps[str(n)]) for n, f in files.items()) else None
+        stamps = {int(n): stamp for n, stamp in (entry.split("=", 1) for entry in record.stamp.split(";"))}
+        files = {n: Path(str(pattern).replace(UDIM_TOKEN, str(n))) for n in stamps}
+        unchanged = all(stamp_matches(files[n], stamp) for n, stamp in stamps.items())
+        return (pattern, files) if unchanged else None
     except (OSError, ValueError):
         return None
 

@@ -59,6 +59,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .atlas_filters import GAMMA
 from .face import (
     FACE_OVAL,
     LEFT_EYE_CONTOUR,
@@ -221,18 +222,16 @@ Grace Hopper's warm skin is 0.37 and 0.19, the astronaut's 0.66 and 0.45; under 
 left in the photo (no eye whites seen to take it out) 0.27 and 0.07."""
 
 
-def skin_plausible(image: np.ndarray, points: np.ndarray, features: np.ndarray) -> np.ndarray:
-    """The crop (sRGB 0..1) with the green and blue of its face's skin (median, in linear light, inside
-    the oval off ``features``) raised to SKIN_MIN_RATIOS of its red where they are below them: a
-    warm light's cast. The frame's highlights (SHINE_LIGHTNESS: the metal studs at Grace Hopper's
-    lens corners) lost a tenth of their lightness under a tungsten light and stayed on the skin as
-    pale blobs."""
-    h, w = image.shape[:2]
-    skin = polygon_mask((h, w), points[list(FACE_OVAL)]) & ~features
+def skin_plausible(image: np.ndarray, skin: np.ndarray) -> np.ndarray:
+    """The crop (sRGB 0..1) with the green and blue of its face's skin (median over ``skin``, in linear
+    light) raised to SKIN_MIN_RATIOS of its red where they are below them: a warm light's cast. The
+    frame's highlights (SHINE_LIGHTNESS: the metal studs at Grace Hopper's lens corners) lost a tenth
+    of their lightness under a tungsten light and stayed on the skin as pale blobs."""
+    from .whitebalance import balanced  # whitebalance reads regions, which reads this module
+
     if skin.sum() < 200:
         return image
-    linear = np.clip(image, 0.0, 1.0) ** 2.2
-    red, green, blue = np.median(linear[skin], axis=0)
+    red, green, blue = np.median(np.clip(image[skin], 0.0, 1.0) ** GAMMA, axis=0)
     if red <= 1e-4:
         return image
     gains = np.array(
@@ -243,25 +242,21 @@ def skin_plausible(image: np.ndarray, points: np.ndarray, features: np.ndarray) 
         ],
         np.float32,
     )
-    if np.all(gains == 1.0):
-        return image
-    return (np.clip(linear * gains, 0.0, 1.0) ** (1 / 2.2)).astype(np.float32)
+    return image if np.all(gains == 1.0) else balanced(image, gains)
 
 
-def even_lightness(lightness: np.ndarray, points: np.ndarray, features: np.ndarray) -> np.ndarray:
+def even_lightness(lightness: np.ndarray, skin: np.ndarray, centre: np.ndarray) -> np.ndarray:
     """CIE L* of the crop with the light's slope across the face taken out: the log-luminance plane
-    fitted to the face's skin (inside its oval, off ``features``, robustly), levelled about the eyes'
-    midpoint, at most EVEN_MAX_SLOPE stops per eye distance. A frame's darkness is a ratio of
-    luminances; in L* differences a rim in a side light's shadow (2.6 stops down: 8 L* become 4.7)
-    went unseen, and the lens's outline was fitted to the creases around it."""
+    fitted to the face's ``skin`` (robustly), levelled about ``centre`` (the eyes' midpoint), at most
+    EVEN_MAX_SLOPE stops per eye distance. A frame's darkness is a ratio of luminances; in L*
+    differences a rim in a side light's shadow (2.6 stops down: 8 L* become 4.7) went unseen, and
+    the lens's outline was fitted to the creases around it."""
     h, w = lightness.shape
-    oval = polygon_mask((h, w), points[list(FACE_OVAL)])
-    skin = oval & ~features & (lightness > 5.0) & (lightness < 97.0)
+    skin = skin & (lightness > 5.0) & (lightness < 97.0)
     if skin.sum() < 200:
         return lightness
     level = np.log2(_luminance(lightness))
     ys, xs = np.nonzero(skin)
-    centre = points[list(RIGHT_EYE_CONTOUR) + list(LEFT_EYE_CONTOUR)].mean(axis=0)
     design = np.stack([np.ones(len(xs)), (xs - centre[0]) / PX_PER_IOD, (ys - centre[1]) / PX_PER_IOD], 1)
     target = level[ys, xs].astype(np.float64)
     keep = np.ones(len(xs), bool)
@@ -507,8 +502,11 @@ def find_glasses(portrait: np.ndarray, face: Face) -> PortraitGlasses:
         brows |= polygon_mask((h, w), points[list(contour)], grow=KEPT_BROW_GROW)
         cores |= polygon_mask((h, w), points[list(contour)], grow=BROW_CORE_GROW)
     # The rims are searched through the brows (a frame may run along them) but not the eyes.
-    image = skin_plausible(image, points, eyes | brows)
-    lightness = even_lightness(to_lab(image)[..., 0], points, eyes | brows)
+    # Read on the face's skin (its oval, off the eyes and brows): a warm cast, the light's slope.
+    skin = polygon_mask((h, w), points[list(FACE_OVAL)]) & ~(eyes | brows)
+    image = skin_plausible(image, skin)
+    centre = points[list(RIGHT_EYE_CONTOUR) + list(LEFT_EYE_CONTOUR)].mean(axis=0)
+    lightness = even_lightness(to_lab(image)[..., 0], skin, centre)
     darkness = np.where(eyes, 0.0, frame_darkness(lightness, FRAME_DISC * PX_PER_IOD))
     darkness = darkness.astype(np.float32)
     rims = [

@@ -891,12 +891,16 @@ def feature_colours(portrait: np.ndarray, face: Face, eyes_seen: bool = True) ->
     )
 
 
+def _between_lips(shape: tuple[int, int], lm: np.ndarray) -> np.ndarray:
+    """(H, W) bool: between the outer lip contour and the inner one grown by a tenth (the lips)."""
+    return polygon_mask(shape, lm[list(LIPS_OUTER)]) & ~polygon_mask(shape, lm[list(LIPS_INNER)], grow=0.1)
+
+
 def _grey_lips(portrait: np.ndarray, lm: np.ndarray) -> np.ndarray:
     """The lips' colour in a black-and-white photo: DEFAULT_LIPS' hue and chroma at the photo's own
     lips' lightness (``tinted_lips`` gives the photo's lips the same), so that lips under the photo
     and lips filled (an open mouth's, closed) match."""
-    shape = portrait.shape[:2]
-    between = polygon_mask(shape, lm[list(LIPS_OUTER)]) & ~polygon_mask(shape, lm[list(LIPS_INNER)], grow=0.1)
+    between = _between_lips(portrait.shape[:2], lm)
     lab = to_lab(DEFAULT_LIPS)
     if between.sum() >= 8:
         lab[0] = float(np.median(to_lab(portrait[between][:, :3])[:, 0]))
@@ -950,9 +954,7 @@ def _lip_colour(portrait: np.ndarray, lm: np.ndarray, read: bool = True) -> np.n
     of the region: the plain median read skin-coloured lips (bench/sweep.py's made-up faces: a
     brownish grey for painted red lips)."""
     shape = portrait.shape[:2]
-    outer = polygon_mask(shape, lm[list(LIPS_OUTER)])
-    inner_lips = polygon_mask(shape, lm[list(LIPS_INNER)], grow=0.1)
-    lip_pixels = portrait[outer & ~inner_lips][:, :3]
+    lip_pixels = portrait[_between_lips(shape, lm)][:, :3]
     if len(lip_pixels) < 8:
         return np.asarray(DEFAULT_LIPS, np.float32)
     if read:
