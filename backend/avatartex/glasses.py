@@ -227,8 +227,6 @@ def skin_plausible(image: np.ndarray, skin: np.ndarray) -> np.ndarray:
     light) raised to SKIN_MIN_RATIOS of its red where they are below them: a warm light's cast. The
     frame's highlights (SHINE_LIGHTNESS: the metal studs at Grace Hopper's lens corners) lost a tenth
     of their lightness under a tungsten light and stayed on the skin as pale blobs."""
-    from .whitebalance import balanced  # whitebalance reads regions, which reads this module
-
     if skin.sum() < 200:
         return image
     red, green, blue = np.median(np.clip(image[skin], 0.0, 1.0) ** GAMMA, axis=0)
@@ -242,7 +240,11 @@ def skin_plausible(image: np.ndarray, skin: np.ndarray) -> np.ndarray:
         ],
         np.float32,
     )
-    return image if np.all(gains == 1.0) else balanced(image, gains)
+    if np.all(gains == 1.0):
+        return image
+    # As whitebalance.balanced applies gains (which this module cannot import: whitebalance reads
+    # regions, which reads this); every gain is 1 or more, so nothing beyond white is capped lower.
+    return np.clip(image * gains ** np.float32(1.0 / GAMMA), 0.0, 1.0).astype(np.float32)
 
 
 def even_lightness(lightness: np.ndarray, skin: np.ndarray, centre: np.ndarray) -> np.ndarray:
