@@ -57,6 +57,15 @@ def check_mesh_object(obj: bpy.types.Object | None) -> None:
             "Make it local first (Object > Relations > Make Local > Selected Objects, Data and "
             "Materials) or make a library override (Object > Library Override > Make), then generate.",
         )
+    # An override's mesh still linked has no slot to add a material to: one added here is not saved.
+    if obj.data is not None and obj.data.library is not None and len(obj.material_slots) == 0:
+        raise errors.error(
+            errors.LINKED_DATA,
+            f"'{obj.name}' has no material, and its mesh is linked from {obj.data.library.filepath}: a "
+            "material added to it here would be lost when this file is saved and opened again.",
+            "Give the head a material in that file, or make its mesh local (Object > Relations > Make "
+            "Local > Selected Objects and Data), then generate.",
+        )
     if len(obj.data.polygons) == 0:
         raise errors.error(
             proto.ErrorCode.MESH_EMPTY, f"Mesh '{obj.name}' has no faces.", "Texture a mesh with faces."

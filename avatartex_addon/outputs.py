@@ -325,11 +325,7 @@ def records_of(obj: bpy.types.Object) -> list:
     a head's body, and its variants' (and their bodies')."""
     settings = obj.avatartex
     variants = list(settings.variants)
-    return (
-        [settings.output, settings.body_output]
-        + [v.output for v in variants]
-        + [v.body_output for v in variants]
-    )
+    return list(settings.records) + [v.output for v in variants] + [v.body_output for v in variants]
 
 
 def move_next_to(blend_path: str) -> list[str]:

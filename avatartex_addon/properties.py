@@ -1,7 +1,5 @@
 """Properties: one root group on the Scene (``scene.avatartex``), one on each Object (``obj.avatartex``)."""
 
-from __future__ import annotations
-
 import bpy
 from bpy.props import (
     CollectionProperty,
@@ -103,10 +101,25 @@ def style_names() -> list[tuple[str, str, str]]:
     return items or list(DEFAULT_STYLES)
 
 
+def overridable(cls):
+    """Mark every property of ``cls`` editable on a library override (a character linked from an asset
+    file and overridden in a shot), its collections open to added items: Blender saves an add-on's
+    properties on an override only where they say so, and the portrait, pins, verdict and texture set
+    on one were back to the library's after the file was saved and opened again (the record of the
+    add-on's own file gone with them, so the next Generate wrote ``<name>_001.png`` beside it)."""
+    for name, prop in cls.__annotations__.items():
+        flags = {"LIBRARY_OVERRIDABLE"}
+        if prop.function is CollectionProperty:
+            flags.add("USE_INSERTION")
+        cls.__annotations__[name] = prop.function(**{**prop.keywords, "override": flags})
+    return cls
+
+
 def _search_styles(self, context, edit_text):
     return [name for name, _label, _desc in style_names() if edit_text.lower() in name.lower()]
 
 
+@overridable
 class AVATARTEX_PG_output(bpy.types.PropertyGroup):
     """A file this add-on wrote (a texture or an export), so that the next run replaces exactly it.
 
@@ -134,6 +147,7 @@ def _follow_settings(variant, _context) -> None:
             variant.name = wanted
 
 
+@overridable
 class AVATARTEX_PG_variant(bpy.types.PropertyGroup):
     """One stylized variant of an object's texture."""
 
@@ -168,8 +182,22 @@ class AVATARTEX_PG_variant(bpy.types.PropertyGroup):
     body_output: PointerProperty(type=AVATARTEX_PG_output, description="The toned body file last written")
 
 
+def _record(records, name: str):
+    """The record ``name`` of ``records``, added empty the first time."""
+    record = records.get(name)
+    if record is None:
+        record = records.add()
+        record.name = name
+    return record
+
+
+@overridable
 class AVATARTEX_PG_object(bpy.types.PropertyGroup):
-    """Per-object AvatarTex settings: ``obj.avatartex``."""
+    """Per-object AvatarTex settings: ``obj.avatartex``.
+
+    The records of the files written for the object are items of a collection (``records``), not
+    groups of their own: a library override keeps an item added to a collection, while a group the
+    library's object never had is refused when the file is opened ("expected ID type") and lost."""
 
     portrait_path: StringProperty(
         name="Portrait",
@@ -197,7 +225,10 @@ class AVATARTEX_PG_object(bpy.types.PropertyGroup):
         min=-1,
         description="Vertex index of each landmark pin, -1 where not set",
     )
-    output: PointerProperty(type=AVATARTEX_PG_output, description="The texture file last written")
+    records: CollectionProperty(
+        type=AVATARTEX_PG_output,
+        description="The files last written for this object, by what they are (texture, body)",
+    )
     texture: PointerProperty(
         name="Main Texture",
         type=bpy.types.Image,
@@ -208,10 +239,6 @@ class AVATARTEX_PG_object(bpy.types.PropertyGroup):
         name="Main Body Texture",
         type=bpy.types.Image,
         description="The body's image toned to the main texture's face (a body that is an object of its own)",
-    )
-    body_output: PointerProperty(
-        type=AVATARTEX_PG_output,
-        description="The toned copy of this object's image last written, as the body of a head",
     )
     toned_body: StringProperty(
         name="Toned Body", default="", description="The body object last toned to this head's face"
@@ -224,6 +251,16 @@ class AVATARTEX_PG_object(bpy.types.PropertyGroup):
         "to the face's across the neck (Body Tone) in a copy of its texture. Empty: the mesh object "
         "that meets the bottom of the head, if any",
     )
+
+    @property
+    def output(self):
+        """The record of the texture file last written."""
+        return _record(self.records, "texture")
+
+    @property
+    def body_output(self):
+        """The record of the toned copy of this object's image last written, as the body of a head."""
+        return _record(self.records, "body")
 
 
 class AVATARTEX_PG_batch_item(bpy.types.PropertyGroup):
@@ -333,7 +370,7 @@ def register_props() -> None:
     assert {subject_param(i[0]) for i in SUBJECT_ITEMS} == set(protocol().SUBJECT_CHOICES), "SUBJECT_ITEMS"
     assert {i[0] for i in WHITE_BALANCE_ITEMS} == set(protocol().WHITE_BALANCE_CHOICES), "WHITE_BALANCE_ITEMS"
     bpy.types.Scene.avatartex = PointerProperty(type=AVATARTEX_PG_settings)
-    bpy.types.Object.avatartex = PointerProperty(type=AVATARTEX_PG_object)
+    bpy.types.Object.avatartex = PointerProperty(type=AVATARTEX_PG_object, override={"LIBRARY_OVERRIDABLE"})
 
 
 def unregister_props() -> None:

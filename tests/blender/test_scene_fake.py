@@ -579,6 +579,66 @@ def test_a_head_linked_from_another_blend_is_refused_with_what_to_do(addon, fake
     assert local.active_material.node_tree.nodes.get("AvatarTex Texture") is not None
 
 
+def test_a_library_override_keeps_its_settings_and_own_file_when_saved_and_reopened(
+    addon, fake_backend, portrait, tmp_path
+):
+    """A character linked from an asset file and overridden in a shot (Make Library Override): the
+    portrait, texture and status set on the override were back to the library's after the shot was
+    saved and opened again, and the next Generate no longer knew its own file (it wrote
+    ``Hero_001.png`` beside it). Now they are kept, and the next run replaces its file in place. Without a
+    material the head's mesh, still linked, can take none that would be saved: refused, saying so."""
+    hero = add_sphere("Hero", None)
+    characters = bpy.data.collections.new("Characters")
+    bpy.context.scene.collection.children.link(characters)
+    for collection in hero.users_collection:
+        collection.objects.unlink(hero)
+    characters.objects.link(hero)
+    library = tmp_path / "assets" / "characters.blend"
+    library.parent.mkdir()
+    bpy.ops.wm.save_as_mainfile(filepath=str(library))
+    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
+    with bpy.data.libraries.load(str(library), link=True) as (_source, linked):
+        linked.collections = ["Characters"]
+    scene = bpy.context.scene
+    override = linked.collections[0].override_hierarchy_create(scene, bpy.context.view_layer)
+    head = next(obj for obj in override.all_objects if obj.type == "MESH")
+    assert head.override_library is not None
+    head.avatartex.portrait_path = str(portrait)
+    scene.avatartex.resolution = 512
+    select_only(head)
+    with pytest.raises(RuntimeError, match="has no material, and its mesh is linked from .*characters.blend"):
+        bpy.ops.avatartex.generate()
+    assert len(head.material_slots) == 0
+
+    bpy.ops.wm.open_mainfile(filepath=str(library))  # a material given in the asset file
+    bpy.data.objects["Hero"].data.materials.append(_skin())
+    bpy.ops.wm.save_mainfile()
+    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
+    with bpy.data.libraries.load(str(library), link=True) as (_source, linked):
+        linked.collections = ["Characters"]
+    scene = bpy.context.scene
+    override = linked.collections[0].override_hierarchy_create(scene, bpy.context.view_layer)
+    head = next(obj for obj in override.all_objects if obj.type == "MESH")
+    head.avatartex.portrait_path = str(portrait)
+    scene.avatartex.resolution = 512
+    select_only(head)
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    blend = _save(tmp_path, "shot.blend")
+    written = _file(_node(head).image)
+    assert written.is_file() and head.avatartex.status
+
+    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    head = next(obj for obj in bpy.data.objects if obj.override_library is not None and obj.type == "MESH")
+    assert Path(bpy.path.abspath(head.avatartex.portrait_path)) == portrait
+    assert head.avatartex.texture == _node(head).image and head.avatartex.status
+    assert head.avatartex.output.path == _node(head).image.filepath
+    select_only(head)
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert _file(_node(head).image) == written  # replaced in place, no Hero_001.png beside it
+    assert sorted(p.name for p in written.parent.iterdir()) == [written.name]
+
+
 # -- item 4: farm runs (the fresh-process farm command is in test_scene_real.py) ------------------------
 
 
