@@ -74,7 +74,9 @@ def check_mesh_object(obj: bpy.types.Object | None) -> None:
         raise errors.error(
             proto.ErrorCode.NO_UV_MAP,
             f"Mesh '{obj.name}' has no UV map.",
-            "Click 'Unwrap' in the AvatarTex panel (or UV > Smart UV Project) and try again.",
+            f"Unwrap it in {obj.data.library.filepath}, where the mesh is linked from, and try again."
+            if obj.data.library is not None
+            else "Click 'Unwrap' in the AvatarTex panel (or UV > Smart UV Project) and try again.",
         )
 
 

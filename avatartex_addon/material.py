@@ -27,7 +27,13 @@ def ensure_material(obj: bpy.types.Object) -> bpy.types.Material:
     mat = obj.active_material
     if mat is None:
         mat = bpy.data.materials.new(f"{obj.name} AvatarTex")
-        if len(obj.material_slots) == 0:
+        if len(obj.material_slots) == 0 and obj.data.users > 1:
+            # A mesh other objects share: an empty slot on it, the material in the object's own, so
+            # they do not show one named after this object.
+            obj.data.materials.append(None)
+            obj.material_slots[0].link = "OBJECT"
+            obj.material_slots[0].material = mat
+        elif len(obj.material_slots) == 0:
             obj.data.materials.append(mat)
         else:
             obj.active_material = mat

@@ -563,10 +563,22 @@ class AVATARTEX_OT_unwrap(bpy.types.Operator):
         obj = context.active_object
         if obj is None or obj.type != "MESH":
             return _report_error(self, errors.error(errors.NOT_A_MESH, "Select a mesh to unwrap.", ""))
+        library = obj.data.library or obj.library
+        if library is not None:  # edit mode refuses it with a traceback; a UV map added here is not saved
+            return _report_error(
+                self,
+                errors.error(
+                    errors.LINKED_DATA,
+                    f"The mesh of '{obj.name}' is linked from {library.filepath}: it cannot be unwrapped "
+                    "in this file.",
+                    "Unwrap it in that file, or make it local (Object > Relations > Make Local > Selected "
+                    "Objects and Data), then unwrap.",
+                ),
+            )
         mode = obj.mode
+        if mode != "EDIT":
+            bpy.ops.object.mode_set(mode="EDIT")
         try:
-            if mode != "EDIT":
-                bpy.ops.object.mode_set(mode="EDIT")
             bpy.ops.mesh.select_all(action="SELECT")
             bpy.ops.uv.smart_project(island_margin=0.02)
         finally:

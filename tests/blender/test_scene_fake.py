@@ -639,6 +639,47 @@ def test_a_library_override_keeps_its_settings_and_own_file_when_saved_and_reope
     assert sorted(p.name for p in written.parent.iterdir()) == [written.name]
 
 
+def test_a_linked_mesh_without_uv_map_is_not_unwrapped_here(addon, fake_backend, portrait, tmp_path):
+    """A library override whose mesh is still linked and has no UV map: Generate said "Click 'Unwrap'",
+    and Unwrap failed with two tracebacks (edit mode refuses linked data, and so did putting the mode
+    back). Both now say where to unwrap it, and nothing changes."""
+    hero = add_sphere("Hero", None)
+    hero.data.uv_layers.remove(hero.data.uv_layers[0])
+    hero.data.materials.append(_skin())
+    library = tmp_path / "characters.blend"
+    bpy.data.libraries.write(str(library), {hero})
+    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
+    with bpy.data.libraries.load(str(library), link=True) as (_source, linked):
+        linked.objects = ["Hero"]
+    bpy.context.scene.collection.objects.link(linked.objects[0])
+    head = linked.objects[0].override_create()
+    bpy.context.scene.collection.objects.link(head)
+    head.avatartex.portrait_path = str(portrait)
+    select_only(head)
+    with pytest.raises(RuntimeError, match="no UV map.*Unwrap it in .*characters.blend"):
+        bpy.ops.avatartex.generate()
+    with pytest.raises(RuntimeError, match="linked from .*characters.blend: it cannot be unwrapped") as caught:
+        bpy.ops.avatartex.unwrap()
+    assert "Traceback" not in str(caught.value) and head.mode == "OBJECT"
+    assert len(head.data.uv_layers) == 0
+
+
+def test_a_shared_mesh_without_material_gets_one_for_this_object_only(addon, fake_backend, portrait):
+    """Two objects sharing a mesh that has no material (Alt+D): the material made for one went onto the
+    shared mesh, so the other carried one named after the first ("BareC AvatarTex"), and the note said
+    the first had shared it. Now the first object's slot holds it alone."""
+    first = add_sphere("BareC", portrait)
+    second = first.copy()
+    second.name = "BareD"
+    bpy.context.scene.collection.objects.link(second)
+    select_only(first)
+    bpy.context.scene.avatartex.resolution = 512
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert _node(first) is not None and first.material_slots[0].link == "OBJECT"
+    assert second.active_material is None and [m for m in first.data.materials] == [None]
+    assert not [note for note in addon.state.last_summary if "shared the material" in note]
+
+
 # -- item 4: farm runs (the fresh-process farm command is in test_scene_real.py) ------------------------
 
 
