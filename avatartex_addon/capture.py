@@ -81,7 +81,8 @@ def check_mesh_object(obj: bpy.types.Object | None) -> None:
 
 
 def resolve_uv_map(obj: bpy.types.Object, uv_map: str) -> str:
-    """The UV map to bake into: the named one, else the one marked for rendering, else the active one."""
+    """The UV map to bake into: the named one, else the one the material's colour image reads through a
+    UV Map node (``material.read_uv_map``), else the one marked for rendering, else the active one."""
     layers = obj.data.uv_layers
     if uv_map:
         if uv_map not in layers:
@@ -91,6 +92,9 @@ def resolve_uv_map(obj: bpy.types.Object, uv_map: str) -> str:
                 f"Pick one of: {', '.join(layers.keys())} (or leave the field empty).",
             )
         return uv_map
+    read = material.read_uv_map(obj.active_material)
+    if read in layers:
+        return read
     for layer in layers:
         if layer.active_render:
             return layer.name

@@ -402,7 +402,13 @@ class Job:
         layers = obj.data.uv_layers if obj.type == "MESH" else []
         if len(layers) > 1:  # which of them is not obvious (the active one, the render one)
             used = capture.resolve_uv_map(obj, task.uv_map)
-            why = "as set in the panel" if task.uv_map else "the one marked for rendering, or the active one"
+            why = (
+                "as set in the panel"
+                if task.uv_map
+                else "the one the material's image read"
+                if used == material.read_uv_map(obj.active_material)
+                else "the one marked for rendering, or the active one"
+            )
             self.notes.append(
                 f"{task.label}: the texture is laid out in the UV map '{used}' ({why}) of "
                 f"{len(layers)}; set UV Map in the AvatarTex panel for another."

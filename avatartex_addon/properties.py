@@ -323,7 +323,10 @@ class AVATARTEX_PG_settings(bpy.types.PropertyGroup):
         description="How strongly the style is applied",
     )
     uv_map: StringProperty(
-        name="UV Map", default="", description="UV map to bake into; empty uses the render-active UV map"
+        name="UV Map",
+        default="",
+        description="UV map to bake into; empty: the one the material's skin image reads (through a UV Map "
+        "node), else the render-active one",
     )
     facing: EnumProperty(
         name="Facing",

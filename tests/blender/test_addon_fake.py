@@ -320,6 +320,39 @@ def test_the_uv_map_used_is_said_when_there_are_several(addon, fake_backend, por
     assert "laid out in the UV map" not in " ".join(addon.state.last_summary)
 
 
+def test_the_uv_map_the_skin_image_reads_is_the_one_baked_into(addon, fake_backend, portrait, tmp_path):
+    """The artist's skin image reads "UVMap" through a UV Map node, while a second map, "Lightmap"
+    (Smart UV Project's many small islands), is active and the render's: the texture was laid out in
+    Lightmap, wasting its resolution on islands no one could paint. Now it goes where the image it
+    replaces read, and the new node reads that map too."""
+    head = add_sphere(portrait=portrait)
+    lightmap = head.data.uv_layers.new(name="Lightmap")
+    uv = np.empty(len(lightmap.uv) * 2, np.float32)
+    lightmap.uv.foreach_get("vector", uv)
+    lightmap.uv.foreach_set("vector", uv * 0.5 + 0.25)  # told apart in the capture
+    head.data.uv_layers.active = lightmap
+    lightmap.active_render = True
+    skin = bpy.data.materials.new("Skin")
+    skin.use_nodes = True
+    tree = skin.node_tree
+    image = tree.nodes.new("ShaderNodeTexImage")
+    image.image = bpy.data.images.new("skin", 8, 8)
+    reads = tree.nodes.new("ShaderNodeUVMap")
+    reads.uv_map = "UVMap"
+    tree.links.new(reads.outputs["UV"], image.inputs["Vector"])
+    tree.links.new(image.outputs["Color"], tree.nodes["Principled BSDF"].inputs["Base Color"])
+    head.data.materials.append(skin)
+    bpy.context.scene.avatartex.resolution = 512
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    uv_name = addon.capture.resolve_uv_map(head, "")
+    data = np.load(addon.capture.capture_object(head, depsgraph, uv_name, tmp_path / "c.npz"))
+    assert uv_name == "UVMap" and data["uvs"].min() < 0.2  # the full map, not the shifted Lightmap
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert addon.material.read_uv_map(head.active_material) == "UVMap"
+    notes = " ".join(addon.state.last_summary)
+    assert "laid out in the UV map 'UVMap' (the one the material's image read)" in notes, notes
+
+
 def test_saved_blend_writes_next_to_it_without_overwriting(addon, fake_backend, portrait, tmp_path):
     obj = add_sphere(portrait=portrait)
     bpy.context.scene.avatartex.resolution = 512
