@@ -182,12 +182,17 @@ class AVATARTEX_PG_variant(bpy.types.PropertyGroup):
     body_output: PointerProperty(type=AVATARTEX_PG_output, description="The toned body file last written")
 
 
-def _record(records, name: str):
-    """The record ``name`` of ``records``, added empty the first time."""
-    record = records.get(name)
+def _record(settings, name: str, saved_as: str):
+    """The record ``name`` of ``settings.records``, added the first time: from the group ``saved_as``
+    where a file saved before the records were a collection holds one (the next run then replaces
+    that file, rather than writing ``<name>_001.png`` beside it), else empty."""
+    record = settings.records.get(name)
     if record is None:
-        record = records.add()
+        record = settings.records.add()
         record.name = name
+        before = settings.get(saved_as)
+        for key in ("path", "stamp", "owner") if hasattr(before, "get") else ():
+            setattr(record, key, str(before.get(key, "")))
     return record
 
 
@@ -255,12 +260,12 @@ class AVATARTEX_PG_object(bpy.types.PropertyGroup):
     @property
     def output(self):
         """The record of the texture file last written."""
-        return _record(self.records, "texture")
+        return _record(self, "texture", "output")
 
     @property
     def body_output(self):
         """The record of the toned copy of this object's image last written, as the body of a head."""
-        return _record(self.records, "body")
+        return _record(self, "body", "body_output")
 
 
 class AVATARTEX_PG_batch_item(bpy.types.PropertyGroup):

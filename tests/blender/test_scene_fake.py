@@ -639,6 +639,25 @@ def test_a_library_override_keeps_its_settings_and_own_file_when_saved_and_reope
     assert sorted(p.name for p in written.parent.iterdir()) == [written.name]
 
 
+def test_a_file_saved_before_the_records_were_a_collection_still_replaces_its_texture(
+    addon, fake_backend, portrait, tmp_path
+):
+    """The record of the add-on's own file was a group of the object's settings (``output``) until
+    the records became a collection: a head textured then, opened with this version, would write
+    ``Head_001.png`` beside its texture. The old record is read."""
+    head = add_sphere("Head", portrait)
+    bpy.context.scene.avatartex.resolution = 512
+    _save(tmp_path)
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    written, record = _file(_node(head).image), head.avatartex.output
+    saved = {"path": record.path, "stamp": record.stamp, "owner": record.owner}
+    head.avatartex.records.clear()
+    head.avatartex["output"] = saved  # as the earlier version kept it
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert _file(_node(head).image) == written and head.avatartex.output.path == saved["path"]
+    assert sorted(p.name for p in written.parent.iterdir()) == [written.name]
+
+
 def test_a_linked_mesh_without_uv_map_is_not_unwrapped_here(addon, fake_backend, portrait, tmp_path):
     """A library override whose mesh is still linked and has no UV map: Generate said "Click 'Unwrap'",
     and Unwrap failed with two tracebacks (edit mode refuses linked data, and so did putting the mode
