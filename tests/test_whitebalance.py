@@ -222,3 +222,34 @@ def test_a_skin_outside_any_real_skins_hues_is_said():
     ):
         colour = np.broadcast_to(from_lab(np.array([lab], np.float32))[0], (32, 32, 3)).astype(np.float32)
         assert bool(steps.implausible_skin(geometry, colour)) == said, lab
+
+
+def test_a_warm_skin_whose_light_could_not_be_checked_is_said():
+    """A tungsten-lit photo of a dark-skinned face whose eye whites read too dark to balance on came
+    out orange (a*, b* +22, +34; +13, +21 in white light) with nothing said: auto says nothing where
+    it cannot read the whites. A warm skin is now said to be perhaps the light's where the whites were
+    not read under auto; not where they were, not under eyes (which says its own) or off, and not a
+    skin of ordinary warmth."""
+    from types import SimpleNamespace
+
+    from avatartex.imaging import from_lab
+    from avatartex.pipeline import steps
+    from avatartex.whitebalance import Balance
+
+    face = np.zeros((32, 32), bool)
+    face[8:24, 8:24] = True
+    geometry = SimpleNamespace(face=face)
+    unread, read = Balance("auto"), Balance("auto", eye_whites_ab=(3.0, 8.0))
+    for lab, balance, said in (
+        ((44.0, 22.5, 34.0), unread, True),  # the tungsten-lit dark skin
+        ((44.0, 22.5, 34.0), read, False),
+        ((44.0, 22.5, 34.0), Balance("eyes"), False),
+        ((44.0, 22.5, 34.0), Balance("off"), False),
+        ((64.0, 28.0, 34.0), unread, True),  # Grace Hopper's warm photo, her eyes behind glasses
+        ((44.0, 13.4, 20.9), unread, False),  # the same dark skin in white light
+        ((74.0, 8.4, 18.4), unread, False),  # the astronaut's
+        ((45.0, 14.0, 30.0), unread, False),  # a tanned skin
+        ((60.0, 35.0, 46.0), unread, False),  # beyond any skin's: implausible_skin's to say
+    ):
+        colour = np.broadcast_to(from_lab(np.array([lab], np.float32))[0], (32, 32, 3)).astype(np.float32)
+        assert bool(steps.unchecked_warmth(geometry, colour, balance)) == said, (lab, balance)

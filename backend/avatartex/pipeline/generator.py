@@ -308,7 +308,9 @@ class Generator:
         # style's repaint.
         split = next((i for i, stage in enumerate(plan.stages) if stage.name == "repaint"), len(plan.stages))
         atlas_texture = steps.run_stages(plan.stages[:split], regions.texture, ctx, clock)
-        said = steps.implausible_skin(geometry, atlas_texture.color)
+        said = steps.implausible_skin(geometry, atlas_texture.color) or steps.unchecked_warmth(
+            geometry, atlas_texture.color, analysis.white_balance
+        )
         if said:
             warnings.append(said)
         eye_colours = regions.eye_colours(atlas_texture, ctx.delight)

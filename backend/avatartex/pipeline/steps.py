@@ -924,6 +924,35 @@ def implausible_skin(geometry: AtlasGeometry, colour: np.ndarray) -> str:
     )
 
 
+WARM_UNCHECKED = 35.0
+"""CIELAB chroma of the de-lit face's skin above which, where the photo's eye whites could not be read
+(the light's colour unchecked), the skin is said to be warm perhaps from the light: a tungsten-lit
+photo of a dark-skinned face whose eye whites read too dark came out at 41 unsaid (the same face in
+white light 25); Grace Hopper's warm photo, her eyes behind glasses, 44; the astronaut's 20."""
+
+
+def unchecked_warmth(geometry: AtlasGeometry, colour: np.ndarray, balance: Balance) -> str:
+    """A note where ``white_balance=auto`` could not read the photo's eye whites and the de-lit face's
+    skin (the median of the atlas's face region, ``colour`` sRGB 0..1) is warm (WARM_UNCHECKED) but
+    not beyond any real skin's (``implausible_skin`` says that): the light's colour could not be told
+    from the skin's. "" otherwise (``eyes`` says its own, ``off`` was chosen)."""
+    from ..imaging import to_lab
+
+    face = getattr(geometry, "face", None)
+    if balance.mode != "auto" or balance.eye_whites_ab is not None or face is None or face.sum() < 64:
+        return ""
+    lab = np.median(to_lab(colour[face]), axis=0)
+    chroma = float(np.hypot(lab[1], lab[2]))
+    if not WARM_UNCHECKED < chroma <= SATURATED_SKIN:
+        return ""
+    return (
+        f"the face's skin came out warm (CIELAB a*, b* {lab[1]:+.0f}, {lab[2]:+.0f}) and the photo's eye "
+        "whites could not be read to tell its light's colour from the skin's (too small, shadowed or "
+        "behind glasses): if the photo was taken under warm light (a bulb, a sunset), white-balance it on "
+        "a white garment or a grey card; if the skin is that warm, keep it"
+    )
+
+
 ENLARGED_WARN = 3.0
 """Texels between the eyes in the texture per pixel between them in the photo from which a texture of
 2048² or more is said to hold no more of the photo than a smaller one. The photos the project reads
