@@ -127,9 +127,9 @@ def test_a_clipped_red_is_told_from_skin_burnt_out_to_white(astronaut, astronaut
     assert "full red" in warning and condition.report()["white_skin"] == round(condition.white_skin, 4)
     _, condition, said = pc.condition_portrait(exposed(astronaut, 2.0), astronaut_face, "auto")
     warning = next(s for s in said if "overexposed" in s)
-    assert condition.white_skin > 0.3 and "burnt out to white" in warning, warning
+    assert condition.white_skin > 0.3 and "clipped to near white" in warning, warning
     # Too much of it to fill (the projection reads it anyway, projection.BURNT_MAX_SHARE): not said filled.
-    assert "keeps it white" in warning and "filled" not in warning, warning
+    assert "keeps it paler" in warning and "filled" not in warning, warning
 
 
 def test_no_face_read_reads_nothing(astronaut):

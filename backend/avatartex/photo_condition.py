@@ -362,12 +362,12 @@ def overexposed_warning(name: str, clipped: float, white: float, channel: str) -
     )
     if white > BURNT_MAX_SHARE:  # the projection reads it anyway: there is no skin around to fill from
         what += (
-            f", and {white:.0%} is burnt out to white: its colour and detail are lost, too much of it to "
-            "fill from the skin around, so the texture keeps it white and pale there"
+            f", and {white:.0%} is clipped to near white: its colour and detail are lost, too much of it to "
+            "fill from the skin around, so the texture keeps it paler there"
         )
     elif white >= 0.005:
         what += (
-            f", and {white:.0%} is burnt out to white: its colour and detail are lost there, filled "
+            f", and {white:.0%} is clipped to near white: its colour and detail are lost there, filled "
             "from the skin around"
         )
     return (
