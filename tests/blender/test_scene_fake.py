@@ -579,6 +579,21 @@ def test_a_head_linked_from_another_blend_is_refused_with_what_to_do(addon, fake
     assert local.active_material.node_tree.nodes.get("AvatarTex Texture") is not None
 
 
+def _overridden(library: Path, portrait: Path):
+    """A new file overriding the collection "Characters" of ``library`` (Make Library Override): its
+    head with ``portrait`` set, selected alone, the resolution 512."""
+    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
+    with bpy.data.libraries.load(str(library), link=True) as (_source, linked):
+        linked.collections = ["Characters"]
+    scene = bpy.context.scene
+    override = linked.collections[0].override_hierarchy_create(scene, bpy.context.view_layer)
+    head = next(obj for obj in override.all_objects if obj.type == "MESH")
+    head.avatartex.portrait_path = str(portrait)
+    scene.avatartex.resolution = 512
+    select_only(head)
+    return head
+
+
 def test_a_library_override_keeps_its_settings_and_own_file_when_saved_and_reopened(
     addon, fake_backend, portrait, tmp_path
 ):
@@ -596,16 +611,8 @@ def test_a_library_override_keeps_its_settings_and_own_file_when_saved_and_reope
     library = tmp_path / "assets" / "characters.blend"
     library.parent.mkdir()
     bpy.ops.wm.save_as_mainfile(filepath=str(library))
-    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
-    with bpy.data.libraries.load(str(library), link=True) as (_source, linked):
-        linked.collections = ["Characters"]
-    scene = bpy.context.scene
-    override = linked.collections[0].override_hierarchy_create(scene, bpy.context.view_layer)
-    head = next(obj for obj in override.all_objects if obj.type == "MESH")
+    head = _overridden(library, portrait)
     assert head.override_library is not None
-    head.avatartex.portrait_path = str(portrait)
-    scene.avatartex.resolution = 512
-    select_only(head)
     with pytest.raises(RuntimeError, match="has no material, and its mesh is linked from .*characters.blend"):
         bpy.ops.avatartex.generate()
     assert len(head.material_slots) == 0
@@ -613,15 +620,7 @@ def test_a_library_override_keeps_its_settings_and_own_file_when_saved_and_reope
     bpy.ops.wm.open_mainfile(filepath=str(library))  # a material given in the asset file
     bpy.data.objects["Hero"].data.materials.append(_skin())
     bpy.ops.wm.save_mainfile()
-    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
-    with bpy.data.libraries.load(str(library), link=True) as (_source, linked):
-        linked.collections = ["Characters"]
-    scene = bpy.context.scene
-    override = linked.collections[0].override_hierarchy_create(scene, bpy.context.view_layer)
-    head = next(obj for obj in override.all_objects if obj.type == "MESH")
-    head.avatartex.portrait_path = str(portrait)
-    scene.avatartex.resolution = 512
-    select_only(head)
+    head = _overridden(library, portrait)
     assert bpy.ops.avatartex.generate() == {"FINISHED"}
     blend = _save(tmp_path, "shot.blend")
     written = _file(_node(head).image)
