@@ -468,6 +468,52 @@ def test_hair_over_the_scalp_is_the_styles_flat_hair_not_quantised_with_the_skin
     assert tones.max() >= 0.95 * len(pixels)  # the rest: the ink along the hair's edge
 
 
+@pytest.mark.parametrize("style", ["toon", "comic"])
+def test_flat_hair_has_a_drawn_hairline_and_no_shadow_under_it(style: str) -> None:
+    """``scalp=hair`` in a flat style: the photo's fringe, strand by strand, cut a ragged hairline that
+    toon's ink traced; and the photo's darker hair counted as the style's shadow under the flat hair
+    painted over it, so the bake filled a crown texel the atlas does not hold from the lit texels
+    nearest it, the skin's: a dotted line of skin across the hair. A cap of dark hair with a toothed
+    hairline (teeth 0.04 eye distances): the hairline's teeth are gone, and no shadow is handed to the
+    bake under the hair."""
+    from avatartex.engines.classic import repaint
+
+    geo, texture, coords, lines, _ = _scene()
+    ctx = make_ctx(geo, style, astronaut(), coords, seed=1)
+    ctx.feature_lines = lines
+    for stage in (ClassicInpaint(), ClassicLatent()):
+        texture = stage.run(texture, ctx)
+    head = geo.frame.to_head(geo.positions)
+    teeth = 0.04 * (np.floor(head[..., 0] / 0.04) % 2)
+    cover = (geo.mask & (head[..., 1] > 1.1 + teeth)).astype(np.float32)
+    color = np.where(cover[..., None] > 0, np.float32([0.12, 0.09, 0.07]), texture.color).astype(np.float32)
+    ctx.hair = cover
+    ClassicRepaint().run(AtlasTexture(color, texture.confidence), ctx)
+    drawn = repaint.flat_hair_cover(ctx)
+
+    front = geo.mask[: geo.band_rows] & (np.abs(head[: geo.band_rows, :, 0]) < 0.8)
+    front &= geo.normals[: geo.band_rows, :, 2] > 0.5
+    columns = np.flatnonzero(front.sum(axis=0) > 20)
+
+    def hairline(alpha: np.ndarray) -> np.ndarray:
+        """Per front column, the first row from the top where the hair ends."""
+        rows = []
+        for c in columns:
+            held = np.flatnonzero(front[:, c])
+            ends = held[alpha[held, c] < 0.5]
+            rows.append(ends[0] if len(ends) else held[-1])
+        return np.asarray(rows, np.float32)
+
+    # The teeth, not the hairline's course over the forehead: its bends from column to column, over
+    # the forehead (not where the hairline turns down past the temples).
+    given, cut = hairline(cover), hairline(drawn)
+    forehead = np.abs(given - np.median(given)) < 0.15 * _unit()
+    ragged, smooth = (np.abs(np.diff(rows[forehead], 2)).sum() for rows in (given, cut))
+    assert forehead.sum() > 40 and smooth < 0.3 * ragged, (smooth, ragged)
+    inner = (drawn > 0.99) & geo.mask
+    assert inner.sum() > 1000 and np.asarray(ctx.style_shadow.atlas_map)[inner].max() < 0.01
+
+
 def test_a_warm_skin_is_not_pushed_past_a_skins_chroma_and_a_pale_one_is_saturated_as_before() -> None:
     """``repaint.styled_skin``: toon's saturation of 1.25 took Grace Hopper's warm print (her cheek
     C* 45) to 55, anime's to 58, a fake tan; a skin of C* 20-26 is saturated exactly as the palette."""

@@ -499,11 +499,15 @@ def _shadow_shapes(atlas: AtlasGeometry, strength: float, threshold: float) -> n
     return forms[key] * np.float32(strength)
 
 
-def _keep_shadow(ctx: StageContext, shown: np.ndarray, threshold: float) -> None:
+def _keep_shadow(
+    ctx: StageContext, shown: np.ndarray, threshold: float, hair: np.ndarray | None = None
+) -> None:
     """Hand the style's cel shadow to the bake (``ctx.style_shadow``, ``bake.StyleShadow``): where the
     styled atlas shows it, as far as the style is applied, and the rule it was drawn by, for a
     surface point the atlas does not hold (its fold, measured on the mesh, and how much it faces
-    down)."""
+    down). Not under the flat hair (``hair``, ``flat_hair_cover``), painted over it: the photo's
+    darker hair counted as shadow there, so the bake filled a crown texel the atlas does not hold
+    from the light texels nearest it, the skin's, a dotted line of skin across the hair."""
     from ...bake import StyleShadow
 
     frame, strength = ctx.atlas.frame, float(np.clip(ctx.strength, 0.0, 1.0))
@@ -515,6 +519,8 @@ def _keep_shadow(ctx: StageContext, shown: np.ndarray, threshold: float) -> None
         return _shadow_level(cavity * head, down, threshold) * np.float32(strength)
 
     shadow = np.clip(shown, 0.0, 1.0).astype(np.float32) * np.float32(strength)
+    if hair is not None:
+        shadow *= 1.0 - hair
     ctx.style_shadow = StyleShadow(shadow, at, float(frame.scale), CAVITY_SIGMA_IOD)
 
 
@@ -760,12 +766,17 @@ HAIRLINE_INK_IOD = 0.035
 """Width, eye distances, of the ink line toon and comic draw inside the hair's edge."""
 
 
+FLAT_HAIRLINE_IOD = 0.06
+"""Eye distances over which a flat style's hairline is smoothed before it is cut: the photo's fringe,
+strand by strand, cut a ragged edge (teeth 0.02-0.05 eye distances across) that toon's ink traced."""
+
+
 def flat_hair_cover(ctx: StageContext) -> np.ndarray | None:
     """(S, S) float32 0..1: where a flat style paints the hair (``scalp=hair``, ``ctx.hair``) one
     colour; None without hair. Crisp at the hairline (the layer's feathered edge read at half its
     cover, one texel of ramp), and the texels the layer leaves out at a chart's edge inside the hair
     (the band's top rows under the crown's disc) closed, per chart: left to the palette they were
-    skin, a dotted line over the crown."""
+    skin, a dotted line over the crown. Its hairline is smoothed (FLAT_HAIRLINE_IOD), as drawn."""
     cover = ctx.hair
     if cover is None:
         return None
@@ -773,6 +784,9 @@ def flat_hair_cover(ctx: StageContext) -> np.ndarray | None:
     if ((cover > 0.5) & atlas.mask).sum() < 16:
         return None
     held = atlas.mask.astype(np.float32)
+    reach = FLAT_HAIRLINE_IOD * atlas.layout.face_texels_per_iod
+    spread = np.maximum(filters.gaussian(held, reach, rows), 1e-3)
+    cover = filters.gaussian(cover * held, reach, rows) / spread
     alpha = smoothstep((cover - 0.35) / 0.3).astype(np.float32) * held
     near = filters.gaussian((alpha > 0.5) * held, 1.5, rows) / np.maximum(
         filters.gaussian(held, 1.5, rows), 1e-3
@@ -1001,12 +1015,13 @@ def toon(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     forms = _shadow_shapes(atlas, 1.0, threshold)
     tone_shadow = without_specks(tone_shadow, forms, TONE_SHADOW_MIN_IOD2 * unit * unit)
     shadow = np.maximum(forms, tone_shadow)
-    _keep_shadow(ctx, shadow, threshold)
+    hair = flat_hair_cover(ctx)
+    _keep_shadow(ctx, shadow, threshold, hair)
     tint = 1 - p.get("shadow", 0.2) * np.array([1.0, 1.2, 1.15], np.float32)
     flat = flat * (1 - shadow[..., None] * (1 - tint))
     flat = _brow_and_lip_fills(flat, image, drawn, shape, p.get("lip_saturation", 1.4), lines)
     flat = drawn_eyes(flat, image, drawn, shape, unit, p, iris_share=0.42, iris_saturation=1.1)
-    flat = flat_hair(flat, image, ctx, p.get("saturation", 1.25), ink=True)
+    flat = flat_hair(flat, image, ctx, p.get("saturation", 1.25), ink=True, alpha=hair)
     ink = draw_strokes(
         shape, feature_strokes(drawn, atlas.layout.face_texels_per_iod, p.get("outline_width", 1.0), "toon")
     )
@@ -1050,7 +1065,7 @@ def comic(image: np.ndarray, ctx: StageContext) -> np.ndarray:
         if hair is not None:  # the hair one inked colour, as toon paints it: no dots from its strands
             darkness = darkness * (1.0 - hair)
         dots = np.clip((0.85 * darkness - screen) * 8.0 + 0.5, 0.0, 1.0) * (darkness > 0.05)
-        _keep_shadow(ctx, shade, threshold)
+        _keep_shadow(ctx, shade, threshold, hair)
         flat = flat * (1 - np.float32(amount) * dots)[..., None]
     # The eyes after the dots: a socket's halftone does not cover the eye itself.
     flat = drawn_eyes(
@@ -1087,8 +1102,9 @@ def anime(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     is_skin = np.all(np.abs(flat - skin) < 1e-4, axis=-1)
     shaded = is_skin & (shadow > 0.5)
     flat = np.where(shaded[..., None], shade_colour, flat)
-    _keep_shadow(ctx, shaded.astype(np.float32), threshold)
-    flat = flat_hair(flat, image, ctx, 1.15, ink=False)
+    hair = flat_hair_cover(ctx)
+    _keep_shadow(ctx, shaded.astype(np.float32), threshold, hair)
+    flat = flat_hair(flat, image, ctx, 1.15, ink=False, alpha=hair)
     unit = atlas.layout.face_texels_per_iod
     flat = drawn_eyes(flat, image, drawn, shape, unit, p)
     if "lips_outer" in drawn:  # the lips only as a faint tint
