@@ -548,6 +548,45 @@ def test_each_eye_is_drawn_with_an_iris_and_a_pupil(style: str) -> None:
         assert (lum[inside] > 0.8).mean() > 0.1, (style, eye)  # the sclera
 
 
+def test_comics_shadows_are_a_tone_with_a_screen_not_dark_dots_that_read_as_stubble() -> None:
+    """Comic shaded with dark halftone dots alone (0.55 of the colour taken out under each): on a
+    woman's chin they were a goatee, under the nose a moustache, on the throat a neck-beard (QA, every
+    head and skin tone). Its shadows are a flat tone of the colour under them now, the screen printed
+    lightly over it: on the face's shadows the dots' texel-to-texel contrast is under half of what
+    it was, and the shadow still as dark on the whole."""
+    import dataclasses
+
+    from avatartex.imaging import luminance
+
+    geo, texture, coords, lines, _ = _scene()
+    head = geo.frame.to_head(geo.positions)
+    face = geo.mask & (geo.normals[..., 2] > 0.5) & (head[..., 1] < 1.0) & (head[..., 1] > -2.2)
+
+    def comic(**classic) -> tuple[np.ndarray, np.ndarray]:
+        ctx = make_ctx(geo, "comic", astronaut(), coords, seed=1)
+        ctx.style = dataclasses.replace(ctx.style, classic={**ctx.style.classic, **classic})
+        ctx.feature_lines = lines
+        out = texture
+        for stage in (ClassicInpaint(), ClassicLatent(), ClassicRepaint()):
+            out = stage.run(out, ctx)
+        return luminance(np.asarray(out.color, np.float32)), np.asarray(ctx.style_shadow.atlas_map)
+
+    def figures(lum: np.ndarray, shadow: np.ndarray) -> tuple[float, float]:
+        """Within the face's shadows: the dots' contrast (a texel against its 3x3 mean), and how much
+        darker the shadow is than the lit skin."""
+        import cv2
+
+        shaded, lit = face & (shadow > 0.9), face & (shadow < 0.05)
+        assert shaded.sum() > 200 and lit.sum() > 2000
+        local = lum - cv2.blur(lum, (3, 3))
+        return float(np.std(local[shaded])), float(np.median(lum[lit]) - np.mean(lum[shaded]))
+
+    dots_before, dark_before = figures(*comic(shadow=0.0, halftone_amount=0.55))
+    dots_now, dark_now = figures(*comic())
+    assert dots_now < 0.5 * dots_before, (dots_now, dots_before)
+    assert dark_now > 0.8 * dark_before, (dark_now, dark_before)
+
+
 def test_comics_brows_are_strokes_not_outlined_capsules() -> None:
     """Comic outlined each brow's flat fill: grey capsules with a black rim, tabs from the side (QA).
     A brow is a stroke along its middle now: the rim away from the middle carries no ink."""

@@ -1030,8 +1030,9 @@ def toon(image: np.ndarray, ctx: StageContext) -> np.ndarray:
 
 
 def comic(image: np.ndarray, ctx: StageContext) -> np.ndarray:
-    """Comic inking: flat colours, bold inks along the features and the jaw, halftone dots where the
-    head's forms turn away (sockets, under the nose, lips and chin) and in the darkest colours."""
+    """Comic inking: flat colours, bold inks along the features and the jaw, and where the head's
+    forms turn away (sockets, under the nose, lips and chin) a flat shadow tone with a light halftone
+    screen printed over it (and over the darkest colours)."""
     p = ctx.style.classic
     atlas, lines = ctx.atlas, ctx.features()
     s = atlas.size
@@ -1064,8 +1065,13 @@ def comic(image: np.ndarray, ctx: StageContext) -> np.ndarray:
         darkness = np.clip(np.maximum(shade * 0.75, dark * 0.6), 0.0, 1.0)
         if hair is not None:  # the hair one inked colour, as toon paints it: no dots from its strands
             darkness = darkness * (1.0 - hair)
+            shade = shade * (1.0 - hair)
         dots = np.clip((0.85 * darkness - screen) * 8.0 + 0.5, 0.0, 1.0) * (darkness > 0.05)
         _keep_shadow(ctx, shade, threshold, hair)
+        # The shadow a flat tone of the colour under it, the dots a screen printed over it: dark dots
+        # alone on light skin read as stubble (a goatee on a woman's chin, a moustache under the nose).
+        tint = 1 - p.get("shadow", 0.2) * np.array([1.0, 1.2, 1.15], np.float32)
+        flat = flat * (1 - shade[..., None] * (1 - tint))
         flat = flat * (1 - np.float32(amount) * dots)[..., None]
     # The eyes after the dots: a socket's halftone does not cover the eye itself.
     flat = drawn_eyes(
