@@ -587,6 +587,21 @@ def test_comics_shadows_are_a_tone_with_a_screen_not_dark_dots_that_read_as_stub
     assert dark_now > 0.8 * dark_before, (dark_now, dark_before)
 
 
+def test_animes_shadow_falls_under_the_jaw_not_on_the_face() -> None:
+    """Anime's one shadow tone followed every fold of the head: a mauve soul patch under the lower lip,
+    strips under the nose, tear streaks from the inner eye corners, patches in the sockets (QA). Now
+    it falls under the chin and the jaw alone: no shaded texel above the lower lip's bottom, and a
+    shadow under the jaw still."""
+    _, ctx = _run("anime")
+    geo, lines = ctx.atlas, ctx.drawn()
+    shaded = (np.asarray(ctx.style_shadow.atlas_map) > 0.5) & geo.mask
+    heights = geo.frame.to_head(geo.positions)[..., 1]
+    xy = np.clip(np.floor(lines["lips_outer"]).astype(int), 0, geo.size - 1)
+    lip = geo.frame.to_head(geo.positions[xy[:, 1], xy[:, 0]])[:, 1].min()
+    assert shaded.sum() > 100  # under the jaw
+    assert (heights[shaded] > lip).sum() == 0, (heights[shaded] > lip).sum()
+
+
 def test_comics_brows_are_strokes_not_outlined_capsules() -> None:
     """Comic outlined each brow's flat fill: grey capsules with a black rim, tabs from the side (QA).
     A brow is a stroke along its middle now: the rim away from the middle carries no ink."""

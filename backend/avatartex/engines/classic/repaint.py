@@ -1081,6 +1081,26 @@ def comic(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     return _mix(flat, np.array([0.04, 0.035, 0.05], np.float32), ink)
 
 
+ANIME_SHADOW_BELOW_IOD = 0.25
+"""Eye distances below the lower lip from which anime's shadow falls: under the chin and the jaw, on
+the neck. Above it the head's folds (the sockets, the fold under the lower lip, the nose's underside)
+drew a mauve soul patch, moustache strips and tear streaks from the inner eye corners (QA): an anime
+face is not shaded."""
+
+
+def _below_mouth(atlas: AtlasGeometry, drawn: dict[str, np.ndarray]) -> np.ndarray:
+    """(S, S) float32 0..1: the head below ANIME_SHADOW_BELOW_IOD under the lower lip (``drawn``'s
+    ``lips_outer``), fading in over a tenth of an eye distance; 1 everywhere without lips."""
+    if "lips_outer" not in drawn:
+        return np.ones(atlas.mask.shape, np.float32)
+    s = atlas.size
+    xy = np.clip(np.floor(drawn["lips_outer"]).astype(int), 0, s - 1)
+    lowest = float(atlas.frame.to_head(atlas.positions[xy[:, 1], xy[:, 0]])[:, 1].min())
+    heights = atlas.frame.to_head(atlas.positions)[..., 1]
+    below = smoothstep((lowest - ANIME_SHADOW_BELOW_IOD - heights) / 0.1).astype(np.float32)
+    return below * atlas.mask
+
+
 def anime(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     """Anime cel look: one flat skin tone with one crisp shadow tone, simplified eyes (sclera, a large
     iris with a dark top and a highlight), thin brows, a strong lash line, a tiny nose mark."""
@@ -1103,7 +1123,7 @@ def anime(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     if cleared is not None:  # the photo's features drawn on the head's own: theirs cleared
         flat = np.where(cleared[..., None] > 0.5, skin, _mix(flat, skin, cleared))
     threshold = p.get("shadow_threshold", 0.55)
-    shadow = _shadow_shapes(atlas, 1.0, threshold)
+    shadow = _shadow_shapes(atlas, 1.0, threshold) * _below_mouth(atlas, drawn)
     shade_colour = np.clip(skin * np.array([0.86, 0.72, 0.74], np.float32), 0, 1)
     is_skin = np.all(np.abs(flat - skin) < 1e-4, axis=-1)
     shaded = is_skin & (shadow > 0.5)
