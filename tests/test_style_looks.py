@@ -640,6 +640,25 @@ def test_painterly_paints_the_eyes_finer_than_the_skin() -> None:
     assert finer > 0.7 * photo and finer > 1.3 * filtered, (finer, photo, filtered)
 
 
+def test_brow_strokes_are_one_arc_without_a_hook() -> None:
+    """Comic's and anime's brow strokes followed the brow's midline, which hooks up at the brow's head
+    where the detector's brow widens: an ink tick at each inner end that gave every face a frown
+    (QA). ``features.brow_arc`` bends one way along the brow, without kinks; the midline did not."""
+
+    def bends(line: np.ndarray) -> tuple[int, float]:
+        """How often the line's turning changes direction, and its sharpest turn (degrees)."""
+        step = np.diff(line.astype(np.float64), axis=0)
+        turn = np.diff(np.unwrap(np.arctan2(step[:, 1], step[:, 0])))
+        turn = turn[np.abs(turn) > 1e-3]
+        return int((np.sign(turn) != np.sign(turn.sum())).sum()), float(np.degrees(np.abs(turn).max()))
+
+    _, _, _, lines, _ = _scene()
+    for brow in ("right_brow", "left_brow"):
+        flips, sharpest = bends(features.brow_arc(lines[brow]))
+        assert flips == 0 and sharpest < 5.0, (brow, flips, sharpest)
+        assert bends(features.brow_midline(lines[brow]))[1] > 10.0  # what the strokes drew before
+
+
 def test_comics_brows_are_strokes_not_outlined_capsules() -> None:
     """Comic outlined each brow's flat fill: grey capsules with a black rim, tabs from the side (QA).
     A brow is a stroke along its middle now: the rim away from the middle carries no ink."""

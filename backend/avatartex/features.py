@@ -424,6 +424,23 @@ def _resample(line: np.ndarray, n: int) -> np.ndarray:
     return np.stack([np.interp(t, s, line[:, 0]), np.interp(t, s, line[:, 1])], axis=1).astype(np.float32)
 
 
+def brow_arc(outline: np.ndarray, n: int = 40) -> np.ndarray:
+    """``brow_midline`` drawn as one arc: its offset from the chord between its ends fitted by a
+    parabola. The detector's brow widens and lifts at its head, and the midline hooked up there: an
+    ink tick at each brow's inner end that gave every face a frown (QA)."""
+    mid = brow_midline(outline, n).astype(np.float64)
+    chord = mid[-1] - mid[0]
+    length = float(np.linalg.norm(chord))
+    if length < 1e-6:
+        return mid.astype(np.float32)
+    along_dir = chord / length
+    across_dir = np.array([-along_dir[1], along_dir[0]])
+    along, across = (mid - mid[0]) @ along_dir, (mid - mid[0]) @ across_dir
+    curve = np.polyfit(along, across, 2)
+    t = np.linspace(along.min(), along.max(), n)
+    return (mid[0] + t[:, None] * along_dir + np.polyval(curve, t)[:, None] * across_dir).astype(np.float32)
+
+
 def brow_midline(outline: np.ndarray, n: int = 40) -> np.ndarray:
     """The centre line of a brow from its closed outline (lower edge outer->inner, then upper edge
     inner->outer, as in ``face.RIGHT_EYEBROW_OUTLINE``): outer end to inner end."""

@@ -23,7 +23,7 @@ import pywt
 
 from ... import atlas_filters as filters
 from ...atlas import AtlasGeometry, directions
-from ...features import Stroke, arc, brow_midline, draw_strokes, fill_polygon, taper
+from ...features import Stroke, arc, brow_arc, draw_strokes, fill_polygon, taper
 from ...imaging import from_lab, luminance, put_rows, sample_image, smoothstep, take_rows, to_lab, unit_range
 from ...regions import plausible_iris
 from ..base import AtlasTexture, Stage, StageContext
@@ -619,14 +619,14 @@ def feature_strokes(lines: dict[str, np.ndarray], unit: float, weight: float, lo
         # flat fill: an outline round the fill read as a grey capsule stuck on, a tab from the side.
         for brow in ("right_brow", "left_brow"):
             if brow in lines:
-                mid = brow_midline(lines[brow])
+                mid = brow_arc(lines[brow])
                 strokes.append(Stroke(mid, taper(len(mid), 0.04 * w, 0.35)))
         if "jaw" in lines:
             strokes.append(_stroke(lines["jaw"], 0.26, 0.74, 0.03 * w, 0.05))
     if look == "anime":
         for brow in ("right_brow", "left_brow"):
             if brow in lines:
-                mid = brow_midline(lines[brow])
+                mid = brow_arc(lines[brow])
                 strokes.append(Stroke(mid, taper(len(mid), 0.03 * w, 0.2)))
     return strokes
 
