@@ -168,6 +168,21 @@ def test_the_scalp_is_the_mesh_above_its_hairline(state):
     assert soft.sum() > 0.02 * mask.sum()  # a feathered hairline, not a cut
 
 
+def test_the_hairline_passes_over_the_ears_not_through_them(demo_state):
+    """The hairline over the ears came from the face's landmarks alone and cut the demo head's ears
+    in half: in scalp=hair their tops were hair (QA). The ears' tops are found on the mesh
+    (``regions.ear_top``, from its folds) and the hairline passes over them: no scalp on the ears."""
+    state = demo_state
+    y_mouth = landmark_height(state, [MOUTH_LEFT, MOUTH_RIGHT])
+    y_brow = landmark_height(state, regions.RIGHT_EYEBROW + regions.LEFT_EYEBROW)
+    top = regions.ear_top(state.geometry, y_mouth, y_brow)
+    assert top is not None and y_brow - 0.5 < top < y_brow + 0.8, (top, y_brow)
+    scalp = atlas_map(state, state.maps.scalp)
+    y, theta = height(state), np.abs(longitude_deg(state))
+    ears = state.geometry.mask & (theta > 75) & (theta < 105) & (y < top) & (y > top - 0.5)
+    assert ears.sum() > 100 and scalp[ears].max() < 0.05, scalp[ears].max()
+
+
 # -- scalp = skin ---------------------------------------------------------------------------------
 
 

@@ -420,13 +420,20 @@ def hairline_height(points_head: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
     return grid, right, left, y_nape
 
 
-def scalp_membership(points_head: np.ndarray, head: np.ndarray) -> np.ndarray:
+def scalp_membership(points_head: np.ndarray, head: np.ndarray, ear: float | None = None) -> np.ndarray:
     """Soft membership 0..1 in the scalp of head-frame surface points (N, 3) (``hairline_height``).
 
     The transition is HAIRLINE_FEATHER wide across the front, EAR_FEATHER above the ears and
-    NAPE_FEATHER at the back, where hair thins out rather than stopping at a line.
+    NAPE_FEATHER at the back, where hair thins out rather than stopping at a line. ``ear``: the
+    height of the mesh's ears' tops (``ear_top``), over which the hairline then passes.
     """
     grid, right, left, _ = hairline_height(points_head)
+    if ear is not None:  # over the ears, clear of them (a hairline through the ear: its top was hair)
+        (a, b), ramp = EAR_ZONE_DEG, 15.0
+        over = np.interp(grid, (a - ramp, a, b, b + ramp), (0.0, 1.0, 1.0, 0.0))
+        clear = ear + EAR_FEATHER + EAR_CLEAR_IOD
+        right = np.maximum(right, over * clear + (1 - over) * right)
+        left = np.maximum(left, over * clear + (1 - over) * left)
     theta = np.degrees(np.arctan2(head[:, 0], head[:, 2]))
     back = np.abs(theta)
     # One table over signed longitude: the character's right side at negative angles.
@@ -480,6 +487,45 @@ def _texels_above(geometry: AtlasGeometry, height: float) -> tuple[np.ndarray, n
     keep = y > height
     index = index[keep]
     return index, ((positions[keep] - origin) @ axes.T).astype(np.float32)
+
+
+EAR_ZONE_DEG = (70.0, 110.0)
+"""Longitudes (degrees from the front) where the ears stand out of the head's sides."""
+EAR_DETAIL = 2.0
+"""Times the side's median surface detail (|cavity|, blurred) from which a texel there is an ear's."""
+EAR_CLEAR_IOD = 0.05
+"""Eye distances the hairline passes over the ears' tops, besides its feather."""
+
+
+def ear_top(geometry: AtlasGeometry, mouth_y: float, brow_y: float) -> float | None:
+    """The height (head frame) of the mesh's ears' tops, or None where no ear stands out: the highest
+    texels at the head's sides (EAR_ZONE_DEG, from the mouth to an eye distance above the brows) whose
+    surface detail (the mesh's folds, ``occlusion.MeshCavity``, blurred a tenth of an eye distance) is
+    EAR_DETAIL times the side's. The hairline over the ears came from the face's landmarks alone and
+    cut the demo head's ears in half, hair painted on their tops (QA); nothing found (a smooth head,
+    folds everywhere: sculpted hair) or found at the zone's top, the landmarks' hairline stands."""
+    if geometry.cavity is None:
+        return None
+    band = geometry.band_rows
+    scale = float(geometry.frame.scale)
+    held = geometry.mask[:band].astype(np.float32)
+    folds = geometry.cavity.at_texels(0.03 * scale, geometry.tri_id[:band], geometry.bary[:band]) / scale
+    sigma = 0.1 * geometry.layout.face_texels_per_iod
+    detail = cv2.GaussianBlur(np.abs(folds) * held, (0, 0), sigma) / np.maximum(
+        cv2.GaussianBlur(held, (0, 0), sigma), 1e-3
+    )
+    head = geometry.frame.to_head(geometry.positions[:band])
+    side = np.abs(np.degrees(np.arctan2(head[..., 0], head[..., 2])))
+    top = brow_y + 1.0
+    zone = (geometry.mask[:band]) & (side >= EAR_ZONE_DEG[0]) & (side <= EAR_ZONE_DEG[1])
+    zone &= (head[..., 1] > mouth_y) & (head[..., 1] < top)
+    if zone.sum() < 100:
+        return None
+    ear = zone & (detail > EAR_DETAIL * np.median(detail[zone]))
+    if ear.sum() < 0.02 * zone.sum():
+        return None
+    height = float(np.percentile(head[..., 1][ear], 98))
+    return None if height > top - 0.2 else height
 
 
 def _feathered(
@@ -616,7 +662,7 @@ def head_regions(geometry: AtlasGeometry, landmarks3d: np.ndarray) -> HeadRegion
         points_head,
         index,
         head,
-        scalp_membership(points_head, head),
+        scalp_membership(points_head, head, ear_top(geometry, mouth_y, brow_y)),
         off_features & (head[:, 1] > mouth_y) & ~(skin_expected & middle),
         skin_expected,
         fringe.astype(np.float32),
