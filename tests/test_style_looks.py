@@ -47,6 +47,17 @@ def _run(style: str) -> tuple[np.ndarray, object]:
     return texture.color, ctx
 
 
+def _completed(style: str) -> tuple[object, AtlasTexture, object]:
+    """The scene through the stages before the repaint in ``style``: the atlas geometry, the
+    completed texture and the stage context (for a repaint run on a texture changed from it)."""
+    geo, texture, coords, lines, _ = _scene()
+    ctx = make_ctx(geo, style, astronaut(), coords, seed=1)
+    ctx.feature_lines = lines
+    for stage in (ClassicInpaint(), ClassicLatent()):
+        texture = stage.run(texture, ctx)
+    return geo, texture, ctx
+
+
 @lru_cache(maxsize=8)
 def _styled(style: str) -> np.ndarray:
     return _run(style)[0]
@@ -435,11 +446,7 @@ def test_hair_over_the_scalp_is_the_styles_flat_hair_not_quantised_with_the_skin
     import cv2
     from avatartex.engines.classic import repaint
 
-    geo, texture, coords, lines, _ = _scene()
-    ctx = make_ctx(geo, style, astronaut(), coords, seed=1)
-    ctx.feature_lines = lines
-    for stage in (ClassicInpaint(), ClassicLatent()):
-        texture = stage.run(texture, ctx)
+    geo, texture, ctx = _completed(style)
     head = geo.frame.to_head(geo.positions)
     cover = (geo.mask & (head[..., 1] > 1.3)).astype(np.float32)  # a cap of hair over the scalp
     skin = repaint._skin_tone(texture.color, geo)
@@ -478,11 +485,7 @@ def test_flat_hair_has_a_drawn_hairline_and_no_shadow_under_it(style: str) -> No
     bake under the hair."""
     from avatartex.engines.classic import repaint
 
-    geo, texture, coords, lines, _ = _scene()
-    ctx = make_ctx(geo, style, astronaut(), coords, seed=1)
-    ctx.feature_lines = lines
-    for stage in (ClassicInpaint(), ClassicLatent()):
-        texture = stage.run(texture, ctx)
+    geo, texture, ctx = _completed(style)
     head = geo.frame.to_head(geo.positions)
     teeth = 0.04 * (np.floor(head[..., 0] / 0.04) % 2)
     cover = (geo.mask & (head[..., 1] > 1.1 + teeth)).astype(np.float32)
