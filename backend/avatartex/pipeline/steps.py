@@ -893,18 +893,27 @@ yellow as that are pale (the astronaut's 65 degrees at chroma 20, a blue-cast ph
 41, and nothing was said."""
 
 
+def _face_lab(geometry: AtlasGeometry, colour: np.ndarray) -> np.ndarray | None:
+    """CIELAB median of the atlas's face region of ``colour`` (sRGB 0..1); None where no face region
+    (of 64 texels or more) is marked."""
+    from ..imaging import to_lab
+
+    face = getattr(geometry, "face", None)
+    if face is None or face.sum() < 64:
+        return None
+    return np.median(to_lab(colour[face]), axis=0)
+
+
 def implausible_skin(geometry: AtlasGeometry, colour: np.ndarray) -> str:
     """A warning where the de-lit face's skin (the median of the atlas's face region, ``colour``
     sRGB 0..1) lies outside the warm hues of any real skin (``body.plausible_skin``): a cool shade or
     a fluorescent tube's tint the eye whites could not read (a grey-green head from a blue-shaded
     photo, a* -1, b* +5), left unsaid before. "" where it is skin-like, or no face region is marked."""
     from ..body import plausible_skin
-    from ..imaging import to_lab
 
-    face = getattr(geometry, "face", None)
-    if face is None or face.sum() < 64:
+    lab = _face_lab(geometry, colour)
+    if lab is None:
         return ""
-    lab = np.median(to_lab(colour[face]), axis=0)
     hue = float(np.degrees(np.arctan2(lab[2], lab[1])))
     chroma = float(np.hypot(lab[1], lab[2]))
     if chroma > SATURATED_SKIN:
@@ -936,12 +945,11 @@ def unchecked_warmth(geometry: AtlasGeometry, colour: np.ndarray, balance: Balan
     skin (the median of the atlas's face region, ``colour`` sRGB 0..1) is warm (WARM_UNCHECKED) but
     not beyond any real skin's (``implausible_skin`` says that): the light's colour could not be told
     from the skin's. "" otherwise (``eyes`` says its own, ``off`` was chosen)."""
-    from ..imaging import to_lab
-
-    face = getattr(geometry, "face", None)
-    if balance.mode != "auto" or balance.eye_whites_ab is not None or face is None or face.sum() < 64:
+    if balance.mode != "auto" or balance.eye_whites_ab is not None:
         return ""
-    lab = np.median(to_lab(colour[face]), axis=0)
+    lab = _face_lab(geometry, colour)
+    if lab is None:
+        return ""
     chroma = float(np.hypot(lab[1], lab[2]))
     if not WARM_UNCHECKED < chroma <= SATURATED_SKIN:
         return ""
