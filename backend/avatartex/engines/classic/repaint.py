@@ -809,8 +809,7 @@ def flat_hair_cover(ctx: StageContext) -> np.ndarray | None:
         return None
     held = atlas.mask.astype(np.float32)
     reach = FLAT_HAIRLINE_IOD * atlas.layout.face_texels_per_iod
-    spread = np.maximum(filters.gaussian(held, reach, rows), 1e-3)
-    cover = filters.gaussian(cover * held, reach, rows) / spread
+    cover = filters.normalized_gaussian(cover[..., None], held, reach, rows)[0][..., 0]
     alpha = smoothstep((cover - 0.35) / 0.3).astype(np.float32) * held
     near = filters.gaussian((alpha > 0.5) * held, 1.5, rows) / np.maximum(
         filters.gaussian(held, 1.5, rows), 1e-3
@@ -1002,6 +1001,13 @@ def moved_features(ctx: StageContext, shape: tuple[int, int]) -> np.ndarray | No
     return cv2.GaussianBlur(cv2.dilate(cleared, disc), (0, 0), grow / 2)
 
 
+def _cel_shaded(flat: np.ndarray, shadow: np.ndarray, depth: float) -> np.ndarray:
+    """``flat`` darkened by ``depth`` where ``shadow`` (0..1) falls, a little more in green and blue
+    (a warm shadow tone): toon's cel shadow and comic's tone under its screen."""
+    tint = 1 - depth * np.array([1.0, 1.2, 1.15], np.float32)
+    return flat * (1 - shadow[..., None] * (1 - tint))
+
+
 def toon(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     """Cel shading: a few clean flat colour regions, flat brows and lips, cel shadows from the head's
     forms, and tapered outlines drawn along the eyes, nose and mouth (never along noise)."""
@@ -1041,8 +1047,7 @@ def toon(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     shadow = np.maximum(forms, tone_shadow)
     hair = flat_hair_cover(ctx)
     _keep_shadow(ctx, shadow, threshold, hair)
-    tint = 1 - p.get("shadow", 0.2) * np.array([1.0, 1.2, 1.15], np.float32)
-    flat = flat * (1 - shadow[..., None] * (1 - tint))
+    flat = _cel_shaded(flat, shadow, p.get("shadow", 0.2))
     flat = _brow_and_lip_fills(flat, image, drawn, shape, p.get("lip_saturation", 1.4), lines)
     flat = drawn_eyes(flat, image, drawn, shape, unit, p, iris_share=0.42, iris_saturation=1.1)
     flat = flat_hair(flat, image, ctx, p.get("saturation", 1.25), ink=True, alpha=hair)
@@ -1091,11 +1096,10 @@ def comic(image: np.ndarray, ctx: StageContext) -> np.ndarray:
             darkness = darkness * (1.0 - hair)
             shade = shade * (1.0 - hair)
         dots = np.clip((0.85 * darkness - screen) * 8.0 + 0.5, 0.0, 1.0) * (darkness > 0.05)
-        _keep_shadow(ctx, shade, threshold, hair)
+        _keep_shadow(ctx, shade, threshold)  # the hair already off it
         # The shadow a flat tone of the colour under it, the dots a screen printed over it: dark dots
         # alone on light skin read as stubble (a goatee on a woman's chin, a moustache under the nose).
-        tint = 1 - p.get("shadow", 0.2) * np.array([1.0, 1.2, 1.15], np.float32)
-        flat = flat * (1 - shade[..., None] * (1 - tint))
+        flat = _cel_shaded(flat, shade, p.get("shadow", 0.2))
         flat = flat * (1 - np.float32(amount) * dots)[..., None]
     # The eyes after the dots: a socket's halftone does not cover the eye itself.
     flat = drawn_eyes(
