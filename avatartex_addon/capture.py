@@ -92,8 +92,8 @@ def resolve_uv_map(obj: bpy.types.Object, uv_map: str) -> str:
                 f"Pick one of: {', '.join(layers.keys())} (or leave the field empty).",
             )
         return uv_map
-    read = material.read_uv_map(obj.active_material)
-    if read in layers:
+    read = material.read_uv_map(obj)
+    if read:
         return read
     for layer in layers:
         if layer.active_render:

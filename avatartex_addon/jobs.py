@@ -406,7 +406,7 @@ class Job:
                 "as set in the panel"
                 if task.uv_map
                 else "the one the material's image read"
-                if used == material.read_uv_map(obj.active_material)
+                if used == material.read_uv_map(obj)
                 else "the one marked for rendering, or the active one"
             )
             self.notes.append(

@@ -258,10 +258,11 @@ def shown(mat: bpy.types.Material, socket: bpy.types.NodeSocket) -> bool:
     return any(node == socket.node for node in _surface_nodes(_output(mat.node_tree)))
 
 
-def read_uv_map(mat: bpy.types.Material | None) -> str:
-    """The UV map the image ``mat`` shows as its colour reads through a UV Map node: an artist's skin
-    laid out in one map of several (a second one for lightmaps). '' where no node names one (the
-    image reads the map marked for rendering)."""
+def read_uv_map(obj: bpy.types.Object) -> str:
+    """The UV map the image ``obj``'s active material shows as its colour reads through a UV Map node:
+    an artist's skin laid out in one map of several (a second one for lightmaps). '' where no node
+    names one of the mesh's maps (the image reads the map marked for rendering)."""
+    mat = obj.active_material
     if mat is None or not mat.use_nodes or mat.node_tree is None:
         return ""
     colour = _plugged_into(mat) or _shown_colour(_output(mat.node_tree))
@@ -271,7 +272,8 @@ def read_uv_map(mat: bpy.types.Material | None) -> str:
     if image.bl_idname != "ShaderNodeTexImage" or not image.inputs["Vector"].is_linked:
         return ""
     uv = image.inputs["Vector"].links[0].from_node
-    return uv.uv_map if uv.bl_idname == "ShaderNodeUVMap" else ""
+    named = uv.uv_map if uv.bl_idname == "ShaderNodeUVMap" else ""
+    return named if named in obj.data.uv_layers else ""
 
 
 def texture_node(mat: bpy.types.Material) -> bpy.types.Node | None:
@@ -421,7 +423,7 @@ def apply_image(obj: bpy.types.Object, image: bpy.types.Image, uv_map: str) -> t
     ensure_material(obj)
     note = make_single_user(obj)
     mat = obj.active_material
-    uv_map = uv_map or read_uv_map(mat)  # the map the image it replaces read (``capture.resolve_uv_map``)
+    uv_map = uv_map or read_uv_map(obj)  # the map the image it replaces read (``capture.resolve_uv_map``)
     tree = mat.node_tree
     node = tree.nodes.get(NODE_NAME)
     # Plugged before: the same input (materials from before 2026-11-29 remember none: found again).

@@ -348,7 +348,7 @@ def test_the_uv_map_the_skin_image_reads_is_the_one_baked_into(addon, fake_backe
     data = np.load(addon.capture.capture_object(head, depsgraph, uv_name, tmp_path / "c.npz"))
     assert uv_name == "UVMap" and data["uvs"].min() < 0.2  # the full map, not the shifted Lightmap
     assert bpy.ops.avatartex.generate() == {"FINISHED"}
-    assert addon.material.read_uv_map(head.active_material) == "UVMap"
+    assert addon.material.read_uv_map(head) == "UVMap"
     notes = " ".join(addon.state.last_summary)
     assert "laid out in the UV map 'UVMap' (the one the material's image read)" in notes, notes
 
