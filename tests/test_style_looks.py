@@ -967,7 +967,7 @@ def test_the_photos_smile_folds_keep_their_darkness_but_not_their_tint(monkeypat
     the tint stayed, and on the scanned head with the astronaut her right fold rendered as an
     orange-brown scar. The astronaut with folds painted darker and warmer (photoreal): in the atlas the
     painted folds are no more saturated than the skin around them (they were, without the step), and
-    still darker."""
+    still darker; the lips, which the folds' band reaches past the mouth corners, keep their colour."""
     import cv2
     from avatartex.engines.classic import repaint
     from avatartex.face import MOUTH_LEFT, MOUTH_RIGHT, NOSE_LOWER
@@ -1010,3 +1010,6 @@ def test_the_photos_smile_folds_keep_their_darkness_but_not_their_tint(monkeypat
 
     assert excess(before, on_fold) > 3.0 and excess(lab, on_fold) < 1.5  # 4.8 when the step was new
     assert np.median(lab[..., 0][on_fold]) < np.median(lab[..., 0][near]) - 2.0  # the fold still darker
+    lips = features.fill_polygon(band.shape, lines["lips_outer"]) > 0.5  # the lips keep their colour
+    lip_chroma = [float(np.median(np.hypot(x[..., 1], x[..., 2])[lips])) for x in (lab, before)]
+    assert lips.sum() > 100 and abs(lip_chroma[0] - lip_chroma[1]) < 0.5, lip_chroma

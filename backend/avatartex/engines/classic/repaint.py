@@ -669,6 +669,13 @@ def _brow_and_lip_fills(
     return out
 
 
+def _grown(area: np.ndarray, reach: float) -> np.ndarray:
+    """``area`` (0..1) grown by ``reach`` texels (at least one) and feathered over half of it."""
+    grow = max(1, int(round(reach)))
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+    return cv2.GaussianBlur(cv2.dilate(area, disc), (0, 0), grow / 2)
+
+
 FOCAL_FEATURES = ("right_eye", "left_eye", "right_brow", "left_brow")
 """The features a painter paints finer than the rest: the filter's flat patches, a tenth of an eye
 distance across, made each iris a brown smudge without its pupil or lid line and wiped the brows out
@@ -685,9 +692,7 @@ def painted_finer(lines: dict[str, np.ndarray], shape: tuple[int, int], unit: fl
             area = np.maximum(area, fill_polygon(shape, lines[name]))
     if not area.any():
         return area
-    grow = max(1, int(round(FOCAL_GROW_IOD * unit)))
-    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
-    return np.clip(cv2.GaussianBlur(cv2.dilate(area, disc), (0, 0), grow / 2), 0.0, 1.0)
+    return np.clip(_grown(area, FOCAL_GROW_IOD * unit), 0.0, 1.0)
 
 
 def painterly(image: np.ndarray, ctx: StageContext) -> np.ndarray:
@@ -951,12 +956,19 @@ def fold_tint_taken_off(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     under it); once the shadow is lifted its tint stays, and on the scanned head with the astronaut
     (her smile's right fold, 16 L* darker, b* 31 against the skin's 24) it rendered as an orange-brown
     scar beside the head's own fold. Only the tint is taken off (the fold's darkness, a stubble's dots,
-    are the photo's), and only where the fold is more saturated than its surroundings. Not told apart:
+    are the photo's), only where the fold is more saturated than its surroundings, and not on the lips
+    (the band reaches past the mouth corners: the demo's lips came out paler). Not told apart:
     a freckle or a mole in the fold's band loses its colour too (an average along the fold, to keep
     spots, left the folds' tint half on), and so does a coloured pattern there (the sweep's striped
     skins, 0.1-0.3 dB on 6 of its 39 quick cases)."""
     unit = ctx.atlas.layout.face_texels_per_iod
-    band = smile_folds(ctx.features(), image.shape[:2], unit)
+    lines = ctx.features()
+    band = smile_folds(lines, image.shape[:2], unit)
+    # The band reaches past the mouth corners: not over the lips, the photo's or those it was laid
+    # over (the mesh's, where the photo's mouth was open).
+    for found in (lines, ctx.drawn()):
+        if "lips_outer" in found:
+            band *= 1.0 - fill_polygon(image.shape[:2], found["lips_outer"], feather=1.0)
     rows = np.nonzero(band.max(axis=1) > 0.01)[0]
     cols = np.nonzero(band.max(axis=0) > 0.01)[0]
     if len(rows) == 0:
@@ -996,9 +1008,7 @@ def moved_features(ctx: StageContext, shape: tuple[int, int]) -> np.ndarray | No
             cleared = np.maximum(cleared, fill_polygon(shape, photo[name]))
     if not cleared.any():
         return None
-    grow = max(1, int(round(MOVED_GROW_IOD * ctx.atlas.layout.face_texels_per_iod)))
-    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
-    return cv2.GaussianBlur(cv2.dilate(cleared, disc), (0, 0), grow / 2)
+    return _grown(cleared, MOVED_GROW_IOD * ctx.atlas.layout.face_texels_per_iod)
 
 
 def _cel_shaded(flat: np.ndarray, shadow: np.ndarray, depth: float) -> np.ndarray:
