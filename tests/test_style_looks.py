@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from functools import lru_cache
 
+import cv2
 import numpy as np
 import pytest
 from avatartex import features
@@ -473,6 +474,30 @@ def test_hair_over_the_scalp_is_the_styles_flat_hair_not_quantised_with_the_skin
     assert share < 0.001
     tones = np.unique(np.round(pixels * 64).astype(int), axis=0, return_counts=True)[1]
     assert tones.max() >= 0.95 * len(pixels)  # the rest: the ink along the hair's edge
+
+
+@pytest.mark.parametrize("style", INKED)
+def test_flat_hair_is_painted_in_its_lit_strands_tone_not_the_gaps_between_them(style: str) -> None:
+    """``scalp=hair`` in a flat style: the hair was painted in the median of its texels, which the dark
+    gaps between strands and the hair's own shadow pull down: the astronaut's dark-blond hair came
+    out olive (L* 40 where her photo's lit crown reads 52). Hair of dark gaps (three fifths, L* 25)
+    between lit strands (L* 55): it is painted in the lit strands' lightness."""
+    from avatartex.imaging import to_lab
+
+    geo, texture, ctx = _completed(style)
+    head = geo.frame.to_head(geo.positions)
+    cover = (geo.mask & (head[..., 1] > 1.3)).astype(np.float32)
+    xx = np.mgrid[0:SIZE, 0:SIZE][1]
+    lit = np.float32([0.62, 0.50, 0.30])  # L* 55, a dark blond's lit strands
+    gaps = np.float32([0.27, 0.21, 0.12])  # L* 25
+    hair = np.where((xx % 5 < 2)[..., None], lit, gaps)
+    color = np.where(cover[..., None] > 0, hair, texture.color).astype(np.float32)
+    ctx.hair = cover
+    styled = ClassicRepaint().run(AtlasTexture(color, texture.confidence), ctx).color
+    inner = cv2.erode(cover.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+    painted = to_lab(_commonest(styled[inner]).astype(np.float32)[None])[0]
+    lit_lightness = to_lab(lit[None])[0][0]
+    assert abs(painted[0] - lit_lightness) < 4.0, (painted, lit_lightness)
 
 
 @pytest.mark.parametrize("style", ["toon", "comic"])
