@@ -501,6 +501,32 @@ def test_flat_hair_is_painted_in_its_lit_strands_tone_not_the_gaps_between_them(
 
 
 @pytest.mark.parametrize("style", ["toon", "comic"])
+def test_brows_are_saturated_as_the_styles_palette(style: str) -> None:
+    """Toon's and comic's brows were filled in the photo's brow colour as it is, darkened: an ash brow
+    (C* 17, the astronaut's) was a grey marker line beside the style's saturated skin. An ash brow
+    painted into the texture comes out with its chroma raised as the style raises its palette's."""
+    from avatartex.engines.classic import repaint
+    from avatartex.features import fill_polygon
+    from avatartex.imaging import to_lab
+
+    geo, texture, ctx = _completed(style)
+    drawn = ctx.drawn()
+    brows = np.maximum(*(fill_polygon((SIZE, SIZE), drawn[name]) for name in ("right_brow", "left_brow")))
+    ash = np.float32([0.60, 0.52, 0.46])  # C* about 10
+    color = np.where(brows[..., None] > 0, ash, texture.color).astype(np.float32)
+    styled = ClassicRepaint().run(AtlasTexture(color, texture.confidence), ctx).color
+    inner = cv2.erode((brows > 0.99).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    inner &= repaint.draw_strokes((SIZE, SIZE), repaint.feature_strokes(drawn, _unit(), 1.0, style)) < 0.01
+
+    def chroma(rgb: np.ndarray) -> float:
+        return float(np.hypot(*to_lab(np.asarray(rgb, np.float32)[None])[0][1:]))
+
+    saturation = ctx.style.classic["saturation"]
+    painted = chroma(_commonest(styled[inner]))
+    assert inner.sum() > 20 and painted > 0.9 * saturation * chroma(ash * 0.75), (painted, chroma(ash * 0.75))
+
+
+@pytest.mark.parametrize("style", ["toon", "comic"])
 def test_flat_hair_has_a_drawn_hairline_and_no_shadow_under_it(style: str) -> None:
     """``scalp=hair`` in a flat style: the photo's fringe, strand by strand, cut a ragged hairline that
     toon's ink traced; and the photo's darker hair counted as the style's shadow under the flat hair

@@ -638,10 +638,13 @@ def _brow_and_lip_fills(
     shape: tuple[int, int],
     lip_saturation: float,
     colour_lines: dict[str, np.ndarray] | None = None,
+    saturation: float = 1.0,
 ) -> np.ndarray:
     """Brows as flat dark shapes and lips as one flat colour along ``lines``, both of the texture's
     own colours (the lips' read inside ``colour_lines``' lips: the photo's, where the style draws
-    the head's own; default ``lines``)."""
+    the head's own; default ``lines``), the brows' saturated as the style's palette (``saturation``):
+    left as the photo has them, an ash brow (C* 17) was a grey marker line beside toon's saturated
+    skin."""
     colour_lines = lines if colour_lines is None else colour_lines
 
     def lips_of(found: dict[str, np.ndarray], feather: float) -> np.ndarray:
@@ -655,7 +658,7 @@ def _brow_and_lip_fills(
             region = fill_polygon(shape, lines[brow], feather=0.6)
             colour = _region_color(source, region, 20.0)
             if colour is not None:
-                out = _mix(out, np.clip(colour * 0.75, 0, 1), region)
+                out = _mix(out, np.clip(_saturate(colour[None] * 0.75, saturation)[0], 0, 1), region)
     if "lips_outer" in lines:
         lips = lips_of(lines, 0.6)
         read = (
@@ -1078,7 +1081,9 @@ def toon(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     hair = flat_hair_cover(ctx)
     _keep_shadow(ctx, shadow, threshold, hair)
     flat = _cel_shaded(flat, shadow, p.get("shadow", 0.2))
-    flat = _brow_and_lip_fills(flat, image, drawn, shape, p.get("lip_saturation", 1.4), lines)
+    flat = _brow_and_lip_fills(
+        flat, image, drawn, shape, p.get("lip_saturation", 1.4), lines, p.get("saturation", 1.25)
+    )
     flat = drawn_eyes(flat, image, drawn, shape, unit, p, iris_share=0.42, iris_saturation=1.1)
     flat = flat_hair(flat, image, ctx, p.get("saturation", 1.25), ink=True, alpha=hair)
     ink = draw_strokes(
@@ -1106,7 +1111,9 @@ def comic(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     if cleared is not None:  # the photo's features drawn on the head's own: theirs cleared
         flat, darker = _mix(flat, skin, cleared), darker * (1 - cleared)
     darker = darker * (1.0 - eye_rims(drawn, shape, unit))  # the photo's lashes and liner
-    flat = _brow_and_lip_fills(flat, image, drawn, shape, p.get("lip_saturation", 1.5), lines)
+    flat = _brow_and_lip_fills(
+        flat, image, drawn, shape, p.get("lip_saturation", 1.5), lines, p.get("saturation", 1.3)
+    )
     hair = flat_hair_cover(ctx)
     flat = flat_hair(flat, image, ctx, p.get("saturation", 1.3), ink=True, alpha=hair)
     # Halftone: a dot screen whose period divides the atlas width, so it wraps at the back seam.
