@@ -26,6 +26,19 @@ GAMMA = 2.2
 _BINOMIAL = np.array([1, 4, 6, 4, 1], np.float32) / 16
 
 
+def balanced(portrait: np.ndarray, gains: np.ndarray) -> np.ndarray:
+    """``portrait`` (H, W, 3+) sRGB 0..1 with ``gains`` applied in linear light (the power law of
+    GAMMA); an alpha channel is kept. Every channel is capped where the smallest
+    gain takes a full one (as raw converters clip highlights): a highlight the camera clipped to
+    white stays white instead of taking the gains' colour (a warm light's clipped red, lowered,
+    would turn it cyan)."""
+    scale = np.asarray(gains, np.float32) ** np.float32(1.0 / GAMMA)
+    out = np.array(portrait, np.float32, copy=True)
+    out[..., :3] *= scale
+    np.clip(out[..., :3], 0.0, min(float(scale.min()), 1.0), out=out[..., :3])
+    return out
+
+
 def charts(image: np.ndarray, rows: int) -> list[tuple[slice, bool]]:
     """Row ranges of the atlas's charts and whether their columns wrap: the band, then the caps."""
     parts = [(slice(0, rows), True)]

@@ -59,7 +59,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .atlas_filters import GAMMA
+from .atlas_filters import GAMMA, balanced
 from .face import (
     FACE_OVAL,
     LEFT_EYE_CONTOUR,
@@ -242,9 +242,7 @@ def skin_plausible(image: np.ndarray, skin: np.ndarray) -> np.ndarray:
     )
     if np.all(gains == 1.0):
         return image
-    # As whitebalance.balanced applies gains (which this module cannot import: whitebalance reads
-    # regions, which reads this); every gain is 1 or more, so nothing beyond white is capped lower.
-    return np.clip(image * gains ** np.float32(1.0 / GAMMA), 0.0, 1.0).astype(np.float32)
+    return balanced(image, gains)
 
 
 def even_lightness(lightness: np.ndarray, skin: np.ndarray, centre: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .atlas_filters import GAMMA
+from .atlas_filters import GAMMA, balanced
 from .face import Face
 from .imaging import from_lab, to_lab
 from .photo_condition import face_skin
@@ -94,19 +94,6 @@ def eye_white_gains(sclera_rgb: np.ndarray) -> np.ndarray:
     target = from_lab(np.array([lab[0], *EYE_WHITE_AB], np.float32))
     seen = np.maximum(np.asarray(sclera_rgb, np.float64), 1e-4) ** GAMMA
     return target.astype(np.float64) ** GAMMA / seen
-
-
-def balanced(portrait: np.ndarray, gains: np.ndarray) -> np.ndarray:
-    """``portrait`` (H, W, 3+) sRGB 0..1 with ``gains`` applied in linear light (the power law of
-    ``atlas_filters.GAMMA``); an alpha channel is kept. Every channel is capped where the smallest
-    gain takes a full one (as raw converters clip highlights): a highlight the camera clipped to
-    white stays white instead of taking the gains' colour (a warm light's clipped red, lowered,
-    would turn it cyan)."""
-    scale = np.asarray(gains, np.float32) ** np.float32(1.0 / GAMMA)
-    out = np.array(portrait, np.float32, copy=True)
-    out[..., :3] *= scale
-    np.clip(out[..., :3], 0.0, min(float(scale.min()), 1.0), out=out[..., :3])
-    return out
 
 
 def balance_portrait(
