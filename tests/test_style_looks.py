@@ -500,6 +500,33 @@ def test_flat_hair_is_painted_in_its_lit_strands_tone_not_the_gaps_between_them(
     assert abs(painted[0] - lit_lightness) < 4.0, (painted, lit_lightness)
 
 
+def test_painterly_paints_hair_in_strokes_along_its_strands() -> None:
+    """``scalp=hair`` in painterly: the Kuwahara filter's flat patches, a tenth of an eye distance
+    across, merged the hair's strands into light and dark blotches (camouflage on the back of the
+    astronaut's head). Hair of fine strands (a period of 6 texels) across the scalp: painted, its
+    strands keep at least half their contrast."""
+    geo, texture, ctx = _completed("painterly")
+    head = geo.frame.to_head(geo.positions)
+    cover = (geo.mask & (head[..., 1] > 1.3)).astype(np.float32)
+    cover[geo.band_rows :] = 0.0  # the band's part, where the strands run down its columns
+    xx = np.mgrid[0:SIZE, 0:SIZE][1]
+    strands = 0.5 + 0.5 * np.sin(xx * (2 * np.pi / 6))
+    hair = np.float32([0.25, 0.19, 0.10]) + strands[..., None] * np.float32([0.30, 0.25, 0.15])
+    color = np.where(cover[..., None] > 0, hair, texture.color).astype(np.float32)
+    ctx.hair = cover
+    styled = ClassicRepaint().run(AtlasTexture(color, texture.confidence), ctx).color
+    inner = cv2.erode(cover.astype(np.uint8), np.ones((15, 15), np.uint8)) > 0
+
+    def across(image: np.ndarray) -> float:
+        """The mean difference of the green between texels three columns apart (a strand and a gap)."""
+        green = image[..., 1]
+        both = inner[:, 3:] & inner[:, :-3]
+        return float(np.abs(green[:, 3:] - green[:, :-3])[both].mean())
+
+    assert inner.sum() > 1000
+    assert across(styled) > 0.5 * across(color), (across(styled), across(color))
+
+
 @pytest.mark.parametrize("style", ["toon", "comic"])
 def test_brows_are_saturated_as_the_styles_palette(style: str) -> None:
     """Toon's and comic's brows were filled in the photo's brow colour as it is, darkened: an ash brow

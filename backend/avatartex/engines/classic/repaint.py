@@ -700,8 +700,9 @@ def painted_finer(lines: dict[str, np.ndarray], shape: tuple[int, int], unit: fl
 
 def painterly(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     """Oil paint: a generalised Kuwahara filter (8 smooth sectors: flat patches with crisp edges)
-    at half resolution, smeared along the forms' flow, the eyes and brows painted finer
-    (``painted_finer``), brush-stroke texture, a warmer palette."""
+    at half resolution, smeared along the forms' flow, the hair (``scalp=hair``) in strokes along its
+    strands instead, the eyes and brows painted finer (``painted_finer``), brush-stroke texture, a
+    warmer palette."""
     p = ctx.style.classic
     rows = ctx.atlas.band_rows
     scale = ctx.atlas.size / 1024
@@ -711,6 +712,8 @@ def painterly(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     length = max(5, int(round(p.get("brush_length", 11) * scale)) | 1)
     paint = flow_smear(paint, small_rows, max(3, (length // 2) | 1))
     out = _full(paint, small_rows, image, rows)
+    if ctx.hair is not None:  # hair in strokes along its strands: the patches merged them into blotches
+        out = _mix(out, flow_smear(image, rows, length), np.clip(ctx.hair, 0, 1).astype(np.float32))
     focal = painted_finer(ctx.features(), image.shape[:2], ctx.atlas.layout.face_texels_per_iod)
     out = _mix(out, image, focal * np.float32(p.get("focal_detail", 0.8)))
     brush = brush_texture(luminance(out), rows, length, ctx.seed)
