@@ -89,6 +89,28 @@ def test_generate_writes_texture_and_complete_report(astronaut_result):
         assert os.path.exists(report["debug"][name])
 
 
+def test_the_report_says_where_the_pins_landmarks_were_read_on_the_mesh(astronaut_result, head):
+    """The verdict's advice to pin printed one fixed example point (nose_tip=0,1.62,0.11), 350 % of
+    the demo head's size off it; the report now has where each pinnable landmark was read on this
+    mesh, in its file's coordinates: on its surface (at its nearest vertex within a few percent of
+    its size), the nose tip in front of the eye corners, and the CLI's example is that point."""
+    from avatartex import cli
+    from avatartex.mesh import load_mesh
+
+    report = json.loads((astronaut_result[1] / "report.json").read_text())
+    read = report["mesh"]["landmarks"]
+    assert set(read) == {"right_eye_outer", "right_eye_inner", "left_eye_inner", "left_eye_outer",
+                         "nose_tip", "mouth_right", "mouth_left", "chin"}  # fmt: skip
+    positions = load_mesh(head).positions
+    size = float(np.linalg.norm(positions.max(0) - positions.min(0)))
+    for name, point in read.items():
+        assert np.linalg.norm(positions - np.asarray(point), axis=1).min() < 0.02 * size, name
+    eyes = np.mean([read[n] for n in ("right_eye_inner", "left_eye_inner")], axis=0)
+    assert np.linalg.norm(np.asarray(read["nose_tip"]) - eyes) < 0.2 * size
+    printed = cli.pin_how(report)
+    assert ",".join(f"{v:.4g}" for v in read["nose_tip"]) in printed and "1.62" not in printed
+
+
 def test_texture_colours_come_from_the_portrait(generator, head, astronaut_result, astronaut, tmp_path):
     """The face texels carry the portrait's colours: the same photo with red and blue swapped gives a
     face whose blue exceeds its red by about as much as the original's red exceeded its blue."""

@@ -209,6 +209,28 @@ def test_save_demo_head_round_trip(tmp_path) -> None:
     np.testing.assert_allclose(loaded.positions[loaded.triangles], positions[triangles], atol=1e-5)
 
 
+def test_the_demo_glb_carries_its_texture_and_its_name(tmp_path) -> None:
+    """The demo's demo_head.glb, "the head to open in Blender", held trimesh's placeholder (a dark
+    grey 2x2 image) under the name geometry_0: imported, a grey head named geometry_0. It carries the
+    texture as its material's base colour now, under the demo head's name, on the same UVs."""
+    import trimesh
+    from avatartex.demo_head import DEMO_NAME
+    from avatartex.mesh import load_mesh
+    from PIL import Image
+
+    texture = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(texture).save(tmp_path / "texture.png")
+    path = tmp_path / "demo_head.glb"
+    save_demo_head(path, resolution=32, texture=tmp_path / "texture.png")
+    scene = trimesh.load(path)
+    assert list(scene.geometry) == [DEMO_NAME] and DEMO_NAME in scene.graph.nodes
+    material = scene.geometry[DEMO_NAME].visual.material
+    np.testing.assert_array_equal(np.asarray(material.baseColorTexture.convert("RGB")), texture)
+    assert material.name == DEMO_NAME and np.all(np.asarray(material.baseColorFactor) == 255)
+    _, triangles, uvs, _ = make_demo_head(32)
+    np.testing.assert_allclose(load_mesh(path).uvs, uvs, atol=1e-5)
+
+
 def test_mediapipe_finds_the_demo_face_near_its_pins() -> None:
     pytest.importorskip("mediapipe")
     from avatartex.face import default_landmarker

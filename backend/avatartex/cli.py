@@ -257,7 +257,7 @@ def print_verdict(report: dict) -> None:
         for advice in quality.get("advice", []):
             print(f"  try: {advice}")
             if "pins" in advice:
-                print(f"       {PIN_HOW}")
+                print(f"       {pin_how(report)}")
         for note in quality.get("notes", []):
             print(f"  note: {note}")
     for warning in report["warnings"]:
@@ -293,10 +293,18 @@ def stale_textures(result: dict, texture_name: str) -> list[Path]:
     return sorted(path for path in named if path.is_file() and path not in written)
 
 
-PIN_HOW = (
-    "with --pin NAME=X,Y,Z per pin (a point on the mesh in its file's coordinates), e.g. "
-    "--pin nose_tip=0,1.62,0.11"
-)
+PIN_HOW = "with --pin NAME=X,Y,Z per pin (a point on the mesh in its file's coordinates)"
+
+
+def pin_how(report: dict) -> str:
+    """How to give pins, with an example at this mesh's own scale: where its nose tip was read
+    (report ``mesh.landmarks``); a fixed example point was 350 % of the demo head's size off it."""
+    read = (report.get("mesh") or {}).get("landmarks") or {}
+    name = "nose_tip" if "nose_tip" in read else next(iter(read), None)
+    if name is None:
+        return f"{PIN_HOW}, or NAME=VERTEX (a vertex index)"
+    point = ",".join(f"{v:.4g}" for v in read[name])
+    return f"{PIN_HOW}; this mesh's {name} was read at {point} (--pin {name}=X,Y,Z puts it at X,Y,Z)"
 
 
 def parse_pins(values: list[str]) -> dict[str, int | list[float]]:
@@ -316,7 +324,8 @@ def parse_pins(values: list[str]) -> dict[str, int | list[float]]:
             raise AvatarTexError(
                 ErrorCode.BAD_REQUEST,
                 f"--pin {value!r} is neither NAME=X,Y,Z nor NAME=VERTEX.",
-                f"For example --pin nose_tip=0,1.62,0.11; names: {', '.join(PIN_NAMES)}.",
+                f"For example --pin nose_tip=0,1.62,0.11 (a point on the mesh, in its file's "
+                f"coordinates) or --pin nose_tip=1234 (a vertex); names: {', '.join(PIN_NAMES)}.",
             )
         if name in pins:
             raise AvatarTexError(
@@ -459,7 +468,7 @@ def _demo(args) -> int:
     import numpy as np
     from skimage import data
 
-    from .demo_head import make_demo_head, save_demo_head
+    from .demo_head import DEMO_NAME, make_demo_head, save_demo_head
     from .image_io import load_texture, save_png
     from .mesh import Mesh, load_mesh, save_capture
     from .pipeline import Generator
@@ -486,10 +495,9 @@ def _demo(args) -> int:
     check_writable(out)
     out.mkdir(parents=True, exist_ok=True)  # the check leaves a new folder uncreated
     # The capture carries the head's landmark pins, the fallback should the detector miss its face;
-    # the .glb is the same head for opening in Blender.
+    # the .glb is the same head with the texture, for opening in Blender.
     positions, triangles, uvs, pins = make_demo_head()
-    save_capture(Mesh(positions, triangles, uvs, None, pins, "DemoHead"), mesh_path)
-    save_demo_head(out / "demo_head.glb")
+    save_capture(Mesh(positions, triangles, uvs, None, pins, DEMO_NAME), mesh_path)
     save_png(portrait_path, np.asarray(data.astronaut(), np.uint8))
     bar = ProgressBar()
     try:
@@ -498,10 +506,14 @@ def _demo(args) -> int:
         bar.close()
     preview = out / "preview.png"
     render_preview(load_mesh(mesh_path), load_texture(result["texture"]), preview)
+    save_demo_head(out / "demo_head.glb", texture=result["texture"])
     print_written(result)
     print_verdict(result["report"])
     print(f"wrote {out / 'report.json'} (what was read and done), {preview} (front, side, back)")
-    print(f"      and {out / 'demo_head.glb'}: the demo head, to open in Blender (File > Import > glTF)")
+    print(
+        f"      and {out / 'demo_head.glb'}: the demo head with the texture, to open in Blender "
+        "(File > Import > glTF)"
+    )
     return 0
 
 

@@ -299,15 +299,37 @@ def nearest_pins(positions: np.ndarray, shape: HeadShape = DEFAULT_SHAPE) -> dic
     }
 
 
-def save_demo_head(path: str | os.PathLike, resolution: int = 96) -> None:
-    """Write the demo head as ``.glb``/``.gltf``/``.obj``/``.ply`` with its UV map (via trimesh)."""
+DEMO_NAME = "DemoHead"
+"""The demo head's object, mesh and material name in the files it is written as."""
+
+
+def save_demo_head(
+    path: str | os.PathLike, resolution: int = 96, texture: str | os.PathLike | None = None
+) -> None:
+    """Write the demo head as ``.glb``/``.gltf``/``.obj``/``.ply`` with its UV map (via trimesh), its
+    object, mesh and material named DEMO_NAME; with ``texture`` (an image file), that image as its
+    material's base colour, embedded in a .glb: imported into Blender, it shows the result (without,
+    trimesh's placeholder, a dark grey 2x2 image named ``geometry_0``, was all it showed)."""
     import trimesh
+    from PIL import Image
 
     positions, triangles, vmapping, indices, uv = _build(int(resolution))
-    mesh = trimesh.Trimesh(
-        positions[vmapping], indices, process=False, visual=trimesh.visual.TextureVisuals(uv=uv)
+    material = trimesh.visual.material.PBRMaterial(
+        name=DEMO_NAME,
+        baseColorFactor=[255, 255, 255, 255],
+        baseColorTexture=None if texture is None else Image.open(os.fspath(texture)).convert("RGB"),
+        metallicFactor=0.0,
+        roughnessFactor=0.6,
     )
-    mesh.export(os.fspath(path))
+    mesh = trimesh.Trimesh(
+        positions[vmapping],
+        indices,
+        process=False,
+        visual=trimesh.visual.TextureVisuals(uv=uv, material=material),
+    )
+    scene = trimesh.Scene()
+    scene.add_geometry(mesh, node_name=DEMO_NAME, geom_name=DEMO_NAME)
+    scene.export(os.fspath(path))
 
 
 def _detect_check(size: int = 512) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import __version__
 from ..engines import StagePlan
-from ..face import draw_landmarks
+from ..face import PIN_LANDMARKS, draw_landmarks
 from ..image_io import save_png
 from ..protocol import AvatarTexError, ErrorCode, GenerateParams
 from ..quality import Quality
@@ -64,6 +64,17 @@ def json_number(value: Any) -> Any:
     return value
 
 
+def pin_points(points3d: np.ndarray) -> dict[str, list[float]]:
+    """The pinnable landmarks (``face.PIN_LANDMARKS``) where they were read on the mesh: name ->
+    [x, y, z] in the mesh's coordinates, those read (finite) only: what a ``--pin`` would move."""
+    points = np.asarray(points3d, np.float64)
+    return {
+        name: [float(f"{v:.5g}") for v in points[index]]
+        for name, index in PIN_LANDMARKS.items()
+        if np.all(np.isfinite(points[index]))
+    }
+
+
 def build_report(
     params: GenerateParams,
     plan: StagePlan,
@@ -108,6 +119,8 @@ def build_report(
             "name": analysis.mesh.name,
             "vertices": int(len(analysis.mesh.positions)),
             "triangles": int(len(analysis.mesh.triangles)),
+            # where the pins' landmarks were read on the mesh, in its file's coordinates (--pin's)
+            "landmarks": pin_points(analysis.head.to_file(analysis.head.landmarks.points3d)),
         },
         "portrait": {
             "size": list(analysis.portrait.shape[1::-1]),
