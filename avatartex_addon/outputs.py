@@ -149,6 +149,8 @@ def write_texture(
                 image.unpack(method="REMOVE")
             image.reload()
     else:
+        wanted = folder / f"{stem}.png"
+        foreign = wanted.is_file() and not _recorded_for(obj, wanted)
         final = place_unique(source, folder, stem, taken=lambda name: name in bpy.data.images)
         image = None
         changed = changed_since(record, obj.name)
@@ -156,6 +158,11 @@ def write_texture(
             notes.append(
                 f"{changed.name} was changed since AvatarTex wrote it (an edit outside Blender?): kept as "
                 f"it is, the new texture is {final.name}"
+            )
+        elif foreign and final != wanted and notes is not None:
+            notes.append(
+                f"{wanted.name} was already in {folder.name}/ (not a file AvatarTex wrote for "
+                f"{obj.name}): kept as it is, the new texture is {final.name}"
             )
     if image is None:
         image = bpy.data.images.load(str(final), check_existing=False)
@@ -318,6 +325,15 @@ def unsaved_leftovers(keep_days: float = UNSAVED_KEEP_DAYS) -> tuple[list[Path],
     # The open file's images resolved only where a file is old enough (the preferences redraw this).
     used = used_files() if old else set()
     return sorted(path for path in old if str(path.resolve()) not in used), total
+
+
+def _recorded_for(obj: bpy.types.Object, path: Path) -> bool:
+    """Whether ``path`` is a file one of ``obj``'s records names (its texture's, a variant's, a body's)."""
+    target = path.resolve()
+    for record in records_of(obj):
+        if record.path and Path(bpy.path.abspath(record.path)).resolve() == target:
+            return True
+    return False
 
 
 def records_of(obj: bpy.types.Object) -> list:

@@ -99,6 +99,27 @@ def test_single_user_copy_is_one_undo_step(addon, fake_backend, portrait):
 # -- items 3 and 5: repeatable runs, files others can read ------------------------------------------------
 
 
+def test_a_file_already_there_is_kept_and_the_new_name_said(addon, fake_backend, portrait, tmp_path):
+    """A .blend saved beside another one whose Head.png lay in textures/ already: the first Generate
+    wrote Head_001.png, rightly leaving the other's file alone, but said only "Done: Head_001.png",
+    so the artist looked for Head.png. The summary says why the name changed."""
+    head = add_sphere("Head", portrait)
+    bpy.context.scene.avatartex.resolution = 512
+    blend = _save(tmp_path)
+    textures = blend.parent / "textures"
+    textures.mkdir()
+    (textures / "Head.png").write_bytes(b"another scene's texture")
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert (textures / "Head.png").read_bytes() == b"another scene's texture"
+    assert _file(_node(head).image).name == "Head_001.png"
+    said = [note for note in addon.state.last_summary if "Head.png was already in textures/" in note]
+    assert said and "Head_001.png" in said[0], addon.state.last_summary
+    # Its own file is replaced on the next run, and nothing more is said of the other's.
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert sorted(p.name for p in textures.iterdir()) == ["Head.png", "Head_001.png"]
+    assert not any("already in" in note for note in addon.state.last_summary)
+
+
 def test_reruns_replace_own_file_never_the_artists(addon, fake_backend, portrait, tmp_path):
     head = add_sphere("Head", portrait)
     settings = bpy.context.scene.avatartex
