@@ -63,7 +63,7 @@ def heads(work: Path) -> list[tuple[str, str]]:
     save_capture(Mesh(positions, triangles, uvs, None, pins, "StylisedHead"), path)
     out.append(("stylised demo head", str(path)))
     if SCANNED_HEAD.exists():
-        out.append(("scanned head (Lee Perry-Smith)", str(SCANNED_HEAD)))
+        out.append(("scanned head", str(SCANNED_HEAD)))  # (Lee Perry-Smith: the caption says)
     else:
         print(f"SKIPPED the scanned head: {SCANNED_HEAD} not found (../shared absent)", file=sys.stderr)
     return out
