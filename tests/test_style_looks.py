@@ -500,6 +500,75 @@ def test_flat_hair_is_painted_in_its_lit_strands_tone_not_the_gaps_between_them(
     assert abs(painted[0] - lit_lightness) < 4.0, (painted, lit_lightness)
 
 
+def _painterly_atlas() -> tuple[object, np.ndarray, object]:
+    """The scene painted in painterly (the atlas geometry, its colour, the stage context)."""
+    geo, texture, ctx = _completed("painterly")
+    return geo, ClassicRepaint().run(texture, ctx).color, ctx
+
+
+@pytest.mark.parametrize("faded", [False, True], ids=["as painted", "faded"])
+def test_strokes_of_each_chart_meet_without_a_line_at_the_crown(faded: bool) -> None:
+    """A style's filter paints each chart of the atlas on its own (painterly's strokes, its brush
+    texture), and the caps agreed with the band only in their ring (the texels of triangles the bake
+    reads from the band, ``atlas.harmonise_charts``): where the ring meets the cap's own texels, the
+    two charts' strokes met in a dotted line round the crown (seen on the demo head). Each chart given
+    strokes of its own (smooth noise, four texels across): across that edge neighbouring texels
+    differed by 1.75 times what neighbours either side of it do; with the band faded into the caps'
+    strokes at its edges (``atlas_filters.caps_into_band``, as every style filter's result is), by
+    less than 1.3 times."""
+    from avatartex import atlas_filters
+    from avatartex.atlas import BAND, CROWN, harmonise_charts
+
+    geo = head_atlas(SIZE)
+    rng = np.random.default_rng(3)
+    strokes = cv2.GaussianBlur(rng.standard_normal((SIZE, SIZE)).astype(np.float32), (0, 0), 4.0)
+    strokes = 0.5 + strokes / (6 * strokes.std())
+    painted = np.repeat(strokes[..., None], 3, axis=2)
+    if faded:
+        painted = atlas_filters.caps_into_band(painted, geo)
+    final = harmonise_charts(geo, painted)
+    cap = (geo.chart == CROWN) & geo.mask & (geo.tri_id >= 0)
+    ring = cap & (geo.triangle_chart[np.maximum(geo.tri_id, 0)] == BAND)
+    own = cap & ~ring
+
+    def step(a: np.ndarray, b: np.ndarray) -> float:
+        """Mean colour step between texels of ``a`` and their right or lower neighbours in ``b``."""
+        steps = []
+        for da, db, dc, dd in ((slice(None), slice(None), slice(None, -1), slice(1, None)),
+                               (slice(None, -1), slice(1, None), slice(None), slice(None))):  # fmt: skip
+            pair = (a[da, dc] & b[db, dd]) | (b[da, dc] & a[db, dd])
+            steps.append(np.abs(final[da, dc] - final[db, dd]).sum(axis=-1)[pair])
+        return float(np.concatenate(steps).mean())
+
+    # Either side's own steps: the ring holds the band's strokes, finer in angle than the cap's.
+    across, inside = step(ring, own), 0.5 * (step(ring, ring) + step(own, own))
+    assert ring.sum() > 200
+    assert (across < 1.3 * inside) == faded, (across, inside)
+
+
+def test_painterly_strokes_on_smooth_skin_follow_the_heads_forms() -> None:
+    """Painterly's strokes ran along the image's own edges, which on smooth skin are its noise's: a
+    uniform swirl every way (the art director's QA). Where the skin has no edge of its own they follow
+    the head's forms now (the lines of its shading under a light from the front and above): on the
+    cheeks, forehead and scalp, most texels' strokes run in the forms' direction (of 4)."""
+    from avatartex.engines.classic import repaint
+
+    geo, painted, ctx = _painterly_atlas()
+    rows = geo.band_rows
+    forms = repaint.form_shading(geo, rows)
+    strokes = repaint._orientation_bins(repaint.luminance(painted), rows)
+    shape_bins = repaint._orientation_bins(forms, rows)
+    structure = repaint._structure_tensor(forms, rows)
+    clear = (structure[..., 0] + structure[..., 2]) > np.percentile(structure[..., 0] + structure[..., 2], 50)
+    features = np.zeros(geo.mask.shape, np.float32)
+    for line in ctx.features().values():
+        features = np.maximum(features, repaint.fill_polygon(geo.mask.shape, line))
+    smooth = geo.mask & clear & (repaint._grown(features, 0.3 * _unit()) < 0.01)
+    smooth[rows:] = False
+    agree = float((strokes == shape_bins)[smooth].mean())
+    assert smooth.sum() > 2000 and agree > 0.5, agree
+
+
 def test_painterly_paints_hair_in_strokes_along_its_strands() -> None:
     """``scalp=hair`` in painterly: the Kuwahara filter's flat patches, a tenth of an eye distance
     across, merged the hair's strands into light and dark blotches (camouflage on the back of the

@@ -147,6 +147,41 @@ class AtlasLayout:
         cx, cy = self.cap_center(chart)
         return np.stack([cx + r * np.sin(theta), cy + sign * r * np.cos(theta)], axis=-1)
 
+    def band_under_caps(self, full: float, fade: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The band's texels within ``fade`` radians of its top or bottom edge (``lat_top``,
+        ``lat_bottom``, where the bake turns to a cap: a triangle's centroid decides), where each of
+        them lies in its cap, and a weight: 1 within ``full`` radians of the edge (a triangle
+        straddling it reaches that far), falling smoothly to 0 at ``fade``: (N,) flat atlas indices,
+        (N, 2) cap pixel coordinates, (N,) weights. The caps overlap the band by ``overlap`` radians,
+        so ``fade`` must not exceed it."""
+        if not 0.0 <= full < fade <= self.overlap:
+            raise ValueError(f"need 0 <= full < fade <= {self.overlap} radians, got {full}, {fade}")
+        s, rows = self.size, self.band_rows
+        # Each column's longitude: x = (0.5 + (theta + warp sin theta) / 2pi) s, inverted by Newton.
+        target = ((np.arange(s) + 0.5) / s - 0.5) * 2.0 * np.pi
+        theta = target.copy()
+        for _ in range(20):
+            theta -= (theta + self.warp * np.sin(theta) - target) / (1.0 + self.warp * np.cos(theta))
+        phi = self.lat_top - (np.arange(rows) + 0.5) / rows * (self.lat_top - self.lat_bottom)
+        index, xy, weight = [], [], []
+        for cap, edge in ((CROWN, self.lat_top), (CHIN, self.lat_bottom)):
+            inside = np.abs(phi - edge)  # radians from the edge, into the band
+            near = np.flatnonzero(inside < fade)
+            if len(near) == 0:
+                continue
+            r, c = np.meshgrid(near, np.arange(s), indexing="ij")
+            w = np.clip((fade - inside[r]) / (fade - full), 0.0, 1.0)
+            index.append((r * s + c).reshape(-1))
+            xy.append(self.cap_xy(theta[c], phi[r], cap).reshape(-1, 2))
+            weight.append((w * w * (3.0 - 2.0 * w)).reshape(-1))
+        if not index:
+            return np.zeros(0, np.int64), np.zeros((0, 2), np.float32), np.zeros(0, np.float32)
+        return (
+            np.concatenate(index).astype(np.int64),
+            np.concatenate(xy).astype(np.float32),
+            np.concatenate(weight).astype(np.float32),
+        )
+
     def mirror_index(self) -> np.ndarray:
         """(S, S) flat index of each texel's mirror image across the face's symmetry plane."""
         s, rows = self.size, self.band_rows

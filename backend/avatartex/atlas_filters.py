@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit, prange
 
 from .atlas import AtlasGeometry
-from .imaging import smoothstep
+from .imaging import sample_image, smoothstep
 
 GAMMA = 2.2
 """sRGB is treated as a pure power law: dividing linear light by f is multiplying sRGB by f^(-1/2.2)."""
@@ -36,6 +36,41 @@ def balanced(portrait: np.ndarray, gains: np.ndarray) -> np.ndarray:
     out = np.array(portrait, np.float32, copy=True)
     out[..., :3] *= scale
     np.clip(out[..., :3], 0.0, min(float(scale.min()), 1.0), out=out[..., :3])
+    return out
+
+
+CAPS_INTO_BAND = (np.radians(3.0), np.radians(7.0))
+"""Radians from the band's edges within which ``caps_into_band`` gives the band the caps' content
+wholly, and from which it begins to: the ring's texels of triangles straddling the edge lie up to a
+triangle's size inside the band (on the scanned head at 512, the ring's edge texels kept 0.15 of
+the band's own strokes with a fade from the edge itself)."""
+_BAND_UNDER_CAPS: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
+def caps_into_band(image: np.ndarray, atlas: AtlasGeometry) -> np.ndarray:
+    """``image`` (S, S, C) with the band's last latitudes before each cap (CAPS_INTO_BAND) faded into
+    what the cap holds of the same surface, where both hold it.
+
+    A filter run per chart (``per_chart``: painterly's strokes and Kuwahara patches, its brush
+    texture) makes detail of its own in each chart, and the caps' ring agrees with the band
+    (``atlas.harmonise_charts``) only to the ring's edge, where the bake turns from the band to the
+    cap: the two charts' strokes met there in a dotted line round the crown. Faded, the band ends in
+    the cap's own strokes, and the ring (the band's copy) with them."""
+    layout = atlas.layout
+    key = (layout.size, layout.lat_top, layout.lat_bottom, layout.overlap, layout.warp)
+    if key not in _BAND_UNDER_CAPS:
+        _BAND_UNDER_CAPS.clear()  # one atlas size at a time is what requests use
+        _BAND_UNDER_CAPS[key] = layout.band_under_caps(*CAPS_INTO_BAND)
+    index, xy, weight = _BAND_UNDER_CAPS[key]
+    held = atlas.mask.reshape(-1)
+    out = np.array(image, np.float32, copy=True)
+    flat = out.reshape(-1, out.shape[-1])
+    ix = np.clip(np.floor(xy[:, 0]).astype(np.int64), 0, layout.size - 1)
+    iy = np.clip(np.floor(xy[:, 1]).astype(np.int64), layout.band_rows, layout.size - 1)
+    both = held[index] & held[iy * layout.size + ix]
+    index, xy, weight = index[both], xy[both], weight[both]
+    cap = sample_image(out[layout.band_rows :], xy - np.float32([0.0, layout.band_rows]))
+    flat[index] += weight[:, None] * (cap - flat[index])
     return out
 
 

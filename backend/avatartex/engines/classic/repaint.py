@@ -230,15 +230,37 @@ def generalised_kuwahara(image: np.ndarray, radius: int, rows: int, sharpness: f
     return filters.per_chart(filt, np.ascontiguousarray(image, np.float32), rows, radius + 1)
 
 
-def _orientation_bins(lum: np.ndarray, rows: int) -> np.ndarray:
-    """Per texel, which of 4 directions (0, 45, 90, 135 degrees) runs along the local edges."""
+def _structure_tensor(lum: np.ndarray, rows: int) -> np.ndarray:
+    """(H, W, 3) the structure tensor (gx², gx·gy, gy²) of ``lum``, pooled per chart (sigma 3)."""
 
     def tensor(part: np.ndarray, wrap: bool) -> np.ndarray:
         gx = cv2.Sobel(part, cv2.CV_32F, 1, 0, ksize=3)
         gy = cv2.Sobel(part, cv2.CV_32F, 0, 1, ksize=3)
         return np.stack([gx * gx, gx * gy, gy * gy], axis=-1)
 
-    j = filters.gaussian(filters.per_chart(tensor, lum.astype(np.float32), rows, 2), 3.0, rows)
+    return filters.gaussian(filters.per_chart(tensor, lum.astype(np.float32), rows, 2), 3.0, rows)
+
+
+def _typical(j: np.ndarray) -> float:
+    """The median trace of a structure tensor where it is not zero: its ordinary strength."""
+    trace = j[..., 0] + j[..., 2]
+    return max(float(np.median(trace[trace > 1e-12])) if (trace > 1e-12).any() else 0.0, 1e-12)
+
+
+FORM_WEIGHT = 3.0
+"""How much the head's forms count against the image's own edges in ``_orientation_bins``, each
+tensor taken against its ordinary strength."""
+
+
+def _orientation_bins(lum: np.ndarray, rows: int, forms: np.ndarray | None = None) -> np.ndarray:
+    """Per texel, which of 4 directions (0, 45, 90, 135 degrees) runs along the local edges; with
+    ``forms`` (the head's own shading, ``form_shading``), along its lines where the image has no
+    edge of its own (smooth skin), each tensor counted against its ordinary strength: strokes then
+    follow the head's forms, not the skin's noise, which set them every way (a uniform swirl)."""
+    j = _structure_tensor(lum, rows)
+    if forms is not None:
+        shape = _structure_tensor(forms, rows)
+        j = j / np.float32(_typical(j)) + np.float32(FORM_WEIGHT) * shape / np.float32(_typical(shape))
     # Strokes run along edges, i.e. perpendicular to the dominant gradient.
     angle = 0.5 * np.arctan2(2 * j[..., 1], j[..., 0] - j[..., 2]) + np.pi / 2
     return np.round(angle / (np.pi / 4)).astype(np.int64) % 4
@@ -253,9 +275,10 @@ def _line_kernel(length: int, direction: int) -> np.ndarray:
     return kernel / kernel.sum()
 
 
-def flow_smear(image: np.ndarray, rows: int, length: int) -> np.ndarray:
-    """``image`` averaged along its own edges' direction (4 directions): paint pulled along the forms."""
-    bins = _orientation_bins(luminance(image), rows)
+def flow_smear(image: np.ndarray, rows: int, length: int, forms: np.ndarray | None = None) -> np.ndarray:
+    """``image`` averaged along its own edges' direction (4 directions), and the ``forms``' where it
+    has none (``_orientation_bins``): paint pulled along the forms."""
+    bins = _orientation_bins(luminance(image), rows, forms)
     out = np.zeros_like(image)
     for b in range(4):
         kernel = _line_kernel(length, b)
@@ -267,11 +290,14 @@ def flow_smear(image: np.ndarray, rows: int, length: int) -> np.ndarray:
     return out
 
 
-def brush_texture(lum: np.ndarray, rows: int, length: int, seed: int) -> np.ndarray:
-    """Unit-variance stroke texture: noise smeared along the image's edges (4 orientations)."""
+def brush_texture(
+    lum: np.ndarray, rows: int, length: int, seed: int, forms: np.ndarray | None = None
+) -> np.ndarray:
+    """Unit-variance stroke texture: noise smeared along the image's edges (4 orientations), and the
+    ``forms``' where it has none."""
     rng = np.random.default_rng(seed + 7919)
     noise = rng.standard_normal(lum.shape, dtype=np.float32)
-    bins = _orientation_bins(lum, rows)
+    bins = _orientation_bins(lum, rows, forms)
     out = np.zeros_like(noise)
     for b in range(4):
         kernel = _line_kernel(length, b)
@@ -698,6 +724,19 @@ def painted_finer(lines: dict[str, np.ndarray], shape: tuple[int, int], unit: fl
     return np.clip(_grown(area, FOCAL_GROW_IOD * unit), 0.0, 1.0)
 
 
+FORM_LIGHT = (0.0, 0.6, 1.0)
+"""Head-frame direction (x right, y up, z ahead) of the light whose Lambert shading of the head's
+normals is its ``form_shading``: from the front and above, its lines run across the forehead, round
+the sockets and the cheeks and down the neck, as a painter's strokes go round the forms."""
+
+
+def form_shading(atlas: AtlasGeometry, rows: int) -> np.ndarray:
+    """(S, S) float32 the head's own shading under FORM_LIGHT (0 off the surface): the lines painterly's
+    strokes follow on smooth skin."""
+    light = np.asarray(FORM_LIGHT, np.float32) / np.float32(np.linalg.norm(FORM_LIGHT))
+    return (np.clip(atlas.normals @ light, 0.0, 1.0) * atlas.mask).astype(np.float32)
+
+
 def painterly(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     """Oil paint: a generalised Kuwahara filter (8 smooth sectors: flat patches with crisp edges)
     at half resolution, smeared along the forms' flow, the hair (``scalp=hair``) in strokes along its
@@ -710,13 +749,14 @@ def painterly(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     radius = max(2, int(round(p.get("kuwahara_radius", 5) * scale)))
     paint = generalised_kuwahara(small, radius, small_rows, float(p.get("sharpness", 8.0)))
     length = max(5, int(round(p.get("brush_length", 11) * scale)) | 1)
-    paint = flow_smear(paint, small_rows, max(3, (length // 2) | 1))
+    forms = form_shading(ctx.atlas, rows)
+    paint = flow_smear(paint, small_rows, max(3, (length // 2) | 1), _half(forms, rows)[0])
     out = _full(paint, small_rows, image, rows)
     if ctx.hair is not None:  # hair in strokes along its strands: the patches merged them into blotches
         out = _mix(out, flow_smear(image, rows, length), np.clip(ctx.hair, 0, 1).astype(np.float32))
     focal = painted_finer(ctx.features(), image.shape[:2], ctx.atlas.layout.face_texels_per_iod)
     out = _mix(out, image, focal * np.float32(p.get("focal_detail", 0.8)))
-    brush = brush_texture(luminance(out), rows, length, ctx.seed)
+    brush = brush_texture(luminance(out), rows, length, ctx.seed, forms)
     out = out * (1.0 + np.float32(p.get("brush_amount", 0.06)) * brush)[..., None]
     return _saturate(out, p.get("saturation", 1.15), p.get("warmth", 0.03))
 
@@ -1293,7 +1333,7 @@ class ClassicRepaint(Stage):
                 ctx.warnings.append(f"unknown classic filter {name!r} in style {style.name!r}; none applied")
             else:
                 ctx.progress(0.4, f"{name} filter")
-                styled = np.clip(STYLE_FILTERS[name](out, ctx), 0.0, 1.0)
+                styled = np.clip(filters.caps_into_band(STYLE_FILTERS[name](out, ctx), ctx.atlas), 0.0, 1.0)
                 # (1 - s) a + s b is exactly b at s = 1 (the toon palette stays a palette).
                 out = (1.0 - strength) * out + strength * styled
         ctx.progress(1.0, "repaint done")
