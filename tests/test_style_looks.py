@@ -1038,6 +1038,72 @@ def test_no_shadow_from_the_photos_lashes_round_the_eyes(style: str) -> None:
     assert beyond_forms[rims].mean() < 0.01, (style, beyond_forms[rims].mean())
 
 
+@pytest.mark.parametrize("style", ["toon", "comic"])
+def test_no_shadow_from_skin_a_tinted_lens_darkens(style: str) -> None:
+    """Grace Hopper's amber lenses darken the skin seen through them (the projection takes their tint
+    out, not their darkness): toon and comic drew it as shadow blotches under her eyes. The skin
+    seen through a lens (``StageContext.lenses``) gives no shadow of the photo's tone: a darker patch
+    under the right eye is shadow without the lens, none beyond the head's forms with it."""
+    import dataclasses
+
+    geo, texture, ctx = _completed(style)
+    lines = ctx.drawn()
+    centre = lines["right_eye"][:-1].mean(axis=0) + np.float32([0.0, 0.3 * _unit()])
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32) + 0.5
+    patch = (np.hypot(xx - centre[0], yy - centre[1]) < 0.2 * _unit()) & geo.mask
+    color = texture.color.copy()
+    # Toon's shadow follows the skin's tone; comic's only colours unlike the skin's (a greyer dark).
+    color[patch] *= np.float32([0.6, 0.6, 0.6] if style == "toon" else [0.4, 0.42, 0.5])
+    forms = __import__("avatartex.engines.classic.repaint", fromlist=["x"])._shadow_shapes(
+        geo, 1.0, ctx.style.classic.get("shadow_threshold", 0.6)
+    )
+
+    def shadow_beyond_forms(lenses: np.ndarray | None) -> float:
+        run = dataclasses.replace(ctx, lenses=lenses)
+        ClassicRepaint().run(AtlasTexture(color, texture.confidence), run)
+        shadow = np.asarray(run.style_shadow.atlas_map)
+        return float(((shadow > 0.5) & (forms < 0.5))[patch].mean())
+
+    lens = (np.hypot(xx - centre[0], yy - centre[1]) < 0.45 * _unit()).astype(np.float32)
+    assert shadow_beyond_forms(None) > 0.2
+    assert shadow_beyond_forms(lens) < 0.01
+
+
+@pytest.mark.parametrize("style", ["toon"])  # comic's five colours merge this patch with the skin
+def test_skin_seen_through_a_lens_is_the_skins_one_colour(style: str) -> None:
+    """With the lens's tint taken out, what was left of it (lighter, pinker skin under the lens) made
+    a palette colour of its own and left patches round Grace Hopper's eyes in toon, and a dash on her
+    cheek. Through a lens (``StageContext.lenses``) the skin is the style's one skin colour: a
+    lighter, pinker patch under the right eye, a palette colour of its own without the lens, comes
+    out as the skin round it."""
+    import dataclasses
+
+    geo, texture, ctx = _completed(style)
+    eye = ctx.drawn()["right_eye"]
+    centre = eye[:-1].mean(axis=0) + np.float32([0.0, 0.5 * _unit()])
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32) + 0.5
+    near = np.hypot(xx - centre[0], yy - centre[1])
+    patch = (near < 0.35 * _unit()) & geo.mask
+    color = texture.color.copy()
+    color[patch] = np.clip(color[patch] * np.float32([1.25, 1.0, 1.15]) + 0.06, 0.0, 1.0)
+    head = geo.frame.to_head(geo.positions)
+    cheek = geo.mask & (np.abs(head[..., 0]) < 0.8) & (head[..., 1] < 0.0) & (head[..., 1] > -1.2)
+    eye_area = features.fill_polygon((SIZE, SIZE), eye) > 0
+
+    def patch_off_skin(lenses: np.ndarray | None) -> float:
+        run = dataclasses.replace(ctx, lenses=lenses)
+        styled = ClassicRepaint().run(AtlasTexture(color, texture.confidence), run).color
+        skin = _commonest(styled[cheek & (near > 0.6 * _unit())])
+        shadow = np.asarray(run.style_shadow.atlas_map) > 0.01
+        plain = patch & ~shadow & (cv2.dilate(eye_area.astype(np.uint8), np.ones((9, 9), np.uint8)) == 0)
+        assert plain.sum() > 300
+        return float((np.abs(styled[plain] - skin).max(axis=1) > 0.02).mean())
+
+    lens = (near < 0.5 * _unit()).astype(np.float32)
+    assert patch_off_skin(None) > 0.3
+    assert patch_off_skin(lens) < 0.02
+
+
 def test_a_wider_heads_chest_is_no_form_of_its_head() -> None:
     """The scanned bust made 1.3 times wider and 0.85 times as tall: its eyes further apart, every
     height in eye distances shrank by a third, its chest's notch rose into the heights of the jaw's

@@ -189,6 +189,19 @@ class PortraitGlasses:
         (N, 2): a frame or the room reflected in a lens."""
         return np.maximum(self.at(coords), self.reflection_at(coords))
 
+    def lens_at(self, coords: np.ndarray) -> np.ndarray:
+        """(N,) float32 1 where portrait pixel coordinates (N, 2) lie inside a lens's outline (its
+        rim's middle), 0 elsewhere, at NaN and without glasses: skin seen through the lens, which a
+        tinted lens darkens."""
+        from skimage.measure import points_in_poly
+
+        xy = np.asarray(coords, np.float64)
+        inside = np.zeros(len(xy), bool)
+        finite = np.isfinite(xy).all(axis=1)
+        for lens in self.lenses if self.found else ():
+            inside[finite] |= points_in_poly(xy[finite], np.asarray(lens, np.float64))
+        return inside.astype(np.float32)
+
     def _sample(self, crop_map: np.ndarray, coords: np.ndarray) -> np.ndarray:
         a = self.to_crop.astype(np.float32)
         xy = np.asarray(coords, np.float32) @ a[:, :2].T + a[:, 2]

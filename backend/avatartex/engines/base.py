@@ -93,6 +93,10 @@ class StageContext:
     """(S, S) float32 how far the hair layer (``scalp=hair``: ``regions.Regions.hair_cover``) covers
     each texel: the flat styles paint it as hair of their own (``classic.repaint.flat_hair``), not
     as the strands' and the photo's hair's colours quantised with the skin's; None without hair."""
+    lenses: np.ndarray | None = None
+    """(S, S) float32 0..1: texels the photo shows through a lens of its glasses (``glasses.lens_at``),
+    whose lightness the lens's tint darkens: the flat styles take no shadow from it there (it made
+    blotches under Grace Hopper's eyes in toon); None without glasses."""
     feature_lines: dict[str, np.ndarray] = field(default_factory=dict)
     """Atlas pixel polylines (N, 2) of the face's features (``features.FEATURES``: eyes, brows, lips,
     nose, jaw; closed ones repeat their first point), for the style filters; empty when unknown.

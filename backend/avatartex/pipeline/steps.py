@@ -519,6 +519,16 @@ class Projection:
     lens_tint: LensTint | None = None
 
 
+def lenses_in_atlas(projection: Projection, portrait_coords: np.ndarray) -> np.ndarray | None:
+    """(S, S) float32: the atlas texels the photo shows through a lens of its glasses
+    (``StageContext.lenses``); None without glasses, or with dark ones (taken off whole)."""
+    glasses = projection.glasses
+    if glasses is None or not glasses.found or glasses.dark:
+        return None
+    coords = np.asarray(portrait_coords, np.float32)
+    return glasses.lens_at(coords.reshape(-1, 2)).reshape(coords.shape[:2])
+
+
 def project(
     geometry: AtlasGeometry,
     head: HeadModel,

@@ -942,6 +942,16 @@ def _others_as_skin(
     return np.where(other[..., None], skin, flat).astype(np.float32), darker
 
 
+def _through_lenses_as_skin(flat: np.ndarray, skin: np.ndarray, ctx: StageContext) -> np.ndarray:
+    """``flat`` in the skin's one colour where the photo shows the skin through a lens of its glasses
+    (``StageContext.lenses``): the lens's tint taken out, what is left of it (lighter, pinker skin
+    at the lens's edge, its reflections) fell just inside or outside the palette's skin and left
+    patches round Grace Hopper's eyes in toon. The features are drawn over it after."""
+    if ctx.lenses is None:
+        return flat
+    return _mix(flat, skin, np.clip(ctx.lenses, 0.0, 1.0).astype(np.float32))
+
+
 EYE_RIM_IOD = 0.12
 """Eye distances round each eye's outline in which a flat style takes no shadow from the photo's
 darker colours (``eye_rims``): the photo's lashes, liner and the shadow at the eye's outer corner
@@ -1102,6 +1112,7 @@ def toon(image: np.ndarray, ctx: StageContext) -> np.ndarray:
         skin_tone=face_skin,
     )
     flat, darker = _others_as_skin(flat, labels, is_skin, skin_colour)
+    flat = _through_lenses_as_skin(flat, skin_colour, ctx)
     shape = image.shape[:2]
     drawn, cleared = ctx.drawn(), moved_features(ctx, shape)
     if cleared is not None:  # the photo's features drawn on the head's own: theirs cleared
@@ -1116,6 +1127,8 @@ def toon(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     tone_shadow *= head_forms(atlas)["head"]  # the face's forms, not a bust's chest or cut
     unit = atlas.layout.face_texels_per_iod
     tone_shadow *= 1.0 - eye_rims(drawn, shape, unit)  # the photo's lashes and liner: the eyes' ink
+    if ctx.lenses is not None:  # the skin seen through tinted lenses: darker by the lens, not a form
+        tone_shadow *= 1.0 - ctx.lenses
     tone_shadow *= 1.0 - around_mouth(drawn, shape, unit)  # a moustache of the photo's folds
     threshold = p.get("shadow_threshold", 0.6)
     forms = _shadow_shapes(atlas, 1.0, threshold)
@@ -1149,11 +1162,14 @@ def comic(image: np.ndarray, ctx: StageContext) -> np.ndarray:
         image, ctx, sigma_space=16.0, sigma_color=0.15, colors=5, lightness=1.2, saturation=1.3, region=3.0
     )
     flat, darker = _others_as_skin(flat, labels, is_skin, skin)
+    flat = _through_lenses_as_skin(flat, skin, ctx)
     shape = image.shape[:2]
     drawn, cleared = ctx.drawn(), moved_features(ctx, shape)
     if cleared is not None:  # the photo's features drawn on the head's own: theirs cleared
         flat, darker = _mix(flat, skin, cleared), darker * (1 - cleared)
     darker = darker * (1.0 - eye_rims(drawn, shape, unit))  # the photo's lashes and liner
+    if ctx.lenses is not None:  # the skin seen through tinted lenses
+        darker = darker * (1.0 - ctx.lenses)
     flat = _brow_and_lip_fills(
         flat, image, drawn, shape, p.get("lip_saturation", 1.5), lines, p.get("saturation", 1.3)
     )
