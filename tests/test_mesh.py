@@ -550,3 +550,14 @@ def test_hair_and_brow_cards_in_the_heads_mesh_are_said_to_be_painted_as_skin():
     both = trimesh.util.concatenate([head, speck])
     assert thin_open_parts(both.vertices, both.faces) == (0, 0.0)  # a stray triangle is no card
     assert sheets_warning("Head", 0, 0.0) == []
+    # Double-sided cards (each face and its reversed copy: with vertices of their own, or shared),
+    # as game cards are made: every edge was used twice and none was found.
+    for shared in (False, True):
+        sided = [head, eye]
+        for card in parts[2:]:
+            faces = np.concatenate([card.faces, card.faces[:, ::-1] + (0 if shared else len(card.vertices))])
+            vertices = card.vertices if shared else np.concatenate([card.vertices, card.vertices])
+            sided.append(trimesh.Trimesh(vertices, faces, process=False))
+        both = trimesh.util.concatenate(sided)
+        again = thin_open_parts(both.vertices, both.faces)
+        assert again[0] == found and again[1] == pytest.approx(share), shared

@@ -34,11 +34,18 @@ def thin_open_parts(positions: np.ndarray, triangles: np.ndarray) -> tuple[int, 
     if count < 2:
         return 0, 0.0
     n = int(tri.max()) + 1
-    edges = np.sort(np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]]), axis=1)
+    # A double-sided card (each face and its reversed copy, as game cards are made) is open all the
+    # same: each face counted once, its edges are the card's border. Counted twice, every edge was
+    # used by two faces and no double-sided card was found.
+    once = np.zeros(len(tri), bool)
+    once[np.unique(np.sort(tri, axis=1), axis=0, return_index=True)[1]] = True
+    single = tri[once]
+    edges = np.sort(np.concatenate([single[:, [0, 1]], single[:, [1, 2]], single[:, [2, 0]]]), axis=1)
     corners = positions[triangles]
     area = 0.5 * np.linalg.norm(
         np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1
     )
+    area = area * once
     part_area = np.bincount(part, area, count)
     keys, uses = np.unique(edges[:, 0] * n + edges[:, 1], return_counts=True)
     open_part = np.zeros(count, bool)
@@ -65,7 +72,7 @@ def sheets_warning(name: str, found: int, share: float) -> list[str]:
         return []
     return [
         f"{found} thin open part{'s' if found > 1 else ''} of mesh '{name}' ({100 * share:.2g}% of its area: "
-        "cards for hair, brows or lashes, a brim) were painted with the skin the photo gives where they "
-        "lie; give them a material of their own (the texture goes to the face's) or hide them while "
-        "generating"
+        "cards for hair, brows or lashes, a brim) were painted with what the texture holds where they "
+        "lie (the skin, or with scalp=hair the hair); give them a material of their own (the texture "
+        "goes to the face's) or hide them while generating"
     ]
