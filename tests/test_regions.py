@@ -632,6 +632,50 @@ def test_an_open_mouth_is_dark_inside_and_the_lips_stay_whole(state):
     assert lab[interior][:, 0].mean() < lab[lips][:, 0].mean() - 25  # dark inside
 
 
+def test_an_open_mouth_is_found_when_its_inner_lips_were_read_inside_it(demo_state):
+    """A head modelled with its mouth open: the detector reads its inner lips on the opening's edge,
+    and lifted onto the surface along the camera's rays they land on the mouth bag behind it (the
+    QA's open-mouth head: 1.27-1.73 from the head's centre against the lips' 1.92). Their outline in
+    the atlas ran down onto the chin, the opening was never found: the bag came out lip-pink, the
+    photo's mouth was taken off and the warning said the mesh's mouth was closed. The opening is the
+    surface inside the lips' outer outline that lies well behind it."""
+    state = demo_state
+    geometry, frame = state.geometry, state.geometry.frame
+    s = geometry.size
+    points_head = state.maps.points_head.copy()
+    inner_ids = list(LIPS_INNER)
+    corners = points_head[[inner_ids[0], inner_ids[10]]]
+    centre, half_width = corners.mean(axis=0), abs(corners[1, 0] - corners[0, 0]) / 2
+    for k, index in enumerate(inner_ids):
+        if k % 10:  # the mouth opened: the lower lip (1-9) down, the upper lip (11-19) up
+            across = 1.0 - ((points_head[index, 0] - centre[0]) / half_width) ** 2
+            points_head[index, 1] += (-1.0 if k < 10 else 1.0) * 0.05 * max(across, 0.0)
+    opened = regions.polygon_coverage((s, s), regions.atlas_polygon(geometry, points_head, LIPS_INNER))
+    head = frame.to_head(geometry.positions)
+    radius = np.linalg.norm(head, axis=-1, keepdims=True)
+    deeper = head * (1.0 - 0.4 * (opened > 0)[..., None] / np.maximum(radius, 1e-6))  # the mouth bag
+    positions = (frame.origin + frame.scale * deeper @ frame.axes).astype(np.float32)
+    open_mouth = dataclasses.replace(geometry, positions=np.where(geometry.mask[..., None], positions, 0))
+    # The inner lips as lifted onto the bag: 0.4 deeper along the ray from a camera 6 eye distances
+    # in front (their directions from the head's centre move down and out).
+    camera = np.array([0.0, -1.0, 6.0])
+    ray = points_head[inner_ids] - camera
+    ray /= np.linalg.norm(ray, axis=1, keepdims=True)
+    lifted = points_head.copy()
+    lifted[inner_ids] += 0.45 * ray
+    points3d = frame.origin + frame.scale * lifted @ frame.axes
+    texture = without_photo_in(state, (LIPS_OUTER,))
+    out = run(state, texture, geometry=open_mouth, points3d=points3d)
+    assert out.summary["mouth_texels_filled"] > 20, out.summary
+    interior = (opened > 0.99) & geometry.mask
+    lightness = regions.to_lab(out.texture.color)[..., 0]
+    outer = regions.polygon_coverage((s, s), regions.atlas_polygon(geometry, points_head, LIPS_OUTER))
+    lips = (outer > 0.99) & (opened < 0.01) & geometry.mask
+    assert interior.sum() > 20 and lips.sum() > 100
+    assert np.median(lightness[interior]) < np.median(lightness[lips]) - 25  # dark inside
+    assert not any("where the mesh's is closed" in w for w in out.warnings)
+
+
 def test_a_photo_finer_than_the_atlas_is_read_through_its_blur_not_aliased(
     generator, astronaut_path, demo_head_path, tmp_path_factory
 ) -> None:
@@ -1342,3 +1386,52 @@ def test_a_black_and_white_photos_lips_are_one_lip_colour_under_the_photo_and_fi
     assert np.percentile(changed, 95) < 0.01, np.percentile(changed, 95)  # the skin round them as it was
     filled = to_lab(regions.feature_colours(shown, face).lips)
     assert np.abs(filled - on_lips).max() < 3.0, (filled, on_lips)  # filled alike
+
+
+def test_the_inside_of_an_open_mouth_is_painted_dark(demo_state) -> None:
+    """A head with an open mouth whose bag, teeth or tongue are in the face's material: the atlas,
+    seen from the head's centre, holds the lips over the narrow opening, and the bake filled the
+    surfaces behind them from the surface nearest them, the lips and the skin: a skin-coloured mouth
+    bag, lip-pink teeth (a QA of game heads; the scanned head's own mouth inside too). Surfaces the
+    atlas does not hold, seen through the lips' outline 0.1 to 1.2 eye distances behind it, are the
+    mouth's dark inside (``regions.mouth_cavity``); the lips' own inner side, the skin behind a cheek
+    and a bust's hollow seen through the lips are not."""
+    geometry, points_head = demo_state.geometry, demo_state.maps.points_head
+    lips = points_head[list(LIPS_OUTER)]
+    radius = float(np.median(np.linalg.norm(lips, axis=1)))
+    centre = lips.mean(axis=0)
+    # Directions within the lips' outline: its points drawn halfway to its centre.
+    inward = (lips + centre) / 2
+    within = inward / np.linalg.norm(inward, axis=1, keepdims=True)
+    beside = (within + np.array([0.5, 0.0, 0.0])) / np.linalg.norm(
+        within + np.array([0.5, 0.0, 0.0]), axis=1, keepdims=True
+    )
+    groups = {
+        "bag": within * (radius - 0.4),
+        "lips' inner side": within * (radius - 0.05),
+        "behind a cheek": beside * (radius - 0.4),
+        "a bust's hollow": within * (radius - 1.6),
+    }
+    frame = geometry.frame  # the points in the mesh's coordinates
+    points = np.concatenate(list(groups.values())) * frame.scale @ frame.axes + frame.origin
+    index, colour = regions.mouth_cavity(geometry, points_head, points, np.ones(len(points), bool))
+    chosen = np.zeros(len(points), bool)
+    chosen[index] = True
+    n = len(lips)
+    assert chosen[:n].all() and not chosen[n:].any(), {
+        k: int(chosen[i * n : (i + 1) * n].sum()) for i, k in enumerate(groups)
+    }
+    assert luminance(colour).max() < 0.15
+    # Held by the atlas (the outermost surface), nothing is painted over: the photo shows it.
+    assert len(regions.mouth_cavity(geometry, points_head, points, np.zeros(len(points), bool))[0]) == 0
+
+
+def test_the_eyeballs_are_painted_over_the_mouth_where_a_texel_is_both() -> None:
+    from avatartex.bake import SurfaceEyes
+
+    mouth = SurfaceEyes(np.array([1, 2, 3]), np.zeros((3, 3), np.float32))
+    eyes = SurfaceEyes(np.array([3, 4]), np.ones((2, 3), np.float32))
+    both = steps.painted_last(eyes, mouth)
+    assert sorted(both.index.tolist()) == [1, 2, 3, 4]
+    assert both.color[list(both.index).index(3)].tolist() == [1.0, 1.0, 1.0]
+    assert steps.painted_last(None, mouth) is mouth and steps.painted_last(eyes, None) is eyes

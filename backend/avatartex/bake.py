@@ -66,7 +66,8 @@ class SurfacePhoto:
 class SurfaceEyes:
     """The covered UV texels on the mesh's separate eyeballs, and their colour as eyes at rest (sclera,
     iris, pupil: ``steps.eyes_on_surface``), which they all take at the texture's own resolution:
-    not the atlas's coarser reading nor the skin fill, nor the photo."""
+    not the atlas's coarser reading nor the skin fill, nor the photo. Also the texels inside an open
+    mouth the atlas does not hold, as its dark inside (``steps.mouth_on_surface``, ``painted_last``)."""
 
     index: np.ndarray
     """(K,) the texels, as indices among the covered texels (row-major order of ``UVSurface.mask``)."""

@@ -1383,15 +1383,27 @@ def _fill_mouth(
     mouth, taken = 0, 0
     opening = np.zeros(shape, np.float32)
     depth = np.zeros(shape, np.float32)
+    radius = np.linalg.norm(_box_head(geometry, box), axis=-1)
     if inner is not None:
         inside = polygon_coverage(shape, inner - corner) * on_mesh
         lips = np.clip(lips - inside, 0.0, 1.0)
-        radius = np.linalg.norm(_box_head(geometry, box), axis=-1)
         within = np.nonzero(inside > 0)
         level = np.linalg.norm(points_head[list(LIPS_INNER)], axis=1)
         lip_radius = _contour_level(inner - corner, level, np.stack(within[::-1], axis=-1) + 0.5)
         depth[within] = np.clip(lip_radius - radius[within], 0.0, None)
         opening = inside * smoothstep((depth - 0.01) / 0.04)
+    # An open mouth's inner lip landmarks, lifted onto the surface, land in its hole (the QA's
+    # open-mouth head: 1.27-1.73 from the origin against its outer lips' 1.92), and their outline in
+    # the atlas ran down onto the chin: the opening the atlas does see was never found, the photo's
+    # mouth was taken off and the warning said the mesh's mouth was closed. Whatever of the surface
+    # inside the lips' outer outline lies MOUTH_BEHIND_IOD or more behind it is the opening too.
+    outline = float(np.median(np.linalg.norm(points_head[list(LIPS_OUTER)], axis=1)))
+    behind = np.where(on_mesh, outline - radius - MOUTH_BEHIND_IOD, 0.0)
+    deep = polygon_coverage(shape, outer - corner) * on_mesh * smoothstep(behind / 0.05)
+    if deep.any():
+        depth = np.maximum(depth, np.clip(behind, 0.0, None) * (deep > 0))
+        opening = np.maximum(opening, deep)
+        lips = np.clip(lips - deep, 0.0, 1.0)
     if mouth_in_photo is not None and portrait_coords is not None:
         coords = portrait_coords[box]
         seen = np.isfinite(coords[..., 0])
@@ -1434,6 +1446,58 @@ def _fill_mouth(
             detail -= (detail * keep[:, None]).sum(axis=0) / max(float(keep.sum()), 1e-6)
             lip_fill[read] = colours.lips * np.exp(keep[:, None] * detail)
     return work.under(box, lip_fill, lips), mouth, taken
+
+
+MOUTH_BEHIND_IOD = 0.1
+"""Eye distances behind the lips' outline (its distance from the head frame's origin) beyond which a
+surface the atlas does not hold, seen from the origin through the lips, is the mouth's inside
+(``mouth_cavity``): a mouth bag, the teeth and tongue of a head with an open mouth in the face's
+material. Lips are thicker than this; a closed mouth's lips meet in front of it."""
+MOUTH_DEPTH_IOD = 1.2
+"""Eye distances behind the lips' outline beyond which a surface is no longer the mouth's: the scanned
+head's mouth inside lies 0.2-0.83 behind, a mouth bag of the QA's open-mouth head 0.23-0.94; a bust's
+hollow inside, seen from the origin through the lips, lies deeper."""
+
+
+def mouth_cavity(
+    geometry: AtlasGeometry, points_head: np.ndarray, surface_points: np.ndarray, hidden: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The surface points ((M, 3), the atlas's mesh's coordinates) that lie inside the mouth, and
+    their colour as its
+    dark interior (``MOUTH_INTERIOR``, lighter just behind the lips as ``_fill_mouth``'s opening):
+    among those the atlas does not hold (``hidden``: the atlas keeps the outermost surface of each
+    direction, the lips over a narrow opening), those seen from the head frame's origin within the
+    lips' outline, from MOUTH_BEHIND_IOD to MOUTH_DEPTH_IOD behind it. They were filled from the
+    surface nearest them, the lips and the skin: a mouth bag came out skin-coloured, the teeth
+    lip-pink (a QA of a head with an open mouth). Returns (K,) indices among the points and (K, 3)
+    float32 colours."""
+    none = (np.zeros(0, np.int64), np.zeros((0, 3), np.float32))
+    outer = atlas_polygon(geometry, points_head, LIPS_OUTER)
+    candidates = np.flatnonzero(hidden)
+    if outer is None or not len(candidates):
+        return none
+    from skimage.measure import points_in_poly
+
+    lip_points = points_head[list(LIPS_OUTER)]
+    lips = float(np.median(np.linalg.norm(lip_points, axis=1)))
+    points = geometry.frame.to_head(np.asarray(surface_points)[candidates]).astype(np.float64)
+    radius = np.linalg.norm(points, axis=1)
+    # Cheap tests first (a few hundred thousand hidden texels): the depth, then the cone round the lips.
+    axis = lip_points.mean(axis=0)
+    axis /= max(float(np.linalg.norm(axis)), 1e-12)
+    cone = float(np.min(lip_points @ axis / np.maximum(np.linalg.norm(lip_points, axis=1), 1e-12)))
+    near = ((lips - radius) > MOUTH_BEHIND_IOD) & ((lips - radius) < MOUTH_DEPTH_IOD)
+    near &= points @ axis >= cone * radius
+    candidates, points, radius = candidates[near], points[near], radius[near]
+    if not len(candidates):
+        return none
+    theta, phi = directions(points)
+    inside = points_in_poly(geometry.layout.band_xy(theta, phi), outer)
+    if not inside.any():
+        return none
+    depth = lips - radius
+    shade = 1.0 + 1.5 * np.exp(-(depth[inside] - MOUTH_BEHIND_IOD) / 0.05)
+    return candidates[inside], (MOUTH_INTERIOR[None] * shade[:, None].astype(np.float32)).astype(np.float32)
 
 
 def _contour_level(contour: np.ndarray, level: np.ndarray, xy: np.ndarray) -> np.ndarray:
@@ -1685,7 +1749,13 @@ def complete_regions(
     )
     summary["lip_texels_filled"], summary["mouth_texels_filled"] = lips_filled, mouth_filled
     summary["photo_mouth_texels_cleared"] = mouth_taken
-    if mouth_taken > 0:
+    if mouth_taken > 0 and mouth_filled > 0:
+        warnings.append(
+            "the photo's open mouth does not lie on the mesh's: its teeth and mouth were taken off where "
+            "they fell on the mesh's lips, which got the lips' colour, and the mesh's own opening was "
+            "painted as the mouth's dark inside; a photo with the mouth as the mesh's keeps more of it"
+        )
+    elif mouth_taken > 0:
         warnings.append(
             "the photo's mouth is open where the mesh's is closed: its teeth were taken off and its lips "
             "stretched over the mesh's closed ones; a photo with the mouth closed keeps the lips as seen"

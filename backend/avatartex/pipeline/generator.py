@@ -362,7 +362,13 @@ class Generator:
 
         details = [detail(surface) for surface in surfaces]
         photos = [own_photo(surface) for surface in surfaces]
-        eyes = [steps.eyes_on_surface(surface, eyeballs, eye_colours) for surface in surfaces]
+        eyes = [
+            steps.painted_last(
+                steps.eyes_on_surface(surface, eyeballs, eye_colours),
+                steps.mouth_on_surface(geometry, surface, head),
+            )
+            for surface in surfaces
+        ]
         baked, final_atlas = steps.bake_texture(
             geometry, atlas_texture.color, surfaces, details, photos, ctx.style_shadow, eyes
         )

@@ -74,7 +74,7 @@ from ..projection import (
     stretch_weight,
 )
 from ..protocol import AvatarTexError, ErrorCode, GenerateParams
-from ..regions import FeatureColours, find_hair, tinted_lips
+from ..regions import FeatureColours, find_hair, head_regions, mouth_cavity, tinted_lips
 from ..registration import FovPrior, Registration, register, small_fits
 from ..separate_body import SeparateBody
 from ..whitebalance import Balance, balance_portrait, balanced
@@ -1159,6 +1159,31 @@ def eyes_on_surface(
         return None
     colour = eyeball_colours(surface.positions[on], eyes, colours.iris, colours.sclera, EYE_EDGE)
     return SurfaceEyes(on, colour.astype(np.float32))
+
+
+def mouth_on_surface(geometry: AtlasGeometry, surface: UVSurface, head: HeadModel) -> SurfaceEyes | None:
+    """The covered texels of ``surface`` inside the mouth (``regions.mouth_cavity``: a mouth bag, teeth
+    and tongue in the face's material, behind the lips where the atlas sees the lips), coloured as its
+    dark interior; None where there are none."""
+    found = head.derived.setdefault("mouth cavity", {})
+    key = (geometry.size, id(surface))  # the head's own surfaces and atlases: kept with it
+    if key not in found:
+        _, hidden = surface_in_atlas(geometry, surface)
+        points_head = head_regions(geometry, head.landmarks.points3d).points_head
+        index, colour = mouth_cavity(geometry, points_head, surface.positions, hidden)
+        found[key] = SurfaceEyes(index, colour) if len(index) else None
+    return found[key]
+
+
+def painted_last(eyes: SurfaceEyes | None, mouth: SurfaceEyes | None) -> SurfaceEyes | None:
+    """The texels the bake colours last (``bake``'s ``eyes``): the mouth's inside, and the separate
+    eyeballs' eyes over it where a texel is both."""
+    if mouth is None or eyes is None:
+        return eyes if mouth is None else mouth
+    keep = ~np.isin(mouth.index, eyes.index)
+    return SurfaceEyes(
+        np.concatenate([mouth.index[keep], eyes.index]), np.concatenate([mouth.color[keep], eyes.color])
+    )
 
 
 def detail_weight(style: Any, engine: str, strength: float) -> float:
