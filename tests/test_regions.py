@@ -597,19 +597,26 @@ def test_uncovered_eyes_get_a_sclera_and_an_iris_in_the_photos_colour(state):
     assert iris_lab[2] > 10 and iris_lab[0] < 50
 
 
+def _lips_opened(points_head: np.ndarray) -> np.ndarray:
+    """A copy of the head-frame landmarks with the inner lip contour opened into a lens: its lower
+    lip (points 1-9) down, its upper lip (11-19) up, by up to 0.05, the corners kept."""
+    points_head = points_head.copy()
+    inner_ids = list(LIPS_INNER)
+    corners = points_head[[inner_ids[0], inner_ids[10]]]
+    centre, half_width = corners.mean(axis=0), abs(corners[1, 0] - corners[0, 0]) / 2
+    for k, index in enumerate(inner_ids):
+        if k % 10:
+            across = 1.0 - ((points_head[index, 0] - centre[0]) / half_width) ** 2
+            points_head[index, 1] += (-1.0 if k < 10 else 1.0) * 0.05 * max(across, 0.0)
+    return points_head
+
+
 def test_an_open_mouth_is_dark_inside_and_the_lips_stay_whole(state):
     """The scanned man's mouth is closed: open his inner lip contour into a lens and push the surface
     inside it back into the head, as an open mouth's interior is; then take the photo off the lips."""
     geometry, frame = state.geometry, state.geometry.frame
     s = geometry.size
-    points_head = state.maps.points_head.copy()
-    inner_ids = list(LIPS_INNER)
-    corners = points_head[[inner_ids[0], inner_ids[10]]]
-    centre, half_width = corners.mean(axis=0), abs(corners[1, 0] - corners[0, 0]) / 2
-    for k, index in enumerate(inner_ids):
-        if k % 10:  # not a corner: the lower lip (1-9) down, the upper lip (11-19) up
-            across = 1.0 - ((points_head[index, 0] - centre[0]) / half_width) ** 2
-            points_head[index, 1] += (-1.0 if k < 10 else 1.0) * 0.05 * max(across, 0.0)
+    points_head = _lips_opened(state.maps.points_head)
     points3d = frame.origin + frame.scale * points_head @ frame.axes
     inner = regions.polygon_coverage((s, s), regions.atlas_polygon(geometry, points_head, LIPS_INNER))
     outer = regions.polygon_coverage((s, s), regions.atlas_polygon(geometry, points_head, LIPS_OUTER))
@@ -642,14 +649,8 @@ def test_an_open_mouth_is_found_when_its_inner_lips_were_read_inside_it(demo_sta
     state = demo_state
     geometry, frame = state.geometry, state.geometry.frame
     s = geometry.size
-    points_head = state.maps.points_head.copy()
+    points_head = _lips_opened(state.maps.points_head)
     inner_ids = list(LIPS_INNER)
-    corners = points_head[[inner_ids[0], inner_ids[10]]]
-    centre, half_width = corners.mean(axis=0), abs(corners[1, 0] - corners[0, 0]) / 2
-    for k, index in enumerate(inner_ids):
-        if k % 10:  # the mouth opened: the lower lip (1-9) down, the upper lip (11-19) up
-            across = 1.0 - ((points_head[index, 0] - centre[0]) / half_width) ** 2
-            points_head[index, 1] += (-1.0 if k < 10 else 1.0) * 0.05 * max(across, 0.0)
     opened = regions.polygon_coverage((s, s), regions.atlas_polygon(geometry, points_head, LIPS_INNER))
     head = frame.to_head(geometry.positions)
     radius = np.linalg.norm(head, axis=-1, keepdims=True)
