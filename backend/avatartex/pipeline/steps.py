@@ -1165,13 +1165,27 @@ def mouth_on_surface(geometry: AtlasGeometry, surface: UVSurface, head: HeadMode
     """The covered texels of ``surface`` inside the mouth (``regions.mouth_cavity``: a mouth bag, teeth
     and tongue in the face's material, behind the lips where the atlas sees the lips), coloured as its
     dark interior; None where there are none."""
-    found = head.derived.setdefault("mouth cavity", {})
-    key = (geometry.size, id(surface))  # the head's own surfaces and atlases: kept with it
-    if key not in found:
+
+    def find() -> SurfaceEyes | None:
         _, hidden = surface_in_atlas(geometry, surface)
         points_head = head_regions(geometry, head.landmarks.points3d).points_head
         index, colour = mouth_cavity(geometry, points_head, surface.positions, hidden)
-        found[key] = SurfaceEyes(index, colour) if len(index) else None
+        if surface.shared is not None and len(index):
+            # A texel the mouth's inside shares with another part (stacked or planar UVs) serves that
+            # part too, and is left to it: painted dark, a planar-unwrapped head's lips went dark.
+            own = ~np.isin(covered_index(surface)[index], surface.shared.index)
+            index, colour = index[own], colour[own]
+        return SurfaceEyes(index, colour) if len(index) else None
+
+    # Kept for the head's own surfaces (which it keeps alive, so their ids stay theirs); a surface
+    # chosen per request among parts sharing texels (``prefer_seen``) is read anew: keyed by its id,
+    # a later request's surface could take a freed one's id and its texels.
+    if not any(surface is own for own in head.surfaces.values()):
+        return find()
+    found = head.derived.setdefault("mouth cavity", {})
+    key = (geometry.size, id(surface))
+    if key not in found:
+        found[key] = find()
     return found[key]
 
 
