@@ -195,12 +195,19 @@ class PortraitGlasses:
         tinted lens darkens."""
         from skimage.measure import points_in_poly
 
-        xy = np.asarray(coords, np.float64)
-        inside = np.zeros(len(xy), bool)
-        finite = np.isfinite(xy).all(axis=1)
-        for lens in self.lenses if self.found else ():
-            inside[finite] |= points_in_poly(xy[finite], np.asarray(lens, np.float64))
-        return inside.astype(np.float32)
+        xy = np.asarray(coords)
+        inside = np.zeros(len(xy), np.float32)
+        if not self.found or not self.lenses:
+            return inside
+        # The polygon test on the points in the lenses' box only: over every texel of a 1024² atlas
+        # it took 0.7 s a request (NaN coordinates fall outside the box).
+        low, high = np.concatenate(self.lenses).min(axis=0), np.concatenate(self.lenses).max(axis=0)
+        x, y = xy[:, 0], xy[:, 1]
+        near = np.flatnonzero((x >= low[0]) & (x <= high[0]) & (y >= low[1]) & (y <= high[1]))
+        points = xy[near].astype(np.float64)
+        for lens in self.lenses:
+            inside[near[points_in_poly(points, np.asarray(lens, np.float64))]] = 1.0
+        return inside
 
     def _sample(self, crop_map: np.ndarray, coords: np.ndarray) -> np.ndarray:
         a = self.to_crop.astype(np.float32)
