@@ -1346,6 +1346,13 @@ def _eye_and_lids(
     return fill.astype(np.float32), np.maximum(member, lids).astype(np.float32)
 
 
+def mouth_interior(depth: np.ndarray) -> np.ndarray:
+    """(..., 3) float32 the mouth's inside at ``depth`` head units behind its opening's edge:
+    MOUTH_INTERIOR, lighter just behind the edge."""
+    shade = 1.0 + 1.5 * np.exp(-np.asarray(depth, np.float32) / np.float32(0.05))
+    return (MOUTH_INTERIOR * shade[..., None]).astype(np.float32)
+
+
 def _fill_mouth(
     work: _Work,
     geometry: AtlasGeometry,
@@ -1411,7 +1418,7 @@ def _fill_mouth(
         photo_mouth[seen] = sample_image(mouth_in_photo, coords[seen])[:, 0]
         taken = work.take_off(box, np.clip(photo_mouth * (1.0 - opening) * on_mesh, 0.0, 1.0))
     if opening.any():
-        dark = MOUTH_INTERIOR * (1.0 + 1.5 * np.exp(-depth / 0.05))[..., None]
+        dark = mouth_interior(depth)
         mouth = work.under(box, dark, opening)
     lip_fill = np.broadcast_to(colours.lips, lips.shape + (3,)).copy()
     if portrait is not None and photo_landmarks is not None and inner is not None:
@@ -1463,8 +1470,7 @@ def mouth_cavity(
     geometry: AtlasGeometry, points_head: np.ndarray, surface_points: np.ndarray, hidden: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """The surface points ((M, 3), the atlas's mesh's coordinates) that lie inside the mouth, and
-    their colour as its
-    dark interior (``MOUTH_INTERIOR``, lighter just behind the lips as ``_fill_mouth``'s opening):
+    their colour as its dark interior (``mouth_interior``, as ``_fill_mouth``'s opening):
     among those the atlas does not hold (``hidden``: the atlas keeps the outermost surface of each
     direction, the lips over a narrow opening), those seen from the head frame's origin within the
     lips' outline, from MOUTH_BEHIND_IOD to MOUTH_DEPTH_IOD behind it. They were filled from the
@@ -1496,8 +1502,7 @@ def mouth_cavity(
     if not inside.any():
         return none
     depth = lips - radius
-    shade = 1.0 + 1.5 * np.exp(-(depth[inside] - MOUTH_BEHIND_IOD) / 0.05)
-    return candidates[inside], (MOUTH_INTERIOR[None] * shade[:, None].astype(np.float32)).astype(np.float32)
+    return candidates[inside], mouth_interior(depth[inside] - MOUTH_BEHIND_IOD)
 
 
 def _contour_level(contour: np.ndarray, level: np.ndarray, xy: np.ndarray) -> np.ndarray:
