@@ -1104,6 +1104,32 @@ def test_skin_seen_through_a_lens_is_the_skins_one_colour(style: str) -> None:
     assert patch_off_skin(lens) < 0.02
 
 
+@pytest.mark.parametrize("style,reads", [("photoreal", False), ("painterly", False), ("toon", True)])
+def test_the_lenses_are_found_only_for_the_styles_that_read_them(style: str, reads: bool) -> None:
+    """Finding which texels the photo shows through a lens (``glasses.lens_at`` over every texel:
+    61 ms at 1024²) was done on every request with glasses, whatever the style; only toon and comic
+    read it. It is found on first use (``StageContext.lens_cover``), once, and what the style gets is
+    the same as when given outright."""
+    import dataclasses
+
+    geo, texture, ctx = _completed(style)
+    lens = np.zeros(geo.mask.shape, np.float32)
+    lens[geo.mask.shape[0] // 3 : geo.mask.shape[0] // 2, : geo.mask.shape[1] // 4] = 1.0
+    calls = []
+
+    def source() -> np.ndarray:
+        calls.append(1)
+        return lens
+
+    lazy = dataclasses.replace(ctx, lenses=None, lenses_source=source)
+    styled = ClassicRepaint().run(AtlasTexture(texture.color.copy(), texture.confidence), lazy).color
+    assert len(calls) == int(reads)
+    if reads:
+        given = dataclasses.replace(ctx, lenses=lens, lenses_source=None)
+        outright = ClassicRepaint().run(AtlasTexture(texture.color.copy(), texture.confidence), given).color
+        assert np.array_equal(styled, outright)
+
+
 def test_a_wider_heads_chest_is_no_form_of_its_head() -> None:
     """The scanned bust made 1.3 times wider and 0.85 times as tall: its eyes further apart, every
     height in eye distances shrank by a third, its chest's notch rose into the heights of the jaw's

@@ -96,7 +96,11 @@ class StageContext:
     lenses: np.ndarray | None = None
     """(S, S) float32 0..1: texels the photo shows through a lens of its glasses (``glasses.lens_at``),
     whose lightness the lens's tint darkens: the flat styles take no shadow from it there (it made
-    blotches under Grace Hopper's eyes in toon); None without glasses."""
+    blotches under Grace Hopper's eyes in toon); None without glasses. Read it through
+    ``lens_cover()``."""
+    lenses_source: Callable[[], np.ndarray | None] | None = None
+    """Finds ``lenses`` on first use: only the styles that read them pay for it (up to 61 ms at
+    1024² with glasses in the photo)."""
     feature_lines: dict[str, np.ndarray] = field(default_factory=dict)
     """Atlas pixel polylines (N, 2) of the face's features (``features.FEATURES``: eyes, brows, lips,
     nose, jaw; closed ones repeat their first point), for the style filters; empty when unknown.
@@ -123,6 +127,13 @@ class StageContext:
             self.feature_lines = self.feature_source()
             self.feature_source = None
         return self.feature_lines
+
+    def lens_cover(self) -> np.ndarray | None:
+        """``lenses``, found now if they were not yet (``lenses_source``)."""
+        if self.lenses is None and self.lenses_source is not None:
+            self.lenses = self.lenses_source()
+            self.lenses_source = None
+        return self.lenses
 
     def drawn(self) -> dict[str, np.ndarray]:
         """The lines the flat styles draw along (``drawn_source``), else the feature lines."""

@@ -319,7 +319,7 @@ class Generator:
             regions.summary["eyeball_iris_rgb"] = [round(float(v), 3) for v in eye_colours.iris]
         atlas_texture = regions.paint_layers(atlas_texture, eye_colours)
         ctx.hair = regions.hair_cover(geometry.size)
-        ctx.lenses = steps.lenses_in_atlas(projection, regions.portrait_coords)
+        ctx.lenses_source = lambda: steps.lenses_in_atlas(projection, regions.portrait_coords)
         clock.done("regions")
         atlas_texture = steps.run_stages(plan.stages[split:], atlas_texture, ctx, clock)
 

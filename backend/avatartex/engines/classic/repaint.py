@@ -947,9 +947,10 @@ def _through_lenses_as_skin(flat: np.ndarray, skin: np.ndarray, ctx: StageContex
     (``StageContext.lenses``): the lens's tint taken out, what is left of it (lighter, pinker skin
     at the lens's edge, its reflections) fell just inside or outside the palette's skin and left
     patches round Grace Hopper's eyes in toon. The features are drawn over it after."""
-    if ctx.lenses is None:
+    lenses = ctx.lens_cover()
+    if lenses is None:
         return flat
-    return _mix(flat, skin, np.clip(ctx.lenses, 0.0, 1.0).astype(np.float32))
+    return _mix(flat, skin, np.clip(lenses, 0.0, 1.0).astype(np.float32))
 
 
 EYE_RIM_IOD = 0.12
@@ -1127,8 +1128,9 @@ def toon(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     tone_shadow *= head_forms(atlas)["head"]  # the face's forms, not a bust's chest or cut
     unit = atlas.layout.face_texels_per_iod
     tone_shadow *= 1.0 - eye_rims(drawn, shape, unit)  # the photo's lashes and liner: the eyes' ink
-    if ctx.lenses is not None:  # the skin seen through tinted lenses: darker by the lens, not a form
-        tone_shadow *= 1.0 - ctx.lenses
+    lenses = ctx.lens_cover()
+    if lenses is not None:  # the skin seen through tinted lenses: darker by the lens, not a form
+        tone_shadow *= 1.0 - lenses
     tone_shadow *= 1.0 - around_mouth(drawn, shape, unit)  # a moustache of the photo's folds
     threshold = p.get("shadow_threshold", 0.6)
     forms = _shadow_shapes(atlas, 1.0, threshold)
@@ -1168,8 +1170,9 @@ def comic(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     if cleared is not None:  # the photo's features drawn on the head's own: theirs cleared
         flat, darker = _mix(flat, skin, cleared), darker * (1 - cleared)
     darker = darker * (1.0 - eye_rims(drawn, shape, unit))  # the photo's lashes and liner
-    if ctx.lenses is not None:  # the skin seen through tinted lenses
-        darker = darker * (1.0 - ctx.lenses)
+    lenses = ctx.lens_cover()
+    if lenses is not None:  # the skin seen through tinted lenses
+        darker = darker * (1.0 - lenses)
     flat = _brow_and_lip_fills(
         flat, image, drawn, shape, p.get("lip_saturation", 1.5), lines, p.get("saturation", 1.3)
     )
