@@ -1428,10 +1428,10 @@ def test_the_inside_of_an_open_mouth_is_painted_dark(demo_state) -> None:
 
 
 def test_the_eyeballs_are_painted_over_the_mouth_where_a_texel_is_both() -> None:
-    from avatartex.bake import SurfaceEyes
+    from avatartex.bake import SurfacePaint
 
-    mouth = SurfaceEyes(np.array([1, 2, 3]), np.zeros((3, 3), np.float32))
-    eyes = SurfaceEyes(np.array([3, 4]), np.ones((2, 3), np.float32))
+    mouth = SurfacePaint(np.array([1, 2, 3]), np.zeros((3, 3), np.float32))
+    eyes = SurfacePaint(np.array([3, 4]), np.ones((2, 3), np.float32))
     both = steps.painted_last(eyes, mouth)
     assert sorted(both.index.tolist()) == [1, 2, 3, 4]
     assert both.color[list(both.index).index(3)].tolist() == [1.0, 1.0, 1.0]

@@ -63,11 +63,12 @@ class SurfacePhoto:
 
 
 @dataclass
-class SurfaceEyes:
-    """The covered UV texels on the mesh's separate eyeballs, and their colour as eyes at rest (sclera,
-    iris, pupil: ``steps.eyes_on_surface``), which they all take at the texture's own resolution:
-    not the atlas's coarser reading nor the skin fill, nor the photo. Also the texels inside an open
-    mouth the atlas does not hold, as its dark inside (``steps.mouth_on_surface``, ``painted_last``)."""
+class SurfacePaint:
+    """Covered UV texels that take a colour of their own, painted last at the texture's own resolution
+    (not the atlas's coarser reading, nor the skin fill and grain, nor the photo): the mesh's separate
+    eyeballs as eyes at rest (sclera, iris, pupil: ``steps.eyes_on_surface``) and the inside of an
+    open mouth the atlas does not hold, dark (``steps.mouth_on_surface``); ``steps.painted_last``
+    joins them."""
 
     index: np.ndarray
     """(K,) the texels, as indices among the covered texels (row-major order of ``UVSurface.mask``)."""
@@ -595,7 +596,7 @@ def _grain_where_hidden(
     surface: UVSurface,
     hidden_mask: np.ndarray,
     photo: SurfacePhoto | None,
-    eyes: SurfaceEyes | None = None,
+    painted: SurfacePaint | None = None,
 ) -> None:
     """Skin grain on the texels the atlas does not hold, in place: they were filled smoothly from
     their neighbours in UV space, and beside the atlas's grainy skin that fill was a hard-edged
@@ -604,7 +605,8 @@ def _grain_where_hidden(
     in the fine band as the rest of the texture's (its robust spread: features and edges do not
     count, and the skin's grain is most of the texels, as the atlas's own fill gives every unseen
     texel the seen skin's grain), tinted by each texel's colour, and left out as far as the photo was
-    put there, and on the eyeballs (``eyes``), which are not skin."""
+    put there, and on the texels painted last (``painted``: eyeballs, a mouth's inside), which are not
+    skin."""
     found = _cached(surface, f"hidden_grain{geometry.size}", lambda: _hidden_noise(geometry, surface))
     if found is None:
         return
@@ -626,10 +628,10 @@ def _grain_where_hidden(
     if photo is not None and len(photo.index):
         covered = covered_index(surface)
         amount[np.searchsorted(where, covered[photo.index])] *= 1.0 - photo.confidence
-    if eyes is not None and len(eyes.index):
-        on_eyes = covered_index(surface)[eyes.index]
-        at = np.minimum(np.searchsorted(where, on_eyes), len(where) - 1)
-        amount[at[where[at] == on_eyes]] = 0.0
+    if painted is not None and len(painted.index):
+        own = covered_index(surface)[painted.index]
+        at = np.minimum(np.searchsorted(where, own), len(where) - 1)
+        amount[at[where[at] == own]] = 0.0
     _add_grain(texture.reshape(-1, 3), where, amount)
 
 
@@ -734,7 +736,7 @@ def bake(
     photo: SurfacePhoto | None = None,
     grain: bool = False,
     shadow: StyleShadow | None = None,
-    eyes: SurfaceEyes | None = None,
+    painted: SurfacePaint | None = None,
 ) -> np.ndarray:
     """The (N, N, 3) float32 texture in the mesh's UV map.
 
@@ -745,9 +747,10 @@ def bake(
     ``padding`` defaults to 1/128 of the size (8 texels at 1024). Texels the atlas does not hold are
     filled from their neighbours in UV space and, with ``grain`` (a colour texture, not a map of
     weights), given skin grain (``_grain_where_hidden``). ``shadow``, optional: a style's cel
-    shadow, which those texels take at their own normals (``_fill_hidden``). ``eyes``, optional: the
-    texels on the mesh's separate eyeballs and their colour as eyes, which they take last, whatever
-    was sampled, filled, read from the photo or added there (and no skin grain).
+    shadow, which those texels take at their own normals (``_fill_hidden``). ``painted``, optional:
+    texels with a colour of their own (``SurfacePaint``: separate eyeballs, a mouth's inside), which
+    they take last, whatever was sampled, filled, read from the photo or added there (and no skin
+    grain).
 
     Each pass over the texture is one compiled loop over its rows (a 4096² texture has 16 M texels).
     """
@@ -775,9 +778,9 @@ def bake(
     detail_arr = np.ascontiguousarray(detail, np.float32) if has_detail else np.zeros((1, 3), np.float32)
     _add_detail_and_clip(tri_id, row_start, detail_arr, has_detail, texture)
     if hidden.any() and grain:
-        _grain_where_hidden(texture, geometry, surface, hidden_mask, photo, eyes)
-    if eyes is not None and len(eyes.index):  # an eye at rest, whatever the atlas or the photo held
-        texture.reshape(-1, 3)[covered_index(surface)[eyes.index]] = eyes.color
+        _grain_where_hidden(texture, geometry, surface, hidden_mask, photo, painted)
+    if painted is not None and len(painted.index):  # eyes at rest, a mouth's inside: whatever was held
+        texture.reshape(-1, 3)[covered_index(surface)[painted.index]] = painted.color
     pad = max(2, size // 128) if padding is None else padding
     hit = surface.mask
     targets, sources, _ = _cached(surface, f"pad{pad}", lambda: raster.padding_index(hit, pad))

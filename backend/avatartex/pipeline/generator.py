@@ -362,7 +362,7 @@ class Generator:
 
         details = [detail(surface) for surface in surfaces]
         photos = [own_photo(surface) for surface in surfaces]
-        eyes = [
+        painted = [
             steps.painted_last(
                 steps.eyes_on_surface(surface, eyeballs, eye_colours),
                 steps.mouth_on_surface(geometry, surface, head),
@@ -370,7 +370,7 @@ class Generator:
             for surface in surfaces
         ]
         baked, final_atlas = steps.bake_texture(
-            geometry, atlas_texture.color, surfaces, details, photos, ctx.style_shadow, eyes
+            geometry, atlas_texture.color, surfaces, details, photos, ctx.style_shadow, painted
         )
         textures, body_report = [], None
         for (tile, _name), texture in zip(files, baked, strict=True):

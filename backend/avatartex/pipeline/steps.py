@@ -23,7 +23,7 @@ from ..atlas import AtlasGeometry, harmonise_charts
 from ..atlas_filters import texel_areas
 from ..bake import (
     StyleShadow,
-    SurfaceEyes,
+    SurfacePaint,
     SurfacePhoto,
     UVSurface,
     atlas_map_at,
@@ -1128,26 +1128,26 @@ def bake_texture(
     details: list[np.ndarray | None],
     photos: list[SurfacePhoto | None] | None = None,
     shadow: StyleShadow | None = None,
-    eyes: list[SurfaceEyes | None] | None = None,
+    painted: list[SurfacePaint | None] | None = None,
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """(the texture in the mesh's UVs of each UV tile's surface, the atlas after the caps were made to
     agree with the band: once for every tile). ``photos``: each surface's own photo where the atlas
     does not hold it (``photo_outside_atlas``), or None; ``shadow``: a style's cel shadow, for the
-    texels the atlas does not hold (``bake``, which gives them the skin's grain too); ``eyes``: each
-    surface's eyeball texels as eyes (``eyes_on_surface``), or None."""
+    texels the atlas does not hold (``bake``, which gives them the skin's grain too); ``painted``: each
+    surface's texels painted last (``painted_last``: eyeballs as eyes, a mouth's inside), or None."""
     final_atlas = harmonise_charts(geometry, atlas_color)
     photos = photos or [None] * len(surfaces)
-    eyes = eyes or [None] * len(surfaces)
+    painted = painted or [None] * len(surfaces)
     textures = [
-        bake(geometry, final_atlas, s, d, photo=p, grain=True, shadow=shadow, eyes=e)
-        for s, d, p, e in zip(surfaces, details, photos, eyes, strict=True)
+        bake(geometry, final_atlas, s, d, photo=p, grain=True, shadow=shadow, painted=e)
+        for s, d, p, e in zip(surfaces, details, photos, painted, strict=True)
     ]
     return textures, final_atlas
 
 
 def eyes_on_surface(
     surface: UVSurface, eyes: Eyes | None, colours: FeatureColours | None
-) -> SurfaceEyes | None:
+) -> SurfacePaint | None:
     """The covered texels of ``surface`` on the mesh's separate eyeballs (``HeadModel.eyeballs``),
     coloured as eyes at rest: sclera and an iris in ``colours`` (``Regions.eye_colours``: the
     photo's, in the de-lit texture's terms) round the face's forward direction, and a pupil. None
@@ -1158,15 +1158,15 @@ def eyes_on_surface(
     if not len(on):
         return None
     colour = eyeball_colours(surface.positions[on], eyes, colours.iris, colours.sclera, EYE_EDGE)
-    return SurfaceEyes(on, colour.astype(np.float32))
+    return SurfacePaint(on, colour.astype(np.float32))
 
 
-def mouth_on_surface(geometry: AtlasGeometry, surface: UVSurface, head: HeadModel) -> SurfaceEyes | None:
+def mouth_on_surface(geometry: AtlasGeometry, surface: UVSurface, head: HeadModel) -> SurfacePaint | None:
     """The covered texels of ``surface`` inside the mouth (``regions.mouth_cavity``: a mouth bag, teeth
     and tongue in the face's material, behind the lips where the atlas sees the lips), coloured as its
     dark interior; None where there are none."""
 
-    def find() -> SurfaceEyes | None:
+    def find() -> SurfacePaint | None:
         _, hidden = surface_in_atlas(geometry, surface)
         points_head = head_regions(geometry, head.landmarks.points3d).points_head
         index, colour = mouth_cavity(geometry, points_head, surface.positions, hidden)
@@ -1175,7 +1175,7 @@ def mouth_on_surface(geometry: AtlasGeometry, surface: UVSurface, head: HeadMode
             # part too, and is left to it: painted dark, a planar-unwrapped head's lips went dark.
             own = ~np.isin(covered_index(surface)[index], surface.shared.index)
             index, colour = index[own], colour[own]
-        return SurfaceEyes(index, colour) if len(index) else None
+        return SurfacePaint(index, colour) if len(index) else None
 
     # Kept for the head's own surfaces (which it keeps alive, so their ids stay theirs); a surface
     # chosen per request among parts sharing texels (``prefer_seen``) is read anew: keyed by its id,
@@ -1189,13 +1189,13 @@ def mouth_on_surface(geometry: AtlasGeometry, surface: UVSurface, head: HeadMode
     return found[key]
 
 
-def painted_last(eyes: SurfaceEyes | None, mouth: SurfaceEyes | None) -> SurfaceEyes | None:
-    """The texels the bake colours last (``bake``'s ``eyes``): the mouth's inside, and the separate
+def painted_last(eyes: SurfacePaint | None, mouth: SurfacePaint | None) -> SurfacePaint | None:
+    """The texels the bake colours last (``bake``'s ``painted``): the mouth's inside, and the separate
     eyeballs' eyes over it where a texel is both."""
     if mouth is None or eyes is None:
         return eyes if mouth is None else mouth
     keep = ~np.isin(mouth.index, eyes.index)
-    return SurfaceEyes(
+    return SurfacePaint(
         np.concatenate([mouth.index[keep], eyes.index]), np.concatenate([mouth.color[keep], eyes.color])
     )
 
