@@ -555,7 +555,7 @@ def test_painterly_strokes_on_smooth_skin_follow_the_heads_forms() -> None:
 
     geo, painted, ctx = _painterly_atlas()
     rows = geo.band_rows
-    forms = repaint.form_shading(geo, rows)
+    forms = repaint.form_shading(geo)
     strokes = repaint._orientation_bins(repaint.luminance(painted), rows)
     shape_bins = repaint._orientation_bins(forms, rows)
     structure = repaint._structure_tensor(forms, rows)
@@ -567,6 +567,9 @@ def test_painterly_strokes_on_smooth_skin_follow_the_heads_forms() -> None:
     smooth[rows:] = False
     agree = float((strokes == shape_bins)[smooth].mean())
     assert smooth.sum() > 2000 and agree > 0.5, agree
+    # The forms' structure is the mesh's alone: made once per atlas, not on every painterly request.
+    assert repaint.form_flow(geo) is repaint.form_flow(geo)
+    assert repaint.form_flow(geo, half=True).shape[0] == geo.mask.shape[0] // 2
 
 
 def test_painterly_paints_hair_in_strokes_along_its_strands() -> None:

@@ -254,13 +254,12 @@ tensor taken against its ordinary strength."""
 
 def _orientation_bins(lum: np.ndarray, rows: int, forms: np.ndarray | None = None) -> np.ndarray:
     """Per texel, which of 4 directions (0, 45, 90, 135 degrees) runs along the local edges; with
-    ``forms`` (the head's own shading, ``form_shading``), along its lines where the image has no
-    edge of its own (smooth skin), each tensor counted against its ordinary strength: strokes then
-    follow the head's forms, not the skin's noise, which set them every way (a uniform swirl)."""
+    ``forms`` (the head's forms' structure, ``form_flow``), along their lines where the image has no
+    edge of its own (smooth skin), the image's tensor counted against its ordinary strength: strokes
+    then follow the head's forms, not the skin's noise, which set them every way (a uniform swirl)."""
     j = _structure_tensor(lum, rows)
     if forms is not None:
-        shape = _structure_tensor(forms, rows)
-        j = j / np.float32(_typical(j)) + np.float32(FORM_WEIGHT) * shape / np.float32(_typical(shape))
+        j = j / np.float32(_typical(j)) + forms
     # Strokes run along edges, i.e. perpendicular to the dominant gradient.
     angle = 0.5 * np.arctan2(2 * j[..., 1], j[..., 0] - j[..., 2]) + np.pi / 2
     return np.round(angle / (np.pi / 4)).astype(np.int64) % 4
@@ -277,7 +276,7 @@ def _line_kernel(length: int, direction: int) -> np.ndarray:
 
 def flow_smear(image: np.ndarray, rows: int, length: int, forms: np.ndarray | None = None) -> np.ndarray:
     """``image`` averaged along its own edges' direction (4 directions), and the ``forms``' where it
-    has none (``_orientation_bins``): paint pulled along the forms."""
+    has none (``_orientation_bins``, ``form_flow``): paint pulled along the forms."""
     bins = _orientation_bins(luminance(image), rows, forms)
     out = np.zeros_like(image)
     for b in range(4):
@@ -730,11 +729,27 @@ normals is its ``form_shading``: from the front and above, its lines run across 
 the sockets and the cheeks and down the neck, as a painter's strokes go round the forms."""
 
 
-def form_shading(atlas: AtlasGeometry, rows: int) -> np.ndarray:
+def form_shading(atlas: AtlasGeometry) -> np.ndarray:
     """(S, S) float32 the head's own shading under FORM_LIGHT (0 off the surface): the lines painterly's
     strokes follow on smooth skin."""
     light = np.asarray(FORM_LIGHT, np.float32) / np.float32(np.linalg.norm(FORM_LIGHT))
     return (np.clip(atlas.normals @ light, 0.0, 1.0) * atlas.mask).astype(np.float32)
+
+
+def form_flow(atlas: AtlasGeometry, half: bool = False) -> np.ndarray:
+    """(S, S, 3) float32 the structure tensor of ``form_shading`` against its ordinary strength, times
+    FORM_WEIGHT (``_orientation_bins``' ``forms``), at the atlas's resolution or, with ``half``, at
+    the half one the styles' colour work runs at. From the mesh alone: made once per atlas geometry
+    (about 90 ms a painterly request at 1024² before)."""
+    key = ("form flow", half)
+    if key not in atlas.cache:
+        rows = atlas.band_rows
+        shading = form_shading(atlas)
+        if half:
+            shading, rows = _half(shading, rows)
+        tensor = _structure_tensor(shading, rows)
+        atlas.cache[key] = (tensor * np.float32(FORM_WEIGHT / _typical(tensor))).astype(np.float32)
+    return atlas.cache[key]
 
 
 def painterly(image: np.ndarray, ctx: StageContext) -> np.ndarray:
@@ -749,14 +764,13 @@ def painterly(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     radius = max(2, int(round(p.get("kuwahara_radius", 5) * scale)))
     paint = generalised_kuwahara(small, radius, small_rows, float(p.get("sharpness", 8.0)))
     length = max(5, int(round(p.get("brush_length", 11) * scale)) | 1)
-    forms = form_shading(ctx.atlas, rows)
-    paint = flow_smear(paint, small_rows, max(3, (length // 2) | 1), _half(forms, rows)[0])
+    paint = flow_smear(paint, small_rows, max(3, (length // 2) | 1), form_flow(ctx.atlas, half=True))
     out = _full(paint, small_rows, image, rows)
     if ctx.hair is not None:  # hair in strokes along its strands: the patches merged them into blotches
         out = _mix(out, flow_smear(image, rows, length), np.clip(ctx.hair, 0, 1).astype(np.float32))
     focal = painted_finer(ctx.features(), image.shape[:2], ctx.atlas.layout.face_texels_per_iod)
     out = _mix(out, image, focal * np.float32(p.get("focal_detail", 0.8)))
-    brush = brush_texture(luminance(out), rows, length, ctx.seed, forms)
+    brush = brush_texture(luminance(out), rows, length, ctx.seed, form_flow(ctx.atlas))
     out = out * (1.0 + np.float32(p.get("brush_amount", 0.06)) * brush)[..., None]
     return _saturate(out, p.get("saturation", 1.15), p.get("warmth", 0.03))
 
