@@ -308,6 +308,7 @@ class MediapipeLandmarker(FaceLandmarker):
         self.upscale_to = upscale_to
         self._mesh = None
         self._detector = None
+        self._close_detector = None
         self._lock = threading.Lock()
         self._pool = None  # reread_views' worker and its graph
         self._second = None
@@ -334,9 +335,13 @@ class MediapipeLandmarker(FaceLandmarker):
             import mediapipe as mp
 
             self._mesh = self._face_mesh()
-            # The full-range model (model_selection=1) finds faces down to a few % of the frame.
+            # The full-range model (model_selection=1) finds faces down to a few % of the frame;
+            # the short-range one (0) those that fill it, which the full-range one misses.
             self._detector = mp.solutions.face_detection.FaceDetection(
                 model_selection=1, min_detection_confidence=self.min_detection_confidence
+            )
+            self._close_detector = mp.solutions.face_detection.FaceDetection(
+                model_selection=0, min_detection_confidence=self.min_detection_confidence
             )
         return self._mesh, self._detector
 
@@ -344,9 +349,11 @@ class MediapipeLandmarker(FaceLandmarker):
         mesh, _ = self._models()
         return _mesh_faces(mesh, rgb)
 
-    def _detections(self, rgb: np.ndarray) -> list[Detection]:
+    def _detections(self, rgb: np.ndarray, close: bool = False) -> list[Detection]:
+        """The face detector's boxes: the full-range model's, or with ``close`` the short-range
+        model's (faces filling the frame, which the full-range one misses: ``detect``)."""
         _, detector = self._models()
-        result = detector.process(rgb)
+        result = (self._close_detector if close else detector).process(rgb)
         h, w = rgb.shape[:2]
         boxes = []
         for det in result.detections or []:
@@ -399,10 +406,21 @@ class MediapipeLandmarker(FaceLandmarker):
                         detections = detections + tile_detections
                         break
         faces = []
+        close: list[Detection] | None = None
         for points, depth, extras in found:
             # The face detector's score of the box this face's nose sits in; 0 when the detector does
             # not confirm the face (the mesh model alone also "finds" faces in upside-down renders).
             inside = [d for d in detections if _holds(d.box, points[NOSE_TIP])]
+            if not inside:
+                # A face filling the frame (a portrait cropped to the face; the tight, straight-on
+                # render a mesh's face is confirmed in) escapes the full-range model: the astronaut
+                # and Grace Hopper cropped to their landmarks read no box holding their nose (score
+                # 0, unconfirmed), the short-range model 0.86 and 0.80; a chibi head's face, found
+                # in the whole head's view, was never confirmed straight on and an ear was taken.
+                if close is None:
+                    with self._lock:
+                        close = self._detections(rgb, close=True)
+                inside = [d for d in close if _holds(d.box, points[NOSE_TIP])]
             confirming = max(inside, key=lambda d: d.score, default=None)
             score = 0.0 if confirming is None else confirming.score
             face = Face(points.astype(np.float32), score, depth.astype(np.float32), extras)
