@@ -11,11 +11,20 @@ from __future__ import annotations
 
 import os
 import time
+from glob import escape as glob_escape
 from pathlib import Path
 
 import bpy
 
-from .paths import file_stamp, place_unique, place_unique_tiles, replace_own, stamp_matches, user_dir
+from .paths import (
+    file_stamp,
+    place_unique,
+    place_unique_tiles,
+    provenance,
+    replace_own,
+    stamp_matches,
+    user_dir,
+)
 
 UDIM_TOKEN = "<UDIM>"
 """What stands for the tile number in a tiled image's file path (Blender's own token)."""
@@ -40,6 +49,27 @@ def _written_for(record, owner: str) -> bool:
     return record.owner == owner or bool(record.owner and record.owner not in bpy.data.objects)
 
 
+def _made_for(owner: str) -> dict[str, str]:
+    """The provenance a file written now for the object ``owner`` carries (``paths.with_provenance``)."""
+    return {"object": owner, "blend": Path(bpy.data.filepath).name if bpy.data.filepath else ""}
+
+
+def other_blend(path: Path) -> str:
+    """The .blend beside the open one that ``path`` was written for, by the file's own word
+    (``paths.provenance``): a shot saved from this one as a template, or an earlier version of it,
+    whose objects carry the same records. Its file is its own: replacing it changed another shot's
+    render with no word. "" where the file was written for the open .blend, in an unsaved file, before
+    files said so, or for a .blend no longer beside this one (renamed, or a project folder copied or
+    moved with it, whose files are still the add-on's)."""
+    blend = provenance(path).get("blend", "") if path.is_file() else ""
+    if not blend:
+        return ""
+    if not bpy.data.filepath:
+        return blend
+    here = Path(bpy.data.filepath)
+    return blend if blend != here.name and (here.parent / blend).is_file() else ""
+
+
 _WRITTEN: dict[str, str] = {}
 """Resolved path -> the stamp (``file_stamp``) this add-on last wrote it with, in this session: what
 a record says, as Undo does not take it back. After Generate, Undo, Generate the record is the one
@@ -56,9 +86,10 @@ def own_file(record, owner: str) -> Path | None:
     path = Path(bpy.path.abspath(record.path))
     try:
         stamps = (record.stamp, _WRITTEN.get(str(path.resolve()), ""))
-        return path if any(stamp_matches(path, stamp) for stamp in stamps) else None
+        ours = any(stamp_matches(path, stamp) for stamp in stamps)
     except OSError:
         return None
+    return path if ours and not other_blend(path) else None
 
 
 def changed_since(record, owner: str) -> Path | None:
@@ -67,7 +98,7 @@ def changed_since(record, owner: str) -> Path | None:
     if not record.path or not _written_for(record, owner):
         return None
     path = Path(bpy.path.abspath(record.path))
-    return path if path.is_file() and own_file(record, owner) is None else None
+    return path if path.is_file() and own_file(record, owner) is None and not other_blend(path) else None
 
 
 def remember(record, path: Path, owner: str) -> None:
@@ -128,6 +159,7 @@ def write_texture(
     keeps it (``kept_because``: unsaved paint, read-only; said in ``notes``); otherwise a new file
     gets a name no file and no image datablock has yet.
     """
+    made = _made_for(obj.name)
     previous = own_file(record, obj.name)
     images = images_of(previous) if previous is not None else []
     kept = kept_because([previous], images) if previous is not None else ""
@@ -139,7 +171,7 @@ def write_texture(
         and not shown_elsewhere(images, obj)
         and not kept
     ):
-        final = replace_own(source, previous)
+        final = replace_own(source, previous, made)
         image = images[0] if images else None
         if image is not None:
             if image.packed_file is not None:
@@ -148,13 +180,22 @@ def write_texture(
                 # and left the old one holding the last texture.
                 image.unpack(method="REMOVE")
             image.reload()
+    elif (orphan := _unsaved_own(folder, stem, obj)) is not None:
+        final, image = replace_own(source, orphan, made), None
     else:
         wanted = folder / f"{stem}.png"
         foreign = wanted.is_file() and not _recorded_for(obj, wanted)
-        final = place_unique(source, folder, stem, taken=lambda name: name in bpy.data.images)
+        final = place_unique(source, folder, stem, taken=lambda name: name in bpy.data.images, made=made)
         image = None
         changed = changed_since(record, obj.name)
-        if changed is not None and notes is not None:
+        recorded = Path(bpy.path.abspath(record.path)) if record.path else None
+        theirs = other_blend(recorded) if recorded is not None else ""
+        if theirs and notes is not None:
+            notes.append(
+                f"{recorded.name} is {theirs}'s (beside this .blend, whose {obj.name} was saved from it): "
+                f"kept as it is, the new texture is {final.name}"
+            )
+        elif changed is not None and notes is not None:
             notes.append(
                 f"{changed.name} was changed since AvatarTex wrote it (an edit outside Blender?): kept as "
                 f"it is, the new texture is {final.name}"
@@ -171,6 +212,26 @@ def write_texture(
     image.filepath = blender_path(final)
     remember(record, final, obj.name)
     return image
+
+
+def _unsaved_own(folder: Path, stem: str, obj: bpy.types.Object) -> Path | None:
+    """A texture of ``stem``'s family (``stem.png``, ``stem_NNN.png``) in ``folder`` that this add-on
+    wrote for ``obj`` in the open .blend (the file's own word, ``paths.provenance``) and that the
+    .blend neither records nor shows: a run whose .blend was not saved after it (a render farm's
+    task that stopped on another object's failure before its save). It was left beside the next
+    run's ``stem_001.png``, said to be someone else's, one more on every retry; it is replaced now."""
+    if not bpy.data.filepath or not folder.is_dir():
+        return None
+    blend = Path(bpy.data.filepath).name
+    for path in sorted(folder.glob(f"{glob_escape(stem)}*.png")):
+        if not _same_family(path.stem, stem):
+            continue
+        made = provenance(path)
+        if made.get("object") != obj.name or made.get("blend") != blend or images_of(path):
+            continue
+        if not any(_recorded_for(other, path) for other in bpy.data.objects):
+            return path
+    return None
 
 
 def write_tiles(
@@ -203,12 +264,15 @@ def write_tiles(
         and not shown_elsewhere(images, obj)
         and not kept
     ):
-        placed = {number: replace_own(sources[number], path) for number, path in previous[1].items()}
+        made = _made_for(obj.name)
+        placed = {number: replace_own(sources[number], path, made) for number, path in previous[1].items()}
         image = images[0] if images else None
         if image is not None:
             image.reload()
     else:
-        placed = place_unique_tiles(sources, folder, stem, taken=lambda name: name in bpy.data.images)
+        placed = place_unique_tiles(
+            sources, folder, stem, taken=lambda name: name in bpy.data.images, made=_made_for(obj.name)
+        )
         image = None
     first = placed[min(placed)]
     name = first.stem.rsplit(".", 1)[0]
@@ -243,7 +307,7 @@ def own_tiles(record, owner: str) -> tuple[Path, dict[int, Path]] | None:
         stamps = {int(n): stamp for n, stamp in (entry.split("=", 1) for entry in record.stamp.split(";"))}
         files = {n: Path(str(pattern).replace(UDIM_TOKEN, str(n))) for n in stamps}
         unchanged = all(stamp_matches(files[n], stamp) for n, stamp in stamps.items())
-        return (pattern, files) if unchanged else None
+        return (pattern, files) if unchanged and not any(map(other_blend, files.values())) else None
     except (OSError, ValueError):
         return None
 
@@ -265,11 +329,11 @@ def tile_files(image: bpy.types.Image) -> dict[int, Path]:
 def export_file(source: Path, folder: Path, stem: str, record, owner: str) -> Path:
     """Write ``source`` to ``folder/stem.png``, replacing this record's earlier export of that name there
     (``stem.png`` or the ``stem_NNN.png`` it had to take); anything else gets a new, unused name."""
-    previous = own_file(record, owner)
+    previous, made = own_file(record, owner), _made_for(owner)
     if previous is not None and previous.parent == folder.resolve() and _same_family(previous.stem, stem):
-        final = replace_own(source, previous)
+        final = replace_own(source, previous, made)
     else:
-        final = place_unique(source, folder, stem)
+        final = place_unique(source, folder, stem, made=made)
     remember(record, final, owner)
     return final
 

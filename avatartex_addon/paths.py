@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import re
 import shutil
 import sys
 import tempfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -130,14 +132,62 @@ def file_mode() -> int:
     return 0o666 & ~mask
 
 
-def _staged_copy(source: Path, folder: Path, suffix: str) -> Path:
-    """A complete copy of ``source`` in ``folder`` under a hidden temporary name, with ``file_mode()``."""
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PROVENANCE_KEY = b"AvatarTex"
+"""Keyword of the PNG text chunk that says for which object and .blend a texture was written
+(``with_provenance``): the records travel with a .blend (saved as another shot, a run not saved), the
+file's own word stays with the file."""
+
+
+def with_provenance(path: Path, provenance: dict[str, str]) -> None:
+    """Put ``provenance`` into the PNG ``path`` as a text chunk right after its header, in place (a
+    staged copy nobody reads yet); the pixels are untouched. A file that is not a PNG is left as is."""
+    data = path.read_bytes()
+    if data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR":
+        return
+    header_end = 8 + 12 + int.from_bytes(data[8:12], "big")
+    text = PROVENANCE_KEY + b"\0" + json.dumps(provenance, sort_keys=True).encode("ascii")  # Latin-1 safe
+    chunk = len(text).to_bytes(4, "big") + b"tEXt" + text + zlib.crc32(b"tEXt" + text).to_bytes(4, "big")
+    path.write_bytes(data[:header_end] + chunk + data[header_end:])
+
+
+def provenance(path: Path) -> dict[str, str]:
+    """What ``with_provenance`` put in ``path`` ({} for any other file, or one that cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return {}
+    if head[:8] != PNG_SIGNATURE:
+        return {}
+    pos = 8
+    while pos + 8 <= len(head):
+        size, kind = int.from_bytes(head[pos : pos + 4], "big"), head[pos + 4 : pos + 8]
+        if kind in (b"IDAT", b"IEND"):
+            break
+        if kind == b"tEXt":
+            key, _, value = head[pos + 8 : pos + 8 + size].partition(b"\0")
+            if key == PROVENANCE_KEY:
+                try:
+                    found = json.loads(value.decode("ascii"))
+                except ValueError:
+                    return {}
+                return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
+        pos += 12 + size
+    return {}
+
+
+def _staged_copy(source: Path, folder: Path, suffix: str, made: dict[str, str] | None = None) -> Path:
+    """A complete copy of ``source`` in ``folder`` under a hidden temporary name, with ``file_mode()``
+    (and, where given, the provenance ``made``: ``with_provenance``)."""
     ensure_writable_dir(folder)
     fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=".avatartex-", suffix=suffix)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         shutil.copyfile(source, tmp)
+        if made:
+            with_provenance(tmp, made)
         os.chmod(tmp, file_mode())
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -175,9 +225,10 @@ def _digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def replace_own(source: Path, target: Path) -> Path:
-    """Atomically replace ``target`` (a file this add-on wrote earlier) with a copy of ``source``."""
-    tmp = _staged_copy(source, target.parent, target.suffix)
+def replace_own(source: Path, target: Path, made: dict[str, str] | None = None) -> Path:
+    """Atomically replace ``target`` (a file this add-on wrote earlier) with a copy of ``source`` (with
+    the provenance ``made``, where given)."""
+    tmp = _staged_copy(source, target.parent, target.suffix, made)
     try:
         os.replace(tmp, target)
     finally:
@@ -218,15 +269,16 @@ def place_unique(
     stem: str,
     suffix: str = ".png",
     taken: Callable[[str], bool] = lambda _stem: False,
+    made: dict[str, str] | None = None,
 ) -> Path:
     """Copy ``source`` into ``folder`` under a new, unused name ``stem[_NNN]suffix``; atomic, no clobber.
 
     ``taken(stem)`` rules out further names (an image datablock already called so, whose name the
     new image could then not have). The copy goes to a temporary file first and is then hard-linked
     to its final name, which fails instead of overwriting when the name exists: the artist's images
-    are never replaced.
+    are never replaced. ``made``: the provenance the copy carries (``with_provenance``).
     """
-    tmp = _staged_copy(source, folder, suffix)
+    tmp = _staged_copy(source, folder, suffix, made)
     try:
         for name in _free_names(stem, taken):
             target = folder / f"{name}{suffix}"
@@ -243,11 +295,12 @@ def place_unique_tiles(
     stem: str,
     suffix: str = ".png",
     taken: Callable[[str], bool] = lambda _stem: False,
+    made: dict[str, str] | None = None,
 ) -> dict[int, Path]:
     """Copy UDIM tiles (tile number -> file) into ``folder`` as ``name.<tile>suffix`` under one new
     name none of whose tiles exists yet (``stem[_NNN]``), as ``place_unique`` copies one file: staged
     first, then linked without clobbering; a name one of whose tiles exists is given up whole."""
-    staged = {number: _staged_copy(path, folder, suffix) for number, path in sources.items()}
+    staged = {number: _staged_copy(path, folder, suffix, made) for number, path in sources.items()}
     try:
         for name in _free_names(stem, taken):
             targets = {number: folder / f"{name}.{number}{suffix}" for number in staged}

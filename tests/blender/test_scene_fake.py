@@ -120,6 +120,69 @@ def test_a_file_already_there_is_kept_and_the_new_name_said(addon, fake_backend,
     assert not any("already in" in note for note in addon.state.last_summary)
 
 
+def test_a_shot_saved_from_another_beside_it_keeps_that_shots_texture(
+    addon, fake_backend, portrait, tmp_path
+):
+    """shot020.blend saved from shot010.blend in the same folder (a studio's shot made from a template)
+    carries shot010's records: its Generate took shot010's Head.png for its own and replaced it, and
+    shot010 rendered shot020's face with no word. The file says which .blend it was written for
+    (``paths.provenance``): shot020 writes its own and says why; shot010 still replaces its own."""
+    head = add_sphere("Head", portrait)
+    bpy.context.scene.avatartex.resolution = 512
+    shot010 = _save(tmp_path, "shot010.blend")
+    textures = shot010.parent / "textures"
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    bpy.ops.wm.save_mainfile()
+    theirs = (textures / "Head.png").read_bytes()
+    shot020 = _save(tmp_path, "shot020.blend")
+    head = bpy.data.objects["Head"]
+    select_only(head)
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert (textures / "Head.png").read_bytes() == theirs
+    assert _file(_node(head).image).name == "Head_001.png"
+    said = [note for note in addon.state.last_summary if "Head.png is shot010.blend's" in note]
+    assert said and "Head_001.png" in said[0], addon.state.last_summary
+    bpy.ops.wm.save_mainfile()
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}  # shot020's own file, replaced in place
+    assert sorted(p.name for p in textures.iterdir()) == ["Head.png", "Head_001.png"]
+    bpy.ops.wm.open_mainfile(filepath=str(shot010))
+    select_only(bpy.data.objects["Head"])
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert sorted(p.name for p in textures.iterdir()) == ["Head.png", "Head_001.png"]
+    assert not any("changed since" in note or "shot0" in note for note in addon.state.last_summary)
+    assert shot020.is_file()
+
+
+def test_a_run_whose_blend_was_not_saved_is_replaced_by_the_next(addon, fake_backend, portrait, tmp_path):
+    """A render farm's task textured its heads, then stopped on another object's failure before its
+    save: the .blend on disk did not know Head.png, and each retry wrote one more copy (Head_001.png,
+    Head_002.png...), saying Head.png was "not a file AvatarTex wrote for Head". The file says it was
+    (``paths.provenance``): written for this object in this .blend, shown and recorded by nothing,
+    it is replaced."""
+    add_sphere("Head", portrait)
+    bpy.context.scene.avatartex.resolution = 512
+    blend = _save(tmp_path, "shot030.blend")
+    textures = blend.parent / "textures"
+    for _ in range(2):
+        bpy.ops.wm.open_mainfile(filepath=str(blend))  # the saved file, as the farm's next task opens it
+        head = bpy.data.objects["Head"]
+        select_only(head)
+        assert bpy.ops.avatartex.generate() == {"FINISHED"}
+        assert _file(_node(head).image).name == "Head.png"
+        assert not any("already in" in note for note in addon.state.last_summary), addon.state.last_summary
+    assert sorted(p.name for p in textures.iterdir()) == ["Head.png"]
+    # A file of that name written for another object is not taken.
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    other = bpy.data.objects["Head"]
+    other.name = "Other"
+    (textures / "Head.png").rename(textures / "Other.png")
+    kept = (textures / "Other.png").read_bytes()
+    select_only(other)
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert _file(_node(other).image).name == "Other_001.png"
+    assert (textures / "Other.png").read_bytes() == kept
+
+
 def test_reruns_replace_own_file_never_the_artists(addon, fake_backend, portrait, tmp_path):
     head = add_sphere("Head", portrait)
     settings = bpy.context.scene.avatartex
