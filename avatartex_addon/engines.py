@@ -70,8 +70,8 @@ def engine_advice(
         return f"its models are not downloaded yet (press Download Models in {PREFERENCES}{size})"
     if code == "no_gpu":
         return (
-            f"this computer has no GPU it can use (set Device to CPU in {PREFERENCES} to run it on the "
-            "processor: minutes per texture)"
+            f"this computer has no GPU it can use (set Device to CPU in {PREFERENCES} and the engine to "
+            "Neural to run it on the processor: minutes per texture; Auto stays classic there)"
         )
     if code == "cpu_only":
         return (

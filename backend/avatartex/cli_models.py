@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -38,7 +39,12 @@ def _models(args: argparse.Namespace) -> int:
 def add_subcommands(subparsers: Any) -> None:
     """Add ``models`` to ``avatartex``'s parser."""
     p = subparsers.add_parser("models", help="list or download the neural engine's models")
-    p.add_argument("--cache-dir", default="", help="Hugging Face cache (default: HF_HUB_CACHE / HF_HOME)")
+    p.add_argument(
+        "--cache-dir",
+        default=os.environ.get("AVATARTEX_MODEL_CACHE", ""),
+        help="Hugging Face cache (default: AVATARTEX_MODEL_CACHE, as generate reads it, else HF_HUB_CACHE / "
+        "HF_HOME)",
+    )
     msub = p.add_subparsers(dest="models_command", required=True)
     msub.add_parser("list", help="the registry, with what is downloaded")
     d = msub.add_parser("download", help="download models (default: those the default pipeline needs)")

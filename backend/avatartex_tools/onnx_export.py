@@ -4,7 +4,7 @@ The export needs the ``onnx`` package (torch's exporter imports it), and install
 mediapipe 0.10.14 breaks mediapipe's protobuf. So the export is a separate command meant for a
 separate small environment (torch + onnx; see ``backend/requirements-neural.txt``):
 
-    python -m avatartex.neural.cli export-onnx --prior PRIOR.safetensors --out synthesis.onnx
+    avatartex-tools export-onnx --prior PRIOR.safetensors --out synthesis.onnx
 
 The backend itself only *runs* the exported file with onnxruntime(-gpu), which does not need ``onnx``.
 Latent optimisation needs gradients and stays in torch; onnxruntime serves forward-only uses
@@ -31,8 +31,8 @@ def export_synthesis(prior_path: str | Path, out_path: str | Path, opset: int = 
             ErrorCode.ENGINE_UNAVAILABLE,
             "Exporting to ONNX needs the onnx package, which is "
             "not installed here (it conflicts with mediapipe in the backend's environment).",
-            "Create a separate environment with torch and onnx and run `python -m "
-            "avatartex.neural.cli export-onnx ...` there.",
+            "Create a separate environment with torch and onnx, install this package there and run "
+            "`avatartex-tools export-onnx ...`.",
         ) from None
     from avatartex.engines.neural.prior import load_prior
 

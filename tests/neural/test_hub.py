@@ -23,7 +23,8 @@ def _fake_snapshot(entry, commit: str, complete: bool = True) -> Path:
         if complete or not f.endswith(".safetensors"):
             path = snap / f.replace("*", "tokenizer.json")
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("{}")
+            # A weights file with no tensors: an 8-byte header length, then its empty table.
+            path.write_bytes(b"\x02" + bytes(7) + b"{}" if f.endswith(".safetensors") else b"{}")
     (repo / "refs").mkdir(parents=True, exist_ok=True)
     (repo / "refs" / entry.revision).write_text(commit)
     return snap
@@ -207,3 +208,68 @@ def test_explicit_cpu_device_runs_neural_and_names_missing_models(tmp_path, monk
     plan = choose("auto", make_style(), NeuralConfig(device="auto", cache_dir=str(tmp_path)))
     assert plan.engine == "classic" and all(s.engine == "classic" for s in plan.stages)
     assert all(entry["reason"].startswith("auto chose classic") for entry in plan.report().values())
+
+
+def test_auto_never_runs_the_neural_engine_on_the_cpu(tmp_path, monkeypatch):
+    """Where there is no GPU the add-on advises setting the device to CPU; with the models cached,
+    ``auto`` then ran every texture on the neural engine on the processor (minutes each), against the
+    README ("auto never picks the CPU"). It falls back to classic and says how to run neural there."""
+    from avatartex.engines import choose
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    config = NeuralConfig(device="cpu", cache_dir=str(tmp_path))
+    for name in (config.inpaint_model, config.repaint_model, config.controlnet_model):
+        _fake_snapshot(REGISTRY[name], "a" * 40)
+    from avatartex.engines import neural
+
+    assert neural.status(config).ok  # the models are there, the device is the CPU
+    plan = choose("auto", make_style(), config)
+    assert plan.engine == "classic" and all(s.engine == "classic" for s in plan.stages)
+    assert "choose the neural engine" in plan.reasons["inpaint"] and plan.warnings
+
+
+def test_a_damaged_or_cut_copy_of_a_model_is_not_cached(tmp_path, monkeypatch):
+    """A cache whose UNet was cut short, or whose tokenizer folder was lost, was listed as cached; the
+    engine then failed at load with a traceback (or "Internal error" in Blender) after the analysis.
+    Such a copy counts as missing, so the error is the typed one with the download command."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    entry = REGISTRY["sd15-inpaint"]
+    snap = _fake_snapshot(entry, "b" * 40)
+    assert hub.find_cached(entry) == snap
+    weights = next(snap / f for f in entry.files if f.endswith(".safetensors"))
+    table = b'{"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}'
+    weights.write_bytes(len(table).to_bytes(8, "little") + table + bytes(16))
+    assert hub.find_cached(entry) == snap  # whole
+    weights.write_bytes(len(table).to_bytes(8, "little") + table + bytes(9))  # cut short
+    assert hub.find_cached(entry) is None
+    with pytest.raises(AvatarTexError) as err:
+        hub.resolve("sd15-inpaint")
+    assert (
+        err.value.code == ErrorCode.MODEL_MISSING
+        and "avatartex models download sd15-inpaint" in err.value.hint
+    )
+    weights.write_bytes(len(table).to_bytes(8, "little") + table + bytes(16))
+    globbed = [f for f in entry.files if "*" in f]
+    for pattern in globbed:  # the tokenizer's files gone
+        for path in snap.glob(pattern):
+            path.unlink()
+    assert not globbed or hub.find_cached(entry) is None
+
+
+def test_a_model_folder_that_cannot_be_loaded_is_a_typed_error(tiny_config, tmp_path):
+    """A local model folder with a weights file damaged (or a part missing) raised diffusers' own
+    OSError, a traceback on the command line and "Internal error" in Blender; it is the typed model
+    error, naming the model and how to get it whole."""
+    import shutil
+
+    from avatartex.engines.neural import pipelines
+
+    broken = tmp_path / "inpaint"
+    shutil.copytree(tiny_config.inpaint_model, broken)
+    weights = broken / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    pipelines.clear_cache()
+    with pytest.raises(AvatarTexError) as err:
+        pipelines.load_inpaint(str(broken), tiny_config)
+    assert err.value.code == ErrorCode.MODEL_MISSING and str(broken) in err.value.message
+    assert "Download it again" in err.value.hint

@@ -39,11 +39,19 @@ def classic_stages() -> list[Stage]:
     return [ClassicInpaint(), ClassicLatent(), ClassicRepaint()]
 
 
+def _auto_classic(why: str) -> StagePlan:
+    """``auto``'s classic plan, each stage saying ``why``."""
+    stages = classic_stages()
+    reason = f"auto chose classic: {why}"
+    return StagePlan("classic", stages, {s.name: reason for s in stages}, [f"engine {reason}"])
+
+
 def choose(requested: str, style: Any, neural_config: Any = None) -> StagePlan:
     """The stages for ``requested`` (``auto``, ``classic`` or ``neural``).
 
     ``auto`` takes the neural engine where torch sees a GPU and the default weights are cached, the
-    classic one otherwise; ``neural`` runs wherever the configured device is (an explicit ``cpu``
+    classic one otherwise (a device set to ``cpu`` included: minutes per texture, which only
+    ``neural`` asks for); ``neural`` runs wherever the configured device is (an explicit ``cpu``
     included, with a warning), and fails with the missing model's name and the download command
     when its weights are not cached."""
     if requested not in ENGINES:
@@ -73,9 +81,14 @@ def choose(requested: str, style: Any, neural_config: Any = None) -> StagePlan:
                 "Use the classic engine, or set the device (AVATARTEX_DEVICE / --device), or install the "
                 "neural requirements.",
             )
-        stages = classic_stages()
-        reason = f"auto chose classic: {found.reason}"
-        return StagePlan("classic", stages, {s.name: reason for s in stages}, [f"engine {reason}"])
+        return _auto_classic(found.reason)
+    if requested == "auto" and found.device == "cpu":
+        # The add-on's advice where there is no GPU is to set the device to CPU; with the models
+        # there, auto then ran every texture and batch on the neural engine on the processor.
+        return _auto_classic(
+            "the device is the CPU, where the neural engine takes minutes per texture; choose the neural "
+            "engine to run it there anyway"
+        )
     warnings = []
     if found.device == "cpu":
         warnings.append("the neural engine runs on the CPU as asked: expect minutes per texture")

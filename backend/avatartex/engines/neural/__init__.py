@@ -91,8 +91,8 @@ def status(config: NeuralConfig | None = None) -> NeuralStatus:
     if not explicit and not accelerator_hint():
         return NeuralStatus(
             False,
-            "no GPU torch can use (no NVIDIA driver, not Apple silicon); choose device cpu to run the "
-            "neural engine on the processor (minutes per texture)",
+            "no GPU torch can use (no NVIDIA driver, not Apple silicon); choose the neural engine and "
+            "device cpu to run it on the processor (minutes per texture)",
             code=StatusCode.NO_GPU,
         )
     from .device import pick_device

@@ -66,9 +66,35 @@ def _missing_error(entry: ModelEntry, why: str) -> AvatarTexError:
     )
 
 
+def _intact(path: Path) -> bool:
+    """Whether a weights file is whole: a ``.safetensors`` file's header (its first 8 bytes give the
+    length of a JSON table of tensors and their byte ranges) must parse and its tensors fit in the
+    file; a copy cut short passed for cached and failed at load with a traceback. Other files: there."""
+    if path.suffix != ".safetensors":
+        return path.is_file()
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            length = int.from_bytes(f.read(8), "little")
+            if size < 8 or length > min(size - 8, 100_000_000):
+                return False
+            table = json.loads(f.read(length))
+        ends = [int(t["data_offsets"][1]) for k, t in table.items() if k != "__metadata__"]
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return False
+    return size >= 8 + length + max(ends, default=0)
+
+
 def _complete(snapshot: Path, entry: ModelEntry) -> bool:
-    """All the exact (non-glob) files of the entry exist in the snapshot (partial downloads are not)."""
-    return all((snapshot / f).is_file() for f in entry.files if not any(c in f for c in "*?["))
+    """Every file of the entry is in the snapshot and whole (``_intact``), and each of its patterns
+    (``tokenizer/*``) matches one at least: partial downloads and damaged copies are not cached."""
+    for pattern in entry.files:
+        if any(c in pattern for c in "*?["):
+            if not any(p.is_file() for p in snapshot.glob(pattern)):
+                return False
+        elif not _intact(snapshot / pattern):
+            return False
+    return True
 
 
 def find_cached(entry: ModelEntry, cache: str = "") -> Path | None:

@@ -72,11 +72,22 @@ def _common_kwargs(dtype: Any) -> dict[str, Any]:
     return {dtype_key: dtype, "use_safetensors": True, "local_files_only": True}
 
 
-def _load(key: tuple, config: NeuralConfig, build: Any) -> Any:
+def _load(key: tuple, config: NeuralConfig, build: Any, names: str = "") -> Any:
+    """The pipeline ``build`` makes, kept between requests; a model whose files cannot be read (a
+    folder missing a part, a file damaged after the cache check) is a typed error naming it."""
     with _LOCK:
         if key in _CACHE:
             return _CACHE[key]
-    pipe = build()
+    try:
+        pipe = build()
+    except (OSError, ValueError, OverflowError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AvatarTexError(
+            ErrorCode.MODEL_MISSING,
+            f"The neural engine's model {names or key[1]} could not be loaded: {first[:300]}",
+            "Download it again (`avatartex models download NAME`: a copy cut short or damaged), or point "
+            "the model setting at a complete diffusers folder; the classic engine needs no model.",
+        ) from exc
     if config.keep_models_loaded:
         with _LOCK:
             _CACHE[key] = pipe
@@ -110,7 +121,7 @@ def load_inpaint(name_or_path: str, config: NeuralConfig) -> tuple[Any, int]:
             )
         return configure_pipeline(pipe, config, device)
 
-    return _load(key, config, build), native_size(name_or_path, folder)
+    return _load(key, config, build, name_or_path), native_size(name_or_path, folder)
 
 
 def load_repaint(base: str, controlnet: str, config: NeuralConfig) -> tuple[Any, int]:
@@ -135,7 +146,7 @@ def load_repaint(base: str, controlnet: str, config: NeuralConfig) -> tuple[Any,
         )
         return configure_pipeline(pipe, config, device)
 
-    return _load(key, config, build), native_size(base, base_folder)
+    return _load(key, config, build, f"{base} / {controlnet}"), native_size(base, base_folder)
 
 
 def step_callback(ctx: Any, total: int, label: str) -> Any:

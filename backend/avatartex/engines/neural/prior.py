@@ -48,14 +48,14 @@ def load_prior(path: str | Path, device: Any = "cpu") -> Any:
         raise AvatarTexError(
             ErrorCode.MODEL_MISSING,
             f"GAN prior {path} does not exist.",
-            "Train one with `avatartex train-prior`, convert one with `avatartex convert-prior`, "
+            "Train one with `avatartex-tools train-prior`, convert one with `avatartex-tools convert-prior`, "
             "or leave the prior unset to use the classic stage 2.",
         )
     if path.suffix != ".safetensors":
         raise AvatarTexError(
             ErrorCode.MODEL_MISSING,
             f"GAN prior {path} is not a .safetensors file.",
-            "Pickled checkpoints are never loaded directly: run `avatartex convert-prior "
+            "Pickled checkpoints are never loaded directly: run `avatartex-tools convert-prior "
             "--stylegan-pkl FILE --trust-pickle --out PRIOR.safetensors` once.",
         )
     key = (str(path.resolve()), path.stat().st_mtime, str(device))
@@ -67,7 +67,7 @@ def load_prior(path: str | Path, device: Any = "cpu") -> Any:
         raise AvatarTexError(
             ErrorCode.MODEL_MISSING,
             f"{path} is not an AvatarTex StyleGAN2 prior.",
-            "Use a file written by `avatartex train-prior` or `avatartex convert-prior`.",
+            "Use a file written by `avatartex-tools train-prior` or `avatartex-tools convert-prior`.",
         )
     generator = Generator(GeneratorConfig(**json.loads(meta["config"])))
     state = load_file(str(path))
