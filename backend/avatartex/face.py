@@ -238,6 +238,11 @@ class FaceLandmarker(abc.ABC):
     def detect(self, image: np.ndarray) -> list[Face]:
         """All faces in ``image`` (float32 (H, W, 3) sRGB 0..1), any order."""
 
+    def close_range_score(self, image: np.ndarray, face: Face) -> float:
+        """A face detector's score for ``face`` in ``image`` when the face fills the frame, which the
+        detector behind ``detect``'s score may miss (``MediapipeLandmarker``'s); 0: not confirmed."""
+        return 0.0
+
     def reread(self, image: np.ndarray) -> list[Face]:
         """The faces of ``image`` for reading again a face already found (``read_views``): their
         landmarks as ``detect`` gives them; their ``score`` need not be computed."""
@@ -406,21 +411,10 @@ class MediapipeLandmarker(FaceLandmarker):
                         detections = detections + tile_detections
                         break
         faces = []
-        close: list[Detection] | None = None
         for points, depth, extras in found:
             # The face detector's score of the box this face's nose sits in; 0 when the detector does
             # not confirm the face (the mesh model alone also "finds" faces in upside-down renders).
             inside = [d for d in detections if _holds(d.box, points[NOSE_TIP])]
-            if not inside:
-                # A face filling the frame (a portrait cropped to the face; the tight, straight-on
-                # render a mesh's face is confirmed in) escapes the full-range model: the astronaut
-                # and Grace Hopper cropped to their landmarks read no box holding their nose (score
-                # 0, unconfirmed), the short-range model 0.86 and 0.80; a chibi head's face, found
-                # in the whole head's view, was never confirmed straight on and an ear was taken.
-                if close is None:
-                    with self._lock:
-                        close = self._detections(rgb, close=True)
-                inside = [d for d in close if _holds(d.box, points[NOSE_TIP])]
             confirming = max(inside, key=lambda d: d.score, default=None)
             score = 0.0 if confirming is None else confirming.score
             face = Face(points.astype(np.float32), score, depth.astype(np.float32), extras)
@@ -428,6 +422,20 @@ class MediapipeLandmarker(FaceLandmarker):
                 face.extras["detector_eyes_iod"] = detector_eyes_apart(face, confirming.eyes)
             faces.append(face)
         return faces
+
+    def close_range_score(self, image: np.ndarray, face: Face) -> float:
+        """mediapipe's short-range face detector's score of the box holding ``face``'s nose in
+        ``image`` (0 where none does). The full-range detector, whose score ``detect`` gives, misses
+        a face filling the frame: the astronaut and Grace Hopper cropped to their landmarks read 0
+        there, this 0.86 and 0.80. For views made to frame a face already found (the mesh's
+        straight-on views, ``landmarks._refine``); ``detect`` keeps the full-range score, whose 0
+        the portrait's reading relies on (confirmed here, the sweep's portraits lost their way:
+        bench/sweep.py --registration-only, r086 0.035 -> 2.25 eye distances)."""
+        rgb = _to_uint8(image)
+        with self._lock:
+            self._models()
+            boxes = self._detections(rgb, close=True)
+        return max((d.score for d in boxes if _holds(d.box, face.landmarks[NOSE_TIP])), default=0.0)
 
     def reread(self, image: np.ndarray) -> list[Face]:
         """``detect``'s landmarks with no confirming face detection (score NaN) where the face-mesh
