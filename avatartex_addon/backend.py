@@ -53,8 +53,13 @@ def backend_config(python: str | None = None) -> BackendConfig:
             cache = bpy.path.abspath(prefs.model_cache)
             env["AVATARTEX_MODEL_CACHE"] = cache
             env["HF_HUB_CACHE"] = cache
-        env["AVATARTEX_DEVICE"] = prefs.device
-        env["AVATARTEX_LOW_VRAM"] = "1" if prefs.low_vram else "0"
+        # A render farm sets these in the environment (a node's GPU, cuda:1); the preferences
+        # replaced them with their defaults, so `blender -b` could choose no device. A preference
+        # set away from its default still wins.
+        if prefs.device != "auto" or not os.environ.get("AVATARTEX_DEVICE"):
+            env["AVATARTEX_DEVICE"] = prefs.device
+        if prefs.low_vram or not os.environ.get("AVATARTEX_LOW_VRAM"):
+            env["AVATARTEX_LOW_VRAM"] = "1" if prefs.low_vram else "0"
     return BackendConfig(
         python=resolve_python() if python is None else python,
         backend_root=str(backend_root()),

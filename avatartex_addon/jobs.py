@@ -52,6 +52,9 @@ class Task:
     status: str = "queued"
     """queued, running, done, failed, cancelled."""
     message: str = ""
+    code: str = ""
+    """Why it failed, as a code a script can test (``protocol.ErrorCode``: ``portrait_missing``...;
+    ``internal`` for an unexpected error); "" unless failed."""
     texture: str = ""
     retried: bool = False
     scratch: list[str] = field(default_factory=list)
@@ -477,6 +480,7 @@ class Job:
             return
         text = str(exc) if hasattr(exc, "code") else f"{type(exc).__name__}: {exc}"
         status = "cancelled" if getattr(exc, "code", "") == "cancelled" else "failed"
+        task.code = str(getattr(exc, "code", "") or "internal") if status == "failed" else ""
         self._set_status(task, status, "" if status == "cancelled" else text, 0.0)
         self._next()
 
@@ -543,7 +547,8 @@ class Job:
             key = (self.index, status if status != "running" else stage or message)
             if key != self._printed:
                 self._printed = key
-                print(f"AvatarTex [{self.index + 1}/{total}] {task.label}: {text}", flush=True)
+                code = f" [{task.code}]" if status == "failed" and task.code else ""
+                print(f"AvatarTex [{self.index + 1}/{total}] {task.label}{code}: {text}", flush=True)
         _redraw()
 
     def _write_status(self, task: Task) -> None:
@@ -551,14 +556,14 @@ class Job:
         text = status_text(task.status, task.message)
         if obj is not None:
             if task.variant < 0:
-                obj.avatartex.status = text
+                obj.avatartex.status, obj.avatartex.error_code = text, task.code
             elif task.variant < len(obj.avatartex.variants):
                 obj.avatartex.variants[task.variant].status = text
         scene = bpy.context.scene
         if self.kind == "batch" and scene is not None and hasattr(scene, "avatartex"):
             item = scene.avatartex.batch.get(task.object_name)
             if item is not None:
-                item.status, item.message = task.status, task.message
+                item.status, item.message, item.code = task.status, task.message, task.code
 
 
 def _check_portrait(path: str) -> None:
@@ -574,6 +579,12 @@ def _check_portrait(path: str) -> None:
             proto.ErrorCode.PORTRAIT_MISSING,
             f"The portrait {path} is relative to the .blend, which is not saved yet.",
             "Save the .blend first, or pick the portrait again with Relative Path off.",
+        )
+    if Path(path).is_dir():
+        raise errors.error(
+            proto.ErrorCode.PORTRAIT_MISSING,
+            f"The portrait {path} is a folder, not an image file.",
+            "Pick the photo file itself (a PNG, JPEG or HEIC) in the folder.",
         )
     if not Path(path).is_file():
         packed = any(

@@ -50,12 +50,17 @@ class _JobOperator:
     def make_job(self, context) -> jobs.Job:  # pragma: no cover - overridden
         raise NotImplementedError
 
+    def refused(self, context, exc: Exception) -> None:
+        """Say on the object a request was refused for, before any job (a missing portrait, no UV
+        map): its status had kept the last run's "Done"."""
+
     def execute(self, context):
         try:
             jobs.check_idle()
             backend.resolve_python()
             job = self.make_job(context)
         except Exception as exc:  # noqa: BLE001 - every user error becomes a report
+            self.refused(context, exc)
             return _report_error(self, exc)
         if bpy.app.background and not self.asynchronous:
             try:
@@ -80,6 +85,7 @@ class _JobOperator:
             job = self.make_job(context)
             jobs.start(job, "modal")
         except Exception as exc:  # noqa: BLE001
+            self.refused(context, exc)
             return _report_error(self, exc)
         self._job = job
         self._timer = context.window_manager.event_timer_add(jobs.TIMER_INTERVAL_S, window=context.window)
@@ -140,6 +146,16 @@ class AVATARTEX_OT_generate(_JobOperator, bpy.types.Operator):
         jobs._check_portrait(task.portrait)
         ensure_writable_dir(output_dir()[0])
         return jobs.Job("generate", [task])
+
+    def refused(self, context, exc: Exception) -> None:
+        obj = context.active_object
+        code = str(getattr(exc, "code", "") or "internal")
+        if obj is None or not hasattr(obj, "avatartex") or obj.library:
+            return
+        if code in (errors.ALREADY_RUNNING, "busy", "cancelled"):  # another run's, not this object's
+            return
+        text = str(exc) if hasattr(exc, "code") else f"{type(exc).__name__}: {exc}"
+        obj.avatartex.status, obj.avatartex.error_code = jobs.status_text("failed", text), code
 
 
 class AVATARTEX_OT_batch_retexture(_JobOperator, bpy.types.Operator):

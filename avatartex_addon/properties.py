@@ -212,6 +212,12 @@ class AVATARTEX_PG_object(bpy.types.PropertyGroup):
         description="Photo of this character's face (// is the folder of the .blend)",
     )
     status: StringProperty(name="Status", default="", description="Result of the last generation")
+    error_code: StringProperty(
+        name="Error Code",
+        default="",
+        description="Why the last generation failed, for scripts (portrait_missing, no_face_in_portrait, "
+        "internal...); empty when it did not",
+    )
     verdict: StringProperty(
         name="Verdict",
         default="",
@@ -273,6 +279,7 @@ class AVATARTEX_PG_batch_item(bpy.types.PropertyGroup):
 
     status: StringProperty(name="Status", default="queued")
     message: StringProperty(name="Message", default="")
+    code: StringProperty(name="Error Code", default="", description="Why it failed, for scripts")
 
 
 class AVATARTEX_PG_settings(bpy.types.PropertyGroup):

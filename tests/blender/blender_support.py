@@ -123,7 +123,13 @@ def bad_portraits(tmp_path_factory) -> dict[str, Path]:
     text.write_text("this is not an image")
     grey = folder / "grey.png"
     Image.new("RGB", (256, 256), (128, 128, 128)).save(grey)
-    return {"missing": folder / "does_not_exist.jpg", "not_image": text, "no_face": grey}
+    (folder / "a_folder.png").mkdir()
+    return {
+        "missing": folder / "does_not_exist.jpg",
+        "not_image": text,
+        "no_face": grey,
+        "folder": folder / "a_folder.png",
+    }
 
 
 def add_sphere(name: str = "Head", portrait: Path | None = None) -> bpy.types.Object:

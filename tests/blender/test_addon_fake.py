@@ -445,12 +445,24 @@ def test_mesh_without_uv_map_offers_unwrap(addon, fake_backend, portrait):
 
 
 @pytest.mark.parametrize(
-    "kind,match", [("missing", "does not exist"), ("not_image", "not an image"), ("no_face", "No face")]
+    "kind,match",
+    [
+        ("missing", "does not exist"),
+        ("not_image", "not an image"),
+        ("no_face", "No face"),
+        ("folder", "is a folder, not an image file"),  # was "does not exist"
+    ],
 )
 def test_bad_portraits(addon, fake_backend, bad_portraits, kind, match):
-    add_sphere(portrait=bad_portraits[kind])
+    obj = add_sphere(portrait=bad_portraits[kind])
+    obj.avatartex.status = "Done: Head.png"  # the last run's
     bpy.context.scene.avatartex.resolution = 512
     _assert_fails_unchanged(match)
+    # The object says so, with a code a script can test (it kept the last run's "Done" when the
+    # request was refused before reaching the backend).
+    assert obj.avatartex.status.startswith("Failed: ")
+    code = {"missing": "portrait_missing", "folder": "portrait_missing", "not_image": "portrait_unreadable"}
+    assert obj.avatartex.error_code == code.get(kind, "no_face_in_portrait"), obj.avatartex.error_code
 
 
 def test_no_portrait_set(addon, fake_backend):
@@ -634,6 +646,9 @@ def test_batch_keeps_going_past_failure(addon, fake_backend, portrait, bad_portr
     batch = {item.name: item for item in bpy.context.scene.avatartex.batch}
     assert [batch[o.name].status for o in objs] == ["done", "failed", "done"]
     assert "not an image" in batch["Char1"].message
+    # A script tells a bad input (do not retry) from a crash by its code, not by parsing English.
+    assert [batch[o.name].code for o in objs] == ["", "portrait_unreadable", ""]
+    assert [o.avatartex.error_code for o in objs] == ["", "portrait_unreadable", ""]
     assert _texture_node(objs[0]) and _texture_node(objs[2]) and objs[1].active_material is None
     assert bpy.context.scene.avatartex.status.startswith("2 done, 1 failed")
 
@@ -934,3 +949,22 @@ def test_a_variant_named_by_add_variant_follows_its_style_and_seed_and_an_artist
     variant.name = "hero look"  # the artist's own name is kept
     variant.style = "photoreal"
     assert variant.name == "hero look"
+
+
+def test_a_farms_device_in_the_environment_reaches_the_backend(addon, monkeypatch):
+    """`AVATARTEX_DEVICE=cuda:1 blender -b ...` on a render farm node: the preferences' defaults
+    (device auto, low VRAM off) replaced it, so a farm could choose no GPU. Preferences at their
+    defaults leave the environment's; one set away from its default still wins."""
+    prefs = bpy.context.preferences.addons[addon.__name__].preferences
+    monkeypatch.setenv("AVATARTEX_DEVICE", "cuda:1")
+    monkeypatch.setenv("AVATARTEX_LOW_VRAM", "1")
+    prefs.device, prefs.low_vram = "auto", False
+    env = addon.backend.backend_config(python="/usr/bin/python3").env
+    assert "AVATARTEX_DEVICE" not in env and "AVATARTEX_LOW_VRAM" not in env  # the environment's pass
+    prefs.device = "cpu"
+    try:
+        assert addon.backend.backend_config(python="/usr/bin/python3").env["AVATARTEX_DEVICE"] == "cpu"
+    finally:
+        prefs.device = "auto"
+    monkeypatch.delenv("AVATARTEX_DEVICE")
+    assert addon.backend.backend_config(python="/usr/bin/python3").env["AVATARTEX_DEVICE"] == "auto"
