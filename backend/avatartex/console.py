@@ -14,8 +14,17 @@ from typing import Any, TextIO
 
 from .protocol import AvatarTexError, Progress
 
-QUIET_ENV = {"GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "3"}
-"""Set before mediapipe loads: its C++ side (glog/absl, TensorFlow Lite) then logs errors only."""
+QUIET_ENV = {
+    "GLOG_minloglevel": "2",
+    "TF_CPP_MIN_LOG_LEVEL": "3",
+    "DIFFUSERS_VERBOSITY": "error",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+}
+"""Set before the libraries load: mediapipe's C++ side (glog/absl, TensorFlow Lite) then logs errors
+only, and the neural engine's diffusers and transformers neither warn nor draw their progress bars
+(``Loading pipeline components…``) into the command's own progress line: they write to Python's
+stderr, which stays the terminal (``engines.neural.pipelines`` turns diffusers' bars off by this)."""
 
 
 def log_path() -> Path:

@@ -514,6 +514,15 @@ def _quantise_kernel(values: np.ndarray, order: np.ndarray, peak: np.float32, ou
                 out[i, j, k] = np.float32(v * peak) + half
 
 
+def ordinary_file_mode() -> int:
+    """The mode ``open()`` gives a new file: 0666 less the process umask (0644 usually). Files written
+    through a temporary one (``mkstemp``: 0600; safetensors' writer likewise) get it, so other users
+    and farm nodes on shared storage can read them."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def save_png(path: str | os.PathLike, image: np.ndarray, bit_depth: int = 8) -> Path:
     """Write an RGB(A) or greyscale image as PNG, atomically; returns the path written.
 
@@ -556,10 +565,7 @@ def save_png(path: str | os.PathLike, image: np.ndarray, bit_depth: int = 8) -> 
             stream.write(encoded.tobytes())
             stream.flush()
             os.fsync(stream.fileno())
-        # mkstemp creates 0600 files; a texture is an ordinary file (0666 less the umask).
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp_name, 0o666 & ~umask)
+        os.chmod(temp_name, ordinary_file_mode())  # mkstemp creates 0600 files
         os.replace(temp_name, path)
     except OSError:
         try:

@@ -160,3 +160,19 @@ def test_onnx_export_matches_torch(tmp_path):
             ((generator.synthesis(ws, noise_mode="const").clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).numpy()
         )
     assert np.allclose(OnnxSynthesis(path)(ws.numpy()), expected, atol=1e-4)
+
+
+def test_a_prior_file_is_readable_by_others(tmp_path):
+    """``avatartex-tools train-prior`` wrote prior.safetensors 0600 (safetensors' writer): copied into a
+    studio's shared priors folder, no other user could load it. It gets an ordinary file's mode."""
+    import os
+    import stat
+
+    from avatartex.engines.neural.prior import save_prior
+
+    mask = os.umask(0o022)
+    try:
+        prior = save_prior(Generator(TINY).eval(), tmp_path / "prior.safetensors")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(prior.stat().st_mode) == 0o644

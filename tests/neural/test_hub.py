@@ -273,3 +273,22 @@ def test_a_model_folder_that_cannot_be_loaded_is_a_typed_error(tiny_config, tmp_
         pipelines.load_inpaint(str(broken), tiny_config)
     assert err.value.code == ErrorCode.MODEL_MISSING and str(broken) in err.value.message
     assert "Download it again" in err.value.hint
+
+
+def test_the_command_lines_quiet_mode_keeps_diffusers_bars_off_the_terminal(monkeypatch):
+    """A neural run on the command line drew diffusers' `Loading pipeline components…` bars and
+    transformers' warnings into the progress line (they write to Python's stderr, which stays the
+    terminal): the quiet mode's environment turns them off, diffusers' bars through the loader."""
+    import diffusers.utils.logging
+    from avatartex.console import QUIET_ENV
+    from avatartex.engines.neural import pipelines
+
+    assert QUIET_ENV["TRANSFORMERS_VERBOSITY"] == "error" and QUIET_ENV["DIFFUSERS_VERBOSITY"] == "error"
+    diffusers.utils.logging.enable_progress_bar()
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+    pipelines.quiet_libraries()
+    assert diffusers.utils.logging.is_progress_bar_enabled()  # -v, the server: as the library has it
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", QUIET_ENV["HF_HUB_DISABLE_PROGRESS_BARS"])
+    pipelines.quiet_libraries()
+    assert not diffusers.utils.logging.is_progress_bar_enabled()
+    diffusers.utils.logging.enable_progress_bar()

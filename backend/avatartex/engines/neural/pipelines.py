@@ -7,6 +7,7 @@ by everything that changes what was loaded (folders, device, dtype, memory mode)
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -72,12 +73,23 @@ def _common_kwargs(dtype: Any) -> dict[str, Any]:
     return {dtype_key: dtype, "use_safetensors": True, "local_files_only": True}
 
 
+def quiet_libraries() -> None:
+    """Where the command line keeps library output off the terminal (``console.QUIET_ENV``:
+    ``HF_HUB_DISABLE_PROGRESS_BARS``), diffusers' progress bars too: unlike transformers', they do
+    not read that variable, and drew ``Loading pipeline components…`` into the progress line."""
+    if os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS", "").lower() in ("1", "true", "yes", "on"):
+        import diffusers.utils.logging
+
+        diffusers.utils.logging.disable_progress_bar()
+
+
 def _load(key: tuple, config: NeuralConfig, build: Any, names: str = "") -> Any:
     """The pipeline ``build`` makes, kept between requests; a model whose files cannot be read (a
     folder missing a part, a file damaged after the cache check) is a typed error naming it."""
     with _LOCK:
         if key in _CACHE:
             return _CACHE[key]
+    quiet_libraries()
     try:
         pipe = build()
     except (OSError, ValueError, OverflowError) as exc:

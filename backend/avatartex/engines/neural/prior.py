@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 from typing import Any
 
+from ...image_io import ordinary_file_mode
 from ...protocol import AvatarTexError, ErrorCode
 
 FORMAT = "avatartex-stylegan2-prior"
@@ -25,6 +27,7 @@ def save_prior(generator: Any, path: str | Path, extra: dict[str, str] | None = 
     meta.update(extra or {})
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=meta)
+    os.chmod(tmp, ordinary_file_mode())  # safetensors writes 0600: a shared priors folder could not read it
     tmp.replace(path)
     return path
 
