@@ -323,11 +323,14 @@ class Job:
     def _note_warnings(self, task: Task, warnings: list[str]) -> None:
         """The backend's warnings about a result (glasses taken off, an open mouth, the only material
         textured, mirrored UVs...) into the summary the panel shows: each once per run, and not the
-        registration's, which the verdict says already, nor the engine auto's choice, which the
-        panel's engine row says."""
+        registration's, which the verdict says already. Auto's choice of the classic engine is said
+        where something can be done about it (a GPU whose models are not downloaded: an artist got
+        classic textures with no word), not where there is no GPU to run the neural engine on."""
         for warning in warnings:
             text = str(warning)
-            if text.startswith(("registration ", "engine auto chose")) or text in self.warned:
+            if text.startswith("registration ") or text in self.warned:
+                continue
+            if text.startswith("engine auto chose") and not _auto_said(text):
                 continue
             self.warned.add(text)
             self.notes.append(f"{task.label}: {text}")
@@ -804,6 +807,16 @@ def portrait_path(obj: bpy.types.Object) -> str:
     if not raw or (raw.startswith("//") and obj.library is None and not bpy.data.filepath):
         return raw
     return str(Path(bpy.path.abspath(raw, library=obj.library)).resolve())
+
+
+NO_GPU_REASONS = ("no GPU torch can use", "torch sees no CUDA or MPS device", "the device is the CPU")
+"""How the backend's auto choice of the classic engine begins where no GPU could run the neural one
+(``engines.neural.status``, ``engines.choose``): nothing for the artist to do, so not said each run."""
+
+
+def _auto_said(warning: str) -> bool:
+    """Whether auto's choice of the classic engine (``warning``) is worth a note in the summary."""
+    return not any(reason in warning for reason in NO_GPU_REASONS)
 
 
 def status_text(status: str, message: str) -> str:

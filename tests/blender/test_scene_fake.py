@@ -1090,7 +1090,7 @@ def test_the_backends_warnings_reach_the_summary_once_per_batch(addon, fake_back
         warnings=[
             glasses,
             "registration doubtful: the photo may sit off the mesh",  # the verdict says it already
-            "engine auto chose classic: no GPU",  # the panel's engine row says it
+            "engine auto chose classic: no GPU torch can use (no NVIDIA driver)",  # nothing to do
         ],
     )
     chars = [add_sphere(name, portrait) for name in ("CharA", "CharB")]
@@ -1104,6 +1104,17 @@ def test_the_backends_warnings_reach_the_summary_once_per_batch(addon, fake_back
     assert not [
         line for line in notes if "engine auto chose" in line or "registration doubtful: the photo" in line
     ]
+
+
+def test_auto_choosing_classic_for_want_of_models_is_said(addon, fake_backend, portrait):
+    """A GPU whose models are not downloaded: auto made classic textures and the panel said nothing
+    (the warning was dropped as the engine row's). It is said where something can be done about it."""
+    missing = "engine auto chose classic: model(s) sd15-inpaint not downloaded (avatartex models download)"
+    fake_backend("ok", warnings=[missing])
+    add_sphere("Char", portrait)
+    bpy.context.scene.avatartex.resolution = 512
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert f"Char: {missing}" in addon.state.last_summary
 
 
 def test_materials_sharing_one_image_are_one_texture(addon, fake_backend, portrait, tmp_path):
