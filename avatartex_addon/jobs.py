@@ -839,9 +839,36 @@ def check_idle() -> None:
         )
 
 
+SCRATCH_KEEP_S = 24 * 3600.0
+"""Age after which a capture or backend work folder in the user folder is a leftover: a run removes
+its own when its task ends, but a Blender killed mid-run (a farm task stopped, a crash) left its
+mesh capture (megabytes a head) for ever. Another Blender's run in progress is far younger."""
+
+
+def remove_stale_scratch(now: float | None = None) -> list[Path]:
+    """Remove the captures and work folders older than SCRATCH_KEEP_S; returns what was removed."""
+    now = time.time() if now is None else now
+    removed = []
+    for kind in ("captures", "work"):
+        folder = user_dir(kind)
+        for path in folder.iterdir() if folder.is_dir() else ():
+            try:
+                if now - path.stat().st_mtime < SCRATCH_KEEP_S:
+                    continue
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+                removed.append(path)
+            except OSError:
+                continue
+    return removed
+
+
 def start(job: Job, driver: str) -> Job:
     """Make ``job`` the running job; with the timer driver it advances by itself."""
     check_idle()
+    remove_stale_scratch()
     job.driver = driver
     state.job = job
     # Statuses from an earlier run would read as this one's: every task starts as queued.

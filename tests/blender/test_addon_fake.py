@@ -968,3 +968,23 @@ def test_a_farms_device_in_the_environment_reaches_the_backend(addon, monkeypatc
         prefs.device = "auto"
     monkeypatch.delenv("AVATARTEX_DEVICE")
     assert addon.backend.backend_config(python="/usr/bin/python3").env["AVATARTEX_DEVICE"] == "auto"
+
+
+def test_a_killed_runs_capture_is_removed_by_a_later_run(addon, fake_backend, portrait):
+    """A farm task killed mid-run (SIGTERM) left its mesh capture in the user folder (1.8 MB a head),
+    and no later run removed it. Captures and work folders a day old are removed when a run starts;
+    younger ones (another Blender's run in progress) are kept."""
+    import os
+    import time
+
+    captures = addon.paths.user_dir("captures")
+    old, young = captures / "Ada_1.npz", captures / "Bob_2.npz"
+    for path in (old, young):
+        path.write_bytes(b"capture")
+    day_ago = time.time() - addon.jobs.SCRATCH_KEEP_S - 60
+    os.utime(old, (day_ago, day_ago))
+    add_sphere(portrait=portrait)
+    bpy.context.scene.avatartex.resolution = 512
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert not old.exists() and young.exists()
+    young.unlink()
