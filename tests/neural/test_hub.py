@@ -292,3 +292,17 @@ def test_the_command_lines_quiet_mode_keeps_diffusers_bars_off_the_terminal(monk
     pipelines.quiet_libraries()
     assert not diffusers.utils.logging.is_progress_bar_enabled()
     diffusers.utils.logging.enable_progress_bar()
+
+
+def test_a_device_torch_cannot_see_keeps_its_own_hint(tmp_path):
+    """`--engine neural --device cuda` on a machine without CUDA: the device check's own advice
+    (install a CUDA build of torch and a driver, or choose cpu) was replaced by a generic hint."""
+    from avatartex.engines import choose
+
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(AvatarTexError) as err:
+        choose("neural", make_style(), NeuralConfig(device="cuda", cache_dir=str(tmp_path)))
+    assert err.value.code == ErrorCode.ENGINE_UNAVAILABLE
+    assert "CUDA build of torch" in err.value.hint and "classic engine" in err.value.hint

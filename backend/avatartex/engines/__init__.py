@@ -78,8 +78,10 @@ def choose(requested: str, style: Any, neural_config: Any = None) -> StagePlan:
             raise AvatarTexError(
                 ErrorCode.ENGINE_UNAVAILABLE,
                 f"The neural engine cannot run: {found.reason}.",
-                "Use the classic engine, or set the device (AVATARTEX_DEVICE / --device), or install the "
-                "neural requirements.",
+                f"{found.hint} Or use the classic engine."
+                if found.hint
+                else "Use the classic engine, or set the device (AVATARTEX_DEVICE / --device), or install "
+                "the neural requirements.",
             )
         return _auto_classic(found.reason)
     if requested == "auto" and found.device == "cpu":

@@ -60,6 +60,8 @@ class NeuralStatus:
     """Registry names of default models not in the cache (``avatartex models download NAME``)."""
     code: str = StatusCode.OK
     """One of ``StatusCode``: the same as ``reason``, for a program to act on."""
+    hint: str = ""
+    """What to do, where the check that failed said it (a device asked for that torch cannot see)."""
 
 
 def accelerator_hint() -> str:
@@ -100,7 +102,7 @@ def status(config: NeuralConfig | None = None) -> NeuralStatus:
     try:
         device = pick_device(config.device)
     except AvatarTexError as exc:
-        return NeuralStatus(False, exc.message, code=StatusCode.DEVICE_UNAVAILABLE)
+        return NeuralStatus(False, exc.message, code=StatusCode.DEVICE_UNAVAILABLE, hint=exc.hint)
     if device.type == "cpu" and not explicit:
         return NeuralStatus(
             False,
