@@ -41,6 +41,10 @@ def for_artist(error: Exception) -> Exception:
         neural = engines.neural_code()
         if neural and neural != "ok":
             error.hint = f"{classic}, or make the neural engine available: {engines.engine_advice(neural)}."
+            if neural in ("no_gpu", "cpu_only"):
+                # The backend's reason says the same as the advice, in the command line's words: the
+                # panel drew both, some twenty wrapped lines.
+                error.message = "The neural engine cannot run: there is no GPU it can use."
         else:  # a backend that sends no codes
             error.hint = (
                 f"{classic} (Test Backend in {engines.PREFERENCES} says what the neural engine lacks)."

@@ -114,6 +114,14 @@ def test_engine_errors_from_generate_get_the_codes_advice(addon):
         )
         assert error.hint.startswith("Set Engine to Classic in the AvatarTex panel, or make the neural")
         assert "set Device to CPU" in error.hint and "--" not in error.hint
+        # The backend's reason said the advice again in the command line's words: said once.
+        backend_said = "no GPU torch can use; choose the neural engine and device cpu (minutes per texture)"
+        error = addon.errors.for_artist(
+            proto.AvatarTexError(
+                proto.ErrorCode.ENGINE_UNAVAILABLE, f"The neural engine cannot run: {backend_said}.", "x"
+            )
+        )
+        assert str(error).count("minutes per texture") == 1 and "device cpu" not in str(error)
         error = addon.errors.for_artist(
             proto.AvatarTexError(
                 proto.ErrorCode.MODEL_MISSING,
