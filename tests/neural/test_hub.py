@@ -306,3 +306,23 @@ def test_a_device_torch_cannot_see_keeps_its_own_hint(tmp_path):
         choose("neural", make_style(), NeuralConfig(device="cuda", cache_dir=str(tmp_path)))
     assert err.value.code == ErrorCode.ENGINE_UNAVAILABLE
     assert "CUDA build of torch" in err.value.hint and "classic engine" in err.value.hint
+
+
+def test_a_model_of_the_wrong_kind_is_refused_before_loading(tiny_config, tiny_models):
+    """An SD base given as the inpainting model ran silently (the report still said diffusion
+    inpainting); an inpainting model given as the repaint's base failed deep in torch. The UNet's
+    input channels say which kind a folder is."""
+    import dataclasses
+
+    from avatartex.engines.neural import pipelines
+
+    pipelines.clear_cache()
+    with pytest.raises(AvatarTexError) as err:
+        pipelines.load_inpaint(str(tiny_models.base), tiny_config)
+    assert err.value.code == ErrorCode.MODEL_MISSING and "not an inpainting model" in err.value.message
+    config = dataclasses.replace(tiny_config, repaint_model=str(tiny_models.inpaint))
+    with pytest.raises(AvatarTexError) as err:
+        pipelines.load_repaint(config.repaint_model, config.controlnet_model, config)
+    assert "not an img2img model" in err.value.message
+    pipelines.load_inpaint(tiny_config.inpaint_model, tiny_config)  # the right kinds load
+    pipelines.load_repaint(tiny_config.repaint_model, tiny_config.controlnet_model, tiny_config)

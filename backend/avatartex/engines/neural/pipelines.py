@@ -64,6 +64,29 @@ def _pipeline_class_name(folder: Path) -> str:
         ) from None
 
 
+INPAINT_CHANNELS = 9
+"""An inpainting UNet's input: the noisy latent, the masked image's latent and the mask (4 + 4 + 1);
+an img2img one's is the latent alone (4)."""
+
+
+def _check_kind(folder: Path, inpaint: bool) -> None:
+    """Refuse a model of the wrong kind before loading it: an SD base given as the inpainting model
+    ran silently, the report still saying diffusion inpainting; an inpainting model given as the
+    repaint's base failed deep in torch ("expected input ... to have 9 channels")."""
+    try:
+        channels = int(json.loads((folder / "unet" / "config.json").read_text()).get("in_channels", 4))
+    except (OSError, ValueError, TypeError):
+        return  # no readable UNet config: diffusers says what is missing when it loads
+    if (channels == INPAINT_CHANNELS) != inpaint:
+        want = "an inpainting model (9 channels)" if inpaint else "an img2img model (4 channels)"
+        raise AvatarTexError(
+            ErrorCode.MODEL_MISSING,
+            f"{folder} is not {want}: its UNet takes {channels} channels.",
+            "Point the inpaint model at an inpainting checkpoint and the repaint base at a plain one "
+            "(avatartex models list names both).",
+        )
+
+
 def _common_kwargs(dtype: Any) -> dict[str, Any]:
     # use_safetensors=True makes diffusers refuse pickled .bin weights instead of silently loading them.
     import diffusers
@@ -121,6 +144,7 @@ def load_inpaint(name_or_path: str, config: NeuralConfig) -> tuple[Any, int]:
         import diffusers
 
         cls_name = _pipeline_class_name(folder)
+        _check_kind(folder, inpaint=True)
         if "XL" in cls_name:
             pipe = diffusers.StableDiffusionXLInpaintPipeline.from_pretrained(folder, **_common_kwargs(dtype))
         else:
@@ -147,6 +171,7 @@ def load_repaint(base: str, controlnet: str, config: NeuralConfig) -> tuple[Any,
     def build() -> Any:
         import diffusers
 
+        _check_kind(base_folder, inpaint=False)
         cn = diffusers.ControlNetModel.from_pretrained(cn_folder, **_common_kwargs(dtype))
         pipe = diffusers.StableDiffusionControlNetImg2ImgPipeline.from_pretrained(
             base_folder,
