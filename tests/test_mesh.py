@@ -561,3 +561,46 @@ def test_hair_and_brow_cards_in_the_heads_mesh_are_said_to_be_painted_as_skin():
         both = trimesh.util.concatenate(sided)
         again = thin_open_parts(both.vertices, both.faces)
         assert again[0] == found and again[1] == pytest.approx(share), shared
+
+
+def test_a_gltf_whose_indices_run_past_its_vertices_is_a_typed_error(tmp_path):
+    """A glTF whose index buffer names a vertex it does not have: its UVs were indexed by the triangles
+    before any check, an IndexError traceback where every other format says mesh_invalid."""
+    import base64
+    import json
+
+    positions = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], np.float32)
+    uvs = np.array([[0, 0], [1, 0], [0, 1]], np.float32)
+    blob = positions.tobytes() + uvs.tobytes() + np.array([0, 1, 5], np.uint32).tobytes()
+    views = [(0, 36), (36, 24), (60, 12)]
+    gltf = {
+        "asset": {"version": "2.0"},
+        "scene": 0,
+        "scenes": [{"nodes": [0]}],
+        "nodes": [{"mesh": 0}],
+        "meshes": [{"primitives": [{"attributes": {"POSITION": 0, "TEXCOORD_0": 1}, "indices": 2}]}],
+        "buffers": [
+            {
+                "byteLength": len(blob),
+                "uri": "data:application/octet-stream;base64," + base64.b64encode(blob).decode(),
+            }
+        ],
+        "bufferViews": [{"buffer": 0, "byteOffset": o, "byteLength": n} for o, n in views],
+        "accessors": [
+            {
+                "bufferView": 0,
+                "componentType": 5126,
+                "count": 3,
+                "type": "VEC3",
+                "min": [0, 0, 0],
+                "max": [1, 1, 0],
+            },
+            {"bufferView": 1, "componentType": 5126, "count": 3, "type": "VEC2"},
+            {"bufferView": 2, "componentType": 5125, "count": 3, "type": "SCALAR"},
+        ],
+    }
+    path = tmp_path / "bad.gltf"
+    path.write_text(json.dumps(gltf))
+    with pytest.raises(AvatarTexError) as err:
+        load_mesh(path)
+    assert err.value.code == ErrorCode.MESH_INVALID and "outside its 3 vertices" in err.value.message

@@ -80,6 +80,21 @@ def test_consistent_landmarks_the_shading_confirms_are_good():
     assert 3 < yaw < 10  # the camera sits at x = 8 of 70: about 6.5 degrees to the character's left
 
 
+def test_a_texture_that_holds_almost_none_of_the_photo_has_failed():
+    """A head framed tiny beside a far-away part of its file, placed by pins: an all-black texture
+    (none of the face the camera sees could take the photo) was called doubtful with the estimate of a
+    good one. Under ``COVERAGE_FAILED`` the result has failed, whatever the registration's evidence."""
+    X, camera, frame = _scene()
+    x = camera.project(X)[0] + np.random.default_rng(2).normal(0, 0.8, (len(X), 2))
+    confirmed = assess(_register(X, x, CONFIRMED), frame, 0.9, 0.9, "detected")
+    assert confirmed.verdict == "good"
+    kept = quality.with_coverage(confirmed, 0.9)
+    assert kept.verdict == "good" and kept.signals["coverage"] == 0.9
+    blank = quality.with_coverage(confirmed, 0.0)
+    assert blank.verdict == "failed" and "0% of the face the camera sees" in blank.reasons[0]
+    assert blank.advice and blank.estimated_error_iod == confirmed.estimated_error_iod
+
+
 def test_landmarks_alone_never_make_a_result_good():
     """Without the shading's confirmation, landmarks that agree as well as a detector's can give
     doubtful, and say why."""

@@ -1002,6 +1002,15 @@ def _load_with_trimesh(path: Path, uv_map: str) -> Mesh:
         parts.append(np.full(len(geometry.faces), names.index(name), np.int32))
         uv = getattr(geometry.visual, "uv", None)
         faces = np.asarray(geometry.faces, np.int64)
+        if len(faces) and (faces.min() < 0 or faces.max() >= len(geometry.vertices)):
+            # The validation after loading says so for every format; the UVs below were indexed by
+            # them first (an IndexError traceback on a glTF whose indices run past its vertices).
+            raise AvatarTexError(
+                ErrorCode.MESH_INVALID,
+                f"Mesh file {path.name} has triangle indices outside its {len(geometry.vertices)} vertices"
+                + (f" (part {name!r})." if name else "."),
+                "Re-export the mesh.",
+            )
         positions.append(np.asarray(geometry.vertices, np.float32))
         triangles.append(faces + offset)
         if uv is None or len(uv) != len(geometry.vertices):

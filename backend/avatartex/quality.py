@@ -66,7 +66,7 @@ landmarks vouch for (:data:`CONFIRMED_WEIGHT`, of the shading's or the outline's
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -640,6 +640,38 @@ def judge(signals: Mapping[str, Any], estimate: float) -> tuple[str, list[str], 
     reasons += [reason for reason, _ in caveats]
     advice += [hint for _, hint in caveats]
     return verdict, reasons, list(dict.fromkeys(advice)), []
+
+
+COVERAGE_FAILED = 0.25
+"""Share of the face the camera sees that could take the photo (``Projection.coverage``) under which
+the result is ``failed`` whatever the registration's evidence: the texture then holds almost nothing
+of the photo (a camera fitted behind the face, a head framed tiny beside a far-away part of its file
+and placed by pins: an all-black texture was called doubtful, as a good one is). On bench/sweep.py
+every found case reads 0.73 or more."""
+
+
+def with_coverage(quality: Quality, coverage: float) -> Quality:
+    """``quality`` once the projection is known: ``failed`` where under COVERAGE_FAILED of the face the
+    camera sees could take the photo (``coverage`` joins the signals either way)."""
+    signals = {**quality.signals, "coverage": _rounded(coverage)}
+    if not coverage < COVERAGE_FAILED:
+        return replace(quality, signals=signals)
+    reason = (
+        f"only {coverage:.0%} of the face the camera sees could take the photo: the texture holds almost "
+        "none of it"
+    )
+    advice = [
+        "look at the texture before using it; a clear frontal photo, or pins on the mesh's eyes, nose "
+        "and mouth, place the photo where the face is"
+    ]
+    return replace(
+        quality,
+        verdict="failed",
+        signals=signals,
+        reasons=[reason, *quality.reasons],
+        advice=list(dict.fromkeys(advice + quality.advice)),
+        notes=[],
+    )
 
 
 def _rounded(value: float, digits: int = 4) -> float | None:

@@ -23,7 +23,7 @@ from ..image_io import save_png
 from ..mesh import Mesh, load_mesh, save_mesh, with_pins
 from ..photoface import photo_face_normals
 from ..protocol import AvatarTexError, ErrorCode, GenerateParams, PrepareParams, Progress
-from ..quality import assess, behind_by
+from ..quality import assess, behind_by, with_coverage
 from ..regions import complete_regions
 from ..registration import Registration
 from ..styles import get_style
@@ -221,8 +221,7 @@ class Generator:
             scatter,
             analysis.head.landmarks.held,
         )
-        if quality.verdict != "good":
-            warnings.append(f"registration {quality.verdict}: " + "; ".join(quality.reasons))
+        said_at = len(warnings)  # where the verdict is said, once the projection has had its word
         clock.done("register")
 
         clock.step("project", 0.0, "projecting the portrait")
@@ -251,6 +250,9 @@ class Generator:
                 f"only {projection.coverage:.0%} of the face the camera sees is usable ({why}): a clear "
                 "frontal photo gives a more faithful texture"
             )
+        quality = with_coverage(quality, projection.coverage)
+        if quality.verdict != "good":
+            warnings.insert(said_at, f"registration {quality.verdict}: " + "; ".join(quality.reasons))
         clock.done("project")
 
         # The scalp (skin or the photo's hair), the eyes and the mouth, before the stages fill the rest.
