@@ -29,6 +29,22 @@ import groundtruth as gt  # noqa: E402
 SIZE = 512
 
 
+def test_a_zero_area_triangle_on_a_tiles_edge_belongs_to_the_tile_in_use():
+    """A planar unwrap scaled to 0..1 leaves the faces along the projection as zero-area triangles on
+    v = 1: their centroid floored into the row above, and a head in tile 1001 was written as tiles 1001
+    and 1011 (no texture.png, unsaid). On an edge, such a triangle belongs to the tile the others use;
+    one that lies in its own tile, or on the edge of a tile in use, stays where it is."""
+    face = [[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]]
+    on_top = [[0.2, 1.0], [0.6, 1.0], [0.4, 1.0]]  # zero-area, on the line between 1001 and 1011
+    assert uvtiles.tiles(np.array([face, on_top], np.float32)) == [(0, 0)]
+    unmapped = [[0.0, 0.0]] * 3  # a part exported without UVs: (0, 0), tile 1001
+    assert uvtiles.tiles(np.array([face, unmapped], np.float32)) == [(0, 0)]
+    second = [[1.1, 0.1], [1.9, 0.1], [1.5, 0.9]]  # tile 1002 in use: an edge triangle at u = 1 is its
+    on_left = [[1.0, 0.2], [1.0, 0.6], [1.0, 0.4]]
+    assert uvtiles.tiles(np.array([second, on_left], np.float32)) == [(1, 0)]
+    assert uvtiles.tiles(np.array([face, second, on_left], np.float32)) == [(0, 0), (1, 0)]
+
+
 def test_tiles_numbers_and_files(tmp_path):
     uvs = np.array(
         [

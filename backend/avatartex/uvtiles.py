@@ -31,9 +31,26 @@ UDIM_TOKEN = "<UDIM>"
 
 
 def triangle_tiles(uvs: np.ndarray) -> np.ndarray:
-    """(T, 2) int: the (u, v) square of each triangle's centroid (``uvs``: (T, 3, 2))."""
-    centroid = np.asarray(uvs, np.float64).mean(axis=1)
-    return np.floor(np.nan_to_num(centroid)).astype(np.int64)
+    """(T, 2) int: the (u, v) square of each triangle's centroid (``uvs``: (T, 3, 2)).
+
+    A triangle lying on a square's edge line (every corner on it: a zero-area one, which a planar
+    unwrap scaled to 0..1 leaves at v = 1 for the faces along the projection) floors into the square
+    beyond the line; where no other triangle holds that square and one holds the square before, it
+    is that one's. A head in tile 1001 was written as tiles 1001 and 1011, no texture.png, unsaid."""
+    corners = np.nan_to_num(np.asarray(uvs, np.float64))
+    squares = np.floor(corners.mean(axis=1)).astype(np.int64)
+    for axis in (0, 1):
+        on_line = np.all(corners[:, :, axis] == squares[:, None, axis], axis=1)
+        if not on_line.any() or on_line.all():
+            continue
+        held = {tuple(square) for square in np.unique(squares[~on_line], axis=0)}
+        before = squares[on_line].copy()
+        before[:, axis] -= 1
+        take = np.array(
+            [tuple(b) in held and tuple(s) not in held for b, s in zip(before, squares[on_line], strict=True)]
+        )
+        squares[np.flatnonzero(on_line)[take]] = before[take]
+    return squares
 
 
 def tiles(uvs: np.ndarray, triangles: np.ndarray | None = None) -> list[tuple[int, int]]:
