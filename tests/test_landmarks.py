@@ -527,3 +527,23 @@ def test_nose_landmarks_follow_a_caricatures_long_nose(landmarker) -> None:
     plain = detect_mesh_landmarks(np.asarray(positions, np.float64), triangles, landmarker)
     assert plain.reshaped is not None and not plain.reshaped.any() and plain.as_detected is None
     assert _frontal_gap(plain.points3d[PIN_LANDMARKS["nose_tip"]], demo.FEATURES["nose_tip"], iod) < 0.1
+
+
+def test_no_face_says_when_the_files_parts_lie_far_apart() -> None:
+    """A head exported with a prop 10 m away (or a second head): every render framed both, the face
+    too small to be found, and the error only said to add pins (which then made an all-black
+    texture). The error says the parts lie far apart and to export the head alone."""
+    import avatartex.landmarks as landmarks
+    import trimesh
+
+    head = trimesh.creation.icosphere(subdivisions=2, radius=0.1)
+    prop = trimesh.creation.box(extents=(0.1, 0.1, 0.1))
+    prop.apply_translation((10.0, 0.0, 0.0))
+    both = trimesh.util.concatenate([head, prop])
+    error = landmarks._no_face("no face", np.asarray(both.vertices), np.asarray(both.faces))
+    assert "2 separate parts" in error.message and error.hint.startswith("Export the head alone")
+    near = prop.copy()
+    near.apply_translation((-9.8, 0.0, 0.0))  # beside the head: nothing to say
+    close = trimesh.util.concatenate([head, near])
+    error = landmarks._no_face("no face", np.asarray(close.vertices), np.asarray(close.faces))
+    assert "separate parts" not in error.message and error.hint.startswith("Add landmark pins")

@@ -604,3 +604,28 @@ def test_a_gltf_whose_indices_run_past_its_vertices_is_a_typed_error(tmp_path):
     with pytest.raises(AvatarTexError) as err:
         load_mesh(path)
     assert err.value.code == ErrorCode.MESH_INVALID and "outside its 3 vertices" in err.value.message
+
+
+def test_vertices_no_face_uses_are_left_out_and_pins_keep_the_files_numbers(tmp_path):
+    """A head with a few loose vertices far away (left by modelling, or a scene's strays): they framed
+    every render of the mesh, and one vertex 20 m off made the face too small to be found
+    (no_face_on_mesh, whose hint, pins, led to an all-black texture). They are left out; a pin given
+    by the file's vertex number still names the same point, and one on a loose vertex is refused."""
+    from avatartex.mesh import with_pins
+
+    positions = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0], [2000, 0, 0]], np.float32)
+    triangles = np.array([[0, 1, 2], [1, 3, 2]], np.int32)
+    loose_first = np.vstack([[[-900, 5, 5]], positions])  # a stray vertex before the surface's
+    uvs = np.tile(np.array([[0.1, 0.1], [0.9, 0.1], [0.1, 0.9]], np.float32), (2, 1, 1))
+    path = tmp_path / "loose.npz"
+    save_capture(Mesh(loose_first, triangles + 1, uvs, None, {"nose_tip": 4}, "loose"), path)
+    mesh = load_mesh(path)
+    assert len(mesh.positions) == 4 and np.ptp(mesh.positions, axis=0).max() == 1.0
+    assert np.allclose(mesh.positions[mesh.triangles], loose_first[triangles + 1])
+    assert np.allclose(mesh.positions[mesh.pins["nose_tip"]], loose_first[4])  # the capture's own pin
+    pinned = with_pins(mesh, {"left_eye_outer": 2})  # the file's vertex 2
+    assert np.allclose(mesh.positions[pinned.pins["left_eye_outer"]], loose_first[2])
+    with pytest.raises(AvatarTexError, match="no face of mesh 'loose' uses"):
+        with_pins(mesh, {"left_eye_outer": 5})
+    with pytest.raises(AvatarTexError, match="has 6 vertices"):
+        with_pins(mesh, {"left_eye_outer": 6})

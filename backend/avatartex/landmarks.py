@@ -644,12 +644,54 @@ def _pin_table(pins, pin_names, n_vertices: int) -> dict[str, int]:
     return table
 
 
-def _no_face(why: str) -> AvatarTexError:
-    return AvatarTexError(
-        ErrorCode.NO_FACE_ON_MESH,
-        f"No face could be found on the mesh: {why}.",
+def _no_face(
+    why: str, positions: np.ndarray | None = None, triangles: np.ndarray | None = None
+) -> AvatarTexError:
+    """The typed error; with the mesh, it says when the file's parts lie far apart (the renders frame
+    them all, the head small in them: a prop or a second head exported with it)."""
+    apart = _parts_apart(positions, triangles) if positions is not None and triangles is not None else ""
+    hint = (
         "Add landmark pins in the AvatarTex panel (eye corners, nose tip, mouth corners), set the "
-        "direction the face looks, or check the mesh is a head.",
+        "direction the face looks, or check the mesh is a head."
+    )
+    if apart:
+        hint = (
+            "Export the head alone (or hide the other objects), then try again. Else: "
+            + hint[0].lower()
+            + hint[1:]
+        )
+    return AvatarTexError(
+        ErrorCode.NO_FACE_ON_MESH, f"No face could be found on the mesh: {why}{apart}.", hint
+    )
+
+
+PARTS_APART = 4.0
+"""A mesh whose extent is this many times its largest part's (by area) holds parts far apart."""
+
+
+def _parts_apart(positions: np.ndarray, triangles: np.ndarray) -> str:
+    """A clause for the no-face error where the mesh's largest part is small beside the whole (other
+    objects exported far from the head), else ""."""
+    from .mesh import welded_parts
+
+    positions, triangles = np.asarray(positions, np.float64), np.asarray(triangles, np.int64)
+    if not len(triangles):
+        return ""
+    _, part, count = welded_parts(positions, triangles)
+    corners = positions[triangles]
+    area = 0.5 * np.linalg.norm(
+        np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1
+    )
+    largest = int(np.bincount(part, weights=area).argmax())
+    own = corners[part == largest].reshape(-1, 3)
+    whole = float(np.linalg.norm(np.ptp(positions[np.unique(triangles)], axis=0)))
+    size = float(np.linalg.norm(np.ptp(own, axis=0)))
+    if size <= 0 or whole < PARTS_APART * size:
+        return ""
+    parts = len(np.unique(part))
+    return (
+        f"; the file holds {parts} separate parts spread over {whole / size:.0f} times the largest one's "
+        "size, so every render showed the head small among them"
     )
 
 
@@ -1165,7 +1207,7 @@ def detect_mesh_landmarks(
         else "a render from the given facing shows no face"
     )
     if not pin_table:
-        raise _no_face(missing_why + ", and no landmark pins are set")
+        raise _no_face(missing_why + ", and no landmark pins are set", positions, triangles)
     names = set(pin_table)
     has_eyes = bool(names & {"right_eye_outer", "right_eye_inner"}) and bool(
         names & {"left_eye_outer", "left_eye_inner"}

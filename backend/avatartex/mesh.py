@@ -67,6 +67,11 @@ class Mesh:
     """The OBJ file whose own vertex numbers pins name (``with_pins``): as read, its vertices are
     split where its UVs are, so ``positions`` has more of them, in another order. Empty: pins name
     ``positions``' own vertices."""
+    read_index: np.ndarray | None = None
+    """(V,) each vertex's index as the file was read, where ``validate`` left out vertices no triangle
+    uses (``with_pins`` takes pins by those numbers); None: the same numbers."""
+    read_count: int = 0
+    """How many vertices the file was read with, where ``read_index`` is set."""
 
     def part_name(self, index: int) -> str:
         """A material's name for messages (``slot N`` when unnamed)."""
@@ -104,6 +109,8 @@ def with_pins(mesh: Mesh, pins: Mapping[str, object]) -> Mesh:
     positions = np.asarray(mesh.positions, np.float64)
     # An OBJ's own vertex numbers (what Blender and other tools show for it), not the split ones.
     numbered = _obj_vertices(Path(mesh.numbered_by)) if mesh.numbered_by else positions
+    read = None if mesh.numbered_by or mesh.read_index is None else np.asarray(mesh.read_index)
+    count = mesh.read_count if read is not None else len(numbered)
     table = dict(mesh.pins)
     for name, value in pins.items():
         if name not in PIN_NAMES:
@@ -113,14 +120,24 @@ def with_pins(mesh: Mesh, pins: Mapping[str, object]) -> Mesh:
                 f"Pins are named {', '.join(PIN_NAMES)} (left and right are the character's own).",
             )
         if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-            if not 0 <= int(value) < len(numbered):
+            if not 0 <= int(value) < count:
                 raise AvatarTexError(
                     ErrorCode.BAD_REQUEST,
                     f"Landmark pin {name!r} names vertex {value}, but mesh '{mesh.name}' has "
-                    f"{len(numbered)} vertices (0 to {len(numbered) - 1}).",
+                    f"{count} vertices (0 to {count - 1}).",
                     "Give a vertex of the mesh file (numbered from 0), or a point x,y,z on it instead.",
                 )
-            if numbered is positions:
+            if read is not None:  # the file's numbers, some of whose vertices no face uses
+                at = int(np.searchsorted(read, int(value)))
+                if at >= len(read) or read[at] != int(value):
+                    raise AvatarTexError(
+                        ErrorCode.BAD_REQUEST,
+                        f"Landmark pin {name!r} names vertex {value}, which no face of mesh "
+                        f"'{mesh.name}' uses.",
+                        "Give a vertex of the head's surface, or a point x,y,z on it instead.",
+                    )
+                table[name] = at
+            elif numbered is positions:
                 table[name] = int(value)
             else:  # the split vertex at the file vertex's place
                 table[name] = int(np.linalg.norm(positions - numbered[int(value)], axis=1).argmin())
@@ -301,19 +318,39 @@ def validate(mesh: Mesh, require_uvs: bool = True) -> Mesh:
             f"Mesh '{mesh.name}' has no triangles.",
             "Select the head mesh itself, not an empty object or a point cloud.",
         )
-    bad = ~np.isfinite(positions).all(axis=1)
-    if bad.any():
-        raise AvatarTexError(
-            ErrorCode.MESH_INVALID,
-            f"Mesh '{mesh.name}' has {int(bad.sum())} vertices with NaN or infinite coordinates.",
-            "Fix or delete those vertices (Blender: Mesh > Clean Up).",
-        )
     triangles = triangles.astype(np.int64)
     if triangles.min() < 0 or triangles.max() >= len(positions):
         raise AvatarTexError(
             ErrorCode.MESH_INVALID,
             f"Mesh '{mesh.name}' has triangle indices outside its {len(positions)} vertices.",
             "Re-export the mesh.",
+        )
+    # Vertices no triangle uses (loose points left by modelling, a whole scene's stray ones) are left
+    # out: they framed every render of the head, one at 20 m made the face too small to be found.
+    read_index, read_count, pins = mesh.read_index, mesh.read_count, dict(mesh.pins)
+    used = np.unique(triangles)
+    if len(used) < len(positions):
+        renumber = np.full(len(positions), -1, np.int64)
+        renumber[used] = np.arange(len(used))
+        pins = {name: int(renumber[v]) if 0 <= v < len(positions) else v for name, v in pins.items()}
+        unused = [name for name, v in pins.items() if v < 0 and 0 <= mesh.pins[name] < len(positions)]
+        if unused:
+            raise AvatarTexError(
+                ErrorCode.MESH_INVALID,
+                f"Landmark pin {unused[0]!r} is on a vertex no face of mesh '{mesh.name}' uses.",
+                "Set the pin again on a vertex of the head's surface.",
+            )
+        read_index = used if read_index is None else np.asarray(read_index)[used]
+        read_count = read_count or len(positions)
+        positions, triangles = positions[used], renumber[triangles]
+        if mesh.normals is not None and np.asarray(mesh.normals).shape[0] == len(renumber):
+            mesh = dataclasses.replace(mesh, normals=np.asarray(mesh.normals)[used])
+    bad = ~np.isfinite(positions).all(axis=1)
+    if bad.any():
+        raise AvatarTexError(
+            ErrorCode.MESH_INVALID,
+            f"Mesh '{mesh.name}' has {int(bad.sum())} vertices with NaN or infinite coordinates.",
+            "Fix or delete those vertices (Blender: Mesh > Clean Up).",
         )
     warnings = list(mesh.warnings)
     corners = positions[triangles].astype(np.float64)
@@ -376,7 +413,7 @@ def validate(mesh: Mesh, require_uvs: bool = True) -> Mesh:
         )
     if normals is None or np.asarray(normals).shape != positions.shape:
         normals = compute_normals(positions, triangles)
-    for pin_name, index in mesh.pins.items():
+    for pin_name, index in pins.items():
         if pin_name not in PIN_NAMES:
             raise AvatarTexError(
                 ErrorCode.MESH_INVALID,
@@ -394,7 +431,7 @@ def validate(mesh: Mesh, require_uvs: bool = True) -> Mesh:
         triangles,
         uvs,
         np.asarray(normals, np.float32),
-        dict(mesh.pins),
+        pins,
         mesh.name,
         mesh.up,
         mesh.forward,
@@ -403,6 +440,8 @@ def validate(mesh: Mesh, require_uvs: bool = True) -> Mesh:
         parts if parts is not None and len(np.unique(parts)) > 1 else None,
         list(mesh.part_names),
         mesh.numbered_by,
+        read_index,
+        read_count,
     )
 
 
