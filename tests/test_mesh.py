@@ -563,29 +563,30 @@ def test_hair_and_brow_cards_in_the_heads_mesh_are_said_to_be_painted_as_skin():
         assert again[0] == found and again[1] == pytest.approx(share), shared
 
 
-def test_a_gltf_whose_indices_run_past_its_vertices_is_a_typed_error(tmp_path):
-    """A glTF whose index buffer names a vertex it does not have: its UVs were indexed by the triangles
-    before any check, an IndexError traceback where every other format says mesh_invalid."""
+def _small_gltf(path, indices=(0, 1, 2), second_uvs: bool = False):
+    """A one-triangle .gltf, its buffer inline: ``indices`` as given, a second UV set if asked."""
     import base64
     import json
 
     positions = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], np.float32)
     uvs = np.array([[0, 0], [1, 0], [0, 1]], np.float32)
-    blob = positions.tobytes() + uvs.tobytes() + np.array([0, 1, 5], np.uint32).tobytes()
-    views = [(0, 36), (36, 24), (60, 12)]
+    blob = positions.tobytes() + uvs.tobytes() + np.array(indices, np.uint32).tobytes()
+    attributes = {"POSITION": 0, "TEXCOORD_0": 1, **({"TEXCOORD_1": 1} if second_uvs else {})}
     gltf = {
         "asset": {"version": "2.0"},
         "scene": 0,
         "scenes": [{"nodes": [0]}],
         "nodes": [{"mesh": 0}],
-        "meshes": [{"primitives": [{"attributes": {"POSITION": 0, "TEXCOORD_0": 1}, "indices": 2}]}],
+        "meshes": [{"primitives": [{"attributes": attributes, "indices": 2}]}],
         "buffers": [
             {
                 "byteLength": len(blob),
                 "uri": "data:application/octet-stream;base64," + base64.b64encode(blob).decode(),
             }
         ],
-        "bufferViews": [{"buffer": 0, "byteOffset": o, "byteLength": n} for o, n in views],
+        "bufferViews": [
+            {"buffer": 0, "byteOffset": o, "byteLength": n} for o, n in [(0, 36), (36, 24), (60, 12)]
+        ],
         "accessors": [
             {
                 "bufferView": 0,
@@ -599,11 +600,27 @@ def test_a_gltf_whose_indices_run_past_its_vertices_is_a_typed_error(tmp_path):
             {"bufferView": 2, "componentType": 5125, "count": 3, "type": "SCALAR"},
         ],
     }
-    path = tmp_path / "bad.gltf"
     path.write_text(json.dumps(gltf))
+    return path
+
+
+def test_a_gltf_whose_indices_run_past_its_vertices_is_a_typed_error(tmp_path):
+    """A glTF whose index buffer names a vertex it does not have: its UVs were indexed by the triangles
+    before any check, an IndexError traceback where every other format says mesh_invalid."""
     with pytest.raises(AvatarTexError) as err:
-        load_mesh(path)
+        load_mesh(_small_gltf(tmp_path / "bad.gltf", indices=(0, 1, 5)))
     assert err.value.code == ErrorCode.MESH_INVALID and "outside its 3 vertices" in err.value.message
+
+
+def test_a_gltfs_second_uv_set_asked_for_says_only_the_first_is_read(tmp_path):
+    """``--uv-map TEXCOORD_1`` on a file that has it was told the file had no such UV map, available:
+    TEXCOORD_0. It says the set is there but only a glTF's first is read, and how to make it first."""
+    path = _small_gltf(tmp_path / "two.gltf", second_uvs=True)
+    with pytest.raises(AvatarTexError) as err:
+        load_mesh(path, "TEXCOORD_1")
+    assert err.value.code == ErrorCode.UV_MAP_NOT_FOUND and "only a glTF's first" in err.value.message
+    with pytest.raises(AvatarTexError, match="no UV map named 'TEXCOORD_2'"):
+        load_mesh(path, "TEXCOORD_2")
 
 
 def test_vertices_no_face_uses_are_left_out_and_pins_keep_the_files_numbers(tmp_path):

@@ -1058,6 +1058,20 @@ def _load_with_trimesh(path: Path, uv_map: str) -> Mesh:
             uvs.append(np.asarray(uv, np.float32)[faces])
         offset += len(geometry.vertices)
     available = ["TEXCOORD_0"] if have_uvs else []
+    in_file = {
+        name
+        for mesh_entry in (gltf or {}).get("meshes", [])
+        for primitive in mesh_entry.get("primitives", [])
+        for name in primitive.get("attributes", {})
+        if str(name).startswith("TEXCOORD_")
+    }
+    if uv_map and uv_map in in_file and uv_map not in available:
+        raise AvatarTexError(
+            ErrorCode.UV_MAP_NOT_FOUND,
+            f"{path.name} has a UV set {uv_map!r}, but only a glTF's first (TEXCOORD_0) is read.",
+            f"Export the file with {uv_map} as its first UV map (Blender: make it the first in Object Data "
+            "> UV Maps), or use the Blender add-on, which reads any UV map by name.",
+        )
     if uv_map and uv_map not in available and uv_map not in ("UVMap", "0"):
         raise AvatarTexError(
             ErrorCode.UV_MAP_NOT_FOUND,
