@@ -563,59 +563,27 @@ def test_hair_and_brow_cards_in_the_heads_mesh_are_said_to_be_painted_as_skin():
         assert again[0] == found and again[1] == pytest.approx(share), shared
 
 
-def _small_gltf(path, indices=(0, 1, 2), second_uvs: bool = False):
-    """A one-triangle .gltf, its buffer inline: ``indices`` as given, a second UV set if asked."""
-    import base64
-    import json
-
-    positions = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], np.float32)
-    uvs = np.array([[0, 0], [1, 0], [0, 1]], np.float32)
-    blob = positions.tobytes() + uvs.tobytes() + np.array(indices, np.uint32).tobytes()
-    attributes = {"POSITION": 0, "TEXCOORD_0": 1, **({"TEXCOORD_1": 1} if second_uvs else {})}
-    gltf = {
-        "asset": {"version": "2.0"},
-        "scene": 0,
-        "scenes": [{"nodes": [0]}],
-        "nodes": [{"mesh": 0}],
-        "meshes": [{"primitives": [{"attributes": attributes, "indices": 2}]}],
-        "buffers": [
-            {
-                "byteLength": len(blob),
-                "uri": "data:application/octet-stream;base64," + base64.b64encode(blob).decode(),
-            }
-        ],
-        "bufferViews": [
-            {"buffer": 0, "byteOffset": o, "byteLength": n} for o, n in [(0, 36), (36, 24), (60, 12)]
-        ],
-        "accessors": [
-            {
-                "bufferView": 0,
-                "componentType": 5126,
-                "count": 3,
-                "type": "VEC3",
-                "min": [0, 0, 0],
-                "max": [1, 1, 0],
-            },
-            {"bufferView": 1, "componentType": 5126, "count": 3, "type": "VEC2"},
-            {"bufferView": 2, "componentType": 5125, "count": 3, "type": "SCALAR"},
-        ],
-    }
-    path.write_text(json.dumps(gltf))
-    return path
-
-
 def test_a_gltf_whose_indices_run_past_its_vertices_is_a_typed_error(tmp_path):
     """A glTF whose index buffer names a vertex it does not have: its UVs were indexed by the triangles
     before any check, an IndexError traceback where every other format says mesh_invalid."""
+
+    def three_vertices(gltf):  # the quad's indices name vertex 3
+        for accessor in gltf["accessors"][:2]:
+            accessor["count"] = 3
+
     with pytest.raises(AvatarTexError) as err:
-        load_mesh(_small_gltf(tmp_path / "bad.gltf", indices=(0, 1, 5)))
+        load_mesh(_glb(tmp_path / "bad.glb", three_vertices, morph=False))
     assert err.value.code == ErrorCode.MESH_INVALID and "outside its 3 vertices" in err.value.message
 
 
 def test_a_gltfs_second_uv_set_asked_for_says_only_the_first_is_read(tmp_path):
     """``--uv-map TEXCOORD_1`` on a file that has it was told the file had no such UV map, available:
     TEXCOORD_0. It says the set is there but only a glTF's first is read, and how to make it first."""
-    path = _small_gltf(tmp_path / "two.gltf", second_uvs=True)
+
+    def second_set(gltf):
+        gltf["meshes"][0]["primitives"][0]["attributes"]["TEXCOORD_1"] = 1
+
+    path = _glb(tmp_path / "two.glb", second_set, morph=False)
     with pytest.raises(AvatarTexError) as err:
         load_mesh(path, "TEXCOORD_1")
     assert err.value.code == ErrorCode.UV_MAP_NOT_FOUND and "only a glTF's first" in err.value.message
