@@ -70,8 +70,8 @@ def engine_advice(
         return f"its models are not downloaded yet (press Download Models in {PREFERENCES}{size})"
     if code == "no_gpu":
         return (
-            f"this computer has no GPU it can use (set Device to CPU in {PREFERENCES} and the engine to "
-            "Neural to run it on the processor: minutes per texture; Auto stays classic there)"
+            f"this computer has no GPU it can use (to run it on the processor, minutes per texture, set "
+            f"Device to CPU in {PREFERENCES} and the engine to Neural: Auto stays classic)"
         )
     if code == "cpu_only":
         return (

@@ -256,9 +256,7 @@ def test_an_assembled_message_keeps_one_full_stop(monkeypatch):
     from avatartex.engines import neural
     from avatartex.styles import get_style
 
-    found = SimpleNamespace(
-        ok=False, missing_models=[], reason="CUDA was asked for but torch sees no CUDA device."
-    )
+    found = neural.NeuralStatus(False, "CUDA was asked for but torch sees no CUDA device.")
     monkeypatch.setattr(neural, "status", lambda config=None: found)
     with pytest.raises(AvatarTexError) as info:
         engines.choose("neural", get_style("photoreal"), neural.NeuralConfig())
