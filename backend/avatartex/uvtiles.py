@@ -43,14 +43,19 @@ def triangle_tiles(uvs: np.ndarray) -> np.ndarray:
         on_line = np.all(corners[:, :, axis] == squares[:, None, axis], axis=1)
         if not on_line.any() or on_line.all():
             continue
-        held = {tuple(square) for square in np.unique(squares[~on_line], axis=0)}
-        before = squares[on_line].copy()
+        # A square as one number (exact: tile numbers are far below 2^53), for fast set tests.
+        held = np.unique(_square_keys(squares[~on_line]))
+        line = squares[on_line]
+        before = line.copy()
         before[:, axis] -= 1
-        take = np.array(
-            [tuple(b) in held and tuple(s) not in held for b, s in zip(before, squares[on_line], strict=True)]
-        )
+        take = np.isin(_square_keys(before), held) & ~np.isin(_square_keys(line), held)
         squares[np.flatnonzero(on_line)[take]] = before[take]
     return squares
+
+
+def _square_keys(squares: np.ndarray) -> np.ndarray:
+    """(N,) complex: each (u, v) square as u + v·i, one sortable number."""
+    return squares[:, 0].astype(np.float64) + 1j * squares[:, 1].astype(np.float64)
 
 
 def tiles(uvs: np.ndarray, triangles: np.ndarray | None = None) -> list[tuple[int, int]]:
