@@ -481,9 +481,9 @@ class Job:
         if task is None:
             self._finish()
             return
-        text = str(exc) if hasattr(exc, "code") else f"{type(exc).__name__}: {exc}"
-        status = "cancelled" if getattr(exc, "code", "") == "cancelled" else "failed"
-        task.code = str(getattr(exc, "code", "") or "internal") if status == "failed" else ""
+        code, text = failure(exc)
+        status = "cancelled" if code == "cancelled" else "failed"
+        task.code = code if status == "failed" else ""
         self._set_status(task, status, "" if status == "cancelled" else text, 0.0)
         self._next()
 
@@ -817,6 +817,13 @@ NO_GPU_REASONS = ("no GPU torch can use", "torch sees no CUDA or MPS device", "t
 def _auto_said(warning: str) -> bool:
     """Whether auto's choice of the classic engine (``warning``) is worth a note in the summary."""
     return not any(reason in warning for reason in NO_GPU_REASONS)
+
+
+def failure(exc: Exception) -> tuple[str, str]:
+    """An error's code (``internal`` for an unexpected one) and its text for a status line."""
+    if hasattr(exc, "code"):
+        return str(exc.code or "internal"), str(exc)
+    return "internal", f"{type(exc).__name__}: {exc}"
 
 
 def status_text(status: str, message: str) -> str:

@@ -149,12 +149,11 @@ class AVATARTEX_OT_generate(_JobOperator, bpy.types.Operator):
 
     def refused(self, context, exc: Exception) -> None:
         obj = context.active_object
-        code = str(getattr(exc, "code", "") or "internal")
+        code, text = jobs.failure(exc)
         if obj is None or not hasattr(obj, "avatartex") or obj.library:
             return
         if code in (errors.ALREADY_RUNNING, "busy", "cancelled"):  # another run's, not this object's
             return
-        text = str(exc) if hasattr(exc, "code") else f"{type(exc).__name__}: {exc}"
         obj.avatartex.status, obj.avatartex.error_code = jobs.status_text("failed", text), code
 
 
