@@ -139,16 +139,15 @@ PROVENANCE_KEY = b"AvatarTex"
 file's own word stays with the file."""
 
 
-def with_provenance(path: Path, provenance: dict[str, str]) -> None:
-    """Put ``provenance`` into the PNG ``path`` as a text chunk right after its header, in place (a
-    staged copy nobody reads yet); the pixels are untouched. A file that is not a PNG is left as is."""
-    data = path.read_bytes()
+def with_provenance(data: bytes, provenance: dict[str, str]) -> bytes:
+    """The PNG ``data`` with ``provenance`` as a text chunk right after its header; the pixels are
+    untouched. Data that is not a PNG comes back as it is."""
     if data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR":
-        return
+        return data
     header_end = 8 + 12 + int.from_bytes(data[8:12], "big")
     text = PROVENANCE_KEY + b"\0" + json.dumps(provenance, sort_keys=True).encode("ascii")  # Latin-1 safe
     chunk = len(text).to_bytes(4, "big") + b"tEXt" + text + zlib.crc32(b"tEXt" + text).to_bytes(4, "big")
-    path.write_bytes(data[:header_end] + chunk + data[header_end:])
+    return data[:header_end] + chunk + data[header_end:]
 
 
 def provenance(path: Path) -> dict[str, str]:
@@ -185,9 +184,10 @@ def _staged_copy(source: Path, folder: Path, suffix: str, made: dict[str, str] |
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        shutil.copyfile(source, tmp)
-        if made:
-            with_provenance(tmp, made)
+        if made:  # read once, written once with its chunk (a 4096² texture is tens of MB)
+            tmp.write_bytes(with_provenance(Path(source).read_bytes(), made))
+        else:
+            shutil.copyfile(source, tmp)
         os.chmod(tmp, file_mode())
     except BaseException:
         tmp.unlink(missing_ok=True)
