@@ -433,7 +433,6 @@ class MediapipeLandmarker(FaceLandmarker):
         bench/sweep.py --registration-only, r086 0.035 -> 2.25 eye distances)."""
         rgb = _to_uint8(image)
         with self._lock:
-            self._models()
             boxes = self._detections(rgb, close=True)
         return max((d.score for d in boxes if _holds(d.box, face.landmarks[NOSE_TIP])), default=0.0)
 
