@@ -33,11 +33,17 @@ def cache_dir(override: str = "") -> Path:
     return Path(home).expanduser() / "hub"
 
 
+def env_flag(name: str) -> bool:
+    """Whether the environment variable ``name`` is set on (1, on, yes, true), as huggingface_hub
+    reads its own (``HF_HUB_OFFLINE``, ``HF_HUB_DISABLE_PROGRESS_BARS``)."""
+    return os.environ.get(name, "").strip().lower() in _TRUE
+
+
 def offline(local_files_only: bool | None = None) -> bool:
     """Whether the network must not be used: an explicit flag, else ``HF_HUB_OFFLINE``."""
     if local_files_only is not None:
         return local_files_only
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
+    return env_flag("HF_HUB_OFFLINE")
 
 
 def _read_lock(cache: Path) -> dict[str, dict[str, str]]:

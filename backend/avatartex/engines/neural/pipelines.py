@@ -7,7 +7,6 @@ by everything that changes what was loaded (folders, device, dtype, memory mode)
 from __future__ import annotations
 
 import json
-import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -100,7 +99,7 @@ def quiet_libraries() -> None:
     """Where the command line keeps library output off the terminal (``console.QUIET_ENV``:
     ``HF_HUB_DISABLE_PROGRESS_BARS``), diffusers' progress bars too: unlike transformers', they do
     not read that variable, and drew ``Loading pipeline components…`` into the progress line."""
-    if os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS", "").lower() in ("1", "true", "yes", "on"):
+    if hub.env_flag("HF_HUB_DISABLE_PROGRESS_BARS"):
         import diffusers.utils.logging
 
         diffusers.utils.logging.disable_progress_bar()
