@@ -614,3 +614,85 @@ def test_vertices_no_face_uses_are_left_out_and_pins_keep_the_files_numbers(tmp_
         with_pins(mesh, {"left_eye_outer": 5})
     with pytest.raises(AvatarTexError, match="has 6 vertices"):
         with_pins(mesh, {"left_eye_outer": 6})
+
+
+def _head_and_eye_file(tmp_path, mapped: str = "Head"):
+    """A two-part file: a ball 'Head' and a small ball 'EyeL' in front of it, only ``mapped`` with a
+    UV map (in UDIM tile 1002, u in 1..2)."""
+    scene = trimesh.Scene()
+    for name, radius, offset in (("Head", 1.0, 0.0), ("EyeL", 0.2, 0.9)):
+        ball = trimesh.creation.icosphere(subdivisions=2, radius=radius)
+        if name == mapped:
+            uv = np.random.default_rng(1).random((len(ball.vertices), 2)) * 0.9 + [1.05, 0.05]
+            ball.visual = trimesh.visual.TextureVisuals(uv=uv)
+        scene.add_geometry(
+            ball, node_name=name, transform=trimesh.transformations.translation_matrix([0, 0, offset])
+        )
+    path = tmp_path / f"head_eye_{mapped}.glb"
+    path.write_bytes(scene.export(file_type="glb"))
+    return path
+
+
+def test_a_part_without_a_uv_map_stays_in_the_shape_untextured(tmp_path):
+    """A head exported with an eyeball that has no UV map of its own was refused whole ("no UV map";
+    --unwrap then replaced the head's own layout). The part stays in the shape every render reads,
+    untextured, and said so; it adds no UV tile."""
+    from avatartex import uvtiles
+
+    mesh = validate(load_mesh(_head_and_eye_file(tmp_path)))
+    eye = mesh.parts == mesh.part_names.index("EyeL")
+    assert len(mesh.triangles) == 320 + 320 and eye.sum() == 320
+    assert np.isnan(mesh.uvs[eye]).all() and np.isfinite(mesh.uvs[~eye]).all()
+    assert any("'EyeL' has no UV map" in w and "untextured" in w for w in mesh.warnings)
+    assert not any("dropped" in w for w in mesh.warnings)
+    assert uvtiles.tiles(mesh.uvs) == [(1, 0)]  # not 1001 too, where NaN floors
+
+
+def test_the_faces_part_without_a_uv_map_is_a_typed_error(tmp_path):
+    from avatartex.pipeline import steps
+    from avatartex.pipeline.cache import HeadModel
+
+    for mapped, face in (("EyeL", "Head"), ("Head", "Head"), ("EyeL", "EyeL")):
+        mesh = validate(load_mesh(_head_and_eye_file(tmp_path, mapped)))
+        head = HeadModel(mesh, landmarks=None, frame=None)
+        head.derived["material"] = mesh.part_names.index(face)
+        if mapped == face:
+            assert len(head.textured) == 320 and np.isfinite(mesh.uvs[head.textured]).all()
+            warnings = []
+            steps.textured_material(head, warnings)
+            assert warnings == []  # the unmapped part was said to be untextured when read
+            continue
+        with pytest.raises(AvatarTexError) as info:
+            _ = head.textured
+        assert info.value.code == ErrorCode.NO_UV_MAP and "'Head'" in info.value.message
+
+
+def test_nan_uvs_are_not_counted_again_as_degenerate():
+    mesh = _mesh([[0, 0, 0], [1, 0, 0], [0, 1, 0], [2, 0, 0], [0, 0, 1]], [[0, 1, 2], [0, 1, 3], [0, 2, 4]])
+    uvs = np.full((3, 3, 2), 0.5, np.float32)
+    uvs[2, 0] = np.nan
+    mesh = validate(dataclasses.replace(mesh, uvs=uvs))
+    assert len(mesh.triangles) == 1
+    assert "dropped 1 triangles with NaN UVs" in mesh.warnings
+    assert "dropped 1 degenerate triangles" in mesh.warnings
+
+
+def test_an_obj_object_without_vt_leaves_the_others_uvs(tmp_path):
+    """trimesh joins an OBJ's objects and drops every UV when one has no ``vt``: the head was "no UV
+    map". Read object by object, the head keeps its UVs, the eyeball stays untextured."""
+    head, eye = trimesh.creation.icosphere(2), trimesh.creation.icosphere(1, radius=0.2)
+    eye.apply_translation([0, 0, 0.9])
+    uv = np.random.default_rng(0).random((len(head.vertices), 2))
+    lines = ["o Head", *(f"v {x} {y} {z}" for x, y, z in head.vertices), *(f"vt {u} {v}" for u, v in uv)]
+    lines += [f"f {i}/{i} {j}/{j} {k}/{k}" for i, j, k in head.faces + 1]
+    lines += ["o Eye", *(f"v {x} {y} {z}" for x, y, z in eye.vertices)]
+    lines += [f"f {i} {j} {k}" for i, j, k in eye.faces + 1 + len(head.vertices)]
+    path = tmp_path / "head_eye.obj"
+    path.write_text("\n".join(lines) + "\n")
+    mesh = load_mesh(path)
+    unmapped = ~np.isfinite(mesh.uvs).all(axis=(1, 2))
+    assert len(mesh.triangles) == 400 and unmapped.sum() == 80
+    assert np.allclose(
+        np.sort(mesh.uvs[~unmapped].reshape(-1, 2), axis=0), np.sort(uv[head.faces].reshape(-1, 2), axis=0)
+    )
+    assert any("'Eye' has no UV map" in w for w in mesh.warnings)

@@ -296,6 +296,15 @@ def inside_out(corners: np.ndarray, face_normals: np.ndarray) -> bool:
     return float(outward.sum()) < 0.0
 
 
+def unmapped_parts(unmapped: np.ndarray, parts: np.ndarray | None) -> np.ndarray:
+    """The materials (``Mesh.parts``) every triangle of which is ``unmapped`` ((T,) bool: a
+    non-finite UV): parts read from a file without a UV map of their own."""
+    if parts is None or not unmapped.any():
+        return np.zeros(0, np.int32)
+    counts = np.bincount(parts, minlength=int(parts.max()) + 1)
+    return np.flatnonzero((np.bincount(parts[unmapped], minlength=len(counts)) == counts) & (counts > 0))
+
+
 def validate(mesh: Mesh, require_uvs: bool = True) -> Mesh:
     """Check a mesh and return a cleaned copy: typed errors for what cannot be used, warnings else.
 
@@ -367,10 +376,6 @@ def validate(mesh: Mesh, require_uvs: bool = True) -> Mesh:
                 f"Mesh '{mesh.name}' UVs have shape {uvs.shape}, expected ({len(triangles)}, 3, 2).",
                 "Re-export the mesh.",
             )
-        finite = np.isfinite(uvs).all(axis=(1, 2))
-        if not finite.all():
-            warnings.append(f"dropped {int((~finite).sum())} triangles with NaN UVs")
-            keep &= finite
     parts = mesh.parts
     if parts is not None:
         parts = np.asarray(parts, np.int32).reshape(-1)
@@ -380,15 +385,33 @@ def validate(mesh: Mesh, require_uvs: bool = True) -> Mesh:
                 f"Mesh '{mesh.name}' has {len(parts)} triangle materials for {len(triangles)} triangles.",
                 "Capture the mesh again (or re-export it).",
             )
+    degenerate = ~keep
+    if uvs is not None:
+        unmapped = ~np.isfinite(uvs).all(axis=(1, 2))
+        # A part with no UV map at all (an eyeball or teeth exported without one) stays in the shape
+        # every render reads, untextured; stray non-finite UVs inside a mapped part are dropped.
+        whole_parts = unmapped_parts(unmapped, parts)
+        stray = unmapped & ~np.isin(parts, whole_parts) if parts is not None else unmapped
+        if stray.any():
+            warnings.append(f"dropped {int(stray.sum())} triangles with NaN UVs")
+            keep &= ~stray
+            degenerate &= ~stray
     if not keep.all():
-        dropped = int((~keep).sum())
-        if dropped == len(triangles):
+        if not keep.any() and degenerate.all():
             raise AvatarTexError(
                 ErrorCode.MESH_INVALID,
                 f"Every triangle of mesh '{mesh.name}' is degenerate (zero area).",
                 "Check the mesh's scale and that it is not flattened.",
             )
-        warnings.append(f"dropped {dropped} degenerate triangles")
+        if not keep.any():
+            raise AvatarTexError(
+                ErrorCode.NO_UV_MAP,
+                f"Mesh '{mesh.name}' has no usable UV map: every triangle has a NaN or infinite UV, "
+                "or no area.",
+                "Unwrap it again in your modelling tool (Blender: UV > Smart UV Project) and re-export.",
+            )
+        if degenerate.any():
+            warnings.append(f"dropped {int(degenerate.sum())} degenerate triangles")
         triangles = triangles[keep]
         if uvs is not None:
             uvs = uvs[keep]
@@ -979,6 +1002,18 @@ def _ply_strips(path: Path, loaded) -> Mesh | None:
     return Mesh(positions, triangles.astype(np.int32), uvs, None, {}, path.stem)
 
 
+def _uvs_lost(loaded) -> bool:
+    """Whether a mesh trimesh loaded has no UVs at all (a single mesh without, or no part with)."""
+    geometries = loaded.dump() if hasattr(loaded, "dump") else [loaded]
+    return not any(getattr(getattr(g, "visual", None), "uv", None) is not None for g in geometries)
+
+
+def _obj_has_uvs(path: Path) -> bool:
+    """Whether an OBJ file has texture coordinates (``vt`` lines)."""
+    with open(path, "rb") as file:
+        return any(line.startswith(b"vt ") for line in file)
+
+
 def _load_with_trimesh(path: Path, uv_map: str) -> Mesh:
     import trimesh
 
@@ -994,6 +1029,10 @@ def _load_with_trimesh(path: Path, uv_map: str) -> Mesh:
             file_obj, file_type = with_materials
             resolver = trimesh.resolvers.FilePathResolver(str(path))
             loaded = trimesh.load(file_obj, file_type=file_type, resolver=resolver, process=False)
+        if suffix == ".obj" and _uvs_lost(loaded) and _obj_has_uvs(path):
+            # trimesh joins an OBJ's objects into one mesh and drops every UV when one object has
+            # none (an eyeball without vt); read object by object, the others keep theirs.
+            loaded = trimesh.load(path, process=False, split_objects=True, group_material=False)
         scene = trimesh.Scene(loaded) if not isinstance(loaded, trimesh.Scene) else loaded
     except Exception as exc:  # trimesh raises many types for corrupt or unusual files
         if suffix == ".ply":
@@ -1026,9 +1065,8 @@ def _load_with_trimesh(path: Path, uv_map: str) -> Mesh:
             f"Mesh file {path.name} contains no triangles (found: {found}).",
             "Export the head mesh itself (not only curves or points).",
         )
-    positions, triangles, uvs, parts, names = [], [], [], [], []
+    positions, triangles, uvs, parts, names, unmapped = [], [], [], [], [], []
     offset = 0
-    have_uvs = True
     texture_sets = _gltf_texture_sets(gltf) if gltf is not None else {}
     for geometry in geometries:
         material = getattr(getattr(geometry.visual, "material", None), "name", None)
@@ -1036,10 +1074,12 @@ def _load_with_trimesh(path: Path, uv_map: str) -> Mesh:
         meta = geometry.metadata
         name = str(material or meta.get("node", "") or meta.get("name", "") or "")
         name = texture_sets.get(name, name)  # materials showing one image are one texture
+        mapped = getattr(geometry.visual, "uv", None) is not None and len(geometry.visual.uv) == len(
+            geometry.vertices
+        )
         if name not in names:
             names.append(name)
         parts.append(np.full(len(geometry.faces), names.index(name), np.int32))
-        uv = getattr(geometry.visual, "uv", None)
         faces = np.asarray(geometry.faces, np.int64)
         if len(faces) and (faces.min() < 0 or faces.max() >= len(geometry.vertices)):
             # The validation after loading says so for every format; the UVs below were indexed by
@@ -1052,11 +1092,15 @@ def _load_with_trimesh(path: Path, uv_map: str) -> Mesh:
             )
         positions.append(np.asarray(geometry.vertices, np.float32))
         triangles.append(faces + offset)
-        if uv is None or len(uv) != len(geometry.vertices):
-            have_uvs = False
+        if not mapped:
+            # A part without a UV map (eyeballs or teeth exported without one): kept in the shape,
+            # untextured (``validate`` keeps a whole part of non-finite UVs).
+            uvs.append(np.full((len(faces), 3, 2), np.nan, np.float32))
+            unmapped.append(name)
         else:
-            uvs.append(np.asarray(uv, np.float32)[faces])
+            uvs.append(np.asarray(geometry.visual.uv, np.float32)[faces])
         offset += len(geometry.vertices)
+    have_uvs = len(unmapped) < len(geometries)
     available = ["TEXCOORD_0"] if have_uvs else []
     in_file = {
         name
@@ -1079,6 +1123,11 @@ def _load_with_trimesh(path: Path, uv_map: str) -> Mesh:
             f"Available: {', '.join(available) or 'none'}. Leave --uv-map empty for the first.",
         )
     warnings = []
+    if have_uvs and unmapped:
+        warnings.append(
+            f"{path.name}: {', '.join(repr(n) for n in dict.fromkeys(unmapped))} "
+            f"{'has' if len(set(unmapped)) == 1 else 'have'} no UV map: kept in the shape, left untextured"
+        )
     if gltf is not None and any(
         p.get("targets") for m in gltf.get("meshes", []) for p in m.get("primitives", [])
     ):

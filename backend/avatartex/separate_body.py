@@ -138,10 +138,11 @@ def _colour(image: np.ndarray) -> np.ndarray:
 
 def _other_materials(whole: Mesh, textures: Sequence[str], skip: tuple[int, ...]):
     """(material, its triangles' indices) of ``whole``'s materials with an image in ``textures``
-    (by material) and triangles, but those in ``skip``."""
+    (by material), triangles and a UV map, but those in ``skip``."""
     for material, path in enumerate(textures):
         chosen = np.flatnonzero(whole.parts == material)
-        if path and material not in skip and len(chosen) > 0:
+        # A part read without a UV map (its UVs NaN) shows no image.
+        if path and material not in skip and len(chosen) > 0 and np.isfinite(whole.uvs[chosen]).all():
             yield material, chosen
 
 

@@ -59,10 +59,13 @@ def _square_keys(squares: np.ndarray) -> np.ndarray:
 
 
 def tiles(uvs: np.ndarray, triangles: np.ndarray | None = None) -> list[tuple[int, int]]:
-    """The (u, v) squares holding ``triangles`` (all when ``None``), in UDIM order (rows of ``v``)."""
+    """The (u, v) squares holding ``triangles`` (all when ``None``), in UDIM order (rows of ``v``);
+    triangles with a non-finite UV hold none."""
     squares = triangle_tiles(uvs)
+    mapped = np.isfinite(np.asarray(uvs)).all(axis=(1, 2))  # a part without UVs is in no square
     if triangles is not None:
-        squares = squares[triangles]
+        squares, mapped = squares[triangles], mapped[triangles]
+    squares = squares[mapped]
     found = {(int(u), int(v)) for u, v in np.unique(squares, axis=0)}
     return sorted(found, key=lambda t: (t[1], t[0]))
 

@@ -54,6 +54,7 @@ from ..landmarks import MeshLandmarks, detect_from_camera, detect_mesh_landmarks
 from ..mesh import Mesh, compute_normals, parse_facing
 from ..meshframe import MeshFrame, mesh_frame, normalized
 from ..occlusion import MeshCavity, at_texels, vertex_occlusion
+from ..protocol import AvatarTexError, ErrorCode
 from ..sheets import sheets_warning, thin_open_parts
 from ..winding import outward
 
@@ -194,9 +195,18 @@ class HeadModel:
         """(T,) int64 indices of the triangles the texture is for: the face's material's (all of
         them for a mesh with one material)."""
         if "textured" not in self.derived:
-            parts, material = self.mesh.parts, self.material
-            everything = np.arange(len(self.mesh.triangles))
-            self.derived["textured"] = everything if material is None else np.flatnonzero(parts == material)
+            mesh, material = self.mesh, self.material
+            chosen = np.ones(len(mesh.triangles), bool) if material is None else mesh.parts == material
+            # Parts read without a UV map of their own (``mesh.unmapped_parts``) are in no image.
+            mapped = np.isfinite(mesh.uvs).all(axis=(1, 2))
+            if not (chosen & mapped).any():
+                part = "" if material is None else f" ('{mesh.part_name(material)}')"
+                raise AvatarTexError(
+                    ErrorCode.NO_UV_MAP,
+                    f"The face's part{part} of mesh '{mesh.name}' has no UV map; only other parts have one.",
+                    "Unwrap the face's part (Blender: UV > Smart UV Project) and export it again.",
+                )
+            self.derived["textured"] = np.flatnonzero(chosen & mapped)
         return self.derived["textured"]
 
     @property

@@ -56,7 +56,7 @@ from ..glasses import LensTint, PortraitGlasses, find_glasses, lens_tint
 from ..image_io import is_monochrome, load_portrait, tinted_if_monochrome
 from ..imaging import box_around, put_rows, sample_image, smoothstep
 from ..landmarks import MeshLandmarks, detect_from_camera
-from ..mesh import Mesh, load_mesh, with_pins
+from ..mesh import Mesh, load_mesh, unmapped_parts, with_pins
 from ..outline import MAX_COST, SURE_SCATTER_IOD, UNSURE_SCATTER_IOD, outline_face, place_head
 from ..photo_condition import PhotoCondition, condition_portrait
 from ..projection import (
@@ -834,9 +834,12 @@ def textured_material(head: HeadModel, warnings: list[str]) -> dict[str, Any] | 
     # A full-body character's: its whole mesh's (its head part holds the face's material alone).
     mesh = head.body.whole if head.body is not None else head.mesh
     others = [mesh.part_name(i) for i in sorted(set(np.unique(mesh.parts).tolist()) - {material})]
-    left = int((mesh.parts != material).sum())
-    names = ", ".join(f"'{name}'" for name in others)
-    if others:
+    # Parts without a UV map were said to be left untextured when the file was read.
+    unmapped = set(unmapped_parts(~np.isfinite(mesh.uvs).all(axis=(1, 2)), mesh.parts).tolist())
+    keeping = ~np.isin(mesh.parts, list(unmapped | {material}))
+    left = int(keeping.sum())
+    names = ", ".join(f"'{mesh.part_name(i)}'" for i in np.unique(mesh.parts[keeping]))
+    if left:
         warnings.append(
             f"only the material '{mesh.part_name(material)}', the face's, was textured: {names} "
             f"({left} triangles) keep their own textures (eyes, teeth or a body have their own UVs)"
