@@ -54,8 +54,8 @@ def test_main_accepts_facing_minus_y(tmp_path, capsys):
             "-y",
         ]
     )
-    # Past the parser (which exits with 2 and "expected one argument"): a typed input error.
-    assert code == 2
+    # Past the parser (which exits with 2 and "expected one argument"): a typed input error, 1.
+    assert code == 1
     err = capsys.readouterr().err
     assert "expected one argument" not in err and "error [" in err
 
@@ -85,7 +85,7 @@ def test_preview_of_a_mesh_without_uvs_hints_at_the_unwrapped_mesh(tmp_path, cap
     save_png(texture, np.full((64, 64, 3), 0.7, np.float32))
     out = tmp_path / "preview.png"
     argv = ["preview", "--mesh", str(plain), "--texture", str(texture), "--out", str(out), "--size", "32"]
-    assert cli.main([*argv, "--up", "+y", "--facing", "+z"]) == 2
+    assert cli.main([*argv, "--up", "+y", "--facing", "+z"]) == 1
     err = capsys.readouterr().err
     assert "no_uv_map" in err and "mesh.glb" in err and "--unwrap to make one" not in err
     # With the mesh generate --unwrap writes beside the texture, preview takes that one.
@@ -213,7 +213,7 @@ def test_full_body_options_reach_the_request(tmp_path, capsys):
         ["generate", "--mesh", str(tmp_path / "none.glb"), "--portrait", str(tmp_path / "none.png")]
         + ["--out", str(out), "--base-texture", str(tmp_path / "missing.png")]
     )
-    assert status == 2 and "error [base_texture_unreadable]" in capsys.readouterr().err
+    assert status == 1 and "error [base_texture_unreadable]" in capsys.readouterr().err
     assert not out.exists() or not any(out.iterdir())
 
 
@@ -236,7 +236,7 @@ def test_scalp_and_subject_options_reach_the_request(monkeypatch, tmp_path, caps
     monkeypatch.setattr(pipeline, "Generator", Recorder)
     base = ["generate", "--mesh", "m.glb", "--portrait", "p.png", "--out", str(tmp_path / "o")]
     for extra in [[f"--{option}", choice] for choice in choices] + [[]]:
-        assert cli.main(base + extra) == 2
+        assert cli.main(base + extra) == 1
     assert seen == [*choices, ""]
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(base + [f"--{option}", "wig"])
@@ -250,3 +250,21 @@ def test_verbose_is_read_before_or_after_the_command():
     assert parser.parse_args(base + ["-v"]).verbose and parser.parse_args(["-v", *base]).verbose
     assert not parser.parse_args(base).verbose
     assert parser.parse_args(["models", "list", "--verbose"]).verbose
+
+
+def test_a_typed_error_exits_1_a_bad_command_line_2_and_json_errors_are_one_line(tmp_path, capsys):
+    """A farm's script tells its own mistake (exit 2, argparse's) from an asset that failed (exit 1,
+    the typed error), and with ``--errors json`` reads the code from one JSON line on stderr."""
+    argv = ["generate", "--mesh", str(tmp_path / "none.glb"), "--portrait", str(tmp_path / "none.png")]
+    argv += ["--out", str(tmp_path / "out")]
+    assert cli.main(argv) == 1
+    text = capsys.readouterr().err
+    assert text.startswith("error [") and "hint:" in text
+    assert cli.main(["--errors", "json", *argv]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1
+    error = json.loads(lines[0])["error"]
+    assert error["code"] in ("mesh_missing", "portrait_missing") and error["message"] and error["hint"]
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["generate", "--mesh"])
+    assert exited.value.code == 2

@@ -66,7 +66,7 @@ def test_strengths_from_0_to_1_are_taken():
 
 @pytest.mark.parametrize("value", ["nan", "inf", "2", "-1"])
 def test_cli_strength_out_of_range_fails_before_any_work(tmp_path, capsys, value):
-    assert cli.main(_generate_argv(tmp_path, "--strength", value)) == 2
+    assert cli.main(_generate_argv(tmp_path, "--strength", value)) == 1
     err = capsys.readouterr().err
     assert "error [bad_request]" in err and "strength" in err.lower() and "0 to 1" in err
     assert not (tmp_path / "out").exists()
@@ -95,7 +95,7 @@ def test_seeds_in_range_are_taken_and_the_cli_refuses_the_rest(tmp_path, capsys)
     for seed in (0, 1, MAX_SEED):
         assert GenerateParams.from_dict({**BASE, "seed": seed}).seed == seed
     started = time.monotonic()
-    assert cli.main(_generate_argv(tmp_path, "--seed", "18446744073709551616")) == 2
+    assert cli.main(_generate_argv(tmp_path, "--seed", "18446744073709551616")) == 1
     assert time.monotonic() - started < 5  # refused up front, not after the portrait's analysis
     err = capsys.readouterr().err
     assert "error [bad_request]" in err and f"0 to {MAX_SEED}" in err
@@ -107,7 +107,7 @@ def test_seeds_in_range_are_taken_and_the_cli_refuses_the_rest(tmp_path, capsys)
 @pytest.mark.parametrize("size", ["100000", "4097", "0", "-1"])
 def test_preview_size_out_of_range_fails_before_reading_the_mesh(tmp_path, capsys, size):
     argv = ["preview", "--mesh", str(tmp_path / "none.glb"), "--texture", str(tmp_path / "t.png")]
-    assert cli.main([*argv, "--out", str(tmp_path / "p.png"), "--size", size]) == 2
+    assert cli.main([*argv, "--out", str(tmp_path / "p.png"), "--size", size]) == 1
     err = capsys.readouterr().err
     assert "error [invalid_size]" in err and f"1 to {preview.MAX_SIZE}" in err  # not mesh_missing
     assert cli.PREVIEW_MAX_SIZE == preview.MAX_SIZE == 4096
@@ -122,10 +122,10 @@ def test_preview_size_out_of_range_fails_before_reading_the_mesh(tmp_path, capsy
 def test_demo_into_a_file_is_the_typed_output_error(tmp_path, capsys):
     afile = tmp_path / "afile"
     afile.write_text("not a folder")
-    assert cli.main(["demo", "--out", str(afile)]) == 2
+    assert cli.main(["demo", "--out", str(afile)]) == 1
     err = capsys.readouterr().err
     assert "error [output_not_writable]" in err and "is a file, not a folder" in err
-    assert cli.main(["demo", "--out", str(afile / "sub")]) == 2
+    assert cli.main(["demo", "--out", str(afile / "sub")]) == 1
     err = capsys.readouterr().err
     assert "error [output_not_writable]" in err and f"lies inside {afile}, which is a file" in err
     assert afile.read_text() == "not a folder"
@@ -139,7 +139,7 @@ def test_demo_into_an_unwritable_folder_is_the_typed_output_error(tmp_path, caps
 
     monkeypatch.setattr(tempfile, "NamedTemporaryFile", refused)
     out = tmp_path / "locked"
-    assert cli.main(["demo", "--out", str(out)]) == 2
+    assert cli.main(["demo", "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert "error [output_not_writable]" in err and "Permission denied" in err
     assert not out.exists() or not any(out.iterdir())
@@ -150,7 +150,7 @@ def test_demo_into_an_unwritable_folder_is_the_typed_output_error(tmp_path, caps
 )
 def test_demo_arguments_are_checked_before_its_inputs_are_written(tmp_path, capsys, extra, code):
     out = tmp_path / "demo"
-    assert cli.main(["demo", "--out", str(out), *extra]) == 2
+    assert cli.main(["demo", "--out", str(out), *extra]) == 1
     assert f"error [{code}]" in capsys.readouterr().err
     assert not out.exists() or not any(out.iterdir())
 
@@ -234,7 +234,7 @@ def test_a_folder_for_a_photo_says_it_is_a_folder(tmp_path):
 def test_an_output_folder_that_is_a_file_says_so(tmp_path, capsys):
     afile = tmp_path / "out"
     afile.write_text("not a folder")
-    assert cli.main(_generate_argv(tmp_path)) == 2
+    assert cli.main(_generate_argv(tmp_path)) == 1
     err = capsys.readouterr().err
     assert "error [output_not_writable]" in err and "is a file, not a folder" in err
     assert "File exists" not in err
@@ -314,7 +314,7 @@ def test_ctrl_c_during_generate_prints_one_line_and_exits_130(tmp_path):
 @pytest.mark.parametrize("name", ["x.jpg", "x.jpeg", "x", "x.PNG.tif"])
 def test_a_preview_not_named_png_is_refused_before_any_work(tmp_path, capsys, name):
     argv = ["preview", "--mesh", str(tmp_path / "none.glb"), "--texture", str(tmp_path / "t.png")]
-    assert cli.main([*argv, "--out", str(tmp_path / name)]) == 2
+    assert cli.main([*argv, "--out", str(tmp_path / name)]) == 1
     err = capsys.readouterr().err
     assert "error [bad_request]" in err and ".png" in err
     with pytest.raises(AvatarTexError) as info:
@@ -387,7 +387,7 @@ def test_a_failed_generate_leaves_no_output_folder_it_created(tmp_path, capsys):
     (here: the mesh and photo do not exist; the folder and two of its parents are new)."""
     argv = _generate_argv(tmp_path)
     argv[argv.index("--out") + 1] = str(tmp_path / "new" / "deeper" / "out")
-    assert cli.main(argv) == 2
+    assert cli.main(argv) == 1
     assert "error [" in capsys.readouterr().err
     assert not (tmp_path / "new").exists()
 
@@ -410,7 +410,7 @@ def test_the_writable_check_leaves_the_folder_as_it_was(tmp_path):
 @pytest.mark.parametrize("device", ["tpu", "cuda:x", "gpu", "cuda:"])
 def test_an_unknown_device_is_a_usage_error_without_torch(tmp_path, capsys, monkeypatch, device):
     monkeypatch.setitem(sys.modules, "torch", None)  # the check must not need it: `import torch` fails
-    assert cli.main(_generate_argv(tmp_path, "--device", device)) == 2
+    assert cli.main(_generate_argv(tmp_path, "--device", device)) == 1
     err = capsys.readouterr().err
     assert f"error [bad_request]: Unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps" in err
     assert "ipu" not in err and "install" not in err

@@ -136,7 +136,7 @@ def test_a_mesh_without_a_face_is_textured_from_cli_pins(sphere, tmp_path, astro
     mesh_path = save_mesh(sphere, tmp_path / "ball.glb")
     base = ["generate", "--mesh", str(mesh_path), "--portrait", str(astronaut_path), "--size", "512"]
     base += ["--engine", "classic"]
-    assert cli.main(base + ["--out", str(tmp_path / "none")]) == 2
+    assert cli.main(base + ["--out", str(tmp_path / "none")]) == 1
     err = capsys.readouterr().err
     assert "error [no_face_on_mesh]" in err and "--pin NAME=X,Y,Z" in err
     pins = [f"--pin={name}={x},{y},{z}" for name, (x, y, z) in SPHERE_FACE.items()]

@@ -326,7 +326,7 @@ def test_cli_generate_preview_and_errors(head, astronaut_path, tmp_path):
     assert run.returncode == 0, run.stderr
     assert load_texture(out / "preview.png").shape == (128, 384, 3)
     run = cli("generate", "--mesh", head, "--portrait", tmp_path / "nope.jpg", "--out", out)
-    assert run.returncode == 2 and "portrait_missing" in run.stderr and "nope.jpg" in run.stderr
+    assert run.returncode == 1 and "portrait_missing" in run.stderr and "nope.jpg" in run.stderr
 
 
 def test_textured_heads_convert_to_the_atlas(head, tmp_path):

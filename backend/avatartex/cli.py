@@ -530,6 +530,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="avatartex", description="Portrait -> seam-free head texture.")
     parser.add_argument("--version", action="version", version=f"avatartex {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
+    parser.add_argument(
+        "--errors",
+        choices=("text", "json"),
+        default="text",
+        help="how a failure is printed on stderr: text (default) or json, one line "
+        '{"error": {"code", "message", "hint"}} for scripts; either way the exit status is 1 '
+        "(2: the command line itself was wrong; 130: cancelled)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     _add_generate(sub)
     _add_preview(sub)
@@ -576,10 +584,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return handler(args)
         except AvatarTexError as error:
-            status = print_error(error)
-            if error.code == ErrorCode.NO_FACE_ON_MESH and args.command == "generate":
-                print(f"  pins: {PIN_HOW}", file=sys.stderr)  # the hint names the add-on's panel
-            return status
+            # The hint names the add-on's panel; the command line's way to pin follows it.
+            pins = error.code == ErrorCode.NO_FACE_ON_MESH and args.command == "generate"
+            return print_error(error, args.errors == "json", {"pins": PIN_HOW} if pins else None)
         except KeyboardInterrupt:
             print("cancelled", file=sys.stderr)
             return CANCELLED_STATUS

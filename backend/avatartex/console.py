@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 import sys
@@ -130,12 +131,26 @@ class ProgressBar:
             self._stream.write("\n")
 
 
-def print_error(error: AvatarTexError) -> int:
-    """Print a typed error for a person at a terminal; returns the command's exit status (2)."""
+ERROR_STATUS = 1
+"""Exit status of a command that stopped at a typed error (an input, a file, a model): 1. A command
+line argparse cannot read exits 2, its own, so a farm's script tells a mistake of its own from an
+asset that failed; Ctrl-C exits 130."""
+
+
+def print_error(error: AvatarTexError, as_json: bool = False, extra: dict | None = None) -> int:
+    """Print a typed error on stderr: for a person at a terminal (``error [code]: message`` and a
+    hint line), or ``as_json``, one JSON object on one line (``code``, ``message``, ``hint`` and
+    ``extra``'s keys) for a script to read. Returns the command's exit status (``ERROR_STATUS``)."""
+    if as_json:
+        fields = {"code": str(error.code), "message": error.message, "hint": error.hint, **(extra or {})}
+        print(json.dumps({"error": fields}), file=sys.stderr)
+        return ERROR_STATUS
     print(f"error [{error.code}]: {error.message}", file=sys.stderr)
     if error.hint:
         print(f"  hint: {error.hint}", file=sys.stderr)
-    return 2
+    for name, value in (extra or {}).items():
+        print(f"  {name}: {value}", file=sys.stderr)
+    return ERROR_STATUS
 
 
 def run_subcommands(
