@@ -142,12 +142,43 @@ def shown_elsewhere(images: list[bpy.types.Image], obj: bpy.types.Object) -> lis
 def kept_because(files: list[Path], images: list[bpy.types.Image]) -> str:
     """Why the add-on's own earlier file(s) must not be replaced although it wrote them: paint on
     their image not saved yet (Texture Paint), or a file made read-only since (a checked-in file a
-    version control locks); "" when nothing keeps them."""
+    version control locks), or paint packed into the .blend since (``_packed_differs``); "" when
+    nothing keeps them."""
     dirty = [image.name for image in images if image.is_dirty]
     if dirty:
         return f"'{dirty[0]}' has paint not saved yet"
+    repacked = [image.name for image in images if _packed_differs(image)]
+    if repacked:
+        return f"'{repacked[0]}' holds paint packed into the .blend (Image > Pack) that its file has not"
     locked = [path.name for path in files if path.is_file() and not path.stat().st_mode & 0o222]
     return f"{locked[0]} is read-only" if locked else ""
+
+
+def _packed_differs(image: bpy.types.Image) -> bool:
+    """Whether ``image`` holds packed data other than its file's bytes: paint packed after it was
+    made (Image > Pack packs the pixels as they are), which the file on disk has not. Replacing the
+    file and packing it again threw that paint away, unsaid (the image was not dirty any more)."""
+    packed = image.packed_file
+    if packed is None:
+        return False
+    path = Path(bpy.path.abspath(image.filepath, library=image.library))
+    try:
+        return packed.size != path.stat().st_size or packed.data != path.read_bytes()
+    except OSError:
+        return False  # no file to differ from: nothing of the artist's to lose by replacing it
+
+
+def _keep_images(kept: str, images: list[bpy.types.Image], notes: list[str] | None, what: str) -> None:
+    """Where ``kept`` says why the earlier images hold the artist's work, keep them in the .blend: the
+    new texture takes their place in the material, and an image nothing uses is dropped when the
+    .blend is saved, its paint with it. A fake user keeps them (the shield in the Image Editor)."""
+    if not kept:
+        return
+    for image in images:
+        image.use_fake_user = True
+    if notes is not None:
+        names = ", ".join(f"'{image.name}'" for image in images)
+        notes.append(f"{kept}: {what}" + (f"; {names} kept in the .blend (fake user)" if names else ""))
 
 
 def write_texture(
@@ -163,8 +194,7 @@ def write_texture(
     previous = own_file(record, obj.name)
     images = images_of(previous) if previous is not None else []
     kept = kept_because([previous], images) if previous is not None else ""
-    if kept and notes is not None:
-        notes.append(f"{kept}: the new texture went to a file of its own, the old one left as it is")
+    _keep_images(kept, images, notes, "the new texture went to a file of its own, the old one left as it is")
     if (
         previous is not None
         and previous.parent == folder.resolve()
@@ -200,7 +230,7 @@ def write_texture(
                 f"{changed.name} was changed since AvatarTex wrote it (an edit outside Blender?): kept as "
                 f"it is, the new texture is {final.name}"
             )
-        elif foreign and final != wanted and notes is not None:
+        elif foreign and final != wanted and not kept and notes is not None:  # kept: said above
             notes.append(
                 f"{wanted.name} was already in {folder.name}/ (not a file AvatarTex wrote for "
                 f"{obj.name}): kept as it is, the new texture is {final.name}"
@@ -255,8 +285,7 @@ def write_tiles(
         i for i in bpy.data.images if previous and i.source == "TILED" and _pattern_of(i) == previous[0]
     ]
     kept = kept_because(list(previous[1].values()), images) if previous is not None else ""
-    if kept and notes is not None:
-        notes.append(f"{kept}: the new tiles went to files of their own, the old ones left as they are")
+    _keep_images(kept, images, notes, "the new tiles went to files of their own, the old ones left as they are")
     if (
         previous is not None
         and set(previous[1]) == set(sources)

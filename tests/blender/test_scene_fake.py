@@ -353,13 +353,44 @@ def test_unsaved_paint_or_a_read_only_file_is_never_replaced(addon, fake_backend
     second = _file(_node(head).image)
     assert second.name == "Head_001.png"
     assert any("'Head' has paint not saved yet" in note for note in addon.state.last_summary)
+    assert not any("was already in" in note for note in addon.state.last_summary)
+    assert image.use_fake_user  # no longer shown: a save would have dropped it, and the paint
     second.chmod(0o444)
     locked = second.read_bytes()
     assert bpy.ops.avatartex.generate() == {"FINISHED"}
     assert second.read_bytes() == locked and _mode(second) == 0o444
     assert _file(_node(head).image).name == "Head_002.png"
     assert any("Head_001.png is read-only" in note for note in addon.state.last_summary)
+    assert not any("was already in" in note for note in addon.state.last_summary)  # one reason, the true one
     assert blend.is_file()
+
+
+def test_paint_packed_into_the_blend_is_kept_on_a_rerun(addon, fake_backend, portrait, tmp_path):
+    """Paint packed after Generate (Image > Pack: the pixels as they are, the image no longer dirty)
+    was thrown away by the next run, which replaced the file and packed it again, unsaid. It is
+    kept like unsaved paint: the new texture in a file of its own, the old image kept in the .blend."""
+    head = add_sphere("Head", portrait)
+    bpy.context.scene.avatartex.resolution = 512
+    _save(tmp_path)
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    image = _node(head).image
+    first = _file(image)
+    before = first.read_bytes()
+    painted = np.array(image.pixels[:], np.float32)
+    painted[:400] = 1.0
+    image.pixels.foreach_set(painted)
+    image.pack()
+    assert not image.is_dirty and image.packed_file.data != before
+    packed = image.packed_file.data
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert first.read_bytes() == before and image.packed_file is not None and image.packed_file.data == packed
+    assert image.use_fake_user and _node(head).image != image
+    new = _node(head).image
+    assert _file(new).name == "Head_001.png" and new.packed_file is not None  # packed, as the artist had it
+    assert any("'Head' holds paint packed into the .blend" in note for note in addon.state.last_summary)
+    # Packed as written (nothing painted since): replaced in place, as every rerun.
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert _node(head).image == new and _file(new).name == "Head_001.png"
 
 
 def test_generate_undo_generate_replaces_the_own_file_again(addon, fake_backend, portrait, tmp_path):
