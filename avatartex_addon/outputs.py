@@ -285,7 +285,8 @@ def write_tiles(
         i for i in bpy.data.images if previous and i.source == "TILED" and _pattern_of(i) == previous[0]
     ]
     kept = kept_because(list(previous[1].values()), images) if previous is not None else ""
-    _keep_images(kept, images, notes, "the new tiles went to files of their own, the old ones left as they are")
+    what = "the new tiles went to files of their own, the old ones left as they are"
+    _keep_images(kept, images, notes, what)
     if (
         previous is not None
         and set(previous[1]) == set(sources)
