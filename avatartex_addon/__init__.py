@@ -34,12 +34,33 @@ def _on_save_pre(filepath=None, *_args) -> None:
     target = filepath if isinstance(filepath, str) and filepath else bpy.data.filepath
     if target:
         outputs.move_next_to(target)
+        packed = outputs.packed_instead()
+        if packed:
+            _tell_after_save(
+                f"Textures packed into the .blend: {', '.join(packed)}. The .blend holds them; fix the "
+                "folder and use File > External Data > Unpack Resources to have them as files."
+            )
         # Save As elsewhere: Blender remaps images' relative paths, not the portraits' (``//photo.png``
         # would then point beside the new file).
         for obj in bpy.data.objects:
             settings = getattr(obj, "avatartex", None)
             if settings is not None and settings.portrait_path.startswith("//") and obj.library is None:
                 settings.portrait_path = paths.relative_for(settings.portrait_path, bpy.data.filepath, target)
+
+
+def _tell_after_save(message: str) -> None:
+    """Say ``message`` where the artist sees it: a save handler cannot report like an operator, so in
+    the console, the panel's notes and, with a window, a popup."""
+    print(f"AvatarTex: {message}")
+    state.last_summary = [*(state.last_summary[:1] or ["Saved"]), message]
+    window_manager = getattr(bpy.context, "window_manager", None)
+    if bpy.app.background or window_manager is None or not window_manager.windows:
+        return
+
+    def draw(menu, _context) -> None:
+        menu.layout.label(text=message)
+
+    window_manager.popup_menu(draw, title="AvatarTex", icon="INFO")
 
 
 @persistent

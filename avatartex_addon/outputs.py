@@ -20,6 +20,7 @@ from .paths import (
     file_stamp,
     place_unique,
     place_unique_tiles,
+    protocol,
     provenance,
     replace_own,
     stamp_matches,
@@ -450,13 +451,17 @@ def move_next_to(blend_path: str) -> list[str]:
     folder = Path(blend_path).resolve().parent / "textures"
     relative = not bpy.data.filepath
     moved: dict[str, Path] = {}
+    _packed_instead.clear()
 
     def stored(path: Path) -> str:
         return "//" + path.relative_to(folder.parent).as_posix() if relative else str(path)
 
     for image in bpy.data.images:
         if image.source == "TILED" and image.filepath and image.packed_file is None and not image.library:
-            _move_tiles(image, folder, moved, stored)
+            try:
+                _move_tiles(image, folder, moved, stored)
+            except (OSError, protocol().AvatarTexError) as error:  # a save cannot be stopped: pack it
+                _pack_instead(image, folder, error)
             continue
         if image.source != "FILE" or not image.filepath or image.packed_file is not None or image.library:
             continue
@@ -466,9 +471,16 @@ def move_next_to(blend_path: str) -> list[str]:
         key = str(path.resolve())
         if key not in moved:
             own = image.name
-            moved[key] = place_unique(
-                path, folder, path.stem, taken=lambda name, own=own: name != own and name in bpy.data.images
-            )
+            try:
+                moved[key] = place_unique(
+                    path,
+                    folder,
+                    path.stem,
+                    taken=lambda name, own=own: name != own and name in bpy.data.images,
+                )
+            except (OSError, protocol().AvatarTexError) as error:  # as above
+                _pack_instead(image, folder, error)
+                continue
         new = moved[key]
         image.filepath = stored(new)
         if image.name != new.stem and new.stem not in bpy.data.images:
@@ -487,6 +499,26 @@ def move_next_to(blend_path: str) -> list[str]:
     _moved.clear()
     _moved.update(moved)
     return [path for path in moved if UDIM_TOKEN not in path]  # the files (not the tiles' patterns)
+
+
+_packed_instead: list[str] = []
+"""The images ``move_next_to`` packed into the .blend being saved, as its ``textures/`` could not
+take them (a read-only folder, a full disk), with why: for the save handler to tell the artist."""
+
+
+def _pack_instead(image: bpy.types.Image, folder: Path, error: Exception) -> None:
+    """Pack ``image`` (a texture in the extension's user folder) into the .blend being saved, where
+    its copy beside the .blend could not be written: a save cannot be stopped from its handler, and
+    it went on pointing into the extension's folders, whose Clean Up or uninstall then deleted the
+    texture the saved .blend showed."""
+    image.pack()
+    why = getattr(error, "message", "") or str(error) or type(error).__name__
+    _packed_instead.append(f"'{image.name}' (could not be written to {folder}: {why})")
+
+
+def packed_instead() -> list[str]:
+    """What the last ``move_next_to`` packed into the .blend instead of moving (``_pack_instead``)."""
+    return list(_packed_instead)
 
 
 def _move_tiles(image: bpy.types.Image, folder: Path, moved: dict[str, Path], stored) -> None:

@@ -605,6 +605,38 @@ def test_unsaved_textures_move_next_to_the_blend_on_first_save(addon, fake_backe
     assert tuple(bpy.data.images[name].size) == (512, 512)
 
 
+def test_a_first_save_whose_textures_folder_cannot_be_written_packs_the_texture(
+    addon, fake_backend, portrait, tmp_path, monkeypatch
+):
+    """A save cannot be stopped from its handler: where ``textures/`` beside the new .blend could not
+    be written, the save went on with the image pointing into the extension's user folder (whose
+    Clean Up or uninstall then deleted what the saved .blend showed), and only the console said so.
+    The texture is packed into the .blend instead, and the artist told how to unpack it."""
+    head = add_sphere("Head", portrait)
+    bpy.context.scene.avatartex.resolution = 512
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    pixels = np.array(_node(head).image.pixels[:], np.float32)
+    proto = addon.paths.protocol()
+
+    def refuse(*_args, **_kwargs):
+        raise proto.AvatarTexError(proto.ErrorCode.OUTPUT_NOT_WRITABLE, "Cannot write textures.", "")
+
+    monkeypatch.setattr(addon.outputs, "place_unique", refuse)
+    blend = _save(tmp_path)
+    image = _node(head).image
+    assert image.packed_file is not None
+    assert any("packed into the .blend" in line and "Unpack" in line for line in addon.state.last_summary)
+    monkeypatch.undo()
+    name = image.name
+    for path in addon.paths.user_dir().rglob("*.png"):  # Clean Up, or the extension uninstalled
+        path.unlink()
+    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    reopened = bpy.data.images[name]
+    assert reopened.packed_file is not None and tuple(reopened.size) == (512, 512)
+    assert np.allclose(np.array(reopened.pixels[:], np.float32), pixels, atol=1 / 255)
+
+
 def test_clean_up_removes_only_old_unused_textures_of_unsaved_files(addon, fake_backend, portrait):
     """Textures of files never saved stayed in the user folder for good. Clean Up (preferences) removes
     those the open file does not show and not written for a week: not the one this file shows (even
