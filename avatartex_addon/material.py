@@ -428,6 +428,7 @@ def apply_image(obj: bpy.types.Object, image: bpy.types.Image, uv_map: str) -> t
     node = tree.nodes.get(NODE_NAME)
     # Plugged before: the same input (materials from before 2026-11-29 remember none: found again).
     base = (_plugged_into(mat) if node is not None else None) or find_colour_input(mat)
+    first = node is None
     if node is None:
         previous: dict = {"color": list(base.default_value), "target": base.node.name, "input": base.name}
         if base.is_linked:
@@ -443,9 +444,18 @@ def apply_image(obj: bpy.types.Object, image: bpy.types.Image, uv_map: str) -> t
     node.image = image
     tree.nodes.active = node
     _set_uv_input(tree, node, uv_map)
+    relinked = []
     for socket in [base, *_also(mat)]:
-        if not socket.is_linked or socket.links[0].from_node != node:
-            tree.links.new(node.outputs["Color"], socket)
+        if socket.is_linked and _upstream_of(socket, node):
+            continue  # the texture, or the artist's nodes after it (a colour grade): left as they are
+        if socket.is_linked and not first:
+            relinked.append(f"'{socket.links[0].from_node.name}' -> {socket.node.name}.{socket.name}")
+        tree.links.new(node.outputs["Color"], socket)
+    if relinked:
+        note = (
+            f"{note} The texture was linked again in place of {', '.join(relinked)} in '{mat.name}'; "
+            "Ctrl+Z brings that link back."
+        ).strip()
     if not shown(mat, base):
         hidden = (
             f"'{mat.name}' shows its surface through nodes AvatarTex does not plug a colour into: the "
@@ -454,6 +464,26 @@ def apply_image(obj: bpy.types.Object, image: bpy.types.Image, uv_map: str) -> t
         )
         note = f"{note} {hidden}".strip()
     return mat, note
+
+
+def _upstream_of(socket: bpy.types.NodeSocket, node: bpy.types.Node, depth: int = 16) -> bool:
+    """Whether ``node`` feeds ``socket``, directly or through other nodes (``depth`` links at most):
+    a Hue/Saturation or a Mix the artist put between the texture and the shader."""
+    seen, frontier = set(), [link.from_node for link in socket.links]
+    for _ in range(depth):
+        if node in frontier:
+            return True
+        seen.update(n.name for n in frontier)
+        frontier = [
+            link.from_node
+            for upstream in frontier
+            for linked in upstream.inputs
+            for link in linked.links
+            if link.from_node.name not in seen
+        ]
+        if not frontier:
+            return False
+    return False
 
 
 def _fed_alike(

@@ -365,6 +365,32 @@ def test_unsaved_paint_or_a_read_only_file_is_never_replaced(addon, fake_backend
     assert blend.is_file()
 
 
+def test_a_rerun_keeps_the_artists_nodes_after_the_texture(addon, fake_backend, portrait):
+    """A colour grade the artist put between the texture and Base Color was unhooked by the next run
+    (Base Color linked straight from the texture again), unsaid. It stays; a link the artist made
+    from elsewhere into Base Color is replaced, as Generate shows its texture, and said."""
+    head = add_sphere("Head", portrait)
+    head.data.materials.append(_skin())
+    bpy.context.scene.avatartex.resolution = 512
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    tree = head.active_material.node_tree
+    texture, bsdf = _node(head), tree.nodes["Principled BSDF"]
+    grade = tree.nodes.new("ShaderNodeHueSaturation")
+    grade.name = "ArtistGrade"
+    tree.links.new(texture.outputs["Color"], grade.inputs["Color"])
+    tree.links.new(grade.outputs["Color"], bsdf.inputs["Base Color"])
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert bsdf.inputs["Base Color"].links[0].from_node == grade
+    assert grade.inputs["Color"].links[0].from_node == _node(head)
+    assert not any("linked again" in line for line in addon.state.last_summary)
+    other = tree.nodes.new("ShaderNodeRGB")
+    other.name = "Flat"
+    tree.links.new(other.outputs[0], bsdf.inputs["Base Color"])
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert bsdf.inputs["Base Color"].links[0].from_node == _node(head)
+    assert any("in place of 'Flat'" in line for line in addon.state.last_summary)
+
+
 def test_paint_packed_into_the_blend_is_kept_on_a_rerun(addon, fake_backend, portrait, tmp_path):
     """Paint packed after Generate (Image > Pack: the pixels as they are, the image no longer dirty)
     was thrown away by the next run, which replaced the file and packed it again, unsaid. It is
