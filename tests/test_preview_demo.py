@@ -95,6 +95,17 @@ def test_up_and_forward_axes_give_the_same_pictures() -> None:
     np.testing.assert_allclose([up, fwd, left], [[0, 0, 1], [0, -1, 0], [1, 0, 0]], atol=1e-12)
 
 
+def test_a_head_in_any_unit_renders_the_same() -> None:
+    """A mesh modelled in kilometres (a cube 0.0001 across) came out empty: the near plane was an
+    absolute 1 mm, behind its camera's 0.0004. Framed whole, every unit gives the same picture."""
+    mesh, texture = _colour_cube()
+    unit = render_views(mesh, texture, ("front", "left"), 48)
+    for scale in (1e-4, 1e-7, 1e5):
+        scaled = SimpleNamespace(**{**vars(mesh), "positions": mesh.positions * np.float32(scale)})
+        for x, y in zip(unit, render_views(scaled, texture, ("front", "left"), 48), strict=True):
+            np.testing.assert_allclose(x, y, atol=1e-3)
+
+
 def test_untextured_render_and_axis_errors() -> None:
     mesh, _ = _colour_cube()
     grey = render_views(mesh, None, ("front",), 32)[0]

@@ -231,8 +231,14 @@ def rasterize_uv(uvs: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     return tri_id, bary
 
 
+NEAR_SHARE = 1e-4
+"""The near plane, as a share of the farthest corner's depth: a plane at an absolute 1 mm (as it
+was) lay behind a head modelled in kilometres (0.0002 units across, its camera 0.0008 away), whose
+preview and every render came out empty or cut."""
+
+
 def rasterize_camera(
-    positions: np.ndarray, triangles: np.ndarray, camera: Camera, near: float = 1e-3
+    positions: np.ndarray, triangles: np.ndarray, camera: Camera, near: float | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render a mesh's triangle-id, barycentric and depth buffers through a pinhole camera.
 
@@ -241,7 +247,8 @@ def rasterize_camera(
         triangles: (T, 3) vertex indices.
         camera: the camera; the image is ``camera.height`` x ``camera.width``.
         near: triangles with any corner at camera depth ``z <= near`` are skipped (no clipping:
-            meshes are framed whole, so a triangle crossing the camera plane is a framing error).
+            meshes are framed whole, so a triangle crossing the camera plane is a framing error);
+            ``None``: ``NEAR_SHARE`` of the farthest corner's depth, whatever the mesh's unit.
 
     Returns:
         ``tri_id`` (H, W) int32, -1 where empty; ``bary`` (H, W, 3) float32 perspective-correct
@@ -254,6 +261,9 @@ def rasterize_camera(
     pix, z = camera.project(positions)
     points = pix[triangles]  # (T, 3, 2)
     depth = z[triangles]  # (T, 3)
+    if near is None:
+        farthest = float(np.max(depth, initial=0.0, where=np.isfinite(depth)))
+        near = NEAR_SHARE * farthest if farthest > 0 else 0.0
     behind = (depth <= near).any(axis=1)
     points[behind] = np.nan  # the kernel skips non-finite triangles
     return _rasterize(points, depth, _MODE_PERSPECTIVE, camera.height, camera.width)

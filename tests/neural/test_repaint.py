@@ -18,6 +18,24 @@ def test_strength_zero_is_identity(tiny_config):
     assert effective_steps(20, 0.04) == 0 and effective_steps(20, 0.3) == 6
 
 
+def test_a_strength_that_rounds_to_no_step_is_said_in_the_report(tiny_config):
+    """report.json named the neural repaint for a texture it never touched (strength x steps under
+    one step): the stage says it passed the texture on, and the report says it did not run."""
+    from avatartex.engines import StagePlan
+
+    ctx = make_context(strength=0.1)  # 0.3 x 0.1 of 4 steps
+    stage = NeuralRepaint(tiny_config)
+    texture = make_texture()
+    assert np.array_equal(stage.run(texture, ctx).color, texture.color)
+    assert "rounds to no denoising step" in ctx.passed["repaint"]
+    plan = StagePlan("neural", [stage], {"repaint": "neural engine requested"}, passed=dict(ctx.passed))
+    entry = plan.report()["repaint"]
+    assert entry["ran"] is False and entry["engine"] == "neural" and "not run" in entry["reason"]
+    ran = make_context(strength=2.0)
+    stage.run(texture, ran)
+    assert "repaint" not in ran.passed
+
+
 def test_strength_sets_the_denoising_steps_and_seeds_reproduce(tiny_config):
     # Random tiny models cannot show "a small change" (their VAE round trip is noise); what they can show
     # is that the strength sets how many of the 4 steps run, and that seeds reproduce exactly.

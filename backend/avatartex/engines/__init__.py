@@ -25,9 +25,19 @@ class StagePlan:
     """Stage name -> why this engine runs it, in the artist's words."""
     warnings: list[str] = field(default_factory=list)
 
-    def report(self) -> dict[str, dict[str, str]]:
-        """``{"inpaint": {"engine": "neural", "reason": "..."}, ...}`` for report.json."""
-        return {s.name: {"engine": s.engine, "reason": self.reasons[s.name]} for s in self.stages}
+    passed: dict[str, str] = field(default_factory=dict)
+    """Stage name -> why it passed the texture on unchanged, once run (``StageContext.passed``)."""
+
+    def report(self) -> dict[str, dict[str, Any]]:
+        """``{"inpaint": {"engine": "neural", "reason": "..."}, ...}`` for report.json; a stage that
+        passed the texture on unchanged (``passed``) has ``"ran": false`` and says why."""
+        out: dict[str, dict[str, Any]] = {}
+        for stage in self.stages:
+            reason = self.reasons[stage.name]
+            out[stage.name] = {"engine": stage.engine, "reason": reason}
+            if stage.name in self.passed:
+                out[stage.name].update(ran=False, reason=f"{reason}; {self.passed[stage.name]}")
+        return out
 
 
 def classic_stages() -> list[Stage]:

@@ -53,6 +53,9 @@ class StageContext:
     check_cancel: Callable[[], None] = lambda: None
     warnings: list[str] = field(default_factory=list)
     """Stages append messages for the report here (e.g. 'no GAN prior configured; used classic')."""
+    passed: dict[str, str] = field(default_factory=dict)
+    """Stage name -> why it passed the texture on unchanged (a strength that rounds to no denoising
+    step): the report's ``stages`` says so beside the engine it names."""
     alignment_error_iod: float = float("nan")
     """The registration's own estimate of how far the photo lands from where it belongs on the mesh,
     in eye distances (``quality.Quality.estimated_error_iod``); NaN when unknown. Steps that need the

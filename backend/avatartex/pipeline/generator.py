@@ -324,6 +324,7 @@ class Generator:
         ctx.lenses_source = lambda: steps.lenses_in_atlas(projection, regions.portrait_coords)
         clock.done("regions")
         atlas_texture = steps.run_stages(plan.stages[split:], atlas_texture, ctx, clock)
+        plan.passed.update(ctx.passed)
 
         clock.step("bake", 0.0, "baking into the UV map")
         weight = steps.detail_weight(style, plan.engine, params.strength)

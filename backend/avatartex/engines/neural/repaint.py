@@ -116,6 +116,13 @@ class NeuralRepaint(Stage):
         """Return the repainted texture; the confidence map is passed on unchanged."""
         style = ctx.style
         strength = float(getattr(style, "repaint_strength", 0.3)) * float(ctx.strength)
+        steps = max(1, int(self.config.repaint_steps))
+        if effective_steps(steps, strength) < 1:
+            ctx.passed[self.name] = (
+                f"not run: strength {strength:.3g} of {steps} steps rounds to no denoising step, the "
+                "texture went on unchanged (a higher --strength or more steps runs it)"
+            )
+            return AtlasTexture(texture.color.copy(), texture.confidence.copy())
         ctx.progress(0.0, "repaint: loading model")
         color = repaint_atlas(
             texture.color,
