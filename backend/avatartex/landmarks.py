@@ -672,16 +672,14 @@ PARTS_APART = 4.0
 def _parts_apart(positions: np.ndarray, triangles: np.ndarray) -> str:
     """A clause for the no-face error where the mesh's largest part is small beside the whole (other
     objects exported far from the head), else ""."""
-    from .mesh import welded_parts
+    from .mesh import triangle_areas, welded_parts
 
     positions, triangles = np.asarray(positions, np.float64), np.asarray(triangles, np.int64)
     if not len(triangles):
         return ""
     _, part, count = welded_parts(positions, triangles)
     corners = positions[triangles]
-    area = 0.5 * np.linalg.norm(
-        np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1
-    )
+    area = triangle_areas(corners)
     largest = int(np.bincount(part, weights=area).argmax())
     own = corners[part == largest].reshape(-1, 3)
     whole = float(np.linalg.norm(np.ptp(positions[np.unique(triangles)], axis=0)))

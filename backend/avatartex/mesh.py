@@ -250,13 +250,20 @@ def welded_parts(positions: np.ndarray, triangles: np.ndarray) -> tuple[np.ndarr
     return tri, label[tri[:, 0]], int(count)
 
 
+def triangle_areas(corners: np.ndarray) -> np.ndarray:
+    """(T,) float64 areas of triangles given by their (T, 3, 3) corners."""
+    corners = np.asarray(corners, np.float64)
+    edges = corners[:, 1:] - corners[:, :1]
+    return 0.5 * np.linalg.norm(np.cross(edges[:, 0], edges[:, 1]), axis=1)
+
+
 def surface_points(
     positions: np.ndarray, triangles: np.ndarray, density: float, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Points spread evenly over the triangles (``density`` per unit area, a seeded Poisson count
     each): their positions (N, 3), their triangles (N,) and their barycentric weights (N, 3)."""
     c = np.asarray(positions)[triangles]
-    area = 0.5 * np.linalg.norm(np.cross(c[:, 1] - c[:, 0], c[:, 2] - c[:, 0]), axis=1)
+    area = triangle_areas(c)
     rng = np.random.default_rng(seed)
     tri = np.repeat(np.arange(len(triangles)), rng.poisson(area * density))
     u, v = rng.random(len(tri)), rng.random(len(tri))

@@ -21,6 +21,7 @@ import numpy as np
 
 from . import raster
 from .camera import Camera
+from .mesh import triangle_areas
 from .meshframe import MeshFrame
 
 VIEWS = 64
@@ -171,9 +172,7 @@ def surface_samples(
     p = np.asarray(positions, np.float64)
     t = np.asarray(triangles, np.int64)
     corners = p[t]
-    area = 0.5 * np.linalg.norm(
-        np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1
-    )
+    area = triangle_areas(corners)
     count = int(min(area.sum() / spacing**2, 2_000_000))
     points = [p]
     if count > 0 and area.sum() > 0:

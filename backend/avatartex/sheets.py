@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .mesh import welded_parts
+from .mesh import triangle_areas, welded_parts
 
 FLAT = 0.1
 """A part whose thinnest principal extent is under this share of its widest is flat (a card, a
@@ -41,11 +41,7 @@ def thin_open_parts(positions: np.ndarray, triangles: np.ndarray) -> tuple[int, 
     once[np.unique(np.sort(tri, axis=1), axis=0, return_index=True)[1]] = True
     single = tri[once]
     edges = np.sort(np.concatenate([single[:, [0, 1]], single[:, [1, 2]], single[:, [2, 0]]]), axis=1)
-    corners = positions[triangles]
-    area = 0.5 * np.linalg.norm(
-        np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1
-    )
-    area = area * once
+    area = triangle_areas(positions[triangles]) * once
     part_area = np.bincount(part, area, count)
     keys, uses = np.unique(edges[:, 0] * n + edges[:, 1], return_counts=True)
     open_part = np.zeros(count, bool)

@@ -18,6 +18,8 @@ import numpy as np
 from numba import njit
 from scipy import sparse
 
+from .mesh import triangle_areas
+
 
 @njit(cache=True)
 def _propagate(indptr: np.ndarray, indices: np.ndarray, opposite: np.ndarray, count: int):
@@ -82,8 +84,7 @@ def outward(positions: np.ndarray, triangles: np.ndarray) -> np.ndarray | None:
     # Each piece keeps the winding of most of its surface: the faces wound against it turn. (Not
     # "outwards" per piece: a mouth's inside or an eye socket rightly faces its own middle; a mesh
     # inside out as a whole is ``mesh.validate``'s.)
-    corners = np.asarray(positions, np.float64)[t]
-    area = np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1)
+    area = triangle_areas(np.asarray(positions, np.float64)[t])
     pieces = int(piece.max()) + 1
     majority = np.bincount(piece, np.where(flip, area, -area), pieces) > 0
     flip ^= majority[piece]

@@ -56,7 +56,7 @@ from ..glasses import LensTint, PortraitGlasses, find_glasses, lens_tint
 from ..image_io import is_monochrome, load_portrait, tinted_if_monochrome
 from ..imaging import box_around, put_rows, sample_image, smoothstep
 from ..landmarks import MeshLandmarks, detect_from_camera
-from ..mesh import Mesh, load_mesh, unmapped_parts, with_pins
+from ..mesh import Mesh, load_mesh, triangle_areas, unmapped_parts, with_pins
 from ..outline import MAX_COST, SURE_SCATTER_IOD, UNSURE_SCATTER_IOD, outline_face, place_head
 from ..photo_condition import PhotoCondition, condition_portrait
 from ..projection import (
@@ -996,7 +996,7 @@ def texels_per_iod(head: HeadModel, size: int) -> float | None:
     if front.sum() < 8:
         return None
     c = corners[front]
-    area = 0.5 * np.linalg.norm(np.cross(c[:, 1] - c[:, 0], c[:, 2] - c[:, 0]), axis=1).sum()
+    area = triangle_areas(c).sum()
     uv_area = uvtiles.uv_area(mesh.uvs, tris[front])
     if area <= 0 or uv_area <= 0:
         return None
