@@ -315,6 +315,19 @@ def test_the_bench_fit_recovers_a_calibration_and_judges_held_out():
     assert held["misplaced_n"] + held["ok_n"] == len(rows)
 
 
+def test_an_open_mouth_is_said_as_the_cause_where_the_mouth_stands_out():
+    """A smiling photo's mouth corners stand off a closed mouth's: "the photo's mouth does not sit
+    where the rest of the face puts it" read as a misplacement beside a mouth that looked right."""
+    off = _signals(
+        dense_agreement=0.15, heldout_iod={"brows": 0.02, "eyes": 0.02, "mouth": 0.2, "nose": 0.02}
+    )
+    estimate = estimate_error(off)
+    _, closed, _, _ = judge(off, estimate)
+    _, smiling, _, _ = judge({**off, "photo_mouth_open": True}, estimate)
+    assert any("mouth does not sit" in r and "open" not in r for r in closed), closed
+    assert any("mouth does not sit" in r and "open (a smile or speech)" in r for r in smiling), smiling
+
+
 def test_a_surely_read_face_of_other_proportions_is_not_counted_as_misplaced():
     """Landmarks that disagree with the mesh's (a real person's face on a sculpt) raise the estimate
     only as far as the photo's landmarks are uncertain: a face read surely (scatter 0.012, a real
@@ -329,6 +342,9 @@ def test_a_surely_read_face_of_other_proportions_is_not_counted_as_misplaced():
     verdict, reasons, _, _ = judge({**disagreeing, "landmark_scatter_iod": 0.012}, surely)
     assert verdict == "doubtful" and any("a little beside" in r for r in reasons)
     assert any("proportions differ" in r for r in reasons)
+    # Its shading differs for its shape: said as the likely cause, not a skin pattern or the light
+    # (a QA read "a strong skin pattern, make-up or harsh light" on every clean photo of a person).
+    assert any("another face's shape than the mesh's shades otherwise" in r for r in reasons), reasons
     # Not "read surely" where the detector itself was unsure of the photo's face (a 25-pixel face
     # enlarged scatters little): said once, of the photo; a low score on the mesh's render, of it.
     unsure = {**disagreeing, "landmark_scatter_iod": 0.012, "portrait_score": 0.2}

@@ -563,7 +563,12 @@ def judge(signals: Mapping[str, Any], estimate: float) -> tuple[str, list[str], 
             )
         region = _region_that_stands_out(signals)
         pins = "eye corners, nose tip, mouth corners"
-        if region is not None:
+        if region == "mouth" and signals.get("photo_mouth_open"):
+            reasons.append(
+                "the photo's mouth does not sit where the rest of the face puts it: it is open (a smile or "
+                "speech), which moves its corners, and the warp laid its lips on the mesh's"
+            )
+        elif region is not None:
             reasons.append(f"the photo's {region} does not sit where the rest of the face puts it")
             if region not in ("eyes", "nose", "mouth"):
                 pins += f", and the {region}"
@@ -594,10 +599,17 @@ def judge(signals: Mapping[str, Any], estimate: float) -> tuple[str, list[str], 
     nothing_vouches = unvouched and not landmarks_read(signals)
     if unvouched:
         vouching = "nothing vouches" if nothing_vouches else "only the landmarks vouch"
+        # A real person's face on another mesh (a sculpt, a scan of someone else) shades otherwise
+        # whatever the light: said first, as the likely cause, where the landmarks say so.
+        why = (
+            "another face's shape than the mesh's shades otherwise, as a strong skin pattern, make-up "
+            "or harsh light would"
+            if surely_read_other_face(signals)
+            else "a strong skin pattern, make-up or harsh light hides it"
+        )
         reasons.append(
-            "the mesh's shading could not be matched to the photo (a strong skin pattern, make-up or "
-            "harsh light hides it) nor its outline (hair, clothing or the background hide it), so "
-            f"{vouching} for the placement"
+            f"the mesh's shading could not be matched to the photo ({why}) nor its outline (hair, "
+            f"clothing or the background hide it), so {vouching} for the placement"
         )
         advice.append(
             "look at the eyes and mouth in the viewport; a photo in soft, even light matches surely"
@@ -741,6 +753,7 @@ def assess(
     portrait_pass: str | None = None,
     landmark_scatter: float | None = None,
     mesh_face_held: bool = True,
+    mouth_open: bool = False,
 ) -> Quality:
     """The verdict on a registration, from the evidence the module docstring lists.
 
@@ -748,7 +761,9 @@ def assess(
     ``upscaled``, ``crop``, ``outline``); None where the caller does not say, and then landmarks
     that merely copy the mesh's are recognised by their fit alone (INDEPENDENT_MIN_IOD).
     ``landmark_scatter`` is ``face.landmark_scatter`` of the portrait's face (None: not measured).
-    ``mesh_face_held`` is ``MeshLandmarks.held``: False fails the result."""
+    ``mesh_face_held`` is ``MeshLandmarks.held``: False fails the result. ``mouth_open``: the
+    photo's mouth is open (``regions.photo_mouth_open``: a smile, speech), which moves its corners
+    off where a closed mouth's are; said as the cause where the mouth stands out."""
     signals = evidence(
         registration,
         frame,
@@ -759,6 +774,7 @@ def assess(
         landmark_scatter,
         mesh_face_held,
     )
+    signals["photo_mouth_open"] = bool(mouth_open)
     estimate = estimate_error(signals)
     verdict, reasons, advice, notes = judge(signals, estimate)
     return Quality(verdict, estimate, signals, reasons, advice, notes)

@@ -1568,13 +1568,20 @@ def photo_lips_coords(
     return out
 
 
+def photo_mouth_open(face: Face) -> bool:
+    """Whether the photo's mouth is open: its inner lip contour holds PHOTO_MOUTH_OPEN of an eye
+    distance squared or more."""
+    contour = face.landmarks[list(LIPS_INNER)].astype(np.float32)
+    return bool(cv2.contourArea(contour) >= PHOTO_MOUTH_OPEN * face.interocular**2)
+
+
 def photo_mouth_opening(portrait: np.ndarray, face: Face) -> np.ndarray | None:
     """(H, W) float32 0..1: the photo's mouth opening (inside its inner lip contour, grown by
     PHOTO_MOUTH_GROW, then fading out over PHOTO_MOUTH_FEATHER), or None when the mouth is closed
-    (PHOTO_MOUTH_OPEN)."""
-    contour = face.landmarks[list(LIPS_INNER)].astype(np.float64)
-    if cv2.contourArea(contour.astype(np.float32)) < PHOTO_MOUTH_OPEN * face.interocular**2:
+    (``photo_mouth_open``)."""
+    if not photo_mouth_open(face):
         return None
+    contour = face.landmarks[list(LIPS_INNER)].astype(np.float64)
     inside = polygon_mask(portrait.shape[:2], contour).astype(np.uint8)
     # Grown by a disc, not scaled about its centre: a smile's opening is a crescent.
     radius = max(1, int(round(PHOTO_MOUTH_GROW * face.interocular)))

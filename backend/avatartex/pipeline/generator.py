@@ -24,7 +24,7 @@ from ..mesh import Mesh, load_mesh, save_mesh, with_pins
 from ..photoface import photo_face_normals
 from ..protocol import AvatarTexError, ErrorCode, GenerateParams, PrepareParams, Progress
 from ..quality import assess, behind_by, with_coverage
-from ..regions import complete_regions
+from ..regions import complete_regions, photo_mouth_open
 from ..registration import Registration
 from ..styles import get_style
 from . import steps
@@ -220,6 +220,7 @@ class Generator:
             analysis.face.extras.get("pass"),
             scatter,
             analysis.head.landmarks.held,
+            photo_mouth_open(analysis.face),
         )
         said_at = len(warnings)  # where the verdict is said, once the projection has had its word
         clock.done("register")
