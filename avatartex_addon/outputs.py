@@ -23,6 +23,7 @@ from .paths import (
     protocol,
     provenance,
     replace_own,
+    safe_name,
     stamp_matches,
     user_dir,
 )
@@ -475,7 +476,7 @@ def move_next_to(blend_path: str) -> list[str]:
                 moved[key] = place_unique(
                     path,
                     folder,
-                    path.stem,
+                    _wanted_stem(path.stem, path),
                     taken=lambda name, own=own: name != own and name in bpy.data.images,
                 )
             except (OSError, protocol().AvatarTexError) as error:  # as above
@@ -499,6 +500,19 @@ def move_next_to(blend_path: str) -> list[str]:
     _moved.clear()
     _moved.update(moved)
     return [path for path in moved if UDIM_TOKEN not in path]  # the files (not the tiles' patterns)
+
+
+def _wanted_stem(stem: str, written: Path) -> str:
+    """The name ``stem`` of a texture in the user folder moves beside the .blend under: the one it
+    was written for (``Head``, ``Head_toon_7``), not the ``_NNN`` the user folder gave it beside
+    another unsaved file's texture of that name (``written``, the file or a tile of it, names its
+    object in its provenance)."""
+    base, _, number = stem.rpartition("_")
+    owner = provenance(written).get("object", "")
+    own = safe_name(owner) if owner else ""
+    if own and len(number) == 3 and number.isdigit() and (base == own or base.startswith(f"{own}_")):
+        return base
+    return stem
 
 
 _packed_instead: list[str] = []
@@ -531,7 +545,7 @@ def _move_tiles(image: bpy.types.Image, folder: Path, moved: dict[str, Path], st
     key = str(pattern.resolve())
     if key not in moved:
         own = image.name
-        stem = pattern.name[: -len(f".{UDIM_TOKEN}{pattern.suffix}")]
+        stem = _wanted_stem(pattern.name[: -len(f".{UDIM_TOKEN}{pattern.suffix}")], files[min(files)])
         placed = place_unique_tiles(
             files, folder, stem, taken=lambda name, own=own: name != own and name in bpy.data.images
         )

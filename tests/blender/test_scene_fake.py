@@ -631,6 +631,27 @@ def test_unsaved_textures_move_next_to_the_blend_on_first_save(addon, fake_backe
     assert tuple(bpy.data.images[name].size) == (512, 512)
 
 
+def test_a_first_save_names_the_texture_after_its_object_not_its_place_in_the_user_folder(
+    addon, fake_backend, portrait, tmp_path
+):
+    """The user folder holds the textures of every unsaved file: a second one's Head got
+    ``Head_001.png`` there, and kept that name beside its .blend when first saved into an empty
+    folder. There it is ``Head.png``, as a saved file's first run writes it."""
+    add_sphere("Head", portrait)
+    bpy.context.scene.avatartex.resolution = 512
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}  # an unsaved file's Head.png, left there
+    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
+    head = add_sphere("Head", portrait)
+    bpy.context.scene.avatartex.resolution = 512
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert _file(_node(head).image).name == "Head_001.png"  # beside the other unsaved file's
+    blend = _save(tmp_path)
+    image = _node(head).image
+    assert _file(image) == blend.parent / "textures" / "Head.png" and image.name == "Head"
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}  # its own file, replaced in place
+    assert sorted(p.name for p in (blend.parent / "textures").iterdir()) == ["Head.png"]
+
+
 def test_a_first_save_whose_textures_folder_cannot_be_written_packs_the_texture(
     addon, fake_backend, portrait, tmp_path, monkeypatch
 ):
