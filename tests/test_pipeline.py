@@ -285,6 +285,37 @@ def test_cancel_leaves_the_output_folder_untouched(generator, head, astronaut_pa
     assert sorted(os.listdir(out)) == ["texture.png"]
 
 
+def test_the_bake_reports_its_parts_and_is_cancelled_within_them(generator, head, astronaut_path, tmp_path):
+    """The bake ran silent and past a cancel for half a minute on a first 4096² request (the UV map's
+    texels, the photo beyond the atlas, the bake itself: 31 s to answer a cancel in a QA's server):
+    each part reports, and a cancel there stops the request, the folder as it was."""
+    out = tmp_path / "out"
+    events = []
+
+    def cancel_beyond_the_atlas():
+        if events and events[-1].stage == "bake" and "beyond the head's atlas" in events[-1].message:
+            raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        generator.generate(
+            params(head, astronaut_path, out), progress=events.append, check_cancel=cancel_beyond_the_atlas
+        )
+    assert not out.exists() or not os.listdir(out)
+    events = []
+    generator.generate(params(head, astronaut_path, out), progress=events.append)
+    bake = [e for e in events if e.stage == "bake"]
+    messages = [e.message for e in bake]
+    for part in (
+        "the UV map's texels",
+        "the photo's own detail",
+        "beyond the head's atlas",
+        "baking UV tile 1",
+    ):
+        assert any(part in m for m in messages), messages
+    fractions = [e.fraction for e in bake]
+    assert fractions == sorted(fractions) and len(set(fractions)) >= 4
+
+
 def cli(*args: str) -> subprocess.CompletedProcess:
     """Run ``python -m avatartex ARGS`` as a user would, offline."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "backend"), "HF_HUB_OFFLINE": "1"}

@@ -331,7 +331,20 @@ class Generator:
         weight = steps.detail_weight(style, plan.engine, params.strength)
         head = analysis.head
         seen = steps.seen_by_photo(projection.partial.confidence, regions.photo_confidence)
-        surfaces = [steps.prefer_seen(head, params.size, t, geometry, seen, warnings) for t, _ in files]
+
+        def bake_step(start: float, end: float, message: str):
+            """Progress (and a cancel point) within the bake, from ``start`` to ``end`` of it: its
+            parts run for tens of seconds on a first 4096² request or a mesh of millions of faces."""
+
+            def step(fraction: float, note: str = "") -> None:
+                clock.step("bake", start + (end - start) * fraction, note or message)
+
+            return step
+
+        surfaces = []
+        for index, (tile, _) in enumerate(files):
+            bake_step(0.0, 0.2, "the UV map's texels")(index / len(files))
+            surfaces.append(steps.prefer_seen(head, params.size, tile, geometry, seen, warnings))
 
         def detail(surface):
             """The portrait's finest detail for one tile's surface, as far as the style takes it."""
@@ -364,17 +377,28 @@ class Generator:
                 found.confidence *= np.float32(weight)
             return found
 
-        details = [detail(surface) for surface in surfaces]
-        photos = [own_photo(surface) for surface in surfaces]
-        painted = [
-            steps.painted_last(
-                steps.eyes_on_surface(surface, eyeballs, eye_colours),
-                steps.mouth_on_surface(geometry, surface, head),
+        details, photos, painted = [], [], []
+        for index, surface in enumerate(surfaces):
+            share = index / len(surfaces)
+            bake_step(0.2, 0.3, "the photo's own detail")(share)
+            details.append(detail(surface))
+            bake_step(0.3, 0.5, "the photo beyond the head's atlas (neck, chest)")(share)
+            photos.append(own_photo(surface))
+            painted.append(
+                steps.painted_last(
+                    steps.eyes_on_surface(surface, eyeballs, eye_colours),
+                    steps.mouth_on_surface(geometry, surface, head),
+                )
             )
-            for surface in surfaces
-        ]
         baked, final_atlas = steps.bake_texture(
-            geometry, atlas_texture.color, surfaces, details, photos, ctx.style_shadow, painted
+            geometry,
+            atlas_texture.color,
+            surfaces,
+            details,
+            photos,
+            ctx.style_shadow,
+            painted,
+            bake_step(0.5, 0.95, "baking into the UV map"),
         )
         textures, body_report = [], None
         for (tile, _name), texture in zip(files, baked, strict=True):

@@ -1132,19 +1132,22 @@ def bake_texture(
     photos: list[SurfacePhoto | None] | None = None,
     shadow: StyleShadow | None = None,
     painted: list[SurfacePaint | None] | None = None,
+    progress: Callable[[float, str], None] | None = None,
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """(the texture in the mesh's UVs of each UV tile's surface, the atlas after the caps were made to
     agree with the band: once for every tile). ``photos``: each surface's own photo where the atlas
     does not hold it (``photo_outside_atlas``), or None; ``shadow``: a style's cel shadow, for the
     texels the atlas does not hold (``bake``, which gives them the skin's grain too); ``painted``: each
-    surface's texels painted last (``painted_last``: eyeballs as eyes, a mouth's inside), or None."""
+    surface's texels painted last (``painted_last``: eyeballs as eyes, a mouth's inside), or None.
+    ``progress(fraction, message)`` is told before each tile (and may raise ``Cancelled``)."""
     final_atlas = harmonise_charts(geometry, atlas_color)
     photos = photos or [None] * len(surfaces)
     painted = painted or [None] * len(surfaces)
-    textures = [
-        bake(geometry, final_atlas, s, d, photo=p, grain=True, shadow=shadow, painted=e)
-        for s, d, p, e in zip(surfaces, details, photos, painted, strict=True)
-    ]
+    textures = []
+    for index, (s, d, p, e) in enumerate(zip(surfaces, details, photos, painted, strict=True)):
+        if progress is not None:
+            progress(index / len(surfaces), f"baking UV tile {index + 1} of {len(surfaces)}")
+        textures.append(bake(geometry, final_atlas, s, d, photo=p, grain=True, shadow=shadow, painted=e))
     return textures, final_atlas
 
 
