@@ -191,6 +191,22 @@ def test_library_output_goes_to_the_log_file(tmp_path, monkeypatch):
     assert "native library noise" in text and "python library noise" in text and "deprecated thing" in text
 
 
+def test_the_log_file_starts_afresh_once_large_keeping_one_old_one(tmp_path, monkeypatch):
+    """The log was only ever appended to (3.9 MB in a QA's cache, mostly libraries' noise)."""
+    from avatartex import console
+
+    log = tmp_path / "cli.log"
+    monkeypatch.setenv("AVATARTEX_LOG", str(log))
+    log.write_bytes(b"old line\n" * (console.LOG_MAX_BYTES // 9 + 1))
+    with console.library_output(verbose=False):
+        os.write(2, b"new noise\n")
+    assert log.read_text() == "new noise\n"
+    assert (tmp_path / "cli.log.1").read_bytes().startswith(b"old line")
+    with console.library_output(verbose=False):  # small: appended to
+        os.write(2, b"more\n")
+    assert log.read_text() == "new noise\nmore\n"
+
+
 def test_unwrap_error_is_typed():
     with pytest.raises(AvatarTexError) as err:
         from avatartex.mesh import check_unwrap

@@ -36,6 +36,18 @@ def log_path() -> Path:
     return Path(cache) / "avatartex" / "cli.log"
 
 
+LOG_MAX_BYTES = 1 << 20
+"""Size from which the CLI's log is started afresh, the old one kept as ``cli.log.1`` (one
+generation): mediapipe's and protobuf's lines grew it by megabytes, never trimmed."""
+
+
+def _rotate(path: Path) -> None:
+    """Move ``path`` to ``<path>.1`` (replacing an older one) once it holds LOG_MAX_BYTES."""
+    with contextlib.suppress(OSError):
+        if path.is_file() and path.stat().st_size >= LOG_MAX_BYTES:
+            os.replace(path, path.with_name(path.name + ".1"))
+
+
 @contextlib.contextmanager
 def library_output(verbose: bool = False) -> Iterator[Path | None]:
     """While inside, a command shows only its own progress, results and errors.
@@ -65,6 +77,7 @@ def library_output(verbose: bool = False) -> Iterator[Path | None]:
     path = log_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        _rotate(path)
         log_file: TextIO = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
     except OSError:
         path, log_file = Path(os.devnull), open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
