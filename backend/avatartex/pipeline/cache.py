@@ -457,14 +457,64 @@ def _code_fingerprint(modules: tuple[str, ...]) -> str:
     return _FINGERPRINTS[modules]
 
 
-class HeadCache:
-    """The last ``size`` heads by content (least recently used first out), and optionally every
-    head's landmarks on disk (``store``)."""
+HEAD_CACHE_BYTES = 3 << 30
+"""What the heads kept in memory may hold together (their atlases, UV surfaces and what requests
+derived from them) before the least recently used are let go, the head asked for always kept: a
+warm server kept four heads whatever the texture size, 1.7 GB each at 4096² (9.4 GB at its peak in
+a QA's run, beside Blender). ``AVATARTEX_HEAD_CACHE_MB`` sets another."""
 
-    def __init__(self, size: int = 4, store: HeadStore | None = None) -> None:
+
+def head_cache_bytes() -> int:
+    """HEAD_CACHE_BYTES, or ``AVATARTEX_HEAD_CACHE_MB`` megabytes where set to a number."""
+    try:
+        return int(float(os.environ["AVATARTEX_HEAD_CACHE_MB"]) * (1 << 20))
+    except (KeyError, ValueError):
+        return HEAD_CACHE_BYTES
+
+
+def held_bytes(value: Any, seen: set[int] | None = None, depth: int = 6) -> int:
+    """The bytes of the numpy arrays ``value`` holds: in dicts, lists, tuples and objects' attributes,
+    ``depth`` levels down, each array once (views count their base's bytes once)."""
+    seen = set() if seen is None else seen
+    if depth < 0 or id(value) in seen:
+        return 0
+    seen.add(id(value))
+    if isinstance(value, np.ndarray):
+        base = value if value.base is None else value.base
+        if base is not value and id(base) in seen:
+            return 0
+        seen.add(id(base))
+        return int(getattr(base, "nbytes", value.nbytes))
+    if isinstance(value, dict):
+        items = list(value.values())
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    elif hasattr(value, "__dict__") and not isinstance(value, type):
+        items = list(vars(value).values())
+    else:
+        return 0
+    return sum(held_bytes(item, seen, depth - 1) for item in items)
+
+
+class HeadCache:
+    """The last ``size`` heads by content (least recently used first out), no more than ``budget``
+    bytes of them beside the one asked for (``held_bytes``; ``head_cache_bytes()`` when None), and
+    optionally every head's landmarks on disk (``store``)."""
+
+    def __init__(self, size: int = 4, store: HeadStore | None = None, budget: int | None = None) -> None:
         self.size = size
         self.store = store
+        self.budget = budget
         self._heads: OrderedDict[str, HeadModel] = OrderedDict()
+
+    def _trim(self) -> None:
+        """Let the least recently used heads go while more than ``size`` are kept, or the kept hold
+        more than the budget (the most recent, the one in use, stays whatever it holds)."""
+        budget = head_cache_bytes() if self.budget is None else self.budget
+        while len(self._heads) > self.size:
+            self._heads.popitem(last=False)
+        while len(self._heads) > 1 and sum(held_bytes(h) for h in self._heads.values()) > budget:
+            self._heads.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._heads)
@@ -483,6 +533,7 @@ class HeadCache:
         key = mesh_key(mesh, facing)
         if key in self._heads:
             self._heads.move_to_end(key)
+            self._trim()  # what the others grew to in their requests counts now
             return self._heads[key]
         detector = landmarker if check_cancel is None else _CancellableDetector(landmarker, check_cancel)
         forward = parse_facing(facing)
@@ -532,8 +583,7 @@ class HeadCache:
         if said:
             model.derived["warnings"] = said
         self._heads[key] = model
-        while len(self._heads) > self.size:
-            self._heads.popitem(last=False)
+        self._trim()
         return model
 
 
