@@ -60,7 +60,10 @@ def _tell_after_save(message: str) -> None:
     def draw(menu, _context) -> None:
         menu.layout.label(text=message)
 
-    window_manager.popup_menu(draw, title="AvatarTex", icon="INFO")
+    try:  # the panel and the console have it already: a popup refused during a save is no loss
+        window_manager.popup_menu(draw, title="AvatarTex", icon="INFO")
+    except (RuntimeError, TypeError, AttributeError):
+        pass
 
 
 @persistent
