@@ -187,6 +187,42 @@ def surface_samples(
     return every[spread(every, spacing)]
 
 
+CAVITY_DENSE = 3
+"""Vertices per anchor (vertices ``spread`` ANCHOR_SPACING of a sample's spacing apart) from which a
+mesh is dense enough for its smoothed surface to be measured at the anchors and carried to the other
+vertices (``_offsets_from_anchors``): a sculpt subdivided to a million faces spent 28 s in the
+smoothing, a 4.5 M one minutes. The scanned head of ``../shared`` (1.1-2.0 vertices per anchor) and
+heads of up to a few hundred thousand vertices at the finer sigmas are measured at every vertex, as
+before. On the scanned head subdivided to 143 k vertices, at the sigma where it is dense enough:
+the cavity within 1.5 % of its 95th percentile (median; 15 % at the 99th), correlation 0.996 with
+the exact one, 1.5 s against 7.1."""
+ANCHOR_SPACING = 0.7
+"""Anchors' spacing (``spread``), in sample spacings."""
+ANCHORS_NEAR = 8
+"""Anchors each vertex reads its offset from."""
+ANCHOR_FACING = 0.5
+"""Cosine between a vertex's normal and an anchor's below which the anchor is on another surface
+(the other lip, an ear's back): not read."""
+
+
+def _offsets_from_anchors(
+    points: np.ndarray, normals: np.ndarray, anchors: np.ndarray, offsets: np.ndarray, spacing: float
+) -> np.ndarray:
+    """(V, 3) the smoothed surface's offset at every one of ``points`` from its ``offsets`` measured at
+    the ``anchors`` (indices into ``points``): a Gaussian mean (width ``spacing``) of the
+    ANCHORS_NEAR nearest that face its way (ANCHOR_FACING); NaN where none does."""
+    from scipy.spatial import cKDTree
+
+    distance, nearest = cKDTree(points[anchors]).query(points, k=min(ANCHORS_NEAR, len(anchors)))
+    distance, nearest = distance.reshape(len(points), -1), nearest.reshape(len(points), -1)
+    facing = np.einsum("vkj,vj->vk", normals[anchors][nearest], normals) > ANCHOR_FACING
+    weight = np.exp(-0.5 * (distance / spacing) ** 2) * facing
+    total = weight.sum(axis=1)
+    mixed = np.einsum("vk,vkj->vj", weight, offsets[nearest]) / np.maximum(total, 1e-300)[:, None]
+    mixed[total <= 1e-12] = np.nan
+    return mixed
+
+
 def vertex_cavity(
     positions: np.ndarray, triangles: np.ndarray, normals: np.ndarray, sigma: float
 ) -> np.ndarray:
@@ -200,8 +236,17 @@ def vertex_cavity(
     n = np.asarray(normals, np.float64).reshape(-1, 3)
     if len(p) == 0 or len(triangles) == 0 or not sigma > 0:
         return np.zeros(len(p), np.float32)
-    samples = surface_samples(p, triangles, sigma / CAVITY_SAMPLES_PER_SIGMA)
-    offset = smoothed(p, samples, sigma) - p
+    spacing = sigma / CAVITY_SAMPLES_PER_SIGMA
+    samples = surface_samples(p, triangles, spacing)
+    anchors = spread(p, spacing * ANCHOR_SPACING)
+    if len(p) > CAVITY_DENSE * len(anchors):
+        at_anchors = smoothed(p[anchors], samples, sigma) - p[anchors]
+        offset = _offsets_from_anchors(p, n, anchors, at_anchors, spacing * ANCHOR_SPACING)
+        missing = ~np.isfinite(offset).all(axis=1)
+        if missing.any():  # no anchor on the vertex's own side of a thin part near it: measured
+            offset[missing] = smoothed(p[missing], samples, sigma) - p[missing]
+    else:
+        offset = smoothed(p, samples, sigma) - p
     depth = np.einsum("ij,ij->i", offset, n)
     sideways = np.linalg.norm(offset - depth[:, None] * n, axis=1)
     return (depth * np.clip(1.0 - sideways / (CAVITY_EDGE_PULL * sigma), 0.0, 1.0)).astype(np.float32)
