@@ -42,6 +42,11 @@ def directions(count: int) -> np.ndarray:
     return np.stack([r * np.cos(turn), r * np.sin(turn), z], axis=1)
 
 
+DENSE_FACES_PER_PIXEL = 8
+"""Faces per pixel of a depth map (MAP_SIZE²) from which ``vertex_occlusion`` draws the mesh merged
+(``clustered``): 295 k faces at 192². The scanned head (18 k) and meshes of up to that are drawn whole."""
+
+
 def vertex_occlusion(
     positions: np.ndarray,
     triangles: np.ndarray,
@@ -78,6 +83,10 @@ def vertex_occlusion(
     fov = float(np.degrees(2.0 * np.arctan(1.02 * radius / distance)))
     pixel = 2.04 * radius / size
     lifted = p + n * (0.2 * pixel)
+    # A mesh of many faces to a pixel (a sculpt of a million) is drawn merged to half a pixel: the
+    # same depth maps, within the 1.5-pixel tolerance, at a fraction of the faces (a 1.1 M-face
+    # head's 64 maps took 17 s).
+    drawn = (p, t) if len(t) <= DENSE_FACES_PER_PIXEL * size * size else clustered(p, t, 0.5 * pixel)
     seen = np.zeros(len(p))
     total = np.zeros(len(p))
     for local in directions(views):
@@ -88,7 +97,7 @@ def vertex_occlusion(
             continue
         up = axes[1] if abs(local[1]) < 0.9 else axes[2]
         camera = Camera.look_at(centre + d * distance, centre, up, fov, size, size)
-        _, _, depth = raster.rasterize_camera(p, t, camera)
+        _, _, depth = raster.rasterize_camera(*drawn, camera)
         xy, z = camera.project(lifted[facing])
         col = np.clip(xy[:, 0].astype(np.int64), 0, size - 1)
         row = np.clip(xy[:, 1].astype(np.int64), 0, size - 1)
@@ -133,12 +142,29 @@ def spread(points: np.ndarray, spacing: float) -> np.ndarray:
     of that size. A surface sampled densely in one place and sparsely in another (a scan's face
     against its back, the atlas's front against its back) is then sampled evenly, as a smoothing
     must see it."""
+    _, first = np.unique(_cell_keys(points, spacing), return_index=True)
+    return np.sort(first)
+
+
+def _cell_keys(points: np.ndarray, spacing: float) -> np.ndarray:
+    """(N,) int64 the number of the cube of edge ``spacing`` each of ``points`` (N, 3) lies in."""
     cells = np.floor(np.asarray(points, np.float64) / spacing).astype(np.int64)
     cells -= cells.min(axis=0)
     span = cells.max(axis=0) + 1
-    key = (cells[:, 0] * span[1] + cells[:, 1]) * span[2] + cells[:, 2]
-    _, first = np.unique(key, return_index=True)
-    return np.sort(first)
+    return (cells[:, 0] * span[1] + cells[:, 1]) * span[2] + cells[:, 2]
+
+
+def clustered(positions: np.ndarray, triangles: np.ndarray, cell: float) -> tuple[np.ndarray, np.ndarray]:
+    """A coarser copy of a mesh for its depth maps: its vertices merged per cube of edge ``cell`` (at
+    their mean), the triangles that still span three, (positions (C, 3), triangles (T', 3))."""
+    p = np.asarray(positions, np.float64)
+    _, label = np.unique(_cell_keys(p, cell), return_inverse=True)
+    label = label.reshape(-1)
+    count = np.bincount(label)
+    centres = np.stack([np.bincount(label, p[:, k]) for k in range(3)], axis=1) / count[:, None]
+    tri = label[np.asarray(triangles, np.int64)]
+    spans = (tri[:, 0] != tri[:, 1]) & (tri[:, 1] != tri[:, 2]) & (tri[:, 0] != tri[:, 2])
+    return centres, tri[spans]
 
 
 def smoothed(points: np.ndarray, samples: np.ndarray, sigma: float) -> np.ndarray:
