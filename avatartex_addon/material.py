@@ -441,7 +441,16 @@ def apply_image(obj: bpy.types.Object, image: bpy.types.Image, uv_map: str) -> t
         node = tree.nodes.new("ShaderNodeTexImage")
         node.name = node.label = NODE_NAME
         node.location = (base.node.location.x - 350, base.node.location.y)
+    old = node.image
     node.image = image
+    if old is not None and old != image and old.users == 0 and _holds_own_pixels(old):
+        # Packed or painted and shown nowhere else now: a save would drop it, and its pixels with it
+        # (a packed .blend opened without its textures/ folder, whose file the add-on could not replace).
+        old.use_fake_user = True
+        note = (
+            f"{note} The image '{old.name}' it showed holds pixels no file has (packed or painted): kept "
+            "in the .blend (fake user)."
+        ).strip()
     tree.nodes.active = node
     _set_uv_input(tree, node, uv_map)
     relinked = []
@@ -464,6 +473,12 @@ def apply_image(obj: bpy.types.Object, image: bpy.types.Image, uv_map: str) -> t
         )
         note = f"{note} {hidden}".strip()
     return mat, note
+
+
+def _holds_own_pixels(image: bpy.types.Image) -> bool:
+    """Whether ``image``'s pixels live in the .blend alone: packed (a tiled image's tiles too), or
+    painted and not saved."""
+    return image.is_dirty or image.packed_file is not None or len(image.packed_files) > 0
 
 
 def _upstream_of(socket: bpy.types.NodeSocket, node: bpy.types.Node, depth: int = 16) -> bool:

@@ -159,15 +159,22 @@ def kept_because(files: list[Path], images: list[bpy.types.Image]) -> str:
 def _packed_differs(image: bpy.types.Image) -> bool:
     """Whether ``image`` holds packed data other than its file's bytes: paint packed after it was
     made (Image > Pack packs the pixels as they are), which the file on disk has not. Replacing the
-    file and packing it again threw that paint away, unsaid (the image was not dirty any more)."""
-    packed = image.packed_file
-    if packed is None:
+    file and packing it again threw that paint away, unsaid (the image was not dirty any more). A
+    tiled image's tiles are packed one by one, each against its own file."""
+    if image.source == "TILED":
+        files = tile_files(image)
+        packed = [(files.get(item.tile_number), item.packed_file) for item in image.packed_files]
+    elif image.packed_file is not None:
+        packed = [(Path(bpy.path.abspath(image.filepath, library=image.library)), image.packed_file)]
+    else:
         return False
-    path = Path(bpy.path.abspath(image.filepath, library=image.library))
-    try:
-        return packed.size != path.stat().st_size or packed.data != path.read_bytes()
-    except OSError:
-        return False  # no file to differ from: nothing of the artist's to lose by replacing it
+    for path, data in packed:
+        try:
+            if data is not None and (data.size != path.stat().st_size or data.data != path.read_bytes()):
+                return True
+        except (OSError, AttributeError):  # no file to differ from: nothing lost by replacing it
+            continue
+    return False
 
 
 def _keep_images(kept: str, images: list[bpy.types.Image], notes: list[str] | None, what: str) -> None:

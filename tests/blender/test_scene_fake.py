@@ -644,7 +644,7 @@ def test_a_first_save_names_the_texture_after_its_object_not_its_place_in_the_us
     head = add_sphere("Head", portrait)
     bpy.context.scene.avatartex.resolution = 512
     assert bpy.ops.avatartex.generate() == {"FINISHED"}
-    assert _file(_node(head).image).name == "Head_001.png"  # beside the other unsaved file's
+    assert _file(_node(head).image).name.startswith("Head_")  # beside the other unsaved file's
     blend = _save(tmp_path)
     image = _node(head).image
     assert _file(image) == blend.parent / "textures" / "Head.png" and image.name == "Head"
@@ -1256,6 +1256,60 @@ def test_materials_sharing_one_image_are_one_texture(addon, fake_backend, portra
     )
     base = lips.node_tree.nodes["Principled BSDF"].inputs["Base Color"]
     assert base.links[0].from_node.image == face_map
+
+
+def test_paint_packed_into_a_tiled_image_is_kept_on_a_rerun(addon, fake_backend, portrait, tmp_path):
+    """A tiled image's tiles are packed one by one: the packed paint was compared with a path holding
+    ``<UDIM>``, found no file, and the rerun replaced the tiles, the paint lost, unsaid."""
+    head = add_sphere("Head", portrait)
+    _move_half_to_tile_1002(head)
+    bpy.context.scene.avatartex.resolution = 512
+    _save(tmp_path)
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    image = _node(head).image
+    pattern = str(_file(image))
+    first = Path(pattern.replace("<UDIM>", "1001"))
+    before = first.read_bytes()
+    painted = np.array(image.pixels[:], np.float32)  # the first tile's pixels
+    painted[:400] = 1.0
+    image.pixels.foreach_set(painted)
+    image.pack()
+    assert not image.is_dirty and len(image.packed_files) >= 1  # the painted tile at least
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    assert first.read_bytes() == before and image.use_fake_user and _node(head).image != image
+    assert any("holds paint packed into the .blend" in note for note in addon.state.last_summary)
+
+
+def test_a_packed_blend_opened_without_its_textures_keeps_the_packed_image(
+    addon, fake_backend, portrait, tmp_path
+):
+    """The .blend packed to be handed on, opened where its textures/ is not: the add-on's file is not
+    there to replace, the new texture took the material, and the packed image, painted, shown
+    nowhere, was dropped by the next save. It is kept (fake user), and said."""
+    head = add_sphere("Head", portrait)
+    bpy.context.scene.avatartex.resolution = 512
+    blend = _save(tmp_path)
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    image = _node(head).image
+    painted = np.array(image.pixels[:], np.float32)
+    painted[:400] = 1.0
+    image.pixels.foreach_set(painted)
+    image.pack()
+    packed = image.packed_file.data
+    bpy.ops.wm.save_mainfile()
+    handed = tmp_path / "elsewhere" / "shot.blend"
+    handed.parent.mkdir()
+    handed.write_bytes(blend.read_bytes())
+    bpy.ops.wm.open_mainfile(filepath=str(handed))
+    head = bpy.data.objects["Head"]
+    select_only(head)
+    assert bpy.ops.avatartex.generate() == {"FINISHED"}
+    old = bpy.data.images["Head"]
+    assert _node(head).image != old and old.use_fake_user and old.packed_file.data == packed
+    assert any("holds pixels no file has" in note for note in addon.state.last_summary)
+    bpy.ops.wm.save_mainfile()
+    bpy.ops.wm.open_mainfile(filepath=str(handed))
+    assert bpy.data.images["Head"].packed_file.data == packed  # still in the .blend after a save
 
 
 def test_a_character_with_a_udim_skin_keeps_its_body_tiles(addon, fake_backend, portrait, tmp_path):
