@@ -240,9 +240,16 @@ def write_texture(
                 f"it is, the new texture is {final.name}"
             )
         elif foreign and final != wanted and not kept and notes is not None:  # kept: said above
+            # Written by AvatarTex for an object of this name in another file (another unsaved one's,
+            # in the user folder), or the artist's own.
+            whose = (
+                f"AvatarTex wrote it for another file's {obj.name}"
+                if provenance(wanted).get("object") == obj.name
+                else f"not a file AvatarTex wrote for {obj.name}"
+            )
             notes.append(
-                f"{wanted.name} was already in {folder.name}/ (not a file AvatarTex wrote for "
-                f"{obj.name}): kept as it is, the new texture is {final.name}"
+                f"{wanted.name} was already in {folder.name}/ ({whose}): kept as it is, the new texture "
+                f"is {final.name}"
             )
     if image is None:
         image = bpy.data.images.load(str(final), check_existing=False)

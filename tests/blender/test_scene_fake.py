@@ -645,6 +645,7 @@ def test_a_first_save_names_the_texture_after_its_object_not_its_place_in_the_us
     bpy.context.scene.avatartex.resolution = 512
     assert bpy.ops.avatartex.generate() == {"FINISHED"}
     assert _file(_node(head).image).name.startswith("Head_")  # beside the other unsaved file's
+    assert any("AvatarTex wrote it for another file's Head" in note for note in addon.state.last_summary)
     blend = _save(tmp_path)
     image = _node(head).image
     assert _file(image) == blend.parent / "textures" / "Head.png" and image.name == "Head"
