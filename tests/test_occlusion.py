@@ -250,6 +250,20 @@ def test_the_cavity_is_the_same_on_a_low_poly_mesh() -> None:
     assert at[0] > 0.01 and abs(at[1] - at[0]) < 0.25 * at[0], at
 
 
+def _count_calls(monkeypatch, module, name: str, argument: int = 0) -> list[int]:
+    """Replace ``module.name`` by itself noting the length of its ``argument``-th argument per call
+    (the points smoothed, the triangles drawn); returns that list."""
+    seen: list[int] = []
+    original = getattr(module, name)
+
+    def counting(*args):
+        seen.append(len(args[argument]))
+        return original(*args)
+
+    monkeypatch.setattr(module, name, counting)
+    return seen
+
+
 def test_a_dense_meshs_cavity_is_measured_at_anchors_and_matches_the_exact_one(monkeypatch) -> None:
     """A sculpt subdivided to a million faces spent half a minute smoothing its surface at every
     vertex: on a dense mesh the smoothing runs at anchors and carries to the other vertices, within
@@ -262,14 +276,7 @@ def test_a_dense_meshs_cavity_is_measured_at_anchors_and_matches_the_exact_one(m
     bumpy = trimesh.Trimesh(p * bumps[:, None], ball.faces, process=False)
     positions, triangles = bumpy.vertices, bumpy.faces
     normals = np.asarray(bumpy.vertex_normals, np.float64)
-    queried = []
-    smoothed = occlusion.smoothed
-
-    def counting(points, samples, sigma):
-        queried.append(len(points))
-        return smoothed(points, samples, sigma)
-
-    monkeypatch.setattr(occlusion, "smoothed", counting)
+    queried = _count_calls(monkeypatch, occlusion, "smoothed")
     fast = vertex_cavity(positions, triangles, normals, 0.3)
     assert queried and queried[0] < len(positions) / occlusion.CAVITY_DENSE  # at anchors only
     monkeypatch.setattr(occlusion, "CAVITY_DENSE", 10**9)
@@ -296,14 +303,7 @@ def test_a_mesh_of_many_faces_to_a_pixel_is_drawn_merged_with_the_same_occlusion
     p[p[:, 2] > 0.7, 2] = 1.4 - p[p[:, 2] > 0.7, 2]
     dented = trimesh.Trimesh(p, ball.faces, process=False)
     normals = np.asarray(dented.vertex_normals, np.float64)
-    drawn = []
-    rasterize = raster.rasterize_camera
-
-    def counting(positions, triangles, camera):
-        drawn.append(len(triangles))
-        return rasterize(positions, triangles, camera)
-
-    monkeypatch.setattr(raster, "rasterize_camera", counting)
+    drawn = _count_calls(monkeypatch, raster, "rasterize_camera", argument=1)
     merged = vertex_occlusion(dented.vertices, dented.faces, normals, views=32, size=32)
     assert max(drawn) < len(dented.faces) / 3
     drawn.clear()
