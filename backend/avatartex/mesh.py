@@ -303,6 +303,12 @@ def inside_out(corners: np.ndarray, face_normals: np.ndarray) -> bool:
     return float(outward.sum()) < 0.0
 
 
+def mapped_triangles(uvs: np.ndarray) -> np.ndarray:
+    """(T,) bool: the triangles of per-corner ``uvs`` (T, 3, 2) whose UVs are all finite. A part
+    read without a UV map of its own has NaN UVs (``unmapped_parts``)."""
+    return np.isfinite(np.asarray(uvs)).all(axis=(1, 2))
+
+
 def unmapped_parts(unmapped: np.ndarray, parts: np.ndarray | None) -> np.ndarray:
     """The materials (``Mesh.parts``) every triangle of which is ``unmapped`` ((T,) bool: a
     non-finite UV): parts read from a file without a UV map of their own."""
@@ -394,7 +400,7 @@ def validate(mesh: Mesh, require_uvs: bool = True) -> Mesh:
             )
     degenerate = ~keep
     if uvs is not None:
-        unmapped = ~np.isfinite(uvs).all(axis=(1, 2))
+        unmapped = ~mapped_triangles(uvs)
         # A part with no UV map at all (an eyeball or teeth exported without one) stays in the shape
         # every render reads, untextured; stray non-finite UVs inside a mapped part are dropped.
         whole_parts = unmapped_parts(unmapped, parts)
@@ -608,7 +614,7 @@ def check_unwrap(uvs: np.ndarray, name: str = "mesh") -> None:
     """Raise ``MESH_INVALID`` when a made UV map is broken: NaN or outside the unit square, or more
     than UNWRAP_MAX_DEGENERATE of its triangles without UV area."""
     uvs = np.asarray(uvs, np.float64)
-    finite = np.isfinite(uvs).all(axis=(1, 2))
+    finite = mapped_triangles(uvs)
     e1, e2 = uvs[:, 1] - uvs[:, 0], uvs[:, 2] - uvs[:, 0]
     area = 0.5 * np.abs(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0])
     degenerate = ~finite | ~(area > UNWRAP_ZERO_AREA)

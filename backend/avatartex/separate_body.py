@@ -35,7 +35,7 @@ import numpy as np
 
 from .body import RING_IOD, move_skin, read_base, ring_tone, tone_mode, warn_neck_step
 from .imaging import sample_uv, to_lab
-from .mesh import Mesh, compute_normals, load_mesh, surface_points
+from .mesh import Mesh, compute_normals, load_mesh, mapped_triangles, surface_points
 from .protocol import AvatarTexError, ErrorCode, GenerateParams
 
 SEAM_GAP_IOD = 0.05
@@ -142,7 +142,7 @@ def _other_materials(whole: Mesh, textures: Sequence[str], skip: tuple[int, ...]
     for material, path in enumerate(textures):
         chosen = np.flatnonzero(whole.parts == material)
         # A part read without a UV map (its UVs NaN) shows no image.
-        if path and material not in skip and len(chosen) > 0 and np.isfinite(whole.uvs[chosen]).all():
+        if path and material not in skip and len(chosen) > 0 and mapped_triangles(whole.uvs[chosen]).all():
             yield material, chosen
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .mesh import mapped_triangles
 from .protocol import AvatarTexError, ErrorCode
 
 UDIM_FIRST = 1001
@@ -62,7 +63,7 @@ def tiles(uvs: np.ndarray, triangles: np.ndarray | None = None) -> list[tuple[in
     """The (u, v) squares holding ``triangles`` (all when ``None``), in UDIM order (rows of ``v``);
     triangles with a non-finite UV hold none."""
     squares = triangle_tiles(uvs)
-    mapped = np.isfinite(np.asarray(uvs)).all(axis=(1, 2))  # a part without UVs is in no square
+    mapped = mapped_triangles(uvs)  # a part without UVs is in no square
     if triangles is not None:
         squares, mapped = squares[triangles], mapped[triangles]
     squares = squares[mapped]

@@ -51,7 +51,7 @@ from ..face import (
 )
 from ..jawline import jaw_on_outline
 from ..landmarks import MeshLandmarks, detect_from_camera, detect_mesh_landmarks
-from ..mesh import Mesh, compute_normals, parse_facing
+from ..mesh import Mesh, compute_normals, mapped_triangles, parse_facing
 from ..meshframe import MeshFrame, mesh_frame, normalized
 from ..occlusion import MeshCavity, at_texels, vertex_occlusion
 from ..protocol import AvatarTexError, ErrorCode
@@ -198,7 +198,7 @@ class HeadModel:
             mesh, material = self.mesh, self.material
             chosen = np.ones(len(mesh.triangles), bool) if material is None else mesh.parts == material
             # Parts read without a UV map of their own (``mesh.unmapped_parts``) are in no image.
-            mapped = np.isfinite(mesh.uvs).all(axis=(1, 2))
+            mapped = mapped_triangles(mesh.uvs)
             if not (chosen & mapped).any():
                 part = "" if material is None else f" ('{mesh.part_name(material)}')"
                 raise AvatarTexError(
@@ -513,8 +513,9 @@ class HeadCache:
         budget = head_cache_bytes() if self.budget is None else self.budget
         while len(self._heads) > self.size:
             self._heads.popitem(last=False)
-        while len(self._heads) > 1 and sum(held_bytes(h) for h in self._heads.values()) > budget:
-            self._heads.popitem(last=False)
+        held = sum(held_bytes(h) for h in self._heads.values())
+        while len(self._heads) > 1 and held > budget:
+            held -= held_bytes(self._heads.popitem(last=False)[1])
 
     def __len__(self) -> int:
         return len(self._heads)

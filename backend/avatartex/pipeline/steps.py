@@ -56,7 +56,7 @@ from ..glasses import LensTint, PortraitGlasses, find_glasses, lens_tint
 from ..image_io import is_monochrome, load_portrait, tinted_if_monochrome
 from ..imaging import box_around, put_rows, sample_image, smoothstep
 from ..landmarks import MeshLandmarks, detect_from_camera
-from ..mesh import Mesh, load_mesh, triangle_areas, unmapped_parts, with_pins
+from ..mesh import Mesh, load_mesh, mapped_triangles, triangle_areas, unmapped_parts, with_pins
 from ..outline import MAX_COST, SURE_SCATTER_IOD, UNSURE_SCATTER_IOD, outline_face, place_head
 from ..photo_condition import PhotoCondition, condition_portrait
 from ..projection import (
@@ -835,7 +835,7 @@ def textured_material(head: HeadModel, warnings: list[str]) -> dict[str, Any] | 
     mesh = head.body.whole if head.body is not None else head.mesh
     others = [mesh.part_name(i) for i in sorted(set(np.unique(mesh.parts).tolist()) - {material})]
     # Parts without a UV map were said to be left untextured when the file was read.
-    unmapped = set(unmapped_parts(~np.isfinite(mesh.uvs).all(axis=(1, 2)), mesh.parts).tolist())
+    unmapped = set(unmapped_parts(~mapped_triangles(mesh.uvs), mesh.parts).tolist())
     keeping = ~np.isin(mesh.parts, list(unmapped | {material}))
     left = int(keeping.sum())
     names = ", ".join(f"'{mesh.part_name(i)}'" for i in np.unique(mesh.parts[keeping]))
