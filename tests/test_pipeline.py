@@ -669,3 +669,68 @@ def test_a_texture_far_larger_than_the_photos_face_says_which_size_holds_as_much
     ratio, note = steps.enlargement_note(head, 2048, 128.0)  # twice the photo's: said not
     assert ratio == pytest.approx(2.0) and note == ""
     assert steps.enlargement_note(head, 1024, 20.0)[1] == ""  # 1024² is never said too big
+
+
+class RefusingLandmarker(FaceLandmarker):
+    """A detector that must not be asked: a landmark search stops with ``LookupError``."""
+
+    def detect(self, image):
+        raise LookupError("the landmarks were searched for")
+
+
+def test_a_turned_moved_scaled_copy_of_a_head_is_that_head(generator, astronaut_path, tmp_path):
+    """Copies of one head about a scene (turned to face a table, an FBX's 0.01, moved) were each a
+    new head to the cache: 12-15 s of landmark search apiece in a batch. A copy is the kept head
+    turned: no search, the texture the head gets, its landmarks in its own file's coordinates; a
+    mirror image or one vertex moved is another head."""
+    from avatartex.demo_head import make_demo_head
+    from avatartex.pipeline.cache import HeadCache
+    from scipy.spatial.transform import Rotation
+
+    positions, triangles, uvs, pins = make_demo_head(48)
+    head = Mesh(positions, triangles, uvs, None, pins, "Head")
+    turn = Rotation.from_rotvec(np.radians(70) * np.array([1.0, 0.4, -0.3]) / np.sqrt(1.25)).as_matrix()
+    shift = np.array([3.0, -2.0, 1.0])
+    moved = (positions.astype(np.float64) @ turn.T * 0.01 + shift).astype(np.float32)
+    copy = Mesh(moved, triangles, uvs, None, pins, "Head.001")
+
+    counting = CountingLandmarker(generator.landmarker)
+    heads = HeadCache()
+    kept = heads.head(head, counting)
+    searched = counting.calls
+    assert searched > 0
+    copied = heads.head(copy, counting)
+    assert counting.calls == searched and copied.original is kept and copied.mesh.name == "Head.001"
+    assert copied.landmarks is kept.landmarks and copied.atlases is kept.atlases
+    points = kept.landmarks.points3d[np.isfinite(kept.landmarks.points3d).all(axis=1)]
+    placed = kept.to_file(points) @ turn.T * 0.01 + shift
+    np.testing.assert_allclose(copied.to_file(points), placed, atol=1e-5)
+    np.testing.assert_allclose(copied.from_file(moved), kept.mesh.positions, atol=2e-4)
+    assert heads.head(copy, counting) is copied and mesh_key_in(heads, copy)
+
+    refusing = RefusingLandmarker()
+    mirrored = Mesh(moved * np.float32([-1, 1, 1]), triangles, uvs, None, pins, "Mirrored")
+    nudged = moved.copy()
+    nudged[10] += 0.02 * np.ptp(moved, axis=0).max()
+    for other in (mirrored, Mesh(nudged, triangles, uvs, None, pins, "Sculpted")):
+        with pytest.raises(LookupError):
+            heads.head(other, refusing)
+
+    # The texture through the pipeline: a copy's is the head's, with no search.
+    for mesh, name in ((head, "head.npz"), (copy, "copy.npz")):
+        save_capture(mesh, tmp_path / name)
+    fresh = Generator(landmarker=CountingLandmarker(generator.landmarker))
+    first = fresh.generate(params(tmp_path / "head.npz", astronaut_path, tmp_path / "a"))
+    calls = fresh.landmarker.calls
+    again = fresh.generate(params(tmp_path / "copy.npz", astronaut_path, tmp_path / "b"))
+    assert fresh.landmarker.calls == calls + 1  # the portrait alone
+    np.testing.assert_array_equal(load_texture(first["texture"]), load_texture(again["texture"]))
+    landmarks = {k: np.array(v) for k, v in first["report"]["mesh"]["landmarks"].items()}
+    for name, point in again["report"]["mesh"]["landmarks"].items():
+        np.testing.assert_allclose(point, landmarks[name] @ turn.T * 0.01 + shift, atol=1e-4)
+
+
+def mesh_key_in(heads, mesh) -> bool:
+    from avatartex.pipeline.cache import mesh_key
+
+    return mesh_key(mesh) in heads

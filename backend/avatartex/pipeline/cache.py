@@ -74,7 +74,12 @@ class HeadModel:
     frame: HeadFrame
     file_centre: np.ndarray = field(default_factory=lambda: np.zeros(3))
     file_scale: float = 1.0
-    """``mesh.positions = (the file's positions - file_centre) / file_scale``."""
+    file_turn: np.ndarray | None = None
+    """``mesh.positions = (the file's positions @ file_turn.T - file_centre) / file_scale``; no turn
+    (None) but for a turned copy of a kept head (``turned_copy``)."""
+    original: HeadModel | None = None
+    """The kept head this one is a turned, moved or scaled copy of (``turned_copy``): the same mesh
+    in its own units, sharing that head's landmarks, atlases, surfaces and fits."""
     atlases: dict[int, AtlasGeometry] = field(default_factory=dict)
     """Atlas size -> the atlas geometry, face region marked."""
     surfaces: dict[tuple[int, tuple[int, int]], UVSurface] = field(default_factory=dict)
@@ -132,11 +137,49 @@ class HeadModel:
 
     def to_file(self, points: np.ndarray) -> np.ndarray:
         """Points of ``mesh`` (and of the atlas, landmarks, registration) in the file's coordinates."""
-        return np.asarray(points, np.float64) * self.file_scale + self.file_centre
+        points = np.asarray(points, np.float64) * self.file_scale + self.file_centre
+        return points if self.file_turn is None else points @ self.file_turn
 
     def from_file(self, points: np.ndarray) -> np.ndarray:
         """Points in the file's coordinates in those of ``mesh``."""
-        return (np.asarray(points, np.float64) - self.file_centre) / self.file_scale
+        points = np.asarray(points, np.float64)
+        if self.file_turn is not None:
+            points = points @ self.file_turn.T
+        return (points - self.file_centre) / self.file_scale
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the artist is told of the mesh itself, by its name: thin open parts painted with what
+        lies under them, faces wound against their neighbours that were turned."""
+        said = sheets_warning(self.mesh.name, *self.derived.get("sheets", (0, 0.0)))
+        if turned := self.derived.get("faces_turned", 0):
+            said.append(
+                f"{turned} faces of mesh '{self.mesh.name}' were wound the other way from those around "
+                "them (flipped normals on part of it) and got no photo: they were turned to agree; "
+                "Blender: Edit Mode > Mesh > Normals > Recalculate Outside fixes the file"
+            )
+        return said
+
+    def whole_positions(self) -> np.ndarray:
+        """The positions of the whole mesh as read, normalised (``normalized``): a full-body
+        character's whole body, not its head part."""
+        return (self.mesh if self.body is None else self.body.whole).positions  # -- body --
+
+    def turned_copy(self, name: str, turn: np.ndarray, centre: np.ndarray, scale: float) -> HeadModel:
+        """This head as the copy ``name`` of it in a file: ``whole_positions() ≈ ((copy's positions -
+        centre) / scale) @ turn.T``. Everything found on the head is shared (in the normalised
+        mesh's coordinates, which are the same); only the way back to the file differs."""
+        inner_centre, inner_scale = np.zeros(3), 1.0
+        if self.body is not None:  # -- body -- the head part within the whole
+            inner_centre, inner_scale = np.asarray(self.body.centre, np.float64), float(self.body.scale)
+        return dataclasses.replace(
+            self,
+            mesh=dataclasses.replace(self.mesh, name=name),
+            file_centre=np.asarray(centre, np.float64) @ turn.T + scale * inner_centre,
+            file_scale=scale * inner_scale,
+            file_turn=turn,
+            original=self,
+        )
 
     def atlas(self, size: int) -> AtlasGeometry:
         """The head's atlas geometry at ``size``, with the face region marked."""
@@ -296,6 +339,45 @@ def mesh_key(mesh: Mesh, facing: str = "") -> str:
     digest.update(json.dumps(sorted(mesh.pins.items())).encode())
     digest.update(facing.encode())
     return digest.hexdigest()
+
+
+def shape_key(mesh: Mesh, facing: str = "") -> str:
+    """The key of a mesh's content but where its vertices are: its vertex count, triangles, UVs,
+    parts and pins, and the facing asked. Heads that share it may be one turned copy of another
+    (``turn_onto`` tells)."""
+    digest = hashlib.sha1(str(len(mesh.positions)).encode())
+    for array in (a if a is not None else np.zeros(0) for a in (mesh.triangles, mesh.uvs, mesh.parts)):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    digest.update(json.dumps(sorted(mesh.pins.items())).encode())
+    digest.update(facing.encode())
+    return digest.hexdigest()
+
+
+TURNED_COPY_TOLERANCE = 1e-3
+"""Farthest a vertex of a mesh may lie from its kept head's, after the best turn, in the normalised
+head's units (its farthest vertex at 1), for the mesh to be that head turned, moved or scaled:
+float32 positions turned and scaled move by about 1e-7 of the head's size, and by 1e-4 where the
+file puts a head of 3 mm at 3 units from its origin (a tenth of a millimetre on a 10 cm head is
+nothing the texture shows). A vertex sculpted further, or a shape key, is another head."""
+
+COPIES_KEPT = 64
+"""Turned copies of the kept heads remembered by their own keys (each holds no arrays of its own)."""
+
+
+def turn_onto(moving: np.ndarray, fixed: np.ndarray) -> np.ndarray | None:
+    """The rotation ``turn`` (3, 3) with ``moving @ turn.T`` within ``TURNED_COPY_TOLERANCE`` of
+    ``fixed`` row by row (the same vertices, both normalised), or None: another shape, or a mirror
+    image (a mirrored head is another head: its left eye is where the other's right is)."""
+    moving, fixed = np.asarray(moving, np.float64), np.asarray(fixed, np.float64)
+    if moving.shape != fixed.shape:
+        return None
+    u, _, vt = np.linalg.svd(moving.T @ fixed)  # Kabsch: the turn that best lays one onto the other
+    turn = (u @ vt).T
+    if np.linalg.det(turn) < 0:
+        return None
+    if np.linalg.norm(moving @ turn.T - fixed, axis=1).max() > TURNED_COPY_TOLERANCE:
+        return None
+    return turn
 
 
 def head_frame(landmarks: MeshLandmarks) -> HeadFrame:
@@ -506,6 +588,11 @@ class HeadCache:
         self.store = store
         self.budget = budget
         self._heads: OrderedDict[str, HeadModel] = OrderedDict()
+        self._shapes: dict[str, list[str]] = {}
+        """``shape_key`` -> the keys of the kept heads with that topology, UVs, parts and pins."""
+        self._copies: OrderedDict[str, tuple[str, HeadModel]] = OrderedDict()
+        """Key -> (the key of a kept head, a turned copy of it: ``HeadModel.turned_copy``), while that
+        head is kept."""
 
     def _trim(self) -> None:
         """Let the least recently used heads go while more than ``size`` are kept, or the kept hold
@@ -516,13 +603,22 @@ class HeadCache:
         held = sum(held_bytes(h) for h in self._heads.values())
         while len(self._heads) > 1 and held > budget:
             held -= held_bytes(self._heads.popitem(last=False)[1])
+        # what refers to the heads let go goes with them (copies hold no arrays of their own)
+        for shape, keys in list(self._shapes.items()):
+            keys[:] = [k for k in keys if k in self._heads]
+            if not keys:
+                del self._shapes[shape]
+        for key in [k for k, (kept, _) in self._copies.items() if kept not in self._heads]:
+            del self._copies[key]
+        while len(self._copies) > COPIES_KEPT:
+            self._copies.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._heads)
 
     def __contains__(self, key: str) -> bool:
-        """Whether the head of ``mesh_key(mesh, facing)`` is in memory."""
-        return key in self._heads
+        """Whether the head of ``mesh_key(mesh, facing)`` is in memory (itself or a copy of it)."""
+        return key in self._heads or key in self._copies
 
     def head(
         self, mesh: Mesh, landmarker: Any, facing: str = "", check_cancel: Callable[[], None] | None = None
@@ -532,15 +628,30 @@ class HeadCache:
         ``check_cancel`` is called before each detector view of the landmark search (it raises to
         stop it: a ``prepare`` the artist moved on from), so nothing half-found is kept."""
         key = mesh_key(mesh, facing)
-        if key in self._heads:
-            self._heads.move_to_end(key)
+        kept_key, model = self._copies.get(key, (key, None))
+        if kept_key in self._heads:
+            if model is not None:
+                self._copies.move_to_end(key)
+            self._heads.move_to_end(kept_key)
             self._trim()  # what the others grew to in their requests counts now
-            return self._heads[key]
+            return self._heads[kept_key] if model is None else model
+        shape = shape_key(mesh, facing)
+        mesh, file_centre, file_scale = normalized(mesh)
+        # The same mesh turned, moved or scaled (copies placed about a scene, an importer's axes):
+        # the head kept, not a new landmark search.
+        for kept_key in self._shapes.get(shape, ()):
+            kept = self._heads[kept_key]
+            turn = turn_onto(mesh.positions, kept.whole_positions())
+            if turn is not None:
+                model = kept.turned_copy(mesh.name, turn, file_centre, file_scale)
+                self._copies[key] = (kept_key, model)
+                self._heads.move_to_end(kept_key)
+                self._trim()
+                return model
         detector = landmarker if check_cancel is None else _CancellableDetector(landmarker, check_cancel)
         forward = parse_facing(facing)
         if forward is None and mesh.forward is not None:
             forward = np.asarray(mesh.forward, np.float64)
-        mesh, file_centre, file_scale = normalized(mesh)
         mesh, turned = wound_one_way(mesh)
         # The up and forward hints of the capture steer the facing search: part of the stored key.
         hints = json.dumps([None if v is None else np.asarray(v, float).tolist() for v in (mesh.up, forward)])
@@ -574,16 +685,10 @@ class HeadCache:
             model.derived["occlusion"] = stored.occlusion
         elif self.store is not None and part is None:
             self.store.save(stored_key, landmarker, landmarks, model.occlusion())
-        said = sheets_warning(mesh.name, *thin_open_parts(mesh.positions, mesh.triangles))
-        if turned:
-            said.append(
-                f"{turned} faces of mesh '{mesh.name}' were wound the other way from those around them "
-                "(flipped normals on part of it) and got no photo: they were turned to agree; Blender: "
-                "Edit Mode > Mesh > Normals > Recalculate Outside fixes the file"
-            )
-        if said:
-            model.derived["warnings"] = said
+        model.derived["sheets"] = thin_open_parts(mesh.positions, mesh.triangles)
+        model.derived["faces_turned"] = turned
         self._heads[key] = model
+        self._shapes.setdefault(shape, []).append(key)
         self._trim()
         return model
 
@@ -622,7 +727,8 @@ class FitCache:
     Variants of one head from one photo (another style, seed, strength or scalp) need the same
     camera, warp and projection: about a second of a warm request (``bench/speed.py``). The key is
     the head (the cached model itself), the portrait's pixels and landmarks, its EXIF field of view,
-    the atlas size and the registration function used. Fits are handed out as copies, so a step
+    the atlas size and the registration function used (a turned copy of a head: the head's, the same
+    in the normalised coordinates fits live in). Fits are handed out as copies, so a step
     that changed one in place could not change the next request's.
     """
 
@@ -644,19 +750,19 @@ class FitCache:
         digest.update(str(portrait.shape).encode())
         digest.update(np.ascontiguousarray(landmarks, np.float64).tobytes())
         function = getattr(register, "__func__", register)
-        return (id(head), digest.hexdigest(), fov_y_deg_exif, atlas_size, function)
+        return (id(head.original or head), digest.hexdigest(), fov_y_deg_exif, atlas_size, function)
 
     def get(self, key: tuple, head: HeadModel) -> PortraitFit | None:
         """A copy of the fit kept under ``key`` for this very head model, or None."""
         entry = self._fits.get(key)
-        if entry is None or entry[0] is not head:
+        if entry is None or entry[0] is not (head.original or head):
             return None
         self._fits.move_to_end(key)
         return copy.deepcopy(entry[1])
 
     def put(self, key: tuple, head: HeadModel, fit: PortraitFit) -> None:
         """Keep a copy of ``fit`` (the least recently used one goes when full)."""
-        self._fits[key] = (head, copy.deepcopy(fit))
+        self._fits[key] = (head.original or head, copy.deepcopy(fit))
         self._fits.move_to_end(key)
         while len(self._fits) > self.size:
             self._fits.popitem(last=False)
