@@ -72,6 +72,7 @@ def texture_differences(head: gt.Head, name: str, seed: int, n: int) -> None:
     from skimage import data
 
     generator = Generator(cache_size=2)
+    generator.heads.copies = False  # each copy searched for its face, as in a process of its own
     with tempfile.TemporaryDirectory() as folder:
         portrait = Path(folder) / "astronaut.png"
         save_png(portrait, data.astronaut().astype(np.float32) / 255.0)

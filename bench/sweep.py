@@ -245,6 +245,8 @@ class Sweep:
         self._scan = scan
         self._res = (demo_resolution, variant_resolution)
         self.generator = Generator(cache_size=32)
+        # the invariance block's copies searched for their faces, as in processes of their own
+        self.generator.heads.copies = False
         self.tap = gt.RegistrationTap(self.generator)
         self._surfaces: dict = {}
         self._truths: dict = {}

@@ -583,8 +583,13 @@ class HeadCache:
     bytes of them beside the one asked for (``held_bytes``; ``head_cache_bytes()`` when None), and
     optionally every head's landmarks on disk (``store``)."""
 
-    def __init__(self, size: int = 4, store: HeadStore | None = None, budget: int | None = None) -> None:
+    def __init__(
+        self, size: int = 4, store: HeadStore | None = None, budget: int | None = None, copies: bool = True
+    ) -> None:
         self.size = size
+        self.copies = copies
+        """Whether a turned, moved or scaled copy of a kept head is that head (``turned_copy``); the
+        benchmarks that measure the landmark search's own invariance to a file's turn set it False."""
         self.store = store
         self.budget = budget
         self._heads: OrderedDict[str, HeadModel] = OrderedDict()
@@ -639,7 +644,7 @@ class HeadCache:
         mesh, file_centre, file_scale = normalized(mesh)
         # The same mesh turned, moved or scaled (copies placed about a scene, an importer's axes):
         # the head kept, not a new landmark search.
-        for kept_key in self._shapes.get(shape, ()):
+        for kept_key in self._shapes.get(shape, ()) if self.copies else ():
             kept = self._heads[kept_key]
             turn = turn_onto(mesh.positions, kept.whole_positions())
             if turn is not None:
