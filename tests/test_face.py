@@ -499,4 +499,19 @@ def test_a_face_enlarged_from_a_smaller_picture_is_said_to_give_a_blurry_texture
     assert face_mod.detail_interocular(enlarged, face) <= face.interocular / 2  # shrunk 4 times
     lfw = np.repeat(data.lfw_subset()[0][..., None].astype(np.float32), 3, axis=2)
     lfw = cv2.resize(lfw, (400, 400), interpolation=cv2.INTER_CUBIC)
-    assert len(said(np.clip(lfw, 0, 1))) == 1
+    (warning,) = said(np.clip(lfw, 0, 1))
+    # Its eyes hold two pixels lid to lid: they came out looking shut, unsaid.
+    assert "may look shut" in warning
+
+
+def test_a_small_face_whose_eyes_hold_a_few_pixels_is_told_they_may_look_shut(landmarker, astronaut) -> None:
+    """A face small in its photo (eyes under WARN_IOD_PX apart) is blurry, and its eyes' openings of
+    a pixel or two lose their whites and irises: said, with how many pixels they hold."""
+    import cv2
+
+    tiny = cv2.resize(astronaut, (160, 160), interpolation=cv2.INTER_AREA)
+    face, warnings = analyse_portrait(np.ascontiguousarray(tiny, dtype=np.float32), "tiny.png", landmarker)
+    (small,) = [w for w in warnings if "is small" in w]
+    assert face.interocular < face_mod.WARN_IOD_PX and "may look shut" in small
+    _, warnings = analyse_portrait(astronaut, "astronaut.png", landmarker)  # eyes of 6-7 pixels
+    assert not any("may look shut" in w for w in warnings)

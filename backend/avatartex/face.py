@@ -115,6 +115,11 @@ MIN_IOD_PX = 8.0
 """Inter-ocular distance (pixels, between eye centres) below which a face is refused."""
 WARN_IOD_PX = 40.0
 """Inter-ocular distance below which the face is used with a low-resolution warning."""
+SMALL_EYE_OPENING_PX = 3.0
+"""An eye's opening (lid to lid, pixels of the detail the photo holds) below which a small face's
+warning says its eyes may look shut: the iris and the whites then span a pixel or two each. LFW's
+faces enlarged 16 times hold 1.7-2.8 (a QA saw their eyes come out shut), the astronaut's photo
+6.6, shrunk four times 2.8."""
 ENLARGED_FACTORS = (1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 """Scales at which ``detail_interocular`` asks whether the face's crop holds detail finer than the
 scale: shrunk by the factor and enlarged back, the crop is itself (to ``ENLARGED_RESIDUAL``) where
@@ -976,14 +981,16 @@ def analyse_portrait(
     if iod < WARN_IOD_PX:
         warnings.append(
             f"The face in {name!r} is small (eyes {iod:.0f} pixels apart): the texture will "
-            "be blurry. A photo where the face is at least 300 pixels wide works best."
+            f"be blurry{_small_eyes(face, 1.0)}. A photo where the face is at least 300 pixels wide "
+            "works best."
         )
     elif (detail := detail_interocular(image, face)) < WARN_IOD_PX:
         face.extras["detail_iod_px"] = round(detail, 1)
         warnings.append(
             f"The face in {name!r} was enlarged from a smaller picture: its eyes are {iod:.0f} pixels "
             f"apart but it holds the detail of eyes {detail:.0f} pixels apart, so the texture will be "
-            "blurry. Use the original photo, at least 300 pixels across the face."
+            f"blurry{_small_eyes(face, detail / iod)}. Use the original photo, at least 300 pixels "
+            "across the face."
         )
     share, parts = frame_cut(face, image.shape[1], image.shape[0])
     face.extras["frame_cut"] = round(share, 3)
@@ -995,6 +1002,20 @@ def analyse_portrait(
             "fewer points to be placed by; a photo that shows the whole face gives more of it"
         )
     return face, warnings
+
+
+def _small_eyes(face: Face, detail: float) -> str:
+    """What a small face's eyes come out as, for its warning: each eye's opening, in the pixels of
+    detail the photo holds (``detail``: their share of its pixels), is a few pixels; their whites and
+    irises blur into the lids, so the eyes may look shut (``SMALL_EYE_OPENING_PX``)."""
+    heights = []
+    for upper, lower in ((159, 145), (386, 374)):  # the lids' middles, right and left eye
+        heights.append(float(np.linalg.norm(face.landmarks[upper, :2] - face.landmarks[lower, :2])))
+    opening = float(np.nanmean(heights)) * detail
+    if not np.isfinite(opening) or opening >= SMALL_EYE_OPENING_PX:
+        return ""
+    held = max(opening, 1.0)
+    return f" (each eye's opening holds about {held:.0f} pixels: the eyes may look shut or smudged)"
 
 
 def draw_landmarks(
