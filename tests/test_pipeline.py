@@ -716,6 +716,22 @@ def test_a_turned_moved_scaled_copy_of_a_head_is_that_head(generator, astronaut_
         with pytest.raises(LookupError):
             heads.head(other, refusing)
 
+    # A facing hint is judged on the copy's own axes: the head looks along it, a copy turned a
+    # quarter round does not (the kept head's note, in its own axes, would have been wrong for it).
+    import dataclasses
+
+    from avatartex.landmarks import FACING_NOTE
+
+    looks = np.asarray(kept.landmarks.forward, np.float64)
+    side = np.cross(looks, [0.0, 1.0, 0.0] if abs(looks[1]) < 0.9 else [1.0, 0.0, 0.0])
+    quarter = Rotation.from_rotvec(np.pi / 2 * side / np.linalg.norm(side)).as_matrix()
+    hinted = HeadCache()
+    upright = hinted.head(dataclasses.replace(head, forward=looks), counting)
+    turned = (positions.astype(np.float64) @ quarter.T).astype(np.float32)
+    quarter_copy = hinted.head(dataclasses.replace(head, positions=turned, forward=looks, name="Q"), refusing)
+    assert not any(w.startswith(FACING_NOTE) for w in upright.warnings)
+    assert len([w for w in quarter_copy.warnings if w.startswith(FACING_NOTE)]) == 1
+
     # The texture through the pipeline: a copy's is the head's, with no search.
     for mesh, name in ((head, "head.npz"), (copy, "copy.npz")):
         save_capture(mesh, tmp_path / name)

@@ -453,6 +453,19 @@ def _direction_words(direction: np.ndarray) -> str:
     return "towards " + _axis_name(direction)
 
 
+FACING_NOTE = "The face does not look along the facing given"
+"""How ``facing_note`` begins."""
+
+
+def facing_note(given: np.ndarray, found: np.ndarray) -> str:
+    """The artist's word on a facing hint the face does not look along (``found``: its forward)."""
+    return (
+        f"{FACING_NOTE} ({_direction_words(given)}) but {_direction_words(found)}: it was searched "
+        "for. Set the facing to that to skip the search, or to Search where the heads of a batch look "
+        "different ways."
+    )
+
+
 def _axis_name(direction: np.ndarray) -> str:
     return "(" + ", ".join(f"{c:+.2f}" for c in direction) + ")"
 
@@ -1184,11 +1197,7 @@ def detect_mesh_landmarks(
             detected, notes = found, found_notes
         if held:
             if forward is not None and given_forward is None:
-                notes.append(
-                    f"The face does not look along the facing given ({_direction_words(forward)}) but "
-                    f"{_direction_words(found.forward)}: it was searched for. Set the facing to that, "
-                    "or to Search, to skip the search."
-                )
+                notes.append(facing_note(forward, found.forward))
             break
     warnings += notes
     if detected is not None:

@@ -176,7 +176,7 @@ def analyse(
     warnings += mesh.warnings
     progress(0.6, "finding the face on the mesh")
     head = heads.head(mesh, landmarker, params.facing)
-    warnings += head.warnings + head.landmarks.warnings
+    warnings += head.warnings
     warnings += uvtiles.small_islands_warning(head.uv_area, params.size)
     person = None
     if face is None or face.score <= 0.0:
