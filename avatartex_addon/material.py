@@ -82,6 +82,9 @@ def make_single_user(obj: bpy.types.Object) -> str:
     if not others and not returning and library is None:
         return ""
     copy = mat.copy()
+    # Named for the object it is for: 'Skin.001', 'Skin.003' in the material list said nothing of
+    # which head shows which (Blender adds .001 where the name is taken, and cuts a long one).
+    copy.name = f"{mat.name} {obj.name}"
     switched = slot.link == "DATA" and obj.data.users > 1
     if switched:
         slot.link = "OBJECT"
