@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from glob import escape as glob_escape
 from pathlib import Path
 
@@ -476,7 +477,7 @@ def move_next_to(blend_path: str) -> list[str]:
             try:
                 _move_tiles(image, folder, moved, stored)
             except (OSError, protocol().AvatarTexError) as error:  # a save cannot be stopped: pack it
-                _pack_instead(image, folder, error)
+                _pack_instead(image, folder, error, stored)
             continue
         if image.source != "FILE" or not image.filepath or image.packed_file is not None or image.library:
             continue
@@ -494,7 +495,7 @@ def move_next_to(blend_path: str) -> list[str]:
                     taken=lambda name, own=own: name != own and name in bpy.data.images,
                 )
             except (OSError, protocol().AvatarTexError) as error:  # as above
-                _pack_instead(image, folder, error)
+                _pack_instead(image, folder, error, stored)
                 continue
         new = moved[key]
         image.filepath = stored(new)
@@ -534,12 +535,21 @@ _packed_instead: list[str] = []
 take them (a read-only folder, a full disk), with why: for the save handler to tell the artist."""
 
 
-def _pack_instead(image: bpy.types.Image, folder: Path, error: Exception) -> None:
+def _pack_instead(
+    image: bpy.types.Image, folder: Path, error: Exception, stored: Callable[[Path], str]
+) -> None:
     """Pack ``image`` (a texture in the extension's user folder) into the .blend being saved, where
     its copy beside the .blend could not be written: a save cannot be stopped from its handler, and
     it went on pointing into the extension's folders, whose Clean Up or uninstall then deleted the
-    texture the saved .blend showed."""
+    texture the saved .blend showed. Its paths (``stored``) then name ``folder``, where the copy was
+    going: *File › External Data › Unpack Resources › Use files in original location* wrote it back
+    into the user folder."""
+    source = Path(bpy.path.abspath(image.filepath))
     image.pack()
+    # filepath_raw: setting filepath reloads the image from the packed bytes
+    image.filepath_raw = stored(folder / source.name)
+    for packed in image.packed_files:
+        packed.filepath = stored(folder / Path(bpy.path.abspath(packed.filepath)).name)
     why = getattr(error, "message", "") or str(error) or type(error).__name__
     _packed_instead.append(f"'{image.name}' (could not be written to {folder}: {why})")
 

@@ -675,6 +675,9 @@ def test_a_first_save_whose_textures_folder_cannot_be_written_packs_the_texture(
     image = _node(head).image
     assert image.packed_file is not None
     assert any("packed into the .blend" in line and "Unpack" in line for line in addon.state.last_summary)
+    # Unpack's "original location" is beside the .blend, where the copy was going, not the user
+    # folder (which Clean Up empties): it wrote the texture back there.
+    assert image.filepath.startswith("//textures/") and image.packed_files[0].filepath == image.filepath
     monkeypatch.undo()
     name = image.name
     for path in addon.paths.user_dir().rglob("*.png"):  # Clean Up, or the extension uninstalled
@@ -684,6 +687,9 @@ def test_a_first_save_whose_textures_folder_cannot_be_written_packs_the_texture(
     reopened = bpy.data.images[name]
     assert reopened.packed_file is not None and tuple(reopened.size) == (512, 512)
     assert np.allclose(np.array(reopened.pixels[:], np.float32), pixels, atol=1 / 255)
+    reopened.unpack(method="USE_ORIGINAL")
+    assert (blend.parent / "textures" / Path(reopened.filepath).name).is_file()
+    assert not any(addon.paths.user_dir().rglob("*.png"))
 
 
 def test_clean_up_removes_only_old_unused_textures_of_unsaved_files(addon, fake_backend, portrait):
