@@ -82,6 +82,8 @@ class StageContext:
     view_from: np.ndarray | None = None
     """(3,) the registered camera's centre in the head frame (eye distances): where the skin's
     shine can be (``shine.py``); None where unknown."""
+    memo: object = None
+    """The generator's ``memo.Memo``: results kept by the content of their inputs (None: none kept)."""
     photo_face: Callable[[], tuple[np.ndarray, np.ndarray] | None] | None = None
     """The photographed face's own normals at each texel, in the head frame, and how far its face
     mesh covers each texel ((S, S, 3), (S, S): ``photoface.photo_face_normals``), made on demand;

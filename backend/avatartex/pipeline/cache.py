@@ -50,7 +50,7 @@ from ..face import (
     RIGHT_EYE_CONTOUR,
 )
 from ..jawline import jaw_on_outline
-from ..landmarks import FACING_NOTE, MeshLandmarks, detect_from_camera, detect_mesh_landmarks, facing_note
+from ..landmarks import FACING_NOTE, MeshLandmarks, detect_from_camera, detect_mesh_landmarks
 from ..mesh import Mesh, compute_normals, mapped_triangles, parse_facing
 from ..meshframe import MeshFrame, mesh_frame, normalized
 from ..occlusion import MeshCavity, at_texels, vertex_occlusion
@@ -80,8 +80,6 @@ class HeadModel:
     original: HeadModel | None = None
     """The kept head this one is a turned, moved or scaled copy of (``turned_copy``): the same mesh
     in its own units, sharing that head's landmarks, atlases, surfaces and fits."""
-    facing_hint: np.ndarray | None = None
-    """A copy's facing hint, in its file's axes: told apart from the kept head's (``warnings``)."""
     atlases: dict[int, AtlasGeometry] = field(default_factory=dict)
     """Atlas size -> the atlas geometry, face region marked."""
     surfaces: dict[tuple[int, tuple[int, int]], UVSurface] = field(default_factory=dict)
@@ -153,7 +151,7 @@ class HeadModel:
     def warnings(self) -> list[str]:
         """What the artist is told of the mesh itself, by its name: thin open parts painted with what
         lies under them, faces wound against their neighbours that were turned, and what the landmark
-        search said (a copy's facing hint judged in its own file's axes, not the kept head's)."""
+        search said (to a copy, which was not searched, not how its search could be skipped)."""
         said = sheets_warning(self.mesh.name, *self.derived.get("sheets", (0, 0.0)))
         if turned := self.derived.get("faces_turned", 0):
             said.append(
@@ -161,14 +159,9 @@ class HeadModel:
                 "them (flipped normals on part of it) and got no photo: they were turned to agree; "
                 "Blender: Edit Mode > Mesh > Normals > Recalculate Outside fixes the file"
             )
-        notes = list(self.landmarks.warnings)
-        if self.file_turn is not None:
+        notes = self.landmarks.warnings
+        if self.original is not None:
             notes = [note for note in notes if not note.startswith(FACING_NOTE)]
-            if self.facing_hint is not None:
-                looks = np.asarray(self.landmarks.forward, np.float64) @ self.file_turn
-                hint = self.facing_hint / max(float(np.linalg.norm(self.facing_hint)), 1e-12)
-                if float(np.dot(hint, looks)) < COPY_LOOKS_ALONG:
-                    notes.append(facing_note(self.facing_hint, looks))
         return said + notes
 
     def whole_positions(self) -> np.ndarray:
@@ -176,13 +169,10 @@ class HeadModel:
         character's whole body, not its head part."""
         return (self.mesh if self.body is None else self.body.whole).positions  # -- body --
 
-    def turned_copy(
-        self, name: str, turn: np.ndarray, centre: np.ndarray, scale: float, hint: np.ndarray | None
-    ) -> HeadModel:
+    def turned_copy(self, name: str, turn: np.ndarray, centre: np.ndarray, scale: float) -> HeadModel:
         """This head as the copy ``name`` of it in a file: ``whole_positions() ≈ ((copy's positions -
-        centre) / scale) @ turn.T``; ``hint`` its facing hint. Everything found on the head is shared
-        (in the normalised mesh's coordinates, which are the same); only the way back to the file
-        differs."""
+        centre) / scale) @ turn.T``. Everything found on the head is shared (in the normalised mesh's
+        coordinates, which are the same); only the way back to the file differs."""
         inner_centre, inner_scale = np.zeros(3), 1.0
         if self.body is not None:  # -- body -- the head part within the whole
             inner_centre, inner_scale = np.asarray(self.body.centre, np.float64), float(self.body.scale)
@@ -193,7 +183,6 @@ class HeadModel:
             file_scale=scale * inner_scale,
             file_turn=turn,
             original=self,
-            facing_hint=None if hint is None else np.asarray(hint, np.float64),
         )
 
     def atlas(self, size: int) -> AtlasGeometry:
@@ -374,11 +363,6 @@ head's units (its farthest vertex at 1), for the mesh to be that head turned, mo
 float32 positions turned and scaled move by about 1e-7 of the head's size, and by 1e-4 where the
 file puts a head of 3 mm at 3 units from its origin (a tenth of a millimetre on a 10 cm head is
 nothing the texture shows). A vertex sculpted further, or a shape key, is another head."""
-
-COPY_LOOKS_ALONG = 0.5
-"""Cosine of the angle between a copy's facing hint and its face's forward direction below which it
-is told the face does not look along it (``landmarks.facing_note``): a hint 60 degrees off or more
-is one the search would not have started from."""
 
 COPIES_KEPT = 64
 """Turned copies of the kept heads remembered by their own keys (each holds no arrays of its own)."""
@@ -661,9 +645,6 @@ class HeadCache:
             self._trim()  # what the others grew to in their requests counts now
             return self._heads[kept_key] if model is None else model
         shape = shape_key(mesh, facing)
-        forward = parse_facing(facing)
-        if forward is None and mesh.forward is not None:
-            forward = np.asarray(mesh.forward, np.float64)
         mesh, file_centre, file_scale = normalized(mesh)
         # The same mesh turned, moved or scaled (copies placed about a scene, an importer's axes):
         # the head kept, not a new landmark search.
@@ -671,12 +652,15 @@ class HeadCache:
             kept = self._heads[kept_key]
             turn = turn_onto(mesh.positions, kept.whole_positions())
             if turn is not None:
-                model = kept.turned_copy(mesh.name, turn, file_centre, file_scale, forward)
+                model = kept.turned_copy(mesh.name, turn, file_centre, file_scale)
                 self._copies[key] = (kept_key, model)
                 self._heads.move_to_end(kept_key)
                 self._trim()
                 return model
         detector = landmarker if check_cancel is None else _CancellableDetector(landmarker, check_cancel)
+        forward = parse_facing(facing)
+        if forward is None and mesh.forward is not None:
+            forward = np.asarray(mesh.forward, np.float64)
         mesh, turned = wound_one_way(mesh)
         # The up and forward hints of the capture steer the facing search: part of the stored key.
         hints = json.dumps([None if v is None else np.asarray(v, float).tolist() for v in (mesh.up, forward)])

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import body, engines, separate_body, uvtiles
+from .. import body, engines, memo, separate_body, uvtiles
 from ..engines.base import StageContext
 from ..face import Face, person_mask
 from ..features import drawn_lines, feature_lines
@@ -77,6 +77,8 @@ class Generator:
         (a folder kept across processes) when one is given."""
         self.fits = FitCache()
         """Per head and portrait: the registration and projection (variants of one photo)."""
+        self.memo = memo.Memo()
+        """Results kept by the content of their inputs, for the variants of one photo (``memo``)."""
         self.neural_config = neural_config
         """Settings of the neural engine; None reads them from the environment on first use."""
 
@@ -259,20 +261,27 @@ class Generator:
         # The scalp (skin or the photo's hair), the eyes and the mouth, before the stages fill the rest.
         clock.step("project", 1.0, "scalp, eyes and mouth")
         eyeballs = analysis.head.eyeballs()  # separate parts of the mesh: eyes, not skin
-        regions = complete_regions(
-            projection.partial,
-            geometry,
-            analysis.head.landmarks.points3d,
-            analysis.portrait,
-            analysis.face,
-            person,
-            registration,
-            projection.portrait_coords,
-            params.scalp or style.scalp,
-            params.seed,
-            projection.glasses,
-            eyeballs,
-        )
+        scalp = params.scalp or style.scalp
+        # A variant of a photo fitted before gets the regions it got then: they read the fit, the
+        # scalp and (for the hair's strands only) the seed.
+        regions_key = memo.digest(fit_key, id(analysis.head), scalp, params.seed if scalp == "hair" else None)
+        regions = self.memo.get("regions", regions_key) if fit is not None else None
+        if regions is None:
+            regions = complete_regions(
+                projection.partial,
+                geometry,
+                analysis.head.landmarks.points3d,
+                analysis.portrait,
+                analysis.face,
+                person,
+                registration,
+                projection.portrait_coords,
+                scalp,
+                params.seed,
+                projection.glasses,
+                eyeballs,
+            )
+            self.memo.put("regions", regions_key, regions)
         warnings += regions.warnings
         clock.done("regions")
 
@@ -290,6 +299,7 @@ class Generator:
             alignment_error_iod=float(quality.estimated_error_iod),
             subject=params.subject,
             view_from=analysis.head.frame.to_head(registration.camera.center),
+            memo=self.memo,
         )
         photo, head_axes = analysis.face, analysis.head.frame.axes
         ctx.photo_face = lambda: photo_face_normals(
@@ -372,6 +382,7 @@ class Generator:
                 projection,
                 regions.photo_confidence,
                 ctx.delight_at,
+                self.memo,
             )
             if found is not None and weight < 1.0:
                 found.confidence *= np.float32(weight)

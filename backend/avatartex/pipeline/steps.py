@@ -16,7 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .. import jawline, separate_body, uvtiles
+from .. import jawline, memo, separate_body, uvtiles
 from ..alignment import outline_refit
 from ..alignment import refine as refine_alignment
 from ..atlas import AtlasGeometry, harmonise_charts
@@ -691,6 +691,7 @@ def photo_outside_atlas(
     projection: Projection,
     photo_confidence: np.ndarray,
     delight_at: Callable[..., np.ndarray] | None,
+    kept: memo.Memo | None = None,
 ) -> SurfacePhoto | None:
     """The de-lit photo on the UV texels whose surface the atlas does not hold (``bake``'s hidden
     ones); None where there are none the photo sees, or no de-lighting to take its light out.
@@ -714,6 +715,37 @@ def photo_outside_atlas(
     """
     if delight_at is None or projection.view is None:
         return None
+    # What is read before the de-lighting depends on the fit and the regions' confidence alone: a
+    # variant of the same photo reads it again from ``memo``.
+    key = memo.digest(
+        id(surface), surface.mask, id(geometry), photo_confidence, portrait, projection.portrait_coords,
+        projection.partial.confidence, float(face.interocular),
+    )  # fmt: skip
+    read = None if kept is None else kept.get("photo_outside_atlas", key)
+    if read is None:
+        read = _photo_outside_atlas_read(
+            surface, geometry, portrait, face, registration, projection, photo_confidence
+        )
+        if kept is not None:
+            kept.put("photo_outside_atlas", key, read)
+    if read is None:
+        return None
+    texels, color, confidence, coords, normals, occlusion = read
+    delit = np.clip(color * delight_at(normals, coords, occlusion), 0.0, 1.0)  # as the latent stage's
+    return SurfacePhoto(texels, delit.astype(np.float32), confidence, coords)
+
+
+def _photo_outside_atlas_read(
+    surface: UVSurface,
+    geometry: AtlasGeometry,
+    portrait: np.ndarray,
+    face: Face,
+    registration: Registration,
+    projection: Projection,
+    photo_confidence: np.ndarray,
+):
+    """``photo_outside_atlas`` before the de-lighting: (texels, colour, confidence, coords, normals,
+    occlusion) of the hidden texels read, or None."""
     xy, hidden = surface_in_atlas(geometry, surface)
     if not hidden.any():
         return None
@@ -745,8 +777,7 @@ def photo_outside_atlas(
     color = read_softly(portrait, coords, stretch, sharp, face.interocular, projection.view.skin)
     texels = index[read[keep]]
     occlusion = None if surface.occlusion is None else surface.occlusion[texels]
-    delit = np.clip(color * delight_at(normals[keep], coords, occlusion), 0.0, 1.0)  # as the latent stage's
-    return SurfacePhoto(texels, delit.astype(np.float32), confidence[keep], coords)
+    return texels, color, confidence[keep], coords, normals[keep], occlusion
 
 
 JOINED_FADE = 12.0 / 512.0

@@ -32,7 +32,7 @@ import numpy as np
 from numba import njit, prange
 
 from ... import atlas_filters as filters
-from ... import shine
+from ... import memo, shine
 from ...atlas import AtlasGeometry, HeadFrame
 from ...imaging import LUMA, luminance, smoothstep, take_rows, unit_range
 from ...registration import small_fits
@@ -729,7 +729,7 @@ class ClassicLatent(Stage):
         ctx.progress(0.0, "de-lighting")
         delight = style.classic_at("delight", 1.0, ctx.strength)
         if delight > 0:
-            out = self._delight(out, conf, ctx, delight)
+            out = self._delight_kept(out, conf, ctx, delight)
 
         ctx.check_cancel()
         ctx.progress(0.4, "matching seen and filled regions")
@@ -759,6 +759,33 @@ class ClassicLatent(Stage):
         return AtlasTexture(
             np.clip(out, 0.0, 1.0).astype(np.float32), np.asarray(texture.confidence, np.float32).copy()
         )
+
+    @classmethod
+    def _delight_kept(
+        cls, color: np.ndarray, conf: np.ndarray, ctx: StageContext, strength: float
+    ) -> np.ndarray:
+        """``_delight``, or what it gave for the same inputs (``memo``: a variant of the same photo whose
+        inpainted atlas is the same, e.g. toon after comic, or another output size), with its
+        effects on ``ctx`` (``delight``, ``delight_at``, ``lighting``, ``warnings``) replayed."""
+        if ctx.memo is None:
+            return cls._delight(color, conf, ctx, strength)
+        key = memo.digest(
+            color, conf, ctx.portrait_coords, ctx.portrait, id(ctx.atlas), strength, ctx.subject,
+            ctx.alignment_error_iod, None if ctx.view_from is None else np.asarray(ctx.view_from),
+            ctx.style.classic_at("symmetry", 1.0, ctx.strength), ctx.photo_face is None,
+        )  # fmt: skip
+        kept = ctx.memo.get("delight", key)
+        if kept is None:
+            lighting, said = dict(ctx.lighting), len(ctx.warnings)
+            out = cls._delight(color, conf, ctx, strength)
+            changed = {k: v for k, v in ctx.lighting.items() if lighting.get(k, object()) != v}
+            kept = (out, ctx.delight, ctx.delight_at, changed, ctx.warnings[said:])
+            ctx.memo.put("delight", key, kept)
+            return out
+        out, ctx.delight, ctx.delight_at, changed, said = kept
+        ctx.lighting.update(changed)
+        ctx.warnings.extend(said)
+        return out
 
     @staticmethod
     @small_fits

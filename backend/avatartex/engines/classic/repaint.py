@@ -982,9 +982,18 @@ def eye_rims(lines: dict[str, np.ndarray], shape: tuple[int, int], unit: float) 
     for eye in ("right_eye", "left_eye"):
         if eye in lines:
             rims = np.maximum(rims, fill_polygon(shape, lines[eye]))
-    if not rims.any():
+    rows, cols = np.nonzero(rims.any(axis=1))[0], np.nonzero(rims.any(axis=0))[0]
+    if not len(rows):
         return rims
-    return np.clip(cv2.GaussianBlur(cv2.dilate(rims, disc), (0, 0), reach / 3), 0.0, 1.0)
+    # Dilated and blurred over the eyes' box only, grown by the disc and the blur's reach (OpenCV's
+    # float kernel spans 4 sigma): outside it both give 0, and inside, the same values as over the
+    # whole atlas (the disc over 1024² alone cost 0.14 s of a toon or comic request).
+    margin = reach + int(np.ceil(4 * reach / 3)) + 2
+    y0, y1 = max(rows[0] - margin, 0), min(rows[-1] + 1 + margin, shape[0])
+    x0, x1 = max(cols[0] - margin, 0), min(cols[-1] + 1 + margin, shape[1])
+    box = rims[y0:y1, x0:x1]
+    rims[y0:y1, x0:x1] = np.clip(cv2.GaussianBlur(cv2.dilate(box, disc), (0, 0), reach / 3), 0.0, 1.0)
+    return rims
 
 
 UPPER_LIP_GROW_IOD = 0.05
