@@ -526,6 +526,26 @@ def _with_channel_kernel(values: np.ndarray, channel: np.ndarray, out: np.ndarra
             out[i, j, c] = channel[i, j]
 
 
+def dilated_blurred(area: np.ndarray, reach: int, sigma: float) -> np.ndarray:
+    """``area`` (S, S) float32 dilated by a disc of radius ``reach`` (none for 0) and blurred by a
+    Gaussian of ``sigma`` (none for 0), as ``cv2`` does it over the whole image, worked out over the box of
+    ``area``'s non-zero texels grown by what the two reach (the disc, and OpenCV's float kernel's 4
+    sigma) alone: 0 beyond it, the same values in it. A feature's area in a 1024² atlas (two eyes, a
+    mouth) took 0.05-0.19 s over the whole atlas."""
+    rows, cols = np.flatnonzero(area.any(axis=1)), np.flatnonzero(area.any(axis=0))
+    if not len(rows):
+        return np.zeros_like(area)
+    margin = reach + int(np.ceil(4 * sigma)) + 2
+    y0, y1 = max(rows[0] - margin, 0), min(rows[-1] + 1 + margin, area.shape[0])
+    x0, x1 = max(cols[0] - margin, 0), min(cols[-1] + 1 + margin, area.shape[1])
+    box = area[y0:y1, x0:x1]
+    if reach > 0:
+        box = cv2.dilate(box, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1)))
+    out = np.zeros_like(area)
+    out[y0:y1, x0:x1] = cv2.GaussianBlur(box, (0, 0), sigma) if sigma > 0 else box
+    return out
+
+
 def symmetric_completion(
     values: np.ndarray, confidence: np.ndarray, atlas: AtlasGeometry, amount: float
 ) -> tuple[np.ndarray, np.ndarray]:
