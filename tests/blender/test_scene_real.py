@@ -109,15 +109,21 @@ def test_heads_under_importer_rotation_scale_and_parent(addon, real_backend, por
     child = bpy.data.objects.new("Child", imported.data)
     bpy.context.scene.collection.objects.link(child)
     child.parent = rig
-    for obj in (imported, scaled, child):
+    # 4. A copy turned to face another way (characters about a table): the head the backend found
+    # for the first, not searched again (10-17 s a copy in a QA's batch).
+    turned = bpy.data.objects.new("Turned", imported.data)
+    bpy.context.scene.collection.objects.link(turned)
+    turned.rotation_euler = (np.pi / 2, 0.0, np.pi / 2)
+    for obj in (imported, scaled, child, turned):
         obj.avatartex.portrait_path = str(portrait)
 
     textures = {}
-    for obj in (imported, scaled, child):
+    for obj in (imported, scaled, child, turned):
         _select_only(obj)
         assert bpy.ops.avatartex.generate() == {"FINISHED"}, obj.avatartex.status
         textures[obj.name] = _pixels(obj.active_material.node_tree.nodes["AvatarTex Texture"].image)
-    first, second, third = textures.values()
+    first, second, third, fourth = textures.values()
+    np.testing.assert_array_equal(fourth, first)
     assert first[..., 0].mean() > first[..., 2].mean() + 0.03  # skin from the photo, not a fill
     # One head gives one texture whatever its transform (issue 8's target: under 1/255 on average).
     print("invariance /255:", np.abs(first - second).mean() * 255, np.abs(second - third).mean() * 255)
