@@ -684,15 +684,17 @@ def test_a_turned_moved_scaled_copy_of_a_head_is_that_head(generator, astronaut_
     turned: no search, the texture the head gets, its landmarks in its own file's coordinates; a
     mirror image or one vertex moved is another head."""
     from avatartex.demo_head import make_demo_head
+    from avatartex.mesh import compute_normals
     from avatartex.pipeline.cache import HeadCache
     from scipy.spatial.transform import Rotation
 
     positions, triangles, uvs, pins = make_demo_head(48)
-    head = Mesh(positions, triangles, uvs, None, pins, "Head")
+    normals = compute_normals(positions, triangles)  # as a file or a capture gives them
+    head = Mesh(positions, triangles, uvs, normals, pins, "Head")
     turn = Rotation.from_rotvec(np.radians(70) * np.array([1.0, 0.4, -0.3]) / np.sqrt(1.25)).as_matrix()
     shift = np.array([3.0, -2.0, 1.0])
     moved = (positions.astype(np.float64) @ turn.T * 0.01 + shift).astype(np.float32)
-    copy = Mesh(moved, triangles, uvs, None, pins, "Head.001")
+    copy = Mesh(moved, triangles, uvs, (normals @ turn.T).astype(np.float32), pins, "Head.001")
 
     counting = CountingLandmarker(generator.landmarker)
     heads = HeadCache()
@@ -709,10 +711,14 @@ def test_a_turned_moved_scaled_copy_of_a_head_is_that_head(generator, astronaut_
     assert heads.head(copy, counting) is copied and mesh_key_in(heads, copy)
 
     refusing = RefusingLandmarker()
-    mirrored = Mesh(moved * np.float32([-1, 1, 1]), triangles, uvs, None, pins, "Mirrored")
+    flipped = moved * np.float32([-1, 1, 1])
+    mirrored = Mesh(flipped, triangles, uvs, compute_normals(flipped, triangles), pins, "Mirrored")
     nudged = moved.copy()
     nudged[10] += 0.02 * np.ptp(moved, axis=0).max()
-    for other in (mirrored, Mesh(nudged, triangles, uvs, None, pins, "Sculpted")):
+    for other in (
+        mirrored,
+        Mesh(nudged, triangles, uvs, compute_normals(nudged, triangles), pins, "Sculpted"),
+    ):
         with pytest.raises(LookupError):
             heads.head(other, refusing)
 
@@ -727,10 +733,26 @@ def test_a_turned_moved_scaled_copy_of_a_head_is_that_head(generator, astronaut_
     quarter = Rotation.from_rotvec(np.pi / 2 * side / np.linalg.norm(side)).as_matrix()
     hinted = HeadCache()
     turned = (positions.astype(np.float64) @ quarter.T).astype(np.float32)
-    searched = hinted.head(dataclasses.replace(head, positions=turned, forward=looks, name="Q"), counting)
+    quartered = dataclasses.replace(head, positions=turned, normals=(normals @ quarter.T).astype(np.float32))
+    searched = hinted.head(dataclasses.replace(quartered, forward=looks, name="Q"), counting)
     assert len([w for w in searched.warnings if w.startswith(FACING_NOTE)]) == 1
     copied = hinted.head(dataclasses.replace(head, forward=looks), refusing)
     assert copied.original is searched and not any(w.startswith(FACING_NOTE) for w in copied.warnings)
+
+    # A new process (Blender restarted) on a turned copy of a head kept on disk: read from the store
+    # in that head's axes, not searched; a mirror image is another head there too.
+    from avatartex.pipeline.cache import HeadStore
+
+    store = HeadStore(tmp_path / "heads")
+    HeadCache(store=store).head(head, counting)
+    again = CountingLandmarker(generator.landmarker)  # the store is per detector: the same kind
+    restarted = HeadCache(store=store).head(copy, again)
+    assert again.calls == 0 and restarted.original is None and restarted.file_turn is not None
+    np.testing.assert_allclose(restarted.to_file(points), placed, atol=1e-4)
+    np.testing.assert_array_equal(restarted.landmarks.points3d, kept.landmarks.points3d)
+    np.testing.assert_array_equal(restarted.occlusion(), kept.occlusion())
+    HeadCache(store=store).head(mirrored, again)
+    assert again.calls > 0
 
     # The texture through the pipeline: a copy's is the head's, with no search.
     for mesh, name in ((head, "head.npz"), (copy, "copy.npz")):

@@ -11,7 +11,8 @@ A ``HeadStore`` (a folder, ``AVATARTEX_CACHE_DIR`` for the server) also keeps ea
 on disk, the costliest thing a new process does for a mesh (26 renders through the detector, 2-3 s),
 and its ambient occlusion (64 depth maps, 0.4-0.6 s): the first request after Blender restarts, on a
 head textured before, skips them too. Its entries are plain ``.npz`` arrays and JSON, keyed by the
-mesh and by the code that found them.
+mesh and by the code that found them; they keep the mesh's normalised vertices (float16), so that a
+copy of a head kept there, turned, moved or scaled since, is read from it too (``HeadStore.turned``).
 
 ``FitCache`` keeps a portrait's fit to a head (camera, warp, projection) for the variants of one head
 from one photo.
@@ -160,7 +161,7 @@ class HeadModel:
                 "Blender: Edit Mode > Mesh > Normals > Recalculate Outside fixes the file"
             )
         notes = self.landmarks.warnings
-        if self.original is not None:
+        if self.file_turn is not None:  # a copy, not searched
             notes = [note for note in notes if not note.startswith(FACING_NOTE)]
         return said + notes
 
@@ -384,6 +385,15 @@ def turn_onto(moving: np.ndarray, fixed: np.ndarray) -> np.ndarray | None:
     return turn
 
 
+def _turned(mesh: Mesh, turn: np.ndarray) -> Mesh:
+    """``mesh`` (normalised) turned by ``turn``: its vertices and normals."""
+    normals = (
+        None if mesh.normals is None else (np.asarray(mesh.normals, np.float64) @ turn.T).astype(np.float32)
+    )
+    positions = (np.asarray(mesh.positions, np.float64) @ turn.T).astype(np.float32)
+    return dataclasses.replace(mesh, positions=positions, normals=normals)
+
+
 def head_frame(landmarks: MeshLandmarks) -> HeadFrame:
     """The head frame from a mesh's landmarks: eye centres, mouth centre, nose tip."""
     p = landmarks.points3d
@@ -439,6 +449,7 @@ def _rebuild(prefix: str, arrays: Any, values: dict[str, Any]) -> Any:
 
 
 _OCCLUSION = "__occlusion__"
+_POSITIONS = "__positions__"
 """The entry's array of the vertices' ambient occlusion (``HeadModel.occlusion``)."""
 
 
@@ -474,38 +485,71 @@ class HeadStore:
         folder = os.environ.get(CACHE_DIR_ENV, "")
         return cls(Path(folder) / "heads") if folder else None
 
-    def path(self, key: str, landmarker: Any) -> Path:
-        """The entry's file for a mesh key and detector."""
+    def _prefix(self, shape: str, landmarker: Any) -> str:
+        """The start of the file names of the entries of meshes of one ``shape_key`` (turned copies of
+        one another), for this code and detector."""
+        digest = hashlib.sha1(shape.encode())
+        digest.update(_code_fingerprint(self.MODULES).encode())
+        digest.update(f"{type(landmarker).__module__}.{type(landmarker).__qualname__}".encode())
+        return digest.hexdigest()[:16]
+
+    def path(self, key: str, landmarker: Any, shape: str = "") -> Path:
+        """The entry's file for a mesh key (and its ``shape_key``) and detector."""
         digest = hashlib.sha1(key.encode())
         digest.update(_code_fingerprint(self.MODULES).encode())
         digest.update(f"{type(landmarker).__module__}.{type(landmarker).__qualname__}".encode())
-        return self.folder / f"{digest.hexdigest()}.npz"
+        return self.folder / f"{self._prefix(shape, landmarker)}-{digest.hexdigest()}.npz"
 
-    def load(self, key: str, landmarker: Any) -> StoredHead | None:
+    def load(self, key: str, landmarker: Any, shape: str = "") -> StoredHead | None:
         """The stored landmarks (and occlusion, where it was kept) of a mesh, or None."""
-        path = self.path(key, landmarker)
+        return self._read(self.path(key, landmarker, shape))[1]
+
+    def turned(self, shape: str, landmarker: Any) -> list[tuple[np.ndarray, StoredHead]]:
+        """The entries of the meshes of ``shape`` that kept their vertices (normalised, float16), with
+        those vertices: a mesh among them turned, moved or scaled is found by ``turn_onto``."""
+        found = []
+        for path in sorted(self.folder.glob(f"{self._prefix(shape, landmarker)}-*.npz")):
+            positions, entry = self._read(path)
+            if positions is not None and entry is not None:
+                found.append((positions, entry))
+        return found
+
+    @staticmethod
+    def _read(path: Path) -> tuple[np.ndarray | None, StoredHead | None]:
+        """An entry's kept vertices (None where it kept none) and what it holds; (None, None) for a
+        missing, damaged or foreign file (a miss, never an error)."""
         try:
             with np.load(path, allow_pickle=False) as data:
                 values = json.loads(str(data["__values__"]))
                 occlusion = np.asarray(data[_OCCLUSION], np.float32) if _OCCLUSION in data else None
-                return StoredHead(_rebuild("", data, values), occlusion)
+                positions = np.asarray(data[_POSITIONS], np.float32) if _POSITIONS in data else None
+                return positions, StoredHead(_rebuild("", data, values), occlusion)
         except FileNotFoundError:
-            return None
+            return None, None
         except Exception as exc:  # a damaged or foreign file: find the landmarks again
             log.warning("head store entry %s unreadable (%s): ignored", path.name, exc)
-            return None
+            return None, None
 
     def save(
-        self, key: str, landmarker: Any, landmarks: MeshLandmarks, occlusion: np.ndarray | None = None
+        self,
+        key: str,
+        landmarker: Any,
+        landmarks: MeshLandmarks,
+        occlusion: np.ndarray | None = None,
+        shape: str = "",
+        positions: np.ndarray | None = None,
     ) -> None:
-        """Keep a mesh's landmarks and its vertices' ``occlusion`` (atomically: a reader never sees
-        half a file)."""
+        """Keep a mesh's landmarks, its vertices' ``occlusion`` and its normalised ``positions``
+        (float16: within 3e-4 of the head's size, for ``turned``), atomically: a reader never sees
+        half a file."""
         arrays: dict[str, np.ndarray] = {}
         values: dict[str, Any] = {}
         _flatten(landmarks, "", arrays, values)
         if occlusion is not None:
             arrays[_OCCLUSION] = np.asarray(occlusion, np.float32)
-        path = self.path(key, landmarker)
+        if positions is not None:
+            arrays[_POSITIONS] = np.asarray(positions, np.float16)
+        path = self.path(key, landmarker, shape)
         temporary = None
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -665,7 +709,18 @@ class HeadCache:
         # The up and forward hints of the capture steer the facing search: part of the stored key.
         hints = json.dumps([None if v is None else np.asarray(v, float).tolist() for v in (mesh.up, forward)])
         stored_key = f"{key}:{hints}"
-        stored = self.store.load(stored_key, landmarker) if self.store is not None else None
+        stored = self.store.load(stored_key, landmarker, shape) if self.store is not None else None
+        file_turn = None
+        if stored is None and self.store is not None and self.copies:
+            # A head kept on disk by an earlier process, of which this mesh is a turned copy: read in
+            # that head's axes (its landmarks and occlusion hold there), turned back to the file's.
+            for positions, entry in self.store.turned(shape, landmarker):
+                file_turn = turn_onto(mesh.positions, positions)
+                if file_turn is not None:
+                    stored = entry
+                    mesh = _turned(mesh, file_turn)
+                    file_centre = file_centre @ file_turn.T
+                    break
         part = None
         if stored is not None:
             landmarks = stored.landmarks
@@ -684,7 +739,7 @@ class HeadCache:
                 forward=forward,
                 pins=mesh.pins or None,
             )
-        model = HeadModel(mesh, landmarks, head_frame(landmarks), file_centre, file_scale)
+        model = HeadModel(mesh, landmarks, head_frame(landmarks), file_centre, file_scale, file_turn)
         model.body = part  # -- body --
         if (
             stored is not None
@@ -693,7 +748,7 @@ class HeadCache:
         ):
             model.derived["occlusion"] = stored.occlusion
         elif self.store is not None and part is None:
-            self.store.save(stored_key, landmarker, landmarks, model.occlusion())
+            self.store.save(stored_key, landmarker, landmarks, model.occlusion(), shape, mesh.positions)
         model.derived["sheets"] = thin_open_parts(mesh.positions, mesh.triangles)
         model.derived["faces_turned"] = turned
         self._heads[key] = model
