@@ -723,8 +723,8 @@ def photo_outside_atlas(
     )  # fmt: skip
     read = None if kept is None else kept.get("photo_outside_atlas", key)
     if read is None:
-        read = _photo_outside_atlas_read(
-            surface, geometry, portrait, face, registration, projection, photo_confidence
+        read = _hidden_texels_read(
+            projection, registration, surface, geometry, photo_confidence, portrait, face.interocular
         )
         if kept is not None:
             kept.put("photo_outside_atlas", key, read)
@@ -735,17 +735,17 @@ def photo_outside_atlas(
     return SurfacePhoto(texels, delit.astype(np.float32), confidence, coords)
 
 
-def _photo_outside_atlas_read(
+def _hidden_texels_read(
+    projection: Projection,
+    registration: Registration,
     surface: UVSurface,
     geometry: AtlasGeometry,
-    portrait: np.ndarray,
-    face: Face,
-    registration: Registration,
-    projection: Projection,
     photo_confidence: np.ndarray,
+    portrait: np.ndarray,
+    interocular: float,
 ):
     """``photo_outside_atlas`` before the de-lighting: (texels, colour, confidence, coords, normals,
-    occlusion) of the hidden texels read, or None."""
+    occlusion) of the hidden texels read, or None (``interocular``: the photo's eye distance)."""
     xy, hidden = surface_in_atlas(geometry, surface)
     if not hidden.any():
         return None
@@ -774,7 +774,7 @@ def _photo_outside_atlas_read(
         return None
     coords, stretch = projected.coords[keep], projected.stretch[keep]
     sharp = sample_image(portrait, coords)
-    color = read_softly(portrait, coords, stretch, sharp, face.interocular, projection.view.skin)
+    color = read_softly(portrait, coords, stretch, sharp, interocular, projection.view.skin)
     texels = index[read[keep]]
     occlusion = None if surface.occlusion is None else surface.occlusion[texels]
     return texels, color, confidence[keep], coords, normals[keep], occlusion
