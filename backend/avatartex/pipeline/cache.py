@@ -77,7 +77,8 @@ class HeadModel:
     file_scale: float = 1.0
     file_turn: np.ndarray | None = None
     """``mesh.positions = (the file's positions @ file_turn.T - file_centre) / file_scale``; no turn
-    (None) but for a turned copy of a kept head (``turned_copy``)."""
+    (None) but for a turned copy of a head kept in memory (``turned_copy``) or on disk
+    (``HeadStore.turned``), which is read in that head's axes."""
     original: HeadModel | None = None
     """The kept head this one is a turned, moved or scaled copy of (``turned_copy``): the same mesh
     in its own units, sharing that head's landmarks, atlases, surfaces and fits."""
@@ -449,8 +450,9 @@ def _rebuild(prefix: str, arrays: Any, values: dict[str, Any]) -> Any:
 
 
 _OCCLUSION = "__occlusion__"
-_POSITIONS = "__positions__"
 """The entry's array of the vertices' ambient occlusion (``HeadModel.occlusion``)."""
+_POSITIONS = "__positions__"
+"""The entry's array of the mesh's normalised vertices (float16; ``HeadStore.turned``)."""
 
 
 class StoredHead(NamedTuple):
