@@ -1009,7 +1009,8 @@ def _small_eyes(face: Face, detail: float) -> str:
     detail the photo holds (``detail``: their share of its pixels), is a few pixels; their whites and
     irises blur into the lids, so the eyes may look shut (``SMALL_EYE_OPENING_PX``)."""
     heights = []
-    for upper, lower in ((159, 145), (386, 374)):  # the lids' middles, right and left eye
+    for contour in (RIGHT_EYE_CONTOUR, LEFT_EYE_CONTOUR):
+        upper, lower = contour[4], contour[12]  # the upper and the lower lid's middles
         heights.append(float(np.linalg.norm(face.landmarks[upper, :2] - face.landmarks[lower, :2])))
     opening = float(np.nanmean(heights)) * detail
     if not np.isfinite(opening) or opening >= SMALL_EYE_OPENING_PX:

@@ -18,6 +18,7 @@ import numpy as np
 if TYPE_CHECKING:
     from ..atlas import AtlasGeometry
     from ..bake import StyleShadow
+    from ..memo import Memo
     from ..styles import Style
 
 
@@ -82,7 +83,7 @@ class StageContext:
     view_from: np.ndarray | None = None
     """(3,) the registered camera's centre in the head frame (eye distances): where the skin's
     shine can be (``shine.py``); None where unknown."""
-    memo: object = None
+    memo: Memo | None = None
     """The generator's ``memo.Memo``: results kept by the content of their inputs (None: none kept)."""
     photo_face: Callable[[], tuple[np.ndarray, np.ndarray] | None] | None = None
     """The photographed face's own normals at each texel, in the head frame, and how far its face

@@ -336,17 +336,6 @@ def face_material(mesh: Mesh, points3d: np.ndarray) -> int | None:
     return int(np.bincount(parts[nearest]).argmax())
 
 
-def mesh_key(mesh: Mesh, facing: str = "") -> str:
-    """The cache key of a mesh: its content (positions, triangles, UVs, pins) and the facing asked."""
-    digest = hashlib.sha1()
-    arrays = (mesh.positions, mesh.triangles, mesh.uvs, mesh.parts)
-    for array in (a if a is not None else np.zeros(0) for a in arrays):
-        digest.update(np.ascontiguousarray(array).tobytes())
-    digest.update(json.dumps(sorted(mesh.pins.items())).encode())
-    digest.update(facing.encode())
-    return digest.hexdigest()
-
-
 def shape_key(mesh: Mesh, facing: str = "") -> str:
     """The key of a mesh's content but where its vertices are: its vertex count, triangles, UVs,
     parts and pins, and the facing asked. Heads that share it may be one turned copy of another
@@ -356,6 +345,14 @@ def shape_key(mesh: Mesh, facing: str = "") -> str:
         digest.update(np.ascontiguousarray(array).tobytes())
     digest.update(json.dumps(sorted(mesh.pins.items())).encode())
     digest.update(facing.encode())
+    return digest.hexdigest()
+
+
+def mesh_key(mesh: Mesh, facing: str = "", shape: str | None = None) -> str:
+    """The cache key of a mesh: its content (``shape_key``, given or worked out) and where its
+    vertices are."""
+    digest = hashlib.sha1((shape_key(mesh, facing) if shape is None else shape).encode())
+    digest.update(np.ascontiguousarray(mesh.positions).tobytes())
     return digest.hexdigest()
 
 
@@ -682,7 +679,8 @@ class HeadCache:
 
         ``check_cancel`` is called before each detector view of the landmark search (it raises to
         stop it: a ``prepare`` the artist moved on from), so nothing half-found is kept."""
-        key = mesh_key(mesh, facing)
+        shape = shape_key(mesh, facing)
+        key = mesh_key(mesh, facing, shape)
         kept_key, model = self._copies.get(key, (key, None))
         if kept_key in self._heads:
             if model is not None:
@@ -690,7 +688,6 @@ class HeadCache:
             self._heads.move_to_end(kept_key)
             self._trim()  # what the others grew to in their requests counts now
             return self._heads[kept_key] if model is None else model
-        shape = shape_key(mesh, facing)
         mesh, file_centre, file_scale = normalized(mesh)
         # The same mesh turned, moved or scaled (copies placed about a scene, an importer's axes):
         # the head kept, not a new landmark search.

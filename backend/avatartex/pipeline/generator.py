@@ -262,9 +262,9 @@ class Generator:
         clock.step("project", 1.0, "scalp, eyes and mouth")
         eyeballs = analysis.head.eyeballs()  # separate parts of the mesh: eyes, not skin
         scalp = params.scalp or style.scalp
-        # A variant of a photo fitted before gets the regions it got then: they read the fit, the
-        # scalp and (for the hair's strands only) the seed.
-        regions_key = memo.digest(fit_key, id(analysis.head), scalp, params.seed if scalp == "hair" else None)
+        # A variant of a photo fitted before gets the regions it got then: they read the fit (whose
+        # key names the head), the scalp and (for the hair's strands only) the seed.
+        regions_key = memo.digest(fit_key, scalp, params.seed if scalp == "hair" else None)
         regions = self.memo.get("regions", regions_key) if fit is not None else None
         if regions is None:
             regions = complete_regions(
