@@ -1204,27 +1204,24 @@ def test_no_moustache_from_the_photos_upper_lip_and_smile_folds(style: str) -> N
     assert beyond_forms[zone].mean() < 0.01, beyond_forms[zone].mean()
 
 
-def test_the_photos_smile_folds_keep_their_darkness_but_not_their_tint(monkeypatch) -> None:
-    """The skin in a smile fold's shadow is redder and yellower than lit skin; with the shadow lifted
-    the tint stayed, and on the scanned head with the astronaut her right fold rendered as an
-    orange-brown scar. The astronaut with folds painted darker and warmer (photoreal): in the atlas the
-    painted folds are no more saturated than the skin around them (they were, without the step), and
-    still darker; the lips, which the folds' band reaches past the mouth corners, keep their colour."""
+def _folds_painted(monkeypatch, paint) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+    """The astronaut with a line painted along each smile fold (``paint(portrait, spread)``), through
+    the classic stages (photoreal) with the fold tint taken off and without: their CIELAB atlases,
+    the painted texels in the folds' band, the band's texels near them, and the feature lines."""
     import cv2
     from avatartex.engines.classic import repaint
     from avatartex.face import MOUTH_LEFT, MOUTH_RIGHT, NOSE_LOWER
     from avatartex.imaging import to_lab
 
     geo, _, _, lines, landmarks = _scene()
-    portrait = astronaut().copy()
     nose = landmarks[list(NOSE_LOWER), :2]
-    painted = np.zeros(portrait.shape[:2], np.float32)
+    painted = np.zeros(astronaut().shape[:2], np.float32)
     iod = np.linalg.norm(landmarks[33, :2] - landmarks[263, :2])
     for wing, corner in ((nose[0], landmarks[MOUTH_RIGHT, :2]), (nose[-1], landmarks[MOUTH_LEFT, :2])):
         start, end = wing + 0.2 * (corner - wing), corner + 0.2 * (corner - wing)
         cv2.line(painted, tuple(np.round(start).astype(int)), tuple(np.round(end).astype(int)), 1.0, 2)
     spread = cv2.GaussianBlur(painted, (0, 0), 0.02 * iod)[..., None] / painted.max()
-    portrait = portrait * (1.0 - spread * np.array([0.15, 0.3, 0.45], np.float32))  # darker, warmer
+    portrait = paint(astronaut().copy(), spread)
 
     def run(taken_off: bool) -> np.ndarray:
         if not taken_off:
@@ -1245,6 +1242,19 @@ def test_the_photos_smile_folds_keep_their_darkness_but_not_their_tint(monkeypat
     near = cv2.dilate(on_fold.astype(np.uint8), np.ones((15, 15), np.uint8)).astype(bool) & band & ~on_fold
     assert on_fold.sum() > 100 and near.sum() > 200
     lab, before = run(True), run(False)
+    return lab, before, on_fold, near, lines
+
+
+def test_the_photos_smile_folds_keep_their_darkness_but_not_their_tint(monkeypatch) -> None:
+    """The skin in a smile fold's shadow is redder and yellower than lit skin; with the shadow lifted
+    the tint stayed, and on the scanned head with the astronaut her right fold rendered as an
+    orange-brown scar. The astronaut with folds painted darker and warmer (photoreal): in the atlas the
+    painted folds are no more saturated than the skin around them (they were, without the step), and
+    still darker; the lips, which the folds' band reaches past the mouth corners, keep their colour."""
+    darker_warmer = np.array([0.15, 0.3, 0.45], np.float32)
+    lab, before, on_fold, near, lines = _folds_painted(
+        monkeypatch, lambda p, spread: p * (1.0 - spread * darker_warmer)
+    )
 
     def excess(image: np.ndarray, where: np.ndarray) -> float:
         chroma = np.hypot(image[..., 1], image[..., 2])
@@ -1252,6 +1262,19 @@ def test_the_photos_smile_folds_keep_their_darkness_but_not_their_tint(monkeypat
 
     assert excess(before, on_fold) > 3.0 and excess(lab, on_fold) < 1.5  # 4.8 when the step was new
     assert np.median(lab[..., 0][on_fold]) < np.median(lab[..., 0][near]) - 2.0  # the fold still darker
-    lips = features.fill_polygon(band.shape, lines["lips_outer"]) > 0.5  # the lips keep their colour
+    lips = features.fill_polygon(on_fold.shape, lines["lips_outer"]) > 0.5  # the lips keep their colour
     lip_chroma = [float(np.median(np.hypot(x[..., 1], x[..., 2])[lips])) for x in (lab, before)]
     assert lips.sum() > 100 and abs(lip_chroma[0] - lip_chroma[1]) < 0.5, lip_chroma
+
+
+def test_a_mark_of_another_hue_in_a_smile_folds_band_keeps_its_colour(monkeypatch) -> None:
+    """Paint along the folds (a blue line, a tattoo's ink) is not a fold's tint: taken off as one, a
+    blue disc painted by the astronaut's mouth came out purple. Its hue and chroma stay as they are
+    without the step."""
+    blue = np.array([0.15, 0.25, 0.8], np.float32)
+    lab, before, on_fold, near, _ = _folds_painted(
+        monkeypatch, lambda p, spread: p * (1.0 - spread) + spread * blue
+    )
+    assert np.median(before[..., 2][on_fold]) < -25.0  # blue (b* well below the skin's)
+    for channel in (1, 2):
+        assert abs(np.median(lab[..., channel][on_fold]) - np.median(before[..., channel][on_fold])) < 1.0

@@ -70,6 +70,7 @@ from .face import (
 )
 from .glasses import PortraitGlasses, find_glasses
 from .imaging import LUMA, from_lab, put_rows, sample_image, smoothstep, take_rows, to_lab, unit_range
+from .marks import atlas_marks
 from .projection import polygon_mask
 from .registration import Registration
 
@@ -229,6 +230,9 @@ class Regions:
     texels in the mesh's UVs (``pipeline.steps.eyes_on_surface``)."""
     eye_layer: EyeLayer | None = None
     """The mesh's separate eyeballs painted as eyes (``_eyeball_layer``), over the stages' result."""
+    marks: np.ndarray | None = None
+    """(S, S) float32 0..1: texels showing a mark on one side of the face (``marks.atlas_marks``: a
+    mole, a birthmark, paint), which the fill must not draw on; None where there are none."""
 
     def eye_colours(self, texture: AtlasTexture, delight: np.ndarray | None) -> FeatureColours | None:
         """The separate eyeballs' sclera and iris in the de-lit texture's terms: ``texture`` is the
@@ -1787,6 +1791,9 @@ def complete_regions(
         new_coords.reshape(-1, 2)[eye_layer.index] = np.nan
     summary["scalp"] = applied
     texture = AtlasTexture(work.color, work.conf)
+    marks = atlas_marks(portrait, face, portrait_coords, work.color, work.conf, geometry)
+    summary["mark_texels"] = 0 if marks is None else int((marks * (work.conf > 0)).sum() + 0.5)
     return Regions(
-        texture, new_coords, photo.astype(np.float32), applied, warnings, summary, layer, colours, eye_layer
-    )
+        texture, new_coords, photo.astype(np.float32), applied, warnings, summary, layer, colours, eye_layer,
+        marks,
+    )  # fmt: skip

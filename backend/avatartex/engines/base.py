@@ -71,6 +71,9 @@ class StageContext:
     filled in, the photo's eyes off the lids, glasses frames): the photo's detail goes back only as
     far as this, not as far as the texel's confidence, which counts the fill too. None: the
     confidence is all the photo's."""
+    marks: np.ndarray | None = None
+    """(S, S) float32 0..1: texels showing a mark on one side of the face (``regions.Regions.marks``),
+    kept as the photo shows them but no source of the fills; read through ``fill_confidence``."""
     delight: np.ndarray | None = None
     """(S, S, 3) float32 factor (per channel) the latent stage multiplied the colour by to take the
     photo's light out (None where it did not): the repaint takes the photo's own detail through the
@@ -113,6 +116,13 @@ class StageContext:
     Read them through ``features()``."""
     feature_source: Callable[[], dict[str, np.ndarray]] | None = None
     """Finds ``feature_lines`` on first use: only the styles that draw them pay for it."""
+
+    def fill_confidence(self, confidence: np.ndarray) -> np.ndarray:
+        """The confidence the classic fills draw on, for a texture with this ``confidence``: less the
+        ``marks``, which are neither mirrored to the other side of the face nor spread round them."""
+        if self.marks is None:
+            return confidence
+        return (np.asarray(confidence, np.float32) * (1.0 - self.marks)).astype(np.float32)
 
     def photo_part(self, confidence: np.ndarray) -> np.ndarray:
         """How far each texel of a texture with this ``confidence`` is the photo's, for the photo's

@@ -290,6 +290,7 @@ class Generator:
             portrait=analysis.portrait,
             portrait_coords=regions.portrait_coords,
             photo_share=regions.photo_confidence,
+            marks=regions.marks,
             style=style,
             seed=params.seed,
             strength=params.strength,

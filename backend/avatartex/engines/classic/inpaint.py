@@ -475,6 +475,7 @@ class ClassicInpaint(Stage):
         key = memo.digest(
             np.asarray(texture.color), np.asarray(texture.confidence), id(ctx.atlas),
             ctx.style.classic_at("symmetry", 1.0, ctx.strength), grain, ctx.seed if grain > 0 else None,
+            ctx.marks,
         )  # fmt: skip
         kept = ctx.memo.get("inpaint", key)
         if kept is None:
@@ -492,7 +493,8 @@ class ClassicInpaint(Stage):
         ctx.check_cancel()
         ctx.progress(0.0, "symmetric completion and multi-scale fill")
         symmetry = style.classic_at("symmetry", 1.0, ctx.strength)
-        filled, sym_conf = classic_fill(color, conf, atlas, symmetry)
+        # A mark on the skin keeps the photo's colour where it is (its confidence) but is no source.
+        filled, sym_conf = classic_fill(color, ctx.fill_confidence(conf), atlas, symmetry)
 
         ctx.check_cancel()
         ctx.progress(0.5, "synthesising skin grain")

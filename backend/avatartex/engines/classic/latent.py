@@ -697,7 +697,7 @@ def _without_carried_shine(
     amount = np.float32(ctx.style.classic_at("symmetry", 1.0, ctx.strength))
     target = atlas.mirror_index()[r, c]
     tr, tc = np.unravel_index(target, conf.shape)
-    weight = filters.fill_weight(conf)
+    weight = filters.fill_weight(ctx.fill_confidence(conf))
     holes = filters.planned_holes(weight, atlas, float(amount))  # filled from around, not mirrored
     gain = np.clip(weight[r, c] - weight[tr, tc], 0.0, 1.0) * amount * ~holes[tr, tc]
     share = (
@@ -772,7 +772,7 @@ class ClassicLatent(Stage):
         key = memo.digest(
             color, conf, ctx.portrait_coords, ctx.portrait, id(ctx.atlas), strength, ctx.subject,
             ctx.alignment_error_iod, None if ctx.view_from is None else np.asarray(ctx.view_from),
-            ctx.style.classic_at("symmetry", 1.0, ctx.strength), ctx.photo_face is None,
+            ctx.style.classic_at("symmetry", 1.0, ctx.strength), ctx.photo_face is None, ctx.marks,
         )  # fmt: skip
         kept = ctx.memo.get("delight", key)
         if kept is None:
@@ -799,7 +799,9 @@ class ClassicLatent(Stage):
         atlas = ctx.atlas
         mask = atlas.mask
         normals = atlas.normals
-        candidates = CandidateColours.read(color, _fit_candidates(conf, atlas))
+        # The light is fitted on skin and the fills draw on it: not on the marks (a mole, paint).
+        sources = ctx.fill_confidence(conf)
+        candidates = CandidateColours.read(color, _fit_candidates(sources, atlas))
         skin, reference_skin = _skin_mask(candidates, conf)
         if reference_skin is not None:
             # Lit skin the photo whitened is skin the light must be fitted on and taken off: left out,
@@ -823,7 +825,7 @@ class ClassicLatent(Stage):
         sample_normals = normals.reshape(-1, 3)[sample]
         occlusion = atlas.occlusion
         sample_occlusion = None if occlusion is None else occlusion.reshape(-1)[sample]
-        coeffs, weights = fit_shading(lum, sample_normals, conf.reshape(-1)[sample])
+        coeffs, weights = fit_shading(lum, sample_normals, sources.reshape(-1)[sample])
         # Ambient plus a key light, started from the SH fit: it has a terminator where SH rings.
         # Measured with the true camera on bench/sweep.py renders (front, top, side, two lights,
         # from below): psnr_visible +0.2 to +1.3 dB over SH alone, never worse. The ambient is
@@ -872,7 +874,7 @@ class ClassicLatent(Stage):
                 return out.reshape(normals.shape)
 
             turned_sample = turned_by(1.0).reshape(-1, 3)[sample]
-            face_coeffs, face_weights = fit_shading(lum, turned_sample, conf.reshape(-1)[sample])
+            face_coeffs, face_weights = fit_shading(lum, turned_sample, sources.reshape(-1)[sample])
             face_lights, face_spread = fit_lights(
                 lum, turned_sample, face_weights, face_coeffs, sample_occlusion
             )
@@ -920,7 +922,7 @@ class ClassicLatent(Stage):
                 shading[photographed], take_rows(ctx.portrait_coords, photographed), ctx.portrait.shape[:2]
             )
         symmetry = ctx.style.classic_at("symmetry", 1.0, ctx.strength)
-        carried, _ = classic_fill(shading, conf, atlas, symmetry)
+        carried, _ = classic_fill(shading, sources, atlas, symmetry)
         # A chart without one confident texel (a cap the photo does not reach) gets no fill (0):
         # its texels carry the average light, not the darkest allowed (which brightened it 1.65x).
         carried = np.where(carried > 0, carried, 1.0).astype(np.float32)
@@ -946,7 +948,7 @@ class ClassicLatent(Stage):
             # head: a burnt-out patch on her cheek, filled from the other cheek, took its colour but
             # the relief of the skin round the patch, and came out 4.6 L* paler than those texels of
             # her photo as it is (the skin around 0.3 L*); 0.7 with this.
-            carried_band, _ = classic_fill(band, conf, atlas, symmetry)
+            carried_band, _ = classic_fill(band, sources, atlas, symmetry)
             band = np.where(mask, conf * band + (1.0 - conf) * carried_band, 0.0).astype(np.float32)
             log_embedded += np.float32(relief) * band
             log_sample = log_embedded.reshape(-1)[sample]
@@ -993,9 +995,11 @@ class ClassicLatent(Stage):
         if float(near_fill.max()) < 1e-3 or float((conf * (1.0 - conf)).max()) <= 0.0:
             return color
         b_small = _ring(c_small)
-        anchored = filters.push_pull(small[..., :3], (1.0 - b_small) ** 4 * m_small, small_rows)
+        # Levels of the skin: a mark's colour (``ctx.marks``) would carry into the ring beside it.
+        skin = m_small if ctx.marks is None else m_small * (1.0 - filters.downsample(ctx.marks, rows)[0])
+        anchored = filters.push_pull(small[..., :3], (1.0 - b_small) ** 4 * skin, small_rows)
         both, _ = filters.normalized_gaussian(
-            np.concatenate([anchored, small[..., :3]], axis=-1), m_small, sigma, small_rows
+            np.concatenate([anchored, small[..., :3]], axis=-1), skin, sigma, small_rows
         )
         ratio = np.log(np.clip((both[..., :3] + 1e-3) / (both[..., 3:] + 1e-3), 0.5, 2.0))
         ratio = filters.gaussian(ratio.astype(np.float32), sigma, small_rows) * near_fill[..., None]

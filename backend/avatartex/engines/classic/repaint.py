@@ -1033,6 +1033,9 @@ wide)."""
 FOLD_TINT_PASSES = 3
 """Times the skin around a fold is read and the fold's tint taken off: the first reading has the fold's
 own tint in it (a painted fold's excess chroma 4.8 went to 2.1 in one pass, to 0.4 in three)."""
+FOLD_TINT_HUE_DEG = 45.0
+"""Degrees of hue (CIELAB) within which a fold's colour is the skin's own, more saturated: further,
+it is a mark or paint of its own colour (a blue disc by the astronaut's mouth came out purple)."""
 
 
 def fold_tint_taken_off(image: np.ndarray, ctx: StageContext) -> np.ndarray:
@@ -1044,8 +1047,9 @@ def fold_tint_taken_off(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     are the photo's), only where the fold is more saturated than its surroundings, and not on the lips
     (the band reaches past the mouth corners: the demo's lips came out paler). Not told apart:
     a freckle or a mole in the fold's band loses its colour too (an average along the fold, to keep
-    spots, left the folds' tint half on), and so does a coloured pattern there (the sweep's striped
-    skins, 0.1-0.3 dB on 6 of its 39 quick cases)."""
+    spots, left the folds' tint half on), and so does a pattern of the skin's hue there (the sweep's
+    striped skins, 0.1-0.3 dB on 6 of its 39 quick cases); one of another hue keeps its colour
+    (FOLD_TINT_HUE_DEG)."""
     unit = ctx.atlas.layout.face_texels_per_iod
     lines = ctx.features()
     band = smile_folds(lines, image.shape[:2], unit)
@@ -1063,7 +1067,13 @@ def fold_tint_taken_off(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     y0, y1 = max(rows[0] - pad, 0), min(rows[-1] + pad + 1, image.shape[0])
     x0, x1 = max(cols[0] - pad, 0), min(cols[-1] + pad + 1, image.shape[1])
     lab = to_lab(image[y0:y1, x0:x1])
-    weight = band[y0:y1, x0:x1, None]
+    # Only where the colour has the skin's own hue (FOLD_TINT_HUE_DEG from the box's median, skin
+    # round the folds, the nose and the lips): a mark or paint of another hue keeps its colour.
+    ab = lab[..., 1:]
+    skin = np.median(ab[ctx.atlas.mask[y0:y1, x0:x1]], axis=0)
+    cosine = np.float32(np.cos(np.radians(FOLD_TINT_HUE_DEG)))
+    skin_hue = ab @ skin >= cosine * np.hypot(ab[..., 0], ab[..., 1]) * np.float32(np.hypot(*skin))
+    weight = band[y0:y1, x0:x1, None] * skin_hue[..., None]
     for _ in range(FOLD_TINT_PASSES):  # the skin around read again without the fold's tint in it
         ab = lab[..., 1:]
         around = cv2.GaussianBlur(ab, (0, 0), sigma)
