@@ -815,3 +815,40 @@ def test_variants_of_one_photo_reuse_its_regions_and_de_lighting(astronaut_path,
             params(tmp_path / "head.npz", astronaut_path, tmp_path / f"f{name}", style=style, seed=seed)
         )
         np.testing.assert_array_equal(load_texture(result["texture"]), textures[name])
+
+
+def test_a_mark_on_one_cheek_stays_on_that_cheek(generator, astronaut, tmp_path):
+    """A blue disc painted on the astronaut's cheek beside her nose (a birthmark, face paint) was
+    doubled by the other mouth corner and on the other cheek of the demo head (the fill's mirror
+    completion) and tinted the whole head. It is kept where the photo shows it, alone."""
+    import cv2
+    from avatartex.demo_head import make_demo_head
+
+    positions, triangles, uvs, pins = make_demo_head(48)
+    save_capture(Mesh(positions, triangles, uvs, None, pins, "Head"), tmp_path / "head.npz")
+    marked = astronaut.copy()
+    cv2.circle(marked, (246, 133), 9, (40 / 255, 60 / 255, 200 / 255), -1, lineType=cv2.LINE_AA)
+    atlases = {}
+    for name, photo in (("clean", astronaut), ("marked", marked)):
+        save_png(tmp_path / f"{name}.png", photo)
+        out = tmp_path / name
+        generator.generate(
+            params(tmp_path / "head.npz", tmp_path / f"{name}.png", out, size=1024, debug=True)
+        )
+        atlases[name] = load_texture(out / "debug_atlas.png")
+        report = json.loads((out / "report.json").read_text())
+    assert report["regions"]["mark_texels"] > 0
+
+    def blueness(image: np.ndarray) -> np.ndarray:
+        return image[..., 2] - image[..., 0]
+
+    clean, marked_atlas = atlases["clean"], atlases["marked"]
+    mark = blueness(marked_atlas) - blueness(clean) > 0.4
+    assert mark.sum() > 1000  # on her left cheek, as the photo shows it
+    # Its mirror image (grown: the two cheeks do not meet texel for texel) holds no blue.
+    rows, cols = np.nonzero(mark)
+    twin = np.zeros_like(mark)
+    twin[rows, clean.shape[1] - 1 - cols] = True
+    twin = cv2.dilate(twin.astype(np.uint8), np.ones((41, 41), np.uint8)).astype(bool) & ~mark
+    doubled = blueness(marked_atlas[twin]) - blueness(clean[twin])
+    assert np.percentile(doubled, 99.5) < 0.08, np.percentile(doubled, 99.5)
