@@ -38,9 +38,9 @@ PX_PER_IOD = 64.0
 """Pixels per eye distance the portrait's face is read at (fewer where the photo has fewer): a
 mole of 0.04 eye distances (about 2.5 mm) is a few pixels."""
 FEATURE_MARGIN_IOD = 0.1
-"""Eye distances around the eyes, brows, nostrils and lips (their landmarks' hulls) where nothing is
-read as a mark: a lid's crease, lashes, a brow's stray hairs, a lip's edge are features, and the
-mirror's copy of them is what the far side of the face needs."""
+"""Eye distances round the eyes, brows, nostrils and lips (their landmarks' hulls) where what stands
+out is the feature's (a lid's crease, lashes, a brow's end, a lip's edge: the far side of the face
+needs their mirror copy): a patch lying there for the most part is no mark."""
 FEATURE_REACH_IOD = 0.1
 """Eye distances into a feature's hull a mark beside it is followed (what stands out there)."""
 OUTLINE_MARGIN_IOD = 0.06
