@@ -166,7 +166,7 @@ def test_the_de_lighting_and_the_border_gain_do_not_carry_a_mark_either():
 def test_in_atlas_reads_the_mask_at_each_texels_portrait_pixel(hidden):
     mask = np.zeros((20, 30), np.float32)
     mask[5:8, 10:14] = 1.0
-    found = marks.PortraitMarks(mask, np.array([100.0, 50.0], np.float32), 0.5)
+    found = marks.PortraitMarks(mask, mask, np.array([100.0, 50.0], np.float32), 0.5)
     # Crop pixel (x 11, y 6) is portrait pixels (122..124, 62..64): centre (123, 63).
     coords = np.full((4, 4, 2), np.nan, np.float32)
     coords[1, 2] = (123.0, 63.0)
@@ -177,3 +177,40 @@ def test_in_atlas_reads_the_mask_at_each_texels_portrait_pixel(hidden):
     out = found.in_atlas(coords)
     assert out[1, 2] == (0.0 if hidden else 1.0)
     assert out[2, 2] == 0.0 and out[3, 3] == 0.0 and out[0, 0] == 0.0
+
+
+def test_freckles_a_fold_and_glasses_are_not_marks_a_mole_is():
+    """What both sides of a face have (freckles, a smile's fold, glasses frames) must still be
+    mirrored onto a turned face's hidden cheek: on a 3/4 view the far cheek lost 9 of 14 freckles
+    and Grace Hopper's far fold, and her glasses' bridge left a hard-edged strip on her nose."""
+    from avatartex.glasses import find_glasses
+
+    face = _face("clean")
+    photo = astronaut().copy()
+    freckles = [(x, y) for x in range(196, 216, 4) for y in range(118, 133, 5)][:14]  # apart
+    for x, y in freckles:  # the skin's hue, 12-15 L* darker
+        photo[y - 1 : y + 2, x - 1 : x + 2] *= np.float32(0.82)
+    fold = np.zeros(photo.shape[:2], np.float32)
+    cv2.line(fold, (236, 122), (250, 150), 1.0, 2)  # a fold's shadow: darker and warmer
+    photo *= 1.0 - cv2.GaussianBlur(fold, (0, 0), 0.8)[..., None] * np.array([0.35, 0.45, 0.5], np.float32)
+    photo = _disc(photo, (252, 137), 3, (60 / 255, 40 / 255, 35 / 255))  # and a mole
+    found = marks.find_marks(photo, face)
+    assert found is not None
+    assert _mask_at(found, np.array([[252.5, 137.5]])).min() == 1.0
+    assert _mask_at(found, np.array(freckles, np.float32) + 0.5).max() < 0.5
+    along = np.stack([np.linspace(236, 250, 15), np.linspace(122, 150, 15)], axis=1) + 0.5
+    assert _mask_at(found, along).max() < 0.5
+
+    import matplotlib.cbook
+
+    grace = cv2.imread(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))[..., ::-1]
+    grace = grace.astype(np.float32) / 255.0
+    face = max(default_landmarker().detect(grace), key=lambda f: f.size)
+    glasses = find_glasses(grace, face)
+    assert glasses.found
+    found = marks.find_marks(grace, face, glasses)
+    rows, cols = np.mgrid[0 : grace.shape[0], 0 : grace.shape[1]]
+    xy = np.stack([cols.ravel(), rows.ravel()], axis=1).astype(np.float32) + 0.5
+    frames = glasses.at(xy) > 0.5
+    assert frames.sum() > 500
+    assert found is None or _mask_at(found, xy[frames]).max() < 0.5

@@ -32,6 +32,7 @@ from .face import (
     RIGHT_EYEBROW,
     Face,
 )
+from .glasses import PortraitGlasses
 from .imaging import sample_image
 
 PX_PER_IOD = 64.0
@@ -52,9 +53,27 @@ LIGHTNESS_WEIGHT = 0.5
 """Weight of the lightness difference beside the chroma's (CIELAB): a crease's or a pore's shadow is
 a lightness difference the light made; a mark changes the colour too, or is much darker."""
 STANDS_OUT = 14.0
-"""CIELAB difference (lightness weighted by LIGHTNESS_WEIGHT) from the skin around from which a
-pixel is a mark; freckles and blotches stay under it, a mole (dark brown on pale skin, 20-40 L*) and
-paint are well over."""
+"""CIELAB difference (lightness weighted by LIGHTNESS_WEIGHT) from the skin around over which a pixel
+is not read as that skin (``find_marks``' second reading), nor two texels as alike (``one_sided``)."""
+COLOURED = 12.0
+"""CIELAB difference across the skin's hue (a*b*) from the skin around over which a pixel is of a
+colour of its own (paint, a tattoo's ink, a red birthmark: 20-70); a fold's or a freckle's warmer
+shadow, of the skin's hue, stays under."""
+SATURATED = 25.0
+"""CIELAB chroma along the skin's hue by which a pixel more saturated than the skin around is of a
+colour of its own too (a fold's warmer shadow: under 15)."""
+DARK_SPOT = 25.0
+"""L* by which a pixel of the skin's hue is darker than the skin around for a mole (dark brown on
+pale skin: 30-60); a freckle (10-20) stays under, and a fold's shadow is no round spot (SPOT_IOD)."""
+SPOT_IOD = 0.15
+"""Square root of the largest area (eye distances) of a dark spot of the skin's hue read as a mole."""
+SPOT_RING_IOD = 0.06
+"""Eye distances round a mole within which the photo must show skin, not hair, for the regions step
+to keep it (``PortraitMarks.spots``): a strand's end by a fringe is a round dark spot too."""
+SPOT_ELONGATION = 2.5
+"""Most times a mole's box is longer than wide (a fold's or a wrinkle's shadow is a line)."""
+FRAME_GROW_IOD = 0.04
+"""Eye distances by which the glasses' frames are kept off the marks (their soft edge, their shadow)."""
 MARK_AREA_IOD = (0.02, 0.45)
 """Square roots of the least and the largest area (eye distances) of a mark: under the first, noise;
 over the second, something that is not a mark on the skin (a beard, a shadow across the face, hair
@@ -69,6 +88,9 @@ class PortraitMarks:
 
     mask: np.ndarray
     """(h, w) float32 0..1: how far each crop pixel is a mark."""
+    spots: np.ndarray
+    """(h, w) float32 0..1: the marks that are small round spots (a mole, a beauty spot: SPOT_IOD),
+    which the regions step does not take off as hair however hair-coloured they are."""
     origin: np.ndarray
     """(2,) the crop's top-left corner in portrait pixels (x, y)."""
     scale: float
@@ -83,26 +105,37 @@ class PortraitMarks:
         """(S, S) float32 0..1: how far each texel shows a mark, from its portrait pixel
         (``portrait_coords``, NaN where the photo does not show it: 0 there)."""
         coords = np.asarray(portrait_coords, np.float32)
-        out = np.zeros(coords.shape[:2], np.float32)
-        if not self.mask.any():
+        return self._read(self.mask, coords.reshape(-1, 2)).reshape(coords.shape[:-1])
+
+    def spots_at(self, coords: np.ndarray) -> np.ndarray:
+        """(N,) float32 0..1: how far portrait pixel coordinates (N, 2) show a small round mark (NaN:
+        0)."""
+        return self._read(self.spots, np.asarray(coords, np.float32))
+
+    def _read(self, mask: np.ndarray, xy: np.ndarray) -> np.ndarray:
+        """(N,) ``mask`` at portrait pixel coordinates ``xy`` (N, 2); 0 outside it and at NaN."""
+        out = np.zeros(len(xy), np.float32)
+        if not mask.any():
             return out
-        # Only the texels whose pixel lies in the marks' box (a texel with NaN coordinates is not).
-        rows, cols = np.nonzero(self.mask)
+        # Only the points in the mask's box (NaN coordinates are not): at 1024² the atlas's million.
+        rows, cols = np.nonzero(mask)
         box = np.array([[cols.min() - 1, rows.min() - 1], [cols.max() + 2, rows.max() + 2]], np.float32)
         lo, hi = self.origin.astype(np.float32) + box / np.float32(self.scale)
-        x, y = coords[..., 0], coords[..., 1]
+        x, y = xy[:, 0], xy[:, 1]
         at = np.flatnonzero((x > lo[0]) & (x < hi[0]) & (y > lo[1]) & (y < hi[1]))
-        if not len(at):
-            return out
-        # Pixel centres at +0.5 in both; a border of zeros, which the sampler replicates beyond.
-        xy = (coords.reshape(-1, 2)[at] - self.origin) * np.float32(self.scale) + np.float32(1.0)
-        out.reshape(-1)[at] = sample_image(np.pad(self.mask, 1), xy)[:, 0]
+        if len(at):
+            # Pixel centres at +0.5 in both; a border of zeros, which the sampler replicates beyond.
+            crop_xy = (xy[at] - self.origin) * np.float32(self.scale) + np.float32(1.0)
+            out[at] = sample_image(np.pad(mask, 1), crop_xy)[:, 0]
         return out
 
 
-def find_marks(portrait: np.ndarray, face: Face) -> PortraitMarks | None:
-    """The marks on the skin of ``face`` in ``portrait`` ((H, W, 3) float32 sRGB 0..1); None where
-    there are none (or the face is too small to read any)."""
+def find_marks(
+    portrait: np.ndarray, face: Face, glasses: PortraitGlasses | None = None
+) -> PortraitMarks | None:
+    """The marks on the skin of ``face`` in ``portrait`` ((H, W, 3) float32 sRGB 0..1), off the frames
+    of its ``glasses`` where it has them; None where there are none (or the face is too small to
+    read any)."""
     lm = np.asarray(face.landmarks, np.float32)
     iod = face.interocular
     if not np.isfinite(lm).all() or iod < 8.0:
@@ -121,6 +154,8 @@ def find_marks(portrait: np.ndarray, face: Face) -> PortraitMarks | None:
     origin = np.array([x0, y0], np.float32)
     px_per_iod = iod * scale
     face_area, core, margin = _face_areas(crop.shape[:2], (lm - origin) * scale, px_per_iod)
+    if glasses is not None and glasses.found:
+        face_area &= ~_frames(glasses, crop.shape[:2], origin, scale, px_per_iod)
     skin = face_area & ~core & ~margin
     if skin.sum() < 64:
         return None
@@ -134,26 +169,65 @@ def find_marks(portrait: np.ndarray, face: Face) -> PortraitMarks | None:
         reference = _local_mean(lab, around, sigma)
         apart = np.linalg.norm(lab - reference, axis=-1)
         around = (skin & (apart <= STANDS_OUT)).astype(np.float32)
+    away = lab - reference
+    # Of another hue than the skin around (across its hue in a*b*), or far more saturated: the skin's
+    # own shadows (a fold's, a freckle's) are of its hue, warmer.
+    hue = reference[..., 1:] / np.maximum(np.hypot(reference[..., 1], reference[..., 2]), 1e-3)[..., None]
+    along = away[..., 1] * hue[..., 0] + away[..., 2] * hue[..., 1]
+    across = np.abs(away[..., 2] * hue[..., 0] - away[..., 1] * hue[..., 1])
+    coloured = (across > COLOURED) | (along > SATURATED)
+    dark = -away[..., 0] / np.float32(LIGHTNESS_WEIGHT) > DARK_SPOT
     # Read into the features' margins too, so that a mark beside one is whole; a patch mostly in them
-    # is the feature's (a brow's end, a lid's crease the landmarks' hull left out).
-    hard = face_area & ~core & (apart > STANDS_OUT)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(hard.astype(np.uint8), connectivity=8)
+    # is the feature's (a brow's end, a lid's crease, a fold along the nose the landmarks' hull left
+    # out).
+    standing = coloured | dark
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(
+        (face_area & ~core & standing).astype(np.uint8), connectivity=8
+    )
     lo, hi = (np.asarray(MARK_AREA_IOD) * px_per_iod) ** 2
     area = stats[:, cv2.CC_STAT_AREA]
     in_margin = np.bincount(labels[margin], minlength=count)
     keep = (area >= max(lo, 2.0)) & (area <= hi) & (in_margin <= 0.5 * area)
+    # A patch of the skin's hue, only darker, is a mole where it is a small round spot; a longer one is
+    # a fold, a wrinkle or a crease's shadow, which the other side of the face has too.
+    of_colour = np.bincount(labels[coloured], minlength=count) >= 0.5 * area
+    width, height = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]
+    round_spot = (
+        (area <= (SPOT_IOD * px_per_iod) ** 2)
+        & (np.maximum(width, height) <= SPOT_ELONGATION * np.minimum(width, height))
+        & (area >= 0.4 * width * height)
+    )
+    keep &= of_colour | round_spot
     keep[0] = False
     if not keep.any():
         return None
+    spots = _soft((keep & round_spot)[labels].astype(np.uint8), px_per_iod)
     mask = keep[labels].astype(np.uint8)
     # A mark touching a feature's hull (a cheek's mole by a nostril's wing) is whole: what stands out
     # there within FEATURE_REACH_IOD of it is the mark's too.
     reach = cv2.dilate(mask, _disc(max(int(round(FEATURE_REACH_IOD * px_per_iod)), 1)))
-    mask |= (core & (apart > STANDS_OUT) & (reach > 0)).astype(np.uint8)
+    mask |= (face_area & core & standing & (reach > 0)).astype(np.uint8)
+    return PortraitMarks(_soft(mask, px_per_iod), spots, origin, scale)
+
+
+def _soft(mask: np.ndarray, px_per_iod: float) -> np.ndarray:
+    """(h, w) float32 0..1: ``mask`` (uint8) whole, grown by GROW_IOD with a soft edge."""
     grow = max(int(round(GROW_IOD * px_per_iod)), 1)
     soft = cv2.GaussianBlur(cv2.dilate(mask, _disc(grow)).astype(np.float32), (0, 0), max(grow / 2.0, 0.5))
-    soft = np.maximum(soft * 2.0, mask.astype(np.float32))  # whole on the mark, fading beyond it
-    return PortraitMarks(np.clip(soft, 0.0, 1.0).astype(np.float32), origin, scale)
+    return np.clip(np.maximum(soft * 2.0, mask.astype(np.float32)), 0.0, 1.0).astype(np.float32)
+
+
+def _frames(
+    glasses: PortraitGlasses, shape: tuple[int, int], origin: np.ndarray, scale: float, px_per_iod: float
+) -> np.ndarray:
+    """(h, w) bool: the crop's pixels (``origin``, ``scale``) the glasses cover (a frame, a lens's
+    reflection), grown by FRAME_GROW_IOD: dark and unlike the skin, but no mark (the regions step
+    takes them off)."""
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]]
+    xy = np.stack([cols.ravel(), rows.ravel()], axis=1).astype(np.float32) + np.float32(0.5)
+    covered = glasses.covered_at(origin + xy / np.float32(scale)).reshape(shape) > 0.3
+    grow = max(int(round(FRAME_GROW_IOD * px_per_iod)), 1)
+    return cv2.dilate(covered.astype(np.uint8), _disc(grow)) > 0
 
 
 def _face_areas(
@@ -210,12 +284,11 @@ def one_sided(
 
 
 def atlas_marks(
-    portrait: np.ndarray, face: Face, portrait_coords: np.ndarray, color: np.ndarray, confidence: np.ndarray,
+    found: PortraitMarks | None, portrait_coords: np.ndarray, color: np.ndarray, confidence: np.ndarray,
     atlas: AtlasGeometry,
 ) -> np.ndarray | None:  # fmt: skip
-    """(S, S) float32 0..1: how far each texel shows a mark on one side of the face (``find_marks``
-    carried onto the atlas, ``one_sided``); None where the photo shows none."""
-    found = find_marks(portrait, face)
+    """(S, S) float32 0..1: how far each texel shows a mark on one side of the face (the portrait's
+    ``found`` marks carried onto the atlas, ``one_sided``); None where the photo shows none."""
     if found is None:
         return None
     marks = one_sided(found.in_atlas(portrait_coords), color, confidence, atlas)

@@ -70,7 +70,7 @@ from .face import (
 )
 from .glasses import PortraitGlasses, find_glasses
 from .imaging import LUMA, from_lab, put_rows, sample_image, smoothstep, take_rows, to_lab, unit_range
-from .marks import atlas_marks
+from .marks import SPOT_RING_IOD, atlas_marks, find_marks
 from .projection import polygon_mask
 from .registration import Registration
 
@@ -444,6 +444,21 @@ def scalp_membership(points_head: np.ndarray, head: np.ndarray, ear: float | Non
     h = np.interp(theta, np.concatenate([-grid[::-1], grid[1:]]), np.concatenate([right[::-1], left[1:]]))
     width = np.interp(back, (60.0, 90.0, 180.0), (HAIRLINE_FEATHER, EAR_FEATHER, NAPE_FEATHER))
     return smoothstep((head[:, 1] - h + width) / (2 * width)).astype(np.float32)
+
+
+def _amid_skin(
+    doubt: np.ndarray, spots: np.ndarray, index: np.ndarray, geometry: AtlasGeometry
+) -> np.ndarray:
+    """(N,) float32 1 at the texels ``index`` holds where no texel within ``marks.SPOT_RING_IOD`` is
+    more likely hair than not (``doubt``, 0 on the ``spots`` themselves), else 0: a mole amid the
+    skin, not a strand's end by a fringe (also a small round dark spot)."""
+    s = geometry.size
+    around = np.zeros(s * s, np.float32)
+    around[index] = np.where(spots < 0.5, doubt, 0.0)
+    reach = max(1, int(round(SPOT_RING_IOD * geometry.layout.face_texels_per_iod)))
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
+    most = cv2.dilate(around.reshape(s, s), disc).reshape(-1)[index]
+    return (most < 0.5).astype(np.float32)
 
 
 def atlas_polygon(geometry: AtlasGeometry, points_head: np.ndarray, indices) -> np.ndarray | None:
@@ -1637,6 +1652,11 @@ def complete_regions(
     warnings: list[str] = []
     summary: dict[str, Any] = {}
 
+    if glasses is None:
+        glasses = find_glasses(portrait, face)
+    # Marks on the skin (a mole, paint): kept as the photo shows them, no source of the fills.
+    marks = find_marks(portrait, face, glasses)
+
     # -- the scalp: the mesh's hair region, and the photo's hair where it lands on the head --
     hair = find_hair(portrait, face, person)
     summary["hair_share"] = round(hair.share, 3)
@@ -1687,6 +1707,12 @@ def complete_regions(
     # next to hair or to skin the skin model does not know (a lit side), they were taken off with it
     # (bench/sweep.py's made-up faces lost whole brows).
     region = region * (1.0 - photo_feature)
+    if marks is not None:
+        # Nor a mole on the forehead or a cheek, however hair-coloured: a small round spot amid skin.
+        spots = np.zeros(len(index), np.float32)
+        spots[seen] = marks.spots_at(take_rows(coords, seen))
+        if spots.any():
+            region = region * (1.0 - spots * _amid_skin(doubt * allowed, spots, index, geometry))
 
     applied = scalp
     if scalp == "hair" and not hair.seen:
@@ -1710,8 +1736,6 @@ def complete_regions(
     flat_photo[index] = kept
 
     # -- glasses: their frames are not skin; the inpaint fills them with the skin around --
-    if glasses is None:
-        glasses = find_glasses(portrait, face)
     summary["glasses"] = glasses.found
     if glasses.found:
         frame = np.zeros(len(index), np.float32)
@@ -1791,7 +1815,7 @@ def complete_regions(
         new_coords.reshape(-1, 2)[eye_layer.index] = np.nan
     summary["scalp"] = applied
     texture = AtlasTexture(work.color, work.conf)
-    marks = atlas_marks(portrait, face, portrait_coords, work.color, work.conf, geometry)
+    marks = atlas_marks(marks, portrait_coords, work.color, work.conf, geometry)
     summary["mark_texels"] = 0 if marks is None else int((marks * (work.conf > 0)).sum() + 0.5)
     return Regions(
         texture, new_coords, photo.astype(np.float32), applied, warnings, summary, layer, colours, eye_layer,
