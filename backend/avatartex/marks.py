@@ -8,10 +8,14 @@ corner and on the other cheek, where the photo shows that side at part confidenc
 everything the fill reached (the back of the head and the neck 8/255 less red).
 
 ``find_marks`` reads them in the portrait, where the landmarks say what is a feature: inside the
-face's outline, off the eyes, brows, nostrils and lips, the compact patches whose colour stands out
-from the skin around them. ``in_atlas`` carries them onto the atlas; there the photo's colour is kept
-where the photo shows a mark (its confidence is not touched), and the fill draws on it no more
-(``StageContext.fill_confidence``).
+face's outline, off the eyes, brows, nostrils and lips and off the glasses, the patches of a hue of
+their own and the small round spots much darker than the skin around them (a mole). What is of the
+skin's hue and not a round spot — freckles, a fold's or a wrinkle's shadow — both sides of a face
+have: a turned face's hidden cheek needs it mirrored. ``in_atlas`` carries the marks onto the atlas
+(``one_sided`` keeps those the other side does not show too); there the photo's colour is kept where
+the photo shows a mark (its confidence is not touched), and the fills draw on it no more
+(``StageContext.fill_confidence``). A mole amid the skin is also not taken off as hair by the
+regions step (``PortraitMarks.spots``).
 """
 
 from __future__ import annotations
