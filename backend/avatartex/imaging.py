@@ -84,6 +84,12 @@ def put_rows(array: np.ndarray, where: np.ndarray, values: np.ndarray) -> None:
     rows[where] = _as_rows(np.ascontiguousarray(values.reshape(-1, array.shape[-1])))
 
 
+def disc(radius: int) -> np.ndarray:
+    """A disc structuring element of ``radius`` pixels (uint8, 2 radius + 1 wide) for cv2's
+    morphology."""
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+
+
 def smoothstep(x: np.ndarray) -> np.ndarray:
     """3t² - 2t³ of ``x`` clipped to 0..1: a ramp from 0 to 1 with flat ends."""
     t = np.clip(x, 0.0, 1.0)

@@ -37,7 +37,7 @@ from .face import (
     Face,
 )
 from .glasses import PortraitGlasses
-from .imaging import sample_image
+from .imaging import disc, sample_image
 
 PX_PER_IOD = 64.0
 """Pixels per eye distance the portrait's face is read at (fewer where the photo has fewer): a
@@ -209,7 +209,7 @@ def find_marks(
     mask = keep[labels].astype(np.uint8)
     # A mark touching a feature's hull (a cheek's mole by a nostril's wing) is whole: what stands out
     # there within FEATURE_REACH_IOD of it is the mark's too.
-    reach = cv2.dilate(mask, _disc(max(int(round(FEATURE_REACH_IOD * px_per_iod)), 1)))
+    reach = cv2.dilate(mask, disc(max(int(round(FEATURE_REACH_IOD * px_per_iod)), 1)))
     mask |= (face_area & core & standing & (reach > 0)).astype(np.uint8)
     return PortraitMarks(_soft(mask, px_per_iod), spots, origin, scale)
 
@@ -217,7 +217,7 @@ def find_marks(
 def _soft(mask: np.ndarray, px_per_iod: float) -> np.ndarray:
     """(h, w) float32 0..1: ``mask`` (uint8) whole, grown by GROW_IOD with a soft edge."""
     grow = max(int(round(GROW_IOD * px_per_iod)), 1)
-    soft = cv2.GaussianBlur(cv2.dilate(mask, _disc(grow)).astype(np.float32), (0, 0), max(grow / 2.0, 0.5))
+    soft = cv2.GaussianBlur(cv2.dilate(mask, disc(grow)).astype(np.float32), (0, 0), max(grow / 2.0, 0.5))
     return np.clip(np.maximum(soft * 2.0, mask.astype(np.float32)), 0.0, 1.0).astype(np.float32)
 
 
@@ -231,7 +231,7 @@ def _frames(
     xy = np.stack([cols.ravel(), rows.ravel()], axis=1).astype(np.float32) + np.float32(0.5)
     covered = glasses.covered_at(origin + xy / np.float32(scale)).reshape(shape) > 0.3
     grow = max(int(round(FRAME_GROW_IOD * px_per_iod)), 1)
-    return cv2.dilate(covered.astype(np.uint8), _disc(grow)) > 0
+    return cv2.dilate(covered.astype(np.uint8), disc(grow)) > 0
 
 
 def _face_areas(
@@ -244,18 +244,13 @@ def _face_areas(
     cv2.fillPoly(face, [np.round(lm[list(FACE_OVAL)] * 16).astype(np.int32)], 1, cv2.LINE_8, shift=4)
     inset = int(round(OUTLINE_MARGIN_IOD * px_per_iod))
     if inset > 0:
-        face = cv2.erode(face, _disc(inset))
+        face = cv2.erode(face, disc(inset))
     core = np.zeros(shape, np.uint8)
     for part in (RIGHT_EYE_CONTOUR, LEFT_EYE_CONTOUR, RIGHT_EYEBROW, LEFT_EYEBROW, NOSE_LOWER + LIPS_OUTER):
         hull = cv2.convexHull(np.round(lm[list(part)] * 16).astype(np.int32))
         cv2.fillConvexPoly(core, hull, 1, cv2.LINE_8, shift=4)
-    grown = cv2.dilate(core, _disc(max(int(round(FEATURE_MARGIN_IOD * px_per_iod)), 1)))
+    grown = cv2.dilate(core, disc(max(int(round(FEATURE_MARGIN_IOD * px_per_iod)), 1)))
     return face > 0, core > 0, (grown > 0) & (core == 0)
-
-
-def _disc(radius: int) -> np.ndarray:
-    """A disc structuring element of ``radius`` pixels."""
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
 
 
 def _local_mean(values: np.ndarray, weights: np.ndarray, sigma: float) -> np.ndarray:

@@ -69,7 +69,7 @@ from .face import (
     eyes_cut,
 )
 from .glasses import PortraitGlasses, find_glasses
-from .imaging import LUMA, from_lab, put_rows, sample_image, smoothstep, take_rows, to_lab, unit_range
+from .imaging import LUMA, disc, from_lab, put_rows, sample_image, smoothstep, take_rows, to_lab, unit_range
 from .marks import SPOT_RING_IOD, atlas_marks, find_marks
 from .projection import polygon_mask
 from .registration import Registration
@@ -456,8 +456,7 @@ def _amid_skin(
     around = np.zeros(s * s, np.float32)
     around[index] = np.where(spots < 0.5, doubt, 0.0)
     reach = max(1, int(round(SPOT_RING_IOD * geometry.layout.face_texels_per_iod)))
-    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
-    most = cv2.dilate(around.reshape(s, s), disc).reshape(-1)[index]
+    most = cv2.dilate(around.reshape(s, s), disc(reach)).reshape(-1)[index]
     return (most < 0.5).astype(np.float32)
 
 
@@ -489,8 +488,7 @@ def feature_zone(geometry: AtlasGeometry, points_head: np.ndarray) -> np.ndarray
     box = np.zeros((y1 - y0, x1 - x0), np.uint8)
     hull = cv2.convexHull(np.round((xy - (x0, y0) - 0.5) * 16).astype(np.int32))
     cv2.fillConvexPoly(box, hull, 1, lineType=cv2.LINE_8, shift=4)
-    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
-    zone[y0:y1, x0:x1] = cv2.dilate(box, disc)
+    zone[y0:y1, x0:x1] = cv2.dilate(box, disc(grow))
     return zone.astype(bool)
 
 
@@ -806,8 +804,7 @@ def find_hair(portrait: np.ndarray, face: Face, person: np.ndarray) -> PortraitH
     # Likelier hair than skin, and of the hair's own colours (a badge is neither).
     probability = np.clip((SKIN_D2 + 9.0 - nearest) / 9.0, 0.0, 1.0) / (1.0 + np.exp(-score))
     # Closed over a tenth of the eye distance: the gaps between strands and highlights are hair too.
-    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
-    probability = cv2.morphologyEx(probability.astype(np.float32), cv2.MORPH_CLOSE, disc) * person_c
+    probability = cv2.morphologyEx(probability.astype(np.float32), cv2.MORPH_CLOSE, disc(2)) * person_c
     # The photo's own brows, eyes and lips are features, however hair-coloured. Those not of the
     # hair's colours are kept whatever lies beside them (``complete_regions``); a brow as dark as a
     # fringe that touches it may go with the fringe (kept, the astronaut's brows' outer tips were
@@ -1604,8 +1601,7 @@ def photo_mouth_opening(portrait: np.ndarray, face: Face) -> np.ndarray | None:
     inside = polygon_mask(portrait.shape[:2], contour).astype(np.uint8)
     # Grown by a disc, not scaled about its centre: a smile's opening is a crescent.
     radius = max(1, int(round(PHOTO_MOUTH_GROW * face.interocular)))
-    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-    grown = cv2.dilate(inside, disc).astype(np.float32)
+    grown = cv2.dilate(inside, disc(radius)).astype(np.float32)
     # Feathered outwards (the grown edge stays fully taken): a hard edge cut the lips' colour off
     # against the photo's skin like a sticker.
     feather = cv2.GaussianBlur(grown, (0, 0), PHOTO_MOUTH_FEATHER * face.interocular)
