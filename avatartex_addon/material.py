@@ -81,6 +81,7 @@ def make_single_user(obj: bpy.types.Object) -> str:
     )
     if not others and not returning and library is None:
         return ""
+    _drop_restored_copies(mat)
     copy = mat.copy()
     # Named for the object it is for: 'Skin.001', 'Skin.003' in the material list said nothing of
     # which head shows which (Blender adds .001 where the name is taken, and cuts a long one).
@@ -108,6 +109,16 @@ def make_single_user(obj: bpy.types.Object) -> str:
         f"'{obj.name}' shared the material '{mat.name}' with {_names(others)}: it now has its own copy "
         f"'{copy.name}'{KEEP_LOOK}"
     )
+
+
+def _drop_restored_copies(mat: bpy.types.Material) -> None:
+    """Remove the copies of ``mat`` that nothing shows any more: Restore Material gave ``mat`` back
+    to their heads and left them unshown, and the next Generate named its new copy 'Skin Head.001',
+    then '.002' (the name taken by a copy Blender does not even save). Removing one is undone with
+    the Generate that did it."""
+    for stale in [m for m in bpy.data.materials if m.library is None and copied_from(m) == mat]:
+        if stale.users == 0:
+            bpy.data.materials.remove(stale)
 
 
 def _names(names: list[str]) -> str:

@@ -481,6 +481,24 @@ def test_restore_material_gives_back_the_shared_material(addon, fake_backend, po
     assert alt_d.active_material == skin
 
 
+def test_generate_after_restore_reuses_the_copys_name(addon, fake_backend, portrait):
+    """Restore Material gives the shared material back and leaves the head's copy unshown: the next
+    Generate made 'Skin Head.001', then '.002', beside copies nothing shows (the material list of a
+    head textured three times)."""
+    head = add_sphere("Head", portrait)
+    skin = _skin()
+    head.data.materials.append(skin)
+    twin = shift_d_copy(head)
+    select_only(head)
+    bpy.context.scene.avatartex.resolution = 512
+    for _ in range(3):
+        assert bpy.ops.avatartex.generate() == {"FINISHED"}
+        assert head.active_material.name == "Skin Head"
+        assert bpy.ops.avatartex.restore_material() == {"FINISHED"}
+        assert head.active_material == skin == twin.active_material
+    assert sorted(m.name for m in bpy.data.materials) == ["Skin", "Skin Head"]
+
+
 def test_a_material_linked_from_a_library_gets_a_local_copy_that_keeps_the_texture(
     addon, fake_backend, portrait, tmp_path
 ):
