@@ -500,18 +500,26 @@ def test_a_face_enlarged_from_a_smaller_picture_is_said_to_give_a_blurry_texture
     lfw = np.repeat(data.lfw_subset()[0][..., None].astype(np.float32), 3, axis=2)
     lfw = cv2.resize(lfw, (400, 400), interpolation=cv2.INTER_CUBIC)
     (warning,) = said(np.clip(lfw, 0, 1))
-    # Its eyes hold two pixels lid to lid: they came out looking shut, unsaid.
-    assert "may look shut" in warning
+    # Its eyes hold two pixels lid to lid: they came out looking shut, unsaid; now painted, and said.
+    assert "too few to show it: the eyes were painted" in warning
 
 
-def test_a_small_face_whose_eyes_hold_a_few_pixels_is_told_they_may_look_shut(landmarker, astronaut) -> None:
+def test_a_small_face_whose_eyes_hold_a_few_pixels_is_told_they_are_painted(landmarker, astronaut) -> None:
     """A face small in its photo (eyes under WARN_IOD_PX apart) is blurry, and its eyes' openings of
-    a pixel or two lose their whites and irises: said, with how many pixels they hold."""
+    a pixel or two hold no whites nor irises: said, with how many pixels they hold, and that the
+    eyes are painted (``eyes_too_small``, which the regions step reads)."""
     import cv2
 
     tiny = cv2.resize(astronaut, (160, 160), interpolation=cv2.INTER_AREA)
     face, warnings = analyse_portrait(np.ascontiguousarray(tiny, dtype=np.float32), "tiny.png", landmarker)
     (small,) = [w for w in warnings if "is small" in w]
-    assert face.interocular < face_mod.WARN_IOD_PX and "may look shut" in small
-    _, warnings = analyse_portrait(astronaut, "astronaut.png", landmarker)  # eyes of 6-7 pixels
-    assert not any("may look shut" in w for w in warnings)
+    assert face.interocular < face_mod.WARN_IOD_PX and "the eyes were painted" in small
+    assert face_mod.eyes_too_small(face)
+    face, warnings = analyse_portrait(astronaut, "astronaut.png", landmarker)  # eyes of 6-7 pixels
+    assert not any("painted" in w for w in warnings) and not face_mod.eyes_too_small(face)
+    # Shut eyes are not small ones: the lids' middles pressed together, the photo's lids stay.
+    tiny_face = face_mod.Face(face.landmarks * 0.3, face.score)
+    shut = face_mod.Face(tiny_face.landmarks.copy(), face.score)
+    for contour in (face_mod.RIGHT_EYE_CONTOUR, face_mod.LEFT_EYE_CONTOUR):
+        shut.landmarks[contour[4]] = shut.landmarks[contour[12]]
+    assert face_mod.eyes_too_small(tiny_face) and not face_mod.eyes_too_small(shut)

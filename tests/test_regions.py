@@ -728,6 +728,61 @@ def test_a_closed_mouths_corners_are_lips_not_interior(demo_state):
     assert np.percentile(lightness[kept], 0.5) > np.median(lightness[kept]) - 20
 
 
+def test_a_closed_mouths_slit_is_lips_meeting_not_skin(demo_state):
+    """The astronaut smiles with her teeth showing; the demo head's lips are closed, their inner
+    contour a thin slit that is no opening. Her teeth are taken off it, and the skin fill that
+    replaced them drew a pale band across the mouth, between two pink lips (an open mouth, or a
+    grimace, in the render): the slit is the lips' colour, deepening to a line where they meet."""
+    state = demo_state
+    out = run(state)
+    assert out.summary["mouth_texels_filled"] == 0 and out.summary["photo_mouth_texels_cleared"] > 0
+    s = state.geometry.size
+    slit = regions.polygon_coverage(
+        (s, s), regions.atlas_polygon(state.geometry, state.maps.points_head, LIPS_INNER)
+    )
+    closed = (slit > 0.99) & (out.photo_confidence < 0.05)
+    assert closed.sum() > 100  # the case under test: the slit's photo (her teeth) taken off
+    lab = regions.to_lab(out.texture.color)
+    lips = regions.to_lab(regions.feature_colours(state.portrait, state.face).lips)
+    # Lips, not skin: as red as her lips (the teeth's place left to the fill was a* 4, L* 83).
+    assert np.median(lab[closed][:, 1]) > lips[1] - 2, (np.median(lab[closed], axis=0), lips)
+    # The line where they meet, each column's middle of the slit, deeper than the slit's edges.
+    depth = cv2.distanceTransform(closed.astype(np.uint8), cv2.DIST_L2, 3)
+    middle = closed & (depth >= depth.max(axis=0, keepdims=True) - 0.5) & (depth >= 1.5)
+    edge = closed & (depth < 1.5)
+    assert middle.sum() > 20
+    assert np.median(lab[middle][:, 0]) < np.median(lab[edge][:, 0]) - 6
+    assert np.median(lab[middle][:, 0]) > lips[0] - 30  # a lip's deeper tone, not the mouth's dark inside
+
+
+def test_a_small_faces_eyes_are_painted_not_left_as_blur(generator, demo_head_path, demo_state, tmp_path):
+    """An LFW face, 25 pixels square: each eye's opening is a pixel of blur, which the demo head's
+    eyes took as they were, skin-coloured: eyeless sockets. The eyes are painted (a light sclera, a
+    dark iris and pupil) where the photo cannot show them, and only there: the astronaut's eyes of
+    six pixels stay hers."""
+    from skimage import data
+
+    face = (data.lfw_subset()[3] * 255).astype(np.uint8)
+    save_png(tmp_path / "lfw.png", np.repeat(face[..., None], 3, axis=2).astype(np.float32) / 255)
+    small = projected(generator, demo_head_path, tmp_path / "lfw.png")
+    spreads = {}
+    for name, state in (("small", small), ("astronaut", demo_state)):
+        out = run(state)
+        s = state.geometry.size
+        lightness = regions.to_lab(out.texture.color)[..., 0]
+        spread = []
+        for contour in (regions.RIGHT_EYE_CONTOUR, regions.LEFT_EYE_CONTOUR):
+            eye = regions.polygon_coverage(
+                (s, s), regions.atlas_polygon(state.geometry, state.maps.points_head, contour)
+            )
+            inside = (eye > 0.99) & state.geometry.mask
+            assert inside.sum() > 20
+            spread.append(float(np.percentile(lightness[inside], 95) - np.percentile(lightness[inside], 5)))
+        spreads[name] = (out.summary["photo_eyes_too_small"], min(spread))
+    assert spreads["small"][0] and not spreads["astronaut"][0], spreads
+    assert spreads["small"][1] > 40, spreads  # sclera against iris and pupil; the blur held 16
+
+
 def test_a_smiles_teeth_are_taken_off_a_closed_mouths_lips(state, grace_hopper_path):
     """The astronaut smiles with her teeth showing; the scanned man's mouth is closed. Where her teeth
     land (texels whose photo sample lies inside her inner lip contour) the photo is taken off: the

@@ -116,10 +116,13 @@ MIN_IOD_PX = 8.0
 WARN_IOD_PX = 40.0
 """Inter-ocular distance below which the face is used with a low-resolution warning."""
 SMALL_EYE_OPENING_PX = 3.0
-"""An eye's opening (lid to lid, pixels of the detail the photo holds) below which a small face's
-warning says its eyes may look shut: the iris and the whites then span a pixel or two each. LFW's
+"""An eye's opening (lid to lid, pixels of the detail the photo holds) below which the photo cannot
+show the eye (``eyes_too_small``): the iris and the whites then span a pixel or two each. LFW's
 faces enlarged 16 times hold 1.7-2.8 (a QA saw their eyes come out shut), the astronaut's photo
 6.6, shrunk four times 2.8."""
+EYE_OPEN_SHARE = 0.06
+"""Eye distances of opening (lid to lid, the landmarks') under which the photo's eyes are shut, not
+small: open eyes read 0.09-0.18 (LFW's small faces, the astronaut's smile 0.15, Grace Hopper 0.12)."""
 ENLARGED_FACTORS = (1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 """Scales at which ``detail_interocular`` asks whether the face's crop holds detail finer than the
 scale: shrunk by the factor and enlarged back, the crop is itself (to ``ENLARGED_RESIDUAL``) where
@@ -1004,19 +1007,41 @@ def analyse_portrait(
     return face, warnings
 
 
-def _small_eyes(face: Face, detail: float) -> str:
-    """What a small face's eyes come out as, for its warning: each eye's opening, in the pixels of
-    detail the photo holds (``detail``: their share of its pixels), is a few pixels; their whites and
-    irises blur into the lids, so the eyes may look shut (``SMALL_EYE_OPENING_PX``)."""
+def eye_opening_px(face: Face, detail: float | None = None) -> float:
+    """Each eye's opening (lid to lid at its middle, the two eyes' mean) in the pixels of detail the
+    photo holds: ``detail`` is their share of its pixels, by default what ``analyse_portrait`` read
+    of an enlarged photo (``detail_iod_px``), else 1. NaN where the lids were not found."""
+    if detail is None:
+        held = face.extras.get("detail_iod_px")
+        detail = 1.0 if held is None else min(float(held) / max(face.interocular, 1e-6), 1.0)
     heights = []
     for contour in (RIGHT_EYE_CONTOUR, LEFT_EYE_CONTOUR):
         upper, lower = contour[4], contour[12]  # the upper and the lower lid's middles
         heights.append(float(np.linalg.norm(face.landmarks[upper, :2] - face.landmarks[lower, :2])))
-    opening = float(np.nanmean(heights)) * detail
-    if not np.isfinite(opening) or opening >= SMALL_EYE_OPENING_PX:
+    return float(np.nanmean(heights)) * detail
+
+
+def eyes_too_small(face: Face, detail: float | None = None) -> bool:
+    """Whether the photo's eyes are open but too small to show (``SMALL_EYE_OPENING_PX``, in the
+    pixels of detail ``eye_opening_px`` reads): the texture's eyes are then painted, not the photo's
+    blur (``regions.complete_regions``). Eyes the landmarks read shut (``EYE_OPEN_SHARE``) stay the
+    photo's: a closed lid's skin."""
+    opening = eye_opening_px(face, detail)
+    shut = eye_opening_px(face, 1.0) < EYE_OPEN_SHARE * face.interocular
+    return bool(np.isfinite(opening) and opening < SMALL_EYE_OPENING_PX and not shut)
+
+
+def _small_eyes(face: Face, detail: float) -> str:
+    """What a small face's eyes come out as, for its warning: each eye's opening, in the pixels of
+    detail the photo holds (``detail``: their share of its pixels), is a few pixels, whose whites and
+    irises blur into the lids (``eyes_too_small``): the texture's eyes are painted instead."""
+    if not eyes_too_small(face, detail):
         return ""
-    held = max(opening, 1.0)
-    return f" (each eye's opening holds about {held:.0f} pixels: the eyes may look shut or smudged)"
+    held = max(eye_opening_px(face, detail), 1.0)
+    return (
+        f"; each eye's opening holds about {held:.0f} pixels, too few to show it: the eyes were painted "
+        "in (whites, and irises of the colour the photo shows, if any)"
+    )
 
 
 def draw_landmarks(

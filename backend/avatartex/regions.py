@@ -67,6 +67,7 @@ from .face import (
     RIGHT_EYEBROW_OUTLINE,
     Face,
     eyes_cut,
+    eyes_too_small,
 )
 from .glasses import PortraitGlasses, find_glasses
 from .imaging import LUMA, disc, from_lab, put_rows, sample_image, smoothstep, take_rows, to_lab, unit_range
@@ -203,6 +204,13 @@ LIP_DETAIL_IOD = 0.08
 """Eye distances (Gaussian sigma) of the local mean the photo's lip detail is taken against."""
 LIP_DETAIL = 0.25
 """Bound of that detail, the log of the photo's lip pixel under its local mean, per channel."""
+LIP_SEAM_IOD = 0.01
+"""Eye distances (Gaussian sigma, across) of the line where a closed mouth's lips meet
+(``closed_slit``)."""
+LIP_SEAM_LAB = (0.72, 1.15)
+"""That line's middle is the lips' colour with its CIELAB lightness and chroma scaled by these: a
+deeper lip tone (the astronaut's pale lips, scaled in sRGB, met in a mauve slit; raised to a power,
+in a drawn red line)."""
 
 
 @dataclass
@@ -1238,12 +1246,14 @@ def _fill_eyes(
     eyes_in_photo: np.ndarray,
     portrait_coords: np.ndarray,
     mirrored: tuple[bool, bool] = (False, False),
+    too_small: bool = False,
 ) -> int:
     """Eyes under the photo inside the mesh's eye contours, and the lids' skin under the photo
     around them (``_eye_and_lids``); ``eyes_in_photo`` (H, W) marks the photo's own eyes, which
     ``portrait_coords`` (S, S, 2) place in the atlas. ``mirrored``: the character's right eye, the
     left, left to the inpaint's mirror of the other (the photo's edge cut it, the other it shows).
-    Returns the texels filled."""
+    ``too_small``: the photo's eyes are a blur of a pixel or two (``face.eyes_too_small``), taken off
+    inside the mesh's eye contours, so the eyes are the fill's. Returns the texels filled."""
     filled = 0
     texels_per_iod = geometry.layout.face_texels_per_iod
     reach = int(np.ceil((LID_BAND + 3 * LID_SIGMA) * texels_per_iod))
@@ -1266,6 +1276,8 @@ def _fill_eyes(
             photo_eye[seen] = sample_image(eyes_in_photo, coords[seen], interpolation="nearest")[:, 0] > 0.5
             skin = on_mesh & ~photo_eye & (work.conf[box] > 0.8)
             fill, weight = _eye_and_lids(eye, member, on_mesh, work.color[box], skin, texels_per_iod)
+            if too_small:  # after the lids' skin was read round them
+                work.take_off(box, member)
             filled += work.under(box, fill, weight)
     return filled
 
@@ -1402,6 +1414,7 @@ def _fill_mouth(
     shape = (box[0].stop - box[0].start, box[1].stop - box[1].start)
     on_mesh = geometry.tri_id[box] >= 0
     lips = polygon_coverage(shape, outer - corner) * on_mesh
+    lips_and_slit = lips.copy()
     inner = atlas_polygon(geometry, points_head, LIPS_INNER)
     mouth, taken = 0, 0
     opening = np.zeros(shape, np.float32)
@@ -1427,6 +1440,7 @@ def _fill_mouth(
         depth = np.maximum(depth, np.clip(behind, 0.0, None) * (deep > 0))
         opening = np.maximum(opening, deep)
         lips = np.clip(lips - deep, 0.0, 1.0)
+    closed = np.clip(lips_and_slit - lips - opening, 0.0, 1.0)
     if mouth_in_photo is not None and portrait_coords is not None:
         coords = portrait_coords[box]
         seen = np.isfinite(coords[..., 0])
@@ -1436,6 +1450,11 @@ def _fill_mouth(
     if opening.any():
         dark = mouth_interior(depth)
         mouth = work.under(box, dark, opening)
+    if closed.any():
+        # Where the photo's teeth were taken off the slit between the mesh's closed lips, its skin
+        # fill drew a pale band across the mouth (the astronaut's smile on the demo head): the lips
+        # meet there.
+        work.under(box, closed_slit(colours.lips, closed, geometry.layout.face_texels_per_iod), closed)
     lip_fill = np.broadcast_to(colours.lips, lips.shape + (3,)).copy()
     if portrait is not None and photo_landmarks is not None and inner is not None:
         where = photo_lips_coords(
@@ -1469,6 +1488,22 @@ def _fill_mouth(
             detail -= (detail * keep[:, None]).sum(axis=0) / max(float(keep.sum()), 1e-6)
             lip_fill[read] = colours.lips * np.exp(keep[:, None] * detail)
     return work.under(box, lip_fill, lips), mouth, taken
+
+
+def closed_slit(lips: np.ndarray, closed: np.ndarray, unit: float) -> np.ndarray:
+    """(h, w, 3) float32 the colour of a closed mouth's slit (``closed`` 0..1, the mesh's inner lip
+    contour where it is not an opening; the atlas's face upright, so the slit runs across its
+    columns): the ``lips`` colour, deepening (LIP_SEAM_LAB) towards the line where they meet, the
+    slit's middle in each column, LIP_SEAM_IOD wide."""
+    inside = (closed > 0.5).astype(np.uint8)
+    depth = cv2.distanceTransform(inside, cv2.DIST_L2, 3)
+    middle = depth.max(axis=0, keepdims=True)
+    sigma = max(LIP_SEAM_IOD * unit, 0.5)
+    line = (np.exp(-0.5 * ((middle - depth) / sigma) ** 2) * inside)[..., None]
+    lips = np.asarray(lips, np.float32).reshape(1, 3)
+    lightness, chroma = LIP_SEAM_LAB
+    seam = from_lab(to_lab(lips) * np.array([lightness, chroma, chroma], np.float32))
+    return (lips + line * (seam - lips)).astype(np.float32)
 
 
 MOUTH_BEHIND_IOD = 0.1
@@ -1768,8 +1803,10 @@ def complete_regions(
     # looked painted.
     right_cut, left_cut = eyes_cut(face, portrait.shape[1], portrait.shape[0])
     mirrored = (right_cut and not left_cut, left_cut and not right_cut)
+    # A small face's eyes are a pixel or two of blur, which came out as skin: eyeless sockets.
+    summary["photo_eyes_too_small"] = too_small = eyes_too_small(face)
     summary["eye_texels_filled"] = _fill_eyes(
-        work, geometry, points_head, colours, eyes_in_photo, portrait_coords, mirrored
+        work, geometry, points_head, colours, eyes_in_photo, portrait_coords, mirrored, too_small
     )
     eye_layer = None
     if photo_on_balls is not None:
