@@ -499,24 +499,27 @@ def test_a_face_enlarged_from_a_smaller_picture_is_said_to_give_a_blurry_texture
     assert face_mod.detail_interocular(enlarged, face) <= face.interocular / 2  # shrunk 4 times
     lfw = np.repeat(data.lfw_subset()[0][..., None].astype(np.float32), 3, axis=2)
     lfw = cv2.resize(lfw, (400, 400), interpolation=cv2.INTER_CUBIC)
-    (warning,) = said(np.clip(lfw, 0, 1))
-    # Its eyes hold two pixels lid to lid: they came out looking shut, unsaid; now painted, and said.
-    assert "too few to show it: the eyes were painted" in warning
+    face, warnings = analyse_portrait(np.clip(lfw, 0, 1), "p.png", landmarker)
+    assert len([w for w in warnings if "enlarged" in w]) == 1
+    # Its eyes hold two pixels lid to lid of detail (its eyes 127 apart): they came out looking shut;
+    # they are painted (the regions step says so).
+    assert face_mod.eye_opening_px(face) < face_mod.SMALL_EYE_OPENING_PX <= face_mod.eye_opening_px(face, 1.0)
+    assert face_mod.eyes_too_small(face)
 
 
-def test_a_small_face_whose_eyes_hold_a_few_pixels_is_told_they_are_painted(landmarker, astronaut) -> None:
-    """A face small in its photo (eyes under WARN_IOD_PX apart) is blurry, and its eyes' openings of
-    a pixel or two hold no whites nor irises: said, with how many pixels they hold, and that the
-    eyes are painted (``eyes_too_small``, which the regions step reads)."""
+def test_a_small_faces_eyes_of_a_few_pixels_are_too_small_unless_shut(landmarker, astronaut) -> None:
+    """A face small in its photo (eyes under WARN_IOD_PX apart) is blurry, said, and its eyes'
+    openings of a pixel or two hold no whites nor irises: ``eyes_too_small``, for the regions step to
+    paint them (and say so, ``small_eyes_note``)."""
     import cv2
 
     tiny = cv2.resize(astronaut, (160, 160), interpolation=cv2.INTER_AREA)
     face, warnings = analyse_portrait(np.ascontiguousarray(tiny, dtype=np.float32), "tiny.png", landmarker)
-    (small,) = [w for w in warnings if "is small" in w]
-    assert face.interocular < face_mod.WARN_IOD_PX and "the eyes were painted" in small
-    assert face_mod.eyes_too_small(face)
-    face, warnings = analyse_portrait(astronaut, "astronaut.png", landmarker)  # eyes of 6-7 pixels
-    assert not any("painted" in w for w in warnings) and not face_mod.eyes_too_small(face)
+    assert len([w for w in warnings if "is small" in w]) == 1
+    assert face.interocular < face_mod.WARN_IOD_PX and face_mod.eyes_too_small(face)
+    assert "painted" in face_mod.small_eyes_note(face)
+    face, _ = analyse_portrait(astronaut, "astronaut.png", landmarker)  # eyes of 6-7 pixels
+    assert not face_mod.eyes_too_small(face)
     # Shut eyes are not small ones: the lids' middles pressed together, the photo's lids stay.
     tiny_face = face_mod.Face(face.landmarks * 0.3, face.score)
     shut = face_mod.Face(tiny_face.landmarks.copy(), face.score)

@@ -778,6 +778,8 @@ def test_a_small_faces_eyes_are_painted_not_left_as_blur(generator, demo_head_pa
             inside = (eye > 0.99) & state.geometry.mask
             assert inside.sum() > 20
             spread.append(float(np.percentile(lightness[inside], 95) - np.percentile(lightness[inside], 5)))
+        said = any("eyes were painted" in w for w in out.warnings)
+        assert said == out.summary["photo_eyes_too_small"]  # one decision, the one the fill took
         spreads[name] = (out.summary["photo_eyes_too_small"], min(spread))
     assert spreads["small"][0] and not spreads["astronaut"][0], spreads
     assert spreads["small"][1] > 40, spreads  # sclera against iris and pupil; the blur held 16

@@ -983,17 +983,15 @@ def analyse_portrait(
         )
     if iod < WARN_IOD_PX:
         warnings.append(
-            f"The face in {name!r} is small (eyes {iod:.0f} pixels apart): the texture will "
-            f"be blurry{_small_eyes(face, 1.0)}. A photo where the face is at least 300 pixels wide "
-            "works best."
+            f"The face in {name!r} is small (eyes {iod:.0f} pixels apart): the texture will be blurry. "
+            "A photo where the face is at least 300 pixels wide works best."
         )
     elif (detail := detail_interocular(image, face)) < WARN_IOD_PX:
         face.extras["detail_iod_px"] = round(detail, 1)
         warnings.append(
             f"The face in {name!r} was enlarged from a smaller picture: its eyes are {iod:.0f} pixels "
             f"apart but it holds the detail of eyes {detail:.0f} pixels apart, so the texture will be "
-            f"blurry{_small_eyes(face, detail / iod)}. Use the original photo, at least 300 pixels "
-            "across the face."
+            "blurry. Use the original photo, at least 300 pixels across the face."
         )
     share, parts = frame_cut(face, image.shape[1], image.shape[0])
     face.extras["frame_cut"] = round(share, 3)
@@ -1031,16 +1029,16 @@ def eyes_too_small(face: Face, detail: float | None = None) -> bool:
     return bool(np.isfinite(opening) and opening < SMALL_EYE_OPENING_PX and not shut)
 
 
-def _small_eyes(face: Face, detail: float) -> str:
-    """What a small face's eyes come out as, for its warning: each eye's opening, in the pixels of
-    detail the photo holds (``detail``: their share of its pixels), is a few pixels, whose whites and
-    irises blur into the lids (``eyes_too_small``): the texture's eyes are painted instead."""
-    if not eyes_too_small(face, detail):
-        return ""
-    held = max(eye_opening_px(face, detail), 1.0)
+def small_eyes_note(face: Face) -> str:
+    """The warning for eyes too small to show (``eyes_too_small``), which the regions step paints:
+    said there, where it is decided on the landmarks the texture was made from (the first reading's
+    and the steadied one's openings differ by half a pixel, and a warning read off the first said
+    "painted" over eyes left as blur)."""
+    held = eye_opening_px(face)
     return (
-        f"; each eye's opening holds about {held:.0f} pixels, too few to show it: the eyes were painted "
-        "in (whites, and irises of the colour the photo shows, if any)"
+        f"the photo's eyes are too small to show (each eye's opening holds {held:.1f} pixels of "
+        "detail): the mesh's eyes were painted in (whites, and irises of the colour the photo shows, "
+        "or brown), not the photo's blur; a photo where the face is larger keeps the person's own"
     )
 
 

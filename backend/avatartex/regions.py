@@ -68,6 +68,7 @@ from .face import (
     Face,
     eyes_cut,
     eyes_too_small,
+    small_eyes_note,
 )
 from .glasses import PortraitGlasses, find_glasses
 from .imaging import LUMA, disc, from_lab, put_rows, sample_image, smoothstep, take_rows, to_lab, unit_range
@@ -207,6 +208,8 @@ LIP_DETAIL = 0.25
 LIP_SEAM_IOD = 0.01
 """Eye distances (Gaussian sigma, across) of the line where a closed mouth's lips meet
 (``closed_slit``)."""
+LIP_SEAM_SMOOTH_IOD = 0.03
+"""Eye distances (Gaussian sigma) along the slit over which that line's course is smoothed."""
 LIP_SEAM_LAB = (0.72, 1.15)
 """That line's middle is the lips' colour with its CIELAB lightness and chroma scaled by these: a
 deeper lip tone (the astronaut's pale lips, scaled in sRGB, met in a mauve slit; raised to a power,
@@ -1275,11 +1278,39 @@ def _fill_eyes(
             photo_eye = np.zeros(shape, bool)
             photo_eye[seen] = sample_image(eyes_in_photo, coords[seen], interpolation="nearest")[:, 0] > 0.5
             skin = on_mesh & ~photo_eye & (work.conf[box] > 0.8)
+            if too_small:
+                eye = _as_light_as_the_photos(eye, member, work.color[box], work.conf[box])
             fill, weight = _eye_and_lids(eye, member, on_mesh, work.color[box], skin, texels_per_iod)
-            if too_small:  # after the lids' skin was read round them
+            if too_small:  # softened, and the photo's blur taken off (after the lids' skin was read)
+                sigma = max(PAINTED_EYE_SOFT_IOD * texels_per_iod, 0.5)
+                fill = cv2.GaussianBlur(fill, (0, 0), sigma)
                 work.take_off(box, member)
             filled += work.under(box, fill, weight)
     return filled
+
+
+PAINTED_EYE_SOFT_IOD = 0.012
+"""Eye distances (Gaussian sigma) by which an eye painted over a small face's blur is softened, with
+its lash line and the lids round it: drawn sharp, its whites' corners and its pupil were hard-edged
+and blocky against the blurred face (the scanned head's small eyes in the atlas: a square pupil)."""
+PAINTED_EYE_GAIN = (0.55, 1.0)
+"""Bounds of the lightness gain that matches an eye painted over a small face's blur to that blur's
+mean (``_as_light_as_the_photos``): never lighter than painted, at most this much darker."""
+
+
+def _as_light_as_the_photos(
+    eye: np.ndarray, member: np.ndarray, photo: np.ndarray, conf: np.ndarray
+) -> np.ndarray:
+    """An eye painted where the photo's is too small to show (``face.eyes_too_small``), as light on
+    average as the photo's blur inside the eye's contour (``member``), within PAINTED_EYE_GAIN: its
+    whites lit as the face is (a default sclera of 0.9 glowed on the dim LFW faces)."""
+    weight = member * conf
+    if weight.sum() <= 1.0:
+        return eye
+    seen = (photo * weight[..., None]).sum(axis=(0, 1)) / weight.sum()
+    painted = (eye * member[..., None]).sum(axis=(0, 1)) / max(float(member.sum()), 1e-6)
+    gain = float(np.power(seen, GAMMA) @ LUMA) / max(float(np.power(painted, GAMMA) @ LUMA), 1e-6)
+    return (eye * np.float32(np.clip(gain, *PAINTED_EYE_GAIN) ** (1.0 / GAMMA))).astype(np.float32)
 
 
 def _eyeball_layer(
@@ -1392,7 +1423,8 @@ def _fill_mouth(
     photo_landmarks: np.ndarray | None = None,
 ) -> tuple[int, int, int]:
     """The photo's lips under the photo between the mesh's lip contours, a dark interior inside the
-    inner one where the surface is recessed (the mesh has an opening).
+    inner one where the surface is recessed (the mesh has an opening), and where it is not (a closed
+    mouth's slit) the lips meeting (``closed_slit``).
 
     The lips under the photo are the photo's own lips mapped onto the mesh's (``photo_lips_coords``,
     given the ``portrait`` and its ``photo_landmarks``), falling back to the photo's median lip colour
@@ -1494,12 +1526,19 @@ def closed_slit(lips: np.ndarray, closed: np.ndarray, unit: float) -> np.ndarray
     """(h, w, 3) float32 the colour of a closed mouth's slit (``closed`` 0..1, the mesh's inner lip
     contour where it is not an opening; the atlas's face upright, so the slit runs across its
     columns): the ``lips`` colour, deepening (LIP_SEAM_LAB) towards the line where they meet, the
-    slit's middle in each column, LIP_SEAM_IOD wide."""
-    inside = (closed > 0.5).astype(np.uint8)
-    depth = cv2.distanceTransform(inside, cv2.DIST_L2, 3)
-    middle = depth.max(axis=0, keepdims=True)
+    slit's middle in each column (smoothed along the slit over LIP_SEAM_SMOOTH_IOD: the deepest
+    texel of each column stepped where the slit's height changed), LIP_SEAM_IOD wide."""
+    from scipy.ndimage import gaussian_filter1d
+
+    inside = closed > 0.5
+    rows = np.arange(inside.shape[0], dtype=np.float64)[:, None]
+    count = inside.sum(axis=0).astype(np.float64)
+    middle = (rows * inside).sum(axis=0) / np.maximum(count, 1.0)
+    along = max(LIP_SEAM_SMOOTH_IOD * unit, 0.5)
+    held = count > 0
+    middle = gaussian_filter1d(middle * held, along) / np.maximum(gaussian_filter1d(held * 1.0, along), 1e-6)
     sigma = max(LIP_SEAM_IOD * unit, 0.5)
-    line = (np.exp(-0.5 * ((middle - depth) / sigma) ** 2) * inside)[..., None]
+    line = (np.exp(-0.5 * ((rows - middle[None, :]) / sigma) ** 2) * inside).astype(np.float32)[..., None]
     lips = np.asarray(lips, np.float32).reshape(1, 3)
     lightness, chroma = LIP_SEAM_LAB
     seam = from_lab(to_lab(lips) * np.array([lightness, chroma, chroma], np.float32))
@@ -1805,6 +1844,8 @@ def complete_regions(
     mirrored = (right_cut and not left_cut, left_cut and not right_cut)
     # A small face's eyes are a pixel or two of blur, which came out as skin: eyeless sockets.
     summary["photo_eyes_too_small"] = too_small = eyes_too_small(face)
+    if too_small:
+        warnings.append(small_eyes_note(face))
     summary["eye_texels_filled"] = _fill_eyes(
         work, geometry, points_head, colours, eyes_in_photo, portrait_coords, mirrored, too_small
     )
