@@ -1445,8 +1445,8 @@ def _fill_mouth(
     corner = np.array([box[1].start, box[0].start])
     shape = (box[0].stop - box[0].start, box[1].stop - box[1].start)
     on_mesh = geometry.tri_id[box] >= 0
-    lips = polygon_coverage(shape, outer - corner) * on_mesh
-    lips_and_slit = lips.copy()
+    within_outer = polygon_coverage(shape, outer - corner) * on_mesh
+    lips = within_outer
     inner = atlas_polygon(geometry, points_head, LIPS_INNER)
     mouth, taken = 0, 0
     opening = np.zeros(shape, np.float32)
@@ -1467,12 +1467,13 @@ def _fill_mouth(
     # inside the lips' outer outline lies MOUTH_BEHIND_IOD or more behind it is the opening too.
     outline = float(np.median(np.linalg.norm(points_head[list(LIPS_OUTER)], axis=1)))
     behind = np.where(on_mesh, outline - radius - MOUTH_BEHIND_IOD, 0.0)
-    deep = polygon_coverage(shape, outer - corner) * on_mesh * smoothstep(behind / 0.05)
+    deep = within_outer * smoothstep(behind / 0.05)
     if deep.any():
         depth = np.maximum(depth, np.clip(behind, 0.0, None) * (deep > 0))
         opening = np.maximum(opening, deep)
         lips = np.clip(lips - deep, 0.0, 1.0)
-    closed = np.clip(lips_and_slit - lips - opening, 0.0, 1.0)
+    # The slit between closed lips: within the outer contour, neither lips nor an opening.
+    closed = np.clip(within_outer - lips - opening, 0.0, 1.0)
     if mouth_in_photo is not None and portrait_coords is not None:
         coords = portrait_coords[box]
         seen = np.isfinite(coords[..., 0])
