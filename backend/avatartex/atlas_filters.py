@@ -19,10 +19,18 @@ import numpy as np
 from numba import njit, prange
 
 from .atlas import AtlasGeometry
-from .imaging import sample_image, smoothstep
+from .imaging import LUMA, disc, sample_image, smoothstep
 
 GAMMA = 2.2
 """sRGB is treated as a pure power law: dividing linear light by f is multiplying sRGB by f^(-1/2.2)."""
+
+
+def linear_luminance(srgb: np.ndarray) -> np.ndarray:
+    """Rec. 709 luminance (..., 3) -> (...) of sRGB values taken to linear light by the power law of
+    GAMMA: the light a colour reflects, where ``imaging.luminance`` of sRGB is its luma."""
+    return np.power(srgb, GAMMA) @ LUMA
+
+
 _BINOMIAL = np.array([1, 4, 6, 4, 1], np.float32) / 16
 
 
@@ -540,7 +548,7 @@ def dilated_blurred(area: np.ndarray, reach: int, sigma: float) -> np.ndarray:
     x0, x1 = max(cols[0] - margin, 0), min(cols[-1] + 1 + margin, area.shape[1])
     box = area[y0:y1, x0:x1]
     if reach > 0:
-        box = cv2.dilate(box, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1)))
+        box = cv2.dilate(box, disc(reach))
     out = np.zeros_like(area)
     out[y0:y1, x0:x1] = cv2.GaussianBlur(box, (0, 0), sigma) if sigma > 0 else box
     return out

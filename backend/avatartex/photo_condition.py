@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .atlas_filters import GAMMA
+from .atlas_filters import GAMMA, linear_luminance
 from .face import (
     CHIN,
     FACE_OVAL,
@@ -43,7 +43,7 @@ from .face import (
     RIGHT_EYEBROW,
     Face,
 )
-from .imaging import box_around, luminance
+from .imaging import box_around
 from .projection import BURNT_MAX_SHARE, BURNT_WHITE, polygon_mask
 
 UNDEREXPOSED_PEAK = (0.8, 0.6)
@@ -194,7 +194,7 @@ def lit_sides(crop: np.ndarray, skin: np.ndarray, face: Face, x0: int, y0: int) 
     top, bottom = face.landmarks[FOREHEAD].astype(np.float64), face.landmarks[CHIN].astype(np.float64)
     yy, xx = np.mgrid[y0 : y0 + crop.shape[0], x0 : x0 + crop.shape[1]]
     side = (xx - top[0]) * (bottom[1] - top[1]) - (yy - top[1]) * (bottom[0] - top[0])
-    light = luminance(np.power(np.clip(crop[..., :3], 0.0, 1.0), GAMMA))
+    light = linear_luminance(np.clip(crop[..., :3], 0.0, 1.0))
     one, other = skin & (side > 0), skin & (side < 0)
     if one.sum() < 64 or other.sum() < 64:
         return None

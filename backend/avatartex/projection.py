@@ -33,7 +33,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import raster
-from .imaging import bilinear_at, box_around, put_rows, sample_image, smoothstep, take_rows
+from .imaging import bilinear_at, box_around, disc, put_rows, sample_image, smoothstep, take_rows
 
 STRETCH_FULL = 1.8
 """Full confidence up to this stretch (on a sphere seen from afar: 56 degrees from the view axis)."""
@@ -200,7 +200,7 @@ def skin_regions(
     core |= speck[labels]
     if person is not None:
         margin = max(1, int(round(PERSON_MARGIN * interocular)))
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1))
+        kernel = disc(margin)
         core &= cv2.erode((person >= 0.5).astype(np.uint8), kernel).astype(bool)
     core |= face_outline
     if face_outline.any():
@@ -292,7 +292,7 @@ def burnt_out(
     if float((burnt > 0.5).sum()) > BURNT_MAX_SHARE * float(outline.sum()):
         return out
     reach = max(int(round(BURNT_REACH * interocular)), 1)
-    out[box] = cv2.dilate(burnt, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1,) * 2))
+    out[box] = cv2.dilate(burnt, disc(reach))
     return out
 
 

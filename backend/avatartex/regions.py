@@ -43,7 +43,7 @@ import cv2
 import numpy as np
 
 from .atlas import AtlasGeometry, directions
-from .atlas_filters import GAMMA
+from .atlas_filters import GAMMA, linear_luminance
 from .engines.base import AtlasTexture
 from .eyes import EDGE_DEG as EYE_EDGE
 from .eyes import Eyes, eyeball_colours
@@ -270,7 +270,7 @@ class Regions:
         # The de-lit skin's lightness: the sclera's floor (SCLERA_OVER_SKIN).
         skin = np.asarray(texture.confidence, np.float32).reshape(-1) >= 0.9
         skin[layer.index] = False
-        skin_y = float(np.median(np.power(color[skin], GAMMA) @ LUMA)) if skin.sum() >= 100 else 0.0
+        skin_y = float(np.median(linear_luminance(color[skin]))) if skin.sum() >= 100 else 0.0
         y = min(SCLERA_OVER_SKIN * skin_y, 1.0)
         floor = float(116.0 * np.cbrt(y) - 16.0) if y > 0.008856 else float(903.3 * y)
         seen = layer.seen >= EYE_SEEN
@@ -1309,7 +1309,7 @@ def _as_light_as_the_photos(
         return eye
     seen = (photo * weight[..., None]).sum(axis=(0, 1)) / weight.sum()
     painted = (eye * member[..., None]).sum(axis=(0, 1)) / max(float(member.sum()), 1e-6)
-    gain = float(np.power(seen, GAMMA) @ LUMA) / max(float(np.power(painted, GAMMA) @ LUMA), 1e-6)
+    gain = float(linear_luminance(seen)) / max(float(linear_luminance(painted)), 1e-6)
     return (eye * np.float32(np.clip(gain, *PAINTED_EYE_GAIN) ** (1.0 / GAMMA))).astype(np.float32)
 
 

@@ -366,7 +366,7 @@ def relief_band(
     weights = stack[..., 4]
     share = np.maximum(weights, 1e-6)[..., None]
     rgb = np.clip(stack[..., :3] / share, 1e-4, 1.0)
-    log_lum = np.log(np.maximum(np.power(rgb, filters.GAMMA) @ LUMA, 1e-4)) - stack[..., 3] / share[..., 0]
+    log_lum = np.log(np.maximum(filters.linear_luminance(rgb), 1e-4)) - stack[..., 3] / share[..., 0]
     log_lum = log_lum[..., None].astype(np.float32)
     weights = np.where(weights > 0.25, weights, 0.0).astype(np.float32)  # texels mostly skin
     texels_per_iod = atlas.layout.face_texels_per_iod / 2**RELIEF_LEVELS
@@ -531,7 +531,7 @@ def _refine_on_detail(
         slice(max(cols[0] - pad, 0), cols[-1] + pad + 1),
     )
     w = skin[box].astype(np.float32)
-    lum = np.power(np.clip(color[box], 0.0, 1.0), filters.GAMMA) @ LUMA
+    lum = filters.linear_luminance(np.clip(color[box], 0.0, 1.0))
     layers = [(lum * w)[..., None], atlas.normals[box] * w[..., None], w[..., None]]
     if atlas.occlusion is not None:
         layers.append((atlas.occlusion[box] * w)[..., None])
