@@ -214,3 +214,43 @@ def test_freckles_a_fold_and_glasses_are_not_marks_a_mole_is():
     frames = glasses.at(xy) > 0.5
     assert frames.sum() > 500
     assert found is None or _mask_at(found, xy[frames]).max() < 0.5
+
+
+def test_the_shadow_at_the_faces_edge_is_no_mole():
+    """Grace Hopper's three "moles" were the shadows where her face turns away (by her ear, under her
+    chin, at her jaw's corner), cut off by the edge of what is read: kept as marks, they stayed on a
+    sculpt's jaw, which faces the camera there, as dark brown spots. A dark spot the edge cuts is the
+    outline's shadow; the same spot inside the face is a mole."""
+    import matplotlib.cbook
+    from avatartex.glasses import find_glasses
+
+    grace = cv2.imread(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))[..., ::-1]
+    grace = grace.astype(np.float32) / 255.0
+    face = max(default_landmarker().detect(grace), key=lambda f: f.size)
+    found = marks.find_marks(grace, face, find_glasses(grace, face))
+    outline = np.zeros(grace.shape[:2], np.uint8)
+    cv2.fillPoly(outline, [np.round(face.landmarks[list(FACE_OVAL)]).astype(np.int32)], 1)
+    inner = cv2.erode(outline, np.ones((3, 3), np.uint8), iterations=int(0.15 * face.interocular))
+    band = (outline > 0) & (inner == 0)  # the outer 0.15 eye distances of her face
+    rows, cols = np.nonzero(band)
+    assert found is None or _mask_at(found, np.stack([cols, rows], axis=1) + 0.5).max() < 0.5
+
+    # The astronaut: dark round spots straddling the edge of what is read, by her cheeks' outline, and
+    # the same spots well inside her cheeks.
+    face = _face("clean")
+    oval = face.landmarks[list(FACE_OVAL)].astype(np.float32)
+    centre = face.landmarks.mean(axis=0)
+    dark = (60 / 255, 40 / 255, 35 / 255)
+    photo = astronaut().copy()
+    edge_spots, inner_spots = [], []
+    for k in (8, 10, 25, 27):  # the cheeks' sides
+        inward = centre - oval[k]
+        inward /= np.linalg.norm(inward)
+        edge_spots.append(oval[k] + inward * marks.OUTLINE_MARGIN_IOD * face.interocular)
+        inner_spots.append(oval[k] + inward * 0.22 * face.interocular)
+    for x, y in edge_spots + inner_spots:
+        photo = _disc(photo, (int(round(x)), int(round(y))), 2, dark)
+    found = marks.find_marks(photo, face)
+    assert found is not None
+    assert _mask_at(found, np.array(inner_spots, np.float32)).min() == 1.0
+    assert _mask_at(found, np.array(edge_spots, np.float32)).max() < 0.5

@@ -51,6 +51,12 @@ FEATURE_REACH_IOD = 0.1
 OUTLINE_MARGIN_IOD = 0.06
 """Eye distances inside the face's outline from which marks are read: its edge holds the
 background, hair and the jaw's shadow, which the regions step and the confidence deal with."""
+EDGE_SPOT_IOD = 0.02
+"""Eye distances from the edge of what is read (OUTLINE_MARGIN_IOD in from the face's outline)
+within which a dark spot of the skin's hue is the outline's shadow cut off by that edge, not a mole:
+Grace Hopper's three "moles" (by her ear, under her chin, at her jaw's corner) were 0.066-0.069 eye
+distances in from her outline, the shadows where her face turns away, and stayed on a sculpt's jaw,
+which faces the camera there, as dark brown spots."""
 LOCAL_SIGMA_IOD = 0.2
 """Eye distances (Gaussian sigma) of the skin around a pixel that its colour is compared with."""
 LIGHTNESS_WEIGHT = 0.5
@@ -158,6 +164,9 @@ def find_marks(
     origin = np.array([x0, y0], np.float32)
     px_per_iod = iod * scale
     face_area, core, margin = _face_areas(crop.shape[:2], (lm - origin) * scale, px_per_iod)
+    edge = face_area & ~cv2.erode(
+        face_area.astype(np.uint8), disc(max(int(round(EDGE_SPOT_IOD * px_per_iod)), 1))
+    ).astype(bool)
     if glasses is not None and glasses.found:
         face_area &= ~_frames(glasses, crop.shape[:2], origin, scale, px_per_iod)
     skin = face_area & ~core & ~margin
@@ -201,7 +210,9 @@ def find_marks(
         & (np.maximum(width, height) <= SPOT_ELONGATION * np.minimum(width, height))
         & (area >= 0.4 * width * height)
     )
-    keep &= of_colour | round_spot
+    # A dark spot the edge of what is read cuts is the face's edge shadow (EDGE_SPOT_IOD).
+    cut = np.bincount(labels[edge], minlength=count) > 0
+    keep &= of_colour | (round_spot & ~cut)
     keep[0] = False
     if not keep.any():
         return None
