@@ -427,6 +427,32 @@ def test_a_palette_colour_near_the_skin_bar_does_not_flip_a_region() -> None:
     assert list(is_skin) == [True, True, False, False]
 
 
+def test_toon_and_comic_make_a_colour_near_the_skin_bar_the_skin_as_one_past_it() -> None:
+    """Toon and comic make every palette colour the skin's (``repaint._others_as_skin``): those past
+    the skin bar wholly (a darker one a shadow's candidate), but one just inside it stayed partly its
+    own (``collapse_skin``'s soft pull). Grace Hopper's darkest colour, 19.3 from the skin for a bar
+    of 20, held one nasolabial fold on the scanned head: a brown stroke from a nose wing to the
+    mouth on one side only, the other fold, a little lighter, in the next colour (past the bar: the
+    skin's). Colours either side of the bar come out as the skin now, alike."""
+    import cv2
+    from avatartex.engines.classic.repaint import _others_as_skin, collapse_skin
+
+    skin = np.array([0.86, 0.53, 0.37], np.float32)
+    skin_lab = cv2.cvtColor(skin[None, None], cv2.COLOR_RGB2Lab)[0, 0]
+
+    def darker_by(distance: float) -> np.ndarray:  # that far from the skin (L* weighted by half)
+        lab = (skin_lab - np.array([2.0 * distance, 0.0, 0.0], np.float32))[None, None]
+        return np.clip(cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)[0, 0], 0, 1)
+
+    colours = np.stack([darker_by(d) for d in (5.0, 19.3, 20.3, 30.0)])
+    palette, is_skin = collapse_skin(colours, skin, 20.0)
+    labels = np.arange(len(colours))[None]
+    flat, darker = _others_as_skin(palette[labels], labels, is_skin, skin)
+    assert np.abs(flat[0, 1] - flat[0, 2]).max() < 0.02, flat[0]  # either side of the bar: alike
+    assert np.abs(flat[0] - skin).max() < 0.02, flat[0]  # the skin's, none a stroke of its own
+    assert list(darker[0]) == [0.0, 0.0, 1.0, 1.0]  # past the bar: the shadow's candidates
+
+
 def _commonest(pixels: np.ndarray) -> np.ndarray:
     """The commonest colour of ``pixels`` (N, 3), read to 1/64."""
     values, counts = np.unique(np.round(pixels * 64).astype(int), axis=0, return_counts=True)
@@ -738,6 +764,32 @@ def test_comics_shadows_are_a_tone_with_a_screen_not_dark_dots_that_read_as_stub
     dots_now, dark_now = figures(*comic())
     assert dots_now < 0.5 * dots_before, (dots_now, dots_before)
     assert dark_now > 0.8 * dark_before, (dark_now, dark_before)
+
+
+def test_comics_screen_is_as_dense_as_the_fold_is_deep_not_a_patch_past_a_bar() -> None:
+    """Comic printed its shadow tone and a full halftone screen wherever the head's fold passed one
+    bar: a shallow fold just past it (the crease beside a nose wing, the chin's under the lower lip,
+    along the jaw) was as dark as an eye socket, a hard-edged patch of dots that read as blotched
+    skin, worse on darker skin (QA: a darkened astronaut on the demo head). Now the screen grows with
+    the fold's depth, from no dots at the bar, and the flat tone is the deep folds' alone: texels just
+    past the bar are darkened a fraction as much as the deepest folds, which keep their tone."""
+    from avatartex.engines.classic.repaint import head_forms
+    from avatartex.imaging import luminance
+
+    geo, _, _, lines, _ = _scene()
+    forms = head_forms(geo)
+    level = forms["cavity"] * forms["head"] * 12.0 + np.clip(forms["down"] - 0.25, 0, 1) * 1.5
+    threshold = 0.45  # comic's shadow_threshold
+    away = features.distance_to_lines(level.shape, list(lines.values())) > 0.1 * _unit()
+    skin = geo.mask & away & (forms["front"] > 0.5)
+    lum = luminance(_styled("comic"))
+    lit = float(np.median(lum[skin & (level < threshold - 0.2)]))
+    just_past = skin & (level > threshold) & (level < threshold + 0.1)
+    deep = skin & (level > threshold + 0.6)
+    assert just_past.sum() > 300 and deep.sum() > 100, (int(just_past.sum()), int(deep.sum()))
+    shallow_dark, deep_dark = lit - lum[just_past].mean(), lit - lum[deep].mean()
+    assert deep_dark > 0.08, deep_dark  # the deep folds: the tone and the full screen
+    assert shallow_dark < 0.3 * deep_dark, (shallow_dark, deep_dark)
 
 
 def test_animes_shadow_falls_under_the_jaw_not_on_the_face() -> None:
@@ -1077,8 +1129,9 @@ def test_skin_seen_through_a_lens_is_the_skins_one_colour(style: str) -> None:
     """With the lens's tint taken out, what was left of it (lighter, pinker skin under the lens) made
     a palette colour of its own and left patches round Grace Hopper's eyes in toon, and a dash on her
     cheek. Through a lens (``StageContext.lenses``) the skin is the style's one skin colour: a
-    lighter, pinker patch under the right eye, a palette colour of its own without the lens, comes
-    out as the skin round it."""
+    lighter, pinker patch under the right eye comes out as the skin round it. (A palette colour of
+    its own just inside the skin's bar, it stayed partly its own without the lens; toon makes every
+    palette colour the skin's now, ``repaint._others_as_skin``, the lens or none.)"""
     import dataclasses
 
     geo, texture, ctx = _completed(style)
@@ -1103,7 +1156,7 @@ def test_skin_seen_through_a_lens_is_the_skins_one_colour(style: str) -> None:
         return float((np.abs(styled[plain] - skin).max(axis=1) > 0.02).mean())
 
     lens = (near < 0.5 * _unit()).astype(np.float32)
-    assert patch_off_skin(None) > 0.3
+    assert patch_off_skin(None) < 0.02
     assert patch_off_skin(lens) < 0.02
 
 

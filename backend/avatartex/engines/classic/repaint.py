@@ -504,21 +504,31 @@ def _region_color(image: np.ndarray, region: np.ndarray, percentile: float = 50.
     return pixels[near].mean(axis=0)
 
 
-def _shadow_level(cavity: np.ndarray | float, down: np.ndarray, threshold: float) -> np.ndarray:
-    """A crisp cel shadow (0..1) from the head's forms: how deep the surface lies below its smoothed
-    self (``cavity``) and how much it faces down (``down``)."""
+SHADOW_RAMP = 1.0 / 6.0
+"""Fold depth (``_shadow_level``'s units) over which a cel shadow goes from none to full past its
+bar: crisp, a texel or two on a typical fold."""
+
+
+def _shadow_level(
+    cavity: np.ndarray | float, down: np.ndarray, threshold: float, ramp: float = SHADOW_RAMP
+) -> np.ndarray:
+    """A cel shadow (0..1) from the head's forms: how deep the surface lies below its smoothed self
+    (``cavity``) and how much it faces down (``down``), from none at ``threshold`` to full ``ramp``
+    past it (crisp at ``SHADOW_RAMP``)."""
     level = cavity * 12.0 + np.clip(down - 0.25, 0, 1) * 1.5
-    return np.clip((level - threshold) * 6.0, 0.0, 1.0).astype(np.float32)
+    return np.clip((level - threshold) * (1.0 / ramp), 0.0, 1.0).astype(np.float32)
 
 
-def _shadow_shapes(atlas: AtlasGeometry, strength: float, threshold: float) -> np.ndarray:
-    """Crisp cel-shadow shapes (0..1) from the head's forms: sockets, under nose/lips/chin. From the
-    mesh alone, so kept with ``head_forms`` per threshold (25 ms on a 1024² atlas, most of it the
-    back of the head's specks: once per head, not per variant)."""
+def _shadow_shapes(
+    atlas: AtlasGeometry, strength: float, threshold: float, ramp: float = SHADOW_RAMP
+) -> np.ndarray:
+    """Cel-shadow shapes (0..1) from the head's forms: sockets, under nose/lips/chin; crisp at the
+    default ``ramp``. From the mesh alone, so kept with ``head_forms`` per threshold and ramp (25 ms
+    on a 1024² atlas, most of it the back of the head's specks: once per head, not per variant)."""
     forms = head_forms(atlas)
-    key = f"shapes {threshold}"
+    key = f"shapes {threshold}" if ramp == SHADOW_RAMP else f"shapes {threshold} {ramp}"
     if key not in forms:
-        shapes = _shadow_level(forms["cavity"] * forms["head"], forms["down"], threshold)
+        shapes = _shadow_level(forms["cavity"] * forms["head"], forms["down"], threshold, ramp)
         unit = atlas.layout.face_texels_per_iod
         forms[key] = without_specks(shapes, forms["front"], TONE_SHADOW_MIN_IOD2 * unit * unit)
     return forms[key] * np.float32(strength)
@@ -949,10 +959,16 @@ def _others_as_skin(
     mole, stubble) are no colour of a cel-shaded or inked head: Grace Hopper's folds came out as grey
     or red bars (a moustache) and blotches on the chin. As shadow candidates a form is kept and a
     speck dropped (``without_specks``), in the style's own shadow. Brows, lips, eyes and hair are
-    drawn over them after."""
+    drawn over them after.
+
+    The colours near the skin's are the skin's too, wholly: ``collapse_skin`` leaves one near its bar
+    partly its own, and made so while the one just past the bar was made the skin's, a dark colour
+    at 19.3 of a bar of 20 was a brown stroke along Grace Hopper's nasolabial fold on the scanned
+    head's one side, where the other side's fold, a little lighter, was the next colour, past the
+    bar: the skin's, and its shadow taken off round the mouth (``around_mouth``)."""
     other = ~is_skin[labels]
     darker = (other & (luminance(flat) < luminance(skin))).astype(np.float32)
-    return np.where(other[..., None], skin, flat).astype(np.float32), darker
+    return np.broadcast_to(skin, flat.shape).astype(np.float32), darker
 
 
 def _through_lenses_as_skin(flat: np.ndarray, skin: np.ndarray, ctx: StageContext) -> np.ndarray:
@@ -1169,6 +1185,17 @@ def toon(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     return _mix(flat, ink_colour, ink * float(p.get("outline", 1.0)))
 
 
+COMIC_SCREEN_RAMP = 0.5
+"""Fold depth (``_shadow_level``'s units) past comic's ``shadow_threshold`` over which its halftone
+screen grows from no dots to full ones, as a printed screen shades a form. Crisp at the bar (the
+toon's cel-shadow ramp) a fold just past it (the crease beside a nose wing, the chin's under the
+lower lip, along the jaw: 0.45-0.6 on the demo head, its eye sockets over 0.9) was a hard-edged
+patch of full dots, blotched skin on a darker skin most of all."""
+COMIC_TONE_PAST = 0.4
+"""Share of ``COMIC_SCREEN_RAMP`` past the bar from which comic lays its flat shadow tone under the
+screen (crisp, as before): the deep folds' (sockets, under the nose and the chin) alone."""
+
+
 def comic(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     """Comic inking: flat colours, bold inks along the features and the jaw, and where the head's
     forms turn away (sockets, under the nose, lips and chin) a flat shadow tone with a light halftone
@@ -1203,17 +1230,19 @@ def comic(image: np.ndarray, ctx: StageContext) -> np.ndarray:
         wave = np.cos(2 * np.pi * np.arange(s, dtype=np.float32) / np.float32(period))
         screen = 0.5 + 0.25 * (wave[None, :] + wave[:, None])
         threshold = p.get("shadow_threshold", 0.45)
-        shade = _shadow_shapes(atlas, 1.0, threshold)
+        ramp = COMIC_SCREEN_RAMP
+        screened = _shadow_shapes(atlas, 1.0, threshold, ramp)
+        shade = _shadow_shapes(atlas, 1.0, threshold + COMIC_TONE_PAST * ramp)
         photo_tone = darker * head_forms(atlas)["head"] * (1.0 - around_mouth(drawn, shape, unit))
         toned = without_specks(photo_tone, shade, TONE_SHADOW_MIN_IOD2 * unit * unit)
         shade = np.maximum(shade, toned)
         dark = np.clip((0.3 - luminance(flat)) / 0.2, 0.0, 1.0)
-        darkness = np.clip(np.maximum(shade * 0.75, dark * 0.6), 0.0, 1.0)
+        darkness = np.clip(np.maximum(np.maximum(screened, shade) * 0.75, dark * 0.6), 0.0, 1.0)
         if hair is not None:  # the hair one inked colour, as toon paints it: no dots from its strands
             darkness = darkness * (1.0 - hair)
             shade = shade * (1.0 - hair)
         dots = np.clip((0.85 * darkness - screen) * 8.0 + 0.5, 0.0, 1.0) * (darkness > 0.05)
-        _keep_shadow(ctx, shade, threshold)  # the hair already off it
+        _keep_shadow(ctx, shade, threshold + COMIC_TONE_PAST * ramp)  # the hair already off it
         # The shadow a flat tone of the colour under it, the dots a screen printed over it: dark dots
         # alone on light skin read as stubble (a goatee on a woman's chin, a moustache under the nose).
         flat = _cel_shaded(flat, shade, p.get("shadow", 0.2))
