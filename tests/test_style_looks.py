@@ -1331,3 +1331,30 @@ def test_a_mark_of_another_hue_in_a_smile_folds_band_keeps_its_colour(monkeypatc
     assert np.median(before[..., 2][on_fold]) < -25.0  # blue (b* well below the skin's)
     for channel in (1, 2):
         assert abs(np.median(lab[..., channel][on_fold]) - np.median(before[..., channel][on_fold])) < 1.0
+
+
+def test_comic_prints_no_screen_over_a_dark_skin() -> None:
+    """Comic printed its halftone screen over the darkest colours (under 0.3 luminance) besides the
+    head's shadows: with every palette colour the skin's, the darkest colour is the skin itself on a
+    dark-skinned face, and the whole head came out dotted (the astronaut's skin darkened to L* x
+    0.38 on the demo head). Lit skin away from the features and the folds is one flat colour,
+    whatever the skin's lightness."""
+    from avatartex.engines.classic.repaint import head_forms
+    from avatartex.imaging import from_lab, to_lab
+
+    geo, texture, ctx = _completed("comic")
+    _, _, _, lines, _ = _scene()
+    lab = to_lab(np.clip(texture.color, 0.0, 1.0))
+    lab[..., 0] *= 0.38
+    lab[..., 1:] *= 1.3
+    dark = np.clip(from_lab(lab), 0.0, 1.0).astype(np.float32)
+    styled = ClassicRepaint().run(AtlasTexture(dark, texture.confidence), ctx).color
+    forms = head_forms(geo)
+    level = forms["cavity"] * forms["head"] * 12.0 + np.clip(forms["down"] - 0.25, 0, 1) * 1.5
+    away = features.distance_to_lines(level.shape, list(lines.values())) > 0.15 * _unit()
+    lit = geo.mask & away & (forms["front"] > 0.5) & (level < 0.45 - 0.2)
+    lum = styled[..., 0] * 0.2126 + styled[..., 1] * 0.7152 + styled[..., 2] * 0.0722
+    assert lit.sum() > 2000, int(lit.sum())
+    assert float(np.median(lum[lit])) < 0.25  # a dark skin indeed
+    dotted = np.abs(lum - np.median(lum[lit])) > 0.03
+    assert float(dotted[lit].mean()) < 0.02, float(dotted[lit].mean())

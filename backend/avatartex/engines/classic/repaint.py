@@ -971,17 +971,6 @@ def _others_as_skin(
     return np.broadcast_to(skin, flat.shape).astype(np.float32), darker
 
 
-def _through_lenses_as_skin(flat: np.ndarray, skin: np.ndarray, ctx: StageContext) -> np.ndarray:
-    """``flat`` in the skin's one colour where the photo shows the skin through a lens of its glasses
-    (``StageContext.lenses``): the lens's tint taken out, what is left of it (lighter, pinker skin
-    at the lens's edge, its reflections) fell just inside or outside the palette's skin and left
-    patches round Grace Hopper's eyes in toon. The features are drawn over it after."""
-    lenses = ctx.lens_cover()
-    if lenses is None:
-        return flat
-    return _mix(flat, skin, np.clip(lenses, 0.0, 1.0).astype(np.float32))
-
-
 EYE_RIM_IOD = 0.12
 """Eye distances round each eye's outline in which a flat style takes no shadow from the photo's
 darker colours (``eye_rims``): the photo's lashes, liner and the shadow at the eye's outer corner
@@ -1147,11 +1136,10 @@ def toon(image: np.ndarray, ctx: StageContext) -> np.ndarray:
         skin_tone=face_skin,
     )
     flat, darker = _others_as_skin(flat, labels, is_skin, skin_colour)
-    flat = _through_lenses_as_skin(flat, skin_colour, ctx)
     shape = image.shape[:2]
     drawn, cleared = ctx.drawn(), moved_features(ctx, shape)
     if cleared is not None:  # the photo's features drawn on the head's own: theirs cleared
-        flat, darker = _mix(flat, skin_colour, cleared), darker * (1 - cleared)
+        darker = darker * (1 - cleared)
     # Two skin tones: where the photo's skin is clearly darker at the scale of the forms (cheek
     # hollows, the sides of the nose), or the head's forms turn away, a crisp cel shadow.
     unit_small = atlas.layout.face_texels_per_iod / 2
@@ -1196,6 +1184,13 @@ COMIC_TONE_PAST = 0.4
 screen (crisp, as before): the deep folds' (sockets, under the nose and the chin) alone."""
 
 
+COMIC_DARKEST = (0.3, 0.6)
+"""Luminance under which comic prints its screen over a colour (a brow, lashes) besides the head's
+shadows: the first, or the second times the skin's where that is lower. The first alone put a dark
+skin itself under the screen, the whole head dotted (the astronaut's skin darkened to L* x 0.38);
+a skin of luminance 0.5 or more keeps the first."""
+
+
 def comic(image: np.ndarray, ctx: StageContext) -> np.ndarray:
     """Comic inking: flat colours, bold inks along the features and the jaw, and where the head's
     forms turn away (sockets, under the nose, lips and chin) a flat shadow tone with a light halftone
@@ -1209,11 +1204,10 @@ def comic(image: np.ndarray, ctx: StageContext) -> np.ndarray:
         image, ctx, sigma_space=16.0, sigma_color=0.15, colors=5, lightness=1.2, saturation=1.3, region=3.0
     )
     flat, darker = _others_as_skin(flat, labels, is_skin, skin)
-    flat = _through_lenses_as_skin(flat, skin, ctx)
     shape = image.shape[:2]
     drawn, cleared = ctx.drawn(), moved_features(ctx, shape)
     if cleared is not None:  # the photo's features drawn on the head's own: theirs cleared
-        flat, darker = _mix(flat, skin, cleared), darker * (1 - cleared)
+        darker = darker * (1 - cleared)
     darker = darker * (1.0 - eye_rims(drawn, shape, unit))  # the photo's lashes and liner
     lenses = ctx.lens_cover()
     if lenses is not None:  # the skin seen through tinted lenses
@@ -1236,7 +1230,10 @@ def comic(image: np.ndarray, ctx: StageContext) -> np.ndarray:
         photo_tone = darker * head_forms(atlas)["head"] * (1.0 - around_mouth(drawn, shape, unit))
         toned = without_specks(photo_tone, shade, TONE_SHADOW_MIN_IOD2 * unit * unit)
         shade = np.maximum(shade, toned)
-        dark = np.clip((0.3 - luminance(flat)) / 0.2, 0.0, 1.0)
+        # The darkest colours (brows, lashes) screened too: those darker than the skin by far, not
+        # a dark skin itself (COMIC_DARKEST).
+        darkest = min(COMIC_DARKEST[0], COMIC_DARKEST[1] * float(luminance(skin)))
+        dark = np.clip((darkest - luminance(flat)) / 0.2, 0.0, 1.0)
         darkness = np.clip(np.maximum(np.maximum(screened, shade) * 0.75, dark * 0.6), 0.0, 1.0)
         if hair is not None:  # the hair one inked colour, as toon paints it: no dots from its strands
             darkness = darkness * (1.0 - hair)
