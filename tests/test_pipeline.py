@@ -151,9 +151,11 @@ def test_same_seed_same_texture_and_styles_differ(generator, head, astronaut_pat
     # Toon and comic share a flat palette; the comic's inks and halftone set it apart (4.6 % of the
     # scanned bust's texels differ by more than 8/255 in a channel; the same seed and style: none).
     # Until 2026-11-28 5.4 %, with the halftone band along the bust's cut bottom edge, where facing
-    # down no longer casts a cel shadow (repaint.FACING_DOWN_FADE).
+    # down no longer casts a cel shadow (repaint.FACING_DOWN_FADE); since session 66 2.7 %, the
+    # comic's screen fading in with a fold's depth (repaint.COMIC_SCREEN_RAMP) instead of full dots
+    # on the shallow folds, which read as blotched skin.
     visibly = np.abs(a - c).max(axis=-1) > 8 / 255
-    assert visibly.mean() > 0.03
+    assert visibly.mean() > 0.02
 
 
 def test_sixteen_bit_output(generator, head, astronaut_path, tmp_path):
