@@ -272,6 +272,35 @@ def test_skin_outside_the_face_is_a_region_connected_to_it_inside_the_person() -
     assert weight[:, :80][image[:, :80, 2] > 0.6].max() == 0.0  # the wall
 
 
+def test_a_black_collar_is_no_dark_skin() -> None:
+    """Under a dark skin's face the lightness band of the skin model reached down to black: the
+    astronaut's black collar, her skin darkened (CIELAB L* x 0.38, chroma x 1.35: L* 29), read 0.56
+    skin, and the demo head's neck came out near-black. Black is no skin under any face; the dark
+    face's own skin still is; a light face's model is as it was."""
+    from avatartex.face import FACE_OVAL, default_landmarker
+    from avatartex.imaging import from_lab, to_lab
+    from avatartex.projection import polygon_mask, skin_likelihood
+    from classic_fixtures import astronaut
+
+    photo = astronaut()
+    face = max(default_landmarker().detect(photo), key=lambda f: f.size)
+    inside = polygon_mask(photo.shape[:2], face.landmarks[list(FACE_OVAL)], grow=-0.1)
+    lab = to_lab(photo)
+    skin_like = polygon_mask(photo.shape[:2], face.landmarks[list(FACE_OVAL)], grow=0.05) & (lab[..., 0] > 40)
+    dark = lab.copy()
+    dark[skin_like, 0] *= 0.38
+    dark[skin_like, 1:] *= 1.35
+    dark = np.clip(from_lab(dark), 0.0, 1.0).astype(np.float32)
+    chin = face.landmarks[152]
+    rows, cols = np.mgrid[0 : photo.shape[0], 0 : photo.shape[1]]
+    below = (rows > chin[1] + 0.4 * face.interocular) & (np.abs(cols - chin[0]) < 0.8 * face.interocular)
+    collar = below & (lab[..., 0] < 8.0)
+    assert collar.sum() > 500, int(collar.sum())
+    light, darkened = skin_likelihood(photo, inside), skin_likelihood(dark, inside)
+    assert darkened[collar].mean() < 0.05, float(darkened[collar].mean())
+    assert np.median(darkened[inside]) > 0.9 and light[collar].mean() < 0.05
+
+
 # --- ground truth: the background never reaches a seen texel ---------------------------------------------
 
 

@@ -128,6 +128,14 @@ class PortraitView:
     lose that much of their confidence and are filled as unseen ones are; None: none."""
 
 
+DARK_FLOOR = (0.12, 0.25)
+"""Shares of the face's median lightness (CIELAB L*) under which a pixel is no skin, and from which
+it may wholly be (``skin_likelihood``): skin that dark lies four stops or more under the face's
+(the band of 45 L* below the face's own bounds a light skin's the same way, and is the stricter
+there); black clothing and hair under a dark skin's face are, and their relative chroma, read at
+L* 1, says nothing (the astronaut's skin darkened to L* 29: her black collar read 0.56 skin)."""
+
+
 def skin_likelihood(
     image: np.ndarray, face_mask: np.ndarray, exclude: np.ndarray | None = None
 ) -> np.ndarray:
@@ -161,6 +169,10 @@ def skin_likelihood(
     l_face = np.median(pixels[:, 0])
     lightness = lab[..., 0]
     l_ok = np.clip(1.0 - np.maximum(l_face - 45.0 - lightness, lightness - l_face - 30.0) / 10.0, 0.0, 1.0)
+    # And never near black, for a dark skin's band reaches down to it: a black collar under a face
+    # of L* 29 read as skin, and a demo head's neck came out near-black (DARK_FLOOR).
+    lo, hi = DARK_FLOOR[0] * l_face, DARK_FLOOR[1] * l_face
+    l_ok = np.minimum(l_ok, np.clip((lightness - lo) / max(hi - lo, 1e-3), 0.0, 1.0))
     return (chroma_ok * l_ok).astype(np.float32)
 
 
