@@ -129,11 +129,12 @@ class PortraitView:
 
 
 DARK_FLOOR = (0.12, 0.25)
-"""Shares of the face's median lightness (CIELAB L*) under which a pixel is no skin, and from which
-it may wholly be (``skin_likelihood``): skin that dark lies four stops or more under the face's
-(the band of 45 L* below the face's own bounds a light skin's the same way, and is the stricter
-there); black clothing and hair under a dark skin's face are, and their relative chroma, read at
-L* 1, says nothing (the astronaut's skin darkened to L* 29: her black collar read 0.56 skin)."""
+"""Shares of the face's median lightness (CIELAB L*) below which a pixel is not skin, and above which
+it may wholly be (``skin_likelihood``). Skin that dark lies four stops or more below the face; black
+clothing and hair do. On a light face the band of 45 L* below the face's median is the stricter
+bound and this one changes nothing; on a dark face (the astronaut's skin darkened to L* 29) that band
+reached below black, and her black collar (L* 1, whose relative chroma means nothing) read 0.56
+skin."""
 
 
 def skin_likelihood(
