@@ -526,7 +526,7 @@ def _shadow_shapes(
     default ``ramp``. From the mesh alone, so kept with ``head_forms`` per threshold and ramp (25 ms
     on a 1024² atlas, most of it the back of the head's specks: once per head, not per variant)."""
     forms = head_forms(atlas)
-    key = f"shapes {threshold}" if ramp == SHADOW_RAMP else f"shapes {threshold} {ramp}"
+    key = f"shapes {threshold} {ramp}"
     if key not in forms:
         shapes = _shadow_level(forms["cavity"] * forms["head"], forms["down"], threshold, ramp)
         unit = atlas.layout.face_texels_per_iod
@@ -952,8 +952,9 @@ def flat_hair(
 def _others_as_skin(
     flat: np.ndarray, labels: np.ndarray, is_skin: np.ndarray, skin: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``flat`` with its palette's colours that are not the skin's (``_flat_colours``) made the skin's
-    ``skin``, and (S, S) float32 1 where they were darker than it: the shadow's candidates.
+    """``flat`` with every palette colour (``_flat_colours``) made the skin's ``skin``, and (S, S)
+    float32 1 where a colour not the skin's (past its bar, ``is_skin``) was darker than it: the
+    shadow's candidates.
 
     The photo's other colours on a head (folds and wrinkles de-lit red or grey, under-eye shadows, a
     mole, stubble) are no colour of a cel-shaded or inked head: Grace Hopper's folds came out as grey
@@ -1224,9 +1225,9 @@ def comic(image: np.ndarray, ctx: StageContext) -> np.ndarray:
         wave = np.cos(2 * np.pi * np.arange(s, dtype=np.float32) / np.float32(period))
         screen = 0.5 + 0.25 * (wave[None, :] + wave[:, None])
         threshold = p.get("shadow_threshold", 0.45)
-        ramp = COMIC_SCREEN_RAMP
-        screened = _shadow_shapes(atlas, 1.0, threshold, ramp)
-        shade = _shadow_shapes(atlas, 1.0, threshold + COMIC_TONE_PAST * ramp)
+        tone_bar = threshold + COMIC_TONE_PAST * COMIC_SCREEN_RAMP
+        screened = _shadow_shapes(atlas, 1.0, threshold, COMIC_SCREEN_RAMP)
+        shade = _shadow_shapes(atlas, 1.0, tone_bar)
         photo_tone = darker * head_forms(atlas)["head"] * (1.0 - around_mouth(drawn, shape, unit))
         toned = without_specks(photo_tone, shade, TONE_SHADOW_MIN_IOD2 * unit * unit)
         shade = np.maximum(shade, toned)
@@ -1239,7 +1240,7 @@ def comic(image: np.ndarray, ctx: StageContext) -> np.ndarray:
             darkness = darkness * (1.0 - hair)
             shade = shade * (1.0 - hair)
         dots = np.clip((0.85 * darkness - screen) * 8.0 + 0.5, 0.0, 1.0) * (darkness > 0.05)
-        _keep_shadow(ctx, shade, threshold + COMIC_TONE_PAST * ramp)  # the hair already off it
+        _keep_shadow(ctx, shade, tone_bar)  # the hair already off it
         # The shadow a flat tone of the colour under it, the dots a screen printed over it: dark dots
         # alone on light skin read as stubble (a goatee on a woman's chin, a moustache under the nose).
         flat = _cel_shaded(flat, shade, p.get("shadow", 0.2))
