@@ -641,6 +641,48 @@ def test_lit_skin_a_photo_whitened_is_de_lit_as_the_skin_around_it(
     assert brows[1] - cheeks[1] > -4.0, (brows, cheeks)
 
 
+def test_a_dark_skins_eye_whites_are_de_lit_as_whites_not_as_skin(generator, astronaut, tmp_path) -> None:
+    """On a dark skin the eye whites lie on the line from the skin's chromaticity to grey, short of
+    ``latent.WHITENED``, and brighter than the skin: they were taken for lit skin a camera whitened
+    (``latent.whitened_skin``), made skin-coloured (``unwhitened``), fitted as skin and their
+    brightness taken for the skin's shine: they came out amber and dim (the astronaut's skin darkened
+    to L* 28, her whites L* 54-61, b* +11: on the demo head L* 44-46, b* +32-34). The eyes' and the
+    mouth's openings are none of that whatever their colour (``latent.feature_openings``)."""
+    from avatartex.atlas import AtlasLayout, directions
+    from avatartex.demo_head import make_demo_head
+    from avatartex.face import FACE_OVAL, LEFT_EYE_CONTOUR, RIGHT_EYE_CONTOUR, default_landmarker
+    from avatartex.imaging import from_lab, to_lab
+    from avatartex.projection import polygon_mask
+
+    face = max(default_landmarker().detect(astronaut), key=lambda f: f.size)
+    lab = to_lab(astronaut)
+    eyes = polygon_mask(astronaut.shape[:2], face.landmarks[list(RIGHT_EYE_CONTOUR)], grow=0.0)
+    eyes |= polygon_mask(astronaut.shape[:2], face.landmarks[list(LEFT_EYE_CONTOUR)], grow=0.0)
+    skin = polygon_mask(astronaut.shape[:2], face.landmarks[list(FACE_OVAL)], grow=0.05) & (lab[..., 0] > 40)
+    skin &= ~eyes
+    lab[skin, 0] *= 0.38
+    lab[skin, 1:] *= 1.35
+    photo = save_png(tmp_path / "dark.png", np.clip(from_lab(lab), 0.0, 1.0))
+    head = tmp_path / "demo.npz"
+    positions, triangles, uvs, pins = make_demo_head()
+    save_capture(Mesh(positions, triangles, uvs, None, pins, "DemoHead"), head)
+
+    generator.generate(params(head, photo, tmp_path / "out", debug=True))
+    partial = to_lab(load_texture(tmp_path / "out" / "debug_partial.png")[..., :3])
+    final = to_lab(load_texture(tmp_path / "out" / "debug_atlas.png")[..., :3])
+    layout = AtlasLayout(final.shape[0])
+    rows, cols = np.mgrid[0 : layout.size, 0 : layout.size]
+    near_eyes = np.zeros(rows.shape, bool)
+    for side in (-0.5, 0.5):
+        x, y = layout.band_xy(*directions(np.array([side, 0.0, 1.2])))
+        near_eyes |= np.hypot(cols + 0.5 - x, rows + 0.5 - y) < 0.25 * layout.face_texels_per_iod
+    whites = near_eyes & (partial[..., 0] > 45.0) & (np.hypot(partial[..., 1], partial[..., 2]) < 20.0)
+    assert whites.sum() > 100, int(whites.sum())
+    seen, made = np.median(partial[whites], axis=0), np.median(final[whites], axis=0)
+    assert abs(made[2] - seen[2]) < 6.0 and abs(made[1] - seen[1]) < 6.0, (seen, made)  # not amber
+    assert made[0] > seen[0] - 8.0, (seen, made)  # nor dimmed
+
+
 def test_a_texture_far_larger_than_the_photos_face_says_which_size_holds_as_much() -> None:
     """A 4096² texture of a face the photo shows 44 px wide between the eyes enlarges it tenfold: the
     report says how much and which size holds the same of the photo; a 1024² one says nothing."""

@@ -34,7 +34,8 @@ from numba import njit, prange
 from ... import atlas_filters as filters
 from ... import memo, shine
 from ...atlas import AtlasGeometry, HeadFrame
-from ...imaging import LUMA, luminance, smoothstep, take_rows, unit_range
+from ...features import fill_polygon
+from ...imaging import LUMA, disc, luminance, smoothstep, take_rows, unit_range
 from ...registration import small_fits
 from ...shading import (
     DetailFit,
@@ -48,6 +49,10 @@ from ...shading import (
 from ..base import AtlasTexture, Stage, StageContext
 from .inpaint import classic_fill
 
+OPENINGS = ("right_eye", "left_eye", "lips_inner")
+"""The features whose insides are no skin (``feature_openings``)."""
+OPENING_MARGIN_IOD = 0.03
+"""The openings are grown by this many eye distances (a landmark's misplacement)."""
 SAMPLE_LIMIT = 40_000
 """Skin texels the global light fit uses at most (evenly spread)."""
 DETAIL_TEXELS_PER_IOD = 48.0
@@ -189,6 +194,22 @@ class SkinReference:
     """The channels' sum (sRGB)."""
 
 
+def feature_openings(ctx: StageContext) -> np.ndarray:
+    """(S, S) bool: the eyes' and the mouth's openings in the atlas (``StageContext.features``, grown by
+    OPENING_MARGIN_IOD): eye whites and teeth, which are no skin whatever their colour."""
+    atlas = ctx.atlas
+    shape = atlas.mask.shape
+    lines = ctx.features()
+    cover = np.zeros(shape, np.float32)
+    for name in OPENINGS:
+        if name in lines:
+            cover = np.maximum(cover, fill_polygon(shape, lines[name]))
+    if not cover.any():
+        return np.zeros(shape, bool)
+    grow = max(1, round(OPENING_MARGIN_IOD * atlas.layout.face_texels_per_iod))
+    return cv2.dilate((cover > 0).astype(np.uint8), disc(grow)) > 0
+
+
 def _fit_candidates(conf: np.ndarray, atlas: AtlasGeometry) -> np.ndarray:
     """(S, S) bool: texels the light may be fitted on, whatever their colour: well seen, facing
     somewhere (a normal), in the face region where the pipeline has set one."""
@@ -238,7 +259,7 @@ def _paleness(chroma: np.ndarray, total: np.ndarray, ref: SkinReference) -> tupl
 
 
 def whitened_skin(
-    colours: CandidateColours, skin: np.ndarray, ref: SkinReference
+    colours: CandidateColours, skin: np.ndarray, ref: SkinReference, exclude: np.ndarray | None = None
 ) -> tuple[np.ndarray, Whitening]:
     """Lit skin the photo whitened, which ``_skin_mask``'s chroma test leaves out: (S, S) bool, and
     how it is whitened.
@@ -252,7 +273,10 @@ def whitened_skin(
     it too; what tells the light's whitening is how closely the paleness follows the brightness
     along the line (their correlation, at least ``WHITENING_CORRELATION``). Then the texels not in
     ``skin`` and brighter than the skin's reference are taken for it, and the trend of their paleness
-    over their log brightness above the reference's is measured (``unwhitened`` takes it out)."""
+    over their log brightness above the reference's is measured (``unwhitened`` takes it out).
+
+    ``exclude`` ((S, S) bool): texels that are no skin whatever their colour (``feature_openings``),
+    neither measured nor taken: on a dark skin the eye whites lie on the line short of WHITENED."""
     out = np.zeros(skin.shape, bool)
     nothing = Whitening(float("nan"), float("nan"))
     if float(np.abs(np.float32(1.0 / 3.0) - ref.chroma).max()) < 1e-3:  # a grey skin: no line
@@ -260,8 +284,10 @@ def whitened_skin(
     # The correlation and the trend on at most SAMPLE_LIMIT evenly spread texels
     # (``filters.subsample``'s); which texels are let in, on all.
     probe = slice(None, None, max(1, int(np.ceil(colours.index.size / SAMPLE_LIMIT))))
+    allowed = np.ones(colours.index.size, bool) if exclude is None else ~exclude.reshape(-1)[colours.index]
     total = colours.total[probe]
     line, paleness = _paleness(colours.chroma[probe], total, ref)
+    line &= allowed[probe]
     if line.sum() < 100:
         return out, nothing
     level, paleness = np.log(total[line] / np.float32(ref.total)), paleness[line]
@@ -270,7 +296,7 @@ def whitened_skin(
         return out, Whitening(correlation, float("nan"))
     lit = level > 0
     slope = float((paleness[lit] * level[lit]).sum() / max(float((level[lit] ** 2).sum()), 1e-9))
-    rest = ~skin.reshape(-1)[colours.index]
+    rest = ~skin.reshape(-1)[colours.index] & allowed
     total = colours.total[rest]
     line, _ = _paleness(colours.chroma[rest], total, ref)
     out.reshape(-1)[colours.index[rest][line & (total > ref.total)]] = True
@@ -801,19 +827,25 @@ class ClassicLatent(Stage):
         normals = atlas.normals
         # The light is fitted on skin and the fills draw on it: not on the marks (a mole, paint).
         sources = ctx.fill_confidence(conf)
+        # Eye whites and teeth are no skin: not taken for lit skin a camera whitened (on a dark skin
+        # they lie on the line to grey ``whitened_skin`` reads, short of WHITENED), not unwhitened, no
+        # shine taken off (the astronaut's skin darkened to L* 28: her whites came out L* 45 and
+        # amber, b* +33). Those of a skin's colour (the lids' rims) are fitted as the skin is.
+        openings = feature_openings(ctx)
+        skin_conf = np.where(openings, np.float32(0.0), conf)
         candidates = CandidateColours.read(color, _fit_candidates(sources, atlas))
         skin, reference_skin = _skin_mask(candidates, conf)
         if reference_skin is not None:
             # Lit skin the photo whitened is skin the light must be fitted on and taken off: left out,
             # the light was fitted on the darker skin alone and clipped to the shading seen there, and
             # Grace Hopper's lit brow and nose ridge stayed 16 and 7 L* lighter than her cheeks.
-            whitened, whitening = whitened_skin(candidates, skin, reference_skin)
+            whitened, whitening = whitened_skin(candidates, skin, reference_skin, openings)
             if np.isfinite(whitening.correlation):
                 ctx.lighting["whitening"] = round(whitening.correlation, 4)
             skin |= whitened
             if whitening.camera:
                 # ... and paler than the skin around it, which the light's division does not undo.
-                color, moved = unwhitened(color, conf, reference_skin, whitening)
+                color, moved = unwhitened(color, skin_conf, reference_skin, whitening)
                 ctx.lighting["whitening_slope"] = round(whitening.slope, 4)
                 ctx.lighting["unwhitened_texels"] = moved
         sample = filters.subsample(skin, SAMPLE_LIMIT)
@@ -896,7 +928,7 @@ class ClassicLatent(Stage):
             model = lambda n, occlusion=None: sh_eval(n, coeffs)  # noqa: E731
         ctx.lighting["occluded"] = round(float(getattr(model, "occluded", 0.0)), 4)
         if model is lights and ctx.view_from is not None:
-            color = _without_shine(color, conf, skin, lights, ctx, normals)
+            color = _without_shine(color, skin_conf, skin, lights, ctx, normals)
             linear = np.power(color.reshape(-1, 3)[sample], filters.GAMMA)
             lum = linear @ LUMA
         fitted = model(sample_normals, sample_occlusion)
