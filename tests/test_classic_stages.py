@@ -1076,6 +1076,41 @@ def test_the_whitening_of_lit_skin_is_taken_out_where_the_photo_saw_it_and_nowhe
     np.testing.assert_array_equal(out[untouched], color[untouched])
 
 
+def test_texels_excluded_from_the_whitening_are_neither_measured_nor_taken() -> None:
+    """A dark skin's eye whites lie on the line from its chromaticity to grey, short of WHITENED and
+    brighter than the skin (``latent.feature_openings`` names them): counted, they move the trend
+    read on the skin (here they break it: correlation 0.99 -> 0.71) or are taken for whitened skin
+    themselves (the demo head: amber whites). Excluded, the skin's whitening reads as without them."""
+    geo = sphere_atlas(256)
+    light = np.array([0.3, 0.5, 0.8]) / np.linalg.norm([0.3, 0.5, 0.8])
+    shading = (0.2 + 0.8 * np.clip(geo.normals @ light, 0, None))[..., None]
+    albedo = np.array([0.40, 0.22, 0.12], np.float32) ** filters.GAMMA  # a dark skin
+    linear = 1.3 * albedo * shading / (albedo * shading + 0.3)  # a tone curve's shoulder
+    skin_only = (np.clip(linear, 0, 1) ** (1 / filters.GAMMA)).astype(np.float32)
+    conf = geo.mask.astype(np.float32)
+    direction = geo.positions / np.maximum(np.linalg.norm(geo.positions, axis=-1, keepdims=True), 1e-9)
+    whites = np.zeros(geo.mask.shape, bool)
+    for x in (-0.3, 0.3):  # two eyes on the lit front
+        centre = np.array([x, 0.1, 1.0]) / np.linalg.norm([x, 0.1, 1.0])
+        whites |= geo.mask & (direction @ centre > np.cos(np.radians(6.0)))
+    with_whites = skin_only.copy()
+    with_whites[whites] = (0.62, 0.55, 0.44)  # L* 59, b* +12
+
+    def read(color: np.ndarray, exclude: np.ndarray | None):
+        candidates = CandidateColours.read(color, _fit_candidates(conf, geo))
+        skin, reference = _skin_mask(candidates, conf)
+        return whitened_skin(candidates, skin, reference, exclude)
+
+    _, clean = read(skin_only, None)
+    assert clean.camera, clean
+    _, counted = read(with_whites, None)
+    assert abs(counted.correlation - clean.correlation) > 0.1, (counted, clean)
+    taken, excluded = read(with_whites, whites)
+    assert not taken[whites].any()
+    assert abs(excluded.correlation - clean.correlation) < 0.005, (excluded, clean)
+    assert abs(excluded.slope - clean.slope) < 0.005, (excluded, clean)
+
+
 def test_eye_rims_drawn_in_the_eyes_box_are_those_drawn_over_the_whole_atlas() -> None:
     """The rims are dilated and blurred over the eyes' box alone (over the whole 1024² atlas it cost
     0.12-0.19 s of a toon or comic request): the same values, eyes anywhere, at the edge too."""
