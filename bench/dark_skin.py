@@ -5,12 +5,12 @@
 
 No colour photo of a dark-skinned face loads offline here, so the astronaut's and Grace Hopper's
 skin is darkened in CIELAB (``darkened``: L* times ``k``, a* and b* times ``c``, on the face and the
-neck, the eyes' and the mouth's openings left as they are) to three depths besides the photo as it is: ``IV``
-(L* about 50), ``V`` (about 38) and ``VI`` (about 28, the darkest skins photographed). Each is
-textured onto the contact sheet's heads (``contact_sheet.heads``: the demo head, its stylised
-variant, the scanned head when ../shared is there) in each style asked for, 1 warm generator,
-classic engine. Per case, from the run's debug atlases (``debug_partial.png``, the photo projected
-into the head atlas; ``debug_atlas.png``, the result; ``debug_confidence.png``):
+neck, the eyes' and the mouth's openings left as they are) to three depths besides the photo as it
+is: ``IV`` (the astronaut's skin L* about 47), ``V`` (about 36) and ``VI`` (about 28, the darkest
+skins photographed). Each is textured onto the contact sheet's heads (``contact_sheet.heads``: the
+demo head, its stylised variant, the scanned head when ../shared is there) in each style asked for,
+one warm generator, classic engine. Per case, from the run's debug atlases (``debug_partial.png``,
+the photo projected into the head atlas; ``debug_atlas.png``, the result; ``debug_confidence.png``):
 
 - ``skin_dl``, ``skin_dab``: the result's seen face skin against the photo's on the same texels
   (median L*, and the distance of the median a*, b*): the skin's tone kept through the de-lighting;
@@ -21,10 +21,10 @@ into the head atlas; ``debug_atlas.png``, the result; ``debug_confidence.png``):
 - ``fill_de``: CIELAB distance of the unseen skin's median (scalp, back of the head, neck: texels
   the photo does not reach) from the seen face skin's, in the result: the fill matching the face.
 
-Prints a row per case and, per depth and style, the median and the worst of each figure. The darkening is a
-stand-in: a dark skin's own photograph differs (its blue channel, its shine, the camera's exposure
-for it), so these figures say how the pipeline treats a darker skin's colours, not that a real
-photograph of one comes out as well.
+Prints a row per case and, per depth and style, the median and the worst of each figure. The
+darkening is a stand-in: a dark skin's own photograph differs (its blue channel, its shine, the
+camera's exposure for it), so these figures say how the pipeline treats a darker skin's colours, not
+that a real photograph of one comes out as well.
 """
 
 from __future__ import annotations
@@ -63,8 +63,8 @@ from avatartex.protocol import GenerateParams  # noqa: E402
 from contact_sheet import heads, label, portraits  # noqa: E402
 
 DEPTHS = {"photo": (1.0, 1.0), "IV": (0.62, 1.15), "V": (0.48, 1.25), "VI": (0.38, 1.35)}
-"""Depth name -> (lightness factor, chroma factor) of the darkening (the astronaut's cheeks, L* 75:
-about 50, 38 and 28)."""
+"""Depth name -> (lightness factor, chroma factor) of the darkening (the astronaut's skin, L* 76 as
+the head atlas reads it: about 47, 36 and 28)."""
 NECK_FROM_L = 20.0
 """Below the jaw, pixels of the face's hue from this CIELAB L* up are the neck's skin (a black collar
 is not)."""
@@ -201,14 +201,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     print(f"{'head':20s} {'portrait':13s} {'depth':6s} {'style':10s} {'skin L*':>7s} {'skin dL':>7s} "
           f"{'skin dab':>8s} {'white dL':>8s} {'white db':>8s} {'fill dE':>7s}")  # fmt: skip
-    meshes = heads(work / "heads")
+    # (label, path, the mesh itself where the sheet renders it)
+    meshes = [(name, path, load_mesh(path) if args.sheet else None) for name, path in heads(work / "heads")]
     for portrait_label, portrait_path in portraits(work):
         photo, _ = load_portrait(portrait_path)
         for depth in depths:
             dark = work / f"{Path(portrait_path).stem}_{depth}.png"
             save_png(dark, darkened(photo, *DEPTHS[depth]))
-            for head_label, mesh_path in meshes:
-                mesh = load_mesh(mesh_path) if args.sheet else None
+            for head_label, mesh_path, mesh in meshes:
                 cells = []
                 for style in styles:
                     out_dir = work / f"{Path(mesh_path).stem}_{dark.stem}_{style}"
